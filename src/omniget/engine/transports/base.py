@@ -1,0 +1,226 @@
+"""The one small protocol every transport implements (HTTP now, FTP and test doubles beside it).
+
+A transport moves the bytes of one request into a :class:`Sink`:
+
+1. it calls ``sink.on_head(head)`` once, when the final response head is known (after
+   redirects); the sink may raise to refuse the response before any body byte is taken;
+2. it calls ``sink.on_data(chunk)`` for each body chunk, in order; the sink may raise
+   :class:`StopTransfer` to end the transfer early on purpose (the transfer then counts as
+   done), or any other exception to abort it (that exception is re-raised by ``fetch``);
+3. ``fetch`` returns the head when the body is complete.
+
+Transports raise only :mod:`omniget.errors` types: foreign exceptions are mapped here at
+the edge. Callbacks run on the event loop thread.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from ...errors import (
+    AuthRequired,
+    RemoteError,
+    RemoteNotFound,
+    TransientError,
+)
+from ...model import ByteRange
+
+__all__ = [
+    "Head",
+    "Headers",
+    "Request",
+    "Sink",
+    "StopTransfer",
+    "Transport",
+    "check_status",
+    "origin",
+    "parse_retry_after",
+    "safe_url",
+]
+
+
+class StopTransfer(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by a sink to end a transfer early on purpose."""
+
+
+class Headers(Mapping[str, str]):
+    """Case-insensitive response headers; ``[]`` gives the last value, ``get_all`` every one."""
+
+    def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
+        self._pairs: list[tuple[str, str]] = []
+        self._last: dict[str, str] = {}
+        for k, v in pairs:
+            self.add(k, v)
+
+    def add(self, name: str, value: str) -> None:
+        self._pairs.append((name, value))
+        self._last[name.lower()] = value
+
+    def __getitem__(self, name: str) -> str:
+        return self._last[name.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._last)
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    def get_all(self, name: str) -> list[str]:
+        low = name.lower()
+        return [v for k, v in self._pairs if k.lower() == low]
+
+    def __repr__(self) -> str:
+        return f"Headers({self._pairs!r})"
+
+
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
+
+
+@dataclass
+class Head:
+    """A response head as the sink sees it."""
+
+    status: int
+    url: str  # the effective URL, after redirects
+    headers: Headers = field(default_factory=Headers)
+    #: True when the transport undid a Content-Encoding: the body is the identity bytes
+    #: and Content-Length / Content-Range speak of the encoded bytes.
+    decoded: bool = False
+
+    @property
+    def content_length(self) -> int | None:
+        v = self.headers.get("content-length")
+        if v is None or not v.strip().isdigit():
+            return None
+        return int(v)
+
+    @property
+    def content_range(self) -> tuple[int, int, int | None] | None:
+        """``(start, end_exclusive, total_or_None)`` from Content-Range, or None."""
+        v = self.headers.get("content-range")
+        m = _CONTENT_RANGE.match(v) if v else None
+        if not m:
+            return None
+        total = None if m.group(3) == "*" else int(m.group(3))
+        return int(m.group(1)), int(m.group(2)) + 1, total
+
+    @property
+    def total_size(self) -> int | None:
+        """The whole resource's size, if the head tells it."""
+        if self.decoded:
+            return None
+        cr = self.content_range
+        if self.status == 206:
+            return cr[2] if cr else None
+        if self.status == 200:
+            return self.content_length
+        return None
+
+    @property
+    def etag(self) -> str | None:
+        return self.headers.get("etag")
+
+    @property
+    def last_modified(self) -> str | None:
+        return self.headers.get("last-modified")
+
+    @property
+    def accepts_ranges(self) -> bool:
+        return self.status == 206 or "bytes" in self.headers.get("accept-ranges", "").lower()
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request. ``headers`` are sent to ``url``'s origin; on a redirect to another
+    origin ``Authorization``, ``Cookie`` and every name in ``secret_headers`` are dropped."""
+
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    range: ByteRange | None = None
+    method: str = "GET"
+    body: bytes | None = None  # sent with POST/PUT; not re-sent after a 303
+    #: Validator for If-Range (an ETag or an HTTP date): a changed resource answers 200.
+    if_range: str | None = None
+    secret_headers: tuple[str, ...] = ()
+    #: Receive speed cap in bytes/s for this transfer (None: no cap).
+    max_speed: int | None = None
+
+
+class Sink(Protocol):
+    def on_head(self, head: Head) -> None: ...
+
+    def on_data(self, data: bytes) -> None: ...
+
+
+class Transport(Protocol):
+    """Moves one request's bytes into a sink. ``schemes`` lists the URL schemes it serves."""
+
+    schemes: tuple[str, ...]
+
+    async def fetch(self, request: Request, sink: Sink) -> Head: ...
+
+    async def aclose(self) -> None: ...
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)`` with default ports filled in: two URLs share credentials
+    only when these are equal."""
+    p = urlsplit(url)
+    scheme = p.scheme.lower()
+    port = p.port or {"http": 80, "https": 443, "ftp": 21}.get(scheme)
+    return scheme, (p.hostname or "").lower(), port
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After value (delta-seconds or an HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    now = time.time() if now is None else now
+    return max(0.0, when.timestamp() - now)
+
+
+def check_status(head: Head, url: str) -> None:
+    """Raise the error a non-success status means; return for 2xx."""
+    status = head.status
+    if 200 <= status < 300:
+        return
+    retry_after = parse_retry_after(head.headers.get("retry-after"))
+    where = f"HTTP {status} from {_safe(url)}"
+    if status in (404, 410):
+        raise RemoteNotFound(f"not found ({where})", status=status)
+    if status in (401, 403):
+        raise AuthRequired(f"access refused ({where})", url=_safe(url))
+    if status == 429 or status >= 500 or status == 408:
+        raise TransientError(where, retry_after=retry_after, status=status)
+    raise RemoteError(where, status=status)
+
+
+def _safe(url: str) -> str:
+    """The URL without user:password (never print secrets)."""
+    p = urlsplit(url)
+    if p.username is None and p.password is None:
+        return url
+    host = p.hostname or ""
+    if p.port:
+        host = f"{host}:{p.port}"
+    return p._replace(netloc=host).geturl()
+
+
+def safe_url(url: str) -> str:
+    return _safe(url)
+

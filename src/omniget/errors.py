@@ -1,0 +1,148 @@
+"""omniget's one error tree. Behaviour is data: ``retryable``, ``retry_after``, ``exit_code``.
+
+::
+
+    OmnigetError                 exit 1
+    ├── UsageError               exit 2: bad arguments or config
+    ├── SourceError              .source, .url
+    │   ├── UnsupportedURL       exit 2: no source matched
+    │   ├── NotFound             exit 6: removed, expired, 404
+    │   ├── AuthRequired         exit 5: login, token, password or cookie needed or wrong
+    │   ├── RateLimited          exit 3 once retries run out; retryable
+    │   ├── Refused              exit 8: DRM, live without --live, unsafe target
+    │   └── ParseError           exit 1: the site or manifest changed shape
+    ├── TransferError            .item, .piece
+    │   ├── TransientError       exit 3: timeouts, resets, 5xx, 429, short bodies (retryable)
+    │   ├── RemoteError          exit 3: permanent 4xx, refused redirect, TLS failure
+    │   │   └── RemoteNotFound   exit 6: 404 / 410
+    │   └── IntegrityError       exit 4: digest or size mismatch (retried per piece, then fatal)
+    ├── StorageError             exit 7: disk full, permissions, journal problems
+    └── Cancelled                exit 130: interrupted; state saved
+
+Foreign exceptions (pycurl's, ftplib's, OSError) are translated at the transport and
+file edges only; the scheduler asks nothing but ``retryable`` and ``retry_after``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "AuthRequired",
+    "Cancelled",
+    "IntegrityError",
+    "NotFound",
+    "OmnigetError",
+    "ParseError",
+    "RateLimited",
+    "Refused",
+    "RemoteError",
+    "RemoteNotFound",
+    "SourceError",
+    "StorageError",
+    "TransferError",
+    "TransientError",
+    "UnsupportedURL",
+    "UsageError",
+]
+
+
+class OmnigetError(Exception):
+    """Base of every error omniget raises on purpose."""
+
+    exit_code: ClassVar[int] = 1
+    retryable: bool = False
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(OmnigetError):
+    exit_code = 2
+
+
+class SourceError(OmnigetError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str = "",
+        url: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.source = source
+        self.url = url
+
+
+class UnsupportedURL(SourceError):
+    exit_code = 2
+
+
+class NotFound(SourceError):
+    exit_code = 6
+
+
+class AuthRequired(SourceError):
+    exit_code = 5
+
+
+class RateLimited(SourceError):
+    exit_code = 3
+    retryable = True
+
+
+class Refused(SourceError):
+    exit_code = 8
+
+
+class ParseError(SourceError):
+    exit_code = 1
+
+
+class TransferError(OmnigetError):
+    exit_code = 3
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        item: Any = None,
+        piece: Any = None,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.item = item
+        self.piece = piece
+        self.status = status
+
+
+class TransientError(TransferError):
+    retryable = True
+
+
+class RemoteError(TransferError):
+    pass
+
+
+class RemoteNotFound(RemoteError):
+    exit_code = 6
+
+
+class IntegrityError(TransferError):
+    exit_code = 4
+    retryable = True
+
+
+class StorageError(OmnigetError):
+    exit_code = 7
+
+
+class Cancelled(OmnigetError):
+    exit_code = 130

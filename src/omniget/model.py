@@ -1,0 +1,210 @@
+"""The core value types: what a source yields and the engine consumes.
+
+Everything here is a frozen dataclass with no I/O. An :class:`Item` is one output
+file (or directory, or link); its :class:`Piece` tuple says how the file's bytes are
+assembled. An empty ``pieces`` means one identity piece: the ``download_url`` itself,
+which the engine may split into spans when the server honours Range.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+__all__ = [
+    "ByteRange",
+    "Digest",
+    "Item",
+    "LocalSlice",
+    "Piece",
+    "Transform",
+]
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+# Names hashlib knows, keyed by the spellings people and servers use.
+_ALGOS = {
+    "md5": "md5",
+    "sha1": "sha1",
+    "sha-1": "sha1",
+    "sha224": "sha224",
+    "sha-224": "sha224",
+    "sha256": "sha256",
+    "sha-256": "sha256",
+    "sha384": "sha384",
+    "sha-384": "sha384",
+    "sha512": "sha512",
+    "sha-512": "sha512",
+}
+
+
+class Transform(StrEnum):
+    """How a piece's fetched bytes become output bytes."""
+
+    IDENTITY = "identity"
+    ZLIB = "zlib"
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """A hash value: ``Digest("sha256", "ab12...")``. ``hex`` is lower-case."""
+
+    algo: str
+    hex: str
+
+    def __post_init__(self) -> None:
+        algo = _ALGOS.get(self.algo.lower())
+        if algo is None:
+            raise ValueError(f"unsupported hash algorithm: {self.algo!r}")
+        hexv = self.hex.lower()
+        if not re.fullmatch(r"[0-9a-f]+", hexv) or len(hexv) != hashlib.new(algo).digest_size * 2:
+            raise ValueError(f"not a {algo} hex digest: {self.hex!r}")
+        object.__setattr__(self, "algo", algo)
+        object.__setattr__(self, "hex", hexv)
+
+    @classmethod
+    def parse(cls, text: str) -> Digest:
+        """Parse ``ALGO=HEX`` or ``ALGO:HEX`` (as ``--checksum`` takes it)."""
+        algo, sep, hexv = text.replace(":", "=", 1).partition("=")
+        if not sep:
+            raise ValueError(f"expected ALGO=HEX, got {text!r}")
+        return cls(algo.strip(), hexv.strip())
+
+    def new(self) -> hashlib._Hash:
+        return hashlib.new(self.algo)
+
+    def __str__(self) -> str:
+        return f"{self.algo}={self.hex}"
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    """Bytes ``start`` .. ``end`` (exclusive); ``end=None`` means to the end of the resource."""
+
+    start: int
+    end: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.start < 0 or (self.end is not None and self.end < self.start):
+            raise ValueError(f"bad byte range {self.start}..{self.end}")
+
+    @property
+    def length(self) -> int | None:
+        return None if self.end is None else self.end - self.start
+
+    def header(self) -> str:
+        """The HTTP ``Range`` header value (HTTP ranges are inclusive)."""
+        last = "" if self.end is None else str(self.end - 1)
+        return f"bytes={self.start}-{last}"
+
+
+@dataclass(frozen=True, slots=True)
+class LocalSlice:
+    """Bytes taken from a local file instead of the network.
+
+    ``path`` is an output path relative to the download folder (another item of the
+    same run, or a file already there) or an absolute path. ``range`` selects bytes of
+    it (None = all).
+    """
+
+    path: str
+    range: ByteRange | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """One unit of fetching and verification.
+
+    ``url`` + ``range`` say what to fetch (or ``local`` says what to copy);
+    ``offset`` says where the output goes (None = appended after the previous piece);
+    ``size`` is the output length when known; ``transform`` turns fetched bytes into
+    output bytes; ``fetched_digest`` checks the bytes as fetched, ``digest`` the output.
+    """
+
+    url: str = ""
+    range: ByteRange | None = None
+    offset: int | None = None
+    size: int | None = None
+    transform: Transform = Transform.IDENTITY
+    fetched_digest: Digest | None = None
+    digest: Digest | None = None
+    local: LocalSlice | None = None
+
+    def __post_init__(self) -> None:
+        if not self.url and self.local is None:
+            raise ValueError("a piece needs a url or a local slice")
+
+
+ItemKind = Literal["file", "dir", "link"]
+Expect = Literal["any", "media"]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing to download. The first six fields keep Megaloader's names."""
+
+    download_url: str
+    filename: str = ""
+    size_bytes: int | None = None
+    collection_name: str | None = None
+    source_id: str | None = None
+    headers: Mapping[str, str] = field(default=_EMPTY)
+    path: str | None = None
+    digest: Digest | None = None
+    pieces: tuple[Piece, ...] = ()
+    modified: float | None = None
+    meta: Mapping[str, object] = field(default=_EMPTY)
+    kind: ItemKind = "file"
+    link_target: str | None = None
+    executable: bool = False
+    expect: Expect = "any"
+    variant_of: str | None = None
+    #: Name of the source that made the item (its ``refresh`` hook is looked up by it).
+    source: str = "http"
+    #: Other URLs serving the same bytes (mirrors), tried when the main one fails.
+    mirrors: tuple[str, ...] = ()
+    #: Headers that are secrets of this source: never sent to another origin.
+    secret_headers: tuple[str, ...] = ()
+    #: True when the name is a guess from the URL and the server may name the file
+    #: (Content-Disposition). Sources that know the real name leave it False.
+    name_from_server: bool = False
+    #: Unix time after which the URLs stop working (the engine refreshes before it).
+    expires: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.headers, MappingProxyType):
+            object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
+        if not isinstance(self.meta, MappingProxyType):
+            object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
+        if not self.filename:
+            object.__setattr__(self, "filename", name_from_url(self.download_url))
+
+    @property
+    def output_path(self) -> str:
+        """The relative output path before sanitising: ``path`` or ``collection/filename``."""
+        if self.path:
+            return self.path
+        if self.collection_name:
+            return f"{self.collection_name}/{self.filename}"
+        return self.filename
+
+    @property
+    def key(self) -> str:
+        """A stable identity for the journal: never an expiring URL when the source has an id."""
+        if self.source_id:
+            return f"{self.source}:{self.source_id}"
+        return self.download_url
+
+
+def name_from_url(url: str) -> str:
+    """The last path segment of a URL, percent-decoded; ``index.html`` if there is none."""
+    parts = urlsplit(url)
+    name = posixpath.basename(unquote(parts.path))
+    return name or "index.html"

@@ -1,0 +1,83 @@
+"""Typed settings objects. The library never reads config files or the environment on its
+own: the CLI builds these (``omniget.load_settings()`` does what the CLI would) and callers
+pass them in."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .model import Digest
+
+__all__ = [
+    "NetworkSettings",
+    "Settings",
+    "default_state_dir",
+]
+
+OnExists = Literal["skip", "overwrite", "rename"]
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """What every transport needs to reach a server the way the user asked."""
+
+    proxy: str | None = None  # None: the standard *_proxy variables apply
+    insecure: bool = False
+    ca_cert: str | None = None  # None: SSL_CERT_FILE / CURL_CA_BUNDLE / system store
+    resolve: tuple[str, ...] = ()  # curl-style HOST:PORT:ADDR
+    connect_timeout: float = 15.0
+    #: A transfer slower than ``low_speed_limit`` bytes/s for ``stall_timeout`` s is stalled.
+    stall_timeout: float = 20.0
+    low_speed_limit: int = 1
+    user: str | None = None  # USER:PASSWORD, sent to the first URL's origin only
+    netrc: bool = True
+    netrc_file: str | None = None
+    cookies_file: str | None = None  # Netscape cookies.txt
+    headers: tuple[tuple[str, str], ...] = ()
+    user_agent: str = "omniget/0.1"
+    max_redirects: int = 10
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the engine needs. Defaults are the CLI's defaults."""
+
+    network: NetworkSettings = field(default_factory=NetworkSettings)
+    connections_per_host: int = 4
+    max_connections: int = 16
+    jobs: int = 8  # files at once
+    split: int | None = None  # connections per file; None = adaptive
+    min_split_size: int = 4 * MiB  # never make a span smaller than this
+    limit_rate: int | None = None  # bytes/s over the whole run
+    retries: int = 5  # per piece / span, after the first try
+    retry_max_time: float = 300.0  # give up on a file after this much backing off
+    retry_max_wait: float = 120.0  # cap on one wait (Retry-After included)
+    checksum: Digest | None = None  # whole-file digest for a single URL
+    on_exists: OnExists = "skip"
+    state_dir: Path | None = None  # None: default_state_dir()
+    checkpoint_bytes: int = 2 * MiB
+    checkpoint_seconds: float = 0.5
+    fsync_seconds: float = 5.0
+    verify_size: bool = True
+
+
+def default_state_dir() -> Path:
+    """``$OMNIGET_STATE_DIR``, else ``$XDG_STATE_HOME/omniget``, else ``~/.local/state/omniget``."""
+    env = os.environ.get("OMNIGET_STATE_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_STATE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "state"
+    return base / "omniget"
+
+
+def default_config_dir() -> Path:
+    """``$XDG_CONFIG_HOME/omniget``, else ``~/.config/omniget``."""
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".config"
+    return base / "omniget"
