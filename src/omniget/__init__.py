@@ -1,6 +1,78 @@
-"""omniget: get files from wherever they live."""
+"""omniget: get files from wherever they live — fast, resumable, verified.
 
-from .errors import *  # noqa: F403
+>>> import omniget
+>>> for item in omniget.extract("https://example.com/file.zip"):   # lazy, no request yet
+...     print(item.filename)
+>>> report = omniget.download(["https://example.com/file.zip"], "downloads")
+"""
+
+from .api import adownload, aextract, download, extract, stream
+from .engine import Engine, FileResult, Report
+from .errors import (
+    AuthRequired,
+    Cancelled,
+    IntegrityError,
+    NotFound,
+    OmnigetError,
+    ParseError,
+    RateLimited,
+    Refused,
+    RemoteError,
+    RemoteNotFound,
+    SourceError,
+    StorageError,
+    TransferError,
+    TransientError,
+    UnsupportedURL,
+    UsageError,
+)
 from .model import ByteRange, Digest, Item, LocalSlice, Piece, Transform
+from .settings import NetworkSettings, Settings
 
 __version__ = "0.1.0"
+
+
+def load_settings(*args: object, **kwargs: object) -> object:
+    """The settings the CLI would use (config file, environment, flags): see
+    :func:`omniget.cli.config.load_settings`."""
+    from .cli.config import load_settings as _load
+
+    return _load(*args, **kwargs)  # type: ignore[arg-type]
+
+
+__all__ = [
+    "AuthRequired",
+    "ByteRange",
+    "Cancelled",
+    "Digest",
+    "Engine",
+    "FileResult",
+    "IntegrityError",
+    "Item",
+    "LocalSlice",
+    "NetworkSettings",
+    "NotFound",
+    "OmnigetError",
+    "ParseError",
+    "Piece",
+    "RateLimited",
+    "Refused",
+    "RemoteError",
+    "RemoteNotFound",
+    "Report",
+    "Settings",
+    "SourceError",
+    "StorageError",
+    "TransferError",
+    "Transform",
+    "TransientError",
+    "UnsupportedURL",
+    "UsageError",
+    "__version__",
+    "adownload",
+    "aextract",
+    "download",
+    "extract",
+    "load_settings",
+    "stream",
+]

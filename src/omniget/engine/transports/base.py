@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 
-class StopTransfer(Exception):  # noqa: N818 - a signal, not an error
+class StopTransfer(Exception):
     """Raised by a sink to end a transfer early on purpose."""
 
 
@@ -223,4 +223,3 @@ def _safe(url: str) -> str:
 
 def safe_url(url: str) -> str:
     return _safe(url)
-

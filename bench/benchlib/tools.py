@@ -1,0 +1,233 @@
+"""The command line of every benchmarked client, per kind of scenario (as in the spec).
+
+Kinds: ``single`` (one big file, unthrottled), ``slow`` (one big file through nginx's
+``/slow/`` location, 20m per connection) and ``many`` (a URL list).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .servers import REPO_ROOT
+
+
+@dataclass(frozen=True)
+class Job:
+    """What one timed run must fetch, and where to."""
+
+    urls: list[str]
+    names: list[str]  # remote file names, same order as urls
+    out_dir: Path
+    list_file: Path  # one URL per line (many-file kinds)
+    curl_config: Path  # curl -K file (many-file kinds)
+
+
+Builder = Callable[[str, Job], list[str]]
+
+
+@dataclass(frozen=True)
+class Variant:
+    row: str  # label in the result tables
+    tool: str  # --tools key that selects it
+    binary: str  # executable name looked up on PATH (omniget: see find_omniget)
+    kinds: frozenset[str]
+    build: Builder
+    note: str = ""
+
+
+def _single(fn: Callable[[str, str, str, Path], list[str]]) -> Builder:
+    def build(exe: str, job: Job) -> list[str]:
+        return fn(exe, job.urls[0], job.names[0], job.out_dir)
+
+    return build
+
+
+ONE = frozenset({"single", "slow"})
+MANY = frozenset({"many"})
+ARIA2_MANY_TUNED = [
+    "--file-allocation=none",
+    "--auto-file-renaming=false",
+    "--allow-overwrite=true",
+    "--deferred-input=true",
+    "--auto-save-interval=0",
+]
+
+VARIANTS: list[Variant] = [
+    # omniget: defaults first, then the tuned rows the targets name.
+    Variant(
+        "omniget", "omniget", "omniget", ONE, _single(lambda e, u, n, d: [e, u, "-o", str(d), "-q"])
+    ),
+    Variant(
+        "omniget-N8",
+        "omniget-N8",
+        "omniget",
+        ONE,
+        _single(lambda e, u, n, d: [e, "--connections", "8", u, "-o", str(d), "-q"]),
+    ),
+    Variant(
+        "omniget",
+        "omniget",
+        "omniget",
+        MANY,
+        (lambda e, j: [e, "-i", str(j.list_file), "-o", str(j.out_dir), "-q"]),
+    ),
+    Variant(
+        "omniget-N16-j16",
+        "omniget-j16",
+        "omniget",
+        MANY,
+        (
+            lambda e, j: [
+                e,
+                "-N",
+                "16",
+                "-j",
+                "16",
+                "-i",
+                str(j.list_file),
+                "-o",
+                str(j.out_dir),
+                "-q",
+            ]
+        ),
+    ),
+    # curl
+    Variant(
+        "curl", "curl", "curl", ONE, _single(lambda e, u, n, d: [e, "-s", "-o", str(d / n), u])
+    ),
+    Variant(
+        "curl-Z16",
+        "curl",
+        "curl",
+        MANY,
+        (
+            lambda e, j: [
+                e,
+                "-s",
+                "-Z",
+                "--parallel-max",
+                "16",
+                "--output-dir",
+                str(j.out_dir),
+                "--remote-name-all",
+                "-K",
+                str(j.curl_config),
+            ]
+        ),
+    ),
+    # wget
+    Variant(
+        "wget", "wget", "wget", ONE, _single(lambda e, u, n, d: [e, "-q", "-O", str(d / n), u])
+    ),
+    Variant(
+        "wget-i",
+        "wget",
+        "wget",
+        MANY,
+        (lambda e, j: [e, "-q", "-i", str(j.list_file), "-P", str(j.out_dir)]),
+    ),
+    # wget2
+    Variant(
+        "wget2", "wget2", "wget2", ONE, _single(lambda e, u, n, d: [e, "-q", "-O", str(d / n), u])
+    ),
+    Variant(
+        "wget2-t16",
+        "wget2",
+        "wget2",
+        MANY,
+        (lambda e, j: [e, "-q", "--max-threads=16", "-i", str(j.list_file), "-P", str(j.out_dir)]),
+    ),
+    # aria2c (stock: one connection per download)
+    Variant(
+        "aria2c-x1",
+        "aria2c",
+        "aria2c",
+        ONE,
+        _single(lambda e, u, n, d: [e, "-q", "-d", str(d), "-o", n, u]),
+    ),
+    Variant(
+        "aria2c-x8",
+        "aria2c",
+        "aria2c",
+        ONE,
+        _single(lambda e, u, n, d: [e, "-q", "-x8", "-s8", "-k1M", "-d", str(d), "-o", n, u]),
+        note="-x8 -s8 -k1M",
+    ),
+    Variant(
+        "aria2c-j16-tuned",
+        "aria2c",
+        "aria2c",
+        MANY,
+        (
+            lambda e, j: [
+                e,
+                "-q",
+                "-j16",
+                *ARIA2_MANY_TUNED,
+                "-i",
+                str(j.list_file),
+                "-d",
+                str(j.out_dir),
+            ]
+        ),
+    ),
+    # axel (single files only: several URLs are mirrors of one file to axel)
+    Variant(
+        "axel-n8",
+        "axel",
+        "axel",
+        ONE,
+        _single(lambda e, u, n, d: [e, "-q", "-n", "8", "-o", str(d / n), u]),
+    ),
+    Variant(
+        "axel",
+        "axel",
+        "axel",
+        frozenset({"slow"}),
+        _single(lambda e, u, n, d: [e, "-q", "-o", str(d / n), u]),
+        note="axel defaults",
+    ),
+]
+
+TOOL_KEYS = ["omniget", "omniget-N8", "omniget-j16", "curl", "wget", "wget2", "aria2c", "axel"]
+
+
+def find_omniget() -> str | None:
+    venv = REPO_ROOT / ".venv" / "bin" / "omniget"
+    if venv.is_file():
+        return str(venv)
+    return shutil.which("omniget")
+
+
+def probe(binary: str, env: dict[str, str]) -> tuple[str | None, str]:
+    """Locate a tool and check that it starts. Returns (path or None, version or reason)."""
+    path = find_omniget() if binary == "omniget" else shutil.which(binary)
+    if path is None:
+        return None, "not installed"
+    reason = ""
+    for flag in ("--version", "--help"):
+        try:
+            r = subprocess.run(
+                [path, flag],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env=env,
+                stdin=subprocess.DEVNULL,
+            )
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return None, f"does not start: {e}"
+        if r.returncode == 0:
+            lines = (r.stdout or r.stderr).strip().splitlines()
+            return path, (lines[0][:80] if lines and flag == "--version" else "(no --version)")
+        tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or [""]
+        reason = reason or f"`{flag}` exited {r.returncode}: {tail[0][:200]}"
+    return None, reason
+
+
+def variants_for(kind: str, tools: list[str]) -> list[Variant]:
+    return [v for v in VARIANTS if kind in v.kinds and v.tool in tools]

@@ -1,0 +1,205 @@
+"""The public API: ``extract`` / ``aextract`` describe, ``download`` / ``adownload`` fetch,
+``stream`` writes one URL to a binary stream. The sync functions are thin wrappers that
+drive the async core."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from typing import BinaryIO
+
+from .engine import Engine, FileResult, Report
+from .engine.events import EventHandler, Failed
+from .engine.transports.base import Transport
+from .errors import OmnigetError
+from .model import Item
+from .settings import Settings
+from .sources import find_source
+from .sources.base import HttpClient, Source, SourceContext
+
+__all__ = ["adownload", "aextract", "download", "extract", "stream"]
+
+
+def _source(
+    url: str,
+    source: str | None,
+    settings: Settings,
+    transports: Mapping[str, Transport],
+    options: Mapping[str, object],
+) -> Source:
+    cls = find_source(url, source)
+    ctx = SourceContext(settings=settings, http=HttpClient(transports), options=dict(options))
+    return cls(url, ctx, **options)
+
+
+def _default_transports(settings: Settings) -> Mapping[str, Transport]:
+    from .engine.transports.http import CurlTransport
+
+    http = CurlTransport(
+        settings.network,
+        max_host_connections=settings.connections_per_host,
+        max_total_connections=settings.max_connections,
+    )
+    return {"http": http, "https": http}
+
+
+async def aextract(
+    url: str,
+    *,
+    source: str | None = None,
+    settings: Settings | None = None,
+    transports: Mapping[str, Transport] | None = None,
+    **options: object,
+) -> AsyncIterator[Item]:
+    """Yield the items behind ``url``, lazily (no request before the first item is asked)."""
+    settings = settings or Settings()
+    own = transports is None
+    tr = transports if transports is not None else _default_transports(settings)
+    try:
+        src = _source(url, source, settings, tr, options)
+        async for item in src.items():
+            yield item
+    finally:
+        if own:
+            for t in {id(t): t for t in tr.values()}.values():
+                await t.aclose()
+
+
+def extract(
+    url: str, *, source: str | None = None, settings: Settings | None = None, **options: object
+) -> Iterator[Item]:
+    """Items behind ``url`` as a lazy generator. An unknown URL fails at once
+    (:class:`~omniget.errors.UnsupportedURL`); requests happen while iterating."""
+    find_source(url, source)  # fail fast, without any request
+    return _drive(aextract(url, source=source, settings=settings, transports=None, **options))
+
+
+def _drive(agen: AsyncIterator[Item]) -> Iterator[Item]:
+    loop = asyncio.new_event_loop()
+    try:
+        while True:
+            try:
+                yield loop.run_until_complete(agen.__anext__())
+            except StopAsyncIteration:
+                return
+    finally:
+        aclose = getattr(agen, "aclose", None)
+        if aclose is not None:
+            loop.run_until_complete(aclose())
+        loop.close()
+
+
+async def adownload(
+    items_or_urls: Iterable[Item | str],
+    dest: str | os.PathLike[str] = ".",
+    *,
+    settings: Settings | None = None,
+    on_event: EventHandler | None = None,
+    cancel: threading.Event | asyncio.Event | None = None,
+    source: str | None = None,
+    source_options: Mapping[str, Mapping[str, object]] | None = None,
+    engine: Engine | None = None,
+) -> Report:
+    """Download items (or the items behind URLs) into ``dest`` and report on each."""
+    settings = settings or Settings()
+    own = engine is None
+    eng = engine or Engine(settings, on_event=on_event)
+    sources: dict[str, Source] = {}
+    failures: list[FileResult] = []
+
+    async def refresh(item: Item) -> Item:
+        src = sources.get(item.source)
+        return await src.refresh(item) if src is not None else item
+
+    eng.refresh = refresh
+
+    async def items() -> AsyncIterator[Item]:
+        for entry in items_or_urls:
+            if isinstance(entry, Item):
+                yield entry
+                continue
+            try:
+                name = find_source(entry, source).name
+                opts = (source_options or {}).get(name, {})
+                src = _source(entry, source, settings, eng.transports(), opts)
+                sources.setdefault(src.name, src)
+                async for item in src.items():
+                    yield item
+            except OmnigetError as exc:
+                bad = Item(download_url=entry)
+                eng.on_event(Failed(bad, None, exc))
+                failures.append(FileResult(bad, None, "failed", error=exc))
+
+    aev = _bridge(cancel)
+    try:
+        report = await eng.run(items(), os.fspath(dest), cancel=aev[0] if aev else None)
+    finally:
+        if aev is not None:
+            aev[1].cancel()
+        if own:
+            await eng.aclose()
+    report.results.extend(failures)
+    return report
+
+
+def _bridge(
+    cancel: threading.Event | asyncio.Event | None,
+) -> tuple[asyncio.Event, asyncio.Task[None]] | None:
+    """An asyncio.Event mirroring a threading.Event (polled; set from any thread)."""
+    if cancel is None:
+        return None
+    aev = asyncio.Event()
+
+    async def poll() -> None:
+        while True:
+            if cancel.is_set():
+                aev.set()
+                return
+            await asyncio.sleep(0.05)
+
+    return aev, asyncio.get_running_loop().create_task(poll())
+
+
+def download(
+    items_or_urls: Iterable[Item | str] | str,
+    dest: str | os.PathLike[str] = ".",
+    *,
+    settings: Settings | None = None,
+    on_event: EventHandler | None = None,
+    cancel: threading.Event | None = None,
+    source: str | None = None,
+    source_options: Mapping[str, Mapping[str, object]] | None = None,
+) -> Report:
+    """Download and return a :class:`~omniget.engine.Report`; ``cancel.set()`` stops it,
+    keeping resumable state (unfinished files fail with ``Cancelled``)."""
+    if isinstance(items_or_urls, str | Item):
+        items_or_urls = [items_or_urls]
+    return asyncio.run(
+        adownload(
+            items_or_urls,
+            dest,
+            settings=settings,
+            on_event=on_event,
+            cancel=cancel,
+            source=source,
+            source_options=source_options,
+        )
+    )
+
+
+def stream(url_or_item: str | Item, out: BinaryIO, *, settings: Settings | None = None) -> int:
+    """Write one URL's bytes in order to ``out``; returns how many were written."""
+    item = url_or_item if isinstance(url_or_item, Item) else Item(download_url=url_or_item)
+
+    async def run() -> int:
+        eng = Engine(settings, journal=False)
+        try:
+            return await eng.stream(item, out.write)
+        finally:
+            await eng.aclose()
+
+    n = asyncio.run(run())
+    out.flush()
+    return n

@@ -1,0 +1,214 @@
+"""Argument parsing: the subcommand table, the parsers, input files and flag -> option mapping.
+
+``omniget URL...`` is ``omniget get URL...``: when the first argument is not a known
+subcommand, ``get`` is put in front of it. A source subcommand (``omniget gog ...``) is one
+more :class:`Command` row here and one runner in ``cli/__init__.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from .. import __version__
+from ..errors import UsageError
+from ..model import Item
+from . import config as cfg
+
+__all__ = [
+    "COMMANDS",
+    "ArgumentParser",
+    "Command",
+    "build_parser",
+    "flags_from_args",
+    "parse_args",
+    "parse_input",
+]
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """Usage errors become one line (a :class:`UsageError`), never the whole usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _checked(parse: Callable[[object], Any], name: str) -> Callable[[str], Any]:
+    """An argparse ``type=`` from one of config's parsers (ValueError -> a clean message)."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    convert.__name__ = name
+    return convert
+
+
+_count = _checked(cfg.parse_count, "count")
+_nonneg = _checked(cfg.parse_nonneg, "number")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    """Options every item-producing command takes: input, selection, network, output style."""
+    p.add_argument("urls", nargs="*", metavar="URL", help="what to get")
+    p.add_argument("-i", "--input-file", metavar="FILE",
+                   help="read URLs from FILE ('-' = stdin); TAB-separated URLs are mirrors")
+    p.add_argument("--source", metavar="NAME", help="use this source instead of guessing")
+    p.add_argument("--include", action="append", metavar="GLOB",
+                   help="only items whose output path matches (repeatable)")
+    p.add_argument("--exclude", action="append", metavar="GLOB",
+                   help="skip items whose output path matches (repeatable)")
+    p.add_argument("--config", metavar="FILE", help="config file (default: "
+                   "$XDG_CONFIG_HOME/omniget/config.toml)")
+    p.add_argument("--state-dir", metavar="DIR", help="journal and archive folder")
+    p.add_argument("--json", action="store_true", help="JSON lines on stdout")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("-v", "--verbose", action="store_true", help="a line per file")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--version", action="version", version=f"omniget {__version__}")
+
+    net = p.add_argument_group("network")
+    net.add_argument("-N", "--connections", type=_count, metavar="N",
+                     help="connections per host (default 4)")
+    net.add_argument("--retries", type=_nonneg, metavar="N", help="retries per piece (default 5)")
+    net.add_argument("--timeout", type=_checked(cfg.parse_seconds, "seconds"), metavar="SECONDS",
+                     help="connect and stall timeout")
+    net.add_argument("-H", "--header", action="append", metavar="'NAME: VALUE'",
+                     type=_checked(cfg.parse_header, "header"), help="extra header (repeatable)")
+    net.add_argument("--cookies", metavar="FILE", help="Netscape cookies.txt")
+    net.add_argument("--user", metavar="USER:PASSWORD", type=_checked(cfg.parse_user, "user"),
+                     help="credentials for the first URL's server")
+    net.add_argument("--proxy", metavar="URL", help="proxy for every request")
+    net.add_argument("--insecure", action="store_const", const=True,
+                     help="do not verify TLS certificates")
+    net.add_argument("--ca-cert", metavar="FILE", help="CA bundle to verify TLS with")
+    net.add_argument("--resolve", action="append", metavar="HOST:PORT:ADDR",
+                     type=_checked(lambda v: cfg.parse_resolve(v)[0], "resolve"),
+                     help="use ADDR for HOST:PORT (repeatable)")
+    net.add_argument("--no-netrc", action="store_const", const=True, help="ignore ~/.netrc")
+
+
+def _add_get(p: argparse.ArgumentParser) -> None:
+    _add_common(p)
+    out = p.add_argument_group("output")
+    out.add_argument("-o", "--output", metavar="DIR", help="output folder (default: .)")
+    out.add_argument("-O", dest="output_file", metavar="FILE",
+                     help="write the one URL to FILE ('-' = stdout)")
+    out.add_argument("--on-exists", type=_checked(cfg.parse_on_exists, "choice"),
+                     metavar="{skip,overwrite,rename}", help="when the file exists (default skip)")
+    out.add_argument("--checksum", type=_checked(cfg.parse_digest, "checksum"), metavar="ALGO=HEX",
+                     help="expected digest of the one file")
+    out.add_argument("--dry-run", action="store_true",
+                     help="print what would be written where, download nothing")
+    speed = p.add_argument_group("speed")
+    speed.add_argument("-j", "--jobs", type=_count, metavar="N", help="files at once (default 8)")
+    speed.add_argument("--split", type=_count, metavar="N",
+                       help="connections per file (default: adaptive)")
+    speed.add_argument("--limit-rate", type=_checked(cfg.parse_rate, "rate"), metavar="RATE",
+                       help="bytes/s over the run, e.g. 500k, 2M")
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+
+
+COMMANDS: dict[str, Command] = {
+    c.name: c
+    for c in [
+        Command("get", "download URLs (the default command)", _add_get),
+        Command("list", "print the items URLs would give, download nothing", _add_common),
+    ]
+}
+
+#: Flags that map onto config options (argparse dest -> option name).
+_OPTION_DESTS = {
+    "output": "output",
+    "jobs": "jobs",
+    "connections": "connections",
+    "split": "split",
+    "limit_rate": "limit-rate",
+    "retries": "retries",
+    "timeout": "timeout",
+    "header": "header",
+    "cookies": "cookies",
+    "user": "user",
+    "checksum": "checksum",
+    "on_exists": "on-exists",
+    "state_dir": "state-dir",
+    "proxy": "proxy",
+    "insecure": "insecure",
+    "ca_cert": "ca-cert",
+    "resolve": "resolve",
+    "no_netrc": "no-netrc",
+}
+
+
+def build_parser(command: str | None = None) -> ArgumentParser:
+    """The parser of one command, or (None) the top-level one that only shows help."""
+    if command is not None:
+        c = COMMANDS[command]
+        p = ArgumentParser(prog=f"omniget {c.name}", description=c.help)
+        c.add_arguments(p)
+        return p
+    table = "\n".join(f"  {c.name:<10} {c.help}" for c in COMMANDS.values())
+    p = ArgumentParser(
+        prog="omniget",
+        usage="omniget [COMMAND] [OPTIONS] URL...",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Get files from wherever they live: fast, resumable, verified downloads.",
+        epilog=f"commands:\n{table}\n\n'omniget URL...' is short for 'omniget get URL...'.\n"
+        "Run 'omniget COMMAND --help' for a command's options.",
+    )
+    p.add_argument("--version", action="version", version=f"omniget {__version__}")
+    return p
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse ``argv`` (without the program name); UsageError on bad input.
+
+    ``--help``/``--version`` raise SystemExit(0) after printing, as argparse does.
+    """
+    args = list(argv)
+    if not args:
+        raise UsageError("no URL given (see 'omniget --help')")
+    if args[0] in ("-h", "--help", "--version"):
+        build_parser().parse_args(args[:1])
+    command = args.pop(0) if args[0] in COMMANDS else "get"
+    ns = build_parser(command).parse_intermixed_args(args)
+    ns.command = command
+    return ns
+
+
+def flags_from_args(ns: argparse.Namespace) -> dict[str, object]:
+    """The option values given on the command line (unset flags are left out)."""
+    flags: dict[str, object] = {}
+    for dest, name in _OPTION_DESTS.items():
+        value = getattr(ns, dest, None)
+        if value is not None:
+            flags[name] = tuple(value) if isinstance(value, list) else value
+    return flags
+
+
+def parse_input(text: str) -> list[str | Item]:
+    """An ``-i`` URL list: one per line, blank lines and ``#`` comments skipped.
+
+    Several TAB-separated URLs on one line are mirrors of one file.
+    """
+    out: list[str | Item] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        urls = [u.strip() for u in line.split("\t") if u.strip()]
+        if len(urls) == 1:
+            out.append(urls[0])
+        else:
+            out.append(Item(download_url=urls[0], mirrors=tuple(urls[1:]), name_from_server=True))
+    return out

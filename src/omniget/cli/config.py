@@ -1,0 +1,385 @@
+"""Config file + environment + flags -> :class:`Settings` and per-source option tables.
+
+Precedence: command-line flags > environment > config file > defaults. The config file is
+TOML: top-level keys are named like the long flags (dashes or underscores), and each table
+(``[gofile]``, ``[http]``, ...) holds the options of one source, passed to ``extract``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..model import Digest
+from ..settings import NetworkSettings, Settings, default_config_dir
+
+__all__ = [
+    "OPTIONS",
+    "Config",
+    "Option",
+    "load_config",
+    "load_settings",
+    "parse_bool",
+    "parse_count",
+    "parse_digest",
+    "parse_header",
+    "parse_rate",
+    "parse_resolve",
+    "parse_user",
+]
+
+ON_EXISTS = ("skip", "overwrite", "rename")
+_RATE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_RATE_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([kmg]?)(?:i?b)?(?:/s)?", re.IGNORECASE)
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: Header names whose values are secrets.
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+#: Source option names whose values are secrets.
+SECRET_OPTION = re.compile(r"token|pass|secret|sessid|session|cookie|key|auth", re.IGNORECASE)
+
+#: Megaloader's environment variables, feeding the source option tables.
+MEGALOADER_ENV: dict[str, tuple[str, str]] = {
+    "GOFILE_TOKEN": ("gofile", "token"),
+    "GOFILE_SALT": ("gofile", "salt"),
+    "PIXIV_PHPSESSID": ("pixiv", "session_id"),
+    "FANBOX_SESSID": ("fanbox", "session_id"),
+    "FANBOX_SESSION_ID": ("fanbox", "session_id"),
+    "RULE34_API_KEY": ("rule34", "api_key"),
+    "RULE34_USER_ID": ("rule34", "user_id"),
+}
+
+
+# --- value parsers: accept the string form (flags, env) and the TOML / parsed form ---
+
+
+def _text(v: object) -> str:
+    if isinstance(v, bool) or not isinstance(v, str | int | float | Path):
+        raise ValueError(f"expected a string, got {v!r}")
+    return str(v).strip()
+
+
+def _int(v: object, what: str) -> int:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    if isinstance(v, str) and re.fullmatch(r"\s*\d+\s*", v):
+        return int(v)
+    raise ValueError(f"expected {what}, got {v!r}")
+
+
+def parse_count(v: object) -> int:
+    """A whole number >= 1 (connections, jobs, split)."""
+    n = _int(v, "a whole number of at least 1")
+    if n < 1:
+        raise ValueError(f"expected a whole number of at least 1, got {v!r}")
+    return n
+
+
+def parse_nonneg(v: object) -> int:
+    return _int(v, "a whole number of at least 0")
+
+
+def parse_seconds(v: object) -> float:
+    try:
+        s = float(v) if isinstance(v, int | float | str) and not isinstance(v, bool) else -1.0
+    except ValueError:
+        s = -1.0
+    if not s > 0 or s == float("inf"):
+        raise ValueError(f"expected a number of seconds above 0, got {v!r}")
+    return s
+
+
+def parse_rate(v: object) -> int:
+    """Bytes per second: ``500k``, ``2M``, ``1.5G`` (binary units), ``0`` = no limit."""
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        return v
+    m = _RATE_RE.fullmatch(v.strip()) if isinstance(v, str) else None
+    if m is None:
+        raise ValueError(f"expected a rate like 500k, 2M or 1G (bytes/s), got {v!r}")
+    return int(float(m[1]) * _RATE_UNITS[m[2].lower()])
+
+
+def parse_bool(v: object) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.strip().lower() in _TRUE | _FALSE:
+        return v.strip().lower() in _TRUE
+    raise ValueError(f"expected true or false, got {v!r}")
+
+
+def parse_header(v: object) -> tuple[str, str]:
+    """``"Name: value"`` -> ``(name, value)``."""
+    if isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, str) for x in v):
+        name, value = v
+    else:
+        name, sep, value = _text(v).partition(":")
+        if not sep:
+            raise ValueError(f"expected 'Name: value', got {v!r}")
+    name, value = name.strip(), value.strip()
+    if not _HEADER_NAME.fullmatch(name) or "\n" in value or "\r" in value:
+        raise ValueError(f"not a valid header: {name!r}")
+    return name, value
+
+
+def parse_headers(v: object) -> tuple[tuple[str, str], ...]:
+    if isinstance(v, Mapping):
+        return tuple(parse_header((str(k), _text(x))) for k, x in v.items())
+    if isinstance(v, str):
+        return tuple(parse_header(line) for line in v.splitlines() if line.strip())
+    return tuple(parse_header(x) for x in _items(v))
+
+
+def parse_resolve(v: object) -> tuple[str, ...]:
+    """curl-style ``HOST:PORT:ADDR`` entries."""
+    out = []
+    for entry in [v] if isinstance(v, str) else _items(v):
+        text = _text(entry)
+        host, _, rest = text.partition(":")
+        port, _, addr = rest.partition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536 or not addr:
+            raise ValueError(f"expected HOST:PORT:ADDRESS, got {entry!r}")
+        out.append(text)
+    return tuple(out)
+
+
+def parse_user(v: object) -> str:
+    text = _text(v)
+    if ":" not in text or text.startswith(":"):
+        raise ValueError("expected USER:PASSWORD")
+    return text
+
+
+def parse_on_exists(v: object) -> str:
+    text = _text(v).lower()
+    if text not in ON_EXISTS:
+        raise ValueError(f"expected one of {', '.join(ON_EXISTS)}, got {v!r}")
+    return text
+
+
+def parse_digest(v: object) -> Digest:
+    return v if isinstance(v, Digest) else Digest.parse(_text(v))
+
+
+def parse_str(v: object) -> str:
+    text = _text(v)
+    if not text:
+        raise ValueError("expected a value, got an empty string")
+    return text
+
+
+def parse_path(v: object) -> Path:
+    return Path(parse_str(v)).expanduser()
+
+
+def _items(v: object) -> Iterable[object]:
+    if isinstance(v, list | tuple):
+        return v
+    raise ValueError(f"expected a list, got {v!r}")
+
+
+# --- the option table ---
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting reachable from flags, environment and config file."""
+
+    name: str  # the long flag's name: "limit-rate"
+    parse: Callable[[object], Any]
+    targets: tuple[str, ...]  # "jobs", "network.proxy"; "output" is the CLI's own
+    in_file: bool = True  # False: flag only (never config or environment)
+    invert: bool = False  # "no-netrc = true" sets netrc False
+
+
+OPTIONS: dict[str, Option] = {
+    o.name: o
+    for o in [
+        Option("output", parse_path, ("output",)),
+        Option("jobs", parse_count, ("jobs",)),
+        Option("connections", parse_count, ("connections_per_host",)),
+        Option("max-connections", parse_count, ("max_connections",)),
+        Option("split", parse_count, ("split",)),
+        Option("limit-rate", parse_rate, ("limit_rate",)),
+        Option("retries", parse_nonneg, ("retries",)),
+        Option("timeout", parse_seconds, ("network.connect_timeout", "network.stall_timeout")),
+        Option("header", parse_headers, ("network.headers",)),
+        Option("cookies", parse_str, ("network.cookies_file",)),
+        Option("user", parse_user, ("network.user",)),
+        Option("checksum", parse_digest, ("checksum",), in_file=False),
+        Option("on-exists", parse_on_exists, ("on_exists",)),
+        Option("state-dir", parse_path, ("state_dir",)),
+        Option("proxy", parse_str, ("network.proxy",)),
+        Option("insecure", parse_bool, ("network.insecure",)),
+        Option("ca-cert", parse_str, ("network.ca_cert",)),
+        Option("resolve", parse_resolve, ("network.resolve",)),
+        Option("netrc", parse_bool, ("network.netrc",)),
+        Option("no-netrc", parse_bool, ("network.netrc",), invert=True),
+        Option("netrc-file", parse_str, ("network.netrc_file",)),
+        Option("user-agent", parse_str, ("network.user_agent",)),
+        Option("max-redirects", parse_nonneg, ("network.max_redirects",)),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """What the CLI runs with: settings, source option tables, output folder, secrets."""
+
+    settings: Settings
+    sources: dict[str, dict[str, object]] = field(default_factory=dict)
+    output: Path | None = None
+    secrets: tuple[str, ...] = ()
+
+
+class _Layers:
+    """Values by target, later layers replacing earlier ones (headers merge by name)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, object] = {}
+        self.sources: dict[str, dict[str, object]] = {}
+
+    def set(self, opt: Option, raw: object, where: str) -> None:
+        try:
+            value = opt.parse(raw)
+        except ValueError as e:
+            raise UsageError(f"{where}: {e}") from None
+        if opt.invert:
+            value = not value
+        for target in opt.targets:
+            if target == "network.headers":
+                old = self.values.get(target, ())
+                assert isinstance(old, tuple)
+                names = {n.lower() for n, _ in value}
+                value = tuple(h for h in old if h[0].lower() not in names) + value
+            self.values[target] = value
+
+    def set_source(self, source: str, key: str, value: object) -> None:
+        self.sources.setdefault(source.lower(), {})[key.replace("-", "_")] = value
+
+
+def _option(key: str) -> Option | None:
+    return OPTIONS.get(key.replace("_", "-").lower())
+
+
+def _read_file(path: Path, layers: _Layers) -> None:
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"config file {path}: invalid TOML: {e}") from None
+    except OSError as e:
+        raise UsageError(f"config file {path}: {e.strerror or e}") from None
+    for key, value in data.items():
+        opt = _option(key)
+        if opt is not None and opt.in_file:
+            layers.set(opt, value, f"config file {path}: key {key!r}")
+        elif isinstance(value, dict) and opt is None:
+            for k, v in value.items():
+                layers.set_source(key, k, v)
+        else:
+            raise UsageError(f"config file {path}: unknown key {key!r}")
+
+
+def _read_env(environ: Mapping[str, str], layers: _Layers) -> None:
+    for var, (source, key) in MEGALOADER_ENV.items():
+        if environ.get(var):
+            layers.set_source(source, key, environ[var])
+    env_names = {"OMNIGET_" + o.name.upper().replace("-", "_"): o for o in OPTIONS.values()}
+    for var in sorted(environ):
+        value = environ[var]
+        if not var.startswith("OMNIGET_") or var == "OMNIGET_CONFIG":
+            continue
+        opt = env_names.get(var)
+        if opt is not None:
+            if opt.in_file and value != "":
+                layers.set(opt, value, f"environment variable {var}")
+            continue
+        source, sep, key = var[len("OMNIGET_") :].partition("_")
+        if sep and source and key:  # OMNIGET_<SOURCE>_<OPTION>
+            layers.set_source(source, key.lower(), value)
+
+
+def _config_path(config: Path | None, environ: Mapping[str, str]) -> tuple[Path, bool]:
+    """The config file to read and whether it must exist."""
+    if config is not None:
+        return config, True
+    if environ.get("OMNIGET_CONFIG"):
+        return Path(environ["OMNIGET_CONFIG"]).expanduser(), True
+    if environ is os.environ:
+        return default_config_dir() / "config.toml", False
+    xdg = environ.get("XDG_CONFIG_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".config"
+    return base / "omniget" / "config.toml", False
+
+
+def _secrets(values: Mapping[str, object], sources: Mapping[str, Mapping[str, object]]) -> set[str]:
+    found: set[str] = set()
+    user = values.get("network.user")
+    if isinstance(user, str):
+        found.add(user.partition(":")[2])
+    headers = values.get("network.headers", ())
+    assert isinstance(headers, tuple)
+    found.update(v for n, v in headers if n.lower() in SECRET_HEADERS)
+    proxy = values.get("network.proxy")
+    if isinstance(proxy, str):
+        m = re.search(r"://[^/@:]*:([^/@]+)@", proxy)
+        if m:
+            found.add(m[1])
+    for table in sources.values():
+        found.update(str(v) for k, v in table.items() if SECRET_OPTION.search(k) and v)
+    return {s for s in found if s}
+
+
+def load_config(
+    config: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, object] | None = None,
+) -> Config:
+    """Merge defaults < config file < environment < flags. Bad values raise UsageError."""
+    env = os.environ if environ is None else environ
+    layers = _Layers()
+    path, required = _config_path(config, env)
+    if required or path.is_file():
+        _read_file(path, layers)
+    _read_env(env, layers)
+    for key, value in (flags or {}).items():
+        opt = _option(key)
+        if opt is None:
+            raise UsageError(f"unknown option {key!r}")
+        if value is not None:
+            layers.set(opt, value, f"--{opt.name}")
+    values = dict(layers.values)
+    if values.get("limit_rate") == 0:
+        values["limit_rate"] = None  # 0 = no limit
+    output = values.pop("output", None)
+    net = {k.removeprefix("network."): v for k, v in values.items() if k.startswith("network.")}
+    top = {k: v for k, v in values.items() if not k.startswith("network.")}
+    settings = Settings(network=NetworkSettings(**net), **top)  # type: ignore[arg-type]
+    return Config(
+        settings=settings,
+        sources=layers.sources,
+        output=output if isinstance(output, Path) else None,
+        secrets=tuple(sorted(_secrets(values, layers.sources))),
+    )
+
+
+def load_settings(
+    config: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, object] | None = None,
+) -> tuple[Settings, dict[str, dict[str, object]]]:
+    """What the CLI would use: ``(settings, {source: {option: value}})``.
+
+    ``config`` is the TOML file (default ``$XDG_CONFIG_HOME/omniget/config.toml`` when it
+    exists), ``environ`` the environment (default ``os.environ``), ``flags`` option values by
+    long-flag name (``{"connections": 8, "limit-rate": "2M"}``), which win over both.
+    """
+    cfg = load_config(config, environ, flags)
+    return cfg.settings, cfg.sources

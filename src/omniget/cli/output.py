@@ -1,0 +1,264 @@
+"""Consumers that are not progress bars: ``list``, ``--json`` events, ``--dry-run``, the summary.
+
+Every string that leaves the process passes through a :class:`Masker`, so passwords, tokens
+and secret header values never reach a terminal, a log or a JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import IO, Any
+
+from ..engine.events import (
+    Event,
+    Failed,
+    Finished,
+    PieceDone,
+    Progress,
+    Retrying,
+    Skipped,
+    Started,
+    Warned,
+)
+from ..engine.report import Report
+from ..errors import OmnigetError
+from ..model import Digest, Item
+from .config import SECRET_HEADERS
+
+__all__ = [
+    "MASK",
+    "JsonEvents",
+    "Masker",
+    "display_path",
+    "dry_run",
+    "event_to_dict",
+    "format_size",
+    "item_to_dict",
+    "print_list",
+    "summary_line",
+]
+
+MASK = "***"
+MiB = 1024 * 1024
+_SECRET_QUERY = (
+    "token|access_token|auth|api_key|apikey|key|password|passwd|pass|secret|sessid|session_id"
+    "|phpsessid|signature|sig"
+)
+
+
+class Masker:
+    """Replaces known secret values, URL passwords and secret query parameters with ``***``."""
+
+    _userinfo = re.compile(r"(?P<pre>[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@", re.IGNORECASE)
+    _query = re.compile(rf"(?P<pre>[?&;](?:{_SECRET_QUERY})=)[^&;#\s\"']+", re.IGNORECASE)
+    _header = re.compile(
+        r"(?P<pre>\b(?:authorization|proxy-authorization|cookie|x-api-key)\s*:\s*)[^\r\n\"']+",
+        re.IGNORECASE,
+    )
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        # Longest first, so a secret containing another is masked whole.
+        self.secrets = sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for s in self.secrets:
+            text = text.replace(s, MASK)
+        text = self._userinfo.sub(rf"\g<pre>{MASK}@", text)
+        text = self._query.sub(rf"\g<pre>{MASK}", text)
+        return self._header.sub(rf"\g<pre>{MASK}", text)
+
+    def headers(self, headers: Mapping[str, str], secret: Iterable[str] = ()) -> dict[str, str]:
+        names = {n.lower() for n in secret} | SECRET_HEADERS
+        return {k: MASK if k.lower() in names else self(v) for k, v in headers.items()}
+
+
+def format_size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def display_path(path: Path | str, cwd: Path | None = None) -> str:
+    """``path`` relative to the current directory when it is under it."""
+    p = Path(path)
+    if not p.is_absolute():
+        return str(p)
+    base = (cwd or Path.cwd()).absolute()
+    return str(p.relative_to(base)) if p.is_relative_to(base) else str(p)
+
+
+def _plain(value: Any, mask: Masker) -> Any:
+    """A JSON-safe copy of ``value``, strings masked."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, Digest | Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, mask) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v, mask) for v in value]
+    return mask(str(value))
+
+
+def item_to_dict(item: Item, mask: Masker) -> dict[str, Any]:
+    """Every Item field; digests as ``algo=hex``, pieces counted, secrets masked."""
+    out: dict[str, Any] = {}
+    for f in fields(item):
+        value = getattr(item, f.name)
+        if f.name == "headers":
+            out[f.name] = mask.headers(value, item.secret_headers)
+        elif f.name == "pieces":
+            out[f.name] = len(value)
+        else:
+            out[f.name] = _plain(value, mask)
+    out["output_path"] = mask(item.output_path)
+    return out
+
+
+def _error_dict(error: OmnigetError, mask: Masker) -> dict[str, Any]:
+    return {"error": mask(str(error)), "error_type": type(error).__name__,
+            "exit_code": error.exit_code}
+
+
+def event_to_dict(event: Event, mask: Masker) -> dict[str, Any]:
+    """One engine event as a flat JSON-safe dict: ``{"event": "finished", "path": ...}``."""
+    d: dict[str, Any] = {
+        "event": type(event).__name__.lower(),
+        "path": mask(display_path(event.path)) if event.path else mask(event.item.output_path),
+        "url": mask(event.item.download_url),
+    }
+    match event:
+        case Started():
+            d.update(size=event.size, resumed=event.resumed, connections=event.connections)
+        case Progress():
+            d.update(done=event.done, size=event.size, connections=event.connections)
+        case PieceDone():
+            d.update(index=event.index, size=event.size)
+        case Retrying():
+            d.update(attempt=event.attempt, delay=event.delay, **_error_dict(event.error, mask))
+        case Skipped():
+            d.update(reason=event.reason)
+        case Finished():
+            d.update(size=event.size, verified=event.verified, fetched=event.fetched)
+        case Failed():
+            d.update(_error_dict(event.error, mask))
+        case Warned():
+            d.update(message=mask(event.message))
+    return d
+
+
+class JsonEvents:
+    """``--json``: one JSON line per event on ``out``; Progress at most every ``interval`` s."""
+
+    def __init__(
+        self,
+        out: IO[str],
+        mask: Masker,
+        *,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.out, self.mask, self.interval, self.clock = out, mask, interval, clock
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            key = event.item.key
+            if isinstance(event, Progress):
+                now = self.clock()
+                if now - self._last.get(key, -self.interval) < self.interval:
+                    return
+                self._last[key] = now
+            elif isinstance(event, Finished | Failed | Skipped):
+                self._last.pop(key, None)
+            self.out.write(json.dumps(event_to_dict(event, self.mask)) + "\n")
+            self.out.flush()
+
+    def __enter__(self) -> JsonEvents:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.out.flush()
+
+
+def print_list(
+    items: Iterable[Item], out: IO[str], mask: Masker, *, as_json: bool, table: bool
+) -> int:
+    """``omniget list``: JSON lines, a rich table (terminal) or TAB-separated lines."""
+    count = 0
+    if as_json or not table:
+        for item in items:
+            if as_json:
+                line = json.dumps(item_to_dict(item, mask))
+            else:
+                cols = (item.output_path, str(item.size_bytes or ""), item.source,
+                        item.download_url)
+                line = "\t".join(mask(c) for c in cols)
+            out.write(line + "\n")
+            count += 1
+        out.flush()
+        return count
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table("path", "size", "source", box=None, header_style="bold")
+    for item in items:
+        t.add_row(mask(item.output_path), format_size(item.size_bytes), item.source)
+        count += 1
+    Console(file=out).print(t)
+    return count
+
+
+def dry_run(
+    items: Iterable[Item],
+    dest: Path,
+    out: IO[str],
+    mask: Masker,
+    *,
+    as_json: bool,
+    contain: Callable[[Path, str], Path],
+    on_error: Callable[[Item, OmnigetError], None],
+) -> tuple[int, int]:
+    """``--dry-run``: where each item would be written. Returns (files, known bytes)."""
+    files = total = 0
+    for item in items:
+        try:
+            target = contain(dest, item.output_path)
+        except OmnigetError as e:
+            on_error(item, e)
+            continue
+        files += 1
+        total += item.size_bytes or 0
+        shown = mask(display_path(target))
+        if as_json:
+            out.write(json.dumps({"path": shown, "url": mask(item.download_url),
+                                  "size": item.size_bytes, "source": item.source}) + "\n")
+        else:
+            out.write(f"{shown}\t{format_size(item.size_bytes)}\t{mask(item.download_url)}\n")
+    out.flush()
+    return files, total
+
+
+def summary_line(report: Report, *, failed: int = 0, skipped: int = 0) -> str:
+    """``N files ok, N skipped, N failed, X MiB in Ys (Z MiB/s)``; extra counts are added."""
+    mib = report.fetched / MiB
+    secs = report.elapsed
+    rate = mib / secs if secs > 0 else 0.0
+    return (
+        f"{report.ok} files ok, {report.skipped + skipped} skipped, "
+        f"{report.failed + failed} failed, {mib:.1f} MiB in {secs:.1f}s ({rate:.1f} MiB/s)"
+    )

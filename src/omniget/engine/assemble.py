@@ -1,0 +1,132 @@
+"""The file being written: ``NAME.omniget-part`` beside the final name, positional writes,
+preallocation, the free-space check, and the atomic rename at the end.
+
+OS errors are translated here into :class:`StorageError` with the path named.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+from ..errors import StorageError
+
+__all__ = ["PART_SUFFIX", "PartFile", "part_path", "storage_error"]
+
+PART_SUFFIX = ".omniget-part"
+
+
+def part_path(final: Path) -> Path:
+    return final.with_name(final.name + PART_SUFFIX)
+
+
+def storage_error(exc: OSError, path: Path, doing: str) -> StorageError:
+    """One clear line for an OS error while ``doing`` something to ``path``."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = "disk full"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        what = "permission denied"
+    else:
+        what = exc.strerror or str(exc)
+    return StorageError(f"{what} while {doing} {path}; partial data kept, run again to resume")
+
+
+class PartFile:
+    """An open ``.omniget-part`` file. Writes go to absolute offsets (``pwrite``)."""
+
+    def __init__(self, final: Path, *, fresh: bool) -> None:
+        self.final = final
+        self.path = part_path(final)
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        if fresh:
+            flags |= os.O_TRUNC
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            raise storage_error(exc, self.path, "creating") from exc
+        self.written = 0  # bytes written through this object (for fsync pacing)
+
+    def prepare(self, size: int | None, have: int = 0) -> None:
+        """Check free space for the bytes still to come and reserve them."""
+        if size is None or size <= 0:
+            return
+        need = size - have
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError:
+            free = None
+        if free is not None and need > free:
+            raise StorageError(
+                f"not enough space for {self.final}: need {need} more bytes, {free} free"
+            )
+        if size >= 1 << 20 and hasattr(os, "posix_fallocate"):
+            try:
+                os.posix_fallocate(self.fd, 0, size)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise storage_error(exc, self.path, "reserving space for") from exc
+                # filesystems without fallocate: fine, the file grows as written
+
+    def write_at(self, data: bytes | memoryview, offset: int) -> None:
+        try:
+            n = os.pwrite(self.fd, data, offset)
+            while n < len(data):  # short writes are rare but legal
+                n += os.pwrite(self.fd, memoryview(data)[n:], offset + n)
+        except OSError as exc:
+            raise storage_error(exc, self.path, "writing") from exc
+        self.written += len(data)
+
+    def read_at(self, size: int, offset: int) -> bytes:
+        try:
+            return os.pread(self.fd, size, offset)
+        except OSError as exc:
+            raise storage_error(exc, self.path, "reading") from exc
+
+    def truncate(self, size: int) -> None:
+        try:
+            os.ftruncate(self.fd, size)
+        except OSError as exc:
+            raise storage_error(exc, self.path, "truncating") from exc
+
+    def sync(self) -> None:
+        try:
+            os.fdatasync(self.fd)
+        except OSError as exc:
+            raise storage_error(exc, self.path, "syncing") from exc
+
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def commit(self, size: int, *, mtime: float | None, executable: bool = False) -> None:
+        """Cut the file to ``size``, close it and rename it onto the final name."""
+        try:
+            if self.size() != size:
+                os.ftruncate(self.fd, size)
+            if executable:
+                os.fchmod(self.fd, 0o755)
+            self.close()
+            if mtime is not None:
+                os.utime(self.path, (mtime, mtime))
+            os.replace(self.path, self.final)
+        except OSError as exc:
+            raise storage_error(exc, self.final, "finishing") from exc
+
+    def discard(self) -> None:
+        self.close()
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise storage_error(exc, self.path, "removing") from exc
+
+    def __repr__(self) -> str:
+        return f"<PartFile {self.path.name} fd={self.fd}>"

@@ -1,0 +1,65 @@
+"""Run-level services shared by every file job of one engine run."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..errors import RemoteError
+from ..model import Item
+from ..settings import Settings
+from .events import Event, EventHandler
+from .journal import Journal
+from .retry import Clock, RetryPolicy
+from .scheduler import HostLimits
+from .transports.base import Transport
+
+__all__ = ["ChunkKey", "Refresher", "RunContext"]
+
+Refresher = Callable[[Item], Awaitable[Item]]
+#: (algo, hex, transform) of a piece's fetched bytes: the content address of a chunk.
+ChunkKey = tuple[str, str, str]
+
+
+@dataclass
+class ChunkSource:
+    """Where a finished piece's output lives, for de-duplication within a run."""
+
+    path_getter: Callable[[], Path]
+    offset: int
+    size: int
+
+
+@dataclass
+class RunContext:
+    settings: Settings
+    transports: Mapping[str, Transport]
+    limits: HostLimits
+    journal: Journal | None
+    clock: Clock
+    policy: RetryPolicy
+    emit: EventHandler
+    dest: Path
+    refresh: Refresher | None = None
+    rng: random.Random = field(default_factory=random.Random)
+    #: Final output paths of this run's items -> set when that file is complete.
+    outputs: dict[Path, asyncio.Future[None]] = field(default_factory=dict)
+    #: Content-addressed pieces finished (or in flight) in this run.
+    chunks: dict[ChunkKey, asyncio.Future[ChunkSource]] = field(default_factory=dict)
+
+    def transport_for(self, url: str) -> Transport:
+        scheme = urlsplit(url).scheme.lower()
+        transport = self.transports.get(scheme)
+        if transport is None:
+            raise RemoteError(f"unsupported URL scheme {scheme!r} in {url}")
+        return transport
+
+    def event(self, ev: Event) -> None:
+        try:
+            self.emit(ev)
+        except Exception:  # a broken consumer must not break a download
+            pass

@@ -1,0 +1,196 @@
+"""The engine: items in, files out, events along the way. The only entry point is
+:meth:`Engine.run` (and :meth:`Engine.stream` for writing one URL to a stream)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterable, Iterable, Mapping
+from pathlib import Path
+
+from ..errors import Cancelled, OmnigetError, StorageError
+from ..model import Item
+from ..settings import Settings, default_state_dir
+from .context import Refresher, RunContext
+from .events import EventHandler, Failed
+from .job import FileJob
+from .journal import Journal
+from .names import contain
+from .report import FileResult, Report
+from .retry import Clock, RetryPolicy, SystemClock
+from .scheduler import HostLimits
+from .transports.base import Transport
+
+__all__ = ["Engine"]
+
+
+def _ignore(_: object) -> None:
+    pass
+
+
+class Engine:
+    """Downloads items. One engine may serve several runs; close it with :meth:`aclose`.
+
+    ``transports`` maps URL schemes to transports (default: libcurl for http/https);
+    ``journal=False`` disables resume state (tests, ``-O -``).
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        transports: Mapping[str, Transport] | None = None,
+        journal: Journal | bool | None = None,
+        clock: Clock | None = None,
+        on_event: EventHandler | None = None,
+        refresh: Refresher | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self._transports = dict(transports) if transports is not None else None
+        self._own_transports = transports is None
+        self._journal_arg = journal
+        self._journal: Journal | None = None
+        self.clock = clock or SystemClock()
+        self.on_event = on_event or _ignore
+        self.refresh = refresh
+        self.rng = rng or random.Random()
+        s = self.settings
+        self.policy = RetryPolicy(
+            retries=s.retries, max_wait=s.retry_max_wait, max_total=s.retry_max_time
+        )
+
+    # ----- resources --------------------------------------------------------------
+
+    def transports(self) -> Mapping[str, Transport]:
+        if self._transports is None:
+            from .transports.http import CurlTransport
+
+            http = CurlTransport(
+                self.settings.network,
+                max_host_connections=self.settings.connections_per_host,
+                max_total_connections=self.settings.max_connections,
+            )
+            self._transports = {"http": http, "https": http}
+        return self._transports
+
+    def journal(self) -> Journal | None:
+        if self._journal is None and self._journal_arg is not False:
+            if isinstance(self._journal_arg, Journal):
+                self._journal = self._journal_arg
+            else:
+                self._journal = Journal.in_dir(self.settings.state_dir or default_state_dir())
+        return self._journal
+
+    async def aclose(self) -> None:
+        if self._own_transports and self._transports is not None:
+            seen: set[int] = set()
+            for t in self._transports.values():
+                if id(t) not in seen:
+                    seen.add(id(t))
+                    await t.aclose()
+            self._transports = None
+        if self._journal is not None and not isinstance(self._journal_arg, Journal):
+            self._journal.close()
+            self._journal = None
+
+    # ----- a run -------------------------------------------------------------------
+
+    async def run(
+        self,
+        items: Iterable[Item] | AsyncIterable[Item],
+        dest: str | Path = ".",
+        *,
+        cancel: asyncio.Event | None = None,
+    ) -> Report:
+        """Download every item into ``dest``; never raises for a single file's failure."""
+        started = time.monotonic()
+        dest_path = Path(dest).absolute()
+        try:
+            dest_path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create output folder {dest_path}: {exc.strerror}") from exc
+        s = self.settings
+        ctx = RunContext(
+            settings=s,
+            transports=self.transports(),
+            limits=HostLimits(s.connections_per_host, s.max_connections),
+            journal=self.journal(),
+            clock=self.clock,
+            policy=self.policy,
+            emit=self.on_event,
+            dest=dest_path,
+            refresh=self.refresh,
+            rng=self.rng,
+        )
+        report = Report()
+        slots = asyncio.Semaphore(max(1, s.jobs))
+        tasks: list[tuple[Item, asyncio.Task[FileResult]]] = []
+        loop = asyncio.get_running_loop()
+
+        def on_cancel() -> None:
+            for _, t in tasks:
+                t.cancel()
+
+        watcher = loop.create_task(cancel.wait()) if cancel is not None else None
+        if watcher is not None:
+            watcher.add_done_callback(lambda _: on_cancel())
+        try:
+            async for item in _aiter(items):
+                if cancel is not None and cancel.is_set():
+                    break
+                await slots.acquire()
+                self._register_output(ctx, item)
+                task = loop.create_task(FileJob(ctx, item).run())
+                task.add_done_callback(lambda _: slots.release())
+                tasks.append((item, task))
+            for item, task in tasks:
+                report.results.append(await self._result(ctx, item, task))
+        except asyncio.CancelledError:
+            on_cancel()
+            for item, task in tasks:
+                report.results.append(await self._result(ctx, item, task))
+            raise
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+        report.elapsed = time.monotonic() - started
+        return report
+
+    def _register_output(self, ctx: RunContext, item: Item) -> None:
+        """Announce the item's output path so LocalSlice readers can wait for it."""
+        try:
+            path = contain(ctx.dest, item.output_path)
+        except OmnigetError:
+            return
+        ctx.outputs.setdefault(path, asyncio.get_running_loop().create_future())
+
+    async def _result(
+        self, ctx: RunContext, item: Item, task: asyncio.Task[FileResult]
+    ) -> FileResult:
+        try:
+            return await asyncio.shield(task) if not task.done() else task.result()
+        except asyncio.CancelledError:
+            if not task.done():
+                task.cancel()
+            err = Cancelled("interrupted; run again to resume")
+            ctx.event(Failed(item, None, err))
+            return FileResult(item, None, "failed", error=err)
+        except OmnigetError as exc:
+            return FileResult(item, None, "failed", error=exc)
+
+    async def stream(self, item: Item, write: object) -> int:
+        """Write one item's bytes, in order, to ``write`` (a callable taking bytes)."""
+        from .stream import stream_item
+
+        return await stream_item(self, item, write)  # type: ignore[arg-type]
+
+
+async def _aiter(items: Iterable[Item] | AsyncIterable[Item]) -> AsyncIterable[Item]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item

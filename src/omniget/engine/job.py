@@ -1,0 +1,401 @@
+"""One item, from output path to finished file: skip rules, resume state, the fetch (plain
+or piecewise), verification, the atomic finish, and the events around it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import email.utils
+import os
+import time
+from pathlib import Path
+
+from ..errors import (
+    AuthRequired,
+    IntegrityError,
+    OmnigetError,
+    RemoteNotFound,
+    StorageError,
+)
+from ..model import Digest, Item
+from .assemble import PartFile, part_path, storage_error
+from .context import RunContext
+from .events import Failed, Finished, Progress, Skipped, Started, Warned
+from .journal import FileRecord
+from .names import contain, unique_path
+from .report import FileResult
+from .spans import Interval, merge
+from .transports.base import Head
+from .verify import StreamHasher, file_digest
+
+__all__ = ["FileJob", "SkipFile"]
+
+PROGRESS_EVERY = 0.25  # seconds between Progress events per file
+REFRESH_MARGIN = 60.0  # refresh expiring URLs this long before they expire
+
+
+class SkipFile(Exception):
+    """The file turned out to exist already (a server-chosen name): stop and skip it."""
+
+
+class FileJob:
+    """State of one file while it downloads; ``plain`` and ``pieces`` fill it in."""
+
+    def __init__(self, ctx: RunContext, item: Item) -> None:
+        self.ctx = ctx
+        self.item = item
+        self.key = f"{ctx.dest}\0{item.key}"
+        self.final: Path | None = None
+        self.part: PartFile | None = None
+        self.record: FileRecord | None = None
+        self.size: int | None = item.size_bytes
+        self.etag: str | None = None
+        self.last_modified: str | None = None
+        self.done: list[Interval] = []  # output bytes finished by earlier runs
+        self.resumed = 0
+        self.fetched = 0  # bytes received in this run
+        self.written = 0  # output bytes written in this run
+        self.digests: list[Digest] = []  # expected whole-file digests
+        self.stream_hash: StreamHasher | None = None  # set by plain when it hashes in order
+        self.connections = 1
+        self.journal_started = False
+        self._last_progress = 0.0
+        self._last_ckpt = time.monotonic()
+        self._last_sync = time.monotonic()
+        self.started = False
+        self.refreshed_at = 0.0
+
+    # ----- paths and skip rules -------------------------------------------------
+
+    def resolve_final(self, rel: str) -> Path:
+        return contain(self.ctx.dest, rel)
+
+    def exists_policy(self, final: Path) -> Path | None:
+        """Apply --on-exists to ``final``; None means skip."""
+        if not final.exists() and not final.is_symlink():
+            return final
+        mode = self.ctx.settings.on_exists
+        if mode == "skip":
+            return None
+        if mode == "rename":
+            return unique_path(final)
+        return final
+
+    def open_part(self, final: Path, *, fresh: bool) -> PartFile:
+        self.final = final
+        fut = self.ctx.outputs.get(final)
+        if fut is None:
+            self.ctx.outputs[final] = asyncio.get_running_loop().create_future()
+        self.part = PartFile(final, fresh=fresh)
+        return self.part
+
+    def load_resume(self, final: Path) -> None:
+        """Take an earlier run's state for ``final`` if its part file is still there."""
+        rec = self.record
+        journal = self.ctx.journal
+        if rec is None or journal is None or rec.done:
+            return
+        if not part_path(final).exists():
+            journal.reset(self.item_key)
+            return
+        self.size = rec.size if rec.size is not None else self.size
+        self.etag, self.last_modified = rec.etag, rec.last_modified
+        self.done = merge(journal.spans(self.item_key))
+        self.resumed = sum(e - s for s, e in self.done)
+        self.journal_started = True
+
+    @property
+    def item_key(self) -> str:
+        return self.key
+
+    # ----- progress, checkpoints ------------------------------------------------
+
+    def learn_head(self, head: Head) -> None:
+        """Record size and validators from a full (or first) response."""
+        total = head.total_size
+        if total is not None:
+            self.size = total
+        self.etag = head.etag
+        self.last_modified = head.last_modified
+
+    def validator(self) -> str | None:
+        """What to send as If-Range: a strong ETag, else Last-Modified."""
+        if self.etag and not self.etag.startswith("W/"):
+            return self.etag
+        return self.last_modified
+
+    def started_event(self) -> None:
+        if self.started:
+            return
+        self.started = True
+        self.ctx.event(
+            Started(self.item, self.final, self.size, self.resumed, connections=self.connections)
+        )
+
+    def progress(self, now: float) -> None:
+        if now - self._last_progress >= PROGRESS_EVERY:
+            self._last_progress = now
+            self.ctx.event(
+                Progress(
+                    self.item,
+                    self.final,
+                    self.resumed + self.written,
+                    self.size,
+                    connections=self.connections,
+                )
+            )
+
+    def due_checkpoint(self, now: float) -> bool:
+        return now - self._last_ckpt >= self.ctx.settings.checkpoint_seconds
+
+    def save_spans(self, spans: list[Interval], now: float) -> None:
+        """Commit finished byte spans (already written to the part file) to the journal."""
+        self._last_ckpt = now
+        journal = self.ctx.journal
+        if journal is None or self.final is None:
+            return
+        if not self.journal_started:
+            journal.start(
+                self.key,
+                path=str(self.final),
+                url=self.item.download_url,
+                size=self.size,
+                etag=self.etag,
+                last_modified=self.last_modified,
+            )
+            self.journal_started = True
+        journal.save_spans(self.key, spans)
+        if self.part is not None and now - self._last_sync >= self.ctx.settings.fsync_seconds:
+            self._last_sync = now
+            part = self.part
+            asyncio.get_running_loop().run_in_executor(None, _sync_quietly, part)
+
+    def piece_done(self, index: int, size: int) -> None:
+        journal = self.ctx.journal
+        if journal is None or self.final is None:
+            return
+        if not self.journal_started:
+            journal.start(
+                self.key,
+                path=str(self.final),
+                url=self.item.download_url,
+                size=self.size,
+                etag=self.etag,
+                last_modified=self.last_modified,
+            )
+            self.journal_started = True
+        journal.piece_done(self.key, index, size)
+
+    def restart(self) -> None:
+        """The remote file changed or cannot be resumed: forget every byte we have."""
+        self.done = []
+        self.resumed = 0
+        self.written = 0
+        self.stream_hash = None
+        if self.ctx.journal is not None and self.journal_started:
+            self.ctx.journal.reset(self.key)
+        if self.part is not None:
+            self.part.truncate(0)
+
+    # ----- refresh hook ---------------------------------------------------------
+
+    def needs_refresh(self) -> bool:
+        exp = self.item.expires
+        return (
+            self.ctx.refresh is not None
+            and exp is not None
+            and self.ctx.clock.time() >= exp - REFRESH_MARGIN
+        )
+
+    async def refresh(self, reason: OmnigetError | None = None) -> bool:
+        """Re-resolve the item's URLs through its source; False if not possible."""
+        if self.ctx.refresh is None:
+            return False
+        now = time.monotonic()
+        if reason is not None and now - self.refreshed_at < 1.0:
+            return False  # refreshed a moment ago and it still fails: give up
+        self.refreshed_at = now
+        self.item = await self.ctx.refresh(self.item)
+        return True
+
+    @staticmethod
+    def refreshable(error: OmnigetError) -> bool:
+        return isinstance(error, AuthRequired) or (
+            isinstance(error, RemoteNotFound) and error.status == 410
+        )
+
+    # ----- the whole life of the file -------------------------------------------
+
+    async def run(self) -> FileResult:
+        item = self.item
+        try:
+            if item.kind != "file":
+                return self._make_other()
+            journal = self.ctx.journal
+            self.record = journal.get(self.key) if journal is not None else None
+            rel = item.output_path
+            if item.name_from_server and self.record is not None:
+                final = Path(self.record.path)
+            else:
+                final = self.resolve_final(rel)
+            resuming = (
+                self.record is not None and not self.record.done and part_path(final).exists()
+            )
+            if not resuming:
+                chosen = self.exists_policy(final)
+                if chosen is None:
+                    return self._skipped(final, "exists")
+                final = chosen
+            self.final = final
+            if resuming:
+                self.load_resume(final)
+            if self.needs_refresh():
+                await self.refresh()
+            return await self._fetch_verified()
+        except SkipFile:
+            return self._skipped(self.final, "exists")
+        except OmnigetError as exc:
+            return self._failed(exc)
+        finally:
+            if self.part is not None:
+                self.part.close()
+            if self.final is not None:
+                fut = self.ctx.outputs.get(self.final)
+                if fut is not None and not fut.done():
+                    fut.set_result(None)
+
+    async def _fetch_verified(self) -> FileResult:
+        from .pieces import PieceDownload
+        from .plain import PlainDownload
+
+        tries = 0
+        while True:
+            tries += 1
+            if self.item.pieces:
+                await PieceDownload(self).run()
+            else:
+                await PlainDownload(self).run()
+            try:
+                verified = self._verify()
+                break
+            except IntegrityError as exc:
+                if tries > 2:
+                    raise
+                self.ctx.event(Warned(self.item, self.final, f"{exc}; downloading again"))
+                self.restart()
+        return self._finish(verified)
+
+    def _expected_digests(self) -> list[Digest]:
+        out: list[Digest] = []
+        if self.item.digest is not None:
+            out.append(self.item.digest)
+        out.extend(self.digests)
+        return out
+
+    def _verify(self) -> str | None:
+        part = self.part
+        assert part is not None and self.final is not None
+        actual = self.resumed + self.written if self.size is None else self.size
+        verified: str | None = None
+        if self.size is not None:
+            have = sum(e - s for s, e in self.covered())
+            if have != self.size:
+                raise IntegrityError(
+                    f"size mismatch for {self.final.name}: expected {self.size} bytes, got {have}"
+                )
+            verified = "size"
+        expected = self._expected_digests()
+        if expected:
+            want = expected[0]
+            got = self._stream_digest(want) or file_digest(part.path, want.algo, 0, actual)
+            if got != want.hex:
+                raise IntegrityError(
+                    f"{want.algo} mismatch for {self.final.name}: expected {want.hex}, got {got}"
+                )
+            verified = want.algo
+        return verified
+
+    def _stream_digest(self, want: Digest) -> str | None:
+        h = self.stream_hash
+        if h is None or h.algo != want.algo:
+            return None
+        return h.hexdigest()
+
+    def covered(self) -> list[Interval]:
+        """Output bytes known written (earlier runs and this one), set by the downloaders."""
+        return self.done
+
+    def _mtime(self) -> float | None:
+        if self.item.modified is not None:
+            return self.item.modified
+        if self.last_modified:
+            try:
+                return email.utils.parsedate_to_datetime(self.last_modified).timestamp()
+            except (TypeError, ValueError, IndexError):
+                return None
+        return None
+
+    def _finish(self, verified: str | None) -> FileResult:
+        part, final = self.part, self.final
+        assert part is not None and final is not None
+        size = self.size if self.size is not None else self.resumed + self.written
+        part.commit(size, mtime=self._mtime(), executable=self.item.executable)
+        # Small files never touch the journal; a server-chosen name is remembered.
+        renamed = self.item.name_from_server and final.name != self.item.filename
+        if self.ctx.journal is not None and (self.journal_started or renamed):
+            self.ctx.journal.finish(self.key, size=size, digest=None)
+        if not self.started:
+            self.started_event()
+        self.ctx.event(Finished(self.item, final, size, verified, self.fetched))
+        return FileResult(
+            self.item, final, "ok", size=size, fetched=self.fetched, verified=verified
+        )
+
+    def _skipped(self, final: Path | None, reason: str) -> FileResult:
+        self.ctx.event(Skipped(self.item, final, reason))
+        return FileResult(self.item, final, "skipped", reason=reason)
+
+    def _failed(self, exc: OmnigetError) -> FileResult:
+        if exc.__class__ is StorageError or isinstance(exc, StorageError):
+            pass  # partial data and journal are kept for a later resume
+        self.ctx.event(Failed(self.item, self.final, exc))
+        return FileResult(self.item, self.final, "failed", fetched=self.fetched, error=exc)
+
+    def _make_other(self) -> FileResult:
+        """Directories and links: nothing to fetch."""
+        item = self.item
+        final = self.resolve_final(item.output_path)
+        self.final = final
+        try:
+            if item.kind == "dir":
+                final.mkdir(parents=True, exist_ok=True)
+            else:
+                target = item.link_target or ""
+                resolved = (final.parent / target).resolve()
+                dest = self.ctx.dest.resolve()
+                if os.path.isabs(target) or not resolved.is_relative_to(dest):
+                    from ..errors import Refused
+
+                    raise Refused(f"link {final.name} -> {target} points outside the output folder")
+                final.parent.mkdir(parents=True, exist_ok=True)
+                if final.is_symlink() or final.exists():
+                    final.unlink()
+                final.symlink_to(target)
+        except OSError as exc:
+            raise storage_error(exc, final, "creating") from exc
+        self.ctx.event(Finished(item, final, 0, None, 0))
+        return FileResult(item, final, "ok")
+
+    def with_item(self, item: Item) -> None:
+        self.item = dataclasses.replace(item)
+
+    def __repr__(self) -> str:
+        return f"<FileJob {self.item.output_path!r} size={self.size} written={self.written}>"
+
+
+def _sync_quietly(part: PartFile) -> None:
+    try:
+        if part.fd >= 0:
+            os.fdatasync(part.fd)
+    except OSError:
+        pass

@@ -1,0 +1,339 @@
+"""The resume journal and completed archive: one SQLite file in the state dir.
+
+For every output file (by a key the engine computes) it keeps the validators seen
+(size, ETag, Last-Modified), the byte spans already written (for a file fetched in
+ranged spans) and the pieces already verified (for multi-piece files). A finished file
+keeps one ``done`` row: that is the completed archive.
+
+Every call is one transaction, and the database runs in WAL mode with
+``synchronous=NORMAL``: a SIGKILL at any moment loses nothing committed, a power loss at
+most the last commits, and the file is never left inconsistent. A commit costs tens of
+microseconds, so the engine can checkpoint every couple of MiB.
+
+The engine talks to :class:`JournalStore`; :class:`Journal` is the SQLite one. Calls are
+thread-safe (the engine runs them in worker threads).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol
+
+from ..errors import StorageError
+from .spans import Interval, merge
+
+__all__ = [
+    "FILENAME",
+    "SCHEMA_VERSION",
+    "FileRecord",
+    "Journal",
+    "JournalStore",
+]
+
+FILENAME = "journal.sqlite"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    key TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    url TEXT NOT NULL,
+    size INTEGER,
+    etag TEXT,
+    last_modified TEXT,
+    done INTEGER NOT NULL DEFAULT 0,
+    digest TEXT,
+    updated REAL NOT NULL,
+    spans BLOB
+);
+CREATE TABLE IF NOT EXISTS pieces (
+    key TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    PRIMARY KEY (key, idx)
+) WITHOUT ROWID;
+"""
+
+# Upgrades from version N to N + 1, run in order when an older journal is opened.
+_MIGRATIONS: dict[int, str] = {}
+
+
+@dataclass
+class FileRecord:
+    key: str
+    path: str
+    url: str
+    size: int | None
+    etag: str | None
+    last_modified: str | None
+    done: bool
+    digest: str | None
+    updated: float
+
+
+class JournalStore(Protocol):
+    """What the engine needs from a journal (so a shared database can stand in)."""
+
+    def get(self, key: str) -> FileRecord | None: ...
+
+    def start(
+        self,
+        key: str,
+        *,
+        path: str,
+        url: str,
+        size: int | None,
+        etag: str | None,
+        last_modified: str | None,
+    ) -> None: ...
+
+    def reset(self, key: str) -> None: ...
+
+    def spans(self, key: str) -> list[Interval]: ...
+
+    def save_spans(self, key: str, spans: list[Interval]) -> None: ...
+
+    def pieces(self, key: str) -> dict[int, int]: ...
+
+    def piece_done(self, key: str, index: int, size: int) -> None: ...
+
+    def finish(self, key: str, *, size: int, digest: str | None) -> None: ...
+
+    def forget(self, key: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _pack(spans: list[Interval]) -> bytes:
+    flat = [v for iv in spans for v in iv]
+    return struct.pack(f"<{len(flat)}q", *flat)
+
+
+def _unpack(blob: bytes | None) -> list[Interval]:
+    if not blob or len(blob) % 16:
+        return []  # nothing, or damaged: the bytes are simply fetched again
+    flat = struct.unpack(f"<{len(blob) // 8}q", blob)
+    return list(zip(flat[::2], flat[1::2], strict=True))
+
+
+class Journal:
+    """The SQLite journal at ``path`` (created with its folder, mode 0700, if missing)."""
+
+    def __init__(self, path: Path, *, now: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self._now = now
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        with self._guard("open"):
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not self.path.exists():
+                # Create it private before SQLite does: URLs may carry tokens. The -wal
+                # and -shm files SQLite makes take the same permissions.
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            self._db = sqlite3.connect(
+                self.path, timeout=10.0, isolation_level=None, check_same_thread=False
+            )
+            self._setup(self._db)
+
+    @classmethod
+    def in_dir(cls, state_dir: Path) -> Journal:
+        return cls(Path(state_dir) / FILENAME)
+
+    def _setup(self, db: sqlite3.Connection) -> None:
+        db.execute("PRAGMA busy_timeout = 10000")
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"cannot switch to WAL mode (got {mode})")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
+            row = db.execute("SELECT version FROM schema_version").fetchone()
+            version = SCHEMA_VERSION if row is None else int(row[0])
+            if row is None:
+                db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            if version > SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(
+                    f"schema version {version} is newer than this omniget knows "
+                    f"({SCHEMA_VERSION}); upgrade omniget"
+                )
+            while version < SCHEMA_VERSION:
+                db.execute(_MIGRATIONS[version])
+                version += 1
+                db.execute("UPDATE schema_version SET version = ?", (version,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except (sqlite3.Error, OSError) as e:
+            hint = ""
+            if isinstance(e, sqlite3.DatabaseError) and "not a database" in str(e):
+                hint = " (the file is damaged: delete it and interrupted downloads restart)"
+            raise StorageError(f"resume journal {self.path}: {action} failed: {e}{hint}") from e
+
+    @contextmanager
+    def _conn(self, action: str, *, tx: bool = False) -> Iterator[sqlite3.Connection]:
+        """The connection, locked, errors translated; ``tx`` wraps the block in a transaction."""
+        with self._lock, self._guard(action):
+            if self._db is None:
+                raise sqlite3.ProgrammingError("the journal is closed")
+            db = self._db
+            if not tx:
+                yield db
+                return
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    # --- reads ---
+
+    def get(self, key: str) -> FileRecord | None:
+        with self._conn("read") as db:
+            row = db.execute(
+                "SELECT key, path, url, size, etag, last_modified, done, digest, updated"
+                " FROM files WHERE key = ?",
+                (key,),
+            ).fetchone()
+        if row is None:
+            return None
+        return FileRecord(
+            key=row[0],
+            path=row[1],
+            url=row[2],
+            size=row[3],
+            etag=row[4],
+            last_modified=row[5],
+            done=bool(row[6]),
+            digest=row[7],
+            updated=row[8],
+        )
+
+    def spans(self, key: str) -> list[Interval]:
+        """The finished byte spans of ``key`` (normal: sorted, coalesced)."""
+        with self._conn("read") as db:
+            row = db.execute("SELECT spans FROM files WHERE key = ?", (key,)).fetchone()
+        return _unpack(row[0]) if row else []
+
+    def pieces(self, key: str) -> dict[int, int]:
+        """Verified pieces of ``key``: index -> output size."""
+        with self._conn("read") as db:
+            rows = db.execute(
+                "SELECT idx, size FROM pieces WHERE key = ? ORDER BY idx", (key,)
+            ).fetchall()
+        return {int(i): int(s) for i, s in rows}
+
+    # --- writes (each one transaction) ---
+
+    def start(
+        self,
+        key: str,
+        *,
+        path: str,
+        url: str,
+        size: int | None,
+        etag: str | None,
+        last_modified: str | None,
+    ) -> None:
+        """Create or update ``key``'s record, not done; its spans and pieces are kept."""
+        with self._conn("start") as db:
+            db.execute(
+                "INSERT INTO files (key, path, url, size, etag, last_modified, done, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?, 0, ?)"
+                " ON CONFLICT (key) DO UPDATE SET path = excluded.path, url = excluded.url,"
+                " size = excluded.size, etag = excluded.etag,"
+                " last_modified = excluded.last_modified, done = 0, digest = NULL,"
+                " updated = excluded.updated",
+                (key, path, url, size, etag, last_modified, self._now()),
+            )
+
+    def reset(self, key: str) -> None:
+        """Drop ``key``'s spans and pieces (the remote file changed, or a restart)."""
+        with self._conn("reset", tx=True) as db:
+            db.execute(
+                "UPDATE files SET spans = NULL, updated = ? WHERE key = ?", (self._now(), key)
+            )
+            db.execute("DELETE FROM pieces WHERE key = ?", (key,))
+
+    def save_spans(self, key: str, spans: list[Interval]) -> None:
+        """Replace ``key``'s finished spans. KeyError if :meth:`start` was not called."""
+        blob = _pack(merge(spans))
+        with self._conn("checkpoint") as db:
+            cur = db.execute(
+                "UPDATE files SET spans = ?, updated = ? WHERE key = ?", (blob, self._now(), key)
+            )
+        if cur.rowcount == 0:
+            raise _missing(key)
+
+    def piece_done(self, key: str, index: int, size: int) -> None:
+        """Record piece ``index`` of ``key`` as verified, ``size`` output bytes."""
+        with self._conn("checkpoint", tx=True) as db:
+            if db.execute("SELECT 1 FROM files WHERE key = ?", (key,)).fetchone() is None:
+                raise _missing(key)
+            db.execute(
+                "INSERT OR REPLACE INTO pieces (key, idx, size) VALUES (?, ?, ?)",
+                (key, index, size),
+            )
+            db.execute("UPDATE files SET updated = ? WHERE key = ?", (self._now(), key))
+
+    def finish(self, key: str, *, size: int, digest: str | None) -> None:
+        """Mark ``key`` done (the completed archive); its spans and pieces are dropped."""
+        with self._conn("finish", tx=True) as db:
+            cur = db.execute(
+                "UPDATE files SET done = 1, size = ?, digest = ?, spans = NULL, updated = ?"
+                " WHERE key = ?",
+                (size, digest, self._now(), key),
+            )
+            if cur.rowcount == 0:
+                raise _missing(key)
+            db.execute("DELETE FROM pieces WHERE key = ?", (key,))
+
+    def forget(self, key: str) -> None:
+        """Remove every trace of ``key``."""
+        with self._conn("forget", tx=True) as db:
+            db.execute("DELETE FROM pieces WHERE key = ?", (key,))
+            db.execute("DELETE FROM files WHERE key = ?", (key,))
+
+    def close(self) -> None:
+        with self._lock, self._guard("close"):
+            if self._db is not None:
+                db, self._db = self._db, None
+                db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Journal({str(self.path)!r})"
+
+
+def _missing(key: str) -> KeyError:
+    return KeyError(f"no journal record for {key!r}; call start() first")

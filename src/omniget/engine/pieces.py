@@ -1,0 +1,354 @@
+"""Files made of several pieces: ranged pieces, zlib chunks, segments of unknown size
+appended in order, slices of local files, and chunks shared between files (fetched once
+per run, by their content address).
+
+Each piece is fetched on one connection, checked (size, digest before and after the
+transform) and recorded in the journal; a resumed file fetches only the pieces not yet
+recorded. Pieces whose offset cannot be known in advance (unknown sizes before them) are
+staged in ``NAME.omniget-part.d/`` and appended in order at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+import zlib
+from pathlib import Path
+
+from ..errors import IntegrityError, OmnigetError, StorageError, TransientError
+from ..model import Piece, Transform
+from .assemble import PartFile, part_path, storage_error
+from .context import ChunkKey, ChunkSource
+from .events import PieceDone, Retrying
+from .job import FileJob
+from .names import contain
+from .transports.base import Head, Request, StopTransfer, check_status
+from .verify import StreamHasher
+
+__all__ = ["PieceDownload"]
+
+COPY_BLOCK = 1 << 20
+
+
+class _Out:
+    """Where a piece's output goes: the part file at an offset, or its own staging file."""
+
+    def __init__(self, part: PartFile, offset: int) -> None:
+        self.part = part
+        self.offset = offset
+        self.pos = 0
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self.part.write_at(data, self.offset + self.pos)
+            self.pos += len(data)
+
+
+class _PieceSink:
+    def __init__(self, job: FileJob, piece: Piece, out: _Out) -> None:
+        self.job = job
+        self.piece = piece
+        self.out = out
+        self.skip = 0
+        self.left = piece.range.length if piece.range is not None else None
+        self.fetched = StreamHasher(piece.fetched_digest.algo) if piece.fetched_digest else None
+        self.output = StreamHasher(piece.digest.algo) if piece.digest else None
+        self.inflate = zlib.decompressobj() if piece.transform is Transform.ZLIB else None
+
+    def on_head(self, head: Head) -> None:
+        check_status(head, head.url)
+        rng = self.piece.range
+        if rng is None or (rng.start == 0 and rng.end is None):
+            return
+        if head.status == 206:
+            cr = head.content_range
+            if cr is None or cr[0] != rng.start:
+                raise TransientError(f"wrong byte range answered by {head.url}")
+            return
+        self.skip = rng.start  # Range ignored: the body starts at byte 0
+
+    def on_data(self, data: bytes) -> None:
+        if self.skip:
+            if len(data) <= self.skip:
+                self.skip -= len(data)
+                return
+            data = data[self.skip :]
+            self.skip = 0
+        stop = False
+        if self.left is not None:
+            if len(data) >= self.left:
+                data = data[: self.left]
+                stop = True
+            self.left -= len(data)
+        self.job.fetched += len(data)
+        if self.fetched is not None:
+            self.fetched.update(data)
+        out = data
+        if self.inflate is not None:
+            try:
+                out = self.inflate.decompress(data)
+            except zlib.error as exc:
+                raise IntegrityError(f"bad zlib data in {self.job.item.filename}: {exc}") from exc
+        self._emit(out)
+        if stop:
+            raise StopTransfer
+
+    def _emit(self, out: bytes) -> None:
+        if out:
+            self.out.write(out)
+            self.job.written += len(out)
+            if self.output is not None:
+                self.output.update(out)
+
+    def finish(self) -> None:
+        if self.left:
+            raise TransientError(f"connection closed {self.left} bytes early")
+        if self.inflate is not None:
+            try:
+                self._emit(self.inflate.flush())
+            except zlib.error as exc:
+                raise IntegrityError(f"bad zlib data in {self.job.item.filename}: {exc}") from exc
+            if not self.inflate.eof:
+                raise IntegrityError(f"truncated zlib stream in {self.job.item.filename}")
+
+
+class PieceDownload:
+    def __init__(self, job: FileJob) -> None:
+        self.job = job
+        self.ctx = job.ctx
+        self.pieces = job.item.pieces
+        self.offsets = _offsets(self.pieces)
+        self.staged = any(o is None for o in self.offsets)
+        self.sizes: dict[int, int] = {}
+        self.stage_dir: Path | None = None
+
+    async def run(self) -> None:
+        job = self.job
+        assert job.final is not None
+        journal = self.ctx.journal
+        done = journal.pieces(job.key) if journal is not None and job.journal_started else {}
+        self.sizes.update(done)
+        part = job.part or job.open_part(job.final, fresh=not done)
+        if self.staged:
+            self.stage_dir = part.path.with_name(part.path.name + ".d")
+            self.stage_dir.mkdir(exist_ok=True)
+        elif job.size is None:
+            last = max(range(len(self.pieces)), key=lambda i: self.offsets[i] or 0)
+            sz = self.pieces[last].size
+            off = self.offsets[last]
+            job.size = None if sz is None or off is None else off + sz
+        part.prepare(job.size, have=sum(done.values()))
+        job.resumed = sum(done.values())
+        job.started_event()
+        limit = asyncio.Semaphore(max(1, self.ctx.settings.split or 0) or self.ctx.limits.per_host)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for idx, piece in enumerate(self.pieces):
+                    if idx not in done:
+                        tg.create_task(self._piece(idx, piece, limit))
+        except BaseExceptionGroup as group:
+            raise _first(group) from None
+        total = self._assemble() if self.staged else (job.size or 0)
+        job.size = total
+        job.done = [(0, total)] if total else []
+
+    async def _piece(self, idx: int, piece: Piece, limit: asyncio.Semaphore) -> None:
+        job = self.job
+        attempts, waited = 0, 0.0
+        async with limit:
+            while True:
+                out = self._out(idx)
+                try:
+                    size = await self._produce(piece, out)
+                    break
+                except OmnigetError as exc:
+                    if job.refreshable(exc) and await job.refresh(exc):
+                        piece = job.item.pieces[idx]
+                        continue
+                    attempts += 1
+                    delay = self.ctx.policy.next_delay(attempts, exc, waited, self.ctx.rng)
+                    if delay is None:
+                        raise
+                    self.ctx.event(Retrying(job.item, job.final, exc, attempts, delay))
+                    await self.ctx.clock.sleep(delay)
+                    waited += delay
+        self.sizes[idx] = size
+        job.piece_done(idx, size)
+        self.ctx.event(PieceDone(job.item, job.final, idx, size))
+        job.progress(time.monotonic())
+
+    def _out(self, idx: int) -> _Out:
+        offset = self.offsets[idx]
+        if offset is not None:
+            assert self.job.part is not None
+            return _Out(self.job.part, offset)
+        assert self.stage_dir is not None and self.job.final is not None
+        stage = PartFile(self.stage_dir / str(idx), fresh=True)
+        return _Out(stage, 0)
+
+    async def _produce(self, piece: Piece, out: _Out) -> int:
+        """Put one piece's output bytes in place; returns the output size."""
+        try:
+            if piece.local is not None:
+                return await self._copy_local(piece, out)
+            key = _chunk_key(piece)
+            if key is not None:
+                size = await self._copy_shared(key, piece, out)
+                if size is not None:
+                    return size
+            fut: asyncio.Future[ChunkSource | None] | None = None
+            if key is not None and out.part is self.job.part:
+                fut = asyncio.get_running_loop().create_future()
+                self.ctx.chunks[key] = fut  # type: ignore[assignment]
+            try:
+                size = await self._fetch(piece, out)
+            except BaseException:
+                if fut is not None:
+                    fut.set_result(None)
+                    self.ctx.chunks.pop(key, None)  # type: ignore[arg-type]
+                raise
+            if fut is not None:
+                fut.set_result(ChunkSource(self._path_now, out.offset, size))
+            return size
+        finally:
+            if out.part is not self.job.part:
+                out.part.close()
+
+    def _path_now(self) -> Path:
+        final = self.job.final
+        assert final is not None
+        part = part_path(final)
+        return part if part.exists() else final
+
+    async def _fetch(self, piece: Piece, out: _Out) -> int:
+        sink = _PieceSink(self.job, piece, out)
+        req = Request(
+            piece.url,
+            headers=self.job.item.headers,
+            range=piece.range,
+            secret_headers=self.job.item.secret_headers,
+        )
+        async with self.ctx.limits.slot(piece.url):
+            await self.ctx.transport_for(piece.url).fetch(req, sink)
+        sink.finish()
+        _check(piece, sink.fetched, sink.output, out.pos, self.job.item.filename)
+        return out.pos
+
+    async def _copy_shared(self, key: ChunkKey, piece: Piece, out: _Out) -> int | None:
+        fut = self.ctx.chunks.get(key)
+        if fut is None:
+            return None
+        src = await fut
+        if src is None:
+            return None
+        return self._copy_from(src.path_getter(), src.offset, src.size, piece, out)
+
+    async def _copy_local(self, piece: Piece, out: _Out) -> int:
+        local = piece.local
+        assert local is not None
+        path = Path(local.path) if os.path.isabs(local.path) else contain(self.ctx.dest, local.path)
+        producer = self.ctx.outputs.get(path)
+        if producer is not None and path != self.job.final:
+            await producer  # another item of this run writes it
+        start = local.range.start if local.range else 0
+        length = local.range.length if local.range else None
+        if length is None:
+            try:
+                length = path.stat().st_size - start
+            except OSError as exc:
+                raise storage_error(exc, path, "reading") from exc
+        return self._copy_from(path, start, length, piece, out)
+
+    def _copy_from(self, path: Path, start: int, length: int, piece: Piece, out: _Out) -> int:
+        hasher = StreamHasher(piece.digest.algo) if piece.digest else None
+        try:
+            with open(path, "rb") as f:
+                f.seek(start)
+                left = length
+                while left > 0:
+                    block = f.read(min(COPY_BLOCK, left))
+                    if not block:
+                        raise StorageError(f"{path} is shorter than expected")
+                    out.write(block)
+                    self.job.written += len(block)
+                    if hasher is not None:
+                        hasher.update(block)
+                    left -= len(block)
+        except OSError as exc:
+            raise storage_error(exc, path, "reading") from exc
+        _check(piece, None, hasher, out.pos, self.job.item.filename)
+        return out.pos
+
+    def _assemble(self) -> int:
+        """Append staged pieces in order into the part file; returns the file size."""
+        job = self.job
+        part = job.part
+        assert part is not None and self.stage_dir is not None
+        pos = 0
+        for idx in range(len(self.pieces)):
+            offset = self.offsets[idx]
+            if offset is not None:
+                pos = max(pos, offset + self.sizes[idx])
+                continue
+            src = self.stage_dir / str(idx)
+            try:
+                with open(src, "rb") as f:
+                    while block := f.read(COPY_BLOCK):
+                        part.write_at(block, pos)
+                        pos += len(block)
+            except OSError as exc:
+                raise storage_error(exc, src, "assembling") from exc
+        shutil.rmtree(self.stage_dir, ignore_errors=True)
+        return pos
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real error of a task group (an omniget error before a cancellation)."""
+    flat: list[BaseException] = []
+
+    def walk(g: BaseExceptionGroup[BaseException]) -> None:
+        for e in g.exceptions:
+            walk(e) if isinstance(e, BaseExceptionGroup) else flat.append(e)
+
+    walk(group)
+    for e in flat:
+        if isinstance(e, OmnigetError):
+            return e
+    return flat[0]
+
+
+def _offsets(pieces: tuple[Piece, ...]) -> list[int | None]:
+    """Each piece's output offset: given, or the sum of the sizes before it when known."""
+    out: list[int | None] = []
+    pos: int | None = 0
+    for p in pieces:
+        off = p.offset if p.offset is not None else pos
+        out.append(off)
+        pos = None if off is None or p.size is None else off + p.size
+    return out
+
+
+def _chunk_key(piece: Piece) -> ChunkKey | None:
+    d = piece.fetched_digest
+    return None if d is None else (d.algo, d.hex, piece.transform.value)
+
+
+def _check(
+    piece: Piece,
+    fetched: StreamHasher | None,
+    output: StreamHasher | None,
+    size: int,
+    name: str,
+) -> None:
+    if piece.size is not None and size != piece.size:
+        raise IntegrityError(f"piece of {name}: expected {piece.size} bytes, got {size}")
+    if fetched is not None and piece.fetched_digest is not None:
+        got = fetched.hexdigest()
+        if got != piece.fetched_digest.hex:
+            raise IntegrityError(f"piece of {name}: {piece.fetched_digest.algo} mismatch ({got})")
+    if output is not None and piece.digest is not None:
+        got = output.hexdigest()
+        if got != piece.digest.hex:
+            raise IntegrityError(f"piece of {name}: {piece.digest.algo} mismatch ({got})")

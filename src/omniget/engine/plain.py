@@ -1,0 +1,442 @@
+"""One identity piece (a plain file) over one or more ranged connections.
+
+A *span* is one connection's lease on ``[pos, end)`` of the file. The first request is a
+plain GET; once its head shows the size and Range support, more spans are added: a fixed
+number (``--split N``), or adaptively while each doubling of connections still raises the
+throughput (a per-connection limit), up to the host's free slots. When a span finishes, the
+largest remaining span is split in two (work stealing). Every range answer is checked
+(206 + Content-Range at the asked offset, same validators): bytes are never spliced at a
+wrong offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+
+from ..errors import OmnigetError, RemoteError, TransientError
+from ..model import ByteRange
+from .events import Retrying
+from .job import FileJob, SkipFile
+from .spans import Interval, gaps, merge, split_largest
+from .transports.base import Head, Request, StopTransfer, check_status
+from .verify import StreamHasher, digests_from_headers
+
+__all__ = ["PlainDownload"]
+
+TICK = 0.1  # controller wake-up, seconds
+WINDOW = 0.2  # adaptive: measure throughput over at least this long
+GROWTH = 1.3  # adaptive: keep doubling while throughput grows by this factor
+MAX_RESTARTS = 3
+
+
+class _Restart(Exception):
+    def __init__(self, reason: str, *, changed: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.changed = changed  # the remote file changed: drop every byte we have
+
+
+@dataclass(eq=False)
+class Span:
+    start: int
+    pos: int
+    end: int | None  # None: to the end of the body
+    host: str | None = None
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def remaining(self) -> int:
+        return 0 if self.end is None else self.end - self.pos
+
+
+class _SpanSink:
+    """Writes one response's body into the part file at the span's position."""
+
+    def __init__(self, dl: PlainDownload, span: Span, req: Request) -> None:
+        self.dl = dl
+        self.span = span
+        self.req = req
+        self.skip = 0  # body bytes to drop (a 200 answer to a ranged request)
+        self.hash = dl.job.stream_hash if span.start == 0 and not dl.job.done else None
+
+    def on_head(self, head: Head) -> None:
+        self.dl.on_head(head, self)
+
+    def on_data(self, data: bytes) -> None:
+        if self.skip:
+            if len(data) <= self.skip:
+                self.skip -= len(data)
+                return
+            data = data[self.skip :]
+            self.skip = 0
+        span = self.span
+        job = self.dl.job
+        stop = False
+        end = span.end
+        if end is not None and span.pos + len(data) >= end:
+            data = data[: end - span.pos]
+            stop = True
+        part = job.part
+        assert part is not None
+        part.write_at(data, span.pos)
+        n = len(data)
+        span.pos += n
+        job.written += n
+        job.fetched += n
+        if self.hash is not None:
+            self.hash.update(data)
+        now = time.monotonic()
+        job.progress(now)
+        dl = self.dl
+        if job.due_checkpoint(now) or span.pos - dl.ckpt_pos.get(span, span.start) >= dl.ckpt_bytes:
+            dl.checkpoint(now)
+        if stop:
+            raise StopTransfer
+
+
+class PlainDownload:
+    def __init__(self, job: FileJob) -> None:
+        self.job = job
+        self.ctx = job.ctx
+        self.settings = job.ctx.settings
+        self.spans: list[Span] = []
+        self.ranges_ok = True
+        self.ckpt_bytes = self.settings.checkpoint_bytes
+        self.ckpt_pos: dict[Span, int] = {}
+        self.urls = (job.item.download_url, *job.item.mirrors)
+        self.head_seen = False
+        self.target = 1
+        self.frozen = False
+
+    # ----- the whole file ---------------------------------------------------------
+
+    async def run(self) -> None:
+        restarts = 0
+        while True:
+            try:
+                await self._attempt()
+                return
+            except _Restart as exc:
+                restarts += 1
+                if restarts > MAX_RESTARTS:
+                    raise TransientError(
+                        f"{exc.reason} (gave up after {MAX_RESTARTS} restarts)"
+                    ) from None
+                if exc.changed:
+                    self.job.restart()
+                    self.job.size = self.job.item.size_bytes
+                    self.head_seen = False
+                else:
+                    self.ranges_ok = False
+                    self.job.done = self.covered()
+                self.spans = []
+                self.ckpt_pos = {}
+
+    def covered(self) -> list[Interval]:
+        return merge(self.job.done + [(s.start, s.pos) for s in self.spans if s.pos > s.start])
+
+    def checkpoint(self, now: float) -> None:
+        for s in self.spans:
+            self.ckpt_pos[s] = s.pos
+        self.job.save_spans(self.covered(), now)
+
+    async def _attempt(self) -> None:
+        job = self.job
+        if job.done and job.size is not None and self.ranges_ok:
+            todo = gaps(job.done, job.size)
+        elif job.done:
+            begin = job.done[0][1] if job.done[0][0] == 0 else 0
+            todo = [(begin, -1)]  # one stream to the end of the body
+        else:
+            todo = [(0, -1)]
+        if job.part is None and job.final is not None and job.done:
+            job.open_part(job.final, fresh=False)
+        if not job.done:
+            job.stream_hash = None
+        pending = []
+        for s, e in todo:
+            end = job.size if e < 0 else e
+            if end is None or end > s:
+                pending.append(Span(s, s, end))
+        if not pending:
+            return
+        first = pending.pop(0)
+        try:
+            await self._start(first, wait=True)
+            await self._control(pending)
+        except BaseException:
+            await self._stop_all()
+            raise
+        finally:
+            job.done = self.covered()
+            self.spans = []
+
+    async def _stop_all(self) -> None:
+        tasks = [s.task for s in self.spans if s.task is not None and not s.task.done()]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        if self.job.part is not None and self.job.final is not None:
+            self.checkpoint(time.monotonic())
+
+    async def _start(self, span: Span, *, wait: bool) -> bool:
+        url = self.urls[len(self.spans) % len(self.urls)]
+        if wait:
+            span.host = await self.ctx.limits.acquire(url)
+        else:
+            span.host = self.ctx.limits.try_acquire(url)
+            if span.host is None:
+                return False
+        self.spans.append(span)
+        span.task = asyncio.create_task(self._run_span(span, url))
+        return True
+
+    # ----- the controller: add spans, steal work ----------------------------------
+
+    async def _control(self, pending: list[Span]) -> None:
+        window_t = time.monotonic()
+        window_b = self.job.fetched
+        last_rate: float | None = None
+        while True:
+            active = [s.task for s in self.spans if s.task is not None and not s.task.done()]
+            if not active:
+                break
+            done, _ = await asyncio.wait(active, timeout=TICK, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                t.result()  # raises the span's final error
+            now = time.monotonic()
+            if not self._splittable():
+                continue
+            if self.settings.split is not None:
+                self.target = max(1, self.settings.split)
+            elif not self.frozen and now - window_t >= WINDOW and self.job.fetched > window_b:
+                rate = (self.job.fetched - window_b) / (now - window_t)
+                if last_rate is None or rate >= last_rate * GROWTH:
+                    last_rate = rate
+                    self.target = self.target * 2
+                else:
+                    self.frozen = True
+                window_t, window_b = now, self.job.fetched
+            await self._fill(pending)
+        if pending:  # resume gaps left when the connections ran out
+            for span in pending:
+                await self._start(span, wait=True)
+            pending.clear()
+            await self._control([])
+
+    def _splittable(self) -> bool:
+        return self.ranges_ok and self.head_seen and self.job.size is not None
+
+    async def _fill(self, pending: list[Span]) -> None:
+        running = [s for s in self.spans if s.task is not None and not s.task.done()]
+        want = self.target - len(running)
+        while want > 0:
+            if pending:
+                if not await self._start(pending[0], wait=False):
+                    return
+                pending.pop(0)
+            else:
+                live = {
+                    i: (s.pos, s.end)
+                    for i, s in enumerate(self.spans)
+                    if s.end is not None and s.task is not None and not s.task.done()
+                }
+                choice = split_largest(live, self.settings.min_split_size)
+                if choice is None:
+                    return
+                idx, mid = choice
+                victim = self.spans[idx]
+                new = Span(mid, mid, victim.end)
+                victim.end = mid
+                if not await self._start(new, wait=False):
+                    victim.end = new.end  # no free slot: give the bytes back
+                    return
+            want -= 1
+        self.job.connections = sum(1 for s in self.spans if s.task and not s.task.done())
+
+    # ----- one span: requests and retries ---------------------------------------
+
+    async def _run_span(self, span: Span, url: str) -> None:
+        job = self.job
+        attempts = 0
+        waited = 0.0
+        mirror = 0
+        try:
+            while True:
+                before = span.pos
+                req = self._request(span, url)
+                sink = _SpanSink(self, span, req)
+                try:
+                    await self.ctx.transport_for(url).fetch(req, sink)
+                    self._check_complete(span)
+                    return
+                except OmnigetError as exc:
+                    if job.refreshable(exc) and await job.refresh(exc):
+                        self.urls = (job.item.download_url, *job.item.mirrors)
+                        url = self.urls[0]
+                        continue
+                    if not exc.retryable:
+                        raise
+                    if span.pos - before >= self.ckpt_bytes:
+                        attempts = 0
+                    attempts += 1
+                    delay = self.ctx.policy.next_delay(attempts, exc, waited, self.ctx.rng)
+                    if delay is None:
+                        raise
+                    if len(self.urls) > 1:
+                        mirror += 1
+                        url = self.urls[mirror % len(self.urls)]
+                    self.ctx.event(Retrying(job.item, job.final, exc, attempts, delay))
+                    await self.ctx.clock.sleep(delay)
+                    waited += delay
+        finally:
+            if span.host is not None:
+                self.ctx.limits.release(span.host)
+                span.host = None
+
+    def _request(self, span: Span, url: str) -> Request:
+        item = self.job.item
+        rng: ByteRange | None = None
+        if_range: str | None = None
+        if self.ranges_ok and (span.pos > 0 or span.end is not None):
+            rng = ByteRange(span.pos, span.end)
+            if url == item.download_url:
+                if_range = self.job.validator()
+        speed = None
+        if self.settings.limit_rate:
+            running = sum(1 for s in self.spans if s.task is not None and not s.task.done())
+            speed = max(1024, self.settings.limit_rate // max(1, running))
+        return Request(
+            url,
+            headers=item.headers,
+            range=rng,
+            if_range=if_range,
+            secret_headers=item.secret_headers,
+            max_speed=speed,
+        )
+
+    def _check_complete(self, span: Span) -> None:
+        size = self.job.size
+        if span.end is not None:
+            if span.pos < span.end:
+                raise TransientError(
+                    f"connection closed at byte {span.pos} of {span.end} ({self.job.item.filename})"
+                )
+            return
+        if size is not None and span.pos < size:
+            raise TransientError(f"connection closed at byte {span.pos} of {size}")
+        if size is None:
+            self.job.size = span.pos  # close-delimited body: done at EOF
+
+    # ----- response heads -----------------------------------------------------------
+
+    def on_head(self, head: Head, sink: _SpanSink) -> None:
+        job = self.job
+        check_status(head, sink.req.url)
+        item = job.item
+        if item.expect == "media" and "text/html" in head.headers.get("content-type", ""):
+            raise RemoteError(f"got a web page instead of a file from {head.url}")
+        span = sink.span
+        ranged = sink.req.range is not None
+        if head.decoded:
+            self.ranges_ok = False
+        if not self.head_seen:
+            self._first_head(head, sink)
+            return
+        if head.status == 206 and ranged:
+            cr = head.content_range
+            if cr is None or cr[0] != span.pos:
+                raise _Restart("the server answered a wrong byte range", changed=False)
+            if job.size is not None and cr[2] is not None and cr[2] != job.size:
+                raise _Restart("the file changed on the server", changed=True)
+            if self._validators_changed(head):
+                raise _Restart("the file changed on the server", changed=True)
+            return
+        # A full answer: the file changed, or Range is not (to be) used.
+        if self._validators_changed(head) or (
+            job.size is not None and head.total_size not in (None, job.size)
+        ):
+            raise _Restart("the file changed on the server", changed=True)
+        running = sum(1 for s in self.spans if s.task is not None and not s.task.done())
+        if not ranged or not self.ranges_ok or running <= 1 or head.decoded:
+            self.ranges_ok = False
+            sink.skip = span.pos  # the body starts at byte 0: drop what we have
+            return
+        raise _Restart("the server ignores byte ranges", changed=False)
+
+    def _validators_changed(self, head: Head) -> bool:
+        job = self.job
+        if job.etag and head.etag and head.etag != job.etag:
+            return True
+        return bool(
+            not (job.etag and head.etag)
+            and job.last_modified
+            and head.last_modified
+            and head.last_modified != job.last_modified
+        )
+
+    def _first_head(self, head: Head, sink: _SpanSink) -> None:
+        job = self.job
+        span = sink.span
+        resumed = bool(job.done)
+        if resumed:
+            # A resumed file: the answer must continue what we have.
+            if head.status == 206:
+                cr = head.content_range
+                changed = self._validators_changed(head) or (
+                    cr is not None and cr[2] is not None and job.size not in (None, cr[2])
+                )
+                if changed:
+                    raise _Restart("the file changed on the server", changed=True)
+                if cr is None or cr[0] != span.pos:
+                    raise _Restart("the server answered a wrong byte range", changed=False)
+            elif self._validators_changed(head) or (
+                job.size is not None and head.total_size not in (None, job.size)
+            ):
+                raise _Restart("the file changed on the server", changed=True)
+            else:
+                sink.skip = span.pos
+                self.ranges_ok = False
+        self.head_seen = True
+        total = head.total_size
+        if total is not None and (head.status == 200 or not resumed or job.size is None):
+            job.size = total
+        job.etag = head.etag or job.etag
+        job.last_modified = head.last_modified or job.last_modified
+        self.ranges_ok = self.ranges_ok and head.accepts_ranges and not head.decoded
+        if span.end is None and job.size is not None:
+            span.end = job.size
+        job.digests = digests_from_headers(head.headers, status=head.status, decoded=head.decoded)
+        if job.final is None or job.part is None:
+            self._open_output(head)
+        expected = job.item.digest or (job.digests[0] if job.digests else None)
+        if expected is not None and not job.done and span.start == 0:
+            job.stream_hash = StreamHasher(expected.algo)
+            sink.hash = job.stream_hash
+        job.started_event()
+
+    def _open_output(self, head: Head) -> None:
+        from .names import filename_from_content_disposition
+
+        job = self.job
+        final = job.final
+        assert final is not None
+        if job.item.name_from_server and not job.done:
+            cd = head.headers.get("content-disposition")
+            name = filename_from_content_disposition(cd) if cd else None
+            if name and name != final.name:
+                rel = job.item.output_path
+                parent = rel.rpartition("/")[0]
+                candidate = job.resolve_final(f"{parent}/{name}" if parent else name)
+                chosen = job.exists_policy(candidate)
+                if chosen is None:
+                    job.final = candidate
+                    raise SkipFile
+                final = chosen
+        part = job.open_part(final, fresh=not job.done)
+        part.prepare(job.size, have=sum(e - s for s, e in job.done))

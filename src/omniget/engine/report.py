@@ -1,0 +1,69 @@
+"""What a download run returns: one result per item, plus totals and the exit code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ..errors import OmnigetError
+from ..model import Item
+
+__all__ = ["FileResult", "Report"]
+
+Status = Literal["ok", "skipped", "failed"]
+
+
+@dataclass(frozen=True)
+class FileResult:
+    item: Item
+    path: Path | None
+    status: Status
+    size: int = 0  # bytes of the finished file
+    fetched: int = 0  # bytes fetched in this run
+    verified: str | None = None  # "sha256", "size", ... or None
+    error: OmnigetError | None = None
+    reason: str = ""  # why skipped
+
+
+@dataclass
+class Report:
+    results: list[FileResult] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    def _count(self, status: Status) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def ok(self) -> int:
+        return self._count("ok")
+
+    @property
+    def skipped(self) -> int:
+        return self._count("skipped")
+
+    @property
+    def failed(self) -> int:
+        return self._count("failed")
+
+    @property
+    def failures(self) -> list[FileResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def fetched(self) -> int:
+        return sum(r.fetched for r in self.results)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when nothing failed, else the first failure's code."""
+        for r in self.results:
+            if r.status == "failed":
+                return r.error.exit_code if r.error is not None else 1
+        return 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<Report ok={self.ok} skipped={self.skipped} failed={self.failed} "
+            f"fetched={self.fetched} elapsed={self.elapsed:.2f}s>"
+        )

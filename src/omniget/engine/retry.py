@@ -1,0 +1,215 @@
+"""When to try again, and how long to wait first.
+
+:class:`RetryPolicy` is a pure value object: given how many tries failed, the error and
+the time already spent waiting, :meth:`RetryPolicy.next_delay` says how long to wait
+before the next try, or ``None`` to give up. It asks the error nothing but
+``retryable`` and ``retry_after``. Time comes from an injected :class:`Clock`, so tests
+use :class:`FakeClock` and never sleep.
+
+Jitter is *proportional* ("equal jitter" family): the wait is the exponential delay
+times a uniform factor in ``[1 - jitter, 1 + jitter]``, never close to zero, so the
+growth stays visible and a herd of clients still spreads out. At the cap the factor
+only goes down (``[max_wait * (1 - jitter), max_wait]``).
+
+Retry-After: the wait is ``max(backoff delay, retry_after)``, capped at ``max_wait``.
+A server asking for more than ``max_wait`` gets the cap and another try (servers often
+ask for far more than they need). A server asking for more than the whole remaining
+budget (``max_total - waited``) is believed: we give up at once instead of knocking
+again while it said it would not be ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+__all__ = [
+    "Clock",
+    "FakeClock",
+    "RetryPolicy",
+    "SystemClock",
+    "retry_call",
+]
+
+T = TypeVar("T")
+
+
+class Clock(Protocol):
+    """Where time comes from: a monotonic clock, the wall clock, and sleeping."""
+
+    def monotonic(self) -> float: ...
+
+    def time(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+class FakeClock:
+    """A clock that moves only when told: by :meth:`advance` or by awaiting :meth:`sleep`.
+
+    ``sleep`` advances time at once and yields to the event loop once, so other tasks
+    run but nothing really waits. Every sleep is recorded in ``sleeps``.
+    """
+
+    def __init__(self, start: float = 0.0, wall: float = 1_700_000_000.0) -> None:
+        self._mono = start
+        self._wall = wall
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def time(self) -> float:
+        return self._wall
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("a clock does not go backwards")
+        self._mono += seconds
+        self._wall += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        seconds = max(0.0, seconds)
+        self.sleeps.append(seconds)
+        self.advance(seconds)
+        await asyncio.sleep(0)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded exponential backoff with jitter and Retry-After.
+
+    ``retries`` tries after the first; the n-th wait is ``backoff * factor**(n-1)``
+    (jittered, capped at ``max_wait``); we give up when the next wait would take the
+    total time spent waiting past ``max_total``.
+    """
+
+    retries: int = 5
+    backoff: float = 0.5
+    factor: float = 2.0
+    max_wait: float = 120.0
+    max_total: float = 300.0
+    jitter: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.retries < 0:
+            raise ValueError(f"retries must be >= 0, got {self.retries}")
+        if not (self.backoff >= 0 and self.max_wait >= 0 and self.max_total >= 0):
+            raise ValueError("backoff, max_wait and max_total must be >= 0")
+        if not self.factor >= 1:
+            raise ValueError(f"factor must be >= 1, got {self.factor}")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError(f"jitter must be within [0, 1], got {self.jitter}")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        """The policy the user's settings ask for (other fields keep their defaults)."""
+        return cls(
+            retries=settings.retries,
+            max_wait=settings.retry_max_wait,
+            max_total=settings.retry_max_time,
+        )
+
+    def with_retries(self, n: int) -> RetryPolicy:
+        return dataclasses.replace(self, retries=n)
+
+    def backoff_delay(self, attempt: int) -> float:
+        """The un-jittered wait after ``attempt`` failed tries, capped at ``max_wait``."""
+        try:
+            base = self.backoff * self.factor ** (attempt - 1)
+        except OverflowError:
+            base = math.inf
+        return min(base, self.max_wait)
+
+    def next_delay(
+        self,
+        attempt: int,
+        error: BaseException,
+        waited: float,
+        rng: random.Random | None = None,
+    ) -> float | None:
+        """Seconds to wait before the next try, or None to give up.
+
+        ``attempt`` is how many tries failed so far (1 after the first failure);
+        ``waited`` is the time already spent waiting for this unit of work.
+        """
+        if attempt < 1:
+            raise ValueError(f"attempt counts failed tries and starts at 1, got {attempt}")
+        if not getattr(error, "retryable", False) or attempt > self.retries:
+            return None
+        remaining = self.max_total - waited
+        u = (rng or random).uniform(-1.0, 1.0)
+        delay = min(self.backoff_delay(attempt) * (1.0 + self.jitter * u), self.max_wait)
+        asked = _retry_after(error)
+        if asked is not None:
+            if asked > remaining:
+                return None  # the server says it will not be ready within our budget
+            delay = min(max(delay, asked), self.max_wait)
+        delay = max(0.0, delay)
+        if delay > remaining:
+            return None
+        return delay
+
+
+def _retry_after(error: BaseException) -> float | None:
+    value = getattr(error, "retry_after", None)
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        return None
+    return max(0.0, float(value))
+
+
+OnRetry = Callable[[int, BaseException, float], Awaitable[None] | None]
+
+
+async def retry_call(
+    fn: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    clock: Clock,
+    on_retry: OnRetry | None = None,
+    *,
+    rng: random.Random | None = None,
+) -> T:
+    """Await ``fn()`` until it succeeds or ``policy`` gives up (the last error is raised).
+
+    Before each wait ``on_retry(attempt, error, delay)`` is called (and awaited when it
+    returns an awaitable). Only ``Exception``s are retried: cancellation goes through.
+    """
+    attempt = 0
+    waited = 0.0
+    while True:
+        try:
+            return await fn()
+        except Exception as error:
+            attempt += 1
+            delay = policy.next_delay(attempt, error, waited, rng)
+            if delay is None:
+                raise
+            if on_retry is not None:
+                result = on_retry(attempt, error, delay)
+                if inspect.isawaitable(result):
+                    await result
+            await clock.sleep(delay)
+            waited += delay

@@ -1,0 +1,82 @@
+"""One URL written in order to a stream (``omniget -O - URL``): one connection, retries
+resume with Range from the bytes already written; if the server cannot resume, the bytes
+already sent are skipped in the new answer (never written twice)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..errors import OmnigetError, RemoteError, TransientError
+from ..model import ByteRange, Item
+from .events import Retrying
+from .transports.base import Head, Request, check_status
+
+if TYPE_CHECKING:
+    from .core import Engine
+
+__all__ = ["stream_item"]
+
+
+class _StreamSink:
+    def __init__(self, write: Callable[[bytes], object], done: int) -> None:
+        self.write = write
+        self.done = done
+        self.skip = 0
+        self.etag: str | None = None
+        self.size: int | None = None
+
+    def on_head(self, head: Head) -> None:
+        check_status(head, head.url)
+        if self.done and self.etag and head.etag and head.etag != self.etag:
+            raise TransientError("the file changed on the server while streaming")
+        if head.status == 200 and self.done:
+            self.skip = self.done
+        self.etag = head.etag or self.etag
+        if self.size is None:
+            self.size = head.total_size
+
+    def on_data(self, data: bytes) -> None:
+        if self.skip:
+            if len(data) <= self.skip:
+                self.skip -= len(data)
+                return
+            data = data[self.skip :]
+            self.skip = 0
+        self.write(data)
+        self.done += len(data)
+
+
+async def stream_item(engine: Engine, item: Item, write: Callable[[bytes], object]) -> int:
+    transports = engine.transports()
+    sink = _StreamSink(write, 0)
+    attempts, waited = 0, 0.0
+    while True:
+        rng = ByteRange(sink.done) if sink.done else None
+        req = Request(
+            item.download_url,
+            headers=item.headers,
+            range=rng,
+            if_range=sink.etag if rng else None,
+            secret_headers=item.secret_headers,
+        )
+        before = sink.done
+        try:
+            scheme = item.download_url.split(":", 1)[0].lower()
+            transport = transports.get(scheme)
+            if transport is None:
+                raise RemoteError(f"unsupported URL scheme {scheme!r}")
+            await transport.fetch(req, sink)
+            if sink.size is not None and sink.done < sink.size:
+                raise TransientError(f"connection closed at byte {sink.done} of {sink.size}")
+            return sink.done
+        except OmnigetError as exc:
+            if sink.done > before:
+                attempts = 0
+            attempts += 1
+            delay = engine.policy.next_delay(attempts, exc, waited, engine.rng)
+            if delay is None:
+                raise
+            engine.on_event(Retrying(item, None, exc, attempts, delay))
+            await engine.clock.sleep(delay)
+            waited += delay

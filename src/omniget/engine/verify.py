@@ -1,0 +1,184 @@
+"""Digests: what the server says the file hashes to, and hashing what we wrote.
+
+Header digests (all whole-file checks for the bytes we save):
+
+* ``Repr-Digest`` (RFC 9530) and ``Digest`` (RFC 3230) describe the whole selected
+  representation, whatever the status (a 206 included).
+* ``Content-Digest`` (RFC 9530) and ``Content-MD5`` describe the message body, so they
+  speak of the whole file only for a 200.
+
+A representation includes its content coding (RFC 9530 appendix B), so when the
+transport decoded a ``Content-Encoding`` (``decoded=True``) none of them describes the
+bytes we save, and none is returned.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..errors import StorageError
+from ..model import Digest
+
+__all__ = [
+    "StreamHasher",
+    "digests_from_headers",
+    "file_digest",
+    "hashlib_name",
+]
+
+# Registered algorithm names (RFC 3230 / RFC 9530 registries and common spellings).
+_HEADER_ALGOS = {
+    "md5": "md5",
+    "sha": "sha1",
+    "sha-1": "sha1",
+    "sha1": "sha1",
+    "sha-256": "sha256",
+    "sha256": "sha256",
+    "sha-384": "sha384",
+    "sha-512": "sha512",
+    "sha512": "sha512",
+}
+_STRENGTH = {"sha512": 0, "sha384": 1, "sha256": 2, "sha224": 3, "sha1": 4, "md5": 5}
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
+def hashlib_name(algo: str) -> str:
+    """hashlib's name for ``algo`` (``SHA-256`` -> ``sha256``); ValueError if unknown."""
+    low = algo.strip().lower()
+    for name in (low, low.replace("-", ""), low.replace("-", "_")):
+        if name in hashlib.algorithms_available:
+            return name
+    raise ValueError(f"unsupported hash algorithm: {algo!r}")
+
+
+def _header_values(headers: Mapping[str, str], name: str) -> list[str]:
+    get_all = getattr(headers, "get_all", None)
+    if callable(get_all):
+        return [str(v) for v in get_all(name)]
+    return [v for k, v in headers.items() if k.lower() == name]
+
+
+def _to_digest(algo_name: str, value: str) -> Digest | None:
+    """A Digest from a header's algorithm name and hex or base64 value, or None."""
+    algo = _HEADER_ALGOS.get(algo_name.strip().lower())
+    if algo is None:
+        return None
+    size = hashlib.new(algo).digest_size
+    value = value.strip().strip('"').strip()
+    if len(value) == 2 * size and _HEX.fullmatch(value):
+        return Digest(algo, value)  # hex, though the RFCs say base64: servers do it
+    try:
+        raw = base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return Digest(algo, raw.hex()) if len(raw) == size else None
+
+
+def _parse_structured(value: str) -> list[Digest]:
+    """RFC 9530 dictionary: ``sha-256=:BASE64:, sha-512=:BASE64:;param``."""
+    out: list[Digest] = []
+    for member in value.split(","):
+        key, sep, rest = member.partition("=")
+        item = rest.split(";", 1)[0].strip()
+        if sep and len(item) >= 2 and item[0] == ":" and item[-1] == ":":
+            d = _to_digest(key, item[1:-1])
+            if d is not None:
+                out.append(d)
+    return out
+
+
+def _parse_legacy(value: str) -> list[Digest]:
+    """RFC 3230: ``SHA-256=BASE64, MD5=BASE64``."""
+    out: list[Digest] = []
+    for member in value.split(","):
+        key, sep, rest = member.partition("=")
+        if sep:
+            d = _to_digest(key, rest)
+            if d is not None:
+                out.append(d)
+    return out
+
+
+def digests_from_headers(headers: Mapping[str, str], *, status: int, decoded: bool) -> list[Digest]:
+    """Whole-file digests the response headers state, strongest first.
+
+    Unknown algorithms and malformed values are skipped; identical digests are returned
+    once. Two different values for one algorithm are both returned (the server
+    contradicts itself and the check will say so).
+    """
+    if decoded:
+        return []
+    found: list[Digest] = []
+    for v in _header_values(headers, "repr-digest"):
+        found += _parse_structured(v)
+    for v in _header_values(headers, "digest"):
+        found += _parse_legacy(v)
+    if status == 200:
+        for v in _header_values(headers, "content-digest"):
+            found += _parse_structured(v)
+        for v in _header_values(headers, "content-md5"):
+            d = _to_digest("md5", v)
+            if d is not None:
+                found.append(d)
+    unique = list(dict.fromkeys(found))
+    unique.sort(key=lambda d: _STRENGTH.get(d.algo, 9))
+    return unique
+
+
+def file_digest(
+    path: Path, algo: str, start: int = 0, end: int | None = None, bufsize: int = 1 << 20
+) -> str:
+    """Hex digest of ``path``'s bytes ``[start, end)`` (to EOF when ``end`` is None).
+
+    A file shorter than ``end`` is hashed up to its end (the digest will not match).
+    OS errors become :class:`StorageError` naming the path.
+    """
+    h = hashlib.new(hashlib_name(algo))
+    if end is not None and end <= start:
+        return h.hexdigest()
+    buf = bytearray(max(1, bufsize))
+    view = memoryview(buf)
+    left = None if end is None else end - start
+    try:
+        with open(path, "rb", buffering=0) as f:
+            f.seek(start)
+            while left is None or left > 0:
+                want = len(buf) if left is None else min(len(buf), left)
+                n = f.readinto(view[:want])
+                if not n:
+                    break
+                h.update(view[:n])
+                if left is not None:
+                    left -= n
+    except OSError as e:
+        raise StorageError(f"cannot read {path} to check its digest: {e.strerror or e}") from e
+    return h.hexdigest()
+
+
+class StreamHasher:
+    """Hash bytes as they stream past: ``update`` then ``hexdigest``."""
+
+    __slots__ = ("_h", "algo")
+
+    def __init__(self, algo: str) -> None:
+        self.algo = hashlib_name(algo)
+        self._h = hashlib.new(self.algo)
+
+    @classmethod
+    def for_digest(cls, digest: Digest) -> StreamHasher:
+        return cls(digest.algo)
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._h.update(data)
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+    def matches(self, digest: Digest) -> bool:
+        """True when ``digest`` is of this algorithm and equals what was hashed so far."""
+        return digest.algo == self.algo and digest.hex == self.hexdigest()

@@ -1,0 +1,126 @@
+"""What a source is: a class that knows one site or format, turns a URL into Items, and
+never writes an output file.
+
+A source declares ``name``, ``patterns`` (regular expressions matched against the URL) and
+``examples``; its constructor does no I/O; ``items()`` is an async generator making requests
+through the injected :class:`SourceContext` (so the user's proxy, CA and cookie settings
+apply); ``refresh(item)`` re-resolves expiring URLs when the engine asks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..engine.transports.base import Head, Request, Transport, check_status
+from ..errors import ParseError
+from ..model import Item
+from ..settings import Settings
+
+__all__ = ["HttpClient", "Response", "Source", "SourceContext"]
+
+MAX_BODY = 32 * 1024 * 1024  # API answers and pages, never files
+
+
+@dataclass
+class Response:
+    status: int
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError as exc:
+            raise ParseError(f"expected JSON from {self.url}, got {self.body[:80]!r}") from exc
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.head: Head | None = None
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def on_head(self, head: Head) -> None:
+        check_status(head, head.url)
+        self.head = head
+
+    def on_data(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > MAX_BODY:
+            raise ParseError(f"answer too large (over {MAX_BODY} bytes)")
+        self.chunks.append(data)
+
+
+class HttpClient:
+    """The small client sources use for pages and APIs (not for files)."""
+
+    def __init__(self, transports: Mapping[str, Transport]) -> None:
+        self.transports = transports
+
+    async def request(
+        self,
+        url: str,
+        *,
+        method: str = "GET",
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        secret_headers: tuple[str, ...] = (),
+    ) -> Response:
+        scheme = url.split(":", 1)[0].lower()
+        transport = self.transports[scheme]
+        sink = _Collect()
+        req = Request(
+            url,
+            headers=dict(headers or {}),
+            method=method,
+            body=body,
+            secret_headers=secret_headers,
+        )
+        head = await transport.fetch(req, sink)
+        return Response(head.status, head.url, head.headers, b"".join(sink.chunks))
+
+    async def get_json(self, url: str, **kw: Any) -> Any:
+        return (await self.request(url, **kw)).json()
+
+
+@dataclass
+class SourceContext:
+    settings: Settings
+    http: HttpClient
+    options: Mapping[str, object] = field(default_factory=dict)
+
+
+class Source:
+    """Base class of every source. Subclasses set the class attributes and ``items``."""
+
+    name: ClassVar[str] = ""
+    patterns: ClassVar[tuple[str, ...]] = ()
+    examples: ClassVar[tuple[str, ...]] = ()
+    _compiled: ClassVar[list[re.Pattern[str]] | None] = None
+
+    def __init__(self, url: str, ctx: SourceContext, **options: object) -> None:
+        self.url = url
+        self.ctx = ctx
+        self.options = options
+
+    @classmethod
+    def matches(cls, url: str) -> bool:
+        if cls._compiled is None:
+            cls._compiled = [re.compile(p, re.I) for p in cls.patterns]
+        return any(p.search(url) for p in cls._compiled)
+
+    def items(self) -> AsyncIterator[Item]:
+        raise NotImplementedError
+
+    async def refresh(self, item: Item) -> Item:
+        """Re-resolve an item whose URLs expired; the default keeps it as it is."""
+        return item

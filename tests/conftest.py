@@ -1,0 +1,116 @@
+"""Shared fixtures. Local servers (all on 127.0.0.1, any free port, safe under ``-n``):
+
+``httpd`` / ``httpd2``
+    the fault-injecting HTTP server (``tests.servers.httpd``, vocabulary in its docstring)
+    and a second one (another port, so another origin). One server per session, handed to
+    each test freshly ``reset()`` (no files, handlers, counters or log left from other tests).
+    ``httpd_session`` / ``httpd2_session`` are the same servers for session-scoped fixtures.
+``httpsd``
+    the same server over TLS; trust ``tls_ca_path`` (``tls_files`` has cert and key too).
+``httpd_factory``
+    ``httpd_factory(root=None, tls=False) -> HTTPServer``: extra servers for one test,
+    stopped after it (e.g. to stop one mid-test).
+``nginx``
+    a private nginx serving ``nginx.root`` (session-scoped; write files under unique names
+    with ``nginx.add(name, data)``); skipped where nginx is not installed.
+``payload``
+    ``payload(n, seed=0) -> bytes``: deterministic, fast pseudo-random data.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+# ``tests.servers`` must import the same way here, in test modules and in bench scripts.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from tests.servers.httpd import HTTPServer  # noqa: E402
+from tests.servers.nginx import NginxServer, nginx_binary, start_nginx  # noqa: E402
+from tests.servers.payload import payload as _payload  # noqa: E402
+from tests.servers.tls import TLSFiles, make_tls  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def payload() -> Callable[..., bytes]:
+    """``payload(n, seed=0)``: n deterministic pseudo-random bytes."""
+    return _payload
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    return make_tls(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def tls_ca_path(tls_files: TLSFiles) -> Path:
+    """The CA certificate (PEM) that signed ``httpsd``'s certificate."""
+    return tls_files.ca_path
+
+
+@pytest.fixture(scope="session")
+def httpd_session() -> Iterator[HTTPServer]:
+    with HTTPServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def httpd2_session() -> Iterator[HTTPServer]:
+    with HTTPServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def httpsd_session(tls_files: TLSFiles) -> Iterator[HTTPServer]:
+    with HTTPServer(tls=tls_files.server_context()) as server:
+        yield server
+
+
+def _fresh(server: HTTPServer) -> Iterator[HTTPServer]:
+    server.reset()
+    yield server
+    server.reset()
+
+
+@pytest.fixture
+def httpd(httpd_session: HTTPServer) -> Iterator[HTTPServer]:
+    yield from _fresh(httpd_session)
+
+
+@pytest.fixture
+def httpd2(httpd2_session: HTTPServer) -> Iterator[HTTPServer]:
+    yield from _fresh(httpd2_session)
+
+
+@pytest.fixture
+def httpsd(httpsd_session: HTTPServer) -> Iterator[HTTPServer]:
+    yield from _fresh(httpsd_session)
+
+
+@pytest.fixture
+def httpd_factory(tls_files: TLSFiles) -> Iterator[Callable[..., HTTPServer]]:
+    started: list[HTTPServer] = []
+
+    def make(root: Path | None = None, tls: bool = False) -> HTTPServer:
+        server = HTTPServer(root=root, tls=tls_files.server_context() if tls else None)
+        started.append(server.start())
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxServer]:
+    if nginx_binary() is None:
+        pytest.skip("nginx is not installed")
+    # Installed but failing to start is an error, not a skip.
+    server = start_nginx(tmp_path_factory.mktemp("nginx-root"), tmp_path_factory.mktemp("nginx"))
+    yield server
+    server.stop()

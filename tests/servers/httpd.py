@@ -1,0 +1,418 @@
+"""A raw-socket HTTP/1.1 test server that misbehaves on request.
+
+Start it in-process (``HTTPServer().start()``, or the ``httpd`` fixtures in
+``tests/conftest.py``) or as a process::
+
+    python -m tests.servers.httpd --root DIR --port 0 [--tls-dir DIR] [--no-log]
+
+which prints the port on the first line of stdout and serves until SIGTERM/SIGINT.
+One thread per connection, keep-alive, HEAD, single ``Range`` (``a-b``, ``a-``, ``-n``;
+multiple ranges are ignored with a 200), 416 with ``Content-Range: bytes */SIZE``,
+``Accept-Ranges``, strong ``ETag``, ``Last-Modified``, ``If-Range`` (ETag or date; on a
+mismatch the full body with 200). Files come from ``server.add(path, data, ...)``,
+``server.handle(path, fn)`` (dynamic routes) and an optional ``root`` directory.
+
+Every request is logged (``server.requests``: method, target, path, query, headers with
+case-insensitive lookup, connection id, port, times, status, body bytes sent).
+
+Query vocabulary (one URL = one behaviour; unknown parameters are ignored)
+------------------------------------------------------------------------
+Counting:
+
+``k=TOKEN``
+    names the counter for this URL's requests (default: the request target, path + query).
+    Every request (HEAD included) increments it; request *n* is "active" when
+    ``n <= times``.
+``times=N|always``
+    faults apply only to the first N requests of the counter (default ``always``).
+
+Faults (only while active):
+
+``status=CODE``
+    answer CODE (3xx-5xx, e.g. 500 502 503 504 429 404 403 410) with a short text body;
+    after ``times`` requests the file is served normally (or 404 if there is none).
+``retry_after=S`` / ``retry_after=date:S``
+    with ``status``: a ``Retry-After`` of S seconds, or an HTTP-date S seconds from now.
+``body=html``
+    an HTML page (``text/html``) instead of the file, status 200 or ``status``.
+``redirect=URL-OR-PATH``
+    a 302 to it verbatim (any scheme); ``redirect_status=301|303|307|308`` changes the code.
+``loop=1``
+    redirect to this very target forever; ``loop=hop`` adds ``hop=N+1`` each time instead
+    (a chain of distinct URLs that never ends).
+``delay=S``
+    wait S seconds before the status line.
+``reset=K``
+    send K body bytes, wait until they left the socket, then close with a TCP RST.
+``truncate=K``
+    Content-Length of the full answer, but only K bytes, then a normal close (FIN).
+``chunked_truncate=K``
+    (with ``chunked=1``) stop after K body bytes, without the terminating zero chunk.
+``badrange=1``
+    a 206 whose ``Content-Range`` starts at the wrong offset (and whose bytes come from
+    that wrong offset: the answer is self-consistent, just not what was asked).
+``drip=BPS``
+    send the body at about BPS bytes per second.
+``stall=S``
+    send the head and ``stall_after=K`` body bytes (default min(half, 16 KiB)), stay
+    silent for S seconds, then send the rest.
+``corrupt=1``
+    flip one byte (the middle one of the body sent); the length is unchanged.
+
+Modes (every request; ``times`` does not limit them):
+
+``etag_change=1``
+    request *n* gets version n-1 of the file: other bytes (same length), ETag
+    ``"...-vN"`` and Last-Modified +N s. With ``times=T`` the version stops at T (so
+    ``etag_change=1&times=1``: the file changes once, after the first request).
+    ``server.variant(path, n)`` returns version n's bytes.
+``norange=1``
+    ignore Range (always 200 with the full body; no Accept-Ranges).
+``chunked=1``
+    ``Transfer-Encoding: chunked`` (no Content-Length).
+``nolength=1``
+    a close-delimited body: no Content-Length, ``Connection: close``.
+``gzip=1``
+    ``Content-Encoding: gzip`` whatever the request asked, Content-Length of the gzip
+    body, Range ignored, ETag ``"...-gzip"``.
+``cd=NAME`` / ``cdstar=NAME`` / ``cdraw=VALUE``
+    ``Content-Disposition: attachment; filename="NAME"`` (raw, unescaped, UTF-8 bytes),
+    ``filename*=UTF-8''<percent-encoded NAME>``; both give both parameters; ``cdraw``
+    sends VALUE as the whole header.
+``digest=1``
+    ``Repr-Digest: sha-256=:B64:`` of the whole representation (also on 206) and
+    ``Content-MD5`` on 200; ``digest=legacy``: ``Digest: SHA-256=B64``; ``digest=bad``:
+    the same headers with wrong values.
+``auth=USER:PASS``
+    require that Basic Authorization, else 401 with ``WWW-Authenticate``.
+
+Other names: a client's ``--resolve`` entry ``server.resolve("files.test")`` makes
+``server.url(path, host="files.test")`` reach this server. For TLS see ``tests.servers.tls``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import itertools
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import quote, urlencode
+
+from .faults import Handler, Resource, build_reply, text_reply
+from .send import send_reply
+from .wire import BadRequest, LoggedRequest, Reader, http_date, parse_head
+
+__all__ = ["HTTPServer", "LoggedRequest", "Resource", "main"]
+
+
+class HTTPServer:
+    """The test server. ``start()`` binds (port 0 = any free port); ``stop()`` ends it."""
+
+    def __init__(
+        self,
+        *,
+        root: Path | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,
+        log: bool = True,
+    ) -> None:
+        self.root = root.resolve() if root is not None else None
+        self.host = host
+        self.tls = tls
+        self.scheme = "https" if tls else "http"
+        self.logging = log
+        self.handshake_failures: list[str] = []
+        self._want_port = port
+        self._files: dict[str, Resource] = {}
+        self._handlers: dict[str, Handler] = {}
+        self._counts: dict[str, int] = {}
+        self._log: list[LoggedRequest] = []
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._paths = itertools.count(1)
+        self._stopping = threading.Event()
+        self._conns: dict[int, socket.socket] = {}
+        self._threads: list[threading.Thread] = []
+        self._listener: socket.socket | None = None
+        self.port = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> HTTPServer:
+        sock = socket.create_server((self.host, self._want_port), backlog=128)
+        sock.settimeout(0.2)
+        self._listener = sock
+        self.port = sock.getsockname()[1]
+        t = threading.Thread(target=self._accept_loop, name=f"httpd-{self.port}", daemon=True)
+        t.start()
+        self._threads.append(t)
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._listener is not None:
+            self._listener.close()
+        with self._lock:
+            conns = list(self._conns.values())
+        for c in conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + 2
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    def __enter__(self) -> HTTPServer:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- content ---------------------------------------------------------------------
+
+    def add(
+        self,
+        path: str,
+        data: bytes,
+        *,
+        etag: str | None = None,
+        last_modified: float | str | None = None,
+        content_type: str = "application/octet-stream",
+        headers: dict[str, str] | None = None,
+    ) -> str:
+        """Serve ``data`` at ``path`` (``/a/b.bin``); returns its URL. ``etag`` is quoted
+        for you when it is not; ``last_modified`` is a Unix time or an HTTP-date."""
+        if not path.startswith("/"):
+            raise ValueError(f"path must start with '/': {path!r}")
+        if etag is None:
+            etag = hashlib.sha1(data).hexdigest()[:20]
+        if not etag.startswith('"'):
+            etag = f'"{etag}"'
+        mtime = time.time() - 86400 if last_modified is None else last_modified
+        if isinstance(mtime, str):
+            lm, ts = mtime, time.time()
+        else:
+            lm, ts = http_date(mtime), float(mtime)
+        res = Resource(
+            size=len(data),
+            etag=etag,
+            last_modified=lm,
+            mtime=ts,
+            content_type=content_type,
+            headers=tuple((headers or {}).items()),
+            data=bytes(data),
+        )
+        with self._lock:
+            self._files[path] = res
+        return self.url(path)
+
+    def handle(self, path: str, fn: Handler) -> str:
+        """Answer ``path`` (any method) with ``fn(request) -> (status, headers, body)``."""
+        with self._lock:
+            self._handlers[path] = fn
+        return self.url(path)
+
+    def remove(self, path: str) -> None:
+        with self._lock:
+            self._files.pop(path, None)
+            self._handlers.pop(path, None)
+
+    def variant(self, path: str, version: int) -> bytes:
+        """The bytes of ``path`` as version ``version`` (see ``etag_change``)."""
+        res = self.lookup(path)
+        if res is None:
+            raise KeyError(path)
+        return res.variant(version)
+
+    def new_path(self, name: str = "file.bin") -> str:
+        """A path no other test on this server uses: ``/u<N>/<name>``."""
+        return f"/u{next(self._paths)}/{name}"
+
+    def reset(self) -> None:
+        """Forget files, handlers, counters and the log (the per-test fixtures call this)."""
+        with self._lock:
+            self._files.clear()
+            self._handlers.clear()
+            self._counts.clear()
+            self._log.clear()
+            self.handshake_failures.clear()
+
+    # -- addresses -------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    def url(self, path: str, *, host: str | None = None, **query: object) -> str:
+        """``url("/a.bin", status=503, times=2)`` -> ``http://127.0.0.1:PORT/a.bin?status=...``."""
+        base = f"{self.scheme}://{host or self.host}:{self.port}{quote(path)}"
+        return f"{base}?{urlencode({k: str(v) for k, v in query.items()})}" if query else base
+
+    def resolve(self, host: str = "files.test") -> str:
+        """A curl ``--resolve`` entry sending ``host`` on this port to this server."""
+        return f"{host}:{self.port}:{self.host}"
+
+    # -- the log -----------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[LoggedRequest]:
+        with self._lock:
+            return list(self._log)
+
+    def requests_to(self, path: str) -> list[LoggedRequest]:
+        return [r for r in self.requests if r.path == path]
+
+    def clear_log(self) -> None:
+        with self._lock:
+            self._log.clear()
+
+    def connection_ids(self, path: str | None = None) -> list[int]:
+        """Distinct connection ids, in first-use order (of requests to ``path`` if given)."""
+        reqs = self.requests if path is None else self.requests_to(path)
+        return list(dict.fromkeys(r.conn_id for r in reqs))
+
+    def wait_idle(self, timeout: float = 2.0) -> bool:
+        """Wait until every logged request has been answered (``finished`` set)."""
+        deadline = time.monotonic() + timeout
+        while any(r.finished is None for r in self.requests):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    # -- Catalog (for build_reply) ---------------------------------------------------
+
+    def lookup(self, path: str) -> Resource | None:
+        with self._lock:
+            res = self._files.get(path)
+        if res is not None or self.root is None:
+            return res
+        file = (self.root / path.lstrip("/")).resolve()
+        if not file.is_relative_to(self.root) or not file.is_file():
+            return None
+        st = file.stat()
+        return Resource(
+            size=st.st_size,
+            etag=f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"',
+            last_modified=http_date(st.st_mtime),
+            mtime=st.st_mtime,
+            file=file,
+        )
+
+    def handler(self, path: str) -> Handler | None:
+        with self._lock:
+            return self._handlers.get(path)
+
+    def hit(self, key: str) -> int:
+        with self._lock:
+            self._counts[key] = n = self._counts.get(key, 0) + 1
+            return n
+
+    # -- connections -------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while not self._stopping.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            cid = next(self._ids)
+            t = threading.Thread(target=self._serve, args=(sock, cid), daemon=True)
+            t.start()
+
+    def _serve(self, sock: socket.socket, cid: int) -> None:
+        with self._lock:
+            self._conns[cid] = sock
+        try:
+            sock.settimeout(60)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.tls is not None:
+                try:
+                    sock = self.tls.wrap_socket(sock, server_side=True)
+                except (OSError, ssl.SSLError) as e:
+                    with self._lock:
+                        self.handshake_failures.append(str(e))
+                    return
+                with self._lock:
+                    self._conns[cid] = sock
+            reader = Reader(sock)
+            while not self._stopping.is_set() and self._one(sock, reader, cid):
+                pass
+        except (OSError, BadRequest, ValueError):
+            pass
+        finally:
+            with self._lock:
+                self._conns.pop(cid, None)
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _one(self, sock: socket.socket, reader: Reader, cid: int) -> bool:
+        """Serve one request; False when the connection must end."""
+        raw = reader.read_head()
+        if raw is None:
+            return False
+        method, target, version, headers = parse_head(raw)
+        req = LoggedRequest(method, target, version, headers, cid, self.port)
+        if self.logging:
+            with self._lock:
+                self._log.append(req)
+        if headers.get("expect", "").lower() == "100-continue":
+            sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            req.body = reader.read_chunked()
+        elif (length := headers.get("content-length", "0").strip()).isdigit():
+            req.body = reader.read_exact(int(length))
+        conn = headers.get("connection", "").lower()
+        keep = "close" not in conn and (version == "HTTP/1.1" or "keep-alive" in conn)
+        try:
+            reply = build_reply(req, self)
+        except ValueError as e:  # a bad fault parameter: say so loudly
+            reply = text_reply(400, str(e))
+        try:
+            return send_reply(sock, req, reply, keep, self._stopping)
+        finally:
+            req.finished = time.monotonic()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.servers.httpd", description=__doc__)
+    ap.formatter_class = argparse.RawDescriptionHelpFormatter
+    ap.add_argument("--root", type=Path, help="serve this directory")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0, help="0 = any free port (printed)")
+    ap.add_argument("--tls-dir", type=Path, help="serve HTTPS; write ca.pem etc. into this dir")
+    ap.add_argument("--no-log", action="store_true", help="keep no request log (long runs)")
+    args = ap.parse_args(argv)
+    tls = None
+    if args.tls_dir is not None:
+        from .tls import make_tls
+
+        args.tls_dir.mkdir(parents=True, exist_ok=True)
+        tls = make_tls(args.tls_dir).server_context()
+    server = HTTPServer(
+        root=args.root, host=args.host, port=args.port, tls=tls, log=not args.no_log
+    )
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    with server:
+        print(server.port, flush=True)
+        done.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

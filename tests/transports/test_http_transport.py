@@ -1,0 +1,739 @@
+"""CurlTransport against real sockets on 127.0.0.1 (see _server.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import socket
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from omniget.engine.transports.base import Head, Request, StopTransfer
+from omniget.engine.transports.http import CurlTransport, ca_locations
+from omniget.errors import RemoteError, TransientError, UsageError
+from omniget.model import ByteRange
+from omniget.settings import NetworkSettings
+
+from ._server import (
+    Req,
+    Server,
+    delayed,
+    ranged,
+    redirect,
+    reply,
+    reset,
+    static,
+    wait_then_close,
+)
+
+BODY = bytes(range(256)) * 400  # 100 KiB
+
+
+class Sink:
+    """Collects what the transport hands over; can raise on cue."""
+
+    def __init__(
+        self,
+        *,
+        stop_after: int | None = None,
+        head_error: BaseException | None = None,
+        data_error: BaseException | None = None,
+    ) -> None:
+        self.heads: list[Head] = []
+        self.data = bytearray()
+        self.chunks = 0
+        self.events: list[str] = []
+        self.stop_after = stop_after
+        self.head_error = head_error
+        self.data_error = data_error
+
+    def on_head(self, head: Head) -> None:
+        self.events.append("head")
+        self.heads.append(head)
+        if self.head_error is not None:
+            raise self.head_error
+
+    def on_data(self, data: bytes) -> None:
+        self.events.append("data")
+        self.data += data
+        self.chunks += 1
+        if self.data_error is not None:
+            raise self.data_error
+        if self.stop_after is not None and len(self.data) >= self.stop_after:
+            raise StopTransfer
+
+
+def run(
+    fn: Callable[[CurlTransport], Awaitable[Any]], settings: NetworkSettings | None = None, **kw: Any
+) -> Any:
+    async def main() -> Any:
+        transport = CurlTransport(settings or NetworkSettings(), **kw)
+        try:
+            return await fn(transport)
+        finally:
+            await transport.aclose()
+
+    return asyncio.run(main())
+
+
+def get(url: str, settings: NetworkSettings | None = None, **req: Any) -> tuple[Head, Sink]:
+    sink = Sink()
+
+    async def go(t: CurlTransport) -> Head:
+        return await t.fetch(Request(url, **req), sink)
+
+    head = run(go, settings)
+    return head, sink
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def srv() -> Iterator[Server]:
+    with Server() as server:
+        yield server
+
+
+@pytest.fixture
+def other() -> Iterator[Server]:
+    with Server() as server:
+        yield server
+
+
+# -- plain transfers --
+
+
+def test_full_get(srv: Server) -> None:
+    srv.route("/f", static(BODY, headers=[("ETag", '"e1"')]))
+    head, sink = get(srv.url("/f"))
+    assert head.status == 200
+    assert head.url == srv.url("/f")
+    assert head.content_length == len(BODY)
+    assert head.etag == '"e1"'
+    assert not head.decoded
+    assert bytes(sink.data) == BODY
+    assert sink.heads == [head]
+    assert sink.events[0] == "head" and sink.events.count("head") == 1
+    req = srv.requests[0]
+    assert req.method == "GET"
+    assert req.headers["user-agent"] == "omniget/0.1"
+    assert "gzip" not in req.headers.get("accept-encoding", "")
+
+
+def test_ranged_get(srv: Server) -> None:
+    srv.route("/f", ranged(BODY))
+    head, sink = get(srv.url("/f"), range=ByteRange(1000, 3000))
+    assert head.status == 206
+    assert head.content_range == (1000, 3000, len(BODY))
+    assert head.total_size == len(BODY)
+    assert bytes(sink.data) == BODY[1000:3000]
+    assert srv.requests[0].headers["range"] == "bytes=1000-2999"
+
+
+def test_if_range_sent_and_changed_resource_answers_200(srv: Server) -> None:
+    srv.route("/f", ranged(BODY, etag='"new"'))
+    head, sink = get(srv.url("/f"), range=ByteRange(10), if_range='"old"')
+    assert srv.requests[0].headers["if-range"] == '"old"'
+    assert srv.requests[0].headers["range"] == "bytes=10-"
+    assert head.status == 200
+    assert bytes(sink.data) == BODY
+
+
+def test_head_request_and_empty_body(srv: Server) -> None:
+    srv.route("/f", static(BODY))
+    srv.route("/empty", static(b"", status=204))
+    head, sink = get(srv.url("/f"), method="HEAD")
+    assert head.status == 200 and head.content_length == len(BODY)
+    assert sink.events == ["head"]
+    head, sink = get(srv.url("/empty"))
+    assert head.status == 204 and sink.events == ["head"]
+    assert srv.requests[0].method == "HEAD"
+
+
+def test_error_status_is_handed_over_not_raised(srv: Server) -> None:
+    head, sink = get(srv.url("/missing"))
+    assert head.status == 404
+    assert bytes(sink.data) == b"no such path"
+
+
+def test_post_with_body(srv: Server) -> None:
+    def echo(req: Req, sock: socket.socket) -> None:
+        reply(sock, 200, req.method.encode() + b":" + req.body)
+
+    srv.route("/p", echo)
+    head, sink = get(
+        srv.url("/p"),
+        method="POST",
+        body=b'{"a": 1}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert bytes(sink.data) == b'POST:{"a": 1}'
+    req = srv.requests[0]
+    assert req.headers["content-type"] == "application/json"
+    assert req.headers["content-length"] == "8"
+    assert "expect" not in req.headers
+
+
+def test_put_with_body(srv: Server) -> None:
+    def echo(req: Req, sock: socket.socket) -> None:
+        reply(sock, 200, req.method.encode() + b":" + req.body)
+
+    srv.route("/p", echo)
+    _, sink = get(srv.url("/p"), method="PUT", body=b"xyz")
+    assert bytes(sink.data) == b"PUT:xyz"
+
+
+def test_post_then_303_becomes_get_without_body(srv: Server) -> None:
+    srv.route("/p", redirect("/done", 303))
+    srv.route("/done", static(b"ok"))
+    head, sink = get(srv.url("/p"), method="POST", body=b"data=1")
+    assert bytes(sink.data) == b"ok"
+    assert [(r.method, r.path, r.body) for r in srv.requests] == [
+        ("POST", "/p", b"data=1"),
+        ("GET", "/done", b""),
+    ]
+
+
+def test_307_keeps_method_and_body(srv: Server) -> None:
+    def echo(req: Req, sock: socket.socket) -> None:
+        reply(sock, 200, req.method.encode() + b":" + req.body)
+
+    srv.route("/p", redirect("/echo", 307))
+    srv.route("/echo", echo)
+    _, sink = get(srv.url("/p"), method="POST", body=b"keep")
+    assert bytes(sink.data) == b"POST:keep"
+
+
+# -- sink semantics --
+
+
+def test_stop_transfer_mid_body(srv: Server) -> None:
+    big = b"z" * (8 << 20)
+    srv.route("/big", static(big))
+    srv.route("/small", static(b"after"))
+    sink = Sink(stop_after=1)
+
+    async def go(t: CurlTransport) -> tuple[Head, bytes]:
+        head = await t.fetch(Request(srv.url("/big")), sink)
+        after = Sink()
+        await t.fetch(Request(srv.url("/small")), after)
+        return head, bytes(after.data)
+
+    head, after = run(go)
+    assert head.status == 200
+    assert sink.chunks == 1
+    assert 0 < len(sink.data) < len(big)
+    assert after == b"after"  # the transport is still healthy
+
+
+def test_stop_transfer_in_on_head(srv: Server) -> None:
+    srv.route("/f", static(BODY))
+    sink = Sink(head_error=StopTransfer())
+
+    async def go(t: CurlTransport) -> Head:
+        return await t.fetch(Request(srv.url("/f")), sink)
+
+    head = run(go)
+    assert head.status == 200
+    assert sink.events == ["head"]
+
+
+def test_exception_in_on_head_aborts_before_body(srv: Server) -> None:
+    srv.route("/f", static(BODY))
+
+    class Refuse(Exception):
+        pass
+
+    err = Refuse("no thanks")
+    sink = Sink(head_error=err)
+
+    async def go(t: CurlTransport) -> Head:
+        return await t.fetch(Request(srv.url("/f")), sink)
+
+    with pytest.raises(Refuse) as info:
+        run(go)
+    assert info.value is err
+    assert sink.events == ["head"]
+    assert not sink.data
+
+
+def test_exception_in_on_data_is_reraised_unchanged(srv: Server) -> None:
+    srv.route("/f", static(BODY))
+    err = OSError(28, "No space left on device")
+    sink = Sink(data_error=err)
+
+    async def go(t: CurlTransport) -> Head:
+        return await t.fetch(Request(srv.url("/f")), sink)
+
+    with pytest.raises(OSError) as info:
+        run(go)
+    assert info.value is err
+    assert sink.chunks == 1
+
+
+# -- concurrency and connection reuse --
+
+
+def test_many_concurrent_fetches_reuse_connections(srv: Server) -> None:
+    for i in range(60):
+        srv.route(f"/f{i}", static(f"file {i}".encode() * 50))
+    sinks = [Sink() for _ in range(60)]
+
+    async def go(t: CurlTransport) -> list[Head]:
+        return await asyncio.gather(
+            *(t.fetch(Request(srv.url(f"/f{i}")), s) for i, s in enumerate(sinks))
+        )
+
+    heads = run(go, max_host_connections=4)
+    assert all(h.status == 200 for h in heads)
+    for i, s in enumerate(sinks):
+        assert bytes(s.data) == f"file {i}".encode() * 50
+    assert len(srv.requests) == 60
+    assert 1 <= srv.connections <= 4
+
+
+def test_sequential_fetches_use_one_connection(srv: Server) -> None:
+    srv.route("/f", static(b"x" * 1000))
+
+    async def go(t: CurlTransport) -> int:
+        for _ in range(20):
+            s = Sink()
+            await t.fetch(Request(srv.url("/f")), s)
+            assert len(s.data) == 1000
+        return srv.connections
+
+    assert run(go) == 1
+
+
+def test_event_driven_latency(srv: Server) -> None:
+    # Each answer takes ~5 ms; a polling loop adds ~25 ms per request, we must not.
+    srv.route("/slow", delayed(b"ok", 0.005))
+
+    async def go(t: CurlTransport) -> float:
+        start = time.perf_counter()
+        for _ in range(200):
+            s = Sink()
+            await t.fetch(Request(srv.url("/slow")), s)
+            assert s.data == b"ok"
+        return time.perf_counter() - start
+
+    elapsed = run(go)
+    assert elapsed < 200 * 0.015, f"200 requests took {elapsed:.2f} s"
+
+
+def test_cancelled_fetch_aborts_and_transport_stays_usable(srv: Server) -> None:
+    srv.route("/stall", wait_then_close(srv, 10))
+    srv.route("/f", static(b"fine"))
+
+    async def go(t: CurlTransport) -> bytes:
+        task = asyncio.ensure_future(t.fetch(Request(srv.url("/stall")), Sink()))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        s = Sink()
+        await t.fetch(Request(srv.url("/f")), s)
+        return bytes(s.data)
+
+    assert run(go) == b"fine"
+
+
+def test_aclose_fails_pending_transfers(srv: Server) -> None:
+    srv.route("/stall", wait_then_close(srv, 10))
+
+    async def go(t: CurlTransport) -> BaseException | None:
+        task = asyncio.ensure_future(t.fetch(Request(srv.url("/stall")), Sink()))
+        await asyncio.sleep(0.2)
+        await t.aclose()
+        try:
+            await task
+        except TransientError as exc:
+            return exc
+        return None
+
+    assert isinstance(run(go), TransientError)
+
+
+def test_max_speed_caps_the_rate(srv: Server) -> None:
+    srv.route("/f", static(b"r" * 300_000))
+    start = time.perf_counter()
+    _, sink = get(srv.url("/f"), max_speed=1_000_000)
+    assert len(sink.data) == 300_000
+    assert time.perf_counter() - start >= 0.15
+
+
+# -- redirects --
+
+
+def test_redirect_chain_followed(srv: Server) -> None:
+    srv.route("/r1", redirect("/r2", 301))
+    srv.route("/r2", redirect("r3", 302))  # relative to /r2
+    srv.route("/r3", redirect(srv.url("/final"), 307))
+    srv.route("/final", static(b"final body"))
+    head, sink = get(srv.url("/r1"))
+    assert head.status == 200
+    assert head.url == srv.url("/final")
+    assert bytes(sink.data) == b"final body"
+    assert len(sink.heads) == 1
+    assert srv.paths() == ["/r1", "/r2", "/r3", "/final"]
+
+
+@pytest.mark.parametrize(
+    ("location", "scheme"),
+    [
+        ("file:///etc/passwd", "file"),
+        ("ftp://127.0.0.1/x", "ftp"),
+        ("gopher://127.0.0.1/x", "gopher"),
+        ("data:text/plain,hi", "data"),
+    ],
+)
+def test_redirect_to_other_scheme_refused(srv: Server, location: str, scheme: str) -> None:
+    srv.route("/r", redirect(location))
+    with pytest.raises(RemoteError) as info:
+        get(srv.url("/r"))
+    assert scheme in str(info.value)
+    assert "\n" not in str(info.value)
+    assert srv.paths() == ["/r"]
+
+
+def test_redirect_loop_refused(srv: Server) -> None:
+    srv.route("/a", redirect("/b"))
+    srv.route("/b", redirect("/a"))
+    with pytest.raises(RemoteError, match="loop"):
+        get(srv.url("/a"))
+    assert srv.paths() == ["/a", "/b"]
+
+
+def test_too_many_redirects(srv: Server) -> None:
+    for i in range(10):
+        srv.route(f"/h{i}", redirect(f"/h{i + 1}"))
+    with pytest.raises(RemoteError, match="too many redirects"):
+        get(srv.url("/h0"), NetworkSettings(max_redirects=3))
+    assert len(srv.requests) == 4
+
+
+def test_redirect_without_location_is_handed_over(srv: Server) -> None:
+    srv.route("/r", static(b"no location", status=302))
+    head, sink = get(srv.url("/r"))
+    assert head.status == 302
+    assert bytes(sink.data) == b"no location"
+
+
+SECRET_HEADERS = {
+    "Authorization": "Bearer tok",
+    "Cookie": "sid=1",
+    "Proxy-Authorization": "Basic cHg=",
+    "X-Token": "s3cret",
+    "X-Plain": "visible",
+}
+
+
+def test_cross_origin_redirect_drops_credentials(srv: Server, other: Server) -> None:
+    srv.route("/start", redirect(other.url("/land")))
+    other.route("/land", static(b"landed"))
+    settings = NetworkSettings(user="alice:pw", netrc=False)
+    head, sink = get(
+        srv.url("/start"), settings, headers=SECRET_HEADERS, secret_headers=("x-token",)
+    )
+    assert bytes(sink.data) == b"landed"
+    assert head.url == other.url("/land")
+    first = srv.requests[0].headers
+    assert first["authorization"] == "Bearer tok"  # explicit header wins over --user
+    assert first["cookie"] == "sid=1"
+    assert first["x-token"] == "s3cret"
+    landed = other.requests[0].headers
+    for name in ("authorization", "cookie", "proxy-authorization", "x-token"):
+        assert name not in landed
+    assert landed["x-plain"] == "visible"
+
+
+def test_cross_origin_redirect_drops_user_credentials(srv: Server, other: Server) -> None:
+    srv.route("/start", redirect(other.url("/land")))
+    other.route("/land", static(b"landed"))
+    get(srv.url("/start"), NetworkSettings(user="alice:pw", netrc=False))
+    expected = "Basic " + base64.b64encode(b"alice:pw").decode()
+    assert srv.requests[0].headers["authorization"] == expected
+    assert "authorization" not in other.requests[0].headers
+
+
+def test_url_credentials_stay_with_first_origin(srv: Server, other: Server) -> None:
+    srv.route("/start", redirect(other.url("/land")))
+    other.route("/land", static(b"landed"))
+    url = f"http://bob:pa%3Ass@127.0.0.1:{srv.port}/start"
+    head, _ = get(url, NetworkSettings(netrc=False))
+    expected = "Basic " + base64.b64encode(b"bob:pa:ss").decode()
+    assert srv.requests[0].headers["authorization"] == expected
+    assert "authorization" not in other.requests[0].headers
+    assert "bob" not in head.url
+
+
+def test_same_origin_redirect_keeps_credentials(srv: Server) -> None:
+    srv.route("/start", redirect("/land"))
+    srv.route("/land", static(b"landed"))
+    get(srv.url("/start"), headers=SECRET_HEADERS, secret_headers=("X-Token",))
+    landed = srv.requests[1].headers
+    assert landed["authorization"] == "Bearer tok"
+    assert landed["cookie"] == "sid=1"
+    assert landed["x-token"] == "s3cret"
+
+
+def test_other_port_is_another_origin(srv: Server, other: Server) -> None:
+    # Same host, other port: credentials must not follow (CVE-2022-27776).
+    srv.route("/start", redirect(f"http://127.0.0.1:{other.port}/land"))
+    other.route("/land", static(b"x"))
+    get(srv.url("/start"), headers={"Authorization": "Bearer tok"})
+    assert "authorization" not in other.requests[0].headers
+
+
+# -- content encoding --
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_forced_content_encoding_is_decoded(srv: Server, encoding: str) -> None:
+    plain = b"the identity bytes " * 500
+    packed = gzip.compress(plain) if encoding == "gzip" else zlib.compress(plain)
+
+    def handle(req: Req, sock: socket.socket) -> None:
+        reply(sock, 200, packed, [("Content-Encoding", encoding)])
+
+    srv.route("/z", handle)
+    head, sink = get(srv.url("/z"))
+    assert head.decoded
+    assert head.total_size is None
+    assert bytes(sink.data) == plain
+    sent = srv.requests[0].headers.get("accept-encoding", "")
+    assert "gzip" not in sent and "deflate" not in sent
+
+
+# -- failures --
+
+
+def test_short_body_is_transient(srv: Server) -> None:
+    def short(req: Req, sock: socket.socket) -> bool:
+        reply(sock, 200, b"a" * 500, [("Content-Length", "1000")], length=False)
+        return False
+
+    srv.route("/s", short)
+    with pytest.raises(TransientError) as info:
+        get(srv.url("/s"))
+    assert info.value.retryable
+
+
+def test_truncated_chunked_body_is_transient(srv: Server) -> None:
+    def chunked(req: Req, sock: socket.socket) -> bool:
+        reply(sock, 200, b"", [("Transfer-Encoding", "chunked")], length=False)
+        sock.sendall(b"5\r\nhello\r\n10\r\nonly part")
+        return False
+
+    srv.route("/c", chunked)
+    with pytest.raises(TransientError):
+        get(srv.url("/c"))
+
+
+def test_connection_reset_is_transient(srv: Server) -> None:
+    def rst(req: Req, sock: socket.socket) -> bool:
+        reply(sock, 200, b"", [("Content-Length", "100000")], length=False)
+        sock.sendall(b"b" * 1000)
+        time.sleep(0.05)
+        reset(sock)
+        return False
+
+    srv.route("/r", rst)
+    sink = Sink()
+
+    async def go(t: CurlTransport) -> Head:
+        return await t.fetch(Request(srv.url("/r")), sink)
+
+    with pytest.raises(TransientError):
+        run(go)
+
+
+def test_stall_is_detected_quickly(srv: Server) -> None:
+    srv.route("/stall", wait_then_close(srv, 10))
+    settings = NetworkSettings(stall_timeout=0.5)
+    start = time.perf_counter()
+    with pytest.raises(TransientError, match="stalled"):
+        get(srv.url("/stall"), settings)
+    assert time.perf_counter() - start < 3.0
+
+
+def test_slow_but_moving_transfer_is_not_a_stall(srv: Server) -> None:
+    def drip(req: Req, sock: socket.socket) -> None:
+        reply(sock, 200, b"", [("Content-Length", "10")], length=False)
+        for _ in range(10):
+            time.sleep(0.1)
+            sock.sendall(b"d")
+
+    srv.route("/drip", drip)
+    _, sink = get(srv.url("/drip"), NetworkSettings(stall_timeout=0.4))
+    assert bytes(sink.data) == b"d" * 10
+
+
+def test_refused_port_is_transient() -> None:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    with pytest.raises(TransientError) as info:
+        get(f"http://user:hunter2@127.0.0.1:{port}/x")
+    assert "hunter2" not in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_host_is_remote_error() -> None:
+    with pytest.raises(RemoteError, match=r"could not resolve host nothing-here\.invalid"):
+        get("http://nothing-here.invalid/x")
+
+
+def test_non_http_url_refused() -> None:
+    with pytest.raises(RemoteError, match="file"):
+        get("file:///etc/hostname")
+
+
+def test_header_injection_refused(srv: Server) -> None:
+    with pytest.raises(UsageError):
+        get(srv.url("/f"), headers={"X-A": "1\r\nX-B: 2"})
+
+
+# -- network path --
+
+
+def test_resolve_maps_made_up_host(srv: Server) -> None:
+    srv.route("/f", static(b"resolved"))
+    host = "files.example.test"
+    settings = NetworkSettings(resolve=(f"{host}:{srv.port}:127.0.0.1",))
+    head, sink = get(f"http://{host}:{srv.port}/f", settings)
+    assert bytes(sink.data) == b"resolved"
+    assert srv.requests[0].headers["host"] == f"{host}:{srv.port}"
+
+
+def test_proxy_setting_is_used(srv: Server) -> None:
+    def proxied(req: Req, sock: socket.socket) -> None:
+        reply(sock, 200, req.target.encode())
+
+    srv.route("/via", proxied)
+    settings = NetworkSettings(proxy=srv.origin)
+    _, sink = get("http://origin.example.test/via", settings)
+    assert bytes(sink.data) == b"http://origin.example.test/via"
+
+
+def test_cookies_file_scoping(srv: Server, tmp_path: Path) -> None:
+    jar = tmp_path / "cookies.txt"
+    jar.write_text(
+        "# Netscape HTTP Cookie File\n"
+        "127.0.0.1\tFALSE\t/a\tFALSE\t0\tin_a\t1\n"
+        "127.0.0.1\tFALSE\t/\tTRUE\t0\tsecure_only\t2\n"
+        "127.0.0.1\tFALSE\t/\tFALSE\t1\texpired\t3\n"
+        "other.example\tFALSE\t/\tFALSE\t0\telsewhere\t4\n"
+    )
+    srv.route("/a/x", static(b"a"))
+    srv.route("/b/x", static(b"b"))
+    settings = NetworkSettings(cookies_file=str(jar))
+
+    async def go(t: CurlTransport) -> None:
+        await t.fetch(Request(srv.url("/a/x")), Sink())
+        await t.fetch(Request(srv.url("/b/x")), Sink())
+
+    run(go, settings)
+    assert srv.requests[0].headers.get("cookie") == "in_a=1"
+    assert "cookie" not in srv.requests[1].headers
+
+
+def test_cookies_set_on_redirect_are_sent_on_next_hop(srv: Server, tmp_path: Path) -> None:
+    jar = tmp_path / "cookies.txt"
+    jar.write_text("# Netscape HTTP Cookie File\n")
+
+    def login(req: Req, sock: socket.socket) -> None:
+        reply(sock, 302, b"", [("Location", "/in"), ("Set-Cookie", "session=abc; Path=/")])
+
+    srv.route("/login", login)
+    srv.route("/in", static(b"in"))
+    get(srv.url("/login"), NetworkSettings(cookies_file=str(jar)))
+    assert srv.requests[1].headers.get("cookie") == "session=abc"
+
+
+def test_missing_cookies_file_is_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="cookies"):
+        CurlTransport(NetworkSettings(cookies_file=str(tmp_path / "nope.txt")))
+
+
+def test_netrc_file_used_per_host(srv: Server, other: Server, tmp_path: Path) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login nina password pw1\n")
+    netrc.chmod(0o600)
+    srv.route("/f", static(b"ok"))
+    get(srv.url("/f"), NetworkSettings(netrc=True, netrc_file=str(netrc)))
+    expected = "Basic " + base64.b64encode(b"nina:pw1").decode()
+    assert srv.requests[0].headers["authorization"] == expected
+
+
+# -- TLS --
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(ctx)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    with Server(tls=ctx) as server:
+        server.route("/f", static(b"secret bytes"))
+        yield server, ca_file
+
+
+def test_https_untrusted_fails_by_default(tls_server: tuple[Server, Path]) -> None:
+    server, _ = tls_server
+    with pytest.raises(RemoteError) as info:
+        get(server.url("/f"))
+    message = str(info.value)
+    assert "--ca-cert" in message and "--insecure" in message
+    assert "\n" not in message
+
+
+def test_https_insecure_works(tls_server: tuple[Server, Path]) -> None:
+    server, _ = tls_server
+    _, sink = get(server.url("/f"), NetworkSettings(insecure=True))
+    assert bytes(sink.data) == b"secret bytes"
+
+
+def test_https_with_ca_cert_works(tls_server: tuple[Server, Path]) -> None:
+    server, ca_file = tls_server
+    _, sink = get(server.url("/f"), NetworkSettings(ca_cert=str(ca_file)))
+    assert bytes(sink.data) == b"secret bytes"
+
+
+def test_ssl_cert_file_env_is_honoured(
+    tls_server: tuple[Server, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, ca_file = tls_server
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    _, sink = get(server.url("/f"))
+    assert bytes(sink.data) == b"secret bytes"
+
+
+def test_ca_locations_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.setenv("CURL_CA_BUNDLE", "from-env.pem")
+    assert ca_locations(NetworkSettings(ca_cert="given.pem")) == ("given.pem", None)
+    assert ca_locations(NetworkSettings(ca_cert=str(tmp_path))) == (None, str(tmp_path))
+    assert ca_locations(NetworkSettings()) == ("from-env.pem", None)
+    monkeypatch.delenv("CURL_CA_BUNDLE")
+    cainfo, capath = ca_locations(NetworkSettings())
+    # Whatever the system has, it is something that exists (or libcurl's default).
+    assert cainfo is None or Path(cainfo).is_file()
+    assert capath is None or Path(capath).is_dir()
