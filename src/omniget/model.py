@@ -155,12 +155,12 @@ class Item:
     size_bytes: int | None = None
     collection_name: str | None = None
     source_id: str | None = None
-    headers: Mapping[str, str] = field(default=_EMPTY)
+    headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     path: str | None = None
     digest: Digest | None = None
     pieces: tuple[Piece, ...] = ()
     modified: float | None = None
-    meta: Mapping[str, object] = field(default=_EMPTY)
+    meta: Mapping[str, object] = field(default_factory=lambda: _EMPTY)
     kind: ItemKind = "file"
     link_target: str | None = None
     executable: bool = False

@@ -48,7 +48,10 @@ def static(body: bytes, status: int = 200, headers: Iterable[tuple[str, str]] = 
     fixed = list(headers)
 
     def handle(req: Req, sock: socket.socket) -> None:
-        reply(sock, status, b"" if req.method == "HEAD" else body, fixed, length=True)
+        if req.method == "HEAD":
+            reply(sock, status, b"", [*fixed, ("Content-Length", str(len(body)))], length=False)
+        else:
+            reply(sock, status, body, fixed)
 
     return handle
 

@@ -70,7 +70,9 @@ class Sink:
 
 
 def run(
-    fn: Callable[[CurlTransport], Awaitable[Any]], settings: NetworkSettings | None = None, **kw: Any
+    fn: Callable[[CurlTransport], Awaitable[Any]],
+    settings: NetworkSettings | None = None,
+    **kw: Any,
 ) -> Any:
     async def main() -> Any:
         transport = CurlTransport(settings or NetworkSettings(), **kw)

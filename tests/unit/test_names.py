@@ -20,7 +20,9 @@ from omniget.engine.names import (
 )
 from omniget.errors import Refused, UsageError
 
-INVISIBLE = "\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff"
+INVISIBLE = (
+    "\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufeff"
+)
 
 
 def is_bad_char(c: str) -> bool:
@@ -227,7 +229,7 @@ def test_contain_always_inside(tmp_path: Path, rel: str) -> None:
         ),
         ("attachment; filename=\"ok.txt\"; filename*=KOI8-R''%E2.txt", "ok.txt"),
         ("attachment; filename=\"ok.txt\"; filename*=UTF-8''%FF%FE.txt", "ok.txt"),
-        ("attachment; filename=\"ok.txt\"; filename*=garbage", "ok.txt"),
+        ('attachment; filename="ok.txt"; filename*=garbage', "ok.txt"),
         ('attachment; filename="../../etc/passwd"', "passwd"),
         ('attachment; filename="C:\\\\Windows\\\\evil.dll"', "evil.dll"),
         ("attachment; filename*=UTF-8''..%2F..%2Fetc%2Fpasswd", "passwd"),
@@ -242,7 +244,7 @@ def test_contain_always_inside(tmp_path: Path, rel: str) -> None:
         ('attachment; filename=".."', None),
         ('attachment; filename="dir/"', None),
         ("attachment; name=x", None),
-        (";;;==;\"\\", None),
+        (';;;==;"\\', None),
     ],
 )
 def test_content_disposition(header: str, want: str | None) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -28,7 +29,7 @@ def as_set(ivs: list[Interval]) -> set[int]:
 
 
 def is_normal(ivs: list[Interval]) -> bool:
-    return all(s < e for s, e in ivs) and all(a[1] < b[0] for a, b in zip(ivs, ivs[1:]))
+    return all(s < e for s, e in ivs) and all(a[1] < b[0] for a, b in itertools.pairwise(ivs))
 
 
 # --- examples ---
@@ -75,7 +76,10 @@ def test_split_largest_examples() -> None:
     key, point = split_largest({1: (100, 100 + 10 * mib)}, mib) or (0, 0)
     assert key == 1 and point % ALIGN == 0 and point == 5 * mib
     # No alignment when it would make a half too small.
-    assert split_largest({1: (ALIGN - 10, 2 * ALIGN - 10)}, ALIGN // 2) == (1, ALIGN + ALIGN // 2 - 10)
+    assert split_largest({1: (ALIGN - 10, 2 * ALIGN - 10)}, ALIGN // 2) == (
+        1,
+        ALIGN + ALIGN // 2 - 10,
+    )
 
 
 # --- properties ---
@@ -102,7 +106,7 @@ def test_gaps_complement_done(done: list[Interval], size: int) -> None:
     assert is_normal(g)
     assert as_set(g) | (as_set(done) & set(range(size))) == set(range(size))
     assert not as_set(g) & as_set(done)
-    assert all(0 <= s and e <= size for s, e in g)
+    assert all(s >= 0 and e <= size for s, e in g)
 
 
 @given(intervals, st.tuples(st.integers(0, 1000), st.integers(0, 1000)))
@@ -117,7 +121,7 @@ def test_plan_spans_tiles_gaps(todo: list[Interval], n: int, min_size: int) -> N
     merged = merge(todo)
     # Exact tiling: sorted, adjacent or separated by holes, no overlap, same bytes.
     assert all(s < e for s, e in spans)
-    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
     assert merge(spans) == merged
     assert sum(e - s for s, e in spans) == sum(e - s for s, e in merged)
     assert len(spans) <= max(n, len(merged))
@@ -201,7 +205,7 @@ def download(
         sp[1], sp[3] = nxt, count + 1
         steps += 1
         if sp[3] % every == 0 or nxt == end:
-            journal[:] = merge(journal + [(start, nxt)])
+            journal[:] = merge([*journal, (start, nxt)])
     return True
 
 

@@ -15,12 +15,11 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from fnmatch import fnmatchcase
 from pathlib import Path
 from types import FrameType
-from urllib.parse import urlsplit
 
 from ..engine.events import Event, Failed, Skipped
 from ..errors import Cancelled, OmnigetError, UsageError
@@ -113,24 +112,6 @@ def _collect(ns: argparse.Namespace) -> list[str | Item]:
     return targets
 
 
-def _options_for(url: str, source: str | None, tables: dict[str, dict[str, object]]) -> dict[
-    str, object
-]:
-    """The config table of the source that will handle ``url``.
-
-    With ``--source`` that source's table; otherwise the table whose name is a label of
-    the URL's host (``[gofile]`` for ``store1.gofile.io``).
-    """
-    if source:
-        return dict(tables.get(source.lower(), {}))
-    host = (urlsplit(url).hostname or "").lower()
-    labels = host.split(".")
-    for name, table in tables.items():
-        if name in labels or ("-" in name and name.replace("-", ".") in host):
-            return dict(table)
-    return {}
-
-
 def _wanted(path: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
     """Globs match the relative output path; a glob without ``/`` also matches the name."""
     name = path.rsplit("/", 1)[-1]
@@ -153,13 +134,15 @@ def _items(
     """Extract every URL lazily; extraction failures are reported and the rest goes on."""
     import omniget
 
+    from ..sources import find_source
+
     include, exclude = ns.include or [], ns.exclude or []
     for target in targets:
         try:
             if isinstance(target, Item):
                 found: Iterator[Item] = iter([target])
-            else:
-                opts = _options_for(target, ns.source, cfg.sources)
+            else:  # the config table of the source that will handle the URL
+                opts = cfg.sources.get(find_source(target, ns.source).name, {})
                 found = omniget.extract(target, source=ns.source, settings=cfg.settings, **opts)
             for item in found:
                 if _wanted(item.output_path, include, exclude):
@@ -273,18 +256,23 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
         if live:
             consumer(Skipped(item, None, "filtered"))
 
-    items = _items(targets, ns, cfg, failed, skipped)
+    # The engine extracts URLs itself (so sources can refresh expiring links); the CLI does
+    # it only when it must see the items first: filters, -O, --dry-run.
+    own = bool(ns.include or ns.exclude or ns.dry_run or ns.output_file is not None)
+    extracted = _items(targets, ns, cfg, failed, skipped)  # lazy: runs only when consumed
+    items: Iterable[Item | str] = extracted if own else targets
     dest = cfg.output or Path(".")
     if ns.output_file is not None:
         out_file = None if ns.output_file == "-" else Path(ns.output_file).expanduser()
-        one = _single(items, out_file.name if out_file else None)
+        one = _single(extracted, out_file.name if out_file else None)
         if out_file is not None:
             dest = out_file.parent
         elif one is not None:  # -O -
             return _to_stdout(one, cfg, ns, mask)
-        items = iter([one] if one is not None else [])
+        extracted = iter([one] if one is not None else [])
+        items = extracted
     if ns.dry_run:
-        return _dry_run(items, dest, ns, mask, failures)
+        return _dry_run(extracted, dest, ns, mask, failures)
     if ns.output_file == "-":  # nothing to write: extraction failed or filtered out
         _report_failures(failures, mask)
         return failures[0][1].exit_code if failures else 0
@@ -292,10 +280,11 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     cancel = threading.Event()
     with consumer, _on_signals(cancel):
         report = omniget.download(
-            items, dest, settings=cfg.settings, on_event=_safe(consumer), cancel=cancel
+            items, dest, settings=cfg.settings, on_event=_safe(consumer), cancel=cancel,
+            source=ns.source, source_options=cfg.sources,
         )
     for r in report.failures:
-        label = display_path(r.path) if r.path else r.item.output_path
+        label = display_path(r.path) if r.path else r.item.download_url
         failures.append((label, r.error or OmnigetError("failed")))
     _report_failures(failures, mask)
     extra = len(failures) - report.failed
@@ -309,9 +298,7 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     if cancel.is_set() or any(isinstance(e, Cancelled) for _, e in failures):
         _error("interrupted; run the same command again to resume")
         return 130
-    # The first failure's code: extraction failures come before the items they would make.
-    codes = [e.exit_code for _, e in failures[extra:]] if not extra else [failures[0][1].exit_code]
-    return codes[0] if codes else report.exit_code
+    return failures[0][1].exit_code if failures else 0  # the first failure's code
 
 
 def _to_stdout(item: Item, cfg: Config, ns: argparse.Namespace, mask: Masker) -> int:

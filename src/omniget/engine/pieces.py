@@ -150,7 +150,11 @@ class PieceDownload:
                         tg.create_task(self._piece(idx, piece, limit))
         except BaseExceptionGroup as group:
             raise _first(group) from None
-        total = self._assemble() if self.staged else (job.size or 0)
+        if self.staged:
+            total = self._assemble()
+        else:
+            ends = [(self.offsets[i] or 0) + n for i, n in self.sizes.items()]
+            total = max([job.size or 0, *ends])
         job.size = total
         job.done = [(0, total)] if total else []
 
@@ -292,7 +296,7 @@ class PieceDownload:
             if offset is not None:
                 pos = max(pos, offset + self.sizes[idx])
                 continue
-            src = self.stage_dir / str(idx)
+            src = part_path(self.stage_dir / str(idx))  # written by a PartFile
             try:
                 with open(src, "rb") as f:
                     while block := f.read(COPY_BLOCK):

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import OmnigetError, RemoteError, TransientError
 from ..model import ByteRange
@@ -103,13 +104,15 @@ class PlainDownload:
         self.ctx = job.ctx
         self.settings = job.ctx.settings
         self.spans: list[Span] = []
-        self.ranges_ok = True
+        self.ranges_ok = True  # not known to be broken: resume with Range
+        self.ranges_known = False  # advertised or seen (206): needed to split
         self.ckpt_bytes = self.settings.checkpoint_bytes
         self.ckpt_pos: dict[Span, int] = {}
         self.urls = (job.item.download_url, *job.item.mirrors)
         self.head_seen = False
         self.target = 1
         self.frozen = False
+        self.head_event = asyncio.Event()
 
     # ----- the whole file ---------------------------------------------------------
 
@@ -203,10 +206,19 @@ class PlainDownload:
         window_b = self.job.fetched
         last_rate: float | None = None
         while True:
-            active = [s.task for s in self.spans if s.task is not None and not s.task.done()]
+            active: list[asyncio.Task[Any]] = [
+                s.task for s in self.spans if s.task is not None and not s.task.done()
+            ]
             if not active:
                 break
+            waiter: asyncio.Task[bool] | None = None
+            if not self.head_seen:  # wake as soon as the first head tells size and ranges
+                waiter = asyncio.create_task(self.head_event.wait())
+                active.append(waiter)
             done, _ = await asyncio.wait(active, timeout=TICK, return_when=asyncio.FIRST_COMPLETED)
+            if waiter is not None:
+                waiter.cancel()
+                done.discard(waiter)
             for t in done:
                 t.result()  # raises the span's final error
             now = time.monotonic()
@@ -230,7 +242,7 @@ class PlainDownload:
             await self._control([])
 
     def _splittable(self) -> bool:
-        return self.ranges_ok and self.head_seen and self.job.size is not None
+        return self.ranges_ok and self.ranges_known and self.job.size is not None
 
     async def _fill(self, pending: list[Span]) -> None:
         running = [s for s in self.spans if s.task is not None and not s.task.done()]
@@ -349,6 +361,7 @@ class PlainDownload:
             self._first_head(head, sink)
             return
         if head.status == 206 and ranged:
+            self.ranges_known = True
             cr = head.content_range
             if cr is None or cr[0] != span.pos:
                 raise _Restart("the server answered a wrong byte range", changed=False)
@@ -403,12 +416,14 @@ class PlainDownload:
                 sink.skip = span.pos
                 self.ranges_ok = False
         self.head_seen = True
+        self.head_event.set()
         total = head.total_size
         if total is not None and (head.status == 200 or not resumed or job.size is None):
             job.size = total
         job.etag = head.etag or job.etag
         job.last_modified = head.last_modified or job.last_modified
-        self.ranges_ok = self.ranges_ok and head.accepts_ranges and not head.decoded
+        self.ranges_known = head.accepts_ranges and not head.decoded
+        self.ranges_ok = self.ranges_ok and not head.decoded
         if span.end is None and job.size is not None:
             span.end = job.size
         job.digests = digests_from_headers(head.headers, status=head.status, decoded=head.decoded)

@@ -161,7 +161,8 @@ class Sink(Protocol):
 class Transport(Protocol):
     """Moves one request's bytes into a sink. ``schemes`` lists the URL schemes it serves."""
 
-    schemes: tuple[str, ...]
+    @property
+    def schemes(self) -> tuple[str, ...]: ...
 
     async def fetch(self, request: Request, sink: Sink) -> Head: ...
 

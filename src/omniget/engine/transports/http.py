@@ -573,9 +573,15 @@ class CurlTransport:
             return None
         jar = MozillaCookieJar(path)
         try:
-            jar.load(ignore_discard=True)
+            jar.load(ignore_discard=True, ignore_expires=True)
         except (OSError, LoadError) as exc:
             raise UsageError(f"cannot read cookies file {path}: {_one_line(str(exc))}") from exc
+        # Expiry 0 marks a session cookie in curl's and browsers' exports; keep those.
+        for cookie in jar:
+            if cookie.expires == 0:
+                cookie.expires = None
+                cookie.discard = True
+        jar.clear_expired_cookies()
         return jar
 
     @staticmethod

@@ -1,0 +1,217 @@
+"""Argument parsing: shorthand, every flag -> a Settings field, -O / -i rules, bad values."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import omniget
+from omniget.cli import main
+from omniget.cli.args import COMMANDS, flags_from_args, parse_args, parse_input
+from omniget.cli.config import load_config
+from omniget.engine.report import Report
+from omniget.errors import UsageError
+from omniget.model import Digest, Item
+
+MD5 = "9e107d9d372bb6826bd81d3542a419d6"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for var in [v for v in os.environ if v.startswith("OMNIGET_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """omniget.download replaced by a recorder that returns an empty Report."""
+    seen: list[dict[str, Any]] = []
+
+    def fake_download(items: Any, dest: Any = ".", **kw: Any) -> Report:
+        seen.append({"items": list(items), "dest": dest, **kw})
+        return Report()
+
+    monkeypatch.setattr(omniget, "download", fake_download)
+    return seen
+
+
+def test_shorthand_is_get() -> None:
+    short = parse_args(["https://example.com/a.bin", "-N", "3"])
+    full = parse_args(["get", "https://example.com/a.bin", "-N", "3"])
+    assert short.command == full.command == "get"
+    assert short.urls == full.urls == ["https://example.com/a.bin"]
+    assert short.connections == full.connections == 3
+
+
+def test_options_first_is_get_too() -> None:
+    ns = parse_args(["-o", "out", "https://example.com/a", "-v", "https://example.com/b"])
+    assert ns.command == "get"
+    assert ns.output == "out"
+    assert ns.urls == ["https://example.com/a", "https://example.com/b"]
+    assert ns.verbose
+
+
+def test_list_is_a_subcommand() -> None:
+    assert set(COMMANDS) >= {"get", "list"}
+    ns = parse_args(["list", "--json", "https://example.com/"])
+    assert ns.command == "list" and ns.json and ns.urls == ["https://example.com/"]
+
+
+def test_every_flag_maps_to_settings(tmp_path: Path) -> None:
+    ns = parse_args([
+        "https://example.com/f", "-o", "dl", "-j", "3", "-N", "6", "--split", "2",
+        "--limit-rate", "2M", "--retries", "7", "--timeout", "9.5",
+        "-H", "Referer: https://example.com/", "-H", "X-Test: 1",
+        "--cookies", "cookies.txt", "--user", "alice:pw", "--checksum", f"md5={MD5}",
+        "--on-exists", "rename", "--state-dir", "st", "--proxy", "http://proxy:3128",
+        "--insecure", "--ca-cert", "ca.pem", "--resolve", "example.com:443:127.0.0.1",
+        "--resolve", "example.org:80:10.0.0.1", "--no-netrc",
+    ])
+    cfg = load_config(None, {"XDG_CONFIG_HOME": str(tmp_path / "none")}, flags_from_args(ns))
+    s, net = cfg.settings, cfg.settings.network
+    assert cfg.output == Path("dl")
+    assert (s.jobs, s.connections_per_host, s.split, s.retries) == (3, 6, 2, 7)
+    assert s.limit_rate == 2 * 1024 * 1024
+    assert s.checksum == Digest("md5", MD5)
+    assert s.on_exists == "rename"
+    assert s.state_dir == Path("st")
+    assert net.connect_timeout == net.stall_timeout == 9.5
+    assert net.headers == (("Referer", "https://example.com/"), ("X-Test", "1"))
+    assert net.cookies_file == "cookies.txt"
+    assert net.user == "alice:pw"
+    assert net.proxy == "http://proxy:3128"
+    assert net.insecure is True
+    assert net.ca_cert == "ca.pem"
+    assert net.resolve == ("example.com:443:127.0.0.1", "example.org:80:10.0.0.1")
+    assert net.netrc is False
+
+
+def test_unset_flags_are_left_out() -> None:
+    assert flags_from_args(parse_args(["https://example.com/"])) == {}
+
+
+def test_parse_input_comments_blanks_and_mirrors() -> None:
+    text = (
+        "# a comment\n\n"
+        "https://example.com/one\n"
+        "   \n"
+        "https://a.example/two.iso\thttps://b.example/two.iso\t https://c.example/two.iso \n"
+        "  # indented comment\n"
+        "https://example.com/three\n"
+    )
+    got = parse_input(text)
+    assert got[0] == "https://example.com/one"
+    assert got[2] == "https://example.com/three"
+    mirror = got[1]
+    assert isinstance(mirror, Item)
+    assert mirror.download_url == "https://a.example/two.iso"
+    assert mirror.mirrors == ("https://b.example/two.iso", "https://c.example/two.iso")
+    assert mirror.name_from_server is True
+    assert len(got) == 3
+
+
+def test_input_file_and_stdin_reach_download(
+    calls: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    listing = tmp_path / "urls.txt"
+    listing.write_text("# list\nhttps://example.com/a\nhttps://m1.example/b\thttps://m2.example/b\n")
+    assert main(["-q", "-i", str(listing), "https://example.com/first"]) == 0
+    items = calls[0]["items"]
+    assert items[:2] == ["https://example.com/first", "https://example.com/a"]
+    assert isinstance(items[2], Item) and items[2].mirrors == ("https://m2.example/b",)
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("https://example.com/stdin\n"))
+    assert main(["-q", "-i", "-"]) == 0
+    assert calls[1]["items"] == ["https://example.com/stdin"]
+
+
+def test_missing_input_file_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-i", "nope.txt"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("omniget: error: cannot read input file nope.txt")
+    assert err.count("\n") == 1
+
+
+BAD = [
+    ["--connections", "zero", "https://example.com/"],
+    ["-N", "0", "https://example.com/"],
+    ["--limit-rate", "5Q", "https://example.com/"],
+    ["--checksum", "md5=xyz", "https://example.com/"],
+    ["--checksum", "crc99=abcd", "https://example.com/"],
+    ["--on-exists", "maybe", "https://example.com/"],
+    ["-j", "-2", "https://example.com/"],
+    ["--retries", "many", "https://example.com/"],
+    ["--timeout", "0", "https://example.com/"],
+    ["-H", "no colon here", "https://example.com/"],
+    ["--resolve", "example.com:https:1.2.3.4", "https://example.com/"],
+    ["--user", "nopassword", "https://example.com/"],
+    ["--no-such-flag", "https://example.com/"],
+    ["list", "--dry-run", "https://example.com/"],
+    [],
+]
+
+
+@pytest.mark.parametrize("argv", BAD, ids=[" ".join(a) or "empty" for a in BAD])
+def test_bad_values_exit_2_with_one_line(
+    argv: list[str], capsys: pytest.CaptureFixture[str], calls: list[dict[str, Any]]
+) -> None:
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("omniget: error: ")
+    assert err.count("\n") == 1, err
+    assert "--help" in err
+    assert "usage:" not in err and "Traceback" not in err
+    assert calls == []
+
+
+def test_bad_connections_message_names_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["--connections", "zero", "https://example.com/"])
+    err = capsys.readouterr().err
+    assert "--connections" in err and "'zero'" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["-O", "f.bin", "https://example.com/a", "https://example.com/b"], "-O takes exactly"),
+        (["-O", "f.bin", "-o", "dir", "https://example.com/a"], "cannot be used together"),
+        (["-O", "-", "--json", "https://example.com/a"], "--json cannot be used"),
+        (["--checksum", f"md5={MD5}", "https://example.com/a", "https://example.com/b"],
+         "--checksum needs exactly one URL"),
+    ],
+)
+def test_single_url_rules(
+    argv: list[str], words: str, capsys: pytest.CaptureFixture[str], calls: list[dict[str, Any]]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+    assert calls == []
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"omniget {omniget.__version__}"
+    assert main(["get", "--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"omniget {omniget.__version__}"
+
+
+def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "get" in out and "list" in out and "omniget URL" in out
+    assert main(["get", "--help"]) == 0
+    assert "--limit-rate" in capsys.readouterr().out
+
+
+def test_usage_error_type_from_parse_args() -> None:
+    with pytest.raises(UsageError, match="see 'omniget get --help'"):
+        parse_args(["--split", "none", "https://example.com/"])

@@ -1,0 +1,194 @@
+"""Engine behaviour against the in-memory transport double (no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import zlib
+from pathlib import Path
+
+import pytest
+
+from omniget.engine import Engine
+from omniget.engine.events import Event, Finished, Retrying
+from omniget.engine.journal import Journal
+from omniget.engine.retry import FakeClock
+from omniget.engine.transports.memory import MemoryTransport, MemResponse
+from omniget.model import ByteRange, Digest, Item, LocalSlice, Piece, Transform
+from omniget.settings import Settings
+
+MiB = 1024 * 1024
+URL = "http://files.test/data.bin"
+
+
+def blob(n: int, seed: int = 0) -> bytes:
+    block = hashlib.sha256(str(seed).encode()).digest() * 2048  # 64 KiB
+    out = bytearray()
+    i = 0
+    while len(out) < n:
+        out += hashlib.sha256(block[:32] + i.to_bytes(8, "big")).digest()[:8] + block[8:]
+        i += 1
+    return bytes(out[:n])
+
+
+def run(engine: Engine, items: list[Item], dest: Path):
+    async def go():
+        try:
+            return await engine.run(items, dest)
+        finally:
+            await engine.aclose()
+
+    return asyncio.run(go())
+
+
+def make(tmp_path: Path, mem: MemoryTransport, **kw) -> tuple[Engine, list[Event]]:
+    events: list[Event] = []
+    settings = Settings(**{"min_split_size": 256 * 1024, **kw})
+    eng = Engine(
+        settings,
+        transports={"http": mem},
+        journal=Journal(tmp_path / "state" / "journal.sqlite"),
+        clock=FakeClock(),
+        on_event=events.append,
+    )
+    return eng, events
+
+
+def test_plain_file_downloads_and_renames(tmp_path: Path) -> None:
+    mem = MemoryTransport()
+    data = blob(3 * MiB)
+    mem.add(URL, data)
+    eng, events = make(tmp_path, mem)
+    report = run(eng, [Item(URL)], tmp_path / "out")
+    assert report.exit_code == 0, report.failures
+    out = tmp_path / "out" / "data.bin"
+    assert out.read_bytes() == data
+    assert sorted(p.name for p in out.parent.iterdir()) == ["data.bin"]
+    assert any(isinstance(e, Finished) and e.verified == "size" for e in events)
+
+
+def test_split_fixed_uses_ranges(tmp_path: Path) -> None:
+    mem = MemoryTransport(chunk=16 * 1024)
+    data = blob(4 * MiB, 1)
+    mem.add(URL, data)
+    eng, _ = make(tmp_path, mem, split=4)
+    report = run(eng, [Item(URL)], tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (tmp_path / "data.bin").read_bytes() == data
+    ranged = [r for r in mem.requests if r.range is not None]
+    assert len(ranged) >= 3
+    assert all(r.if_range for r in ranged)
+
+
+def test_reset_is_retried_and_resumed(tmp_path: Path) -> None:
+    mem = MemoryTransport()
+    data = blob(MiB, 2)
+    mem.add(URL, data)
+    mem.on(
+        URL,
+        lambda req, n: (
+            MemResponse(200, data, {"etag": '"x"'}, reset_after=300_000) if n == 0 else None
+        ),
+    )
+    mem.files[URL] = (data, {"etag": '"x"'})
+    eng, events = make(tmp_path, mem)
+    report = run(eng, [Item(URL)], tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (tmp_path / "data.bin").read_bytes() == data
+    assert mem.requests[1].range == ByteRange(300_000, MiB)
+    assert any(isinstance(e, Retrying) for e in events)
+
+
+def test_digest_mismatch_fails_with_integrity_error(tmp_path: Path) -> None:
+    mem = MemoryTransport()
+    data = blob(100_000, 3)
+    mem.add(URL, data)
+    bad = Digest("sha256", hashlib.sha256(b"other").hexdigest())
+    eng, _ = make(tmp_path, mem)
+    report = run(eng, [Item(URL, digest=bad)], tmp_path)
+    assert report.exit_code == 4
+    assert not (tmp_path / "data.bin").exists()
+
+
+def test_zlib_pieces_and_local_slices(tmp_path: Path) -> None:
+    mem = MemoryTransport()
+    a, b = blob(300_000, 4), blob(200_000, 5)
+    ca, cb = zlib.compress(a), zlib.compress(b)
+    mem.add("http://cdn.test/a", ca)
+    mem.add("http://cdn.test/b", cb)
+    md5 = lambda x: Digest("md5", hashlib.md5(x).hexdigest())  # noqa: E731
+    pieces = (
+        Piece(
+            "http://cdn.test/a",
+            size=len(a),
+            transform=Transform.ZLIB,
+            fetched_digest=md5(ca),
+            digest=md5(a),
+        ),
+        Piece(
+            "http://cdn.test/b",
+            size=len(b),
+            transform=Transform.ZLIB,
+            fetched_digest=md5(cb),
+            digest=md5(b),
+        ),
+    )
+    whole = Item(
+        "http://cdn.test/a",
+        filename="game.bin",
+        pieces=pieces,
+        digest=Digest("sha256", hashlib.sha256(a + b).hexdigest()),
+    )
+    # same chunk again in another file: fetched once per run
+    again = Item("http://cdn.test/a", filename="copy.bin", pieces=(pieces[0],))
+    sliced = Item(
+        "http://x.test/none",
+        filename="tail.bin",
+        pieces=(Piece(local=LocalSlice("game.bin", ByteRange(len(a), len(a) + 1000))),),
+    )
+    eng, _ = make(tmp_path, mem, jobs=1)
+    report = run(eng, [whole, again, sliced], tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (tmp_path / "game.bin").read_bytes() == a + b
+    assert (tmp_path / "copy.bin").read_bytes() == a
+    assert (tmp_path / "tail.bin").read_bytes() == b[:1000]
+    assert [r.url for r in mem.requests].count("http://cdn.test/a") == 1
+
+
+def test_unknown_size_segments_appended_in_order(tmp_path: Path) -> None:
+    mem = MemoryTransport()
+    segs = [blob(10_000 + i * 777, 10 + i) for i in range(6)]
+    for i, s in enumerate(segs):
+        mem.add(f"http://media.test/seg{i}", s)
+    item = Item(
+        "http://media.test/seg0",
+        filename="video.mp4",
+        pieces=tuple(Piece(f"http://media.test/seg{i}") for i in range(6)),
+    )
+    eng, _ = make(tmp_path, mem)
+    report = run(eng, [item], tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (tmp_path / "video.mp4").read_bytes() == b"".join(segs)
+    assert sorted(os.listdir(tmp_path)) == ["state", "video.mp4"]
+
+
+def test_rerun_skips_complete_file(tmp_path: Path) -> None:
+    mem = MemoryTransport()
+    mem.add(URL, b"hello")
+    eng, _ = make(tmp_path, mem)
+    run(eng, [Item(URL)], tmp_path)
+    eng2, _ = make(tmp_path, mem)
+    report = run(eng2, [Item(URL, name_from_server=True)], tmp_path)
+    assert report.skipped == 1 and report.exit_code == 0
+    assert len(mem.requests) == 1
+
+
+@pytest.mark.parametrize("status,code", [(404, 6), (403, 5), (400, 3)])
+def test_http_errors_map_to_exit_codes(tmp_path: Path, status: int, code: int) -> None:
+    mem = MemoryTransport()
+    mem.on(URL, lambda req, n: MemResponse(status, b"no"))
+    eng, _ = make(tmp_path, mem)
+    report = run(eng, [Item(URL)], tmp_path)
+    assert report.exit_code == code
+    assert list(tmp_path.glob("data.bin*")) == []

@@ -1,0 +1,338 @@
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import omniget
+from omniget.engine.journal import FILENAME, SCHEMA_VERSION, FileRecord, Journal, JournalStore
+from omniget.errors import StorageError
+
+KEY = "/abs/out\x00http:abc"
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[Journal]:
+    j = Journal.in_dir(tmp_path / "state")
+    yield j
+    j.close()
+
+
+def start(j: Journal, key: str = KEY, **kw: object) -> None:
+    args: dict[str, object] = {
+        "path": "/abs/out/file.bin",
+        "url": "https://example.com/file.bin",
+        "size": 1000,
+        "etag": '"v1"',
+        "last_modified": "Wed, 21 Oct 2015 07:28:00 GMT",
+    }
+    args.update(kw)
+    j.start(key, **args)  # type: ignore[arg-type]
+
+
+def test_is_a_journal_store(journal: Journal) -> None:
+    store: JournalStore = journal
+    assert store.get("nothing") is None
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    now = iter(range(100, 200))
+    j = Journal(tmp_path / "j.sqlite", now=lambda: float(next(now)))
+    assert j.get(KEY) is None and j.spans(KEY) == [] and j.pieces(KEY) == {}
+    start(j)
+    rec = j.get(KEY)
+    assert rec == FileRecord(
+        key=KEY,
+        path="/abs/out/file.bin",
+        url="https://example.com/file.bin",
+        size=1000,
+        etag='"v1"',
+        last_modified="Wed, 21 Oct 2015 07:28:00 GMT",
+        done=False,
+        digest=None,
+        updated=100.0,
+    )
+    j.save_spans(KEY, [(500, 600), (0, 100), (100, 200)])
+    assert j.spans(KEY) == [(0, 200), (500, 600)]
+    j.piece_done(KEY, 3, 4096)
+    j.piece_done(KEY, 0, 10)
+    j.piece_done(KEY, 3, 4000)  # a piece redone replaces its row
+    assert j.pieces(KEY) == {0: 10, 3: 4000}
+    j.close()
+    # Everything is there after reopening.
+    j2 = Journal(tmp_path / "j.sqlite")
+    assert j2.spans(KEY) == [(0, 200), (500, 600)]
+    assert j2.pieces(KEY) == {0: 10, 3: 4000}
+    rec2 = j2.get(KEY)
+    assert rec2 is not None and rec2.updated > 100
+    j2.close()
+
+
+def test_start_again_keeps_progress_and_updates_validators(journal: Journal) -> None:
+    start(journal)
+    journal.save_spans(KEY, [(0, 10)])
+    journal.piece_done(KEY, 1, 5)
+    start(journal, size=None, etag=None, last_modified=None, url="https://mirror/x")
+    rec = journal.get(KEY)
+    assert rec is not None and (rec.size, rec.etag, rec.url) == (None, None, "https://mirror/x")
+    assert journal.spans(KEY) == [(0, 10)] and journal.pieces(KEY) == {1: 5}
+
+
+def test_reset_drops_progress_only(journal: Journal) -> None:
+    start(journal)
+    journal.save_spans(KEY, [(0, 10)])
+    journal.piece_done(KEY, 1, 5)
+    journal.reset(KEY)
+    assert journal.spans(KEY) == [] and journal.pieces(KEY) == {}
+    rec = journal.get(KEY)
+    assert rec is not None and rec.etag == '"v1"' and not rec.done
+    journal.reset("unknown")  # harmless
+
+
+def test_finish_archives_and_start_reopens(journal: Journal) -> None:
+    start(journal)
+    journal.save_spans(KEY, [(0, 10)])
+    journal.piece_done(KEY, 1, 5)
+    journal.finish(KEY, size=1234, digest="sha256=" + "0" * 64)
+    rec = journal.get(KEY)
+    assert rec is not None and rec.done and rec.size == 1234
+    assert rec.digest == "sha256=" + "0" * 64
+    assert journal.spans(KEY) == [] and journal.pieces(KEY) == {}
+    start(journal)
+    rec = journal.get(KEY)
+    assert rec is not None and not rec.done and rec.digest is None
+
+
+def test_forget(journal: Journal) -> None:
+    start(journal)
+    journal.piece_done(KEY, 1, 5)
+    journal.forget(KEY)
+    assert journal.get(KEY) is None and journal.pieces(KEY) == {}
+    journal.forget(KEY)
+
+
+def test_writes_need_a_record(journal: Journal) -> None:
+    with pytest.raises(KeyError):
+        journal.save_spans("nope", [(0, 1)])
+    with pytest.raises(KeyError):
+        journal.piece_done("nope", 0, 1)
+    with pytest.raises(KeyError):
+        journal.finish("nope", size=1, digest=None)
+    assert journal.pieces("nope") == {}
+
+
+def test_keys_are_independent(journal: Journal) -> None:
+    start(journal, "a")
+    start(journal, "b")
+    journal.save_spans("a", [(0, 5)])
+    journal.piece_done("b", 0, 1)
+    journal.finish("a", size=5, digest=None)
+    assert journal.pieces("b") == {0: 1}
+    rec = journal.get("b")
+    assert rec is not None and not rec.done
+
+
+def test_files_are_private(tmp_path: Path) -> None:
+    state = tmp_path / "new" / "state"
+    Journal.in_dir(state).close()
+    assert stat.S_IMODE(state.stat().st_mode) & 0o077 == 0
+    assert stat.S_IMODE((state / FILENAME).stat().st_mode) == 0o600
+
+
+def test_wal_mode_and_schema_version(journal: Journal) -> None:
+    db = sqlite3.connect(journal.path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    db.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / FILENAME
+    Journal(path).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE schema_version SET version = 99")
+    db.commit()
+    db.close()
+    with pytest.raises(StorageError, match="newer"):
+        Journal(path)
+
+
+# --- errors become StorageError naming the path ---
+
+
+def test_corrupt_journal(tmp_path: Path) -> None:
+    path = tmp_path / FILENAME
+    path.write_bytes(b"this is not sqlite at all" * 200)
+    with pytest.raises(StorageError, match=str(path).replace("\\", "\\\\")) as e:
+        Journal(path)
+    assert "damaged" in str(e.value) and e.value.exit_code == 7
+
+
+def test_unwritable_location(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StorageError, match="file"):
+        Journal.in_dir(blocker / "state")
+    (tmp_path / "dir.sqlite").mkdir()
+    with pytest.raises(StorageError, match=r"dir\.sqlite"):
+        Journal(tmp_path / "dir.sqlite")
+
+
+def test_closed_journal(tmp_path: Path) -> None:
+    j = Journal(tmp_path / FILENAME)
+    j.close()
+    j.close()
+    with pytest.raises(StorageError, match="closed"):
+        j.get(KEY)
+
+
+def test_context_manager(tmp_path: Path) -> None:
+    with Journal(tmp_path / FILENAME) as j:
+        start(j)
+    with pytest.raises(StorageError):
+        j.spans(KEY)
+
+
+# --- concurrency ---
+
+
+def test_two_journals_share_the_file(tmp_path: Path) -> None:
+    a = Journal(tmp_path / FILENAME)
+    b = Journal(tmp_path / FILENAME)
+    start(a, "k1")
+    a.save_spans("k1", [(0, 7)])
+    assert b.spans("k1") == [(0, 7)]
+    start(b, "k2")
+    b.piece_done("k2", 2, 9)
+    assert a.pieces("k2") == {2: 9}
+    b.finish("k1", size=7, digest=None)
+    rec = a.get("k1")
+    assert rec is not None and rec.done
+    a.close()
+    b.close()
+
+
+def test_concurrent_writers(tmp_path: Path) -> None:
+    journals = [Journal(tmp_path / FILENAME) for _ in range(2)]
+    errors: list[BaseException] = []
+
+    def work(j: Journal, key: str) -> None:
+        try:
+            start(j, key)
+            for i in range(1, 101):
+                j.save_spans(key, [(0, i)])
+                if i % 10 == 0:
+                    j.piece_done(key, i, i)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(journals[n % 2], f"key{n}")) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for n in range(4):
+        assert journals[0].spans(f"key{n}") == [(0, 100)]
+        assert len(journals[1].pieces(f"key{n}")) == 10
+    for j in journals:
+        j.close()
+
+
+# --- cost of a checkpoint ---
+
+
+def test_checkpoint_cost(journal: Journal, record_property: object) -> None:
+    start(journal)
+    n = 500
+    spans = [(0, 2 << 20)]
+    t0 = time.perf_counter()
+    for i in range(n):
+        spans = [(0, (i + 1) << 21), ((i + 5) << 21, (i + 6) << 21)]
+        journal.save_spans(KEY, spans)
+    per_call = (time.perf_counter() - t0) / n
+    print(f"\nsave_spans: {per_call * 1e6:.1f} us per call")
+    record_property("save_spans_us", round(per_call * 1e6, 1))  # type: ignore[operator]
+    assert journal.spans(KEY) == spans
+
+
+# --- SIGKILL in the middle of checkpointing ---
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from collections.abc import Iterator
+from pathlib import Path
+    from omniget.engine.journal import Journal
+
+    j = Journal(Path(sys.argv[1]))
+    key = "victim"
+    if j.get(key) is None:
+        j.start(key, path="/p", url="u", size=None, etag=None, last_modified=None)
+    spans = j.spans(key)
+    i = spans[0][1] // 4096 if spans else 0
+    while True:
+        i += 1
+        j.piece_done(key, i, i)
+        j.save_spans(key, [(0, i * 4096)])
+        print(i, flush=True)
+    """
+)
+
+
+def run_and_kill(path: Path, lines: int) -> int:
+    """Run the checkpointing child until it reported ``lines`` commits, SIGKILL it."""
+    env = dict(os.environ, PYTHONPATH=str(Path(omniget.__file__).parents[1]))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stdout is not None
+    last = 0
+    try:
+        for _ in range(lines):
+            line = proc.stdout.readline()
+            if not line:
+                break
+            last = int(line)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert last > 0, "the child never committed"
+    return last
+
+
+def check_consistent(path: Path, at_least: int) -> int:
+    j = Journal(path)
+    spans = j.spans("victim")
+    pieces = j.pieces("victim")
+    j.close()
+    assert len(spans) == 1 and spans[0][0] == 0 and spans[0][1] % 4096 == 0
+    done = spans[0][1] // 4096
+    assert done >= at_least
+    # piece i is committed just before span i: never more than one ahead, never a hole
+    assert sorted(pieces) == list(range(1, len(pieces) + 1))
+    assert len(pieces) in (done, done + 1)
+    assert all(pieces[k] == k for k in pieces)
+    return done
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_sigkill_leaves_a_consistent_growing_journal(tmp_path: Path) -> None:
+    path = tmp_path / FILENAME
+    rnd = random.Random()
+    reported = run_and_kill(path, rnd.randint(20, 200))
+    first = check_consistent(path, reported)
+    reported = run_and_kill(path, rnd.randint(20, 200))
+    second = check_consistent(path, reported)
+    assert second >= first
