@@ -207,7 +207,7 @@ def _fault_reply(req: LoggedRequest, q: Mapping[str, str]) -> Reply | None:
     if "loop" in q:
         if q["loop"] == "hop":
             hop = int(q.get("hop", "0")) + 1
-            location = f"{req.path}?{urlencode({**q, 'hop': str(hop)})}"
+            location = f"{req.target.partition('?')[0]}?{urlencode({**q, 'hop': str(hop)})}"
         else:
             location = req.target
         status = _int(q, "redirect_status") or 302
@@ -215,12 +215,13 @@ def _fault_reply(req: LoggedRequest, q: Mapping[str, str]) -> Reply | None:
     if "redirect" in q:
         status = _int(q, "redirect_status") or 302
         return text_reply(status, f"see {q['redirect']}", [("Location", q["redirect"])])
-    status = _int(q, "status")
+    code = _int(q, "status")
     html = q.get("body") == "html"
-    if status is None or status == 200:
+    if code is None or code == 200:
         if not html:
             return None
-        status = 200
+        code = 200
+    status = code
     if status in (204, 304) or not 200 <= status <= 599:
         raise ValueError(f"status={status} is not supported")
     extra = [("Retry-After", _retry_after(q["retry_after"]))] if "retry_after" in q else []
