@@ -1,0 +1,221 @@
+"""Config file + environment + flags -> Settings: precedence, parsing, errors, secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import omniget
+from omniget.cli.config import load_config, load_settings, parse_count, parse_rate
+from omniget.errors import UsageError
+from omniget.settings import Settings
+
+MiB = 1024 * 1024
+
+
+def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def noenv(tmp_path: Path) -> dict[str, str]:
+    """An environment with no config file in reach."""
+    return {"XDG_CONFIG_HOME": str(tmp_path / "empty")}
+
+
+def test_defaults(tmp_path: Path) -> None:
+    settings, sources = load_settings(environ=noenv(tmp_path))
+    assert settings == Settings()
+    assert sources == {}
+
+
+def test_config_file_keys(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+connections = 8
+limit-rate = "2M"
+retries = 2
+split = 3
+jobs = 5
+on-exists = "overwrite"
+output = "~/dl"
+timeout = 30
+proxy = "socks5h://127.0.0.1:9050"
+ca-cert = "ca.pem"
+state_dir = "state"
+header = ["Referer: https://example.com/"]
+resolve = ["example.com:443:127.0.0.1"]
+no-netrc = true
+user-agent = "Mozilla/5.0"
+
+[gofile]
+token = "gf-token-123"
+password = "open sesame"
+
+[http]
+max-pages = 4
+""")
+    cfg = load_config(path, noenv(tmp_path))
+    s, net = cfg.settings, cfg.settings.network
+    assert (s.connections_per_host, s.retries, s.split, s.jobs) == (8, 2, 3, 5)
+    assert s.limit_rate == 2 * MiB
+    assert s.on_exists == "overwrite"
+    assert cfg.output == Path("~/dl").expanduser()
+    assert net.connect_timeout == net.stall_timeout == 30.0
+    assert net.proxy == "socks5h://127.0.0.1:9050"
+    assert net.ca_cert == "ca.pem"
+    assert s.state_dir == Path("state")
+    assert net.headers == (("Referer", "https://example.com/"),)
+    assert net.resolve == ("example.com:443:127.0.0.1",)
+    assert net.netrc is False
+    assert net.user_agent == "Mozilla/5.0"
+    assert cfg.sources == {
+        "gofile": {"token": "gf-token-123", "password": "open sesame"},
+        "http": {"max_pages": 4},
+    }
+    assert {"gf-token-123", "open sesame"} <= set(cfg.secrets)
+
+
+def test_precedence_file_env_flags(tmp_path: Path) -> None:
+    path = write(tmp_path, "connections = 2\nretries = 1\nsplit = 1\n")
+    env = {"OMNIGET_CONNECTIONS": "3", "OMNIGET_RETRIES": "9"}
+    s, _ = load_settings(path, env, {"connections": 4})
+    assert s.connections_per_host == 4  # flag > env > file
+    assert s.retries == 9  # env > file
+    assert s.split == 1  # file > default
+    assert s.jobs == Settings().jobs  # default
+
+
+def test_env_names(tmp_path: Path) -> None:
+    env = {
+        **noenv(tmp_path),
+        "OMNIGET_STATE_DIR": str(tmp_path / "st"),
+        "OMNIGET_LIMIT_RATE": "500k",
+        "OMNIGET_ON_EXISTS": "rename",
+        "OMNIGET_INSECURE": "yes",
+        "OMNIGET_GOFILE_TOKEN": "omni-token",
+        "GOFILE_TOKEN": "megaloader-token",
+        "PIXIV_PHPSESSID": "12345_abcdef",
+        "FANBOX_SESSID": "fanbox-sess",
+        "OMNIGET_HTTP_MAX_PAGES": "3",
+        "UNRELATED": "x",
+    }
+    cfg = load_config(None, env)
+    assert cfg.settings.state_dir == tmp_path / "st"
+    assert cfg.settings.limit_rate == 500 * 1024
+    assert cfg.settings.on_exists == "rename"
+    assert cfg.settings.network.insecure is True
+    assert cfg.sources["gofile"] == {"token": "omni-token"}  # OMNIGET_ name wins
+    assert cfg.sources["pixiv"] == {"session_id": "12345_abcdef"}
+    assert cfg.sources["fanbox"] == {"session_id": "fanbox-sess"}
+    assert cfg.sources["http"] == {"max_pages": "3"}
+    assert {"omni-token", "12345_abcdef", "fanbox-sess"} <= set(cfg.secrets)
+
+
+def test_env_beats_file_for_source_options(tmp_path: Path) -> None:
+    path = write(tmp_path, '[gofile]\ntoken = "from-file"\nsalt = "s1"\n')
+    _, sources = load_settings(path, {"GOFILE_TOKEN": "from-env"})
+    assert sources["gofile"] == {"token": "from-env", "salt": "s1"}
+
+
+def test_default_config_path_from_xdg(tmp_path: Path) -> None:
+    (tmp_path / "xdg" / "omniget").mkdir(parents=True)
+    write(tmp_path / "xdg" / "omniget", "jobs = 2\n")
+    s, _ = load_settings(environ={"XDG_CONFIG_HOME": str(tmp_path / "xdg")})
+    assert s.jobs == 2
+    s, _ = load_settings(environ={"OMNIGET_CONFIG": str(write(tmp_path, "jobs = 7\n", "o.toml"))})
+    assert s.jobs == 7
+
+
+def test_headers_merge_by_name(tmp_path: Path) -> None:
+    path = write(tmp_path, 'header = ["Referer: a", "X-One: 1"]\n')
+    s, _ = load_settings(path, {}, {"header": (("referer", "b"),)})
+    assert s.network.headers == (("X-One", "1"), ("referer", "b"))
+
+
+def test_flags_take_strings_and_underscores(tmp_path: Path) -> None:
+    s, _ = load_settings(environ=noenv(tmp_path), flags={"limit_rate": "1G", "on-exists": "skip"})
+    assert s.limit_rate == 1024**3
+    with pytest.raises(UsageError, match="unknown option 'colour'"):
+        load_settings(environ=noenv(tmp_path), flags={"colour": "red"})
+
+
+def test_zero_rate_means_unlimited(tmp_path: Path) -> None:
+    s, _ = load_settings(environ={**noenv(tmp_path), "OMNIGET_LIMIT_RATE": "1M"},
+                         flags={"limit-rate": 0})
+    assert s.limit_rate is None
+
+
+def test_bad_toml_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "connections = = 3\n")
+    with pytest.raises(UsageError) as e:
+        load_settings(path, {})
+    assert str(path) in str(e.value) and "invalid TOML" in str(e.value)
+    assert e.value.exit_code == 2
+
+
+def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "conections = 3\n")
+    with pytest.raises(UsageError, match="unknown key 'conections'") as e:
+        load_settings(path, {})
+    assert str(path) in str(e.value)
+
+
+def test_flag_only_key_is_unknown_in_file(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="unknown key 'checksum'"):
+        load_settings(write(tmp_path, 'checksum = "md5=00"\n'), {})
+
+
+def test_bad_value_in_file_names_key(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="key 'connections'.*at least 1"):
+        load_settings(write(tmp_path, "connections = 0\n"), {})
+    with pytest.raises(UsageError, match="key 'insecure'"):
+        load_settings(write(tmp_path, 'insecure = "perhaps"\n'), {})
+
+
+def test_bad_env_value_names_variable(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="OMNIGET_CONNECTIONS"):
+        load_settings(environ={**noenv(tmp_path), "OMNIGET_CONNECTIONS": "zero"})
+
+
+def test_missing_explicit_config_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="config file"):
+        load_settings(tmp_path / "missing.toml", {})
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("100", 100), ("500k", 512000), ("500K", 512000), ("2M", 2 * MiB), ("1.5G", 3 * 1024**3 // 2),
+     ("2MB", 2 * MiB), ("2MiB/s", 2 * MiB), (" 10k ", 10240), ("0", 0), (4096, 4096)],
+)
+def test_parse_rate(text: object, value: int) -> None:
+    assert parse_rate(text) == value
+
+
+@pytest.mark.parametrize("text", ["5Q", "", "k", "-1", "1.2.3", "fast", True, -5, None])
+def test_parse_rate_rejects(text: object) -> None:
+    with pytest.raises(ValueError):
+        parse_rate(text)
+
+
+@pytest.mark.parametrize("text", ["zero", "0", "-3", "1.5", "", False])
+def test_parse_count_rejects(text: object) -> None:
+    with pytest.raises(ValueError):
+        parse_count(text)
+
+
+def test_secrets_collected(tmp_path: Path) -> None:
+    cfg = load_config(None, noenv(tmp_path), {
+        "user": "bob:hunter22",
+        "header": (("Authorization", "Bearer abc.def"), ("Referer", "https://x/")),
+        "proxy": "http://u:proxypass@proxy:8080",
+    })
+    assert set(cfg.secrets) == {"hunter22", "Bearer abc.def", "proxypass"}
+
+
+def test_reexported_from_package(tmp_path: Path) -> None:
+    s, sources = omniget.load_settings(
+        write(tmp_path, "jobs = 3\n[gofile]\ntoken = 't'\n"), {}
+    )
+    assert s.jobs == 3 and sources == {"gofile": {"token": "t"}}

@@ -1,0 +1,204 @@
+"""list / JSON / dry-run consumers, masking and the summary line."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from omniget.cli.output import (
+    JsonEvents,
+    Masker,
+    display_path,
+    dry_run,
+    event_to_dict,
+    format_size,
+    item_to_dict,
+    print_list,
+    summary_line,
+)
+from omniget.engine.events import (
+    Failed,
+    Finished,
+    PieceDone,
+    Progress,
+    Retrying,
+    Skipped,
+    Started,
+    Warned,
+)
+from omniget.engine.names import contain
+from omniget.engine.report import FileResult, Report
+from omniget.errors import AuthRequired, Refused, TransientError
+from omniget.model import Digest, Item, Piece
+
+MD5 = "9e107d9d372bb6826bd81d3542a419d6"
+MiB = 1024 * 1024
+
+
+def make_item(**kw: object) -> Item:
+    base: dict[str, object] = {
+        "download_url": "https://cdn.example/f/clip.mp4",
+        "filename": "clip.mp4",
+        "size_bytes": 3 * MiB,
+        "collection_name": "album",
+        "source": "gofile",
+    }
+    return Item(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_masker_hides_secrets_everywhere() -> None:
+    m = Masker(["s3cr3t-token"])
+    assert m("token is s3cr3t-token!") == "token is ***!"
+    assert m("https://bob:hunter2@host.example/x") == "https://bob:***@host.example/x"
+    assert m("https://h/x?a=1&token=abcdef&b=2") == "https://h/x?a=1&token=***&b=2"
+    assert m("https://h/x?access_token=zz#frag") == "https://h/x?access_token=***#frag"
+    assert m("sent Authorization: Bearer xyz") == "sent Authorization: ***"
+    assert m("https://h/monkey=1?skey=2") == "https://h/monkey=1?skey=2"  # not secret names
+    assert Masker(["ab"])("abc") == "abc"  # too short to mask blindly
+
+
+def test_masker_headers() -> None:
+    m = Masker()
+    got = m.headers({"Authorization": "Bearer x", "Cookie": "a=b", "X-Site": "k", "Accept": "*/*"},
+                    secret=("x-site",))
+    assert got == {"Authorization": "***", "Cookie": "***", "X-Site": "***", "Accept": "*/*"}
+
+
+def test_item_to_dict_has_every_field() -> None:
+    item = make_item(
+        digest=Digest("md5", MD5),
+        pieces=(Piece(url="https://cdn.example/p1"), Piece(url="https://cdn.example/p2")),
+        headers={"Authorization": "Bearer tok", "Referer": "https://gofile.io/"},
+        meta={"title": "Clip", "tags": ("a", "b"), "when": Path("/x")},
+        mirrors=("https://u:pw@mirror.example/clip.mp4",),
+    )
+    d = item_to_dict(item, Masker())
+    for name in Item.__dataclass_fields__:
+        assert name in d
+    assert d["digest"] == f"md5={MD5}"
+    assert d["pieces"] == 2
+    assert d["headers"] == {"Authorization": "***", "Referer": "https://gofile.io/"}
+    assert d["mirrors"] == ["https://u:***@mirror.example/clip.mp4"]
+    assert d["meta"] == {"title": "Clip", "tags": ["a", "b"], "when": "/x"}
+    assert d["output_path"] == "album/clip.mp4"
+    assert json.loads(json.dumps(d)) == d
+
+
+def test_event_dicts() -> None:
+    item = make_item()
+    path = Path.cwd() / "album" / "clip.mp4"
+    m = Masker()
+    events = [
+        (Started(item, path, size=10, resumed=2, connections=3),
+         {"size": 10, "resumed": 2, "connections": 3}),
+        (Progress(item, path, done=5, size=10), {"done": 5, "size": 10}),
+        (PieceDone(item, path, index=1, size=4), {"index": 1, "size": 4}),
+        (Retrying(item, path, error=TransientError("reset"), attempt=2, delay=1.5),
+         {"attempt": 2, "delay": 1.5, "error": "reset", "error_type": "TransientError",
+          "exit_code": 3}),
+        (Skipped(item, path, reason="exists"), {"reason": "exists"}),
+        (Finished(item, path, size=10, verified="md5", fetched=8),
+         {"size": 10, "verified": "md5", "fetched": 8}),
+        (Failed(item, None, error=AuthRequired("no")), {"error": "no", "exit_code": 5}),
+        (Warned(item, path, message="odd"), {"message": "odd"}),
+    ]
+    for event, expected in events:
+        d = event_to_dict(event, m)
+        assert d["event"] == type(event).__name__.lower()
+        assert d["url"] == item.download_url
+        assert d["path"] == str(Path("album") / "clip.mp4")  # relative to the cwd
+        assert expected.items() <= d.items()
+        json.dumps(d)
+
+
+def test_json_events_rate_limit_progress_and_mask() -> None:
+    out = io.StringIO()
+    now = [0.0]
+    sink = JsonEvents(out, Masker(["hunter22"]), interval=1.0, clock=lambda: now[0])
+    item = make_item(download_url="https://h.example/f?token=abc")
+    with sink:
+        sink(Started(item, None, size=100, resumed=0))
+        for t, done in [(0.1, 10), (0.5, 20), (1.2, 30), (1.3, 40), (2.5, 50)]:
+            now[0] = t
+            sink(Progress(item, None, done=done, size=100))
+        sink(Failed(item, None, error=AuthRequired("password hunter22 refused")))
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [d["event"] for d in lines] == ["started", "progress", "progress", "progress", "failed"]
+    assert [d["done"] for d in lines if d["event"] == "progress"] == [10, 30, 50]
+    assert "hunter22" not in out.getvalue() and "abc" not in out.getvalue()
+    assert lines[-1]["error"] == "password *** refused"
+
+
+def test_print_list_json_tsv_and_table() -> None:
+    items = [make_item(), make_item(filename="b.jpg", size_bytes=None, collection_name=None)]
+    out = io.StringIO()
+    assert print_list(items, out, Masker(), as_json=True, table=False) == 2
+    rows = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r["filename"] for r in rows] == ["clip.mp4", "b.jpg"]
+
+    out = io.StringIO()
+    print_list(items, out, Masker(), as_json=False, table=False)
+    assert out.getvalue().splitlines()[0].split("\t") == [
+        "album/clip.mp4", str(3 * MiB), "gofile", "https://cdn.example/f/clip.mp4"]
+
+    out = io.StringIO()
+    print_list(items, out, Masker(), as_json=False, table=True)
+    text = out.getvalue()
+    assert "album/clip.mp4" in text and "3.0 MiB" in text and "gofile" in text
+
+
+def test_dry_run_lines_and_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    items = [make_item(), make_item(path="../../etc/passwd", size_bytes=10)]
+    out = io.StringIO()
+    files, size = dry_run(iter(items), Path("dl"), out, Masker(), as_json=False,
+                          contain=contain, on_error=lambda i, e: None)
+    assert (files, size) == (2, 3 * MiB + 10)
+    lines = out.getvalue().splitlines()
+    assert lines[0].split("\t") == [str(Path("dl/album/clip.mp4")), "3.0 MiB",
+                                    "https://cdn.example/f/clip.mp4"]
+    target = lines[1].split("\t")[0]
+    assert target.startswith("dl") and ".." not in target  # sanitised, stays inside
+    assert not (tmp_path / "dl").exists()  # nothing written
+
+    out = io.StringIO()
+    dry_run(iter(items[:1]), Path("dl"), out, Masker(), as_json=True, contain=contain,
+            on_error=lambda i, e: None)
+    assert json.loads(out.getvalue())["path"] == str(Path("dl/album/clip.mp4"))
+
+
+def test_dry_run_reports_refused_items() -> None:
+    errors: list[str] = []
+
+    def refuse(root: Path, rel: str) -> Path:
+        raise Refused(f"unsafe output path {rel!r}")
+
+    files, _ = dry_run(iter([make_item()]), Path("d"), io.StringIO(), Masker(), as_json=False,
+                       contain=refuse, on_error=lambda i, e: errors.append(str(e)))
+    assert files == 0 and errors == ["unsafe output path 'album/clip.mp4'"]
+
+
+def test_summary_line() -> None:
+    item = make_item()
+    report = Report(
+        results=[
+            FileResult(item, None, "ok", size=3 * MiB, fetched=3 * MiB),
+            FileResult(item, None, "ok", size=MiB, fetched=MiB),
+            FileResult(item, None, "skipped", reason="exists"),
+            FileResult(item, None, "failed", error=TransientError("x")),
+        ],
+        elapsed=2.0,
+    )
+    assert summary_line(report) == "2 files ok, 1 skipped, 1 failed, 4.0 MiB in 2.0s (2.0 MiB/s)"
+    assert summary_line(Report(), failed=1, skipped=2).startswith("0 files ok, 2 skipped, 1 failed")
+
+
+def test_display_path_and_format_size(tmp_path: Path) -> None:
+    assert display_path(tmp_path / "a" / "b", cwd=tmp_path) == str(Path("a/b"))
+    assert display_path("/elsewhere/x", cwd=tmp_path) == "/elsewhere/x"
+    assert display_path("rel/x") == str(Path("rel/x"))
+    assert [format_size(n) for n in (None, 0, 1023, 1536, 5 * MiB)] == [
+        "?", "0 B", "1023 B", "1.5 KiB", "5.0 MiB"]

@@ -1,0 +1,62 @@
+"""Every source: its examples match it (and only the fallback matches after it), building
+it makes no request, and its items are valid."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from omniget.engine.transports.memory import MemoryTransport
+from omniget.errors import UnsupportedURL, UsageError
+from omniget.settings import Settings
+from omniget.sources import find_source, source_classes
+from omniget.sources.base import HttpClient, SourceContext
+
+SOURCES = source_classes()
+
+
+def test_registry_lists_http_last() -> None:
+    assert SOURCES[-1].name == "http"
+    names = [s.name for s in SOURCES]
+    assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize("cls", SOURCES, ids=lambda c: c.name)
+def test_examples_pick_their_own_source(cls) -> None:
+    assert cls.examples, f"{cls.name} has no examples"
+    for url in cls.examples:
+        assert find_source(url) is cls
+
+
+@pytest.mark.parametrize("cls", SOURCES, ids=lambda c: c.name)
+def test_construction_makes_no_request(cls) -> None:
+    mem = MemoryTransport()
+    ctx = SourceContext(Settings(), HttpClient({"http": mem, "https": mem}))
+    for url in cls.examples:
+        cls(url, ctx)
+    assert mem.requests == []
+
+
+def test_unknown_urls_are_usage_errors() -> None:
+    with pytest.raises(UnsupportedURL) as info:
+        find_source("ftp-ish:nothing")
+    assert info.value.exit_code == 2
+    with pytest.raises(UsageError):
+        find_source("https://x.test/", "no-such-source")
+
+
+def test_http_source_items_are_valid() -> None:
+    mem = MemoryTransport()
+    ctx = SourceContext(Settings(), HttpClient({"http": mem, "https": mem}))
+    src = find_source("https://x.test/a/b%20c.zip?x=1")("https://x.test/a/b%20c.zip?x=1", ctx)
+
+    async def collect():
+        return [i async for i in src.items()]
+
+    items = asyncio.run(collect())
+    assert len(items) == 1
+    item = items[0]
+    assert item.filename == "b c.zip"
+    assert item.name_from_server and item.source == "http"
+    assert mem.requests == []
