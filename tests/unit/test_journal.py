@@ -272,8 +272,7 @@ def test_checkpoint_cost(journal: Journal, record_property: object) -> None:
 CHILD = textwrap.dedent(
     """
     import sys
-    from collections.abc import Iterator
-from pathlib import Path
+    from pathlib import Path
     from omniget.engine.journal import Journal
 
     j = Journal(Path(sys.argv[1]))

@@ -7,7 +7,6 @@ Modes: rich bars on a terminal, plain lines elsewhere (or ``TERM=dumb``), nothin
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -242,10 +241,9 @@ class RichProgress:
         self.bars.stop()
 
 
-def is_fancy(console: Console, environ: dict[str, str] | None = None) -> bool:
+def is_fancy(console: Console) -> bool:
     """Rich bars only on a real terminal that is not ``TERM=dumb``."""
-    env = os.environ if environ is None else environ
-    return console.is_terminal and env.get("TERM", "") != "dumb" and not console.is_dumb_terminal
+    return console.is_terminal and not console.is_dumb_terminal
 
 
 def make_progress(

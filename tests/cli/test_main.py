@@ -1,0 +1,357 @@
+"""main() in-process with the public API monkeypatched: exit codes, output modes, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import omniget
+from omniget.cli import main
+from omniget.engine.events import Failed, Finished, Progress, Started
+from omniget.engine.report import FileResult, Report
+from omniget.errors import (
+    AuthRequired,
+    Cancelled,
+    IntegrityError,
+    NotFound,
+    OmnigetError,
+    Refused,
+    StorageError,
+    TransientError,
+    UnsupportedURL,
+    UsageError,
+)
+from omniget.model import Item
+
+URL = "https://example.com/files/a.bin"
+MiB = 1024 * 1024
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for var in [v for v in os.environ if v.startswith("OMNIGET_") or v == "GOFILE_TOKEN"]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+
+
+class FakeAPI:
+    """Stands in for omniget.download / extract / stream and records the calls."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.downloads: list[dict[str, Any]] = []
+        self.extracts: list[tuple[str, dict[str, Any]]] = []
+        self.streamed: list[Item] = []
+        self.behaviour: Callable[[list[Any], dict[str, Any]], Report] = lambda items, kw: Report()
+        self.items: dict[str, list[Item]] = {}
+        self.extract_error: OmnigetError | None = None
+        monkeypatch.setattr(omniget, "download", self.download)
+        monkeypatch.setattr(omniget, "extract", self.extract)
+        monkeypatch.setattr(omniget, "stream", self.stream)
+
+    def download(self, items: Iterable[Any], dest: Any = ".", **kw: Any) -> Report:
+        got = list(items)
+        self.downloads.append({"items": got, "dest": dest, **kw})
+        return self.behaviour(got, kw)
+
+    def extract(self, url: str, **kw: Any) -> Iterable[Item]:
+        self.extracts.append((url, kw))
+        if self.extract_error is not None:
+            raise self.extract_error
+        return iter(self.items.get(url, [Item(download_url=url)]))
+
+    def stream(self, item: Item, out: Any, *, settings: Any = None) -> int:
+        self.streamed.append(item)
+        out.write(b"streamed bytes")
+        return 14
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> FakeAPI:
+    return FakeAPI(monkeypatch)
+
+
+def raising(error: BaseException) -> Callable[[list[Any], dict[str, Any]], Report]:
+    def behaviour(items: list[Any], kw: dict[str, Any]) -> Report:
+        raise error
+
+    return behaviour
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (UsageError("bad"), 2),
+        (UnsupportedURL("no source for it"), 2),
+        (NotFound("gone"), 6),
+        (AuthRequired("login needed"), 5),
+        (IntegrityError("md5 mismatch"), 4),
+        (StorageError("disk full"), 7),
+        (Refused("DRM"), 8),
+        (TransientError("timed out"), 3),
+        (OmnigetError("odd"), 1),
+    ],
+)
+def test_error_exit_codes(
+    api: FakeAPI, capsys: pytest.CaptureFixture[str], error: OmnigetError, code: int
+) -> None:
+    api.behaviour = raising(error)
+    assert main([URL]) == code
+    err = capsys.readouterr().err
+    assert err == f"omniget: error: {error}\n"
+
+
+def test_keyboard_interrupt(api: FakeAPI, capsys: pytest.CaptureFixture[str]) -> None:
+    api.behaviour = raising(KeyboardInterrupt())
+    assert main([URL]) == 130
+    err = capsys.readouterr().err
+    assert err == "omniget: error: interrupted; run the same command again to resume\n"
+
+
+def test_unexpected_exception_no_traceback(
+    api: FakeAPI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.behaviour = raising(RuntimeError("boom"))
+    assert main([URL]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "omniget: error: internal error: RuntimeError: boom (run with --debug for the traceback)\n"
+    )
+    assert main(["--debug", URL]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def report_of(*results: tuple[str, OmnigetError | None]) -> Report:
+    rs = []
+    for name, error in results:
+        item = Item(download_url=f"https://example.com/{name}")
+        status = "failed" if error else "ok"
+        rs.append(FileResult(item, Path.cwd() / name, status, size=MiB, fetched=MiB, error=error))
+    return Report(results=rs, elapsed=1.0)
+
+
+def test_report_failures_give_first_code_and_lines(
+    api: FakeAPI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.behaviour = lambda items, kw: report_of(
+        ("ok.bin", None), ("x.bin", IntegrityError("sha256 mismatch")), ("y.bin", NotFound("404"))
+    )
+    assert main([URL]) == 4
+    err = capsys.readouterr().err.splitlines()
+    assert "omniget: error: x.bin: sha256 mismatch" in err
+    assert "omniget: error: y.bin: 404" in err
+    assert err[-1] == "1 files ok, 0 skipped, 2 failed, 3.0 MiB in 1.0s (3.0 MiB/s)"
+
+
+def test_cancelled_report_is_130(api: FakeAPI, capsys: pytest.CaptureFixture[str]) -> None:
+    api.behaviour = lambda items, kw: report_of(("a.bin", Cancelled("cancelled")))
+    assert main([URL]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; run the same command again to resume" in err
+    assert "a.bin: cancelled" not in err
+
+
+def test_download_gets_settings_dest_and_options(
+    api: FakeAPI, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('retries = 1\n[http]\ntoken = "tok-in-config"\n')
+    assert main(["--config", str(config), "-o", "out", "-N", "2", "--source", "http", URL]) == 0
+    call = api.downloads[0]
+    assert call["items"] == [URL]
+    assert call["dest"] == Path("out")
+    assert call["settings"].connections_per_host == 2
+    assert call["settings"].retries == 1
+    assert call["source"] == "http"
+    assert call["source_options"] == {"http": {"token": "tok-in-config"}}
+    assert isinstance(call["cancel"], threading.Event)
+    assert callable(call["on_event"])
+    assert "0 files ok" in capsys.readouterr().err
+
+
+def test_signals_set_cancel_then_interrupt(api: FakeAPI) -> None:
+    before = signal.getsignal(signal.SIGINT)
+    seen: dict[str, Any] = {}
+
+    def behaviour(items: list[Any], kw: dict[str, Any]) -> Report:
+        handler = signal.getsignal(signal.SIGINT)
+        assert callable(handler)
+        handler(signal.SIGINT, None)
+        seen["cancelled"] = kw["cancel"].is_set()
+        try:
+            handler(signal.SIGINT, None)
+        except KeyboardInterrupt:
+            seen["second"] = True
+        return Report()
+
+    api.behaviour = behaviour
+    assert main(["-q", URL]) == 130  # cancel was set: the run was interrupted
+    assert seen == {"cancelled": True, "second": True}
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_json_events_on_stdout(api: FakeAPI, capsys: pytest.CaptureFixture[str]) -> None:
+    item = Item(download_url="https://user:pw1234@example.com/a.bin")
+
+    def behaviour(items: list[Any], kw: dict[str, Any]) -> Report:
+        on_event = kw["on_event"]
+        on_event(Started(item, None, size=4, resumed=0))
+        on_event(Progress(item, None, done=2, size=4))
+        on_event(Finished(item, Path("a.bin"), size=4, verified="size", fetched=4))
+        on_event(Failed(item, None, error=AuthRequired("token tok-secret-1 refused")))
+        return Report(results=[FileResult(item, Path("a.bin"), "ok", size=4, fetched=4)])
+
+    api.behaviour = behaviour
+    main(["--json", "-H", "X-Api-Key: tok-secret-1", URL])
+    out, err = capsys.readouterr()
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [d["event"] for d in lines] == ["started", "progress", "finished", "failed", "summary"]
+    assert lines[2]["path"] == "a.bin" and lines[2]["size"] == 4
+    assert "pw1234" not in out and "tok-secret-1" not in out
+    assert lines[-1]["ok"] == 1
+    assert "files ok" not in err
+
+
+def test_quiet_success_prints_nothing(api: FakeAPI, capsys: pytest.CaptureFixture[str]) -> None:
+    api.behaviour = lambda items, kw: report_of(("ok.bin", None))
+    assert main(["-q", URL]) == 0
+    assert capsys.readouterr() == ("", "")
+
+
+def test_plain_progress_and_summary(api: FakeAPI, capsys: pytest.CaptureFixture[str]) -> None:
+    def behaviour(items: list[Any], kw: dict[str, Any]) -> Report:
+        item = Item(download_url=URL)
+        kw["on_event"](Finished(item, Path.cwd() / "a.bin", size=MiB, verified=None, fetched=MiB))
+        return report_of(("a.bin", None))
+
+    api.behaviour = behaviour
+    assert main([URL]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "done a.bin (1.0 MiB)",
+        "1 files ok, 0 skipped, 0 failed, 1.0 MiB in 1.0s (1.0 MiB/s)",
+    ]
+
+
+def test_secrets_never_printed(api: FakeAPI, capsys: pytest.CaptureFixture[str]) -> None:
+    api.behaviour = raising(AuthRequired("login refused for https://bob:hunter22@example.com/"))
+    argv = ["--user", "bob:hunter22", "-H", "Authorization: Bearer abc123xyz", "-v", URL]
+    assert main(argv) == 5
+    out, err = capsys.readouterr()
+    assert "hunter22" not in out + err
+    assert main(["--user", "bob:hunter22", "--limit-rate", "5Q", URL]) == 2
+    assert main(["-H", "Cookie: sid=abc123xyz", "--nope", URL]) == 2
+    out, err = capsys.readouterr()
+    assert "hunter22" not in err and "abc123xyz" not in err
+
+
+def test_insecure_warns(api: FakeAPI, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-q", "--insecure", URL]) == 0
+    err = capsys.readouterr().err
+    assert err == "omniget: warning: TLS certificates are not verified (--insecure)\n"
+    assert api.downloads[0]["settings"].network.insecure is True
+
+
+def test_config_error_exits_2(api: FakeAPI, capsys: pytest.CaptureFixture[str],
+                              tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("speed = 3\n")
+    assert main(["--config", str(config), URL]) == 2
+    err = capsys.readouterr().err
+    assert str(config) in err and "'speed'" in err and err.count("\n") == 1
+    assert api.downloads == []
+
+
+def test_include_exclude_filter_items(api: FakeAPI, capsys: pytest.CaptureFixture[str]) -> None:
+    album = "https://example.com/album"
+    api.items[album] = [
+        Item(download_url=f"https://cdn.example.com/{n}", collection_name="al")
+        for n in ("a.jpg", "b.mp4", "c.mp4", "skip.mp4")
+    ]
+    assert main(["--include", "*.mp4", "--exclude", "skip.*", album]) == 0
+    got = [i.output_path for i in api.downloads[0]["items"]]
+    assert got == ["al/b.mp4", "al/c.mp4"]
+    assert "2 skipped" in capsys.readouterr().err  # the filtered ones
+
+
+def test_extraction_failure_is_reported_and_others_go_on(
+    api: FakeAPI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.extract_error = NotFound("album removed")
+    assert main(["--exclude", "*.txt", "https://example.com/gone"]) == 6
+    err = capsys.readouterr().err
+    assert "omniget: error: https://example.com/gone: album removed" in err
+    assert api.downloads[0]["items"] == []
+
+
+def test_output_file(api: FakeAPI, tmp_path: Path) -> None:
+    assert main(["-q", "-O", "sub/named.bin", URL]) == 0
+    call = api.downloads[0]
+    assert call["dest"] == Path("sub")
+    (item,) = call["items"]
+    assert item.output_path == "named.bin" and item.download_url == URL
+
+
+def test_output_file_needs_one_item(api: FakeAPI, capsys: pytest.CaptureFixture[str]) -> None:
+    api.items[URL] = [Item(download_url=URL + "1"), Item(download_url=URL + "2")]
+    assert main(["-O", "x.bin", URL]) == 2
+    assert "gives several" in capsys.readouterr().err
+
+
+def test_output_to_stdout(api: FakeAPI, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-O", "-", URL]) == 0
+    out, err = capsys.readouterr()
+    assert out == "streamed bytes"
+    assert api.streamed[0].download_url == URL
+    assert api.downloads == [] and err == ""
+
+
+def test_dry_run(api: FakeAPI, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    api.items[URL] = [Item(download_url=URL, size_bytes=MiB, collection_name="set")]
+    assert main(["--dry-run", "-o", "dl", URL]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{Path('dl/set/a.bin')}\t1.0 MiB\t{URL}\n"
+    assert err == "1 files, 1.0 MiB would be written to dl\n"
+    assert api.downloads == [] and not (tmp_path / "dl").exists()
+
+
+def test_list_json_and_plain(api: FakeAPI, capsys: pytest.CaptureFixture[str]) -> None:
+    api.items[URL] = [Item(download_url=URL, size_bytes=5, headers={"Cookie": "sid=zz9"})]
+    assert main(["list", "--json", URL]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    d = json.loads(line)
+    assert d["download_url"] == URL and d["size_bytes"] == 5 and d["headers"] == {"Cookie": "***"}
+    assert main(["list", URL]) == 0
+    assert capsys.readouterr().out == f"a.bin\t5\thttp\t{URL}\n"
+    assert api.downloads == []
+
+
+def test_list_passes_source_options(api: FakeAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMNIGET_HTTP_REFERER_MODE", "strict")
+    assert main(["list", URL]) == 0
+    url, kw = api.extracts[0]
+    assert url == URL and kw["referer_mode"] == "strict" and kw["source"] is None
+
+
+def test_list_failure(api: FakeAPI, capsys: pytest.CaptureFixture[str]) -> None:
+    api.extract_error = AuthRequired("needs a token")
+    assert main(["list", URL]) == 5
+    assert capsys.readouterr().err == f"omniget: error: {URL}: needs a token\n"
+
+
+def test_python_dash_m_version() -> None:
+    src = Path(omniget.__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    done = subprocess.run([sys.executable, "-m", "omniget", "--version"], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"omniget {omniget.__version__}"

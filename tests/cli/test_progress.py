@@ -1,0 +1,152 @@
+"""Progress consumers fed synthetic engine events: plain lines, rich bars, quiet, the picker."""
+
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+
+from rich.console import Console
+
+from omniget.cli.output import JsonEvents, Masker
+from omniget.cli.progress import PlainProgress, QuietProgress, RichProgress, make_progress
+from omniget.engine.events import (
+    Event,
+    Failed,
+    Finished,
+    Progress,
+    Retrying,
+    Skipped,
+    Started,
+    Warned,
+)
+from omniget.errors import NotFound, TransientError
+from omniget.model import Item
+
+MiB = 1024 * 1024
+A = Item(download_url="https://example.com/a.bin", size_bytes=10 * MiB)
+B = Item(download_url="https://example.com/b.bin?token=sekrit")
+C = Item(download_url="https://example.com/c.bin")
+
+
+def sequence() -> list[tuple[float, Event]]:
+    """(time, event): A finishes after progress, B fails, C is skipped."""
+    return [
+        (0.0, Started(A, None, size=10 * MiB, resumed=MiB)),
+        (0.0, Started(B, None, size=None, resumed=0)),
+        (0.5, Progress(A, None, done=2 * MiB, size=10 * MiB)),
+        (1.0, Retrying(B, None, error=TransientError("reset"), attempt=1, delay=0.5)),
+        (2.5, Progress(A, None, done=6 * MiB, size=10 * MiB)),
+        (2.6, Progress(B, None, done=MiB, size=None)),
+        (3.0, Progress(A, None, done=7 * MiB, size=10 * MiB)),
+        (3.1, Warned(A, None, message="server ignored Range")),
+        (4.0, Finished(A, Path("a.bin"), size=10 * MiB, verified="sha256", fetched=9 * MiB)),
+        (4.1, Failed(B, None, error=NotFound("gone: https://example.com/b.bin?token=sekrit"))),
+        (4.2, Skipped(C, Path("c.bin"), reason="exists")),
+    ]
+
+
+def feed(consumer: PlainProgress | RichProgress | QuietProgress, now: list[float]) -> None:
+    with consumer:
+        for t, event in sequence():
+            now[0] = t
+            consumer(event)
+
+
+def test_plain_lines() -> None:
+    out, now = io.StringIO(), [0.0]
+    feed(PlainProgress(out, Masker(), interval=2.0, clock=lambda: now[0]), now)
+    assert out.getvalue().splitlines() == [
+        "  a.bin: 60% of 10.0 MiB, 2.0 MiB/s",  # 5 MiB in 2.5 s; the 0.5 s and 3.0 s ones wait
+        "  b.bin: 1.0 MiB, 393.8 KiB/s",  # unknown size: bytes so far
+        "warning: a.bin: server ignored Range",
+        "done a.bin (10.0 MiB, sha256 ok)",
+        "failed b.bin: gone: https://example.com/b.bin?token=***",
+    ]
+
+
+def test_plain_verbose_adds_start_skip_retry() -> None:
+    out, now = io.StringIO(), [0.0]
+    feed(PlainProgress(out, Masker(), verbose=True, clock=lambda: now[0]), now)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "start a.bin (10.0 MiB, at 1.0 MiB)"
+    assert lines[1] == "start b.bin (?)"
+    assert "retry b.bin (attempt 1 in 0.5s): reset" in lines
+    assert lines[-1] == "skipped c.bin (exists)"
+
+
+def test_quiet_prints_nothing() -> None:
+    err = io.StringIO()
+    q = make_progress(Masker(), quiet=True, stderr=err)
+    assert isinstance(q, QuietProgress)
+    feed(q, [0.0])
+    assert err.getvalue() == ""
+
+
+def test_rich_renders_bars_and_lines() -> None:
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=100, color_system=None)
+    rp = RichProgress(console, Masker(["sekrit"]), verbose=True)
+    now = [0.0]
+    with rp:
+        for t, event in sequence()[:3]:
+            now[0] = t
+            rp(event)
+        assert len(rp.bars.tasks) == 3  # overall + A + B
+        rp.bars.refresh()
+        for _, event in sequence()[3:]:
+            rp(event)
+        assert len(rp.bars.tasks) == 1  # file bars are removed when files end
+        overall = rp.bars.tasks[0]
+        assert "3/3 files" in overall.description
+        assert overall.completed == 10 * MiB
+    text = buf.getvalue()
+    assert "done a.bin" in text
+    assert "failed b.bin" in text and "sekrit" not in text
+    assert "skipped c.bin (exists)" in text
+    assert "warning: a.bin: server ignored Range" in text
+
+
+def test_rich_failures_shown_without_verbose() -> None:
+    buf = io.StringIO()
+    rp = RichProgress(Console(file=buf, force_terminal=True, width=80), Masker())
+    with rp:
+        for _, event in sequence():
+            rp(event)
+    text = buf.getvalue()
+    assert "failed b.bin" in text
+    assert "done a.bin" not in text
+
+
+def test_events_from_many_threads() -> None:
+    out = io.StringIO()
+    plain = PlainProgress(out, Masker())
+    rich = RichProgress(Console(file=io.StringIO(), force_terminal=True), Masker())
+
+    def worker(n: int) -> None:
+        for i in range(25):
+            item = Item(download_url=f"https://example.com/{n}/{i}")
+            for consumer in (plain, rich):
+                consumer(Started(item, None, size=100, resumed=0))
+                consumer(Progress(item, None, done=50, size=100))
+                consumer(Finished(item, None, size=100, verified=None, fetched=100))
+
+    with rich:
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert out.getvalue().count("done ") == 100
+    assert "100/100 files" in rich.bars.tasks[0].description
+    assert len(rich.bars.tasks) == 1
+
+
+def test_make_progress_picks_by_terminal() -> None:
+    m = Masker()
+    assert isinstance(make_progress(m, as_json=True, stdout=io.StringIO()), JsonEvents)
+    assert isinstance(make_progress(m, stderr=io.StringIO()), PlainProgress)
+    fancy = Console(file=io.StringIO(), force_terminal=True)
+    assert isinstance(make_progress(m, console=fancy), RichProgress)
+    dumb = Console(file=io.StringIO(), force_terminal=True, _environ={"TERM": "dumb"})
+    assert isinstance(make_progress(m, console=dumb), PlainProgress)
