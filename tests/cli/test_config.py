@@ -168,7 +168,7 @@ def test_flag_only_key_is_unknown_in_file(tmp_path: Path) -> None:
 
 
 def test_bad_value_in_file_names_key(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="key 'connections'.*at least 1"):
+    with pytest.raises(UsageError, match=r"key 'connections'.*at least 1"):
         load_settings(write(tmp_path, "connections = 0\n"), {})
     with pytest.raises(UsageError, match="key 'insecure'"):
         load_settings(write(tmp_path, 'insecure = "perhaps"\n'), {})

@@ -20,7 +20,7 @@ from omniget.engine.events import (
     Started,
     Warned,
 )
-from omniget.errors import NotFound, TransientError
+from omniget.errors import Cancelled, NotFound, TransientError
 from omniget.model import Item
 
 MiB = 1024 * 1024
@@ -150,3 +150,18 @@ def test_make_progress_picks_by_terminal() -> None:
     assert isinstance(make_progress(m, console=fancy), RichProgress)
     dumb = Console(file=io.StringIO(), force_terminal=True, _environ={"TERM": "dumb"})
     assert isinstance(make_progress(m, console=dumb), PlainProgress)
+
+
+def test_cancelled_files_are_not_failure_lines() -> None:
+    out = io.StringIO()
+    plain = PlainProgress(out, Masker())
+    buf = io.StringIO()
+    rich = RichProgress(Console(file=buf, force_terminal=True, width=80), Masker())
+    with plain, rich:
+        for consumer in (plain, rich):
+            consumer(Started(A, None, size=10, resumed=0))
+            consumer(Failed(A, None, error=Cancelled("interrupted; run again to resume")))
+            consumer(Failed(C, None, error=NotFound("gone")))
+    assert out.getvalue().splitlines() == ["failed c.bin: gone"]
+    assert "failed c.bin: gone" in buf.getvalue() and "failed a.bin" not in buf.getvalue()
+    assert len(rich.bars.tasks) == 1

@@ -173,7 +173,7 @@ def test_post_with_body(srv: Server) -> None:
         reply(sock, 200, req.method.encode() + b":" + req.body)
 
     srv.route("/p", echo)
-    head, sink = get(
+    _head, sink = get(
         srv.url("/p"),
         method="POST",
         body=b'{"a": 1}',
@@ -198,7 +198,7 @@ def test_put_with_body(srv: Server) -> None:
 def test_post_then_303_becomes_get_without_body(srv: Server) -> None:
     srv.route("/p", redirect("/done", 303))
     srv.route("/done", static(b"ok"))
-    head, sink = get(srv.url("/p"), method="POST", body=b"data=1")
+    _head, sink = get(srv.url("/p"), method="POST", body=b"data=1")
     assert bytes(sink.data) == b"ok"
     assert [(r.method, r.path, r.body) for r in srv.requests] == [
         ("POST", "/p", b"data=1"),
@@ -614,7 +614,7 @@ def test_resolve_maps_made_up_host(srv: Server) -> None:
     srv.route("/f", static(b"resolved"))
     host = "files.example.test"
     settings = NetworkSettings(resolve=(f"{host}:{srv.port}:127.0.0.1",))
-    head, sink = get(f"http://{host}:{srv.port}/f", settings)
+    _head, sink = get(f"http://{host}:{srv.port}/f", settings)
     assert bytes(sink.data) == b"resolved"
     assert srv.requests[0].headers["host"] == f"{host}:{srv.port}"
 

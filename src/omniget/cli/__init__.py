@@ -42,7 +42,8 @@ def _error(text: str) -> None:
 def _argv_secrets(argv: Sequence[str]) -> list[str]:
     """Secrets visible in raw arguments, masked even in usage errors."""
     found: list[str] = []
-    for flag, value in zip(argv, [*argv[1:], ""], strict=True):
+    for i, flag in enumerate(argv):
+        value = argv[i + 1] if i + 1 < len(argv) else ""
         for name in ("--user", "-H", "--header"):
             if flag.startswith(name + "="):
                 flag, value = name, flag[len(name) + 1 :]

@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.progress import Progress as RichBars
 
 from ..engine.events import Event, Failed, Finished, Progress, Retrying, Skipped, Started, Warned
+from ..errors import Cancelled
 from .output import JsonEvents, Masker, display_path, format_size
 
 __all__ = ["Consumer", "PlainProgress", "QuietProgress", "RichProgress", "make_progress"]
@@ -104,7 +105,8 @@ class PlainProgress:
                     self._line(f"done {name} ({format_size(event.size)}{check})")
                 case Failed():
                     self._files.pop(key, None)
-                    self._line(_failure(event, self.mask))
+                    if not isinstance(event.error, Cancelled):  # the CLI says "interrupted"
+                        self._line(_failure(event, self.mask))
                 case Skipped():
                     self._files.pop(key, None)
                     if self.verbose:
@@ -155,9 +157,11 @@ class RichProgress:
         )
         self._overall = self.bars.add_task(self._overall_text(0, 0), total=None)
         self._tasks: dict[str, TaskID] = {}
-        self._done: dict[str, int] = {}  # bytes per file (finished files included)
-        self._sizes: dict[str, int | None] = {}  # size per started file
-        self._files_seen = self._files_done = 0
+        # The overall bar counts files of known size only; failed and skipped ones drop out.
+        self._sizes: dict[str, int] = {}
+        self._done: dict[str, int] = {}
+        self._seen: set[str] = set()
+        self._files_done = 0
         self._lock = threading.Lock()
 
     @staticmethod
@@ -174,12 +178,10 @@ class RichProgress:
     def __call__(self, event: Event) -> None:
         with self._lock:
             key, name = event.item.key, _name(event, self.mask)
+            self._seen.add(key)
             match event:
                 case Started():
-                    if key not in self._sizes:
-                        self._files_seen += 1
-                    self._sizes[key] = event.size
-                    self._done[key] = event.resumed
+                    self._track(key, event.size, event.resumed)
                     old = self._tasks.pop(key, None)
                     if old is not None:
                         self.bars.remove_task(old)
@@ -187,21 +189,23 @@ class RichProgress:
                         self._short(name), total=event.size, completed=event.resumed
                     )
                 case Progress():
-                    self._done[key] = event.done
-                    if event.size is not None:
-                        self._sizes[key] = event.size
+                    self._track(key, event.size, event.done)
                     task = self._tasks.get(key)
                     if task is not None:
                         self.bars.update(task, completed=event.done, total=event.size)
                 case Finished():
-                    self._end(key, event.size)
+                    self._track(key, event.size, event.size)
+                    self._end(key)
                     if self.verbose:
                         self._print(f"done {name} ({format_size(event.size)})")
                 case Failed():
-                    self._end(key, None)
-                    self._print(_failure(event, self.mask), "red")
+                    self._untrack(key)
+                    self._end(key)
+                    if not isinstance(event.error, Cancelled):
+                        self._print(_failure(event, self.mask), "red")
                 case Skipped():
-                    self._end(key, None)
+                    self._untrack(key)
+                    self._end(key)
                     if self.verbose:
                         self._print(f"skipped {name} ({event.reason})")
                 case Retrying():
@@ -212,25 +216,28 @@ class RichProgress:
                     self._print(f"warning: {name}: {self.mask(event.message)}", "yellow")
             self._update_overall()
 
-    def _end(self, key: str, size: int | None) -> None:
-        if key not in self._sizes:  # skipped or failed before it started
-            self._files_seen += 1
-            self._sizes[key] = size
+    def _track(self, key: str, size: int | None, done: int) -> None:
         if size is not None:
-            self._done[key] = size
+            self._sizes[key] = size
+            self._done[key] = done
+
+    def _untrack(self, key: str) -> None:
+        self._sizes.pop(key, None)
+        self._done.pop(key, None)
+
+    def _end(self, key: str) -> None:
         self._files_done += 1
         task = self._tasks.pop(key, None)
         if task is not None:
             self.bars.remove_task(task)
 
     def _update_overall(self) -> None:
-        sizes = list(self._sizes.values())
-        total = None if any(s is None for s in sizes) else sum(s or 0 for s in sizes)
+        total = sum(self._sizes.values())
         self.bars.update(
             self._overall,
-            description=self._overall_text(self._files_done, self._files_seen),
+            description=self._overall_text(self._files_done, len(self._seen)),
             completed=sum(self._done.values()),
-            total=total,
+            total=total or None,
         )
 
     def __enter__(self) -> RichProgress:

@@ -58,6 +58,7 @@ class FileJob:
         self.digests: list[Digest] = []  # expected whole-file digests
         self.stream_hash: StreamHasher | None = None  # set by plain when it hashes in order
         self.connections = 1
+        self.size_from_eof = False  # size learned by reading to EOF: proves nothing
         self.journal_started = False
         self._last_progress = 0.0
         self._last_ckpt = time.monotonic()
@@ -148,22 +149,27 @@ class FileJob:
     def due_checkpoint(self, now: float) -> bool:
         return now - self._last_ckpt >= self.ctx.settings.checkpoint_seconds
 
+    def _ensure_record(self) -> None:
+        journal = self.ctx.journal
+        if journal is None or self.final is None or self.journal_started:
+            return
+        journal.start(
+            self.key,
+            path=str(self.final),
+            url=self.item.download_url,
+            size=self.size,
+            etag=self.etag,
+            last_modified=self.last_modified,
+        )
+        self.journal_started = True
+
     def save_spans(self, spans: list[Interval], now: float) -> None:
         """Commit finished byte spans (already written to the part file) to the journal."""
         self._last_ckpt = now
         journal = self.ctx.journal
         if journal is None or self.final is None:
             return
-        if not self.journal_started:
-            journal.start(
-                self.key,
-                path=str(self.final),
-                url=self.item.download_url,
-                size=self.size,
-                etag=self.etag,
-                last_modified=self.last_modified,
-            )
-            self.journal_started = True
+        self._ensure_record()
         journal.save_spans(self.key, spans)
         if self.part is not None and now - self._last_sync >= self.ctx.settings.fsync_seconds:
             self._last_sync = now
@@ -174,16 +180,7 @@ class FileJob:
         journal = self.ctx.journal
         if journal is None or self.final is None:
             return
-        if not self.journal_started:
-            journal.start(
-                self.key,
-                path=str(self.final),
-                url=self.item.download_url,
-                size=self.size,
-                etag=self.etag,
-                last_modified=self.last_modified,
-            )
-            self.journal_started = True
+        self._ensure_record()
         journal.piece_done(self.key, index, size)
 
     def restart(self) -> None:
@@ -280,10 +277,18 @@ class FileJob:
                 break
             except IntegrityError as exc:
                 if tries > 2:
+                    self._discard()  # the bytes are wrong: nothing worth resuming
                     raise
                 self.ctx.event(Warned(self.item, self.final, f"{exc}; downloading again"))
                 self.restart()
         return self._finish(verified)
+
+    def _discard(self) -> None:
+        if self.part is not None:
+            self.part.discard()
+        if self.ctx.journal is not None and self.journal_started:
+            self.ctx.journal.forget(self.key)
+            self.journal_started = False
 
     def _expected_digests(self) -> list[Digest]:
         out: list[Digest] = []
@@ -303,7 +308,7 @@ class FileJob:
                 raise IntegrityError(
                     f"size mismatch for {self.final.name}: expected {self.size} bytes, got {have}"
                 )
-            verified = "size"
+            verified = None if self.size_from_eof else "size"
         expected = self._expected_digests()
         if expected:
             want = expected[0]
@@ -343,6 +348,7 @@ class FileJob:
         # Small files never touch the journal; a server-chosen name is remembered.
         renamed = self.item.name_from_server and final.name != self.item.filename
         if self.ctx.journal is not None and (self.journal_started or renamed):
+            self._ensure_record()
             self.ctx.journal.finish(self.key, size=size, digest=None)
         if not self.started:
             self.started_event()

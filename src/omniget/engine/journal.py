@@ -140,10 +140,15 @@ class Journal:
                 # Create it private before SQLite does: URLs may carry tokens. The -wal
                 # and -shm files SQLite makes take the same permissions.
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-            self._db = sqlite3.connect(
+            db = sqlite3.connect(
                 self.path, timeout=10.0, isolation_level=None, check_same_thread=False
             )
-            self._setup(self._db)
+            try:
+                self._setup(db)
+            except BaseException:
+                db.close()
+                raise
+            self._db = db
 
     @classmethod
     def in_dir(cls, state_dir: Path) -> Journal:

@@ -344,6 +344,7 @@ class PlainDownload:
             raise TransientError(f"connection closed at byte {span.pos} of {size}")
         if size is None:
             self.job.size = span.pos  # close-delimited body: done at EOF
+            self.job.size_from_eof = True
 
     # ----- response heads -----------------------------------------------------------
 

@@ -1,9 +1,10 @@
-"""asyncio <-> libcurl multi glue, event-driven.
+"""libcurl plumbing for the HTTP transport: the asyncio <-> ``CurlMulti`` loop, the stall
+watchdog, CA discovery and libcurl's result codes as omniget errors.
 
-libcurl tells us which sockets to watch (``CURLMOPT_SOCKETFUNCTION``) and when its next
-timeout is due (``CURLMOPT_TIMERFUNCTION``); we watch them with ``loop.add_reader`` /
-``add_writer`` and ``loop.call_later``, and call ``socket_action`` for exactly the socket that
-became ready. There is no polling interval, so nothing is added to a request's latency.
+The loop is event-driven: libcurl says which sockets to watch (``CURLMOPT_SOCKETFUNCTION``)
+and when its next timeout is due (``CURLMOPT_TIMERFUNCTION``); we watch them with
+``loop.add_reader`` / ``add_writer`` and ``loop.call_later`` and call ``socket_action`` for
+exactly the socket that became ready. No polling interval adds to any request's latency.
 
 libcurl functions must not be called from inside libcurl's own callbacks: the socket and
 timer callbacks here only touch the event loop, and every ``socket_action`` runs from a
@@ -13,14 +14,25 @@ loop callback.
 from __future__ import annotations
 
 import asyncio
+import os
+import ssl
+import time
+from collections import deque
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import pycurl
 
-__all__ = ["CLOSED", "CurlLoop", "DoneCallback"]
+from ...errors import RemoteError, TransientError
+from ...settings import NetworkSettings
+from .base import safe_url
 
-#: The result code handed to pending transfers when the loop is closed under them.
+__all__ = ["CLOSED", "STALLED", "CurlLoop", "DoneCallback", "ca_locations", "curl_error"]
+
+#: Result code for transfers still running when the loop is closed.
 CLOSED = -1
+#: Result code for transfers the stall watchdog ended.
+STALLED = -2
 
 #: Called once per finished transfer with libcurl's result code (0 = ok) and message.
 DoneCallback = Callable[[int, str], None]
@@ -29,8 +41,23 @@ _READ = 1  # pycurl.POLL_IN
 _WRITE = 2  # pycurl.POLL_OUT
 
 
+class _Running:
+    """A transfer in the multi: its done callback and the watchdog's byte samples."""
+
+    __slots__ = ("done", "samples")
+
+    def __init__(self, done: DoneCallback, now: float) -> None:
+        self.done = done
+        self.samples: deque[tuple[float, int]] = deque([(now, 0)])
+
+
 class CurlLoop:
-    """One ``CurlMulti`` driven by one asyncio event loop."""
+    """One ``CurlMulti`` driven by one asyncio event loop.
+
+    A transfer moving fewer than ``low_speed_limit`` bytes/s (both directions and headers
+    count) over ``stall_timeout`` seconds ends with :data:`STALLED`; libcurl's own
+    LOW_SPEED_TIME takes whole seconds only. One shared timer checks every transfer.
+    """
 
     def __init__(
         self,
@@ -38,12 +65,17 @@ class CurlLoop:
         *,
         max_host_connections: int,
         max_total_connections: int,
+        stall_timeout: float = 0.0,
+        low_speed_limit: int = 1,
     ) -> None:
         self.loop = loop
+        self.stall_timeout = stall_timeout
+        self.low_speed_limit = max(1, low_speed_limit)
         self._multi = pycurl.CurlMulti()
         self._fds: dict[int, int] = {}  # fd -> watched mask (_READ | _WRITE)
-        self._timer: asyncio.TimerHandle | None = None
-        self._done: dict[pycurl.Curl, DoneCallback] = {}
+        self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._running: dict[pycurl.Curl, _Running] = {}
         self._closed = False
         m = self._multi
         m.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
@@ -52,33 +84,29 @@ class CurlLoop:
             m.setopt(pycurl.M_MAX_HOST_CONNECTIONS, max_host_connections)
         if max_total_connections > 0:
             m.setopt(pycurl.M_MAX_TOTAL_CONNECTIONS, max_total_connections)
-            # Keep enough idle connections cached for reuse.
-            m.setopt(pycurl.M_MAXCONNECTS, max_total_connections)
+            m.setopt(pycurl.M_MAXCONNECTS, max_total_connections)  # idle cache size
 
     @property
     def active(self) -> int:
         """Transfers added and not yet finished."""
-        return len(self._done)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
+        return len(self._running)
 
     def add(self, easy: pycurl.Curl, done: DoneCallback) -> None:
         """Start ``easy``; ``done(code, message)`` is called from the loop when it ends."""
         if self._closed:
             raise RuntimeError("curl loop is closed")
-        self._done[easy] = done
+        self._running[easy] = _Running(done, time.monotonic())
         try:
-            self._multi.add_handle(easy)
+            self._multi.add_handle(easy)  # libcurl then asks for a 0 ms timer to start
         except BaseException:
-            del self._done[easy]
+            del self._running[easy]
             raise
-        # libcurl asks for a 0 ms timeout through the timer callback to kick it off.
+        if self.stall_timeout > 0 and self._watchdog is None:
+            self._watchdog = self.loop.call_later(self.stall_timeout / 4, self._check_stalls)
 
     def remove(self, easy: pycurl.Curl) -> bool:
         """Abort ``easy`` if it is running; its done callback is not called."""
-        if self._done.pop(easy, None) is None:
+        if self._running.pop(easy, None) is None:
             return False
         try:
             self._multi.remove_handle(easy)
@@ -91,11 +119,12 @@ class CurlLoop:
         if self._closed:
             return
         self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        pending = list(self._done.items())
-        self._done.clear()
+        for handle in (self._timer, self._watchdog):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._watchdog = None
+        pending = list(self._running.items())
+        self._running.clear()
         for easy, _ in pending:
             try:
                 self._multi.remove_handle(easy)
@@ -104,9 +133,9 @@ class CurlLoop:
         self._unwatch_all()
         self._multi.close()
         self._unwatch_all()  # in case cleanup reported sockets again
-        for _, done in pending:
+        for _, running in pending:
             try:
-                done(CLOSED, "transport closed")
+                running.done(CLOSED, "transport closed")
             except RuntimeError:  # their event loop is already closed
                 pass
 
@@ -132,8 +161,8 @@ class CurlLoop:
             else:
                 self._fds.pop(fd, None)
         except Exception:
-            # A closed loop or an fd the selector refuses: the transfer's stall
-            # watchdog ends it rather than a callback printing a traceback.
+            # A closed loop or an fd the selector refuses: the stall watchdog ends
+            # such a transfer rather than a callback printing a traceback.
             pass
 
     def _on_timer(self, timeout_ms: int) -> None:
@@ -141,7 +170,11 @@ class CurlLoop:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            if timeout_ms >= 0 and not self._closed:
+            if self._closed or timeout_ms < 0:
+                return
+            if timeout_ms == 0:
+                self._timer = self.loop.call_soon(self._on_timeout)
+            else:
                 self._timer = self.loop.call_later(timeout_ms / 1000.0, self._on_timeout)
         except Exception:
             pass
@@ -160,9 +193,6 @@ class CurlLoop:
         except pycurl.error:
             # Only multi-level misuse lands here (a socket libcurl no longer knows).
             self._forget(fd)
-        self._drain()
-
-    def _drain(self) -> None:
         multi = self._multi
         while True:
             queued, ok, failed = multi.info_read()
@@ -174,13 +204,43 @@ class CurlLoop:
                 return
 
     def _finish(self, easy: pycurl.Curl, code: int, message: str) -> None:
-        done = self._done.pop(easy, None)
+        running = self._running.pop(easy, None)
         try:
             self._multi.remove_handle(easy)
         except pycurl.error:
             pass
-        if done is not None:
-            done(code, message)
+        if running is not None:
+            running.done(code, message)
+
+    def _check_stalls(self) -> None:
+        self._watchdog = None
+        if self._closed or not self._running:
+            return
+        now = time.monotonic()
+        window = self.stall_timeout
+        stalled: list[tuple[pycurl.Curl, _Running, float]] = []
+        for easy, running in self._running.items():
+            try:
+                moved = int(
+                    easy.getinfo(pycurl.SIZE_DOWNLOAD_T)
+                    + easy.getinfo(pycurl.SIZE_UPLOAD_T)
+                    + easy.getinfo(pycurl.HEADER_SIZE)
+                )
+            except pycurl.error:
+                continue
+            samples = running.samples
+            samples.append((now, moved))
+            while len(samples) > 2 and samples[1][0] <= now - window:
+                samples.popleft()
+            then, before = samples[0]
+            span = now - then
+            if span >= window and moved - before < self.low_speed_limit * span:
+                stalled.append((easy, running, span))
+        for easy, running, span in stalled:
+            self.remove(easy)
+            running.done(STALLED, f"less than {self.low_speed_limit} B/s for {span:.1f} s")
+        if self._running:
+            self._watchdog = self.loop.call_later(window / 4, self._check_stalls)
 
     def _forget(self, fd: int) -> None:
         mask = self._fds.pop(fd, 0)
@@ -195,3 +255,103 @@ class CurlLoop:
     def _unwatch_all(self) -> None:
         for fd in list(self._fds):
             self._forget(fd)
+
+
+# -- TLS trust store --
+
+_KNOWN_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine, Arch
+    "/etc/pki/tls/certs/ca-bundle.crt",  # Fedora, RHEL
+    "/etc/ssl/ca-bundle.pem",  # openSUSE
+    "/etc/ssl/cert.pem",  # macOS, BSDs
+)
+
+
+def ca_locations(settings: NetworkSettings) -> tuple[str | None, str | None]:
+    """``(cainfo, capath)`` to give libcurl; ``(None, None)`` leaves libcurl's default.
+
+    ``settings.ca_cert`` (a file or a hashed directory), else ``SSL_CERT_FILE`` /
+    ``CURL_CA_BUNDLE``, else the system's bundle. The system store is named explicitly:
+    a pycurl wheel carries its own OpenSSL whose compiled-in CA path is often another
+    distribution's and missing here.
+    """
+    if settings.ca_cert:
+        if os.path.isdir(settings.ca_cert):
+            return None, settings.ca_cert
+        return settings.ca_cert, None
+    for name in ("SSL_CERT_FILE", "CURL_CA_BUNDLE"):
+        value = os.environ.get(name)
+        if value:
+            return value, None
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, *_KNOWN_BUNDLES):
+        if candidate and os.path.isfile(candidate):
+            return candidate, None
+    capath = os.environ.get("SSL_CERT_DIR") or paths.capath
+    if capath and os.path.isdir(capath):
+        return None, capath
+    return None, None
+
+
+# -- libcurl result codes as omniget errors --
+
+_TLS_TRUST = frozenset(
+    {
+        pycurl.E_PEER_FAILED_VERIFICATION,
+        pycurl.E_SSL_ISSUER_ERROR,
+        pycurl.E_SSL_INVALIDCERTSTATUS,
+        pycurl.E_SSL_PINNEDPUBKEYNOTMATCH,
+    }
+)
+_CONNECTION = frozenset(
+    {
+        pycurl.E_RECV_ERROR,
+        pycurl.E_SEND_ERROR,
+        pycurl.E_GOT_NOTHING,
+        pycurl.E_HTTP2,
+        pycurl.E_SSL_CONNECT_ERROR,
+        92,  # CURLE_HTTP2_STREAM
+        95,  # CURLE_HTTP3
+        96,  # CURLE_QUIC_CONNECT_ERROR
+        97,  # CURLE_PROXY
+    }
+)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    return " ".join(text.split())[:limit]
+
+
+def curl_error(code: int, message: str, url: str) -> Exception:
+    """A libcurl result code as an omniget error: one line, no credentials."""
+    where = safe_url(url)
+    detail = _one_line(message)
+    suffix = f": {detail}" if detail else ""
+    if code == STALLED:
+        return TransientError(f"transfer stalled ({where}){suffix}")
+    if code == CLOSED:
+        return TransientError(f"transport closed during the transfer ({where})")
+    if code == pycurl.E_COULDNT_RESOLVE_HOST:
+        return RemoteError(f"could not resolve host {urlsplit(url).hostname or '?'}")
+    if code == pycurl.E_COULDNT_RESOLVE_PROXY:
+        return RemoteError(f"could not resolve the proxy for {where}{suffix}")
+    if code in _TLS_TRUST:
+        return RemoteError(
+            f"TLS certificate not trusted for {where}{suffix}; "
+            "pass --ca-cert FILE to trust its CA, or --insecure to skip verification"
+        )
+    if code == pycurl.E_SSL_CACERT_BADFILE:
+        return RemoteError(f"could not load CA certificates for {where}{suffix}; check --ca-cert")
+    if code in (pycurl.E_URL_MALFORMAT, pycurl.E_UNSUPPORTED_PROTOCOL):
+        return RemoteError(f"unusable URL {where}{suffix}")
+    if code == pycurl.E_OPERATION_TIMEDOUT:
+        return TransientError(f"timed out ({where}){suffix}")
+    if code == pycurl.E_PARTIAL_FILE:
+        return TransientError(f"body cut short ({where}){suffix}")
+    if code == pycurl.E_COULDNT_CONNECT:
+        return TransientError(f"could not connect ({where}){suffix}")
+    if code in _CONNECTION:
+        return TransientError(f"connection failed ({where}){suffix}")
+    if code == pycurl.E_BAD_CONTENT_ENCODING:
+        return TransientError(f"could not decode the body ({where}){suffix}")
+    return TransientError(f"transfer failed, curl error {code} ({where}){suffix}")

@@ -13,87 +13,26 @@ from __future__ import annotations
 
 import asyncio
 import email.message
-import os
-import ssl
-import time
 import urllib.request
-from collections import deque
 from dataclasses import dataclass
 from http.cookiejar import LoadError, MozillaCookieJar
 from typing import ClassVar
-from urllib.parse import quote, unquote, urljoin, urlsplit
+from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit
 
 import pycurl
 
 from ...errors import RemoteError, TransientError, UsageError
 from ...settings import NetworkSettings
 from .base import Head, Headers, Request, Sink, StopTransfer, origin, safe_url
-from .curlloop import CLOSED, CurlLoop
+from .curlloop import CurlLoop, ca_locations, curl_error
 
-__all__ = ["CurlTransport"]
+__all__ = ["CurlTransport", "ca_locations"]
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _SENSITIVE = frozenset({"authorization", "cookie", "proxy-authorization"})
-_REDIRECT_BODY_LIMIT = 64 * 1024  # larger redirect bodies are cut, not read
-_STALLED = -2  # our own result code: the stall watchdog ended the transfer
-# Characters kept as they are when a redirect target is percent-encoded.
-_URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
-
-_TLS_TRUST = frozenset(
-    {
-        pycurl.E_PEER_FAILED_VERIFICATION,
-        pycurl.E_SSL_ISSUER_ERROR,
-        pycurl.E_SSL_INVALIDCERTSTATUS,
-        pycurl.E_SSL_PINNEDPUBKEYNOTMATCH,
-    }
-)
-_TRANSIENT = frozenset(
-    {
-        pycurl.E_COULDNT_CONNECT,
-        pycurl.E_OPERATION_TIMEDOUT,
-        pycurl.E_PARTIAL_FILE,
-        pycurl.E_RECV_ERROR,
-        pycurl.E_SEND_ERROR,
-        pycurl.E_GOT_NOTHING,
-        pycurl.E_HTTP2,
-        92,  # CURLE_HTTP2_STREAM
-        95,  # CURLE_HTTP3
-        96,  # CURLE_QUIC_CONNECT_ERROR
-        97,  # CURLE_PROXY
-        pycurl.E_SSL_CONNECT_ERROR,
-    }
-)
-_KNOWN_BUNDLES = (
-    "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine, Arch
-    "/etc/pki/tls/certs/ca-bundle.crt",  # Fedora, RHEL
-    "/etc/ssl/ca-bundle.pem",  # openSUSE
-    "/etc/ssl/cert.pem",  # macOS, BSDs
-)
-
-
-def ca_locations(settings: NetworkSettings) -> tuple[str | None, str | None]:
-    """``(cainfo, capath)`` to give libcurl, ``(None, None)`` for its own default.
-
-    ``settings.ca_cert``, else ``SSL_CERT_FILE`` / ``CURL_CA_BUNDLE``, else the system's
-    bundle. The system store is always named explicitly: a pycurl wheel carries its own
-    OpenSSL whose compiled-in CA path is often another distribution's.
-    """
-    if settings.ca_cert:
-        if os.path.isdir(settings.ca_cert):
-            return None, settings.ca_cert
-        return settings.ca_cert, None
-    for name in ("SSL_CERT_FILE", "CURL_CA_BUNDLE"):
-        value = os.environ.get(name)
-        if value:
-            return value, None
-    paths = ssl.get_default_verify_paths()
-    for candidate in (paths.cafile, *_KNOWN_BUNDLES):
-        if candidate and os.path.isfile(candidate):
-            return candidate, None
-    capath = os.environ.get("SSL_CERT_DIR") or paths.capath
-    if capath and os.path.isdir(capath):
-        return None, capath
-    return None, None
+_REDIRECT_BODY_LIMIT = 64 * 1024  # a longer redirect body is cut, not read
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%~"  # kept as-is when a Location is percent-encoded
+_OURS = frozenset({pycurl.E_WRITE_ERROR, pycurl.E_ABORTED_BY_CALLBACK})
 
 
 @dataclass(frozen=True)
@@ -102,56 +41,26 @@ class _Creds:
     password: str
 
 
-def _split_userinfo(url: str) -> tuple[str, _Creds | None]:
-    """The URL without ``user:password@`` and the credentials it carried."""
-    p = urlsplit(url)
-    if p.username is None and p.password is None:
-        return url, None
-    host = p.netloc.rpartition("@")[2]
-    creds = _Creds(unquote(p.username or ""), unquote(p.password or ""))
-    return p._replace(netloc=host).geturl(), creds
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    return " ".join(text.split())[:limit]
-
-
-def _map_error(code: int, message: str, url: str) -> Exception:
-    """A libcurl result code as an omniget error (one line, no credentials)."""
-    where = safe_url(url)
-    detail = _one_line(message)
-    suffix = f": {detail}" if detail else ""
-    if code == _STALLED:
-        return TransientError(f"transfer stalled ({where}){suffix}")
-    if code == CLOSED:
-        return TransientError(f"transport closed during transfer ({where})")
-    if code == pycurl.E_COULDNT_RESOLVE_HOST:
-        host = urlsplit(url).hostname or "?"
-        return RemoteError(f"could not resolve host {host}")
-    if code == pycurl.E_COULDNT_RESOLVE_PROXY:
-        return RemoteError(f"could not resolve proxy for {where}{suffix}")
-    if code in _TLS_TRUST:
-        return RemoteError(
-            f"TLS certificate not trusted for {where}{suffix}; "
-            "pass --ca-cert FILE to trust its CA, or --insecure to skip verification"
-        )
-    if code == pycurl.E_SSL_CACERT_BADFILE:
-        return RemoteError(
-            f"could not load the CA certificates for {where}{suffix}; check --ca-cert FILE"
-        )
-    if code in (pycurl.E_URL_MALFORMAT, pycurl.E_UNSUPPORTED_PROTOCOL):
-        return RemoteError(f"unusable URL {where}{suffix}")
-    if code == pycurl.E_OPERATION_TIMEDOUT:
-        return TransientError(f"timed out ({where}){suffix}")
-    if code == pycurl.E_PARTIAL_FILE:
-        return TransientError(f"body cut short ({where}){suffix}")
-    if code == pycurl.E_COULDNT_CONNECT:
-        return TransientError(f"could not connect ({where}){suffix}")
-    if code in _TRANSIENT:
-        return TransientError(f"connection failed ({where}){suffix}")
-    if code == pycurl.E_BAD_CONTENT_ENCODING:
-        return TransientError(f"could not decode the body ({where}){suffix}")
-    return TransientError(f"transfer failed, curl error {code} ({where}){suffix}")
+def _parse_head(lines: list[bytes]) -> tuple[int, list[tuple[str, str]]]:
+    """Status and header pairs of the last response block in raw header lines (1xx
+    answers and a proxy's CONNECT answer come first, each with its own status line)."""
+    status = 0
+    pairs: list[tuple[str, str]] = []
+    for line in lines:
+        text = line.decode("latin-1").rstrip("\r\n")
+        if text.startswith("HTTP/"):
+            parts = text.split(None, 2)
+            status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            pairs = []
+        elif not text:
+            continue
+        elif text[0] in " \t" and pairs:  # obsolete line folding
+            name, value = pairs[-1]
+            pairs[-1] = (name, f"{value} {text.strip()}")
+        else:
+            name, _, value = text.partition(":")
+            pairs.append((name.strip(), value.strip()))
+    return status, pairs
 
 
 class _CookieResponse:
@@ -168,48 +77,24 @@ class _CookieResponse:
 
 
 class _Hop:
-    """One libcurl transfer: one request and its response (a redirect or the final one)."""
+    """One libcurl transfer: one request and its response (a redirect or the final one).
+    Its ``on_write`` runs inside libcurl and must never raise."""
 
     def __init__(self, sink: Sink, url: str, fut: asyncio.Future[tuple[int, str]]) -> None:
         self.sink = sink
         self.url = url
         self.fut = fut
+        self.raw: list[bytes] = []  # header lines, appended by libcurl's header callback
         self.status = 0
-        self.pairs: list[tuple[str, str]] = []
         self.headers = Headers()
         self.head: Head | None = None  # the final response's head, once decided
         self.location: str | None = None  # set when this hop is a redirect
         self.decided = False
         self.deliver = False  # body bytes go to the sink
         self.on_data = sink.on_data
-        self.stopped = False  # ended on purpose (StopTransfer, cut redirect body)
+        self.stopped = False  # ended on purpose (StopTransfer, a cut redirect body)
         self.error: BaseException | None = None  # raised by the sink
         self.discarded = 0
-        self.watchdog: asyncio.TimerHandle | None = None
-        self.samples: deque[tuple[float, int]] = deque(maxlen=5)
-
-    # libcurl callbacks: they must never raise (pycurl would print a traceback).
-
-    def on_header(self, line: bytes) -> None:
-        if self.decided:
-            return  # trailers of a chunked body
-        text = line.decode("latin-1").rstrip("\r\n")
-        if text.startswith("HTTP/"):
-            # A new response block (1xx, a proxy's CONNECT answer, then the real one).
-            parts = text.split(None, 2)
-            try:
-                self.status = int(parts[1])
-            except (IndexError, ValueError):
-                self.status = 0
-            self.pairs = []
-        elif not text:
-            return
-        elif text[0] in " \t" and self.pairs:  # obsolete line folding
-            name, value = self.pairs[-1]
-            self.pairs[-1] = (name, f"{value} {text.strip()}")
-        else:
-            name, _, value = text.partition(":")
-            self.pairs.append((name.strip(), value.strip()))
 
     def on_write(self, data: bytes) -> int | None:
         if self.deliver:
@@ -217,14 +102,11 @@ class _Hop:
                 self.on_data(data)
             except StopTransfer:
                 self.stopped = True
-                return 0
+                return 0  # a short count: libcurl aborts with CURLE_WRITE_ERROR
             except BaseException as exc:
                 self.error = exc
                 return 0
             return None
-        return self._first_write(data)
-
-    def _first_write(self, data: bytes) -> int | None:
         if not self.decided and not self.decide():
             return 0
         if self.location is not None:
@@ -237,24 +119,27 @@ class _Hop:
         return self.on_write(data)
 
     def decide(self) -> bool:
-        """The response head is complete: note a redirect or hand the head to the sink.
+        """The head is complete: note a redirect or hand the head to the sink.
         False when the sink refused it (``stopped`` or ``error`` says how)."""
         self.decided = True
-        self.headers = Headers(self.pairs)
+        self.status, pairs = _parse_head(self.raw)
+        self.headers = Headers(pairs)
+        if self.status == 0:
+            self.error = TransientError(f"no HTTP response head ({safe_url(self.url)})")
+            return False
         location = self.headers.get("location")
         if self.status in _REDIRECTS and location:
             self.location = location.strip()
             return True
         encoding = self.headers.get("content-encoding", "").strip().lower()
-        head = Head(
+        self.head = Head(
             status=self.status,
             url=self.url,
             headers=self.headers,
             decoded=encoding not in ("", "identity"),
         )
-        self.head = head
         try:
-            self.sink.on_head(head)
+            self.sink.on_head(self.head)
         except StopTransfer:
             self.stopped = True
             return False
@@ -264,15 +149,13 @@ class _Hop:
         return True
 
     def finish(self, code: int, message: str) -> None:
-        if self.watchdog is not None:
-            self.watchdog.cancel()
-            self.watchdog = None
         if not self.fut.done():
             self.fut.set_result((code, message))
 
 
 class CurlTransport:
-    """The HTTP(S) transport. Many fetches run at once on one instance."""
+    """The HTTP(S) transport. Many fetches run at once on one instance; it binds to the
+    running event loop on first use."""
 
     schemes: ClassVar[tuple[str, ...]] = ("http", "https")
 
@@ -292,59 +175,71 @@ class CurlTransport:
         self._pool: list[pycurl.Curl] = []
         self._closed = False
         self._cainfo, self._capath = ca_locations(settings)
-        self._user = self._parse_user(settings.user)
-        self._jar = self._load_cookies(settings.cookies_file)
-        self._headers = self._check_headers(settings.headers)
-
-    # -- public API --
+        self._user = _parse_user(settings.user)
+        self._jar = _load_cookies(settings.cookies_file)
+        self._headers = _check_headers(settings.headers)
 
     async def fetch(self, request: Request, sink: Sink) -> Head:
-        """Fetch ``request`` into ``sink``; return the final response head."""
+        """Fetch ``request`` into ``sink``, following redirects; return the final head."""
         core = self._bind()
-        scheme = urlsplit(request.url).scheme.lower()
-        if scheme not in self.schemes:
-            raise RemoteError(f"refused URL scheme {scheme or '(none)'}: {safe_url(request.url)}")
-        url, url_creds = _split_userinfo(request.url)
-        first = origin(url)
+        parts = urlsplit(request.url)
+        if parts.scheme.lower() not in self.schemes:
+            scheme = parts.scheme or "(none)"
+            raise RemoteError(f"refused URL scheme {scheme}: {safe_url(request.url)}")
+        url, url_creds = _split_userinfo(request.url, parts)
         creds = url_creds or self._user
-        headers = {**self._headers, **self._check_headers(tuple(request.headers.items()))}
-        secret = _SENSITIVE | {h.lower() for h in request.secret_headers}
+        headers = self._headers
+        if request.headers:
+            headers = {**headers, **_check_headers(tuple(request.headers.items()))}
+        secret = _SENSITIVE.union(h.lower() for h in request.secret_headers)
         method = request.method.upper()
         body = request.body
-        shown = request.url  # hop 0 reports the URL as given
+        shown = request.url  # the first hop reports the URL as given
+        first: tuple[str, str, int | None] | None = None
         seen: set[tuple[str, str, str]] = set()
-        for hops in range(self.settings.max_redirects + 2):
-            same = origin(url) == first
-            hop_headers = {k: v for k, v in headers.items() if same or k not in secret}
-            cookie = self._cookie_header(url, hop_headers)
-            key = (method, url, cookie or "")
-            if key in seen:
-                raise RemoteError(f"redirect loop at {safe_url(url)}")
-            seen.add(key)
-            if hops > self.settings.max_redirects:
-                raise RemoteError(
-                    f"too many redirects (more than {self.settings.max_redirects}) "
-                    f"from {safe_url(request.url)}"
-                )
+        limit = self.settings.max_redirects
+        while True:
+            same = first is None or origin(url) == first
+            hop_headers = headers if same else {k: v for k, v in headers.items() if k not in secret}
+            cookie = self._cookie(url, hop_headers)
+            if first is not None:
+                key = (method, url, cookie or "")
+                if key in seen:
+                    raise RemoteError(f"redirect loop at {safe_url(url)}")
+                seen.add(key)
+                if len(seen) > limit + 1:
+                    raise RemoteError(
+                        f"too many redirects (more than {limit}) from {safe_url(request.url)}"
+                    )
+            else:
+                first = origin(url)
+                seen.add((method, url, cookie or ""))
             hop = await self._run_hop(
-                core, request, sink, url, shown, method, body, hop_headers, cookie,
+                core,
+                request,
+                sink,
+                url,
+                shown,
+                method,
+                body,
+                hop_headers,
+                cookie,
                 creds if same else None,
             )
             if hop.location is None:
                 assert hop.head is not None
                 return hop.head
-            url = self._next_url(url, hop.location)
-            shown = url
+            url = shown = self._next_url(url, hop.location)
             if (hop.status == 303 and method != "HEAD") or (
                 hop.status in (301, 302) and method == "POST"
             ):
                 method, body = "GET", None
-                headers.pop("content-type", None)
-                headers.pop("content-length", None)
-        raise AssertionError("unreachable")  # pragma: no cover
+                headers = {
+                    k: v for k, v in headers.items() if k not in ("content-type", "content-length")
+                }
 
     async def aclose(self) -> None:
-        """Abort running transfers and free every libcurl handle."""
+        """Abort running transfers (they raise TransientError) and free libcurl's handles."""
         self._closed = True
         core, self._core = self._core, None
         if core is not None:
@@ -368,30 +263,22 @@ class CurlTransport:
         cookie: str | None,
         creds: _Creds | None,
     ) -> _Hop:
-        loop = core.loop
-        hop = _Hop(sink, shown, loop.create_future())
+        hop = _Hop(sink, shown, core.loop.create_future())
         easy = self._pool.pop() if self._pool else pycurl.Curl()
         try:
             self._configure(easy, hop, request, url, method, body, headers, cookie, creds)
             core.add(easy, hop.finish)
-            self._arm_watchdog(core, easy, hop)
             try:
                 code, message = await hop.fut
             finally:
-                if hop.watchdog is not None:
-                    hop.watchdog.cancel()
                 core.remove(easy)  # a no-op unless cancelled mid-transfer
         finally:
             self._release(easy)
         if hop.error is not None:
             raise hop.error
-        if code != 0 and not (
-            hop.stopped and code in (pycurl.E_WRITE_ERROR, pycurl.E_ABORTED_BY_CALLBACK)
-        ):
-            raise _map_error(code, message, url)
-        if not hop.decided:  # an empty body: the head is decided at the end
-            if hop.status == 0:
-                raise TransientError(f"no HTTP response ({safe_url(url)})")
+        if code != 0 and not (hop.stopped and code in _OURS):
+            raise curl_error(code, message, url)
+        if not hop.decided:  # no body: the head is decided at the end
             hop.decide()
             if hop.error is not None:
                 raise hop.error
@@ -424,20 +311,18 @@ class CurlTransport:
         # HTTP/1.1: one connection per span, as the scheduler's per-host limits assume.
         opt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)
         opt(pycurl.WRITEFUNCTION, hop.on_write)
-        opt(pycurl.HEADERFUNCTION, hop.on_header)
-        # Ask for identity bytes, but let libcurl decode an encoding forced on us anyway.
+        opt(pycurl.HEADERFUNCTION, hop.raw.append)
+        # Ask for identity bytes, yet let libcurl decode an encoding forced on us anyway.
         opt(pycurl.ACCEPT_ENCODING, "identity")
-        opt(pycurl.HTTP_CONTENT_DECODING, 1)
         opt(pycurl.CONNECTTIMEOUT_MS, max(1, int(s.connect_timeout * 1000)))
         if request.max_speed:
             opt(pycurl.MAX_RECV_SPEED_LARGE, int(request.max_speed))
-        if s.proxy is not None:
+        if s.proxy is not None:  # else libcurl applies the *_proxy variables
             opt(pycurl.PROXY, s.proxy)
         if s.insecure:
-            opt(pycurl.SSL_VERIFYPEER, 0)
-            opt(pycurl.SSL_VERIFYHOST, 0)
-            opt(pycurl.PROXY_SSL_VERIFYPEER, 0)
-            opt(pycurl.PROXY_SSL_VERIFYHOST, 0)
+            for name in ("SSL_VERIFYPEER", "SSL_VERIFYHOST"):
+                opt(getattr(pycurl, name), 0)
+                opt(getattr(pycurl, "PROXY_" + name), 0)
         else:
             if self._cainfo:
                 opt(pycurl.CAINFO, self._cainfo)
@@ -445,7 +330,7 @@ class CurlTransport:
                 opt(pycurl.CAPATH, self._capath)
         if s.resolve:
             opt(pycurl.RESOLVE, list(s.resolve))
-        if s.netrc:
+        if s.netrc:  # looked up per hop, for that hop's host
             opt(pycurl.NETRC, pycurl.NETRC_OPTIONAL)
             if s.netrc_file:
                 opt(pycurl.NETRC_FILE, s.netrc_file)
@@ -453,9 +338,8 @@ class CurlTransport:
             opt(pycurl.USERNAME, creds.user)
             opt(pycurl.PASSWORD, creds.password)
 
-        lines = [f"{n}: {v}" if v else f"{n};" for n, v in headers.values()]
+        lines = [f"{n}: {v}" if v else f"{n};" for k, (n, v) in headers.items() if k != "cookie"]
         if cookie:
-            lines = [ln for ln in lines if not ln.lower().startswith(("cookie:", "cookie;"))]
             lines.append(f"Cookie: {cookie}")
         if request.range is not None and "range" not in headers:
             lines.append(f"Range: {request.range.header()}")
@@ -468,14 +352,12 @@ class CurlTransport:
 
         if method == "HEAD":
             opt(pycurl.NOBODY, 1)
-        elif body is not None:
-            opt(pycurl.POSTFIELDS, body)
-            opt(pycurl.POSTFIELDSIZE_LARGE, len(body))
+        elif body is not None or method == "POST":
+            data = body or b""
+            opt(pycurl.POSTFIELDSIZE_LARGE, len(data))
+            opt(pycurl.POSTFIELDS, data)
             if method != "POST":
                 opt(pycurl.CUSTOMREQUEST, method)
-        elif method == "POST":
-            opt(pycurl.POSTFIELDS, b"")
-            opt(pycurl.POSTFIELDSIZE_LARGE, 0)
         elif method != "GET":
             opt(pycurl.CUSTOMREQUEST, method)
 
@@ -485,40 +367,6 @@ class CurlTransport:
             return
         easy.reset()  # drops options and callbacks; connections live in the multi
         self._pool.append(easy)
-
-    # -- stall watchdog: libcurl's LOW_SPEED_TIME takes whole seconds only --
-
-    def _arm_watchdog(self, core: CurlLoop, easy: pycurl.Curl, hop: _Hop) -> None:
-        window = self.settings.stall_timeout
-        if window <= 0:
-            return
-        tick = window / 4
-
-        def check() -> None:
-            hop.watchdog = None
-            if hop.fut.done():
-                return
-            try:
-                moved = (
-                    easy.getinfo(pycurl.SIZE_DOWNLOAD_T)
-                    + easy.getinfo(pycurl.SIZE_UPLOAD_T)
-                    + easy.getinfo(pycurl.HEADER_SIZE)
-                )
-            except pycurl.error:
-                return
-            now = time.monotonic()
-            hop.samples.append((now, int(moved)))
-            first_t, first_n = hop.samples[0]
-            span = now - first_t
-            limit = max(1, self.settings.low_speed_limit)
-            if len(hop.samples) == hop.samples.maxlen and (moved - first_n) < limit * span:
-                core.remove(easy)
-                hop.finish(_STALLED, f"less than {limit} B/s for {span:.1f} s")
-                return
-            hop.watchdog = core.loop.call_later(tick, check)
-
-        hop.samples.append((time.monotonic(), 0))
-        hop.watchdog = core.loop.call_later(tick, check)
 
     # -- helpers --
 
@@ -537,6 +385,8 @@ class CurlTransport:
             loop,
             max_host_connections=self.max_host_connections,
             max_total_connections=self.max_total_connections,
+            stall_timeout=self.settings.stall_timeout,
+            low_speed_limit=self.settings.low_speed_limit,
         )
         return self._core
 
@@ -550,46 +400,57 @@ class CurlTransport:
             )
         return target.partition("#")[0]
 
-    def _cookie_header(self, url: str, headers: dict[str, tuple[str, str]]) -> str | None:
+    def _cookie(self, url: str, headers: dict[str, tuple[str, str]]) -> str | None:
+        """The Cookie header for ``url``: the request's own plus the jar's for that URL."""
         given = headers.get("cookie")
-        jar_value = None
+        values = [given[1]] if given and given[1] else []
         if self._jar is not None:
             req = urllib.request.Request(url)
             self._jar.add_cookie_header(req)
-            jar_value = req.unredirected_hdrs.get("Cookie")
-        values = [v for v in (given[1] if given else None, jar_value) if v]
+            if from_jar := req.unredirected_hdrs.get("Cookie"):
+                values.append(from_jar)
         return "; ".join(values) if values else None
 
-    @staticmethod
-    def _parse_user(user: str | None) -> _Creds | None:
-        if not user:
-            return None
-        name, _, password = user.partition(":")
-        return _Creds(name, password)
 
-    @staticmethod
-    def _load_cookies(path: str | None) -> MozillaCookieJar | None:
-        if not path:
-            return None
-        jar = MozillaCookieJar(path)
-        try:
-            jar.load(ignore_discard=True, ignore_expires=True)
-        except (OSError, LoadError) as exc:
-            raise UsageError(f"cannot read cookies file {path}: {_one_line(str(exc))}") from exc
-        # Expiry 0 marks a session cookie in curl's and browsers' exports; keep those.
-        for cookie in jar:
-            if cookie.expires == 0:
-                cookie.expires = None
-                cookie.discard = True
-        jar.clear_expired_cookies()
-        return jar
+def _split_userinfo(url: str, parts: SplitResult) -> tuple[str, _Creds | None]:
+    """The URL without ``user:password@`` and the credentials it carried."""
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.netloc.rpartition("@")[2]
+    creds = _Creds(unquote(parts.username or ""), unquote(parts.password or ""))
+    return parts._replace(netloc=host).geturl(), creds
 
-    @staticmethod
-    def _check_headers(pairs: tuple[tuple[str, str], ...]) -> dict[str, tuple[str, str]]:
-        out: dict[str, tuple[str, str]] = {}
-        for name, value in pairs:
-            if any(c in name for c in "\r\n:") or "\r" in value or "\n" in value:
-                raise UsageError(f"invalid header {name!r}: no line breaks or ':' in names")
-            out[name.lower()] = (name, value)
-        return out
 
+def _parse_user(user: str | None) -> _Creds | None:
+    if not user:
+        return None
+    name, _, password = user.partition(":")
+    return _Creds(name, password)
+
+
+def _load_cookies(path: str | None) -> MozillaCookieJar | None:
+    if not path:
+        return None
+    jar = MozillaCookieJar(path)
+    try:
+        jar.load(ignore_discard=True, ignore_expires=True)
+    except (OSError, LoadError) as exc:
+        reason = " ".join(str(exc).split())
+        raise UsageError(f"cannot read cookies file {path}: {reason}") from exc
+    # Expiry 0 marks a session cookie in curl's and browsers' exports: keep those.
+    for cookie in jar:
+        if cookie.expires == 0:
+            cookie.expires = None
+            cookie.discard = True
+    jar.clear_expired_cookies()
+    return jar
+
+
+def _check_headers(pairs: tuple[tuple[str, str], ...]) -> dict[str, tuple[str, str]]:
+    """``{lower name: (name, value)}``, refusing anything that could split a header."""
+    out: dict[str, tuple[str, str]] = {}
+    for name, value in pairs:
+        if not name or any(c in name for c in "\r\n: ") or "\r" in value or "\n" in value:
+            raise UsageError(f"invalid header {name!r}: no line breaks, and no ':' in names")
+        out[name.lower()] = (name, value)
+    return out

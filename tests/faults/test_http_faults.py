@@ -1,0 +1,334 @@
+"""Socket-level misbehaviour from the fault server, through the real libcurl transport.
+
+Every test checks the exit code, the exact bytes on disk (or that nothing is left under the
+final name), and where it matters what the client sent. Backoff sleeps run on a fake clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from omniget.engine import Engine, Report
+from omniget.engine.events import Event, Retrying
+from omniget.engine.retry import FakeClock
+from omniget.model import Digest, Item
+from omniget.settings import NetworkSettings, Settings
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+def fetch(
+    url: str | list[Item],
+    tmp_path: Path,
+    *,
+    network: NetworkSettings | None = None,
+    item: Item | None = None,
+    **kw: object,
+) -> tuple[Report, list[Event], Path]:
+    out = tmp_path / "out"
+    events: list[Event] = []
+    settings = Settings(
+        state_dir=tmp_path / "state",
+        min_split_size=256 * KiB,
+        network=network or NetworkSettings(stall_timeout=1.0, connect_timeout=5.0),
+        **kw,  # type: ignore[arg-type]
+    )
+    items = url if isinstance(url, list) else [item or Item(url, name_from_server=True)]
+
+    async def go() -> Report:
+        eng = Engine(settings, clock=FakeClock(), on_event=events.append)
+        try:
+            return await eng.run(items, out)
+        finally:
+            await eng.aclose()
+
+    return asyncio.run(go()), events, out
+
+
+def files(out: Path) -> list[str]:
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("times", ["1", "3"])
+def test_reset_midway_is_resumed_with_range(httpd, payload, tmp_path, times) -> None:
+    data = payload(600 * KiB, 1)
+    path = httpd.new_path("r.bin")
+    httpd.add(path, data)
+    report, events, out = fetch(httpd.url(path, reset=100_000, times=times), tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (out / "r.bin").read_bytes() == data
+    ranges = [r.header("range") for r in httpd.requests_to(path)]
+    assert ranges[0] is None and all(r and r.startswith("bytes=") for r in ranges[1:])
+    assert sum(isinstance(e, Retrying) for e in events) == int(times)
+
+
+def test_reset_always_gives_up_with_exit_3(httpd, payload, tmp_path) -> None:
+    path = httpd.new_path("a.bin")
+    httpd.add(path, payload(8 * MiB, 2))
+    report, _, out = fetch(httpd.url(path, reset=1000), tmp_path, retries=3)
+    assert report.exit_code == 3
+    assert len(httpd.requests_to(path)) == 4
+    assert files(out) == ["a.bin.omniget-part"]  # kept for a later resume
+
+
+def test_truncated_body_is_completed(httpd, payload, tmp_path) -> None:
+    data = payload(300 * KiB, 3)
+    path = httpd.new_path("t.bin")
+    httpd.add(path, data)
+    report, _, out = fetch(httpd.url(path, truncate=50_000, times=1), tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (out / "t.bin").read_bytes() == data
+
+
+def test_truncated_chunked_body_is_completed(httpd, payload, tmp_path) -> None:
+    data = payload(300 * KiB, 4)
+    path = httpd.new_path("c.bin")
+    httpd.add(path, data)
+    url = httpd.url(path, chunked=1, chunked_truncate=70_000, times=1)
+    report, _, out = fetch(url, tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (out / "c.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize("fault", ["norange", "badrange"])
+def test_broken_range_support_never_splices(httpd, payload, tmp_path, fault) -> None:
+    data = payload(3 * MiB, 5)
+    path = httpd.new_path("s.bin")
+    httpd.add(path, data)
+    report, _, out = fetch(httpd.url(path, **{fault: 1}), tmp_path, split=4)
+    assert report.exit_code == 0, report.failures
+    assert (out / "s.bin").read_bytes() == data
+
+
+def test_server_errors_then_success(httpd, payload, tmp_path) -> None:
+    data = payload(10 * KiB, 6)
+    for status in (500, 502, 503):
+        path = httpd.new_path(f"e{status}.bin")
+        httpd.add(path, data)
+        report, _, out = fetch(httpd.url(path, status=status, times=2), tmp_path / str(status))
+        assert report.exit_code == 0, report.failures
+        assert (out / f"e{status}.bin").read_bytes() == data
+
+
+def test_503_forever_gives_up_bounded(httpd, tmp_path) -> None:
+    path = httpd.new_path("gone.bin")
+    httpd.add(path, b"x")
+    report, events, out = fetch(httpd.url(path, status=503), tmp_path, retries=4)
+    assert report.exit_code == 3
+    assert "503" in str(report.failures[0].error)
+    assert len(httpd.requests_to(path)) == 5
+    assert files(out) == []
+
+
+@pytest.mark.parametrize("status", [429, 503])
+@pytest.mark.parametrize("after", ["7", "date:30"])
+def test_retry_after_is_honoured(httpd, tmp_path, status, after) -> None:
+    path = httpd.new_path("ra.bin")
+    httpd.add(path, b"payload")
+    url = httpd.url(path, status=status, times=1, retry_after=after)
+    report, events, out = fetch(url, tmp_path)
+    assert report.exit_code == 0, report.failures
+    delays = [e.delay for e in events if isinstance(e, Retrying)]
+    want = 7.0 if after == "7" else 30.0
+    assert len(delays) == 1 and want - 2 <= delays[0] <= want + 1
+
+
+def test_retry_after_beyond_cap_is_capped(httpd, tmp_path) -> None:
+    path = httpd.new_path("cap.bin")
+    httpd.add(path, b"payload")
+    url = httpd.url(path, status=503, times=1, retry_after=120)
+    report, events, _ = fetch(url, tmp_path, retry_max_wait=60.0, retry_max_time=600.0)
+    assert report.exit_code == 0
+    assert [e.delay for e in events if isinstance(e, Retrying)] == [60.0]
+
+
+def test_retry_after_beyond_the_whole_budget_gives_up_at_once(httpd, tmp_path) -> None:
+    path = httpd.new_path("later.bin")
+    httpd.add(path, b"payload")
+    url = httpd.url(path, status=503, times=1, retry_after=100_000)
+    report, events, _ = fetch(url, tmp_path, retry_max_time=600.0)
+    assert report.exit_code == 3
+    assert not [e for e in events if isinstance(e, Retrying)]
+
+
+def test_slow_drip_completes(httpd, payload, tmp_path) -> None:
+    data = payload(60 * KiB, 7)
+    path = httpd.new_path("d.bin")
+    httpd.add(path, data)
+    report, _, out = fetch(httpd.url(path, drip=200_000), tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (out / "d.bin").read_bytes() == data
+
+
+def test_stall_is_detected_and_retried(httpd, payload, tmp_path) -> None:
+    data = payload(200 * KiB, 8)
+    path = httpd.new_path("st.bin")
+    httpd.add(path, data)
+    report, events, out = fetch(httpd.url(path, stall=30, times=1), tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (out / "st.bin").read_bytes() == data
+    assert any(isinstance(e, Retrying) for e in events)
+
+
+def test_etag_change_restarts_the_file(httpd, payload, tmp_path) -> None:
+    data = payload(400 * KiB, 9)
+    path = httpd.new_path("v.bin")
+    httpd.add(path, data)
+    # the first answer is cut short; by the retry the file has changed
+    url = httpd.url(path, etag_change=1, times=1, reset=100_000)
+    report, _, out = fetch(url, tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (out / "v.bin").read_bytes() == httpd.variant(path, 1)
+    second = httpd.requests_to(path)[1]
+    assert second.header("if-range")
+
+
+def test_corrupt_first_answer_caught_by_digest_header(httpd, payload, tmp_path) -> None:
+    data = payload(100 * KiB, 10)
+    path = httpd.new_path("x.bin")
+    httpd.add(path, data)
+    report, _, out = fetch(httpd.url(path, corrupt=1, times=1, digest=1), tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (out / "x.bin").read_bytes() == data
+    assert report.results[0].verified == "sha256"
+    assert len(httpd.requests_to(path)) == 2
+
+
+def test_corrupt_always_is_an_integrity_failure(httpd, payload, tmp_path) -> None:
+    path = httpd.new_path("bad.bin")
+    data = payload(50 * KiB, 11)
+    httpd.add(path, data)
+    good = Digest("sha256", hashlib.sha256(data).hexdigest())
+    item = Item(httpd.url(path, corrupt=1), filename="bad.bin", digest=good)
+    report, _, out = fetch("", tmp_path, item=item)
+    assert report.exit_code == 4
+    assert files(out) == []
+
+
+def test_forced_gzip_saves_identity_bytes(httpd, payload, tmp_path) -> None:
+    data = b"hello gzip world\n" * 5000
+    path = httpd.new_path("g.txt")
+    httpd.add(path, data)
+    report, _, out = fetch(httpd.url(path, gzip=1), tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (out / "g.txt").read_bytes() == data
+
+
+HOSTILE = [
+    "../../etc/passwd",
+    "/etc/passwd",
+    "..\\..\\win.ini",
+    "a\x00b.txt",
+    "evil\x1b[31m.txt",
+    "invoice\u202egpj.exe",
+    "CON",
+    "nul.txt",
+    "x" * 1000,
+    "..",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_content_disposition_stays_inside(httpd, tmp_path, name) -> None:
+    path = httpd.new_path("plain.bin")
+    httpd.add(path, b"data")
+    url = httpd.url(path, cdraw=f'attachment; filename="{name}"') if "\x00" not in name else (
+        httpd.url(path, cdstar=name)
+    )
+    report, _, out = fetch(url, tmp_path)
+    assert report.exit_code == 0, report.failures
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and "state" not in p.parts]
+    assert len(written) == 1
+    target = written[0]
+    assert target.parent == out
+    assert target.read_bytes() == b"data"
+    raw = target.name
+    assert "/" not in raw and "\\" not in raw and "\x00" not in raw and "\u202e" not in raw
+    assert len(raw.encode()) <= 255
+    assert raw.upper().split(".")[0] not in {"CON", "NUL"}
+
+
+def test_redirect_loop_is_refused(httpd, tmp_path) -> None:
+    path = httpd.new_path("loop.bin")
+    httpd.add(path, b"x")
+    report, _, out = fetch(httpd.url(path, loop=1), tmp_path)
+    assert report.exit_code == 3
+    assert len(httpd.requests_to(path)) <= 12
+    assert files(out) == []
+
+
+@pytest.mark.parametrize("target", ["file:///etc/passwd", "ftp://127.0.0.1/x"])
+def test_redirect_to_other_schemes_is_refused(httpd, tmp_path, target) -> None:
+    path = httpd.new_path("r.bin")
+    httpd.add(path, b"x")
+    report, _, out = fetch(httpd.url(path, redirect=target), tmp_path)
+    assert report.exit_code == 3
+    assert target.split(":")[0] in str(report.failures[0].error)
+    assert files(out) == []
+
+
+def test_cross_origin_redirect_drops_credentials(httpd, httpd2, tmp_path) -> None:
+    other = httpd2.new_path("there.bin")
+    httpd2.add(other, b"moved")
+    path = httpd.new_path("here.bin")
+    httpd.add(path, b"x")
+    item = Item(
+        httpd.url(path, redirect=httpd2.url(other)),
+        filename="there.bin",
+        headers={"Authorization": "Bearer s3cret", "Cookie": "sid=1", "X-Api-Key": "k"},
+        secret_headers=("X-Api-Key",),
+    )
+    report, _, out = fetch("", tmp_path, item=item)
+    assert report.exit_code == 0, report.failures
+    assert (out / "there.bin").read_bytes() == b"moved"
+    first = httpd.requests_to(path)[0]
+    assert first.header("authorization") == "Bearer s3cret"
+    (hop,) = httpd2.requests_to(other)
+    for name in ("authorization", "cookie", "x-api-key"):
+        assert hop.header(name) is None, name
+
+
+def test_self_signed_certificate(httpsd, tls_ca_path, tmp_path) -> None:
+    path = httpsd.new_path("tls.bin")
+    httpsd.add(path, b"secure")
+    url = httpsd.url(path)
+    report, _, out = fetch(url, tmp_path / "a")
+    assert report.exit_code == 3
+    assert "--ca-cert" in str(report.failures[0].error)
+    assert files(out) == []
+    ok, _, out = fetch(url, tmp_path / "b", network=NetworkSettings(ca_cert=str(tls_ca_path)))
+    assert ok.exit_code == 0 and (out / "tls.bin").read_bytes() == b"secure"
+    ok, _, out = fetch(url, tmp_path / "c", network=NetworkSettings(insecure=True))
+    assert ok.exit_code == 0
+
+
+def test_404_is_exit_6_and_leaves_nothing(httpd, tmp_path) -> None:
+    report, _, out = fetch(httpd.url("/nothing/here.bin"), tmp_path)
+    assert report.exit_code == 6
+    assert files(out) == []
+
+
+def test_html_error_page_is_not_a_media_file(httpd, tmp_path) -> None:
+    path = httpd.new_path("img.jpg")
+    httpd.add(path, b"\xff\xd8jpeg")
+    item = Item(httpd.url(path, body="html"), filename="img.jpg", expect="media")
+    report, _, out = fetch("", tmp_path, item=item)
+    assert report.exit_code == 3
+    assert files(out) == []
+
+
+def test_close_delimited_body_without_digest_is_unverified(httpd, payload, tmp_path) -> None:
+    data = payload(70 * KiB, 12)
+    path = httpd.new_path("n.bin")
+    httpd.add(path, data)
+    report, _, out = fetch(httpd.url(path, nolength=1), tmp_path)
+    assert report.exit_code == 0
+    assert (out / "n.bin").read_bytes() == data
+    assert report.results[0].verified is None  # nothing could check it
+    assert not os.path.exists(out / "n.bin.omniget-part")
