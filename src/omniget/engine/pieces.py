@@ -78,7 +78,7 @@ class _PieceSink:
             self.skip = 0
         stop = False
         if self.left is not None:
-            if len(data) >= self.left:
+            if len(data) > self.left:  # the server sends more than we asked
                 data = data[: self.left]
                 stop = True
             self.left -= len(data)

@@ -61,6 +61,8 @@ class _SpanSink:
         self.span = span
         self.req = req
         self.skip = 0  # body bytes to drop (a 200 answer to a ranged request)
+        # Where this answer's body ends in file offsets (None: unknown until the head).
+        self.body_end: int | None = req.range.end if req.range is not None else None
         self.hash = dl.job.stream_hash if span.start == 0 and not dl.job.done else None
 
     def on_head(self, head: Head) -> None:
@@ -78,8 +80,10 @@ class _SpanSink:
         stop = False
         end = span.end
         if end is not None and span.pos + len(data) >= end:
+            # Stop early only when the answer would go on past our end (a span cut
+            # short by stealing); an answer that ends here keeps its connection.
+            stop = span.pos + len(data) > end or self.body_end != end
             data = data[: end - span.pos]
-            stop = True
         part = job.part
         assert part is not None
         part.write_at(data, span.pos)
@@ -351,6 +355,8 @@ class PlainDownload:
     def on_head(self, head: Head, sink: _SpanSink) -> None:
         job = self.job
         check_status(head, sink.req.url)
+        cr = head.content_range
+        sink.body_end = cr[1] if head.status == 206 and cr else head.total_size
         item = job.item
         if item.expect == "media" and "text/html" in head.headers.get("content-type", ""):
             raise RemoteError(f"got a web page instead of a file from {head.url}")

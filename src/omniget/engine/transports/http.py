@@ -44,22 +44,24 @@ class _Creds:
 def _parse_head(lines: list[bytes]) -> tuple[int, list[tuple[str, str]]]:
     """Status and header pairs of the last response block in raw header lines (1xx
     answers and a proxy's CONNECT answer come first, each with its own status line)."""
-    status = 0
+    start = 0
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith(b"HTTP/"):
+            start = i
+            break
+    else:
+        return 0, []
+    parts = lines[start].split(None, 2)
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
     pairs: list[tuple[str, str]] = []
-    for line in lines:
-        text = line.decode("latin-1").rstrip("\r\n")
-        if text.startswith("HTTP/"):
-            parts = text.split(None, 2)
-            status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-            pairs = []
-        elif not text:
-            continue
-        elif text[0] in " \t" and pairs:  # obsolete line folding
+    for line in lines[start + 1 :]:
+        text = line.decode("latin-1")
+        if text[:1] in (" ", "\t") and pairs:  # obsolete line folding
             name, value = pairs[-1]
             pairs[-1] = (name, f"{value} {text.strip()}")
-        else:
+        elif text := text.strip():
             name, _, value = text.partition(":")
-            pairs.append((name.strip(), value.strip()))
+            pairs.append((name.rstrip(), value.lstrip()))
     return status, pairs
 
 
@@ -182,12 +184,14 @@ class CurlTransport:
     async def fetch(self, request: Request, sink: Sink) -> Head:
         """Fetch ``request`` into ``sink``, following redirects; return the final head."""
         core = self._bind()
-        parts = urlsplit(request.url)
-        if parts.scheme.lower() not in self.schemes:
-            scheme = parts.scheme or "(none)"
-            raise RemoteError(f"refused URL scheme {scheme}: {safe_url(request.url)}")
-        url, url_creds = _split_userinfo(request.url, parts)
-        creds = url_creds or self._user
+        url, creds = request.url, self._user
+        if not url[:8].lower().startswith(("http://", "https://")) or "@" in url:
+            parts = urlsplit(url)
+            if parts.scheme.lower() not in self.schemes:
+                scheme = parts.scheme or "(none)"
+                raise RemoteError(f"refused URL scheme {scheme}: {safe_url(url)}")
+            url, url_creds = _split_userinfo(url, parts)
+            creds = url_creds or creds
         headers = self._headers
         if request.headers:
             headers = {**headers, **_check_headers(tuple(request.headers.items()))}
@@ -195,25 +199,22 @@ class CurlTransport:
         method = request.method.upper()
         body = request.body
         shown = request.url  # the first hop reports the URL as given
-        first: tuple[str, str, int | None] | None = None
+        first: tuple[str, str, int | None] | None = None  # set on the first redirect
         seen: set[tuple[str, str, str]] = set()
         limit = self.settings.max_redirects
         while True:
             same = first is None or origin(url) == first
             hop_headers = headers if same else {k: v for k, v in headers.items() if k not in secret}
             cookie = self._cookie(url, hop_headers)
+            key = (method, url, cookie or "")
             if first is not None:
-                key = (method, url, cookie or "")
                 if key in seen:
                     raise RemoteError(f"redirect loop at {safe_url(url)}")
-                seen.add(key)
-                if len(seen) > limit + 1:
+                if len(seen) > limit:
                     raise RemoteError(
                         f"too many redirects (more than {limit}) from {safe_url(request.url)}"
                     )
-            else:
-                first = origin(url)
-                seen.add((method, url, cookie or ""))
+            seen.add(key)
             hop = await self._run_hop(
                 core,
                 request,
@@ -229,6 +230,8 @@ class CurlTransport:
             if hop.location is None:
                 assert hop.head is not None
                 return hop.head
+            if first is None:
+                first = origin(url)
             url = shown = self._next_url(url, hop.location)
             if (hop.status == 303 and method != "HEAD") or (
                 hop.status in (301, 302) and method == "POST"
