@@ -36,14 +36,17 @@ def storage_error(exc: OSError, path: Path, doing: str) -> StorageError:
 class PartFile:
     """An open ``.omniget-part`` file. Writes go to absolute offsets (``pwrite``)."""
 
-    def __init__(self, final: Path, *, fresh: bool) -> None:
+    def __init__(self, final: Path, *, fresh: bool, made: set[Path] | None = None) -> None:
         self.final = final
         self.path = part_path(final)
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
         if fresh:
             flags |= os.O_TRUNC
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
+            if made is None or final.parent not in made:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                if made is not None:
+                    made.add(final.parent)
             self.fd = os.open(self.path, flags, 0o644)
         except OSError as exc:
             raise storage_error(exc, self.path, "creating") from exc

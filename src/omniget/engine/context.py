@@ -50,6 +50,8 @@ class RunContext:
     outputs: dict[Path, asyncio.Future[None]] = field(default_factory=dict)
     #: Content-addressed pieces finished (or in flight) in this run.
     chunks: dict[ChunkKey, asyncio.Future[ChunkSource]] = field(default_factory=dict)
+    #: Folders already created in this run.
+    made_dirs: set[Path] = field(default_factory=set)
 
     def transport_for(self, url: str) -> Transport:
         scheme = urlsplit(url).scheme.lower()

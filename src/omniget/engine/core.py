@@ -141,8 +141,8 @@ class Engine:
                 if cancel is not None and cancel.is_set():
                     break
                 await slots.acquire()
-                self._register_output(ctx, item)
-                task = loop.create_task(FileJob(ctx, item).run())
+                path = self._register_output(ctx, item)
+                task = loop.create_task(FileJob(ctx, item, path).run())
                 task.add_done_callback(lambda _: slots.release())
                 tasks.append((item, task))
             for item, task in tasks:
@@ -158,13 +158,15 @@ class Engine:
         report.elapsed = time.monotonic() - started
         return report
 
-    def _register_output(self, ctx: RunContext, item: Item) -> None:
-        """Announce the item's output path so LocalSlice readers can wait for it."""
+    def _register_output(self, ctx: RunContext, item: Item) -> Path | None:
+        """Resolve the item's output path and announce it, so LocalSlice readers can wait
+        for it. None when the path is refused (the job reports that)."""
         try:
             path = contain(ctx.dest, item.output_path)
         except OmnigetError:
-            return
+            return None
         ctx.outputs.setdefault(path, asyncio.get_running_loop().create_future())
+        return path
 
     async def _result(
         self, ctx: RunContext, item: Item, task: asyncio.Task[FileResult]

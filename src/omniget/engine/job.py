@@ -41,9 +41,10 @@ class SkipFile(Exception):
 class FileJob:
     """State of one file while it downloads; ``plain`` and ``pieces`` fill it in."""
 
-    def __init__(self, ctx: RunContext, item: Item) -> None:
+    def __init__(self, ctx: RunContext, item: Item, path: Path | None = None) -> None:
         self.ctx = ctx
         self.item = item
+        self.planned = path  # the output path the engine resolved (None: resolve here)
         self.key = f"{ctx.dest}\0{item.key}"
         self.final: Path | None = None
         self.part: PartFile | None = None
@@ -84,10 +85,7 @@ class FileJob:
 
     def open_part(self, final: Path, *, fresh: bool) -> PartFile:
         self.final = final
-        fut = self.ctx.outputs.get(final)
-        if fut is None:
-            self.ctx.outputs[final] = asyncio.get_running_loop().create_future()
-        self.part = PartFile(final, fresh=fresh)
+        self.part = PartFile(final, fresh=fresh, made=self.ctx.made_dirs)
         return self.part
 
     def load_resume(self, final: Path) -> None:
@@ -234,7 +232,7 @@ class FileJob:
             if item.name_from_server and self.record is not None:
                 final = Path(self.record.path)
             else:
-                final = self.resolve_final(rel)
+                final = self.planned or self.resolve_final(rel)
             resuming = (
                 self.record is not None and not self.record.done and part_path(final).exists()
             )

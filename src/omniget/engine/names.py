@@ -7,9 +7,11 @@ characters, hit a Windows device name, or overflow the file system's name limit.
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import re
+import stat
 import string
 import unicodedata
 from collections.abc import Mapping
@@ -133,15 +135,38 @@ def safe_relpath(path: str, *, windows: bool = _ON_WINDOWS) -> str:
 
 
 def contain(root: Path, rel: str) -> Path:
-    """``root / safe_relpath(rel)`` with symlinks resolved; :class:`Refused` if it leaves root."""
-    base = root.resolve()
-    try:
-        target = (base / safe_relpath(rel)).resolve()
-    except (OSError, RuntimeError) as e:  # symlink loops
-        raise Refused(f"unsafe output path {rel!r}: {e}") from e
-    if target == base or not target.is_relative_to(base):
-        raise Refused(f"unsafe output path {rel!r}: it resolves to {target}, outside {base}")
-    return target
+    """``root / safe_relpath(rel)`` with symlinks resolved; :class:`Refused` if it leaves root.
+
+    Only the components below ``root`` are looked at (one ``lstat`` each, stopping at the
+    first that does not exist); a symlink among them triggers a full resolve and check.
+    """
+    base = _resolved_root(os.fspath(root))
+    safe = safe_relpath(rel)
+    cur = str(base)
+    for part in safe.split("/"):
+        cur = f"{cur}/{part}"
+        try:
+            st = os.lstat(cur)
+        except FileNotFoundError:
+            break
+        except OSError as e:
+            raise Refused(f"unsafe output path {rel!r}: {e}") from e
+        if stat.S_ISLNK(st.st_mode):
+            try:
+                target = (base / safe).resolve()
+            except (OSError, RuntimeError) as e:  # symlink loops
+                raise Refused(f"unsafe output path {rel!r}: {e}") from e
+            if target == base or not target.is_relative_to(base):
+                raise Refused(
+                    f"unsafe output path {rel!r}: it resolves to {target}, outside {base}"
+                )
+            return target
+    return Path(f"{base}/{safe}")
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved_root(root: str) -> Path:
+    return Path(root).resolve()
 
 
 # --- Content-Disposition (RFC 6266, RFC 5987 / 8187) ---
