@@ -440,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"{meta['machine']}; Python {meta['python']}"
         + (
-            "; **--quick** (small data, 1 run: a smoke test, not a measurement)"
+            "; **--quick** (small data: a smoke test, not a measurement)"
             if args.quick
             else ""
         )

@@ -38,7 +38,9 @@ class Sample:
         return self.error is None
 
 
-_LAUNCH = '"$@" 3>&- </dev/null & echo $! >&3'
+# fd 3: the launcher reports the client's pid; fd 4: the client waits for a byte before exec,
+# so it cannot exit (and be reaped by the shell) before the shell itself is gone.
+_LAUNCH = '{ read _ <&4 && exec "$@" 4<&-; } 3>&- & echo $! >&3'
 _subreaper = False
 
 
@@ -87,7 +89,9 @@ def run_timed(
 
     _become_subreaper()
     rfd, wfd = os.pipe()
+    gate_r, gate_w = os.pipe()
     actions.append((os.POSIX_SPAWN_DUP2, wfd, 3))
+    actions.append((os.POSIX_SPAWN_DUP2, gate_r, 4))
 
     t0 = time.perf_counter()
     if out_dir.exists():
@@ -102,9 +106,12 @@ def run_timed(
         "/bin/sh", ["sh", "-c", _LAUNCH, "sh", *argv], env, file_actions=actions, setpgroup=0
     )
     os.close(wfd)
+    os.close(gate_r)
     with os.fdopen(rfd, "rb") as pipe:
         text = pipe.read().strip()
     os.waitpid(shell, 0)
+    os.write(gate_w, b"go\n")
+    os.close(gate_w)
     if not text.isdigit():
         raise RuntimeError(f"launcher did not report a pid for {argv[0]}")
     pid = int(text)

@@ -192,3 +192,21 @@ def test_http_errors_map_to_exit_codes(tmp_path: Path, status: int, code: int) -
     report = run(eng, [Item(URL)], tmp_path)
     assert report.exit_code == code
     assert list(tmp_path.glob("data.bin*")) == []
+
+
+def test_permission_error_is_storage_error_with_path(tmp_path: Path, monkeypatch) -> None:
+    mem = MemoryTransport()
+    mem.add(URL, b"data")
+    real_open = os.open
+
+    def deny(path, flags, mode=0o777, **kw):
+        if str(path).endswith(".omniget-part"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, mode, **kw)
+
+    monkeypatch.setattr(os, "open", deny)
+    eng, _ = make(tmp_path, mem)
+    report = run(eng, [Item(URL)], tmp_path / "o")
+    assert report.exit_code == 7
+    msg = str(report.failures[0].error)
+    assert "permission denied" in msg and "data.bin.omniget-part" in msg

@@ -445,7 +445,10 @@ def test_cross_origin_redirect_drops_credentials(srv: Server, other: Server) -> 
     other.route("/land", static(b"landed"))
     settings = NetworkSettings(user="alice:pw", netrc=False)
     head, sink = get(
-        srv.url("/start"), settings, headers=SECRET_HEADERS, secret_headers=("x-token",)
+        srv.url("/start"),
+        settings,
+        headers={**SECRET_HEADERS, "Host": f"127.0.0.1:{srv.port}"},
+        secret_headers=("x-token",),
     )
     assert bytes(sink.data) == b"landed"
     assert head.url == other.url("/land")
@@ -457,6 +460,7 @@ def test_cross_origin_redirect_drops_credentials(srv: Server, other: Server) -> 
     for name in ("authorization", "cookie", "proxy-authorization", "x-token"):
         assert name not in landed
     assert landed["x-plain"] == "visible"
+    assert landed["host"] == f"127.0.0.1:{other.port}"
 
 
 def test_cross_origin_redirect_drops_user_credentials(srv: Server, other: Server) -> None:
@@ -477,6 +481,30 @@ def test_url_credentials_stay_with_first_origin(srv: Server, other: Server) -> N
     assert srv.requests[0].headers["authorization"] == expected
     assert "authorization" not in other.requests[0].headers
     assert "bob" not in head.url
+
+
+def test_url_credentials_never_reach_the_head(srv: Server) -> None:
+    srv.route("/f", static(b"x"))
+    head, _ = get(f"http://bob:pw@127.0.0.1:{srv.port}/f", NetworkSettings(netrc=False))
+    assert head.url == srv.url("/f")
+    assert srv.requests[0].headers["authorization"].startswith("Basic ")
+
+
+def test_url_with_spaces_and_non_ascii_is_encoded(srv: Server) -> None:
+    srv.route("/a%20b/caf%C3%A9", static(b"encoded"))
+    _, sink = get(srv.url("/a b/café"))
+    assert bytes(sink.data) == b"encoded"
+    assert srv.requests[0].target == "/a%20b/caf%C3%A9"
+
+
+def test_redirect_to_raw_utf8_location(srv: Server) -> None:
+    # The Location header carries raw UTF-8 bytes (reply() encodes str as latin-1).
+    srv.route("/r", redirect("/caf\xc3\xa9?q=\xc3\xa9"))
+    srv.route("/caf%C3%A9", static(b"ok"))
+    head, sink = get(srv.url("/r"))
+    assert bytes(sink.data) == b"ok"
+    assert srv.requests[1].target == "/caf%C3%A9?q=%C3%A9"
+    assert head.url == srv.url("/caf%C3%A9?q=%C3%A9")
 
 
 def test_same_origin_redirect_keeps_credentials(srv: Server) -> None:
@@ -698,7 +726,11 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
         yield server, ca_file
 
 
-def test_https_untrusted_fails_by_default(tls_server: tuple[Server, Path]) -> None:
+def test_https_untrusted_fails_by_default(
+    tls_server: tuple[Server, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     server, _ = tls_server
     with pytest.raises(RemoteError) as info:
         get(server.url("/f"))

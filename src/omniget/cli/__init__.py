@@ -230,6 +230,7 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     import omniget
 
     targets = _collect(ns)
+    _check_urls(targets, ns.source)
     if ns.output_file is not None:
         if len(targets) != 1:
             raise UsageError("-O takes exactly one URL (use -o DIR for several)")
@@ -300,6 +301,21 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
         _error("interrupted; run the same command again to resume")
         return 130
     return failures[0][1].exit_code if failures else 0  # the first failure's code
+
+
+def _check_urls(targets: list[Item | str], source: str | None) -> None:
+    """Fail at once, in one line, when no URL at all has a source (a typo, usually)."""
+    from ..sources import find_source
+
+    errors: list[OmnigetError] = []
+    for t in targets:
+        if isinstance(t, str):
+            try:
+                find_source(t, source)
+            except OmnigetError as exc:
+                errors.append(exc)
+    if errors and len(errors) == len(targets):
+        raise errors[0]
 
 
 def _to_stdout(item: Item, cfg: Config, ns: argparse.Namespace, mask: Masker) -> int:

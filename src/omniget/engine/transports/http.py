@@ -29,7 +29,8 @@ from .curlloop import CurlLoop, ca_locations, curl_error
 __all__ = ["CurlTransport", "ca_locations"]
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_SENSITIVE = frozenset({"authorization", "cookie", "proxy-authorization"})
+# Dropped on a hop to another origin (Host because it names the old one).
+_SENSITIVE = frozenset({"authorization", "cookie", "proxy-authorization", "host"})
 _REDIRECT_BODY_LIMIT = 64 * 1024  # a longer redirect body is cut, not read
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%~"  # kept as-is when a Location is percent-encoded
 _OURS = frozenset({pycurl.E_WRITE_ERROR, pycurl.E_ABORTED_BY_CALLBACK})
@@ -44,24 +45,21 @@ class _Creds:
 def _parse_head(lines: list[bytes]) -> tuple[int, list[tuple[str, str]]]:
     """Status and header pairs of the last response block in raw header lines (1xx
     answers and a proxy's CONNECT answer come first, each with its own status line)."""
-    start = 0
-    for i in range(len(lines) - 1, -1, -1):
-        if lines[i].startswith(b"HTTP/"):
-            start = i
+    for start in range(len(lines) - 1, -1, -1):
+        if lines[start].startswith(b"HTTP/"):
             break
     else:
         return 0, []
     parts = lines[start].split(None, 2)
     status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
     pairs: list[tuple[str, str]] = []
-    for line in lines[start + 1 :]:
-        text = line.decode("latin-1")
+    for text in b"".join(lines[start + 1 :]).decode("latin-1").split("\n"):
         if text[:1] in (" ", "\t") and pairs:  # obsolete line folding
             name, value = pairs[-1]
             pairs[-1] = (name, f"{value} {text.strip()}")
         elif text := text.strip():
             name, _, value = text.partition(":")
-            pairs.append((name.rstrip(), value.lstrip()))
+            pairs.append((name.rstrip(), value.strip()))
     return status, pairs
 
 
@@ -184,12 +182,13 @@ class CurlTransport:
     async def fetch(self, request: Request, sink: Sink) -> Head:
         """Fetch ``request`` into ``sink``, following redirects; return the final head."""
         core = self._bind()
-        url, creds = request.url, self._user
+        url, creds = _clean_url(request.url), self._user
         if not url[:8].lower().startswith(("http://", "https://")) or "@" in url:
             parts = urlsplit(url)
             if parts.scheme.lower() not in self.schemes:
                 scheme = parts.scheme or "(none)"
                 raise RemoteError(f"refused URL scheme {scheme}: {safe_url(url)}")
+            # Credentials in the URL go to its origin only, and never into a head or message.
             url, url_creds = _split_userinfo(url, parts)
             creds = url_creds or creds
         headers = self._headers
@@ -198,7 +197,6 @@ class CurlTransport:
         secret = _SENSITIVE.union(h.lower() for h in request.secret_headers)
         method = request.method.upper()
         body = request.body
-        shown = request.url  # the first hop reports the URL as given
         first: tuple[str, str, int | None] | None = None  # set on the first redirect
         seen: set[tuple[str, str, str]] = set()
         limit = self.settings.max_redirects
@@ -220,7 +218,6 @@ class CurlTransport:
                 request,
                 sink,
                 url,
-                shown,
                 method,
                 body,
                 hop_headers,
@@ -232,7 +229,7 @@ class CurlTransport:
                 return hop.head
             if first is None:
                 first = origin(url)
-            url = shown = self._next_url(url, hop.location)
+            url = self._next_url(url, hop.location)
             if (hop.status == 303 and method != "HEAD") or (
                 hop.status in (301, 302) and method == "POST"
             ):
@@ -259,14 +256,13 @@ class CurlTransport:
         request: Request,
         sink: Sink,
         url: str,
-        shown: str,
         method: str,
         body: bytes | None,
         headers: dict[str, tuple[str, str]],
         cookie: str | None,
         creds: _Creds | None,
     ) -> _Hop:
-        hop = _Hop(sink, shown, core.loop.create_future())
+        hop = _Hop(sink, url, core.loop.create_future())
         easy = self._pool.pop() if self._pool else pycurl.Curl()
         try:
             self._configure(easy, hop, request, url, method, body, headers, cookie, creds)
@@ -394,7 +390,12 @@ class CurlTransport:
         return self._core
 
     def _next_url(self, current: str, location: str) -> str:
-        target = urljoin(current, quote(location, safe=_URL_SAFE))
+        raw = location.encode("latin-1", "replace")  # header bytes, as sent
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = quote(raw, safe=_URL_SAFE)
+        target = _clean_url(urljoin(current, text))
         scheme = urlsplit(target).scheme.lower()
         if scheme not in self.schemes:
             raise RemoteError(
@@ -413,6 +414,16 @@ class CurlTransport:
             if from_jar := req.unredirected_hdrs.get("Cookie"):
                 values.append(from_jar)
         return "; ".join(values) if values else None
+
+
+def _clean_url(url: str) -> str:
+    """Percent-encode what libcurl refuses in a path or query (spaces, non-ASCII)."""
+    if url.isascii() and url.isprintable() and " " not in url:
+        return url
+    p = urlsplit(url)
+    return p._replace(
+        path=quote(p.path, safe=_URL_SAFE), query=quote(p.query, safe=_URL_SAFE)
+    ).geturl()
 
 
 def _split_userinfo(url: str, parts: SplitResult) -> tuple[str, _Creds | None]:

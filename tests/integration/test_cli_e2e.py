@@ -1,0 +1,225 @@
+"""The CLI in a subprocess against real local servers: kill -9 then resume, a full disk,
+permission errors, bounded memory, a rerun of a finished download, nginx."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+MiB = 1024 * 1024
+
+
+def omniget(*args: str, state: Path, **kw: object) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMNIGET_STATE_DIR": str(state), "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "omniget", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def start(*args: str, state: Path, **kw: object) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "OMNIGET_STATE_DIR": str(state)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "omniget", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def wait_for(cond, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("timed out")
+        time.sleep(0.02)
+
+
+def test_sigkill_then_rerun_gives_identical_bytes(httpd, payload, tmp_path) -> None:
+    data = payload(24 * MiB, 21)
+    path = httpd.new_path("big.bin")
+    url = httpd.add(path, data)
+    out, state = tmp_path / "out", tmp_path / "state"
+    # slow enough to be killed halfway: 4 MiB/s per file
+    proc = start(url, "-o", str(out), "-q", "--limit-rate", "4M", state=state)
+    part = out / "big.bin.omniget-part"
+    wait_for(lambda: part.exists() and part.stat().st_blocks * 512 > 0)
+    time.sleep(1.6)  # several checkpoints (0.5 s each)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "big.bin").exists()
+    httpd.clear_log()
+    done = omniget(url, "-o", str(out), "-q", state=state)
+    assert done.returncode == 0, done.stderr
+    assert hashlib.sha256((out / "big.bin").read_bytes()).digest() == hashlib.sha256(data).digest()
+    assert sorted(os.listdir(out)) == ["big.bin"]
+    resumed = httpd.requests_to(path)
+    starts = [int(r.header("range").split("=")[1].split("-")[0]) for r in resumed]
+    assert min(starts) > 2 * MiB  # the earlier run's bytes were kept
+    assert all(r.header("if-range") for r in resumed)
+    # the rerun fetched only what the killed run had not checkpointed
+    assert sum(r.sent for r in resumed) <= len(data) - min(starts) + 1024
+
+
+def test_rerun_of_finished_download_is_a_noop(httpd, payload, tmp_path) -> None:
+    data = payload(300_000, 22)
+    path = httpd.new_path("once.bin")
+    url = httpd.add(path, data)
+    state = tmp_path / "state"
+    first = omniget(url, "-o", str(tmp_path / "o"), "-q", state=state)
+    assert first.returncode == 0, first.stderr
+    again = omniget(url, "-o", str(tmp_path / "o"), "-q", state=state)
+    assert again.returncode == 0, again.stderr
+    assert len(httpd.requests_to(path)) == 1
+    assert os.listdir(tmp_path / "o") == ["once.bin"]
+
+
+def test_server_chosen_name_rerun_is_a_noop(httpd, tmp_path) -> None:
+    path = httpd.new_path("dl")
+    httpd.add(path, b"content")
+    url = httpd.url(path, cd="report final.pdf")
+    state = tmp_path / "state"
+    for _ in range(2):
+        res = omniget(url, "-o", str(tmp_path / "o"), "-q", state=state)
+        assert res.returncode == 0, res.stderr
+    assert os.listdir(tmp_path / "o") == ["report final.pdf"]
+    assert len(httpd.requests_to(path)) == 1
+
+
+def _tmpfs(where: Path, size: str) -> bool:
+    where.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True
+    )
+    return res.returncode == 0
+
+
+def test_disk_full_is_clear_and_resumable(httpd, payload, tmp_path) -> None:
+    small = tmp_path / "small"
+    if not _tmpfs(small, "3m"):
+        pytest.skip("cannot mount a tmpfs here (needs root and mount)")
+    try:
+        data = payload(6 * MiB, 23)
+        path = httpd.new_path("huge.bin")
+        url = httpd.add(path, data)
+        # no Content-Length: the free-space check cannot help, the write fails with ENOSPC
+        res = omniget(httpd.url(path, nolength=1), "-o", str(small), state=tmp_path / "st")
+        assert res.returncode == 7, res.stderr
+        lines = [ln for ln in res.stderr.splitlines() if "error" in ln]
+        assert any("disk full" in ln and str(small) in ln for ln in lines), res.stderr
+        assert "Traceback" not in res.stderr
+        assert not (small / "huge.bin").exists()
+        # with a Content-Length the check refuses before writing
+        res = omniget(url, "-o", str(small), state=tmp_path / "st2")
+        assert res.returncode == 7
+        assert "not enough space" in res.stderr
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)
+
+
+def _can_exec() -> bool:
+    try:
+        subprocess.run([sys.executable, "-c", "pass"], preexec_fn=_drop_privileges,
+                       capture_output=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    return True
+
+
+def _drop_privileges() -> None:
+    os.setgid(65534)
+    os.setuid(65534)
+
+
+def test_permission_denied_is_exit_7(httpd, tmp_path) -> None:
+    url = httpd.add(httpd.new_path("p.bin"), b"data")
+    if os.geteuid() == 0:
+        # root ignores modes: run as nobody, in a folder that user can reach
+        base = Path(tempfile.mkdtemp(prefix="omniget-perm-"))
+        base.chmod(0o755)
+        probe = subprocess.run([sys.executable, "-c", "import omniget"], capture_output=True,
+                               preexec_fn=_drop_privileges, check=False) if _can_exec() else None
+        if probe is None or probe.returncode != 0:
+            shutil.rmtree(base, ignore_errors=True)
+            pytest.skip("this Python or omniget is not readable by an unprivileged user")
+        tmp_path = base
+        locked = base / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        state = tmp_path / "nobody-state"
+        state.mkdir(mode=0o777)
+        try:
+            res = omniget(url, "-o", str(locked), state=state, preexec_fn=_drop_privileges)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        res = omniget(url, "-o", str(locked), state=tmp_path / "state")
+    assert res.returncode == 7, res.stderr
+    assert "permission denied" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_peak_memory_is_bounded_on_a_large_file(nginx, tmp_path) -> None:
+    name = "mem.bin"
+    src = nginx.root / name
+    with open(src, "wb") as f:  # sparse 512 MiB file: cheap to make, real bytes to move
+        f.truncate(512 * MiB)
+        f.seek(100 * MiB)
+        f.write(b"marker")
+    proc = start(nginx.url(name), "-o", str(tmp_path / "o"), "-q", state=tmp_path / "st")
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    peak_mib = usage.ru_maxrss / 1024
+    assert peak_mib < 100, f"peak RSS {peak_mib:.0f} MiB"
+    assert (tmp_path / "o" / name).stat().st_size == 512 * MiB
+    src.unlink()
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss > 0
+
+
+def test_nginx_split_download_is_exact(nginx, payload, tmp_path) -> None:
+    data = payload(20 * MiB, 24)
+    (nginx.root / "s.bin").write_bytes(data)
+    res = omniget(nginx.url("s.bin", slow=True), "-o", str(tmp_path), "--split", "4", "-q",
+                  state=tmp_path / "st")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "s.bin").read_bytes() == data
+
+
+def test_typo_url_is_one_line_exit_2(tmp_path) -> None:
+    res = omniget("htps:/example.com/x", state=tmp_path)
+    assert res.returncode == 2
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+
+
+def test_unknown_flag_is_one_line_exit_2(tmp_path) -> None:
+    res = omniget("--conections", "4", "http://127.0.0.1:9/x", state=tmp_path)
+    assert res.returncode == 2
+    assert len(res.stderr.strip().splitlines()) <= 2 and "Traceback" not in res.stderr
+
+
+def test_stdout_output(httpd, payload, tmp_path) -> None:
+    data = payload(200_000, 25)
+    url = httpd.add(httpd.new_path("o.bin"), data)
+    env = {**os.environ, "OMNIGET_STATE_DIR": str(tmp_path)}
+    res = subprocess.run([sys.executable, "-m", "omniget", "-O", "-", url], capture_output=True,
+                         env=env, timeout=60)
+    assert res.returncode == 0 and res.stdout == data
