@@ -439,11 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         f"# omniget transfer bench — {meta['date']}",
         "",
         f"{meta['machine']}; Python {meta['python']}"
-        + (
-            "; **--quick** (small data: a smoke test, not a measurement)"
-            if args.quick
-            else ""
-        )
+        + ("; **--quick** (small data: a smoke test, not a measurement)" if args.quick else "")
         + ". Wall time includes rm + mkdir of the output dir; ratio = median wall / best "
         "median of the table. Ratios compare tools in this one run on this one machine.",
         "",

@@ -56,8 +56,11 @@ def running_server(www: Path, probe_path: str) -> Iterator[Server]:
         base = str(srv.base_url).rstrip("/")
         _wait_http(f"{base}/{probe_path}", None)
         _wait_http(f"{base}/slow/{probe_path}", None)
-        yield Server(base, "tests/servers/nginx.py (sendfile, Range, /slow/ at limit_rate 20m)",
-                     [srv.process.pid])
+        yield Server(
+            base,
+            "tests/servers/nginx.py (sendfile, Range, /slow/ at limit_rate 20m)",
+            [srv.process.pid],
+        )
 
 
 @contextlib.contextmanager

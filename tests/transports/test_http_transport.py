@@ -216,6 +216,31 @@ def test_307_keeps_method_and_body(srv: Server) -> None:
     assert bytes(sink.data) == b"POST:keep"
 
 
+def test_interim_responses_are_skipped(srv: Server) -> None:
+    def with_100(req: Req, sock: socket.socket) -> None:
+        sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        reply(sock, 200, b"final", [("X-Final", "yes")])
+
+    srv.route("/c", with_100)
+    head, sink = get(srv.url("/c"))
+    assert head.status == 200 and head.headers["x-final"] == "yes"
+    assert bytes(sink.data) == b"final" and len(sink.heads) == 1
+
+
+def test_transport_survives_successive_event_loops(srv: Server) -> None:
+    srv.route("/f", static(b"again"))
+    transport = CurlTransport(NetworkSettings())
+
+    async def once() -> bytes:
+        s = Sink()
+        await transport.fetch(Request(srv.url("/f")), s)
+        return bytes(s.data)
+
+    assert asyncio.run(once()) == b"again"
+    assert asyncio.run(once()) == b"again"
+    asyncio.run(transport.aclose())
+
+
 # -- sink semantics --
 
 
@@ -654,6 +679,20 @@ def test_proxy_setting_is_used(srv: Server) -> None:
     srv.route("/via", proxied)
     settings = NetworkSettings(proxy=srv.origin)
     _, sink = get("http://origin.example.test/via", settings)
+    assert bytes(sink.data) == b"http://origin.example.test/via"
+
+
+def test_proxy_environment_applies_when_no_proxy_is_set(
+    srv: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def proxied(req: Req, sock: socket.socket) -> None:
+        reply(sock, 200, req.target.encode())
+
+    srv.route("/via", proxied)
+    monkeypatch.setenv("http_proxy", srv.origin)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    _, sink = get("http://origin.example.test/via")
     assert bytes(sink.data) == b"http://origin.example.test/via"
 
 

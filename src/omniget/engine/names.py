@@ -131,7 +131,10 @@ def safe_relpath(path: str, *, windows: bool = _ON_WINDOWS) -> str:
     Splits on ``/`` and ``\\``; empty and ``.`` parts are dropped, ``..`` becomes ``_``,
     absolute paths and drive letters become relative. Never empty (``download``).
     """
-    return "/".join(_safe_parts(path, windows)) or "download"
+    out = "/".join(_safe_parts(path, windows)) or "download"
+    again = "/".join(_safe_parts(out, windows)) or "download"
+    # sanitising can uncover a drive letter ("A\x00:" -> "A:"): apply until it is stable
+    return out if again == out else safe_relpath(again, windows=windows)
 
 
 def contain(root: Path, rel: str) -> Path:
@@ -140,7 +143,7 @@ def contain(root: Path, rel: str) -> Path:
     Only the components below ``root`` are looked at (one ``lstat`` each, stopping at the
     first that does not exist); a symlink among them triggers a full resolve and check.
     """
-    base = _resolved_root(os.fspath(root))
+    base = _resolved_root(os.path.abspath(root))  # absolute: the cache outlives chdir
     safe = safe_relpath(rel)
     cur = str(base)
     for part in safe.split("/"):
