@@ -119,7 +119,7 @@ def test_server_errors_then_success(httpd, payload, tmp_path) -> None:
 def test_503_forever_gives_up_bounded(httpd, tmp_path) -> None:
     path = httpd.new_path("gone.bin")
     httpd.add(path, b"x")
-    report, events, out = fetch(httpd.url(path, status=503), tmp_path, retries=4)
+    report, _events, out = fetch(httpd.url(path, status=503), tmp_path, retries=4)
     assert report.exit_code == 3
     assert "503" in str(report.failures[0].error)
     assert len(httpd.requests_to(path)) == 5
@@ -132,7 +132,7 @@ def test_retry_after_is_honoured(httpd, tmp_path, status, after) -> None:
     path = httpd.new_path("ra.bin")
     httpd.add(path, b"payload")
     url = httpd.url(path, status=status, times=1, retry_after=after)
-    report, events, out = fetch(url, tmp_path)
+    report, events, _out = fetch(url, tmp_path)
     assert report.exit_code == 0, report.failures
     delays = [e.delay for e in events if isinstance(e, Retrying)]
     want = 7.0 if after == "7" else 30.0
@@ -238,8 +238,10 @@ HOSTILE = [
 def test_hostile_content_disposition_stays_inside(httpd, tmp_path, name) -> None:
     path = httpd.new_path("plain.bin")
     httpd.add(path, b"data")
-    url = httpd.url(path, cdraw=f'attachment; filename="{name}"') if "\x00" not in name else (
-        httpd.url(path, cdstar=name)
+    url = (
+        httpd.url(path, cdraw=f'attachment; filename="{name}"')
+        if "\x00" not in name
+        else (httpd.url(path, cdstar=name))
     )
     report, _, out = fetch(url, tmp_path)
     assert report.exit_code == 0, report.failures

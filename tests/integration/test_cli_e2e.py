@@ -136,8 +136,12 @@ def test_disk_full_is_clear_and_resumable(httpd, payload, tmp_path) -> None:
 
 def _can_exec() -> bool:
     try:
-        subprocess.run([sys.executable, "-c", "pass"], preexec_fn=_drop_privileges,
-                       capture_output=True, check=True)
+        subprocess.run(
+            [sys.executable, "-c", "pass"],
+            preexec_fn=_drop_privileges,
+            capture_output=True,
+            check=True,
+        )
     except (OSError, subprocess.CalledProcessError):
         return False
     return True
@@ -154,8 +158,16 @@ def test_permission_denied_is_exit_7(httpd, tmp_path) -> None:
         # root ignores modes: run as nobody, in a folder that user can reach
         base = Path(tempfile.mkdtemp(prefix="omniget-perm-"))
         base.chmod(0o755)
-        probe = subprocess.run([sys.executable, "-c", "import omniget"], capture_output=True,
-                               preexec_fn=_drop_privileges, check=False) if _can_exec() else None
+        probe = (
+            subprocess.run(
+                [sys.executable, "-c", "import omniget"],
+                capture_output=True,
+                preexec_fn=_drop_privileges,
+                check=False,
+            )
+            if _can_exec()
+            else None
+        )
         if probe is None or probe.returncode != 0:
             shutil.rmtree(base, ignore_errors=True)
             pytest.skip("this Python or omniget is not readable by an unprivileged user")
@@ -206,8 +218,15 @@ def test_peak_memory_is_bounded_on_a_large_file(nginx, tmp_path) -> None:
 def test_nginx_split_download_is_exact(nginx, payload, tmp_path) -> None:
     data = payload(20 * MiB, 24)
     (nginx.root / "s.bin").write_bytes(data)
-    res = omniget(nginx.url("s.bin", slow=True), "-o", str(tmp_path), "--split", "4", "-q",
-                  state=tmp_path / "st")
+    res = omniget(
+        nginx.url("s.bin", slow=True),
+        "-o",
+        str(tmp_path),
+        "--split",
+        "4",
+        "-q",
+        state=tmp_path / "st",
+    )
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "s.bin").read_bytes() == data
 
@@ -228,6 +247,7 @@ def test_stdout_output(httpd, payload, tmp_path) -> None:
     data = payload(200_000, 25)
     url = httpd.add(httpd.new_path("o.bin"), data)
     env = {**os.environ, "OMNIGET_STATE_DIR": str(tmp_path)}
-    res = subprocess.run([sys.executable, "-m", "omniget", "-O", "-", url], capture_output=True,
-                         env=env, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "omniget", "-O", "-", url], capture_output=True, env=env, timeout=60
+    )
     assert res.returncode == 0 and res.stdout == data
