@@ -52,7 +52,7 @@ class Settings:
     max_connections: int = 16
     jobs: int = 8  # files at once
     split: int | None = None  # connections per file; None = adaptive
-    min_split_size: int = 4 * MiB  # never make a span smaller than this
+    min_split_size: int = 1 * MiB  # never make a span smaller than this
     limit_rate: int | None = None  # bytes/s over the whole run
     retries: int = 5  # per piece / span, after the first try
     retry_max_time: float = 300.0  # give up on a file after this much backing off

@@ -28,8 +28,9 @@ from .verify import StreamHasher, digests_from_headers
 __all__ = ["PlainDownload"]
 
 TICK = 0.1  # controller wake-up, seconds
-WINDOW = 0.2  # adaptive: measure throughput over at least this long
+WINDOW = 0.15  # adaptive: measure throughput over at least this long
 GROWTH = 1.3  # adaptive: keep doubling while throughput grows by this factor
+LINEAR = 1.7  # adaptive: growth this close to 2x means each connection is capped
 MAX_RESTARTS = 3
 
 
@@ -232,11 +233,16 @@ class PlainDownload:
                 self.target = max(1, self.settings.split)
             elif not self.frozen and now - window_t >= WINDOW and self.job.fetched > window_b:
                 rate = (self.job.fetched - window_b) / (now - window_t)
-                if last_rate is None or rate >= last_rate * GROWTH:
-                    last_rate = rate
-                    self.target = self.target * 2
+                if last_rate is None:
+                    self.target = 2
+                elif rate >= last_rate * LINEAR:
+                    # doubling nearly doubled the rate: a per-connection limit; go to the cap
+                    self.target = self.ctx.limits.per_host
+                elif rate >= last_rate * GROWTH:
+                    self.target *= 2
                 else:
                     self.frozen = True
+                last_rate = rate
                 window_t, window_b = now, self.job.fetched
             await self._fill(pending)
         if pending:  # resume gaps left when the connections ran out
