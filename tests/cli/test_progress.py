@@ -61,8 +61,13 @@ def test_plain_lines() -> None:
         "  b.bin: 1.0 MiB, 393.8 KiB/s",  # unknown size: bytes so far
         "warning: a.bin: server ignored Range",
         "done a.bin (10.0 MiB, sha256 ok)",
-        "failed b.bin: gone: https://example.com/b.bin?token=***",
-    ]
+    ]  # failures: listed once at the end by the CLI (live only with -v)
+
+
+def test_plain_verbose_shows_failures_masked() -> None:
+    out, now = io.StringIO(), [0.0]
+    feed(PlainProgress(out, Masker(), verbose=True, clock=lambda: now[0]), now)
+    assert "failed b.bin: gone: https://example.com/b.bin?token=***" in out.getvalue()
 
 
 def test_plain_verbose_adds_start_skip_retry() -> None:
@@ -107,14 +112,14 @@ def test_rich_renders_bars_and_lines() -> None:
     assert "warning: a.bin: server ignored Range" in text
 
 
-def test_rich_failures_shown_without_verbose() -> None:
+def test_rich_without_verbose_prints_no_file_lines() -> None:
     buf = io.StringIO()
     rp = RichProgress(Console(file=buf, force_terminal=True, width=80), Masker())
     with rp:
         for _, event in sequence():
             rp(event)
     text = buf.getvalue()
-    assert "failed b.bin" in text
+    assert "failed b.bin" not in text  # the CLI lists failures once, at the end
     assert "done a.bin" not in text
 
 
@@ -154,14 +159,15 @@ def test_make_progress_picks_by_terminal() -> None:
 
 def test_cancelled_files_are_not_failure_lines() -> None:
     out = io.StringIO()
-    plain = PlainProgress(out, Masker())
+    plain = PlainProgress(out, Masker(), verbose=True)
     buf = io.StringIO()
-    rich = RichProgress(Console(file=buf, force_terminal=True, width=80), Masker())
+    rich = RichProgress(Console(file=buf, force_terminal=True, width=80), Masker(), verbose=True)
     with plain, rich:
         for consumer in (plain, rich):
             consumer(Started(A, None, size=10, resumed=0))
             consumer(Failed(A, None, error=Cancelled("interrupted; run again to resume")))
             consumer(Failed(C, None, error=NotFound("gone")))
-    assert out.getvalue().splitlines() == ["failed c.bin: gone"]
+    assert out.getvalue().splitlines()[-1] == "failed c.bin: gone"
+    assert "failed a.bin" not in out.getvalue()
     assert "failed c.bin: gone" in buf.getvalue() and "failed a.bin" not in buf.getvalue()
     assert len(rich.bars.tasks) == 1

@@ -105,7 +105,8 @@ class PlainProgress:
                     self._line(f"done {name} ({format_size(event.size)}{check})")
                 case Failed():
                     self._files.pop(key, None)
-                    if not isinstance(event.error, Cancelled):  # the CLI says "interrupted"
+                    # the CLI lists every failure at the end; -v shows them as they happen
+                    if self.verbose and not isinstance(event.error, Cancelled):
                         self._line(_failure(event, self.mask))
                 case Skipped():
                     self._files.pop(key, None)
@@ -201,7 +202,7 @@ class RichProgress:
                 case Failed():
                     self._untrack(key)
                     self._end(key)
-                    if not isinstance(event.error, Cancelled):
+                    if self.verbose and not isinstance(event.error, Cancelled):
                         self._print(_failure(event, self.mask), "red")
                 case Skipped():
                     self._untrack(key)
