@@ -4,7 +4,6 @@ or piecewise), verification, the atomic finish, and the events around it."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import email.utils
 import os
 import time
@@ -15,7 +14,6 @@ from ..errors import (
     IntegrityError,
     OmnigetError,
     RemoteNotFound,
-    StorageError,
 )
 from ..model import Digest, Item
 from .assemble import PartFile, part_path, storage_error
@@ -95,17 +93,13 @@ class FileJob:
         if rec is None or journal is None or rec.done:
             return
         if not part_path(final).exists():
-            journal.reset(self.item_key)
+            journal.reset(self.key)
             return
         self.size = rec.size if rec.size is not None else self.size
         self.etag, self.last_modified = rec.etag, rec.last_modified
-        self.done = merge(journal.spans(self.item_key))
+        self.done = merge(journal.spans(self.key))
         self.resumed = sum(e - s for s, e in self.done)
         self.journal_started = True
-
-    @property
-    def item_key(self) -> str:
-        return self.key
 
     # ----- progress, checkpoints ------------------------------------------------
 
@@ -360,8 +354,7 @@ class FileJob:
         return FileResult(self.item, final, "skipped", reason=reason)
 
     def _failed(self, exc: OmnigetError) -> FileResult:
-        if exc.__class__ is StorageError or isinstance(exc, StorageError):
-            pass  # partial data and journal are kept for a later resume
+        # the part file and the journal stay: a later run resumes from them
         self.ctx.event(Failed(self.item, self.final, exc))
         return FileResult(self.item, self.final, "failed", fetched=self.fetched, error=exc)
 
@@ -389,9 +382,6 @@ class FileJob:
             raise storage_error(exc, final, "creating") from exc
         self.ctx.event(Finished(item, final, 0, None, 0))
         return FileResult(item, final, "ok")
-
-    def with_item(self, item: Item) -> None:
-        self.item = dataclasses.replace(item)
 
     def __repr__(self) -> str:
         return f"<FileJob {self.item.output_path!r} size={self.size} written={self.written}>"

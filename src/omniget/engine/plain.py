@@ -28,7 +28,8 @@ from .verify import StreamHasher, digests_from_headers
 __all__ = ["PlainDownload"]
 
 TICK = 0.1  # controller wake-up, seconds
-WINDOW = 0.15  # adaptive: measure throughput over at least this long
+FIRST_WINDOW = 0.06  # adaptive: the one-connection rate, measured from the first byte
+WINDOW = 0.12  # adaptive: then throughput over at least this long
 GROWTH = 1.3  # adaptive: keep doubling while throughput grows by this factor
 LINEAR = 1.7  # adaptive: growth this close to 2x means each connection is capped
 MAX_RESTARTS = 3
@@ -224,6 +225,8 @@ class PlainDownload:
             if waiter is not None:
                 waiter.cancel()
                 done.discard(waiter)
+                if self.head_seen:  # measure from the first byte, not from the connect
+                    window_t, window_b = time.monotonic(), self.job.fetched
             for t in done:
                 t.result()  # raises the span's final error
             now = time.monotonic()
@@ -231,7 +234,11 @@ class PlainDownload:
                 continue
             if self.settings.split is not None:
                 self.target = max(1, self.settings.split)
-            elif not self.frozen and now - window_t >= WINDOW and self.job.fetched > window_b:
+            elif (
+                not self.frozen
+                and now - window_t >= (FIRST_WINDOW if last_rate is None else WINDOW)
+                and self.job.fetched > window_b
+            ):
                 rate = (self.job.fetched - window_b) / (now - window_t)
                 if last_rate is None:
                     self.target = 2
