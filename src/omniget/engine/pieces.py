@@ -24,7 +24,7 @@ from .context import ChunkKey, ChunkSource
 from .events import PieceDone, Retrying
 from .job import FileJob
 from .names import contain
-from .transports.base import Head, Request, StopTransfer, check_status
+from .transports.base import Head, Request, StopTransfer, check_status, skip_prefix
 from .verify import StreamHasher
 
 __all__ = ["PieceDownload"]
@@ -71,11 +71,9 @@ class _PieceSink:
 
     def on_data(self, data: bytes) -> None:
         if self.skip:
-            if len(data) <= self.skip:
-                self.skip -= len(data)
+            data, self.skip = skip_prefix(data, self.skip)
+            if not data:
                 return
-            data = data[self.skip :]
-            self.skip = 0
         stop = False
         if self.left is not None:
             if len(data) > self.left:  # the server sends more than we asked

@@ -22,7 +22,7 @@ from ..model import ByteRange
 from .events import Retrying
 from .job import FileJob, SkipFile
 from .spans import Interval, gaps, merge, split_largest
-from .transports.base import Head, Request, StopTransfer, check_status
+from .transports.base import Head, Request, StopTransfer, check_status, skip_prefix
 from .verify import StreamHasher, digests_from_headers
 
 __all__ = ["PlainDownload"]
@@ -72,11 +72,9 @@ class _SpanSink:
 
     def on_data(self, data: bytes) -> None:
         if self.skip:
-            if len(data) <= self.skip:
-                self.skip -= len(data)
+            data, self.skip = skip_prefix(data, self.skip)
+            if not data:
                 return
-            data = data[self.skip :]
-            self.skip = 0
         span = self.span
         job = self.dl.job
         stop = False

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from ..errors import OmnigetError, RemoteError, TransientError
 from ..model import ByteRange, Item
 from .events import Retrying
-from .transports.base import Head, Request, check_status
+from .transports.base import Head, Request, check_status, skip_prefix
 
 if TYPE_CHECKING:
     from .core import Engine
@@ -38,11 +38,9 @@ class _StreamSink:
 
     def on_data(self, data: bytes) -> None:
         if self.skip:
-            if len(data) <= self.skip:
-                self.skip -= len(data)
+            data, self.skip = skip_prefix(data, self.skip)
+            if not data:
                 return
-            data = data[self.skip :]
-            self.skip = 0
         self.write(data)
         self.done += len(data)
 

@@ -42,6 +42,7 @@ __all__ = [
     "origin",
     "parse_retry_after",
     "safe_url",
+    "skip_prefix",
 ]
 
 
@@ -167,6 +168,14 @@ class Transport(Protocol):
     async def fetch(self, request: Request, sink: Sink) -> Head: ...
 
     async def aclose(self) -> None: ...
+
+
+def skip_prefix(data: bytes, skip: int) -> tuple[bytes, int]:
+    """Drop up to ``skip`` leading bytes (a body that restarts at 0 when we needed more):
+    returns what is left of ``data`` and of ``skip``."""
+    if len(data) <= skip:
+        return b"", skip - len(data)
+    return data[skip:], 0
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
