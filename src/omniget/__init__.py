@@ -6,6 +6,9 @@
 >>> report = omniget.download(["https://example.com/file.zip"], "downloads")
 """
 
+from collections.abc import Mapping as _Mapping
+from pathlib import Path as _Path
+
 from .api import adownload, aextract, download, extract, stream
 from .engine import Engine, FileResult, Report
 from .errors import (
@@ -32,12 +35,16 @@ from .settings import NetworkSettings, Settings
 __version__ = "0.1.0"
 
 
-def load_settings(*args: object, **kwargs: object) -> object:
-    """The settings the CLI would use (config file, environment, flags): see
-    :func:`omniget.cli.config.load_settings`."""
+def load_settings(
+    config: _Path | None = None,
+    environ: _Mapping[str, str] | None = None,
+    flags: _Mapping[str, object] | None = None,
+) -> tuple[Settings, dict[str, dict[str, object]]]:
+    """The settings the CLI would use (config file, environment, flags) and the per-source
+    option tables; pass them to :func:`download` / :func:`extract` yourself."""
     from .cli.config import load_settings as _load
 
-    return _load(*args, **kwargs)  # type: ignore[arg-type]
+    return _load(config, environ, flags)
 
 
 __all__ = [
