@@ -26,6 +26,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -95,13 +96,13 @@ SCENARIOS: dict[str, Scenario] = {
     ]
 }
 
-QUICK: dict[str, dict[str, int]] = {
-    "S1": {"size": 32 * MiB},
-    "S2": {"size": 8 * MiB},
-    "S3": {"count": 300},
-    "S3tmpfs": {"count": 300},
-    "S4": {"count": 40},
-    "S5p": {"count": 160},
+QUICK: dict[str, tuple[int, int]] = {  # (count, size) of a --quick data set
+    "S1": (1, 32 * MiB),
+    "S2": (1, 8 * MiB),
+    "S3": (300, 16 * KiB),
+    "S3tmpfs": (300, 16 * KiB),
+    "S4": (40, MiB),
+    "S5p": (160, 16 * KiB),
 }
 
 
@@ -146,7 +147,8 @@ def build_scenarios(args: argparse.Namespace) -> list[Scenario]:
     for k in keys:
         sc = SCENARIOS[k]
         if args.quick:
-            sc = replace(sc, runs=1, **QUICK.get(k, {}))
+            count, size = QUICK[k]
+            sc = replace(sc, runs=1, count=count, size=size)
         if runs_all is not None:
             sc = replace(sc, runs=runs_all)
         if k in runs:
@@ -282,6 +284,10 @@ def run_scenario(
         )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description="Benchmark omniget against peer tools (ratios, not absolute times).",
@@ -362,6 +368,10 @@ def main(argv: list[str] | None = None) -> int:
         help="do not call sync() before each run (outside the timed window)",
     )
     args = p.parse_args(argv)
+    # SIGTERM (and SIGINT, even when started in the background) unwind like Ctrl+C, so the
+    # running client, nginx, the delay proxy and the temp dirs are all cleaned up.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _interrupt)
 
     scenarios = build_scenarios(args)
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
@@ -460,4 +470,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

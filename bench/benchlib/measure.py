@@ -78,7 +78,7 @@ def run_timed(
     """Run argv once. stdout/stderr go to log_prefix.{out,err}."""
     out_log = f"{log_prefix}.out"
     err_log = f"{log_prefix}.err"
-    actions = [
+    opens = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, out_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
         (os.POSIX_SPAWN_OPEN, 2, err_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
@@ -90,8 +90,11 @@ def run_timed(
     _become_subreaper()
     rfd, wfd = os.pipe()
     gate_r, gate_w = os.pipe()
-    actions.append((os.POSIX_SPAWN_DUP2, wfd, 3))
-    actions.append((os.POSIX_SPAWN_DUP2, gate_r, 4))
+    actions: list[tuple[int, ...] | tuple[int, int, str, int, int]] = [
+        *opens,
+        (os.POSIX_SPAWN_DUP2, wfd, 3),
+        (os.POSIX_SPAWN_DUP2, gate_r, 4),
+    ]
 
     t0 = time.perf_counter()
     if out_dir.exists():
@@ -126,7 +129,13 @@ def run_timed(
 
     timer = threading.Timer(timeout, kill)
     timer.start()
-    _, status, ru = os.wait4(pid, 0)
+    try:
+        _, status, ru = os.wait4(pid, 0)
+    except BaseException:  # Ctrl+C: the client is in its own process group, so stop it here
+        timer.cancel()
+        kill()
+        os.waitpid(pid, 0)
+        raise
     t2 = time.perf_counter()
     timer.cancel()
     # Anything the client left running in its process group (it should not) goes too.

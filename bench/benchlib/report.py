@@ -30,7 +30,8 @@ class Row:
         return bool(self.good) and not self.failed
 
     def median(self, attr: str = "wall") -> float:
-        return statistics.median(getattr(s, attr) for s in self.good)
+        values: list[float] = [getattr(s, attr) for s in self.good]
+        return statistics.median(values)
 
 
 @dataclass
@@ -74,7 +75,7 @@ def scenario_markdown(sc: ScenarioResult) -> str:
         "| other load s |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    best = sc.best()
+    best = sc.best() or 1.0  # only None when no row is usable
     usable = sorted((r for r in sc.rows if r.usable), key=lambda r: r.median())
     for r in usable:
         walls = [s.wall for s in r.good]
