@@ -227,6 +227,11 @@ class PlainDownload:
                     window_t, window_b = time.monotonic(), self.job.fetched
             for t in done:
                 t.result()  # raises the span's final error
+            if self.head_seen and not pending and not self._worth_splitting():
+                for t in active:  # small or unsplittable: just wait for the one stream
+                    if t is not waiter:
+                        await t
+                break
             now = time.monotonic()
             if not self._splittable():
                 continue
@@ -255,6 +260,13 @@ class PlainDownload:
                 await self._start(span, wait=True)
             pending.clear()
             await self._control([])
+
+    def _worth_splitting(self) -> bool:
+        size = self.job.size
+        if not self._splittable() or size is None or self.settings.split == 1:
+            return False
+        left = size - sum(e - s for s, e in self.covered())
+        return left >= 2 * self.settings.min_split_size
 
     def _splittable(self) -> bool:
         return self.ranges_ok and self.ranges_known and self.job.size is not None
