@@ -24,12 +24,11 @@ __all__ = ["adownload", "aextract", "download", "extract", "stream"]
 
 def _source(
     url: str,
-    source: str | None,
+    cls: type[Source],
     settings: Settings,
     transports: Mapping[str, Transport],
     options: Mapping[str, object],
 ) -> Source:
-    cls = find_source(url, source)
     ctx = SourceContext(settings=settings, http=HttpClient(transports), options=dict(options))
     return cls(url, ctx, **options)
 
@@ -58,7 +57,7 @@ async def aextract(
     own = transports is None
     tr = transports if transports is not None else _default_transports(settings)
     try:
-        src = _source(url, source, settings, tr, options)
+        src = _source(url, find_source(url, source), settings, tr, options)
         async for item in src.items():
             yield item
     finally:
@@ -121,9 +120,9 @@ async def adownload(
                 yield entry
                 continue
             try:
-                name = find_source(entry, source).name
-                opts = (source_options or {}).get(name, {})
-                src = _source(entry, source, settings, eng.transports(), opts)
+                cls = find_source(entry, source)
+                opts = (source_options or {}).get(cls.name, {})
+                src = _source(entry, cls, settings, eng.transports(), opts)
                 sources.setdefault(src.name, src)
                 async for item in src.items():
                     yield item

@@ -210,3 +210,71 @@ def test_permission_error_is_storage_error_with_path(tmp_path: Path, monkeypatch
     assert report.exit_code == 7
     msg = str(report.failures[0].error)
     assert "permission denied" in msg and "data.bin.omniget-part" in msg
+
+
+def test_first_answer_with_wrong_range_is_never_spliced(tmp_path: Path) -> None:
+    """With the size known up front, the first request is ranged: its 206 is checked too."""
+    mem = MemoryTransport()
+    data = blob(200_000, 30)
+    mem.add(URL, data, etag='"e"')  # same validator: only the offset check can catch it
+
+    def bad_first(req, n):
+        if n == 0:  # claims bytes 100..end, sends them: self-consistent, not what was asked
+            cr = f"bytes 100-{len(data) - 1}/{len(data)}"
+            return MemResponse(206, data[100:], {"content-range": cr, "etag": '"e"'})
+        return None
+
+    mem.on(URL, bad_first)
+    eng, _ = make(tmp_path, mem)
+    report = run(eng, [Item(URL, size_bytes=len(data))], tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (tmp_path / "data.bin").read_bytes() == data
+
+
+def test_local_slice_of_a_renamed_producer_does_not_hang(tmp_path: Path) -> None:
+    mem = MemoryTransport()
+    mem.add("http://cdn.test/game", b"new-bytes")
+    (tmp_path / "game.bin").write_bytes(b"old-bytes")
+    producer = Item("http://cdn.test/game", filename="game.bin")  # renamed to game_1.bin
+    reader = Item(
+        "http://x.test/none",
+        filename="head.bin",
+        pieces=(Piece(local=LocalSlice("game.bin", ByteRange(0, 3))),),
+    )
+    eng, _ = make(tmp_path, mem, on_exists="rename")
+
+    async def go():
+        try:
+            return await asyncio.wait_for(eng.run([producer, reader], tmp_path), 10)
+        finally:
+            await eng.aclose()
+
+    report = asyncio.run(go())
+    assert report.exit_code == 0, report.failures
+    assert (tmp_path / "game_1.bin").read_bytes() == b"new-bytes"
+    assert (tmp_path / "head.bin").read_bytes() == b"old"
+
+
+@pytest.mark.parametrize("changes", [False, True])
+def test_refresh_hook_on_403(tmp_path: Path, changes: bool) -> None:
+    mem = MemoryTransport()
+    mem.on(URL, lambda req, n: MemResponse(403, b"expired"))
+    mem.add("http://files.test/fresh.bin", b"fresh")
+    calls: list[Item] = []
+
+    async def refresh(item: Item) -> Item:
+        calls.append(item)
+        if not changes:
+            return item
+        return Item("http://files.test/fresh.bin", filename=item.filename)
+
+    eng, _ = make(tmp_path, mem)
+    eng.refresh = refresh
+    report = run(eng, [Item(URL)], tmp_path)
+    assert len(calls) == 1
+    if changes:
+        assert report.exit_code == 0
+        assert (tmp_path / "data.bin").read_bytes() == b"fresh"
+    else:
+        assert report.exit_code == 5
+        assert [r.url for r in mem.requests] == [URL]  # no pointless second try

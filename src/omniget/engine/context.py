@@ -7,16 +7,14 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from ..errors import RemoteError
 from ..model import Item
 from ..settings import Settings
 from .events import Event, EventHandler
 from .journal import Journal
 from .retry import Clock, RetryPolicy
 from .scheduler import HostLimits
-from .transports.base import Transport
+from .transports.base import Transport, transport_for
 
 __all__ = ["ChunkKey", "Refresher", "RunContext"]
 
@@ -54,11 +52,7 @@ class RunContext:
     made_dirs: set[Path] = field(default_factory=set)
 
     def transport_for(self, url: str) -> Transport:
-        scheme = urlsplit(url).scheme.lower()
-        transport = self.transports.get(scheme)
-        if transport is None:
-            raise RemoteError(f"unsupported URL scheme {scheme!r} in {url}")
-        return transport
+        return transport_for(self.transports, url)
 
     def event(self, ev: Event) -> None:
         try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from pathlib import Path
 
 from ..errors import Cancelled, OmnigetError, StorageError
@@ -182,11 +182,11 @@ class Engine:
         except OmnigetError as exc:
             return FileResult(item, None, "failed", error=exc)
 
-    async def stream(self, item: Item, write: object) -> int:
-        """Write one item's bytes, in order, to ``write`` (a callable taking bytes)."""
+    async def stream(self, item: Item, write: Callable[[bytes], object]) -> int:
+        """Write one item's bytes, in order, to ``write``."""
         from .stream import stream_item
 
-        return await stream_item(self, item, write)  # type: ignore[arg-type]
+        return await stream_item(self, item, write)
 
 
 async def _aiter(items: Iterable[Item] | AsyncIterable[Item]) -> AsyncIterable[Item]:

@@ -23,7 +23,6 @@ from .journal import FileRecord
 from .names import contain, unique_path
 from .report import FileResult
 from .spans import Interval, merge
-from .transports.base import Head
 from .verify import StreamHasher, file_digest
 
 __all__ = ["FileJob", "SkipFile"]
@@ -102,14 +101,6 @@ class FileJob:
         self.journal_started = True
 
     # ----- progress, checkpoints ------------------------------------------------
-
-    def learn_head(self, head: Head) -> None:
-        """Record size and validators from a full (or first) response."""
-        total = head.total_size
-        if total is not None:
-            self.size = total
-        self.etag = head.etag
-        self.last_modified = head.last_modified
 
     def validator(self) -> str | None:
         """What to send as If-Range: a strong ETag, else Last-Modified."""
@@ -204,7 +195,10 @@ class FileJob:
         if reason is not None and now - self.refreshed_at < 1.0:
             return False  # refreshed a moment ago and it still fails: give up
         self.refreshed_at = now
-        self.item = await self.ctx.refresh(self.item)
+        fresh = await self.ctx.refresh(self.item)
+        if fresh == self.item:
+            return False  # the source had nothing new: retrying would fail the same way
+        self.item = fresh
         return True
 
     @staticmethod
@@ -248,8 +242,9 @@ class FileJob:
         finally:
             if self.part is not None:
                 self.part.close()
-            if self.final is not None:
-                fut = self.ctx.outputs.get(self.final)
+            # wake LocalSlice readers of the planned path too (the name may have changed)
+            for path in (self.planned, self.final):
+                fut = self.ctx.outputs.get(path) if path is not None else None
                 if fut is not None and not fut.done():
                     fut.set_result(None)
 
@@ -295,7 +290,7 @@ class FileJob:
         actual = self.resumed + self.written if self.size is None else self.size
         verified: str | None = None
         if self.size is not None:
-            have = sum(e - s for s, e in self.covered())
+            have = sum(e - s for s, e in self.done)
             if have != self.size:
                 raise IntegrityError(
                     f"size mismatch for {self.final.name}: expected {self.size} bytes, got {have}"
@@ -317,10 +312,6 @@ class FileJob:
         if h is None or h.algo != want.algo:
             return None
         return h.hexdigest()
-
-    def covered(self) -> list[Interval]:
-        """Output bytes known written (earlier runs and this one), set by the downloaders."""
-        return self.done
 
     def _mtime(self) -> float | None:
         if self.item.modified is not None:

@@ -166,6 +166,7 @@ class PieceDownload:
                     size = await self._produce(piece, out)
                     break
                 except OmnigetError as exc:
+                    job.written -= out.pos  # those bytes are fetched again
                     if job.refreshable(exc) and await job.refresh(exc):
                         piece = job.item.pieces[idx]
                         continue

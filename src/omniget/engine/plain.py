@@ -376,80 +376,52 @@ class PlainDownload:
     # ----- response heads -----------------------------------------------------------
 
     def on_head(self, head: Head, sink: _SpanSink) -> None:
+        """Check an answer before any of its bytes are written."""
         job = self.job
         check_status(head, sink.req.url)
         cr = head.content_range
         sink.body_end = cr[1] if head.status == 206 and cr else head.total_size
-        item = job.item
-        if item.expect == "media" and "text/html" in head.headers.get("content-type", ""):
+        if job.item.expect == "media" and "text/html" in head.headers.get("content-type", ""):
             raise RemoteError(f"got a web page instead of a file from {head.url}")
         span = sink.span
         ranged = sink.req.range is not None
         if head.decoded:
             self.ranges_ok = False
-        if not self.head_seen:
-            self._first_head(head, sink)
-            return
+        if (self.head_seen or job.done) and self._changed(head):
+            raise _Restart("the file changed on the server", changed=True)
         if head.status == 206 and ranged:
-            self.ranges_known = True
-            cr = head.content_range
             if cr is None or cr[0] != span.pos:
                 raise _Restart("the server answered a wrong byte range", changed=False)
-            if job.size is not None and cr[2] is not None and cr[2] != job.size:
-                raise _Restart("the file changed on the server", changed=True)
-            if self._validators_changed(head):
-                raise _Restart("the file changed on the server", changed=True)
-            return
-        # A full answer: the file changed, or Range is not (to be) used.
-        if self._validators_changed(head) or (
-            job.size is not None and head.total_size not in (None, job.size)
-        ):
-            raise _Restart("the file changed on the server", changed=True)
-        running = sum(1 for s in self.spans if s.task is not None and not s.task.done())
-        if not ranged or not self.ranges_ok or running <= 1 or head.decoded:
-            self.ranges_ok = False
-            sink.skip = span.pos  # the body starts at byte 0: drop what we have
-            return
-        raise _Restart("the server ignores byte ranges", changed=False)
+            self.ranges_known = True
+        else:  # a full body, starting at byte 0
+            if ranged:
+                running = sum(1 for s in self.spans if s.task is not None and not s.task.done())
+                if span.pos and self.ranges_ok and running > 1 and not head.decoded:
+                    raise _Restart("the server ignores byte ranges", changed=False)
+                self.ranges_ok = False
+            sink.skip = span.pos  # drop what we already have
+        if not self.head_seen:
+            self._first_head(head, sink)
 
-    def _validators_changed(self, head: Head) -> bool:
+    def _changed(self, head: Head) -> bool:
+        """Validators or size differ from what we know: the remote file changed."""
         job = self.job
-        if job.etag and head.etag and head.etag != job.etag:
+        if job.size is not None and head.total_size not in (None, job.size):
             return True
+        if job.etag and head.etag:
+            return head.etag != job.etag
         return bool(
-            not (job.etag and head.etag)
-            and job.last_modified
-            and head.last_modified
-            and head.last_modified != job.last_modified
+            job.last_modified and head.last_modified and head.last_modified != job.last_modified
         )
 
     def _first_head(self, head: Head, sink: _SpanSink) -> None:
+        """Learn size, validators and range support from the file's first answer."""
         job = self.job
         span = sink.span
-        resumed = bool(job.done)
-        if resumed:
-            # A resumed file: the answer must continue what we have.
-            if head.status == 206:
-                cr = head.content_range
-                changed = self._validators_changed(head) or (
-                    cr is not None and cr[2] is not None and job.size not in (None, cr[2])
-                )
-                if changed:
-                    raise _Restart("the file changed on the server", changed=True)
-                if cr is None or cr[0] != span.pos:
-                    raise _Restart("the server answered a wrong byte range", changed=False)
-            elif self._validators_changed(head) or (
-                job.size is not None and head.total_size not in (None, job.size)
-            ):
-                raise _Restart("the file changed on the server", changed=True)
-            else:
-                sink.skip = span.pos
-                self.ranges_ok = False
         self.head_seen = True
         self.head_event.set()
-        total = head.total_size
-        if total is not None and (head.status == 200 or not resumed or job.size is None):
-            job.size = total
+        if head.total_size is not None:
+            job.size = head.total_size
         job.etag = head.etag or job.etag
         job.last_modified = head.last_modified or job.last_modified
         self.ranges_known = head.accepts_ranges and not head.decoded

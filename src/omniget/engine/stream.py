@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import OmnigetError, RemoteError, TransientError
+from ..errors import OmnigetError, TransientError
 from ..model import ByteRange, Item
 from .events import Retrying
-from .transports.base import Head, Request, check_status, skip_prefix
+from .transports.base import Head, Request, check_status, skip_prefix, transport_for
 
 if TYPE_CHECKING:
     from .core import Engine
@@ -60,11 +60,7 @@ async def stream_item(engine: Engine, item: Item, write: Callable[[bytes], objec
         )
         before = sink.done
         try:
-            scheme = item.download_url.split(":", 1)[0].lower()
-            transport = transports.get(scheme)
-            if transport is None:
-                raise RemoteError(f"unsupported URL scheme {scheme!r}")
-            await transport.fetch(req, sink)
+            await transport_for(transports, item.download_url).fetch(req, sink)
             if sink.size is not None and sink.done < sink.size:
                 raise TransientError(f"connection closed at byte {sink.done} of {sink.size}")
             return sink.done

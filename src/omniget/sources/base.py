@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..engine.transports.base import Head, Request, Transport, check_status
+from ..engine.transports.base import Head, Request, Transport, check_status, transport_for
 from ..errors import ParseError
 from ..model import Item
 from ..settings import Settings
@@ -75,8 +75,7 @@ class HttpClient:
         body: bytes | None = None,
         secret_headers: tuple[str, ...] = (),
     ) -> Response:
-        scheme = url.split(":", 1)[0].lower()
-        transport = self.transports[scheme]
+        transport = transport_for(self.transports, url)
         sink = _Collect()
         req = Request(
             url,

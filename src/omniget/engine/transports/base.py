@@ -43,6 +43,7 @@ __all__ = [
     "parse_retry_after",
     "safe_url",
     "skip_prefix",
+    "transport_for",
 ]
 
 
@@ -168,6 +169,15 @@ class Transport(Protocol):
     async def fetch(self, request: Request, sink: Sink) -> Head: ...
 
     async def aclose(self) -> None: ...
+
+
+def transport_for(transports: Mapping[str, Transport], url: str) -> Transport:
+    """The transport serving ``url``'s scheme; :class:`RemoteError` if none does."""
+    scheme = url.partition(":")[0].lower()
+    transport = transports.get(scheme)
+    if transport is None:
+        raise RemoteError(f"unsupported URL scheme {scheme!r} in {_safe(url)}")
+    return transport
 
 
 def skip_prefix(data: bytes, skip: int) -> tuple[bytes, int]:
