@@ -8,8 +8,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from omniget.cli.bars import RichProgress
 from omniget.cli.output import JsonEvents, Masker
-from omniget.cli.progress import PlainProgress, QuietProgress, RichProgress, make_progress
+from omniget.cli.progress import PlainProgress, QuietProgress, make_progress
 from omniget.engine.events import (
     Event,
     Failed,

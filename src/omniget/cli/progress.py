@@ -7,29 +7,22 @@ Modes: rich bars on a terminal, plain lines elsewhere (or ``TERM=dumb``), nothin
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Protocol
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.progress import Progress as RichBars
+from typing import IO, TYPE_CHECKING, Protocol
 
 from ..engine.events import Event, Failed, Finished, Progress, Retrying, Skipped, Started, Warned
 from ..errors import Cancelled
 from .output import JsonEvents, Masker, display_path, format_size
 
-__all__ = ["Consumer", "PlainProgress", "QuietProgress", "RichProgress", "make_progress"]
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["Consumer", "PlainProgress", "QuietProgress", "failure_line", "make_progress", "name_of"]
 
 
 class Consumer(Protocol):
@@ -40,12 +33,12 @@ class Consumer(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
-def _name(event: Event, mask: Masker) -> str:
+def name_of(event: Event, mask: Masker) -> str:
     return mask(display_path(event.path) if event.path else event.item.output_path)
 
 
-def _failure(event: Failed, mask: Masker) -> str:
-    return f"failed {_name(event, mask)}: {mask(str(event.error))}"
+def failure_line(event: Failed, mask: Masker) -> str:
+    return f"failed {name_of(event, mask)}: {mask(str(event.error))}"
 
 
 class QuietProgress:
@@ -90,7 +83,7 @@ class PlainProgress:
 
     def __call__(self, event: Event) -> None:
         with self._lock:
-            key, name = event.item.key, _name(event, self.mask)
+            key, name = event.item.key, name_of(event, self.mask)
             match event:
                 case Started():
                     self._files[key] = _Seen(self.clock(), event.resumed)
@@ -107,7 +100,7 @@ class PlainProgress:
                     self._files.pop(key, None)
                     # the CLI lists every failure at the end; -v shows them as they happen
                     if self.verbose and not isinstance(event.error, Cancelled):
-                        self._line(_failure(event, self.mask))
+                        self._line(failure_line(event, self.mask))
                 case Skipped():
                     self._files.pop(key, None)
                     if self.verbose:
@@ -140,115 +133,6 @@ class PlainProgress:
         self.out.flush()
 
 
-class RichProgress:
-    """A terminal: one overall bar plus a bar per active file; lines above them."""
-
-    def __init__(self, console: Console, mask: Masker, *, verbose: bool = False) -> None:
-        self.console, self.mask, self.verbose = console, mask, verbose
-        self.bars = RichBars(
-            TextColumn("{task.description}", justify="left"),
-            BarColumn(bar_width=None),
-            DownloadColumn(binary_units=True),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-            expand=True,
-            refresh_per_second=5,
-        )
-        self._overall = self.bars.add_task(self._overall_text(0, 0), total=None)
-        self._tasks: dict[str, TaskID] = {}
-        # The overall bar counts files of known size only; failed and skipped ones drop out.
-        self._sizes: dict[str, int] = {}
-        self._done: dict[str, int] = {}
-        self._seen: set[str] = set()
-        self._files_done = 0
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _overall_text(done: int, seen: int) -> str:
-        return f"total [{done}/{seen} files]"
-
-    @staticmethod
-    def _short(name: str, width: int = 40) -> str:
-        return name if len(name) <= width else "…" + name[-(width - 1) :]
-
-    def _print(self, text: str, style: str = "") -> None:
-        self.console.print(text, style=style or None, markup=False, highlight=False)
-
-    def __call__(self, event: Event) -> None:
-        with self._lock:
-            key, name = event.item.key, _name(event, self.mask)
-            self._seen.add(key)
-            match event:
-                case Started():
-                    self._track(key, event.size, event.resumed)
-                    old = self._tasks.pop(key, None)
-                    if old is not None:
-                        self.bars.remove_task(old)
-                    self._tasks[key] = self.bars.add_task(
-                        self._short(name), total=event.size, completed=event.resumed
-                    )
-                case Progress():
-                    self._track(key, event.size, event.done)
-                    task = self._tasks.get(key)
-                    if task is not None:
-                        self.bars.update(task, completed=event.done, total=event.size)
-                case Finished():
-                    self._track(key, event.size, event.size)
-                    self._end(key)
-                    if self.verbose:
-                        self._print(f"done {name} ({format_size(event.size)})")
-                case Failed():
-                    self._untrack(key)
-                    self._end(key)
-                    if self.verbose and not isinstance(event.error, Cancelled):
-                        self._print(_failure(event, self.mask), "red")
-                case Skipped():
-                    self._untrack(key)
-                    self._end(key)
-                    if self.verbose:
-                        self._print(f"skipped {name} ({event.reason})")
-                case Retrying():
-                    if self.verbose:
-                        self._print(f"retry {name} (attempt {event.attempt}): "
-                                    f"{self.mask(str(event.error))}", "yellow")
-                case Warned():
-                    self._print(f"warning: {name}: {self.mask(event.message)}", "yellow")
-            self._update_overall()
-
-    def _track(self, key: str, size: int | None, done: int) -> None:
-        if size is not None:
-            self._sizes[key] = size
-            self._done[key] = done
-
-    def _untrack(self, key: str) -> None:
-        self._sizes.pop(key, None)
-        self._done.pop(key, None)
-
-    def _end(self, key: str) -> None:
-        self._files_done += 1
-        task = self._tasks.pop(key, None)
-        if task is not None:
-            self.bars.remove_task(task)
-
-    def _update_overall(self) -> None:
-        total = sum(self._sizes.values())
-        self.bars.update(
-            self._overall,
-            description=self._overall_text(self._files_done, len(self._seen)),
-            completed=sum(self._done.values()),
-            total=total or None,
-        )
-
-    def __enter__(self) -> RichProgress:
-        self.bars.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.bars.stop()
-
-
 def is_fancy(console: Console) -> bool:
     """Rich bars only on a real terminal that is not ``TERM=dumb``."""
     return console.is_terminal and not console.is_dumb_terminal
@@ -270,7 +154,23 @@ def make_progress(
     if quiet:
         return QuietProgress()
     err = stderr or sys.stderr
-    console = console or Console(file=err)
+    if console is None:
+        if not _maybe_terminal(err):  # rich costs ~30 ms to import: only for a terminal
+            return PlainProgress(err, mask, verbose=verbose)
+        from rich.console import Console
+
+        console = Console(file=err)
     if is_fancy(console):
+        from .bars import RichProgress
+
         return RichProgress(console, mask, verbose=verbose)
     return PlainProgress(err, mask, verbose=verbose)
+
+
+def _maybe_terminal(stream: IO[str]) -> bool:
+    if os.environ.get("FORCE_COLOR") or os.environ.get("TTY_COMPATIBLE"):
+        return True  # rich decides
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

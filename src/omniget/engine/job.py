@@ -4,7 +4,6 @@ or piecewise), verification, the atomic finish, and the events around it."""
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import os
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from .journal import FileRecord
 from .names import contain, unique_path
 from .report import FileResult
 from .spans import Interval, merge
+from .transports.base import http_date
 from .verify import StreamHasher, file_digest
 
 __all__ = ["FileJob", "SkipFile"]
@@ -316,12 +316,7 @@ class FileJob:
     def _mtime(self) -> float | None:
         if self.item.modified is not None:
             return self.item.modified
-        if self.last_modified:
-            try:
-                return email.utils.parsedate_to_datetime(self.last_modified).timestamp()
-            except (TypeError, ValueError, IndexError):
-                return None
-        return None
+        return http_date(self.last_modified) if self.last_modified else None
 
     def _finish(self, verified: str | None) -> FileResult:
         part, final = self.part, self.final

@@ -2,9 +2,11 @@
 
 A *span* is one connection's lease on ``[pos, end)`` of the file. The first request is a
 plain GET; once its head shows the size and Range support, more spans are added: a fixed
-number (``--split N``), or adaptively while each doubling of connections still raises the
-throughput (a per-connection limit), up to the host's free slots. When a span finishes, the
-largest remaining span is split in two (work stealing). Every range answer is checked
+number (``--split N``), or adaptively: after 0.1 s on one connection try four; if the rate
+grew about as much as the connections did (a per-connection limit) go to the host cap, if it
+grew at all double again, else stay. Every window is timed from the new spans' first
+answers, not from their connects. When a span finishes, the largest remaining span is split
+in two (work stealing), down to a quarter of the split size. Every range answer is checked
 (206 + Content-Range at the asked offset, same validators): bytes are never spliced at a
 wrong offset.
 """
@@ -28,11 +30,14 @@ from .verify import StreamHasher, digests_from_headers
 __all__ = ["PlainDownload"]
 
 TICK = 0.1  # controller wake-up, seconds
-FIRST_WINDOW = 0.06  # adaptive: the one-connection rate, measured from the first byte
-WINDOW = 0.12  # adaptive: then throughput over at least this long
+FIRST_WINDOW = 0.1  # adaptive: the one-connection rate, measured from its first answer
+WINDOW = 0.1  # adaptive: then throughput over this long, from the new spans' answers
+FIRST_STEP = 4  # adaptive: connections tried after the first window
 GROWTH = 1.3  # adaptive: keep doubling while throughput grows by this factor
-LINEAR = 1.7  # adaptive: growth this close to 2x means each connection is capped
+LINEAR = 0.8  # adaptive: growth this close to linear in connections means each is capped
+STEAL_FRACTION = 4  # a running span is split down to min_split_size / this
 MAX_RESTARTS = 3
+HEAD_WAIT = 2.0  # adaptive: measure anyway when new spans stay silent this long
 
 
 class _Restart(Exception):
@@ -116,7 +121,9 @@ class PlainDownload:
         self.head_seen = False
         self.target = 1
         self.frozen = False
-        self.head_event = asyncio.Event()
+        self.head_event = asyncio.Event()  # set on every accepted answer
+        self.heads = 0  # answers accepted so far
+        self.heads_wanted = 1  # the adaptive window waits for this many
 
     # ----- the whole file ---------------------------------------------------------
 
@@ -206,25 +213,39 @@ class PlainDownload:
     # ----- the controller: add spans, steal work ----------------------------------
 
     async def _control(self, pending: list[Span]) -> None:
+        # Adaptive windows start when every new span has its first answer (not at connect).
         window_t = time.monotonic()
         window_b = self.job.fetched
         last_rate: float | None = None
+        last_conns = 1
+        measuring = False
+        wait_until = time.monotonic() + HEAD_WAIT
         while True:
             active: list[asyncio.Task[Any]] = [
                 s.task for s in self.spans if s.task is not None and not s.task.done()
             ]
             if not active:
                 break
+            waiting = self.heads < self.heads_wanted
+            if measuring and not waiting:
+                window = FIRST_WINDOW if last_rate is None else WINDOW
+                timeout = max(0.001, min(TICK, window_t + window - time.monotonic()))
+            else:
+                timeout = TICK
             waiter: asyncio.Task[bool] | None = None
-            if not self.head_seen:  # wake as soon as the first head tells size and ranges
+            if waiting:  # wake as soon as the awaited heads arrive
+                self.head_event.clear()
                 waiter = asyncio.create_task(self.head_event.wait())
                 active.append(waiter)
-            done, _ = await asyncio.wait(active, timeout=TICK, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                active, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
             if waiter is not None:
                 waiter.cancel()
                 done.discard(waiter)
-                if self.head_seen:  # measure from the first byte, not from the connect
-                    window_t, window_b = time.monotonic(), self.job.fetched
+            if waiting and (self.heads >= self.heads_wanted or time.monotonic() > wait_until):
+                self.heads_wanted = self.heads  # a span that failed before answering
+                window_t, window_b, measuring = time.monotonic(), self.job.fetched, True
             for t in done:
                 t.result()  # raises the span's final error
             if self.head_seen and not pending and not self._worth_splitting():
@@ -239,22 +260,29 @@ class PlainDownload:
                 self.target = max(1, self.settings.split)
             elif (
                 not self.frozen
-                and now - window_t >= (FIRST_WINDOW if last_rate is None else WINDOW)
+                and measuring
+                and self.heads >= self.heads_wanted
+                and now - window_t >= (FIRST_WINDOW if last_rate is None else WINDOW) * 0.999
                 and self.job.fetched > window_b
             ):
                 rate = (self.job.fetched - window_b) / (now - window_t)
+                conns = self.job.connections
                 if last_rate is None:
-                    self.target = 2
-                elif rate >= last_rate * LINEAR:
-                    # doubling nearly doubled the rate: a per-connection limit; go to the cap
+                    self.target = FIRST_STEP
+                elif rate >= last_rate * LINEAR * conns / last_conns:
+                    # the rate grew with the connections: a per-connection limit; go to the cap
                     self.target = self.ctx.limits.per_host
                 elif rate >= last_rate * GROWTH:
-                    self.target *= 2
+                    self.target = conns * 2
                 else:
                     self.frozen = True
-                last_rate = rate
+                last_rate, last_conns = rate, conns
                 window_t, window_b = now, self.job.fetched
-            await self._fill(pending)
+            started = await self._fill(pending)
+            if started:
+                self.heads_wanted = self.heads + started
+                wait_until = time.monotonic() + HEAD_WAIT
+                measuring = False
         if pending:  # resume gaps left when the connections ran out
             for span in pending:
                 await self._start(span, wait=True)
@@ -266,18 +294,23 @@ class PlainDownload:
         if not self._splittable() or size is None or self.settings.split == 1:
             return False
         left = size - sum(e - s for s, e in self.covered())
-        return left >= 2 * self.settings.min_split_size
+        unit = self.settings.min_split_size
+        if len(self.spans) > 1:  # already split: keep stealing down to smaller pieces
+            unit = max(1, unit // STEAL_FRACTION)
+        return left >= 2 * unit
 
     def _splittable(self) -> bool:
         return self.ranges_ok and self.ranges_known and self.job.size is not None
 
-    async def _fill(self, pending: list[Span]) -> None:
+    async def _fill(self, pending: list[Span]) -> int:
+        """Start spans up to the target; how many were started."""
         running = [s for s in self.spans if s.task is not None and not s.task.done()]
         want = self.target - len(running)
+        started = 0
         while want > 0:
             if pending:
                 if not await self._start(pending[0], wait=False):
-                    return
+                    break
                 pending.pop(0)
             else:
                 live = {
@@ -285,18 +318,20 @@ class PlainDownload:
                     for i, s in enumerate(self.spans)
                     if s.end is not None and s.task is not None and not s.task.done()
                 }
-                choice = split_largest(live, self.settings.min_split_size)
+                choice = split_largest(live, max(1, self.settings.min_split_size // STEAL_FRACTION))
                 if choice is None:
-                    return
+                    break
                 idx, mid = choice
                 victim = self.spans[idx]
                 new = Span(mid, mid, victim.end)
                 victim.end = mid
                 if not await self._start(new, wait=False):
                     victim.end = new.end  # no free slot: give the bytes back
-                    return
+                    break
             want -= 1
+            started += 1
         self.job.connections = sum(1 for s in self.spans if s.task and not s.task.done())
+        return started
 
     # ----- one span: requests and retries ---------------------------------------
 
@@ -402,6 +437,8 @@ class PlainDownload:
             sink.skip = span.pos  # drop what we already have
         if not self.head_seen:
             self._first_head(head, sink)
+        self.heads += 1
+        self.head_event.set()
 
     def _changed(self, head: Head) -> bool:
         """Validators or size differ from what we know: the remote file changed."""
@@ -419,7 +456,6 @@ class PlainDownload:
         job = self.job
         span = sink.span
         self.head_seen = True
-        self.head_event.set()
         if head.total_size is not None:
             job.size = head.total_size
         job.etag = head.etag or job.etag

@@ -15,7 +15,7 @@ the edge. Callbacks run on the event loop thread.
 
 from __future__ import annotations
 
-import email.utils
+import functools
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -204,14 +204,23 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     value = value.strip()
     if value.isdigit():
         return float(value)
+    when = http_date(value)
+    if when is None:
+        return None
+    now = time.time() if now is None else now
+    return max(0.0, when - now)
+
+
+@functools.lru_cache(maxsize=64)
+def http_date(value: str) -> float | None:
+    """An HTTP-date (Last-Modified, Retry-After) as a POSIX timestamp, or None."""
+    import email.utils  # ~3 ms: only when a date is parsed
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    if when is None:
-        return None
-    now = time.time() if now is None else now
-    return max(0.0, when.timestamp() - now)
+    return None if when is None else when.timestamp()
 
 
 def check_status(head: Head, url: str) -> None:

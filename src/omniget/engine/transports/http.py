@@ -12,11 +12,8 @@ per-chunk asyncio work.
 from __future__ import annotations
 
 import asyncio
-import email.message
-import urllib.request
 from dataclasses import dataclass
-from http.cookiejar import LoadError, MozillaCookieJar
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit
 
 import pycurl
@@ -25,6 +22,9 @@ from ...errors import RemoteError, TransientError, UsageError
 from ...settings import NetworkSettings
 from .base import Head, Headers, Request, Sink, StopTransfer, origin, safe_url
 from .curlloop import CurlLoop, ca_locations, curl_error
+
+if TYPE_CHECKING:
+    from http.cookiejar import MozillaCookieJar
 
 __all__ = ["CurlTransport", "ca_locations"]
 
@@ -61,19 +61,6 @@ def _parse_head(lines: list[bytes]) -> tuple[int, list[tuple[str, str]]]:
             name, _, value = text.partition(":")
             pairs.append((name.rstrip(), value.strip()))
     return status, pairs
-
-
-class _CookieResponse:
-    """Just enough of a urllib response for ``CookieJar.extract_cookies``."""
-
-    def __init__(self, headers: Headers) -> None:
-        self._msg = email.message.Message()
-        for name in ("Set-Cookie", "Set-Cookie2"):
-            for value in headers.get_all(name):
-                self._msg[name] = value
-
-    def info(self) -> email.message.Message:
-        return self._msg
 
 
 class _Hop:
@@ -282,10 +269,9 @@ class CurlTransport:
             if hop.error is not None:
                 raise hop.error
         if self._jar is not None:
-            self._jar.extract_cookies(
-                _CookieResponse(hop.headers),  # type: ignore[arg-type]
-                urllib.request.Request(url),
-            )
+            from .cookies import store_cookies
+
+            store_cookies(self._jar, hop.headers, url)
         return hop
 
     def _configure(
@@ -409,9 +395,9 @@ class CurlTransport:
         given = headers.get("cookie")
         values = [given[1]] if given and given[1] else []
         if self._jar is not None:
-            req = urllib.request.Request(url)
-            self._jar.add_cookie_header(req)
-            if from_jar := req.unredirected_hdrs.get("Cookie"):
+            from .cookies import cookie_header
+
+            if from_jar := cookie_header(self._jar, url):
                 values.append(from_jar)
         return "; ".join(values) if values else None
 
@@ -445,19 +431,9 @@ def _parse_user(user: str | None) -> _Creds | None:
 def _load_cookies(path: str | None) -> MozillaCookieJar | None:
     if not path:
         return None
-    jar = MozillaCookieJar(path)
-    try:
-        jar.load(ignore_discard=True, ignore_expires=True)
-    except (OSError, LoadError) as exc:
-        reason = " ".join(str(exc).split())
-        raise UsageError(f"cannot read cookies file {path}: {reason}") from exc
-    # Expiry 0 marks a session cookie in curl's and browsers' exports: keep those.
-    for cookie in jar:
-        if cookie.expires == 0:
-            cookie.expires = None
-            cookie.discard = True
-    jar.clear_expired_cookies()
-    return jar
+    from .cookies import load_cookies  # http.cookiejar and urllib: only with --cookies
+
+    return load_cookies(path)
 
 
 def _check_headers(pairs: tuple[tuple[str, str], ...]) -> dict[str, tuple[str, str]]:
