@@ -124,6 +124,7 @@ class PlainDownload:
         self.head_event = asyncio.Event()  # set on every accepted answer
         self.heads = 0  # answers accepted so far
         self.heads_wanted = 1  # the adaptive window waits for this many
+        self.answered: asyncio.Future[bool] | None = None  # the first answer: worth splitting?
 
     # ----- the whole file ---------------------------------------------------------
 
@@ -180,6 +181,10 @@ class PlainDownload:
         first = pending.pop(0)
         try:
             await self._start(first, wait=True)
+            if not pending and not await self._worth_a_controller(first):
+                assert first.task is not None
+                await first.task  # small or unsplittable: the one stream is the file
+                return
             await self._control(pending)
         except BaseException:
             await self._stop_all()
@@ -187,6 +192,16 @@ class PlainDownload:
         finally:
             job.done = self.covered()
             self.spans = []
+
+    async def _worth_a_controller(self, first: Span) -> bool:
+        """Wait for the first answer (or the end of the first span): is the file worth
+        splitting? Most files are not, and skip the controller's bookkeeping."""
+        answered: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.answered = answered
+        task = first.task
+        assert task is not None
+        task.add_done_callback(lambda _: answered.done() or answered.set_result(False))
+        return await answered
 
     async def _stop_all(self) -> None:
         tasks = [s.task for s in self.spans if s.task is not None and not s.task.done()]
@@ -218,8 +233,13 @@ class PlainDownload:
         window_b = self.job.fetched
         last_rate: float | None = None
         last_conns = 1
-        measuring = False
+        measuring = self.heads >= self.heads_wanted  # the first answer may be in already
         wait_until = time.monotonic() + HEAD_WAIT
+        if measuring and self.settings.split is not None and self._splittable():
+            self.target = max(1, self.settings.split)  # a fixed split starts at once
+            if started := await self._fill(pending):
+                self.heads_wanted = self.heads + started
+                measuring = False
         while True:
             active: list[asyncio.Task[Any]] = [
                 s.task for s in self.spans if s.task is not None and not s.task.done()
@@ -437,6 +457,8 @@ class PlainDownload:
             sink.skip = span.pos  # drop what we already have
         if not self.head_seen:
             self._first_head(head, sink)
+            if self.answered is not None and not self.answered.done():
+                self.answered.set_result(self._worth_splitting())
         self.heads += 1
         self.head_event.set()
 
