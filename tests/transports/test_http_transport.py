@@ -810,3 +810,34 @@ def test_ca_locations_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     # Whatever the system has, it is something that exists (or libcurl's default).
     assert cainfo is None or Path(cainfo).is_file()
     assert capath is None or Path(capath).is_dir()
+
+
+def test_pooled_handles_forget_the_last_requests_extras(srv: Server) -> None:
+    """Handles are reused without a full reset: a HEAD, a POST, credentials or a speed cap
+    must not leak into the next plain GET on the same handle."""
+    srv.route("/f", static(BODY))
+    srv.route("/p", lambda req, sock: reply(sock, 200, req.method.encode() + b":" + req.body))
+
+    async def go(t: CurlTransport) -> list[tuple[str, bytes]]:
+        out = []
+        for req in (
+            Request(srv.url("/f"), method="HEAD"),
+            Request(srv.url("/f")),
+            Request(srv.url("/p"), method="POST", body=b"x"),
+            Request(srv.url("/p")),
+            Request(srv.url("/f").replace("://", "://u:pw@"), max_speed=10_000_000),
+            Request(srv.url("/f")),
+        ):
+            sink = Sink()
+            await t.fetch(req, sink)
+            out.append((req.method, bytes(sink.data)))
+        return out
+
+    results = run(go, max_total_connections=1)
+    assert results[0] == ("HEAD", b"") and results[1] == ("GET", BODY)
+    assert results[2] == ("POST", b"POST:x") and results[3] == ("GET", b"GET:")
+    assert results[5] == ("GET", BODY)
+    methods = [r.method for r in srv.requests]
+    assert methods == ["HEAD", "GET", "POST", "GET", "GET", "GET"]
+    assert "authorization" in srv.requests[4].headers
+    assert "authorization" not in srv.requests[5].headers

@@ -335,3 +335,10 @@ def test_sigkill_leaves_a_consistent_growing_journal(tmp_path: Path) -> None:
     reported = run_and_kill(path, rnd.randint(20, 200))
     second = check_consistent(path, reported)
     assert second >= first
+
+
+def test_keys_by_prefix(journal: Journal) -> None:
+    for key in ("/out\0a", "/out\0b\u00e9", "/out2\0a", "/ou\0t", "/out\0\U0001f600"):
+        start(journal, key)
+    assert journal.keys("/out\0") == {"/out\0a", "/out\0b\u00e9", "/out\0\U0001f600"}
+    assert journal.keys("/nothing\0") == set()

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..model import Item
 from ..settings import Settings
 from .events import Event, EventHandler
-from .journal import Journal
+from .journal import FileRecord, Journal
 from .retry import Clock, RetryPolicy
 from .scheduler import HostLimits
 from .transports.base import Transport, transport_for
@@ -50,6 +50,22 @@ class RunContext:
     chunks: dict[ChunkKey, asyncio.Future[ChunkSource]] = field(default_factory=dict)
     #: Folders already created in this run.
     made_dirs: set[Path] = field(default_factory=set)
+
+    #: Journal keys under ``dest`` when the run started (None: not read yet).
+    _known: set[str] | None = None
+
+    def journal_record(self, key: str) -> FileRecord | None:
+        """The journal's record for ``key``: one query per run, then per known key only."""
+        journal = self.journal
+        if journal is None:
+            return None
+        if self._known is None:
+            self._known = journal.keys(f"{self.dest}\0")
+        return journal.get(key) if key in self._known else None
+
+    def journal_started(self, key: str) -> None:
+        if self._known is not None:
+            self._known.add(key)
 
     def transport_for(self, url: str) -> Transport:
         return transport_for(self.transports, url)

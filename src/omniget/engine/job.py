@@ -71,8 +71,10 @@ class FileJob:
 
     def exists_policy(self, final: Path) -> Path | None:
         """Apply --on-exists to ``final``; None means skip."""
-        if not final.exists() and not final.is_symlink():
-            return final
+        try:
+            os.lstat(final)
+        except OSError:
+            return final  # missing (or unreadable: the open reports that)
         mode = self.ctx.settings.on_exists
         if mode == "skip":
             return None
@@ -136,6 +138,7 @@ class FileJob:
         journal = self.ctx.journal
         if journal is None or self.final is None or self.journal_started:
             return
+        self.ctx.journal_started(self.key)
         journal.start(
             self.key,
             path=str(self.final),
@@ -214,8 +217,7 @@ class FileJob:
         try:
             if item.kind != "file":
                 return self._make_other()
-            journal = self.ctx.journal
-            self.record = journal.get(self.key) if journal is not None else None
+            self.record = self.ctx.journal_record(self.key)
             rel = item.output_path
             if item.name_from_server and self.record is not None:
                 final = Path(self.record.path)

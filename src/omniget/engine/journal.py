@@ -86,6 +86,8 @@ class JournalStore(Protocol):
 
     def get(self, key: str) -> FileRecord | None: ...
 
+    def keys(self, prefix: str) -> set[str]: ...
+
     def start(
         self,
         key: str,
@@ -233,6 +235,18 @@ class Journal:
             digest=row[7],
             updated=row[8],
         )
+
+    def keys(self, prefix: str) -> set[str]:
+        """Every key starting with ``prefix`` (one query instead of one per file)."""
+        args: tuple[str, ...] = ()
+        if not prefix:
+            query = "SELECT key FROM files"
+        else:  # a range on the primary key: UTF-8 sorts as code points do
+            bound = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            query, args = "SELECT key FROM files WHERE key >= ? AND key < ?", (prefix, bound)
+        with self._conn("read") as db:
+            rows = db.execute(query, args).fetchall()
+        return {r[0] for r in rows if r[0].startswith(prefix)}
 
     def spans(self, key: str) -> list[Interval]:
         """The finished byte spans of ``key`` (normal: sorted, coalesced)."""

@@ -200,7 +200,12 @@ class PlainDownload:
         self.answered = answered
         task = first.task
         assert task is not None
-        task.add_done_callback(lambda _: answered.done() or answered.set_result(False))
+
+        def ended(_: object) -> None:
+            if not answered.done():
+                answered.set_result(False)
+
+        task.add_done_callback(ended)
         return await answered
 
     async def _stop_all(self) -> None:

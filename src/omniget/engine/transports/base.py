@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, overload
 from urllib.parse import urlsplit
 
 from ...errors import (
@@ -57,15 +57,26 @@ class Headers(Mapping[str, str]):
     def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
         self._pairs: list[tuple[str, str]] = []
         self._last: dict[str, str] = {}
+        self._all: dict[str, list[str]] = {}
         for k, v in pairs:
             self.add(k, v)
 
     def add(self, name: str, value: str) -> None:
+        low = name.lower()
         self._pairs.append((name, value))
-        self._last[name.lower()] = value
+        self._last[low] = value
+        self._all.setdefault(low, []).append(value)
 
     def __getitem__(self, name: str) -> str:
         return self._last[name.lower()]
+
+    @overload  # type: ignore[override]
+    def get(self, name: str) -> str | None: ...
+    @overload
+    def get(self, name: str, default: str) -> str: ...
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self._last.get(name.lower(), default)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._last)
@@ -74,8 +85,7 @@ class Headers(Mapping[str, str]):
         return len(self._last)
 
     def get_all(self, name: str) -> list[str]:
-        low = name.lower()
-        return [v for k, v in self._pairs if k.lower() == low]
+        return list(self._all.get(name.lower(), ()))
 
     def __repr__(self) -> str:
         return f"Headers({self._pairs!r})"

@@ -250,16 +250,19 @@ class CurlTransport:
         creds: _Creds | None,
     ) -> _Hop:
         hop = _Hop(sink, url, core.loop.create_future())
-        easy = self._pool.pop() if self._pool else pycurl.Curl()
+        easy = self._pool.pop() if self._pool else self._base(pycurl.Curl())
+        special = True  # until configured: a failed set-up resets the handle
         try:
-            self._configure(easy, hop, request, url, method, body, headers, cookie, creds)
+            special = self._configure(
+                easy, hop, request, url, method, body, headers, cookie, creds
+            )
             core.add(easy, hop.finish)
             try:
                 code, message = await hop.fut
             finally:
                 core.remove(easy)  # a no-op unless cancelled mid-transfer
         finally:
-            self._release(easy)
+            self._release(easy, special)
         if hop.error is not None:
             raise hop.error
         if code != 0 and not (hop.stopped and code in _OURS):
@@ -285,23 +288,61 @@ class CurlTransport:
         headers: dict[str, tuple[str, str]],
         cookie: str | None,
         creds: _Creds | None,
-    ) -> None:
-        s = self.settings
+    ) -> bool:
+        """Set this hop's options on a pooled handle (which has :meth:`_base` already).
+        True when it set more than the usual GET's options (reset it after use)."""
         opt = easy.setopt
         opt(pycurl.URL, url)
+        opt(pycurl.WRITEFUNCTION, hop.on_write)
+        opt(pycurl.HEADERFUNCTION, hop.raw.append)
+        special = False
+        if request.max_speed:
+            opt(pycurl.MAX_RECV_SPEED_LARGE, int(request.max_speed))
+            special = True
+        if creds is not None:
+            opt(pycurl.USERNAME, creds.user)
+            opt(pycurl.PASSWORD, creds.password)
+            special = True
+
+        lines = [f"{n}: {v}" if v else f"{n};" for k, (n, v) in headers.items() if k != "cookie"]
+        if cookie:
+            lines.append(f"Cookie: {cookie}")
+        if request.range is not None and "range" not in headers:
+            lines.append(f"Range: {request.range.header()}")
+        if request.if_range and "if-range" not in headers:
+            lines.append(f"If-Range: {request.if_range}")
+        lines.append("Expect:")  # no 100-continue round trip before a body
+        opt(pycurl.HTTPHEADER, lines)
+
+        if method == "HEAD":
+            opt(pycurl.NOBODY, 1)
+            special = True
+        elif body is not None or method == "POST":
+            data = body or b""
+            opt(pycurl.POSTFIELDSIZE_LARGE, len(data))
+            opt(pycurl.POSTFIELDS, data)
+            if method != "POST":
+                opt(pycurl.CUSTOMREQUEST, method)
+            special = True
+        elif method != "GET":
+            opt(pycurl.CUSTOMREQUEST, method)
+            special = True
+        return special
+
+    def _base(self, easy: pycurl.Curl) -> pycurl.Curl:
+        """The options every request shares; they stay on a pooled handle between uses."""
+        s = self.settings
+        opt = easy.setopt
         opt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
         opt(pycurl.NOSIGNAL, 1)
         opt(pycurl.TCP_NODELAY, 1)
         opt(pycurl.BUFFERSIZE, self.buffer_size)
         # HTTP/1.1: one connection per span, as the scheduler's per-host limits assume.
         opt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)
-        opt(pycurl.WRITEFUNCTION, hop.on_write)
-        opt(pycurl.HEADERFUNCTION, hop.raw.append)
         # Ask for identity bytes, yet let libcurl decode an encoding forced on us anyway.
         opt(pycurl.ACCEPT_ENCODING, "identity")
         opt(pycurl.CONNECTTIMEOUT_MS, max(1, int(s.connect_timeout * 1000)))
-        if request.max_speed:
-            opt(pycurl.MAX_RECV_SPEED_LARGE, int(request.max_speed))
+        opt(pycurl.USERAGENT, s.user_agent)  # a User-Agent header line replaces it
         if s.proxy is not None:  # else libcurl applies the *_proxy variables
             opt(pycurl.PROXY, s.proxy)
         if s.insecure:
@@ -319,38 +360,15 @@ class CurlTransport:
             opt(pycurl.NETRC, pycurl.NETRC_OPTIONAL)
             if s.netrc_file:
                 opt(pycurl.NETRC_FILE, s.netrc_file)
-        if creds is not None:
-            opt(pycurl.USERNAME, creds.user)
-            opt(pycurl.PASSWORD, creds.password)
+        return easy
 
-        lines = [f"{n}: {v}" if v else f"{n};" for k, (n, v) in headers.items() if k != "cookie"]
-        if cookie:
-            lines.append(f"Cookie: {cookie}")
-        if request.range is not None and "range" not in headers:
-            lines.append(f"Range: {request.range.header()}")
-        if request.if_range and "if-range" not in headers:
-            lines.append(f"If-Range: {request.if_range}")
-        if "user-agent" not in headers:
-            opt(pycurl.USERAGENT, s.user_agent)
-        lines.append("Expect:")  # no 100-continue round trip before a body
-        opt(pycurl.HTTPHEADER, lines)
-
-        if method == "HEAD":
-            opt(pycurl.NOBODY, 1)
-        elif body is not None or method == "POST":
-            data = body or b""
-            opt(pycurl.POSTFIELDSIZE_LARGE, len(data))
-            opt(pycurl.POSTFIELDS, data)
-            if method != "POST":
-                opt(pycurl.CUSTOMREQUEST, method)
-        elif method != "GET":
-            opt(pycurl.CUSTOMREQUEST, method)
-
-    def _release(self, easy: pycurl.Curl) -> None:
+    def _release(self, easy: pycurl.Curl, special: bool) -> None:
         if self._closed or len(self._pool) >= max(1, self.max_total_connections):
             easy.close()
             return
-        easy.reset()  # drops options and callbacks; connections live in the multi
+        if special:  # drop the hop's extra options; connections live in the multi
+            easy.reset()
+            self._base(easy)
         self._pool.append(easy)
 
     # -- helpers --
