@@ -205,6 +205,8 @@ class Item:
 
 def name_from_url(url: str) -> str:
     """The last path segment of a URL, percent-decoded; ``index.html`` if there is none."""
+    if not any(c in url for c in "?#%;") and url.count("/") > 2:
+        return url.rpartition("/")[2] or "index.html"  # nothing to decode or cut off
     parts = urlsplit(url)
     name = posixpath.basename(unquote(parts.path))
     return name or "index.html"

@@ -366,3 +366,13 @@ def test_unknown_field_is_named() -> None:
 def test_expand_template_is_always_a_safe_relpath(fields: dict[str, str], template: str) -> None:
     out = expand_template(template, dict(fields))
     assert out and safe_relpath(out) == out
+
+
+@given(st.text(alphabet=st.sampled_from("aZ09_.,+=@#$%&!~()[]{}' -:/\\\u00e9\x00"), max_size=30))
+def test_plain_name_fast_path_matches_the_full_rules(name: str) -> None:
+    from omniget.engine.names import _safe_parts
+
+    full = "/".join(_safe_parts(name, False)) or "download"
+    again = "/".join(_safe_parts(full, False)) or "download"
+    if again == full:  # the slow path's fixed point
+        assert safe_relpath(name, windows=False) == full

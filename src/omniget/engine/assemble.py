@@ -19,7 +19,7 @@ PART_SUFFIX = ".omniget-part"
 
 
 def part_path(final: Path) -> Path:
-    return final.with_name(final.name + PART_SUFFIX)
+    return Path(f"{final}{PART_SUFFIX}")
 
 
 def storage_error(exc: OSError, path: Path, doing: str) -> StorageError:

@@ -113,6 +113,8 @@ def sanitize_component(
 
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+# A name that sanitising leaves unchanged on every platform (device names aside).
+_PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.,+=@#$%&!~()\[\]{}' -]{0,199}")
 
 
 def _safe_parts(path: str, windows: bool) -> list[str]:
@@ -131,6 +133,8 @@ def safe_relpath(path: str, *, windows: bool = _ON_WINDOWS) -> str:
     Splits on ``/`` and ``\\``; empty and ``.`` parts are dropped, ``..`` becomes ``_``,
     absolute paths and drive letters become relative. Never empty (``download``).
     """
+    if _PLAIN.fullmatch(path) and path[-1] not in ". " and not _is_device(path):
+        return path  # the common case: one short, boring ASCII name
     out = "/".join(_safe_parts(path, windows)) or "download"
     again = "/".join(_safe_parts(out, windows)) or "download"
     # sanitising can uncover a drive letter ("A\x00:" -> "A:"): apply until it is stable
