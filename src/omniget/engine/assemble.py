@@ -16,6 +16,7 @@ from ..errors import StorageError
 __all__ = ["PART_SUFFIX", "PartFile", "part_path", "storage_error"]
 
 PART_SUFFIX = ".omniget-part"
+_UTIME_FD = os.utime in os.supports_fd
 
 
 def part_path(final: Path) -> Path:
@@ -38,7 +39,7 @@ class PartFile:
 
     def __init__(self, final: Path, *, fresh: bool, made: set[Path] | None = None) -> None:
         self.final = final
-        self.path = part_path(final)
+        self.where = f"{final}{PART_SUFFIX}"  # the part file's path as a string (hot path)
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
         if fresh:
             flags |= os.O_TRUNC
@@ -47,7 +48,7 @@ class PartFile:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 if made is not None:
                     made.add(final.parent)
-            self.fd = os.open(self.path, flags, 0o644)
+            self.fd = os.open(self.where, flags, 0o644)
         except OSError as exc:
             raise storage_error(exc, self.path, "creating") from exc
         self.written = 0  # bytes written through this object (for fsync pacing)
@@ -82,6 +83,10 @@ class PartFile:
             raise storage_error(exc, self.path, "writing") from exc
         self.written += len(data)
 
+    @property
+    def path(self) -> Path:
+        return Path(self.where)
+
     def read_at(self, size: int, offset: int) -> bytes:
         try:
             return os.pread(self.fd, size, offset)
@@ -115,10 +120,13 @@ class PartFile:
                 os.ftruncate(self.fd, size)
             if executable:
                 os.fchmod(self.fd, 0o755)
+            by_fd = mtime is not None and _UTIME_FD
+            if by_fd:
+                os.utime(self.fd, (mtime, mtime))  # type: ignore[arg-type]
             self.close()
-            if mtime is not None:
-                os.utime(self.path, (mtime, mtime))
-            os.replace(self.path, self.final)
+            if mtime is not None and not by_fd:
+                os.utime(self.where, (mtime, mtime))
+            os.replace(self.where, self.final)
         except OSError as exc:
             raise storage_error(exc, self.final, "finishing") from exc
 

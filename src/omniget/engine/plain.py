@@ -462,8 +462,8 @@ class PlainDownload:
             sink.skip = span.pos  # drop what we already have
         if not self.head_seen:
             self._first_head(head, sink)
-            if self.answered is not None and not self.answered.done():
-                self.answered.set_result(self._worth_splitting())
+            if self.answered is not None and not self.answered.done() and self._worth_splitting():
+                self.answered.set_result(True)  # else it resolves when the span ends
         self.heads += 1
         self.head_event.set()
 
