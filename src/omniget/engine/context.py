@@ -52,7 +52,7 @@ class RunContext:
     made_dirs: set[Path] = field(default_factory=set)
 
     #: Journal keys under ``dest`` when the run started (None: not read yet).
-    _known: set[str] | None = None
+    _known: set[str] | None = field(default=None, init=False, repr=False)
 
     def journal_record(self, key: str) -> FileRecord | None:
         """The journal's record for ``key``: one query per run, then per known key only."""

@@ -124,6 +124,7 @@ class PlainDownload:
         self.head_event = asyncio.Event()  # set on every accepted answer
         self.heads = 0  # answers accepted so far
         self.heads_wanted = 1  # the adaptive window waits for this many
+        self.heads_until = 0.0  # ... but no longer than this (monotonic time)
         self.answered: asyncio.Future[bool] | None = None  # the first answer: worth splitting?
 
     # ----- the whole file ---------------------------------------------------------
@@ -233,18 +234,15 @@ class PlainDownload:
     # ----- the controller: add spans, steal work ----------------------------------
 
     async def _control(self, pending: list[Span]) -> None:
-        # Adaptive windows start when every new span has its first answer (not at connect).
+        # An adaptive window runs while every started span has answered (heads >=
+        # heads_wanted): it is timed from those answers, not from the connects.
         window_t = time.monotonic()
         window_b = self.job.fetched
         last_rate: float | None = None
         last_conns = 1
-        measuring = self.heads >= self.heads_wanted  # the first answer may be in already
-        wait_until = time.monotonic() + HEAD_WAIT
-        if measuring and self.settings.split is not None and self._splittable():
+        if self.settings.split is not None and self._splittable():
             self.target = max(1, self.settings.split)  # a fixed split starts at once
-            if started := await self._fill(pending):
-                self.heads_wanted = self.heads + started
-                measuring = False
+            await self._fill(pending)
         while True:
             active: list[asyncio.Task[Any]] = [
                 s.task for s in self.spans if s.task is not None and not s.task.done()
@@ -252,11 +250,10 @@ class PlainDownload:
             if not active:
                 break
             waiting = self.heads < self.heads_wanted
-            if measuring and not waiting:
+            timeout = TICK
+            if not waiting:  # wake when the window ends
                 window = FIRST_WINDOW if last_rate is None else WINDOW
                 timeout = max(0.001, min(TICK, window_t + window - time.monotonic()))
-            else:
-                timeout = TICK
             waiter: asyncio.Task[bool] | None = None
             if waiting:  # wake as soon as the awaited heads arrive
                 self.head_event.clear()
@@ -268,9 +265,9 @@ class PlainDownload:
             if waiter is not None:
                 waiter.cancel()
                 done.discard(waiter)
-            if waiting and (self.heads >= self.heads_wanted or time.monotonic() > wait_until):
+            if waiting and (self.heads >= self.heads_wanted or time.monotonic() > self.heads_until):
                 self.heads_wanted = self.heads  # a span that failed before answering
-                window_t, window_b, measuring = time.monotonic(), self.job.fetched, True
+                window_t, window_b = time.monotonic(), self.job.fetched
             for t in done:
                 t.result()  # raises the span's final error
             if self.head_seen and not pending and not self._worth_splitting():
@@ -285,8 +282,8 @@ class PlainDownload:
                 self.target = max(1, self.settings.split)
             elif (
                 not self.frozen
-                and measuring
                 and self.heads >= self.heads_wanted
+                # (the wake-up is timed to the window's end: allow float rounding)
                 and now - window_t >= (FIRST_WINDOW if last_rate is None else WINDOW) * 0.999
                 and self.job.fetched > window_b
             ):
@@ -303,11 +300,7 @@ class PlainDownload:
                     self.frozen = True
                 last_rate, last_conns = rate, conns
                 window_t, window_b = now, self.job.fetched
-            started = await self._fill(pending)
-            if started:
-                self.heads_wanted = self.heads + started
-                wait_until = time.monotonic() + HEAD_WAIT
-                measuring = False
+            await self._fill(pending)
         if pending:  # resume gaps left when the connections ran out
             for span in pending:
                 await self._start(span, wait=True)
@@ -319,16 +312,18 @@ class PlainDownload:
         if not self._splittable() or size is None or self.settings.split == 1:
             return False
         left = size - sum(e - s for s, e in self.covered())
-        unit = self.settings.min_split_size
-        if len(self.spans) > 1:  # already split: keep stealing down to smaller pieces
-            unit = max(1, unit // STEAL_FRACTION)
+        # already split: keep stealing down to smaller pieces
+        unit = self._steal_unit() if len(self.spans) > 1 else self.settings.min_split_size
         return left >= 2 * unit
+
+    def _steal_unit(self) -> int:
+        return max(1, self.settings.min_split_size // STEAL_FRACTION)
 
     def _splittable(self) -> bool:
         return self.ranges_ok and self.ranges_known and self.job.size is not None
 
-    async def _fill(self, pending: list[Span]) -> int:
-        """Start spans up to the target; how many were started."""
+    async def _fill(self, pending: list[Span]) -> None:
+        """Start spans up to the target; the adaptive window then waits for their answers."""
         running = [s for s in self.spans if s.task is not None and not s.task.done()]
         want = self.target - len(running)
         started = 0
@@ -343,7 +338,7 @@ class PlainDownload:
                     for i, s in enumerate(self.spans)
                     if s.end is not None and s.task is not None and not s.task.done()
                 }
-                choice = split_largest(live, max(1, self.settings.min_split_size // STEAL_FRACTION))
+                choice = split_largest(live, self._steal_unit())
                 if choice is None:
                     break
                 idx, mid = choice
@@ -355,8 +350,10 @@ class PlainDownload:
                     break
             want -= 1
             started += 1
+        if started:
+            self.heads_wanted = self.heads + started
+            self.heads_until = time.monotonic() + HEAD_WAIT
         self.job.connections = sum(1 for s in self.spans if s.task and not s.task.done())
-        return started
 
     # ----- one span: requests and retries ---------------------------------------
 

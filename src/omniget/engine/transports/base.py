@@ -56,19 +56,17 @@ class Headers(Mapping[str, str]):
 
     def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
         self._pairs: list[tuple[str, str]] = []
-        self._last: dict[str, str] = {}
-        self._all: dict[str, list[str]] = {}
+        self._all: dict[str, list[str]] = {}  # lower-case name -> values in order
         for k, v in pairs:
             self.add(k, v)
 
     def add(self, name: str, value: str) -> None:
         low = name.lower()
         self._pairs.append((name, value))
-        self._last[low] = value
         self._all.setdefault(low, []).append(value)
 
     def __getitem__(self, name: str) -> str:
-        return self._last[name.lower()]
+        return self._all[name.lower()][-1]
 
     @overload  # type: ignore[override]
     def get(self, name: str) -> str | None: ...
@@ -76,13 +74,14 @@ class Headers(Mapping[str, str]):
     def get(self, name: str, default: str) -> str: ...
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        return self._last.get(name.lower(), default)
+        values = self._all.get(name.lower())
+        return values[-1] if values else default
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._last)
+        return iter(self._all)
 
     def __len__(self) -> int:
-        return len(self._last)
+        return len(self._all)
 
     def get_all(self, name: str) -> list[str]:
         return list(self._all.get(name.lower(), ()))
