@@ -203,11 +203,26 @@ def find_omniget() -> str | None:
     return shutil.which("omniget")
 
 
+def compile_bytecode(script: str, env: dict[str, str]) -> None:
+    """Write omniget's .pyc files, as a regular ``pip install`` does: an editable install
+    under PYTHONDONTWRITEBYTECODE would otherwise compile every module on every run."""
+    python = Path(script).with_name("python")
+    if not python.is_file():
+        return
+    code = (
+        "import compileall, os, omniget; "
+        "compileall.compile_dir(os.path.dirname(omniget.__file__), quiet=1)"
+    )
+    subprocess.run([str(python), "-c", code], env=env, capture_output=True, timeout=120)
+
+
 def probe(binary: str, env: dict[str, str]) -> tuple[str | None, str]:
     """Locate a tool and check that it starts. Returns (path or None, version or reason)."""
     path = find_omniget() if binary == "omniget" else shutil.which(binary)
     if path is None:
         return None, "not installed"
+    if binary == "omniget":
+        compile_bytecode(path, env)
     reason = ""
     for flag in ("--version", "--help"):
         try:

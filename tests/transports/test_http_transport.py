@@ -841,3 +841,77 @@ def test_pooled_handles_forget_the_last_requests_extras(srv: Server) -> None:
     assert methods == ["HEAD", "GET", "POST", "GET", "GET", "GET"]
     assert "authorization" in srv.requests[4].headers
     assert "authorization" not in srv.requests[5].headers
+
+
+# -- socket registrations on the event loop --
+
+
+def _counting_add_reader(loop: asyncio.AbstractEventLoop) -> list[int]:
+    calls: list[int] = []
+    add = loop.add_reader
+
+    def counted(fd: Any, *args: Any) -> None:
+        calls.append(fd)
+        add(fd, *args)
+
+    loop.add_reader = counted  # type: ignore[method-assign]
+    return calls
+
+
+def test_reused_connection_stays_registered(srv: Server) -> None:
+    srv.route("/f", static(BODY))
+
+    async def go(t: CurlTransport) -> list[int]:
+        calls = _counting_add_reader(asyncio.get_running_loop())
+        for _ in range(10):
+            sink = Sink()
+            await t.fetch(Request(srv.url("/f")), sink)
+            assert bytes(sink.data) == BODY
+        return calls
+
+    calls = run(go)
+    assert {r.conn for r in srv.requests} == {1}  # one kept-alive connection
+    assert len(calls) <= 2  # not once per request (libcurl's wakeup fd may add one)
+
+
+@pytest.mark.parametrize("announced", [True, False], ids=["connection-close", "silent-close"])
+def test_descriptor_numbers_reused_by_new_connections(srv: Server, announced: bool) -> None:
+    """The server closes every connection after its answer, so libcurl closes sockets
+    and new ones get the same numbers: none of them may wait on a stale registration."""
+    headers = [("Connection", "close")] if announced else []
+
+    def once(req: Req, sock: socket.socket) -> bool:
+        reply(sock, 200, BODY, headers)
+        return False
+
+    srv.route("/f", once)
+
+    async def go(t: CurlTransport) -> list[float]:
+        took: list[float] = []
+        for _ in range(12):
+            start = time.monotonic()
+            sink = Sink()
+            await t.fetch(Request(srv.url("/f")), sink)
+            took.append(time.monotonic() - start)
+            assert bytes(sink.data) == BODY
+            await asyncio.sleep(0.01)  # let the server's FIN arrive on the idle socket
+        return took
+
+    took = run(go, NetworkSettings(stall_timeout=5.0))
+    assert len({r.conn for r in srv.requests}) == 12
+    assert max(took) < 2.0  # a stale registration would wait for the stall watchdog
+
+
+def test_netrc_in_home_is_read_when_present(
+    srv: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    srv.route("/f", static(b"ok"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    get(srv.url("/f"))
+    assert "authorization" not in srv.requests[0].headers  # no netrc: nothing sent
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine 127.0.0.1 login nina password pw1\n")
+    netrc.chmod(0o600)
+    get(srv.url("/f"))
+    expected = "Basic " + base64.b64encode(b"nina:pw1").decode()
+    assert srv.requests[1].headers["authorization"] == expected

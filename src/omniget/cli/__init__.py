@@ -307,15 +307,17 @@ def _check_urls(targets: list[Item | str], source: str | None) -> None:
     """Fail at once, in one line, when no URL at all has a source (a typo, usually)."""
     from ..sources import find_source
 
-    errors: list[OmnigetError] = []
+    first: OmnigetError | None = None
     for t in targets:
-        if isinstance(t, str):
-            try:
-                find_source(t, source)
-            except OmnigetError as exc:
-                errors.append(exc)
-    if errors and len(errors) == len(targets):
-        raise errors[0]
+        if not isinstance(t, str):
+            return
+        try:
+            find_source(t, source)
+            return  # one usable URL is enough: the others fail one by one later
+        except OmnigetError as exc:
+            first = first or exc
+    if first is not None:
+        raise first
 
 
 def _to_stdout(item: Item, cfg: Config, ns: argparse.Namespace, mask: Masker) -> int:

@@ -52,6 +52,7 @@ class PartFile:
         except OSError as exc:
             raise storage_error(exc, self.path, "creating") from exc
         self.written = 0  # bytes written through this object (for fsync pacing)
+        self.length: int | None = 0 if fresh else None  # the file's size, while known
 
     def prepare(self, size: int | None, have: int = 0) -> None:
         """Check free space for the bytes still to come and reserve them."""
@@ -69,6 +70,8 @@ class PartFile:
         if size >= 1 << 20 and hasattr(os, "posix_fallocate"):
             try:
                 os.posix_fallocate(self.fd, 0, size)
+                if self.length is not None:
+                    self.length = max(self.length, size)
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise storage_error(exc, self.path, "reserving space for") from exc
@@ -82,6 +85,8 @@ class PartFile:
         except OSError as exc:
             raise storage_error(exc, self.path, "writing") from exc
         self.written += len(data)
+        if self.length is not None and offset + len(data) > self.length:
+            self.length = offset + len(data)
 
     @property
     def path(self) -> Path:
@@ -98,6 +103,7 @@ class PartFile:
             os.ftruncate(self.fd, size)
         except OSError as exc:
             raise storage_error(exc, self.path, "truncating") from exc
+        self.length = size
 
     def sync(self) -> None:
         try:
@@ -116,7 +122,7 @@ class PartFile:
     def commit(self, size: int, *, mtime: float | None, executable: bool = False) -> None:
         """Cut the file to ``size``, close it and rename it onto the final name."""
         try:
-            if self.size() != size:
+            if (self.length if self.length is not None else self.size()) != size:
                 os.ftruncate(self.fd, size)
             if executable:
                 os.fchmod(self.fd, 0o755)

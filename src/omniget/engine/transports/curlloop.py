@@ -6,6 +6,13 @@ and when its next timeout is due (``CURLMOPT_TIMERFUNCTION``); we watch them wit
 ``loop.add_reader`` / ``add_writer`` and ``loop.call_later`` and call ``socket_action`` for
 exactly the socket that became ready. No polling interval adds to any request's latency.
 
+A socket libcurl stops reading (a transfer ended; its connection goes back to the cache)
+stays registered for reading: the next transfer on that connection asks for it again at
+once, and two selector calls per request are saved. If it turns readable meanwhile (the
+server closed it) it is unregistered then. Because libcurl may close it and a new socket
+may get the same number, a registration is trusted again only if the socket's inode is
+the one it was made for.
+
 libcurl functions must not be called from inside libcurl's own callbacks: the socket and
 timer callbacks here only touch the event loop, and every ``socket_action`` runs from a
 loop callback.
@@ -37,6 +44,7 @@ STALLED = -2
 #: Called once per finished transfer with libcurl's result code (0 = ok) and message.
 DoneCallback = Callable[[int, str], None]
 
+SWEEP_AFTER = 1.0  # seconds idle before unused read registrations go
 _READ = 1  # pycurl.POLL_IN
 _WRITE = 2  # pycurl.POLL_OUT
 
@@ -72,7 +80,10 @@ class CurlLoop:
         self.stall_timeout = stall_timeout
         self.low_speed_limit = max(1, low_speed_limit)
         self._multi = pycurl.CurlMulti()
-        self._fds: dict[int, int] = {}  # fd -> watched mask (_READ | _WRITE)
+        self._fds: dict[int, int] = {}  # fd -> mask registered with the loop
+        self._want: dict[int, int] = {}  # fd -> mask libcurl asked for (never 0)
+        self._ino: dict[int, int] = {}  # fd -> inode of the socket registered for reading
+        self._sweep: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
         self._watchdog: asyncio.TimerHandle | None = None
         self._running: dict[pycurl.Curl, _Running] = {}
@@ -119,10 +130,10 @@ class CurlLoop:
         if self._closed:
             return
         self._closed = True
-        for handle in (self._timer, self._watchdog):
+        for handle in (self._timer, self._watchdog, self._sweep):
             if handle is not None:
                 handle.cancel()
-        self._timer = self._watchdog = None
+        self._timer = self._watchdog = self._sweep = None
         pending = list(self._running.items())
         self._running.clear()
         for easy, _ in pending:
@@ -144,20 +155,29 @@ class CurlLoop:
     def _on_socket(self, what: int, fd: int, multi: object, data: object) -> None:
         try:
             new = 0 if what == pycurl.POLL_REMOVE else what & (_READ | _WRITE)
-            old = self._fds.get(fd, 0)
-            if old == new:
+            was = self._want.pop(fd, 0)
+            if new:
+                self._want[fd] = new
+            reg = self._fds.get(fd, 0)
+            if new and reg and not was and _inode(fd) != self._ino.get(fd):
+                self._forget(fd)  # the registration is a closed socket's: same number
+                reg = 0
+            # a dropped read interest stays registered; write interest follows exactly
+            if reg == (new & _WRITE) | ((new | reg) & _READ):
                 return
             loop = self.loop
-            if old & _READ and not new & _READ:
-                loop.remove_reader(fd)
-            if old & _WRITE and not new & _WRITE:
+            if reg & _WRITE and not new & _WRITE:
                 loop.remove_writer(fd)
-            if new & _READ and not old & _READ:
-                loop.add_reader(fd, self._act, fd, pycurl.CSELECT_IN)
-            if new & _WRITE and not old & _WRITE:
+                reg &= ~_WRITE
+            if new & _WRITE and not reg & _WRITE:
                 loop.add_writer(fd, self._act, fd, pycurl.CSELECT_OUT)
-            if new:
-                self._fds[fd] = new
+                reg |= _WRITE
+            if new & _READ and not reg & _READ:
+                loop.add_reader(fd, self._act, fd, pycurl.CSELECT_IN)
+                self._ino[fd] = _inode(fd)
+                reg |= _READ
+            if reg:
+                self._fds[fd] = reg
             else:
                 self._fds.pop(fd, None)
         except Exception:
@@ -188,6 +208,9 @@ class CurlLoop:
     def _act(self, fd: int, event: int) -> None:
         if self._closed:
             return
+        if event == pycurl.CSELECT_IN and not self._want.get(fd, 0) & _READ:
+            self._drop_read(fd)  # an idle connection turned readable: closed, probably
+            return
         try:
             self._multi.socket_action(fd, event)
         except pycurl.error:
@@ -209,6 +232,8 @@ class CurlLoop:
             self._multi.remove_handle(easy)
         except pycurl.error:
             pass
+        if not self._running and self._sweep is None:
+            self._sweep = self.loop.call_later(SWEEP_AFTER, self._sweep_idle)
         if running is not None:
             running.done(code, message)
 
@@ -242,8 +267,27 @@ class CurlLoop:
         if self._running:
             self._watchdog = self.loop.call_later(window / 4, self._check_stalls)
 
+    def _sweep_idle(self) -> None:
+        """Idle for a while: keep no registration libcurl did not ask for."""
+        self._sweep = None
+        if not self._running:
+            for fd in [fd for fd in self._fds if fd not in self._want]:
+                self._forget(fd)
+
+    def _drop_read(self, fd: int) -> None:
+        mask = self._fds.get(fd, 0)
+        if mask & _WRITE:
+            self._fds[fd] = mask & ~_READ
+            try:
+                self.loop.remove_reader(fd)
+            except Exception:
+                pass
+        else:
+            self._forget(fd)
+
     def _forget(self, fd: int) -> None:
         mask = self._fds.pop(fd, 0)
+        self._ino.pop(fd, None)
         try:
             if mask & _READ:
                 self.loop.remove_reader(fd)
@@ -255,6 +299,16 @@ class CurlLoop:
     def _unwatch_all(self) -> None:
         for fd in list(self._fds):
             self._forget(fd)
+        self._want.clear()
+
+
+def _inode(fd: int) -> int:
+    """The inode of the socket on ``fd`` (-1 if closed): tells sockets apart that got
+    the same descriptor number one after another."""
+    try:
+        return os.fstat(fd).st_ino
+    except OSError:
+        return -1
 
 
 # -- TLS trust store --

@@ -12,6 +12,7 @@ per-chunk asyncio work.
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit
@@ -165,6 +166,8 @@ class CurlTransport:
         self._user = _parse_user(settings.user)
         self._jar = _load_cookies(settings.cookies_file)
         self._headers = _check_headers(settings.headers)
+        # libcurl reads the netrc file on every request: skip that when there is none
+        self._netrc = settings.netrc and _netrc_exists(settings.netrc_file)
 
     async def fetch(self, request: Request, sink: Sink) -> Head:
         """Fetch ``request`` into ``sink``, following redirects; return the final head."""
@@ -356,7 +359,7 @@ class CurlTransport:
                 opt(pycurl.CAPATH, self._capath)
         if s.resolve:
             opt(pycurl.RESOLVE, list(s.resolve))
-        if s.netrc:  # looked up per hop, for that hop's host
+        if self._netrc:  # looked up per hop, for that hop's host
             opt(pycurl.NETRC, pycurl.NETRC_OPTIONAL)
             if s.netrc_file:
                 opt(pycurl.NETRC_FILE, s.netrc_file)
@@ -437,6 +440,13 @@ def _split_userinfo(url: str, parts: SplitResult) -> tuple[str, _Creds | None]:
     host = parts.netloc.rpartition("@")[2]
     creds = _Creds(unquote(parts.username or ""), unquote(parts.password or ""))
     return parts._replace(netloc=host).geturl(), creds
+
+
+def _netrc_exists(path: str | None) -> bool:
+    if path:
+        return True  # a named file: libcurl reports it if it is missing
+    home = os.environ.get("HOME") or os.path.expanduser("~")
+    return any(os.path.exists(os.path.join(home, name)) for name in (".netrc", "_netrc"))
 
 
 def _parse_user(user: str | None) -> _Creds | None:
