@@ -37,17 +37,18 @@ def storage_error(exc: OSError, path: Path, doing: str) -> StorageError:
 class PartFile:
     """An open ``.omniget-part`` file. Writes go to absolute offsets (``pwrite``)."""
 
-    def __init__(self, final: Path, *, fresh: bool, made: set[Path] | None = None) -> None:
+    def __init__(self, final: Path, *, fresh: bool, made: set[str] | None = None) -> None:
         self.final = final
         self.where = f"{final}{PART_SUFFIX}"  # the part file's path as a string (hot path)
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
         if fresh:
             flags |= os.O_TRUNC
         try:
-            if made is None or final.parent not in made:
-                final.parent.mkdir(parents=True, exist_ok=True)
+            folder = os.path.dirname(self.where)  # a string: no Path hashing per file
+            if made is None or folder not in made:
+                os.makedirs(folder, exist_ok=True)
                 if made is not None:
-                    made.add(final.parent)
+                    made.add(folder)
             self.fd = os.open(self.where, flags, 0o644)
         except OSError as exc:
             raise storage_error(exc, self.path, "creating") from exc

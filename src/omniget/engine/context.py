@@ -49,7 +49,7 @@ class RunContext:
     #: Content-addressed pieces finished (or in flight) in this run.
     chunks: dict[ChunkKey, asyncio.Future[ChunkSource]] = field(default_factory=dict)
     #: Folders already created in this run.
-    made_dirs: set[Path] = field(default_factory=set)
+    made_dirs: set[str] = field(default_factory=set)
 
     #: Journal keys under ``dest`` when the run started (None: not read yet).
     _known: set[str] | None = field(default=None, init=False, repr=False)

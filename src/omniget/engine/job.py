@@ -251,15 +251,16 @@ class FileJob:
                     fut.set_result(None)
 
     async def _fetch_verified(self) -> FileResult:
-        from .pieces import PieceDownload
-        from .plain import PlainDownload
-
         tries = 0
         while True:
             tries += 1
             if self.item.pieces:
+                from .pieces import PieceDownload  # (these two import this module)
+
                 await PieceDownload(self).run()
             else:
+                from .plain import PlainDownload
+
                 await PlainDownload(self).run()
             try:
                 verified = self._verify()

@@ -23,6 +23,7 @@ from ..errors import OmnigetError, RemoteError, TransientError
 from ..model import ByteRange
 from .events import Retrying
 from .job import FileJob, SkipFile
+from .names import filename_from_content_disposition
 from .spans import Interval, gaps, merge, split_largest
 from .transports.base import Head, Request, StopTransfer, check_status, skip_prefix
 from .verify import StreamHasher, digests_from_headers
@@ -498,8 +499,6 @@ class PlainDownload:
         job.started_event()
 
     def _open_output(self, head: Head) -> None:
-        from .names import filename_from_content_disposition
-
         job = self.job
         final = job.final
         assert final is not None

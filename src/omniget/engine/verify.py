@@ -56,6 +56,9 @@ def hashlib_name(algo: str) -> str:
     raise ValueError(f"unsupported hash algorithm: {algo!r}")
 
 
+_DIGEST_HEADERS = ("repr-digest", "digest", "content-digest", "content-md5")
+
+
 def _header_values(headers: Mapping[str, str], name: str) -> list[str]:
     get_all = getattr(headers, "get_all", None)
     if callable(get_all):
@@ -112,6 +115,9 @@ def digests_from_headers(headers: Mapping[str, str], *, status: int, decoded: bo
     contradicts itself and the check will say so).
     """
     if decoded:
+        return []
+    case_blind = hasattr(headers, "get_all")  # our Headers: a quick look first
+    if case_blind and not any(name in headers for name in _DIGEST_HEADERS):
         return []
     found: list[Digest] = []
     for v in _header_values(headers, "repr-digest"):

@@ -55,10 +55,15 @@ class Headers(Mapping[str, str]):
     """Case-insensitive response headers; ``[]`` gives the last value, ``get_all`` every one."""
 
     def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
-        self._pairs: list[tuple[str, str]] = []
+        self._pairs: list[tuple[str, str]] = list(pairs)
         self._all: dict[str, list[str]] = {}  # lower-case name -> values in order
-        for k, v in pairs:
-            self.add(k, v)
+        table = self._all
+        for k, v in self._pairs:
+            low = k.lower()
+            if low in table:
+                table[low].append(v)
+            else:
+                table[low] = [v]
 
     def add(self, name: str, value: str) -> None:
         low = name.lower()
@@ -76,6 +81,9 @@ class Headers(Mapping[str, str]):
     def get(self, name: str, default: str | None = None) -> str | None:
         values = self._all.get(name.lower())
         return values[-1] if values else default
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._all
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._all)
@@ -95,7 +103,8 @@ _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
 
 @dataclass
 class Head:
-    """A response head as the sink sees it."""
+    """A response head as the sink sees it (treat it as read-only: the values derived
+    from its headers are computed once)."""
 
     status: int
     url: str  # the effective URL, after redirects
@@ -104,14 +113,14 @@ class Head:
     #: and Content-Length / Content-Range speak of the encoded bytes.
     decoded: bool = False
 
-    @property
+    @functools.cached_property
     def content_length(self) -> int | None:
         v = self.headers.get("content-length")
         if v is None or not v.strip().isdigit():
             return None
         return int(v)
 
-    @property
+    @functools.cached_property
     def content_range(self) -> tuple[int, int, int | None] | None:
         """``(start, end_exclusive, total_or_None)`` from Content-Range, or None."""
         v = self.headers.get("content-range")
@@ -121,7 +130,7 @@ class Head:
         total = None if m.group(3) == "*" else int(m.group(3))
         return int(m.group(1)), int(m.group(2)) + 1, total
 
-    @property
+    @functools.cached_property
     def total_size(self) -> int | None:
         """The whole resource's size, if the head tells it."""
         if self.decoded:
