@@ -103,8 +103,8 @@ _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
 
 @dataclass
 class Head:
-    """A response head as the sink sees it (treat it as read-only: the values derived
-    from its headers are computed once)."""
+    """A response head as the sink sees it. Sizes and range are read from the headers
+    once, when it is made (treat it as read-only)."""
 
     status: int
     url: str  # the effective URL, after redirects
@@ -112,35 +112,32 @@ class Head:
     #: True when the transport undid a Content-Encoding: the body is the identity bytes
     #: and Content-Length / Content-Range speak of the encoded bytes.
     decoded: bool = False
+    content_length: int | None = field(init=False, repr=False, compare=False)
+    #: ``(start, end_exclusive, total_or_None)`` from Content-Range, or None.
+    content_range: tuple[int, int, int | None] | None = field(
+        init=False, repr=False, compare=False
+    )
+    #: The whole resource's size, if the head tells it.
+    total_size: int | None = field(init=False, repr=False, compare=False)
 
-    @functools.cached_property
-    def content_length(self) -> int | None:
+    def __post_init__(self) -> None:
         v = self.headers.get("content-length")
-        if v is None or not v.strip().isdigit():
-            return None
-        return int(v)
-
-    @functools.cached_property
-    def content_range(self) -> tuple[int, int, int | None] | None:
-        """``(start, end_exclusive, total_or_None)`` from Content-Range, or None."""
+        self.content_length = int(v) if v is not None and v.strip().isdigit() else None
         v = self.headers.get("content-range")
         m = _CONTENT_RANGE.match(v) if v else None
-        if not m:
-            return None
-        total = None if m.group(3) == "*" else int(m.group(3))
-        return int(m.group(1)), int(m.group(2)) + 1, total
-
-    @functools.cached_property
-    def total_size(self) -> int | None:
-        """The whole resource's size, if the head tells it."""
+        cr = None
+        if m:
+            total = None if m.group(3) == "*" else int(m.group(3))
+            cr = int(m.group(1)), int(m.group(2)) + 1, total
+        self.content_range = cr
+        size = None
         if self.decoded:
-            return None
-        cr = self.content_range
-        if self.status == 206:
-            return cr[2] if cr else None
-        if self.status == 200:
-            return self.content_length
-        return None
+            pass
+        elif self.status == 206:
+            size = cr[2] if cr else None
+        elif self.status == 200:
+            size = self.content_length
+        self.total_size = size
 
     @property
     def etag(self) -> str | None:

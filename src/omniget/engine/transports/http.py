@@ -54,17 +54,13 @@ def _parse_head(lines: list[bytes]) -> tuple[int, list[tuple[str, str]]]:
     parts = lines[start].split(None, 2)
     status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
     pairs: list[tuple[str, str]] = []
-    # libcurl hands over one line per call; anything else is split here all the same
-    for raw in lines[start + 1 :]:
-        for text in raw.decode("latin-1").split("\n") if raw.count(b"\n") > 1 else (
-            raw.decode("latin-1"),
-        ):
-            if text[:1] in (" ", "\t") and pairs:  # obsolete line folding
-                name, value = pairs[-1]
-                pairs[-1] = (name, f"{value} {text.strip()}")
-            elif text := text.strip():
-                name, _, value = text.partition(":")
-                pairs.append((name.rstrip(), value.strip()))
+    for text in b"".join(lines[start + 1 :]).decode("latin-1").split("\n"):
+        if text[:1] in (" ", "\t") and pairs:  # obsolete line folding
+            name, value = pairs[-1]
+            pairs[-1] = (name, f"{value} {text.strip()}")
+        elif text := text.strip():
+            name, _, value = text.partition(":")
+            pairs.append((name.rstrip(), value.strip()))
     return status, pairs
 
 
