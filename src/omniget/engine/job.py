@@ -60,6 +60,7 @@ class FileJob:
         self.journal_started = False
         self._last_progress = 0.0
         self._last_ckpt = time.monotonic()
+        self.next_tick = 0.0  # monotonic time of the next progress event or checkpoint
         self._last_sync = time.monotonic()
         self.started = False
         self.refreshed_at = 0.0
@@ -118,9 +119,14 @@ class FileJob:
             Started(self.item, self.final, self.size, self.resumed, connections=self.connections)
         )
 
+    def _set_next_tick(self) -> None:
+        ckpt = self._last_ckpt + self.ctx.settings.checkpoint_seconds
+        self.next_tick = min(self._last_progress + PROGRESS_EVERY, ckpt)
+
     def progress(self, now: float) -> None:
         if now - self._last_progress >= PROGRESS_EVERY:
             self._last_progress = now
+            self._set_next_tick()
             self.ctx.event(
                 Progress(
                     self.item,
@@ -152,6 +158,7 @@ class FileJob:
     def save_spans(self, spans: list[Interval], now: float) -> None:
         """Commit finished byte spans (already written to the part file) to the journal."""
         self._last_ckpt = now
+        self._set_next_tick()
         journal = self.ctx.journal
         if journal is None or self.final is None:
             return

@@ -55,6 +55,11 @@ class Span:
     end: int | None  # None: to the end of the body
     host: str | None = None
     task: asyncio.Task[None] | None = None
+    saved: int = -1  # pos at the last checkpoint (set to start when made)
+
+    def __post_init__(self) -> None:
+        if self.saved < self.start:
+            self.saved = self.start
 
     @property
     def remaining(self) -> int:
@@ -99,11 +104,14 @@ class _SpanSink:
         job.fetched += n
         if self.hash is not None:
             self.hash.update(data)
+        # (the hot path: one clock read and two comparisons per chunk)
         now = time.monotonic()
-        job.progress(now)
-        dl = self.dl
-        if job.due_checkpoint(now) or span.pos - dl.ckpt_pos.get(span, span.start) >= dl.ckpt_bytes:
-            dl.checkpoint(now)
+        if now >= job.next_tick:
+            job.progress(now)
+            if job.due_checkpoint(now):
+                self.dl.checkpoint(now)
+        elif span.pos - span.saved >= self.dl.ckpt_bytes:
+            self.dl.checkpoint(now)
         if stop:
             raise StopTransfer
 
@@ -117,7 +125,6 @@ class PlainDownload:
         self.ranges_ok = True  # not known to be broken: resume with Range
         self.ranges_known = False  # advertised or seen (206): needed to split
         self.ckpt_bytes = self.settings.checkpoint_bytes
-        self.ckpt_pos: dict[Span, int] = {}
         self.urls = (job.item.download_url, *job.item.mirrors)
         self.head_seen = False
         self.target = 1
@@ -150,14 +157,13 @@ class PlainDownload:
                     self.ranges_ok = False
                     self.job.done = self.covered()
                 self.spans = []
-                self.ckpt_pos = {}
 
     def covered(self) -> list[Interval]:
         return merge(self.job.done + [(s.start, s.pos) for s in self.spans if s.pos > s.start])
 
     def checkpoint(self, now: float) -> None:
         for s in self.spans:
-            self.ckpt_pos[s] = s.pos
+            s.saved = s.pos
         self.job.save_spans(self.covered(), now)
 
     async def _attempt(self) -> None:
