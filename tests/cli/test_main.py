@@ -150,7 +150,7 @@ def test_report_failures_give_first_code_and_lines(
     err = capsys.readouterr().err.splitlines()
     assert "omniget: error: x.bin: sha256 mismatch" in err
     assert "omniget: error: y.bin: 404" in err
-    assert err[-1] == "1 files ok, 0 skipped, 2 failed, 3.0 MiB in 1.0s (3.0 MiB/s)"
+    assert err[-1] == "1 file ok, 0 skipped, 2 failed, 3.0 MiB in 1.0s (3.0 MiB/s)"
 
 
 def test_cancelled_report_is_130(api: FakeAPI, capsys: pytest.CaptureFixture[str]) -> None:
@@ -238,7 +238,7 @@ def test_plain_progress_and_summary(api: FakeAPI, capsys: pytest.CaptureFixture[
     assert main([URL]) == 0
     assert capsys.readouterr().err.splitlines() == [
         "done a.bin (1.0 MiB)",
-        "1 files ok, 0 skipped, 0 failed, 1.0 MiB in 1.0s (1.0 MiB/s)",
+        "1 file ok, 0 skipped, 0 failed, 1.0 MiB in 1.0s (1.0 MiB/s)",
     ]
 
 

@@ -194,6 +194,8 @@ def test_summary_line() -> None:
     )
     assert summary_line(report) == "2 files ok, 1 skipped, 1 failed, 4.0 MiB in 2.0s (2.0 MiB/s)"
     assert summary_line(Report(), failed=1, skipped=2).startswith("0 files ok, 2 skipped, 1 failed")
+    one = Report(results=[FileResult(item, None, "ok", size=1)])
+    assert summary_line(one).startswith("1 file ok, 0 skipped")
 
 
 def test_display_path_and_format_size(tmp_path: Path) -> None:

@@ -254,11 +254,13 @@ def dry_run(
 
 
 def summary_line(report: Report, *, failed: int = 0, skipped: int = 0) -> str:
-    """``N files ok, N skipped, N failed, X MiB in Ys (Z MiB/s)``; extra counts are added."""
+    """``N files ok, N skipped, N failed, X MiB in Ys (Z MiB/s)`` ("1 file ok"); extra counts
+    are added."""
     mib = report.fetched / MiB
     secs = report.elapsed
     rate = mib / secs if secs > 0 else 0.0
+    files = "file" if report.ok == 1 else "files"
     return (
-        f"{report.ok} files ok, {report.skipped + skipped} skipped, "
+        f"{report.ok} {files} ok, {report.skipped + skipped} skipped, "
         f"{report.failed + failed} failed, {mib:.1f} MiB in {secs:.1f}s ({rate:.1f} MiB/s)"
     )
