@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import OmnigetError, RemoteError, TransientError
@@ -55,11 +55,10 @@ class Span:
     end: int | None  # None: to the end of the body
     host: str | None = None
     task: asyncio.Task[None] | None = None
-    saved: int = -1  # pos at the last checkpoint (set to start when made)
+    saved: int = field(init=False)  # pos at the last checkpoint
 
     def __post_init__(self) -> None:
-        if self.saved < self.start:
-            self.saved = self.start
+        self.saved = self.start
 
     @property
     def remaining(self) -> int:
