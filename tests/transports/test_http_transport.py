@@ -6,6 +6,7 @@ import asyncio
 import base64
 import gzip
 import socket
+import threading
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from omniget.engine.scheduler import HostLimits
 from omniget.engine.transports.base import Head, Request, StopTransfer
 from omniget.engine.transports.http import CurlTransport, ca_locations
 from omniget.errors import RemoteError, TransientError, UsageError
@@ -915,3 +917,38 @@ def test_netrc_in_home_is_read_when_present(
     get(srv.url("/f"))
     expected = "Basic " + base64.b64encode(b"nina:pw1").decode()
     assert srv.requests[1].headers["authorization"] == expected
+
+
+def test_a_request_started_by_a_grant_leaves_before_the_loop_runs_again(srv: Server) -> None:
+    """The next request goes out from inside the grant (a slot being freed), not after
+    whatever else is queued on the event loop."""
+    srv.route("/warm", static(BODY))
+    arrived = threading.Event()
+
+    def mark(req: Req, sock: socket.socket) -> bool:
+        arrived.set()
+        reply(sock, 200, BODY)
+        return True
+
+    srv.route("/next", mark)
+
+    async def go(t: CurlTransport) -> bool:
+        await t.fetch(Request(srv.url("/warm")), Sink())  # one kept-alive connection
+        limits = HostLimits(per_host=1, total=1)
+        held = limits.ticket(srv.url("/warm"))
+        gate = limits.ticket(srv.url("/next"))
+        sink = Sink()
+        task = asyncio.create_task(t.fetch(Request(srv.url("/next")), sink, gate=gate))
+        for _ in range(3):
+            await asyncio.sleep(0)  # set up and parked on the gate
+        assert not gate.granted and not arrived.is_set()
+        held.close()
+        # Block the loop: only a request already written can reach the server now.
+        sent = arrived.wait(5)
+        await task
+        gate.close()
+        assert bytes(sink.data) == BODY
+        return sent
+
+    assert run(go)
+    assert {r.conn for r in srv.requests} == {1}

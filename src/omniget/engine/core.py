@@ -115,7 +115,7 @@ class Engine:
         ctx = RunContext(
             settings=s,
             transports=self.transports(),
-            limits=HostLimits(s.connections_per_host, s.max_connections),
+            limits=HostLimits(s.connections_per_host, s.max_connections, files=s.jobs),
             journal=self.journal(),
             clock=self.clock,
             policy=self.policy,
@@ -125,7 +125,9 @@ class Engine:
             rng=self.rng,
         )
         report = Report()
-        slots = asyncio.Semaphore(max(1, s.jobs))
+        # -j files transfer at once (HostLimits counts them); as many again are set up
+        # ahead, each with its first request ready to leave the moment a slot frees up.
+        slots = asyncio.Semaphore(2 * max(1, s.jobs))
         tasks: list[tuple[Item, asyncio.Task[FileResult]]] = []
         loop = asyncio.get_running_loop()
 

@@ -21,6 +21,7 @@ from .events import Failed, Finished, Progress, Skipped, Started, Warned
 from .journal import FileRecord
 from .names import contain, unique_path
 from .report import FileResult
+from .scheduler import FileClaim
 from .spans import Interval, merge
 from .transports.base import http_date
 from .verify import StreamHasher, file_digest
@@ -56,6 +57,7 @@ class FileJob:
         self.digests: list[Digest] = []  # expected whole-file digests
         self.stream_hash: StreamHasher | None = None  # set by plain when it hashes in order
         self.connections = 1
+        self.claim = FileClaim()  # this file's turn among the files transferring at once
         self.size_from_eof = False  # size learned by reading to EOF: proves nothing
         self.journal_started = False
         self._last_progress = 0.0
@@ -249,6 +251,7 @@ class FileJob:
         except OmnigetError as exc:
             return self._failed(exc)
         finally:
+            self.ctx.limits.release_file(self.claim)
             if self.part is not None:
                 self.part.close()
             # wake LocalSlice readers of the planned path too (the name may have changed)
@@ -269,6 +272,7 @@ class FileJob:
                 from .plain import PlainDownload
 
                 await PlainDownload(self).run()
+            self.ctx.limits.release_file(self.claim)  # the bytes are in: next file's turn
             try:
                 verified = self._verify()
                 break

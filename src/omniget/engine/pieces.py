@@ -24,7 +24,15 @@ from .context import ChunkKey, ChunkSource
 from .events import PieceDone, Retrying
 from .job import FileJob
 from .names import contain
-from .transports.base import Head, Request, StopTransfer, check_status, skip_prefix
+from .scheduler import Ticket
+from .transports.base import (
+    Head,
+    Request,
+    StopTransfer,
+    check_status,
+    fetch_when_granted,
+    skip_prefix,
+)
 from .verify import StreamHasher
 
 __all__ = ["PieceDownload"]
@@ -201,17 +209,28 @@ class PieceDownload:
                 size = await self._copy_shared(key, piece, out)
                 if size is not None:
                     return size
-            fut: asyncio.Future[ChunkSource | None] | None = None
-            if key is not None and out.part is self.job.part:
-                fut = asyncio.get_running_loop().create_future()
-                self.ctx.chunks[key] = fut  # type: ignore[assignment]
+            ticket = self.ctx.limits.ticket(piece.url, self.job.claim)
             try:
-                size = await self._fetch(piece, out)
-            except BaseException:
-                if fut is not None:
-                    fut.set_result(None)
-                    self.ctx.chunks.pop(key, None)  # type: ignore[arg-type]
-                raise
+                fut: asyncio.Future[ChunkSource | None] | None = None
+                if key is not None:
+                    # Claim a chunk only once its transfer may start: a file still waiting
+                    # for its turn must not hold up one that is transferring (-j 1).
+                    await ticket.wait()
+                    size = await self._copy_shared(key, piece, out)
+                    if size is not None:
+                        return size
+                    if out.part is self.job.part:
+                        fut = asyncio.get_running_loop().create_future()
+                        self.ctx.chunks[key] = fut  # type: ignore[assignment]
+                try:
+                    size = await self._fetch(piece, out, ticket)
+                except BaseException:
+                    if fut is not None:
+                        fut.set_result(None)
+                        self.ctx.chunks.pop(key, None)  # type: ignore[arg-type]
+                    raise
+            finally:
+                ticket.close()
             if fut is not None:
                 fut.set_result(ChunkSource(self._path_now, out.offset, size))
             return size
@@ -225,7 +244,7 @@ class PieceDownload:
         part = part_path(final)
         return part if part.exists() else final
 
-    async def _fetch(self, piece: Piece, out: _Out) -> int:
+    async def _fetch(self, piece: Piece, out: _Out, ticket: Ticket) -> int:
         sink = _PieceSink(self.job, piece, out)
         req = Request(
             piece.url,
@@ -233,8 +252,7 @@ class PieceDownload:
             range=piece.range,
             secret_headers=self.job.item.secret_headers,
         )
-        async with self.ctx.limits.slot(piece.url):
-            await self.ctx.transport_for(piece.url).fetch(req, sink)
+        await fetch_when_granted(self.ctx.transport_for(piece.url), req, sink, ticket)
         sink.finish()
         _check(piece, sink.fetched, sink.output, out.pos, self.job.item.filename)
         return out.pos

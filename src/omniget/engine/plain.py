@@ -24,8 +24,16 @@ from ..model import ByteRange
 from .events import Retrying
 from .job import FileJob, SkipFile
 from .names import filename_from_content_disposition
+from .scheduler import Ticket
 from .spans import Interval, gaps, merge, split_largest
-from .transports.base import Head, Request, StopTransfer, check_status, skip_prefix
+from .transports.base import (
+    Head,
+    Request,
+    StopTransfer,
+    check_status,
+    fetch_when_granted,
+    skip_prefix,
+)
 from .verify import StreamHasher, digests_from_headers
 
 __all__ = ["PlainDownload"]
@@ -53,7 +61,7 @@ class Span:
     start: int
     pos: int
     end: int | None  # None: to the end of the body
-    host: str | None = None
+    ticket: Ticket | None = None  # its connection slot (granted, or waited for)
     task: asyncio.Task[None] | None = None
     saved: int = field(init=False)  # pos at the last checkpoint
 
@@ -187,7 +195,7 @@ class PlainDownload:
             return
         first = pending.pop(0)
         try:
-            await self._start(first, wait=True)
+            self._start(first, wait=True)
             if not pending and not await self._worth_a_controller(first):
                 assert first.task is not None
                 await first.task  # small or unsplittable: the one stream is the file
@@ -198,6 +206,9 @@ class PlainDownload:
             raise
         finally:
             job.done = self.covered()
+            for span in self.spans:  # (a task cancelled before it ran never closed its own)
+                if span.ticket is not None:
+                    span.ticket.close()
             self.spans = []
 
     async def _worth_a_controller(self, first: Span) -> bool:
@@ -225,14 +236,14 @@ class PlainDownload:
         if self.job.part is not None and self.job.final is not None:
             self.checkpoint(time.monotonic())
 
-    async def _start(self, span: Span, *, wait: bool) -> bool:
+    def _start(self, span: Span, *, wait: bool) -> bool:
+        """Start a span's task; ``wait``: queue for a slot (the task sets its request up
+        meanwhile), else only if a slot is free now."""
         url = self.urls[len(self.spans) % len(self.urls)]
-        if wait:
-            span.host = await self.ctx.limits.acquire(url)
-        else:
-            span.host = self.ctx.limits.try_acquire(url)
-            if span.host is None:
-                return False
+        limits = self.ctx.limits
+        span.ticket = limits.ticket(url, self.job.claim) if wait else limits.try_ticket(url)
+        if span.ticket is None:
+            return False
         self.spans.append(span)
         span.task = asyncio.create_task(self._run_span(span, url))
         return True
@@ -248,7 +259,7 @@ class PlainDownload:
         last_conns = 1
         if self.settings.split is not None and self._splittable():
             self.target = max(1, self.settings.split)  # a fixed split starts at once
-            await self._fill(pending)
+            self._fill(pending)
         while True:
             active: list[asyncio.Task[Any]] = [
                 s.task for s in self.spans if s.task is not None and not s.task.done()
@@ -306,10 +317,10 @@ class PlainDownload:
                     self.frozen = True
                 last_rate, last_conns = rate, conns
                 window_t, window_b = now, self.job.fetched
-            await self._fill(pending)
+            self._fill(pending)
         if pending:  # resume gaps left when the connections ran out
             for span in pending:
-                await self._start(span, wait=True)
+                self._start(span, wait=True)
             pending.clear()
             await self._control([])
 
@@ -328,14 +339,14 @@ class PlainDownload:
     def _splittable(self) -> bool:
         return self.ranges_ok and self.ranges_known and self.job.size is not None
 
-    async def _fill(self, pending: list[Span]) -> None:
+    def _fill(self, pending: list[Span]) -> None:
         """Start spans up to the target; the adaptive window then waits for their answers."""
         running = [s for s in self.spans if s.task is not None and not s.task.done()]
         want = self.target - len(running)
         started = 0
         while want > 0:
             if pending:
-                if not await self._start(pending[0], wait=False):
+                if not self._start(pending[0], wait=False):
                     break
                 pending.pop(0)
             else:
@@ -351,7 +362,7 @@ class PlainDownload:
                 victim = self.spans[idx]
                 new = Span(mid, mid, victim.end)
                 victim.end = mid
-                if not await self._start(new, wait=False):
+                if not self._start(new, wait=False):
                     victim.end = new.end  # no free slot: give the bytes back
                     break
             want -= 1
@@ -374,7 +385,8 @@ class PlainDownload:
                 req = self._request(span, url)
                 sink = _SpanSink(self, span, req)
                 try:
-                    await self.ctx.transport_for(url).fetch(req, sink)
+                    assert span.ticket is not None
+                    await fetch_when_granted(self.ctx.transport_for(url), req, sink, span.ticket)
                     self._check_complete(span)
                     return
                 except OmnigetError as exc:
@@ -397,9 +409,8 @@ class PlainDownload:
                     await self.ctx.clock.sleep(delay)
                     waited += delay
         finally:
-            if span.host is not None:
-                self.ctx.limits.release(span.host)
-                span.host = None
+            if span.ticket is not None:
+                span.ticket.close()
 
     def _request(self, span: Span, url: str) -> Request:
         item = self.job.item

@@ -9,6 +9,11 @@ A transport moves the bytes of one request into a :class:`Sink`:
    done), or any other exception to abort it (that exception is re-raised by ``fetch``);
 3. ``fetch`` returns the head when the body is complete.
 
+The engine asks for a connection slot (a :class:`Gate`) before each request. A transport
+that sets ``starts_on_grant = True`` also accepts ``fetch(request, sink, gate=gate)`` with a
+gate not yet granted: it sets the request up at once and starts it from the grant itself
+(see :func:`fetch_when_granted`); others are called only once the gate is granted.
+
 Transports raise only :mod:`omniget.errors` types: foreign exceptions are mapped here at
 the edge. Callbacks run on the event loop thread.
 """
@@ -18,9 +23,9 @@ from __future__ import annotations
 import functools
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, overload
+from typing import Any, Protocol, cast, overload
 from urllib.parse import urlsplit
 
 from ...errors import (
@@ -32,6 +37,7 @@ from ...errors import (
 from ...model import ByteRange
 
 __all__ = [
+    "Gate",
     "Head",
     "Headers",
     "Request",
@@ -39,6 +45,7 @@ __all__ = [
     "StopTransfer",
     "Transport",
     "check_status",
+    "fetch_when_granted",
     "origin",
     "parse_retry_after",
     "safe_url",
@@ -184,6 +191,31 @@ class Transport(Protocol):
     async def fetch(self, request: Request, sink: Sink) -> Head: ...
 
     async def aclose(self) -> None: ...
+
+
+class Gate(Protocol):
+    """Permission to open one connection (the engine's :class:`~..scheduler.Ticket`)."""
+
+    @property
+    def granted(self) -> bool: ...
+
+    def on_grant(self, callback: Callable[[], None]) -> None: ...
+
+    async def wait(self) -> None: ...
+
+
+async def fetch_when_granted(
+    transport: Transport, request: Request, sink: Sink, gate: Gate
+) -> Head:
+    """``transport.fetch`` once ``gate`` is granted; a transport that can start on the
+    grant itself gets the request now, so no event-loop round trip sits between a slot
+    freeing up and the next request leaving."""
+    if not gate.granted and getattr(transport, "starts_on_grant", False):
+        fetch = cast(Any, transport).fetch
+        head: Head = await fetch(request, sink, gate=gate)
+        return head
+    await gate.wait()
+    return await transport.fetch(request, sink)
 
 
 def transport_for(transports: Mapping[str, Transport], url: str) -> Transport:

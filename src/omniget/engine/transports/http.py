@@ -21,7 +21,7 @@ import pycurl
 
 from ...errors import RemoteError, TransientError, UsageError
 from ...settings import NetworkSettings
-from .base import Head, Headers, Request, Sink, StopTransfer, origin, safe_url
+from .base import Gate, Head, Headers, Request, Sink, StopTransfer, origin, safe_url
 from .curlloop import CurlLoop, ca_locations, curl_error
 
 if TYPE_CHECKING:
@@ -146,6 +146,8 @@ class CurlTransport:
     running event loop on first use."""
 
     schemes: ClassVar[tuple[str, ...]] = ("http", "https")
+    #: ``fetch`` takes a gate not yet granted and starts the request from the grant.
+    starts_on_grant: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -169,8 +171,9 @@ class CurlTransport:
         # libcurl reads the netrc file on every request: skip that when there is none
         self._netrc = settings.netrc and _netrc_exists(settings.netrc_file)
 
-    async def fetch(self, request: Request, sink: Sink) -> Head:
-        """Fetch ``request`` into ``sink``, following redirects; return the final head."""
+    async def fetch(self, request: Request, sink: Sink, gate: Gate | None = None) -> Head:
+        """Fetch ``request`` into ``sink``, following redirects; return the final head.
+        With ``gate``, the first request is set up now and starts when the gate is granted."""
         core = self._bind()
         url, creds = _clean_url(request.url), self._user
         if not url[:8].lower().startswith(("http://", "https://")) or "@" in url:
@@ -213,7 +216,9 @@ class CurlTransport:
                 hop_headers,
                 cookie,
                 creds if same else None,
+                gate,
             )
+            gate = None
             if hop.location is None:
                 assert hop.head is not None
                 return hop.head
@@ -251,6 +256,7 @@ class CurlTransport:
         headers: dict[str, tuple[str, str]],
         cookie: str | None,
         creds: _Creds | None,
+        gate: Gate | None = None,
     ) -> _Hop:
         hop = _Hop(sink, url, core.loop.create_future())
         easy = self._pool.pop() if self._pool else self._base(pycurl.Curl())
@@ -259,7 +265,10 @@ class CurlTransport:
             special = self._configure(
                 easy, hop, request, url, method, body, headers, cookie, creds
             )
-            core.add(easy, hop.finish)
+            if gate is None or gate.granted:
+                core.add(easy, hop.finish)
+            else:
+                gate.on_grant(lambda: _start(core, easy, hop))
             try:
                 code, message = await hop.fut
             finally:
@@ -421,6 +430,16 @@ class CurlTransport:
             if from_jar := cookie_header(self._jar, url):
                 values.append(from_jar)
         return "; ".join(values) if values else None
+
+
+def _start(core: CurlLoop, easy: pycurl.Curl, hop: _Hop) -> None:
+    """Start a transfer set up earlier, now that its slot is granted (from the grant)."""
+    if hop.fut.done():  # cancelled while it waited
+        return
+    try:
+        core.add(easy, hop.finish)
+    except Exception as exc:
+        hop.fut.set_exception(exc)
 
 
 def _clean_url(url: str) -> str:

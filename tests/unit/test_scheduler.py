@@ -1,0 +1,128 @@
+"""HostLimits: per-host, global and per-file slots, granted in order and synchronously."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from omniget.engine.scheduler import FileClaim, HostLimits
+
+A = "http://a.test/x"
+B = "http://b.test/y"
+
+
+def test_per_host_cap_queues_and_grants_in_order_on_close() -> None:
+    lim = HostLimits(per_host=2, total=10)
+    order: list[str] = []
+    t1, t2 = lim.ticket(A), lim.ticket(A)
+    assert t1.granted and t2.granted
+    t3, t4 = lim.ticket(A), lim.ticket(A)
+    t3.on_grant(lambda: order.append("t3"))
+    t4.on_grant(lambda: order.append("t4"))
+    assert not t3.granted and order == []
+    t1.close()
+    # granted inside close(), before it returns: no event-loop round trip
+    assert t3.granted and order == ["t3"] and not t4.granted
+    t2.close()
+    assert order == ["t3", "t4"]
+    assert lim.free_for(A) == 0
+
+
+def test_other_hosts_are_not_held_up_by_a_full_host() -> None:
+    lim = HostLimits(per_host=1, total=10)
+    a1 = lim.ticket(A)
+    a2 = lim.ticket(A)  # waits for a.test
+    b1 = lim.ticket(B)  # a2 is blocked by its host: b1 passes it
+    assert a1.granted and not a2.granted and b1.granted
+    assert lim.try_ticket(B) is None
+    b1.close()
+    assert not a2.granted
+    a1.close()
+    assert a2.granted
+
+
+def test_a_new_ticket_waits_behind_one_that_can_use_the_same_slot() -> None:
+    lim = HostLimits(per_host=4, total=1)
+    first = lim.ticket(A)
+    queued = lim.ticket(B)
+    later = lim.ticket(B)
+    assert first.granted and not queued.granted and not later.granted
+    first.close()
+    assert queued.granted and not later.granted
+
+
+def test_global_cap_holds_across_hosts() -> None:
+    lim = HostLimits(per_host=4, total=2)
+    t = [lim.ticket(A), lim.ticket(B), lim.ticket(B)]
+    assert [x.granted for x in t] == [True, True, False]
+    assert lim.try_ticket(A) is None
+    t[0].close()
+    assert t[2].granted
+
+
+def test_closing_a_waiting_ticket_withdraws_it() -> None:
+    lim = HostLimits(per_host=1, total=10)
+    held = lim.ticket(A)
+    gone, next_ = lim.ticket(A), lim.ticket(A)
+    called: list[str] = []
+    gone.on_grant(lambda: called.append("gone"))
+    gone.close()
+    held.close()
+    assert next_.granted and not gone.granted and called == []
+    gone.close()  # closing twice is harmless
+    next_.close()
+    next_.close()
+    assert lim.free_for(A) == 1
+
+
+def test_file_claims_bound_files_transferring_at_once() -> None:
+    lim = HostLimits(per_host=8, total=16, files=2)
+    c1, c2, c3 = FileClaim(), FileClaim(), FileClaim()
+    a = lim.ticket(A, c1)
+    a_extra = lim.ticket(A, c1)  # the same file's second connection needs no new file slot
+    b = lim.ticket(A, c2)
+    c = lim.ticket(A, c3)  # a third file waits although connections are free
+    assert a.granted and a_extra.granted and b.granted and not c.granted
+    a.close()
+    a_extra.close()
+    assert not c.granted  # file 1's connections are closed, but it still holds its turn
+    lim.release_file(c1)
+    assert c.granted and c3.held and not c1.held
+    lim.release_file(c1)  # releasing twice is harmless
+    lim.release_file(c2)
+    lim.release_file(c3)
+
+
+def test_a_failing_grant_callback_does_not_break_the_release() -> None:
+    lim = HostLimits(per_host=1, total=10)
+    first = lim.ticket(A)
+    second = lim.ticket(A)
+
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    seen: list[int] = []
+    second.on_grant(boom)
+    second.on_grant(lambda: seen.append(1))
+    first.close()
+    assert second.granted and seen == [1]
+
+
+def test_acquire_waits_and_cancelling_it_leaves_no_slot_behind() -> None:
+    async def go() -> None:
+        lim = HostLimits(per_host=1, total=10)
+        held = await lim.acquire(A)
+        waiting = asyncio.create_task(lim.acquire(A))
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        held.close()
+        async with lim.slot(A) as t:
+            assert t.granted
+            assert lim.free_for(A) == 0
+        assert lim.free_for(A) == 1
+
+    asyncio.run(go())
