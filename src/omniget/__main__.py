@@ -1,6 +1,6 @@
 """``python -m omniget``: the same as the ``omniget`` command."""
 
-from .cli import main
+from .cli import run
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

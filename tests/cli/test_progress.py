@@ -58,6 +58,7 @@ def test_plain_lines() -> None:
     out, now = io.StringIO(), [0.0]
     feed(PlainProgress(out, Masker(), interval=2.0, clock=lambda: now[0]), now)
     assert out.getvalue().splitlines() == [
+        "retry b.bin (attempt 1 in 0.5s): reset",  # a wait is never silent
         "  a.bin: 60% of 10.0 MiB, 2.0 MiB/s",  # 5 MiB in 2.5 s; the 0.5 s and 3.0 s ones wait
         "  b.bin: 1.0 MiB, 393.8 KiB/s",  # unknown size: bytes so far
         "warning: a.bin: server ignored Range",
@@ -71,7 +72,7 @@ def test_plain_verbose_shows_failures_masked() -> None:
     assert "failed b.bin: gone: https://example.com/b.bin?token=***" in out.getvalue()
 
 
-def test_plain_verbose_adds_start_skip_retry() -> None:
+def test_plain_verbose_adds_start_and_skip() -> None:
     out, now = io.StringIO(), [0.0]
     feed(PlainProgress(out, Masker(), verbose=True, clock=lambda: now[0]), now)
     lines = out.getvalue().splitlines()

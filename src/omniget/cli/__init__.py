@@ -29,7 +29,7 @@ from .config import SECRET_HEADERS, Config, load_config, load_settings
 from .output import Masker, display_path, dry_run, format_size, print_list, summary_line
 from .progress import make_progress
 
-__all__ = ["load_settings", "main"]
+__all__ = ["load_settings", "main", "run"]
 
 Failure = tuple[str, OmnigetError]  # (what failed, shown to the user; the error)
 
@@ -91,6 +91,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(f"internal error: {type(e).__name__}: {mask(str(e))} "
                "(run with --debug for the traceback)")
         return 1
+
+
+def run() -> None:
+    """The console script: :func:`main`, then exit at once. Everything worth closing is
+    closed by then (files, the journal, the event loop and its threads); skipping the
+    interpreter's teardown of every module saves ~20 ms per command."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing left to say
+            pass
+    logging.shutdown()
+    os._exit(code)
 
 
 # --- shared steps ---

@@ -92,10 +92,9 @@ class RichProgress:
                     self._end(key)
                     if self.verbose:
                         self._print(f"skipped {name} ({event.reason})")
-                case Retrying():
-                    if self.verbose:
-                        self._print(f"retry {name} (attempt {event.attempt}): "
-                                    f"{self.mask(str(event.error))}", "yellow")
+                case Retrying():  # always: a wait with no word looks like a hang
+                    self._print(f"retry {name} (attempt {event.attempt} in {event.delay:.1f}s): "
+                                f"{self.mask(str(event.error))}", "yellow")
                 case Warned():
                     self._print(f"warning: {name}: {self.mask(event.message)}", "yellow")
             self._update_overall()

@@ -105,10 +105,9 @@ class PlainProgress:
                     self._files.pop(key, None)
                     if self.verbose:
                         self._line(f"skipped {name} ({event.reason})")
-                case Retrying():
-                    if self.verbose:
-                        self._line(f"retry {name} (attempt {event.attempt} in {event.delay:.1f}s): "
-                                   f"{self.mask(str(event.error))}")
+                case Retrying():  # always: a wait with no word looks like a hang
+                    self._line(f"retry {name} (attempt {event.attempt} in {event.delay:.1f}s): "
+                               f"{self.mask(str(event.error))}")
                 case Warned():
                     self._line(f"warning: {name}: {self.mask(event.message)}")
 
