@@ -15,8 +15,9 @@ the one it was made for.
 
 A transfer added from task code starts at once: libcurl asks for a 0 ms timeout on every
 add, and rather than queueing that behind everything else ready on the loop (at 20 ms RTT,
-16 files' worth of finishing work), ``add`` runs it right away. A 0 ms timeout already
-queued is kept, not pushed to the back of the queue by the next one.
+16 files' worth of finishing work), ``add`` runs it right away, once per pass of the loop;
+later adds in the same pass share one queued timeout. A 0 ms timeout already queued is
+kept, not pushed to the back of the queue by the next one.
 
 libcurl functions must not be called from inside libcurl's own callbacks: the socket and
 timer callbacks here only touch the event loop, and every ``socket_action`` runs from a
@@ -92,6 +93,7 @@ class CurlLoop:
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
         self._timer_now = False  # the pending timer is a 0 ms one (queued with call_soon)
         self._acting = False  # inside socket_action: libcurl may not be re-entered
+        self._kicked = False  # an add started its transfer at once in this loop pass
         self._watchdog: asyncio.TimerHandle | None = None
         self._running: dict[pycurl.Curl, _Running] = {}
         self._closed = False
@@ -121,11 +123,15 @@ class CurlLoop:
             raise
         if self.stall_timeout > 0 and self._watchdog is None:
             self._watchdog = self.loop.call_later(self.stall_timeout / 4, self._check_stalls)
-        if self._timer_now and not self._acting:
+        if self._timer_now and not self._acting and not self._kicked:
+            # What libcurl asked for: start it now. Further adds in this pass of the event
+            # loop share one queued 0 ms timeout (many socket_action calls cost CPU).
             timer, self._timer = self._timer, None
             if timer is not None:
                 timer.cancel()
-            self._on_timeout()  # what libcurl asked for: start it now
+            self._kicked = True
+            self.loop.call_soon(self._end_pass)
+            self._on_timeout()
 
     def remove(self, easy: pycurl.Curl) -> bool:
         """Abort ``easy`` if it is running; its done callback is not called."""
@@ -216,6 +222,9 @@ class CurlLoop:
             pass
 
     # -- loop callbacks --
+
+    def _end_pass(self) -> None:
+        self._kicked = False
 
     def _on_timeout(self) -> None:
         self._timer = None
