@@ -6,7 +6,6 @@ import asyncio
 import base64
 import gzip
 import socket
-import threading
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
@@ -919,36 +918,36 @@ def test_netrc_in_home_is_read_when_present(
     assert srv.requests[1].headers["authorization"] == expected
 
 
-def test_a_request_started_by_a_grant_leaves_before_the_loop_runs_again(srv: Server) -> None:
-    """The next request goes out from inside the grant (a slot being freed), not after
-    whatever else is queued on the event loop."""
-    srv.route("/warm", static(BODY))
-    arrived = threading.Event()
 
-    def mark(req: Req, sock: socket.socket) -> bool:
-        arrived.set()
-        reply(sock, 200, BODY)
-        return True
+def test_a_request_waiting_on_its_gate_starts_when_granted(srv: Server) -> None:
+    srv.route("/f", static(BODY))
 
-    srv.route("/next", mark)
-
-    async def go(t: CurlTransport) -> bool:
-        await t.fetch(Request(srv.url("/warm")), Sink())  # one kept-alive connection
+    async def go(t: CurlTransport) -> None:
+        await t.fetch(Request(srv.url("/f")), Sink())
         limits = HostLimits(per_host=1, total=1)
-        held = limits.ticket(srv.url("/warm"))
-        gate = limits.ticket(srv.url("/next"))
+        held = limits.ticket(srv.url("/f"))
+        gate = limits.ticket(srv.url("/f"))
         sink = Sink()
-        task = asyncio.create_task(t.fetch(Request(srv.url("/next")), sink, gate=gate))
-        for _ in range(3):
-            await asyncio.sleep(0)  # set up and parked on the gate
-        assert not gate.granted and not arrived.is_set()
+        task = asyncio.create_task(t.fetch(Request(srv.url("/f")), sink, gate=gate))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not task.done() and len(srv.requests) == 1  # set up, not sent
         held.close()
-        # Block the loop: only a request already written can reach the server now.
-        sent = arrived.wait(5)
-        await task
+        await asyncio.wait_for(task, 5)
         gate.close()
         assert bytes(sink.data) == BODY
-        return sent
+        # cancelled while waiting: never sent, and its slot request is withdrawn
+        gate2 = limits.ticket(srv.url("/f"))
+        blocked = limits.ticket(srv.url("/f"))
+        task2 = asyncio.create_task(t.fetch(Request(srv.url("/f")), Sink(), gate=blocked))
+        await asyncio.sleep(0)
+        task2.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task2
+        blocked.close()
+        gate2.close()
+        assert limits.free_for(srv.url("/f")) == 1
 
-    assert run(go)
+    run(go)
+    assert len(srv.requests) == 2
     assert {r.conn for r in srv.requests} == {1}
