@@ -109,20 +109,23 @@ def test_a_failing_grant_callback_does_not_break_the_release() -> None:
     assert second.granted and seen == [1]
 
 
-def test_acquire_waits_and_cancelling_it_leaves_no_slot_behind() -> None:
+def test_waiting_on_a_ticket_and_cancelling_the_wait() -> None:
     async def go() -> None:
         lim = HostLimits(per_host=1, total=10)
-        held = await lim.acquire(A)
-        waiting = asyncio.create_task(lim.acquire(A))
+        held = lim.ticket(A)
+        queued = lim.ticket(A)
+        waiter = asyncio.create_task(queued.wait())
         await asyncio.sleep(0)
-        assert not waiting.done()
-        waiting.cancel()
+        assert not waiter.done()
+        waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
-            await waiting
+            await waiter
+        queued.close()  # the owner withdraws it: no slot is left behind
         held.close()
-        async with lim.slot(A) as t:
-            assert t.granted
-            assert lim.free_for(A) == 0
+        again = lim.ticket(A)
+        await asyncio.wait_for(again.wait(), 1)
+        assert again.granted and lim.free_for(A) == 0
+        again.close()
         assert lim.free_for(A) == 1
 
     asyncio.run(go())

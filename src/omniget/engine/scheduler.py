@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 
 __all__ = ["FileClaim", "HostLimits", "Ticket", "host_of"]
 
@@ -174,25 +173,7 @@ class HostLimits:
                 self._waiters.remove(t)
                 self._take(t)
 
-    # ----- the awaitable forms ---------------------------------------------------
-
-    async def acquire(self, url: str, claim: FileClaim | None = None) -> Ticket:
-        """A granted ticket (waits for it); close it when done."""
-        t = self.ticket(url, claim)
-        try:
-            await t.wait()
-        except BaseException:
-            t.close()
-            raise
-        return t
-
-    @asynccontextmanager
-    async def slot(self, url: str, claim: FileClaim | None = None) -> AsyncIterator[Ticket]:
-        t = await self.acquire(url, claim)
-        try:
-            yield t
-        finally:
-            t.close()
+    # ----- queries ------------------------------------------------------------------
 
     def free_for(self, url: str) -> int:
         """How many more connections ``url``'s host could get right now."""
