@@ -278,3 +278,16 @@ def test_refresh_hook_on_403(tmp_path: Path, changes: bool) -> None:
     else:
         assert report.exit_code == 5
         assert [r.url for r in mem.requests] == [URL]  # no pointless second try
+
+
+def test_the_same_output_path_twice_in_one_run_is_written_once(tmp_path: Path) -> None:
+    mem = MemoryTransport()
+    data = blob(300_000)
+    mem.add(URL, data)
+    eng, _ = make(tmp_path, mem)
+    report = run(eng, [Item(URL), Item(URL), Item(URL)], tmp_path / "out")
+    assert report.exit_code == 0, report.failures
+    assert [r.status for r in report.results] == ["ok", "skipped", "skipped"]
+    assert (tmp_path / "out" / "data.bin").read_bytes() == data
+    assert len(mem.requests) == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["data.bin"]

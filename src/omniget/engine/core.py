@@ -143,8 +143,8 @@ class Engine:
                 if cancel is not None and cancel.is_set():
                     break
                 await slots.acquire()
-                path = self._register_output(ctx, item)
-                task = loop.create_task(FileJob(ctx, item, path).run())
+                path, earlier = self._register_output(ctx, item)
+                task = loop.create_task(FileJob(ctx, item, path, after=earlier).run())
                 task.add_done_callback(lambda _: slots.release())
                 tasks.append((item, task))
             for item, task in tasks:
@@ -160,15 +160,20 @@ class Engine:
         report.elapsed = time.monotonic() - started
         return report
 
-    def _register_output(self, ctx: RunContext, item: Item) -> Path | None:
+    def _register_output(
+        self, ctx: RunContext, item: Item
+    ) -> tuple[Path | None, asyncio.Future[None] | None]:
         """Resolve the item's output path and announce it, so LocalSlice readers can wait
-        for it. None when the path is refused (the job reports that)."""
+        for it. None when the path is refused (the job reports that). The second value is
+        set when an earlier item of this run writes the same path: wait for it first."""
         try:
             path = contain(ctx.dest, item.output_path)
         except OmnigetError:
-            return None
-        ctx.outputs.setdefault(path, asyncio.get_running_loop().create_future())
-        return path
+            return None, None
+        earlier = ctx.outputs.get(path)
+        if earlier is None:
+            ctx.outputs[path] = asyncio.get_running_loop().create_future()
+        return path, earlier
 
     async def _result(
         self, ctx: RunContext, item: Item, task: asyncio.Task[FileResult]

@@ -39,10 +39,18 @@ class SkipFile(Exception):
 class FileJob:
     """State of one file while it downloads; ``plain`` and ``pieces`` fill it in."""
 
-    def __init__(self, ctx: RunContext, item: Item, path: Path | None = None) -> None:
+    def __init__(
+        self,
+        ctx: RunContext,
+        item: Item,
+        path: Path | None = None,
+        *,
+        after: asyncio.Future[None] | None = None,
+    ) -> None:
         self.ctx = ctx
         self.item = item
         self.planned = path  # the output path the engine resolved (None: resolve here)
+        self.after = after  # an earlier item of the run writing the same path
         self.key = f"{ctx.dest}\0{item.key}"
         self.final: Path | None = None
         self.part: PartFile | None = None
@@ -223,6 +231,8 @@ class FileJob:
 
     async def run(self) -> FileResult:
         item = self.item
+        if self.after is not None:
+            await asyncio.shield(self.after)  # then --on-exists decides, as on a rerun
         try:
             if item.kind != "file":
                 return self._make_other()
