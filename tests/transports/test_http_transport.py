@@ -951,3 +951,24 @@ def test_a_request_waiting_on_its_gate_starts_when_granted(srv: Server) -> None:
     run(go)
     assert len(srv.requests) == 2
     assert {r.conn for r in srv.requests} == {1}
+
+
+def test_a_queued_zero_timeout_keeps_its_place_on_the_loop() -> None:
+    """libcurl asks for a 0 ms timeout on every add: the first one queued must not be
+    pushed behind work queued after it (the next requests would wait for all of it)."""
+    from omniget.engine.transports.curlloop import CurlLoop
+
+    async def go() -> list[str]:
+        loop = asyncio.get_running_loop()
+        core = CurlLoop(loop, max_host_connections=4, max_total_connections=4)
+        order: list[str] = []
+        core._act = lambda fd, event: order.append("timeout")  # type: ignore[method-assign]
+        core._on_timer(0)
+        loop.call_soon(order.append, "other work")
+        core._on_timer(0)  # a second add in the same pass
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        core.close()
+        return order
+
+    assert asyncio.run(go()) == ["timeout", "other work"]

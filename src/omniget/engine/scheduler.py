@@ -106,14 +106,8 @@ class HostLimits:
         could use it waits ahead, else queued. With ``claim``, granting also needs a free
         file slot (unless the claim already holds one)."""
         t = Ticket(self, host_of(url), claim)
-        if not self._waiters:
-            if self._free(t):
-                self._take(t)
-            else:
-                self._waiters.append(t)
-        else:  # behind the queue; granted now only if everything ahead is blocked
-            self._waiters.append(t)
-            self._wake()
+        self._waiters.append(t)  # granted at once if it is free and nothing ahead can go
+        self._wake()
         return t
 
     def try_ticket(self, url: str) -> Ticket | None:

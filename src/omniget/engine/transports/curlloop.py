@@ -91,7 +91,6 @@ class CurlLoop:
         self._ino: dict[int, int] = {}  # fd -> inode of the socket registered for reading
         self._sweep: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
-        self._timer_now = False  # the pending timer is a 0 ms one (queued with call_soon)
         self._watchdog: asyncio.TimerHandle | None = None
         self._running: dict[pycurl.Curl, _Running] = {}
         self._closed = False
@@ -194,17 +193,17 @@ class CurlLoop:
 
     def _on_timer(self, timeout_ms: int) -> None:
         try:
-            if timeout_ms == 0 and self._timer_now and self._timer is not None:
-                return  # one is queued already: keep its place
-            if self._timer is not None:
-                self._timer.cancel()
+            timer = self._timer
+            # a 0 ms one already queued (call_soon: not a TimerHandle) keeps its place
+            if timeout_ms == 0 and timer is not None and not isinstance(timer, asyncio.TimerHandle):
+                return
+            if timer is not None:
+                timer.cancel()
                 self._timer = None
-            self._timer_now = False
             if self._closed or timeout_ms < 0:
                 return
             if timeout_ms == 0:
                 self._timer = self.loop.call_soon(self._on_timeout)
-                self._timer_now = True
             else:
                 self._timer = self.loop.call_later(timeout_ms / 1000.0, self._on_timeout)
         except Exception:
@@ -214,7 +213,6 @@ class CurlLoop:
 
     def _on_timeout(self) -> None:
         self._timer = None
-        self._timer_now = False
         self._act(pycurl.SOCKET_TIMEOUT, 0)
 
     def _act(self, fd: int, event: int) -> None:
