@@ -251,3 +251,42 @@ def test_stdout_output(httpd, payload, tmp_path) -> None:
         [sys.executable, "-m", "omniget", "-O", "-", url], capture_output=True, env=env, timeout=60
     )
     assert res.returncode == 0 and res.stdout == data
+
+
+@pytest.mark.parametrize("split", ["1", "4"])
+def test_checksum_is_checked(httpd, payload, tmp_path, split) -> None:
+    # --split 4: every connection writes its own span, so the whole file is hashed at the end
+    data = payload(3 * MiB, 26)
+    url = httpd.add(httpd.new_path("c.bin"), data)
+    good = hashlib.sha256(data).hexdigest()
+    bad = good[:-1] + ("0" if good[-1] != "0" else "1")
+    out, state = tmp_path / "out", tmp_path / "state"
+    ok = omniget(url, "-o", str(out), "--split", split, "--checksum", f"sha256={good}", state=state)
+    assert ok.returncode == 0, ok.stderr
+    assert "sha256 ok" in ok.stderr
+    (out / "c.bin").unlink()
+    wrong = omniget(
+        url, "-o", str(out), "--split", split, "--checksum", f"sha256={bad}", state=state
+    )
+    assert wrong.returncode == 4, wrong.stderr
+    assert f"expected {bad}" in wrong.stderr and "Traceback" not in wrong.stderr
+    assert not (out / "c.bin").exists()
+
+
+def test_checksum_on_stdout(httpd, payload, tmp_path) -> None:
+    data = payload(100_000, 27)
+    url = httpd.add(httpd.new_path("s.bin"), data)
+    env = {**os.environ, "OMNIGET_STATE_DIR": str(tmp_path)}
+    wrong = "md5=" + "0" * 32
+    res = subprocess.run(
+        [sys.executable, "-m", "omniget", "-O", "-", "--checksum", wrong, url],
+        capture_output=True, env=env, timeout=60,
+    )
+    assert res.returncode == 4 and res.stdout == data  # the bytes are out; the exit says so
+    assert b"md5 mismatch" in res.stderr
+    right = "md5=" + hashlib.md5(data).hexdigest()
+    res = subprocess.run(
+        [sys.executable, "-m", "omniget", "-O", "-", "--checksum", right, url],
+        capture_output=True, env=env, timeout=60,
+    )
+    assert res.returncode == 0 and res.stdout == data

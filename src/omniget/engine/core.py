@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
@@ -142,6 +143,8 @@ class Engine:
             async for item in _aiter(items):
                 if cancel is not None and cancel.is_set():
                     break
+                if s.checksum is not None and item.digest is None:
+                    item = dataclasses.replace(item, digest=s.checksum)  # --checksum
                 await slots.acquire()
                 path, earlier = self._register_output(ctx, item)
                 task = loop.create_task(FileJob(ctx, item, path, after=earlier).run())

@@ -323,7 +323,7 @@ class FileJob:
         expected = self._expected_digests()
         if expected:
             want = expected[0]
-            got = self._stream_digest(want) or file_digest(part.path, want.algo, 0, actual)
+            got = self._stream_digest(want, actual) or file_digest(part.path, want.algo, 0, actual)
             if got != want.hex:
                 raise IntegrityError(
                     f"{want.algo} mismatch for {self.final.name}: expected {want.hex}, got {got}"
@@ -331,9 +331,11 @@ class FileJob:
             verified = want.algo
         return verified
 
-    def _stream_digest(self, want: Digest) -> str | None:
+    def _stream_digest(self, want: Digest, size: int) -> str | None:
+        """The digest hashed while the bytes came in, if that covered the whole file (a
+        split file's first connection hashes only its own span)."""
         h = self.stream_hash
-        if h is None or h.algo != want.algo:
+        if h is None or h.algo != want.algo or h.length != size:
             return None
         return h.hexdigest()
 

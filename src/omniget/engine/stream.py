@@ -1,16 +1,19 @@
 """One URL written in order to a stream (``omniget -O - URL``): one connection, retries
 resume with Range from the bytes already written; if the server cannot resume, the bytes
-already sent are skipped in the new answer (never written twice)."""
+already sent are skipped in the new answer (never written twice). A known digest (the
+item's or ``--checksum``) is checked at the end: the bytes are out by then, but the run
+fails with :class:`IntegrityError`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import OmnigetError, TransientError
+from ..errors import IntegrityError, OmnigetError, TransientError
 from ..model import ByteRange, Item
 from .events import Retrying
 from .transports.base import Head, Request, check_status, skip_prefix, transport_for
+from .verify import StreamHasher
 
 if TYPE_CHECKING:
     from .core import Engine
@@ -21,6 +24,7 @@ __all__ = ["stream_item"]
 class _StreamSink:
     def __init__(self, write: Callable[[bytes], object], done: int) -> None:
         self.write = write
+        self.hash: StreamHasher | None = None
         self.done = done
         self.skip = 0
         self.etag: str | None = None
@@ -43,11 +47,16 @@ class _StreamSink:
                 return
         self.write(data)
         self.done += len(data)
+        if self.hash is not None:
+            self.hash.update(data)
 
 
 async def stream_item(engine: Engine, item: Item, write: Callable[[bytes], object]) -> int:
     transports = engine.transports()
     sink = _StreamSink(write, 0)
+    want = item.digest or engine.settings.checksum
+    if want is not None:
+        sink.hash = StreamHasher(want.algo)
     attempts, waited = 0, 0.0
     while True:
         rng = ByteRange(sink.done) if sink.done else None
@@ -63,7 +72,7 @@ async def stream_item(engine: Engine, item: Item, write: Callable[[bytes], objec
             await transport_for(transports, item.download_url).fetch(req, sink)
             if sink.size is not None and sink.done < sink.size:
                 raise TransientError(f"connection closed at byte {sink.done} of {sink.size}")
-            return sink.done
+            break
         except OmnigetError as exc:
             if sink.done > before:
                 attempts = 0
@@ -74,3 +83,9 @@ async def stream_item(engine: Engine, item: Item, write: Callable[[bytes], objec
             engine.on_event(Retrying(item, None, exc, attempts, delay))
             await engine.clock.sleep(delay)
             waited += delay
+    if want is not None and sink.hash is not None and not sink.hash.matches(want):
+        raise IntegrityError(
+            f"{sink.hash.algo} mismatch for {item.filename}: expected {want.hex}, "
+            f"got {sink.hash.hexdigest()}"
+        )
+    return sink.done

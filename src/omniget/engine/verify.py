@@ -167,13 +167,14 @@ def file_digest(
 
 
 class StreamHasher:
-    """Hash bytes as they stream past: ``update`` then ``hexdigest``."""
+    """Hash bytes as they stream past: ``update`` then ``hexdigest``; ``length`` counts them."""
 
-    __slots__ = ("_h", "algo")
+    __slots__ = ("_h", "algo", "length")
 
     def __init__(self, algo: str) -> None:
         self.algo = hashlib_name(algo)
         self._h = hashlib.new(self.algo)
+        self.length = 0
 
     @classmethod
     def for_digest(cls, digest: Digest) -> StreamHasher:
@@ -181,6 +182,7 @@ class StreamHasher:
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
         self._h.update(data)
+        self.length += len(data)
 
     def hexdigest(self) -> str:
         return self._h.hexdigest()
