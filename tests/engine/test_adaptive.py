@@ -6,6 +6,7 @@ These run in real time (the server's drip paces each connection), a second or le
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 from omniget.engine import Engine, Report
@@ -19,17 +20,21 @@ MiB = 1024 * KiB
 
 
 class Counting:
-    """Wraps the real transport and records the most fetches in flight at once."""
+    """Wraps the real transport and records the most fetches in flight at once, and how
+    many body bytes had arrived when each fetch began."""
 
     def __init__(self, inner: CurlTransport) -> None:
         self.inner = inner
         self.now = self.most = 0
+        self.bytes = 0
+        self.starts: list[int] = []
 
     async def fetch(self, request: Request, sink: Sink) -> Head:
         self.now += 1
         self.most = max(self.most, self.now)
+        self.starts.append(self.bytes)
         try:
-            return await self.inner.fetch(request, sink)
+            return await self.inner.fetch(request, _Tap(self, sink))
         finally:
             self.now -= 1
 
@@ -37,7 +42,25 @@ class Counting:
         await self.inner.aclose()
 
 
+class _Tap:
+    def __init__(self, counting: Counting, sink: Sink) -> None:
+        self.counting = counting
+        self.sink = sink
+
+    def on_head(self, head: Head) -> None:
+        self.sink.on_head(head)
+
+    def on_data(self, data: bytes) -> None:
+        self.counting.bytes += len(data)
+        self.sink.on_data(data)
+
+
 def run(url: str, tmp_path: Path, **kw: object) -> tuple[Report, int]:
+    report, transport = run_counting(url, tmp_path, **kw)
+    return report, transport.most
+
+
+def run_counting(url: str, tmp_path: Path, **kw: object) -> tuple[Report, Counting]:
     settings = Settings(
         state_dir=tmp_path / "state",
         min_split_size=256 * KiB,
@@ -57,7 +80,7 @@ def run(url: str, tmp_path: Path, **kw: object) -> tuple[Report, int]:
             await eng.aclose()
             await transport.aclose()
 
-    return asyncio.run(go()), transport.most
+    return asyncio.run(go()), transport
 
 
 def test_per_connection_limit_goes_to_the_host_cap(httpd, payload, tmp_path) -> None:
@@ -100,3 +123,48 @@ def test_tail_is_stolen_below_the_split_size(httpd, payload, tmp_path) -> None:
     assert report.ok
     assert (tmp_path / "out" / "f.bin").read_bytes() == data
     assert len(httpd.requests_to("/tail.bin")) >= 3
+
+
+def test_large_file_opens_four_connections_at_its_first_answer(httpd, payload, tmp_path) -> None:
+    # 32 split sizes or more: no 0.1 s window on one connection first (at 4 MiB/s that
+    # window alone would bring ~400 KiB before the second request)
+    data = payload(10 * MiB, 11)
+    httpd.add("/large.bin", data)
+    report, counting = run_counting(
+        httpd.url("/large.bin", drip=4 * MiB), tmp_path, connections_per_host=4
+    )
+    assert report.ok, report.failures
+    assert (tmp_path / "out" / "f.bin").read_bytes() == data
+    assert len(counting.starts) >= 4
+    assert counting.starts[1:4] == sorted(counting.starts[1:4])
+    # (the server drips 1/20 s worth at a time, the first with the head; a 0.1 s window
+    # first would mean at least three of those)
+    assert counting.starts[3] < 2 * (4 * MiB // 20), counting.starts
+
+
+def test_smaller_file_measures_one_connection_first(httpd, payload, tmp_path) -> None:
+    data = payload(2 * MiB, 12)
+    httpd.add("/medium.bin", data)
+    report, counting = run_counting(
+        httpd.url("/medium.bin", drip=1 * MiB), tmp_path, connections_per_host=4
+    )
+    assert report.ok, report.failures
+    assert len(counting.starts) >= 2
+    assert counting.starts[1] >= 2 * (1 * MiB // 20), counting.starts  # a window came first
+
+
+def test_quiet_tail_is_taken_over(httpd, payload, tmp_path) -> None:
+    # The first answer stalls for 5 s after 16 KiB. Stealing halves its remainder down to
+    # the steal unit; what is left then is taken over by a fresh request instead of
+    # waiting out the stall.
+    data = payload(1 * MiB, 13)
+    httpd.add("/quiet.bin", data)
+    url = httpd.url("/quiet.bin", stall=5, stall_after=16 * KiB, times=1)
+    t0 = time.monotonic()
+    report, _ = run(url, tmp_path, split=2, connections_per_host=4)
+    assert report.ok, report.failures
+    assert (tmp_path / "out" / "f.bin").read_bytes() == data
+    assert time.monotonic() - t0 < 4  # (the stall alone is 5 s)
+    starts = sorted(int(r.headers.get("range", "bytes=0-")[6:].split("-")[0])
+                    for r in httpd.requests_to("/quiet.bin"))
+    assert starts[0] == 0 and 16 * KiB in starts  # the remainder moved as a whole

@@ -2,11 +2,16 @@
 
 A *span* is one connection's lease on ``[pos, end)`` of the file. The first request is a
 plain GET; once its head shows the size and Range support, more spans are added: a fixed
-number (``--split N``), or adaptively: after 0.1 s on one connection try four; if the rate
+number (``--split N``), or adaptively. A large file (``EARLY_SPLIT`` split sizes or more) opens
+four connections (at most the host cap) at its first answer, then tries twice as many after
+0.1 s; a smaller one tries four after 0.1 s on one connection. After each step: if the rate
 grew about as much as the connections did (a per-connection limit) go to the host cap, if it
 grew at all double again, else stay. Every window is timed from the new spans' first
 answers, not from their connects. When a span finishes, the largest remaining span is split
-in two (work stealing), down to a quarter of the split size. Every range answer is checked
+in two (work stealing), down to a quarter of the split size. In the tail, when nothing is left
+to split, a free connection takes over the whole remainder of a span that has been silent
+for a while (a paced or stalled connection) and that span's transfer is dropped. Every range
+answer is checked
 (206 + Content-Range at the asked offset, same validators): bytes are never spliced at a
 wrong offset.
 """
@@ -42,11 +47,14 @@ TICK = 0.1  # controller wake-up, seconds
 FIRST_WINDOW = 0.1  # adaptive: the one-connection rate, measured from its first answer
 WINDOW = 0.1  # adaptive: then throughput over this long, from the new spans' answers
 FIRST_STEP = 4  # adaptive: connections tried after the first window
+EARLY_SPLIT = 32  # adaptive: a file this many min split sizes long takes FIRST_STEP at once
 GROWTH = 1.3  # adaptive: keep doubling while throughput grows by this factor
 LINEAR = 0.8  # adaptive: growth this close to linear in connections means each is capped
 STEAL_FRACTION = 4  # a running span is split down to min_split_size / this
 MAX_RESTARTS = 3
 HEAD_WAIT = 2.0  # adaptive: measure anyway when new spans stay silent this long
+QUIET = 0.02  # tail: a span silent this long (and 2x the slowest first answer) is taken over
+TAKE_OVER_MIN = 16 * 1024  # tail: smaller remainders are left where they are
 
 
 class _Restart(Exception):
@@ -64,9 +72,15 @@ class Span:
     ticket: Ticket | None = None  # its connection slot (granted, or waited for)
     task: asyncio.Task[None] | None = None
     saved: int = field(init=False)  # pos at the last checkpoint
+    seen: float = 0.0  # monotonic time of its request or its last bytes
+    dropped: bool = False  # its remainder was taken over; its task is being cancelled
 
     def __post_init__(self) -> None:
         self.saved = self.start
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done() and not self.dropped
 
     @property
     def remaining(self) -> int:
@@ -84,6 +98,9 @@ class _SpanSink:
         # Where this answer's body ends in file offsets (None: unknown until the head).
         self.body_end: int | None = req.range.end if req.range is not None else None
         self.hash = dl.job.stream_hash if span.start == 0 and not dl.job.done else None
+        span.seen = now = time.monotonic()
+        # when the request left (0: it may still wait for a connection slot)
+        self.sent = now if span.ticket is not None and span.ticket.granted else 0.0
 
     def on_head(self, head: Head) -> None:
         self.dl.on_head(head, self)
@@ -112,7 +129,7 @@ class _SpanSink:
         if self.hash is not None:
             self.hash.update(data)
         # (the hot path: one clock read and two comparisons per chunk)
-        now = time.monotonic()
+        now = span.seen = time.monotonic()
         if now >= job.next_tick:
             job.progress(now)
             if job.due_checkpoint(now):
@@ -141,6 +158,8 @@ class PlainDownload:
         self.heads_wanted = 1  # the adaptive window waits for this many
         self.heads_until = 0.0  # ... but no longer than this (monotonic time)
         self.answered: asyncio.Future[bool] | None = None  # the first answer: worth splitting?
+        self.slowest_head = 0.0  # seconds from a request to its answer, the longest seen
+        self.wake_at: float | None = None  # tail: when a span may be quiet enough to take over
 
     # ----- the whole file ---------------------------------------------------------
 
@@ -245,6 +264,7 @@ class PlainDownload:
         if span.ticket is None:
             return False
         self.spans.append(span)
+        span.seen = time.monotonic()
         span.task = asyncio.create_task(self._run_span(span, url))
         return True
 
@@ -260,6 +280,9 @@ class PlainDownload:
         if self.settings.split is not None and self._splittable():
             self.target = max(1, self.settings.split)  # a fixed split starts at once
             self._fill(pending)
+        elif self._splittable() and self._left() >= EARLY_SPLIT * self.settings.min_split_size:
+            self.target = min(FIRST_STEP, self.ctx.limits.per_host)  # large: no 1-conn window
+            self._fill(pending)
         while True:
             active: list[asyncio.Task[Any]] = [
                 s.task for s in self.spans if s.task is not None and not s.task.done()
@@ -271,6 +294,8 @@ class PlainDownload:
             if not waiting:  # wake when the window ends
                 window = FIRST_WINDOW if last_rate is None else WINDOW
                 timeout = max(0.001, min(TICK, window_t + window - time.monotonic()))
+            if self.wake_at is not None:  # the tail: a span may soon be quiet enough
+                timeout = max(0.001, min(timeout, self.wake_at - time.monotonic()))
             waiter: asyncio.Task[bool] | None = None
             if waiting:  # wake as soon as the awaited heads arrive
                 self.head_event.clear()
@@ -286,7 +311,8 @@ class PlainDownload:
                 self.heads_wanted = self.heads  # a span that failed before answering
                 window_t, window_b = time.monotonic(), self.job.fetched
             for t in done:
-                t.result()  # raises the span's final error
+                if not t.cancelled() or not any(s.task is t and s.dropped for s in self.spans):
+                    t.result()  # raises the span's final error
             if self.head_seen and not pending and not self._worth_splitting():
                 for t in active:  # small or unsplittable: just wait for the one stream
                     if t is not waiter:
@@ -306,8 +332,9 @@ class PlainDownload:
             ):
                 rate = (self.job.fetched - window_b) / (now - window_t)
                 conns = self.job.connections
-                if last_rate is None:
-                    self.target = FIRST_STEP
+                if last_rate is None:  # the first window: probe one step up
+                    step = FIRST_STEP if conns == 1 else conns * 2
+                    self.target = min(step, self.ctx.limits.per_host)
                 elif rate >= last_rate * LINEAR * conns / last_conns:
                     # the rate grew with the connections: a per-connection limit; go to the cap
                     self.target = self.ctx.limits.per_host
@@ -328,10 +355,15 @@ class PlainDownload:
         size = self.job.size
         if not self._splittable() or size is None or self.settings.split == 1:
             return False
-        left = size - sum(e - s for s, e in self.covered())
-        # already split: keep stealing down to smaller pieces
-        unit = self._steal_unit() if len(self.spans) > 1 else self.settings.min_split_size
-        return left >= 2 * unit
+        left = self._left()
+        if len(self.spans) > 1:  # already split: steal smaller pieces, take over the tail
+            return left >= TAKE_OVER_MIN
+        return left >= 2 * self.settings.min_split_size
+
+    def _left(self) -> int:
+        """Bytes of the file not yet written (0 when the size is unknown)."""
+        size = self.job.size
+        return 0 if size is None else size - sum(e - s for s, e in self.covered())
 
     def _steal_unit(self) -> int:
         return max(1, self.settings.min_split_size // STEAL_FRACTION)
@@ -341,36 +373,62 @@ class PlainDownload:
 
     def _fill(self, pending: list[Span]) -> None:
         """Start spans up to the target; the adaptive window then waits for their answers."""
-        running = [s for s in self.spans if s.task is not None and not s.task.done()]
-        want = self.target - len(running)
+        want = self.target - sum(1 for s in self.spans if s.running)
         started = 0
+        self.wake_at = None
         while want > 0:
             if pending:
                 if not self._start(pending[0], wait=False):
                     break
                 pending.pop(0)
-            else:
-                live = {
-                    i: (s.pos, s.end)
-                    for i, s in enumerate(self.spans)
-                    if s.end is not None and s.task is not None and not s.task.done()
-                }
-                choice = split_largest(live, self._steal_unit())
-                if choice is None:
-                    break
-                idx, mid = choice
-                victim = self.spans[idx]
-                new = Span(mid, mid, victim.end)
-                victim.end = mid
-                if not self._start(new, wait=False):
-                    victim.end = new.end  # no free slot: give the bytes back
-                    break
+            elif not self._steal():
+                break
             want -= 1
             started += 1
         if started:
             self.heads_wanted = self.heads + started
             self.heads_until = time.monotonic() + HEAD_WAIT
-        self.job.connections = sum(1 for s in self.spans if s.task and not s.task.done())
+        self.job.connections = sum(1 for s in self.spans if s.running)
+
+    def _steal(self) -> bool:
+        """Give a free connection part of a running span: the far half of the largest
+        remainder, or in the tail the whole remainder of a quiet span (whose transfer is
+        then dropped). False when there is nothing to take or no free slot."""
+        running = [s for s in self.spans if s.running and s.end is not None]
+        live = {i: (s.pos, s.end or 0) for i, s in enumerate(running)}
+        choice = split_largest(live, self._steal_unit())
+        if choice is not None:
+            victim, mid = running[choice[0]], choice[1]
+        else:
+            quiet = self._quiet(running)
+            if quiet is None:
+                return False
+            victim, mid = quiet, quiet.pos
+        new = Span(mid, mid, victim.end)
+        victim.end = mid
+        if not self._start(new, wait=False):
+            victim.end = new.end  # no free slot: give the bytes back
+            return False
+        if victim.pos >= mid and victim.task is not None:
+            victim.dropped = True
+            victim.task.cancel()
+        return True
+
+    def _quiet(self, running: list[Span]) -> Span | None:
+        """The tail: the span with the most bytes left among those silent for longer than
+        a fresh request takes to answer. Sets ``wake_at`` when one may become so later."""
+        now = time.monotonic()
+        quiet = max(QUIET, 2 * self.slowest_head)
+        best: Span | None = None
+        for s in running:
+            if s.remaining < TAKE_OVER_MIN:
+                continue
+            if now - s.seen < quiet:
+                at = s.seen + quiet
+                self.wake_at = at if self.wake_at is None else min(self.wake_at, at)
+            elif best is None or s.remaining > best.remaining:
+                best = s
+        return best
 
     # ----- one span: requests and retries ---------------------------------------
 
@@ -408,6 +466,11 @@ class PlainDownload:
                     self.ctx.event(Retrying(job.item, job.final, exc, attempts, delay))
                     await self.ctx.clock.sleep(delay)
                     waited += delay
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if span.dropped and task is not None and task.uncancel() == 0:
+                return  # its remainder went to another connection (and nothing else asked)
+            raise
         finally:
             if span.ticket is not None:
                 span.ticket.close()
@@ -422,7 +485,7 @@ class PlainDownload:
                 if_range = self.job.validator()
         speed = None
         if self.settings.limit_rate:
-            running = sum(1 for s in self.spans if s.task is not None and not s.task.done())
+            running = sum(1 for s in self.spans if s.running)
             speed = max(1024, self.settings.limit_rate // max(1, running))
         return Request(
             url,
@@ -469,11 +532,13 @@ class PlainDownload:
             self.ranges_known = True
         else:  # a full body, starting at byte 0
             if ranged:
-                running = sum(1 for s in self.spans if s.task is not None and not s.task.done())
+                running = sum(1 for s in self.spans if s.running)
                 if span.pos and self.ranges_ok and running > 1 and not head.decoded:
                     raise _Restart("the server ignores byte ranges", changed=False)
                 self.ranges_ok = False
             sink.skip = span.pos  # drop what we already have
+        if sink.sent:
+            self.slowest_head = max(self.slowest_head, time.monotonic() - sink.sent)
         if not self.head_seen:
             self._first_head(head, sink)
             if self.answered is not None and not self.answered.done() and self._worth_splitting():
