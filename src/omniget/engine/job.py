@@ -51,7 +51,8 @@ class FileJob:
         self.item = item
         self.planned = path  # the output path the engine resolved (None: resolve here)
         self.after = after  # an earlier item of the run writing the same path
-        self.key = f"{ctx.dest}\0{item.key}"
+        # (two items may share a URL: a chunk in two files of a game, say)
+        self.key = f"{ctx.dest}\0{item.key}\0{item.output_path}"
         self.final: Path | None = None
         self.part: PartFile | None = None
         self.record: FileRecord | None = None
@@ -63,6 +64,7 @@ class FileJob:
         self.fetched = 0  # bytes received in this run
         self.written = 0  # output bytes written in this run
         self.digests: list[Digest] = []  # expected whole-file digests
+        self.server_path: Path | None = None  # the name the server chose, if any
         self.stream_hash: StreamHasher | None = None  # set by plain when it hashes in order
         self.connections = 1
         self.claim = FileClaim()  # this file's turn among the files transferring at once
@@ -349,11 +351,15 @@ class FileJob:
         assert part is not None and final is not None
         size = self.size if self.size is not None else self.resumed + self.written
         part.commit(size, mtime=self._mtime(), executable=self.item.executable)
-        # Small files never touch the journal; a server-chosen name is remembered.
-        renamed = self.item.name_from_server and final.name != self.item.filename
-        if self.ctx.journal is not None and (self.journal_started or renamed):
+        # A server-chosen name is remembered (as the server gave it, before --on-exists),
+        # so a rerun knows it without asking; other finished files need no record.
+        journal = self.ctx.journal
+        if journal is not None and self.server_path is not None:
             self._ensure_record()
-            self.ctx.journal.finish(self.key, size=size, digest=None)
+            journal.finish(self.key, size=size, digest=None, path=str(self.server_path))
+        elif journal is not None and self.journal_started:
+            journal.forget(self.key)
+            self.journal_started = False
         if not self.started:
             self.started_event()
         self.ctx.event(Finished(self.item, final, size, verified, self.fetched))

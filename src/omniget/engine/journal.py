@@ -109,7 +109,9 @@ class JournalStore(Protocol):
 
     def piece_done(self, key: str, index: int, size: int) -> None: ...
 
-    def finish(self, key: str, *, size: int, digest: str | None) -> None: ...
+    def finish(
+        self, key: str, *, size: int, digest: str | None, path: str | None = None
+    ) -> None: ...
 
     def forget(self, key: str) -> None: ...
 
@@ -315,13 +317,16 @@ class Journal:
             )
             db.execute("UPDATE files SET updated = ? WHERE key = ?", (self._now(), key))
 
-    def finish(self, key: str, *, size: int, digest: str | None) -> None:
-        """Mark ``key`` done (the completed archive); its spans and pieces are dropped."""
+    def finish(
+        self, key: str, *, size: int, digest: str | None, path: str | None = None
+    ) -> None:
+        """Mark ``key`` done (the completed archive); its spans and pieces are dropped.
+        ``path``: remember this path for it instead of the one it was started with."""
         with self._conn("finish", tx=True) as db:
             cur = db.execute(
-                "UPDATE files SET done = 1, size = ?, digest = ?, spans = NULL, updated = ?"
-                " WHERE key = ?",
-                (size, digest, self._now(), key),
+                "UPDATE files SET done = 1, size = ?, digest = ?, spans = NULL, updated = ?,"
+                " path = COALESCE(?, path) WHERE key = ?",
+                (size, digest, self._now(), path, key),
             )
             if cur.rowcount == 0:
                 raise _missing(key)
