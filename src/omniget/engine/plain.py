@@ -24,9 +24,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import OmnigetError, RemoteError, TransientError
+from ..errors import AuthRequired, NotFound, OmnigetError, RemoteError, TransientError
 from ..model import ByteRange
-from .events import Retrying
+from .events import Retrying, Warned
 from .job import FileJob, SkipFile
 from .names import filename_from_content_disposition
 from .scheduler import Ticket
@@ -52,6 +52,8 @@ GROWTH = 1.3  # adaptive: keep doubling while throughput grows by this factor
 LINEAR = 0.8  # adaptive: growth this close to linear in connections means each is capped
 STEAL_FRACTION = 4  # a running span is split down to min_split_size / this
 MAX_RESTARTS = 3
+# errors that say nothing about the item's other URLs (mirrors): try the next one
+PERMANENT_ON_ONE_MIRROR = (RemoteError, NotFound, AuthRequired)
 HEAD_WAIT = 2.0  # adaptive: measure anyway when new spans stay silent this long
 QUIET = 0.02  # tail: a span silent this long (and 2x the slowest first answer) is taken over
 TAKE_OVER_MIN = 16 * 1024  # tail: smaller remainders are left where they are
@@ -437,6 +439,7 @@ class PlainDownload:
         attempts = 0
         waited = 0.0
         mirror = 0
+        failed: set[str] = set()  # mirrors that answered with a permanent error
         try:
             while True:
                 before = span.pos
@@ -453,7 +456,13 @@ class PlainDownload:
                         url = self.urls[0]
                         continue
                     if not exc.retryable:
-                        raise
+                        other = self._untried_mirror(url, failed)
+                        if other is None or not isinstance(exc, PERMANENT_ON_ONE_MIRROR):
+                            raise
+                        failed.add(url)  # a mirror's 404 (or DNS name, or login) is its own
+                        self.ctx.event(Warned(job.item, job.final, f"{exc}; trying a mirror"))
+                        url = other
+                        continue
                     if span.pos - before >= self.ckpt_bytes:
                         attempts = 0
                     attempts += 1
@@ -474,6 +483,18 @@ class PlainDownload:
         finally:
             if span.ticket is not None:
                 span.ticket.close()
+
+    def _untried_mirror(self, url: str, failed: set[str]) -> str | None:
+        """The next of the item's URLs after ``url`` that has not failed for good."""
+        urls = self.urls
+        if len(urls) < 2:
+            return None
+        start = urls.index(url) if url in urls else -1
+        for i in range(1, len(urls) + 1):
+            other = urls[(start + i) % len(urls)]
+            if other != url and other not in failed:
+                return other
+        return None
 
     def _request(self, span: Span, url: str) -> Request:
         item = self.job.item
@@ -586,14 +607,15 @@ class PlainDownload:
         if job.item.name_from_server and not job.done:
             cd = head.headers.get("content-disposition")
             name = filename_from_content_disposition(cd) if cd else None
-            if name and name != final.name:
-                rel = job.item.output_path
-                parent = rel.rpartition("/")[0]
+            if name:
+                parent = job.item.output_path.rpartition("/")[0]
                 candidate = job.resolve_final(f"{parent}/{name}" if parent else name)
-                chosen = job.exists_policy(candidate)
-                if chosen is None:
-                    job.final = candidate
-                    raise SkipFile
-                final = chosen
+                job.server_path = candidate
+                if name != final.name:
+                    chosen = job.exists_policy(candidate)
+                    if chosen is None:
+                        job.final = candidate
+                        raise SkipFile
+                    final = chosen
         part = job.open_part(final, fresh=not job.done)
         part.prepare(job.size, have=sum(e - s for s, e in job.done))
