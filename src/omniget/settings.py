@@ -34,7 +34,10 @@ class NetworkSettings:
     #: A transfer slower than ``low_speed_limit`` bytes/s for ``stall_timeout`` s is stalled.
     stall_timeout: float = 20.0
     low_speed_limit: int = 1
-    user: str | None = None  # USER:PASSWORD, sent to the first URL's origin only
+    user: str | None = None  # USER:PASSWORD (never across a redirect to another origin)
+    #: The URL whose origin ``user`` is for (the CLI: the first URL); None: every origin
+    #: asked for directly.
+    user_origin: str | None = None
     netrc: bool = True
     netrc_file: str | None = None
     cookies_file: str | None = None  # Netscape cookies.txt

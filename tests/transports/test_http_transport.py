@@ -498,6 +498,17 @@ def test_cross_origin_redirect_drops_user_credentials(srv: Server, other: Server
     assert "authorization" not in other.requests[0].headers
 
 
+def test_user_credentials_go_to_their_origin_only(srv: Server, other: Server) -> None:
+    srv.route("/a", static(b"a"))
+    other.route("/b", static(b"b"))
+    settings = NetworkSettings(user="alice:pw", user_origin=srv.url("/"), netrc=False)
+    get(srv.url("/a"), settings)
+    get(other.url("/b"), settings)
+    expected = "Basic " + base64.b64encode(b"alice:pw").decode()
+    assert srv.requests[0].headers["authorization"] == expected
+    assert "authorization" not in other.requests[0].headers
+
+
 def test_url_credentials_stay_with_first_origin(srv: Server, other: Server) -> None:
     srv.route("/start", redirect(other.url("/land")))
     other.route("/land", static(b"landed"))

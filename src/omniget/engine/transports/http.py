@@ -166,6 +166,7 @@ class CurlTransport:
         self._closed = False
         self._cainfo, self._capath = ca_locations(settings)
         self._user = _parse_user(settings.user)
+        self._user_origin = origin(settings.user_origin) if settings.user_origin else None
         self._jar = _load_cookies(settings.cookies_file)
         self._headers = _check_headers(settings.headers)
         # libcurl reads the netrc file on every request: skip that when there is none
@@ -176,6 +177,8 @@ class CurlTransport:
         With ``gate``, the first request is set up now and starts when the gate is granted."""
         core = self._bind()
         url, creds = _clean_url(request.url), self._user
+        if creds is not None and self._user_origin is not None and origin(url) != self._user_origin:
+            creds = None  # --user is for one server
         if not url[:8].lower().startswith(("http://", "https://")) or "@" in url:
             parts = urlsplit(url)
             if parts.scheme.lower() not in self.schemes:
