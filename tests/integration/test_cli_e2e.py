@@ -290,3 +290,55 @@ def test_checksum_on_stdout(httpd, payload, tmp_path) -> None:
         capture_output=True, env=env, timeout=60,
     )
     assert res.returncode == 0 and res.stdout == data
+
+
+def test_on_exists_rename_is_not_remembered(httpd, tmp_path) -> None:
+    # A rename chosen because the name was taken is this run's choice: a later run with
+    # another --on-exists decides afresh from the URL's name.
+    url = httpd.add(httpd.new_path("small"), b"new")
+    out, state = tmp_path / "o", tmp_path / "state"
+    out.mkdir()
+    (out / "small").write_bytes(b"old")
+    for mode in ("rename", "rename", "overwrite"):
+        res = omniget(url, "-o", str(out), "-q", "--on-exists", mode, state=state)
+        assert res.returncode == 0, res.stderr
+    assert sorted(os.listdir(out)) == ["small", "small_1", "small_2"]
+    assert (out / "small").read_bytes() == b"new"
+
+
+def test_server_chosen_name_is_remembered_as_the_server_gave_it(httpd, tmp_path) -> None:
+    path = httpd.new_path("dl")
+    httpd.add(path, b"content")
+    url = httpd.url(path, cd="chosen.txt")
+    out, state = tmp_path / "o", tmp_path / "state"
+    out.mkdir()
+    (out / "chosen.txt").write_bytes(b"mine")
+    res = omniget(url, "-o", str(out), "-q", "--on-exists", "rename", state=state)
+    assert res.returncode == 0, res.stderr
+    assert (out / "chosen_1.txt").read_bytes() == b"content"
+    # the rerun knows the name without asking: skip, no request
+    before = len(httpd.requests_to(path))
+    res = omniget(url, "-o", str(out), "-q", state=state)
+    assert res.returncode == 0 and len(httpd.requests_to(path)) == before
+    res = omniget(url, "-o", str(out), "-q", "--on-exists", "overwrite", state=state)
+    assert res.returncode == 0, res.stderr
+    assert (out / "chosen.txt").read_bytes() == b"content"
+    assert sorted(os.listdir(out)) == ["chosen.txt", "chosen_1.txt"]
+
+
+@pytest.mark.parametrize("first", ["missing", "auth"])
+def test_mirror_is_tried_after_a_permanent_error(httpd, payload, tmp_path, first) -> None:
+    data = payload(50_000, 28)
+    good = httpd.add(httpd.new_path("m.bin"), data)
+    bad_path = httpd.new_path("m.bin")
+    if first == "missing":
+        bad = httpd.url(bad_path)  # nothing there: 404
+    else:
+        httpd.add(bad_path, data)
+        bad = httpd.url(bad_path, auth="u:p")  # 401 without credentials
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{bad}\t{good}\n")
+    res = omniget("-i", str(listing), "-o", str(tmp_path / "o"), state=tmp_path / "st")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "o" / "m.bin").read_bytes() == data
+    assert "trying a mirror" in res.stderr
