@@ -342,3 +342,26 @@ def test_mirror_is_tried_after_a_permanent_error(httpd, payload, tmp_path, first
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "o" / "m.bin").read_bytes() == data
     assert "trying a mirror" in res.stderr
+
+
+def test_limit_rate_is_for_the_whole_run(httpd, payload, tmp_path) -> None:
+    # three files at once share 1 MB/s (each alone would stay under it)
+    urls = [httpd.add(httpd.new_path(f"r{i}.bin"), payload(300_000, 30 + i)) for i in range(3)]
+    start = time.monotonic()
+    res = omniget(*urls, "-o", str(tmp_path / "o"), "-q", "--limit-rate", "1M",
+                  state=tmp_path / "st")
+    assert res.returncode == 0, res.stderr
+    assert time.monotonic() - start >= 0.75  # 900 KB at 1 MiB/s, less the 0.1 s burst
+
+
+def test_limit_rate_applies_on_stdout(httpd, payload, tmp_path) -> None:
+    data = payload(600_000, 33)
+    url = httpd.add(httpd.new_path("slow.bin"), data)
+    env = {**os.environ, "OMNIGET_STATE_DIR": str(tmp_path)}
+    start = time.monotonic()
+    res = subprocess.run(
+        [sys.executable, "-m", "omniget", "-O", "-", "--limit-rate", "1M", url],
+        capture_output=True, env=env, timeout=60,
+    )
+    assert res.returncode == 0 and res.stdout == data
+    assert time.monotonic() - start >= 0.45

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from omniget.engine.ratelimit import RateLimit
 from omniget.engine.scheduler import HostLimits
 from omniget.engine.transports.base import Head, Request, StopTransfer
 from omniget.engine.transports.http import CurlTransport, ca_locations
@@ -398,6 +399,25 @@ def test_max_speed_caps_the_rate(srv: Server) -> None:
     _, sink = get(srv.url("/f"), max_speed=1_000_000)
     assert len(sink.data) == 300_000
     assert time.perf_counter() - start >= 0.15
+
+
+def test_shared_rate_limit_paces_concurrent_transfers(srv: Server) -> None:
+    srv.route("/a", static(b"a" * 300_000))
+    srv.route("/b", static(b"b" * 300_000))
+    rate = RateLimit(1_000_000)
+    sinks = [Sink(), Sink()]
+
+    async def go(t: CurlTransport) -> None:
+        await asyncio.gather(
+            t.fetch(Request(srv.url("/a"), rate=rate), sinks[0]),
+            t.fetch(Request(srv.url("/b"), rate=rate), sinks[1]),
+        )
+
+    start = time.perf_counter()
+    run(go)
+    assert bytes(sinks[0].data) == b"a" * 300_000 and bytes(sinks[1].data) == b"b" * 300_000
+    # 600 KB at 1 MB/s (less the 0.1 s burst): each alone would be well under the limit
+    assert time.perf_counter() - start >= 0.45
 
 
 # -- redirects --

@@ -12,6 +12,7 @@ from ..model import Item
 from ..settings import Settings
 from .events import Event, EventHandler
 from .journal import FileRecord, Journal
+from .ratelimit import RateLimit
 from .retry import Clock, RetryPolicy
 from .scheduler import HostLimits
 from .transports.base import Transport, transport_for
@@ -50,6 +51,8 @@ class RunContext:
     chunks: dict[ChunkKey, asyncio.Future[ChunkSource]] = field(default_factory=dict)
     #: Folders already created in this run.
     made_dirs: set[str] = field(default_factory=set)
+    #: ``--limit-rate``: the budget every transfer of the run shares.
+    rate: RateLimit | None = None
 
     #: Journal keys under ``dest`` when the run started (None: not read yet).
     _known: set[str] | None = field(default=None, init=False, repr=False)

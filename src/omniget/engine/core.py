@@ -18,6 +18,7 @@ from .events import EventHandler, Failed
 from .job import FileJob
 from .journal import Journal
 from .names import contain
+from .ratelimit import RateLimit
 from .report import FileResult, Report
 from .retry import Clock, RetryPolicy, SystemClock
 from .scheduler import HostLimits
@@ -124,6 +125,7 @@ class Engine:
             dest=dest_path,
             refresh=self.refresh,
             rng=self.rng,
+            rate=RateLimit(s.limit_rate) if s.limit_rate else None,
         )
         report = Report()
         # -j files transfer at once (HostLimits counts them); as many again are set up

@@ -251,6 +251,7 @@ class PieceDownload:
             headers=self.job.item.headers,
             range=piece.range,
             secret_headers=self.job.item.secret_headers,
+            rate=self.ctx.rate,
         )
         await fetch_when_granted(self.ctx.transport_for(piece.url), req, sink, ticket)
         sink.finish()

@@ -402,7 +402,7 @@ class PlainDownload:
         if choice is not None:
             victim, mid = running[choice[0]], choice[1]
         else:
-            quiet = self._quiet(running)
+            quiet = None if self.ctx.rate else self._quiet(running)  # (paused, not quiet)
             if quiet is None:
                 return False
             victim, mid = quiet, quiet.pos
@@ -442,6 +442,8 @@ class PlainDownload:
         failed: set[str] = set()  # mirrors that answered with a permanent error
         try:
             while True:
+                if span.end is not None and span.pos >= span.end:
+                    return  # (cut short by stealing while it waited to try again)
                 before = span.pos
                 req = self._request(span, url)
                 sink = _SpanSink(self, span, req)
@@ -504,17 +506,13 @@ class PlainDownload:
             rng = ByteRange(span.pos, span.end)
             if url == item.download_url:
                 if_range = self.job.validator()
-        speed = None
-        if self.settings.limit_rate:
-            running = sum(1 for s in self.spans if s.running)
-            speed = max(1024, self.settings.limit_rate // max(1, running))
         return Request(
             url,
             headers=item.headers,
             range=rng,
             if_range=if_range,
             secret_headers=item.secret_headers,
-            max_speed=speed,
+            rate=self.ctx.rate,
         )
 
     def _check_complete(self, span: Span) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from ..errors import IntegrityError, OmnigetError, TransientError
 from ..model import ByteRange, Item
 from .events import Retrying
+from .ratelimit import RateLimit
 from .transports.base import Head, Request, check_status, skip_prefix, transport_for
 from .verify import StreamHasher
 
@@ -54,6 +55,8 @@ class _StreamSink:
 async def stream_item(engine: Engine, item: Item, write: Callable[[bytes], object]) -> int:
     transports = engine.transports()
     sink = _StreamSink(write, 0)
+    limit = engine.settings.limit_rate
+    rate = RateLimit(limit) if limit else None
     want = item.digest or engine.settings.checksum
     if want is not None:
         sink.hash = StreamHasher(want.algo)
@@ -66,6 +69,7 @@ async def stream_item(engine: Engine, item: Item, write: Callable[[bytes], objec
             range=rng,
             if_range=sink.etag if rng else None,
             secret_headers=item.secret_headers,
+            rate=rate,
         )
         before = sink.done
         try:

@@ -35,6 +35,7 @@ from ...errors import (
     TransientError,
 )
 from ...model import ByteRange
+from ..ratelimit import RateLimit
 
 __all__ = [
     "Gate",
@@ -174,6 +175,8 @@ class Request:
     secret_headers: tuple[str, ...] = ()
     #: Receive speed cap in bytes/s for this transfer (None: no cap).
     max_speed: int | None = None
+    #: A budget shared with other transfers (``--limit-rate``); None: none.
+    rate: RateLimit | None = None
 
 
 class Sink(Protocol):

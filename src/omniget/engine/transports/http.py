@@ -27,6 +27,8 @@ from .curlloop import CurlLoop, ca_locations, curl_error
 if TYPE_CHECKING:
     from http.cookiejar import MozillaCookieJar
 
+    from ..ratelimit import RateLimit
+
 __all__ = ["CurlTransport", "ca_locations"]
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -68,7 +70,13 @@ class _Hop:
     """One libcurl transfer: one request and its response (a redirect or the final one).
     Its ``on_write`` runs inside libcurl and must never raise."""
 
-    def __init__(self, sink: Sink, url: str, fut: asyncio.Future[tuple[int, str]]) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        url: str,
+        fut: asyncio.Future[tuple[int, str]],
+        rate: RateLimit | None = None,
+    ) -> None:
         self.sink = sink
         self.url = url
         self.fut = fut
@@ -83,9 +91,18 @@ class _Hop:
         self.stopped = False  # ended on purpose (StopTransfer, a cut redirect body)
         self.error: BaseException | None = None  # raised by the sink
         self.discarded = 0
+        self.rate = rate
+        self.easy: pycurl.Curl | None = None  # set while paused for the rate limit
+        self.resume: asyncio.TimerHandle | None = None
 
     def on_write(self, data: bytes) -> int | None:
         if self.deliver:
+            if self.rate is not None:
+                wait = self.rate.take(len(data))
+                if wait > 0 and self.easy is not None:
+                    # libcurl keeps the bytes and hands them over again once resumed
+                    self.resume = self.fut.get_loop().call_later(wait, self.unpause)
+                    return pycurl.WRITEFUNC_PAUSE  # type: ignore[no-any-return]
             try:
                 self.on_data(data)
             except StopTransfer:
@@ -105,6 +122,15 @@ class _Hop:
             return None
         self.deliver = True
         return self.on_write(data)
+
+    def unpause(self) -> None:
+        self.resume = None
+        if self.easy is not None and not self.fut.done():
+            try:
+                self.easy.pause(pycurl.PAUSE_CONT)  # (may hand the kept bytes over at once)
+            except pycurl.error as exc:
+                if not self.stopped and self.error is None:
+                    self.error = TransientError(f"could not resume a paused transfer: {exc}")
 
     def decide(self) -> bool:
         """The head is complete: note a redirect or hand the head to the sink.
@@ -261,8 +287,10 @@ class CurlTransport:
         creds: _Creds | None,
         gate: Gate | None = None,
     ) -> _Hop:
-        hop = _Hop(sink, url, core.loop.create_future())
+        hop = _Hop(sink, url, core.loop.create_future(), request.rate)
         easy = self._pool.pop() if self._pool else self._base(pycurl.Curl())
+        if request.rate is not None:
+            hop.easy = easy
         special = True  # until configured: a failed set-up resets the handle
         try:
             special = self._configure(
@@ -276,6 +304,9 @@ class CurlTransport:
                 code, message = await hop.fut
             finally:
                 core.remove(easy)  # a no-op unless cancelled mid-transfer
+                if hop.resume is not None:
+                    hop.resume.cancel()
+                hop.easy = None
         finally:
             self._release(easy, special)
         if hop.error is not None:
