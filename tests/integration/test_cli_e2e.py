@@ -365,3 +365,12 @@ def test_limit_rate_applies_on_stdout(httpd, payload, tmp_path) -> None:
     )
     assert res.returncode == 0 and res.stdout == data
     assert time.monotonic() - start >= 0.45
+
+
+def test_debug_shows_requests_and_answers(httpd, payload, tmp_path) -> None:
+    url = httpd.add(httpd.new_path("d.bin"), payload(10_000, 34))
+    res = omniget(url, "-o", str(tmp_path / "o"), "--debug", state=tmp_path / "st")
+    assert res.returncode == 0, res.stderr
+    assert f"GET {url} -> 200" in res.stderr
+    quiet = omniget(url, "-o", str(tmp_path / "p"), state=tmp_path / "st")
+    assert "GET " not in quiet.stderr

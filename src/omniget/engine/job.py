@@ -4,6 +4,7 @@ or piecewise), verification, the atomic finish, and the events around it."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from pathlib import Path
@@ -25,6 +26,8 @@ from .scheduler import FileClaim
 from .spans import Interval, merge
 from .transports.base import http_date
 from .verify import StreamHasher, file_digest
+
+log = logging.getLogger(__name__)
 
 __all__ = ["FileJob", "SkipFile"]
 
@@ -114,6 +117,7 @@ class FileJob:
         self.done = merge(journal.spans(self.key))
         self.resumed = sum(e - s for s, e in self.done)
         self.journal_started = True
+        log.debug("%s: resuming with %d bytes already in", final.name, self.resumed)
 
     # ----- progress, checkpoints ------------------------------------------------
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,8 @@ from .transports.base import (
     skip_prefix,
 )
 from .verify import StreamHasher, digests_from_headers
+
+log = logging.getLogger(__name__)
 
 __all__ = ["PlainDownload"]
 
@@ -172,6 +175,7 @@ class PlainDownload:
                 await self._attempt()
                 return
             except _Restart as exc:
+                log.debug("%s: starting over: %s", self.job.item.filename, exc.reason)
                 restarts += 1
                 if restarts > MAX_RESTARTS:
                     raise TransientError(
@@ -391,6 +395,11 @@ class PlainDownload:
             self.heads_wanted = self.heads + started
             self.heads_until = time.monotonic() + HEAD_WAIT
         self.job.connections = sum(1 for s in self.spans if s.running)
+        if started:
+            log.debug(
+                "%s: %d connections (target %d)",
+                self.job.item.filename, self.job.connections, self.target,
+            )
 
     def _steal(self) -> bool:
         """Give a free connection part of a running span: the far half of the largest
@@ -412,6 +421,10 @@ class PlainDownload:
             victim.end = new.end  # no free slot: give the bytes back
             return False
         if victim.pos >= mid and victim.task is not None:
+            log.debug(
+                "%s: bytes %d-%d move from a quiet connection to a fresh one",
+                self.job.item.filename, mid, new.end,
+            )
             victim.dropped = True
             victim.task.cancel()
         return True
@@ -462,6 +475,7 @@ class PlainDownload:
                         if other is None or not isinstance(exc, PERMANENT_ON_ONE_MIRROR):
                             raise
                         failed.add(url)  # a mirror's 404 (or DNS name, or login) is its own
+                        log.debug("%s: %s; next mirror %s", job.item.filename, exc, other)
                         self.ctx.event(Warned(job.item, job.final, f"{exc}; trying a mirror"))
                         url = other
                         continue

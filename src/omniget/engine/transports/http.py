@@ -12,6 +12,7 @@ per-chunk asyncio work.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from http.cookiejar import MozillaCookieJar
 
     from ..ratelimit import RateLimit
+
+log = logging.getLogger(__name__)
 
 __all__ = ["CurlTransport", "ca_locations"]
 
@@ -309,6 +312,12 @@ class CurlTransport:
                 hop.easy = None
         finally:
             self._release(easy, special)
+        if log.isEnabledFor(logging.DEBUG):
+            rng = f" bytes={request.range.header()[6:]}" if request.range is not None else ""
+            log.debug(
+                "%s %s%s -> %s%s", method, safe_url(url), rng, hop.status or "no answer",
+                f" (curl {code}: {message})" if code and not hop.stopped else "",
+            )
         if hop.error is not None:
             raise hop.error
         if code != 0 and not (hop.stopped and code in _OURS):
