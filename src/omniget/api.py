@@ -188,12 +188,19 @@ def download(
     )
 
 
-def stream(url_or_item: str | Item, out: BinaryIO, *, settings: Settings | None = None) -> int:
-    """Write one URL's bytes in order to ``out``; returns how many were written."""
+def stream(
+    url_or_item: str | Item,
+    out: BinaryIO,
+    *,
+    settings: Settings | None = None,
+    on_event: EventHandler | None = None,
+) -> int:
+    """Write one URL's bytes in order to ``out``; returns how many were written.
+    ``on_event`` sees its retries."""
     item = url_or_item if isinstance(url_or_item, Item) else Item(download_url=url_or_item)
 
     async def run() -> int:
-        eng = Engine(settings, journal=False)
+        eng = Engine(settings, journal=False, on_event=on_event)
         try:
             return await eng.stream(item, out.write)
         finally:

@@ -162,9 +162,10 @@ def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
     assert str(path) in str(e.value)
 
 
-def test_flag_only_key_is_unknown_in_file(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="unknown key 'checksum'"):
+def test_flag_only_key_is_refused_in_file(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="'checksum' cannot be set in a config file") as e:
         load_settings(write(tmp_path, 'checksum = "md5=00"\n'), {})
+    assert "unknown" not in str(e.value) and "belongs to one URL" in str(e.value)
 
 
 def test_bad_value_in_file_names_key(tmp_path: Path) -> None:

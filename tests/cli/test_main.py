@@ -46,7 +46,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 class FakeAPI:
-    """Stands in for omniget.download / extract / stream and records the calls."""
+    """Stands in for omniget.download / extract and the CLI's stream and records the calls."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.downloads: list[dict[str, Any]] = []
@@ -70,7 +70,7 @@ class FakeAPI:
             raise self.extract_error
         return iter(self.items.get(url, [Item(download_url=url)]))
 
-    def stream(self, item: Item, out: Any, *, settings: Any = None) -> int:
+    def stream(self, item: Item, out: Any, *, settings: Any, on_event: Any) -> int:
         self.streamed.append(item)
         out.write(b"streamed bytes")
         return 14
@@ -320,7 +320,7 @@ def test_dry_run(api: FakeAPI, capsys: pytest.CaptureFixture[str], tmp_path: Pat
     assert main(["--dry-run", "-o", "dl", URL]) == 0
     out, err = capsys.readouterr()
     assert out == f"{Path('dl/set/a.bin')}\t1.0 MiB\t{URL}\n"
-    assert err == "1 files, 1.0 MiB would be written to dl\n"
+    assert err == "1 file, 1.0 MiB would be written to dl\n"
     assert api.downloads == [] and not (tmp_path / "dl").exists()
 
 

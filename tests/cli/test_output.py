@@ -154,9 +154,9 @@ def test_dry_run_lines_and_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.chdir(tmp_path)
     items = [make_item(), make_item(path="../../etc/passwd", size_bytes=10)]
     out = io.StringIO()
-    files, size = dry_run(iter(items), Path("dl"), out, Masker(), as_json=False,
-                          contain=contain, on_error=lambda i, e: None)
-    assert (files, size) == (2, 3 * MiB + 10)
+    found = dry_run(iter(items), Path("dl"), out, Masker(), as_json=False,
+                    contain=contain, on_error=lambda i, e: None)
+    assert (found.files, found.size, found.unknown, found.skipped) == (2, 3 * MiB + 10, 0, 0)
     lines = out.getvalue().splitlines()
     assert lines[0].split("\t") == [str(Path("dl/album/clip.mp4")), "3.0 MiB",
                                     "https://cdn.example/f/clip.mp4"]
@@ -176,9 +176,9 @@ def test_dry_run_reports_refused_items() -> None:
     def refuse(root: Path, rel: str) -> Path:
         raise Refused(f"unsafe output path {rel!r}")
 
-    files, _ = dry_run(iter([make_item()]), Path("d"), io.StringIO(), Masker(), as_json=False,
-                       contain=refuse, on_error=lambda i, e: errors.append(str(e)))
-    assert files == 0 and errors == ["unsafe output path 'album/clip.mp4'"]
+    found = dry_run(iter([make_item()]), Path("d"), io.StringIO(), Masker(), as_json=False,
+                    contain=refuse, on_error=lambda i, e: errors.append(str(e)))
+    assert found.files == 0 and errors == ["unsafe output path 'album/clip.mp4'"]
 
 
 def test_summary_line() -> None:

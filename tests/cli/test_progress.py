@@ -63,6 +63,7 @@ def test_plain_lines() -> None:
         "  b.bin: 1.0 MiB, 393.8 KiB/s",  # unknown size: bytes so far
         "warning: a.bin: server ignored Range",
         "done a.bin (10.0 MiB, sha256 ok)",
+        "skipped c.bin: it already exists (--on-exists overwrite replaces it)",  # never silent
     ]  # failures: listed once at the end by the CLI (live only with -v)
 
 
@@ -79,7 +80,7 @@ def test_plain_verbose_adds_start_and_skip() -> None:
     assert lines[0] == "start a.bin (10.0 MiB, at 1.0 MiB)"
     assert lines[1] == "start b.bin (?)"
     assert "retry b.bin (attempt 1 in 0.5s): reset" in lines
-    assert lines[-1] == "skipped c.bin (exists)"
+    assert lines[-1] == "skipped c.bin: it already exists (--on-exists overwrite replaces it)"
 
 
 def test_quiet_prints_nothing() -> None:
@@ -110,7 +111,7 @@ def test_rich_renders_bars_and_lines() -> None:
     text = buf.getvalue()
     assert "done a.bin" in text
     assert "failed b.bin" in text and "sekrit" not in text
-    assert "skipped c.bin (exists)" in text
+    assert "skipped c.bin: it already exists" in text
     assert "warning: a.bin: server ignored Range" in text
 
 

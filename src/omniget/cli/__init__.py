@@ -27,7 +27,7 @@ from ..model import Item
 from .args import flags_from_args, parse_args, parse_input
 from .config import SECRET_HEADERS, Config, load_config, load_settings
 from .output import Masker, display_path, dry_run, format_size, print_list, summary_line
-from .progress import make_progress
+from .progress import PlainProgress, QuietProgress, make_progress
 
 __all__ = ["load_settings", "main", "run"]
 
@@ -121,7 +121,8 @@ def _collect(ns: argparse.Namespace) -> list[str | Item]:
                 text = Path(ns.input_file).expanduser().read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise UsageError(f"cannot read input file {ns.input_file}: {e}") from None
-        targets += parse_input(text)
+        name = "stdin" if ns.input_file == "-" else f"input file {ns.input_file}"
+        targets += parse_input(text, name)
     if not targets:
         raise UsageError("no URL given (see 'omniget --help')")
     return targets
@@ -252,6 +253,9 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
             raise UsageError("-O and -o cannot be used together")
         if ns.output_file == "-" and ns.json:
             raise UsageError("--json cannot be used with -O - (stdout carries the file)")
+        if ns.output_file != "-" and Path(ns.output_file).expanduser().is_dir():
+            raise UsageError(f"-O {ns.output_file}: is a directory "
+                             f"(use -o {ns.output_file} to save into it)")
     if cfg.settings.checksum is not None and len(targets) != 1:
         raise UsageError("--checksum needs exactly one URL")
     if cfg.settings.network.insecure:
@@ -288,7 +292,7 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
         extracted = iter([one] if one is not None else [])
         items = extracted
     if ns.dry_run:
-        return _dry_run(extracted, dest, ns, mask, failures)
+        return _dry_run(extracted, dest, ns, cfg, mask, failures)
     if ns.output_file == "-":  # nothing to write: extraction failed or filtered out
         _report_failures(failures, mask)
         return failures[0][1].exit_code if failures else 0
@@ -335,14 +339,18 @@ def _check_urls(targets: list[Item | str], source: str | None) -> None:
 
 
 def _to_stdout(item: Item, cfg: Config, ns: argparse.Namespace, mask: Masker) -> int:
-    """``-O -``: the one file's bytes to stdout through omniget.stream."""
-    import omniget
-
+    """``-O -``: the one file's bytes to stdout, retries reported on stderr."""
     if ns.dry_run:
         sys.stdout.write(f"-\t{format_size(item.size_bytes)}\t{mask(item.download_url)}\n")
         return 0
-    written = omniget.stream(item, sys.stdout.buffer, settings=cfg.settings)
-    sys.stdout.buffer.flush()
+    # Only retries and warnings happen here; lines on stderr, as in a normal run.
+    consumer = QuietProgress() if ns.quiet else PlainProgress(sys.stderr, mask)
+    import omniget
+
+    with consumer:
+        written = omniget.stream(
+            item, sys.stdout.buffer, settings=cfg.settings, on_event=_safe(consumer)
+        )
     if ns.verbose:
         sys.stderr.write(f"wrote {format_size(written)} to stdout\n")
     return 0
@@ -363,17 +371,24 @@ def _safe(consumer: Callable[[Event], None]) -> Callable[[Event], None]:
 
 
 def _dry_run(
-    items: Iterator[Item], dest: Path, ns: argparse.Namespace, mask: Masker,
+    items: Iterator[Item], dest: Path, ns: argparse.Namespace, cfg: Config, mask: Masker,
     failures: list[Failure],
 ) -> int:
     from ..engine.names import contain
 
-    files, size = dry_run(items, dest, sys.stdout, mask, as_json=ns.json, contain=contain,
-                          on_error=lambda item, e: failures.append((item.output_path, e)))
+    talk = not (ns.quiet or ns.json)
+
+    def skipped(path: Path) -> None:
+        if talk:
+            sys.stderr.write(f"would skip {mask(display_path(path))}: it already exists "
+                             "(--on-exists overwrite replaces it)\n")
+
+    found = dry_run(items, dest, sys.stdout, mask, as_json=ns.json, contain=contain,
+                    on_error=lambda item, e: failures.append((item.output_path, e)),
+                    on_exists=cfg.settings.on_exists, on_skip=skipped)
     _report_failures(failures, mask)
-    if not (ns.quiet or ns.json):
-        where = display_path(dest.absolute())
-        sys.stderr.write(f"{files} files, {format_size(size)} would be written to {where}\n")
+    if talk:
+        sys.stderr.write(found.summary(display_path(dest.absolute())) + "\n")
     return failures[0][1].exit_code if failures else 0
 
 

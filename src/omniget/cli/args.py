@@ -1,8 +1,9 @@
 """Argument parsing: the subcommand table, the parsers, input files and flag -> option mapping.
 
-``omniget URL...`` is ``omniget get URL...``: when the first argument is not a known
-subcommand, ``get`` is put in front of it. A source subcommand (``omniget gog ...``) is one
-more :class:`Command` row here and one runner in ``cli/__init__.py``.
+``omniget URL...`` is ``omniget get URL...``: when the first argument that is not an option
+(or an option's value) is not a known subcommand, the command is ``get``. Options may come
+before the subcommand's name (``omniget -q list URL``). A source subcommand (``omniget gog
+...``) is one more :class:`Command` row here and one runner in ``cli/__init__.py``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ __all__ = [
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """Usage errors become one line (a :class:`UsageError`), never the whole usage text."""
+    """Usage errors become one line (a :class:`UsageError`), never the whole usage text.
+
+    Long options are never abbreviated, so a new option cannot change what ``--out`` means.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see '{self.prog} --help')")
@@ -165,6 +173,7 @@ def build_parser(command: str | None = None) -> ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Get files from wherever they live: fast, resumable, verified downloads.",
         epilog=f"commands:\n{table}\n\n'omniget URL...' is short for 'omniget get URL...'.\n"
+        "Options may come before or after the command name.\n"
         "Run 'omniget COMMAND --help' for a command's options.",
     )
     p.add_argument("--version", action="version", version=f"omniget {__version__}")
@@ -181,10 +190,44 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         raise UsageError("no URL given (see 'omniget --help')")
     if args[0] in ("-h", "--help", "--version"):
         build_parser().parse_args(args[:1])
-    command = args.pop(0) if args[0] in COMMANDS else "get"
-    ns = build_parser(command).parse_intermixed_args(args)
+    command, args = _split_command(args)
+    parser = build_parser(command)
+    ns, extra = parser.parse_known_intermixed_args(args)
+    for arg in extra:
+        if arg.startswith("-"):  # e.g. `omniget -o DIR list URL`: never a silent download
+            flag = arg.partition("=")[0]
+            parser.error(f"{flag} is not an option of '{parser.prog}'")
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     ns.command = command
     return ns
+
+
+def _split_command(args: list[str]) -> tuple[str, list[str]]:
+    """The command and the other arguments: the first argument that is neither an option nor
+    an option's value names the command when it is one (``get`` otherwise)."""
+    takes_value = {
+        flag
+        for name in COMMANDS
+        for action in build_parser(name)._actions
+        if action.nargs != 0
+        for flag in action.option_strings
+    }
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] not in ("-", "--"):
+        arg = args[i]
+        if arg in takes_value:
+            i += 1  # -o DIR: skip the value too
+        elif not arg.startswith("--"):  # -qo DIR: a group whose last flag takes the next one
+            for j, letter in enumerate(arg[1:], 2):
+                if "-" + letter in takes_value:
+                    if j == len(arg):
+                        i += 1
+                    break
+        i += 1
+    if i < len(args) and args[i] in COMMANDS:
+        return args[i], args[:i] + args[i + 1 :]
+    return "get", args
 
 
 def flags_from_args(ns: argparse.Namespace) -> dict[str, object]:
@@ -197,17 +240,23 @@ def flags_from_args(ns: argparse.Namespace) -> dict[str, object]:
     return flags
 
 
-def parse_input(text: str) -> list[str | Item]:
+def parse_input(text: str, name: str = "input file") -> list[str | Item]:
     """An ``-i`` URL list: one per line, blank lines and ``#`` comments skipped.
 
-    Several TAB-separated URLs on one line are mirrors of one file.
+    Several TAB-separated URLs on one line are mirrors of one file. A space inside a URL is
+    a UsageError naming ``name`` and the line: two URLs on one line were meant, most likely.
     """
     out: list[str | Item] = []
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         urls = [u.strip() for u in line.split("\t") if u.strip()]
+        if any(" " in u for u in urls):
+            raise UsageError(
+                f"{name}, line {number}: a space inside a URL (separate files go on separate "
+                "lines, mirrors of one file are separated by a TAB; a space in a URL is %20)"
+            )
         if len(urls) == 1:
             out.append(urls[0])
         else:

@@ -18,7 +18,7 @@ from rich.progress import Progress as RichBars
 from ..engine.events import Event, Failed, Finished, Progress, Retrying, Skipped, Started, Warned
 from ..errors import Cancelled
 from .output import Masker, format_size
-from .progress import failure_line, name_of
+from .progress import failure_line, name_of, skip_line
 
 __all__ = ["RichProgress"]
 
@@ -90,8 +90,9 @@ class RichProgress:
                 case Skipped():
                     self._untrack(key)
                     self._end(key)
-                    if self.verbose:
-                        self._print(f"skipped {name} ({event.reason})")
+                    line = skip_line(event, self.mask, verbose=self.verbose)
+                    if line:
+                        self._print(line)
                 case Retrying():  # always: a wait with no word looks like a hang
                     self._print(f"retry {name} (attempt {event.attempt} in {event.delay:.1f}s): "
                                 f"{self.mask(str(event.error))}", "yellow")

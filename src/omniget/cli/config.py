@@ -283,6 +283,9 @@ def _read_file(path: Path, layers: _Layers) -> None:
         elif isinstance(value, dict) and opt is None:
             for k, v in value.items():
                 layers.set_source(key, k, v)
+        elif opt is not None:  # a flag-only option (checksum)
+            raise UsageError(f"config file {path}: key {key!r} cannot be set in a config "
+                             f"file, it belongs to one URL (give --{opt.name} on the command line)")
         else:
             raise UsageError(f"config file {path}: unknown key {key!r}")
 

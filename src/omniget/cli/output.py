@@ -7,11 +7,12 @@ and secret header values never reach a terminal, a log or a JSON line.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,6 +34,7 @@ from .config import SECRET_HEADERS
 
 __all__ = [
     "MASK",
+    "DryRun",
     "JsonEvents",
     "Masker",
     "display_path",
@@ -223,6 +225,35 @@ def print_list(
     return count
 
 
+@dataclass
+class DryRun:
+    """What ``--dry-run`` found: files that would be written, their known bytes, how many
+    of them have no known size, and files that exist and ``--on-exists skip`` would keep."""
+
+    files: int = 0
+    size: int = 0
+    unknown: int = 0
+    skipped: int = 0
+
+    def summary(self, where: str) -> str:
+        """``2 files, 3.0 MiB would be written to DIR; 1 would be skipped (already there)``."""
+        if not self.files:
+            text = f"nothing would be written to {where}"
+        else:
+            files = f"{self.files} file" + ("" if self.files == 1 else "s")
+            if self.unknown == self.files:
+                size = "size unknown" if self.files == 1 else "sizes unknown"
+                text = f"{files} ({size}) would be written to {where}"
+            elif self.unknown:
+                text = (f"{files}, {format_size(self.size)} + {self.unknown} of unknown size "
+                        f"would be written to {where}")
+            else:
+                text = f"{files}, {format_size(self.size)} would be written to {where}"
+        if self.skipped:
+            text += f"; {self.skipped} would be skipped (already there)"
+        return text
+
+
 def dry_run(
     items: Iterable[Item],
     dest: Path,
@@ -232,25 +263,35 @@ def dry_run(
     as_json: bool,
     contain: Callable[[Path, str], Path],
     on_error: Callable[[Item, OmnigetError], None],
-) -> tuple[int, int]:
-    """``--dry-run``: where each item would be written. Returns (files, known bytes)."""
-    files = total = 0
+    on_exists: str = "skip",
+    on_skip: Callable[[Path], None] = lambda path: None,
+) -> DryRun:
+    """``--dry-run``: where each item would be written. A file that exists already is
+    skipped as ``on_exists`` says: reported to ``on_skip`` (JSON: ``"action": "skip"``)."""
+    found = DryRun()
     for item in items:
         try:
             target = contain(dest, item.output_path)
         except OmnigetError as e:
             on_error(item, e)
             continue
-        files += 1
-        total += item.size_bytes or 0
+        action = on_exists if os.path.lexists(target) else "write"
         shown = mask(display_path(target))
         if as_json:
             out.write(json.dumps({"path": shown, "url": mask(item.download_url),
-                                  "size": item.size_bytes, "source": item.source}) + "\n")
-        else:
+                                  "size": item.size_bytes, "source": item.source,
+                                  "action": action}) + "\n")
+        if action == "skip":
+            found.skipped += 1
+            on_skip(target)
+            continue
+        found.files += 1
+        found.size += item.size_bytes or 0
+        found.unknown += item.size_bytes is None
+        if not as_json:
             out.write(f"{shown}\t{format_size(item.size_bytes)}\t{mask(item.download_url)}\n")
     out.flush()
-    return files, total
+    return found
 
 
 def summary_line(report: Report, *, failed: int = 0, skipped: int = 0) -> str:

@@ -22,7 +22,15 @@ from .output import JsonEvents, Masker, display_path, format_size
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["Consumer", "PlainProgress", "QuietProgress", "failure_line", "make_progress", "name_of"]
+__all__ = [
+    "Consumer",
+    "PlainProgress",
+    "QuietProgress",
+    "failure_line",
+    "make_progress",
+    "name_of",
+    "skip_line",
+]
 
 
 class Consumer(Protocol):
@@ -39,6 +47,17 @@ def name_of(event: Event, mask: Masker) -> str:
 
 def failure_line(event: Failed, mask: Masker) -> str:
     return f"failed {name_of(event, mask)}: {mask(str(event.error))}"
+
+
+def skip_line(event: Skipped, mask: Masker, *, verbose: bool) -> str | None:
+    """The line for a skipped file: always, except items left out by --include/--exclude
+    (those only with ``-v``); an existing file says how to replace it."""
+    name = name_of(event, mask)
+    if event.reason == "filtered":
+        return f"skipped {name} (filtered)" if verbose else None
+    if event.reason == "exists":
+        return f"skipped {name}: it already exists (--on-exists overwrite replaces it)"
+    return f"skipped {name} ({event.reason})"
 
 
 class QuietProgress:
@@ -103,8 +122,9 @@ class PlainProgress:
                         self._line(failure_line(event, self.mask))
                 case Skipped():
                     self._files.pop(key, None)
-                    if self.verbose:
-                        self._line(f"skipped {name} ({event.reason})")
+                    line = skip_line(event, self.mask, verbose=self.verbose)
+                    if line:
+                        self._line(line)
                 case Retrying():  # always: a wait with no word looks like a hang
                     self._line(f"retry {name} (attempt {event.attempt} in {event.delay:.1f}s): "
                                f"{self.mask(str(event.error))}")

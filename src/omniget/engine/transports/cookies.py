@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import email.message
 import urllib.request
-from http.cookiejar import LoadError, MozillaCookieJar
+from http.cookiejar import Cookie, MozillaCookieJar
 
 from ...errors import UsageError
 from .base import Headers
 
 __all__ = ["cookie_header", "load_cookies", "store_cookies"]
+
+# How curl and browsers mark an HttpOnly cookie, and the attribute MozillaCookieJar sets then.
+_HTTPONLY_PREFIX, _HTTPONLY_ATTR = "#HttpOnly_", "HTTPOnly"
 
 
 class _CookieResponse:
@@ -26,19 +29,53 @@ class _CookieResponse:
 
 
 def load_cookies(path: str) -> MozillaCookieJar:
-    jar = MozillaCookieJar(path)
+    """Read a Netscape cookies.txt, with or without its ``# Netscape HTTP Cookie File``
+    line (curl and many browser exporters leave it out); ``#HttpOnly_`` lines count."""
     try:
-        jar.load(ignore_discard=True, ignore_expires=True)
-    except (OSError, LoadError) as exc:
+        with open(path, encoding="utf-8-sig") as f:
+            lines = f.read().split("\n")
+    except (OSError, UnicodeDecodeError) as exc:
         reason = " ".join(str(exc).split())
         raise UsageError(f"cannot read cookies file {path}: {reason}") from exc
-    # Expiry 0 marks a session cookie in curl's and browsers' exports: keep those.
-    for cookie in jar:
-        if cookie.expires == 0:
-            cookie.expires = None
-            cookie.discard = True
+    jar = MozillaCookieJar(path)
+    for number, line in enumerate(lines, 1):
+        try:
+            cookie = _cookie(line.removesuffix("\r"))
+        except (ValueError, OverflowError):  # not 7 fields, or a bad expiry
+            raise UsageError(
+                f"cookies file {path}, line {number}: not in Netscape cookies.txt format "
+                "(7 TAB-separated fields: domain, subdomains, path, secure, expiry, name, value)"
+            ) from None
+        if cookie is not None:
+            jar.set_cookie(cookie)
     jar.clear_expired_cookies()
     return jar
+
+
+def _cookie(line: str) -> Cookie | None:
+    """One cookies.txt line as a Cookie; None for comments and blank lines, ValueError if
+    it is not a cookie line. Mirrors ``MozillaCookieJar``'s reading, minus its header check."""
+    rest: dict[str, str] = {}
+    if line.startswith(_HTTPONLY_PREFIX):
+        line, rest = line[len(_HTTPONLY_PREFIX) :], {_HTTPONLY_ATTR: ""}
+    if not line.strip() or line.lstrip().startswith(("#", "$")):
+        return None
+    fields = line.split("\t")
+    if len(fields) != 7:
+        raise ValueError("not 7 fields")
+    domain, subdomains, cpath, secure, expires, name, text = fields
+    expiry = int(float(expires)) if expires.strip() else 0
+    value: str | None = text
+    if not name:  # "Set-Cookie: foo" is a nameless cookie to cookies.txt
+        name, value = text, None
+    # Expiry 0 (or none) marks a session cookie in curl's and browsers' exports: keep those.
+    return Cookie(
+        version=0, name=name, value=value, port=None, port_specified=False,
+        domain=domain, domain_specified=subdomains.upper() == "TRUE",
+        domain_initial_dot=domain.startswith("."), path=cpath, path_specified=False,
+        secure=secure.upper() == "TRUE", expires=expiry or None, discard=not expiry,
+        comment=None, comment_url=None, rest=rest,
+    )
 
 
 def cookie_header(jar: MozillaCookieJar, url: str) -> str | None:

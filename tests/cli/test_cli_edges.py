@@ -1,0 +1,262 @@
+"""Edges from a newcomer's audit of the CLI, run in-process against the local server:
+options before ``list``, ``-O`` onto something that exists, spaces in ``-i`` files,
+header-less cookies files, abbreviations, ``checksum`` in a config file, retries on
+``-O -`` and the ``--dry-run`` summary."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from tests.servers.httpd import HTTPServer
+
+from omniget.cli import main
+from omniget.cli.args import COMMANDS, build_parser, parse_args, parse_input
+from omniget.cli.config import load_settings
+from omniget.cli.output import DryRun
+from omniget.engine.transports.cookies import load_cookies
+from omniget.errors import UsageError
+
+DATA = b"0123456789" * 100
+SKIP_LINE = "it already exists (--on-exists overwrite replaces it)"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for var in [v for v in os.environ if v.startswith("OMNIGET_")]:
+        monkeypatch.delenv(var)
+    for var in ("FORCE_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+
+
+def serve(httpd: HTTPServer, name: str = "small", data: bytes = DATA) -> str:
+    return httpd.add(httpd.new_path(name), data)
+
+
+def one_line(err: str) -> str:
+    assert err.count("\n") == 1 and err.startswith("omniget: error: "), err
+    return err
+
+
+# --- 1. options before the subcommand ---
+
+
+def test_options_before_list_still_list(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = serve(httpd)
+    assert main(["--json", "list", url]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["download_url"] == url and err == ""
+    assert main(["-q", "list", url]) == 0
+    assert capsys.readouterr().out == f"small\t\thttp\t{url}\n"
+    assert os.listdir() == []  # nothing downloaded
+    assert all(r.method != "GET" for r in httpd.requests)
+
+
+@pytest.mark.parametrize(
+    ("before", "flag"),
+    [(["-o", "d"], "-o"), (["--dry-run"], "--dry-run"), (["-q", "-j", "2"], "-j"),
+     (["-O", "f.bin"], "-O"), (["--on-exists=overwrite"], "--on-exists")],
+)
+def test_get_options_before_list_are_a_usage_error(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], before: list[str], flag: str
+) -> None:
+    url = serve(httpd)
+    assert main([*before, "list", url]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert f"{flag} is not an option of 'omniget list'" in err
+    assert httpd.requests == [] and os.listdir() == []
+
+
+def test_the_command_is_the_first_argument_that_is_no_option_or_value() -> None:
+    url = "https://example.com/a"
+    assert parse_args(["-q", "list", url]).command == "list"
+    assert parse_args(["--json", "-v", "list", url]).urls == [url]
+    assert parse_args(["-q", "get", url]).urls == [url]
+    for argv in (["-o", "list", url], ["-qo", "list", url], ["--output", "list", url]):
+        ns = parse_args(argv)  # "list" is -o's value here: a folder named list
+        assert (ns.command, ns.output, ns.urls) == ("get", "list", [url])
+    assert parse_args(["-olist", url]).output == "list"
+    assert parse_args([url, "list"]).urls == [url, "list"]  # only the first one counts
+
+
+# --- 2. -O onto something that exists ---
+
+
+def test_output_file_naming_a_directory_is_a_usage_error(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = serve(httpd)
+    Path("adir").mkdir()
+    assert main(["-O", "adir", url]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "adir: is a directory" in err and "-o adir" in err
+    assert httpd.requests == [] and os.listdir("adir") == []
+
+
+def test_existing_output_file_is_skipped_out_loud(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = serve(httpd)
+    Path("exist.bin").write_text("old\n")
+    assert main(["-O", "exist.bin", url]) == 0
+    assert f"skipped exist.bin: {SKIP_LINE}\n" in capsys.readouterr().err
+    assert Path("exist.bin").read_text() == "old\n"
+    assert main(["-O", "exist.bin", "--on-exists", "overwrite", url]) == 0
+    assert Path("exist.bin").read_bytes() == DATA
+
+
+def test_skips_are_shown_without_verbose_but_not_with_quiet(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = serve(httpd)
+    assert main(["-o", "out", url]) == 0
+    capsys.readouterr()
+    assert main(["-o", "out", url]) == 0
+    assert f"skipped {Path('out/small')}: {SKIP_LINE}\n" in capsys.readouterr().err
+    assert main(["-q", "-o", "out", url]) == 0
+    assert capsys.readouterr().err == ""
+
+
+# --- 3. -i files ---
+
+
+def test_space_separated_urls_in_an_input_file_are_a_usage_error(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = serve(httpd, "a.bin"), serve(httpd, "b.bin")
+    Path("sp.txt").write_text(f"# two files\n\n{a} {b}\n")
+    assert main(["-i", "sp.txt", "-o", "out"]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "sp.txt, line 3" in err and "TAB" in err and "separate lines" in err
+    assert httpd.requests == [] and not Path("out").exists()
+    with pytest.raises(UsageError, match="stdin, line 1"):
+        parse_input(f"{a}\t{b} {a}\n", "stdin")
+
+
+def test_tab_mirrors_comments_and_blank_lines_still_work(httpd: HTTPServer) -> None:
+    a, b = serve(httpd, "a.bin"), serve(httpd, "b.bin", b"bee")
+    mirror = httpd.add(httpd.new_path("a.bin"), DATA)
+    Path("urls.txt").write_text(f"# mirrors\n\n  {a}\t{mirror}  \n{b}\n")
+    assert main(["-q", "-i", "urls.txt", "-o", "out"]) == 0
+    assert Path("out/a.bin").read_bytes() == DATA and Path("out/b.bin").read_bytes() == b"bee"
+
+
+# --- 4. cookies files ---
+
+COOKIES = (
+    "127.0.0.1\tFALSE\t/\tFALSE\t0\tsid\tabc\n"
+    "#HttpOnly_127.0.0.1\tFALSE\t/\tFALSE\t0\thid\txyz\n"
+    "# a comment\n"
+    "\n"
+    "127.0.0.1\tFALSE\t/\tFALSE\t1\told\tgone\n"  # expired in 1970
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [COOKIES, "# Netscape HTTP Cookie File\n" + COOKIES,
+     "\ufeff" + COOKIES.replace("\n", "\r\n")],
+    ids=["no-header", "header", "bom-crlf"],
+)
+def test_cookies_file_with_or_without_header(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "cookies.txt"
+    path.write_bytes(text.encode())
+    by_name = {c.name: c for c in load_cookies(str(path))}
+    assert sorted(by_name) == ["hid", "sid"]
+    assert by_name["hid"].value == "xyz" and by_name["hid"].has_nonstandard_attr("HTTPOnly")
+    assert by_name["sid"].expires is None  # expiry 0: a session cookie, kept
+
+
+def test_header_less_cookies_are_sent(httpd: HTTPServer) -> None:
+    url = serve(httpd)
+    Path("c.txt").write_text(COOKIES)
+    assert main(["-q", "--cookies", "c.txt", "-o", "out", url]) == 0
+    (request,) = httpd.requests
+    assert sorted(request.header("cookie").split("; ")) == ["hid=xyz", "sid=abc"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["<!DOCTYPE html>\n<html></html>\n", '[{"name": "sid", "value": "abc"}]\n',
+     "127.0.0.1 FALSE / FALSE 0 sid abc\n", "127.0.0.1\tFALSE\t/\tFALSE\tsoon\tsid\tabc\n"],
+    ids=["html", "json", "spaces", "bad-expiry"],
+)
+def test_not_a_cookies_file_is_one_line(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    url = serve(httpd)
+    Path("bad.txt").write_text("# Netscape HTTP Cookie File\n" + text)
+    assert main(["--cookies", "bad.txt", "-o", "out", url]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "cookies file bad.txt, line 2: not in Netscape cookies.txt format" in err
+    assert "abc" not in err and httpd.requests == []
+
+
+# --- 5. small ones ---
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--out", "d", "u"], ["--conn", "3", "u"], ["list", "--js", "u"], ["--js", "list", "u"]],
+)
+def test_long_options_are_never_abbreviated(argv: list[str]) -> None:
+    with pytest.raises(UsageError, match="is not an option of"):
+        parse_args(argv)
+    assert not build_parser().allow_abbrev
+    assert not any(build_parser(name).allow_abbrev for name in COMMANDS)
+
+
+def test_checksum_in_a_config_file_says_why(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('checksum = "md5=00"\n')
+    with pytest.raises(UsageError, match="belongs to one URL") as e:
+        load_settings(path, {})
+    assert "unknown key" not in str(e.value) and "--checksum" in str(e.value)
+
+
+def test_stdout_download_reports_retries(
+    httpd: HTTPServer, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    path = httpd.new_path("s.bin")
+    httpd.add(path, DATA)
+    assert main(["-O", "-", "--retries", "1", httpd.url(path, status=503, times=1)]) == 0
+    out, err = capsysbinary.readouterr()
+    assert out == DATA
+    assert err.startswith(b"retry s.bin (attempt 1 in ") and b"503" in err
+    assert len(httpd.requests_to(path)) == 2
+
+
+def test_dry_run_skips_existing_files_and_admits_unknown_sizes(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = serve(httpd, "a.bin"), serve(httpd, "b.bin")
+    Path("a.bin").write_text("old")
+    assert main(["--dry-run", a, b]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"b.bin\t?\t{b}\n"
+    assert err.splitlines() == [
+        f"would skip a.bin: {SKIP_LINE}",
+        "1 file (size unknown) would be written to .; 1 would be skipped (already there)",
+    ]
+    assert main(["--dry-run", "--json", "--on-exists", "overwrite", a, b]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(d["path"], d["action"]) for d in lines] == [("a.bin", "overwrite"), ("b.bin", "write")]
+    assert Path("a.bin").read_text() == "old" and not Path("b.bin").exists()
+
+
+def test_dry_run_summary_grammar() -> None:
+    assert DryRun(files=1, size=1000).summary("d") == "1 file, 1000 B would be written to d"
+    assert (DryRun(files=2, unknown=2).summary("d")
+            == "2 files (sizes unknown) would be written to d")
+    assert (DryRun(files=3, size=2048, unknown=1).summary("d")
+            == "3 files, 2.0 KiB + 1 of unknown size would be written to d")
+    assert (DryRun(skipped=2).summary("d")
+            == "nothing would be written to d; 2 would be skipped (already there)")
