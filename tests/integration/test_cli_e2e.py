@@ -374,3 +374,15 @@ def test_debug_shows_requests_and_answers(httpd, payload, tmp_path) -> None:
     assert f"GET {url} -> 200" in res.stderr
     quiet = omniget(url, "-o", str(tmp_path / "p"), state=tmp_path / "st")
     assert "GET " not in quiet.stderr
+
+
+def test_user_credentials_go_to_the_first_urls_server_only(httpd, tmp_path) -> None:
+    first = httpd.add(httpd.new_path("one.txt"), b"one")
+    second = httpd.add(httpd.new_path("two.txt"), b"two").replace("127.0.0.1", "localhost")
+    res = omniget(first, second, "-o", str(tmp_path / "o"), "--user", "alice:s3cret",
+                  state=tmp_path / "st")
+    assert res.returncode == 0, res.stderr
+    [one] = httpd.requests_to("/" + first.split("/", 3)[3])
+    [two] = httpd.requests_to("/" + second.split("/", 3)[3])
+    assert one.headers.get("authorization", "").startswith("Basic ")
+    assert "authorization" not in two.headers

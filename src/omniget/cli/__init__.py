@@ -110,6 +110,17 @@ def run() -> None:
 # --- shared steps ---
 
 
+def _bind_user(cfg: Config, targets: list[str | Item]) -> Config:
+    """``--user`` is for the first URL's server only: never sent to the others."""
+    net = cfg.settings.network
+    if net.user is None or net.user_origin is not None or not targets:
+        return cfg
+    first = targets[0]
+    url = first if isinstance(first, str) else first.download_url
+    network = dataclasses.replace(net, user_origin=url)
+    return dataclasses.replace(cfg, settings=dataclasses.replace(cfg.settings, network=network))
+
+
 def _collect(ns: argparse.Namespace) -> list[str | Item]:
     """URLs from the command line, then from ``-i``."""
     targets: list[str | Item] = list(ns.urls)
@@ -246,6 +257,7 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
 
     targets = _collect(ns)
     _check_urls(targets, ns.source)
+    cfg = _bind_user(cfg, targets)
     if ns.output_file is not None:
         if len(targets) != 1:
             raise UsageError("-O takes exactly one URL (use -o DIR for several)")
@@ -394,8 +406,10 @@ def _dry_run(
 
 def _run_list(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     failures: list[Failure] = []
+    targets = _collect(ns)
+    cfg = _bind_user(cfg, targets)
     items = _items(
-        _collect(ns), ns, cfg, lambda label, _, e: failures.append((label, e)), lambda _: None
+        targets, ns, cfg, lambda label, _, e: failures.append((label, e)), lambda _: None
     )
     table = sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
     print_list(items, sys.stdout, mask, as_json=ns.json, table=table)
