@@ -76,7 +76,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="JSON lines on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("-v", "--verbose", action="store_true", help="a line per file")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--debug", action="store_true", help="show every request, and tracebacks")
     p.add_argument("--version", action="version", version=f"omniget {__version__}")
 
     net = p.add_argument_group("network")
