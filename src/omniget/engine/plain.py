@@ -10,10 +10,9 @@ grew at all double again, else stay. Every window is timed from the new spans' f
 answers, not from their connects. When a span finishes, the largest remaining span is split
 in two (work stealing), down to a quarter of the split size. In the tail, when nothing is left
 to split, a free connection takes over the whole remainder of a span that has been silent
-for a while (a paced or stalled connection) and that span's transfer is dropped. Every range
-answer is checked
-(206 + Content-Range at the asked offset, same validators): bytes are never spliced at a
-wrong offset.
+for a while (a paced or stalled connection) and that span's transfer is dropped. Every
+range answer is checked (206 + Content-Range at the asked offset, same validators): bytes
+are never spliced at a wrong offset.
 """
 
 from __future__ import annotations
@@ -391,11 +390,10 @@ class PlainDownload:
                 break
             want -= 1
             started += 1
+        self.job.connections = sum(1 for s in self.spans if s.running)
         if started:
             self.heads_wanted = self.heads + started
             self.heads_until = time.monotonic() + HEAD_WAIT
-        self.job.connections = sum(1 for s in self.spans if s.running)
-        if started:
             log.debug(
                 "%s: %d connections (target %d)",
                 self.job.item.filename, self.job.connections, self.target,
