@@ -55,7 +55,7 @@ def test_sigkill_then_rerun_gives_identical_bytes(httpd, payload, tmp_path) -> N
     path = httpd.new_path("big.bin")
     url = httpd.add(path, data)
     out, state = tmp_path / "out", tmp_path / "state"
-    # slow enough to be killed halfway: 4 MiB/s per file
+    # slow enough to be killed halfway: 4 MiB/s for the run
     proc = start(url, "-o", str(out), "-q", "--limit-rate", "4M", state=state)
     part = out / "big.bin.omniget-part"
     wait_for(lambda: part.exists() and part.stat().st_blocks * 512 > 0)
@@ -70,10 +70,12 @@ def test_sigkill_then_rerun_gives_identical_bytes(httpd, payload, tmp_path) -> N
     assert sorted(os.listdir(out)) == ["big.bin"]
     resumed = httpd.requests_to(path)
     starts = [int(r.header("range").split("=")[1].split("-")[0]) for r in resumed]
-    assert min(starts) > 2 * MiB  # the earlier run's bytes were kept
+    assert min(starts) > 0  # every connection resumed past its own start
     assert all(r.header("if-range") for r in resumed)
-    # the rerun fetched only what the killed run had not checkpointed
-    assert sum(r.sent for r in resumed) <= len(data) - min(starts) + 1024
+    # the rerun fetched only what the killed run had not checkpointed (it had ~6 MiB)
+    fetched = sum(r.sent for r in resumed)
+    assert fetched <= len(data) - 2 * MiB
+    assert fetched <= len(data) - min(starts) + 1024
 
 
 def test_rerun_of_finished_download_is_a_noop(httpd, payload, tmp_path) -> None:

@@ -25,7 +25,7 @@ from .report import FileResult
 from .scheduler import FileClaim
 from .spans import Interval, merge
 from .transports.base import http_date
-from .verify import StreamHasher, file_digest
+from .verify import StreamHasher, digest_mismatch, file_digest
 
 log = logging.getLogger(__name__)
 
@@ -331,9 +331,7 @@ class FileJob:
             want = expected[0]
             got = self._stream_digest(want, actual) or file_digest(part.path, want.algo, 0, actual)
             if got != want.hex:
-                raise IntegrityError(
-                    f"{want.algo} mismatch for {self.final.name}: expected {want.hex}, got {got}"
-                )
+                raise digest_mismatch(self.final.name, want, got)
             verified = want.algo
         return verified
 

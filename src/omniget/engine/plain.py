@@ -316,12 +316,14 @@ class PlainDownload:
                 self.heads_wanted = self.heads  # a span that failed before answering
                 window_t, window_b = time.monotonic(), self.job.fetched
             for t in done:
-                if not t.cancelled() or not any(s.task is t and s.dropped for s in self.spans):
-                    t.result()  # raises the span's final error
+                self._check_span(t)
             if self.head_seen and not pending and not self._worth_splitting():
-                for t in active:  # small or unsplittable: just wait for the one stream
-                    if t is not waiter:
-                        await t
+                # small or unsplittable: just wait for the streams (the first error stops it)
+                rest = [t for t in active if t is not waiter and not t.done()]
+                if rest:
+                    ended, _ = await asyncio.wait(rest, return_when=asyncio.FIRST_EXCEPTION)
+                    for t in ended:
+                        self._check_span(t)
                 break
             now = time.monotonic()
             if not self._splittable():
@@ -355,6 +357,13 @@ class PlainDownload:
                 self._start(span, wait=True)
             pending.clear()
             await self._control([])
+
+    def _check_span(self, task: asyncio.Task[Any]) -> None:
+        """Raise a finished span task's error; a dropped span's cancellation is none (its
+        bytes went to another connection)."""
+        if task.cancelled() and any(s.task is task and s.dropped for s in self.spans):
+            return
+        task.result()
 
     def _worth_splitting(self) -> bool:
         size = self.job.size
@@ -489,11 +498,6 @@ class PlainDownload:
                     self.ctx.event(Retrying(job.item, job.final, exc, attempts, delay))
                     await self.ctx.clock.sleep(delay)
                     waited += delay
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if span.dropped and task is not None and task.uncancel() == 0:
-                return  # its remainder went to another connection (and nothing else asked)
-            raise
         finally:
             if span.ticket is not None:
                 span.ticket.close()

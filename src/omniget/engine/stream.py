@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import IntegrityError, OmnigetError, TransientError
+from ..errors import OmnigetError, TransientError
 from ..model import ByteRange, Item
 from .events import Retrying
 from .ratelimit import RateLimit
 from .transports.base import Head, Request, check_status, skip_prefix, transport_for
-from .verify import StreamHasher
+from .verify import StreamHasher, digest_mismatch
 
 if TYPE_CHECKING:
     from .core import Engine
@@ -88,8 +88,5 @@ async def stream_item(engine: Engine, item: Item, write: Callable[[bytes], objec
             await engine.clock.sleep(delay)
             waited += delay
     if want is not None and sink.hash is not None and not sink.hash.matches(want):
-        raise IntegrityError(
-            f"{sink.hash.algo} mismatch for {item.filename}: expected {want.hex}, "
-            f"got {sink.hash.hexdigest()}"
-        )
+        raise digest_mismatch(item.filename, want, sink.hash.hexdigest())
     return sink.done

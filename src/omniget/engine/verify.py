@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..errors import StorageError
+from ..errors import IntegrityError, StorageError
 from ..model import Digest
 
 __all__ = [
@@ -164,6 +164,11 @@ def file_digest(
     except OSError as e:
         raise StorageError(f"cannot read {path} to check its digest: {e.strerror or e}") from e
     return h.hexdigest()
+
+
+def digest_mismatch(name: str, want: Digest, got: str) -> IntegrityError:
+    """The one wording of a whole-file hash that does not match."""
+    return IntegrityError(f"{want.algo} mismatch for {name}: expected {want.hex}, got {got}")
 
 
 class StreamHasher:
