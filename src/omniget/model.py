@@ -109,9 +109,9 @@ class ByteRange:
 class LocalSlice:
     """Bytes taken from a local file instead of the network.
 
-    ``path`` is an output path relative to the download folder (another item of the
-    same run, or a file already there) or an absolute path. ``range`` selects bytes of
-    it (None = all).
+    ``path`` is an output path relative to the download folder (a file already there, or
+    the output of another item of the same run listed *before* the reader: the reader
+    then waits for it) or an absolute path. ``range`` selects bytes of it (None = all).
     """
 
     path: str

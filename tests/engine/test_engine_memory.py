@@ -291,3 +291,35 @@ def test_the_same_output_path_twice_in_one_run_is_written_once(tmp_path: Path) -
     assert (tmp_path / "out" / "data.bin").read_bytes() == data
     assert len(mem.requests) == 1
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["data.bin"]
+
+
+def test_local_slice_of_a_later_item_under_one_job(tmp_path: Path) -> None:
+    # The reader holds the only file slot after its network piece; it must give the slot
+    # up while it waits for the producer, or neither ever finishes. (The middle item
+    # frees the setup slot that registers the producer while the reader waits.)
+    mem = MemoryTransport()
+    mem.add("http://cdn.test/head", b"head-")
+    mem.add("http://cdn.test/mid", b"mid")
+    mem.add("http://cdn.test/later", b"later-bytes")
+    reader = Item(
+        "http://cdn.test/head",
+        filename="mixed.bin",
+        pieces=(
+            Piece("http://cdn.test/head", size=5),
+            Piece(local=LocalSlice("later.bin", ByteRange(0, 5))),
+        ),
+    )
+    mid = Item("http://cdn.test/mid", filename="mid.bin")
+    producer = Item("http://cdn.test/later", filename="later.bin")
+    eng, _ = make(tmp_path, mem, jobs=1)
+
+    async def go():
+        try:
+            return await asyncio.wait_for(eng.run([reader, mid, producer], tmp_path), 10)
+        finally:
+            await eng.aclose()
+
+    report = asyncio.run(go())
+    assert report.exit_code == 0, report.failures
+    assert (tmp_path / "mixed.bin").read_bytes() == b"head-later"
+    assert (tmp_path / "later.bin").read_bytes() == b"later-bytes"

@@ -272,8 +272,12 @@ class PieceDownload:
         assert local is not None
         path = Path(local.path) if os.path.isabs(local.path) else contain(self.ctx.dest, local.path)
         producer = self.ctx.outputs.get(path)
-        if producer is not None and path != self.job.final:
-            await producer  # another item of this run writes it
+        if producer is not None and path != self.job.final and not producer.done():
+            # Another item of this run writes it. Give up this file's transfer slot while
+            # waiting: under -j 1 the producer needs it (a later network piece of this
+            # file takes a slot again).
+            self.ctx.limits.release_file(self.job.claim)
+            await producer
         start = local.range.start if local.range else 0
         length = local.range.length if local.range else None
         if length is None:
