@@ -26,7 +26,7 @@ MiB = 1024 * 1024
 class NetworkSettings:
     """What every transport needs to reach a server the way the user asked."""
 
-    proxy: str | None = None  # None: the standard *_proxy variables apply
+    proxy: str | None = None  # None: the *_proxy variables apply; "": no proxy at all
     insecure: bool = False
     ca_cert: str | None = None  # None: SSL_CERT_FILE / CURL_CA_BUNDLE / system store
     resolve: tuple[str, ...] = ()  # curl-style HOST:PORT:ADDR

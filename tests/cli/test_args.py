@@ -93,6 +93,12 @@ def test_every_flag_maps_to_settings(tmp_path: Path) -> None:
     assert net.netrc is False
 
 
+def test_empty_proxy_means_no_proxy(tmp_path: Path) -> None:
+    ns = parse_args(["https://example.com/f", "--proxy", ""])
+    cfg = load_config(None, {"XDG_CONFIG_HOME": str(tmp_path / "none")}, flags_from_args(ns))
+    assert cfg.settings.network.proxy == ""  # not None: the *_proxy variables are ignored
+
+
 def test_unset_flags_are_left_out() -> None:
     assert flags_from_args(parse_args(["https://example.com/"])) == {}
 

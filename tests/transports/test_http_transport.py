@@ -728,6 +728,17 @@ def test_proxy_environment_applies_when_no_proxy_is_set(
     assert bytes(sink.data) == b"http://origin.example.test/via"
 
 
+def test_empty_proxy_setting_switches_the_environment_proxy_off(
+    srv: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    srv.route("/direct", static(b"direct"))
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    _, sink = get(f"{srv.origin}/direct", NetworkSettings(proxy=""))
+    assert bytes(sink.data) == b"direct"
+
+
 def test_cookies_file_scoping(srv: Server, tmp_path: Path) -> None:
     jar = tmp_path / "cookies.txt"
     jar.write_text(

@@ -90,7 +90,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     net.add_argument("--cookies", metavar="FILE", help="Netscape cookies.txt")
     net.add_argument("--user", metavar="USER:PASSWORD", type=_checked(cfg.parse_user, "user"),
                      help="credentials for the first URL's server")
-    net.add_argument("--proxy", metavar="URL", help="proxy for every request")
+    net.add_argument(
+        "--proxy", metavar="URL", help='proxy for every request ("": none, not even from *_proxy)'
+    )
     net.add_argument("--insecure", action="store_const", const=True,
                      help="do not verify TLS certificates")
     net.add_argument("--ca-cert", metavar="FILE", help="CA bundle to verify TLS with")

@@ -174,6 +174,11 @@ def parse_str(v: object) -> str:
     return text
 
 
+def parse_proxy(v: object) -> str:
+    """A proxy URL; empty means none, not even from the ``*_proxy`` variables (as in curl)."""
+    return _text(v)
+
+
 def parse_path(v: object) -> Path:
     return Path(parse_str(v)).expanduser()
 
@@ -215,7 +220,7 @@ OPTIONS: dict[str, Option] = {
         Option("checksum", parse_digest, ("checksum",), in_file=False),
         Option("on-exists", parse_on_exists, ("on_exists",)),
         Option("state-dir", parse_path, ("state_dir",)),
-        Option("proxy", parse_str, ("network.proxy",)),
+        Option("proxy", parse_proxy, ("network.proxy",)),
         Option("insecure", parse_bool, ("network.insecure",)),
         Option("ca-cert", parse_str, ("network.ca_cert",)),
         Option("resolve", parse_resolve, ("network.resolve",)),
