@@ -200,6 +200,16 @@ def test_not_a_cookies_file_is_one_line(
     assert "abc" not in err and httpd.requests == []
 
 
+def test_missing_cookies_file_leaves_no_output_folder(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = serve(httpd)
+    assert main(["--cookies", "nope.txt", "-o", "new/sub", url]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert err.strip() == "omniget: error: cannot read cookies file nope.txt: No such file or directory"
+    assert not Path("new").exists() and httpd.requests == []
+
+
 # --- 5. small ones ---
 
 

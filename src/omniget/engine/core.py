@@ -109,10 +109,6 @@ class Engine:
         """Download every item into ``dest``; never raises for a single file's failure."""
         started = time.monotonic()
         dest_path = Path(dest).absolute()
-        try:
-            dest_path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"cannot create output folder {dest_path}: {exc.strerror}") from exc
         s = self.settings
         ctx = RunContext(
             settings=s,
@@ -127,6 +123,10 @@ class Engine:
             rng=self.rng,
             rate=RateLimit(s.limit_rate) if s.limit_rate else None,
         )
+        try:  # (after the transports: a bad cookies file leaves no empty folder behind)
+            dest_path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create output folder {dest_path}: {exc.strerror}") from exc
         report = Report()
         # -j files transfer at once (HostLimits counts them); as many again are set up
         # ahead, each with its first request ready to leave the moment a slot frees up.

@@ -35,7 +35,8 @@ def load_cookies(path: str) -> MozillaCookieJar:
         with open(path, encoding="utf-8-sig") as f:
             lines = f.read().split("\n")
     except (OSError, UnicodeDecodeError) as exc:
-        reason = " ".join(str(exc).split())
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        reason = " ".join(reason.split())
         raise UsageError(f"cannot read cookies file {path}: {reason}") from exc
     jar = MozillaCookieJar(path)
     for number, line in enumerate(lines, 1):
