@@ -232,6 +232,13 @@ def test_checksum_in_a_config_file_says_why(tmp_path: Path) -> None:
     assert "unknown key" not in str(e.value) and "--checksum" in str(e.value)
 
 
+def test_checksum_in_the_environment_says_why(tmp_path: Path) -> None:
+    # ignored silently it would look like verification that never happens
+    with pytest.raises(UsageError, match="OMNIGET_CHECKSUM cannot be used") as e:
+        load_settings(None, {"OMNIGET_CHECKSUM": "md5=00", "XDG_CONFIG_HOME": str(tmp_path)})
+    assert "--checksum" in str(e.value)
+
+
 def test_stdout_download_reports_retries(
     httpd: HTTPServer, capsysbinary: pytest.CaptureFixture[bytes]
 ) -> None:
