@@ -206,7 +206,8 @@ def test_missing_cookies_file_leaves_no_output_folder(
     url = serve(httpd)
     assert main(["--cookies", "nope.txt", "-o", "new/sub", url]) == 2
     err = one_line(capsys.readouterr().err)
-    assert err.strip() == "omniget: error: cannot read cookies file nope.txt: No such file or directory"
+    want = "omniget: error: cannot read cookies file nope.txt: No such file or directory"
+    assert err.strip() == want
     assert not Path("new").exists() and httpd.requests == []
 
 
