@@ -323,3 +323,18 @@ def test_local_slice_of_a_later_item_under_one_job(tmp_path: Path) -> None:
     assert report.exit_code == 0, report.failures
     assert (tmp_path / "mixed.bin").read_bytes() == b"head-later"
     assert (tmp_path / "later.bin").read_bytes() == b"later-bytes"
+
+
+def test_local_slice_of_a_missing_file_says_so(tmp_path: Path) -> None:
+    mem = MemoryTransport()
+    reader = Item(
+        "http://x.test/none",
+        filename="head.bin",
+        pieces=(Piece(local=LocalSlice("absent.bin", ByteRange(0, 3))),),
+    )
+    eng, _ = make(tmp_path, mem)
+    report = run(eng, [reader], tmp_path)
+    assert report.exit_code == 7
+    (failure,) = report.failures
+    assert "absent.bin, which does not exist" in str(failure.error)
+    assert "resume" not in str(failure.error)

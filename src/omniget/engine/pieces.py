@@ -278,6 +278,11 @@ class PieceDownload:
             # file takes a slot again).
             self.ctx.limits.release_file(self.job.claim)
             await producer
+        if not path.exists():
+            raise StorageError(
+                f"{self.job.item.filename} takes bytes from {path}, which does not exist"
+                " (an item of the run that writes it must come before the items that read it)"
+            )
         start = local.range.start if local.range else 0
         length = local.range.length if local.range else None
         if length is None:
