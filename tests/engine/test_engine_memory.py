@@ -32,10 +32,12 @@ def blob(n: int, seed: int = 0) -> bytes:
     return bytes(out[:n])
 
 
-def run(engine: Engine, items: list[Item], dest: Path):
+def run(engine: Engine, items: list[Item], dest: Path, within: float | None = None):
+    """Run to the end; ``within``: fail with TimeoutError after that many seconds (a hang)."""
+
     async def go():
         try:
-            return await engine.run(items, dest)
+            return await asyncio.wait_for(engine.run(items, dest), within)
         finally:
             await engine.aclose()
 
@@ -243,13 +245,7 @@ def test_local_slice_of_a_renamed_producer_does_not_hang(tmp_path: Path) -> None
     )
     eng, _ = make(tmp_path, mem, on_exists="rename")
 
-    async def go():
-        try:
-            return await asyncio.wait_for(eng.run([producer, reader], tmp_path), 10)
-        finally:
-            await eng.aclose()
-
-    report = asyncio.run(go())
+    report = run(eng, [producer, reader], tmp_path, within=10)
     assert report.exit_code == 0, report.failures
     assert (tmp_path / "game_1.bin").read_bytes() == b"new-bytes"
     assert (tmp_path / "head.bin").read_bytes() == b"old"
@@ -313,13 +309,7 @@ def test_local_slice_of_a_later_item_under_one_job(tmp_path: Path) -> None:
     producer = Item("http://cdn.test/later", filename="later.bin")
     eng, _ = make(tmp_path, mem, jobs=1)
 
-    async def go():
-        try:
-            return await asyncio.wait_for(eng.run([reader, mid, producer], tmp_path), 10)
-        finally:
-            await eng.aclose()
-
-    report = asyncio.run(go())
+    report = run(eng, [reader, mid, producer], tmp_path, within=10)
     assert report.exit_code == 0, report.failures
     assert (tmp_path / "mixed.bin").read_bytes() == b"head-later"
     assert (tmp_path / "later.bin").read_bytes() == b"later-bytes"
