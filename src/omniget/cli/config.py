@@ -306,11 +306,12 @@ def _read_env(environ: Mapping[str, str], layers: _Layers) -> None:
             continue
         opt = env_names.get(var)
         if opt is not None:
-            if not opt.in_file and value != "":
+            if value == "":
+                continue  # set but empty: as if unset
+            if not opt.in_file:
                 raise UsageError(f"environment variable {var} cannot be used: it belongs to "
                                  f"one URL (give --{opt.name} on the command line)")
-            if value != "":
-                layers.set(opt, value, f"environment variable {var}")
+            layers.set(opt, value, f"environment variable {var}")
             continue
         source, sep, key = var[len("OMNIGET_") :].partition("_")
         if sep and source and key:  # OMNIGET_<SOURCE>_<OPTION>
