@@ -129,3 +129,35 @@ def test_waiting_on_a_ticket_and_cancelling_the_wait() -> None:
         assert lim.free_for(A) == 1
 
     asyncio.run(go())
+
+
+def test_light_tickets_to_a_pipelined_host_share_a_connection() -> None:
+    from omniget.engine.scheduler import UNIT
+
+    lim = HostLimits(per_host=2, total=3, pipelined=lambda url: url.startswith("http://a."))
+    light = [lim.ticket(A, light=True) for _ in range(2 * UNIT)]
+    assert all(t.granted for t in light)  # 2 connections' worth of pipelined requests
+    extra = lim.ticket(A, light=True)
+    assert not extra.granted
+    extra.close()  # (withdrawn)
+    assert lim.try_ticket(A) is None and lim.free_for(A) == 0
+    # not pipelined: a light request to b.test takes a whole connection
+    b = [lim.ticket(B, light=True) for _ in range(2)]
+    assert [t.granted for t in b] == [True, False]  # the global cap (3) is reached
+    for t in light[:UNIT]:
+        t.close()
+    assert b[1].granted  # one connection's worth freed: b.test gets it
+    assert lim.free_for(A) == 0
+
+
+def test_a_heavy_ticket_waits_until_a_whole_connection_is_free() -> None:
+    lim = HostLimits(per_host=1, total=4, pipelined=lambda url: True)
+    light = lim.ticket(A, light=True)
+    heavy = lim.ticket(A)
+    assert light.granted and not heavy.granted
+    more = lim.ticket(A, light=True)
+    assert more.granted  # the heavy one cannot use the part left; a light one can
+    light.close()
+    assert not heavy.granted
+    more.close()
+    assert heavy.granted

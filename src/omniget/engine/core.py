@@ -113,7 +113,12 @@ class Engine:
         ctx = RunContext(
             settings=s,
             transports=self.transports(),
-            limits=HostLimits(s.connections_per_host, s.max_connections, files=s.jobs),
+            limits=HostLimits(
+                s.connections_per_host,
+                s.max_connections,
+                files=s.jobs,
+                pipelined=None if s.limit_rate else _pipelined(self.transports()),
+            ),
             journal=self.journal(),
             clock=self.clock,
             policy=self.policy,
@@ -208,3 +213,9 @@ async def _aiter(items: Iterable[Item] | AsyncIterable[Item]) -> AsyncIterable[I
     else:
         for item in items:
             yield item
+
+
+def _pipelined(transports: Mapping[str, Transport]) -> Callable[[str], bool] | None:
+    """The HTTP transport's "is this URL pipelined now" test, if it has one."""
+    test = getattr(transports.get("http"), "pipelined", None)
+    return test if callable(test) else None

@@ -209,7 +209,9 @@ class PieceDownload:
                 size = await self._copy_shared(key, piece, out)
                 if size is not None:
                     return size
-            ticket = self.ctx.limits.ticket(piece.url, self.job.claim)
+            ticket = self.ctx.limits.ticket(
+                piece.url, self.job.claim, light=piece.range is None
+            )
             try:
                 fut: asyncio.Future[ChunkSource | None] | None = None
                 if key is not None:

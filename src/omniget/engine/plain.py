@@ -265,7 +265,10 @@ class PlainDownload:
         meanwhile), else only if a slot is free now."""
         url = self.urls[len(self.spans) % len(self.urls)]
         limits = self.ctx.limits
-        span.ticket = limits.ticket(url, self.job.claim) if wait else limits.try_ticket(url)
+        light = span.pos == 0 and span.end is None  # a plain GET (may be pipelined)
+        span.ticket = (
+            limits.ticket(url, self.job.claim, light=light) if wait else limits.try_ticket(url)
+        )
         if span.ticket is None:
             return False
         self.spans.append(span)

@@ -8,6 +8,11 @@ request frees its slot (no trip through the event loop's queue in between: at 20
 that trip is what separates back-to-back requests). A ticket may also carry a file's
 :class:`FileClaim`: the file's first granted ticket then takes one of the ``files`` slots,
 which the file gives back with :meth:`HostLimits.release_file` when its bytes are in.
+
+Slots are counted in :data:`UNIT` parts of a connection. A request takes a whole
+connection, except a ``light`` one (a plain GET with no Range) to a host the transport
+pipelines (``pipelined(url)``): several such requests share one connection, so each takes
+one part. The caps stay caps on connections.
 """
 
 from __future__ import annotations
@@ -16,7 +21,10 @@ import asyncio
 from collections import defaultdict, deque
 from collections.abc import Callable
 
-__all__ = ["FileClaim", "HostLimits", "Ticket", "host_of"]
+__all__ = ["UNIT", "FileClaim", "HostLimits", "Ticket", "host_of"]
+
+#: Parts of a connection (the transport's pipelining depth).
+UNIT = 8
 
 
 def host_of(url: str) -> str:
@@ -38,12 +46,15 @@ class Ticket:
     """A request for one connection slot to ``host``. Close it exactly once when done:
     that frees the slot if it was granted, or withdraws the request if not."""
 
-    __slots__ = ("_callbacks", "_limits", "claim", "closed", "granted", "host")
+    __slots__ = ("_callbacks", "_limits", "claim", "closed", "cost", "granted", "host")
 
-    def __init__(self, limits: HostLimits, host: str, claim: FileClaim | None) -> None:
+    def __init__(
+        self, limits: HostLimits, host: str, claim: FileClaim | None, cost: int = UNIT
+    ) -> None:
         self._limits = limits
         self.host = host
         self.claim = claim
+        self.cost = cost
         self.granted = False
         self.closed = False
         self._callbacks: list[Callable[[], None]] = []
@@ -90,10 +101,17 @@ class Ticket:
 
 
 class HostLimits:
-    def __init__(self, per_host: int, total: int, files: int | None = None) -> None:
+    def __init__(
+        self,
+        per_host: int,
+        total: int,
+        files: int | None = None,
+        pipelined: Callable[[str], bool] | None = None,
+    ) -> None:
         self.per_host = max(1, per_host)
         self.total = max(1, total)
         self.files = None if files is None else max(1, files)
+        self.pipelined = pipelined
         self._used: dict[str, int] = defaultdict(int)
         self._in_use = 0
         self._files_in_use = 0
@@ -101,11 +119,13 @@ class HostLimits:
 
     # ----- tickets ---------------------------------------------------------------
 
-    def ticket(self, url: str, claim: FileClaim | None = None) -> Ticket:
+    def ticket(self, url: str, claim: FileClaim | None = None, *, light: bool = False) -> Ticket:
         """A ticket for ``url``'s host: granted now if a slot is free and no ticket that
         could use it waits ahead, else queued. With ``claim``, granting also needs a free
-        file slot (unless the claim already holds one)."""
-        t = Ticket(self, host_of(url), claim)
+        file slot (unless the claim already holds one). ``light``: a GET without Range,
+        which takes one part of a connection if the host is pipelined."""
+        cost = 1 if light and self.pipelined is not None and self.pipelined(url) else UNIT
+        t = Ticket(self, host_of(url), claim, cost)
         self._waiters.append(t)  # granted at once if it is free and nothing ahead can go
         self._wake()
         return t
@@ -126,7 +146,10 @@ class HostLimits:
             self._wake()
 
     def _free(self, t: Ticket) -> bool:
-        if self._used[t.host] >= self.per_host or self._in_use >= self.total:
+        if (
+            self._used[t.host] + t.cost > self.per_host * UNIT
+            or self._in_use + t.cost > self.total * UNIT
+        ):
             return False
         claim = t.claim
         return (
@@ -137,8 +160,8 @@ class HostLimits:
         )
 
     def _take(self, t: Ticket) -> None:
-        self._used[t.host] += 1
-        self._in_use += 1
+        self._used[t.host] += t.cost
+        self._in_use += t.cost
         claim = t.claim
         if claim is not None and not claim.held and self.files is not None:
             claim.held = True
@@ -147,8 +170,8 @@ class HostLimits:
 
     def _close(self, t: Ticket) -> None:
         if t.granted:
-            self._used[t.host] -= 1
-            self._in_use -= 1
+            self._used[t.host] -= t.cost
+            self._in_use -= t.cost
             self._wake()
         else:
             try:
@@ -161,7 +184,7 @@ class HostLimits:
         if not self._waiters:
             return
         for t in list(self._waiters):
-            if self._in_use >= self.total:
+            if self._in_use >= self.total * UNIT:
                 break
             if not t.granted and not t.closed and self._free(t):
                 self._waiters.remove(t)
@@ -172,12 +195,13 @@ class HostLimits:
     def free_for(self, url: str) -> int:
         """How many more connections ``url``'s host could get right now."""
         host = host_of(url)
-        return max(0, min(self.per_host - self._used[host], self.total - self._in_use))
+        free = min(self.per_host * UNIT - self._used[host], self.total * UNIT - self._in_use)
+        return max(0, free // UNIT)
 
     def __repr__(self) -> str:
-        used = {h: n for h, n in self._used.items() if n}
+        used = {h: n / UNIT for h, n in self._used.items() if n}
         waiting = len(self._waiters)
         return (
-            f"<HostLimits in_use={self._in_use}/{self.total} files={self._files_in_use}"
+            f"<HostLimits in_use={self._in_use / UNIT:g}/{self.total} files={self._files_in_use}"
             f" hosts={used} waiting={waiting}>"
         )

@@ -7,6 +7,9 @@ that credentials stay with their origin are ours to enforce, not libcurl's.
 
 Body bytes go from libcurl's write callback straight into ``sink.on_data``: no copies, no
 per-chunk asyncio work.
+
+Small plain-HTTP GETs to an origin that keeps connections are pipelined beside libcurl
+(:mod:`.pipeline`); what that path cannot take, or gives back, runs through libcurl.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from ...errors import RemoteError, TransientError, UsageError
 from ...settings import NetworkSettings
 from .base import Gate, Head, Headers, Request, Sink, StopTransfer, origin, safe_url
 from .curlloop import CurlLoop, ca_locations, curl_error
+from .pipeline import FALLBACK, PipelinePool, pipeline_key
 
 if TYPE_CHECKING:
     from http.cookiejar import MozillaCookieJar
@@ -200,6 +204,16 @@ class CurlTransport:
         self._headers = _check_headers(settings.headers)
         # libcurl reads the netrc file on every request: skip that when there is none
         self._netrc = settings.netrc and _netrc_exists(settings.netrc_file)
+        self._netrc_hosts: frozenset[str] | None = None  # None: every host (or unread)
+        self._pipes: PipelinePool | None = None
+        self._busy: dict[str, int] = {}  # plain-HTTP origin -> hops running (others first)
+        self._may_pipeline = _no_http_proxy(settings.proxy)
+
+    def pipelined(self, url: str) -> bool:
+        """True when GETs of ``url`` without a Range would be pipelined now."""
+        pipes = self._pipes
+        key = pipeline_key(url) if pipes is not None else None
+        return key is not None and pipes is not None and pipes.usable(key)
 
     async def fetch(self, request: Request, sink: Sink, gate: Gate | None = None) -> Head:
         """Fetch ``request`` into ``sink``, following redirects; return the final head.
@@ -269,6 +283,9 @@ class CurlTransport:
         """Abort running transfers (they raise TransientError) and free libcurl's handles."""
         self._closed = True
         core, self._core = self._core, None
+        pipes, self._pipes = self._pipes, None
+        if pipes is not None:
+            pipes.close()
         if core is not None:
             core.close()
         for easy in self._pool:
@@ -290,6 +307,82 @@ class CurlTransport:
         creds: _Creds | None,
         gate: Gate | None = None,
     ) -> _Hop:
+        hop: _Hop | None = None
+        code, message, how = 0, "", ""
+        pipes = self._pipes
+        key = pipeline_key(url)
+        busy = self._busy
+        if key is not None:
+            busy[key] = busy.get(key, 0) + 1
+        try:
+            if (
+                key is not None
+                and pipes is not None
+                and pipes.usable(key)
+                # only beside another request to the origin: one at a time, libcurl's
+                # kept connection is as fast and no second one is opened
+                and (busy[key] > 1 or pipes.has_connections(key))
+                and creds is None
+                and method == "GET"
+                and body is None
+                and request.range is None
+                and request.if_range is None
+                and not request.max_speed
+                and request.rate is None
+                and self._no_netrc_entry(key)
+                and (data := self._pipe_request(url, headers, cookie)) is not None
+            ):
+                hop = piped = _Hop(sink, url, core.loop.create_future())
+                if gate is None or gate.granted:
+                    pipes.submit(key, data, piped)
+                else:
+                    gate.on_grant(lambda: pipes.submit(key, data, piped))
+                code, message = await piped.fut
+                how = " (pipelined)"
+                if code == FALLBACK:  # no byte of answer came: libcurl asks again
+                    hop, gate, how = None, None, ""
+            if hop is None:
+                hop, code, message = await self._curl_hop(
+                    core, request, sink, url, method, body, headers, cookie, creds, gate
+                )
+                if code == 0 and pipes is not None and creds is None:
+                    self._maybe_pipeline(pipes, hop, url)
+        finally:
+            if key is not None:
+                busy[key] -= 1
+        if log.isEnabledFor(logging.DEBUG):
+            rng = f" bytes={request.range.header()[6:]}" if request.range is not None else ""
+            log.debug(
+                "%s %s%s -> %s%s%s", method, safe_url(url), rng, hop.status or "no answer",
+                f" (curl {code}: {message})" if code and not hop.stopped else "", how,
+            )
+        if hop.error is not None:
+            raise hop.error
+        if code != 0 and not (hop.stopped and code in _OURS):
+            raise curl_error(code, message, url)
+        if not hop.decided:  # no body: the head is decided at the end
+            hop.decide()
+            if hop.error is not None:
+                raise hop.error
+        if self._jar is not None:
+            from .cookies import store_cookies
+
+            store_cookies(self._jar, hop.headers, url)
+        return hop
+
+    async def _curl_hop(
+        self,
+        core: CurlLoop,
+        request: Request,
+        sink: Sink,
+        url: str,
+        method: str,
+        body: bytes | None,
+        headers: dict[str, tuple[str, str]],
+        cookie: str | None,
+        creds: _Creds | None,
+        gate: Gate | None,
+    ) -> tuple[_Hop, int, str]:
         hop = _Hop(sink, url, core.loop.create_future(), request.rate)
         easy = self._pool.pop() if self._pool else self._base(pycurl.Curl())
         if request.rate is not None:
@@ -312,25 +405,65 @@ class CurlTransport:
                 hop.easy = None
         finally:
             self._release(easy, special)
-        if log.isEnabledFor(logging.DEBUG):
-            rng = f" bytes={request.range.header()[6:]}" if request.range is not None else ""
-            log.debug(
-                "%s %s%s -> %s%s", method, safe_url(url), rng, hop.status or "no answer",
-                f" (curl {code}: {message})" if code and not hop.stopped else "",
-            )
-        if hop.error is not None:
-            raise hop.error
-        if code != 0 and not (hop.stopped and code in _OURS):
-            raise curl_error(code, message, url)
-        if not hop.decided:  # no body: the head is decided at the end
-            hop.decide()
-            if hop.error is not None:
-                raise hop.error
-        if self._jar is not None:
-            from .cookies import store_cookies
+        return hop, code, message
 
-            store_cookies(self._jar, hop.headers, url)
-        return hop
+    # -- pipelining --
+
+    def _maybe_pipeline(self, pipes: PipelinePool, hop: _Hop, url: str) -> None:
+        """Pipeline to ``url``'s origin from now on if libcurl's answer came over a
+        persistent HTTP/1.1 connection (and the head was plain CRLF lines)."""
+        key = pipeline_key(url)
+        if key is None or pipes.known(key) or not hop.raw:
+            return
+        status = next((ln for ln in reversed(hop.raw) if ln.startswith(b"HTTP/")), b"")
+        if (
+            status.startswith(b"HTTP/1.1 ")
+            and all(ln.endswith(b"\r\n") for ln in hop.raw)
+            and not any("close" in v.lower() for v in hop.headers.get_all("connection"))
+            and self._no_netrc_entry(key)
+        ):
+            pipes.confirm(key)
+
+    def _pipe_request(
+        self, url: str, headers: dict[str, tuple[str, str]], cookie: str | None
+    ) -> bytes | None:
+        """The request as bytes on the wire (what libcurl would send), or None when it
+        is not plain ASCII (libcurl takes those)."""
+        rest = url[7:].partition("#")[0]
+        cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+        hostport, target = rest[:cut], rest[cut:]
+        if not target.startswith("/"):
+            target = "/" + target
+        lines = [f"GET {target} HTTP/1.1"]
+        if "host" not in headers:
+            lines.append(f"Host: {hostport}")
+        if "user-agent" not in headers and self.settings.user_agent:
+            lines.append(f"User-Agent: {self.settings.user_agent}")
+        if "accept" not in headers:
+            lines.append("Accept: */*")
+        if "accept-encoding" not in headers:
+            lines.append("Accept-Encoding: identity")
+        lines.extend(
+            f"{n}: {v}" if v else f"{n}:" 
+            for k, (n, v) in headers.items() if k != "cookie"
+        )
+        if cookie:
+            lines.append(f"Cookie: {cookie}")
+        lines.append("\r\n")
+        try:
+            return "\r\n".join(lines).encode("ascii")
+        except UnicodeEncodeError:
+            return None
+
+    def _no_netrc_entry(self, key: str) -> bool:
+        """No netrc login for this host (libcurl would send one; pipelining would not)."""
+        if not self._netrc:
+            return True
+        if self._netrc_hosts is None:
+            self._netrc_hosts = _netrc_hosts(self.settings.netrc_file)
+        hosts = self._netrc_hosts
+        host = key.rsplit(":", 1)[0] if key.rsplit(":", 1)[-1].isdigit() else key
+        return hosts is not None and host not in hosts
 
     def _configure(
         self,
@@ -439,6 +572,18 @@ class CurlTransport:
             if core.active and not core.loop.is_closed():
                 raise RuntimeError("CurlTransport is in use by another event loop")
             core.close()
+        if self._pipes is not None:
+            self._pipes.close()
+        s = self.settings
+        self._pipes = None
+        if self._may_pipeline:
+            self._pipes = PipelinePool(
+                loop,
+                max_conns=self.max_host_connections,
+                connect_timeout=s.connect_timeout,
+                stall_timeout=s.stall_timeout,
+                resolve=s.resolve,
+            )
         self._core = CurlLoop(
             loop,
             max_host_connections=self.max_host_connections,
@@ -502,6 +647,28 @@ def _split_userinfo(url: str, parts: SplitResult) -> tuple[str, _Creds | None]:
     host = parts.netloc.rpartition("@")[2]
     creds = _Creds(unquote(parts.username or ""), unquote(parts.password or ""))
     return parts._replace(netloc=host).geturl(), creds
+
+
+def _no_http_proxy(proxy: str | None) -> bool:
+    """No proxy applies to http:// URLs (``--proxy ""``, or none given and none in the
+    environment variables libcurl reads for them)."""
+    if proxy is not None:
+        return proxy == ""
+    return not any(os.environ.get(v) for v in ("http_proxy", "all_proxy", "ALL_PROXY"))
+
+
+def _netrc_hosts(path: str | None) -> frozenset[str] | None:
+    """Machine names with a netrc login; None when any host has one (a ``default``
+    entry) or the file cannot be read the way libcurl would."""
+    import netrc
+
+    try:
+        parsed = netrc.netrc(path) if path else netrc.netrc()
+    except (OSError, netrc.NetrcParseError):
+        return None
+    if "default" in parsed.hosts:
+        return None
+    return frozenset(h.lower() for h in parsed.hosts)
 
 
 def _netrc_exists(path: str | None) -> bool:

@@ -1,0 +1,573 @@
+"""HTTP/1.1 pipelining for small plain-HTTP GETs, beside libcurl (which no longer pipelines).
+
+At 20 ms of round trip a connection that waits for each answer before asking again moves
+one small file per round trip; the per-host cap (4 by default) would then cap a run of many
+small files at 200 files/s. Sending up to :data:`DEPTH` requests on each connection before
+the answers come keeps the cap on connections and removes the wait.
+
+Only the easy case goes this way: ``http://`` GETs without a body, a Range, credentials, a
+proxy or a speed limit, to an origin that has already answered libcurl over a persistent
+HTTP/1.1 connection. Everything else stays with libcurl, and so does any request this
+module gives back: a request that got no byte of answer when something went wrong (the
+server closed early, said ``Connection: close``, used an encoding we do not decode, or
+sent a large body ahead of it) finishes with :data:`FALLBACK` and the transport runs it
+again through libcurl. An origin whose server does not keep connections is not pipelined
+again in this run.
+
+Answers are fed into the same per-request object libcurl feeds (raw header lines, then
+body chunks through ``on_write``), so redirects, status checks and sinks work unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import zlib
+from collections import deque
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import pycurl
+
+from ..scheduler import UNIT, host_of
+from .curlloop import CLOSED, STALLED
+
+__all__ = ["DEPTH", "FALLBACK", "PipelinePool", "pipeline_key"]
+
+#: Requests in flight on one connection (the scheduler counts each as one part of it).
+DEPTH = UNIT
+#: Finish code: the request got no byte of answer; run it through libcurl instead.
+FALLBACK = -3
+#: A body larger than this stops the requests queued behind it (they move elsewhere).
+BIG_BODY = 2 << 20
+#: Left of an aborted answer's body that is read and dropped to keep the connection.
+DRAIN_MAX = 64 << 10
+MAX_HEAD = 64 << 10
+TRIES = 3  # sends of one request before it is given back to libcurl
+
+_HEAD, _BODY, _CHUNK_LINE, _CHUNK, _TRAILER, _TO_EOF = range(6)
+
+
+class Exchange(Protocol):
+    """What a pipelined request reports to (the transport's per-request ``_Hop``)."""
+
+    raw: list[bytes]
+    fut: asyncio.Future[tuple[int, str]]
+
+    def on_write(self, data: bytes) -> int | None: ...
+
+    def finish(self, code: int, message: str) -> None: ...
+
+
+class _Pending:
+    __slots__ = ("data", "got", "hop", "tries")
+
+    def __init__(self, hop: Exchange, data: bytes) -> None:
+        self.hop = hop
+        self.data = data
+        self.got = False  # any byte of its answer arrived
+        self.tries = 0
+
+    @property
+    def dropped(self) -> bool:  # cancelled by its requester
+        return self.hop.fut.done()
+
+
+class _Origin:
+    __slots__ = ("addr", "conns", "key", "waiting")
+
+    def __init__(self, key: str, addr: tuple[str, int]) -> None:
+        self.key = key
+        self.addr = addr
+        self.conns: list[_Conn] = []
+        self.waiting: deque[_Pending] = deque()
+
+
+class PipelinePool:
+    """Pipelined connections per origin (``host[:port]`` as the scheduler names hosts)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        max_conns: int,
+        connect_timeout: float,
+        stall_timeout: float,
+        resolve: Iterable[str] = (),
+    ) -> None:
+        self.loop = loop
+        self.max_conns = max(1, max_conns)
+        self.connect_timeout = connect_timeout
+        self.stall_timeout = stall_timeout
+        self._resolve = _resolve_table(resolve)
+        self._state: dict[str, bool] = {}  # origin -> pipelined (True) / not (False)
+        self._origins: dict[str, _Origin] = {}
+        self._closed = False
+
+    # ----- which origins ------------------------------------------------------------
+
+    def usable(self, key: str) -> bool:
+        return self._state.get(key, False)
+
+    def has_connections(self, key: str) -> bool:
+        o = self._origins.get(key)
+        return o is not None and bool(o.conns)
+
+    def known(self, key: str) -> bool:
+        return key in self._state
+
+    def confirm(self, key: str) -> None:
+        """The origin answered over a persistent HTTP/1.1 connection: pipeline to it."""
+        self._state.setdefault(key, True)
+
+    def refuse(self, key: str) -> None:
+        """Never pipeline to ``key`` again in this run; give back what waits for it."""
+        self._state[key] = False
+        o = self._origins.get(key)
+        if o is not None:
+            while o.waiting:
+                _give_back(o.waiting.popleft())
+
+    # ----- requests -------------------------------------------------------------------
+
+    def submit(self, key: str, data: bytes, hop: Exchange) -> None:
+        """Send ``data`` (a whole request) to ``key``; the answer goes to ``hop``."""
+        p = _Pending(hop, data)
+        if self._closed or not self.usable(key):
+            _give_back(p)
+            return
+        o = self._origins.get(key)
+        if o is None:
+            o = self._origins[key] = _Origin(key, self._address(key))
+        o.waiting.append(p)
+        self._pump(o)
+
+    def _pump(self, o: _Origin) -> None:
+        """Hand waiting requests to connections with room, opening one only when every
+        open one is full (so n requests use about n / DEPTH connections)."""
+        while o.waiting:
+            conn = next((c for c in o.conns if c.room()), None)
+            if conn is None:
+                if len(o.conns) >= self.max_conns:
+                    return
+                conn = _Conn(self, o)
+                o.conns.append(conn)
+                conn.open()
+            p = o.waiting.popleft()
+            if not p.dropped:
+                conn.send(p)
+
+    def requeue(self, o: _Origin, pending: Iterable[_Pending]) -> None:
+        """Requests that got no answer go back to the front of the queue (or to libcurl)."""
+        back = []
+        for p in pending:
+            if p.dropped:
+                continue
+            p.tries += 1
+            if p.tries >= TRIES or not self.usable(o.key) or self._closed:
+                _give_back(p)
+            else:
+                back.append(p)
+        o.waiting.extendleft(reversed(back))
+
+    def closed(self, conn: _Conn) -> None:
+        o = conn.origin
+        with contextlib.suppress(ValueError):
+            o.conns.remove(conn)
+        if not self._closed:
+            self._pump(o)
+
+    def close(self) -> None:
+        """End every connection; what is in flight finishes with :data:`CLOSED`."""
+        self._closed = True
+        for o in self._origins.values():
+            while o.waiting:
+                _give_back(o.waiting.popleft())
+            for conn in list(o.conns):
+                conn.abort(CLOSED, "transport closed")
+        self._origins.clear()
+
+    def _address(self, key: str) -> tuple[str, int]:
+        host, sep, port = key.rpartition(":")
+        if not sep or not port.isdigit() or host.endswith(":"):  # no port (or bare IPv6)
+            host, port = key, "80"
+        host = host.strip("[]")
+        return self._resolve.get((host, int(port)), host), int(port)
+
+
+def _give_back(p: _Pending) -> None:
+    p.hop.finish(FALLBACK, "")
+
+
+def _resolve_table(entries: Iterable[str]) -> dict[tuple[str, int], str]:
+    """curl-style ``HOST:PORT:ADDR[,ADDR]`` (a leading ``+`` allowed, ``-`` removals skipped)."""
+    table: dict[tuple[str, int], str] = {}
+    for entry in entries:
+        if entry.startswith("-"):
+            continue
+        host, _, rest = entry.lstrip("+").partition(":")
+        port, _, addrs = rest.partition(":")
+        addr = addrs.split(",")[0].strip("[]")
+        if host and port.isdigit() and addr:
+            table[(host.lower(), int(port))] = addr
+    return table
+
+
+class _Conn(asyncio.Protocol):
+    """One pipelined connection: requests go out at once, answers come back in order."""
+
+    def __init__(self, pool: PipelinePool, origin: _Origin) -> None:
+        self.pool = pool
+        self.origin = origin
+        self.transport: asyncio.Transport | None = None
+        self.queue: deque[_Pending] = deque()  # sent (or to send on connect), in order
+        self.closing = False  # takes no more requests
+        self.done = False
+        self.answered = 0
+        self.buf = b""
+        self.state = _HEAD
+        self.left = 0  # body or chunk bytes still to come
+        self.keep = True  # the current answer lets the connection live on
+        self.drain = False  # the current answer's body is read and dropped
+        self.decoder: Any = None
+        self.rx = 0
+        self.rx_seen = -1
+        self.timer: asyncio.TimerHandle | None = None
+        self.connecting: asyncio.Task[None] | None = None
+
+    # ----- sending ------------------------------------------------------------------
+
+    def room(self) -> bool:
+        return not self.closing and len(self.queue) < DEPTH
+
+    def open(self) -> None:
+        self.connecting = self.pool.loop.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        host, port = self.origin.addr
+        loop = self.pool.loop
+        try:
+            await asyncio.wait_for(
+                loop.create_connection(lambda: self, host, port), self.pool.connect_timeout
+            )
+        except (TimeoutError, OSError):
+            # libcurl connects again and reports the failure in its own words
+            self.connecting = None
+            self._end()
+            for p in self.queue:
+                if not p.dropped:
+                    _give_back(p)
+            self.queue.clear()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if self.done:  # closed while connecting
+            transport.abort()
+            return
+        if self.queue:
+            transport.write(b"".join(p.data for p in self.queue))
+            self._watch()
+
+    def send(self, p: _Pending) -> None:
+        self.queue.append(p)
+        if self.transport is not None:
+            self.transport.write(p.data)
+            self._watch()
+
+    # ----- receiving ------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self.rx += 1
+        if self.buf:
+            data, self.buf = self.buf + data, b""
+        pos, n = 0, len(data)
+        while pos < n and not self.done:
+            st = self.state
+            if st in (_BODY, _CHUNK):
+                take = min(self.left, n - pos)
+                chunk = data if take == n else data[pos : pos + take]
+                pos += take
+                self.left -= take
+                if not self._deliver(chunk):
+                    return
+                if self.left == 0:
+                    if st == _CHUNK:
+                        self.state = _CHUNK_LINE
+                    elif not self._complete():
+                        return
+            elif st == _TO_EOF:
+                if not self._deliver(data[pos:] if pos else data):
+                    return
+                pos = n
+            else:
+                end = data.find(b"\r\n\r\n" if st == _HEAD else b"\r\n", pos)
+                if end < 0:
+                    if n - pos > MAX_HEAD:
+                        self._broken("answer head too long")
+                        return
+                    self.buf = data[pos:]
+                    return
+                if st == _HEAD:
+                    ok = self._head(data[pos : end + 2])
+                    pos = end + 4
+                else:
+                    ok = self._line(data[pos:end])
+                    pos = end + 2
+                if not ok:
+                    return
+
+    def _head(self, block: bytes) -> bool:
+        """Parse one answer head (``block`` ends with the last line's CRLF)."""
+        if not self.queue:
+            self._broken("an answer nobody asked for")
+            return False
+        p = self.queue[0]
+        lines = block.split(b"\r\n")[:-1]
+        status_line = lines[0]
+        parts = status_line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            self._broken("not an HTTP/1.x answer")
+            return False
+        status = int(parts[1])
+        if 100 <= status < 200:
+            if status == 101:
+                self._broken("unexpected protocol switch")
+                return False
+            return True  # an interim answer: the real one follows
+        length: int | None = None
+        chunked = False
+        conn = b""
+        encoding = b""
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            low = name.strip().lower()
+            if low == b"content-length":
+                v = value.strip()
+                if not v.isdigit() or (length is not None and int(v) != length):
+                    self._broken("bad Content-Length")
+                    return False
+                length = int(v)
+            elif low == b"transfer-encoding":
+                te = value.strip().lower()
+                if te != b"chunked":
+                    return self._refuse_answer(p)
+                chunked = True
+            elif low == b"connection":
+                conn += value.lower()
+            elif low == b"content-encoding":
+                encoding = value.strip().lower()
+        decoder = None
+        if encoding in (b"gzip", b"x-gzip"):
+            decoder = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        elif encoding == b"deflate":
+            decoder = zlib.decompressobj()
+        elif encoding not in (b"", b"identity"):
+            return self._refuse_answer(p)
+        self.keep = b"close" not in conn and (
+            parts[0] == b"HTTP/1.1" or b"keep-alive" in conn
+        )
+        if chunked:
+            self.state, length = _CHUNK_LINE, None
+        elif status in (204, 304):
+            self.state, length = _BODY, 0
+        elif length is not None:
+            self.state = _BODY
+        else:
+            self.state = _TO_EOF
+            self.keep = False
+        if not self.keep or self.state == _TO_EOF or (length or 0) > BIG_BODY:
+            self._stop_behind()  # (a large body would hold the rest up)
+        self.left = length or 0
+        self.decoder = decoder
+        self.drain = False
+        if not p.dropped:
+            p.got = True
+            p.hop.raw.extend(line + b"\r\n" for line in lines)
+            p.hop.raw.append(b"\r\n")
+        else:
+            self.drain = True
+        if self.state == _BODY and self.left == 0:
+            return self._complete()
+        return True
+
+    def _line(self, line: bytes) -> bool:
+        """A chunk-size line or a trailer line."""
+        if self.state == _TRAILER:
+            if not line:
+                return self._complete()
+            return True
+        if not line:  # the CRLF that ends a chunk's data
+            return True
+        size = line.split(b";", 1)[0].strip()
+        try:
+            self.left = int(size, 16)
+        except ValueError:
+            self._broken("bad chunk size")
+            return False
+        self.state = _CHUNK if self.left else _TRAILER
+        return True
+
+    def _deliver(self, chunk: bytes) -> bool:
+        if self.drain:
+            return True
+        p = self.queue[0]
+        if p.dropped:
+            self.drain = True
+            return True
+        if self.decoder is not None:
+            try:
+                chunk = self.decoder.decompress(chunk)
+            except zlib.error as exc:
+                self._fail_head(pycurl.E_BAD_CONTENT_ENCODING, f"bad encoded body: {exc}")
+                return False
+            if not chunk:
+                return True
+        if p.hop.on_write(chunk) == 0:  # the sink ended it (or refused the head)
+            self.queue.popleft()
+            p.hop.finish(pycurl.E_WRITE_ERROR, "ended by the receiver")
+            if self.state == _BODY and self.left <= DRAIN_MAX:
+                self.queue.appendleft(_Pending(p.hop, b""))  # placeholder: read and drop
+                self.drain = True
+                return True
+            self._shut()
+            return False
+        return True
+
+    def _complete(self) -> bool:
+        """The answer at the head of the queue is complete."""
+        p = self.queue.popleft()
+        self.answered += 1
+        if self.decoder is not None and not self.drain:
+            with contextlib.suppress(zlib.error):
+                rest = self.decoder.flush()
+                if rest and not p.dropped:
+                    p.hop.on_write(rest)
+        p.hop.finish(0, "")
+        self.state = _HEAD
+        self.decoder = None
+        self.drain = False
+        if not self.keep:
+            if self.answered < 2:
+                self.pool.refuse(self.origin.key)  # the server does not keep connections
+            self._shut()
+            return False
+        if not self.queue and self.closing:
+            self._shut()
+            return False
+        self.pool._pump(self.origin)
+        return True
+
+    # ----- ending -------------------------------------------------------------------
+
+    def eof_received(self) -> bool | None:
+        if self.state == _TO_EOF and self.queue:
+            self._complete_at_eof()
+        return None
+
+    def _complete_at_eof(self) -> None:
+        p = self.queue.popleft()
+        if self.decoder is not None and not p.dropped:
+            with contextlib.suppress(zlib.error):
+                if rest := self.decoder.flush():
+                    p.hop.on_write(rest)
+        p.hop.finish(0, "")
+        self._shut()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.done:
+            return
+        if self.state == _TO_EOF and self.queue and exc is None:
+            self._complete_at_eof()
+            return
+        self._fail_head(pycurl.E_RECV_ERROR, "connection closed during the answer")
+
+    def _fail_head(self, code: int, message: str) -> None:
+        """End the connection; the request whose answer had begun fails with ``code``."""
+        if self.queue and self.queue[0].got:
+            self.queue.popleft().hop.finish(code, message)
+        self._shut()
+
+    def _broken(self, what: str) -> None:
+        """The server broke the protocol: never pipeline to it again."""
+        self.pool.refuse(self.origin.key)
+        self._fail_head(pycurl.E_WEIRD_SERVER_REPLY, what)
+
+    def _refuse_answer(self, p: _Pending) -> bool:
+        """An answer we do not decode here: libcurl asks again; the rest move too."""
+        self.queue.popleft()
+        _give_back(p)
+        self._shut()
+        return False
+
+    def _stop_behind(self) -> None:
+        """Requests queued behind the current answer go elsewhere; this connection ends
+        after it."""
+        self.closing = True
+        rest = [self.queue.pop() for _ in range(len(self.queue) - 1)]
+        rest.reverse()
+        self.pool.requeue(self.origin, rest)
+        self.pool._pump(self.origin)
+
+    def _shut(self) -> None:
+        """Close now; requests still queued (no byte of answer yet) go elsewhere."""
+        if self.done:
+            return
+        self.closing = True
+        self._end()
+        if self.transport is not None:
+            self.transport.abort()
+        rest = [p for p in self.queue if not p.got]
+        for p in self.queue:
+            if p.got and not p.dropped:
+                p.hop.finish(pycurl.E_RECV_ERROR, "connection closed during the answer")
+        self.queue.clear()
+        self.pool.requeue(self.origin, rest)
+        self.pool.closed(self)
+
+    def abort(self, code: int, message: str) -> None:
+        if self.done:
+            return
+        self._end()
+        for p in self.queue:
+            p.hop.finish(code, message)
+        self.queue.clear()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _end(self) -> None:
+        self.done = True
+        self.closing = True
+        if self.connecting is not None and self.transport is None:
+            self.connecting.cancel()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self in self.origin.conns:
+            self.pool.closed(self)
+
+    # ----- stalls -------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        if self.timer is None and self.pool.stall_timeout > 0:
+            self.rx_seen = self.rx
+            self.timer = self.pool.loop.call_later(self.pool.stall_timeout, self._check)
+
+    def _check(self) -> None:
+        self.timer = None
+        if self.done or not self.queue:
+            return
+        if self.rx != self.rx_seen:
+            self._watch()
+            return
+        head = self.queue[0]
+        if not head.got and self.answered:
+            self.pool.refuse(self.origin.key)  # answers one request, then ignores the rest
+        if not head.got:
+            head.got = True  # (fail it, do not resend it)
+        self._fail_head(STALLED, f"no data for {self.pool.stall_timeout:g} s")
+
+
+def pipeline_key(url: str) -> str | None:
+    """The pool key of a plain-HTTP URL (the scheduler's host name), or None."""
+    return host_of(url) if url[:7].lower() == "http://" else None

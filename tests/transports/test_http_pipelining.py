@@ -1,0 +1,168 @@
+"""CurlTransport's pipelined path (see transports/pipeline.py) as the engine uses it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from omniget import download
+from omniget.engine.transports.base import Request
+from omniget.engine.transports.http import CurlTransport
+from omniget.settings import NetworkSettings, Settings
+
+from ._server import Req, Server, redirect, static
+from .test_http_transport import Sink, run
+
+LOGGER = "omniget.engine.transports.http"
+
+
+@pytest.fixture
+def srv() -> Iterator[Server]:
+    with Server() as server:
+        for i in range(40):
+            server.route(f"/f{i}", static(f"file {i} ".encode() * (i + 1)))
+            server.route(f"/r{i}", redirect(f"/f{i}"))
+        yield server
+
+
+def body(i: int) -> bytes:
+    return f"file {i} ".encode() * (i + 1)
+
+
+async def fetch_all(t: CurlTransport, urls: list[str]) -> list[Sink | BaseException]:
+    sinks = [Sink() for _ in urls]
+    results = await asyncio.gather(
+        *(t.fetch(Request(u), s) for u, s in zip(urls, sinks, strict=True)),
+        return_exceptions=True,
+    )
+    return [r if isinstance(r, BaseException) else s for r, s in zip(results, sinks, strict=True)]
+
+
+def pipelined(caplog: pytest.LogCaptureFixture) -> int:
+    return sum(r.getMessage().endswith("(pipelined)") for r in caplog.records)
+
+
+def test_concurrent_gets_are_pipelined_once_the_origin_kept_a_connection(
+    srv: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+
+    async def go(t: CurlTransport) -> list[Sink | BaseException]:
+        first = await fetch_all(t, [srv.url("/f0")])  # libcurl; the origin is confirmed
+        assert t.pipelined(srv.url("/x"))
+        return first + await fetch_all(t, [srv.url(f"/f{i}") for i in range(1, 40)])
+
+    sinks = run(go, max_host_connections=2)
+    for i, s in enumerate(sinks):
+        assert isinstance(s, Sink) and bytes(s.data) == body(i)
+    assert pipelined(caplog) >= 30
+    # libcurl's one connection and at most two pipelined ones (the per-host cap)
+    assert len({r.conn for r in srv.requests}) <= 3
+    per_conn: dict[int, int] = {}
+    for r in srv.requests:
+        per_conn[r.conn] = per_conn.get(r.conn, 0) + 1
+    assert max(per_conn.values()) > 8  # several requests per connection
+
+
+def test_pipelined_requests_carry_what_libcurl_sends(srv: Server) -> None:
+    settings = NetworkSettings(headers=(("X-Token", "abc"),), user_agent="ua/1")
+
+    async def go(t: CurlTransport) -> list[Sink | BaseException]:
+        await fetch_all(t, [srv.url("/f0")])
+        return await fetch_all(t, [srv.url(f"/f{i}?q=1#frag") for i in range(1, 12)])
+
+    sinks = run(go, settings)
+    assert all(isinstance(s, Sink) for s in sinks)
+    first, rest = srv.requests[0], srv.requests[1:]
+    for r in rest:
+        assert r.method == "GET" and r.query == "q=1"
+        assert r.headers["x-token"] == "abc" and r.headers["user-agent"] == "ua/1"
+        assert r.headers["host"] == first.headers["host"]
+        assert r.headers["accept-encoding"] == "identity"
+        assert r.headers.keys() >= first.headers.keys() - {"content-length"}
+
+
+def test_redirects_and_errors_on_the_pipelined_path(srv: Server) -> None:
+    async def go(t: CurlTransport) -> list[Sink | BaseException]:
+        await fetch_all(t, [srv.url("/f0")])
+        urls = [srv.url(f"/r{i}") for i in range(1, 20)] + [srv.url("/missing")]
+        return await fetch_all(t, urls)
+
+    results = run(go)
+    for i, r in enumerate(results[:-1], start=1):
+        assert isinstance(r, Sink) and bytes(r.data) == body(i)
+        assert r.heads[-1].url.endswith(f"/f{i}")
+    last = results[-1]
+    assert isinstance(last, Sink) and last.heads[-1].status == 404
+
+
+def test_credentials_and_proxies_keep_requests_on_libcurl(
+    srv: Server, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+
+    async def go(t: CurlTransport) -> list[Sink | BaseException]:
+        base = srv.url("/").replace("http://", "http://me:pw@")
+        await fetch_all(t, [base + "f0"])
+        return await fetch_all(t, [base + f"f{i}" for i in range(1, 10)])
+
+    assert all(isinstance(s, Sink) for s in run(go))
+    assert pipelined(caplog) == 0
+    assert all("authorization" in r.headers for r in srv.requests)
+
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # (never reached: see below)
+    t = CurlTransport(NetworkSettings(proxy=""))  # --proxy "": no proxy at all
+    assert t._may_pipeline
+    assert not CurlTransport(NetworkSettings())._may_pipeline
+    assert not CurlTransport(NetworkSettings(proxy="http://127.0.0.1:9"))._may_pipeline
+
+
+def test_a_server_that_closes_after_each_answer_is_not_pipelined_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    count = {"n": 0}
+
+    def keep_once(req: Req, sock: object) -> bool:
+        # the first answer keeps the connection (so the origin is confirmed), later
+        # ones say Connection: close
+        count["n"] += 1
+        close = count["n"] > 1
+        headers = [("Connection", "close")] if close else []
+        static(b"data", headers=headers)(req, sock)  # type: ignore[arg-type]
+        return not close
+
+    with Server() as server:
+        server.route("/k", keep_once)
+
+        async def go(t: CurlTransport) -> list[Sink | BaseException]:
+            await fetch_all(t, [server.url("/k")])
+            return await fetch_all(t, [server.url("/k") for _ in range(12)])
+
+        results = run(go)
+    assert all(isinstance(s, Sink) and bytes(s.data) == b"data" for s in results)
+
+
+def test_a_run_of_many_small_files_and_a_large_one(tmp_path: Path) -> None:
+    """Engine end to end: the large file's first answer holds pipelined requests up only
+    until they move to another connection; every byte lands where it belongs."""
+    big = bytes(range(256)) * (12 * 1024)  # 3 MiB: over the pipelined large-body mark
+    with Server() as server:
+        for i in range(60):
+            server.route(f"/s{i}.bin", static(body(i)))
+        server.route("/big.bin", static(big))
+        urls = [server.url(f"/s{i}.bin") for i in range(30)]
+        urls += [server.url("/big.bin")] + [server.url(f"/s{i}.bin") for i in range(30, 60)]
+        settings = Settings(jobs=32, state_dir=tmp_path / "state")
+        report = download(urls, tmp_path / "out", settings=settings)
+    assert report.ok == 61 and not report.failed, report.failures
+    for i in range(60):
+        assert (tmp_path / "out" / f"s{i}.bin").read_bytes() == body(i)
+    got = (tmp_path / "out" / "big.bin").read_bytes()
+    assert hashlib.sha256(got).digest() == hashlib.sha256(big).digest()
+    assert not list((tmp_path / "out").glob("*.part"))
