@@ -166,3 +166,23 @@ def test_a_run_of_many_small_files_and_a_large_one(tmp_path: Path) -> None:
     got = (tmp_path / "out" / "big.bin").read_bytes()
     assert hashlib.sha256(got).digest() == hashlib.sha256(big).digest()
     assert not list((tmp_path / "out").glob("*.part"))
+
+
+def test_large_answers_pause_pipelining_until_a_small_one(srv: Server) -> None:
+    from omniget.engine.transports.pipeline import SMALL_BODY
+
+    big = b"b" * (SMALL_BODY + 1)
+    srv.route("/big", static(big))
+
+    async def go(t: CurlTransport) -> list[bool]:
+        seen = []
+        await fetch_all(t, [srv.url("/big")])
+        seen.append(t.pipelined(srv.url("/x")))  # a large answer does not confirm
+        await fetch_all(t, [srv.url("/f1")])
+        seen.append(t.pipelined(srv.url("/x")))  # a small one does
+        got = await fetch_all(t, [srv.url("/f2"), srv.url("/big"), srv.url("/f3")])
+        assert [bytes(s.data) for s in got if isinstance(s, Sink)] == [body(2), big, body(3)]
+        seen.append(t.pipelined(srv.url("/x")))  # a large pipelined one pauses it
+        return seen
+
+    assert run(go) == [False, True, False]

@@ -113,12 +113,7 @@ class Engine:
         ctx = RunContext(
             settings=s,
             transports=self.transports(),
-            limits=HostLimits(
-                s.connections_per_host,
-                s.max_connections,
-                files=s.jobs,
-                pipelined=None if s.limit_rate else _pipelined(self.transports()),
-            ),
+            limits=HostLimits(s.connections_per_host, s.max_connections, files=s.jobs),
             journal=self.journal(),
             clock=self.clock,
             policy=self.policy,
@@ -128,6 +123,8 @@ class Engine:
             rng=self.rng,
             rate=RateLimit(s.limit_rate) if s.limit_rate else None,
         )
+        if not s.limit_rate:
+            _share_limits(ctx.transports, ctx.limits)
         try:  # (after the transports: a bad cookies file leaves no empty folder behind)
             dest_path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -215,7 +212,13 @@ async def _aiter(items: Iterable[Item] | AsyncIterable[Item]) -> AsyncIterable[I
             yield item
 
 
-def _pipelined(transports: Mapping[str, Transport]) -> Callable[[str], bool] | None:
-    """The HTTP transport's "is this URL pipelined now" test, if it has one."""
-    test = getattr(transports.get("http"), "pipelined", None)
-    return test if callable(test) else None
+def _share_limits(transports: Mapping[str, Transport], limits: HostLimits) -> None:
+    """Let the HTTP transport's pipelining and the run's connection caps see each other:
+    a pipelined request takes part of a connection, and the pipelined connections keep
+    within the per-host cap beside the whole ones."""
+    http = transports.get("http")
+    pipelined = getattr(http, "pipelined", None)
+    count_held = getattr(http, "count_held", None)
+    if callable(pipelined) and callable(count_held):
+        limits.pipelined = pipelined
+        count_held(limits.whole)

@@ -113,6 +113,7 @@ class HostLimits:
         self.files = None if files is None else max(1, files)
         self.pipelined = pipelined
         self._used: dict[str, int] = defaultdict(int)
+        self._whole: dict[str, int] = defaultdict(int)  # host -> whole-connection tickets
         self._in_use = 0
         self._files_in_use = 0
         self._waiters: deque[Ticket] = deque()
@@ -162,6 +163,8 @@ class HostLimits:
     def _take(self, t: Ticket) -> None:
         self._used[t.host] += t.cost
         self._in_use += t.cost
+        if t.cost == UNIT:
+            self._whole[t.host] += 1
         claim = t.claim
         if claim is not None and not claim.held and self.files is not None:
             claim.held = True
@@ -172,6 +175,8 @@ class HostLimits:
         if t.granted:
             self._used[t.host] -= t.cost
             self._in_use -= t.cost
+            if t.cost == UNIT:
+                self._whole[t.host] -= 1
             self._wake()
         else:
             try:
@@ -191,6 +196,10 @@ class HostLimits:
                 self._take(t)
 
     # ----- queries ------------------------------------------------------------------
+
+    def whole(self, host: str) -> int:
+        """Tickets that hold a whole connection to ``host`` (``host_of`` form) now."""
+        return self._whole.get(host, 0)
 
     def free_for(self, url: str) -> int:
         """How many more connections ``url``'s host could get right now."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit
@@ -27,7 +28,7 @@ from ...errors import RemoteError, TransientError, UsageError
 from ...settings import NetworkSettings
 from .base import Gate, Head, Headers, Request, Sink, StopTransfer, origin, safe_url
 from .curlloop import CurlLoop, ca_locations, curl_error
-from .pipeline import FALLBACK, PipelinePool, pipeline_key
+from .pipeline import FALLBACK, SMALL_BODY, PipelinePool, pipeline_key
 
 if TYPE_CHECKING:
     from http.cookiejar import MozillaCookieJar
@@ -206,8 +207,16 @@ class CurlTransport:
         self._netrc = settings.netrc and _netrc_exists(settings.netrc_file)
         self._netrc_hosts: frozenset[str] | None = None  # None: every host (or unread)
         self._pipes: PipelinePool | None = None
+        self._held: Callable[[str], int] | None = None
         self._busy: dict[str, int] = {}  # plain-HTTP origin -> hops running (others first)
         self._may_pipeline = _no_http_proxy(settings.proxy)
+
+    def count_held(self, held: Callable[[str], int] | None) -> None:
+        """``held(host)``: whole connections the engine holds to a host for requests
+        libcurl carries; pipelined connections stay within the per-host cap beside them."""
+        self._held = held
+        if self._pipes is not None:
+            self._pipes.held = held
 
     def pipelined(self, url: str) -> bool:
         """True when GETs of ``url`` without a Range would be pipelined now."""
@@ -410,10 +419,19 @@ class CurlTransport:
     # -- pipelining --
 
     def _maybe_pipeline(self, pipes: PipelinePool, hop: _Hop, url: str) -> None:
-        """Pipeline to ``url``'s origin from now on if libcurl's answer came over a
-        persistent HTTP/1.1 connection (and the head was plain CRLF lines)."""
+        """Pipeline to ``url``'s origin from now on if libcurl's answer was small and came
+        over a persistent HTTP/1.1 connection (with plain CRLF lines); pause it again
+        when the answers are large (they stream better one per connection)."""
         key = pipeline_key(url)
-        if key is None or pipes.known(key) or not hop.raw:
+        head = hop.head
+        if key is None or head is None or head.status >= 300:
+            return
+        size = head.content_length
+        if size is None or size > SMALL_BODY:
+            if size is not None or "chunked" not in head.headers.get("transfer-encoding", ""):
+                pipes.pause(key)
+            return
+        if pipes.known(key):
             return
         status = next((ln for ln in reversed(hop.raw) if ln.startswith(b"HTTP/")), b"")
         if (
@@ -584,6 +602,7 @@ class CurlTransport:
                 stall_timeout=s.stall_timeout,
                 resolve=s.resolve,
             )
+            self._pipes.held = self._held
         self._core = CurlLoop(
             loop,
             max_host_connections=self.max_host_connections,

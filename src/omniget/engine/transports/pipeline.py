@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import zlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import pycurl
@@ -32,7 +32,7 @@ import pycurl
 from ..scheduler import UNIT, host_of
 from .curlloop import CLOSED, STALLED
 
-__all__ = ["DEPTH", "FALLBACK", "PipelinePool", "pipeline_key"]
+__all__ = ["DEPTH", "FALLBACK", "SMALL_BODY", "PipelinePool", "pipeline_key"]
 
 #: Requests in flight on one connection (the scheduler counts each as one part of it).
 DEPTH = UNIT
@@ -40,9 +40,12 @@ DEPTH = UNIT
 FALLBACK = -3
 #: A body larger than this stops the requests queued behind it (they move elsewhere).
 BIG_BODY = 2 << 20
+#: Pipelining pays for answers up to this size; larger ones pause it for their origin.
+SMALL_BODY = 256 << 10
 #: Left of an aborted answer's body that is read and dropped to keep the connection.
 DRAIN_MAX = 64 << 10
 MAX_HEAD = 64 << 10
+READ_SIZE = 64 << 10
 TRIES = 3  # sends of one request before it is given back to libcurl
 
 _HEAD, _BODY, _CHUNK_LINE, _CHUNK, _TRAILER, _TO_EOF = range(6)
@@ -100,6 +103,8 @@ class PipelinePool:
         self.connect_timeout = connect_timeout
         self.stall_timeout = stall_timeout
         self._resolve = _resolve_table(resolve)
+        #: Whole connections the engine holds to a host for other requests, if known.
+        self.held: Callable[[str], int] | None = None
         self._state: dict[str, bool] = {}  # origin -> pipelined (True) / not (False)
         self._origins: dict[str, _Origin] = {}
         self._closed = False
@@ -119,6 +124,12 @@ class PipelinePool:
     def confirm(self, key: str) -> None:
         """The origin answered over a persistent HTTP/1.1 connection: pipeline to it."""
         self._state.setdefault(key, True)
+
+    def pause(self, key: str) -> None:
+        """Its answers are large: they stream better one per connection (libcurl's), so
+        stop pipelining until a small answer confirms the origin again."""
+        if self._state.get(key):
+            del self._state[key]
 
     def refuse(self, key: str) -> None:
         """Never pipeline to ``key`` again in this run; give back what waits for it."""
@@ -143,19 +154,26 @@ class PipelinePool:
         self._pump(o)
 
     def _pump(self, o: _Origin) -> None:
-        """Hand waiting requests to connections with room, opening one only when every
-        open one is full (so n requests use about n / DEPTH connections)."""
+        """Hand waiting requests out: to an idle connection, else to a new one while the
+        host's connection cap allows, else to the least busy connection with room."""
         while o.waiting:
-            conn = next((c for c in o.conns if c.room()), None)
-            if conn is None:
-                if len(o.conns) >= self.max_conns:
-                    return
+            if o.waiting[0].dropped:
+                o.waiting.popleft()
+                continue
+            conn = min((c for c in o.conns if c.room()), key=_load, default=None)
+            if (conn is None or conn.queue) and len(o.conns) < self._cap(o.key):
                 conn = _Conn(self, o)
                 o.conns.append(conn)
                 conn.open()
-            p = o.waiting.popleft()
-            if not p.dropped:
-                conn.send(p)
+            elif conn is None:
+                return
+            conn.send(o.waiting.popleft())
+
+    def _cap(self, key: str) -> int:
+        """Connections this pool may hold to ``key``: the host's cap less the whole
+        connections the engine holds there for other requests (libcurl's)."""
+        held = self.held(key) if self.held is not None else 0
+        return max(1, self.max_conns - held)
 
     def requeue(self, o: _Origin, pending: Iterable[_Pending]) -> None:
         """Requests that got no answer go back to the front of the queue (or to libcurl)."""
@@ -195,6 +213,10 @@ class PipelinePool:
         return self._resolve.get((host, int(port)), host), int(port)
 
 
+def _load(conn: _Conn) -> int:
+    return len(conn.queue)
+
+
 def _give_back(p: _Pending) -> None:
     p.hop.finish(FALLBACK, "")
 
@@ -213,8 +235,13 @@ def _resolve_table(entries: Iterable[str]) -> dict[tuple[str, int], str]:
     return table
 
 
-class _Conn(asyncio.Protocol):
-    """One pipelined connection: requests go out at once, answers come back in order."""
+class _Conn(asyncio.BufferedProtocol):
+    """One pipelined connection: requests go out at once, answers come back in order.
+
+    It reads into one reused buffer of :data:`READ_SIZE` bytes: chunks that size or
+    smaller are allocated from the heap's free lists, where fresh 256 KiB reads (asyncio's
+    default) cost page faults on every read.
+    """
 
     def __init__(self, pool: PipelinePool, origin: _Origin) -> None:
         self.pool = pool
@@ -234,6 +261,7 @@ class _Conn(asyncio.Protocol):
         self.rx_seen = -1
         self.timer: asyncio.TimerHandle | None = None
         self.connecting: asyncio.Task[None] | None = None
+        self.view = memoryview(bytearray(READ_SIZE))
 
     # ----- sending ------------------------------------------------------------------
 
@@ -276,6 +304,12 @@ class _Conn(asyncio.Protocol):
             self._watch()
 
     # ----- receiving ------------------------------------------------------------------
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self.view[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         self.rx += 1
@@ -376,6 +410,8 @@ class _Conn(asyncio.Protocol):
         else:
             self.state = _TO_EOF
             self.keep = False
+        if self.state == _TO_EOF or (length or 0) > SMALL_BODY:
+            self.pool.pause(self.origin.key)
         if not self.keep or self.state == _TO_EOF or (length or 0) > BIG_BODY:
             self._stop_behind()  # (a large body would hold the rest up)
         self.left = length or 0
