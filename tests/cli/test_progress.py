@@ -174,3 +174,21 @@ def test_cancelled_files_are_not_failure_lines() -> None:
     assert "failed a.bin" not in out.getvalue()
     assert "failed c.bin: gone" in buf.getvalue() and "failed a.bin" not in buf.getvalue()
     assert len(rich.bars.tasks) == 1
+
+
+def test_rich_shows_a_screenful_of_file_bars_and_counts_the_rest() -> None:
+    from omniget.cli.bars import SHOWN
+
+    rp = RichProgress(Console(file=io.StringIO(), force_terminal=True, width=100), Masker())
+    items = [Item(download_url=f"https://example.com/f{i}") for i in range(SHOWN + 5)]
+    with rp:
+        for item in items:
+            rp(Started(item, None, size=100, resumed=0))
+        visible = [t for t in rp.bars.tasks[1:] if t.visible]
+        assert len(visible) == SHOWN
+        assert "(+5 more active)" in rp.bars.tasks[0].description
+        rp(Finished(items[0], None, size=100, verified=None, fetched=100))
+        visible = [t for t in rp.bars.tasks[1:] if t.visible]
+        assert len(visible) == SHOWN  # a hidden one took the finished one's place
+        assert visible[-1].description.endswith(f"f{SHOWN}")
+        assert "(+4 more active)" in rp.bars.tasks[0].description

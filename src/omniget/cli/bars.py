@@ -22,9 +22,12 @@ from .progress import failure_line, name_of, skip_line
 
 __all__ = ["RichProgress"]
 
+SHOWN = 8  # file bars on screen at once (-j can run many more files than a screen holds)
+
 
 class RichProgress:
-    """A terminal: one overall bar plus a bar per active file; lines above them."""
+    """A terminal: one overall bar plus a bar per active file (the first :data:`SHOWN`
+    of them; the overall line counts the rest); lines above them."""
 
     def __init__(self, console: Console, mask: Masker, *, verbose: bool = False) -> None:
         self.console, self.mask, self.verbose = console, mask, verbose
@@ -40,7 +43,8 @@ class RichProgress:
             refresh_per_second=5,
         )
         self._overall = self.bars.add_task(self._overall_text(0, 0), total=None)
-        self._tasks: dict[str, TaskID] = {}
+        self._tasks: dict[str, TaskID] = {}  # active files, in start order
+        self._shown: set[TaskID] = set()
         # The overall bar counts files of known size only; failed and skipped ones drop out.
         self._sizes: dict[str, int] = {}
         self._done: dict[str, int] = {}
@@ -66,12 +70,16 @@ class RichProgress:
             match event:
                 case Started():
                     self._track(key, event.size, event.resumed)
-                    old = self._tasks.pop(key, None)
-                    if old is not None:
-                        self.bars.remove_task(old)
-                    self._tasks[key] = self.bars.add_task(
-                        self._short(name), total=event.size, completed=event.resumed
+                    self._drop(key)
+                    show = len(self._shown) < SHOWN
+                    new = self._tasks[key] = self.bars.add_task(
+                        self._short(name),
+                        total=event.size,
+                        completed=event.resumed,
+                        visible=show,
                     )
+                    if show:
+                        self._shown.add(new)
                 case Progress():
                     self._track(key, event.size, event.done)
                     task = self._tasks.get(key)
@@ -111,15 +119,29 @@ class RichProgress:
 
     def _end(self, key: str) -> None:
         self._files_done += 1
+        self._drop(key)
+
+    def _drop(self, key: str) -> None:
+        """Remove the file's bar; a hidden one takes its place on screen."""
         task = self._tasks.pop(key, None)
-        if task is not None:
-            self.bars.remove_task(task)
+        if task is None:
+            return
+        self.bars.remove_task(task)
+        if task in self._shown:
+            self._shown.discard(task)
+            nxt = next((t for t in self._tasks.values() if t not in self._shown), None)
+            if nxt is not None:
+                self._shown.add(nxt)
+                self.bars.update(nxt, visible=True)
 
     def _update_overall(self) -> None:
         total = sum(self._sizes.values())
+        text = self._overall_text(self._files_done, len(self._seen))
+        if hidden := len(self._tasks) - len(self._shown):
+            text += f" (+{hidden} more active)"
         self.bars.update(
             self._overall,
-            description=self._overall_text(self._files_done, len(self._seen)),
+            description=text,
             completed=sum(self._done.values()),
             total=total or None,
         )
