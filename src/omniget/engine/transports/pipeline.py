@@ -49,6 +49,8 @@ READ_SIZE = 64 << 10
 TRIES = 3  # sends of one request before it is given back to libcurl
 
 _HEAD, _BODY, _CHUNK_LINE, _CHUNK, _TRAILER, _TO_EOF = range(6)
+WEIRD_REPLY = 8  # CURLE_WEIRD_SERVER_REPLY (pycurl names it for FTP only)
+_HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
 class Exchange(Protocol):
@@ -211,6 +213,33 @@ class PipelinePool:
             host, port = key, "80"
         host = host.strip("[]")
         return self._resolve.get((host, int(port)), host), int(port)
+
+
+class _Deflate:
+    """``deflate`` as servers send it: zlib-wrapped (RFC 9110) or raw, told by the first
+    two bytes (as libcurl does)."""
+
+    def __init__(self) -> None:
+        self._inner: Any = None
+        self._start = b""
+
+    def decompress(self, data: bytes) -> bytes:
+        if self._inner is None:
+            self._start += data
+            if len(self._start) < 2:
+                return b""
+            b0, b1 = self._start[0], self._start[1]
+            wrapped = b0 & 0x0F == 8 and (b0 << 8 | b1) % 31 == 0
+            self._inner = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+            data, self._start = self._start, b""
+        out: bytes = self._inner.decompress(data)
+        return out
+
+    def flush(self) -> bytes:
+        if self._inner is None:
+            return b""
+        out: bytes = self._inner.flush()
+        return out
 
 
 def _load(conn: _Conn) -> int:
@@ -391,20 +420,20 @@ class _Conn(asyncio.BufferedProtocol):
                 conn += value.lower()
             elif low == b"content-encoding":
                 encoding = value.strip().lower()
-        decoder = None
+        decoder: Any = None
         if encoding in (b"gzip", b"x-gzip"):
             decoder = zlib.decompressobj(zlib.MAX_WBITS | 16)
         elif encoding == b"deflate":
-            decoder = zlib.decompressobj()
+            decoder = _Deflate()
         elif encoding not in (b"", b"identity"):
             return self._refuse_answer(p)
         self.keep = b"close" not in conn and (
             parts[0] == b"HTTP/1.1" or b"keep-alive" in conn
         )
-        if chunked:
-            self.state, length = _CHUNK_LINE, None
-        elif status in (204, 304):
+        if status in (204, 304):
             self.state, length = _BODY, 0
+        elif chunked:
+            self.state, length = _CHUNK_LINE, None
         elif length is not None:
             self.state = _BODY
         else:
@@ -412,6 +441,8 @@ class _Conn(asyncio.BufferedProtocol):
             self.keep = False
         if self.state == _TO_EOF or (length or 0) > SMALL_BODY:
             self.pool.pause(self.origin.key)
+        if not self.keep and not self.answered and self.state != _TO_EOF:
+            self.pool.refuse(self.origin.key)  # the server does not keep connections
         if not self.keep or self.state == _TO_EOF or (length or 0) > BIG_BODY:
             self._stop_behind()  # (a large body would hold the rest up)
         self.left = length or 0
@@ -436,11 +467,10 @@ class _Conn(asyncio.BufferedProtocol):
         if not line:  # the CRLF that ends a chunk's data
             return True
         size = line.split(b";", 1)[0].strip()
-        try:
-            self.left = int(size, 16)
-        except ValueError:
+        if not size or len(size) > 16 or not _HEX.issuperset(size):
             self._broken("bad chunk size")
             return False
+        self.left = int(size, 16)
         self.state = _CHUNK if self.left else _TRAILER
         return True
 
@@ -463,7 +493,9 @@ class _Conn(asyncio.BufferedProtocol):
             self.queue.popleft()
             p.hop.finish(pycurl.E_WRITE_ERROR, "ended by the receiver")
             if self.state == _BODY and self.left <= DRAIN_MAX:
-                self.queue.appendleft(_Pending(p.hop, b""))  # placeholder: read and drop
+                drop = _Pending(p.hop, b"")  # placeholder: read and drop the rest
+                drop.got = True
+                self.queue.appendleft(drop)
                 self.drain = True
                 return True
             self._shut()
@@ -527,7 +559,7 @@ class _Conn(asyncio.BufferedProtocol):
     def _broken(self, what: str) -> None:
         """The server broke the protocol: never pipeline to it again."""
         self.pool.refuse(self.origin.key)
-        self._fail_head(pycurl.E_WEIRD_SERVER_REPLY, what)
+        self._fail_head(WEIRD_REPLY, what)
 
     def _refuse_answer(self, p: _Pending) -> bool:
         """An answer we do not decode here: libcurl asks again; the rest move too."""
