@@ -180,9 +180,38 @@ def test_large_answers_pause_pipelining_until_a_small_one(srv: Server) -> None:
         seen.append(t.pipelined(srv.url("/x")))  # a large answer does not confirm
         await fetch_all(t, [srv.url("/f1")])
         seen.append(t.pipelined(srv.url("/x")))  # a small one does
-        got = await fetch_all(t, [srv.url("/f2"), srv.url("/big"), srv.url("/f3")])
-        assert [bytes(s.data) for s in got if isinstance(s, Sink)] == [body(2), big, body(3)]
+        await fetch_all(t, [srv.url(f"/f{i}") for i in range(2, 6)])  # opens the pool
+        [got] = await fetch_all(t, [srv.url("/big")])  # pipelined: the pool is open
+        assert isinstance(got, Sink) and bytes(got.data) == big
         seen.append(t.pipelined(srv.url("/x")))  # a large pipelined one pauses it
         return seen
 
     assert run(go) == [False, True, False]
+
+
+def test_requests_set_up_before_the_origin_was_known_go_pipelined_when_granted(
+    srv: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request waiting for its slot was set up for libcurl; if the origin has been
+    confirmed by the time the slot comes, it goes pipelined instead."""
+    from omniget.engine.scheduler import HostLimits
+    from omniget.engine.transports.base import fetch_when_granted
+
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+
+    async def go(t: CurlTransport) -> list[bytes]:
+        limits = HostLimits(per_host=2, total=2)
+        sinks = [Sink() for _ in range(10)]
+        tickets = [limits.ticket(srv.url(f"/f{i}")) for i in range(10)]
+
+        async def one(i: int) -> None:
+            try:
+                await fetch_when_granted(t, Request(srv.url(f"/f{i}")), sinks[i], tickets[i])
+            finally:
+                tickets[i].close()
+
+        await asyncio.gather(*(one(i) for i in range(10)))
+        return [bytes(s.data) for s in sinks]
+
+    assert run(go) == [body(i) for i in range(10)]
+    assert pipelined(caplog) >= 5

@@ -15,6 +15,7 @@ Small plain-HTTP GETs to an origin that keeps connections are pipelined beside l
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -45,6 +46,7 @@ _SENSITIVE = frozenset({"authorization", "cookie", "proxy-authorization", "host"
 _REDIRECT_BODY_LIMIT = 64 * 1024  # a longer redirect body is cut, not read
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%~"  # kept as-is when a Location is percent-encoded
 _OURS = frozenset({pycurl.E_WRITE_ERROR, pycurl.E_ABORTED_BY_CALLBACK})
+_TO_PIPE = -4  # a hop that goes pipelined after all (decided when its slot came)
 
 
 @dataclass(frozen=True)
@@ -321,16 +323,13 @@ class CurlTransport:
         pipes = self._pipes
         key = pipeline_key(url)
         busy = self._busy
+        data: bytes | None = None
         if key is not None:
             busy[key] = busy.get(key, 0) + 1
         try:
             if (
                 key is not None
                 and pipes is not None
-                and pipes.usable(key)
-                # only beside another request to the origin: one at a time, libcurl's
-                # kept connection is as fast and no second one is opened
-                and (busy[key] > 1 or pipes.has_connections(key))
                 and creds is None
                 and method == "GET"
                 and body is None
@@ -339,23 +338,44 @@ class CurlTransport:
                 and not request.max_speed
                 and request.rate is None
                 and self._no_netrc_entry(key)
-                and (data := self._pipe_request(url, headers, cookie)) is not None
             ):
-                hop = piped = _Hop(sink, url, core.loop.create_future())
-                if gate is None or gate.granted:
-                    pipes.submit(key, data, piped)
-                else:
-                    gate.on_grant(lambda: pipes.submit(key, data, piped))
-                code, message = await piped.fut
-                how = " (pipelined)"
-                if code == FALLBACK:  # no byte of answer came: libcurl asks again
-                    hop, gate, how = None, None, ""
-            if hop is None:
-                hop, code, message = await self._curl_hop(
-                    core, request, sink, url, method, body, headers, cookie, creds, gate
+                data = self._pipe_request(url, headers, cookie)
+
+            def pipe_now() -> bool:
+                # only beside another request to the origin: one at a time, libcurl's
+                # kept connection is as fast and no second one is opened
+                return (
+                    data is not None
+                    and pipes is not None
+                    and key is not None
+                    and pipes.usable(key)
+                    and (busy[key] > 1 or pipes.has_connections(key))
                 )
-                if code == 0 and pipes is not None and creds is None:
-                    self._maybe_pipeline(pipes, hop, url)
+
+            while True:
+                if pipe_now():
+                    assert pipes is not None and key is not None and data is not None
+                    hop = piped = _Hop(sink, url, core.loop.create_future())
+                    if gate is None or gate.granted:
+                        pipes.submit(key, data, piped)
+                    else:
+                        send = functools.partial(pipes.submit, key, data, piped)
+                        gate.on_grant(send)
+                    code, message = await piped.fut
+                    how = " (pipelined)"
+                    if code != FALLBACK:
+                        break
+                    data, gate, how = None, None, ""  # no byte of answer: libcurl asks
+                # (a request still waiting for its slot may go pipelined once granted)
+                switch = pipe_now if data is not None and gate and not gate.granted else None
+                hop, code, message = await self._curl_hop(
+                    core, request, sink, url, method, body, headers, cookie, creds, gate, switch
+                )
+                if code != _TO_PIPE:
+                    break
+                gate = None
+            if code == 0 and pipes is not None and creds is None:
+                self._maybe_pipeline(pipes, hop, url)
         finally:
             if key is not None:
                 busy[key] -= 1
@@ -391,7 +411,10 @@ class CurlTransport:
         cookie: str | None,
         creds: _Creds | None,
         gate: Gate | None,
+        switch: Callable[[], bool] | None = None,
     ) -> tuple[_Hop, int, str]:
+        """One libcurl transfer. ``switch``: asked when the gate is granted; True ends the
+        hop with :data:`_TO_PIPE` unstarted (it goes pipelined instead)."""
         hop = _Hop(sink, url, core.loop.create_future(), request.rate)
         easy = self._pool.pop() if self._pool else self._base(pycurl.Curl())
         if request.rate is not None:
@@ -404,7 +427,7 @@ class CurlTransport:
             if gate is None or gate.granted:
                 core.add(easy, hop.finish)
             else:
-                gate.on_grant(lambda: _start(core, easy, hop))
+                gate.on_grant(lambda: _start(core, easy, hop, switch))
             try:
                 code, message = await hop.fut
             finally:
@@ -639,9 +662,14 @@ class CurlTransport:
         return "; ".join(values) if values else None
 
 
-def _start(core: CurlLoop, easy: pycurl.Curl, hop: _Hop) -> None:
+def _start(
+    core: CurlLoop, easy: pycurl.Curl, hop: _Hop, switch: Callable[[], bool] | None = None
+) -> None:
     """Start a transfer set up earlier, now that its slot is granted (from the grant)."""
     if hop.fut.done():  # cancelled while it waited
+        return
+    if switch is not None and switch():
+        hop.finish(_TO_PIPE, "")
         return
     try:
         core.add(easy, hop.finish)
