@@ -215,3 +215,21 @@ def test_requests_set_up_before_the_origin_was_known_go_pipelined_when_granted(
 
     assert run(go) == [body(i) for i in range(10)]
     assert pipelined(caplog) >= 5
+
+
+def test_a_host_with_a_netrc_login_is_not_pipelined(
+    srv: Server, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login me password pw\n")
+    netrc.chmod(0o600)
+
+    async def go(t: CurlTransport) -> list[Sink | BaseException]:
+        await fetch_all(t, [srv.url("/f0")])
+        return await fetch_all(t, [srv.url(f"/f{i}") for i in range(1, 10)])
+
+    results = run(go, NetworkSettings(netrc_file=str(netrc)))
+    assert all(isinstance(s, Sink) for s in results)
+    assert pipelined(caplog) == 0
+    assert all("authorization" in r.headers for r in srv.requests)

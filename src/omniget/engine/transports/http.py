@@ -222,9 +222,8 @@ class CurlTransport:
 
     def pipelined(self, url: str) -> bool:
         """True when GETs of ``url`` without a Range would be pipelined now."""
-        pipes = self._pipes
-        key = pipeline_key(url) if pipes is not None else None
-        return key is not None and pipes is not None and pipes.usable(key)
+        key = pipeline_key(url)
+        return key is not None and self._pipes is not None and self._pipes.usable(key)
 
     async def fetch(self, request: Request, sink: Sink, gate: Gate | None = None) -> Head:
         """Fetch ``request`` into ``sink``, following redirects; return the final head.
@@ -337,8 +336,7 @@ class CurlTransport:
                 and request.if_range is None
                 and not request.max_speed
                 and request.rate is None
-                and self._no_netrc_entry(key)
-            ):
+            ):  # (a netrc login for the host keeps it unconfirmed: see _maybe_pipeline)
                 data = self._pipe_request(url, headers, cookie)
 
             def pipe_now() -> bool:
@@ -485,7 +483,7 @@ class CurlTransport:
         if "accept-encoding" not in headers:
             lines.append("Accept-Encoding: identity")
         lines.extend(
-            f"{n}: {v}" if v else f"{n}:" 
+            f"{n}: {v}" if v else f"{n}:"
             for k, (n, v) in headers.items() if k != "cookie"
         )
         if cookie:

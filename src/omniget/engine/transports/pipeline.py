@@ -45,7 +45,6 @@ SMALL_BODY = 256 << 10
 #: Left of an aborted answer's body that is read and dropped to keep the connection.
 DRAIN_MAX = 64 << 10
 MAX_HEAD = 64 << 10
-READ_SIZE = 64 << 10
 TRIES = 3  # sends of one request before it is given back to libcurl
 
 _HEAD, _BODY, _CHUNK_LINE, _CHUNK, _TRAILER, _TO_EOF = range(6)
@@ -264,13 +263,8 @@ def _resolve_table(entries: Iterable[str]) -> dict[tuple[str, int], str]:
     return table
 
 
-class _Conn(asyncio.BufferedProtocol):
-    """One pipelined connection: requests go out at once, answers come back in order.
-
-    It reads into one reused buffer of :data:`READ_SIZE` bytes: chunks that size or
-    smaller are allocated from the heap's free lists, where fresh 256 KiB reads (asyncio's
-    default) cost page faults on every read.
-    """
+class _Conn(asyncio.Protocol):
+    """One pipelined connection: requests go out at once, answers come back in order."""
 
     def __init__(self, pool: PipelinePool, origin: _Origin) -> None:
         self.pool = pool
@@ -290,7 +284,6 @@ class _Conn(asyncio.BufferedProtocol):
         self.rx_seen = -1
         self.timer: asyncio.TimerHandle | None = None
         self.connecting: asyncio.Task[None] | None = None
-        self.view = memoryview(bytearray(READ_SIZE))
 
     # ----- sending ------------------------------------------------------------------
 
@@ -333,12 +326,6 @@ class _Conn(asyncio.BufferedProtocol):
             self._watch()
 
     # ----- receiving ------------------------------------------------------------------
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.view
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(self.view[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         self.rx += 1
@@ -504,20 +491,12 @@ class _Conn(asyncio.BufferedProtocol):
 
     def _complete(self) -> bool:
         """The answer at the head of the queue is complete."""
-        p = self.queue.popleft()
+        self._finish_answer()
         self.answered += 1
-        if self.decoder is not None and not self.drain:
-            with contextlib.suppress(zlib.error):
-                rest = self.decoder.flush()
-                if rest and not p.dropped:
-                    p.hop.on_write(rest)
-        p.hop.finish(0, "")
         self.state = _HEAD
         self.decoder = None
         self.drain = False
-        if not self.keep:
-            if self.answered < 2:
-                self.pool.refuse(self.origin.key)  # the server does not keep connections
+        if not self.keep:  # (refused in _head if it was the connection's first answer)
             self._shut()
             return False
         if not self.queue and self.closing:
@@ -534,13 +513,17 @@ class _Conn(asyncio.BufferedProtocol):
         return None
 
     def _complete_at_eof(self) -> None:
+        self._finish_answer()
+        self._shut()
+
+    def _finish_answer(self) -> None:
+        """Hand over what the decoder still holds and finish the head request."""
         p = self.queue.popleft()
-        if self.decoder is not None and not p.dropped:
+        if self.decoder is not None and not self.drain and not p.dropped:
             with contextlib.suppress(zlib.error):
                 if rest := self.decoder.flush():
                     p.hop.on_write(rest)
         p.hop.finish(0, "")
-        self._shut()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.done:
