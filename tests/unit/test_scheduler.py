@@ -161,3 +161,21 @@ def test_a_heavy_ticket_waits_until_a_whole_connection_is_free() -> None:
     assert not heavy.granted
     more.close()
     assert heavy.granted
+
+
+def test_a_waiting_light_ticket_gets_cheaper_when_its_host_starts_sharing() -> None:
+    from omniget.engine.scheduler import UNIT
+
+    shared: set[str] = set()
+    lim = HostLimits(per_host=1, total=4, pipelined=lambda url: url in shared)
+    first = lim.ticket(A, light=True)  # not shared yet: a whole connection
+    waiting = [lim.ticket(A, light=True) for _ in range(3)]
+    heavy = lim.ticket(A)  # a ranged request: always a whole connection
+    assert first.granted and first.cost == UNIT and not any(t.granted for t in waiting)
+    shared.add(A)  # the first answer showed the host can share (pipelining, HTTP/2)
+    first.close()
+    assert all(t.granted and t.cost == 1 for t in waiting)
+    assert not heavy.granted  # three parts are in use: no whole connection is free
+    for t in waiting:
+        t.close()
+    assert heavy.granted and heavy.cost == UNIT

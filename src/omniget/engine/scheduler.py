@@ -10,9 +10,11 @@ that trip is what separates back-to-back requests). A ticket may also carry a fi
 which the file gives back with :meth:`HostLimits.release_file` when its bytes are in.
 
 Slots are counted in :data:`UNIT` parts of a connection. A request takes a whole
-connection, except a ``light`` one (a plain GET with no Range) to a host the transport
-pipelines (``pipelined(url)``): several such requests share one connection, so each takes
-one part. The caps stay caps on connections.
+connection, except a ``light`` one (a plain GET with no Range) to a host whose connections
+the transport shares (``pipelined(url)``: HTTP/1.1 pipelining, HTTP/2 streams): several such
+requests share one connection, so each takes one part. A light ticket still waiting when its
+host starts sharing (its first answer came meanwhile) is re-costed before it is granted. The
+caps stay caps on connections.
 """
 
 from __future__ import annotations
@@ -46,15 +48,21 @@ class Ticket:
     """A request for one connection slot to ``host``. Close it exactly once when done:
     that frees the slot if it was granted, or withdraws the request if not."""
 
-    __slots__ = ("_callbacks", "_limits", "claim", "closed", "cost", "granted", "host")
+    __slots__ = ("_callbacks", "_limits", "claim", "closed", "cost", "granted", "host", "light")
 
     def __init__(
-        self, limits: HostLimits, host: str, claim: FileClaim | None, cost: int = UNIT
+        self,
+        limits: HostLimits,
+        host: str,
+        claim: FileClaim | None,
+        cost: int = UNIT,
+        light: str | None = None,
     ) -> None:
         self._limits = limits
         self.host = host
         self.claim = claim
         self.cost = cost
+        self.light = light  # a light request's URL: it may get cheaper while it waits
         self.granted = False
         self.closed = False
         self._callbacks: list[Callable[[], None]] = []
@@ -125,8 +133,13 @@ class HostLimits:
         could use it waits ahead, else queued. With ``claim``, granting also needs a free
         file slot (unless the claim already holds one). ``light``: a GET without Range,
         which takes one part of a connection if the host is pipelined."""
-        cost = 1 if light and self.pipelined is not None and self.pipelined(url) else UNIT
-        t = Ticket(self, host_of(url), claim, cost)
+        pipelined = self.pipelined
+        if not light or pipelined is None:
+            t = Ticket(self, host_of(url), claim)
+        elif pipelined(url):
+            t = Ticket(self, host_of(url), claim, 1)
+        else:
+            t = Ticket(self, host_of(url), claim, UNIT, url)
         self._waiters.append(t)  # granted at once if it is free and nothing ahead can go
         self._wake()
         return t
@@ -188,9 +201,29 @@ class HostLimits:
         """Grant waiting tickets in order, skipping those whose host (or file) is full."""
         if not self._waiters:
             return
+        cap = self.total * UNIT
+        files = self.files
+        shared: dict[str, bool] | None = None  # host -> pipelined now (asked once a wake)
         for t in list(self._waiters):
-            if self._in_use >= self.total * UNIT:
+            if self._in_use >= cap:
                 break
+            claim = t.claim
+            # (cheap skip: a file waiting for its first slot while every file slot is taken)
+            if (
+                files is not None
+                and claim is not None
+                and not claim.held
+                and self._files_in_use >= files
+            ):
+                continue
+            if t.light is not None and self.pipelined is not None:
+                # the host may have started sharing connections since it asked
+                shared = {} if shared is None else shared
+                now = shared.get(t.host)
+                if now is None:
+                    now = shared[t.host] = self.pipelined(t.light)
+                if now:
+                    t.cost, t.light = 1, None
             if not t.granted and not t.closed and self._free(t):
                 self._waiters.remove(t)
                 self._take(t)

@@ -10,6 +10,11 @@ per-chunk asyncio work.
 
 Small plain-HTTP GETs to an origin that keeps connections are pipelined beside libcurl
 (:mod:`.pipeline`); what that path cannot take, or gives back, runs through libcurl.
+
+HTTPS GETs without a Range offer HTTP/2; while an origin answers them over HTTP/2 with small
+bodies, libcurl multiplexes them on its connections (the https twin of pipelining). Ranged
+requests, and every request to an origin whose answers are large, stay on HTTP/1.1: one
+connection per transfer, so a server that caps each connection still gets split across several.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import pycurl
 
 from ...errors import RemoteError, TransientError, UsageError
 from ...settings import NetworkSettings
+from ..scheduler import host_of
 from .base import Gate, Head, Headers, Request, Sink, StopTransfer, origin, safe_url
 from .curlloop import CurlLoop, ca_locations, curl_error
 from .pipeline import FALLBACK, SMALL_BODY, PipelinePool, pipeline_key
@@ -47,6 +53,8 @@ _REDIRECT_BODY_LIMIT = 64 * 1024  # a longer redirect body is cut, not read
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%~"  # kept as-is when a Location is percent-encoded
 _OURS = frozenset({pycurl.E_WRITE_ERROR, pycurl.E_ABORTED_BY_CALLBACK})
 _TO_PIPE = -4  # a hop that goes pipelined after all (decided when its slot came)
+_H1: int = pycurl.CURL_HTTP_VERSION_1_1
+_H2: int = pycurl.CURL_HTTP_VERSION_2TLS  # HTTP/2 when TLS negotiates it, else HTTP/1.1
 
 
 @dataclass(frozen=True)
@@ -212,6 +220,9 @@ class CurlTransport:
         self._held: Callable[[str], int] | None = None
         self._busy: dict[str, int] = {}  # plain-HTTP origin -> hops running (others first)
         self._may_pipeline = _no_http_proxy(settings.proxy)
+        # https host -> multiplex light GETs (True: small answers over HTTP/2 lately)
+        self._h2: dict[str, bool] = {}
+        self._h2_hosts: set[str] = set()  # https hosts seen answering over HTTP/2
 
     def count_held(self, held: Callable[[str], int] | None) -> None:
         """``held(host)``: whole connections the engine holds to a host for requests
@@ -221,7 +232,10 @@ class CurlTransport:
             self._pipes.held = held
 
     def pipelined(self, url: str) -> bool:
-        """True when GETs of ``url`` without a Range would be pipelined now."""
+        """True when GETs of ``url`` without a Range would share a connection now
+        (HTTP/1.1 pipelining, or HTTP/2 streams for https)."""
+        if url[:8].lower() == "https://":
+            return self._h2.get(host_of(url), False)
         key = pipeline_key(url)
         return key is not None and self._pipes is not None and self._pipes.usable(key)
 
@@ -330,12 +344,7 @@ class CurlTransport:
                 key is not None
                 and pipes is not None
                 and creds is None
-                and method == "GET"
-                and body is None
-                and request.range is None
-                and request.if_range is None
-                and not request.max_speed
-                and request.rate is None
+                and _light(request, method, body)
             ):  # (a netrc login for the host keeps it unconfirmed: see _maybe_pipeline)
                 data = self._pipe_request(url, headers, cookie)
 
@@ -372,8 +381,10 @@ class CurlTransport:
                 if code != _TO_PIPE:
                     break
                 gate = None
-            if code == 0 and pipes is not None and creds is None:
+            if code == 0 and key is not None and pipes is not None and creds is None:
                 self._maybe_pipeline(pipes, hop, url)
+            elif code == 0 and key is None and _light(request, method, body):
+                self._note_h2(hop, url)
         finally:
             if key is not None:
                 busy[key] -= 1
@@ -425,7 +436,10 @@ class CurlTransport:
             if gate is None or gate.granted:
                 core.add(easy, hop.finish)
             else:
-                gate.on_grant(lambda: _start(core, easy, hop, switch))
+                version = None  # HTTP/2 or not: known better when the slot comes
+                if url[:8].lower() == "https://" and _light(request, method, body):
+                    version = functools.partial(self._http_version, url, True)
+                gate.on_grant(lambda: _start(core, easy, hop, switch, version))
             try:
                 code, message = await hop.fut
             finally:
@@ -462,6 +476,29 @@ class CurlTransport:
             and self._no_netrc_entry(key)
         ):
             pipes.confirm(key)
+
+    def _http_version(self, url: str, light: bool) -> int:
+        """HTTP/2 is offered (ALPN) for light https GETs unless the host's answers are
+        large or it does not speak it; everything else is HTTP/1.1."""
+        if light and url[:8].lower() == "https://" and self._h2.get(host_of(url), True):
+            return _H2
+        return _H1
+
+    def _note_h2(self, hop: _Hop, url: str) -> None:
+        """Multiplex light GETs to ``url``'s https host while its answers come over HTTP/2
+        and are small; large answers (or no HTTP/2) send them back to HTTP/1.1."""
+        head = hop.head
+        if url[:8].lower() != "https://" or head is None or head.status >= 300:
+            return
+        host = host_of(url)
+        status = next((ln for ln in reversed(hop.raw) if ln.startswith(b"HTTP/")), b"")
+        if status.startswith(b"HTTP/2"):
+            self._h2_hosts.add(host)
+        size = head.content_length
+        if host not in self._h2_hosts:
+            self._h2[host] = False
+        elif size is not None:
+            self._h2[host] = size <= SMALL_BODY
 
     def _pipe_request(
         self, url: str, headers: dict[str, tuple[str, str]], cookie: str | None
@@ -522,6 +559,7 @@ class CurlTransport:
         opt(pycurl.URL, url)
         opt(pycurl.WRITEFUNCTION, hop.on_write)
         opt(pycurl.HEADERFUNCTION, hop.raw.append)
+        opt(pycurl.HTTP_VERSION, self._http_version(url, _light(request, method, body)))
         special = False
         if request.max_speed:
             opt(pycurl.MAX_RECV_SPEED_LARGE, int(request.max_speed))
@@ -564,8 +602,7 @@ class CurlTransport:
         opt(pycurl.NOSIGNAL, 1)
         opt(pycurl.TCP_NODELAY, 1)
         opt(pycurl.BUFFERSIZE, self.buffer_size)
-        # HTTP/1.1: one connection per span, as the scheduler's per-host limits assume.
-        opt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)
+        # (HTTP_VERSION is per hop: see _configure)
         # Ask for identity bytes, yet let libcurl decode an encoding forced on us anyway.
         opt(pycurl.ACCEPT_ENCODING, "identity")
         opt(pycurl.CONNECTTIMEOUT_MS, max(1, int(s.connect_timeout * 1000)))
@@ -661,7 +698,11 @@ class CurlTransport:
 
 
 def _start(
-    core: CurlLoop, easy: pycurl.Curl, hop: _Hop, switch: Callable[[], bool] | None = None
+    core: CurlLoop,
+    easy: pycurl.Curl,
+    hop: _Hop,
+    switch: Callable[[], bool] | None = None,
+    version: Callable[[], int] | None = None,
 ) -> None:
     """Start a transfer set up earlier, now that its slot is granted (from the grant)."""
     if hop.fut.done():  # cancelled while it waited
@@ -670,6 +711,8 @@ def _start(
         hop.finish(_TO_PIPE, "")
         return
     try:
+        if version is not None:
+            easy.setopt(pycurl.HTTP_VERSION, version())
         core.add(easy, hop.finish)
     except Exception as exc:
         hop.fut.set_exception(exc)
@@ -721,6 +764,19 @@ def _netrc_exists(path: str | None) -> bool:
         return True  # a named file: libcurl reports it if it is missing
     home = os.environ.get("HOME") or os.path.expanduser("~")
     return any(os.path.exists(os.path.join(home, name)) for name in (".netrc", "_netrc"))
+
+
+def _light(request: Request, method: str, body: bytes | None) -> bool:
+    """A plain GET of a whole resource (no Range, body or speed cap): it may share a
+    connection with others (pipelined, or an HTTP/2 stream)."""
+    return (
+        method == "GET"
+        and body is None
+        and request.range is None
+        and request.if_range is None
+        and not request.max_speed
+        and request.rate is None
+    )
 
 
 def _parse_user(user: str | None) -> _Creds | None:
