@@ -8,6 +8,7 @@ Scenarios (see bench/README.md and the transfer-bench spec):
   S3tmpfs  the same, output under /dev/shm (the one S3 is judged on)
   S4       500 x 1 MiB, output on disk
   S5p      S3 through bench/delayproxy.py (10 ms each way = 20 ms RTT), output on tmpfs
+  S5h      S5p over HTTPS (nginx offers HTTP/2), output on tmpfs
 
 Every run clears and recreates its output directory inside the timed window, checks every
 output file's sha256 (a mismatch makes the run FAILED, not a time), and tools alternate
@@ -44,8 +45,8 @@ from benchlib.report import (
     target_checks,
     to_json,
 )
-from benchlib.servers import Server, delay_proxy, running_server
-from benchlib.tools import TOOL_KEYS, Job, Variant, probe, variants_for
+from benchlib.servers import Server, delay_proxy, running_server, running_tls_server
+from benchlib.tools import TOOL_KEYS, Job, Variant, command, probe, variants_for
 
 BENCH_DIR = Path(__file__).resolve().parent
 KiB, MiB, GiB = 1024, 1024**2, 1024**3
@@ -62,6 +63,7 @@ class Scenario:
     output_fs: str  # disk | tmpfs
     delay: float = 0.0  # seconds each way through the delay proxy (0 = direct)
     skip: tuple[tuple[str, str], ...] = ()  # (row, reason) not run in this scenario
+    tls: bool = False  # served over HTTPS (HTTP/2 offered)
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -93,6 +95,18 @@ SCENARIOS: dict[str, Scenario] = {
             delay=0.010,
             skip=(("wget-i", "one file at a time: count x RTT (100 s for 5,000 files)"),),
         ),
+        Scenario(
+            "S5h",
+            "S5p over HTTPS, HTTP/2 offered (ALPN)",
+            "many",
+            5000,
+            16 * KiB,
+            3,
+            "tmpfs",
+            delay=0.010,
+            skip=(("wget-i", "one file at a time: count x RTT (100 s for 5,000 files)"),),
+            tls=True,
+        ),
     ]
 }
 
@@ -103,6 +117,7 @@ QUICK: dict[str, tuple[int, int]] = {  # (count, size) of a --quick data set
     "S3tmpfs": (300, 16 * KiB),
     "S4": (40, MiB),
     "S5p": (160, 16 * KiB),
+    "S5h": (160, 16 * KiB),
 }
 
 
@@ -192,7 +207,9 @@ def tool_env(home: Path) -> dict[str, str]:
     return env
 
 
-def make_job(sc: Scenario, ds: DataSet, base_url: str, job_dir: Path) -> Job:
+def make_job(
+    sc: Scenario, ds: DataSet, base_url: str, job_dir: Path, ca: Path | None = None
+) -> Job:
     prefix = f"{base_url}/slow" if sc.kind == "slow" else base_url
     names = sorted(ds.files)
     urls = [f"{prefix}/{ds.name}/{n}" for n in names]
@@ -201,7 +218,7 @@ def make_job(sc: Scenario, ds: DataSet, base_url: str, job_dir: Path) -> Job:
     list_file.write_text("".join(u + "\n" for u in urls))
     curl_config = job_dir / "curl.cfg"
     curl_config.write_text("".join(f'url = "{u}"\n' for u in urls))
-    return Job(urls, names, job_dir / "out", list_file, curl_config)
+    return Job(urls, names, job_dir / "out", list_file, curl_config, ca)
 
 
 @contextlib.contextmanager
@@ -222,21 +239,24 @@ def run_scenario(
     available: dict[str, tuple[str | None, str]],
     env: dict[str, str],
     args: argparse.Namespace,
+    ca: Path | None = None,
 ) -> ScenarioResult:
     base = work_root[sc.output_fs]
     job_dir = base / sc.key
     with scenario_server(sc, server) as srv:
-        job = make_job(sc, ds, srv.base_url, job_dir)
+        job = make_job(sc, ds, srv.base_url, job_dir, ca)
         logs = job_dir / "logs"
         logs.mkdir(exist_ok=True)
         variants: list[Variant] = variants_for(sc.kind, tools)
         rows: list[Row] = []
         for v in variants:
             path, info = available[v.binary]
-            cmd = v.build(path or v.binary, job)
-            row = Row(v.row, cmd)
+            cmd = command(v, path or v.binary, job)
+            row = Row(v.row, cmd or [])
             if path is None:
                 row.unavailable = f"{v.binary} {info}"
+            elif cmd is None:
+                row.unavailable = f"skipped: no way to make {v.binary} trust the test CA"
             elif v.row in dict(sc.skip):
                 row.unavailable = f"skipped: {dict(sc.skip)[v.row]}"
             rows.append(row)
@@ -413,13 +433,25 @@ def main(argv: list[str] | None = None) -> int:
 
         server = stack.enter_context(running_server(www, "probe.txt"))
         print(f"server: {server.base_url} ({server.kind})")
+        tls: tuple[Server, Path] | None = None
+        if any(sc.tls for sc in scenarios):
+            try:
+                certs = disk / "certs"
+                certs.mkdir()
+                tls = stack.enter_context(running_tls_server(www, "probe.txt", certs))
+                print(f"server: {tls[0].base_url} ({tls[0].kind})")
+            except ImportError as e:  # trustme: a test extra
+                print(f"HTTPS scenarios skipped: {e} (install the test extras)")
         results: dict[str, ScenarioResult] = {}
         for sc in scenarios:
             if sc.output_fs not in work_root:
                 print(f"\n== {sc.key}: skipped, no writable tmpfs at {args.tmpfs}")
                 continue
+            if sc.tls and tls is None:
+                continue
+            srv, ca = tls if sc.tls and tls is not None else (server, None)
             results[sc.key] = run_scenario(
-                sc, datasets[sc.key], server, work_root, tools, available, env, args
+                sc, datasets[sc.key], srv, work_root, tools, available, env, args, ca
             )
 
     checks = target_checks(results)

@@ -187,6 +187,14 @@ def target_checks(results: dict[str, ScenarioResult]) -> list[Check]:
         _ratio_check(
             get("S5p"), "S5p omniget <= 1.0x wget2 --max-threads=16", "omniget", ["wget2-t16"], 1.0
         ),
+        _ratio_check(
+            get("S5h"),
+            "S5h (https) omniget vs the best peer (not a target)",
+            "omniget",
+            None,
+            1.0,
+            info=True,
+        ),
     ]
     s1 = get("S1")
     label = "S1 omniget peak RSS <= 64 MiB"

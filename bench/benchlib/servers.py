@@ -2,7 +2,9 @@
 
 nginx comes from the project's test helper ``tests/servers/nginx.py`` (``running_nginx(root)``:
 sendfile, Range, access log off, ``root`` at ``/`` and again at ``/slow/`` with
-``limit_rate 20m`` per connection). The delay proxy is ``bench/delayproxy.py`` run as a child
+``limit_rate 20m`` per connection); for HTTPS scenarios the same nginx with a throw-away CA
+(``tests/servers/tls.py``, needs ``trustme`` from the test extras) and HTTP/2 offered by
+ALPN. The delay proxy is ``bench/delayproxy.py`` run as a child
 process, so that its CPU time is not mixed with this process's.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -29,9 +32,16 @@ class Server:
     root_pids: list[int] = field(default_factory=list)  # for CPU accounting (may be empty)
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+def _wait_http(
+    url: str, proc: subprocess.Popen[bytes] | None, timeout: float = 10.0, ca: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    if ca is not None:
+        handlers.append(
+            urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=str(ca)))
+        )
+    opener = urllib.request.build_opener(*handlers)
     while True:
         try:
             with opener.open(url, timeout=1) as r:
@@ -64,9 +74,28 @@ def running_server(www: Path, probe_path: str) -> Iterator[Server]:
 
 
 @contextlib.contextmanager
+def running_tls_server(www: Path, probe_path: str, certs: Path) -> Iterator[tuple[Server, Path]]:
+    """The test nginx over HTTPS (HTTP/2 offered); yields it and the CA file to trust."""
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    from tests.servers.nginx import running_nginx
+    from tests.servers.tls import make_tls
+
+    tls = make_tls(certs)
+    with running_nginx(www, tls=tls) as srv:
+        base = str(srv.base_url).rstrip("/")
+        _wait_http(f"{base}/{probe_path}", None, ca=tls.ca_path)
+        yield (
+            Server(base, "tests/servers/nginx.py over TLS, HTTP/2 offered", [srv.process.pid]),
+            tls.ca_path,
+        )
+
+
+@contextlib.contextmanager
 def delay_proxy(target_base_url: str, delay: float) -> Iterator[Server]:
     """Start bench/delayproxy.py in front of target_base_url; yields the proxied base URL."""
-    hostport = target_base_url.split("://", 1)[1].split("/", 1)[0]
+    scheme, _, rest = target_base_url.partition("://")
+    hostport = rest.split("/", 1)[0]
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -86,7 +115,9 @@ def delay_proxy(target_base_url: str, delay: float) -> Iterator[Server]:
         if len(line) != 3 or line[0] != "LISTENING":
             raise RuntimeError(f"delay proxy did not start: {line!r}")
         yield Server(
-            f"http://127.0.0.1:{line[2]}", f"delayproxy {delay * 1000:g} ms each way", [proc.pid]
+            f"{scheme}://127.0.0.1:{line[2]}",
+            f"delayproxy {delay * 1000:g} ms each way",
+            [proc.pid],
         )
     finally:
         proc.terminate()

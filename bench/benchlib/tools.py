@@ -24,6 +24,7 @@ class Job:
     out_dir: Path
     list_file: Path  # one URL per line (many-file kinds)
     curl_config: Path  # curl -K file (many-file kinds)
+    ca: Path | None = None  # the CA to trust (HTTPS scenarios)
 
 
 Builder = Callable[[str, Job], list[str]]
@@ -242,6 +243,25 @@ def probe(binary: str, env: dict[str, str]) -> tuple[str | None, str]:
         tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or [""]
         reason = reason or f"`{flag}` exited {r.returncode}: {tail[0][:200]}"
     return None, reason
+
+
+# How each tool is told which CA to trust (flags go right after the executable).
+CA_FLAGS: dict[str, Callable[[Path], list[str]]] = {
+    "omniget": lambda ca: ["--ca-cert", str(ca)],
+    "curl": lambda ca: ["--cacert", str(ca)],
+    "wget": lambda ca: [f"--ca-certificate={ca}"],
+    "wget2": lambda ca: [f"--ca-certificate={ca}"],
+    "aria2c": lambda ca: [f"--ca-certificate={ca}"],
+}
+
+
+def command(v: Variant, exe: str, job: Job) -> list[str] | None:
+    """The variant's command for this job; None if it cannot trust the job's CA."""
+    cmd = v.build(exe, job)
+    if job.ca is None:
+        return cmd
+    flags = CA_FLAGS.get(v.binary)
+    return None if flags is None else [cmd[0], *flags(job.ca), *cmd[1:]]
 
 
 def variants_for(kind: str, tools: list[str]) -> list[Variant]:

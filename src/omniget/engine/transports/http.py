@@ -112,6 +112,7 @@ class _Hop:
         self.rate = rate
         self.easy: pycurl.Curl | None = None  # set while paused for the rate limit
         self.resume: asyncio.TimerHandle | None = None
+        self.note: Callable[[_Hop], None] | None = None  # told of the final head first
 
     def on_write(self, data: bytes) -> int | None:
         if self.deliver:
@@ -170,6 +171,8 @@ class _Hop:
             headers=self.headers,
             decoded=encoding not in ("", "identity"),
         )
+        if self.note is not None:
+            self.note(self)
         try:
             self.sink.on_head(self.head)
         except StopTransfer:
@@ -383,13 +386,13 @@ class CurlTransport:
                 gate = None
             if code == 0 and key is not None and pipes is not None and creds is None:
                 self._maybe_pipeline(pipes, hop, url)
-            elif code == 0 and key is None and _light(request, method, body):
-                self._note_h2(hop, url)
         finally:
             if key is not None:
                 busy[key] -= 1
         if log.isEnabledFor(logging.DEBUG):
             rng = f" bytes={request.range.header()[6:]}" if request.range is not None else ""
+            if any(ln.startswith(b"HTTP/2") for ln in hop.raw):
+                how = " (HTTP/2)"
             log.debug(
                 "%s %s%s -> %s%s%s", method, safe_url(url), rng, hop.status or "no answer",
                 f" (curl {code}: {message})" if code and not hop.stopped else "", how,
@@ -425,6 +428,9 @@ class CurlTransport:
         """One libcurl transfer. ``switch``: asked when the gate is granted; True ends the
         hop with :data:`_TO_PIPE` unstarted (it goes pipelined instead)."""
         hop = _Hop(sink, url, core.loop.create_future(), request.rate)
+        light_tls = url[:8].lower() == "https://" and _light(request, method, body)
+        if light_tls:
+            hop.note = self._note_h2
         easy = self._pool.pop() if self._pool else self._base(pycurl.Curl())
         if request.rate is not None:
             hop.easy = easy
@@ -437,7 +443,7 @@ class CurlTransport:
                 core.add(easy, hop.finish)
             else:
                 version = None  # HTTP/2 or not: known better when the slot comes
-                if url[:8].lower() == "https://" and _light(request, method, body):
+                if light_tls:
                     version = functools.partial(self._http_version, url, True)
                 gate.on_grant(lambda: _start(core, easy, hop, switch, version))
             try:
@@ -484,13 +490,14 @@ class CurlTransport:
             return _H2
         return _H1
 
-    def _note_h2(self, hop: _Hop, url: str) -> None:
-        """Multiplex light GETs to ``url``'s https host while its answers come over HTTP/2
-        and are small; large answers (or no HTTP/2) send them back to HTTP/1.1."""
+    def _note_h2(self, hop: _Hop) -> None:
+        """Multiplex light GETs to the hop's https host while its answers come over HTTP/2
+        and are small; large answers (or no HTTP/2) send them back to HTTP/1.1. Told at
+        each final head of a light https GET, before its body."""
         head = hop.head
-        if url[:8].lower() != "https://" or head is None or head.status >= 300:
+        if head is None or head.status >= 300:
             return
-        host = host_of(url)
+        host = host_of(hop.url)
         status = next((ln for ln in reversed(hop.raw) if ln.startswith(b"HTTP/")), b"")
         if status.startswith(b"HTTP/2"):
             self._h2_hosts.add(host)
