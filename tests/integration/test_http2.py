@@ -64,37 +64,40 @@ def test_small_files_go_as_http2_streams_on_few_connections(
     for i in range(60):
         assert (tmp_path / "o" / f"f{i:03d}.bin").read_bytes() == payload(4 * KiB, seed=i)
     log = _logged(h2, "/small/")
-    assert len(log) == 60 and {r.protocol for r in log} == {"HTTP/2.0"}
+    assert len(log) == 60
+    # (the first goes alone, over HTTP/1.1; libcurl may reuse that kept connection later)
+    assert sum(r.protocol == "HTTP/2.0" for r in log) >= 45
     per_conn = sorted(sum(r.connection == c for r in log) for c in {r.connection for r in log})
     assert len(per_conn) <= 4  # the per-host cap holds for connections
     assert per_conn[-1] >= 30  # one connection carried most of them
 
 
-def test_ranged_requests_stay_on_http11_connections(
+def test_a_lone_download_stays_on_http11(
     h2: NginxServer, tls_ca_path: Path, payload: Callable[..., bytes], tmp_path: Path
 ) -> None:
     data = payload(4 * 1024 * KiB, seed=7)
-    h2.add("/split/big.bin", data)
-    _get([h2.url("split/big.bin", slow=True)], tmp_path / "o", tls_ca_path, split=4)
+    h2.add("/lone/big.bin", data)
+    _get([h2.url("lone/big.bin", slow=True)], tmp_path / "o", tls_ca_path, split=4)
     assert (tmp_path / "o" / "big.bin").read_bytes() == data
-    log = _logged(h2, "/slow/split/")
-    plain = [r for r in log if not r.range]
-    ranged = [r for r in log if r.range]
-    assert [r.protocol for r in plain] == ["HTTP/2.0"]  # the first GET offers HTTP/2
-    assert len(ranged) >= 3 and {r.protocol for r in ranged} == {"HTTP/1.1"}
-    assert plain[0].connection not in {r.connection for r in ranged}
-    assert len({r.connection for r in ranged}) >= 3  # a connection each: per-connection caps split
+    log = _logged(h2, "/slow/lone/")
+    assert len(log) >= 4 and {r.protocol for r in log} == {"HTTP/1.1"}
+    assert len({r.connection for r in log if r.range}) >= 3  # a connection per range
 
 
-def test_large_answers_send_light_requests_back_to_http11(
+def test_ranged_requests_stay_on_http11_beside_http2_streams(
     h2: NginxServer, tls_ca_path: Path, payload: Callable[..., bytes], tmp_path: Path
 ) -> None:
-    urls = _files(h2, "/mixed", [512 * KiB, 512 * KiB, 8 * KiB, 8 * KiB], payload)
-    _get(urls, tmp_path / "o", tls_ca_path, jobs=1, split=1)  # one at a time, in order
-    log = _logged(h2, "/mixed/")
-    assert [r.target.rsplit("/", 1)[1] for r in log] == [f"f{i:03d}.bin" for i in range(4)]
-    # large over HTTP/2: the next goes HTTP/1.1; small again: HTTP/2 after it
-    assert [r.protocol for r in log] == ["HTTP/2.0", "HTTP/1.1", "HTTP/1.1", "HTTP/2.0"]
+    data = payload(8 * 1024 * KiB, seed=8)
+    h2.add("/both/big.bin", data)
+    small = _files(h2, "/both/s", [4 * KiB] * 20, payload)
+    _get([h2.url("both/big.bin", slow=True), *small], tmp_path / "o", tls_ca_path, split=4)
+    assert (tmp_path / "o" / "big.bin").read_bytes() == data
+    ranged = [r for r in _logged(h2, "/slow/both/") if r.range]
+    streams = [r for r in _logged(h2, "/both/s/") if r.protocol == "HTTP/2.0"]
+    assert len(streams) >= 15
+    assert len(ranged) >= 3 and {r.protocol for r in ranged} == {"HTTP/1.1"}
+    assert len({r.connection for r in ranged}) >= 3  # per-connection caps still split
+    assert not {r.connection for r in ranged} & {r.connection for r in streams}
 
 
 def test_https_without_http2_keeps_its_connections(
@@ -107,7 +110,26 @@ def test_https_without_http2_keeps_its_connections(
     assert len({r.connection for r in log}) <= 4  # kept and reused, not one per file
 
 
-def test_the_transport_says_when_light_requests_share_a_connection(
+class _Gate:
+    """A slot granted when the test says so (the engine's Ticket, reduced)."""
+
+    def __init__(self) -> None:
+        self.granted = False
+        self._callbacks: list[Callable[[], None]] = []
+
+    def on_grant(self, callback: Callable[[], None]) -> None:
+        self._callbacks.append(callback)
+
+    async def wait(self) -> None:
+        raise AssertionError("not used: the transport starts on the grant")
+
+    def open(self) -> None:
+        self.granted = True
+        for cb in self._callbacks:
+            cb()
+
+
+def test_large_answers_send_light_requests_back_to_http11(
     h2: NginxServer, tls_ca_path: Path, payload: Callable[..., bytes]
 ) -> None:
     import asyncio
@@ -115,20 +137,34 @@ def test_the_transport_says_when_light_requests_share_a_connection(
     from omniget.engine.transports.base import Head, Request
     from omniget.engine.transports.http import CurlTransport
 
-    small, big = _files(h2, "/state", [4 * KiB, 600 * KiB], payload)
+    sizes = [4 * KiB] * 3 + [600 * KiB] * 2 + [4 * KiB] * 4
+    urls = _files(h2, "/pairs", sizes, payload)
 
     class Sink:
         def on_head(self, head: Head) -> None: ...
 
         def on_data(self, data: bytes) -> None: ...
 
-    async def states() -> list[bool]:
+    async def pairs() -> list[bool]:
         t = CurlTransport(NetworkSettings(ca_cert=str(tls_ca_path), netrc=False))
-        seen = [t.pipelined(small)]  # unknown host: not yet
-        for url in (small, big, small):
-            await t.fetch(Request(url), Sink())
-            seen.append(t.pipelined(url))
+        seen = [t.pipelined(urls[0])]  # unknown host: not yet
+        await t.fetch(Request(urls[0]), Sink())  # alone: HTTP/1.1, its connection kept
+        seen.append(t.pipelined(urls[0]))
+        for i in range(1, len(urls), 2):  # two at a time, both set up before their grant
+            gate = _Gate()
+            tasks = [
+                asyncio.create_task(t.fetch(Request(u), Sink(), gate)) for u in urls[i : i + 2]
+            ]
+            await asyncio.sleep(0.01)
+            gate.open()
+            await asyncio.gather(*tasks)
+            seen.append(t.pipelined(urls[0]))
         await t.aclose()
         return seen
 
-    assert asyncio.run(states()) == [False, True, False, True]
+    # alone: nothing learnt; small answers: share (even when one of the pair reused the
+    # kept HTTP/1.1 connection); large ones: stop; small again (over HTTP/1.1): share again
+    assert asyncio.run(pairs()) == [False, False, True, False, True, True]
+    protocols = [r.protocol for r in sorted(_logged(h2, "/pairs/"), key=lambda r: r.target)]
+    assert protocols[0] == "HTTP/1.1" and "HTTP/2.0" in protocols[1:3]
+    assert protocols[5:7] == ["HTTP/1.1"] * 2  # after the large answers

@@ -113,6 +113,8 @@ class _Hop:
         self.easy: pycurl.Curl | None = None  # set while paused for the rate limit
         self.resume: asyncio.TimerHandle | None = None
         self.note: Callable[[_Hop], None] | None = None  # told of the final head first
+        self.offered_h2 = False  # HTTP/2 was offered (ALPN) for this transfer
+        self.h1_answer = False  # an offered HTTP/2 was answered over HTTP/1.1 (see _note_h2)
 
     def on_write(self, data: bytes) -> int | None:
         if self.deliver:
@@ -221,7 +223,8 @@ class CurlTransport:
         self._netrc_hosts: frozenset[str] | None = None  # None: every host (or unread)
         self._pipes: PipelinePool | None = None
         self._held: Callable[[str], int] | None = None
-        self._busy: dict[str, int] = {}  # plain-HTTP origin -> hops running (others first)
+        # plain-HTTP origin, or "tls " + https host -> hops running (others first)
+        self._busy: dict[str, int] = {}
         self._may_pipeline = _no_http_proxy(settings.proxy)
         # https host -> multiplex light GETs (True: small answers over HTTP/2 lately)
         self._h2: dict[str, bool] = {}
@@ -340,8 +343,9 @@ class CurlTransport:
         key = pipeline_key(url)
         busy = self._busy
         data: bytes | None = None
-        if key is not None:
-            busy[key] = busy.get(key, 0) + 1
+        count = key if key is not None or url[:8].lower() != "https://" else _tls_key(url)
+        if count is not None:
+            busy[count] = busy.get(count, 0) + 1
         try:
             if (
                 key is not None
@@ -387,8 +391,8 @@ class CurlTransport:
             if code == 0 and key is not None and pipes is not None and creds is None:
                 self._maybe_pipeline(pipes, hop, url)
         finally:
-            if key is not None:
-                busy[key] -= 1
+            if count is not None:
+                busy[count] -= 1
         if log.isEnabledFor(logging.DEBUG):
             rng = f" bytes={request.range.header()[6:]}" if request.range is not None else ""
             if any(ln.startswith(b"HTTP/2") for ln in hop.raw):
@@ -429,9 +433,9 @@ class CurlTransport:
         hop with :data:`_TO_PIPE` unstarted (it goes pipelined instead)."""
         hop = _Hop(sink, url, core.loop.create_future(), request.rate)
         light_tls = url[:8].lower() == "https://" and _light(request, method, body)
+        easy = self._pool.pop() if self._pool else self._base(pycurl.Curl())
         if light_tls:
             hop.note = self._note_h2
-        easy = self._pool.pop() if self._pool else self._base(pycurl.Curl())
         if request.rate is not None:
             hop.easy = easy
         special = True  # until configured: a failed set-up resets the handle
@@ -444,7 +448,7 @@ class CurlTransport:
             else:
                 version = None  # HTTP/2 or not: known better when the slot comes
                 if light_tls:
-                    version = functools.partial(self._http_version, url, True)
+                    version = functools.partial(self._http_version, hop, True)
                 gate.on_grant(lambda: _start(core, easy, hop, switch, version))
             try:
                 code, message = await hop.fut
@@ -453,6 +457,8 @@ class CurlTransport:
                 if hop.resume is not None:
                     hop.resume.cancel()
                 hop.easy = None
+            if hop.h1_answer and easy.getinfo(pycurl.NUM_CONNECTS) > 0:
+                self._no_h2(hop.url)  # asked on a new connection: this host has no HTTP/2
         finally:
             self._release(easy, special)
         return hop, code, message
@@ -483,12 +489,18 @@ class CurlTransport:
         ):
             pipes.confirm(key)
 
-    def _http_version(self, url: str, light: bool) -> int:
-        """HTTP/2 is offered (ALPN) for light https GETs unless the host's answers are
-        large or it does not speak it; everything else is HTTP/1.1."""
-        if light and url[:8].lower() == "https://" and self._h2.get(host_of(url), True):
-            return _H2
-        return _H1
+    def _http_version(self, hop: _Hop, light: bool) -> int:
+        """HTTP/2 is offered (ALPN) for a light https GET beside another request to its
+        host, unless the host's answers are large or it does not speak HTTP/2; everything
+        else (a lone download among them) is HTTP/1.1."""
+        url = hop.url
+        hop.offered_h2 = (
+            light
+            and url[:8].lower() == "https://"
+            and self._h2.get(host_of(url), True)
+            and self._busy.get(_tls_key(url), 0) > 1
+        )
+        return _H2 if hop.offered_h2 else _H1
 
     def _note_h2(self, hop: _Hop) -> None:
         """Multiplex light GETs to the hop's https host while its answers come over HTTP/2
@@ -503,9 +515,16 @@ class CurlTransport:
             self._h2_hosts.add(host)
         size = head.content_length
         if host not in self._h2_hosts:
-            self._h2[host] = False
+            # HTTP/1.1 though offered: a new connection says "no HTTP/2", a kept one
+            # nothing (libcurl asked at the transfer's end: not from inside a callback)
+            hop.h1_answer = hop.offered_h2
         elif size is not None:
             self._h2[host] = size <= SMALL_BODY
+
+    def _no_h2(self, url: str) -> None:
+        host = host_of(url)
+        if host not in self._h2_hosts:
+            self._h2[host] = False
 
     def _pipe_request(
         self, url: str, headers: dict[str, tuple[str, str]], cookie: str | None
@@ -566,7 +585,7 @@ class CurlTransport:
         opt(pycurl.URL, url)
         opt(pycurl.WRITEFUNCTION, hop.on_write)
         opt(pycurl.HEADERFUNCTION, hop.raw.append)
-        opt(pycurl.HTTP_VERSION, self._http_version(url, _light(request, method, body)))
+        opt(pycurl.HTTP_VERSION, self._http_version(hop, _light(request, method, body)))
         special = False
         if request.max_speed:
             opt(pycurl.MAX_RECV_SPEED_LARGE, int(request.max_speed))
@@ -771,6 +790,10 @@ def _netrc_exists(path: str | None) -> bool:
         return True  # a named file: libcurl reports it if it is missing
     home = os.environ.get("HOME") or os.path.expanduser("~")
     return any(os.path.exists(os.path.join(home, name)) for name in (".netrc", "_netrc"))
+
+
+def _tls_key(url: str) -> str:
+    return "tls " + host_of(url)
 
 
 def _light(request: Request, method: str, body: bytes | None) -> bool:
