@@ -11,8 +11,9 @@ per-chunk asyncio work.
 Small plain-HTTP GETs to an origin that keeps connections are pipelined beside libcurl
 (:mod:`.pipeline`); what that path cannot take, or gives back, runs through libcurl.
 
-HTTPS GETs without a Range offer HTTP/2; while an origin answers them over HTTP/2 with small
-bodies, libcurl multiplexes them on its connections (the https twin of pipelining). Ranged
+HTTPS GETs without a Range, beside another request to the same host, offer HTTP/2; while
+the host answers them over HTTP/2 with small bodies, libcurl multiplexes them on its
+connections (the https twin of pipelining). A lone download stays on HTTP/1.1. Ranged
 requests, and every request to an origin whose answers are large, stay on HTTP/1.1: one
 connection per transfer, so a server that caps each connection still gets split across several.
 """
@@ -174,7 +175,10 @@ class _Hop:
             decoded=encoding not in ("", "identity"),
         )
         if self.note is not None:
-            self.note(self)
+            try:
+                self.note(self)
+            except Exception:  # (inside libcurl: never raise; the note is only advice)
+                log.debug("HTTP/2 bookkeeping failed for %s", safe_url(self.url), exc_info=True)
         try:
             self.sink.on_head(self.head)
         except StopTransfer:
