@@ -66,6 +66,18 @@ class Scenario:
     tls: bool = False  # served over HTTPS (HTTP/2 offered)
 
 
+S5P = Scenario(
+    "S5p",
+    "S3 with 20 ms RTT through bench/delayproxy.py",
+    "many",
+    5000,
+    16 * KiB,
+    3,
+    "tmpfs",
+    delay=0.010,
+    skip=(("wget-i", "one file at a time: count x RTT (100 s for 5,000 files)"),),
+)
+
 SCENARIOS: dict[str, Scenario] = {
     s.key: s
     for s in [
@@ -84,29 +96,8 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario("S3tmpfs", "5,000 x 16 KiB, output on tmpfs", "many", 5000, 16 * KiB, 5, "tmpfs"),
         Scenario("S4", "500 x 1 MiB", "many", 500, MiB, 3, "disk"),
-        Scenario(
-            "S5p",
-            "S3 with 20 ms RTT through bench/delayproxy.py",
-            "many",
-            5000,
-            16 * KiB,
-            3,
-            "tmpfs",
-            delay=0.010,
-            skip=(("wget-i", "one file at a time: count x RTT (100 s for 5,000 files)"),),
-        ),
-        Scenario(
-            "S5h",
-            "S5p over HTTPS, HTTP/2 offered (ALPN)",
-            "many",
-            5000,
-            16 * KiB,
-            3,
-            "tmpfs",
-            delay=0.010,
-            skip=(("wget-i", "one file at a time: count x RTT (100 s for 5,000 files)"),),
-            tls=True,
-        ),
+        S5P,
+        replace(S5P, key="S5h", title="S5p over HTTPS, HTTP/2 offered (ALPN)", tls=True),
     ]
 }
 
