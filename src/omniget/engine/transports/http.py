@@ -347,7 +347,9 @@ class CurlTransport:
         key = pipeline_key(url)
         busy = self._busy
         data: bytes | None = None
-        count = key if key is not None or url[:8].lower() != "https://" else _tls_key(url)
+        count = key  # what _busy counts this hop under: its pipeline key, or its https host
+        if count is None and url[:8].lower() == "https://":
+            count = _tls_key(url)
         if count is not None:
             busy[count] = busy.get(count, 0) + 1
         try:
