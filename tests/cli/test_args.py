@@ -138,6 +138,33 @@ def test_input_file_and_stdin_reach_download(
     assert calls[1]["items"] == ["https://example.com/stdin"]
 
 
+def test_urls_without_a_scheme_are_http(calls: list[dict[str, Any]], tmp_path: Path) -> None:
+    listing = tmp_path / "urls.txt"
+    listing.write_text("files.example.com/a.zip\nhttps://example.com/b\n")
+    argv = ["-q", "example.com/f.iso", "127.0.0.1:8080/x", "localhost/y", "-i", str(listing)]
+    assert main(argv) == 0
+    assert calls[0]["items"] == [
+        "http://example.com/f.iso",
+        "http://127.0.0.1:8080/x",
+        "http://localhost/y",
+        "http://files.example.com/a.zip",
+        "https://example.com/b",
+    ]
+
+
+def test_a_local_file_given_as_url_says_so(
+    capsys: pytest.CaptureFixture[str], calls: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    (tmp_path / "urls.txt").write_text("https://example.com/a\n")
+    assert main(["urls.txt"]) == 2
+    err = capsys.readouterr().err
+    want = "'urls.txt' is a local file, not a URL (to read URLs from it: -i urls.txt)"
+    assert err == f"omniget: error: {want}\n"
+    assert calls == []
+    assert main(["nodots"]) == 2  # neither a host name nor a file
+    assert "no source can handle 'nodots'" in capsys.readouterr().err
+
+
 def test_missing_input_file_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-i", "nope.txt"]) == 2
     err = capsys.readouterr().err
@@ -158,6 +185,7 @@ BAD = [
     ["-H", "no colon here", "https://example.com/"],
     ["--resolve", "example.com:https:1.2.3.4", "https://example.com/"],
     ["--user", "nopassword", "https://example.com/"],
+    ["--proxy", "ftp://proxy.example:21", "https://example.com/"],
     ["--no-such-flag", "https://example.com/"],
     ["list", "--dry-run", "https://example.com/"],
     [],

@@ -728,6 +728,18 @@ def test_proxy_environment_applies_when_no_proxy_is_set(
     assert bytes(sink.data) == b"http://origin.example.test/via"
 
 
+def test_unusable_proxy_scheme_in_the_environment_is_not_retried(
+    srv: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("http_proxy", "ftp://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    with pytest.raises(RemoteError, match="unusable proxy") as err:
+        get(f"{srv.origin}/never")
+    assert not err.value.retryable
+    assert srv.requests == []
+
+
 def test_empty_proxy_setting_switches_the_environment_proxy_off(
     srv: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -24,7 +24,7 @@ from types import FrameType
 from ..engine.events import Event, Failed, Skipped
 from ..errors import Cancelled, OmnigetError, UsageError
 from ..model import Item
-from .args import flags_from_args, parse_args, parse_input
+from .args import flags_from_args, guess_scheme, parse_args, parse_input
 from .config import SECRET_HEADERS, Config, load_config, load_settings
 from .output import Masker, display_path, dry_run, format_size, print_list, summary_line
 from .progress import PlainProgress, QuietProgress, make_progress
@@ -123,7 +123,7 @@ def _bind_user(cfg: Config, targets: list[str | Item]) -> Config:
 
 def _collect(ns: argparse.Namespace) -> list[str | Item]:
     """URLs from the command line, then from ``-i``."""
-    targets: list[str | Item] = list(ns.urls)
+    targets: list[str | Item] = [guess_scheme(u) for u in ns.urls]
     if ns.input_file:
         try:
             if ns.input_file == "-":
@@ -347,6 +347,9 @@ def _check_urls(targets: list[Item | str], source: str | None) -> None:
         except OmnigetError as exc:
             first = first or exc
     if first is not None:
+        t = targets[0]
+        if isinstance(t, str) and "://" not in t and os.path.isfile(t):
+            raise UsageError(f"{t!r} is a local file, not a URL (to read URLs from it: -i {t})")
         raise first
 
 

@@ -9,6 +9,8 @@ before the subcommand's name (``omniget -q list URL``). A source subcommand (``o
 from __future__ import annotations
 
 import argparse
+import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -91,7 +93,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     net.add_argument("--user", metavar="USER:PASSWORD", type=_checked(cfg.parse_user, "user"),
                      help="credentials for the first URL's server")
     net.add_argument(
-        "--proxy", metavar="URL", help='proxy for every request ("": none, not even from *_proxy)'
+        "--proxy", metavar="URL", type=_checked(cfg.parse_proxy, "proxy"),
+        help='proxy for every request ("": none, not even from *_proxy)',
     )
     net.add_argument("--insecure", action="store_const", const=True,
                      help="do not verify TLS certificates")
@@ -242,6 +245,22 @@ def flags_from_args(ns: argparse.Namespace) -> dict[str, object]:
     return flags
 
 
+_HOSTLIKE = re.compile(
+    r"(?:localhost|[\w-]+(?:\.[\w-]+)*\.[a-z][\w-]*|\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-f:.]+\])"
+    r"(?::\d{1,5})?(?:[/?#]|$)",
+    re.IGNORECASE,
+)
+
+
+def guess_scheme(url: str) -> str:
+    """``example.com/file`` means ``http://example.com/file``, as in curl and wget: a bare
+    host name with a dot (or localhost, or an IP address), an optional port, then a path.
+    A name that exists as a local file is left alone."""
+    if "://" not in url and _HOSTLIKE.match(url) and not os.path.exists(url):
+        return f"http://{url}"
+    return url
+
+
 def parse_input(text: str, name: str = "input file") -> list[str | Item]:
     """An ``-i`` URL list: one per line, blank lines and ``#`` comments skipped.
 
@@ -253,7 +272,7 @@ def parse_input(text: str, name: str = "input file") -> list[str | Item]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        urls = [u.strip() for u in line.split("\t") if u.strip()]
+        urls = [guess_scheme(u.strip()) for u in line.split("\t") if u.strip()]
         if any(" " in u for u in urls):
             raise UsageError(
                 f"{name}, line {number}: a space inside a URL (separate files go on separate "

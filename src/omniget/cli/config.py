@@ -174,9 +174,20 @@ def parse_str(v: object) -> str:
     return text
 
 
+PROXY_SCHEMES = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
+
+
 def parse_proxy(v: object) -> str:
-    """A proxy URL; empty means none, not even from the ``*_proxy`` variables (as in curl)."""
-    return _text(v)
+    """A proxy URL; empty means none, not even from the ``*_proxy`` variables (as in curl).
+    Without a scheme it is an HTTP proxy (``host:port``)."""
+    text = _text(v)
+    scheme, sep, _ = text.partition("://")
+    if sep and scheme.lower() not in PROXY_SCHEMES:
+        raise ValueError(
+            f"expected a proxy URL starting {', '.join(s + '://' for s in PROXY_SCHEMES)}"
+            f" (or host:port), got {v!r}"
+        )
+    return text
 
 
 def parse_path(v: object) -> Path:

@@ -412,6 +412,8 @@ def curl_error(code: int, message: str, url: str) -> Exception:
         return TransientError(f"timed out ({where}){suffix}")
     if code == pycurl.E_PARTIAL_FILE:
         return TransientError(f"body cut short ({where}){suffix}")
+    if code == pycurl.E_COULDNT_CONNECT and "proxy scheme" in detail.lower():
+        return RemoteError(f"unusable proxy for {where}{suffix} (check --proxy and *_proxy)")
     if code == pycurl.E_COULDNT_CONNECT:
         return TransientError(f"could not connect ({where}){suffix}")
     if code in _CONNECTION:
