@@ -328,3 +328,53 @@ def test_local_slice_of_a_missing_file_says_so(tmp_path: Path) -> None:
     (failure,) = report.failures
     assert "absent.bin, which does not exist" in str(failure.error)
     assert "resume" not in str(failure.error)
+
+
+def test_cancel_reports_fetched_bytes_and_a_rerun_resumes(tmp_path: Path) -> None:
+    data = blob(4 * MiB, 7)
+
+    class CancelAfter(MemoryTransport):
+        """Sets ``cancel`` once 1 MiB of body has gone to the engine."""
+
+        cancel: asyncio.Event | None = None
+
+        async def fetch(self, request, sink):  # type: ignore[no-untyped-def]
+            inner = sink.on_data
+            seen = 0
+
+            def counting(chunk: bytes) -> None:
+                nonlocal seen
+                inner(chunk)
+                seen += len(chunk)
+                if seen >= MiB and self.cancel is not None:
+                    self.cancel.set()
+
+            sink.on_data = counting
+            return await super().fetch(request, sink)
+
+    mem = CancelAfter(chunk=16 * 1024)
+    mem.add(URL, data)
+    eng, _ = make(tmp_path, mem, split=1, checkpoint_seconds=0.0)
+
+    async def first():  # type: ignore[no-untyped-def]
+        mem.cancel = asyncio.Event()
+        try:
+            return await eng.run([Item(URL)], tmp_path / "out", cancel=mem.cancel)
+        finally:
+            await eng.aclose()
+
+    report = asyncio.run(first())
+    [res] = report.results
+    assert res.status == "failed" and type(res.error).__name__ == "Cancelled"
+    assert MiB <= res.fetched < len(data)
+    assert res.path == tmp_path / "out" / "data.bin"
+    assert (tmp_path / "out" / "data.bin.omniget-part").exists()
+
+    mem2 = MemoryTransport(chunk=16 * 1024)
+    mem2.add(URL, data)
+    eng2, _ = make(tmp_path, mem2, split=1)
+    again = run(eng2, [Item(URL)], tmp_path / "out")
+    assert again.exit_code == 0, again.failures
+    assert (tmp_path / "out" / "data.bin").read_bytes() == data
+    assert again.fetched <= len(data) - MiB  # resumed, not fetched again
+    assert mem2.requests[0].range is not None

@@ -133,7 +133,7 @@ class Engine:
         # -j files transfer at once (HostLimits counts them); as many again are set up
         # ahead, each with its first request ready to leave the moment a slot frees up.
         slots = asyncio.Semaphore(2 * max(1, s.jobs))
-        tasks: list[tuple[Item, asyncio.Task[FileResult]]] = []
+        tasks: list[tuple[FileJob, asyncio.Task[FileResult]]] = []
         loop = asyncio.get_running_loop()
 
         def on_cancel() -> None:
@@ -151,15 +151,16 @@ class Engine:
                     item = dataclasses.replace(item, digest=s.checksum)  # --checksum
                 await slots.acquire()
                 path, earlier = self._register_output(ctx, item)
-                task = loop.create_task(FileJob(ctx, item, path, after=earlier).run())
+                job = FileJob(ctx, item, path, after=earlier)
+                task = loop.create_task(job.run())
                 task.add_done_callback(lambda _: slots.release())
-                tasks.append((item, task))
-            for item, task in tasks:
-                report.results.append(await self._result(ctx, item, task))
+                tasks.append((job, task))
+            for job, task in tasks:
+                report.results.append(await self._result(ctx, job, task))
         except asyncio.CancelledError:
             on_cancel()
-            for item, task in tasks:
-                report.results.append(await self._result(ctx, item, task))
+            for job, task in tasks:
+                report.results.append(await self._result(ctx, job, task))
             raise
         finally:
             if watcher is not None:
@@ -183,18 +184,20 @@ class Engine:
         return path, earlier
 
     async def _result(
-        self, ctx: RunContext, item: Item, task: asyncio.Task[FileResult]
+        self, ctx: RunContext, job: FileJob, task: asyncio.Task[FileResult]
     ) -> FileResult:
+        item = job.item
         try:
             return await asyncio.shield(task) if not task.done() else task.result()
         except asyncio.CancelledError:
             if not task.done():
                 task.cancel()
             err = Cancelled("interrupted; run again to resume")
-            ctx.event(Failed(item, None, err))
-            return FileResult(item, None, "failed", error=err)
+            ctx.event(Failed(item, job.final, err))
+            # (the bytes this run fetched count: the part file keeps them)
+            return FileResult(item, job.final, "failed", fetched=job.fetched, error=err)
         except OmnigetError as exc:
-            return FileResult(item, None, "failed", error=exc)
+            return FileResult(item, job.final, "failed", fetched=job.fetched, error=exc)
 
     async def stream(self, item: Item, write: Callable[[bytes], object]) -> int:
         """Write one item's bytes, in order, to ``write``."""
