@@ -403,9 +403,12 @@ class CurlTransport:
             rng = f" bytes={request.range.header()[6:]}" if request.range is not None else ""
             if any(ln.startswith(b"HTTP/2") for ln in hop.raw):
                 how = " (HTTP/2)"
+            if hop.error is not None:  # the sink refused the answer; libcurl's code says so
+                why = f" (stopped: {hop.error})"
+            else:
+                why = f" (curl {code}: {message})" if code and not hop.stopped else ""
             log.debug(
-                "%s %s%s -> %s%s%s", method, safe_url(url), rng, hop.status or "no answer",
-                f" (curl {code}: {message})" if code and not hop.stopped else "", how,
+                "%s %s%s -> %s%s%s", method, safe_url(url), rng, hop.status or "no answer", why, how
             )
         if hop.error is not None:
             raise hop.error
