@@ -133,16 +133,22 @@ def test_json_events_rate_limit_progress_and_mask() -> None:
 
 
 def test_print_list_json_tsv_and_table() -> None:
-    items = [make_item(), make_item(filename="b.jpg", size_bytes=None, collection_name=None)]
+    items = [
+        make_item(),
+        make_item(filename="b.jpg", size_bytes=None, collection_name=None),
+        make_item(filename="empty.txt", size_bytes=0, collection_name=None),
+    ]
     out = io.StringIO()
-    assert print_list(items, out, Masker(), as_json=True, table=False) == 2
+    assert print_list(items, out, Masker(), as_json=True, table=False) == 3
     rows = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert [r["filename"] for r in rows] == ["clip.mp4", "b.jpg"]
+    assert [r["filename"] for r in rows] == ["clip.mp4", "b.jpg", "empty.txt"]
 
     out = io.StringIO()
     print_list(items, out, Masker(), as_json=False, table=False)
-    assert out.getvalue().splitlines()[0].split("\t") == [
+    lines = [line.split("\t") for line in out.getvalue().splitlines()]
+    assert lines[0] == [
         "album/clip.mp4", str(3 * MiB), "gofile", "https://cdn.example/f/clip.mp4"]
+    assert [line[1] for line in lines[1:]] == ["", "0"]  # unknown size, empty file
 
     out = io.StringIO()
     print_list(items, out, Masker(), as_json=False, table=True)

@@ -207,8 +207,8 @@ def print_list(
             if as_json:
                 line = json.dumps(item_to_dict(item, mask))
             else:
-                cols = (item.output_path, str(item.size_bytes or ""), item.source,
-                        item.download_url)
+                size = "" if item.size_bytes is None else str(item.size_bytes)
+                cols = (item.output_path, size, item.source, item.download_url)
                 line = "\t".join(mask(c) for c in cols)
             out.write(line + "\n")
             count += 1
