@@ -7,13 +7,16 @@ import hashlib
 import os
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from omniget.engine import Engine
 from omniget.engine.events import Event, Finished, Retrying
 from omniget.engine.journal import Journal
+from omniget.engine.report import Report
 from omniget.engine.retry import FakeClock
+from omniget.engine.transports.base import Head, Request, Sink
 from omniget.engine.transports.memory import MemoryTransport, MemResponse
 from omniget.model import ByteRange, Digest, Item, LocalSlice, Piece, Transform
 from omniget.settings import Settings
@@ -330,6 +333,22 @@ def test_local_slice_of_a_missing_file_says_so(tmp_path: Path) -> None:
     assert "resume" not in str(failure.error)
 
 
+class _Counting:
+    """A sink passing everything on, and setting ``owner.cancel`` after 1 MiB of body."""
+
+    def __init__(self, inner: Sink, owner: Any) -> None:
+        self.inner, self.owner, self.seen = inner, owner, 0
+
+    def on_head(self, head: Head) -> None:
+        self.inner.on_head(head)
+
+    def on_data(self, data: bytes) -> None:
+        self.inner.on_data(data)
+        self.seen += len(data)
+        if self.seen >= MiB and self.owner.cancel is not None:
+            self.owner.cancel.set()
+
+
 def test_cancel_reports_fetched_bytes_and_a_rerun_resumes(tmp_path: Path) -> None:
     data = blob(4 * MiB, 7)
 
@@ -338,25 +357,14 @@ def test_cancel_reports_fetched_bytes_and_a_rerun_resumes(tmp_path: Path) -> Non
 
         cancel: asyncio.Event | None = None
 
-        async def fetch(self, request, sink):  # type: ignore[no-untyped-def]
-            inner = sink.on_data
-            seen = 0
-
-            def counting(chunk: bytes) -> None:
-                nonlocal seen
-                inner(chunk)
-                seen += len(chunk)
-                if seen >= MiB and self.cancel is not None:
-                    self.cancel.set()
-
-            sink.on_data = counting
-            return await super().fetch(request, sink)
+        async def fetch(self, request: Request, sink: Sink) -> Head:
+            return await super().fetch(request, _Counting(sink, self))
 
     mem = CancelAfter(chunk=16 * 1024)
     mem.add(URL, data)
     eng, _ = make(tmp_path, mem, split=1, checkpoint_seconds=0.0)
 
-    async def first():  # type: ignore[no-untyped-def]
+    async def first() -> Report:
         mem.cancel = asyncio.Event()
         try:
             return await eng.run([Item(URL)], tmp_path / "out", cancel=mem.cancel)
