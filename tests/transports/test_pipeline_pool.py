@@ -176,8 +176,11 @@ class Hop:
         self.late_writes = 0  # after the request finished
         self.abort_after = abort_after
         self.cancel_after = cancel_after
+        self.views = True  # (it copies what it gets at once)
+        self.kinds: set[type] = set()
 
-    def on_write(self, data: bytes) -> int | None:
+    def on_write(self, data: bytes | memoryview) -> int | None:
+        self.kinds.add(type(data))
         if self.fut.done():
             self.late_writes += 1
             return None
@@ -295,6 +298,27 @@ def test_requests_go_out_as_given(srv: Server) -> None:
     [req] = srv.requests
     assert (req.method, req.target, req.query) == ("GET", "/a?q=1", "q=1")
     assert req.raw_headers == [("Host", "x"), ("X-Y", "z")]
+
+
+def test_bodies_come_as_views_only_to_those_who_take_them(srv: Server) -> None:
+    """A requester that keeps what it is given gets bytes; one that takes views gets
+    slices of the read buffer (no copy), and the bytes are right either way."""
+    paths = [f"/f{i * 7}" for i in range(6)]
+
+    async def go() -> list[Hop]:
+        async with Client(srv.port, max_conns=1) as c:
+            hops = [Hop(c.loop) for _ in paths]
+            for i, hop in enumerate(hops):
+                hop.views = i % 2 == 0
+            for path, hop in zip(paths, hops, strict=True):
+                c.pool.submit(c.key, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode(), hop)
+            assert await c.codes(hops) == [0] * len(paths)
+            return hops
+
+    hops = run(go)
+    for i, (path, hop) in enumerate(zip(paths, hops, strict=True)):
+        assert bytes(hop.body) == want(path)
+        assert hop.kinds == ({memoryview} if i % 2 == 0 else {bytes})
 
 
 def test_twenty_requests_share_at_most_max_conns(srv: Server) -> None:

@@ -94,6 +94,8 @@ class Span:
 class _SpanSink:
     """Writes one response's body into the part file at the span's position."""
 
+    takes_views = True  # on_data uses its bytes only during the call
+
     def __init__(self, dl: PlainDownload, span: Span, req: Request) -> None:
         self.dl = dl
         self.span = span
@@ -109,7 +111,7 @@ class _SpanSink:
     def on_head(self, head: Head) -> None:
         self.dl.on_head(head, self)
 
-    def on_data(self, data: bytes) -> None:
+    def on_data(self, data: bytes | memoryview) -> None:
         if self.skip:
             data, self.skip = skip_prefix(data, self.skip)
             if not data:

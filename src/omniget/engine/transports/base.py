@@ -25,7 +25,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast, overload
+from typing import Any, Protocol, TypeVar, cast, overload
 from urllib.parse import urlsplit
 
 from ...errors import (
@@ -230,12 +230,15 @@ def transport_for(transports: Mapping[str, Transport], url: str) -> Transport:
     return transport
 
 
-def skip_prefix(data: bytes, skip: int) -> tuple[bytes, int]:
+_B = TypeVar("_B", bound=bytes | memoryview)
+
+
+def skip_prefix(data: _B, skip: int) -> tuple[_B, int]:
     """Drop up to ``skip`` leading bytes (a body that restarts at 0 when we needed more):
     returns what is left of ``data`` and of ``skip``."""
     if len(data) <= skip:
-        return b"", skip - len(data)
-    return data[skip:], 0
+        return cast(_B, data[:0]), skip - len(data)
+    return cast(_B, data[skip:]), 0
 
 
 def origin(url: str) -> tuple[str, str, int | None]:

@@ -26,7 +26,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit
 
 import pycurl
@@ -106,7 +106,10 @@ class _Hop:
         self.location: str | None = None  # set when this hop is a redirect
         self.decided = False
         self.deliver = False  # body bytes go to the sink
-        self.on_data = sink.on_data
+        # A sink with ``takes_views`` reads body bytes only while called: it may get views
+        # of the pipelined connection's read buffer. Every other sink gets bytes.
+        self.views: bool = getattr(sink, "takes_views", False)
+        self.on_data = cast(Callable[[bytes | memoryview], None], sink.on_data)
         self.stopped = False  # ended on purpose (StopTransfer, a cut redirect body)
         self.error: BaseException | None = None  # raised by the sink
         self.discarded = 0
@@ -117,7 +120,7 @@ class _Hop:
         self.offered_h2 = False  # HTTP/2 was offered (ALPN) for this transfer
         self.h1_answer = False  # an offered HTTP/2 was answered over HTTP/1.1 (see _note_h2)
 
-    def on_write(self, data: bytes) -> int | None:
+    def on_write(self, data: bytes | memoryview) -> int | None:
         if self.deliver:
             if self.rate is not None:
                 wait = self.rate.take(len(data))

@@ -16,6 +16,9 @@ again in this run.
 
 Answers are fed into the same per-request object libcurl feeds (raw header lines, then
 body chunks through ``on_write``), so redirects, status checks and sinks work unchanged.
+Each connection reads into one buffer of :data:`READ_SIZE` and parses it in place; a
+requester that says it reads its bytes only during the call (``views``) gets slices of that
+buffer, any other a copy.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ SMALL_BODY = 256 << 10
 #: Left of an aborted answer's body that is read and dropped to keep the connection.
 DRAIN_MAX = 64 << 10
 MAX_HEAD = 64 << 10
+#: Read buffer of one connection: answers are parsed in place, bodies written from it.
+READ_SIZE = 512 << 10
 TRIES = 3  # sends of one request before it is given back to libcurl
 
 _HEAD, _BODY, _CHUNK_LINE, _CHUNK, _TRAILER, _TO_EOF = range(6)
@@ -57,8 +62,9 @@ class Exchange(Protocol):
 
     raw: list[bytes]
     fut: asyncio.Future[tuple[int, str]]
+    views: bool  # on_write may get a view of the read buffer (valid during the call)
 
-    def on_write(self, data: bytes) -> int | None: ...
+    def on_write(self, data: bytes | memoryview) -> int | None: ...
 
     def finish(self, code: int, message: str) -> None: ...
 
@@ -263,7 +269,7 @@ def _resolve_table(entries: Iterable[str]) -> dict[tuple[str, int], str]:
     return table
 
 
-class _Conn(asyncio.Protocol):
+class _Conn(asyncio.BufferedProtocol):
     """One pipelined connection: requests go out at once, answers come back in order."""
 
     def __init__(self, pool: PipelinePool, origin: _Origin) -> None:
@@ -274,7 +280,9 @@ class _Conn(asyncio.Protocol):
         self.closing = False  # takes no more requests
         self.done = False
         self.answered = 0
-        self.buf = b""
+        self.rbuf = bytearray(READ_SIZE)
+        self.view = memoryview(self.rbuf)
+        self.have = 0  # unparsed bytes at the front of rbuf
         self.state = _HEAD
         self.left = 0  # body or chunk bytes still to come
         self.keep = True  # the current answer lets the connection live on
@@ -327,16 +335,22 @@ class _Conn(asyncio.Protocol):
 
     # ----- receiving ------------------------------------------------------------------
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.view[self.have :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """Parse what arrived: heads and chunk lines are copied out, body bytes go to the
+        requester as views of the read buffer (copied first unless it takes views)."""
         self.rx += 1
-        if self.buf:
-            data, self.buf = self.buf + data, b""
-        pos, n = 0, len(data)
+        buf, view = self.rbuf, self.view
+        n = self.have + nbytes
+        self.have = 0
+        pos = 0
         while pos < n and not self.done:
             st = self.state
             if st in (_BODY, _CHUNK):
                 take = min(self.left, n - pos)
-                chunk = data if take == n else data[pos : pos + take]
+                chunk = view[pos : pos + take]
                 pos += take
                 self.left -= take
                 if not self._deliver(chunk):
@@ -347,25 +361,27 @@ class _Conn(asyncio.Protocol):
                     elif not self._complete():
                         return
             elif st == _TO_EOF:
-                if not self._deliver(data[pos:] if pos else data):
+                if not self._deliver(view[pos:n]):
                     return
                 pos = n
             else:
-                end = data.find(b"\r\n\r\n" if st == _HEAD else b"\r\n", pos)
+                end = buf.find(b"\r\n\r\n" if st == _HEAD else b"\r\n", pos, n)
                 if end < 0:
                     if n - pos > MAX_HEAD:
                         self._broken("answer head too long")
                         return
-                    self.buf = data[pos:]
-                    return
+                    break
                 if st == _HEAD:
-                    ok = self._head(data[pos : end + 2])
+                    ok = self._head(bytes(buf[pos : end + 2]))
                     pos = end + 4
                 else:
-                    ok = self._line(data[pos:end])
+                    ok = self._line(bytes(buf[pos:end]))
                     pos = end + 2
                 if not ok:
                     return
+        if pos < n and not self.done:  # part of a head or line: keep it at the front
+            buf[: n - pos] = buf[pos:n]
+            self.have = n - pos
 
     def _head(self, block: bytes) -> bool:
         """Parse one answer head (``block`` ends with the last line's CRLF)."""
@@ -461,16 +477,17 @@ class _Conn(asyncio.Protocol):
         self.state = _CHUNK if self.left else _TRAILER
         return True
 
-    def _deliver(self, chunk: bytes) -> bool:
+    def _deliver(self, view: memoryview) -> bool:
         if self.drain:
             return True
         p = self.queue[0]
         if p.dropped:
             self.drain = True
             return True
+        chunk: bytes | memoryview = view if p.hop.views else bytes(view)
         if self.decoder is not None:
             try:
-                chunk = self.decoder.decompress(chunk)
+                chunk = self.decoder.decompress(view)
             except zlib.error as exc:
                 self._fail_head(pycurl.E_BAD_CONTENT_ENCODING, f"bad encoded body: {exc}")
                 return False
