@@ -254,6 +254,33 @@ def test_local_slice_of_a_renamed_producer_does_not_hang(tmp_path: Path) -> None
     assert (tmp_path / "head.bin").read_bytes() == b"old"
 
 
+@pytest.mark.parametrize("on_exists", ["rename", "skip", "overwrite"])
+def test_items_of_one_run_sharing_a_name(tmp_path: Path, on_exists: str) -> None:
+    """Four items named alike in one run (a gallery's "image.jpg" in four posts): with
+    rename each keeps its bytes under its own name; skip keeps the first; overwrite
+    leaves the last. Nothing is lost to two renames picking the same free name."""
+    mem = MemoryTransport()
+    bodies = [blob(300_000 + i * 1000, seed=i) for i in range(4)]
+    for i, body in enumerate(bodies):
+        mem.add(f"http://cdn.test/{i}/image.jpg", body)
+    items = [Item(f"http://cdn.test/{i}/image.jpg", filename="image.jpg") for i in range(4)]
+    eng, _ = make(tmp_path, mem, on_exists=on_exists)
+    out = tmp_path / "out"
+
+    report = run(eng, items, out, within=10)
+    assert report.exit_code == 0, report.failures
+    got = {p.name: p.read_bytes() for p in out.iterdir()}
+    if on_exists == "rename":
+        names = ["image.jpg", "image_1.jpg", "image_2.jpg", "image_3.jpg"]
+        assert got == dict(zip(names, bodies, strict=True))
+        assert [r.path.name for r in report.results if r.path] == names
+    elif on_exists == "skip":
+        assert got == {"image.jpg": bodies[0]}
+        assert [r.status for r in report.results] == ["ok", "skipped", "skipped", "skipped"]
+    else:
+        assert got == {"image.jpg": bodies[3]}
+
+
 @pytest.mark.parametrize("changes", [False, True])
 def test_refresh_hook_on_403(tmp_path: Path, changes: bool) -> None:
     mem = MemoryTransport()

@@ -150,8 +150,8 @@ class Engine:
                 if s.checksum is not None and item.digest is None:
                     item = dataclasses.replace(item, digest=s.checksum)  # --checksum
                 await slots.acquire()
-                path, earlier = self._register_output(ctx, item)
-                job = FileJob(ctx, item, path, after=earlier)
+                path, earlier, mine = self._register_output(ctx, item)
+                job = FileJob(ctx, item, path, after=earlier, written=mine)
                 task = loop.create_task(job.run())
                 task.add_done_callback(lambda _: slots.release())
                 tasks.append((job, task))
@@ -170,18 +170,19 @@ class Engine:
 
     def _register_output(
         self, ctx: RunContext, item: Item
-    ) -> tuple[Path | None, asyncio.Future[None] | None]:
+    ) -> tuple[Path | None, asyncio.Future[None] | None, asyncio.Future[None] | None]:
         """Resolve the item's output path and announce it, so LocalSlice readers can wait
-        for it. None when the path is refused (the job reports that). The second value is
-        set when an earlier item of this run writes the same path: wait for it first."""
+        for it: (path, the earlier writer of the path to wait for, this item's future).
+        The path is None when it is refused (the job reports that). Items of a run that
+        write the same path go one after the other, each deciding --on-exists once the one
+        before is done (two renamed at once would pick the same new name)."""
         try:
             path = contain(ctx.dest, item.output_path)
         except OmnigetError:
-            return None, None
+            return None, None, None
         earlier = ctx.outputs.get(path)
-        if earlier is None:
-            ctx.outputs[path] = asyncio.get_running_loop().create_future()
-        return path, earlier
+        mine = ctx.outputs[path] = asyncio.get_running_loop().create_future()
+        return path, earlier, mine
 
     async def _result(
         self, ctx: RunContext, job: FileJob, task: asyncio.Task[FileResult]
