@@ -168,25 +168,41 @@ def test_a_run_of_many_small_files_and_a_large_one(tmp_path: Path) -> None:
     assert not list((tmp_path / "out").glob("*.part"))
 
 
-def test_large_answers_pause_pipelining_until_a_small_one(srv: Server) -> None:
+def test_large_answers_go_one_by_one_over_kept_connections_until_a_small_one(
+    srv: Server, caplog: pytest.LogCaptureFixture
+) -> None:
     from omniget.engine.transports.pipeline import SMALL_BODY
 
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
     big = b"b" * (SMALL_BODY + 1)
-    srv.route("/big", static(big))
+    for i in range(4):
+        srv.route(f"/big{i}", static(big + bytes([i])))
 
-    async def go(t: CurlTransport) -> list[bool]:
+    async def go(t: CurlTransport) -> list[tuple[bool, bool]]:
         seen = []
-        await fetch_all(t, [srv.url("/big")])
-        seen.append(t.pipelined(srv.url("/x")))  # a large answer does not confirm
+        await fetch_all(t, [srv.url("/big0")])  # libcurl: a kept connection, large answers
+        pipes = t._pipes
+        assert pipes is not None
+        key = srv.url("/x")[7:].split("/")[0]
+        seen.append((t.pipelined(srv.url("/x")), pipes.shares(key)))
+        got = await fetch_all(t, [srv.url(f"/big{i}") for i in range(1, 4)])
+        assert [bytes(g.data) for g in got if isinstance(g, Sink)] == [
+            big + bytes([i]) for i in range(1, 4)
+        ]
         await fetch_all(t, [srv.url("/f1")])
-        seen.append(t.pipelined(srv.url("/x")))  # a small one does
-        await fetch_all(t, [srv.url(f"/f{i}") for i in range(2, 6)])  # opens the pool
-        [got] = await fetch_all(t, [srv.url("/big")])  # pipelined: the pool is open
-        assert isinstance(got, Sink) and bytes(got.data) == big
-        seen.append(t.pipelined(srv.url("/x")))  # a large pipelined one pauses it
+        seen.append((t.pipelined(srv.url("/x")), pipes.shares(key)))  # a small one
+        await fetch_all(t, [srv.url(f"/f{i}") for i in range(2, 6)])
+        [one] = await fetch_all(t, [srv.url("/big0")])
+        assert isinstance(one, Sink) and bytes(one.data) == big + b"\0"
+        seen.append((t.pipelined(srv.url("/x")), pipes.shares(key)))  # large again
         return seen
 
-    assert run(go) == [False, True, False]
+    assert run(go) == [(True, False), (True, True), (True, False)]
+    kept = [r.getMessage() for r in caplog.records if r.getMessage().endswith("(kept connection)")]
+    # (the first goes through libcurl: one request at a time needs no second connection)
+    assert sorted(m for m in kept if "/big" in m) == [
+        f"GET {srv.url(f'/big{i}')} -> 200 (kept connection)" for i in (2, 3)
+    ]
 
 
 def test_requests_set_up_before_the_origin_was_known_go_pipelined_when_granted(

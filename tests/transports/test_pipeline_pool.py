@@ -858,7 +858,7 @@ def test_big_body_moves_the_requests_behind_it(
 
 
 @pytest.mark.parametrize("big_body", [None, 2000], ids=["rest-stays", "rest-moves"])
-def test_answer_larger_than_small_body_pauses_the_origin(
+def test_answer_larger_than_small_body_sends_one_request_at_a_time(
     srv: Server, monkeypatch: pytest.MonkeyPatch, big_body: int | None
 ) -> None:
     monkeypatch.setattr(pipeline, "SMALL_BODY", 1000)
@@ -872,26 +872,31 @@ def test_answer_larger_than_small_body_pauses_the_origin(
         async with Client(srv.port, max_conns=1) as c:
             [edge] = c.get("/edge")
             assert await c.codes([edge]) == [0]
-            assert c.pool.usable(c.key)
+            assert c.pool.usable(c.key) and c.pool.shares(c.key)
             hops = c.get("/big", "/b")
-            # behind a body over BIG_BODY a request moves; paused, it goes back to libcurl
-            assert await c.codes(hops) == [0, 0 if big_body is None else FALLBACK]
-            assert not c.pool.usable(c.key) and not c.pool.known(c.key)
-            [late] = c.get("/c")
-            assert late.fut.done() and late.code == FALLBACK
-            c.pool.confirm(c.key)
-            hops += c.get("/c")
-            assert await c.codes(hops[2:]) == [0]
+            # behind a body over BIG_BODY a request moves to a new connection
+            assert await c.codes(hops) == [0, 0]
+            assert c.pool.usable(c.key) and not c.pool.shares(c.key)
+            more = c.get("/c", "/d", "/e")
+            # one at a time: one request on the connection, the others wait for it
+            origin = c.pool._origins[c.key]
+            assert [len(conn.queue) for conn in origin.conns] == [1]
+            assert len(origin.waiting) == 2
+            assert await c.codes(more) == [0, 0, 0]
+            c.pool.confirm(c.key)  # a small answer elsewhere: pipelined again
+            assert c.pool.shares(c.key)
+            hops += more + c.get("/f1", "/f2")
+            assert [len(conn.queue) for conn in origin.conns] == [2]
+            assert await c.codes(hops[5:]) == [0, 0]
             return hops
 
-    bg, b, cc = run(go)
+    bg, b, cc, d, e, f1, f2 = run(go)
     assert bytes(bg.body) == big
-    assert bytes(cc.body) == want("/c")
-    if big_body is None:
-        assert bytes(b.body) == want("/b") and conns_of(srv, "/b") == [1]
-    else:
-        assert b.raw == [] and b.body == b""
-    assert conns_of(srv, "/c") == [1 if big_body is None else 2]
+    for hop, path in ((b, "/b"), (cc, "/c"), (d, "/d"), (e, "/e"), (f1, "/f1"), (f2, "/f2")):
+        assert bytes(hop.body) == want(path)
+    # (moved: asked on the first connection too, answered on a new one)
+    assert conns_of(srv, "/b") == ([1] if big_body is None else [1, 2])
+    assert conns_of(srv, "/c") == conns_of(srv, "/e") == conns_of(srv, "/f2")
 
 
 BIG = bytes(range(256)) * 20  # 5120 bytes

@@ -245,8 +245,9 @@ class CurlTransport:
             self._pipes.held = held
 
     def pipelined(self, url: str) -> bool:
-        """True when GETs of ``url`` without a Range would share a connection now
-        (HTTP/1.1 pipelining, or HTTP/2 streams for https)."""
+        """True when GETs of ``url`` without a Range would share connections now: HTTP/2
+        streams for https; for http, our own connections (pipelined, or one request at a
+        time each: requests queue for them, within the per-host cap)."""
         if url[:8].lower() == "https://":
             return self._h2.get(host_of(url), False)
         key = pipeline_key(url)
@@ -379,13 +380,13 @@ class CurlTransport:
                 if pipe_now():
                     assert pipes is not None and key is not None and data is not None
                     hop = piped = _Hop(sink, url, core.loop.create_future())
+                    how = " (pipelined)" if pipes.shares(key) else " (kept connection)"
                     if gate is None or gate.granted:
                         pipes.submit(key, data, piped)
                     else:
                         send = functools.partial(pipes.submit, key, data, piped)
                         gate.on_grant(send)
                     code, message = await piped.fut
-                    how = " (pipelined)"
                     if code != FALLBACK:
                         break
                     data, gate, how = None, None, ""  # no byte of answer: libcurl asks
@@ -478,19 +479,23 @@ class CurlTransport:
     # -- pipelining --
 
     def _maybe_pipeline(self, pipes: PipelinePool, hop: _Hop, url: str) -> None:
-        """Pipeline to ``url``'s origin from now on if libcurl's answer was small and came
-        over a persistent HTTP/1.1 connection (with plain CRLF lines); pause it again
-        when the answers are large (they stream better one per connection)."""
+        """Send plain GETs to ``url``'s origin over our own connections from now on if
+        libcurl's answer came over a persistent HTTP/1.1 connection (with plain CRLF
+        lines): pipelined after a small answer, one at a time after a large one. An
+        answer that ended at EOF leaves the origin to libcurl."""
         key = pipeline_key(url)
         head = hop.head
         if key is None or head is None or head.status >= 300:
             return
         size = head.content_length
-        if size is None or size > SMALL_BODY:
-            if size is not None or "chunked" not in head.headers.get("transfer-encoding", ""):
+        if size is None:
+            if "chunked" not in head.headers.get("transfer-encoding", ""):
                 pipes.pause(key)
             return
+        settle = pipes.confirm if size <= SMALL_BODY else pipes.one_by_one
         if pipes.known(key):
+            if pipes.usable(key):
+                settle(key)
             return
         status = next((ln for ln in reversed(hop.raw) if ln.startswith(b"HTTP/")), b"")
         if (
@@ -499,7 +504,7 @@ class CurlTransport:
             and not any("close" in v.lower() for v in hop.headers.get_all("connection"))
             and self._no_netrc_entry(key)
         ):
-            pipes.confirm(key)
+            settle(key)
 
     def _http_version(self, hop: _Hop, light: bool) -> int:
         """HTTP/2 is offered (ALPN) for a light https GET beside another request to its

@@ -1,9 +1,13 @@
-"""HTTP/1.1 pipelining for small plain-HTTP GETs, beside libcurl (which no longer pipelines).
+"""Our own HTTP/1.1 connections for plain-HTTP GETs, beside libcurl: pipelined while an
+origin's answers are small, one request at a time while they are large.
 
 At 20 ms of round trip a connection that waits for each answer before asking again moves
 one small file per round trip; the per-host cap (4 by default) would then cap a run of many
 small files at 200 files/s. Sending up to :data:`DEPTH` requests on each connection before
-the answers come keeps the cap on connections and removes the wait.
+the answers come keeps the cap on connections and removes the wait (libcurl no longer
+pipelines). Large answers go one at a time per connection, read in large blocks: libcurl
+hands its write callback at most 16 KiB, which costs a Python call and a ``pwrite`` per
+16 KiB.
 
 Only the easy case goes this way: ``http://`` GETs without a body, a Range, credentials, a
 proxy or a speed limit, to an origin that has already answered libcurl over a persistent
@@ -11,8 +15,9 @@ HTTP/1.1 connection. Everything else stays with libcurl, and so does any request
 module gives back: a request that got no byte of answer when something went wrong (the
 server closed early, said ``Connection: close``, used an encoding we do not decode, or
 sent a large body ahead of it) finishes with :data:`FALLBACK` and the transport runs it
-again through libcurl. An origin whose server does not keep connections is not pipelined
-again in this run.
+again through libcurl. An origin whose server does not keep connections is not sent to
+again in this run; one whose answers end at EOF goes back to libcurl until a small answer
+comes.
 
 Answers are fed into the same per-request object libcurl feeds (raw header lines, then
 body chunks through ``on_write``), so redirects, status checks and sinks work unchanged.
@@ -43,7 +48,8 @@ DEPTH = UNIT
 FALLBACK = -3
 #: A body larger than this stops the requests queued behind it (they move elsewhere).
 BIG_BODY = 2 << 20
-#: Pipelining pays for answers up to this size; larger ones pause it for their origin.
+#: Pipelining pays for answers up to this size; after a larger one, its origin gets one
+#: request at a time per connection.
 SMALL_BODY = 256 << 10
 #: Left of an aborted answer's body that is read and dropped to keep the connection.
 DRAIN_MAX = 64 << 10
@@ -53,6 +59,7 @@ READ_SIZE = 512 << 10
 TRIES = 3  # sends of one request before it is given back to libcurl
 
 _HEAD, _BODY, _CHUNK_LINE, _CHUNK, _TRAILER, _TO_EOF = range(6)
+_REFUSED, _ONE_BY_ONE, _PIPELINED = range(3)  # what an origin gets from the pool
 WEIRD_REPLY = 8  # CURLE_WEIRD_SERVER_REPLY (pycurl names it for FTP only)
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
@@ -112,14 +119,19 @@ class PipelinePool:
         self._resolve = _resolve_table(resolve)
         #: Whole connections the engine holds to a host for other requests, if known.
         self.held: Callable[[str], int] | None = None
-        self._state: dict[str, bool] = {}  # origin -> pipelined (True) / not (False)
+        self._state: dict[str, int] = {}  # origin -> _PIPELINED, _ONE_BY_ONE or _REFUSED
         self._origins: dict[str, _Origin] = {}
         self._closed = False
 
     # ----- which origins ------------------------------------------------------------
 
     def usable(self, key: str) -> bool:
-        return self._state.get(key, False)
+        """Requests to ``key`` may go through this pool (pipelined or one by one)."""
+        return self._state.get(key, _REFUSED) != _REFUSED
+
+    def shares(self, key: str) -> bool:
+        """Requests to ``key`` are pipelined: several on one connection at once."""
+        return self._state.get(key) == _PIPELINED
 
     def has_connections(self, key: str) -> bool:
         o = self._origins.get(key)
@@ -129,18 +141,29 @@ class PipelinePool:
         return key in self._state
 
     def confirm(self, key: str) -> None:
-        """The origin answered over a persistent HTTP/1.1 connection: pipeline to it."""
-        self._state.setdefault(key, True)
+        """The origin answered a small request over a persistent HTTP/1.1 connection:
+        pipeline to it (unless refused)."""
+        if self._state.get(key) != _REFUSED:
+            self._state[key] = _PIPELINED
+
+    def one_by_one(self, key: str) -> None:
+        """Its answers are large (with a known length, over a kept connection): send one
+        request at a time per connection, until a small answer confirms pipelining again.
+        (Large answers queued behind one another cost the kernel more, and a request
+        behind a large body waits for all of it.)"""
+        if self._state.get(key) != _REFUSED:
+            self._state[key] = _ONE_BY_ONE
 
     def pause(self, key: str) -> None:
-        """Its answers are large: they stream better one per connection (libcurl's), so
-        stop pipelining until a small answer confirms the origin again."""
-        if self._state.get(key):
+        """Its answers end at EOF: leave them to libcurl until a small answer confirms
+        the origin again."""
+        if self.usable(key):
             del self._state[key]
 
     def refuse(self, key: str) -> None:
-        """Never pipeline to ``key`` again in this run; give back what waits for it."""
-        self._state[key] = False
+        """Never send to ``key`` through this pool again in this run; give back what
+        waits for it."""
+        self._state[key] = _REFUSED
         o = self._origins.get(key)
         if o is not None:
             while o.waiting:
@@ -163,11 +186,12 @@ class PipelinePool:
     def _pump(self, o: _Origin) -> None:
         """Hand waiting requests out: to an idle connection, else to a new one while the
         host's connection cap allows, else to the least busy connection with room."""
+        depth = DEPTH if self.shares(o.key) else 1
         while o.waiting:
             if o.waiting[0].dropped:
                 o.waiting.popleft()
                 continue
-            conn = min((c for c in o.conns if c.room()), key=_load, default=None)
+            conn = min((c for c in o.conns if c.room(depth)), key=_load, default=None)
             if (conn is None or conn.queue) and len(o.conns) < self._cap(o.key):
                 conn = _Conn(self, o)
                 o.conns.append(conn)
@@ -295,8 +319,8 @@ class _Conn(asyncio.BufferedProtocol):
 
     # ----- sending ------------------------------------------------------------------
 
-    def room(self) -> bool:
-        return not self.closing and len(self.queue) < DEPTH
+    def room(self, depth: int) -> bool:
+        return not self.closing and len(self.queue) < depth
 
     def open(self) -> None:
         self.connecting = self.pool.loop.create_task(self._connect())
@@ -442,8 +466,10 @@ class _Conn(asyncio.BufferedProtocol):
         else:
             self.state = _TO_EOF
             self.keep = False
-        if self.state == _TO_EOF or (length or 0) > SMALL_BODY:
+        if self.state == _TO_EOF:
             self.pool.pause(self.origin.key)
+        elif (length or 0) > SMALL_BODY:
+            self.pool.one_by_one(self.origin.key)
         if not self.keep and not self.answered and self.state != _TO_EOF:
             self.pool.refuse(self.origin.key)  # the server does not keep connections
         if not self.keep or self.state == _TO_EOF or (length or 0) > BIG_BODY:
