@@ -9,6 +9,8 @@ import asyncio
 import time
 from pathlib import Path
 
+from tests.servers.wire import LoggedRequest
+
 from omniget.engine import Engine, Report
 from omniget.engine.transports.base import Head, Request, Sink
 from omniget.engine.transports.http import CurlTransport
@@ -168,3 +170,47 @@ def test_quiet_tail_is_taken_over(httpd, payload, tmp_path) -> None:
     starts = sorted(int(r.headers.get("range", "bytes=0-")[6:].split("-")[0])
                     for r in httpd.requests_to("/quiet.bin"))
     assert starts[0] == 0 and 16 * KiB in starts  # the remainder moved as a whole
+
+
+def most_at_once(requests: list[LoggedRequest]) -> int:
+    """The most requests the server was answering at one moment."""
+    edges = [(r.started, 1) for r in requests] + [(r.finished or 0.0, -1) for r in requests]
+    now = most = 0
+    for _, step in sorted(edges):  # (an end before a start at the same moment)
+        now += step
+        most = max(most, now)
+    return most
+
+
+def test_many_large_files_keep_the_per_host_cap(httpd, payload, tmp_path) -> None:
+    """Large files after a large first answer: their first requests go over our own kept
+    connections one at a time, their split spans through libcurl; together they stay
+    within the per-host cap."""
+    files = {f"/many{i}.bin": payload(3 * MiB + i * 4096, 20 + i) for i in range(4)}
+    for path, data in files.items():
+        httpd.add(path, data)
+    urls = [httpd.url(path, drip=8 * MiB) for path in files]
+    settings = Settings(
+        state_dir=tmp_path / "state",
+        min_split_size=256 * KiB,
+        connections_per_host=3,
+        jobs=4,
+        network=NetworkSettings(stall_timeout=5.0, connect_timeout=5.0),
+    )
+
+    async def go() -> Report:
+        eng = Engine(settings)
+        try:
+            items = [Item(u, filename=u.split("/")[-1].split("?")[0]) for u in urls]
+            return await eng.run(items, tmp_path / "out")
+        finally:
+            await eng.aclose()
+
+    report = asyncio.run(go())
+    assert report.ok == 4, report.failures
+    for path, data in files.items():
+        assert (tmp_path / "out" / path[1:]).read_bytes() == data
+    logged = [r for r in httpd.requests if r.target.startswith("/many")]
+    assert any("range" not in r.headers for r in logged[1:])  # later first requests
+    assert any("range" in r.headers for r in logged)  # and split spans
+    assert most_at_once(logged) <= 3

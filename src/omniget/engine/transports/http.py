@@ -245,13 +245,12 @@ class CurlTransport:
             self._pipes.held = held
 
     def pipelined(self, url: str) -> bool:
-        """True when GETs of ``url`` without a Range would share connections now: HTTP/2
-        streams for https; for http, our own connections (pipelined, or one request at a
-        time each: requests queue for them, within the per-host cap)."""
+        """True when GETs of ``url`` without a Range would share a connection now
+        (HTTP/1.1 pipelining, or HTTP/2 streams for https)."""
         if url[:8].lower() == "https://":
             return self._h2.get(host_of(url), False)
         key = pipeline_key(url)
-        return key is not None and self._pipes is not None and self._pipes.usable(key)
+        return key is not None and self._pipes is not None and self._pipes.shares(key)
 
     async def fetch(self, request: Request, sink: Sink, gate: Gate | None = None) -> Head:
         """Fetch ``request`` into ``sink``, following redirects; return the final head.

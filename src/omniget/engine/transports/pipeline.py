@@ -204,7 +204,11 @@ class PipelinePool:
         """Connections this pool may hold to ``key``: the host's cap less the whole
         connections the engine holds there for other requests (libcurl's)."""
         held = self.held(key) if self.held is not None else 0
-        return max(1, self.max_conns - held)
+        o = self._origins.get(key)
+        if held and o is not None and not self.shares(key):
+            # one by one, each of our requests holds a whole connection of the engine's
+            held -= len(o.waiting) + sum(len(c.queue) for c in o.conns)
+        return max(1, min(self.max_conns, self.max_conns - held))
 
     def requeue(self, o: _Origin, pending: Iterable[_Pending]) -> None:
         """Requests that got no answer go back to the front of the queue (or to libcurl)."""
