@@ -151,7 +151,7 @@ class Engine:
                     item = dataclasses.replace(item, digest=s.checksum)  # --checksum
                 await slots.acquire()
                 path, earlier, mine = self._register_output(ctx, item)
-                job = FileJob(ctx, item, path, after=earlier, written=mine)
+                job = FileJob(ctx, item, path, after=earlier, released=mine)
                 task = loop.create_task(job.run())
                 task.add_done_callback(lambda _: slots.release())
                 tasks.append((job, task))

@@ -49,13 +49,13 @@ class FileJob:
         path: Path | None = None,
         *,
         after: asyncio.Future[None] | None = None,
-        written: asyncio.Future[None] | None = None,
+        released: asyncio.Future[None] | None = None,
     ) -> None:
         self.ctx = ctx
         self.item = item
         self.planned = path  # the output path the engine resolved (None: resolve here)
         self.after = after  # an earlier item of the run writing the same path
-        self.written_fut = written  # set when this job is done with its path
+        self.released = released  # set when this job is done with its path
         # (two items may share a URL: a chunk in two files of a game, say)
         self.key = f"{ctx.dest}\0{item.key}\0{item.output_path}"
         self.final: Path | None = None
@@ -273,8 +273,8 @@ class FileJob:
             if self.part is not None:
                 self.part.close()
             # wake LocalSlice readers and the next writer of the planned path
-            if self.written_fut is not None and not self.written_fut.done():
-                self.written_fut.set_result(None)
+            if self.released is not None and not self.released.done():
+                self.released.set_result(None)
 
     async def _fetch_verified(self) -> FileResult:
         tries = 0

@@ -204,9 +204,6 @@ class HostLimits:
         cap = self.total * UNIT
         files = self.files
         shared: dict[str, bool] | None = None  # host -> pipelined now (asked once a wake)
-        # host -> the smallest cost refused this wake: as slots only fill up while we
-        # grant, later tickets of that host costing as much are refused without asking
-        refused: dict[str, int] = {}
         for t in list(self._waiters):
             if self._in_use >= cap:
                 break
@@ -227,13 +224,9 @@ class HostLimits:
                     now = shared[t.host] = self.pipelined(t.light)
                 if now:
                     t.cost, t.light = 1, None
-            if t.granted or t.closed or t.cost >= refused.get(t.host, cap + 1):
-                continue
-            if self._free(t):
+            if not t.granted and not t.closed and self._free(t):
                 self._waiters.remove(t)
                 self._take(t)
-            else:
-                refused[t.host] = t.cost
 
     # ----- queries ------------------------------------------------------------------
 
