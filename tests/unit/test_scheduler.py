@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from omniget.engine.scheduler import FileClaim, HostLimits
+from omniget.engine.scheduler import FileClaim, HostLimits, Ticket
 
 A = "http://a.test/x"
 B = "http://b.test/y"
@@ -179,3 +181,122 @@ def test_a_waiting_light_ticket_gets_cheaper_when_its_host_starts_sharing() -> N
     for t in waiting:
         t.close()
     assert heavy.granted and heavy.cost == UNIT
+
+
+# ----- the fast wake grants exactly what a plain in-order scan grants ---------------
+
+
+class _Plain:
+    """The grant rule written as plainly as possible: after every change, scan every
+    waiting ticket in order and grant each one that fits."""
+
+    def __init__(self, per_host: int, total: int, files: int, shared: set[str]) -> None:
+        from omniget.engine.scheduler import UNIT
+
+        self.unit = UNIT
+        self.per_host, self.total, self.files = per_host * UNIT, total * UNIT, files
+        self.shared = shared
+        self.used: dict[str, int] = {}
+        self.waiting: list[dict[str, object]] = []
+        self.held: set[int] = set()
+
+    def wake(self) -> None:
+        for t in list(self.waiting):
+            if t["light"] and t["host"] in self.shared:
+                t["cost"], t["light"] = 1, False
+            host, cost, claim = str(t["host"]), int(str(t["cost"])), t["claim"]
+            fits = (
+                self.used.get(host, 0) + cost <= self.per_host
+                and sum(self.used.values()) + cost <= self.total
+                and (claim is None or claim in self.held or len(self.held) < self.files)
+            )
+            if fits:
+                self.waiting.remove(t)
+                t["granted"] = True
+                self.used[host] = self.used.get(host, 0) + cost
+                if claim is not None:
+                    self.held.add(int(str(claim)))
+
+    def ticket(self, host: str, light: bool, claim: int | None) -> dict[str, object]:
+        cost = 1 if light and host in self.shared else self.unit
+        t = {"host": host, "light": light and cost != 1, "cost": cost, "claim": claim}
+        t["granted"] = False
+        self.waiting.append(t)
+        self.wake()
+        return t
+
+    def close(self, t: dict[str, object]) -> None:
+        if t["granted"]:
+            host = str(t["host"])
+            self.used[host] -= int(str(t["cost"]))
+            t["granted"] = False
+            t["closed"] = True
+            self.wake()
+        elif t in self.waiting:
+            self.waiting.remove(t)
+
+    def release(self, claim: int) -> None:
+        if claim in self.held:
+            self.held.discard(claim)
+            self.wake()
+
+
+# a heavy ticket refused with one part left, a light one behind it that fits
+_LAST_PART = [("share", "a", True, None, 0)] + [("ticket", "a", True, None, 0)] * 7
+_LAST_PART += [("ticket", "a", False, None, 0), ("ticket", "a", True, None, 0)]
+
+
+@settings(max_examples=300, deadline=None)
+@example(_LAST_PART, 1, 5, 3)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["ticket", "ticket", "ticket", "close", "release", "share"]),
+            st.sampled_from(["a", "b", "c"]),
+            st.booleans(),
+            st.one_of(st.none(), st.integers(0, 4)),
+            st.integers(0, 50),
+        ),
+        max_size=100,
+    ),
+    st.integers(1, 3),
+    st.integers(1, 5),
+    st.integers(1, 3),
+)
+def test_grants_match_a_plain_in_order_scan(
+    ops: list[tuple[str, str, bool, int | None, int]], per_host: int, total: int, files: int
+) -> None:
+    shared: set[str] = set()
+    lim = HostLimits(
+        per_host=per_host,
+        total=total,
+        files=files,
+        pipelined=lambda url: url.split("/")[2].split(".")[0] in shared,
+    )
+    plain = _Plain(per_host, total, files, shared)
+    claims: dict[int, FileClaim] = {}
+    pairs: list[tuple[Ticket, dict[str, object]]] = []
+    for op, host, light, claim_no, pick in ops:
+        if op == "ticket":
+            claim = None if claim_no is None else claims.setdefault(claim_no, FileClaim())
+            pairs.append(
+                (
+                    lim.ticket(f"http://{host}.test/f", claim, light=light),
+                    plain.ticket(host, light, claim_no),
+                )
+            )
+        elif op == "close" and pairs:
+            real, model = pairs.pop(pick % len(pairs))
+            real.close()
+            plain.close(model)
+        elif op == "release" and claim_no is not None and claim_no in claims:
+            # a file ends: its tickets are closed first, then its file slot goes
+            for real, model in [p for p in pairs if p[1]["claim"] == claim_no]:
+                pairs.remove((real, model))
+                real.close()
+                plain.close(model)
+            lim.release_file(claims.pop(claim_no))
+            plain.release(claim_no)
+        elif op == "share":
+            shared.add(host)
+        assert [r.granted for r, _ in pairs] == [m["granted"] for _, m in pairs]

@@ -133,6 +133,8 @@ class FileJob:
         if self.started:
             return
         self.started = True
+        # the checkpoint clock starts with the bytes (not while the file waited its turn)
+        self._last_ckpt = time.monotonic()
         self.ctx.event(
             Started(self.item, self.final, self.size, self.resumed, connections=self.connections)
         )

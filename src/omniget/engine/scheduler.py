@@ -125,6 +125,7 @@ class HostLimits:
         self._in_use = 0
         self._files_in_use = 0
         self._waiters: deque[Ticket] = deque()
+        self._hosts_waiting: dict[str, int] = defaultdict(int)  # host -> its waiting tickets
 
     # ----- tickets ---------------------------------------------------------------
 
@@ -141,6 +142,7 @@ class HostLimits:
         else:
             t = Ticket(self, host_of(url), claim, UNIT, url)
         self._waiters.append(t)  # granted at once if it is free and nothing ahead can go
+        self._hosts_waiting[t.host] += 1
         self._wake()
         return t
 
@@ -196,16 +198,29 @@ class HostLimits:
                 self._waiters.remove(t)
             except ValueError:
                 pass
+            else:
+                self._unwait(t.host)
+
+    def _unwait(self, host: str) -> None:
+        left = self._hosts_waiting[host] - 1
+        if left:
+            self._hosts_waiting[host] = left
+        else:
+            del self._hosts_waiting[host]
 
     def _wake(self) -> None:
         """Grant waiting tickets in order, skipping those whose host (or file) is full."""
         if not self._waiters:
             return
         cap = self.total * UNIT
+        host_cap = self.per_host * UNIT
         files = self.files
         shared: dict[str, bool] | None = None  # host -> pipelined now (asked once a wake)
+        # host -> the room its cap had when it refused a ticket (grants only shrink it)
+        room: dict[str, int] = {}
+        full = 0  # hosts with waiters and no room at all
         for t in list(self._waiters):
-            if self._in_use >= cap:
+            if self._in_use >= cap or full == len(self._hosts_waiting):
                 break
             claim = t.claim
             # (cheap skip: a file waiting for its first slot while every file slot is taken)
@@ -224,8 +239,16 @@ class HostLimits:
                     now = shared[t.host] = self.pipelined(t.light)
                 if now:
                     t.cost, t.light = 1, None
+            host = t.host
+            if t.cost > room.get(host, host_cap):
+                continue
+            if self._used[host] + t.cost > host_cap:
+                room[host] = left = host_cap - self._used[host]
+                full += left < 1
+                continue
             if not t.granted and not t.closed and self._free(t):
                 self._waiters.remove(t)
+                self._unwait(host)
                 self._take(t)
 
     # ----- queries ------------------------------------------------------------------
