@@ -186,10 +186,10 @@ def test_many_large_files_keep_the_per_host_cap(httpd, payload, tmp_path) -> Non
     """Large files after a large first answer: their first requests go over our own kept
     connections one at a time, their split spans through libcurl; together they stay
     within the per-host cap."""
-    files = {f"/many{i}.bin": payload(3 * MiB + i * 4096, 20 + i) for i in range(4)}
+    files = {f"/many{i}.bin": payload(9 * MiB + i * 4096, 20 + i) for i in range(4)}
     for path, data in files.items():
         httpd.add(path, data)
-    urls = [httpd.url(path, drip=8 * MiB) for path in files]
+    urls = [httpd.url(path, drip=24 * MiB) for path in files]
     settings = Settings(
         state_dir=tmp_path / "state",
         min_split_size=256 * KiB,

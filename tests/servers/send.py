@@ -81,7 +81,7 @@ def _send_body(
             else:
                 sock.sendall(chunk)
             req.sent = pos = end
-            if reply.drip:
+            if reply.drip and pos < limit:  # (no pause after the last byte)
                 wait = t0 + pos / reply.drip - time.monotonic()
                 if wait > 0 and stop.wait(wait):
                     return
