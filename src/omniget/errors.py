@@ -1,4 +1,5 @@
-"""omniget's one error tree. Behaviour is data: ``retryable``, ``retry_after``, ``exit_code``.
+"""omniget's one error tree. Behaviour is data: ``retryable``, ``retry_after``,
+``max_retries``, ``exit_code``.
 
 ::
 
@@ -20,7 +21,8 @@
     └── Cancelled                exit 130: interrupted; state saved
 
 Foreign exceptions (pycurl's, ftplib's, OSError) are translated at the transport and
-file edges only; the scheduler asks nothing but ``retryable`` and ``retry_after``.
+file edges only; the retry policy asks nothing but ``retryable``, ``retry_after`` and
+``max_retries``.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class OmnigetError(Exception):
 
     exit_code: ClassVar[int] = 1
     retryable: bool = False
+    #: At most this many retries for this error, whatever the policy allows (None: no cap).
+    max_retries: int | None = None
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)

@@ -334,3 +334,19 @@ def test_close_delimited_body_without_digest_is_unverified(httpd, payload, tmp_p
     assert (out / "n.bin").read_bytes() == data
     assert report.results[0].verified is None  # nothing could check it
     assert not os.path.exists(out / "n.bin.omniget-part")
+
+
+def test_a_refused_connection_gets_two_quick_retries(tmp_path) -> None:
+    """Nobody listens on the port (a typo, a stopped server): fail after two retries
+    (1.5 s of backoff), not the full budget."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    report, events, out = fetch(f"http://127.0.0.1:{port}/x.bin", tmp_path)
+    assert report.exit_code == 3
+    assert "could not connect" in str(report.failures[0].error)
+    assert [round(e.delay) for e in events if isinstance(e, Retrying)] in ([0, 1], [1, 1])
+    assert files(out) == []

@@ -300,3 +300,12 @@ def test_retry_call_lets_cancellation_through() -> None:
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(retry_call(fn, RetryPolicy(), clock))
     assert clock.sleeps == []
+
+
+def test_an_error_can_cap_its_own_retries() -> None:
+    p = RetryPolicy(retries=5, jitter=0.0)
+    err = TransientError("could not connect")
+    err.max_retries = 2
+    assert [p.next_delay(n, err, 0.0) for n in (1, 2, 3)] == [0.5, 1.0, None]
+    err.max_retries = 9  # the policy's own bound still holds
+    assert p.next_delay(6, err, 0.0) is None

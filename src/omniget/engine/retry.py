@@ -160,6 +160,9 @@ class RetryPolicy:
             raise ValueError(f"attempt counts failed tries and starts at 1, got {attempt}")
         if not getattr(error, "retryable", False) or attempt > self.retries:
             return None
+        cap = getattr(error, "max_retries", None)
+        if isinstance(cap, int) and attempt > cap:
+            return None
         remaining = self.max_total - waited
         u = (rng or random).uniform(-1.0, 1.0)
         delay = min(self.backoff_delay(attempt) * (1.0 + self.jitter * u), self.max_wait)

@@ -46,6 +46,8 @@ __all__ = ["CLOSED", "STALLED", "CurlLoop", "DoneCallback", "ca_locations", "cur
 CLOSED = -1
 #: Result code for transfers the stall watchdog ended.
 STALLED = -2
+#: Retries after a refused connection (or an unreachable host).
+CONNECT_RETRIES = 2
 
 #: Called once per finished transfer with libcurl's result code (0 = ok) and message.
 DoneCallback = Callable[[int, str], None]
@@ -415,7 +417,11 @@ def curl_error(code: int, message: str, url: str) -> Exception:
     if code == pycurl.E_COULDNT_CONNECT and "proxy scheme" in detail.lower():
         return RemoteError(f"unusable proxy for {where}{suffix} (check --proxy and *_proxy)")
     if code == pycurl.E_COULDNT_CONNECT:
-        return TransientError(f"could not connect ({where}){suffix}")
+        # nobody listens there: a server restarting gets two quick retries, a mistyped
+        # host or port fails within a second or two (wget and curl do not retry at all)
+        err = TransientError(f"could not connect ({where}){suffix}")
+        err.max_retries = CONNECT_RETRIES
+        return err
     if code in _CONNECTION:
         return TransientError(f"connection failed ({where}){suffix}")
     if code == pycurl.E_BAD_CONTENT_ENCODING:
