@@ -199,6 +199,7 @@ class _Plain:
         self.used: dict[str, int] = {}
         self.waiting: list[dict[str, object]] = []
         self.held: set[int] = set()
+        self.made = 0
 
     def wake(self) -> None:
         for t in list(self.waiting):
@@ -220,6 +221,7 @@ class _Plain:
     def ticket(self, host: str, light: bool, claim: int | None) -> dict[str, object]:
         cost = 1 if light and host in self.shared else self.unit
         t = {"host": host, "light": light and cost != 1, "cost": cost, "claim": claim}
+        t["n"] = self.made = self.made + 1  # (dicts compare by value: keep each one unique)
         t["granted"] = False
         self.waiting.append(t)
         self.wake()
@@ -248,6 +250,13 @@ _LAST_PART += [("ticket", "a", False, None, 0), ("ticket", "a", True, None, 0)]
 
 @settings(max_examples=300, deadline=None)
 @example(_LAST_PART, 1, 5, 3)
+@example(
+    [("ticket", "a", False, None, 0)] * 4
+    + [("close", "a", False, None, 2), ("close", "a", False, None, 0)],
+    1,
+    1,
+    1,
+)
 @given(
     st.lists(
         st.tuples(
