@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from omniget.engine.scheduler import FileClaim, HostLimits, Ticket
+from omniget.engine.scheduler import UNIT, FileClaim, HostLimits, Ticket
 
 A = "http://a.test/x"
 B = "http://b.test/y"
@@ -186,53 +187,53 @@ def test_a_waiting_light_ticket_gets_cheaper_when_its_host_starts_sharing() -> N
 # ----- the fast wake grants exactly what a plain in-order scan grants ---------------
 
 
+@dataclass(eq=False)  # (tickets are told apart by identity, as the real ones are)
+class _T:
+    host: str
+    light: bool
+    cost: int
+    claim: int | None
+    granted: bool = False
+
+
 class _Plain:
     """The grant rule written as plainly as possible: after every change, scan every
     waiting ticket in order and grant each one that fits."""
 
     def __init__(self, per_host: int, total: int, files: int, shared: set[str]) -> None:
-        from omniget.engine.scheduler import UNIT
-
-        self.unit = UNIT
         self.per_host, self.total, self.files = per_host * UNIT, total * UNIT, files
         self.shared = shared
         self.used: dict[str, int] = {}
-        self.waiting: list[dict[str, object]] = []
+        self.waiting: list[_T] = []
         self.held: set[int] = set()
-        self.made = 0
 
     def wake(self) -> None:
         for t in list(self.waiting):
-            if t["light"] and t["host"] in self.shared:
-                t["cost"], t["light"] = 1, False
-            host, cost, claim = str(t["host"]), int(str(t["cost"])), t["claim"]
+            if t.light and t.host in self.shared:
+                t.cost, t.light = 1, False
             fits = (
-                self.used.get(host, 0) + cost <= self.per_host
-                and sum(self.used.values()) + cost <= self.total
-                and (claim is None or claim in self.held or len(self.held) < self.files)
+                self.used.get(t.host, 0) + t.cost <= self.per_host
+                and sum(self.used.values()) + t.cost <= self.total
+                and (t.claim is None or t.claim in self.held or len(self.held) < self.files)
             )
             if fits:
                 self.waiting.remove(t)
-                t["granted"] = True
-                self.used[host] = self.used.get(host, 0) + cost
-                if claim is not None:
-                    self.held.add(int(str(claim)))
+                t.granted = True
+                self.used[t.host] = self.used.get(t.host, 0) + t.cost
+                if t.claim is not None:
+                    self.held.add(t.claim)
 
-    def ticket(self, host: str, light: bool, claim: int | None) -> dict[str, object]:
-        cost = 1 if light and host in self.shared else self.unit
-        t = {"host": host, "light": light and cost != 1, "cost": cost, "claim": claim}
-        t["n"] = self.made = self.made + 1  # (dicts compare by value: keep each one unique)
-        t["granted"] = False
+    def ticket(self, host: str, light: bool, claim: int | None) -> _T:
+        cost = 1 if light and host in self.shared else UNIT
+        t = _T(host, light and cost != 1, cost, claim)
         self.waiting.append(t)
         self.wake()
         return t
 
-    def close(self, t: dict[str, object]) -> None:
-        if t["granted"]:
-            host = str(t["host"])
-            self.used[host] -= int(str(t["cost"]))
-            t["granted"] = False
-            t["closed"] = True
+    def close(self, t: _T) -> None:
+        if t.granted:
+            self.used[t.host] -= t.cost
+            t.granted = False
             self.wake()
         elif t in self.waiting:
             self.waiting.remove(t)
@@ -284,7 +285,7 @@ def test_grants_match_a_plain_in_order_scan(
     )
     plain = _Plain(per_host, total, files, shared)
     claims: dict[int, FileClaim] = {}
-    pairs: list[tuple[Ticket, dict[str, object]]] = []
+    pairs: list[tuple[Ticket, _T]] = []
     for op, host, light, claim_no, pick in ops:
         if op == "ticket":
             claim = None if claim_no is None else claims.setdefault(claim_no, FileClaim())
@@ -300,7 +301,7 @@ def test_grants_match_a_plain_in_order_scan(
             plain.close(model)
         elif op == "release" and claim_no is not None and claim_no in claims:
             # a file ends: its tickets are closed first, then its file slot goes
-            for real, model in [p for p in pairs if p[1]["claim"] == claim_no]:
+            for real, model in [p for p in pairs if p[1].claim == claim_no]:
                 pairs.remove((real, model))
                 real.close()
                 plain.close(model)
@@ -308,4 +309,4 @@ def test_grants_match_a_plain_in_order_scan(
             plain.release(claim_no)
         elif op == "share":
             shared.add(host)
-        assert [r.granted for r, _ in pairs] == [m["granted"] for _, m in pairs]
+        assert [r.granted for r, _ in pairs] == [m.granted for _, m in pairs]
