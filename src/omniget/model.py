@@ -109,9 +109,11 @@ class ByteRange:
 class LocalSlice:
     """Bytes taken from a local file instead of the network.
 
-    ``path`` is an output path relative to the download folder (a file already there, or
-    the output of another item of the same run listed *before* the reader: the reader
-    then waits for it) or an absolute path. ``range`` selects bytes of it (None = all).
+    ``path`` is an output path relative to the download folder, or an absolute path: a
+    file already there, or the output of another item of the same run, which the reader
+    waits for. (An item listed *after* the reader is waited for only when no file is
+    there yet: an update reads the installed file before a later item replaces it.)
+    ``range`` selects bytes of it (None = all).
     """
 
     path: str

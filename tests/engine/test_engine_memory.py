@@ -345,6 +345,56 @@ def test_local_slice_of_a_later_item_under_one_job(tmp_path: Path) -> None:
     assert (tmp_path / "later.bin").read_bytes() == b"later-bytes"
 
 
+def test_local_slices_wait_for_a_producer_listed_after_them(tmp_path: Path) -> None:
+    # Under -j 1 the run sets up two items ahead. Two readers of a file listed last would
+    # hold both set-up slots for good if they kept them while waiting: the producer could
+    # never be listed. They give their slots back until the list reaches it.
+    mem = MemoryTransport()
+    mem.add("http://cdn.test/later", b"later-bytes")
+    for name in ("a", "b"):
+        mem.add(f"http://cdn.test/{name}", name.encode() * 3)
+
+    def reader(name: str, start: int) -> Item:
+        return Item(
+            f"http://cdn.test/r{name}",
+            filename=f"r{name}.bin",
+            pieces=(Piece(local=LocalSlice("later.bin", ByteRange(start, start + 5))),),
+        )
+
+    items = [
+        reader("1", 0),
+        reader("2", 6),
+        Item("http://cdn.test/a", filename="a.bin"),
+        Item("http://cdn.test/b", filename="b.bin"),
+        Item("http://cdn.test/later", filename="later.bin"),
+    ]
+    eng, _ = make(tmp_path, mem, jobs=1)
+
+    report = run(eng, items, tmp_path, within=10)
+    assert report.exit_code == 0, report.failures
+    assert (tmp_path / "r1.bin").read_bytes() == b"later"
+    assert (tmp_path / "r2.bin").read_bytes() == b"bytes"
+    assert (tmp_path / "b.bin").read_bytes() == b"bbb"
+
+
+def test_local_slice_of_a_file_no_item_writes_fails_once_the_list_ends(tmp_path: Path) -> None:
+    mem = MemoryTransport()
+    mem.add("http://cdn.test/a", b"aaa")
+    reader = Item(
+        "http://x.test/r",
+        filename="r.bin",
+        pieces=(Piece(local=LocalSlice("never.bin", ByteRange(0, 3))),),
+    )
+    eng, _ = make(tmp_path, mem, jobs=1)
+    report = run(eng, [reader, Item("http://cdn.test/a", filename="a.bin")], tmp_path, within=10)
+    assert report.exit_code == 7
+    (failure,) = report.failures
+    assert "never.bin, which does not exist and which no item of this run writes" in str(
+        failure.error
+    )
+    assert (tmp_path / "a.bin").read_bytes() == b"aaa"
+
+
 def test_local_slice_of_a_missing_file_says_so(tmp_path: Path) -> None:
     mem = MemoryTransport()
     reader = Item(

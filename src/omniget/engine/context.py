@@ -17,11 +17,12 @@ from .retry import Clock, RetryPolicy
 from .scheduler import HostLimits
 from .transports.base import Transport, transport_for
 
-__all__ = ["ChunkKey", "Refresher", "RunContext"]
+__all__ = ["ChunkKey", "Refresher", "RunContext", "SetupSlot"]
 
 Refresher = Callable[[Item], Awaitable[Item]]
 #: (algo, hex, transform) of a piece's fetched bytes: the content address of a chunk.
 ChunkKey = tuple[str, str, str]
+Future = asyncio.Future[None]
 
 
 @dataclass
@@ -31,6 +32,20 @@ class ChunkSource:
     path_getter: Callable[[], Path]
     offset: int
     size: int
+
+
+class SetupSlot:
+    """One of a run's set-up slots (files prepared ahead of their turn), given back
+    once: when its job ends, or earlier, when the job waits for an item the run has
+    not reached yet (which may need that very slot to be set up)."""
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self._slots: asyncio.Semaphore | None = slots
+
+    def release(self, *_: object) -> None:
+        if self._slots is not None:
+            self._slots.release()
+            self._slots = None
 
 
 @dataclass
@@ -54,8 +69,40 @@ class RunContext:
     #: ``--limit-rate``: the budget every transfer of the run shares.
     rate: RateLimit | None = None
 
+    #: True once every item of the run is registered in ``outputs``.
+    listed: bool = False
+
     #: Journal keys under ``dest`` when the run started (None: not read yet).
     _known: set[str] | None = field(default=None, init=False, repr=False)
+    #: Paths a LocalSlice reader waits to see registered.
+    _wanted: dict[Path, asyncio.Future[None]] = field(default_factory=dict, init=False, repr=False)
+
+    def register_output(self, path: Path) -> tuple[Future | None, Future]:
+        """Announce an item writing ``path``: (the earlier writer, this item's future)."""
+        earlier = self.outputs.get(path)
+        mine = self.outputs[path] = asyncio.get_running_loop().create_future()
+        waiter = self._wanted.pop(path, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return earlier, mine
+
+    def end_listing(self) -> None:
+        """Every item is registered (or the list failed): no more writers will come."""
+        self.listed = True
+        for waiter in self._wanted.values():
+            if not waiter.done():
+                waiter.set_result(None)
+        self._wanted.clear()
+
+    async def producer_of(self, path: Path) -> asyncio.Future[None] | None:
+        """The future of the item of this run that writes ``path``, waiting for the item
+        list to reach it; None when the list ends without one."""
+        while (producer := self.outputs.get(path)) is None and not self.listed:
+            waiter = self._wanted.get(path)
+            if waiter is None:
+                waiter = self._wanted[path] = asyncio.get_running_loop().create_future()
+            await waiter
+        return producer
 
     def journal_record(self, key: str) -> FileRecord | None:
         """The journal's record for ``key``: one query per run, then per known key only."""

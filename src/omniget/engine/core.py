@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import Cancelled, OmnigetError, StorageError
 from ..model import Item
 from ..settings import Settings, default_state_dir
-from .context import Refresher, RunContext
+from .context import Refresher, RunContext, SetupSlot
 from .events import EventHandler, Failed
 from .job import FileJob
 from .journal import Journal
@@ -150,11 +150,13 @@ class Engine:
                 if s.checksum is not None and item.digest is None:
                     item = dataclasses.replace(item, digest=s.checksum)  # --checksum
                 await slots.acquire()
+                slot = SetupSlot(slots)
                 path, earlier, mine = self._register_output(ctx, item)
-                job = FileJob(ctx, item, path, after=earlier, released=mine)
+                job = FileJob(ctx, item, path, after=earlier, released=mine, slot=slot)
                 task = loop.create_task(job.run())
-                task.add_done_callback(lambda _: slots.release())
+                task.add_done_callback(slot.release)
                 tasks.append((job, task))
+            ctx.end_listing()
             for job, task in tasks:
                 report.results.append(await self._result(ctx, job, task))
         except asyncio.CancelledError:
@@ -163,6 +165,7 @@ class Engine:
                 report.results.append(await self._result(ctx, job, task))
             raise
         finally:
+            ctx.end_listing()
             if watcher is not None:
                 watcher.cancel()
         report.elapsed = time.monotonic() - started
@@ -180,9 +183,7 @@ class Engine:
             path = contain(ctx.dest, item.output_path)
         except OmnigetError:
             return None, None, None
-        earlier = ctx.outputs.get(path)
-        mine = ctx.outputs[path] = asyncio.get_running_loop().create_future()
-        return path, earlier, mine
+        return path, *ctx.register_output(path)
 
     async def _result(
         self, ctx: RunContext, job: FileJob, task: asyncio.Task[FileResult]

@@ -17,7 +17,7 @@ from ..errors import (
 )
 from ..model import Digest, Item
 from .assemble import PartFile, part_path, storage_error
-from .context import RunContext
+from .context import RunContext, SetupSlot
 from .events import Failed, Finished, Progress, Skipped, Started, Warned
 from .journal import FileRecord
 from .names import contain, unique_path
@@ -50,12 +50,14 @@ class FileJob:
         *,
         after: asyncio.Future[None] | None = None,
         released: asyncio.Future[None] | None = None,
+        slot: SetupSlot | None = None,
     ) -> None:
         self.ctx = ctx
         self.item = item
         self.planned = path  # the output path the engine resolved (None: resolve here)
         self.after = after  # an earlier item of the run writing the same path
         self.released = released  # set when this job is done with its path
+        self.slot = slot  # the run's set-up slot this job holds
         # (two items may share a URL: a chunk in two files of a game, say)
         self.key = f"{ctx.dest}\0{item.key}\0{item.output_path}"
         self.final: Path | None = None

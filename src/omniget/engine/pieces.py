@@ -274,6 +274,13 @@ class PieceDownload:
         assert local is not None
         path = Path(local.path) if os.path.isabs(local.path) else contain(self.ctx.dest, local.path)
         producer = self.ctx.outputs.get(path)
+        if producer is None and not self.ctx.listed and not path.exists():
+            # Perhaps a later item of the run writes it. Give up this job's set-up slot
+            # while the run lists on: that item may need the slot to be set up.
+            self.ctx.limits.release_file(self.job.claim)
+            if self.job.slot is not None:
+                self.job.slot.release()
+            producer = await self.ctx.producer_of(path)
         if producer is not None and path != self.job.final and not producer.done():
             # Another item of this run writes it. Give up this file's transfer slot while
             # waiting: under -j 1 the producer needs it (a later network piece of this
@@ -283,7 +290,7 @@ class PieceDownload:
         if not path.exists():
             raise StorageError(
                 f"{self.job.item.filename} takes bytes from {path}, which does not exist"
-                " (an item of the run that writes it must come before the items that read it)"
+                " and which no item of this run writes"
             )
         start = local.range.start if local.range else 0
         length = local.range.length if local.range else None
