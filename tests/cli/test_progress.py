@@ -192,3 +192,17 @@ def test_rich_shows_a_screenful_of_file_bars_and_counts_the_rest() -> None:
         assert len(visible) == SHOWN  # a hidden one took the finished one's place
         assert visible[-1].description.endswith(f"f{SHOWN}")
         assert "(+4 more active)" in rp.bars.tasks[0].description
+
+
+def test_rich_speed_is_in_binary_units_like_the_sizes() -> None:
+    from types import SimpleNamespace
+
+    from omniget.cli.bars import _Speed
+
+    def shown(speed: float | None, finished: float | None = None) -> str:
+        task = SimpleNamespace(speed=speed, finished_speed=finished)
+        return _Speed().render(task).plain  # type: ignore[arg-type]
+
+    assert shown(2 * MiB) == "2.0 MiB/s"  # what --limit-rate 2M allows, not "2.1 MB/s"
+    assert shown(None) == "?"
+    assert shown(None, finished=1536) == "1.5 KiB/s"
