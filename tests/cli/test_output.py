@@ -31,7 +31,7 @@ from omniget.engine.events import (
 )
 from omniget.engine.names import contain
 from omniget.engine.report import FileResult, Report
-from omniget.errors import AuthRequired, Refused, TransientError
+from omniget.errors import AuthRequired, Cancelled, Refused, TransientError
 from omniget.model import Digest, Item, Piece
 
 MD5 = "9e107d9d372bb6826bd81d3542a419d6"
@@ -202,6 +202,13 @@ def test_summary_line() -> None:
     assert summary_line(Report(), failed=1, skipped=2).startswith("0 files ok, 2 skipped, 1 failed")
     one = Report(results=[FileResult(item, None, "ok", size=1)])
     assert summary_line(one).startswith("1 file ok, 0 skipped")
+    cut = Report(
+        results=[
+            FileResult(item, None, "failed", error=Cancelled("interrupted")),
+            FileResult(item, None, "failed", error=TransientError("x")),
+        ]
+    )
+    assert summary_line(cut).startswith("0 files ok, 0 skipped, 1 failed, 1 interrupted, 0.0 MiB")
 
 
 def test_display_path_and_format_size(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ permission errors, bounded memory, a rerun of a finished download, nginx."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -76,6 +77,39 @@ def test_sigkill_then_rerun_gives_identical_bytes(httpd, payload, tmp_path) -> N
     fetched = sum(r.sent for r in resumed)
     assert fetched <= len(data) - 2 * MiB
     assert fetched <= len(data) - min(starts) + 1024
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupt_keeps_state_then_rerun_resumes(httpd, payload, tmp_path, sig) -> None:
+    data = payload(12 * MiB, 23)
+    path = httpd.new_path("cut.bin")
+    url = httpd.add(path, data)
+    out, state = tmp_path / "out", tmp_path / "state"
+    as_json = sig == signal.SIGTERM  # (and the JSON summary, once)
+    flags = ["--json"] if as_json else []
+    proc = start(url, "-o", str(out), "--limit-rate", "4M", *flags, state=state,
+                 stdout=subprocess.PIPE)
+    part = out / "cut.bin.omniget-part"
+    wait_for(lambda: part.exists() and part.stat().st_blocks * 512 > 0)
+    time.sleep(1.1)  # a checkpoint or two (0.5 s each)
+    proc.send_signal(sig)
+    stdout, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    lines = err.decode().splitlines()
+    assert lines[-1] == "omniget: error: interrupted; run the same command again to resume"
+    if as_json:
+        summary = json.loads(stdout.splitlines()[-1])
+        assert (summary["event"], summary["failed"], summary["interrupted"]) == ("summary", 0, 1)
+    else:
+        assert "0 failed, 1 interrupted" in err.decode()
+    assert part.exists() and not (out / "cut.bin").exists()
+    httpd.clear_log()
+    done = omniget(url, "-o", str(out), "-q", state=state)
+    assert done.returncode == 0, done.stderr
+    assert (out / "cut.bin").read_bytes() == data
+    assert sorted(os.listdir(out)) == ["cut.bin"]
+    starts = [int(r.header("range").split("=")[1].split("-")[0]) for r in httpd.requests_to(path)]
+    assert min(starts) > 0  # resumed, not started over
 
 
 def test_rerun_of_finished_download_is_a_noop(httpd, payload, tmp_path) -> None:

@@ -321,8 +321,9 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     _report_failures(failures, mask)
     extra = len(failures) - report.failed
     if ns.json:
+        cut = sum(isinstance(e, Cancelled) for _, e in failures)  # a rerun resumes these
         totals = {"event": "summary", "ok": report.ok, "skipped": report.skipped + len(filtered),
-                  "failed": len(failures), "fetched": report.fetched,
+                  "failed": len(failures) - cut, "interrupted": cut, "fetched": report.fetched,
                   "elapsed": round(report.elapsed, 3)}
         sys.stdout.write(json.dumps(totals) + "\n")
     elif not ns.quiet:

@@ -28,7 +28,7 @@ from ..engine.events import (
     Warned,
 )
 from ..engine.report import Report
-from ..errors import OmnigetError
+from ..errors import Cancelled, OmnigetError
 from ..model import Digest, Item
 from .config import SECRET_HEADERS
 
@@ -296,12 +296,16 @@ def dry_run(
 
 def summary_line(report: Report, *, failed: int = 0, skipped: int = 0) -> str:
     """``N files ok, N skipped, N failed, X MiB in Ys (Z MiB/s)`` ("1 file ok"); extra counts
-    are added."""
+    are added. Files cut off by an interrupt are counted apart (``N interrupted``): they
+    did not fail, a rerun resumes them."""
     mib = report.fetched / MiB
     secs = report.elapsed
     rate = mib / secs if secs > 0 else 0.0
     files = "file" if report.ok == 1 else "files"
+    cut = sum(1 for r in report.results if isinstance(r.error, Cancelled))
+    interrupted = f"{cut} interrupted, " if cut else ""
     return (
         f"{report.ok} {files} ok, {report.skipped + skipped} skipped, "
-        f"{report.failed + failed} failed, {mib:.1f} MiB in {secs:.1f}s ({rate:.1f} MiB/s)"
+        f"{report.failed - cut + failed} failed, {interrupted}"
+        f"{mib:.1f} MiB in {secs:.1f}s ({rate:.1f} MiB/s)"
     )
