@@ -3,6 +3,7 @@ permission errors, bounded memory, a rerun of a finished download, nginx."""
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
@@ -11,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -170,60 +170,43 @@ def test_disk_full_is_clear_and_resumable(httpd, payload, tmp_path) -> None:
         subprocess.run(["umount", str(small)], capture_output=True)
 
 
-def _can_exec() -> bool:
-    try:
-        subprocess.run(
-            [sys.executable, "-c", "pass"],
-            preexec_fn=_drop_privileges,
-            capture_output=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return False
-    return True
+PR_CAPBSET_DROP = 24
+#: CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER: what lets root ignore file modes
+MODE_OVERRIDES = (1, 2, 3)
 
 
-def _drop_privileges() -> None:
-    os.setgid(65534)
-    os.setuid(65534)
+def _drop_mode_overrides() -> None:
+    """In the child before exec: root keeps its uid but loses the capabilities that
+    bypass file modes (from the bounding set, so the exec'd program lacks them too).
+    Unlike switching to nobody, the interpreter stays readable wherever it lives."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in MODE_OVERRIDES:
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
 def test_permission_denied_is_exit_7(httpd, tmp_path) -> None:
     url = httpd.add(httpd.new_path("p.bin"), b"data")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    kw: dict[str, object] = {}
     if os.geteuid() == 0:
-        # root ignores modes: run as nobody, in a folder that user can reach
-        base = Path(tempfile.mkdtemp(prefix="omniget-perm-"))
-        base.chmod(0o755)
-        probe = (
-            subprocess.run(
-                [sys.executable, "-c", "import omniget"],
-                capture_output=True,
-                preexec_fn=_drop_privileges,
-                check=False,
-            )
-            if _can_exec()
-            else None
-        )
-        if probe is None or probe.returncode != 0:
-            shutil.rmtree(base, ignore_errors=True)
-            pytest.skip("this Python or omniget is not readable by an unprivileged user")
-        tmp_path = base
-        locked = base / "locked"
-        locked.mkdir()
-        locked.chmod(0o555)
-        state = tmp_path / "nobody-state"
-        state.mkdir(mode=0o777)
+        kw["preexec_fn"] = _drop_mode_overrides
         try:
-            res = omniget(url, "-o", str(locked), state=state, preexec_fn=_drop_privileges)
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
-    else:
-        locked = tmp_path / "locked"
-        locked.mkdir()
-        locked.chmod(0o555)
-        res = omniget(url, "-o", str(locked), state=tmp_path / "state")
+            probe = subprocess.run(
+                [sys.executable, "-c", f"open({str(locked / 'x')!r}, 'w')"],
+                capture_output=True, check=False, **kw,  # type: ignore[call-overload]
+            )
+        except subprocess.SubprocessError:
+            pytest.skip("running as root and cannot drop CAP_DAC_OVERRIDE here")
+        assert b"PermissionError" in probe.stderr, probe.stderr  # modes now bind root
+    res = omniget(url, "-o", str(locked), state=tmp_path / "state", **kw)
     assert res.returncode == 7, res.stderr
     assert "permission denied" in res.stderr and "Traceback" not in res.stderr
+    assert str(locked) in res.stderr  # the message names the path
+    assert "nothing was written" in res.stderr and "resume" not in res.stderr
+    assert os.listdir(locked) == []
 
 
 def test_peak_memory_is_bounded_on_a_large_file(nginx, tmp_path) -> None:

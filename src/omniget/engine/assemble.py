@@ -67,15 +67,17 @@ def part_path(final: Path) -> Path:
     return Path(f"{final}{PART_SUFFIX}")
 
 
-def storage_error(exc: OSError, path: Path, doing: str) -> StorageError:
-    """One clear line for an OS error while ``doing`` something to ``path``."""
+def storage_error(exc: OSError, path: Path, doing: str, *, kept: bool = True) -> StorageError:
+    """One clear line for an OS error while ``doing`` something to ``path``; ``kept``:
+    there may be partial data a rerun resumes from (not so when nothing was written)."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         what = "disk full"
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         what = "permission denied"
     else:
         what = exc.strerror or str(exc)
-    return StorageError(f"{what} while {doing} {path}; partial data kept, run again to resume")
+    tail = "partial data kept, run again to resume" if kept else "nothing was written"
+    return StorageError(f"{what} while {doing} {path}; {tail}")
 
 
 class PartFile:
@@ -95,7 +97,7 @@ class PartFile:
                     made.add(folder)
             self.fd = os.open(self.where, flags, 0o644)
         except OSError as exc:
-            raise storage_error(exc, self.path, "creating") from exc
+            raise storage_error(exc, self.path, "creating", kept=not fresh) from exc
         self.written = 0  # bytes written through this object (for fsync pacing)
         self.length: int | None = 0 if fresh else None  # the file's size, while known
 

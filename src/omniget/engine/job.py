@@ -403,7 +403,7 @@ class FileJob:
                     final.unlink()
                 final.symlink_to(target)
         except OSError as exc:
-            raise storage_error(exc, final, "creating") from exc
+            raise storage_error(exc, final, "creating", kept=False) from exc
         self.ctx.event(Finished(item, final, 0, None, 0))
         return FileResult(item, final, "ok")
 
