@@ -64,6 +64,20 @@ class _Creds:
     password: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Ask:
+    """One hop's request as it leaves: the URL reached so far and what goes to its origin
+    (headers without another origin's secrets, its cookie, its credentials)."""
+
+    request: Request
+    url: str
+    method: str
+    body: bytes | None
+    headers: dict[str, tuple[str, str]]
+    cookie: str | None
+    creds: _Creds | None
+
+
 def _parse_head(lines: list[bytes]) -> tuple[int, list[tuple[str, str]]]:
     """Status and header pairs of the last response block in raw header lines (1xx
     answers and a proxy's CONNECT answer come first, each with its own status line)."""
@@ -289,18 +303,8 @@ class CurlTransport:
                         f"too many redirects (more than {limit}) from {safe_url(request.url)}"
                     )
             seen.add(key)
-            hop = await self._run_hop(
-                core,
-                request,
-                sink,
-                url,
-                method,
-                body,
-                hop_headers,
-                cookie,
-                creds if same else None,
-                gate,
-            )
+            ask = _Ask(request, url, method, body, hop_headers, cookie, creds if same else None)
+            hop = await self._run_hop(core, ask, sink, gate)
             gate = None
             if hop.location is None:
                 assert hop.head is not None
@@ -332,18 +336,9 @@ class CurlTransport:
     # -- one hop --
 
     async def _run_hop(
-        self,
-        core: CurlLoop,
-        request: Request,
-        sink: Sink,
-        url: str,
-        method: str,
-        body: bytes | None,
-        headers: dict[str, tuple[str, str]],
-        cookie: str | None,
-        creds: _Creds | None,
-        gate: Gate | None = None,
+        self, core: CurlLoop, ask: _Ask, sink: Sink, gate: Gate | None = None
     ) -> _Hop:
+        request, url, method = ask.request, ask.url, ask.method
         hop: _Hop | None = None
         code, message, how = 0, "", ""
         pipes = self._pipes
@@ -359,10 +354,10 @@ class CurlTransport:
             if (
                 key is not None
                 and pipes is not None
-                and creds is None
-                and _light(request, method, body)
+                and ask.creds is None
+                and _light(request, method, ask.body)
             ):  # (a netrc login for the host keeps it unconfirmed: see _maybe_pipeline)
-                data = self._pipe_request(url, headers, cookie)
+                data = self._pipe_request(url, ask.headers, ask.cookie)
 
             def pipe_now() -> bool:
                 # only beside another request to the origin: one at a time, libcurl's
@@ -391,13 +386,11 @@ class CurlTransport:
                     data, gate, how = None, None, ""  # no byte of answer: libcurl asks
                 # (a request still waiting for its slot may go pipelined once granted)
                 switch = pipe_now if data is not None and gate and not gate.granted else None
-                hop, code, message = await self._curl_hop(
-                    core, request, sink, url, method, body, headers, cookie, creds, gate, switch
-                )
+                hop, code, message = await self._curl_hop(core, ask, sink, gate, switch)
                 if code != _TO_PIPE:
                     break
                 gate = None
-            if code == 0 and key is not None and pipes is not None and creds is None:
+            if code == 0 and key is not None and pipes is not None and ask.creds is None:
                 self._maybe_pipeline(pipes, hop, url)
         finally:
             if count is not None:
@@ -430,21 +423,16 @@ class CurlTransport:
     async def _curl_hop(
         self,
         core: CurlLoop,
-        request: Request,
+        ask: _Ask,
         sink: Sink,
-        url: str,
-        method: str,
-        body: bytes | None,
-        headers: dict[str, tuple[str, str]],
-        cookie: str | None,
-        creds: _Creds | None,
         gate: Gate | None,
         switch: Callable[[], bool] | None = None,
     ) -> tuple[_Hop, int, str]:
         """One libcurl transfer. ``switch``: asked when the gate is granted; True ends the
         hop with :data:`_TO_PIPE` unstarted (it goes pipelined instead)."""
+        request, url = ask.request, ask.url
         hop = _Hop(sink, url, core.loop.create_future(), request.rate)
-        light_tls = url[:8].lower() == "https://" and _light(request, method, body)
+        light_tls = url[:8].lower() == "https://" and _light(request, ask.method, ask.body)
         easy = self._pool.pop() if self._pool else self._base(pycurl.Curl())
         if light_tls:
             hop.note = self._note_h2
@@ -452,9 +440,7 @@ class CurlTransport:
             hop.easy = easy
         special = True  # until configured: a failed set-up resets the handle
         try:
-            special = self._configure(
-                easy, hop, request, url, method, body, headers, cookie, creds
-            )
+            special = self._configure(easy, hop, ask)
             if gate is None or gate.granted:
                 core.add(easy, hop.finish)
             else:
@@ -583,20 +569,11 @@ class CurlTransport:
         host = key.rsplit(":", 1)[0] if key.rsplit(":", 1)[-1].isdigit() else key
         return hosts is not None and host not in hosts
 
-    def _configure(
-        self,
-        easy: pycurl.Curl,
-        hop: _Hop,
-        request: Request,
-        url: str,
-        method: str,
-        body: bytes | None,
-        headers: dict[str, tuple[str, str]],
-        cookie: str | None,
-        creds: _Creds | None,
-    ) -> bool:
+    def _configure(self, easy: pycurl.Curl, hop: _Hop, ask: _Ask) -> bool:
         """Set this hop's options on a pooled handle (which has :meth:`_base` already).
         True when it set more than the usual GET's options (reset it after use)."""
+        request, url, method, body = ask.request, ask.url, ask.method, ask.body
+        headers, cookie, creds = ask.headers, ask.cookie, ask.creds
         opt = easy.setopt
         opt(pycurl.URL, url)
         opt(pycurl.WRITEFUNCTION, hop.on_write)
