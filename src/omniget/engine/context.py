@@ -22,7 +22,7 @@ __all__ = ["ChunkKey", "Refresher", "RunContext", "SetupSlot"]
 Refresher = Callable[[Item], Awaitable[Item]]
 #: (algo, hex, transform) of a piece's fetched bytes: the content address of a chunk.
 ChunkKey = tuple[str, str, str]
-Future = asyncio.Future[None]
+Future = asyncio.Future[None]  # set when an item's output is complete
 
 
 @dataclass
@@ -75,7 +75,7 @@ class RunContext:
     #: Journal keys under ``dest`` when the run started (None: not read yet).
     _known: set[str] | None = field(default=None, init=False, repr=False)
     #: Paths a LocalSlice reader waits to see registered.
-    _wanted: dict[Path, asyncio.Future[None]] = field(default_factory=dict, init=False, repr=False)
+    _wanted: dict[Path, Future] = field(default_factory=dict, init=False, repr=False)
 
     def register_output(self, path: Path) -> tuple[Future | None, Future]:
         """Announce an item writing ``path``: (the earlier writer, this item's future)."""
@@ -94,7 +94,7 @@ class RunContext:
                 waiter.set_result(None)
         self._wanted.clear()
 
-    async def producer_of(self, path: Path) -> asyncio.Future[None] | None:
+    async def producer_of(self, path: Path) -> Future | None:
         """The future of the item of this run that writes ``path``, waiting for the item
         list to reach it; None when the list ends without one."""
         while (producer := self.outputs.get(path)) is None and not self.listed:
