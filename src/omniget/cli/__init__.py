@@ -321,7 +321,7 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     _report_failures(failures, mask)
     extra = len(failures) - report.failed
     if ns.json:
-        cut = sum(isinstance(e, Cancelled) for _, e in failures)  # a rerun resumes these
+        cut = report.interrupted  # not failed: a rerun resumes them
         totals = {"event": "summary", "ok": report.ok, "skipped": report.skipped + len(filtered),
                   "failed": len(failures) - cut, "interrupted": cut, "fetched": report.fetched,
                   "elapsed": round(report.elapsed, 3)}

@@ -28,7 +28,7 @@ from ..engine.events import (
     Warned,
 )
 from ..engine.report import Report
-from ..errors import Cancelled, OmnigetError
+from ..errors import OmnigetError
 from ..model import Digest, Item
 from .config import SECRET_HEADERS
 
@@ -302,7 +302,7 @@ def summary_line(report: Report, *, failed: int = 0, skipped: int = 0) -> str:
     secs = report.elapsed
     rate = mib / secs if secs > 0 else 0.0
     files = "file" if report.ok == 1 else "files"
-    cut = sum(1 for r in report.results if isinstance(r.error, Cancelled))
+    cut = report.interrupted
     interrupted = f"{cut} interrupted, " if cut else ""
     return (
         f"{report.ok} {files} ok, {report.skipped + skipped} skipped, "

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..errors import OmnigetError
+from ..errors import Cancelled, OmnigetError
 from ..model import Item
 
 __all__ = ["FileResult", "Report"]
@@ -45,6 +45,11 @@ class Report:
     @property
     def failed(self) -> int:
         return self._count("failed")
+
+    @property
+    def interrupted(self) -> int:
+        """Failed files that were only cut off (Ctrl+C, ``cancel``): a rerun resumes them."""
+        return sum(1 for r in self.results if isinstance(r.error, Cancelled))
 
     @property
     def failures(self) -> list[FileResult]:
