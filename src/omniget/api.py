@@ -87,7 +87,30 @@ def _drive(agen: AsyncIterator[Item]) -> Iterator[Item]:
         aclose = getattr(agen, "aclose", None)
         if aclose is not None:
             loop.run_until_complete(aclose())
+        _settle(loop)
         loop.close()
+
+
+SETTLE_WAIT = 1.0  # seconds a source's leftover tasks get to end when extract is closed
+
+
+def _settle(loop: asyncio.AbstractEventLoop) -> None:
+    """Let generators left mid-way inside a source (its pages, say) close on this loop:
+    each one dropped schedules its own close as a task, which may drop the next one.
+    Unsettled, they are torn down on a closed loop ("Task was destroyed but it is
+    pending!")."""
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    for _ in range(16):  # one link of such a chain per round
+        loop.run_until_complete(asyncio.sleep(0))  # scheduled closes become tasks
+        pending = asyncio.all_tasks(loop)
+        if not pending:
+            return
+        _, left = loop.run_until_complete(asyncio.wait(pending, timeout=SETTLE_WAIT))
+        if left:  # a task of the source's own that does not end by itself
+            for task in left:
+                task.cancel()
+            loop.run_until_complete(asyncio.wait(left))
+            return
 
 
 async def adownload(

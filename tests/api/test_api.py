@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -54,3 +55,56 @@ def test_error_tree_exit_codes() -> None:
         assert issubclass(cls, omniget.OmnigetError)
         assert cls("x").exit_code == code
     assert omniget.TransientError("x").retryable and not omniget.RemoteError("x").retryable
+
+
+def test_extract_left_midway_closes_a_source_s_inner_generators(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `omniget list ... | head -1` stops after one item: a source paging through an inner
+    # async generator must be closed on extract's loop, not by the garbage collector on a
+    # closed loop ("Task was destroyed but it is pending!").
+    import gc
+
+    closed: list[str] = []
+
+    class Paged:
+        async def pages(self) -> AsyncIterator[int]:
+            try:
+                for n in range(3):
+                    yield n
+            finally:
+                closed.append("pages")
+
+        async def items(self) -> AsyncIterator[omniget.Item]:
+            async for n in self.pages():
+                yield omniget.Item(f"https://example.test/{n}.bin")
+
+    monkeypatch.setattr(omniget.api, "_source", lambda *a: Paged())
+    gen = omniget.extract("https://example.test/album")
+    assert next(gen).filename == "0.bin"
+    gen.close()
+    gc.collect()
+    assert closed == ["pages"]
+    assert not [r for r in caplog.records if "destroyed" in r.getMessage()]
+
+
+def test_extract_left_midway_cancels_a_source_task_that_never_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    state: dict[str, object] = {}
+
+    class Chatty:
+        async def items(self) -> AsyncIterator[omniget.Item]:
+            state["task"] = asyncio.get_running_loop().create_task(asyncio.Event().wait())
+            yield omniget.Item("https://example.test/a.bin")
+            yield omniget.Item("https://example.test/b.bin")
+
+    monkeypatch.setattr(omniget.api, "_source", lambda *a: Chatty())
+    monkeypatch.setattr(omniget.api, "SETTLE_WAIT", 0.01)
+    gen = omniget.extract("https://example.test/album")
+    next(gen)
+    gen.close()  # returns: the stray task is cancelled, not waited for
+    task = state["task"]
+    assert isinstance(task, asyncio.Task) and task.cancelled()
