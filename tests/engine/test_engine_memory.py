@@ -321,8 +321,8 @@ def test_the_same_output_path_twice_in_one_run_is_written_once(tmp_path: Path) -
 
 def test_local_slice_of_a_later_item_under_one_job(tmp_path: Path) -> None:
     # The reader holds the only file slot after its network piece; it must give the slot
-    # up while it waits for the producer, or neither ever finishes. (The middle item
-    # frees the setup slot that registers the producer while the reader waits.)
+    # up while it waits for the producer, or neither ever finishes. (It gives back its
+    # set-up slot too until the run lists the producer.)
     mem = MemoryTransport()
     mem.add("http://cdn.test/head", b"head-")
     mem.add("http://cdn.test/mid", b"mid")
