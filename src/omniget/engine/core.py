@@ -144,19 +144,21 @@ class Engine:
         if watcher is not None:
             watcher.add_done_callback(lambda _: on_cancel())
         try:
-            async for item in _aiter(items):
-                if cancel is not None and cancel.is_set():
-                    break
-                if s.checksum is not None and item.digest is None:
-                    item = dataclasses.replace(item, digest=s.checksum)  # --checksum
-                await slots.acquire()
-                slot = SetupSlot(slots)
-                path, earlier, mine = self._register_output(ctx, item)
-                job = FileJob(ctx, item, path, after=earlier, released=mine, slot=slot)
-                task = loop.create_task(job.run())
-                task.add_done_callback(slot.release)
-                tasks.append((job, task))
-            ctx.end_listing()
+            try:
+                async for item in _aiter(items):
+                    if cancel is not None and cancel.is_set():
+                        break
+                    if s.checksum is not None and item.digest is None:
+                        item = dataclasses.replace(item, digest=s.checksum)  # --checksum
+                    await slots.acquire()
+                    slot = SetupSlot(slots)
+                    path, earlier, mine = self._register_output(ctx, item)
+                    job = FileJob(ctx, item, path, after=earlier, released=mine, slot=slot)
+                    task = loop.create_task(job.run())
+                    task.add_done_callback(slot.release)
+                    tasks.append((job, task))
+            finally:  # however the list stops, LocalSlice readers stop waiting for it
+                ctx.end_listing()
             for job, task in tasks:
                 report.results.append(await self._result(ctx, job, task))
         except asyncio.CancelledError:
@@ -165,7 +167,6 @@ class Engine:
                 report.results.append(await self._result(ctx, job, task))
             raise
         finally:
-            ctx.end_listing()
             if watcher is not None:
                 watcher.cancel()
         report.elapsed = time.monotonic() - started
