@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from benchlib.data import DataSet, ensure_dataset, verify_output, warm_page_cache
-from benchlib.measure import run_timed
+from benchlib.measure import clear_output, run_timed
 from benchlib.report import (
     Row,
     ScenarioResult,
@@ -265,8 +265,7 @@ def run_scenario(
             for row in active[shift:] + active[:shift]:  # alternate A/B/C, rotating the lead
                 if row.failed:
                     continue  # one failure is enough; do not spend time on more
-                if not args.no_sync:
-                    os.sync()
+                clear_output(job.out_dir, sync=not args.no_sync)
                 sample = run_timed(
                     row.command, job.out_dir, env, logs / f"{row.row}.{i + 1}", timeout, server_pids
                 )
@@ -473,8 +472,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"{meta['machine']}; Python {meta['python']}"
         + ("; **--quick** (small data: a smoke test, not a measurement)" if args.quick else "")
-        + ". Wall time includes rm + mkdir of the output dir; ratio = median wall / best "
-        "median of the table. Ratios compare tools in this one run on this one machine.",
+        + ". Wall time is mkdir of the output dir + the client (the previous output is removed "
+        "and synced before); ratio = median wall / best median of the table. Ratios compare "
+        "tools in this one run on this one machine.",
         "",
         "Tools: " + "; ".join(f"{b}: {v}" for b, v in meta["tools"].items()),
         "",
