@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from omniget import download
+from omniget.engine.assemble import PartFile
 from omniget.engine.transports.base import Request
 from omniget.engine.transports.http import CurlTransport
 from omniget.settings import NetworkSettings, Settings
 
-from ._server import Req, Server, redirect, static
+from ._server import Req, Server, ranged, redirect, static
 from .test_http_transport import Sink, run
 
 LOGGER = "omniget.engine.transports.http"
@@ -166,6 +168,41 @@ def test_a_run_of_many_small_files_and_a_large_one(tmp_path: Path) -> None:
     got = (tmp_path / "out" / "big.bin").read_bytes()
     assert hashlib.sha256(got).digest() == hashlib.sha256(big).digest()
     assert not list((tmp_path / "out").glob("*.part"))
+
+
+def test_large_bodies_are_spliced_into_their_part_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Engine end to end: whole-file GETs of large files ride kept connections and most
+    of their bytes go from the socket to the part file through a pipe, including the
+    first answer of a file split into four while it runs (its span is cut short)."""
+    spliced: list[int] = []
+    write_from_pipe = PartFile.write_from_pipe
+
+    def counted(part: PartFile, pipe: int, count: int, offset: int) -> None:
+        spliced.append(count)
+        write_from_pipe(part, pipe, count, offset)
+
+    monkeypatch.setattr(PartFile, "write_from_pipe", counted)
+    bigs = {f"/b{i}.bin": random.Random(i).randbytes(300_000 + i * 150_000) for i in range(6)}
+    huge = random.Random(99).randbytes(9 << 20)
+    with Server() as server:
+        for i in range(4):
+            server.route(f"/s{i}.bin", static(body(i)))
+        for path, data in bigs.items():
+            server.route(path, static(data))
+        server.route("/huge.bin", ranged(huge))
+        urls = [server.url(f"/s{i}.bin") for i in range(4)] + [server.url(p) for p in bigs]
+        settings = Settings(jobs=4, split=4, state_dir=tmp_path / "state")
+        report = download([*urls, server.url("/huge.bin")], tmp_path / "out", settings=settings)
+        assert report.ok == 11 and not report.failed, report.failures
+        huge_gets = [r for r in server.requests if r.path == "/huge.bin"]
+    for path, data in bigs.items():
+        assert (tmp_path / "out" / path[1:]).read_bytes() == data
+    assert (tmp_path / "out" / "huge.bin").read_bytes() == huge
+    # a whole-file GET, cut short when three ranged spans took parts of it
+    assert "range" not in huge_gets[0].headers and len(huge_gets) >= 4
+    assert sum(spliced) > (sum(map(len, bigs.values())) + len(huge)) // 4
 
 
 def test_large_answers_go_one_by_one_over_kept_connections_until_a_small_one(

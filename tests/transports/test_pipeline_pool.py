@@ -8,7 +8,10 @@ finish codes, the bytes delivered and the connections the server saw.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gzip
+import os
+import random
 import socket
 import time
 import zlib
@@ -194,6 +197,12 @@ class Hop:
             return 0
         return None
 
+    def pipe_room(self) -> int:
+        return 0  # (takes bytes only; PipeHop takes pipes)
+
+    def on_pipe(self, pipe: int, count: int) -> int | None:
+        raise AssertionError("a pipe handed to a requester that takes none")
+
     def finish(self, code: int, message: str) -> None:
         if not self.fut.done():
             self.fut.set_result((code, message))
@@ -205,6 +214,35 @@ class Hop:
     @property
     def message(self) -> str:
         return self.fut.result()[1]
+
+
+class PipeHop(Hop):
+    """A requester that also takes body bytes from a pipe, like the engine's span sink:
+    up to ``limit`` bytes of body in all (then it ends the answer)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, limit: int | None = None) -> None:
+        super().__init__(loop, abort_after=limit)
+        self.limit = limit
+        self.piped = 0  # body bytes that came through the pipe
+        self.pipe_calls = 0
+
+    def on_write(self, data: bytes | memoryview) -> int | None:
+        if self.limit is not None:
+            data = data[: self.limit - len(self.body)]  # (as the span sink cuts at its end)
+        return super().on_write(data)
+
+    def pipe_room(self) -> int:
+        return (1 << 40) if self.limit is None else self.limit - len(self.body)
+
+    def on_pipe(self, pipe: int, count: int) -> int | None:
+        assert 0 < count <= self.pipe_room() and not self.fut.done()
+        self.pipe_calls += 1
+        got = bytearray()
+        while len(got) < count:
+            got += os.read(pipe, count - len(got))
+        self.body += got
+        self.piped += count
+        return 0 if self.limit is not None and len(self.body) >= self.limit else None
 
 
 class Client:
@@ -1000,6 +1038,101 @@ def test_request_cancelled_while_waiting_is_never_sent(srv: Server) -> None:
     run(go)
     assert "/a" not in srv.paths() and srv.paths()[-1] == "/b"
     assert srv.connections == 1
+
+
+# ----- large bodies spliced into the requester's file ---------------------------------
+
+HUGE = random.Random(7).randbytes(3 << 19)  # under BIG_BODY; no period: a misplaced block shows
+HUGE_HEAD = f"HTTP/1.1 200 OK\r\nContent-Length: {len(HUGE)}\r\n\r\n".encode()
+
+
+def spliced_gets(srv: Server, *hops: type[Hop], one_by_one: bool = True) -> list[Hop]:
+    """GET /huge once per entry of ``hops`` (a Hop or a PipeHop each), one connection."""
+
+    async def go() -> list[Hop]:
+        async with Client(srv.port, max_conns=1) as c:
+            if one_by_one:
+                c.pool.one_by_one(c.key)
+            made = [kind(c.loop) for kind in hops]
+            for h in made:
+                c.pool.submit(c.key, rq("/huge"), h)
+            assert await c.codes(made, timeout=6) == [0] * len(made)
+            return made
+
+    return run(go)
+
+
+@pytest.mark.parametrize("one_by_one", [True, False], ids=["one-by-one", "pipelined"])
+def test_a_large_body_goes_from_socket_to_pipe_for_a_requester_that_takes_pipes(
+    srv: Server, one_by_one: bool
+) -> None:
+    srv.route("/huge", static(HUGE))
+    got = spliced_gets(srv, PipeHop, Hop, PipeHop, one_by_one=one_by_one)
+    for h in got:
+        assert bytes(h.body) == HUGE
+    first, plain, last = got
+    assert isinstance(first, PipeHop) and isinstance(last, PipeHop)
+    # most of each body skipped user space; the head's read brought the rest
+    assert first.piped > len(HUGE) // 2 and last.piped > len(HUGE) // 2
+    assert first.pipe_calls >= 1 and first.writes >= 1
+    assert plain.writes > 1  # (a requester without pipes gets bytes, as before)
+    assert srv.connections == 1  # the connection lives on after spliced answers
+
+
+def test_a_requester_that_ends_a_spliced_body_gets_no_byte_past_its_end(srv: Server) -> None:
+    """Like a span cut short by stealing: the pipe never holds more than it takes."""
+    srv.route("/huge", static(HUGE))
+    limit = len(HUGE) // 2 + 12345
+
+    async def go() -> list[Hop]:
+        async with Client(srv.port, max_conns=1) as c:
+            c.pool.one_by_one(c.key)
+            short = PipeHop(c.loop, limit=limit)
+            c.pool.submit(c.key, rq("/huge"), short)
+            whole = PipeHop(c.loop)
+            c.pool.submit(c.key, rq("/huge"), whole)
+            assert await c.codes([short, whole], timeout=6) == [WRITE, 0]
+            return [short, whole]
+
+    short, whole = run(go)
+    assert bytes(short.body) == HUGE[:limit]
+    assert isinstance(short, PipeHop) and short.piped > 0
+    assert bytes(whole.body) == HUGE
+    # much was left of the cut answer: that connection closed, the next one took over
+    assert conns_of(srv, "/huge") == [1, 2]
+
+
+@pytest.mark.parametrize("end", ["close", "reset"])
+def test_a_connection_lost_during_a_spliced_body_fails_its_request(
+    srv: Server, end: str
+) -> None:
+    cut = len(HUGE) // 2
+    srv.route("/huge", send(HUGE_HEAD + HUGE[:4096], HUGE[4096:cut], pause=0.05, end=end))
+
+    async def go() -> PipeHop:
+        async with Client(srv.port, max_conns=1) as c:
+            c.pool.one_by_one(c.key)
+            h = PipeHop(c.loop)
+            c.pool.submit(c.key, rq("/huge"), h)
+            assert await c.codes([h], timeout=6) == [RECV]
+            return h
+
+    h = run(go)
+    assert 0 < len(h.body) <= cut and bytes(h.body) == HUGE[: len(h.body)]
+    assert h.message == "connection closed during the answer"
+
+
+def test_a_kernel_that_refuses_socket_splices_gets_bytes_instead(
+    srv: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> int:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "splice", refuse)
+    srv.route("/huge", static(HUGE))
+    first, second = spliced_gets(srv, PipeHop, PipeHop)
+    assert bytes(first.body) == HUGE and bytes(second.body) == HUGE
+    assert isinstance(second, PipeHop) and second.piped == 0  # not tried again
 
 
 # ----- stalls -------------------------------------------------------------------------

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import pytest
 
 from omniget.engine.assemble import PartFile, fs_type, on_memory_fs, parse_mounts
+from omniget.errors import StorageError
 
 MOUNTS = """\
 /dev/vda / ext4 rw,relatime 0 0
@@ -64,3 +66,48 @@ def test_disk_filesystem_is_preallocated(tmp_path: Path) -> None:
     finally:
         os.close(probe)
     assert _blocks_after_prepare(tmp_path, 8 << 20) * 512 >= 8 << 20
+
+
+def _piped(data: bytes) -> int:
+    """A pipe's read end holding ``data`` (small enough for the pipe's buffer)."""
+    r, w = os.pipe()
+    os.write(w, data)
+    os.close(w)
+    return r
+
+
+@pytest.mark.parametrize("refused", [False, True], ids=["splice", "read-and-write"])
+def test_bytes_from_a_pipe_land_at_their_offset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refused: bool
+) -> None:
+    if refused:  # a filesystem whose files take no splice() writes
+
+        def refuse(*args: object, **kwargs: object) -> int:
+            raise OSError(errno.EINVAL, "Invalid argument")
+
+        monkeypatch.setattr(os, "splice", refuse)
+    part = PartFile(tmp_path / "f.bin", fresh=True)
+    pipe = _piped(b"0123456789" * 100)
+    try:
+        part.write_at(b"head", 0)
+        part.write_from_pipe(pipe, 600, 4)
+        part.write_from_pipe(pipe, 400, 604)
+        assert part.written == 1004 and part.length == 1004
+        assert part.splice_ok is not refused
+        assert os.read(pipe, 1) == b""  # every byte was taken
+    finally:
+        part.close()
+        os.close(pipe)
+    assert (tmp_path / "f.bin.omniget-part").read_bytes() == b"head" + b"0123456789" * 100
+
+
+def test_a_pipe_holding_less_than_promised_is_a_storage_error(tmp_path: Path) -> None:
+    part = PartFile(tmp_path / "f.bin", fresh=True)
+    pipe = _piped(b"abc")
+    try:
+        with pytest.raises(StorageError, match=r"f\.bin"):
+            part.write_from_pipe(pipe, 10, 0)
+        assert part.written == 3  # what did land is counted
+    finally:
+        part.close()
+        os.close(pipe)

@@ -59,6 +59,7 @@ PERMANENT_ON_ONE_MIRROR = (RemoteError, NotFound, AuthRequired)
 HEAD_WAIT = 2.0  # adaptive: measure anyway when new spans stay silent this long
 QUIET = 0.02  # tail: a span silent this long (and 2x the slowest first answer) is taken over
 TAKE_OVER_MIN = 16 * 1024  # tail: smaller remainders are left where they are
+ANY_LENGTH = 1 << 62  # pipe_room of a span that runs to the end of the body
 
 
 class _Restart(Exception):
@@ -128,12 +129,34 @@ class _SpanSink:
         part = job.part
         assert part is not None
         part.write_at(data, span.pos)
-        n = len(data)
+        if self.hash is not None:
+            self.hash.update(data)
+        self._advance(len(data), stop)
+
+    def pipe_room(self) -> int:
+        """How many body bytes this sink takes straight from a pipe now (``on_pipe``);
+        0 while it must see them (a hash, bytes to skip)."""
+        if self.skip or self.hash is not None or self.dl.job.part is None:
+            return 0
+        end = self.span.end
+        return ANY_LENGTH if end is None else end - self.span.pos
+
+    def on_pipe(self, pipe: int, n: int) -> None:
+        """``n`` body bytes (at most ``pipe_room()``) wait in ``pipe``: write them."""
+        span = self.span
+        part = self.dl.job.part
+        assert part is not None
+        part.write_from_pipe(pipe, n, span.pos)
+        end = span.end
+        self._advance(n, end is not None and span.pos + n >= end and self.body_end != end)
+
+    def _advance(self, n: int, stop: bool) -> None:
+        """``n`` bytes were written at the span's position; ``stop``: end the answer."""
+        span = self.span
+        job = self.dl.job
         span.pos += n
         job.written += n
         job.fetched += n
-        if self.hash is not None:
-            self.hash.update(data)
         # (the hot path: one clock read and two comparisons per chunk)
         now = span.seen = time.monotonic()
         if now >= job.next_tick:

@@ -41,6 +41,7 @@ __all__ = [
     "Gate",
     "Head",
     "Headers",
+    "PipeSink",
     "Request",
     "Sink",
     "StopTransfer",
@@ -183,6 +184,14 @@ class Sink(Protocol):
     def on_head(self, head: Head) -> None: ...
 
     def on_data(self, data: bytes) -> None: ...
+
+
+class PipeSink(Sink, Protocol):
+    """A sink that can also take body bytes waiting in a pipe (moved there by ``splice``)."""
+
+    def pipe_room(self) -> int: ...
+
+    def on_pipe(self, pipe: int, count: int) -> None: ...
 
 
 class Transport(Protocol):

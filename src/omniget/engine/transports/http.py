@@ -34,7 +34,7 @@ import pycurl
 from ...errors import RemoteError, TransientError, UsageError
 from ...settings import NetworkSettings
 from ..scheduler import host_of
-from .base import Gate, Head, Headers, Request, Sink, StopTransfer, origin, safe_url
+from .base import Gate, Head, Headers, PipeSink, Request, Sink, StopTransfer, origin, safe_url
 from .curlloop import CurlLoop, ca_locations, curl_error
 from .pipeline import FALLBACK, SMALL_BODY, PipelinePool, pipeline_key
 
@@ -124,6 +124,9 @@ class _Hop:
         # of the pipelined connection's read buffer. Every other sink gets bytes.
         self.views: bool = getattr(sink, "takes_views", False)
         self.on_data = cast(Callable[[bytes | memoryview], None], sink.on_data)
+        # A sink with ``on_pipe`` may take body bytes from a pipe (a pipelined connection
+        # splices them there from its socket, see pipeline.py).
+        self.pipe_sink = cast(PipeSink, sink) if hasattr(sink, "on_pipe") else None
         self.stopped = False  # ended on purpose (StopTransfer, a cut redirect body)
         self.error: BaseException | None = None  # raised by the sink
         self.discarded = 0
@@ -161,6 +164,26 @@ class _Hop:
             return None
         self.deliver = True
         return self.on_write(data)
+
+    def pipe_room(self) -> int:
+        """Body bytes the sink takes straight from a pipe now (0: hand it bytes)."""
+        if not self.deliver or self.rate is not None or self.pipe_sink is None:
+            return 0
+        return self.pipe_sink.pipe_room()
+
+    def on_pipe(self, pipe: int, count: int) -> int | None:
+        """``count`` body bytes (at most ``pipe_room()``) wait in ``pipe``; like
+        ``on_write``, 0 ends the transfer."""
+        assert self.pipe_sink is not None
+        try:
+            self.pipe_sink.on_pipe(pipe, count)
+        except StopTransfer:
+            self.stopped = True
+            return 0
+        except BaseException as exc:
+            self.error = exc
+            return 0
+        return None
 
     def unpause(self) -> None:
         self.resume = None

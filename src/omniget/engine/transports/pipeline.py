@@ -24,12 +24,21 @@ body chunks through ``on_write``), so redirects, status checks and sinks work un
 Each connection reads into one buffer of :data:`READ_SIZE` and parses it in place; a
 requester that says it reads its bytes only during the call (``views``) gets slices of that
 buffer, any other a copy.
+
+A large identity body whose requester writes it to a file as it comes (``pipe_room``) skips
+user space: once its head is through, each read takes one byte through asyncio and
+``splice`` moves the rest from the socket into a pipe, and from the pipe into the file
+(``on_pipe``). That saves one of the two copies of every byte (in a bare loop fetching
+500 files of 1 MiB to ext4 here, a quarter of the system time).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import fcntl
+import os
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -57,6 +66,12 @@ MAX_HEAD = 64 << 10
 #: Read buffer of one connection: answers are parsed in place, bodies written from it.
 READ_SIZE = 512 << 10
 TRIES = 3  # sends of one request before it is given back to libcurl
+#: Bodies with at least this much left are spliced (see the module's doc) when they can be.
+SPLICE_MIN = 64 << 10
+HEAD_READ = 16 << 10  # read size for the head of an answer expected to be large
+PIPE_SIZE = 1 << 20  # asked of each connection's pipe (Linux caps it at pipe-max-size)
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 
 _HEAD, _BODY, _CHUNK_LINE, _CHUNK, _TRAILER, _TO_EOF = range(6)
 _REFUSED, _ONE_BY_ONE, _PIPELINED = range(3)  # what an origin gets from the pool
@@ -72,6 +87,10 @@ class Exchange(Protocol):
     views: bool  # on_write may get a view of the read buffer (valid during the call)
 
     def on_write(self, data: bytes | memoryview) -> int | None: ...
+
+    def pipe_room(self) -> int: ...
+
+    def on_pipe(self, pipe: int, count: int) -> int | None: ...
 
     def finish(self, code: int, message: str) -> None: ...
 
@@ -120,6 +139,7 @@ class PipelinePool:
         #: Whole connections the engine holds to a host for other requests, if known.
         self.held: Callable[[str], int] | None = None
         self._state: dict[str, int] = {}  # origin -> _PIPELINED, _ONE_BY_ONE or _REFUSED
+        self.splice = hasattr(os, "splice") and hasattr(os, "pipe2")  # (Linux) see _splice
         self._origins: dict[str, _Origin] = {}
         self._closed = False
 
@@ -320,6 +340,10 @@ class _Conn(asyncio.BufferedProtocol):
         self.rx_seen = -1
         self.timer: asyncio.TimerHandle | None = None
         self.connecting: asyncio.Task[None] | None = None
+        self.sock = -1  # the socket's fd, for splice
+        self.pipe: tuple[int, int] | None = None  # (read end, write end), made on first use
+        self.pipe_size = 0
+        self.splicing = False  # the next read takes one byte: the rest of it is spliced
 
     # ----- sending ------------------------------------------------------------------
 
@@ -348,6 +372,8 @@ class _Conn(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        sock = transport.get_extra_info("socket")
+        self.sock = sock.fileno() if sock is not None and self.pool.splice else -1
         if self.done:  # closed while connecting
             transport.abort()
             return
@@ -364,12 +390,20 @@ class _Conn(asyncio.BufferedProtocol):
     # ----- receiving ------------------------------------------------------------------
 
     def get_buffer(self, sizehint: int) -> memoryview:
+        if self.splicing:
+            return self.view[:1]
+        if self.state == _HEAD and self.sock >= 0 and not self.pool.shares(self.origin.key):
+            # large answers, one at a time: read the head in a small block, so that most
+            # of the body can be spliced
+            return self.view[self.have : self.have + HEAD_READ]
         return self.view[self.have :]
 
     def buffer_updated(self, nbytes: int) -> None:
         """Parse what arrived: heads and chunk lines are copied out, body bytes go to the
         requester as views of the read buffer (copied first unless it takes views)."""
         self.rx += 1
+        if self.splicing and self._splice():
+            return
         buf, view = self.rbuf, self.view
         n = self.have + nbytes
         self.have = 0
@@ -410,6 +444,68 @@ class _Conn(asyncio.BufferedProtocol):
         if pos < n and not self.done:  # part of a head or line: keep it at the front
             buf[: n - pos] = buf[pos:n]
             self.have = n - pos
+        elif self.sock >= 0 and self.state == _BODY and not self.done:
+            self.splicing = self._can_splice()
+
+    # ----- splicing large bodies ------------------------------------------------------
+
+    def _can_splice(self) -> bool:
+        """The rest of this body may skip user space (see the module's doc)."""
+        if self.left < SPLICE_MIN or self.decoder is not None or self.drain:
+            return False
+        p = self.queue[0]
+        if p.dropped or p.hop.pipe_room() < SPLICE_MIN:
+            return False
+        if self.pipe is None:
+            try:
+                # (non-blocking: a pipe holding less than said fails instead of hanging)
+                self.pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:  # out of descriptors: read through user space
+                return False
+            try:
+                self.pipe_size = fcntl.fcntl(self.pipe[1], _F_SETPIPE_SZ, PIPE_SIZE)
+            except OSError:
+                self.pipe_size = 64 << 10  # the default size
+        return True
+
+    def _splice(self) -> bool:
+        """One byte of body came through asyncio: put it in the pipe, splice what the
+        socket holds after it, and hand the lot to the requester. False: the byte was
+        left for the usual path."""
+        assert self.pipe is not None
+        self.splicing = False
+        p = self.queue[0]
+        want = min(self.left, p.hop.pipe_room(), self.pipe_size)
+        if want < 1 or p.dropped:
+            return False
+        rfd, wfd = self.pipe
+        got = os.write(wfd, self.view[:1])  # (an empty pipe always takes it)
+        if want > 1:
+            try:
+                got += os.splice(self.sock, wfd, want - 1, flags=_SPLICE_FLAGS)
+            except BlockingIOError:
+                pass  # only the one byte was there
+            except OSError as exc:
+                if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                    self._fail_head(pycurl.E_RECV_ERROR, "connection closed during the answer")
+                    return True
+                self.pool.splice = False  # this kernel or socket refuses: read as before
+                self.sock = -1
+        self.left -= got
+        if p.hop.on_pipe(rfd, got) == 0:  # the sink ended it
+            self._close_pipe()  # (it may have left bytes in the pipe)
+            self._ended_by_requester(p)
+        elif self.left == 0:
+            self._complete()
+        elif self.sock >= 0:
+            self.splicing = self._can_splice()
+        return True
+
+    def _close_pipe(self) -> None:
+        if self.pipe is not None:
+            for fd in self.pipe:
+                os.close(fd)
+            self.pipe = None
 
     def _head(self, block: bytes) -> bool:
         """Parse one answer head (``block`` ends with the last line's CRLF)."""
@@ -524,17 +620,22 @@ class _Conn(asyncio.BufferedProtocol):
             if not chunk:
                 return True
         if p.hop.on_write(chunk) == 0:  # the sink ended it (or refused the head)
-            self.queue.popleft()
-            p.hop.finish(pycurl.E_WRITE_ERROR, "ended by the receiver")
-            if self.state == _BODY and self.left <= DRAIN_MAX:
-                drop = _Pending(p.hop, b"")  # placeholder: read and drop the rest
-                drop.got = True
-                self.queue.appendleft(drop)
-                self.drain = True
-                return True
-            self._shut()
-            return False
+            return self._ended_by_requester(p)
         return True
+
+    def _ended_by_requester(self, p: _Pending) -> bool:
+        """The requester ended its answer early: drop the rest of a short body to keep the
+        connection, else close it. True if the connection goes on."""
+        self.queue.popleft()
+        p.hop.finish(pycurl.E_WRITE_ERROR, "ended by the receiver")
+        if self.state == _BODY and self.left <= DRAIN_MAX:
+            drop = _Pending(p.hop, b"")  # placeholder: read and drop the rest
+            drop.got = True
+            self.queue.appendleft(drop)
+            self.drain = True
+            return True
+        self._shut()
+        return False
 
     def _complete(self) -> bool:
         """The answer at the head of the queue is complete."""
@@ -636,6 +737,8 @@ class _Conn(asyncio.BufferedProtocol):
     def _end(self) -> None:
         self.done = True
         self.closing = True
+        self.splicing = False
+        self._close_pipe()
         if self.connecting is not None and self.transport is None:
             self.connecting.cancel()
         if self.timer is not None:
