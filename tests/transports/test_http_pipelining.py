@@ -175,7 +175,7 @@ def test_large_bodies_are_spliced_into_their_part_files(
 ) -> None:
     """Engine end to end: whole-file GETs of large files ride kept connections and most
     of their bytes go from the socket to the part file through a pipe, including the
-    first answer of a file split into four while it runs (its span is cut short)."""
+    first answer of a file split while it runs (its span is cut short)."""
     spliced: list[int] = []
     write_from_pipe = PartFile.write_from_pipe
 
@@ -200,8 +200,9 @@ def test_large_bodies_are_spliced_into_their_part_files(
     for path, data in bigs.items():
         assert (tmp_path / "out" / path[1:]).read_bytes() == data
     assert (tmp_path / "out" / "huge.bin").read_bytes() == huge
-    # a whole-file GET, cut short when three ranged spans took parts of it
-    assert "range" not in huge_gets[0].headers and len(huge_gets) >= 4
+    # a whole-file GET, cut short when ranged spans took parts of it (how many depends on
+    # how far the first answer got meanwhile)
+    assert "range" not in huge_gets[0].headers and len(huge_gets) >= 2
     assert sum(spliced) > (sum(map(len, bigs.values())) + len(huge)) // 4
 
 
