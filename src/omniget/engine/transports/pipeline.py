@@ -453,6 +453,9 @@ class _Conn(asyncio.BufferedProtocol):
         """The rest of this body may skip user space (see the module's doc)."""
         if self.left < SPLICE_MIN or self.decoder is not None or self.drain:
             return False
+        if not self.pool.splice:  # refused on another connection since this one opened
+            self.sock = -1
+            return False
         p = self.queue[0]
         if p.dropped or p.hop.pipe_room() < SPLICE_MIN:
             return False
@@ -476,7 +479,7 @@ class _Conn(asyncio.BufferedProtocol):
         self.splicing = False
         p = self.queue[0]
         want = min(self.left, p.hop.pipe_room(), self.pipe_size)
-        if want < 1 or p.dropped:
+        if want < 1 or p.dropped or not self.pool.splice:
             return False
         rfd, wfd = self.pipe
         got = os.write(wfd, self.view[:1])  # (an empty pipe always takes it)
