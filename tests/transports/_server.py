@@ -36,12 +36,21 @@ def reply(
     headers: Iterable[tuple[str, str]] = (),
     *,
     length: bool = True,
+    pace: float = 0.0,
 ) -> None:
+    """Send a whole answer; ``pace``: seconds to wait after each 256 KiB of body."""
     lines = [f"HTTP/1.1 {status} X"]
     lines += [f"{k}: {v}" for k, v in headers]
     if length:
         lines.append(f"Content-Length: {len(body)}")
-    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    if not pace:
+        sock.sendall(head + body)
+        return
+    sock.sendall(head)
+    for i in range(0, len(body), 256 << 10):
+        sock.sendall(body[i : i + (256 << 10)])
+        time.sleep(pace)
 
 
 def static(body: bytes, status: int = 200, headers: Iterable[tuple[str, str]] = ()) -> Handler:
@@ -63,8 +72,9 @@ def redirect(location: str, status: int = 302) -> Handler:
     return handle
 
 
-def ranged(data: bytes, etag: str = '"v1"') -> Handler:
-    """Serve ``data`` honouring ``Range: bytes=a-b`` (and If-Range against ``etag``)."""
+def ranged(data: bytes, etag: str = '"v1"', pace: float = 0.0) -> Handler:
+    """Serve ``data`` honouring ``Range: bytes=a-b`` (and If-Range against ``etag``);
+    ``pace`` as in :func:`reply`."""
 
     def handle(req: Req, sock: socket.socket) -> None:
         rng = req.headers.get("range", "")
@@ -76,9 +86,9 @@ def ranged(data: bytes, etag: str = '"v1"') -> Handler:
             b = int(last) if last else len(data) - 1
             part = data[a : b + 1]
             cr = ("Content-Range", f"bytes {a}-{a + len(part) - 1}/{len(data)}")
-            reply(sock, 206, part, [*base, cr])
+            reply(sock, 206, part, [*base, cr], pace=pace)
         else:
-            reply(sock, 200, data, base)
+            reply(sock, 200, data, base, pace=pace)
 
     return handle
 

@@ -13,7 +13,7 @@ import pytest
 
 from omniget import download
 from omniget.engine.assemble import PartFile
-from omniget.engine.transports.base import Request
+from omniget.engine.transports.base import Head, Request
 from omniget.engine.transports.http import CurlTransport
 from omniget.settings import NetworkSettings, Settings
 
@@ -206,6 +206,36 @@ def test_large_bodies_are_spliced_into_their_part_files(
     assert sum(spliced) > (sum(map(len, bigs.values())) + len(huge)) // 4
 
 
+def test_a_lone_large_file_is_split_over_kept_connections_and_spliced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Engine end to end, one large file: its first GET goes through libcurl; the head of
+    that answer settles the origin, so every ranged request that splits the file rides one
+    of our own connections and its bytes are spliced into the part file."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    spliced: list[int] = []
+    write_from_pipe = PartFile.write_from_pipe
+
+    def counted(part: PartFile, pipe: int, count: int, offset: int) -> None:
+        spliced.append(count)
+        write_from_pipe(part, pipe, count, offset)
+
+    monkeypatch.setattr(PartFile, "write_from_pipe", counted)
+    huge = random.Random(5).randbytes(12 << 20)
+    with Server() as server:
+        server.route("/huge.bin", ranged(huge, pace=0.002))  # >= 0.1 s for the whole
+        settings = Settings(split=4, state_dir=tmp_path / "state")
+        report = download([server.url("/huge.bin")], tmp_path / "out", settings=settings)
+        assert report.ok == 1 and not report.failed, report.failures
+        gets = [r for r in server.requests if r.path == "/huge.bin"]
+    assert (tmp_path / "out" / "huge.bin").read_bytes() == huge
+    assert "range" not in gets[0].headers and len(gets) >= 2
+    lines = [r.getMessage() for r in caplog.records if "/huge.bin" in r.getMessage()]
+    ranged_lines = [m for m in lines if " bytes=" in m]
+    assert ranged_lines and all(m.endswith("(kept connection)") for m in ranged_lines)
+    assert sum(spliced) > len(huge) // 3
+
+
 def test_large_answers_go_one_by_one_over_kept_connections_until_a_small_one(
     srv: Server, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -242,6 +272,100 @@ def test_large_answers_go_one_by_one_over_kept_connections_until_a_small_one(
     assert sorted(m for m in kept if "/big" in m) == [
         f"GET {srv.url(f'/big{i}')} -> 200 (kept connection)" for i in (2, 3)
     ]
+
+
+def test_ranged_requests_ride_kept_connections_once_a_large_answer_settled_the_origin(
+    srv: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The head of a large answer settles its origin one by one (before its body ends);
+    ranged requests beside it then go over our own connections, one at a time, with their
+    Range and If-Range on the wire. A small ranged answer does not turn pipelining on."""
+    from omniget.engine.transports.pipeline import SMALL_BODY
+    from omniget.model import ByteRange
+
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    big = random.Random(7).randbytes(3 * SMALL_BODY)
+    srv.route("/big", ranged(big, etag='"e1"'))
+    key = srv.url("/x")[7:].split("/")[0]
+    spans = [(0, 10), (SMALL_BODY, 2 * SMALL_BODY), (2 * SMALL_BODY + 5, 3 * SMALL_BODY)]
+
+    class Watching(Sink):
+        usable_at_head: bool | None = None
+
+        def __init__(self, t: CurlTransport) -> None:
+            super().__init__()
+            self.t = t
+
+        def on_head(self, head: Head) -> None:
+            pipes = self.t._pipes
+            self.usable_at_head = pipes is not None and pipes.usable(key)
+            super().on_head(head)
+
+    async def go(t: CurlTransport) -> tuple[Watching, list[Sink | BaseException], Sink]:
+        whole = Watching(t)
+        await t.fetch(Request(srv.url("/big")), whole)  # libcurl: nothing known yet
+        sinks = [Sink() for _ in spans]
+        got = await asyncio.gather(
+            *(
+                t.fetch(Request(srv.url("/big"), range=ByteRange(a, b), if_range='"e1"'), s)
+                for (a, b), s in zip(spans, sinks, strict=True)
+            ),
+            return_exceptions=True,
+        )
+        changed = Sink()  # a validator that no longer matches: the whole body, 200
+        await asyncio.gather(
+            t.fetch(Request(srv.url("/big"), range=ByteRange(5, 9), if_range='"old"'), changed),
+            t.fetch(Request(srv.url("/big"), range=ByteRange(0, 3)), Sink()),
+        )
+        assert not t.pipelined(srv.url("/x"))
+        out = [g if isinstance(g, BaseException) else s for g, s in zip(got, sinks, strict=True)]
+        return whole, out, changed
+
+    whole, results, changed = run(go)
+    assert whole.usable_at_head and bytes(whole.data) == big
+    for (a, b), r in zip(spans, results, strict=True):
+        assert isinstance(r, Sink) and bytes(r.data) == big[a:b]
+        assert r.heads[0].status == 206
+    assert changed.heads[0].status == 200 and bytes(changed.data) == big
+    kept = [r.getMessage() for r in caplog.records if r.getMessage().endswith("(kept connection)")]
+    assert len([m for m in kept if " bytes=" in m]) >= len(spans)
+    ranged_reqs = [r for r in srv.requests if "range" in r.headers]
+    assert {r.headers["range"] for r in ranged_reqs} >= {
+        f"bytes={a}-{b - 1}" for a, b in spans
+    }
+    assert all(r.headers.get("if-range") in ('"e1"', '"old"', None) for r in ranged_reqs)
+    assert sum(r.headers.get("if-range") == '"e1"' for r in ranged_reqs) == len(spans)
+
+
+def test_ranged_requests_to_a_pipelined_origin_stay_on_libcurl(
+    srv: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A ranged request holds a whole connection: it is never queued on a pipelined one,
+    and its answer (small or large) does not change how the origin is sent to."""
+    from omniget.engine.transports.pipeline import SMALL_BODY
+    from omniget.model import ByteRange
+
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    big = random.Random(8).randbytes(2 * SMALL_BODY)
+    srv.route("/big", ranged(big))
+
+    async def go(t: CurlTransport) -> list[bytes]:
+        await fetch_all(t, [srv.url("/f0")])  # a small answer: pipelined from now on
+        sinks = [Sink() for _ in range(3)]
+        await asyncio.gather(
+            t.fetch(Request(srv.url("/big"), range=ByteRange(0, SMALL_BODY + 1)), sinks[0]),
+            t.fetch(Request(srv.url("/big"), range=ByteRange(7, 9)), sinks[1]),
+            *(t.fetch(Request(srv.url(f"/f{i}")), Sink()) for i in range(1, 6)),
+            t.fetch(Request(srv.url("/f6")), sinks[2]),
+        )
+        assert t.pipelined(srv.url("/x"))
+        return [bytes(s.data) for s in sinks]
+
+    assert run(go) == [big[: SMALL_BODY + 1], big[7:9], body(6)]
+    ranged_lines = [r.getMessage() for r in caplog.records if " bytes=" in r.getMessage()]
+    assert len(ranged_lines) == 2
+    assert not any(m.endswith(("(kept connection)", "(pipelined)")) for m in ranged_lines)
+    assert pipelined(caplog) >= 3
 
 
 def test_requests_set_up_before_the_origin_was_known_go_pipelined_when_granted(

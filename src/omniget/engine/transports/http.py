@@ -374,23 +374,26 @@ class CurlTransport:
         if count is not None:
             busy[count] = busy.get(count, 0) + 1
         try:
+            ranged = request.range is not None or request.if_range is not None
             if (
                 key is not None
                 and pipes is not None
                 and ask.creds is None
-                and _light(request, method, ask.body)
+                and _pipeable(request, method, ask.body)
             ):  # (a netrc login for the host keeps it unconfirmed: see _maybe_pipeline)
-                data = self._pipe_request(url, ask.headers, ask.cookie)
+                data = self._pipe_request(url, ask.headers, ask.cookie, request)
 
             def pipe_now() -> bool:
                 # only beside another request to the origin: one at a time, libcurl's
-                # kept connection is as fast and no second one is opened
+                # kept connection is as fast and no second one is opened. A ranged
+                # request holds a whole connection: only to an origin sent one by one.
                 return (
                     data is not None
                     and pipes is not None
                     and key is not None
                     and pipes.usable(key)
                     and (busy[key] > 1 or pipes.has_connections(key))
+                    and not (ranged and pipes.shares(key))
                 )
 
             while True:
@@ -414,7 +417,7 @@ class CurlTransport:
                     break
                 gate = None
             if code == 0 and key is not None and pipes is not None and ask.creds is None:
-                self._maybe_pipeline(pipes, hop, url)
+                self._maybe_pipeline(pipes, hop, url, ranged)
         finally:
             if count is not None:
                 busy[count] -= 1
@@ -459,6 +462,8 @@ class CurlTransport:
         easy = self._pool.pop() if self._pool else self._base(pycurl.Curl())
         if light_tls:
             hop.note = self._note_h2
+        elif self._pipes is not None and ask.creds is None:
+            hop.note = self._note_large
         if request.rate is not None:
             hop.easy = easy
         special = True  # until configured: a failed set-up resets the handle
@@ -486,11 +491,14 @@ class CurlTransport:
 
     # -- pipelining --
 
-    def _maybe_pipeline(self, pipes: PipelinePool, hop: _Hop, url: str) -> None:
+    def _maybe_pipeline(
+        self, pipes: PipelinePool, hop: _Hop, url: str, ranged: bool = False
+    ) -> None:
         """Send plain GETs to ``url``'s origin over our own connections from now on if
         libcurl's answer came over a persistent HTTP/1.1 connection (with plain CRLF
         lines): pipelined after a small answer, one at a time after a large one. An
-        answer that ended at EOF leaves the origin to libcurl."""
+        answer that ended at EOF leaves the origin to libcurl. The size of a ``ranged``
+        answer says nothing of the origin's files: it never confirms pipelining."""
         key = pipeline_key(url)
         head = hop.head
         if key is None or head is None or head.status >= 300:
@@ -500,8 +508,10 @@ class CurlTransport:
             if "chunked" not in head.headers.get("transfer-encoding", ""):
                 pipes.pause(key)
             return
-        settle = pipes.confirm if size <= SMALL_BODY else pipes.one_by_one
+        settle = pipes.confirm if size <= SMALL_BODY and not ranged else pipes.one_by_one
         if pipes.known(key):
+            if ranged:
+                return
             if pipes.usable(key):
                 settle(key)
             return
@@ -513,6 +523,22 @@ class CurlTransport:
             and self._no_netrc_entry(key)
         ):
             settle(key)
+
+    def _note_large(self, hop: _Hop) -> None:
+        """Told at the final head of a plain-HTTP request: a large answer from an origin
+        not yet known settles it one by one now, not at the end of the body, so the
+        requests that split this file already go over our own connections."""
+        pipes, head = self._pipes, hop.head
+        size = None if head is None else head.content_length
+        key = pipeline_key(hop.url)
+        if (
+            pipes is not None
+            and key is not None
+            and size is not None
+            and size > SMALL_BODY
+            and not pipes.known(key)
+        ):
+            self._maybe_pipeline(pipes, hop, hop.url, ranged=True)
 
     def _http_version(self, hop: _Hop, light: bool) -> int:
         """HTTP/2 is offered (ALPN) for a light https GET beside another request to its
@@ -552,7 +578,11 @@ class CurlTransport:
             self._h2[host] = False
 
     def _pipe_request(
-        self, url: str, headers: dict[str, tuple[str, str]], cookie: str | None
+        self,
+        url: str,
+        headers: dict[str, tuple[str, str]],
+        cookie: str | None,
+        request: Request | None = None,
     ) -> bytes | None:
         """The request as bytes on the wire (what libcurl would send), or None when it
         is not plain ASCII (libcurl takes those)."""
@@ -576,6 +606,11 @@ class CurlTransport:
         )
         if cookie:
             lines.append(f"Cookie: {cookie}")
+        if request is not None:
+            if request.range is not None and "range" not in headers:
+                lines.append(f"Range: {request.range.header()}")
+            if request.if_range and "if-range" not in headers:
+                lines.append(f"If-Range: {request.if_range}")
         lines.append("\r\n")
         try:
             return "\r\n".join(lines).encode("ascii")
@@ -810,6 +845,14 @@ def _netrc_exists(path: str | None) -> bool:
 
 def _tls_key(url: str) -> str:
     return "tls " + host_of(url)
+
+
+def _pipeable(request: Request, method: str, body: bytes | None) -> bool:
+    """A GET without a body or a speed cap: our own connections can carry it (ranged
+    ones one at a time, see ``pipe_now``)."""
+    return (
+        method == "GET" and body is None and not request.max_speed and request.rate is None
+    )
 
 
 def _light(request: Request, method: str, body: bytes | None) -> bool:

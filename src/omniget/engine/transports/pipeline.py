@@ -9,9 +9,11 @@ pipelines). Large answers go one at a time per connection, read in large blocks:
 hands its write callback at most 16 KiB, which costs a Python call and a ``pwrite`` per
 16 KiB.
 
-Only the easy case goes this way: ``http://`` GETs without a body, a Range, credentials, a
-proxy or a speed limit, to an origin that has already answered libcurl over a persistent
-HTTP/1.1 connection. Everything else stays with libcurl, and so does any request this
+Only the easy case goes this way: ``http://`` GETs without a body, credentials, a proxy or
+a speed limit, to an origin that has already answered libcurl over a persistent HTTP/1.1
+connection (a large answer settles that at its head, so the ranged requests that split its
+file come here too; they go only to an origin sent one by one, as each holds a whole
+connection). Everything else stays with libcurl, and so does any request this
 module gives back: a request that got no byte of answer when something went wrong (the
 server closed early, said ``Connection: close``, used an encoding we do not decode, or
 sent a large body ahead of it) finishes with :data:`FALLBACK` and the transport runs it
