@@ -144,6 +144,20 @@ def test_large_file_opens_four_connections_at_its_first_answer(httpd, payload, t
     assert counting.starts[3] < 2 * (4 * MiB // 20), counting.starts
 
 
+def test_large_file_opens_up_to_eight_connections_at_its_first_answer(
+    httpd, payload, tmp_path
+) -> None:
+    data = payload(12 * MiB, 13)
+    httpd.add("/larger.bin", data)
+    report, counting = run_counting(
+        httpd.url("/larger.bin", drip=4 * MiB), tmp_path, connections_per_host=8
+    )
+    assert report.ok, report.failures
+    assert (tmp_path / "out" / "f.bin").read_bytes() == data
+    assert counting.most == 8
+    assert counting.starts[7] < 2 * (4 * MiB // 20), counting.starts  # no window first
+
+
 def test_smaller_file_measures_one_connection_first(httpd, payload, tmp_path) -> None:
     data = payload(2 * MiB, 12)
     httpd.add("/medium.bin", data)

@@ -309,3 +309,41 @@ def test_an_error_can_cap_its_own_retries() -> None:
     assert [p.next_delay(n, err, 0.0) for n in (1, 2, 3)] == [0.5, 1.0, None]
     err.max_retries = 9  # the policy's own bound still holds
     assert p.next_delay(6, err, 0.0) is None
+
+
+# ----- HTTP dates (Retry-After, Last-Modified) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Sun, 06 Nov 1994 08:49:37 GMT",  # IMF-fixdate
+        "Sunday, 06-Nov-94 08:49:37 GMT",  # RFC 850
+        "Sun Nov  6 08:49:37 1994",  # asctime
+        "sun, 06 nov 1994 08:49:37 gmt",
+    ],
+)
+def test_http_date_takes_the_three_forms(value: str) -> None:
+    from omniget.engine.transports.base import http_date
+
+    assert http_date(value) == 784111777.0
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", "yesterday", "Sun, 06 Nov 1994 08:49 GMT", "Sun, 31 Feb 1994 08:49:37 GMT",
+     "Sun, 06 Nox 1994 08:49:37 GMT", "Sun, 06 Nov 1994 08:49:37 PST", "1994-11-06"],
+)
+def test_http_date_refuses_what_is_not_one(value: str) -> None:
+    from omniget.engine.transports.base import http_date
+
+    assert http_date(value) is None
+
+
+@given(st.integers(min_value=0, max_value=2**33))
+def test_http_date_reads_what_the_stdlib_writes(ts: int) -> None:
+    import email.utils
+
+    from omniget.engine.transports.base import http_date
+
+    assert http_date(email.utils.formatdate(ts, usegmt=True)) == float(ts)

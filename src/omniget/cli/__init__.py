@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -325,6 +324,7 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
         totals = {"event": "summary", "ok": report.ok, "skipped": report.skipped + len(filtered),
                   "failed": len(failures) - cut, "interrupted": cut, "fetched": report.fetched,
                   "elapsed": round(report.elapsed, 3)}
+        import json  # (imported where used: start-up time)
         sys.stdout.write(json.dumps(totals) + "\n")
     elif not ns.quiet:
         sys.stderr.write(summary_line(report, failed=extra, skipped=len(filtered)) + "\n")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,6 +284,8 @@ def _option(key: str) -> Option | None:
 
 
 def _read_file(path: Path, layers: _Layers) -> None:
+    import tomllib  # (only with a config file: its import costs start-up time)
+
     try:
         with path.open("rb") as f:
             data = tomllib.load(f)

@@ -6,7 +6,6 @@ and secret header values never reach a terminal, a log or a JSON line.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -187,6 +186,7 @@ class JsonEvents:
                 self._last[key] = now
             elif isinstance(event, Finished | Failed | Skipped):
                 self._last.pop(key, None)
+            import json  # (imported where used: start-up time)
             self.out.write(json.dumps(event_to_dict(event, self.mask)) + "\n")
             self.out.flush()
 
@@ -205,6 +205,7 @@ def print_list(
     if as_json or not table:
         for item in items:
             if as_json:
+                import json  # (imported where used: start-up time)
                 line = json.dumps(item_to_dict(item, mask))
             else:
                 size = "" if item.size_bytes is None else str(item.size_bytes)
@@ -278,6 +279,7 @@ def dry_run(
         action = on_exists if os.path.lexists(target) else "write"
         shown = mask(display_path(target))
         if as_json:
+            import json  # (imported where used: start-up time)
             out.write(json.dumps({"path": shown, "url": mask(item.download_url),
                                   "size": item.size_bytes, "source": item.source,
                                   "action": action}) + "\n")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import os
 import re
-import shutil
 from pathlib import Path
 
 from ..errors import StorageError
@@ -108,7 +107,8 @@ class PartFile:
             return  # small files: a full disk still shows up as ENOSPC on write
         need = size - have
         try:
-            free = shutil.disk_usage(self.path.parent).free
+            st = os.statvfs(self.path.parent)
+            free = st.f_bavail * st.f_frsize
         except OSError:
             free = None
         if free is not None and need > free:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import time
 import zlib
 from pathlib import Path
@@ -340,6 +339,8 @@ class PieceDownload:
                         pos += len(block)
             except OSError as exc:
                 raise storage_error(exc, src, "assembling") from exc
+        import shutil  # (only here: its import costs start-up time)
+
         shutil.rmtree(self.stage_dir, ignore_errors=True)
         return pos
 

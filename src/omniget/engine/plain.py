@@ -3,8 +3,9 @@
 A *span* is one connection's lease on ``[pos, end)`` of the file. The first request is a
 plain GET; once its head shows the size and Range support, more spans are added: a fixed
 number (``--split N``), or adaptively. A large file (``EARLY_SPLIT`` split sizes or more) opens
-four connections (at most the host cap) at its first answer, then tries twice as many after
-0.1 s; a smaller one tries four after 0.1 s on one connection. After each step: if the rate
+eight connections (at most the host cap) at its first answer, as many as its first window
+would have tried anyway, then twice as many after 0.1 s; a smaller one tries four after
+0.1 s on one connection. After each step: if the rate
 grew about as much as the connections did (a per-connection limit) go to the host cap, if it
 grew at all double again, else stay. Every window is timed from the new spans' first
 answers, not from their connects. When a span finishes, the largest remaining span is split
@@ -49,7 +50,8 @@ TICK = 0.1  # controller wake-up, seconds
 FIRST_WINDOW = 0.1  # adaptive: the one-connection rate, measured from its first answer
 WINDOW = 0.1  # adaptive: then throughput over this long, from the new spans' answers
 FIRST_STEP = 4  # adaptive: connections tried after the first window
-EARLY_SPLIT = 32  # adaptive: a file this many min split sizes long takes FIRST_STEP at once
+EARLY_SPLIT = 32  # adaptive: a file this many min split sizes long takes EARLY_STEP at once
+EARLY_STEP = 2 * FIRST_STEP  # (one window of FIRST_STEP would only ever double it)
 GROWTH = 1.3  # adaptive: keep doubling while throughput grows by this factor
 LINEAR = 0.8  # adaptive: growth this close to linear in connections means each is capped
 STEAL_FRACTION = 4  # a running span is split down to min_split_size / this
@@ -314,7 +316,7 @@ class PlainDownload:
             self.target = max(1, self.settings.split)  # a fixed split starts at once
             self._fill(pending)
         elif self._splittable() and self._left() >= EARLY_SPLIT * self.settings.min_split_size:
-            self.target = min(FIRST_STEP, self.ctx.limits.per_host)  # large: no 1-conn window
+            self.target = min(EARLY_STEP, self.ctx.limits.per_host)  # large: no 1-conn window
             self._fill(pending)
         while True:
             active: list[asyncio.Task[Any]] = [

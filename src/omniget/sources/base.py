@@ -9,7 +9,6 @@ apply); ``refresh(item)`` re-resolves expiring URLs when the engine asks.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ class Response:
 
     def json(self) -> Any:
         try:
+            import json  # (imported where used: start-up time)
             return json.loads(self.body)
         except ValueError as exc:
             raise ParseError(f"expected JSON from {self.url}, got {self.body[:80]!r}") from exc
