@@ -5,15 +5,15 @@ plain GET; once its head shows the size and Range support, more spans are added:
 number (``--split N``), or adaptively. A large file (``EARLY_SPLIT`` split sizes or more) opens
 eight connections (at most the host cap) at its first answer, as many as its first window
 would have tried anyway, then twice as many after 0.1 s; a smaller one tries four after
-0.1 s on one connection. After each step: if the rate
-grew about as much as the connections did (a per-connection limit) go to the host cap, if it
-grew at all double again, else stay. Every window is timed from the new spans' first
-answers, not from their connects. When a span finishes, the largest remaining span is split
-in two (work stealing), down to a quarter of the split size. In the tail, when nothing is left
-to split, a free connection takes over the whole remainder of a span that has been silent
-for a while (a paced or stalled connection) and that span's transfer is dropped. Every
-range answer is checked (206 + Content-Range at the asked offset, same validators): bytes
-are never spliced at a wrong offset.
+0.1 s on one connection. After each step: if the rate grew about as much as the connections
+did (a per-connection limit) go to the host cap, if it grew at all double again, else stay.
+Every window is timed from the new spans' first answers, not from their connects. When a
+span finishes, the largest remaining span is split in two (work stealing), down to a quarter
+of the split size. In the tail, when nothing is left to split, a free connection takes over
+the whole remainder of a span that has been silent for a while (a paced or stalled
+connection) and that span's transfer is dropped. Every range answer is checked (206 +
+Content-Range at the asked offset, same validators): bytes are never spliced at a wrong
+offset.
 """
 
 from __future__ import annotations
