@@ -170,20 +170,26 @@ def test_a_run_of_many_small_files_and_a_large_one(tmp_path: Path) -> None:
     assert not list((tmp_path / "out").glob("*.part"))
 
 
+@pytest.fixture
+def spliced(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Byte counts written from a pipe into part files (splice), in order."""
+    counts: list[int] = []
+    write_from_pipe = PartFile.write_from_pipe
+
+    def counted(part: PartFile, pipe: int, count: int, offset: int) -> None:
+        counts.append(count)
+        write_from_pipe(part, pipe, count, offset)
+
+    monkeypatch.setattr(PartFile, "write_from_pipe", counted)
+    return counts
+
+
 def test_large_bodies_are_spliced_into_their_part_files(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, spliced: list[int]
 ) -> None:
     """Engine end to end: whole-file GETs of large files ride kept connections and most
     of their bytes go from the socket to the part file through a pipe, including the
     first answer of a file split while it runs (its span is cut short)."""
-    spliced: list[int] = []
-    write_from_pipe = PartFile.write_from_pipe
-
-    def counted(part: PartFile, pipe: int, count: int, offset: int) -> None:
-        spliced.append(count)
-        write_from_pipe(part, pipe, count, offset)
-
-    monkeypatch.setattr(PartFile, "write_from_pipe", counted)
     bigs = {f"/b{i}.bin": random.Random(i).randbytes(300_000 + i * 150_000) for i in range(6)}
     huge = random.Random(99).randbytes(9 << 20)
     with Server() as server:
@@ -207,20 +213,12 @@ def test_large_bodies_are_spliced_into_their_part_files(
 
 
 def test_a_lone_large_file_is_split_over_kept_connections_and_spliced(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, spliced: list[int], caplog: pytest.LogCaptureFixture
 ) -> None:
     """Engine end to end, one large file: its first GET goes through libcurl; the head of
     that answer settles the origin, so every ranged request that splits the file rides one
     of our own connections and its bytes are spliced into the part file."""
     caplog.set_level(logging.DEBUG, logger=LOGGER)
-    spliced: list[int] = []
-    write_from_pipe = PartFile.write_from_pipe
-
-    def counted(part: PartFile, pipe: int, count: int, offset: int) -> None:
-        spliced.append(count)
-        write_from_pipe(part, pipe, count, offset)
-
-    monkeypatch.setattr(PartFile, "write_from_pipe", counted)
     huge = random.Random(5).randbytes(12 << 20)
     with Server() as server:
         server.route("/huge.bin", ranged(huge, pace=0.002))  # >= 0.1 s for the whole
