@@ -376,7 +376,7 @@ class PlainDownload:
                     # the rate grew with the connections: a per-connection limit; go to the cap
                     self.target = self.ctx.limits.per_host
                 elif rate >= last_rate * GROWTH:
-                    self.target = conns * 2
+                    self.target = min(conns * 2, self.ctx.limits.per_host)
                 else:
                     self.frozen = True
                 last_rate, last_conns = rate, conns
