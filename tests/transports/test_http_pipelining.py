@@ -216,8 +216,8 @@ def test_a_lone_large_file_is_split_over_kept_connections_and_spliced(
     tmp_path: Path, spliced: list[int], caplog: pytest.LogCaptureFixture
 ) -> None:
     """Engine end to end, one large file: its first GET goes through libcurl; the head of
-    that answer settles the origin, so every ranged request that splits the file rides one
-    of our own connections and its bytes are spliced into the part file."""
+    that answer settles the origin, so the ranged requests that split the file ride our
+    own connections and their bytes are spliced into the part file."""
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     huge = random.Random(5).randbytes(12 << 20)
     with Server() as server:
@@ -230,7 +230,10 @@ def test_a_lone_large_file_is_split_over_kept_connections_and_spliced(
     assert "range" not in gets[0].headers and len(gets) >= 2
     lines = [r.getMessage() for r in caplog.records if "/huge.bin" in r.getMessage()]
     ranged_lines = [m for m in lines if " bytes=" in m]
-    assert ranged_lines and all(m.endswith("(kept connection)") for m in ranged_lines)
+    # the three that split the file at its first answer, at least (a last stolen piece,
+    # asked when nothing else is in flight and no kept connection is left, may go
+    # through libcurl: one request alone is as fast there)
+    assert sum(m.endswith("(kept connection)") for m in ranged_lines) >= 3
     assert sum(spliced) > len(huge) // 3
 
 

@@ -315,6 +315,20 @@ def run(fn: Callable[[], Awaitable[T]], errors: list[dict[str, Any]] | None = No
     return result
 
 
+def fetch_one_conn(srv: Server, *paths: str, codes: list[int] | None = None) -> list[Hop]:
+    """GET ``paths`` over one pooled connection; each finishes with its code in ``codes``
+    (default 0) and the origin stays usable."""
+
+    async def go() -> list[Hop]:
+        async with Client(srv.port, max_conns=1) as c:
+            hops = c.get(*paths)
+            assert await c.codes(hops) == (codes or [0] * len(paths))
+            assert c.pool.usable(c.key)
+            return hops
+
+    return run(go)
+
+
 def no_loop_errors(errors: list[dict[str, Any]]) -> None:
     """Nothing escaped into the event loop's exception handler."""
     assert not errors, [(c.get("message"), c.get("exception")) for c in errors]
@@ -463,13 +477,7 @@ def test_head_and_body_split_across_many_small_writes(srv: Server) -> None:
     ]
     srv.route("/split", send(*parts, pause=0.001))
 
-    async def go() -> list[Hop]:
-        async with Client(srv.port, max_conns=1) as c:
-            hops = c.get("/split", "/after")
-            assert await c.codes(hops) == [0, 0]
-            return hops
-
-    split, after = run(go)
+    split, after = fetch_one_conn(srv, "/split", "/after")
     assert split.raw == [
         b"HTTP/1.1 200 OK\r\n",
         b"X-One: 1\r\n",
@@ -486,13 +494,7 @@ def test_next_head_glued_to_the_previous_body_and_split(srv: Server) -> None:
     srv.route("/g1", send(ok(b"first") + b"HTTP/1.1 200 X\r\nContent-Len"))
     srv.route("/g2", send(b"gth: 6\r", b"\n\r\nsec", b"ond", pause=0.01))
 
-    async def go() -> list[Hop]:
-        async with Client(srv.port, max_conns=1) as c:
-            hops = c.get("/g1", "/g2", "/a")
-            assert await c.codes(hops) == [0, 0, 0]
-            return hops
-
-    g1, g2, a = run(go)
+    g1, g2, a = fetch_one_conn(srv, "/g1", "/g2", "/a")
     assert bytes(g1.body) == b"first"
     assert g2.raw == [b"HTTP/1.1 200 X\r\n", b"Content-Length: 6\r\n", b"\r\n"]
     assert bytes(g2.body) == b"second"
@@ -504,13 +506,7 @@ def test_lenient_but_exact_heads(srv: Server) -> None:
     srv.route("/dup", send(b"HTTP/1.1 200\r\ncontent-LENGTH : 3\r\nContent-Length:3\r\n\r\nabc"))
     srv.route("/zero", send(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
 
-    async def go() -> list[Hop]:
-        async with Client(srv.port, max_conns=1) as c:
-            hops = c.get("/dup", "/zero", "/a")
-            assert await c.codes(hops) == [0, 0, 0]
-            return hops
-
-    dup, zero, a = run(go)
+    dup, zero, a = fetch_one_conn(srv, "/dup", "/zero", "/a")
     assert bytes(dup.body) == b"abc"
     assert dup.raw[0] == b"HTTP/1.1 200\r\n"
     assert zero.writes == 0 and zero.raw[-1] == b"\r\n"
@@ -531,13 +527,7 @@ CHUNKED = (
 def test_chunked_body_with_extensions_and_trailers(srv: Server, split: bool) -> None:
     srv.route("/ch", send(*(slices(CHUNKED, (3, 1, 5)) if split else [CHUNKED]), pause=0.001))
 
-    async def go() -> list[Hop]:
-        async with Client(srv.port, max_conns=1) as c:
-            hops = c.get("/ch", "/after")
-            assert await c.codes(hops) == [0, 0]
-            return hops
-
-    ch, after = run(go)
+    ch, after = fetch_one_conn(srv, "/ch", "/after")
     assert bytes(ch.body) == b"hello world0123456789"
     assert ch.raw == [  # the trailer is read, not handed over as head lines
         b"HTTP/1.1 200 OK\r\n",
@@ -556,13 +546,7 @@ def test_two_chunked_answers_back_to_back(srv: Server) -> None:
         send(chunked(b"two" * 100, b"2", head="HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked")),
     )
 
-    async def go() -> list[Hop]:
-        async with Client(srv.port, max_conns=1) as c:
-            hops = c.get("/c1", "/c2", "/c1")
-            assert await c.codes(hops) == [0, 0, 0]
-            return hops
-
-    c1, c2, again = run(go)
+    c1, c2, again = fetch_one_conn(srv, "/c1", "/c2", "/c1")
     assert bytes(c1.body) == b"one-1" == bytes(again.body)
     assert bytes(c2.body) == b"two" * 100 + b"2"
     assert srv.connections == 1 and conns_of(srv, "/c1") == [1, 1]
@@ -595,13 +579,7 @@ def test_content_encoding_is_decoded(
         answer = ok(coded, f"Content-Encoding: {name}")
     srv.route("/z", send(*slices(answer, (1500, 1, 4000)), pause=0.001))
 
-    async def go() -> list[Hop]:
-        async with Client(srv.port, max_conns=1) as c:
-            hops = c.get("/z", "/after")
-            assert await c.codes(hops) == [0, 0]
-            return hops
-
-    z, after = run(go)
+    z, after = fetch_one_conn(srv, "/z", "/after")
     assert bytes(z.body) == TEXT
     assert f"Content-Encoding: {name}\r\n".encode() in z.raw
     assert bytes(after.body) == want("/after")
@@ -611,14 +589,7 @@ def test_content_encoding_is_decoded(
 def test_corrupt_encoded_body_fails_and_moves_the_rest(srv: Server) -> None:
     srv.route("/z", send(ok(b"this is not gzip at all", "Content-Encoding: gzip")))
 
-    async def go() -> list[Hop]:
-        async with Client(srv.port, max_conns=1) as c:
-            hops = c.get("/z", "/b")
-            assert await c.codes(hops) == [BAD_ENCODING, 0]
-            assert c.pool.usable(c.key)
-            return hops
-
-    z, b = run(go)
+    z, b = fetch_one_conn(srv, "/z", "/b", codes=[BAD_ENCODING, 0])
     assert z.body == b"" and z.raw[0] == b"HTTP/1.1 200 OK\r\n"
     assert bytes(b.body) == want("/b")
     assert 2 in conns_of(srv, "/b")
@@ -651,14 +622,7 @@ def test_raw_deflate_is_decoded_like_libcurl(srv: Server) -> None:
 def test_undecodable_answer_is_given_back_and_the_rest_resent(srv: Server, answer: bytes) -> None:
     srv.route("/odd", send(answer))
 
-    async def go() -> list[Hop]:
-        async with Client(srv.port, max_conns=1) as c:
-            hops = c.get("/a", "/odd", "/b", "/c")
-            assert await c.codes(hops) == [0, FALLBACK, 0, 0]
-            assert c.pool.usable(c.key)
-            return hops
-
-    a, odd, b, cc = run(go)
+    a, odd, b, cc = fetch_one_conn(srv, "/a", "/odd", "/b", "/c", codes=[0, FALLBACK, 0, 0])
     assert odd.raw == [] and odd.body == b"" and odd.writes == 0
     assert (bytes(a.body), bytes(b.body), bytes(cc.body)) == (want("/a"), want("/b"), want("/c"))
     assert conns_of(srv, "/a") == [1] and conns_of(srv, "/odd") == [1]
@@ -680,13 +644,7 @@ def test_interim_answers_are_skipped(srv: Server) -> None:
         ),
     )
 
-    async def go() -> list[Hop]:
-        async with Client(srv.port, max_conns=1) as c:
-            hops = c.get("/i", "/a")
-            assert await c.codes(hops) == [0, 0]
-            return hops
-
-    i, a = run(go)
+    i, a = fetch_one_conn(srv, "/i", "/a")
     assert i.raw == [b"HTTP/1.1 200 OK\r\n", b"Content-Length: 2\r\n", b"\r\n"]
     assert bytes(i.body) == b"ok"
     assert bytes(a.body) == want("/a")
@@ -700,13 +658,7 @@ def test_204_and_304_have_no_body_and_the_next_answer_follows(srv: Server) -> No
         "/nm", send(b'HTTP/1.1 304 Not Modified\r\nETag: "v"\r\nContent-Length: 1234\r\n\r\n')
     )
 
-    async def go() -> list[Hop]:
-        async with Client(srv.port, max_conns=1) as c:
-            hops = c.get("/nc", "/nm", "/a", "/nc")
-            assert await c.codes(hops) == [0, 0, 0, 0]
-            return hops
-
-    nc, nm, a, nc2 = run(go)
+    nc, nm, a, nc2 = fetch_one_conn(srv, "/nc", "/nm", "/a", "/nc")
     assert nc.raw == [b"HTTP/1.1 204 No Content\r\n", b"X: 1\r\n", b"\r\n"]
     assert nm.raw[0] == b"HTTP/1.1 304 Not Modified\r\n" and nm.raw[-1] == b"\r\n"
     assert nc.writes == nm.writes == nc2.writes == 0
@@ -788,14 +740,7 @@ def test_http10_keep_alive_is_kept(srv: Server) -> None:
         "/k", send(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok")
     )
 
-    async def go() -> list[Hop]:
-        async with Client(srv.port, max_conns=1) as c:
-            hops = c.get("/k", "/a", "/k")
-            assert await c.codes(hops) == [0, 0, 0]
-            assert c.pool.usable(c.key)
-            return hops
-
-    k, _a, k2 = run(go)
+    k, _a, k2 = fetch_one_conn(srv, "/k", "/a", "/k")
     assert bytes(k.body) == bytes(k2.body) == b"ok"
     assert srv.connections == 1
 
@@ -835,14 +780,7 @@ def test_connection_lost_mid_body_fails_that_answer_only(srv: Server, end: str) 
         "/cut", send(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 100, end=end)
     )
 
-    async def go() -> list[Hop]:
-        async with Client(srv.port, max_conns=1) as c:
-            hops = c.get("/cut", "/b", "/c")
-            assert await c.codes(hops) == [RECV, 0, 0]
-            assert c.pool.usable(c.key)
-            return hops
-
-    cut, b, cc = run(go)
+    cut, b, cc = fetch_one_conn(srv, "/cut", "/b", "/c", codes=[RECV, 0, 0])
     assert bytes(cut.body) == b"x" * 100
     assert cut.raw[1] == b"Content-Length: 1000\r\n"
     assert (bytes(b.body), bytes(cc.body)) == (want("/b"), want("/c"))
@@ -879,14 +817,7 @@ def test_big_body_moves_the_requests_behind_it(
     srv.route("/big", static(big))
     srv.route("/edge", static(b"e" * 1000))  # not larger than BIG_BODY: nothing moves
 
-    async def go() -> list[Hop]:
-        async with Client(srv.port, max_conns=1) as c:
-            hops = c.get("/edge", "/big", "/b", "/c")
-            assert await c.codes(hops) == [0, 0, 0, 0]
-            assert c.pool.usable(c.key)
-            return hops
-
-    edge, bg, b, cc = run(go)
+    edge, bg, b, cc = fetch_one_conn(srv, "/edge", "/big", "/b", "/c")
     assert bytes(edge.body) == b"e" * 1000
     assert bytes(bg.body) == big
     assert (bytes(b.body), bytes(cc.body)) == (want("/b"), want("/c"))

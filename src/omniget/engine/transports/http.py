@@ -24,7 +24,7 @@ import asyncio
 import functools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, cast
 from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit
@@ -381,7 +381,7 @@ class CurlTransport:
                 and ask.creds is None
                 and _pipeable(request, method, ask.body)
             ):  # (a netrc login for the host keeps it unconfirmed: see _maybe_pipeline)
-                data = self._pipe_request(url, ask.headers, ask.cookie, request)
+                data = self._pipe_request(request, url, ask.headers, ask.cookie)
 
             def pipe_now() -> bool:
                 # only beside another request to the origin: one at a time, libcurl's
@@ -528,16 +528,11 @@ class CurlTransport:
         """Told at the final head of a plain-HTTP request: a large answer from an origin
         not yet known settles it one by one now, not at the end of the body, so the
         requests that split this file already go over our own connections."""
-        pipes, head = self._pipes, hop.head
+        pipes, head, key = self._pipes, hop.head, pipeline_key(hop.url)
         size = None if head is None else head.content_length
-        key = pipeline_key(hop.url)
-        if (
-            pipes is not None
-            and key is not None
-            and size is not None
-            and size > SMALL_BODY
-            and not pipes.known(key)
-        ):
+        if pipes is None or key is None or size is None or size <= SMALL_BODY:
+            return
+        if not pipes.known(key):  # (as ranged: settles it one by one, never pipelined)
             self._maybe_pipeline(pipes, hop, hop.url, ranged=True)
 
     def _http_version(self, hop: _Hop, light: bool) -> int:
@@ -579,10 +574,10 @@ class CurlTransport:
 
     def _pipe_request(
         self,
+        request: Request,
         url: str,
         headers: dict[str, tuple[str, str]],
         cookie: str | None,
-        request: Request | None = None,
     ) -> bytes | None:
         """The request as bytes on the wire (what libcurl would send), or None when it
         is not plain ASCII (libcurl takes those)."""
@@ -606,11 +601,7 @@ class CurlTransport:
         )
         if cookie:
             lines.append(f"Cookie: {cookie}")
-        if request is not None:
-            if request.range is not None and "range" not in headers:
-                lines.append(f"Range: {request.range.header()}")
-            if request.if_range and "if-range" not in headers:
-                lines.append(f"If-Range: {request.if_range}")
+        lines += _range_lines(request, headers)
         lines.append("\r\n")
         try:
             return "\r\n".join(lines).encode("ascii")
@@ -649,10 +640,7 @@ class CurlTransport:
         lines = [f"{n}: {v}" if v else f"{n};" for k, (n, v) in headers.items() if k != "cookie"]
         if cookie:
             lines.append(f"Cookie: {cookie}")
-        if request.range is not None and "range" not in headers:
-            lines.append(f"Range: {request.range.header()}")
-        if request.if_range and "if-range" not in headers:
-            lines.append(f"If-Range: {request.if_range}")
+        lines += _range_lines(request, headers)
         lines.append("Expect:")  # no 100-continue round trip before a body
         opt(pycurl.HTTPHEADER, lines)
 
@@ -845,6 +833,16 @@ def _netrc_exists(path: str | None) -> bool:
 
 def _tls_key(url: str) -> str:
     return "tls " + host_of(url)
+
+
+def _range_lines(request: Request, headers: Mapping[str, object]) -> list[str]:
+    """The request's Range and If-Range header lines (unless given as headers)."""
+    lines = []
+    if request.range is not None and "range" not in headers:
+        lines.append(f"Range: {request.range.header()}")
+    if request.if_range and "if-range" not in headers:
+        lines.append(f"If-Range: {request.if_range}")
+    return lines
 
 
 def _pipeable(request: Request, method: str, body: bytes | None) -> bool:
