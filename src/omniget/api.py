@@ -29,8 +29,13 @@ def _source(
     transports: Mapping[str, Transport],
     options: Mapping[str, object],
 ) -> Source:
-    ctx = SourceContext(settings=settings, http=HttpClient(transports), options=dict(options))
-    return cls(url, ctx, **options)
+    return cls(url, _source_context(settings, transports, options), **options)
+
+
+def _source_context(
+    settings: Settings, transports: Mapping[str, Transport], options: Mapping[str, object]
+) -> SourceContext:
+    return SourceContext(settings=settings, http=HttpClient(transports), options=dict(options))
 
 
 def _default_transports(settings: Settings) -> Mapping[str, Transport]:
@@ -129,6 +134,7 @@ async def adownload(
     own = engine is None
     eng = engine or Engine(settings, on_event=on_event)
     sources: dict[str, Source] = {}
+    contexts: dict[str, SourceContext] = {}  # one per source: a long URL list shares it
     failures: list[FileResult] = []
 
     async def refresh(item: Item) -> Item:
@@ -145,7 +151,10 @@ async def adownload(
             try:
                 cls = find_source(entry, source)
                 opts = (source_options or {}).get(cls.name, {})
-                src = _source(entry, cls, settings, eng.transports(), opts)
+                sctx = contexts.get(cls.name)
+                if sctx is None:
+                    sctx = contexts[cls.name] = _source_context(settings, eng.transports(), opts)
+                src = cls(entry, sctx, **opts)
                 sources.setdefault(src.name, src)
                 async for item in src.items():
                     yield item

@@ -209,13 +209,13 @@ class Engine:
         return await stream_item(self, item, write)
 
 
-async def _aiter(items: Iterable[Item] | AsyncIterable[Item]) -> AsyncIterable[Item]:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item
+def _aiter(items: Iterable[Item] | AsyncIterable[Item]) -> AsyncIterable[Item]:
+    return items if isinstance(items, AsyncIterable) else _from_sync(items)
+
+
+async def _from_sync(items: Iterable[Item]) -> AsyncIterable[Item]:
+    for item in items:
+        yield item
 
 
 def _share_limits(transports: Mapping[str, Transport], limits: HostLimits) -> None:

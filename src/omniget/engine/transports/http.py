@@ -123,7 +123,7 @@ class _Hop:
         # A sink with ``takes_views`` reads body bytes only while called: it may get views
         # of the pipelined connection's read buffer. Every other sink gets bytes.
         self.views: bool = getattr(sink, "takes_views", False)
-        self.on_data = cast(Callable[[bytes | memoryview], None], sink.on_data)
+        self.on_data = cast("Callable[[bytes | memoryview], None]", sink.on_data)
         # A sink with ``on_pipe`` may take body bytes from a pipe (a pipelined connection
         # splices them there from its socket, see pipeline.py).
         self.pipe_sink = cast(PipeSink, sink) if hasattr(sink, "on_pipe") else None
