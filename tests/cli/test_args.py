@@ -218,6 +218,8 @@ def test_bad_connections_message_names_the_flag(capsys: pytest.CaptureFixture[st
         (["-O", "f.bin", "https://example.com/a", "https://example.com/b"], "-O takes exactly"),
         (["-O", "f.bin", "-o", "dir", "https://example.com/a"], "cannot be used together"),
         (["-O", "-", "--json", "https://example.com/a"], "--json cannot be used"),
+        (["-O", "a.bin", "-O", "b.bin", "https://example.com/a"], "-O: given more than once"),
+        (["get", "https://example.com/a", "-O", "a", "-O", "a"], "-O: given more than once"),
         (["--checksum", f"md5={MD5}", "https://example.com/a", "https://example.com/b"],
          "--checksum needs exactly one URL"),
     ],

@@ -45,6 +45,18 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
+class _Once(argparse.Action):
+    """A value that may be given once: a second one is an error, not a silent override."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, ns: argparse.Namespace, value: Any,
+        option: str | None = None,
+    ) -> None:
+        if getattr(ns, self.dest, None) is not None:
+            raise argparse.ArgumentError(self, "given more than once (one URL goes to one file)")
+        setattr(ns, self.dest, value)
+
+
 def _checked(parse: Callable[[object], Any], name: str) -> Callable[[str], Any]:
     """An argparse ``type=`` from one of config's parsers (ValueError -> a clean message)."""
 
@@ -109,7 +121,7 @@ def _add_get(p: argparse.ArgumentParser) -> None:
     _add_common(p)
     out = p.add_argument_group("output")
     out.add_argument("-o", "--output", metavar="DIR", help="output folder (default: .)")
-    out.add_argument("-O", dest="output_file", metavar="FILE",
+    out.add_argument("-O", dest="output_file", metavar="FILE", action=_Once,
                      help="write the one URL to FILE ('-' = stdout)")
     out.add_argument("--on-exists", type=_checked(cfg.parse_on_exists, "choice"),
                      metavar="{skip,overwrite,rename}", help="when the file exists (default skip)")
