@@ -462,35 +462,6 @@ def test_kept_connections_are_reused_by_later_requests(srv: Server) -> None:
     assert len(srv.requests) == 9
 
 
-def test_requests_of_one_turn_leave_in_one_write(srv: Server) -> None:
-    """Requests sent in one turn of the loop go out together: one write (one syscall),
-    not one per request."""
-
-    async def go() -> None:
-        async with Client(srv.port, max_conns=1) as c:
-            assert await c.codes(c.get("/a")) == [0]
-            [conn] = c.pool._origins[c.key].conns
-            transport = conn.transport
-            assert transport is not None
-            writes: list[bytes] = []
-            real = transport.write
-
-            def counted(data: Any) -> None:
-                writes.append(bytes(data))
-                real(data)
-
-            transport.write = counted  # type: ignore[method-assign]
-            paths = [f"/{p}" for p in PLAIN[1:6]]
-            hops = c.get(*paths)
-            assert writes == []  # nothing leaves before the turn ends
-            assert await c.codes(hops) == [0] * 5
-            assert writes == [b"".join(rq(p) for p in paths)]
-            assert [bytes(h.body) for h in hops] == [want(p) for p in paths]
-
-    run(go)
-    assert srv.connections == 1
-
-
 # ----- framing ------------------------------------------------------------------------
 
 

@@ -346,7 +346,6 @@ class _Conn(asyncio.BufferedProtocol):
         self.pipe: tuple[int, int] | None = None  # (read end, write end), made on first use
         self.pipe_size = 0
         self.splicing = False  # the next read takes one byte: the rest of it is spliced
-        self.out: list[bytes] = []  # requests sent in this turn of the loop, written at its end
 
     # ----- sending ------------------------------------------------------------------
 
@@ -387,16 +386,8 @@ class _Conn(asyncio.BufferedProtocol):
     def send(self, p: _Pending) -> None:
         self.queue.append(p)
         if self.transport is not None:
-            # one write (one syscall) for the requests of one turn of the loop
-            if not self.out:
-                self.pool.loop.call_soon(self._flush)
-            self.out.append(p.data)
+            self.transport.write(p.data)
             self._watch()
-
-    def _flush(self) -> None:
-        out, self.out = self.out, []
-        if self.transport is not None and not self.done and out:
-            self.transport.write(b"".join(out))
 
     # ----- receiving ------------------------------------------------------------------
 
