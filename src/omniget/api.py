@@ -22,16 +22,6 @@ from .sources.base import HttpClient, Source, SourceContext
 __all__ = ["adownload", "aextract", "download", "extract", "stream"]
 
 
-def _source(
-    url: str,
-    cls: type[Source],
-    settings: Settings,
-    transports: Mapping[str, Transport],
-    options: Mapping[str, object],
-) -> Source:
-    return cls(url, _source_context(settings, transports, options), **options)
-
-
 def _source_context(
     settings: Settings, transports: Mapping[str, Transport], options: Mapping[str, object]
 ) -> SourceContext:
@@ -62,7 +52,7 @@ async def aextract(
     own = transports is None
     tr = transports if transports is not None else _default_transports(settings)
     try:
-        src = _source(url, find_source(url, source), settings, tr, options)
+        src = find_source(url, source)(url, _source_context(settings, tr, options), **options)
         async for item in src.items():
             yield item
     finally:

@@ -170,12 +170,6 @@ class PartFile:
     def path(self) -> Path:
         return Path(self.where)
 
-    def read_at(self, size: int, offset: int) -> bytes:
-        try:
-            return os.pread(self.fd, size, offset)
-        except OSError as exc:
-            raise storage_error(exc, self.path, "reading") from exc
-
     def truncate(self, size: int) -> None:
         try:
             os.ftruncate(self.fd, size)
