@@ -79,7 +79,7 @@ def test_extract_left_midway_closes_a_source_s_inner_generators(
             async for n in self.pages():
                 yield omniget.Item(f"https://example.test/{n}.bin")
 
-    monkeypatch.setattr(omniget.api, "_source", lambda *a: Paged())
+    monkeypatch.setattr(omniget.api, "find_source", lambda *a: lambda *a, **k: Paged())
     gen = omniget.extract("https://example.test/album")
     assert next(gen).filename == "0.bin"
     gen.close()
@@ -101,7 +101,7 @@ def test_extract_left_midway_cancels_a_source_task_that_never_ends(
             yield omniget.Item("https://example.test/a.bin")
             yield omniget.Item("https://example.test/b.bin")
 
-    monkeypatch.setattr(omniget.api, "_source", lambda *a: Chatty())
+    monkeypatch.setattr(omniget.api, "find_source", lambda *a: lambda *a, **k: Chatty())
     monkeypatch.setattr(omniget.api, "SETTLE_WAIT", 0.01)
     gen = omniget.extract("https://example.test/album")
     next(gen)
