@@ -278,3 +278,32 @@ def test_dry_run_summary_grammar() -> None:
             == "3 files, 2.0 KiB + 1 of unknown size would be written to d")
     assert (DryRun(skipped=2).summary("d")
             == "nothing would be written to d; 2 would be skipped (already there)")
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [(["--conections", "3", "u"], "did you mean --connections?"),
+     (["--on-exist", "skip", "u"], "did you mean --on-exists?"),
+     (["list", "--jsno", "u"], "did you mean --json?"),
+     (["--zzz", "u"], None)],
+)
+def test_a_mistyped_long_option_gets_the_nearest_one(argv: list[str], hint: str | None) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_args(argv)
+    message = str(info.value)
+    assert "is not an option of" in message
+    if hint is None:
+        assert "did you mean" not in message
+    else:
+        assert f"; {hint} (see 'omniget " in message
+
+
+@pytest.mark.parametrize("word", ["lsit", "lst", "gte"])
+def test_a_mistyped_command_downloads_nothing(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], word: str
+) -> None:
+    url = serve(httpd)
+    assert main([word, url]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert f"'{word}' is not a command; did you mean" in err
+    assert httpd.requests == [] and os.listdir() == []

@@ -213,11 +213,20 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     for arg in extra:
         if arg.startswith("-"):  # e.g. `omniget -o DIR list URL`: never a silent download
             flag = arg.partition("=")[0]
-            parser.error(f"{flag} is not an option of '{parser.prog}'")
+            parser.error(f"{flag} is not an option of '{parser.prog}'{_suggest(parser, flag)}")
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     ns.command = command
     return ns
+
+
+def _suggest(parser: argparse.ArgumentParser, flag: str) -> str:
+    """'; did you mean --x?' for a near miss among the parser's long options, else ''."""
+    import difflib
+
+    longs = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    near = difflib.get_close_matches(flag, longs, n=1, cutoff=0.75)
+    return f"; did you mean {near[0]}?" if near else ""
 
 
 def _split_command(args: list[str]) -> tuple[str, list[str]]:
@@ -244,6 +253,12 @@ def _split_command(args: list[str]) -> tuple[str, list[str]]:
         i += 1
     if i < len(args) and args[i] in COMMANDS:
         return args[i], args[:i] + args[i + 1 :]
+    if i < len(args) and re.fullmatch(r"[a-z]+", args[i]) and args[i] != "localhost":
+        import difflib  # a bare word is no URL: `omniget lsit URL` must not download
+
+        near = difflib.get_close_matches(args[i], list(COMMANDS), n=1, cutoff=0.6)
+        if near:
+            raise UsageError(f"'{args[i]}' is not a command; did you mean '{near[0]}'?")
     return "get", args
 
 
