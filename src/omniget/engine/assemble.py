@@ -6,6 +6,7 @@ OS errors are translated here into :class:`StorageError` with the path named.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -79,24 +80,52 @@ def storage_error(exc: OSError, path: Path, doing: str, *, kept: bool = True) ->
     return StorageError(f"{what} while {doing} {path}; {tail}")
 
 
+def _make_folder(folder: str, made: set[str] | None) -> None:
+    if made is None or folder not in made:  # (a string: no Path hashing per file)
+        os.makedirs(folder, exist_ok=True)
+        if made is not None:
+            made.add(folder)
+
+
+def create_part(final: Path, made: set[str] | None = None) -> int:
+    """Create ``final``'s part file, which must not exist yet; its descriptor, or -1 when
+    that fails (the usual open then meets the same problem and reports it)."""
+    where = f"{final}{PART_SUFFIX}"
+    try:
+        _make_folder(os.path.dirname(where), made)
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        return os.open(where, flags, 0o644)
+    except OSError:
+        return -1
+
+
+def drop_part(final: Path, fd: int) -> None:
+    """Undo :func:`create_part` (the file is still empty)."""
+    if fd >= 0:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(f"{final}{PART_SUFFIX}")
+
+
 class PartFile:
     """An open ``.omniget-part`` file. Writes go to absolute offsets (``pwrite``)."""
 
-    def __init__(self, final: Path, *, fresh: bool, made: set[str] | None = None) -> None:
+    def __init__(
+        self, final: Path, *, fresh: bool, made: set[str] | None = None, fd: int = -1
+    ) -> None:
+        """Open (or create) ``final``'s part file; ``fd``: one :func:`create_part` made."""
         self.final = final
         self.where = f"{final}{PART_SUFFIX}"  # the part file's path as a string (hot path)
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        if fresh:
-            flags |= os.O_TRUNC
-        try:
-            folder = os.path.dirname(self.where)  # a string: no Path hashing per file
-            if made is None or folder not in made:
-                os.makedirs(folder, exist_ok=True)
-                if made is not None:
-                    made.add(folder)
-            self.fd = os.open(self.where, flags, 0o644)
-        except OSError as exc:
-            raise storage_error(exc, self.path, "creating", kept=not fresh) from exc
+        if fd < 0:
+            flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+            if fresh:
+                flags |= os.O_TRUNC
+            try:
+                _make_folder(os.path.dirname(self.where), made)
+                fd = os.open(self.where, flags, 0o644)
+            except OSError as exc:
+                raise storage_error(exc, self.path, "creating", kept=not fresh) from exc
+        self.fd = fd
         self.written = 0  # bytes written through this object (for fsync pacing)
         self.length: int | None = 0 if fresh else None  # the file's size, while known
         self.splice_ok = True  # this filesystem takes splice() writes (see write_from_pipe)

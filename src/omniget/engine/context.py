@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import os
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -10,6 +12,7 @@ from pathlib import Path
 
 from ..model import Item
 from ..settings import Settings
+from .assemble import create_part
 from .events import Event, EventHandler
 from .journal import FileRecord, Journal
 from .ratelimit import RateLimit
@@ -18,6 +21,12 @@ from .scheduler import HostLimits
 from .transports.base import Transport, transport_for
 
 __all__ = ["ChunkKey", "Refresher", "RunContext", "SetupSlot"]
+
+#: Creating a file taking this long (seconds) is slow (tmpfs: ~10 us, a local disk
+#: 20-100 us; ext4 with crowded inode groups and network file systems: 0.3-1 ms)...
+SLOW_CREATE = 200e-6
+#: ...and after this many such files in one folder, the others are created on a thread.
+SLOW_TIMES = 3
 
 Refresher = Callable[[Item], Awaitable[Item]]
 #: (algo, hex, transform) of a piece's fetched bytes: the content address of a chunk.
@@ -74,6 +83,12 @@ class RunContext:
 
     #: Journal keys under ``dest`` when the run started (None: not read yet).
     _known: set[str] | None = field(default=None, init=False, repr=False)
+    #: Folder -> files that took SLOW_CREATE or more to create there.
+    _slow_creates: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    #: The thread that creates part files ahead of their answers.
+    _files: concurrent.futures.ThreadPoolExecutor | None = field(
+        default=None, init=False, repr=False
+    )
     #: Paths a LocalSlice reader waits to see registered.
     _wanted: dict[Path, Future] = field(default_factory=dict, init=False, repr=False)
 
@@ -103,6 +118,29 @@ class RunContext:
                 waiter = self._wanted[path] = asyncio.get_running_loop().create_future()
             await waiter
         return producer
+
+    def timed_create(self, where: str, seconds: float) -> None:
+        """Note how long creating the file ``where`` took."""
+        if seconds >= SLOW_CREATE:
+            folder = os.path.dirname(where)
+            self._slow_creates[folder] = self._slow_creates.get(folder, 0) + 1
+
+    def creates_slowly(self, final: Path) -> bool:
+        """Files are slow to create in ``final``'s folder (so far in this run)."""
+        return self._slow_creates.get(os.path.dirname(final), 0) >= SLOW_TIMES
+
+    def create_part_ahead(self, final: Path) -> concurrent.futures.Future[int]:
+        """Create ``final``'s part file on the run's file thread (see FileJob)."""
+        if self._files is None:
+            self._files = concurrent.futures.ThreadPoolExecutor(1, "omniget-files")
+        return self._files.submit(create_part, final, self.made_dirs)
+
+    def close(self) -> None:
+        """Wait for the file thread's work (every part file created ahead is used or
+        removed by then)."""
+        if self._files is not None:
+            self._files.shutdown()
+            self._files = None
 
     def journal_record(self, key: str) -> FileRecord | None:
         """The journal's record for ``key``: one query per run, then per known key only."""

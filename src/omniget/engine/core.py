@@ -152,6 +152,9 @@ class Engine:
                         item = dataclasses.replace(item, digest=s.checksum)  # --checksum
                     await slots.acquire()
                     slot = SetupSlot(slots)
+                    if cancel is not None and cancel.is_set():  # (while waiting for a slot)
+                        slot.release()
+                        break
                     path, earlier, mine = self._register_output(ctx, item)
                     job = FileJob(ctx, item, path, after=earlier, released=mine, slot=slot)
                     task = loop.create_task(job.run())
@@ -169,6 +172,7 @@ class Engine:
         finally:
             if watcher is not None:
                 watcher.cancel()
+            ctx.close()
         report.elapsed = time.monotonic() - started
         return report
 

@@ -4,6 +4,7 @@ or piecewise), verification, the atomic finish, and the events around it."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import time
@@ -16,7 +17,7 @@ from ..errors import (
     RemoteNotFound,
 )
 from ..model import Digest, Item
-from .assemble import PartFile, part_path, storage_error
+from .assemble import PartFile, drop_part, part_path, storage_error
 from .context import RunContext, SetupSlot
 from .events import Failed, Finished, Progress, Skipped, Started, Warned
 from .journal import FileRecord
@@ -83,6 +84,8 @@ class FileJob:
         self._last_sync = time.monotonic()
         self.started = False
         self.refreshed_at = 0.0
+        #: The part file being created ahead of the answer, and for which path.
+        self._ahead: tuple[concurrent.futures.Future[int], Path] | None = None
 
     # ----- paths and skip rules -------------------------------------------------
 
@@ -104,8 +107,33 @@ class FileJob:
 
     def open_part(self, final: Path, *, fresh: bool) -> PartFile:
         self.final = final
-        self.part = PartFile(final, fresh=fresh, made=self.ctx.made_dirs)
+        fd = -1
+        if self._ahead is not None:
+            ahead, made_for = self._ahead
+            self._ahead = None
+            fd = ahead.result()  # (seldom still running by the time the answer comes)
+            if made_for != final:
+                drop_part(made_for, fd)
+                fd = -1
+        began = time.perf_counter()
+        self.part = PartFile(final, fresh=fresh, made=self.ctx.made_dirs, fd=fd)
+        if fd < 0 and fresh:
+            self.ctx.timed_create(self.part.where, time.perf_counter() - began)
         return self.part
+
+    def _create_part_ahead(self, final: Path) -> None:
+        """In a folder where creating a file is slow (some disks, network file systems),
+        start creating the part file on another thread while the request goes out, so
+        it does not hold up every other transfer of the run."""
+        if not self.item.pieces and self.ctx.creates_slowly(final):
+            self._ahead = (self.ctx.create_part_ahead(final), final)
+
+    def _drop_ahead(self) -> None:
+        """The part file created ahead went unused (the file failed or was skipped)."""
+        if self._ahead is not None:
+            ahead, made_for = self._ahead
+            self._ahead = None
+            ahead.add_done_callback(lambda f: drop_part(made_for, f.result()))
 
     def load_resume(self, final: Path) -> None:
         """Take an earlier run's state for ``final`` if its part file is still there."""
@@ -265,6 +293,8 @@ class FileJob:
             self.final = final
             if resuming:
                 self.load_resume(final)
+            else:
+                self._create_part_ahead(final)
             if self.needs_refresh():
                 await self.refresh()
             return await self._fetch_verified()
@@ -274,6 +304,7 @@ class FileJob:
             return self._failed(exc)
         finally:
             self.ctx.limits.release_file(self.claim)
+            self._drop_ahead()
             if self.part is not None:
                 self.part.close()
             # wake LocalSlice readers and the next writer of the planned path

@@ -1,0 +1,125 @@
+"""Folders where creating a file is slow: part files are created on the run's file thread,
+ahead of their answers, and every one made for nothing is removed again."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from tests.servers.httpd import HTTPServer
+
+import omniget.engine.context as context
+from omniget import download
+from omniget.engine.assemble import PART_SUFFIX
+from omniget.engine.events import Event, Finished
+from omniget.settings import Settings
+
+
+def test_a_folder_is_slow_after_three_slow_creates(tmp_path: Path) -> None:
+    ctx = context.RunContext.__new__(context.RunContext)
+    ctx._slow_creates = {}
+    slow, fast = context.SLOW_CREATE, context.SLOW_CREATE / 10
+    a, b = tmp_path / "a", tmp_path / "b"
+    for seconds in (slow, fast, slow):
+        ctx.timed_create(f"{a}/x{PART_SUFFIX}", seconds)
+    ctx.timed_create(f"{b}/x{PART_SUFFIX}", slow * 5)
+    assert not ctx.creates_slowly(a / "next.bin")
+    ctx.timed_create(f"{a}/y{PART_SUFFIX}", slow)
+    assert ctx.creates_slowly(a / "next.bin")
+    assert not ctx.creates_slowly(b / "next.bin")
+    assert not ctx.creates_slowly(a / "sub" / "next.bin")
+
+
+@pytest.fixture
+def every_create_slow(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Count every create as slow; log (thread name, part file) of each created ahead."""
+    monkeypatch.setattr(context, "SLOW_CREATE", 0.0)
+    monkeypatch.setattr(context, "SLOW_TIMES", 1)
+    made: list[tuple[str, str]] = []
+    real = context.create_part
+
+    def logged(final: Path, made_dirs: set[str] | None = None) -> int:
+        made.append((threading.current_thread().name, final.name))
+        return real(final, made_dirs)
+
+    monkeypatch.setattr(context, "create_part", logged)
+    return made
+
+
+def parts_left(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob(f"*{PART_SUFFIX}"))
+
+
+def test_slow_folder_creates_ahead_and_leaves_no_part_file(
+    httpd: HTTPServer, tmp_path: Path, every_create_slow: list[tuple[str, str]]
+) -> None:
+    blobs = {f"f{i:02}.bin": bytes([i]) * (1000 + i) for i in range(16)}
+    urls = [httpd.add(f"/d/{name}", data) for name, data in blobs.items()]
+    missing = [httpd.url(f"/d/gone{i}.bin") for i in range(3)]
+    renamed = httpd.add(
+        "/d/download.php", b"named by the server",
+        headers={"Content-Disposition": 'attachment; filename="real.bin"'},
+    )
+    out = tmp_path / "out"
+    settings = Settings(state_dir=tmp_path / "state", jobs=1)
+    report = download([*urls, *missing, renamed], out, settings=settings)
+
+    assert (report.ok, report.failed) == (17, 3)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == {
+        **blobs, "real.bin": b"named by the server"
+    }
+    assert parts_left(tmp_path) == []
+    ahead = {name for thread, name in every_create_slow}
+    assert {thread for thread, _ in every_create_slow} == {"omniget-files_0"}
+    assert len(ahead) >= 14  # all but the first (set up before any create was timed)
+    assert {"gone2.bin", "download.php"} <= ahead  # made ahead, then removed
+
+
+def test_a_part_file_already_there_is_opened_as_before(
+    httpd: HTTPServer, tmp_path: Path, every_create_slow: list[tuple[str, str]]
+) -> None:
+    """An earlier run's part file without a journal record: the create ahead leaves it
+    alone and the usual open starts it over."""
+    names = [f"f{i}.bin" for i in range(8)]
+    urls = [httpd.add(f"/{n}", n.encode() * 100) for n in names]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f"f7.bin{PART_SUFFIX}").write_bytes(b"x" * 5000)
+    report = download(urls, out, settings=Settings(state_dir=tmp_path / "s", jobs=1))
+    assert report.ok == 8
+    assert (out / "f7.bin").read_bytes() == b"f7.bin" * 100
+    assert parts_left(out) == []
+
+
+def test_a_cancelled_run_removes_what_it_created_ahead(
+    httpd: HTTPServer, tmp_path: Path, every_create_slow: list[tuple[str, str]]
+) -> None:
+    gate = threading.Event()
+
+    def held(_req: object) -> tuple[int, dict[str, str], bytes]:
+        gate.wait(5)
+        return 200, {}, b"late"
+
+    urls = [httpd.add(f"/q{i}.bin", b"quick" * 10) for i in range(4)]
+    urls += [httpd.handle(f"/slow{i}.bin", held) for i in range(6)]
+    out = tmp_path / "out"
+    cancel = threading.Event()
+
+    def cancel_when_waiting(ev: Event) -> None:
+        if isinstance(ev, Finished) and ev.path == out / "q3.bin":
+            threading.Timer(0.2, cancel.set).start()
+
+    try:
+        report = download(
+            urls, out, settings=Settings(state_dir=tmp_path / "s", jobs=2),
+            on_event=cancel_when_waiting, cancel=cancel,
+        )
+    finally:
+        gate.set()
+    assert (report.ok, report.interrupted) == (4, 4)
+    # the run stops setting files up once cancelled (it used to start one more)
+    assert [r.item.filename for r in report.results][-1] == "slow3.bin"
+    assert httpd.requests_to("/slow4.bin") == [] and httpd.requests_to("/slow5.bin") == []
+    assert parts_left(out) == []
+    assert any(name.startswith("slow") for _, name in every_create_slow)
