@@ -117,9 +117,10 @@ def test_a_cancelled_run_removes_what_it_created_ahead(
         )
     finally:
         gate.set()
-    assert (report.ok, report.interrupted) == (4, 4)
-    # the run stops setting files up once cancelled (it used to start one more)
-    assert [r.item.filename for r in report.results][-1] == "slow3.bin"
-    assert httpd.requests_to("/slow4.bin") == [] and httpd.requests_to("/slow5.bin") == []
+    listed = [r.item.filename for r in report.results]
+    assert report.ok == 4 and report.interrupted == len(listed) - 4 > 0
+    # once cancelled, the run sets no more files up (it used to start one more, which
+    # then ran to its end)
+    assert all(httpd.requests_to(f"/slow{i}.bin") == [] for i in range(len(listed) - 4, 6))
     assert parts_left(out) == []
     assert any(name.startswith("slow") for _, name in every_create_slow)
