@@ -307,3 +307,7 @@ def test_a_mistyped_command_downloads_nothing(
     err = one_line(capsys.readouterr().err)
     assert f"'{word}' is not a command; did you mean" in err
     assert httpd.requests == [] and os.listdir() == []
+
+
+def test_a_bare_host_name_is_still_a_url() -> None:
+    assert parse_args(["localhost", "-o", "d"]).command == "get"

@@ -220,13 +220,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return ns
 
 
+def _nearest(word: str, choices: Sequence[str], cutoff: float) -> str | None:
+    import difflib  # (only on a usage error)
+
+    near = difflib.get_close_matches(word, choices, n=1, cutoff=cutoff)
+    return near[0] if near else None
+
+
 def _suggest(parser: argparse.ArgumentParser, flag: str) -> str:
     """'; did you mean --x?' for a near miss among the parser's long options, else ''."""
-    import difflib
-
     longs = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
-    near = difflib.get_close_matches(flag, longs, n=1, cutoff=0.75)
-    return f"; did you mean {near[0]}?" if near else ""
+    near = _nearest(flag, longs, 0.75)
+    return f"; did you mean {near}?" if near else ""
 
 
 def _split_command(args: list[str]) -> tuple[str, list[str]]:
@@ -253,12 +258,10 @@ def _split_command(args: list[str]) -> tuple[str, list[str]]:
         i += 1
     if i < len(args) and args[i] in COMMANDS:
         return args[i], args[:i] + args[i + 1 :]
-    if i < len(args) and re.fullmatch(r"[a-z]+", args[i]) and args[i] != "localhost":
-        import difflib  # a bare word is no URL: `omniget lsit URL` must not download
-
-        near = difflib.get_close_matches(args[i], list(COMMANDS), n=1, cutoff=0.6)
+    if i < len(args) and re.fullmatch(r"[a-z]+", args[i]):  # `omniget lsit URL`: no download
+        near = _nearest(args[i], list(COMMANDS), 0.6)
         if near:
-            raise UsageError(f"'{args[i]}' is not a command; did you mean '{near[0]}'?")
+            raise UsageError(f"'{args[i]}' is not a command; did you mean '{near}'?")
     return "get", args
 
 
