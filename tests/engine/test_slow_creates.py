@@ -16,7 +16,7 @@ from omniget.engine.events import Event, Finished
 from omniget.settings import Settings
 
 
-def test_a_folder_is_slow_after_three_slow_creates(tmp_path: Path) -> None:
+def test_a_folder_is_slow_after_a_few_slow_creates(tmp_path: Path) -> None:
     ctx = context.RunContext.__new__(context.RunContext)
     ctx._slow_creates = {}
     slow, fast = context.SLOW_CREATE, context.SLOW_CREATE / 10
@@ -31,11 +31,27 @@ def test_a_folder_is_slow_after_three_slow_creates(tmp_path: Path) -> None:
     assert not ctx.creates_slowly(a / "sub" / "next.bin")
 
 
+def test_stray_slow_creates_do_not_make_a_folder_slow(tmp_path: Path) -> None:
+    ctx = context.RunContext.__new__(context.RunContext)
+    ctx._slow_creates = {}
+    slow, fast = context.SLOW_CREATE, context.SLOW_CREATE / 10
+    a, b = tmp_path / "a", tmp_path / "b"
+    for i in range(2000):  # a slow one now and then (a busy moment): still fast
+        ctx.timed_create(f"{a}/x{i}{PART_SUFFIX}", slow if i % 10 == 0 or i == 1001 else fast)
+        assert not ctx.creates_slowly(a / "next.bin"), i
+    for i in range(30):  # one in three for a while: slow
+        ctx.timed_create(f"{b}/x{i}{PART_SUFFIX}", slow if i % 3 == 0 else fast)
+        if ctx.creates_slowly(b / "next.bin"):
+            break
+    else:
+        pytest.fail("one slow create in three never made the folder slow")
+
+
 @pytest.fixture
 def every_create_slow(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     """Count every create as slow; log (thread name, part file) of each created ahead."""
     monkeypatch.setattr(context, "SLOW_CREATE", 0.0)
-    monkeypatch.setattr(context, "SLOW_TIMES", 1)
+    monkeypatch.setattr(context, "SLOW_SCORE", 1.0)
     made: list[tuple[str, str]] = []
     real = context.create_part
 

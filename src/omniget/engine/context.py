@@ -25,8 +25,12 @@ __all__ = ["ChunkKey", "Refresher", "RunContext", "SetupSlot"]
 #: Creating a file taking this long (seconds) is slow (tmpfs: ~10 us, a local disk
 #: 20-100 us; ext4 with crowded inode groups and network file systems: 0.3-1 ms)...
 SLOW_CREATE = 200e-6
-#: ...and after this many such files in one folder, the others are created on a thread.
-SLOW_TIMES = 3
+#: ...and once a folder's score reaches SLOW_SCORE, its other files are created on a
+#: thread. Each create scales the score by CREATE_DECAY, and a slow one then adds 1:
+#: three slow creates in a row, or one in three for a while, make a folder slow; stray
+#: slow ones among fast ones (a busy moment of the machine) never do.
+SLOW_SCORE = 2.0
+CREATE_DECAY = 0.8
 
 Refresher = Callable[[Item], Awaitable[Item]]
 #: (algo, hex, transform) of a piece's fetched bytes: the content address of a chunk.
@@ -83,8 +87,8 @@ class RunContext:
 
     #: Journal keys under ``dest`` when the run started (None: not read yet).
     _known: set[str] | None = field(default=None, init=False, repr=False)
-    #: Folder -> files that took SLOW_CREATE or more to create there.
-    _slow_creates: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    #: Folder -> its score of recent slow creates (see SLOW_SCORE).
+    _slow_creates: dict[str, float] = field(default_factory=dict, init=False, repr=False)
     #: The thread that creates part files ahead of their answers.
     _files: concurrent.futures.ThreadPoolExecutor | None = field(
         default=None, init=False, repr=False
@@ -121,13 +125,13 @@ class RunContext:
 
     def timed_create(self, where: str, seconds: float) -> None:
         """Note how long creating the file ``where`` took."""
-        if seconds >= SLOW_CREATE:
-            folder = os.path.dirname(where)
-            self._slow_creates[folder] = self._slow_creates.get(folder, 0) + 1
+        folder = os.path.dirname(where)
+        score = self._slow_creates.get(folder, 0.0) * CREATE_DECAY
+        self._slow_creates[folder] = score + 1 if seconds >= SLOW_CREATE else score
 
     def creates_slowly(self, final: Path) -> bool:
         """Files are slow to create in ``final``'s folder (so far in this run)."""
-        return self._slow_creates.get(os.path.dirname(final), 0) >= SLOW_TIMES
+        return self._slow_creates.get(os.path.dirname(final), 0.0) >= SLOW_SCORE
 
     def create_part_ahead(self, final: Path) -> concurrent.futures.Future[int]:
         """Create ``final``'s part file on the run's file thread (see FileJob)."""
