@@ -153,6 +153,20 @@ def test_light_tickets_to_a_pipelined_host_share_a_connection() -> None:
     assert lim.free_for(A) == 0
 
 
+def test_a_light_ticket_costs_what_its_host_says() -> None:
+    """HTTP/2 streams take one part of a connection, pipelined HTTP/1.1 requests more: a
+    connection's worth is UNIT streams but only UNIT // 4 pipelined requests here."""
+    from omniget.engine.scheduler import UNIT
+
+    lim = HostLimits(per_host=1, total=4, pipelined=lambda url: 1 if url == A else 4)
+    streams = [lim.ticket(A, light=True) for _ in range(UNIT + 1)]
+    assert [t.granted for t in streams] == [True] * UNIT + [False]
+    piped = [lim.ticket(B, light=True) for _ in range(UNIT // 4 + 1)]
+    assert [t.granted for t in piped] == [True] * (UNIT // 4) + [False]
+    piped[0].close()
+    assert piped[-1].granted
+
+
 def test_a_heavy_ticket_waits_until_a_whole_connection_is_free() -> None:
     lim = HostLimits(per_host=1, total=4, pipelined=lambda url: True)
     light = lim.ticket(A, light=True)

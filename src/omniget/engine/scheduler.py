@@ -11,10 +11,11 @@ which the file gives back with :meth:`HostLimits.release_file` when its bytes ar
 
 Slots are counted in :data:`UNIT` parts of a connection. A request takes a whole
 connection, except a ``light`` one (a plain GET with no Range) to a host whose connections
-the transport shares (``pipelined(url)``: HTTP/1.1 pipelining, HTTP/2 streams): several such
-requests share one connection, so each takes one part. A light ticket still waiting when its
-host starts sharing (its first answer came meanwhile) is re-costed before it is granted. The
-caps stay caps on connections.
+the transport shares: several such requests share one connection, so each takes the parts
+``pipelined(url)`` says (HTTP/2 streams: one, so 32 streams make a connection's worth;
+HTTP/1.1 pipelining: four, for 8 requests in flight per connection). A light ticket still
+waiting when its host starts sharing (its first answer came meanwhile) is re-costed before
+it is granted. The caps stay caps on connections.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from collections.abc import Callable
 
 __all__ = ["UNIT", "FileClaim", "HostLimits", "Ticket", "host_of"]
 
-#: Parts of a connection (the transport's pipelining depth).
-UNIT = 8
+#: Parts of a connection: the most requests that ever share one (HTTP/2 streams).
+UNIT = 32
 
 
 def host_of(url: str) -> str:
@@ -114,7 +115,7 @@ class HostLimits:
         per_host: int,
         total: int,
         files: int | None = None,
-        pipelined: Callable[[str], bool] | None = None,
+        pipelined: Callable[[str], int] | None = None,
     ) -> None:
         self.per_host = max(1, per_host)
         self.total = max(1, total)
@@ -133,12 +134,12 @@ class HostLimits:
         """A ticket for ``url``'s host: granted now if a slot is free and no ticket that
         could use it waits ahead, else queued. With ``claim``, granting also needs a free
         file slot (unless the claim already holds one). ``light``: a GET without Range,
-        which takes one part of a connection if the host is pipelined."""
+        which takes only part of a connection if the host's connections are shared."""
         pipelined = self.pipelined
         if not light or pipelined is None:
             t = Ticket(self, host_of(url), claim)
-        elif pipelined(url):
-            t = Ticket(self, host_of(url), claim, 1)
+        elif cost := pipelined(url):
+            t = Ticket(self, host_of(url), claim, cost)
         else:
             t = Ticket(self, host_of(url), claim, UNIT, url)
         self._waiters.append(t)  # granted at once if it is free and nothing ahead can go
@@ -215,7 +216,7 @@ class HostLimits:
         cap = self.total * UNIT
         host_cap = self.per_host * UNIT
         files = self.files
-        shared: dict[str, bool] | None = None  # host -> pipelined now (asked once a wake)
+        shared: dict[str, int] | None = None  # host -> a light request's cost now
         # host -> the room its cap had when it refused a ticket (grants only shrink it)
         room: dict[str, int] = {}
         full = 0  # hosts with waiters and no room at all
@@ -238,7 +239,7 @@ class HostLimits:
                 if now is None:
                     now = shared[t.host] = self.pipelined(t.light)
                 if now:
-                    t.cost, t.light = 1, None
+                    t.cost, t.light = now, None
             host = t.host
             if t.cost > room.get(host, host_cap):
                 continue

@@ -33,10 +33,10 @@ import pycurl
 
 from ...errors import RemoteError, TransientError, UsageError
 from ...settings import NetworkSettings
-from ..scheduler import host_of
+from ..scheduler import UNIT, host_of
 from .base import Gate, Head, Headers, PipeSink, Request, Sink, StopTransfer, origin, safe_url
 from .curlloop import CurlLoop, ca_locations, curl_error
-from .pipeline import FALLBACK, SMALL_BODY, PipelinePool, pipeline_key
+from .pipeline import DEPTH, FALLBACK, SMALL_BODY, PipelinePool, pipeline_key
 
 if TYPE_CHECKING:
     from http.cookiejar import MozillaCookieJar
@@ -281,13 +281,16 @@ class CurlTransport:
         if self._pipes is not None:
             self._pipes.held = held
 
-    def pipelined(self, url: str) -> bool:
-        """True when GETs of ``url`` without a Range would share a connection now
-        (HTTP/1.1 pipelining, or HTTP/2 streams for https)."""
+    def pipelined(self, url: str) -> int:
+        """The scheduler's parts of a connection (of UNIT) that a GET of ``url`` without
+        a Range takes now: 1 as an HTTP/2 stream, UNIT / DEPTH pipelined over HTTP/1.1,
+        0 when it would not share a connection."""
         if url[:8].lower() == "https://":
-            return self._h2.get(host_of(url), False)
+            return 1 if self._h2.get(host_of(url), False) else 0
         key = pipeline_key(url)
-        return key is not None and self._pipes is not None and self._pipes.shares(key)
+        if key is not None and self._pipes is not None and self._pipes.shares(key):
+            return UNIT // DEPTH
+        return 0
 
     async def fetch(self, request: Request, sink: Sink, gate: Gate | None = None) -> Head:
         """Fetch ``request`` into ``sink``, following redirects; return the final head.

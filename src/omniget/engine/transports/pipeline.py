@@ -48,13 +48,13 @@ from typing import Any, Protocol
 
 import pycurl
 
-from ..scheduler import UNIT, host_of
+from ..scheduler import host_of
 from .curlloop import CLOSED, STALLED
 
 __all__ = ["DEPTH", "FALLBACK", "SMALL_BODY", "PipelinePool", "pipeline_key"]
 
-#: Requests in flight on one connection (the scheduler counts each as one part of it).
-DEPTH = UNIT
+#: Requests in flight on one connection.
+DEPTH = 8
 #: Finish code: the request got no byte of answer; run it through libcurl instead.
 FALLBACK = -3
 #: A body larger than this stops the requests queued behind it (they move elsewhere).
