@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import os
 import zlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -463,3 +464,73 @@ def test_cancel_reports_fetched_bytes_and_a_rerun_resumes(tmp_path: Path) -> Non
     assert (tmp_path / "out" / "data.bin").read_bytes() == data
     assert again.fetched <= len(data) - MiB  # resumed, not fetched again
     assert mem2.requests[0].range is not None
+
+
+@pytest.mark.parametrize("listing", ["open", "done"])
+def test_a_finished_file_is_let_go_while_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, listing: str
+) -> None:
+    """A long run keeps its results, not its finished jobs (and their part files, spans and
+    requests): less memory, and less for the garbage collector to walk again and again.
+    ``open``: the item list is still going; ``done``: the run only waits for its files."""
+    import gc
+    import weakref
+
+    import omniget.engine.core as core
+
+    jobs: dict[str, weakref.ref[Any]] = {}
+
+    class Tracked(core.FileJob):
+        def __init__(self, ctx: Any, item: Item, *args: Any, **kw: Any) -> None:
+            super().__init__(ctx, item, *args, **kw)
+            jobs[item.download_url] = weakref.ref(self)
+
+    class Gated(MemoryTransport):
+        gate: asyncio.Event
+
+        async def fetch(self, request: Request, sink: Sink) -> Head:
+            if request.url.endswith("/slow.bin"):
+                await self.gate.wait()
+            return await super().fetch(request, sink)
+
+    monkeypatch.setattr(core, "FileJob", Tracked)
+    mem = Gated()
+    fast, slow = "http://files.test/fast.bin", "http://files.test/slow.bin"
+    late = "http://files.test/late.bin"
+    mem.add(fast, blob(1000))
+    mem.add(slow, blob(2000, seed=1))
+    mem.add(late, blob(10, seed=2))
+    eng, events = make(tmp_path, mem)
+
+    async def items() -> AsyncIterator[Item]:
+        yield Item(fast)
+        yield Item(slow)
+        if listing == "open":
+            await mem.gate.wait()
+            yield Item(late)
+
+    async def go() -> Report:
+        mem.gate = asyncio.Event()
+        running = asyncio.create_task(eng.run(items(), tmp_path / "o"))
+        for _ in range(1000):
+            await asyncio.sleep(0)
+            if any(isinstance(e, Finished) and e.item.download_url == fast for e in events):
+                break
+        for _ in range(20):  # (the job's done callback, the run moving on)
+            await asyncio.sleep(0)
+        gc.collect()
+        assert jobs[fast]() is None, "the finished job is still referenced"
+        assert jobs[slow]() is not None
+        mem.gate.set()
+        try:
+            return await asyncio.wait_for(running, 10)
+        finally:
+            await eng.aclose()
+
+    report = asyncio.run(go())
+    assert [(r.item.download_url, r.status) for r in report.results] == [
+        (fast, "ok"),
+        (slow, "ok"),
+        *([(late, "ok")] if listing == "open" else []),
+    ]
+    assert (tmp_path / "o" / "fast.bin").read_bytes() == blob(1000)

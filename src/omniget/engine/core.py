@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import random
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
@@ -133,12 +134,30 @@ class Engine:
         # -j files transfer at once (HostLimits counts them); as many again are set up
         # ahead, each with its first request ready to leave the moment a slot frees up.
         slots = asyncio.Semaphore(2 * max(1, s.jobs))
-        tasks: list[tuple[FileJob, asyncio.Task[FileResult]]] = []
+        # One result per item, in the items' order. A job that ends with its result lets
+        # go of it at once (a long run keeps no finished job alive: less for the garbage
+        # collector to walk); the others are settled at the end (cancelled, or a bug).
+        results: list[FileResult | None] = []
+        unsettled: dict[int, tuple[FileJob, asyncio.Task[FileResult]]] = {}
         loop = asyncio.get_running_loop()
 
         def on_cancel() -> None:
-            for _, t in tasks:
+            for _, t in list(unsettled.values()):
                 t.cancel()
+
+        def ended(i: int, slot: SetupSlot, task: asyncio.Task[FileResult]) -> None:
+            slot.release()
+            if not task.cancelled() and task.exception() is None:
+                results[i] = task.result()
+                unsettled.pop(i, None)
+
+        async def settle_rest() -> None:
+            while unsettled:  # in order (a cancel still reaches the one awaited)
+                i = next(iter(unsettled))
+                job, task = unsettled[i]
+                if results[i] is None:
+                    results[i] = await self._result(ctx, job, task)
+                unsettled.pop(i, None)
 
         watcher = loop.create_task(cancel.wait()) if cancel is not None else None
         if watcher is not None:
@@ -158,21 +177,23 @@ class Engine:
                     path, earlier, mine = self._register_output(ctx, item)
                     job = FileJob(ctx, item, path, after=earlier, released=mine, slot=slot)
                     task = loop.create_task(job.run())
-                    task.add_done_callback(slot.release)
-                    tasks.append((job, task))
+                    i = len(results)
+                    results.append(None)
+                    unsettled[i] = (job, task)
+                    task.add_done_callback(functools.partial(ended, i, slot))
             finally:  # however the list stops, LocalSlice readers stop waiting for it
                 ctx.end_listing()
-            for job, task in tasks:
-                report.results.append(await self._result(ctx, job, task))
+            await settle_rest()
         except asyncio.CancelledError:
             on_cancel()
-            for job, task in tasks:
-                report.results.append(await self._result(ctx, job, task))
+            await settle_rest()
+            report.results = [r for r in results if r is not None]
             raise
         finally:
             if watcher is not None:
                 watcher.cancel()
             ctx.close()
+        report.results = [r for r in results if r is not None]
         report.elapsed = time.monotonic() - started
         return report
 
