@@ -53,7 +53,7 @@ class Settings:
     network: NetworkSettings = field(default_factory=NetworkSettings)
     connections_per_host: int = 4
     max_connections: int = 16
-    jobs: int = 32  # files transferring at once (as many more are set up ahead)
+    jobs: int = 128  # files transferring at once (as many more are set up ahead)
     split: int | None = None  # connections per file; None = adaptive
     min_split_size: int = 1 * MiB  # never make a span smaller than this
     limit_rate: int | None = None  # bytes/s over the whole run

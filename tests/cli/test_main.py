@@ -355,3 +355,19 @@ def test_python_dash_m_version() -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0
     assert done.stdout.strip() == f"omniget {omniget.__version__}"
+
+
+def test_the_command_sets_its_garbage_collector_for_long_runs() -> None:
+    """The console script (not the library) freezes what start-up made and widens the
+    young generation (see ``cli._tune_gc``)."""
+    code = (
+        "import gc, sys\n"
+        "from omniget import cli\n"
+        "cli.main = lambda: print(gc.get_threshold()[0], gc.get_freeze_count() > 0) or 3\n"
+        "cli.run()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.split()) == (3, ["10000", "True"]), done.stderr
+    import gc
+
+    assert gc.get_threshold()[0] != 10_000  # (this process only imported omniget)

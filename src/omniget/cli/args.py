@@ -131,7 +131,7 @@ def _add_get(p: argparse.ArgumentParser) -> None:
                      help="print what would be written where, download nothing")
     speed = p.add_argument_group("speed")
     speed.add_argument("-j", "--jobs", type=_count, metavar="N",
-                       help="files transferring at once (default 32)")
+                       help="files transferring at once (default 128)")
     speed.add_argument("--split", type=_count, metavar="N",
                        help="connections per file (default: adaptive)")
     speed.add_argument("--limit-rate", type=_checked(cfg.parse_rate, "rate"), metavar="RATE",
