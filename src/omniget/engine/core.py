@@ -186,8 +186,7 @@ class Engine:
             await settle_rest()
         except asyncio.CancelledError:
             on_cancel()
-            await settle_rest()
-            report.results = [r for r in results if r is not None]
+            await settle_rest()  # (each file still in flight says it was interrupted)
             raise
         finally:
             if watcher is not None:
