@@ -55,7 +55,7 @@ class SetupSlot:
     def __init__(self, slots: asyncio.Semaphore) -> None:
         self._slots: asyncio.Semaphore | None = slots
 
-    def release(self, *_: object) -> None:
+    def release(self) -> None:
         if self._slots is not None:
             self._slots.release()
             self._slots = None

@@ -859,14 +859,7 @@ def _pipeable(request: Request, method: str, body: bytes | None) -> bool:
 def _light(request: Request, method: str, body: bytes | None) -> bool:
     """A plain GET of a whole resource (no Range, body or speed cap): it may share a
     connection with others (pipelined, or an HTTP/2 stream)."""
-    return (
-        method == "GET"
-        and body is None
-        and request.range is None
-        and request.if_range is None
-        and not request.max_speed
-        and request.rate is None
-    )
+    return request.range is None and request.if_range is None and _pipeable(request, method, body)
 
 
 def _parse_user(user: str | None) -> _Creds | None:
