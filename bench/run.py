@@ -371,6 +371,11 @@ def main(argv: list[str] | None = None) -> int:
         default=Path("/dev/shm"),
         help="parent of the tmpfs output dirs (default /dev/shm)",
     )
+    p.add_argument(
+        "--omniget",
+        metavar="BIN",
+        help="the omniget executable to measure (default: .venv/bin/omniget, else PATH)",
+    )
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per run (default 300)")
     p.add_argument(
         "--no-sync",
@@ -417,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         (disk / "home").mkdir()
 
         binaries = {v.binary for sc in scenarios for v in variants_for(sc.kind, tools)}
-        available = {b: probe(b, env) for b in sorted(binaries)}
+        available = {b: probe(b, env, args.omniget) for b in sorted(binaries)}
         for b, (path, info) in available.items():
             print(f"  {b:<8} {'-> ' + info if path else 'SKIPPED: ' + info}")
 

@@ -197,7 +197,10 @@ VARIANTS: list[Variant] = [
 TOOL_KEYS = ["omniget", "omniget-N8", "omniget-j16", "curl", "wget", "wget2", "aria2c", "axel"]
 
 
-def find_omniget() -> str | None:
+def find_omniget(override: str | None = None) -> str | None:
+    """``override`` (``--omniget``), else the repo's ``.venv``, else ``omniget`` on PATH."""
+    if override:
+        return override if Path(override).is_file() else shutil.which(override)
     venv = REPO_ROOT / ".venv" / "bin" / "omniget"
     if venv.is_file():
         return str(venv)
@@ -217,9 +220,26 @@ def compile_bytecode(script: str, env: dict[str, str]) -> None:
     subprocess.run([str(python), "-c", code], env=env, capture_output=True, timeout=120)
 
 
-def probe(binary: str, env: dict[str, str]) -> tuple[str | None, str]:
-    """Locate a tool and check that it starts. Returns (path or None, version or reason)."""
-    path = find_omniget() if binary == "omniget" else shutil.which(binary)
+def interpreter(script: str, env: dict[str, str]) -> str:
+    """Which Python runs an omniget console script (builds differ: a distribution's
+    optimised build starts and runs faster than a plain source build such as pyenv's)."""
+    python = Path(script).with_name("python")
+    code = "import sys; print(sys.version.split()[0], sys._base_executable)"
+    try:
+        r = subprocess.run(
+            [str(python), "-c", code], env=env, capture_output=True, text=True, timeout=30
+        )
+    except OSError:
+        return ""
+    return f"Python {r.stdout.strip()}" if r.returncode == 0 else ""
+
+
+def probe(
+    binary: str, env: dict[str, str], omniget: str | None = None
+) -> tuple[str | None, str]:
+    """Locate a tool and check that it starts. Returns (path or None, version or reason);
+    ``omniget``: the omniget executable to use instead of the usual one."""
+    path = find_omniget(omniget) if binary == "omniget" else shutil.which(binary)
     if path is None:
         return None, "not installed"
     if binary == "omniget":
@@ -239,7 +259,10 @@ def probe(binary: str, env: dict[str, str]) -> tuple[str | None, str]:
             return None, f"does not start: {e}"
         if r.returncode == 0:
             lines = (r.stdout or r.stderr).strip().splitlines()
-            return path, (lines[0][:80] if lines and flag == "--version" else "(no --version)")
+            version = lines[0][:80] if lines and flag == "--version" else "(no --version)"
+            if binary == "omniget":
+                version = f"{version} ({interpreter(path, env) or 'Python ?'})"
+            return path, version
         tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or [""]
         reason = reason or f"`{flag}` exited {r.returncode}: {tail[0][:200]}"
     return None, reason

@@ -225,6 +225,19 @@ def test_long_options_are_never_abbreviated(argv: list[str]) -> None:
     assert not any(build_parser(name).allow_abbrev for name in COMMANDS)
 
 
+def test_a_flag_takes_a_value_in_every_command_or_in_none() -> None:
+    # (the command is found by looking each leading flag up in the first parser that has it)
+    takes: dict[str, set[bool]] = {}
+    for name in COMMANDS:
+        for action in build_parser(name)._actions:
+            for flag in action.option_strings:
+                takes.setdefault(flag, set()).add(action.nargs != 0)
+    assert all(len(v) == 1 for v in takes.values()), takes
+    ns = parse_args(["-qo", "d", "get", "u"])
+    assert (ns.command, ns.output, ns.urls) == ("get", "d", ["u"])
+    assert parse_args(["-q", "list", "u"]).command == "list"
+
+
 def test_checksum_in_a_config_file_says_why(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_text('checksum = "md5=00"\n')

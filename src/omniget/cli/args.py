@@ -207,8 +207,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         raise UsageError("no URL given (see 'omniget --help')")
     if args[0] in ("-h", "--help", "--version"):
         build_parser().parse_args(args[:1])
-    command, args = _split_command(args)
-    parser = build_parser(command)
+    parsers: dict[str, ArgumentParser] = {}
+    command, args = _split_command(args, parsers)
+    parser = parsers.get(command) or build_parser(command)
     ns, extra = parser.parse_known_intermixed_args(args)
     for arg in extra:
         if arg.startswith("-"):  # e.g. `omniget -o DIR list URL`: never a silent download
@@ -234,24 +235,30 @@ def _suggest(parser: argparse.ArgumentParser, flag: str) -> str:
     return f"; did you mean {near}?" if near else ""
 
 
-def _split_command(args: list[str]) -> tuple[str, list[str]]:
+def _split_command(
+    args: list[str], parsers: dict[str, ArgumentParser]
+) -> tuple[str, list[str]]:
     """The command and the other arguments: the first argument that is neither an option nor
-    an option's value names the command when it is one (``get`` otherwise)."""
-    takes_value = {
-        flag
-        for name in COMMANDS
-        for action in build_parser(name)._actions
-        if action.nargs != 0
-        for flag in action.option_strings
-    }
+    an option's value names the command when it is one (``get`` otherwise). Parsers are
+    built only when an option has to be looked up, ``get``'s first; ``parsers`` keeps them."""
+
+    def takes_value(flag: str) -> bool:
+        for name in ("get", *COMMANDS):
+            if name not in parsers:
+                parsers[name] = build_parser(name)
+            for action in parsers[name]._actions:
+                if flag in action.option_strings:
+                    return action.nargs != 0
+        return False
+
     i = 0
     while i < len(args) and args[i].startswith("-") and args[i] not in ("-", "--"):
         arg = args[i]
-        if arg in takes_value:
+        if takes_value(arg):
             i += 1  # -o DIR: skip the value too
         elif not arg.startswith("--"):  # -qo DIR: a group whose last flag takes the next one
             for j, letter in enumerate(arg[1:], 2):
-                if "-" + letter in takes_value:
+                if takes_value("-" + letter):
                     if j == len(arg):
                         i += 1
                     break
