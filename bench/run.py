@@ -46,7 +46,7 @@ from benchlib.report import (
     to_json,
 )
 from benchlib.servers import Server, delay_proxy, running_server, running_tls_server
-from benchlib.tools import TOOL_KEYS, Job, Variant, command, probe, variants_for
+from benchlib.tools import TOOL_KEYS, Job, Variant, command, probe, tool_env, variants_for
 
 BENCH_DIR = Path(__file__).resolve().parent
 KiB, MiB, GiB = 1024, 1024**2, 1024**3
@@ -182,20 +182,6 @@ def fs_type(path: Path) -> str:
             if inside and len(mnt) >= len(best):
                 best, kind = mnt, parts[2]
     return kind
-
-
-def tool_env(home: Path) -> dict[str, str]:
-    """The environment for every client: no proxies, an empty HOME (no ~/.curlrc etc.)."""
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-    env["HOME"] = str(home)
-    for var, sub in (
-        ("XDG_CONFIG_HOME", ".config"),
-        ("XDG_CACHE_HOME", ".cache"),
-        ("XDG_DATA_HOME", ".local/share"),
-        ("XDG_STATE_HOME", ".local/state"),
-    ):
-        env[var] = str(home / sub)
-    return env
 
 
 def make_job(

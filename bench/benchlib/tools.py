@@ -6,6 +6,7 @@ Kinds: ``single`` (one big file, unthrottled), ``slow`` (one big file through ng
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -195,6 +196,20 @@ VARIANTS: list[Variant] = [
 ]
 
 TOOL_KEYS = ["omniget", "omniget-N8", "omniget-j16", "curl", "wget", "wget2", "aria2c", "axel"]
+
+
+def tool_env(home: Path) -> dict[str, str]:
+    """The environment for every client: no proxies, an empty HOME (no ~/.curlrc etc.)."""
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env["HOME"] = str(home)
+    for var, sub in (
+        ("XDG_CONFIG_HOME", ".config"),
+        ("XDG_CACHE_HOME", ".cache"),
+        ("XDG_DATA_HOME", ".local/share"),
+        ("XDG_STATE_HOME", ".local/state"),
+    ):
+        env[var] = str(home / sub)
+    return env
 
 
 def find_omniget(override: str | None = None) -> str | None:

@@ -23,6 +23,7 @@ import pytest
 
 from omniget.engine.transports import pipeline
 from omniget.engine.transports.curlloop import CLOSED, STALLED
+from omniget.engine.transports.http import _parse_head
 from omniget.engine.transports.pipeline import DEPTH, FALLBACK, PipelinePool, pipeline_key
 
 from ._server import Handler, Req, Server, reset, static
@@ -172,6 +173,7 @@ class Hop:
         cancel_after: int | None = None,
     ) -> None:
         self.raw: list[bytes] = []
+        self.parsed: tuple[int, list[tuple[str, str]]] | None = None
         self.fut: asyncio.Future[tuple[int, str]] = loop.create_future()
         self.body = bytearray()
         self.writes = 0
@@ -500,6 +502,20 @@ def test_next_head_glued_to_the_previous_body_and_split(srv: Server) -> None:
     assert bytes(g2.body) == b"second"
     assert bytes(a.body) == want("/a")
     assert srv.connections == 1
+
+
+def test_a_head_is_parsed_once_as_the_generic_parser_would(srv: Server) -> None:
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-Folded: one\r\n  two\r\n"
+        b"Set-Cookie: a=1\r\nset-cookie: b=2\r\nNoColon\r\nX-Empty:\r\n"
+        b"X-Pad :  v  \r\n\r\nabc"
+    )
+    srv.route("/odd", send(head))
+
+    odd, a = fetch_one_conn(srv, "/odd", "/a")
+    assert bytes(odd.body) == b"abc" and bytes(a.body) == want("/a")
+    assert odd.parsed == _parse_head(odd.raw)
+    assert odd.parsed[1][1:3] == [("X-Folded", "one two"), ("Set-Cookie", "a=1")]
 
 
 def test_lenient_but_exact_heads(srv: Server) -> None:

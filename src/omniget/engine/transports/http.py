@@ -114,6 +114,7 @@ class _Hop:
         self.url = url
         self.fut = fut
         self.raw: list[bytes] = []  # header lines, appended by libcurl's header callback
+        self.parsed: tuple[int, list[tuple[str, str]]] | None = None  # (see Exchange)
         self.status = 0
         self.headers = Headers()
         self.head: Head | None = None  # the final response's head, once decided
@@ -198,7 +199,8 @@ class _Hop:
         """The head is complete: note a redirect or hand the head to the sink.
         False when the sink refused it (``stopped`` or ``error`` says how)."""
         self.decided = True
-        self.status, pairs = _parse_head(self.raw)
+        parsed, self.parsed = self.parsed, None
+        self.status, pairs = parsed if parsed is not None else _parse_head(self.raw)
         self.headers = Headers(pairs)
         if self.status == 0:
             self.error = TransientError(f"no HTTP response head ({safe_url(self.url)})")

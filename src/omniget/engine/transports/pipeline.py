@@ -85,6 +85,8 @@ class Exchange(Protocol):
     """What a pipelined request reports to (the transport's per-request ``_Hop``)."""
 
     raw: list[bytes]
+    #: (status, header pairs) of ``raw``'s head, parsed here once (None: parse ``raw``)
+    parsed: tuple[int, list[tuple[str, str]]] | None
     fut: asyncio.Future[tuple[int, str]]
     views: bool  # on_write may get a view of the read buffer (valid during the call)
 
@@ -534,8 +536,16 @@ class _Conn(asyncio.BufferedProtocol):
         chunked = False
         conn = b""
         encoding = b""
+        pairs: list[tuple[str, str]] = []  # (the hop's headers: parsed once, here)
         for line in lines[1:]:
+            if line[:1] in (b" ", b"\t"):  # obsolete line folding
+                if pairs:
+                    name_s, value_s = pairs[-1]
+                    pairs[-1] = (name_s, f"{value_s} {line.strip().decode('latin-1')}")
+                continue
             name, _, value = line.partition(b":")
+            if name.strip():
+                pairs.append((name.rstrip().decode("latin-1"), value.strip().decode("latin-1")))
             low = name.strip().lower()
             if low == b"content-length":
                 v = value.strip()
@@ -586,6 +596,7 @@ class _Conn(asyncio.BufferedProtocol):
             p.got = True
             p.hop.raw.extend(line + b"\r\n" for line in lines)
             p.hop.raw.append(b"\r\n")
+            p.hop.parsed = (status, pairs)
         else:
             self.drain = True
         if self.state == _BODY and self.left == 0:
