@@ -544,9 +544,10 @@ class _Conn(asyncio.BufferedProtocol):
                     pairs[-1] = (name_s, f"{value_s} {line.strip().decode('latin-1')}")
                 continue
             name, _, value = line.partition(b":")
-            if name.strip():
-                pairs.append((name.rstrip().decode("latin-1"), value.strip().decode("latin-1")))
-            low = name.strip().lower()
+            name = name.rstrip()  # (no leading blank: that line was a folded one)
+            if name:
+                pairs.append((name.decode("latin-1"), value.strip().decode("latin-1")))
+            low = name.lower()
             if low == b"content-length":
                 v = value.strip()
                 if not v.isdigit() or (length is not None and int(v) != length):
