@@ -140,6 +140,8 @@ def _add_get(p: argparse.ArgumentParser) -> None:
 
 @dataclass(frozen=True)
 class Command:
+    """A subcommand: its name, one-line help and how it adds its options."""
+
     name: str
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]

@@ -75,6 +75,8 @@ class QuietProgress:
 
 @dataclass
 class _Seen:
+    """When a file's last progress line was printed, and its bytes then."""
+
     last: float  # when this file's last line was printed (or it started)
     done: int  # bytes done then
 

@@ -63,6 +63,8 @@ class SetupSlot:
 
 @dataclass
 class RunContext:
+    """What every job of one run shares: settings, transports, caps, journal, clock."""
+
     settings: Settings
     transports: Mapping[str, Transport]
     limits: HostLimits

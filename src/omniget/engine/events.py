@@ -26,12 +26,16 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Event:
+    """Base of every event: the item it is about and its output path."""
+
     item: Item
     path: Path | None  # final output path, once known
 
 
 @dataclass(frozen=True)
 class Started(Event):
+    """A file's transfer began (``resumed`` bytes were already on disk)."""
+
     size: int | None  # total bytes if known
     resumed: int  # bytes already on disk from an earlier run
     connections: int = 1
@@ -39,6 +43,8 @@ class Started(Event):
 
 @dataclass(frozen=True)
 class Progress(Event):
+    """Bytes written so far; at most every 0.25 s per file (``job.PROGRESS_EVERY``)."""
+
     done: int  # bytes of output written so far (resumed bytes included)
     size: int | None
     connections: int = 1
@@ -46,12 +52,16 @@ class Progress(Event):
 
 @dataclass(frozen=True)
 class PieceDone(Event):
+    """One piece of the item was fetched and verified."""
+
     index: int
     size: int
 
 
 @dataclass(frozen=True)
 class Retrying(Event):
+    """A transient error; the engine tries again after ``delay`` seconds."""
+
     error: OmnigetError
     attempt: int
     delay: float
@@ -59,11 +69,15 @@ class Retrying(Event):
 
 @dataclass(frozen=True)
 class Skipped(Event):
+    """The item was not downloaded (``reason`` says why)."""
+
     reason: str  # "exists", "archived", "filtered", ...
 
 
 @dataclass(frozen=True)
 class Finished(Event):
+    """The file is complete, verified and in place."""
+
     size: int
     verified: str | None  # e.g. "sha256", "size", or None when nothing could be checked
     fetched: int  # bytes fetched in this run
@@ -71,11 +85,15 @@ class Finished(Event):
 
 @dataclass(frozen=True)
 class Failed(Event):
+    """The item could not be downloaded."""
+
     error: OmnigetError
 
 
 @dataclass(frozen=True)
 class Warned(Event):
+    """Something the user should know that does not stop the item."""
+
     message: str
 
 

@@ -70,6 +70,8 @@ _MIGRATIONS: dict[int, str] = {}
 
 @dataclass
 class FileRecord:
+    """One file's row in the journal: where it goes, its validators, and whether it is done."""
+
     key: str
     path: str
     url: str

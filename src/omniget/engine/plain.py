@@ -73,6 +73,8 @@ class _Restart(Exception):
 
 @dataclass(eq=False)
 class Span:
+    """A byte range of one file on one connection: ``pos`` moves from ``start`` to ``end``."""
+
     start: int
     pos: int
     end: int | None  # None: to the end of the body

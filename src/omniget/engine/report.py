@@ -16,6 +16,8 @@ Status = Literal["ok", "skipped", "failed"]
 
 @dataclass(frozen=True)
 class FileResult:
+    """How one item ended: ok, skipped or failed, with sizes and the check made."""
+
     item: Item
     path: Path | None
     status: Status
@@ -28,6 +30,8 @@ class FileResult:
 
 @dataclass
 class Report:
+    """Every item's result and the run's wall time."""
+
     results: list[FileResult] = field(default_factory=list)
     elapsed: float = 0.0
 

@@ -26,6 +26,8 @@ MAX_BODY = 32 * 1024 * 1024  # API answers and pages, never files
 
 @dataclass
 class Response:
+    """A source's small API answer, read whole."""
+
     status: int
     url: str
     headers: Mapping[str, str]
@@ -93,6 +95,8 @@ class HttpClient:
 
 @dataclass
 class SourceContext:
+    """What a source gets to work with: settings, an HTTP client and its options."""
+
     settings: Settings
     http: HttpClient
     options: Mapping[str, object] = field(default_factory=dict)

@@ -60,6 +60,8 @@ _H2: int = pycurl.CURL_HTTP_VERSION_2TLS  # HTTP/2 when TLS negotiates it, else 
 
 @dataclass(frozen=True)
 class _Creds:
+    """User name and password for one origin."""
+
     user: str
     password: str
 

@@ -19,6 +19,8 @@ __all__ = ["MemResponse", "MemoryTransport"]
 
 @dataclass
 class MemResponse:
+    """A canned answer of the in-memory transport."""
+
     status: int = 200
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
