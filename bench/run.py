@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--tools",
         default=",".join(TOOL_KEYS),
-        help=f"comma list (default all: {','.join(TOOL_KEYS)}); 'peers' = all but omniget",
+        help=f"comma list (default all: {','.join(TOOL_KEYS)}); 'peers' = the native tools",
     )
     p.add_argument(
         "--runs",
@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     if "peers" in tools:
         tools = [t for t in tools if t != "peers"] + [
-            t for t in TOOL_KEYS if not t.startswith("omniget")
+            t for t in TOOL_KEYS if not t.startswith("omniget") and t != "floor"
         ]
     bad = [t for t in tools if t not in TOOL_KEYS]
     if bad:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .measure import Sample
+from .tools import REFERENCE_ROWS
 
 
 @dataclass
@@ -52,10 +53,13 @@ class ScenarioResult:
         return None
 
     def best(self, peers_only: bool = False) -> float | None:
+        """The fastest median; never a yardstick row; ``peers_only``: no omniget row."""
         walls = [
             r.median()
             for r in self.rows
-            if r.usable and not (peers_only and r.row.startswith("omniget"))
+            if r.usable
+            and r.row not in REFERENCE_ROWS
+            and not (peers_only and r.row.startswith("omniget"))
         ]
         return min(walls) if walls else None
 

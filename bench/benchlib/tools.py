@@ -15,6 +15,9 @@ from pathlib import Path
 
 from .servers import REPO_ROOT
 
+REFERENCE_ROWS = frozenset({"py-floor"})  # yardsticks: shown, never the "best" of a table
+FLOOR = REPO_ROOT / "bench" / "floor.py"
+
 
 @dataclass(frozen=True)
 class Job:
@@ -193,9 +196,28 @@ VARIANTS: list[Variant] = [
         _single(lambda e, u, n, d: [e, "-q", "-o", str(d / n), u]),
         note="axel defaults",
     ),
+    # not a peer: the Python floor (bench/floor.py), run by omniget's interpreter
+    Variant(
+        "py-floor",
+        "floor",
+        "py-floor",
+        MANY,
+        (lambda e, j: [e, str(FLOOR), str(j.list_file), str(j.out_dir)]),
+        note="bench/floor.py with omniget's Python; a yardstick, never a peer",
+    ),
 ]
 
-TOOL_KEYS = ["omniget", "omniget-N8", "omniget-j16", "curl", "wget", "wget2", "aria2c", "axel"]
+TOOL_KEYS = [
+    "omniget",
+    "omniget-N8",
+    "omniget-j16",
+    "curl",
+    "wget",
+    "wget2",
+    "aria2c",
+    "axel",
+    "floor",
+]
 
 
 def tool_env(home: Path) -> dict[str, str]:
@@ -254,6 +276,12 @@ def probe(
 ) -> tuple[str | None, str]:
     """Locate a tool and check that it starts. Returns (path or None, version or reason);
     ``omniget``: the omniget executable to use instead of the usual one."""
+    if binary == "py-floor":  # omniget's own interpreter, so that the two compare
+        script = find_omniget(omniget)
+        python = Path(script).with_name("python") if script else None
+        if python is None or not python.is_file():
+            return None, "needs omniget installed in a virtual environment (its python)"
+        return str(python), interpreter(str(script), env) or "Python ?"
     path = find_omniget(omniget) if binary == "omniget" else shutil.which(binary)
     if path is None:
         return None, "not installed"
