@@ -165,10 +165,17 @@ def test_a_local_file_given_as_url_says_so(
     assert "no source can handle 'nodots'" in capsys.readouterr().err
 
 
-def test_missing_input_file_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["-i", "nope.txt"]) == 2
+def test_missing_input_file_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "nope.txt"
+    assert main(["-i", str(missing)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("omniget: error: cannot read input file nope.txt")
+    assert err == f"omniget: error: cannot read input file {missing}: No such file or directory\n"
+    (tmp_path / "bin.txt").write_bytes(b"\xff\xfehttp://x/")
+    assert main(["-i", str(tmp_path / "bin.txt")]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith(": not UTF-8 text (invalid start byte at byte 0)\n")
     assert err.count("\n") == 1
 
 

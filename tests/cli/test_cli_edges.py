@@ -101,6 +101,18 @@ def test_output_file_naming_a_directory_is_a_usage_error(
     assert httpd.requests == [] and os.listdir("adir") == []
 
 
+def test_output_folder_naming_a_file_says_so(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = serve(httpd)
+    Path("afile").write_bytes(b"mine")
+    assert main(["-o", "afile", url]) == 7  # a storage error
+    err = one_line(capsys.readouterr().err).strip()
+    assert err.startswith("omniget: error: cannot create output folder ")
+    assert err.endswith("afile: a file is in the way")
+    assert httpd.requests == [] and Path("afile").read_bytes() == b"mine"
+
+
 def test_existing_output_file_is_skipped_out_loud(
     httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -208,7 +208,12 @@ def test_summary_line() -> None:
             FileResult(item, None, "failed", error=TransientError("x")),
         ]
     )
-    assert summary_line(cut).startswith("0 files ok, 0 skipped, 1 failed, 1 interrupted, 0.0 MiB")
+    assert summary_line(cut) == (
+        "0 files ok, 0 skipped, 1 failed, 1 interrupted, 0 B in 0.00s (0 B/s)"
+    )
+    # small runs read in their own units (not "0.0 MiB in 0.0s")
+    small = Report(results=[FileResult(item, None, "ok", size=16384, fetched=16384)], elapsed=0.02)
+    assert summary_line(small) == "1 file ok, 0 skipped, 0 failed, 16.0 KiB in 0.02s (800.0 KiB/s)"
 
 
 def test_display_path_and_format_size(tmp_path: Path) -> None:

@@ -141,8 +141,12 @@ def _collect(ns: argparse.Namespace) -> list[str | Item]:
                 text = sys.stdin.read()
             else:
                 text = Path(ns.input_file).expanduser().read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise UsageError(f"cannot read input file {ns.input_file}: {e}") from None
+        except OSError as e:
+            why = e.strerror or str(e)
+            raise UsageError(f"cannot read input file {ns.input_file}: {why}") from None
+        except UnicodeDecodeError as e:
+            why = f"not UTF-8 text ({e.reason} at byte {e.start})"
+            raise UsageError(f"cannot read input file {ns.input_file}: {why}") from None
         name = "stdin" if ns.input_file == "-" else f"input file {ns.input_file}"
         targets += parse_input(text, name)
     if not targets:

@@ -46,7 +46,6 @@ __all__ = [
 ]
 
 MASK = "***"
-MiB = 1024 * 1024
 _SECRET_QUERY = (
     "token|access_token|auth|api_key|apikey|key|password|passwd|pass|secret|sessid|session_id"
     "|phpsessid|signature|sig"
@@ -297,17 +296,17 @@ def dry_run(
 
 
 def summary_line(report: Report, *, failed: int = 0, skipped: int = 0) -> str:
-    """``N files ok, N skipped, N failed, X MiB in Ys (Z MiB/s)`` ("1 file ok"); extra counts
+    """``N files ok, N skipped, N failed, SIZE in Ts (RATE/s)`` ("1 file ok"); extra counts
     are added. Files cut off by an interrupt are counted apart (``N interrupted``): they
     did not fail, a rerun resumes them."""
-    mib = report.fetched / MiB
     secs = report.elapsed
-    rate = mib / secs if secs > 0 else 0.0
+    rate = int(report.fetched / secs) if secs > 0 else 0
     files = "file" if report.ok == 1 else "files"
     cut = report.interrupted
     interrupted = f"{cut} interrupted, " if cut else ""
+    took = f"{secs:.2f}s" if secs < 1 else f"{secs:.1f}s"
     return (
         f"{report.ok} {files} ok, {report.skipped + skipped} skipped, "
         f"{report.failed - cut + failed} failed, {interrupted}"
-        f"{mib:.1f} MiB in {secs:.1f}s ({rate:.1f} MiB/s)"
+        f"{format_size(report.fetched)} in {took} ({format_size(rate)}/s)"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import functools
 import random
 import time
@@ -129,7 +130,8 @@ class Engine:
         try:  # (after the transports: a bad cookies file leaves no empty folder behind)
             dest_path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StorageError(f"cannot create output folder {dest_path}: {exc.strerror}") from exc
+            why = "a file is in the way" if exc.errno == errno.EEXIST else exc.strerror
+            raise StorageError(f"cannot create output folder {dest_path}: {why}") from exc
         report = Report()
         # -j files transfer at once (HostLimits counts them); as many again are set up
         # ahead, each with its first request ready to leave the moment a slot frees up.
