@@ -17,7 +17,7 @@ from omniget.engine.events import Event, Finished, Retrying
 from omniget.engine.journal import Journal
 from omniget.engine.report import Report
 from omniget.engine.retry import FakeClock
-from omniget.engine.transports.base import Head, Request, Sink
+from omniget.engine.transports.base import Head, Headers, Request, Sink
 from omniget.engine.transports.memory import MemoryTransport, MemResponse
 from omniget.model import ByteRange, Digest, Item, LocalSlice, Piece, Transform
 from omniget.settings import Settings
@@ -534,3 +534,94 @@ def test_a_finished_file_is_let_go_while_the_run_goes_on(
         *([(late, "ok")] if listing == "open" else []),
     ]
     assert (tmp_path / "o" / "fast.bin").read_bytes() == blob(1000)
+
+
+class _Hanging(MemoryTransport):
+    """The first answer (no Range) sends its head and ``first_bytes`` of body, then hangs
+    (or fails with ``first_error`` once two more requests are out); ranged requests answer ``range_status`` (the file's
+    bytes when 206) or hang when it is None. Records which fetches were cancelled."""
+
+    def __init__(self, data: bytes, *, first_bytes: int, range_status: int | None = 206,
+                 first_error: Exception | None = None) -> None:
+        super().__init__(chunk=16 * 1024)
+        self.add(URL, data)
+        self.data = data
+        self.first_bytes = first_bytes
+        self.range_status = range_status
+        self.first_error = first_error
+        self.cancelled: list[str] = []
+
+    async def fetch(self, request: Request, sink: Sink) -> Head:
+        self.requests.append(request)
+        ranged = request.range is not None
+        try:
+            if ranged and self.range_status == 206:
+                return await super().fetch(request, sink)
+            if ranged and self.range_status is not None:
+                head = Head(self.range_status, request.url, Headers([("content-length", "0")]))
+                sink.on_head(head)
+                return head
+            await asyncio.sleep(0)
+            headers = [("content-length", str(len(self.data))), ("accept-ranges", "bytes")]
+            head = Head(200 if not ranged else 206, request.url, Headers(headers))
+            if not ranged:
+                sink.on_head(head)
+                sink.on_data(self.data[: self.first_bytes])
+                if self.first_error is not None:
+                    while len(self.requests) < 3:  # (fails once the split spans are out)
+                        await asyncio.sleep(0)
+                    raise self.first_error
+            await asyncio.Event().wait()  # a connection that went silent
+            raise AssertionError("not reached")
+        except asyncio.CancelledError:
+            self.cancelled.append("ranged" if ranged else "first")
+            raise
+
+
+def test_a_split_span_failing_stops_the_first_span_at_once(tmp_path: Path) -> None:
+    """The first span runs in the file's own task; a permanent error on another span
+    ends the file at once instead of waiting for the first span's (silent) connection."""
+    mem = _Hanging(blob(4 * MiB, 3), first_bytes=64 * 1024, range_status=403)
+    eng, _ = make(tmp_path, mem, split=2)
+    report = run(eng, [Item(URL)], tmp_path / "out", within=10)
+    [res] = report.results
+    assert res.status == "failed" and type(res.error).__name__ == "AuthRequired", res.error
+    assert mem.cancelled == ["first"]
+    assert (tmp_path / "out" / "data.bin.omniget-part").exists()  # kept for a rerun
+    assert res.fetched == 64 * 1024
+
+
+def test_the_first_span_failing_stops_the_split_spans(tmp_path: Path) -> None:
+    from omniget.errors import RemoteError
+
+    mem = _Hanging(blob(4 * MiB, 4), first_bytes=64 * 1024, range_status=None,
+                   first_error=RemoteError("HTTP 400 from the first connection", status=400))
+    eng, _ = make(tmp_path, mem, split=3)
+    report = run(eng, [Item(URL)], tmp_path / "out", within=10)
+    [res] = report.results
+    assert res.status == "failed" and "first connection" in str(res.error)
+    assert sorted(mem.cancelled) == ["ranged", "ranged"]
+
+
+def test_cancel_while_split_stops_every_connection_and_keeps_the_part(tmp_path: Path) -> None:
+    mem = _Hanging(blob(4 * MiB, 5), first_bytes=64 * 1024, range_status=None)
+    eng, _ = make(tmp_path, mem, split=2, checkpoint_seconds=0.0)
+
+    async def go() -> Report:
+        cancel = asyncio.Event()
+        running = asyncio.create_task(eng.run([Item(URL)], tmp_path / "out", cancel=cancel))
+        for _ in range(200):
+            await asyncio.sleep(0)
+            if len(mem.requests) >= 2:
+                break
+        cancel.set()
+        try:
+            return await asyncio.wait_for(running, 10)
+        finally:
+            await eng.aclose()
+
+    report = asyncio.run(go())
+    [res] = report.results
+    assert res.status == "failed" and type(res.error).__name__ == "Cancelled"
+    assert sorted(mem.cancelled) == ["first", "ranged"]
+    assert (tmp_path / "out" / "data.bin.omniget-part").exists()

@@ -79,7 +79,9 @@ class Span:
     pos: int
     end: int | None  # None: to the end of the body
     ticket: Ticket | None = None  # its connection slot (granted, or waited for)
-    task: asyncio.Task[None] | None = None
+    # its task; for the first span, which runs in the file's own task, a future that
+    # stands for it (cancelling it interrupts that run)
+    task: asyncio.Future[None] | None = None
     saved: int = field(init=False)  # pos at the last checkpoint
     seen: float = 0.0  # monotonic time of its request or its last bytes
     dropped: bool = False  # its remainder was taken over; its task is being cancelled
@@ -190,7 +192,10 @@ class PlainDownload:
         self.heads = 0  # answers accepted so far
         self.heads_wanted = 1  # the adaptive window waits for this many
         self.heads_until = 0.0  # ... but no longer than this (monotonic time)
-        self.answered: asyncio.Future[bool] | None = None  # the first answer: worth splitting?
+        self.inline: Span | None = None  # the first span while it runs in the file's task
+        self.controller: asyncio.Task[None] | None = None  # started when worth splitting
+        self.runner: asyncio.Task[Any] | None = None  # the file's task
+        self.interrupts = 0  # cancels of the file's task that only stop its first span
         self.slowest_head = 0.0  # seconds from a request to its answer, the longest seen
         self.wake_at: float | None = None  # tail: when a span may be quiet enough to take over
 
@@ -247,13 +252,13 @@ class PlainDownload:
         if not pending:
             return
         first = pending.pop(0)
+        self.controller = None
         try:
-            self._start(first, wait=True)
-            if not pending and not await self._worth_a_controller(first):
-                assert first.task is not None
-                await first.task  # small or unsplittable: the one stream is the file
-                return
-            await self._control(pending)
+            if pending:  # resume gaps: every span in a task, the controller here
+                self._start(first, wait=True)
+                await self._control(pending)
+            else:
+                await self._run_first(first)
         except BaseException:
             await self._stop_all()
             raise
@@ -264,23 +269,61 @@ class PlainDownload:
                     span.ticket.close()
             self.spans = []
 
-    async def _worth_a_controller(self, first: Span) -> bool:
-        """Wait for the first answer (or the end of the first span): is the file worth
-        splitting? Most files are not, and skip the controller's bookkeeping."""
-        answered: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.answered = answered
-        task = first.task
-        assert task is not None
+    async def _run_first(self, first: Span) -> None:
+        """Run the first span in the file's own task (most files end with it: no task,
+        no controller). When its answer shows a file worth splitting, the controller
+        starts in a task of its own; it may interrupt this run to drop the span (its
+        remainder moved to a fresh connection) or when it fails."""
+        me = asyncio.current_task()
+        assert me is not None
+        url = self.urls[0]
+        light = first.pos == 0 and first.end is None  # a plain GET (may be pipelined)
+        first.ticket = self.ctx.limits.ticket(url, self.job.claim, light=light)
+        first.task = stand_in = asyncio.get_running_loop().create_future()
+        first.seen = time.monotonic()
+        self.spans.append(first)
+        self.inline, self.runner, self.interrupts = first, me, 0
+        stand_in.add_done_callback(self._stand_in_done)
+        try:
+            await self._run_span(first, url)
+        except asyncio.CancelledError:
+            ours = self.interrupts
+            if not ours or me.cancelling() > ours:
+                raise  # (also) cancelled from outside
+            for _ in range(ours):
+                me.uncancel()
+        finally:
+            self.inline = None
+            if not stand_in.done():
+                stand_in.set_result(None)
+        if self.controller is not None:
+            await self.controller
 
-        def ended(_: object) -> None:
-            if not answered.done():
-                answered.set_result(False)
+    def _start_controller(self) -> None:
+        """The first span's answer shows a file worth splitting: start the controller."""
+        task = asyncio.get_running_loop().create_task(self._control([]))
+        task.add_done_callback(self._controller_ended)
+        self.controller = task
 
-        task.add_done_callback(ended)
-        return await answered
+    def _interrupt(self) -> None:
+        """Stop the first span's run in the file's task (which then awaits the controller)."""
+        runner = self.runner
+        if self.inline is not None and runner is not None and not runner.done():
+            self.interrupts += 1
+            runner.cancel()
+
+    def _stand_in_done(self, fut: asyncio.Future[None]) -> None:
+        if fut.cancelled():  # the controller dropped the first span
+            self._interrupt()
+
+    def _controller_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._interrupt()  # (its error is raised where the file's task awaits it)
 
     async def _stop_all(self) -> None:
         tasks = [s.task for s in self.spans if s.task is not None and not s.task.done()]
+        if self.controller is not None and not self.controller.done():
+            tasks.append(self.controller)
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -321,7 +364,7 @@ class PlainDownload:
             self.target = min(EARLY_STEP, self.ctx.limits.per_host)  # large: no 1-conn window
             self._fill(pending)
         while True:
-            active: list[asyncio.Task[Any]] = [
+            active: list[asyncio.Future[Any]] = [
                 s.task for s in self.spans if s.task is not None and not s.task.done()
             ]
             if not active:
@@ -390,7 +433,7 @@ class PlainDownload:
             pending.clear()
             await self._control([])
 
-    def _check_span(self, task: asyncio.Task[Any]) -> None:
+    def _check_span(self, task: asyncio.Future[Any]) -> None:
         """Raise a finished span task's error; a dropped span's cancellation is none (its
         bytes went to another connection)."""
         if task.cancelled() and any(s.task is task and s.dropped for s in self.spans):
@@ -608,8 +651,8 @@ class PlainDownload:
             self.slowest_head = max(self.slowest_head, time.monotonic() - sink.sent)
         if not self.head_seen:
             self._first_head(head, sink)
-            if self.answered is not None and not self.answered.done() and self._worth_splitting():
-                self.answered.set_result(True)  # else it resolves when the span ends
+            if self.inline is not None and self.controller is None and self._worth_splitting():
+                self._start_controller()
         self.heads += 1
         self.head_event.set()
 
