@@ -283,7 +283,6 @@ class PlainDownload:
         first.seen = time.monotonic()
         self.spans.append(first)
         self.inline, self.runner, self.interrupts = first, me, 0
-        stand_in.add_done_callback(self._stand_in_done)
         try:
             await self._run_span(first, url)
         except asyncio.CancelledError:
@@ -311,10 +310,6 @@ class PlainDownload:
         if self.inline is not None and runner is not None and not runner.done():
             self.interrupts += 1
             runner.cancel()
-
-    def _stand_in_done(self, fut: asyncio.Future[None]) -> None:
-        if fut.cancelled():  # the controller dropped the first span
-            self._interrupt()
 
     def _controller_ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -509,6 +504,8 @@ class PlainDownload:
             )
             victim.dropped = True
             victim.task.cancel()
+            if victim is self.inline:  # (its task is the file's: stop only the span)
+                self._interrupt()
         return True
 
     def _quiet(self, running: list[Span]) -> Span | None:

@@ -220,9 +220,13 @@ class HostLimits:
         # host -> the room its cap had when it refused a ticket (grants only shrink it)
         room: dict[str, int] = {}
         full = 0  # hosts with waiters and no room at all
-        for t in list(self._waiters):
+        waiters = self._waiters
+        i = 0
+        while i < len(waiters):
             if self._in_use >= cap or full == len(self._hosts_waiting):
                 break
+            t = waiters[i]
+            i += 1
             claim = t.claim
             # (cheap skip: a file waiting for its first slot while every file slot is taken)
             if (
@@ -248,9 +252,10 @@ class HostLimits:
                 full += left < 1
                 continue
             if not t.granted and not t.closed and self._free(t):
-                self._waiters.remove(t)
+                del waiters[i - 1]
                 self._unwait(host)
-                self._take(t)
+                self._take(t)  # (its callbacks may ask for or close tickets: start over)
+                i = 0
 
     # ----- queries ------------------------------------------------------------------
 

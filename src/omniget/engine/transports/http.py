@@ -314,25 +314,30 @@ class CurlTransport:
         headers = self._headers
         if request.headers:
             headers = {**headers, **_check_headers(tuple(request.headers.items()))}
-        secret = _SENSITIVE.union(h.lower() for h in request.secret_headers)
+        secret: frozenset[str] | None = None  # dropped on a hop to another origin
         method = request.method.upper()
         body = request.body
         first: tuple[str, str, int | None] | None = None  # set on the first redirect
-        seen: set[tuple[str, str, str]] = set()
+        seen: set[tuple[str, str, str]] | None = None  # hops so far, once redirected
         limit = self.settings.max_redirects
         while True:
             same = first is None or origin(url) == first
-            hop_headers = headers if same else {k: v for k, v in headers.items() if k not in secret}
+            if same:
+                hop_headers = headers
+            else:
+                if secret is None:
+                    secret = _SENSITIVE.union(h.lower() for h in request.secret_headers)
+                hop_headers = {k: v for k, v in headers.items() if k not in secret}
             cookie = self._cookie(url, hop_headers)
-            key = (method, url, cookie or "")
-            if first is not None:
+            if seen is not None:
+                key = (method, url, cookie or "")
                 if key in seen:
                     raise RemoteError(f"redirect loop at {safe_url(url)}")
                 if len(seen) > limit:
                     raise RemoteError(
                         f"too many redirects (more than {limit}) from {safe_url(request.url)}"
                     )
-            seen.add(key)
+                seen.add(key)
             ask = _Ask(request, url, method, body, hop_headers, cookie, creds if same else None)
             hop = await self._run_hop(core, ask, sink, gate)
             gate = None
@@ -341,6 +346,7 @@ class CurlTransport:
                 return hop.head
             if first is None:
                 first = origin(url)
+                seen = {(method, url, cookie or "")}
             url = self._next_url(url, hop.location)
             if (hop.status == 303 and method != "HEAD") or (
                 hop.status in (301, 302) and method == "POST"
