@@ -538,8 +538,9 @@ def test_a_finished_file_is_let_go_while_the_run_goes_on(
 
 class _Hanging(MemoryTransport):
     """The first answer (no Range) sends its head and ``first_bytes`` of body, then hangs
-    (or fails with ``first_error`` once two more requests are out); ranged requests answer ``range_status`` (the file's
-    bytes when 206) or hang when it is None. Records which fetches were cancelled."""
+    (or fails with ``first_error`` once two more requests are out); ranged requests
+    answer ``range_status`` (the file's bytes when 206) or hang when it is None. Records
+    which fetches were cancelled."""
 
     def __init__(self, data: bytes, *, first_bytes: int, range_status: int | None = 206,
                  first_error: Exception | None = None) -> None:

@@ -23,7 +23,7 @@ import pytest
 
 from omniget.engine.transports import pipeline
 from omniget.engine.transports.curlloop import CLOSED, STALLED
-from omniget.engine.transports.http import _parse_head
+from omniget.engine.transports.hop import parse_head
 from omniget.engine.transports.pipeline import DEPTH, FALLBACK, PipelinePool, pipeline_key
 
 from ._server import Handler, Req, Server, reset, static
@@ -514,7 +514,7 @@ def test_a_head_is_parsed_once_as_the_generic_parser_would(srv: Server) -> None:
 
     odd, a = fetch_one_conn(srv, "/odd", "/a")
     assert bytes(odd.body) == b"abc" and bytes(a.body) == want("/a")
-    assert odd.parsed == _parse_head(odd.raw)
+    assert odd.parsed == parse_head(odd.raw)
     assert odd.parsed[1][1:3] == [("X-Folded", "one two"), ("Set-Cookie", "a=1")]
 
 

@@ -16,6 +16,10 @@ the host answers them over HTTP/2 with small bodies, libcurl multiplexes them on
 connections (the https twin of pipelining). A lone download stays on HTTP/1.1. Ranged
 requests, and every request to an origin whose answers are large, stay on HTTP/1.1: one
 connection per transfer, so a server that caps each connection still gets split across several.
+
+A hop's answer side (head, redirect or final answer, body into the sink) is :mod:`.hop`;
+what a request sends (URL, credentials, header lines, a pipelined request's bytes) is
+:mod:`.outgoing`.
 """
 
 from __future__ import annotations
@@ -23,219 +27,47 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, cast
-from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit
+from collections.abc import Callable
+from typing import ClassVar
+from urllib.parse import quote, urljoin, urlsplit
 
 import pycurl
 
-from ...errors import RemoteError, TransientError, UsageError
+from ...errors import RemoteError
 from ...settings import NetworkSettings
 from ..scheduler import UNIT, host_of
-from .base import Gate, Head, Headers, PipeSink, Request, Sink, StopTransfer, origin, safe_url
+from .base import Gate, Head, Request, Sink, origin, safe_url
 from .curlloop import CurlLoop, ca_locations, curl_error
+from .hop import Hop
+from .outgoing import (
+    URL_SAFE,
+    Ask,
+    check_headers,
+    clean_url,
+    cookie_jar,
+    light,
+    netrc_exists,
+    netrc_hosts,
+    no_http_proxy,
+    parse_user,
+    pipe_request,
+    pipeable,
+    range_lines,
+    split_userinfo,
+    tls_key,
+)
 from .pipeline import DEPTH, FALLBACK, SMALL_BODY, PipelinePool, pipeline_key
-
-if TYPE_CHECKING:
-    from http.cookiejar import MozillaCookieJar
-
-    from ..ratelimit import RateLimit
 
 log = logging.getLogger(__name__)
 
 __all__ = ["CurlTransport", "ca_locations"]
 
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # Dropped on a hop to another origin (Host because it names the old one).
 _SENSITIVE = frozenset({"authorization", "cookie", "proxy-authorization", "host"})
-_REDIRECT_BODY_LIMIT = 64 * 1024  # a longer redirect body is cut, not read
-_URL_SAFE = ":/?#[]@!$&'()*+,;=%~"  # kept as-is when a Location is percent-encoded
 _OURS = frozenset({pycurl.E_WRITE_ERROR, pycurl.E_ABORTED_BY_CALLBACK})
 _TO_PIPE = -4  # a hop that goes pipelined after all (decided when its slot came)
 _H1: int = pycurl.CURL_HTTP_VERSION_1_1
 _H2: int = pycurl.CURL_HTTP_VERSION_2TLS  # HTTP/2 when TLS negotiates it, else HTTP/1.1
-
-
-@dataclass(frozen=True)
-class _Creds:
-    """User name and password for one origin."""
-
-    user: str
-    password: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Ask:
-    """One hop's request as it leaves: the URL reached so far and what goes to its origin
-    (headers without another origin's secrets, its cookie, its credentials)."""
-
-    request: Request
-    url: str
-    method: str
-    body: bytes | None
-    headers: dict[str, tuple[str, str]]
-    cookie: str | None
-    creds: _Creds | None
-
-
-def _parse_head(lines: list[bytes]) -> tuple[int, list[tuple[str, str]]]:
-    """Status and header pairs of the last response block in raw header lines (1xx
-    answers and a proxy's CONNECT answer come first, each with its own status line)."""
-    for start in range(len(lines) - 1, -1, -1):
-        if lines[start].startswith(b"HTTP/"):
-            break
-    else:
-        return 0, []
-    parts = lines[start].split(None, 2)
-    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-    pairs: list[tuple[str, str]] = []
-    for text in b"".join(lines[start + 1 :]).decode("latin-1").split("\n"):
-        if text[:1] in (" ", "\t") and pairs:  # obsolete line folding
-            name, value = pairs[-1]
-            pairs[-1] = (name, f"{value} {text.strip()}")
-        elif text := text.strip():
-            name, _, value = text.partition(":")
-            pairs.append((name.rstrip(), value.strip()))
-    return status, pairs
-
-
-class _Hop:
-    """One libcurl transfer: one request and its response (a redirect or the final one).
-    Its ``on_write`` runs inside libcurl and must never raise."""
-
-    def __init__(
-        self,
-        sink: Sink,
-        url: str,
-        fut: asyncio.Future[tuple[int, str]],
-        rate: RateLimit | None = None,
-    ) -> None:
-        self.sink = sink
-        self.url = url
-        self.fut = fut
-        self.raw: list[bytes] = []  # header lines, appended by libcurl's header callback
-        self.parsed: tuple[int, list[tuple[str, str]]] | None = None  # (see Exchange)
-        self.status = 0
-        self.headers = Headers()
-        self.head: Head | None = None  # the final response's head, once decided
-        self.location: str | None = None  # set when this hop is a redirect
-        self.decided = False
-        self.deliver = False  # body bytes go to the sink
-        # A sink with ``takes_views`` reads body bytes only while called: it may get views
-        # of the pipelined connection's read buffer. Every other sink gets bytes.
-        self.views: bool = getattr(sink, "takes_views", False)
-        self.on_data = cast("Callable[[bytes | memoryview], None]", sink.on_data)
-        # A sink with ``on_pipe`` may take body bytes from a pipe (a pipelined connection
-        # splices them there from its socket, see pipeline.py).
-        self.pipe_sink = cast(PipeSink, sink) if hasattr(sink, "on_pipe") else None
-        self.stopped = False  # ended on purpose (StopTransfer, a cut redirect body)
-        self.error: BaseException | None = None  # raised by the sink
-        self.discarded = 0
-        self.rate = rate
-        self.easy: pycurl.Curl | None = None  # set while paused for the rate limit
-        self.resume: asyncio.TimerHandle | None = None
-        self.note: Callable[[_Hop], None] | None = None  # told of the final head first
-        self.offered_h2 = False  # HTTP/2 was offered (ALPN) for this transfer
-        self.h1_answer = False  # an offered HTTP/2 was answered over HTTP/1.1 (see _note_h2)
-
-    def on_write(self, data: bytes | memoryview) -> int | None:
-        if self.deliver:
-            if self.rate is not None:
-                wait = self.rate.take(len(data))
-                if wait > 0 and self.easy is not None:
-                    # libcurl keeps the bytes and hands them over again once resumed
-                    self.resume = self.fut.get_loop().call_later(wait, self.unpause)
-                    return pycurl.WRITEFUNC_PAUSE  # type: ignore[no-any-return]
-            try:
-                self.on_data(data)
-            except StopTransfer:
-                self.stopped = True
-                return 0  # a short count: libcurl aborts with CURLE_WRITE_ERROR
-            except BaseException as exc:
-                self.error = exc
-                return 0
-            return None
-        if not self.decided and not self.decide():
-            return 0
-        if self.location is not None:
-            self.discarded += len(data)
-            if self.discarded > _REDIRECT_BODY_LIMIT:
-                self.stopped = True
-                return 0
-            return None
-        self.deliver = True
-        return self.on_write(data)
-
-    def pipe_room(self) -> int:
-        """Body bytes the sink takes straight from a pipe now (0: hand it bytes)."""
-        if not self.deliver or self.rate is not None or self.pipe_sink is None:
-            return 0
-        return self.pipe_sink.pipe_room()
-
-    def on_pipe(self, pipe: int, count: int) -> int | None:
-        """``count`` body bytes (at most ``pipe_room()``) wait in ``pipe``; like
-        ``on_write``, 0 ends the transfer."""
-        assert self.pipe_sink is not None
-        try:
-            self.pipe_sink.on_pipe(pipe, count)
-        except StopTransfer:
-            self.stopped = True
-            return 0
-        except BaseException as exc:
-            self.error = exc
-            return 0
-        return None
-
-    def unpause(self) -> None:
-        self.resume = None
-        if self.easy is not None and not self.fut.done():
-            try:
-                self.easy.pause(pycurl.PAUSE_CONT)  # (may hand the kept bytes over at once)
-            except pycurl.error as exc:
-                if not self.stopped and self.error is None:
-                    self.error = TransientError(f"could not resume a paused transfer: {exc}")
-
-    def decide(self) -> bool:
-        """The head is complete: note a redirect or hand the head to the sink.
-        False when the sink refused it (``stopped`` or ``error`` says how)."""
-        self.decided = True
-        parsed, self.parsed = self.parsed, None
-        self.status, pairs = parsed if parsed is not None else _parse_head(self.raw)
-        self.headers = Headers(pairs)
-        if self.status == 0:
-            self.error = TransientError(f"no HTTP response head ({safe_url(self.url)})")
-            return False
-        location = self.headers.get("location")
-        if self.status in _REDIRECTS and location:
-            self.location = location.strip()
-            return True
-        encoding = self.headers.get("content-encoding", "").strip().lower()
-        self.head = Head(
-            status=self.status,
-            url=self.url,
-            headers=self.headers,
-            decoded=encoding not in ("", "identity"),
-        )
-        if self.note is not None:
-            try:
-                self.note(self)
-            except Exception:  # (inside libcurl: never raise; the note is only advice)
-                log.debug("HTTP/2 bookkeeping failed for %s", safe_url(self.url), exc_info=True)
-        try:
-            self.sink.on_head(self.head)
-        except StopTransfer:
-            self.stopped = True
-            return False
-        except BaseException as exc:
-            self.error = exc
-            return False
-        return True
-
-    def finish(self, code: int, message: str) -> None:
-        if not self.fut.done():
-            self.fut.set_result((code, message))
 
 
 class CurlTransport:
@@ -262,18 +94,18 @@ class CurlTransport:
         self._pool: list[pycurl.Curl] = []
         self._closed = False
         self._cainfo, self._capath = ca_locations(settings)
-        self._user = _parse_user(settings.user)
+        self._user = parse_user(settings.user)
         self._user_origin = origin(settings.user_origin) if settings.user_origin else None
-        self._jar = _load_cookies(settings.cookies_file)
-        self._headers = _check_headers(settings.headers)
+        self._jar = cookie_jar(settings.cookies_file)
+        self._headers = check_headers(settings.headers)
         # libcurl reads the netrc file on every request: skip that when there is none
-        self._netrc = settings.netrc and _netrc_exists(settings.netrc_file)
+        self._netrc = settings.netrc and netrc_exists(settings.netrc_file)
         self._netrc_hosts: frozenset[str] | None = None  # None: every host (or unread)
         self._pipes: PipelinePool | None = None
         self._held: Callable[[str], int] | None = None
         # plain-HTTP origin, or "tls " + https host -> hops running (others first)
         self._busy: dict[str, int] = {}
-        self._may_pipeline = _no_http_proxy(settings.proxy)
+        self._may_pipeline = no_http_proxy(settings.proxy)
         # https host -> multiplex light GETs (True: small answers over HTTP/2 lately)
         self._h2: dict[str, bool] = {}
         self._h2_hosts: set[str] = set()  # https hosts seen answering over HTTP/2
@@ -300,7 +132,7 @@ class CurlTransport:
         """Fetch ``request`` into ``sink``, following redirects; return the final head.
         With ``gate``, the first request is set up now and starts when the gate is granted."""
         core = self._bind()
-        url, creds = _clean_url(request.url), self._user
+        url, creds = clean_url(request.url), self._user
         if creds is not None and self._user_origin is not None and origin(url) != self._user_origin:
             creds = None  # --user is for one server
         if not url[:8].lower().startswith(("http://", "https://")) or "@" in url:
@@ -309,11 +141,11 @@ class CurlTransport:
                 scheme = parts.scheme or "(none)"
                 raise RemoteError(f"refused URL scheme {scheme}: {safe_url(url)}")
             # Credentials in the URL go to its origin only, and never into a head or message.
-            url, url_creds = _split_userinfo(url, parts)
+            url, url_creds = split_userinfo(url, parts)
             creds = url_creds or creds
         headers = self._headers
         if request.headers:
-            headers = {**headers, **_check_headers(tuple(request.headers.items()))}
+            headers = {**headers, **check_headers(tuple(request.headers.items()))}
         secret: frozenset[str] | None = None  # dropped on a hop to another origin
         method = request.method.upper()
         body = request.body
@@ -338,7 +170,7 @@ class CurlTransport:
                         f"too many redirects (more than {limit}) from {safe_url(request.url)}"
                     )
                 seen.add(key)
-            ask = _Ask(request, url, method, body, hop_headers, cookie, creds if same else None)
+            ask = Ask(request, url, method, body, hop_headers, cookie, creds if same else None)
             hop = await self._run_hop(core, ask, sink, gate)
             gate = None
             if hop.location is None:
@@ -372,10 +204,10 @@ class CurlTransport:
     # -- one hop --
 
     async def _run_hop(
-        self, core: CurlLoop, ask: _Ask, sink: Sink, gate: Gate | None = None
-    ) -> _Hop:
+        self, core: CurlLoop, ask: Ask, sink: Sink, gate: Gate | None = None
+    ) -> Hop:
         request, url, method = ask.request, ask.url, ask.method
-        hop: _Hop | None = None
+        hop: Hop | None = None
         code, message, how = 0, "", ""
         pipes = self._pipes
         key = pipeline_key(url)
@@ -383,7 +215,7 @@ class CurlTransport:
         data: bytes | None = None
         count = key  # what _busy counts this hop under: its pipeline key, or its https host
         if count is None and url[:8].lower() == "https://":
-            count = _tls_key(url)
+            count = tls_key(url)
         if count is not None:
             busy[count] = busy.get(count, 0) + 1
         try:
@@ -392,9 +224,9 @@ class CurlTransport:
                 key is not None
                 and pipes is not None
                 and ask.creds is None
-                and _pipeable(request, method, ask.body)
+                and pipeable(request, method, ask.body)
             ):  # (a netrc login for the host keeps it unconfirmed: see _maybe_pipeline)
-                data = self._pipe_request(request, url, ask.headers, ask.cookie)
+                data = pipe_request(request, url, ask.headers, ask.cookie, self.settings.user_agent)
 
             def pipe_now() -> bool:
                 # only beside another request to the origin: one at a time, libcurl's
@@ -412,7 +244,7 @@ class CurlTransport:
             while True:
                 if pipe_now():
                     assert pipes is not None and key is not None and data is not None
-                    hop = piped = _Hop(sink, url, core.loop.create_future())
+                    hop = piped = Hop(sink, url, core.loop.create_future())
                     how = " (pipelined)" if pipes.shares(key) else " (kept connection)"
                     if gate is None or gate.granted:
                         pipes.submit(key, data, piped)
@@ -462,16 +294,16 @@ class CurlTransport:
     async def _curl_hop(
         self,
         core: CurlLoop,
-        ask: _Ask,
+        ask: Ask,
         sink: Sink,
         gate: Gate | None,
         switch: Callable[[], bool] | None = None,
-    ) -> tuple[_Hop, int, str]:
+    ) -> tuple[Hop, int, str]:
         """One libcurl transfer. ``switch``: asked when the gate is granted; True ends the
         hop with :data:`_TO_PIPE` unstarted (it goes pipelined instead)."""
         request, url = ask.request, ask.url
-        hop = _Hop(sink, url, core.loop.create_future(), request.rate)
-        light_tls = url[:8].lower() == "https://" and _light(request, ask.method, ask.body)
+        hop = Hop(sink, url, core.loop.create_future(), request.rate)
+        light_tls = url[:8].lower() == "https://" and light(request, ask.method, ask.body)
         easy = self._pool.pop() if self._pool else self._base(pycurl.Curl())
         if light_tls:
             hop.note = self._note_h2
@@ -505,7 +337,7 @@ class CurlTransport:
     # -- pipelining --
 
     def _maybe_pipeline(
-        self, pipes: PipelinePool, hop: _Hop, url: str, ranged: bool = False
+        self, pipes: PipelinePool, hop: Hop, url: str, ranged: bool = False
     ) -> None:
         """Send plain GETs to ``url``'s origin over our own connections from now on if
         libcurl's answer came over a persistent HTTP/1.1 connection (with plain CRLF
@@ -537,7 +369,7 @@ class CurlTransport:
         ):
             settle(key)
 
-    def _note_large(self, hop: _Hop) -> None:
+    def _note_large(self, hop: Hop) -> None:
         """Told at the final head of a plain-HTTP request: a large answer from an origin
         not yet known settles it one by one now, not at the end of the body, so the
         requests that split this file already go over our own connections."""
@@ -548,7 +380,7 @@ class CurlTransport:
         if not pipes.known(key):  # (as ranged: settles it one by one, never pipelined)
             self._maybe_pipeline(pipes, hop, hop.url, ranged=True)
 
-    def _http_version(self, hop: _Hop, light: bool) -> int:
+    def _http_version(self, hop: Hop, light: bool) -> int:
         """HTTP/2 is offered (ALPN) for a light https GET beside another request to its
         host, unless the host's answers are large or it does not speak HTTP/2; everything
         else (a lone download among them) is HTTP/1.1."""
@@ -557,11 +389,11 @@ class CurlTransport:
             light
             and url[:8].lower() == "https://"
             and self._h2.get(host_of(url), True)
-            and self._busy.get(_tls_key(url), 0) > 1
+            and self._busy.get(tls_key(url), 0) > 1
         )
         return _H2 if hop.offered_h2 else _H1
 
-    def _note_h2(self, hop: _Hop) -> None:
+    def _note_h2(self, hop: Hop) -> None:
         """Multiplex light GETs to the hop's https host while its answers come over HTTP/2
         and are small; large answers (or no HTTP/2) send them back to HTTP/1.1. Told at
         each final head of a light https GET, before its body."""
@@ -585,53 +417,17 @@ class CurlTransport:
         if host not in self._h2_hosts:
             self._h2[host] = False
 
-    def _pipe_request(
-        self,
-        request: Request,
-        url: str,
-        headers: dict[str, tuple[str, str]],
-        cookie: str | None,
-    ) -> bytes | None:
-        """The request as bytes on the wire (what libcurl would send), or None when it
-        is not plain ASCII (libcurl takes those)."""
-        rest = url[7:].partition("#")[0]
-        cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
-        hostport, target = rest[:cut], rest[cut:]
-        if not target.startswith("/"):
-            target = "/" + target
-        lines = [f"GET {target} HTTP/1.1"]
-        if "host" not in headers:
-            lines.append(f"Host: {hostport}")
-        if "user-agent" not in headers and self.settings.user_agent:
-            lines.append(f"User-Agent: {self.settings.user_agent}")
-        if "accept" not in headers:
-            lines.append("Accept: */*")
-        if "accept-encoding" not in headers:
-            lines.append("Accept-Encoding: identity")
-        lines.extend(
-            f"{n}: {v}" if v else f"{n}:"
-            for k, (n, v) in headers.items() if k != "cookie"
-        )
-        if cookie:
-            lines.append(f"Cookie: {cookie}")
-        lines += _range_lines(request, headers)
-        lines.append("\r\n")
-        try:
-            return "\r\n".join(lines).encode("ascii")
-        except UnicodeEncodeError:
-            return None
-
     def _no_netrc_entry(self, key: str) -> bool:
         """No netrc login for this host (libcurl would send one; pipelining would not)."""
         if not self._netrc:
             return True
         if self._netrc_hosts is None:
-            self._netrc_hosts = _netrc_hosts(self.settings.netrc_file)
+            self._netrc_hosts = netrc_hosts(self.settings.netrc_file)
         hosts = self._netrc_hosts
         host = key.rsplit(":", 1)[0] if key.rsplit(":", 1)[-1].isdigit() else key
         return hosts is not None and host not in hosts
 
-    def _configure(self, easy: pycurl.Curl, hop: _Hop, ask: _Ask) -> bool:
+    def _configure(self, easy: pycurl.Curl, hop: Hop, ask: Ask) -> bool:
         """Set this hop's options on a pooled handle (which has :meth:`_base` already).
         True when it set more than the usual GET's options (reset it after use)."""
         request, url, method, body = ask.request, ask.url, ask.method, ask.body
@@ -640,7 +436,7 @@ class CurlTransport:
         opt(pycurl.URL, url)
         opt(pycurl.WRITEFUNCTION, hop.on_write)
         opt(pycurl.HEADERFUNCTION, hop.raw.append)
-        opt(pycurl.HTTP_VERSION, self._http_version(hop, _light(request, method, body)))
+        opt(pycurl.HTTP_VERSION, self._http_version(hop, light(request, method, body)))
         special = False
         if request.max_speed:
             opt(pycurl.MAX_RECV_SPEED_LARGE, int(request.max_speed))
@@ -653,7 +449,7 @@ class CurlTransport:
         lines = [f"{n}: {v}" if v else f"{n};" for k, (n, v) in headers.items() if k != "cookie"]
         if cookie:
             lines.append(f"Cookie: {cookie}")
-        lines += _range_lines(request, headers)
+        lines += range_lines(request, headers)
         lines.append("Expect:")  # no 100-continue round trip before a body
         opt(pycurl.HTTPHEADER, lines)
 
@@ -753,8 +549,8 @@ class CurlTransport:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            text = quote(raw, safe=_URL_SAFE)
-        target = _clean_url(urljoin(current, text))
+            text = quote(raw, safe=URL_SAFE)
+        target = clean_url(urljoin(current, text))
         scheme = urlsplit(target).scheme.lower()
         if scheme not in self.schemes:
             raise RemoteError(
@@ -778,7 +574,7 @@ class CurlTransport:
 def _start(
     core: CurlLoop,
     easy: pycurl.Curl,
-    hop: _Hop,
+    hop: Hop,
     switch: Callable[[], bool] | None = None,
     version: Callable[[], int] | None = None,
 ) -> None:
@@ -794,104 +590,3 @@ def _start(
         core.add(easy, hop.finish)
     except Exception as exc:
         hop.fut.set_exception(exc)
-
-
-def _clean_url(url: str) -> str:
-    """Percent-encode what libcurl refuses in a path or query (spaces, non-ASCII)."""
-    if url.isascii() and url.isprintable() and " " not in url:
-        return url
-    p = urlsplit(url)
-    return p._replace(
-        path=quote(p.path, safe=_URL_SAFE), query=quote(p.query, safe=_URL_SAFE)
-    ).geturl()
-
-
-def _split_userinfo(url: str, parts: SplitResult) -> tuple[str, _Creds | None]:
-    """The URL without ``user:password@`` and the credentials it carried."""
-    if parts.username is None and parts.password is None:
-        return url, None
-    host = parts.netloc.rpartition("@")[2]
-    creds = _Creds(unquote(parts.username or ""), unquote(parts.password or ""))
-    return parts._replace(netloc=host).geturl(), creds
-
-
-def _no_http_proxy(proxy: str | None) -> bool:
-    """No proxy applies to http:// URLs (``--proxy ""``, or none given and none in the
-    environment variables libcurl reads for them)."""
-    if proxy is not None:
-        return proxy == ""
-    return not any(os.environ.get(v) for v in ("http_proxy", "all_proxy", "ALL_PROXY"))
-
-
-def _netrc_hosts(path: str | None) -> frozenset[str] | None:
-    """Machine names with a netrc login; None when any host has one (a ``default``
-    entry) or the file cannot be read the way libcurl would."""
-    import netrc
-
-    try:
-        parsed = netrc.netrc(path) if path else netrc.netrc()
-    except (OSError, netrc.NetrcParseError):
-        return None
-    if "default" in parsed.hosts:
-        return None
-    return frozenset(h.lower() for h in parsed.hosts)
-
-
-def _netrc_exists(path: str | None) -> bool:
-    if path:
-        return True  # a named file: libcurl reports it if it is missing
-    home = os.environ.get("HOME") or os.path.expanduser("~")
-    return any(os.path.exists(os.path.join(home, name)) for name in (".netrc", "_netrc"))
-
-
-def _tls_key(url: str) -> str:
-    return "tls " + host_of(url)
-
-
-def _range_lines(request: Request, headers: Mapping[str, object]) -> list[str]:
-    """The request's Range and If-Range header lines (unless given as headers)."""
-    lines = []
-    if request.range is not None and "range" not in headers:
-        lines.append(f"Range: {request.range.header()}")
-    if request.if_range and "if-range" not in headers:
-        lines.append(f"If-Range: {request.if_range}")
-    return lines
-
-
-def _pipeable(request: Request, method: str, body: bytes | None) -> bool:
-    """A GET without a body or a speed cap: our own connections can carry it (ranged
-    ones one at a time, see ``pipe_now``)."""
-    return (
-        method == "GET" and body is None and not request.max_speed and request.rate is None
-    )
-
-
-def _light(request: Request, method: str, body: bytes | None) -> bool:
-    """A plain GET of a whole resource (no Range, body or speed cap): it may share a
-    connection with others (pipelined, or an HTTP/2 stream)."""
-    return request.range is None and request.if_range is None and _pipeable(request, method, body)
-
-
-def _parse_user(user: str | None) -> _Creds | None:
-    if not user:
-        return None
-    name, _, password = user.partition(":")
-    return _Creds(name, password)
-
-
-def _load_cookies(path: str | None) -> MozillaCookieJar | None:
-    if not path:
-        return None
-    from .cookies import load_cookies  # http.cookiejar and urllib: only with --cookies
-
-    return load_cookies(path)
-
-
-def _check_headers(pairs: tuple[tuple[str, str], ...]) -> dict[str, tuple[str, str]]:
-    """``{lower name: (name, value)}``, refusing anything that could split a header."""
-    out: dict[str, tuple[str, str]] = {}
-    for name, value in pairs:
-        if not name or any(c in name for c in "\r\n: ") or "\r" in value or "\n" in value:
-            raise UsageError(f"invalid header {name!r}: no line breaks, and no ':' in names")
-        out[name.lower()] = (name, value)
-    return out

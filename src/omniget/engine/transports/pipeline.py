@@ -82,7 +82,7 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
 class Exchange(Protocol):
-    """What a pipelined request reports to (the transport's per-request ``_Hop``)."""
+    """What a pipelined request reports to (the transport's per-request :class:`~.hop.Hop`)."""
 
     raw: list[bytes]
     #: (status, header pairs) of ``raw``'s head, parsed here once (None: parse ``raw``)

@@ -1,0 +1,183 @@
+"""One hop of an HTTP fetch on the receiving side: the head as it arrives, the decision
+(a redirect to follow, or the final answer for the sink), and the body bytes into the sink.
+A :class:`Hop` serves libcurl's callbacks and the pipelined connections alike."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+import pycurl
+
+from ...errors import TransientError
+from .base import Head, Headers, PipeSink, Sink, StopTransfer, safe_url
+
+if TYPE_CHECKING:
+    from ..ratelimit import RateLimit
+
+log = logging.getLogger(__name__)
+
+__all__ = ["REDIRECTS", "Hop", "parse_head"]
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+REDIRECT_BODY_LIMIT = 64 * 1024  # a longer redirect body is cut, not read
+
+
+def parse_head(lines: list[bytes]) -> tuple[int, list[tuple[str, str]]]:
+    """Status and header pairs of the last response block in raw header lines (1xx
+    answers and a proxy's CONNECT answer come first, each with its own status line)."""
+    for start in range(len(lines) - 1, -1, -1):
+        if lines[start].startswith(b"HTTP/"):
+            break
+    else:
+        return 0, []
+    parts = lines[start].split(None, 2)
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    pairs: list[tuple[str, str]] = []
+    for text in b"".join(lines[start + 1 :]).decode("latin-1").split("\n"):
+        if text[:1] in (" ", "\t") and pairs:  # obsolete line folding
+            name, value = pairs[-1]
+            pairs[-1] = (name, f"{value} {text.strip()}")
+        elif text := text.strip():
+            name, _, value = text.partition(":")
+            pairs.append((name.rstrip(), value.strip()))
+    return status, pairs
+
+
+class Hop:
+    """One libcurl transfer: one request and its response (a redirect or the final one).
+    Its ``on_write`` runs inside libcurl and must never raise."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        url: str,
+        fut: asyncio.Future[tuple[int, str]],
+        rate: RateLimit | None = None,
+    ) -> None:
+        self.sink = sink
+        self.url = url
+        self.fut = fut
+        self.raw: list[bytes] = []  # header lines, appended by libcurl's header callback
+        self.parsed: tuple[int, list[tuple[str, str]]] | None = None  # (see Exchange)
+        self.status = 0
+        self.headers = Headers()
+        self.head: Head | None = None  # the final response's head, once decided
+        self.location: str | None = None  # set when this hop is a redirect
+        self.decided = False
+        self.deliver = False  # body bytes go to the sink
+        # A sink with ``takes_views`` reads body bytes only while called: it may get views
+        # of the pipelined connection's read buffer. Every other sink gets bytes.
+        self.views: bool = getattr(sink, "takes_views", False)
+        self.on_data = cast("Callable[[bytes | memoryview], None]", sink.on_data)
+        # A sink with ``on_pipe`` may take body bytes from a pipe (a pipelined connection
+        # splices them there from its socket, see pipeline.py).
+        self.pipe_sink = cast(PipeSink, sink) if hasattr(sink, "on_pipe") else None
+        self.stopped = False  # ended on purpose (StopTransfer, a cut redirect body)
+        self.error: BaseException | None = None  # raised by the sink
+        self.discarded = 0
+        self.rate = rate
+        self.easy: pycurl.Curl | None = None  # set while paused for the rate limit
+        self.resume: asyncio.TimerHandle | None = None
+        self.note: Callable[[Hop], None] | None = None  # told of the final head first
+        self.offered_h2 = False  # HTTP/2 was offered (ALPN) for this transfer
+        self.h1_answer = False  # an offered HTTP/2 was answered over HTTP/1.1 (see _note_h2)
+
+    def on_write(self, data: bytes | memoryview) -> int | None:
+        if self.deliver:
+            if self.rate is not None:
+                wait = self.rate.take(len(data))
+                if wait > 0 and self.easy is not None:
+                    # libcurl keeps the bytes and hands them over again once resumed
+                    self.resume = self.fut.get_loop().call_later(wait, self.unpause)
+                    return pycurl.WRITEFUNC_PAUSE  # type: ignore[no-any-return]
+            try:
+                self.on_data(data)
+            except StopTransfer:
+                self.stopped = True
+                return 0  # a short count: libcurl aborts with CURLE_WRITE_ERROR
+            except BaseException as exc:
+                self.error = exc
+                return 0
+            return None
+        if not self.decided and not self.decide():
+            return 0
+        if self.location is not None:
+            self.discarded += len(data)
+            if self.discarded > REDIRECT_BODY_LIMIT:
+                self.stopped = True
+                return 0
+            return None
+        self.deliver = True
+        return self.on_write(data)
+
+    def pipe_room(self) -> int:
+        """Body bytes the sink takes straight from a pipe now (0: hand it bytes)."""
+        if not self.deliver or self.rate is not None or self.pipe_sink is None:
+            return 0
+        return self.pipe_sink.pipe_room()
+
+    def on_pipe(self, pipe: int, count: int) -> int | None:
+        """``count`` body bytes (at most ``pipe_room()``) wait in ``pipe``; like
+        ``on_write``, 0 ends the transfer."""
+        assert self.pipe_sink is not None
+        try:
+            self.pipe_sink.on_pipe(pipe, count)
+        except StopTransfer:
+            self.stopped = True
+            return 0
+        except BaseException as exc:
+            self.error = exc
+            return 0
+        return None
+
+    def unpause(self) -> None:
+        self.resume = None
+        if self.easy is not None and not self.fut.done():
+            try:
+                self.easy.pause(pycurl.PAUSE_CONT)  # (may hand the kept bytes over at once)
+            except pycurl.error as exc:
+                if not self.stopped and self.error is None:
+                    self.error = TransientError(f"could not resume a paused transfer: {exc}")
+
+    def decide(self) -> bool:
+        """The head is complete: note a redirect or hand the head to the sink.
+        False when the sink refused it (``stopped`` or ``error`` says how)."""
+        self.decided = True
+        parsed, self.parsed = self.parsed, None
+        self.status, pairs = parsed if parsed is not None else parse_head(self.raw)
+        self.headers = Headers(pairs)
+        if self.status == 0:
+            self.error = TransientError(f"no HTTP response head ({safe_url(self.url)})")
+            return False
+        location = self.headers.get("location")
+        if self.status in REDIRECTS and location:
+            self.location = location.strip()
+            return True
+        encoding = self.headers.get("content-encoding", "").strip().lower()
+        self.head = Head(
+            status=self.status,
+            url=self.url,
+            headers=self.headers,
+            decoded=encoding not in ("", "identity"),
+        )
+        if self.note is not None:
+            try:
+                self.note(self)
+            except Exception:  # (inside libcurl: never raise; the note is only advice)
+                log.debug("HTTP/2 bookkeeping failed for %s", safe_url(self.url), exc_info=True)
+        try:
+            self.sink.on_head(self.head)
+        except StopTransfer:
+            self.stopped = True
+            return False
+        except BaseException as exc:
+            self.error = exc
+            return False
+        return True
+
+    def finish(self, code: int, message: str) -> None:
+        if not self.fut.done():
+            self.fut.set_result((code, message))

@@ -1,0 +1,187 @@
+"""What an HTTP request sends, worked out before it leaves: the URL as libcurl takes it,
+credentials (from the URL, ``--user``, netrc), header lines, cookies, and the bytes of a
+pipelined request."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import SplitResult, quote, unquote, urlsplit
+
+from ...errors import UsageError
+from ..scheduler import host_of
+from .base import Request
+
+if TYPE_CHECKING:
+    from http.cookiejar import MozillaCookieJar
+
+__all__ = [
+    "URL_SAFE", "Ask", "Creds", "check_headers", "clean_url", "cookie_jar", "light",
+    "netrc_exists", "netrc_hosts", "no_http_proxy", "parse_user", "pipe_request",
+    "pipeable", "range_lines", "split_userinfo", "tls_key",
+]
+
+URL_SAFE = ":/?#[]@!$&'()*+,;=%~"  # kept as-is when a Location is percent-encoded
+
+
+@dataclass(frozen=True)
+class Creds:
+    """User name and password for one origin."""
+
+    user: str
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """One hop's request as it leaves: the URL reached so far and what goes to its origin
+    (headers without another origin's secrets, its cookie, its credentials)."""
+
+    request: Request
+    url: str
+    method: str
+    body: bytes | None
+    headers: dict[str, tuple[str, str]]
+    cookie: str | None
+    creds: Creds | None
+
+
+def clean_url(url: str) -> str:
+    """Percent-encode what libcurl refuses in a path or query (spaces, non-ASCII)."""
+    if url.isascii() and url.isprintable() and " " not in url:
+        return url
+    p = urlsplit(url)
+    return p._replace(
+        path=quote(p.path, safe=URL_SAFE), query=quote(p.query, safe=URL_SAFE)
+    ).geturl()
+
+
+def split_userinfo(url: str, parts: SplitResult) -> tuple[str, Creds | None]:
+    """The URL without ``user:password@`` and the credentials it carried."""
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.netloc.rpartition("@")[2]
+    creds = Creds(unquote(parts.username or ""), unquote(parts.password or ""))
+    return parts._replace(netloc=host).geturl(), creds
+
+
+def no_http_proxy(proxy: str | None) -> bool:
+    """No proxy applies to http:// URLs (``--proxy ""``, or none given and none in the
+    environment variables libcurl reads for them)."""
+    if proxy is not None:
+        return proxy == ""
+    return not any(os.environ.get(v) for v in ("http_proxy", "all_proxy", "ALL_PROXY"))
+
+
+def netrc_hosts(path: str | None) -> frozenset[str] | None:
+    """Machine names with a netrc login; None when any host has one (a ``default``
+    entry) or the file cannot be read the way libcurl would."""
+    import netrc
+
+    try:
+        parsed = netrc.netrc(path) if path else netrc.netrc()
+    except (OSError, netrc.NetrcParseError):
+        return None
+    if "default" in parsed.hosts:
+        return None
+    return frozenset(h.lower() for h in parsed.hosts)
+
+
+def netrc_exists(path: str | None) -> bool:
+    if path:
+        return True  # a named file: libcurl reports it if it is missing
+    home = os.environ.get("HOME") or os.path.expanduser("~")
+    return any(os.path.exists(os.path.join(home, name)) for name in (".netrc", "_netrc"))
+
+
+def tls_key(url: str) -> str:
+    return "tls " + host_of(url)
+
+
+def range_lines(request: Request, headers: Mapping[str, object]) -> list[str]:
+    """The request's Range and If-Range header lines (unless given as headers)."""
+    lines = []
+    if request.range is not None and "range" not in headers:
+        lines.append(f"Range: {request.range.header()}")
+    if request.if_range and "if-range" not in headers:
+        lines.append(f"If-Range: {request.if_range}")
+    return lines
+
+
+def pipeable(request: Request, method: str, body: bytes | None) -> bool:
+    """A GET without a body or a speed cap: our own connections can carry it (ranged
+    ones one at a time, see ``pipe_now``)."""
+    return (
+        method == "GET" and body is None and not request.max_speed and request.rate is None
+    )
+
+
+def light(request: Request, method: str, body: bytes | None) -> bool:
+    """A plain GET of a whole resource (no Range, body or speed cap): it may share a
+    connection with others (pipelined, or an HTTP/2 stream)."""
+    return request.range is None and request.if_range is None and pipeable(request, method, body)
+
+
+def parse_user(user: str | None) -> Creds | None:
+    if not user:
+        return None
+    name, _, password = user.partition(":")
+    return Creds(name, password)
+
+
+def cookie_jar(path: str | None) -> MozillaCookieJar | None:
+    """The cookies of a Netscape cookies.txt (``--cookies``), or None without one."""
+    if not path:
+        return None
+    from .cookies import load_cookies  # http.cookiejar and urllib: only with --cookies
+
+    return load_cookies(path)
+
+
+def check_headers(pairs: tuple[tuple[str, str], ...]) -> dict[str, tuple[str, str]]:
+    """``{lower name: (name, value)}``, refusing anything that could split a header."""
+    out: dict[str, tuple[str, str]] = {}
+    for name, value in pairs:
+        if not name or any(c in name for c in "\r\n: ") or "\r" in value or "\n" in value:
+            raise UsageError(f"invalid header {name!r}: no line breaks, and no ':' in names")
+        out[name.lower()] = (name, value)
+    return out
+
+
+def pipe_request(
+    request: Request,
+    url: str,
+    headers: dict[str, tuple[str, str]],
+    cookie: str | None,
+    user_agent: str | None,
+) -> bytes | None:
+    """The request as bytes on the wire (what libcurl would send), or None when it
+    is not plain ASCII (libcurl takes those)."""
+    rest = url[7:].partition("#")[0]
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    hostport, target = rest[:cut], rest[cut:]
+    if not target.startswith("/"):
+        target = "/" + target
+    lines = [f"GET {target} HTTP/1.1"]
+    if "host" not in headers:
+        lines.append(f"Host: {hostport}")
+    if "user-agent" not in headers and user_agent:
+        lines.append(f"User-Agent: {user_agent}")
+    if "accept" not in headers:
+        lines.append("Accept: */*")
+    if "accept-encoding" not in headers:
+        lines.append("Accept-Encoding: identity")
+    lines.extend(
+        f"{n}: {v}" if v else f"{n}:"
+        for k, (n, v) in headers.items() if k != "cookie"
+    )
+    if cookie:
+        lines.append(f"Cookie: {cookie}")
+    lines += range_lines(request, headers)
+    lines.append("\r\n")
+    try:
+        return "\r\n".join(lines).encode("ascii")
+    except UnicodeEncodeError:
+        return None
