@@ -223,6 +223,22 @@ def test_missing_cookies_file_leaves_no_output_folder(
     assert not Path("new").exists() and httpd.requests == []
 
 
+def test_a_failed_run_leaves_no_empty_output_folder(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As wget: a typo in the URL (a 404) does not leave the folders it named behind;
+    a folder that was there stays, and one that got a file stays too."""
+    missing = httpd.url("/missing.bin")
+    assert main(["-o", "new/sub", missing]) == 6
+    assert not Path("new").exists()
+    Path("kept").mkdir()
+    assert main(["-o", "kept", missing]) == 6
+    assert Path("kept").is_dir()
+    assert main(["-o", "new/sub", serve(httpd), missing]) == 6
+    assert [p.name for p in Path("new/sub").iterdir()] == ["small"]
+    capsys.readouterr()
+
+
 # --- 5. small ones ---
 
 

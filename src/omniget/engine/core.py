@@ -127,6 +127,7 @@ class Engine:
         )
         if not s.limit_rate:
             _share_limits(ctx.transports, ctx.limits)
+        made = _missing_top(dest_path)  # removed again at the end if nothing went in
         try:  # (after the transports: a bad cookies file leaves no empty folder behind)
             dest_path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -194,6 +195,8 @@ class Engine:
             if watcher is not None:
                 watcher.cancel()
             ctx.close()
+            if made is not None:
+                _remove_if_empty(dest_path, made)
         report.results = [r for r in results if r is not None]
         report.elapsed = time.monotonic() - started
         return report
@@ -233,6 +236,27 @@ class Engine:
         from .stream import stream_item
 
         return await stream_item(self, item, write)
+
+
+def _missing_top(path: Path) -> Path | None:
+    """The outermost folder of ``path`` (itself included) that does not exist yet."""
+    top = None
+    while not path.exists() and path != path.parent:
+        top, path = path, path.parent
+    return top
+
+
+def _remove_if_empty(path: Path, top: Path) -> None:
+    """Remove the folders this run made for its output (``path`` up to ``top``) if they
+    stayed empty: a run that failed (a typo in the URL) leaves no folder behind, as wget."""
+    while True:
+        try:
+            path.rmdir()  # (only ever an empty folder)
+        except OSError:
+            return
+        if path == top:
+            return
+        path = path.parent
 
 
 def _aiter(items: Iterable[Item] | AsyncIterable[Item]) -> AsyncIterable[Item]:
