@@ -112,6 +112,23 @@ def test_a_failing_grant_callback_does_not_break_the_release() -> None:
     assert second.granted and seen == [1]
 
 
+def test_grant_callbacks_that_ask_for_and_withdraw_tickets() -> None:
+    """A grant's callbacks may change the queue while it is being walked: every ticket
+    that fits is still granted in the same release, and none twice."""
+    lim = HostLimits(per_host=3, total=10)
+    held = [lim.ticket(A) for _ in range(3)]
+    a1, b1, a2, b2, a3 = (lim.ticket(u) for u in (A, B, A, B, A))
+    assert b1.granted and b2.granted and not a1.granted
+    late: list[Ticket] = []
+    a1.on_grant(lambda: late.append(lim.ticket(B)))  # asks for one more
+    a1.on_grant(a2.close)  # withdraws one waiting behind it
+    for t in held[:2]:
+        t.close()
+    assert a1.granted and a2.closed and not a2.granted and a3.granted
+    assert late[0].granted  # (b.test had room)
+    assert lim.free_for(A) == 0
+
+
 def test_waiting_on_a_ticket_and_cancelling_the_wait() -> None:
     async def go() -> None:
         lim = HostLimits(per_host=1, total=10)

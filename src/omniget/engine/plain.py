@@ -276,12 +276,9 @@ class PlainDownload:
         remainder moved to a fresh connection) or when it fails."""
         me = asyncio.current_task()
         assert me is not None
-        url = self.urls[0]
-        light = first.pos == 0 and first.end is None  # a plain GET (may be pipelined)
-        first.ticket = self.ctx.limits.ticket(url, self.job.claim, light=light)
+        url = self._lease(first, wait=True)
+        assert url is not None
         first.task = stand_in = asyncio.get_running_loop().create_future()
-        first.seen = time.monotonic()
-        self.spans.append(first)
         self.inline, self.runner, self.interrupts = first, me, 0
         try:
             await self._run_span(first, url)
@@ -330,6 +327,15 @@ class PlainDownload:
     def _start(self, span: Span, *, wait: bool) -> bool:
         """Start a span's task; ``wait``: queue for a slot (the task sets its request up
         meanwhile), else only if a slot is free now."""
+        url = self._lease(span, wait=wait)
+        if url is None:
+            return False
+        span.task = asyncio.create_task(self._run_span(span, url))
+        return True
+
+    def _lease(self, span: Span, *, wait: bool) -> str | None:
+        """Give ``span`` a connection slot (see :meth:`_start`) and count it among the
+        file's spans; returns its URL, or None when no slot is free now."""
         url = self.urls[len(self.spans) % len(self.urls)]
         limits = self.ctx.limits
         light = span.pos == 0 and span.end is None  # a plain GET (may be pipelined)
@@ -337,11 +343,10 @@ class PlainDownload:
             limits.ticket(url, self.job.claim, light=light) if wait else limits.try_ticket(url)
         )
         if span.ticket is None:
-            return False
+            return None
         self.spans.append(span)
         span.seen = time.monotonic()
-        span.task = asyncio.create_task(self._run_span(span, url))
-        return True
+        return url
 
     # ----- the controller: add spans, steal work ----------------------------------
 

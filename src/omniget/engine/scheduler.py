@@ -126,6 +126,7 @@ class HostLimits:
         self._in_use = 0
         self._files_in_use = 0
         self._waiters: deque[Ticket] = deque()
+        self._changes = 0  # counts changes to _waiters (a grant's callbacks may make some)
         self._hosts_waiting: dict[str, int] = defaultdict(int)  # host -> its waiting tickets
 
     # ----- tickets ---------------------------------------------------------------
@@ -143,6 +144,7 @@ class HostLimits:
         else:
             t = Ticket(self, host_of(url), claim, UNIT, url)
         self._waiters.append(t)  # granted at once if it is free and nothing ahead can go
+        self._changes += 1
         self._hosts_waiting[t.host] += 1
         self._wake()
         return t
@@ -200,6 +202,7 @@ class HostLimits:
             except ValueError:
                 pass
             else:
+                self._changes += 1
                 self._unwait(t.host)
 
     def _unwait(self, host: str) -> None:
@@ -254,8 +257,12 @@ class HostLimits:
             if not t.granted and not t.closed and self._free(t):
                 del waiters[i - 1]
                 self._unwait(host)
-                self._take(t)  # (its callbacks may ask for or close tickets: start over)
-                i = 0
+                self._changes += 1
+                before = self._changes
+                self._take(t)
+                # go on with the next one, or start over if the grant's callbacks asked
+                # for or withdrew tickets meanwhile
+                i = i - 1 if self._changes == before else 0
 
     # ----- queries ------------------------------------------------------------------
 
