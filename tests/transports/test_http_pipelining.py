@@ -242,14 +242,14 @@ def test_a_lone_large_file_is_split_over_kept_connections_and_spliced(
 def test_large_answers_go_one_by_one_over_kept_connections_until_a_small_one(
     srv: Server, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from omniget.engine.transports.pipeline import SMALL_BODY
+    from omniget.engine.transports.h1conn import SMALL_BODY
 
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     big = b"b" * (SMALL_BODY + 1)
     for i in range(4):
         srv.route(f"/big{i}", static(big + bytes([i])))
 
-    async def go(t: CurlTransport) -> list[tuple[bool, bool]]:
+    async def go(t: CurlTransport) -> list[tuple[int, bool]]:
         # (shared: pipelined, a request costs part of a connection; usable: our own)
         seen = []
         await fetch_all(t, [srv.url("/big0")])  # libcurl: a kept connection, large answers
@@ -283,7 +283,7 @@ def test_ranged_requests_ride_kept_connections_once_a_large_answer_settled_the_o
     """The head of a large answer settles its origin one by one (before its body ends);
     ranged requests beside it then go over our own connections, one at a time, with their
     Range and If-Range on the wire. A small ranged answer does not turn pipelining on."""
-    from omniget.engine.transports.pipeline import SMALL_BODY
+    from omniget.engine.transports.h1conn import SMALL_BODY
     from omniget.model import ByteRange
 
     caplog.set_level(logging.DEBUG, logger=LOGGER)
@@ -345,7 +345,7 @@ def test_ranged_requests_to_a_pipelined_origin_stay_on_libcurl(
 ) -> None:
     """A ranged request holds a whole connection: it is never queued on a pipelined one,
     and its answer (small or large) does not change how the origin is sent to."""
-    from omniget.engine.transports.pipeline import SMALL_BODY
+    from omniget.engine.transports.h1conn import SMALL_BODY
     from omniget.model import ByteRange
 
     caplog.set_level(logging.DEBUG, logger=LOGGER)

@@ -909,7 +909,7 @@ def _counting_add_reader(loop: asyncio.AbstractEventLoop) -> list[int]:
         calls.append(fd)
         add(fd, *args)
 
-    loop.add_reader = counted  # type: ignore[method-assign]
+    loop.add_reader = counted  # type: ignore[method-assign,assignment]
     return calls
 
 

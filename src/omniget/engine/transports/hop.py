@@ -73,7 +73,7 @@ class Hop:
         self.views: bool = getattr(sink, "takes_views", False)
         self.on_data = cast("Callable[[bytes | memoryview], None]", sink.on_data)
         # A sink with ``on_pipe`` may take body bytes from a pipe (a pipelined connection
-        # splices them there from its socket, see pipeline.py).
+        # splices them there from its socket, see h1conn.py).
         self.pipe_sink = cast(PipeSink, sink) if hasattr(sink, "on_pipe") else None
         self.stopped = False  # ended on purpose (StopTransfer, a cut redirect body)
         self.error: BaseException | None = None  # raised by the sink

@@ -21,106 +21,26 @@ again through libcurl. An origin whose server does not keep connections is not s
 again in this run; one whose answers end at EOF goes back to libcurl until a small answer
 comes.
 
-Answers are fed into the same per-request object libcurl feeds (raw header lines, then
-body chunks through ``on_write``), so redirects, status checks and sinks work unchanged.
-Each connection reads into one buffer of :data:`READ_SIZE` and parses it in place; a
-requester that says it reads its bytes only during the call (``views``) gets slices of that
-buffer, any other a copy.
-
-A large identity body whose requester writes it to a file as it comes (``pipe_room``) skips
-user space: once its head is through, each read takes one byte through asyncio and
-``splice`` moves the rest from the socket into a pipe, and from the pipe into the file
-(``on_pipe``). That saves one of the two copies of every byte (in a bare loop fetching
-500 files of 1 MiB to ext4 here, a quarter of the system time).
+One connection's side (sending, parsing answers, delivering bodies) is :mod:`.h1conn`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
 import os
-import zlib
-from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
-
-import pycurl
 
 from ..scheduler import host_of
-from .curlloop import CLOSED, STALLED
+from .curlloop import CLOSED
+from .h1conn import FALLBACK, SMALL_BODY, Conn, Exchange, Origin, Pending, give_back
 
 __all__ = ["DEPTH", "FALLBACK", "SMALL_BODY", "PipelinePool", "pipeline_key"]
 
 #: Requests in flight on one connection.
 DEPTH = 8
-#: Finish code: the request got no byte of answer; run it through libcurl instead.
-FALLBACK = -3
-#: A body larger than this stops the requests queued behind it (they move elsewhere).
-BIG_BODY = 2 << 20
-#: Pipelining pays for answers up to this size; after a larger one, its origin gets one
-#: request at a time per connection.
-SMALL_BODY = 256 << 10
-#: Left of an aborted answer's body that is read and dropped to keep the connection.
-DRAIN_MAX = 64 << 10
-MAX_HEAD = 64 << 10
-#: Read buffer of one connection: answers are parsed in place, bodies written from it.
-READ_SIZE = 512 << 10
 TRIES = 3  # sends of one request before it is given back to libcurl
-#: Bodies with at least this much left are spliced (see the module's doc) when they can be.
-SPLICE_MIN = 64 << 10
-HEAD_READ = 16 << 10  # read size for the head of an answer expected to be large
-PIPE_SIZE = 1 << 20  # asked of each connection's pipe (Linux caps it at pipe-max-size)
-_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
-_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
-
-_HEAD, _BODY, _CHUNK_LINE, _CHUNK, _TRAILER, _TO_EOF = range(6)
 _REFUSED, _ONE_BY_ONE, _PIPELINED = range(3)  # what an origin gets from the pool
-WEIRD_REPLY = 8  # CURLE_WEIRD_SERVER_REPLY (pycurl names it for FTP only)
-_HEX = frozenset(b"0123456789abcdefABCDEF")
-
-
-class Exchange(Protocol):
-    """What a pipelined request reports to (the transport's per-request :class:`~.hop.Hop`)."""
-
-    raw: list[bytes]
-    #: (status, header pairs) of ``raw``'s head, parsed here once (None: parse ``raw``)
-    parsed: tuple[int, list[tuple[str, str]]] | None
-    fut: asyncio.Future[tuple[int, str]]
-    views: bool  # on_write may get a view of the read buffer (valid during the call)
-
-    def on_write(self, data: bytes | memoryview) -> int | None: ...
-
-    def pipe_room(self) -> int: ...
-
-    def on_pipe(self, pipe: int, count: int) -> int | None: ...
-
-    def finish(self, code: int, message: str) -> None: ...
-
-
-class _Pending:
-    __slots__ = ("data", "got", "hop", "tries")
-
-    def __init__(self, hop: Exchange, data: bytes) -> None:
-        self.hop = hop
-        self.data = data
-        self.got = False  # any byte of its answer arrived
-        self.tries = 0
-
-    @property
-    def dropped(self) -> bool:  # cancelled by its requester
-        return self.hop.fut.done()
-
-
-class _Origin:
-    __slots__ = ("addr", "conns", "key", "waiting")
-
-    def __init__(self, key: str, addr: tuple[str, int]) -> None:
-        self.key = key
-        self.addr = addr
-        self.conns: list[_Conn] = []
-        self.waiting: deque[_Pending] = deque()
 
 
 class PipelinePool:
@@ -144,7 +64,7 @@ class PipelinePool:
         self.held: Callable[[str], int] | None = None
         self._state: dict[str, int] = {}  # origin -> _PIPELINED, _ONE_BY_ONE or _REFUSED
         self.splice = hasattr(os, "splice") and hasattr(os, "pipe2")  # (Linux) see _splice
-        self._origins: dict[str, _Origin] = {}
+        self._origins: dict[str, Origin] = {}
         self._closed = False
 
     # ----- which origins ------------------------------------------------------------
@@ -191,23 +111,23 @@ class PipelinePool:
         o = self._origins.get(key)
         if o is not None:
             while o.waiting:
-                _give_back(o.waiting.popleft())
+                give_back(o.waiting.popleft())
 
     # ----- requests -------------------------------------------------------------------
 
     def submit(self, key: str, data: bytes, hop: Exchange) -> None:
         """Send ``data`` (a whole request) to ``key``; the answer goes to ``hop``."""
-        p = _Pending(hop, data)
+        p = Pending(hop, data)
         if self._closed or not self.usable(key):
-            _give_back(p)
+            give_back(p)
             return
         o = self._origins.get(key)
         if o is None:
-            o = self._origins[key] = _Origin(key, self._address(key))
+            o = self._origins[key] = Origin(key, self._address(key))
         o.waiting.append(p)
         self._pump(o)
 
-    def _pump(self, o: _Origin) -> None:
+    def _pump(self, o: Origin) -> None:
         """Hand waiting requests out: to an idle connection, else to a new one while the
         host's connection cap allows, else to the least busy connection with room."""
         depth = DEPTH if self.shares(o.key) else 1
@@ -217,7 +137,7 @@ class PipelinePool:
                 continue
             conn = min((c for c in o.conns if c.room(depth)), key=_load, default=None)
             if (conn is None or conn.queue) and len(o.conns) < self._cap(o.key):
-                conn = _Conn(self, o)
+                conn = Conn(self, o)
                 o.conns.append(conn)
                 conn.open()
             elif conn is None:
@@ -234,7 +154,7 @@ class PipelinePool:
             held -= len(o.waiting) + sum(len(c.queue) for c in o.conns)
         return max(1, min(self.max_conns, self.max_conns - held))
 
-    def requeue(self, o: _Origin, pending: Iterable[_Pending]) -> None:
+    def requeue(self, o: Origin, pending: Iterable[Pending]) -> None:
         """Requests that got no answer go back to the front of the queue (or to libcurl)."""
         back = []
         for p in pending:
@@ -242,12 +162,12 @@ class PipelinePool:
                 continue
             p.tries += 1
             if p.tries >= TRIES or not self.usable(o.key) or self._closed:
-                _give_back(p)
+                give_back(p)
             else:
                 back.append(p)
         o.waiting.extendleft(reversed(back))
 
-    def closed(self, conn: _Conn) -> None:
+    def closed(self, conn: Conn) -> None:
         o = conn.origin
         with contextlib.suppress(ValueError):
             o.conns.remove(conn)
@@ -259,7 +179,7 @@ class PipelinePool:
         self._closed = True
         for o in self._origins.values():
             while o.waiting:
-                _give_back(o.waiting.popleft())
+                give_back(o.waiting.popleft())
             for conn in list(o.conns):
                 conn.abort(CLOSED, "transport closed")
         self._origins.clear()
@@ -272,39 +192,10 @@ class PipelinePool:
         return self._resolve.get((host, int(port)), host), int(port)
 
 
-class _Deflate:
-    """``deflate`` as servers send it: zlib-wrapped (RFC 9110) or raw, told by the first
-    two bytes (as libcurl does)."""
 
-    def __init__(self) -> None:
-        self._inner: Any = None
-        self._start = b""
-
-    def decompress(self, data: bytes) -> bytes:
-        if self._inner is None:
-            self._start += data
-            if len(self._start) < 2:
-                return b""
-            b0, b1 = self._start[0], self._start[1]
-            wrapped = b0 & 0x0F == 8 and (b0 << 8 | b1) % 31 == 0
-            self._inner = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
-            data, self._start = self._start, b""
-        out: bytes = self._inner.decompress(data)
-        return out
-
-    def flush(self) -> bytes:
-        if self._inner is None:
-            return b""
-        out: bytes = self._inner.flush()
-        return out
-
-
-def _load(conn: _Conn) -> int:
+def _load(conn: Conn) -> int:
     return len(conn.queue)
 
-
-def _give_back(p: _Pending) -> None:
-    p.hop.finish(FALLBACK, "")
 
 
 def _resolve_table(entries: Iterable[str]) -> dict[tuple[str, int], str]:
@@ -320,470 +211,6 @@ def _resolve_table(entries: Iterable[str]) -> dict[tuple[str, int], str]:
             table[(host.lower(), int(port))] = addr
     return table
 
-
-class _Conn(asyncio.BufferedProtocol):
-    """One pipelined connection: requests go out at once, answers come back in order."""
-
-    def __init__(self, pool: PipelinePool, origin: _Origin) -> None:
-        self.pool = pool
-        self.origin = origin
-        self.transport: asyncio.Transport | None = None
-        self.queue: deque[_Pending] = deque()  # sent (or to send on connect), in order
-        self.closing = False  # takes no more requests
-        self.done = False
-        self.answered = 0
-        self.rbuf = bytearray(READ_SIZE)
-        self.view = memoryview(self.rbuf)
-        self.have = 0  # unparsed bytes at the front of rbuf
-        self.state = _HEAD
-        self.left = 0  # body or chunk bytes still to come
-        self.keep = True  # the current answer lets the connection live on
-        self.drain = False  # the current answer's body is read and dropped
-        self.decoder: Any = None
-        self.rx = 0
-        self.rx_seen = -1
-        self.timer: asyncio.TimerHandle | None = None
-        self.connecting: asyncio.Task[None] | None = None
-        self.sock = -1  # the socket's fd, for splice
-        self.pipe: tuple[int, int] | None = None  # (read end, write end), made on first use
-        self.pipe_size = 0
-        self.splicing = False  # the next read takes one byte: the rest of it is spliced
-
-    # ----- sending ------------------------------------------------------------------
-
-    def room(self, depth: int) -> bool:
-        return not self.closing and len(self.queue) < depth
-
-    def open(self) -> None:
-        self.connecting = self.pool.loop.create_task(self._connect())
-
-    async def _connect(self) -> None:
-        host, port = self.origin.addr
-        loop = self.pool.loop
-        try:
-            await asyncio.wait_for(
-                loop.create_connection(lambda: self, host, port), self.pool.connect_timeout
-            )
-        except (TimeoutError, OSError):
-            # libcurl connects again and reports the failure in its own words
-            self.connecting = None
-            self._end()
-            for p in self.queue:
-                if not p.dropped:
-                    _give_back(p)
-            self.queue.clear()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        self.sock = sock.fileno() if sock is not None and self.pool.splice else -1
-        if self.done:  # closed while connecting
-            transport.abort()
-            return
-        if self.queue:
-            transport.write(b"".join(p.data for p in self.queue))
-            self._watch()
-
-    def send(self, p: _Pending) -> None:
-        self.queue.append(p)
-        if self.transport is not None:
-            self.transport.write(p.data)
-            self._watch()
-
-    # ----- receiving ------------------------------------------------------------------
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        if self.splicing:
-            return self.view[:1]
-        if self.state == _HEAD and self.sock >= 0 and not self.pool.shares(self.origin.key):
-            # large answers, one at a time: read the head in a small block, so that most
-            # of the body can be spliced
-            return self.view[self.have : self.have + HEAD_READ]
-        return self.view[self.have :]
-
-    def buffer_updated(self, nbytes: int) -> None:
-        """Parse what arrived: heads and chunk lines are copied out, body bytes go to the
-        requester as views of the read buffer (copied first unless it takes views)."""
-        self.rx += 1
-        if self.splicing and self._splice():
-            return
-        buf, view = self.rbuf, self.view
-        n = self.have + nbytes
-        self.have = 0
-        pos = 0
-        while pos < n and not self.done:
-            st = self.state
-            if st in (_BODY, _CHUNK):
-                take = min(self.left, n - pos)
-                chunk = view[pos : pos + take]
-                pos += take
-                self.left -= take
-                if not self._deliver(chunk):
-                    return
-                if self.left == 0:
-                    if st == _CHUNK:
-                        self.state = _CHUNK_LINE
-                    elif not self._complete():
-                        return
-            elif st == _TO_EOF:
-                if not self._deliver(view[pos:n]):
-                    return
-                pos = n
-            else:
-                end = buf.find(b"\r\n\r\n" if st == _HEAD else b"\r\n", pos, n)
-                if end < 0:
-                    if n - pos > MAX_HEAD:
-                        self._broken("answer head too long")
-                        return
-                    break
-                if st == _HEAD:
-                    ok = self._head(bytes(buf[pos : end + 2]))
-                    pos = end + 4
-                else:
-                    ok = self._line(bytes(buf[pos:end]))
-                    pos = end + 2
-                if not ok:
-                    return
-        if pos < n and not self.done:  # part of a head or line: keep it at the front
-            buf[: n - pos] = buf[pos:n]
-            self.have = n - pos
-        elif self.sock >= 0 and self.state == _BODY and not self.done:
-            self.splicing = self._can_splice()
-
-    # ----- splicing large bodies ------------------------------------------------------
-
-    def _can_splice(self) -> bool:
-        """The rest of this body may skip user space (see the module's doc)."""
-        if self.left < SPLICE_MIN or self.decoder is not None or self.drain:
-            return False
-        if not self.pool.splice:  # refused on another connection since this one opened
-            self.sock = -1
-            return False
-        p = self.queue[0]
-        if p.dropped or p.hop.pipe_room() < SPLICE_MIN:
-            return False
-        if self.pipe is None:
-            try:
-                # (non-blocking: a pipe holding less than said fails instead of hanging)
-                self.pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-            except OSError:  # out of descriptors: read through user space
-                return False
-            try:
-                self.pipe_size = fcntl.fcntl(self.pipe[1], _F_SETPIPE_SZ, PIPE_SIZE)
-            except OSError:
-                self.pipe_size = 64 << 10  # the default size
-        return True
-
-    def _splice(self) -> bool:
-        """One byte of body came through asyncio: put it in the pipe, splice what the
-        socket holds after it, and hand the lot to the requester. False: the byte was
-        left for the usual path."""
-        assert self.pipe is not None
-        self.splicing = False
-        p = self.queue[0]
-        want = min(self.left, p.hop.pipe_room(), self.pipe_size)
-        if want < 1 or p.dropped or not self.pool.splice:
-            return False
-        rfd, wfd = self.pipe
-        got = os.write(wfd, self.view[:1])  # (an empty pipe always takes it)
-        if want > 1:
-            try:
-                got += os.splice(self.sock, wfd, want - 1, flags=_SPLICE_FLAGS)
-            except BlockingIOError:
-                pass  # only the one byte was there
-            except OSError as exc:
-                if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-                    self._fail_head(pycurl.E_RECV_ERROR, "connection closed during the answer")
-                    return True
-                self.pool.splice = False  # this kernel or socket refuses: read as before
-                self.sock = -1
-        self.left -= got
-        if p.hop.on_pipe(rfd, got) == 0:  # the sink ended it
-            self._close_pipe()  # (it may have left bytes in the pipe)
-            self._ended_by_requester(p)
-        elif self.left == 0:
-            self._complete()
-        elif self.sock >= 0:
-            self.splicing = self._can_splice()
-        return True
-
-    def _close_pipe(self) -> None:
-        if self.pipe is not None:
-            for fd in self.pipe:
-                os.close(fd)
-            self.pipe = None
-
-    def _head(self, block: bytes) -> bool:
-        """Parse one answer head (``block`` ends with the last line's CRLF)."""
-        if not self.queue:
-            self._broken("an answer nobody asked for")
-            return False
-        p = self.queue[0]
-        lines = block.split(b"\r\n")[:-1]
-        status_line = lines[0]
-        parts = status_line.split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            self._broken("not an HTTP/1.x answer")
-            return False
-        status = int(parts[1])
-        if 100 <= status < 200:
-            if status == 101:
-                self._broken("unexpected protocol switch")
-                return False
-            return True  # an interim answer: the real one follows
-        length: int | None = None
-        chunked = False
-        conn = b""
-        encoding = b""
-        pairs: list[tuple[str, str]] = []  # (the hop's headers: parsed once, here)
-        for line in lines[1:]:
-            if line[:1] in (b" ", b"\t"):  # obsolete line folding
-                if pairs:
-                    name_s, value_s = pairs[-1]
-                    pairs[-1] = (name_s, f"{value_s} {line.strip().decode('latin-1')}")
-                continue
-            name, _, value = line.partition(b":")
-            name = name.rstrip()  # (no leading blank: that line was a folded one)
-            if name:
-                pairs.append((name.decode("latin-1"), value.strip().decode("latin-1")))
-            low = name.lower()
-            if low == b"content-length":
-                v = value.strip()
-                if not v.isdigit() or (length is not None and int(v) != length):
-                    self._broken("bad Content-Length")
-                    return False
-                length = int(v)
-            elif low == b"transfer-encoding":
-                te = value.strip().lower()
-                if te != b"chunked":
-                    return self._refuse_answer(p)
-                chunked = True
-            elif low == b"connection":
-                conn += value.lower()
-            elif low == b"content-encoding":
-                encoding = value.strip().lower()
-        decoder: Any = None
-        if encoding in (b"gzip", b"x-gzip"):
-            decoder = zlib.decompressobj(zlib.MAX_WBITS | 16)
-        elif encoding == b"deflate":
-            decoder = _Deflate()
-        elif encoding not in (b"", b"identity"):
-            return self._refuse_answer(p)
-        self.keep = b"close" not in conn and (
-            parts[0] == b"HTTP/1.1" or b"keep-alive" in conn
-        )
-        if status in (204, 304):
-            self.state, length = _BODY, 0
-        elif chunked:
-            self.state, length = _CHUNK_LINE, None
-        elif length is not None:
-            self.state = _BODY
-        else:
-            self.state = _TO_EOF
-            self.keep = False
-        if self.state == _TO_EOF:
-            self.pool.pause(self.origin.key)
-        elif (length or 0) > SMALL_BODY:
-            self.pool.one_by_one(self.origin.key)
-        if not self.keep and not self.answered and self.state != _TO_EOF:
-            self.pool.refuse(self.origin.key)  # the server does not keep connections
-        if not self.keep or self.state == _TO_EOF or (length or 0) > BIG_BODY:
-            self._stop_behind()  # (a large body would hold the rest up)
-        self.left = length or 0
-        self.decoder = decoder
-        self.drain = False
-        if not p.dropped:
-            p.got = True
-            p.hop.raw.extend(line + b"\r\n" for line in lines)
-            p.hop.raw.append(b"\r\n")
-            p.hop.parsed = (status, pairs)
-        else:
-            self.drain = True
-        if self.state == _BODY and self.left == 0:
-            return self._complete()
-        return True
-
-    def _line(self, line: bytes) -> bool:
-        """A chunk-size line or a trailer line."""
-        if self.state == _TRAILER:
-            if not line:
-                return self._complete()
-            return True
-        if not line:  # the CRLF that ends a chunk's data
-            return True
-        size = line.split(b";", 1)[0].strip()
-        if not size or len(size) > 16 or not _HEX.issuperset(size):
-            self._broken("bad chunk size")
-            return False
-        self.left = int(size, 16)
-        self.state = _CHUNK if self.left else _TRAILER
-        return True
-
-    def _deliver(self, view: memoryview) -> bool:
-        if self.drain:
-            return True
-        p = self.queue[0]
-        if p.dropped:
-            self.drain = True
-            return True
-        chunk: bytes | memoryview = view if p.hop.views else bytes(view)
-        if self.decoder is not None:
-            try:
-                chunk = self.decoder.decompress(view)
-            except zlib.error as exc:
-                self._fail_head(pycurl.E_BAD_CONTENT_ENCODING, f"bad encoded body: {exc}")
-                return False
-            if not chunk:
-                return True
-        if p.hop.on_write(chunk) == 0:  # the sink ended it (or refused the head)
-            return self._ended_by_requester(p)
-        return True
-
-    def _ended_by_requester(self, p: _Pending) -> bool:
-        """The requester ended its answer early: drop the rest of a short body to keep the
-        connection, else close it. True if the connection goes on."""
-        self.queue.popleft()
-        p.hop.finish(pycurl.E_WRITE_ERROR, "ended by the receiver")
-        if self.state == _BODY and self.left <= DRAIN_MAX:
-            drop = _Pending(p.hop, b"")  # placeholder: read and drop the rest
-            drop.got = True
-            self.queue.appendleft(drop)
-            self.drain = True
-            return True
-        self._shut()
-        return False
-
-    def _complete(self) -> bool:
-        """The answer at the head of the queue is complete."""
-        self._finish_answer()
-        self.answered += 1
-        self.state = _HEAD
-        self.decoder = None
-        self.drain = False
-        if not self.keep:  # (refused in _head if it was the connection's first answer)
-            self._shut()
-            return False
-        if not self.queue and self.closing:
-            self._shut()
-            return False
-        self.pool._pump(self.origin)
-        return True
-
-    # ----- ending -------------------------------------------------------------------
-
-    def eof_received(self) -> bool | None:
-        if self.state == _TO_EOF and self.queue:
-            self._complete_at_eof()
-        return None
-
-    def _complete_at_eof(self) -> None:
-        self._finish_answer()
-        self._shut()
-
-    def _finish_answer(self) -> None:
-        """Hand over what the decoder still holds and finish the head request."""
-        p = self.queue.popleft()
-        if self.decoder is not None and not self.drain and not p.dropped:
-            with contextlib.suppress(zlib.error):
-                if rest := self.decoder.flush():
-                    p.hop.on_write(rest)
-        p.hop.finish(0, "")
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.done:
-            return
-        if self.state == _TO_EOF and self.queue and exc is None:
-            self._complete_at_eof()
-            return
-        self._fail_head(pycurl.E_RECV_ERROR, "connection closed during the answer")
-
-    def _fail_head(self, code: int, message: str) -> None:
-        """End the connection; the request whose answer had begun fails with ``code``."""
-        if self.queue and self.queue[0].got:
-            self.queue.popleft().hop.finish(code, message)
-        self._shut()
-
-    def _broken(self, what: str) -> None:
-        """The server broke the protocol: never pipeline to it again."""
-        self.pool.refuse(self.origin.key)
-        self._fail_head(WEIRD_REPLY, what)
-
-    def _refuse_answer(self, p: _Pending) -> bool:
-        """An answer we do not decode here: libcurl asks again; the rest move too."""
-        self.queue.popleft()
-        _give_back(p)
-        self._shut()
-        return False
-
-    def _stop_behind(self) -> None:
-        """Requests queued behind the current answer go elsewhere; this connection ends
-        after it."""
-        self.closing = True
-        rest = [self.queue.pop() for _ in range(len(self.queue) - 1)]
-        rest.reverse()
-        self.pool.requeue(self.origin, rest)
-        self.pool._pump(self.origin)
-
-    def _shut(self) -> None:
-        """Close now; requests still queued (no byte of answer yet) go elsewhere."""
-        if self.done:
-            return
-        self.closing = True
-        self._end()
-        if self.transport is not None:
-            self.transport.abort()
-        rest = [p for p in self.queue if not p.got]
-        for p in self.queue:
-            if p.got and not p.dropped:
-                p.hop.finish(pycurl.E_RECV_ERROR, "connection closed during the answer")
-        self.queue.clear()
-        self.pool.requeue(self.origin, rest)
-        self.pool.closed(self)
-
-    def abort(self, code: int, message: str) -> None:
-        if self.done:
-            return
-        self._end()
-        for p in self.queue:
-            p.hop.finish(code, message)
-        self.queue.clear()
-        if self.transport is not None:
-            self.transport.abort()
-
-    def _end(self) -> None:
-        self.done = True
-        self.closing = True
-        self.splicing = False
-        self._close_pipe()
-        if self.connecting is not None and self.transport is None:
-            self.connecting.cancel()
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self in self.origin.conns:
-            self.pool.closed(self)
-
-    # ----- stalls -------------------------------------------------------------------
-
-    def _watch(self) -> None:
-        if self.timer is None and self.pool.stall_timeout > 0:
-            self.rx_seen = self.rx
-            self.timer = self.pool.loop.call_later(self.pool.stall_timeout, self._check)
-
-    def _check(self) -> None:
-        self.timer = None
-        if self.done or not self.queue:
-            return
-        if self.rx != self.rx_seen:
-            self._watch()
-            return
-        head = self.queue[0]
-        if not head.got and self.answered:
-            self.pool.refuse(self.origin.key)  # answers one request, then ignores the rest
-        if not head.got:
-            head.got = True  # (fail it, do not resend it)
-        self._fail_head(STALLED, f"no data for {self.pool.stall_timeout:g} s")
 
 
 def pipeline_key(url: str) -> str | None:
