@@ -1,19 +1,11 @@
 """One identity piece (a plain file) over one or more ranged connections.
 
 A *span* is one connection's lease on ``[pos, end)`` of the file. The first request is a
-plain GET; once its head shows the size and Range support, more spans are added: a fixed
-number (``--split N``), or adaptively. A large file (``EARLY_SPLIT`` split sizes or more) opens
-eight connections (at most the host cap) at its first answer, as many as its first window
-would have tried anyway, then twice as many after 0.1 s; a smaller one tries four after
-0.1 s on one connection. After each step: if the rate grew about as much as the connections
-did (a per-connection limit) go to the host cap, if it grew at all double again, else stay.
-Every window is timed from the new spans' first answers, not from their connects. When a
-span finishes, the largest remaining span is split in two (work stealing), down to a quarter
-of the split size. In the tail, when nothing is left to split, a free connection takes over
-the whole remainder of a span that has been silent for a while (a paced or stalled
-connection) and that span's transfer is dropped. Every range answer is checked (206 +
-Content-Range at the asked offset, same validators): bytes are never spliced at a wrong
-offset.
+plain GET and runs in the file's own task; most files end with it. When its head shows a
+file worth splitting (size known, Range support), a :class:`~.splitter.Splitter` starts in
+a task of its own and adds spans (see :mod:`.splitter` for how many and which bytes). Every
+range answer is checked (206 + Content-Range at the asked offset, same validators): bytes
+are never spliced at a wrong offset.
 """
 
 from __future__ import annotations
@@ -22,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import AuthRequired, NotFound, OmnigetError, RemoteError, TransientError
@@ -30,8 +21,8 @@ from ..model import ByteRange
 from .events import Retrying, Warned
 from .job import FileJob, SkipFile
 from .names import filename_from_content_disposition
-from .scheduler import Ticket
-from .spans import Interval, gaps, merge, split_largest
+from .spans import Interval, gaps, merge
+from .splitter import TAKE_OVER_MIN, Span, Splitter
 from .transports.base import (
     Head,
     Request,
@@ -46,21 +37,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["PlainDownload"]
 
-TICK = 0.1  # controller wake-up, seconds
-FIRST_WINDOW = 0.1  # adaptive: the one-connection rate, measured from its first answer
-WINDOW = 0.1  # adaptive: then throughput over this long, from the new spans' answers
-FIRST_STEP = 4  # adaptive: connections tried after the first window
-EARLY_SPLIT = 32  # adaptive: a file this many min split sizes long takes EARLY_STEP at once
-EARLY_STEP = 2 * FIRST_STEP  # (one window of FIRST_STEP would only ever double it)
-GROWTH = 1.3  # adaptive: keep doubling while throughput grows by this factor
-LINEAR = 0.8  # adaptive: growth this close to linear in connections means each is capped
-STEAL_FRACTION = 4  # a running span is split down to min_split_size / this
 MAX_RESTARTS = 3
 # errors that say nothing about the item's other URLs (mirrors): try the next one
 PERMANENT_ON_ONE_MIRROR = (RemoteError, NotFound, AuthRequired)
-HEAD_WAIT = 2.0  # adaptive: measure anyway when new spans stay silent this long
-QUIET = 0.02  # tail: a span silent this long (and 2x the slowest first answer) is taken over
-TAKE_OVER_MIN = 16 * 1024  # tail: smaller remainders are left where they are
 ANY_LENGTH = 1 << 62  # pipe_room of a span that runs to the end of the body
 
 
@@ -69,33 +48,6 @@ class _Restart(Exception):
         super().__init__(reason)
         self.reason = reason
         self.changed = changed  # the remote file changed: drop every byte we have
-
-
-@dataclass(eq=False)
-class Span:
-    """A byte range of one file on one connection: ``pos`` moves from ``start`` to ``end``."""
-
-    start: int
-    pos: int
-    end: int | None  # None: to the end of the body
-    ticket: Ticket | None = None  # its connection slot (granted, or waited for)
-    # its task; for the first span, which runs in the file's own task, a future that
-    # stands for it (cancelling it interrupts that run)
-    task: asyncio.Future[None] | None = None
-    saved: int = field(init=False)  # pos at the last checkpoint
-    seen: float = 0.0  # monotonic time of its request or its last bytes
-    dropped: bool = False  # its remainder was taken over; its task is being cancelled
-
-    def __post_init__(self) -> None:
-        self.saved = self.start
-
-    @property
-    def running(self) -> bool:
-        return self.task is not None and not self.task.done() and not self.dropped
-
-    @property
-    def remaining(self) -> int:
-        return 0 if self.end is None else self.end - self.pos
 
 
 class _SpanSink:
@@ -186,18 +138,13 @@ class PlainDownload:
         self.ckpt_bytes = self.settings.checkpoint_bytes
         self.urls = (job.item.download_url, *job.item.mirrors)
         self.head_seen = False
-        self.target = 1
-        self.frozen = False
-        self.head_event = asyncio.Event()  # set on every accepted answer
         self.heads = 0  # answers accepted so far
-        self.heads_wanted = 1  # the adaptive window waits for this many
-        self.heads_until = 0.0  # ... but no longer than this (monotonic time)
         self.inline: Span | None = None  # the first span while it runs in the file's task
-        self.controller: asyncio.Task[None] | None = None  # started when worth splitting
+        self.splitter: Splitter | None = None  # made when worth splitting
+        self.controller: asyncio.Task[None] | None = None  # runs the splitter
         self.runner: asyncio.Task[Any] | None = None  # the file's task
         self.interrupts = 0  # cancels of the file's task that only stop its first span
         self.slowest_head = 0.0  # seconds from a request to its answer, the longest seen
-        self.wake_at: float | None = None  # tail: when a span may be quiet enough to take over
 
     # ----- the whole file ---------------------------------------------------------
 
@@ -252,11 +199,12 @@ class PlainDownload:
         if not pending:
             return
         first = pending.pop(0)
-        self.controller = None
+        self.splitter = self.controller = None
         try:
-            if pending:  # resume gaps: every span in a task, the controller here
-                self._start(first, wait=True)
-                await self._control(pending)
+            if pending:  # resume gaps: every span in a task, the splitter here
+                self.start_span(first, wait=True)
+                self.splitter = Splitter(self)
+                await self.splitter.run(pending)
             else:
                 await self._run_first(first)
         except BaseException:
@@ -297,11 +245,12 @@ class PlainDownload:
 
     def _start_controller(self) -> None:
         """The first span's answer shows a file worth splitting: start the controller."""
-        task = asyncio.get_running_loop().create_task(self._control([]))
+        self.splitter = Splitter(self)
+        task = asyncio.get_running_loop().create_task(self.splitter.run([]))
         task.add_done_callback(self._controller_ended)
         self.controller = task
 
-    def _interrupt(self) -> None:
+    def interrupt(self) -> None:
         """Stop the first span's run in the file's task (which then awaits the controller)."""
         runner = self.runner
         if self.inline is not None and runner is not None and not runner.done():
@@ -310,7 +259,7 @@ class PlainDownload:
 
     def _controller_ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            self._interrupt()  # (its error is raised where the file's task awaits it)
+            self.interrupt()  # (its error is raised where the file's task awaits it)
 
     async def _stop_all(self) -> None:
         tasks = [s.task for s in self.spans if s.task is not None and not s.task.done()]
@@ -324,7 +273,7 @@ class PlainDownload:
         if self.job.part is not None and self.job.final is not None:
             self.checkpoint(time.monotonic())
 
-    def _start(self, span: Span, *, wait: bool) -> bool:
+    def start_span(self, span: Span, *, wait: bool) -> bool:
         """Start a span's task; ``wait``: queue for a slot (the task sets its request up
         meanwhile), else only if a slot is free now."""
         url = self._lease(span, wait=wait)
@@ -334,7 +283,7 @@ class PlainDownload:
         return True
 
     def _lease(self, span: Span, *, wait: bool) -> str | None:
-        """Give ``span`` a connection slot (see :meth:`_start`) and count it among the
+        """Give ``span`` a connection slot (see :meth:`start_span`) and count it among the
         file's spans; returns its URL, or None when no slot is free now."""
         url = self.urls[len(self.spans) % len(self.urls)]
         limits = self.ctx.limits
@@ -348,186 +297,24 @@ class PlainDownload:
         span.seen = time.monotonic()
         return url
 
-    # ----- the controller: add spans, steal work ----------------------------------
-
-    async def _control(self, pending: list[Span]) -> None:
-        # An adaptive window runs while every started span has answered (heads >=
-        # heads_wanted): it is timed from those answers, not from the connects.
-        window_t = time.monotonic()
-        window_b = self.job.fetched
-        last_rate: float | None = None
-        last_conns = 1
-        if self.settings.split is not None and self._splittable():
-            self.target = max(1, self.settings.split)  # a fixed split starts at once
-            self._fill(pending)
-        elif self._splittable() and self._left() >= EARLY_SPLIT * self.settings.min_split_size:
-            self.target = min(EARLY_STEP, self.ctx.limits.per_host)  # large: no 1-conn window
-            self._fill(pending)
-        while True:
-            active: list[asyncio.Future[Any]] = [
-                s.task for s in self.spans if s.task is not None and not s.task.done()
-            ]
-            if not active:
-                break
-            waiting = self.heads < self.heads_wanted
-            timeout = TICK
-            if not waiting:  # wake when the window ends
-                window = FIRST_WINDOW if last_rate is None else WINDOW
-                timeout = max(0.001, min(TICK, window_t + window - time.monotonic()))
-            if self.wake_at is not None:  # the tail: a span may soon be quiet enough
-                timeout = max(0.001, min(timeout, self.wake_at - time.monotonic()))
-            waiter: asyncio.Task[bool] | None = None
-            if waiting:  # wake as soon as the awaited heads arrive
-                self.head_event.clear()
-                waiter = asyncio.create_task(self.head_event.wait())
-                active.append(waiter)
-            done, _ = await asyncio.wait(
-                active, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-            if waiter is not None:
-                waiter.cancel()
-                done.discard(waiter)
-            if waiting and (self.heads >= self.heads_wanted or time.monotonic() > self.heads_until):
-                self.heads_wanted = self.heads  # a span that failed before answering
-                window_t, window_b = time.monotonic(), self.job.fetched
-            for t in done:
-                self._check_span(t)
-            if self.head_seen and not pending and not self._worth_splitting():
-                # small or unsplittable: just wait for the streams (the first error stops it)
-                rest = [t for t in active if t is not waiter and not t.done()]
-                if rest:
-                    ended, _ = await asyncio.wait(rest, return_when=asyncio.FIRST_EXCEPTION)
-                    for t in ended:
-                        self._check_span(t)
-                break
-            now = time.monotonic()
-            if not self._splittable():
-                continue
-            if self.settings.split is not None:
-                self.target = max(1, self.settings.split)
-            elif (
-                not self.frozen
-                and self.heads >= self.heads_wanted
-                # (the wake-up is timed to the window's end: allow float rounding)
-                and now - window_t >= (FIRST_WINDOW if last_rate is None else WINDOW) * 0.999
-                and self.job.fetched > window_b
-            ):
-                rate = (self.job.fetched - window_b) / (now - window_t)
-                conns = self.job.connections
-                if last_rate is None:  # the first window: probe one step up
-                    step = FIRST_STEP if conns == 1 else conns * 2
-                    self.target = min(step, self.ctx.limits.per_host)
-                elif rate >= last_rate * LINEAR * conns / last_conns:
-                    # the rate grew with the connections: a per-connection limit; go to the cap
-                    self.target = self.ctx.limits.per_host
-                elif rate >= last_rate * GROWTH:
-                    self.target = min(conns * 2, self.ctx.limits.per_host)
-                else:
-                    self.frozen = True
-                last_rate, last_conns = rate, conns
-                window_t, window_b = now, self.job.fetched
-            self._fill(pending)
-        if pending:  # resume gaps left when the connections ran out
-            for span in pending:
-                self._start(span, wait=True)
-            pending.clear()
-            await self._control([])
-
-    def _check_span(self, task: asyncio.Future[Any]) -> None:
-        """Raise a finished span task's error; a dropped span's cancellation is none (its
-        bytes went to another connection)."""
-        if task.cancelled() and any(s.task is task and s.dropped for s in self.spans):
-            return
-        task.result()
-
-    def _worth_splitting(self) -> bool:
+    def worth_splitting(self) -> bool:
         size = self.job.size
-        if not self._splittable() or size is None or self.settings.split == 1:
+        if not self.splittable() or size is None or self.settings.split == 1:
             return False
-        left = self._left()
+        left = self.left()
         if len(self.spans) > 1:  # already split: steal smaller pieces, take over the tail
             return left >= TAKE_OVER_MIN
         return left >= 2 * self.settings.min_split_size
 
-    def _left(self) -> int:
+
+    def left(self) -> int:
         """Bytes of the file not yet written (0 when the size is unknown)."""
         size = self.job.size
         return 0 if size is None else size - sum(e - s for s, e in self.covered())
 
-    def _steal_unit(self) -> int:
-        return max(1, self.settings.min_split_size // STEAL_FRACTION)
 
-    def _splittable(self) -> bool:
+    def splittable(self) -> bool:
         return self.ranges_ok and self.ranges_known and self.job.size is not None
-
-    def _fill(self, pending: list[Span]) -> None:
-        """Start spans up to the target; the adaptive window then waits for their answers."""
-        want = self.target - sum(1 for s in self.spans if s.running)
-        started = 0
-        self.wake_at = None
-        while want > 0:
-            if pending:
-                if not self._start(pending[0], wait=False):
-                    break
-                pending.pop(0)
-            elif not self._steal():
-                break
-            want -= 1
-            started += 1
-        self.job.connections = sum(1 for s in self.spans if s.running)
-        if started:
-            self.heads_wanted = self.heads + started
-            self.heads_until = time.monotonic() + HEAD_WAIT
-            log.debug(
-                "%s: %d connections (target %d)",
-                self.job.item.filename, self.job.connections, self.target,
-            )
-
-    def _steal(self) -> bool:
-        """Give a free connection part of a running span: the far half of the largest
-        remainder, or in the tail the whole remainder of a quiet span (whose transfer is
-        then dropped). False when there is nothing to take or no free slot."""
-        running = [s for s in self.spans if s.running and s.end is not None]
-        live = {i: (s.pos, s.end or 0) for i, s in enumerate(running)}
-        choice = split_largest(live, self._steal_unit())
-        if choice is not None:
-            victim, mid = running[choice[0]], choice[1]
-        else:
-            quiet = None if self.ctx.rate else self._quiet(running)  # (paused, not quiet)
-            if quiet is None:
-                return False
-            victim, mid = quiet, quiet.pos
-        new = Span(mid, mid, victim.end)
-        victim.end = mid
-        if not self._start(new, wait=False):
-            victim.end = new.end  # no free slot: give the bytes back
-            return False
-        if victim.pos >= mid and victim.task is not None:
-            log.debug(
-                "%s: bytes %d-%d move from a quiet connection to a fresh one",
-                self.job.item.filename, mid, new.end,
-            )
-            victim.dropped = True
-            victim.task.cancel()
-            if victim is self.inline:  # (its task is the file's: stop only the span)
-                self._interrupt()
-        return True
-
-    def _quiet(self, running: list[Span]) -> Span | None:
-        """The tail: the span with the most bytes left among those silent for longer than
-        a fresh request takes to answer. Sets ``wake_at`` when one may become so later."""
-        now = time.monotonic()
-        quiet = max(QUIET, 2 * self.slowest_head)
-        best: Span | None = None
-        for s in running:
-            if s.remaining < TAKE_OVER_MIN:
-                continue
-            if now - s.seen < quiet:
-                at = s.seen + quiet
-                self.wake_at = at if self.wake_at is None else min(self.wake_at, at)
-            elif best is None or s.remaining > best.remaining:
-                best = s
-        return best
 
     # ----- one span: requests and retries ---------------------------------------
 
@@ -653,10 +440,11 @@ class PlainDownload:
             self.slowest_head = max(self.slowest_head, time.monotonic() - sink.sent)
         if not self.head_seen:
             self._first_head(head, sink)
-            if self.inline is not None and self.controller is None and self._worth_splitting():
+            if self.inline is not None and self.controller is None and self.worth_splitting():
                 self._start_controller()
         self.heads += 1
-        self.head_event.set()
+        if self.splitter is not None:
+            self.splitter.head_event.set()
 
     def _changed(self, head: Head) -> bool:
         """Validators or size differ from what we know: the remote file changed."""
