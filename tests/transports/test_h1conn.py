@@ -366,20 +366,25 @@ def test_receiver_abort_with_little_left_drains_and_keeps_the_connection(srv: Se
     assert srv.connections == 1
 
 
+def abort_then_next(srv: Server, path: str) -> list[Hop]:
+    """GET ``path`` (its receiver ends it after the first byte), then ``/next``, over one
+    connection: the first ends with a write error, the second fine."""
+
+    async def go() -> list[Hop]:
+        async with Client(srv.port, max_conns=1) as c:
+            hops = [*c.get(path, abort_after=1), *c.get("/next")]
+            assert await c.codes(hops) == [WRITE, 0]
+            return hops
+
+    return run(go)
+
+
 def test_receiver_abort_with_much_left_closes_and_resends(
     srv: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(h1conn, "DRAIN_MAX", 1000)
     srv.route("/big", BIG_IN_TWO)
-
-    async def go() -> list[Hop]:
-        async with Client(srv.port, max_conns=1) as c:
-            [bg] = c.get("/big", abort_after=1)
-            hops = [bg, *c.get("/next")]
-            assert await c.codes(hops) == [WRITE, 0]
-            return hops
-
-    bg, nxt = run(go)
+    bg, nxt = abort_then_next(srv, "/big")
     assert len(bg.body) == 100
     assert bytes(nxt.body) == want("/next")
     assert 2 in conns_of(srv, "/next") and srv.connections == 2
@@ -388,15 +393,7 @@ def test_receiver_abort_with_much_left_closes_and_resends(
 def test_receiver_abort_in_a_chunked_body_closes_and_resends(srv: Server) -> None:
     whole = chunked(b"a" * 10, b"b" * 10)
     srv.route("/ch", send(whole[:60], whole[60:], pause=0.03))
-
-    async def go() -> list[Hop]:
-        async with Client(srv.port, max_conns=1) as c:
-            [ch] = c.get("/ch", abort_after=1)
-            hops = [ch, *c.get("/next")]
-            assert await c.codes(hops) == [WRITE, 0]
-            return hops
-
-    ch, nxt = run(go)
+    ch, nxt = abort_then_next(srv, "/ch")
     assert bytes(ch.body) == b"a" * 10
     assert bytes(nxt.body) == want("/next")
     assert 2 in conns_of(srv, "/next")
