@@ -272,6 +272,22 @@ def test_stdout_output(httpd, payload, tmp_path) -> None:
     assert res.returncode == 0 and res.stdout == data
 
 
+def test_stdout_closed_by_its_reader_is_one_line_exit_7(httpd, payload, tmp_path) -> None:
+    # (as `omniget -O - URL | head -c 10`: curl and wget also say the output failed)
+    url = httpd.add(httpd.new_path("p.bin"), payload(8 * MiB, 28))
+    env = {**os.environ, "OMNIGET_STATE_DIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "omniget", "-O", "-", url],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert len(proc.stdout.read(10)) == 10
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 7
+    assert err.strip() == "omniget: error: stdout closed before the whole file was written"
+
+
 @pytest.mark.parametrize("split", ["1", "4"])
 def test_checksum_is_checked(httpd, payload, tmp_path, split) -> None:
     # --split 4: every connection writes its own span, so the whole file is hashed at the end

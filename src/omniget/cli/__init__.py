@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 
 from ..engine.events import Event, Failed, Skipped
-from ..errors import Cancelled, OmnigetError, UsageError
+from ..errors import Cancelled, OmnigetError, StorageError, UsageError
 from ..model import Item
 from .args import flags_from_args, guess_scheme, parse_args, parse_input
 from .config import SECRET_HEADERS, Config, load_config, load_settings
@@ -73,12 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted; run the same command again to resume")
         return 130
-    except BrokenPipeError:  # e.g. `omniget list ... | head`
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
+    except BrokenPipeError:  # e.g. `omniget list ... | head`: quietly, as other tools
+        _drop_stdout()
         return 1
     except OmnigetError as e:
         if debug:
@@ -380,12 +376,26 @@ def _to_stdout(item: Item, cfg: Config, ns: argparse.Namespace, mask: Masker) ->
     import omniget
 
     with consumer:
-        written = omniget.stream(
-            item, sys.stdout.buffer, settings=cfg.settings, on_event=_safe(consumer)
-        )
+        try:
+            written = omniget.stream(
+                item, sys.stdout.buffer, settings=cfg.settings, on_event=_safe(consumer)
+            )
+        except BrokenPipeError:  # (as curl and wget: say so, the file is not whole)
+            _drop_stdout()
+            raise StorageError("stdout closed before the whole file was written") from None
     if ns.verbose:
         sys.stderr.write(f"wrote {format_size(written)} to stdout\n")
     return 0
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null: its reader went away, and the interpreter's last flush
+    would complain."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _safe(consumer: Callable[[Event], None]) -> Callable[[Event], None]:
