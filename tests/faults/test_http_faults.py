@@ -348,5 +348,6 @@ def test_a_refused_connection_gets_two_quick_retries(tmp_path) -> None:
     report, events, out = fetch(f"http://127.0.0.1:{port}/x.bin", tmp_path)
     assert report.exit_code == 3
     assert "could not connect" in str(report.failures[0].error)
+    assert str(report.failures[0].error).endswith(": Connection refused")  # (the OS's reason)
     assert [round(e.delay) for e in events if isinstance(e, Retrying)] in ([0, 1], [1, 1])
     assert files(out) == []

@@ -239,6 +239,8 @@ class CurlLoop:
                 return
 
     def _finish(self, easy: pycurl.Curl, code: int, message: str) -> None:
+        if code == pycurl.E_COULDNT_CONNECT:
+            message = _with_os_reason(easy, message)
         running = self._running.pop(easy, None)
         try:
             self._multi.remove_handle(easy)
@@ -382,6 +384,19 @@ _CONNECTION = frozenset(
         97,  # CURLE_PROXY
     }
 )
+
+
+def _with_os_reason(easy: pycurl.Curl, message: str) -> str:
+    """libcurl's "Failed to connect to H port P after N ms: Couldn't connect to server"
+    with the system's reason (connection refused, no route to host, ...) at its end."""
+    try:
+        err = easy.getinfo(pycurl.OS_ERRNO)
+    except pycurl.error:
+        return message
+    if not err:
+        return message
+    head, sep, _ = message.rpartition(": ")
+    return f"{head if sep else message}: {os.strerror(err)}"
 
 
 def _one_line(text: str, limit: int = 300) -> str:
