@@ -311,6 +311,29 @@ def test_dry_run_skips_existing_files_and_admits_unknown_sizes(
     assert Path("a.bin").read_text() == "old" and not Path("b.bin").exists()
 
 
+def test_same_name_in_one_run_is_said_so(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two URLs with one file name: the second is skipped, and the line says why (not
+    "it already exists", which it did not before the run); --dry-run says it beforehand."""
+    a, b = serve(httpd, "x/same.bin", b"one"), serve(httpd, "y/same.bin", b"two")
+    why = "an earlier URL of this run has the same file name (--on-exists rename keeps both)"
+    assert main(["--dry-run", a, b]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"same.bin\t?\t{a}\n"
+    assert err.splitlines() == [
+        f"would skip same.bin: {why}",
+        "1 file (size unknown) would be written to .; "
+        "1 would be skipped (the name of an earlier URL)",
+    ]
+    assert main([a, b]) == 0
+    err = capsys.readouterr().err
+    assert f"skipped same.bin: {why}" in err.splitlines()
+    assert Path("same.bin").read_bytes() == b"one"
+    assert main([a, b]) == 0  # a rerun: now it is simply there
+    assert capsys.readouterr().err.count(f"skipped same.bin: {SKIP_LINE}") == 2
+
+
 def test_dry_run_summary_grammar() -> None:
     assert DryRun(files=1, size=1000).summary("d") == "1 file, 1000 B would be written to d"
     assert (DryRun(files=2, unknown=2).summary("d")
@@ -319,6 +342,9 @@ def test_dry_run_summary_grammar() -> None:
             == "3 files, 2.0 KiB + 1 of unknown size would be written to d")
     assert (DryRun(skipped=2).summary("d")
             == "nothing would be written to d; 2 would be skipped (already there)")
+    assert (DryRun(skipped=1, same_name=2).summary("d")
+            == "nothing would be written to d; 1 would be skipped (already there); "
+            "2 would be skipped (the name of an earlier URL)")
 
 
 @pytest.mark.parametrize(

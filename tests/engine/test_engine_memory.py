@@ -278,8 +278,32 @@ def test_items_of_one_run_sharing_a_name(tmp_path: Path, on_exists: str) -> None
     elif on_exists == "skip":
         assert got == {"image.jpg": bodies[0]}
         assert [r.status for r in report.results] == ["ok", "skipped", "skipped", "skipped"]
+        assert [r.reason for r in report.results[1:]] == ["same-name"] * 3
     else:
         assert got == {"image.jpg": bodies[3]}
+
+
+def test_same_name_skip_says_whether_the_run_wrote_it(tmp_path: Path) -> None:
+    """A file there before the run is skipped for every item ("exists"); one an earlier
+    item wrote in this run, for the later ones ("same-name"); an earlier item that failed
+    leaves the name to the next."""
+    mem = MemoryTransport()
+    mem.on("http://cdn.test/0/a.bin", lambda req, n: MemResponse(404, b"gone"))
+    for i in (1, 2):
+        mem.add(f"http://cdn.test/{i}/a.bin", bytes([i]) * 1000)
+        mem.add(f"http://cdn.test/{i}/old.bin", b"new")
+    (tmp_path / "old.bin").write_bytes(b"old")
+    items = [Item(f"http://cdn.test/{i}/a.bin", filename="a.bin") for i in range(3)]
+    items += [Item(f"http://cdn.test/{i}/old.bin", filename="old.bin") for i in (1, 2)]
+    eng, _ = make(tmp_path, mem)
+
+    report = run(eng, items, tmp_path, within=10)
+    assert [(r.status, r.reason) for r in report.results] == [
+        ("failed", ""), ("ok", ""), ("skipped", "same-name"),
+        ("skipped", "exists"), ("skipped", "exists"),
+    ]
+    assert (tmp_path / "a.bin").read_bytes() == bytes([1]) * 1000
+    assert (tmp_path / "old.bin").read_bytes() == b"old"
 
 
 @pytest.mark.parametrize("changes", [False, True])

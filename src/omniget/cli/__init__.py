@@ -26,7 +26,7 @@ from ..errors import Cancelled, OmnigetError, StorageError, UsageError
 from ..model import Item
 from .args import flags_from_args, guess_scheme, parse_args, parse_input
 from .config import SECRET_HEADERS, Config, load_config, load_settings
-from .output import Masker, display_path, dry_run, format_size, print_list, summary_line
+from .output import EXISTS_WHY, Masker, display_path, dry_run, format_size, print_list, summary_line
 from .progress import PlainProgress, QuietProgress, make_progress
 
 __all__ = ["load_settings", "main", "run"]
@@ -420,10 +420,9 @@ def _dry_run(
 
     talk = not (ns.quiet or ns.json)
 
-    def skipped(path: Path) -> None:
+    def skipped(path: Path, reason: str) -> None:
         if talk:
-            sys.stderr.write(f"would skip {mask(display_path(path))}: it already exists "
-                             "(--on-exists overwrite replaces it)\n")
+            sys.stderr.write(f"would skip {mask(display_path(path))}: {EXISTS_WHY[reason]}\n")
 
     found = dry_run(items, dest, sys.stdout, mask, as_json=ns.json, contain=contain,
                     on_error=lambda item, e: failures.append((item.output_path, e)),

@@ -228,12 +228,14 @@ def print_list(
 @dataclass
 class DryRun:
     """What ``--dry-run`` found: files that would be written, their known bytes, how many
-    of them have no known size, and files that exist and ``--on-exists skip`` would keep."""
+    of them have no known size, and files ``--on-exists skip`` would keep: they exist, or
+    (``same_name``) an earlier item has the same path."""
 
     files: int = 0
     size: int = 0
     unknown: int = 0
     skipped: int = 0
+    same_name: int = 0
 
     def summary(self, where: str) -> str:
         """``2 files, 3.0 MiB would be written to DIR; 1 would be skipped (already there)``."""
@@ -251,7 +253,17 @@ class DryRun:
                 text = f"{files}, {format_size(self.size)} would be written to {where}"
         if self.skipped:
             text += f"; {self.skipped} would be skipped (already there)"
+        if self.same_name:
+            text += f"; {self.same_name} would be skipped (the name of an earlier URL)"
         return text
+
+
+#: Why a file that is there already was skipped (the Skipped reason), and what would help.
+EXISTS_WHY = {
+    "exists": "it already exists (--on-exists overwrite replaces it)",
+    "same-name": "an earlier URL of this run has the same file name "
+    "(--on-exists rename keeps both)",
+}
 
 
 def dry_run(
@@ -264,18 +276,23 @@ def dry_run(
     contain: Callable[[Path, str], Path],
     on_error: Callable[[Item, OmnigetError], None],
     on_exists: str = "skip",
-    on_skip: Callable[[Path], None] = lambda path: None,
+    on_skip: Callable[[Path, str], None] = lambda path, reason: None,
 ) -> DryRun:
-    """``--dry-run``: where each item would be written. A file that exists already is
-    skipped as ``on_exists`` says: reported to ``on_skip`` (JSON: ``"action": "skip"``)."""
+    """``--dry-run``: where each item would be written. A file that exists already, or
+    that an earlier item writes, is skipped as ``on_exists`` says: reported to ``on_skip``
+    with the reason, "exists" or "same-name" (JSON: ``"action": "skip"``)."""
     found = DryRun()
+    planned: set[Path] = set()
     for item in items:
         try:
             target = contain(dest, item.output_path)
         except OmnigetError as e:
             on_error(item, e)
             continue
-        action = on_exists if os.path.lexists(target) else "write"
+        reason = "same-name" if target in planned else "exists"  # (if skipped)
+        action = on_exists if reason == "same-name" or os.path.lexists(target) else "write"
+        if action != "skip":
+            planned.add(target)
         shown = mask(display_path(target))
         if as_json:
             import json  # (imported where used: start-up time)
@@ -283,8 +300,11 @@ def dry_run(
                                   "size": item.size_bytes, "source": item.source,
                                   "action": action}) + "\n")
         if action == "skip":
-            found.skipped += 1
-            on_skip(target)
+            if reason == "same-name":
+                found.same_name += 1
+            else:
+                found.skipped += 1
+            on_skip(target, reason)
             continue
         found.files += 1
         found.size += item.size_bytes or 0

@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Protocol
 
 from ..engine.events import Event, Failed, Finished, Progress, Retrying, Skipped, Started, Warned
 from ..errors import Cancelled
-from .output import JsonEvents, Masker, display_path, format_size
+from .output import EXISTS_WHY, JsonEvents, Masker, display_path, format_size
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -55,8 +55,8 @@ def skip_line(event: Skipped, mask: Masker, *, verbose: bool) -> str | None:
     name = name_of(event, mask)
     if event.reason == "filtered":
         return f"skipped {name} (filtered)" if verbose else None
-    if event.reason == "exists":
-        return f"skipped {name}: it already exists (--on-exists overwrite replaces it)"
+    if event.reason in ("exists", "same-name"):
+        return f"skipped {name}: {EXISTS_WHY[event.reason]}"
     return f"skipped {name} ({event.reason})"
 
 

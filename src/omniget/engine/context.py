@@ -35,7 +35,9 @@ CREATE_DECAY = 0.8
 Refresher = Callable[[Item], Awaitable[Item]]
 #: (algo, hex, transform) of a piece's fetched bytes: the content address of a chunk.
 ChunkKey = tuple[str, str, str]
-Future = asyncio.Future[None]  # set when an item's output is complete
+Future = asyncio.Future[None]
+#: Set when an item of the run is done with its output path: True if it wrote the file.
+Output = asyncio.Future[bool]
 
 
 @dataclass
@@ -75,8 +77,8 @@ class RunContext:
     dest: Path
     refresh: Refresher | None = None
     rng: random.Random = field(default_factory=random.Random)
-    #: Final output paths of this run's items -> set when that file is complete.
-    outputs: dict[Path, asyncio.Future[None]] = field(default_factory=dict)
+    #: Final output paths of this run's items -> set when that item is done with it.
+    outputs: dict[Path, Output] = field(default_factory=dict)
     #: Content-addressed pieces finished (or in flight) in this run.
     chunks: dict[ChunkKey, asyncio.Future[ChunkSource]] = field(default_factory=dict)
     #: Folders already created in this run.
@@ -98,7 +100,7 @@ class RunContext:
     #: Paths a LocalSlice reader waits to see registered.
     _wanted: dict[Path, Future] = field(default_factory=dict, init=False, repr=False)
 
-    def register_output(self, path: Path) -> tuple[Future | None, Future]:
+    def register_output(self, path: Path) -> tuple[Output | None, Output]:
         """Announce an item writing ``path``: (the earlier writer, this item's future)."""
         earlier = self.outputs.get(path)
         mine = self.outputs[path] = asyncio.get_running_loop().create_future()
@@ -115,7 +117,7 @@ class RunContext:
                 waiter.set_result(None)
         self._wanted.clear()
 
-    async def producer_of(self, path: Path) -> Future | None:
+    async def producer_of(self, path: Path) -> Output | None:
         """The future of the item of this run that writes ``path``, waiting for the item
         list to reach it; None when the list ends without one."""
         while (producer := self.outputs.get(path)) is None and not self.listed:

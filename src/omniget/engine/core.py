@@ -203,7 +203,7 @@ class Engine:
 
     def _register_output(
         self, ctx: RunContext, item: Item
-    ) -> tuple[Path | None, asyncio.Future[None] | None, asyncio.Future[None] | None]:
+    ) -> tuple[Path | None, asyncio.Future[bool] | None, asyncio.Future[bool] | None]:
         """Resolve the item's output path and announce it, so LocalSlice readers can wait
         for it: (path, the earlier writer of the path to wait for, this item's future).
         The path is None when it is refused (the job reports that). Items of a run that

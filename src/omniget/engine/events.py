@@ -71,7 +71,7 @@ class Retrying(Event):
 class Skipped(Event):
     """The item was not downloaded (``reason`` says why)."""
 
-    reason: str  # "exists", "archived", "filtered", ...
+    reason: str  # "exists", "same-name" (an earlier item of the run wrote it), "filtered", ...
 
 
 @dataclass(frozen=True)

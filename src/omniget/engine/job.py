@@ -49,15 +49,16 @@ class FileJob:
         item: Item,
         path: Path | None = None,
         *,
-        after: asyncio.Future[None] | None = None,
-        released: asyncio.Future[None] | None = None,
+        after: asyncio.Future[bool] | None = None,
+        released: asyncio.Future[bool] | None = None,
         slot: SetupSlot | None = None,
     ) -> None:
         self.ctx = ctx
         self.item = item
         self.planned = path  # the output path the engine resolved (None: resolve here)
         self.after = after  # an earlier item of the run writing the same path
-        self.released = released  # set when this job is done with its path
+        # set when this job is done with its path: True if this run's file is there
+        self.released = released
         self.slot = slot  # the run's set-up slot this job holds
         # (two items may share a URL: a chunk in two files of a game, say)
         self.key = f"{ctx.dest}\0{item.key}\0{item.output_path}"
@@ -271,8 +272,9 @@ class FileJob:
 
     async def run(self) -> FileResult:
         item = self.item
-        if self.after is not None:
-            await asyncio.shield(self.after)  # then --on-exists decides, as on a rerun
+        wrote = False  # this job put its file in place
+        # an earlier item of the run wrote the same path: --on-exists decides, as on a rerun
+        shadowed = self.after is not None and await asyncio.shield(self.after)
         try:
             if item.kind != "file":
                 return self._make_other()
@@ -288,7 +290,7 @@ class FileJob:
             if not resuming:
                 chosen = self.exists_policy(final)
                 if chosen is None:
-                    return self._skipped(final, "exists")
+                    return self._skipped(final, "same-name" if shadowed else "exists")
                 final = chosen
             self.final = final
             if resuming:
@@ -297,7 +299,9 @@ class FileJob:
                 self._create_part_ahead(final)
             if self.needs_refresh():
                 await self.refresh()
-            return await self._fetch_verified()
+            result = await self._fetch_verified()
+            wrote = result.status == "ok"
+            return result
         except SkipFile:
             return self._skipped(self.final, "exists")
         except OmnigetError as exc:
@@ -309,7 +313,7 @@ class FileJob:
                 self.part.close()
             # wake LocalSlice readers and the next writer of the planned path
             if self.released is not None and not self.released.done():
-                self.released.set_result(None)
+                self.released.set_result(wrote or shadowed)  # the run's file is there
 
     async def _fetch_verified(self) -> FileResult:
         tries = 0
