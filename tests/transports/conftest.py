@@ -1,5 +1,5 @@
 """Fixtures of the pool tests (test_pipeline_pool.py, test_h1conn.py); the other modules
-here define their own ``srv``."""
+here define their own ``srv``. No test here sees the caller's proxy variables."""
 
 from __future__ import annotations
 
@@ -10,6 +10,12 @@ import pytest
 
 from ._pool_kit import PLAIN, want
 from ._server import Server, static
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

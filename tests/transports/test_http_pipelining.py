@@ -19,8 +19,8 @@ from omniget.engine.transports.http import CurlTransport
 from omniget.engine.transports.pipeline import DEPTH
 from omniget.settings import NetworkSettings, Settings
 
+from ._http_kit import Sink, run
 from ._server import Req, Server, ranged, redirect, static
-from .test_http_transport import Sink, run
 
 LOGGER = "omniget.engine.transports.http"
 
