@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
 import zlib
@@ -436,7 +437,8 @@ def test_local_slice_of_a_missing_file_says_so(tmp_path: Path) -> None:
 
 
 class _Counting:
-    """A sink passing everything on, and setting ``owner.cancel`` after 1 MiB of body."""
+    """A sink passing everything on, and setting ``owner.cancel`` after
+    ``owner.cancel_at`` bytes of body."""
 
     def __init__(self, inner: Sink, owner: Any) -> None:
         self.inner, self.owner, self.seen = inner, owner, 0
@@ -447,33 +449,38 @@ class _Counting:
     def on_data(self, data: bytes) -> None:
         self.inner.on_data(data)
         self.seen += len(data)
-        if self.seen >= MiB and self.owner.cancel is not None:
+        if self.seen >= self.owner.cancel_at and self.owner.cancel is not None:
             self.owner.cancel.set()
+
+
+class CancelAfter(MemoryTransport):
+    """Sets ``cancel`` once ``cancel_at`` bytes of body have gone to the engine."""
+
+    cancel: asyncio.Event | None = None
+    cancel_at = MiB
+
+    async def fetch(self, request: Request, sink: Sink) -> Head:
+        return await super().fetch(request, _Counting(sink, self))
+
+
+def cancelled_run(eng: Engine, mem: CancelAfter, items: list[Item], dest: Path) -> Report:
+    async def first() -> Report:
+        mem.cancel = asyncio.Event()
+        try:
+            return await eng.run(items, dest, cancel=mem.cancel)
+        finally:
+            await eng.aclose()
+
+    return asyncio.run(first())
 
 
 def test_cancel_reports_fetched_bytes_and_a_rerun_resumes(tmp_path: Path) -> None:
     data = blob(4 * MiB, 7)
-
-    class CancelAfter(MemoryTransport):
-        """Sets ``cancel`` once 1 MiB of body has gone to the engine."""
-
-        cancel: asyncio.Event | None = None
-
-        async def fetch(self, request: Request, sink: Sink) -> Head:
-            return await super().fetch(request, _Counting(sink, self))
-
     mem = CancelAfter(chunk=16 * 1024)
     mem.add(URL, data)
     eng, _ = make(tmp_path, mem, split=1, checkpoint_seconds=0.0)
 
-    async def first() -> Report:
-        mem.cancel = asyncio.Event()
-        try:
-            return await eng.run([Item(URL)], tmp_path / "out", cancel=mem.cancel)
-        finally:
-            await eng.aclose()
-
-    report = asyncio.run(first())
+    report = cancelled_run(eng, mem, [Item(URL)], tmp_path / "out")
     [res] = report.results
     assert res.status == "failed" and type(res.error).__name__ == "Cancelled"
     assert MiB <= res.fetched < len(data)
@@ -488,6 +495,42 @@ def test_cancel_reports_fetched_bytes_and_a_rerun_resumes(tmp_path: Path) -> Non
     assert (tmp_path / "out" / "data.bin").read_bytes() == data
     assert again.fetched <= len(data) - MiB  # resumed, not fetched again
     assert mem2.requests[0].range is not None
+
+
+def test_a_rerun_checks_bytes_all_in_place_against_the_digest_heard_before(
+    tmp_path: Path,
+) -> None:
+    """A run stopped after every byte came (one of them wrong) and was checkpointed, but
+    before the check: the rerun asks nothing (nothing is left to fetch), so it hears no
+    digest. The one the server gave the first time is in the journal, and is checked."""
+    data = blob(256 * 1024, 8)
+    sha = hashlib.sha256(data)
+    digest = {"repr-digest": f"sha-256=:{base64.b64encode(sha.digest()).decode()}:"}
+    mem = CancelAfter(chunk=16 * 1024)
+    mem.cancel_at = 64 * 1024
+    mem.add(URL, data, etag='"v1"', **digest)
+    eng, _ = make(tmp_path, mem, split=1, checkpoint_seconds=0.0)
+    out = tmp_path / "out"
+    [first] = cancelled_run(eng, mem, [Item(URL)], out).results
+    assert first.status == "failed" and type(first.error).__name__ == "Cancelled"
+    journal = Journal(tmp_path / "state" / "journal.sqlite")
+    [key] = journal.keys("")
+    record = journal.get(key)
+    assert record is not None and record.digest == f"sha256:{sha.hexdigest()}"
+
+    bad = bytearray(data)  # (as if the rest had come, one byte wrong, before the stop)
+    bad[1000] ^= 0xFF
+    (out / "data.bin.omniget-part").write_bytes(bad)
+    journal.save_spans(key, [(0, len(data))])
+    journal.close()
+    mem2 = MemoryTransport(chunk=16 * 1024)
+    mem2.add(URL, data, etag='"v1"', **digest)
+    eng2, _ = make(tmp_path, mem2, split=1)
+    again = run(eng2, [Item(URL)], out)
+    assert again.exit_code == 0, again.failures
+    assert (out / "data.bin").read_bytes() == data
+    assert again.results[0].verified == "sha256"
+    assert len(mem2.requests) == 1  # fetched again once the check failed
 
 
 @pytest.mark.parametrize("listing", ["open", "done"])

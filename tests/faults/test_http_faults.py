@@ -96,6 +96,62 @@ def test_truncated_chunked_body_is_completed(httpd, payload, tmp_path) -> None:
     assert (out / "c.bin").read_bytes() == data
 
 
+def test_chunked_body_whose_last_chunk_is_lost_ends_on_the_416(httpd, payload, tmp_path) -> None:
+    """Every byte came, but the connection closed before the terminating chunk (a reset
+    behind it on the connection discards it, say): the resumed request from the end gets
+    416 with ``bytes */SIZE``, which says the file is whole."""
+    data = payload(40 * KiB, 9)
+    path = httpd.new_path("c.bin")
+    httpd.add(path, data)
+    url = httpd.url(path, chunked=1, chunked_truncate=len(data), times=1)
+    report, _, out = fetch(url, tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (out / "c.bin").read_bytes() == data
+    asked = [(r.header("range"), r.status) for r in httpd.requests_to(path)]
+    assert asked == [(None, 200), (f"bytes={len(data)}-", 416)]
+
+
+def test_a_416_showing_a_shorter_file_starts_over(httpd, payload, tmp_path) -> None:
+    """A body of unknown length cut short; then the server's file is shorter than the
+    bytes we have: it changed, so it is fetched again whole."""
+    old, new = payload(45 * KiB, 10), payload(40 * KiB, 12)
+    path = httpd.new_path("s.bin")
+    answers = iter([(200, [], old), (416, [("Content-Range", f"bytes */{len(new)}")], b"")])
+    httpd.handle(path, lambda req: next(answers, (200, [], new)))
+    url = httpd.url(path, chunked=1, chunked_truncate=44 * KiB, times=1)
+    report, _, out = fetch(url, tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (out / "s.bin").read_bytes() == new
+    asked = [(r.header("range"), r.status) for r in httpd.requests_to(path)]
+    assert asked == [(None, 200), (f"bytes={44 * KiB}-", 416), (None, 200)]
+
+
+def test_a_corrupt_encoded_answer_leaves_none_of_its_bytes(httpd, payload, tmp_path) -> None:
+    """gzip forced on us and corrupt once: the stream decodes to wrong bytes before its
+    CRC fails at the end. The next answer is a whole body again; none of the first one's
+    bytes may stay (they were only skipped before)."""
+    data = payload(300 * KiB, 13)
+    path = httpd.new_path("g.bin")
+    httpd.add(path, data)
+    report, events, out = fetch(httpd.url(path, gzip=1, corrupt=1, times=1), tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (out / "g.bin").read_bytes() == data
+    assert sum(isinstance(e, Retrying) for e in events) == 1
+
+
+def test_an_unknown_length_failing_its_digest_is_fetched_again(httpd, payload, tmp_path) -> None:
+    """The first close-delimited answer ends at once (an empty body, a FIN): its size,
+    read off its end, is no size at all once the digest says the bytes are wrong."""
+    data = payload(1, 11)
+    path = httpd.new_path("e.bin")
+    httpd.add(path, data)
+    url = httpd.url(path, nolength=1, digest="sha256", truncate=0, times=1)
+    report, _, out = fetch(url, tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (out / "e.bin").read_bytes() == data
+    assert len(httpd.requests_to(path)) == 2
+
+
 @pytest.mark.parametrize("fault", ["norange", "badrange"])
 def test_broken_range_support_never_splices(httpd, payload, tmp_path, fault) -> None:
     data = payload(3 * MiB, 5)

@@ -367,7 +367,8 @@ def _transport(reply: Reply, q: Mapping[str, str], active: bool, length: int) ->
         return reply
     for name, reset in (("reset", True), ("truncate", False), ("chunked_truncate", False)):
         cut = _int(q, name)
-        if cut is not None and cut < length:
+        # (a chunked body cut at its length: every byte, but no terminating chunk)
+        if cut is not None and (cut < length or (cut == length and reply.chunked)):
             reply.cut, reply.reset = cut, reset
     if "drip" in q:
         reply.drip = max(1.0, _float(q, "drip"))

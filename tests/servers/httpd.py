@@ -47,7 +47,8 @@ Faults (only while active):
 ``truncate=K``
     Content-Length of the full answer, but only K bytes, then a normal close (FIN).
 ``chunked_truncate=K``
-    (with ``chunked=1``) stop after K body bytes, without the terminating zero chunk.
+    (with ``chunked=1``) stop after K body bytes, without the terminating zero chunk (K
+    may be the whole length: every byte, then a close instead of the last chunk).
 ``badrange=1``
     a 206 whose ``Content-Range`` starts at the wrong offset (and whose bytes come from
     that wrong offset: the answer is self-consistent, just not what was asked).

@@ -190,6 +190,16 @@ def test_corrupt_encoded_body_fails_and_moves_the_rest(srv: Server) -> None:
     assert 2 in conns_of(srv, "/b")
 
 
+def test_encoded_stream_cut_short_fails_and_the_connection_goes_on(srv: Server) -> None:
+    """Every byte the Content-Length promised came, but the gzip stream inside stops
+    before its end: that answer fails; the connection itself is fine and goes on."""
+    srv.route("/z", send(ok(gzip.compress(TEXT)[:-30], "Content-Encoding: gzip")))
+
+    _, b = fetch_one_conn(srv, "/z", "/b", codes=[BAD_ENCODING, 0])
+    assert bytes(b.body) == want("/b")
+    assert srv.connections == 1
+
+
 def test_raw_deflate_is_decoded_like_libcurl(srv: Server) -> None:
     c = zlib.compressobj(wbits=-zlib.MAX_WBITS)
     srv.route("/rd", send(ok(c.compress(TEXT) + c.flush(), "Content-Encoding: deflate")))

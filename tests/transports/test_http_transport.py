@@ -9,9 +9,10 @@ import gzip
 import socket
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import pycurl
 import pytest
 
 from omniget.engine.ratelimit import RateLimit
@@ -366,6 +367,53 @@ def test_forced_content_encoding_is_decoded(srv: Server, encoding: str) -> None:
     assert bytes(sink.data) == plain
     sent = srv.requests[0].headers.get("accept-encoding", "")
     assert "gzip" not in sent and "deflate" not in sent
+
+
+def _gzip_handler(body: bytes) -> Callable[[Req, socket.socket], None]:
+    def handle(req: Req, sock: socket.socket) -> None:
+        reply(sock, 200, body, [("Content-Encoding", "gzip")])
+
+    return handle
+
+
+def test_an_encoded_stream_cut_short_is_not_a_whole_body(srv: Server) -> None:
+    """The body is all there by its Content-Length, but the gzip stream in it stops
+    before its end (libcurl would hand over what it decoded as if complete)."""
+    srv.route("/z", _gzip_handler(gzip.compress(BODY)[:-40]))
+    with pytest.raises(TransientError, match="ends before its stream does"):
+        get(srv.url("/z"))
+
+
+def test_gzip_members_in_a_row_are_all_decoded(srv: Server) -> None:
+    srv.route("/z", _gzip_handler(gzip.compress(BODY[:1000]) + gzip.compress(BODY[1000:])))
+    _, sink = get(srv.url("/z"))
+    assert bytes(sink.data) == BODY
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body", "plain"),
+    [("br", b"\x0b\x02\x80hello\x03", b"hello"), ("compress", b"\x1f\x9d\x90", None)],
+)
+def test_encodings_not_decoded_here_are_left_to_libcurl(
+    srv: Server, encoding: str, body: bytes, plain: bytes | None
+) -> None:
+    """The first answer stops at its head; the request is made again with libcurl
+    decoding (brotli, in our builds). One libcurl cannot undo either is an error."""
+
+    if plain is not None and "brotli" not in pycurl.version.lower():
+        pytest.skip("this libcurl was built without brotli")
+
+    def handle(req: Req, sock: socket.socket) -> None:
+        reply(sock, 200, body, [("Content-Encoding", encoding)])
+
+    srv.route("/e", handle)
+    if plain is None:
+        with pytest.raises(RemoteError, match="Content-Encoding omniget cannot undo"):
+            get(srv.url("/e"))
+    else:
+        head, sink = get(srv.url("/e"))
+        assert head.decoded and bytes(sink.data) == plain
+    assert len(srv.requests) == 2
 
 
 # -- failures --

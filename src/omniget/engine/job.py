@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import os
 import time
@@ -147,6 +148,10 @@ class FileJob:
             return
         self.size = rec.size if rec.size is not None else self.size
         self.etag, self.last_modified = rec.etag, rec.last_modified
+        if rec.digest and not self.digests:  # (what the server said last time)
+            algo, _, hexv = rec.digest.partition(":")
+            with contextlib.suppress(ValueError):
+                self.digests = [Digest(algo, hexv)]
         self.done = merge(journal.spans(self.key))
         self.resumed = sum(e - s for s, e in self.done)
         self.journal_started = True
@@ -203,6 +208,7 @@ class FileJob:
             size=self.size,
             etag=self.etag,
             last_modified=self.last_modified,
+            digest=f"{self.digests[0].algo}:{self.digests[0].hex}" if self.digests else None,
         )
         self.journal_started = True
 
@@ -228,11 +234,14 @@ class FileJob:
         journal.piece_done(self.key, index, size)
 
     def restart(self) -> None:
-        """The remote file changed or cannot be resumed: forget every byte we have."""
+        """The remote file changed, cannot be resumed or came wrong: forget every byte
+        we have, and a size read off the end of a body (the next body may be longer)."""
         self.done = []
         self.resumed = 0
         self.written = 0
         self.stream_hash = None
+        if self.size_from_eof:
+            self.size, self.size_from_eof = self.item.size_bytes, False
         if self.ctx.journal is not None and self.journal_started:
             self.ctx.journal.reset(self.key)
         if self.part is not None:

@@ -70,7 +70,9 @@ _MIGRATIONS: dict[int, str] = {}
 
 @dataclass
 class FileRecord:
-    """One file's row in the journal: where it goes, its validators, and whether it is done."""
+    """One file's row in the journal: where it goes, its validators, and whether it is done.
+    ``digest`` (``algo:hex``): while not done, what the server said the whole file hashes
+    to (a rerun that finds every byte in place still checks them against it)."""
 
     key: str
     path: str
@@ -99,6 +101,7 @@ class JournalStore(Protocol):
         size: int | None,
         etag: str | None,
         last_modified: str | None,
+        digest: str | None = None,
     ) -> None: ...
 
     def reset(self, key: str) -> None: ...
@@ -277,17 +280,20 @@ class Journal:
         size: int | None,
         etag: str | None,
         last_modified: str | None,
+        digest: str | None = None,
     ) -> None:
-        """Create or update ``key``'s record, not done; its spans and pieces are kept."""
+        """Create or update ``key``'s record, not done; its spans and pieces are kept.
+        ``digest`` (``algo:hex``): what the whole file must hash to, if the server said."""
         with self._conn("start") as db:
             db.execute(
-                "INSERT INTO files (key, path, url, size, etag, last_modified, done, updated)"
-                " VALUES (?, ?, ?, ?, ?, ?, 0, ?)"
+                "INSERT INTO files"
+                " (key, path, url, size, etag, last_modified, done, digest, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET path = excluded.path, url = excluded.url,"
                 " size = excluded.size, etag = excluded.etag,"
-                " last_modified = excluded.last_modified, done = 0, digest = NULL,"
+                " last_modified = excluded.last_modified, done = 0, digest = excluded.digest,"
                 " updated = excluded.updated",
-                (key, path, url, size, etag, last_modified, self._now()),
+                (key, path, url, size, etag, last_modified, digest, self._now()),
             )
 
     def reset(self, key: str) -> None:

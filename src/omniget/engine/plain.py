@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from typing import Any
 
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 __all__ = ["PlainDownload"]
 
 MAX_RESTARTS = 3
+_UNSATISFIED = re.compile(r"\s*bytes\s+\*/(\d+)\s*$", re.I)  # a 416's Content-Range
 # errors that say nothing about the item's other URLs (mirrors): try the next one
 PERMANENT_ON_ONE_MIRROR = (RemoteError, NotFound, AuthRequired)
 ANY_LENGTH = 1 << 62  # pipe_room of a span that runs to the end of the body
@@ -60,6 +62,7 @@ class _SpanSink:
         self.span = span
         self.req = req
         self.skip = 0  # body bytes to drop (a 200 answer to a ranged request)
+        self.decoded = False  # the answer's body was content-encoded (gzip, deflate)
         # Where this answer's body ends in file offsets (None: unknown until the head).
         self.body_end: int | None = req.range.end if req.range is not None else None
         self.hash = dl.job.stream_hash if span.start == 0 and not dl.job.done else None
@@ -68,6 +71,7 @@ class _SpanSink:
         self.sent = now if span.ticket is not None and span.ticket.granted else 0.0
 
     def on_head(self, head: Head) -> None:
+        self.decoded = head.decoded
         self.dl.on_head(head, self)
 
     def on_data(self, data: bytes | memoryview) -> None:
@@ -337,6 +341,8 @@ class PlainDownload:
                     self._check_complete(span)
                     return
                 except OmnigetError as exc:
+                    if sink.decoded and span.pos > span.start:
+                        self._drop_decoded(span)
                     if job.refreshable(exc) and await job.refresh(exc):
                         self.urls = (job.item.download_url, *job.item.mirrors)
                         url = self.urls[0]
@@ -365,6 +371,19 @@ class PlainDownload:
         finally:
             if span.ticket is not None:
                 span.ticket.close()
+
+    def _drop_decoded(self, span: Span) -> None:
+        """A content-encoded answer failed: the bytes decoded from it are unchecked (a
+        gzip stream's CRC comes at its end, and a corrupt stream decodes to wrong bytes
+        before it fails), so the span starts over. Nothing more is fetched for that: an
+        encoded answer is always a whole body, of which the next one would only have
+        skipped these bytes."""
+        job = self.job
+        job.written -= span.pos - span.start
+        span.pos = span.saved = span.start
+        if span.start == 0 and job.stream_hash is not None:
+            job.stream_hash = StreamHasher(job.stream_hash.algo)
+        self.checkpoint(time.monotonic())
 
     def _untried_mirror(self, url: str, failed: set[str]) -> str | None:
         """The next of the item's URLs after ``url`` that has not failed for good."""
@@ -414,6 +433,8 @@ class PlainDownload:
     def on_head(self, head: Head, sink: _SpanSink) -> None:
         """Check an answer before any of its bytes are written."""
         job = self.job
+        if head.status == 416 and sink.req.range is not None:
+            self._unsatisfiable(head, sink.span)
         check_status(head, sink.req.url)
         cr = head.content_range
         sink.body_end = cr[1] if head.status == 206 and cr else head.total_size
@@ -445,6 +466,21 @@ class PlainDownload:
         self.heads += 1
         if self.splitter is not None:
             self.splitter.head_event.set()
+
+    def _unsatisfiable(self, head: Head, span: Span) -> None:
+        """A 416 to a ranged request. With the size it gives (``Content-Range: bytes
+        */N``) where the span stands, and no other size known, every byte is here already
+        (a body of unknown length whose end was lost with its connection): the span is
+        complete. A smaller size than that means the file changed. Else it is an error."""
+        m = _UNSATISFIED.match(head.headers.get("content-range", ""))
+        if m is None:
+            return
+        size, job = int(m.group(1)), self.job
+        if size < span.pos or (job.size is not None and size != job.size):
+            raise _Restart("the file changed on the server", changed=True)
+        if size == span.pos and job.size is None and span.end is None:
+            job.size = span.end = size
+            raise StopTransfer
 
     def _changed(self, head: Head) -> bool:
         """Validators or size differ from what we know: the remote file changed."""

@@ -439,6 +439,8 @@ def curl_error(code: int, message: str, url: str) -> Exception:
         return err
     if code in _CONNECTION:
         return TransientError(f"connection failed ({where}){suffix}")
+    if code == pycurl.E_BAD_CONTENT_ENCODING and "unrecognized" in detail.lower():
+        return RemoteError(f"the server sent a Content-Encoding omniget cannot undo ({where})")
     if code == pycurl.E_BAD_CONTENT_ENCODING:
         return TransientError(f"could not decode the body ({where}){suffix}")
     return TransientError(f"transfer failed, curl error {code} ({where}){suffix}")

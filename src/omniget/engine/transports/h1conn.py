@@ -17,17 +17,16 @@ user space: once its head is through, each read takes one byte through asyncio a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import fcntl
 import os
-import zlib
 from collections import deque
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pycurl
 
 from .curlloop import STALLED
+from .decode import DecodeError, Decoder, decoder_for, end_of
 
 if TYPE_CHECKING:
     from .pipeline import PipelinePool
@@ -101,34 +100,6 @@ class Origin:
 
 
 
-class Deflate:
-    """``deflate`` as servers send it: zlib-wrapped (RFC 9110) or raw, told by the first
-    two bytes (as libcurl does)."""
-
-    def __init__(self) -> None:
-        self._inner: Any = None
-        self._start = b""
-
-    def decompress(self, data: bytes) -> bytes:
-        if self._inner is None:
-            self._start += data
-            if len(self._start) < 2:
-                return b""
-            b0, b1 = self._start[0], self._start[1]
-            wrapped = b0 & 0x0F == 8 and (b0 << 8 | b1) % 31 == 0
-            self._inner = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
-            data, self._start = self._start, b""
-        out: bytes = self._inner.decompress(data)
-        return out
-
-    def flush(self) -> bytes:
-        if self._inner is None:
-            return b""
-        out: bytes = self._inner.flush()
-        return out
-
-
-
 def give_back(p: Pending) -> None:
     p.hop.finish(FALLBACK, "")
 
@@ -152,7 +123,8 @@ class Conn(asyncio.BufferedProtocol):
         self.left = 0  # body or chunk bytes still to come
         self.keep = True  # the current answer lets the connection live on
         self.drain = False  # the current answer's body is read and dropped
-        self.decoder: Any = None
+        self.decoder: Decoder | None = None
+        self.encoded = False  # the decoder has seen body bytes
         self.rx = 0
         self.rx_seen = -1
         self.timer: asyncio.TimerHandle | None = None
@@ -376,12 +348,9 @@ class Conn(asyncio.BufferedProtocol):
                 conn += value.lower()
             elif low == b"content-encoding":
                 encoding = value.strip().lower()
-        decoder: Any = None
-        if encoding in (b"gzip", b"x-gzip"):
-            decoder = zlib.decompressobj(zlib.MAX_WBITS | 16)
-        elif encoding == b"deflate":
-            decoder = Deflate()
-        elif encoding not in (b"", b"identity"):
+        try:
+            decoder = decoder_for(encoding.decode("latin-1"))
+        except KeyError:
             return self._refuse_answer(p)
         self.keep = b"close" not in conn and (
             parts[0] == b"HTTP/1.1" or b"keep-alive" in conn
@@ -405,6 +374,7 @@ class Conn(asyncio.BufferedProtocol):
             self._stop_behind()  # (a large body would hold the rest up)
         self.left = length or 0
         self.decoder = decoder
+        self.encoded = False  # the decoder has seen body bytes
         self.drain = False
         if not p.dropped:
             p.got = True
@@ -442,9 +412,10 @@ class Conn(asyncio.BufferedProtocol):
             return True
         chunk: bytes | memoryview = view if p.hop.views else bytes(view)
         if self.decoder is not None:
+            self.encoded = True
             try:
                 chunk = self.decoder.decompress(view)
-            except zlib.error as exc:
+            except DecodeError as exc:
                 self._fail_head(pycurl.E_BAD_CONTENT_ENCODING, f"bad encoded body: {exc}")
                 return False
             if not chunk:
@@ -497,11 +468,15 @@ class Conn(asyncio.BufferedProtocol):
     def _finish_answer(self) -> None:
         """Hand over what the decoder still holds and finish the head request."""
         p = self.queue.popleft()
-        if self.decoder is not None and not self.drain and not p.dropped:
-            with contextlib.suppress(zlib.error):
-                if rest := self.decoder.flush():
-                    p.hop.on_write(rest)
-        p.hop.finish(0, "")
+        why = None
+        if self.decoder is not None and self.encoded and not self.drain and not p.dropped:
+            rest, why = end_of(self.decoder)
+            if rest:
+                p.hop.on_write(rest)
+        if why is None:
+            p.hop.finish(0, "")
+        else:  # (the connection goes on: only the encoded stream inside was short)
+            p.hop.finish(pycurl.E_BAD_CONTENT_ENCODING, why)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.done:

@@ -13,6 +13,7 @@ import pycurl
 
 from ...errors import TransientError
 from .base import Head, Headers, PipeSink, Sink, StopTransfer, safe_url
+from .decode import DecodeError, Decoder, decoder_for, end_of
 
 if TYPE_CHECKING:
     from ..ratelimit import RateLimit
@@ -84,6 +85,11 @@ class Hop:
         self.note: Callable[[Hop], None] | None = None  # told of the final head first
         self.offered_h2 = False  # HTTP/2 was offered (ALPN) for this transfer
         self.h1_answer = False  # an offered HTTP/2 was answered over HTTP/1.1 (see _note_h2)
+        # libcurl hands over the body as sent: a Content-Encoding is undone here
+        self.decode_here = False
+        self.decoder: Decoder | None = None
+        self.encoded = False  # the decoder has seen body bytes
+        self.redo = False  # an encoding not decoded here: ask again, libcurl decoding
 
     def on_write(self, data: bytes | memoryview) -> int | None:
         if self.deliver:
@@ -93,6 +99,17 @@ class Hop:
                     # libcurl keeps the bytes and hands them over again once resumed
                     self.resume = self.fut.get_loop().call_later(wait, self.unpause)
                     return pycurl.WRITEFUNC_PAUSE  # type: ignore[no-any-return]
+            if self.decoder is not None:
+                self.encoded = True
+                try:
+                    data = self.decoder.decompress(data)
+                except DecodeError as exc:
+                    self.error = TransientError(
+                        f"could not decode the body ({safe_url(self.url)}): {exc}"
+                    )
+                    return 0
+                if not data:
+                    return None
             try:
                 self.on_data(data)
             except StopTransfer:
@@ -157,6 +174,12 @@ class Hop:
             self.location = location.strip()
             return True
         encoding = self.headers.get("content-encoding", "").strip().lower()
+        if self.decode_here:
+            try:
+                self.decoder = decoder_for(encoding)
+            except KeyError:
+                self.redo = self.stopped = True
+                return False
         self.head = Head(
             status=self.status,
             url=self.url,
@@ -179,5 +202,12 @@ class Hop:
         return True
 
     def finish(self, code: int, message: str) -> None:
+        if code == 0 and self.decoder is not None and self.encoded and self.deliver:
+            rest, why = end_of(self.decoder)
+            self.decoder = None
+            if rest:
+                self.on_write(rest)  # (a sink's error or stop is noted as in a transfer)
+            if why is not None:
+                code, message = pycurl.E_BAD_CONTENT_ENCODING, why
         if not self.fut.done():
             self.fut.set_result((code, message))

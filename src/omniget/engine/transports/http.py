@@ -25,6 +25,7 @@ what a request sends (URL, credentials, header lines, a pipelined request's byte
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable
@@ -258,7 +259,9 @@ class CurlTransport:
                 # (a request still waiting for its slot may go pipelined once granted)
                 switch = pipe_now if data is not None and gate and not gate.granted else None
                 hop, code, message = await self._curl_hop(core, ask, sink, gate, switch)
-                if code != _TO_PIPE:
+                if hop.redo:  # an encoding not decoded here (br, zstd): libcurl's turn
+                    ask, data = dataclasses.replace(ask, curl_decodes=True), None
+                elif code != _TO_PIPE:
                     break
                 gate = None
             if code == 0 and key is not None and pipes is not None and ask.creds is None:
@@ -303,6 +306,7 @@ class CurlTransport:
         hop with :data:`_TO_PIPE` unstarted (it goes pipelined instead)."""
         request, url = ask.request, ask.url
         hop = Hop(sink, url, core.loop.create_future(), request.rate)
+        hop.decode_here = not ask.curl_decodes
         light_tls = url[:8].lower() == "https://" and light(request, ask.method, ask.body)
         easy = self._pool.pop() if self._pool else self._base(pycurl.Curl())
         if light_tls:
@@ -445,6 +449,9 @@ class CurlTransport:
             opt(pycurl.USERNAME, creds.user)
             opt(pycurl.PASSWORD, creds.password)
             special = True
+        if ask.curl_decodes:
+            opt(pycurl.HTTP_CONTENT_DECODING, 1)
+            special = True
 
         lines = [f"{n}: {v}" if v else f"{n};" for k, (n, v) in headers.items() if k != "cookie"]
         if cookie:
@@ -477,8 +484,10 @@ class CurlTransport:
         opt(pycurl.TCP_NODELAY, 1)
         opt(pycurl.BUFFERSIZE, self.buffer_size)
         # (HTTP_VERSION is per hop: see _configure)
-        # Ask for identity bytes, yet let libcurl decode an encoding forced on us anyway.
+        # Ask for identity bytes; an encoding forced on us anyway is undone by the hop
+        # (decode.py: libcurl does not check that the encoded stream ended).
         opt(pycurl.ACCEPT_ENCODING, "identity")
+        opt(pycurl.HTTP_CONTENT_DECODING, 0)
         opt(pycurl.CONNECTTIMEOUT_MS, max(1, int(s.connect_timeout * 1000)))
         opt(pycurl.USERAGENT, s.user_agent)  # a User-Agent header line replaces it
         if s.proxy is not None:  # else libcurl applies the *_proxy variables

@@ -46,6 +46,8 @@ class Ask:
     headers: dict[str, tuple[str, str]]
     cookie: str | None
     creds: Creds | None
+    #: libcurl undoes a Content-Encoding (one not decoded here: see decode.py)
+    curl_decodes: bool = False
 
 
 def clean_url(url: str) -> str:

@@ -1,0 +1,118 @@
+"""Undoing a Content-Encoding forced on us (we ask for identity bytes), with a check that
+the encoded stream really ended: a gzip or zlib stream carries its own end and checksum,
+and a body that stops before them (or decodes to garbage that zlib only notices at the
+end) must not pass for a whole file. libcurl does not check that, so both the pipelined
+connections and libcurl's transfers decode here."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Protocol
+
+__all__ = ["DECODED", "DecodeError", "Decoder", "Deflate", "Gzip", "decoder_for", "end_of"]
+
+#: Encodings decoded here; others (br, zstd, ...) are left to libcurl.
+DECODED = frozenset({"gzip", "x-gzip", "deflate"})
+
+DecodeError = zlib.error
+
+
+class Decoder(Protocol):
+    @property
+    def eof(self) -> bool: ...
+
+    def decompress(self, data: bytes | memoryview, /) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
+
+class Gzip:
+    """gzip, member after member (RFC 1952 allows several in a row). Whatever follows the
+    last member and is not another one is ignored, as gzip(1) and libcurl do."""
+
+    def __init__(self) -> None:
+        self._inner = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        self._after = b""  # bytes after a member's end: too few to tell what they are
+        self._ignoring = False  # trailing bytes that are no member
+
+    @property
+    def eof(self) -> bool:
+        return self._inner.eof
+
+    def decompress(self, data: bytes | memoryview, /) -> bytes:
+        if self._ignoring:
+            return b""
+        out = b""
+        if not self._inner.eof:
+            out = self._inner.decompress(data)
+            if not self._inner.eof:
+                return out
+            data = self._inner.unused_data
+        else:
+            data = self._after + data
+        while len(data) >= 2:  # at the end of a member: another one?
+            if data[:2] != b"\x1f\x8b":
+                self._ignoring = True
+                return out
+            self._inner = zlib.decompressobj(zlib.MAX_WBITS | 16)
+            out += self._inner.decompress(data)
+            if not self._inner.eof:
+                data = b""
+                break
+            data = self._inner.unused_data
+        self._after = data
+        return out
+
+    def flush(self) -> bytes:
+        return self._inner.flush()
+
+
+class Deflate:
+    """``deflate`` as servers send it: zlib-wrapped (RFC 9110) or raw, told by the first
+    two bytes (as libcurl does)."""
+
+    def __init__(self) -> None:
+        self._inner: zlib._Decompress | None = None
+        self._start = b""
+
+    @property
+    def eof(self) -> bool:
+        return self._inner is not None and self._inner.eof
+
+    def decompress(self, data: bytes | memoryview, /) -> bytes:
+        if self._inner is None:
+            self._start += data
+            if len(self._start) < 2:
+                return b""
+            b0, b1 = self._start[0], self._start[1]
+            wrapped = b0 & 0x0F == 8 and (b0 << 8 | b1) % 31 == 0
+            self._inner = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+            data, self._start = self._start, b""
+        return self._inner.decompress(data)
+
+    def flush(self) -> bytes:
+        return b"" if self._inner is None else self._inner.flush()
+
+
+def decoder_for(encoding: str) -> Decoder | None:
+    """A decoder for a Content-Encoding value (lower case, stripped); None for identity.
+    KeyError for one not decoded here (see :data:`DECODED`)."""
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip"):
+        return Gzip()
+    if encoding == "deflate":
+        return Deflate()
+    raise KeyError(encoding)
+
+
+def end_of(decoder: Decoder) -> tuple[bytes, str | None]:
+    """The decoded bytes the decoder still holds at the end of the body, and why the
+    body is not a whole encoded stream (None when it is)."""
+    try:
+        rest = decoder.flush()
+    except zlib.error as exc:
+        return b"", f"bad encoded body: {exc}"
+    if not decoder.eof:
+        return rest, "the encoded body ends before its stream does"
+    return rest, None
