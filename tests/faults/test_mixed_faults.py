@@ -43,6 +43,7 @@ class Case:
     query: dict[str, object] = field(default_factory=dict)
     fails: bool = False  # the fault never stops (or is not retryable)
     versions: tuple[int, ...] = (0,)  # which versions of the file may end up on disk
+    mirror: dict[str, object] | None = None  # a second URL of the same file: its query
 
 
 def framing(rng: random.Random, case: Case) -> None:
@@ -102,16 +103,41 @@ def plan(rng: random.Random, httpd: HTTPServer, count: int) -> list[Case]:
         fault(rng, case)
         if rng.random() < 0.03:
             case.query, case.fails = {"status": 404}, True
+        if rng.random() < 0.15 and case.versions == (0,):
+            mirror(rng, case)
         cases.append(case)
     return cases
 
 
-def run(items: list[Item], tmp_path: Path, cut_after: float | None) -> Report:
+FRAMING = ("chunked", "nolength", "gzip", "norange", "digest")
+
+
+def mirror(rng: random.Random, case: Case) -> None:
+    """A mirror answering the same way (validators alike), with a passing fault of its
+    own; a file whose first URL fails for good comes from it."""
+    q = {k: v for k, v in case.query.items() if k in FRAMING}
+    kind = rng.choice(["none", "status", "reset"])
+    if kind == "status":
+        q.update(status=503, times=1)
+    elif kind == "reset" and case.size > 1:
+        q.update(reset=case.size // 3, times=1)
+    case.mirror = q
+    case.fails = False  # (however the first URL fails, the mirror serves it)
+
+
+def run(
+    items: list[Item], tmp_path: Path, cut_after: float | None, rng: random.Random
+) -> Report:
     """One run of ``items``; with ``cut_after``, a first run is cut off after that many
-    seconds (as by Ctrl+C) and a second one finishes from the journal."""
+    seconds (as by Ctrl+C) and a second one finishes from the journal. Connection caps,
+    split and jobs vary with the seed."""
     settings = Settings(
         state_dir=tmp_path / "state",
         min_split_size=256 * KiB,
+        connections_per_host=rng.choice([1, 2, 4, 4, 8]),
+        split=rng.choice([None, None, None, 1, 3]),
+        jobs=rng.choice([2, 16, 128, 128]),
+        checkpoint_seconds=rng.choice([0.0, 0.5]),
         network=NetworkSettings(stall_timeout=2.0, connect_timeout=5.0),
     )
 
@@ -138,8 +164,15 @@ def test_a_crowd_of_misbehaving_files(
 ) -> None:
     rng = random.Random(seed)
     cases = plan(rng, httpd, 60)
-    items = [Item(httpd.url(c.path, **c.query), filename=Path(c.path).name) for c in cases]
-    report = run(items, tmp_path, rng.uniform(0.02, 0.3) if cut else None)
+    items = [
+        Item(
+            httpd.url(c.path, **c.query),
+            filename=Path(c.path).name,
+            mirrors=() if c.mirror is None else (httpd.url(c.path, k="m", **c.mirror),),
+        )
+        for c in cases
+    ]
+    report = run(items, tmp_path, rng.uniform(0.02, 0.3) if cut else None, rng)
 
     by_name = {r.item.filename: r for r in report.results}
     assert len(by_name) == len(cases)
