@@ -16,6 +16,7 @@ import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.servers.httpd import HTTPServer
@@ -40,10 +41,10 @@ class Case:
 
     path: str
     size: int
-    query: dict[str, object] = field(default_factory=dict)
+    query: dict[str, Any] = field(default_factory=dict)
     fails: bool = False  # the fault never stops (or is not retryable)
     versions: tuple[int, ...] = (0,)  # which versions of the file may end up on disk
-    mirror: dict[str, object] | None = None  # a second URL of the same file: its query
+    mirror: dict[str, Any] | None = None  # a second URL of the same file: its query
 
 
 def framing(rng: random.Random, case: Case) -> None:
@@ -126,7 +127,11 @@ def mirror(rng: random.Random, case: Case) -> None:
 
 
 def run(
-    items: list[Item], tmp_path: Path, cut_after: float | None, rng: random.Random
+    items: list[Item],
+    tmp_path: Path,
+    cut_after: float | None,
+    rng: random.Random,
+    ca: Path | None = None,
 ) -> Report:
     """One run of ``items``; with ``cut_after``, a first run is cut off after that many
     seconds (as by Ctrl+C) and a second one finishes from the journal. Connection caps,
@@ -138,7 +143,9 @@ def run(
         split=rng.choice([None, None, None, 1, 3]),
         jobs=rng.choice([2, 16, 128, 128]),
         checkpoint_seconds=rng.choice([0.0, 0.5]),
-        network=NetworkSettings(stall_timeout=2.0, connect_timeout=5.0),
+        network=NetworkSettings(
+            stall_timeout=2.0, connect_timeout=5.0, ca_cert=None if ca is None else str(ca)
+        ),
     )
 
     async def go(limit: float) -> Report | None:
@@ -157,11 +164,16 @@ def run(
     return report
 
 
-@pytest.mark.parametrize("cut", [False, True], ids=["whole", "interrupted"])
+@pytest.mark.parametrize("how", ["whole", "interrupted", "https"])
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_crowd_of_misbehaving_files(
-    httpd: HTTPServer, tmp_path: Path, seed: int, cut: bool
+    request: pytest.FixtureRequest, tmp_path: Path, seed: int, how: str
 ) -> None:
+    """``whole``: one run; ``interrupted``: cut off midway, then resumed; ``https``: one
+    run over TLS (libcurl alone: no pipelining there)."""
+    httpd: HTTPServer = request.getfixturevalue("httpsd" if how == "https" else "httpd")
+    ca = request.getfixturevalue("tls_ca_path") if how == "https" else None
+    cut = how == "interrupted"
     rng = random.Random(seed)
     cases = plan(rng, httpd, 60)
     items = [
@@ -172,7 +184,7 @@ def test_a_crowd_of_misbehaving_files(
         )
         for c in cases
     ]
-    report = run(items, tmp_path, rng.uniform(0.02, 0.3) if cut else None, rng)
+    report = run(items, tmp_path, rng.uniform(0.02, 0.3) if cut else None, rng, ca)
 
     by_name = {r.item.filename: r for r in report.results}
     assert len(by_name) == len(cases)
