@@ -29,8 +29,14 @@ from omniget.settings import NetworkSettings, Settings
 KiB = 1024
 MiB = 1024 * KiB
 
-#: Seeds run; ``OMNIGET_SOAK_SEEDS=200 pytest -n 2 tests/faults/test_mixed_faults.py`` soaks.
-SEEDS = range(1, 1 + int(os.environ.get("OMNIGET_SOAK_SEEDS", "6")))
+
+def seeds(default: int) -> range:
+    """The seeds a soak runs: ``default`` of them, or as many as ``OMNIGET_SOAK_SEEDS``
+    says (``OMNIGET_SOAK_SEEDS=200 pytest -n 2 tests/faults/test_mixed_faults.py``)."""
+    return range(1, 1 + int(os.environ.get("OMNIGET_SOAK_SEEDS", str(default))))
+
+
+SEEDS = seeds(6)
 SIZES = (1, 16 * KiB, 40 * KiB, 300 * KiB, 3 * MiB)
 SIZE_WEIGHTS = (1, 8, 4, 3, 1)
 
