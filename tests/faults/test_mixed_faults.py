@@ -10,19 +10,17 @@ cut off midway and a second one resumes it. Seeded: a failure names its seed.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.faults._soak import run_maybe_cut, seeds
 from tests.servers.httpd import HTTPServer
 
-from omniget.engine import Engine, Report
-from omniget.engine.retry import FakeClock
+from omniget.engine import Report
 from omniget.model import Item
 from omniget.settings import NetworkSettings, Settings
 
@@ -30,13 +28,7 @@ KiB = 1024
 MiB = 1024 * KiB
 
 
-def seeds(default: int) -> range:
-    """The seeds a soak runs: ``default`` of them, or as many as ``OMNIGET_SOAK_SEEDS``
-    says (``OMNIGET_SOAK_SEEDS=200 pytest -n 2 tests/faults/test_mixed_faults.py``)."""
-    return range(1, 1 + int(os.environ.get("OMNIGET_SOAK_SEEDS", str(default))))
 
-
-SEEDS = seeds(6)
 SIZES = (1, 16 * KiB, 40 * KiB, 300 * KiB, 3 * MiB)
 SIZE_WEIGHTS = (1, 8, 4, 3, 1)
 
@@ -154,24 +146,11 @@ def run(
         ),
     )
 
-    async def go(limit: float) -> Report | None:
-        eng = Engine(settings, clock=FakeClock())
-        try:
-            return await asyncio.wait_for(eng.run(items, tmp_path / "out"), limit)
-        except TimeoutError:
-            return None
-        finally:
-            await eng.aclose()
-
-    if cut_after is not None:
-        asyncio.run(go(cut_after))
-    report = asyncio.run(go(60))
-    assert report is not None, "the run did not end within 60 s"
-    return report
+    return run_maybe_cut(settings, items, tmp_path / "out", cut_after)
 
 
 @pytest.mark.parametrize("how", ["whole", "interrupted", "https"])
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("seed", seeds(6))
 def test_a_crowd_of_misbehaving_files(
     request: pytest.FixtureRequest, tmp_path: Path, seed: int, how: str
 ) -> None:

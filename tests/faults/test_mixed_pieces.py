@@ -5,12 +5,11 @@ ranges cut from a shared blob (some chunks shared between files), segments of un
 size appended in order, each piece with digests before and after its transform. The blob
 URLs reset, truncate, refuse, corrupt or misplace their answers now and then; half the
 runs are cut off midway and resumed. Every file must end with exactly its bytes.
-``OMNIGET_SOAK_SEEDS=200`` soaks (see test_mixed_faults.py).
+``OMNIGET_SOAK_SEEDS=200`` soaks (see _soak.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import random
 import zlib
@@ -19,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.faults.test_mixed_faults import SEEDS
+from tests.faults._soak import run_maybe_cut, seeds
 from tests.servers.httpd import HTTPServer
 
-from omniget.engine import Engine, Report
-from omniget.engine.retry import FakeClock
+from omniget.engine import Report
 from omniget.model import ByteRange, Digest, Item, Piece, Transform
 from omniget.settings import NetworkSettings, Settings
 
@@ -128,24 +126,11 @@ def run(items: list[Item], tmp_path: Path, cut_after: float | None, rng: random.
         network=NetworkSettings(stall_timeout=2.0, connect_timeout=5.0),
     )
 
-    async def go(limit: float) -> Report | None:
-        eng = Engine(settings, clock=FakeClock())
-        try:
-            return await asyncio.wait_for(eng.run(items, tmp_path / "out"), limit)
-        except TimeoutError:
-            return None
-        finally:
-            await eng.aclose()
-
-    if cut_after is not None:
-        asyncio.run(go(cut_after))
-    report = asyncio.run(go(60))
-    assert report is not None, "the run did not end within 60 s"
-    return report
+    return run_maybe_cut(settings, items, tmp_path / "out", cut_after)
 
 
 @pytest.mark.parametrize("cut", [False, True], ids=["whole", "interrupted"])
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("seed", seeds(6))
 def test_files_of_pieces_from_a_misbehaving_server(
     httpd: HTTPServer, tmp_path: Path, seed: int, cut: bool
 ) -> None:

@@ -4,7 +4,7 @@ Files of mixed sizes and framings (some split, some pipelined, some gzip or chun
 with passing faults; the process is killed one to three times at random moments (during
 set-up, mid-transfer, while files are being renamed into place), then a last run must
 end with exit 0, every file byte-exact, and nothing else in the folder. Seeded;
-``OMNIGET_SOAK_SEEDS=50`` soaks (see tests/faults/test_mixed_faults.py).
+``OMNIGET_SOAK_SEEDS=50`` soaks (see tests/faults/_soak.py).
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from tests.faults.test_mixed_faults import seeds
+from tests.faults._soak import seeds
 from tests.servers.httpd import HTTPServer
 
 KiB = 1024
@@ -48,7 +49,7 @@ def test_killed_runs_then_a_last_one_give_exact_files(
         path = httpd.new_path(name)
         data = rng.randbytes(size)
         httpd.add(path, data)
-        q: dict[str, object] = {}
+        q: dict[str, Any] = {}
         mode = rng.choice(["plain", "plain", "plain", "chunked", "gzip"])
         if mode != "plain":
             q[mode] = 1
