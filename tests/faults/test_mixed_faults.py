@@ -27,8 +27,6 @@ from omniget.settings import NetworkSettings, Settings
 KiB = 1024
 MiB = 1024 * KiB
 
-
-
 SIZES = (1, 16 * KiB, 40 * KiB, 300 * KiB, 3 * MiB)
 SIZE_WEIGHTS = (1, 8, 4, 3, 1)
 
