@@ -110,15 +110,7 @@ class Hop:
                     return 0
                 if not data:
                     return None
-            try:
-                self.on_data(data)
-            except StopTransfer:
-                self.stopped = True
-                return 0  # a short count: libcurl aborts with CURLE_WRITE_ERROR
-            except BaseException as exc:
-                self.error = exc
-                return 0
-            return None
+            return self._hand_over(data)
         if not self.decided and not self.decide():
             return 0
         if self.location is not None:
@@ -129,6 +121,19 @@ class Hop:
             return None
         self.deliver = True
         return self.on_write(data)
+
+    def _hand_over(self, data: bytes | memoryview) -> int | None:
+        """Body bytes to the sink; 0 (a short count: libcurl aborts the transfer with
+        CURLE_WRITE_ERROR) when it stops or fails."""
+        try:
+            self.on_data(data)
+        except StopTransfer:
+            self.stopped = True
+            return 0
+        except BaseException as exc:
+            self.error = exc
+            return 0
+        return None
 
     def pipe_room(self) -> int:
         """Body bytes the sink takes straight from a pipe now (0: hand it bytes)."""
@@ -205,8 +210,8 @@ class Hop:
         if code == 0 and self.decoder is not None and self.encoded and self.deliver:
             rest, why = end_of(self.decoder)
             self.decoder = None
-            if rest:
-                self.on_write(rest)  # (a sink's error or stop is noted as in a transfer)
+            if rest:  # (past any rate limit: the transfer is over)
+                self._hand_over(rest)
             if why is not None:
                 code, message = pycurl.E_BAD_CONTENT_ENCODING, why
         if not self.fut.done():
