@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -291,6 +292,21 @@ def test_stdout_download_reports_retries(
     assert out == DATA
     assert err.startswith(b"retry s.bin (attempt 1 in ") and b"503" in err
     assert len(httpd.requests_to(path)) == 2
+
+
+def test_stdout_stops_when_an_encoded_answer_fails_its_check_after_bytes_went_out(
+    httpd: HTTPServer, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    """gzip forced on us, corrupt: what was decoded before the check failed is already
+    on stdout. A retry could only skip those bytes, so it stops with exit 4 instead."""
+    data = random.Random(3).randbytes(600_000)  # (incompressible: many reads, not one)
+    path = httpd.new_path("g.bin")
+    httpd.add(path, data)
+    assert main(["-O", "-", httpd.url(path, gzip=1, corrupt=1, times=1)]) == 4
+    out, err = capsysbinary.readouterr()
+    assert out != data
+    assert b"could not decode the body" in err and b"cannot be taken back" in err
+    assert len(httpd.requests_to(path)) == 1
 
 
 def test_dry_run_skips_existing_files_and_admits_unknown_sizes(

@@ -19,7 +19,7 @@ from omniget.engine.ratelimit import RateLimit
 from omniget.engine.scheduler import HostLimits
 from omniget.engine.transports.base import Head, Request, StopTransfer
 from omniget.engine.transports.http import CurlTransport
-from omniget.errors import RemoteError, TransientError, UsageError
+from omniget.errors import IntegrityError, RemoteError, TransientError, UsageError
 from omniget.model import ByteRange
 from omniget.settings import NetworkSettings
 
@@ -380,7 +380,7 @@ def test_an_encoded_stream_cut_short_is_not_a_whole_body(srv: Server) -> None:
     """The body is all there by its Content-Length, but the gzip stream in it stops
     before its end (libcurl would hand over what it decoded as if complete)."""
     srv.route("/z", _gzip_handler(gzip.compress(BODY)[:-40]))
-    with pytest.raises(TransientError, match="ends before its stream does"):
+    with pytest.raises(IntegrityError, match="ends before its stream does"):
         get(srv.url("/z"))
 
 

@@ -2,14 +2,15 @@
 resume with Range from the bytes already written; if the server cannot resume, the bytes
 already sent are skipped in the new answer (never written twice). A known digest (the
 item's or ``--checksum``) is checked at the end: the bytes are out by then, but the run
-fails with :class:`IntegrityError`."""
+fails with :class:`IntegrityError`; so does a content-encoded answer whose stream fails
+its own check after some of its bytes went out (a retry could only skip them)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import OmnigetError, TransientError
+from ..errors import IntegrityError, OmnigetError, TransientError
 from ..model import ByteRange, Item
 from .events import Retrying
 from .ratelimit import RateLimit
@@ -30,8 +31,10 @@ class _StreamSink:
         self.skip = 0
         self.etag: str | None = None
         self.size: int | None = None
+        self.decoded = False  # the current answer is content-encoded
 
     def on_head(self, head: Head) -> None:
+        self.decoded = head.decoded
         check_status(head, head.url)
         if self.done and self.etag and head.etag and head.etag != self.etag:
             raise TransientError("the file changed on the server while streaming")
@@ -78,6 +81,11 @@ async def stream_item(engine: Engine, item: Item, write: Callable[[bytes], objec
                 raise TransientError(f"connection closed at byte {sink.done} of {sink.size}")
             break
         except OmnigetError as exc:
+            if isinstance(exc, IntegrityError) and sink.decoded and sink.done > before:
+                raise IntegrityError(
+                    f"{exc}; {sink.done - before} bytes decoded from it were already "
+                    "written out, and cannot be taken back"
+                ) from None
             if sink.done > before:
                 attempts = 0
             attempts += 1

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 import pycurl
 
-from ...errors import RemoteError, TransientError
+from ...errors import IntegrityError, RemoteError, TransientError
 from ...settings import NetworkSettings
 from .base import safe_url
 
@@ -441,6 +441,6 @@ def curl_error(code: int, message: str, url: str) -> Exception:
         return TransientError(f"connection failed ({where}){suffix}")
     if code == pycurl.E_BAD_CONTENT_ENCODING and "unrecognized" in detail.lower():
         return RemoteError(f"the server sent a Content-Encoding omniget cannot undo ({where})")
-    if code == pycurl.E_BAD_CONTENT_ENCODING:
-        return TransientError(f"could not decode the body ({where}){suffix}")
+    if code == pycurl.E_BAD_CONTENT_ENCODING:  # the encoded stream failed its own check
+        return IntegrityError(f"could not decode the body ({where}){suffix}")
     return TransientError(f"transfer failed, curl error {code} ({where}){suffix}")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, cast
 
 import pycurl
 
-from ...errors import TransientError
+from ...errors import IntegrityError, TransientError
 from .base import Head, Headers, PipeSink, Sink, StopTransfer, safe_url
 from .decode import DecodeError, Decoder, decoder_for, end_of
 
@@ -103,8 +103,8 @@ class Hop:
                 self.encoded = True
                 try:
                     data = self.decoder.decompress(data)
-                except DecodeError as exc:
-                    self.error = TransientError(
+                except DecodeError as exc:  # (its own checksum failed, or garbage)
+                    self.error = IntegrityError(
                         f"could not decode the body ({safe_url(self.url)}): {exc}"
                     )
                     return 0
