@@ -163,6 +163,48 @@ def test_zlib_pieces_and_local_slices(tmp_path: Path) -> None:
     assert [r.url for r in mem.requests].count("http://cdn.test/a") == 1
 
 
+def test_a_shared_chunk_outlives_one_of_its_waiters_failing(tmp_path: Path) -> None:
+    """Three files share a chunk: the first fetches it (slowly), the other two wait for
+    it. The second fails (another of its pieces is gone); the chunk still reaches the
+    third, whole and in place, fetched once. (A waiter cancelled while it waits must not
+    cancel the chunk for the others: the pieces soak caught that under load.)"""
+    chunk = blob(100_000, 21)
+    stored = zlib.compress(chunk)
+
+    class Slow(MemoryTransport):
+        async def fetch(self, request: Request, sink: Sink) -> Head:
+            # the chunk takes a while; the missing piece fails while others wait for it
+            await asyncio.sleep({"http://cdn.test/k": 0.1, "http://cdn.test/gone": 0.03}.get(
+                request.url, 0))
+            return await super().fetch(request, sink)
+
+    mem = Slow()
+    mem.add("http://cdn.test/k", stored)
+    mem.on("http://cdn.test/gone", lambda req, n: MemResponse(404, b"gone"))
+    mem.add("http://cdn.test/tail", b"tail")
+    k = Piece(
+        "http://cdn.test/k",
+        size=len(chunk),
+        transform=Transform.ZLIB,
+        fetched_digest=Digest("md5", hashlib.md5(stored).hexdigest()),
+    )
+    first = Item("http://cdn.test/k", filename="a.bin", pieces=(k,))
+    failing = Item(
+        "http://cdn.test/k", filename="b.bin", pieces=(k, Piece("http://cdn.test/gone"))
+    )
+    third = Item(
+        "http://cdn.test/k",
+        filename="c.bin",
+        pieces=(k, Piece("http://cdn.test/tail", size=4)),
+    )
+    eng, _ = make(tmp_path, mem)
+    report = run(eng, [first, failing, third], tmp_path, within=10)
+    assert [r.status for r in report.results] == ["ok", "failed", "ok"], report.failures
+    assert (tmp_path / "a.bin").read_bytes() == chunk
+    assert (tmp_path / "c.bin").read_bytes() == chunk + b"tail"
+    assert [r.url for r in mem.requests].count("http://cdn.test/k") == 1
+
+
 def test_unknown_size_segments_appended_in_order(tmp_path: Path) -> None:
     mem = MemoryTransport()
     segs = [blob(10_000 + i * 777, 10 + i) for i in range(6)]

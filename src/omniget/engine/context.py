@@ -124,7 +124,7 @@ class RunContext:
             waiter = self._wanted.get(path)
             if waiter is None:
                 waiter = self._wanted[path] = asyncio.get_running_loop().create_future()
-            await waiter
+            await asyncio.shield(waiter)  # (other readers may wait for the same path)
         return producer
 
     def timed_create(self, where: str, seconds: float) -> None:

@@ -16,7 +16,7 @@ import time
 import zlib
 from pathlib import Path
 
-from ..errors import IntegrityError, OmnigetError, StorageError, TransientError
+from ..errors import Cancelled, IntegrityError, OmnigetError, StorageError, TransientError
 from ..model import Piece, Transform
 from .assemble import PartFile, part_path, storage_error
 from .context import ChunkKey, ChunkSource
@@ -155,6 +155,8 @@ class PieceDownload:
                         tg.create_task(self._piece(idx, piece, limit))
         except BaseExceptionGroup as group:
             raise _first(group) from None
+        if len(self.sizes) < len(self.pieces):  # (a piece's task cancelled from outside)
+            raise Cancelled("interrupted; run again to resume")
         if self.staged:
             total = self._assemble()
         else:
@@ -263,7 +265,7 @@ class PieceDownload:
         fut = self.ctx.chunks.get(key)
         if fut is None:
             return None
-        src = await fut
+        src = await asyncio.shield(fut)  # (a waiter cancelled must not cancel it for all)
         if src is None:
             return None
         return self._copy_from(src.path_getter(), src.offset, src.size, piece, out)
@@ -285,7 +287,7 @@ class PieceDownload:
             # waiting: under -j 1 the producer needs it (a later network piece of this
             # file takes a slot again).
             self.ctx.limits.release_file(self.job.claim)
-            await producer
+            await asyncio.shield(producer)  # (shared with other readers and writers)
         if not path.exists():
             raise StorageError(
                 f"{self.job.item.filename} takes bytes from {path}, which does not exist"
