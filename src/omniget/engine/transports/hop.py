@@ -110,7 +110,7 @@ class Hop:
                     return 0
                 if not data:
                     return None
-            return self._hand_over(data)
+            return self._to_sink(self.on_data, data)
         if not self.decided and not self.decide():
             return 0
         if self.location is not None:
@@ -122,11 +122,11 @@ class Hop:
         self.deliver = True
         return self.on_write(data)
 
-    def _hand_over(self, data: bytes | memoryview) -> int | None:
-        """Body bytes to the sink; 0 (a short count: libcurl aborts the transfer with
-        CURLE_WRITE_ERROR) when it stops or fails."""
+    def _to_sink(self, call: Callable[..., object], *args: object) -> int | None:
+        """Body bytes to the sink (``call``: its on_data or on_pipe); 0 (a short count:
+        libcurl aborts the transfer with CURLE_WRITE_ERROR) when it stops or fails."""
         try:
-            self.on_data(data)
+            call(*args)
         except StopTransfer:
             self.stopped = True
             return 0
@@ -145,15 +145,7 @@ class Hop:
         """``count`` body bytes (at most ``pipe_room()``) wait in ``pipe``; like
         ``on_write``, 0 ends the transfer."""
         assert self.pipe_sink is not None
-        try:
-            self.pipe_sink.on_pipe(pipe, count)
-        except StopTransfer:
-            self.stopped = True
-            return 0
-        except BaseException as exc:
-            self.error = exc
-            return 0
-        return None
+        return self._to_sink(self.pipe_sink.on_pipe, pipe, count)
 
     def unpause(self) -> None:
         self.resume = None
@@ -211,7 +203,7 @@ class Hop:
             rest, why = end_of(self.decoder)
             self.decoder = None
             if rest:  # (past any rate limit: the transfer is over)
-                self._hand_over(rest)
+                self._to_sink(self.on_data, rest)
             if why is not None:
                 code, message = pycurl.E_BAD_CONTENT_ENCODING, why
         if not self.fut.done():
