@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterable, Mapping
 from typing import BinaryIO
 
 from .engine import Engine, FileResult, Report
@@ -46,7 +46,7 @@ async def aextract(
     settings: Settings | None = None,
     transports: Mapping[str, Transport] | None = None,
     **options: object,
-) -> AsyncIterator[Item]:
+) -> AsyncGenerator[Item, None]:
     """Yield the items behind ``url``, lazily (no request before the first item is asked)."""
     settings = settings or Settings()
     own = transports is None
@@ -63,14 +63,14 @@ async def aextract(
 
 def extract(
     url: str, *, source: str | None = None, settings: Settings | None = None, **options: object
-) -> Iterator[Item]:
+) -> Generator[Item, None, None]:
     """Items behind ``url`` as a lazy generator. An unknown URL fails at once
     (:class:`~omniget.errors.UnsupportedURL`); requests happen while iterating."""
     find_source(url, source)  # fail fast, without any request
     return _drive(aextract(url, source=source, settings=settings, transports=None, **options))
 
 
-def _drive(agen: AsyncIterator[Item]) -> Iterator[Item]:
+def _drive(agen: AsyncGenerator[Item, None]) -> Generator[Item, None, None]:
     loop = asyncio.new_event_loop()
     try:
         while True:
@@ -79,9 +79,7 @@ def _drive(agen: AsyncIterator[Item]) -> Iterator[Item]:
             except StopAsyncIteration:
                 return
     finally:
-        aclose = getattr(agen, "aclose", None)
-        if aclose is not None:
-            loop.run_until_complete(aclose())
+        loop.run_until_complete(agen.aclose())
         _settle(loop)
         loop.close()
 

@@ -9,7 +9,8 @@ Header digests (all whole-file checks for the bytes we save):
 
 A representation includes its content coding (RFC 9530 appendix B), so when the
 transport decoded a ``Content-Encoding`` (``decoded=True``) none of them describes the
-bytes we save, and none is returned.
+bytes we save, and none is returned: the transport checks those against the encoded
+bytes instead (:func:`encoded_digests`, ``transports/decode.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..model import Digest
 __all__ = [
     "StreamHasher",
     "digests_from_headers",
+    "encoded_digests",
     "file_digest",
     "hashlib_name",
 ]
@@ -116,15 +118,28 @@ def digests_from_headers(headers: Mapping[str, str], *, status: int, decoded: bo
     """
     if decoded:
         return []
+    return _collect(headers, whole=True, body=status == 200)
+
+
+def encoded_digests(headers: Mapping[str, str], *, status: int) -> list[Digest]:
+    """Digests of exactly this answer's body as sent (before any Content-Encoding is
+    undone): Content-Digest and Content-MD5, and for a 200 the representation's too."""
+    return _collect(headers, whole=status == 200, body=True)
+
+
+def _collect(headers: Mapping[str, str], *, whole: bool, body: bool) -> list[Digest]:
+    """``whole``: the representation digests (Repr-Digest, Digest); ``body``: the
+    message body's (Content-Digest, Content-MD5)."""
     case_blind = hasattr(headers, "get_all")  # our Headers: a quick look first
     if case_blind and not any(name in headers for name in _DIGEST_HEADERS):
         return []
     found: list[Digest] = []
-    for v in _header_values(headers, "repr-digest"):
-        found += _parse_structured(v)
-    for v in _header_values(headers, "digest"):
-        found += _parse_legacy(v)
-    if status == 200:
+    if whole:
+        for v in _header_values(headers, "repr-digest"):
+            found += _parse_structured(v)
+        for v in _header_values(headers, "digest"):
+            found += _parse_legacy(v)
+    if body:
         for v in _header_values(headers, "content-digest"):
             found += _parse_structured(v)
         for v in _header_values(headers, "content-md5"):

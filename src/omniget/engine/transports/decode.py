@@ -2,14 +2,29 @@
 the encoded stream really ended: a gzip or zlib stream carries its own end and checksum,
 and a body that stops before them (or decodes to garbage that zlib only notices at the
 end) must not pass for a whole file. libcurl does not check that, so both the pipelined
-connections and libcurl's transfers decode here."""
+connections and libcurl's transfers decode here. A digest the server sent of the encoded
+bytes (Content-MD5 of a gzip body, say) is checked here too: it says nothing of the bytes
+we save."""
 
 from __future__ import annotations
 
+import hashlib
 import zlib
+from collections.abc import Sequence
 from typing import Protocol
 
-__all__ = ["DECODED", "DecodeError", "Decoder", "Deflate", "Gzip", "decoder_for", "end_of"]
+from ...model import Digest
+
+__all__ = [
+    "DECODED",
+    "Checked",
+    "DecodeError",
+    "Decoder",
+    "Deflate",
+    "Gzip",
+    "decoder_for",
+    "end_of",
+]
 
 #: Encodings decoded here; others (br, zstd, ...) are left to libcurl.
 DECODED = frozenset({"gzip", "x-gzip", "deflate"})
@@ -94,25 +109,62 @@ class Deflate:
         return b"" if self._inner is None else self._inner.flush()
 
 
-def decoder_for(encoding: str) -> Decoder | None:
+class Checked:
+    """A decoder that also hashes the encoded bytes it is fed, for the server's digests
+    of them (``mismatch`` tells at the end)."""
+
+    def __init__(self, inner: Decoder, digests: Sequence[Digest]) -> None:
+        self._inner = inner
+        self._digests = list(digests)
+        self._hashes = {d.algo: hashlib.new(d.algo) for d in self._digests}
+
+    @property
+    def eof(self) -> bool:
+        return self._inner.eof
+
+    def decompress(self, data: bytes | memoryview, /) -> bytes:
+        for h in self._hashes.values():
+            h.update(data)
+        return self._inner.decompress(data)
+
+    def flush(self) -> bytes:
+        return self._inner.flush()
+
+    def mismatch(self) -> str | None:
+        """Why the encoded bytes fail a digest the server sent of them (None if none)."""
+        for d in self._digests:
+            got = self._hashes[d.algo].hexdigest()
+            if got != d.hex:
+                return f"the encoded body fails its {d.algo} (expected {d.hex}, got {got})"
+        return None
+
+
+def decoder_for(encoding: str, digests: Sequence[Digest] = ()) -> Decoder | None:
     """A decoder for a Content-Encoding value (lower case, stripped); None for identity.
-    KeyError for one not decoded here (see :data:`DECODED`)."""
+    KeyError for one not decoded here (see :data:`DECODED`). ``digests``: the server's
+    digests of the encoded bytes, checked by :func:`end_of`."""
     if encoding in ("", "identity"):
         return None
+    inner: Decoder
     if encoding in ("gzip", "x-gzip"):
-        return Gzip()
-    if encoding == "deflate":
-        return Deflate()
-    raise KeyError(encoding)
+        inner = Gzip()
+    elif encoding == "deflate":
+        inner = Deflate()
+    else:
+        raise KeyError(encoding)
+    return Checked(inner, digests) if digests else inner
 
 
 def end_of(decoder: Decoder) -> tuple[bytes, str | None]:
     """The decoded bytes the decoder still holds at the end of the body, and why the
-    body is not a whole encoded stream (None when it is)."""
+    body is not a whole encoded stream, or not the one the server's digest names (None
+    when it is)."""
     try:
         rest = decoder.flush()
     except zlib.error as exc:
         return b"", f"bad encoded body: {exc}"
     if not decoder.eof:
         return rest, "the encoded body ends before its stream does"
+    if isinstance(decoder, Checked) and (why := decoder.mismatch()) is not None:
+        return b"", why
     return rest, None

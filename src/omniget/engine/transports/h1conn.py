@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import pycurl
 
+from ..verify import encoded_digests
+from .base import Headers
 from .curlloop import STALLED
 from .decode import DecodeError, Decoder, decoder_for, end_of
 
@@ -348,8 +350,9 @@ class Conn(asyncio.BufferedProtocol):
                 conn += value.lower()
             elif low == b"content-encoding":
                 encoding = value.strip().lower()
+        sums = encoded_digests(Headers(pairs), status=status) if encoding else []
         try:
-            decoder = decoder_for(encoding.decode("latin-1"))
+            decoder = decoder_for(encoding.decode("latin-1"), sums)
         except KeyError:
             return self._refuse_answer(p)
         self.keep = b"close" not in conn and (

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, cast
 import pycurl
 
 from ...errors import IntegrityError, TransientError
+from ..verify import encoded_digests
 from .base import Head, Headers, PipeSink, Sink, StopTransfer, safe_url
 from .decode import DecodeError, Decoder, decoder_for, end_of
 
@@ -172,8 +173,9 @@ class Hop:
             return True
         encoding = self.headers.get("content-encoding", "").strip().lower()
         if self.decode_here:
+            sums = encoded_digests(self.headers, status=self.status) if encoding else []
             try:
-                self.decoder = decoder_for(encoding)
+                self.decoder = decoder_for(encoding, sums)
             except KeyError:
                 self.redo = self.stopped = True
                 return False
