@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator
+from typing import cast
 
 import pytest
 
@@ -20,7 +21,8 @@ def test_all_is_exact_and_sorted() -> None:
 def test_extract_is_lazy_and_megaloader_shaped() -> None:
     gen = omniget.extract("https://example.test/files/a.bin")
     assert inspect.isgenerator(gen)
-    item = next(gen)
+    # (mypy narrows gen to GeneratorType[object, ...]: its items are still Items)
+    item = cast(omniget.Item, next(gen))
     assert (item.download_url, item.filename, item.size_bytes) == (
         "https://example.test/files/a.bin",
         "a.bin",

@@ -193,7 +193,9 @@ def test_header_less_cookies_are_sent(httpd: HTTPServer) -> None:
     Path("c.txt").write_text(COOKIES)
     assert main(["-q", "--cookies", "c.txt", "-o", "out", url]) == 0
     (request,) = httpd.requests
-    assert sorted(request.header("cookie").split("; ")) == ["hid=xyz", "sid=abc"]
+    cookie = request.header("cookie")
+    assert cookie is not None
+    assert sorted(cookie.split("; ")) == ["hid=xyz", "sid=abc"]
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ import pytest
 import omniget
 from omniget.cli import main
 from omniget.engine.events import Failed, Finished, Progress, Started
-from omniget.engine.report import FileResult, Report
+from omniget.engine.report import FileResult, Report, Status
 from omniget.errors import (
     AuthRequired,
     Cancelled,
@@ -135,7 +135,7 @@ def report_of(*results: tuple[str, OmnigetError | None]) -> Report:
     rs = []
     for name, error in results:
         item = Item(download_url=f"https://example.com/{name}")
-        status = "failed" if error else "ok"
+        status: Status = "failed" if error else "ok"
         rs.append(FileResult(item, Path.cwd() / name, status, size=MiB, fetched=MiB, error=error))
     return Report(results=rs, elapsed=1.0)
 

@@ -20,6 +20,7 @@ from omniget.cli.output import (
     summary_line,
 )
 from omniget.engine.events import (
+    Event,
     Failed,
     Finished,
     PieceDone,
@@ -91,7 +92,7 @@ def test_event_dicts() -> None:
     item = make_item()
     path = Path.cwd() / "album" / "clip.mp4"
     m = Masker()
-    events = [
+    events: list[tuple[Event, dict[str, object]]] = [
         (Started(item, path, size=10, resumed=2, connections=3),
          {"size": 10, "resumed": 2, "connections": 3}),
         (Progress(item, path, done=5, size=10), {"done": 5, "size": 10}),

@@ -9,9 +9,10 @@ import pytest
 
 from omniget.engine.transports.memory import MemoryTransport
 from omniget.errors import UnsupportedURL, UsageError
+from omniget.model import Item
 from omniget.settings import Settings
 from omniget.sources import find_source, source_classes
-from omniget.sources.base import HttpClient, SourceContext
+from omniget.sources.base import HttpClient, Source, SourceContext
 
 SOURCES = source_classes()
 
@@ -23,14 +24,14 @@ def test_registry_lists_http_last() -> None:
 
 
 @pytest.mark.parametrize("cls", SOURCES, ids=lambda c: c.name)
-def test_examples_pick_their_own_source(cls) -> None:
+def test_examples_pick_their_own_source(cls: type[Source]) -> None:
     assert cls.examples, f"{cls.name} has no examples"
     for url in cls.examples:
         assert find_source(url) is cls
 
 
 @pytest.mark.parametrize("cls", SOURCES, ids=lambda c: c.name)
-def test_construction_makes_no_request(cls) -> None:
+def test_construction_makes_no_request(cls: type[Source]) -> None:
     mem = MemoryTransport()
     ctx = SourceContext(Settings(), HttpClient({"http": mem, "https": mem}))
     for url in cls.examples:
@@ -51,7 +52,7 @@ def test_http_source_items_are_valid() -> None:
     ctx = SourceContext(Settings(), HttpClient({"http": mem, "https": mem}))
     src = find_source("https://x.test/a/b%20c.zip?x=1")("https://x.test/a/b%20c.zip?x=1", ctx)
 
-    async def collect():
+    async def collect() -> list[Item]:
         return [i async for i in src.items()]
 
     items = asyncio.run(collect())

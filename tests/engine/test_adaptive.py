@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.servers.httpd import HTTPServer
 from tests.servers.wire import LoggedRequest
 
 from omniget.engine import Engine, Report
@@ -86,7 +88,9 @@ def run_counting(url: str, tmp_path: Path, **kw: object) -> tuple[Report, Counti
     return asyncio.run(go()), transport
 
 
-def test_per_connection_limit_goes_to_the_host_cap(httpd, payload, tmp_path) -> None:
+def test_per_connection_limit_goes_to_the_host_cap(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     data = payload(8 * MiB, 7)
     httpd.add("/capped.bin", data)
     report, most = run(httpd.url("/capped.bin", drip=6 * MiB), tmp_path, connections_per_host=6)
@@ -96,7 +100,9 @@ def test_per_connection_limit_goes_to_the_host_cap(httpd, payload, tmp_path) -> 
     assert most == 6
 
 
-def test_split_waits_for_the_new_connections_first_answers(httpd, payload, tmp_path) -> None:
+def test_split_waits_for_the_new_connections_first_answers(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     # Every answer comes 0.15 s late: a window that started at connect time would see the
     # new connections add nothing and stop; measured from their answers they double it.
     data = payload(3 * MiB, 8)
@@ -108,7 +114,9 @@ def test_split_waits_for_the_new_connections_first_answers(httpd, payload, tmp_p
     assert most >= 4
 
 
-def test_small_file_uses_one_request(httpd, payload, tmp_path) -> None:
+def test_small_file_uses_one_request(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     data = payload(300 * KiB, 9)
     httpd.add("/small.bin", data)
     report, _ = run(httpd.url("/small.bin", drip=2 * MiB), tmp_path, connections_per_host=8)
@@ -116,7 +124,9 @@ def test_small_file_uses_one_request(httpd, payload, tmp_path) -> None:
     assert len(httpd.requests_to("/small.bin")) == 1
 
 
-def test_tail_is_stolen_below_the_split_size(httpd, payload, tmp_path) -> None:
+def test_tail_is_stolen_below_the_split_size(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     # --split 2 on a file just over 2 x min_split: when the faster half ends, the other's
     # remainder (well under 2 x min_split) is still split again.
     data = payload(600 * KiB, 10)
@@ -130,7 +140,7 @@ def test_tail_is_stolen_below_the_split_size(httpd, payload, tmp_path) -> None:
 
 @pytest.mark.parametrize(("cap", "opened"), [(4, 4), (8, 8), (16, 8)])
 def test_large_file_opens_up_to_eight_connections_at_its_first_answer(
-    httpd, payload, tmp_path, cap: int, opened: int
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, cap: int, opened: int
 ) -> None:
     # 32 split sizes or more: no 0.1 s window on one connection first (at 4 MiB/s that
     # window alone would bring ~400 KiB before the second request)
@@ -150,7 +160,9 @@ def test_large_file_opens_up_to_eight_connections_at_its_first_answer(
         assert counting.starts[opened] >= 2 * (4 * MiB // 20), counting.starts
 
 
-def test_smaller_file_measures_one_connection_first(httpd, payload, tmp_path) -> None:
+def test_smaller_file_measures_one_connection_first(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     data = payload(2 * MiB, 12)
     httpd.add("/medium.bin", data)
     report, counting = run_counting(
@@ -161,7 +173,9 @@ def test_smaller_file_measures_one_connection_first(httpd, payload, tmp_path) ->
     assert counting.starts[1] >= 2 * (1 * MiB // 20), counting.starts  # a window came first
 
 
-def test_quiet_tail_is_taken_over(httpd, payload, tmp_path) -> None:
+def test_quiet_tail_is_taken_over(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     # The first answer stalls for 5 s after 16 KiB. Stealing halves its remainder down to
     # the steal unit; what is left then is taken over by a fresh request instead of
     # waiting out the stall.
@@ -188,7 +202,9 @@ def most_at_once(requests: list[LoggedRequest]) -> int:
     return most
 
 
-def test_many_large_files_keep_the_per_host_cap(httpd, payload, tmp_path) -> None:
+def test_many_large_files_keep_the_per_host_cap(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     """Large files after a large first answer: their first requests go over our own kept
     connections one at a time, their split spans through libcurl; together they stay
     within the per-host cap."""

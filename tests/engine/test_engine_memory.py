@@ -7,7 +7,7 @@ import base64
 import hashlib
 import os
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,10 @@ def blob(n: int, seed: int = 0) -> bytes:
     return bytes(out[:n])
 
 
-def run(engine: Engine, items: list[Item], dest: Path, within: float | None = None):
+def run(engine: Engine, items: list[Item], dest: Path, within: float | None = None) -> Report:
     """Run to the end; ``within``: fail with TimeoutError after that many seconds (a hang)."""
 
-    async def go():
+    async def go() -> Report:
         try:
             return await asyncio.wait_for(engine.run(items, dest), within)
         finally:
@@ -49,7 +49,7 @@ def run(engine: Engine, items: list[Item], dest: Path, within: float | None = No
     return asyncio.run(go())
 
 
-def make(tmp_path: Path, mem: MemoryTransport, **kw) -> tuple[Engine, list[Event]]:
+def make(tmp_path: Path, mem: MemoryTransport, **kw: Any) -> tuple[Engine, list[Event]]:
     events: list[Event] = []
     settings = Settings(**{"min_split_size": 256 * 1024, **kw})
     eng = Engine(
@@ -124,7 +124,7 @@ def test_zlib_pieces_and_local_slices(tmp_path: Path) -> None:
     ca, cb = zlib.compress(a), zlib.compress(b)
     mem.add("http://cdn.test/a", ca)
     mem.add("http://cdn.test/b", cb)
-    md5 = lambda x: Digest("md5", hashlib.md5(x).hexdigest())  # noqa: E731
+    md5: Callable[[bytes], Digest] = lambda x: Digest("md5", hashlib.md5(x).hexdigest())  # noqa: E731
     pieces = (
         Piece(
             "http://cdn.test/a",
@@ -256,12 +256,14 @@ def test_http_errors_map_to_exit_codes(tmp_path: Path, status: int, code: int) -
     assert list(tmp_path.glob("data.bin*")) == []
 
 
-def test_permission_error_is_storage_error_with_path(tmp_path: Path, monkeypatch) -> None:
+def test_permission_error_is_storage_error_with_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     mem = MemoryTransport()
     mem.add(URL, b"data")
     real_open = os.open
 
-    def deny(path, flags, mode=0o777, **kw):
+    def deny(path: str | os.PathLike[str], flags: int, mode: int = 0o777, **kw: Any) -> int:
         if str(path).endswith(".omniget-part"):
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, flags, mode, **kw)
@@ -280,7 +282,7 @@ def test_first_answer_with_wrong_range_is_never_spliced(tmp_path: Path) -> None:
     data = blob(200_000, 30)
     mem.add(URL, data, etag='"e"')  # same validator: only the offset check can catch it
 
-    def bad_first(req, n):
+    def bad_first(req: Request, n: int) -> MemResponse | None:
         if n == 0:  # claims bytes 100..end, sends them: self-consistent, not what was asked
             cr = f"bytes 100-{len(data) - 1}/{len(data)}"
             return MemResponse(206, data[100:], {"content-range": cr, "etag": '"e"'})
@@ -599,10 +601,11 @@ def test_a_finished_file_is_let_go_while_the_run_goes_on(
     import weakref
 
     import omniget.engine.core as core
+    from omniget.engine.job import FileJob  # (what core.FileJob is)
 
     jobs: dict[str, weakref.ref[Any]] = {}
 
-    class Tracked(core.FileJob):
+    class Tracked(FileJob):
         def __init__(self, ctx: Any, item: Item, *args: Any, **kw: Any) -> None:
             super().__init__(ctx, item, *args, **kw)
             jobs[item.download_url] = weakref.ref(self)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from omniget.engine import Engine
+from omniget.engine import Engine, Report
 from omniget.engine.events import Event, Finished
 from omniget.engine.retry import FakeClock
 from omniget.engine.scheduler import Ticket
@@ -64,7 +64,9 @@ class Recorder:
         return None
 
 
-def run_items(tmp_path: Path, transport: object, items: list[Item], **kw: object):
+def run_items(
+    tmp_path: Path, transport: object, items: list[Item], **kw: object
+) -> tuple[Report, list[Event]]:
     events: list[Event] = []
     settings = Settings(state_dir=tmp_path / "state", **kw)  # type: ignore[arg-type]
     eng = Engine(
@@ -74,7 +76,7 @@ def run_items(tmp_path: Path, transport: object, items: list[Item], **kw: object
         on_event=events.append,
     )
 
-    async def go():
+    async def go() -> Report:
         try:
             return await asyncio.wait_for(eng.run(items, tmp_path / "out"), 20)
         finally:

@@ -11,7 +11,7 @@ from tests.servers.httpd import HTTPServer
 
 import omniget.engine.context as context
 from omniget import download
-from omniget.engine.assemble import PART_SUFFIX
+from omniget.engine.assemble import PART_SUFFIX, create_part
 from omniget.engine.events import Event, Finished
 from omniget.settings import Settings
 
@@ -53,7 +53,7 @@ def every_create_slow(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     monkeypatch.setattr(context, "SLOW_CREATE", 0.0)
     monkeypatch.setattr(context, "SLOW_SCORE", 1.0)
     made: list[tuple[str, str]] = []
-    real = context.create_part
+    real = create_part  # (the one context calls, patched below)
 
     def logged(final: Path, made_dirs: set[str] | None = None) -> int:
         made.append((threading.current_thread().name, final.name))

@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from tests.servers.httpd import HTTPServer
 
 from omniget.engine import Engine, Report
 from omniget.engine.events import Event, Retrying
@@ -56,7 +59,9 @@ def files(out: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("times", ["1", "3"])
-def test_reset_midway_is_resumed_with_range(httpd, payload, tmp_path, times) -> None:
+def test_reset_midway_is_resumed_with_range(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, times: str
+) -> None:
     data = payload(600 * KiB, 1)
     path = httpd.new_path("r.bin")
     httpd.add(path, data)
@@ -68,7 +73,9 @@ def test_reset_midway_is_resumed_with_range(httpd, payload, tmp_path, times) -> 
     assert sum(isinstance(e, Retrying) for e in events) == int(times)
 
 
-def test_reset_always_gives_up_with_exit_3(httpd, payload, tmp_path) -> None:
+def test_reset_always_gives_up_with_exit_3(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     path = httpd.new_path("a.bin")
     httpd.add(path, payload(8 * MiB, 2))
     report, _, out = fetch(httpd.url(path, reset=1000), tmp_path, retries=3)
@@ -77,7 +84,9 @@ def test_reset_always_gives_up_with_exit_3(httpd, payload, tmp_path) -> None:
     assert files(out) == ["a.bin.omniget-part"]  # kept for a later resume
 
 
-def test_truncated_body_is_completed(httpd, payload, tmp_path) -> None:
+def test_truncated_body_is_completed(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     data = payload(300 * KiB, 3)
     path = httpd.new_path("t.bin")
     httpd.add(path, data)
@@ -86,7 +95,9 @@ def test_truncated_body_is_completed(httpd, payload, tmp_path) -> None:
     assert (out / "t.bin").read_bytes() == data
 
 
-def test_truncated_chunked_body_is_completed(httpd, payload, tmp_path) -> None:
+def test_truncated_chunked_body_is_completed(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     data = payload(300 * KiB, 4)
     path = httpd.new_path("c.bin")
     httpd.add(path, data)
@@ -96,7 +107,9 @@ def test_truncated_chunked_body_is_completed(httpd, payload, tmp_path) -> None:
     assert (out / "c.bin").read_bytes() == data
 
 
-def test_chunked_body_whose_last_chunk_is_lost_ends_on_the_416(httpd, payload, tmp_path) -> None:
+def test_chunked_body_whose_last_chunk_is_lost_ends_on_the_416(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     """Every byte came, but the connection closed before the terminating chunk (a reset
     behind it on the connection discards it, say): the resumed request from the end gets
     416 with ``bytes */SIZE``, which says the file is whole."""
@@ -111,7 +124,9 @@ def test_chunked_body_whose_last_chunk_is_lost_ends_on_the_416(httpd, payload, t
     assert asked == [(None, 200), (f"bytes={len(data)}-", 416)]
 
 
-def test_a_416_showing_a_shorter_file_starts_over(httpd, payload, tmp_path) -> None:
+def test_a_416_showing_a_shorter_file_starts_over(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     """A body of unknown length cut short; then the server's file is shorter than the
     bytes we have: it changed, so it is fetched again whole."""
     old, new = payload(45 * KiB, 10), payload(40 * KiB, 12)
@@ -126,7 +141,9 @@ def test_a_416_showing_a_shorter_file_starts_over(httpd, payload, tmp_path) -> N
     assert asked == [(None, 200), (f"bytes={44 * KiB}-", 416), (None, 200)]
 
 
-def test_a_corrupt_encoded_answer_leaves_none_of_its_bytes(httpd, payload, tmp_path) -> None:
+def test_a_corrupt_encoded_answer_leaves_none_of_its_bytes(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     """gzip forced on us and corrupt once: the stream decodes to wrong bytes before its
     CRC fails at the end. The next answer is a whole body again; none of the first one's
     bytes may stay (they were only skipped before)."""
@@ -139,7 +156,9 @@ def test_a_corrupt_encoded_answer_leaves_none_of_its_bytes(httpd, payload, tmp_p
     assert sum(isinstance(e, Retrying) for e in events) == 1
 
 
-def test_an_unknown_length_failing_its_digest_is_fetched_again(httpd, payload, tmp_path) -> None:
+def test_an_unknown_length_failing_its_digest_is_fetched_again(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     """The first close-delimited answer ends at once (an empty body, a FIN): its size,
     read off its end, is no size at all once the digest says the bytes are wrong."""
     data = payload(1, 11)
@@ -153,16 +172,21 @@ def test_an_unknown_length_failing_its_digest_is_fetched_again(httpd, payload, t
 
 
 @pytest.mark.parametrize("fault", ["norange", "badrange"])
-def test_broken_range_support_never_splices(httpd, payload, tmp_path, fault) -> None:
+def test_broken_range_support_never_splices(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, fault: str
+) -> None:
     data = payload(3 * MiB, 5)
     path = httpd.new_path("s.bin")
     httpd.add(path, data)
-    report, _, out = fetch(httpd.url(path, **{fault: 1}), tmp_path, split=4)
+    query: dict[str, Any] = {fault: 1}  # (**query also covers url()'s host: str | None)
+    report, _, out = fetch(httpd.url(path, **query), tmp_path, split=4)
     assert report.exit_code == 0, report.failures
     assert (out / "s.bin").read_bytes() == data
 
 
-def test_server_errors_then_success(httpd, payload, tmp_path) -> None:
+def test_server_errors_then_success(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     data = payload(10 * KiB, 6)
     for status in (500, 502, 503):
         path = httpd.new_path(f"e{status}.bin")
@@ -172,7 +196,7 @@ def test_server_errors_then_success(httpd, payload, tmp_path) -> None:
         assert (out / f"e{status}.bin").read_bytes() == data
 
 
-def test_503_forever_gives_up_bounded(httpd, tmp_path) -> None:
+def test_503_forever_gives_up_bounded(httpd: HTTPServer, tmp_path: Path) -> None:
     path = httpd.new_path("gone.bin")
     httpd.add(path, b"x")
     report, _events, out = fetch(httpd.url(path, status=503), tmp_path, retries=4)
@@ -184,7 +208,9 @@ def test_503_forever_gives_up_bounded(httpd, tmp_path) -> None:
 
 @pytest.mark.parametrize("status", [429, 503])
 @pytest.mark.parametrize("after", ["7", "date:30"])
-def test_retry_after_is_honoured(httpd, tmp_path, status, after) -> None:
+def test_retry_after_is_honoured(
+    httpd: HTTPServer, tmp_path: Path, status: int, after: str
+) -> None:
     path = httpd.new_path("ra.bin")
     httpd.add(path, b"payload")
     url = httpd.url(path, status=status, times=1, retry_after=after)
@@ -195,7 +221,7 @@ def test_retry_after_is_honoured(httpd, tmp_path, status, after) -> None:
     assert len(delays) == 1 and want - 2 <= delays[0] <= want + 1
 
 
-def test_retry_after_beyond_cap_is_capped(httpd, tmp_path) -> None:
+def test_retry_after_beyond_cap_is_capped(httpd: HTTPServer, tmp_path: Path) -> None:
     path = httpd.new_path("cap.bin")
     httpd.add(path, b"payload")
     url = httpd.url(path, status=503, times=1, retry_after=120)
@@ -204,7 +230,9 @@ def test_retry_after_beyond_cap_is_capped(httpd, tmp_path) -> None:
     assert [e.delay for e in events if isinstance(e, Retrying)] == [60.0]
 
 
-def test_retry_after_beyond_the_whole_budget_gives_up_at_once(httpd, tmp_path) -> None:
+def test_retry_after_beyond_the_whole_budget_gives_up_at_once(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
     path = httpd.new_path("later.bin")
     httpd.add(path, b"payload")
     url = httpd.url(path, status=503, times=1, retry_after=100_000)
@@ -213,7 +241,9 @@ def test_retry_after_beyond_the_whole_budget_gives_up_at_once(httpd, tmp_path) -
     assert not [e for e in events if isinstance(e, Retrying)]
 
 
-def test_slow_drip_completes(httpd, payload, tmp_path) -> None:
+def test_slow_drip_completes(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     data = payload(60 * KiB, 7)
     path = httpd.new_path("d.bin")
     httpd.add(path, data)
@@ -222,7 +252,9 @@ def test_slow_drip_completes(httpd, payload, tmp_path) -> None:
     assert (out / "d.bin").read_bytes() == data
 
 
-def test_stall_is_detected_and_retried(httpd, payload, tmp_path) -> None:
+def test_stall_is_detected_and_retried(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     data = payload(200 * KiB, 8)
     path = httpd.new_path("st.bin")
     httpd.add(path, data)
@@ -232,7 +264,9 @@ def test_stall_is_detected_and_retried(httpd, payload, tmp_path) -> None:
     assert any(isinstance(e, Retrying) for e in events)
 
 
-def test_etag_change_restarts_the_file(httpd, payload, tmp_path) -> None:
+def test_etag_change_restarts_the_file(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     data = payload(400 * KiB, 9)
     path = httpd.new_path("v.bin")
     httpd.add(path, data)
@@ -245,7 +279,9 @@ def test_etag_change_restarts_the_file(httpd, payload, tmp_path) -> None:
     assert second.header("if-range")
 
 
-def test_corrupt_first_answer_caught_by_digest_header(httpd, payload, tmp_path) -> None:
+def test_corrupt_first_answer_caught_by_digest_header(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     data = payload(100 * KiB, 10)
     path = httpd.new_path("x.bin")
     httpd.add(path, data)
@@ -256,7 +292,9 @@ def test_corrupt_first_answer_caught_by_digest_header(httpd, payload, tmp_path) 
     assert len(httpd.requests_to(path)) == 2
 
 
-def test_corrupt_always_is_an_integrity_failure(httpd, payload, tmp_path) -> None:
+def test_corrupt_always_is_an_integrity_failure(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     path = httpd.new_path("bad.bin")
     data = payload(50 * KiB, 11)
     httpd.add(path, data)
@@ -267,7 +305,9 @@ def test_corrupt_always_is_an_integrity_failure(httpd, payload, tmp_path) -> Non
     assert files(out) == []
 
 
-def test_forced_gzip_saves_identity_bytes(httpd, payload, tmp_path) -> None:
+def test_forced_gzip_saves_identity_bytes(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     data = b"hello gzip world\n" * 5000
     path = httpd.new_path("g.txt")
     httpd.add(path, data)
@@ -291,7 +331,9 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize("name", HOSTILE, ids=range(len(HOSTILE)))
-def test_hostile_content_disposition_stays_inside(httpd, tmp_path, name) -> None:
+def test_hostile_content_disposition_stays_inside(
+    httpd: HTTPServer, tmp_path: Path, name: str
+) -> None:
     path = httpd.new_path("plain.bin")
     httpd.add(path, b"data")
     url = (
@@ -312,7 +354,7 @@ def test_hostile_content_disposition_stays_inside(httpd, tmp_path, name) -> None
     assert raw.upper().split(".")[0] not in {"CON", "NUL"}
 
 
-def test_redirect_loop_is_refused(httpd, tmp_path) -> None:
+def test_redirect_loop_is_refused(httpd: HTTPServer, tmp_path: Path) -> None:
     path = httpd.new_path("loop.bin")
     httpd.add(path, b"x")
     report, _, out = fetch(httpd.url(path, loop=1), tmp_path)
@@ -322,7 +364,9 @@ def test_redirect_loop_is_refused(httpd, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("target", ["file:///etc/passwd", "ftp://127.0.0.1/x"])
-def test_redirect_to_other_schemes_is_refused(httpd, tmp_path, target) -> None:
+def test_redirect_to_other_schemes_is_refused(
+    httpd: HTTPServer, tmp_path: Path, target: str
+) -> None:
     path = httpd.new_path("r.bin")
     httpd.add(path, b"x")
     report, _, out = fetch(httpd.url(path, redirect=target), tmp_path)
@@ -331,7 +375,9 @@ def test_redirect_to_other_schemes_is_refused(httpd, tmp_path, target) -> None:
     assert files(out) == []
 
 
-def test_cross_origin_redirect_drops_credentials(httpd, httpd2, tmp_path) -> None:
+def test_cross_origin_redirect_drops_credentials(
+    httpd: HTTPServer, httpd2: HTTPServer, tmp_path: Path
+) -> None:
     other = httpd2.new_path("there.bin")
     httpd2.add(other, b"moved")
     path = httpd.new_path("here.bin")
@@ -352,7 +398,7 @@ def test_cross_origin_redirect_drops_credentials(httpd, httpd2, tmp_path) -> Non
         assert hop.header(name) is None, name
 
 
-def test_self_signed_certificate(httpsd, tls_ca_path, tmp_path) -> None:
+def test_self_signed_certificate(httpsd: HTTPServer, tls_ca_path: Path, tmp_path: Path) -> None:
     path = httpsd.new_path("tls.bin")
     httpsd.add(path, b"secure")
     url = httpsd.url(path)
@@ -366,13 +412,13 @@ def test_self_signed_certificate(httpsd, tls_ca_path, tmp_path) -> None:
     assert ok.exit_code == 0
 
 
-def test_404_is_exit_6_and_leaves_nothing(httpd, tmp_path) -> None:
+def test_404_is_exit_6_and_leaves_nothing(httpd: HTTPServer, tmp_path: Path) -> None:
     report, _, out = fetch(httpd.url("/nothing/here.bin"), tmp_path)
     assert report.exit_code == 6
     assert files(out) == []
 
 
-def test_html_error_page_is_not_a_media_file(httpd, tmp_path) -> None:
+def test_html_error_page_is_not_a_media_file(httpd: HTTPServer, tmp_path: Path) -> None:
     path = httpd.new_path("img.jpg")
     httpd.add(path, b"\xff\xd8jpeg")
     item = Item(httpd.url(path, body="html"), filename="img.jpg", expect="media")
@@ -381,7 +427,9 @@ def test_html_error_page_is_not_a_media_file(httpd, tmp_path) -> None:
     assert files(out) == []
 
 
-def test_close_delimited_body_without_digest_is_unverified(httpd, payload, tmp_path) -> None:
+def test_close_delimited_body_without_digest_is_unverified(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     data = payload(70 * KiB, 12)
     path = httpd.new_path("n.bin")
     httpd.add(path, data)
@@ -392,7 +440,7 @@ def test_close_delimited_body_without_digest_is_unverified(httpd, payload, tmp_p
     assert not os.path.exists(out / "n.bin.omniget-part")
 
 
-def test_a_refused_connection_gets_two_quick_retries(tmp_path) -> None:
+def test_a_refused_connection_gets_two_quick_retries(tmp_path: Path) -> None:
     """Nobody listens on the port (a typo, a stopped server): fail after two retries
     (1.5 s of backoff), not the full budget."""
     import socket

@@ -13,14 +13,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from tests.servers.httpd import HTTPServer, LoggedRequest
+from tests.servers.nginx import NginxServer
 
 MiB = 1024 * 1024
 
 
-def omniget(*args: str, state: Path, **kw: object) -> subprocess.CompletedProcess[str]:
+def omniget(*args: str, state: Path, **kw: Any) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMNIGET_STATE_DIR": str(state), "NO_COLOR": "1"}
     return subprocess.run(
         [sys.executable, "-m", "omniget", *args],
@@ -28,22 +32,29 @@ def omniget(*args: str, state: Path, **kw: object) -> subprocess.CompletedProces
         text=True,
         env=env,
         timeout=120,
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
 
 
-def start(*args: str, state: Path, **kw: object) -> subprocess.Popen[bytes]:
+def start(*args: str, state: Path, **kw: Any) -> subprocess.Popen[bytes]:
     env = {**os.environ, "OMNIGET_STATE_DIR": str(state)}
     kw.setdefault("stdout", subprocess.DEVNULL)
     return subprocess.Popen(
         [sys.executable, "-m", "omniget", *args],
         stderr=subprocess.PIPE,
         env=env,
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
 
 
-def wait_for(cond, timeout: float = 30.0) -> None:
+def range_start(request: LoggedRequest) -> int:
+    """Where a logged request's ``Range: bytes=START-...`` starts."""
+    value = request.header("range")
+    assert value is not None
+    return int(value.split("=")[1].split("-")[0])
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 30.0) -> None:
     end = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > end:
@@ -51,7 +62,9 @@ def wait_for(cond, timeout: float = 30.0) -> None:
         time.sleep(0.02)
 
 
-def test_sigkill_then_rerun_gives_identical_bytes(httpd, payload, tmp_path) -> None:
+def test_sigkill_then_rerun_gives_identical_bytes(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     data = payload(24 * MiB, 21)
     path = httpd.new_path("big.bin")
     url = httpd.add(path, data)
@@ -70,7 +83,7 @@ def test_sigkill_then_rerun_gives_identical_bytes(httpd, payload, tmp_path) -> N
     assert hashlib.sha256((out / "big.bin").read_bytes()).digest() == hashlib.sha256(data).digest()
     assert sorted(os.listdir(out)) == ["big.bin"]
     resumed = httpd.requests_to(path)
-    starts = [int(r.header("range").split("=")[1].split("-")[0]) for r in resumed]
+    starts = [range_start(r) for r in resumed]
     assert min(starts) > 0  # every connection resumed past its own start
     assert all(r.header("if-range") for r in resumed)
     # the rerun fetched only what the killed run had not checkpointed (it had ~6 MiB)
@@ -80,7 +93,9 @@ def test_sigkill_then_rerun_gives_identical_bytes(httpd, payload, tmp_path) -> N
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_interrupt_keeps_state_then_rerun_resumes(httpd, payload, tmp_path, sig) -> None:
+def test_interrupt_keeps_state_then_rerun_resumes(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, sig: signal.Signals
+) -> None:
     data = payload(12 * MiB, 23)
     path = httpd.new_path("cut.bin")
     url = httpd.add(path, data)
@@ -108,11 +123,13 @@ def test_interrupt_keeps_state_then_rerun_resumes(httpd, payload, tmp_path, sig)
     assert done.returncode == 0, done.stderr
     assert (out / "cut.bin").read_bytes() == data
     assert sorted(os.listdir(out)) == ["cut.bin"]
-    starts = [int(r.header("range").split("=")[1].split("-")[0]) for r in httpd.requests_to(path)]
+    starts = [range_start(r) for r in httpd.requests_to(path)]
     assert min(starts) > 0  # resumed, not started over
 
 
-def test_rerun_of_finished_download_is_a_noop(httpd, payload, tmp_path) -> None:
+def test_rerun_of_finished_download_is_a_noop(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     data = payload(300_000, 22)
     path = httpd.new_path("once.bin")
     url = httpd.add(path, data)
@@ -125,7 +142,7 @@ def test_rerun_of_finished_download_is_a_noop(httpd, payload, tmp_path) -> None:
     assert os.listdir(tmp_path / "o") == ["once.bin"]
 
 
-def test_server_chosen_name_rerun_is_a_noop(httpd, tmp_path) -> None:
+def test_server_chosen_name_rerun_is_a_noop(httpd: HTTPServer, tmp_path: Path) -> None:
     path = httpd.new_path("dl")
     httpd.add(path, b"content")
     url = httpd.url(path, cd="report final.pdf")
@@ -147,7 +164,9 @@ def _tmpfs(where: Path, size: str) -> bool:
     return res.returncode == 0
 
 
-def test_disk_full_is_clear_and_resumable(httpd, payload, tmp_path) -> None:
+def test_disk_full_is_clear_and_resumable(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     small = tmp_path / "small"
     if not _tmpfs(small, "3m"):
         pytest.skip("cannot mount a tmpfs here (needs root and mount)")
@@ -185,7 +204,7 @@ def _drop_mode_overrides() -> None:
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
-def test_permission_denied_is_exit_7(httpd, tmp_path) -> None:
+def test_permission_denied_is_exit_7(httpd: HTTPServer, tmp_path: Path) -> None:
     url = httpd.add(httpd.new_path("p.bin"), b"data")
     locked = tmp_path / "locked"
     locked.mkdir()
@@ -209,7 +228,7 @@ def test_permission_denied_is_exit_7(httpd, tmp_path) -> None:
     assert os.listdir(locked) == []
 
 
-def test_peak_memory_is_bounded_on_a_large_file(nginx, tmp_path) -> None:
+def test_peak_memory_is_bounded_on_a_large_file(nginx: NginxServer, tmp_path: Path) -> None:
     name = "mem.bin"
     src = nginx.root / name
     with open(src, "wb") as f:  # sparse 512 MiB file: cheap to make, real bytes to move
@@ -234,7 +253,9 @@ def test_peak_memory_is_bounded_on_a_large_file(nginx, tmp_path) -> None:
     src.unlink()
 
 
-def test_nginx_split_download_is_exact(nginx, payload, tmp_path) -> None:
+def test_nginx_split_download_is_exact(
+    nginx: NginxServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     data = payload(20 * MiB, 24)
     (nginx.root / "s.bin").write_bytes(data)
     res = omniget(
@@ -250,19 +271,19 @@ def test_nginx_split_download_is_exact(nginx, payload, tmp_path) -> None:
     assert (tmp_path / "s.bin").read_bytes() == data
 
 
-def test_typo_url_is_one_line_exit_2(tmp_path) -> None:
+def test_typo_url_is_one_line_exit_2(tmp_path: Path) -> None:
     res = omniget("htps:/example.com/x", state=tmp_path)
     assert res.returncode == 2
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
 
 
-def test_unknown_flag_is_one_line_exit_2(tmp_path) -> None:
+def test_unknown_flag_is_one_line_exit_2(tmp_path: Path) -> None:
     res = omniget("--conections", "4", "http://127.0.0.1:9/x", state=tmp_path)
     assert res.returncode == 2
     assert len(res.stderr.strip().splitlines()) <= 2 and "Traceback" not in res.stderr
 
 
-def test_stdout_output(httpd, payload, tmp_path) -> None:
+def test_stdout_output(httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path) -> None:
     data = payload(200_000, 25)
     url = httpd.add(httpd.new_path("o.bin"), data)
     env = {**os.environ, "OMNIGET_STATE_DIR": str(tmp_path)}
@@ -272,7 +293,9 @@ def test_stdout_output(httpd, payload, tmp_path) -> None:
     assert res.returncode == 0 and res.stdout == data
 
 
-def test_stdout_closed_by_its_reader_is_one_line_exit_7(httpd, payload, tmp_path) -> None:
+def test_stdout_closed_by_its_reader_is_one_line_exit_7(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     # (as `omniget -O - URL | head -c 10`: curl and wget also say the output failed)
     url = httpd.add(httpd.new_path("p.bin"), payload(8 * MiB, 28))
     env = {**os.environ, "OMNIGET_STATE_DIR": str(tmp_path)}
@@ -289,7 +312,9 @@ def test_stdout_closed_by_its_reader_is_one_line_exit_7(httpd, payload, tmp_path
 
 
 @pytest.mark.parametrize("split", ["1", "4"])
-def test_checksum_is_checked(httpd, payload, tmp_path, split) -> None:
+def test_checksum_is_checked(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, split: str
+) -> None:
     # --split 4: every connection writes its own span, so the whole file is hashed at the end
     data = payload(3 * MiB, 26)
     url = httpd.add(httpd.new_path("c.bin"), data)
@@ -308,7 +333,9 @@ def test_checksum_is_checked(httpd, payload, tmp_path, split) -> None:
     assert not (out / "c.bin").exists()
 
 
-def test_checksum_on_stdout(httpd, payload, tmp_path) -> None:
+def test_checksum_on_stdout(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     data = payload(100_000, 27)
     url = httpd.add(httpd.new_path("s.bin"), data)
     env = {**os.environ, "OMNIGET_STATE_DIR": str(tmp_path)}
@@ -327,7 +354,7 @@ def test_checksum_on_stdout(httpd, payload, tmp_path) -> None:
     assert res.returncode == 0 and res.stdout == data
 
 
-def test_on_exists_rename_is_not_remembered(httpd, tmp_path) -> None:
+def test_on_exists_rename_is_not_remembered(httpd: HTTPServer, tmp_path: Path) -> None:
     # A rename chosen because the name was taken is this run's choice: a later run with
     # another --on-exists decides afresh from the URL's name.
     url = httpd.add(httpd.new_path("small"), b"new")
@@ -341,7 +368,9 @@ def test_on_exists_rename_is_not_remembered(httpd, tmp_path) -> None:
     assert (out / "small").read_bytes() == b"new"
 
 
-def test_server_chosen_name_is_remembered_as_the_server_gave_it(httpd, tmp_path) -> None:
+def test_server_chosen_name_is_remembered_as_the_server_gave_it(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
     path = httpd.new_path("dl")
     httpd.add(path, b"content")
     url = httpd.url(path, cd="chosen.txt")
@@ -362,7 +391,9 @@ def test_server_chosen_name_is_remembered_as_the_server_gave_it(httpd, tmp_path)
 
 
 @pytest.mark.parametrize("first", ["missing", "auth"])
-def test_mirror_is_tried_after_a_permanent_error(httpd, payload, tmp_path, first) -> None:
+def test_mirror_is_tried_after_a_permanent_error(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, first: str
+) -> None:
     data = payload(50_000, 28)
     good = httpd.add(httpd.new_path("m.bin"), data)
     bad_path = httpd.new_path("m.bin")
@@ -379,7 +410,9 @@ def test_mirror_is_tried_after_a_permanent_error(httpd, payload, tmp_path, first
     assert "trying a mirror" in res.stderr
 
 
-def test_limit_rate_is_for_the_whole_run(httpd, payload, tmp_path) -> None:
+def test_limit_rate_is_for_the_whole_run(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     # three files at once share 1 MB/s (each alone would stay under it)
     urls = [httpd.add(httpd.new_path(f"r{i}.bin"), payload(300_000, 30 + i)) for i in range(3)]
     start = time.monotonic()
@@ -389,7 +422,9 @@ def test_limit_rate_is_for_the_whole_run(httpd, payload, tmp_path) -> None:
     assert time.monotonic() - start >= 0.75  # 900 KB at 1 MiB/s, less the 0.1 s burst
 
 
-def test_limit_rate_applies_on_stdout(httpd, payload, tmp_path) -> None:
+def test_limit_rate_applies_on_stdout(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     data = payload(600_000, 33)
     url = httpd.add(httpd.new_path("slow.bin"), data)
     env = {**os.environ, "OMNIGET_STATE_DIR": str(tmp_path)}
@@ -402,7 +437,9 @@ def test_limit_rate_applies_on_stdout(httpd, payload, tmp_path) -> None:
     assert time.monotonic() - start >= 0.45
 
 
-def test_debug_shows_requests_and_answers(httpd, payload, tmp_path) -> None:
+def test_debug_shows_requests_and_answers(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
     url = httpd.add(httpd.new_path("d.bin"), payload(10_000, 34))
     res = omniget(url, "-o", str(tmp_path / "o"), "--debug", state=tmp_path / "st")
     assert res.returncode == 0, res.stderr
@@ -411,7 +448,9 @@ def test_debug_shows_requests_and_answers(httpd, payload, tmp_path) -> None:
     assert "GET " not in quiet.stderr
 
 
-def test_user_credentials_go_to_the_first_urls_server_only(httpd, tmp_path) -> None:
+def test_user_credentials_go_to_the_first_urls_server_only(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
     first = httpd.add(httpd.new_path("one.txt"), b"one")
     second = httpd.add(httpd.new_path("two.txt"), b"two").replace("127.0.0.1", "localhost")
     res = omniget(first, second, "-o", str(tmp_path / "o"), "--user", "alice:s3cret",
