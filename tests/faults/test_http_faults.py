@@ -316,6 +316,27 @@ def test_forced_gzip_saves_identity_bytes(
     assert (out / "g.txt").read_bytes() == data
 
 
+@pytest.mark.parametrize("digest", ["1", "bad"])
+def test_a_digest_of_the_gzip_body_is_checked_on_the_gzip_bytes(
+    httpd: HTTPServer, tmp_path: Path, digest: str
+) -> None:
+    """The server's Repr-Digest and Content-MD5 are of its gzip bytes, not of the file:
+    right, the file is saved; wrong (every time), it fails with exit 4 and no file."""
+    data = b"a line of text that compresses\n" * 20000
+    path = httpd.new_path("d.txt")
+    httpd.add(path, data)
+    report, events, out = fetch(httpd.url(path, gzip=1, digest=digest), tmp_path, retries=2)
+    if digest == "1":
+        assert report.exit_code == 0, report.failures
+        assert (out / "d.txt").read_bytes() == data
+        assert not any(isinstance(e, Retrying) for e in events)
+    else:
+        assert report.exit_code == 4
+        assert "fails its sha256" in str(report.failures)
+        assert not (out / "d.txt").exists()
+        assert len(httpd.requests_to(path)) == 3  # the first answer and 2 retries
+
+
 HOSTILE = [
     "../../etc/passwd",
     "/etc/passwd",
