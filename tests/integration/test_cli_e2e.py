@@ -368,6 +368,30 @@ def test_on_exists_rename_is_not_remembered(httpd: HTTPServer, tmp_path: Path) -
     assert (out / "small").read_bytes() == b"new"
 
 
+def test_on_exists_rename_resumes_its_unfinished_file_under_the_new_name(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    # The first run renames (the name it was given is taken) and is cut off: its rerun in
+    # the same mode goes on with that renamed part file instead of starting a third name.
+    # (A name the server chose is remembered anyway: this is one given by the caller.)
+    data = payload(600 * 1024, 23)
+    path = httpd.new_path("big.bin")
+    httpd.add(path, data)
+    out, state = tmp_path / "o", tmp_path / "state"
+    out.mkdir()
+    (out / "big.bin").write_bytes(b"mine")
+    url = httpd.url(path, reset=200_000, times=1)  # (the same URL: the same download)
+    given = str(out / "big.bin")
+    res = omniget(url, "-O", given, "-q", "--on-exists", "rename", "--retries", "0", state=state)
+    assert res.returncode == 3, res.stderr
+    assert sorted(os.listdir(out)) == ["big.bin", "big_1.bin.omniget-part"]
+    res = omniget(url, "-O", given, "-q", "--on-exists", "rename", state=state)
+    assert res.returncode == 0, res.stderr
+    assert sorted(os.listdir(out)) == ["big.bin", "big_1.bin"]
+    assert (out / "big_1.bin").read_bytes() == data and (out / "big.bin").read_bytes() == b"mine"
+    assert range_start(httpd.requests_to(path)[-1]) > 0
+
+
 def test_server_chosen_name_is_remembered_as_the_server_gave_it(
     httpd: HTTPServer, tmp_path: Path
 ) -> None:

@@ -271,6 +271,15 @@ class FileJob:
         self.item = fresh
         return True
 
+    def _renamed_unfinished(self, rec: FileRecord) -> bool:
+        """An earlier run under --on-exists rename left this download unfinished under
+        its new name: a rerun in that mode goes on with it (not with yet another name)."""
+        return (
+            not rec.done
+            and self.ctx.settings.on_exists == "rename"
+            and part_path(Path(rec.path)).exists()
+        )
+
     @staticmethod
     def refreshable(error: OmnigetError) -> bool:
         return isinstance(error, AuthRequired) or (
@@ -289,8 +298,9 @@ class FileJob:
                 return self._make_other()
             self.record = self.ctx.journal_record(self.key)
             rel = item.output_path
-            if item.name_from_server and self.record is not None:
-                final = Path(self.record.path)
+            rec = self.record
+            if rec is not None and (item.name_from_server or self._renamed_unfinished(rec)):
+                final = Path(rec.path)
             else:
                 final = self.planned or self.resolve_final(rel)
             resuming = (
