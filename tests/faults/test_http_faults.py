@@ -17,7 +17,7 @@ import pytest
 from tests.servers.httpd import HTTPServer
 
 from omniget.engine import Engine, Report
-from omniget.engine.events import Event, Retrying
+from omniget.engine.events import Event, Retrying, Warned
 from omniget.engine.retry import FakeClock
 from omniget.model import Digest, Item
 from omniget.settings import NetworkSettings, Settings
@@ -454,11 +454,30 @@ def test_close_delimited_body_without_digest_is_unverified(
     data = payload(70 * KiB, 12)
     path = httpd.new_path("n.bin")
     httpd.add(path, data)
-    report, _, out = fetch(httpd.url(path, nolength=1), tmp_path)
+    report, events, out = fetch(httpd.url(path, nolength=1), tmp_path)
     assert report.exit_code == 0
     assert (out / "n.bin").read_bytes() == data
     assert report.results[0].verified is None  # nothing could check it
     assert not os.path.exists(out / "n.bin.omniget-part")
+    [warned] = [e for e in events if isinstance(e, Warned)]  # and the user is told so
+    assert warned.message.startswith("not verified: the server gave no size or hash")
+
+
+@pytest.mark.parametrize("how", ["chunked", "gzip"])
+def test_a_body_without_length_that_ends_by_its_own_framing_is_complete(
+    httpd: HTTPServer, tmp_path: Path, how: str
+) -> None:
+    """A chunked body ends with its last chunk, a gzip stream with its trailer: a cut
+    connection would fail them, so coming whole they are as good as a length."""
+    data = b"some text that compresses well\n" * 4000
+    path = httpd.new_path("c.txt")
+    httpd.add(path, data)
+    url = httpd.url(path, chunked=1) if how == "chunked" else httpd.url(path, gzip=1, nolength=1)
+    report, events, out = fetch(url, tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (out / "c.txt").read_bytes() == data
+    assert report.results[0].verified == "size"
+    assert not any(isinstance(e, Warned) for e in events)
 
 
 def test_a_refused_connection_gets_two_quick_retries(tmp_path: Path) -> None:

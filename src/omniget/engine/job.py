@@ -31,6 +31,12 @@ from .verify import StreamHasher, digest_mismatch, file_digest
 
 log = logging.getLogger(__name__)
 
+#: Said of a file whose body simply stopped when the server closed the connection.
+UNVERIFIED = (
+    "not verified: the server gave no size or hash and ended the body by closing the "
+    "connection, as a cut connection would"
+)
+
 __all__ = ["FileJob", "SkipFile"]
 
 PROGRESS_EVERY = 0.25  # seconds between Progress events per file
@@ -78,7 +84,10 @@ class FileJob:
         self.stream_hash: StreamHasher | None = None  # set by plain when it hashes in order
         self.connections = 1
         self.claim = FileClaim()  # this file's turn among the files transferring at once
-        self.size_from_eof = False  # size learned by reading to EOF: proves nothing
+        self.size_from_eof = False  # size learned where the body ended (none up front)
+        # ... and that end was the body's own (chunked, HTTP/2, a checked encoding), not
+        # just the connection closing, which a cut connection looks the same as
+        self.end_proven = False
         self.journal_started = False
         self._last_progress = 0.0
         self._last_ckpt = time.monotonic()
@@ -242,6 +251,7 @@ class FileJob:
         self.stream_hash = None
         if self.size_from_eof:
             self.size, self.size_from_eof = self.item.size_bytes, False
+            self.end_proven = False
         if self.ctx.journal is not None and self.journal_started:
             self.ctx.journal.reset(self.key)
         if self.part is not None:
@@ -383,7 +393,7 @@ class FileJob:
                 raise IntegrityError(
                     f"size mismatch for {self.final.name}: expected {self.size} bytes, got {have}"
                 )
-            verified = None if self.size_from_eof else "size"
+            verified = None if self.size_from_eof and not self.end_proven else "size"
         expected = self._expected_digests()
         if expected:
             want = expected[0]
@@ -391,6 +401,8 @@ class FileJob:
             if got != want.hex:
                 raise digest_mismatch(self.final.name, want, got)
             verified = want.algo
+        elif verified is None and self.size_from_eof:
+            self.ctx.event(Warned(self.item, self.final, UNVERIFIED))
         return verified
 
     def _stream_digest(self, want: Digest, size: int) -> str | None:

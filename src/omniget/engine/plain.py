@@ -63,6 +63,7 @@ class _SpanSink:
         self.req = req
         self.skip = 0  # body bytes to drop (a 200 answer to a ranged request)
         self.decoded = False  # the answer's body was content-encoded (gzip, deflate)
+        self.framed = True  # the answer's body ends by its own framing (see Head.framed)
         # Where this answer's body ends in file offsets (None: unknown until the head).
         self.body_end: int | None = req.range.end if req.range is not None else None
         self.hash = dl.job.stream_hash if span.start == 0 and not dl.job.done else None
@@ -72,6 +73,7 @@ class _SpanSink:
 
     def on_head(self, head: Head) -> None:
         self.decoded = head.decoded
+        self.framed = head.framed
         self.dl.on_head(head, self)
 
     def on_data(self, data: bytes | memoryview) -> None:
@@ -338,7 +340,7 @@ class PlainDownload:
                 try:
                     assert span.ticket is not None
                     await fetch_when_granted(self.ctx.transport_for(url), req, sink, span.ticket)
-                    self._check_complete(span)
+                    self._check_complete(span, sink)
                     return
                 except OmnigetError as exc:
                     if sink.decoded and span.pos > span.start:
@@ -414,7 +416,7 @@ class PlainDownload:
             rate=self.ctx.rate,
         )
 
-    def _check_complete(self, span: Span) -> None:
+    def _check_complete(self, span: Span, sink: _SpanSink) -> None:
         size = self.job.size
         if span.end is not None:
             if span.pos < span.end:
@@ -425,8 +427,9 @@ class PlainDownload:
         if size is not None and span.pos < size:
             raise TransientError(f"connection closed at byte {span.pos} of {size}")
         if size is None:
-            self.job.size = span.pos  # close-delimited body: done at EOF
+            self.job.size = span.pos  # no length up front: done where the body ended
             self.job.size_from_eof = True
+            self.job.end_proven = sink.framed
 
     # ----- response heads -----------------------------------------------------------
 

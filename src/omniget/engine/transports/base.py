@@ -122,6 +122,10 @@ class Head:
     #: True when the transport undid a Content-Encoding: the body is the identity bytes
     #: and Content-Length / Content-Range speak of the encoded bytes.
     decoded: bool = False
+    #: The body's end is its own: a Content-Length, chunked framing, an HTTP/2 or /3
+    #: stream end, or an encoded stream whose end is checked. False for an HTTP/1.x body
+    #: that ends when the connection closes (a cut connection looks the same).
+    framed: bool = True
     content_length: int | None = field(init=False, repr=False, compare=False)
     #: ``(start, end_exclusive, total_or_None)`` from Content-Range, or None.
     content_range: tuple[int, int, int | None] | None = field(

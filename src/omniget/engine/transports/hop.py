@@ -14,7 +14,7 @@ import pycurl
 from ...errors import IntegrityError, TransientError
 from ..verify import encoded_digests
 from .base import Head, Headers, PipeSink, Sink, StopTransfer, safe_url
-from .decode import DecodeError, Decoder, decoder_for, end_of
+from .decode import DECODED, DecodeError, Decoder, decoder_for, end_of
 
 if TYPE_CHECKING:
     from ..ratelimit import RateLimit
@@ -88,6 +88,7 @@ class Hop:
         self.h1_answer = False  # an offered HTTP/2 was answered over HTTP/1.1 (see _note_h2)
         # libcurl hands over the body as sent: a Content-Encoding is undone here
         self.decode_here = False
+        self.curl_decodes = False  # libcurl undoes the encoding (br, ...): unchecked end
         self.decoder: Decoder | None = None
         self.encoded = False  # the decoder has seen body bytes
         self.redo = False  # an encoding not decoded here: ask again, libcurl decoding
@@ -184,6 +185,7 @@ class Hop:
             url=self.url,
             headers=self.headers,
             decoded=encoding not in ("", "identity"),
+            framed=self._framed(encoding),
         )
         if self.note is not None:
             try:
@@ -199,6 +201,15 @@ class Hop:
             self.error = exc
             return False
         return True
+
+    def _framed(self, encoding: str) -> bool:
+        """Whether the body's end will be its own (see :attr:`Head.framed`)."""
+        if "content-length" in self.headers or (encoding in DECODED and not self.curl_decodes):
+            return True
+        if "chunked" in self.headers.get("transfer-encoding", "").lower():
+            return True
+        line = next((ln for ln in reversed(self.raw) if ln.startswith(b"HTTP/")), b"HTTP/1.")
+        return not line.startswith(b"HTTP/1.")  # HTTP/2 and /3 streams end on purpose
 
     def finish(self, code: int, message: str) -> None:
         if code == 0 and self.decoder is not None and self.encoded and self.deliver:

@@ -307,6 +307,7 @@ class CurlTransport:
         request, url = ask.request, ask.url
         hop = Hop(sink, url, core.loop.create_future(), request.rate)
         hop.decode_here = not ask.curl_decodes
+        hop.curl_decodes = ask.curl_decodes
         light_tls = url[:8].lower() == "https://" and light(request, ask.method, ask.body)
         easy = self._pool.pop() if self._pool else self._base(pycurl.Curl())
         if light_tls:
