@@ -293,6 +293,25 @@ def test_stdout_output(httpd: HTTPServer, payload: Callable[..., bytes], tmp_pat
     assert res.returncode == 0 and res.stdout == data
 
 
+@pytest.mark.parametrize("framing", ["nolength", "chunked"])
+def test_stdout_says_when_a_body_could_not_be_verified(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, framing: str
+) -> None:
+    # No length and no hash: a body ended by the server closing the connection looks
+    # like a cut one, and the user is told; a chunked body's last chunk proves its end.
+    data = payload(50_000, 26)
+    path = httpd.new_path("u.bin")
+    httpd.add(path, data)
+    query: dict[str, Any] = {framing: 1}
+    env = {**os.environ, "OMNIGET_STATE_DIR": str(tmp_path)}
+    res = subprocess.run(
+        [sys.executable, "-m", "omniget", "-O", "-", httpd.url(path, **query)],
+        capture_output=True, env=env, timeout=60,
+    )
+    assert res.returncode == 0 and res.stdout == data
+    assert (b"not verified" in res.stderr) == (framing == "nolength"), res.stderr
+
+
 def test_stdout_closed_by_its_reader_is_one_line_exit_7(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
 ) -> None:

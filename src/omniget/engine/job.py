@@ -27,15 +27,9 @@ from .report import FileResult
 from .scheduler import FileClaim
 from .spans import Interval, merge
 from .transports.base import http_date
-from .verify import StreamHasher, digest_mismatch, file_digest
+from .verify import UNVERIFIED, StreamHasher, digest_mismatch, file_digest
 
 log = logging.getLogger(__name__)
-
-#: Said of a file whose body simply stopped when the server closed the connection.
-UNVERIFIED = (
-    "not verified: the server gave no size or hash and ended the body by closing the "
-    "connection, as a cut connection would"
-)
 
 __all__ = ["FileJob", "SkipFile"]
 

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError, OmnigetError, TransientError
 from ..model import ByteRange, Item
-from .events import Retrying
+from .events import Retrying, Warned
 from .ratelimit import RateLimit
 from .transports.base import Head, Request, check_status, skip_prefix, transport_for
-from .verify import StreamHasher, digest_mismatch
+from .verify import UNVERIFIED, StreamHasher, digest_mismatch
 
 if TYPE_CHECKING:
     from .core import Engine
@@ -32,9 +32,11 @@ class _StreamSink:
         self.etag: str | None = None
         self.size: int | None = None
         self.decoded = False  # the current answer is content-encoded
+        self.framed = True  # the current answer's body ends by its own framing
 
     def on_head(self, head: Head) -> None:
         self.decoded = head.decoded
+        self.framed = head.framed
         check_status(head, head.url)
         if self.done and self.etag and head.etag and head.etag != self.etag:
             raise TransientError("the file changed on the server while streaming")
@@ -97,4 +99,6 @@ async def stream_item(engine: Engine, item: Item, write: Callable[[bytes], objec
             waited += delay
     if want is not None and sink.hash is not None and not sink.hash.matches(want):
         raise digest_mismatch(item.filename, want, sink.hash.hexdigest())
+    if want is None and sink.size is None and not sink.framed:
+        engine.on_event(Warned(item, None, UNVERIFIED))
     return sink.done

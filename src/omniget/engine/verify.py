@@ -26,6 +26,7 @@ from ..errors import IntegrityError, StorageError
 from ..model import Digest
 
 __all__ = [
+    "UNVERIFIED",
     "StreamHasher",
     "digests_from_headers",
     "encoded_digests",
@@ -57,6 +58,12 @@ def hashlib_name(algo: str) -> str:
             return name
     raise ValueError(f"unsupported hash algorithm: {algo!r}")
 
+
+#: Said of a file whose body simply stopped when the server closed the connection.
+UNVERIFIED = (
+    "not verified: the server gave no size or hash and ended the body by closing the "
+    "connection, as a cut connection would"
+)
 
 _DIGEST_HEADERS = ("repr-digest", "digest", "content-digest", "content-md5")
 
