@@ -23,6 +23,7 @@ class Req:
     body: bytes
     conn: int  # connection number, from 1
     raw_headers: list[tuple[str, str]] = field(default_factory=list)
+    open_conns: int = 0  # the server's open connections when this request came
 
 
 #: A handler answers one request; return False to close the connection afterwards.
@@ -101,6 +102,7 @@ class Server:
         self.routes: dict[str, Handler] = {}
         self.requests: list[Req] = []
         self.connections = 0
+        self.open = 0  # connections not yet closed (by either side)
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._socks: list[socket.socket] = []
@@ -152,6 +154,7 @@ class Server:
                 return
             with self._lock:
                 self.connections += 1
+                self.open += 1
                 number = self.connections
                 self._socks.append(conn)
             threading.Thread(target=self._serve, args=(conn, number), daemon=True).start()
@@ -170,6 +173,7 @@ class Server:
                 if req is None:
                     return
                 with self._lock:
+                    req.open_conns = self.open
                     self.requests.append(req)
                 handler = self.routes.get(req.path)
                 if handler is None:
@@ -186,6 +190,8 @@ class Server:
                 sock.close()
             except OSError:
                 pass
+            with self._lock:
+                self.open -= 1
 
     @staticmethod
     def _read_request(rfile: object, number: int) -> Req | None:

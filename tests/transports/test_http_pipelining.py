@@ -47,6 +47,16 @@ async def fetch_all(t: CurlTransport, urls: list[str]) -> list[Sink | BaseExcept
     return [r if isinstance(r, BaseException) else s for r, s in zip(results, sinks, strict=True)]
 
 
+async def open_settled(srv: Server, cap: int) -> int:
+    """The server's open connections once they are down to ``cap`` (or after 3 s): its
+    threads see a client's close a moment after the client made it."""
+    for _ in range(300):
+        if srv.open <= cap:
+            break
+        await asyncio.sleep(0.01)
+    return srv.open
+
+
 def pipelined(caplog: pytest.LogCaptureFixture) -> int:
     return sum(r.getMessage().endswith("(pipelined)") for r in caplog.records)
 
@@ -59,14 +69,19 @@ def test_concurrent_gets_are_pipelined_once_the_origin_kept_a_connection(
     async def go(t: CurlTransport) -> list[Sink | BaseException]:
         first = await fetch_all(t, [srv.url("/f0")])  # libcurl; the origin is confirmed
         assert t.pipelined(srv.url("/x"))
-        return first + await fetch_all(t, [srv.url(f"/f{i}") for i in range(1, 40)])
+        rest = await fetch_all(t, [srv.url(f"/f{i}") for i in range(1, 40)])
+        open_now.append(await open_settled(srv, 2))
+        return first + rest
 
+    open_now: list[int] = []
     sinks = run(go, max_host_connections=2)
     for i, s in enumerate(sinks):
         assert isinstance(s, Sink) and bytes(s.data) == body(i)
     assert pipelined(caplog) >= 30
-    # libcurl's one connection and at most two pipelined ones (the per-host cap)
+    # libcurl's one connection, then at most two pipelined ones (the per-host cap):
+    # libcurl's, idle once the pool took over, is shut when the pool opens its own
     assert len({r.conn for r in srv.requests}) <= 3
+    assert open_now == [2]
     per_conn: dict[int, int] = {}
     for r in srv.requests:
         per_conn[r.conn] = per_conn.get(r.conn, 0) + 1
@@ -170,6 +185,26 @@ def test_a_run_of_many_small_files_and_a_large_one(tmp_path: Path) -> None:
     got = (tmp_path / "out" / "big.bin").read_bytes()
     assert hashlib.sha256(got).digest() == hashlib.sha256(big).digest()
     assert not list((tmp_path / "out").glob("*.part"))
+
+
+@pytest.mark.parametrize("cap", [1, 2, 4])
+def test_the_per_host_cap_counts_the_connections_libcurl_kept(tmp_path: Path, cap: int) -> None:
+    """Engine end to end: many small files start on libcurl (as many at once as the cap
+    allows) until the origin is settled, then go pipelined; the connections libcurl kept
+    are closed as the pool opens its own, so the server never sees more than the cap
+    (before, ``-N 4`` left four idle beside four pipelined)."""
+    with Server() as server:
+        for i in range(200):
+            server.route(f"/s{i}.bin", static(body(i % 40)))
+        urls = [server.url(f"/s{i}.bin") for i in range(200)]
+        settings = Settings(connections_per_host=cap, state_dir=tmp_path / "state")
+        report = download(urls, tmp_path / "out", settings=settings)
+        requests = list(server.requests)
+    assert report.ok == 200 and not report.failed, report.failures
+    # (a close reaches the server's threads a moment after the next connection may:
+    # the first requests are not counted)
+    assert max(r.open_conns for r in requests[50:]) <= cap
+    assert len({r.conn for r in requests}) <= 2 * cap + 1
 
 
 @pytest.fixture

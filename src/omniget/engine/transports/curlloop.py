@@ -60,10 +60,11 @@ _WRITE = 2  # pycurl.POLL_OUT
 class _Running:
     """A transfer in the multi: its done callback and the watchdog's byte samples."""
 
-    __slots__ = ("done", "samples")
+    __slots__ = ("done", "report", "samples")
 
-    def __init__(self, done: DoneCallback, now: float) -> None:
+    def __init__(self, done: DoneCallback, now: float, report: bool) -> None:
         self.done = done
+        self.report = report  # note the connection libcurl keeps after it (in ``kept``)
         self.samples: deque[tuple[float, int]] = deque([(now, 0)])
 
 
@@ -95,6 +96,9 @@ class CurlLoop:
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
         self._watchdog: asyncio.TimerHandle | None = None
         self._running: dict[pycurl.Curl, _Running] = {}
+        #: finished transfer (added with ``report_socket``) -> the socket of the
+        #: connection libcurl kept after it; the caller pops its entry
+        self.kept: dict[pycurl.Curl, int] = {}
         self._closed = False
         m = self._multi
         m.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
@@ -110,11 +114,13 @@ class CurlLoop:
         """Transfers added and not yet finished."""
         return len(self._running)
 
-    def add(self, easy: pycurl.Curl, done: DoneCallback) -> None:
-        """Start ``easy``; ``done(code, message)`` is called from the loop when it ends."""
+    def add(self, easy: pycurl.Curl, done: DoneCallback, report_socket: bool = False) -> None:
+        """Start ``easy``; ``done(code, message)`` is called from the loop when it ends.
+        With ``report_socket``, a transfer that ends well and leaves its connection in
+        libcurl's cache puts that connection's socket in :attr:`kept` first."""
         if self._closed:
             raise RuntimeError("curl loop is closed")
-        self._running[easy] = _Running(done, time.monotonic())
+        self._running[easy] = _Running(done, time.monotonic(), report_socket)
         try:
             self._multi.add_handle(easy)  # libcurl then asks for a 0 ms timer to start
         except BaseException:
@@ -122,6 +128,10 @@ class CurlLoop:
             raise
         if self.stall_timeout > 0 and self._watchdog is None:
             self._watchdog = self.loop.call_later(self.stall_timeout / 4, self._check_stalls)
+
+    def running(self, easy: pycurl.Curl) -> bool:
+        """``easy`` was added and has not finished."""
+        return easy in self._running
 
     def remove(self, easy: pycurl.Curl) -> bool:
         """Abort ``easy`` if it is running; its done callback is not called."""
@@ -242,6 +252,10 @@ class CurlLoop:
         if code == pycurl.E_COULDNT_CONNECT:
             message = _with_os_reason(easy, message)
         running = self._running.pop(easy, None)
+        if running is not None and running.report and code == 0:
+            fd = easy.getinfo(pycurl.ACTIVESOCKET)  # (-1 once removed from the multi)
+            if fd >= 0:
+                self.kept[easy] = fd
         try:
             self._multi.remove_handle(easy)
         except pycurl.error:

@@ -9,7 +9,9 @@ Body bytes go from libcurl's write callback straight into ``sink.on_data``: no c
 per-chunk asyncio work.
 
 Small plain-HTTP GETs to an origin that keeps connections are pipelined beside libcurl
-(:mod:`.pipeline`); what that path cannot take, or gives back, runs through libcurl.
+(:mod:`.pipeline`); what that path cannot take, or gives back, runs through libcurl. The
+connections libcurl kept to such an origin are shut once the pool opens its own there
+(:mod:`.kept`), so the per-host cap counts every open connection.
 
 HTTPS GETs without a Range, beside another request to the same host, offer HTTP/2; while
 the host answers them over HTTP/2 with small bodies, libcurl multiplexes them on its
@@ -40,6 +42,7 @@ from ..scheduler import UNIT, host_of
 from .base import Gate, Head, Request, Sink, origin, safe_url
 from .curlloop import CurlLoop, ca_locations, curl_error
 from .hop import Hop
+from .kept import KeptConnections
 from .outgoing import (
     URL_SAFE,
     Ask,
@@ -104,6 +107,9 @@ class CurlTransport:
         self._netrc_hosts: frozenset[str] | None = None  # None: every host (or unread)
         self._pipes: PipelinePool | None = None
         self._held: Callable[[str], int] | None = None
+        # libcurl's transfers to plain-HTTP origins, and the connections it kept there
+        self._on_curl: dict[str, set[pycurl.Curl]] = {}
+        self._kept = KeptConnections()
         # plain-HTTP origin, or "tls " + https host -> hops running (others first)
         self._busy: dict[str, int] = {}
         self._may_pipeline = no_http_proxy(settings.proxy)
@@ -316,16 +322,20 @@ class CurlTransport:
             hop.note = self._note_large
         if request.rate is not None:
             hop.easy = easy
+        # a plain-HTTP origin the pool may take over: see kept.py
+        key = pipeline_key(url) if self._pipes is not None else None
+        if key is not None:
+            self._on_curl.setdefault(key, set()).add(easy)
         special = True  # until configured: a failed set-up resets the handle
         try:
             special = self._configure(easy, hop, ask)
             if gate is None or gate.granted:
-                core.add(easy, hop.finish)
+                core.add(easy, hop.finish, key is not None)
             else:
                 version = None  # HTTP/2 or not: known better when the slot comes
                 if light_tls:
                     version = functools.partial(self._http_version, hop, True)
-                gate.on_grant(lambda: _start(core, easy, hop, switch, version))
+                gate.on_grant(lambda: _start(core, easy, hop, switch, version, key is not None))
             try:
                 code, message = await hop.fut
             finally:
@@ -333,6 +343,8 @@ class CurlTransport:
                 if hop.resume is not None:
                     hop.resume.cancel()
                 hop.easy = None
+                if key is not None:
+                    self._kept_after(core, easy, key)
             if hop.h1_answer and easy.getinfo(pycurl.NUM_CONNECTS) > 0:
                 self._no_h2(hop.url)  # asked on a new connection: this host has no HTTP/2
         finally:
@@ -340,6 +352,40 @@ class CurlTransport:
         return hop, code, message
 
     # -- pipelining --
+
+    def _kept_after(self, core: CurlLoop, easy: pycurl.Curl, key: str) -> None:
+        """A libcurl transfer to the plain-HTTP origin ``key`` ended: note the connection
+        libcurl kept, and shut it at once if the pool already holds connections there."""
+        running = self._on_curl.get(key)
+        if running is not None:
+            running.discard(easy)
+            if not running:
+                del self._on_curl[key]
+        fd = core.kept.pop(easy, -1)
+        if fd >= 0:
+            self._kept.note(key, fd)
+        pipes = self._pipes
+        if pipes is not None and pipes.has_connections(key):
+            self._shut_kept(key)  # (with any spared for this transfer before it started)
+
+    def _shut_kept(self, key: str) -> None:
+        """Shut libcurl's idle connections to ``key``: the pool has (or opens) its own."""
+        if not self._kept.has(key):
+            return
+        core = self._core
+        in_use, unconnected = set(), 0
+        for easy in self._on_curl.get(key, ()):
+            if core is None or not core.running(easy):
+                continue  # still waiting for its slot (it may go to the pool)
+            try:
+                fd = easy.getinfo(pycurl.ACTIVESOCKET)
+            except pycurl.error:
+                continue
+            if fd >= 0:
+                in_use.add(fd)
+            else:  # not connected yet: it may take a kept one
+                unconnected += 1
+        self._kept.shut(key, in_use, unconnected)
 
     def _maybe_pipeline(
         self, pipes: PipelinePool, hop: Hop, url: str, ranged: bool = False
@@ -545,6 +591,8 @@ class CurlTransport:
                 resolve=s.resolve,
             )
             self._pipes.held = self._held
+            self._pipes.opening = self._shut_kept
+        self._kept.clear()
         self._core = CurlLoop(
             loop,
             max_host_connections=self.max_host_connections,
@@ -587,6 +635,7 @@ def _start(
     hop: Hop,
     switch: Callable[[], bool] | None = None,
     version: Callable[[], int] | None = None,
+    report_socket: bool = False,
 ) -> None:
     """Start a transfer set up earlier, now that its slot is granted (from the grant)."""
     if hop.fut.done():  # cancelled while it waited
@@ -597,6 +646,6 @@ def _start(
     try:
         if version is not None:
             easy.setopt(pycurl.HTTP_VERSION, version())
-        core.add(easy, hop.finish)
+        core.add(easy, hop.finish, report_socket)
     except Exception as exc:
         hop.fut.set_exception(exc)

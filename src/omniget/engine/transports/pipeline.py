@@ -62,6 +62,8 @@ class PipelinePool:
         self._resolve = _resolve_table(resolve)
         #: Whole connections the engine holds to a host for other requests, if known.
         self.held: Callable[[str], int] | None = None
+        #: Told of an origin just before a connection to it is opened.
+        self.opening: Callable[[str], None] | None = None
         self._state: dict[str, int] = {}  # origin -> _PIPELINED, _ONE_BY_ONE or _REFUSED
         self.splice = hasattr(os, "splice") and hasattr(os, "pipe2")  # (Linux) see _splice
         self._origins: dict[str, Origin] = {}
@@ -137,6 +139,8 @@ class PipelinePool:
                 continue
             conn = min((c for c in o.conns if c.room(depth)), key=_load, default=None)
             if (conn is None or conn.queue) and len(o.conns) < self._cap(o.key):
+                if self.opening is not None:
+                    self.opening(o.key)
                 conn = Conn(self, o)
                 o.conns.append(conn)
                 conn.open()
