@@ -207,6 +207,31 @@ def test_the_per_host_cap_counts_the_connections_libcurl_kept(tmp_path: Path, ca
     assert len({r.conn for r in requests}) <= 2 * cap + 1
 
 
+def test_connections_do_not_pile_up_across_many_origins(tmp_path: Path) -> None:
+    """Engine end to end: small files from 12 host names (one server) with a run cap of
+    4. Each origin's idle pipelined connections are closed when another needs room, so
+    the count stays near the cap: at most the cap for the pool and the cap for libcurl
+    (which starts each new origin), not 2 per host (24)."""
+    hosts = [f"h{i}.test" for i in range(12)]
+    with Server() as server:
+        for j in range(len(hosts)):
+            for i in range(10):
+                server.route(f"/{j}_{i}.bin", static(body(i)))
+        urls = [
+            f"http://{h}:{server.port}/{j}_{i}.bin" for j, h in enumerate(hosts) for i in range(10)
+        ]
+        settings = Settings(
+            connections_per_host=2,
+            max_connections=4,
+            state_dir=tmp_path / "state",
+            network=NetworkSettings(resolve=tuple(f"{h}:{server.port}:127.0.0.1" for h in hosts)),
+        )
+        report = download(urls, tmp_path / "out", settings=settings)
+        requests = list(server.requests)
+    assert report.ok == 120 and not report.failed, report.failures
+    assert max(r.open_conns for r in requests[20:]) <= 8
+
+
 @pytest.fixture
 def spliced(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Byte counts written from a pipe into part files (splice), in order."""

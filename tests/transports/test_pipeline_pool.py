@@ -24,13 +24,14 @@ from ._pool_kit import (
     hang,
     head_of,
     ok,
+    rq,
     run,
     send,
     slices,
     stall_after,
     want,
 )
-from ._server import Server
+from ._server import Server, delayed, static
 
 # ----- many requests, few connections -----------------------------------------------
 
@@ -145,6 +146,86 @@ def test_connections_held_elsewhere_lower_the_cap(srv: Server, held: int, cap: i
 
     run(go)
     assert srv.connections == cap
+
+
+def other_server() -> Server:
+    server = Server()
+    for i in range(8):
+        server.route(f"/f{i}", static(want(f"/f{i}")))
+    return server
+
+
+def test_the_run_cap_closes_idle_connections_of_other_origins(srv: Server) -> None:
+    """Under the run's cap (here 2, as the per-host cap) a new origin gets connections by
+    closing the idle ones of an origin that is done; before, each origin kept its own
+    (50 hosts of small files held 200 connections open)."""
+    with other_server() as other:
+
+        async def go() -> None:
+            async with Client(srv.port, max_conns=2) as c:
+                c.pool.max_total = 2
+                assert await c.codes(c.get(*(f"/f{i}" for i in range(6)))) == [0] * 6
+                assert srv.open == 2  # idle, kept for more requests to this origin
+                key = f"127.0.0.1:{other.port}"
+                c.pool.confirm(key)
+                hops = [Hop(c.loop) for _ in range(6)]
+                for i, hop in enumerate(hops):
+                    c.pool.submit(key, rq(f"/f{i}"), hop)
+                assert await c.codes(hops) == [0] * 6
+                await c.until(lambda: srv.open == 0)
+
+        run(go)
+        assert other.connections == 2
+
+
+def test_an_origin_waits_for_a_connection_under_the_run_cap(srv: Server) -> None:
+    """Every connection the cap allows is busy: the new origin's requests wait until one
+    goes idle, which then closes and makes room."""
+    with other_server() as other:
+        srv.route("/slow", delayed(b"slow", 0.2))
+
+        async def go() -> None:
+            async with Client(srv.port, max_conns=1) as c:
+                c.pool.max_total = 1
+                slow = c.get("/slow")
+                await c.until(lambda: srv.connections == 1)
+                key = f"127.0.0.1:{other.port}"
+                c.pool.confirm(key)
+                hop = Hop(c.loop)
+                c.pool.submit(key, rq("/f3"), hop)
+                await asyncio.sleep(0.05)
+                assert other.connections == 0 and c.pool.starved
+                assert await c.codes([*slow, hop]) == [0, 0]
+                assert bytes(hop.body) == want("/f3")
+                assert not c.pool.starved
+
+        run(go)
+        assert srv.connections == 1 and other.connections == 1
+
+
+def test_libcurls_idle_connections_are_shed_for_the_run_cap(srv: Server) -> None:
+    """Connections the engine holds beside the pool count against the run's cap; idle
+    ones are shed to make room."""
+    shed: list[int] = []
+
+    async def go() -> None:
+        async with Client(srv.port, max_conns=2) as c:
+            c.pool.max_total = 3
+            elsewhere = [2]
+
+            def drop() -> bool:
+                if not elsewhere[0]:
+                    return False
+                elsewhere[0] -= 1
+                shed.append(1)
+                return True
+
+            c.pool.others = lambda: elsewhere[0]
+            c.pool.shed = drop
+            assert await c.codes(c.get(*(f"/f{i}" for i in range(6)))) == [0] * 6
+
+    run(go)
+    assert srv.connections == 2 and len(shed) == 1
 
 
 def test_kept_connections_are_reused_by_later_requests(srv: Server) -> None:

@@ -129,6 +129,11 @@ class CurlLoop:
         if self.stall_timeout > 0 and self._watchdog is None:
             self._watchdog = self.loop.call_later(self.stall_timeout / 4, self._check_stalls)
 
+    @property
+    def sockets(self) -> int:
+        """Sockets libcurl watches now: its connections in use (idle ones are not)."""
+        return len(self._want)
+
     def running(self, easy: pycurl.Curl) -> bool:
         """``easy`` was added and has not finished."""
         return easy in self._running

@@ -455,6 +455,9 @@ class Conn(asyncio.BufferedProtocol):
             self._shut()
             return False
         self.pool._pump(self.origin)
+        if not self.queue:
+            self.pool.idle(self)
+            return not self.done
         return True
 
     # ----- ending -------------------------------------------------------------------
@@ -531,6 +534,14 @@ class Conn(asyncio.BufferedProtocol):
         self.queue.clear()
         self.pool.requeue(self.origin, rest)
         self.pool.closed(self)
+
+    def retire(self) -> None:
+        """Close this idle connection (nothing in flight) gracefully."""
+        if self.done:
+            return
+        self._end()
+        if self.transport is not None:
+            self.transport.close()
 
     def abort(self, code: int, message: str) -> None:
         if self.done:

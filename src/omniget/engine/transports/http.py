@@ -345,6 +345,8 @@ class CurlTransport:
                 hop.easy = None
                 if key is not None:
                     self._kept_after(core, easy, key)
+                if self._pipes is not None and self._pipes.starved:
+                    self._pipes.kick()  # this transfer's connection counted against the cap
             if hop.h1_answer and easy.getinfo(pycurl.NUM_CONNECTS) > 0:
                 self._no_h2(hop.url)  # asked on a new connection: this host has no HTTP/2
         finally:
@@ -367,6 +369,22 @@ class CurlTransport:
         pipes = self._pipes
         if pipes is not None and pipes.has_connections(key):
             self._shut_kept(key)  # (with any spared for this transfer before it started)
+
+    def _curl_active(self) -> int:
+        """libcurl's connections: in use now (HTTP/2 streams share one), and those it
+        kept to plain-HTTP origins (its idle https ones are not known)."""
+        return len(self._kept) + (self._core.sockets if self._core is not None else 0)
+
+    def _shed(self) -> bool:
+        """Shut one of libcurl's kept connections that no transfer uses."""
+        in_use = set()
+        for easies in self._on_curl.values():
+            for easy in easies:
+                try:
+                    in_use.add(easy.getinfo(pycurl.ACTIVESOCKET))
+                except pycurl.error:
+                    pass
+        return self._kept.shed(in_use)
 
     def _shut_kept(self, key: str) -> None:
         """Shut libcurl's idle connections to ``key``: the pool has (or opens) its own."""
@@ -589,9 +607,12 @@ class CurlTransport:
                 connect_timeout=s.connect_timeout,
                 stall_timeout=s.stall_timeout,
                 resolve=s.resolve,
+                max_total=self.max_total_connections,
             )
             self._pipes.held = self._held
             self._pipes.opening = self._shut_kept
+            self._pipes.others = self._curl_active
+            self._pipes.shed = self._shed
         self._kept.clear()
         self._core = CurlLoop(
             loop,

@@ -13,6 +13,9 @@ there while the pool holds some. A connection stays while a libcurl transfer to 
 is about to pick one (it has none yet). libcurl finds a shut connection dead before it
 would reuse it, and looks further or opens a new one.
 
+They also count against the run's connection cap: when the pool needs a connection and the
+cap is reached, one of them is shut (:meth:`KeptConnections.shed`).
+
 A socket number can be reused once libcurl closes its connection, so a noted socket is
 shut only while its local and remote addresses are still the ones noted.
 """
@@ -64,6 +67,23 @@ class KeptConnections:
         if not noted:
             del self._by_origin[key]
         return done
+
+    def __len__(self) -> int:
+        return sum(map(len, self._by_origin.values()))
+
+    def shed(self, in_use: Container[int]) -> bool:
+        """Forget one noted connection not on an ``in_use`` socket, shutting it if it is
+        still the one noted; False if there is none."""
+        for key, noted in list(self._by_origin.items()):
+            for fd, ends in list(noted.items()):
+                if fd in in_use:
+                    continue
+                del noted[fd]
+                if not noted:
+                    del self._by_origin[key]
+                _shutdown_if(fd, ends)
+                return True
+        return False
 
     def clear(self) -> None:
         self._by_origin.clear()

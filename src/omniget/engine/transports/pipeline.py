@@ -27,7 +27,6 @@ One connection's side (sending, parsing answers, delivering bodies) is :mod:`.h1
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import Callable, Iterable
 
@@ -54,9 +53,19 @@ class PipelinePool:
         connect_timeout: float,
         stall_timeout: float,
         resolve: Iterable[str] = (),
+        max_total: int = 0,
     ) -> None:
         self.loop = loop
         self.max_conns = max(1, max_conns)
+        #: Connections of the whole run (0: no cap): ours plus :attr:`others`.
+        self.max_total = max(0, max_total)
+        #: Connections the engine has open beside this pool (libcurl's), if known.
+        self.others: Callable[[], int] | None = None
+        #: Closes one of those that is idle; False if none is.
+        self.shed: Callable[[], bool] | None = None
+        self._total = 0  # our connections, every origin
+        self._starved: dict[str, Origin] = {}  # origins with requests and no connection
+        self._quiet = False
         self.connect_timeout = connect_timeout
         self.stall_timeout = stall_timeout
         self._resolve = _resolve_table(resolve)
@@ -138,15 +147,65 @@ class PipelinePool:
                 o.waiting.popleft()
                 continue
             conn = min((c for c in o.conns if c.room(depth)), key=_load, default=None)
-            if (conn is None or conn.queue) and len(o.conns) < self._cap(o.key):
+            if (
+                (conn is None or conn.queue)
+                and len(o.conns) < self._cap(o.key)
+                and self._room(o)
+            ):
                 if self.opening is not None:
                     self.opening(o.key)
                 conn = Conn(self, o)
                 o.conns.append(conn)
+                self._total += 1
+                self._starved.pop(o.key, None)
                 conn.open()
             elif conn is None:
+                if not o.conns:  # the run's cap: wait for a connection to free up
+                    self._starved[o.key] = o
                 return
             conn.send(o.waiting.popleft())
+
+    def _room(self, o: Origin) -> bool:
+        """Another connection fits under the run's cap, if need be once an idle one of
+        another origin is closed."""
+        if not self.max_total or self._room_now():
+            return True
+        for other in list(self._origins.values()):
+            if other is o or other.waiting:
+                continue
+            for conn in other.conns:
+                if not conn.queue and not conn.closing:
+                    self._quiet = True  # (closed() must not pump o from inside _pump(o))
+                    try:
+                        conn.retire()
+                    finally:
+                        self._quiet = False
+                    return self._room_now()
+        while self.shed is not None and self.shed():
+            if self._room_now():
+                return True
+        return False
+
+    def idle(self, conn: Conn) -> None:
+        """``conn`` has nothing in flight: close it if an origin waits for a connection."""
+        if self._starved and not conn.origin.waiting and not conn.closing:
+            conn.retire()
+
+    def kick(self) -> None:
+        """Connections may have freed up elsewhere: serve origins waiting for one."""
+        for o in list(self._starved.values()):
+            if self._closed:
+                return
+            self._starved.pop(o.key, None)
+            self._pump(o)  # (back among the starved if there is still no room)
+
+    def _room_now(self) -> bool:
+        others = self.others() if self.others is not None else 0
+        return self._total + others < self.max_total
+
+    @property
+    def starved(self) -> bool:
+        return bool(self._starved)
 
     def _cap(self, key: str) -> int:
         """Connections this pool may hold to ``key``: the host's cap less the whole
@@ -173,10 +232,13 @@ class PipelinePool:
 
     def closed(self, conn: Conn) -> None:
         o = conn.origin
-        with contextlib.suppress(ValueError):
+        if conn in o.conns:
             o.conns.remove(conn)
-        if not self._closed:
+            self._total -= 1
+        if not self._closed and not self._quiet:
             self._pump(o)
+            if self._starved:
+                self.kick()
 
     def close(self) -> None:
         """End every connection; what is in flight finishes with :data:`CLOSED`."""
