@@ -21,6 +21,11 @@ again through libcurl. An origin whose server does not keep connections is not s
 again in this run; one whose answers end at EOF goes back to libcurl until a small answer
 comes.
 
+Connections count against the per-host cap (less what libcurl holds there) and the run's
+cap (together with libcurl's connections in use and those it kept). To open one over the
+run's cap, an idle connection of another origin is closed, or one libcurl kept is shed;
+failing that, the origin waits until a connection goes idle or closes.
+
 One connection's side (sending, parsing answers, delivering bodies) is :mod:`.h1conn`.
 """
 
