@@ -377,33 +377,33 @@ class CurlTransport:
 
     def _shed(self) -> bool:
         """Shut one of libcurl's kept connections that no transfer uses."""
-        in_use = set()
-        for easies in self._on_curl.values():
-            for easy in easies:
-                try:
-                    in_use.add(easy.getinfo(pycurl.ACTIVESOCKET))
-                except pycurl.error:
-                    pass
-        return self._kept.shed(in_use)
+        return self._kept.shed(self._curl_sockets(*self._on_curl)[0])
 
     def _shut_kept(self, key: str) -> None:
         """Shut libcurl's idle connections to ``key``: the pool has (or opens) its own."""
-        if not self._kept.has(key):
-            return
+        if self._kept.has(key):
+            self._kept.shut(key, *self._curl_sockets(key))
+
+    def _curl_sockets(self, *keys: str) -> tuple[set[int], int]:
+        """The sockets libcurl's running transfers to these origins use, and how many of
+        those transfers have none yet (they may take a kept one). Transfers still waiting
+        for their slot are not counted: they may go to the pool."""
         core = self._core
-        in_use, unconnected = set(), 0
-        for easy in self._on_curl.get(key, ()):
-            if core is None or not core.running(easy):
-                continue  # still waiting for its slot (it may go to the pool)
-            try:
-                fd = easy.getinfo(pycurl.ACTIVESOCKET)
-            except pycurl.error:
-                continue
-            if fd >= 0:
-                in_use.add(fd)
-            else:  # not connected yet: it may take a kept one
-                unconnected += 1
-        self._kept.shut(key, in_use, unconnected)
+        in_use: set[int] = set()
+        unconnected = 0
+        for key in keys:
+            for easy in self._on_curl.get(key, ()):
+                if core is None or not core.running(easy):
+                    continue
+                try:
+                    fd = easy.getinfo(pycurl.ACTIVESOCKET)
+                except pycurl.error:
+                    continue
+                if fd >= 0:
+                    in_use.add(fd)
+                else:
+                    unconnected += 1
+        return in_use, unconnected
 
     def _maybe_pipeline(
         self, pipes: PipelinePool, hop: Hop, url: str, ranged: bool = False

@@ -55,17 +55,13 @@ class KeptConnections:
         if not noted:
             return 0
         done = 0
-        for fd, ends in list(noted.items()):
+        for fd in list(noted):
             if fd in in_use:
                 continue
             if spare > 0:
                 spare -= 1
                 continue
-            del noted[fd]
-            if _shutdown_if(fd, ends):
-                done += 1
-        if not noted:
-            del self._by_origin[key]
+            done += self._forget(key, fd)
         return done
 
     def __len__(self) -> int:
@@ -74,16 +70,20 @@ class KeptConnections:
     def shed(self, in_use: Container[int]) -> bool:
         """Forget one noted connection not on an ``in_use`` socket, shutting it if it is
         still the one noted; False if there is none."""
-        for key, noted in list(self._by_origin.items()):
-            for fd, ends in list(noted.items()):
-                if fd in in_use:
-                    continue
-                del noted[fd]
-                if not noted:
-                    del self._by_origin[key]
-                _shutdown_if(fd, ends)
-                return True
+        for key, noted in self._by_origin.items():
+            for fd in noted:
+                if fd not in in_use:
+                    self._forget(key, fd)
+                    return True
         return False
+
+    def _forget(self, key: str, fd: int) -> bool:
+        """Forget a noted connection; shut it if it is still the one noted."""
+        noted = self._by_origin[key]
+        ends = noted.pop(fd)
+        if not noted:
+            del self._by_origin[key]
+        return _shutdown_if(fd, ends)
 
     def clear(self) -> None:
         self._by_origin.clear()
