@@ -228,6 +228,67 @@ def test_libcurls_idle_connections_are_shed_for_the_run_cap(srv: Server) -> None
     assert srv.connections == 2 and len(shed) == 1
 
 
+def test_another_transfer_waits_for_room_under_the_run_cap(srv: Server) -> None:
+    """A connection opened beside the pool (libcurl's, for a new origin's first request)
+    counts against the run's cap too: while every connection is busy its start waits, and
+    it goes once one goes idle (which closes to make room). Before, libcurl opened it at
+    once: twice the cap at worst."""
+    srv.route("/slow", delayed(b"slow", 0.2))
+    started: list[float] = []
+
+    async def go() -> None:
+        async with Client(srv.port, max_conns=1) as c:
+            c.pool.max_total = 1
+            c.pool.others = lambda: len(started)
+            slow = c.get("/slow")
+            await c.until(lambda: srv.connections == 1)
+            gone = c.loop.create_future()
+            gone.cancel()  # a transfer cancelled while it waited is not started
+            assert not c.pool.admit(lambda: started.append(-1.0), gone)
+            fut = c.loop.create_future()
+            assert not c.pool.admit(lambda: started.append(time.monotonic()), fut)
+            assert c.pool.starved and not started
+            begun = time.monotonic()
+            assert await c.codes(slow) == [0]
+            await c.until(lambda: bool(started))
+            assert started[0] >= begun and not c.pool.starved
+            assert c.pool.has_connections(f"127.0.0.1:{srv.port}") is False
+            fut.set_result(None)
+            # the cap is full (with the started transfer): the pool's own requests wait
+            hop = Hop(c.loop)
+            c.pool.submit(f"127.0.0.1:{srv.port}", rq("/f1"), hop)
+            await asyncio.sleep(0.05)
+            assert not hop.fut.done() and c.pool.starved
+            started.clear()  # it ended
+            c.pool.kick()
+            assert await c.codes([hop]) == [0]
+
+    run(go)
+    assert srv.connections == 2
+
+
+def test_another_transfer_starts_at_once_with_room_or_without_our_connections(
+    srv: Server,
+) -> None:
+    async def go() -> None:
+        async with Client(srv.port, max_conns=2) as c:
+            c.pool.max_total = 2
+            fut = c.loop.create_future()
+
+            def never() -> None:
+                raise AssertionError("started later: it should have gone at once")
+
+            assert c.pool.admit(never, fut)  # no connection of ours yet: libcurl caps itself
+            assert await c.codes(c.get("/f1")) == [0]
+            assert c.pool.admit(never, fut)  # one of ours, one free
+            c.pool.others = lambda: 1
+            assert c.pool.admit(never, fut)  # full, but ours is idle: it closes
+            await c.until(lambda: srv.open == 0)
+            assert not c.pool.has_connections(f"127.0.0.1:{srv.port}")
+
+    run(go)
+
+
 def test_kept_connections_are_reused_by_later_requests(srv: Server) -> None:
     async def go() -> None:
         async with Client(srv.port, max_conns=2) as c:

@@ -99,6 +99,8 @@ class CurlLoop:
         #: finished transfer (added with ``report_socket``) -> the socket of the
         #: connection libcurl kept after it; the caller pops its entry
         self.kept: dict[pycurl.Curl, int] = {}
+        #: transfers added since libcurl last ran: each may be about to open a connection
+        self.starting = 0
         self._closed = False
         m = self._multi
         m.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
@@ -126,6 +128,7 @@ class CurlLoop:
         except BaseException:
             del self._running[easy]
             raise
+        self.starting += 1
         if self.stall_timeout > 0 and self._watchdog is None:
             self._watchdog = self.loop.call_later(self.stall_timeout / 4, self._check_stalls)
 
@@ -238,6 +241,7 @@ class CurlLoop:
         if event == pycurl.CSELECT_IN and not self._want.get(fd, 0) & _READ:
             self._drop_read(fd)  # an idle connection turned readable: closed, probably
             return
+        self.starting = 0  # (every socket_action runs the transfers just added)
         try:
             self._multi.socket_action(fd, event)
         except pycurl.error:

@@ -20,6 +20,7 @@ import asyncio
 import errno
 import fcntl
 import os
+import socket
 from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
@@ -541,6 +542,7 @@ class Conn(asyncio.BufferedProtocol):
             return
         self._end()
         if self.transport is not None:
+            _send_fin(self.transport)
             self.transport.close()
 
     def abort(self, code: int, message: str) -> None:
@@ -587,3 +589,13 @@ class Conn(asyncio.BufferedProtocol):
             head.got = True  # (fail it, do not resend it)
         self._fail_head(STALLED, f"no data for {self.pool.stall_timeout:g} s")
 
+
+def _send_fin(transport: asyncio.BaseTransport) -> None:
+    """Tell the server now that we are done: asyncio closes the socket only on a later
+    turn of the loop, and the run's cap counts it as closed already."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass

@@ -31,7 +31,7 @@ import dataclasses
 import functools
 import logging
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import quote, urljoin, urlsplit
 
 import pycurl
@@ -70,6 +70,8 @@ __all__ = ["CurlTransport", "ca_locations"]
 _SENSITIVE = frozenset({"authorization", "cookie", "proxy-authorization", "host"})
 _OURS = frozenset({pycurl.E_WRITE_ERROR, pycurl.E_ABORTED_BY_CALLBACK})
 _TO_PIPE = -4  # a hop that goes pipelined after all (decided when its slot came)
+#: ``admit(start, fut)``: may a libcurl transfer start now (else ``start`` is called later)
+Admit = Callable[[Callable[[], None], "asyncio.Future[Any]"], bool]
 _H1: int = pycurl.CURL_HTTP_VERSION_1_1
 _H2: int = pycurl.CURL_HTTP_VERSION_2TLS  # HTTP/2 when TLS negotiates it, else HTTP/1.1
 
@@ -329,13 +331,16 @@ class CurlTransport:
         special = True  # until configured: a failed set-up resets the handle
         try:
             special = self._configure(easy, hop, ask)
+            admit = functools.partial(self._admit, key)
             if gate is None or gate.granted:
-                core.add(easy, hop.finish, key is not None)
+                _start(core, easy, hop, None, None, key is not None, admit)
             else:
                 version = None  # HTTP/2 or not: known better when the slot comes
                 if light_tls:
                     version = functools.partial(self._http_version, hop, True)
-                gate.on_grant(lambda: _start(core, easy, hop, switch, version, key is not None))
+                gate.on_grant(
+                    lambda: _start(core, easy, hop, switch, version, key is not None, admit)
+                )
             try:
                 code, message = await hop.fut
             finally:
@@ -371,9 +376,25 @@ class CurlTransport:
             self._shut_kept(key)  # (with any spared for this transfer before it started)
 
     def _curl_active(self) -> int:
-        """libcurl's connections: in use now (HTTP/2 streams share one), and those it
-        kept to plain-HTTP origins (its idle https ones are not known)."""
-        return len(self._kept) + (self._core.sockets if self._core is not None else 0)
+        """libcurl's connections: in use now (HTTP/2 streams share one) or about to be
+        (transfers just added), and those it kept to plain-HTTP origins, noted or not yet
+        (its idle https ones are not known)."""
+        core = self._core
+        if core is None:
+            return len(self._kept)
+        return len(self._kept) + core.sockets + core.starting + len(core.kept)
+
+    def _admit(self, key: str | None, start: Callable[[], None], fut: asyncio.Future[Any]) -> bool:
+        """May a libcurl transfer start now under the run's connection cap? False: the
+        pool calls ``start`` once a connection frees up (see :meth:`PipelinePool.admit`)."""
+        pipes = self._pipes
+        if pipes is None:
+            return True
+        if key is not None and self._kept.has(key):
+            in_use, unconnected = self._curl_sockets(key)
+            if self._kept.idle(key, in_use) > unconnected:
+                return True  # (it will take a connection libcurl kept there)
+        return pipes.admit(start, fut)
 
     def _shed(self) -> bool:
         """Shut one of libcurl's kept connections that no transfer uses."""
@@ -657,13 +678,19 @@ def _start(
     switch: Callable[[], bool] | None = None,
     version: Callable[[], int] | None = None,
     report_socket: bool = False,
+    admit: Admit | None = None,
 ) -> None:
-    """Start a transfer set up earlier, now that its slot is granted (from the grant)."""
+    """Start a transfer set up earlier, now that its slot is granted (from the grant).
+    ``admit``: asked before it starts; False means it is called back when there is room."""
     if hop.fut.done():  # cancelled while it waited
         return
     if switch is not None and switch():
         hop.finish(_TO_PIPE, "")
         return
+    if admit is not None:
+        later = functools.partial(_start, core, easy, hop, switch, version, report_socket)
+        if not admit(later, hop.fut):
+            return
     try:
         if version is not None:
             easy.setopt(pycurl.HTTP_VERSION, version())

@@ -47,6 +47,10 @@ class KeptConnections:
     def has(self, key: str) -> bool:
         return key in self._by_origin
 
+    def idle(self, key: str, in_use: Container[int]) -> int:
+        """How many of ``key``'s noted connections are not on ``in_use`` sockets."""
+        return sum(fd not in in_use for fd in self._by_origin.get(key, ()))
+
     def shut(self, key: str, in_use: Container[int] = (), spare: int = 0) -> int:
         """Shut ``key``'s noted connections but those on ``in_use`` sockets (libcurl's
         running transfers) and ``spare`` more (for libcurl's transfers about to pick

@@ -24,7 +24,9 @@ comes.
 Connections count against the per-host cap (less what libcurl holds there) and the run's
 cap (together with libcurl's connections in use and those it kept). To open one over the
 run's cap, an idle connection of another origin is closed, or one libcurl kept is shed;
-failing that, the origin waits until a connection goes idle or closes.
+failing that, the origin waits until a connection goes idle or closes. Once the pool holds
+connections, a libcurl transfer that may open one asks the same (:meth:`PipelinePool.admit`)
+and, failing that, its start waits the same way, ahead of the pool's own origins.
 
 One connection's side (sending, parsing answers, delivering bodies) is :mod:`.h1conn`.
 """
@@ -33,7 +35,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from ..scheduler import host_of
 from .curlloop import CLOSED
@@ -70,6 +74,8 @@ class PipelinePool:
         self.shed: Callable[[], bool] | None = None
         self._total = 0  # our connections, every origin
         self._starved: dict[str, Origin] = {}  # origins with requests and no connection
+        # starts of libcurl transfers waiting for room under the run's cap, in order
+        self._deferred: deque[tuple[Callable[[], None], asyncio.Future[Any]]] = deque()
         self._quiet = False
         self.connect_timeout = connect_timeout
         self.stall_timeout = stall_timeout
@@ -170,11 +176,22 @@ class PipelinePool:
                 return
             conn.send(o.waiting.popleft())
 
-    def _room(self, o: Origin) -> bool:
+    def admit(self, start: Callable[[], None], fut: asyncio.Future[Any]) -> bool:
+        """May the engine open a connection beside ours (a libcurl transfer) now? The
+        run's cap counts both: room is made as for one of ours. False: ``start`` is
+        called once there is room (unless ``fut`` is done by then)."""
+        if not self.max_total or not self._total or (not self._deferred and self._room(None)):
+            return True
+        self._deferred.append((start, fut))
+        return False
+
+    def _room(self, o: Origin | None) -> bool:
         """Another connection fits under the run's cap, if need be once an idle one of
         another origin is closed."""
         if not self.max_total or self._room_now():
             return True
+        if o is not None and self._deferred:
+            return False  # libcurl's transfers waiting for room go first
         for other in list(self._origins.values()):
             if other is o or other.waiting:
                 continue
@@ -192,12 +209,20 @@ class PipelinePool:
         return False
 
     def idle(self, conn: Conn) -> None:
-        """``conn`` has nothing in flight: close it if an origin waits for a connection."""
-        if self._starved and not conn.origin.waiting and not conn.closing:
+        """``conn`` has nothing in flight: close it if a request waits for a connection."""
+        if self.starved and not conn.origin.waiting and not conn.closing:
             conn.retire()
 
     def kick(self) -> None:
-        """Connections may have freed up elsewhere: serve origins waiting for one."""
+        """Connections may have freed up elsewhere: serve what waits for one."""
+        deferred = self._deferred
+        while deferred:
+            start, fut = deferred[0]
+            if not fut.done():
+                if self._closed or not self._room(None):
+                    break
+                start()
+            deferred.popleft()
         for o in list(self._starved.values()):
             if self._closed:
                 return
@@ -210,7 +235,7 @@ class PipelinePool:
 
     @property
     def starved(self) -> bool:
-        return bool(self._starved)
+        return bool(self._starved or self._deferred)
 
     def _cap(self, key: str) -> int:
         """Connections this pool may hold to ``key``: the host's cap less the whole
@@ -242,12 +267,16 @@ class PipelinePool:
             self._total -= 1
         if not self._closed and not self._quiet:
             self._pump(o)
-            if self._starved:
+            if self.starved:
                 self.kick()
 
     def close(self) -> None:
         """End every connection; what is in flight finishes with :data:`CLOSED`."""
         self._closed = True
+        while self._deferred:  # (they start, or fail, where they are)
+            start, fut = self._deferred.popleft()
+            if not fut.done():
+                start()
         for o in self._origins.values():
             while o.waiting:
                 give_back(o.waiting.popleft())
