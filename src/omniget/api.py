@@ -7,7 +7,14 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Mapping,
+)
 from typing import BinaryIO
 
 from .engine import Engine, FileResult, Report
@@ -116,8 +123,10 @@ async def adownload(
     source: str | None = None,
     source_options: Mapping[str, Mapping[str, object]] | None = None,
     engine: Engine | None = None,
+    only: Callable[[Item], bool] | None = None,
 ) -> Report:
-    """Download items (or the items behind URLs) into ``dest`` and report on each."""
+    """Download items (or the items behind URLs) into ``dest`` and report on each.
+    ``only``: items it returns False for are left out (and not reported)."""
     settings = settings or Settings()
     own = engine is None
     eng = engine or Engine(settings, on_event=on_event)
@@ -134,7 +143,8 @@ async def adownload(
     async def items() -> AsyncIterator[Item]:
         for entry in items_or_urls:
             if isinstance(entry, Item):
-                yield entry
+                if only is None or only(entry):
+                    yield entry
                 continue
             try:
                 cls = find_source(entry, source)
@@ -145,7 +155,8 @@ async def adownload(
                 src = cls(entry, sctx, **opts)
                 sources.setdefault(src.name, src)
                 async for item in src.items():
-                    yield item
+                    if only is None or only(item):
+                        yield item
             except OmnigetError as exc:
                 bad = Item(download_url=entry)
                 eng.on_event(Failed(bad, None, exc))
@@ -190,9 +201,11 @@ def download(
     cancel: threading.Event | None = None,
     source: str | None = None,
     source_options: Mapping[str, Mapping[str, object]] | None = None,
+    only: Callable[[Item], bool] | None = None,
 ) -> Report:
     """Download and return a :class:`~omniget.engine.Report`; ``cancel.set()`` stops it,
-    keeping resumable state (unfinished files fail with ``Cancelled``)."""
+    keeping resumable state (unfinished files fail with ``Cancelled``). ``only``: items it
+    returns False for are left out."""
     if isinstance(items_or_urls, str | Item):
         items_or_urls = [items_or_urls]
     return asyncio.run(
@@ -204,6 +217,7 @@ def download(
             cancel=cancel,
             source=source,
             source_options=source_options,
+            only=only,
         )
     )
 

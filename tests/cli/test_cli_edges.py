@@ -396,3 +396,19 @@ def test_a_mistyped_command_downloads_nothing(
 
 def test_a_bare_host_name_is_still_a_url() -> None:
     assert parse_args(["localhost", "-o", "d"]).command == "get"
+
+
+# --- 9. filters while downloading (extraction runs inside the engine's loop) ---
+
+
+def test_include_and_exclude_filter_a_real_download(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, any --include/--exclude download failed: the filter drove the synchronous
+    extract from inside the running engine ("internal error: RuntimeError")."""
+    urls = [serve(httpd, name, name.encode()) for name in ("a.bin", "b.bin", "c.txt")]
+    assert main(["-o", "out", "--include", "*.bin", "--exclude", "b.*", *urls]) == 0
+    assert os.listdir("out") == ["a.bin"] and Path("out/a.bin").read_bytes() == b"a.bin"
+    assert "1 file ok, 2 skipped, 0 failed" in capsys.readouterr().err
+    assert main(["-q", "-o", "out", "--exclude", "*.bin", *urls]) == 0
+    assert sorted(os.listdir("out")) == ["a.bin", "c.txt"]

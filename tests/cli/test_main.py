@@ -61,8 +61,20 @@ class FakeAPI:
 
     def download(self, items: Iterable[Any], dest: Any = ".", **kw: Any) -> Report:
         got = list(items)
+        failed: list[FileResult] = []
+        only = kw.get("only")
+        if only is not None:  # as the real one: the items behind each URL, filtered
+            found: list[Item] = []
+            for entry in got:
+                try:
+                    found += [entry] if isinstance(entry, Item) else self.extract(entry)
+                except OmnigetError as e:
+                    failed.append(FileResult(Item(download_url=entry), None, "failed", error=e))
+            got = [item for item in found if only(item)]
         self.downloads.append({"items": got, "dest": dest, **kw})
-        return self.behaviour(got, kw)
+        report = self.behaviour(got, kw)
+        report.results.extend(failed)
+        return report
 
     def extract(self, url: str, **kw: Any) -> Iterable[Item]:
         self.extracts.append((url, kw))

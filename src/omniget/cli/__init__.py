@@ -300,8 +300,8 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
             consumer(Skipped(item, None, "filtered"))
 
     # The engine extracts URLs itself (so sources can refresh expiring links); the CLI does
-    # it only when it must see the items first: filters, -O, --dry-run.
-    own = bool(ns.include or ns.exclude or ns.dry_run or ns.output_file is not None)
+    # it only when it must see the items first: -O, --dry-run.
+    own = bool(ns.dry_run or ns.output_file is not None)
     extracted = _items(targets, ns, cfg, failed, skipped)  # lazy: runs only when consumed
     items: Iterable[Item | str] = extracted if own else targets
     dest = cfg.output or Path(".")
@@ -320,11 +320,21 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
         _report_failures(failures, mask)
         return failures[0][1].exit_code if failures else 0
 
+    only = None
+    if not own and (ns.include or ns.exclude):
+        include, exclude = ns.include or [], ns.exclude or []
+
+        def only(item: Item) -> bool:
+            if _wanted(item.output_path, include, exclude):
+                return True
+            skipped(item)
+            return False
+
     cancel = threading.Event()
     with consumer, _on_signals(cancel):
         report = omniget.download(
             items, dest, settings=cfg.settings, on_event=_safe(consumer), cancel=cancel,
-            source=ns.source, source_options=cfg.sources,
+            source=ns.source, source_options=cfg.sources, only=only,
         )
     for r in report.failures:
         label = display_path(r.path) if r.path else r.item.download_url
