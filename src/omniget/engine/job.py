@@ -238,8 +238,10 @@ class FileJob:
 
     def restart(self) -> None:
         """The remote file changed, cannot be resumed or came wrong: forget every byte
-        we have, and a size read off the end of a body (the next body may be longer)."""
+        we have, its validators, and a size read off the end of a body (the next body may
+        be longer)."""
         self.done = []
+        self.etag = self.last_modified = None  # (learnt again from the next answer)
         self.resumed = 0
         self.written = 0
         self.stream_hash = None

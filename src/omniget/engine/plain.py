@@ -268,6 +268,9 @@ class PlainDownload:
             self.interrupt()  # (its error is raised where the file's task awaits it)
 
     async def _stop_all(self) -> None:
+        for s in self.spans:  # errors of spans that ended too: the first one is raised
+            if s.task is not None and s.task.done() and not s.task.cancelled():
+                s.task.exception()
         tasks = [s.task for s in self.spans if s.task is not None and not s.task.done()]
         if self.controller is not None and not self.controller.done():
             tasks.append(self.controller)
@@ -447,8 +450,12 @@ class PlainDownload:
         ranged = sink.req.range is not None
         if head.decoded:
             self.ranges_ok = False
-        if (self.head_seen or job.done) and self._changed(head):
+        # validators are those of the item's own URL: mirrors have their own (by size)
+        own = sink.req.url == job.item.download_url
+        if (self.head_seen or job.done) and self._changed(head, own):
             raise _Restart("the file changed on the server", changed=True)
+        if own and not (job.etag or job.last_modified):
+            job.etag, job.last_modified = head.etag, head.last_modified
         if head.status == 206 and ranged:
             if cr is None or cr[0] != span.pos:
                 raise _Restart("the server answered a wrong byte range", changed=False)
@@ -485,11 +492,14 @@ class PlainDownload:
             job.size = span.end = size
             raise StopTransfer
 
-    def _changed(self, head: Head) -> bool:
-        """Validators or size differ from what we know: the remote file changed."""
+    def _changed(self, head: Head, own: bool) -> bool:
+        """Size, or (``own``: an answer from the item's own URL) validators differ from
+        what we know: the remote file changed."""
         job = self.job
         if job.size is not None and head.total_size not in (None, job.size):
             return True
+        if not own:
+            return False
         if job.etag and head.etag:
             return head.etag != job.etag
         return bool(
@@ -503,8 +513,6 @@ class PlainDownload:
         self.head_seen = True
         if head.total_size is not None:
             job.size = head.total_size
-        job.etag = head.etag or job.etag
-        job.last_modified = head.last_modified or job.last_modified
         self.ranges_known = head.accepts_ranges and not head.decoded
         self.ranges_ok = self.ranges_ok and not head.decoded
         if span.end is None and job.size is not None:
