@@ -6,6 +6,7 @@ header-less cookies files, abbreviations, ``checksum`` in a config file, retries
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import os
 import random
@@ -15,12 +16,14 @@ from urllib.parse import urlsplit
 import pytest
 from tests.servers.httpd import HTTPServer
 
+from omniget import Item, download
 from omniget.cli import main
 from omniget.cli.args import COMMANDS, build_parser, parse_args, parse_input
 from omniget.cli.config import load_settings
 from omniget.cli.output import DryRun
 from omniget.engine.transports.cookies import load_cookies
-from omniget.errors import UsageError
+from omniget.errors import IntegrityError, UsageError
+from omniget.settings import Settings
 
 DATA = b"0123456789" * 100
 SKIP_LINE = "it already exists (--on-exists overwrite replaces it)"
@@ -448,3 +451,39 @@ def test_a_file_that_keeps_changing_mid_split_fails_cleanly(
     assert "never retrieved" not in caplog.text
     err = one_line(capsys.readouterr().err)
     assert "the file changed on the server (gave up after" in err
+
+
+# --- 11. a file already there is skipped only if it can be the one asked for ---
+
+
+def test_an_existing_file_is_checked_against_the_checksum(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = serve(httpd, "have.bin")
+    right = "sha256=" + hashlib.sha256(DATA).hexdigest()
+    os.mkdir("out")
+    Path("out/have.bin").write_bytes(b"garbage")
+    asked = len(httpd.requests)
+    assert main(["-o", "out", "--checksum", right, url]) == 4
+    err = capsys.readouterr().err
+    assert "out/have.bin: it already exists and its sha256 does not match" in err
+    assert Path("out/have.bin").read_bytes() == b"garbage"  # left as it was
+    Path("out/have.bin").write_bytes(DATA)
+    assert main(["-o", "out", "--checksum", right, url]) == 0
+    assert "skipped out/have.bin" in capsys.readouterr().err
+    assert len(httpd.requests) == asked  # neither run asked the server
+
+
+def test_an_existing_file_of_another_size_is_not_taken_as_complete(tmp_path: Path) -> None:
+    """An item that gives its size (as file hosts and GOG do): a file of another size
+    there is not the complete one. Before, it was skipped as done."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "f.bin").write_bytes(b"short")
+    item = Item(download_url="http://127.0.0.1:9/f.bin", filename="f.bin", size_bytes=10)
+    report = download([item], out, settings=Settings(state_dir=tmp_path / "st"))
+    (result,) = report.results
+    assert result.status == "failed" and isinstance(result.error, IntegrityError)
+    assert "already exists with 5 bytes, not 10" in str(result.error)
+    (out / "f.bin").write_bytes(b"0123456789")
+    assert download([item], out, settings=Settings(state_dir=tmp_path / "st")).skipped == 1

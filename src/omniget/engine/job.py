@@ -315,6 +315,8 @@ class FileJob:
             if not resuming:
                 chosen = self.exists_policy(final)
                 if chosen is None:
+                    if not shadowed:
+                        await self._check_existing(final)
                     return self._skipped(final, "same-name" if shadowed else "exists")
                 final = chosen
             self.final = final
@@ -434,6 +436,25 @@ class FileJob:
         return FileResult(
             self.item, final, "ok", size=size, fetched=self.fetched, verified=verified
         )
+
+    async def _check_existing(self, final: Path) -> None:
+        """A file already at ``final`` is skipped as complete only if it has the size the
+        item gives, and the hash ``--checksum`` gives (IntegrityError otherwise): it may be
+        another file of that name, or a cut copy from another tool."""
+        size, want = self.item.size_bytes, self.ctx.settings.checksum
+        if (size is None and want is None) or not final.is_file():
+            return
+        self.final = final  # (the failure names it)
+        advice = "--on-exists overwrite replaces it, rename keeps both"
+        have = final.stat().st_size
+        if size is not None and have != size:
+            raise IntegrityError(f"it already exists with {have} bytes, not {size} ({advice})")
+        if want is not None:
+            got = await asyncio.to_thread(file_digest, final, want.algo)
+            if got != want.hex:
+                raise IntegrityError(
+                    f"it already exists and its {want.algo} does not match ({advice})"
+                )
 
     def _skipped(self, final: Path | None, reason: str) -> FileResult:
         self.ctx.event(Skipped(self.item, final, reason))
