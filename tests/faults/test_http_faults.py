@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from tests.servers.httpd import HTTPServer
+from tests.servers.nginx import NginxServer
 
 from omniget.engine import Engine, Report
 from omniget.engine.events import Event, Retrying, Warned
@@ -431,6 +432,20 @@ def test_self_signed_certificate(httpsd: HTTPServer, tls_ca_path: Path, tmp_path
     assert ok.exit_code == 0 and (out / "tls.bin").read_bytes() == b"secure"
     ok, _, out = fetch(url, tmp_path / "c", network=NetworkSettings(insecure=True))
     assert ok.exit_code == 0
+
+
+def test_https_to_a_plain_http_server_fails_without_retries(
+    nginx: NginxServer, tmp_path: Path
+) -> None:
+    """nginx answers the TLS hello with a 400 in plain text: the handshake fails with
+    "wrong version number", which no retry can help (curl does not retry it either).
+    Before, it was retried like a dropped connection (14 s from the CLI)."""
+    url = nginx.add("plain.bin", b"plain").replace("http://", "https://", 1)
+    report, events, out = fetch(url, tmp_path)
+    assert report.exit_code == 3
+    assert "plain http:// server" in str(report.failures[0].error)
+    assert not [e for e in events if isinstance(e, Retrying)]
+    assert files(out) == []
 
 
 def test_404_is_exit_6_and_leaves_nothing(httpd: HTTPServer, tmp_path: Path) -> None:

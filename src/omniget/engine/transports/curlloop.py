@@ -394,13 +394,15 @@ _TLS_TRUST = frozenset(
         pycurl.E_SSL_PINNEDPUBKEYNOTMATCH,
     }
 )
+# a TLS handshake the server refuses outright: no retry helps
+_TLS_REFUSED = ("wrong version number", "unsupported protocol", "no protocols available",
+                "alert handshake failure", "alert protocol version")
 _CONNECTION = frozenset(
     {
         pycurl.E_RECV_ERROR,
         pycurl.E_SEND_ERROR,
         pycurl.E_GOT_NOTHING,
         pycurl.E_HTTP2,
-        pycurl.E_SSL_CONNECT_ERROR,
         92,  # CURLE_HTTP2_STREAM
         95,  # CURLE_HTTP3
         96,  # CURLE_QUIC_CONNECT_ERROR
@@ -459,6 +461,13 @@ def curl_error(code: int, message: str, url: str) -> Exception:
         # host or port fails within a second or two (wget and curl do not retry at all)
         err = TransientError(f"could not connect ({where}){suffix}")
         err.max_retries = CONNECT_RETRIES
+        return err
+    if code == pycurl.E_SSL_CONNECT_ERROR:
+        if any(sign in detail.lower() for sign in _TLS_REFUSED):
+            hint = " (is it a plain http:// server?)" if "wrong version" in detail else ""
+            return RemoteError(f"TLS handshake refused by {where}{suffix}{hint}")
+        err = TransientError(f"TLS handshake failed ({where}){suffix}")
+        err.max_retries = CONNECT_RETRIES  # (a reset mid-handshake may pass on a retry)
         return err
     if code in _CONNECTION:
         return TransientError(f"connection failed ({where}){suffix}")
