@@ -209,6 +209,9 @@ def name_from_url(url: str) -> str:
     """The last path segment of a URL, percent-decoded; ``index.html`` if there is none."""
     if not any(c in url for c in "?#%;") and url.count("/") > 2:
         return url.rpartition("/")[2] or "index.html"  # nothing to decode or cut off
-    parts = urlsplit(url)
-    name = posixpath.basename(unquote(parts.path))
+    try:
+        path = urlsplit(url).path
+    except ValueError:  # (an unbalanced IPv6 bracket: the source reports the URL)
+        return "index.html"
+    name = posixpath.basename(unquote(path))
     return name or "index.html"

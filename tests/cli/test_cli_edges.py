@@ -487,3 +487,24 @@ def test_an_existing_file_of_another_size_is_not_taken_as_complete(tmp_path: Pat
     assert "already exists with 5 bytes, not 10" in str(result.error)
     (out / "f.bin").write_bytes(b"0123456789")
     assert download([item], out, settings=Settings(state_dir=tmp_path / "st")).skipped == 1
+
+
+# --- 12. bad input found before any request ---
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["http://[::1/x"], "not a valid URL: Invalid IPv6 URL"),
+        (["http://host:99999/x"], "not a valid URL: Port out of range"),
+        (["--ca-cert", "no-such.pem", "https://127.0.0.1:9/x"], "--ca-cert no-such.pem: no such"),
+    ],
+)
+def test_bad_urls_and_files_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], args: list[str], says: str
+) -> None:
+    """Before: an unbalanced IPv6 bracket was an internal error (exit 1); a missing
+    --ca-cert failed as a network error (exit 3) once a request was tried."""
+    assert main(["-q", *args]) == 2
+    assert says in one_line(capsys.readouterr().err)
+    assert main(["-q", "list", *args]) == 2

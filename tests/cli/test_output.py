@@ -56,6 +56,7 @@ def test_masker_hides_secrets_everywhere() -> None:
     assert m("https://bob:hunter2@host.example/x") == "https://bob:***@host.example/x"
     assert m("https://h/x?a=1&token=abcdef&b=2") == "https://h/x?a=1&token=***&b=2"
     assert m("https://h/x?access_token=zz#frag") == "https://h/x?access_token=***#frag"
+    assert m("refused (HTTP 401 from https://h/x?auth=u:p)") == "refused (HTTP 401 from https://h/x?auth=***)"
     assert m("sent Authorization: Bearer xyz") == "sent Authorization: ***"
     assert m("https://h/monkey=1?skey=2") == "https://h/monkey=1?skey=2"  # not secret names
     assert Masker(["ab"])("abc") == "abc"  # too short to mask blindly

@@ -358,7 +358,11 @@ def test_ssl_cert_file_env_is_honoured(
 def test_ca_locations_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.setenv("CURL_CA_BUNDLE", "from-env.pem")
-    assert ca_locations(NetworkSettings(ca_cert="given.pem")) == ("given.pem", None)
+    given = tmp_path / "given.pem"
+    given.write_text("")
+    assert ca_locations(NetworkSettings(ca_cert=str(given))) == (str(given), None)
+    with pytest.raises(UsageError, match=r"--ca-cert missing\.pem: no such file"):
+        ca_locations(NetworkSettings(ca_cert="missing.pem"))
     assert ca_locations(NetworkSettings(ca_cert=str(tmp_path))) == (None, str(tmp_path))
     assert ca_locations(NetworkSettings()) == ("from-env.pem", None)
     monkeypatch.delenv("CURL_CA_BUNDLE")

@@ -56,7 +56,8 @@ class Masker:
     """Replaces known secret values, URL passwords and secret query parameters with ``***``."""
 
     _userinfo = re.compile(r"(?P<pre>[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@", re.IGNORECASE)
-    _query = re.compile(rf"(?P<pre>[?&;](?:{_SECRET_QUERY})=)[^&;#\s\"']+", re.IGNORECASE)
+    # (a ")" ends the value: messages put URLs in parentheses)
+    _query = re.compile(rf"(?P<pre>[?&;](?:{_SECRET_QUERY})=)[^&;#\s\"')]+", re.IGNORECASE)
     _header = re.compile(
         r"(?P<pre>\b(?:authorization|proxy-authorization|cookie|x-api-key)\s*:\s*)[^\r\n\"']+",
         re.IGNORECASE,

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 import pycurl
 
-from ...errors import IntegrityError, RemoteError, TransientError
+from ...errors import IntegrityError, RemoteError, TransientError, UsageError
 from ...settings import NetworkSettings
 from .base import safe_url
 
@@ -369,6 +369,8 @@ def ca_locations(settings: NetworkSettings) -> tuple[str | None, str | None]:
     if settings.ca_cert:
         if os.path.isdir(settings.ca_cert):
             return None, settings.ca_cert
+        if not os.path.isfile(settings.ca_cert):
+            raise UsageError(f"--ca-cert {settings.ca_cert}: no such file or folder")
         return settings.ca_cert, None
     for name in ("SSL_CERT_FILE", "CURL_CA_BUNDLE"):
         value = os.environ.get(name)
