@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import random
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -446,6 +448,26 @@ def test_https_to_a_plain_http_server_fails_without_retries(
     assert "plain http:// server" in str(report.failures[0].error)
     assert not [e for e in events if isinstance(e, Retrying)]
     assert files(out) == []
+
+
+def test_a_dead_mirror_is_left_at_once_for_a_live_one(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """The first URL refuses connections: every span goes to the mirror at once, and no
+    new span is sent to the dead one. Before, each span waited and retried it (a screen
+    of "retry" lines for one dead mirror)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/m.bin"
+    data = random.Random(5).randbytes(3 * MiB)
+    good = httpd.add(httpd.new_path("m.bin"), data) + "?drip=20000000"
+    item = Item(dead, mirrors=(good,), filename="m.bin")
+    report, events, out = fetch("", tmp_path, item=item, split=4)
+    assert report.exit_code == 0, report.failures
+    assert (out / "m.bin").read_bytes() == data
+    assert not [e for e in events if isinstance(e, Retrying)]
+    warned = [e for e in events if isinstance(e, Warned)]
+    assert len(warned) == 1 and "trying a mirror" in warned[0].message
 
 
 def test_404_is_exit_6_and_leaves_nothing(httpd: HTTPServer, tmp_path: Path) -> None:

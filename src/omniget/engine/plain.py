@@ -143,6 +143,8 @@ class PlainDownload:
         self.ranges_known = False  # advertised or seen (206): needed to split
         self.ckpt_bytes = self.settings.checkpoint_bytes
         self.urls = (job.item.download_url, *job.item.mirrors)
+        self.gone: set[str] = set()  # mirrors that answered with a permanent error
+        self.failing: set[str] = set()  # mirrors that failed lately (connect, reset, ...)
         self.head_seen = False
         self.heads = 0  # answers accepted so far
         self.inline: Span | None = None  # the first span while it runs in the file's task
@@ -294,7 +296,9 @@ class PlainDownload:
     def _lease(self, span: Span, *, wait: bool) -> str | None:
         """Give ``span`` a connection slot (see :meth:`start_span`) and count it among the
         file's spans; returns its URL, or None when no slot is free now."""
-        url = self.urls[len(self.spans) % len(self.urls)]
+        urls = [u for u in self.urls if u not in self.gone and u not in self.failing]
+        urls = urls or list(self.urls)
+        url = urls[len(self.spans) % len(urls)]
         limits = self.ctx.limits
         light = span.pos == 0 and span.end is None  # a plain GET (may be pipelined)
         span.ticket = (
@@ -330,9 +334,8 @@ class PlainDownload:
     async def _run_span(self, span: Span, url: str) -> None:
         job = self.job
         attempts = 0
+        switches = 0  # to another mirror at once, without a wait (bounded)
         waited = 0.0
-        mirror = 0
-        failed: set[str] = set()  # mirrors that answered with a permanent error
         try:
             while True:
                 if span.end is not None and span.pos >= span.end:
@@ -353,13 +356,17 @@ class PlainDownload:
                         url = self.urls[0]
                         continue
                     if not exc.retryable:
-                        other = self._untried_mirror(url, failed)
+                        other = self._untried_mirror(url, self.gone)
                         if other is None or not isinstance(exc, PERMANENT_ON_ONE_MIRROR):
                             raise
-                        failed.add(url)  # a mirror's 404 (or DNS name, or login) is its own
-                        log.debug("%s: %s; next mirror %s", job.item.filename, exc, other)
-                        self.ctx.event(Warned(job.item, job.final, f"{exc}; trying a mirror"))
-                        url = other
+                        self.gone.add(url)  # a mirror's 404 (or DNS name, or login) is its own
+                        url = self._to_mirror(url, other, exc)
+                        continue
+                    self.failing.add(url)
+                    other = self._untried_mirror(url, self.gone | self.failing)
+                    if other is not None and switches < 2 * len(self.urls):
+                        switches += 1  # another mirror at once, as aria2 does
+                        url = self._to_mirror(url, other, exc)
                         continue
                     if span.pos - before >= self.ckpt_bytes:
                         attempts = 0
@@ -367,9 +374,7 @@ class PlainDownload:
                     delay = self.ctx.policy.next_delay(attempts, exc, waited, self.ctx.rng)
                     if delay is None:
                         raise
-                    if len(self.urls) > 1:
-                        mirror += 1
-                        url = self.urls[mirror % len(self.urls)]
+                    url = self._untried_mirror(url, self.gone) or url  # (next in turn)
                     self.ctx.event(Retrying(job.item, job.final, exc, attempts, delay))
                     await self.ctx.clock.sleep(delay)
                     waited += delay
@@ -389,6 +394,11 @@ class PlainDownload:
         if span.start == 0 and job.stream_hash is not None:
             job.stream_hash = StreamHasher(job.stream_hash.algo)
         self.checkpoint(time.monotonic())
+
+    def _to_mirror(self, url: str, other: str, exc: OmnigetError) -> str:
+        log.debug("%s: %s; next mirror %s", self.job.item.filename, exc, other)
+        self.ctx.event(Warned(self.job.item, self.job.final, f"{exc}; trying a mirror"))
+        return other
 
     def _untried_mirror(self, url: str, failed: set[str]) -> str | None:
         """The next of the item's URLs after ``url`` that has not failed for good."""
@@ -448,6 +458,8 @@ class PlainDownload:
             raise RemoteError(f"got a web page instead of a file from {head.url}")
         span = sink.span
         ranged = sink.req.range is not None
+        if self.failing:
+            self.failing.discard(sink.req.url)  # it answers again
         if head.decoded:
             self.ranges_ok = False
         # validators are those of the item's own URL: mirrors have their own (by size)
