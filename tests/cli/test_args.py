@@ -258,3 +258,21 @@ def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
 def test_usage_error_type_from_parse_args() -> None:
     with pytest.raises(UsageError, match="see 'omniget get --help'"):
         parse_args(["--split", "none", "https://example.com/"])
+
+
+def test_top_level_help_names_only_real_options() -> None:
+    """``omniget --help`` lists the options used most; each must be one of get's."""
+    from omniget.cli.args import build_parser
+
+    text = build_parser().format_help().split("--help'):", 1)[1]
+    shown = {w.rstrip(",") for w in text.split() if w.startswith("-") and w != "-"}
+    known = set(build_parser("get")._option_string_actions)
+    assert shown and shown <= known, shown - known
+
+
+def test_everything_after_a_double_dash_is_a_url() -> None:
+    """(argparse's intermixed parsing still read ``-o`` after ``--`` as the option.)"""
+    assert parse_args(["get", "--", "-o"]).urls == ["-o"]
+    ns = parse_args(["-q", "list", "http://a/1", "--", "-x", "--json"])
+    assert ns.command == "list" and ns.urls == ["http://a/1", "-x", "--json"]
+    assert ns.quiet and not ns.json

@@ -162,6 +162,17 @@ def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
     assert str(path) in str(e.value)
 
 
+def test_near_misses_of_keys_and_source_tables_are_named(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="did you mean 'connections'"):
+        load_settings(write(tmp_path, "conections = 3\n"), {})
+    with pytest.raises(UsageError, match=r"\[htpp\] is not a source; did you mean 'http'"):
+        load_settings(write(tmp_path, "[htpp]\nmax_pages = 3\n"), {})
+    # a table for a source not installed here (a plugin's, a later version's) is kept
+    assert load_config(write(tmp_path, "[zzsite]\nkey = 1\n"), {}).sources == {
+        "zzsite": {"key": 1}
+    }
+
+
 def test_flag_only_key_is_refused_in_file(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="'checksum' cannot be set in a config file") as e:
         load_settings(write(tmp_path, 'checksum = "md5=00"\n'), {})

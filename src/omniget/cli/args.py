@@ -192,8 +192,13 @@ def build_parser(command: str | None = None) -> ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Get files from wherever they live: fast, resumable, verified downloads.",
         epilog=f"commands:\n{table}\n\n'omniget URL...' is short for 'omniget get URL...'.\n"
-        "Options may come before or after the command name.\n"
-        "Run 'omniget COMMAND --help' for a command's options.",
+        "Options may come before or after the command name.\n\n"
+        "often used (all of them: 'omniget get --help'):\n"
+        "  -o DIR        output folder          -O FILE      one URL to one file (- = stdout)\n"
+        "  -i FILE       URLs from a file       -j N         files at once\n"
+        "  -N N          connections per host   --split N    connections per file\n"
+        "  --checksum ALGO=HEX                  --on-exists skip|overwrite|rename\n"
+        "  --limit-rate RATE                    -q, -v, --json, --dry-run",
     )
     p.add_argument("--version", action="version", version=f"omniget {__version__}")
     return p
@@ -209,10 +214,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         raise UsageError("no URL given (see 'omniget --help')")
     if args[0] in ("-h", "--help", "--version"):
         build_parser().parse_args(args[:1])
+    after: list[str] = []  # everything after "--" is a URL, even "-o"
+    if "--" in args:
+        cut = args.index("--")
+        args, after = args[:cut], args[cut + 1 :]
     parsers: dict[str, ArgumentParser] = {}
     command, args = _split_command(args, parsers)
     parser = parsers.get(command) or build_parser(command)
     ns, extra = parser.parse_known_intermixed_args(args)
+    ns.urls = [*(ns.urls or []), *after]
     for arg in extra:
         if arg.startswith("-"):  # e.g. `omniget -o DIR list URL`: never a silent download
             flag = arg.partition("=")[0]
@@ -223,17 +233,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return ns
 
 
-def _nearest(word: str, choices: Sequence[str], cutoff: float) -> str | None:
-    import difflib  # (only on a usage error)
-
-    near = difflib.get_close_matches(word, choices, n=1, cutoff=cutoff)
-    return near[0] if near else None
-
-
 def _suggest(parser: argparse.ArgumentParser, flag: str) -> str:
     """'; did you mean --x?' for a near miss among the parser's long options, else ''."""
     longs = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
-    near = _nearest(flag, longs, 0.75)
+    near = cfg.nearest(flag, longs, 0.75)
     return f"; did you mean {near}?" if near else ""
 
 
@@ -268,7 +271,7 @@ def _split_command(
     if i < len(args) and args[i] in COMMANDS:
         return args[i], args[:i] + args[i + 1 :]
     if i < len(args) and re.fullmatch(r"[a-z]+", args[i]):  # `omniget lsit URL`: no download
-        near = _nearest(args[i], list(COMMANDS), 0.6)
+        near = cfg.nearest(args[i], list(COMMANDS), 0.6)
         if near:
             raise UsageError(f"'{args[i]}' is not a command; did you mean '{near}'?")
     return "get", args

@@ -298,13 +298,38 @@ def _read_file(path: Path, layers: _Layers) -> None:
         if opt is not None and opt.in_file:
             layers.set(opt, value, f"config file {path}: key {key!r}")
         elif isinstance(value, dict) and opt is None:
+            _check_table(path, key)
             for k, v in value.items():
                 layers.set_source(key, k, v)
         elif opt is not None:  # a flag-only option (checksum)
             raise UsageError(f"config file {path}: key {key!r} cannot be set in a config "
                              f"file, it belongs to one URL (give --{opt.name} on the command line)")
         else:
-            raise UsageError(f"config file {path}: unknown key {key!r}")
+            hint = _did_you_mean(key.replace("_", "-").lower(), OPTIONS)
+            raise UsageError(f"config file {path}: unknown key {key!r}{hint}")
+
+
+def _check_table(path: Path, name: str) -> None:
+    """A table holds one source's options. One named almost like a source is a typo; any
+    other may be for a source of a plugin or a version not installed here."""
+    from ..sources import source_classes
+
+    names = [cls.name for cls in source_classes()]
+    if name.lower() not in names and (hint := _did_you_mean(name.lower(), names)):
+        raise UsageError(f"config file {path}: [{name}] is not a source{hint}")
+
+
+def nearest(word: str, choices: Iterable[str], cutoff: float = 0.75) -> str | None:
+    """The choice closest to a mistyped ``word``, if one is close enough."""
+    import difflib  # (only on an error)
+
+    near = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
+    return near[0] if near else None
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    near = nearest(word, choices)
+    return f"; did you mean {near!r}?" if near else ""
 
 
 def _read_env(environ: Mapping[str, str], layers: _Layers) -> None:
