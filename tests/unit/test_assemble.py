@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from omniget.engine.assemble import PartFile, fs_type, on_memory_fs, parse_mounts
+from omniget.engine.assemble import (
+    PartFile,
+    fs_type,
+    on_memory_fs,
+    parse_mounts,
+    storage_error,
+)
 from omniget.errors import StorageError
 
 MOUNTS = """\
@@ -111,3 +117,17 @@ def test_a_pipe_holding_less_than_promised_is_a_storage_error(tmp_path: Path) ->
     finally:
         part.close()
         os.close(pipe)
+
+
+@pytest.mark.parametrize(
+    ("code", "says"),
+    [
+        (errno.ENOSPC, "disk full"),
+        (errno.EACCES, "permission denied"),
+        (errno.EROFS, "read-only file system"),  # (was "permission denied")
+        (errno.EIO, "Input/output error"),
+    ],
+)
+def test_storage_errors_say_what_happened(code: int, says: str) -> None:
+    err = storage_error(OSError(code, os.strerror(code)), Path("out/f.bin"), "creating")
+    assert str(err) == f"{says} while creating out/f.bin; partial data kept, run again to resume"

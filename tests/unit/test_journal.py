@@ -184,6 +184,8 @@ def test_unwritable_location(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(StorageError, match="file"):
         Journal.in_dir(blocker / "state")
+    with pytest.raises(StorageError, match="is a file, not a folder"):
+        Journal.in_dir(blocker)  # (--state-dir naming a file: was "[Errno 17] File exists")
     (tmp_path / "dir.sqlite").mkdir()
     with pytest.raises(StorageError, match=r"dir\.sqlite"):
         Journal(tmp_path / "dir.sqlite")

@@ -72,8 +72,10 @@ def storage_error(exc: OSError, path: Path, doing: str, *, kept: bool = True) ->
     there may be partial data a rerun resumes from (not so when nothing was written)."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         what = "disk full"
-    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    elif exc.errno in (errno.EACCES, errno.EPERM):
         what = "permission denied"
+    elif exc.errno == errno.EROFS:
+        what = "read-only file system"
     else:
         what = exc.strerror or str(exc)
     tail = "partial data kept, run again to resume" if kept else "nothing was written"

@@ -16,6 +16,7 @@ thread-safe (the engine runs them in worker threads).
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import struct
@@ -200,6 +201,11 @@ class Journal:
             hint = ""
             if isinstance(e, sqlite3.DatabaseError) and "not a database" in str(e):
                 hint = " (the file is damaged: delete it and interrupted downloads restart)"
+            elif isinstance(e, OSError):
+                if e.errno == errno.EEXIST and os.path.exists(e.filename or ""):
+                    e = OSError(f"{e.filename} is a file, not a folder (see --state-dir)")
+                elif e.strerror:
+                    e = OSError(f"{e.strerror}: {e.filename}" if e.filename else e.strerror)
             raise StorageError(f"resume journal {self.path}: {action} failed: {e}{hint}") from e
 
     @contextmanager
