@@ -296,8 +296,9 @@ class PlainDownload:
     def _lease(self, span: Span, *, wait: bool) -> str | None:
         """Give ``span`` a connection slot (see :meth:`start_span`) and count it among the
         file's spans; returns its URL, or None when no slot is free now."""
-        urls = [u for u in self.urls if u not in self.gone and u not in self.failing]
-        urls = urls or list(self.urls)
+        urls = self.urls
+        if self.gone or self.failing:  # (those that have not failed, if any)
+            urls = tuple(u for u in urls if u not in self.gone and u not in self.failing) or urls
         url = urls[len(self.spans) % len(urls)]
         limits = self.ctx.limits
         light = span.pos == 0 and span.end is None  # a plain GET (may be pipelined)

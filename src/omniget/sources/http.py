@@ -19,11 +19,22 @@ class HttpSource(Source):
     examples = ("https://example.com/files/archive.zip", "http://127.0.0.1:8080/a%20b.bin")
 
     async def items(self) -> AsyncIterator[Item]:
-        try:
-            _ = urlsplit(self.url).port  # (a bad port or bracket raises)
-        except ValueError as e:
-            raise UsageError(f"not a valid URL: {e}") from None
+        _check_authority(self.url)
         yield Item(download_url=self.url, source=self.name, name_from_server=True)
+
+
+def _check_authority(url: str) -> None:
+    """UsageError for a bad port or IPv6 bracket (urlsplit only for those that may be:
+    this runs once per URL of a list)."""
+    netloc = url.split("/", 3)[2].rpartition("@")[2]
+    _, colon, port = netloc.rpartition(":")
+    plain = "[" not in netloc and "]" not in netloc
+    if plain and (not colon or (port.isdigit() and int(port) <= 65535)):
+        return
+    try:
+        _ = urlsplit(url).port  # (raises with the reason)
+    except ValueError as e:
+        raise UsageError(f"not a valid URL: {e}") from None
 
 
 SOURCE = HttpSource
