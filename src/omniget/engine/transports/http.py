@@ -331,7 +331,7 @@ class CurlTransport:
         special = True  # until configured: a failed set-up resets the handle
         try:
             special = self._configure(easy, hop, ask)
-            admit = functools.partial(self._admit, key)
+            admit = None if self._pipes is None else functools.partial(self._admit, key)
             if gate is None or gate.granted:
                 _start(core, easy, hop, None, None, key is not None, admit)
             else:
@@ -388,8 +388,7 @@ class CurlTransport:
         """May a libcurl transfer start now under the run's connection cap? False: the
         pool calls ``start`` once a connection frees up (see :meth:`PipelinePool.admit`)."""
         pipes = self._pipes
-        if pipes is None:
-            return True
+        assert pipes is not None  # (asked only beside a pool)
         if key is not None and self._kept.has(key):
             in_use, unconnected = self._curl_sockets(key)
             if self._kept.idle(key, in_use) > unconnected:
