@@ -479,6 +479,10 @@ class PlainDownload:
                 if span.pos and self.ranges_ok and running > 1 and not head.decoded:
                     raise _Restart("the server ignores byte ranges", changed=False)
                 self.ranges_ok = False
+            if head.decoded and span.pos:
+                # bytes kept from an earlier answer (a run cut off, say) that this one's
+                # checks do not cover: they are of the compressed body, and only of this one
+                raise _Restart("a compressed answer cannot continue kept bytes", changed=True)
             sink.skip = span.pos  # drop what we already have
         if sink.sent:
             self.slowest_head = max(self.slowest_head, time.monotonic() - sink.sent)
