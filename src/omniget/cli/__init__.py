@@ -162,6 +162,24 @@ def _wanted(path: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
     return not any(hit(g) for g in exclude)
 
 
+def _filter(
+    ns: argparse.Namespace, on_filtered: Callable[[Item], None]
+) -> Callable[[Item], bool] | None:
+    """``--include``/``--exclude`` as a test of an item (which reports those left out);
+    None without them."""
+    include, exclude = ns.include or [], ns.exclude or []
+    if not include and not exclude:
+        return None
+
+    def keep(item: Item) -> bool:
+        if _wanted(item.output_path, include, exclude):
+            return True
+        on_filtered(item)
+        return False
+
+    return keep
+
+
 def _items(
     targets: Sequence[str | Item],
     ns: argparse.Namespace,
@@ -174,7 +192,7 @@ def _items(
 
     from ..sources import find_source
 
-    include, exclude = ns.include or [], ns.exclude or []
+    keep = _filter(ns, on_filtered)
     for target in targets:
         try:
             if isinstance(target, Item):
@@ -183,10 +201,8 @@ def _items(
                 opts = cfg.sources.get(find_source(target, ns.source).name, {})
                 found = omniget.extract(target, source=ns.source, settings=cfg.settings, **opts)
             for item in found:
-                if _wanted(item.output_path, include, exclude):
+                if keep is None or keep(item):
                     yield item
-                else:
-                    on_filtered(item)
         except OmnigetError as e:
             if isinstance(target, Item):
                 on_failure(target.download_url, target, e)
@@ -320,16 +336,7 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
         _report_failures(failures, mask)
         return failures[0][1].exit_code if failures else 0
 
-    only = None
-    if not own and (ns.include or ns.exclude):
-        include, exclude = ns.include or [], ns.exclude or []
-
-        def only(item: Item) -> bool:
-            if _wanted(item.output_path, include, exclude):
-                return True
-            skipped(item)
-            return False
-
+    only = None if own else _filter(ns, skipped)  # (extracted above, filtered there)
     cancel = threading.Event()
     with consumer, _on_signals(cancel):
         report = omniget.download(

@@ -361,13 +361,13 @@ class PlainDownload:
                         if other is None or not isinstance(exc, PERMANENT_ON_ONE_MIRROR):
                             raise
                         self.gone.add(url)  # a mirror's 404 (or DNS name, or login) is its own
-                        url = self._to_mirror(url, other, exc)
+                        url = self._to_mirror(other, exc)
                         continue
                     self.failing.add(url)
                     other = self._untried_mirror(url, self.gone | self.failing)
                     if other is not None and switches < 2 * len(self.urls):
                         switches += 1  # another mirror at once, as aria2 does
-                        url = self._to_mirror(url, other, exc)
+                        url = self._to_mirror(other, exc)
                         continue
                     if span.pos - before >= self.ckpt_bytes:
                         attempts = 0
@@ -396,7 +396,7 @@ class PlainDownload:
             job.stream_hash = StreamHasher(job.stream_hash.algo)
         self.checkpoint(time.monotonic())
 
-    def _to_mirror(self, url: str, other: str, exc: OmnigetError) -> str:
+    def _to_mirror(self, other: str, exc: OmnigetError) -> str:
         log.debug("%s: %s; next mirror %s", self.job.item.filename, exc, other)
         self.ctx.event(Warned(self.job.item, self.job.final, f"{exc}; trying a mirror"))
         return other
