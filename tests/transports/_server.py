@@ -3,7 +3,6 @@ handlers that write exactly the bytes a test wants, and a record of every reques
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
 import struct
@@ -12,8 +11,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
-
-import pytest
 
 
 @dataclass
@@ -245,46 +242,3 @@ def delayed(body: bytes, seconds: float) -> Handler:
         reply(sock, 200, body)
 
     return handle
-
-
-def established(port: int) -> int:
-    """Client sockets in this network namespace with an open (ESTABLISHED) connection to
-    ``port`` on this host, as the kernel has them: a connection counts until its client
-    closes or shuts it, however late a server thread notices."""
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                lines = f.readlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "01" and int(fields[2].rsplit(":", 1)[1], 16) == port:
-                count += 1
-    return count
-
-
-class PeakConnections:
-    """Samples :func:`established` on a thread while in use; ``peak`` is the most seen."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def __enter__(self) -> PeakConnections:
-        if not os.path.exists("/proc/net/tcp"):
-            pytest.skip("needs Linux's /proc/net/tcp to count connections")
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, established(self.port))
-            time.sleep(0.002)

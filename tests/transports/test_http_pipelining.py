@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.servers.conns import PeakConnections
 
 from omniget import download
 from omniget.engine.assemble import PartFile
@@ -20,7 +21,7 @@ from omniget.engine.transports.pipeline import DEPTH
 from omniget.settings import NetworkSettings, Settings
 
 from ._http_kit import Sink, run
-from ._server import PeakConnections, Req, Server, ranged, redirect, static
+from ._server import Req, Server, ranged, redirect, static
 
 LOGGER = "omniget.engine.transports.http"
 
