@@ -21,7 +21,7 @@ from tests.servers.httpd import HTTPServer
 from tests.servers.nginx import NginxServer
 
 from omniget import download
-from omniget.engine import Engine, Report
+from omniget.engine import Engine, Report, job
 from omniget.engine.events import Event, Progress, Retrying, Warned
 from omniget.engine.retry import FakeClock
 from omniget.model import Digest, Item
@@ -473,7 +473,7 @@ def test_a_dead_mirror_is_left_at_once_for_a_live_one(
 
 
 def test_a_compressed_body_does_not_continue_bytes_kept_from_a_cut_run(
-    httpd: HTTPServer, tmp_path: Path
+    httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A gzip answer (whose Repr-Digest is of the compressed bytes) carries a flipped
     byte; the run is cut after that byte was decoded and saved. The rerun's answer is a
@@ -483,14 +483,17 @@ def test_a_compressed_body_does_not_continue_bytes_kept_from_a_cut_run(
     data = random.Random(9).randbytes(600 * KiB)  # (incompressible: the flip stays one byte)
     path = httpd.new_path("z.bin")
     httpd.add(path, data)
-    url = httpd.url(path, gzip=1, corrupt=1, times=1, digest="sha256", drip=1_000_000)
+    url = httpd.url(path, gzip=1, corrupt=1, times=1, digest="sha256", drip=800_000)
     settings = Settings(
         state_dir=tmp_path / "state", checkpoint_bytes=64 * KiB, checkpoint_seconds=0.05
     )
     cancel = threading.Event()
+    # Progress every 20 ms: the cut lands within the last third however busy the machine
+    # (at 0.25 s, one late tick under load let the first run finish)
+    monkeypatch.setattr(job, "PROGRESS_EVERY", 0.02)
 
     def cut(event: Event) -> None:
-        if isinstance(event, Progress) and event.done > 450 * KiB:  # past the middle
+        if isinstance(event, Progress) and event.done > 400 * KiB:  # past the flip
             cancel.set()
 
     first = download([url], tmp_path / "out", settings=settings, on_event=cut, cancel=cancel)
