@@ -109,6 +109,15 @@ class RunContext:
             waiter.set_result(None)
         return earlier, mine
 
+    def writing(self, path: Path, mine: Output | None) -> bool:
+        """Another file of this run is writing ``path`` (or waits to)."""
+        producer = self.outputs.get(path)
+        return producer is not None and producer is not mine and not producer.done()
+
+    def busy_paths(self) -> set[Path]:
+        """Paths files of this run are writing now (or wait to)."""
+        return {path for path, producer in self.outputs.items() if not producer.done()}
+
     def end_listing(self) -> None:
         """Every item is registered (or the list failed): no more writers will come."""
         self.listed = True

@@ -38,7 +38,13 @@ REFRESH_MARGIN = 60.0  # refresh expiring URLs this long before they expire
 
 
 class SkipFile(Exception):
-    """The file turned out to exist already (a server-chosen name): stop and skip it."""
+    """The file turned out to exist already (a server-chosen name): stop and skip it;
+    ``reason`` as in :class:`~.events.Skipped` ("exists", or "same-name": another file of
+    this run writes that name)."""
+
+    def __init__(self, reason: str = "exists") -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class FileJob:
@@ -107,8 +113,26 @@ class FileJob:
         if mode == "skip":
             return None
         if mode == "rename":
-            return unique_path(final)
+            return unique_path(final, self.ctx.busy_paths())
         return final
+
+    def take_server_name(self, path: Path) -> Path:
+        """The path to write for a name the server chose: --on-exists as for any name,
+        counting files of this run that are writing it now (which would share its part
+        file: another name for this one, or a skip). Raises :class:`SkipFile`."""
+        busy = self.ctx.writing(path, self.released)
+        if not busy:
+            chosen = self.exists_policy(path)
+        elif self.ctx.settings.on_exists == "skip":
+            chosen = None
+        else:  # rename, and overwrite too: the other file is not done yet
+            chosen = unique_path(path, self.ctx.busy_paths())
+        if chosen is None:
+            self.final = path
+            raise SkipFile("same-name" if busy else "exists")
+        if self.released is not None:
+            self.ctx.outputs[chosen] = self.released  # later writers of it wait for this
+        return chosen
 
     def open_part(self, final: Path, *, fresh: bool) -> PartFile:
         self.final = final
@@ -329,8 +353,8 @@ class FileJob:
             result = await self._fetch_verified()
             wrote = result.status == "ok"
             return result
-        except SkipFile:
-            return self._skipped(self.final, "exists")
+        except SkipFile as skip:
+            return self._skipped(self.final, skip.reason)
         except OmnigetError as exc:
             return self._failed(exc)
         finally:

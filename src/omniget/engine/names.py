@@ -14,7 +14,7 @@ import re
 import stat
 import string
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from itertools import count
 from pathlib import Path
 from urllib.parse import unquote_to_bytes
@@ -283,11 +283,11 @@ def _split_ext(name: str) -> tuple[str, str]:
     return stem, ext
 
 
-def unique_path(path: Path) -> Path:
+def unique_path(path: Path, taken: Container[Path] = ()) -> Path:
     """The first free ``stem_N.ext`` beside ``path`` (N = 1, 2, ...).
 
-    Free means neither the name nor its ``.omniget-part`` exists. The name is kept
-    within :data:`MAX_NAME_BYTES` by shortening the stem.
+    Free means neither the name nor its ``.omniget-part`` exists, and it is not in
+    ``taken``. The name is kept within :data:`MAX_NAME_BYTES` by shortening the stem.
     """
     stem, ext = _split_ext(path.name)
     for n in count(1):
@@ -295,6 +295,8 @@ def unique_path(path: Path) -> Path:
         name = _cut(stem, MAX_NAME_BYTES - len(tail.encode())) + tail
         candidate = path.with_name(name)
         part = path.with_name(name + PART_SUFFIX)
+        if candidate in taken:
+            continue
         if not os.path.lexists(candidate) and not os.path.lexists(part):
             return candidate
     raise AssertionError("unreachable")

@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import AuthRequired, NotFound, OmnigetError, RemoteError, TransientError
 from ..model import ByteRange
 from .events import Retrying, Warned
-from .job import FileJob, SkipFile
+from .job import FileJob
 from .names import filename_from_content_disposition
 from .spans import Interval, gaps, merge
 from .splitter import TAKE_OVER_MIN, Span, Splitter
@@ -555,10 +555,6 @@ class PlainDownload:
                 candidate = job.resolve_final(f"{parent}/{name}" if parent else name)
                 job.server_path = candidate
                 if name != final.name:
-                    chosen = job.exists_policy(candidate)
-                    if chosen is None:
-                        job.final = candidate
-                        raise SkipFile
-                    final = chosen
+                    final = job.take_server_name(candidate)
         part = job.open_part(final, fresh=not job.done)
         part.prepare(job.size, have=sum(e - s for s, e in job.done))

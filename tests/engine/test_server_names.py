@@ -1,0 +1,69 @@
+"""Names the server chooses (Content-Disposition) meeting other files of the same run.
+
+A server-chosen name is known only once the answer's head arrives, after the run planned
+every file by its URL; the file already writing that name must not share its part file
+with this one (before: one file of mixed bytes reported as done, the other failed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from tests.servers.httpd import HTTPServer
+
+from omniget import download
+from omniget.settings import Settings
+
+KiB = 1024
+
+
+@pytest.mark.parametrize("on_exists", ["skip", "rename", "overwrite"])
+def test_a_server_name_another_file_is_writing(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, on_exists: str
+) -> None:
+    first, second = payload(600 * KiB, 31), payload(600 * KiB, 32)
+    a, b = httpd.new_path("data.bin"), httpd.new_path("other.bin")
+    httpd.add(a, first)
+    httpd.add(b, second)
+    urls = [
+        httpd.url(a, drip=2_000_000),  # still writing data.bin when the second answer comes
+        httpd.url(b, cd="data.bin", drip=8_000_000),
+    ]
+    out = tmp_path / "out"
+    settings = Settings(state_dir=tmp_path / "state", on_exists=on_exists)  # type: ignore[arg-type]
+
+    report = download(urls, out, settings=settings)
+
+    assert report.exit_code == 0, report.failures
+    got = {p.name: p.read_bytes() for p in out.iterdir()}
+    if on_exists == "skip":
+        assert got == {"data.bin": first}
+        assert [(r.status, r.reason) for r in report.results] == [
+            ("ok", ""),
+            ("skipped", "same-name"),
+        ]
+    else:  # overwrite too: the other file is not done, so this one takes another name
+        assert got == {"data.bin": first, "data_1.bin": second}
+
+
+def test_two_server_names_alike_in_one_run(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """Every name comes from the server, alike: each later file takes the next free name."""
+    bodies = [payload(300 * KiB, 40 + i) for i in range(3)]
+    urls = []
+    for i, body in enumerate(bodies):
+        path = httpd.new_path(f"f{i}")
+        httpd.add(path, body)
+        urls.append(httpd.url(path, cd="report.pdf", drip=3_000_000))
+    out = tmp_path / "out"
+    settings = Settings(state_dir=tmp_path / "state", on_exists="rename")
+
+    report = download(urls, out, settings=settings)
+
+    assert report.exit_code == 0, report.failures
+    got = sorted(p.read_bytes() for p in out.iterdir())
+    assert got == sorted(bodies)
+    assert sorted(p.name for p in out.iterdir()) == ["report.pdf", "report_1.pdf", "report_2.pdf"]
