@@ -565,3 +565,37 @@ def test_a_refused_connection_gets_two_quick_retries(tmp_path: Path) -> None:
     assert str(report.failures[0].error).endswith(": Connection refused")  # (the OS's reason)
     assert [round(e.delay) for e in events if isinstance(e, Retrying)] in ([0, 1], [1, 1])
     assert files(out) == []
+
+
+def test_a_part_file_cut_short_since_the_run_resumes_from_its_end(
+    httpd: HTTPServer,
+    payload: Callable[..., bytes],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The journal says more bytes are in than the part file holds (cut by hand, copied
+    half-way): the rerun resumes where the file ends, not past a gap of zeros."""
+    data = payload(3 * MiB, 61)
+    path = httpd.new_path("cut.bin")
+    httpd.add(path, data)
+    url = httpd.url(path, drip=3_000_000)
+    settings = Settings(
+        state_dir=tmp_path / "state", split=1, checkpoint_bytes=64 * KiB, checkpoint_seconds=0.05
+    )
+    cancel = threading.Event()
+    monkeypatch.setattr(job, "PROGRESS_EVERY", 0.02)
+
+    def cut(event: Event) -> None:
+        if isinstance(event, Progress) and event.done > 2 * MiB:
+            cancel.set()
+
+    first = download([url], tmp_path / "out", settings=settings, on_event=cut, cancel=cancel)
+    assert first.interrupted == 1
+    part = tmp_path / "out" / "cut.bin.omniget-part"
+    os.truncate(part, 1 * MiB)
+    events: list[Event] = []
+    second = download([url], tmp_path / "out", settings=settings, on_event=events.append)
+    assert second.exit_code == 0, second.failures
+    assert (tmp_path / "out" / "cut.bin").read_bytes() == data
+    assert any(isinstance(e, Warned) and "shorter" in e.message for e in events)
+    assert httpd.requests[-1].header("range") == f"bytes={MiB}-{3 * MiB - 1}"

@@ -503,3 +503,31 @@ def test_user_credentials_go_to_the_first_urls_server_only(
     [two] = httpd.requests_to("/" + second.split("/", 3)[3])
     assert one.headers.get("authorization", "").startswith("Basic ")
     assert "authorization" not in two.headers
+
+
+@pytest.mark.parametrize("same_url", [True, False])
+def test_a_second_run_on_the_same_file_stops_clearly(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, same_url: bool
+) -> None:
+    """Two omniget processes writing one file of one folder: the second stops with exit 7
+    and a plain message, and the first one's file comes out whole. Before, the same URL
+    twice was an internal error (its journal record deleted under it), and two URLs of
+    one name saved the second's bytes under the first's "done"."""
+    first, other = payload(6 * MiB, 51), payload(6 * MiB, 52)
+    a, b = httpd.new_path("data.bin"), httpd.new_path("data.bin")
+    httpd.add(a, first)
+    httpd.add(b, other)
+    out, state = tmp_path / "out", tmp_path / "state"
+    running = start(httpd.url(a, drip=6_000_000), "-o", str(out), "-N", "1", state=state)
+    try:
+        wait_for(lambda: running.poll() is not None or (out / "data.bin.omniget-part").exists())
+        assert running.poll() is None, running.stderr.read() if running.stderr else ""
+        second = omniget(httpd.url(a if same_url else b), "-o", str(out), state=state)
+        assert running.wait(timeout=60) == 0, running.stderr.read() if running.stderr else ""
+    finally:
+        running.kill()
+    assert second.returncode == 7, second.stderr
+    assert "being downloaded by another omniget run" in second.stderr
+    assert "Traceback" not in second.stderr and "internal error" not in second.stderr
+    assert (out / "data.bin").read_bytes() == first
+    assert sorted(p.name for p in out.iterdir()) == ["data.bin"]

@@ -14,7 +14,15 @@ from pathlib import Path
 
 from ..errors import StorageError
 
-__all__ = ["PART_SUFFIX", "PartFile", "on_memory_fs", "part_path", "storage_error"]
+try:
+    import fcntl
+except ImportError:  # (no flock: one run per folder is then on the user)
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "PART_SUFFIX", "PartBusy", "PartFile", "on_memory_fs", "part_busy", "part_path",
+    "storage_error",
+]  # fmt: skip
 
 PART_SUFFIX = ".omniget-part"
 _UTIME_FD = os.utime in os.supports_fd
@@ -65,6 +73,41 @@ def on_memory_fs(folder: str) -> bool:
 
 def part_path(final: Path) -> Path:
     return Path(f"{final}{PART_SUFFIX}")
+
+
+class PartBusy(StorageError):
+    """Another process holds the part file: another omniget run writes the same file."""
+
+    def __init__(self, final: Path, what: str = "is being downloaded") -> None:
+        super().__init__(
+            f"{final.name} {what} by another omniget run in the same folder;"
+            " run again once it is done"
+        )
+
+
+def _lock(fd: int) -> bool:
+    """Take the part file's lock (held until the descriptor closes); False: taken."""
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        pass  # a filesystem without locks: go on unlocked
+    return True
+
+
+def part_busy(final: Path) -> bool:
+    """Whether another process holds ``final``'s part file now."""
+    try:
+        fd = os.open(f"{final}{PART_SUFFIX}", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False
+    try:
+        return not _lock(fd)
+    finally:
+        os.close(fd)
 
 
 def storage_error(exc: OSError, path: Path, doing: str, *, kept: bool = True) -> StorageError:
@@ -119,14 +162,38 @@ class PartFile:
         self.final = final
         self.where = f"{final}{PART_SUFFIX}"  # the part file's path as a string (hot path)
         if fd < 0:
-            flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-            if fresh:
-                flags |= os.O_TRUNC
+            # (created only when starting afresh: a resumed part that went away was
+            # finished or removed by someone else, and its kept spans with it)
+            flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | (os.O_CREAT if fresh else 0)
             try:
                 _make_folder(os.path.dirname(self.where), made)
                 fd = os.open(self.where, flags, 0o644)
+            except FileNotFoundError as exc:
+                if fresh:
+                    raise storage_error(exc, self.path, "creating", kept=False) from exc
+                raise PartBusy(final, "was finished or removed") from exc
             except OSError as exc:
                 raise storage_error(exc, self.path, "creating", kept=not fresh) from exc
+        # Locked before any byte changes: a second run on the same folder stops here.
+        # A lock taken on a file renamed meanwhile (the other run finished) is no lock.
+        try:
+            if not _lock(fd):
+                raise PartBusy(final)
+            st = os.fstat(fd)
+            now = os.stat(self.where)
+            if (st.st_ino, st.st_dev) != (now.st_ino, now.st_dev):
+                raise PartBusy(final, "was finished")
+            if fresh and st.st_size:
+                os.ftruncate(fd, 0)
+        except FileNotFoundError as exc:
+            os.close(fd)
+            raise PartBusy(final, "was finished") from exc
+        except OSError as exc:
+            os.close(fd)
+            raise storage_error(exc, self.path, "creating", kept=not fresh) from exc
+        except PartBusy:
+            os.close(fd)
+            raise
         self.fd = fd
         self.written = 0  # bytes written through this object (for fsync pacing)
         self.length: int | None = 0 if fresh else None  # the file's size, while known
@@ -229,24 +296,22 @@ class PartFile:
                 os.ftruncate(self.fd, size)
             if executable:
                 os.fchmod(self.fd, 0o755)
-            by_fd = mtime is not None and _UTIME_FD
-            if by_fd:
-                os.utime(self.fd, (mtime, mtime))  # type: ignore[arg-type]
+            if mtime is not None:
+                os.utime(self.fd if _UTIME_FD else self.where, (mtime, mtime))
+            os.replace(self.where, self.final)  # (still locked: see __init__)
             self.close()
-            if mtime is not None and not by_fd:
-                os.utime(self.where, (mtime, mtime))
-            os.replace(self.where, self.final)
         except OSError as exc:
             raise storage_error(exc, self.final, "finishing") from exc
 
     def discard(self) -> None:
-        self.close()
         try:
             self.path.unlink()
         except FileNotFoundError:
             pass
         except OSError as exc:
             raise storage_error(exc, self.path, "removing") from exc
+        finally:
+            self.close()
 
     def __repr__(self) -> str:
         return f"<PartFile {self.path.name} fd={self.fd}>"

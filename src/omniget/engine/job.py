@@ -18,7 +18,7 @@ from ..errors import (
     RemoteNotFound,
 )
 from ..model import Digest, Item
-from .assemble import PartFile, drop_part, part_path, storage_error
+from .assemble import PartBusy, PartFile, drop_part, part_busy, part_path, storage_error
 from .context import RunContext, SetupSlot
 from .events import Failed, Finished, Progress, Skipped, Started, Warned
 from .journal import FileRecord
@@ -173,13 +173,25 @@ class FileJob:
         if not part_path(final).exists():
             journal.reset(self.key)
             return
+        if part_busy(final):  # (before any request; the open at the answer checks again)
+            raise PartBusy(final)
+        done = merge(journal.spans(self.key))
+        try:
+            on_disk = os.stat(part_path(final)).st_size
+        except OSError:
+            on_disk = 0
+        if done and done[-1][1] > on_disk:  # cut short since (by hand, or a full copy)
+            self.ctx.event(
+                Warned(self.item, final, "its part file is shorter than recorded; resuming there")
+            )
+            done = [(s, min(e, on_disk)) for s, e in done if s < on_disk]
         self.size = rec.size if rec.size is not None else self.size
         self.etag, self.last_modified = rec.etag, rec.last_modified
         if rec.digest and not self.digests:  # (what the server said last time)
             algo, _, hexv = rec.digest.partition(":")
             with contextlib.suppress(ValueError):
                 self.digests = [Digest(algo, hexv)]
-        self.done = merge(journal.spans(self.key))
+        self.done = done
         self.resumed = sum(e - s for s, e in self.done)
         self.journal_started = True
         log.debug("%s: resuming with %d bytes already in", final.name, self.resumed)

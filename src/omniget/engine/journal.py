@@ -373,5 +373,17 @@ class Journal:
         return f"Journal({str(self.path)!r})"
 
 
-def _missing(key: str) -> KeyError:
-    return KeyError(f"no journal record for {key!r}; call start() first")
+class RecordGone(StorageError, KeyError):
+    """A file's record went away under it: another omniget run finished or reset that
+    file (the same folder, at the same time); or :meth:`Journal.start` was not called."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def _missing(key: str) -> RecordGone:
+    name = key.rpartition("\0")[2] or key
+    return RecordGone(
+        f"the resume record of {name} went away: another omniget run on the same folder"
+        " may have finished it; run again"
+    )
