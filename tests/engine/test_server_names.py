@@ -67,3 +67,30 @@ def test_two_server_names_alike_in_one_run(
     got = sorted(p.read_bytes() for p in out.iterdir())
     assert got == sorted(bodies)
     assert sorted(p.name for p in out.iterdir()) == ["report.pdf", "report_1.pdf", "report_2.pdf"]
+
+
+@pytest.mark.parametrize("on_exists", ["skip", "overwrite", "rename"])
+def test_a_folder_where_the_file_goes(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, on_exists: str
+) -> None:
+    """A folder of the file's name is no file to skip, nor one to replace: the file fails
+    before any byte is fetched (exit 7), unless rename saves it beside the folder."""
+    data = payload(100 * KiB, 70)
+    path = httpd.new_path("thing.bin")
+    httpd.add(path, data)
+    out = tmp_path / "out"
+    (out / "thing.bin").mkdir(parents=True)
+    settings = Settings(state_dir=tmp_path / "state", on_exists=on_exists)  # type: ignore[arg-type]
+    before = len(httpd.requests)
+
+    report = download([httpd.url(path)], out, settings=settings)
+
+    if on_exists == "rename":
+        assert report.exit_code == 0, report.failures
+        assert (out / "thing_1.bin").read_bytes() == data
+    else:
+        assert report.exit_code == 7
+        assert "is a folder" in str(report.failures[0].error)
+        assert len(httpd.requests) == before
+        assert sorted(p.name for p in out.iterdir()) == ["thing.bin"]
+    assert (out / "thing.bin").is_dir()

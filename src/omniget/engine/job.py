@@ -8,6 +8,7 @@ import concurrent.futures
 import contextlib
 import logging
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from ..errors import (
     IntegrityError,
     OmnigetError,
     RemoteNotFound,
+    StorageError,
 )
 from ..model import Digest, Item
 from .assemble import PartBusy, PartFile, drop_part, part_busy, part_path, storage_error
@@ -106,10 +108,13 @@ class FileJob:
     def exists_policy(self, final: Path) -> Path | None:
         """Apply --on-exists to ``final``; None means skip."""
         try:
-            os.lstat(final)
+            st = os.lstat(final)
         except OSError:
             return final  # missing (or unreadable: the open reports that)
         mode = self.ctx.settings.on_exists
+        if stat.S_ISDIR(st.st_mode) and mode != "rename":  # (no file can take its place)
+            self.final = final
+            raise StorageError(f"{final} is a folder (--on-exists rename saves beside it)")
         if mode == "skip":
             return None
         if mode == "rename":
