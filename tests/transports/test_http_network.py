@@ -193,6 +193,29 @@ def test_other_port_is_another_origin(srv: Server, other: Server) -> None:
     assert "authorization" not in other.requests[0].headers
 
 
+@pytest.mark.parametrize("name", ["X-Api-Key", "x-api-key", "X-API-KEY"])
+def test_api_key_stays_with_its_origin(srv: Server, other: Server, name: str) -> None:
+    # No secret_headers given: X-Api-Key is a secret by itself (as the CLI masks it).
+    srv.route("/same", redirect("/land"))
+    srv.route("/land", redirect(other.url("/away")))  # other port: another origin
+    other.route("/away", static(b"away"))
+    _, sink = get(srv.url("/same"), headers={name: "k3y", "X-Plain": "visible"})
+    assert bytes(sink.data) == b"away"
+    assert [r.headers.get("x-api-key") for r in srv.requests] == ["k3y", "k3y"]
+    landed = other.requests[0].headers
+    assert "x-api-key" not in landed
+    assert "k3y" not in repr(other.requests[0].raw_headers)
+    assert landed["x-plain"] == "visible"
+
+
+def test_secret_headers_agree_with_the_cli_masking() -> None:
+    from omniget.cli.config import SECRET_HEADERS as CLI_SECRETS
+    from omniget.engine.transports.base import SECRET_HEADERS as ENGINE_SECRETS
+
+    assert ENGINE_SECRETS == CLI_SECRETS
+    assert "x-api-key" in ENGINE_SECRETS
+
+
 # -- network path --
 
 
@@ -285,6 +308,124 @@ def test_cookies_set_on_redirect_are_sent_on_next_hop(srv: Server, tmp_path: Pat
     srv.route("/in", static(b"in"))
     get(srv.url("/login"), NetworkSettings(cookies_file=str(jar)))
     assert srv.requests[1].headers.get("cookie") == "session=abc"
+
+
+def test_cookies_file_for_hosts_without_a_dot(srv: Server, tmp_path: Path) -> None:
+    # curl -b sends both the host-only and the domain cookie to localhost; so do we.
+    jar = tmp_path / "cookies.txt"
+    jar.write_bytes(
+        b"localhost\tFALSE\t/\tFALSE\t0\thost_only\t1\r\n"  # (no header line, CRLF)
+        b".localhost\tTRUE\t/\tFALSE\t0\tdomain_wide\t2\r\n"
+        b"#HttpOnly_localhost\tFALSE\t/\tFALSE\t0\thttp_only\t3\r\n"
+        b"localhost\tFALSE\t/\tTRUE\t0\tsecure_only\t4\r\n"
+        b"localhost\tFALSE\t/\tFALSE\t1\texpired\t5\r\n"
+        b"localhost.local\tFALSE\t/\tFALSE\t0\tmdns_host\t6\r\n"
+        b"intranet\tFALSE\t/\tFALSE\t0\tintranet_only\t7\r\n"
+    )
+    srv.route("/f", static(b"ok"))
+    resolve = tuple(f"{h}:{srv.port}:127.0.0.1" for h in ("localhost", "intranet", "other"))
+    settings = NetworkSettings(cookies_file=str(jar), resolve=resolve)
+
+    async def go(t: CurlTransport) -> None:
+        for host in ("localhost", "intranet", "other"):
+            await t.fetch(Request(f"http://{host}:{srv.port}/f"), Sink())
+
+    run(go, settings)
+    sent = [r.headers.get("cookie") for r in srv.requests]
+    assert sent[0] is not None
+    assert sorted(sent[0].split("; ")) == ["domain_wide=2", "host_only=1", "http_only=3"]
+    assert sent[1:] == ["intranet_only=7", None]
+
+
+COOKIES = (
+    "# Netscape HTTP Cookie File\n"
+    "example.test\tFALSE\t/\tFALSE\t0\thost_only\t1\n"
+    ".example.test\tTRUE\t/\tFALSE\t0\tdomain_wide\t2\n"
+    "Files.Example.Test\tFALSE\t/a\tFALSE\t0\tfiles_a\t3\n"
+    "files.example.test\tFALSE\t/a/b\tFALSE\t0\tfiles_ab\t4\n"
+    "example.test\tTRUE\t/\tTRUE\t0\tsecure_only\t5\n"
+    "127.0.0.1\tFALSE\t/\tFALSE\t0\tip\t6\n"
+    "0.0.1\tTRUE\t/\tFALSE\t0\tip_suffix\t7\n"
+    "test\tFALSE\t/\tFALSE\t0\ttld_host_only\t8\n"
+    "#HttpOnly_.example.test\tTRUE\t/\tFALSE\t0\thttp_only\t9\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://example.test/", "host_only=1; domain_wide=2; http_only=9"),
+        ("http://EXAMPLE.test./x", "host_only=1; domain_wide=2; http_only=9"),
+        ("https://example.test/", "host_only=1; domain_wide=2; secure_only=5; http_only=9"),
+        ("http://files.example.test/", "domain_wide=2; http_only=9"),
+        ("http://files.example.test/a", "files_a=3; domain_wide=2; http_only=9"),
+        ("http://files.example.test/ab", "domain_wide=2; http_only=9"),
+        ("http://files.example.test/a/b/c?q=/a", "files_ab=4; files_a=3; domain_wide=2"
+         "; http_only=9"),
+        ("http://x.files.example.test/a", "domain_wide=2; http_only=9"),
+        ("http://notexample.test/", None),
+        ("http://example.test.evil/", None),
+        ("http://other.test/", None),
+        ("http://127.0.0.1:8080/", "ip=6"),
+        ("http://test/", "tld_host_only=8"),
+    ],
+)
+def test_cookie_header_matches_as_curl(tmp_path: Path, url: str, expected: str | None) -> None:
+    from omniget.engine.transports.cookies import cookie_header, load_cookies
+
+    path = tmp_path / "cookies.txt"
+    path.write_text(COOKIES)
+    header = cookie_header(load_cookies(str(path)), url)
+    if expected is None:
+        assert header is None
+    else:  # (cookies of equal path length may come in any order)
+        assert header is not None
+        assert sorted(header.split("; ")) == sorted(expected.split("; "))
+
+
+def test_cookie_header_puts_longer_paths_first(tmp_path: Path) -> None:
+    from omniget.engine.transports.cookies import cookie_header, load_cookies
+
+    path = tmp_path / "cookies.txt"
+    path.write_text(COOKIES)
+    header = cookie_header(load_cookies(str(path)), "http://files.example.test/a/b/c")
+    assert header is not None
+    assert header.split("; ")[:2] == ["files_ab=4", "files_a=3"]
+
+
+def test_cookies_set_by_a_host_without_a_dot_stay_with_it(
+    srv: Server, tmp_path: Path
+) -> None:
+    jar = tmp_path / "cookies.txt"
+    jar.write_text("localhost.local\tFALSE\t/\tFALSE\t0\tmdns_host\t1\n")
+
+    def login(req: Req, sock: socket.socket) -> None:
+        reply(sock, 302, b"", [("Location", "/in"), ("Set-Cookie", "session=abc; Path=/")])
+
+    def logout(req: Req, sock: socket.socket) -> None:
+        reply(sock, 302, b"", [("Location", "/in"), ("Set-Cookie", "session=; Max-Age=0")])
+
+    srv.route("/login", login)
+    srv.route("/logout", logout)
+    srv.route("/in", static(b"in"))
+    resolve = tuple(f"{h}:{srv.port}:127.0.0.1" for h in ("localhost", "sub.localhost"))
+    settings = NetworkSettings(cookies_file=str(jar), resolve=resolve)
+    base = f"http://localhost:{srv.port}"
+
+    async def go(t: CurlTransport) -> None:
+        await t.fetch(Request(f"{base}/login"), Sink())
+        await t.fetch(Request(f"http://sub.localhost:{srv.port}/in"), Sink())
+        await t.fetch(Request(f"{base}/logout"), Sink())
+
+    run(go, settings)
+    sent = [(r.path, r.headers.get("cookie")) for r in srv.requests]
+    assert sent == [
+        ("/login", None),
+        ("/in", "session=abc"),
+        ("/in", None),  # host-only: not for sub.localhost
+        ("/logout", "session=abc"),
+        ("/in", None),  # deleted by Max-Age=0
+    ]
 
 
 def test_missing_cookies_file_is_usage_error(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import pytest
 from omniget.engine.ratelimit import RateLimit
 from omniget.engine.scheduler import HostLimits
 from omniget.engine.transports.base import Head, Request, StopTransfer
+from omniget.engine.transports.curlloop import CONNECT_RETRIES
 from omniget.engine.transports.http import CurlTransport
 from omniget.errors import IntegrityError, RemoteError, TransientError, UsageError
 from omniget.model import ByteRange
@@ -457,6 +458,66 @@ def test_connection_reset_is_transient(srv: Server) -> None:
 
     with pytest.raises(TransientError):
         run(go)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nBroken header line\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length: two\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: a\x00b\r\n\r\nok",
+    ],
+    ids=["no-colon", "bad-length", "nul"],
+)
+def test_malformed_head_is_a_remote_error_not_retried(srv: Server, head: bytes) -> None:
+    def broken(req: Req, sock: socket.socket) -> bool:
+        sock.sendall(head)
+        return False
+
+    srv.route("/m", broken)
+    with pytest.raises(RemoteError) as info:
+        get(srv.url("/m"))
+    err = info.value
+    assert type(err) is RemoteError
+    assert not err.retryable and err.exit_code == 3
+    assert str(err).startswith(f"malformed answer from {srv.url('/m')}: ")
+    assert "\n" not in str(err)
+    assert len(srv.requests) == 1  # asked once, on a connection of its own
+
+
+def test_malformed_head_on_a_reused_connection_gets_a_few_retries(srv: Server) -> None:
+    # On a kept connection a bad "head" may be bytes an earlier answer sent past its
+    # Content-Length: a new connection may do. The server here answers /b with junk on
+    # the connection /a used, and properly on a new one.
+    def junk_on_kept(req: Req, sock: socket.socket) -> bool:
+        if req.conn == 1:
+            sock.sendall(b"Junk line\r\n\r\n")
+            return False
+        reply(sock, 200, b"fine")
+        return True
+
+    srv.route("/a", static(b"ok"))
+    srv.route("/b", junk_on_kept)
+    sink = Sink()
+
+    async def go(t: CurlTransport) -> list[BaseException]:
+        await t.fetch(Request(srv.url("/a")), Sink())
+        failed: list[BaseException] = []
+        try:
+            await t.fetch(Request(srv.url("/b")), Sink())
+        except TransientError as exc:
+            failed.append(exc)
+        await t.fetch(Request(srv.url("/b")), sink)
+        return failed
+
+    failed = run(go)
+    assert [r.conn for r in srv.requests] == [1, 1, 2]
+    assert len(failed) == 1
+    err = failed[0]
+    assert isinstance(err, TransientError) and err.retryable
+    assert err.max_retries == CONNECT_RETRIES
+    assert str(err).startswith(f"malformed answer from {srv.url('/b')}: ")
+    assert bytes(sink.data) == b"fine"
 
 
 def test_stall_is_detected_quickly(srv: Server) -> None:

@@ -39,6 +39,7 @@ from ...model import ByteRange
 from ..ratelimit import RateLimit
 
 __all__ = [
+    "SECRET_HEADERS",
     "Gate",
     "Head",
     "Headers",
@@ -55,6 +56,10 @@ __all__ = [
     "skip_prefix",
     "transport_for",
 ]
+
+#: Headers that are secrets: never sent to another origin than the request's own, and
+#: masked in what the CLI shows. A request's ``secret_headers`` add to them.
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
 
 
 class StopTransfer(Exception):

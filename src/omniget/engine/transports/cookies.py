@@ -1,10 +1,19 @@
-"""Netscape cookies.txt support for the HTTP transport (imported only with ``--cookies``)."""
+"""Netscape cookies.txt support for the HTTP transport (imported only with ``--cookies``).
+
+Which cookies go to a URL is decided here, the way curl does it, not by http.cookiejar's
+policy (which renames a host without a dot, ``localhost``, to ``localhost.local``): a
+host-only cookie goes to its host alone, a domain cookie (subdomains TRUE in the file, or a
+``Domain=`` attribute) also to the names under it, never by suffix to an IP address."""
 
 from __future__ import annotations
 
 import email.message
+import ipaddress
+import re
+import time
 import urllib.request
-from http.cookiejar import Cookie, MozillaCookieJar
+from http.cookiejar import Cookie, CookieJar, MozillaCookieJar
+from urllib.parse import urlsplit
 
 from ...errors import UsageError
 from .base import Headers
@@ -13,6 +22,9 @@ __all__ = ["cookie_header", "load_cookies", "store_cookies"]
 
 # How curl and browsers mark an HttpOnly cookie, and the attribute MozillaCookieJar sets then.
 _HTTPONLY_PREFIX, _HTTPONLY_ATTR = "#HttpOnly_", "HTTPOnly"
+# CookieJar's own layout: domain -> path -> name -> cookie (domains in lower case)
+_Store = dict[str, dict[str, dict[str, Cookie]]]
+_PORT = re.compile(r":\d+$")
 
 
 class _CookieResponse:
@@ -55,7 +67,8 @@ def load_cookies(path: str) -> MozillaCookieJar:
 
 def _cookie(line: str) -> Cookie | None:
     """One cookies.txt line as a Cookie; None for comments and blank lines, ValueError if
-    it is not a cookie line. Mirrors ``MozillaCookieJar``'s reading, minus its header check."""
+    it is not a cookie line. Mirrors ``MozillaCookieJar``'s reading, minus its header check.
+    ``domain_specified`` holds the subdomains field: True for a domain cookie."""
     rest: dict[str, str] = {}
     if line.startswith(_HTTPONLY_PREFIX):
         line, rest = line[len(_HTTPONLY_PREFIX) :], {_HTTPONLY_ATTR: ""}
@@ -65,6 +78,7 @@ def _cookie(line: str) -> Cookie | None:
     if len(fields) != 7:
         raise ValueError("not 7 fields")
     domain, subdomains, cpath, secure, expires, name, text = fields
+    domain = domain.lower()  # (looked up in lower case)
     expiry = int(float(expires)) if expires.strip() else 0
     value: str | None = text
     if not name:  # "Set-Cookie: foo" is a nameless cookie to cookies.txt
@@ -80,15 +94,101 @@ def _cookie(line: str) -> Cookie | None:
 
 
 def cookie_header(jar: MozillaCookieJar, url: str) -> str | None:
-    """The jar's Cookie header value for ``url``."""
-    req = urllib.request.Request(url)
-    jar.add_cookie_header(req)
-    return req.unredirected_hdrs.get("Cookie")
+    """The jar's Cookie header value for ``url`` (None: no cookie for it). As curl: domain,
+    path (a prefix ending at a slash), secure (https only) and expiry decide; the longest
+    paths come first."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        return None
+    path = parts.path or "/"
+    https = parts.scheme.lower() == "https"
+    now = int(time.time())
+    store = _store(jar)
+    found: list[Cookie] = []
+    for domain, own in _domains(host):
+        for key in (domain, "." + domain):
+            for cpath, names in store.get(key, {}).items():
+                if not _path_matches(cpath, path):
+                    continue
+                for cookie in names.values():
+                    if (
+                        (own or cookie.domain_specified)
+                        and (https or not cookie.secure)
+                        and not cookie.is_expired(now)
+                    ):
+                        found.append(cookie)
+    if not found:
+        return None
+    found.sort(key=lambda c: (len(c.path), len(c.domain.lstrip(".")), len(c.name)), reverse=True)
+    return "; ".join(c.name if c.value is None else f"{c.name}={c.value}" for c in found)
 
 
 def store_cookies(jar: MozillaCookieJar, headers: Headers, url: str) -> None:
     """Keep the Set-Cookie values of an answer from ``url``."""
-    jar.extract_cookies(
-        _CookieResponse(headers),  # type: ignore[arg-type]
-        urllib.request.Request(url),
-    )
+    request = urllib.request.Request(url)
+    response = _CookieResponse(headers)
+    host = (urlsplit(url).hostname or "").rstrip(".")
+    # http.cookiejar files a host-only cookie of a host without a dot under "<host>.local",
+    # and deletes one (Max-Age=0) there too: let it, then move them under the host name.
+    name = _PORT.sub("", urlsplit(url).netloc.rpartition("@")[2], 1).lower()
+    if "." in name or not host:
+        jar.extract_cookies(response, request)  # type: ignore[arg-type]
+        return
+    local = f"{name}.local"
+    store = _store(jar)
+    aside = store.pop(local, None)  # those of a host really named so
+    _move_host_only(store, host, local)
+    try:
+        jar.extract_cookies(response, request)  # type: ignore[arg-type]
+    finally:
+        _move_host_only(store, local, host)
+        if aside is not None:
+            store[local] = aside
+
+
+def _store(jar: CookieJar) -> _Store:
+    store: _Store = jar._cookies  # type: ignore[attr-defined]
+    return store
+
+
+def _domains(host: str) -> list[tuple[str, bool]]:
+    """The domains whose cookies may go to ``host``: itself (own: its host-only cookies
+    too), then each parent name (its domain cookies only); an IP address has no parents."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return [(host, True)]
+    labels = host.split(".")
+    return [(host, True)] + [(".".join(labels[i:]), False) for i in range(1, len(labels))]
+
+
+def _path_matches(cpath: str, path: str) -> bool:
+    """curl's rule: the cookie's path (without a trailing slash; "/" if it is not one) is
+    the request's path or a prefix of it that ends before a slash."""
+    if not cpath.startswith("/"):
+        return True
+    cpath = cpath.rstrip("/")
+    if not cpath:
+        return True
+    return path == cpath or (path.startswith(cpath) and path[len(cpath)] == "/")
+
+
+def _move_host_only(store: _Store, old: str, new: str) -> None:
+    """File the host-only cookies kept under domain ``old`` under ``new``."""
+    paths = store.get(old)
+    if not paths:
+        return
+    for cpath, names in list(paths.items()):
+        for cname, cookie in list(names.items()):
+            if cookie.domain_specified:
+                continue
+            del names[cname]
+            cookie.domain = new
+            store.setdefault(new, {}).setdefault(cpath, {})[cname] = cookie
+        if not names:
+            del paths[cpath]
+    if not paths:
+        del store[old]
