@@ -74,6 +74,7 @@ def extract(
     """Items behind ``url`` as a lazy generator. An unknown URL fails at once
     (:class:`~omniget.errors.UnsupportedURL`); requests happen while iterating."""
     find_source(url, source)  # fail fast, without any request
+    _not_in_a_loop("extract", "aextract")
     return _drive(aextract(url, source=source, settings=settings, transports=None, **options))
 
 
@@ -132,7 +133,8 @@ async def adownload(
     eng = engine or Engine(settings, on_event=on_event)
     sources: dict[str, Source] = {}
     contexts: dict[str, SourceContext] = {}  # one per source: a long URL list shares it
-    failures: list[FileResult] = []
+    failures: list[tuple[int, FileResult]] = []  # (items listed before it, result)
+    listed = 0
 
     async def refresh(item: Item) -> Item:
         src = sources.get(item.source)
@@ -141,9 +143,11 @@ async def adownload(
     eng.refresh = refresh
 
     async def items() -> AsyncIterator[Item]:
+        nonlocal listed
         for entry in items_or_urls:
             if isinstance(entry, Item):
                 if only is None or only(entry):
+                    listed += 1
                     yield entry
                 continue
             try:
@@ -156,11 +160,12 @@ async def adownload(
                 sources.setdefault(src.name, src)
                 async for item in src.items():
                     if only is None or only(item):
+                        listed += 1
                         yield item
             except OmnigetError as exc:
                 bad = Item(download_url=entry)
                 eng.on_event(Failed(bad, None, exc))
-                failures.append(FileResult(bad, None, "failed", error=exc))
+                failures.append((listed, FileResult(bad, None, "failed", error=exc)))
 
     aev = _bridge(cancel)
     try:
@@ -170,7 +175,8 @@ async def adownload(
             aev[1].cancel()
         if own:
             await eng.aclose()
-    report.results.extend(failures)
+    for n, (at, result) in enumerate(failures):  # in list order: the first failure's code
+        report.results.insert(min(at + n, len(report.results)), result)
     return report
 
 
@@ -208,6 +214,7 @@ def download(
     returns False for are left out."""
     if isinstance(items_or_urls, str | Item):
         items_or_urls = [items_or_urls]
+    _not_in_a_loop("download", "adownload")
     return asyncio.run(
         adownload(
             items_or_urls,
@@ -219,6 +226,17 @@ def download(
             source_options=source_options,
             only=only,
         )
+    )
+
+
+def _not_in_a_loop(name: str, instead: str) -> None:
+    """The blocking forms run their own event loop: not from inside a running one."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(
+        f"omniget.{name}() blocks; inside an event loop use omniget.{instead}() instead"
     )
 
 

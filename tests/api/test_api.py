@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import cast
 
 import pytest
@@ -110,3 +112,35 @@ def test_extract_left_midway_cancels_a_source_task_that_never_ends(
     gen.close()  # returns: the stray task is cancelled, not waited for
     task = state["task"]
     assert isinstance(task, asyncio.Task) and task.cancelled()
+
+
+def test_blocking_forms_inside_an_event_loop_name_the_async_ones(tmp_path: Path) -> None:
+    async def inside() -> list[str]:
+        said = []
+        for call in (
+            lambda: omniget.download(["http://127.0.0.1:9/x"], tmp_path),
+            lambda: omniget.extract("http://127.0.0.1:9/x"),
+        ):
+            with pytest.raises(RuntimeError) as err:
+                call()
+            said.append(str(err.value))
+        return said
+
+    said = asyncio.run(inside())
+    assert "adownload()" in said[0] and "aextract()" in said[1]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_url_no_source_takes_fails_in_list_order(tmp_path: Path) -> None:
+    """The first failure's exit code is the run's: a URL no source takes, listed first,
+    comes first among the results (it was put after the files)."""
+    report = omniget.download(
+        ["ftp-ish://x/y", "http://127.0.0.1:9/nope.bin"],
+        tmp_path,
+        settings=omniget.Settings(state_dir=tmp_path / "state", retries=0),
+    )
+    assert [r.item.download_url for r in report.results] == [
+        "ftp-ish://x/y",
+        "http://127.0.0.1:9/nope.bin",
+    ]
+    assert report.exit_code == 2
