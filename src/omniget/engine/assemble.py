@@ -161,30 +161,40 @@ class PartFile:
         """Open (or create) ``final``'s part file; ``fd``: one :func:`create_part` made."""
         self.final = final
         self.where = f"{final}{PART_SUFFIX}"  # the part file's path as a string (hot path)
+        new = fd >= 0  # (create_part made it: O_EXCL)
         if fd < 0:
             # (created only when starting afresh: a resumed part that went away was
             # finished or removed by someone else, and its kept spans with it)
-            flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | (os.O_CREAT if fresh else 0)
+            flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
             try:
                 _make_folder(os.path.dirname(self.where), made)
-                fd = os.open(self.where, flags, 0o644)
+                if fresh:
+                    try:
+                        fd = os.open(self.where, flags | os.O_CREAT | os.O_EXCL, 0o644)
+                        new = True
+                    except FileExistsError:
+                        fd = os.open(self.where, flags)
+                else:
+                    fd = os.open(self.where, flags)
             except FileNotFoundError as exc:
                 if fresh:
                     raise storage_error(exc, self.path, "creating", kept=False) from exc
                 raise PartBusy(final, "was finished or removed") from exc
             except OSError as exc:
                 raise storage_error(exc, self.path, "creating", kept=not fresh) from exc
-        # Locked before any byte changes: a second run on the same folder stops here.
-        # A lock taken on a file renamed meanwhile (the other run finished) is no lock.
+        # Locked before any byte changes: a second run on the same folder stops here. A
+        # file there before may have been renamed by its finished run before our lock: a
+        # lock on it is no lock.
         try:
             if not _lock(fd):
                 raise PartBusy(final)
-            st = os.fstat(fd)
-            now = os.stat(self.where)
-            if (st.st_ino, st.st_dev) != (now.st_ino, now.st_dev):
-                raise PartBusy(final, "was finished")
-            if fresh and st.st_size:
-                os.ftruncate(fd, 0)
+            if not new:
+                st = os.fstat(fd)
+                now = os.stat(self.where)
+                if (st.st_ino, st.st_dev) != (now.st_ino, now.st_dev):
+                    raise PartBusy(final, "was finished")
+                if fresh and st.st_size:
+                    os.ftruncate(fd, 0)
         except FileNotFoundError as exc:
             os.close(fd)
             raise PartBusy(final, "was finished") from exc
