@@ -1,7 +1,9 @@
 """Edges from a newcomer's audit of the CLI, run in-process against the local server:
 options before ``list``, ``-O`` onto something that exists, spaces in ``-i`` files,
 header-less cookies files, abbreviations, ``checksum`` in a config file, retries on
-``-O -`` and the ``--dry-run`` summary."""
+``-O -`` and the ``--dry-run`` summary. Then a user's audit, in a subprocess where it is
+about the process (exit codes, stdout, signals): stdout that cannot be written, ``--json``
+runs that fail, ``-i`` files with a BOM or no URL, ``omniget help``, interruptions."""
 
 from __future__ import annotations
 
@@ -10,12 +12,17 @@ import hashlib
 import json
 import os
 import random
+import signal
+import subprocess
+import sys
 from pathlib import Path
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 import pytest
 from tests.servers.httpd import HTTPServer
 
+import omniget
 from omniget import Item, download
 from omniget.cli import main
 from omniget.cli.args import COMMANDS, build_parser, parse_args, parse_input
@@ -59,7 +66,9 @@ def test_options_before_list_still_list(
     url = serve(httpd)
     assert main(["--json", "list", url]) == 0
     out, err = capsys.readouterr()
-    assert json.loads(out)["download_url"] == url and err == ""
+    item, summary = map(json.loads, out.splitlines())
+    assert item["download_url"] == url and err == ""
+    assert summary == {"event": "summary", "items": 1, "failed": 0, "exit_code": 0}
     assert main(["-q", "list", url]) == 0
     assert capsys.readouterr().out == f"small\t\thttp\t{url}\n"
     assert os.listdir() == []  # nothing downloaded
@@ -329,8 +338,9 @@ def test_dry_run_skips_existing_files_and_admits_unknown_sizes(
         "1 file (size unknown) would be written to .; 1 would be skipped (already there)",
     ]
     assert main(["--dry-run", "--json", "--on-exists", "overwrite", a, b]) == 0
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    *lines, summary = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(d["path"], d["action"]) for d in lines] == [("a.bin", "overwrite"), ("b.bin", "write")]
+    assert (summary["event"], summary["files"], summary["exit_code"]) == ("summary", 2, 0)
     assert Path("a.bin").read_text() == "old" and not Path("b.bin").exists()
 
 
@@ -508,3 +518,222 @@ def test_bad_urls_and_files_are_usage_errors(
     assert main(["-q", *args]) == 2
     assert says in one_line(capsys.readouterr().err)
     assert main(["-q", "list", *args]) == 2
+
+
+# --- 13. a user's audit: the process (stdout, --json, -i, help, signals) ---
+
+SRC = str(Path(omniget.__file__).resolve().parent.parent)
+RESUME = "omniget: error: interrupted; run the same command again to resume"
+NO_SOURCE = "gopher://127.0.0.1:9/y"  # (a scheme no source takes)
+
+
+def command(*args: str, close: str = "") -> list[str]:
+    """``python -m omniget ARGS``; ``close``: descriptors closed by the shell (``>&-``)."""
+    cmd = [sys.executable, "-m", "omniget", *args]
+    return ["sh", "-c", f'exec "$@" {close}', "sh", *cmd] if close else cmd
+
+
+def cli(
+    *args: str, stdout: int | IO[Any] = subprocess.PIPE, close: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """The command in a subprocess (environment and folder: the test's, see _isolated)."""
+    env = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1"}
+    return subprocess.run(command(*args, close=close), stdout=stdout,
+                          stderr=subprocess.PIPE, text=True, env=env, timeout=60)
+
+
+def spawn(*args: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1"}
+    return subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env)
+
+
+def json_lines(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize(
+    ("args", "tail"),
+    [(["-O", "-"], " (the file there is incomplete)"), (["list"], ""), (["--dry-run"], ""),
+     (["--json", "-o", "out"], " (the --json events are incomplete)")],
+    ids=["stdout-file", "list", "dry-run", "json"],
+)
+def test_a_full_stdout_is_a_storage_error(httpd: HTTPServer, args: list[str], tail: str) -> None:
+    """Before: "internal error: OSError: [Errno 28]", exit 1 (with --json even though the
+    file was downloaded)."""
+    url = serve(httpd)
+    with open("/dev/full", "w") as full:
+        res = cli(*args, url, stdout=full)
+    assert (res.returncode, res.stderr) == (
+        7, f"omniget: error: cannot write to stdout: disk full{tail}\n"
+    )
+    if "--json" in args:  # the download itself went on
+        assert Path("out/small").read_bytes() == DATA
+
+
+@pytest.mark.parametrize("args", [["-O", "-"], ["list"], ["--json"], ["--dry-run"]],
+                         ids=["stdout-file", "list", "json", "dry-run"])
+def test_a_closed_stdout_is_a_storage_error_before_any_request(
+    httpd: HTTPServer, args: list[str]
+) -> None:
+    """Before: "internal error: AttributeError: 'NoneType' object has no attribute
+    'buffer'", then a traceback from run()'s last flush."""
+    url = serve(httpd)
+    res = cli(*args, url, close=">&-")
+    closed = "omniget: error: cannot write to stdout: it is closed\n"
+    assert (res.returncode, res.stderr) == (7, closed)
+    assert all(r.method != "GET" for r in httpd.requests) and not Path("small").exists()
+
+
+def test_a_download_needs_no_stdout_and_a_closed_stderr_is_a_silent_one(
+    httpd: HTTPServer
+) -> None:
+    res = cli(serve(httpd), close=">&-")
+    assert res.returncode == 0 and "1 file ok" in res.stderr
+    Path("small").unlink()
+    res = cli(serve(httpd), close="2>&-")
+    assert (res.returncode, res.stdout) == (0, "")
+    assert Path("small").read_bytes() == DATA
+    assert cli(NO_SOURCE, close="2>&-").returncode == 2
+
+
+def test_json_one_unusable_url_is_a_failed_event_as_among_several(httpd: HTTPServer) -> None:
+    """Before: one such URL printed nothing on stdout; among several, a failed event."""
+    one = cli("--json", NO_SOURCE)
+    several = cli("--json", NO_SOURCE, serve(httpd))
+    assert one.returncode == several.returncode == 2
+    assert one.stderr == several.stderr  # the same line on stderr either way
+    assert one.stderr.startswith(f"omniget: error: {NO_SOURCE}: no source can handle")
+    failed, summary = json_lines(one.stdout)
+    assert failed == json_lines(several.stdout)[0]
+    assert (failed["event"], failed["url"], failed["error_type"], failed["exit_code"]) == (
+        "failed", NO_SOURCE, "UnsupportedURL", 2)
+    assert summary == {**summary, "event": "summary", "ok": 0, "failed": 1, "exit_code": 2}
+    assert json_lines(several.stdout)[-1]["ok"] == 1
+
+
+def test_json_a_failed_run_ends_with_an_error_and_a_summary(httpd: HTTPServer) -> None:
+    url = serve(httpd)
+    res = cli("--json", "-O", "f.bin", url, url)
+    assert res.returncode == 2
+    assert res.stderr == "omniget: error: -O takes exactly one URL (use -o DIR for several)\n"
+    error, summary = json_lines(res.stdout)
+    assert error == {"event": "error", "error": res.stderr[16:-1], "error_type": "UsageError",
+                     "exit_code": 2}
+    assert (summary["event"], summary["ok"], summary["exit_code"]) == ("summary", 0, 2)
+    bad = cli("--json", "--no-such-flag", url)  # (the arguments themselves: plain, as any CLI)
+    assert (bad.returncode, bad.stdout) == (2, "")
+    assert httpd.requests == []
+
+
+def test_list_json_reports_a_bad_url_as_an_event(httpd: HTTPServer) -> None:
+    url = serve(httpd)
+    res = cli("list", "--json", url, NO_SOURCE)
+    assert res.returncode == 2
+    assert res.stderr.startswith(f"omniget: error: {NO_SOURCE}: no source can handle")
+    item, failed, summary = json_lines(res.stdout)
+    assert item["download_url"] == url and "event" not in item
+    assert (failed["event"], failed["url"]) == ("failed", NO_SOURCE)
+    assert summary == {"event": "summary", "items": 1, "failed": 1, "exit_code": 2}
+
+
+def test_dry_run_json_has_failures_and_a_summary(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = serve(httpd)
+    assert main(["--dry-run", "--json", NO_SOURCE, url]) == 2
+    out, err = capsys.readouterr()
+    failed, line, summary = json_lines(out)
+    assert (failed["event"], failed["url"], failed["exit_code"]) == ("failed", NO_SOURCE, 2)
+    assert (line["path"], line["action"]) == ("small", "write")
+    assert summary == {"event": "summary", "files": 1, "size": 0, "unknown": 1, "skipped": 0,
+                       "failed": 1, "exit_code": 2}
+    assert err.startswith(f"omniget: error: {NO_SOURCE}: no source can handle")
+    assert not Path("small").exists()
+
+
+def test_an_input_file_with_a_bom_is_read(httpd: HTTPServer) -> None:
+    """Windows editors start UTF-8 files with a BOM: before, the first URL was
+    '\\ufeffhttp://...', which no source can handle."""
+    a, b = serve(httpd, "a.bin"), serve(httpd, "b.bin", b"bee")
+    Path("urls.txt").write_bytes(f"\ufeff{a}\r\n{b}\r\n".encode())
+    assert main(["-q", "-i", "urls.txt", "-o", "out"]) == 0
+    assert Path("out/a.bin").read_bytes() == DATA and Path("out/b.bin").read_bytes() == b"bee"
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [(b"", "it is empty"), (b"\xef\xbb\xbf\n \n", "it is empty"),
+     (b"# later\n\n", "only blank lines and comments")],
+    ids=["empty", "bom-and-blanks", "comments"],
+)
+def test_an_input_file_without_urls_is_named(
+    capsys: pytest.CaptureFixture[str], text: bytes, why: str
+) -> None:
+    Path("urls.txt").write_bytes(text)
+    assert main(["-i", "urls.txt"]) == 2
+    assert one_line(capsys.readouterr().err) == (
+        f"omniget: error: no URL in input file urls.txt: {why}\n"
+    )
+
+
+def test_help_is_a_command(capsys: pytest.CaptureFixture[str]) -> None:
+    res = cli("help")
+    assert (res.returncode, res.stderr) == (0, "")
+    assert res.stdout.startswith("usage: omniget [COMMAND]") and "commands:" in res.stdout
+    assert main(["help", "list"]) == 0
+    assert capsys.readouterr().out.startswith("usage: omniget list ")
+    assert main(["help", "lits"]) == 2
+    assert "'lits' is not a command (commands: get, list)" in one_line(capsys.readouterr().err)
+    assert main(["hepl"]) == 2
+    assert "did you mean 'help'?" in one_line(capsys.readouterr().err)
+
+
+def slow(httpd: HTTPServer, name: str) -> str:
+    """A 4 MB file sent at 2 MB/s: a run is interrupted long before its end."""
+    path = httpd.new_path(name)
+    httpd.add(path, random.Random(13).randbytes(4_000_000))
+    return httpd.url(path, drip=2_000_000)
+
+
+def test_sigterm_saves_state_without_talking_of_ctrl_c(httpd: HTTPServer) -> None:
+    """design.md has one code for an interrupted run, 130 (Ctrl+C or SIGTERM alike)."""
+    proc = spawn("-v", "-o", "out", slow(httpd, "t.bin"))
+    assert proc.stderr is not None
+    first = proc.stderr.readline()  # (the transfer has begun)
+    assert first.startswith(b"start out/t.bin"), first
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=30)[1].decode()
+    assert proc.returncode == 130, err
+    lines = err.splitlines()
+    assert "omniget: SIGTERM: stopping and saving state (a second one quits now)" in lines
+    assert "Ctrl+C" not in err and lines[-1] == RESUME
+    assert Path("out/t.bin.omniget-part").exists() and not Path("out/t.bin").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_quiet_interrupt_prints_only_the_error(httpd: HTTPServer, sig: signal.Signals) -> None:
+    proc = spawn("-q", "--json", "-o", "out", slow(httpd, "q.bin"))
+    assert proc.stdout is not None
+    assert json.loads(proc.stdout.readline())["event"] == "started"
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, err.decode()) == (130, RESUME + "\n")
+    summary = json_lines(out.decode())[-1]
+    assert (summary["event"], summary["interrupted"], summary["exit_code"]) == ("summary", 1, 130)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_stdout_download_does_not_promise_a_resume(
+    httpd: HTTPServer, sig: signal.Signals
+) -> None:
+    """stdout cannot be resumed: a rerun sends the whole file again, and the line says so."""
+    proc = spawn("-O", "-", slow(httpd, "o.bin"))
+    assert proc.stdout is not None
+    assert len(proc.stdout.read(1)) == 1  # (bytes are flowing)
+    proc.send_signal(sig)
+    err = proc.communicate(timeout=30)[1].decode()
+    assert proc.returncode == 130, err
+    assert err == ("omniget: error: interrupted; the file on stdout is incomplete "
+                   "(stdout cannot be resumed: run the command again to start over)\n")

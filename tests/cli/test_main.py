@@ -130,6 +130,17 @@ def test_keyboard_interrupt(api: FakeAPI, capsys: pytest.CaptureFixture[str]) ->
     assert err == "omniget: error: interrupted; run the same command again to resume\n"
 
 
+def test_interrupted_list_promises_no_resume(
+    api: FakeAPI, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def stop(url: str, **kw: Any) -> Iterable[Item]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(omniget, "extract", stop)
+    assert main(["list", URL]) == 130
+    assert capsys.readouterr().err == "omniget: error: interrupted\n"  # (nothing to resume)
+
+
 def test_unexpected_exception_no_traceback(
     api: FakeAPI, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -339,7 +350,8 @@ def test_dry_run(api: FakeAPI, capsys: pytest.CaptureFixture[str], tmp_path: Pat
 def test_list_json_and_plain(api: FakeAPI, capsys: pytest.CaptureFixture[str]) -> None:
     api.items[URL] = [Item(download_url=URL, size_bytes=5, headers={"Cookie": "sid=zz9"})]
     assert main(["list", "--json", URL]) == 0
-    (line,) = capsys.readouterr().out.splitlines()
+    line, summary = capsys.readouterr().out.splitlines()
+    assert json.loads(summary) == {"event": "summary", "items": 1, "failed": 0, "exit_code": 0}
     d = json.loads(line)
     assert d["download_url"] == URL and d["size_bytes"] == 5 and d["headers"] == {"Cookie": "***"}
     assert main(["list", URL]) == 0

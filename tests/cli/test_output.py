@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 from pathlib import Path
@@ -32,7 +33,7 @@ from omniget.engine.events import (
 )
 from omniget.engine.names import contain
 from omniget.engine.report import FileResult, Report
-from omniget.errors import AuthRequired, Cancelled, Refused, TransientError
+from omniget.errors import AuthRequired, Cancelled, Refused, StorageError, TransientError
 from omniget.model import Digest, Item, Piece
 
 MD5 = "9e107d9d372bb6826bd81d3542a419d6"
@@ -132,6 +133,43 @@ def test_json_events_rate_limit_progress_and_mask() -> None:
     assert [d["done"] for d in lines if d["event"] == "progress"] == [10, 30, 50]
     assert "hunter22" not in out.getvalue() and "abc" not in out.getvalue()
     assert lines[-1]["error"] == "password *** refused"
+
+
+class FullStdout(io.StringIO):
+    """stdout on a full disk (the OS error comes with the write, or the flush)."""
+
+    name = "<stdout>"
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__()
+        self.error = error
+
+    def flush(self) -> None:
+        raise self.error
+
+
+def test_write_errors_are_storage_errors_but_a_gone_reader_is_not() -> None:
+    full = OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(StorageError, match=r"^cannot write to stdout: disk full$"):
+        print_list([make_item()], FullStdout(full), Masker(), as_json=True, table=False)
+    with pytest.raises(StorageError, match=r"^cannot write to stdout: disk full$"):
+        dry_run([make_item()], Path("d"), FullStdout(full), Masker(), as_json=False,
+                contain=contain, on_error=lambda item, e: None)
+    with pytest.raises(BrokenPipeError):  # (``list | head``: the CLI ends quietly)
+        print_list([make_item()], FullStdout(BrokenPipeError()), Masker(), as_json=True,
+                   table=False)
+
+
+def test_json_events_keep_a_write_error_and_go_on() -> None:
+    """A display problem never stops the download: the error is kept for the CLI."""
+    out = FullStdout(OSError(errno.EIO, "Input/output error"))
+    sink = JsonEvents(out, Masker())
+    with sink:
+        sink(Started(make_item(), None, size=1, resumed=0))
+        out.error = OSError(errno.ENOSPC, "later")  # (nothing more is tried)
+        sink(Finished(make_item(), None, size=1, verified=None, fetched=1))
+        sink.line({"event": "summary"})
+    assert str(sink.error) == "cannot write to stdout: Input/output error"
 
 
 def test_print_list_json_tsv_and_table() -> None:

@@ -1,7 +1,10 @@
 """The ``omniget`` command: arguments and config in, API calls, one exit code out.
 
 Every failure is one line on stderr (``omniget: error: ...``) and an exit code from the
-error's ``exit_code`` (design.md's table); no traceback unless ``--debug``.
+error's ``exit_code`` (design.md's table); no traceback unless ``--debug``. With ``--json``
+it is also an event on stdout (``failed`` for a URL, ``error`` for the whole run), and every
+run ends with a ``summary`` event. Writing stdout is storage like any other: disk full or
+closed is exit 7.
 """
 
 from __future__ import annotations
@@ -20,18 +23,37 @@ from contextlib import contextmanager
 from fnmatch import fnmatchcase
 from pathlib import Path
 from types import FrameType
+from typing import Any, TextIO
 
 from ..engine.events import Event, Failed, Skipped
+from ..engine.stream import write_error
 from ..errors import Cancelled, OmnigetError, StorageError, UsageError
 from ..model import Item
 from .args import flags_from_args, guess_scheme, parse_args, parse_input
 from .config import SECRET_HEADERS, Config, load_config, load_settings
-from .output import EXISTS_WHY, Masker, display_path, dry_run, format_size, print_list, summary_line
+from .output import (
+    EXISTS_WHY,
+    JsonEvents,
+    Masker,
+    display_path,
+    dry_run,
+    event_to_dict,
+    flush,
+    format_size,
+    json_line,
+    print_list,
+    put,
+    summary_line,
+)
 from .progress import PlainProgress, QuietProgress, make_progress
 
 __all__ = ["load_settings", "main", "run"]
 
 Failure = tuple[str, OmnigetError]  # (what failed, shown to the user; the error)
+
+
+#: The last line of a download stopped by Ctrl+C or SIGTERM: its state is saved.
+RESUME = "interrupted; run the same command again to resume"
 
 
 def _error(text: str) -> None:
@@ -61,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     mask = Masker(_argv_secrets(argv))
+    ns: argparse.Namespace | None = None
     try:
         ns = parse_args(argv)
         config = Path(ns.config).expanduser() if ns.config else None
@@ -70,8 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return RUNNERS[ns.command](ns, cfg, mask)
     except SystemExit as e:  # --help, --version
         return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
-    except KeyboardInterrupt:
-        _error("interrupted; run the same command again to resume")
+    except KeyboardInterrupt:  # (a second Ctrl+C, or one before the download began)
+        _error(RESUME if ns is not None and _resumable(ns) else "interrupted")
         return 130
     except BrokenPipeError:  # e.g. `omniget list ... | head`: quietly, as other tools
         _drop_stdout()
@@ -80,13 +103,57 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         _error(mask(str(e)))
+        _json_error(ns, e, e.exit_code, mask)
         return e.exit_code
     except Exception as e:
         if debug:
             traceback.print_exc()
         _error(f"internal error: {type(e).__name__}: {mask(str(e))} "
                "(run with --debug for the traceback)")
+        _json_error(ns, e, 1, mask)
         return 1
+
+
+def _resumable(ns: argparse.Namespace) -> bool:
+    """A download into files keeps its state when stopped; a list, a dry run and ``-O -``
+    (stdout cannot be resumed) have none."""
+    return ns.command == "get" and not ns.dry_run and ns.output_file != "-"
+
+
+def _json_error(
+    ns: argparse.Namespace | None, error: BaseException, code: int, mask: Masker
+) -> None:
+    """``--json``: a run that failed as a whole (not one URL of it) ends as every run does
+    there: an ``error`` event, then the summary (nothing done). Errors in the arguments
+    themselves come before ``--json`` is known: plain stderr only."""
+    if ns is None or not getattr(ns, "json", False) or sys.stdout is None:
+        return
+    record = {"event": "error", "error": mask(str(error)), "error_type": type(error).__name__,
+              "exit_code": code}
+    try:
+        json_line(sys.stdout, record)
+        json_line(sys.stdout, {**_empty_summary(ns), "exit_code": code})
+    except (OSError, StorageError):  # stdout itself is what failed: said on stderr
+        pass
+
+
+def _empty_summary(ns: argparse.Namespace) -> dict[str, Any]:
+    """The summary of a command that did nothing (the keys its own summary has)."""
+    if ns.command == "list":
+        return {"event": "summary", "items": 0, "failed": 0}
+    if ns.dry_run:
+        return {"event": "summary", "files": 0, "size": 0, "unknown": 0, "skipped": 0,
+                "failed": 0}
+    return {"event": "summary", "ok": 0, "skipped": 0, "failed": 0, "interrupted": 0,
+            "fetched": 0, "elapsed": 0.0}
+
+
+def _stdout() -> TextIO:
+    """stdout, for a command that writes there (``list``, ``--json``, ``--dry-run``,
+    ``-O -``); a closed one (``>&-``) is a storage error before anything is done."""
+    if sys.stdout is None:
+        raise StorageError("cannot write to stdout: it is closed")
+    return sys.stdout
 
 
 def run() -> None:
@@ -94,14 +161,30 @@ def run() -> None:
     closed by then (files, the journal, the event loop and its threads); skipping the
     interpreter's teardown of every module saves ~20 ms per command."""
     _tune_gc()
+    _hold_closed_fds()
     code = main()
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
+            if stream is not None:  # (None: closed by the caller)
+                stream.flush()
         except (OSError, ValueError):  # a closed pipe: nothing left to say
             pass
     logging.shutdown()
     os._exit(code)
+
+
+def _hold_closed_fds() -> None:
+    """Standard descriptors the caller closed (``>&-``) get /dev/null: no file the run
+    opens (a part file, the journal) may take their number and stray writes with it.
+    ``sys.stdout`` stays None, so a command that writes there says it is closed (exit 7);
+    a closed stderr is a silent one."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # (the lowest free number: this one)
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (open to the end of the process)
 
 
 def _tune_gc() -> None:
@@ -132,19 +215,26 @@ def _collect(ns: argparse.Namespace) -> list[str | Item]:
     """URLs from the command line, then from ``-i``."""
     targets: list[str | Item] = [guess_scheme(u) for u in ns.urls]
     if ns.input_file:
+        name = "stdin" if ns.input_file == "-" else f"input file {ns.input_file}"
         try:
             if ns.input_file == "-":
+                if sys.stdin is None:
+                    raise UsageError("cannot read stdin (-i -): it is closed")
                 text = sys.stdin.read()
             else:
                 text = Path(ns.input_file).expanduser().read_text(encoding="utf-8")
         except OSError as e:
             why = e.strerror or str(e)
-            raise UsageError(f"cannot read input file {ns.input_file}: {why}") from None
+            raise UsageError(f"cannot read {name}: {why}") from None
         except UnicodeDecodeError as e:
             why = f"not UTF-8 text ({e.reason} at byte {e.start})"
-            raise UsageError(f"cannot read input file {ns.input_file}: {why}") from None
-        name = "stdin" if ns.input_file == "-" else f"input file {ns.input_file}"
-        targets += parse_input(text, name)
+            raise UsageError(f"cannot read {name}: {why}") from None
+        text = text.removeprefix("\ufeff")  # (a BOM: Windows editors write one)
+        found = parse_input(text, name)
+        if not found and not targets:
+            why = "it is empty" if not text.strip() else "only blank lines and comments"
+            raise UsageError(f"no URL in {name}: {why}")
+        targets += found
     if not targets:
         raise UsageError("no URL given (see 'omniget --help')")
     return targets
@@ -228,8 +318,9 @@ def _report_failures(failures: Sequence[Failure], mask: Masker) -> None:
 
 
 @contextmanager
-def _on_signals(cancel: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM set ``cancel`` once (the engine saves state); a second one interrupts."""
+def _on_signals(cancel: threading.Event, *, quiet: bool) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``cancel`` once (the engine saves state); a second one interrupts.
+    Either ends with exit 130 (design.md's one code for an interrupted run)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -238,7 +329,31 @@ def _on_signals(cancel: threading.Event) -> Iterator[None]:
         if cancel.is_set():
             raise KeyboardInterrupt
         cancel.set()
-        sys.stderr.write("omniget: stopping and saving state (Ctrl+C again to quit now)\n")
+        if quiet:  # (-q: nothing but errors)
+            return
+        if signum == signal.SIGINT:
+            line = "stopping and saving state (Ctrl+C again to quit now)"
+        else:
+            line = "SIGTERM: stopping and saving state (a second one quits now)"
+        sys.stderr.write(f"omniget: {line}\n")
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """``-O -``: nothing to save, so SIGINT/SIGTERM stop at once (KeyboardInterrupt)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -283,7 +398,8 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     import omniget
 
     targets = _collect(ns)
-    _check_urls(targets, ns.source)
+    # --json: a URL no source takes fails as one of the run's URLs (a failed event)
+    _check_urls(targets, ns.source, fail_fast=not ns.json)
     cfg = _bind_user(cfg, targets)
     if ns.output_file is not None:
         if len(targets) != 1:
@@ -297,6 +413,8 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
                              f"(use -o {ns.output_file} to save into it)")
     if cfg.settings.checksum is not None and len(targets) != 1:
         raise UsageError("--checksum needs exactly one URL")
+    if ns.json or ns.dry_run or ns.output_file == "-":
+        _stdout()  # (closed: fail before any request)
     if cfg.settings.network.insecure:
         sys.stderr.write("omniget: warning: TLS certificates are not verified (--insecure)\n")
 
@@ -304,10 +422,11 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     filtered: list[Item] = []
     consumer = make_progress(mask, quiet=ns.quiet, as_json=ns.json, verbose=ns.verbose)
     live = not ns.dry_run and ns.output_file != "-"  # events go to the consumer
+    tell = live or ns.json  # failures go to the consumer (--dry-run --json too)
 
     def failed(label: str, item: Item, error: OmnigetError) -> None:
         failures.append((label, error))
-        if live:
+        if tell:
             consumer(Failed(item, None, error))
 
     def skipped(item: Item) -> None:
@@ -331,14 +450,14 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
         extracted = iter([one] if one is not None else [])
         items = extracted
     if ns.dry_run:
-        return _dry_run(extracted, dest, ns, cfg, mask, failures)
+        return _dry_run(extracted, dest, ns, cfg, mask, failures, failed, len(filtered))
     if ns.output_file == "-":  # nothing to write: extraction failed or filtered out
         _report_failures(failures, mask)
         return failures[0][1].exit_code if failures else 0
 
     only = None if own else _filter(ns, skipped)  # (extracted above, filtered there)
     cancel = threading.Event()
-    with consumer, _on_signals(cancel):
+    with consumer, _on_signals(cancel, quiet=ns.quiet):
         report = omniget.download(
             items, dest, settings=cfg.settings, on_event=_safe(consumer), cancel=cancel,
             source=ns.source, source_options=cfg.sources, only=only,
@@ -348,23 +467,29 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
         failures.append((label, r.error or OmnigetError("failed")))
     _report_failures(failures, mask)
     extra = len(failures) - report.failed
-    if ns.json:
+    interrupted = cancel.is_set() or any(isinstance(e, Cancelled) for _, e in failures)
+    code = 130 if interrupted else failures[0][1].exit_code if failures else 0
+    if isinstance(consumer, JsonEvents):
         cut = report.interrupted  # not failed: a rerun resumes them
-        totals = {"event": "summary", "ok": report.ok, "skipped": report.skipped + len(filtered),
-                  "failed": len(failures) - cut, "interrupted": cut, "fetched": report.fetched,
-                  "elapsed": round(report.elapsed, 3)}
-        import json  # (imported where used: start-up time)
-        sys.stdout.write(json.dumps(totals) + "\n")
+        consumer.line({"event": "summary", "ok": report.ok,
+                       "skipped": report.skipped + len(filtered),
+                       "failed": len(failures) - cut, "interrupted": cut,
+                       "fetched": report.fetched, "elapsed": round(report.elapsed, 3),
+                       "exit_code": code})
+        if consumer.error is not None:  # (the files are there; the events are not)
+            _error(mask(f"{consumer.error} (the --json events are incomplete)"))
+            # its code: the first failure's, as it came with the first event
+            code = code if interrupted else consumer.error.exit_code
     elif not ns.quiet:
         sys.stderr.write(summary_line(report, failed=extra, skipped=len(filtered)) + "\n")
-    if cancel.is_set() or any(isinstance(e, Cancelled) for _, e in failures):
-        _error("interrupted; run the same command again to resume")
-        return 130
-    return failures[0][1].exit_code if failures else 0  # the first failure's code
+    if interrupted:
+        _error(RESUME)
+    return code  # the first failure's code
 
 
-def _check_urls(targets: list[Item | str], source: str | None) -> None:
-    """Fail at once, in one line, when no URL at all has a source (a typo, usually)."""
+def _check_urls(targets: list[Item | str], source: str | None, *, fail_fast: bool) -> None:
+    """Fail at once, in one line, when no URL at all has a source (a typo, usually);
+    without ``fail_fast`` only a local file given as a URL is stopped here."""
     from ..sources import find_source
 
     first: OmnigetError | None = None
@@ -380,38 +505,55 @@ def _check_urls(targets: list[Item | str], source: str | None) -> None:
         t = targets[0]
         if isinstance(t, str) and "://" not in t and os.path.isfile(t):
             raise UsageError(f"{t!r} is a local file, not a URL (to read URLs from it: -i {t})")
-        raise first
+        if fail_fast:
+            raise first
 
 
 def _to_stdout(item: Item, cfg: Config, ns: argparse.Namespace, mask: Masker) -> int:
-    """``-O -``: the one file's bytes to stdout, retries reported on stderr."""
+    """``-O -``: the one file's bytes to stdout, retries reported on stderr. Stopped, it
+    cannot be resumed: what went out is out, a rerun starts over."""
+    out = _stdout()
     if ns.dry_run:
-        sys.stdout.write(f"-\t{format_size(item.size_bytes)}\t{mask(item.download_url)}\n")
+        put(out, f"-\t{format_size(item.size_bytes)}\t{mask(item.download_url)}\n")
+        flush(out)
         return 0
     # Only retries and warnings happen here; lines on stderr, as in a normal run.
     consumer = QuietProgress() if ns.quiet else PlainProgress(sys.stderr, mask)
     import omniget
 
-    with consumer:
+    with consumer, _stop_on_signals():
         try:
             written = omniget.stream(
-                item, sys.stdout.buffer, settings=cfg.settings, on_event=_safe(consumer)
+                item, out.buffer, settings=cfg.settings, on_event=_safe(consumer)
             )
-        except BrokenPipeError:  # (as curl and wget: say so, the file is not whole)
-            _drop_stdout()
-            raise StorageError("stdout closed before the whole file was written") from None
+        except StorageError as exc:  # a write that failed (engine.stream)
+            if not isinstance(exc.__cause__, OSError):
+                raise
+            raise _stdout_error(exc.__cause__) from None
+        except OSError as exc:  # the last flush
+            raise _stdout_error(exc) from None
+        except KeyboardInterrupt:
+            _error("interrupted; the file on stdout is incomplete "
+                   "(stdout cannot be resumed: run the command again to start over)")
+            return 130
     if ns.verbose:
         sys.stderr.write(f"wrote {format_size(written)} to stdout\n")
     return 0
 
 
+def _stdout_error(exc: OSError) -> StorageError:
+    """``-O -`` could not write stdout (as curl and wget: say so, the file is not whole)."""
+    _drop_stdout()
+    return write_error(exc, "stdout")
+
+
 def _drop_stdout() -> None:
-    """Point stdout at /dev/null: its reader went away, and the interpreter's last flush
-    would complain."""
+    """Point stdout at /dev/null: its reader went away (or its disk is full), and the
+    interpreter's last flush would complain."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         pass
 
 
@@ -431,36 +573,52 @@ def _safe(consumer: Callable[[Event], None]) -> Callable[[Event], None]:
 
 def _dry_run(
     items: Iterator[Item], dest: Path, ns: argparse.Namespace, cfg: Config, mask: Masker,
-    failures: list[Failure],
+    failures: list[Failure], failed: Callable[[str, Item, OmnigetError], None], filtered: int,
 ) -> int:
     from ..engine.names import contain
 
     talk = not (ns.quiet or ns.json)
+    out = _stdout()
 
     def skipped(path: Path, reason: str) -> None:
         if talk:
             sys.stderr.write(f"would skip {mask(display_path(path))}: {EXISTS_WHY[reason]}\n")
 
-    found = dry_run(items, dest, sys.stdout, mask, as_json=ns.json, contain=contain,
-                    on_error=lambda item, e: failures.append((item.output_path, e)),
+    found = dry_run(items, dest, out, mask, as_json=ns.json, contain=contain,
+                    on_error=lambda item, e: failed(item.output_path, item, e),
                     on_exists=cfg.settings.on_exists, on_skip=skipped)
     _report_failures(failures, mask)
-    if talk:
+    code = failures[0][1].exit_code if failures else 0
+    if ns.json:
+        json_line(out, {"event": "summary", "files": found.files, "size": found.size,
+                        "unknown": found.unknown,
+                        "skipped": found.skipped + found.same_name + filtered,
+                        "failed": len(failures), "exit_code": code})
+    elif talk:
         sys.stderr.write(found.summary(display_path(dest.absolute())) + "\n")
-    return failures[0][1].exit_code if failures else 0
+    return code
 
 
 def _run_list(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     failures: list[Failure] = []
     targets = _collect(ns)
     cfg = _bind_user(cfg, targets)
-    items = _items(
-        targets, ns, cfg, lambda label, _, e: failures.append((label, e)), lambda _: None
-    )
-    table = sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
-    print_list(items, sys.stdout, mask, as_json=ns.json, table=table)
+    out = _stdout()
+
+    def failed(label: str, item: Item, error: OmnigetError) -> None:
+        failures.append((label, error))
+        if ns.json:  # (in order with the items' lines)
+            json_line(out, event_to_dict(Failed(item, None, error), mask))
+
+    items = _items(targets, ns, cfg, failed, lambda _: None)
+    table = out.isatty() and os.environ.get("TERM") != "dumb"
+    count = print_list(items, out, mask, as_json=ns.json, table=table)
     _report_failures(failures, mask)
-    return failures[0][1].exit_code if failures else 0
+    code = failures[0][1].exit_code if failures else 0
+    if ns.json:
+        json_line(out, {"event": "summary", "items": count, "failed": len(failures),
+                        "exit_code": code})
+    return code
 
 
 #: Command name -> runner; a source subcommand (``gog``) adds a row here and in args.COMMANDS.

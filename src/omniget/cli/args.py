@@ -2,7 +2,8 @@
 
 ``omniget URL...`` is ``omniget get URL...``: when the first argument that is not an option
 (or an option's value) is not a known subcommand, the command is ``get``. Options may come
-before the subcommand's name (``omniget -q list URL``). A source subcommand (``omniget gog
+before the subcommand's name (``omniget -q list URL``). ``omniget help [COMMAND]`` shows
+the help, as git and pip do. A source subcommand (``omniget gog
 ...``) is one more :class:`Command` row here and one runner in ``cli/__init__.py``.
 """
 
@@ -220,6 +221,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         args, after = args[:cut], args[cut + 1 :]
     parsers: dict[str, ArgumentParser] = {}
     command, args = _split_command(args, parsers)
+    if command == "help":
+        _help(args)
     parser = parsers.get(command) or build_parser(command)
     ns, extra = parser.parse_known_intermixed_args(args)
     ns.urls = [*(ns.urls or []), *after]
@@ -231,6 +234,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     ns.command = command
     return ns
+
+
+def _help(args: list[str]) -> NoReturn:
+    """``omniget help [COMMAND]``: that command's help (or the general one), exit 0."""
+    words = [a for a in args if not a.startswith("-")]
+    name = words[0] if words else None
+    if name is not None and name not in COMMANDS:
+        raise UsageError(f"'{name}' is not a command (commands: {', '.join(COMMANDS)})")
+    build_parser(name).print_help()
+    raise SystemExit(0)
 
 
 def _suggest(parser: argparse.ArgumentParser, flag: str) -> str:
@@ -268,10 +281,10 @@ def _split_command(
                         i += 1
                     break
         i += 1
-    if i < len(args) and args[i] in COMMANDS:
+    if i < len(args) and (args[i] in COMMANDS or args[i] == "help"):
         return args[i], args[:i] + args[i + 1 :]
     if i < len(args) and re.fullmatch(r"[a-z]+", args[i]):  # `omniget lsit URL`: no download
-        near = cfg.nearest(args[i], list(COMMANDS), 0.6)
+        near = cfg.nearest(args[i], [*COMMANDS, "help"], 0.6)
         if near:
             raise UsageError(f"'{args[i]}' is not a command; did you mean '{near}'?")
     return "get", args

@@ -27,7 +27,8 @@ from ..engine.events import (
     Warned,
 )
 from ..engine.report import Report
-from ..errors import OmnigetError
+from ..engine.stream import write_error
+from ..errors import OmnigetError, StorageError
 from ..model import Digest, Item
 from .config import SECRET_HEADERS
 
@@ -39,9 +40,12 @@ __all__ = [
     "display_path",
     "dry_run",
     "event_to_dict",
+    "flush",
     "format_size",
     "item_to_dict",
+    "json_line",
     "print_list",
+    "put",
     "summary_line",
 ]
 
@@ -97,6 +101,41 @@ def display_path(path: Path | str, cwd: Path | None = None) -> str:
         return str(p)
     base = (cwd or Path.cwd()).absolute()
     return str(p.relative_to(base)) if p.is_relative_to(base) else str(p)
+
+
+def _stream_name(out: IO[str]) -> str:
+    name = getattr(out, "name", None)
+    return "stdout" if name in ("<stdout>", 1) else name if isinstance(name, str) else "the output"
+
+
+def put(out: IO[str], text: str) -> None:
+    """``out.write(text)``; an OS error (disk full) is a StorageError naming the stream
+    (exit 7). A reader gone away (BrokenPipeError) is left to the caller: ``omniget list |
+    head`` ends quietly."""
+    try:
+        out.write(text)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise write_error(exc, _stream_name(out), what=None) from exc
+
+
+def flush(out: IO[str]) -> None:
+    """``out.flush()``, errors as :func:`put`'s (buffered bytes fail here, mostly)."""
+    try:
+        out.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise write_error(exc, _stream_name(out), what=None) from exc
+
+
+def json_line(out: IO[str], record: Mapping[str, Any]) -> None:
+    """One JSON line, flushed (a reader sees each as it happens); errors as :func:`put`'s."""
+    import json  # (imported where used: start-up time)
+
+    put(out, json.dumps(record) + "\n")
+    flush(out)
 
 
 def _plain(value: Any, mask: Masker) -> Any:
@@ -162,7 +201,10 @@ def event_to_dict(event: Event, mask: Masker) -> dict[str, Any]:
 
 
 class JsonEvents:
-    """``--json``: one JSON line per event on ``out``; Progress at most every ``interval`` s."""
+    """``--json``: one JSON line per event on ``out``; Progress at most every ``interval`` s.
+
+    A write error (disk full) does not stop the download: it is kept in ``error``, and
+    nothing more is written (the CLI reports it at the end, exit 7)."""
 
     def __init__(
         self,
@@ -173,6 +215,7 @@ class JsonEvents:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.out, self.mask, self.interval, self.clock = out, mask, interval, clock
+        self.error: StorageError | None = None
         self._last: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -186,15 +229,30 @@ class JsonEvents:
                 self._last[key] = now
             elif isinstance(event, Finished | Failed | Skipped):
                 self._last.pop(key, None)
-            import json  # (imported where used: start-up time)
-            self.out.write(json.dumps(event_to_dict(event, self.mask)) + "\n")
-            self.out.flush()
+            self._write(event_to_dict(event, self.mask))
+
+    def line(self, record: Mapping[str, Any]) -> None:
+        """One more JSON line (the summary), unless writing failed before."""
+        with self._lock:
+            self._write(record)
+
+    def _write(self, record: Mapping[str, Any]) -> None:
+        if self.error is None:
+            try:
+                json_line(self.out, record)
+            except StorageError as e:
+                self.error = e
 
     def __enter__(self) -> JsonEvents:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.out.flush()
+        with self._lock:
+            if self.error is None:
+                try:
+                    flush(self.out)
+                except StorageError as e:
+                    self.error = e
 
 
 def print_list(
@@ -211,9 +269,9 @@ def print_list(
                 size = "" if item.size_bytes is None else str(item.size_bytes)
                 cols = (item.output_path, size, item.source, item.download_url)
                 line = "\t".join(mask(c) for c in cols)
-            out.write(line + "\n")
+            put(out, line + "\n")
             count += 1
-        out.flush()
+        flush(out)
         return count
     from rich.console import Console
     from rich.table import Table
@@ -297,9 +355,9 @@ def dry_run(
         shown = mask(display_path(target))
         if as_json:
             import json  # (imported where used: start-up time)
-            out.write(json.dumps({"path": shown, "url": mask(item.download_url),
-                                  "size": item.size_bytes, "source": item.source,
-                                  "action": action}) + "\n")
+            put(out, json.dumps({"path": shown, "url": mask(item.download_url),
+                                 "size": item.size_bytes, "source": item.source,
+                                 "action": action}) + "\n")
         if action == "skip":
             if reason == "same-name":
                 found.same_name += 1
@@ -311,8 +369,8 @@ def dry_run(
         found.size += item.size_bytes or 0
         found.unknown += item.size_bytes is None
         if not as_json:
-            out.write(f"{shown}\t{format_size(item.size_bytes)}\t{mask(item.download_url)}\n")
-    out.flush()
+            put(out, f"{shown}\t{format_size(item.size_bytes)}\t{mask(item.download_url)}\n")
+    flush(out)
     return found
 
 

@@ -3,14 +3,17 @@ resume with Range from the bytes already written; if the server cannot resume, t
 already sent are skipped in the new answer (never written twice). A known digest (the
 item's or ``--checksum``) is checked at the end: the bytes are out by then, but the run
 fails with :class:`IntegrityError`; so does a content-encoded answer whose stream fails
-its own check after some of its bytes went out (a retry could only skip them)."""
+its own check after some of its bytes went out (a retry could only skip them). An error
+writing the stream (disk full, its reader gone) is a :class:`StorageError` whose cause is
+the ``OSError``; it is never retried."""
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import IntegrityError, OmnigetError, TransientError
+from ..errors import IntegrityError, OmnigetError, StorageError, TransientError
 from ..model import ByteRange, Item
 from .events import Retrying, Warned
 from .ratelimit import RateLimit
@@ -20,7 +23,19 @@ from .verify import UNVERIFIED, StreamHasher, digest_mismatch
 if TYPE_CHECKING:
     from .core import Engine
 
-__all__ = ["stream_item"]
+__all__ = ["stream_item", "write_error"]
+
+
+def write_error(
+    exc: OSError, where: str = "the output", *, what: str | None = "file"
+) -> StorageError:
+    """One clear line for a failed write to ``where``: its reader went away, or the disk
+    under it is full. ``what`` was being written there (None: say nothing of it)."""
+    if isinstance(exc, BrokenPipeError):
+        return StorageError(f"{where} closed before the whole {what or 'output'} was written")
+    why = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else exc.strerror or str(exc)
+    tail = f" (the {what} there is incomplete)" if what else ""
+    return StorageError(f"cannot write to {where}: {why}{tail}")
 
 
 class _StreamSink:
@@ -51,7 +66,10 @@ class _StreamSink:
             data, self.skip = skip_prefix(data, self.skip)
             if not data:
                 return
-        self.write(data)
+        try:
+            self.write(data)
+        except OSError as exc:  # (the transport re-raises it from fetch)
+            raise write_error(exc) from exc
         self.done += len(data)
         if self.hash is not None:
             self.hash.update(data)
