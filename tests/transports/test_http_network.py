@@ -208,14 +208,6 @@ def test_api_key_stays_with_its_origin(srv: Server, other: Server, name: str) ->
     assert landed["x-plain"] == "visible"
 
 
-def test_secret_headers_agree_with_the_cli_masking() -> None:
-    from omniget.cli.config import SECRET_HEADERS as CLI_SECRETS
-    from omniget.engine.transports.base import SECRET_HEADERS as ENGINE_SECRETS
-
-    assert ENGINE_SECRETS == CLI_SECRETS
-    assert "x-api-key" in ENGINE_SECRETS
-
-
 # -- network path --
 
 

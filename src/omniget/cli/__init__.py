@@ -27,10 +27,11 @@ from typing import Any, TextIO
 
 from ..engine.events import Event, Failed, Skipped
 from ..engine.stream import write_error
+from ..engine.transports.base import SECRET_HEADERS
 from ..errors import Cancelled, OmnigetError, StorageError, UsageError
 from ..model import Item
 from .args import flags_from_args, guess_scheme, parse_args, parse_input
-from .config import SECRET_HEADERS, Config, load_config, load_settings
+from .config import Config, load_config, load_settings
 from .output import (
     EXISTS_WHY,
     JsonEvents,

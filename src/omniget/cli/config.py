@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..engine.transports.base import SECRET_HEADERS  # (masked as the engine guards them)
 from ..errors import UsageError
 from ..model import Digest
 from ..settings import NetworkSettings, Settings, default_config_dir
@@ -39,8 +40,6 @@ _RATE_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([kmg]?)(?:i?b)?(?:/s)?", re.IGN
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-#: Header names whose values are secrets.
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
 #: Source option names whose values are secrets.
 SECRET_OPTION = re.compile(r"token|pass|secret|sessid|session|cookie|key|auth", re.IGNORECASE)
 

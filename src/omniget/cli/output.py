@@ -28,9 +28,9 @@ from ..engine.events import (
 )
 from ..engine.report import Report
 from ..engine.stream import write_error
+from ..engine.transports.base import SECRET_HEADERS
 from ..errors import OmnigetError, StorageError
 from ..model import Digest, Item
-from .config import SECRET_HEADERS
 
 __all__ = [
     "MASK",
