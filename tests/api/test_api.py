@@ -144,3 +144,23 @@ def test_a_url_no_source_takes_fails_in_list_order(tmp_path: Path) -> None:
         "http://127.0.0.1:9/nope.bin",
     ]
     assert report.exit_code == 2
+
+
+def test_a_failing_on_event_handler_is_said_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls = []
+
+    def broken(event: object) -> None:
+        calls.append(event)
+        raise ValueError("oops in my handler")
+
+    report = omniget.download(
+        ["http://127.0.0.1:9/a.bin", "http://127.0.0.1:9/b.bin"],
+        tmp_path,
+        settings=omniget.Settings(state_dir=tmp_path / "state", retries=0),
+        on_event=broken,
+    )
+    assert report.failed == 2 and len(calls) >= 2  # (the download went on)
+    said = [r for r in caplog.records if "on_event handler failed" in r.getMessage()]
+    assert len(said) == 1 and said[0].exc_info is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import os
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -21,6 +22,8 @@ from .scheduler import HostLimits
 from .transports.base import Transport, transport_for
 
 __all__ = ["ChunkKey", "Refresher", "RunContext", "SetupSlot"]
+
+log = logging.getLogger(__name__)
 
 #: Creating a file taking this long (seconds) is slow (tmpfs: ~10 us, a local disk
 #: 20-100 us; ext4 with crowded inode groups and network file systems: 0.3-1 ms)...
@@ -97,6 +100,7 @@ class RunContext:
     _files: concurrent.futures.ThreadPoolExecutor | None = field(
         default=None, init=False, repr=False
     )
+    _emit_failed: bool = field(default=False, init=False, repr=False)
     #: Paths a LocalSlice reader waits to see registered.
     _wanted: dict[Path, Future] = field(default_factory=dict, init=False, repr=False)
 
@@ -178,5 +182,8 @@ class RunContext:
     def event(self, ev: Event) -> None:
         try:
             self.emit(ev)
-        except Exception:  # a broken consumer must not break a download
-            pass
+        except Exception:  # a broken consumer must not break a download: said once
+            if not self._emit_failed:
+                self._emit_failed = True
+                log.warning("the on_event handler failed (later failures are not shown)",
+                            exc_info=True)
