@@ -185,6 +185,7 @@ def test_disk_full_is_clear_and_resumable(
         res = omniget(url, "-o", str(small), state=tmp_path / "st2")
         assert res.returncode == 7
         assert "not enough space" in res.stderr
+        assert list(small.iterdir()) == []  # (no empty part file left behind)
     finally:
         subprocess.run(["umount", str(small)], capture_output=True)
 

@@ -17,7 +17,14 @@ import re
 import time
 from typing import Any
 
-from ..errors import AuthRequired, NotFound, OmnigetError, RemoteError, TransientError
+from ..errors import (
+    AuthRequired,
+    NotFound,
+    OmnigetError,
+    RemoteError,
+    StorageError,
+    TransientError,
+)
 from ..model import ByteRange
 from .events import Retrying, Warned
 from .job import FileJob
@@ -557,4 +564,9 @@ class PlainDownload:
                 if name != final.name:
                     final = job.take_server_name(candidate)
         part = job.open_part(final, fresh=not job.done)
-        part.prepare(job.size, have=sum(e - s for s, e in job.done))
+        try:
+            part.prepare(job.size, have=sum(e - s for s, e in job.done))
+        except StorageError:
+            if not job.done:  # (nothing in it: no empty part file left behind)
+                part.discard()
+            raise
