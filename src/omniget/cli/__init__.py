@@ -318,13 +318,12 @@ def _report_failures(failures: Sequence[Failure], mask: Masker) -> None:
             _error(f"{mask(label)}: {mask(str(error))}")
 
 
-@contextmanager
-def _on_signals(cancel: threading.Event, *, quiet: bool) -> Iterator[None]:
+Handler = Callable[[int, FrameType | None], None]
+
+
+def _save_on_signal(cancel: threading.Event, *, quiet: bool) -> Handler:
     """SIGINT/SIGTERM set ``cancel`` once (the engine saves state); a second one interrupts.
     Either ends with exit 130 (design.md's one code for an interrupted run)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if cancel.is_set():
@@ -338,24 +337,20 @@ def _on_signals(cancel: threading.Event, *, quiet: bool) -> Iterator[None]:
             line = "SIGTERM: stopping and saving state (a second one quits now)"
         sys.stderr.write(f"omniget: {line}\n")
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+    return handler
+
+
+def _stop_at_once(signum: int, frame: FrameType | None) -> None:
+    """``-O -``: nothing to save, so SIGINT/SIGTERM stop at once."""
+    raise KeyboardInterrupt
 
 
 @contextmanager
-def _stop_on_signals() -> Iterator[None]:
-    """``-O -``: nothing to save, so SIGINT/SIGTERM stop at once (KeyboardInterrupt)."""
+def _on_signals(handler: Handler) -> Iterator[None]:
+    """``handler`` for SIGINT and SIGTERM while in use (from the main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
@@ -458,7 +453,7 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
 
     only = None if own else _filter(ns, skipped)  # (extracted above, filtered there)
     cancel = threading.Event()
-    with consumer, _on_signals(cancel, quiet=ns.quiet):
+    with consumer, _on_signals(_save_on_signal(cancel, quiet=ns.quiet)):
         report = omniget.download(
             items, dest, settings=cfg.settings, on_event=_safe(consumer), cancel=cancel,
             source=ns.source, source_options=cfg.sources, only=only,
@@ -522,7 +517,7 @@ def _to_stdout(item: Item, cfg: Config, ns: argparse.Namespace, mask: Masker) ->
     consumer = QuietProgress() if ns.quiet else PlainProgress(sys.stderr, mask)
     import omniget
 
-    with consumer, _stop_on_signals():
+    with consumer, _on_signals(_stop_at_once):
         try:
             written = omniget.stream(
                 item, out.buffer, settings=cfg.settings, on_event=_safe(consumer)
