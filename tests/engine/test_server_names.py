@@ -28,7 +28,7 @@ def test_a_server_name_another_file_is_writing(
     httpd.add(a, first)
     httpd.add(b, second)
     urls = [
-        httpd.url(a, drip=2_000_000),  # still writing data.bin when the second answer comes
+        httpd.url(a, drip=1_000_000),  # still writing data.bin when the second answer comes
         httpd.url(b, cd="data.bin", drip=8_000_000),
     ]
     out = tmp_path / "out"

@@ -514,12 +514,13 @@ def test_a_second_run_on_the_same_file_stops_clearly(
     and a plain message, and the first one's file comes out whole. Before, the same URL
     twice was an internal error (its journal record deleted under it), and two URLs of
     one name saved the second's bytes under the first's "done"."""
-    first, other = payload(6 * MiB, 51), payload(6 * MiB, 52)
+    first, other = payload(4 * MiB, 51), payload(4 * MiB, 52)
     a, b = httpd.new_path("data.bin"), httpd.new_path("data.bin")
     httpd.add(a, first)
     httpd.add(b, other)
     out, state = tmp_path / "out", tmp_path / "state"
-    running = start(httpd.url(a, drip=6_000_000), "-o", str(out), "-N", "1", state=state)
+    # ~2.8 s at one connection: the second run is up and asking well before the end
+    running = start(httpd.url(a, drip=1_500_000), "-o", str(out), "-N", "1", state=state)
     try:
         wait_for(lambda: running.poll() is not None or (out / "data.bin.omniget-part").exists())
         assert running.poll() is None, running.stderr.read() if running.stderr else ""
