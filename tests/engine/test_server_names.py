@@ -1,4 +1,6 @@
-"""Names the server chooses (Content-Disposition) meeting other files of the same run.
+"""Where a file goes, and what is there or coming: names the server chooses
+(Content-Disposition) meeting other files of the same run, a folder in the way, a part file
+with no record.
 
 A server-chosen name is known only once the answer's head arrives, after the run planned
 every file by its URL; the file already writing that name must not share its part file
@@ -14,6 +16,8 @@ import pytest
 from tests.servers.httpd import HTTPServer
 
 from omniget import download
+from omniget.engine.events import Event, Warned
+from omniget.engine.job import STARTED_OVER
 from omniget.settings import Settings
 
 KiB = 1024
@@ -94,3 +98,26 @@ def test_a_folder_where_the_file_goes(
         assert len(httpd.requests) == before
         assert sorted(p.name for p in out.iterdir()) == ["thing.bin"]
     assert (out / "thing.bin").is_dir()
+
+
+def test_a_part_file_without_a_record_is_started_over_with_a_word(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """Its bytes may be another file's (another state folder's): not trusted, but said."""
+    data = payload(200 * KiB, 71)
+    path = httpd.new_path("left.bin")
+    httpd.add(path, data)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "left.bin.omniget-part").write_bytes(b"x" * 300_000)
+    events: list[Event] = []
+
+    report = download(
+        [httpd.url(path)], out, settings=Settings(state_dir=tmp_path / "state"),
+        on_event=events.append,
+    )
+
+    assert report.exit_code == 0, report.failures
+    assert (out / "left.bin").read_bytes() == data
+    assert [e.message for e in events if isinstance(e, Warned)] == [STARTED_OVER]
+    assert sorted(p.name for p in out.iterdir()) == ["left.bin"]

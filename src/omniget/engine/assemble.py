@@ -162,6 +162,7 @@ class PartFile:
         self.final = final
         self.where = f"{final}{PART_SUFFIX}"  # the part file's path as a string (hot path)
         new = fd >= 0  # (create_part made it: O_EXCL)
+        self.dropped = 0  # bytes of an earlier part file a fresh start threw away
         if fd < 0:
             # (created only when starting afresh: a resumed part that went away was
             # finished or removed by someone else, and its kept spans with it)
@@ -195,6 +196,7 @@ class PartFile:
                     raise PartBusy(final, "was finished")
                 if fresh and st.st_size:
                     os.ftruncate(fd, 0)
+                    self.dropped = st.st_size
         except FileNotFoundError as exc:
             os.close(fd)
             raise PartBusy(final, "was finished") from exc

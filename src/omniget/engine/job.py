@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 __all__ = ["FileJob", "SkipFile"]
 
 PROGRESS_EVERY = 0.25  # seconds between Progress events per file
+#: A part file was there with no record of its bytes (another --state-dir, say).
+STARTED_OVER = "its part file had no resume record in this state folder; starting over"
 REFRESH_MARGIN = 60.0  # refresh expiring URLs this long before they expire
 
 
@@ -151,6 +153,8 @@ class FileJob:
                 fd = -1
         began = time.perf_counter()
         self.part = PartFile(final, fresh=fresh, made=self.ctx.made_dirs, fd=fd)
+        if self.part.dropped:
+            self.ctx.event(Warned(self.item, final, STARTED_OVER))
         if fd < 0 and fresh:
             self.ctx.timed_create(self.part.where, time.perf_counter() - began)
         return self.part
