@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import pycurl
 
-from omniget.engine.transports import h1conn
+from omniget.engine.transports import curlloop
 from omniget.engine.transports.pipeline import PipelinePool
 
 from ._server import Handler, Req, Server, reset
@@ -24,7 +24,7 @@ T = TypeVar("T")
 RECV: int = pycurl.E_RECV_ERROR
 WRITE: int = pycurl.E_WRITE_ERROR
 BAD_ENCODING: int = pycurl.E_BAD_CONTENT_ENCODING
-WEIRD = h1conn.WEIRD_REPLY
+WEIRD = curlloop.WEIRD_REPLY
 
 #: Plain paths every test server answers with :func:`want`.
 PLAIN = ("a", "b", "c", "d", "e", "next", "after")

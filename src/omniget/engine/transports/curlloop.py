@@ -48,6 +48,7 @@ CLOSED = -1
 STALLED = -2
 #: Retries after a refused connection (or an unreachable host).
 CONNECT_RETRIES = 2
+WEIRD_REPLY = 8  # CURLE_WEIRD_SERVER_REPLY (pycurl names it for FTP only)
 
 #: Called once per finished transfer with libcurl's result code (0 = ok) and message.
 DoneCallback = Callable[[int, str], None]
@@ -430,11 +431,21 @@ def _one_line(text: str, limit: int = 300) -> str:
     return " ".join(text.split())[:limit]
 
 
-def curl_error(code: int, message: str, url: str) -> Exception:
-    """A libcurl result code as an omniget error: one line, no credentials."""
+def curl_error(code: int, message: str, url: str, *, fresh: bool = False) -> Exception:
+    """A libcurl result code as an omniget error: one line, no credentials. ``fresh``:
+    the answer came on a connection opened for this request."""
     where = safe_url(url)
     detail = _one_line(message)
     suffix = f": {detail}" if detail else ""
+    if code == WEIRD_REPLY:
+        # A malformed head (a header line without a colon, a bad Content-Length) is the
+        # server's bug: not retried, as curl --retry. On a reused or pipelined connection
+        # it may be bytes an earlier answer sent past its end: a refused connection's retries.
+        if fresh:
+            return RemoteError(f"malformed answer from {where}{suffix}")
+        err = TransientError(f"malformed answer from {where}{suffix}")
+        err.max_retries = CONNECT_RETRIES
+        return err
     if code == STALLED:
         return TransientError(f"transfer stalled ({where}){suffix}")
     if code == CLOSED:

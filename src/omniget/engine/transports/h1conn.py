@@ -28,7 +28,7 @@ import pycurl
 
 from ..verify import encoded_digests
 from .base import Headers
-from .curlloop import STALLED
+from .curlloop import STALLED, WEIRD_REPLY
 from .decode import DecodeError, Decoder, decoder_for, end_of
 
 if TYPE_CHECKING:
@@ -56,7 +56,6 @@ _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 
 _HEAD, _BODY, _CHUNK_LINE, _CHUNK, _TRAILER, _TO_EOF = range(6)
-WEIRD_REPLY = 8  # CURLE_WEIRD_SERVER_REPLY (pycurl names it for FTP only)
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 

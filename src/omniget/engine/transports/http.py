@@ -36,12 +36,11 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import pycurl
 
-from ...errors import RemoteError, TransientError
+from ...errors import RemoteError
 from ...settings import NetworkSettings
 from ..scheduler import UNIT, host_of
 from .base import SECRET_HEADERS, Gate, Head, Request, Sink, origin, safe_url
-from .curlloop import CONNECT_RETRIES, CurlLoop, ca_locations, curl_error
-from .h1conn import WEIRD_REPLY
+from .curlloop import WEIRD_REPLY, CurlLoop, ca_locations, curl_error
 from .hop import Hop
 from .kept import KeptConnections
 from .outgoing import (
@@ -71,7 +70,6 @@ __all__ = ["CurlTransport", "ca_locations"]
 _SENSITIVE = SECRET_HEADERS | {"host"}
 _OURS = frozenset({pycurl.E_WRITE_ERROR, pycurl.E_ABORTED_BY_CALLBACK})
 _TO_PIPE = -4  # a hop that goes pipelined after all (decided when its slot came)
-_BAD_HEAD = -5  # a malformed answer head on a connection opened for it (see _hop_error)
 #: ``admit(start, fut)``: may a libcurl transfer start now (else ``start`` is called later)
 Admit = Callable[[Callable[[], None], "asyncio.Future[Any]"], bool]
 _H1: int = pycurl.CURL_HTTP_VERSION_1_1
@@ -286,15 +284,14 @@ class CurlTransport:
             if hop.error is not None:  # the sink refused the answer; libcurl's code says so
                 why = f" (stopped: {hop.error})"
             else:
-                shown = WEIRD_REPLY if code == _BAD_HEAD else code
-                why = f" (curl {shown}: {message})" if code and not hop.stopped else ""
+                why = f" (curl {code}: {message})" if code and not hop.stopped else ""
             log.debug(
                 "%s %s%s -> %s%s%s", method, safe_url(url), rng, hop.status or "no answer", why, how
             )
         if hop.error is not None:
             raise hop.error
         if code != 0 and not (hop.stopped and code in _OURS):
-            raise _hop_error(code, message, url)
+            raise curl_error(code, message, url, fresh=hop.fresh)
         if not hop.decided:  # no body: the head is decided at the end
             hop.decide()
             if hop.error is not None:
@@ -357,8 +354,8 @@ class CurlTransport:
                     self._pipes.kick()  # this transfer's connection counted against the cap
             if hop.h1_answer and easy.getinfo(pycurl.NUM_CONNECTS) > 0:
                 self._no_h2(hop.url)  # asked on a new connection: this host has no HTTP/2
-            if code == WEIRD_REPLY and easy.getinfo(pycurl.NUM_CONNECTS) > 0:
-                code = _BAD_HEAD  # the server's own answer, not bytes left from an earlier one
+            if code == WEIRD_REPLY:  # (see curl_error)
+                hop.fresh = easy.getinfo(pycurl.NUM_CONNECTS) > 0
         finally:
             self._release(easy, special)
         return hop, code, message
@@ -673,25 +670,6 @@ class CurlTransport:
             if from_jar := cookie_header(self._jar, url):
                 values.append(from_jar)
         return "; ".join(values) if values else None
-
-
-def _hop_error(code: int, message: str, url: str) -> Exception:
-    """A failed hop's code as an omniget error.
-
-    A malformed answer head (CURLE_WEIRD_SERVER_REPLY: a header line without a colon, a bad
-    Content-Length, a NUL byte) is the server's bug: not retried (``curl --retry`` does not
-    retry it either). Two cases may pass on a new connection, so they get the few retries
-    of a refused connection: on a reused connection the "head" may be bytes an earlier
-    answer sent past its end; from our pipelined reading, a connection that broke the
-    protocol (the pool stops pipelining to that origin: the retry goes through libcurl)."""
-    if code not in (_BAD_HEAD, WEIRD_REPLY):
-        return curl_error(code, message, url)
-    text = f"malformed answer from {safe_url(url)}: {' '.join(message.split())[:300]}"
-    if code == _BAD_HEAD:
-        return RemoteError(text)
-    err = TransientError(text)
-    err.max_retries = CONNECT_RETRIES
-    return err
 
 
 def _start(
