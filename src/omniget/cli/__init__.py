@@ -133,20 +133,24 @@ def _json_error(
               "exit_code": code}
     try:
         json_line(sys.stdout, record)
-        json_line(sys.stdout, {**_empty_summary(ns), "exit_code": code})
+        json_line(sys.stdout, _summary(ns, code))  # (nothing done: every count 0)
     except (OSError, StorageError):  # stdout itself is what failed: said on stderr
         pass
 
 
-def _empty_summary(ns: argparse.Namespace) -> dict[str, Any]:
-    """The summary of a command that did nothing (the keys its own summary has)."""
-    if ns.command == "list":
-        return {"event": "summary", "items": 0, "failed": 0}
-    if ns.dry_run:
-        return {"event": "summary", "files": 0, "size": 0, "unknown": 0, "skipped": 0,
-                "failed": 0}
-    return {"event": "summary", "ok": 0, "skipped": 0, "failed": 0, "interrupted": 0,
-            "fetched": 0, "elapsed": 0.0}
+#: The counts a ``--json`` summary carries, per kind of run.
+SUMMARY_KEYS = {
+    "list": ("items", "failed"),
+    "dry-run": ("files", "size", "unknown", "skipped", "failed"),
+    "get": ("ok", "skipped", "failed", "interrupted", "fetched", "elapsed"),
+}
+
+
+def _summary(ns: argparse.Namespace, code: int, **counts: float) -> dict[str, Any]:
+    """The last ``--json`` line of a run: its counts (those not given are 0) and exit code."""
+    keys = SUMMARY_KEYS["list" if ns.command == "list" else "dry-run" if ns.dry_run else "get"]
+    assert counts.keys() <= set(keys), counts
+    return {"event": "summary", **{k: counts.get(k, 0) for k in keys}, "exit_code": code}
 
 
 def _stdout() -> TextIO:
@@ -467,11 +471,9 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     code = 130 if interrupted else failures[0][1].exit_code if failures else 0
     if isinstance(consumer, JsonEvents):
         cut = report.interrupted  # not failed: a rerun resumes them
-        consumer.line({"event": "summary", "ok": report.ok,
-                       "skipped": report.skipped + len(filtered),
-                       "failed": len(failures) - cut, "interrupted": cut,
-                       "fetched": report.fetched, "elapsed": round(report.elapsed, 3),
-                       "exit_code": code})
+        consumer.line(_summary(ns, code, ok=report.ok, skipped=report.skipped + len(filtered),
+                               failed=len(failures) - cut, interrupted=cut,
+                               fetched=report.fetched, elapsed=round(report.elapsed, 3)))
         if consumer.error is not None:  # (the files are there; the events are not)
             _error(mask(f"{consumer.error} (the --json events are incomplete)"))
             # its code: the first failure's, as it came with the first event
@@ -586,10 +588,10 @@ def _dry_run(
     _report_failures(failures, mask)
     code = failures[0][1].exit_code if failures else 0
     if ns.json:
-        json_line(out, {"event": "summary", "files": found.files, "size": found.size,
-                        "unknown": found.unknown,
-                        "skipped": found.skipped + found.same_name + filtered,
-                        "failed": len(failures), "exit_code": code})
+        json_line(out, _summary(ns, code, files=found.files, size=found.size,
+                                unknown=found.unknown,
+                                skipped=found.skipped + found.same_name + filtered,
+                                failed=len(failures)))
     elif talk:
         sys.stderr.write(found.summary(display_path(dest.absolute())) + "\n")
     return code
@@ -612,8 +614,7 @@ def _run_list(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     _report_failures(failures, mask)
     code = failures[0][1].exit_code if failures else 0
     if ns.json:
-        json_line(out, {"event": "summary", "items": count, "failed": len(failures),
-                        "exit_code": code})
+        json_line(out, _summary(ns, code, items=count, failed=len(failures)))
     return code
 
 
