@@ -65,7 +65,7 @@ class Settings:
     state_dir: Path | None = None  # None: default_state_dir()
     checkpoint_bytes: int = 2 * MiB
     checkpoint_seconds: float = 0.5
-    fsync_seconds: float = 5.0
+    fsync_seconds: float = 5.0  # part files synced to disk this often (see journal.py)
     verify_size: bool = True
 
 

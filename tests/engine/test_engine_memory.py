@@ -554,6 +554,94 @@ def test_cancel_reports_fetched_bytes_and_a_rerun_resumes(tmp_path: Path) -> Non
     assert mem2.requests[0].range is not None
 
 
+@pytest.mark.parametrize("synced", [False, True])
+def test_a_run_after_a_power_loss_trusts_only_bytes_synced_before(
+    tmp_path: Path, synced: bool
+) -> None:
+    """Checkpoints are committed as bytes are written; the part file is fdatasync'ed
+    every ``fsync_seconds``. A run on another boot resumes from the synced spans only."""
+    data = blob(4 * MiB, 9)
+    mem = CancelAfter(chunk=16 * 1024)
+    mem.cancel_at = 2 * MiB
+    mem.add(URL, data)
+    eng, _ = make(
+        tmp_path, mem, split=1, checkpoint_seconds=0.0, fsync_seconds=0.0 if synced else 1e9
+    )
+    out = tmp_path / "out"
+    [first] = cancelled_run(eng, mem, [Item(URL)], out).results
+    assert first.status == "failed" and type(first.error).__name__ == "Cancelled"
+    path = tmp_path / "state" / "journal.sqlite"
+    with Journal(path) as same_boot, Journal(path, boot="after a power loss") as other:
+        [key] = same_boot.keys("")
+        written = sum(e - s for s, e in same_boot.spans(key))
+        trusted = sum(e - s for s, e in other.spans(key))
+    assert written >= 2 * MiB - 16 * 1024
+    assert (0 < trusted <= written) if synced else trusted == 0
+
+    mem2 = MemoryTransport(chunk=16 * 1024)
+    mem2.add(URL, data)
+    eng2 = Engine(
+        Settings(split=1),
+        transports={"http": mem2},
+        journal=Journal(path, boot="after a power loss"),
+        clock=FakeClock(),
+    )
+    again = run(eng2, [Item(URL)], out)
+    assert again.exit_code == 0, again.failures
+    assert (out / "data.bin").read_bytes() == data
+    assert again.fetched == len(data) - trusted
+
+
+@pytest.mark.parametrize("synced", [False, True])
+def test_pieces_done_in_the_part_file_are_trusted_after_a_power_loss_once_synced(
+    tmp_path: Path, synced: bool
+) -> None:
+    parts = [blob(64 * 1024, 20 + i) for i in range(6)]
+
+    class CancelAtFifth(CancelAfter):
+        async def fetch(self, request: Request, sink: Sink) -> Head:
+            if len(self.requests) == 4 and self.cancel is not None:
+                self.cancel.set()
+            return await super().fetch(request, sink)
+
+    mem = CancelAtFifth(chunk=16 * 1024)
+    for i, p in enumerate(parts):
+        mem.add(f"http://cdn.test/p{i}", p)
+    pieces = tuple(
+        Piece(
+            f"http://cdn.test/p{i}",
+            size=len(p),
+            digest=Digest("sha256", hashlib.sha256(p).hexdigest()),
+        )
+        for i, p in enumerate(parts)
+    )
+    item = Item("http://cdn.test/p0", filename="whole.bin", pieces=pieces)
+    eng, _ = make(tmp_path, mem, split=1, fsync_seconds=0.0 if synced else 1e9)
+    out = tmp_path / "out"
+    [first] = cancelled_run(eng, mem, [item], out).results
+    assert first.status == "failed"
+    path = tmp_path / "state" / "journal.sqlite"
+    with Journal(path) as same_boot, Journal(path, boot="after a power loss") as other:
+        [key] = same_boot.keys("")
+        done, trusted = same_boot.pieces(key), other.pieces(key)
+    assert len(done) == 4
+    assert (trusted and set(trusted) <= set(done)) if synced else not trusted
+
+    mem2 = MemoryTransport(chunk=16 * 1024)
+    for i, p in enumerate(parts):
+        mem2.add(f"http://cdn.test/p{i}", p)
+    eng2 = Engine(
+        Settings(split=1),
+        transports={"http": mem2},
+        journal=Journal(path, boot="after a power loss"),
+        clock=FakeClock(),
+    )
+    again = run(eng2, [item], out)
+    assert again.exit_code == 0, again.failures
+    assert (out / "whole.bin").read_bytes() == b"".join(parts)
+    assert len(mem2.requests) == len(parts) - len(trusted)
+
+
 def test_a_rerun_checks_bytes_all_in_place_against_the_digest_heard_before(
     tmp_path: Path,
 ) -> None:

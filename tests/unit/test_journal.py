@@ -344,3 +344,85 @@ def test_keys_by_prefix(journal: Journal) -> None:
         start(journal, key)
     assert journal.keys("/out\0") == {"/out\0a", "/out\0b\u00e9", "/out\0\U0001f600"}
     assert journal.keys("/nothing\0") == set()
+
+
+# --- what a run after a power loss may trust ---
+
+
+def test_another_boot_trusts_only_synced_spans(tmp_path: Path) -> None:
+    path = tmp_path / FILENAME
+    with Journal(path, boot="one") as j:
+        start(j)
+        j.save_spans(KEY, [(0, 300)])
+        j.save_synced(KEY, [(0, 100)], [])
+        j.save_spans(KEY, [(0, 600)])
+        assert j.spans(KEY) == [(0, 600)]  # (this boot: the page cache still has them)
+    with Journal(path, boot="two") as j:
+        assert j.spans(KEY) == [(0, 100)]
+        j.save_spans(KEY, [(0, 200)])  # written on this boot, so trusted on it
+        assert j.spans(KEY) == [(0, 200)]
+    with Journal(path, boot="three") as j:
+        assert j.spans(KEY) == [(0, 100)]
+
+
+def test_another_boot_trusts_only_synced_pieces(tmp_path: Path) -> None:
+    path = tmp_path / FILENAME
+    with Journal(path, boot="one") as j:
+        start(j)
+        for i in range(4):
+            j.piece_done(KEY, i, 10 + i)
+        j.save_synced(KEY, [], [0, 2])
+        assert j.pieces(KEY) == {0: 10, 1: 11, 2: 12, 3: 13}
+    with Journal(path, boot="two") as j:
+        assert j.pieces(KEY) == {0: 10, 2: 12}
+
+
+def test_reset_and_finish_drop_synced_spans(tmp_path: Path) -> None:
+    path = tmp_path / FILENAME
+    with Journal(path, boot="one") as j:
+        start(j)
+        j.save_spans(KEY, [(0, 300)])
+        j.save_synced(KEY, [(0, 300)], [])
+        j.reset(KEY)
+    with Journal(path, boot="two") as j:
+        assert j.spans(KEY) == []
+        j.save_synced(KEY, [(0, 50)], [])
+        j.finish(KEY, size=1000, digest=None)
+        j.save_synced(KEY, [(0, 70)], [])  # (a late sync of a finished file: nothing)
+        start(j)
+    with Journal(path, boot="three") as j:
+        assert j.spans(KEY) == []
+
+
+def test_a_first_version_journal_is_upgraded_and_its_spans_kept(tmp_path: Path) -> None:
+    """Spans recorded before boots were (version 1) are trusted as they were."""
+    path = tmp_path / FILENAME
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE schema_version (version INTEGER NOT NULL);
+        INSERT INTO schema_version VALUES (1);
+        CREATE TABLE files (key TEXT PRIMARY KEY, path TEXT NOT NULL, url TEXT NOT NULL,
+            size INTEGER, etag TEXT, last_modified TEXT, done INTEGER NOT NULL DEFAULT 0,
+            digest TEXT, updated REAL NOT NULL, spans BLOB);
+        CREATE TABLE pieces (key TEXT NOT NULL, idx INTEGER NOT NULL, size INTEGER NOT NULL,
+            PRIMARY KEY (key, idx)) WITHOUT ROWID;
+        """
+    )
+    blob = (0).to_bytes(8, "little") + (500).to_bytes(8, "little")
+    db.execute(
+        "INSERT INTO files (key, path, url, updated, spans) VALUES (?, 'p', 'u', 1.0, ?)",
+        (KEY, blob),
+    )
+    db.execute("INSERT INTO pieces VALUES (?, 3, 30)", (KEY,))
+    db.commit()
+    db.close()
+    with Journal(path, boot="later") as j:
+        assert j.spans(KEY) == [(0, 500)] and j.pieces(KEY) == {3: 30}
+        j.save_spans(KEY, [(0, 800)])
+        j.save_synced(KEY, [(0, 700)], [])
+    with Journal(path, boot="even later") as j:
+        assert j.spans(KEY) == [(0, 700)]
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    db.close()

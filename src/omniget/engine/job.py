@@ -97,6 +97,9 @@ class FileJob:
         self._last_ckpt = time.monotonic()
         self.next_tick = 0.0  # monotonic time of the next progress event or checkpoint
         self._last_sync = time.monotonic()
+        self._saved: list[Interval] = []  # the spans last committed as written
+        self._unsynced: list[int] = []  # pieces in the part file done since the last sync
+        self._generation = 0  # bumped when every byte is forgotten (a late sync is stale)
         self.started = False
         self.refreshed_at = 0.0
         #: The part file being created ahead of the answer, and for which path.
@@ -269,23 +272,57 @@ class FileJob:
             return
         self._ensure_record()
         journal.save_spans(self.key, spans)
-        if self.part is not None and now - self._last_sync >= self.ctx.settings.fsync_seconds:
-            self._last_sync = now
-            part = self.part
-            asyncio.get_running_loop().run_in_executor(None, _sync_quietly, part)
+        self._saved = spans
+        self._sync_due(now)
 
-    def piece_done(self, index: int, size: int) -> None:
+    def piece_done(self, index: int, size: int, *, in_part: bool = True) -> None:
+        """Record piece ``index`` as verified; ``in_part``: its bytes are in the part
+        file (not a staging file), so a sync of that file makes them durable."""
         journal = self.ctx.journal
         if journal is None or self.final is None:
             return
         self._ensure_record()
         journal.piece_done(self.key, index, size)
+        if in_part:
+            self._unsynced.append(index)
+        self._sync_due(time.monotonic())
+
+    def _sync_due(self, now: float) -> None:
+        """Every ``fsync_seconds``: fdatasync the part file on a worker thread, then
+        record what was written before it as synced (what a run after a power loss
+        trusts; see journal.py)."""
+        part = self.part
+        if part is None or now - self._last_sync < self.ctx.settings.fsync_seconds:
+            return
+        self._last_sync = now
+        spans, pieces, gen = self._saved, self._unsynced, self._generation
+        self._unsynced = []
+        try:  # (its own descriptor: the part file may be closed before the sync runs)
+            fd = os.dup(part.fd)
+        except OSError:
+            return
+        synced = asyncio.get_running_loop().run_in_executor(None, _sync_and_close, fd)
+
+        def record(fut: asyncio.Future[bool]) -> None:
+            journal = self.ctx.journal
+            if fut.cancelled() or not fut.result() or gen != self._generation:
+                return
+            if journal is None or not (spans or pieces):
+                return
+            try:
+                journal.save_synced(self.key, spans, pieces)
+            except StorageError as exc:  # (the next checkpoint reports a broken journal)
+                log.debug("%s: recording a sync failed: %s", self.item.filename, exc)
+
+        synced.add_done_callback(record)
 
     def restart(self) -> None:
         """The remote file changed, cannot be resumed or came wrong: forget every byte
         we have, its validators, and a size read off the end of a body (the next body may
         be longer)."""
         self.done = []
+        self._saved, self._unsynced = [], []
+        self._generation += 1
         self.etag = self.last_modified = None  # (learnt again from the next answer)
         self.resumed = 0
         self.written = 0
@@ -539,9 +576,13 @@ class FileJob:
         return f"<FileJob {self.item.output_path!r} size={self.size} written={self.written}>"
 
 
-def _sync_quietly(part: PartFile) -> None:
+def _sync_and_close(fd: int) -> bool:
+    """fdatasync ``fd`` and close it; False if the sync failed (then nothing more is
+    recorded as synced: a failed sync may have dropped the data it held)."""
     try:
-        if part.fd >= 0:
-            os.fdatasync(part.fd)
+        os.fdatasync(fd)
+        return True
     except OSError:
-        pass
+        return False
+    finally:
+        os.close(fd)

@@ -10,6 +10,12 @@ Every call is one transaction, and the database runs in WAL mode with
 most the last commits, and the file is never left inconsistent. A commit costs tens of
 microseconds, so the engine can checkpoint every couple of MiB.
 
+Spans and pieces are recorded as written (in the page cache, which a crash of the process
+keeps) with the machine's boot id, and again as synced once the engine has fdatasync'ed
+the part file after writing them. A run on another boot (after a power loss or a reboot)
+trusts only the synced ones: the others may be recorded while their bytes never reached
+the disk.
+
 The engine talks to :class:`JournalStore`; :class:`Journal` is the SQLite one. Calls are
 thread-safe (the engine runs them in worker threads).
 """
@@ -41,7 +47,7 @@ __all__ = [
 ]
 
 FILENAME = "journal.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -55,18 +61,44 @@ CREATE TABLE IF NOT EXISTS files (
     done INTEGER NOT NULL DEFAULT 0,
     digest TEXT,
     updated REAL NOT NULL,
-    spans BLOB
+    spans BLOB,
+    boot TEXT,
+    synced BLOB
 );
 CREATE TABLE IF NOT EXISTS pieces (
     key TEXT NOT NULL,
     idx INTEGER NOT NULL,
     size INTEGER NOT NULL,
+    boot TEXT,
     PRIMARY KEY (key, idx)
 ) WITHOUT ROWID;
 """
 
 # Upgrades from version N to N + 1, run in order when an older journal is opened.
-_MIGRATIONS: dict[int, str] = {}
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # boot and synced: what a run after a power loss may trust (NULL boot: as before)
+    1: (
+        "ALTER TABLE files ADD COLUMN boot TEXT",
+        "ALTER TABLE files ADD COLUMN synced BLOB",
+        "ALTER TABLE pieces ADD COLUMN boot TEXT",
+    ),
+}
+
+_BOOT: str | None = None
+
+
+def boot_id() -> str:
+    """This boot of the machine: Linux's boot id; elsewhere the boot time to the second
+    (a sleep may shift it, which only makes a run trust fewer recorded bytes)."""
+    global _BOOT
+    if _BOOT is None:
+        try:
+            with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+                _BOOT = f.read().strip()
+        except OSError:
+            _BOOT = ""
+        _BOOT = _BOOT or f"t{round(time.time() - time.monotonic())}"
+    return _BOOT
 
 
 @dataclass
@@ -111,6 +143,8 @@ class JournalStore(Protocol):
 
     def save_spans(self, key: str, spans: list[Interval]) -> None: ...
 
+    def save_synced(self, key: str, spans: list[Interval], pieces: list[int]) -> None: ...
+
     def pieces(self, key: str) -> dict[int, int]: ...
 
     def piece_done(self, key: str, index: int, size: int) -> None: ...
@@ -137,11 +171,15 @@ def _unpack(blob: bytes | None) -> list[Interval]:
 
 
 class Journal:
-    """The SQLite journal at ``path`` (created with its folder, mode 0700, if missing)."""
+    """The SQLite journal at ``path`` (created with its folder, mode 0700, if missing).
+    ``boot``: this boot's id (tests give one to play a reboot)."""
 
-    def __init__(self, path: Path, *, now: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: Path, *, now: Callable[[], float] = time.time, boot: str | None = None
+    ) -> None:
         self.path = Path(path)
         self._now = now
+        self._boot = boot or boot_id()
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         with self._guard("open"):
@@ -185,7 +223,8 @@ class Journal:
                     f"({SCHEMA_VERSION}); upgrade omniget"
                 )
             while version < SCHEMA_VERSION:
-                db.execute(_MIGRATIONS[version])
+                for stmt in _MIGRATIONS[version]:
+                    db.execute(stmt)
                 version += 1
                 db.execute("UPDATE schema_version SET version = ?", (version,))
             db.execute("COMMIT")
@@ -262,16 +301,24 @@ class Journal:
         return {r[0] for r in rows if r[0].startswith(prefix)}
 
     def spans(self, key: str) -> list[Interval]:
-        """The finished byte spans of ``key`` (normal: sorted, coalesced)."""
+        """The finished byte spans of ``key`` (normal: sorted, coalesced): those written
+        on this boot, else only those synced to the disk."""
         with self._conn("read") as db:
-            row = db.execute("SELECT spans FROM files WHERE key = ?", (key,)).fetchone()
-        return _unpack(row[0]) if row else []
+            row = db.execute(
+                "SELECT spans, boot, synced FROM files WHERE key = ?", (key,)
+            ).fetchone()
+        if row is None:
+            return []
+        return _unpack(row[0] if row[1] in (None, self._boot) else row[2])
 
     def pieces(self, key: str) -> dict[int, int]:
-        """Verified pieces of ``key``: index -> output size."""
+        """Verified pieces of ``key``: index -> output size (those done on another boot
+        only if synced to the disk)."""
         with self._conn("read") as db:
             rows = db.execute(
-                "SELECT idx, size FROM pieces WHERE key = ? ORDER BY idx", (key,)
+                "SELECT idx, size FROM pieces WHERE key = ? AND (boot IS NULL OR boot = ?)"
+                " ORDER BY idx",
+                (key, self._boot),
             ).fetchall()
         return {int(i): int(s) for i, s in rows}
 
@@ -306,19 +353,33 @@ class Journal:
         """Drop ``key``'s spans and pieces (the remote file changed, or a restart)."""
         with self._conn("reset", tx=True) as db:
             db.execute(
-                "UPDATE files SET spans = NULL, updated = ? WHERE key = ?", (self._now(), key)
+                "UPDATE files SET spans = NULL, synced = NULL, updated = ? WHERE key = ?",
+                (self._now(), key),
             )
             db.execute("DELETE FROM pieces WHERE key = ?", (key,))
 
     def save_spans(self, key: str, spans: list[Interval]) -> None:
-        """Replace ``key``'s finished spans. KeyError if :meth:`start` was not called."""
+        """Replace ``key``'s finished spans (written, maybe not yet on the disk).
+        KeyError if :meth:`start` was not called."""
         blob = _pack(merge(spans))
         with self._conn("checkpoint") as db:
             cur = db.execute(
-                "UPDATE files SET spans = ?, updated = ? WHERE key = ?", (blob, self._now(), key)
+                "UPDATE files SET spans = ?, boot = ?, updated = ? WHERE key = ?",
+                (blob, self._boot, self._now(), key),
             )
         if cur.rowcount == 0:
             raise _missing(key)
+
+    def save_synced(self, key: str, spans: list[Interval], pieces: list[int]) -> None:
+        """Record ``spans`` and ``pieces`` of ``key`` as synced to the disk (a no-op for a
+        file done or gone meanwhile)."""
+        blob = _pack(merge(spans))
+        with self._conn("checkpoint", tx=True) as db:
+            db.execute("UPDATE files SET synced = ? WHERE key = ? AND done = 0", (blob, key))
+            db.executemany(
+                "UPDATE pieces SET boot = NULL WHERE key = ? AND idx = ?",
+                [(key, i) for i in pieces],
+            )
 
     def piece_done(self, key: str, index: int, size: int) -> None:
         """Record piece ``index`` of ``key`` as verified, ``size`` output bytes."""
@@ -326,8 +387,8 @@ class Journal:
             if db.execute("SELECT 1 FROM files WHERE key = ?", (key,)).fetchone() is None:
                 raise _missing(key)
             db.execute(
-                "INSERT OR REPLACE INTO pieces (key, idx, size) VALUES (?, ?, ?)",
-                (key, index, size),
+                "INSERT OR REPLACE INTO pieces (key, idx, size, boot) VALUES (?, ?, ?, ?)",
+                (key, index, size, self._boot),
             )
             db.execute("UPDATE files SET updated = ? WHERE key = ?", (self._now(), key))
 
@@ -338,7 +399,8 @@ class Journal:
         ``path``: remember this path for it instead of the one it was started with."""
         with self._conn("finish", tx=True) as db:
             cur = db.execute(
-                "UPDATE files SET done = 1, size = ?, digest = ?, spans = NULL, updated = ?,"
+                "UPDATE files SET done = 1, size = ?, digest = ?, spans = NULL, synced = NULL,"
+                " updated = ?,"
                 " path = COALESCE(?, path) WHERE key = ?",
                 (size, digest, self._now(), path, key),
             )

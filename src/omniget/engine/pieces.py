@@ -187,7 +187,7 @@ class PieceDownload:
                     await self.ctx.clock.sleep(delay)
                     waited += delay
         self.sizes[idx] = size
-        job.piece_done(idx, size)
+        job.piece_done(idx, size, in_part=self.offsets[idx] is not None)
         self.ctx.event(PieceDone(job.item, job.final, idx, size))
         job.progress(time.monotonic())
 
