@@ -485,6 +485,25 @@ def test_malformed_head_is_a_remote_error_not_retried(srv: Server, head: bytes) 
     assert len(srv.requests) == 1  # asked once, on a connection of its own
 
 
+def test_an_answer_in_another_protocol_says_so_and_is_not_retried(srv: Server) -> None:
+    """An SSH banner (or TLS) where HTTP was asked: libcurl's "Received HTTP/0.9" was
+    reported as an unusable URL."""
+
+    def ssh(req: Req, sock: socket.socket) -> bool:
+        sock.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+        return False
+
+    srv.route("/s", ssh)
+    with pytest.raises(RemoteError) as info:
+        get(srv.url("/s"))
+    err = info.value
+    assert not err.retryable and err.exit_code == 3
+    assert str(err).startswith(
+        f"{srv.url('/s')} did not answer in HTTP (https, or another protocol on that port?)"
+    )
+    assert len(srv.requests) == 1
+
+
 def test_malformed_head_on_a_reused_connection_gets_a_few_retries(srv: Server) -> None:
     # On a kept connection a bad "head" may be bytes an earlier answer sent past its
     # Content-Length: a new connection may do. The server here answers /b with junk on

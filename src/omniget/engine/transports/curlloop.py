@@ -437,13 +437,20 @@ def curl_error(code: int, message: str, url: str, *, fresh: bool = False) -> Exc
     where = safe_url(url)
     detail = _one_line(message)
     suffix = f": {detail}" if detail else ""
-    if code == WEIRD_REPLY:
+    not_http = code == pycurl.E_UNSUPPORTED_PROTOCOL and "HTTP/0.9" in message
+    if code == WEIRD_REPLY or not_http:
         # A malformed head (a header line without a colon, a bad Content-Length) is the
-        # server's bug: not retried, as curl --retry. On a reused or pipelined connection
-        # it may be bytes an earlier answer sent past its end: a refused connection's retries.
+        # server's bug, and an answer that is no HTTP at all another protocol on that
+        # port: not retried, as curl --retry. On a reused or pipelined connection it may
+        # be bytes an earlier answer sent past its end: a refused connection's retries.
+        if not_http:
+            hint = " (https, or another protocol on that port?)" if url[:5] == "http:" else ""
+            text = f"{where} did not answer in HTTP{hint}{suffix}"
+        else:
+            text = f"malformed answer from {where}{suffix}"
         if fresh:
-            return RemoteError(f"malformed answer from {where}{suffix}")
-        err = TransientError(f"malformed answer from {where}{suffix}")
+            return RemoteError(text)
+        err = TransientError(text)
         err.max_retries = CONNECT_RETRIES
         return err
     if code == STALLED:

@@ -78,7 +78,7 @@ class Hop:
         # splices them there from its socket, see h1conn.py).
         self.pipe_sink = cast(PipeSink, sink) if hasattr(sink, "on_pipe") else None
         self.stopped = False  # ended on purpose (StopTransfer, a cut redirect body)
-        self.fresh = False  # a malformed head came on a connection opened for it
+        self.fresh = False  # a malformed or non-HTTP head came on a connection opened for it
         self.error: BaseException | None = None  # raised by the sink
         self.discarded = 0
         self.rate = rate

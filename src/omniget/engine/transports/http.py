@@ -354,7 +354,7 @@ class CurlTransport:
                     self._pipes.kick()  # this transfer's connection counted against the cap
             if hop.h1_answer and easy.getinfo(pycurl.NUM_CONNECTS) > 0:
                 self._no_h2(hop.url)  # asked on a new connection: this host has no HTTP/2
-            if code == WEIRD_REPLY:  # (see curl_error)
+            if code in (WEIRD_REPLY, pycurl.E_UNSUPPORTED_PROTOCOL):  # (see curl_error)
                 hop.fresh = easy.getinfo(pycurl.NUM_CONNECTS) > 0
         finally:
             self._release(easy, special)
