@@ -186,6 +186,15 @@ def test_bad_value_in_file_names_key(tmp_path: Path) -> None:
         load_settings(write(tmp_path, 'insecure = "perhaps"\n'), {})
 
 
+@pytest.mark.parametrize("key", ["retries", "max-redirects"])
+def test_negative_number_in_file_is_refused(tmp_path: Path, key: str) -> None:
+    # (TOML gives a real int: it must not slip past the digits-only check of strings)
+    with pytest.raises(UsageError, match=rf"key '{key}'.*at least 0, got -1"):
+        load_settings(write(tmp_path, f"{key} = -1\n"), {})
+    with pytest.raises(UsageError, match="at least 0"):
+        load_settings(environ=noenv(tmp_path), flags={key: -1})
+
+
 def test_bad_env_value_names_variable(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="OMNIGET_CONNECTIONS"):
         load_settings(environ={**noenv(tmp_path), "OMNIGET_CONNECTIONS": "zero"})

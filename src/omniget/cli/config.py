@@ -65,7 +65,8 @@ def _text(v: object) -> str:
 
 
 def _int(v: object, what: str) -> int:
-    if isinstance(v, int) and not isinstance(v, bool):
+    """A whole number >= 0 (TOML and library callers may pass negative ints)."""
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
         return v
     if isinstance(v, str) and re.fullmatch(r"\s*\d+\s*", v):
         return int(v)
