@@ -134,6 +134,14 @@ def test_headers_merge_by_name(tmp_path: Path) -> None:
     assert s.network.headers == (("X-One", "1"), ("referer", "b"))
 
 
+@pytest.mark.parametrize("line", ["Range: bytes=0-3", "if-range: \"e1\""])
+def test_headers_the_engine_sets_are_refused(tmp_path: Path, line: str) -> None:
+    with pytest.raises(UsageError, match=r"--header: cannot set .*sends it itself"):
+        load_settings(environ=noenv(tmp_path), flags={"header": [line]})
+    with pytest.raises(UsageError, match=r"key 'header': cannot set .*sends it itself"):
+        load_settings(write(tmp_path, f"header = [{line!r}]\n"), {})
+
+
 def test_flags_take_strings_and_underscores(tmp_path: Path) -> None:
     s, _ = load_settings(environ=noenv(tmp_path), flags={"limit_rate": "1G", "on-exists": "skip"})
     assert s.limit_rate == 1024**3

@@ -586,6 +586,13 @@ def test_header_injection_refused(srv: Server) -> None:
         get(srv.url("/f"), headers={"X-A": "1\r\nX-B: 2"})
 
 
+@pytest.mark.parametrize("name", ["Range", "if-range"])
+def test_settings_header_the_engine_sets_is_refused(name: str) -> None:
+    # (sent with every request, it would make each answer a part nobody asked for)
+    with pytest.raises(UsageError, match=f"{name}.*sends it itself"):
+        CurlTransport(NetworkSettings(headers=((name, "bytes=0-3"),)))
+
+
 # -- socket registrations on the event loop --
 
 

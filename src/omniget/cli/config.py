@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..engine.transports.base import SECRET_HEADERS  # (masked as the engine guards them)
+from ..engine.transports.base import (
+    ENGINE_HEADERS,  # (refused: the engine sets them itself)
+    SECRET_HEADERS,  # (masked as the engine guards them)
+)
 from ..errors import UsageError
 from ..model import Digest
 from ..settings import NetworkSettings, Settings, default_config_dir
@@ -124,6 +127,10 @@ def parse_header(v: object) -> tuple[str, str]:
     name, value = name.strip(), value.strip()
     if not _HEADER_NAME.fullmatch(name) or "\n" in value or "\r" in value:
         raise ValueError(f"not a valid header: {name!r}")
+    if name.lower() in ENGINE_HEADERS:
+        raise ValueError(
+            f"cannot set {name}: omniget sends it itself, to resume and split downloads"
+        )
     return name, value
 
 

@@ -39,6 +39,7 @@ from ...model import ByteRange
 from ..ratelimit import RateLimit
 
 __all__ = [
+    "ENGINE_HEADERS",
     "SECRET_HEADERS",
     "Gate",
     "Head",
@@ -60,6 +61,10 @@ __all__ = [
 #: Headers that are secrets: never sent to another origin than the request's own, and
 #: masked in what the CLI shows. A request's ``secret_headers`` add to them.
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+
+#: Headers the engine sends itself to resume and split a file: one given for every
+#: request would make each answer a part the engine did not ask for.
+ENGINE_HEADERS = frozenset({"range", "if-range"})
 
 
 class StopTransfer(Exception):

@@ -103,7 +103,7 @@ class CurlTransport:
         self._user = parse_user(settings.user)
         self._user_origin = origin(settings.user_origin) if settings.user_origin else None
         self._jar = cookie_jar(settings.cookies_file)
-        self._headers = check_headers(settings.headers)
+        self._headers = check_headers(settings.headers, every_request=True)
         # libcurl reads the netrc file on every request: skip that when there is none
         self._netrc = settings.netrc and netrc_exists(settings.netrc_file)
         self._netrc_hosts: frozenset[str] | None = None  # None: every host (or unread)

@@ -12,7 +12,7 @@ from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from ...errors import UsageError
 from ..scheduler import host_of
-from .base import Request
+from .base import ENGINE_HEADERS, Request
 
 if TYPE_CHECKING:
     from http.cookiejar import MozillaCookieJar
@@ -142,12 +142,20 @@ def cookie_jar(path: str | None) -> MozillaCookieJar | None:
     return load_cookies(path)
 
 
-def check_headers(pairs: tuple[tuple[str, str], ...]) -> dict[str, tuple[str, str]]:
-    """``{lower name: (name, value)}``, refusing anything that could split a header."""
+def check_headers(
+    pairs: tuple[tuple[str, str], ...], *, every_request: bool = False
+) -> dict[str, tuple[str, str]]:
+    """``{lower name: (name, value)}``, refusing anything that could split a header, and
+    with ``every_request`` (the settings' headers) those the engine sets itself."""
     out: dict[str, tuple[str, str]] = {}
     for name, value in pairs:
         if not name or any(c in name for c in "\r\n: ") or "\r" in value or "\n" in value:
             raise UsageError(f"invalid header {name!r}: no line breaks, and no ':' in names")
+        if every_request and name.lower() in ENGINE_HEADERS:
+            raise UsageError(
+                f"header {name!r} cannot be set: omniget sends it itself, "
+                "to resume and split downloads"
+            )
         out[name.lower()] = (name, value)
     return out
 
