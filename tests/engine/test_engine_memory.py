@@ -118,6 +118,20 @@ def test_digest_mismatch_fails_with_integrity_error(tmp_path: Path) -> None:
     assert not (tmp_path / "data.bin").exists()
 
 
+@pytest.mark.parametrize(("retries", "fetches"), [(0, 1), (1, 2), (5, 3)])
+def test_digest_mismatch_downloads_again_within_retries(
+    tmp_path: Path, retries: int, fetches: int
+) -> None:
+    # a wrong --checksum with --retries 0 costs one download, not three
+    mem = MemoryTransport()
+    mem.add(URL, blob(100_000, 3))
+    bad = Digest("sha256", hashlib.sha256(b"other").hexdigest())
+    eng, _ = make(tmp_path, mem, retries=retries)
+    report = run(eng, [Item(URL, digest=bad)], tmp_path)
+    assert report.exit_code == 4
+    assert len(mem.requests) == fetches
+
+
 def test_zlib_pieces_and_local_slices(tmp_path: Path) -> None:
     mem = MemoryTransport()
     a, b = blob(300_000, 4), blob(200_000, 5)

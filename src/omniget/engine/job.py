@@ -39,6 +39,8 @@ PROGRESS_EVERY = 0.25  # seconds between Progress events per file
 #: A part file was there with no record of its bytes (another --state-dir, say).
 STARTED_OVER = "its part file had no resume record in this state folder; starting over"
 REFRESH_MARGIN = 60.0  # refresh expiring URLs this long before they expire
+#: Whole-file downloads again after a digest or size mismatch (capped by --retries too).
+WHOLE_FILE_RETRIES = 2
 
 
 class SkipFile(Exception):
@@ -441,7 +443,8 @@ class FileJob:
                 verified = self._verify()
                 break
             except IntegrityError as exc:
-                if tries > 2:
+                # (a whole file again: at most twice, and never past --retries)
+                if tries > min(WHOLE_FILE_RETRIES, self.ctx.settings.retries):
                     self._discard()  # the bytes are wrong: nothing worth resuming
                     raise
                 self.ctx.event(Warned(self.item, self.final, f"{exc}; downloading again"))
