@@ -116,6 +116,26 @@ def test_output_file_naming_a_directory_is_a_usage_error(
     assert httpd.requests == [] and os.listdir("adir") == []
 
 
+@pytest.mark.parametrize("name", ["newdir/", "x/..", "."])
+def test_output_file_that_can_only_be_a_folder_is_a_usage_error(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    # (was: "newdir/" saved a file called newdir, "x/.." one called x/_)
+    url = serve(httpd)
+    assert main(["-O", name, url]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert f"-O {name}: is a directory" in err
+    assert httpd.requests == [] and os.listdir() == []
+
+
+def test_empty_output_file_is_a_usage_error(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["-O", "", serve(httpd)]) == 2
+    assert "-O needs a file name" in one_line(capsys.readouterr().err)
+    assert httpd.requests == []
+
+
 def test_output_folder_naming_a_file_says_so(
     httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -408,7 +408,9 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
             raise UsageError("-O and -o cannot be used together")
         if ns.output_file == "-" and ns.json:
             raise UsageError("--json cannot be used with -O - (stdout carries the file)")
-        if ns.output_file != "-" and Path(ns.output_file).expanduser().is_dir():
+        if ns.output_file == "":
+            raise UsageError("-O needs a file name (or - for stdout)")
+        if ns.output_file != "-" and _names_a_folder(ns.output_file):
             raise UsageError(f"-O {ns.output_file}: is a directory "
                              f"(use -o {ns.output_file} to save into it)")
     if cfg.settings.checksum is not None and len(targets) != 1:
@@ -483,6 +485,13 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     if interrupted:
         _error(RESUME)
     return code  # the first failure's code
+
+
+def _names_a_folder(name: str) -> bool:
+    """``-O NAME`` that is a folder, or can only name one (``new/``, ``x/..``): saving
+    under it would write some other name than the one given."""
+    path = Path(name).expanduser()
+    return name.endswith(("/", os.sep)) or path.name in ("", ".", "..") or path.is_dir()
 
 
 def _check_urls(targets: list[Item | str], source: str | None, *, fail_fast: bool) -> None:
