@@ -9,6 +9,7 @@ with this one (before: one file of mixed bytes reported as done, the other faile
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from tests.servers.httpd import HTTPServer
 
 from omniget import download
-from omniget.engine.events import Event, Warned
+from omniget.engine.events import Event, Progress, Warned
 from omniget.engine.job import STARTED_OVER
 from omniget.settings import Settings
 
@@ -121,3 +122,37 @@ def test_a_part_file_without_a_record_is_started_over_with_a_word(
     assert (out / "left.bin").read_bytes() == data
     assert [e.message for e in events if isinstance(e, Warned)] == [STARTED_OVER]
     assert sorted(p.name for p in out.iterdir()) == ["left.bin"]
+
+
+@pytest.mark.parametrize("on_exists", ["skip", "rename"])
+def test_a_resumed_server_name_is_taken_for_the_rest_of_the_run(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, on_exists: str
+) -> None:
+    """A file resumed under the name the server gave it in an interrupted run writes that
+    name again: a later file given the same name sees it taken (before: it opened the same
+    part file and failed as "being downloaded by another omniget run")."""
+    first, second = payload(600 * KiB, 81), payload(100 * KiB, 82)
+    a, b = httpd.new_path("a"), httpd.new_path("b")
+    httpd.add(a, first)
+    httpd.add(b, second)
+    slow = httpd.url(a, cd="report.pdf", drip=1_000_000)
+    out = tmp_path / "out"
+    settings = Settings(state_dir=tmp_path / "state", on_exists=on_exists)  # type: ignore[arg-type]
+    cancel = threading.Event()
+
+    def stop_once_started(event: Event) -> None:
+        if isinstance(event, Progress):
+            cancel.set()
+
+    cut = download([slow], out, settings=settings, on_event=stop_once_started, cancel=cancel)
+    assert cut.interrupted == 1 and (out / "report.pdf.omniget-part").exists()
+
+    report = download([slow, httpd.url(b, cd="report.pdf")], out, settings=settings)
+
+    assert report.exit_code == 0, report.failures
+    got = {p.name: p.read_bytes() for p in out.iterdir()}
+    if on_exists == "skip":
+        assert got == {"report.pdf": first}
+        assert [r.status for r in report.results] == ["ok", "skipped"]
+    else:
+        assert got == {"report.pdf": first, "report_1.pdf": second}

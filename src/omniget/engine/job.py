@@ -396,6 +396,10 @@ class FileJob:
             resuming = (
                 self.record is not None and not self.record.done and part_path(final).exists()
             )
+            if resuming and self.released is not None and not self.ctx.writing(final, None):
+                # the name an earlier run chose (the server's, or a rename) is this file's
+                # again: a later file of the run given it sees it taken, as in that run
+                self.ctx.outputs[final] = self.released
             if not resuming:
                 chosen = self.exists_policy(final)
                 if chosen is None:
