@@ -55,6 +55,7 @@ async def aextract(
     **options: object,
 ) -> AsyncGenerator[Item, None]:
     """Yield the items behind ``url``, lazily (no request before the first item is asked)."""
+    _check_url(url, "aextract")
     settings = settings or Settings()
     own = transports is None
     tr = transports if transports is not None else _default_transports(settings)
@@ -73,6 +74,7 @@ def extract(
 ) -> Generator[Item, None, None]:
     """Items behind ``url`` as a lazy generator. An unknown URL fails at once
     (:class:`~omniget.errors.UnsupportedURL`); requests happen while iterating."""
+    _check_url(url, "extract")
     find_source(url, source)  # fail fast, without any request
     _not_in_a_loop("extract", "aextract")
     return _drive(aextract(url, source=source, settings=settings, transports=None, **options))
@@ -115,7 +117,7 @@ def _settle(loop: asyncio.AbstractEventLoop) -> None:
 
 
 async def adownload(
-    items_or_urls: Iterable[Item | str],
+    items_or_urls: Iterable[Item | str] | str | Item,
     dest: str | os.PathLike[str] = ".",
     *,
     settings: Settings | None = None,
@@ -128,6 +130,14 @@ async def adownload(
 ) -> Report:
     """Download items (or the items behind URLs) into ``dest`` and report on each.
     ``only``: items it returns False for are left out (and not reported)."""
+    if isinstance(items_or_urls, str | Item):  # one URL (a str is no list of them)
+        items_or_urls = [items_or_urls]
+    elif isinstance(items_or_urls, bytes | bytearray):
+        _check_url(items_or_urls, "adownload")
+    if cancel is not None and not callable(getattr(cancel, "is_set", None)):
+        raise TypeError(
+            f"cancel= takes a threading.Event or an asyncio.Event, not {type(cancel).__name__}"
+        )
     settings = settings or Settings()
     own = engine is None
     eng = engine or Engine(settings, on_event=on_event)
@@ -150,6 +160,7 @@ async def adownload(
                     listed += 1
                     yield entry
                 continue
+            _check_url(entry, "download")
             try:
                 cls = find_source(entry, source)
                 opts = (source_options or {}).get(cls.name, {})
@@ -214,6 +225,8 @@ def download(
     returns False for are left out."""
     if isinstance(items_or_urls, str | Item):
         items_or_urls = [items_or_urls]
+    elif isinstance(items_or_urls, bytes | bytearray):
+        _check_url(items_or_urls, "download")
     _not_in_a_loop("download", "adownload")
     return asyncio.run(
         adownload(
@@ -227,6 +240,12 @@ def download(
             only=only,
         )
     )
+
+
+def _check_url(url: object, name: str) -> None:
+    """A URL is a str: anything else fails here, named, not deep inside a source."""
+    if not isinstance(url, str):
+        raise TypeError(f"omniget.{name}(): a URL is a str, not {type(url).__name__}: {url!r}")
 
 
 def _not_in_a_loop(name: str, instead: str) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
@@ -164,3 +164,39 @@ def test_a_failing_on_event_handler_is_said_once(
     assert report.failed == 2 and len(calls) >= 2  # (the download went on)
     said = [r for r in caplog.records if "on_event handler failed" in r.getMessage()]
     assert len(said) == 1 and said[0].exc_info is not None
+
+
+def test_adownload_takes_one_url_as_download_does(tmp_path: Path) -> None:
+    """A str is one URL, not a list of one-letter ones (was: a failure per letter)."""
+    settings = omniget.Settings(state_dir=tmp_path / "state", retries=0)
+    report = asyncio.run(omniget.adownload("http://127.0.0.1:9/a.bin", tmp_path / "out",
+                                           settings=settings))
+    assert [r.item.download_url for r in report.results] == ["http://127.0.0.1:9/a.bin"]
+
+
+# (wrong on purpose: typed Any so that mypy lets the calls through)
+BYTES_URL: Any = b"http://127.0.0.1:9/a"
+NOT_AN_EVENT: Any = True
+NOT_A_URL: Any = 42
+URL_LIST: Any = ["http://127.0.0.1:9/a.bin"]
+
+
+def _settings(d: Path) -> omniget.Settings:
+    return omniget.Settings(state_dir=d / "state", retries=0)
+
+
+@pytest.mark.parametrize(
+    ("call", "said"),
+    [
+        (lambda d: omniget.download(BYTES_URL, d, settings=_settings(d)), "str, not bytes"),
+        (lambda d: omniget.download([NOT_A_URL], d, settings=_settings(d)), "str, not int"),
+        (lambda d: omniget.download(["http://127.0.0.1:9/a"], d, cancel=NOT_AN_EVENT), "not bool"),
+        (lambda d: omniget.extract(URL_LIST), "a URL is a str, not list"),
+    ],
+)
+def test_arguments_of_the_wrong_type_are_named(
+    tmp_path: Path, call: Callable[[Any], object], said: str
+) -> None:
+    with pytest.raises(TypeError, match=said):
+        call(tmp_path)
+    assert not (tmp_path / "a").exists()
