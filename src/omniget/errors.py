@@ -15,7 +15,7 @@
     ├── TransferError            .item, .piece
     │   ├── TransientError       exit 3: timeouts, resets, 5xx, 429, short bodies (retryable)
     │   ├── RemoteError          exit 3: permanent 4xx, refused redirect, TLS failure
-    │   │   └── RemoteNotFound   exit 6: 404 / 410
+    │   │   └── RemoteNotFound   exit 6: 404 / 410 (also a NotFound)
     │   └── IntegrityError       exit 4: digest or size mismatch (retried per piece, then fatal)
     ├── StorageError             exit 7: disk full, permissions, journal problems
     └── Cancelled                exit 130: interrupted; state saved
@@ -135,7 +135,9 @@ class RemoteError(TransferError):
     pass
 
 
-class RemoteNotFound(RemoteError):
+class RemoteNotFound(RemoteError, NotFound):
+    """A 404 or 410: a transfer error, and a :class:`NotFound` like a source's."""
+
     exit_code = 6
 
 

@@ -61,6 +61,16 @@ def test_error_tree_exit_codes() -> None:
     assert omniget.TransientError("x").retryable and not omniget.RemoteError("x").retryable
 
 
+def test_a_404_is_a_not_found_for_library_callers() -> None:
+    """``except omniget.NotFound`` catches a removed file whether a source or the
+    transfer found it gone."""
+    err = omniget.RemoteNotFound("not found (HTTP 404 from http://h/x)", status=404)
+    assert isinstance(err, omniget.NotFound) and isinstance(err, omniget.RemoteError)
+    assert isinstance(err, omniget.TransferError) and isinstance(err, omniget.SourceError)
+    assert (err.exit_code, err.status, err.item, err.url) == (6, 404, None, "")
+    assert str(err) == "not found (HTTP 404 from http://h/x)" and not err.retryable
+
+
 def test_extract_left_midway_closes_a_source_s_inner_generators(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -527,6 +527,7 @@ def test_an_existing_file_of_another_size_is_not_taken_as_complete(tmp_path: Pat
     [
         (["http://[::1/x"], "not a valid URL: Invalid IPv6 URL"),
         (["http://host:99999/x"], "not a valid URL: Port out of range"),
+        (["http://exa mple.com/x"], "not a valid URL: 'exa mple.com' is no host name"),
         (["--ca-cert", "no-such.pem", "https://127.0.0.1:9/x"], "--ca-cert no-such.pem: no such"),
     ],
 )

@@ -27,6 +27,8 @@ def _check_authority(url: str) -> None:
     """UsageError for a bad port or IPv6 bracket (urlsplit only for those that may be:
     this runs once per URL of a list)."""
     netloc = url.split("/", 3)[2].rpartition("@")[2]
+    if any(c <= " " for c in netloc):  # (a space or control character in the host)
+        raise UsageError(f"not a valid URL: {netloc!r} is no host name")
     _, colon, port = netloc.rpartition(":")
     plain = "[" not in netloc and "]" not in netloc
     if plain and (not colon or (port.isdigit() and int(port) <= 65535)):
