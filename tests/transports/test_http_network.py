@@ -435,6 +435,24 @@ def test_netrc_file_used_per_host(srv: Server, other: Server, tmp_path: Path) ->
     assert srv.requests[0].headers["authorization"] == expected
 
 
+def test_a_user_in_the_url_takes_the_password_from_netrc(srv: Server, tmp_path: Path) -> None:
+    """``http://nina@host/`` with a netrc entry for nina, as in curl (was "nina:")."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text(
+        "machine 127.0.0.1 login other password pw0\n"
+        "machine 127.0.0.1 login nina password pw1\n"
+    )
+    netrc.chmod(0o600)
+    srv.route("/f", static(b"ok"))
+    settings = NetworkSettings(netrc=True, netrc_file=str(netrc))
+    get(f"http://nina@127.0.0.1:{srv.port}/f", settings)
+    get(f"http://nina:given@127.0.0.1:{srv.port}/f", settings)
+    get(f"http://nina:@127.0.0.1:{srv.port}/f", settings)
+    get(f"http://nina@127.0.0.1:{srv.port}/f", NetworkSettings(netrc=False))
+    sent = [base64.b64decode(r.headers["authorization"][6:]) for r in srv.requests]
+    assert sent == [b"nina:pw1", b"nina:given", b"nina:", b"nina:"]
+
+
 # -- TLS --
 
 

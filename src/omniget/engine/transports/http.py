@@ -533,8 +533,14 @@ class CurlTransport:
             opt(pycurl.MAX_RECV_SPEED_LARGE, int(request.max_speed))
             special = True
         if creds is not None:
-            opt(pycurl.USERNAME, creds.user)
-            opt(pycurl.PASSWORD, creds.password)
+            if creds.password is None and self._netrc:
+                # a user without a password: libcurl looks one up in netrc, as curl does,
+                # only for a user named in the URL (not for CURLOPT_USERNAME)
+                scheme, _, rest = url.partition("://")
+                opt(pycurl.URL, f"{scheme}://{quote(creds.user, safe='')}@{rest}")
+            else:
+                opt(pycurl.USERNAME, creds.user)
+                opt(pycurl.PASSWORD, creds.password or "")
             special = True
         if ask.curl_decodes:
             opt(pycurl.HTTP_CONTENT_DECODING, 1)

@@ -28,10 +28,11 @@ URL_SAFE = ":/?#[]@!$&'()*+,;=%~"  # kept as-is when a Location is percent-encod
 
 @dataclass(frozen=True)
 class Creds:
-    """User name and password for one origin."""
+    """User name and password for one origin (``password`` None: none was given, so a
+    netrc entry for that user may supply it)."""
 
     user: str
-    password: str
+    password: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,8 @@ def split_userinfo(url: str, parts: SplitResult) -> tuple[str, Creds | None]:
     if parts.username is None and parts.password is None:
         return url, None
     host = parts.netloc.rpartition("@")[2]
-    creds = Creds(unquote(parts.username or ""), unquote(parts.password or ""))
+    password = None if parts.password is None else unquote(parts.password)
+    creds = Creds(unquote(parts.username or ""), password)
     return parts._replace(netloc=host).geturl(), creds
 
 
@@ -129,8 +131,8 @@ def light(request: Request, method: str, body: bytes | None) -> bool:
 def parse_user(user: str | None) -> Creds | None:
     if not user:
         return None
-    name, _, password = user.partition(":")
-    return Creds(name, password)
+    name, colon, password = user.partition(":")
+    return Creds(name, password if colon else None)
 
 
 def cookie_jar(path: str | None) -> MozillaCookieJar | None:
