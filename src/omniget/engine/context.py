@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import functools
 import logging
 import os
 import random
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..model import Item
 from ..settings import Settings
-from .assemble import create_part
+from .assemble import create_part, drop_part
 from .events import Event, EventHandler
 from .journal import FileRecord, Journal
 from .ratelimit import RateLimit
@@ -21,7 +22,7 @@ from .retry import Clock, RetryPolicy
 from .scheduler import HostLimits
 from .transports.base import Transport, transport_for
 
-__all__ = ["ChunkKey", "Refresher", "RunContext", "SetupSlot"]
+__all__ = ["Ahead", "ChunkKey", "Refresher", "RunContext", "SetupSlot"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,61 @@ class ChunkSource:
     path_getter: Callable[[], Path]
     offset: int
     size: int
+
+
+class Ahead:
+    """A part file being created on the run's file thread, for ``final``."""
+
+    __slots__ = ("_done", "_fd", "final")
+
+    def __init__(self, final: Path) -> None:
+        self.final = final
+        self._fd = -1
+        self._done = threading.Lock()  # held until the create is over
+        self._done.acquire()
+
+    def create(self, made: set[str]) -> None:
+        """On the file thread."""
+        try:
+            self._fd = create_part(self.final, made)
+        finally:
+            self._done.release()
+
+    def fd(self) -> int:
+        """The part file's descriptor (-1: the create failed), once it is made."""
+        with self._done:  # (seldom still held by the time the answer comes)
+            return self._fd
+
+    def drop(self) -> None:
+        """On the file thread: remove the part file, which went unused."""
+        drop_part(self.final, self.fd())
+
+
+class FileThread:
+    """The thread that creates part files ahead of their answers: a plain queue of calls
+    (a ThreadPoolExecutor's futures and semaphores cost more than the create itself)."""
+
+    def __init__(self) -> None:
+        import queue  # (for slow folders only: not at start-up)
+
+        self._calls: queue.SimpleQueue[Callable[[], object] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name="omniget-files", daemon=True)
+        self._thread.start()
+
+    def submit(self, call: Callable[[], object]) -> None:
+        self._calls.put(call)
+
+    def _work(self) -> None:
+        while (call := self._calls.get()) is not None:
+            try:
+                call()
+            except Exception:  # (a call's failure is its own: the next ones still run)
+                log.debug("file thread call failed", exc_info=True)
+
+    def close(self) -> None:
+        """Run what was submitted, then end the thread."""
+        self._calls.put(None)
+        self._thread.join()
 
 
 class SetupSlot:
@@ -97,9 +153,7 @@ class RunContext:
     #: Folder -> its score of recent slow creates (see SLOW_SCORE).
     _slow_creates: dict[str, float] = field(default_factory=dict, init=False, repr=False)
     #: The thread that creates part files ahead of their answers.
-    _files: concurrent.futures.ThreadPoolExecutor | None = field(
-        default=None, init=False, repr=False
-    )
+    _files: FileThread | None = field(default=None, init=False, repr=False)
     _emit_failed: bool = field(default=False, init=False, repr=False)
     #: Paths a LocalSlice reader waits to see registered.
     _wanted: dict[Path, Future] = field(default_factory=dict, init=False, repr=False)
@@ -150,17 +204,25 @@ class RunContext:
         """Files are slow to create in ``final``'s folder (so far in this run)."""
         return self._slow_creates.get(os.path.dirname(final), 0.0) >= SLOW_SCORE
 
-    def create_part_ahead(self, final: Path) -> concurrent.futures.Future[int]:
+    def create_part_ahead(self, final: Path) -> Ahead:
         """Create ``final``'s part file on the run's file thread (see FileJob)."""
         if self._files is None:
-            self._files = concurrent.futures.ThreadPoolExecutor(1, "omniget-files")
-        return self._files.submit(create_part, final, self.made_dirs)
+            self._files = FileThread()
+        ahead = Ahead(final)
+        self._files.submit(functools.partial(ahead.create, self.made_dirs))
+        return ahead
+
+    def drop_ahead(self, ahead: Ahead) -> None:
+        """Remove a part file created ahead that went unused (on the file thread, after
+        its create)."""
+        assert self._files is not None
+        self._files.submit(ahead.drop)
 
     def close(self) -> None:
         """Wait for the file thread's work (every part file created ahead is used or
         removed by then)."""
         if self._files is not None:
-            self._files.shutdown()
+            self._files.close()
             self._files = None
 
     def journal_record(self, key: str) -> FileRecord | None:

@@ -4,7 +4,6 @@ or piecewise), verification, the atomic finish, and the events around it."""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import os
@@ -21,7 +20,7 @@ from ..errors import (
 )
 from ..model import Digest, Item
 from .assemble import PartBusy, PartFile, drop_part, part_busy, part_path, storage_error
-from .context import RunContext, SetupSlot
+from .context import Ahead, RunContext, SetupSlot
 from .events import Failed, Finished, Progress, Skipped, Started, Warned
 from .journal import FileRecord
 from .names import contain, unique_path
@@ -104,8 +103,8 @@ class FileJob:
         self._generation = 0  # bumped when every byte is forgotten (a late sync is stale)
         self.started = False
         self.refreshed_at = 0.0
-        #: The part file being created ahead of the answer, and for which path.
-        self._ahead: tuple[concurrent.futures.Future[int], Path] | None = None
+        #: The part file being created ahead of the answer.
+        self._ahead: Ahead | None = None
 
     # ----- paths and skip rules -------------------------------------------------
 
@@ -150,11 +149,10 @@ class FileJob:
         self.final = final
         fd = -1
         if self._ahead is not None:
-            ahead, made_for = self._ahead
-            self._ahead = None
-            fd = ahead.result()  # (seldom still running by the time the answer comes)
-            if made_for != final:
-                drop_part(made_for, fd)
+            ahead, self._ahead = self._ahead, None
+            fd = ahead.fd()
+            if ahead.final != final:
+                drop_part(ahead.final, fd)
                 fd = -1
         began = time.perf_counter()
         self.part = PartFile(final, fresh=fresh, made=self.ctx.made_dirs, fd=fd)
@@ -169,14 +167,13 @@ class FileJob:
         start creating the part file on another thread while the request goes out, so
         it does not hold up every other transfer of the run."""
         if not self.item.pieces and self.ctx.creates_slowly(final):
-            self._ahead = (self.ctx.create_part_ahead(final), final)
+            self._ahead = self.ctx.create_part_ahead(final)
 
     def _drop_ahead(self) -> None:
         """The part file created ahead went unused (the file failed or was skipped)."""
         if self._ahead is not None:
-            ahead, made_for = self._ahead
-            self._ahead = None
-            ahead.add_done_callback(lambda f: drop_part(made_for, f.result()))
+            ahead, self._ahead = self._ahead, None
+            self.ctx.drop_ahead(ahead)
 
     def load_resume(self, final: Path) -> None:
         """Take an earlier run's state for ``final`` if its part file is still there."""
