@@ -322,10 +322,9 @@ class PlainDownload:
         size = self.job.size
         if not self.splittable() or size is None or self.settings.split == 1:
             return False
-        left = self.left()
-        if len(self.spans) > 1:  # already split: steal smaller pieces, take over the tail
-            return left >= TAKE_OVER_MIN
-        return left >= 2 * self.settings.min_split_size
+        # already split: steal smaller pieces, take over the tail
+        need = TAKE_OVER_MIN if len(self.spans) > 1 else 2 * self.settings.min_split_size
+        return size >= need and self.left() >= need  # (left() <= size: no sum for small files)
 
 
     def left(self) -> int:
