@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..errors import IntegrityError, StorageError
 from ..model import Digest
+from .transports.base import Headers
 
 __all__ = [
     "UNVERIFIED",
@@ -65,7 +66,7 @@ UNVERIFIED = (
     "connection, as a cut connection would"
 )
 
-_DIGEST_HEADERS = ("repr-digest", "digest", "content-digest", "content-md5")
+_DIGEST_HEADERS = frozenset({"repr-digest", "digest", "content-digest", "content-md5"})
 
 
 def _header_values(headers: Mapping[str, str], name: str) -> list[str]:
@@ -137,9 +138,8 @@ def encoded_digests(headers: Mapping[str, str], *, status: int) -> list[Digest]:
 def _collect(headers: Mapping[str, str], *, whole: bool, body: bool) -> list[Digest]:
     """``whole``: the representation digests (Repr-Digest, Digest); ``body``: the
     message body's (Content-Digest, Content-MD5)."""
-    case_blind = hasattr(headers, "get_all")  # our Headers: a quick look first
-    if case_blind and not any(name in headers for name in _DIGEST_HEADERS):
-        return []
+    if isinstance(headers, Headers) and not headers.has_any(_DIGEST_HEADERS):
+        return []  # (our Headers: a quick look first)
     found: list[Digest] = []
     if whole:
         for v in _header_values(headers, "repr-digest"):

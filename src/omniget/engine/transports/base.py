@@ -111,6 +111,10 @@ class Headers(Mapping[str, str]):
     def __len__(self) -> int:
         return len(self._all)
 
+    def has_any(self, names: frozenset[str]) -> bool:
+        """Whether any of ``names`` (lower-case) is here."""
+        return not self._all.keys().isdisjoint(names)
+
     def get_all(self, name: str) -> list[str]:
         return list(self._all.get(name.lower(), ()))
 
