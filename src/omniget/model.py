@@ -205,9 +205,12 @@ class Item:
         return self.download_url
 
 
+_CUT_OR_DECODE = re.compile("[?#%;]")
+
+
 def name_from_url(url: str) -> str:
     """The last path segment of a URL, percent-decoded; ``index.html`` if there is none."""
-    if not any(c in url for c in "?#%;") and url.count("/") > 2:
+    if not _CUT_OR_DECODE.search(url) and url.count("/") > 2:
         return url.rpartition("/")[2] or "index.html"  # nothing to decode or cut off
     try:
         path = urlsplit(url).path

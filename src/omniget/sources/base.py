@@ -119,7 +119,10 @@ class Source:
     def matches(cls, url: str) -> bool:
         if cls._compiled is None:
             cls._compiled = [re.compile(p, re.I) for p in cls.patterns]
-        return any(p.search(url) for p in cls._compiled)
+        for p in cls._compiled:  # noqa: SIM110 (per URL: any() over a generator costs more)
+            if p.search(url):
+                return True
+        return False
 
     def items(self) -> AsyncIterator[Item]:
         raise NotImplementedError

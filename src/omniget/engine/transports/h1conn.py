@@ -381,7 +381,7 @@ class Conn(asyncio.BufferedProtocol):
         self.drain = False
         if not p.dropped:
             p.got = True
-            p.hop.raw.extend(line + b"\r\n" for line in lines)
+            p.hop.raw += [line + b"\r\n" for line in lines]
             p.hop.raw.append(b"\r\n")
             p.hop.parsed = (status, pairs)
         else:

@@ -157,7 +157,10 @@ class PipelinePool:
             if o.waiting[0].dropped:
                 o.waiting.popleft()
                 continue
-            conn = min((c for c in o.conns if c.room(depth)), key=_load, default=None)
+            conn = None  # the first of the least busy connections with room
+            for c in o.conns:
+                if c.room(depth) and (conn is None or len(c.queue) < len(conn.queue)):
+                    conn = c
             if (
                 (conn is None or conn.queue)
                 and len(o.conns) < self._cap(o.key)
@@ -290,11 +293,6 @@ class PipelinePool:
             host, port = key, "80"
         host = host.strip("[]")
         return self._resolve.get((host, int(port)), host), int(port)
-
-
-
-def _load(conn: Conn) -> int:
-    return len(conn.queue)
 
 
 
