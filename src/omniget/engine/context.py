@@ -22,7 +22,7 @@ from .retry import Clock, RetryPolicy
 from .scheduler import HostLimits
 from .transports.base import Transport, transport_for
 
-__all__ = ["Ahead", "ChunkKey", "Refresher", "RunContext", "SetupSlot"]
+__all__ = ["Ahead", "ChunkKey", "Refresher", "RunContext", "SetupSlot", "output_key"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,12 @@ ChunkKey = tuple[str, str, str]
 Future = asyncio.Future[None]
 #: Set when an item of the run is done with its output path: True if it wrote the file.
 Output = asyncio.Future[bool]
+
+
+def output_key(path: Path) -> str:
+    """``path`` as :attr:`RunContext.outputs` keys it: its string, compared as the system
+    compares names (a Path's first hash costs several times as much, once per file)."""
+    return os.path.normcase(path)
 
 
 @dataclass
@@ -136,8 +142,9 @@ class RunContext:
     dest: Path
     refresh: Refresher | None = None
     rng: random.Random = field(default_factory=random.Random)
-    #: Final output paths of this run's items -> set when that item is done with it.
-    outputs: dict[Path, Output] = field(default_factory=dict)
+    #: Final output paths of this run's items (:func:`output_key`) -> set when that item
+    #: is done with it.
+    outputs: dict[str, Output] = field(default_factory=dict)
     #: Content-addressed pieces finished (or in flight) in this run.
     chunks: dict[ChunkKey, asyncio.Future[ChunkSource]] = field(default_factory=dict)
     #: Folders already created in this run.
@@ -156,25 +163,26 @@ class RunContext:
     _files: FileThread | None = field(default=None, init=False, repr=False)
     _emit_failed: bool = field(default=False, init=False, repr=False)
     #: Paths a LocalSlice reader waits to see registered.
-    _wanted: dict[Path, Future] = field(default_factory=dict, init=False, repr=False)
+    _wanted: dict[str, Future] = field(default_factory=dict, init=False, repr=False)
 
     def register_output(self, path: Path) -> tuple[Output | None, Output]:
         """Announce an item writing ``path``: (the earlier writer, this item's future)."""
-        earlier = self.outputs.get(path)
-        mine = self.outputs[path] = asyncio.get_running_loop().create_future()
-        waiter = self._wanted.pop(path, None)
+        key = output_key(path)
+        earlier = self.outputs.get(key)
+        mine = self.outputs[key] = asyncio.get_running_loop().create_future()
+        waiter = self._wanted.pop(key, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
         return earlier, mine
 
     def writing(self, path: Path, mine: Output | None) -> bool:
         """Another file of this run is writing ``path`` (or waits to)."""
-        producer = self.outputs.get(path)
+        producer = self.outputs.get(output_key(path))
         return producer is not None and producer is not mine and not producer.done()
 
     def busy_paths(self) -> set[Path]:
         """Paths files of this run are writing now (or wait to)."""
-        return {path for path, producer in self.outputs.items() if not producer.done()}
+        return {Path(key) for key, producer in self.outputs.items() if not producer.done()}
 
     def end_listing(self) -> None:
         """Every item is registered (or the list failed): no more writers will come."""
@@ -187,10 +195,11 @@ class RunContext:
     async def producer_of(self, path: Path) -> Output | None:
         """The future of the item of this run that writes ``path``, waiting for the item
         list to reach it; None when the list ends without one."""
-        while (producer := self.outputs.get(path)) is None and not self.listed:
-            waiter = self._wanted.get(path)
+        key = output_key(path)
+        while (producer := self.outputs.get(key)) is None and not self.listed:
+            waiter = self._wanted.get(key)
             if waiter is None:
-                waiter = self._wanted[path] = asyncio.get_running_loop().create_future()
+                waiter = self._wanted[key] = asyncio.get_running_loop().create_future()
             await asyncio.shield(waiter)  # (other readers may wait for the same path)
         return producer
 

@@ -20,7 +20,7 @@ from ..errors import (
 )
 from ..model import Digest, Item
 from .assemble import PartBusy, PartFile, drop_part, part_busy, part_path, storage_error
-from .context import Ahead, RunContext, SetupSlot
+from .context import Ahead, RunContext, SetupSlot, output_key
 from .events import Failed, Finished, Progress, Skipped, Started, Warned
 from .journal import FileRecord
 from .names import contain, unique_path
@@ -142,7 +142,7 @@ class FileJob:
             self.final = path
             raise SkipFile("same-name" if busy else "exists")
         if self.released is not None:
-            self.ctx.outputs[chosen] = self.released  # later writers of it wait for this
+            self.ctx.outputs[output_key(chosen)] = self.released  # later writers wait for this
         return chosen
 
     def open_part(self, final: Path, *, fresh: bool) -> PartFile:
@@ -151,7 +151,7 @@ class FileJob:
         if self._ahead is not None:
             ahead, self._ahead = self._ahead, None
             fd = ahead.fd()
-            if ahead.final != final:
+            if output_key(ahead.final) != output_key(final):  # (cheaper than Path ==)
                 drop_part(ahead.final, fd)
                 fd = -1
         began = time.perf_counter()

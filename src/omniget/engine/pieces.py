@@ -19,7 +19,7 @@ from pathlib import Path
 from ..errors import Cancelled, IntegrityError, OmnigetError, StorageError, TransientError
 from ..model import Piece, Transform
 from .assemble import PartFile, part_path, storage_error
-from .context import ChunkKey, ChunkSource
+from .context import ChunkKey, ChunkSource, output_key
 from .events import PieceDone, Retrying
 from .job import FileJob
 from .names import contain
@@ -274,7 +274,7 @@ class PieceDownload:
         local = piece.local
         assert local is not None
         path = Path(local.path) if os.path.isabs(local.path) else contain(self.ctx.dest, local.path)
-        producer = self.ctx.outputs.get(path)
+        producer = self.ctx.outputs.get(output_key(path))
         if producer is None and not self.ctx.listed and not path.exists():
             # Perhaps a later item of the run writes it. Give up this job's set-up slot
             # while the run lists on: that item may need the slot to be set up.
