@@ -396,7 +396,7 @@ class FileJob:
             if resuming and self.released is not None and not self.ctx.writing(final, None):
                 # the name an earlier run chose (the server's, or a rename) is this file's
                 # again: a later file of the run given it sees it taken, as in that run
-                self.ctx.outputs[final] = self.released
+                self.ctx.outputs[output_key(final)] = self.released
             if not resuming:
                 chosen = self.exists_policy(final)
                 if chosen is None:
