@@ -27,7 +27,7 @@ def _check_authority(url: str) -> None:
     """UsageError for a bad port or IPv6 bracket (urlsplit only for those that may be:
     this runs once per URL of a list)."""
     netloc = url.split("/", 3)[2].rpartition("@")[2]
-    if any(c <= " " for c in netloc):  # (a space or control character in the host)
+    if " " in netloc or not netloc.isprintable():  # (a space or control character)
         raise UsageError(f"not a valid URL: {netloc!r} is no host name")
     _, colon, port = netloc.rpartition(":")
     plain = "[" not in netloc and "]" not in netloc
