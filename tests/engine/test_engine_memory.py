@@ -265,9 +265,13 @@ def test_http_errors_map_to_exit_codes(tmp_path: Path, status: int, code: int) -
     mem = MemoryTransport()
     mem.on(URL, lambda req, n: MemResponse(status, b"no"))
     eng, _ = make(tmp_path, mem)
-    report = run(eng, [Item(URL)], tmp_path)
+    item = Item(URL)
+    report = run(eng, [item], tmp_path)
     assert report.exit_code == code
     assert list(tmp_path.glob("data.bin*")) == []
+    [failure] = report.failures
+    if status != 403:  # (403 is an AuthRequired: a SourceError, with the URL instead)
+        assert getattr(failure.error, "item", None) is item  # (the transport knew no item)
 
 
 def test_permission_error_is_storage_error_with_path(

@@ -17,6 +17,7 @@ from ..errors import (
     OmnigetError,
     RemoteNotFound,
     StorageError,
+    TransferError,
 )
 from ..model import Digest, Item
 from .assemble import PartBusy, PartFile, drop_part, part_busy, part_path, storage_error
@@ -548,6 +549,8 @@ class FileJob:
 
     def _failed(self, exc: OmnigetError) -> FileResult:
         # the part file and the journal stay: a later run resumes from them
+        if isinstance(exc, TransferError) and exc.item is None:
+            exc.item = self.item  # (the transports raise it knowing only the request)
         self.ctx.event(Failed(self.item, self.final, exc))
         return FileResult(self.item, self.final, "failed", fetched=self.fetched, error=exc)
 
