@@ -130,10 +130,7 @@ async def adownload(
 ) -> Report:
     """Download items (or the items behind URLs) into ``dest`` and report on each.
     ``only``: items it returns False for are left out (and not reported)."""
-    if isinstance(items_or_urls, str | Item):  # one URL (a str is no list of them)
-        items_or_urls = [items_or_urls]
-    elif isinstance(items_or_urls, bytes | bytearray):
-        _check_url(items_or_urls, "adownload")
+    items_or_urls = _one_or_many(items_or_urls, "adownload")
     if cancel is not None and not callable(getattr(cancel, "is_set", None)):
         raise TypeError(
             f"cancel= takes a threading.Event or an asyncio.Event, not {type(cancel).__name__}"
@@ -223,14 +220,10 @@ def download(
     """Download and return a :class:`~omniget.engine.Report`; ``cancel.set()`` stops it,
     keeping resumable state (unfinished files fail with ``Cancelled``). ``only``: items it
     returns False for are left out."""
-    if isinstance(items_or_urls, str | Item):
-        items_or_urls = [items_or_urls]
-    elif isinstance(items_or_urls, bytes | bytearray):
-        _check_url(items_or_urls, "download")
     _not_in_a_loop("download", "adownload")
     return asyncio.run(
         adownload(
-            items_or_urls,
+            _one_or_many(items_or_urls, "download"),
             dest,
             settings=settings,
             on_event=on_event,
@@ -240,6 +233,17 @@ def download(
             only=only,
         )
     )
+
+
+def _one_or_many(
+    items_or_urls: Iterable[Item | str] | str | Item, name: str
+) -> Iterable[Item | str]:
+    """One URL or item as a list of one (a str is no list of URLs); bytes refused."""
+    if isinstance(items_or_urls, str | Item):
+        return [items_or_urls]
+    if isinstance(items_or_urls, bytes | bytearray):
+        _check_url(items_or_urls, name)
+    return items_or_urls
 
 
 def _check_url(url: object, name: str) -> None:
