@@ -107,6 +107,23 @@ def test_pipelined_requests_carry_what_libcurl_sends(srv: Server) -> None:
         assert r.headers.keys() >= first.headers.keys() - {"content-length"}
 
 
+def test_a_header_given_empty_is_not_sent_by_either_path(srv: Server) -> None:
+    # as curl's -H "Accept:": the default goes, and nothing empty is sent in its place
+    empty = (("Accept", ""), ("User-Agent", ""), ("X-A", "1"))
+    settings = NetworkSettings(headers=empty, user_agent="ua/1")
+
+    async def go(t: CurlTransport) -> list[Sink | BaseException]:
+        await fetch_all(t, [srv.url("/f0")])  # libcurl
+        return await fetch_all(t, [srv.url(f"/f{i}") for i in range(1, 12)])  # pipelined
+
+    sinks = run(go, settings)
+    assert all(isinstance(s, Sink) for s in sinks)
+    assert len(srv.requests) == 12
+    for r in srv.requests:
+        assert "accept" not in r.headers and "user-agent" not in r.headers
+        assert r.headers["x-a"] == "1"
+
+
 def test_redirects_and_errors_on_the_pipelined_path(srv: Server) -> None:
     async def go(t: CurlTransport) -> list[Sink | BaseException]:
         await fetch_all(t, [srv.url("/f0")])

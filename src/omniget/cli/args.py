@@ -101,7 +101,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     net.add_argument("--timeout", type=_checked(cfg.parse_seconds, "seconds"), metavar="SECONDS",
                      help="connect and stall timeout")
     net.add_argument("-H", "--header", action="append", metavar="'NAME: VALUE'",
-                     type=_checked(cfg.parse_header, "header"), help="extra header (repeatable)")
+                     type=_checked(cfg.parse_header, "header"),
+                     help="extra header (repeatable; 'NAME:' leaves it out)")
     net.add_argument("--cookies", metavar="FILE", help="Netscape cookies.txt")
     net.add_argument("--user", metavar="USER:PASSWORD", type=_checked(cfg.parse_user, "user"),
                      help="credentials for the first URL's server")

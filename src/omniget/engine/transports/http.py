@@ -546,7 +546,8 @@ class CurlTransport:
             opt(pycurl.HTTP_CONTENT_DECODING, 1)
             special = True
 
-        lines = [f"{n}: {v}" if v else f"{n};" for k, (n, v) in headers.items() if k != "cookie"]
+        # an empty value removes the header (libcurl's own too, as curl's -H "Name:")
+        lines = [f"{n}: {v}" if v else f"{n}:" for k, (n, v) in headers.items() if k != "cookie"]
         if cookie:
             lines.append(f"Cookie: {cookie}")
         lines += range_lines(request, headers)

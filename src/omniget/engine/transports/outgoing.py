@@ -185,10 +185,7 @@ def pipe_request(
         lines.append("Accept: */*")
     if "accept-encoding" not in headers:
         lines.append("Accept-Encoding: identity")
-    lines.extend(
-        f"{n}: {v}" if v else f"{n}:"
-        for k, (n, v) in headers.items() if k != "cookie"
-    )
+    lines.extend(f"{n}: {v}" for k, (n, v) in headers.items() if v and k != "cookie")
     if cookie:
         lines.append(f"Cookie: {cookie}")
     lines += range_lines(request, headers)
