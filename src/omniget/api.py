@@ -172,7 +172,7 @@ async def adownload(
                         yield item
             except OmnigetError as exc:
                 bad = Item(download_url=entry)
-                eng.on_event(Failed(bad, None, exc))
+                eng.emit(Failed(bad, None, exc))
                 failures.append((listed, FileResult(bad, None, "failed", error=exc)))
 
     aev = _bridge(cancel)

@@ -138,7 +138,7 @@ class RunContext:
     journal: Journal | None
     clock: Clock
     policy: RetryPolicy
-    emit: EventHandler
+    emit: EventHandler  # never raises (Engine.emit)
     dest: Path
     refresh: Refresher | None = None
     rng: random.Random = field(default_factory=random.Random)
@@ -161,7 +161,6 @@ class RunContext:
     _slow_creates: dict[str, float] = field(default_factory=dict, init=False, repr=False)
     #: The thread that creates part files ahead of their answers.
     _files: FileThread | None = field(default=None, init=False, repr=False)
-    _emit_failed: bool = field(default=False, init=False, repr=False)
     #: Paths a LocalSlice reader waits to see registered.
     _wanted: dict[str, Future] = field(default_factory=dict, init=False, repr=False)
 
@@ -251,10 +250,4 @@ class RunContext:
         return transport_for(self.transports, url)
 
     def event(self, ev: Event) -> None:
-        try:
-            self.emit(ev)
-        except Exception:  # a broken consumer must not break a download: said once
-            if not self._emit_failed:
-                self._emit_failed = True
-                log.warning("the on_event handler failed (later failures are not shown)",
-                            exc_info=True)
+        self.emit(ev)

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import errno
 import functools
+import logging
 import random
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
@@ -16,7 +17,7 @@ from ..errors import Cancelled, OmnigetError, StorageError
 from ..model import Item
 from ..settings import Settings, default_state_dir
 from .context import Refresher, RunContext, SetupSlot
-from .events import EventHandler, Failed
+from .events import Event, EventHandler, Failed
 from .job import FileJob
 from .journal import Journal
 from .names import contain
@@ -27,6 +28,8 @@ from .scheduler import HostLimits
 from .transports.base import Transport
 
 __all__ = ["Engine"]
+
+log = logging.getLogger(__name__)
 
 
 def _ignore(_: object) -> None:
@@ -58,12 +61,24 @@ class Engine:
         self._journal: Journal | None = None
         self.clock = clock or SystemClock()
         self.on_event = on_event or _ignore
+        self._emit_failed = False
         self.refresh = refresh
         self.rng = rng or random.Random()
         s = self.settings
         self.policy = RetryPolicy(
             retries=s.retries, max_wait=s.retry_max_wait, max_total=s.retry_max_time
         )
+
+    def emit(self, ev: Event) -> None:
+        """Hand ``ev`` to ``on_event``: a broken consumer must not break a download (its
+        first failure is logged, later ones are not)."""
+        try:
+            self.on_event(ev)
+        except Exception:
+            if not self._emit_failed:
+                self._emit_failed = True
+                log.warning("the on_event handler failed (later failures are not shown)",
+                            exc_info=True)
 
     # ----- resources --------------------------------------------------------------
 
@@ -119,7 +134,7 @@ class Engine:
             journal=self.journal(),
             clock=self.clock,
             policy=self.policy,
-            emit=self.on_event,
+            emit=self.emit,
             dest=dest_path,
             refresh=self.refresh,
             rng=self.rng,

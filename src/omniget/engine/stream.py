@@ -112,11 +112,11 @@ async def stream_item(engine: Engine, item: Item, write: Callable[[bytes], objec
             delay = engine.policy.next_delay(attempts, exc, waited, engine.rng)
             if delay is None:
                 raise
-            engine.on_event(Retrying(item, None, exc, attempts, delay))
+            engine.emit(Retrying(item, None, exc, attempts, delay))
             await engine.clock.sleep(delay)
             waited += delay
     if want is not None and sink.hash is not None and not sink.hash.matches(want):
         raise digest_mismatch(item.filename, want, sink.hash.hexdigest())
     if want is None and sink.size is None and not sink.framed:
-        engine.on_event(Warned(item, None, UNVERIFIED))
+        engine.emit(Warned(item, None, UNVERIFIED))
     return sink.done

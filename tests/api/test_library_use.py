@@ -1,0 +1,48 @@
+"""The library as a newcomer uses it: against a real local server, with the mistakes and
+combinations people make (a handler that raises, a list that fails, a cancelled task)."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import pytest
+from tests.servers.httpd import HTTPServer
+
+import omniget
+from omniget.engine.events import Event
+
+
+def _settings(tmp_path: Path, **kw: object) -> omniget.Settings:
+    return omniget.Settings(state_dir=tmp_path / "state", retries=0, **kw)  # type: ignore[arg-type]
+
+
+def _broken(event: Event) -> None:
+    raise ValueError("a bug in my handler")
+
+
+def test_a_raising_handler_does_not_stop_a_run_with_an_unknown_url(
+    httpd: HTTPServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The failure of a URL no source takes went to the handler unguarded: its exception
+    ended the whole run (the other files abandoned, ``journal is closed`` noise)."""
+    url = httpd.add(httpd.new_path("a.bin"), b"a" * 1000)
+    caplog.set_level(logging.WARNING)
+    report = omniget.download(
+        [url, "gopher://x/y"], tmp_path / "out", settings=_settings(tmp_path), on_event=_broken
+    )
+    assert [r.status for r in report.results] == ["ok", "failed"]
+    assert isinstance(report.results[1].error, omniget.UnsupportedURL)
+    assert (tmp_path / "out" / "a.bin").read_bytes() == b"a" * 1000
+    said = [r for r in caplog.records if "on_event handler failed" in r.getMessage()]
+    assert len(said) == 1
+
+
+def test_a_raising_handler_does_not_fail_a_stream(httpd: HTTPServer) -> None:
+    """stream()'s warning about an unverifiable end reached the handler unguarded: the
+    bytes were all written, then stream() raised the handler's error."""
+    url = httpd.add(httpd.new_path("a.bin"), b"b" * 500)
+    out = io.BytesIO()
+    n = omniget.stream(url + "?nolength=1", out, on_event=_broken)
+    assert n == 500 and out.getvalue() == b"b" * 500
