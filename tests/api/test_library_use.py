@@ -3,9 +3,12 @@ combinations people make (a handler that raises, a list that fails, a cancelled 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from tests.servers.httpd import HTTPServer
@@ -46,3 +49,20 @@ def test_a_raising_handler_does_not_fail_a_stream(httpd: HTTPServer) -> None:
     out = io.BytesIO()
     n = omniget.stream(url + "?nolength=1", out, on_event=_broken)
     assert n == 500 and out.getvalue() == b"b" * 500
+
+
+def test_a_list_that_raises_stops_the_files_in_flight(httpd: HTTPServer, tmp_path: Path) -> None:
+    """An exception from the caller's item list (its generator, ``only``) left the files
+    already handed over running as orphan tasks against a closed engine."""
+    url = httpd.add(httpd.new_path("slow.bin"), b"s" * 200_000)
+
+    def items() -> Iterator[str]:
+        yield url + "?drip=100000"
+        raise RuntimeError("my list broke")
+
+    async def main() -> set[asyncio.Task[Any]]:
+        with pytest.raises(RuntimeError, match="my list broke"):
+            await omniget.adownload(items(), tmp_path / "out", settings=_settings(tmp_path))
+        return asyncio.all_tasks() - {cast(asyncio.Task[Any], asyncio.current_task())}
+
+    assert asyncio.run(main()) == set()

@@ -202,7 +202,7 @@ class Engine:
             finally:  # however the list stops, LocalSlice readers stop waiting for it
                 ctx.end_listing()
             await settle_rest()
-        except asyncio.CancelledError:
+        except BaseException:  # cancelled, or the item list raised: stop the files in flight
             on_cancel()
             await settle_rest()  # (each file still in flight says it was interrupted)
             raise
