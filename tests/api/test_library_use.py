@@ -14,7 +14,7 @@ import pytest
 from tests.servers.httpd import HTTPServer
 
 import omniget
-from omniget.engine.events import Event
+from omniget.engine.events import Event, Started
 
 
 def _settings(tmp_path: Path, **kw: object) -> omniget.Settings:
@@ -66,3 +66,32 @@ def test_a_list_that_raises_stops_the_files_in_flight(httpd: HTTPServer, tmp_pat
         return asyncio.all_tasks() - {cast(asyncio.Task[Any], asyncio.current_task())}
 
     assert asyncio.run(main()) == set()
+
+
+def test_cancelling_the_task_of_adownload_cancels_it(httpd: HTTPServer, tmp_path: Path) -> None:
+    """task.cancel() (asyncio.timeout, wait_for, Ctrl+C under asyncio.run) once the list
+    was read was swallowed: the other files ran to their end and adownload returned a
+    report, so no TimeoutError and no KeyboardInterrupt ever came."""
+    urls = [httpd.add(httpd.new_path(f"{n}.bin"), b"c" * 200_000) + "?drip=100000"
+            for n in ("a", "b")]
+
+    async def main() -> None:
+        started: list[Event] = []
+        both = asyncio.Event()
+
+        def on_event(ev: Event) -> None:
+            if isinstance(ev, Started):
+                started.append(ev)
+                if len(started) == 2:
+                    both.set()
+
+        task = asyncio.create_task(omniget.adownload(
+            urls, tmp_path / "out", settings=_settings(tmp_path), on_event=on_event))
+        await both.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["a.bin.omniget-part", "b.bin.omniget-part"]

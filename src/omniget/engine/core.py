@@ -237,8 +237,8 @@ class Engine:
         try:
             return await asyncio.shield(task) if not task.done() else task.result()
         except asyncio.CancelledError:
-            if not task.done():
-                task.cancel()
+            if not task.cancelled():
+                raise  # the run itself is cancelled: run() stops every file, then settles
             err = Cancelled("interrupted; run again to resume")
             ctx.event(Failed(item, job.final, err))
             # (the bytes this run fetched count: the part file keeps them)
