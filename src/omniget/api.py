@@ -9,6 +9,7 @@ import os
 import threading
 from collections.abc import (
     AsyncGenerator,
+    AsyncIterable,
     AsyncIterator,
     Callable,
     Generator,
@@ -117,7 +118,7 @@ def _settle(loop: asyncio.AbstractEventLoop) -> None:
 
 
 async def adownload(
-    items_or_urls: Iterable[Item | str] | str | Item,
+    items_or_urls: Iterable[Item | str] | AsyncIterable[Item | str] | str | Item,
     dest: str | os.PathLike[str] = ".",
     *,
     settings: Settings | None = None,
@@ -128,8 +129,9 @@ async def adownload(
     engine: Engine | None = None,
     only: Callable[[Item], bool] | None = None,
 ) -> Report:
-    """Download items (or the items behind URLs) into ``dest`` and report on each.
-    ``only``: items it returns False for are left out (and not reported)."""
+    """Download items (or the items behind URLs) into ``dest`` and report on each; the
+    list may be an async iterable (``aextract(url)``, say). ``only``: items it returns
+    False for are left out (and not reported)."""
     items_or_urls = _one_or_many(items_or_urls, "adownload")
     if cancel is not None and not callable(getattr(cancel, "is_set", None)):
         raise TypeError(
@@ -149,31 +151,44 @@ async def adownload(
 
     eng.refresh = refresh
 
+    async def from_url(entry: str) -> AsyncIterator[Item]:
+        nonlocal listed
+        _check_url(entry, "download")  # (a list's entries are not typed at run time)
+        try:
+            cls = find_source(entry, source)
+            opts = (source_options or {}).get(cls.name, {})
+            sctx = contexts.get(cls.name)
+            if sctx is None:
+                sctx = contexts[cls.name] = _source_context(settings, eng.transports(), opts)
+            src = cls(entry, sctx, **opts)
+            sources.setdefault(src.name, src)
+            async for item in src.items():
+                if only is None or only(item):
+                    listed += 1
+                    yield item
+        except OmnigetError as exc:
+            bad = Item(download_url=entry)
+            eng.emit(Failed(bad, None, exc))
+            failures.append((listed, FileResult(bad, None, "failed", error=exc)))
+
     async def items() -> AsyncIterator[Item]:
         nonlocal listed
-        for entry in items_or_urls:
-            if isinstance(entry, Item):
-                if only is None or only(entry):
+        if isinstance(items_or_urls, AsyncIterable):  # (aextract's items, say)
+            async for entry in items_or_urls:
+                if not isinstance(entry, Item):
+                    async for item in from_url(entry):
+                        yield item
+                elif only is None or only(entry):
                     listed += 1
                     yield entry
-                continue
-            _check_url(entry, "download")
-            try:
-                cls = find_source(entry, source)
-                opts = (source_options or {}).get(cls.name, {})
-                sctx = contexts.get(cls.name)
-                if sctx is None:
-                    sctx = contexts[cls.name] = _source_context(settings, eng.transports(), opts)
-                src = cls(entry, sctx, **opts)
-                sources.setdefault(src.name, src)
-                async for item in src.items():
-                    if only is None or only(item):
-                        listed += 1
-                        yield item
-            except OmnigetError as exc:
-                bad = Item(download_url=entry)
-                eng.emit(Failed(bad, None, exc))
-                failures.append((listed, FileResult(bad, None, "failed", error=exc)))
+            return
+        for entry in items_or_urls:
+            if not isinstance(entry, Item):
+                async for item in from_url(entry):
+                    yield item
+            elif only is None or only(entry):
+                listed += 1
+                yield entry
 
     aev = _bridge(cancel)
     try:
@@ -236,8 +251,8 @@ def download(
 
 
 def _one_or_many(
-    items_or_urls: Iterable[Item | str] | str | Item, name: str
-) -> Iterable[Item | str]:
+    items_or_urls: Iterable[Item | str] | AsyncIterable[Item | str] | str | Item, name: str
+) -> Iterable[Item | str] | AsyncIterable[Item | str]:
     """One URL or item as a list of one (a str is no list of URLs); bytes refused."""
     if isinstance(items_or_urls, str | Item):
         return [items_or_urls]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -95,3 +95,24 @@ def test_cancelling_the_task_of_adownload_cancels_it(httpd: HTTPServer, tmp_path
     asyncio.run(main())
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == ["a.bin.omniget-part", "b.bin.omniget-part"]
+
+
+def test_adownload_takes_aextract_s_items(httpd: HTTPServer, tmp_path: Path) -> None:
+    """``adownload(aextract(url))``, the async form of ``download(extract(url))``, failed
+    inside omniget: 'async_generator' object is not iterable."""
+    url = httpd.add(httpd.new_path("a.bin"), b"x" * 3000)
+
+    async def urls() -> AsyncIterator[str]:
+        yield "gopher://x/y"
+        yield url
+
+    async def main() -> tuple[omniget.Report, omniget.Report]:
+        settings = _settings(tmp_path)
+        one = await omniget.adownload(omniget.aextract(url), tmp_path / "a", settings=settings)
+        two = await omniget.adownload(urls(), tmp_path / "b", settings=settings)
+        return one, two
+
+    one, two = asyncio.run(main())
+    assert [r.status for r in one.results] == ["ok"]
+    assert [r.status for r in two.results] == ["failed", "ok"]
+    assert (tmp_path / "a" / "a.bin").read_bytes() == (tmp_path / "b" / "a.bin").read_bytes()
