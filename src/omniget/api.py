@@ -16,7 +16,7 @@ from collections.abc import (
     Iterable,
     Mapping,
 )
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from .engine import Engine, FileResult, Report
 from .engine.events import EventHandler, Failed
@@ -27,7 +27,12 @@ from .settings import Settings
 from .sources import find_source
 from .sources.base import HttpClient, Source, SourceContext
 
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
 __all__ = ["adownload", "aextract", "download", "extract", "stream"]
+
+T = TypeVar("T")
 
 
 def _source_context(
@@ -83,16 +88,45 @@ def extract(
 
 def _drive(agen: AsyncGenerator[Item, None]) -> Generator[Item, None, None]:
     loop = asyncio.new_event_loop()
-    try:
-        while True:
-            try:
-                yield loop.run_until_complete(agen.__anext__())
-            except StopAsyncIteration:
-                return
-    finally:
+    helper: ThreadPoolExecutor | None = None
+
+    def run(call: Callable[[], T]) -> T:
+        """``call`` (it runs ``loop``) here; on a helper thread when this thread's own
+        loop is running (``download(extract(url))``: download's loop asks for the items)."""
+        nonlocal helper
+        if not _loop_running():
+            return call()
+        if helper is None:
+            from concurrent.futures import ThreadPoolExecutor  # (rare: not at start-up)
+
+            helper = ThreadPoolExecutor(1, thread_name_prefix="omniget-extract")
+        return helper.submit(call).result()
+
+    def close() -> None:
         loop.run_until_complete(agen.aclose())
         _settle(loop)
         loop.close()
+
+    try:
+        while True:
+            try:
+                yield run(lambda: loop.run_until_complete(agen.__anext__()))
+            except StopAsyncIteration:
+                return
+    finally:
+        try:
+            run(close)
+        finally:
+            if helper is not None:
+                helper.shutdown()
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 SETTLE_WAIT = 1.0  # seconds a source's leftover tasks get to end when extract is closed

@@ -116,3 +116,16 @@ def test_adownload_takes_aextract_s_items(httpd: HTTPServer, tmp_path: Path) -> 
     assert [r.status for r in one.results] == ["ok"]
     assert [r.status for r in two.results] == ["failed", "ok"]
     assert (tmp_path / "a" / "a.bin").read_bytes() == (tmp_path / "b" / "a.bin").read_bytes()
+
+
+def test_download_takes_extract_s_items(httpd: HTTPServer, tmp_path: Path) -> None:
+    """``download(extract(url))`` failed: extract's generator ran its own event loop
+    from inside download's ("Cannot run the event loop while another loop is running")."""
+    urls = [httpd.add(httpd.new_path(f"{n}.bin"), n.encode() * 1000) for n in "ab"]
+    report = omniget.download(omniget.extract(urls[0]), tmp_path, settings=_settings(tmp_path))
+    assert [r.status for r in report.results] == ["ok"]
+    rest = omniget.extract(urls[1])
+    assert next(rest).filename == "b.bin"  # (one step on this thread, the end on another)
+    report = omniget.download(rest, tmp_path, settings=_settings(tmp_path))
+    assert report.results == []
+    assert (tmp_path / "a.bin").read_bytes() == b"a" * 1000
