@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import (
     AuthRequired,
+    IntegrityError,
     NotFound,
     OmnigetError,
     RemoteError,
@@ -50,6 +51,14 @@ _UNSATISFIED = re.compile(r"\s*bytes\s+\*/(\d+)\s*$", re.I)  # a 416's Content-R
 # errors that say nothing about the item's other URLs (mirrors): try the next one
 PERMANENT_ON_ONE_MIRROR = (RemoteError, NotFound, AuthRequired)
 ANY_LENGTH = 1 << 62  # pipe_room of a span that runs to the end of the body
+
+
+def size_mismatch(job: FileJob, what: str) -> IntegrityError:
+    """The file has another size than the one expected (the item's, or the server's)."""
+    name = job.final.name if job.final is not None else job.item.filename
+    err = IntegrityError(f"size mismatch for {name}: {what}")
+    err.max_retries = 1  # (another server of a CDN may answer; more tries would not)
+    return err
 
 
 class _Restart(Exception):
@@ -96,6 +105,8 @@ class _SpanSink:
             # Stop early only when the answer would go on past our end (a span cut
             # short by stealing); an answer that ends here keeps its connection.
             stop = span.pos + len(data) > end or self.body_end != end
+            if span.pos + len(data) > end and end == job.size:  # (no length said so)
+                raise size_mismatch(job, f"more than the {end} bytes expected")
             data = data[: end - span.pos]
         part = job.part
         assert part is not None
@@ -439,6 +450,9 @@ class PlainDownload:
     def _check_complete(self, span: Span, sink: _SpanSink) -> None:
         size = self.job.size
         if span.end is not None:
+            if span.pos < span.end and sink.framed and sink.body_end is None and span.end == size:
+                # (the answer said no length, and ended by its own framing: not cut off)
+                raise size_mismatch(self.job, f"{span.pos} bytes, not the {size} expected")
             if span.pos < span.end:
                 raise TransientError(
                     f"connection closed at byte {span.pos} of {span.end} ({self.job.item.filename})"
@@ -461,6 +475,9 @@ class PlainDownload:
         check_status(head, sink.req.url)
         cr = head.content_range
         sink.body_end = cr[1] if head.status == 206 and cr else head.total_size
+        said = job.item.size_bytes
+        if said is not None and head.total_size not in (None, said):
+            raise size_mismatch(job, f"{head.total_size} bytes on the server, the item says {said}")
         if job.item.expect == "media" and "text/html" in head.headers.get("content-type", ""):
             raise RemoteError(f"got a web page instead of a file from {head.url}")
         span = sink.span
