@@ -96,6 +96,11 @@ class _PieceSink:
                 out = self.inflate.decompress(data)
             except zlib.error as exc:
                 raise IntegrityError(f"bad zlib data in {self.job.item.filename}: {exc}") from exc
+            if self.inflate.unused_data:  # (only ever set at the stream's end)
+                raise IntegrityError(
+                    f"{len(self.inflate.unused_data)} bytes after the end of the zlib stream"
+                    f" of a piece of {self.job.item.filename}"
+                )
         self._emit(out)
         if stop:
             raise StopTransfer

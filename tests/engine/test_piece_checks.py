@@ -1,0 +1,40 @@
+"""Checks of hand-built pieces, as a library user writes them, against a real server."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+from tests.faults.test_http_faults import fetch, files
+from tests.servers.httpd import HTTPServer
+
+from omniget import IntegrityError
+from omniget.model import ByteRange, Item, Piece, Transform
+
+
+def test_bytes_after_the_end_of_a_zlib_stream_fail_the_piece(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """A zlib piece whose bytes go on after its stream's end (two chunks in one range,
+    say) kept the first chunk's output and dropped the rest: a short file, reported ok."""
+    one, two = b"1" * 5000, b"2" * 7000
+    url = httpd.add(httpd.new_path("z.bin"), zlib.compress(one) + zlib.compress(two))
+    item = Item(url, path="out.bin", pieces=(Piece(url, transform=Transform.ZLIB),))
+    report, _, out = fetch([item], tmp_path, retries=1)
+    [result] = report.results
+    assert result.status == "failed" and isinstance(result.error, IntegrityError)
+    assert "after the end of the zlib stream" in str(result.error)
+    assert "out.bin" not in files(out)
+
+
+def test_a_zlib_piece_that_is_one_stream_is_whole(httpd: HTTPServer, tmp_path: Path) -> None:
+    one, two = b"1" * 5000, b"2" * 7000
+    first, second = zlib.compress(one), zlib.compress(two)
+    url = httpd.add(httpd.new_path("z.bin"), first + second)
+    pieces = (
+        Piece(url, range=ByteRange(0, len(first)), transform=Transform.ZLIB),
+        Piece(url, range=ByteRange(len(first)), transform=Transform.ZLIB),
+    )
+    report, _, out = fetch([Item(url, path="out.bin", pieces=pieces)], tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (out / "out.bin").read_bytes() == one + two
