@@ -136,9 +136,23 @@ class RemoteError(TransferError):
 
 
 class RemoteNotFound(RemoteError, NotFound):
-    """A 404 or 410: a transfer error, and a :class:`NotFound` like a source's."""
+    """A 404 or 410: a transfer error, and a :class:`NotFound` like a source's (with the
+    ``url`` that answered it)."""
 
     exit_code = 6
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str = "",
+        item: Any = None,
+        piece: Any = None,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message, item=item, piece=piece, retry_after=retry_after, status=status)
+        self.url = url
 
 
 class IntegrityError(TransferError):

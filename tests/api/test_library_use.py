@@ -129,3 +129,13 @@ def test_download_takes_extract_s_items(httpd: HTTPServer, tmp_path: Path) -> No
     report = omniget.download(rest, tmp_path, settings=_settings(tmp_path))
     assert report.results == []
     assert (tmp_path / "a.bin").read_bytes() == b"a" * 1000
+
+
+def test_a_404_caught_as_not_found_names_its_url(httpd: HTTPServer, tmp_path: Path) -> None:
+    """``NotFound`` promises ``.url``; the 404 of a download carried an empty one."""
+    url = httpd.url(httpd.new_path("gone.bin"))
+    report = omniget.download([url], tmp_path, settings=_settings(tmp_path))
+    error = report.results[0].error
+    assert isinstance(error, omniget.NotFound) and isinstance(error, omniget.TransferError)
+    assert (error.url, error.status, error.exit_code) == (url, 404, 6)
+    assert error.item is not None and error.item.download_url == url

@@ -331,7 +331,7 @@ def check_status(head: Head, url: str) -> None:
     retry_after = parse_retry_after(head.headers.get("retry-after"))
     where = f"HTTP {status} from {_safe(url)}"
     if status in (404, 410):
-        raise RemoteNotFound(f"not found ({where})", status=status)
+        raise RemoteNotFound(f"not found ({where})", status=status, url=_safe(url))
     if status in (401, 403):
         raise AuthRequired(f"access refused ({where})", url=_safe(url))
     if status == 429 or status >= 500 or status == 408:
