@@ -8,8 +8,8 @@ from pathlib import Path
 from tests.faults.test_http_faults import fetch, files
 from tests.servers.httpd import HTTPServer
 
-from omniget import IntegrityError
-from omniget.model import ByteRange, Item, Piece, Transform
+from omniget import IntegrityError, TransferError
+from omniget.model import ByteRange, Digest, Item, Piece, Transform
 
 
 def test_bytes_after_the_end_of_a_zlib_stream_fail_the_piece(
@@ -38,3 +38,19 @@ def test_a_zlib_piece_that_is_one_stream_is_whole(httpd: HTTPServer, tmp_path: P
     report, _, out = fetch([Item(url, path="out.bin", pieces=pieces)], tmp_path)
     assert report.exit_code == 0, report.failures
     assert (out / "out.bin").read_bytes() == one + two
+
+
+def test_a_piece_s_failure_names_the_piece(httpd: HTTPServer, tmp_path: Path) -> None:
+    """``TransferError.piece`` (documented with ``.item``) was never set."""
+    url = httpd.add(httpd.new_path("a.bin"), b"a" * 1000)
+    gone = httpd.url(httpd.new_path("gone.bin"))
+    bad = Piece(url, range=ByteRange(0, 10), digest=Digest("md5", "0" * 32))
+    items = [
+        Item(url, path="one.bin", pieces=(Piece(url), Piece(gone))),
+        Item(url, path="two.bin", pieces=(bad,)),
+    ]
+    report, _, _ = fetch(items, tmp_path, retries=1)
+    errors = [r.error for r in report.results]
+    assert isinstance(errors[0], TransferError) and errors[0].piece == Piece(gone)
+    assert isinstance(errors[1], IntegrityError) and errors[1].piece == bad
+    assert [e.item for e in errors if isinstance(e, TransferError)] == items

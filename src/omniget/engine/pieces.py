@@ -16,7 +16,14 @@ import time
 import zlib
 from pathlib import Path
 
-from ..errors import Cancelled, IntegrityError, OmnigetError, StorageError, TransientError
+from ..errors import (
+    Cancelled,
+    IntegrityError,
+    OmnigetError,
+    StorageError,
+    TransferError,
+    TransientError,
+)
 from ..model import Piece, Transform
 from .assemble import PartFile, part_path, storage_error
 from .context import ChunkKey, ChunkSource, output_key
@@ -187,6 +194,8 @@ class PieceDownload:
                     attempts += 1
                     delay = self.ctx.policy.next_delay(attempts, exc, waited, self.ctx.rng)
                     if delay is None:
+                        if isinstance(exc, TransferError) and exc.piece is None:
+                            exc.piece = piece
                         raise
                     self.ctx.event(Retrying(job.item, job.final, exc, attempts, delay))
                     await self.ctx.clock.sleep(delay)
