@@ -320,7 +320,9 @@ def stream(
     on_event: EventHandler | None = None,
 ) -> int:
     """Write one URL's bytes in order to ``out``; returns how many were written.
-    ``on_event`` sees its retries."""
+    ``on_event`` sees its retries. An item made of pieces is refused (UsageError)."""
+    if not isinstance(url_or_item, Item):
+        _check_url(url_or_item, "stream")
     item = url_or_item if isinstance(url_or_item, Item) else Item(download_url=url_or_item)
 
     async def run() -> int:

@@ -139,3 +139,19 @@ def test_a_404_caught_as_not_found_names_its_url(httpd: HTTPServer, tmp_path: Pa
     assert isinstance(error, omniget.NotFound) and isinstance(error, omniget.TransferError)
     assert (error.url, error.status, error.exit_code) == (url, 404, 6)
     assert error.item is not None and error.item.download_url == url
+
+
+def test_stream_refuses_an_item_made_of_pieces(httpd: HTTPServer) -> None:
+    """stream() wrote the bytes of the item's download_url, whatever its pieces said."""
+    url = httpd.add(httpd.new_path("a.bin"), b"a" * 100)
+    other = httpd.add(httpd.new_path("b.bin"), b"b" * 100)
+    item = omniget.Item(url, pieces=(omniget.Piece(other),))
+    out = io.BytesIO()
+    with pytest.raises(omniget.UsageError, match="pieces"):
+        omniget.stream(item, out)
+    assert out.getvalue() == b"" and httpd.requests == []
+
+
+def test_stream_names_a_url_of_the_wrong_type() -> None:
+    with pytest.raises(TypeError, match="a URL is a str, not bytes"):
+        omniget.stream(cast(Any, b"http://127.0.0.1:9/a"), io.BytesIO())

@@ -13,7 +13,7 @@ import errno
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import IntegrityError, OmnigetError, StorageError, TransientError
+from ..errors import IntegrityError, OmnigetError, StorageError, TransientError, UsageError
 from ..model import ByteRange, Item
 from .events import Retrying, Warned
 from .ratelimit import RateLimit
@@ -76,6 +76,9 @@ class _StreamSink:
 
 
 async def stream_item(engine: Engine, item: Item, write: Callable[[bytes], object]) -> int:
+    if item.pieces:  # (its bytes are not its download_url's)
+        raise UsageError(f"{item.filename} is made of pieces: it cannot be written to a "
+                         "stream, only downloaded into a folder")
     transports = engine.transports()
     sink = _StreamSink(write, 0)
     limit = engine.settings.limit_rate
