@@ -9,7 +9,7 @@ from tests.faults.test_http_faults import fetch, files
 from tests.servers.httpd import HTTPServer
 
 from omniget import IntegrityError, TransferError
-from omniget.model import ByteRange, Digest, Item, Piece, Transform
+from omniget.model import ByteRange, Digest, Item, LocalSlice, Piece, Transform
 
 
 def test_bytes_after_the_end_of_a_zlib_stream_fail_the_piece(
@@ -54,3 +54,16 @@ def test_a_piece_s_failure_names_the_piece(httpd: HTTPServer, tmp_path: Path) ->
     assert isinstance(errors[0], TransferError) and errors[0].piece == Piece(gone)
     assert isinstance(errors[1], IntegrityError) and errors[1].piece == bad
     assert [e.item for e in errors if isinstance(e, TransferError)] == items
+
+
+def test_a_slice_of_a_file_that_failed_says_so(httpd: HTTPServer, tmp_path: Path) -> None:
+    """The reader of a file whose own item failed was told no item of the run writes it."""
+    gone = httpd.url(httpd.new_path("gone.bin"))
+    items = [
+        Item(gone, path="x/a.bin"),
+        Item(gone, path="slice.bin", pieces=(Piece(local=LocalSlice("x/a.bin")),)),
+    ]
+    report, _, _ = fetch(items, tmp_path, retries=0)
+    message = str(report.results[1].error)
+    assert "no item of this run writes" not in message
+    assert "the item of this run that writes it failed" in message

@@ -303,9 +303,10 @@ class PieceDownload:
             self.ctx.limits.release_file(self.job.claim)
             await asyncio.shield(producer)  # (shared with other readers and writers)
         if not path.exists():
+            why = (": the item of this run that writes it failed" if producer is not None
+                   else " and which no item of this run writes")
             raise StorageError(
-                f"{self.job.item.filename} takes bytes from {path}, which does not exist"
-                " and which no item of this run writes"
+                f"{self.job.item.filename} takes bytes from {path}, which does not exist{why}"
             )
         start = local.range.start if local.range else 0
         length = local.range.length if local.range else None
