@@ -18,6 +18,7 @@ __all__ = [
 ]
 
 OnExists = Literal["skip", "overwrite", "rename"]
+ON_EXISTS: tuple[OnExists, ...] = ("skip", "overwrite", "rename")
 
 MiB = 1024 * 1024
 
@@ -67,6 +68,11 @@ class Settings:
     checkpoint_seconds: float = 0.5
     fsync_seconds: float = 5.0  # part files synced to disk this often (see journal.py)
     verify_size: bool = True
+
+    def __post_init__(self) -> None:
+        if self.on_exists not in ON_EXISTS:  # (any other word meant overwrite)
+            raise ValueError(f"on_exists must be one of {', '.join(ON_EXISTS)}, "
+                             f"not {self.on_exists!r}")
 
 
 def default_state_dir() -> Path:

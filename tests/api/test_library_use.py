@@ -155,3 +155,9 @@ def test_stream_refuses_an_item_made_of_pieces(httpd: HTTPServer) -> None:
 def test_stream_names_a_url_of_the_wrong_type() -> None:
     with pytest.raises(TypeError, match="a URL is a str, not bytes"):
         omniget.stream(cast(Any, b"http://127.0.0.1:9/a"), io.BytesIO())
+
+
+def test_a_mistyped_on_exists_is_refused() -> None:
+    """Any on_exists but "skip" and "rename" overwrote: a typo replaced the user's file."""
+    with pytest.raises(ValueError, match="on_exists"):
+        omniget.Settings(on_exists=cast(Any, "overwite"))
