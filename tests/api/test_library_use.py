@@ -161,3 +161,15 @@ def test_a_mistyped_on_exists_is_refused() -> None:
     """Any on_exists but "skip" and "rename" overwrote: a typo replaced the user's file."""
     with pytest.raises(ValueError, match="on_exists"):
         omniget.Settings(on_exists=cast(Any, "overwite"))
+
+
+def test_the_readme_says_where_the_events_are() -> None:
+    """The README's example passes ``on_event`` "typed engine events" without naming
+    them or where they live."""
+    from omniget.engine import events
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    library = readme.partition("## The library")[2].partition("\n## ")[0]
+    assert "`omniget.engine.events`" in library
+    named = {n for n in events.__all__ if n not in ("Event", "EventHandler")}
+    assert {n for n in named if f"`{n}`" in library} == named
