@@ -173,3 +173,17 @@ def test_the_readme_says_where_the_events_are() -> None:
     assert "`omniget.engine.events`" in library
     named = {n for n in events.__all__ if n not in ("Event", "EventHandler")}
     assert {n for n in named if f"`{n}`" in library} == named
+
+
+@pytest.mark.parametrize("url", ["example.com/x", "ftp://h/y", "http:/x", "http:///x"])
+def test_source_http_refuses_what_is_no_http_url(
+    httpd: HTTPServer, tmp_path: Path, url: str
+) -> None:
+    """With source="http", a URL without http(s):// failed with an IndexError from inside
+    the source (and ended a whole download); an ftp:// one became an item."""
+    with pytest.raises(omniget.UnsupportedURL):
+        list(omniget.extract(url, source="http"))
+    good = httpd.add(httpd.new_path("a.bin"), b"a" * 10)
+    report = omniget.download([url, good], tmp_path, source="http", settings=_settings(tmp_path))
+    assert [r.status for r in report.results] == ["failed", "ok"]
+    assert isinstance(report.results[0].error, omniget.UnsupportedURL)

@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
-from ..errors import UsageError
+from ..errors import UnsupportedURL, UsageError
 from ..model import Item
 from .base import Source
 
 __all__ = ["HttpSource"]
+
+
+_SCHEMES = ("http:", "https:")
 
 
 class HttpSource(Source):
@@ -24,9 +27,14 @@ class HttpSource(Source):
 
 
 def _check_authority(url: str) -> None:
-    """UsageError for a bad port or IPv6 bracket (urlsplit only for those that may be:
-    this runs once per URL of a list)."""
-    netloc = url.split("/", 3)[2].rpartition("@")[2]
+    """UnsupportedURL for no http(s)://HOST (the source named by ``source=`` gets any
+    URL); UsageError for a bad port or IPv6 bracket (urlsplit only for those that may
+    be: this runs once per URL of a list)."""
+    parts = url.split("/", 3)
+    if len(parts) < 3 or parts[1] or not parts[2] or parts[0].lower() not in _SCHEMES:
+        raise UnsupportedURL(f"the http source takes http(s)://HOST/... URLs, not {url!r}",
+                             source="http", url=url)
+    netloc = parts[2].rpartition("@")[2]
     if " " in netloc or not netloc.isprintable():  # (a space or control character)
         raise UsageError(f"not a valid URL: {netloc!r} is no host name")
     _, colon, port = netloc.rpartition(":")
