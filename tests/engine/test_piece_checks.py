@@ -5,6 +5,7 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
+import pytest
 from tests.faults.test_http_faults import fetch, files
 from tests.servers.httpd import HTTPServer
 
@@ -67,3 +68,20 @@ def test_a_slice_of_a_file_that_failed_says_so(httpd: HTTPServer, tmp_path: Path
     message = str(report.results[1].error)
     assert "no item of this run writes" not in message
     assert "the item of this run that writes it failed" in message
+
+
+@pytest.mark.parametrize("staged", [False, True], ids=["offsets", "appended"])
+def test_pieces_of_another_size_than_the_item_s_fail(
+    httpd: HTTPServer, tmp_path: Path, staged: bool
+) -> None:
+    """An item made of pieces took no notice of its size_bytes: a larger one padded the
+    file with zeros, a smaller one passed; both ok, verified "size"."""
+    url = httpd.add(httpd.new_path("a.bin"), b"a" * 1000)
+    tail = Piece(url, offset=None) if staged else Piece(url, offset=1000)
+    pieces = (Piece(url, size=1000), tail)
+    items = [Item(url, path=f"{n}.bin", size_bytes=n, pieces=pieces) for n in (1500, 3000, 2000)]
+    report, _, out = fetch(items, tmp_path, retries=0)
+    errors = [r.error for r in report.results]
+    assert all(isinstance(e, IntegrityError) and "size mismatch" in str(e) for e in errors[:2])
+    assert errors[2] is None and (out / "2000.bin").read_bytes() == b"a" * 2000
+    assert files(out) == ["2000.bin"]

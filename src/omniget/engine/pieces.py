@@ -172,9 +172,9 @@ class PieceDownload:
         if self.staged:
             total = self._assemble()
         else:
-            ends = [(self.offsets[i] or 0) + n for i, n in self.sizes.items()]
-            total = max([job.size or 0, *ends])
-        job.size = total
+            total = max((self.offsets[i] or 0) + n for i, n in self.sizes.items())
+        said = job.item.size_bytes  # (another size than the item's fails the check)
+        job.size = total if said is None else said
         job.done = [(0, total)] if total else []
 
     async def _piece(self, idx: int, piece: Piece, limit: asyncio.Semaphore) -> None:
