@@ -28,6 +28,9 @@ __all__ = [
 ]
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+#: Headers the engine sends itself to resume and split a file: one given for every
+#: request (or an item's) would make each answer a part the engine did not ask for.
+ENGINE_HEADERS = frozenset({"range", "if-range"})
 
 # Names hashlib knows, keyed by the spellings people and servers use.
 _ALGOS = {
@@ -183,6 +186,11 @@ class Item:
     def __post_init__(self) -> None:
         if not isinstance(self.headers, MappingProxyType):
             object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
+        if self.headers and any(k.lower() in ENGINE_HEADERS for k in self.headers):
+            raise ValueError(
+                "an item's headers cannot set Range or If-Range: omniget sends them itself "
+                "to resume and split (a Piece with a range fetches part of a URL)"
+            )
         if not isinstance(self.meta, MappingProxyType):
             object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
         if not self.filename:

@@ -187,3 +187,11 @@ def test_source_http_refuses_what_is_no_http_url(
     report = omniget.download([url, good], tmp_path, source="http", settings=_settings(tmp_path))
     assert [r.status for r in report.results] == ["failed", "ok"]
     assert isinstance(report.results[0].error, omniget.UnsupportedURL)
+
+
+@pytest.mark.parametrize("name", ["Range", "if-range"])
+def test_an_item_cannot_set_the_headers_omniget_sends_itself(name: str) -> None:
+    """An item with a Range header failed with "connection closed at byte 100 of N": the
+    engine asks for the whole file and resumes with its own Range."""
+    with pytest.raises(ValueError, match="Piece"):
+        omniget.Item("http://127.0.0.1:9/a.bin", headers={"X-Other": "1", name: "bytes=0-99"})

@@ -35,7 +35,7 @@ from ...errors import (
     RemoteNotFound,
     TransientError,
 )
-from ...model import ByteRange
+from ...model import ENGINE_HEADERS, ByteRange
 from ..ratelimit import RateLimit
 
 __all__ = [
@@ -61,10 +61,6 @@ __all__ = [
 #: Headers that are secrets: never sent to another origin than the request's own, and
 #: masked in what the CLI shows. A request's ``secret_headers`` add to them.
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
-
-#: Headers the engine sends itself to resume and split a file: one given for every
-#: request would make each answer a part the engine did not ask for.
-ENGINE_HEADERS = frozenset({"range", "if-range"})
 
 
 class StopTransfer(Exception):
