@@ -9,6 +9,7 @@ with this one (before: one file of mixed bytes reported as done, the other faile
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -156,3 +157,38 @@ def test_a_resumed_server_name_is_taken_for_the_rest_of_the_run(
         assert [r.status for r in report.results] == ["ok", "skipped"]
     else:
         assert got == {"report.pdf": first, "report_1.pdf": second}
+
+
+@pytest.mark.parametrize("on_exists", ["skip", "rename"])
+def test_two_remembered_server_names_alike_meet_again(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, on_exists: str
+) -> None:
+    """Two URLs the server names alike, fetched again into an emptied folder: the journal
+    gives both the name the server chose, and they meet there as in the first run (before:
+    both wrote that one name, the later bytes kept and both reported done, or the second
+    failed as "being downloaded by another omniget run")."""
+    bodies = [payload(300 * KiB, 91), payload(300 * KiB, 92)]
+    urls = []
+    for i, body in enumerate(bodies):
+        path = httpd.new_path(f"r{i}")
+        httpd.add(path, body)
+        urls.append(httpd.url(path, cd="report.pdf", drip=3_000_000))  # (both at once)
+    out = tmp_path / "out"
+    settings = Settings(state_dir=tmp_path / "state", on_exists=on_exists)  # type: ignore[arg-type]
+    assert download(urls, out, settings=settings).exit_code == 0
+    shutil.rmtree(out)
+
+    report = download(urls, out, settings=settings)
+
+    assert report.exit_code == 0, report.failures
+    got = {p.name: p.read_bytes() for p in out.iterdir()}
+    if on_exists == "skip":  # (which of the two: whichever took the name first)
+        ok = [r for r in report.results if r.status == "ok"]
+        assert len(ok) == 1 and got == {"report.pdf": bodies[report.results.index(ok[0])]}
+        assert sorted((r.status, r.reason) for r in report.results) == [
+            ("ok", ""),
+            ("skipped", "same-name"),
+        ]
+    else:
+        assert sorted(got) == ["report.pdf", "report_1.pdf"]
+        assert sorted(got.values()) == sorted(bodies)

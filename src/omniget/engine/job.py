@@ -87,6 +87,7 @@ class FileJob:
         self.written = 0  # output bytes written in this run
         self.digests: list[Digest] = []  # expected whole-file digests
         self.server_path: Path | None = None  # the name the server chose, if any
+        self.remembered: Path | None = None  # that name as an earlier run recorded it
         self.stream_hash: StreamHasher | None = None  # set by plain when it hashes in order
         self.connections = 1
         self.claim = FileClaim()  # this file's turn among the files transferring at once
@@ -387,8 +388,12 @@ class FileJob:
             self.record = self.ctx.journal_record(self.key)
             rel = item.output_path
             rec = self.record
+            remembered = False  # the name an earlier run chose, not the planned one
             if rec is not None and (item.name_from_server or self._renamed_unfinished(rec)):
                 final = Path(rec.path)
+                planned = self.planned or self.resolve_final(rel)
+                remembered = output_key(final) != output_key(planned)
+                self.remembered = final
             else:
                 final = self.planned or self.resolve_final(rel)
             resuming = (
@@ -399,12 +404,22 @@ class FileJob:
                 # again: a later file of the run given it sees it taken, as in that run
                 self.ctx.outputs[output_key(final)] = self.released
             if not resuming:
-                chosen = self.exists_policy(final)
+                # a remembered name that another file of this run writes: as when the
+                # server gives it (see take_server_name)
+                taken = remembered and self.ctx.writing(final, self.released)
+                if not taken:
+                    chosen = self.exists_policy(final)
+                elif self.ctx.settings.on_exists == "skip":
+                    chosen = None
+                else:
+                    chosen = unique_path(final, self.ctx.busy_paths())
                 if chosen is None:
-                    if not shadowed:
+                    if not (shadowed or taken):
                         await self._check_existing(final)
-                    return self._skipped(final, "same-name" if shadowed else "exists")
+                    return self._skipped(final, "same-name" if shadowed or taken else "exists")
                 final = chosen
+                if remembered and self.released is not None:  # (later files see it taken)
+                    self.ctx.outputs[output_key(final)] = self.released
             self.final = final
             if resuming:
                 self.load_resume(final)

@@ -577,7 +577,8 @@ class PlainDownload:
                 parent = job.item.output_path.rpartition("/")[0]
                 candidate = job.resolve_final(f"{parent}/{name}" if parent else name)
                 job.server_path = candidate
-                if name != final.name:
+                # (the name an earlier run recorded was taken at the start, --on-exists too)
+                if name != (job.remembered or final).name:
                     final = job.take_server_name(candidate)
         part = job.open_part(final, fresh=not job.done)
         try:
