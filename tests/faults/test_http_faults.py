@@ -472,6 +472,26 @@ def test_a_dead_mirror_is_left_at_once_for_a_live_one(
     assert len(warned) == 1 and "trying a mirror" in warned[0].message
 
 
+@pytest.mark.parametrize("other", ["smaller", "larger"])
+def test_a_mirror_of_another_size_is_left_for_the_others(
+    httpd: HTTPServer, tmp_path: Path, other: str
+) -> None:
+    """A "mirror" (an -i line's second URL) whose file has another size is another file:
+    it is dropped with a word and the download goes on from the first URL. Before, its
+    answer counted as the file changing on the server: every byte was dropped, three
+    times, and the file failed (exit 3)."""
+    data = random.Random(6).randbytes(4 * MiB)
+    good = httpd.add(httpd.new_path("s.bin"), data) + "?drip=20000000"
+    size = 1 * MiB if other == "smaller" else 6 * MiB
+    wrong = httpd.add(httpd.new_path("s.bin"), random.Random(7).randbytes(size))
+    item = Item(good, mirrors=(wrong,), filename="s.bin")
+    report, events, out = fetch("", tmp_path, item=item, split=4)
+    assert report.exit_code == 0, report.failures
+    assert (out / "s.bin").read_bytes() == data
+    warned = [e.message for e in events if isinstance(e, Warned)]
+    assert len(warned) == 1 and f"{size} bytes, not {len(data)}" in warned[0], warned
+
+
 def test_a_compressed_body_does_not_continue_bytes_kept_from_a_cut_run(
     httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

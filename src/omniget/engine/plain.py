@@ -377,8 +377,9 @@ class PlainDownload:
                         other = self._untried_mirror(url, self.gone)
                         if other is None or not isinstance(exc, PERMANENT_ON_ONE_MIRROR):
                             raise
+                        said = url in self.gone  # (by another span: once is enough)
                         self.gone.add(url)  # a mirror's 404 (or DNS name, or login) is its own
-                        url = self._to_mirror(other, exc)
+                        url = other if said else self._to_mirror(other, exc)
                         continue
                     self.failing.add(url)
                     other = self._untried_mirror(url, self.gone | self.failing)
@@ -470,11 +471,15 @@ class PlainDownload:
     def on_head(self, head: Head, sink: _SpanSink) -> None:
         """Check an answer before any of its bytes are written."""
         job = self.job
+        # validators are those of the item's own URL: mirrors have their own (by size)
+        own = sink.req.url == job.item.download_url
         if head.status == 416 and sink.req.range is not None:
-            self._unsatisfiable(head, sink.span)
+            self._unsatisfiable(head, sink.span, own)
         check_status(head, sink.req.url)
         cr = head.content_range
         sink.body_end = cr[1] if head.status == 206 and cr else head.total_size
+        if not own and job.size is not None and head.total_size not in (None, job.size):
+            self._not_a_copy(sink.req.url, head.total_size)
         said = job.item.size_bytes
         if said is not None and head.total_size not in (None, said):
             raise size_mismatch(job, f"{head.total_size} bytes on the server, the item says {said}")
@@ -486,8 +491,6 @@ class PlainDownload:
             self.failing.discard(sink.req.url)  # it answers again
         if head.decoded:
             self.ranges_ok = False
-        # validators are those of the item's own URL: mirrors have their own (by size)
-        own = sink.req.url == job.item.download_url
         if (self.head_seen or job.done) and self._changed(head, own):
             raise _Restart("the file changed on the server", changed=True)
         if own and not (job.etag or job.last_modified):
@@ -517,20 +520,29 @@ class PlainDownload:
         if self.splitter is not None:
             self.splitter.head_event.set()
 
-    def _unsatisfiable(self, head: Head, span: Span) -> None:
+    def _unsatisfiable(self, head: Head, span: Span, own: bool) -> None:
         """A 416 to a ranged request. With the size it gives (``Content-Range: bytes
         */N``) where the span stands, and no other size known, every byte is here already
         (a body of unknown length whose end was lost with its connection): the span is
-        complete. A smaller size than that means the file changed. Else it is an error."""
+        complete. A smaller size than that means the file changed (or, from a mirror,
+        that it is not a copy). Else it is an error."""
         m = _UNSATISFIED.match(head.headers.get("content-range", ""))
         if m is None:
             return
         size, job = int(m.group(1)), self.job
         if size < span.pos or (job.size is not None and size != job.size):
+            if not own and job.size is not None:
+                self._not_a_copy(head.url, size)
             raise _Restart("the file changed on the server", changed=True)
         if size == span.pos and job.size is None and span.end is None:
             job.size = span.end = size
             raise StopTransfer
+
+    def _not_a_copy(self, url: str, size: int) -> None:
+        """A mirror whose file has another size than the one known: another file, not
+        this one changing. An error of that URL alone (the others go on)."""
+        raise RemoteError(f"{url} has {size} bytes, not {self.job.size}: not a copy of "
+                          "this file")
 
     def _changed(self, head: Head, own: bool) -> bool:
         """Size, or (``own``: an answer from the item's own URL) validators differ from
