@@ -138,6 +138,22 @@ def test_input_file_and_stdin_reach_download(
     assert calls[1]["items"] == ["https://example.com/stdin"]
 
 
+def test_every_input_file_is_read(
+    calls: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """-i twice reads both lists, in order (before: the last one alone, the first one's URLs
+    dropped without a word); an empty list among others is no error."""
+    (tmp_path / "one.txt").write_text("https://example.com/1\n")
+    (tmp_path / "two.txt").write_text("https://example.com/2\n")
+    (tmp_path / "none.txt").write_text("# nothing yet\n")
+    monkeypatch.setattr("sys.stdin", io.StringIO("https://example.com/stdin\n"))
+    argv = ["-q", "-i", "one.txt", "-i", "-", "-i", "none.txt", "-i", "two.txt"]
+    assert main(argv) == 0
+    assert calls[0]["items"] == [
+        "https://example.com/1", "https://example.com/stdin", "https://example.com/2"
+    ]
+
+
 def test_urls_without_a_scheme_are_http(calls: list[dict[str, Any]], tmp_path: Path) -> None:
     listing = tmp_path / "urls.txt"
     listing.write_text("files.example.com/a.zip\nhttps://example.com/b\n")

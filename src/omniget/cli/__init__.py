@@ -217,17 +217,18 @@ def _bind_user(cfg: Config, targets: list[str | Item]) -> Config:
 
 
 def _collect(ns: argparse.Namespace) -> list[str | Item]:
-    """URLs from the command line, then from ``-i``."""
+    """URLs from the command line, then from each ``-i`` in turn."""
     targets: list[str | Item] = [guess_scheme(u) for u in ns.urls]
-    if ns.input_file:
-        name = "stdin" if ns.input_file == "-" else f"input file {ns.input_file}"
+    empty = ""  # why the last list read gave no URL
+    for file in ns.input_file or ():
+        name = "stdin" if file == "-" else f"input file {file}"
         try:
-            if ns.input_file == "-":
+            if file == "-":
                 if sys.stdin is None:
                     raise UsageError("cannot read stdin (-i -): it is closed")
                 text = sys.stdin.read()
             else:
-                text = Path(ns.input_file).expanduser().read_text(encoding="utf-8")
+                text = Path(file).expanduser().read_text(encoding="utf-8")
         except OSError as e:
             why = e.strerror or str(e)
             raise UsageError(f"cannot read {name}: {why}") from None
@@ -236,12 +237,12 @@ def _collect(ns: argparse.Namespace) -> list[str | Item]:
             raise UsageError(f"cannot read {name}: {why}") from None
         text = text.removeprefix("\ufeff")  # (a BOM: Windows editors write one)
         found = parse_input(text, name)
-        if not found and not targets:
+        if not found:
             why = "it is empty" if not text.strip() else "only blank lines and comments"
-            raise UsageError(f"no URL in {name}: {why}")
+            empty = f"no URL in {name}: {why}"
         targets += found
     if not targets:
-        raise UsageError("no URL given (see 'omniget --help')")
+        raise UsageError(empty or "no URL given (see 'omniget --help')")
     return targets
 
 

@@ -78,8 +78,9 @@ _nonneg = _checked(cfg.parse_nonneg, "number")
 def _add_common(p: argparse.ArgumentParser) -> None:
     """Options every item-producing command takes: input, selection, network, output style."""
     p.add_argument("urls", nargs="*", metavar="URL", help="what to get")
-    p.add_argument("-i", "--input-file", metavar="FILE",
-                   help="read URLs from FILE ('-' = stdin); TAB-separated URLs are mirrors")
+    p.add_argument("-i", "--input-file", action="append", metavar="FILE",
+                   help="read URLs from FILE ('-' = stdin; repeatable); TAB-separated URLs "
+                   "are mirrors")
     p.add_argument("--source", metavar="NAME", help="use this source instead of guessing")
     p.add_argument("--include", action="append", metavar="GLOB",
                    help="only items whose output path matches (repeatable)")
