@@ -7,6 +7,7 @@ runs that fail, ``-i`` files with a BOM or no URL, ``omniget help``, interruptio
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import json
@@ -743,6 +744,44 @@ def test_quiet_interrupt_prints_only_the_error(httpd: HTTPServer, sig: signal.Si
     assert (proc.returncode, err.decode()) == (130, RESUME + "\n")
     summary = json_lines(out.decode())[-1]
     assert (summary["event"], summary["interrupted"], summary["exit_code"]) == ("summary", 1, 130)
+
+
+def test_a_second_ctrl_c_still_ends_the_json_events_with_a_summary(httpd: HTTPServer) -> None:
+    """Ctrl+C twice quits without waiting for the state to be saved; the --json events
+    still end with a summary (before: the last line was whatever event came last)."""
+    proc = spawn("--json", "-o", "out", slow(httpd, "j.bin"))
+    assert proc.stdout is not None and proc.stderr is not None
+    assert json.loads(proc.stdout.readline())["event"] == "started"
+    proc.send_signal(signal.SIGINT)
+    assert proc.stderr.readline().startswith(b"omniget: stopping and saving state")
+    proc.send_signal(signal.SIGINT)  # (the run polls its cancel every 50 ms: still running)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, err.decode()) == (130, RESUME + "\n")
+    summary = json_lines(out.decode())[-1]
+    assert (summary["event"], summary["ok"], summary["interrupted"], summary["exit_code"]) == (
+        "summary", 0, 1, 130
+    )
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/syscall"), reason="needs /proc/PID/syscall")
+def test_ctrl_c_while_reading_urls_from_stdin_ends_the_json_events() -> None:
+    """-i - waiting for its list, stopped: the --json events are an error and a summary
+    (before: nothing on stdout)."""
+    env = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1"}
+    proc = subprocess.Popen(command("--json", "-i", "-", "-o", "out"), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    syscall = Path(f"/proc/{proc.pid}/syscall")
+    for _ in range(3000):  # until it waits in read(0, ...) for the list
+        if syscall.read_text().startswith("0 0x0 "):
+            break
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, err.decode()) == (130, RESUME + "\n")
+    lines = json_lines(out.decode())
+    assert [line["event"] for line in lines] == ["error", "summary"]
+    assert (lines[0]["error"], lines[1]["exit_code"]) == ("interrupted", 130)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])

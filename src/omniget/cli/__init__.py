@@ -94,8 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return RUNNERS[ns.command](ns, cfg, mask)
     except SystemExit as e:  # --help, --version
         return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
-    except KeyboardInterrupt:  # (a second Ctrl+C, or one before the download began)
+    except KeyboardInterrupt:  # (one before the download began, or in list, --dry-run)
         _error(RESUME if ns is not None and _resumable(ns) else "interrupted")
+        _json_error(ns, Cancelled("interrupted"), 130, mask)
         return 130
     except BrokenPipeError:  # e.g. `omniget list ... | head`: quietly, as other tools
         _drop_stdout()
@@ -460,11 +461,17 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
 
     only = None if own else _filter(ns, skipped)  # (extracted above, filtered there)
     cancel = threading.Event()
-    with consumer, _on_signals(_save_on_signal(cancel, quiet=ns.quiet)):
-        report = omniget.download(
-            items, dest, settings=cfg.settings, on_event=_safe(consumer), cancel=cancel,
-            source=ns.source, source_options=cfg.sources, only=only,
-        )
+    try:
+        with consumer, _on_signals(_save_on_signal(cancel, quiet=ns.quiet)):
+            report = omniget.download(
+                items, dest, settings=cfg.settings, on_event=_safe(consumer), cancel=cancel,
+                source=ns.source, source_options=cfg.sources, only=only,
+            )
+    except KeyboardInterrupt:  # a second Ctrl+C: no report, but --json still ends so
+        if isinstance(consumer, JsonEvents):
+            consumer.line(_summary(ns, 130, **consumer.tally()))
+        _error(RESUME)
+        return 130
     for r in report.failures:
         label = display_path(r.path) if r.path else r.item.download_url
         failures.append((label, r.error or OmnigetError("failed")))

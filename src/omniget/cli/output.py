@@ -204,7 +204,8 @@ class JsonEvents:
     """``--json``: one JSON line per event on ``out``; Progress at most every ``interval`` s.
 
     A write error (disk full) does not stop the download: it is kept in ``error``, and
-    nothing more is written (the CLI reports it at the end, exit 7)."""
+    nothing more is written (the CLI reports it at the end, exit 7). ``tally()`` counts
+    what the events told, for a summary when the run had no report (a second Ctrl+C)."""
 
     def __init__(
         self,
@@ -218,6 +219,9 @@ class JsonEvents:
         self.error: StorageError | None = None
         self._last: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._began = clock()
+        self._ended = {"ok": 0, "skipped": 0, "failed": 0, "interrupted": 0, "fetched": 0}
+        self._running: set[str] = set()  # started, not ended
 
     def __call__(self, event: Event) -> None:
         with self._lock:
@@ -227,9 +231,32 @@ class JsonEvents:
                 if now - self._last.get(key, -self.interval) < self.interval:
                     return
                 self._last[key] = now
+            elif isinstance(event, Started):
+                self._running.add(key)
             elif isinstance(event, Finished | Failed | Skipped):
                 self._last.pop(key, None)
+                self._running.discard(key)
+                self._count(event)
             self._write(event_to_dict(event, self.mask))
+
+    def _count(self, event: Finished | Failed | Skipped) -> None:
+        ended = self._ended
+        if isinstance(event, Finished):
+            ended["ok"] += 1
+            ended["fetched"] += event.fetched
+        elif isinstance(event, Skipped):
+            ended["skipped"] += 1
+        else:
+            ended["interrupted" if event.error.exit_code == 130 else "failed"] += 1
+
+    def tally(self) -> dict[str, float]:
+        """The summary's counts as the events told them (files started and not ended
+        count as interrupted; bytes fetched, of the files that ended well)."""
+        with self._lock:
+            counts: dict[str, float] = dict(self._ended)
+            counts["interrupted"] += len(self._running)
+            counts["elapsed"] = round(self.clock() - self._began, 3)
+            return counts
 
     def line(self, record: Mapping[str, Any]) -> None:
         """One more JSON line (the summary), unless writing failed before."""
