@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import os
 import random
 import socket
@@ -20,7 +21,7 @@ import pytest
 from tests.servers.httpd import HTTPServer
 from tests.servers.nginx import NginxServer
 
-from omniget import download
+from omniget import download, stream
 from omniget.engine import Engine, Report, job
 from omniget.engine.events import Event, Progress, Retrying, Warned
 from omniget.engine.retry import FakeClock
@@ -490,6 +491,35 @@ def test_a_mirror_of_another_size_is_left_for_the_others(
     assert (out / "s.bin").read_bytes() == data
     warned = [e.message for e in events if isinstance(e, Warned)]
     assert len(warned) == 1 and f"{size} bytes, not {len(data)}" in warned[0], warned
+
+
+@pytest.mark.parametrize("first", ["dead", "missing", "cut", "other-size"])
+def test_a_stream_goes_on_from_a_mirror(httpd: HTTPServer, first: str) -> None:
+    """-O - with an -i line of mirrors: the stream takes them as a download into a file
+    does. Before, only the first URL was ever asked (a dead one: exit 3 and nothing out,
+    however good the mirror)."""
+    data = random.Random(8).randbytes(600 * KiB)
+    good = httpd.add(httpd.new_path("st.bin"), data)
+    if first == "dead":
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            bad = f"http://127.0.0.1:{s.getsockname()[1]}/st.bin"
+    elif first == "missing":
+        bad = httpd.url(httpd.new_path("st.bin"))
+    elif first == "cut":  # the same bytes, cut after 200 KB every time
+        bad = httpd.add(httpd.new_path("st.bin"), data) + "?reset=200000"
+    else:  # asked once the good one is cut: another file, left for the good one again
+        bad = httpd.add(httpd.new_path("st.bin"), random.Random(9).randbytes(KiB))
+    events: list[Event] = []
+    out = io.BytesIO()
+    item = Item(bad, mirrors=(good,), filename="st.bin")
+    if first == "other-size":
+        item = Item(good + "?reset=200000&times=1", mirrors=(bad,), filename="st.bin")
+
+    written = stream(item, out, settings=Settings(retries=2), on_event=events.append)
+
+    assert written == len(data) and out.getvalue() == data
+    assert any("trying a mirror" in e.message for e in events if isinstance(e, Warned))
 
 
 def test_a_compressed_body_does_not_continue_bytes_kept_from_a_cut_run(

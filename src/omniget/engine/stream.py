@@ -1,6 +1,8 @@
 """One URL written in order to a stream (``omniget -O - URL``): one connection, retries
 resume with Range from the bytes already written; if the server cannot resume, the bytes
-already sent are skipped in the new answer (never written twice). A known digest (the
+already sent are skipped in the new answer (never written twice). The item's mirrors are
+taken as a download into a file takes them: another one at once after a failure, one
+whose file has another size, or that answered 404 or 401, never again. A known digest (the
 item's or ``--checksum``) is checked at the end: the bytes are out by then, but the run
 fails with :class:`IntegrityError`; so does a content-encoded answer whose stream fails
 its own check after some of its bytes went out (a retry could only skip them). An error
@@ -13,7 +15,16 @@ import errno
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import IntegrityError, OmnigetError, StorageError, TransientError, UsageError
+from ..errors import (
+    AuthRequired,
+    IntegrityError,
+    NotFound,
+    OmnigetError,
+    RemoteError,
+    StorageError,
+    TransientError,
+    UsageError,
+)
 from ..model import ByteRange, Item
 from .events import Retrying, Warned
 from .ratelimit import RateLimit
@@ -38,14 +49,20 @@ def write_error(
     return StorageError(f"cannot write to {where}: {why}{tail}")
 
 
+#: Errors that say nothing of the item's other URLs (mirrors): that one is left for good.
+PERMANENT_ON_ONE_MIRROR = (RemoteError, NotFound, AuthRequired)
+
+
 class _StreamSink:
     def __init__(self, write: Callable[[bytes], object], done: int) -> None:
         self.write = write
         self.hash: StreamHasher | None = None
         self.done = done
         self.skip = 0
-        self.etag: str | None = None
+        self.url = ""  # the URL asked now (the item's, or a mirror)
+        self.etags: dict[str, str] = {}  # each URL's own (mirrors have their own)
         self.size: int | None = None
+        self.size_from = ""  # the URL that gave the size
         self.decoded = False  # the current answer is content-encoded
         self.framed = True  # the current answer's body ends by its own framing
 
@@ -53,13 +70,19 @@ class _StreamSink:
         self.decoded = head.decoded
         self.framed = head.framed
         check_status(head, head.url)
-        if self.done and self.etag and head.etag and head.etag != self.etag:
+        etag = self.etags.get(self.url)
+        if self.done and etag and head.etag and head.etag != etag:
             raise TransientError("the file changed on the server while streaming")
+        other = self.size is not None and head.total_size not in (None, self.size)
+        if other and self.url != self.size_from:  # (a mirror: its own error)
+            raise RemoteError(f"{self.url} has {head.total_size} bytes, not {self.size}: "
+                              "not a copy of this file")
         if head.status == 200 and self.done:
             self.skip = self.done
-        self.etag = head.etag or self.etag
-        if self.size is None:
-            self.size = head.total_size
+        if head.etag:
+            self.etags[self.url] = head.etag
+        if self.size is None and head.total_size is not None:
+            self.size, self.size_from = head.total_size, self.url
 
     def on_data(self, data: bytes) -> None:
         if self.skip:
@@ -87,19 +110,24 @@ async def stream_item(engine: Engine, item: Item, write: Callable[[bytes], objec
     if want is not None:
         sink.hash = StreamHasher(want.algo)
     attempts, waited = 0, 0.0
+    urls = (item.download_url, *item.mirrors)
+    url = urls[0]
+    gone: set[str] = set()  # mirrors that failed for good
+    switches = 0  # to another mirror at once, without a wait (bounded)
     while True:
         rng = ByteRange(sink.done) if sink.done else None
         req = Request(
-            item.download_url,
+            url,
             headers=item.headers,
             range=rng,
-            if_range=sink.etag if rng else None,
+            if_range=sink.etags.get(url) if rng else None,
             secret_headers=item.secret_headers,
             rate=rate,
         )
         before = sink.done
+        sink.url = url
         try:
-            await transport_for(transports, item.download_url).fetch(req, sink)
+            await transport_for(transports, url).fetch(req, sink)
             if sink.size is not None and sink.done < sink.size:
                 raise TransientError(f"connection closed at byte {sink.done} of {sink.size}")
             break
@@ -109,6 +137,16 @@ async def stream_item(engine: Engine, item: Item, write: Callable[[bytes], objec
                     f"{exc}; {sink.done - before} bytes decoded from it were already "
                     "written out, and cannot be taken back"
                 ) from None
+            other = _next_url(urls, url, gone)
+            if other is not None and not exc.retryable:
+                if not isinstance(exc, PERMANENT_ON_ONE_MIRROR):
+                    raise
+                gone.add(url)
+            if other is not None and (not exc.retryable or switches < 2 * len(urls)):
+                switches += 1
+                engine.emit(Warned(item, None, f"{exc}; trying a mirror"))
+                url = other
+                continue
             if sink.done > before:
                 attempts = 0
             attempts += 1
@@ -123,3 +161,13 @@ async def stream_item(engine: Engine, item: Item, write: Callable[[bytes], objec
     if want is None and sink.size is None and not sink.framed:
         engine.emit(Warned(item, None, UNVERIFIED))
     return sink.done
+
+
+def _next_url(urls: tuple[str, ...], url: str, gone: set[str]) -> str | None:
+    """The next of the item's URLs after ``url`` that has not failed for good."""
+    start = urls.index(url)
+    for i in range(1, len(urls)):
+        other = urls[(start + i) % len(urls)]
+        if other != url and other not in gone:
+            return other
+    return None
