@@ -192,3 +192,39 @@ def test_two_remembered_server_names_alike_meet_again(
     else:
         assert sorted(got) == ["report.pdf", "report_1.pdf"]
         assert sorted(got.values()) == sorted(bodies)
+
+
+@pytest.mark.parametrize("on_exists", ["skip", "overwrite", "rename"])
+def test_a_file_put_where_an_unfinished_one_goes(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, on_exists: str
+) -> None:
+    """A run is cut off; before the rerun, a file appears under the final name (fetched
+    some other way, say). --on-exists decides for it as for any file there: skip keeps it,
+    rename saves beside it, overwrite resumes and replaces it. Before, the rerun resumed
+    and replaced it whatever the mode."""
+    data = payload(600 * KiB, 95)
+    path = httpd.new_path("cut.bin")
+    httpd.add(path, data)
+    url = httpd.url(path, drip=1_000_000)
+    out = tmp_path / "out"
+    settings = Settings(state_dir=tmp_path / "state", on_exists=on_exists)  # type: ignore[arg-type]
+    cancel = threading.Event()
+
+    def stop_once_started(event: Event) -> None:
+        if isinstance(event, Progress):
+            cancel.set()
+
+    cut = download([url], out, settings=settings, on_event=stop_once_started, cancel=cancel)
+    assert cut.interrupted == 1 and (out / "cut.bin.omniget-part").exists()
+    (out / "cut.bin").write_bytes(b"mine")
+
+    report = download([url], out, settings=settings)
+
+    assert report.exit_code == 0, report.failures
+    mine = (out / "cut.bin").read_bytes()
+    if on_exists == "skip":
+        assert mine == b"mine" and report.results[0].status == "skipped"
+    elif on_exists == "rename":
+        assert mine == b"mine" and (out / "cut_1.bin").read_bytes() == data
+    else:
+        assert mine == data

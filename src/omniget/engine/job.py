@@ -398,6 +398,8 @@ class FileJob:
                 final = self.planned or self.resolve_final(rel)
             resuming = (
                 self.record is not None and not self.record.done and part_path(final).exists()
+                # (a file put there since is --on-exists's to decide on, as any other)
+                and (self.ctx.settings.on_exists == "overwrite" or not os.path.lexists(final))
             )
             if resuming and self.released is not None and not self.ctx.writing(final, None):
                 # the name an earlier run chose (the server's, or a rename) is this file's
