@@ -248,3 +248,31 @@ def test_reexported_from_package(tmp_path: Path) -> None:
         write(tmp_path, "jobs = 3\n[gofile]\ntoken = 't'\n"), {}
     )
     assert s.jobs == 3 and sources == {"gofile": {"token": "t"}}
+
+
+@pytest.mark.parametrize("var", ["OMNIGET_DRY_RUN", "OMNIGET_QUIET", "OMNIGET_JSON",
+                                 "OMNIGET_INCLUDE"])
+def test_a_flag_only_name_in_the_environment_is_an_error(tmp_path: Path, var: str) -> None:
+    """OMNIGET_DRY_RUN=1 looks like a dry run: it must not download (before: taken as
+    option "run" of a source "dry", and ignored)."""
+    flag = "--" + var.removeprefix("OMNIGET_").lower().replace("_", "-")
+    with pytest.raises(UsageError, match=f"{var} cannot be used: {flag} is a command-line"):
+        load_settings(environ={**noenv(tmp_path), var: "1"})
+    load_settings(environ={**noenv(tmp_path), var: ""})  # (set but empty: as if unset)
+
+
+def test_a_flag_only_name_in_the_config_file_says_so(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"key 'dry_run' cannot be set in a config file "
+                                         r"\(give --dry-run on the command line\)"):
+        load_settings(write(tmp_path, "dry_run = true\n"), {})
+
+
+def test_every_long_flag_is_an_option_or_flag_only() -> None:
+    from omniget.cli.args import COMMANDS, build_parser
+    from omniget.cli.config import FLAG_ONLY, OPTIONS
+
+    for name in COMMANDS:
+        for action in build_parser(name)._actions:
+            for flag in action.option_strings:
+                if flag.startswith("--"):
+                    assert flag[2:] in OPTIONS or flag[2:] in FLAG_ONLY, flag

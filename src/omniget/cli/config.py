@@ -250,6 +250,14 @@ OPTIONS: dict[str, Option] = {
 }
 
 
+#: Long flags that are not options (they shape one command, not every run): in a config
+#: file or the environment they are an error, not a source's option or a silent no-op.
+FLAG_ONLY = frozenset([
+    "input-file", "source", "include", "exclude", "config", "json", "quiet", "verbose",
+    "debug", "version", "dry-run", "help",
+])
+
+
 @dataclass(frozen=True)
 class Config:
     """What the CLI runs with: settings, source option tables, output folder, secrets."""
@@ -311,6 +319,9 @@ def _read_file(path: Path, layers: _Layers) -> None:
         elif opt is not None:  # a flag-only option (checksum)
             raise UsageError(f"config file {path}: key {key!r} cannot be set in a config "
                              f"file, it belongs to one URL (give --{opt.name} on the command line)")
+        elif (flag := key.replace("_", "-").lower()) in FLAG_ONLY:
+            raise UsageError(f"config file {path}: key {key!r} cannot be set in a config "
+                             f"file (give --{flag} on the command line)")
         else:
             hint = _did_you_mean(key.replace("_", "-").lower(), OPTIONS)
             raise UsageError(f"config file {path}: unknown key {key!r}{hint}")
@@ -357,6 +368,10 @@ def _read_env(environ: Mapping[str, str], layers: _Layers) -> None:
                                  f"one URL (give --{opt.name} on the command line)")
             layers.set(opt, value, f"environment variable {var}")
             continue
+        flag = var[len("OMNIGET_") :].lower().replace("_", "-")
+        if flag in FLAG_ONLY and value != "":  # (OMNIGET_DRY_RUN=1: never a silent download)
+            raise UsageError(f"environment variable {var} cannot be used: --{flag} is a "
+                             "command-line flag only")
         source, sep, key = var[len("OMNIGET_") :].partition("_")
         if sep and source and key:  # OMNIGET_<SOURCE>_<OPTION>
             layers.set_source(source, key.lower(), value)
