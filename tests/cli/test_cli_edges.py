@@ -388,6 +388,28 @@ def test_same_name_in_one_run_is_said_so(
     assert capsys.readouterr().err.count(f"skipped same.bin: {SKIP_LINE}") == 2
 
 
+def test_dry_run_shows_the_names_rename_would_choose(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--dry-run --on-exists rename prints the paths the run writes (before: the name that
+    is taken, once per URL, none of them what the run wrote)."""
+    a, b = serve(httpd, "x/same.bin", b"one"), serve(httpd, "y/same.bin", b"two")
+    Path("same.bin").write_text("old")
+    assert main(["--dry-run", "--on-exists", "rename", a, b]) == 0
+    out = capsys.readouterr().out
+    assert out == f"same_1.bin\t?\t{a}\nsame_2.bin\t?\t{b}\n"
+    assert main(["--dry-run", "--json", "--on-exists", "rename", a, b]) == 0
+    *lines, _ = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(d["path"], d["action"]) for d in lines] == [
+        ("same_1.bin", "rename"), ("same_2.bin", "rename")
+    ]
+    assert main(["-q", "--on-exists", "rename", a, b]) == 0  # what the run does
+    assert sorted(p.name for p in Path().glob("same*")) == [
+        "same.bin", "same_1.bin", "same_2.bin"
+    ]
+    assert Path("same_1.bin").read_bytes() == b"one" and Path("same_2.bin").read_bytes() == b"two"
+
+
 def test_dry_run_summary_grammar() -> None:
     assert DryRun(files=1, size=1000).summary("d") == "1 file, 1000 B would be written to d"
     assert (DryRun(files=2, unknown=2).summary("d")

@@ -366,7 +366,8 @@ def dry_run(
 ) -> DryRun:
     """``--dry-run``: where each item would be written. A file that exists already, or
     that an earlier item writes, is skipped as ``on_exists`` says: reported to ``on_skip``
-    with the reason, "exists" or "same-name" (JSON: ``"action": "skip"``)."""
+    with the reason, "exists" or "same-name" (JSON: ``"action": "skip"``); with rename, it
+    is shown under the name the run would give it."""
     found = DryRun()
     planned: set[Path] = set()
     for item in items:
@@ -377,6 +378,10 @@ def dry_run(
             continue
         reason = "same-name" if target in planned else "exists"  # (if skipped)
         action = on_exists if reason == "same-name" or os.path.lexists(target) else "write"
+        if action == "rename":  # (the name the run would choose: shown, and taken)
+            from ..engine.names import unique_path
+
+            target = unique_path(target, planned)
         if action != "skip":
             planned.add(target)
         shown = mask(display_path(target))
