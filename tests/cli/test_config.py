@@ -276,3 +276,19 @@ def test_every_long_flag_is_an_option_or_flag_only() -> None:
             for flag in action.option_strings:
                 if flag.startswith("--"):
                     assert flag[2:] in OPTIONS or flag[2:] in FLAG_ONLY, flag
+
+
+def test_a_config_file_that_is_not_utf8_is_a_usage_error(tmp_path: Path) -> None:
+    """Before: "internal error: UnicodeDecodeError", exit 1."""
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('user-agent = "caf\xe9"\n'.encode("latin-1"))
+    with pytest.raises(UsageError, match=r"latin1.toml: not UTF-8 text \(invalid "):
+        load_settings(path, {})
+
+
+def test_a_config_file_with_a_bom_is_read(tmp_path: Path) -> None:
+    """Windows editors start UTF-8 files with a BOM (as -i lists): before, "invalid TOML:
+    Invalid statement (at line 1, column 1)"."""
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbfjobs = 3\r\n")
+    assert load_settings(path, {})[0].jobs == 3

@@ -302,10 +302,13 @@ def _read_file(path: Path, layers: _Layers) -> None:
     import tomllib  # (only with a config file: its import costs start-up time)
 
     try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
+        text = path.read_bytes().decode("utf-8").removeprefix("\ufeff")  # (a BOM, as -i)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"config file {path}: invalid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"config file {path}: not UTF-8 text ({e.reason} at byte "
+                         f"{e.start})") from None
     except OSError as e:
         raise UsageError(f"config file {path}: {e.strerror or e}") from None
     for key, value in data.items():
