@@ -181,6 +181,18 @@ def test_a_local_file_given_as_url_says_so(
     assert "no source can handle 'nodots'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag", ["--config", "-i"])
+def test_an_empty_file_name_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], calls: list[dict[str, Any]], flag: str
+) -> None:
+    """As -o "" and --cookies "" are (`--config "$UNSET"`, say). Before: --config "" read the
+    default config file instead, and -i "" said "cannot read input file : Is a directory"."""
+    assert main([flag, "", "https://example.com/a"]) == 2
+    err = capsys.readouterr().err
+    assert "expected a file name, got an empty string" in err and err.count("\n") == 1
+    assert calls == []
+
+
 def test_missing_input_file_is_a_usage_error(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -75,10 +75,17 @@ _count = _checked(cfg.parse_count, "count")
 _nonneg = _checked(cfg.parse_nonneg, "number")
 
 
+def _file(text: str) -> str:
+    """A file name, as given (spaces are part of it); never empty: ``--config "$UNSET"``."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a file name, got an empty string")
+    return text
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     """Options every item-producing command takes: input, selection, network, output style."""
     p.add_argument("urls", nargs="*", metavar="URL", help="what to get")
-    p.add_argument("-i", "--input-file", action="append", metavar="FILE",
+    p.add_argument("-i", "--input-file", action="append", metavar="FILE", type=_file,
                    help="read URLs from FILE ('-' = stdin; repeatable); TAB-separated URLs "
                    "are mirrors")
     p.add_argument("--source", metavar="NAME", help="use this source instead of guessing")
@@ -86,7 +93,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="only items whose output path matches (repeatable)")
     p.add_argument("--exclude", action="append", metavar="GLOB",
                    help="skip items whose output path matches (repeatable)")
-    p.add_argument("--config", metavar="FILE", help="config file (default: "
+    p.add_argument("--config", metavar="FILE", type=_file, help="config file (default: "
                    "$XDG_CONFIG_HOME/omniget/config.toml)")
     p.add_argument("--state-dir", metavar="DIR", help="journal and archive folder")
     p.add_argument("--json", action="store_true", help="JSON lines on stdout")
