@@ -407,6 +407,19 @@ def test_refresh_hook_on_403(tmp_path: Path, changes: bool) -> None:
         assert [r.url for r in mem.requests] == [URL]  # no pointless second try
 
 
+def test_a_proxys_407_is_an_authentication_failure_that_names_the_proxy(
+    tmp_path: Path,
+) -> None:
+    mem = MemoryTransport()
+    mem.on(URL, lambda req, n: MemResponse(407, b"proxy login"))
+    eng, _ = make(tmp_path, mem)
+    report = run(eng, [Item(URL)], tmp_path)
+    assert report.exit_code == 5  # (was 3: a server failure)
+    message = str(report.failures[0].error)
+    assert "proxy refused" in message and "user name and password" in message
+    assert len(mem.requests) == 1  # not retried
+
+
 def test_the_same_output_path_twice_in_one_run_is_written_once(tmp_path: Path) -> None:
     mem = MemoryTransport()
     data = blob(300_000)

@@ -12,7 +12,7 @@ import pytest
 
 from omniget.engine.transports.base import Request
 from omniget.engine.transports.http import CurlTransport, ca_locations
-from omniget.errors import RemoteError, UsageError
+from omniget.errors import AuthRequired, RemoteError, TransientError, UsageError
 from omniget.settings import NetworkSettings
 
 from ._http_kit import BODY, Sink, get, run
@@ -254,6 +254,37 @@ def test_unusable_proxy_scheme_in_the_environment_is_not_retried(
         get(f"{srv.origin}/never")
     assert not err.value.retryable
     assert srv.requests == []
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "retryable"),
+    [(407, AuthRequired, False), (403, AuthRequired, False), (502, TransientError, True)],
+)
+def test_a_proxy_refusing_the_tunnel_is_named_with_its_status(
+    srv: Server, status: int, error: type[Exception], retryable: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    srv.route("127.0.0.1:1", static(b"no", status))  # (a CONNECT's target)
+    with pytest.raises(error, match=f"proxy refused the tunnel.*HTTP {status}") as err:
+        get("https://127.0.0.1:1/x", NetworkSettings(proxy=srv.origin))
+    assert getattr(err.value, "retryable", False) is retryable
+    if status == 407:
+        assert "user name and password" in str(err.value)
+    assert [r.method for r in srv.requests] == ["CONNECT"]
+
+
+def test_an_unreachable_proxy_is_named_in_the_message(
+    closed_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    # (libcurl's own words name the server's host and port: as if the server were down)
+    with pytest.raises(TransientError, match="could not connect to the proxy") as err:
+        get("https://files.test:8443/x", NetworkSettings(proxy=f"http://127.0.0.1:{closed_port}"))
+    assert "Connection refused" in str(err.value)
+    assert err.value.max_retries == 2
 
 
 def test_empty_proxy_setting_switches_the_environment_proxy_off(

@@ -40,6 +40,7 @@ from ..ratelimit import RateLimit
 
 __all__ = [
     "ENGINE_HEADERS",
+    "PROXY_LOGIN",
     "SECRET_HEADERS",
     "Gate",
     "Head",
@@ -319,6 +320,13 @@ def http_date(value: str) -> float | None:
     return when.timestamp()
 
 
+#: What to do about a proxy's 407.
+PROXY_LOGIN = (
+    "the proxy wants a login, or refused the one given; put its user name and password "
+    "in the proxy's URL (--proxy or *_proxy)"
+)
+
+
 def check_status(head: Head, url: str) -> None:
     """Raise the error a non-success status means; return for 2xx."""
     status = head.status
@@ -330,6 +338,8 @@ def check_status(head: Head, url: str) -> None:
         raise RemoteNotFound(f"not found ({where})", status=status, url=_safe(url))
     if status in (401, 403):
         raise AuthRequired(f"access refused ({where})", url=_safe(url))
+    if status == 407:  # (a proxy's answer, not the server's)
+        raise AuthRequired(f"proxy refused the request ({where}): {PROXY_LOGIN}", url=_safe(url))
     if status == 429 or status >= 500 or status == 408:
         raise TransientError(where, retry_after=retry_after, status=status)
     raise RemoteError(where, status=status)

@@ -36,9 +36,9 @@ from urllib.parse import urlsplit
 
 import pycurl
 
-from ...errors import IntegrityError, RemoteError, TransientError, UsageError
+from ...errors import AuthRequired, IntegrityError, RemoteError, TransientError, UsageError
 from ...settings import NetworkSettings
-from .base import safe_url
+from .base import PROXY_LOGIN, safe_url
 
 __all__ = ["CLOSED", "STALLED", "CurlLoop", "DoneCallback", "ca_locations", "curl_error"]
 
@@ -431,12 +431,23 @@ def _one_line(text: str, limit: int = 300) -> str:
     return " ".join(text.split())[:limit]
 
 
-def curl_error(code: int, message: str, url: str, *, fresh: bool = False) -> Exception:
+def curl_error(
+    code: int,
+    message: str,
+    url: str,
+    *,
+    fresh: bool = False,
+    via_proxy: bool = False,
+    tunnel: int = 0,
+) -> Exception:
     """A libcurl result code as an omniget error: one line, no credentials. ``fresh``:
-    the answer came on a connection opened for this request."""
+    the answer came on a connection opened for this request; ``via_proxy``: the transfer
+    went through a proxy, which answered its CONNECT with ``tunnel`` (0: no answer)."""
     where = safe_url(url)
     detail = _one_line(message)
     suffix = f": {detail}" if detail else ""
+    if tunnel >= 300:
+        return _tunnel_refused(tunnel, where)
     not_http = code == pycurl.E_UNSUPPORTED_PROTOCOL and "HTTP/0.9" in message
     if code == WEIRD_REPLY or not_http:
         # A malformed head (a header line without a colon, a bad Content-Length) is the
@@ -476,6 +487,14 @@ def curl_error(code: int, message: str, url: str, *, fresh: bool = False) -> Exc
         return TransientError(f"body cut short ({where}){suffix}")
     if code == pycurl.E_COULDNT_CONNECT and "proxy scheme" in detail.lower():
         return RemoteError(f"unusable proxy for {where}{suffix} (check --proxy and *_proxy)")
+    if code == pycurl.E_COULDNT_CONNECT and via_proxy:
+        # (libcurl names the server's host and port and the proxy's host alone)
+        reason = detail.rpartition(": ")[2] or "no reason given"
+        err = TransientError(
+            f"could not connect to the proxy for {where}: {reason} (check --proxy and *_proxy)"
+        )
+        err.max_retries = CONNECT_RETRIES
+        return err
     if code == pycurl.E_COULDNT_CONNECT:
         # nobody listens there: a server restarting gets two quick retries, a mistyped
         # host or port fails within a second or two (wget and curl do not retry at all)
@@ -496,3 +515,15 @@ def curl_error(code: int, message: str, url: str, *, fresh: bool = False) -> Exc
     if code == pycurl.E_BAD_CONTENT_ENCODING:  # the encoded stream failed its own check
         return IntegrityError(f"could not decode the body ({where}){suffix}")
     return TransientError(f"transfer failed, curl error {code} ({where}){suffix}")
+
+
+def _tunnel_refused(status: int, where: str) -> Exception:
+    """The proxy answered the CONNECT for an https URL with ``status``, not 2xx."""
+    text = f"the proxy refused the tunnel to {where} (HTTP {status})"
+    if status == 407:
+        return AuthRequired(f"{text}: {PROXY_LOGIN}", url=where)
+    if status in (401, 403):
+        return AuthRequired(text, url=where)
+    if status in (408, 429) or status >= 500:
+        return TransientError(text, status=status)
+    return RemoteError(text, status=status)

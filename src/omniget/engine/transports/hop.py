@@ -79,6 +79,8 @@ class Hop:
         self.pipe_sink = cast(PipeSink, sink) if hasattr(sink, "on_pipe") else None
         self.stopped = False  # ended on purpose (StopTransfer, a cut redirect body)
         self.fresh = False  # a malformed or non-HTTP head came on a connection opened for it
+        self.via_proxy = False  # a failed libcurl transfer went through a proxy
+        self.tunnel = 0  # and the proxy's status answering its CONNECT (0: none)
         self.error: BaseException | None = None  # raised by the sink
         self.discarded = 0
         self.rate = rate

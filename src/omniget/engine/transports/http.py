@@ -291,7 +291,9 @@ class CurlTransport:
         if hop.error is not None:
             raise hop.error
         if code != 0 and not (hop.stopped and code in _OURS):
-            raise curl_error(code, message, url, fresh=hop.fresh)
+            raise curl_error(
+                code, message, url, fresh=hop.fresh, via_proxy=hop.via_proxy, tunnel=hop.tunnel
+            )
         if not hop.decided:  # no body: the head is decided at the end
             hop.decide()
             if hop.error is not None:
@@ -356,6 +358,8 @@ class CurlTransport:
                 self._no_h2(hop.url)  # asked on a new connection: this host has no HTTP/2
             if code in (WEIRD_REPLY, pycurl.E_UNSUPPORTED_PROTOCOL):  # (see curl_error)
                 hop.fresh = easy.getinfo(pycurl.NUM_CONNECTS) > 0
+            elif code > 0 and code not in _OURS:
+                hop.via_proxy, hop.tunnel = _proxy_of(easy)
         finally:
             self._release(easy, special)
         return hop, code, message
@@ -677,6 +681,17 @@ class CurlTransport:
             if from_jar := cookie_header(self._jar, url):
                 values.append(from_jar)
         return "; ".join(values) if values else None
+
+
+def _proxy_of(easy: pycurl.Curl) -> tuple[bool, int]:
+    """Whether a transfer went through a proxy, and the proxy's answer to its CONNECT."""
+    used = getattr(pycurl, "USED_PROXY", None)  # (libcurl 8.7+)
+    try:
+        tunnel = int(easy.getinfo(pycurl.HTTP_CONNECTCODE))
+        via = bool(easy.getinfo(used)) if used is not None else tunnel > 0
+    except pycurl.error:
+        return False, 0
+    return via, tunnel
 
 
 def _start(
