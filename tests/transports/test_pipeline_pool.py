@@ -621,6 +621,24 @@ def test_resolve_entries_route_a_name_to_an_address(srv: Server) -> None:
     assert srv.paths() == ["/a"]
 
 
+def test_a_wildcard_resolve_entry_routes_every_name_at_its_port(srv: Server) -> None:
+    # libcurl takes "*:PORT:ADDR" for any host at PORT: the pool must not ask the DNS
+    p = srv.port
+    resolve = (f"*:{p}:127.0.0.1", f"exact.test:{p}:127.0.0.2", "*:1:127.0.0.3")
+
+    async def go() -> Hop:
+        async with Client(p, key=f"files.test:{p}", resolve=resolve) as c:
+            assert c.pool._address(c.key) == ("127.0.0.1", p)
+            assert c.pool._address(f"exact.test:{p}") == ("127.0.0.2", p)  # its own first
+            assert c.pool._address("files.test") == ("files.test", 80)  # another port
+            [h] = c.get("/a")
+            assert await c.codes([h]) == [0]  # (files.test has no address in the DNS)
+            return h
+
+    assert bytes(run(go).body) == want("/a")
+    assert srv.paths() == ["/a"]
+
+
 @pytest.mark.parametrize("tries", [1, 3])
 def test_request_never_answered_is_given_back_after_tries(
     srv: Server, monkeypatch: pytest.MonkeyPatch, tries: int

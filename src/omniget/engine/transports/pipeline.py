@@ -291,13 +291,15 @@ class PipelinePool:
         host, sep, port = key.rpartition(":")
         if not sep or not port.isdigit() or host.endswith(":"):  # no port (or bare IPv6)
             host, port = key, "80"
-        host = host.strip("[]")
-        return self._resolve.get((host, int(port)), host), int(port)
+        host, number = host.strip("[]"), int(port)
+        table = self._resolve
+        return table.get((host, number)) or table.get(("*", number), host), number
 
 
 
 def _resolve_table(entries: Iterable[str]) -> dict[tuple[str, int], str]:
-    """curl-style ``HOST:PORT:ADDR[,ADDR]`` (a leading ``+`` allowed, ``-`` removals skipped)."""
+    """curl-style ``HOST:PORT:ADDR[,ADDR]`` (a leading ``+`` allowed, ``-`` removals skipped;
+    HOST ``*``: every host without its own entry, as in libcurl)."""
     table: dict[tuple[str, int], str] = {}
     for entry in entries:
         if entry.startswith("-"):
