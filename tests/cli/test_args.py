@@ -93,6 +93,19 @@ def test_every_flag_maps_to_settings(tmp_path: Path) -> None:
     assert net.netrc is False
 
 
+def test_resolve_and_proxy_values_libcurl_takes_are_kept_as_given(tmp_path: Path) -> None:
+    resolve = ["*:443:1.2.3.4", "+example.com:443:[::1],10.0.0.1", "example.com:80:::1",
+               "example.org:80:1.2.3.4,"]
+    for proxy in ("proxy", "proxy:3128", "socks5h://u:p@proxy:1080", "http://[::1]:3128"):
+        argv = ["https://example.com/f", "--proxy", proxy]
+        for entry in resolve:
+            argv += ["--resolve", entry]
+        ns = parse_args(argv)
+        cfg = load_config(None, {"XDG_CONFIG_HOME": str(tmp_path / "none")}, flags_from_args(ns))
+        assert cfg.settings.network.proxy == proxy
+        assert cfg.settings.network.resolve == tuple(resolve)
+
+
 def test_empty_proxy_means_no_proxy(tmp_path: Path) -> None:
     ns = parse_args(["https://example.com/f", "--proxy", ""])
     cfg = load_config(None, {"XDG_CONFIG_HOME": str(tmp_path / "none")}, flags_from_args(ns))
@@ -221,6 +234,16 @@ BAD = [
     ["--resolve", "example.com:https:1.2.3.4", "https://example.com/"],
     ["--user", "nopassword", "https://example.com/"],
     ["--proxy", "ftp://proxy.example:21", "https://example.com/"],
+    # (these failed only at the first request: curl error 49 or "could not resolve the
+    # proxy", exit 3 as if the network had failed)
+    ["--resolve", "example.com:443:notanip", "https://example.com/"],
+    ["--resolve", "example.com:443:127.1", "https://example.com/"],
+    ["--resolve", "example.com:443:[::1", "https://example.com/"],
+    ["--resolve", "example.com:443:1.2.3.4, 1.2.3.5", "https://example.com/"],
+    ["--proxy", "http://", "https://example.com/"],
+    ["--proxy", ":3128", "https://example.com/"],
+    ["--proxy", "http://proxy.example:99999", "https://example.com/"],
+    ["--proxy", "http://[::1", "https://example.com/"],
     ["--no-such-flag", "https://example.com/"],
     ["list", "--dry-run", "https://example.com/"],
     [],

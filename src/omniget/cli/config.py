@@ -143,16 +143,37 @@ def parse_headers(v: object) -> tuple[tuple[str, str], ...]:
 
 
 def parse_resolve(v: object) -> tuple[str, ...]:
-    """curl-style ``HOST:PORT:ADDR`` entries."""
+    """curl-style ``HOST:PORT:ADDR[,ADDR...]`` entries (``+`` before HOST allowed, HOST
+    ``*`` for any), each ADDR an IP address (IPv6 in brackets or not), as libcurl takes."""
     out = []
     for entry in [v] if isinstance(v, str) else _items(v):
         text = _text(entry)
-        host, _, rest = text.partition(":")
-        port, _, addr = rest.partition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536 or not addr:
-            raise ValueError(f"expected HOST:PORT:ADDRESS, got {entry!r}")
+        host, _, rest = text.removeprefix("+").partition(":")
+        port, _, addrs = rest.partition(":")
+        if (
+            not host
+            or not port.isdigit()
+            or not 0 < int(port) < 65536
+            or not _addresses(addrs)
+        ):
+            raise ValueError(f"expected HOST:PORT:ADDRESS (an IP address), got {entry!r}")
         out.append(text)
     return tuple(out)
+
+
+def _addresses(text: str) -> bool:
+    """``ADDR[,ADDR...]``: IP addresses (libcurl refuses a name, or ``127.1``)."""
+    import ipaddress
+
+    found = text.removesuffix(",").split(",")
+    for addr in found:
+        if addr[:1] == "[" and addr[-1:] == "]":
+            addr = addr[1:-1]
+        try:
+            ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+    return bool(found)
 
 
 def parse_user(v: object) -> str:
@@ -187,12 +208,24 @@ def parse_proxy(v: object) -> str:
     """A proxy URL; empty means none, not even from the ``*_proxy`` variables (as in curl).
     Without a scheme it is an HTTP proxy (``host:port``)."""
     text = _text(v)
-    scheme, sep, _ = text.partition("://")
+    scheme, sep, rest = text.partition("://")
     if sep and scheme.lower() not in PROXY_SCHEMES:
         raise ValueError(
             f"expected a proxy URL starting {', '.join(s + '://' for s in PROXY_SCHEMES)}"
             f" (or host:port), got {v!r}"
         )
+    if text:
+        from urllib.parse import urlsplit
+
+        try:  # (a port out of range raises)
+            parts = urlsplit("//" + (rest if sep else text))
+            ok = bool(parts.hostname) and parts.port != 0
+        except ValueError:
+            ok = False
+        if not ok:
+            shown = re.sub(r"(://[^/@:]*:)[^/@]+@", r"\1***@", text)
+            raise ValueError(f"expected a proxy URL with a host (and a port from 1 to 65535), "
+                             f"got {shown!r}")
     return text
 
 
