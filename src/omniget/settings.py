@@ -29,7 +29,7 @@ class NetworkSettings:
 
     proxy: str | None = None  # None: the *_proxy variables apply; "": no proxy at all
     insecure: bool = False
-    ca_cert: str | None = None  # None: SSL_CERT_FILE / CURL_CA_BUNDLE / system store
+    ca_cert: str | None = None  # None: CURL_CA_BUNDLE / SSL_CERT_FILE / system store
     resolve: tuple[str, ...] = ()  # curl-style HOST:PORT:ADDR
     connect_timeout: float = 15.0
     #: A transfer slower than ``low_speed_limit`` bytes/s for ``stall_timeout`` s is stalled.

@@ -532,14 +532,15 @@ def test_ssl_cert_file_env_is_honoured(
     tls_server: tuple[Server, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server, ca_file = tls_server
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)  # (it comes first, as in curl)
     monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
     _, sink = get(server.url("/f"))
     assert bytes(sink.data) == b"secret bytes"
 
 
 def test_ca_locations_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-    monkeypatch.setenv("CURL_CA_BUNDLE", "from-env.pem")
+    monkeypatch.setenv("SSL_CERT_FILE", "from-ssl-env.pem")
+    monkeypatch.setenv("CURL_CA_BUNDLE", "from-env.pem")  # curl's order: this one first
     given = tmp_path / "given.pem"
     given.write_text("")
     assert ca_locations(NetworkSettings(ca_cert=str(given))) == (str(given), None)
@@ -548,10 +549,27 @@ def test_ca_locations_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert ca_locations(NetworkSettings(ca_cert=str(tmp_path))) == (None, str(tmp_path))
     assert ca_locations(NetworkSettings()) == ("from-env.pem", None)
     monkeypatch.delenv("CURL_CA_BUNDLE")
+    assert ca_locations(NetworkSettings()) == ("from-ssl-env.pem", None)
+    monkeypatch.delenv("SSL_CERT_FILE")
     cainfo, capath = ca_locations(NetworkSettings())
     # Whatever the system has, it is something that exists (or libcurl's default).
     assert cainfo is None or Path(cainfo).is_file()
     assert capath is None or Path(capath).is_dir()
+
+
+@pytest.mark.parametrize("name", ["SSL_CERT_FILE", "CURL_CA_BUNDLE"])
+def test_unreadable_ca_file_from_the_environment_is_named(
+    tls_server: tuple[Server, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    name: str,
+) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    monkeypatch.setenv(name, str(garbage))
+    server, _ = tls_server
+    with pytest.raises(RemoteError, match=f"could not load CA certificates.*; check {name}$"):
+        get(server.url("/f"))  # (was "check --ca-cert", not given)
 
 
 def test_pooled_handles_forget_the_last_requests_extras(srv: Server) -> None:

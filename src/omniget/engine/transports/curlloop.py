@@ -40,7 +40,9 @@ from ...errors import AuthRequired, IntegrityError, RemoteError, TransientError,
 from ...settings import NetworkSettings
 from .base import PROXY_LOGIN, safe_url
 
-__all__ = ["CLOSED", "STALLED", "CurlLoop", "DoneCallback", "ca_locations", "curl_error"]
+__all__ = [
+    "CLOSED", "STALLED", "CurlLoop", "DoneCallback", "ca_locations", "ca_trust", "curl_error",
+]
 
 #: Result code for transfers still running when the loop is closed.
 CLOSED = -1
@@ -362,29 +364,36 @@ _KNOWN_BUNDLES = (
 def ca_locations(settings: NetworkSettings) -> tuple[str | None, str | None]:
     """``(cainfo, capath)`` to give libcurl; ``(None, None)`` leaves libcurl's default.
 
-    ``settings.ca_cert`` (a file or a hashed directory), else ``SSL_CERT_FILE`` /
-    ``CURL_CA_BUNDLE``, else the system's bundle. The system store is named explicitly:
-    a pycurl wheel carries its own OpenSSL whose compiled-in CA path is often another
-    distribution's and missing here.
+    ``settings.ca_cert`` (a file or a hashed directory), else ``CURL_CA_BUNDLE`` /
+    ``SSL_CERT_FILE`` (curl's order), else the system's bundle. The system store is named
+    explicitly: a pycurl wheel carries its own OpenSSL whose compiled-in CA path is often
+    another distribution's and missing here.
     """
+    cainfo, capath, _ = ca_trust(settings)
+    return cainfo, capath
+
+
+def ca_trust(settings: NetworkSettings) -> tuple[str | None, str | None, str]:
+    """:func:`ca_locations` and what chose them (for a message when they cannot be read)."""
     if settings.ca_cert:
         if os.path.isdir(settings.ca_cert):
-            return None, settings.ca_cert
+            return None, settings.ca_cert, "--ca-cert"
         if not os.path.isfile(settings.ca_cert):
             raise UsageError(f"--ca-cert {settings.ca_cert}: no such file or folder")
-        return settings.ca_cert, None
-    for name in ("SSL_CERT_FILE", "CURL_CA_BUNDLE"):
+        return settings.ca_cert, None, "--ca-cert"
+    for name in ("CURL_CA_BUNDLE", "SSL_CERT_FILE"):
         value = os.environ.get(name)
         if value:
-            return value, None
+            return value, None, name
+    system = "the system's CA certificates"
     paths = ssl.get_default_verify_paths()
     for candidate in (paths.cafile, *_KNOWN_BUNDLES):
         if candidate and os.path.isfile(candidate):
-            return candidate, None
+            return candidate, None, system
     capath = os.environ.get("SSL_CERT_DIR") or paths.capath
     if capath and os.path.isdir(capath):
-        return None, capath
-    return None, None
+        return None, capath, system
+    return None, None, system
 
 
 # -- libcurl result codes as omniget errors --
@@ -439,10 +448,12 @@ def curl_error(
     fresh: bool = False,
     via_proxy: bool = False,
     tunnel: int = 0,
+    ca_from: str = "--ca-cert",
 ) -> Exception:
     """A libcurl result code as an omniget error: one line, no credentials. ``fresh``:
     the answer came on a connection opened for this request; ``via_proxy``: the transfer
-    went through a proxy, which answered its CONNECT with ``tunnel`` (0: no answer)."""
+    went through a proxy, which answered its CONNECT with ``tunnel`` (0: no answer);
+    ``ca_from``: what chose the CA certificates."""
     where = safe_url(url)
     detail = _one_line(message)
     suffix = f": {detail}" if detail else ""
@@ -478,7 +489,7 @@ def curl_error(
             "pass --ca-cert FILE to trust its CA, or --insecure to skip verification"
         )
     if code == pycurl.E_SSL_CACERT_BADFILE:
-        return RemoteError(f"could not load CA certificates for {where}{suffix}; check --ca-cert")
+        return RemoteError(f"could not load CA certificates for {where}{suffix}; check {ca_from}")
     if code in (pycurl.E_URL_MALFORMAT, pycurl.E_UNSUPPORTED_PROTOCOL):
         return RemoteError(f"unusable URL {where}{suffix}")
     if code == pycurl.E_OPERATION_TIMEDOUT:

@@ -40,7 +40,7 @@ from ...errors import RemoteError
 from ...settings import NetworkSettings
 from ..scheduler import UNIT, host_of
 from .base import SECRET_HEADERS, Gate, Head, Request, Sink, origin, safe_url
-from .curlloop import WEIRD_REPLY, CurlLoop, ca_locations, curl_error
+from .curlloop import WEIRD_REPLY, CurlLoop, ca_locations, ca_trust, curl_error
 from .hop import Hop
 from .kept import KeptConnections
 from .outgoing import (
@@ -99,7 +99,7 @@ class CurlTransport:
         self._core: CurlLoop | None = None
         self._pool: list[pycurl.Curl] = []
         self._closed = False
-        self._cainfo, self._capath = ca_locations(settings)
+        self._cainfo, self._capath, self._ca_from = ca_trust(settings)
         self._user = parse_user(settings.user)
         self._user_origin = origin(settings.user_origin) if settings.user_origin else None
         self._jar = cookie_jar(settings.cookies_file)
@@ -292,7 +292,8 @@ class CurlTransport:
             raise hop.error
         if code != 0 and not (hop.stopped and code in _OURS):
             raise curl_error(
-                code, message, url, fresh=hop.fresh, via_proxy=hop.via_proxy, tunnel=hop.tunnel
+                code, message, url, fresh=hop.fresh, via_proxy=hop.via_proxy, tunnel=hop.tunnel,
+                ca_from=self._ca_from,
             )
         if not hop.decided:  # no body: the head is decided at the end
             hop.decide()
