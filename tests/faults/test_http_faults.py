@@ -425,6 +425,30 @@ def test_cross_origin_redirect_drops_credentials(
         assert hop.header(name) is None, name
 
 
+def test_a_refusal_after_a_redirect_names_the_server_that_refused(
+    httpd: HTTPServer, httpd2: HTTPServer, tmp_path: Path
+) -> None:
+    other = httpd2.new_path("there.bin")
+    httpd2.add(other, b"moved")
+    path = httpd.new_path("here.bin")
+    httpd.add(path, b"x")
+    there = httpd2.url(other, auth="u:p")
+    report, _, _ = fetch(httpd.url(path, redirect=there), tmp_path)
+    assert report.exit_code == 5
+    message = str(report.failures[0].error)
+    # (it named the first URL alone: as if its server, which only redirected, had refused)
+    assert message.startswith(f"access refused (HTTP 401 from {there}, redirected from ")
+    # no redirect: the URL as asked, even when what was sent differs (encoded, no user)
+    spaced = httpd2.new_path("a b.bin")
+    httpd2.add(spaced, b"x")
+    asked = httpd2.url(spaced, auth="u:p").replace("//", "//x:y@", 1).replace("%20", " ")
+    assert " " in asked
+    report, _, _ = fetch(asked, tmp_path)
+    assert report.exit_code == 5
+    assert "HTTP 401 from" in str(report.failures[0].error)
+    assert "redirected" not in str(report.failures[0].error)
+
+
 def test_self_signed_certificate(httpsd: HTTPServer, tls_ca_path: Path, tmp_path: Path) -> None:
     path = httpsd.new_path("tls.bin")
     httpsd.add(path, b"secure")

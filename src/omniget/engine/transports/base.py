@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast, overload
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ...errors import (
     AuthRequired,
@@ -334,6 +334,9 @@ def check_status(head: Head, url: str) -> None:
         return
     retry_after = parse_retry_after(head.headers.get("retry-after"))
     where = f"HTTP {status} from {_safe(url)}"
+    if head.url and head.url != url and unquote(_safe(head.url)) != unquote(_safe(url)):
+        # the server that answered, not the first one asked (not just the URL as sent)
+        where = f"HTTP {status} from {_safe(head.url)}, redirected from {_safe(url)}"
     if status in (404, 410):
         raise RemoteNotFound(f"not found ({where})", status=status, url=_safe(url))
     if status in (401, 403):
