@@ -6,6 +6,7 @@ connecting, closing and refusing an origin. The kit is in ``_pool_kit.py``.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import pytest
@@ -31,7 +32,7 @@ from ._pool_kit import (
     stall_after,
     want,
 )
-from ._server import Server, delayed, static
+from ._server import Req, Server, delayed, static
 
 # ----- many requests, few connections -----------------------------------------------
 
@@ -446,6 +447,31 @@ def test_stall_mid_body(srv: Server) -> None:
     st, b = run(go)
     assert st.body == b"x" * 100 and "0.2 s" in st.message
     assert bytes(b.body) == want("/b") and 2 in conns_of(srv, "/b")
+
+
+def test_a_stall_is_seen_about_one_timeout_after_the_last_byte(srv: Server) -> None:
+    # A byte just after a check used to be seen at the next one: silent for twice the
+    # timeout (--timeout 20 waited up to 40 s) before the stall was seen.
+    sent: list[float] = []
+
+    def late(req: Req, sock: socket.socket) -> bool:
+        time.sleep(0.05)  # (just after the first check was set)
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 100)
+        sent.append(time.monotonic())
+        srv.stopping.wait(10)
+        return False
+
+    srv.route("/late", late)
+    timeout = 0.4
+
+    async def go() -> float:
+        async with Client(srv.port, max_conns=1, stall_timeout=timeout) as c:
+            [h] = c.get("/late")
+            assert await c.codes([h]) == [STALLED]
+            return time.monotonic()
+
+    silent = run(go) - sent[0]
+    assert timeout * 0.95 <= silent < timeout * 1.6, silent
 
 
 @pytest.mark.parametrize(

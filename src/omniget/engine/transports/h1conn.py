@@ -50,6 +50,7 @@ MAX_HEAD = 64 << 10
 READ_SIZE = 512 << 10
 #: Bodies with at least this much left are spliced (see the module's doc) when they can be.
 SPLICE_MIN = 64 << 10
+STALL_CHECKS = 4  # looks for a stall this many times per stall timeout
 HEAD_READ = 16 << 10  # read size for the head of an answer expected to be large
 PIPE_SIZE = 1 << 20  # asked of each connection's pipe (Linux caps it at pipe-max-size)
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
@@ -129,6 +130,7 @@ class Conn(asyncio.BufferedProtocol):
         self.encoded = False  # the decoder has seen body bytes
         self.rx = 0
         self.rx_seen = -1
+        self.quiet = 0  # stall checks in a row that saw no read
         self.timer: asyncio.TimerHandle | None = None
         self.connecting: asyncio.Task[None] | None = None
         self.sock = -1  # the socket's fd, for splice
@@ -572,7 +574,14 @@ class Conn(asyncio.BufferedProtocol):
     def _watch(self) -> None:
         if self.timer is None and self.pool.stall_timeout > 0:
             self.rx_seen = self.rx
-            self.timer = self.pool.loop.call_later(self.pool.stall_timeout, self._check)
+            self.quiet = 0
+            self._check_later()
+
+    def _check_later(self) -> None:
+        # checked STALL_CHECKS times per timeout: a stall is seen within 1.25 timeouts of
+        # the last byte (checked once per timeout, a byte just after a check made it 2)
+        step = self.pool.stall_timeout / STALL_CHECKS
+        self.timer = self.pool.loop.call_later(step, self._check)
 
     def _check(self) -> None:
         self.timer = None
@@ -580,6 +589,10 @@ class Conn(asyncio.BufferedProtocol):
             return
         if self.rx != self.rx_seen:
             self._watch()
+            return
+        self.quiet += 1
+        if self.quiet < STALL_CHECKS:
+            self._check_later()
             return
         head = self.queue[0]
         if not head.got and self.answered:
