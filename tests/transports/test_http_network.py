@@ -572,6 +572,50 @@ def test_unreadable_ca_file_from_the_environment_is_named(
         get(server.url("/f"))  # (was "check --ca-cert", not given)
 
 
+@pytest.fixture
+def tls_proxy(tls_server: tuple[Server, Path]) -> Iterator[tuple[Server, Path]]:
+    """An https:// proxy (the TLS test server answering absolute-form requests)."""
+    proxy, ca_file = tls_server
+
+    def proxied(req: Req, sock: socket.socket) -> None:
+        reply(sock, 200, req.target.encode())
+
+    proxy.route("/via", proxied)
+    yield proxy, ca_file
+
+
+@pytest.mark.parametrize("name", ["CURL_CA_BUNDLE", "SSL_CERT_FILE"])
+def test_an_https_proxy_is_checked_against_the_environments_cas(
+    tls_proxy: tuple[Server, Path], monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    for var in ("no_proxy", "NO_PROXY", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    proxy, ca_file = tls_proxy
+    monkeypatch.setenv(name, str(ca_file))
+    # (libcurl's own default for proxies is the CA path built into the pycurl wheel:
+    # often another system's and missing, so no https proxy was ever trusted)
+    _, sink = get("http://origin.example.test/via", NetworkSettings(proxy=proxy.origin))
+    assert bytes(sink.data) == b"http://origin.example.test/via"
+    # --ca-cert is the servers', as curl's --cacert: beside it the proxy keeps the above
+    settings = NetworkSettings(proxy=proxy.origin, ca_cert=str(Path(__file__)))  # (no CA)
+    _, sink = get("http://origin.example.test/via", settings)
+    assert bytes(sink.data) == b"http://origin.example.test/via"
+
+
+def test_an_untrusted_https_proxy_is_named_with_what_would_trust_it(
+    tls_proxy: tuple[Server, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    proxy, ca_file = tls_proxy
+    settings = NetworkSettings(proxy=proxy.origin, ca_cert=str(ca_file))
+    with pytest.raises(RemoteError, match=r"^proxy's TLS certificate not trusted") as err:
+        get("http://origin.example.test/via", settings)
+    assert "CURL_CA_BUNDLE" in str(err.value) and "--ca-cert FILE" not in str(err.value)
+
+
 def test_pooled_handles_forget_the_last_requests_extras(srv: Server) -> None:
     """Handles are reused without a full reset: a HEAD, a POST, credentials or a speed cap
     must not leak into the next plain GET on the same handle."""

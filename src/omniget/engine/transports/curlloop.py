@@ -32,6 +32,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import pycurl
@@ -41,7 +42,8 @@ from ...settings import NetworkSettings
 from .base import PROXY_LOGIN, safe_url
 
 __all__ = [
-    "CLOSED", "STALLED", "CurlLoop", "DoneCallback", "ca_locations", "ca_trust", "curl_error",
+    "CLOSED", "STALLED", "CurlLoop", "DoneCallback", "ProxyPath", "ca_locations", "ca_trust",
+    "curl_error",
 ]
 
 #: Result code for transfers still running when the loop is closed.
@@ -440,25 +442,37 @@ def _one_line(text: str, limit: int = 300) -> str:
     return " ".join(text.split())[:limit]
 
 
+#: What trusts an https:// proxy's CA (``--ca-cert`` is for servers, as curl's --cacert).
+PROXY_CA_HINT = (
+    "put its CA in the file named by CURL_CA_BUNDLE or SSL_CERT_FILE (--ca-cert is for "
+    "servers), or pass --insecure to skip verification"
+)
+
+
+class ProxyPath(NamedTuple):
+    """How a failed libcurl transfer went through a proxy."""
+
+    tunnel: int  # the proxy's answer to the CONNECT (0: none)
+    tls_failed: bool  # the proxy's own certificate failed the check
+
+
 def curl_error(
     code: int,
     message: str,
     url: str,
     *,
     fresh: bool = False,
-    via_proxy: bool = False,
-    tunnel: int = 0,
+    proxy: ProxyPath | None = None,
     ca_from: str = "--ca-cert",
 ) -> Exception:
     """A libcurl result code as an omniget error: one line, no credentials. ``fresh``:
-    the answer came on a connection opened for this request; ``via_proxy``: the transfer
-    went through a proxy, which answered its CONNECT with ``tunnel`` (0: no answer);
-    ``ca_from``: what chose the CA certificates."""
+    the answer came on a connection opened for this request; ``proxy``: the transfer
+    went through one; ``ca_from``: what chose the CA certificates."""
     where = safe_url(url)
     detail = _one_line(message)
     suffix = f": {detail}" if detail else ""
-    if tunnel >= 300:
-        return _tunnel_refused(tunnel, where)
+    if proxy is not None and proxy.tunnel >= 300:
+        return _tunnel_refused(proxy.tunnel, where)
     not_http = code == pycurl.E_UNSUPPORTED_PROTOCOL and "HTTP/0.9" in message
     if code == WEIRD_REPLY or not_http:
         # A malformed head (a header line without a colon, a bad Content-Length) is the
@@ -484,6 +498,10 @@ def curl_error(
     if code == pycurl.E_COULDNT_RESOLVE_PROXY:
         return RemoteError(f"could not resolve the proxy for {where}{suffix}")
     if code in _TLS_TRUST:
+        if proxy and proxy.tls_failed:
+            return RemoteError(
+                f"proxy's TLS certificate not trusted for {where}{suffix}; {PROXY_CA_HINT}"
+            )
         return RemoteError(
             f"TLS certificate not trusted for {where}{suffix}; "
             "pass --ca-cert FILE to trust its CA, or --insecure to skip verification"
@@ -498,7 +516,7 @@ def curl_error(
         return TransientError(f"body cut short ({where}){suffix}")
     if code == pycurl.E_COULDNT_CONNECT and "proxy scheme" in detail.lower():
         return RemoteError(f"unusable proxy for {where}{suffix} (check --proxy and *_proxy)")
-    if code == pycurl.E_COULDNT_CONNECT and via_proxy:
+    if code == pycurl.E_COULDNT_CONNECT and proxy is not None:
         # (libcurl names the server's host and port and the proxy's host alone)
         reason = detail.rpartition(": ")[2] or "no reason given"
         err = TransientError(

@@ -18,6 +18,7 @@ from .decode import DECODED, DecodeError, Decoder, decoder_for, end_of
 
 if TYPE_CHECKING:
     from ..ratelimit import RateLimit
+    from .curlloop import ProxyPath
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +80,7 @@ class Hop:
         self.pipe_sink = cast(PipeSink, sink) if hasattr(sink, "on_pipe") else None
         self.stopped = False  # ended on purpose (StopTransfer, a cut redirect body)
         self.fresh = False  # a malformed or non-HTTP head came on a connection opened for it
-        self.via_proxy = False  # a failed libcurl transfer went through a proxy
-        self.tunnel = 0  # and the proxy's status answering its CONNECT (0: none)
+        self.proxy: ProxyPath | None = None  # a failed libcurl transfer's proxy, if any
         self.error: BaseException | None = None  # raised by the sink
         self.discarded = 0
         self.rate = rate

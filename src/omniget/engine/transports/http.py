@@ -40,7 +40,7 @@ from ...errors import RemoteError
 from ...settings import NetworkSettings
 from ..scheduler import UNIT, host_of
 from .base import SECRET_HEADERS, Gate, Head, Request, Sink, origin, safe_url
-from .curlloop import WEIRD_REPLY, CurlLoop, ca_locations, ca_trust, curl_error
+from .curlloop import WEIRD_REPLY, CurlLoop, ProxyPath, ca_locations, ca_trust, curl_error
 from .hop import Hop
 from .kept import KeptConnections
 from .outgoing import (
@@ -100,6 +100,11 @@ class CurlTransport:
         self._pool: list[pycurl.Curl] = []
         self._closed = False
         self._cainfo, self._capath, self._ca_from = ca_trust(settings)
+        # an https:// proxy: the environment's CAs or the system's (--ca-cert is for
+        # servers, as curl's --cacert; libcurl's own default is the pycurl wheel's path)
+        self._proxy_ca = (self._cainfo, self._capath)
+        if settings.ca_cert:
+            self._proxy_ca = ca_locations(dataclasses.replace(settings, ca_cert=None))
         self._user = parse_user(settings.user)
         self._user_origin = origin(settings.user_origin) if settings.user_origin else None
         self._jar = cookie_jar(settings.cookies_file)
@@ -292,8 +297,7 @@ class CurlTransport:
             raise hop.error
         if code != 0 and not (hop.stopped and code in _OURS):
             raise curl_error(
-                code, message, url, fresh=hop.fresh, via_proxy=hop.via_proxy, tunnel=hop.tunnel,
-                ca_from=self._ca_from,
+                code, message, url, fresh=hop.fresh, proxy=hop.proxy, ca_from=self._ca_from
             )
         if not hop.decided:  # no body: the head is decided at the end
             hop.decide()
@@ -360,7 +364,7 @@ class CurlTransport:
             if code in (WEIRD_REPLY, pycurl.E_UNSUPPORTED_PROTOCOL):  # (see curl_error)
                 hop.fresh = easy.getinfo(pycurl.NUM_CONNECTS) > 0
             elif code > 0 and code not in _OURS:
-                hop.via_proxy, hop.tunnel = _proxy_of(easy)
+                hop.proxy = _proxy_of(easy)
         finally:
             self._release(easy, special)
         return hop, code, message
@@ -600,6 +604,11 @@ class CurlTransport:
                 opt(pycurl.CAINFO, self._cainfo)
             if self._capath:
                 opt(pycurl.CAPATH, self._capath)
+            cainfo, capath = self._proxy_ca
+            if cainfo:
+                opt(pycurl.PROXY_CAINFO, cainfo)
+            if capath:
+                opt(pycurl.PROXY_CAPATH, capath)
         if s.resolve:
             opt(pycurl.RESOLVE, list(s.resolve))
         if self._netrc:  # looked up per hop, for that hop's host
@@ -684,15 +693,16 @@ class CurlTransport:
         return "; ".join(values) if values else None
 
 
-def _proxy_of(easy: pycurl.Curl) -> tuple[bool, int]:
-    """Whether a transfer went through a proxy, and the proxy's answer to its CONNECT."""
+def _proxy_of(easy: pycurl.Curl) -> ProxyPath | None:
+    """The proxy a failed transfer went through (None: none)."""
     used = getattr(pycurl, "USED_PROXY", None)  # (libcurl 8.7+)
     try:
         tunnel = int(easy.getinfo(pycurl.HTTP_CONNECTCODE))
-        via = bool(easy.getinfo(used)) if used is not None else tunnel > 0
+        tls_failed = easy.getinfo(pycurl.PROXY_SSL_VERIFYRESULT) != 0
+        via = bool(easy.getinfo(used)) if used is not None else tunnel > 0 or tls_failed
     except pycurl.error:
-        return False, 0
-    return via, tunnel
+        return None
+    return ProxyPath(tunnel, tls_failed) if via else None
 
 
 def _start(
