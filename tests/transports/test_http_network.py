@@ -572,6 +572,34 @@ def test_unreadable_ca_file_from_the_environment_is_named(
         get(server.url("/f"))  # (was "check --ca-cert", not given)
 
 
+def test_a_certificate_for_another_name_is_not_blamed_on_its_ca(
+    tls_server: tuple[Server, Path],
+) -> None:
+    server, ca_file = tls_server
+    wrong = f"wrong.test:{server.port}:127.0.0.1"
+    settings = NetworkSettings(ca_cert=str(ca_file), resolve=(wrong,))
+    with pytest.raises(RemoteError, match="issued for another name") as err:
+        get(f"https://wrong.test:{server.port}/f", settings)
+    assert "--ca-cert" not in str(err.value)  # (its CA is trusted already)
+
+
+def test_an_expired_certificate_is_not_blamed_on_its_ca(tmp_path: Path) -> None:
+    import datetime
+    import ssl
+
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    past = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
+    cert = ca.issue_cert("127.0.0.1", not_before=past - datetime.timedelta(days=30), not_after=past)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(ctx)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    with Server(tls=ctx) as server, pytest.raises(RemoteError, match="expired") as err:
+        get(server.url("/f"), NetworkSettings(ca_cert=str(ca_file)))
+    assert "--ca-cert" not in str(err.value) and "--insecure" in str(err.value)
+
+
 @pytest.fixture
 def tls_proxy(tls_server: tuple[Server, Path]) -> Iterator[tuple[Server, Path]]:
     """An https:// proxy (the TLS test server answering absolute-form requests)."""

@@ -498,14 +498,10 @@ def curl_error(
     if code == pycurl.E_COULDNT_RESOLVE_PROXY:
         return RemoteError(f"could not resolve the proxy for {where}{suffix}")
     if code in _TLS_TRUST:
-        if proxy and proxy.tls_failed:
-            return RemoteError(
-                f"proxy's TLS certificate not trusted for {where}{suffix}; {PROXY_CA_HINT}"
-            )
-        return RemoteError(
-            f"TLS certificate not trusted for {where}{suffix}; "
-            "pass --ca-cert FILE to trust its CA, or --insecure to skip verification"
-        )
+        of_proxy = proxy is not None and proxy.tls_failed
+        whose = "proxy's TLS certificate" if of_proxy else "TLS certificate"
+        hint = _tls_hint(detail, of_proxy)
+        return RemoteError(f"{whose} not trusted for {where}{suffix}; {hint}")
     if code == pycurl.E_SSL_CACERT_BADFILE:
         return RemoteError(f"could not load CA certificates for {where}{suffix}; check {ca_from}")
     if code in (pycurl.E_URL_MALFORMAT, pycurl.E_UNSUPPORTED_PROTOCOL):
@@ -544,6 +540,21 @@ def curl_error(
     if code == pycurl.E_BAD_CONTENT_ENCODING:  # the encoded stream failed its own check
         return IntegrityError(f"could not decode the body ({where}){suffix}")
     return TransientError(f"transfer failed, curl error {code} ({where}){suffix}")
+
+
+def _tls_hint(detail: str, of_proxy: bool = False) -> str:
+    """What may help with a certificate that failed the check (``of_proxy``: the proxy's):
+    trusting its CA helps only when the CA is what is unknown."""
+    low = detail.lower()
+    if "expired" in low or "not yet valid" in low:
+        why = "it has expired or is not valid yet (is the clock right?)"
+    elif "subject name" in low or "does not match" in low or "mismatch" in low:
+        why = "it was issued for another name"
+    elif of_proxy:
+        return PROXY_CA_HINT
+    else:
+        return "pass --ca-cert FILE to trust its CA, or --insecure to skip verification"
+    return f"{why}; --insecure skips the check"
 
 
 def _tunnel_refused(status: int, where: str) -> Exception:
