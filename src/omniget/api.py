@@ -185,44 +185,35 @@ async def adownload(
 
     eng.refresh = refresh
 
-    async def from_url(entry: str) -> AsyncIterator[Item]:
-        nonlocal listed
-        _check_url(entry, "download")  # (a list's entries are not typed at run time)
-        try:
-            cls = find_source(entry, source)
-            opts = (source_options or {}).get(cls.name, {})
-            sctx = contexts.get(cls.name)
-            if sctx is None:
-                sctx = contexts[cls.name] = _source_context(settings, eng.transports(), opts)
-            src = cls(entry, sctx, **opts)
-            sources.setdefault(src.name, src)
-            async for item in src.items():
-                if only is None or only(item):
-                    listed += 1
-                    yield item
-        except OmnigetError as exc:
-            bad = Item(download_url=entry)
-            eng.emit(Failed(bad, None, exc))
-            failures.append((listed, FileResult(bad, None, "failed", error=exc)))
-
     async def items() -> AsyncIterator[Item]:
         nonlocal listed
-        if isinstance(items_or_urls, AsyncIterable):  # (aextract's items, say)
-            async for entry in items_or_urls:
-                if not isinstance(entry, Item):
-                    async for item in from_url(entry):
-                        yield item
-                elif only is None or only(entry):
+        entries = (
+            items_or_urls if isinstance(items_or_urls, AsyncIterable)  # (aextract's, say)
+            else _as_async(items_or_urls)
+        )
+        async for entry in entries:
+            if isinstance(entry, Item):
+                if only is None or only(entry):
                     listed += 1
                     yield entry
-            return
-        for entry in items_or_urls:
-            if not isinstance(entry, Item):
-                async for item in from_url(entry):
-                    yield item
-            elif only is None or only(entry):
-                listed += 1
-                yield entry
+                continue
+            _check_url(entry, "download")  # (a list's entries are not typed at run time)
+            try:
+                cls = find_source(entry, source)
+                opts = (source_options or {}).get(cls.name, {})
+                sctx = contexts.get(cls.name)
+                if sctx is None:
+                    sctx = contexts[cls.name] = _source_context(settings, eng.transports(), opts)
+                src = cls(entry, sctx, **opts)
+                sources.setdefault(src.name, src)
+                async for item in src.items():
+                    if only is None or only(item):
+                        listed += 1
+                        yield item
+            except OmnigetError as exc:
+                bad = Item(download_url=entry)
+                eng.emit(Failed(bad, None, exc))
+                failures.append((listed, FileResult(bad, None, "failed", error=exc)))
 
     aev = _bridge(cancel)
     try:
@@ -282,6 +273,11 @@ def download(
             only=only,
         )
     )
+
+
+async def _as_async(entries: Iterable[T]) -> AsyncIterator[T]:
+    for entry in entries:
+        yield entry
 
 
 def _one_or_many(
