@@ -463,8 +463,10 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     cancel = threading.Event()
     try:
         with consumer, _on_signals(_save_on_signal(cancel, quiet=ns.quiet)):
+            # (-q: no handler, so the engine builds no per-file events for nobody)
+            on_event = None if isinstance(consumer, QuietProgress) else _safe(consumer)
             report = omniget.download(
-                items, dest, settings=cfg.settings, on_event=_safe(consumer), cancel=cancel,
+                items, dest, settings=cfg.settings, on_event=on_event, cancel=cancel,
                 source=ns.source, source_options=cfg.sources, only=only,
             )
     except KeyboardInterrupt:  # a second Ctrl+C: no report, but --json still ends so

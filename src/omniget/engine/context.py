@@ -163,6 +163,9 @@ class RunContext:
     _files: FileThread | None = field(default=None, init=False, repr=False)
     #: Paths a LocalSlice reader waits to see registered.
     _wanted: dict[str, Future] = field(default_factory=dict, init=False, repr=False)
+    #: Someone listens to the events (else a file's Started, Progress and Finished are
+    #: not built: three objects per file for nobody).
+    listened: bool = True
 
     def register_output(self, path: Path) -> tuple[Output | None, Output]:
         """Announce an item writing ``path``: (the earlier writer, this item's future)."""

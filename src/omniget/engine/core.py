@@ -17,7 +17,7 @@ from ..errors import Cancelled, OmnigetError, StorageError
 from ..model import Item
 from ..settings import Settings, default_state_dir
 from .context import Refresher, RunContext, SetupSlot
-from .events import Event, EventHandler, Failed
+from .events import Event, EventHandler, Failed, ignore
 from .job import FileJob
 from .journal import Journal
 from .names import contain
@@ -30,10 +30,6 @@ from .transports.base import Transport
 __all__ = ["Engine"]
 
 log = logging.getLogger(__name__)
-
-
-def _ignore(_: object) -> None:
-    pass
 
 
 class Engine:
@@ -60,7 +56,7 @@ class Engine:
         self._journal_arg = journal
         self._journal: Journal | None = None
         self.clock = clock or SystemClock()
-        self.on_event = on_event or _ignore
+        self.on_event = on_event or ignore
         self._emit_failed = False
         self.refresh = refresh
         self.rng = rng or random.Random()
@@ -135,6 +131,7 @@ class Engine:
             clock=self.clock,
             policy=self.policy,
             emit=self.emit,
+            listened=self.on_event is not ignore,
             dest=dest_path,
             refresh=self.refresh,
             rng=self.rng,

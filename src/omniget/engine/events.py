@@ -21,6 +21,7 @@ __all__ = [
     "Skipped",
     "Started",
     "Warned",
+    "ignore",
 ]
 
 
@@ -98,3 +99,7 @@ class Warned(Event):
 
 
 EventHandler = Callable[[Event], None]
+
+
+def ignore(_: Event) -> None:
+    """The handler of a run nobody listens to: its per-file events are not even built."""

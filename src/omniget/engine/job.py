@@ -223,6 +223,8 @@ class FileJob:
         self.started = True
         # the checkpoint clock starts with the bytes (not while the file waited its turn)
         self._last_ckpt = time.monotonic()
+        if not self.ctx.listened:
+            return
         self.ctx.event(
             Started(self.item, self.final, self.size, self.resumed, connections=self.connections)
         )
@@ -235,6 +237,8 @@ class FileJob:
         if now - self._last_progress >= PROGRESS_EVERY:
             self._last_progress = now
             self._set_next_tick()
+            if not self.ctx.listened:
+                return
             self.ctx.event(
                 Progress(
                     self.item,
@@ -536,7 +540,8 @@ class FileJob:
             self.journal_started = False
         if not self.started:
             self.started_event()
-        self.ctx.event(Finished(self.item, final, size, verified, self.fetched))
+        if self.ctx.listened:
+            self.ctx.event(Finished(self.item, final, size, verified, self.fetched))
         return FileResult(
             self.item, final, "ok", size=size, fetched=self.fetched, verified=verified
         )
