@@ -3,8 +3,10 @@ skips must leave the files, the report and what listeners see exactly as before.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.servers.httpd import HTTPServer
@@ -12,7 +14,12 @@ from tests.servers.httpd import HTTPServer
 import omniget.engine.job as job
 from omniget import download
 from omniget.cli import main
-from omniget.engine.events import Event, Finished, Progress, Started
+from omniget.engine.context import RunContext
+from omniget.engine.events import Event, Finished, Progress, Started, ignore
+from omniget.engine.retry import RetryPolicy, SystemClock
+from omniget.engine.scheduler import HostLimits
+from omniget.errors import StorageError
+from omniget.model import Item
 from omniget.settings import Settings
 
 
@@ -68,3 +75,48 @@ def test_the_quiet_cli_builds_no_per_file_events(
     assert built.count("Finished") == 3
     assert capsys.readouterr().err.count("done ") == 3
     assert sorted(p.name for p in (tmp_path / "q").iterdir()) == ["f0.bin", "f1.bin", "f2.bin"]
+
+
+def a_job(tmp_path: Path, on_exists: str) -> job.FileJob:
+    settings = Settings(state_dir=tmp_path / "st", on_exists=on_exists)  # type: ignore[arg-type]
+    ctx = RunContext(
+        settings=settings, transports={}, limits=HostLimits(4, 16), journal=None,
+        clock=SystemClock(), policy=RetryPolicy(), emit=ignore, dest=tmp_path,
+    )  # fmt: skip
+    return job.FileJob(ctx, Item("http://127.0.0.1:1/x.bin"))
+
+
+@pytest.mark.parametrize("on_exists", ["skip", "overwrite", "rename"])
+def test_on_exists_tells_what_is_at_the_name(
+    tmp_path: Path, on_exists: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    j = a_job(tmp_path, on_exists)
+    (tmp_path / "file").write_bytes(b"x")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "gone")  # (a dangling link is there too)
+    wants: dict[str, dict[str, str | None]] = {
+        "skip": {"file": None, "link": None},
+        "overwrite": {"file": "file", "link": "link"},
+        "rename": {"file": "file_1", "link": "link_1", "folder": "folder_1"},
+    }
+    want = wants[on_exists]  # (a name not there: StorageError)
+    for name in ("file", "link", "folder"):
+        if name not in want:
+            with pytest.raises(StorageError, match="is a folder"):
+                j.exists_policy(tmp_path / name)
+            continue
+        got = j.exists_policy(tmp_path / name)
+        assert (got.name if got else None) == want[name], name
+    looked: list[object] = []
+    real = os.lstat
+
+    def lstat(path: object, **kw: Any) -> os.stat_result:
+        looked.append(path)
+        return real(path, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    missing = tmp_path / "missing"
+    assert j.exists_policy(missing) == missing
+    assert j.exists_policy(tmp_path / "file" / "below") == tmp_path / "file" / "below"
+    if job._ACCESS_TELLS:  # a missing name is told without lstat's exception
+        assert looked == []
