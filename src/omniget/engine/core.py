@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
-import functools
 import logging
 import random
 import time
@@ -160,11 +159,15 @@ class Engine:
             for _, t in list(unsettled.values()):
                 t.cancel()
 
-        def ended(i: int, slot: SetupSlot, task: asyncio.Task[FileResult]) -> None:
-            slot.release()
-            if not task.cancelled() and task.exception() is None:
-                results[i] = task.result()
-                unsettled.pop(i, None)
+        async def run_job(i: int, job: FileJob, slot: SetupSlot) -> FileResult:
+            # (what ends the job here, in its task: a done callback costs a loop turn)
+            try:
+                result = await job.run()
+            finally:
+                slot.release()
+            results[i] = result
+            unsettled.pop(i, None)
+            return result
 
         async def settle_rest() -> None:
             while unsettled:  # in order (a cancel still reaches the one awaited)
@@ -191,11 +194,9 @@ class Engine:
                         break
                     path, earlier, mine = self._register_output(ctx, item)
                     job = FileJob(ctx, item, path, after=earlier, released=mine, slot=slot)
-                    task = loop.create_task(job.run())
                     i = len(results)
                     results.append(None)
-                    unsettled[i] = (job, task)
-                    task.add_done_callback(functools.partial(ended, i, slot))
+                    unsettled[i] = (job, loop.create_task(run_job(i, job, slot)))
             finally:  # however the list stops, LocalSlice readers stop waiting for it
                 ctx.end_listing()
             await settle_rest()
