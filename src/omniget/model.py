@@ -18,6 +18,8 @@ from types import MappingProxyType
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
+from ._frozen import frozen_dataclass
+
 __all__ = [
     "ByteRange",
     "Digest",
@@ -151,7 +153,7 @@ ItemKind = Literal["file", "dir", "link"]
 Expect = Literal["any", "media"]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Item:
     """One thing to download. The first six fields keep Megaloader's names."""
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .._frozen import frozen_dataclass
 from ..errors import Cancelled, OmnigetError
 from ..model import Item
 
@@ -14,7 +15,7 @@ __all__ = ["FileResult", "Report"]
 Status = Literal["ok", "skipped", "failed"]
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class FileResult:
     """How one item ended: ok, skipped or failed, with sizes and the check made."""
 

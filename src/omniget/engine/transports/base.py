@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast, overload
 from urllib.parse import unquote, urlsplit
 
+from ..._frozen import frozen_dataclass
 from ...errors import (
     AuthRequired,
     RemoteError,
@@ -177,7 +178,7 @@ class Head:
         return self.status == 206 or "bytes" in self.headers.get("accept-ranges", "").lower()
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class Request:
     """One request. ``headers`` are sent to ``url``'s origin; on a redirect to another
     origin ``Authorization``, ``Cookie`` and every name in ``secret_headers`` are dropped."""

@@ -1,0 +1,98 @@
+"""``@frozen_dataclass`` builds objects exactly as ``@dataclass(frozen=True)`` does."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from omniget._frozen import frozen_dataclass
+from omniget.engine.report import FileResult
+from omniget.engine.transports.base import Request
+from omniget.model import Item
+
+made: list[str] = []
+
+
+@frozen_dataclass
+class Fast:
+    a: int
+    b: str = "x"
+    c: list[int] = field(default_factory=list)
+    d: tuple[int, ...] = ()  # (names a frozen_dataclass's __init__ might have used: d, self)
+
+    def __post_init__(self) -> None:
+        made.append(f"{self.a}{self.b}")
+
+
+@frozen_dataclass
+class Odd:
+    self: int
+    d: int = 2
+    e: frozenset[int] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class Plain:
+    a: int
+    b: str = "x"
+    c: list[int] = field(default_factory=list)
+    d: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        made.append(f"{self.a}{self.b}")
+
+
+def test_objects_are_those_a_frozen_dataclass_makes() -> None:
+    made.clear()
+    for cls in (Fast, Plain):
+        one, two = cls(1), cls(2, "y", [3], d=(4,))
+        assert (one.a, one.b, one.c, one.d) == (1, "x", [], ())
+        assert (two.a, two.b, two.c, two.d) == (2, "y", [3], (4,))
+        assert cls(1).c is not one.c  # a factory per instance
+        assert one == cls(1) and one != two
+        with pytest.raises(TypeError, match="unhashable"):  # (a list in it)
+            hash(one)
+        assert repr(one) == f"{cls.__name__}(a=1, b='x', c=[], d=())"
+        assert dataclasses.replace(two, b="z") == cls(2, "z", [3], d=(4,))
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            one.a = 5  # type: ignore[misc]
+        with pytest.raises(TypeError):
+            cls()  # type: ignore[call-arg]
+        with pytest.raises(TypeError):
+            cls(1, e=2)  # type: ignore[call-arg]
+    assert made == ["1x", "2y", "1x", "1x", "2z", "2z"] * 2
+    assert str(inspect.signature(Fast)) == str(inspect.signature(Plain))
+    odd = Odd(1)
+    assert (odd.self, odd.d, odd.e) == (1, 2, frozenset()) and hash(odd) == hash(Odd(1))
+
+
+@pytest.mark.parametrize("cls", [Item, Request, FileResult])
+def test_the_value_types_take_what_their_fields_say(cls: type) -> None:
+    params = list(inspect.signature(cls).parameters.values())
+    fields = dataclasses.fields(cls)
+    assert [p.name for p in params] == [f.name for f in fields]
+    hints = typing.get_type_hints(vars(cls)["__init__"])  # (names from the class's module)
+    assert hints == {**typing.get_type_hints(cls), "return": type(None)}
+    for p, f in zip(params, fields, strict=True):
+        assert p.kind is p.POSITIONAL_OR_KEYWORD
+        if f.default is not dataclasses.MISSING:
+            assert p.default is f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            assert repr(p.default) == "<factory>"
+        else:
+            assert p.default is p.empty
+
+
+def test_an_item_is_built_as_before() -> None:
+    item = Item("http://h/a/b%20c.bin?x=1", headers={"A": "1"})
+    assert item.filename == "b c.bin" and dict(item.headers) == {"A": "1"}
+    assert dict(Item("http://h/x").meta) == {} and Item("http://h/x") == Item("http://h/x")
+    result = FileResult(item, Path("p"), "ok", size=3)
+    assert (result.fetched, result.error, result.reason) == (0, None, "")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        item.filename = "x"  # type: ignore[misc]
