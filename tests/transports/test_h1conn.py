@@ -97,6 +97,26 @@ def test_a_head_is_parsed_once_as_the_generic_parser_would(srv: Server) -> None:
     assert odd.parsed[1][1:3] == [("X-Folded", "one two"), ("Set-Cookie", "a=1")]
 
 
+def test_odd_bytes_in_a_head_stay_where_they_came(srv: Server) -> None:
+    """Only CRLF ends a line; only ASCII blanks are stripped (not a Latin-1 no-break space
+    or separator); names are matched without case in ASCII only."""
+    head = (
+        b"HTTP/1.1 200 OK\r\nX-Lf: a\nb\r\nX-Cr: c\rd\r\nX-Nb:\xa0v\xa0 \r\n"
+        b"X-Fs\x1c: 1\r\nCONTENT-length: 3\r\nConnection: clo\r\nConnection: se\r\n"
+        b"X-\xc9: \xe9\r\n\r\nabc"
+    )
+    srv.route("/odd", send(head))
+
+    odd, a = fetch_one_conn(srv, "/odd", "/a")
+    assert bytes(odd.body) == b"abc" and bytes(a.body) == want("/a")
+    assert odd.raw == [line + b"\r\n" for line in head.split(b"\r\n")[:-2]] + [b"\r\n"]
+    assert odd.parsed == (200, [
+        ("X-Lf", "a\nb"), ("X-Cr", "c\rd"), ("X-Nb", "\xa0v\xa0"), ("X-Fs\x1c", "1"),
+        ("CONTENT-length", "3"), ("Connection", "clo"), ("Connection", "se"), ("X-\xc9", "\xe9"),
+    ])  # fmt: skip
+    assert srv.connections == 1  # ("clo" then "se" is no "close")
+
+
 def test_lenient_but_exact_heads(srv: Server) -> None:
     srv.route("/dup", send(b"HTTP/1.1 200\r\ncontent-LENGTH : 3\r\nContent-Length:3\r\n\r\nabc"))
     srv.route("/zero", send(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
@@ -565,10 +585,14 @@ def test_a_kernel_that_refuses_socket_splices_gets_bytes_instead(
         (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", None),
         (b"HTTP/1.1 200 OK\r\nContent-Length: 12abc\r\n\r\n", None),
         (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", None),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n", None),  # (a digit in Latin-1)
         (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok", None),
         (b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 500, 200),
     ],
-    ids=["status", "http2", "code", "101", "length", "negative", "two-lengths", "long-head"],
+    ids=[
+        "status", "http2", "code", "101", "length", "negative", "superscript", "two-lengths",
+        "long-head",
+    ],
 )
 def test_protocol_errors_before_any_byte_refuse_the_origin(
     srv: Server, monkeypatch: pytest.MonkeyPatch, answer: bytes, max_head: int | None

@@ -58,6 +58,9 @@ _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK
 
 _HEAD, _BODY, _CHUNK_LINE, _CHUNK, _TRAILER, _TO_EOF = range(6)
 _HEX = frozenset(b"0123456789abcdefABCDEF")
+_BLANK = " \t\n\r\x0b\x0c"  # what bytes.strip() strips (str.strip() strips more)
+#: Header names (lower case) that say how an answer's body is framed or coded.
+_FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "content-encoding"})
 
 
 class Exchange(Protocol):
@@ -309,9 +312,12 @@ class Conn(asyncio.BufferedProtocol):
             self._broken("an answer nobody asked for")
             return False
         p = self.queue[0]
-        lines = block.split(b"\r\n")[:-1]
-        status_line = lines[0]
-        parts = status_line.split(None, 2)
+        # its lines with their CRLF, and as text (latin-1: one character per byte), then ""
+        lines = block.splitlines(keepends=True)
+        text = block.decode("latin-1").split("\r\n")
+        if len(lines) != len(text) - 1:  # (a lone CR or LF inside a line: it stays there)
+            lines = [line + b"\r\n" for line in block.split(b"\r\n")[:-1]]
+        parts = lines[0].split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
             self._broken("not an HTTP/1.x answer")
             return False
@@ -323,43 +329,44 @@ class Conn(asyncio.BufferedProtocol):
             return True  # an interim answer: the real one follows
         length: int | None = None
         chunked = False
-        conn = b""
-        encoding = b""
+        conn = ""
+        encoding = ""
         pairs: list[tuple[str, str]] = []  # (the hop's headers: parsed once, here)
-        for line in lines[1:]:
-            if line[:1] in (b" ", b"\t"):  # obsolete line folding
+        for line in text[1:-1]:
+            if line[:1] in (" ", "\t"):  # obsolete line folding
                 if pairs:
                     name_s, value_s = pairs[-1]
-                    pairs[-1] = (name_s, f"{value_s} {line.strip().decode('latin-1')}")
+                    pairs[-1] = (name_s, f"{value_s} {line.strip(_BLANK)}")
                 continue
-            name, _, value = line.partition(b":")
-            name = name.rstrip()  # (no leading blank: that line was a folded one)
+            name, _, rest = line.partition(":")
+            name = name.rstrip(_BLANK)  # (no leading blank: that line was a folded one)
+            value = rest.strip(_BLANK)
             if name:
-                pairs.append((name.decode("latin-1"), value.strip().decode("latin-1")))
+                pairs.append((name, value))
             low = name.lower()
-            if low == b"content-length":
-                v = value.strip()
-                if not v.isdigit() or (length is not None and int(v) != length):
+            if low not in _FRAMING:
+                continue
+            if low == "content-length":
+                if not (value.isascii() and value.isdigit()) or (
+                    length is not None and int(value) != length
+                ):
                     self._broken("bad Content-Length")
                     return False
-                length = int(v)
-            elif low == b"transfer-encoding":
-                te = value.strip().lower()
-                if te != b"chunked":
+                length = int(value)
+            elif low == "transfer-encoding":
+                if value.lower() != "chunked":
                     return self._refuse_answer(p)
                 chunked = True
-            elif low == b"connection":
-                conn += value.lower()
-            elif low == b"content-encoding":
-                encoding = value.strip().lower()
+            elif low == "connection":
+                conn += rest.lower()
+            else:
+                encoding = value.lower()
         sums = encoded_digests(Headers(pairs), status=status) if encoding else []
         try:
-            decoder = decoder_for(encoding.decode("latin-1"), sums)
+            decoder = decoder_for(encoding, sums)
         except KeyError:
             return self._refuse_answer(p)
-        self.keep = b"close" not in conn and (
-            parts[0] == b"HTTP/1.1" or b"keep-alive" in conn
-        )
+        self.keep = "close" not in conn and (parts[0] == b"HTTP/1.1" or "keep-alive" in conn)
         if status in (204, 304):
             self.state, length = _BODY, 0
         elif chunked:
@@ -383,7 +390,7 @@ class Conn(asyncio.BufferedProtocol):
         self.drain = False
         if not p.dropped:
             p.got = True
-            p.hop.raw += [line + b"\r\n" for line in lines]
+            p.hop.raw += lines
             p.hop.raw.append(b"\r\n")
             p.hop.parsed = (status, pairs)
         else:
