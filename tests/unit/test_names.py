@@ -166,6 +166,21 @@ def test_contain_hostile_paths(tmp_path: Path) -> None:
         assert p.is_relative_to(root.resolve()) and p != root.resolve()
 
 
+def test_contain_takes_a_relative_root_where_it_is_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for d in ("a", "b"):
+        (tmp_path / d / "out").mkdir(parents=True)
+    (tmp_path / "a" / "out" / "x").symlink_to(tmp_path / "a" / "out" / "y")
+    monkeypatch.chdir(tmp_path / "a")
+    assert contain(Path("out"), "x") == tmp_path.resolve() / "a" / "out" / "y"
+    monkeypatch.chdir(tmp_path / "b")  # (the same relative root is another folder now)
+    assert contain(Path("out"), "x") == tmp_path.resolve() / "b" / "out" / "x"
+    absolute = tmp_path / "a" / "out"
+    assert contain(absolute, "z/w") == tmp_path.resolve() / "a" / "out" / "z" / "w"
+    assert contain(absolute, "x") == tmp_path.resolve() / "a" / "out" / "y"
+
+
 def test_contain_refuses_symlink_escape(tmp_path: Path) -> None:
     root = tmp_path / "out"
     root.mkdir()

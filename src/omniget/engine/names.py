@@ -147,7 +147,9 @@ def contain(root: Path, rel: str) -> Path:
     Only the components below ``root`` are looked at (one ``lstat`` each, stopping at the
     first that does not exist); a symlink among them triggers a full resolve and check.
     """
-    base = _resolved_root(os.path.abspath(root))  # absolute: the cache outlives chdir
+    # absolute: the cache outlives chdir (an absolute Path, as a run's, is its own key:
+    # no abspath per file)
+    base = _resolved_root(root if root.is_absolute() else os.path.abspath(root))
     safe = safe_relpath(rel)
     cur = str(base)
     for part in safe.split("/"):
@@ -172,7 +174,7 @@ def contain(root: Path, rel: str) -> Path:
 
 
 @functools.lru_cache(maxsize=64)
-def _resolved_root(root: str) -> Path:
+def _resolved_root(root: str | Path) -> Path:
     return Path(root).resolve()
 
 
