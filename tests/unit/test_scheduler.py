@@ -9,6 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from omniget.engine import scheduler
 from omniget.engine.scheduler import UNIT, FileClaim, HostLimits, Ticket
 
 A = "http://a.test/x"
@@ -341,3 +342,19 @@ def test_grants_match_a_plain_in_order_scan(
         elif op == "share":
             shared.add(host)
         assert [r.granted for r, _ in pairs] == [m.granted for _, m in pairs]
+
+
+def test_host_of_a_url_asked_again_and_again() -> None:
+    urls = {
+        "http://Example.COM:8080/a/b": "example.com:8080",
+        "https://user:pw@Host/x?y=1": "host",
+        "http://h": "h",
+        "h.example:81": "h.example:81",
+        "HTTP://[::1]:8/": "[::1]:8",
+    }
+    for _ in range(2):  # (the second time from what the first one kept)
+        assert {u: scheduler.host_of(u) for u in urls} == urls
+    for i in range(scheduler._HOSTS_KEPT + 10):  # a long list: what is kept stays bounded
+        assert scheduler.host_of(f"http://h{i % 7}.test/f{i}") == f"h{i % 7}.test"
+        assert len(scheduler._hosts) <= scheduler._HOSTS_KEPT
+    assert {u: scheduler.host_of(u) for u in urls} == urls
