@@ -167,6 +167,12 @@ class RunContext:
     #: not built: three objects per file for nobody).
     listened: bool = True
 
+    #: What the journal keys of this run's files begin with (their output folder).
+    key_prefix: str = field(default="", init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.key_prefix = f"{self.dest}\0"
+
     def register_output(self, path: Path) -> tuple[Output | None, Output]:
         """Announce an item writing ``path``: (the earlier writer, this item's future)."""
         key = output_key(path)
@@ -242,7 +248,7 @@ class RunContext:
         if journal is None:
             return None
         if self._known is None:
-            self._known = journal.keys(f"{self.dest}\0")
+            self._known = journal.keys(self.key_prefix)
         return journal.get(key) if key in self._known else None
 
     def journal_started(self, key: str) -> None:

@@ -76,7 +76,7 @@ class FileJob:
         self.released = released
         self.slot = slot  # the run's set-up slot this job holds
         # (two items may share a URL: a chunk in two files of a game, say)
-        self.key = f"{ctx.dest}\0{item.key}\0{item.output_path}"
+        self.key = f"{ctx.key_prefix}{item.key}\0{item.output_path}"
         self.final: Path | None = None
         self.part: PartFile | None = None
         self.record: FileRecord | None = None
@@ -159,7 +159,8 @@ class FileJob:
         if self._ahead is not None:
             ahead, self._ahead = self._ahead, None
             fd = ahead.fd()
-            if output_key(ahead.final) != output_key(final):  # (cheaper than Path ==)
+            # (the same Path, as a rule: else compared by key, cheaper than Path ==)
+            if ahead.final is not final and output_key(ahead.final) != output_key(final):
                 drop_part(ahead.final, fd)
                 fd = -1
         began = time.perf_counter()

@@ -149,9 +149,8 @@ def contain(root: Path, rel: str) -> Path:
     """
     # absolute: the cache outlives chdir (an absolute Path, as a run's, is its own key:
     # no abspath per file)
-    base = _resolved_root(root if root.is_absolute() else os.path.abspath(root))
+    base, cur = _resolved_root(root if root.is_absolute() else os.path.abspath(root))
     safe = safe_relpath(rel)
-    cur = str(base)
     for part in safe.split("/"):
         cur = f"{cur}/{part}"
         try:
@@ -174,8 +173,10 @@ def contain(root: Path, rel: str) -> Path:
 
 
 @functools.lru_cache(maxsize=64)
-def _resolved_root(root: str | Path) -> Path:
-    return Path(root).resolve()
+def _resolved_root(root: str | Path) -> tuple[Path, str]:
+    """The root resolved, and as a string."""
+    resolved = Path(root).resolve()
+    return resolved, str(resolved)
 
 
 # --- Content-Disposition (RFC 6266, RFC 5987 / 8187) ---
