@@ -206,6 +206,13 @@ async def adownload(
                     sctx = contexts[cls.name] = _source_context(settings, eng.transports(), opts)
                 src = cls(entry, sctx, **opts)
                 sources.setdefault(src.name, src)
+                known = src.items_at_once()
+                if known is not None:
+                    for item in known:
+                        if only is None or only(item):
+                            listed += 1
+                            yield item
+                    continue
                 async for item in src.items():
                     if only is None or only(item):
                         listed += 1

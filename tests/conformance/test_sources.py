@@ -39,6 +39,25 @@ def test_construction_makes_no_request(cls: type[Source]) -> None:
     assert mem.requests == []
 
 
+@pytest.mark.parametrize("cls", SOURCES, ids=lambda c: c.name)
+def test_items_known_at_once_are_the_items(cls: type[Source]) -> None:
+    """A source that gives its items at once gives those items() yields, with no request."""
+    mem = MemoryTransport()
+    ctx = SourceContext(Settings(), HttpClient({"http": mem, "https": mem}))
+
+    async def collect(src: Source) -> list[Item]:
+        return [i async for i in src.items()]
+
+    for url in cls.examples:
+        known = cls(url, ctx).items_at_once()
+        if known is not None:
+            assert list(known) == asyncio.run(collect(cls(url, ctx)))
+    assert mem.requests == []
+    if cls.name == "http":
+        with pytest.raises(UsageError, match="no host name"):
+            cls("http://exa mple.com/x", ctx).items_at_once()
+
+
 def test_unknown_urls_are_usage_errors() -> None:
     with pytest.raises(UnsupportedURL) as info:
         find_source("ftp-ish:nothing")

@@ -10,7 +10,7 @@ apply); ``refresh(item)`` re-resolves expiring URLs when the engine asks.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -126,6 +126,12 @@ class Source:
 
     def items(self) -> AsyncIterator[Item]:
         raise NotImplementedError
+
+    def items_at_once(self) -> Sequence[Item] | None:
+        """The items of :meth:`items`, for a source that knows them without a request
+        (the engine then lists a long URL list without an async generator per URL); None,
+        the default, when it does not."""
+        return None
 
     async def refresh(self, item: Item) -> Item:
         """Re-resolve an item whose URLs expired; the default keeps it as it is."""

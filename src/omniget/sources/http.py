@@ -22,8 +22,12 @@ class HttpSource(Source):
     examples = ("https://example.com/files/archive.zip", "http://127.0.0.1:8080/a%20b.bin")
 
     async def items(self) -> AsyncIterator[Item]:
+        for item in self.items_at_once():
+            yield item
+
+    def items_at_once(self) -> tuple[Item]:
         _check_authority(self.url)
-        yield Item(download_url=self.url, source=self.name, name_from_server=True)
+        return (Item(download_url=self.url, source=self.name, name_from_server=True),)
 
 
 def _check_authority(url: str) -> None:
