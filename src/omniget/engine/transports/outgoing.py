@@ -174,7 +174,10 @@ def pipe_request(
     """The request as bytes on the wire (what libcurl would send), or None when it
     is not plain ASCII (libcurl takes those)."""
     rest = url[7:].partition("#")[0]
-    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    cut = len(rest)  # (where the target starts: the first "/" or "?")
+    for i in (rest.find("/"), rest.find("?")):
+        if 0 <= i < cut:
+            cut = i
     hostport, target = rest[:cut], rest[cut:]
     if not target.startswith("/"):
         target = "/" + target
@@ -187,10 +190,12 @@ def pipe_request(
         lines.append("Accept: */*")
     if "accept-encoding" not in headers:
         lines.append("Accept-Encoding: identity")
-    lines.extend(f"{n}: {v}" for k, (n, v) in headers.items() if v and k != "cookie")
+    if headers:
+        lines.extend(f"{n}: {v}" for k, (n, v) in headers.items() if v and k != "cookie")
     if cookie:
         lines.append(f"Cookie: {cookie}")
-    lines += range_lines(request, headers)
+    if request.range is not None or request.if_range:
+        lines += range_lines(request, headers)
     lines.append("\r\n")
     try:
         return "\r\n".join(lines).encode("ascii")

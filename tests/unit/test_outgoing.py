@@ -1,0 +1,44 @@
+"""What a pipelined request sends: the bytes libcurl would send for the same request."""
+
+from __future__ import annotations
+
+import pytest
+
+from omniget.engine.transports.base import Request
+from omniget.engine.transports.outgoing import check_headers, pipe_request
+from omniget.model import ByteRange
+
+BASE = b"Host: h:8\r\nUser-Agent: ua/1\r\nAccept: */*\r\nAccept-Encoding: identity\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("url", "target"),
+    [
+        ("http://h:8/a/b.bin", b"/a/b.bin"),
+        ("http://h:8", b"/"),
+        ("http://h:8/", b"/"),
+        ("http://h:8?x=1", b"/?x=1"),
+        ("http://h:8/a?x=/y", b"/a?x=/y"),
+        ("http://h:8?x=/y", b"/?x=/y"),
+        ("http://h:8/a#frag?x", b"/a"),
+    ],
+)
+def test_the_target_is_the_path_and_query(url: str, target: bytes) -> None:
+    assert pipe_request(Request(url), url, {}, None, "ua/1") == b"GET %s HTTP/1.1\r\n%s" % (
+        target,
+        BASE,
+    )
+
+
+def test_headers_cookie_and_range_lines() -> None:
+    url = "http://h:8/f"
+    headers = check_headers((("X-A", "1"), ("Accept", "text/x"), ("X-Empty", "")))
+    req = Request(url, range=ByteRange(5, 10), if_range='"e"')
+    assert pipe_request(req, url, headers, "c=1", None) == (
+        b"GET /f HTTP/1.1\r\nHost: h:8\r\nAccept-Encoding: identity\r\nX-A: 1\r\n"
+        b'Accept: text/x\r\nCookie: c=1\r\nRange: bytes=5-9\r\nIf-Range: "e"\r\n\r\n'
+    )
+    assert pipe_request(Request(url), url, {}, None, None) == (
+        b"GET /f HTTP/1.1\r\nHost: h:8\r\nAccept: */*\r\nAccept-Encoding: identity\r\n\r\n"
+    )
+    assert pipe_request(Request("http://h:8/\u00e9"), "http://h:8/\u00e9", {}, None, "u") is None
