@@ -143,9 +143,6 @@ class Conn(asyncio.BufferedProtocol):
 
     # ----- sending ------------------------------------------------------------------
 
-    def room(self, depth: int) -> bool:
-        return not self.closing and len(self.queue) < depth
-
     def open(self) -> None:
         self.connecting = self.pool.loop.create_task(self._connect())
 

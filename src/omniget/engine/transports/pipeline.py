@@ -158,8 +158,9 @@ class PipelinePool:
                 o.waiting.popleft()
                 continue
             conn = None  # the first of the least busy connections with room
-            for c in o.conns:
-                if c.room(depth) and (conn is None or len(c.queue) < len(conn.queue)):
+            for c in o.conns:  # (room: fewer than depth in flight, and not closing)
+                n = len(c.queue)
+                if n < depth and not c.closing and (conn is None or n < len(conn.queue)):
                     conn = c
             if (
                 (conn is None or conn.queue)
