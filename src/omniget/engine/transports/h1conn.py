@@ -358,11 +358,12 @@ class Conn(asyncio.BufferedProtocol):
                 conn += rest.lower()
             else:
                 encoding = value.lower()
-        sums = encoded_digests(Headers(pairs), status=status) if encoding else []
-        try:
-            decoder = decoder_for(encoding, sums)
-        except KeyError:
-            return self._refuse_answer(p)
+        decoder = None
+        if encoding:  # (an identity body, as most, asks nothing more)
+            try:
+                decoder = decoder_for(encoding, encoded_digests(Headers(pairs), status=status))
+            except KeyError:
+                return self._refuse_answer(p)
         self.keep = "close" not in conn and (parts[0] == b"HTTP/1.1" or "keep-alive" in conn)
         if status in (204, 304):
             self.state, length = _BODY, 0

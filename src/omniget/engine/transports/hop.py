@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import pycurl
 
@@ -26,6 +26,7 @@ __all__ = ["REDIRECTS", "Hop", "parse_head"]
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 REDIRECT_BODY_LIMIT = 64 * 1024  # a longer redirect body is cut, not read
+_NO_HEADERS = Headers()
 
 
 def parse_head(lines: list[bytes]) -> tuple[int, list[tuple[str, str]]]:
@@ -66,7 +67,7 @@ class Hop:
         self.raw: list[bytes] = []  # header lines, appended by libcurl's header callback
         self.parsed: tuple[int, list[tuple[str, str]]] | None = None  # (see Exchange)
         self.status = 0
-        self.headers = Headers()
+        self.headers = _NO_HEADERS  # (until decided; never added to)
         self.head: Head | None = None  # the final response's head, once decided
         self.location: str | None = None  # set when this hop is a redirect
         self.decided = False
@@ -74,10 +75,13 @@ class Hop:
         # A sink with ``takes_views`` reads body bytes only while called: it may get views
         # of the pipelined connection's read buffer. Every other sink gets bytes.
         self.views: bool = getattr(sink, "takes_views", False)
-        self.on_data = cast("Callable[[bytes | memoryview], None]", sink.on_data)
+        # (no typing.cast below: a call each, twice per request)
+        self.on_data: Callable[[bytes | memoryview], None]
+        self.on_data = sink.on_data  # type: ignore[assignment]
         # A sink with ``on_pipe`` may take body bytes from a pipe (a pipelined connection
         # splices them there from its socket, see h1conn.py).
-        self.pipe_sink = cast(PipeSink, sink) if hasattr(sink, "on_pipe") else None
+        piped = hasattr(sink, "on_pipe")
+        self.pipe_sink: PipeSink | None = sink if piped else None  # type: ignore[assignment]
         self.stopped = False  # ended on purpose (StopTransfer, a cut redirect body)
         self.fresh = False  # a malformed or non-HTTP head came on a connection opened for it
         self.proxy: ProxyPath | None = None  # a failed libcurl transfer's proxy, if any
@@ -176,8 +180,8 @@ class Hop:
             self.location = location.strip()
             return True
         encoding = self.headers.get("content-encoding", "").strip().lower()
-        if self.decode_here:
-            sums = encoded_digests(self.headers, status=self.status) if encoding else []
+        if self.decode_here and encoding:  # (an identity body, as most: no decoder)
+            sums = encoded_digests(self.headers, status=self.status)
             try:
                 self.decoder = decoder_for(encoding, sums)
             except KeyError:
