@@ -55,9 +55,9 @@ def every_create_slow(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     made: list[tuple[str, str]] = []
     real = create_part  # (the one context calls, patched below)
 
-    def logged(final: Path, made_dirs: set[str] | None = None) -> int:
+    def logged(final: Path, made_dirs: set[str] | None = None, folder: str | None = None) -> int:
         made.append((threading.current_thread().name, final.name))
-        return real(final, made_dirs)
+        return real(final, made_dirs, folder)
 
     monkeypatch.setattr(context, "create_part", logged)
     return made

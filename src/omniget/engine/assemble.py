@@ -132,12 +132,13 @@ def _make_folder(folder: str, made: set[str] | None) -> None:
             made.add(folder)
 
 
-def create_part(final: Path, made: set[str] | None = None) -> int:
+def create_part(final: Path, made: set[str] | None = None, folder: str | None = None) -> int:
     """Create ``final``'s part file, which must not exist yet; its descriptor, or -1 when
-    that fails (the usual open then meets the same problem and reports it)."""
+    that fails (the usual open then meets the same problem and reports it). ``folder``:
+    ``final``'s, when the caller knows it."""
     where = f"{final}{PART_SUFFIX}"
     try:
-        _make_folder(os.path.dirname(where), made)
+        _make_folder(os.path.dirname(where) if folder is None else folder, made)
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         return os.open(where, flags, 0o644)
     except OSError:
@@ -156,9 +157,16 @@ class PartFile:
     """An open ``.omniget-part`` file. Writes go to absolute offsets (``pwrite``)."""
 
     def __init__(
-        self, final: Path, *, fresh: bool, made: set[str] | None = None, fd: int = -1
+        self,
+        final: Path,
+        *,
+        fresh: bool,
+        made: set[str] | None = None,
+        fd: int = -1,
+        folder: str | None = None,
     ) -> None:
-        """Open (or create) ``final``'s part file; ``fd``: one :func:`create_part` made."""
+        """Open (or create) ``final``'s part file; ``fd``: one :func:`create_part` made;
+        ``folder``: ``final``'s, when the caller knows it."""
         self.final = final
         self.where = f"{final}{PART_SUFFIX}"  # the part file's path as a string (hot path)
         new = fd >= 0  # (create_part made it: O_EXCL)
@@ -168,7 +176,7 @@ class PartFile:
             # finished or removed by someone else, and its kept spans with it)
             flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
             try:
-                _make_folder(os.path.dirname(self.where), made)
+                _make_folder(os.path.dirname(self.where) if folder is None else folder, made)
                 if fresh:
                     try:
                         fd = os.open(self.where, flags | os.O_CREAT | os.O_EXCL, 0o644)

@@ -62,10 +62,11 @@ class ChunkSource:
 class Ahead:
     """A part file being created on the run's file thread, for ``final``."""
 
-    __slots__ = ("_done", "_fd", "final")
+    __slots__ = ("_done", "_fd", "final", "folder")
 
-    def __init__(self, final: Path) -> None:
+    def __init__(self, final: Path, folder: str | None = None) -> None:
         self.final = final
+        self.folder = folder  # (final's, if known)
         self._fd = -1
         self._done = threading.Lock()  # held until the create is over
         self._done.acquire()
@@ -73,7 +74,7 @@ class Ahead:
     def create(self, made: set[str]) -> None:
         """On the file thread."""
         try:
-            self._fd = create_part(self.final, made)
+            self._fd = create_part(self.final, made, self.folder)
         finally:
             self._done.release()
 
@@ -211,21 +212,26 @@ class RunContext:
             await asyncio.shield(waiter)  # (other readers may wait for the same path)
         return producer
 
-    def timed_create(self, where: str, seconds: float) -> None:
-        """Note how long creating the file ``where`` took."""
-        folder = os.path.dirname(where)
+    def timed_create(self, where: str, seconds: float, folder: str | None = None) -> None:
+        """Note how long creating the file ``where`` (in ``folder``, if known) took."""
+        if folder is None:
+            folder = os.path.dirname(where)
         score = self._slow_creates.get(folder, 0.0) * CREATE_DECAY
         self._slow_creates[folder] = score + 1 if seconds >= SLOW_CREATE else score
 
-    def creates_slowly(self, final: Path) -> bool:
-        """Files are slow to create in ``final``'s folder (so far in this run)."""
-        return self._slow_creates.get(os.path.dirname(final), 0.0) >= SLOW_SCORE
+    def creates_slowly(self, final: Path, folder: str | None = None) -> bool:
+        """Files are slow to create in ``final``'s folder (``folder``, if known) so far in
+        this run."""
+        if folder is None:
+            folder = os.path.dirname(final)
+        return self._slow_creates.get(folder, 0.0) >= SLOW_SCORE
 
-    def create_part_ahead(self, final: Path) -> Ahead:
-        """Create ``final``'s part file on the run's file thread (see FileJob)."""
+    def create_part_ahead(self, final: Path, folder: str | None = None) -> Ahead:
+        """Create ``final``'s part file (in ``folder``, if known) on the run's file thread
+        (see FileJob)."""
         if self._files is None:
             self._files = FileThread()
-        ahead = Ahead(final)
+        ahead = Ahead(final, folder)
         self._files.submit(functools.partial(ahead.create, self.made_dirs))
         return ahead
 

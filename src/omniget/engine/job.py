@@ -109,6 +109,7 @@ class FileJob:
         self.refreshed_at = 0.0
         #: The part file being created ahead of the answer.
         self._ahead: Ahead | None = None
+        self._folder_of: tuple[Path, str] | None = None  # (a final path, its folder)
 
     # ----- paths and skip rules -------------------------------------------------
 
@@ -163,20 +164,31 @@ class FileJob:
             if ahead.final is not final and output_key(ahead.final) != output_key(final):
                 drop_part(ahead.final, fd)
                 fd = -1
+        folder = self._folder(final)
         began = time.perf_counter()
-        self.part = PartFile(final, fresh=fresh, made=self.ctx.made_dirs, fd=fd)
+        self.part = PartFile(final, fresh=fresh, made=self.ctx.made_dirs, fd=fd, folder=folder)
         if self.part.dropped:
             self.ctx.event(Warned(self.item, final, STARTED_OVER))
         if fd < 0 and fresh:
-            self.ctx.timed_create(self.part.where, time.perf_counter() - began)
+            self.ctx.timed_create(self.part.where, time.perf_counter() - began, folder)
         return self.part
+
+    def _folder(self, final: Path) -> str:
+        """``final``'s folder, worked out once per path (slow create? made yet? timed)."""
+        known = self._folder_of
+        if known is None or known[0] is not final:
+            known = self._folder_of = (final, os.path.dirname(final))
+        return known[1]
 
     def _create_part_ahead(self, final: Path) -> None:
         """In a folder where creating a file is slow (some disks, network file systems),
         start creating the part file on another thread while the request goes out, so
         it does not hold up every other transfer of the run."""
-        if not self.item.pieces and self.ctx.creates_slowly(final):
-            self._ahead = self.ctx.create_part_ahead(final)
+        if self.item.pieces:
+            return
+        folder = self._folder(final)
+        if self.ctx.creates_slowly(final, folder):
+            self._ahead = self.ctx.create_part_ahead(final, folder)
 
     def _drop_ahead(self) -> None:
         """The part file created ahead went unused (the file failed or was skipped)."""
