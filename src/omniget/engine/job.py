@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import stat
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import (
     AuthRequired,
@@ -30,6 +32,9 @@ from .scheduler import FileClaim
 from .spans import Interval, merge
 from .transports.base import http_date
 from .verify import UNVERIFIED, StreamHasher, digest_mismatch, file_digest
+
+if TYPE_CHECKING:
+    from .plain import PlainDownload
 
 log = logging.getLogger(__name__)
 
@@ -477,9 +482,7 @@ class FileJob:
 
                 await PieceDownload(self).run()
             else:
-                from .plain import PlainDownload
-
-                await PlainDownload(self).run()
+                await _plain_download()(self).run()
             self.ctx.limits.release_file(self.claim)  # the bytes are in: next file's turn
             try:
                 verified = self._verify()
@@ -622,6 +625,15 @@ class FileJob:
 
     def __repr__(self) -> str:
         return f"<FileJob {self.item.output_path!r} size={self.size} written={self.written}>"
+
+
+@functools.cache
+def _plain_download() -> type[PlainDownload]:
+    """plain.PlainDownload, imported on first use (an import statement in the function
+    that runs once per file costs ~8 K instructions each time, even when done)."""
+    from .plain import PlainDownload  # (it imports this module)
+
+    return PlainDownload
 
 
 def _sync_and_close(fd: int) -> bool:
