@@ -13,6 +13,7 @@ from omniget.engine.spans import (
     add,
     covered,
     gaps,
+    length,
     merge,
     plan_spans,
     split_largest,
@@ -33,6 +34,15 @@ def is_normal(ivs: list[Interval]) -> bool:
 
 
 # --- examples ---
+
+
+@given(intervals)
+def test_merge_and_length_as_sets_say(ivs: list[Interval]) -> None:
+    out = merge(ivs)
+    assert is_normal(out) and as_set(out) == as_set(ivs)
+    assert out == merge(iv for iv in ivs)  # (any iterable)
+    assert length(out) == covered(ivs) == len(as_set(ivs))
+    assert length([]) == 0 and length([(3, 9), (20, 21)]) == 7
 
 
 def test_merge_examples() -> None:

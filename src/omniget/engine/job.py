@@ -29,7 +29,7 @@ from .journal import FileRecord
 from .names import contain, unique_path
 from .report import FileResult
 from .scheduler import FileClaim
-from .spans import Interval, merge
+from .spans import Interval, length, merge
 from .transports.base import http_date
 from .verify import UNVERIFIED, StreamHasher, digest_mismatch, file_digest
 
@@ -229,7 +229,7 @@ class FileJob:
             with contextlib.suppress(ValueError):
                 self.digests = [Digest(algo, hexv)]
         self.done = done
-        self.resumed = sum(e - s for s, e in self.done)
+        self.resumed = length(self.done)
         self.journal_started = True
         log.debug("%s: resuming with %d bytes already in", final.name, self.resumed)
 
@@ -516,7 +516,7 @@ class FileJob:
         actual = self.resumed + self.written if self.size is None else self.size
         verified: str | None = None
         if self.size is not None:
-            have = sum(e - s for s, e in self.done)
+            have = length(self.done)
             if have != self.size:
                 raise IntegrityError(
                     f"size mismatch for {self.final.name}: expected {self.size} bytes, got {have}"

@@ -30,7 +30,7 @@ from ..model import ByteRange
 from .events import Retrying, Warned
 from .job import FileJob
 from .names import filename_from_content_disposition
-from .spans import Interval, gaps, merge
+from .spans import Interval, gaps, length, merge
 from .splitter import TAKE_OVER_MIN, Span, Splitter
 from .transports.base import (
     Head,
@@ -197,7 +197,11 @@ class PlainDownload:
                 self.spans = []
 
     def covered(self) -> list[Interval]:
-        return merge(self.job.done + [(s.start, s.pos) for s in self.spans if s.pos > s.start])
+        done = self.job.done.copy()
+        for s in self.spans:  # (a loop, not a list comprehension: once per file at least)
+            if s.pos > s.start:
+                done.append((s.start, s.pos))
+        return merge(done)
 
     def checkpoint(self, now: float) -> None:
         for s in self.spans:
@@ -341,7 +345,7 @@ class PlainDownload:
     def left(self) -> int:
         """Bytes of the file not yet written (0 when the size is unknown)."""
         size = self.job.size
-        return 0 if size is None else size - sum(e - s for s, e in self.covered())
+        return 0 if size is None else size - length(self.covered())
 
 
     def splittable(self) -> bool:
@@ -594,7 +598,7 @@ class PlainDownload:
                     final = job.take_server_name(candidate)
         part = job.open_part(final, fresh=not job.done)
         try:
-            part.prepare(job.size, have=sum(e - s for s, e in job.done))
+            part.prepare(job.size, have=length(job.done))
         except StorageError:
             if not job.done:  # (nothing in it: no empty part file left behind)
                 part.discard()
