@@ -21,7 +21,6 @@ __all__ = [
     "Skipped",
     "Started",
     "Warned",
-    "ignore",
 ]
 
 
