@@ -18,9 +18,7 @@ import time
 from typing import Any
 
 from ..errors import (
-    AuthRequired,
     IntegrityError,
-    NotFound,
     OmnigetError,
     RemoteError,
     StorageError,
@@ -29,6 +27,7 @@ from ..errors import (
 from ..model import ByteRange
 from .events import Retrying, Warned
 from .job import FileJob
+from .mirrors import PERMANENT_ON_ONE_MIRROR, next_mirror, not_a_copy
 from .names import filename_from_content_disposition
 from .spans import Interval, gaps, length, merge
 from .splitter import TAKE_OVER_MIN, Span, Splitter
@@ -48,8 +47,6 @@ __all__ = ["PlainDownload"]
 
 MAX_RESTARTS = 3
 _UNSATISFIED = re.compile(r"\s*bytes\s+\*/(\d+)\s*$", re.I)  # a 416's Content-Range
-# errors that say nothing about the item's other URLs (mirrors): try the next one
-PERMANENT_ON_ONE_MIRROR = (RemoteError, NotFound, AuthRequired)
 ANY_LENGTH = 1 << 62  # pipe_room of a span that runs to the end of the body
 
 
@@ -104,9 +101,10 @@ class _SpanSink:
         if end is not None and span.pos + len(data) >= end:
             # Stop early only when the answer would go on past our end (a span cut
             # short by stealing); an answer that ends here keeps its connection.
-            stop = span.pos + len(data) > end or self.body_end != end
-            if span.pos + len(data) > end and end == job.size:  # (no length said so)
+            over = span.pos + len(data) > end
+            if over and end == job.size:  # (the answer said no length: it is too long)
                 raise size_mismatch(job, f"more than the {end} bytes expected")
+            stop = over or self.body_end != end
             data = data[: end - span.pos]
         part = job.part
         assert part is not None
@@ -378,7 +376,7 @@ class PlainDownload:
                         url = self.urls[0]
                         continue
                     if not exc.retryable:
-                        other = self._untried_mirror(url, self.gone)
+                        other = next_mirror(self.urls, url, self.gone)
                         if other is None or not isinstance(exc, PERMANENT_ON_ONE_MIRROR):
                             raise
                         said = url in self.gone  # (by another span: once is enough)
@@ -386,7 +384,7 @@ class PlainDownload:
                         url = other if said else self._to_mirror(other, exc)
                         continue
                     self.failing.add(url)
-                    other = self._untried_mirror(url, self.gone | self.failing)
+                    other = next_mirror(self.urls, url, self.gone | self.failing)
                     if other is not None and switches < 2 * len(self.urls):
                         switches += 1  # another mirror at once, as aria2 does
                         url = self._to_mirror(other, exc)
@@ -397,7 +395,7 @@ class PlainDownload:
                     delay = self.ctx.policy.next_delay(attempts, exc, waited, self.ctx.rng)
                     if delay is None:
                         raise
-                    url = self._untried_mirror(url, self.gone) or url  # (next in turn)
+                    url = next_mirror(self.urls, url, self.gone) or url  # (next in turn)
                     self.ctx.event(Retrying(job.item, job.final, exc, attempts, delay))
                     await self.ctx.clock.sleep(delay)
                     waited += delay
@@ -422,18 +420,6 @@ class PlainDownload:
         log.debug("%s: %s; next mirror %s", self.job.item.filename, exc, other)
         self.ctx.event(Warned(self.job.item, self.job.final, f"{exc}; trying a mirror"))
         return other
-
-    def _untried_mirror(self, url: str, failed: set[str]) -> str | None:
-        """The next of the item's URLs after ``url`` that has not failed for good."""
-        urls = self.urls
-        if len(urls) < 2:
-            return None
-        start = urls.index(url) if url in urls else -1
-        for i in range(1, len(urls) + 1):
-            other = urls[(start + i) % len(urls)]
-            if other != url and other not in failed:
-                return other
-        return None
 
     def _request(self, span: Span, url: str) -> Request:
         item = self.job.item
@@ -483,7 +469,7 @@ class PlainDownload:
         cr = head.content_range
         sink.body_end = cr[1] if head.status == 206 and cr else head.total_size
         if not own and job.size is not None and head.total_size not in (None, job.size):
-            self._not_a_copy(sink.req.url, head.total_size)
+            raise not_a_copy(sink.req.url, head.total_size, job.size)
         said = job.item.size_bytes
         if said is not None and head.total_size not in (None, said):
             raise size_mismatch(job, f"{head.total_size} bytes on the server, the item says {said}")
@@ -536,17 +522,11 @@ class PlainDownload:
         size, job = int(m.group(1)), self.job
         if size < span.pos or (job.size is not None and size != job.size):
             if not own and job.size is not None:
-                self._not_a_copy(head.url, size)
+                raise not_a_copy(head.url, size, job.size)
             raise _Restart("the file changed on the server", changed=True)
         if size == span.pos and job.size is None and span.end is None:
             job.size = span.end = size
             raise StopTransfer
-
-    def _not_a_copy(self, url: str, size: int) -> None:
-        """A mirror whose file has another size than the one known: another file, not
-        this one changing. An error of that URL alone (the others go on)."""
-        raise RemoteError(f"{url} has {size} bytes, not {self.job.size}: not a copy of "
-                          "this file")
 
     def _changed(self, head: Head, own: bool) -> bool:
         """Size, or (``own``: an answer from the item's own URL) validators differ from

@@ -15,18 +15,10 @@ import errno
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import (
-    AuthRequired,
-    IntegrityError,
-    NotFound,
-    OmnigetError,
-    RemoteError,
-    StorageError,
-    TransientError,
-    UsageError,
-)
+from ..errors import IntegrityError, OmnigetError, StorageError, TransientError, UsageError
 from ..model import ByteRange, Item
 from .events import Retrying, Warned
+from .mirrors import PERMANENT_ON_ONE_MIRROR, next_mirror, not_a_copy
 from .ratelimit import RateLimit
 from .transports.base import Head, Request, check_status, skip_prefix, transport_for
 from .verify import UNVERIFIED, StreamHasher, digest_mismatch
@@ -49,10 +41,6 @@ def write_error(
     return StorageError(f"cannot write to {where}: {why}{tail}")
 
 
-#: Errors that say nothing of the item's other URLs (mirrors): that one is left for good.
-PERMANENT_ON_ONE_MIRROR = (RemoteError, NotFound, AuthRequired)
-
-
 class _StreamSink:
     def __init__(self, write: Callable[[bytes], object], done: int) -> None:
         self.write = write
@@ -73,10 +61,9 @@ class _StreamSink:
         etag = self.etags.get(self.url)
         if self.done and etag and head.etag and head.etag != etag:
             raise TransientError("the file changed on the server while streaming")
-        other = self.size is not None and head.total_size not in (None, self.size)
-        if other and self.url != self.size_from:  # (a mirror: its own error)
-            raise RemoteError(f"{self.url} has {head.total_size} bytes, not {self.size}: "
-                              "not a copy of this file")
+        size, total = self.size, head.total_size
+        if size is not None and total is not None and total != size and self.url != self.size_from:
+            raise not_a_copy(self.url, total, size)  # (a mirror: its own error)
         if head.status == 200 and self.done:
             self.skip = self.done
         if head.etag:
@@ -137,7 +124,7 @@ async def stream_item(engine: Engine, item: Item, write: Callable[[bytes], objec
                     f"{exc}; {sink.done - before} bytes decoded from it were already "
                     "written out, and cannot be taken back"
                 ) from None
-            other = _next_url(urls, url, gone)
+            other = next_mirror(urls, url, gone)
             if other is not None and not exc.retryable:
                 if not isinstance(exc, PERMANENT_ON_ONE_MIRROR):
                     raise
@@ -162,12 +149,3 @@ async def stream_item(engine: Engine, item: Item, write: Callable[[bytes], objec
         engine.emit(Warned(item, None, UNVERIFIED))
     return sink.done
 
-
-def _next_url(urls: tuple[str, ...], url: str, gone: set[str]) -> str | None:
-    """The next of the item's URLs after ``url`` that has not failed for good."""
-    start = urls.index(url)
-    for i in range(1, len(urls)):
-        other = urls[(start + i) % len(urls)]
-        if other != url and other not in gone:
-            return other
-    return None
