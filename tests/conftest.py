@@ -15,15 +15,21 @@
     with ``nginx.add(name, data)``); skipped where nginx is not installed.
 ``payload``
     ``payload(n, seed=0) -> bytes``: deterministic, fast pseudo-random data.
+``site_source``
+    registers :class:`SiteSource` (``https://site.test/...``; it takes options, which the
+    built-in http source does not) before the built-in sources, for one test.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from omniget.model import Item
+from omniget.sources.base import Source
 
 # ``tests.servers`` must import the same way here, in test modules and in bench scripts.
 _ROOT = str(Path(__file__).resolve().parent.parent)
@@ -114,3 +120,28 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxServer]:
     server = start_nginx(tmp_path_factory.mktemp("nginx-root"), tmp_path_factory.mktemp("nginx"))
     yield server
     server.stop()
+
+
+class SiteSource(Source):
+    """A source that takes options: each item carries them in ``meta``."""
+
+    name = "site"
+    patterns = (r"^https?://site\.test/",)
+    examples = ("https://site.test/a.bin",)
+    option_names = ("token", "password", "max_pages")
+
+    def items_at_once(self) -> tuple[Item]:
+        return (Item(download_url=self.url, source=self.name, meta=dict(self.options)),)
+
+    async def items(self) -> AsyncIterator[Item]:
+        for item in self.items_at_once():
+            yield item
+
+
+@pytest.fixture
+def site_source(monkeypatch: pytest.MonkeyPatch) -> type[Source]:
+    import omniget.sources as registry
+
+    builtin = registry.source_classes()
+    monkeypatch.setattr(registry, "source_classes", lambda: (SiteSource, *builtin))
+    return SiteSource

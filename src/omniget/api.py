@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, BinaryIO, TypeVar
 from .engine import Engine, FileResult, Report
 from .engine.events import EventHandler, Failed
 from .engine.transports.base import Transport
-from .errors import OmnigetError
+from .errors import OmnigetError, nearest
 from .model import Item
 from .settings import Settings
 from .sources import find_source
-from .sources.base import HttpClient, Source, SourceContext
+from .sources.base import HttpClient, Source, SourceContext, option_problem
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -62,11 +62,13 @@ async def aextract(
 ) -> AsyncGenerator[Item, None]:
     """Yield the items behind ``url``, lazily (no request before the first item is asked)."""
     _check_url(url, "aextract")
+    cls = find_source(url, source)
+    _check_options(cls, options, "aextract")
     settings = settings or Settings()
     own = transports is None
     tr = transports if transports is not None else _default_transports(settings)
     try:
-        src = find_source(url, source)(url, _source_context(settings, tr, options), **options)
+        src = cls(url, _source_context(settings, tr, options), **options)
         async for item in src.items():
             yield item
     finally:
@@ -81,9 +83,43 @@ def extract(
     """Items behind ``url`` as a lazy generator. An unknown URL fails at once
     (:class:`~omniget.errors.UnsupportedURL`); requests happen while iterating."""
     _check_url(url, "extract")
-    find_source(url, source)  # fail fast, without any request
+    _check_options(find_source(url, source), options, "extract")  # fail fast, no request
     _not_in_a_loop("extract", "aextract")
     return _drive(aextract(url, source=source, settings=settings, transports=None, **options))
+
+
+def _check_options(cls: type[Source], options: Mapping[str, object], name: str) -> None:
+    """A keyword argument the source does not take is a typo, never silently ignored."""
+    problem = option_problem(cls, options, ("source", "settings", "transports"))
+    if problem is not None:
+        raise TypeError(f"omniget.{name}(): {problem}")
+
+
+def _check_source_options(
+    tables: Mapping[str, Mapping[str, object]] | None, name: str
+) -> None:
+    """``source_options`` of download: each known source's table holds only options it
+    takes; a name close to a source's is a typo. (Other names are kept: the CLI passes
+    tables for sources not installed here, such as GOFILE_TOKEN's.)"""
+    if not tables:
+        return
+    from .sources import source_classes  # (looked up here: tests add a source)
+
+    known = {cls.name: cls for cls in source_classes()}
+    for table, options in tables.items():
+        cls = known.get(table)
+        if cls is None:
+            near = nearest(table.lower(), known)  # (names are lower case: HTTP is http)
+            if near is not None:
+                raise ValueError(f"omniget.{name}(): source_options[{table!r}]: no source "
+                                 f"is called {table!r}; did you mean {near!r}?")
+            continue
+        if not isinstance(options, Mapping):
+            raise TypeError(f"omniget.{name}(): source_options[{table!r}] is a mapping of "
+                            f"option names to values, not {type(options).__name__}")
+        problem = option_problem(cls, options)
+        if problem is not None:
+            raise ValueError(f"omniget.{name}(): source_options[{table!r}]: {problem}")
 
 
 def _drive(agen: AsyncGenerator[Item, None]) -> Generator[Item, None, None]:
@@ -167,6 +203,7 @@ async def adownload(
     list may be an async iterable (``aextract(url)``, say). ``only``: items it returns
     False for are left out (and not reported)."""
     items_or_urls = _one_or_many(items_or_urls, "adownload")
+    _check_source_options(source_options, "adownload")
     if cancel is not None and not callable(getattr(cancel, "is_set", None)):
         raise TypeError(
             f"cancel= takes a threading.Event or an asyncio.Event, not {type(cancel).__name__}"
@@ -268,6 +305,7 @@ def download(
     keeping resumable state (unfinished files fail with ``Cancelled``). ``only``: items it
     returns False for are left out."""
     _not_in_a_loop("download", "adownload")
+    _check_source_options(source_options, "download")
     return asyncio.run(
         adownload(
             _one_or_many(items_or_urls, "download"),

@@ -27,6 +27,7 @@ file edges only; the retry policy asks nothing but ``retryable``, ``retry_after`
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 __all__ = [
@@ -166,3 +167,12 @@ class StorageError(OmnigetError):
 
 class Cancelled(OmnigetError):
     exit_code = 130
+
+
+def nearest(word: str, choices: Iterable[str], cutoff: float = 0.75) -> str | None:
+    """The choice closest to a mistyped ``word``, if one is close enough (for "did you
+    mean" in an error)."""
+    import difflib  # (only on an error)
+
+    near = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
+    return near[0] if near else None

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from tests.servers.httpd import HTTPServer
 
 import omniget
 
@@ -210,3 +211,53 @@ def test_arguments_of_the_wrong_type_are_named(
     with pytest.raises(TypeError, match=said):
         call(tmp_path)
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize(
+    ("call", "said"),
+    [
+        (lambda d: omniget.extract("http://127.0.0.1:9/a", setings=_settings(d)),
+         r"omniget.extract\(\): unknown option 'setings' \(the http source takes: none\); "
+         r"did you mean 'settings'\?"),
+        (lambda d: asyncio.run(anext(omniget.aextract("http://127.0.0.1:9/a", sorce="http"))),
+         r"omniget.aextract\(\): unknown option 'sorce' .*; did you mean 'source'\?"),
+        (lambda d: omniget.extract("https://site.test/a", tokn="t"),
+         r"unknown option 'tokn' \(the site source takes: token, password, max_pages\); "
+         r"did you mean 'token'\?"),
+    ],
+)
+def test_an_option_no_source_takes_is_a_type_error(
+    site_source: type[object], tmp_path: Path, call: Callable[[Path], object], said: str
+) -> None:
+    """A typo in an option was silently ignored (sources declared no options)."""
+    with pytest.raises(TypeError, match=said):
+        call(tmp_path)
+
+
+def test_options_a_source_takes_reach_it(site_source: type[object]) -> None:
+    (item,) = omniget.extract("https://site.test/a.bin", token="t", max_pages=2)
+    assert dict(item.meta) == {"token": "t", "max_pages": 2}
+
+
+def test_source_options_of_download_are_checked_before_any_request(
+    site_source: type[object], httpd: HTTPServer, tmp_path: Path
+) -> None:
+    url = httpd.add(httpd.new_path("a.bin"), b"x")
+    cases: list[tuple[dict[str, dict[str, object]], str]] = [
+        ({"http": {"max_page": 1}}, r"source_options\['http'\]: unknown option 'max_page'"),
+        ({"site": {"pasword": "p"}}, r"source_options\['site'\]: .*did you mean 'password'"),
+        ({"htp": {}}, r"no source is called 'htp'; did you mean 'http'\?"),
+        ({"HTTP": {"x": 1}}, r"no source is called 'HTTP'; did you mean 'http'\?"),
+    ]
+    for tables, said in cases:
+        with pytest.raises(ValueError, match=said):
+            omniget.download([url], tmp_path / "out", settings=_settings(tmp_path),
+                             source_options=tables)
+        with pytest.raises(ValueError, match=said.replace("download", "adownload")):
+            asyncio.run(omniget.adownload([url], tmp_path / "out", settings=_settings(tmp_path),
+                                          source_options=tables))
+    assert httpd.requests == [] and not (tmp_path / "out").exists()
+    # a table for a source not installed here (GOFILE_TOKEN's, say) is left alone
+    report = omniget.download([url], tmp_path / "out", settings=_settings(tmp_path),
+                              source_options={"gofile": {"token": "t"}, "site": {"token": "t"}})
+    assert report.ok == 1

@@ -31,6 +31,14 @@ def test_examples_pick_their_own_source(cls: type[Source]) -> None:
 
 
 @pytest.mark.parametrize("cls", SOURCES, ids=lambda c: c.name)
+def test_option_names_can_be_keywords_and_environment_names(cls: type[Source]) -> None:
+    """extract(url, NAME=...) and OMNIGET_<SOURCE>_<NAME> (read in lower case) reach them."""
+    for name in cls.option_names:
+        assert name.isidentifier() and name == name.lower(), name
+    assert cls.name.isalnum() and cls.name == cls.name.lower()  # (no "_": SOURCE_KEY splits)
+
+
+@pytest.mark.parametrize("cls", SOURCES, ids=lambda c: c.name)
 def test_construction_makes_no_request(cls: type[Source]) -> None:
     mem = MemoryTransport()
     ctx = SourceContext(Settings(), HttpClient({"http": mem, "https": mem}))

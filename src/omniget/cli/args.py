@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from .. import __version__
-from ..errors import UsageError
+from ..errors import UsageError, nearest
 from ..model import Item
 from . import config as cfg
 
@@ -258,7 +258,7 @@ def _help(args: list[str]) -> NoReturn:
 def _suggest(parser: argparse.ArgumentParser, flag: str) -> str:
     """'; did you mean --x?' for a near miss among the parser's long options, else ''."""
     longs = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
-    near = cfg.nearest(flag, longs, 0.75)
+    near = nearest(flag, longs, 0.75)
     return f"; did you mean {near}?" if near else ""
 
 
@@ -293,7 +293,7 @@ def _split_command(
     if i < len(args) and (args[i] in COMMANDS or args[i] == "help"):
         return args[i], args[:i] + args[i + 1 :]
     if i < len(args) and re.fullmatch(r"[a-z]+", args[i]):  # `omniget lsit URL`: no download
-        near = cfg.nearest(args[i], [*COMMANDS, "help"], 0.6)
+        near = nearest(args[i], [*COMMANDS, "help"], 0.6)
         if near:
             raise UsageError(f"'{args[i]}' is not a command; did you mean '{near}'?")
     return "get", args

@@ -18,7 +18,7 @@ from ..engine.transports.base import (
     ENGINE_HEADERS,  # (refused: the engine sets them itself)
     SECRET_HEADERS,  # (masked as the engine guards them)
 )
-from ..errors import UsageError
+from ..errors import UsageError, nearest
 from ..model import Digest
 from ..settings import NetworkSettings, Settings, default_config_dir
 
@@ -371,14 +371,6 @@ def _check_table(path: Path, name: str) -> None:
     names = [cls.name for cls in source_classes()]
     if name.lower() not in names and (hint := _did_you_mean(name.lower(), names)):
         raise UsageError(f"config file {path}: [{name}] is not a source{hint}")
-
-
-def nearest(word: str, choices: Iterable[str], cutoff: float = 0.75) -> str | None:
-    """The choice closest to a mistyped ``word``, if one is close enough."""
-    import difflib  # (only on an error)
-
-    near = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
-    return near[0] if near else None
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:

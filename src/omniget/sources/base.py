@@ -1,25 +1,27 @@
 """What a source is: a class that knows one site or format, turns a URL into Items, and
 never writes an output file.
 
-A source declares ``name``, ``patterns`` (regular expressions matched against the URL) and
-``examples``; its constructor does no I/O; ``items()`` is an async generator making requests
-through the injected :class:`SourceContext` (so the user's proxy, CA and cookie settings
-apply); ``refresh(item)`` re-resolves expiring URLs when the engine asks.
+A source declares ``name``, ``patterns`` (regular expressions matched against the URL),
+``examples`` and ``option_names`` (the options it takes; any other is refused, so a typo
+is never silently ignored); its constructor does no I/O; ``items()`` is an async
+generator making requests through the injected :class:`SourceContext` (so the user's
+proxy, CA and cookie settings apply); ``refresh(item)`` re-resolves expiring URLs when
+the engine asks.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..engine.transports.base import Head, Request, Transport, check_status, transport_for
-from ..errors import ParseError
+from ..errors import ParseError, nearest
 from ..model import Item
 from ..settings import Settings
 
-__all__ = ["HttpClient", "Response", "Source", "SourceContext"]
+__all__ = ["HttpClient", "Response", "Source", "SourceContext", "option_problem"]
 
 MAX_BODY = 32 * 1024 * 1024  # API answers and pages, never files
 
@@ -108,6 +110,8 @@ class Source:
     name: ClassVar[str] = ""
     patterns: ClassVar[tuple[str, ...]] = ()
     examples: ClassVar[tuple[str, ...]] = ()
+    #: The options it takes: extract()'s keyword arguments, the keys of its config table.
+    option_names: ClassVar[tuple[str, ...]] = ()
     _compiled: ClassVar[list[re.Pattern[str]] | None] = None
 
     def __init__(self, url: str, ctx: SourceContext, **options: object) -> None:
@@ -136,3 +140,19 @@ class Source:
     async def refresh(self, item: Item) -> Item:
         """Re-resolve an item whose URLs expired; the default keeps it as it is."""
         return item
+
+
+def option_problem(
+    cls: type[Source], options: Iterable[str], also: Iterable[str] = ()
+) -> str | None:
+    """What is wrong with the option names ``options`` for the source ``cls`` (the first
+    unknown one, and the near name it may stand for among its options and ``also``), or
+    None when the source takes them all."""
+    for key in options:
+        if key in cls.option_names:
+            continue
+        takes = ", ".join(cls.option_names) or "none"
+        near = nearest(key, [*cls.option_names, *also])
+        hint = f"; did you mean {near!r}?" if near else ""
+        return f"unknown option {key!r} (the {cls.name} source takes: {takes}){hint}"
+    return None
