@@ -31,7 +31,7 @@ def test_defaults(tmp_path: Path) -> None:
     assert sources == {}
 
 
-def test_config_file_keys(tmp_path: Path) -> None:
+def test_config_file_keys(tmp_path: Path, site_source: type[object]) -> None:
     path = write(tmp_path, """
 connections = 8
 limit-rate = "2M"
@@ -49,11 +49,9 @@ resolve = ["example.com:443:127.0.0.1"]
 no-netrc = true
 user-agent = "Mozilla/5.0"
 
-[gofile]
+[site]
 token = "gf-token-123"
 password = "open sesame"
-
-[http]
 max-pages = 4
 """)
     cfg = load_config(path, noenv(tmp_path))
@@ -71,8 +69,7 @@ max-pages = 4
     assert net.netrc is False
     assert net.user_agent == "Mozilla/5.0"
     assert cfg.sources == {
-        "gofile": {"token": "gf-token-123", "password": "open sesame"},
-        "http": {"max_pages": 4},
+        "site": {"token": "gf-token-123", "password": "open sesame", "max_pages": 4},
     }
     assert {"gf-token-123", "open sesame"} <= set(cfg.secrets)
 
@@ -87,7 +84,7 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
     assert s.jobs == Settings().jobs  # default
 
 
-def test_env_names(tmp_path: Path) -> None:
+def test_env_names(tmp_path: Path, site_source: type[object]) -> None:
     env = {
         **noenv(tmp_path),
         "OMNIGET_STATE_DIR": str(tmp_path / "st"),
@@ -98,7 +95,7 @@ def test_env_names(tmp_path: Path) -> None:
         "GOFILE_TOKEN": "megaloader-token",
         "PIXIV_PHPSESSID": "12345_abcdef",
         "FANBOX_SESSID": "fanbox-sess",
-        "OMNIGET_HTTP_MAX_PAGES": "3",
+        "OMNIGET_SITE_MAX_PAGES": "3",
         "UNRELATED": "x",
     }
     cfg = load_config(None, env)
@@ -109,14 +106,14 @@ def test_env_names(tmp_path: Path) -> None:
     assert cfg.sources["gofile"] == {"token": "omni-token"}  # OMNIGET_ name wins
     assert cfg.sources["pixiv"] == {"session_id": "12345_abcdef"}
     assert cfg.sources["fanbox"] == {"session_id": "fanbox-sess"}
-    assert cfg.sources["http"] == {"max_pages": "3"}
+    assert cfg.sources["site"] == {"max_pages": "3"}
     assert {"omni-token", "12345_abcdef", "fanbox-sess"} <= set(cfg.secrets)
 
 
-def test_env_beats_file_for_source_options(tmp_path: Path) -> None:
-    path = write(tmp_path, '[gofile]\ntoken = "from-file"\nsalt = "s1"\n')
-    _, sources = load_settings(path, {"GOFILE_TOKEN": "from-env"})
-    assert sources["gofile"] == {"token": "from-env", "salt": "s1"}
+def test_env_beats_file_for_source_options(tmp_path: Path, site_source: type[object]) -> None:
+    path = write(tmp_path, '[site]\ntoken = "from-file"\npassword = "p1"\n')
+    _, sources = load_settings(path, {"OMNIGET_SITE_TOKEN": "from-env"})
+    assert sources["site"] == {"token": "from-env", "password": "p1"}
 
 
 def test_default_config_path_from_xdg(tmp_path: Path) -> None:
@@ -173,12 +170,73 @@ def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
 def test_near_misses_of_keys_and_source_tables_are_named(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="did you mean 'connections'"):
         load_settings(write(tmp_path, "conections = 3\n"), {})
-    with pytest.raises(UsageError, match=r"\[htpp\] is not a source; did you mean 'http'"):
+    with pytest.raises(UsageError,
+                       match=r"\[htpp\] is not a source \(sources: http\); did you mean 'http'"):
         load_settings(write(tmp_path, "[htpp]\nmax_pages = 3\n"), {})
-    # a table for a source not installed here (a plugin's, a later version's) is kept
-    assert load_config(write(tmp_path, "[zzsite]\nkey = 1\n"), {}).sources == {
-        "zzsite": {"key": 1}
-    }
+    # a table for a source not installed here is refused as well (as wget and aria2 refuse
+    # an unknown setting in their files); it was kept and silently unused
+    with pytest.raises(UsageError, match=r"\[zzsite\] is not a source \(sources: http\)$"):
+        load_settings(write(tmp_path, "[zzsite]\nkey = 1\n"), {})
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ('[network]\nproxy = "http://p:3128"\n',
+         r"\[network\] is not a source \(sources: site, http\); 'proxy' is a top-level key: "
+         r"put it above the first \[table\], without a \[network\] line$"),
+        ("[http]\nfoo = 1\n",
+         r"\[http\]: unknown option 'foo' \(the http source takes: none\)$"),
+        ('[site]\ntokn = "t"\n',
+         r"\[site\]: unknown option 'tokn' \(the site source takes: token, password, "
+         r"max_pages\); did you mean 'token'\?$"),
+        ('[site]\ntoken = "t"\njobs = 4\n',
+         r"\[site\]: 'jobs' is not an option of the site source; as a top-level key it goes "
+         r"above the first \[table\]"),
+    ],
+    ids=["unknown-table", "unknown-key", "near-key", "top-level-key-in-a-table"],
+)
+def test_a_table_or_key_no_source_takes_is_an_error(
+    tmp_path: Path, site_source: type[object], text: str, said: str
+) -> None:
+    """Was: accepted, and the setting silently did nothing."""
+    path = write(tmp_path, text)
+    with pytest.raises(UsageError, match=said) as e:
+        load_settings(path, noenv(tmp_path))
+    assert str(e.value).startswith(f"config file {path}: [")
+
+
+@pytest.mark.parametrize(
+    ("var", "said"),
+    [
+        ("OMNIGET_HTTP_FOO", r"OMNIGET_HTTP_FOO: unknown option 'foo' \(the http source "
+                             r"takes: none\)$"),
+        ("OMNIGET_SITE_TOKN", r"OMNIGET_SITE_TOKN: unknown option 'tokn' .*did you mean 'token'"),
+        ("OMNIGET_SITE", r"OMNIGET_SITE: names the site source but no option "
+                         r"\(OMNIGET_SITE_OPTION\)"),
+        ("OMNIGET_HTPP_FOO", r"OMNIGET_HTPP_FOO: no source is called 'htpp'; did you mean "
+                             r"'http'\?"),
+        ("OMNIGET_LIMIT_RAT", r"OMNIGET_LIMIT_RAT names no option; did you mean "
+                              r"OMNIGET_LIMIT_RATE\?"),
+    ],
+)
+def test_a_source_option_in_the_environment_is_checked(
+    tmp_path: Path, site_source: type[object], var: str, said: str
+) -> None:
+    with pytest.raises(UsageError, match=f"environment variable {said}"):
+        load_settings(environ={**noenv(tmp_path), var: "2M"})
+    load_settings(environ={**noenv(tmp_path), var: ""})  # (set but empty: as if unset)
+
+
+def test_source_tables_of_sources_not_installed_stay_in_the_environment(
+    tmp_path: Path,
+) -> None:
+    """Megaloader's names (GOFILE_TOKEN) and OMNIGET_<SOURCE>_<KEY> of a source not installed
+    here are not errors: the environment is shared with other programs and versions."""
+    env = {**noenv(tmp_path), "OMNIGET_GOFILE_TOKEN": "t", "PIXIV_PHPSESSID": "s",
+           "OMNIGET_SOAK_SEEDS": "3", "OMNIGET_HOME": "h", "OMNIGET_CACHE": "c"}
+    _, sources = load_settings(environ=env)
+    assert sources["gofile"] == {"token": "t"} and sources["pixiv"] == {"session_id": "s"}
 
 
 def test_flag_only_key_is_refused_in_file(tmp_path: Path) -> None:
@@ -243,11 +301,11 @@ def test_secrets_collected(tmp_path: Path) -> None:
     assert set(cfg.secrets) == {"hunter22", "Bearer abc.def", "proxypass"}
 
 
-def test_reexported_from_package(tmp_path: Path) -> None:
+def test_reexported_from_package(tmp_path: Path, site_source: type[object]) -> None:
     s, sources = omniget.load_settings(
-        write(tmp_path, "jobs = 3\n[gofile]\ntoken = 't'\n"), {}
+        write(tmp_path, "jobs = 3\n[site]\ntoken = 't'\n"), {}
     )
-    assert s.jobs == 3 and sources == {"gofile": {"token": "t"}}
+    assert s.jobs == 3 and sources == {"site": {"token": "t"}}
 
 
 @pytest.mark.parametrize("var", ["OMNIGET_DRY_RUN", "OMNIGET_QUIET", "OMNIGET_JSON",

@@ -185,10 +185,10 @@ def test_cancelled_report_is_130(api: FakeAPI, capsys: pytest.CaptureFixture[str
 
 
 def test_download_gets_settings_dest_and_options(
-    api: FakeAPI, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    api: FakeAPI, capsys: pytest.CaptureFixture[str], tmp_path: Path, site_source: type[object]
 ) -> None:
     config = tmp_path / "c.toml"
-    config.write_text('retries = 1\n[http]\ntoken = "tok-in-config"\n')
+    config.write_text('retries = 1\n[site]\ntoken = "tok-in-config"\n')
     assert main(["--config", str(config), "-o", "out", "-N", "2", "--source", "http", URL]) == 0
     call = api.downloads[0]
     assert call["items"] == [URL]
@@ -196,7 +196,7 @@ def test_download_gets_settings_dest_and_options(
     assert call["settings"].connections_per_host == 2
     assert call["settings"].retries == 1
     assert call["source"] == "http"
-    assert call["source_options"] == {"http": {"token": "tok-in-config"}}
+    assert call["source_options"] == {"site": {"token": "tok-in-config"}}
     assert isinstance(call["cancel"], threading.Event)
     assert callable(call["on_event"])
     assert "0 files ok" in capsys.readouterr().err
@@ -294,6 +294,24 @@ def test_config_error_exits_2(api: FakeAPI, capsys: pytest.CaptureFixture[str],
     assert api.downloads == []
 
 
+@pytest.mark.parametrize("setting", ["file", "env"])
+def test_a_source_option_no_source_takes_exits_2(
+    api: FakeAPI, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, setting: str,
+) -> None:
+    """Was: ``[http] foo = 1`` or OMNIGET_HTTP_FOO=1 accepted, and silently unused."""
+    args = ["list", URL]
+    if setting == "file":
+        (tmp_path / "c.toml").write_text("[http]\nfoo = 1\n")
+        args = ["--config", str(tmp_path / "c.toml"), *args]
+    else:
+        monkeypatch.setenv("OMNIGET_HTTP_FOO", "1")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown option 'foo' (the http source takes: none)" in err
+    assert api.extracts == []
+
+
 def test_include_exclude_filter_items(api: FakeAPI, capsys: pytest.CaptureFixture[str]) -> None:
     album = "https://example.com/album"
     api.items[album] = [
@@ -359,11 +377,14 @@ def test_list_json_and_plain(api: FakeAPI, capsys: pytest.CaptureFixture[str]) -
     assert api.downloads == []
 
 
-def test_list_passes_source_options(api: FakeAPI, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OMNIGET_HTTP_REFERER_MODE", "strict")
-    assert main(["list", URL]) == 0
-    url, kw = api.extracts[0]
-    assert url == URL and kw["referer_mode"] == "strict" and kw["source"] is None
+def test_list_passes_source_options(
+    api: FakeAPI, monkeypatch: pytest.MonkeyPatch, site_source: type[object]
+) -> None:
+    monkeypatch.setenv("OMNIGET_SITE_MAX_PAGES", "2")
+    assert main(["list", "https://site.test/a", URL]) == 0
+    (url, kw), (url2, kw2) = api.extracts
+    assert url == "https://site.test/a" and kw["max_pages"] == "2" and kw["source"] is None
+    assert url2 == URL and "max_pages" not in kw2  # (the http source's table is empty)
 
 
 def test_list_failure(api: FakeAPI, capsys: pytest.CaptureFixture[str]) -> None:

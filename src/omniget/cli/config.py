@@ -349,7 +349,7 @@ def _read_file(path: Path, layers: _Layers) -> None:
         if opt is not None and opt.in_file:
             layers.set(opt, value, f"config file {path}: key {key!r}")
         elif isinstance(value, dict) and opt is None:
-            _check_table(path, key)
+            _check_table(path, key, value)
             for k, v in value.items():
                 layers.set_source(key, k, v)
         elif opt is not None:  # a flag-only option (checksum)
@@ -363,14 +363,31 @@ def _read_file(path: Path, layers: _Layers) -> None:
             raise UsageError(f"config file {path}: unknown key {key!r}{hint}")
 
 
-def _check_table(path: Path, name: str) -> None:
-    """A table holds one source's options. One named almost like a source is a typo; any
-    other may be for a source of a plugin or a version not installed here."""
+def _check_table(path: Path, name: str, table: Mapping[str, object]) -> None:
+    """A table holds the options of one source installed here, and only options it takes
+    (as wget and aria2 stop at an unknown setting in their files). Keys below a ``[table]``
+    line belong to it, so a top-level key there is said to be misplaced."""
     from ..sources import source_classes
+    from ..sources.base import option_problem
 
-    names = [cls.name for cls in source_classes()]
-    if name.lower() not in names and (hint := _did_you_mean(name.lower(), names)):
-        raise UsageError(f"config file {path}: [{name}] is not a source{hint}")
+    where = f"config file {path}: [{name}]"
+    classes = {cls.name: cls for cls in source_classes()}
+    cls = classes.get(name.lower())
+    if cls is None:
+        hint = _did_you_mean(name.lower(), classes)
+        top = [k for k in table if _option(k) is not None]
+        if not hint and top:
+            hint = (f"; {top[0]!r} is a top-level key: put it above the first [table], "
+                    f"without a [{name}] line")
+        raise UsageError(f"{where} is not a source (sources: {', '.join(classes)}){hint}")
+    for key in table:
+        if option_problem(cls, [key.replace("-", "_")]) is None:
+            continue
+        if _option(key) is not None:
+            raise UsageError(f"{where}: {key!r} is not an option of the {cls.name} source; "
+                             f"as a top-level key it goes above the first [table] (the keys "
+                             f"below [{name}] belong to it)")
+        raise UsageError(f"{where}: {option_problem(cls, [key.replace('-', '_')])}")
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
@@ -401,8 +418,35 @@ def _read_env(environ: Mapping[str, str], layers: _Layers) -> None:
             raise UsageError(f"environment variable {var} cannot be used: --{flag} is a "
                              "command-line flag only")
         source, sep, key = var[len("OMNIGET_") :].partition("_")
+        if value != "":
+            _check_env(var, source.lower(), key.lower() if sep else "", env_names)
         if sep and source and key:  # OMNIGET_<SOURCE>_<OPTION>
             layers.set_source(source, key.lower(), value)
+
+
+def _check_env(var: str, source: str, key: str, options: Iterable[str]) -> None:
+    """``OMNIGET_<SOURCE>_<OPTION>`` of a source installed here names an option it takes;
+    any other name is a source's not installed here (kept), unless it is close to a
+    source's (``OMNIGET_HTPP_X``) or an option's (``OMNIGET_LIMIT_RAT``): a typo."""
+    from ..sources import source_classes
+    from ..sources.base import option_problem
+
+    classes = source_classes()
+    for cls in classes:
+        if cls.name == source:
+            problem = option_problem(cls, [key]) if key else (
+                f"names the {cls.name} source but no option (OMNIGET_{source.upper()}_OPTION)")
+            if problem is not None:
+                raise UsageError(f"environment variable {var}: {problem}")
+            return
+    if key and (near := nearest(source, [cls.name for cls in classes])):
+        raise UsageError(f"environment variable {var}: no source is called {source!r}; did "
+                         f"you mean {near!r}?")
+    # (compared without the OMNIGET_ every name shares: OMNIGET_NGINX is not OMNIGET_NETRC)
+    near = nearest(var.removeprefix("OMNIGET_"), [o.removeprefix("OMNIGET_") for o in options])
+    if near is not None:
+        raise UsageError(f"environment variable {var} names no option; did you mean "
+                         f"OMNIGET_{near}?")
 
 
 def _config_path(config: Path | None, environ: Mapping[str, str]) -> tuple[Path, bool]:
