@@ -630,6 +630,39 @@ def test_a_closed_stdout_is_a_storage_error_before_any_request(
     assert all(r.method != "GET" for r in httpd.requests) and not Path("small").exists()
 
 
+@pytest.mark.parametrize("args", [["list"], ["list", "--json"], ["--dry-run"]])
+def test_a_reader_that_goes_away_ends_the_listing_quietly(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """``omniget list URL... | head -1`` dies of SIGPIPE as git and ls do (the shell shows
+    141), saying nothing; it ended with exit 1."""
+    urls = tmp_path / "urls.txt"  # (well over a pipe's buffer of lines, and no request)
+    urls.write_text("".join(f"http://127.0.0.1:9/a/long/path/f{n}.bin\n" for n in range(5000)))
+    proc = spawn(*args, "-i", str(urls))
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline()
+    proc.stdout.close()
+    assert (proc.wait(timeout=60), proc.stderr.read()) == (-signal.SIGPIPE, b"")
+    assert main([*args, "-i", str(urls)]) == 0  # (in-process, stdout whole: 0)
+
+
+def test_a_reader_of_json_events_that_goes_away_leaves_the_download_going(
+    httpd: HTTPServer
+) -> None:
+    """``omniget --json URL... | head -1``: the files are downloaded, and one line says the
+    events are incomplete, as with a full disk (was: a traceback, then exit 1)."""
+    first, late = serve(httpd, "first"), serve(httpd, "late") + "?delay=1"
+    proc = spawn("--json", "-o", "out", first, late)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert json.loads(proc.stdout.readline())["event"] == "started"
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 7
+    assert proc.stderr.read().decode() == ("omniget: error: stdout closed before the whole "
+                                           "output was written (the --json events are "
+                                           "incomplete)\n")
+    assert Path("out/first").read_bytes() == Path("out/late").read_bytes() == DATA
+
+
 def test_a_download_needs_no_stdout_and_a_closed_stderr_is_a_silent_one(
     httpd: HTTPServer
 ) -> None:

@@ -56,6 +56,10 @@ Failure = tuple[str, OmnigetError]  # (what failed, shown to the user; the error
 #: The last line of a download stopped by Ctrl+C or SIGTERM: its state is saved.
 RESUME = "interrupted; run the same command again to resume"
 
+#: What the shell shows when stdout's reader went away (``omniget list | head -1``): the
+#: command dies of SIGPIPE, as git and ls do; main() returns this code for it.
+BROKEN_PIPE = 128 + signal.SIGPIPE
+
 
 def _error(text: str) -> None:
     sys.stderr.write(f"omniget: error: {text}\n")
@@ -98,9 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(RESUME if ns is not None and _resumable(ns) else "interrupted")
         _json_error(ns, Cancelled("interrupted"), 130, mask)
         return 130
-    except BrokenPipeError:  # e.g. `omniget list ... | head`: quietly, as other tools
+    except BrokenPipeError:  # `omniget list ... | head`: quietly, as git and ls
         _drop_stdout()
-        return 1
+        return BROKEN_PIPE
     except OmnigetError as e:
         if debug:
             traceback.print_exc()
@@ -176,6 +180,9 @@ def run() -> None:
         except (OSError, ValueError):  # a closed pipe: nothing left to say
             pass
     logging.shutdown()
+    if code == BROKEN_PIPE:  # (Python ignores SIGPIPE: restore its default, then die of it)
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGPIPE)
     os._exit(code)
 
 

@@ -269,6 +269,8 @@ class JsonEvents:
                 json_line(self.out, record)
             except StorageError as e:
                 self.error = e
+            except BrokenPipeError as e:  # (its reader went away: the download goes on)
+                self.error = write_error(e, _stream_name(self.out), what=None)
 
     def __enter__(self) -> JsonEvents:
         return self
@@ -280,6 +282,8 @@ class JsonEvents:
                     flush(self.out)
                 except StorageError as e:
                     self.error = e
+                except BrokenPipeError as e:
+                    self.error = write_error(e, _stream_name(self.out), what=None)
 
 
 def print_list(
