@@ -459,6 +459,23 @@ def test_a_bare_host_name_is_still_a_url() -> None:
 # --- 9. filters while downloading (extraction runs inside the engine's loop) ---
 
 
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_an_empty_proxy_switches_the_proxy_variables_off(
+    httpd: HTTPServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    how: str,
+) -> None:
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # nothing listens there
+    for var in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    args = ["--retries", "0", "-O", "-", serve(httpd)]
+    if how == "flag":
+        args = ["--proxy", "", *args]
+    else:
+        monkeypatch.setenv("OMNIGET_PROXY", "")
+    assert main(args) == 0
+    assert capsys.readouterr().out.encode() == DATA
+
+
 def test_include_and_exclude_filter_a_real_download(
     httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -228,6 +228,15 @@ def test_a_source_option_in_the_environment_is_checked(
     load_settings(environ={**noenv(tmp_path), var: ""})  # (set but empty: as if unset)
 
 
+def test_an_empty_proxy_variable_means_no_proxy(tmp_path: Path) -> None:
+    """OMNIGET_PROXY="" switches the proxy off, as --proxy "" and curl's (it was taken as
+    unset, so http_proxy or the config file's proxy still applied)."""
+    path = write(tmp_path, 'proxy = "http://proxy.test:3128"\n')
+    assert load_settings(path, {"OMNIGET_PROXY": ""})[0].network.proxy == ""
+    assert load_settings(path, {})[0].network.proxy == "http://proxy.test:3128"
+    assert load_settings(path, {"OMNIGET_JOBS": ""})[0].jobs == Settings().jobs  # (unset)
+
+
 def test_source_tables_of_sources_not_installed_stay_in_the_environment(
     tmp_path: Path,
 ) -> None:

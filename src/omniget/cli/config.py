@@ -251,6 +251,9 @@ class Option:
     targets: tuple[str, ...]  # "jobs", "network.proxy"; "output" is the CLI's own
     in_file: bool = True  # False: flag only (never config or environment)
     invert: bool = False  # "no-netrc = true" sets netrc False
+    #: An empty value means something (proxy: none at all, as curl's --proxy ""), so an
+    #: empty variable is that value; for the others it is as if unset.
+    empty: bool = False
 
 
 OPTIONS: dict[str, Option] = {
@@ -270,7 +273,7 @@ OPTIONS: dict[str, Option] = {
         Option("checksum", parse_digest, ("checksum",), in_file=False),
         Option("on-exists", parse_on_exists, ("on_exists",)),
         Option("state-dir", parse_path, ("state_dir",)),
-        Option("proxy", parse_proxy, ("network.proxy",)),
+        Option("proxy", parse_proxy, ("network.proxy",), empty=True),
         Option("insecure", parse_bool, ("network.insecure",)),
         Option("ca-cert", parse_str, ("network.ca_cert",)),
         Option("resolve", parse_resolve, ("network.resolve",)),
@@ -406,7 +409,7 @@ def _read_env(environ: Mapping[str, str], layers: _Layers) -> None:
             continue
         opt = env_names.get(var)
         if opt is not None:
-            if value == "":
+            if value == "" and not opt.empty:
                 continue  # set but empty: as if unset
             if not opt.in_file:
                 raise UsageError(f"environment variable {var} cannot be used: it belongs to "
