@@ -232,7 +232,7 @@ BAD = [
     ["--timeout", "0", "https://example.com/"],
     ["-H", "no colon here", "https://example.com/"],
     ["--resolve", "example.com:https:1.2.3.4", "https://example.com/"],
-    ["--user", "nopassword", "https://example.com/"],
+    ["--user", ":nopassword", "https://example.com/"],  # (no user: bob alone asks, see edges)
     ["--proxy", "ftp://proxy.example:21", "https://example.com/"],
     # (these failed only at the first request: curl error 49 or "could not resolve the
     # proxy", exit 3 as if the network had failed)

@@ -91,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns: argparse.Namespace | None = None
     try:
         ns = parse_args(argv)
+        _ask_password(ns)
         config = Path(ns.config).expanduser() if ns.config else None
         cfg = load_config(config, flags=flags_from_args(ns))
         mask = Masker([*mask.secrets, *cfg.secrets])
@@ -118,6 +119,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                "(run with --debug for the traceback)")
         _json_error(ns, e, 1, mask)
         return 1
+
+
+def _ask_password(ns: argparse.Namespace) -> None:
+    """``--user NAME`` without a password: ask for it without echo when stdin is a
+    terminal, as curl does; else say how to give it."""
+    user = ns.user
+    if user is None or ":" in user:
+        return
+    if sys.stdin is None or not sys.stdin.isatty():
+        raise UsageError(f"--user {user}: no password, and no terminal to ask for it on "
+                         f"(give --user {user}:PASSWORD)")
+    import getpass
+
+    try:
+        password = getpass.getpass(f"Enter host password for user '{user}': ")
+    except EOFError:  # (Ctrl+D)
+        raise UsageError(f"--user {user}: no password given") from None
+    ns.user = f"{user}:{password}"
 
 
 def _resumable(ns: argparse.Namespace) -> bool:

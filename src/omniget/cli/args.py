@@ -75,6 +75,13 @@ _count = _checked(cfg.parse_count, "count")
 _nonneg = _checked(cfg.parse_nonneg, "number")
 
 
+def _user(text: str) -> str:
+    """``USER:PASSWORD``, or ``USER`` alone (main() asks for the password, as curl does)."""
+    if ":" in text or not text:
+        return str(_checked(cfg.parse_user, "user")(text))
+    return text
+
+
 def _file(text: str) -> str:
     """A file name, as given (spaces are part of it); never empty: ``--config "$UNSET"``."""
     if not text:
@@ -112,8 +119,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                      type=_checked(cfg.parse_header, "header"),
                      help="extra header (repeatable; 'NAME:' leaves it out)")
     net.add_argument("--cookies", metavar="FILE", help="Netscape cookies.txt")
-    net.add_argument("--user", metavar="USER:PASSWORD", type=_checked(cfg.parse_user, "user"),
-                     help="credentials for the first URL's server")
+    net.add_argument("--user", metavar="USER[:PASSWORD]", type=_user,
+                     help="credentials for the first URL's server (without a password, "
+                     "it is asked for on the terminal)")
     net.add_argument(
         "--proxy", metavar="URL", type=_checked(cfg.parse_proxy, "proxy"),
         help='proxy for every request ("": none, not even from *_proxy)',
