@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, BinaryIO, TypeVar
 from .engine import Engine, FileResult, Report
 from .engine.events import EventHandler, Failed
 from .engine.transports.base import Transport
-from .errors import OmnigetError, nearest
+from .errors import OmnigetError, UsageError, nearest
 from .model import Item
 from .settings import Settings
 from .sources import find_source
@@ -361,14 +361,22 @@ def stream(
     on_event: EventHandler | None = None,
 ) -> int:
     """Write one URL's bytes in order to ``out``; returns how many were written.
-    ``on_event`` sees its retries. An item made of pieces is refused (UsageError)."""
+    ``on_event`` sees its retries. A URL is the one item its source gives (a URL no source
+    takes fails at once: :class:`~omniget.errors.UnsupportedURL`, as in ``extract``); an
+    item made of pieces is refused (UsageError)."""
+    cls: type[Source] | None = None
     if not isinstance(url_or_item, Item):
         _check_url(url_or_item, "stream")
-    item = url_or_item if isinstance(url_or_item, Item) else Item(download_url=url_or_item)
+        cls = find_source(url_or_item)  # fail fast, without any request
 
     async def run() -> int:
         eng = Engine(settings, journal=False, on_event=on_event)
         try:
+            if isinstance(url_or_item, Item):
+                item = url_or_item
+            else:
+                assert cls is not None
+                item = await _one_item(cls, url_or_item, eng)
             return await eng.stream(item, out.write)
         finally:
             await eng.aclose()
@@ -376,3 +384,15 @@ def stream(
     n = asyncio.run(run())
     out.flush()
     return n
+
+
+async def _one_item(cls: type[Source], url: str, eng: Engine) -> Item:
+    """The item behind ``url`` for :func:`stream` (its source's requests go through the
+    engine's transports); UsageError unless there is exactly one."""
+    src = cls(url, _source_context(eng.settings, eng.transports(), {}))
+    known = src.items_at_once()
+    items = list(known) if known is not None else [item async for item in src.items()]
+    if len(items) != 1:
+        raise UsageError(f"omniget.stream() needs a URL that gives one file; {url!r} gives "
+                         f"{len(items)} (use omniget.download)")
+    return items[0]

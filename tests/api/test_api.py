@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import io
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, cast
@@ -261,3 +262,24 @@ def test_source_options_of_download_are_checked_before_any_request(
     report = omniget.download([url], tmp_path / "out", settings=_settings(tmp_path),
                               source_options={"gofile": {"token": "t"}, "site": {"token": "t"}})
     assert report.ok == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [("not a url", omniget.UnsupportedURL), ("ftp://127.0.0.1:9/x", omniget.UnsupportedURL),
+     ("http://127.0.0.1:99999/x", omniget.UsageError)],
+)
+def test_stream_of_a_url_no_source_takes_fails_as_extract_does(
+    url: str, error: type[omniget.OmnigetError]
+) -> None:
+    """Was: a RemoteError from the transport (exit 3, a network failure, for a typo)."""
+    out = io.BytesIO()
+    with pytest.raises(error) as e:
+        omniget.stream(url, out)
+    assert e.value.exit_code == 2 and out.getvalue() == b""
+
+
+def test_stream_of_a_url_writes_the_item_its_source_gives(httpd: HTTPServer) -> None:
+    url = httpd.add(httpd.new_path("s.bin"), b"streamed")
+    out = io.BytesIO()
+    assert omniget.stream(url, out) == 8 and out.getvalue() == b"streamed"
