@@ -201,16 +201,22 @@ async def adownload(
 ) -> Report:
     """Download items (or the items behind URLs) into ``dest`` and report on each; the
     list may be an async iterable (``aextract(url)``, say). ``only``: items it returns
-    False for are left out (and not reported)."""
+    False for are left out (and not reported). ``engine``: run on this engine, with its
+    settings (``settings``, if given too, must be the same) and its own handler, and
+    ``on_event`` besides for this run's events."""
     items_or_urls = _one_or_many(items_or_urls, "adownload")
     _check_source_options(source_options, "adownload")
     if cancel is not None and not callable(getattr(cancel, "is_set", None)):
         raise TypeError(
             f"cancel= takes a threading.Event or an asyncio.Event, not {type(cancel).__name__}"
         )
-    settings = settings or Settings()
+    if engine is not None and settings is not None and settings != engine.settings:
+        raise ValueError("omniget.adownload(): settings= and engine= disagree (the engine "
+                         "downloads with its own settings: give one of them)")
     own = engine is None
     eng = engine or Engine(settings, on_event=on_event)
+    settings = eng.settings  # (the sources' too)
+    emit = eng.emit if own else eng.emitter(on_event)  # (a given engine: the run's handler)
     sources: dict[str, Source] = {}
     contexts: dict[str, SourceContext] = {}  # one per source: a long URL list shares it
     failures: list[tuple[int, FileResult]] = []  # (items listed before it, result)
@@ -256,12 +262,13 @@ async def adownload(
                         yield item
             except OmnigetError as exc:
                 bad = Item(download_url=entry)
-                eng.emit(Failed(bad, None, exc))
+                emit(Failed(bad, None, exc))
                 failures.append((listed, FileResult(bad, None, "failed", error=exc)))
 
     aev = _bridge(cancel)
     try:
-        report = await eng.run(items(), os.fspath(dest), cancel=aev[0] if aev else None)
+        report = await eng.run(items(), os.fspath(dest), cancel=aev[0] if aev else None,
+                               on_event=None if own else on_event)
     finally:
         if aev is not None:
             aev[1].cancel()

@@ -13,6 +13,7 @@ import pytest
 from tests.servers.httpd import HTTPServer
 
 import omniget
+from omniget.engine import Engine
 
 
 def test_all_is_exact_and_sorted() -> None:
@@ -283,3 +284,41 @@ def test_stream_of_a_url_writes_the_item_its_source_gives(httpd: HTTPServer) -> 
     url = httpd.add(httpd.new_path("s.bin"), b"streamed")
     out = io.BytesIO()
     assert omniget.stream(url, out) == 8 and out.getvalue() == b"streamed"
+
+
+def test_adownload_on_a_given_engine_hands_the_run_s_events_to_on_event(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """Was: ``on_event`` ignored when ``engine=`` was given (the engine's handler only)."""
+    url = httpd.add(httpd.new_path("e.bin"), b"x" * 100)
+    mine: list[object] = []
+    engines: list[object] = []
+
+    async def run() -> omniget.Report:
+        eng = Engine(_settings(tmp_path), on_event=engines.append)
+        try:
+            return await omniget.adownload([url, "gopher://127.0.0.1:9/y"], tmp_path / "out",
+                                           engine=eng, on_event=mine.append)
+        finally:
+            await eng.aclose()
+
+    report = asyncio.run(run())
+    assert (report.ok, report.failed) == (1, 1)
+    kinds = [type(e).__name__ for e in mine]
+    assert "Started" in kinds and "Finished" in kinds and "Failed" in kinds
+    assert [type(e).__name__ for e in engines] == kinds  # (the engine's handler as well)
+
+
+def test_adownload_refuses_settings_that_are_not_its_engine_s(tmp_path: Path) -> None:
+    """Was: the engine's settings used for the download, the others for the sources."""
+
+    async def run(settings: omniget.Settings) -> omniget.Report:
+        eng = Engine(_settings(tmp_path))
+        try:
+            return await omniget.adownload([], tmp_path, engine=eng, settings=settings)
+        finally:
+            await eng.aclose()
+
+    with pytest.raises(ValueError, match="settings= and engine= disagree"):
+        asyncio.run(run(omniget.Settings(retries=1)))
+    assert asyncio.run(run(_settings(tmp_path))).results == []  # (the same settings: fine)

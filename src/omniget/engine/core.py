@@ -75,6 +75,27 @@ class Engine:
                 log.warning("the on_event handler failed (later failures are not shown)",
                             exc_info=True)
 
+    def emitter(self, on_event: EventHandler | None) -> EventHandler:
+        """Emit for one run: the engine's handler, then ``on_event`` (the run's own), a
+        failing one said once, as :meth:`emit` does."""
+        if on_event is None:
+            return self.emit
+        handler = on_event
+        failed = False
+
+        def emit(ev: Event) -> None:
+            nonlocal failed
+            self.emit(ev)
+            try:
+                handler(ev)
+            except Exception:
+                if not failed:
+                    failed = True
+                    log.warning("the on_event handler failed (later failures are not shown)",
+                                exc_info=True)
+
+        return emit
+
     # ----- resources --------------------------------------------------------------
 
     def transports(self) -> Mapping[str, Transport]:
@@ -117,8 +138,10 @@ class Engine:
         dest: str | Path = ".",
         *,
         cancel: asyncio.Event | None = None,
+        on_event: EventHandler | None = None,
     ) -> Report:
-        """Download every item into ``dest``; never raises for a single file's failure."""
+        """Download every item into ``dest``; never raises for a single file's failure.
+        ``on_event`` sees this run's events (after the engine's own handler)."""
         started = time.monotonic()
         dest_path = Path(dest).absolute()
         s = self.settings
@@ -129,8 +152,8 @@ class Engine:
             journal=self.journal(),
             clock=self.clock,
             policy=self.policy,
-            emit=self.emit,
-            listened=self.on_event is not ignore,
+            emit=self.emitter(on_event),
+            listened=self.on_event is not ignore or on_event is not None,
             dest=dest_path,
             refresh=self.refresh,
             rng=self.rng,
