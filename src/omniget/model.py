@@ -19,6 +19,7 @@ from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from ._frozen import frozen_dataclass
+from .errors import nearest
 
 __all__ = [
     "ByteRange",
@@ -67,10 +68,16 @@ class Digest:
     def __post_init__(self) -> None:
         algo = _ALGOS.get(self.algo.lower())
         if algo is None:
-            raise ValueError(f"unsupported hash algorithm: {self.algo!r}")
+            known = sorted(set(_ALGOS.values()))
+            near = nearest(self.algo.lower(), known)
+            hint = f"; did you mean {near}?" if near else ""
+            raise ValueError(f"unsupported hash algorithm {self.algo!r} (known: "
+                             f"{', '.join(known)}){hint}")
         hexv = self.hex.lower()
-        if not re.fullmatch(r"[0-9a-f]+", hexv) or len(hexv) != hashlib.new(algo).digest_size * 2:
-            raise ValueError(f"not a {algo} hex digest: {self.hex!r}")
+        digits = hashlib.new(algo).digest_size * 2
+        if not re.fullmatch(r"[0-9a-f]+", hexv) or len(hexv) != digits:
+            raise ValueError(f"not a valid {algo} digest: {self.hex!r} ({digits} hex digits "
+                             f"expected)")
         object.__setattr__(self, "algo", algo)
         object.__setattr__(self, "hex", hexv)
 

@@ -455,6 +455,35 @@ def test_a_mistyped_command_downloads_nothing(
     assert httpd.requests == [] and os.listdir() == []
 
 
+NEWCOMER = [
+    (["-o", "<u>"], "no URL given: -o took '<u>' for its value (-o wants a folder before "
+                    "the URL)"),
+    (["-q", "-O", "<u>"], "no URL given: -O took '<u>' for its value (-O wants a file name "
+                          "before the URL)"),
+    (["list", "--source", "<u>"], "no URL given: --source took '<u>' for its value"),
+    (["-i", "<u>"], ": No such file or directory (-i reads URLs from a file; to download "
+                    "<u>, leave out -i)"),
+    (["help", "lst"], "'lst' is not a command (commands: get, list); did you mean 'list'?"),
+    (["--checksum", "md5:abc", "<u>"], "not a valid md5 digest: 'abc' (32 hex digits "
+                                       "expected)"),
+    (["--checksum", "sha265=ab", "<u>"], "unsupported hash algorithm 'sha265' (known: md5, "
+                                         "sha1, sha224, sha256, sha384, sha512); did you "
+                                         "mean sha256?"),
+]
+
+
+@pytest.mark.parametrize(("argv", "says"), NEWCOMER, ids=[" ".join(a) for a, _ in NEWCOMER])
+def test_a_newcomer_s_slip_is_named(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    """A URL taken as an option's value was "no URL given" (-i: "No such file"), and the
+    other messages gave no hint of what was meant."""
+    url = serve(httpd)
+    assert main([url if a == "<u>" else a for a in argv]) == 2
+    assert says.replace("<u>", url) in one_line(capsys.readouterr().err)
+    assert httpd.requests == [] and os.listdir() == []
+
+
 def test_a_bare_host_name_is_still_a_url() -> None:
     assert parse_args(["localhost", "-o", "d"]).command == "get"
 

@@ -258,6 +258,8 @@ def _collect(ns: argparse.Namespace) -> list[str | Item]:
                 text = Path(file).expanduser().read_text(encoding="utf-8")
         except OSError as e:
             why = e.strerror or str(e)
+            if "://" in file:  # (-i URL: a URL is no file of URLs)
+                why += f" (-i reads URLs from a file; to download {file}, leave out -i)"
             raise UsageError(f"cannot read {name}: {why}") from None
         except UnicodeDecodeError as e:
             why = f"not UTF-8 text ({e.reason} at byte {e.start})"
@@ -269,8 +271,27 @@ def _collect(ns: argparse.Namespace) -> list[str | Item]:
             empty = f"no URL in {name}: {why}"
         targets += found
     if not targets:
-        raise UsageError(empty or "no URL given (see 'omniget --help')")
+        raise UsageError(empty or f"no URL given{_url_taken(ns)} (see 'omniget --help')")
     return targets
+
+
+#: Options whose value is never a URL (dest: flag, what it wants): ``-o URL`` is a URL
+#: that the option took, its own value left out.
+_NOT_URLS = {
+    "output": ("-o", "a folder"), "output_file": ("-O", "a file name"),
+    "source": ("--source", "a source's name"), "state_dir": ("--state-dir", "a folder"),
+    "cookies": ("--cookies", "a file"), "ca_cert": ("--ca-cert", "a file"),
+    "config": ("--config", "a file"),
+}
+
+
+def _url_taken(ns: argparse.Namespace) -> str:
+    """``: -o took 'URL' ...`` when such an option took the only URL, else ''."""
+    for dest, (flag, what) in _NOT_URLS.items():
+        value = getattr(ns, dest, None)
+        if isinstance(value, str) and "://" in value:
+            return f": {flag} took {value!r} for its value ({flag} wants {what} before the URL)"
+    return ""
 
 
 def _wanted(path: str, include: Sequence[str], exclude: Sequence[str]) -> bool:

@@ -258,7 +258,9 @@ def _help(args: list[str]) -> NoReturn:
     words = [a for a in args if not a.startswith("-")]
     name = words[0] if words else None
     if name is not None and name not in COMMANDS:
-        raise UsageError(f"'{name}' is not a command (commands: {', '.join(COMMANDS)})")
+        near = nearest(name, COMMANDS, 0.6)
+        hint = f"; did you mean '{near}'?" if near else ""
+        raise UsageError(f"'{name}' is not a command (commands: {', '.join(COMMANDS)}){hint}")
     build_parser(name).print_help()
     raise SystemExit(0)
 
