@@ -4,6 +4,7 @@ ahead of their answers, and every one made for nothing is removed again."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,45 @@ def test_a_cancelled_run_removes_what_it_created_ahead(
     assert all(httpd.requests_to(f"/slow{i}.bin") == [] for i in range(len(listed) - 4, 6))
     assert parts_left(out) == []
     assert any(name.startswith("slow") for _, name in every_create_slow)
+
+
+def test_a_part_file_created_ahead_is_locked_against_another_run(
+    httpd: HTTPServer, tmp_path: Path, every_create_slow: list[tuple[str, str]]
+) -> None:
+    """A part file created ahead is this run's from the start: another run on the folder
+    (here a second download in a thread) is refused while the answer is still on its way.
+    It was unlocked until then: the other run took it, finished and renamed it, and this
+    run then wrote into the other's finished file and failed with "No such file or
+    directory while finishing"."""
+    gate = threading.Event()
+    mine = b"the first run's bytes" * 100
+
+    def held(_req: object) -> tuple[int, dict[str, str], bytes]:
+        gate.wait(5)
+        return 200, {}, mine
+
+    urls = [httpd.add(f"/q{i}.bin", b"quick" * 10) for i in range(3)]
+    urls.append(httpd.handle("/a/x.bin", held))
+    other = httpd.add("/b/x.bin", b"the other run's bytes" * 100)  # (the same name)
+    out = tmp_path / "out"
+    part = out / f"x.bin{PART_SUFFIX}"
+    first: list[object] = []
+    runner = threading.Thread(target=lambda: first.append(download(
+        urls, out, settings=Settings(state_dir=tmp_path / "s1", jobs=1))))
+    runner.start()
+    try:
+        for _ in range(500):
+            if part.exists():
+                break
+            time.sleep(0.01)
+        assert part.exists() and ("omniget-files", "x.bin") in every_create_slow
+        second = download([other], out, settings=Settings(state_dir=tmp_path / "s2"))
+    finally:
+        gate.set()
+        runner.join(10)
+    assert second.failed == 1
+    assert "being downloaded by another omniget run" in str(second.failures[0].error)
+    [report] = first
+    assert getattr(report, "ok", None) == 4, report
+    assert (out / "x.bin").read_bytes() == mine
+    assert parts_left(out) == []

@@ -133,16 +133,22 @@ def _make_folder(folder: str, made: set[str] | None) -> None:
 
 
 def create_part(final: Path, made: set[str] | None = None, folder: str | None = None) -> int:
-    """Create ``final``'s part file, which must not exist yet; its descriptor, or -1 when
-    that fails (the usual open then meets the same problem and reports it). ``folder``:
-    ``final``'s, when the caller knows it."""
+    """Create ``final``'s part file, which must not exist yet, and lock it; its descriptor,
+    or -1 when that fails (the usual open then meets the same problem and reports it).
+    ``folder``: ``final``'s, when the caller knows it."""
     where = f"{final}{PART_SUFFIX}"
     try:
         _make_folder(os.path.dirname(where) if folder is None else folder, made)
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-        return os.open(where, flags, 0o644)
+        fd = os.open(where, flags, 0o644)
     except OSError:
         return -1
+    # Locked at once: unlocked until its answer came, another run took it, finished and
+    # renamed it, and this one then wrote into that finished file.
+    if not _lock(fd):  # (another run opened it first: it is that run's now)
+        os.close(fd)
+        return -1
+    return fd
 
 
 def drop_part(final: Path, fd: int) -> None:
