@@ -172,11 +172,27 @@ class FileJob:
         folder = self._folder(final)
         began = time.perf_counter()
         self.part = PartFile(final, fresh=fresh, made=self.ctx.made_dirs, fd=fd, folder=folder)
+        if fresh and self.ctx.settings.on_exists != "overwrite" and _there(final):
+            return self._taken_since(final)
         if self.part.dropped:
             self.ctx.event(Warned(self.item, final, STARTED_OVER))
         if fd < 0 and fresh:
             self.ctx.timed_create(self.part.where, time.perf_counter() - began, folder)
         return self.part
+
+    def _taken_since(self, final: Path) -> PartFile:
+        """Another run put a file at ``final`` after this one found it free (while its
+        answer was on the way): --on-exists decides again, as for any file there. Raises
+        :class:`SkipFile`."""
+        part, self.part = self.part, None
+        assert part is not None
+        part.discard()  # (this run's, locked: nobody else writes it)
+        chosen = self.exists_policy(final)
+        if chosen is None:
+            raise SkipFile("exists")
+        if self.released is not None:
+            self.ctx.outputs[output_key(chosen)] = self.released  # (later files see it taken)
+        return self.open_part(chosen, fresh=True)
 
     def _folder(self, final: Path) -> str:
         """``final``'s folder, worked out once per path (slow create? made yet? timed)."""
@@ -634,6 +650,14 @@ def _plain_download() -> type[PlainDownload]:
     from .plain import PlainDownload  # (it imports this module)
 
     return PlainDownload
+
+
+def _there(path: Path) -> bool:
+    """Whether a file (or anything) is at ``path`` (``os.access`` where it tells, as in
+    :meth:`FileJob.exists_policy`: no exception per missing file)."""
+    if _ACCESS_TELLS:
+        return os.access(path, os.F_OK, follow_symlinks=False, effective_ids=True)
+    return os.path.lexists(path)
 
 
 def _sync_and_close(fd: int) -> bool:
