@@ -426,3 +426,71 @@ def test_a_first_version_journal_is_upgraded_and_its_spans_kept(tmp_path: Path) 
     db = sqlite3.connect(path)
     assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     db.close()
+
+
+# --- which part file a record is of ---
+
+
+def test_a_record_keeps_its_part_file_and_a_new_one_drops_its_progress(journal: Journal) -> None:
+    start(journal, part=11)
+    journal.save_spans(KEY, [(0, 10)])
+    journal.piece_done(KEY, 1, 5)
+    start(journal, part=11)  # the same file: as before
+    start(journal)  # (not known: as before)
+    rec = journal.get(KEY)
+    assert rec is not None and rec.part == 11
+    assert journal.spans(KEY) == [(0, 10)] and journal.pieces(KEY) == {1: 5}
+    start(journal, part=12)  # another file: its bytes are not these
+    rec = journal.get(KEY)
+    assert rec is not None and rec.part == 12
+    assert journal.spans(KEY) == [] and journal.pieces(KEY) == {}
+
+
+def test_a_record_moves_to_another_key(journal: Journal) -> None:
+    start(journal, "/old\0u\0f", part=7)
+    journal.save_spans("/old\0u\0f", [(0, 10)])
+    journal.piece_done("/old\0u\0f", 2, 5)
+    start(journal, "/new\0u\0f", part=8)  # a stale record in the way: replaced
+    start(journal, "/x\0u\0g")
+    assert sorted(journal.unfinished()) == [("/new\0u\0f", 8), ("/old\0u\0f", 7)]
+    journal.move("/old\0u\0f", "/new\0u\0f", path="/new/f")
+    rec = journal.get("/new\0u\0f")
+    assert rec is not None and (rec.path, rec.part) == ("/new/f", 7)
+    assert journal.spans("/new\0u\0f") == [(0, 10)] and journal.pieces("/new\0u\0f") == {2: 5}
+    assert journal.get("/old\0u\0f") is None and journal.pieces("/old\0u\0f") == {}
+    with pytest.raises(KeyError):
+        journal.move("/old\0u\0f", "/elsewhere\0u\0f", path="/elsewhere/f")
+
+
+def test_a_second_version_journal_is_upgraded_and_its_records_trusted(tmp_path: Path) -> None:
+    """Records from before part files were known (version 2) are trusted as they were."""
+    path = tmp_path / FILENAME
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE schema_version (version INTEGER NOT NULL);
+        INSERT INTO schema_version VALUES (2);
+        CREATE TABLE files (key TEXT PRIMARY KEY, path TEXT NOT NULL, url TEXT NOT NULL,
+            size INTEGER, etag TEXT, last_modified TEXT, done INTEGER NOT NULL DEFAULT 0,
+            digest TEXT, updated REAL NOT NULL, spans BLOB, boot TEXT, synced BLOB);
+        CREATE TABLE pieces (key TEXT NOT NULL, idx INTEGER NOT NULL, size INTEGER NOT NULL,
+            boot TEXT, PRIMARY KEY (key, idx)) WITHOUT ROWID;
+        """
+    )
+    blob = (0).to_bytes(8, "little") + (500).to_bytes(8, "little")
+    db.execute(
+        "INSERT INTO files (key, path, url, updated, spans) VALUES (?, 'p', 'u', 1.0, ?)",
+        (KEY, blob),
+    )
+    db.commit()
+    db.close()
+    with Journal(path) as j:
+        rec = j.get(KEY)
+        assert rec is not None and rec.part is None and j.spans(KEY) == [(0, 500)]
+        assert j.unfinished() == []  # (its part file is not known: not found by it)
+        j.start(KEY, path="p", url="u", size=None, etag=None, last_modified=None, part=3)
+        rec = j.get(KEY)
+        assert rec is not None and rec.part == 3
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    db.close()

@@ -208,8 +208,8 @@ class PartFile:
                 now = os.stat(self.where)
                 if (st.st_ino, st.st_dev) != (now.st_ino, now.st_dev):
                     raise PartBusy(final, "was finished")
-                if fresh and st.st_size:
-                    os.ftruncate(fd, 0)
+                if fresh:  # an earlier run's, started over: a new file takes its place
+                    fd = self._replace(fd)
                     self.dropped = st.st_size
         except FileNotFoundError as exc:
             os.close(fd)
@@ -224,6 +224,28 @@ class PartFile:
         self.written = 0  # bytes written through this object (for fsync pacing)
         self.length: int | None = 0 if fresh else None  # the file's size, while known
         self.splice_ok = True  # this filesystem takes splice() writes (see write_from_pipe)
+
+    def _replace(self, old: int) -> int:
+        """Put a new, empty, locked file in the place of the part file open as ``old``
+        (closed then); its descriptor. Not the same file emptied: a resume record of
+        another state folder describes that one, and would take this run's bytes for
+        its own (the record knows the file by its inode number)."""
+        tmp = f"{self.where}-{os.getpid()}"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            _lock(fd)  # (nobody else knows its name yet)
+            os.replace(tmp, self.where)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        os.close(old)
+        return fd
+
+    def inode(self) -> int:
+        """The part file's inode number: what a resume record knows it by."""
+        return os.fstat(self.fd).st_ino
 
     def prepare(self, size: int | None, have: int = 0) -> None:
         """Check free space for the bytes still to come and reserve them."""

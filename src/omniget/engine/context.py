@@ -158,6 +158,11 @@ class RunContext:
 
     #: Journal keys under ``dest`` when the run started (None: not read yet).
     _known: set[str] | None = field(default=None, init=False, repr=False)
+    #: Unfinished records of other output folders with a known part file: what follows
+    #: the folder in their keys -> [(key, part file inode)] (None: not read yet).
+    _moved: dict[str, list[tuple[str, int]]] | None = field(
+        default=None, init=False, repr=False
+    )
     #: Folder -> its score of recent slow creates (see SLOW_SCORE).
     _slow_creates: dict[str, float] = field(default_factory=dict, init=False, repr=False)
     #: The thread that creates part files ahead of their answers.
@@ -256,6 +261,20 @@ class RunContext:
         if self._known is None:
             self._known = journal.keys(self.key_prefix)
         return journal.get(key) if key in self._known else None
+
+    def moved_records(self) -> dict[str, list[tuple[str, int]]]:
+        """Unfinished records of other output folders, by what follows the folder in their
+        keys (a part file that moved with its folder is found among them): one query per
+        run."""
+        if self._moved is None:
+            self._moved = {}
+            if self.journal is not None:
+                prefix = self.key_prefix
+                for key, part in self.journal.unfinished():
+                    if not key.startswith(prefix):
+                        rest = key.partition("\0")[2]
+                        self._moved.setdefault(rest, []).append((key, part))
+        return self._moved
 
     def journal_started(self, key: str) -> None:
         if self._known is not None:

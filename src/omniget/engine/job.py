@@ -305,6 +305,7 @@ class FileJob:
             etag=self.etag,
             last_modified=self.last_modified,
             digest=f"{self.digests[0].algo}:{self.digests[0].hex}" if self.digests else None,
+            part=self.part.inode() if self.part is not None and self.part.fd >= 0 else None,
         )
         self.journal_started = True
 
@@ -413,6 +414,31 @@ class FileJob:
             and part_path(Path(rec.path)).exists()
         )
 
+    def _own_part(self, final: Path) -> bool:
+        """``final``'s part file is there, and is the file its record describes (not one
+        started over since by a run with another state folder)."""
+        ino = _inode(part_path(final))
+        rec = self.record
+        return ino is not None and rec is not None and rec.part in (None, ino)
+
+    def _moved_here(self, final: Path) -> FileRecord | None:
+        """The unfinished record of this download in another output folder whose part file
+        is the one at ``final`` (the folder was renamed or moved): it is this file's now."""
+        moved = self.ctx.moved_records()
+        found = moved.get(self.key[len(self.ctx.key_prefix) :]) if moved else None
+        journal = self.ctx.journal
+        if not found or journal is None:
+            return None
+        ino = _inode(part_path(final))
+        for key, part in found:
+            if part == ino:
+                found.remove((key, part))
+                journal.move(key, self.key, path=str(final))
+                self.ctx.journal_started(self.key)
+                log.debug("%s: its part file moved here from %s", final.name, key)
+                return journal.get(self.key)
+        return None
+
     @staticmethod
     def refreshable(error: OmnigetError) -> bool:
         return isinstance(error, AuthRequired) or (
@@ -440,8 +466,10 @@ class FileJob:
                 self.remembered = final
             else:
                 final = self.planned or self.resolve_final(rel)
+                if rec is None and self.ctx.journal is not None:
+                    self.record = self._moved_here(final)
             resuming = (
-                self.record is not None and not self.record.done and part_path(final).exists()
+                self.record is not None and not self.record.done and self._own_part(final)
                 # (a file put there since is --on-exists's to decide on, as any other)
                 and (self.ctx.settings.on_exists == "overwrite" or not os.path.lexists(final))
             )
@@ -650,6 +678,14 @@ def _plain_download() -> type[PlainDownload]:
     from .plain import PlainDownload  # (it imports this module)
 
     return PlainDownload
+
+
+def _inode(path: Path) -> int | None:
+    """The inode number of the file at ``path``; None if there is none."""
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
 
 
 def _there(path: Path) -> bool:

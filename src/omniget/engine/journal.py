@@ -16,6 +16,10 @@ the part file after writing them. A run on another boot (after a power loss or a
 trusts only the synced ones: the others may be recorded while their bytes never reached
 the disk.
 
+A record also keeps its part file's identity (its inode number): its spans and pieces are
+of that file only (another run with another state folder may have started the same name
+over since), and a part file that moved with its folder is found again by it.
+
 The engine talks to :class:`JournalStore`; :class:`Journal` is the SQLite one. Calls are
 thread-safe (the engine runs them in worker threads).
 """
@@ -47,7 +51,7 @@ __all__ = [
 ]
 
 FILENAME = "journal.sqlite"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -63,7 +67,8 @@ CREATE TABLE IF NOT EXISTS files (
     updated REAL NOT NULL,
     spans BLOB,
     boot TEXT,
-    synced BLOB
+    synced BLOB,
+    part INTEGER
 );
 CREATE TABLE IF NOT EXISTS pieces (
     key TEXT NOT NULL,
@@ -82,6 +87,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE files ADD COLUMN synced BLOB",
         "ALTER TABLE pieces ADD COLUMN boot TEXT",
     ),
+    # part: the part file's inode number (NULL: not known, trusted as before)
+    2: ("ALTER TABLE files ADD COLUMN part INTEGER",),
 }
 
 _BOOT: str | None = None
@@ -105,7 +112,8 @@ def boot_id() -> str:
 class FileRecord:
     """One file's row in the journal: where it goes, its validators, and whether it is done.
     ``digest`` (``algo:hex``): while not done, what the server said the whole file hashes
-    to (a rerun that finds every byte in place still checks them against it)."""
+    to (a rerun that finds every byte in place still checks them against it). ``part``:
+    the part file's inode number, when known."""
 
     key: str
     path: str
@@ -116,6 +124,7 @@ class FileRecord:
     done: bool
     digest: str | None
     updated: float
+    part: int | None = None
 
 
 class JournalStore(Protocol):
@@ -135,7 +144,12 @@ class JournalStore(Protocol):
         etag: str | None,
         last_modified: str | None,
         digest: str | None = None,
+        part: int | None = None,
     ) -> None: ...
+
+    def unfinished(self) -> list[tuple[str, int]]: ...
+
+    def move(self, key: str, to: str, *, path: str) -> None: ...
 
     def reset(self, key: str) -> None: ...
 
@@ -270,7 +284,7 @@ class Journal:
     def get(self, key: str) -> FileRecord | None:
         with self._conn("read") as db:
             row = db.execute(
-                "SELECT key, path, url, size, etag, last_modified, done, digest, updated"
+                "SELECT key, path, url, size, etag, last_modified, done, digest, updated, part"
                 " FROM files WHERE key = ?",
                 (key,),
             ).fetchone()
@@ -286,6 +300,7 @@ class Journal:
             done=bool(row[6]),
             digest=row[7],
             updated=row[8],
+            part=row[9],
         )
 
     def keys(self, prefix: str) -> set[str]:
@@ -299,6 +314,14 @@ class Journal:
         with self._conn("read") as db:
             rows = db.execute(query, args).fetchall()
         return {r[0] for r in rows if r[0].startswith(prefix)}
+
+    def unfinished(self) -> list[tuple[str, int]]:
+        """(key, part file inode) of every unfinished record whose part file is known."""
+        with self._conn("read") as db:
+            rows = db.execute(
+                "SELECT key, part FROM files WHERE done = 0 AND part IS NOT NULL"
+            ).fetchall()
+        return [(str(k), int(p)) for k, p in rows]
 
     def spans(self, key: str) -> list[Interval]:
         """The finished byte spans of ``key`` (normal: sorted, coalesced): those written
@@ -334,20 +357,43 @@ class Journal:
         etag: str | None,
         last_modified: str | None,
         digest: str | None = None,
+        part: int | None = None,
     ) -> None:
-        """Create or update ``key``'s record, not done; its spans and pieces are kept.
+        """Create or update ``key``'s record, not done; its spans and pieces are kept,
+        unless they were of another part file than ``part`` (its inode number, if known).
         ``digest`` (``algo:hex``): what the whole file must hash to, if the server said."""
-        with self._conn("start") as db:
+        with self._conn("start", tx=True) as db:
+            if part is not None:
+                row = db.execute("SELECT part FROM files WHERE key = ?", (key,)).fetchone()
+                if row is not None and row[0] != part:
+                    db.execute(
+                        "UPDATE files SET spans = NULL, synced = NULL WHERE key = ?", (key,)
+                    )
+                    db.execute("DELETE FROM pieces WHERE key = ?", (key,))
             db.execute(
                 "INSERT INTO files"
-                " (key, path, url, size, etag, last_modified, done, digest, updated)"
-                " VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)"
+                " (key, path, url, size, etag, last_modified, done, digest, updated, part)"
+                " VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET path = excluded.path, url = excluded.url,"
                 " size = excluded.size, etag = excluded.etag,"
                 " last_modified = excluded.last_modified, done = 0, digest = excluded.digest,"
-                " updated = excluded.updated",
-                (key, path, url, size, etag, last_modified, digest, self._now()),
+                " updated = excluded.updated, part = COALESCE(excluded.part, files.part)",
+                (key, path, url, size, etag, last_modified, digest, self._now(), part),
             )
+
+    def move(self, key: str, to: str, *, path: str) -> None:
+        """Give ``key``'s record (spans and pieces with it) to ``to``, for ``path``: its part
+        file moved there. A record ``to`` had is replaced."""
+        with self._conn("move", tx=True) as db:
+            db.execute("DELETE FROM pieces WHERE key = ?", (to,))
+            db.execute("DELETE FROM files WHERE key = ?", (to,))
+            cur = db.execute(
+                "UPDATE files SET key = ?, path = ?, updated = ? WHERE key = ?",
+                (to, path, self._now(), key),
+            )
+            if cur.rowcount == 0:
+                raise _missing(key)
+            db.execute("UPDATE pieces SET key = ? WHERE key = ?", (to, key))
 
     def reset(self, key: str) -> None:
         """Drop ``key``'s spans and pieces (the remote file changed, or a restart)."""

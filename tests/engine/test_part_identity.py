@@ -1,0 +1,70 @@
+"""Which part file a resume record describes: the record keeps the part file's identity
+(its inode number), so bytes are resumed only from the very file they were recorded for,
+and found again when the file moved with its folder."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.servers.httpd import HTTPServer
+
+from omniget import download
+from omniget.engine.assemble import PART_SUFFIX
+from omniget.engine.events import Event, Warned
+from omniget.engine.job import STARTED_OVER
+from omniget.engine.report import Report
+from omniget.settings import Settings
+
+KiB = 1024
+
+
+def run(urls: list[str], out: Path, state: Path, events: list[Event] | None = None) -> Report:
+    settings = Settings(state_dir=state, retries=0, split=1)
+    return download(urls, out, settings=settings,
+                    on_event=events.append if events is not None else None)
+
+
+def test_a_part_file_another_state_folder_started_over_is_not_resumed_from_the_first(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """A run with state folder s1 is cut off at 600 KiB; a run of another download of the
+    same name with state folder s2 starts that part file over and is cut off at 100 KiB;
+    s1's run again. Before, it took s1's record for the part file as it was and went on at
+    600 KiB: a file of both downloads' bytes (and zeros), reported as done, size ok."""
+    mine, theirs = payload(1536 * KiB, 61), payload(1536 * KiB, 62)
+    httpd.add("/a/x.bin", mine)
+    httpd.add("/b/x.bin", theirs)  # (another file of the same name)
+    url = httpd.url("/a/x.bin", reset=600 * KiB, times=1)
+    out = tmp_path / "out"
+    assert run([url], out, tmp_path / "s1").failed == 1
+    other = run([httpd.url("/b/x.bin", reset=100 * KiB)], out, tmp_path / "s2")
+    assert other.failed == 1 and (out / f"x.bin{PART_SUFFIX}").exists()
+    again = run([url], out, tmp_path / "s1")
+    assert again.ok == 1, again.failures
+    assert (out / "x.bin").read_bytes() == mine
+
+
+def test_a_part_file_moved_with_its_folder_is_resumed(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """The output folder renamed between a cut-off run and its rerun: the part file is
+    the one the journal recorded (in the old folder), so the rerun goes on with it. Before,
+    it started over ("no resume record in this state folder")."""
+    data = payload(1536 * KiB, 63)
+    path = httpd.new_path("moved.bin")
+    httpd.add(path, data)
+    url = httpd.url(path, reset=600 * KiB, times=1)
+    state = tmp_path / "state"
+    assert run([url], tmp_path / "out", state).failed == 1
+    shutil.move(tmp_path / "out", tmp_path / "renamed")
+    httpd.clear_log()
+    events: list[Event] = []
+    report = run([url], tmp_path / "renamed", state, events)
+    assert report.ok == 1, report.failures
+    assert (tmp_path / "renamed" / "moved.bin").read_bytes() == data
+    assert sorted(p.name for p in (tmp_path / "renamed").iterdir()) == ["moved.bin"]
+    assert not any(isinstance(e, Warned) and e.message == STARTED_OVER for e in events)
+    [request] = httpd.requests_to(path)
+    assert request.header("range") is not None and request.header("range") != "bytes=0-"
