@@ -533,3 +533,43 @@ def test_a_second_run_on_the_same_file_stops_clearly(
     assert "Traceback" not in second.stderr and "internal error" not in second.stderr
     assert (out / "data.bin").read_bytes() == first
     assert sorted(p.name for p in out.iterdir()) == ["data.bin"]
+
+
+def test_a_state_folder_that_is_a_file_is_a_warning_not_a_stop(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """As curl and aria2, which keep working without state: one warning line, then the
+    download (exit 0). Before: exit 7 and nothing downloaded."""
+    data = payload(300_000, 41)
+    url = httpd.add(httpd.new_path("w.bin"), data)
+    state = tmp_path / "state"
+    state.write_text("not a folder")
+    res = omniget(url, "-o", str(tmp_path / "o"), state=state)
+    assert res.returncode == 0, res.stderr
+    first = res.stderr.splitlines()[0]
+    assert first == (f"omniget: warning: resume journal {state / 'journal.sqlite'}: open failed:"
+                     f" {state} is a file, not a folder (see --state-dir);"
+                     " downloading without resume state")
+    assert (tmp_path / "o" / "w.bin").read_bytes() == data
+    quiet = omniget(url, "-o", str(tmp_path / "q"), "-q", state=state)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_interrupted_without_a_journal_says_a_rerun_starts_over(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    data = payload(6 * MiB, 43)
+    path = httpd.new_path("nj.bin")
+    url = httpd.add(path, data)
+    out, state = tmp_path / "out", tmp_path / "state"
+    state.write_text("not a folder")
+    proc = start(url, "-o", str(out), "--limit-rate", "4M", state=state)
+    part = out / "nj.bin.omniget-part"
+    wait_for(lambda: part.exists() and part.stat().st_blocks * 512 > 0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert err.decode().splitlines()[-1] == (
+        "omniget: error: interrupted; with no resume journal (see the warning above),"
+        " a rerun starts over")
+    assert not out.exists()  # (a part file nothing could resume; the folder it made)

@@ -55,6 +55,8 @@ Failure = tuple[str, OmnigetError]  # (what failed, shown to the user; the error
 
 #: The last line of a download stopped by Ctrl+C or SIGTERM: its state is saved.
 RESUME = "interrupted; run the same command again to resume"
+#: ... and the same when the run could keep no state (its journal could not be used).
+NO_RESUME = "interrupted; with no resume journal (see the warning above), a rerun starts over"
 
 #: What the shell shows when stdout's reader went away (``omniget list | head -1``): the
 #: command dies of SIGPIPE, as git and ls do; main() returns this code for it.
@@ -95,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = Path(ns.config).expanduser() if ns.config else None
         cfg = load_config(config, flags=flags_from_args(ns))
         mask = Masker([*mask.secrets, *cfg.secrets])
-        with _logging(mask, verbose=ns.verbose, debug=ns.debug):
+        quiet = bool(getattr(ns, "quiet", False))
+        with _logging(mask, verbose=ns.verbose, debug=ns.debug, quiet=quiet):
             return RUNNERS[ns.command](ns, cfg, mask)
     except SystemExit as e:  # --help, --version
         return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
@@ -413,26 +416,42 @@ def _on_signals(handler: Handler) -> Iterator[None]:
 
 
 class _MaskingFormatter(logging.Formatter):
-    def __init__(self, mask: Masker) -> None:
-        super().__init__("omniget: %(levelname)s: %(name)s: %(message)s")
+    def __init__(self, mask: Masker, fmt: str = "omniget: %(levelname)s: %(name)s: %(message)s"):
+        super().__init__(fmt)
         self.mask = mask
 
     def format(self, record: logging.LogRecord) -> str:
         return self.mask(super().format(record))
 
 
+class _WarningFormatter(_MaskingFormatter):
+    """The library's warnings as the CLI's other lines (``omniget: warning: ...``), one
+    line each: a traceback only with ``--debug``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        lines = record.getMessage().splitlines()
+        return self.mask(f"omniget: warning: {lines[0] if lines else ''}")
+
+
 @contextmanager
-def _logging(mask: Masker, *, verbose: bool, debug: bool) -> Iterator[None]:
-    """``-v``: INFO logs of the library on stderr; ``--debug``: DEBUG."""
-    if not (verbose or debug):
-        yield
-        return
+def _logging(mask: Masker, *, verbose: bool, debug: bool, quiet: bool = False) -> Iterator[None]:
+    """The library's warnings on stderr (a journal that cannot be used, say; none with
+    ``-q``); ``-v``: its INFO logs too; ``--debug``: DEBUG."""
     logger = logging.getLogger("omniget")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_MaskingFormatter(mask))
+    handler: logging.Handler
+    if verbose or debug:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_MaskingFormatter(mask))
+        level = logging.DEBUG if debug else logging.INFO
+    elif quiet:
+        handler, level = logging.NullHandler(), logging.WARNING  # (not Python's last resort)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_WarningFormatter(mask))
+        level = logging.WARNING
     old_level = logger.level
     logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    logger.setLevel(level)
     try:
         yield
     finally:
@@ -540,7 +559,7 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     elif not ns.quiet:
         sys.stderr.write(summary_line(report, failed=extra, skipped=len(filtered)) + "\n")
     if interrupted:
-        _error(RESUME)
+        _error(NO_RESUME if report.journal_error is not None else RESUME)
     return code  # the first failure's code
 
 

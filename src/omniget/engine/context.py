@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import StorageError
 from ..model import Item
 from ..settings import Settings
 from .assemble import create_part, drop_part
@@ -152,6 +153,8 @@ class RunContext:
     made_dirs: set[str] = field(default_factory=set)
     #: ``--limit-rate``: the budget every transfer of the run shares.
     rate: RateLimit | None = None
+    #: Why ``journal`` is None when resume state was wanted (it could not be opened).
+    journal_error: StorageError | None = None
 
     #: True once every item of the run is registered in ``outputs``.
     listed: bool = False

@@ -35,7 +35,10 @@ class Engine:
     """Downloads items. One engine may serve several runs; close it with :meth:`aclose`.
 
     ``transports`` maps URL schemes to transports (default: libcurl for http/https);
-    ``journal=False`` disables resume state (tests, ``-O -``).
+    ``journal=False`` disables resume state (tests, ``-O -``). A journal that cannot be
+    opened (its state folder unwritable or a file, the database damaged or a newer
+    omniget's) is done without, as curl and aria2 keep no state: a warning is logged, and
+    :attr:`journal_error` (and each run's report) says why.
     """
 
     def __init__(
@@ -54,6 +57,7 @@ class Engine:
         self._own_transports = transports is None
         self._journal_arg = journal
         self._journal: Journal | None = None
+        self.journal_error: StorageError | None = None  # why there is no journal
         self.clock = clock or SystemClock()
         self.on_event = on_event or ignore
         self._emit_failed = False
@@ -114,8 +118,13 @@ class Engine:
         if self._journal is None and self._journal_arg is not False:
             if isinstance(self._journal_arg, Journal):
                 self._journal = self._journal_arg
-            else:
-                self._journal = Journal.in_dir(self.settings.state_dir or default_state_dir())
+            elif self.journal_error is None:
+                try:
+                    state = self.settings.state_dir or default_state_dir()
+                    self._journal = Journal.in_dir(state)
+                except StorageError as exc:
+                    self.journal_error = exc
+                    log.warning("%s; downloading without resume state", exc)
         return self._journal
 
     async def aclose(self) -> None:
@@ -150,6 +159,7 @@ class Engine:
             transports=self.transports(),
             limits=HostLimits(s.connections_per_host, s.max_connections, files=s.jobs),
             journal=self.journal(),
+            journal_error=self.journal_error,
             clock=self.clock,
             policy=self.policy,
             emit=self.emitter(on_event),
@@ -234,6 +244,7 @@ class Engine:
             if made is not None:
                 _remove_if_empty(dest_path, made)
         report.results = [r for r in results if r is not None]
+        report.journal_error = ctx.journal_error
         report.elapsed = time.monotonic() - started
         return report
 

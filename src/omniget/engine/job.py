@@ -440,6 +440,15 @@ class FileJob:
         return None
 
     @staticmethod
+    def _not_resumable(final: Path, why: StorageError) -> StorageError:
+        """``final`` has an earlier run's part file, and no journal to resume it by: it is
+        kept as it is (the journal may be usable again later), and the file fails."""
+        return StorageError(
+            f"its part file is kept, not resumed: {why} (fix that, or delete"
+            f" {part_path(final).name} to start over)"
+        )
+
+    @staticmethod
     def refreshable(error: OmnigetError) -> bool:
         return isinstance(error, AuthRequired) or (
             isinstance(error, RemoteNotFound) and error.status == 410
@@ -495,6 +504,8 @@ class FileJob:
                 if remembered and self.released is not None:  # (later files see it taken)
                     self.ctx.outputs[output_key(final)] = self.released
             self.final = final
+            if self.ctx.journal_error is not None and _there(part_path(final)):
+                raise self._not_resumable(final, self.ctx.journal_error)
             if resuming:
                 self.load_resume(final)
             else:
@@ -512,6 +523,10 @@ class FileJob:
             self.ctx.limits.release_file(self.claim)
             self._drop_ahead()
             if self.part is not None:
+                if self.ctx.journal_error is not None and not wrote:
+                    # (no record of its bytes: a part file nothing could resume)
+                    with contextlib.suppress(StorageError):
+                        self.part.discard()
                 self.part.close()
             # wake LocalSlice readers and the next writer of the planned path
             if self.released is not None and not self.released.done():

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from .._frozen import frozen_dataclass
-from ..errors import Cancelled, OmnigetError
+from ..errors import Cancelled, OmnigetError, StorageError
 from ..model import Item
 
 __all__ = ["FileResult", "Report"]
@@ -35,6 +35,8 @@ class Report:
 
     results: list[FileResult] = field(default_factory=list)
     elapsed: float = 0.0
+    #: Why the run kept no resume state (its journal could not be used), if so.
+    journal_error: StorageError | None = None
 
     def _count(self, status: Status) -> int:
         return sum(1 for r in self.results if r.status == status)
