@@ -555,6 +555,33 @@ def test_a_state_folder_that_is_a_file_is_a_warning_not_a_stop(
     assert quiet.returncode == 0 and quiet.stderr == ""
 
 
+def test_a_read_only_journal_is_found_out_before_any_byte(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """Before, it opened fine and the first file failed at its first checkpoint (exit 7),
+    its part file kept with no record of its bytes (so a rerun started it over)."""
+    data = payload(3 * MiB, 42)
+    url = httpd.add(httpd.new_path("ro.bin"), data)
+    state = tmp_path / "state"
+    first = omniget(httpd.add(httpd.new_path("x"), b"x"), "-o", str(tmp_path / "x"), "-q",
+                    state=state)
+    assert first.returncode == 0, first.stderr
+    (state / "journal.sqlite").chmod(0o400)
+    kw: dict[str, object] = {}
+    if os.geteuid() == 0:
+        kw["preexec_fn"] = _drop_mode_overrides
+    res = omniget(url, "-o", str(tmp_path / "o"), "--split", "1", "--limit-rate", "6M",
+                  state=state, **kw)
+    if os.geteuid() == 0 and "readonly" not in res.stderr:
+        pytest.skip("running as root and cannot drop CAP_DAC_OVERRIDE here")
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.splitlines()[0] == (
+        f"omniget: warning: resume journal {state / 'journal.sqlite'}: open failed:"
+        " attempt to write a readonly database; downloading without resume state")
+    assert (tmp_path / "o" / "ro.bin").read_bytes() == data
+    assert os.listdir(tmp_path / "o") == ["ro.bin"]
+
+
 def test_interrupted_without_a_journal_says_a_rerun_starts_over(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
 ) -> None:

@@ -231,6 +231,9 @@ class Journal:
             version = SCHEMA_VERSION if row is None else int(row[0])
             if row is None:
                 db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            else:  # a write now: a journal that takes none (read-only) fails here, not
+                # at a file's first checkpoint, with bytes fetched that nothing records
+                db.execute("UPDATE schema_version SET version = version")
             if version > SCHEMA_VERSION:
                 raise sqlite3.DatabaseError(
                     f"schema version {version} is newer than this omniget knows "
