@@ -184,6 +184,26 @@ def test_cancelled_report_is_130(api: FakeAPI, capsys: pytest.CaptureFixture[str
     assert "a.bin: cancelled" not in err
 
 
+@pytest.mark.parametrize("stopped", [False, True], ids=["all-done", "list-cut"])
+def test_a_stop_once_every_file_was_done_is_no_interruption(
+    api: FakeAPI, capsys: pytest.CaptureFixture[str], stopped: bool
+) -> None:
+    """Ctrl+C while the last file was being checked or renamed: it still ended, and so did
+    the run (before: exit 130 and "run the same command again to resume", nothing to
+    resume). A run stopped before the end of its list is interrupted whatever its files."""
+
+    def behaviour(items: list[Any], kw: dict[str, Any]) -> Report:
+        kw["cancel"].set()  # (as the signal handler does)
+        report = report_of(("a.bin", None))
+        report.stopped = stopped
+        return report
+
+    api.behaviour = behaviour
+    assert main([URL]) == (130 if stopped else 0)
+    err = capsys.readouterr().err
+    assert ("interrupted; run the same command again to resume" in err) == stopped
+
+
 def test_download_gets_settings_dest_and_options(
     api: FakeAPI, capsys: pytest.CaptureFixture[str], tmp_path: Path, site_source: type[object]
 ) -> None:
@@ -215,7 +235,7 @@ def test_signals_set_cancel_then_interrupt(api: FakeAPI) -> None:
             handler(signal.SIGINT, None)
         except KeyboardInterrupt:
             seen["second"] = True
-        return Report()
+        return Report(stopped=True)  # (as the engine's: cancelled before its list ended)
 
     api.behaviour = behaviour
     assert main(["-q", URL]) == 130  # cancel was set: the run was interrupted

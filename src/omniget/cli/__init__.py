@@ -545,7 +545,9 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
         failures.append((label, r.error or OmnigetError("failed")))
     _report_failures(failures, mask)
     extra = len(failures) - report.failed
-    interrupted = cancel.is_set() or any(isinstance(e, Cancelled) for _, e in failures)
+    # (a stop that came once every file had ended, the last one being checked or renamed,
+    # cut nothing short: not an interruption)
+    interrupted = report.stopped or any(isinstance(e, Cancelled) for _, e in failures)
     code = 130 if interrupted else failures[0][1].exit_code if failures else 0
     if isinstance(consumer, JsonEvents):
         cut = report.interrupted  # not failed: a rerun resumes them

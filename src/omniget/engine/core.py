@@ -217,6 +217,7 @@ class Engine:
             try:
                 async for item in _aiter(items):
                     if cancel is not None and cancel.is_set():
+                        report.stopped = True
                         break
                     if s.checksum is not None and item.digest is None:
                         item = dataclasses.replace(item, digest=s.checksum)  # --checksum
@@ -224,6 +225,7 @@ class Engine:
                     slot = SetupSlot(slots)
                     if cancel is not None and cancel.is_set():  # (while waiting for a slot)
                         slot.release()
+                        report.stopped = True
                         break
                     path, earlier, mine = self._register_output(ctx, item)
                     job = FileJob(ctx, item, path, after=earlier, released=mine, slot=slot)

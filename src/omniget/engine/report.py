@@ -37,6 +37,8 @@ class Report:
     elapsed: float = 0.0
     #: Why the run kept no resume state (its journal could not be used), if so.
     journal_error: StorageError | None = None
+    #: The run was cancelled before the end of its item list (those left are not here).
+    stopped: bool = False
 
     def _count(self, status: Status) -> int:
         return sum(1 for r in self.results if r.status == status)
