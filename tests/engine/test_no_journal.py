@@ -4,6 +4,7 @@ and aria2 would, and no byte an earlier run kept is thrown away."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -14,8 +15,11 @@ from tests.servers.httpd import HTTPServer
 
 from omniget import download
 from omniget.engine.assemble import PART_SUFFIX
+from omniget.engine.core import Engine
 from omniget.engine.journal import FILENAME, Journal
+from omniget.engine.report import Report
 from omniget.errors import StorageError, TransientError
+from omniget.model import Item
 from omniget.settings import Settings
 
 KiB = 1024
@@ -85,3 +89,42 @@ def test_a_part_file_of_an_earlier_run_is_kept_and_one_of_this_run_removed(
     assert (out / f"kept.bin{PART_SUFFIX}").read_bytes() == kept[: 100 * KiB]
     assert sorted(p.name for p in out.iterdir()) == [f"kept.bin{PART_SUFFIX}"]
     assert httpd.requests_to("/" + a.split("/", 3)[3]) == []
+
+
+class FullJournal(Journal):
+    """A journal on a disk that filled up: what was recorded stays readable, and no new
+    record fits (as SQLite answers then)."""
+
+    def start(self, key: str, **kw: object) -> None:
+        raise StorageError(f"resume journal {self.path}: start failed: database or disk is full")
+
+
+def test_a_journal_that_fills_up_leaves_new_files_unrecorded_not_failed(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Before, every file failed at its first checkpoint (exit 7) with its bytes fetched
+    and kept in a part file nothing recorded (so a rerun started it over)."""
+    data = [payload(3 * 1024 * KiB, 74 + i) for i in range(2)]
+    urls = [httpd.add(httpd.new_path(f"big{i}.bin"), d) for i, d in enumerate(data)]
+    out = tmp_path / "out"
+    journal = FullJournal(tmp_path / "state" / FILENAME)
+    settings = Settings(state_dir=tmp_path / "state", split=1, checkpoint_bytes=256 * KiB)
+
+    async def go() -> Report:
+        engine = Engine(settings, journal=journal)
+        try:
+            return await engine.run([Item(u) for u in urls], out)
+        finally:
+            await engine.aclose()
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="omniget"):
+            report = asyncio.run(go())
+    finally:
+        journal.close()
+    assert report.ok == 2, report.failures
+    assert [(out / f"big{i}.bin").read_bytes() == d for i, d in enumerate(data)] == [True] * 2
+    assert report.journal_error is not None and "disk is full" in str(report.journal_error)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.endswith("disk is full; going on without resume state for new files")

@@ -3,6 +3,7 @@ permission errors, bounded memory, a rerun of a finished download, nginx."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -597,6 +598,38 @@ def test_interrupted_without_a_journal_says_a_rerun_starts_over(
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert err.decode().splitlines()[-1] == (
-        "omniget: error: interrupted; with no resume journal (see the warning above),"
-        " a rerun starts over")
+        "omniget: error: interrupted; what the resume journal could not record"
+        " (see the warning above) starts over on a rerun")
     assert not out.exists()  # (a part file nothing could resume; the folder it made)
+
+
+def test_a_full_state_disk_is_a_warning_and_the_download_goes_on(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """The state folder's disk is full: before, the file failed at its first checkpoint
+    (exit 7), its fetched bytes in a part file nothing recorded."""
+    small = tmp_path / "small"
+    if not _tmpfs(small, "256k"):
+        pytest.skip("cannot mount a tmpfs here (needs root and mount)")
+    try:
+        state = small / "state"
+        first = omniget(httpd.add(httpd.new_path("x"), b"x"), "-o", str(tmp_path / "x"), "-q",
+                        state=state)
+        assert first.returncode == 0, first.stderr
+        fd = os.open(small / "filler", os.O_WRONLY | os.O_CREAT)  # the rest of the disk
+        with contextlib.suppress(OSError):
+            while os.write(fd, b"\0" * 4096):
+                pass
+        os.close(fd)
+        data = payload(3 * MiB, 44)
+        url = httpd.add(httpd.new_path("fs.bin"), data)
+        res = omniget(url, "-o", str(tmp_path / "o"), "--split", "1", state=state)
+        assert res.returncode == 0, res.stderr
+        [warning] = [ln for ln in res.stderr.splitlines() if "warning" in ln]
+        assert warning.startswith(f"omniget: warning: resume journal {state / 'journal.sqlite'}")
+        assert warning.endswith(("; downloading without resume state",  # (at the open,
+                                 "; going on without resume state for new files"))  # or later)
+        assert (tmp_path / "o" / "fs.bin").read_bytes() == data
+        assert os.listdir(tmp_path / "o") == ["fs.bin"]
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)

@@ -55,8 +55,9 @@ Failure = tuple[str, OmnigetError]  # (what failed, shown to the user; the error
 
 #: The last line of a download stopped by Ctrl+C or SIGTERM: its state is saved.
 RESUME = "interrupted; run the same command again to resume"
-#: ... and the same when the run could keep no state (its journal could not be used).
-NO_RESUME = "interrupted; with no resume journal (see the warning above), a rerun starts over"
+#: ... and when its journal could not be used (or stopped taking new records).
+NO_RESUME = ("interrupted; what the resume journal could not record (see the warning above)"
+             " starts over on a rerun")
 
 #: What the shell shows when stdout's reader went away (``omniget list | head -1``): the
 #: command dies of SIGPIPE, as git and ls do; main() returns this code for it.

@@ -153,7 +153,8 @@ class RunContext:
     made_dirs: set[str] = field(default_factory=set)
     #: ``--limit-rate``: the budget every transfer of the run shares.
     rate: RateLimit | None = None
-    #: Why ``journal`` is None when resume state was wanted (it could not be opened).
+    #: Why ``journal`` is None when resume state was wanted (it could not be opened), or
+    #: why it takes no new record (it failed to: a full disk, say).
     journal_error: StorageError | None = None
 
     #: True once every item of the run is registered in ``outputs``.
@@ -278,6 +279,13 @@ class RunContext:
                         rest = key.partition("\0")[2]
                         self._moved.setdefault(rest, []).append((key, part))
         return self._moved
+
+    def journal_failed(self, exc: StorageError) -> None:
+        """The journal failed to start a file's record: the run's files with no record yet
+        go on without one (those it has go on with theirs, or fail if it fails them)."""
+        if self.journal_error is None:
+            self.journal_error = exc
+            log.warning("%s; going on without resume state for new files", exc)
 
     def journal_started(self, key: str) -> None:
         if self._known is not None:

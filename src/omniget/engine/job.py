@@ -292,31 +292,39 @@ class FileJob:
     def due_checkpoint(self, now: float) -> bool:
         return now - self._last_ckpt >= self.ctx.settings.checkpoint_seconds
 
-    def _ensure_record(self) -> None:
+    def _ensure_record(self) -> bool:
+        """Start this file's journal record if it has none yet; False: it has none (no
+        journal, or one that takes no new record: it failed to, a full disk say)."""
+        if self.journal_started:
+            return True
         journal = self.ctx.journal
-        if journal is None or self.final is None or self.journal_started:
-            return
+        if journal is None or self.final is None or self.ctx.journal_error is not None:
+            return False
+        try:
+            journal.start(
+                self.key,
+                path=str(self.final),
+                url=self.item.download_url,
+                size=self.size,
+                etag=self.etag,
+                last_modified=self.last_modified,
+                digest=f"{self.digests[0].algo}:{self.digests[0].hex}" if self.digests else None,
+                part=self.part.inode() if self.part is not None and self.part.fd >= 0 else None,
+            )
+        except StorageError as exc:  # (no record of it yet: it goes on without one)
+            self.ctx.journal_failed(exc)
+            return False
         self.ctx.journal_started(self.key)
-        journal.start(
-            self.key,
-            path=str(self.final),
-            url=self.item.download_url,
-            size=self.size,
-            etag=self.etag,
-            last_modified=self.last_modified,
-            digest=f"{self.digests[0].algo}:{self.digests[0].hex}" if self.digests else None,
-            part=self.part.inode() if self.part is not None and self.part.fd >= 0 else None,
-        )
         self.journal_started = True
+        return True
 
     def save_spans(self, spans: list[Interval], now: float) -> None:
         """Commit finished byte spans (already written to the part file) to the journal."""
         self._last_ckpt = now
         self._set_next_tick()
         journal = self.ctx.journal
-        if journal is None or self.final is None:
+        if journal is None or not self._ensure_record():
             return
-        self._ensure_record()
         journal.save_spans(self.key, spans)
         self._saved = spans
         self._sync_due(now)
@@ -325,9 +333,8 @@ class FileJob:
         """Record piece ``index`` as verified; ``in_part``: its bytes are in the part
         file (not a staging file), so a sync of that file makes them durable."""
         journal = self.ctx.journal
-        if journal is None or self.final is None:
+        if journal is None or not self._ensure_record():
             return
-        self._ensure_record()
         journal.piece_done(self.key, index, size)
         if in_part:
             self._unsynced.append(index)
@@ -504,8 +511,9 @@ class FileJob:
                 if remembered and self.released is not None:  # (later files see it taken)
                     self.ctx.outputs[output_key(final)] = self.released
             self.final = final
-            if self.ctx.journal_error is not None and _there(part_path(final)):
-                raise self._not_resumable(final, self.ctx.journal_error)
+            why = self.ctx.journal_error
+            if why is not None and not resuming and _there(part_path(final)):
+                raise self._not_resumable(final, why)
             if resuming:
                 self.load_resume(final)
             else:
@@ -523,7 +531,7 @@ class FileJob:
             self.ctx.limits.release_file(self.claim)
             self._drop_ahead()
             if self.part is not None:
-                if self.ctx.journal_error is not None and not wrote:
+                if self.ctx.journal_error is not None and not (wrote or self.journal_started):
                     # (no record of its bytes: a part file nothing could resume)
                     with contextlib.suppress(StorageError):
                         self.part.discard()
@@ -614,8 +622,8 @@ class FileJob:
         # so a rerun knows it without asking; other finished files need no record.
         journal = self.ctx.journal
         if journal is not None and self.server_path is not None:
-            self._ensure_record()
-            journal.finish(self.key, size=size, digest=None, path=str(self.server_path))
+            if self._ensure_record():
+                journal.finish(self.key, size=size, digest=None, path=str(self.server_path))
         elif journal is not None and self.journal_started:
             journal.forget(self.key)
             self.journal_started = False
