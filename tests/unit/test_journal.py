@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
 import signal
@@ -12,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -494,3 +496,30 @@ def test_a_second_version_journal_is_upgraded_and_its_records_trusted(tmp_path: 
     db = sqlite3.connect(path)
     assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     db.close()
+
+
+_together: Any = None  # (a barrier the pool's processes share)
+
+
+def _share(barrier: Any) -> None:
+    global _together
+    _together = barrier
+
+
+def _open_and_close(folder: str) -> str:
+    _together.wait(10)  # (the four open it at the same moment)
+    try:
+        Journal.in_dir(Path(folder)).close()
+    except StorageError as exc:
+        return str(exc)
+    return "ok"
+
+
+def test_runs_opening_a_new_journal_at_once_all_get_it(tmp_path: Path) -> None:
+    """Two omniget runs started together on a new state folder: one of them failed at
+    once with "database is locked" (the switch to WAL mode does not wait for a lock)."""
+    folders = [str(tmp_path / f"s{i}") for i in range(30) for _ in range(4)]
+    fork = multiprocessing.get_context("fork")
+    with fork.Pool(4, initializer=_share, initargs=(fork.Barrier(4),)) as pool:
+        results = pool.map(_open_and_close, folders, chunksize=1)
+    assert [r for r in results if r != "ok"] == []

@@ -92,6 +92,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 }
 
 _BOOT: str | None = None
+#: Seconds to wait for another process's lock on the journal (another omniget run).
+BUSY_WAIT = 10.0
 
 
 def boot_id() -> str:
@@ -217,8 +219,8 @@ class Journal:
         return cls(Path(state_dir) / FILENAME)
 
     def _setup(self, db: sqlite3.Connection) -> None:
-        db.execute("PRAGMA busy_timeout = 10000")
-        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        db.execute(f"PRAGMA busy_timeout = {round(BUSY_WAIT * 1000)}")
+        mode = _to_wal(db)
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"cannot switch to WAL mode (got {mode})")
         db.execute("PRAGMA synchronous = NORMAL")
@@ -482,6 +484,20 @@ class Journal:
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r})"
+
+
+def _to_wal(db: sqlite3.Connection) -> str:
+    """Switch ``db`` to WAL mode; its mode then. A new journal that another process
+    switches at the same moment is "locked" at once, without SQLite's wait for a lock
+    (two runs started together on a new state folder): waited for here."""
+    deadline = time.monotonic() + BUSY_WAIT
+    while True:
+        try:
+            return str(db.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.005)
 
 
 class RecordGone(StorageError, KeyError):
