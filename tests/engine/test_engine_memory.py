@@ -118,6 +118,33 @@ def test_digest_mismatch_fails_with_integrity_error(tmp_path: Path) -> None:
     assert not (tmp_path / "data.bin").exists()
 
 
+def test_a_large_split_file_is_hashed_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (hashed on the loop, a GiB file stalled every other transfer for seconds)
+    import threading
+
+    from omniget.engine import job
+    from omniget.engine.verify import file_digest as real
+
+    threads: list[threading.Thread] = []
+
+    def spy(*args: Any, **kw: Any) -> str:
+        threads.append(threading.current_thread())
+        return real(*args, **kw)
+
+    monkeypatch.setattr(job, "file_digest", spy)
+    mem = MemoryTransport(chunk=64 * 1024)
+    data = blob(job.HASH_IN_THREAD + MiB, 4)
+    mem.add(URL, data)
+    eng, _ = make(tmp_path, mem, split=3)
+    report = run(eng, [Item(URL, digest=Digest("sha256", hashlib.sha256(data).hexdigest()))],
+                 tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (tmp_path / "data.bin").read_bytes() == data
+    assert threads and threading.main_thread() not in threads
+
+
 @pytest.mark.parametrize(("retries", "fetches"), [(0, 1), (1, 2), (5, 3)])
 def test_digest_mismatch_downloads_again_within_retries(
     tmp_path: Path, retries: int, fetches: int

@@ -46,6 +46,7 @@ STARTED_OVER = "its part file had no resume record in this state folder; startin
 REFRESH_MARGIN = 60.0  # refresh expiring URLs this long before they expire
 #: Whole-file downloads again after a digest or size mismatch (capped by --retries too).
 WHOLE_FILE_RETRIES = 2
+HASH_IN_THREAD = 4 << 20  # a file this large is hashed in a worker thread, off the loop
 #: ``os.access`` can tell, as ``lstat`` does, whether a name is there (not on Windows).
 _ACCESS_TELLS = os.access in os.supports_follow_symlinks and os.access in os.supports_effective_ids
 
@@ -552,7 +553,7 @@ class FileJob:
                 await _plain_download()(self).run()
             self.ctx.limits.release_file(self.claim)  # the bytes are in: next file's turn
             try:
-                verified = self._verify()
+                verified = await self._verify()
                 break
             except IntegrityError as exc:
                 # (a whole file again: at most twice, and never past --retries)
@@ -577,7 +578,7 @@ class FileJob:
         out.extend(self.digests)
         return out
 
-    def _verify(self) -> str | None:
+    async def _verify(self) -> str | None:
         part = self.part
         assert part is not None and self.final is not None
         actual = self.resumed + self.written if self.size is None else self.size
@@ -592,7 +593,11 @@ class FileJob:
         expected = self._expected_digests()
         if expected:
             want = expected[0]
-            got = self._stream_digest(want, actual) or file_digest(part.path, want.algo, 0, actual)
+            got = self._stream_digest(want, actual)
+            if got is None and actual >= HASH_IN_THREAD:  # (the loop keeps the other transfers)
+                got = await asyncio.to_thread(file_digest, part.path, want.algo, 0, actual)
+            elif got is None:
+                got = file_digest(part.path, want.algo, 0, actual)
             if got != want.hex:
                 raise digest_mismatch(self.final.name, want, got)
             verified = want.algo
