@@ -14,6 +14,7 @@ import dataclasses
 import gc
 import logging
 import os
+import queue
 import signal
 import sys
 import threading
@@ -378,23 +379,50 @@ def _report_failures(failures: Sequence[Failure], mask: Masker) -> None:
 Handler = Callable[[int, FrameType | None], None]
 
 
-def _save_on_signal(cancel: threading.Event, *, quiet: bool) -> Handler:
-    """SIGINT/SIGTERM set ``cancel`` once (the engine saves state); a second one interrupts.
-    Either ends with exit 130 (design.md's one code for an interrupted run)."""
+class _SaveOnSignal:
+    """The SIGINT/SIGTERM handler of a download: the first one sets ``cancel`` (the engine
+    saves state), a second one interrupts. Either ends with exit 130 (design.md's one code
+    for an interrupted run).
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if cancel.is_set():
+    The handler runs on the main thread between any two of its steps, maybe while it draws
+    the bars or writes a line to stderr: a write of its own there cuts into that one (rich
+    left a bar on the screen). So it only queues its line (``SimpleQueue.put`` is safe in a
+    handler); a thread of its own, started and joined by ``with``, writes it."""
+
+    def __init__(self, cancel: threading.Event, *, quiet: bool) -> None:
+        self.cancel, self.quiet = cancel, quiet
+        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write, name="omniget-signals", daemon=True)
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.cancel.is_set():
             raise KeyboardInterrupt
-        cancel.set()
-        if quiet:  # (-q: nothing but errors)
+        self.cancel.set()
+        if self.quiet:  # (-q: nothing but errors)
             return
         if signum == signal.SIGINT:
             line = "stopping and saving state (Ctrl+C again to quit now)"
         else:
             line = "SIGTERM: stopping and saving state (a second one quits now)"
-        sys.stderr.write(f"omniget: {line}\n")
+        self._lines.put(f"omniget: {line}\n")
 
-    return handler
+    def _write(self) -> None:
+        while (line := self._lines.get()) is not None:
+            try:  # (sys.stderr as it is now: rich's proxy while bars are drawn)
+                sys.stderr.write(line)
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+
+    def __enter__(self) -> _SaveOnSignal:
+        if not self.quiet:  # (-q: it has nothing to write)
+            self._writer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._writer.is_alive():
+            self._lines.put(None)
+            self._writer.join(timeout=5)
 
 
 def _stop_at_once(signum: int, frame: FrameType | None) -> None:
@@ -529,7 +557,8 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     only = None if own else _filter(ns, skipped)  # (extracted above, filtered there)
     cancel = threading.Event()
     try:
-        with consumer, _on_signals(_save_on_signal(cancel, quiet=ns.quiet)):
+        on_signal = _SaveOnSignal(cancel, quiet=ns.quiet)
+        with consumer, on_signal, _on_signals(on_signal):
             # (-q: no handler, so the engine builds no per-file events for nobody)
             on_event = None if isinstance(consumer, QuietProgress) else _safe(consumer)
             report = omniget.download(
