@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 import io
+import logging
 import signal
+import sys
 import threading
 from collections.abc import Callable
 
+import pytest
 from rich.console import Console
 from tests.cli._screen import Screen
 
-from omniget.cli import _SaveOnSignal
+from omniget.cli import _logging, _SaveOnSignal
 from omniget.cli.bars import RichProgress
 from omniget.cli.output import Masker
 from omniget.engine.events import Started
@@ -63,3 +66,18 @@ def test_a_signal_while_a_frame_is_drawn_leaves_no_bar_behind() -> None:
     # the bars are gone (transient), the line is there once, whole
     assert screen.lines() == ["omniget: stopping and saving state (Ctrl+C again to quit now)"]
     assert not screen.cursor_hidden
+
+
+def test_log_lines_go_above_the_bars(monkeypatch: pytest.MonkeyPatch) -> None:
+    term = Term()
+    monkeypatch.setattr(sys, "stderr", term)  # (the terminal, as in a real run)
+    rp = RichProgress(console(term), Masker())
+    with _logging(Masker(["sekrit"]), verbose=False, debug=True), rp:
+        for item in items(2):
+            rp(Started(item, None, size=4 * KiB, resumed=0))
+        rp.bars.live.refresh()
+        logging.getLogger("omniget.test").debug("GET https://example.com/?token=sekrit")
+        rp.bars.live.refresh()
+    assert Screen(80, 24).feed(term.getvalue()).lines() == [
+        "omniget: DEBUG: omniget.test: GET https://example.com/?token=***"
+    ]

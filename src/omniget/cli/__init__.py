@@ -444,6 +444,19 @@ def _on_signals(handler: Handler) -> Iterator[None]:
             signal.signal(s, h)
 
 
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to ``sys.stderr`` as it is at each record (as logging's last resort does):
+    while bars are drawn that is rich's proxy, which puts the line above them (the stream
+    of when the handler was made wrote through them)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 class _MaskingFormatter(logging.Formatter):
     def __init__(self, mask: Masker, fmt: str = "omniget: %(levelname)s: %(name)s: %(message)s"):
         super().__init__(fmt)
@@ -469,13 +482,13 @@ def _logging(mask: Masker, *, verbose: bool, debug: bool, quiet: bool = False) -
     logger = logging.getLogger("omniget")
     handler: logging.Handler
     if verbose or debug:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(_MaskingFormatter(mask))
         level = logging.DEBUG if debug else logging.INFO
     elif quiet:
         handler, level = logging.NullHandler(), logging.WARNING  # (not Python's last resort)
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(_WarningFormatter(mask))
         level = logging.WARNING
     old_level = logger.level
