@@ -100,14 +100,13 @@ def test_rich_renders_bars_and_lines() -> None:
         for t, event in sequence()[:3]:
             now[0] = t
             rp(event)
-        assert len(rp.bars.tasks) == 3  # overall + A + B
-        rp.bars.refresh()
+        assert rp.shown == [A.key, B.key]  # a bar each
+        rp.live.refresh()
         for _, event in sequence()[3:]:
             rp(event)
-        assert len(rp.bars.tasks) == 1  # file bars are removed when files end
-        overall = rp.bars.tasks[0]
-        assert "3/3 files" in overall.description
-        assert overall.completed == 10 * MiB
+        assert not rp.tally.files and not rp.shown  # file bars go when files end
+        assert (rp.tally.ended, rp.tally.seen) == (3, 3)
+        assert rp.tally.done == rp.tally.total == 10 * MiB  # (B failed: it drops out)
     text = buf.getvalue()
     assert "done a.bin" in text
     assert "failed b.bin" in text and "sekrit" not in text
@@ -146,8 +145,8 @@ def test_events_from_many_threads() -> None:
         for t in threads:
             t.join()
     assert out.getvalue().count("done ") == 100
-    assert "100/100 files" in rich.bars.tasks[0].description
-    assert len(rich.bars.tasks) == 1
+    assert (rich.tally.ended, rich.tally.seen, rich.tally.done) == (100, 100, 100 * 100)
+    assert not rich.tally.files and not rich.shown
 
 
 def test_make_progress_picks_by_terminal() -> None:
@@ -173,7 +172,7 @@ def test_cancelled_files_are_not_failure_lines() -> None:
     assert out.getvalue().splitlines()[-1] == "failed c.bin: gone"
     assert "failed a.bin" not in out.getvalue()
     assert "failed c.bin: gone" in buf.getvalue() and "failed a.bin" not in buf.getvalue()
-    assert len(rich.bars.tasks) == 1
+    assert not rich.tally.files
 
 
 def test_rich_shows_a_screenful_of_file_bars_and_counts_the_rest() -> None:
@@ -184,25 +183,19 @@ def test_rich_shows_a_screenful_of_file_bars_and_counts_the_rest() -> None:
     with rp:
         for item in items:
             rp(Started(item, None, size=100, resumed=0))
-        visible = [t for t in rp.bars.tasks[1:] if t.visible]
-        assert len(visible) == SHOWN
-        assert "(+5 more active)" in rp.bars.tasks[0].description
+        assert rp.shown == [item.key for item in items[:SHOWN]]
         rp(Finished(items[0], None, size=100, verified=None, fetched=100))
-        visible = [t for t in rp.bars.tasks[1:] if t.visible]
-        assert len(visible) == SHOWN  # a hidden one took the finished one's place
-        assert visible[-1].description.endswith(f"f{SHOWN}")
-        assert "(+4 more active)" in rp.bars.tasks[0].description
+        assert len(rp.shown) == SHOWN  # a file without a bar took the finished one's place
+        assert rp.shown[-1] == items[SHOWN].key
 
 
 def test_rich_speed_is_in_binary_units_like_the_sizes() -> None:
-    from types import SimpleNamespace
+    from omniget.cli.bars import _speed
+    from omniget.cli.tally import Rate
 
-    from omniget.cli.bars import _Speed
-
-    def shown(speed: float | None, finished: float | None = None) -> str:
-        task = SimpleNamespace(speed=speed, finished_speed=finished)
-        return _Speed().render(task).plain  # type: ignore[arg-type]
-
-    assert shown(2 * MiB) == "2.0 MiB/s"  # what --limit-rate 2M allows, not "2.1 MB/s"
-    assert shown(None) == "?"
-    assert shown(None, finished=1536) == "1.5 KiB/s"
+    now = [0.0]
+    rate = Rate(lambda: now[0])
+    assert _speed(rate) == "?"  # (too early to say)
+    rate.add(2 * MiB)
+    now[0] = 1.0
+    assert _speed(rate) == "2.0 MiB/s"  # what --limit-rate 2M allows, not "2.1 MB/s"

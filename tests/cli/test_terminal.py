@@ -17,7 +17,7 @@ from tests.cli._screen import Screen
 from omniget.cli import _logging, _SaveOnSignal
 from omniget.cli.bars import RichProgress
 from omniget.cli.output import Masker
-from omniget.engine.events import Started
+from omniget.engine.events import Finished, Progress, Started
 from omniget.model import Item
 
 KiB = 1024
@@ -55,11 +55,11 @@ def test_a_signal_while_a_frame_is_drawn_leaves_no_bar_behind() -> None:
     first, *more = items(4)
     with rp, on_signal:
         rp(Started(first, None, size=4 * KiB, resumed=0))
-        rp.bars.live.refresh()
+        rp.live.refresh()
         term.hook = lambda: on_signal(signal.SIGINT, None)  # Ctrl+C lands mid-frame,
         for item in more:  # in one taller than the last
             rp(Started(item, None, size=4 * KiB, resumed=0))
-        rp.bars.live.refresh()
+        rp.live.refresh()
         assert term.hook is None  # (it did land)
     screen = Screen(80, 24).feed(term.getvalue())
     assert cancel.is_set()
@@ -75,9 +75,150 @@ def test_log_lines_go_above_the_bars(monkeypatch: pytest.MonkeyPatch) -> None:
     with _logging(Masker(["sekrit"]), verbose=False, debug=True), rp:
         for item in items(2):
             rp(Started(item, None, size=4 * KiB, resumed=0))
-        rp.bars.live.refresh()
+        rp.live.refresh()
         logging.getLogger("omniget.test").debug("GET https://example.com/?token=sekrit")
-        rp.bars.live.refresh()
+        rp.live.refresh()
     assert Screen(80, 24).feed(term.getvalue()).lines() == [
         "omniget: DEBUG: omniget.test: GET https://example.com/?token=***"
     ]
+
+
+MiB = 1024 * KiB
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def bars(width: int = 100, height: int = 24) -> tuple[RichProgress, Clock]:
+    clock = Clock()
+    return RichProgress(console(io.StringIO(), width, height), Masker(), clock=clock), clock
+
+
+def frame(rp: RichProgress) -> list[str]:
+    """The bars as the terminal shows them now (split into words: cells are padded)."""
+    out = io.StringIO()
+    width, height = rp.console.width, rp.console.height
+    console(out, width, height).print(rp.frame())
+    screen = Screen(width, 100).feed(out.getvalue())
+    assert screen.wraps == 0  # no cell goes on a second line
+    return screen.lines()
+
+
+def words(line: str) -> list[str]:
+    return [w for w in line.replace("━", " ").replace("╸", " ").replace("╺", " ").split()]
+
+
+def test_a_resumed_file_counts_only_this_runs_bytes_as_speed() -> None:
+    rp, clock = bars()
+    a = Item(download_url="https://example.com/a.bin")
+    rp(Started(a, None, size=10 * MiB, resumed=4 * MiB))  # 4 MiB from an earlier run
+    total, file = frame(rp)
+    assert words(total) == ["total", "[0/1", "files]", "4.0/10.0", "MiB", "?", "-:--:--"]
+    assert words(file)[1:] == ["4.0/10.0", "MiB", "?", "-:--:--"]  # the bar starts at 40%
+    for second in (1, 2):
+        clock.now = second
+        rp(Progress(a, None, done=(4 + second) * MiB, size=10 * MiB))
+    total, file = frame(rp)
+    # 2 MiB in 2 s; 4 MiB left: 4 s (not 6 MiB "in" 2 s, nor the time left of that)
+    assert words(total)[3:] == ["6.0/10.0", "MiB", "1.0", "MiB/s", "0:00:04"]
+    assert words(file)[1:] == ["6.0/10.0", "MiB", "1.0", "MiB/s", "0:00:04"]
+
+
+def test_files_of_unknown_size_count_in_the_total() -> None:
+    rp, clock = bars()
+    a = Item(download_url="https://example.com/a.bin")  # chunked: no size
+    b = Item(download_url="https://example.com/b.bin")
+    rp(Started(a, None, size=None, resumed=0))
+    rp(Started(b, None, size=MiB, resumed=0))
+    clock.now = 1.0
+    rp(Progress(a, None, done=3 * MiB, size=None))
+    rp(Progress(b, None, done=MiB // 2, size=MiB))
+    total, first, second = frame(rp)
+    # all the bytes and their speed; no total (so no time left) while a's size is unknown
+    assert words(total)[3:] == ["3.5", "MiB", "3.5", "MiB/s", "-:--:--"]
+    assert words(first)[1:] == ["3.0", "MiB", "3.0", "MiB/s", "-:--:--"]
+    assert words(second)[1:] == ["0.5/1.0", "MiB", "512.0", "KiB/s", "0:00:01"]
+    rp(Finished(a, None, size=3 * MiB, verified=None, fetched=3 * MiB))
+    total, _ = frame(rp)
+    assert words(total)[:5] == ["total", "[1/2", "files]", "3.5/4.0", "MiB"]
+
+
+def test_a_file_started_over_is_not_counted_twice() -> None:
+    rp, clock = bars()
+    a = Item(download_url="https://example.com/a.bin")
+    rp(Started(a, None, size=4 * MiB, resumed=0))
+    clock.now = 1.0
+    rp(Progress(a, None, done=3 * MiB, size=4 * MiB))
+    clock.now = 2.0
+    rp(Progress(a, None, done=0, size=4 * MiB))  # a retry that could not resume
+    total, file = frame(rp)
+    assert words(total)[3:5] == ["0.0/4.0", "MiB"]  # the bar went back
+    assert words(file)[1:3] == ["0.0/4.0", "MiB"]
+    clock.now = 3.0
+    rp(Progress(a, None, done=2 * MiB, size=4 * MiB))
+    total, _ = frame(rp)
+    assert words(total)[3:] == ["2.0/4.0", "MiB", "1.7", "MiB/s", "0:00:01"]  # 5 MiB in 3 s
+    rp(Finished(a, None, size=4 * MiB, verified="size", fetched=4 * MiB))
+    (total,) = frame(rp)
+    assert words(total)[3:5] == ["4.0/4.0", "MiB"]
+
+
+def test_a_stalled_file_shows_its_speed_fall() -> None:
+    rp, clock = bars()
+    a = Item(download_url="https://example.com/a.bin")
+    rp(Started(a, None, size=4 * MiB, resumed=0))
+    clock.now = 1.0
+    rp(Progress(a, None, done=MiB, size=4 * MiB))
+    clock.now = 30.0  # nothing since
+    total, file = frame(rp)
+    assert words(file)[1:] == ["1.0/4.0", "MiB", "0", "B/s", "-:--:--"]
+    assert words(total)[3:] == ["1.0/4.0", "MiB", "0", "B/s", "-:--:--"]
+
+
+NAMES = [
+    "very_long_name_" * 12 + ".bin",
+    "日本語のファイル名_テスト_全角文字がたくさん.bin",  # two cells a character
+    "plain.bin",
+]
+
+
+def test_rows_fit_the_terminal_width_and_names_keep_their_end() -> None:
+    for width in (120, 80, 60, 40):
+        rp, _ = bars(width)
+        for name in NAMES:
+            rp(Started(Item(download_url=f"https://example.com/{name}"), None, size=MiB,
+                       resumed=0))
+        rows = frame(rp)  # (no row wraps: checked there)
+        assert len(rows) == 4, rows
+        assert all(row.split()[0].endswith(".bin") for row in rows[1:]), rows
+        assert rows[3].startswith("plain.bin")
+        assert rows[1].startswith("…") and rows[2].startswith("…")
+        assert ("-:--:--" in rows[0]) == (width >= 70)  # (the time left goes first)
+
+
+def test_file_bars_fit_the_terminal_height() -> None:
+    for height, bars_shown in ((24, 8), (10, 8), (6, 4)):
+        rp, _ = bars(80, height)
+        for i in range(20):
+            rp(Started(Item(download_url=f"https://example.com/f{i}.bin"), None, size=MiB,
+                       resumed=0))
+        rows = frame(rp)
+        assert len(rows) == 1 + bars_shown + 1 <= height
+        assert rows[-1] == f"(+{20 - bars_shown} more active)"
+
+
+def test_frames_are_drawn_a_few_times_a_second_not_per_event() -> None:
+    term = io.StringIO()
+    rp = RichProgress(console(term), Masker())
+    with rp:
+        for i in range(500):
+            item = Item(download_url=f"https://example.com/f{i}.bin")
+            rp(Started(item, None, size=KiB, resumed=0))
+            rp(Finished(item, None, size=KiB, verified="size", fetched=KiB))
+    frames = term.getvalue().count("total [")
+    assert frames < 50  # (5 a second; it was one per file)

@@ -1,167 +1,210 @@
-"""Rich progress bars for a terminal (imported only when one is drawn)."""
+"""Rich progress bars for a terminal (imported only when one is drawn).
+
+A line for the whole run, then one per active file, as many as the terminal's height has
+room for (at most :data:`SHOWN`), then how many more are active; lines printed go above
+them. rich's ``Live`` redraws them five times a second from a thread of its own (never once
+per event: thousands of small files would be thousands of frames). Every frame is laid out
+for the terminal's width as it is then: names are cut to the cells left (by their width on
+screen, so wide characters count twice), columns that do not fit are left out, and no cell
+ever wraps onto a second line. The numbers come from :class:`~omniget.cli.tally.Tally`.
+"""
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
+from typing import NamedTuple
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.progress import Progress as RichBars
+from rich.cells import cell_len
+from rich.console import Console, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
 from rich.text import Text
 
-from ..engine.events import Event, Failed, Finished, Progress, Retrying, Skipped, Started, Warned
+from ..engine.events import Event, Failed, Finished, Retrying, Skipped, Started, Warned
 from ..errors import Cancelled
 from .output import Masker, format_size
 from .progress import failure_line, name_of, skip_line
+from .tally import Rate, Tally, clock_time
 
-__all__ = ["RichProgress"]
+__all__ = ["SHOWN", "RichProgress", "fit"]
 
-SHOWN = 8  # file bars on screen at once (-j can run many more files than a screen holds)
+SHOWN = 8  # file bars on screen at most (-j can run many more files than a screen holds)
+NAME = 40  # cells for a name at most
+BAR = 10  # cells a bar has at least
+# The columns after the bar and their cells (each with the space before it), in the order
+# a narrow terminal gives them up.
+AFTER = {"left": 8, "bytes": 16, "speed": 13}
 
 
-class _Speed(ProgressColumn):
-    """Speed in binary units, like the sizes beside it, the summary and --limit-rate
-    (rich's own column says MB/s: 2.5 MB/s under --limit-rate 2M looks like a bug)."""
+def fit(text: str, cells: int, *, keep_end: bool = True) -> str:
+    """``text`` in at most ``cells`` terminal cells: its end kept behind a ``…`` (a file
+    name's end says most), or with ``keep_end=False`` its start."""
+    if cell_len(text) <= cells:
+        return text
+    if cells <= 1:
+        return "…"[:cells]
+    chars = reversed(text) if keep_end else iter(text)
+    kept: list[str] = []
+    room = cells - 1
+    for ch in chars:
+        room -= cell_len(ch)
+        if room < 0:
+            break
+        kept.append(ch)
+    return "…" + "".join(reversed(kept)) if keep_end else "".join(kept) + "…"
 
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        if speed is None:
-            return Text("?", style="progress.data.speed")
-        return Text(f"{format_size(int(speed))}/s", style="progress.data.speed")
+
+def _pair(done: int, size: int | None) -> str:
+    """``1.5/19.1 MiB`` (both in the size's unit); ``1.5 MiB`` when the size is unknown."""
+    if size is None:
+        return format_size(done)
+    unit, scale = "B", 1
+    for name in ("KiB", "MiB", "GiB", "TiB"):
+        if size < scale * 1024:
+            break
+        unit, scale = name, scale * 1024
+    if unit == "B":
+        return f"{done}/{size} B"
+    return f"{done / scale:.1f}/{size / scale:.1f} {unit}"
+
+
+def _speed(rate: Rate) -> str:
+    """Binary units, like the sizes beside it, the summary and --limit-rate (2.5 MB/s
+    under --limit-rate 2M looks like a bug)."""
+    speed = rate.speed()
+    return "?" if speed is None else f"{format_size(int(speed))}/s"
 
 
 class RichProgress:
-    """A terminal: one overall bar plus a bar per active file (the first :data:`SHOWN`
-    of them; the overall line counts the rest); lines above them."""
+    """A terminal: the run's bar, a bar per active file (those that fit), lines above."""
 
-    def __init__(self, console: Console, mask: Masker, *, verbose: bool = False) -> None:
-        self.console, self.mask, self.verbose = console, mask, verbose
-        self.bars = RichBars(
-            TextColumn("{task.description}", justify="left"),
-            BarColumn(bar_width=None),
-            DownloadColumn(binary_units=True),
-            _Speed(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-            expand=True,
-            refresh_per_second=5,
-        )
-        self._overall = self.bars.add_task(self._overall_text(0, 0), total=None)
-        self._tasks: dict[str, TaskID] = {}  # active files, in start order
-        self._shown: set[TaskID] = set()
-        # The overall bar counts files of known size only; failed and skipped ones drop out.
-        self._sizes: dict[str, int] = {}
-        self._done: dict[str, int] = {}
-        self._seen: set[str] = set()
-        self._files_done = 0
+    def __init__(
+        self,
+        console: Console,
+        mask: Masker,
+        *,
+        verbose: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.console, self.mask, self.verbose, self.clock = console, mask, verbose, clock
+        self.tally = Tally(clock)
+        self.shown: list[str] = []  # keys of the files with a bar, in start order
         self._lock = threading.Lock()
-
-    @staticmethod
-    def _overall_text(done: int, seen: int) -> str:
-        return f"total [{done}/{seen} files]"
-
-    @staticmethod
-    def _short(name: str, width: int = 40) -> str:
-        return name if len(name) <= width else "…" + name[-(width - 1) :]
+        self.live = Live(console=console, get_renderable=self.frame, refresh_per_second=5,
+                         transient=True)
 
     def _print(self, text: str, style: str = "") -> None:
         self.console.print(text, style=style or None, markup=False, highlight=False)
 
     def __call__(self, event: Event) -> None:
+        name = name_of(event, self.mask)
+        line, style = None, ""
         with self._lock:
-            key, name = event.item.key, name_of(event, self.mask)
-            self._seen.add(key)
+            self.tally(event, name)
             match event:
                 case Started():
-                    self._track(key, event.size, event.resumed)
-                    self._drop(key)
-                    show = len(self._shown) < SHOWN
-                    new = self._tasks[key] = self.bars.add_task(
-                        self._short(name),
-                        total=event.size,
-                        completed=event.resumed,
-                        visible=show,
-                    )
-                    if show:
-                        self._shown.add(new)
-                case Progress():
-                    self._track(key, event.size, event.done)
-                    task = self._tasks.get(key)
-                    if task is not None:
-                        self.bars.update(task, completed=event.done, total=event.size)
+                    key = event.item.key
+                    if key not in self.shown and len(self.shown) < self._room():
+                        self.shown.append(key)
                 case Finished():
-                    self._track(key, event.size, event.size)
-                    self._end(key)
+                    self._end(event.item.key)
                     if self.verbose:
-                        self._print(f"done {name} ({format_size(event.size)})")
+                        line = f"done {name} ({format_size(event.size)})"
                 case Failed():
-                    self._untrack(key)
-                    self._end(key)
+                    self._end(event.item.key)
                     if self.verbose and not isinstance(event.error, Cancelled):
-                        self._print(failure_line(event, self.mask), "red")
+                        line, style = failure_line(event, self.mask), "red"
                 case Skipped():
-                    self._untrack(key)
-                    self._end(key)
+                    self._end(event.item.key)
                     line = skip_line(event, self.mask, verbose=self.verbose)
-                    if line:
-                        self._print(line)
                 case Retrying():  # always: a wait with no word looks like a hang
-                    self._print(f"retry {name} (attempt {event.attempt} in {event.delay:.1f}s): "
-                                f"{self.mask(str(event.error))}", "yellow")
+                    line, style = (f"retry {name} (attempt {event.attempt} in "
+                                   f"{event.delay:.1f}s): {self.mask(str(event.error))}",
+                                   "yellow")
                 case Warned():
-                    self._print(f"warning: {name}: {self.mask(event.message)}", "yellow")
-            self._update_overall()
+                    line, style = f"warning: {name}: {self.mask(event.message)}", "yellow"
+        if line:  # (not under the lock: a frame being drawn takes it)
+            self._print(line, style)
 
-    def _track(self, key: str, size: int | None, done: int) -> None:
-        if size is not None:
-            self._sizes[key] = size
-            self._done[key] = done
-
-    def _untrack(self, key: str) -> None:
-        self._sizes.pop(key, None)
-        self._done.pop(key, None)
+    def _room(self) -> int:
+        """File bars the terminal has lines for (besides the run's and the "more" line)."""
+        return max(1, min(SHOWN, self.console.height - 2))
 
     def _end(self, key: str) -> None:
-        self._files_done += 1
-        self._drop(key)
+        """The file's bar goes; files without one take the free places."""
+        if key in self.shown:
+            self.shown.remove(key)
+        room = self._room()
+        for other in self.tally.files:
+            if len(self.shown) >= room:
+                break
+            if other not in self.shown:
+                self.shown.append(other)
 
-    def _drop(self, key: str) -> None:
-        """Remove the file's bar; a hidden one takes its place on screen."""
-        task = self._tasks.pop(key, None)
-        if task is None:
-            return
-        self.bars.remove_task(task)
-        if task in self._shown:
-            self._shown.discard(task)
-            nxt = next((t for t in self._tasks.values() if t not in self._shown), None)
-            if nxt is not None:
-                self._shown.add(nxt)
-                self.bars.update(nxt, visible=True)
-
-    def _update_overall(self) -> None:
-        total = sum(self._sizes.values())
-        text = self._overall_text(self._files_done, len(self._seen))
-        if hidden := len(self._tasks) - len(self._shown):
-            text += f" (+{hidden} more active)"
-        self.bars.update(
-            self._overall,
-            description=text,
-            completed=sum(self._done.values()),
-            total=total or None,
-        )
+    def frame(self) -> RenderableType:
+        """What the terminal shows now (called by rich's refresh thread)."""
+        width = self.console.width
+        with self._lock:
+            t = self.tally
+            files = [t.files[k] for k in self.shown if k in t.files]
+            more = len(t.files) - len(files)
+            rows = [(f"total [{t.ended}/{t.seen} files]", t.done, t.total, t.rate, False)]
+            rows += [(f.name, f.done, f.size, f.rate, True) for f in files]
+            now = self.clock()
+            lines = [
+                _Line(name, done, size, _pair(done, size), _speed(rate),
+                      clock_time(rate.left(None if size is None else size - done)), is_file)
+                for name, done, size, rate, is_file in rows
+            ]
+        return _table(lines, more, width, now)
 
     def __enter__(self) -> RichProgress:
-        self.bars.start()
+        self.live.start(refresh=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.bars.stop()
+        self.live.stop()
+
+
+class _Line(NamedTuple):
+    """One bar's line, its numbers as text."""
+
+    name: str
+    done: int
+    size: int | None
+    bytes: str
+    speed: str
+    left: str
+    is_file: bool  # (else the run's line)
+
+
+def _table(lines: list[_Line], more: int, width: int, now: float) -> Table:
+    """The lines laid out for ``width``: name, bar, bytes, speed, time left; a narrower
+    terminal drops the time left, then the bytes, before a name gets under 16 cells."""
+    kept = dict(AFTER)
+    for column in AFTER:
+        if width - sum(kept.values()) - 1 >= BAR + 16:
+            break
+        del kept[column]
+    room = width - sum(kept.values()) - 1  # for the name and the bar
+    name_cells = max(1, min(NAME, room - max(BAR, room // 3)))
+    columns = [c for c in ("bytes", "speed", "left") if c in kept]
+    table = Table.grid(padding=(0, 1), expand=True)
+    table.add_column(width=name_cells, no_wrap=True)
+    table.add_column(ratio=1, no_wrap=True)
+    for c in columns:
+        table.add_column(width=kept[c] - 1, no_wrap=True,
+                         justify="left" if c == "left" else "right")
+    for line in lines:
+        cells = {"bytes": Text(line.bytes, style="progress.download"),
+                 "speed": Text(line.speed, style="progress.data.speed"),
+                 "left": Text(line.left, style="progress.remaining")}
+        table.add_row(Text(fit(line.name, name_cells, keep_end=line.is_file)),
+                      ProgressBar(total=line.size, completed=line.done, animation_time=now),
+                      *(cells[c] for c in columns))
+    if more:
+        table.add_row(Text(fit(f"(+{more} more active)", name_cells, keep_end=False)))
+    return table
