@@ -278,11 +278,11 @@ def test_plain_progress_and_summary(api: FakeAPI, capsys: pytest.CaptureFixture[
         return report_of(("a.bin", None))
 
     api.behaviour = behaviour
+    summary = "1 file ok, 0 skipped, 0 failed, 1.0 MiB in 1.0s (1.0 MiB/s)"
     assert main([URL]) == 0
-    assert capsys.readouterr().err.splitlines() == [
-        "done a.bin (1.0 MiB)",
-        "1 file ok, 0 skipped, 0 failed, 1.0 MiB in 1.0s (1.0 MiB/s)",
-    ]
+    assert capsys.readouterr().err.splitlines() == [summary]  # (lines per file: -v)
+    assert main(["-v", URL]) == 0
+    assert capsys.readouterr().err.splitlines() == ["done a.bin (1.0 MiB)", summary]
 
 
 def test_secrets_never_printed(api: FakeAPI, capsys: pytest.CaptureFixture[str]) -> None:

@@ -71,7 +71,7 @@ def test_the_quiet_cli_builds_no_per_file_events(
 
     assert main(["-q", "-o", str(tmp_path / "q"), *state, *urls]) == 0
     assert built == [] and capsys.readouterr().err == ""
-    assert main(["-o", str(tmp_path / "loud"), *state, *urls]) == 0  # (lines per file)
+    assert main(["-v", "-o", str(tmp_path / "loud"), *state, *urls]) == 0  # (lines per file)
     assert built.count("Finished") == 3
     assert capsys.readouterr().err.count("done ") == 3
     assert sorted(p.name for p in (tmp_path / "q").iterdir()) == ["f0.bin", "f1.bin", "f2.bin"]

@@ -342,9 +342,10 @@ def test_checksum_is_checked(
     good = hashlib.sha256(data).hexdigest()
     bad = good[:-1] + ("0" if good[-1] != "0" else "1")
     out, state = tmp_path / "out", tmp_path / "state"
-    ok = omniget(url, "-o", str(out), "--split", split, "--checksum", f"sha256={good}", state=state)
+    ok = omniget(url, "-o", str(out), "--split", split, "--checksum", f"sha256={good}", "-v",
+                 state=state)
     assert ok.returncode == 0, ok.stderr
-    assert "sha256 ok" in ok.stderr
+    assert "sha256 ok" in ok.stderr  # (-v: the line of each file says what was checked)
     (out / "c.bin").unlink()
     wrong = omniget(
         url, "-o", str(out), "--split", split, "--checksum", f"sha256={bad}", state=state

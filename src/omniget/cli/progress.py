@@ -2,6 +2,8 @@
 
 Events arrive on the engine's threads; every consumer here takes a lock around its state.
 Modes: rich bars on a terminal, plain lines elsewhere (or ``TERM=dumb``), nothing with ``-q``.
+Lines for each file (started, done, its progress) come only with ``-v``: a run can be
+thousands of files.
 ``--json`` lives in :mod:`omniget.cli.output`.
 """
 
@@ -18,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Protocol
 from ..engine.events import Event, Failed, Finished, Progress, Retrying, Skipped, Started, Warned
 from ..errors import Cancelled
 from .output import EXISTS_WHY, JsonEvents, Masker, display_path, format_size
+from .tally import Tally, clock_time
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -82,7 +85,10 @@ class _Seen:
 
 
 class PlainProgress:
-    """Not a terminal: a line per file at most every ``interval`` s, one per finished file."""
+    """Not a terminal (a log): plain lines, no cursor moves or colours. Without ``-v``, a
+    line on the whole run at most every ``interval`` s (``[0:00:12] 3/10 files, 30% of
+    40.0 MiB, 2.0 MiB/s, 0:00:14 left``); with it, a line when a file starts and ends and
+    one on its progress at most every ``interval`` s. Retries, warnings and skips always."""
 
     def __init__(
         self,
@@ -95,6 +101,8 @@ class PlainProgress:
     ) -> None:
         self.out, self.mask, self.verbose = out, mask, verbose
         self.interval, self.clock = interval, clock
+        self.tally = Tally(clock)
+        self._began = self._said = clock()  # (when the run's last line was printed)
         self._files: dict[str, _Seen] = {}
         self._lock = threading.Lock()
 
@@ -105,15 +113,15 @@ class PlainProgress:
     def __call__(self, event: Event) -> None:
         with self._lock:
             key, name = event.item.key, name_of(event, self.mask)
+            self.tally(event, name)
             match event:
-                case Started():
+                case Started() if self.verbose:
                     self._files[key] = _Seen(self.clock(), event.resumed)
-                    if self.verbose:
-                        resumed = f", at {format_size(event.resumed)}" if event.resumed else ""
-                        self._line(f"start {name} ({format_size(event.size)}{resumed})")
-                case Progress():
+                    resumed = f", at {format_size(event.resumed)}" if event.resumed else ""
+                    self._line(f"start {name} ({format_size(event.size)}{resumed})")
+                case Progress() if self.verbose:
                     self._progress(event, key, name)
-                case Finished():
+                case Finished() if self.verbose:
                     self._files.pop(key, None)
                     check = f", {event.verified} ok" if event.verified else ""
                     self._line(f"done {name} ({format_size(event.size)}{check})")
@@ -132,6 +140,25 @@ class PlainProgress:
                                f"{self.mask(str(event.error))}")
                 case Warned():
                     self._line(f"warning: {name}: {self.mask(event.message)}")
+            if not self.verbose:
+                self._run_line()
+
+    def _run_line(self) -> None:
+        """The line on the whole run, when ``interval`` has passed and a file is active."""
+        now = self.clock()
+        t = self.tally
+        if now - self._said < self.interval or not t.files:
+            return
+        self._said = now
+        total, speed = t.total, t.rate.speed() or 0.0
+        if total:
+            amount = f"{100 * t.done // total}% of {format_size(total)}"
+        else:
+            amount = format_size(t.done)
+        left = t.rate.left(None if total is None else total - t.done)
+        until = f", {clock_time(left)} left" if left is not None else ""
+        self._line(f"[{clock_time(now - self._began)}] {t.ended}/{t.seen} files, {amount}, "
+                   f"{format_size(int(speed))}/s{until}")
 
     def _progress(self, event: Progress, key: str, name: str) -> None:
         now = self.clock()
