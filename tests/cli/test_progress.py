@@ -110,6 +110,26 @@ def test_plain_many_small_files_are_a_few_lines() -> None:
     assert len(lines) == 4 and lines[0].startswith("[0:00:02] 200/201 files, "), lines
 
 
+def test_skipped_files_are_a_few_lines_unless_verbose() -> None:
+    from omniget.cli.progress import SKIP_LINES
+
+    items = [Item(download_url=f"https://example.com/f{i}.bin") for i in range(50)]
+    for verbose in (False, True):
+        out = io.StringIO()
+        term = io.StringIO()
+        plain = PlainProgress(out, Masker(), verbose=verbose)
+        rich = RichProgress(Console(file=term, force_terminal=True, width=100), Masker(),
+                            verbose=verbose)
+        with plain, rich:
+            for item in items:
+                for consumer in (plain, rich):
+                    consumer(Skipped(item, Path(item.filename), reason="exists"))
+        for text in (out.getvalue(), term.getvalue()):
+            assert text.count("skipped f") == (50 if verbose else SKIP_LINES)
+            more = "more files skipped: the summary counts them (-v lists each)"
+            assert text.count(more) == (0 if verbose else 1)
+
+
 def test_quiet_prints_nothing() -> None:
     err = io.StringIO()
     q = make_progress(Masker(), quiet=True, stderr=err)

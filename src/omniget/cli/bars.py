@@ -26,7 +26,7 @@ from rich.text import Text
 from ..engine.events import Event, Failed, Finished, Retrying, Skipped, Started, Warned
 from ..errors import Cancelled
 from .output import Masker, format_size
-from .progress import failure_line, name_of, skip_line
+from .progress import SkipLines, failure_line, name_of
 from .tally import Rate, Tally, clock_time
 
 __all__ = ["SHOWN", "RichProgress", "fit"]
@@ -92,6 +92,7 @@ class RichProgress:
         self.console, self.mask, self.verbose, self.clock = console, mask, verbose, clock
         self.tally = Tally(clock)
         self.shown: list[str] = []  # keys of the files with a bar, in start order
+        self.skips = SkipLines(mask, verbose=verbose)
         self._lock = threading.Lock()
         self.live = Live(console=console, get_renderable=self.frame, refresh_per_second=5,
                          transient=True)
@@ -119,7 +120,7 @@ class RichProgress:
                         line, style = failure_line(event, self.mask), "red"
                 case Skipped():
                     self._end(event.item.key)
-                    line = skip_line(event, self.mask, verbose=self.verbose)
+                    line = self.skips(event)
                 case Retrying():  # always: a wait with no word looks like a hang
                     line, style = (f"retry {name} (attempt {event.attempt} in "
                                    f"{event.delay:.1f}s): {self.mask(str(event.error))}",

@@ -26,9 +26,11 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 __all__ = [
+    "SKIP_LINES",
     "Consumer",
     "PlainProgress",
     "QuietProgress",
+    "SkipLines",
     "failure_line",
     "make_progress",
     "name_of",
@@ -76,6 +78,30 @@ class QuietProgress:
         pass
 
 
+#: Lines for skipped files without ``-v``; the summary counts the rest.
+SKIP_LINES = 5
+
+
+class SkipLines:
+    """The line for each skipped file with ``-v``; without it the first :data:`SKIP_LINES`,
+    then one saying the rest are only counted (a rerun of 1,000 files is not 1,000 lines)."""
+
+    def __init__(self, mask: Masker, *, verbose: bool) -> None:
+        self.mask, self.verbose = mask, verbose
+        self.count = 0
+
+    def __call__(self, event: Skipped) -> str | None:
+        line = skip_line(event, self.mask, verbose=self.verbose)
+        if line is None or self.verbose:
+            return line
+        self.count += 1
+        if self.count <= SKIP_LINES:
+            return line
+        if self.count == SKIP_LINES + 1:
+            return "more files skipped: the summary counts them (-v lists each)"
+        return None
+
+
 @dataclass
 class _Seen:
     """When a file's last progress line was printed, and its bytes then."""
@@ -102,6 +128,7 @@ class PlainProgress:
         self.out, self.mask, self.verbose = out, mask, verbose
         self.interval, self.clock = interval, clock
         self.tally = Tally(clock)
+        self.skips = SkipLines(mask, verbose=verbose)
         self._began = self._said = clock()  # (when the run's last line was printed)
         self._files: dict[str, _Seen] = {}
         self._lock = threading.Lock()
@@ -132,7 +159,7 @@ class PlainProgress:
                         self._line(failure_line(event, self.mask))
                 case Skipped():
                     self._files.pop(key, None)
-                    line = skip_line(event, self.mask, verbose=self.verbose)
+                    line = self.skips(event)
                     if line:
                         self._line(line)
                 case Retrying():  # always: a wait with no word looks like a hang
