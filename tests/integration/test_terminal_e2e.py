@@ -1,0 +1,92 @@
+"""The command on a pseudo-terminal (as a user runs it) and piped into a log, against the
+local server: what ends up on the screen, and what a log gets."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.cli._screen import Screen
+from tests.servers.httpd import HTTPServer
+
+RESUME = "omniget: error: interrupted; run the same command again to resume"
+
+
+class Terminal:
+    """``omniget ARGS`` with stdin, stdout and stderr on a pty of ``width`` x ``height``."""
+
+    def __init__(self, args: list[str], state: Path, width: int = 80, height: int = 24) -> None:
+        self.width, self.height = width, height
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
+        env.update(OMNIGET_STATE_DIR=str(state), TERM="xterm-256color")
+        self.proc = subprocess.Popen([sys.executable, "-m", "omniget", *args], stdin=slave,
+                                     stdout=slave, stderr=slave, env=env, start_new_session=True)
+        os.close(slave)
+        self.master, self.output = master, b""
+
+    def read_until(self, done: Callable[[bytes], bool], timeout: float = 30.0) -> None:
+        end = time.monotonic() + timeout
+        while not done(self.output):
+            assert time.monotonic() < end, self.output[-2000:]
+            if select.select([self.master], [], [], 0.05)[0]:
+                try:
+                    chunk = os.read(self.master, 65536)
+                except OSError:  # (EIO: the other side is closed)
+                    chunk = b""
+                if not chunk:
+                    return
+                self.output += chunk
+
+    def finish(self) -> tuple[int, Screen]:
+        self.read_until(lambda _: False)  # to the end of the output
+        os.close(self.master)
+        code = self.proc.wait(timeout=30)
+        return code, Screen(self.width, self.height).feed(self.output.decode())
+
+
+def test_ctrl_c_on_a_terminal_leaves_a_clean_screen(httpd: HTTPServer, tmp_path: Path) -> None:
+    urls = []
+    for i in range(300):  # many small files: the bars change all the time
+        path = httpd.new_path(f"f{i}.bin")
+        httpd.add(path, bytes(4000))
+        urls.append(httpd.url(path, drip=8000))
+    (tmp_path / "urls.txt").write_text("\n".join(urls) + "\n")
+    term = Terminal(["-i", str(tmp_path / "urls.txt"), "-o", str(tmp_path / "out")],
+                    tmp_path / "state")
+    term.read_until(lambda out: out.count(b"total [") >= 3)  # bars on the screen
+    os.kill(term.proc.pid, signal.SIGINT)
+    code, screen = term.finish()
+    assert code == 130
+    lines = screen.lines()
+    assert lines[0] == "omniget: stopping and saving state (Ctrl+C again to quit now)", lines
+    assert " interrupted, " in lines[1] and lines[-1] == RESUME, lines
+    assert not any("━" in line or "total [" in line for line in lines)  # no bar left
+    assert not screen.cursor_hidden
+
+
+def test_a_log_gets_plain_lines(httpd: HTTPServer, tmp_path: Path) -> None:
+    path = httpd.new_path("slow.bin")
+    httpd.add(path, bytes(3_000_000))
+    res = subprocess.run(
+        [sys.executable, "-m", "omniget", httpd.url(path, drip=1_000_000, norange=1),
+         "-o", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "OMNIGET_STATE_DIR": str(tmp_path / "state")},
+    )
+    assert res.returncode == 0 and res.stdout == ""
+    lines = res.stderr.splitlines()
+    assert "\x1b" not in res.stderr and "\r" not in res.stderr
+    assert lines[0].startswith("[0:00:02] 0/1 files, ") and lines[0].endswith(" left"), lines
+    assert lines[-1].startswith("1 file ok, 0 skipped, 0 failed, 2.9 MiB in "), lines
