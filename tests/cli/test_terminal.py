@@ -222,3 +222,29 @@ def test_frames_are_drawn_a_few_times_a_second_not_per_event() -> None:
             rp(Finished(item, None, size=KiB, verified="size", fetched=KiB))
     frames = term.getvalue().count("total [")
     assert frames < 50  # (5 a second; it was one per file)
+
+
+def test_a_second_signal_quits_when_the_run_does_not_end_in_time(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # (its KeyboardInterrupt once left asyncio waiting for tasks that never ended)
+    exits: list[int] = []
+    on_signal = _SaveOnSignal(threading.Event(), quiet=True, grace=0.05, exit=exits.append)
+    with on_signal:
+        on_signal(signal.SIGINT, None)
+        with pytest.raises(KeyboardInterrupt):
+            on_signal(signal.SIGINT, None)
+        on_signal._writer.join(timeout=5)  # (the run "hangs" here)
+        assert exits == [130]
+    assert "did not stop within 0.05 s of the second signal" in capsys.readouterr().err
+
+
+def test_a_run_that_ends_after_the_second_signal_is_not_quit_under_it() -> None:
+    exits: list[int] = []
+    on_signal = _SaveOnSignal(threading.Event(), quiet=False, grace=0.2, exit=exits.append)
+    with on_signal:
+        on_signal(signal.SIGTERM, None)
+        with pytest.raises(KeyboardInterrupt):
+            on_signal(signal.SIGTERM, None)
+    assert not on_signal._writer.is_alive()  # (ended with the run: it can quit nothing)
+    assert exits == []
