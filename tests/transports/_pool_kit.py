@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import pycurl
 
 from omniget.engine.transports import curlloop
+from omniget.engine.transports.base import Headers
 from omniget.engine.transports.pipeline import PipelinePool
 
 from ._server import Handler, Req, Server, reset
@@ -146,7 +147,7 @@ class Hop:
         cancel_after: int | None = None,
     ) -> None:
         self.raw: list[bytes] = []
-        self.parsed: tuple[int, list[tuple[str, str]]] | None = None
+        self.parsed: tuple[int, Headers] | None = None
         self.fut: asyncio.Future[tuple[int, str]] = loop.create_future()
         self.body = bytearray()
         self.writes = 0

@@ -93,8 +93,11 @@ def test_a_head_is_parsed_once_as_the_generic_parser_would(srv: Server) -> None:
 
     odd, a = fetch_one_conn(srv, "/odd", "/a")
     assert bytes(odd.body) == b"abc" and bytes(a.body) == want("/a")
-    assert odd.parsed == parse_head(odd.raw)
-    assert odd.parsed[1][1:3] == [("X-Folded", "one two"), ("Set-Cookie", "a=1")]
+    assert odd.parsed is not None
+    status, headers = odd.parsed
+    assert (status, headers.pairs()) == parse_head(odd.raw)
+    assert headers.pairs()[1:3] == [("X-Folded", "one two"), ("Set-Cookie", "a=1")]
+    assert headers.get_all("set-cookie") == ["a=1", "b=2"] and headers["x-pad"] == "v"
 
 
 def test_odd_bytes_in_a_head_stay_where_they_came(srv: Server) -> None:
@@ -110,10 +113,11 @@ def test_odd_bytes_in_a_head_stay_where_they_came(srv: Server) -> None:
     odd, a = fetch_one_conn(srv, "/odd", "/a")
     assert bytes(odd.body) == b"abc" and bytes(a.body) == want("/a")
     assert odd.raw == [line + b"\r\n" for line in head.split(b"\r\n")[:-2]] + [b"\r\n"]
-    assert odd.parsed == (200, [
+    assert odd.parsed is not None and odd.parsed[0] == 200
+    assert odd.parsed[1].pairs() == [
         ("X-Lf", "a\nb"), ("X-Cr", "c\rd"), ("X-Nb", "\xa0v\xa0"), ("X-Fs\x1c", "1"),
         ("CONTENT-length", "3"), ("Connection", "clo"), ("Connection", "se"), ("X-\xc9", "\xe9"),
-    ])  # fmt: skip
+    ]  # fmt: skip
     assert srv.connections == 1  # ("clo" then "se" is no "close")
 
 
@@ -681,3 +685,51 @@ def test_negative_chunk_size_is_a_protocol_error() -> None:
 
     left, usable = asyncio.run(go())
     assert left >= 0 and not usable
+
+
+def test_the_hop_takes_the_headers_the_connection_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pipelined answer's headers are made once, by the connection that read its head:
+    the hop, its Head and the sink get that object (no second pass over the lines)."""
+    from omniget.engine.transports import hop as hop_module
+    from omniget.engine.transports.base import Head, Headers
+
+    def again(*args: object) -> Headers:
+        raise AssertionError("the hop read the head's lines again")
+
+    monkeypatch.setattr(hop_module, "Headers", again)
+
+    class Sink:
+        def __init__(self) -> None:
+            self.heads: list[Head] = []
+            self.data = b""
+
+        def on_head(self, head: Head) -> None:
+            self.heads.append(head)
+
+        def on_data(self, data: bytes) -> None:
+            self.data += bytes(data)
+
+    sink = Sink()
+    loop = asyncio.new_event_loop()
+    try:
+        hop = hop_module.Hop(sink, "http://127.0.0.1:1/x", loop.create_future())
+        pool = PipelinePool(loop, max_conns=1, connect_timeout=1, stall_timeout=0)
+        conn = h1conn.Conn(pool, h1conn.Origin("h:1", ("127.0.0.1", 1)))
+        conn.queue.append(h1conn.Pending(hop, b""))
+        answer = (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nETag: \"e\"\r\n"
+            b"set-cookie: a=1\r\nSet-Cookie: b=2\r\n\r\nabc"
+        )
+        conn.rbuf[: len(answer)] = answer
+        conn.buffer_updated(len(answer))  # (as the transport would, without a socket)
+        assert hop.fut.done() and hop.fut.result() == (0, "") and conn.answered == 1
+    finally:
+        loop.close()
+    headers = hop.headers
+    assert sink.data == b"abc" and sink.heads[0].headers is headers
+    assert headers.pairs() == [
+        ("Content-Length", "3"), ("ETag", '"e"'), ("set-cookie", "a=1"), ("Set-Cookie", "b=2")
+    ]  # fmt: skip
+    assert list(headers) == ["content-length", "etag", "set-cookie"]
+    assert headers.get_all("SET-COOKIE") == ["a=1", "b=2"] and headers["set-cookie"] == "b=2"
+    assert sink.heads[0].content_length == 3 and sink.heads[0].etag == '"e"'

@@ -72,24 +72,29 @@ class StopTransfer(Exception):
 class Headers(Mapping[str, str]):
     """Case-insensitive response headers; ``[]`` gives the last value, ``get_all`` every one."""
 
-    def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
+    __slots__ = ("_last", "_lows", "_pairs")
+
+    def __init__(
+        self, pairs: Iterable[tuple[str, str]] = (), lows: list[str] | None = None
+    ) -> None:
+        """``lows``: the names of ``pairs`` in lower case, if the caller has them."""
         self._pairs: list[tuple[str, str]] = list(pairs)
-        self._all: dict[str, list[str]] = {}  # lower-case name -> values in order
-        table = self._all
-        for k, v in self._pairs:
-            low = k.lower()
-            if low in table:
-                table[low].append(v)
-            else:
-                table[low] = [v]
+        self._lows = [k.lower() for k, _ in self._pairs] if lows is None else lows
+        # lower-case name -> its last (name, value): one dict built in C, no loop
+        self._last: dict[str, tuple[str, str]] = dict(zip(self._lows, self._pairs, strict=True))
 
     def add(self, name: str, value: str) -> None:
         low = name.lower()
         self._pairs.append((name, value))
-        self._all.setdefault(low, []).append(value)
+        self._lows.append(low)
+        self._last[low] = (name, value)
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """Every (name, value) as it came, in order."""
+        return list(self._pairs)
 
     def __getitem__(self, name: str) -> str:
-        return self._all[name.lower()][-1]
+        return self._last[name.lower()][1]
 
     @overload  # type: ignore[override]
     def get(self, name: str) -> str | None: ...
@@ -97,24 +102,25 @@ class Headers(Mapping[str, str]):
     def get(self, name: str, default: str) -> str: ...
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        values = self._all.get(name.lower())
-        return values[-1] if values else default
+        field = self._last.get(name.lower())
+        return default if field is None else field[1]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._all
+        return isinstance(name, str) and name.lower() in self._last
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._all)
+        return iter(self._last)
 
     def __len__(self) -> int:
-        return len(self._all)
+        return len(self._last)
 
     def has_any(self, names: frozenset[str]) -> bool:
         """Whether any of ``names`` (lower-case) is here."""
-        return not self._all.keys().isdisjoint(names)
+        return not self._last.keys().isdisjoint(names)
 
     def get_all(self, name: str) -> list[str]:
-        return list(self._all.get(name.lower(), ()))
+        low = name.lower()
+        return [v for (_, v), k in zip(self._pairs, self._lows, strict=True) if k == low]
 
     def __repr__(self) -> str:
         return f"Headers({self._pairs!r})"

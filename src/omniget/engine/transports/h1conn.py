@@ -63,12 +63,59 @@ _BLANK = " \t\n\r\x0b\x0c"  # what bytes.strip() strips (str.strip() strips more
 _FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "content-encoding"})
 
 
+#: What a head's header lines say: (headers, Content-Length, chunked, Connection and
+#: Content-Encoding in lower case).
+_Fields = tuple[Headers, int | None, bool, str, str]
+_BAD_LENGTH, _BAD_CODING = "bad Content-Length", "a transfer coding other than chunked"
+
+
+def _read_fields(rest: str) -> _Fields | str:
+    """What the header lines ``rest`` (each ending with CRLF) say; :data:`_BAD_LENGTH` or
+    :data:`_BAD_CODING` at the first line that makes the answer unreadable here."""
+    length: int | None = None
+    chunked = False
+    conn = encoding = ""
+    pairs: list[tuple[str, str]] = []  # (the hop's headers: parsed once, here)
+    lows: list[str] = []  # their names in lower case (the Headers' keys)
+    folded = rest[:1] in (" ", "\t") or "\r\n " in rest or "\r\n\t" in rest
+    for line in rest.split("\r\n")[:-1]:
+        if folded and line[:1] in (" ", "\t"):  # obsolete line folding
+            if pairs:
+                name_s, value_s = pairs[-1]
+                pairs[-1] = (name_s, f"{value_s} {line.strip(_BLANK)}")
+            continue
+        name, _, after = line.partition(":")
+        name = name.rstrip(_BLANK)  # (no leading blank: that line was a folded one)
+        value = after.strip(_BLANK)
+        low = name.lower()
+        if name:
+            pairs.append((name, value))
+            lows.append(low)
+        if low not in _FRAMING:
+            continue
+        if low == "content-length":
+            if not (value.isascii() and value.isdigit()) or (
+                length is not None and int(value) != length
+            ):
+                return _BAD_LENGTH
+            length = int(value)
+        elif low == "transfer-encoding":
+            if value.lower() != "chunked":
+                return _BAD_CODING
+            chunked = True
+        elif low == "connection":
+            conn += after.lower()
+        else:
+            encoding = value.lower()
+    return Headers(pairs, lows), length, chunked, conn, encoding
+
+
 class Exchange(Protocol):
     """What a pipelined request reports to (the transport's per-request :class:`~.hop.Hop`)."""
 
     raw: list[bytes]
-    #: (status, header pairs) of ``raw``'s head, parsed here once (None: parse ``raw``)
-    parsed: tuple[int, list[tuple[str, str]]] | None
+    #: (status, headers) of ``raw``'s head, parsed here once (None: parse ``raw``)
+    parsed: tuple[int, Headers] | None
     fut: asyncio.Future[tuple[int, str]]
     views: bool  # on_write may get a view of the read buffer (valid during the call)
 
@@ -309,10 +356,11 @@ class Conn(asyncio.BufferedProtocol):
             self._broken("an answer nobody asked for")
             return False
         p = self.queue[0]
-        # its lines with their CRLF, and as text (latin-1: one character per byte), then ""
+        # its lines with their CRLF, and as text (latin-1: one character per byte)
         lines = block.splitlines(keepends=True)
-        text = block.decode("latin-1").split("\r\n")
-        if len(lines) != len(text) - 1:  # (a lone CR or LF inside a line: it stays there)
+        text = block.decode("latin-1")
+        rest = text[text.find("\r\n") + 2 :]  # the header lines (the block ends with CRLF)
+        if len(lines) != rest.count("\r\n") + 1:  # (a lone CR or LF inside a line: it stays)
             lines = [line + b"\r\n" for line in block.split(b"\r\n")[:-1]]
         parts = lines[0].split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
@@ -324,44 +372,17 @@ class Conn(asyncio.BufferedProtocol):
                 self._broken("unexpected protocol switch")
                 return False
             return True  # an interim answer: the real one follows
-        length: int | None = None
-        chunked = False
-        conn = ""
-        encoding = ""
-        pairs: list[tuple[str, str]] = []  # (the hop's headers: parsed once, here)
-        for line in text[1:-1]:
-            if line[:1] in (" ", "\t"):  # obsolete line folding
-                if pairs:
-                    name_s, value_s = pairs[-1]
-                    pairs[-1] = (name_s, f"{value_s} {line.strip(_BLANK)}")
-                continue
-            name, _, rest = line.partition(":")
-            name = name.rstrip(_BLANK)  # (no leading blank: that line was a folded one)
-            value = rest.strip(_BLANK)
-            if name:
-                pairs.append((name, value))
-            low = name.lower()
-            if low not in _FRAMING:
-                continue
-            if low == "content-length":
-                if not (value.isascii() and value.isdigit()) or (
-                    length is not None and int(value) != length
-                ):
-                    self._broken("bad Content-Length")
-                    return False
-                length = int(value)
-            elif low == "transfer-encoding":
-                if value.lower() != "chunked":
-                    return self._refuse_answer(p)
-                chunked = True
-            elif low == "connection":
-                conn += rest.lower()
-            else:
-                encoding = value.lower()
+        read = _read_fields(rest)
+        if read == _BAD_LENGTH:
+            self._broken("bad Content-Length")
+            return False
+        if isinstance(read, str):  # (a transfer coding other than chunked)
+            return self._refuse_answer(p)
+        headers, length, chunked, conn, encoding = read
         decoder = None
         if encoding:  # (an identity body, as most, asks nothing more)
             try:
-                decoder = decoder_for(encoding, encoded_digests(Headers(pairs), status=status))
+                decoder = decoder_for(encoding, encoded_digests(headers, status=status))
             except KeyError:
                 return self._refuse_answer(p)
         self.keep = "close" not in conn and (parts[0] == b"HTTP/1.1" or "keep-alive" in conn)
@@ -390,7 +411,7 @@ class Conn(asyncio.BufferedProtocol):
             p.got = True
             p.hop.raw += lines
             p.hop.raw.append(b"\r\n")
-            p.hop.parsed = (status, pairs)
+            p.hop.parsed = (status, headers)
         else:
             self.drain = True
         if self.state == _BODY and self.left == 0:

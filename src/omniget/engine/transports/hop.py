@@ -65,7 +65,7 @@ class Hop:
         self.url = url
         self.fut = fut
         self.raw: list[bytes] = []  # header lines, appended by libcurl's header callback
-        self.parsed: tuple[int, list[tuple[str, str]]] | None = None  # (see Exchange)
+        self.parsed: tuple[int, Headers] | None = None  # (see Exchange)
         self.status = 0
         self.headers = _NO_HEADERS  # (until decided; never added to)
         self.head: Head | None = None  # the final response's head, once decided
@@ -170,8 +170,11 @@ class Hop:
         False when the sink refused it (``stopped`` or ``error`` says how)."""
         self.decided = True
         parsed, self.parsed = self.parsed, None
-        self.status, pairs = parsed if parsed is not None else parse_head(self.raw)
-        self.headers = Headers(pairs)
+        if parsed is not None:
+            self.status, self.headers = parsed
+        else:
+            self.status, pairs = parse_head(self.raw)
+            self.headers = Headers(pairs)
         if self.status == 0:
             self.error = TransientError(f"no HTTP response head ({safe_url(self.url)})")
             return False
