@@ -8,6 +8,7 @@ import logging
 import random
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.servers.conns import PeakConnections
@@ -476,6 +477,49 @@ def test_requests_set_up_before_the_origin_was_known_go_pipelined_when_granted(
 
     assert run(go) == [body(i) for i in range(10)]
     assert pipelined(caplog) >= 5
+
+
+def test_a_request_that_goes_pipelined_when_granted_never_gets_a_libcurl_handle(
+    srv: Server, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests that wait for their slots before the origin is known (a run's first
+    files) get a libcurl handle only when a slot comes and they stay with libcurl: those
+    that go pipelined then never had one set up (each cost a handle, its options and its
+    close, for nothing)."""
+    from omniget.engine.scheduler import HostLimits
+    from omniget.engine.transports.base import fetch_when_granted
+
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    handles: list[object] = []
+    real_base = CurlTransport._base
+
+    def counted(self: CurlTransport, easy: Any) -> Any:
+        handles.append(easy)
+        return real_base(self, easy)
+
+    monkeypatch.setattr(CurlTransport, "_base", counted)
+
+    async def go(t: CurlTransport) -> list[bytes]:
+        limits = HostLimits(per_host=2, total=2)
+        sinks = [Sink() for _ in range(12)]
+        tickets = [limits.ticket(srv.url(f"/f{i}")) for i in range(12)]
+
+        async def one(i: int) -> None:
+            try:
+                await fetch_when_granted(t, Request(srv.url(f"/f{i}")), sinks[i], tickets[i])
+            finally:
+                tickets[i].close()
+
+        await asyncio.gather(*(one(i) for i in range(12)))
+        return [bytes(s.data) for s in sinks]
+
+    assert run(go) == [body(i) for i in range(12)]
+    by_libcurl = [
+        r for r in caplog.records
+        if r.getMessage().startswith("GET ") and not r.getMessage().endswith(")")
+    ]  # fmt: skip
+    assert pipelined(caplog) >= 6
+    assert 1 <= len(handles) <= len(by_libcurl)  # (a pooled handle may serve two)
 
 
 def test_a_host_with_a_netrc_login_is_not_pipelined(

@@ -318,73 +318,99 @@ class CurlTransport:
         switch: Callable[[], bool] | None = None,
     ) -> tuple[Hop, int, str]:
         """One libcurl transfer. ``switch``: asked when the gate is granted; True ends the
-        hop with :data:`_TO_PIPE` unstarted (it goes pipelined instead)."""
+        hop with :data:`_TO_PIPE` unstarted (it goes pipelined instead). Such a hop, to an
+        origin the pool has not refused, gets its libcurl handle only if it does not
+        switch (the first files of a run all wait for their slots so, until the origin
+        is known: a handle set up for each went unused)."""
         request, url = ask.request, ask.url
         hop = Hop(sink, url, core.loop.create_future(), request.rate)
         hop.decode_here = not ask.curl_decodes
         hop.curl_decodes = ask.curl_decodes
         light_tls = url[:8].lower() == "https://" and light(request, ask.method, ask.body)
-        easy = self._pool.pop() if self._pool else self._base(pycurl.Curl())
         if light_tls:
             hop.note = self._note_h2
         elif self._pipes is not None and ask.creds is None:
             hop.note = self._note_large
-        if request.rate is not None:
-            hop.easy = easy
         # a plain-HTTP origin the pool may take over: see kept.py
         key = pipeline_key(url) if self._pipes is not None else None
-        if key is not None:
-            self._on_curl.setdefault(key, set()).add(easy)
-        special = True  # until configured: a failed set-up resets the handle
+        handle: list[pycurl.Curl] = []  # (made by set_up, now or when the slot comes)
+        special = [True]  # (until configured: a failed set-up resets the handle)
+
+        def set_up() -> pycurl.Curl:
+            easy = self._pool.pop() if self._pool else self._base(pycurl.Curl())
+            handle.append(easy)
+            if request.rate is not None:
+                hop.easy = easy
+            if key is not None:
+                self._on_curl.setdefault(key, set()).add(easy)
+            special[0] = self._configure(easy, hop, ask)
+            return easy
+
         try:
-            special = self._configure(easy, hop, ask)
             admit = None if self._pipes is None else functools.partial(self._admit, key)
+            report = key is not None
             if gate is None or gate.granted:
-                _start(core, easy, hop, None, None, key is not None, admit)
+                _start(core, set_up(), hop, None, None, report, admit)
+            elif switch is not None and key is not None and self._may_switch(key):
+                gate.on_grant(functools.partial(_set_up_and_start, core, set_up, hop, switch,
+                                                report, admit))  # fmt: skip
             else:
+                easy = set_up()
                 version = None  # HTTP/2 or not: known better when the slot comes
                 if light_tls:
                     version = functools.partial(self._http_version, hop, True)
                 gate.on_grant(
-                    lambda: _start(core, easy, hop, switch, version, key is not None, admit)
+                    lambda: _start(core, easy, hop, switch, version, report, admit)
                 )
             try:
                 code, message = await hop.fut
             finally:
-                core.remove(easy)  # a no-op unless cancelled mid-transfer
+                made = handle[0] if handle else None  # (None: it went pipelined unmade)
+                if made is not None:
+                    core.remove(made)  # a no-op unless cancelled mid-transfer
                 if hop.resume is not None:
                     hop.resume.cancel()
                 hop.easy = None
                 if key is not None:
-                    self._kept_after(core, easy, key)
+                    self._kept_after(core, made, key)
                 if self._pipes is not None and self._pipes.starved:
                     self._pipes.kick()  # this transfer's connection counted against the cap
-            if hop.h1_answer and easy.getinfo(pycurl.NUM_CONNECTS) > 0:
-                self._no_h2(hop.url)  # asked on a new connection: this host has no HTTP/2
-            if code in (WEIRD_REPLY, pycurl.E_UNSUPPORTED_PROTOCOL):  # (see curl_error)
-                hop.fresh = easy.getinfo(pycurl.NUM_CONNECTS) > 0
-            elif code > 0 and code not in _OURS:
-                hop.proxy = _proxy_of(easy)
+            if made is not None:
+                if hop.h1_answer and made.getinfo(pycurl.NUM_CONNECTS) > 0:
+                    self._no_h2(hop.url)  # asked on a new connection: this host has no HTTP/2
+                if code in (WEIRD_REPLY, pycurl.E_UNSUPPORTED_PROTOCOL):  # (see curl_error)
+                    hop.fresh = made.getinfo(pycurl.NUM_CONNECTS) > 0
+                elif code > 0 and code not in _OURS:
+                    hop.proxy = _proxy_of(made)
         finally:
-            self._release(easy, special)
+            if handle:
+                self._release(handle[0], special[0])
         return hop, code, message
 
     # -- pipelining --
 
-    def _kept_after(self, core: CurlLoop, easy: pycurl.Curl, key: str) -> None:
-        """A libcurl transfer to the plain-HTTP origin ``key`` ended: note the connection
-        libcurl kept, and shut it at once if the pool already holds connections there."""
-        running = self._on_curl.get(key)
-        if running is not None:
-            running.discard(easy)
-            if not running:
-                del self._on_curl[key]
-        fd = core.kept.pop(easy, -1)
-        if fd >= 0:
-            self._kept.note(key, fd)
+    def _kept_after(self, core: CurlLoop, easy: pycurl.Curl | None, key: str) -> None:
+        """A libcurl transfer to the plain-HTTP origin ``key`` ended (or, ``easy`` None,
+        went pipelined before it had a handle): note the connection libcurl kept, and
+        shut it at once if the pool already holds connections there."""
+        if easy is not None:
+            running = self._on_curl.get(key)
+            if running is not None:
+                running.discard(easy)
+                if not running:
+                    del self._on_curl[key]
+            fd = core.kept.pop(easy, -1)
+            if fd >= 0:
+                self._kept.note(key, fd)
         pipes = self._pipes
         if pipes is not None and pipes.has_connections(key):
             self._shut_kept(key)  # (with any spared for this transfer before it started)
+
+    def _may_switch(self, key: str) -> bool:
+        """A request to ``key`` waiting for its slot may go pipelined when it comes: the
+        pool has not refused the origin (it may not know it yet)."""
+        pipes = self._pipes
+        return pipes is not None and (pipes.usable(key) or not pipes.known(key))
 
     def _curl_active(self) -> int:
         """libcurl's connections: in use now (HTTP/2 streams share one) or about to be
@@ -703,6 +729,29 @@ def _proxy_of(easy: pycurl.Curl) -> ProxyPath | None:
     except pycurl.error:
         return None
     return ProxyPath(tunnel, tls_failed) if via else None
+
+
+def _set_up_and_start(
+    core: CurlLoop,
+    set_up: Callable[[], pycurl.Curl],
+    hop: Hop,
+    switch: Callable[[], bool],
+    report_socket: bool,
+    admit: Admit | None,
+) -> None:
+    """:func:`_start` for a hop whose handle is set up only now, from the grant, and only
+    if it stays with libcurl."""
+    if hop.fut.done():  # cancelled while it waited
+        return
+    if switch():
+        hop.finish(_TO_PIPE, "")
+        return
+    try:
+        easy = set_up()
+    except Exception as exc:
+        hop.fut.set_exception(exc)
+        return
+    _start(core, easy, hop, switch, None, report_socket, admit)
 
 
 def _start(
