@@ -358,3 +358,59 @@ def test_host_of_a_url_asked_again_and_again() -> None:
         assert scheduler.host_of(f"http://h{i % 7}.test/f{i}") == f"h{i % 7}.test"
         assert len(scheduler._hosts) <= scheduler._HOSTS_KEPT
     assert {u: scheduler.host_of(u) for u in urls} == urls
+
+
+def test_a_change_that_lets_no_ticket_go_walks_no_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new ticket that does not fit, behind others that could not go either, and a file
+    slot given back while no file waited for one, grant nothing: the waiting queue (a run's
+    2 x -j files set up ahead) is not walked for them. Changes that may let one go are."""
+    walks: list[int] = []
+    real = HostLimits._wake
+
+    def counted(self: HostLimits) -> None:
+        walks.append(len(self._waiters))
+        real(self)
+
+    monkeypatch.setattr(HostLimits, "_wake", counted)
+    lim = HostLimits(per_host=1, total=4, pipelined=lambda url: UNIT // 8)
+    tickets = [lim.ticket(A, light=True) for _ in range(12)]
+    assert [t.granted for t in tickets] == [True] * 8 + [False] * 4  # (8 share a connection)
+    walks.clear()
+    tickets.append(lim.ticket(A, light=True))
+    assert walks == [] and not tickets[-1].granted
+    tickets[0].close()
+    assert walks == [5] and tickets[8].granted and not tickets[9].granted
+
+    walks.clear()
+    files = HostLimits(per_host=1, total=1, files=100)
+    claims = [FileClaim() for _ in range(3)]
+    held = [files.ticket(A, claim) for claim in claims]
+    assert [t.granted for t in held] == [True, False, False]
+    walks.clear()
+    files.release_file(claims[0])  # (1 of 100 file slots was taken: nobody waited)
+    assert walks == [] and not held[1].granted
+    held[0].close()
+    assert walks == [2] and held[1].granted
+
+    walks.clear()
+    one = HostLimits(per_host=4, total=16, files=1)
+    first, second = FileClaim(), FileClaim()
+    t1, t2 = one.ticket(A, first), one.ticket(B, second)
+    assert t1.granted and not t2.granted  # (it waits for the one file slot)
+    walks.clear()
+    one.release_file(first)
+    assert walks == [1] and t2.granted
+
+
+def test_a_light_ticket_that_may_get_cheaper_is_looked_at_again() -> None:
+    """While a waiting light ticket is priced as a whole connection, any change walks the
+    queue: its host may have started sharing since (then it fits)."""
+    x, y = "http://a.test/x", "http://a.test/y"
+    shared = {x}
+    lim = HostLimits(per_host=1, total=1, pipelined=lambda url: 8 if url in shared else 0)
+    first = lim.ticket(x, light=True)  # (8 parts of the connection)
+    waiting = lim.ticket(y, light=True)  # (not shared: a whole connection, no room)
+    assert first.granted and not waiting.granted
+    shared.add(y)
+    heavy = lim.ticket(x)  # does not fit, and still the queue is walked for the light one
+    assert waiting.granted and waiting.cost == 8 and not heavy.granted

@@ -140,6 +140,9 @@ class HostLimits:
         self._waiters: deque[Ticket] = deque()
         self._changes = 0  # counts changes to _waiters (a grant's callbacks may make some)
         self._hosts_waiting: dict[str, int] = defaultdict(int)  # host -> its waiting tickets
+        #: Waiting light tickets still priced as a whole connection (they may get cheaper
+        #: at the next wake, their host having started sharing since they asked).
+        self._may_shrink = 0
 
     # ----- tickets ---------------------------------------------------------------
 
@@ -158,7 +161,12 @@ class HostLimits:
         self._waiters.append(t)  # granted at once if it is free and nothing ahead can go
         self._changes += 1
         self._hosts_waiting[t.host] += 1
-        self._wake()
+        if t.light is not None:
+            self._may_shrink += 1
+        if self._may_shrink or self._free(t):
+            self._wake()
+        # (else no waiter can go: none could at the last change, nothing was freed since,
+        # no cost has dropped, and this one does not fit)
         return t
 
     def try_ticket(self, url: str) -> Ticket | None:
@@ -173,8 +181,10 @@ class HostLimits:
         """The file's bytes are in (or it gave up): its file slot goes to the next file."""
         if claim.held:
             claim.held = False
+            full = self.files is None or self._files_in_use >= self.files  # (until now)
             self._files_in_use -= 1
-            self._wake()
+            if full or self._may_shrink:  # (else no waiter was held back by a file slot)
+                self._wake()
 
     def _free(self, t: Ticket) -> bool:
         if (
@@ -216,6 +226,8 @@ class HostLimits:
             else:
                 self._changes += 1
                 self._unwait(t.host)
+                if t.light is not None:
+                    self._may_shrink -= 1
 
     def _unwait(self, host: str) -> None:
         left = self._hosts_waiting[host] - 1
@@ -259,6 +271,7 @@ class HostLimits:
                     now = shared[t.host] = self.pipelined(t.light)
                 if now:
                     t.cost, t.light = now, None
+                    self._may_shrink -= 1
             host = t.host
             if t.cost > room.get(host, host_cap):
                 continue
@@ -269,6 +282,8 @@ class HostLimits:
             if not t.granted and not t.closed and self._free(t):
                 del waiters[i - 1]
                 self._unwait(host)
+                if t.light is not None:
+                    self._may_shrink -= 1
                 self._changes += 1
                 before = self._changes
                 self._take(t)
