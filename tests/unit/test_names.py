@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -195,6 +196,37 @@ def test_contain_refuses_symlink_escape(tmp_path: Path) -> None:
     (root / "inner").mkdir()
     (root / "ok-link").symlink_to(root / "inner")
     assert contain(root, "ok-link/f") == (root / "inner" / "f").resolve()
+
+
+def test_contain_tells_a_new_name_without_lstat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name not there yet (every file of a fresh run) is told by access() on it and on
+    its folder, not by lstat's exception; anything else is still lstat's to tell."""
+    root = tmp_path / "out"
+    (root / "sub").mkdir(parents=True)
+    (root / "file").write_bytes(b"x")
+    (root / "file").chmod(0o755)  # (searchable, were it a folder)
+    (root / "link").symlink_to(tmp_path)
+    base = root.resolve()
+    assert contain(root, "sub") == base / "sub"  # (the root is resolved once: its lstat calls)
+    looked: list[str] = []
+    real = os.lstat
+
+    def lstat(path: Any, **kw: Any) -> os.stat_result:
+        looked.append(os.fspath(path))
+        return real(path, **kw)
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    assert contain(root, "new.bin") == base / "new.bin"
+    assert contain(root, "sub/new.bin") == base / "sub" / "new.bin"
+    if os.access in os.supports_follow_symlinks and os.access in os.supports_effective_ids:
+        assert looked == [f"{base}/sub"]  # (there: lstat looks for a link)
+    with pytest.raises(Refused, match="Not a directory"):
+        contain(root, "file/below")  # (a file in the way: as lstat reported it)
+    with pytest.raises(Refused, match="outside"):
+        contain(root, "link/new.bin")
+    assert contain(root / "gone", "x/y") == base / "gone" / "x" / "y"  # (no folder yet)
 
 
 def test_contain_refuses_symlink_loop_and_root_itself(tmp_path: Path) -> None:
