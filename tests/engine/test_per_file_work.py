@@ -120,3 +120,44 @@ def test_on_exists_tells_what_is_at_the_name(
     assert j.exists_policy(tmp_path / "file" / "below") == tmp_path / "file" / "below"
     if job._ACCESS_TELLS:  # a missing name is told without lstat's exception
         assert looked == []
+
+
+def test_a_file_of_a_run_takes_no_str_of_its_path(
+    httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine has each output path as a string from the start: no str() of a Path per
+    file (the first of each costs an exception inside pathlib). A run of eight files
+    takes as many as a run of two; the files and the report's paths are the same."""
+    import pathlib
+
+    taken: list[str] = []
+    real = pathlib.PurePath.__str__
+
+    def counted(self: pathlib.PurePath) -> str:
+        text = real(self)
+        taken.append(text)
+        return text
+
+    monkeypatch.setattr(pathlib.PurePath, "__str__", counted)
+    counts = []
+    for n in (2, 8):
+        urls = [httpd.add(f"/str/{n}/f{i}.bin", bytes([i]) * (200 + i)) for i in range(n)]
+        out = tmp_path / f"out{n}"
+        taken.clear()
+        report = download(urls, out, settings=Settings(state_dir=tmp_path / "st"))
+        counts.append(len(taken))
+        assert report.ok == n
+        assert [r.path for r in report.results] == [out / f"f{i}.bin" for i in range(n)]
+        assert all((out / f"f{i}.bin").read_bytes() == bytes([i]) * (200 + i) for i in range(n))
+    assert counts[0] == counts[1]
+
+
+def test_contain_text_is_the_paths_own_string(tmp_path: Path) -> None:
+    from omniget.engine.names import contain, contain_text
+
+    (tmp_path / "out" / "sub").mkdir(parents=True)
+    (tmp_path / "out" / "ln").symlink_to(tmp_path / "out" / "sub")
+    for root in (tmp_path / "out", Path("/"), tmp_path / "out" / ".." / "out"):
+        for rel in ("a.bin", "sub/b.bin", "x/y/z", "../up", "ln/c", "./d", "a//b", ".."):
+            path, text = contain_text(root, rel)
+            assert text == str(path) and path == contain(root, rel), (root, rel)

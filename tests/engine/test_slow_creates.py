@@ -56,9 +56,13 @@ def every_create_slow(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     made: list[tuple[str, str]] = []
     real = create_part  # (the one context calls, patched below)
 
-    def logged(final: Path, made_dirs: set[str] | None = None, folder: str | None = None) -> int:
+    def logged(
+        final: Path, made_dirs: set[str] | None = None, folder: str | None = None,
+        text: str | None = None,
+    ) -> int:
         made.append((threading.current_thread().name, final.name))
-        return real(final, made_dirs, folder)
+        assert text is None or text == str(final)
+        return real(final, made_dirs, folder, text)
 
     monkeypatch.setattr(context, "create_part", logged)
     return made

@@ -132,11 +132,13 @@ def _make_folder(folder: str, made: set[str] | None) -> None:
             made.add(folder)
 
 
-def create_part(final: Path, made: set[str] | None = None, folder: str | None = None) -> int:
+def create_part(
+    final: Path, made: set[str] | None = None, folder: str | None = None, text: str | None = None
+) -> int:
     """Create ``final``'s part file, which must not exist yet, and lock it; its descriptor,
     or -1 when that fails (the usual open then meets the same problem and reports it).
-    ``folder``: ``final``'s, when the caller knows it."""
-    where = f"{final}{PART_SUFFIX}"
+    ``folder``: ``final``'s, and ``text``: ``final`` as a string, when the caller knows them."""
+    where = f"{final if text is None else text}{PART_SUFFIX}"
     try:
         _make_folder(os.path.dirname(where) if folder is None else folder, made)
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -170,11 +172,15 @@ class PartFile:
         made: set[str] | None = None,
         fd: int = -1,
         folder: str | None = None,
+        text: str | None = None,
     ) -> None:
         """Open (or create) ``final``'s part file; ``fd``: one :func:`create_part` made;
-        ``folder``: ``final``'s, when the caller knows it."""
+        ``folder``: ``final``'s, and ``text``: ``final`` as a string, when the caller
+        knows them."""
         self.final = final
-        self.where = f"{final}{PART_SUFFIX}"  # the part file's path as a string (hot path)
+        # (strings: no str() of a Path on the hot path)
+        self._final: Path | str = final if text is None else text
+        self.where = f"{self._final}{PART_SUFFIX}"  # the part file's path
         new = fd >= 0  # (create_part made it: O_EXCL)
         self.dropped = 0  # bytes of an earlier part file a fresh start threw away
         if fd < 0:
@@ -346,7 +352,7 @@ class PartFile:
                 os.fchmod(self.fd, 0o755)
             if mtime is not None:
                 os.utime(self.fd if _UTIME_FD else self.where, (mtime, mtime))
-            os.replace(self.where, self.final)  # (still locked: see __init__)
+            os.replace(self.where, self._final)  # (still locked: see __init__)
             self.close()
         except OSError as exc:
             raise storage_error(exc, self.final, "finishing") from exc

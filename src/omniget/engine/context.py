@@ -63,11 +63,12 @@ class ChunkSource:
 class Ahead:
     """A part file being created on the run's file thread, for ``final``."""
 
-    __slots__ = ("_done", "_fd", "final", "folder")
+    __slots__ = ("_done", "_fd", "final", "folder", "text")
 
-    def __init__(self, final: Path, folder: str | None = None) -> None:
+    def __init__(self, final: Path, folder: str | None = None, text: str | None = None) -> None:
         self.final = final
         self.folder = folder  # (final's, if known)
+        self.text = text  # (final as a string, if known)
         self._fd = -1
         self._done = threading.Lock()  # held until the create is over
         self._done.acquire()
@@ -75,7 +76,7 @@ class Ahead:
     def create(self, made: set[str]) -> None:
         """On the file thread."""
         try:
-            self._fd = create_part(self.final, made, self.folder)
+            self._fd = create_part(self.final, made, self.folder, self.text)
         finally:
             self._done.release()
 
@@ -183,9 +184,12 @@ class RunContext:
     def __post_init__(self) -> None:
         self.key_prefix = f"{self.dest}\0"
 
-    def register_output(self, path: Path) -> tuple[Output | None, Output]:
-        """Announce an item writing ``path``: (the earlier writer, this item's future)."""
-        key = output_key(path)
+    def register_output(
+        self, path: Path, text: str | None = None
+    ) -> tuple[Output | None, Output]:
+        """Announce an item writing ``path`` (``text``: it as a string, if known): (the
+        earlier writer, this item's future)."""
+        key = output_key(path) if text is None else os.path.normcase(text)
         earlier = self.outputs.get(key)
         mine = self.outputs[key] = asyncio.get_running_loop().create_future()
         waiter = self._wanted.pop(key, None)
@@ -235,12 +239,14 @@ class RunContext:
             folder = os.path.dirname(final)
         return self._slow_creates.get(folder, 0.0) >= SLOW_SCORE
 
-    def create_part_ahead(self, final: Path, folder: str | None = None) -> Ahead:
-        """Create ``final``'s part file (in ``folder``, if known) on the run's file thread
-        (see FileJob)."""
+    def create_part_ahead(
+        self, final: Path, folder: str | None = None, text: str | None = None
+    ) -> Ahead:
+        """Create ``final``'s part file (in ``folder``, and ``final`` as a string ``text``,
+        if known) on the run's file thread (see FileJob)."""
         if self._files is None:
             self._files = FileThread()
-        ahead = Ahead(final, folder)
+        ahead = Ahead(final, folder, text)
         self._files.submit(functools.partial(ahead.create, self.made_dirs))
         return ahead
 

@@ -19,7 +19,7 @@ from .context import Refresher, RunContext, SetupSlot
 from .events import Event, EventHandler, Failed, ignore
 from .job import FileJob
 from .journal import Journal
-from .names import contain
+from .names import contain_text
 from .ratelimit import RateLimit
 from .report import FileResult, Report
 from .retry import Clock, RetryPolicy, SystemClock
@@ -227,8 +227,10 @@ class Engine:
                         slot.release()
                         report.stopped = True
                         break
-                    path, earlier, mine = self._register_output(ctx, item)
-                    job = FileJob(ctx, item, path, after=earlier, released=mine, slot=slot)
+                    path, text, earlier, mine = self._register_output(ctx, item)
+                    job = FileJob(
+                        ctx, item, path, after=earlier, released=mine, slot=slot, text=text
+                    )
                     i = len(results)
                     results.append(None)
                     unsettled[i] = (job, loop.create_task(run_job(i, job, slot)))
@@ -250,19 +252,20 @@ class Engine:
         report.elapsed = time.monotonic() - started
         return report
 
-    def _register_output(
-        self, ctx: RunContext, item: Item
-    ) -> tuple[Path | None, asyncio.Future[bool] | None, asyncio.Future[bool] | None]:
+    def _register_output(self, ctx: RunContext, item: Item) -> tuple[
+        Path | None, str | None, asyncio.Future[bool] | None, asyncio.Future[bool] | None
+    ]:
         """Resolve the item's output path and announce it, so LocalSlice readers can wait
-        for it: (path, the earlier writer of the path to wait for, this item's future).
-        The path is None when it is refused (the job reports that). Items of a run that
-        write the same path go one after the other, each deciding --on-exists once the one
-        before is done (two renamed at once would pick the same new name)."""
+        for it: (path, it as a string, the earlier writer of the path to wait for, this
+        item's future). The path is None when it is refused (the job reports that). Items
+        of a run that write the same path go one after the other, each deciding
+        --on-exists once the one before is done (two renamed at once would pick the same
+        new name)."""
         try:
-            path = contain(ctx.dest, item.output_path)
+            path, text = contain_text(ctx.dest, item.output_path)
         except OmnigetError:
-            return None, None, None
-        return path, *ctx.register_output(path)
+            return None, None, None, None
+        return path, text, *ctx.register_output(path, text)
 
     async def _result(
         self, ctx: RunContext, job: FileJob, task: asyncio.Task[FileResult]

@@ -73,10 +73,14 @@ class FileJob:
         after: asyncio.Future[bool] | None = None,
         released: asyncio.Future[bool] | None = None,
         slot: SetupSlot | None = None,
+        text: str | None = None,
     ) -> None:
         self.ctx = ctx
         self.item = item
         self.planned = path  # the output path the engine resolved (None: resolve here)
+        # ... and it as a string (``text``, if given: a str() of the Path made there costs
+        # an exception inside pathlib the first time)
+        self._planned_text = text if path is not None else None
         self.after = after  # an earlier item of the run writing the same path
         # set when this job is done with its path: True if this run's file is there
         self.released = released
@@ -122,10 +126,16 @@ class FileJob:
     def resolve_final(self, rel: str) -> Path:
         return contain(self.ctx.dest, rel)
 
+    def _text(self, final: Path) -> str:
+        """``final`` as a string (the planned path's is known from the start)."""
+        if final is self.planned and self._planned_text is not None:
+            return self._planned_text
+        return os.fspath(final)
+
     def exists_policy(self, final: Path) -> Path | None:
         """Apply --on-exists to ``final``; None means skip."""
         if _ACCESS_TELLS and not os.access(
-            final, os.F_OK, follow_symlinks=False, effective_ids=True
+            self._text(final), os.F_OK, follow_symlinks=False, effective_ids=True
         ):
             return final  # (as lstat's failure below, without its exception: ~4x the cost)
         try:
@@ -172,8 +182,11 @@ class FileJob:
                 fd = -1
         folder = self._folder(final)
         began = time.perf_counter()
-        self.part = PartFile(final, fresh=fresh, made=self.ctx.made_dirs, fd=fd, folder=folder)
-        if fresh and self.ctx.settings.on_exists != "overwrite" and _there(final):
+        self.part = PartFile(
+            final, fresh=fresh, made=self.ctx.made_dirs, fd=fd, folder=folder,
+            text=self._text(final),
+        )  # fmt: skip
+        if fresh and self.ctx.settings.on_exists != "overwrite" and _there(self._text(final)):
             return self._taken_since(final)
         if self.part.dropped:
             self.ctx.event(Warned(self.item, final, STARTED_OVER))
@@ -199,7 +212,7 @@ class FileJob:
         """``final``'s folder, worked out once per path (slow create? made yet? timed)."""
         known = self._folder_of
         if known is None or known[0] is not final:
-            known = self._folder_of = (final, os.path.dirname(final))
+            known = self._folder_of = (final, os.path.dirname(self._text(final)))
         return known[1]
 
     def _create_part_ahead(self, final: Path) -> None:
@@ -210,7 +223,7 @@ class FileJob:
             return
         folder = self._folder(final)
         if self.ctx.creates_slowly(final, folder):
-            self._ahead = self.ctx.create_part_ahead(final, folder)
+            self._ahead = self.ctx.create_part_ahead(final, folder, self._text(final))
 
     def _drop_ahead(self) -> None:
         """The part file created ahead went unused (the file failed or was skipped)."""
@@ -716,7 +729,7 @@ def _inode(path: Path) -> int | None:
         return None
 
 
-def _there(path: Path) -> bool:
+def _there(path: str | Path) -> bool:
     """Whether a file (or anything) is at ``path`` (``os.access`` where it tells, as in
     :meth:`FileJob.exists_policy`: no exception per missing file)."""
     if _ACCESS_TELLS:

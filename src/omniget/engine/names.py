@@ -26,6 +26,7 @@ __all__ = [
     "PART_SUFFIX",
     "TEMPLATE_FIELDS",
     "contain",
+    "contain_text",
     "expand_template",
     "filename_from_content_disposition",
     "safe_relpath",
@@ -147,9 +148,16 @@ def contain(root: Path, rel: str) -> Path:
     Only the components below ``root`` are looked at (one ``lstat`` each, stopping at the
     first that does not exist); a symlink among them triggers a full resolve and check.
     """
+    return contain_text(root, rel)[0]
+
+
+def contain_text(root: Path, rel: str) -> tuple[Path, str]:
+    """:func:`contain`'s path, and that path as a string, made without ``str()`` of the
+    Path: the first ``str()`` of a Path costs an exception inside pathlib (~10 K
+    instructions, once per file of a run)."""
     # absolute: the cache outlives chdir (an absolute Path, as a run's, is its own key:
     # no abspath per file)
-    base, cur = _resolved_root(root if root.is_absolute() else os.path.abspath(root))
+    base, cur, top = _resolved_root(root if root.is_absolute() else os.path.abspath(root))
     safe = safe_relpath(rel)
     for part in safe.split("/"):
         parent, cur = cur, f"{cur}/{part}"
@@ -170,8 +178,10 @@ def contain(root: Path, rel: str) -> Path:
                 raise Refused(
                     f"unsafe output path {rel!r}: it resolves to {target}, outside {base}"
                 )
-            return target
-    return base / safe  # (parses only ``safe``: cheaper than Path(f"{base}/{safe}"))
+            return target, str(target)
+    path = base / safe  # (parses only ``safe``: cheaper than Path(f"{base}/{safe}"))
+    # (``safe`` has no empty, "." or ".." part: pathlib joins it as it is)
+    return path, f"{top}{safe}" if top else str(path)
 
 
 #: ``os.access`` tells, as ``lstat`` does, whether a name is there (not on Windows).
@@ -193,10 +203,13 @@ def _missing(path: str, parent: str) -> bool:
 
 
 @functools.lru_cache(maxsize=64)
-def _resolved_root(root: str | Path) -> tuple[Path, str]:
-    """The root resolved, and as a string."""
+def _resolved_root(root: str | Path) -> tuple[Path, str, str]:
+    """The root resolved, as a string, and what a path below it begins with as pathlib
+    writes it ("" where its separator is not "/")."""
     resolved = Path(root).resolve()
-    return resolved, str(resolved)
+    text = str(resolved)
+    top = "" if os.sep != "/" else text if text.endswith("/") else f"{text}/"
+    return resolved, text, top
 
 
 # --- Content-Disposition (RFC 6266, RFC 5987 / 8187) ---
