@@ -161,3 +161,40 @@ def test_contain_text_is_the_paths_own_string(tmp_path: Path) -> None:
         for rel in ("a.bin", "sub/b.bin", "x/y/z", "../up", "ln/c", "./d", "a//b", ".."):
             path, text = contain_text(root, rel)
             assert text == str(path) and path == contain(root, rel), (root, rel)
+
+
+def test_set_up_slots_are_taken_by_a_plain_call_and_waited_for_by_one() -> None:
+    """A free set-up slot is taken without a coroutine (per file, an asyncio.Semaphore's
+    acquire made one); the listing waits for the next one given back, and a cancelled
+    wait takes none."""
+    import asyncio
+
+    from omniget.engine.context import SetupSlot, SetupSlots
+
+    async def go() -> list[str]:
+        seen: list[str] = []
+        slots = SetupSlots(2)
+        first, second = SetupSlot(slots), SetupSlot(slots)
+        assert slots.take() and slots.take() and not slots.take()
+
+        async def listing() -> None:
+            await slots.wait()
+            seen.append("took")
+
+        waiter = asyncio.create_task(listing())
+        await asyncio.sleep(0)
+        assert seen == [] and slots.free == 0
+        first.release()
+        first.release()  # (once only)
+        await waiter
+        assert seen == ["took"] and slots.free == 0
+        late = asyncio.create_task(slots.wait())
+        await asyncio.sleep(0)
+        late.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await late
+        second.release()
+        assert slots.free == 1 and slots.take()
+        return seen
+
+    assert asyncio.run(go()) == ["took"]

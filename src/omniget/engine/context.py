@@ -23,7 +23,9 @@ from .retry import Clock, RetryPolicy
 from .scheduler import HostLimits
 from .transports.base import Transport, transport_for
 
-__all__ = ["Ahead", "ChunkKey", "Refresher", "RunContext", "SetupSlot", "output_key"]
+__all__ = [
+    "Ahead", "ChunkKey", "Refresher", "RunContext", "SetupSlot", "SetupSlots", "output_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -117,17 +119,49 @@ class FileThread:
         self._thread.join()
 
 
+class SetupSlots:
+    """A run's set-up slots: how many are free, and the run's listing waiting for one.
+    Taking a free slot is a plain call (an asyncio.Semaphore takes one with a coroutine,
+    and a generator in its locked(), per file)."""
+
+    def __init__(self, count: int) -> None:
+        self.free = count
+        self._waiter: asyncio.Future[None] | None = None
+
+    def take(self) -> bool:
+        """Take a free slot; False when none is."""
+        if self.free > 0:
+            self.free -= 1
+            return True
+        return False
+
+    async def wait(self) -> None:
+        """Wait until a slot is free and take it (one caller at a time: the listing)."""
+        while not self.take():
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def give_back(self) -> None:
+        self.free += 1
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
 class SetupSlot:
     """One of a run's set-up slots (files prepared ahead of their turn), given back
     once: when its job ends, or earlier, when the job waits for an item the run has
     not reached yet (which may need that very slot to be set up)."""
 
-    def __init__(self, slots: asyncio.Semaphore) -> None:
-        self._slots: asyncio.Semaphore | None = slots
+    def __init__(self, slots: SetupSlots) -> None:
+        self._slots: SetupSlots | None = slots
 
     def release(self) -> None:
         if self._slots is not None:
-            self._slots.release()
+            self._slots.give_back()
             self._slots = None
 
 

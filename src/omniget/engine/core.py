@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import Cancelled, OmnigetError, StorageError
 from ..model import Item
 from ..settings import Settings, default_state_dir
-from .context import Refresher, RunContext, SetupSlot
+from .context import Refresher, RunContext, SetupSlot, SetupSlots
 from .events import Event, EventHandler, Failed, ignore
 from .job import FileJob
 from .journal import Journal
@@ -180,7 +180,7 @@ class Engine:
         report = Report()
         # -j files transfer at once (HostLimits counts them); as many again are set up
         # ahead, each with its first request ready to leave the moment a slot frees up.
-        slots = asyncio.Semaphore(2 * max(1, s.jobs))
+        slots = SetupSlots(2 * max(1, s.jobs))
         # One result per item, in the items' order. A job that ends with its result lets
         # go of it at once (a long run keeps no finished job alive: less for the garbage
         # collector to walk); the others are settled at the end (cancelled, or a bug).
@@ -221,7 +221,8 @@ class Engine:
                         break
                     if s.checksum is not None and item.digest is None:
                         item = dataclasses.replace(item, digest=s.checksum)  # --checksum
-                    await slots.acquire()
+                    if not slots.take():
+                        await slots.wait()
                     slot = SetupSlot(slots)
                     if cancel is not None and cancel.is_set():  # (while waiting for a slot)
                         slot.release()
