@@ -145,3 +145,50 @@ def test_a_file_waiting_its_turn_never_claims_a_chunk_the_running_one_needs(
     assert (out / "first.bin").read_bytes() == blobs["p0"] + blobs["p1"] + blobs["k"]
     assert (out / "later.bin").read_bytes() == blobs["k"]
     assert [r.url for r in mem.requests].count("http://cdn.test/k") == 1
+
+
+def test_fetch_when_granted_is_the_transports_own_fetch() -> None:
+    """fetch_when_granted hands back the transport's fetch itself (granted, or a transport
+    that starts on the grant): no coroutine of its own per request. A transport that
+    cannot start on the grant still gets the request only once the gate is granted."""
+    import inspect
+
+    from omniget.engine.scheduler import HostLimits
+    from omniget.engine.transports.base import fetch_when_granted
+
+    async def go() -> list[tuple[str, str]]:
+        log: list[tuple[str, str]] = []
+        limits = HostLimits(per_host=1, total=1)
+        first, second = limits.ticket("http://h/a"), limits.ticket("http://h/b")
+        on_grant, plain = Recorder(log, on_grant=True), Recorder(log, on_grant=False)
+
+        class Drop:
+            def on_head(self, head: Head) -> None:
+                pass
+
+            def on_data(self, data: bytes) -> None:
+                pass
+
+        sink = Drop()
+        own = fetch_when_granted(on_grant, Request("http://h/a"), sink, first)
+        assert inspect.iscoroutine(own) and own.cr_code is Recorder.fetch.__code__
+        waiting = fetch_when_granted(on_grant, Request("http://h/b"), sink, second)
+        assert inspect.iscoroutine(waiting) and waiting.cr_code is Recorder.fetch.__code__
+        later = limits.ticket("http://h/c")
+        after = asyncio.ensure_future(
+            fetch_when_granted(plain, Request("http://h/c"), sink, later)
+        )
+        await own
+        first.close()
+        await waiting
+        await asyncio.sleep(0)
+        assert ("start", "c") not in log  # (not granted yet: not asked)
+        second.close()
+        await after
+        later.close()
+        return log
+
+    log = asyncio.run(go())
+    assert [entry for entry in log if entry[0] == "start"] == [
+        ("start", "a"), ("start", "b"), ("start", "c")
+    ]  # fmt: skip

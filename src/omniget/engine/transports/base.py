@@ -24,9 +24,9 @@ import datetime
 import functools
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, cast, overload
+from typing import Protocol, TypeVar, cast, overload
 from urllib.parse import unquote, urlsplit
 
 from ..._frozen import frozen_dataclass
@@ -239,16 +239,24 @@ class Gate(Protocol):
     async def wait(self) -> None: ...
 
 
-async def fetch_when_granted(
+def fetch_when_granted(
     transport: Transport, request: Request, sink: Sink, gate: Gate
-) -> Head:
+) -> Awaitable[Head]:
     """``transport.fetch`` once ``gate`` is granted; a transport that can start on the
     grant itself gets the request now, so no event-loop round trip sits between a slot
-    freeing up and the next request leaving."""
-    if not gate.granted and getattr(transport, "starts_on_grant", False):
-        fetch = cast(Any, transport).fetch
-        head: Head = await fetch(request, sink, gate=gate)
-        return head
+    freeing up and the next request leaving. Await what it returns: the transport's own
+    fetch as a rule (no coroutine of its own around it, once per request)."""
+    if gate.granted:
+        return transport.fetch(request, sink)
+    if getattr(transport, "starts_on_grant", False):
+        fetch: Callable[..., Awaitable[Head]] = transport.fetch
+        return fetch(request, sink, gate=gate)
+    return _fetch_once_granted(transport, request, sink, gate)
+
+
+async def _fetch_once_granted(
+    transport: Transport, request: Request, sink: Sink, gate: Gate
+) -> Head:
     await gate.wait()
     return await transport.fetch(request, sink)
 
