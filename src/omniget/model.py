@@ -222,13 +222,14 @@ class Item:
         return self.download_url
 
 
-_CUT_OR_DECODE = re.compile("[?#%;]")
-
-
 def name_from_url(url: str) -> str:
     """The last path segment of a URL, percent-decoded; ``index.html`` if there is none."""
-    if not _CUT_OR_DECODE.search(url) and url.count("/") > 2:
-        return url.rpartition("/")[2] or "index.html"  # nothing to decode or cut off
+    # nothing to decode or cut off (four scans for one character each: a regular
+    # expression's character class scans ~3x slower, once per item)
+    if "?" not in url and "#" not in url and "%" not in url and ";" not in url and (
+        url.count("/") > 2
+    ):
+        return url.rpartition("/")[2] or "index.html"
     try:
         path = urlsplit(url).path
     except ValueError:  # (an unbalanced IPv6 bracket: the source reports the URL)

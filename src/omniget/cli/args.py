@@ -346,8 +346,13 @@ def parse_input(text: str, name: str = "input file") -> list[str | Item]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        urls = [guess_scheme(u.strip()) for u in line.split("\t") if u.strip()]
-        if any(" " in u for u in urls):
+        # (one URL, as most lines: no split, no list)
+        urls = (
+            [guess_scheme(line)]
+            if "\t" not in line
+            else [guess_scheme(u.strip()) for u in line.split("\t") if u.strip()]
+        )
+        if " " in line and any(" " in u for u in urls):
             raise UsageError(
                 f"{name}, line {number}: a space inside a URL (separate files go on separate "
                 "lines, mirrors of one file are separated by a TAB; a space in a URL is %20)"
