@@ -90,6 +90,43 @@ def test_concurrent_gets_are_pipelined_once_the_origin_kept_a_connection(
     assert max(per_conn.values()) > 8  # several requests per connection
 
 
+def test_a_pipelined_request_asks_the_pool_once_whether_it_goes_there(
+    srv: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the origin is known, a request asks the pool one question (takes) before it
+    goes, and one (answered) once its answer is in: not usable, has_connections, shares,
+    known and confirm each in turn (and the key of its URL again)."""
+    from omniget.engine.transports.pipeline import PipelinePool
+
+    asked: list[str] = []
+    for name in ("usable", "has_connections", "shares", "known", "confirm", "takes",
+                 "answered"):  # fmt: skip
+        real = getattr(PipelinePool, name, None)
+        if real is None:
+            continue
+
+        def counted(self: PipelinePool, *args: Any, _real: Any = real, _name: str = name) -> Any:
+            asked.append(_name)
+            return _real(self, *args)
+
+        monkeypatch.setattr(PipelinePool, name, counted)
+
+    async def go(t: CurlTransport) -> list[int]:
+        await fetch_all(t, [srv.url("/f0")])  # libcurl; the origin is confirmed
+        counts = []
+        for batch in (range(1, 9), range(9, 33)):
+            asked.clear()
+            got = await fetch_all(t, [srv.url(f"/f{i}") for i in batch])
+            assert all(isinstance(s, Sink) and bytes(s.data) == body(i) for i, s in zip(
+                batch, got, strict=True))  # fmt: skip
+            counts.append(sum(1 for a in asked if a not in ("takes", "answered")))
+            assert asked.count("answered") == len(batch)
+        return counts
+
+    counts = run(go, max_host_connections=2)
+    assert counts[1] <= 12  # (24 requests: the pool's own bookkeeping per read, not per request)
+
+
 def test_pipelined_requests_carry_what_libcurl_sends(srv: Server) -> None:
     settings = NetworkSettings(headers=(("X-Token", "abc"),), user_agent="ua/1")
 

@@ -407,7 +407,7 @@ class Conn(asyncio.BufferedProtocol):
         self.decoder = decoder
         self.encoded = False  # the decoder has seen body bytes
         self.drain = False
-        if not p.dropped:
+        if not p.hop.fut.done():  # (not dropped by its requester)
             p.got = True
             p.hop.raw += lines
             p.hop.raw.append(b"\r\n")
@@ -438,7 +438,7 @@ class Conn(asyncio.BufferedProtocol):
         if self.drain:
             return True
         p = self.queue[0]
-        if p.dropped:
+        if p.hop.fut.done():  # (dropped by its requester)
             self.drain = True
             return True
         chunk: bytes | memoryview = view if p.hop.views else bytes(view)

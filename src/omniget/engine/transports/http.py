@@ -242,24 +242,15 @@ class CurlTransport:
             ):  # (a netrc login for the host keeps it unconfirmed: see _maybe_pipeline)
                 data = pipe_request(request, url, ask.headers, ask.cookie, self.settings.user_agent)
 
-            def pipe_now() -> bool:
-                # only beside another request to the origin: one at a time, libcurl's
-                # kept connection is as fast and no second one is opened. A ranged
-                # request holds a whole connection: only to an origin sent one by one.
-                return (
-                    data is not None
-                    and pipes is not None
-                    and key is not None
-                    and pipes.usable(key)
-                    and (busy[key] > 1 or pipes.has_connections(key))
-                    and not (ranged and pipes.shares(key))
-                )
-
             while True:
-                if pipe_now():
+                taken = (
+                    0 if data is None or pipes is None or key is None
+                    else pipes.takes(key, busy[key] > 1, ranged)
+                )  # fmt: skip
+                if taken:
                     assert pipes is not None and key is not None and data is not None
                     hop = piped = Hop(sink, url, core.loop.create_future())
-                    how = " (pipelined)" if pipes.shares(key) else " (kept connection)"
+                    how = " (pipelined)" if taken == 2 else " (kept connection)"
                     if gate is None or gate.granted:
                         pipes.submit(key, data, piped)
                     else:
@@ -270,7 +261,9 @@ class CurlTransport:
                         break
                     data, gate, how = None, None, ""  # no byte of answer: libcurl asks
                 # (a request still waiting for its slot may go pipelined once granted)
-                switch = pipe_now if data is not None and gate and not gate.granted else None
+                switch = None
+                if data is not None and gate and not gate.granted:
+                    switch = functools.partial(self._pipe_now, pipes, key, data, ranged)
                 hop, code, message = await self._curl_hop(core, ask, sink, gate, switch)
                 if hop.redo:  # an encoding not decoded here (br, zstd): libcurl's turn
                     ask, data = dataclasses.replace(ask, curl_decodes=True), None
@@ -278,7 +271,7 @@ class CurlTransport:
                     break
                 gate = None
             if code == 0 and key is not None and pipes is not None and ask.creds is None:
-                self._maybe_pipeline(pipes, hop, url, ranged)
+                self._maybe_pipeline(pipes, hop, url, ranged, key)
         finally:
             if count is not None:
                 busy[count] -= 1
@@ -462,15 +455,31 @@ class CurlTransport:
                     unconnected += 1
         return in_use, unconnected
 
+    def _pipe_now(
+        self, pipes: PipelinePool | None, key: str | None, data: bytes | None, ranged: bool
+    ) -> bool:
+        """A request to ``key`` (the bytes ``data``) goes through the pool now."""
+        return (
+            data is not None
+            and pipes is not None
+            and key is not None
+            and pipes.takes(key, self._busy[key] > 1, ranged) > 0
+        )
+
     def _maybe_pipeline(
-        self, pipes: PipelinePool, hop: Hop, url: str, ranged: bool = False
+        self,
+        pipes: PipelinePool,
+        hop: Hop,
+        url: str,
+        ranged: bool = False,
+        key: str | None = None,
     ) -> None:
         """Send plain GETs to ``url``'s origin over our own connections from now on if
         libcurl's answer came over a persistent HTTP/1.1 connection (with plain CRLF
         lines): pipelined after a small answer, one at a time after a large one. An
         answer that ended at EOF leaves the origin to libcurl. The size of a ``ranged``
         answer says nothing of the origin's files: it never confirms pipelining."""
-        key = pipeline_key(url)
+        key = pipeline_key(url) if key is None else key  # (``key``: url's, if known)
         head = hop.head
         if key is None or head is None or head.status >= 300:
             return
@@ -479,13 +488,9 @@ class CurlTransport:
             if "chunked" not in head.headers.get("transfer-encoding", ""):
                 pipes.pause(key)
             return
-        settle = pipes.confirm if size <= SMALL_BODY and not ranged else pipes.one_by_one
-        if pipes.known(key):
-            if ranged:
-                return
-            if pipes.usable(key):
-                settle(key)
+        if pipes.answered(key, size <= SMALL_BODY, ranged):
             return
+        settle = pipes.confirm if size <= SMALL_BODY and not ranged else pipes.one_by_one
         status = next((ln for ln in reversed(hop.raw) if ln.startswith(b"HTTP/")), b"")
         if (
             status.startswith(b"HTTP/1.1 ")

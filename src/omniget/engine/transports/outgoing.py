@@ -118,7 +118,7 @@ def range_lines(request: Request, headers: Mapping[str, object]) -> list[str]:
 
 def pipeable(request: Request, method: str, body: bytes | None) -> bool:
     """A GET without a body or a speed cap: our own connections can carry it (ranged
-    ones one at a time, see ``pipe_now``)."""
+    ones one at a time, see ``PipelinePool.takes``)."""
     return (
         method == "GET" and body is None and not request.max_speed and request.rate is None
     )

@@ -99,6 +99,33 @@ class PipelinePool:
         """Requests to ``key`` are pipelined: several on one connection at once."""
         return self._state.get(key) == _PIPELINED
 
+    def takes(self, key: str, others: bool, ranged: bool) -> int:
+        """Whether a GET to ``key`` goes through this pool now: the origin is usable, and
+        ``others`` (another request to it runs) or the pool holds connections there (one
+        at a time, libcurl's kept connection is as fast and no second one is opened); a
+        ``ranged`` one only to an origin sent one by one (it holds a whole connection).
+        0: no; else 2 if requests to ``key`` are pipelined, 1 if sent one by one."""
+        state = self._state.get(key, _REFUSED)
+        if state == _REFUSED or (ranged and state == _PIPELINED):
+            return 0
+        if not others:
+            o = self._origins.get(key)
+            if o is None or not o.conns:
+                return 0
+        return 2 if state == _PIPELINED else 1
+
+    def answered(self, key: str, small: bool, ranged: bool) -> bool:
+        """A request to a known origin got a persistent answer with a length (``small``:
+        at most SMALL_BODY): pipeline after a small one, one by one after a large one (a
+        ``ranged`` answer says nothing of the origin's files). False when ``key`` is not
+        known (the caller looks at the answer first)."""
+        state = self._state.get(key)
+        if state is None:
+            return False
+        if not ranged and state != _REFUSED:
+            self._state[key] = _PIPELINED if small else _ONE_BY_ONE
+        return True
+
     def has_connections(self, key: str) -> bool:
         o = self._origins.get(key)
         return o is not None and bool(o.conns)
@@ -140,7 +167,7 @@ class PipelinePool:
     def submit(self, key: str, data: bytes, hop: Exchange) -> None:
         """Send ``data`` (a whole request) to ``key``; the answer goes to ``hop``."""
         p = Pending(hop, data)
-        if self._closed or not self.usable(key):
+        if self._closed or self._state.get(key, _REFUSED) == _REFUSED:
             give_back(p)
             return
         o = self._origins.get(key)
@@ -152,9 +179,9 @@ class PipelinePool:
     def _pump(self, o: Origin) -> None:
         """Hand waiting requests out: to an idle connection, else to a new one while the
         host's connection cap allows, else to the least busy connection with room."""
-        depth = DEPTH if self.shares(o.key) else 1
+        depth = DEPTH if self._state.get(o.key) == _PIPELINED else 1
         while o.waiting:
-            if o.waiting[0].dropped:
+            if o.waiting[0].hop.fut.done():  # (dropped by its requester)
                 o.waiting.popleft()
                 continue
             conn = None  # the first of the least busy connections with room
@@ -164,6 +191,7 @@ class PipelinePool:
                     conn = c
             if (
                 (conn is None or conn.queue)
+                and len(o.conns) < self.max_conns  # (the cap: never more than that)
                 and len(o.conns) < self._cap(o.key)
                 and self._room(o)
             ):
