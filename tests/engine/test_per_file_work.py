@@ -198,3 +198,55 @@ def test_set_up_slots_are_taken_by_a_plain_call_and_waited_for_by_one() -> None:
         return seen
 
     assert asyncio.run(go()) == ["took"]
+
+
+def test_a_head_reads_its_headers_from_their_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Head's sizes, range, validators and range support come from the headers' table
+    of lower-case names, without a Headers.get call (and its lower()) per name; and a
+    200 answer's head asks nobody for a Location."""
+    from omniget.engine.transports import hop as hop_module
+    from omniget.engine.transports.base import Head, Headers
+
+    pairs = [
+        ("Content-Length", " 12 "), ("ETag", '"a"'),
+        ("Last-Modified", "Mon, 01 Jan 2024 00:00:00 GMT"), ("Accept-Ranges", "Bytes"),
+        ("Content-Range", "bytes 0-11/40"),
+    ]  # fmt: skip
+
+    def refused(self: Headers, name: str, default: str | None = None) -> str | None:
+        raise AssertionError(f"Headers.get({name!r})")
+
+    monkeypatch.setattr(Headers, "get", refused)
+    head = Head(206, "http://h/x", Headers(pairs))
+    assert (head.content_length, head.content_range, head.total_size) == (12, (0, 12, 40), 40)
+    assert head.etag == '"a"' and head.last_modified == pairs[2][1] and head.accepts_ranges
+    bare = Head(200, "http://h/y", Headers([("Accept-Ranges", "none")]))
+    assert bare.etag is None and bare.last_modified is None and not bare.accepts_ranges
+    assert (bare.content_length, bare.content_range, bare.total_size) == (None, None, None)
+    monkeypatch.undo()
+
+    class Sink:
+        def on_head(self, head: Head) -> None:
+            pass
+
+        def on_data(self, data: bytes) -> None:
+            pass
+
+    asked: list[str] = []
+    real_get = Headers.get
+
+    def counted(self: Headers, name: str, default: str | None = None) -> str | None:
+        asked.append(name)
+        return real_get(self, name, default)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Headers, "get", counted)
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    try:
+        h = hop_module.Hop(Sink(), "http://h/z", loop.create_future())
+        h.parsed = (200, Headers([("Content-Length", "0"), ("Location", "/elsewhere")]))
+        assert h.decide() and h.location is None and h.head is not None
+    finally:
+        loop.close()
+    assert "location" not in asked

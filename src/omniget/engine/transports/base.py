@@ -153,10 +153,12 @@ class Head:
     total_size: int | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        v = self.headers.get("content-length")
+        last = self.headers._last  # (lower-case names: no Headers.get call per name)
+        field = last.get("content-length")
+        v = None if field is None else field[1]
         self.content_length = int(v) if v is not None and v.strip().isdigit() else None
-        v = self.headers.get("content-range")
-        m = _CONTENT_RANGE.match(v) if v else None
+        field = last.get("content-range")
+        m = _CONTENT_RANGE.match(field[1]) if field is not None and field[1] else None
         cr = None
         if m:
             total = None if m.group(3) == "*" else int(m.group(3))
@@ -173,15 +175,18 @@ class Head:
 
     @property
     def etag(self) -> str | None:
-        return self.headers.get("etag")
+        field = self.headers._last.get("etag")
+        return None if field is None else field[1]
 
     @property
     def last_modified(self) -> str | None:
-        return self.headers.get("last-modified")
+        field = self.headers._last.get("last-modified")
+        return None if field is None else field[1]
 
     @property
     def accepts_ranges(self) -> bool:
-        return self.status == 206 or "bytes" in self.headers.get("accept-ranges", "").lower()
+        field = self.headers._last.get("accept-ranges")
+        return self.status == 206 or (field is not None and "bytes" in field[1].lower())
 
 
 @frozen_dataclass

@@ -178,8 +178,7 @@ class Hop:
         if self.status == 0:
             self.error = TransientError(f"no HTTP response head ({safe_url(self.url)})")
             return False
-        location = self.headers.get("location")
-        if self.status in REDIRECTS and location:
+        if self.status in REDIRECTS and (location := self.headers.get("location")):
             self.location = location.strip()
             return True
         encoding = self.headers.get("content-encoding", "").strip().lower()
