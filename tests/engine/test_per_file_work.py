@@ -250,3 +250,29 @@ def test_a_head_reads_its_headers_from_their_table(monkeypatch: pytest.MonkeyPat
     finally:
         loop.close()
     assert "location" not in asked
+
+
+def test_a_small_file_nobody_listens_to_asks_for_no_progress_tick(
+    httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no listener, a file's first bytes ask for no Progress tick (the next tick is
+    the checkpoint's), and its end does no bookkeeping that has nothing to do: a refresh
+    check without an expiry, a second release of its file slot, a second close."""
+    asked: list[str] = []
+    for name in ("progress", "due_checkpoint", "needs_refresh", "_drop_ahead"):
+        real = getattr(job.FileJob, name)
+
+        def counted(self: job.FileJob, *args: Any, _real: Any = real, _name: str = name) -> Any:
+            asked.append(_name)
+            return _real(self, *args)
+
+        monkeypatch.setattr(job.FileJob, name, counted)
+    urls = small_files(httpd, 4)
+    report = download(urls, tmp_path / "q", settings=Settings(state_dir=tmp_path / "st"))
+    assert report.ok == 4 and asked == []
+    seen: list[Event] = []
+    report = download(
+        urls, tmp_path / "l", settings=Settings(state_dir=tmp_path / "st"), on_event=seen.append
+    )
+    assert report.ok == 4 and asked.count("progress") >= 4  # (listened: as before)
+    assert sum(isinstance(e, Progress) for e in seen) >= 4

@@ -119,23 +119,30 @@ class FileJob:
         self.refreshed_at = 0.0
         #: The part file being created ahead of the answer.
         self._ahead: Ahead | None = None
-        self._folder_of: tuple[Path, str] | None = None  # (a final path, its folder)
+        # (a final path, it as a string, its folder: worked out once per path)
+        self._where: tuple[Path, str, str] | None = None
 
     # ----- paths and skip rules -------------------------------------------------
 
     def resolve_final(self, rel: str) -> Path:
         return contain(self.ctx.dest, rel)
 
-    def _text(self, final: Path) -> str:
-        """``final`` as a string (the planned path's is known from the start)."""
-        if final is self.planned and self._planned_text is not None:
-            return self._planned_text
-        return os.fspath(final)
+    def _place(self, final: Path) -> tuple[Path, str, str]:
+        """``final``, it as a string (the planned path's is known from the start) and
+        its folder, worked out once per path (exists? slow create? made yet? timed)."""
+        known = self._where
+        if known is None or known[0] is not final:
+            if final is self.planned and self._planned_text is not None:
+                text = self._planned_text
+            else:
+                text = os.fspath(final)
+            known = self._where = (final, text, os.path.dirname(text))
+        return known
 
     def exists_policy(self, final: Path) -> Path | None:
         """Apply --on-exists to ``final``; None means skip."""
         if _ACCESS_TELLS and not os.access(
-            self._text(final), os.F_OK, follow_symlinks=False, effective_ids=True
+            self._place(final)[1], os.F_OK, follow_symlinks=False, effective_ids=True
         ):
             return final  # (as lstat's failure below, without its exception: ~4x the cost)
         try:
@@ -180,13 +187,12 @@ class FileJob:
             if ahead.final is not final and output_key(ahead.final) != output_key(final):
                 drop_part(ahead.final, fd)
                 fd = -1
-        folder = self._folder(final)
+        _, text, folder = self._place(final)
         began = time.perf_counter()
         self.part = PartFile(
-            final, fresh=fresh, made=self.ctx.made_dirs, fd=fd, folder=folder,
-            text=self._text(final),
-        )  # fmt: skip
-        if fresh and self.ctx.settings.on_exists != "overwrite" and _there(self._text(final)):
+            final, fresh=fresh, made=self.ctx.made_dirs, fd=fd, folder=folder, text=text
+        )
+        if fresh and self.ctx.settings.on_exists != "overwrite" and _there(text):
             return self._taken_since(final)
         if self.part.dropped:
             self.ctx.event(Warned(self.item, final, STARTED_OVER))
@@ -208,22 +214,15 @@ class FileJob:
             self.ctx.outputs[output_key(chosen)] = self.released  # (later files see it taken)
         return self.open_part(chosen, fresh=True)
 
-    def _folder(self, final: Path) -> str:
-        """``final``'s folder, worked out once per path (slow create? made yet? timed)."""
-        known = self._folder_of
-        if known is None or known[0] is not final:
-            known = self._folder_of = (final, os.path.dirname(self._text(final)))
-        return known[1]
-
     def _create_part_ahead(self, final: Path) -> None:
         """In a folder where creating a file is slow (some disks, network file systems),
         start creating the part file on another thread while the request goes out, so
         it does not hold up every other transfer of the run."""
         if self.item.pieces:
             return
-        folder = self._folder(final)
+        _, text, folder = self._place(final)
         if self.ctx.creates_slowly(final, folder):
-            self._ahead = self.ctx.create_part_ahead(final, folder, self._text(final))
+            self._ahead = self.ctx.create_part_ahead(final, folder, text)
 
     def _drop_ahead(self) -> None:
         """The part file created ahead went unused (the file failed or was skipped)."""
@@ -278,6 +277,8 @@ class FileJob:
         # the checkpoint clock starts with the bytes (not while the file waited its turn)
         self._last_ckpt = time.monotonic()
         if not self.ctx.listened:
+            # no Progress events to pace: the next tick is the checkpoint's
+            self.next_tick = self._last_ckpt + self.ctx.settings.checkpoint_seconds
             return
         self.ctx.event(
             Started(self.item, self.final, self.size, self.resumed, connections=self.connections)
@@ -285,7 +286,9 @@ class FileJob:
 
     def _set_next_tick(self) -> None:
         ckpt = self._last_ckpt + self.ctx.settings.checkpoint_seconds
-        self.next_tick = min(self._last_progress + PROGRESS_EVERY, ckpt)
+        # (nobody listens: no Progress event is due, only the checkpoint)
+        listened = self.ctx.listened
+        self.next_tick = min(self._last_progress + PROGRESS_EVERY, ckpt) if listened else ckpt
 
     def progress(self, now: float) -> None:
         if now - self._last_progress >= PROGRESS_EVERY:
@@ -486,16 +489,15 @@ class FileJob:
             if item.kind != "file":
                 return self._make_other()
             self.record = self.ctx.journal_record(self.key)
-            rel = item.output_path
             rec = self.record
             remembered = False  # the name an earlier run chose, not the planned one
             if rec is not None and (item.name_from_server or self._renamed_unfinished(rec)):
                 final = Path(rec.path)
-                planned = self.planned or self.resolve_final(rel)
+                planned = self.planned or self.resolve_final(item.output_path)
                 remembered = output_key(final) != output_key(planned)
                 self.remembered = final
             else:
-                final = self.planned or self.resolve_final(rel)
+                final = self.planned or self.resolve_final(item.output_path)
                 if rec is None and self.ctx.journal is not None:
                     self.record = self._moved_here(final)
             resuming = (
@@ -532,7 +534,7 @@ class FileJob:
                 self.load_resume(final)
             else:
                 self._create_part_ahead(final)
-            if self.needs_refresh():
+            if item.expires is not None and self.needs_refresh():
                 await self.refresh()
             result = await self._fetch_verified()
             wrote = result.status == "ok"
@@ -541,10 +543,12 @@ class FileJob:
             return self._skipped(self.final, skip.reason)
         except OmnigetError as exc:
             return self._failed(exc)
-        finally:
-            self.ctx.limits.release_file(self.claim)
-            self._drop_ahead()
-            if self.part is not None:
+        finally:  # (each step only when it has something to do: no call per file else)
+            if self.claim.held:  # (given back already when the bytes were in, as a rule)
+                self.ctx.limits.release_file(self.claim)
+            if self._ahead is not None:
+                self._drop_ahead()
+            if self.part is not None and self.part.fd >= 0:  # (closed at the commit)
                 if self.ctx.journal_error is not None and not (wrote or self.journal_started):
                     # (no record of its bytes: a part file nothing could resume)
                     with contextlib.suppress(StorageError):
@@ -603,7 +607,7 @@ class FileJob:
                     f"size mismatch for {self.final.name}: expected {self.size} bytes, got {have}"
                 )
             verified = None if self.size_from_eof and not self.end_proven else "size"
-        expected = self._expected_digests()
+        expected = self.digests if self.item.digest is None else self._expected_digests()
         if expected:
             want = expected[0]
             got = self._stream_digest(want, actual)

@@ -241,7 +241,7 @@ class PlainDownload:
         finally:
             job.done = self.covered()
             for span in self.spans:  # (a task cancelled before it ran never closed its own)
-                if span.ticket is not None:
+                if span.ticket is not None and not span.ticket.closed:
                     span.ticket.close()
             self.spans = []
 
@@ -578,7 +578,7 @@ class PlainDownload:
                     final = job.take_server_name(candidate)
         part = job.open_part(final, fresh=not job.done)
         try:
-            part.prepare(job.size, have=length(job.done))
+            part.prepare(job.size, have=length(job.done) if job.done else 0)
         except StorageError:
             if not job.done:  # (nothing in it: no empty part file left behind)
                 part.discard()
