@@ -276,3 +276,25 @@ def test_a_small_file_nobody_listens_to_asks_for_no_progress_tick(
     )
     assert report.ok == 4 and asked.count("progress") >= 4  # (listened: as before)
     assert sum(isinstance(e, Progress) for e in seen) >= 4
+
+
+def test_a_file_that_never_splits_makes_no_stand_in_future(
+    httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first span of a file runs in the file's own task; a future standing for that
+    run is made only when a controller starts to split the file, never for a small one."""
+    import asyncio.base_events
+    import sys
+
+    made: list[str] = []
+    real = asyncio.base_events.BaseEventLoop.create_future
+
+    def counted(self: asyncio.base_events.BaseEventLoop) -> asyncio.Future[Any]:
+        made.append(sys._getframe(1).f_code.co_filename)
+        return real(self)
+
+    monkeypatch.setattr(asyncio.base_events.BaseEventLoop, "create_future", counted)
+    urls = [httpd.add(f"/fut/f{i}.bin", bytes([i]) * (300 + i)) for i in range(6)]
+    report = download(urls, tmp_path / "o", settings=Settings(state_dir=tmp_path / "s"))
+    assert report.ok == 6
+    assert made and not [f for f in made if f.endswith("plain.py")]

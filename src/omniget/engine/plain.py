@@ -254,7 +254,7 @@ class PlainDownload:
         assert me is not None
         url = self._lease(first, wait=True)
         assert url is not None
-        first.task = stand_in = asyncio.get_running_loop().create_future()
+        # (its task: the file's own; a future stands for it once a controller starts)
         self.inline, self.runner, self.interrupts = first, me, 0
         try:
             await self._run_span(first, url)
@@ -266,13 +266,19 @@ class PlainDownload:
                 me.uncancel()
         finally:
             self.inline = None
-            if not stand_in.done():
+            stand_in = first.task
+            if stand_in is not None and not stand_in.done():
                 stand_in.set_result(None)
         if self.controller is not None:
             await self.controller
 
     def _start_controller(self) -> None:
-        """The first span's answer shows a file worth splitting: start the controller."""
+        """The first span's answer shows a file worth splitting: start the controller,
+        and a future that stands for the first span's run (in the file's task) among the
+        spans it watches (a small file, which never splits, makes none)."""
+        inline = self.inline
+        if inline is not None and inline.task is None:
+            inline.task = asyncio.get_running_loop().create_future()
         self.splitter = Splitter(self)
         task = asyncio.get_running_loop().create_task(self.splitter.run([]))
         task.add_done_callback(self._controller_ended)
