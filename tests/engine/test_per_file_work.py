@@ -298,3 +298,54 @@ def test_a_file_that_never_splits_makes_no_stand_in_future(
     report = download(urls, tmp_path / "o", settings=Settings(state_dir=tmp_path / "s"))
     assert report.ok == 6
     assert made and not [f for f in made if f.endswith("plain.py")]
+
+
+def test_a_hop_hands_its_first_bytes_over_in_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first body bytes of an answer are decided on and delivered in the same call
+    (not by on_write calling itself again, then _to_sink); a sink's StopTransfer and
+    errors end the hop as before."""
+    import asyncio
+
+    from omniget.engine.transports import hop as hop_module
+    from omniget.engine.transports.base import Head, Headers, StopTransfer
+
+    calls: list[str] = []
+    real_write = hop_module.Hop.on_write
+
+    def counted(self: hop_module.Hop, data: bytes | memoryview) -> int | None:
+        calls.append("on_write")
+        return real_write(self, data)
+
+    monkeypatch.setattr(hop_module.Hop, "on_write", counted)
+    monkeypatch.setattr(hop_module.Hop, "_to_sink", lambda *a: calls.append("_to_sink"))
+
+    class Sink:
+        def __init__(self, fail: BaseException | None = None) -> None:
+            self.data = b""
+            self.fail = fail
+
+        def on_head(self, head: Head) -> None:
+            pass
+
+        def on_data(self, data: bytes) -> None:
+            if self.fail is not None:
+                raise self.fail
+            self.data += bytes(data)
+
+    loop = asyncio.new_event_loop()
+    try:
+        results = []
+        for fail in (None, StopTransfer(), ValueError("no")):
+            sink = Sink(fail)
+            h = hop_module.Hop(sink, "http://h/z", loop.create_future())
+            h.parsed = (200, Headers([("Content-Length", "6")]))
+            results.append((h.on_write(b"abc"), h.on_write(b"def"), sink.data, h.stopped,
+                            type(h.error).__name__))  # fmt: skip
+    finally:
+        loop.close()
+    assert results == [
+        (None, None, b"abcdef", False, "NoneType"),
+        (0, 0, b"", True, "NoneType"),
+        (0, 0, b"", False, "ValueError"),
+    ]
+    assert calls == ["on_write"] * 6

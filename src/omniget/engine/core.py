@@ -223,11 +223,11 @@ class Engine:
                         item = dataclasses.replace(item, digest=s.checksum)  # --checksum
                     if not slots.take():
                         await slots.wait()
+                        if cancel is not None and cancel.is_set():  # (while it waited)
+                            SetupSlot(slots).release()
+                            report.stopped = True
+                            break
                     slot = SetupSlot(slots)
-                    if cancel is not None and cancel.is_set():  # (while waiting for a slot)
-                        slot.release()
-                        report.stopped = True
-                        break
                     path, text, earlier, mine = self._register_output(ctx, item)
                     job = FileJob(
                         ctx, item, path, after=earlier, released=mine, slot=slot, text=text

@@ -38,6 +38,7 @@ from .transports.base import (
     check_status,
     fetch_when_granted,
     skip_prefix,
+    transport_for,
 )
 from .verify import StreamHasher, digests_from_headers
 
@@ -371,7 +372,8 @@ class PlainDownload:
                 sink = _SpanSink(self, span, req)
                 try:
                     assert span.ticket is not None
-                    await fetch_when_granted(self.ctx.transport_for(url), req, sink, span.ticket)
+                    transport = transport_for(self.ctx.transports, url)
+                    await fetch_when_granted(transport, req, sink, span.ticket)
                     self._check_complete(span, sink)
                     return
                 except OmnigetError as exc:

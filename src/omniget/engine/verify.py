@@ -124,8 +124,8 @@ def digests_from_headers(headers: Mapping[str, str], *, status: int, decoded: bo
     once. Two different values for one algorithm are both returned (the server
     contradicts itself and the check will say so).
     """
-    if decoded:
-        return []
+    if decoded or (isinstance(headers, Headers) and not headers.has_any(_DIGEST_HEADERS)):
+        return []  # (our Headers without any: no _collect call, once per file)
     return _collect(headers, whole=True, body=status == 200)
 
 

@@ -101,35 +101,42 @@ class Hop:
         self.redo = False  # an encoding not decoded here: ask again, libcurl decoding
 
     def on_write(self, data: bytes | memoryview) -> int | None:
-        if self.deliver:
-            if self.rate is not None:
-                wait = self.rate.take(len(data))
-                if wait > 0 and self.easy is not None:
-                    # libcurl keeps the bytes and hands them over again once resumed
-                    self.resume = self.fut.get_loop().call_later(wait, self.unpause)
-                    return pycurl.WRITEFUNC_PAUSE  # type: ignore[no-any-return]
-            if self.decoder is not None:
-                self.encoded = True
-                try:
-                    data = self.decoder.decompress(data)
-                except DecodeError as exc:  # (its own checksum failed, or garbage)
-                    self.error = IntegrityError(
-                        f"could not decode the body ({safe_url(self.url)}): {exc}"
-                    )
-                    return 0
-                if not data:
-                    return None
-            return self._to_sink(self.on_data, data)
-        if not self.decided and not self.decide():
-            return 0
-        if self.location is not None:
-            self.discarded += len(data)
-            if self.discarded > REDIRECT_BODY_LIMIT:
-                self.stopped = True
+        if not self.deliver:  # (the head is complete: decide once, then deliver)
+            if not self.decided and not self.decide():
                 return 0
-            return None
-        self.deliver = True
-        return self.on_write(data)
+            if self.location is not None:
+                self.discarded += len(data)
+                if self.discarded > REDIRECT_BODY_LIMIT:
+                    self.stopped = True
+                    return 0
+                return None
+            self.deliver = True
+        if self.rate is not None:
+            wait = self.rate.take(len(data))
+            if wait > 0 and self.easy is not None:
+                # libcurl keeps the bytes and hands them over again once resumed
+                self.resume = self.fut.get_loop().call_later(wait, self.unpause)
+                return pycurl.WRITEFUNC_PAUSE  # type: ignore[no-any-return]
+        if self.decoder is not None:
+            self.encoded = True
+            try:
+                data = self.decoder.decompress(data)
+            except DecodeError as exc:  # (its own checksum failed, or garbage)
+                self.error = IntegrityError(
+                    f"could not decode the body ({safe_url(self.url)}): {exc}"
+                )
+                return 0
+            if not data:
+                return None
+        try:  # (as _to_sink, without a call per chunk)
+            self.on_data(data)
+        except StopTransfer:
+            self.stopped = True
+            return 0
+        except BaseException as exc:
+            self.error = exc
+            return 0
+        return None
 
     def _to_sink(self, call: Callable[..., object], *args: object) -> int | None:
         """Body bytes to the sink (``call``: its on_data or on_pipe); 0 (a short count:

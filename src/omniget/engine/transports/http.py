@@ -137,8 +137,8 @@ class CurlTransport:
         0 when it would not share a connection."""
         if url[:8].lower() == "https://":
             return 1 if self._h2.get(host_of(url), False) else 0
-        key = pipeline_key(url)
-        if key is not None and self._pipes is not None and self._pipes.shares(key):
+        pipes = self._pipes  # (a plain-HTTP URL's pool key is its host: pipeline_key)
+        if url[:7].lower() == "http://" and pipes is not None and pipes.shares(host_of(url)):
             return UNIT // DEPTH
         return 0
 
@@ -174,7 +174,12 @@ class CurlTransport:
                 if secret is None:
                     secret = _SENSITIVE.union(h.lower() for h in request.secret_headers)
                 hop_headers = {k: v for k, v in headers.items() if k not in secret}
-            cookie = self._cookie(url, hop_headers)
+            # (a Cookie header only from the request's own, or the jar)
+            cookie = (
+                self._cookie(url, hop_headers)
+                if self._jar is not None or "cookie" in hop_headers
+                else None
+            )
             if seen is not None:
                 key = (method, url, cookie or "")
                 if key in seen:
