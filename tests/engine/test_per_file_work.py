@@ -349,3 +349,40 @@ def test_a_hop_hands_its_first_bytes_over_in_one_call(monkeypatch: pytest.Monkey
         (0, 0, b"", False, "ValueError"),
     ]
     assert calls == ["on_write"] * 6
+
+
+def test_a_small_file_asks_nothing_of_the_runs_root_its_spans_or_splitting(
+    httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Per small file, no question whose answer the run already has or the file's size
+    gives: whether the run's root is absolute (and its hash, for the root's cache), a
+    merge of its one span, whether ranges could split it."""
+    import pathlib
+
+    import omniget.engine.plain as plain
+    import omniget.engine.spans as spans
+
+    asked: list[str] = []
+
+    def spy(owner: Any, name: str) -> None:
+        real = getattr(owner, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            asked.append(name)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, counted)
+
+    spy(pathlib.PurePath, "is_absolute")
+    spy(pathlib.PurePath, "__hash__")
+    spy(plain.PlainDownload, "splittable")
+    spy(plain, "merge")
+    spy(spans, "merge")
+    counts = []
+    for n in (2, 6):
+        urls = [httpd.add(f"/ask/{n}/f{i}.bin", bytes([i]) * (500 + i)) for i in range(n)]
+        asked.clear()
+        report = download(urls, tmp_path / f"o{n}", settings=Settings(state_dir=tmp_path / "s"))
+        assert report.ok == n
+        counts.append(sorted(asked))
+    assert counts[0] == counts[1]

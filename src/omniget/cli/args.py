@@ -348,7 +348,7 @@ def parse_input(text: str, name: str = "input file") -> list[str | Item]:
             continue
         # (one URL, as most lines: no split, no list)
         urls = (
-            [guess_scheme(line)]
+            [line if "://" in line else guess_scheme(line)]  # (one with a scheme: as it is)
             if "\t" not in line
             else [guess_scheme(u.strip()) for u in line.split("\t") if u.strip()]
         )

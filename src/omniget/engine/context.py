@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import os
+import posixpath
 import random
 import threading
 from collections.abc import Awaitable, Callable, Mapping
@@ -45,6 +46,10 @@ ChunkKey = tuple[str, str, str]
 Future = asyncio.Future[None]
 #: Set when an item of the run is done with its output path: True if it wrote the file.
 Output = asyncio.Future[bool]
+
+
+#: The system compares names as they are written (normcase changes no string).
+_SAME_CASE = os.path.normcase is posixpath.normcase
 
 
 def output_key(path: Path) -> str:
@@ -223,7 +228,7 @@ class RunContext:
     ) -> tuple[Output | None, Output]:
         """Announce an item writing ``path`` (``text``: it as a string, if known): (the
         earlier writer, this item's future)."""
-        key = output_key(path) if text is None else os.path.normcase(text)
+        key = output_key(path) if text is None else text if _SAME_CASE else os.path.normcase(text)
         earlier = self.outputs.get(key)
         mine = self.outputs[key] = asyncio.get_running_loop().create_future()
         waiter = self._wanted.pop(key, None)

@@ -155,9 +155,17 @@ def contain_text(root: Path, rel: str) -> tuple[Path, str]:
     """:func:`contain`'s path, and that path as a string, made without ``str()`` of the
     Path: the first ``str()`` of a Path costs an exception inside pathlib (~10 K
     instructions, once per file of a run)."""
-    # absolute: the cache outlives chdir (an absolute Path, as a run's, is its own key:
-    # no abspath per file)
-    base, cur, top = _resolved_root(root if root.is_absolute() else os.path.abspath(root))
+    global _last_root
+    last = _last_root
+    if last is not None and root is last[0]:  # (a run's root, file after file: no hash)
+        base, cur, top = last[1]
+    else:
+        # absolute: the cache outlives chdir (an absolute Path, as a run's, is its own
+        # key: no abspath per file)
+        key = root if root.is_absolute() else os.path.abspath(root)
+        base, cur, top = _resolved_root(key)
+        if key is root:  # (held here: no other object can take its identity)
+            _last_root = (root, (base, cur, top))
     safe = safe_relpath(rel)
     for part in safe.split("/"):
         parent, cur = cur, f"{cur}/{part}"
@@ -200,6 +208,10 @@ def _missing(path: str, parent: str) -> bool:
         # (a trailing slash resolves only to a directory)
         and os.access(f"{parent}/", os.X_OK, effective_ids=True)
     )
+
+
+#: The absolute root contain_text() saw last, and its _resolved_root().
+_last_root: tuple[Path, tuple[Path, str, str]] | None = None
 
 
 @functools.lru_cache(maxsize=64)

@@ -200,6 +200,8 @@ class PlainDownload:
         for s in self.spans:  # (a loop, not a list comprehension: once per file at least)
             if s.pos > s.start:
                 done.append((s.start, s.pos))
+        if not done or (len(done) == 1 and done[0][0] < done[0][1]):
+            return done  # (what merge() makes of it: a small file's one span, as a rule)
         return merge(done)
 
     def checkpoint(self, now: float) -> None:
@@ -340,11 +342,11 @@ class PlainDownload:
 
     def worth_splitting(self) -> bool:
         size = self.job.size
-        if not self.splittable() or size is None or self.settings.split == 1:
-            return False
         # already split: steal smaller pieces, take over the tail
         need = TAKE_OVER_MIN if len(self.spans) > 1 else 2 * self.settings.min_split_size
-        return size >= need and self.left() >= need  # (left() <= size: no sum for small files)
+        if size is None or size < need or self.settings.split == 1 or not self.splittable():
+            return False  # (the size first: a small file asks nothing more)
+        return self.left() >= need  # (left() <= size: no sum for small files)
 
 
     def left(self) -> int:
