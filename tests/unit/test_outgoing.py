@@ -42,3 +42,28 @@ def test_headers_cookie_and_range_lines() -> None:
         b"GET /f HTTP/1.1\r\nHost: h:8\r\nAccept: */*\r\nAccept-Encoding: identity\r\n\r\n"
     )
     assert pipe_request(Request("http://h:8/\u00e9"), "http://h:8/\u00e9", {}, None, "u") is None
+
+
+def test_a_request_line_goes_before_the_header_lines_written_once_per_host() -> None:
+    """With a store for the transport's own headers, a plain GET's header lines are
+    written once per host and the bytes are those written line by line; a request with
+    a cookie or a range is written in full as before."""
+    headers = check_headers((("X-A", "1"), ("X-Empty", "")))
+    fixed: dict[str, str] = {}
+    cases = [
+        Request("http://h:8/a/b.bin"),
+        Request("http://h:8?x=1"),
+        Request("http://other:9/c#frag"),
+        Request("http://h:8/f", range=ByteRange(5, 10), if_range='"e"'),
+        Request("http://h:8/\u00e9"),
+        Request("http://h:8/d"),
+    ]
+    for cookie in (None, "c=1"):
+        for req in cases:
+            want = pipe_request(req, req.url, headers, cookie, "ua/1")
+            assert pipe_request(req, req.url, headers, cookie, "ua/1", fixed) == want
+    assert sorted(fixed) == ["h:8", "other:9"]
+    fixed["h:8"] = "X-Stored: 1\r\n\r\n"  # (what is stored is what goes out)
+    assert pipe_request(Request("http://h:8/z"), "http://h:8/z", headers, None, "ua/1", fixed) == (
+        b"GET /z HTTP/1.1\r\nX-Stored: 1\r\n\r\n"
+    )

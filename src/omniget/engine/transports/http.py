@@ -109,6 +109,8 @@ class CurlTransport:
         self._user_origin = origin(settings.user_origin) if settings.user_origin else None
         self._jar = cookie_jar(settings.cookies_file)
         self._headers = check_headers(settings.headers, every_request=True)
+        # what follows a pipelined request's line, for those headers, by host
+        self._pipe_heads: dict[str, str] = {}
         # libcurl reads the netrc file on every request: skip that when there is none
         self._netrc = settings.netrc and netrc_exists(settings.netrc_file)
         self._netrc_hosts: frozenset[str] | None = None  # None: every host (or unread)
@@ -245,7 +247,10 @@ class CurlTransport:
                 and ask.creds is None
                 and pipeable(request, method, ask.body)
             ):  # (a netrc login for the host keeps it unconfirmed: see _maybe_pipeline)
-                data = pipe_request(request, url, ask.headers, ask.cookie, self.settings.user_agent)
+                fixed = self._pipe_heads if ask.headers is self._headers else None
+                data = pipe_request(
+                    request, url, ask.headers, ask.cookie, self.settings.user_agent, fixed
+                )
 
             while True:
                 taken = (

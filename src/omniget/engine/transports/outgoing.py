@@ -170,9 +170,13 @@ def pipe_request(
     headers: dict[str, tuple[str, str]],
     cookie: str | None,
     user_agent: str | None,
+    fixed: dict[str, str] | None = None,
 ) -> bytes | None:
     """The request as bytes on the wire (what libcurl would send), or None when it
-    is not plain ASCII (libcurl takes those)."""
+    is not plain ASCII (libcurl takes those). ``fixed``: the caller's store of what
+    follows the request line for ``headers`` and ``user_agent`` (always the same ones
+    for one store), by host: a request without a cookie or a range sends just that,
+    written once per host."""
     rest = url[7:].partition("#")[0]
     cut = len(rest)  # (where the target starts: the first "/" or "?")
     for i in (rest.find("/"), rest.find("?")):
@@ -181,7 +185,32 @@ def pipe_request(
     hostport, target = rest[:cut], rest[cut:]
     if not target.startswith("/"):
         target = "/" + target
-    lines = [f"GET {target} HTTP/1.1"]
+    if fixed is not None and not cookie and request.range is None and not request.if_range:
+        tail = fixed.get(hostport)
+        if tail is None:
+            lines = [*_header_lines(hostport, headers, user_agent), "\r\n"]
+            tail = fixed[hostport] = "\r\n".join(lines)
+        try:
+            return f"GET {target} HTTP/1.1\r\n{tail}".encode("ascii")
+        except UnicodeEncodeError:
+            return None
+    lines = [f"GET {target} HTTP/1.1", *_header_lines(hostport, headers, user_agent)]
+    if cookie:
+        lines.append(f"Cookie: {cookie}")
+    if request.range is not None or request.if_range:
+        lines += range_lines(request, headers)
+    lines.append("\r\n")
+    try:
+        return "\r\n".join(lines).encode("ascii")
+    except UnicodeEncodeError:
+        return None
+
+
+def _header_lines(
+    hostport: str, headers: dict[str, tuple[str, str]], user_agent: str | None
+) -> list[str]:
+    """The header lines every request to ``hostport`` with ``headers`` sends first."""
+    lines = []
     if "host" not in headers:
         lines.append(f"Host: {hostport}")
     if "user-agent" not in headers and user_agent:
@@ -192,12 +221,4 @@ def pipe_request(
         lines.append("Accept-Encoding: identity")
     if headers:
         lines.extend(f"{n}: {v}" for k, (n, v) in headers.items() if v and k != "cookie")
-    if cookie:
-        lines.append(f"Cookie: {cookie}")
-    if request.range is not None or request.if_range:
-        lines += range_lines(request, headers)
-    lines.append("\r\n")
-    try:
-        return "\r\n".join(lines).encode("ascii")
-    except UnicodeEncodeError:
-        return None
+    return lines
