@@ -14,9 +14,10 @@ import pytest
 from rich.console import Console
 from tests.cli._screen import Screen
 
-from omniget.cli import _logging, _SaveOnSignal
 from omniget.cli.bars import RichProgress
+from omniget.cli.logs import log_to_stderr
 from omniget.cli.output import Masker
+from omniget.cli.signals import SaveOnSignal
 from omniget.engine.events import Finished, Progress, Started
 from omniget.model import Item
 
@@ -51,7 +52,7 @@ def test_a_signal_while_a_frame_is_drawn_leaves_no_bar_behind() -> None:
     term = Term()
     rp = RichProgress(console(term), Masker())
     cancel = threading.Event()
-    on_signal = _SaveOnSignal(cancel, quiet=False)
+    on_signal = SaveOnSignal(cancel, quiet=False)
     first, *more = items(4)
     with rp, on_signal:
         rp(Started(first, None, size=4 * KiB, resumed=0))
@@ -72,7 +73,7 @@ def test_log_lines_go_above_the_bars(monkeypatch: pytest.MonkeyPatch) -> None:
     term = Term()
     monkeypatch.setattr(sys, "stderr", term)  # (the terminal, as in a real run)
     rp = RichProgress(console(term), Masker())
-    with _logging(Masker(["sekrit"]), verbose=False, debug=True), rp:
+    with log_to_stderr(Masker(["sekrit"]), verbose=False, debug=True), rp:
         for item in items(2):
             rp(Started(item, None, size=4 * KiB, resumed=0))
         rp.live.refresh()
@@ -229,7 +230,7 @@ def test_a_second_signal_quits_when_the_run_does_not_end_in_time(
 ) -> None:
     # (its KeyboardInterrupt once left asyncio waiting for tasks that never ended)
     exits: list[int] = []
-    on_signal = _SaveOnSignal(threading.Event(), quiet=True, grace=0.05, exit=exits.append)
+    on_signal = SaveOnSignal(threading.Event(), quiet=True, grace=0.05, exit=exits.append)
     with on_signal:
         on_signal(signal.SIGINT, None)
         with pytest.raises(KeyboardInterrupt):
@@ -241,7 +242,7 @@ def test_a_second_signal_quits_when_the_run_does_not_end_in_time(
 
 def test_a_run_that_ends_after_the_second_signal_is_not_quit_under_it() -> None:
     exits: list[int] = []
-    on_signal = _SaveOnSignal(threading.Event(), quiet=False, grace=0.2, exit=exits.append)
+    on_signal = SaveOnSignal(threading.Event(), quiet=False, grace=0.2, exit=exits.append)
     with on_signal:
         on_signal(signal.SIGTERM, None)
         with pytest.raises(KeyboardInterrupt):

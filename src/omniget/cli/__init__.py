@@ -14,17 +14,13 @@ import dataclasses
 import gc
 import logging
 import os
-import queue
 import signal
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from fnmatch import fnmatchcase
 from pathlib import Path
-from types import FrameType
 from typing import Any, TextIO
 
 from ..engine.events import Event, Failed, Skipped
@@ -34,6 +30,7 @@ from ..errors import Cancelled, OmnigetError, StorageError, UsageError
 from ..model import Item
 from .args import flags_from_args, guess_scheme, parse_args, parse_input
 from .config import Config, load_config, load_settings
+from .logs import log_to_stderr
 from .output import (
     EXISTS_WHY,
     JsonEvents,
@@ -49,6 +46,7 @@ from .output import (
     summary_line,
 )
 from .progress import PlainProgress, QuietProgress, make_progress
+from .signals import SaveOnSignal, on_signals, stop_at_once
 
 __all__ = ["load_settings", "main", "run"]
 
@@ -101,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(config, flags=flags_from_args(ns))
         mask = Masker([*mask.secrets, *cfg.secrets])
         quiet = bool(getattr(ns, "quiet", False))
-        with _logging(mask, verbose=ns.verbose, debug=ns.debug, quiet=quiet):
+        with log_to_stderr(mask, verbose=ns.verbose, debug=ns.debug, quiet=quiet):
             return RUNNERS[ns.command](ns, cfg, mask)
     except SystemExit as e:  # --help, --version
         return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
@@ -377,178 +375,6 @@ def _report_failures(failures: Sequence[Failure], mask: Masker) -> None:
             _error(f"{mask(label)}: {mask(str(error))}")
 
 
-Handler = Callable[[int, FrameType | None], None]
-
-
-QUIT_GRACE = 3.0  # a second signal: seconds the run gets to end before the process quits
-_QUIT = "quit"  # (queued by a second signal: the writer's cue to start that clock)
-
-
-class _SaveOnSignal:
-    """The SIGINT/SIGTERM handler of a download: the first one sets ``cancel`` (the engine
-    saves state), a second one interrupts. Either ends with exit 130 (design.md's one code
-    for an interrupted run).
-
-    The handler runs on the main thread between any two of its steps, maybe while it draws
-    the bars or writes a line to stderr: a write of its own there cuts into that one (rich
-    left a bar on the screen). So it only queues its line (``SimpleQueue.put`` is safe in a
-    handler); a thread of its own, started and joined by ``with``, writes it.
-
-    The second signal's KeyboardInterrupt lands wherever the loop is; should the run then
-    not end within ``grace`` seconds (a wait it broke may never be answered), that thread
-    ends the process with 130: what was committed to the journal is kept, as after a
-    SIGKILL."""
-
-    def __init__(
-        self,
-        cancel: threading.Event,
-        *,
-        quiet: bool,
-        grace: float = QUIT_GRACE,
-        exit: Callable[[int], object] = os._exit,
-    ) -> None:
-        self.cancel, self.quiet, self.grace, self._exit = cancel, quiet, grace, exit
-        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        self._writer = threading.Thread(target=self._write, name="omniget-signals", daemon=True)
-
-    def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if self.cancel.is_set():
-            self._lines.put(_QUIT)
-            raise KeyboardInterrupt
-        self.cancel.set()
-        if self.quiet:  # (-q: nothing but errors)
-            return
-        if signum == signal.SIGINT:
-            line = "stopping and saving state (Ctrl+C again to quit now)"
-        else:
-            line = "SIGTERM: stopping and saving state (a second one quits now)"
-        self._lines.put(f"omniget: {line}\n")
-
-    def _write(self) -> None:
-        deadline: float | None = None
-        while True:
-            try:
-                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-                line = self._lines.get(timeout=wait)
-            except queue.Empty:  # the run did not end in time after a second signal
-                self._quit_now()
-                return
-            if line is None:
-                return
-            if line is _QUIT:
-                deadline = deadline or time.monotonic() + self.grace
-                continue
-            _put(line)
-
-    def _quit_now(self) -> None:
-        show_cursor = "\x1b[?25h" if _isatty(sys.stderr) else ""
-        _put(f"{show_cursor}\nomniget: error: the run did not stop within {self.grace:g} s of"
-             " the second signal; quitting (what was saved is kept: run the same command"
-             " again to resume)\n")
-        self._exit(130)
-
-    def __enter__(self) -> _SaveOnSignal:
-        self._writer.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._writer.is_alive():
-            self._lines.put(None)
-            self._writer.join(timeout=5)
-
-
-def _put(line: str) -> None:
-    """Write ``line`` to stderr as it is now (rich's proxy while bars are drawn)."""
-    try:
-        sys.stderr.write(line)
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
-
-
-def _isatty(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def _stop_at_once(signum: int, frame: FrameType | None) -> None:
-    """``-O -``: nothing to save, so SIGINT/SIGTERM stop at once."""
-    raise KeyboardInterrupt
-
-
-@contextmanager
-def _on_signals(handler: Handler) -> Iterator[None]:
-    """``handler`` for SIGINT and SIGTERM while in use (from the main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-class _StderrHandler(logging.StreamHandler[TextIO]):
-    """Writes to ``sys.stderr`` as it is at each record (as logging's last resort does):
-    while bars are drawn that is rich's proxy, which puts the line above them (the stream
-    of when the handler was made wrote through them)."""
-
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr
-        super().emit(record)
-
-
-class _MaskingFormatter(logging.Formatter):
-    def __init__(self, mask: Masker, fmt: str = "omniget: %(levelname)s: %(name)s: %(message)s"):
-        super().__init__(fmt)
-        self.mask = mask
-
-    def format(self, record: logging.LogRecord) -> str:
-        return self.mask(super().format(record))
-
-
-class _WarningFormatter(_MaskingFormatter):
-    """The library's warnings as the CLI's other lines (``omniget: warning: ...``), one
-    line each: a traceback only with ``--debug``."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        lines = record.getMessage().splitlines()
-        return self.mask(f"omniget: warning: {lines[0] if lines else ''}")
-
-
-@contextmanager
-def _logging(mask: Masker, *, verbose: bool, debug: bool, quiet: bool = False) -> Iterator[None]:
-    """The library's warnings on stderr (a journal that cannot be used, say; none with
-    ``-q``); ``-v``: its INFO logs too; ``--debug``: DEBUG."""
-    logger = logging.getLogger("omniget")
-    handler: logging.Handler
-    if verbose or debug:
-        handler = _StderrHandler()
-        handler.setFormatter(_MaskingFormatter(mask))
-        level = logging.DEBUG if debug else logging.INFO
-    elif quiet:
-        handler, level = logging.NullHandler(), logging.WARNING  # (not Python's last resort)
-    else:
-        handler = _StderrHandler()
-        handler.setFormatter(_WarningFormatter(mask))
-        level = logging.WARNING
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
-
-
 # --- commands ---
 
 
@@ -618,8 +444,8 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     only = None if own else _filter(ns, skipped)  # (extracted above, filtered there)
     cancel = threading.Event()
     try:
-        on_signal = _SaveOnSignal(cancel, quiet=ns.quiet)
-        with consumer, on_signal, _on_signals(on_signal):
+        on_signal = SaveOnSignal(cancel, quiet=ns.quiet)
+        with consumer, on_signal, on_signals(on_signal):
             # (-q: no handler, so the engine builds no per-file events for nobody)
             on_event = None if isinstance(consumer, QuietProgress) else _safe(consumer)
             report = omniget.download(
@@ -697,7 +523,7 @@ def _to_stdout(item: Item, cfg: Config, ns: argparse.Namespace, mask: Masker) ->
     consumer = QuietProgress() if ns.quiet else PlainProgress(sys.stderr, mask)
     import omniget
 
-    with consumer, _on_signals(_stop_at_once):
+    with consumer, on_signals(stop_at_once):
         try:
             written = omniget.stream(
                 item, out.buffer, settings=cfg.settings, on_event=_safe(consumer)

@@ -1,0 +1,72 @@
+"""The library's log records on stderr while the CLI runs (above the bars, secrets masked)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TextIO
+
+from .output import Masker
+
+__all__ = ["log_to_stderr"]
+
+
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to ``sys.stderr`` as it is at each record (as logging's last resort does):
+    while bars are drawn that is rich's proxy, which puts the line above them (the stream
+    of when the handler was made wrote through them)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+class _MaskingFormatter(logging.Formatter):
+    def __init__(self, mask: Masker, fmt: str = "omniget: %(levelname)s: %(name)s: %(message)s"):
+        super().__init__(fmt)
+        self.mask = mask
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.mask(super().format(record))
+
+
+class _WarningFormatter(_MaskingFormatter):
+    """The library's warnings as the CLI's other lines (``omniget: warning: ...``), one
+    line each: a traceback only with ``--debug``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        lines = record.getMessage().splitlines()
+        return self.mask(f"omniget: warning: {lines[0] if lines else ''}")
+
+
+@contextmanager
+def log_to_stderr(
+    mask: Masker, *, verbose: bool, debug: bool, quiet: bool = False
+) -> Iterator[None]:
+    """The library's warnings on stderr (a journal that cannot be used, say; none with
+    ``-q``); ``-v``: its INFO logs too; ``--debug``: DEBUG."""
+    logger = logging.getLogger("omniget")
+    handler: logging.Handler
+    if verbose or debug:
+        handler = _StderrHandler()
+        handler.setFormatter(_MaskingFormatter(mask))
+        level = logging.DEBUG if debug else logging.INFO
+    elif quiet:
+        handler, level = logging.NullHandler(), logging.WARNING  # (not Python's last resort)
+    else:
+        handler = _StderrHandler()
+        handler.setFormatter(_WarningFormatter(mask))
+        level = logging.WARNING
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
