@@ -97,9 +97,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    "are mirrors")
     p.add_argument("--source", metavar="NAME", help="use this source instead of guessing")
     p.add_argument("--include", action="append", metavar="GLOB",
-                   help="only items whose output path matches (repeatable)")
+                   help="only items whose output path (or name) matches (repeatable)")
     p.add_argument("--exclude", action="append", metavar="GLOB",
-                   help="skip items whose output path matches (repeatable)")
+                   help="skip items whose output path (or name) matches (repeatable)")
     p.add_argument("--config", metavar="FILE", type=_file, help="config file (default: "
                    "$XDG_CONFIG_HOME/omniget/config.toml)")
     p.add_argument("--state-dir", metavar="DIR", help="journal and archive folder")
@@ -114,7 +114,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                      help="connections per host (default 4)")
     net.add_argument("--retries", type=_nonneg, metavar="N", help="retries per piece (default 5)")
     net.add_argument("--timeout", type=_checked(cfg.parse_seconds, "seconds"), metavar="SECONDS",
-                     help="connect and stall timeout")
+                     help="connect and stall timeout (default 15 s to connect, 20 s with no data)")
     net.add_argument("-H", "--header", action="append", metavar="'NAME: VALUE'",
                      type=_checked(cfg.parse_header, "header"),
                      help="extra header (repeatable; 'NAME:' leaves it out)")

@@ -1,0 +1,77 @@
+"""The README and ``omniget get --help`` against the parser and the settings: every option a
+user can give is in both, and every default they state is the one the code has."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from omniget.cli.args import build_parser
+from omniget.cli.config import OPTIONS
+from omniget.settings import NetworkSettings, Settings
+
+README = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+
+
+def _cli_part() -> str:
+    """The README's command-line part: the command block, the option table, the config text."""
+    return README[README.index("## The command line") : README.index("### Exit codes")]
+
+
+def _flags() -> list[list[str]]:
+    """Each option of ``omniget get`` (and ``--version``), as its option strings."""
+    parser = build_parser("get")
+    return [list(a.option_strings) for a in parser._actions
+            if a.option_strings and a.option_strings != ["-h", "--help"]]
+
+
+@pytest.mark.parametrize("names", _flags(), ids=lambda names: names[-1])
+def test_readme_names_every_option(names: list[str]) -> None:
+    text = _cli_part()
+    assert any(re.search(rf"`[^`]*{re.escape(n)}\b", text) for n in names), names
+
+
+def test_readme_flags_exist() -> None:
+    """Every ``--flag`` the README's command-line part shows is an option of the command."""
+    known = {n for names in _flags() for n in names} | {"--help", "--cacert"}  # (curl's)
+    shown = set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", _cli_part()))
+    assert shown - known == set()
+
+
+def test_readme_names_every_config_key_without_a_flag() -> None:
+    flags = {n.removeprefix("--") for names in _flags() for n in names}
+    text = _cli_part()
+    for name in OPTIONS:
+        if name not in flags:
+            assert f"`{name}" in text, name
+
+
+def _help_default(flag: str) -> str:
+    text = " ".join(build_parser("get").format_help().split())
+    m = re.search(rf"{re.escape(flag)} \S+ [^()]*\(default ([^)]*)\)", text)
+    assert m is not None, flag
+    return m[1]
+
+
+def test_help_defaults_are_the_settings() -> None:
+    s, net = Settings(), NetworkSettings()
+    assert _help_default("--connections") == f"{s.connections_per_host}"
+    assert _help_default("--retries") == f"{s.retries}"
+    assert _help_default("--jobs") == f"{s.jobs}"
+    assert _help_default("--timeout") == (
+        f"{net.connect_timeout:g} s to connect, {net.stall_timeout:g} s with no data"
+    )
+
+
+def test_readme_defaults_are_the_settings() -> None:
+    s, net = Settings(), NetworkSettings()
+    text = _cli_part()
+    assert f"default {s.jobs};" in text
+    assert f"(default {s.connections_per_host})" in text
+    assert f"`OMNIGET_MAX_CONNECTIONS`, default {s.max_connections})" in text
+    assert f"retry count (default {s.retries};" in text
+    assert (f"(default {net.connect_timeout:g} s to connect, {net.stall_timeout:g} s with no "
+            "data)") in text
+    assert f"`max-redirects`: default {net.max_redirects}" in text
