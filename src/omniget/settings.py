@@ -1,6 +1,8 @@
-"""Typed settings objects. The library never reads config files or the environment on its
-own: the CLI builds these (``omniget.load_settings()`` does what the CLI would) and callers
-pass them in."""
+"""Typed settings objects. The library reads no config file and no ``OMNIGET_<OPTION>``
+variable on its own: the CLI builds these (``omniget.load_settings()`` does what the CLI
+would) and callers pass them in. What it does read, as curl and other tools do: the state
+folder's default (``$OMNIGET_STATE_DIR``, ``$XDG_STATE_HOME``), the ``*_proxy`` variables and
+``CURL_CA_BUNDLE`` / ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` (see ``transports/curlloop.py``)."""
 
 from __future__ import annotations
 
