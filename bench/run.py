@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="SCENARIO=disk|tmpfs",
-        help="where the output goes (default: tmpfs for S3tmpfs and S5p)",
+        help="where the output goes (default: tmpfs for S3tmpfs, S5p and S5h)",
     )
     p.add_argument(
         "--quick",
