@@ -376,9 +376,8 @@ def test_answer_larger_than_small_body_sends_one_request_at_a_time(
 
 
 BIG = bytes(range(256)) * 20  # 5120 bytes
-BIG_IN_TWO = send(
-    b"HTTP/1.1 200 OK\r\nContent-Length: 5120\r\n\r\n" + BIG[:100], BIG[100:], pause=0.03
-)
+BIG_HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 5120\r\n\r\n"
+BIG_IN_TWO = send(BIG_HEAD + BIG[:100], BIG[100:], pause=0.03)
 
 
 def test_receiver_abort_with_little_left_drains_and_keeps_the_connection(srv: Server) -> None:
@@ -459,6 +458,31 @@ def test_cancelled_request_answer_is_read_and_dropped(srv: Server, at: str) -> N
         assert gone.raw[0] == b"HTTP/1.1 200 OK\r\n" and len(gone.body) == 100
     assert gone.late_writes == 0
     assert srv.paths() == ["/a", "/big", "/next"] and srv.connections == 1
+
+
+def test_cancelled_request_with_much_left_closes_its_connection_at_once(
+    srv: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request cancelled in the middle of a long answer (a quiet span whose bytes went
+    to a fresh connection) closes its connection when it is cancelled, as a receiver
+    that ends one does: its rest is neither waited for nor read (before, the connection
+    stayed until the whole rest came, and the next request waited behind it)."""
+    monkeypatch.setattr(h1conn, "DRAIN_MAX", 1000)
+    srv.route("/quiet", stall_after(srv, BIG_HEAD + BIG[:100]))
+
+    async def go() -> list[Hop]:
+        async with Client(srv.port, max_conns=1) as c:
+            [gone] = c.get("/quiet", cancel_after=1)
+            await c.until(lambda: gone.fut.done())
+            await c.until(lambda: not c.pool.has_connections(c.key), timeout=0.5)
+            rest = c.get("/next")
+            assert await c.codes(rest, timeout=1.0) == [0]
+            return [gone, *rest]
+
+    gone, nxt = run(go)
+    assert gone.fut.cancelled() and len(gone.body) == 100
+    assert bytes(nxt.body) == want("/next")
+    assert conns_of(srv, "/next") == [2]
 
 
 def test_request_cancelled_while_waiting_is_never_sent(srv: Server) -> None:

@@ -303,6 +303,42 @@ def test_kept_connections_are_reused_by_later_requests(srv: Server) -> None:
     assert len(srv.requests) == 9
 
 
+def test_a_connection_draining_a_dropped_answer_counts_against_the_host_cap(
+    srv: Server,
+) -> None:
+    """The host's cap counts the engine's connections (``held``) less the pool's own
+    requests: a request its requester dropped holds no slot of the engine's any more, yet
+    its connection is open, reading the rest. A request that needs that place shuts it
+    rather than open one more: before, the tail of a split file (a quiet span's bytes
+    moved to a fresh connection) went one over ``-N``."""
+    body = b"x" * 5000  # (under DRAIN_MAX: its rest would be read and dropped)
+    head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    srv.route("/slow", send(head + body[:100], body[100:], pause=2.0))
+
+    async def go() -> None:
+        async with Client(srv.port, max_conns=2, confirm=False) as c:
+            c.pool.one_by_one(c.key)  # (large answers: one request per connection)
+            live: list[Hop] = []
+            # the engine holds one connection there through libcurl, one per live request
+            c.pool.held = lambda key: 1 + sum(not h.fut.done() for h in live)
+            [gone] = live[:] = [Hop(c.loop, cancel_after=1)]
+            c.pool.submit(c.key, rq("/slow"), gone)
+            await c.until(lambda: gone.fut.done())
+            conns = c.pool._origins[c.key].conns
+            assert len(conns) == 1
+            nxt = Hop(c.loop)
+            live.append(nxt)
+            begun = time.monotonic()
+            c.pool.submit(c.key, rq("/a"), nxt)
+            assert len(conns) <= 1  # the cap less libcurl's one
+            assert await c.codes([nxt]) == [0]
+            assert time.monotonic() - begun < 1.0  # (not after the 2 s the rest takes)
+            assert bytes(nxt.body) == want("/a")
+
+    run(go)
+    assert srv.connections == 2
+
+
 # ----- the server ends connections ----------------------------------------------------
 
 

@@ -407,13 +407,19 @@ class Conn(asyncio.BufferedProtocol):
         self.decoder = decoder
         self.encoded = False  # the decoder has seen body bytes
         self.drain = False
-        if not p.hop.fut.done():  # (not dropped by its requester)
+        short = self.state == _BODY and self.left <= DRAIN_MAX  # (its rest may be drained)
+        if not p.dropped:
             p.got = True
             p.hop.raw += lines
             p.hop.raw.append(b"\r\n")
             p.hop.parsed = (status, headers)
-        else:
+            if not short:  # dropped in the middle: close at once (see _dropped)
+                p.hop.fut.add_done_callback(lambda fut: self._dropped(p, fut))
+        elif short:
             self.drain = True
+        else:  # a long answer nobody wants any more: not read to its end
+            self._shut()
+            return False
         if self.state == _BODY and self.left == 0:
             return self._complete()
         return True
@@ -454,6 +460,14 @@ class Conn(asyncio.BufferedProtocol):
         if p.hop.on_write(chunk) == 0:  # the sink ended it (or refused the head)
             return self._ended_by_requester(p)
         return True
+
+    def _dropped(self, p: Pending, fut: asyncio.Future[tuple[int, str]]) -> None:
+        """``p``'s requester cancelled it while its long answer came (a quiet span whose
+        bytes went to a fresh connection): close now, as for a receiver that ends one, so
+        the rest is not read for nobody and the connection's place is free at once."""
+        head = not self.done and bool(self.queue) and self.queue[0] is p
+        if fut.cancelled() and head and not (self.state == _BODY and self.left <= DRAIN_MAX):
+            self._shut()
 
     def _ended_by_requester(self, p: Pending) -> bool:
         """The requester ended its answer early: drop the rest of a short body to keep the
@@ -546,6 +560,10 @@ class Conn(asyncio.BufferedProtocol):
         rest.reverse()
         self.pool.requeue(self.origin, rest)
         self.pool._pump(self.origin)
+
+    def shut(self) -> None:
+        """Close now; requests still queued (no byte of answer yet) go elsewhere."""
+        self._shut()
 
     def _shut(self) -> None:
         """Close now; requests still queued (no byte of answer yet) go elsewhere."""

@@ -203,10 +203,26 @@ class PipelinePool:
                 self._starved.pop(o.key, None)
                 conn.open()
             elif conn is None:
+                if self._shut_a_drain(o):
+                    continue  # (its place is free now)
                 if not o.conns:  # the run's cap: wait for a connection to free up
                     self._starved[o.key] = o
                 return
             conn.send(o.waiting.popleft())
+
+    def _shut_a_drain(self, o: Origin) -> bool:
+        """Close a connection of ``o`` that only reads answers their requesters dropped:
+        it holds no slot of the engine's, so a request that needs its place takes it
+        rather than wait for the rest of those answers. True if one was closed."""
+        for conn in o.conns:
+            if conn.queue and all(p.dropped for p in conn.queue):
+                self._quiet = True  # (closed() must not pump o from inside _pump(o))
+                try:
+                    conn.shut()
+                finally:
+                    self._quiet = False
+                return True
+        return False
 
     def admit(self, start: Callable[[], None], fut: asyncio.Future[Any]) -> bool:
         """May the engine open a connection beside ours (a libcurl transfer) now? The
@@ -276,7 +292,10 @@ class PipelinePool:
         o = self._origins.get(key)
         if held and o is not None and not self.shares(key):
             # one by one, each of our requests holds a whole connection of the engine's
-            held -= len(o.waiting) + sum(len(c.queue) for c in o.conns)
+            # (not one its requester dropped: that slot is the engine's again)
+            held -= sum(not p.dropped for p in o.waiting) + sum(
+                not p.dropped for c in o.conns for p in c.queue
+            )
         return max(1, min(self.max_conns, self.max_conns - held))
 
     def requeue(self, o: Origin, pending: Iterable[Pending]) -> None:
