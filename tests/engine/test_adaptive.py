@@ -17,7 +17,7 @@ from tests.servers.httpd import HTTPServer
 from omniget.engine import Engine, Report
 from omniget.engine.transports.base import Head, Request, Sink
 from omniget.engine.transports.http import CurlTransport
-from omniget.model import Item
+from omniget.model import ByteRange, Item, Piece
 from omniget.settings import NetworkSettings, Settings
 
 KiB = 1024
@@ -228,3 +228,81 @@ def test_many_large_files_keep_the_per_host_cap(
     assert any("range" in r.headers for r in logged)  # and split spans
     # The kernel's count: the server's log overlaps a cut span with its successor.
     assert 0 < conns.peak <= 3
+
+
+@pytest.mark.parametrize("cap", [2, 4])
+def test_a_split_file_after_small_ones_keeps_the_per_host_cap(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, cap: int
+) -> None:
+    """Small files leave the pool's pipelined connections open (idle) to the host; a large
+    file after them is split over libcurl's connections (ranged requests do not go
+    pipelined). Those count against the same cap: the pool's idle connections close to
+    make room, busy ones once their answers are in. Before, libcurl opened its own beside
+    them: ``-N 4`` showed 7 connections to the host."""
+    small = {f"/s{i}.bin": payload(16 * KiB, 40 + i) for i in range(24)}
+    for path, data in small.items():
+        httpd.add(path, data)
+    big = payload(8 * MiB, 9)
+    httpd.add("/after.bin", big)
+    urls = [httpd.url(p) for p in small] + [httpd.url("/after.bin", drip=16 * MiB)]
+    settings = Settings(
+        state_dir=tmp_path / "state",
+        min_split_size=256 * KiB,
+        connections_per_host=cap,
+        network=NetworkSettings(stall_timeout=5.0, connect_timeout=5.0),
+    )
+
+    async def go() -> Report:
+        eng = Engine(settings)
+        try:
+            items = [Item(u, filename=u.split("/")[-1].split("?")[0]) for u in urls]
+            return await eng.run(items, tmp_path / "out")
+        finally:
+            await eng.aclose()
+
+    with PeakConnections(httpd.port) as conns:
+        report = asyncio.run(go())
+    assert report.ok == len(urls), report.failures
+    assert (tmp_path / "out" / "after.bin").read_bytes() == big
+    ranged = [r for r in httpd.requests if r.path == "/after.bin" and "range" in r.headers]
+    assert ranged  # (it was split)
+    assert 0 < conns.peak <= cap
+
+
+def test_ranged_pieces_set_up_ahead_do_not_wait_for_room_they_hold(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """With one connection per host, small files (pipelined) and then files made of
+    ranged pieces of one blob (libcurl's): the pieces set up ahead for their slots hold
+    no connection, so the pool's one connection is all a started piece waits for. (An
+    early count of them waited for room the pool could never give: the run hung.)"""
+    blob = payload(64 * KiB, 77)
+    httpd.add("/blob.bin", blob)
+    small = {f"/t{i}.bin": payload(8 * KiB, 60 + i) for i in range(6)}
+    for path, data in small.items():
+        httpd.add(path, data)
+    items = [Item(httpd.url(p), filename=p[1:]) for p in small]
+    for i in range(6):
+        at = [(j * 4 * KiB, j * 4 * KiB + 2 * KiB) for j in range(i, i + 4)]
+        pieces = tuple(
+            Piece(url=httpd.url("/blob.bin"), range=ByteRange(a, b), offset=n * 2 * KiB,
+                  size=b - a)
+            for n, (a, b) in enumerate(at)
+        )
+        items.append(Item(httpd.url("/blob.bin"), filename=f"r{i}.bin", size_bytes=8 * KiB,
+                          pieces=pieces))
+    settings = Settings(state_dir=tmp_path / "state", connections_per_host=1, jobs=128,
+                        network=NetworkSettings(stall_timeout=5.0, connect_timeout=5.0))
+
+    async def go() -> Report:
+        eng = Engine(settings)
+        try:
+            return await asyncio.wait_for(eng.run(items, tmp_path / "out"), 20)
+        finally:
+            await eng.aclose()
+
+    report = asyncio.run(go())
+    assert report.ok == len(items), report.failures
+    for i in range(6):
+        want = b"".join(blob[j * 4 * KiB : j * 4 * KiB + 2 * KiB] for j in range(i, i + 4))
+        assert (tmp_path / "out" / f"r{i}.bin").read_bytes() == want

@@ -424,16 +424,25 @@ class CurlTransport:
             return len(self._kept)
         return len(self._kept) + core.sockets + core.starting + len(core.kept)
 
+    def _curl_at(self, key: str) -> int:
+        """libcurl's running transfers to the plain-HTTP origin ``key`` (each holds a
+        connection; those still waiting for their slot or for room hold none)."""
+        core = self._core
+        if core is None:
+            return 0
+        return sum(1 for easy in self._on_curl.get(key, ()) if core.running(easy))
+
     def _admit(self, key: str | None, start: Callable[[], None], fut: asyncio.Future[Any]) -> bool:
-        """May a libcurl transfer start now under the run's connection cap? False: the
-        pool calls ``start`` once a connection frees up (see :meth:`PipelinePool.admit`)."""
+        """May a libcurl transfer start now under the run's and the host's connection
+        caps, beside the pool's connections? False: the pool calls ``start`` once a
+        connection frees up (see :meth:`PipelinePool.admit`)."""
         pipes = self._pipes
         assert pipes is not None  # (asked only beside a pool)
         if key is not None and self._kept.has(key):
             in_use, unconnected = self._curl_sockets(key)
             if self._kept.idle(key, in_use) > unconnected:
                 return True  # (it will take a connection libcurl kept there)
-        return pipes.admit(start, fut)
+        return pipes.admit(start, fut, key)
 
     def _shed(self) -> bool:
         """Shut one of libcurl's kept connections that no transfer uses."""
@@ -697,6 +706,7 @@ class CurlTransport:
             self._pipes.opening = self._shut_kept
             self._pipes.others = self._curl_active
             self._pipes.shed = self._shed
+            self._pipes.curl_at = self._curl_at
         self._kept.clear()
         self._core = CurlLoop(
             loop,

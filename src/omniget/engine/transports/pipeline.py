@@ -72,10 +72,14 @@ class PipelinePool:
         self.others: Callable[[], int] | None = None
         #: Closes one of those that is idle; False if none is.
         self.shed: Callable[[], bool] | None = None
+        #: libcurl's running transfers to an origin (a connection each), if known.
+        self.curl_at: Callable[[str], int] | None = None
         self._total = 0  # our connections, every origin
         self._starved: dict[str, Origin] = {}  # origins with requests and no connection
-        # starts of libcurl transfers waiting for room under the run's cap, in order
-        self._deferred: deque[tuple[Callable[[], None], asyncio.Future[Any]]] = deque()
+        # starts of libcurl transfers (and their origins) waiting for room, in order
+        self._deferred: deque[tuple[Callable[[], None], asyncio.Future[Any], str | None]] = (
+            deque()
+        )
         self._quiet = False
         self.connect_timeout = connect_timeout
         self.stall_timeout = stall_timeout
@@ -224,13 +228,48 @@ class PipelinePool:
                 return True
         return False
 
-    def admit(self, start: Callable[[], None], fut: asyncio.Future[Any]) -> bool:
-        """May the engine open a connection beside ours (a libcurl transfer) now? The
-        run's cap counts both: room is made as for one of ours. False: ``start`` is
-        called once there is room (unless ``fut`` is done by then)."""
-        if not self.max_total or not self._total or (not self._deferred and self._room(None)):
+    def admit(
+        self, start: Callable[[], None], fut: asyncio.Future[Any], key: str | None = None
+    ) -> bool:
+        """May the engine open a connection beside ours (a libcurl transfer, to ``key``)
+        now? The run's cap counts both, and so does the host's: room is made as for one
+        of ours. False: ``start`` is called once there is room (unless ``fut`` is done by
+        then)."""
+        run = not self.max_total or not self._total or (not self._deferred and self._room(None))
+        if run and self._host_room(key):
             return True
-        self._deferred.append((start, fut))
+        self._deferred.append((start, fut, key))
+        return False
+
+    def _host_room(self, key: str | None) -> bool:
+        """A libcurl transfer to ``key`` fits under the host's cap beside our connections
+        there and libcurl's running transfers (``curl_at``: a connection each). Idle ones
+        of ours close to make room at once; else busy ones take no more requests and close
+        after their answers, and the transfer waits for that."""
+        o = self._origins.get(key) if key is not None else None
+        if o is None or not o.conns or self.curl_at is None:
+            return True
+        assert key is not None
+        over = len(o.conns) + self.curl_at(key) + 1 - self.max_conns
+        for conn in list(o.conns):
+            if over <= 0:
+                return True
+            if not conn.queue and not conn.closing:
+                self._quiet = True  # (closed() must not pump or kick from in here)
+                try:
+                    conn.retire()
+                finally:
+                    self._quiet = False
+                over -= 1
+        if over <= 0:
+            return True
+        closing = sum(c.closing for c in o.conns)
+        for conn in o.conns:
+            if closing >= over:
+                break
+            if not conn.closing:
+                conn.closing = True  # (it closes once its last answer is in)
+                closing += 1
         return False
 
     def _room(self, o: Origin | None) -> bool:
@@ -265,9 +304,9 @@ class PipelinePool:
         """Connections may have freed up elsewhere: serve what waits for one."""
         deferred = self._deferred
         while deferred:
-            start, fut = deferred[0]
+            start, fut, key = deferred[0]
             if not fut.done():
-                if self._closed or not self._room(None):
+                if self._closed or not self._room(None) or not self._host_room(key):
                     break
                 start()
             deferred.popleft()
@@ -325,7 +364,7 @@ class PipelinePool:
         """End every connection; what is in flight finishes with :data:`CLOSED`."""
         self._closed = True
         while self._deferred:  # (they start, or fail, where they are)
-            start, fut = self._deferred.popleft()
+            start, fut, _ = self._deferred.popleft()
             if not fut.done():
                 start()
         for o in self._origins.values():
