@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from tests.servers.conns import can_count, established
 
 from omniget.engine.transports import h1conn
 from omniget.engine.transports.hop import parse_head
@@ -483,6 +484,25 @@ def test_cancelled_request_with_much_left_closes_its_connection_at_once(
     assert gone.fut.cancelled() and len(gone.body) == 100
     assert bytes(nxt.body) == want("/next")
     assert conns_of(srv, "/next") == [2]
+
+
+def test_a_shut_connection_is_closed_for_the_caps_at_once(srv: Server) -> None:
+    """Closing a connection in the middle of an answer ends it in the kernel at once,
+    not on the loop's next turn: a connection opened in the same turn (libcurl's, for
+    the transfer that waited for this one's place) never makes one over the cap."""
+    if not can_count():
+        pytest.skip("needs Linux's sock_diag netlink to count connections")
+    srv.route("/quiet", stall_after(srv, BIG_HEAD + BIG[:100]))
+
+    async def go() -> None:
+        async with Client(srv.port, max_conns=1) as c:
+            [gone] = c.get("/quiet")
+            await c.until(lambda: len(gone.body) == 100)
+            assert established(srv.port) == 1
+            c.pool._origins[c.key].conns[0]._shut()
+            assert established(srv.port) == 0  # (no await in between)
+
+    run(go)
 
 
 def test_request_cancelled_while_waiting_is_never_sent(srv: Server) -> None:

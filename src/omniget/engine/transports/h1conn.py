@@ -572,6 +572,7 @@ class Conn(asyncio.BufferedProtocol):
         self.closing = True
         self._end()
         if self.transport is not None:
+            _send_fin(self.transport)  # (closed now for the caps, not on a later turn)
             self.transport.abort()
         rest = [p for p in self.queue if not p.got]
         for p in self.queue:
