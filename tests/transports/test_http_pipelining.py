@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import logging
 import random
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from omniget.engine.transports.pipeline import DEPTH
 from omniget.settings import NetworkSettings, Settings
 
 from ._http_kit import Sink, run
-from ._server import Req, Server, ranged, redirect, static
+from ._server import Handler, Req, Server, ranged, redirect, reply, static
 
 LOGGER = "omniget.engine.transports.http"
 
@@ -287,6 +288,39 @@ def test_connections_do_not_pile_up_across_many_origins(tmp_path: Path) -> None:
             report = download(urls, tmp_path / "out", settings=settings)
     assert report.ok == 120 and not report.failed, report.failures
     assert 1 <= conns.peak <= 4
+
+
+def _closing(data: bytes) -> Handler:
+    """An answer with ``Connection: close``, then the close: the requests pipelined
+    behind it come back unanswered and go through libcurl."""
+
+    def handle(req: Req, sock: socket.socket) -> bool:
+        reply(sock, 200, data, [("Connection", "close")])
+        return False
+
+    return handle
+
+
+@pytest.mark.parametrize("cap", [2, 4])
+def test_requests_given_back_to_libcurl_wait_for_room_under_the_host_cap(
+    tmp_path: Path, cap: int
+) -> None:
+    """Engine end to end: a server that ends a pipelined connection now and then. The
+    requests queued behind each end go through libcurl, a connection each: they start as
+    the pool's connections make room (idle ones close, busy ones after their answers),
+    and the pool opens no more while they run. Before, the host saw twice the cap."""
+    n = 400
+    with Server() as server:
+        for i in range(n):
+            server.route(f"/c{i}.bin", (_closing if i % 25 == 24 else static)(body(i % 40)))
+        urls = [server.url(f"/c{i}.bin") for i in range(n)]
+        settings = Settings(connections_per_host=cap, state_dir=tmp_path / "state")
+        with PeakConnections(server.port) as conns:
+            report = download(urls, tmp_path / "out", settings=settings)
+    assert report.ok == n and not report.failed, report.failures
+    for i in range(n):
+        assert (tmp_path / "out" / f"c{i}.bin").read_bytes() == body(i % 40)
+    assert 1 <= conns.peak <= cap
 
 
 @pytest.fixture

@@ -425,12 +425,16 @@ class CurlTransport:
         return len(self._kept) + core.sockets + core.starting + len(core.kept)
 
     def _curl_at(self, key: str) -> int:
-        """libcurl's running transfers to the plain-HTTP origin ``key`` (each holds a
-        connection; those still waiting for their slot or for room hold none)."""
+        """libcurl's connections to the plain-HTTP origin ``key``: its running transfers'
+        (those still waiting for their slot or for room hold none), and those it kept
+        after a transfer that has just ended (the pool's ``opening`` shuts them once
+        noted: see :meth:`_kept_after`)."""
         core = self._core
         if core is None:
             return 0
-        return sum(1 for easy in self._on_curl.get(key, ()) if core.running(easy))
+        return sum(
+            1 for easy in self._on_curl.get(key, ()) if core.running(easy) or easy in core.kept
+        )
 
     def _admit(self, key: str | None, start: Callable[[], None], fut: asyncio.Future[Any]) -> bool:
         """May a libcurl transfer start now under the run's and the host's connection

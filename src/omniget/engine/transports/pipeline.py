@@ -326,7 +326,8 @@ class PipelinePool:
 
     def _cap(self, key: str) -> int:
         """Connections this pool may hold to ``key``: the host's cap less the whole
-        connections the engine holds there for other requests (libcurl's)."""
+        connections the engine holds there for other requests (libcurl's), or less
+        libcurl's running transfers there (light ones hold a connection each), if more."""
         held = self.held(key) if self.held is not None else 0
         o = self._origins.get(key)
         if held and o is not None and not self.shares(key):
@@ -335,7 +336,11 @@ class PipelinePool:
             held -= sum(not p.dropped for p in o.waiting) + sum(
                 not p.dropped for c in o.conns for p in c.queue
             )
-        return max(1, min(self.max_conns, self.max_conns - held))
+        curl = self.curl_at(key) if self.curl_at is not None else 0
+        # (a light transfer of libcurl's holds a connection too; when libcurl's fill the
+        # cap, ours wait for one of them to end: see kick)
+        least = 0 if curl >= self.max_conns else 1
+        return max(least, min(self.max_conns, self.max_conns - max(held, curl)))
 
     def requeue(self, o: Origin, pending: Iterable[Pending]) -> None:
         """Requests that got no answer go back to the front of the queue (or to libcurl)."""
@@ -356,6 +361,8 @@ class PipelinePool:
             o.conns.remove(conn)
             self._total -= 1
         if not self._closed and not self._quiet:
+            if self._deferred:  # (they hold their slots already: they go first)
+                self.kick()
             self._pump(o)
             if self.starved:
                 self.kick()
