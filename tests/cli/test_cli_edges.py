@@ -368,6 +368,25 @@ def test_dry_run_skips_existing_files_and_admits_unknown_sizes(
     assert Path("a.bin").read_text() == "old" and not Path("b.bin").exists()
 
 
+@pytest.mark.parametrize("verbose", [False, True])
+def test_dry_run_lists_a_few_skipped_files_unless_verbose(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], verbose: bool
+) -> None:
+    # (as a download: a dry run of a list of 1,999 files there gave 1,999 lines)
+    urls = [serve(httpd, f"s{i}.bin") for i in range(8)]
+    for i in range(8):
+        Path(f"s{i}.bin").write_text("old")
+    assert main(["--dry-run", *(["-v"] if verbose else []), *urls]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    skips = [line for line in lines if line.startswith("would skip")]
+    if verbose:
+        assert len(skips) == 8
+    else:
+        assert len(skips) == 5
+        assert lines[5] == "more files would be skipped: the summary counts them (-v lists each)"
+    assert lines[-1].endswith("8 would be skipped (already there)")
+
+
 def test_same_name_in_one_run_is_said_so(
     httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -847,6 +866,8 @@ def test_help_is_a_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert res.stdout.startswith("usage: omniget [COMMAND]") and "commands:" in res.stdout
     assert main(["help", "list"]) == 0
     assert capsys.readouterr().out.startswith("usage: omniget list ")
+    assert main(["help", "help"]) == 0  # (was exit 2: "'help' is not a command")
+    assert capsys.readouterr().out.startswith("usage: omniget [COMMAND]")
     assert main(["help", "lits"]) == 2
     assert "'lits' is not a command (commands: get, list)" in one_line(capsys.readouterr().err)
     assert main(["hepl"]) == 2

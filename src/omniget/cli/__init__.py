@@ -45,7 +45,7 @@ from .output import (
     put,
     summary_line,
 )
-from .progress import PlainProgress, QuietProgress, make_progress
+from .progress import SKIP_LINES, PlainProgress, QuietProgress, make_progress
 from .signals import SaveOnSignal, on_signals, stop_at_once
 
 __all__ = ["load_settings", "main", "run"]
@@ -582,9 +582,16 @@ def _dry_run(
     talk = not (ns.quiet or ns.json)
     out = _stdout()
 
+    shown = 0  # (as a download's skip lines: the first SKIP_LINES without -v)
+
     def skipped(path: Path, reason: str) -> None:
-        if talk:
+        nonlocal shown
+        shown += 1
+        if talk and (ns.verbose or shown <= SKIP_LINES):
             sys.stderr.write(f"would skip {mask(display_path(path))}: {EXISTS_WHY[reason]}\n")
+        elif talk and shown == SKIP_LINES + 1:
+            sys.stderr.write("more files would be skipped: the summary counts them (-v lists"
+                             " each)\n")
 
     found = dry_run(items, dest, out, mask, as_json=ns.json, contain=contain,
                     on_error=lambda item, e: failed(item.output_path, item, e),

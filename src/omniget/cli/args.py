@@ -257,6 +257,8 @@ def _help(args: list[str]) -> NoReturn:
     """``omniget help [COMMAND]``: that command's help (or the general one), exit 0."""
     words = [a for a in args if not a.startswith("-")]
     name = words[0] if words else None
+    if name == "help":  # (help on help: the general help, which says what help does)
+        name = None
     if name is not None and name not in COMMANDS:
         near = nearest(name, COMMANDS, 0.6)
         hint = f"; did you mean '{near}'?" if near else ""
