@@ -5,6 +5,7 @@ and found again when the file moved with its folder."""
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from omniget import download
 from omniget.engine.assemble import PART_SUFFIX
 from omniget.engine.events import Event, Warned
 from omniget.engine.job import STARTED_OVER
+from omniget.engine.journal import FILENAME
 from omniget.engine.report import Report
 from omniget.settings import Settings
 
@@ -68,3 +70,62 @@ def test_a_part_file_moved_with_its_folder_is_resumed(
     assert not any(isinstance(e, Warned) and e.message == STARTED_OVER for e in events)
     [request] = httpd.requests_to(path)
     assert request.header("range") is not None and request.header("range") != "bytes=0-"
+
+
+def test_a_renewed_url_of_the_same_file_resumes_its_part_file(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """A signed link cut off at 600 KiB, then the same file by a new link (its token
+    renewed): the part file is the one the earlier URL's record describes and the server
+    says by If-Range that the file is the same, so the rerun goes on from there (before:
+    "no resume record", all 1.5 MiB again), as wget -c and curl -C - would."""
+    data = payload(1536 * KiB, 64)
+    path = httpd.new_path("signed.bin")
+    httpd.add(path, data)
+    out, state = tmp_path / "out", tmp_path / "state"
+    assert run([httpd.url(path, token="old", reset=600 * KiB, times=1)], out, state).failed == 1
+    httpd.clear_log()
+    events: list[Event] = []
+    report = run([httpd.url(path, token="new")], out, state, events)
+    assert report.ok == 1, report.failures
+    assert (out / "signed.bin").read_bytes() == data
+    assert sorted(p.name for p in out.iterdir()) == ["signed.bin"]
+    assert not any(isinstance(e, Warned) and e.message == STARTED_OVER for e in events)
+    [request] = httpd.requests_to(path)
+    assert request.header("range") not in (None, "bytes=0-")
+    assert request.header("if-range") is not None
+
+
+def test_a_new_url_with_other_bytes_under_the_same_name_starts_over(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """The part file of x.bin from one URL, then another URL whose x.bin is another file:
+    its validator does not match the recorded one, so none of the earlier bytes stay."""
+    first, other = payload(1536 * KiB, 65), payload(1536 * KiB, 66)
+    httpd.add("/one/x.bin", first)
+    httpd.add("/two/x.bin", other)
+    out, state = tmp_path / "out", tmp_path / "state"
+    assert run([httpd.url("/one/x.bin", reset=600 * KiB, times=1)], out, state).failed == 1
+    report = run([httpd.url("/two/x.bin")], out, state)
+    assert report.ok == 1, report.failures
+    assert (out / "x.bin").read_bytes() == other
+
+
+def test_a_part_file_of_an_earlier_url_without_a_validator_is_not_taken(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """The earlier URL's server sent neither ETag nor Last-Modified: nothing can tell
+    whether the new URL serves the same bytes, so the file is fetched from its start."""
+    data = payload(1536 * KiB, 67)
+    path = httpd.new_path("plain.bin")
+    httpd.add(path, data)
+    out, state = tmp_path / "out", tmp_path / "state"
+    assert run([httpd.url(path, token="old", reset=600 * KiB, times=1)], out, state).failed == 1
+    with sqlite3.connect(state / FILENAME) as db:  # (as if none had been sent)
+        assert db.execute("UPDATE files SET etag = NULL, last_modified = NULL").rowcount == 1
+    httpd.clear_log()
+    report = run([httpd.url(path, token="new")], out, state)
+    assert report.ok == 1, report.failures
+    assert (out / "plain.bin").read_bytes() == data
+    [request] = httpd.requests_to(path)
+    assert request.header("range") in (None, "bytes=0-")

@@ -202,10 +202,14 @@ class RunContext:
 
     #: Journal keys under ``dest`` when the run started (None: not read yet).
     _known: set[str] | None = field(default=None, init=False, repr=False)
-    #: Unfinished records of other output folders with a known part file: what follows
-    #: the folder in their keys -> [(key, part file inode)] (None: not read yet).
+    #: Unfinished records with a known part file, [(key, part file inode)] (None: not
+    #: read yet): those of other output folders by what follows the folder in their keys,
     _moved: dict[str, list[tuple[str, int]]] | None = field(
         default=None, init=False, repr=False
+    )
+    #: ... and those of this folder by their output path.
+    _here: dict[str, list[tuple[str, int]]] = field(
+        default_factory=dict, init=False, repr=False
     )
     #: Folder -> its score of recent slow creates (see SLOW_SCORE).
     _slow_creates: dict[str, float] = field(default_factory=dict, init=False, repr=False)
@@ -311,19 +315,24 @@ class RunContext:
             self._known = journal.keys(self.key_prefix)
         return journal.get(key) if key in self._known else None
 
-    def moved_records(self) -> dict[str, list[tuple[str, int]]]:
-        """Unfinished records of other output folders, by what follows the folder in their
-        keys (a part file that moved with its folder is found among them): one query per
-        run."""
+    def unfinished_records(
+        self,
+    ) -> tuple[dict[str, list[tuple[str, int]]], dict[str, list[tuple[str, int]]]]:
+        """Unfinished records with a known part file, [(key, part file inode)]: those of
+        other output folders by what follows the folder in their keys (a part file that
+        moved with its folder is among them), and those of this folder by their output
+        path (one an earlier URL of the file left). One query per run."""
         if self._moved is None:
             self._moved = {}
             if self.journal is not None:
                 prefix = self.key_prefix
                 for key, part in self.journal.unfinished():
-                    if not key.startswith(prefix):
+                    if key.startswith(prefix):
+                        self._here.setdefault(key.rpartition("\0")[2], []).append((key, part))
+                    else:
                         rest = key.partition("\0")[2]
                         self._moved.setdefault(rest, []).append((key, part))
-        return self._moved
+        return self._moved, self._here
 
     def journal_failed(self, exc: StorageError) -> None:
         """The journal failed to start a file's record: the run's files with no record yet

@@ -266,7 +266,7 @@ class FileJob:
 
     def validator(self) -> str | None:
         """What to send as If-Range: a strong ETag, else Last-Modified."""
-        if self.etag and not self.etag.startswith("W/"):
+        if _strong(self.etag):
             return self.etag
         return self.last_modified
 
@@ -446,20 +446,34 @@ class FileJob:
         return ino is not None and rec is not None and rec.part in (None, ino)
 
     def _moved_here(self, final: Path) -> FileRecord | None:
-        """The unfinished record of this download in another output folder whose part file
-        is the one at ``final`` (the folder was renamed or moved): it is this file's now."""
-        moved = self.ctx.moved_records()
-        found = moved.get(self.key[len(self.ctx.key_prefix) :]) if moved else None
+        """The unfinished record, kept under another key, whose part file is the one at
+        ``final``: this download's in an output folder that was renamed or moved, or this
+        file's under an earlier URL (a renewed link: a signed URL whose token expired) if
+        that record has a validator, so that the first request's If-Range has the server
+        say whether it is still the same file (if not, the file starts over). It is this
+        file's now."""
+        moved, here = self.ctx.unfinished_records()
         journal = self.ctx.journal
-        if not found or journal is None:
+        if not (moved or here) or journal is None:
+            return None
+        same = moved.get(self.key[len(self.ctx.key_prefix) :], [])
+        earlier = here.get(self.item.output_path, [])
+        if not (same or earlier):
             return None
         ino = _inode(part_path(final))
-        for key, part in found:
-            if part == ino:
+        for found, renewed in ((same, False), (earlier, True)):
+            for key, part in found:
+                if part != ino:
+                    continue
+                if renewed:
+                    rec = journal.get(key)
+                    if rec is None or not (rec.last_modified or _strong(rec.etag)):
+                        continue
                 found.remove((key, part))
                 journal.move(key, self.key, path=str(final))
                 self.ctx.journal_started(self.key)
-                log.debug("%s: its part file moved here from %s", final.name, key)
+                why = "an earlier URL" if renewed else key.partition("\0")[0]
+                log.debug("%s: its part file is the one of %s", final.name, why)
                 return journal.get(self.key)
         return None
 
@@ -731,6 +745,11 @@ def _inode(path: Path) -> int | None:
         return os.stat(path).st_ino
     except OSError:
         return None
+
+
+def _strong(etag: str | None) -> bool:
+    """Whether ``etag`` can be an If-Range validator (a weak one cannot)."""
+    return etag is not None and etag != "" and not etag.startswith("W/")
 
 
 def _there(path: str | Path) -> bool:
