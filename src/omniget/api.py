@@ -223,10 +223,12 @@ async def adownload(
     listed = 0
 
     async def refresh(item: Item) -> Item:
+        """This run's hook (runs sharing the engine each have their own): the item's
+        source in this run, else the engine's own hook."""
         src = sources.get(item.source)
-        return await src.refresh(item) if src is not None else item
-
-    eng.refresh = refresh
+        if src is not None:
+            return await src.refresh(item)
+        return await eng.refresh(item) if eng.refresh is not None else item
 
     async def items() -> AsyncIterator[Item]:
         nonlocal listed
@@ -268,7 +270,7 @@ async def adownload(
     aev = _bridge(cancel)
     try:
         report = await eng.run(items(), os.fspath(dest), cancel=aev[0] if aev else None,
-                               on_event=None if own else on_event)
+                               on_event=None if own else on_event, refresh=refresh)
     finally:
         if aev is not None:
             aev[1].cancel()

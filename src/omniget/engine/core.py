@@ -148,9 +148,11 @@ class Engine:
         *,
         cancel: asyncio.Event | None = None,
         on_event: EventHandler | None = None,
+        refresh: Refresher | None = None,
     ) -> Report:
         """Download every item into ``dest``; never raises for a single file's failure.
-        ``on_event`` sees this run's events (after the engine's own handler)."""
+        ``on_event`` sees this run's events (after the engine's own handler); ``refresh``
+        re-resolves this run's expiring URLs (default: the engine's ``refresh``)."""
         started = time.monotonic()
         dest_path = Path(dest).absolute()
         s = self.settings
@@ -165,7 +167,7 @@ class Engine:
             emit=self.emitter(on_event),
             listened=self.on_event is not ignore or on_event is not None,
             dest=dest_path,
-            refresh=self.refresh,
+            refresh=refresh or self.refresh,
             rng=self.rng,
             rate=RateLimit(s.limit_rate) if s.limit_rate else None,
         )

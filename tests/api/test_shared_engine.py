@@ -1,0 +1,99 @@
+"""The library API as a program embedding omniget uses it: several runs at once on one
+engine, from threads or tasks, against a real local server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from tests.servers.httpd import HTTPServer
+
+import omniget
+from omniget.engine import Engine
+from omniget.model import Item
+from omniget.sources.base import Source
+
+#: Which hook refreshed which file: (hook, filename).
+Calls = list[tuple[str, str]]
+
+
+def _settings(tmp_path: Path) -> omniget.Settings:
+    return omniget.Settings(state_dir=tmp_path / "state", retries=0)
+
+
+class ExpiringSource(Source):
+    """``https://expiring.test/TAG``: one item whose URL expired already (a 403), and
+    whose refresh gives ``TAG``'s fresh URL; each refresh is noted in ``calls``."""
+
+    name = "expiring"
+    patterns = (r"^https?://expiring\.test/",)
+    examples = ("https://expiring.test/a",)
+    urls: ClassVar[dict[str, str]] = {}  # TAG-old / TAG-new -> URL (set by the fixture)
+    calls: ClassVar[Calls] = []
+
+    @classmethod
+    def stale(cls, tag: str) -> Item:
+        return Item(cls.urls[f"{tag}-old"], filename=f"{tag}.bin", source=cls.name, expires=0.0)
+
+    @classmethod
+    def fresh(cls, tag: str) -> Item:
+        return Item(cls.urls[f"{tag}-new"], filename=f"{tag}.bin", source=cls.name)
+
+    async def items(self) -> AsyncIterator[Item]:
+        yield self.stale(self.url.rpartition("/")[2])
+
+    async def refresh(self, item: Item) -> Item:
+        tag = self.url.rpartition("/")[2]
+        self.calls.append((f"source {tag}", item.filename))
+        return self.fresh(tag)
+
+
+@pytest.fixture
+def expiring(httpd: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> type[ExpiringSource]:
+    import omniget.sources as registry
+
+    urls = {}
+    for tag in "abc":
+        urls[f"{tag}-old"] = httpd.add(httpd.new_path(f"{tag}-old.bin"), b"old") + "?status=403"
+        urls[f"{tag}-new"] = httpd.add(httpd.new_path(f"{tag}-new.bin"), tag.encode() * 300)
+    monkeypatch.setattr(ExpiringSource, "urls", urls)
+    monkeypatch.setattr(ExpiringSource, "calls", [])
+    builtin = registry.source_classes()
+    monkeypatch.setattr(registry, "source_classes", lambda: (ExpiringSource, *builtin))
+    return ExpiringSource
+
+
+def test_runs_on_one_engine_each_refresh_with_their_own_hook(
+    expiring: type[ExpiringSource], tmp_path: Path
+) -> None:
+    """adownload() stored its run's refresh hook on the shared engine (``engine.refresh``)
+    and left it there: the engine's own hook was gone, an item of another run given as an
+    Item was not refreshed at all (it failed with the 403), and a later run on the engine
+    refreshed its items with the sources of an adownload() that had ended."""
+    calls = expiring.calls
+
+    async def mine(item: Item) -> Item:
+        calls.append(("engine", item.filename))
+        return expiring.fresh(item.filename[0])
+
+    async def main() -> list[omniget.Report]:
+        eng = Engine(_settings(tmp_path), refresh=mine)
+        try:
+            both = await asyncio.gather(
+                omniget.adownload("https://expiring.test/a", tmp_path / "a", engine=eng),
+                omniget.adownload([expiring.stale("b")], tmp_path / "b", engine=eng),
+            )
+            later = await eng.run([expiring.stale("c")], tmp_path / "c")
+            assert eng.refresh is mine
+            return [*both, later]
+        finally:
+            await eng.aclose()
+
+    reports = asyncio.run(main())
+    assert [r.exit_code for r in reports] == [0, 0, 0], [r.failures for r in reports]
+    assert sorted(calls) == [("engine", "b.bin"), ("engine", "c.bin"), ("source a", "a.bin")]
+    for tag in "abc":
+        assert (tmp_path / tag / f"{tag}.bin").read_bytes() == tag.encode() * 300
