@@ -352,14 +352,12 @@ def _check_url(url: object, name: str) -> None:
 
 
 def _not_in_a_loop(name: str, instead: str) -> None:
-    """The blocking forms run their own event loop: not from inside a running one."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    """The blocking forms run their own event loop: not from inside a running one.
+    ``instead``: the async form's name, or a call to await (stream() has no async form)."""
+    if not _loop_running():
         return
-    raise RuntimeError(
-        f"omniget.{name}() blocks; inside an event loop use omniget.{instead}() instead"
-    )
+    instead = f"await {instead}" if "(" in instead else f"omniget.{instead}()"
+    raise RuntimeError(f"omniget.{name}() blocks; inside an event loop use {instead} instead")
 
 
 def stream(
@@ -372,7 +370,9 @@ def stream(
     """Write one URL's bytes in order to ``out``; returns how many were written.
     ``on_event`` sees its retries. A URL is the one item its source gives (a URL no source
     takes fails at once: :class:`~omniget.errors.UnsupportedURL`, as in ``extract``); an
-    item made of pieces is refused (UsageError)."""
+    item made of pieces is refused (UsageError). It blocks: inside an event loop, run it
+    on a thread (``await asyncio.to_thread(omniget.stream, url, out)``)."""
+    _not_in_a_loop("stream", "asyncio.to_thread(omniget.stream, ...)")
     cls: type[Source] | None = None
     if not isinstance(url_or_item, Item):
         _check_url(url_or_item, "stream")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import io
+import warnings
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, cast
@@ -127,20 +129,35 @@ def test_extract_left_midway_cancels_a_source_task_that_never_ends(
     assert isinstance(task, asyncio.Task) and task.cancelled()
 
 
-def test_blocking_forms_inside_an_event_loop_name_the_async_ones(tmp_path: Path) -> None:
+def test_blocking_forms_inside_an_event_loop_name_the_async_ones(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """stream() inside a loop failed with asyncio's "asyncio.run() cannot be called from a
+    running event loop" and a warning "coroutine 'stream.<locals>.run' was never
+    awaited"; it has no async form: it says to run it on a thread."""
+
     async def inside() -> list[str]:
         said = []
         for call in (
             lambda: omniget.download(["http://127.0.0.1:9/x"], tmp_path),
             lambda: omniget.extract("http://127.0.0.1:9/x"),
+            lambda: omniget.stream("http://127.0.0.1:9/x", io.BytesIO()),
         ):
             with pytest.raises(RuntimeError) as err:
                 call()
             said.append(str(err.value))
+        out = io.BytesIO()  # (what stream() says to do instead)
+        await asyncio.to_thread(omniget.stream, httpd.add(httpd.new_path("s.bin"), b"s"), out)
+        assert out.getvalue() == b"s"
         return said
 
-    said = asyncio.run(inside())
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        said = asyncio.run(inside())
+        gc.collect()
+    assert not [w for w in warned if "never awaited" in str(w.message)]
     assert "adownload()" in said[0] and "aextract()" in said[1]
+    assert "asyncio.to_thread(omniget.stream" in said[2]
     assert list(tmp_path.iterdir()) == []
 
 
