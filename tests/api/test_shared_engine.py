@@ -4,11 +4,13 @@ engine, from threads or tasks, against a real local server."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from tests.servers.conns import can_count, established
 from tests.servers.httpd import HTTPServer
 
 import omniget
@@ -97,3 +99,26 @@ def test_runs_on_one_engine_each_refresh_with_their_own_hook(
     assert sorted(calls) == [("engine", "b.bin"), ("engine", "c.bin"), ("source a", "a.bin")]
     for tag in "abc":
         assert (tmp_path / tag / f"{tag}.bin").read_bytes() == tag.encode() * 300
+
+
+def test_an_engine_kept_across_asyncio_run_calls(httpd: HTTPServer, tmp_path: Path) -> None:
+    """A program calling ``asyncio.run(adownload(..., engine=eng))`` twice: the first run
+    left connections kept open for the next one (small files go pipelined over them) to
+    its closed loop; the second run, on a new loop, failed whole with "Event loop is
+    closed" (closing them on the first run's loop), and so did ``asyncio.run(eng.aclose())``.
+    A loop closed without asyncio.run's end (``loop.close()``) still leaves them, said by
+    the ResourceWarning of their garbage collection."""
+    urls = [httpd.add(httpd.new_path(f"{n}.bin"), bytes([n]) * 16 * 1024) for n in range(24)]
+    eng = Engine(_settings(tmp_path))
+    first = asyncio.run(omniget.adownload(urls[:8], tmp_path / "a", engine=eng))
+    if can_count():  # asyncio.run closed them at its end (they were left to the closed loop)
+        assert established(httpd.port) == 0
+    loop = asyncio.new_event_loop()  # (closed without closing its async generators)
+    second = loop.run_until_complete(omniget.adownload(urls[8:16], tmp_path / "b", engine=eng))
+    loop.close()
+    with pytest.warns(ResourceWarning, match="unclosed"):  # (that loop's sockets)
+        third = asyncio.run(omniget.adownload(urls[16:], tmp_path / "c", engine=eng))
+        gc.collect()
+    asyncio.run(eng.aclose())
+    assert [r.ok for r in (first, second, third)] == [8, 8, 8]
+    assert (tmp_path / "c" / "23.bin").read_bytes() == bytes([23]) * 16 * 1024

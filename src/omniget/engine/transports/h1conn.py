@@ -601,6 +601,22 @@ class Conn(asyncio.BufferedProtocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def drop(self) -> None:
+        """Let go of this connection when its event loop is closed, so that no call may
+        go to that loop: its socket is shut down (asyncio closes it with the transport)."""
+        self.done = self.closing = True
+        self.splicing = False
+        self._close_pipe()
+        self.queue.clear()
+        if self.transport is not None:
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.transport = None
+
     def _end(self) -> None:
         self.done = True
         self.closing = True

@@ -30,7 +30,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, ClassVar
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -115,6 +115,7 @@ class CurlTransport:
         self._netrc = settings.netrc and netrc_exists(settings.netrc_file)
         self._netrc_hosts: frozenset[str] | None = None  # None: every host (or unread)
         self._pipes: PipelinePool | None = None
+        self._loop_end: AsyncGenerator[None, None] | None = None  # (see _watch_loop_end)
         self._held: Callable[[str], int] | None = None
         # libcurl's transfers to plain-HTTP origins, and the connections it kept there
         self._on_curl: dict[str, set[pycurl.Curl]] = {}
@@ -711,6 +712,7 @@ class CurlTransport:
             self._pipes.others = self._curl_active
             self._pipes.shed = self._shed
             self._pipes.curl_at = self._curl_at
+            self._watch_loop_end(self._pipes)
         self._kept.clear()
         self._core = CurlLoop(
             loop,
@@ -720,6 +722,25 @@ class CurlTransport:
             low_speed_limit=self.settings.low_speed_limit,
         )
         return self._core
+
+    def _watch_loop_end(self, pipes: PipelinePool) -> None:
+        """Close ``pipes``' connections when asyncio.run (or a Runner) ends their loop:
+        it first closes the async generators left open on the loop, this one among them.
+        (Else a transport kept for later runs leaves them to a closed loop.)"""
+        watch = self._close_at_loop_end(pipes)
+        try:
+            watch.asend(None).send(None)  # (to its yield: the loop knows it from now on)
+        except StopIteration:
+            pass
+        self._loop_end = watch
+
+    async def _close_at_loop_end(self, pipes: PipelinePool) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            pipes.close()
+            if self._pipes is pipes:
+                self._pipes = None
 
     def _next_url(self, current: str, location: str) -> str:
         raw = location.encode("latin-1", "replace")  # header bytes, as sent

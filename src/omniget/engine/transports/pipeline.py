@@ -370,6 +370,13 @@ class PipelinePool:
     def close(self) -> None:
         """End every connection; what is in flight finishes with :data:`CLOSED`."""
         self._closed = True
+        if self.loop.is_closed():  # (an earlier asyncio.run's: nothing runs on it now)
+            for o in self._origins.values():
+                for conn in o.conns:
+                    conn.drop()
+            self._origins.clear()
+            self._deferred.clear()
+            return
         while self._deferred:  # (they start, or fail, where they are)
             start, fut, _ = self._deferred.popleft()
             if not fut.done():
