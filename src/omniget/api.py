@@ -30,6 +30,8 @@ from .sources.base import HttpClient, Source, SourceContext, option_problem
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
+    from .engine.transports.http import CurlTransport
+
 __all__ = ["adownload", "aextract", "download", "extract", "stream"]
 
 T = TypeVar("T")
@@ -41,7 +43,7 @@ def _source_context(
     return SourceContext(settings=settings, http=HttpClient(transports), options=dict(options))
 
 
-def _default_transports(settings: Settings) -> Mapping[str, Transport]:
+def _default_transports(settings: Settings) -> dict[str, CurlTransport]:
     from .engine.transports.http import CurlTransport
 
     http = CurlTransport(
@@ -81,11 +83,15 @@ def extract(
     url: str, *, source: str | None = None, settings: Settings | None = None, **options: object
 ) -> Generator[Item, None, None]:
     """Items behind ``url`` as a lazy generator. An unknown URL fails at once
-    (:class:`~omniget.errors.UnsupportedURL`); requests happen while iterating."""
+    (:class:`~omniget.errors.UnsupportedURL`); requests happen while iterating, and
+    none once the generator is closed (``close()``, a ``break`` that drops it)."""
     _check_url(url, "extract")
     _check_options(find_source(url, source), options, "extract")  # fail fast, no request
     _not_in_a_loop("extract", "aextract")
-    return _drive(aextract(url, source=source, settings=settings, transports=None, **options))
+    settings = settings or Settings()
+    transports = _default_transports(settings)  # (no I/O until an item is asked for)
+    agen = aextract(url, source=source, settings=settings, transports=transports, **options)
+    return _drive(agen, transports)
 
 
 def _check_options(cls: type[Source], options: Mapping[str, object], name: str) -> None:
@@ -122,7 +128,11 @@ def _check_source_options(
             raise ValueError(f"omniget.{name}(): source_options[{table!r}]: {problem}")
 
 
-def _drive(agen: AsyncGenerator[Item, None]) -> Generator[Item, None, None]:
+def _drive(
+    agen: AsyncGenerator[Item, None], transports: Mapping[str, CurlTransport]
+) -> Generator[Item, None, None]:
+    """``agen``'s items, driven on a loop of its own; ``transports`` (agen's) close
+    when it ends."""
     loop = asyncio.new_event_loop()
     helper: ThreadPoolExecutor | None = None
 
@@ -139,7 +149,17 @@ def _drive(agen: AsyncGenerator[Item, None]) -> Generator[Item, None, None]:
         return helper.submit(call).result()
 
     def close() -> None:
-        loop.run_until_complete(agen.aclose())
+        # Nothing more of the listing is wanted: the source's own tasks (the next page,
+        # asked for ahead) stop, and the transports close before the loop runs again (a
+        # request they have queued would leave on its next turn).
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        for transport in {id(t): t for t in transports.values()}.values():
+            transport.close()
+        try:
+            loop.run_until_complete(agen.aclose())
+        except asyncio.CancelledError:  # (the source awaited one of them as it closed)
+            pass
         _settle(loop)
         loop.close()
 
@@ -179,11 +199,15 @@ def _settle(loop: asyncio.AbstractEventLoop) -> None:
         pending = asyncio.all_tasks(loop)
         if not pending:
             return
-        _, left = loop.run_until_complete(asyncio.wait(pending, timeout=SETTLE_WAIT))
+        done, left = loop.run_until_complete(asyncio.wait(pending, timeout=SETTLE_WAIT))
         if left:  # a task of the source's own that does not end by itself
             for task in left:
                 task.cancel()
-            loop.run_until_complete(asyncio.wait(left))
+            done |= loop.run_until_complete(asyncio.wait(left))[0]
+        for task in done:  # (their failures are of no interest now: not logged)
+            if not task.cancelled():
+                task.exception()
+        if left:
             return
 
 

@@ -1,10 +1,13 @@
 """The library API as a program embedding omniget uses it: several runs at once on one
-engine, from threads or tasks, against a real local server."""
+engine, an engine kept across event loops, a listing left early; against a real local
+server."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import json
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import ClassVar
@@ -122,3 +125,47 @@ def test_an_engine_kept_across_asyncio_run_calls(httpd: HTTPServer, tmp_path: Pa
     asyncio.run(eng.aclose())
     assert [r.ok for r in (first, second, third)] == [8, 8, 8]
     assert (tmp_path / "c" / "23.bin").read_bytes() == bytes([23]) * 16 * 1024
+
+
+class PrefetchingSource(Source):
+    """``https://pages.test/BASE-URL``: pages ``p0.json``, ``p1.json``... under BASE-URL
+    (lists of file URLs), each asked for (on a task) while the one before is listed."""
+
+    name = "pages"
+    patterns = (r"^https?://pages\.test/",)
+    examples = ("https://pages.test/http://127.0.0.1:9/list/",)
+
+    async def items(self) -> AsyncIterator[Item]:
+        base = self.url.removeprefix("https://pages.test/")
+        page = asyncio.ensure_future(self.ctx.http.get_json(f"{base}p0.json"))
+        for n in range(1, 4):
+            urls = await page
+            page = asyncio.ensure_future(self.ctx.http.get_json(f"{base}p{n}.json"))
+            for url in urls:
+                yield Item(url)
+
+
+def test_extract_closed_early_asks_for_no_further_page(
+    httpd: HTTPServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A source that asks for its next page while the caller reads the items of this one:
+    closing extract()'s generator after the first item still sent that request (queued
+    before the close, it left on the loop's first turn of the close), and the source's
+    task ran on (at times failing as the transports closed under it: asyncio then logged
+    "Task exception was never retrieved")."""
+    import omniget.sources as registry
+
+    builtin = registry.source_classes()
+    monkeypatch.setattr(registry, "source_classes", lambda: (PrefetchingSource, *builtin))
+    for n in range(4):
+        httpd.add(f"/list/p{n}.json", json.dumps([httpd.url(f"/{n}.bin")]).encode())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        items = omniget.extract("https://pages.test/" + httpd.url("/list/"))
+        assert next(items).filename == "0.bin"
+        items.close()
+        gc.collect()
+    assert [r.path for r in httpd.requests] == ["/list/p0.json"]
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+    if can_count():
+        assert established(httpd.port) == 0

@@ -212,6 +212,11 @@ class CurlTransport:
 
     async def aclose(self) -> None:
         """Abort running transfers (they raise TransientError) and free libcurl's handles."""
+        self.close()
+
+    def close(self) -> None:
+        """:meth:`aclose` from outside the event loop: its transfers end now, and none
+        that was queued goes out when the loop runs again."""
         self._closed = True
         core, self._core = self._core, None
         pipes, self._pipes = self._pipes, None
