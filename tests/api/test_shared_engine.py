@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import threading
 import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -169,3 +170,39 @@ def test_extract_closed_early_asks_for_no_further_page(
     assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
     if can_count():
         assert established(httpd.port) == 0
+
+
+def test_one_engine_refuses_a_second_thread_s_loop_while_it_runs(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """Two threads, each with ``asyncio.run(adownload(..., engine=eng))`` at once: the
+    second run took the engine's connections over to its own loop under the first one
+    (when they were idle) or failed whole with "CurlTransport is in use by another event
+    loop" (when libcurl was busy), as it happened. It is refused, saying what to do,
+    before any request; the first run goes on, and runs one after the other are fine."""
+    asked, gate = threading.Event(), threading.Event()
+
+    def held(_req: object) -> tuple[int, dict[str, str], bytes]:
+        asked.set()
+        gate.wait(10)
+        return 200, {}, b"a" * 1000
+
+    slow = httpd.handle("/held/a.bin", held)
+    other = httpd.add(httpd.new_path("b.bin"), b"b" * 1000)
+    eng = Engine(_settings(tmp_path))
+    reports: list[omniget.Report] = []
+    runner = threading.Thread(target=lambda: reports.append(
+        asyncio.run(omniget.adownload(slow, tmp_path / "a", engine=eng))))
+    runner.start()
+    try:
+        assert asked.wait(10)
+        with pytest.raises(RuntimeError, match="give each thread its own Engine"):
+            asyncio.run(omniget.adownload(other, tmp_path / "b", engine=eng))
+        assert [r.path for r in httpd.requests] == ["/held/a.bin"]
+    finally:
+        gate.set()
+        runner.join(10)
+    assert [r.ok for r in reports] == [1]
+    later = asyncio.run(omniget.adownload(other, tmp_path / "b", engine=eng))
+    asyncio.run(eng.aclose())
+    assert later.ok == 1 and (tmp_path / "b" / "b.bin").read_bytes() == b"b" * 1000

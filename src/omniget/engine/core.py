@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import logging
 import random
+import threading
 import time
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from ..errors import Cancelled, OmnigetError, StorageError
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 
 class Engine:
     """Downloads items. One engine may serve several runs; close it with :meth:`aclose`.
+    Its runs at one time share one event loop (its connections are that loop's): a run
+    on another loop (another thread's) while they go on is refused.
 
     ``transports`` maps URL schemes to transports (default: libcurl for http/https);
     ``journal=False`` disables resume state (tests, ``-O -``). A journal that cannot be
@@ -63,6 +67,9 @@ class Engine:
         self._emit_failed = False
         self.refresh = refresh
         self.rng = rng or random.Random()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop of the runs going on
+        self._runs = 0
+        self._runs_lock = threading.Lock()
         s = self.settings
         self.policy = RetryPolicy(
             retries=s.retries, max_wait=s.retry_max_wait, max_total=s.retry_max_time
@@ -139,6 +146,25 @@ class Engine:
             self._journal.close()
             self._journal = None
 
+    @contextlib.contextmanager
+    def _on_this_loop(self) -> Iterator[None]:
+        """A run (or stream) going on, on the running loop: refused while others go on
+        on another loop (their connections, callbacks and futures are that loop's)."""
+        loop = asyncio.get_running_loop()
+        with self._runs_lock:
+            if self._runs and self._loop is not loop:
+                raise RuntimeError(
+                    "this omniget Engine is running on another event loop (another thread):"
+                    " one engine serves one loop at a time; give each thread its own Engine"
+                )
+            self._loop = loop
+            self._runs += 1
+        try:
+            yield
+        finally:
+            with self._runs_lock:
+                self._runs -= 1
+
     # ----- a run -------------------------------------------------------------------
 
     async def run(
@@ -153,6 +179,17 @@ class Engine:
         """Download every item into ``dest``; never raises for a single file's failure.
         ``on_event`` sees this run's events (after the engine's own handler); ``refresh``
         re-resolves this run's expiring URLs (default: the engine's ``refresh``)."""
+        with self._on_this_loop():
+            return await self._run(items, dest, cancel, on_event, refresh)
+
+    async def _run(
+        self,
+        items: Iterable[Item] | AsyncIterable[Item],
+        dest: str | Path,
+        cancel: asyncio.Event | None,
+        on_event: EventHandler | None,
+        refresh: Refresher | None,
+    ) -> Report:
         started = time.monotonic()
         dest_path = Path(dest).absolute()
         s = self.settings
@@ -290,7 +327,8 @@ class Engine:
         """Write one item's bytes, in order, to ``write``."""
         from .stream import stream_item
 
-        return await stream_item(self, item, write)
+        with self._on_this_loop():
+            return await stream_item(self, item, write)
 
 
 def _missing_top(path: Path) -> Path | None:
