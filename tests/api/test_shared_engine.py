@@ -19,6 +19,7 @@ from tests.servers.httpd import HTTPServer
 
 import omniget
 from omniget.engine import Engine
+from omniget.engine.events import Event, Progress, Started
 from omniget.model import Item
 from omniget.sources.base import Source
 
@@ -206,3 +207,48 @@ def test_one_engine_refuses_a_second_thread_s_loop_while_it_runs(
     later = asyncio.run(omniget.adownload(other, tmp_path / "b", engine=eng))
     asyncio.run(eng.aclose())
     assert later.ok == 1 and (tmp_path / "b" / "b.bin").read_bytes() == b"b" * 1000
+
+
+def test_closing_an_engine_stops_its_runs_as_a_cancel_does(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """``await eng.aclose()`` while an adownload on it went on (a program shutting down):
+    the run raised RuntimeError("CurlTransport is closed") from inside, its files' resume
+    state was lost (their part files gone), and a warning said the journal was closed.
+    Now the runs stop first, as ``cancel`` stops them, then the engine closes (without
+    waiting for an item list that waits for more)."""
+    data = {n: bytes([n]) * 200_000 for n in range(2)}
+    urls = [httpd.add(httpd.new_path(f"{n}.bin"), data[n]) + "?drip=200000" for n in data]
+    more = asyncio.Event()
+
+    async def listing() -> AsyncIterator[str]:
+        for url in urls:
+            yield url
+        await more.wait()  # (a program's queue of URLs, say)
+
+    async def main() -> omniget.Report:
+        eng = Engine(_settings(tmp_path))
+        going, writing = asyncio.Event(), set[str]()
+
+        def on_event(ev: Event) -> None:
+            if isinstance(ev, Progress) and ev.done > 0:
+                writing.add(ev.item.download_url)
+                if len(writing) == 2:
+                    going.set()
+
+        task = asyncio.create_task(
+            omniget.adownload(listing(), tmp_path / "out", engine=eng, on_event=on_event))
+        await going.wait()
+        await eng.aclose()
+        more.set()
+        return await task
+
+    report = asyncio.run(main())
+    assert (report.failed, report.interrupted) == (2, 2)
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["0.bin.omniget-part", "1.bin.omniget-part"]
+    started: list[Event] = []
+    again = omniget.download(urls, out, settings=_settings(tmp_path), on_event=started.append)
+    assert again.ok == 2
+    assert all(ev.resumed > 0 for ev in started if isinstance(ev, Started))
+    assert (out / "1.bin").read_bytes() == data[1]

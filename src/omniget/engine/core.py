@@ -70,6 +70,8 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop of the runs going on
         self._runs = 0
         self._runs_lock = threading.Lock()
+        #: One per run going on: stops it, and gives its files' tasks (see aclose).
+        self._stoppers: set[Callable[[], list[asyncio.Task[FileResult]]]] = set()
         s = self.settings
         self.policy = RetryPolicy(
             retries=s.retries, max_wait=s.retry_max_wait, max_total=s.retry_max_time
@@ -135,6 +137,17 @@ class Engine:
         return self._journal
 
     async def aclose(self) -> None:
+        """Close the transports and the journal. Runs going on are stopped first, as a
+        ``cancel`` stops them: their unfinished files fail as interrupted, keeping their
+        resume state (a run whose item list is waiting for its next item returns at it)."""
+        if self._stoppers:
+            with self._runs_lock:
+                if self._runs and self._loop is not asyncio.get_running_loop():
+                    raise RuntimeError("this omniget Engine is running on another event loop"
+                                       " (another thread): close it there")
+            files = [task for stop in list(self._stoppers) for task in stop()]
+            if files:
+                await asyncio.wait(files)  # (their last journal writes done)
         if self._own_transports and self._transports is not None:
             seen: set[int] = set()
             for t in self._transports.values():
@@ -249,20 +262,29 @@ class Engine:
                     results[i] = await self._result(ctx, job, task)
                 unsettled.pop(i, None)
 
+        closing = False
+
+        def stop() -> list[asyncio.Task[FileResult]]:  # (aclose)
+            nonlocal closing
+            closing = True
+            on_cancel()
+            return [t for _, t in unsettled.values()]
+
         watcher = loop.create_task(cancel.wait()) if cancel is not None else None
         if watcher is not None:
             watcher.add_done_callback(lambda _: on_cancel())
+        self._stoppers.add(stop)
         try:
             try:
                 async for item in _aiter(items):
-                    if cancel is not None and cancel.is_set():
+                    if closing or (cancel is not None and cancel.is_set()):
                         report.stopped = True
                         break
                     if s.checksum is not None and item.digest is None:
                         item = dataclasses.replace(item, digest=s.checksum)  # --checksum
                     if not slots.take():
                         await slots.wait()
-                        if cancel is not None and cancel.is_set():  # (while it waited)
+                        if closing or (cancel is not None and cancel.is_set()):  # (meanwhile)
                             SetupSlot(slots).release()
                             report.stopped = True
                             break
@@ -287,6 +309,7 @@ class Engine:
             ctx.close()
             if made is not None:
                 _remove_if_empty(dest_path, made)
+            self._stoppers.discard(stop)
         report.results = [r for r in results if r is not None]
         report.journal_error = ctx.journal_error
         report.elapsed = time.monotonic() - started
