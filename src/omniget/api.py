@@ -15,11 +15,12 @@ from collections.abc import (
     Generator,
     Iterable,
     Mapping,
+    Sequence,
 )
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from .engine import Engine, FileResult, Report
-from .engine.events import EventHandler, Failed
+from .engine.events import EventHandler, Failed, Queued, ignore
 from .engine.transports.base import Transport
 from .errors import OmnigetError, UsageError, nearest
 from .model import Item
@@ -254,42 +255,77 @@ async def adownload(
             return await src.refresh(item)
         return await eng.refresh(item) if eng.refresh is not None else item
 
+    listen = on_event is not None or eng.on_event is not ignore
+
+    def resolve(entry: Item | str) -> Sequence[Item] | Source | FileResult:
+        """The entry's items the run keeps (``only``) when known without a request; else
+        its source (its items come as it finds them); a failure's result (said at once)."""
+        if isinstance(entry, Item):
+            return (entry,) if only is None or only(entry) else ()
+        _check_url(entry, "download")  # (a list's entries are not typed at run time)
+        try:
+            cls = find_source(entry, source)
+            opts = (source_options or {}).get(cls.name, {})
+            sctx = contexts.get(cls.name)
+            if sctx is None:
+                sctx = contexts[cls.name] = _source_context(settings, eng.transports(), opts)
+            src = cls(entry, sctx, **opts)
+            sources.setdefault(src.name, src)
+            known = src.items_at_once()
+        except OmnigetError as exc:
+            return failed(entry, exc)
+        if known is None:
+            return src
+        return known if only is None else [item for item in known if only(item)]
+
+    def failed(url: str, exc: OmnigetError) -> FileResult:
+        bad = Item(download_url=url)
+        emit(Failed(bad, None, exc))
+        return FileResult(bad, None, "failed", error=exc)
+
+    def announce(found: Sequence[Sequence[Item] | Source | FileResult]) -> None:
+        """Queued for every item known now, before any file starts (so a display counts
+        the whole list from its first frame); ``more`` while a source has items to find."""
+        known = [item for got in found if isinstance(got, Sequence) for item in got]
+        more = any(isinstance(got, Source) for got in found)
+        last = len(known) - 1
+        for i, item in enumerate(known):
+            emit(Queued(item, None, more=more or i < last))
+
     async def items() -> AsyncIterator[Item]:
         nonlocal listed
-        entries = (
-            items_or_urls if isinstance(items_or_urls, AsyncIterable)  # (aextract's, say)
-            else _as_async(items_or_urls)
-        )
-        async for entry in entries:
-            if isinstance(entry, Item):
-                if only is None or only(entry):
-                    listed += 1
-                    yield entry
+        ahead = False
+        if listen and isinstance(items_or_urls, Sequence):  # (a list in memory)
+            ahead = True
+            found = [resolve(entry) for entry in items_or_urls]
+            announce(found)
+            entries: AsyncIterable[Sequence[Item] | Source | FileResult] = _as_async(found)
+        else:
+            given = (
+                items_or_urls if isinstance(items_or_urls, AsyncIterable)  # (aextract's, say)
+                else _as_async(items_or_urls)
+            )
+            entries = (resolve(entry) async for entry in given)
+        async for got in entries:
+            if isinstance(got, FileResult):
+                failures.append((listed, got))
                 continue
-            _check_url(entry, "download")  # (a list's entries are not typed at run time)
-            try:
-                cls = find_source(entry, source)
-                opts = (source_options or {}).get(cls.name, {})
-                sctx = contexts.get(cls.name)
-                if sctx is None:
-                    sctx = contexts[cls.name] = _source_context(settings, eng.transports(), opts)
-                src = cls(entry, sctx, **opts)
-                sources.setdefault(src.name, src)
-                known = src.items_at_once()
-                if known is not None:
-                    for item in known:
+            if isinstance(got, Source):
+                try:
+                    async for item in got.items():
                         if only is None or only(item):
                             listed += 1
+                            if listen:
+                                emit(Queued(item, None, more=True))
                             yield item
-                    continue
-                async for item in src.items():
-                    if only is None or only(item):
-                        listed += 1
-                        yield item
-            except OmnigetError as exc:
-                bad = Item(download_url=entry)
-                emit(Failed(bad, None, exc))
-                failures.append((listed, FileResult(bad, None, "failed", error=exc)))
+                except OmnigetError as exc:
+                    failures.append((listed, failed(got.url, exc)))
+                continue
+            for item in got:
+                listed += 1
+                if listen and not ahead:
+                    emit(Queued(item, None, more=True))
+                yield item
 
     aev = _bridge(cancel)
     try:

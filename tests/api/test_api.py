@@ -339,3 +339,37 @@ def test_adownload_refuses_settings_that_are_not_its_engine_s(tmp_path: Path) ->
     with pytest.raises(ValueError, match="settings= and engine= disagree"):
         asyncio.run(run(omniget.Settings(retries=1)))
     assert asyncio.run(run(_settings(tmp_path))).results == []  # (the same settings: fine)
+
+
+def test_a_list_of_urls_is_announced_whole_before_any_file_starts(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """Was: a display learnt of a file only when it started (``3/7 files`` of 300)."""
+    from omniget.engine.events import Event, Queued, Started
+
+    urls = [httpd.add(httpd.new_path(f"q{i}.bin"), b"x" * 10) for i in range(20)]
+    events: list[Event] = []
+    settings = omniget.Settings(state_dir=tmp_path / "state", retries=0, jobs=2)
+    report = omniget.download([*urls, "ftp-ish://x/y"], tmp_path / "out", settings=settings,
+                              on_event=events.append)
+    assert report.ok == 20
+    first = next(i for i, e in enumerate(events) if isinstance(e, Started))
+    queued = [e for e in events[:first] if isinstance(e, Queued)]
+    assert [e.item.download_url for e in queued] == urls
+    assert [e.more for e in queued] == [True] * 19 + [False]  # (the last one: list complete)
+    assert not any(isinstance(e, Queued) for e in events[first:])
+
+
+def test_items_of_a_list_read_as_it_goes_are_announced_as_they_come(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    from omniget.engine.events import Event, Queued
+
+    urls = [httpd.add(httpd.new_path(f"g{i}.bin"), b"x" * 10) for i in range(3)]
+    events: list[Event] = []
+    settings = omniget.Settings(state_dir=tmp_path / "state", retries=0)
+    omniget.download((u for u in urls), tmp_path / "out", settings=settings,
+                     on_event=events.append)
+    queued = [e for e in events if isinstance(e, Queued)]
+    assert [e.item.download_url for e in queued] == urls
+    assert all(e.more for e in queued)  # (a generator: more may always come)

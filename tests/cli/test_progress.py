@@ -247,3 +247,23 @@ def test_rich_speed_is_in_binary_units_like_the_sizes() -> None:
     rate.add(2 * MiB)
     now[0] = 1.0
     assert _speed(rate) == "2.0 MiB/s"  # what --limit-rate 2M allows, not "2.1 MB/s"
+
+
+def test_plain_run_line_counts_the_whole_list() -> None:
+    from omniget.engine.events import Queued
+
+    out, now = io.StringIO(), [0.0]
+    plain = PlainProgress(out, Masker(), interval=2.0, clock=lambda: now[0])
+    listed = [Item(download_url=f"https://example.com/f{i}.bin") for i in range(300)]
+    with plain:
+        for i, item in enumerate(listed):
+            plain(Queued(item, None, more=i < 299))
+        for i, item in enumerate(listed[:40]):  # 10 files a second
+            now[0] = (i + 1) / 10
+            plain(Started(item, None, size=MiB, resumed=0))
+            plain(Finished(item, None, size=MiB, verified="size", fetched=MiB))
+        plain(Started(listed[40], None, size=MiB, resumed=0))
+    lines = out.getvalue().splitlines()  # (was: "[0:00:02] 19/20 files, ...")
+    # 281 files left at 19 in 2 s; then 261 at 39 in 4 s
+    assert lines[0] == "[0:00:02] 19/300 files, 19.0 MiB, 9.5 MiB/s, 0:00:29 left"
+    assert lines[1:] == ["[0:00:04] 39/300 files, 39.0 MiB, 9.8 MiB/s, 0:00:26 left"]

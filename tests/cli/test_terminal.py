@@ -249,3 +249,42 @@ def test_a_run_that_ends_after_the_second_signal_is_not_quit_under_it() -> None:
             on_signal(signal.SIGTERM, None)
     assert not on_signal._writer.is_alive()  # (ended with the run: it can quit nothing)
     assert exits == []
+
+
+def test_the_run_counts_every_file_of_its_list_from_the_first_frame() -> None:
+    """Was: ``total [0/2 files]`` with 300 URLs, growing as files started. The bar and
+    the time left go by files while the sizes of those waiting are not known."""
+    from omniget.engine.events import Queued
+
+    rp, clock = bars()
+    listed = items(300)
+    for i, item in enumerate(listed):
+        rp(Queued(item, None, more=i < 299))
+    for item in listed[:2]:
+        rp(Started(item, None, size=MiB, resumed=0))
+    total = frame(rp)[0]
+    assert words(total)[:3] == ["total", "[0/300", "files]"]
+    assert words(total)[3:] == ["0", "B", "?", "-:--:--"]  # (no byte total: 298 unknown)
+    for i, item in enumerate(listed[:100]):  # 10 files a second, 1 MiB each
+        clock.now = (i + 1) / 10
+        rp(Started(item, None, size=MiB, resumed=0))
+        rp(Finished(item, None, size=MiB, verified="size", fetched=MiB))
+    total = frame(rp)[0]
+    # 200 files left at 10 a second
+    assert words(total) == ["total", "[100/300", "files]", "100.0", "MiB", "10.0", "MiB/s",
+                            "0:00:20"]
+
+
+def test_a_list_that_may_grow_says_so_and_claims_no_total() -> None:
+    from omniget.engine.events import Queued
+
+    rp, clock = bars()
+    found = items(3)
+    for item in found:
+        rp(Queued(item, None, more=True))  # (a source finding its files as it goes)
+    rp(Started(found[0], None, size=MiB, resumed=0))
+    clock.now = 1.0
+    rp(Finished(found[0], None, size=MiB, verified="size", fetched=MiB))
+    total = frame(rp)[0]
+    assert words(total) == ["total", "[1/3+", "files]", "1.0", "MiB", "1.0", "MiB/s",
+                            "-:--:--"]

@@ -152,13 +152,13 @@ class RichProgress:
             t = self.tally
             files = [t.files[k] for k in self.shown if k in t.files]
             more = len(t.files) - len(files)
-            rows = [(f"total [{t.ended}/{t.seen} files]", t.done, t.total, t.rate, False)]
-            rows += [(f.name, f.done, f.size, f.rate, True) for f in files]
             now = self.clock()
-            lines = [
-                _Line(name, done, size, _pair(done, size), _speed(rate),
-                      clock_time(rate.left(None if size is None else size - done)), is_file)
-                for name, done, size, rate, is_file in rows
+            lines = [_run_line(t)]
+            lines += [
+                _Line(f.name, f.done, f.size, _pair(f.done, f.size), _speed(f.rate),
+                      clock_time(f.rate.left(None if f.size is None else f.size - f.done)),
+                      True)
+                for f in files
             ]
         return _table(lines, more, width, now)
 
@@ -168,6 +168,22 @@ class RichProgress:
 
     def __exit__(self, *exc: object) -> None:
         self.live.stop()
+
+
+def _run_line(t: Tally) -> _Line:
+    """The run's line: its files (``3/7+``: more may come), bytes, speed, time left. The
+    bar and the time left go by bytes when the run's are known, else by files when their
+    number is (a list of URLs: no file's size is known before it starts)."""
+    total = t.total
+    count = f"{t.ended}/{t.seen}{'+' if t.more else ''}"
+    if total is not None:
+        done, size, left = t.done, total, t.rate.left(total - t.done)
+    elif t.more or not t.seen:
+        done, size, left = 0, None, None
+    else:
+        done, size, left = t.ended, t.seen, t.files_left()
+    return _Line(f"total [{count} files]", done, size, _pair(t.done, total), _speed(t.rate),
+                 clock_time(left), False)
 
 
 class _Line(NamedTuple):

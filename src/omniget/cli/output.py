@@ -21,6 +21,7 @@ from ..engine.events import (
     Finished,
     PieceDone,
     Progress,
+    Queued,
     Retrying,
     Skipped,
     Started,
@@ -224,6 +225,8 @@ class JsonEvents:
         self._running: set[str] = set()  # started, not ended
 
     def __call__(self, event: Event) -> None:
+        if isinstance(event, Queued):  # (a line per URL before any file: not wanted here)
+            return
         with self._lock:
             key = event.item.key
             if isinstance(event, Progress):

@@ -180,11 +180,13 @@ class PlainProgress:
         total, speed = t.total, t.rate.speed() or 0.0
         if total:
             amount = f"{100 * t.done // total}% of {format_size(total)}"
+            left = t.rate.left(total - t.done)
         else:
             amount = format_size(t.done)
-        left = t.rate.left(None if total is None else total - t.done)
+            left = None if total is not None else t.files_left()
         until = f", {clock_time(left)} left" if left is not None else ""
-        self._line(f"[{clock_time(now - self._began)}] {t.ended}/{t.seen} files, {amount}, "
+        count = f"{t.ended}/{t.seen}{'+' if t.more else ''}"
+        self._line(f"[{clock_time(now - self._began)}] {count} files, {amount}, "
                    f"{format_size(int(speed))}/s{until}")
 
     def _progress(self, event: Progress, key: str, name: str) -> None:

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..engine.events import Event, Failed, Finished, Progress, Skipped, Started
+from ..engine.events import Event, Failed, Finished, Progress, Queued, Skipped, Started
 
 __all__ = ["Rate", "Tally", "Tracked", "clock_time"]
 
@@ -76,49 +76,90 @@ class Tracked:
 
 
 class Tally:
-    """The run so far: ``files`` active (in start order), ``seen`` and ``ended`` counts,
+    """The run so far: ``files`` active (in start order), ``seen`` (the files the run knows
+    of: those its list announced, and any other that had an event) and ``ended`` counts,
     ``done`` bytes and the ``size`` of the files that count (active and finished; failed
-    and skipped ones drop out), the run's speed. ``total`` is None before any file and
-    while one of unknown size is active. The sums are kept up as events come, so an event
-    costs the same in a run of many files."""
+    and skipped ones drop out), the run's speed, and its speed in files (``ending``).
+    ``more``: the list may hold files not announced yet (a source finding them as it
+    goes). ``total`` (bytes) is None before any file, while one of unknown size is
+    active or waits, and while the list may grow. The sums are kept up as events come,
+    so an event costs the same in a run of many files."""
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.files: dict[str, Tracked] = {}
-        self.seen = self.ended = 0
+        self.listed = self.unlisted = self.ended = 0
+        self.more = False
         self.done = self.size = 0
-        self.unsized = 0  # active files of unknown size
+        self.unsized = 0  # active and waiting files of unknown size
         self.rate = Rate(clock)
-        self._keys: set[str] = set()
+        self.ending = Rate(clock)  # files ended, per second
+        self._waiting: dict[str, list[int | None]] = {}  # announced, not begun: their sizes
+
+    @property
+    def seen(self) -> int:
+        return self.listed + self.unlisted
 
     @property
     def total(self) -> int | None:
-        return None if self.unsized or not (self.files or self.ended) else self.size
+        if self.unsized or self.more or not (self.files or self.ended or self._waiting):
+            return None
+        return self.size
+
+    def files_left(self) -> float | None:
+        """Seconds until the rest of the files are in, at the rate files end (None: the
+        list may grow, or too early to say)."""
+        return None if self.more else self.ending.left(self.seen - self.ended)
 
     def __call__(self, event: Event, name: str) -> Tracked | None:
         """Count ``event`` (its file shown as ``name``); returns the file if still active."""
         key = event.item.key
-        if key not in self._keys:
-            self._keys.add(key)
-            self.seen += 1
         match event:
+            case Queued():
+                self.listed += 1
+                self.more = event.more
+                size = event.item.size_bytes
+                self._waiting.setdefault(key, []).append(size)
+                self._count_size(size, +1)
             case Started():
-                self._drop(key)
+                if not self._drop(key):  # (else: a file started over)
+                    self._begin(key)
                 return self._add(key, name, event.resumed, event.size)
             case Progress():
                 # (no Started seen: its bytes so far are not this run's)
-                file = self.files.get(key) or self._add(key, name, event.done, event.size)
+                file = self.files.get(key)
+                if file is None:
+                    self._begin(key)
+                    file = self._add(key, name, event.done, event.size)
                 self._move(file, event.done, event.size)
                 return file
             case Finished():
-                file = self.files.pop(key) if key in self.files else self._add(
-                    key, name, 0, None, keep=False)
+                file = self.files.pop(key, None)
+                if file is None:
+                    self._begin(key)
+                    file = self._add(key, name, 0, None, keep=False)
                 self._move(file, event.size, event.size)  # (it stays counted)
-                self.ended += 1
+                self._end()
             case Failed() | Skipped():
-                self._drop(key)
-                self.ended += 1
+                if not self._drop(key):
+                    self._begin(key)
+                self._end()
         return None
+
+    def _begin(self, key: str) -> None:
+        """A file's first event (but Queued): it stops waiting, or is one the list did not
+        announce."""
+        sizes = self._waiting.get(key)
+        if sizes is None:
+            self.unlisted += 1
+            return
+        self._count_size(sizes.pop(0), -1)
+        if not sizes:
+            del self._waiting[key]
+
+    def _end(self) -> None:
+        self.ended += 1
+        self.ending.add(1)
 
     def _add(
         self, key: str, name: str, done: int, size: int | None, *, keep: bool = True
@@ -129,12 +170,15 @@ class Tally:
         self._count(file, +1)
         return file
 
-    def _count(self, file: Tracked, sign: int) -> None:
-        self.done += sign * file.done
-        if file.size is None:
+    def _count_size(self, size: int | None, sign: int) -> None:
+        if size is None:
             self.unsized += sign
         else:
-            self.size += sign * file.size
+            self.size += sign * size
+
+    def _count(self, file: Tracked, sign: int) -> None:
+        self.done += sign * file.done
+        self._count_size(file.size, sign)
 
     def _move(self, file: Tracked, done: int, size: int | None) -> None:
         """The file is at ``done`` of ``size`` now; bytes past its last mark were fetched."""
@@ -146,7 +190,10 @@ class Tally:
         file.done, file.size = done, size
         self._count(file, +1)
 
-    def _drop(self, key: str) -> None:
+    def _drop(self, key: str) -> bool:
+        """The active file ``key`` stops counting; False if it was not active."""
         file = self.files.pop(key, None)
-        if file is not None:
-            self._count(file, -1)
+        if file is None:
+            return False
+        self._count(file, -1)
+        return True

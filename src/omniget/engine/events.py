@@ -17,6 +17,7 @@ __all__ = [
     "Finished",
     "PieceDone",
     "Progress",
+    "Queued",
     "Retrying",
     "Skipped",
     "Started",
@@ -30,6 +31,15 @@ class Event:
 
     item: Item
     path: Path | None  # final output path, once known
+
+
+@dataclass(frozen=True)
+class Queued(Event):
+    """The run's list holds the item; it starts when a slot is free. A list in memory (URLs
+    given, a list read) is announced whole before any file starts; items a source finds
+    as it goes (or a list read as it goes), one by one as they come."""
+
+    more: bool  # items not announced yet may follow (False: the run's list is complete)
 
 
 @dataclass(frozen=True)
