@@ -16,6 +16,7 @@ import json
 import os
 import pty
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -330,8 +331,41 @@ def test_stdout_download_reports_retries(
     assert main(["-O", "-", "--retries", "1", httpd.url(path, status=503, times=1)]) == 0
     out, err = capsysbinary.readouterr()
     assert out == DATA
-    assert err.startswith(b"retry s.bin (attempt 1 in ") and b"503" in err
+    assert err.startswith(b"omniget: warning: s.bin: HTTP 503 from ") and b"retrying in" in err
     assert len(httpd.requests_to(path)) == 2
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+@pytest.mark.parametrize("verbose", [False, True])
+def test_retry_and_warning_lines_begin_as_every_other_line(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, terminal: bool, verbose: bool,
+) -> None:
+    """Was: ``retry o/s.bin (attempt 1 in 0.4s): HTTP 503 ...`` beside ``omniget:
+    warning: ...`` lines, and with -v the library's warnings read ``omniget: WARNING:
+    omniget.engine.core: ...``. Now one shape on a terminal and off it, with -v or not."""
+    from tests.cli._screen import Screen
+
+    if terminal:
+        monkeypatch.setenv("FORCE_COLOR", "1")
+        monkeypatch.setenv("COLUMNS", "400")  # (rich wraps longer lines)
+    state = tmp_path / "state"
+    state.write_text("not a folder")  # (a warning from the library's log)
+    path = httpd.new_path("s.bin")
+    httpd.add(path, DATA)
+    url = httpd.url(path, status=503, times=1)
+    flags = ["-v"] if verbose else []
+    assert main([*flags, "--retries", "1", "--state-dir", str(state), "-o", "o", url]) == 0
+    err = capsys.readouterr().err
+    lines = Screen(400, 60).feed(err).lines() if terminal else err.splitlines()
+    said = [line for line in lines if "warning" in line.lower() or "503" in line]
+    assert said[0] == (f"omniget: warning: resume journal {state / 'journal.sqlite'}: open "
+                       f"failed: {state} is a file, not a folder (see --state-dir); "
+                       "downloading without resume state")
+    assert said[1] == f"omniget: warning: o/s.bin: HTTP 503 from {url}; retrying in " + (
+        said[1].rpartition(" in ")[2])
+    assert re.fullmatch(r"\d+\.\ds \(retry 1\)", said[1].rpartition(" in ")[2]), said[1]
+    assert len(said) == 2, said
 
 
 def test_stdout_stops_when_an_encoded_answer_fails_its_check_after_bytes_went_out(

@@ -58,11 +58,11 @@ def test_plain_lines() -> None:
     out, now = io.StringIO(), [0.0]
     feed(PlainProgress(out, Masker(), interval=2.0, clock=lambda: now[0]), now)
     assert out.getvalue().splitlines() == [
-        "retry b.bin (attempt 1 in 0.5s): reset",  # a wait is never silent
+        "omniget: warning: b.bin: reset; retrying in 0.5s (retry 1)",  # a wait: never silent
         # the run, once 2 s have passed: 5 MiB of a.bin in 2.5 s (its resumed MiB moves
         # no speed); b.bin's size is unknown: no total, no time left
         "[0:00:02] 0/2 files, 6.0 MiB, 2.0 MiB/s",
-        "warning: a.bin: server ignored Range",
+        "omniget: warning: a.bin: server ignored Range",
         "skipped c.bin: it already exists (--on-exists overwrite replaces it)",  # never silent
     ]  # no line per file (a run may be thousands); failures: listed at the end by the CLI
 
@@ -73,10 +73,10 @@ def test_plain_verbose_lines_per_file() -> None:
     assert out.getvalue().splitlines() == [
         "start a.bin (10.0 MiB, at 1.0 MiB)",
         "start b.bin (?)",
-        "retry b.bin (attempt 1 in 0.5s): reset",
+        "omniget: warning: b.bin: reset; retrying in 0.5s (retry 1)",
         "  a.bin: 60% of 10.0 MiB, 2.0 MiB/s",  # 5 MiB in 2.5 s; the 0.5 s and 3.0 s ones wait
         "  b.bin: 1.0 MiB, 393.8 KiB/s",  # unknown size: bytes so far
-        "warning: a.bin: server ignored Range",
+        "omniget: warning: a.bin: server ignored Range",
         "done a.bin (10.0 MiB, sha256 ok)",
         "failed b.bin: gone: https://example.com/b.bin?token=***",
         "skipped c.bin: it already exists (--on-exists overwrite replaces it)",
@@ -158,7 +158,7 @@ def test_rich_renders_bars_and_lines() -> None:
     assert "done a.bin" in text
     assert "failed b.bin" in text and "sekrit" not in text
     assert "skipped c.bin: it already exists" in text
-    assert "warning: a.bin: server ignored Range" in text
+    assert "omniget: warning: a.bin: server ignored Range" in text
 
 
 def test_rich_without_verbose_prints_no_file_lines() -> None:

@@ -26,7 +26,7 @@ from rich.text import Text
 from ..engine.events import Event, Failed, Finished, Retrying, Skipped, Started, Warned
 from ..errors import Cancelled
 from .output import Masker, format_size
-from .progress import SkipLines, failure_line, name_of
+from .progress import SkipLines, failure_line, name_of, retry_line, warning_line
 from .tally import Rate, Tally, clock_time
 
 __all__ = ["SHOWN", "RichProgress", "fit"]
@@ -121,12 +121,10 @@ class RichProgress:
                 case Skipped():
                     self._end(event.item.key)
                     line = self.skips(event)
-                case Retrying():  # always: a wait with no word looks like a hang
-                    line, style = (f"retry {name} (attempt {event.attempt} in "
-                                   f"{event.delay:.1f}s): {self.mask(str(event.error))}",
-                                   "yellow")
+                case Retrying():  # always
+                    line, style = retry_line(event, self.mask), "yellow"
                 case Warned():
-                    line, style = f"warning: {name}: {self.mask(event.message)}", "yellow"
+                    line, style = warning_line(event, self.mask), "yellow"
         if line:  # (not under the lock: a frame being drawn takes it)
             self._print(line, style)
 

@@ -36,12 +36,22 @@ class _MaskingFormatter(logging.Formatter):
 
 
 class _WarningFormatter(_MaskingFormatter):
-    """The library's warnings as the CLI's other lines (``omniget: warning: ...``), one
-    line each: a traceback only with ``--debug``."""
+    """The library's warnings and errors as the CLI's other lines (``omniget: warning:
+    ...``) whatever the mode, one line each: a traceback only with ``tracebacks``
+    (``--debug``). INFO and DEBUG records (``-v``, ``--debug``) name their logger."""
+
+    def __init__(self, mask: Masker, *, tracebacks: bool = False) -> None:
+        super().__init__(mask)
+        self.tracebacks = tracebacks
 
     def format(self, record: logging.LogRecord) -> str:
+        if record.levelno < logging.WARNING:
+            return super().format(record)
         lines = record.getMessage().splitlines()
-        return self.mask(f"omniget: warning: {lines[0] if lines else ''}")
+        text = f"omniget: {record.levelname.lower()}: {lines[0] if lines else ''}"
+        if self.tracebacks and record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return self.mask(text)
 
 
 @contextmanager
@@ -54,7 +64,7 @@ def log_to_stderr(
     handler: logging.Handler
     if verbose or debug:
         handler = _StderrHandler()
-        handler.setFormatter(_MaskingFormatter(mask))
+        handler.setFormatter(_WarningFormatter(mask, tracebacks=debug))
         level = logging.DEBUG if debug else logging.INFO
     elif quiet:
         handler, level = logging.NullHandler(), logging.WARNING  # (not Python's last resort)

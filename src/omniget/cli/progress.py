@@ -34,7 +34,9 @@ __all__ = [
     "failure_line",
     "make_progress",
     "name_of",
+    "retry_line",
     "skip_line",
+    "warning_line",
 ]
 
 
@@ -52,6 +54,18 @@ def name_of(event: Event, mask: Masker) -> str:
 
 def failure_line(event: Failed, mask: Masker) -> str:
     return f"failed {name_of(event, mask)}: {mask(str(event.error))}"
+
+
+def retry_line(event: Retrying, mask: Masker) -> str:
+    """A retry is a warning that says when the next try is (a wait with no word looks like
+    a hang): ``omniget: warning: a.bin: HTTP 503 from URL; retrying in 0.5s (retry 1)``."""
+    return (f"omniget: warning: {name_of(event, mask)}: {mask(str(event.error))}; "
+            f"retrying in {event.delay:.1f}s (retry {event.attempt})")
+
+
+def warning_line(event: Warned, mask: Masker) -> str:
+    """``omniget: warning: a.bin: ...``, as the CLI's and the library's other warnings."""
+    return f"omniget: warning: {name_of(event, mask)}: {mask(event.message)}"
 
 
 def skip_line(event: Skipped, mask: Masker, *, verbose: bool) -> str | None:
@@ -162,11 +176,10 @@ class PlainProgress:
                     line = self.skips(event)
                     if line:
                         self._line(line)
-                case Retrying():  # always: a wait with no word looks like a hang
-                    self._line(f"retry {name} (attempt {event.attempt} in {event.delay:.1f}s): "
-                               f"{self.mask(str(event.error))}")
+                case Retrying():  # always
+                    self._line(retry_line(event, self.mask))
                 case Warned():
-                    self._line(f"warning: {name}: {self.mask(event.message)}")
+                    self._line(warning_line(event, self.mask))
             if not self.verbose:
                 self._run_line()
 
