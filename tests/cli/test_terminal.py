@@ -288,3 +288,18 @@ def test_a_list_that_may_grow_says_so_and_claims_no_total() -> None:
     total = frame(rp)[0]
     assert words(total) == ["total", "[1/3+", "files]", "1.0", "MiB", "1.0", "MiB/s",
                             "-:--:--"]
+
+
+def test_the_run_s_speed_counts_from_its_first_file_not_from_before_it() -> None:
+    """Was: the run's speed counted the seconds before any file started (a connect, a
+    slow list): its line said 0.4 MiB/s and 0:00:20 left beside its one file's 1.0 MiB/s
+    and 0:00:08."""
+    rp, clock = bars()
+    a = Item(download_url="https://example.com/a.bin")
+    clock.now = 3.0
+    rp(Started(a, None, size=10 * MiB, resumed=0))
+    for second in (4, 5):
+        clock.now = second
+        rp(Progress(a, None, done=(second - 3) * MiB, size=10 * MiB))
+    total, file = frame(rp)
+    assert words(total)[3:] == words(file)[1:] == ["2.0/10.0", "MiB", "1.0", "MiB/s", "0:00:08"]

@@ -95,6 +95,7 @@ class Tally:
         self.rate = Rate(clock)
         self.ending = Rate(clock)  # files ended, per second
         self._waiting: dict[str, list[int | None]] = {}  # announced, not begun: their sizes
+        self._begun = False  # (a file has begun)
 
     @property
     def seen(self) -> int:
@@ -164,6 +165,9 @@ class Tally:
     def _add(
         self, key: str, name: str, done: int, size: int | None, *, keep: bool = True
     ) -> Tracked:
+        if not self._begun:  # the run's speeds count from its first file, not before it
+            self._begun = True
+            self.rate, self.ending = Rate(self.clock), Rate(self.clock)
         file = Tracked(name, done, size, Rate(self.clock))
         if keep:
             self.files[key] = file
