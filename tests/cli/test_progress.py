@@ -265,5 +265,5 @@ def test_plain_run_line_counts_the_whole_list() -> None:
         plain(Started(listed[40], None, size=MiB, resumed=0))
     lines = out.getvalue().splitlines()  # (was: "[0:00:02] 19/20 files, ...")
     # 281 files left at 19 in 1.9 s (the first began at 0.1 s); then 261 at 39 in 3.9 s
-    assert lines[0] == "[0:00:02] 19/300 files, 19.0 MiB, 10.0 MiB/s, 0:00:28 left"
-    assert lines[1:] == ["[0:00:04] 39/300 files, 39.0 MiB, 10.0 MiB/s, 0:00:26 left"]
+    assert lines[0] == "[0:00:02] 19/300 files, 19.0 MiB, 10.0 MiB/s, 0:00:29 left"
+    assert lines[1:] == ["[0:00:04] 39/300 files, 39.0 MiB, 10.0 MiB/s, 0:00:27 left"]

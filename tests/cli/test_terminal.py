@@ -163,7 +163,7 @@ def test_a_file_started_over_is_not_counted_twice() -> None:
     clock.now = 3.0
     rp(Progress(a, None, done=2 * MiB, size=4 * MiB))
     total, _ = frame(rp)
-    assert words(total)[3:] == ["2.0/4.0", "MiB", "1.7", "MiB/s", "0:00:01"]  # 5 MiB in 3 s
+    assert words(total)[3:] == ["2.0/4.0", "MiB", "1.7", "MiB/s", "0:00:02"]  # 5 MiB in 3 s; 1.2 s
     rp(Finished(a, None, size=4 * MiB, verified="size", fetched=4 * MiB))
     (total,) = frame(rp)
     assert words(total)[3:5] == ["4.0/4.0", "MiB"]
@@ -303,3 +303,14 @@ def test_the_run_s_speed_counts_from_its_first_file_not_from_before_it() -> None
         rp(Progress(a, None, done=(second - 3) * MiB, size=10 * MiB))
     total, file = frame(rp)
     assert words(total)[3:] == words(file)[1:] == ["2.0/10.0", "MiB", "1.0", "MiB/s", "0:00:08"]
+
+
+def test_the_time_left_is_rounded_up() -> None:
+    """Was: ``0:00:00`` left with half a second to go."""
+    rp, clock = bars()
+    a = Item(download_url="https://example.com/a.bin")
+    rp(Started(a, None, size=4 * MiB, resumed=0))
+    clock.now = 1.0
+    rp(Progress(a, None, done=int(3.5 * MiB), size=4 * MiB))
+    total, file = frame(rp)
+    assert words(total)[-1] == words(file)[-1] == "0:00:01"

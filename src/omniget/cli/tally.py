@@ -8,6 +8,7 @@ over count again (they were fetched); the bar goes back, the total does not coun
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,11 +50,12 @@ class Rate:
         return (self.total - then) / elapsed
 
     def left(self, remaining: int | None) -> float | None:
-        """Seconds until ``remaining`` more bytes are in at this speed (None: unknown)."""
+        """Whole seconds until ``remaining`` more bytes are in at this speed, rounded up
+        (``0:00:00`` left is for nothing left); None: unknown."""
         speed = self.speed()
         if remaining is None or not speed:
             return None
-        return max(0, remaining) / speed
+        return math.ceil(max(0, remaining) / speed)
 
 
 def clock_time(seconds: float | None) -> str:
