@@ -314,3 +314,25 @@ def test_the_time_left_is_rounded_up() -> None:
     rp(Progress(a, None, done=int(3.5 * MiB), size=4 * MiB))
     total, file = frame(rp)
     assert words(total)[-1] == words(file)[-1] == "0:00:01"
+
+
+def test_before_any_file_is_known_the_bars_say_so() -> None:
+    rp, _ = bars()
+    assert frame(rp) == ["starting…"]  # (was: "total [0/0 files] ... 0 B ? -:--:--")
+
+
+def test_a_narrow_terminal_keeps_the_run_s_file_count_whole() -> None:
+    """Was: ``total [100/300 f…`` at 40 columns."""
+    from omniget.engine.events import Queued
+
+    rp, _ = bars(40)
+    listed = items(300)
+    for i, item in enumerate(listed):
+        rp(Queued(item, None, more=i < 299))
+    for item in listed[:100]:
+        rp(Finished(item, None, size=KiB, verified="size", fetched=KiB))
+    rp(Started(listed[100], None, size=KiB, resumed=0))
+    assert words(frame(rp)[0])[:2] == ["100/300", "files"]
+    rp, _ = bars(80)  # (room enough: the whole name)
+    rp(Started(listed[0], None, size=KiB, resumed=0))
+    assert words(frame(rp)[0])[:3] == ["total", "[0/1", "files]"]

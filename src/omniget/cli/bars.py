@@ -148,6 +148,8 @@ class RichProgress:
         width = self.console.width
         with self._lock:
             t = self.tally
+            if not t.seen:  # (nothing to count yet: no "0/0 files")
+                return Text("starting…")
             files = [t.files[k] for k in self.shown if k in t.files]
             more = len(t.files) - len(files)
             now = self.clock()
@@ -181,7 +183,7 @@ def _run_line(t: Tally) -> _Line:
     else:
         done, size, left = t.ended, t.seen, t.files_left()
     return _Line(f"total [{count} files]", done, size, _pair(t.done, total), _speed(t.rate),
-                 clock_time(left), False)
+                 clock_time(left), False, short=f"{count} files")
 
 
 class _Line(NamedTuple):
@@ -194,6 +196,7 @@ class _Line(NamedTuple):
     speed: str
     left: str
     is_file: bool  # (else the run's line)
+    short: str = ""  # the name where it does not fit (the run's count, whole)
 
 
 def _table(lines: list[_Line], more: int, width: int, now: float) -> Table:
@@ -217,7 +220,8 @@ def _table(lines: list[_Line], more: int, width: int, now: float) -> Table:
         cells = {"bytes": Text(line.bytes, style="progress.download"),
                  "speed": Text(line.speed, style="progress.data.speed"),
                  "left": Text(line.left, style="progress.remaining")}
-        table.add_row(Text(fit(line.name, name_cells, keep_end=line.is_file)),
+        name = line.short if line.short and cell_len(line.name) > name_cells else line.name
+        table.add_row(Text(fit(name, name_cells, keep_end=line.is_file)),
                       ProgressBar(total=line.size, completed=line.done, animation_time=now),
                       *(cells[c] for c in columns))
     if more:
