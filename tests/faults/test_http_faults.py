@@ -190,6 +190,25 @@ def test_broken_range_support_never_splices(
     assert (out / "s.bin").read_bytes() == data
 
 
+def test_a_resume_the_server_answers_from_byte_0_says_the_kept_bytes_come_again(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """Was: silence, the bar still at 75% and 0 B/s while the first 3 MB came again (it
+    looked like a hang), and the summary counted 1 MB fetched."""
+    data = payload(4_000_000, 12)
+    path = httpd.new_path("r.bin")
+    httpd.add(path, data)
+    url = httpd.url(path, norange=1, truncate=3_000_000, times=1)
+    report, _, _ = fetch(url, tmp_path, retries=0)  # cut short: its 3 MB are kept
+    assert report.failed == 1
+    report, events, out = fetch(url, tmp_path, retries=0)
+    assert report.exit_code == 0, report.failures
+    assert (out / "r.bin").read_bytes() == data
+    said = [e.message for e in events if isinstance(e, Warned)]
+    assert said == ["the server ignores Range: the 3000000 bytes already here come again "
+                    "before the rest"]
+
+
 def test_server_errors_then_success(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
 ) -> None:

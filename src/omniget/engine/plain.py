@@ -163,6 +163,7 @@ class PlainDownload:
         self.gone: set[str] = set()  # mirrors that answered with a permanent error
         self.failing: set[str] = set()  # mirrors that failed lately (connect, reset, ...)
         self.head_seen = False
+        self.said_refetch = False  # (a Warned that the bytes kept are fetched again)
         self.heads = 0  # answers accepted so far
         self.inline: Span | None = None  # the first span while it runs in the file's task
         self.splitter: Splitter | None = None  # made when worth splitting
@@ -510,6 +511,10 @@ class PlainDownload:
                 # checks do not cover: they are of the compressed body, and only of this one
                 raise _Restart("a compressed answer cannot continue kept bytes", changed=True)
             sink.skip = span.pos  # drop what we already have
+            if span.pos and not self.said_refetch:  # (else a long wait at 0 B/s, unsaid)
+                self.said_refetch = True
+                self.ctx.event(Warned(job.item, job.final, f"the server ignores Range: the "
+                                      f"{span.pos} bytes already here come again before the rest"))
         if sink.sent:
             self.slowest_head = max(self.slowest_head, time.monotonic() - sink.sent)
         if not self.head_seen:
