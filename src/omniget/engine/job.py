@@ -458,7 +458,7 @@ class FileJob:
             return None
         same = moved.get(self.key[len(self.ctx.key_prefix) :], [])
         earlier = here.get(self.item.output_path, [])
-        if not (same or earlier):
+        if not (same or earlier) or part_busy(final):  # (busy: that run's record is its own)
             return None
         ino = _inode(part_path(final))
         for found, renewed in ((same, False), (earlier, True)):
