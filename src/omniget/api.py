@@ -23,7 +23,7 @@ from .engine import Engine, FileResult, Report
 from .engine.events import EventHandler, Failed, Queued, ignore
 from .engine.transports.base import Transport
 from .errors import OmnigetError, UsageError, nearest
-from .model import Item
+from .model import Item, unextracted
 from .settings import Settings
 from .sources import find_source
 from .sources.base import HttpClient, Source, SourceContext, option_problem
@@ -279,7 +279,7 @@ async def adownload(
         return known if only is None else [item for item in known if only(item)]
 
     def failed(url: str, exc: OmnigetError) -> FileResult:
-        bad = Item(download_url=url)
+        bad = unextracted(url)
         emit(Failed(bad, None, exc))
         return FileResult(bad, None, "failed", error=exc)
 

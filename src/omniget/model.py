@@ -180,7 +180,8 @@ class Item:
     executable: bool = False
     expect: Expect = "any"
     variant_of: str | None = None
-    #: Name of the source that made the item (its ``refresh`` hook is looked up by it).
+    #: Name of the source that made the item (its ``refresh`` hook is looked up by it);
+    #: "" for a URL no source took (see :func:`unextracted`).
     source: str = "http"
     #: Other URLs serving the same bytes (mirrors), tried when the main one fails.
     mirrors: tuple[str, ...] = ()
@@ -220,6 +221,12 @@ class Item:
         if self.source_id:
             return f"{self.source}:{self.source_id}"
         return self.download_url
+
+
+def unextracted(url: str) -> Item:
+    """The item a failure to extract ``url`` is told about: no source made it, so it names
+    no file (events about it carry no path, not one guessed from the URL)."""
+    return Item(download_url=url, source="")
 
 
 def name_from_url(url: str) -> str:

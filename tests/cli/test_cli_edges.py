@@ -854,6 +854,33 @@ def test_list_json_reports_a_bad_url_as_an_event(httpd: HTTPServer) -> None:
     assert summary == {"event": "summary", "items": 1, "failed": 1, "exit_code": 2}
 
 
+@pytest.mark.parametrize(
+    "args",
+    [["--json"], ["--json", "-o", "out"], ["list", "--json"], ["--dry-run", "--json"]],
+    ids=["one", "several", "list", "dry-run"],
+)
+def test_a_url_no_source_takes_names_no_file(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    """Before: its failed event had "path": "index.html", a name made up from the URL."""
+    urls = [NO_SOURCE, serve(httpd)] if "-o" in args else [NO_SOURCE]
+    assert main([*args, *urls]) == 2
+    out, err = capsys.readouterr()
+    failed = json_lines(out)[0]
+    assert failed == {"event": "failed", "path": None, "url": NO_SOURCE,
+                      "error": err[16 + len(NO_SOURCE) + 2 : -1],
+                      "error_type": "UnsupportedURL", "exit_code": 2}
+    assert err.startswith(f"omniget: error: {NO_SOURCE}: no source can handle")
+
+
+def test_verbose_names_a_url_no_source_takes_by_the_url(httpd: HTTPServer) -> None:
+    """Before: -v said "failed index.html: no source can handle ..."."""
+    res = cli("-v", "-o", "out", NO_SOURCE, serve(httpd))
+    assert res.returncode == 2
+    assert f"failed {NO_SOURCE}: no source can handle" in res.stderr
+    assert "index.html" not in res.stderr
+
+
 def test_dry_run_json_has_failures_and_a_summary(
     httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

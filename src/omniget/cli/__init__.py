@@ -27,7 +27,7 @@ from ..engine.events import Event, Failed, Skipped
 from ..engine.stream import write_error
 from ..engine.transports.base import SECRET_HEADERS
 from ..errors import Cancelled, OmnigetError, StorageError, UsageError
-from ..model import Item
+from ..model import Item, unextracted
 from .args import flags_from_args, guess_scheme, parse_args, parse_input
 from .config import Config, load_config, load_settings
 from .logs import log_to_stderr
@@ -355,7 +355,7 @@ def _items(
             if isinstance(target, Item):
                 on_failure(target.download_url, target, e)
             else:
-                on_failure(target, Item(download_url=target), e)
+                on_failure(target, unextracted(target), e)
 
 
 def _single(items: Iterator[Item], name: str | None) -> Item | None:

@@ -169,6 +169,14 @@ def item_to_dict(item: Item, mask: Masker) -> dict[str, Any]:
     return out
 
 
+def event_path(event: Event, mask: Masker) -> str | None:
+    """The file an event is about: its output path, or the item's own before that is
+    known; None for a URL no source took (it names no file)."""
+    if event.path:
+        return mask(display_path(event.path))
+    return mask(event.item.output_path) if event.item.source else None
+
+
 def _error_dict(error: OmnigetError, mask: Masker) -> dict[str, Any]:
     return {"error": mask(str(error)), "error_type": type(error).__name__,
             "exit_code": error.exit_code}
@@ -178,7 +186,7 @@ def event_to_dict(event: Event, mask: Masker) -> dict[str, Any]:
     """One engine event as a flat JSON-safe dict: ``{"event": "finished", "path": ...}``."""
     d: dict[str, Any] = {
         "event": type(event).__name__.lower(),
-        "path": mask(display_path(event.path)) if event.path else mask(event.item.output_path),
+        "path": event_path(event, mask),
         "url": mask(event.item.download_url),
     }
     match event:

@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING, Protocol
 
 from ..engine.events import Event, Failed, Finished, Progress, Retrying, Skipped, Started, Warned
 from ..errors import Cancelled
-from .output import EXISTS_WHY, JsonEvents, Masker, display_path, format_size
+from .output import EXISTS_WHY, JsonEvents, Masker, event_path, format_size
 from .tally import Tally, clock_time
 
 if TYPE_CHECKING:
@@ -49,7 +49,8 @@ class Consumer(Protocol):
 
 
 def name_of(event: Event, mask: Masker) -> str:
-    return mask(display_path(event.path) if event.path else event.item.output_path)
+    """The file an event is about, or the URL when it names none (no source took it)."""
+    return event_path(event, mask) or mask(event.item.download_url)
 
 
 def failure_line(event: Failed, mask: Masker) -> str:
