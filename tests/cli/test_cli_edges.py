@@ -896,6 +896,17 @@ def test_dry_run_json_has_failures_and_a_summary(
     assert not Path("small").exists()
 
 
+def test_a_url_pasted_with_blanks_around_it_is_the_url(httpd: HTTPServer) -> None:
+    """Before: 'URL ' went out as it was (GET /small%20: a 404), ' URL' had no source.
+    A space inside the URL goes out as %20."""
+    url = httpd.add(httpd.new_path("a b.bin"), DATA)
+    pasted = url.replace("%20", " ")
+    assert main(["-q", "-O", "one", f"{pasted} \n"]) == 0
+    assert main(["-q", "--", f"\t {pasted}"]) == 0
+    assert Path("one").read_bytes() == Path("a b.bin").read_bytes() == DATA
+    assert [r.target for r in httpd.requests] == [urlsplit(url).path] * 2
+
+
 def test_an_input_file_with_a_bom_is_read(httpd: HTTPServer) -> None:
     """Windows editors start UTF-8 files with a BOM: before, the first URL was
     '\\ufeffhttp://...', which no source can handle."""

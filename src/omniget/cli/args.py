@@ -242,7 +242,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         _help(args)
     parser = parsers.get(command) or build_parser(command)
     ns, extra = parser.parse_known_intermixed_args(args)
-    ns.urls = [*(ns.urls or []), *after]
+    # (a URL pasted with a space or newline around it: the URL without them, as wget)
+    ns.urls = [u.strip() for u in [*(ns.urls or []), *after]]
     for arg in extra:
         if arg.startswith("-"):  # e.g. `omniget -o DIR list URL`: never a silent download
             flag = arg.partition("=")[0]
