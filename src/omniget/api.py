@@ -428,10 +428,11 @@ def stream(
     on_event: EventHandler | None = None,
 ) -> int:
     """Write one URL's bytes in order to ``out``; returns how many were written.
-    ``on_event`` sees its retries. A URL is the one item its source gives (a URL no source
-    takes fails at once: :class:`~omniget.errors.UnsupportedURL`, as in ``extract``); an
-    item made of pieces is refused (UsageError). It blocks: inside an event loop, run it
-    on a thread (``await asyncio.to_thread(omniget.stream, url, out)``)."""
+    ``on_event`` sees its start, progress, end, retries and warnings (their path: None).
+    A URL is the one item its source gives (a URL no source takes fails at once:
+    :class:`~omniget.errors.UnsupportedURL`, as in ``extract``); an item made of pieces is
+    refused (UsageError). It blocks: inside an event loop, run it on a thread
+    (``await asyncio.to_thread(omniget.stream, url, out)``)."""
     _not_in_a_loop("stream", "asyncio.to_thread(omniget.stream, ...)")
     cls: type[Source] | None = None
     if not isinstance(url_or_item, Item):

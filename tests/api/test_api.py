@@ -16,6 +16,8 @@ from tests.servers.httpd import HTTPServer
 
 import omniget
 from omniget.engine import Engine
+from omniget.engine.events import Event, Finished, Progress, Started
+from omniget.engine.retry import FakeClock
 
 
 def test_all_is_exact_and_sorted() -> None:
@@ -301,6 +303,35 @@ def test_stream_of_a_url_writes_the_item_its_source_gives(httpd: HTTPServer) -> 
     url = httpd.add(httpd.new_path("s.bin"), b"streamed")
     out = io.BytesIO()
     assert omniget.stream(url, out) == 8 and out.getvalue() == b"streamed"
+
+
+def test_stream_tells_its_start_progress_and_end(httpd: HTTPServer) -> None:
+    """Before: a stream's handler saw only retries and warnings, so `-O -` had nothing to
+    show a progress bar with."""
+    data = bytes(range(256)) * 1024
+    url = httpd.add(httpd.new_path("s.bin"), data)
+    clock, out = FakeClock(), bytearray()
+    events: list[Event] = []
+
+    def write(chunk: bytes) -> None:
+        out.extend(chunk)
+        clock.advance(1)  # (every write is a Progress event's time)
+
+    async def go() -> int:
+        eng = Engine(journal=False, clock=clock, on_event=events.append)
+        try:
+            return await eng.stream(omniget.Item(download_url=url), write)
+        finally:
+            await eng.aclose()
+
+    assert asyncio.run(go()) == len(data) and out == data
+    first, *middle, last = events
+    assert isinstance(first, Started) and (first.size, first.path) == (len(data), None)
+    assert middle and all(isinstance(e, Progress) and e.size == len(data) for e in middle)
+    done = [cast(Progress, e).done for e in middle]
+    assert done == sorted(done) and done[-1] <= len(data)
+    assert isinstance(last, Finished)
+    assert (last.size, last.verified, last.fetched) == (len(data), "size", len(data))
 
 
 def test_adownload_on_a_given_engine_hands_the_run_s_events_to_on_event(

@@ -88,6 +88,11 @@ class Engine:
                 log.warning("the on_event handler failed (later failures are not shown)",
                             exc_info=True)
 
+    @property
+    def listened(self) -> bool:
+        """Someone takes the engine's events (else per-file ones need not be made)."""
+        return self.on_event is not ignore
+
     def emitter(self, on_event: EventHandler | None) -> EventHandler:
         """Emit for one run: the engine's handler, then ``on_event`` (the run's own), a
         failing one said once, as :meth:`emit` does."""

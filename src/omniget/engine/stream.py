@@ -7,7 +7,9 @@ item's or ``--checksum``) is checked at the end: the bytes are out by then, but 
 fails with :class:`IntegrityError`; so does a content-encoded answer whose stream fails
 its own check after some of its bytes went out (a retry could only skip them). An error
 writing the stream (disk full, its reader gone) is a :class:`StorageError` whose cause is
-the ``OSError``; it is never retried."""
+the ``OSError``; it is never retried. Events (path None): Started at the first answer,
+Progress at most every ``job.PROGRESS_EVERY`` s, Finished at the end, Retrying and
+Warned."""
 
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError, OmnigetError, StorageError, TransientError, UsageError
 from ..model import ByteRange, Item
-from .events import Retrying, Warned
+from .events import Finished, Progress, Retrying, Started, Warned
+from .job import PROGRESS_EVERY
 from .mirrors import PERMANENT_ON_ONE_MIRROR, next_mirror, not_a_copy
 from .ratelimit import RateLimit
 from .transports.base import Head, Request, check_status, skip_prefix, transport_for
@@ -44,6 +47,8 @@ def write_error(
 class _StreamSink:
     def __init__(self, write: Callable[[bytes], object], done: int) -> None:
         self.write = write
+        self.on_start: Callable[[], None] | None = None  # at the first answer taken
+        self.on_bytes: Callable[[], None] | None = None  # after each write
         self.hash: StreamHasher | None = None
         self.done = done
         self.skip = 0
@@ -70,6 +75,9 @@ class _StreamSink:
             self.etags[self.url] = head.etag
         if self.size is None and head.total_size is not None:
             self.size, self.size_from = head.total_size, self.url
+        if self.on_start is not None:
+            self.on_start()
+            self.on_start = None
 
     def on_data(self, data: bytes) -> None:
         if self.skip:
@@ -83,6 +91,8 @@ class _StreamSink:
         self.done += len(data)
         if self.hash is not None:
             self.hash.update(data)
+        if self.on_bytes is not None:
+            self.on_bytes()
 
 
 async def stream_item(engine: Engine, item: Item, write: Callable[[bytes], object]) -> int:
@@ -96,6 +106,9 @@ async def stream_item(engine: Engine, item: Item, write: Callable[[bytes], objec
     want = item.digest or engine.settings.checksum
     if want is not None:
         sink.hash = StreamHasher(want.algo)
+    listened = engine.listened
+    if listened:
+        _report_progress(engine, item, sink)
     attempts, waited = 0, 0.0
     urls = (item.download_url, *item.mirrors)
     url = urls[0]
@@ -147,5 +160,26 @@ async def stream_item(engine: Engine, item: Item, write: Callable[[bytes], objec
         raise digest_mismatch(item.filename, want, sink.hash.hexdigest())
     if want is None and sink.size is None and not sink.framed:
         engine.emit(Warned(item, None, UNVERIFIED))
+    if listened:
+        verified = want.algo if want is not None else "size" if sink.size is not None else None
+        engine.emit(Finished(item, None, sink.done, verified, sink.done))
     return sink.done
+
+
+def _report_progress(engine: Engine, item: Item, sink: _StreamSink) -> None:
+    """Started at the sink's first answer, then Progress at most every PROGRESS_EVERY s."""
+    clock = engine.clock
+    last = clock.monotonic()
+
+    def start() -> None:
+        engine.emit(Started(item, None, sink.size, 0))
+
+    def tick() -> None:
+        nonlocal last
+        now = clock.monotonic()
+        if now - last >= PROGRESS_EVERY:
+            last = now
+            engine.emit(Progress(item, None, sink.done, sink.size))
+
+    sink.on_start, sink.on_bytes = start, tick
 
