@@ -18,8 +18,11 @@ import pty
 import random
 import re
 import signal
+import socket
+import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -131,6 +134,52 @@ def test_output_file_that_can_only_be_a_folder_is_a_usage_error(
     err = one_line(capsys.readouterr().err)
     assert f"-O {name}: is a directory" in err
     assert httpd.requests == [] and os.listdir() == []
+
+
+@pytest.mark.skipif(not os.path.exists(os.devnull), reason="needs /dev/null")
+def test_output_file_that_is_a_device_is_written(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: "skipped /dev/null: it already exists", exit 0, nothing fetched."""
+    url = serve(httpd)
+    assert main(["-v", "-O", os.devnull, url]) == 0
+    err = capsys.readouterr().err
+    assert "skipped" not in err and f"wrote 1000 B to {os.devnull}" in err
+    assert [r.method for r in httpd.requests] == ["GET"]
+    assert os.listdir() == []  # (no part file, no journal beside the run)
+    assert main(["--dry-run", "-O", os.devnull, url]) == 0
+    assert capsys.readouterr().out == f"{os.devnull}\t?\t{url}\n"
+    assert main(["--json", "-O", os.devnull, url]) == 0
+    started, finished, summary = json_lines(capsys.readouterr().out)
+    assert (started["event"], started["path"], started["size"]) == ("started", os.devnull, 1000)
+    assert (finished["event"], finished["path"], finished["fetched"]) == (
+        "finished", os.devnull, 1000)
+    assert summary == {**summary, "ok": 1, "failed": 0, "fetched": 1000, "exit_code": 0}
+
+
+def test_output_file_that_is_a_fifo_gets_the_bytes_in_order(httpd: HTTPServer) -> None:
+    url = serve(httpd, data=bytes(range(256)) * 400)
+    os.mkfifo("pipe")
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(Path("pipe").read_bytes()))
+    reader.start()
+    try:
+        assert main(["-q", "-O", "pipe", url]) == 0
+    finally:
+        reader.join(10)
+        if reader.is_alive():  # (nothing opened it to write: let the reader go)
+            os.close(os.open("pipe", os.O_WRONLY | os.O_NONBLOCK))
+    assert got == [bytes(range(256)) * 400]
+    assert os.listdir() == ["pipe"] and stat.S_ISFIFO(os.stat("pipe").st_mode)
+
+
+def test_output_file_that_is_a_socket_is_a_storage_error(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind("sock")
+        assert main(["-O", "sock", serve(httpd)]) == 7
+    assert one_line(capsys.readouterr().err).startswith("omniget: error: cannot write to sock: ")
 
 
 def test_empty_output_file_is_a_usage_error(

@@ -10,20 +10,22 @@ closed is exit 7.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gc
 import logging
 import os
 import signal
+import stat
 import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
-from ..engine.events import Event, Failed, Skipped
+from ..engine.events import Event, Failed, Retrying, Skipped, Warned
 from ..engine.stream import write_error
 from ..engine.transports.base import SECRET_HEADERS
 from ..errors import Cancelled, OmnigetError, StorageError, UsageError
@@ -45,7 +47,13 @@ from .output import (
     put,
     summary_line,
 )
-from .progress import SKIP_LINES, PlainProgress, QuietProgress, make_progress
+from .progress import (
+    SKIP_LINES,
+    Consumer,
+    PlainProgress,
+    QuietProgress,
+    make_progress,
+)
 from .signals import SaveOnSignal, on_signals, stop_at_once
 
 __all__ = ["load_settings", "main", "run"]
@@ -144,9 +152,11 @@ def _ask_password(ns: argparse.Namespace) -> None:
 
 
 def _resumable(ns: argparse.Namespace) -> bool:
-    """A download into files keeps its state when stopped; a list, a dry run and ``-O -``
-    (stdout cannot be resumed) have none."""
-    return ns.command == "get" and not ns.dry_run and ns.output_file != "-"
+    """A download into files keeps its state when stopped; a list, a dry run, ``-O -``
+    and ``-O`` a device or a FIFO (neither can be resumed) have none."""
+    out = ns.output_file if ns.command == "get" else None
+    return (ns.command == "get" and not ns.dry_run and out != "-"
+            and not (out and _not_a_file(Path(out).expanduser())))
 
 
 def _json_error(
@@ -426,20 +436,26 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     extracted = _items(targets, ns, cfg, failed, skipped)  # lazy: runs only when consumed
     items: Iterable[Item | str] = extracted if own else targets
     dest = cfg.output or Path(".")
+    device = False  # -O a device or a FIFO: written in order, as -O -
     if ns.output_file is not None:
         out_file = None if ns.output_file == "-" else Path(ns.output_file).expanduser()
-        one = _single(extracted, out_file.name if out_file else None)
-        if out_file is not None:
+        device = out_file is not None and _not_a_file(out_file)
+        name = out_file and (display_path(out_file) if device else out_file.name)
+        one = _single(extracted, name or None)
+        if out_file is not None and not device:
             dest = out_file.parent
-        elif one is not None:  # -O -
-            return _to_stdout(one, cfg, ns, mask)
+        elif one is not None:  # -O -, or a device or a FIFO
+            return _to_stream(one, cfg, ns, mask, out_file)
         extracted = iter([one] if one is not None else [])
         items = extracted
     if ns.dry_run:
         return _dry_run(extracted, dest, ns, cfg, mask, failures, failed, len(filtered))
-    if ns.output_file == "-":  # nothing to write: extraction failed or filtered out
+    if ns.output_file == "-" or device:  # nothing to write: extraction failed or filtered out
         _report_failures(failures, mask)
-        return failures[0][1].exit_code if failures else 0
+        code = failures[0][1].exit_code if failures else 0
+        if isinstance(consumer, JsonEvents):
+            consumer.line(_summary(ns, code, skipped=len(filtered), failed=len(failures)))
+        return code
 
     only = None if own else _filter(ns, skipped)  # (extracted above, filtered there)
     cancel = threading.Event()
@@ -482,6 +498,16 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     return code  # the first failure's code
 
 
+def _not_a_file(path: Path) -> bool:
+    """``-O PATH`` that exists and is neither a regular file nor a folder: a device
+    (``/dev/null``), a FIFO or a socket. It is written, never replaced or skipped."""
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
 def _names_a_folder(name: str) -> bool:
     """``-O NAME`` that is a folder, or can only name one (``new/``, ``x/..``): saving
     under it would write some other name than the one given."""
@@ -511,42 +537,121 @@ def _check_urls(targets: list[Item | str], source: str | None, *, fail_fast: boo
             raise first
 
 
-def _to_stdout(item: Item, cfg: Config, ns: argparse.Namespace, mask: Masker) -> int:
-    """``-O -``: the one file's bytes to stdout, retries reported on stderr. Stopped, it
-    cannot be resumed: what went out is out, a rerun starts over."""
-    out = _stdout()
+def _to_stream(
+    item: Item, cfg: Config, ns: argparse.Namespace, mask: Masker, target: Path | None
+) -> int:
+    """``-O -`` (``target`` None): the one file's bytes to stdout, in order. ``-O`` a
+    device or a FIFO (``/dev/null``): written there the same way, as curl and wget do (no
+    part file beside it, nothing renamed). Stopped, neither can be resumed: what went out
+    is out, a rerun starts over."""
+    where = "stdout" if target is None else mask(display_path(target))
     if ns.dry_run:
-        put(out, f"-\t{format_size(item.size_bytes)}\t{mask(item.download_url)}\n")
-        flush(out)
-        return 0
-    # Only retries and warnings happen here; lines on stderr, as in a normal run.
-    consumer = QuietProgress() if ns.quiet else PlainProgress(sys.stderr, mask)
+        return _stream_dry_run(item, ns, mask, where)
     import omniget
 
-    with consumer, on_signals(stop_at_once):
-        try:
-            written = omniget.stream(
-                item, out.buffer, settings=cfg.settings, on_event=_safe(consumer)
-            )
-        except StorageError as exc:  # a write that failed (engine.stream)
-            if not isinstance(exc.__cause__, OSError):
-                raise
-            raise _stdout_error(exc.__cause__) from None
-        except OSError as exc:  # the last flush
-            raise _stdout_error(exc) from None
-        except KeyboardInterrupt:
-            _error("interrupted; the file on stdout is incomplete "
-                   "(stdout cannot be resumed: run the command again to start over)")
-            return 130
-    if ns.verbose:
-        sys.stderr.write(f"wrote {format_size(written)} to stdout\n")
+    out = _stdout().buffer if target is None else _open_output(target, where)
+    try:
+        consumer, on_event = _stream_progress(ns, mask, out.isatty(), stdout=target is None)
+        with consumer, on_signals(stop_at_once):
+            try:
+                written = omniget.stream(item, out, settings=cfg.settings, on_event=on_event)
+                if target is not None:
+                    out.close()
+            except StorageError as exc:  # a write that failed (engine.stream)
+                if not isinstance(exc.__cause__, OSError):
+                    return _stream_failed(consumer, item, exc, ns, mask)
+                return _stream_failed(consumer, item, _write_error(exc.__cause__, target,
+                                                                   where), ns, mask)
+            except OSError as exc:  # the last flush
+                return _stream_failed(consumer, item, _write_error(exc, target, where), ns,
+                                      mask)
+            except OmnigetError as exc:
+                return _stream_failed(consumer, item, exc, ns, mask)
+            except KeyboardInterrupt:
+                on = "on stdout" if target is None else f"written to {where}"
+                _error(f"interrupted; the file {on} is incomplete "
+                       f"({where} cannot be resumed: run the command again to start over)")
+                if isinstance(consumer, JsonEvents):
+                    consumer.line(_summary(ns, 130, **{**consumer.tally(), "interrupted": 1}))
+                return 130
+    finally:
+        if target is not None:
+            with contextlib.suppress(OSError):
+                out.close()
+    if isinstance(consumer, JsonEvents):
+        consumer.line(_summary(ns, 0, **consumer.tally()))
+    if ns.verbose and not ns.json:
+        sys.stderr.write(f"wrote {format_size(written)} to {where}\n")
     return 0
 
 
-def _stdout_error(exc: OSError) -> StorageError:
-    """``-O -`` could not write stdout (as curl and wget: say so, the file is not whole)."""
-    _drop_stdout()
-    return write_error(exc, "stdout")
+def _open_output(target: Path, where: str) -> BinaryIO:
+    """The device or FIFO ``-O`` names, opened for writing (a FIFO waits for its reader)."""
+    try:
+        return open(target, "wb")  # (closed by the caller)
+    except OSError as exc:
+        raise StorageError(f"cannot write to {where}: {exc.strerror or exc}") from None
+
+
+def _stream_progress(
+    ns: argparse.Namespace, mask: Masker, out_is_terminal: bool, *, stdout: bool
+) -> tuple[Consumer, Callable[[Event], None]]:
+    """What ``-O -`` or ``-O DEVICE`` shows: for a device what a download shows (bars on
+    a terminal, lines in a log); nothing but retries and warnings for stdout, or for a
+    device that is itself a terminal. ``--json`` (a device only): the events."""
+    if ns.quiet:
+        return QuietProgress(), _safe(QuietProgress())
+    if ns.json:
+        events = JsonEvents(sys.stdout, mask)
+        return events, _safe(events)
+    if not out_is_terminal and not stdout:
+        consumer = make_progress(mask, verbose=ns.verbose)
+        return consumer, _safe(consumer)
+    plain = PlainProgress(sys.stderr, mask)
+    notes = _safe(plain)
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, Retrying | Warned):
+            notes(event)
+
+    return plain, on_event
+
+
+def _stream_failed(
+    consumer: Consumer, item: Item, error: OmnigetError, ns: argparse.Namespace, mask: Masker
+) -> int:
+    """The one file of ``-O -`` or ``-O DEVICE`` failed: with ``--json`` a failed event and
+    the summary (as a download's failure), then the error; without, main() says it."""
+    if not isinstance(consumer, JsonEvents):
+        raise error
+    code = error.exit_code
+    consumer(Failed(item, None, error))
+    consumer.line(_summary(ns, code, **consumer.tally()))
+    _error(mask(str(error)))
+    return code
+
+
+def _stream_dry_run(item: Item, ns: argparse.Namespace, mask: Masker, where: str) -> int:
+    """``--dry-run`` of ``-O -`` or ``-O DEVICE``: where the one file would be written."""
+    out = _stdout()
+    size, url = item.size_bytes, mask(item.download_url)
+    if ns.json:  # (a device: as a --dry-run --json line, then its summary)
+        record = {"path": where, "url": url, "size": size, "source": item.source,
+                  "action": "write"}
+        json_line(out, record)
+        json_line(out, _summary(ns, 0, files=1, size=size or 0, unknown=int(size is None)))
+        return 0
+    put(out, f"{'-' if where == 'stdout' else where}\t{format_size(size)}\t{url}\n")
+    flush(out)
+    return 0
+
+
+def _write_error(exc: OSError, target: Path | None, where: str) -> StorageError:
+    """``-O -`` or ``-O DEVICE`` could not be written (as curl and wget: say so, the file
+    there is not whole)."""
+    if target is None:
+        _drop_stdout()
+    return write_error(exc, where)
 
 
 def _drop_stdout() -> None:

@@ -140,7 +140,8 @@ def _add_get(p: argparse.ArgumentParser) -> None:
     out = p.add_argument_group("output")
     out.add_argument("-o", "--output", metavar="DIR", help="output folder (default: .)")
     out.add_argument("-O", dest="output_file", metavar="FILE", action=_Once,
-                     help="write the one URL to FILE ('-' = stdout)")
+                     help="write the one URL to FILE ('-' = stdout; a device or FIFO is written "
+                     "as stdout is)")
     out.add_argument("--on-exists", type=_checked(cfg.parse_on_exists, "choice"),
                      metavar="{skip,overwrite,rename}", help="when the file exists (default skip)")
     out.add_argument("--checksum", type=_checked(cfg.parse_digest, "checksum"), metavar="ALGO=HEX",
