@@ -376,7 +376,7 @@ def test_a_list_of_urls_is_announced_whole_before_any_file_starts(
     httpd: HTTPServer, tmp_path: Path
 ) -> None:
     """Was: a display learnt of a file only when it started (``3/7 files`` of 300)."""
-    from omniget.engine.events import Event, Queued, Started
+    from omniget.engine.events import Queued, Started
 
     urls = [httpd.add(httpd.new_path(f"q{i}.bin"), b"x" * 10) for i in range(20)]
     events: list[Event] = []
@@ -394,7 +394,7 @@ def test_a_list_of_urls_is_announced_whole_before_any_file_starts(
 def test_items_of_a_list_read_as_it_goes_are_announced_as_they_come(
     httpd: HTTPServer, tmp_path: Path
 ) -> None:
-    from omniget.engine.events import Event, Queued
+    from omniget.engine.events import Queued
 
     urls = [httpd.add(httpd.new_path(f"g{i}.bin"), b"x" * 10) for i in range(3)]
     events: list[Event] = []

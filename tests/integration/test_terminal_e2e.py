@@ -23,16 +23,21 @@ RESUME = "omniget: error: interrupted; run the same command again to resume"
 
 
 class Terminal:
-    """``omniget ARGS`` with stdin, stdout and stderr on a pty of ``width`` x ``height``."""
+    """``omniget ARGS`` with stdin, stdout and stderr on a pty of ``width`` x ``height``
+    (``stdout=subprocess.PIPE``: stdout a pipe, read by :meth:`finish`)."""
 
-    def __init__(self, args: list[str], state: Path, width: int = 80, height: int = 24) -> None:
+    def __init__(
+        self, args: list[str], state: Path, width: int = 80, height: int = 24,
+        stdout: int | None = None,
+    ) -> None:
         self.width, self.height = width, height
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
         env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
         env.update(OMNIGET_STATE_DIR=str(state), TERM="xterm-256color")
         self.proc = subprocess.Popen([sys.executable, "-m", "omniget", *args], stdin=slave,
-                                     stdout=slave, stderr=slave, env=env, start_new_session=True)
+                                     stdout=slave if stdout is None else stdout, stderr=slave,
+                                     env=env, start_new_session=True)
         os.close(slave)
         self.master, self.output = master, b""
 
@@ -90,3 +95,34 @@ def test_a_log_gets_plain_lines(httpd: HTTPServer, tmp_path: Path) -> None:
     assert "\x1b" not in res.stderr and "\r" not in res.stderr
     assert lines[0].startswith("[0:00:02] 0/1 files, ") and lines[0].endswith(" left"), lines
     assert lines[-1].startswith("1 file ok, 0 skipped, 0 failed, 2.9 MiB in "), lines
+
+
+BAR = "━".encode()  # (what rich draws a bar with)
+
+
+def test_stdout_to_a_pipe_shows_the_bar_on_the_terminal(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """``omniget -O - URL | ...`` on a terminal: the bar on stderr, as curl shows its meter
+    (before: nothing until the end). -q shows none; the bytes on stdout are the file's."""
+    data = bytes(range(256)) * 160  # (40 KiB: within a pipe's buffer)
+    path = httpd.new_path("piped.bin")
+    httpd.add(path, data)
+    url = httpd.url(path, drip=16_000)
+    for args, bar in ((["-O", "-", url], True), (["-q", "-O", "-", url], False)):
+        term = Terminal(args, tmp_path / "state", stdout=subprocess.PIPE)
+        code, screen = term.finish()
+        assert (BAR in term.output, b"piped.bin" in term.output) == (bar, bar), term.output
+        assert term.proc.stdout is not None
+        assert (code, term.proc.stdout.read()) == (0, data)
+        assert screen.lines() == [] and not screen.cursor_hidden  # (the bar went at the end)
+
+
+def test_stdout_on_the_terminal_gets_no_bar(httpd: HTTPServer, tmp_path: Path) -> None:
+    """``-O -`` with stdout on the terminal: the file's bytes alone, no bar between them."""
+    path = httpd.new_path("shown.txt")
+    httpd.add(path, b"line\n" * 8000)
+    term = Terminal(["-O", "-", httpd.url(path, drip=16_000)], tmp_path / "state")
+    code, screen = term.finish()
+    assert code == 0 and BAR not in term.output and b"\x1b[" not in term.output
+    assert screen.lines()[-1] == "line"

@@ -53,6 +53,7 @@ from .progress import (
     PlainProgress,
     QuietProgress,
     make_progress,
+    maybe_terminal,
 )
 from .signals import SaveOnSignal, on_signals, stop_at_once
 
@@ -596,15 +597,17 @@ def _open_output(target: Path, where: str) -> BinaryIO:
 def _stream_progress(
     ns: argparse.Namespace, mask: Masker, out_is_terminal: bool, *, stdout: bool
 ) -> tuple[Consumer, Callable[[Event], None]]:
-    """What ``-O -`` or ``-O DEVICE`` shows: for a device what a download shows (bars on
-    a terminal, lines in a log); nothing but retries and warnings for stdout, or for a
-    device that is itself a terminal. ``--json`` (a device only): the events."""
+    """What ``-O -`` or ``-O DEVICE`` shows: a device, what a download shows (bars on a
+    terminal, lines in a log); stdout, the bars when stderr is a terminal, as curl shows
+    its meter. Nothing but retries and warnings when the output is itself a terminal (bars
+    would go between its bytes), or for stdout with stderr a log. ``--json`` (a device
+    only): the events."""
     if ns.quiet:
         return QuietProgress(), _safe(QuietProgress())
     if ns.json:
         events = JsonEvents(sys.stdout, mask)
         return events, _safe(events)
-    if not out_is_terminal and not stdout:
+    if not out_is_terminal and (not stdout or maybe_terminal(sys.stderr)):
         consumer = make_progress(mask, verbose=ns.verbose)
         return consumer, _safe(consumer)
     plain = PlainProgress(sys.stderr, mask)

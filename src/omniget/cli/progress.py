@@ -33,6 +33,7 @@ __all__ = [
     "SkipLines",
     "failure_line",
     "make_progress",
+    "maybe_terminal",
     "name_of",
     "retry_line",
     "skip_line",
@@ -246,7 +247,7 @@ def make_progress(
         return QuietProgress()
     err = stderr or sys.stderr
     if console is None:
-        if not _maybe_terminal(err):  # rich costs ~30 ms to import: only for a terminal
+        if not maybe_terminal(err):  # rich costs ~30 ms to import: only for a terminal
             return PlainProgress(err, mask, verbose=verbose)
         from rich.console import Console
 
@@ -258,7 +259,7 @@ def make_progress(
     return PlainProgress(err, mask, verbose=verbose)
 
 
-def _maybe_terminal(stream: IO[str]) -> bool:
+def maybe_terminal(stream: IO[str]) -> bool:
     if os.environ.get("FORCE_COLOR") or os.environ.get("TTY_COMPATIBLE"):
         return True  # rich decides
     try:
