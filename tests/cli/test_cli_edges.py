@@ -1051,6 +1051,38 @@ def test_a_second_ctrl_c_still_ends_the_json_events_with_a_summary(httpd: HTTPSe
     )
 
 
+def test_a_second_ctrl_c_inside_a_libcurl_callback_is_an_interrupt(
+    httpd: HTTPServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The second signal's KeyboardInterrupt can land in Python code libcurl calls back
+    (here its socket callback, as the transfer is removed); pycurl then returns with the
+    exception set. Before: "internal error: SystemError: <built-in method remove_handle
+    ...> returned a result with an exception set", exit 1, no --json summary."""
+    import pycurl
+
+    from omniget.engine.transports.curlloop import CurlLoop
+
+    on_socket = CurlLoop._on_socket
+    signals: list[int] = []
+
+    def signalled(loop: CurlLoop, what: int, fd: int, multi: object, data: object) -> None:
+        # Ctrl+C as the first socket is watched, again as libcurl lets go of a socket
+        if not signals or (len(signals) == 1 and what == pycurl.POLL_REMOVE):
+            signals.append(what)
+            signal.raise_signal(signal.SIGINT)  # (its handler runs here, at once)
+        on_socket(loop, what, fd, multi, data)
+
+    monkeypatch.setattr(CurlLoop, "_on_socket", signalled)
+    assert main(["--json", "-o", "out", slow(httpd, "c.bin")]) == 130
+    out, err = capsys.readouterr()
+    assert len(signals) == 2 and "internal error" not in err, err
+    assert err.splitlines()[-1] == RESUME
+    summary = json_lines(out)[-1]
+    assert (summary["event"], summary["interrupted"], summary["exit_code"]) == (
+        "summary", 1, 130
+    )
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/syscall"), reason="needs /proc/PID/syscall")
 def test_ctrl_c_while_reading_urls_from_stdin_ends_the_json_events() -> None:
     """-i - waiting for its list, stopped: the --json events are an error and a summary

@@ -460,8 +460,8 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
 
     only = None if own else _filter(ns, skipped)  # (extracted above, filtered there)
     cancel = threading.Event()
+    on_signal = SaveOnSignal(cancel, quiet=ns.quiet)
     try:
-        on_signal = SaveOnSignal(cancel, quiet=ns.quiet)
         with consumer, on_signal, on_signals(on_signal):
             # (-q: no handler, so the engine builds no per-file events for nobody)
             on_event = None if isinstance(consumer, QuietProgress) else _safe(consumer)
@@ -469,7 +469,11 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
                 items, dest, settings=cfg.settings, on_event=on_event, cancel=cancel,
                 source=ns.source, source_options=cfg.sources, only=only,
             )
-    except KeyboardInterrupt:  # a second Ctrl+C: no report, but --json still ends so
+    except (KeyboardInterrupt, Exception) as exc:  # a second Ctrl+C: no report, but --json
+        # still ends so. (Its KeyboardInterrupt raised in a callback of pycurl's comes out
+        # as a SystemError: after that signal, whatever the run raised is the interrupt.)
+        if not (isinstance(exc, KeyboardInterrupt) or on_signal.quitting):
+            raise
         if isinstance(consumer, JsonEvents):
             consumer.line(_summary(ns, 130, **consumer.tally()))
         _error(RESUME)

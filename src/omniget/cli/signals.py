@@ -33,7 +33,8 @@ class SaveOnSignal:
     left a bar on the screen). So it only queues its line (``SimpleQueue.put`` is safe in a
     handler); a thread of its own, started and joined by ``with``, writes it.
 
-    The second signal's KeyboardInterrupt lands wherever the loop is; should the run then
+    The second signal's KeyboardInterrupt lands wherever the loop is (inside a C library's
+    callback it may come out as another exception: ``quitting`` tells); should the run then
     not end within ``grace`` seconds (a wait it broke may never be answered), that thread
     ends the process with 130: what was committed to the journal is kept, as after a
     SIGKILL."""
@@ -47,11 +48,13 @@ class SaveOnSignal:
         exit: Callable[[int], object] = os._exit,
     ) -> None:
         self.cancel, self.quiet, self.grace, self._exit = cancel, quiet, grace, exit
+        self.quitting = False  # a second signal came
         self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write, name="omniget-signals", daemon=True)
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         if self.cancel.is_set():
+            self.quitting = True
             self._lines.put(_QUIT)
             raise KeyboardInterrupt
         self.cancel.set()
