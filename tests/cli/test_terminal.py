@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+import weakref
 from collections.abc import Callable
 
 import pytest
@@ -336,3 +337,37 @@ def test_a_narrow_terminal_keeps_the_run_s_file_count_whole() -> None:
     rp, _ = bars(80)  # (room enough: the whole name)
     rp(Started(listed[0], None, size=KiB, resumed=0))
     assert words(frame(rp)[0])[:3] == ["total", "[0/1", "files]"]
+
+
+def test_a_second_signal_in_a_weakref_callback_prints_no_traceback() -> None:
+    """Python ignores an exception raised in a weakref callback or ``__del__`` and prints
+    "Exception ignored in ..." with its traceback: the second signal's KeyboardInterrupt
+    landing there put one on stderr (seen in a --json run's err). Other such exceptions
+    are still reported."""
+
+    class Thing:
+        pass
+
+    def drop(thing: Thing, callback: Callable[[object], object]) -> None:
+        ref = weakref.ref(thing, callback)
+        del thing  # (the callback runs here, its exception is "ignored")
+        assert ref() is None
+
+    reported: list[type[BaseException]] = []
+
+    def record(unraisable: sys.UnraisableHookArgs) -> None:
+        reported.append(unraisable.exc_type)
+
+    before, sys.unraisablehook = sys.unraisablehook, record
+    try:
+        on_signal = SaveOnSignal(threading.Event(), quiet=True, grace=60, exit=print)
+        with on_signal:
+            on_signal(signal.SIGINT, None)
+            drop(Thing(), lambda ref: on_signal(signal.SIGINT, None))
+            drop(Thing(), lambda ref: 1 / 0)
+        assert on_signal.quitting
+        drop(Thing(), lambda ref: on_signal(signal.SIGINT, None))  # (its hook is gone)
+    finally:
+        hook, sys.unraisablehook = sys.unraisablehook, before
+    assert reported == [ZeroDivisionError, KeyboardInterrupt]
+    assert hook is record  # (put back as it was)

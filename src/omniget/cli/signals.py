@@ -51,6 +51,7 @@ class SaveOnSignal:
         self.quitting = False  # a second signal came
         self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write, name="omniget-signals", daemon=True)
+        self._unraisable = sys.unraisablehook
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         if self.cancel.is_set():
@@ -89,11 +90,21 @@ class SaveOnSignal:
              " again to resume)\n")
         self._exit(130)
 
+    def _drop_interrupt(self, unraisable: sys.UnraisableHookArgs) -> None:
+        """Python ignores an exception raised in a finalizer or weakref callback, and
+        prints it: the second signal's KeyboardInterrupt, raised there, is not news (the
+        run is stopping; the grace clock ends it if it does not)."""
+        if not (self.quitting and issubclass(unraisable.exc_type, KeyboardInterrupt)):
+            self._unraisable(unraisable)
+
     def __enter__(self) -> SaveOnSignal:
+        self._unraisable = sys.unraisablehook
+        sys.unraisablehook = self._drop_interrupt
         self._writer.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        sys.unraisablehook = self._unraisable
         if self._writer.is_alive():
             self._lines.put(None)
             self._writer.join(timeout=5)
