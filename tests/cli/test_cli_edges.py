@@ -830,7 +830,8 @@ def test_a_reader_that_goes_away_ends_the_listing_quietly(
     """``omniget list URL... | head -1`` dies of SIGPIPE as git and ls do (the shell shows
     141), saying nothing; it ended with exit 1."""
     urls = tmp_path / "urls.txt"  # (well over a pipe's buffer of lines, and no request)
-    urls.write_text("".join(f"http://127.0.0.1:9/a/long/path/f{n}.bin\n" for n in range(5000)))
+    long = "a-long-path/" * 30  # (long lines: few URLs fill it, each costs a listing step)
+    urls.write_text("".join(f"http://127.0.0.1:9/{long}f{n}.bin\n" for n in range(700)))
     proc = spawn(*args, "-i", str(urls))
     assert proc.stdout is not None and proc.stderr is not None
     assert proc.stdout.readline()
