@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from omniget.model import Item
 from omniget.sources.base import Source
@@ -38,6 +39,12 @@ if _ROOT not in sys.path:
 
 from tests.servers.httpd import HTTPServer  # noqa: E402
 from tests.servers.nginx import NginxServer, nginx_binary, start_nginx  # noqa: E402
+
+# Hypothesis fails an example that takes over 200 ms of wall time (DeadlineExceeded, or
+# Flaky when the rerun is quick): a loaded machine stalls a worker that long. The
+# properties are what these tests check, not their speed.
+settings.register_profile("omniget", deadline=None)
+settings.load_profile("omniget")
 from tests.servers.payload import payload as _payload  # noqa: E402
 from tests.servers.tls import TLSFiles, make_tls  # noqa: E402
 
