@@ -84,7 +84,9 @@ def test_reset_always_gives_up_with_exit_3(
 ) -> None:
     path = httpd.new_path("a.bin")
     httpd.add(path, payload(8 * MiB, 2))
-    report, _, out = fetch(httpd.url(path, reset=1000), tmp_path, retries=3)
+    # one connection: at 8 MiB the file is split at its first answer when the reset comes
+    # a moment after that answer's head (a loaded machine: 12 requests, not 4)
+    report, _, out = fetch(httpd.url(path, reset=1000), tmp_path, retries=3, split=1)
     assert report.exit_code == 3
     assert len(httpd.requests_to(path)) == 4
     assert files(out) == ["a.bin.omniget-part"]  # kept for a later resume
