@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -45,6 +46,12 @@ from tests.servers.nginx import NginxServer, nginx_binary, start_nginx  # noqa: 
 # properties are what these tests check, not their speed.
 settings.register_profile("omniget", deadline=None)
 settings.load_profile("omniget")
+
+# A test run started with SIGINT ignored (`&` in a script, a nohup loop) would pass that on
+# to every CLI it starts, and the CLI keeps an ignored SIGINT ignored, as Unix programs do:
+# the tests that send it a Ctrl+C want the terminal's default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 from tests.servers.payload import payload as _payload  # noqa: E402
 from tests.servers.tls import TLSFiles, make_tls  # noqa: E402
 

@@ -780,11 +780,6 @@ def spawn(*args: str) -> subprocess.Popen[bytes]:
                             env=env)
 
 
-# runs sys.argv[1:] (same process) with SIGINT at its default disposition
-DEFAULT_SIGINT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-                  "os.execv(sys.argv[1], sys.argv[1:])")
-
-
 def json_lines(out: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.splitlines()]
 
@@ -1089,11 +1084,9 @@ def test_ctrl_c_while_reading_urls_from_stdin_ends_the_json_events() -> None:
     """-i - waiting for its list, stopped: the --json events are an error and a summary
     (before: nothing on stdout)."""
     env = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1"}
-    # SIGINT at its default, as at a terminal: a test run started with it ignored (`&` in a
-    # script, nohup loops) passed SIG_IGN on, Python kept it, and the Ctrl+C was lost
-    cmd = [sys.executable, "-c", DEFAULT_SIGINT, *command("--json", "-i", "-", "-o", "out")]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env)
+    # (SIGINT at its default: see conftest.py)
+    proc = subprocess.Popen(command("--json", "-i", "-", "-o", "out"), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     syscall = Path(f"/proc/{proc.pid}/syscall")
     for _ in range(3000):  # until it waits in read(0, ...) for the list
         if syscall.read_text().startswith("0 0x0 "):

@@ -634,3 +634,34 @@ def test_a_full_state_disk_is_a_warning_and_the_download_goes_on(
         assert os.listdir(tmp_path / "o") == ["fs.bin"]
     finally:
         subprocess.run(["umount", str(small)], capture_output=True)
+
+
+def test_a_run_started_with_sigint_ignored_keeps_ignoring_it(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """``omniget URL &`` in a script starts it with SIGINT ignored, so that the terminal's
+    Ctrl+C (meant for the script) leaves it alone: it downloads on, as curl and wget do.
+    Before, the download's own handler took SIGINT over and stopped. SIGTERM still stops."""
+    data = payload(3 * MiB, 24)
+    url = httpd.add(httpd.new_path("bg.bin"), data)
+    out = tmp_path / "out"
+
+    def ignore_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    proc = start(url, "-o", str(out), "--limit-rate", "4M", state=tmp_path / "state",
+                 preexec_fn=ignore_sigint)
+    part = out / "bg.bin.omniget-part"
+    wait_for(lambda: part.exists() and part.stat().st_blocks * 512 > 0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert (out / "bg.bin").read_bytes() == data
+    slow = httpd.new_path("slow.bin")
+    httpd.add(slow, payload(MiB, 25))
+    proc = start(httpd.url(slow, drip=20_000), "-o", str(out), state=tmp_path / "state",
+                 preexec_fn=ignore_sigint)
+    wait_for(lambda: (out / "slow.bin.omniget-part").exists())
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err

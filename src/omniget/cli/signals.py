@@ -133,11 +133,17 @@ def stop_at_once(signum: int, frame: FrameType | None) -> None:
 
 @contextmanager
 def on_signals(handler: Handler) -> Iterator[None]:
-    """``handler`` for SIGINT and SIGTERM while in use (from the main thread only)."""
+    """``handler`` for SIGINT and SIGTERM while in use (from the main thread only). A
+    signal this process was started with ignored stays ignored, as Unix programs keep it
+    (``cmd &`` in a script: the terminal's Ctrl+C is not for it)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {
+        s: signal.signal(s, handler)
+        for s in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(s) is not signal.SIG_IGN
+    }
     try:
         yield
     finally:
