@@ -194,6 +194,19 @@ def test_a_local_file_given_as_url_says_so(
     assert "no source can handle 'nodots'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [[""], [" "], ["\t\n"], ["https://example.com/a", ""],
+                                  ["list", ""], ["--", ""]])
+def test_an_empty_url_says_so(
+    capsys: pytest.CaptureFixture[str], calls: list[dict[str, Any]], argv: list[str]
+) -> None:
+    """`omniget "$UNSET"`: before, "no source can handle ''" (as if the URL were of an
+    unknown kind)."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == 'omniget: error: the URL is empty (an argument is "" or only blanks)\n'
+    assert calls == []
+
+
 @pytest.mark.parametrize("flag", ["--config", "-i"])
 def test_an_empty_file_name_is_a_usage_error(
     capsys: pytest.CaptureFixture[str], calls: list[dict[str, Any]], flag: str

@@ -245,6 +245,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     ns, extra = parser.parse_known_intermixed_args(args)
     # (a URL pasted with a space or newline around it: the URL without them, as wget)
     ns.urls = [u.strip() for u in [*(ns.urls or []), *after]]
+    if "" in ns.urls:  # (`omniget "$UNSET"`: no source to blame)
+        raise UsageError('the URL is empty (an argument is "" or only blanks)')
     for arg in extra:
         if arg.startswith("-"):  # e.g. `omniget -o DIR list URL`: never a silent download
             flag = arg.partition("=")[0]
