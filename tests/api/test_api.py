@@ -404,3 +404,19 @@ def test_items_of_a_list_read_as_it_goes_are_announced_as_they_come(
     queued = [e for e in events if isinstance(e, Queued)]
     assert [e.item.download_url for e in queued] == urls
     assert all(e.more for e in queued)  # (a generator: more may always come)
+
+
+def test_a_file_skipped_as_already_there_reports_its_size(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """Before: size 0 (the skip had the file's lstat in hand)."""
+    url = httpd.add(httpd.new_path("there.bin"), b"x" * 1234)
+    path = httpd.new_path("n.bin")
+    httpd.add(path, b"y" * 99)
+    named = httpd.url(path, cd="named.bin")  # (a name the server gives)
+    settings = _settings(tmp_path)
+    assert omniget.download([url, named], tmp_path / "out", settings=settings).ok == 2
+    report = omniget.download([url, named], tmp_path / "out", settings=settings)
+    got = [(r.status, r.reason, r.size) for r in report.results]
+    assert got == [("skipped", "exists", 1234), ("skipped", "exists", 99)]
+    assert report.fetched == 0

@@ -96,6 +96,7 @@ class FileJob:
         self.done: list[Interval] = []  # output bytes finished by earlier runs
         self.resumed = 0
         self.fetched = 0  # bytes received in this run
+        self.found = 0  # size of the file already there that --on-exists skip leaves
         self.written = 0  # output bytes written in this run
         self.digests: list[Digest] = []  # expected whole-file digests
         self.server_path: Path | None = None  # the name the server chose, if any
@@ -154,6 +155,8 @@ class FileJob:
             self.final = final
             raise StorageError(f"{final} is a folder (--on-exists rename saves beside it)")
         if mode == "skip":
+            if stat.S_ISREG(st.st_mode):
+                self.found = st.st_size
             return None
         if mode == "rename":
             return unique_path(final, self.ctx.busy_paths())
@@ -692,7 +695,8 @@ class FileJob:
 
     def _skipped(self, final: Path | None, reason: str) -> FileResult:
         self.ctx.event(Skipped(self.item, final, reason))
-        return FileResult(self.item, final, "skipped", reason=reason)
+        size = self.found if reason == "exists" else 0
+        return FileResult(self.item, final, "skipped", size=size, reason=reason)
 
     def _failed(self, exc: OmnigetError) -> FileResult:
         # the part file and the journal stay: a later run resumes from them
