@@ -23,7 +23,7 @@ from tests.servers.nginx import NginxServer
 
 from omniget import download, stream
 from omniget.engine import Engine, Report, job
-from omniget.engine.events import Event, Progress, Retrying, Warned
+from omniget.engine.events import Event, Finished, Progress, Retrying, Warned
 from omniget.engine.retry import FakeClock
 from omniget.model import Digest, Item
 from omniget.settings import NetworkSettings, Settings
@@ -209,6 +209,25 @@ def test_a_resume_the_server_answers_from_byte_0_says_the_kept_bytes_come_again(
     said = [e.message for e in events if isinstance(e, Warned)]
     assert said == ["the server ignores Range: the 3000000 bytes already here come again "
                     "before the rest"]
+
+
+def test_bytes_a_resume_fetches_again_count_as_fetched(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """The server ignored Range on a resume (a 200 from byte 0): before, the run said 1 MB
+    fetched (the file's Finished and the report: the summary's size and speed) where
+    4 MB came."""
+    data = payload(4_000_000, 13)
+    path = httpd.new_path("f.bin")
+    httpd.add(path, data)
+    url = httpd.url(path, norange=1, truncate=3_000_000, times=1)
+    report, _, _ = fetch(url, tmp_path, retries=0)  # cut short: its 3 MB are kept
+    assert report.failed == 1 and report.fetched == 3_000_000
+    report, events, _ = fetch(url, tmp_path, retries=0)
+    assert report.exit_code == 0, report.failures
+    assert httpd.requests_to(path)[-1].sent == 4_000_000
+    assert report.fetched == 4_000_000
+    assert [e.fetched for e in events if isinstance(e, Finished)] == [4_000_000]
 
 
 def test_server_errors_then_success(

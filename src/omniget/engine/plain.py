@@ -91,8 +91,10 @@ class _SpanSink:
         self.dl.on_head(head, self)
 
     def on_data(self, data: bytes | memoryview) -> None:
-        if self.skip:
+        if self.skip:  # (bytes received all the same: they count as fetched)
+            n = len(data)
             data, self.skip = skip_prefix(data, self.skip)
+            self.dl.job.fetched += n - len(data)
             if not data:
                 return
         span = self.span
