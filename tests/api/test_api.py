@@ -376,7 +376,7 @@ def test_a_list_of_urls_is_announced_whole_before_any_file_starts(
     httpd: HTTPServer, tmp_path: Path
 ) -> None:
     """Was: a display learnt of a file only when it started (``3/7 files`` of 300)."""
-    from omniget.engine.events import Queued, Started
+    from omniget.engine.events import Listed, Queued, Started
 
     urls = [httpd.add(httpd.new_path(f"q{i}.bin"), b"x" * 10) for i in range(20)]
     events: list[Event] = []
@@ -387,8 +387,13 @@ def test_a_list_of_urls_is_announced_whole_before_any_file_starts(
     first = next(i for i, e in enumerate(events) if isinstance(e, Started))
     queued = [e for e in events[:first] if isinstance(e, Queued)]
     assert [e.item.download_url for e in queued] == urls
-    assert [e.more for e in queued] == [True] * 19 + [False]  # (the last one: list complete)
+    # the list counted whole from its first Queued: the entries after each one
+    assert [(e.more, e.ahead) for e in queued] == [(False, 20 - i) for i in range(20)]
     assert not any(isinstance(e, Queued) for e in events[first:])
+    listed = [e for e in events if isinstance(e, Listed)]  # (the last entry gave no item)
+    assert [(e.item.download_url, e.more, e.ahead) for e in listed] == [
+        ("ftp-ish://x/y", False, 0)
+    ]
 
 
 def test_items_of_a_list_read_as_it_goes_are_announced_as_they_come(
@@ -420,3 +425,105 @@ def test_a_file_skipped_as_already_there_reports_its_size(
     got = [(r.status, r.reason, r.size) for r in report.results]
     assert got == [("skipped", "exists", 1234), ("skipped", "exists", 99)]
     assert report.fetched == 0
+
+
+def test_a_long_list_starts_its_first_file_before_every_entry_is_resolved(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """With a listener (a terminal's bars), 50,000 URLs were all resolved and announced
+    before the first request (~1.5 s of waiting; 5,000: ~0.25 s). The first Queued counts
+    the whole list; the rest is resolved as files go."""
+    import threading
+
+    from omniget.engine.events import Queued, Started
+
+    first = httpd.add(httpd.new_path("first.bin"), b"x" * 10)
+    urls = [first, *(httpd.url(f"/none/{i}.bin") for i in range(30_000))]
+    events: list[Event] = []
+    stop = threading.Event()
+
+    def on_event(event: Event) -> None:
+        events.append(event)
+        if isinstance(event, Started):
+            stop.set()
+
+    settings = omniget.Settings(state_dir=tmp_path / "state", retries=0, jobs=1)
+    omniget.download(urls, tmp_path / "out", settings=settings, on_event=on_event, cancel=stop)
+    queued = [e for e in events if isinstance(e, Queued)]
+    assert (queued[0].item.download_url, queued[0].ahead) == (first, 30_000)
+    started = next(i for i, e in enumerate(events) if isinstance(e, Started))
+    assert len([e for e in events[:started] if isinstance(e, Queued)]) < 30_000
+
+
+def test_a_list_resolved_as_files_go_keeps_its_count(
+    httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entries resolved once files have started: each Queued and Listed says how many are
+    still to come (a URL no source takes and an item left out included), so a display's
+    count stays whole."""
+    from omniget.cli.tally import Tally
+    from omniget.engine.events import Listed, Queued, Started
+
+    monkeypatch.setattr(omniget.api, "RESOLVE_AHEAD", 0.0)  # (all but the first as files go)
+    urls = [httpd.add(httpd.new_path(f"r{i}.bin"), b"x" * 10) for i in range(8)]
+    given = [*urls[:6], "ftp-ish://x/y", *urls[6:]]
+    events: list[Event] = []
+    settings = omniget.Settings(state_dir=tmp_path / "state", retries=0, jobs=1)
+    report = omniget.download(given, tmp_path / "out", settings=settings,
+                              on_event=events.append, only=lambda i: i.download_url != urls[6])
+    assert report.ok == 7 and report.failed == 1
+    told = [(type(e).__name__, e.item.download_url, e.ahead) for e in events
+            if isinstance(e, Queued | Listed)]
+    assert told == [*(("Queued", url, 8 - i) for i, url in enumerate(urls[:6])),
+                    ("Listed", "ftp-ish://x/y", 2), ("Listed", urls[6], 1),
+                    ("Queued", urls[7], 0)]
+    started = next(i for i, e in enumerate(events) if isinstance(e, Started))
+    assert any(isinstance(e, Queued | Listed) for e in events[started:])  # (as files go)
+    tally = Tally(lambda: 0.0)
+    seen = []
+    for event in events:
+        tally(event, "name")
+        if isinstance(event, Queued | Listed):
+            seen.append(tally.seen)
+    assert seen == [9] * 7 + [8, 8]  # (the item left out is not one of the run's)
+    assert (tally.ended, tally.more) == (8, False)
+
+
+def test_a_source_s_listing_that_ended_completes_the_list(
+    httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Items a source finds as it goes are Queued with ``more``; before, nothing said when
+    its listing ended, and the bars' count kept its "+" (``3/3+``) until the run's end."""
+    import omniget.sources as registry
+    from omniget.cli.tally import Tally
+    from omniget.engine.events import Listed, Queued
+    from omniget.sources.base import Source
+
+    files = [httpd.add(httpd.new_path(f"g{i}.bin"), b"x" * 10) for i in range(3)]
+
+    class Growing(Source):
+        name = "growing"
+        patterns = (r"^https?://grow\.test/",)
+        examples = ("https://grow.test/x",)
+
+        async def items(self) -> AsyncIterator[omniget.Item]:
+            for url in files:
+                await asyncio.sleep(0)
+                yield omniget.Item(url)
+
+    builtin = registry.source_classes()
+    monkeypatch.setattr(registry, "source_classes", lambda: (Growing, *builtin))
+    plain = httpd.add(httpd.new_path("plain.bin"), b"y" * 10)
+    events: list[Event] = []
+    report = omniget.download(["https://grow.test/x", plain], tmp_path / "out",
+                              settings=_settings(tmp_path), on_event=events.append)
+    assert report.ok == 4
+    told = [(type(e).__name__, e.item.download_url, e.more) for e in events
+            if isinstance(e, Queued | Listed)]
+    assert told == [("Queued", plain, True), *(("Queued", url, True) for url in files),
+                    ("Listed", "https://grow.test/x", False)]
+    tally = Tally(lambda: 0.0)
+    for event in events:
+        tally(event, "name")
+    assert (tally.ended, tally.seen, tally.more) == (4, 4, False)
+

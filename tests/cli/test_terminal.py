@@ -292,6 +292,43 @@ def test_a_list_that_may_grow_says_so_and_claims_no_total() -> None:
                             "-:--:--"]
 
 
+def test_a_source_s_listing_that_ended_drops_the_plus() -> None:
+    """Was: ``[1/3+ files]`` until the run's end, though the source had found every file."""
+    from omniget.engine.events import Listed, Queued
+    from omniget.model import unextracted
+
+    rp, clock = bars()
+    found = items(3)
+    for item in found:
+        rp(Queued(item, None, more=True))
+    rp(Listed(unextracted("https://example.com/album"), None, more=False))
+    rp(Started(found[0], None, size=MiB, resumed=0))
+    clock.now = 1.0
+    rp(Finished(found[0], None, size=MiB, verified="size", fetched=MiB))
+    assert words(frame(rp)[0])[:3] == ["total", "[1/3", "files]"]
+
+
+def test_a_list_counted_ahead_shows_its_whole_count_from_the_first_frame() -> None:
+    """A long list is resolved as its files go: its first Queued counts the entries not
+    announced yet, and an entry that gives no file leaves the count whole."""
+    from omniget.engine.events import Failed, Listed, Queued
+    from omniget.errors import UnsupportedURL
+    from omniget.model import unextracted
+
+    rp, _ = bars()
+    listed = items(3)
+    rp(Queued(listed[0], None, more=False, ahead=49_999))
+    assert words(frame(rp)[0])[:3] == ["total", "[0/50000", "files]"]
+    bad = unextracted("ftp-ish://x/y")
+    rp(Failed(bad, None, UnsupportedURL("no source can handle it")))
+    rp(Listed(bad, None, more=False, ahead=49_998))
+    rp(Queued(listed[1], None, more=False, ahead=49_997))
+    rp(Started(listed[0], None, size=MiB, resumed=0))
+    total = words(frame(rp)[0])
+    assert total[:3] == ["total", "[1/50000", "files]"]
+    assert total[3:5] == ["0", "B"]  # (no byte total: the sizes of those to come are unknown)
+
+
 def test_the_run_s_speed_counts_from_its_first_file_not_from_before_it() -> None:
     """Was: the run's speed counted the seconds before any file started (a connect, a
     slow list): its line said 0.4 MiB/s and 0:00:20 left beside its one file's 1.0 MiB/s

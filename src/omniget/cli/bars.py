@@ -23,7 +23,17 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from ..engine.events import Event, Failed, Finished, Retrying, Skipped, Started, Warned
+from ..engine.events import (
+    Event,
+    Failed,
+    Finished,
+    Listed,
+    Queued,
+    Retrying,
+    Skipped,
+    Started,
+    Warned,
+)
 from ..errors import Cancelled
 from .output import Masker, format_size
 from .progress import SkipLines, failure_line, name_of, retry_line, warning_line
@@ -101,7 +111,8 @@ class RichProgress:
         self.console.print(text, style=style or None, markup=False, highlight=False)
 
     def __call__(self, event: Event) -> None:
-        name = name_of(event, self.mask)
+        # (a list's entries: not named, 50,000 of them before the first file)
+        name = "" if isinstance(event, Queued | Listed) else name_of(event, self.mask)
         line, style = None, ""
         with self._lock:
             self.tally(event, name)

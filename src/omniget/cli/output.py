@@ -19,6 +19,7 @@ from ..engine.events import (
     Event,
     Failed,
     Finished,
+    Listed,
     PieceDone,
     Progress,
     Queued,
@@ -233,7 +234,7 @@ class JsonEvents:
         self._running: set[str] = set()  # started, not ended
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, Queued):  # (a line per URL before any file: not wanted here)
+        if isinstance(event, Queued | Listed):  # (a line per URL before any file: not wanted)
             return
         with self._lock:
             key = event.item.key

@@ -17,7 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Protocol
 
-from ..engine.events import Event, Failed, Finished, Progress, Retrying, Skipped, Started, Warned
+from ..engine.events import (
+    Event,
+    Failed,
+    Finished,
+    Listed,
+    Progress,
+    Queued,
+    Retrying,
+    Skipped,
+    Started,
+    Warned,
+)
 from ..errors import Cancelled
 from .output import EXISTS_WHY, JsonEvents, Masker, event_path, format_size
 from .tally import Tally, clock_time
@@ -155,7 +166,8 @@ class PlainProgress:
 
     def __call__(self, event: Event) -> None:
         with self._lock:
-            key, name = event.item.key, name_of(event, self.mask)
+            key = event.item.key
+            name = "" if isinstance(event, Queued | Listed) else name_of(event, self.mask)
             self.tally(event, name)
             match event:
                 case Started() if self.verbose:

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..engine.events import Event, Failed, Finished, Progress, Queued, Skipped, Started
+from ..engine.events import Event, Failed, Finished, Listed, Progress, Queued, Skipped, Started
 
 __all__ = ["Rate", "Tally", "Tracked", "clock_time"]
 
@@ -82,16 +82,18 @@ class Tally:
     of: those its list announced, and any other that had an event) and ``ended`` counts,
     ``done`` bytes and the ``size`` of the files that count (active and finished; failed
     and skipped ones drop out), the run's speed, and its speed in files (``ending``).
-    ``more``: the list may hold files not announced yet (a source finding them as it
-    goes). ``total`` (bytes) is None before any file, while one of unknown size is
-    active or waits, and while the list may grow. The sums are kept up as events come,
-    so an event costs the same in a run of many files."""
+    ``more``: the list may hold files not counted yet (a source finding them as it
+    goes); ``ahead``: entries of the list counted (in ``seen``) but not announced yet.
+    ``total`` (bytes) is None before any file, while one of unknown size is active or
+    waits, while entries are not announced and while the list may grow. The sums are
+    kept up as events come, so an event costs the same in a run of many files."""
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.files: dict[str, Tracked] = {}
         self.listed = self.unlisted = self.ended = 0
         self.more = False
+        self.ahead = 0  # entries of the list counted, not announced yet
         self.done = self.size = 0
         self.unsized = 0  # active and waiting files of unknown size
         self.rate = Rate(clock)
@@ -101,11 +103,13 @@ class Tally:
 
     @property
     def seen(self) -> int:
-        return self.listed + self.unlisted
+        return self.listed + self.unlisted + self.ahead
 
     @property
     def total(self) -> int | None:
-        if self.unsized or self.more or not (self.files or self.ended or self._waiting):
+        if self.unsized or self.more or self.ahead or not (
+            self.files or self.ended or self._waiting
+        ):
             return None
         return self.size
 
@@ -120,10 +124,12 @@ class Tally:
         match event:
             case Queued():
                 self.listed += 1
-                self.more = event.more
+                self.more, self.ahead = event.more, event.ahead
                 size = event.item.size_bytes
                 self._waiting.setdefault(key, []).append(size)
                 self._count_size(size, +1)
+            case Listed():
+                self.more, self.ahead = event.more, event.ahead
             case Started():
                 if not self._drop(key):  # (else: a file started over)
                     self._begin(key)

@@ -15,6 +15,7 @@ __all__ = [
     "EventHandler",
     "Failed",
     "Finished",
+    "Listed",
     "PieceDone",
     "Progress",
     "Queued",
@@ -36,10 +37,23 @@ class Event:
 @dataclass(frozen=True)
 class Queued(Event):
     """The run's list holds the item; it starts when a slot is free. A list in memory (URLs
-    given, a list read) is announced whole before any file starts; items a source finds
-    as it goes (or a list read as it goes), one by one as they come."""
+    given, a list read) is announced ahead as far as that is quick, and counted whole from
+    its first Queued: ``ahead`` of its entries are not announced yet, each is as its turn
+    comes (one may give several items, or none). Items a source finds as it goes (or a
+    list read as it goes) are announced one by one as they come."""
 
-    more: bool  # items not announced yet may follow (False: the run's list is complete)
+    more: bool  # items beyond those announced and ``ahead`` may follow (a source finding them)
+    ahead: int = 0  # entries of the list counted but not announced yet
+
+
+@dataclass(frozen=True)
+class Listed(Event):
+    """The run's list changed without a Queued: ``more`` and ``ahead`` as there. Sent when
+    a source has found all its items (``item``: its URL), and when an entry counted ahead
+    gave no item (its failure or its filter said so)."""
+
+    more: bool
+    ahead: int = 0
 
 
 @dataclass(frozen=True)
