@@ -199,6 +199,9 @@ class RunContext:
 
     #: True once every item of the run is registered in ``outputs``.
     listed: bool = False
+    #: No Progress event before this (monotonic): a slow ``on_event`` is given at most
+    #: a tenth of the run's time for them (they are what the bytes would wait for).
+    quiet_until: float = 0.0
 
     #: Journal keys under ``dest`` when the run started (None: not read yet).
     _known: set[str] | None = field(default=None, init=False, repr=False)

@@ -67,7 +67,8 @@ class Started(Event):
 
 @dataclass(frozen=True)
 class Progress(Event):
-    """Bytes written so far; at most every 0.25 s per file (``job.PROGRESS_EVERY``)."""
+    """Bytes written so far; at most every 0.25 s per file (``job.PROGRESS_EVERY``), less
+    often after a slow handler (``job.HANDLER_SHARE``)."""
 
     done: int  # bytes of output written so far (resumed bytes included)
     size: int | None
