@@ -16,6 +16,7 @@ from collections.abc import (
     Callable,
     Generator,
     Iterable,
+    Iterator,
     Mapping,
     Sequence,
 )
@@ -323,25 +324,36 @@ async def adownload(
 
     async def items() -> AsyncIterator[Item]:
         nonlocal listed, listing
-        entries: AsyncIterable[Sequence[Item] | Source | FileResult]
+        # A list's entries are taken in a plain loop (an async generator around them
+        # costs a step of its own per entry); an async iterable's as they come.
+        given: AsyncIterator[Item | str] | None = None
+        found: Iterator[Sequence[Item] | Source | FileResult] = iter(())
         if whole is not None:
             # Resolved ahead while that is quick (a display shows the items' sizes from
             # its first frame); the rest as files go, counted from the first Queued.
-            found: list[Sequence[Item] | Source | FileResult] = []
+            early: list[Sequence[Item] | Source | FileResult] = []
             until = time.perf_counter() + RESOLVE_AHEAD
             for entry in whole:
-                found.append(take(entry))
+                early.append(take(entry))
                 if time.perf_counter() > until:
                     break
-            rest = itertools.islice(whole, len(found), None)
-            entries = _as_async(itertools.chain(found, (take(e) for e in rest)))
+            found = itertools.chain(early, map(take, itertools.islice(whole, len(early), None)))
+        elif isinstance(items_or_urls, AsyncIterable):  # (aextract's, say)
+            given = aiter(items_or_urls)
         else:
-            given = (
-                items_or_urls if isinstance(items_or_urls, AsyncIterable)  # (aextract's, say)
-                else _as_async(items_or_urls)
-            )
-            entries = (take(entry) async for entry in given)
-        async for got in entries:
+            found = map(take, items_or_urls)
+        while True:
+            if given is not None:
+                try:
+                    entry = await anext(given)
+                except StopAsyncIteration:
+                    break
+                got = take(entry)
+            else:
+                nxt = next(found, None)  # (take() never gives None)
+                if nxt is None:
+                    break
+                got = nxt
             if isinstance(got, FileResult):
                 failures.append((listed, got))
                 continue
@@ -423,11 +435,6 @@ def download(
             only=only,
         )
     )
-
-
-async def _as_async(entries: Iterable[T]) -> AsyncIterator[T]:
-    for entry in entries:
-        yield entry
 
 
 def _one_or_many(

@@ -387,3 +387,50 @@ def test_a_small_file_asks_nothing_of_the_runs_root_its_spans_or_splitting(
         assert report.ok == n
         counts.append(sorted(asked))
     assert counts[0] == counts[1]
+
+
+def test_a_url_list_is_taken_without_an_async_generator_around_it(
+    httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A list's entries go to the run from the run's own item generator alone (each
+    async generator around them cost a step per entry), heard or not; an async iterable
+    of URLs is still taken as it comes, in order."""
+    import asyncio.base_events
+
+    import omniget.api
+
+    started: list[str] = []  # the api's async generators that ran
+    real = vars(asyncio.base_events.BaseEventLoop)["_asyncgen_firstiter_hook"]
+
+    def counted(self: asyncio.base_events.BaseEventLoop, agen: Any) -> None:
+        if agen.ag_code.co_filename == omniget.api.__file__:
+            started.append(agen.__qualname__)
+        real(self, agen)
+
+    monkeypatch.setattr(asyncio.base_events.BaseEventLoop, "_asyncgen_firstiter_hook", counted)
+    urls = small_files(httpd, 4)
+    heard: list[Event] = []
+    listeners: tuple[Callable[[Event], None] | None, ...] = (None, heard.append)
+    for i, listener in enumerate(listeners):
+        started.clear()
+        out = tmp_path / f"list{i}"
+        report = download(urls, out, settings=Settings(state_dir=tmp_path / "st"),
+                          on_event=listener)
+        assert report.ok == 4 and [r.path for r in report.results] == [
+            out / f"f{n}.bin" for n in range(4)
+        ]
+        assert started == ["adownload.<locals>.items"], listener
+
+    async def given() -> Any:
+        for url in urls:
+            await asyncio.sleep(0)
+            yield url
+
+    async def run() -> Any:
+        from omniget import adownload
+
+        return await adownload(given(), tmp_path / "async", settings=Settings(
+            state_dir=tmp_path / "st"))
+
+    report = asyncio.run(run())
+    assert [r.path for r in report.results] == [tmp_path / "async" / f"f{n}.bin" for n in range(4)]
