@@ -434,3 +434,15 @@ def test_a_url_list_is_taken_without_an_async_generator_around_it(
 
     report = asyncio.run(run())
     assert [r.path for r in report.results] == [tmp_path / "async" / f"f{n}.bin" for n in range(4)]
+
+
+def test_a_file_job_keeps_its_state_in_slots(tmp_path: Path) -> None:
+    """A FileJob has more attributes than instances share a dict's keys for (30): with a
+    dict, each job built one of its own. Its state is in slots: none is made, and an
+    attribute it does not declare is refused."""
+    j = a_job(tmp_path, "overwrite")
+    assert not hasattr(j, "__dict__")
+    with pytest.raises(AttributeError):
+        j.undeclared = 1  # type: ignore[attr-defined]
+    j.size = 10
+    assert (j.size, j.done, j.final, j.claim.held) == (10, [], None, False)
