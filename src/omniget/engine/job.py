@@ -70,7 +70,8 @@ class FileJob:
     __slots__ = (
         "_ahead", "_generation", "_last_ckpt", "_last_progress", "_last_sync", "_planned_text",
         "_saved", "_unsynced", "_where", "after", "claim", "connections", "ctx", "digests",
-        "done", "end_proven", "etag", "fetched", "final", "item", "journal_started", "key",
+        "done", "end_proven", "etag", "fetched", "final", "found", "item", "journal_started",
+        "key",
         "last_modified", "next_tick", "part", "planned", "record", "refreshed_at", "released",
         "remembered", "resumed", "server_path", "size", "size_from_eof", "slot", "started",
         "stream_hash", "written"
