@@ -4,6 +4,8 @@ module made there is paid by every start)."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 
 import pytest
 
@@ -33,3 +35,28 @@ def test_events_are_occurrences_compared_by_identity() -> None:
     assert repr(a).startswith("Skipped(item=Item(")  # (still shown by its fields)
     with pytest.raises(dataclasses.FrozenInstanceError):
         a.reason = "x"  # type: ignore[misc]
+
+
+# Records which patterns omniget's own modules compile while ``omniget.cli`` is imported.
+_RECORD_COMPILES = """
+import re, sys
+seen = []
+compile = re.compile
+def recording(pattern, flags=0):
+    caller = sys._getframe(1).f_globals.get("__name__", "")
+    if caller.startswith("omniget"):
+        seen.append(caller)
+    return compile(pattern, flags)
+re.compile = recording
+import omniget.cli
+print(" ".join(sorted(seen)))
+"""
+
+
+def test_import_compiles_only_the_patterns_every_file_needs() -> None:
+    # Compiling a pattern at import costs every start (one, IGNORECASE with \w, ~10 M
+    # instructions): those most runs never use are compiled by re when first used.
+    out = subprocess.run(
+        [sys.executable, "-c", _RECORD_COMPILES], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["omniget.engine.names"]  # (safe_relpath's plain names: every file)

@@ -39,12 +39,13 @@ __all__ = [
 
 ON_EXISTS = ("skip", "overwrite", "rename")
 _RATE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-_RATE_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([kmg]?)(?:i?b)?(?:/s)?", re.IGNORECASE)
+# (patterns as strings: re compiles one when it is first used, not at every start)
+_RATE_RE = r"(\d+(?:\.\d*)?|\.\d+)\s*([kmg]?)(?:i?b)?(?:/s)?"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 #: Source option names whose values are secrets.
-SECRET_OPTION = re.compile(r"token|pass|secret|sessid|session|cookie|key|auth", re.IGNORECASE)
+SECRET_OPTION = r"token|pass|secret|sessid|session|cookie|key|auth"
 
 #: Megaloader's environment variables, feeding the source option tables.
 MEGALOADER_ENV: dict[str, tuple[str, str]] = {
@@ -102,7 +103,7 @@ def parse_rate(v: object) -> int:
     """Bytes per second: ``500k``, ``2M``, ``1.5G`` (binary units), ``0`` = no limit."""
     if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
         return v
-    m = _RATE_RE.fullmatch(v.strip()) if isinstance(v, str) else None
+    m = re.fullmatch(_RATE_RE, v.strip(), re.IGNORECASE) if isinstance(v, str) else None
     if m is None:
         raise ValueError(f"expected a rate like 500k, 2M or 1G (bytes/s), got {v!r}")
     return int(float(m[1]) * _RATE_UNITS[m[2].lower()])
@@ -125,7 +126,7 @@ def parse_header(v: object) -> tuple[str, str]:
         if not sep:
             raise ValueError(f"expected 'Name: value', got {v!r}")
     name, value = name.strip(), value.strip()
-    if not _HEADER_NAME.fullmatch(name) or "\n" in value or "\r" in value:
+    if not re.fullmatch(_HEADER_NAME, name) or "\n" in value or "\r" in value:
         raise ValueError(f"not a valid header: {name!r}")
     if name.lower() in ENGINE_HEADERS:
         raise ValueError(
@@ -479,7 +480,9 @@ def _secrets(values: Mapping[str, object], sources: Mapping[str, Mapping[str, ob
         if m:
             found.add(m[1])
     for table in sources.values():
-        found.update(str(v) for k, v in table.items() if SECRET_OPTION.search(k) and v)
+        found.update(
+            str(v) for k, v in table.items() if re.search(SECRET_OPTION, k, re.IGNORECASE) and v
+        )
     return {s for s in found if s}
 
 

@@ -6,6 +6,7 @@ and secret header values never reach a terminal, a log or a JSON line.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -58,16 +59,22 @@ _SECRET_QUERY = (
 )
 
 
-class Masker:
-    """Replaces known secret values, URL passwords and secret query parameters with ``***``."""
-
-    _userinfo = re.compile(r"(?P<pre>[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@", re.IGNORECASE)
+@functools.cache
+def _secret_patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """URL passwords, secret query parameters, secret headers: compiled when first used
+    (most runs mask nothing; compiling them costs every start ~1 ms)."""
+    userinfo = re.compile(r"(?P<pre>[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@", re.IGNORECASE)
     # (a ")" ends the value: messages put URLs in parentheses)
-    _query = re.compile(rf"(?P<pre>[?&;](?:{_SECRET_QUERY})=)[^&;#\s\"')]+", re.IGNORECASE)
-    _header = re.compile(
+    query = re.compile(rf"(?P<pre>[?&;](?:{_SECRET_QUERY})=)[^&;#\s\"')]+", re.IGNORECASE)
+    header = re.compile(
         r"(?P<pre>\b(?:authorization|proxy-authorization|cookie|x-api-key)\s*:\s*)[^\r\n\"']+",
         re.IGNORECASE,
     )
+    return userinfo, query, header
+
+
+class Masker:
+    """Replaces known secret values, URL passwords and secret query parameters with ``***``."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         # Longest first, so a secret containing another is masked whole.
@@ -76,9 +83,10 @@ class Masker:
     def __call__(self, text: str) -> str:
         for s in self.secrets:
             text = text.replace(s, MASK)
-        text = self._userinfo.sub(rf"\g<pre>{MASK}@", text)
-        text = self._query.sub(rf"\g<pre>{MASK}", text)
-        return self._header.sub(rf"\g<pre>{MASK}", text)
+        userinfo, query, header = _secret_patterns()
+        text = userinfo.sub(rf"\g<pre>{MASK}@", text)
+        text = query.sub(rf"\g<pre>{MASK}", text)
+        return header.sub(rf"\g<pre>{MASK}", text)
 
     def headers(self, headers: Mapping[str, str], secret: Iterable[str] = ()) -> dict[str, str]:
         names = {n.lower() for n in secret} | SECRET_HEADERS

@@ -113,7 +113,7 @@ def sanitize_component(
     return s
 
 
-_DRIVE = re.compile(r"^[A-Za-z]:")
+_DRIVE = r"^[A-Za-z]:"  # (compiled by re when first used)
 # A name that sanitising leaves unchanged on every platform (device names aside).
 _PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.,+=@#$%&!~()\[\]{}' -]{0,199}")
 
@@ -122,7 +122,7 @@ def _safe_parts(path: str, windows: bool) -> list[str]:
     parts: list[str] = []
     for i, part in enumerate(re.split(r"[/\\]", path)):
         if i == 0:
-            part = _DRIVE.sub("", part)
+            part = re.sub(_DRIVE, "", part)
         if part not in ("", "."):
             parts.append(sanitize_component(part, windows=windows))
     return parts
@@ -359,7 +359,7 @@ TEMPLATE_FIELDS = frozenset(
     ]
 )  # fmt: skip
 _PATH_FIELDS = frozenset(["path", "dir"])
-_INDEXED = re.compile(r"^(\w+)(?:\[(-?\d+)\])?$")
+_INDEXED = r"^(\w+)(?:\[(-?\d+)\])?$"  # (compiled by re when first used)
 
 
 def _derive(fields: Mapping[str, str | int]) -> dict[str, str | int]:
@@ -413,7 +413,7 @@ def expand_template(template: str, fields: Mapping[str, str | int]) -> str:
         out.append(literal)
         if field is None:
             continue
-        m = _INDEXED.match(field)
+        m = re.match(_INDEXED, field)
         if not m or m.group(1) not in TEMPLATE_FIELDS:
             known = ", ".join(sorted(TEMPLATE_FIELDS))
             raise UsageError(f"unknown template field {{{field}}} (known: {known})")

@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 __all__ = ["PlainDownload"]
 
 MAX_RESTARTS = 3
-_UNSATISFIED = re.compile(r"\s*bytes\s+\*/(\d+)\s*$", re.I)  # a 416's Content-Range
+# a 416's Content-Range (compiled by re when first used, not at every start)
+_UNSATISFIED = r"\s*bytes\s+\*/(\d+)\s*$"
 ANY_LENGTH = 1 << 62  # pipe_room of a span that runs to the end of the body
 
 
@@ -533,7 +534,7 @@ class PlainDownload:
         (a body of unknown length whose end was lost with its connection): the span is
         complete. A smaller size than that means the file changed (or, from a mirror,
         that it is not a copy). Else it is an error."""
-        m = _UNSATISFIED.match(head.headers.get("content-range", ""))
+        m = re.match(_UNSATISFIED, head.headers.get("content-range", ""), re.I)
         if m is None:
             return
         size, job = int(m.group(1)), self.job

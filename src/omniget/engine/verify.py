@@ -48,7 +48,7 @@ _HEADER_ALGOS = {
     "sha512": "sha512",
 }
 _STRENGTH = {"sha512": 0, "sha384": 1, "sha256": 2, "sha224": 3, "sha1": 4, "md5": 5}
-_HEX = re.compile(r"[0-9a-fA-F]+")
+_HEX = r"[0-9a-fA-F]+"  # (compiled by re when first used, not at every start)
 
 
 def hashlib_name(algo: str) -> str:
@@ -83,7 +83,7 @@ def _to_digest(algo_name: str, value: str) -> Digest | None:
         return None
     size = hashlib.new(algo).digest_size
     value = value.strip().strip('"').strip()
-    if len(value) == 2 * size and _HEX.fullmatch(value):
+    if len(value) == 2 * size and re.fullmatch(_HEX, value):
         return Digest(algo, value)  # hex, though the RFCs say base64: servers do it
     try:
         raw = base64.b64decode(value + "=" * (-len(value) % 4), validate=True)

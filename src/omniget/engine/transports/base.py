@@ -126,7 +126,8 @@ class Headers(Mapping[str, str]):
         return f"Headers({self._pairs!r})"
 
 
-_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
+# (compiled by re on the first Content-Range, not at every start)
+_CONTENT_RANGE = r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$"
 
 
 @dataclass
@@ -158,7 +159,7 @@ class Head:
         v = None if field is None else field[1]
         self.content_length = int(v) if v is not None and v.strip().isdigit() else None
         field = last.get("content-range")
-        m = _CONTENT_RANGE.match(field[1]) if field is not None and field[1] else None
+        m = re.match(_CONTENT_RANGE, field[1], re.I) if field is not None and field[1] else None
         cr = None
         if m:
             total = None if m.group(3) == "*" else int(m.group(3))
