@@ -6,11 +6,11 @@
 >>> report = omniget.download(["https://example.com/file.zip"], "downloads")
 """
 
+import importlib as _importlib
+import typing as _typing
 from collections.abc import Mapping as _Mapping
 from pathlib import Path as _Path
 
-from .api import adownload, aextract, download, extract, stream
-from .engine import Engine, FileResult, Report
 from .errors import (
     AuthRequired,
     Cancelled,
@@ -32,6 +32,10 @@ from .errors import (
 from .model import ByteRange, Digest, Item, LocalSlice, Piece, Transform
 from .settings import NetworkSettings, Settings
 
+if _typing.TYPE_CHECKING:
+    from .api import adownload, aextract, download, extract, stream
+    from .engine import Engine, FileResult, Report
+
 __version__ = "0.1.0"
 
 
@@ -45,6 +49,33 @@ def load_settings(
     from .cli.config import load_settings as _load
 
     return _load(config, environ, flags)
+
+
+#: Where the engine's names come from. They are imported when first used, so that
+#: ``omniget --help`` or ``--version`` (and a program that only wants the model or the
+#: errors) does not load the engine with asyncio, pycurl and SQLite.
+_FROM = {
+    **dict.fromkeys(["adownload", "aextract", "download", "extract", "stream"], ".api"),
+    **dict.fromkeys(["Engine", "FileResult", "Report"], ".engine"),
+}
+#: The subpackages ``import omniget`` used to load, reachable as its attributes as before
+#: (``omniget.engine.Engine``).
+_SUBMODULES = ("api", "engine", "sources")
+
+
+def __getattr__(name: str) -> object:
+    if name in _SUBMODULES:
+        return _importlib.import_module(f".{name}", __name__)  # (which sets the attribute)
+    module = _FROM.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module, __name__), name)
+    globals()[name] = value  # (found directly from now on)
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
 __all__ = [

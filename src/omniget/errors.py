@@ -27,6 +27,7 @@ file edges only; the retry policy asks nothing but ``retryable``, ``retry_after`
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -167,6 +168,18 @@ class StorageError(OmnigetError):
 
 class Cancelled(OmnigetError):
     exit_code = 130
+
+
+def write_error(
+    exc: OSError, where: str = "the output", *, what: str | None = "file"
+) -> StorageError:
+    """One clear line for a failed write to ``where``: its reader went away, or the disk
+    under it is full. ``what`` was being written there (None: say nothing of it)."""
+    if isinstance(exc, BrokenPipeError):
+        return StorageError(f"{where} closed before the whole {what or 'output'} was written")
+    why = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else exc.strerror or str(exc)
+    tail = f" (the {what} there is incomplete)" if what else ""
+    return StorageError(f"cannot write to {where}: {why}{tail}")
 
 
 def nearest(word: str, choices: Iterable[str], cutoff: float = 0.75) -> str | None:

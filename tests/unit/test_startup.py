@@ -37,7 +37,8 @@ def test_events_are_occurrences_compared_by_identity() -> None:
         a.reason = "x"  # type: ignore[misc]
 
 
-# Records which patterns omniget's own modules compile while ``omniget.cli`` is imported.
+# Records which patterns omniget's own modules compile while the modules a download uses
+# are imported.
 _RECORD_COMPILES = """
 import re, sys
 seen = []
@@ -48,7 +49,7 @@ def recording(pattern, flags=0):
         seen.append(caller)
     return compile(pattern, flags)
 re.compile = recording
-import omniget.cli
+import omniget.cli, omniget.api, omniget.engine.plain, omniget.engine.transports.http
 print(" ".join(sorted(seen)))
 """
 
@@ -60,3 +61,66 @@ def test_import_compiles_only_the_patterns_every_file_needs() -> None:
         [sys.executable, "-c", _RECORD_COMPILES], capture_output=True, text=True, check=True
     ).stdout.split()
     assert out == ["omniget.engine.names"]  # (safe_relpath's plain names: every file)
+
+
+_LOADED = """
+import sys
+import omniget.cli
+code = omniget.cli.main(sys.argv[1:])
+heavy = ("asyncio", "pycurl", "sqlite3", "omniget.api", "omniget.engine.core")
+print(code, *sorted(m for m in sys.modules if m in heavy))
+"""
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["get", "--help"]])
+def test_help_and_version_load_no_engine(argv: list[str]) -> None:
+    # (the engine, asyncio, pycurl and SQLite cost ~90 M instructions of a ~330 M start)
+    out = subprocess.run(
+        [sys.executable, "-c", _LOADED, *argv], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out[-1] == "0"
+
+
+def test_package_names_are_imported_when_first_used() -> None:
+    code = (
+        "import sys, omniget\n"
+        "print('omniget.api' in sys.modules, 'asyncio' in sys.modules)\n"
+        "from omniget import download, Engine, Item\n"
+        "from omniget.engine import Report\n"
+        "print(download.__module__, Engine.__module__, Item.__module__, Report.__module__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out == [
+        "False False", "omniget.api omniget.engine.core omniget.model omniget.engine.report"
+    ]
+
+
+def test_every_public_name_resolves() -> None:
+    import omniget
+    import omniget.engine
+
+    for module in (omniget, omniget.engine):
+        for name in module.__all__:
+            assert getattr(module, name) is not None
+            assert name in dir(module)
+        with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+            module.nothing  # noqa: B018
+    assert omniget.download is omniget.api.download
+    assert omniget.Engine is omniget.engine.core.Engine
+
+
+def test_subpackages_are_still_attributes_of_the_package() -> None:
+    # (documented: ``adownload(..., engine=omniget.engine.Engine(settings))``)
+    code = (
+        "import omniget\n"
+        "print(omniget.engine.Engine.__name__, omniget.api.download is omniget.download,"
+        " omniget.sources.find_source.__name__)\n"
+        "import omniget.engine.transports.base as light\n"  # (loads no engine yet)
+        "print(omniget.engine.events.Started.__name__, omniget.engine.job.__name__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["Engine", "True", "find_source", "Started", "omniget.engine.job"]

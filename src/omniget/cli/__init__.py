@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from ..engine.events import Event, Failed, Retrying, Skipped, Warned
-from ..engine.stream import write_error
 from ..engine.transports.base import SECRET_HEADERS
-from ..errors import Cancelled, OmnigetError, StorageError, UsageError
+from ..errors import Cancelled, OmnigetError, StorageError, UsageError, write_error
 from ..model import Item, unextracted
 from .args import flags_from_args, guess_scheme, parse_args, parse_input
 from .config import Config, load_config, load_settings

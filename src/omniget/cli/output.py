@@ -30,9 +30,8 @@ from ..engine.events import (
     Warned,
 )
 from ..engine.report import Report
-from ..engine.stream import write_error
 from ..engine.transports.base import SECRET_HEADERS
-from ..errors import OmnigetError, StorageError
+from ..errors import OmnigetError, StorageError, write_error
 from ..model import Digest, Item
 
 __all__ = [

@@ -13,11 +13,10 @@ Warned."""
 
 from __future__ import annotations
 
-import errno
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import IntegrityError, OmnigetError, StorageError, TransientError, UsageError
+from ..errors import IntegrityError, OmnigetError, TransientError, UsageError, write_error
 from ..model import ByteRange, Item
 from .events import Finished, Progress, Retrying, Started, Warned
 from .job import PROGRESS_EVERY
@@ -30,18 +29,6 @@ if TYPE_CHECKING:
     from .core import Engine
 
 __all__ = ["stream_item", "write_error"]
-
-
-def write_error(
-    exc: OSError, where: str = "the output", *, what: str | None = "file"
-) -> StorageError:
-    """One clear line for a failed write to ``where``: its reader went away, or the disk
-    under it is full. ``what`` was being written there (None: say nothing of it)."""
-    if isinstance(exc, BrokenPipeError):
-        return StorageError(f"{where} closed before the whole {what or 'output'} was written")
-    why = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else exc.strerror or str(exc)
-    tail = f" (the {what} there is incomplete)" if what else ""
-    return StorageError(f"cannot write to {where}: {why}{tail}")
 
 
 class _StreamSink:
