@@ -1,8 +1,10 @@
 """Typed events the engine emits. Consumers (progress bars, JSON lines, the report) observe
 them; the engine never imports a UI.
 
-An event is one occurrence: events compare (and hash) by identity, so their classes have
-no generated ``__eq__``/``__hash__`` (each generated method is compiled at import)."""
+An event is one occurrence: events compare (and hash) by identity. Every consumer sees
+the same object, so none may change it; the classes are not frozen all the same, nor
+have generated ``__eq__``/``__hash__``: each such method is compiled at every start
+(frozen ones cost ~1 M instructions per class)."""
 
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class Event:
     """Base of every event: the item it is about and its output path."""
 
@@ -37,7 +39,7 @@ class Event:
     path: Path | None  # final output path, once known
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class Queued(Event):
     """The run's list holds the item; it starts when a slot is free. A list in memory (URLs
     given, a list read) is announced ahead as far as that is quick, and counted whole from
@@ -59,7 +61,7 @@ class Listed(Event):
     ahead: int = 0
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class Started(Event):
     """A file's transfer began (``resumed`` bytes were already on disk)."""
 
@@ -68,7 +70,7 @@ class Started(Event):
     connections: int = 1
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class Progress(Event):
     """Bytes written so far; at most every 0.25 s per file (``job.PROGRESS_EVERY``), less
     often after a slow handler (``job.HANDLER_SHARE``)."""
@@ -78,7 +80,7 @@ class Progress(Event):
     connections: int = 1
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class PieceDone(Event):
     """One piece of the item was fetched and verified."""
 
@@ -86,7 +88,7 @@ class PieceDone(Event):
     size: int
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class Retrying(Event):
     """A transient error; the engine tries again after ``delay`` seconds."""
 
@@ -95,14 +97,14 @@ class Retrying(Event):
     delay: float
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class Skipped(Event):
     """The item was not downloaded (``reason`` says why)."""
 
     reason: str  # "exists", "same-name" (an earlier item of the run wrote it), "filtered", ...
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class Finished(Event):
     """The file is complete, verified and in place."""
 
@@ -111,14 +113,14 @@ class Finished(Event):
     fetched: int  # bytes fetched in this run
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class Failed(Event):
     """The item could not be downloaded."""
 
     error: OmnigetError
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class Warned(Event):
     """Something the user should know that does not stop the item."""
 
