@@ -123,3 +123,23 @@ def test_subpackages_are_still_attributes_of_the_package() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
     assert out == ["Engine", "True", "find_source", "Started", "omniget.engine.job"]
+
+
+def _internal_classes() -> list[type]:
+    from omniget.cli.args import Command
+    from omniget.cli.config import Config, Option
+    from omniget.cli.progress import _Seen
+    from omniget.cli.tally import Tracked
+    from omniget.engine.context import ChunkSource, RunContext
+    from omniget.engine.transports.base import Head
+    from omniget.engine.transports.outgoing import Ask
+
+    return [Command, Config, Option, _Seen, Tracked, ChunkSource, RunContext, Head, Ask]
+
+
+@pytest.mark.parametrize("cls", _internal_classes(), ids=lambda c: c.__name__)
+def test_internal_records_have_no_comparison_or_freezing(cls: type) -> None:
+    # Nothing compares these run-internal records, nor would assign to a field it should
+    # not: the methods that would do either are compiled at every start for nothing.
+    assert dataclasses.is_dataclass(cls)
+    assert not {"__eq__", "__hash__", "__setattr__", "__delattr__"} & set(cls.__dict__)

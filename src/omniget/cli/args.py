@@ -157,7 +157,7 @@ def _add_get(p: argparse.ArgumentParser) -> None:
                        help="bytes/s over the run, e.g. 500k, 2M")
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Command:
     """A subcommand: its name, one-line help and how it adds its options."""
 

@@ -243,7 +243,7 @@ def _items(v: object) -> Iterable[object]:
 # --- the option table ---
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Option:
     """One setting reachable from flags, environment and config file."""
 
@@ -295,7 +295,7 @@ FLAG_ONLY = frozenset([
 ])
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Config:
     """What the CLI runs with: settings, source option tables, output folder, secrets."""
 

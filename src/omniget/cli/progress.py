@@ -129,7 +129,7 @@ class SkipLines:
         return None
 
 
-@dataclass
+@dataclass(eq=False)
 class _Seen:
     """When a file's last progress line was printed, and its bytes then."""
 

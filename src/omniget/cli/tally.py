@@ -66,7 +66,7 @@ def clock_time(seconds: float | None) -> str:
     return f"{s // 3600}:{s // 60 % 60:02}:{s % 60:02}"
 
 
-@dataclass
+@dataclass(eq=False)
 class Tracked:
     """An active file: its name as shown, bytes done (resumed ones included), size if
     known, and its speed."""

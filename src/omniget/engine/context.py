@@ -58,7 +58,7 @@ def output_key(path: Path) -> str:
     return os.path.normcase(path)
 
 
-@dataclass
+@dataclass(eq=False)
 class ChunkSource:
     """Where a finished piece's output lives, for de-duplication within a run."""
 
@@ -170,7 +170,7 @@ class SetupSlot:
             self._slots = None
 
 
-@dataclass
+@dataclass(eq=False)
 class RunContext:
     """What every job of one run shares: settings, transports, caps, journal, clock."""
 

@@ -130,7 +130,7 @@ class Headers(Mapping[str, str]):
 _CONTENT_RANGE = r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$"
 
 
-@dataclass
+@dataclass(eq=False)
 class Head:
     """A response head as the sink sees it. Sizes and range are read from the headers
     once, when it is made (treat it as read-only)."""

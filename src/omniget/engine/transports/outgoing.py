@@ -35,7 +35,7 @@ class Creds:
     password: str | None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Ask:
     """One hop's request as it leaves: the URL reached so far and what goes to its origin
     (headers without another origin's secrets, its cookie, its credentials). Read-only
