@@ -51,7 +51,7 @@ class Queued(Event):
     ahead: int = 0  # entries of the list counted but not announced yet
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Listed(Event):
     """The run's list changed without a Queued: ``more`` and ``ahead`` as there. Sent when
     a source has found all its items (``item``: its URL), and when an entry counted ahead
