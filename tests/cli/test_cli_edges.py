@@ -870,7 +870,7 @@ def test_json_one_unusable_url_is_a_failed_event_as_among_several(httpd: HTTPSer
     several = cli("--json", NO_SOURCE, serve(httpd))
     assert one.returncode == several.returncode == 2
     assert one.stderr == several.stderr  # the same line on stderr either way
-    assert one.stderr.startswith(f"omniget: error: {NO_SOURCE}: no source can handle")
+    assert one.stderr.startswith("omniget: error: no source can handle")
     failed, summary = json_lines(one.stdout)
     assert failed == json_lines(several.stdout)[0]
     assert (failed["event"], failed["url"], failed["error_type"], failed["exit_code"]) == (
@@ -897,7 +897,7 @@ def test_list_json_reports_a_bad_url_as_an_event(httpd: HTTPServer) -> None:
     url = serve(httpd)
     res = cli("list", "--json", url, NO_SOURCE)
     assert res.returncode == 2
-    assert res.stderr.startswith(f"omniget: error: {NO_SOURCE}: no source can handle")
+    assert res.stderr.startswith("omniget: error: no source can handle")
     item, failed, summary = json_lines(res.stdout)
     assert item["download_url"] == url and "event" not in item
     assert (failed["event"], failed["url"]) == ("failed", NO_SOURCE)
@@ -918,9 +918,10 @@ def test_a_url_no_source_takes_names_no_file(
     out, err = capsys.readouterr()
     failed = json_lines(out)[0]
     assert failed == {"event": "failed", "path": None, "url": NO_SOURCE,
-                      "error": err[16 + len(NO_SOURCE) + 2 : -1],
+                      "error": err[16:-1],
                       "error_type": "UnsupportedURL", "exit_code": 2}
-    assert err.startswith(f"omniget: error: {NO_SOURCE}: no source can handle")
+    assert err.startswith("omniget: error: no source can handle")
+    assert err.count(NO_SOURCE) == 1  # (was: "URL: no source can handle 'URL' ...")
 
 
 def test_verbose_names_a_url_no_source_takes_by_the_url(httpd: HTTPServer) -> None:
@@ -942,7 +943,7 @@ def test_dry_run_json_has_failures_and_a_summary(
     assert (line["path"], line["action"]) == ("small", "write")
     assert summary == {"event": "summary", "files": 1, "size": 0, "unknown": 1, "skipped": 0,
                        "failed": 1, "exit_code": 2}
-    assert err.startswith(f"omniget: error: {NO_SOURCE}: no source can handle")
+    assert err.startswith("omniget: error: no source can handle")
     assert not Path("small").exists()
 
 

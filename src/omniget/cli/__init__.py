@@ -383,8 +383,10 @@ def _single(items: Iterator[Item], name: str | None) -> Item | None:
 def _report_failures(failures: Sequence[Failure], mask: Masker) -> None:
     """One line per failure (cancelled items are covered by the "interrupted" line)."""
     for label, error in failures:
-        if not isinstance(error, Cancelled):
-            _error(f"{mask(label)}: {mask(str(error))}")
+        if isinstance(error, Cancelled):
+            continue
+        said = str(error)  # (one that names its URL already: not twice)
+        _error(mask(said) if label in said else f"{mask(label)}: {mask(said)}")
 
 
 # --- commands ---
