@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["adownload", "aextract", "download", "extract", "stream"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 #: Seconds a list in memory is resolved ahead of its first file when events are listened
 #: to (a display): the rest is resolved as files go (50,000 URLs took ~1.5 s).
@@ -102,6 +103,84 @@ def extract(
     return _drive(agen, transports)
 
 
+def _extract_each(
+    entries: Iterable[str | Item],
+    *,
+    source: str | None,
+    settings: Settings,
+    source_options: Mapping[str, Mapping[str, object]],
+) -> Generator[tuple[str | Item, Item | OmnigetError], None, None]:
+    """Each entry's items in order, lazily, as ``extract`` gives them, each as (entry,
+    item); an entry's failure as (entry, error), and the rest goes on (an Item entry is
+    its own item). ``source_options``: each source's options, by its name. One set of
+    transports serves every URL; items known without a request need no loop, and the
+    listings that do share one, made when first needed (a loop and transports per URL
+    cost ~0.5 ms each)."""
+    contexts: dict[str, SourceContext] = {}  # one per source, as in adownload
+    transports: dict[str, CurlTransport] = {}  # made at the first URL, as extract's own
+    unusable: OmnigetError | None = None  # why they could not be made (--ca-cert, say)
+    pending: list[Source] = []  # the next source for the listings to list
+    listings: Generator[Item | OmnigetError | None, None, None] | None = None
+    try:
+        for entry in entries:
+            if isinstance(entry, Item):
+                yield entry, entry
+                continue
+            _check_url(entry, "extract")
+            try:
+                cls = find_source(entry, source)
+                opts = source_options.get(cls.name, {})
+                _check_options(cls, opts, "extract")
+                if not transports and unusable is None:
+                    try:
+                        transports.update(_default_transports(settings))
+                    except OmnigetError as exc:
+                        unusable = exc
+                if unusable is not None:  # (each URL fails so, as with extract)
+                    yield entry, unusable
+                    continue
+                ctx = contexts.get(cls.name)
+                if ctx is None:
+                    ctx = contexts[cls.name] = _source_context(settings, transports, opts)
+                src = cls(entry, ctx, **opts)
+                known = src.items_at_once()
+            except OmnigetError as exc:
+                yield entry, exc
+                continue
+            if known is not None:
+                for item in known:
+                    yield entry, item
+                continue
+            if listings is None:
+                listings = _drive(_listings(pending.pop), transports)
+            pending.append(src)
+            for got in listings:
+                if got is None:  # its listing ended
+                    break
+                yield entry, got
+    finally:
+        if listings is not None:
+            listings.close()
+        else:  # (made, never used: nothing to wait for)
+            for transport in {id(t): t for t in transports.values()}.values():
+                transport.close()
+
+
+async def _listings(
+    next_source: Callable[[], Source],
+) -> AsyncGenerator[Item | OmnigetError | None, None]:
+    """The items of source after source (``next_source()`` each time), each listing
+    ended by None; a listing's failure is given as its error, and the next one goes on."""
+    while True:
+        src = next_source()
+        try:
+            async for item in src.items():
+                yield item
+        except OmnigetError as exc:
+            yield exc
+        yield None
+
+
 def _check_options(cls: type[Source], options: Mapping[str, object], name: str) -> None:
     """A keyword argument the source does not take is a typo, never silently ignored."""
     problem = option_problem(cls, options, ("source", "settings", "transports"))
@@ -137,14 +216,14 @@ def _check_source_options(
 
 
 def _drive(
-    agen: AsyncGenerator[Item, None], transports: Mapping[str, CurlTransport]
-) -> Generator[Item, None, None]:
+    agen: AsyncGenerator[T, None], transports: Mapping[str, CurlTransport]
+) -> Generator[T, None, None]:
     """``agen``'s items, driven on a loop of its own; ``transports`` (agen's) close
     when it ends."""
     loop = asyncio.new_event_loop()
     helper: ThreadPoolExecutor | None = None
 
-    def run(call: Callable[[], T]) -> T:
+    def run(call: Callable[[], R]) -> R:
         """``call`` (it runs ``loop``) here; on a helper thread when this thread's own
         loop is running (``download(extract(url))``: download's loop asks for the items)."""
         nonlocal helper

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from omniget.errors import (
     UsageError,
 )
 from omniget.model import Item
+from omniget.sources import find_source
 
 URL = "https://example.com/files/a.bin"
 MiB = 1024 * 1024
@@ -58,6 +59,7 @@ class FakeAPI:
         monkeypatch.setattr(omniget, "download", self.download)
         monkeypatch.setattr(omniget, "extract", self.extract)
         monkeypatch.setattr(omniget, "stream", self.stream)
+        monkeypatch.setattr(omniget.api, "_extract_each", self.extract_each)
 
     def download(self, items: Iterable[Any], dest: Any = ".", **kw: Any) -> Report:
         got = list(items)
@@ -81,6 +83,24 @@ class FakeAPI:
         if self.extract_error is not None:
             raise self.extract_error
         return iter(self.items.get(url, [Item(download_url=url)]))
+
+    def extract_each(
+        self, entries: Iterable[str | Item], *, source: str | None, settings: Any,
+        source_options: dict[str, dict[str, object]],
+    ) -> Iterator[tuple[str | Item, Item | OmnigetError]]:
+        """As the CLI's extraction of a list: each URL through omniget.extract (above)."""
+        for entry in entries:
+            if isinstance(entry, Item):
+                yield entry, entry
+                continue
+            try:
+                opts = source_options.get(find_source(entry, source).name, {})
+                found = list(omniget.extract(entry, source=source, settings=settings, **opts))
+            except OmnigetError as e:
+                yield entry, e
+                continue
+            for item in found:
+                yield entry, item
 
     def stream(self, item: Item, out: Any, *, settings: Any, on_event: Any) -> int:
         self.streamed.append(item)

@@ -347,27 +347,24 @@ def _items(
     on_failure: Callable[[str, Item, OmnigetError], None],
     on_filtered: Callable[[Item], None],
 ) -> Iterator[Item]:
-    """Extract every URL lazily; extraction failures are reported and the rest goes on."""
-    import omniget
-
-    from ..sources import find_source
+    """Extract every URL lazily; extraction failures are reported and the rest goes on.
+    (One loop and one set of transports serve the whole list: not one per URL.)"""
+    from ..api import _extract_each
 
     keep = _filter(ns, on_filtered)
-    for target in targets:
-        try:
-            if isinstance(target, Item):
-                found: Iterator[Item] = iter([target])
-            else:  # the config table of the source that will handle the URL
-                opts = cfg.sources.get(find_source(target, ns.source).name, {})
-                found = omniget.extract(target, source=ns.source, settings=cfg.settings, **opts)
-            for item in found:
-                if keep is None or keep(item):
-                    yield item
-        except OmnigetError as e:
-            if isinstance(target, Item):
-                on_failure(target.download_url, target, e)
-            else:
-                on_failure(target, unextracted(target), e)
+    found = _extract_each(targets, source=ns.source, settings=cfg.settings,
+                          source_options=cfg.sources)
+    try:
+        for target, got in found:
+            if isinstance(got, OmnigetError):
+                if isinstance(target, Item):
+                    on_failure(target.download_url, target, got)
+                else:
+                    on_failure(target, unextracted(target), got)
+            elif keep is None or keep(got):
+                yield got
+    finally:  # (left mid-way: no request after, as the reader went away)
+        found.close()
 
 
 def _single(items: Iterator[Item], name: str | None) -> Item | None:
