@@ -446,3 +446,26 @@ def test_a_file_job_keeps_its_state_in_slots(tmp_path: Path) -> None:
         j.undeclared = 1  # type: ignore[attr-defined]
     j.size = 10
     assert (j.size, j.done, j.final, j.claim.held) == (10, [], None, False)
+
+
+def test_the_http_source_names_its_item_as_it_makes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A listed URL's item gets its name from the source, not from Item looking for it once
+    made (an Item made without a name still finds its own, as always)."""
+    import omniget.model as model
+    from omniget.sources.http import HttpSource
+
+    looked: list[str] = []
+
+    def counted(url: str) -> str:
+        looked.append(url)
+        return name_from_url(url)
+
+    name_from_url = model.name_from_url
+    monkeypatch.setattr(model, "name_from_url", counted)
+    urls = ["http://h.test/a/f1.bin", "https://h.test/b%20c.zip?x=1", "http://h.test/"]
+    items = [i for u in urls for i in HttpSource(u, None).items_at_once()]  # type: ignore[arg-type]
+    assert [i.filename for i in items] == ["f1.bin", "b c.zip", "index.html"]
+    assert [i.download_url for i in items] == urls
+    assert all(i.name_from_server and i.source == "http" for i in items)
+    assert looked == []
+    assert Item(download_url=urls[0]).filename == "f1.bin" and looked == urls[:1]

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 from ..errors import UnsupportedURL, UsageError
-from ..model import Item
+from ..model import Item, name_from_url
 from .base import Source
 
 __all__ = ["HttpSource"]
@@ -38,7 +38,8 @@ class HttpSource(Source):
 
     def items_at_once(self) -> tuple[Item]:
         _check_authority(self.url)
-        return (Item(download_url=self.url, source=self.name, name_from_server=True),)
+        url = self.url  # (its name given: the item does not look for it once made)
+        return (Item(url, name_from_url(url), source=self.name, name_from_server=True),)
 
 
 def _check_authority(url: str) -> None:
