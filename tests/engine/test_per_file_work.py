@@ -469,3 +469,27 @@ def test_the_http_source_names_its_item_as_it_makes_it(monkeypatch: pytest.Monke
     assert all(i.name_from_server and i.source == "http" for i in items)
     assert looked == []
     assert Item(download_url=urls[0]).filename == "f1.bin" and looked == urls[:1]
+
+
+def test_an_answers_headers_keep_the_lists_they_were_read_into() -> None:
+    """The header lines read from a pipelined answer become its Headers as they are (no copy
+    of its list of fields); a list given with no lower-case names, or any other iterable,
+    is still copied, and names that do not match the fields are refused."""
+    from omniget.engine.transports.base import Headers
+    from omniget.engine.transports.h1conn import _read_fields
+
+    read = _read_fields("Content-Length: 3\r\nX-A:  1 \r\nx-a: 2\r\n")
+    assert not isinstance(read, str)
+    headers = read[0]
+    pairs = headers._pairs
+    assert headers.pairs() == [("Content-Length", "3"), ("X-A", "1"), ("x-a", "2")]
+    assert (headers["x-A"], headers.get_all("X-a"), read[1]) == ("2", ["1", "2"], 3)
+    mine = [("A", "1")]
+    kept = Headers(mine, ["a"])
+    assert kept._pairs is mine and kept["A"] == "1"
+    copied = Headers(mine)
+    copied.add("B", "2")
+    assert mine == [("A", "1")] and list(copied) == ["a", "b"]
+    assert Headers((p for p in pairs), [n.lower() for n, _ in pairs]).pairs() == pairs
+    with pytest.raises(ValueError):
+        Headers(mine, ["a", "b"])
