@@ -173,6 +173,24 @@ def test_output_file_that_is_a_fifo_gets_the_bytes_in_order(httpd: HTTPServer) -
     assert os.listdir() == ["pipe"] and stat.S_ISFIFO(os.stat("pipe").st_mode)
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/wchan"), reason="needs /proc/PID/wchan")
+def test_sigterm_while_a_fifo_waits_for_its_reader_is_an_interrupt(httpd: HTTPServer) -> None:
+    """``-O FIFO`` waits in open() until a reader comes; SIGTERM there killed the process
+    (143, nothing said). Now it is an interrupt as during the transfer: 130, one line."""
+    os.mkfifo("pipe")
+    proc = spawn("-O", "pipe", serve(httpd))
+    wchan = Path(f"/proc/{proc.pid}/wchan")
+    for _ in range(3000):  # until it waits for the FIFO's reader
+        if wchan.read_text() == "wait_for_partner":
+            break
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert (proc.returncode, err.decode()) == (130, "omniget: error: interrupted\n")
+    assert os.listdir() == ["pipe"] and httpd.requests == []
+
+
 def test_output_file_that_is_a_socket_is_a_storage_error(
     httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

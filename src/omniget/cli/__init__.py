@@ -554,7 +554,11 @@ def _to_stream(
         return _stream_dry_run(item, ns, mask, where)
     import omniget
 
-    out = _stdout().buffer if target is None else _open_output(target, where)
+    if target is None:
+        out = _stdout().buffer
+    else:
+        with on_signals(stop_at_once):  # (a FIFO's open waits for its reader)
+            out = _open_output(target, where)
     try:
         consumer, on_event = _stream_progress(ns, mask, out.isatty(), stdout=target is None)
         with consumer, on_signals(stop_at_once):
