@@ -19,8 +19,8 @@ from omniget.cli.bars import RichProgress
 from omniget.cli.logs import log_to_stderr
 from omniget.cli.output import Masker
 from omniget.cli.signals import SaveOnSignal
-from omniget.engine.events import Finished, Progress, Started
-from omniget.model import Item
+from omniget.engine.events import Failed, Finished, Listed, Progress, Queued, Started
+from omniget.model import Item, unextracted
 
 KiB = 1024
 
@@ -28,7 +28,6 @@ KiB = 1024
 class Term(io.StringIO):
     """A terminal's input; ``hook`` runs once, at the start of the next write (as a signal
     that lands while a frame is being written)."""
-
     def __init__(self) -> None:
         super().__init__()
         self.hook: Callable[[], None] | None = None
@@ -256,8 +255,6 @@ def test_a_run_that_ends_after_the_second_signal_is_not_quit_under_it() -> None:
 def test_the_run_counts_every_file_of_its_list_from_the_first_frame() -> None:
     """Was: ``total [0/2 files]`` with 300 URLs, growing as files started. The bar and
     the time left go by files while the sizes of those waiting are not known."""
-    from omniget.engine.events import Queued
-
     rp, clock = bars()
     listed = items(300)
     for i, item in enumerate(listed):
@@ -278,8 +275,6 @@ def test_the_run_counts_every_file_of_its_list_from_the_first_frame() -> None:
 
 
 def test_a_list_that_may_grow_says_so_and_claims_no_total() -> None:
-    from omniget.engine.events import Queued
-
     rp, clock = bars()
     found = items(3)
     for item in found:
@@ -294,9 +289,6 @@ def test_a_list_that_may_grow_says_so_and_claims_no_total() -> None:
 
 def test_a_source_s_listing_that_ended_drops_the_plus() -> None:
     """Was: ``[1/3+ files]`` until the run's end, though the source had found every file."""
-    from omniget.engine.events import Listed, Queued
-    from omniget.model import unextracted
-
     rp, clock = bars()
     found = items(3)
     for item in found:
@@ -311,9 +303,7 @@ def test_a_source_s_listing_that_ended_drops_the_plus() -> None:
 def test_a_list_counted_ahead_shows_its_whole_count_from_the_first_frame() -> None:
     """A long list is resolved as its files go: its first Queued counts the entries not
     announced yet, and an entry that gives no file leaves the count whole."""
-    from omniget.engine.events import Failed, Listed, Queued
     from omniget.errors import UnsupportedURL
-    from omniget.model import unextracted
 
     rp, _ = bars()
     listed = items(3)
@@ -362,8 +352,6 @@ def test_before_any_file_is_known_the_bars_say_so() -> None:
 
 def test_a_narrow_terminal_keeps_the_run_s_file_count_whole() -> None:
     """Was: ``total [100/300 f…`` at 40 columns."""
-    from omniget.engine.events import Queued
-
     rp, _ = bars(40)
     listed = items(300)
     for i, item in enumerate(listed):
@@ -382,7 +370,6 @@ def test_a_second_signal_in_a_weakref_callback_prints_no_traceback() -> None:
     "Exception ignored in ..." with its traceback: the second signal's KeyboardInterrupt
     landing there put one on stderr (seen in a --json run's err). Other such exceptions
     are still reported."""
-
     class Thing:
         pass
 
