@@ -10,7 +10,6 @@ closed is exit 7.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import gc
 import logging
@@ -23,11 +22,10 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
 
-from ..engine.events import Event, Failed, Retrying, Skipped, Warned
+from ..engine.events import Failed, Skipped
 from ..engine.transports.base import SECRET_HEADERS
-from ..errors import Cancelled, OmnigetError, StorageError, UsageError, write_error
+from ..errors import Cancelled, OmnigetError, StorageError, UsageError
 from ..model import Item, unextracted
 from .args import flags_from_args, guess_scheme, parse_args, parse_input
 from .config import Config, load_config, load_settings
@@ -39,22 +37,21 @@ from .output import (
     display_path,
     dry_run,
     event_to_dict,
-    flush,
-    format_size,
     json_line,
+    print_error,
     print_list,
-    put,
     summary_line,
+    summary_record,
+    writable_stdout,
 )
 from .progress import (
     SKIP_LINES,
-    Consumer,
-    PlainProgress,
     QuietProgress,
     make_progress,
-    maybe_terminal,
+    safe_consumer,
 )
-from .signals import SaveOnSignal, on_signals, stop_at_once
+from .signals import SaveOnSignal, on_signals
+from .stream import drop_stdout, to_stream
 
 __all__ = ["load_settings", "main", "run"]
 
@@ -70,11 +67,6 @@ NO_RESUME = ("interrupted; what the resume journal could not record (see the war
 #: What the shell shows when stdout's reader went away (``omniget list | head -1``): the
 #: command dies of SIGPIPE, as git and ls do; main() returns this code for it.
 BROKEN_PIPE = 128 + signal.SIGPIPE
-
-
-def _error(text: str) -> None:
-    sys.stderr.write(f"omniget: error: {text}\n")
-    sys.stderr.flush()
 
 
 def _argv_secrets(argv: Sequence[str]) -> list[str]:
@@ -112,23 +104,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help, --version
         return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
     except KeyboardInterrupt:  # (one before the download began, or in list, --dry-run)
-        _error(RESUME if ns is not None and _resumable(ns) else "interrupted")
+        print_error(RESUME if ns is not None and _resumable(ns) else "interrupted")
         _json_error(ns, Cancelled("interrupted"), 130, mask)
         return 130
     except BrokenPipeError:  # `omniget list ... | head`: quietly, as git and ls
-        _drop_stdout()
+        drop_stdout()
         return BROKEN_PIPE
     except OmnigetError as e:
         if debug:
             traceback.print_exc()
-        _error(mask(str(e)))
+        print_error(mask(str(e)))
         _json_error(ns, e, e.exit_code, mask)
         return e.exit_code
     except Exception as e:
         if debug:
             traceback.print_exc()
-        _error(f"internal error: {type(e).__name__}: {mask(str(e))} "
-               "(run with --debug for the traceback)")
+        print_error(f"internal error: {type(e).__name__}: {mask(str(e))} "
+                    "(run with --debug for the traceback)")
         _json_error(ns, e, 1, mask)
         return 1
 
@@ -171,32 +163,9 @@ def _json_error(
               "exit_code": code}
     try:
         json_line(sys.stdout, record)
-        json_line(sys.stdout, _summary(ns, code))  # (nothing done: every count 0)
+        json_line(sys.stdout, summary_record(ns, code))  # (nothing done: every count 0)
     except (OSError, StorageError):  # stdout itself is what failed: said on stderr
         pass
-
-
-#: The counts a ``--json`` summary carries, per kind of run.
-SUMMARY_KEYS = {
-    "list": ("items", "failed"),
-    "dry-run": ("files", "size", "unknown", "skipped", "failed"),
-    "get": ("ok", "skipped", "failed", "interrupted", "fetched", "elapsed"),
-}
-
-
-def _summary(ns: argparse.Namespace, code: int, **counts: float) -> dict[str, Any]:
-    """The last ``--json`` line of a run: its counts (those not given are 0) and exit code."""
-    keys = SUMMARY_KEYS["list" if ns.command == "list" else "dry-run" if ns.dry_run else "get"]
-    assert counts.keys() <= set(keys), counts
-    return {"event": "summary", **{k: counts.get(k, 0) for k in keys}, "exit_code": code}
-
-
-def _stdout() -> TextIO:
-    """stdout, for a command that writes there (``list``, ``--json``, ``--dry-run``,
-    ``-O -``); a closed one (``>&-``) is a storage error before anything is done."""
-    if sys.stdout is None:
-        raise StorageError("cannot write to stdout: it is closed")
-    return sys.stdout
 
 
 def run() -> None:
@@ -383,7 +352,7 @@ def _report_failures(failures: Sequence[Failure], mask: Masker) -> None:
         if isinstance(error, Cancelled):
             continue
         said = str(error)  # (one that names its URL already: not twice)
-        _error(mask(said) if label in said else f"{mask(label)}: {mask(said)}")
+        print_error(mask(said) if label in said else f"{mask(label)}: {mask(said)}")
 
 
 # --- commands ---
@@ -411,7 +380,7 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     if cfg.settings.checksum is not None and len(targets) != 1:
         raise UsageError("--checksum needs exactly one URL")
     if ns.json or ns.dry_run or ns.output_file == "-":
-        _stdout()  # (closed: fail before any request)
+        writable_stdout()  # (closed: fail before any request)
     if cfg.settings.network.insecure:
         sys.stderr.write("omniget: warning: TLS certificates are not verified (--insecure)\n")
 
@@ -446,7 +415,7 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
         if out_file is not None and not device:
             dest = out_file.parent
         elif one is not None:  # -O -, or a device or a FIFO
-            return _to_stream(one, cfg, ns, mask, out_file)
+            return to_stream(one, cfg, ns, mask, out_file)
         extracted = iter([one] if one is not None else [])
         items = extracted
     if ns.dry_run:
@@ -455,7 +424,7 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
         _report_failures(failures, mask)
         code = failures[0][1].exit_code if failures else 0
         if isinstance(consumer, JsonEvents):
-            consumer.line(_summary(ns, code, skipped=len(filtered), failed=len(failures)))
+            consumer.line(summary_record(ns, code, skipped=len(filtered), failed=len(failures)))
         return code
 
     only = None if own else _filter(ns, skipped)  # (extracted above, filtered there)
@@ -464,7 +433,7 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     try:
         with consumer, on_signal, on_signals(on_signal):
             # (-q: no handler, so the engine builds no per-file events for nobody)
-            on_event = None if isinstance(consumer, QuietProgress) else _safe(consumer)
+            on_event = None if isinstance(consumer, QuietProgress) else safe_consumer(consumer)
             report = omniget.download(
                 items, dest, settings=cfg.settings, on_event=on_event, cancel=cancel,
                 source=ns.source, source_options=cfg.sources, only=only,
@@ -475,8 +444,8 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
         if not (isinstance(exc, KeyboardInterrupt) or on_signal.quitting):
             raise
         if isinstance(consumer, JsonEvents):
-            consumer.line(_summary(ns, 130, **consumer.tally()))
-        _error(RESUME)
+            consumer.line(summary_record(ns, 130, **consumer.tally()))
+        print_error(RESUME)
         return 130
     for r in report.failures:
         label = display_path(r.path) if r.path else r.item.download_url
@@ -489,17 +458,18 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     code = 130 if interrupted else failures[0][1].exit_code if failures else 0
     if isinstance(consumer, JsonEvents):
         cut = report.interrupted  # not failed: a rerun resumes them
-        consumer.line(_summary(ns, code, ok=report.ok, skipped=report.skipped + len(filtered),
-                               failed=len(failures) - cut, interrupted=cut,
-                               fetched=report.fetched, elapsed=round(report.elapsed, 3)))
+        consumer.line(summary_record(ns, code, ok=report.ok,
+                                     skipped=report.skipped + len(filtered),
+                                     failed=len(failures) - cut, interrupted=cut,
+                                     fetched=report.fetched, elapsed=round(report.elapsed, 3)))
         if consumer.error is not None:  # (the files are there; the events are not)
-            _error(mask(f"{consumer.error} (the --json events are incomplete)"))
+            print_error(mask(f"{consumer.error} (the --json events are incomplete)"))
             # its code: the first failure's, as it came with the first event
             code = code if interrupted else consumer.error.exit_code
     elif not ns.quiet:
         sys.stderr.write(summary_line(report, failed=extra, skipped=len(filtered)) + "\n")
     if interrupted:
-        _error(NO_RESUME if report.journal_error is not None else RESUME)
+        print_error(NO_RESUME if report.journal_error is not None else RESUME)
     return code  # the first failure's code
 
 
@@ -542,153 +512,6 @@ def _check_urls(targets: list[Item | str], source: str | None, *, fail_fast: boo
             raise first
 
 
-def _to_stream(
-    item: Item, cfg: Config, ns: argparse.Namespace, mask: Masker, target: Path | None
-) -> int:
-    """``-O -`` (``target`` None): the one file's bytes to stdout, in order. ``-O`` a
-    device or a FIFO (``/dev/null``): written there the same way, as curl and wget do (no
-    part file beside it, nothing renamed). Stopped, neither can be resumed: what went out
-    is out, a rerun starts over."""
-    where = "stdout" if target is None else mask(display_path(target))
-    if ns.dry_run:
-        return _stream_dry_run(item, ns, mask, where)
-    import omniget
-
-    if target is None:
-        out = _stdout().buffer
-    else:
-        with on_signals(stop_at_once):  # (a FIFO's open waits for its reader)
-            out = _open_output(target, where)
-    try:
-        consumer, on_event = _stream_progress(ns, mask, out.isatty(), stdout=target is None)
-        with consumer, on_signals(stop_at_once):
-            try:
-                written = omniget.stream(item, out, settings=cfg.settings, on_event=on_event)
-                if target is not None:
-                    out.close()
-            except StorageError as exc:  # a write that failed (engine.stream)
-                if not isinstance(exc.__cause__, OSError):
-                    return _stream_failed(consumer, item, exc, ns, mask)
-                return _stream_failed(consumer, item, _write_error(exc.__cause__, target,
-                                                                   where), ns, mask)
-            except OSError as exc:  # the last flush
-                return _stream_failed(consumer, item, _write_error(exc, target, where), ns,
-                                      mask)
-            except OmnigetError as exc:
-                return _stream_failed(consumer, item, exc, ns, mask)
-            except KeyboardInterrupt:
-                on = "on stdout" if target is None else f"written to {where}"
-                _error(f"interrupted; the file {on} is incomplete "
-                       f"({where} cannot be resumed: run the command again to start over)")
-                if isinstance(consumer, JsonEvents):
-                    consumer.line(_summary(ns, 130, **{**consumer.tally(), "interrupted": 1}))
-                return 130
-    finally:
-        if target is not None:
-            with contextlib.suppress(OSError):
-                out.close()
-    if isinstance(consumer, JsonEvents):
-        consumer.line(_summary(ns, 0, **consumer.tally()))
-    if ns.verbose and not ns.json:
-        sys.stderr.write(f"wrote {format_size(written)} to {where}\n")
-    return 0
-
-
-def _open_output(target: Path, where: str) -> BinaryIO:
-    """The device or FIFO ``-O`` names, opened for writing (a FIFO waits for its reader)."""
-    try:
-        return open(target, "wb")  # (closed by the caller)
-    except OSError as exc:
-        raise StorageError(f"cannot write to {where}: {exc.strerror or exc}") from None
-
-
-def _stream_progress(
-    ns: argparse.Namespace, mask: Masker, out_is_terminal: bool, *, stdout: bool
-) -> tuple[Consumer, Callable[[Event], None]]:
-    """What ``-O -`` or ``-O DEVICE`` shows: a device, what a download shows (bars on a
-    terminal, lines in a log); stdout, the bars when stderr is a terminal, as curl shows
-    its meter. Nothing but retries and warnings when the output is itself a terminal (bars
-    would go between its bytes), or for stdout with stderr a log. ``--json`` (a device
-    only): the events."""
-    if ns.quiet:
-        return QuietProgress(), _safe(QuietProgress())
-    if ns.json:
-        events = JsonEvents(sys.stdout, mask)
-        return events, _safe(events)
-    if not out_is_terminal and (not stdout or maybe_terminal(sys.stderr)):
-        consumer = make_progress(mask, verbose=ns.verbose)
-        return consumer, _safe(consumer)
-    plain = PlainProgress(sys.stderr, mask)
-    notes = _safe(plain)
-
-    def on_event(event: Event) -> None:
-        if isinstance(event, Retrying | Warned):
-            notes(event)
-
-    return plain, on_event
-
-
-def _stream_failed(
-    consumer: Consumer, item: Item, error: OmnigetError, ns: argparse.Namespace, mask: Masker
-) -> int:
-    """The one file of ``-O -`` or ``-O DEVICE`` failed: with ``--json`` a failed event and
-    the summary (as a download's failure), then the error; without, main() says it."""
-    if not isinstance(consumer, JsonEvents):
-        raise error
-    code = error.exit_code
-    consumer(Failed(item, None, error))
-    consumer.line(_summary(ns, code, **consumer.tally()))
-    _error(mask(str(error)))
-    return code
-
-
-def _stream_dry_run(item: Item, ns: argparse.Namespace, mask: Masker, where: str) -> int:
-    """``--dry-run`` of ``-O -`` or ``-O DEVICE``: where the one file would be written."""
-    out = _stdout()
-    size, url = item.size_bytes, mask(item.download_url)
-    if ns.json:  # (a device: as a --dry-run --json line, then its summary)
-        record = {"path": where, "url": url, "size": size, "source": item.source,
-                  "action": "write"}
-        json_line(out, record)
-        json_line(out, _summary(ns, 0, files=1, size=size or 0, unknown=int(size is None)))
-        return 0
-    put(out, f"{'-' if where == 'stdout' else where}\t{format_size(size)}\t{url}\n")
-    flush(out)
-    return 0
-
-
-def _write_error(exc: OSError, target: Path | None, where: str) -> StorageError:
-    """``-O -`` or ``-O DEVICE`` could not be written (as curl and wget: say so, the file
-    there is not whole)."""
-    if target is None:
-        _drop_stdout()
-    return write_error(exc, where)
-
-
-def _drop_stdout() -> None:
-    """Point stdout at /dev/null: its reader went away (or its disk is full), and the
-    interpreter's last flush would complain."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):
-        pass
-
-
-def _safe(consumer: Callable[[Event], None]) -> Callable[[Event], None]:
-    """A display problem must never stop a download: swallow the consumer's errors."""
-
-    def on_event(event: Event) -> None:
-        try:
-            consumer(event)
-        except BrokenPipeError:
-            raise
-        except Exception:
-            logging.getLogger("omniget.cli").debug("progress display failed", exc_info=True)
-
-    return on_event
-
-
 def _dry_run(
     items: Iterator[Item], dest: Path, ns: argparse.Namespace, cfg: Config, mask: Masker,
     failures: list[Failure], failed: Callable[[str, Item, OmnigetError], None], filtered: int,
@@ -696,7 +519,7 @@ def _dry_run(
     from ..engine.names import contain
 
     talk = not (ns.quiet or ns.json)
-    out = _stdout()
+    out = writable_stdout()
 
     shown = 0  # (as a download's skip lines: the first SKIP_LINES without -v)
 
@@ -715,10 +538,10 @@ def _dry_run(
     _report_failures(failures, mask)
     code = failures[0][1].exit_code if failures else 0
     if ns.json:
-        json_line(out, _summary(ns, code, files=found.files, size=found.size,
-                                unknown=found.unknown,
-                                skipped=found.skipped + found.same_name + filtered,
-                                failed=len(failures)))
+        json_line(out, summary_record(ns, code, files=found.files, size=found.size,
+                                      unknown=found.unknown,
+                                      skipped=found.skipped + found.same_name + filtered,
+                                      failed=len(failures)))
     elif talk:
         sys.stderr.write(found.summary(display_path(dest.absolute())) + "\n")
     return code
@@ -728,7 +551,7 @@ def _run_list(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     failures: list[Failure] = []
     targets = _collect(ns)
     cfg = _bind_user(cfg, targets)
-    out = _stdout()
+    out = writable_stdout()
 
     def failed(label: str, item: Item, error: OmnigetError) -> None:
         failures.append((label, error))
@@ -741,7 +564,7 @@ def _run_list(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     _report_failures(failures, mask)
     code = failures[0][1].exit_code if failures else 0
     if ns.json:
-        json_line(out, _summary(ns, code, items=count, failed=len(failures)))
+        json_line(out, summary_record(ns, code, items=count, failed=len(failures)))
     return code
 
 

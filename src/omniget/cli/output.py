@@ -9,12 +9,13 @@ from __future__ import annotations
 import functools
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from ..engine.events import (
     Event,
@@ -34,8 +35,12 @@ from ..engine.transports.base import SECRET_HEADERS
 from ..errors import OmnigetError, StorageError, write_error
 from ..model import Digest, Item
 
+if TYPE_CHECKING:
+    import argparse
+
 __all__ = [
     "MASK",
+    "SUMMARY_KEYS",
     "DryRun",
     "JsonEvents",
     "Masker",
@@ -46,9 +51,12 @@ __all__ = [
     "format_size",
     "item_to_dict",
     "json_line",
+    "print_error",
     "print_list",
     "put",
     "summary_line",
+    "summary_record",
+    "writable_stdout",
 ]
 
 MASK = "***"
@@ -444,3 +452,32 @@ def summary_line(report: Report, *, failed: int = 0, skipped: int = 0) -> str:
         f"{report.failed - cut + failed} failed, {interrupted}"
         f"{format_size(report.fetched)} in {took} ({format_size(rate)}/s)"
     )
+
+
+def print_error(text: str) -> None:
+    """One ``omniget: error: ...`` line on stderr."""
+    sys.stderr.write(f"omniget: error: {text}\n")
+    sys.stderr.flush()
+
+
+#: The counts a ``--json`` summary carries, per kind of run.
+SUMMARY_KEYS = {
+    "list": ("items", "failed"),
+    "dry-run": ("files", "size", "unknown", "skipped", "failed"),
+    "get": ("ok", "skipped", "failed", "interrupted", "fetched", "elapsed"),
+}
+
+
+def summary_record(ns: argparse.Namespace, code: int, **counts: float) -> dict[str, Any]:
+    """The last ``--json`` line of a run: its counts (those not given are 0) and exit code."""
+    keys = SUMMARY_KEYS["list" if ns.command == "list" else "dry-run" if ns.dry_run else "get"]
+    assert counts.keys() <= set(keys), counts
+    return {"event": "summary", **{k: counts.get(k, 0) for k in keys}, "exit_code": code}
+
+
+def writable_stdout() -> TextIO:
+    """stdout, for a command that writes there (``list``, ``--json``, ``--dry-run``,
+    ``-O -``); a closed one (``>&-``) is a storage error before anything is done."""
+    if sys.stdout is None:
+        raise StorageError("cannot write to stdout: it is closed")
+    return sys.stdout

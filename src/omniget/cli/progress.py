@@ -9,6 +9,7 @@ thousands of files.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -47,6 +48,7 @@ __all__ = [
     "maybe_terminal",
     "name_of",
     "retry_line",
+    "safe_consumer",
     "skip_line",
     "warning_line",
 ]
@@ -278,3 +280,17 @@ def maybe_terminal(stream: IO[str]) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def safe_consumer(consumer: Callable[[Event], None]) -> Callable[[Event], None]:
+    """A display problem must never stop a download: swallow the consumer's errors."""
+
+    def on_event(event: Event) -> None:
+        try:
+            consumer(event)
+        except BrokenPipeError:
+            raise
+        except Exception:
+            logging.getLogger("omniget.cli").debug("progress display failed", exc_info=True)
+
+    return on_event
