@@ -757,6 +757,8 @@ def test_an_existing_file_of_another_size_is_not_taken_as_complete(tmp_path: Pat
         (["http://[::1/x"], "not a valid URL: Invalid IPv6 URL"),
         (["http://host:99999/x"], "not a valid URL: Port out of range"),
         (["http://exa mple.com/x"], "not a valid URL: 'exa mple.com' is no host name"),
+        (["http://:80/x"], "not a valid URL: no host name in 'http://:80/x'"),
+        (["http://user@/x"], "not a valid URL: no host name in 'http://user@/x'"),
         (["--ca-cert", "no-such.pem", "https://127.0.0.1:9/x"], "--ca-cert no-such.pem: no such"),
     ],
 )
@@ -764,7 +766,8 @@ def test_bad_urls_and_files_are_usage_errors(
     capsys: pytest.CaptureFixture[str], args: list[str], says: str
 ) -> None:
     """Before: an unbalanced IPv6 bracket was an internal error (exit 1); a missing
-    --ca-cert failed as a network error (exit 3) once a request was tried."""
+    --ca-cert, or a URL with a port but no host, failed as a network error (exit 3) once a
+    request was tried (list printed that URL's item, exit 0)."""
     assert main(["-q", *args]) == 2
     assert says in one_line(capsys.readouterr().err)
     assert main(["-q", "list", *args]) == 2

@@ -53,8 +53,10 @@ def _check_authority(url: str) -> None:
     netloc = parts[2].rpartition("@")[2]
     if " " in netloc or not netloc.isprintable():  # (a space or control character)
         raise UsageError(f"not a valid URL: {netloc!r} is no host name")
-    _, colon, port = netloc.rpartition(":")
+    host, colon, port = netloc.rpartition(":")
     plain = "[" not in netloc and "]" not in netloc
+    if plain and not (host if colon else netloc):  # (http://:80/x, http://user@/x)
+        raise UsageError(f"not a valid URL: no host name in {url!r}")
     if plain and (not colon or (port.isdigit() and int(port) <= 65535)):
         return
     try:
