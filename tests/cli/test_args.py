@@ -257,6 +257,7 @@ BAD = [
     ["--proxy", ":3128", "https://example.com/"],
     ["--proxy", "http://proxy.example:99999", "https://example.com/"],
     ["--proxy", "http://[::1", "https://example.com/"],
+    ["--proxy", "not a url", "https://example.com/"],
     ["--no-such-flag", "https://example.com/"],
     ["list", "--dry-run", "https://example.com/"],
     [],

@@ -220,7 +220,8 @@ def parse_proxy(v: object) -> str:
 
         try:  # (a port out of range raises)
             parts = urlsplit("//" + (rest if sep else text))
-            ok = bool(parts.hostname) and parts.port != 0
+            ok = bool(parts.hostname) and parts.port != 0 and text.isprintable()
+            ok = ok and " " not in text  # (libcurl: "Unsupported proxy syntax", at a request)
         except ValueError:
             ok = False
         if not ok:
