@@ -285,6 +285,22 @@ def test_bad_connections_message_names_the_flag(capsys: pytest.CaptureFixture[st
 
 
 @pytest.mark.parametrize(
+    ("header", "says"),
+    [(": s3cret", "no header name before the ':'"),
+     ("Bad Name: v", "not a valid header name: 'Bad Name'")],
+)
+def test_a_bad_header_says_what_is_wrong(
+    header: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: both said "not a valid header: ''" or "...: 'Bad Name'", the first naming
+    nothing the user typed."""
+    assert main(["-H", header, "https://example.com/"]) == 2
+    err = capsys.readouterr().err
+    assert f"argument -H/--header: {says}" in err
+    assert "s3cret" not in err
+
+
+@pytest.mark.parametrize(
     ("argv", "words"),
     [
         (["-O", "f.bin", "https://example.com/a", "https://example.com/b"], "-O takes exactly"),

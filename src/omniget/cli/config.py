@@ -126,8 +126,12 @@ def parse_header(v: object) -> tuple[str, str]:
         if not sep:
             raise ValueError(f"expected 'Name: value', got {v!r}")
     name, value = name.strip(), value.strip()
-    if not re.fullmatch(_HEADER_NAME, name) or "\n" in value or "\r" in value:
-        raise ValueError(f"not a valid header: {name!r}")
+    if not name:  # (": v": the value is not shown, a token maybe)
+        raise ValueError("no header name before the ':' (expected 'Name: value')")
+    if not re.fullmatch(_HEADER_NAME, name):
+        raise ValueError(f"not a valid header name: {name!r}")
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"header {name}: a line break in its value")
     if name.lower() in ENGINE_HEADERS:
         raise ValueError(
             f"cannot set {name}: omniget sends it itself, to resume and split downloads"
