@@ -107,7 +107,9 @@ def test_the_command_is_the_first_argument_that_is_no_option_or_value() -> None:
         ns = parse_args(argv)  # "list" is -o's value here: a folder named list
         assert (ns.command, ns.output, ns.urls) == ("get", "list", [url])
     assert parse_args(["-olist", url]).output == "list"
-    assert parse_args([url, "list"]).urls == [url, "list"]  # only the first one counts
+    with pytest.raises(UsageError, match="'list' is a command, not a URL"):
+        parse_args([url, "list"])  # only the first one names the command: see below
+    assert parse_args([url, "--", "list"]).urls == [url, "list"]
 
 
 # --- 2. -O onto something that exists ---
@@ -573,6 +575,26 @@ def test_a_mistyped_command_downloads_nothing(
     err = one_line(capsys.readouterr().err)
     assert f"'{word}' is not a command; did you mean" in err
     assert httpd.requests == [] and os.listdir() == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [(["<u>", "list"], "'list' is a command, not a URL: it goes first ('omniget list URL...')"),
+     (["-o", "out", "<u>", "get"], "'get' is a command, not a URL"),
+     (["list", "<u>", "help"], "'help' is a command, not a URL: it goes first ('omniget help "
+                               "list')")],
+    ids=["list", "get", "help"],
+)
+def test_a_command_after_the_urls_downloads_nothing(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    """Before: the URL was downloaded (or listed), then "no source can handle 'list'"."""
+    url = serve(httpd)
+    assert main([url if a == "<u>" else a for a in argv]) == 2
+    assert says in one_line(capsys.readouterr().err)
+    assert httpd.requests == [] and os.listdir() == []
+    assert main(["-q", "-o", "out", "--", url, "list"]) == 2  # (after --: a URL, as it says)
+    assert "no source can handle 'list'" in capsys.readouterr().err
 
 
 NEWCOMER = [

@@ -247,6 +247,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     ns.urls = [u.strip() for u in [*(ns.urls or []), *after]]
     if "" in ns.urls:  # (`omniget "$UNSET"`: no source to blame)
         raise UsageError('the URL is empty (an argument is "" or only blanks)')
+    for word in ns.urls[: len(ns.urls) - len(after)]:  # (`omniget URL list`: none fetched)
+        if word in COMMANDS or word == "help":
+            usage = f"help {command}" if word == "help" else f"{word} URL..."
+            raise UsageError(f"'{word}' is a command, not a URL: it goes first ('omniget "
+                             f"{usage}')")
     for arg in extra:
         if arg.startswith("-"):  # e.g. `omniget -o DIR list URL`: never a silent download
             flag = arg.partition("=")[0]
