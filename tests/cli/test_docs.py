@@ -1,5 +1,6 @@
 """The README and ``omniget get --help`` against the parser and the settings: every option a
-user can give is in both, and every default they state is the one the code has."""
+user can give is in both, and every default they state is the one the code has; every
+``--json`` event and summary count is named."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 
 from omniget.cli.args import build_parser
 from omniget.cli.config import OPTIONS
+from omniget.cli.output import SUMMARY_KEYS
+from omniget.engine import events
 from omniget.settings import NetworkSettings, Settings
 
 README = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
@@ -75,3 +78,18 @@ def test_readme_defaults_are_the_settings() -> None:
     assert (f"(default {net.connect_timeout:g} s to connect, {net.stall_timeout:g} s with no "
             "data)") in text
     assert f"`max-redirects`: default {net.max_redirects}" in text
+
+
+def test_readme_names_every_json_event_and_summary_count() -> None:
+    """Before: the README said only that failures are events and the last line a summary."""
+    text = _cli_part()
+    written = {cls.__name__.lower() for cls in vars(events).values()
+               if isinstance(cls, type) and issubclass(cls, events.Event)
+               and cls not in (events.Event, events.Queued, events.Listed)}  # (not written)
+    assert written >= {"started", "finished", "failed"}
+    for name in sorted(written | {"error", "summary", "exit_code"}):
+        assert f"`{name}`" in text, name
+    for key in {k for keys in SUMMARY_KEYS.values() for k in keys}:
+        assert f"`{key}`" in text, key
+    for action in ("write", "skip", "overwrite", "rename"):
+        assert f"`{action}`" in text, action
