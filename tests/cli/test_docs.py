@@ -93,3 +93,10 @@ def test_readme_names_every_json_event_and_summary_count() -> None:
         assert f"`{key}`" in text, key
     for action in ("write", "skip", "overwrite", "rename"):
         assert f"`{action}`" in text, action
+
+
+def test_list_says_a_plain_link_is_listed_without_a_request() -> None:
+    """Before: neither said so, and `omniget list` of a link that is gone (404) printed it,
+    exit 0, as if it had been checked."""
+    assert "(plain links unchecked)" in build_parser("list").format_help()
+    assert "plain links make no request there" in " ".join(_cli_part().split())

@@ -170,7 +170,8 @@ COMMANDS: dict[str, Command] = {
     c.name: c
     for c in [
         Command("get", "download URLs (the default command)", _add_get),
-        Command("list", "print the items URLs would give, download nothing", _add_common),
+        Command("list", "print the items URLs give, download nothing (plain links unchecked)",
+                _add_common),
     ]
 }
 
