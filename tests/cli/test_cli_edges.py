@@ -578,6 +578,25 @@ def test_a_mistyped_command_downloads_nothing(
 
 
 @pytest.mark.parametrize(
+    "argv",
+    [["-output", "dl", "<u>"], ["-output=dl", "<u>"], ["<u>", "-json"], ["list", "-quiet", "<u>"]],
+    ids=["output", "output=", "json", "list-quiet"],
+)
+def test_a_long_option_with_one_dash_downloads_nothing(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """Before: -output DIR was -o utput: the URL saved into ./utput, DIR taken for a URL;
+    -json was -j son (a bad number), -quiet "-q: ignored explicit argument 'uiet'"."""
+    url = serve(httpd)
+    assert main([url if a == "<u>" else a for a in argv]) == 2
+    flag = next(a for a in argv if a.startswith("-")).partition("=")[0]
+    assert f"{flag} is not an option; did you mean -{flag}? (long options take two dashes)" in (
+        one_line(capsys.readouterr().err))
+    assert httpd.requests == [] and os.listdir() == []
+    assert main(["-q", "-odl", url]) == 0  # (-o's value joined to it: as before)
+    assert os.listdir("dl") == [url.rsplit("/", 1)[-1]]
+
+@pytest.mark.parametrize(
     ("argv", "says"),
     [(["<u>", "list"], "'list' is a command, not a URL: it goes first ('omniget list URL...')"),
      (["-o", "out", "<u>", "get"], "'get' is a command, not a URL"),

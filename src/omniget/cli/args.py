@@ -243,6 +243,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if command == "help":
         _help(args)
     parser = parsers.get(command) or build_parser(command)
+    _check_one_dash(parser, args)
     ns, extra = parser.parse_known_intermixed_args(args)
     # (a URL pasted with a space or newline around it: the URL without them, as wget)
     ns.urls = [u.strip() for u in [*(ns.urls or []), *after]]
@@ -275,6 +276,17 @@ def _help(args: list[str]) -> NoReturn:
         raise UsageError(f"'{name}' is not a command (commands: {', '.join(COMMANDS)}){hint}")
     build_parser(name).print_help()
     raise SystemExit(0)
+
+
+def _check_one_dash(parser: ArgumentParser, args: list[str]) -> None:
+    """``-output DIR`` is ``-o utput`` to argparse: a download into ``utput`` with ``DIR`` for
+    a URL. A long option's name after one dash is taken for a slip, never for a short one."""
+    longs = {o for a in parser._actions for o in a.option_strings if o.startswith("--")}
+    for arg in args:
+        flag = arg.partition("=")[0]
+        if len(flag) > 2 and flag[0] == "-" and flag[1] != "-" and "-" + flag in longs:
+            parser.error(f"{flag} is not an option; did you mean -{flag}? (long options take "
+                         "two dashes)")
 
 
 def _suggest(parser: argparse.ArgumentParser, flag: str) -> str:
