@@ -262,6 +262,21 @@ def test_space_separated_urls_in_an_input_file_are_a_usage_error(
         parse_input(f"{a}\t{b} {a}\n", "stdin")
 
 
+def test_a_comment_after_a_url_in_an_input_file_is_named(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: "a space inside a URL (separate files go on separate lines ...)"."""
+    url = serve(httpd)
+    Path("c.txt").write_text(f"# ok\n{url}   # the big one\n")
+    assert main(["-i", "c.txt", "-o", "out"]) == 2
+    assert one_line(capsys.readouterr().err) == (
+        "omniget: error: input file c.txt, line 2: a comment after a URL (a comment is a line "
+        "of its own, starting with #)\n")
+    assert httpd.requests == [] and not Path("out").exists()
+    with pytest.raises(UsageError, match="line 1: a space inside a URL"):
+        parse_input(f"{url} {url}#frag\n", "stdin")  # (a # in a URL: no comment)
+
+
 def test_tab_mirrors_comments_and_blank_lines_still_work(httpd: HTTPServer) -> None:
     a, b = serve(httpd, "a.bin"), serve(httpd, "b.bin", b"bee")
     mirror = httpd.add(httpd.new_path("a.bin"), DATA)

@@ -378,6 +378,9 @@ def parse_input(text: str, name: str = "input file") -> list[str | Item]:
             else [guess_scheme(u.strip()) for u in line.split("\t") if u.strip()]
         )
         if " " in line and any(" " in u for u in urls):
+            if re.search(r"\s#", line):  # (`URL  # why`: no URL has a space)
+                raise UsageError(f"{name}, line {number}: a comment after a URL (a comment "
+                                 "is a line of its own, starting with #)")
             raise UsageError(
                 f"{name}, line {number}: a space inside a URL (separate files go on separate "
                 "lines, mirrors of one file are separated by a TAB; a space in a URL is %20)"
