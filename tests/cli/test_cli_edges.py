@@ -486,6 +486,23 @@ def test_dry_run_skips_existing_files_and_admits_unknown_sizes(
     assert Path("a.bin").read_text() == "old" and not Path("b.bin").exists()
 
 
+def test_dry_run_counts_the_files_include_and_exclude_leave_out(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: its --json summary said "skipped": 0 (the download's says 1) and the text
+    summary left them out: the count was taken before the lazy items were looked at."""
+    a, b = serve(httpd, "a.bin"), serve(httpd, "b.txt")
+    assert main(["--dry-run", "--include", "*.txt", a, b]) == 0
+    assert capsys.readouterr().err == (
+        "1 file (size unknown) would be written to .; 1 left out (--include, --exclude)\n")
+    assert main(["--dry-run", "--json", "--exclude", "*.txt", a, b]) == 0
+    line, summary = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert line["path"] == "a.bin"
+    assert summary == {"event": "summary", "files": 1, "size": 0, "unknown": 1, "skipped": 1,
+                       "failed": 0, "exit_code": 0}
+    assert main(["--json", "--exclude", "*.txt", a, b]) == 0  # (as the download counts it)
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["skipped"] == 1
+
 @pytest.mark.parametrize("verbose", [False, True])
 def test_dry_run_lists_a_few_skipped_files_unless_verbose(
     httpd: HTTPServer, capsys: pytest.CaptureFixture[str], verbose: bool

@@ -419,7 +419,7 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
         extracted = iter([one] if one is not None else [])
         items = extracted
     if ns.dry_run:
-        return _dry_run(extracted, dest, ns, cfg, mask, failures, failed, len(filtered))
+        return _dry_run(extracted, dest, ns, cfg, mask, failures, failed, filtered)
     if ns.output_file == "-" or device:  # nothing to write: extraction failed or filtered out
         _report_failures(failures, mask)
         code = failures[0][1].exit_code if failures else 0
@@ -514,7 +514,8 @@ def _check_urls(targets: list[Item | str], source: str | None, *, fail_fast: boo
 
 def _dry_run(
     items: Iterator[Item], dest: Path, ns: argparse.Namespace, cfg: Config, mask: Masker,
-    failures: list[Failure], failed: Callable[[str, Item, OmnigetError], None], filtered: int,
+    failures: list[Failure], failed: Callable[[str, Item, OmnigetError], None],
+    filtered: Sequence[Item],
 ) -> int:
     from ..engine.names import contain
 
@@ -535,12 +536,13 @@ def _dry_run(
     found = dry_run(items, dest, out, mask, as_json=ns.json, contain=contain,
                     on_error=lambda item, e: failed(item.output_path, item, e),
                     on_exists=cfg.settings.on_exists, on_skip=skipped)
+    found.filtered = len(filtered)  # (known once the items are: they are lazy)
     _report_failures(failures, mask)
     code = failures[0][1].exit_code if failures else 0
     if ns.json:
         json_line(out, summary_record(ns, code, files=found.files, size=found.size,
                                       unknown=found.unknown,
-                                      skipped=found.skipped + found.same_name + filtered,
+                                      skipped=found.skipped + found.same_name + found.filtered,
                                       failed=len(failures)))
     elif talk:
         sys.stderr.write(found.summary(display_path(dest.absolute())) + "\n")

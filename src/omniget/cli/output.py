@@ -346,13 +346,15 @@ def print_list(
 class DryRun:
     """What ``--dry-run`` found: files that would be written, their known bytes, how many
     of them have no known size, and files ``--on-exists skip`` would keep: they exist, or
-    (``same_name``) an earlier item has the same path."""
+    (``same_name``) an earlier item has the same path; ``filtered``: left out by
+    ``--include``/``--exclude``."""
 
     files: int = 0
     size: int = 0
     unknown: int = 0
     skipped: int = 0
     same_name: int = 0
+    filtered: int = 0
 
     def summary(self, where: str) -> str:
         """``2 files, 3.0 MiB would be written to DIR; 1 would be skipped (already there)``."""
@@ -372,6 +374,8 @@ class DryRun:
             text += f"; {self.skipped} would be skipped (already there)"
         if self.same_name:
             text += f"; {self.same_name} would be skipped (the name of an earlier URL)"
+        if self.filtered:
+            text += f"; {self.filtered} left out (--include, --exclude)"
         return text
 
 
