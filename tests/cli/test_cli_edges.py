@@ -751,6 +751,20 @@ def test_include_and_exclude_filter_a_real_download(
     assert sorted(os.listdir("out")) == ["a.bin", "c.txt"]
 
 
+def test_a_filtered_file_s_event_has_its_path_under_the_output_folder(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: {"event": "skipped", "path": "a.bin", ...} (and -v "skipped a.bin") where
+    the other files' events said "out/c.txt"."""
+    urls = [serve(httpd, name, name.encode()) for name in ("a.bin", "c.txt")]
+    assert main(["--json", "-o", "out", "--exclude", "*.bin", *urls]) == 0
+    events = {d["event"]: d for d in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert events["skipped"]["path"] == str(Path("out/a.bin"))
+    assert events["finished"]["path"] == str(Path("out/c.txt"))
+    assert main(["-v", "-o", "out", "--exclude", "*.txt", *urls]) == 0
+    assert f"skipped {Path('out/c.txt')} (filtered)" in capsys.readouterr().err
+
+
 # --- 10. mirrors on servers of their own ---
 
 

@@ -397,8 +397,9 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
 
     def skipped(item: Item) -> None:
         filtered.append(item)
-        if live:
-            consumer(Skipped(item, None, "filtered"))
+        if live:  # (its path under -o, as the other files' events have it; -O: its own name)
+            path = None if ns.output_file else (cfg.output or Path(".")) / item.output_path
+            consumer(Skipped(item, path, "filtered"))
 
     # The engine extracts URLs itself (so sources can refresh expiring links); the CLI does
     # it only when it must see the items first: -O, --dry-run.
