@@ -486,6 +486,24 @@ def test_dry_run_skips_existing_files_and_admits_unknown_sizes(
     assert Path("a.bin").read_text() == "old" and not Path("b.bin").exists()
 
 
+@pytest.mark.parametrize("args", [["-o", "afile"], ["-o", "afile/sub"], ["-O", "afile/x.bin"]])
+def test_dry_run_fails_on_a_file_in_the_output_folder_s_place_as_the_download(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    """Before: the dry run said "unsafe output path 'a.bin': [Errno 20] Not a directory",
+    exit 8 (refused content), where the download says the folder cannot be made, exit 7."""
+    url = serve(httpd, "a.bin")
+    Path("afile").write_text("keep")
+    assert main([*args, url]) == 7
+    said = one_line(capsys.readouterr().err)
+    assert said.startswith("omniget: error: cannot create output folder ")
+    assert main(["--dry-run", *args, url]) == 7
+    assert one_line(capsys.readouterr().err) == said
+    assert main(["--dry-run", "--json", *args, url]) == 7
+    error, summary = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert (error["event"], error["exit_code"], summary["exit_code"]) == ("error", 7, 7)
+    assert Path("afile").read_text() == "keep" and httpd.requests == []
+
 def test_dry_run_counts_the_files_include_and_exclude_leave_out(
     httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

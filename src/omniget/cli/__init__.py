@@ -522,6 +522,7 @@ def _dry_run(
 
     talk = not (ns.quiet or ns.json)
     out = writable_stdout()
+    _check_folder(dest)
 
     shown = 0  # (as a download's skip lines: the first SKIP_LINES without -v)
 
@@ -548,6 +549,22 @@ def _dry_run(
     elif talk:
         sys.stderr.write(found.summary(display_path(dest.absolute())) + "\n")
     return code
+
+
+def _check_folder(dest: Path) -> None:
+    """``--dry-run``: an output folder the download could not make fails as it would there
+    (exit 7), not each file as an unsafe path."""
+    folder = dest.absolute()
+    for path in (folder, *folder.parents):
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # (a file above it: "Not a directory")
+            raise StorageError(f"cannot create output folder {folder}: {exc.strerror}") from None
+        if stat.S_ISDIR(mode):
+            return
+        raise StorageError(f"cannot create output folder {folder}: a file is in the way")
 
 
 def _run_list(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
