@@ -25,6 +25,9 @@ __all__ = [
 ]  # fmt: skip
 
 PART_SUFFIX = ".omniget-part"
+#: The attribute a finished file keeps while its bytes may not be on the disk (durable.py).
+UNSYNCED = "user.omniget.unsynced"
+_datasync = getattr(os, "fdatasync", os.fsync)
 _UTIME_FD = os.utime in os.supports_fd
 #: Filesystems kept in memory: preallocating there only zero-fills RAM ahead of the
 #: writes (about 0.2 s per GiB here), with nothing to gain against fragmentation.
@@ -343,8 +346,18 @@ class PartFile:
             os.close(self.fd)
             self.fd = -1
 
-    def commit(self, size: int, *, mtime: float | None, executable: bool = False) -> None:
-        """Cut the file to ``size``, close it and rename it onto the final name."""
+    def commit(
+        self,
+        size: int,
+        *,
+        mtime: float | None,
+        executable: bool = False,
+        mark: bytes | None = None,
+    ) -> os.stat_result | None:
+        """Cut the file to ``size``, close it and rename it onto the final name. ``mark``:
+        set as the file's UNSYNCED attribute before the rename (see durable.py), or where
+        that cannot be, the file is synced to the disk first. Its stat if it was marked."""
+        marked = None
         try:
             if (self.length if self.length is not None else self.size()) != size:
                 os.ftruncate(self.fd, size)
@@ -352,10 +365,17 @@ class PartFile:
                 os.fchmod(self.fd, 0o755)
             if mtime is not None:
                 os.utime(self.fd if _UTIME_FD else self.where, (mtime, mtime))
+            if mark is not None:
+                try:
+                    os.setxattr(self.fd, UNSYNCED, mark)
+                    marked = os.fstat(self.fd)
+                except (OSError, AttributeError):  # (no user attributes here, or no xattrs)
+                    _datasync(self.fd)
             os.replace(self.where, self._final)  # (still locked: see __init__)
             self.close()
         except OSError as exc:
             raise storage_error(exc, self.final, "finishing") from exc
+        return marked
 
     def discard(self) -> None:
         try:

@@ -17,6 +17,7 @@ from ..errors import StorageError
 from ..model import Item
 from ..settings import Settings
 from .assemble import create_part, drop_part
+from .durable import Durability
 from .events import Event, EventHandler
 from .journal import FileRecord, Journal
 from .ratelimit import RateLimit
@@ -196,6 +197,8 @@ class RunContext:
     #: Why ``journal`` is None when resume state was wanted (it could not be opened), or
     #: why it takes no new record (it failed to: a full disk, say).
     journal_error: StorageError | None = None
+    #: Finished files whose bytes may not be on the disk yet (None: not looked after).
+    durability: Durability | None = None
 
     #: True once every item of the run is registered in ``outputs``.
     listed: bool = False

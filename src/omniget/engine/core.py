@@ -18,6 +18,7 @@ from ..errors import Cancelled, OmnigetError, StorageError
 from ..model import Item
 from ..settings import Settings, default_state_dir
 from .context import Refresher, RunContext, SetupSlot, SetupSlots
+from .durable import Durability
 from .events import Event, EventHandler, Failed, ignore
 from .job import FileJob
 from .journal import Journal
@@ -225,6 +226,7 @@ class Engine:
             refresh=refresh or self.refresh,
             rng=self.rng,
             rate=RateLimit(s.limit_rate) if s.limit_rate else None,
+            durability=Durability(s.fsync_seconds),
         )
         if not s.limit_rate:
             _share_limits(ctx.transports, ctx.limits)
@@ -304,6 +306,8 @@ class Engine:
             finally:  # however the list stops, LocalSlice readers stop waiting for it
                 ctx.end_listing()
             await settle_rest()
+            if ctx.durability is not None:
+                await ctx.durability.settle()  # (the bytes of the files finished last)
         except BaseException:  # cancelled, or the item list raised: stop the files in flight
             on_cancel()
             await settle_rest()  # (each file still in flight says it was interrupted)

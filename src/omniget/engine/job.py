@@ -24,6 +24,7 @@ from ..errors import (
 from ..model import Digest, Item
 from .assemble import PartBusy, PartFile, drop_part, part_busy, part_path, storage_error
 from .context import Ahead, RunContext, SetupSlot, output_key
+from .durable import Mark, clear_mark
 from .events import Failed, Finished, Progress, Skipped, Started, Warned
 from .journal import FileRecord
 from .names import contain, unique_path
@@ -42,6 +43,10 @@ __all__ = ["FileJob", "SkipFile"]
 
 PROGRESS_EVERY = 0.25  # seconds between Progress events per file
 HANDLER_SHARE = 10  # a Progress handler's time, times this: no Progress until it passed
+#: A file there may have lost its bytes (see durable.py).
+UNSYNCED_WHY = (
+    "it was finished on an earlier boot before its bytes were known to be on the disk"
+)
 #: A part file was there with no record of its bytes (another --state-dir, say).
 STARTED_OVER = "its part file had no resume record in this state folder; starting over"
 REFRESH_MARGIN = 60.0  # refresh expiring URLs this long before they expire
@@ -73,8 +78,8 @@ class FileJob:
         "done", "end_proven", "etag", "fetched", "final", "found", "item", "journal_started",
         "key",
         "last_modified", "next_tick", "part", "planned", "record", "refreshed_at", "released",
-        "remembered", "resumed", "server_path", "size", "size_from_eof", "slot", "started",
-        "stream_hash", "written"
+        "remembered", "replacing", "resumed", "server_path", "size", "size_from_eof", "slot",
+        "started", "stream_hash", "suspect", "written"
     )
 
     def __init__(
@@ -110,6 +115,9 @@ class FileJob:
         self.resumed = 0
         self.fetched = 0  # bytes received in this run
         self.found = 0  # size of the file already there that --on-exists skip leaves
+        # the mark of a file there that may have lost its bytes in a power loss (durable.py)
+        self.suspect: Mark | None = None
+        self.replacing = False  # ... which this job fetches again, in its place
         self.written = 0  # output bytes written in this run
         self.digests: list[Digest] = []  # expected whole-file digests
         self.server_path: Path | None = None  # the name the server chose, if any
@@ -170,10 +178,42 @@ class FileJob:
         if mode == "skip":
             if stat.S_ISREG(st.st_mode):
                 self.found = st.st_size
+                durability = self.ctx.durability
+                if durability is not None:
+                    self.suspect = durability.check(self._place(final)[1], st)
+                    if self.suspect is not None and not self._checkable(st):
+                        return self._replace(final, "downloading it again")
             return None
         if mode == "rename":
             return unique_path(final, self.ctx.busy_paths())
         return final
+
+    def _checkable(self, st: os.stat_result) -> bool:
+        """Whether the suspect file there (``st``) can be checked by a digest."""
+        mark = self.suspect
+        assert mark is not None
+        return st.st_size == mark.size and (mark.digest or self.item.digest) is not None
+
+    def _replace(self, final: Path, doing: str) -> Path:
+        """Fetch the suspect file at ``final`` again, into its place."""
+        self.found = 0
+        self.replacing = True
+        self.ctx.event(Warned(self.item, final, f"{UNSYNCED_WHY}; {doing}"))
+        return final
+
+    async def _intact(self, final: Path) -> bool:
+        """Whether the suspect file at ``final`` has the bytes its digest says (read now,
+        on a later boot, they are the disk's: its mark goes)."""
+        mark = self.suspect
+        assert mark is not None
+        want = self.item.digest or mark.digest
+        assert want is not None
+        got = await asyncio.to_thread(file_digest, final, want.algo)
+        if got != want.hex:
+            return False
+        clear_mark(self._place(final)[1])
+        self.suspect = None
+        return True
 
     def take_server_name(self, path: Path) -> Path:
         """The path to write for a name the server chose: --on-exists as for any name,
@@ -182,6 +222,8 @@ class FileJob:
         busy = self.ctx.writing(path, self.released)
         if not busy:
             chosen = self.exists_policy(path)
+            if chosen is None and self.suspect is not None:  # (no digest check here)
+                chosen = self._replace(path, "downloading it again")
         elif self.ctx.settings.on_exists == "skip":
             chosen = None
         else:  # rename, and overwrite too: the other file is not done yet
@@ -208,7 +250,10 @@ class FileJob:
         self.part = PartFile(
             final, fresh=fresh, made=self.ctx.made_dirs, fd=fd, folder=folder, text=text
         )
-        if fresh and self.ctx.settings.on_exists != "overwrite" and _there(text):
+        if (
+            fresh and self.ctx.settings.on_exists != "overwrite" and not self.replacing
+            and _there(text)
+        ):
             return self._taken_since(final)
         if self.part.dropped:
             self.ctx.event(Warned(self.item, final, STARTED_OVER))
@@ -557,11 +602,17 @@ class FileJob:
                     chosen = None
                 else:
                     chosen = unique_path(final, self.ctx.busy_paths())
-                if chosen is None:
+                if chosen is not None:
+                    final = chosen
+                elif (
+                    self.suspect is not None and not (shadowed or taken)
+                    and not await self._intact(final)
+                ):
+                    final = self._replace(final, "its digest does not match; downloading it again")
+                else:
                     if not (shadowed or taken):
                         await self._check_existing(final)
                     return self._skipped(final, "same-name" if shadowed or taken else "exists")
-                final = chosen
                 if remembered and self.released is not None:  # (later files see it taken)
                     self.ctx.outputs[output_key(final)] = self.released
             self.final = final
@@ -677,7 +728,18 @@ class FileJob:
         part, final = self.part, self.final
         assert part is not None and final is not None
         size = self.size if self.size is not None else self.resumed + self.written
-        part.commit(size, mtime=self._mtime(), executable=self.item.executable)
+        durability = self.ctx.durability
+        if durability is not None:
+            _, text, folder = self._place(final)
+            digest = None
+            if verified is not None and verified != "size":
+                digest = self._expected_digests()[0]
+            mark = durability.mark(folder, size, digest)
+            st = part.commit(size, mtime=self._mtime(), executable=self.item.executable, mark=mark)
+            if st is not None:
+                durability.finished(text, st)
+        else:
+            part.commit(size, mtime=self._mtime(), executable=self.item.executable)
         # A server-chosen name is remembered (as the server gave it, before --on-exists),
         # so a rerun knows it without asking; other finished files need no record.
         journal = self.ctx.journal

@@ -1,0 +1,229 @@
+"""Finished files whose bytes may not be on the disk yet.
+
+A finished part file is renamed into place without waiting for its bytes to reach the
+disk (an fsync per file is too dear: 5,000 small files would pay 5,000 journal commits).
+After a power loss the rename may then be there while the bytes are not: a preallocated
+file reads as zeros, a file that was not comes back shorter. So before the rename the
+part file gets an extended attribute, ``user.omniget.unsynced`` (this boot's id, the
+size, the digest it was verified with): the filesystem's own journal writes metadata in
+order, so whenever the rename is on the disk the attribute is too. It is removed once a
+sync of the filesystem (``syncfs``), begun after the file was written, has returned: in
+the background every ``fsync_seconds`` while files finish, and at the end of the run when
+what is left to write back is small (see END_SYNC_BYTES).
+
+A rerun that finds the attribute on a file it would skip trusts the file on the same
+boot (the page cache holds its bytes, whatever reached the disk) and clears the mark after
+its own sync; on another boot it checks the file against its digest, if one is known, or
+fetches it again.
+
+Where a filesystem takes no user attributes, the part file is fdatasync'ed before its
+rename instead. Files in memory (tmpfs) are left alone: a power loss takes them anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..model import Digest
+from .assemble import UNSYNCED, on_memory_fs
+from .journal import boot_id
+
+__all__ = ["ATTR", "Durability", "Mark", "clear_mark", "read_mark", "sync_filesystems"]
+
+log = logging.getLogger(__name__)
+
+ATTR = UNSYNCED
+#: At the end of a run, files whose bytes may still be in memory are synced (and their
+#: marks cleared) when they hold at most this much: a few tenths of a second of writeback.
+#: A larger rest (a 1 GiB file fetched faster than the disk writes) keeps its marks: the
+#: run does not wait for a writeback it would not have waited for without them, and a
+#: rerun after a reboot checks those files again.
+END_SYNC_BYTES = 128 << 20
+#: A file finished this long ago (seconds) was written back by the kernel (its dirty
+#: pages expire after 30 s): syncing it again costs nothing.
+WRITTEN_BACK = 60.0
+
+_HAS_XATTR = hasattr(os, "setxattr")
+#: A sync of the filesystems the given folders are on; False if one failed.
+Sync = Callable[[list[str]], bool]
+
+
+@dataclass
+class Mark:
+    """What a finished file's attribute says: the boot it was written on, its size, and
+    the digest it was verified with (if any)."""
+
+    boot: str
+    size: int
+    digest: Digest | None = None
+
+    def encode(self) -> bytes:
+        tail = f" {self.digest.algo}:{self.digest.hex}" if self.digest is not None else ""
+        return f"{self.boot} {self.size}{tail}".encode("ascii", "replace")
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Mark:
+        """The mark ``raw`` holds; a damaged one says nothing to trust (boot "", size -1)."""
+        fields = raw.decode("ascii", "replace").split()
+        try:
+            digest = Digest.parse(fields[2]) if len(fields) > 2 else None
+            return cls(fields[0], int(fields[1]), digest)
+        except (IndexError, ValueError):
+            return cls("", -1)
+
+
+def read_mark(path: str) -> Mark | None:
+    """The mark on the file at ``path``; None if it has none (or cannot have one)."""
+    if not _HAS_XATTR:
+        return None
+    try:
+        raw = os.getxattr(path, ATTR, follow_symlinks=False)
+    except OSError:
+        return None
+    return Mark.decode(raw)
+
+
+def clear_mark(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.removexattr(path, ATTR, follow_symlinks=False)
+
+
+@functools.cache
+def _syncfs() -> Callable[[int], int] | None:
+    """libc's syncfs (Linux); None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes  # (here: a run that syncs nothing does not load it)
+
+    try:
+        func = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int]
+    func.restype = ctypes.c_int
+    return func
+
+
+def sync_filesystems(folders: list[str]) -> bool:
+    """Write back every filesystem one of ``folders`` is on (``os.sync`` where there is no
+    syncfs); False if one of them failed."""
+    syncfs = _syncfs()
+    if syncfs is None:
+        os.sync()
+        return True
+    ok = True
+    for folder in folders:
+        try:
+            fd = os.open(folder, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            ok = False
+            continue
+        try:
+            ok = syncfs(fd) == 0 and ok
+        finally:
+            os.close(fd)
+    return ok
+
+
+#: A file waiting for a sync: (path, device, inode).
+Pending = tuple[str, int, int]
+
+
+def _sync_and_clear(files: list[Pending], sync: Sync) -> None:
+    """Sync the filesystems of ``files``, then clear their marks (those still the same
+    files: another may have taken a name since)."""
+    folders = {dev: os.path.dirname(path) for path, dev, _ in files}
+    if not sync(list(folders.values())):
+        log.debug("a sync failed: %d finished files keep their marks", len(files))
+        return
+    for path, dev, ino in files:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (dev, ino):
+            clear_mark(path)
+
+
+class Durability:
+    """The run's finished files whose bytes may not be on the disk yet, and their syncs.
+    ``every``: seconds between background syncs; ``boot``: this boot's id (tests give
+    one to play a reboot); ``sync``: what writes the filesystems back (default:
+    :func:`sync_filesystems`, looked up at each sync)."""
+
+    def __init__(self, every: float, *, boot: str | None = None, sync: Sync | None = None) -> None:
+        self.boot = boot or boot_id()
+        self._every = every
+        self._sync = sync
+        self._pending: list[Pending] = []
+        self._bytes = 0  # what the pending files may still have to write back
+        self._since = time.monotonic()  # the last sync's start (or the run's)
+        self._task: asyncio.Future[None] | None = None
+
+    def mark(self, folder: str, size: int, digest: Digest | None) -> bytes | None:
+        """The mark for a file of ``size`` bytes finishing in ``folder``; None: none
+        needed (a filesystem in memory)."""
+        if on_memory_fs(folder):
+            return None
+        return Mark(self.boot, size, digest).encode()
+
+    def finished(self, path: str, st: os.stat_result) -> None:
+        """The file now at ``path`` (``st``: its stat) was marked and renamed into place."""
+        self._pending.append((path, st.st_dev, st.st_ino))
+        self._bytes += st.st_size
+        if self._task is None and time.monotonic() - self._since >= self._every:
+            self._start()
+
+    def check(self, path: str, st: os.stat_result) -> Mark | None:
+        """A file at ``path`` (``st``: its lstat) that --on-exists skip would keep: None if
+        it can be trusted, else its mark (written on another boot: its bytes may have
+        been lost)."""
+        mark = read_mark(path)
+        if mark is None:
+            return None
+        if mark.boot != self.boot:
+            return mark
+        # this boot's: good now, and good for ever after a sync
+        self._pending.append((path, st.st_dev, st.st_ino))
+        if time.time() - st.st_ctime < WRITTEN_BACK:
+            self._bytes += st.st_size
+        return None
+
+    def _start(self) -> asyncio.Future[None]:
+        files, self._pending, self._bytes = self._pending, [], 0
+        self._since = time.monotonic()
+        task = asyncio.get_running_loop().run_in_executor(
+            None, _sync_and_clear, files, self._sync or sync_filesystems
+        )
+        self._task = task
+
+        def done(fut: asyncio.Future[None]) -> None:
+            self._task = None
+            if not fut.cancelled() and fut.exception() is not None:
+                log.debug("a sync failed: %s", fut.exception())
+
+        task.add_done_callback(done)
+        return task
+
+    async def settle(self) -> None:
+        """At the end of the run: wait for a sync under way, and sync what is left if that
+        is cheap (see END_SYNC_BYTES)."""
+        if self._task is not None:
+            await asyncio.wait([self._task])
+        if not self._pending:
+            return
+        if self._bytes > END_SYNC_BYTES:
+            log.debug(
+                "%d finished files keep their marks (%d bytes may be in memory only)",
+                len(self._pending), self._bytes,
+            )
+            return
+        await asyncio.wait([self._start()])
