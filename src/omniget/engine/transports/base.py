@@ -170,7 +170,10 @@ class Head:
         cr = None
         if m:
             total = None if m.group(3) == "*" else int(m.group(3))
-            cr = int(m.group(1)), int(m.group(2)) + 1, total
+            lo, hi = int(m.group(1)), int(m.group(2))
+            # (RFC 9110 14.4: invalid if last < first, or total <= last: no range at all)
+            if lo <= hi and (total is None or hi < total):
+                cr = lo, hi + 1, total
         self.content_range = cr
         size = None
         if self.decoded:
