@@ -101,6 +101,10 @@ def test_truncated_body_is_completed(
     report, _, out = fetch(httpd.url(path, truncate=50_000, times=1), tmp_path)
     assert report.exit_code == 0, report.failures
     assert (out / "t.bin").read_bytes() == data
+    # resumed from the bytes it had, not started over
+    ranges = [r.header("range") for r in httpd.requests_to(path)]
+    assert len(ranges) == 2 and ranges[0] is None
+    assert (ranges[1] or "").startswith("bytes=50000-"), ranges
 
 
 def test_truncated_chunked_body_is_completed(
@@ -113,6 +117,9 @@ def test_truncated_chunked_body_is_completed(
     report, _, out = fetch(url, tmp_path)
     assert report.exit_code == 0, report.failures
     assert (out / "c.bin").read_bytes() == data
+    ranges = [r.header("range") for r in httpd.requests_to(path)]
+    assert len(ranges) == 2 and ranges[0] is None
+    assert (ranges[1] or "").startswith("bytes=70000-"), ranges
 
 
 def test_chunked_body_whose_last_chunk_is_lost_ends_on_the_416(
@@ -234,12 +241,37 @@ def test_server_errors_then_success(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
 ) -> None:
     data = payload(10 * KiB, 6)
-    for status in (500, 502, 503):
+    for status in (500, 502, 503, 504, 429):
         path = httpd.new_path(f"e{status}.bin")
         httpd.add(path, data)
-        report, _, out = fetch(httpd.url(path, status=status, times=2), tmp_path / str(status))
+        report, events, out = fetch(
+            httpd.url(path, status=status, times=2), tmp_path / str(status)
+        )
         assert report.exit_code == 0, report.failures
         assert (out / f"e{status}.bin").read_bytes() == data
+        assert len(httpd.requests_to(path)) == 3
+        # backed off (exponentially, with jitter: the policy's own tests check how)
+        delays = [e.delay for e in events if isinstance(e, Retrying)]
+        assert len(delays) == 2 and 0 < delays[0] < delays[1], delays
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 410])
+def test_a_client_error_is_not_retried(httpd: HTTPServer, tmp_path: Path, status: int) -> None:
+    path = httpd.new_path("c.bin")
+    httpd.add(path, b"x")
+    report, events, out = fetch(httpd.url(path, status=status), tmp_path)
+    assert report.exit_code != 0
+    assert len(httpd.requests_to(path)) == 1
+    assert not [e for e in events if isinstance(e, Retrying)]
+    assert files(out) == []
+
+
+def test_default_timeouts_are_well_under_30_s() -> None:
+    """The stall test below uses a short stall time to stay quick; these are what a
+    user gets."""
+    net = NetworkSettings()
+    assert 0 < net.connect_timeout <= 20 and 0 < net.stall_timeout <= 20
+    assert net.low_speed_limit >= 1  # (0 would switch the stall check off)
 
 
 def test_503_forever_gives_up_bounded(httpd: HTTPServer, tmp_path: Path) -> None:
