@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from omniget.engine.transports.base import Request
+from omniget.engine.transports.base import Request, origin
 from omniget.engine.transports.http import CurlTransport, ca_locations
 from omniget.errors import AuthRequired, RemoteError, TransientError, UsageError
 from omniget.settings import NetworkSettings
@@ -191,6 +191,33 @@ def test_other_port_is_another_origin(srv: Server, other: Server) -> None:
     other.route("/land", static(b"x"))
     get(srv.url("/start"), headers={"Authorization": "Bearer tok"})
     assert "authorization" not in other.requests[0].headers
+
+
+def test_other_host_on_the_same_port_is_another_origin(srv: Server) -> None:
+    # Same server, same port, another host name: credentials must not follow either.
+    srv.route("/start", redirect(f"http://localhost:{srv.port}/land"))
+    srv.route("/land", static(b"x"))
+    get(
+        srv.url("/start"),
+        NetworkSettings(user="alice:pw", netrc=False),
+        headers=SECRET_HEADERS,
+        secret_headers=("x-token",),
+    )
+    first, landed = (r.headers for r in srv.requests)
+    assert first["authorization"] == "Bearer tok"
+    assert landed["host"] == f"localhost:{srv.port}"
+    for name in ("authorization", "cookie", "x-token"):
+        assert name not in landed, name
+
+
+def test_an_origin_is_scheme_host_and_port() -> None:
+    """What the redirect checks compare: another scheme alone (which no two local servers
+    can show on one port) is another origin; default ports and case are not."""
+    assert origin("http://h.example/a") == origin("HTTP://H.example:80/b")
+    assert origin("https://h.example/") == origin("https://h.example:443/")
+    assert origin("http://h.example/") != origin("https://h.example/")
+    assert origin("http://h.example:443/") != origin("https://h.example/")
+    assert origin("http://h.example/") != origin("http://g.example/")
 
 
 @pytest.mark.parametrize("name", ["X-Api-Key", "x-api-key", "X-API-KEY"])
