@@ -191,6 +191,41 @@ def test_disk_full_is_clear_and_resumable(
         subprocess.run(["umount", str(small)], capture_output=True)
 
 
+def test_a_disk_full_run_resumes_once_there_is_room(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """The promise's other half: the bytes written before the disk filled are kept and
+    recorded, and the same command, once there is room, goes on from them."""
+    small = tmp_path / "small"
+    if not _tmpfs(small, "3m"):
+        pytest.skip("cannot mount a tmpfs here (needs root and mount)")
+    try:
+        data = payload(6 * MiB, 24)
+        path = httpd.new_path("grow.bin")
+        url = httpd.url(path, nolength=1)  # (no free-space check: ENOSPC midway)
+        httpd.add(path, data)
+        res = omniget(url, "-o", str(small), state=tmp_path / "st")
+        assert res.returncode == 7, res.stderr
+        assert "partial data kept" in res.stderr, res.stderr
+        part = small / "grow.bin.omniget-part"
+        kept = part.stat().st_size
+        assert kept > 1 * MiB
+        grown = subprocess.run(
+            ["mount", "-o", "remount,size=16m", str(small)], capture_output=True
+        )
+        if grown.returncode != 0:
+            pytest.skip("cannot grow the tmpfs here")
+        httpd.clear_log()
+        res = omniget(url, "-o", str(small), state=tmp_path / "st")
+        assert res.returncode == 0, res.stderr
+        assert (small / "grow.bin").read_bytes() == data
+        assert sorted(os.listdir(small)) == ["grow.bin"]
+        [again] = httpd.requests_to(path)
+        assert range_start(again) > 0  # resumed, not started over
+    finally:
+        subprocess.run(["umount", str(small)], capture_output=True)
+
+
 PR_CAPBSET_DROP = 24
 #: CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER: what lets root ignore file modes
 MODE_OVERRIDES = (1, 2, 3)
@@ -506,6 +541,35 @@ def test_user_credentials_go_to_the_first_urls_server_only(
     [two] = httpd.requests_to("/" + second.split("/", 3)[3])
     assert one.headers.get("authorization", "").startswith("Basic ")
     assert "authorization" not in two.headers
+
+
+@pytest.mark.parametrize("flags", [["--debug"], ["-v", "--json"]], ids=["debug", "json"])
+def test_secrets_never_reach_the_output_of_a_real_run(
+    httpd: HTTPServer, tmp_path: Path, flags: list[str]
+) -> None:
+    """Through the CLI and the real transport (the CLI's own tests use a stand-in API): a
+    password in the URL, one given by --user, a bearer token, a cookie, a token in the
+    query string. One file is refused (401 names its URL), one is fetched."""
+    path = httpd.new_path("r.bin")
+    httpd.add(path, b"never")
+    refused = httpd.url(path, auth="alice:right-pass")
+    fine = httpd.add(httpd.new_path("f.bin"), b"fine")
+    with_pass = refused.replace("http://", "http://bob:url-pass-123@", 1)
+    with_token = f"{fine}?token=query-tok-456"
+    res = omniget(
+        with_pass, with_token, "-o", str(tmp_path / "o"), *flags,
+        "--user", "carol:user-pass-789",
+        "-H", "Authorization: Bearer head-tok-000",
+        "-H", "Cookie: sid=cookie-val-111",
+        state=tmp_path / "st",
+    )
+    assert res.returncode == 5, res.stderr
+    assert (tmp_path / "o" / "f.bin").read_bytes() == b"fine"
+    said = res.stdout + res.stderr
+    assert "401" in said
+    for secret in ("url-pass-123", "user-pass-789", "head-tok-000", "cookie-val-111",
+                   "query-tok-456"):
+        assert secret not in said, secret
 
 
 @pytest.mark.parametrize("same_url", [True, False])
