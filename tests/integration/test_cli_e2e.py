@@ -78,6 +78,8 @@ def test_sigkill_then_rerun_gives_identical_bytes(
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "big.bin").exists()
+    connections = len({r.conn_id for r in httpd.requests_to(path)})
+    written = _written(part.read_bytes(), data)  # what the killed run had put in place
     httpd.clear_log()
     done = omniget(url, "-o", str(out), "-q", state=state)
     assert done.returncode == 0, done.stderr
@@ -91,6 +93,30 @@ def test_sigkill_then_rerun_gives_identical_bytes(
     fetched = sum(r.sent for r in resumed)
     assert fetched <= len(data) - 2 * MiB
     assert fetched <= len(data) - min(starts) + 1024
+    # ... of the bytes it had written, at most one checkpoint interval (2 MiB) per
+    # connection came again
+    again = sum(_overlap(written, (range_start(r), range_start(r) + r.sent)) for r in resumed)
+    assert again <= connections * 2 * MiB, (again, connections)
+
+
+BLOCK = 4096
+
+
+def _written(part: bytes, data: bytes) -> list[tuple[int, int]]:
+    """The spans of ``part`` that hold ``data``'s bytes (by 4 KiB blocks; the rest is a
+    preallocated file's zeros)."""
+    spans: list[tuple[int, int]] = []
+    for at in range(0, min(len(part), len(data)), BLOCK):
+        if part[at : at + BLOCK] == data[at : at + BLOCK]:
+            if spans and spans[-1][1] == at:
+                spans[-1] = (spans[-1][0], at + BLOCK)
+            else:
+                spans.append((at, at + BLOCK))
+    return spans
+
+
+def _overlap(spans: list[tuple[int, int]], span: tuple[int, int]) -> int:
+    return sum(max(0, min(e, span[1]) - max(s, span[0])) for s, e in spans)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
