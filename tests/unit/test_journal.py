@@ -152,6 +152,22 @@ def test_files_are_private(tmp_path: Path) -> None:
     assert stat.S_IMODE((state / FILENAME).stat().st_mode) == 0o600
 
 
+def test_its_wal_and_shared_memory_files_are_private_too(tmp_path: Path) -> None:
+    """The records (URLs, which may carry tokens) go to the -wal file first."""
+    old = os.umask(0o022)
+    try:
+        with Journal.in_dir(tmp_path / "state") as journal:
+            journal.start("k", path="/x", url="https://h/x?token=t0k", size=1, etag=None,
+                          last_modified=None)
+            made = sorted(p.name for p in (tmp_path / "state").iterdir())
+            assert made == [FILENAME, f"{FILENAME}-shm", f"{FILENAME}-wal"]
+            for name in made:
+                mode = stat.S_IMODE((tmp_path / "state" / name).stat().st_mode)
+                assert mode == 0o600, (name, oct(mode))
+    finally:
+        os.umask(old)
+
+
 def test_wal_mode_and_schema_version(journal: Journal) -> None:
     db = sqlite3.connect(journal.path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
