@@ -81,6 +81,21 @@ def test_too_many_redirects(srv: Server) -> None:
     assert len(srv.requests) == 4
 
 
+@pytest.mark.parametrize("hops", [10, 11])
+def test_ten_redirects_are_followed_by_default_and_no_more(srv: Server, hops: int) -> None:
+    for i in range(hops):
+        srv.route(f"/h{i}", redirect(f"/h{i + 1}"))
+    srv.route(f"/h{hops}", static(b"there"))
+    if hops <= 10:
+        _, sink = get(srv.url("/h0"))
+        assert bytes(sink.data) == b"there"
+        assert len(srv.requests) == hops + 1
+    else:
+        with pytest.raises(RemoteError, match="too many redirects"):
+            get(srv.url("/h0"))
+        assert len(srv.requests) == 11  # (the last hop not asked for)
+
+
 def test_redirect_without_location_is_handed_over(srv: Server) -> None:
     srv.route("/r", static(b"no location", status=302))
     head, sink = get(srv.url("/r"))
