@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from omniget.engine.assemble import (
+    UNSYNCED,
     PartFile,
     fs_type,
     on_memory_fs,
@@ -131,3 +133,37 @@ def test_a_pipe_holding_less_than_promised_is_a_storage_error(tmp_path: Path) ->
 def test_storage_errors_say_what_happened(code: int, says: str) -> None:
     err = storage_error(OSError(code, os.strerror(code)), Path("out/f.bin"), "creating")
     assert str(err) == f"{says} while creating out/f.bin; partial data kept, run again to resume"
+
+
+def test_a_finished_file_is_marked_before_its_rename(tmp_path: Path) -> None:
+    final = tmp_path / "f.bin"
+    part = PartFile(final, fresh=True)
+    part.write_at(b"data", 0)
+    try:
+        os.setxattr(part.fd, UNSYNCED, b"probe")
+    except OSError:
+        part.discard()
+        pytest.skip("this filesystem keeps no user extended attributes")
+    st = part.commit(4, mtime=None, mark=b"boot 4")
+    assert st is not None and st.st_ino == final.stat().st_ino
+    assert os.getxattr(final, UNSYNCED) == b"boot 4"
+    assert part.fd == -1 and final.read_bytes() == b"data"
+
+
+def test_where_no_mark_can_be_set_the_file_is_synced_instead(tmp_path: Path) -> None:
+    """ramfs keeps no extended attributes: the commit goes on (after an fdatasync) and
+    says the file is not marked (nothing waits for a sync of it)."""
+    ram = tmp_path / "ram"
+    ram.mkdir()
+    if os.geteuid() != 0 or subprocess.run(
+        ["mount", "-t", "ramfs", "ramfs", str(ram)], capture_output=True
+    ).returncode != 0:
+        pytest.skip("cannot mount a ramfs here (needs root and mount)")
+    try:
+        part = PartFile(ram / "f.bin", fresh=True)
+        part.write_at(b"data", 0)
+        assert part.commit(4, mtime=None, mark=b"boot 4") is None
+        assert (ram / "f.bin").read_bytes() == b"data"
+        assert sorted(os.listdir(ram)) == ["f.bin"]
+    finally:
+        subprocess.run(["umount", str(ram)], capture_output=True)
