@@ -357,6 +357,26 @@ def test_etag_change_restarts_the_file(
     assert second.header("if-range")
 
 
+@pytest.mark.parametrize("etag", ["noetag", "weaketag"])
+def test_a_last_modified_change_restarts_the_file(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, etag: str
+) -> None:
+    """No ETag, or a weak one (no If-Range validator): Last-Modified alone tells that the
+    file changed between the cut answer and the resumed request."""
+    data = payload(400 * KiB, 19)
+    path = httpd.new_path("lm.bin")
+    httpd.add(path, data)
+    query: dict[str, Any] = {etag: 1}
+    url = httpd.url(path, etag_change=1, times=1, reset=100_000, **query)
+    report, _, out = fetch(url, tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (out / "lm.bin").read_bytes() == httpd.variant(path, 1)
+    res = httpd.lookup(path)
+    assert res is not None
+    second = httpd.requests_to(path)[1]
+    assert second.header("if-range") == res.last_modified  # (version 0's)
+
+
 def test_corrupt_first_answer_caught_by_digest_header(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
 ) -> None:

@@ -304,7 +304,11 @@ def _file_reply(
     norange = _flag(q, "norange")
     if not norange and not zipped:
         headers.append(("Accept-Ranges", "bytes"))
-    headers += [("ETag", etag), ("Last-Modified", last_modified), *res.headers]
+    if _flag(q, "weaketag"):
+        etag = f"W/{etag}"  # (no If-Range validator: Last-Modified is)
+    if not _flag(q, "noetag"):
+        headers.append(("ETag", etag))
+    headers += [("Last-Modified", last_modified), *res.headers]
     if (cd := _disposition(q)) is not None:
         headers.append(("Content-Disposition", cd))
 

@@ -67,6 +67,8 @@ Modes (every request; ``times`` does not limit them):
     ``"...-vN"`` and Last-Modified +N s. With ``times=T`` the version stops at T (so
     ``etag_change=1&times=1``: the file changes once, after the first request).
     ``server.variant(path, n)`` returns version n's bytes.
+``noetag=1`` / ``weaketag=1``
+    no ETag (Last-Modified alone), or a weak one (``W/"..."``).
 ``norange=1``
     ignore Range (always 200 with the full body; no Accept-Ranges).
 ``chunked=1``
