@@ -169,6 +169,32 @@ def test_rerun_of_finished_download_is_a_noop(
     assert os.listdir(tmp_path / "o") == ["once.bin"]
 
 
+def test_a_rerun_after_a_power_loss_fetches_a_file_whose_bytes_were_lost(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """What ext4 can leave after a power loss right after a file finished: its name and
+    size, zeros for bytes, and the mark saying they were not yet known to be on the disk
+    (set on another boot). Before, the rerun said it was there and left it."""
+    data = payload(300_000, 25)
+    path = httpd.new_path("lost.bin")
+    url = httpd.add(path, data)
+    out = tmp_path / "o"
+    first = omniget(url, "-o", str(out), "-q", state=tmp_path / "state")
+    assert first.returncode == 0, first.stderr
+    there = out / "lost.bin"
+    try:
+        os.setxattr(there, "user.omniget.unsynced", f"another-boot {len(data)}".encode())
+    except OSError:
+        pytest.skip("this filesystem keeps no user extended attributes")
+    there.write_bytes(bytes(len(data)))  # (what the disk kept)
+    again = omniget(url, "-o", str(out), state=tmp_path / "state")
+    assert again.returncode == 0, again.stderr
+    assert there.read_bytes() == data
+    assert len(httpd.requests_to(path)) == 2
+    assert "its bytes were known to be on the disk; downloading it again" in again.stderr
+    assert os.listdir(out) == ["lost.bin"]
+
+
 def test_server_chosen_name_rerun_is_a_noop(httpd: HTTPServer, tmp_path: Path) -> None:
     path = httpd.new_path("dl")
     httpd.add(path, b"content")
