@@ -72,6 +72,16 @@ def _mark(path: Path, boot: str, size: int, digest: Digest | None = None) -> Non
     os.setxattr(path, ATTR, Mark(boot, size, digest).encode())
 
 
+def _lost(path: Path, size: int) -> None:
+    """What a power loss leaves of a file whose bytes never reached the disk: its name and
+    size over blocks never written (they read as zeros; ``SEEK_HOLE`` finds them)."""
+    with path.open("wb") as f:
+        f.truncate(size)
+    with path.open("rb") as f:
+        if os.lseek(f.fileno(), 0, os.SEEK_HOLE) != 0:
+            pytest.skip("this filesystem shows no holes (SEEK_HOLE)")
+
+
 def test_a_finished_file_is_marked_until_one_sync_at_the_end_of_the_run(
     httpd: HTTPServer, tmp_path: Path, out: Path, syncs: list[dict[str, Mark | None]]
 ) -> None:
@@ -134,7 +144,7 @@ def test_a_zeroed_file_marked_on_another_boot_is_fetched_again(
     --on-exists skip (the default) kept it as complete."""
     url = httpd.add("/d/x.bin", DATA)
     there = out / "x.bin"
-    there.write_bytes(bytes(len(DATA)))
+    _lost(there, len(DATA))
     _mark(there, EARLIER, len(DATA))
     events: list[Event] = []
     report = download(
@@ -212,11 +222,42 @@ def test_a_server_named_file_marked_on_another_boot_is_fetched_again(
         "/d/get", DATA, headers={"Content-Disposition": 'attachment; filename="named.bin"'}
     )
     there = out / "named.bin"
-    there.write_bytes(bytes(len(DATA)))
+    _lost(there, len(DATA))
     _mark(there, EARLIER, len(DATA))
     report = download([url], out, settings=_settings(tmp_path))
     assert [r.status for r in report.results] == ["ok"], report.failures
     assert sorted(p.name for p in out.iterdir()) == ["named.bin"]
+    assert there.read_bytes() == DATA
+
+
+def test_a_file_marked_on_another_boot_with_all_its_blocks_written_is_kept(
+    httpd: HTTPServer, tmp_path: Path, out: Path
+) -> None:
+    """No digest to check it by, but every block of it reached the disk (its data was
+    written before the power went): it is skipped, not fetched again (a large file would
+    be downloaded again after every reboot), and its mark goes."""
+    url = httpd.add("/d/x.bin", DATA)
+    there = out / "x.bin"
+    there.write_bytes(DATA)
+    _mark(there, EARLIER, len(DATA))
+    report = download([url], out, settings=_settings(tmp_path))
+    assert [(r.status, r.reason) for r in report.results] == [("skipped", "exists")]
+    assert httpd.requests_to("/d/x.bin") == []
+    assert read_mark(str(there)) is None
+
+
+def test_a_file_marked_on_another_boot_with_a_block_never_written_is_fetched_again(
+    httpd: HTTPServer, tmp_path: Path, out: Path
+) -> None:
+    """Part of it reached the disk, the rest did not (a hole at its end)."""
+    url = httpd.add("/d/x.bin", DATA)
+    there = out / "x.bin"
+    _lost(there, len(DATA))
+    with there.open("r+b") as f:
+        f.write(DATA[:4096])
+    _mark(there, EARLIER, len(DATA))
+    report = download([url], out, settings=_settings(tmp_path))
+    assert [r.status for r in report.results] == ["ok"], report.failures
     assert there.read_bytes() == DATA
 
 

@@ -13,8 +13,10 @@ what is left to write back is small (see END_SYNC_BYTES).
 
 A rerun that finds the attribute on a file it would skip trusts the file on the same
 boot (the page cache holds its bytes, whatever reached the disk) and clears the mark after
-its own sync; on another boot it checks the file against its digest, if one is known, or
-fetches it again.
+its own sync; on another boot it checks the file against its digest, if one is known; else
+it keeps a file of the marked size with no hole in it (blocks that never reached the disk
+read back as a hole: preallocated extents left unwritten, allocations never made, which
+``SEEK_HOLE`` finds) and fetches any other again.
 
 Where a filesystem takes no user attributes, the part file is fdatasync'ed before its
 rename instead. Files in memory (tmpfs) are left alone: a power loss takes them anyway.
@@ -36,7 +38,9 @@ from ..model import Digest
 from .assemble import UNSYNCED, on_memory_fs
 from .journal import boot_id
 
-__all__ = ["ATTR", "Durability", "Mark", "clear_mark", "read_mark", "sync_filesystems"]
+__all__ = [
+    "ATTR", "Durability", "Mark", "clear_mark", "read_mark", "sync_filesystems", "written_out",
+]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +98,24 @@ def read_mark(path: str) -> Mark | None:
 def clear_mark(path: str) -> None:
     with contextlib.suppress(OSError):
         os.removexattr(path, ATTR, follow_symlinks=False)
+
+
+def written_out(path: str, size: int) -> bool:
+    """Whether the file at ``path``, read on a boot after the one that wrote it, has
+    ``size`` bytes all in written blocks (no hole before its end)."""
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return False
+    try:
+        return os.fstat(fd).st_size == size and (
+            size == 0 or os.lseek(fd, 0, os.SEEK_HOLE) >= size
+        )
+    except (OSError, AttributeError):  # (no SEEK_HOLE here: nothing to tell by)
+        return False
+    finally:
+        os.close(fd)
 
 
 @functools.cache

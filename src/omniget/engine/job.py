@@ -24,7 +24,7 @@ from ..errors import (
 from ..model import Digest, Item
 from .assemble import PartBusy, PartFile, drop_part, part_busy, part_path, storage_error
 from .context import Ahead, RunContext, SetupSlot, output_key
-from .durable import Mark, clear_mark
+from .durable import Mark, clear_mark, written_out
 from .events import Failed, Finished, Progress, Skipped, Started, Warned
 from .journal import FileRecord
 from .names import contain, unique_path
@@ -180,9 +180,13 @@ class FileJob:
                 self.found = st.st_size
                 durability = self.ctx.durability
                 if durability is not None:
-                    self.suspect = durability.check(self._place(final)[1], st)
+                    where = self._place(final)[1]
+                    self.suspect = durability.check(where, st)
                     if self.suspect is not None and not self._checkable(st):
-                        return self._replace(final, "downloading it again")
+                        if not written_out(where, self.suspect.size):
+                            return self._replace(final, "downloading it again")
+                        clear_mark(where)  # (its bytes are all the disk's)
+                        self.suspect = None
             return None
         if mode == "rename":
             return unique_path(final, self.ctx.busy_paths())
