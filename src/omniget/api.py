@@ -26,10 +26,10 @@ from .engine import Engine, FileResult, Report
 from .engine.events import EventHandler, Failed, Listed, Queued, ignore
 from .engine.transports.base import Transport
 from .errors import OmnigetError, UsageError, nearest
-from .model import Item, unextracted
+from .model import Item, Origin, unextracted
 from .settings import Settings
 from .sources import find_source
-from .sources.base import HttpClient, Source, SourceContext, option_problem
+from .sources.base import HttpClient, Source, SourceContext, option_problem, with_origin
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -80,8 +80,9 @@ async def aextract(
     tr = transports if transports is not None else _default_transports(settings)
     try:
         src = cls(url, _source_context(settings, tr, options), **options)
+        mark = with_origin(src)  # (a download of these items can refresh them)
         async for item in src.items():
-            yield item
+            yield item if mark is None else mark(item)
     finally:
         if own:
             for t in {id(t): t for t in tr.values()}.values():
@@ -148,8 +149,9 @@ def _extract_each(
                 yield entry, exc
                 continue
             if known is not None:
+                mark = with_origin(src)
                 for item in known:
-                    yield entry, item
+                    yield entry, item if mark is None else mark(item)
                 continue
             if listings is None:
                 listings = _drive(_listings(pending.pop), transports)
@@ -173,9 +175,10 @@ async def _listings(
     ended by None; a listing's failure is given as its error, and the next one goes on."""
     while True:
         src = next_source()
+        mark = with_origin(src)
         try:
             async for item in src.items():
-                yield item
+                yield item if mark is None else mark(item)
         except OmnigetError as exc:
             yield exc
         yield None
@@ -328,18 +331,38 @@ async def adownload(
     eng = engine or Engine(settings, on_event=on_event)
     settings = eng.settings  # (the sources' too)
     emit = eng.emit if own else eng.emitter(on_event)  # (a given engine: the run's handler)
-    sources: dict[str, Source] = {}
+    sources: dict[str, Source] = {}  # the first of each name made in this run
+    reached: dict[Origin, Source] = {}  # by the origin its items carry (identity)
     contexts: dict[str, SourceContext] = {}  # one per source: a long URL list shares it
     failures: list[tuple[int, FileResult]] = []  # (items listed before it, result)
     listed = 0
 
     async def refresh(item: Item) -> Item:
-        """This run's hook (runs sharing the engine each have their own): the item's
-        source in this run, else the engine's own hook."""
-        src = sources.get(item.source)
+        """This run's hook (runs sharing the engine each have their own): the source that
+        made the item (in this run, or made again from its origin: an item extracted
+        before), else a source of its name in this run, else the engine's own hook."""
+        src = reach(item) if item.origin is not None else None
+        if src is None:
+            src = sources.get(item.source)
         if src is not None:
             return await src.refresh(item)
         return await eng.refresh(item) if eng.refresh is not None else item
+
+    def reach(item: Item) -> Source | None:
+        """The source that made ``item``: this run's, or made again (once per origin) with
+        the URL and options it was given, on this run's transports."""
+        origin = item.origin
+        assert origin is not None
+        src = reached.get(origin)
+        if src is None:
+            try:
+                cls = find_source(origin.url, item.source)
+            except OmnigetError:  # (a source not installed here)
+                return None
+            opts = origin.options
+            src = cls(origin.url, _source_context(settings, eng.transports(), opts), **opts)
+            reached[origin] = src
+        return src
 
     listen = on_event is not None or eng.on_event is not ignore
 
@@ -362,6 +385,10 @@ async def adownload(
             return failed(entry, exc)
         if known is None:
             return src
+        mark = with_origin(src)
+        if mark is not None:  # (its items are refreshed by it, not by another of its name)
+            reached[mark.origin] = src
+            known = [mark(item) for item in known]
         return known if only is None else [item for item in known if only(item)]
 
     def failed(url: str, exc: OmnigetError) -> FileResult:
@@ -437,8 +464,13 @@ async def adownload(
                 failures.append((listed, got))
                 continue
             if isinstance(got, Source):
+                mark = with_origin(got)
+                if mark is not None:
+                    reached[mark.origin] = got
                 try:
                     async for item in got.items():
+                        if mark is not None:
+                            item = mark(item)
                         if only is None or only(item):
                             listed += 1
                             if listen:

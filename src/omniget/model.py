@@ -26,6 +26,7 @@ __all__ = [
     "Digest",
     "Item",
     "LocalSlice",
+    "Origin",
     "Piece",
     "Transform",
 ]
@@ -156,6 +157,24 @@ class Piece:
             raise ValueError("a piece needs a url or a local slice")
 
 
+class Origin:
+    """What a source was given to make an item: its URL and options. A later run (a
+    download of extracted items) makes that source again from them to refresh the item's
+    expiring URLs. Options may be secrets (a password): shown by name only."""
+
+    __slots__ = ("options", "url")
+
+    def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
+        self.url = url
+        self.options: Mapping[str, object] = MappingProxyType(dict(options or {}))
+
+    def __repr__(self) -> str:
+        return f"Origin({self.url!r}, options={sorted(self.options)})"
+
+    def __reduce__(self) -> tuple[type[Origin], tuple[str, dict[str, object]]]:
+        return Origin, (self.url, dict(self.options))
+
+
 ItemKind = Literal["file", "dir", "link"]
 Expect = Literal["any", "media"]
 
@@ -192,6 +211,10 @@ class Item:
     name_from_server: bool = False
     #: Unix time after which the URLs stop working (the engine refreshes before it).
     expires: float | None = None
+    #: The URL and options its source was given (set by extract and download for a
+    #: source with a ``refresh``): how a later run reaches that source again. Not
+    #: compared: the same file is the same item wherever it was listed from.
+    origin: Origin | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.headers, MappingProxyType):

@@ -34,7 +34,7 @@ from omniget.engine.events import (
 from omniget.engine.names import contain
 from omniget.engine.report import FileResult, Report
 from omniget.errors import AuthRequired, Cancelled, Refused, StorageError, TransientError
-from omniget.model import Digest, Item, Piece
+from omniget.model import Digest, Item, Origin, Piece
 
 MD5 = "9e107d9d372bb6826bd81d3542a419d6"
 MiB = 1024 * 1024
@@ -77,6 +77,7 @@ def test_item_to_dict_has_every_field() -> None:
         headers={"Authorization": "Bearer tok", "Referer": "https://gofile.io/"},
         meta={"title": "Clip", "tags": ("a", "b"), "when": Path("/x")},
         mirrors=("https://u:pw@mirror.example/clip.mp4",),
+        origin=Origin("https://u:pw@gofile.io/d/x", {"password": "s3cr3t"}),
     )
     d = item_to_dict(item, Masker())
     for name in Item.__dataclass_fields__:
@@ -87,7 +88,8 @@ def test_item_to_dict_has_every_field() -> None:
     assert d["mirrors"] == ["https://u:***@mirror.example/clip.mp4"]
     assert d["meta"] == {"title": "Clip", "tags": ["a", "b"], "when": "/x"}
     assert d["output_path"] == "album/clip.mp4"
-    assert json.loads(json.dumps(d)) == d
+    assert d["origin"] == "https://u:***@gofile.io/d/x"  # (its options: never shown)
+    assert json.loads(json.dumps(d)) == d and "s3cr3t" not in json.dumps(d)
 
 
 def test_event_dicts() -> None:

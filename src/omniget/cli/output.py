@@ -179,6 +179,8 @@ def item_to_dict(item: Item, mask: Masker) -> dict[str, Any]:
             out[f.name] = mask.headers(value, item.secret_headers)
         elif f.name == "pieces":
             out[f.name] = len(value)
+        elif f.name == "origin":  # (its URL: its options may be secrets)
+            out[f.name] = None if value is None else mask(value.url)
         else:
             out[f.name] = _plain(value, mask)
     out["output_path"] = mask(item.output_path)

@@ -11,6 +11,7 @@ the engine asks.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,10 +19,13 @@ from typing import Any, ClassVar
 
 from ..engine.transports.base import Head, Request, Transport, check_status, transport_for
 from ..errors import ParseError, nearest
-from ..model import Item
+from ..model import Item, Origin
 from ..settings import Settings
 
-__all__ = ["HttpClient", "Response", "Source", "SourceContext", "option_problem"]
+__all__ = [
+    "HttpClient", "Marker", "Response", "Source", "SourceContext", "option_problem",
+    "with_origin",
+]
 
 MAX_BODY = 32 * 1024 * 1024  # API answers and pages, never files
 
@@ -140,6 +144,30 @@ class Source:
     async def refresh(self, item: Item) -> Item:
         """Re-resolve an item whose URLs expired; the default keeps it as it is."""
         return item
+
+
+class Marker:
+    """Marks the items one source makes with its :class:`~omniget.model.Origin` (the URL
+    and options it was given), so that a later run can make that source again to refresh
+    them (an item already marked, or another source's, is kept as it is)."""
+
+    __slots__ = ("name", "origin")
+
+    def __init__(self, src: Source) -> None:
+        self.origin = Origin(src.url, src.options)
+        self.name = src.name
+
+    def __call__(self, item: Item) -> Item:
+        if item.origin is not None or item.source != self.name:
+            return item
+        return dataclasses.replace(item, origin=self.origin)
+
+
+def with_origin(src: Source) -> Marker | None:
+    """The :class:`Marker` for the items of ``src``; None for a source without a
+    ``refresh`` of its own (nothing to reach it again for)."""
+    own = getattr(type(src), "refresh", Source.refresh)  # (a duck-typed one may have none)
+    return None if own is Source.refresh else Marker(src)
 
 
 def option_problem(

@@ -1,0 +1,200 @@
+"""Items whose URLs expire, extracted first and downloaded later (Megaloader's flow:
+extract, filter, download): the source that made them refreshes them in the download run.
+Against a real local server whose file URLs carry a token, refused (403) once old."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import json
+import os
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from tests.servers.httpd import HTTPServer
+from tests.servers.wire import LoggedRequest
+
+import omniget
+from omniget.cli import main
+from omniget.model import Item
+from omniget.sources.base import Source
+
+PASSWORD = "pw"
+#: Each album's files.
+ALBUMS = {"x": ("a.bin", "b.bin"), "y": ("a.bin", "b.bin"), "one": ("a.bin",)}
+
+
+def data(album: str, name: str) -> bytes:
+    """The bytes of a file: each its own."""
+    return f"{album}/{name} ".encode() * 500
+
+
+class TokenServer:
+    """``/api/list?album=A`` and ``/api/fresh?album=A&name=N`` (with ``password``) give
+    file URLs with a new token each, and only a file's newest token works:
+    ``/files/A/N?token=T`` answers 403 to an old one. ``stale``: the list's URLs are
+    old already when given (they expire before they are used); ``revoke()``: every
+    token given so far is old."""
+
+    def __init__(self, httpd: HTTPServer) -> None:
+        self.httpd = httpd
+        self.base = f"{httpd.host}:{httpd.port}"
+        self.numbers = itertools.count(1)
+        self.tokens: dict[str, str] = {}  # each file's newest (by its path)
+        self.stale = False
+        self.lock = threading.Lock()
+        httpd.handle("/api/list", self.listing)
+        httpd.handle("/api/fresh", self.fresh)
+        for album, names in ALBUMS.items():
+            for name in names:
+                httpd.handle(f"/files/{album}/{name}", self.file)
+
+    def url(self, album: str, name: str) -> str:
+        """The file's URL with a new token (its only one that works)."""
+        path = f"/files/{album}/{name}"
+        with self.lock:
+            self.tokens[path] = token = f"t{next(self.numbers)}"
+        return f"http://{self.base}{path}?token={token}"
+
+    def revoke(self) -> None:
+        with self.lock:
+            self.tokens.clear()
+
+    def listing(self, req: LoggedRequest) -> tuple[int, dict[str, str], bytes]:
+        if req.query.get("password") != PASSWORD:
+            return 401, {}, b"password?"
+        album = req.query["album"]
+        body = [{"name": name, "url": self.url(album, name)} for name in ALBUMS[album]]
+        if self.stale:
+            self.revoke()
+        return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
+
+    def fresh(self, req: LoggedRequest) -> tuple[int, dict[str, str], bytes]:
+        if req.query.get("password") != PASSWORD:
+            return 401, {}, b"password?"
+        url = self.url(req.query["album"], req.query["name"])
+        return 200, {"Content-Type": "application/json"}, json.dumps({"url": url}).encode()
+
+    def file(self, req: LoggedRequest) -> tuple[int, dict[str, str], bytes]:
+        if req.query.get("token") != self.tokens.get(req.path):
+            return 403, {}, b"this link has expired"
+        album, name = req.path.split("/")[2:]
+        return 200, {}, data(album, name)
+
+    def refused(self) -> int:
+        return sum(1 for r in self.httpd.requests if r.status == 403)
+
+
+class TokenSource(Source):
+    """``https://tokens.test/HOST:PORT/ALBUM``: the files a TokenServer lists in ALBUM
+    (it takes the server's password as an option); ``refresh`` asks it for a new URL."""
+
+    name = "tokens"
+    patterns = (r"^https?://tokens\.test/",)
+    examples = ("https://tokens.test/127.0.0.1:9/album",)
+    option_names = ("password",)
+    refreshed: ClassVar[list[str]] = []  # the files refreshed (ALBUM/NAME), each time
+
+    def api(self, call: str) -> str:
+        base, album = self.url.split("/")[3:5]
+        password = self.options.get("password", "")
+        return f"http://{base}/api/{call}album={album}&password={password}"
+
+    async def items(self) -> AsyncIterator[Item]:
+        album = self.url.split("/")[4]
+        for entry in await self.ctx.http.get_json(self.api("list?")):
+            yield Item(entry["url"], filename=entry["name"], source=self.name,
+                       source_id=f"{album}/{entry['name']}", collection_name=album)
+
+    async def refresh(self, item: Item) -> Item:
+        self.refreshed.append(f"{self.url.split('/')[4]}/{item.filename}")
+        got = await self.ctx.http.get_json(self.api(f"fresh?name={item.filename}&"))
+        return dataclasses.replace(item, download_url=got["url"])
+
+
+@pytest.fixture
+def tokens(httpd: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[TokenServer]:
+    import omniget.sources as registry
+
+    builtin = registry.source_classes()
+    monkeypatch.setattr(registry, "source_classes", lambda: (TokenSource, *builtin))
+    monkeypatch.setattr(TokenSource, "refreshed", [])
+    yield TokenServer(httpd)
+
+
+def _settings(tmp_path: Path) -> omniget.Settings:
+    return omniget.Settings(state_dir=tmp_path / "state", retries=0)
+
+
+def test_extracted_items_are_refreshed_by_their_source_in_download(
+    tokens: TokenServer, tmp_path: Path
+) -> None:
+    """Extracted, filtered and renamed, then downloaded once their URLs had expired: the
+    download run's refresh hook knew only the sources it made itself, so every file
+    failed with the 403 (exit code 5) where ``download(url)`` refreshed them. Each source
+    is made again with the URL and options (the password) it was given."""
+    items = [item for album in "xy" for item in omniget.extract(
+        f"https://tokens.test/{tokens.base}/{album}", password=PASSWORD)]
+    wanted = [dataclasses.replace(i, path=f"mine/{i.source_id}") for i in items
+              if i.filename.endswith(".bin")]
+    tokens.revoke()  # (time passed: the links expired)
+    report = omniget.download(wanted, tmp_path / "out", settings=_settings(tmp_path))
+    assert report.exit_code == 0, report.failures
+    for album in "xy":
+        for name in ALBUMS[album]:
+            assert (tmp_path / "out/mine" / album / name).read_bytes() == data(album, name)
+    assert sorted(TokenSource.refreshed) == ["x/a.bin", "x/b.bin", "y/a.bin", "y/b.bin"]
+    assert tokens.refused() == 4  # (each refreshed after its 403, once)
+
+
+def test_aextracted_items_are_refreshed_by_their_source_in_adownload(
+    tokens: TokenServer, tmp_path: Path
+) -> None:
+    url = f"https://tokens.test/{tokens.base}/x"
+
+    async def main() -> omniget.Report:
+        items = [item async for item in omniget.aextract(url, password=PASSWORD)]
+        tokens.revoke()
+        return await omniget.adownload(items, tmp_path, settings=_settings(tmp_path))
+
+    report = asyncio.run(main())
+    assert report.exit_code == 0, report.failures
+    assert (tmp_path / "x/b.bin").read_bytes() == data("x", "b.bin")
+    assert sorted(TokenSource.refreshed) == ["x/a.bin", "x/b.bin"]
+
+
+def test_each_url_of_one_source_refreshes_its_own_items(
+    tokens: TokenServer, tmp_path: Path
+) -> None:
+    """``download([album_x, album_y])``: the run refreshed every item of a source by the
+    first source of that name it made (album x's), so album y's files were written with
+    album x's bytes, without a word."""
+    urls = [f"https://tokens.test/{tokens.base}/{album}" for album in "xy"]
+    tokens.stale = True
+    report = omniget.download(urls, tmp_path, settings=_settings(tmp_path),
+                              source_options={"tokens": {"password": PASSWORD}})
+    assert report.exit_code == 0, report.failures
+    for album in "xy":
+        for name in ALBUMS[album]:
+            assert (tmp_path / album / name).read_bytes() == data(album, name)
+
+
+def test_cli_output_file_refreshes_the_item_it_extracted(
+    tokens: TokenServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``omniget -O NAME URL`` extracts the item itself (to name it) and hands it to the
+    download: an expired URL failed with the 403 (exit 5, "this link has expired")."""
+    for var in [v for v in os.environ if v.startswith("OMNIGET_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("OMNIGET_TOKENS_PASSWORD", PASSWORD)
+    monkeypatch.chdir(tmp_path)
+    tokens.stale = True
+    assert main(["-q", "-O", "mine.bin", f"https://tokens.test/{tokens.base}/one"]) == 0
+    assert (tmp_path / "mine.bin").read_bytes() == data("one", "a.bin")
+    assert TokenSource.refreshed == ["one/a.bin"]
