@@ -252,3 +252,44 @@ def test_closing_an_engine_stops_its_runs_as_a_cancel_does(
     assert again.ok == 2
     assert all(ev.resumed > 0 for ev in started if isinstance(ev, Started))
     assert (out / "1.bin").read_bytes() == data[1]
+
+
+def test_closing_an_engine_stops_its_stream_as_a_cancel_does(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """``await eng.aclose()`` while ``eng.stream()`` wrote: the stream's transport was
+    closed under it, and the stream failed from inside ("CurlTransport is closed", after
+    a retry on it); with ``retries=0``, "transport closed during the transfer". Now it is
+    stopped first, as a run's files are: Cancelled, the bytes written kept in order,
+    nothing written after the engine is closed; the task that awaited it is not itself
+    cancelled, and a stream cancelled by its own task still says so (CancelledError)."""
+    data = bytes(range(256)) * 1000
+    url = httpd.add(httpd.new_path("s.bin"), data) + "?drip=200000"
+
+    async def main() -> tuple[bytes, int]:
+        eng = Engine(omniget.Settings(state_dir=tmp_path / "state"), journal=False)
+        got = bytearray()
+        writing = asyncio.Event()
+
+        def write(chunk: bytes) -> None:
+            got.extend(chunk)
+            writing.set()
+
+        task = asyncio.create_task(eng.stream(Item(url), write))
+        await writing.wait()
+        await eng.aclose()
+        with pytest.raises(omniget.Cancelled, match="the engine was closed"):
+            await task
+        at_close = len(got)
+        writing.clear()
+        theirs = Engine(omniget.Settings(state_dir=tmp_path / "state"), journal=False)
+        other = asyncio.create_task(theirs.stream(Item(url), lambda b: writing.set()))
+        await writing.wait()
+        other.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await other
+        await theirs.aclose()
+        return bytes(got), at_close
+
+    got, n = asyncio.run(main())
+    assert 0 < n < len(data) and got == data[:n]  # (nothing written after the close)

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from ..errors import Cancelled, OmnigetError, StorageError
 from ..model import Item
@@ -71,8 +72,8 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop of the runs going on
         self._runs = 0
         self._runs_lock = threading.Lock()
-        #: One per run going on: stops it, and gives its files' tasks (see aclose).
-        self._stoppers: set[Callable[[], list[asyncio.Task[FileResult]]]] = set()
+        #: One per run or stream going on: stops it, and gives its tasks (see aclose).
+        self._stoppers: set[Callable[[], list[asyncio.Task[Any]]]] = set()
         s = self.settings
         self.policy = RetryPolicy(
             retries=s.retries, max_wait=s.retry_max_wait, max_total=s.retry_max_time
@@ -145,7 +146,8 @@ class Engine:
     async def aclose(self) -> None:
         """Close the transports and the journal. Runs going on are stopped first, as a
         ``cancel`` stops them: their unfinished files fail as interrupted, keeping their
-        resume state (a run whose item list is waiting for its next item returns at it)."""
+        resume state (a run whose item list is waiting for its next item returns at it);
+        a stream going on raises :class:`~omniget.errors.Cancelled`."""
         if self._stoppers:
             with self._runs_lock:
                 if self._runs and self._loop is not asyncio.get_running_loop():
@@ -356,11 +358,31 @@ class Engine:
             return FileResult(item, job.final, "failed", fetched=job.fetched, error=exc)
 
     async def stream(self, item: Item, write: Callable[[bytes], object]) -> int:
-        """Write one item's bytes, in order, to ``write``."""
+        """Write one item's bytes, in order, to ``write``. :meth:`aclose` stops it:
+        :class:`~omniget.errors.Cancelled` (the bytes written stay written)."""
         from .stream import stream_item
 
         with self._on_this_loop():
-            return await stream_item(self, item, write)
+            # (on a task of its own: aclose stops it, not the task that awaits it)
+            task = asyncio.get_running_loop().create_task(stream_item(self, item, write))
+            stopped = False
+
+            def stop() -> list[asyncio.Task[Any]]:
+                nonlocal stopped
+                stopped = True
+                task.cancel()
+                return [task]
+
+            self._stoppers.add(stop)
+            try:
+                return await task
+            except asyncio.CancelledError:
+                me = asyncio.current_task()
+                if stopped and (me is None or not me.cancelling()):
+                    raise Cancelled("interrupted: the engine was closed") from None
+                raise
+            finally:
+                self._stoppers.discard(stop)
 
 
 def _missing_top(path: Path) -> Path | None:
