@@ -330,7 +330,7 @@ async def adownload(
     own = engine is None
     eng = engine or Engine(settings, on_event=on_event)
     settings = eng.settings  # (the sources' too)
-    emit = eng.emit if own else eng.emitter(on_event)  # (a given engine: the run's handler)
+    emit = eng.emitter(None if own else on_event)  # (a given engine: the run's handler too)
     sources: dict[str, Source] = {}  # the first of each name made in this run
     reached: dict[Origin, Source] = {}  # by the origin its items carry (identity)
     contexts: dict[str, SourceContext] = {}  # one per source: a long URL list shares it
@@ -489,7 +489,7 @@ async def adownload(
     aev = _bridge(cancel)
     try:
         report = await eng.run(items(), os.fspath(dest), cancel=aev[0] if aev else None,
-                               on_event=None if own else on_event, refresh=refresh)
+                               on_event=emit, refresh=refresh)
     finally:
         if aev is not None:
             aev[1].cancel()

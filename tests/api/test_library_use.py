@@ -4,6 +4,7 @@ combinations people make (a handler that raises, a list that fails, a cancelled 
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -14,7 +15,7 @@ import pytest
 from tests.servers.httpd import HTTPServer
 
 import omniget
-from omniget.engine.events import Event, Started
+from omniget.engine.events import Event, Progress, Started
 
 
 def _settings(tmp_path: Path, **kw: object) -> omniget.Settings:
@@ -49,6 +50,69 @@ def test_a_raising_handler_does_not_fail_a_stream(httpd: HTTPServer) -> None:
     out = io.BytesIO()
     n = omniget.stream(url + "?nolength=1", out, on_event=_broken)
     assert n == 500 and out.getvalue() == b"b" * 500
+
+
+def test_ctrl_c_inside_a_handler_stops_the_run_as_ctrl_c_does(
+    httpd: HTTPServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A KeyboardInterrupt raised by the user's on_event handler (Ctrl+C pressed while it
+    ran) came out of a file's task through the event loop: download() raised it, with
+    tracebacks of the tasks it left ("Task exception was never retrieved"). Now the run
+    stops as on Ctrl+C (each file keeps its resume state), then raises it once."""
+    data = bytes(range(256)) * 1000
+    url = httpd.add(httpd.new_path("big.bin"), data) + "?drip=200000"
+    small = [httpd.add(httpd.new_path(f"{n}.bin"), b"s" * 1000) for n in range(3)]
+
+    def on_event(ev: Event) -> None:
+        if isinstance(ev, Progress) and ev.done > 0 and ev.item.filename == "big.bin":
+            raise KeyboardInterrupt
+
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(KeyboardInterrupt):
+        omniget.download([url, *small], tmp_path / "out", settings=_settings(tmp_path),
+                         on_event=on_event)
+    gc.collect()  # (a task left with its exception says so when collected)
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+    assert (tmp_path / "out" / "big.bin.omniget-part").exists()
+    started: list[Event] = []
+    again = omniget.download(url, tmp_path / "out", settings=_settings(tmp_path),
+                             on_event=started.append)
+    assert again.ok == 1 and (tmp_path / "out" / "big.bin").read_bytes() == data
+    assert [ev.resumed > 0 for ev in started if isinstance(ev, Started)] == [True]
+
+
+def test_ctrl_c_inside_a_stream_s_handler_stops_it(httpd: HTTPServer) -> None:
+    url = httpd.add(httpd.new_path("big.bin"), b"b" * 200_000) + "?drip=200000"
+    out = io.BytesIO()
+
+    def on_event(ev: Event) -> None:
+        if isinstance(ev, Progress) and ev.done > 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        omniget.stream(url, out, on_event=on_event)
+    assert 0 < len(out.getvalue()) < 200_000
+
+
+def test_a_handler_s_error_is_in_the_report_and_the_files_are_whole(
+    httpd: HTTPServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler failing at every event: the files are downloaded whole all the same, the
+    failure is logged once, and the report gives it (the caller had only the log)."""
+    data = {n: bytes([n]) * 300_000 for n in range(3)}
+    urls = [httpd.add(httpd.new_path(f"{n}.bin"), data[n]) for n in data]
+    caplog.set_level(logging.WARNING)
+    report = omniget.download(urls, tmp_path / "out", settings=_settings(tmp_path),
+                              on_event=_broken)
+    assert report.ok == 3 and report.exit_code == 0
+    assert isinstance(report.handler_error, ValueError)
+    assert str(report.handler_error) == "a bug in my handler"
+    for n in data:
+        assert (tmp_path / "out" / f"{n}.bin").read_bytes() == data[n]
+    said = [r for r in caplog.records if "on_event handler failed" in r.getMessage()]
+    assert len(said) == 1
+    clean = omniget.download(urls, tmp_path / "again", settings=_settings(tmp_path))
+    assert clean.handler_error is None
 
 
 def test_a_list_that_raises_stops_the_files_in_flight(httpd: HTTPServer, tmp_path: Path) -> None:

@@ -95,26 +95,15 @@ class Engine:
         """Someone takes the engine's events (else per-file ones need not be made)."""
         return self.on_event is not ignore
 
-    def emitter(self, on_event: EventHandler | None) -> EventHandler:
-        """Emit for one run: the engine's handler, then ``on_event`` (the run's own), a
-        failing one said once, as :meth:`emit` does."""
-        if on_event is None:
-            return self.emit
-        handler = on_event
-        failed = False
-
-        def emit(ev: Event) -> None:
-            nonlocal failed
-            self.emit(ev)
-            try:
-                handler(ev)
-            except Exception:
-                if not failed:
-                    failed = True
-                    log.warning("the on_event handler failed (later failures are not shown)",
-                                exc_info=True)
-
-        return emit
+    def emitter(
+        self,
+        on_event: EventHandler | None,
+        interrupt: Callable[[BaseException], None] | None = None,
+    ) -> Emitter:
+        """Emit for one run: the engine's handler, then ``on_event`` (the run's own); see
+        :class:`Emitter`."""
+        handlers = tuple(h for h in (self.on_event, on_event) if h is not None and h is not ignore)
+        return Emitter(handlers, interrupt)
 
     # ----- resources --------------------------------------------------------------
 
@@ -198,8 +187,12 @@ class Engine:
         refresh: Refresher | None = None,
     ) -> Report:
         """Download every item into ``dest``; never raises for a single file's failure.
-        ``on_event`` sees this run's events (after the engine's own handler); ``refresh``
-        re-resolves this run's expiring URLs (default: the engine's ``refresh``)."""
+        ``on_event`` sees this run's events (after the engine's own handler; an
+        :class:`Emitter` made by :meth:`emitter` is used as it is, as the run's whole
+        handling); ``refresh`` re-resolves this run's expiring URLs (default: the engine's
+        ``refresh``). A KeyboardInterrupt raised in a handler stops the run as Ctrl+C does
+        (its files end with their resume state kept), then is raised here; any other
+        exception a handler raises is logged once, and the report's ``handler_error``."""
         with self._on_this_loop():
             return await self._run(items, dest, cancel, on_event, refresh)
 
@@ -214,6 +207,18 @@ class Engine:
         started = time.monotonic()
         dest_path = Path(dest).absolute()
         s = self.settings
+        stopped_by: list[BaseException] = []  # a handler's KeyboardInterrupt (Ctrl+C)
+
+        def interrupt(exc: BaseException) -> None:
+            if not stopped_by:
+                stopped_by.append(exc)
+                stop()
+
+        if isinstance(on_event, Emitter):  # (adownload's: its list's events said too)
+            emit = on_event
+            emit.interrupt = interrupt
+        else:
+            emit = self.emitter(on_event, interrupt)
         ctx = RunContext(
             settings=s,
             transports=self.transports(),
@@ -222,8 +227,8 @@ class Engine:
             journal_error=self.journal_error,
             clock=self.clock,
             policy=self.policy,
-            emit=self.emitter(on_event),
-            listened=self.on_event is not ignore or on_event is not None,
+            emit=emit,
+            listened=bool(emit.handlers),
             dest=dest_path,
             refresh=refresh or self.refresh,
             rng=self.rng,
@@ -321,8 +326,12 @@ class Engine:
             if made is not None:
                 _remove_if_empty(dest_path, made)
             self._stoppers.discard(stop)
+            emit.interrupt = None
+        if stopped_by:  # as Ctrl+C: the files stopped with their resume state, then this
+            raise stopped_by[0]
         report.results = [r for r in results if r is not None]
         report.journal_error = ctx.journal_error
+        report.handler_error = emit.error
         report.elapsed = time.monotonic() - started
         return report
 
@@ -363,9 +372,8 @@ class Engine:
         from .stream import stream_item
 
         with self._on_this_loop():
-            # (on a task of its own: aclose stops it, not the task that awaits it)
-            task = asyncio.get_running_loop().create_task(stream_item(self, item, write))
             stopped = False
+            stopped_by: list[BaseException] = []  # a handler's KeyboardInterrupt (Ctrl+C)
 
             def stop() -> list[asyncio.Task[Any]]:
                 nonlocal stopped
@@ -373,16 +381,63 @@ class Engine:
                 task.cancel()
                 return [task]
 
+            def interrupt(exc: BaseException) -> None:
+                if not stopped_by:
+                    stopped_by.append(exc)
+                    task.cancel()
+
+            # (on a task of its own: aclose stops it, not the task that awaits it)
+            emit = self.emitter(None, interrupt)
+            task = asyncio.get_running_loop().create_task(stream_item(self, item, write, emit))
             self._stoppers.add(stop)
             try:
                 return await task
             except asyncio.CancelledError:
                 me = asyncio.current_task()
-                if stopped and (me is None or not me.cancelling()):
+                if me is not None and me.cancelling():  # (its own task's cancel)
+                    raise
+                if stopped_by:
+                    raise stopped_by[0] from None
+                if stopped:
                     raise Cancelled("interrupted: the engine was closed") from None
                 raise
             finally:
                 self._stoppers.discard(stop)
+
+
+class Emitter:
+    """Hands events to ``handlers`` in turn. A handler's failure never breaks the
+    download: its first one is logged with its traceback and kept in :attr:`error` (a
+    run's report gives it), later ones are not shown. A KeyboardInterrupt or SystemExit
+    raised in a handler (Ctrl+C inside the user's callback) goes to ``interrupt``, which
+    stops the run as Ctrl+C does, or is raised where there is none."""
+
+    __slots__ = ("error", "handlers", "interrupt")
+
+    def __init__(
+        self,
+        handlers: tuple[EventHandler, ...],
+        interrupt: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self.handlers = handlers
+        self.interrupt = interrupt
+        #: The first exception a handler raised.
+        self.error: Exception | None = None
+
+    def __call__(self, ev: Event) -> None:
+        for handler in self.handlers:
+            try:
+                handler(ev)
+            except Exception as exc:
+                if self.error is None:
+                    self.error = exc
+                    log.warning("the on_event handler failed (later failures are not shown)",
+                                exc_info=True)
+            except (KeyboardInterrupt, SystemExit) as exc:
+                if self.interrupt is None:
+                    raise
+                self.interrupt(exc)
+                return
 
 
 def _missing_top(path: Path) -> Path | None:

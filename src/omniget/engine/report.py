@@ -39,6 +39,9 @@ class Report:
     journal_error: StorageError | None = None
     #: The run was cancelled before the end of its item list (those left are not here).
     stopped: bool = False
+    #: The first exception an ``on_event`` handler raised in the run, if one did: logged
+    #: once, and the downloads went on (a handler's failure never stops or spoils one).
+    handler_error: Exception | None = None
 
     def _count(self, status: Status) -> int:
         return sum(1 for r in self.results if r.status == status)

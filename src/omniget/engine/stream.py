@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError, OmnigetError, TransientError, UsageError, write_error
 from ..model import ByteRange, Item
-from .events import Finished, Progress, Retrying, Started, Warned
+from .events import EventHandler, Finished, Progress, Retrying, Started, Warned
 from .job import PROGRESS_EVERY
 from .mirrors import PERMANENT_ON_ONE_MIRROR, next_mirror, not_a_copy
 from .ratelimit import RateLimit
@@ -82,7 +82,9 @@ class _StreamSink:
             self.on_bytes()
 
 
-async def stream_item(engine: Engine, item: Item, write: Callable[[bytes], object]) -> int:
+async def stream_item(
+    engine: Engine, item: Item, write: Callable[[bytes], object], emit: EventHandler
+) -> int:
     if item.pieces:  # (its bytes are not its download_url's)
         raise UsageError(f"{item.filename} is made of pieces: it cannot be written to a "
                          "stream, only downloaded into a folder")
@@ -95,7 +97,7 @@ async def stream_item(engine: Engine, item: Item, write: Callable[[bytes], objec
         sink.hash = StreamHasher(want.algo)
     listened = engine.listened
     if listened:
-        _report_progress(engine, item, sink)
+        _report_progress(engine, item, sink, emit)
     attempts, waited = 0, 0.0
     urls = (item.download_url, *item.mirrors)
     url = urls[0]
@@ -131,7 +133,7 @@ async def stream_item(engine: Engine, item: Item, write: Callable[[bytes], objec
                 gone.add(url)
             if other is not None and (not exc.retryable or switches < 2 * len(urls)):
                 switches += 1
-                engine.emit(Warned(item, None, f"{exc}; trying a mirror"))
+                emit(Warned(item, None, f"{exc}; trying a mirror"))
                 url = other
                 continue
             if sink.done > before:
@@ -140,33 +142,35 @@ async def stream_item(engine: Engine, item: Item, write: Callable[[bytes], objec
             delay = engine.policy.next_delay(attempts, exc, waited, engine.rng)
             if delay is None:
                 raise
-            engine.emit(Retrying(item, None, exc, attempts, delay))
+            emit(Retrying(item, None, exc, attempts, delay))
             await engine.clock.sleep(delay)
             waited += delay
     if want is not None and sink.hash is not None and not sink.hash.matches(want):
         raise digest_mismatch(item.filename, want, sink.hash.hexdigest())
     if want is None and sink.size is None and not sink.framed:
-        engine.emit(Warned(item, None, UNVERIFIED))
+        emit(Warned(item, None, UNVERIFIED))
     if listened:
         verified = want.algo if want is not None else "size" if sink.size is not None else None
-        engine.emit(Finished(item, None, sink.done, verified, sink.done))
+        emit(Finished(item, None, sink.done, verified, sink.done))
     return sink.done
 
 
-def _report_progress(engine: Engine, item: Item, sink: _StreamSink) -> None:
+def _report_progress(
+    engine: Engine, item: Item, sink: _StreamSink, emit: EventHandler
+) -> None:
     """Started at the sink's first answer, then Progress at most every PROGRESS_EVERY s."""
     clock = engine.clock
     last = clock.monotonic()
 
     def start() -> None:
-        engine.emit(Started(item, None, sink.size, 0))
+        emit(Started(item, None, sink.size, 0))
 
     def tick() -> None:
         nonlocal last
         now = clock.monotonic()
         if now - last >= PROGRESS_EVERY:
             last = now
-            engine.emit(Progress(item, None, sink.done, sink.size))
+            emit(Progress(item, None, sink.done, sink.size))
 
     sink.on_start, sink.on_bytes = start, tick
 
