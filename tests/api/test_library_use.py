@@ -259,3 +259,22 @@ def test_an_item_cannot_set_the_headers_omniget_sends_itself(name: str) -> None:
     engine asks for the whole file and resumes with its own Range."""
     with pytest.raises(ValueError, match="Piece"):
         omniget.Item("http://127.0.0.1:9/a.bin", headers={"X-Other": "1", name: "bytes=0-99"})
+
+
+def test_engine_run_given_urls_says_it_takes_items(httpd: HTTPServer, tmp_path: Path) -> None:
+    """``await engine.run([url])`` (adownload takes URLs; the engine does not): it failed
+    with AttributeError: 'str' object has no attribute 'output_path', from deep inside."""
+    url = httpd.add(httpd.new_path("a.bin"), b"a" * 1000)
+
+    async def main() -> None:
+        eng = omniget.Engine(_settings(tmp_path))
+        try:
+            with pytest.raises(TypeError, match=r"not URLs .*omniget\.adownload\(urls"):
+                await eng.run([url], tmp_path / "out")  # type: ignore[list-item]
+            report = await omniget.adownload([url], tmp_path / "out", engine=eng)
+            assert report.ok == 1
+        finally:
+            await eng.aclose()
+
+    asyncio.run(main())
+    assert httpd.requests[-1].path.endswith("/a.bin") and len(httpd.requests) == 1

@@ -294,6 +294,8 @@ class Engine:
                     if closing or (cancel is not None and cancel.is_set()):
                         report.stopped = True
                         break
+                    if not isinstance(item, Item):  # (a URL: adownload takes those)
+                        raise _not_an_item(item)
                     if s.checksum is not None and item.digest is None:
                         item = dataclasses.replace(item, digest=s.checksum)  # --checksum
                     if not slots.take():
@@ -438,6 +440,14 @@ class Emitter:
                     raise
                 self.interrupt(exc)
                 return
+
+
+def _not_an_item(entry: object) -> TypeError:
+    what = f"a {type(entry).__name__}: {entry!r}"
+    if isinstance(entry, str):
+        return TypeError(f"Engine.run() downloads Items, not URLs ({what}); give URLs to "
+                         "omniget.adownload(urls, dest, engine=engine), which lists them")
+    return TypeError(f"Engine.run() downloads Items, not {what}")
 
 
 def _missing_top(path: Path) -> Path | None:
