@@ -26,10 +26,17 @@ from .engine import Engine, FileResult, Report
 from .engine.events import EventHandler, Failed, Listed, Queued, ignore
 from .engine.transports.base import Transport
 from .errors import OmnigetError, UsageError, nearest
-from .model import Item, Origin, unextracted
+from .model import Item, unextracted
 from .settings import Settings
 from .sources import find_source
-from .sources.base import HttpClient, Source, SourceContext, option_problem, with_origin
+from .sources.base import (
+    HttpClient,
+    Reach,
+    Source,
+    SourceContext,
+    option_problem,
+    with_origin,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -332,7 +339,7 @@ async def adownload(
     settings = eng.settings  # (the sources' too)
     emit = eng.emitter(None if own else on_event)  # (a given engine: the run's handler too)
     sources: dict[str, Source] = {}  # the first of each name made in this run
-    reached: dict[Origin, Source] = {}  # by the origin its items carry (identity)
+    reach = Reach(settings, eng.transports)  # the source of an item, by its origin
     contexts: dict[str, SourceContext] = {}  # one per source: a long URL list shares it
     failures: list[tuple[int, FileResult]] = []  # (items listed before it, result)
     listed = 0
@@ -341,28 +348,12 @@ async def adownload(
         """This run's hook (runs sharing the engine each have their own): the source that
         made the item (in this run, or made again from its origin: an item extracted
         before), else a source of its name in this run, else the engine's own hook."""
-        src = reach(item) if item.origin is not None else None
+        src = reach.source(item)
         if src is None:
             src = sources.get(item.source)
         if src is not None:
             return await src.refresh(item)
         return await eng.refresh(item) if eng.refresh is not None else item
-
-    def reach(item: Item) -> Source | None:
-        """The source that made ``item``: this run's, or made again (once per origin) with
-        the URL and options it was given, on this run's transports."""
-        origin = item.origin
-        assert origin is not None
-        src = reached.get(origin)
-        if src is None:
-            try:
-                cls = find_source(origin.url, item.source)
-            except OmnigetError:  # (a source not installed here)
-                return None
-            opts = origin.options
-            src = cls(origin.url, _source_context(settings, eng.transports(), opts), **opts)
-            reached[origin] = src
-        return src
 
     listen = on_event is not None or eng.on_event is not ignore
 
@@ -387,7 +378,7 @@ async def adownload(
             return src
         mark = with_origin(src)
         if mark is not None:  # (its items are refreshed by it, not by another of its name)
-            reached[mark.origin] = src
+            reach.add(mark.origin, src)
             known = [mark(item) for item in known]
         return known if only is None else [item for item in known if only(item)]
 
@@ -466,7 +457,7 @@ async def adownload(
             if isinstance(got, Source):
                 mark = with_origin(got)
                 if mark is not None:
-                    reached[mark.origin] = got
+                    reach.add(mark.origin, got)
                 try:
                     async for item in got.items():
                         if mark is not None:

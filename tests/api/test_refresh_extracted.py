@@ -20,6 +20,7 @@ from tests.servers.wire import LoggedRequest
 
 import omniget
 from omniget.cli import main
+from omniget.engine import Engine
 from omniget.model import Item
 from omniget.sources.base import Source
 
@@ -164,6 +165,28 @@ def test_aextracted_items_are_refreshed_by_their_source_in_adownload(
     report = asyncio.run(main())
     assert report.exit_code == 0, report.failures
     assert (tmp_path / "x/b.bin").read_bytes() == data("x", "b.bin")
+    assert sorted(TokenSource.refreshed) == ["x/a.bin", "x/b.bin"]
+
+
+def test_an_engine_run_of_extracted_items_refreshes_them(
+    tokens: TokenServer, tmp_path: Path
+) -> None:
+    """``await engine.run(items)`` of extracted items, no refresh hook given: the engine
+    had none, and the 403 failed them (exit code 5)."""
+    url = f"https://tokens.test/{tokens.base}/x"
+
+    async def main() -> omniget.Report:
+        items = [item async for item in omniget.aextract(url, password=PASSWORD)]
+        tokens.revoke()
+        eng = Engine(_settings(tmp_path))
+        try:
+            return await eng.run(items, tmp_path)
+        finally:
+            await eng.aclose()
+
+    report = asyncio.run(main())
+    assert report.exit_code == 0, report.failures
+    assert (tmp_path / "x/a.bin").read_bytes() == data("x", "a.bin")
     assert sorted(TokenSource.refreshed) == ["x/a.bin", "x/b.bin"]
 
 

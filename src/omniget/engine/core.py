@@ -190,9 +190,10 @@ class Engine:
         ``on_event`` sees this run's events (after the engine's own handler; an
         :class:`Emitter` made by :meth:`emitter` is used as it is, as the run's whole
         handling); ``refresh`` re-resolves this run's expiring URLs (default: the engine's
-        ``refresh``). A KeyboardInterrupt raised in a handler stops the run as Ctrl+C does
-        (its files end with their resume state kept), then is raised here; any other
-        exception a handler raises is logged once, and the report's ``handler_error``."""
+        ``refresh``, else each item's source, reached by the origin extract gave it). A
+        KeyboardInterrupt raised in a handler stops the run as Ctrl+C does (its files end
+        with their resume state kept), then is raised here; any other exception a handler
+        raises is logged once, and is the report's ``handler_error``."""
         with self._on_this_loop():
             return await self._run(items, dest, cancel, on_event, refresh)
 
@@ -230,7 +231,7 @@ class Engine:
             emit=emit,
             listened=bool(emit.handlers),
             dest=dest_path,
-            refresh=refresh or self.refresh,
+            refresh=refresh or self.refresh or _by_origin(s, self.transports),
             rng=self.rng,
             rate=RateLimit(s.limit_rate) if s.limit_rate else None,
             durability=Durability(s.fsync_seconds),
@@ -440,6 +441,16 @@ class Emitter:
                     raise
                 self.interrupt(exc)
                 return
+
+
+def _by_origin(
+    settings: Settings, transports: Callable[[], Mapping[str, Transport]]
+) -> Refresher:
+    """The default refresh hook: an item's own source, reached by the origin it carries
+    (an item extracted earlier), else none."""
+    from ..sources.base import Reach  # (the sources import the engine's transports)
+
+    return Reach(settings, transports).refresh
 
 
 def _not_an_item(entry: object) -> TypeError:

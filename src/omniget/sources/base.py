@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..engine.transports.base import Head, Request, Transport, check_status, transport_for
-from ..errors import ParseError, nearest
+from ..errors import ParseError, UsageError, nearest
 from ..model import Item, Origin
 from ..settings import Settings
 
 __all__ = [
-    "HttpClient", "Marker", "Response", "Source", "SourceContext", "option_problem",
+    "HttpClient", "Marker", "Reach", "Response", "Source", "SourceContext", "option_problem",
     "with_origin",
 ]
 
@@ -168,6 +168,46 @@ def with_origin(src: Source) -> Marker | None:
     ``refresh`` of its own (nothing to reach it again for)."""
     own = getattr(type(src), "refresh", Source.refresh)  # (a duck-typed one may have none)
     return None if own is Source.refresh else Marker(src)
+
+
+class Reach:
+    """The sources that made items, each found by the :class:`~omniget.model.Origin` its
+    items carry: one given with :meth:`add` (made in this run), else made again once per
+    origin with the URL and options it was given, on ``transports()``'s transports."""
+
+    def __init__(
+        self, settings: Settings, transports: Callable[[], Mapping[str, Transport]]
+    ) -> None:
+        self.settings = settings
+        self.transports = transports
+        self.made: dict[Origin, Source] = {}  # (by identity)
+
+    def add(self, origin: Origin, src: Source) -> None:
+        self.made[origin] = src
+
+    def source(self, item: Item) -> Source | None:
+        """The source that made ``item``; None when it carries no origin, or its source
+        is not installed here."""
+        origin = item.origin
+        if origin is None:
+            return None
+        src = self.made.get(origin)
+        if src is None:
+            from . import find_source  # (the registry imports this module)
+
+            try:
+                cls = find_source(origin.url, item.source)
+            except UsageError:
+                return None
+            opts = origin.options
+            ctx = SourceContext(self.settings, HttpClient(self.transports()), dict(opts))
+            src = self.made[origin] = cls(origin.url, ctx, **opts)
+        return src
+
+    async def refresh(self, item: Item) -> Item:
+        """``item`` refreshed by the source that made it (as it is without one)."""
+        src = self.source(item)
+        return item if src is None else await src.refresh(item)
 
 
 def option_problem(
