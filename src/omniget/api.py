@@ -576,8 +576,9 @@ def stream(
     ``on_event`` sees its start, progress, end, retries and warnings (their path: None).
     A URL is the one item its source gives (a URL no source takes fails at once:
     :class:`~omniget.errors.UnsupportedURL`, as in ``extract``); an item made of pieces is
-    refused (UsageError). It blocks: inside an event loop, run it on a thread
-    (``await asyncio.to_thread(omniget.stream, url, out)``)."""
+    refused (UsageError). An expiring URL is renewed by its source (on a 403 or 410, or
+    near its known expiry), as in ``download``. It blocks: inside an event loop, run it
+    on a thread (``await asyncio.to_thread(omniget.stream, url, out)``)."""
     _not_in_a_loop("stream", "asyncio.to_thread(omniget.stream, ...)")
     cls: type[Source] | None = None
     if not isinstance(url_or_item, Item):
@@ -588,11 +589,10 @@ def stream(
         eng = Engine(settings, journal=False, on_event=on_event)
         try:
             if isinstance(url_or_item, Item):
-                item = url_or_item
-            else:
-                assert cls is not None
-                item = await _one_item(cls, url_or_item, eng)
-            return await eng.stream(item, out.write)
+                return await eng.stream(url_or_item, out.write)
+            assert cls is not None
+            item, src = await _one_item(cls, url_or_item, eng)
+            return await eng.stream(item, out.write, refresh=src.refresh)
         finally:
             await eng.aclose()
 
@@ -601,13 +601,13 @@ def stream(
     return n
 
 
-async def _one_item(cls: type[Source], url: str, eng: Engine) -> Item:
-    """The item behind ``url`` for :func:`stream` (its source's requests go through the
-    engine's transports); UsageError unless there is exactly one."""
+async def _one_item(cls: type[Source], url: str, eng: Engine) -> tuple[Item, Source]:
+    """The item behind ``url`` for :func:`stream` and its source (whose requests go
+    through the engine's transports); UsageError unless there is exactly one."""
     src = cls(url, _source_context(eng.settings, eng.transports(), {}))
     known = src.items_at_once()
     items = list(known) if known is not None else [item async for item in src.items()]
     if len(items) != 1:
         raise UsageError(f"omniget.stream() needs a URL that gives one file; {url!r} gives "
                          f"{len(items)} (use omniget.download)")
-    return items[0]
+    return items[0], src

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import itertools
 import json
 import os
@@ -190,6 +191,24 @@ def test_an_engine_run_of_extracted_items_refreshes_them(
     assert sorted(TokenSource.refreshed) == ["x/a.bin", "x/b.bin"]
 
 
+def test_a_stream_refreshes_an_expired_url_through_its_source(
+    tokens: TokenServer, tmp_path: Path
+) -> None:
+    """A stream never refreshed: ``stream(item)`` of an extracted item whose URL had
+    expired failed with the 403."""
+    url = f"https://tokens.test/{tokens.base}/one"
+    item = next(omniget.extract(url, password=PASSWORD))
+    tokens.revoke()
+    out = io.BytesIO()
+    assert omniget.stream(item, out) == len(data("one", "a.bin"))
+    assert out.getvalue() == data("one", "a.bin")
+    assert TokenSource.refreshed == ["one/a.bin"] and tokens.refused() == 1
+    due = dataclasses.replace(next(omniget.extract(url, password=PASSWORD)), expires=0.0)
+    out = io.BytesIO()
+    assert omniget.stream(due, out) == len(data("one", "a.bin"))  # (renewed before asked)
+    assert TokenSource.refreshed == ["one/a.bin"] * 2 and tokens.refused() == 1
+
+
 def test_each_url_of_one_source_refreshes_its_own_items(
     tokens: TokenServer, tmp_path: Path
 ) -> None:
@@ -220,4 +239,20 @@ def test_cli_output_file_refreshes_the_item_it_extracted(
     tokens.stale = True
     assert main(["-q", "-O", "mine.bin", f"https://tokens.test/{tokens.base}/one"]) == 0
     assert (tmp_path / "mine.bin").read_bytes() == data("one", "a.bin")
+    assert TokenSource.refreshed == ["one/a.bin"]
+
+
+def test_cli_output_to_stdout_refreshes_the_item_it_extracted(
+    tokens: TokenServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    """``omniget -O - URL`` streams the item it extracted: a stream never refreshed, and
+    an expired URL failed with the 403 (exit 5)."""
+    for var in [v for v in os.environ if v.startswith("OMNIGET_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("OMNIGET_TOKENS_PASSWORD", PASSWORD)
+    tokens.stale = True
+    assert main(["-q", "-O", "-", f"https://tokens.test/{tokens.base}/one"]) == 0
+    assert capsysbinary.readouterr().out == data("one", "a.bin")
     assert TokenSource.refreshed == ["one/a.bin"]

@@ -369,9 +369,13 @@ class Engine:
         except OmnigetError as exc:
             return FileResult(item, job.final, "failed", fetched=job.fetched, error=exc)
 
-    async def stream(self, item: Item, write: Callable[[bytes], object]) -> int:
-        """Write one item's bytes, in order, to ``write``. :meth:`aclose` stops it:
-        :class:`~omniget.errors.Cancelled` (the bytes written stay written)."""
+    async def stream(
+        self, item: Item, write: Callable[[bytes], object], *, refresh: Refresher | None = None
+    ) -> int:
+        """Write one item's bytes, in order, to ``write``; ``refresh`` renews its expiring
+        URLs, as a run's does (default: the engine's ``refresh``, else the item's source,
+        reached by its origin). :meth:`aclose` stops it: :class:`~omniget.errors.Cancelled`
+        (the bytes written stay written)."""
         from .stream import stream_item
 
         with self._on_this_loop():
@@ -391,7 +395,9 @@ class Engine:
 
             # (on a task of its own: aclose stops it, not the task that awaits it)
             emit = self.emitter(None, interrupt)
-            task = asyncio.get_running_loop().create_task(stream_item(self, item, write, emit))
+            hook = refresh or self.refresh or _by_origin(self.settings, self.transports)
+            task = asyncio.get_running_loop().create_task(
+                stream_item(self, item, write, emit, hook))
             self._stoppers.add(stop)
             try:
                 return await task

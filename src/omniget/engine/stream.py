@@ -13,19 +13,21 @@ Warned."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError, OmnigetError, TransientError, UsageError, write_error
 from ..model import ByteRange, Item
 from .events import EventHandler, Finished, Progress, Retrying, Started, Warned
-from .job import PROGRESS_EVERY
+from .job import PROGRESS_EVERY, REFRESH_MARGIN, FileJob
 from .mirrors import PERMANENT_ON_ONE_MIRROR, next_mirror, not_a_copy
 from .ratelimit import RateLimit
 from .transports.base import Head, Request, check_status, skip_prefix, transport_for
 from .verify import UNVERIFIED, StreamHasher, digest_mismatch
 
 if TYPE_CHECKING:
+    from .context import Refresher
     from .core import Engine
 
 __all__ = ["stream_item", "write_error"]
@@ -83,8 +85,14 @@ class _StreamSink:
 
 
 async def stream_item(
-    engine: Engine, item: Item, write: Callable[[bytes], object], emit: EventHandler
+    engine: Engine,
+    item: Item,
+    write: Callable[[bytes], object],
+    emit: EventHandler,
+    refresh: Refresher,
 ) -> int:
+    if item.expires is not None and engine.clock.time() >= item.expires - REFRESH_MARGIN:
+        item = await refresh(item)
     if item.pieces:  # (its bytes are not its download_url's)
         raise UsageError(f"{item.filename} is made of pieces: it cannot be written to a "
                          "stream, only downloaded into a folder")
@@ -103,6 +111,7 @@ async def stream_item(
     url = urls[0]
     gone: set[str] = set()  # mirrors that failed for good
     switches = 0  # to another mirror at once, without a wait (bounded)
+    refreshed_at = -1.0  # (monotonic)
     while True:
         rng = ByteRange(sink.done) if sink.done else None
         req = Request(
@@ -126,6 +135,15 @@ async def stream_item(
                     f"{exc}; {sink.done - before} bytes decoded from it were already "
                     "written out, and cannot be taken back"
                 ) from None
+            now = time.monotonic()
+            if FileJob.refreshable(exc) and now - refreshed_at >= 1.0:  # (as a file's job)
+                refreshed_at = now
+                fresh = await refresh(item)
+                if fresh != item and not fresh.pieces:  # its URLs renewed: the rest from them
+                    item = fresh
+                    urls = (item.download_url, *item.mirrors)
+                    url, gone = urls[0], set()
+                    continue
             other = next_mirror(urls, url, gone)
             if other is not None and not exc.retryable:
                 if not isinstance(exc, PERMANENT_ON_ONE_MIRROR):
