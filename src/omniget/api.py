@@ -324,7 +324,7 @@ async def adownload(
     list may be an async iterable (``aextract(url)``, say). ``only``: items it returns
     False for are left out (and not reported). ``engine``: run on this engine, with its
     settings (``settings``, if given too, must be the same) and its own handler, and
-    ``on_event`` besides for this run's events."""
+    ``on_event`` besides for this run's events. Handlers and refreshing: as ``download``."""
     items_or_urls = _one_or_many(items_or_urls, "adownload")
     _check_source_options(source_options, "adownload")
     if cancel is not None and not callable(getattr(cancel, "is_set", None)):
@@ -522,7 +522,10 @@ def download(
 ) -> Report:
     """Download and return a :class:`~omniget.engine.Report`; ``cancel.set()`` stops it,
     keeping resumable state (unfinished files fail with ``Cancelled``). ``only``: items it
-    returns False for are left out."""
+    returns False for are left out. Items extracted earlier are refreshed by their source
+    (their ``origin``). ``on_event``: an exception it raises is logged once and is the
+    report's ``handler_error`` (the download goes on); a KeyboardInterrupt it raises stops
+    the run as Ctrl+C does, keeping resumable state, and is raised here."""
     _not_in_a_loop("download", "adownload")
     _check_source_options(source_options, "download")
     return asyncio.run(
