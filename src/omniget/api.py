@@ -348,9 +348,9 @@ async def adownload(
         """This run's hook (runs sharing the engine each have their own): the source that
         made the item (in this run, or made again from its origin: an item extracted
         before), else a source of its name in this run, else the engine's own hook."""
-        src = reach.source(item)
-        if src is None:
-            src = sources.get(item.source)
+        if reach.source(item) is not None:
+            return await reach.refresh(item)
+        src = sources.get(item.source)
         if src is not None:
             return await src.refresh(item)
         return await eng.refresh(item) if eng.refresh is not None else item

@@ -23,7 +23,7 @@ import omniget
 from omniget.cli import main
 from omniget.engine import Engine
 from omniget.model import Item
-from omniget.sources.base import Source
+from omniget.sources.base import Reach, Source
 
 PASSWORD = "pw"
 #: Each album's files.
@@ -256,3 +256,37 @@ def test_cli_output_to_stdout_refreshes_the_item_it_extracted(
     assert main(["-q", "-O", "-", f"https://tokens.test/{tokens.base}/one"]) == 0
     assert capsysbinary.readouterr().out == data("one", "a.bin")
     assert TokenSource.refreshed == ["one/a.bin"]
+
+
+class RenewingSource(Source):
+    """``https://renewing.test/...``: one item; each refresh makes a new Item (its own
+    origin not set) with the next token."""
+
+    name = "renewing"
+    patterns = (r"^https?://renewing\.test/",)
+    examples = ("https://renewing.test/a",)
+
+    async def items(self) -> AsyncIterator[Item]:
+        yield Item("https://cdn.test/a.bin?t=0", source=self.name)
+
+    async def refresh(self, item: Item) -> Item:
+        n = int(item.download_url.rpartition("=")[2]) + 1
+        return Item(f"https://cdn.test/a.bin?t={n}", source=self.name)
+
+
+def test_a_refreshed_item_can_be_refreshed_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A source's refresh that makes a new Item gave one without the origin: its URLs
+    expiring again in the same download could not be renewed (the item came back as it
+    was, and the file failed)."""
+    import omniget.sources as registry
+
+    builtin = registry.source_classes()
+    monkeypatch.setattr(registry, "source_classes", lambda: (RenewingSource, *builtin))
+    (item,) = omniget.extract("https://renewing.test/a")
+    reach = Reach(omniget.Settings(), dict)
+
+    async def twice() -> Item:
+        return await reach.refresh(await reach.refresh(item))
+
+    again = asyncio.run(twice())
+    assert again.download_url.endswith("t=2") and again.origin is item.origin

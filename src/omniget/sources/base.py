@@ -207,7 +207,15 @@ class Reach:
     async def refresh(self, item: Item) -> Item:
         """``item`` refreshed by the source that made it (as it is without one)."""
         src = self.source(item)
-        return item if src is None else await src.refresh(item)
+        return item if src is None else self.keep_origin(item, await src.refresh(item))
+
+    @staticmethod
+    def keep_origin(item: Item, fresh: Item) -> Item:
+        """``fresh`` (``item`` refreshed by its source, made anew) with ``item``'s origin:
+        its URLs may expire again in the same download."""
+        if fresh.origin is not None or item.origin is None or fresh.source != item.source:
+            return fresh
+        return dataclasses.replace(fresh, origin=item.origin)
 
 
 def option_problem(
