@@ -101,7 +101,9 @@ def extract(
 ) -> Generator[Item, None, None]:
     """Items behind ``url`` as a lazy generator. An unknown URL fails at once
     (:class:`~omniget.errors.UnsupportedURL`); requests happen while iterating, and
-    none once the generator is closed (``close()``, a ``break`` that drops it)."""
+    none once the generator is closed (``close()``, a ``break`` that drops it). An item
+    whose source refreshes expiring URLs carries its ``origin``: ``download(items)``
+    later has that source refresh it."""
     _check_url(url, "extract")
     _check_options(find_source(url, source), options, "extract")  # fail fast, no request
     _not_in_a_loop("extract", "aextract")
