@@ -496,3 +496,32 @@ def test_an_answers_headers_keep_the_lists_they_were_read_into() -> None:
     assert Headers((p for p in pairs), [n.lower() for n, _ in pairs]).pairs() == pairs
     with pytest.raises(ValueError):
         Headers(mine, ["a", "b"])
+
+
+def test_a_hop_keeps_its_state_in_slots() -> None:
+    """A Hop (one per request) has 30 attributes: more than Python 3.11 shares an instance
+    dict's keys for once an instance exists, so the last one set made each hop a dict of
+    its own. Its state is in slots: no dict, and its head is decided as before."""
+    import asyncio
+
+    from omniget.engine.transports.base import Head, Headers
+    from omniget.engine.transports.hop import Hop
+
+    class Sink:
+        def on_head(self, head: Head) -> None:
+            pass
+
+        def on_data(self, data: bytes) -> None:
+            pass
+
+    loop = asyncio.new_event_loop()
+    try:
+        h = Hop(Sink(), "http://h/z", loop.create_future())
+        assert not hasattr(h, "__dict__")
+        with pytest.raises(AttributeError):
+            h.undeclared = 1  # type: ignore[attr-defined]
+        h.parsed = (200, Headers([("Content-Length", "3")]))
+        assert h.decide() and h.head is not None and h.head.content_length == 3
+        assert (h.redo, h.status, h.location, h.deliver) == (False, 200, None, False)
+    finally:
+        loop.close()

@@ -54,6 +54,41 @@ class Hop:
     """One libcurl transfer: one request and its response (a redirect or the final one).
     Its ``on_write`` runs inside libcurl and must never raise."""
 
+    # (30 attributes: more than Python 3.11 shares an instance dict's keys for once an
+    # instance exists (29), so without slots the last set made each hop a dict of its own)
+    __slots__ = (
+        "curl_decodes",
+        "decided",
+        "decode_here",
+        "decoder",
+        "deliver",
+        "discarded",
+        "easy",
+        "encoded",
+        "error",
+        "fresh",
+        "fut",
+        "h1_answer",
+        "head",
+        "headers",
+        "location",
+        "note",
+        "offered_h2",
+        "on_data",
+        "parsed",
+        "pipe_sink",
+        "proxy",
+        "rate",
+        "raw",
+        "redo",
+        "resume",
+        "sink",
+        "status",
+        "stopped",
+        "url",
+        "views",
+    )
+
     def __init__(
         self,
         sink: Sink,
