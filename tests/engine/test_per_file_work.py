@@ -525,3 +525,31 @@ def test_a_hop_keeps_its_state_in_slots() -> None:
         assert (h.redo, h.status, h.location, h.deliver) == (False, 200, None, False)
     finally:
         loop.close()
+
+
+def test_an_answers_headers_keep_the_table_they_were_read_into(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The parser of a pipelined answer fills each lower-case name's last field as it
+    reads the lines, and the Headers keep that table: it is not built again from the
+    lists (a zip and a dict per answer). A folded line's value is in it too."""
+    from omniget.engine.transports import base
+    from omniget.engine.transports.h1conn import _read_fields
+
+    zipped: list[object] = []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        zipped.append(args)
+        return zip(*args, **kwargs)  # noqa: B905 (as the code it stands for)
+
+    monkeypatch.setattr(base, "zip", counted, raising=False)
+    read = _read_fields("Content-Length: 3\r\nX-A:  1 \r\nx-a: 2\r\nB: b\r\n \t c \r\n")
+    assert not isinstance(read, str)
+    headers = read[0]
+    assert zipped == []
+    assert (headers["x-A"], headers.get_all("X-a"), headers["b"]) == ("2", ["1", "2"], "b c")
+    assert dict(headers.items()) == {"content-length": "3", "x-a": "2", "b": "b c"}
+    table = {"a": ("a", "2")}
+    assert base.Headers([("A", "1"), ("a", "2")], ["a", "a"], table)._last is table
+    # (pairs that are copied come with no table: it is built from the copy)
+    assert base.Headers((p for p in [("A", "1"), ("a", "2")]), ["a", "a"], {})["a"] == "2"

@@ -77,20 +77,23 @@ def _read_fields(rest: str) -> _Fields | str:
     conn = encoding = ""
     pairs: list[tuple[str, str]] = []  # (the hop's headers: parsed once, here)
     lows: list[str] = []  # their names in lower case (the Headers' keys)
+    last: dict[str, tuple[str, str]] = {}  # lower-case name -> its last pair
     folded = rest[:1] in (" ", "\t") or "\r\n " in rest or "\r\n\t" in rest
     for line in rest.split("\r\n")[:-1]:
         if folded and line[:1] in (" ", "\t"):  # obsolete line folding
             if pairs:
                 name_s, value_s = pairs[-1]
-                pairs[-1] = (name_s, f"{value_s} {line.strip(_BLANK)}")
+                pairs[-1] = last[lows[-1]] = (name_s, f"{value_s} {line.strip(_BLANK)}")
             continue
         name, _, after = line.partition(":")
         name = name.rstrip(_BLANK)  # (no leading blank: that line was a folded one)
         value = after.strip(_BLANK)
         low = name.lower()
         if name:
-            pairs.append((name, value))
+            pair = (name, value)
+            pairs.append(pair)
             lows.append(low)
+            last[low] = pair
         if low not in _FRAMING:
             continue
         if low == "content-length":
@@ -107,7 +110,7 @@ def _read_fields(rest: str) -> _Fields | str:
             conn += after.lower()
         else:
             encoding = value.lower()
-    return Headers(pairs, lows), length, chunked, conn, encoding
+    return Headers(pairs, lows, last), length, chunked, conn, encoding
 
 
 class Exchange(Protocol):
