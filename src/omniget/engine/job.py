@@ -366,6 +366,7 @@ class FileJob:
             self._set_next_tick()
             if not ctx.listened:
                 return
+            began = time.monotonic()
             ctx.event(
                 Progress(
                     self.item,
@@ -377,7 +378,8 @@ class FileJob:
             )
             # the handler runs on the loop that moves the bytes: 0.3 s per event made a
             # 2 s download take 38 s (every chunk after it was due one)
-            ctx.quiet_until = now + HANDLER_SHARE * (time.monotonic() - now)
+            # (the handler's own time: ``now`` may be older, a loaded machine's stall)
+            ctx.quiet_until = now + HANDLER_SHARE * (time.monotonic() - began)
 
     def due_checkpoint(self, now: float) -> bool:
         return now - self._last_ckpt >= self.ctx.settings.checkpoint_seconds
