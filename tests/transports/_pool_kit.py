@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -108,21 +109,21 @@ def send(*parts: bytes, pause: float = 0.0, end: str = "keep") -> Handler:
     return handle
 
 
-def hang(srv: Server) -> Handler:
-    """Read the request and never answer (until the server stops)."""
+def hang(srv: Server, silent: threading.Event | None = None) -> Handler:
+    """Read the request and never answer (until the server stops); ``silent`` is set
+    once the request is read."""
+    return stall_after(srv, b"", silent)
+
+
+def stall_after(srv: Server, data: bytes, silent: threading.Event | None = None) -> Handler:
+    """Send ``data``, then go silent (until the server stops); ``silent`` is set once
+    ``data`` is sent."""
 
     def handle(req: Req, sock: socket.socket) -> bool:
-        srv.stopping.wait(10)
-        return False
-
-    return handle
-
-
-def stall_after(srv: Server, data: bytes) -> Handler:
-    """Send ``data``, then go silent (until the server stops)."""
-
-    def handle(req: Req, sock: socket.socket) -> bool:
-        sock.sendall(data)
+        if data:
+            sock.sendall(data)
+        if silent is not None:
+            silent.set()
         srv.stopping.wait(10)
         return False
 
@@ -157,6 +158,14 @@ class Hop:
         self.cancel_after = cancel_after
         self.views = True  # (it copies what it gets at once)
         self.kinds: set[type] = set()
+        self.wrote = asyncio.Event()  # set at every write and at the end
+
+    async def has(self, n: int) -> None:
+        """Wait (no timer: on a virtual clock too) until ``n`` body bytes came."""
+        while len(self.body) < n:
+            assert not self.fut.done(), (self.fut, len(self.body))
+            self.wrote.clear()
+            await self.wrote.wait()
 
     def on_write(self, data: bytes | memoryview) -> int | None:
         self.kinds.add(type(data))
@@ -167,6 +176,7 @@ class Hop:
             self.empty_writes += 1
         self.writes += 1
         self.body += data
+        self.wrote.set()
         if self.cancel_after is not None and len(self.body) >= self.cancel_after:
             self.fut.cancel()
         if self.abort_after is not None and len(self.body) >= self.abort_after:
@@ -182,6 +192,7 @@ class Hop:
     def finish(self, code: int, message: str) -> None:
         if not self.fut.done():
             self.fut.set_result((code, message))
+        self.wrote.set()  # (wakes has())
 
     @property
     def code(self) -> int:

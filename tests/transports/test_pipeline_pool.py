@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 
 import pytest
@@ -33,6 +34,7 @@ from ._pool_kit import (
     want,
 )
 from ._server import Req, Server, delayed, static
+from ._virtual import VirtualLoop, run_virtual, set_in_thread
 
 # ----- many requests, few connections -----------------------------------------------
 
@@ -463,124 +465,164 @@ def test_server_closing_an_idle_connection_is_no_failure(srv: Server) -> None:
 
 
 # ----- stalls -------------------------------------------------------------------------
+# On a virtual clock (_virtual.py): time stands still while the server sends, then goes
+# from timer to timer once it is silent, so a stall is seen exactly when the pool says,
+# and an answer that a loaded machine served late is never taken for a stall.
+
+HEAD_1000 = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+#: a stall is seen within this many timeouts of the last byte (checked four times a timeout)
+WITHIN = 1.25
 
 
 def test_stall_mid_body(srv: Server) -> None:
     # (not _server.wait_then_close: it announces more than SMALL_BODY, which pauses)
-    srv.route(
-        "/stall", stall_after(srv, b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 100)
-    )
+    srv.route("/stall", stall_after(srv, HEAD_1000 + b"x" * 100))
 
-    async def go() -> list[Hop]:
+    async def go(loop: VirtualLoop) -> tuple[list[Hop], float]:
         async with Client(srv.port, max_conns=1, stall_timeout=0.2) as c:
-            t0 = time.monotonic()
             hops = c.get("/stall", "/b")
+            await hops[0].has(100)
+            last = loop.time()
+            await loop.fly(hops[0].fut.done)
+            silent = loop.time() - last
             assert await c.codes(hops) == [STALLED, 0]
-            assert time.monotonic() - t0 < 2.0
             assert c.pool.usable(c.key)  # bytes came: a slow answer, not a bad server
-            return hops
+            return hops, silent
 
-    st, b = run(go)
+    (st, b), silent = run_virtual(go)
+    assert 0.2 <= silent <= 0.2 * WITHIN + 1e-9, silent
     assert st.body == b"x" * 100 and "0.2 s" in st.message
     assert bytes(b.body) == want("/b") and 2 in conns_of(srv, "/b")
 
 
 def test_a_stall_is_seen_about_one_timeout_after_the_last_byte(srv: Server) -> None:
     # A byte just after a check used to be seen at the next one: silent for twice the
-    # timeout (--timeout 20 waited up to 40 s) before the stall was seen.
-    sent: list[float] = []
-
-    def late(req: Req, sock: socket.socket) -> bool:
-        time.sleep(0.05)  # (just after the first check was set)
-        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 100)
-        sent.append(time.monotonic())
-        srv.stopping.wait(10)
-        return False
-
-    srv.route("/late", late)
+    # timeout (--timeout 20 waited up to 40 s) before the stall was seen. Here the bytes
+    # come just after the first check was set (virtual time stands still meanwhile).
+    srv.route("/late", stall_after(srv, HEAD_1000 + b"x" * 100))
     timeout = 0.4
 
-    async def go() -> float:
+    async def go(loop: VirtualLoop) -> float:
         async with Client(srv.port, max_conns=1, stall_timeout=timeout) as c:
             [h] = c.get("/late")
+            await h.has(100)
+            last = loop.time()
+            await loop.fly(h.fut.done)
             assert await c.codes([h]) == [STALLED]
-            return time.monotonic()
+            return loop.time() - last
 
-    silent = run(go) - sent[0]
-    assert timeout * 0.95 <= silent < timeout * 1.6, silent
+    silent = run_virtual(go)
+    assert timeout <= silent <= timeout * WITHIN + 1e-9, silent
 
 
-@pytest.mark.parametrize(
-    "abort",
-    [
-        False,
-        True,
-    ],
-    ids=["reading", "draining"],
-)
-def test_stall_after_an_answer_began_does_not_refuse(srv: Server, abort: bool) -> None:
-    srv.route(
-        "/big", stall_after(srv, b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 100)
-    )
+def test_stall_after_an_answer_began_does_not_refuse(srv: Server) -> None:
+    srv.route("/big", stall_after(srv, HEAD_1000 + b"x" * 100))
 
-    async def go() -> list[Hop]:
+    async def go(loop: VirtualLoop) -> list[Hop]:
         async with Client(srv.port, max_conns=1, stall_timeout=0.2) as c:
             [a] = c.get("/a")
-            [bg] = c.get("/big", abort_after=1 if abort else None)
+            [bg] = c.get("/big")
             hops = [a, bg, *c.get("/c")]
-            assert await c.codes(hops) == [0, WRITE if abort else STALLED, 0]
+            await bg.has(100)
+            await loop.fly(bg.fut.done)
+            assert await c.codes(hops) == [0, STALLED, 0]
             assert c.pool.usable(c.key)
             return hops
 
-    _a, bg, cc = run(go)
+    _a, bg, cc = run_virtual(go)
+    assert bg.raw[1] == b"Content-Length: 1000\r\n" and bytes(bg.body) == b"x" * 100
+    assert bytes(cc.body) == want("/c") and 2 in conns_of(srv, "/c")
+
+
+def test_a_stall_draining_a_dropped_answer_does_not_refuse(srv: Server) -> None:
+    """The requester of the answer that then stalls ended it at its first byte: its
+    connection, reading the rest to drop it, stalls, and the request behind goes to a
+    fresh connection."""
+    sent = threading.Event()
+    srv.route("/big", stall_after(srv, HEAD_1000 + b"x" * 100, sent))
+
+    async def go(loop: VirtualLoop) -> list[Hop]:
+        async with Client(srv.port, max_conns=1, stall_timeout=0.2) as c:
+            [a] = c.get("/a")
+            [bg] = c.get("/big", abort_after=1)
+            hops = [a, bg, *c.get("/c")]
+            assert await c.codes([a, bg]) == [0, WRITE]
+            [conn] = c.pool._origins[c.key].conns
+            await set_in_thread(sent)  # (bytes read late would only delay the stall)
+            await loop.fly(lambda: conn.done)
+            assert await c.codes(hops) == [0, WRITE, 0]
+            assert c.pool.usable(c.key)
+            return hops
+
+    _a, bg, cc = run_virtual(go)
     assert bg.raw[1] == b"Content-Length: 1000\r\n" and bytes(bg.body) == b"x" * len(bg.body)
     assert bytes(cc.body) == want("/c") and 2 in conns_of(srv, "/c")
 
 
 def test_no_byte_at_all_stalls_without_refusing(srv: Server) -> None:
-    srv.route("/hang", hang(srv))
+    asked = threading.Event()
+    srv.route("/hang", hang(srv, asked))
 
-    async def go() -> None:
+    async def go(loop: VirtualLoop) -> None:
         async with Client(srv.port, max_conns=1, stall_timeout=0.2) as c:
             [h] = c.get("/hang")
+            await set_in_thread(asked)
+            await loop.fly(h.fut.done)
             assert await c.codes([h]) == [STALLED]
             assert h.raw == []
             assert c.pool.usable(c.key)
 
-    run(go)
+    run_virtual(go)
     assert conns_of(srv, "/hang") == [1]  # failed, not sent again
 
 
 def test_server_ignoring_pipelined_requests_is_refused(srv: Server) -> None:
-    srv.route("/hang", hang(srv))
+    asked = threading.Event()
+    srv.route("/hang", hang(srv, asked))
 
-    async def go() -> list[Hop]:
+    async def go(loop: VirtualLoop) -> list[Hop]:
         async with Client(srv.port, max_conns=1, stall_timeout=0.2) as c:
             hops = c.get("/a", "/hang", "/c")
+            await hops[0].has(len(want("/a")))
+            await set_in_thread(asked)
+            await loop.fly(hops[1].fut.done)
             assert await c.codes(hops) == [0, STALLED, FALLBACK]
             assert not c.pool.usable(c.key)
             return hops
 
-    a, hg, cc = run(go)
+    a, hg, cc = run_virtual(go)
     assert bytes(a.body) == want("/a")
     assert hg.raw == [] and cc.raw == []
     assert conns_of(srv, "/hang") == [1] and srv.connections == 1
 
 
 def test_slow_but_steady_body_does_not_stall(srv: Server) -> None:
+    """A body whose bytes come 0.04 s apart takes longer than the 0.15 s stall timeout
+    in all, and never stalls."""
     body = bytes(range(200)) * 4
-    srv.route(
-        "/slow",
-        send(b"HTTP/1.1 200 OK\r\nContent-Length: 800\r\n\r\n", *slices(body, (100,)), pause=0.04),
-    )
+    pieces = slices(body, (100,))
+    more = threading.Semaphore(0)
 
-    async def go() -> Hop:
+    def slow(req: Req, sock: socket.socket) -> None:
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 800\r\n\r\n" + pieces[0])
+        for piece in pieces[1:]:
+            assert more.acquire(timeout=30)
+            sock.sendall(piece)
+
+    srv.route("/slow", slow)
+
+    async def go(loop: VirtualLoop) -> Hop:
         async with Client(srv.port, max_conns=1, stall_timeout=0.15) as c:
             [h] = c.get("/slow")
+            for n in range(1, len(pieces)):
+                await h.has(100 * n)
+                await loop.jump(0.04)
+                more.release()
             assert await c.codes([h]) == [0]
+            assert loop.time() >= 0.04 * (len(pieces) - 1) > 0.15
             return h
 
-    assert bytes(run(go).body) == body
+    assert bytes(run_virtual(go).body) == body
 
 
 # ----- connecting, closing, refusing --------------------------------------------------
