@@ -636,20 +636,16 @@ def test_descriptor_numbers_reused_by_new_connections(srv: Server, announced: bo
 
     srv.route("/f", once)
 
-    async def go(t: CurlTransport) -> list[float]:
-        took: list[float] = []
+    async def go(t: CurlTransport) -> None:
         for _ in range(12):
-            start = time.monotonic()
             sink = Sink()
+            # a stale registration: nothing wakes the transfer; the stall watchdog fails it
             await t.fetch(Request(srv.url("/f")), sink)
-            took.append(time.monotonic() - start)
             assert bytes(sink.data) == BODY
             await asyncio.sleep(0.01)  # let the server's FIN arrive on the idle socket
-        return took
 
-    took = run(go, NetworkSettings(stall_timeout=5.0))
+    run(go, NetworkSettings(stall_timeout=10.0))  # (no answer here is silent that long)
     assert len({r.conn for r in srv.requests}) == 12
-    assert max(took) < 2.0  # a stale registration would wait for the stall watchdog
 
 
 def test_a_request_waiting_on_its_gate_starts_when_granted(srv: Server) -> None:
