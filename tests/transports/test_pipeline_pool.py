@@ -315,10 +315,10 @@ def test_a_connection_draining_a_dropped_answer_counts_against_the_host_cap(
     moved to a fresh connection) went one over ``-N``."""
     body = b"x" * 5000  # (under DRAIN_MAX: its rest would be read and dropped)
     head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-    srv.route("/slow", send(head + body[:100], body[100:], pause=2.0))
+    srv.route("/slow", stall_after(srv, head + body[:100]))  # (the rest never comes)
 
     async def go() -> None:
-        async with Client(srv.port, max_conns=2, confirm=False) as c:
+        async with Client(srv.port, max_conns=2, stall_timeout=600, confirm=False) as c:
             c.pool.one_by_one(c.key)  # (large answers: one request per connection)
             live: list[Hop] = []
             # the engine holds one connection there through libcurl, one per live request
@@ -330,11 +330,9 @@ def test_a_connection_draining_a_dropped_answer_counts_against_the_host_cap(
             assert len(conns) == 1
             nxt = Hop(c.loop)
             live.append(nxt)
-            begun = time.monotonic()
             c.pool.submit(c.key, rq("/a"), nxt)
             assert len(conns) <= 1  # the cap less libcurl's one
-            assert await c.codes([nxt]) == [0]
-            assert time.monotonic() - begun < 1.0  # (not after the 2 s the rest takes)
+            assert await c.codes([nxt]) == [0]  # (not after the rest: it never comes)
             assert bytes(nxt.body) == want("/a")
 
     run(go)
