@@ -22,6 +22,8 @@ import pytest
 from tests.servers.httpd import HTTPServer, LoggedRequest
 from tests.servers.nginx import NginxServer
 
+from omniget.engine.journal import FILENAME, Journal
+
 MiB = 1024 * 1024
 
 
@@ -63,6 +65,15 @@ def wait_for(cond: Callable[[], bool], timeout: float = 30.0) -> None:
         time.sleep(0.02)
 
 
+def checkpointed(state: Path) -> int:
+    """Bytes the journal in ``state`` has recorded as written, for unfinished files."""
+    if not (state / FILENAME).exists():
+        return 0
+    with Journal.in_dir(state) as journal:
+        return sum(end - begin for key, _ in journal.unfinished()
+                   for begin, end in journal.spans(key))
+
+
 def test_sigkill_then_rerun_gives_identical_bytes(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
 ) -> None:
@@ -72,9 +83,7 @@ def test_sigkill_then_rerun_gives_identical_bytes(
     out, state = tmp_path / "out", tmp_path / "state"
     # slow enough to be killed halfway: 4 MiB/s for the run
     proc = start(url, "-o", str(out), "-q", "--limit-rate", "4M", state=state)
-    part = out / "big.bin.omniget-part"
-    wait_for(lambda: part.exists() and part.stat().st_blocks * 512 > 0)
-    time.sleep(1.6)  # several checkpoints (0.5 s each)
+    wait_for(lambda: checkpointed(state) >= 3 * MiB)  # (not a time: a slow run has less)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "big.bin").exists()
@@ -132,8 +141,7 @@ def test_interrupt_keeps_state_then_rerun_resumes(
     proc = start(url, "-o", str(out), "--limit-rate", "4M", *flags, state=state,
                  stdout=subprocess.PIPE)
     part = out / "cut.bin.omniget-part"
-    wait_for(lambda: part.exists() and part.stat().st_blocks * 512 > 0)
-    time.sleep(1.1)  # a checkpoint or two (0.5 s each)
+    wait_for(lambda: checkpointed(state) > 0)  # (not a time: a slow run has none yet)
     proc.send_signal(sig)
     stdout, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
