@@ -236,6 +236,16 @@ def wait_then_close(server: Server, seconds: float) -> Handler:
     return handle
 
 
+def held(body: bytes, until: threading.Event) -> Handler:
+    """Answer ``body`` once ``until`` is set (by the test)."""
+
+    def handle(req: Req, sock: socket.socket) -> None:
+        assert until.wait(30)
+        reply(sock, 200, body)
+
+    return handle
+
+
 def delayed(body: bytes, seconds: float) -> Handler:
     def handle(req: Req, sock: socket.socket) -> None:
         time.sleep(seconds)

@@ -33,7 +33,7 @@ from ._pool_kit import (
     stall_after,
     want,
 )
-from ._server import Req, Server, delayed, static
+from ._server import Req, Server, held, static
 from ._virtual import VirtualLoop, run_virtual, set_in_thread
 
 # ----- many requests, few connections -----------------------------------------------
@@ -185,7 +185,8 @@ def test_an_origin_waits_for_a_connection_under_the_run_cap(srv: Server) -> None
     """Every connection the cap allows is busy: the new origin's requests wait until one
     goes idle, which then closes and makes room."""
     with other_server() as other:
-        srv.route("/slow", delayed(b"slow", 0.2))
+        busy = threading.Event()  # (not a time: the connection stays busy until set)
+        srv.route("/slow", held(b"slow", busy))
 
         async def go() -> None:
             async with Client(srv.port, max_conns=1) as c:
@@ -198,6 +199,7 @@ def test_an_origin_waits_for_a_connection_under_the_run_cap(srv: Server) -> None
                 c.pool.submit(key, rq("/f3"), hop)
                 await asyncio.sleep(0.05)
                 assert other.connections == 0 and c.pool.starved
+                busy.set()
                 assert await c.codes([*slow, hop]) == [0, 0]
                 assert bytes(hop.body) == want("/f3")
                 assert not c.pool.starved
@@ -236,7 +238,8 @@ def test_another_transfer_waits_for_room_under_the_run_cap(srv: Server) -> None:
     counts against the run's cap too: while every connection is busy its start waits, and
     it goes once one goes idle (which closes to make room). Before, libcurl opened it at
     once: twice the cap at worst."""
-    srv.route("/slow", delayed(b"slow", 0.2))
+    busy = threading.Event()  # (not a time: the connection stays busy until set)
+    srv.route("/slow", held(b"slow", busy))
     started: list[float] = []
 
     async def go() -> None:
@@ -252,6 +255,7 @@ def test_another_transfer_waits_for_room_under_the_run_cap(srv: Server) -> None:
             assert not c.pool.admit(lambda: started.append(time.monotonic()), fut)
             assert c.pool.starved and not started
             begun = time.monotonic()
+            busy.set()
             assert await c.codes(slow) == [0]
             await c.until(lambda: bool(started))
             assert started[0] >= begun and not c.pool.starved
