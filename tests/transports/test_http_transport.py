@@ -552,15 +552,17 @@ def test_stall_is_detected_quickly(srv: Server) -> None:
 
 
 def test_slow_but_moving_transfer_is_not_a_stall(srv: Server) -> None:
+    # 1.5 s in all, over the 1 s timeout; a byte every 0.1 s (a loaded machine would have
+    # to hold the server up for 1 s between two of them to make a stall of it)
     def drip(req: Req, sock: socket.socket) -> None:
-        reply(sock, 200, b"", [("Content-Length", "10")], length=False)
-        for _ in range(10):
+        reply(sock, 200, b"", [("Content-Length", "15")], length=False)
+        for _ in range(15):
             time.sleep(0.1)
             sock.sendall(b"d")
 
     srv.route("/drip", drip)
-    _, sink = get(srv.url("/drip"), NetworkSettings(stall_timeout=0.4))
-    assert bytes(sink.data) == b"d" * 10
+    _, sink = get(srv.url("/drip"), NetworkSettings(stall_timeout=1.0))
+    assert bytes(sink.data) == b"d" * 15
 
 
 def test_refused_port_is_transient() -> None:
