@@ -83,6 +83,7 @@ def test_sigkill_then_rerun_gives_identical_bytes(
     out, state = tmp_path / "out", tmp_path / "state"
     # slow enough to be killed halfway: 4 MiB/s for the run
     proc = start(url, "-o", str(out), "-q", "--limit-rate", "4M", state=state)
+    part = out / "big.bin.omniget-part"
     wait_for(lambda: checkpointed(state) >= 3 * MiB)  # (not a time: a slow run has less)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
