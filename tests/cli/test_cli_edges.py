@@ -86,7 +86,8 @@ def test_options_before_list_still_list(
 @pytest.mark.parametrize(
     ("before", "flag"),
     [(["-o", "d"], "-o"), (["--dry-run"], "--dry-run"), (["-q", "-j", "2"], "-j"),
-     (["-O", "f.bin"], "-O"), (["--on-exists=overwrite"], "--on-exists")],
+     (["-O", "f.bin"], "-O"), (["--on-exists=overwrite"], "--on-exists"),
+     (["--state-dir", "st"], "--state-dir")],  # (list keeps no journal)
 )
 def test_get_options_before_list_are_a_usage_error(
     httpd: HTTPServer, capsys: pytest.CaptureFixture[str], before: list[str], flag: str
@@ -96,6 +97,17 @@ def test_get_options_before_list_are_a_usage_error(
     err = one_line(capsys.readouterr().err)
     assert f"{flag} is not an option of 'omniget list'" in err
     assert httpd.requests == [] and os.listdir() == []
+
+
+def test_list_help_offers_only_what_list_does(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--state-dir" not in text  # (list keeps no journal)
+    assert "print nothing but errors" not in text and "a line per file" not in text
+    assert "-q, --quiet no warnings on stderr (the items and errors are still printed)" in text
+    assert main(["get", "--help"]) == 0  # (get's help is as it was)
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--state-dir DIR" in text and "-q, --quiet print nothing but errors" in text
 
 
 def test_the_command_is_the_first_argument_that_is_no_option_or_value() -> None:

@@ -89,8 +89,10 @@ def _file(text: str) -> str:
     return text
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    """Options every item-producing command takes: input, selection, network, output style."""
+def _add_common(p: argparse.ArgumentParser, *, files: bool = True) -> None:
+    """Options every item-producing command takes: input, selection, network, output style.
+    ``files``: the command downloads into files (``list`` does not: no journal, and its
+    items are its output, so -q and -v say what they do there)."""
     p.add_argument("urls", nargs="*", metavar="URL", help="what to get")
     p.add_argument("-i", "--input-file", action="append", metavar="FILE", type=_file,
                    help="read URLs from FILE ('-' = stdin; repeatable); TAB-separated URLs "
@@ -102,10 +104,15 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="skip items whose output path (or name) matches (repeatable)")
     p.add_argument("--config", metavar="FILE", type=_file, help="config file (default: "
                    "$XDG_CONFIG_HOME/omniget/config.toml)")
-    p.add_argument("--state-dir", metavar="DIR", help="journal and archive folder")
+    if files:
+        p.add_argument("--state-dir", metavar="DIR", help="journal and archive folder")
     p.add_argument("--json", action="store_true", help="JSON lines on stdout")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
-    p.add_argument("-v", "--verbose", action="store_true", help="a line per file")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print nothing but errors" if files else
+                   "no warnings on stderr (the items and errors are still printed)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="a line per file" if files else
+                   "changes nothing here (each item is a line already)")
     p.add_argument("--debug", action="store_true", help="show every request, and tracebacks")
     p.add_argument("--version", action="version", version=f"omniget {__version__}")
 
@@ -171,7 +178,7 @@ COMMANDS: dict[str, Command] = {
     for c in [
         Command("get", "download URLs (the default command)", _add_get),
         Command("list", "print the items URLs give, download nothing (plain links unchecked)",
-                _add_common),
+                lambda p: _add_common(p, files=False)),
     ]
 }
 
