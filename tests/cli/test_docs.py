@@ -100,3 +100,15 @@ def test_list_says_a_plain_link_is_listed_without_a_request() -> None:
     exit 0, as if it had been checked."""
     assert "(plain links unchecked)" in build_parser("list").format_help()
     assert "plain links make no request there" in " ".join(_cli_part().split())
+
+
+def test_help_and_readme_say_a_zero_rate_is_no_limit(tmp_path: Path) -> None:
+    from omniget.cli.config import load_settings
+
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "OMNIGET_LIMIT_RATE": "2M"}
+    settings, _ = load_settings(environ=env, flags={"limit-rate": "0"})
+    assert settings.limit_rate is None  # (what both must say)
+    text = " ".join(build_parser("get").format_help().split())
+    assert re.search(r"--limit-rate RATE [^-]*\(0: no limit\)", text), text
+    row = next(line for line in _cli_part().splitlines() if line.startswith("| `--limit-rate"))
+    assert "`0`: no limit" in row
