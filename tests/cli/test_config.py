@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 import omniget
+import omniget.cli
 from omniget.cli.config import load_config, load_settings, parse_count, parse_rate
 from omniget.errors import UsageError
 from omniget.settings import Settings
@@ -259,6 +261,32 @@ def test_bad_value_in_file_names_key(tmp_path: Path) -> None:
         load_settings(write(tmp_path, "connections = 0\n"), {})
     with pytest.raises(UsageError, match="key 'insecure'"):
         load_settings(write(tmp_path, 'insecure = "perhaps"\n'), {})
+
+
+@pytest.mark.parametrize(
+    ("line", "got"),
+    [("output = 5", "5"), ("state-dir = 1.5", "1.5"), ("cookies = 0", "0"),
+     ("ca-cert = 2", "2"), ("user-agent = 7", "7"), ("netrc-file = 3", "3"),
+     ("user = 12", "12"), ("proxy = 8080", "8080"), ("on-exists = 1", "1"),
+     ('header = ["A: b", 3]', "3"), ("resolve = [1]", "1")],
+)
+def test_a_number_for_a_string_setting_in_the_file_is_refused(
+    tmp_path: Path, line: str, got: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``output = 5`` was taken for a folder named "5"."""
+    path = write(tmp_path, line + "\n")
+    key = line.partition(" ")[0]
+    with pytest.raises(UsageError, match=rf"key '{key}': expected a string in quotes, "
+                       rf"got {re.escape(got)}$"):
+        load_settings(path, noenv(tmp_path))
+    assert omniget.cli.main(["--config", str(path), "http://127.0.0.1:9/x"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"key '{key}': expected a string" in err
+
+
+def test_a_number_as_a_header_value_in_a_table_is_text(tmp_path: Path) -> None:
+    s, _ = load_settings(write(tmp_path, "header = {X-Version = 2}\n"), noenv(tmp_path))
+    assert s.network.headers == (("X-Version", "2"),)
 
 
 @pytest.mark.parametrize("key", ["retries", "max-redirects"])

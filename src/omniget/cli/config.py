@@ -63,9 +63,18 @@ MEGALOADER_ENV: dict[str, tuple[str, str]] = {
 
 
 def _text(v: object) -> str:
-    if isinstance(v, bool) or not isinstance(v, str | int | float | Path):
-        raise ValueError(f"expected a string, got {v!r}")
+    """A string setting's value: a str (or a Path, from a library caller); a TOML number
+    is refused (``output = 5`` is no folder name: a typo or a misplaced key, most likely)."""
+    if not isinstance(v, str | Path):
+        raise ValueError(f"expected a string in quotes, got {v!r}")
     return str(v).strip()
+
+
+def _header_value(v: object) -> str:
+    """A header's value in a TOML table (``header = {X-Version = 2}``): a number is text."""
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return str(v)
+    return _text(v)
 
 
 def _int(v: object, what: str) -> int:
@@ -141,7 +150,7 @@ def parse_header(v: object) -> tuple[str, str]:
 
 def parse_headers(v: object) -> tuple[tuple[str, str], ...]:
     if isinstance(v, Mapping):
-        return tuple(parse_header((str(k), _text(x))) for k, x in v.items())
+        return tuple(parse_header((str(k), _header_value(x))) for k, x in v.items())
     if isinstance(v, str):
         return tuple(parse_header(line) for line in v.splitlines() if line.strip())
     return tuple(parse_header(x) for x in _items(v))
