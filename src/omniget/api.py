@@ -576,19 +576,27 @@ def stream(
     *,
     settings: Settings | None = None,
     on_event: EventHandler | None = None,
+    source: str | None = None,
+    source_options: Mapping[str, Mapping[str, object]] | None = None,
 ) -> int:
     """Write one URL's bytes in order to ``out``; returns how many were written.
     ``on_event`` sees its start, progress, end, retries and warnings (their path: None).
     A URL is the one item its source gives (a URL no source takes fails at once:
     :class:`~omniget.errors.UnsupportedURL`, as in ``extract``); an item made of pieces is
-    refused (UsageError). An expiring URL is renewed by its source (on a 403 or 410, or
+    refused (UsageError). ``source``: use the source of that name instead of guessing;
+    ``source_options``: each source's options, by its name (a password, say), checked
+    before any request as ``download`` checks them (an item needs neither: its source is
+    reached by its origin). An expiring URL is renewed by its source (on a 403 or 410, or
     near its known expiry), as in ``download``. It blocks: inside an event loop, run it
     on a thread (``await asyncio.to_thread(omniget.stream, url, out)``)."""
     _not_in_a_loop("stream", "asyncio.to_thread(omniget.stream, ...)")
+    _check_source_options(source_options, "stream")
     cls: type[Source] | None = None
+    opts: Mapping[str, object] = {}
     if not isinstance(url_or_item, Item):
         _check_url(url_or_item, "stream")
-        cls = find_source(url_or_item)  # fail fast, without any request
+        cls = find_source(url_or_item, source)  # fail fast, without any request
+        opts = (source_options or {}).get(cls.name, {})
 
     async def run() -> int:
         eng = Engine(settings, journal=False, on_event=on_event)
@@ -596,7 +604,7 @@ def stream(
             if isinstance(url_or_item, Item):
                 return await eng.stream(url_or_item, out.write)
             assert cls is not None
-            item, src = await _one_item(cls, url_or_item, eng)
+            item, src = await _one_item(cls, url_or_item, eng, opts)
             return await eng.stream(item, out.write, refresh=src.refresh)
         finally:
             await eng.aclose()
@@ -606,10 +614,13 @@ def stream(
     return n
 
 
-async def _one_item(cls: type[Source], url: str, eng: Engine) -> tuple[Item, Source]:
-    """The item behind ``url`` for :func:`stream` and its source (whose requests go
-    through the engine's transports); UsageError unless there is exactly one."""
-    src = cls(url, _source_context(eng.settings, eng.transports(), {}))
+async def _one_item(
+    cls: type[Source], url: str, eng: Engine, options: Mapping[str, object]
+) -> tuple[Item, Source]:
+    """The item behind ``url`` for :func:`stream` and its source, made with ``options``
+    (whose requests go through the engine's transports); UsageError unless there is
+    exactly one."""
+    src = cls(url, _source_context(eng.settings, eng.transports(), options), **options)
     known = src.items_at_once()
     items = list(known) if known is not None else [item async for item in src.items()]
     if len(items) != 1:

@@ -209,6 +209,35 @@ def test_a_stream_refreshes_an_expired_url_through_its_source(
     assert TokenSource.refreshed == ["one/a.bin"] * 2 and tokens.refused() == 1
 
 
+def test_a_source_that_needs_a_password_is_streamed_by_url(tokens: TokenServer) -> None:
+    """stream() took no source options: a URL of a source that needs a password could
+    not be streamed (its listing was refused)."""
+    url = f"https://tokens.test/{tokens.base}/one"
+    out = io.BytesIO()
+    size = omniget.stream(url, out, source_options={"tokens": {"password": PASSWORD}})
+    assert size == len(data("one", "a.bin")) and out.getvalue() == data("one", "a.bin")
+    out = io.BytesIO()
+    assert omniget.stream(url, out, source="tokens",
+                          source_options={"tokens": {"password": PASSWORD}}) == size
+    assert out.getvalue() == data("one", "a.bin")
+
+
+def test_stream_checks_its_source_options_before_any_request(tokens: TokenServer) -> None:
+    url = f"https://tokens.test/{tokens.base}/one"
+    cases: list[tuple[object, type[Exception], str]] = [
+        ({"tokens": {"pasword": "p"}}, ValueError,
+         r"omniget.stream\(\): source_options\['tokens'\]: .*did you mean 'password'"),
+        ({"token": {"password": "p"}}, ValueError, r"did you mean 'tokens'\?"),
+        ({"tokens": "pw"}, TypeError, r"source_options\['tokens'\] is a mapping"),
+    ]
+    for tables, error, said in cases:
+        with pytest.raises(error, match=said):
+            omniget.stream(url, io.BytesIO(), source_options=tables)  # type: ignore[arg-type]
+    with pytest.raises(omniget.UsageError, match="unknown source 'tokenz'"):
+        omniget.stream(url, io.BytesIO(), source="tokenz")
+    assert tokens.httpd.requests == []
+
+
 def test_each_url_of_one_source_refreshes_its_own_items(
     tokens: TokenServer, tmp_path: Path
 ) -> None:
