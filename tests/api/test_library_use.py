@@ -6,16 +6,21 @@ from __future__ import annotations
 import asyncio
 import gc
 import io
+import json
 import logging
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import pytest
 from tests.servers.httpd import HTTPServer
 
 import omniget
+from omniget.engine import Engine
 from omniget.engine.events import Event, Progress, Started
+from omniget.model import Item
+from omniget.sources.base import Source
 
 
 def _settings(tmp_path: Path, **kw: object) -> omniget.Settings:
@@ -278,3 +283,95 @@ def test_engine_run_given_urls_says_it_takes_items(httpd: HTTPServer, tmp_path: 
 
     asyncio.run(main())
     assert httpd.requests[-1].path.endswith("/a.bin") and len(httpd.requests) == 1
+
+
+class SlowPagesSource(Source):
+    """``https://slowpages.test/BASE-URL``: the file URLs of pages ``p0.json`` then
+    ``p1.json`` under BASE-URL; a fetch cancelled is noted in ``cancelled``."""
+
+    name = "slowpages"
+    patterns = (r"^https?://slowpages\.test/",)
+    examples = ("https://slowpages.test/http://127.0.0.1:9/list/",)
+    cancelled: ClassVar[list[str]] = []
+
+    async def items(self) -> AsyncIterator[Item]:
+        base = self.url.removeprefix("https://slowpages.test/")
+        for n in range(2):
+            try:
+                urls = await self.ctx.http.get_json(f"{base}p{n}.json")
+            except asyncio.CancelledError:
+                self.cancelled.append(f"p{n}.json")
+                raise
+            for url in urls:
+                yield Item(url)
+
+
+HELD = 10.0  # seconds the second page is held at most (the run must not wait for it)
+
+
+@pytest.mark.parametrize("how", ["handler", "cancel", "aclose", "task"])
+def test_a_stop_while_a_source_waits_for_its_next_page_stops_at_once(
+    httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture, how: str,
+) -> None:
+    """A KeyboardInterrupt raised by an on_event handler, a ``cancel`` set or an
+    ``aclose()`` while the source waited for its next page (a slow listing API): the run
+    went on waiting for that page, and stopped only at its first item. (``task``: the
+    run's own task cancelled there is still a CancelledError, not a stopped report.)"""
+    import omniget.sources as registry
+
+    builtin = registry.source_classes()
+    monkeypatch.setattr(registry, "source_classes", lambda: (SlowPagesSource, *builtin))
+    monkeypatch.setattr(SlowPagesSource, "cancelled", [])
+    first = httpd.add(httpd.new_path("first.bin"), b"f" * 200_000) + "?drip=100000"
+    httpd.add("/slow/p0.json", json.dumps([first]).encode())
+    asked, gate, answered = threading.Event(), threading.Event(), threading.Event()
+
+    def second_page(_req: object) -> tuple[int, dict[str, str], bytes]:
+        asked.set()
+        gate.wait(HELD)
+        answered.set()
+        return 200, {}, json.dumps([httpd.url("/never.bin")]).encode()
+
+    httpd.handle("/slow/p1.json", second_page)
+    url = "https://slowpages.test/" + httpd.url("/slow/")
+    stop = threading.Event()
+    eng = Engine(_settings(tmp_path))
+
+    def on_event(ev: Event) -> None:
+        if isinstance(ev, Progress) and ev.done > 0 and asked.is_set():
+            if how == "handler":
+                raise KeyboardInterrupt
+            stop.set()
+
+    async def main() -> omniget.Report:
+        task = asyncio.create_task(omniget.adownload(
+            url, tmp_path / "out", engine=eng, on_event=on_event,
+            cancel=stop if how == "cancel" else None))
+        if how in ("aclose", "task"):
+            await asyncio.to_thread(stop.wait, HELD)
+            if how == "task":
+                task.cancel()
+            else:
+                await eng.aclose()
+        try:
+            return await task
+        finally:
+            await eng.aclose()
+
+    caplog.set_level(logging.WARNING)
+    try:
+        if how in ("handler", "task"):
+            with pytest.raises(KeyboardInterrupt if how == "handler" else asyncio.CancelledError):
+                asyncio.run(main())
+        else:
+            report = asyncio.run(main())
+            assert report.stopped and (report.failed, report.interrupted) == (1, 1)
+        assert not answered.is_set()  # (it did not wait for the page)
+        assert SlowPagesSource.cancelled == ["p1.json"]  # (the fetch was cancelled)
+        gc.collect()  # (a task or generator left behind says so when collected)
+        assert [r.getMessage() for r in caplog.records] == []
+    finally:
+        gate.set()
+    assert (tmp_path / "out" / "first.bin.omniget-part").exists()
+    assert all(r.path != "/never.bin" for r in httpd.requests)

@@ -135,8 +135,9 @@ class Engine:
     async def aclose(self) -> None:
         """Close the transports and the journal. Runs going on are stopped first, as a
         ``cancel`` stops them: their unfinished files fail as interrupted, keeping their
-        resume state (a run whose item list is waiting for its next item returns at it);
-        a stream going on raises :class:`~omniget.errors.Cancelled`."""
+        resume state (a run whose item list is waiting for its next item, a source's next
+        page, stops waiting: that wait is cancelled); a stream going on raises
+        :class:`~omniget.errors.Cancelled`."""
         if self._stoppers:
             with self._runs_lock:
                 if self._runs and self._loop is not asyncio.get_running_loop():
@@ -278,23 +279,56 @@ class Engine:
                 unsettled.pop(i, None)
 
         closing = False
+        # A stop while the item list waits (a source's next page) ends that wait: this
+        # task is cancelled there, each such cancel counted so it is told from one from
+        # outside and taken back (uncancel), as plain.py's span runs do.
+        me = asyncio.current_task()
+        waiting = False  # the list's next item is awaited
+        halts = 0  # cancels of this task that only end that wait
+
+        def halt() -> None:
+            nonlocal halts
+            if waiting and me is not None and not me.done():
+                halts += 1
+                me.cancel()
 
         def stop() -> list[asyncio.Task[FileResult]]:  # (aclose)
             nonlocal closing
             closing = True
             on_cancel()
+            loop.call_soon(halt)  # (at the loop's next turn: this task is suspended then)
             return [t for _, t in unsettled.values()]
+
+        def on_cancel_event(_: object) -> None:
+            on_cancel()
+            loop.call_soon(halt)
 
         watcher = loop.create_task(cancel.wait()) if cancel is not None else None
         if watcher is not None:
-            watcher.add_done_callback(lambda _: on_cancel())
+            watcher.add_done_callback(on_cancel_event)
         self._stoppers.add(stop)
         try:
             try:
-                async for item in _aiter(items):
+                listing = aiter(_aiter(items))
+                while True:
                     if closing or (cancel is not None and cancel.is_set()):
                         report.stopped = True
                         break
+                    waiting = True
+                    try:
+                        item = await anext(listing)
+                    except StopAsyncIteration:
+                        break
+                    except asyncio.CancelledError:
+                        if not halts or me is None or me.cancelling() > halts:
+                            raise  # (also) cancelled from outside
+                        report.stopped = True
+                        break
+                    finally:
+                        waiting = False
+                        while halts and me is not None:  # (taken back, whatever came)
+                            halts -= 1
+                            me.uncancel()
                     if not isinstance(item, Item):  # (a URL: adownload takes those)
                         raise _not_an_item(item)
                     if s.checksum is not None and item.digest is None:
