@@ -145,14 +145,15 @@ def test_a_finished_file_is_marked_before_its_rename(tmp_path: Path) -> None:
         part.discard()
         pytest.skip("this filesystem keeps no user extended attributes")
     st = part.commit(4, mtime=None, mark=b"boot 4")
-    assert st is not None and st.st_ino == final.stat().st_ino
+    assert st and st.st_ino == final.stat().st_ino
     assert os.getxattr(final, UNSYNCED) == b"boot 4"
     assert part.fd == -1 and final.read_bytes() == b"data"
 
 
-def test_where_no_mark_can_be_set_the_file_is_synced_instead(tmp_path: Path) -> None:
-    """ramfs keeps no extended attributes: the commit goes on (after an fdatasync) and
-    says the file is not marked (nothing waits for a sync of it)."""
+def test_where_no_mark_can_be_set_the_file_waits_under_its_part_name(tmp_path: Path) -> None:
+    """ramfs keeps no extended attributes: the commit leaves the file open under its part
+    name and says so (it is renamed by place(), after a sync); before, it was fdatasync'ed
+    and renamed, one sync per file."""
     ram = tmp_path / "ram"
     ram.mkdir()
     if os.geteuid() != 0 or subprocess.run(
@@ -162,8 +163,10 @@ def test_where_no_mark_can_be_set_the_file_is_synced_instead(tmp_path: Path) -> 
     try:
         part = PartFile(ram / "f.bin", fresh=True)
         part.write_at(b"data", 0)
-        assert part.commit(4, mtime=None, mark=b"boot 4") is None
-        assert (ram / "f.bin").read_bytes() == b"data"
+        assert part.commit(4, mtime=None, mark=b"boot 4") is False
+        assert sorted(os.listdir(ram)) == ["f.bin.omniget-part"] and part.fd >= 0
+        part.place()
+        assert part.fd == -1 and (ram / "f.bin").read_bytes() == b"data"
         assert sorted(os.listdir(ram)) == ["f.bin"]
     finally:
         subprocess.run(["umount", str(ram)], capture_output=True)

@@ -11,6 +11,7 @@ import errno
 import os
 import re
 from pathlib import Path
+from typing import Literal
 
 from ..errors import StorageError
 
@@ -27,7 +28,6 @@ __all__ = [
 PART_SUFFIX = ".omniget-part"
 #: The attribute a finished file keeps while its bytes may not be on the disk (durable.py).
 UNSYNCED = "user.omniget.unsynced"
-_datasync = getattr(os, "fdatasync", os.fsync)
 _UTIME_FD = os.utime in os.supports_fd
 #: Filesystems kept in memory: preallocating there only zero-fills RAM ahead of the
 #: writes (about 0.2 s per GiB here), with nothing to gain against fragmentation.
@@ -353,10 +353,12 @@ class PartFile:
         mtime: float | None,
         executable: bool = False,
         mark: bytes | None = None,
-    ) -> os.stat_result | None:
+    ) -> os.stat_result | Literal[False] | None:
         """Cut the file to ``size``, close it and rename it onto the final name. ``mark``:
-        set as the file's UNSYNCED attribute before the rename (see durable.py), or where
-        that cannot be, the file is synced to the disk first. Its stat if it was marked."""
+        set as the file's UNSYNCED attribute before the rename (see durable.py); its stat
+        is returned then. Where that cannot be (a filesystem without user attributes, or
+        ``mark`` empty: one known to be such), the file stays open under its part name and
+        False is returned: it is renamed by :meth:`place` once its bytes are on the disk."""
         marked = None
         try:
             if (self.length if self.length is not None else self.size()) != size:
@@ -366,16 +368,26 @@ class PartFile:
             if mtime is not None:
                 os.utime(self.fd if _UTIME_FD else self.where, (mtime, mtime))
             if mark is not None:
+                if not mark:
+                    return False
                 try:
                     os.setxattr(self.fd, UNSYNCED, mark)
                     marked = os.fstat(self.fd)
                 except (OSError, AttributeError):  # (no user attributes here, or no xattrs)
-                    _datasync(self.fd)
+                    return False
             os.replace(self.where, self._final)  # (still locked: see __init__)
             self.close()
         except OSError as exc:
             raise storage_error(exc, self.final, "finishing") from exc
         return marked
+
+    def place(self) -> None:
+        """Rename the file :meth:`commit` left under its part name onto the final name."""
+        try:
+            os.replace(self.where, self._final)  # (still locked: see __init__)
+            self.close()
+        except OSError as exc:
+            raise storage_error(exc, self.final, "finishing") from exc
 
     def discard(self) -> None:
         try:

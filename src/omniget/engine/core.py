@@ -255,6 +255,9 @@ class Engine:
         results: list[FileResult | None] = []
         unsettled: dict[int, tuple[FileJob, asyncio.Task[FileResult]]] = {}
         loop = asyncio.get_running_loop()
+        durability = ctx.durability
+        assert durability is not None
+        durability.running = unsettled.__len__
 
         def on_cancel() -> None:
             for _, t in list(unsettled.values()):
@@ -268,6 +271,8 @@ class Engine:
                 slot.release()
             results[i] = result
             unsettled.pop(i, None)
+            if durability.batch:  # (the files left may all wait for its sync now)
+                durability.poke()
             return result
 
         async def settle_rest() -> None:

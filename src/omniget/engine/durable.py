@@ -18,8 +18,13 @@ it keeps a file of the marked size with no hole in it (blocks that never reached
 read back as a hole: preallocated extents left unwritten, allocations never made, which
 ``SEEK_HOLE`` finds) and fetches any other again.
 
-Where a filesystem takes no user attributes, the part file is fdatasync'ed before its
-rename instead. Files in memory (tmpfs) are left alone: a power loss takes them anyway.
+Where a filesystem takes no user attributes (vfat, exfat, NFSv3, some FUSE), a finished
+file stays under its part name until a sync of its filesystem, begun after it was written,
+has returned; then it is renamed (and only then reported finished). One sync covers a
+batch of such files: every ``fsync_seconds`` (at most BATCH_SECONDS), when BATCH_FILES or
+BATCH_BYTES wait, or at once when every file of the run under way waits for it (the end
+of a run). A folder that refused an attribute once is not asked again. Files in memory
+(tmpfs) are left alone: a power loss takes them anyway.
 """
 
 from __future__ import annotations
@@ -34,8 +39,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..errors import StorageError
 from ..model import Digest
-from .assemble import UNSYNCED, on_memory_fs
+from .assemble import UNSYNCED, PartFile, on_memory_fs
 from .journal import boot_id
 
 __all__ = [
@@ -54,6 +60,14 @@ END_SYNC_BYTES = 128 << 20
 #: A file finished this long ago (seconds) was written back by the kernel (its dirty
 #: pages expire after 30 s): syncing it again costs nothing.
 WRITTEN_BACK = 60.0
+#: Files left under their part names (no user attributes there) are synced and renamed
+#: once this many wait, or hold this many bytes, or the first has waited this long
+#: (seconds; fsync_seconds if less). Each holds its part file open until then.
+BATCH_FILES = 128
+BATCH_BYTES = 64 << 20
+BATCH_SECONDS = 2.0
+#: The "mark" for a folder that takes no attributes: no attribute, a batch sync instead.
+UNMARKED = b""
 
 _HAS_XATTR = hasattr(os, "setxattr")
 #: A sync of the filesystems the given folders are on; False if one failed.
@@ -157,6 +171,8 @@ def sync_filesystems(folders: list[str]) -> bool:
 
 #: A file waiting for a sync: (path, device, inode).
 Pending = tuple[str, int, int]
+#: A file left under its part name until a sync, and its job's wait for the rename.
+Waiting = tuple[PartFile, "asyncio.Future[None]"]
 
 
 def _sync_and_clear(files: list[Pending], sync: Sync) -> None:
@@ -189,13 +205,97 @@ class Durability:
         self._bytes = 0  # what the pending files may still have to write back
         self._since = time.monotonic()  # the last sync's start (or the run's)
         self._task: asyncio.Future[None] | None = None
+        self._bare: set[str] = set()  # folders that took no attribute
+        self.batch: list[Waiting] = []  # files waiting for a sync to be renamed
+        self._batch_bytes = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._syncing = False  # a batch's sync is under way
+        self._due = False  # ... and the next batch's time came meanwhile
+        #: How many files of the run are under way (the run sets it): when all of them
+        #: wait for the batch, nothing else will join it soon.
+        self.running: Callable[[], int] = lambda: 0
 
     def mark(self, folder: str, size: int, digest: Digest | None) -> bytes | None:
         """The mark for a file of ``size`` bytes finishing in ``folder``; None: none
-        needed (a filesystem in memory)."""
+        needed (a filesystem in memory); UNMARKED: the folder takes none."""
         if on_memory_fs(folder):
             return None
+        if folder in self._bare:
+            return UNMARKED
         return Mark(self.boot, size, digest).encode()
+
+    async def place(self, part: PartFile, folder: str, size: int) -> None:
+        """Rename ``part`` (of ``size`` bytes, in ``folder``), which could not be marked,
+        once a sync of its filesystem begun after now has returned. StorageError if that
+        sync or the rename failed (the part file is kept); cancelled, the file stays under
+        its part name."""
+        self._bare.add(folder)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.batch.append((part, fut))
+        self._batch_bytes += size
+        self.poke()
+        await fut  # (a cancel cancels fut: the batch then leaves the file as it is)
+
+    def poke(self) -> None:
+        """Start the waiting batch's sync if its time has come, else time it."""
+        if self._syncing or not self.batch:
+            return
+        if (
+            self._due or len(self.batch) >= BATCH_FILES or self._batch_bytes >= BATCH_BYTES
+            or self.running() <= len(self.batch)
+        ):
+            self._flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(
+                min(self._every, BATCH_SECONDS), self._time_up
+            )
+
+    def _time_up(self) -> None:
+        self._timer = None
+        self._due = True
+        self.poke()
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._due = False
+        batch = [w for w in self.batch if not w[1].done()]
+        self.batch, self._batch_bytes = [], 0
+        if not batch:
+            return
+        self._syncing = True
+        folders: dict[int, str] = {}  # one folder per filesystem
+        for part, _ in batch:
+            try:
+                folders.setdefault(os.fstat(part.fd).st_dev, os.path.dirname(part.where))
+            except OSError:
+                folders.setdefault(-1, os.path.dirname(part.where))
+        task = asyncio.get_running_loop().run_in_executor(
+            None, self._sync or sync_filesystems, list(folders.values())
+        )
+        task.add_done_callback(functools.partial(self._synced, batch))
+
+    def _synced(self, batch: list[Waiting], task: asyncio.Future[bool]) -> None:
+        """Rename the batch's files if their sync returned well; else fail them."""
+        self._syncing = False
+        ok = not task.cancelled() and task.exception() is None and task.result()
+        for part, fut in batch:
+            if fut.done():  # (its job was cancelled: it stays a part file)
+                continue
+            if not ok:
+                fut.set_exception(StorageError(
+                    f"the disk did not confirm writing {part.final} (a sync failed);"
+                    " its part file is kept, run again to resume"
+                ))
+                continue
+            try:
+                part.place()
+            except StorageError as exc:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(None)
+        self.poke()
 
     def finished(self, path: str, st: os.stat_result) -> None:
         """The file now at ``path`` (``st``: its stat) was marked and renamed into place."""

@@ -674,7 +674,8 @@ class FileJob:
                     raise
                 self.ctx.event(Warned(self.item, self.final, f"{exc}; downloading again"))
                 self.restart()
-        return self._finish(verified)
+        result = self._finish(verified)
+        return result if result is not None else await self._placed(verified)
 
     def _discard(self) -> None:
         if self.part is not None:
@@ -730,7 +731,9 @@ class FileJob:
             return self.item.modified
         return http_date(self.last_modified) if self.last_modified else None
 
-    def _finish(self, verified: str | None) -> FileResult:
+    def _finish(self, verified: str | None) -> FileResult | None:
+        """Put the finished file in place; its result. None: it waits under its part name
+        for a sync of its filesystem first (no user attributes there: see durable.py)."""
         part, final = self.part, self.final
         assert part is not None and final is not None
         size = self.size if self.size is not None else self.resumed + self.written
@@ -742,10 +745,26 @@ class FileJob:
                 digest = self._expected_digests()[0]
             mark = durability.mark(folder, size, digest)
             st = part.commit(size, mtime=self._mtime(), executable=self.item.executable, mark=mark)
+            if st is False:
+                return None
             if st is not None:
                 durability.finished(text, st)
         else:
             part.commit(size, mtime=self._mtime(), executable=self.item.executable)
+        return self._finished(final, size, verified)
+
+    async def _placed(self, verified: str | None) -> FileResult:
+        """The result of a file :meth:`_finish` left for a sync, once it is in place."""
+        part, final, durability = self.part, self.final, self.ctx.durability
+        assert part is not None and final is not None and durability is not None
+        size = self.size if self.size is not None else self.resumed + self.written
+        if self.slot is not None:  # (the wait holds up no other file's set-up)
+            self.slot.release()
+        await durability.place(part, self._place(final)[2], size)
+        return self._finished(final, size, verified)
+
+    def _finished(self, final: Path, size: int, verified: str | None) -> FileResult:
+        """The file is in place: its journal record, events and result."""
         # A server-chosen name is remembered (as the server gave it, before --on-exists),
         # so a rerun knows it without asking; other finished files need no record.
         journal = self.ctx.journal

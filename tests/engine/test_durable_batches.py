@@ -1,0 +1,176 @@
+"""Filesystems without user attributes (vfat and exfat sticks, NFSv3, some FUSE): a
+finished file cannot be marked there (durable.py), so it waits under its part name until
+a sync of its filesystem, begun after it was written, has returned, and is renamed then.
+One sync covers a batch of files: before, every file was fdatasync'ed before its rename
+(5,000 small files on a USB stick paid 5,000 syncs)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.servers.httpd import HTTPServer
+
+from omniget import download
+from omniget.engine import durable
+from omniget.engine.assemble import PART_SUFFIX, on_memory_fs
+from omniget.engine.events import Event, Finished
+from omniget.settings import Settings
+
+DATA = bytes(range(256)) * 16  # 4 KiB
+
+
+def _settings(tmp_path: Path, **kw: object) -> Settings:
+    return Settings(state_dir=tmp_path / "state", **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def bare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, list[int]]]:
+    """An output folder (on a disk, not in memory) whose filesystem refuses user
+    attributes as vfat does (ENOTSUP), and the setxattr calls made there."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    if on_memory_fs(str(folder)):
+        pytest.skip("the temporary folder is in memory: nothing waits for a sync there")
+    real = getattr(os, "setxattr", None)
+    tried: list[int] = []
+
+    def refused(path: int | str, attr: str, value: bytes, *a: object, **kw: object) -> None:
+        where = os.readlink(f"/proc/self/fd/{path}") if isinstance(path, int) else path
+        if where.startswith(str(folder) + os.sep):
+            tried.append(1)
+            raise OSError(errno.ENOTSUP, os.strerror(errno.ENOTSUP))
+        assert real is not None
+        real(path, attr, value, *a, **kw)
+
+    monkeypatch.setattr(os, "setxattr", refused, raising=False)
+    yield folder, tried
+
+
+@pytest.fixture
+def syncs(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Every sync of the run: the names in the synced folders when it began (the real
+    sync then runs)."""
+    seen: list[list[str]] = []
+    real = durable.sync_filesystems
+
+    def watched(folders: list[str]) -> bool:
+        seen.append(sorted(name for f in folders for name in os.listdir(f)))
+        return real(folders)
+
+    monkeypatch.setattr(durable, "sync_filesystems", watched)
+    return seen
+
+
+def test_files_without_a_mark_wait_under_their_part_names_for_one_sync(
+    httpd: HTTPServer, tmp_path: Path, bare: tuple[Path, list[int]], syncs: list[list[str]]
+) -> None:
+    """Before, each of the 5 files was fdatasync'ed and renamed at once (5 syncs, and no
+    run sync at all). Now one sync begins while all 5 are still part files, and each is
+    renamed after it, and only then reported finished; the folder is asked for an
+    attribute once."""
+    out, tried = bare
+    urls = [httpd.add(f"/d/f{i}.bin", DATA + bytes([i])) for i in range(5)]
+    seen_at_finish: list[tuple[bool, bool]] = []
+
+    def on_event(ev: Event) -> None:
+        if isinstance(ev, Finished) and ev.path is not None:
+            seen_at_finish.append((ev.path.exists(), Path(f"{ev.path}{PART_SUFFIX}").exists()))
+
+    report = download(urls, out, settings=_settings(tmp_path), on_event=on_event)
+    assert report.exit_code == 0, report.failures
+    assert syncs == [sorted(f"f{i}.bin{PART_SUFFIX}" for i in range(5))]  # one sync, not 5
+    assert seen_at_finish == [(True, False)] * 5  # (in place when said to be)
+    assert sorted(os.listdir(out)) == [f"f{i}.bin" for i in range(5)]
+    for i in range(5):
+        assert (out / f"f{i}.bin").read_bytes() == DATA + bytes([i])
+    assert len(tried) == 1  # (the folder is remembered)
+
+
+def test_a_failed_sync_leaves_the_files_under_their_part_names(
+    httpd: HTTPServer,
+    tmp_path: Path,
+    bare: tuple[Path, list[int]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out, _ = bare
+    monkeypatch.setattr(durable, "sync_filesystems", lambda folders: False)
+    urls = [httpd.add(f"/d/f{i}.bin", DATA) for i in range(3)]
+    report = download(urls, out, settings=_settings(tmp_path))
+    assert report.failed == 3
+    assert all("a sync failed" in str(r.error) for r in report.failures)
+    assert sorted(os.listdir(out)) == [f"f{i}.bin{PART_SUFFIX}" for i in range(3)]
+
+
+def test_a_batch_is_synced_in_time_while_other_files_still_transfer(
+    httpd: HTTPServer,
+    tmp_path: Path,
+    bare: tuple[Path, list[int]],
+    syncs: list[list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A file finished early does not wait for the end of the run: its batch is synced
+    after BATCH_SECONDS (or fsync_seconds) while a slow file still transfers."""
+    out, _ = bare
+    monkeypatch.setattr(durable, "BATCH_SECONDS", 0.05)
+    gate = threading.Event()
+
+    def held(_: object) -> tuple[int, list[tuple[str, str]], bytes]:
+        gate.wait(10)
+        return 200, [], DATA
+
+    fast = httpd.add("/d/a.bin", DATA)
+    slow = httpd.handle("/d/b.bin", held)
+    finished: list[str] = []
+
+    def on_event(ev: Event) -> None:
+        if isinstance(ev, Finished) and ev.path is not None:
+            finished.append(ev.path.name)
+            gate.set()  # (the slow file answers once the fast one is in place)
+
+    report = download([fast, slow], out, settings=_settings(tmp_path), on_event=on_event)
+    assert report.exit_code == 0, report.failures
+    assert finished == ["a.bin", "b.bin"]
+    assert syncs[0] == [f"a.bin{PART_SUFFIX}"] and len(syncs) == 2
+
+
+def test_a_real_vfat_folder(httpd: HTTPServer, tmp_path: Path) -> None:
+    """The same on a vfat image mounted through a loop device (needs root, mkfs.vfat and
+    loop devices; skipped otherwise)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a vfat image needs root")
+    mkfs = shutil.which("mkfs.vfat") or shutil.which("mkfs.fat")
+    if mkfs is None:
+        pytest.skip("no mkfs.vfat here (dosfstools) to make a vfat image")
+    image, mnt = tmp_path / "vfat.img", tmp_path / "mnt"
+    mnt.mkdir()
+    with image.open("wb") as f:
+        f.truncate(16 << 20)
+    if subprocess.run([mkfs, str(image)], capture_output=True).returncode != 0:
+        pytest.skip("mkfs.vfat failed here")
+    mounted = subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot loop-mount a vfat image here: {mounted.stderr.decode().strip()}")
+    try:
+        seen: list[list[str]] = []
+        real = durable.sync_filesystems
+
+        def watched(folders: list[str]) -> bool:
+            seen.append(sorted(name for f in folders for name in os.listdir(f)))
+            return real(folders)
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(durable, "sync_filesystems", watched)
+            urls = [httpd.add(f"/v/f{i}.bin", DATA + bytes([i])) for i in range(5)]
+            report = download(urls, mnt, settings=_settings(tmp_path))
+        assert report.exit_code == 0, report.failures
+        assert seen == [sorted(f"f{i}.bin{PART_SUFFIX}" for i in range(5))]
+        assert sorted(os.listdir(mnt)) == [f"f{i}.bin" for i in range(5)]
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
