@@ -266,6 +266,40 @@ def test_a_damaged_mark_is_not_trusted() -> None:
     assert Mark.decode(Mark("b", 5).encode()) == Mark("b", 5)
 
 
+def test_the_mark_made_without_a_mark_object_reads_back_the_same(out: Path) -> None:
+    """Durability.mark writes a plain file's mark without a Mark (cheaper per file): the
+    same bytes as Mark.encode, with a digest or without."""
+    d = durable.Durability(5.0, boot="b00t")
+    digest = Digest("sha256", "ab" * 32)
+    for size, dig in ((0, None), (16384, None), (7, digest)):
+        raw = d.mark(str(out), size, dig)
+        assert raw == Mark("b00t", size, dig).encode()
+        assert raw is not None and Mark.decode(raw) == Mark("b00t", size, dig)
+
+
+def test_a_mark_is_cleared_after_the_sync_only_on_the_same_file(out: Path) -> None:
+    """_sync_and_clear leaves the mark of a file that took the name since (another inode)."""
+    same, other = out / "same.bin", out / "other.bin"
+    for p in (same, other):
+        p.write_bytes(b"x")
+        _mark(p, "b00t", 1)
+    st_same, st_other = os.stat(same), os.stat(other)
+    files = [
+        (str(same), st_same.st_dev, st_same.st_ino),
+        (str(other), st_other.st_dev, st_other.st_ino + 1),  # (replaced since)
+        (str(out / "gone.bin"), st_same.st_dev, 1),
+    ]
+    folders: list[list[str]] = []
+
+    def sync(given: list[str]) -> bool:
+        folders.append(given)
+        return True
+
+    durable._sync_and_clear(files, sync)
+    assert folders == [[str(out)]]  # (one folder per filesystem)
+    assert read_mark(str(same)) is None and read_mark(str(other)) == Mark("b00t", 1)
+
+
 def test_nothing_is_marked_in_memory(httpd: HTTPServer, tmp_path: Path) -> None:
     shm = Path("/dev/shm")
     if not shm.is_dir() or not os.access(shm, os.W_OK) or not on_memory_fs(str(shm)):

@@ -30,7 +30,6 @@ of a run). A folder that refused an attribute once is not asked again. Files in 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import os
@@ -110,8 +109,10 @@ def read_mark(path: str) -> Mark | None:
 
 
 def clear_mark(path: str) -> None:
-    with contextlib.suppress(OSError):
+    try:  # (not contextlib.suppress: ~3 K instructions more, per finished file)
         os.removexattr(path, ATTR, follow_symlinks=False)
+    except OSError:
+        pass
 
 
 def written_out(path: str, size: int) -> bool:
@@ -178,7 +179,10 @@ Waiting = tuple[PartFile, "asyncio.Future[None]"]
 def _sync_and_clear(files: list[Pending], sync: Sync) -> None:
     """Sync the filesystems of ``files``, then clear their marks (those still the same
     files: another may have taken a name since)."""
-    folders = {dev: os.path.dirname(path) for path, dev, _ in files}
+    folders: dict[int, str] = {}  # one folder per filesystem (a dirname per file: ~3 K)
+    for path, dev, _ in files:
+        if dev not in folders:
+            folders[dev] = os.path.dirname(path)
     if not sync(list(folders.values())):
         log.debug("a sync failed: %d finished files keep their marks", len(files))
         return
@@ -199,6 +203,7 @@ class Durability:
 
     def __init__(self, every: float, *, boot: str | None = None, sync: Sync | None = None) -> None:
         self.boot = boot or boot_id()
+        self._head = f"{self.boot} "
         self._every = every
         self._sync = sync
         self._pending: list[Pending] = []
@@ -222,6 +227,8 @@ class Durability:
             return None
         if folder in self._bare:
             return UNMARKED
+        if digest is None:  # (as Mark.encode, without a Mark: ~4 K instructions less)
+            return f"{self._head}{size}".encode("ascii", "replace")
         return Mark(self.boot, size, digest).encode()
 
     async def place(self, part: PartFile, folder: str, size: int) -> None:
