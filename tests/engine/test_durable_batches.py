@@ -13,6 +13,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.servers.httpd import HTTPServer
@@ -138,6 +139,45 @@ def test_a_batch_is_synced_in_time_while_other_files_still_transfer(
     assert report.exit_code == 0, report.failures
     assert finished == ["a.bin", "b.bin"]
     assert syncs[0] == [f"a.bin{PART_SUFFIX}"] and len(syncs) == 2
+
+
+def test_a_file_cancelled_while_it_waits_for_the_sync_stays_a_part_file(
+    httpd: HTTPServer,
+    tmp_path: Path,
+    bare: tuple[Path, list[int]],
+    syncs: list[list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Cancelled before its batch is synced, a finished file is not renamed (nor said to
+    be finished): it is interrupted, and its part file stays for a rerun."""
+    out, _ = bare
+    monkeypatch.setattr(durable, "BATCH_SECONDS", 30.0)  # (the slow file holds the batch)
+    gate, cancel = threading.Event(), threading.Event()
+    real_place = durable.Durability.place
+
+    async def place(self: durable.Durability, *args: Any) -> None:
+        cancel.set()  # (the run is cancelled while this file waits)
+        await real_place(self, *args)
+
+    monkeypatch.setattr(durable.Durability, "place", place)
+
+    def held(_: object) -> tuple[int, list[tuple[str, str]], bytes]:
+        gate.wait(10)
+        return 200, [], DATA
+
+    fast = httpd.add("/d/a.bin", DATA)
+    slow = httpd.handle("/d/b.bin", held)
+    finished: list[Event] = []
+    try:
+        report = download(
+            [fast, slow], out, settings=_settings(tmp_path), cancel=cancel,
+            on_event=lambda ev: finished.append(ev) if isinstance(ev, Finished) else None,
+        )
+    finally:
+        gate.set()
+    assert report.interrupted == 2 and finished == [] and syncs == []
+    assert f"a.bin{PART_SUFFIX}" in os.listdir(out) and not (out / "a.bin").exists()
+    assert (out / f"a.bin{PART_SUFFIX}").read_bytes() == DATA
 
 
 def test_a_real_vfat_folder(httpd: HTTPServer, tmp_path: Path) -> None:
