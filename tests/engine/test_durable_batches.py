@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,33 @@ def test_a_batch_is_synced_in_time_while_other_files_still_transfer(
     assert report.exit_code == 0, report.failures
     assert finished == ["a.bin", "b.bin"]
     assert syncs[0] == [f"a.bin{PART_SUFFIX}"] and len(syncs) == 2
+
+
+def test_a_run_sets_no_more_files_up_while_a_full_batch_waits(
+    httpd: HTTPServer, tmp_path: Path, bare: tuple[Path, list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow sync (a USB stick) with a full batch waiting behind it: the run stops
+    setting files up, not piling up finished files (each holding its part file open)."""
+    out, _ = bare
+    monkeypatch.setattr(durable, "BATCH_FILES", 2)
+    monkeypatch.setattr(durable, "BATCH_SECONDS", 30.0)
+    asked: list[int] = []
+
+    def slow(folders: list[str]) -> bool:
+        if not asked:  # the first sync: give the run time to go on meanwhile
+            for _ in range(50):
+                if len(httpd.requests) == 10:
+                    break
+                time.sleep(0.01)
+            asked.append(len(httpd.requests))
+        return True
+
+    monkeypatch.setattr(durable, "sync_filesystems", slow)
+    urls = [httpd.add(f"/d/f{i}.bin", DATA) for i in range(10)]
+    report = download(urls, out, settings=_settings(tmp_path, jobs=1))
+    assert report.exit_code == 0, report.failures
+    assert sorted(os.listdir(out)) == sorted(f"f{i}.bin" for i in range(10))
+    assert asked[0] < 10  # (before, every file was fetched while the first sync ran)
 
 
 def test_a_file_cancelled_while_it_waits_for_the_sync_stays_a_part_file(

@@ -243,6 +243,10 @@ class Durability:
         self.poke()
         await fut  # (a cancel cancels fut: the batch then leaves the file as it is)
 
+    def full(self) -> bool:
+        """Whether a whole batch waits already (for its sync, or for one under way)."""
+        return len(self.batch) >= BATCH_FILES
+
     def poke(self) -> None:
         """Start the waiting batch's sync if its time has come, else time it."""
         if self._syncing or not self.batch:

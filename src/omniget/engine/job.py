@@ -758,7 +758,9 @@ class FileJob:
         part, final, durability = self.part, self.final, self.ctx.durability
         assert part is not None and final is not None and durability is not None
         size = self.size if self.size is not None else self.resumed + self.written
-        if self.slot is not None:  # (the wait holds up no other file's set-up)
+        # (the wait holds up no other file's set-up, unless a full batch waits already:
+        # then the run stops setting files up until its sync, which may be slow)
+        if self.slot is not None and not durability.full():
             self.slot.release()
         await durability.place(part, self._place(final)[2], size)
         return self._finished(final, size, verified)
