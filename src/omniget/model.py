@@ -99,13 +99,14 @@ class Digest:
 
 @dataclass(frozen=True, slots=True)
 class ByteRange:
-    """Bytes ``start`` .. ``end`` (exclusive); ``end=None`` means to the end of the resource."""
+    """Bytes ``start`` .. ``end`` (exclusive); ``end=None`` means to the end of the resource.
+    Never empty: HTTP has no Range header for no bytes (``bytes=5-4`` is invalid)."""
 
     start: int
     end: int | None = None
 
     def __post_init__(self) -> None:
-        if self.start < 0 or (self.end is not None and self.end < self.start):
+        if self.start < 0 or (self.end is not None and self.end <= self.start):
             raise ValueError(f"bad byte range {self.start}..{self.end}")
 
     @property

@@ -83,3 +83,10 @@ def test_a_content_range_that_cannot_be_right_is_none(field: str) -> None:
     got = head(field)
     assert got.content_range is None
     assert got.total_size is None
+
+
+@pytest.mark.parametrize(("start", "end"), [(5, 5), (0, 0), (5, 4), (-1, 3)])
+def test_a_range_of_no_bytes_cannot_be_made(start: int, end: int) -> None:
+    # (an empty one had the header bytes=5-4, which no server can answer)
+    with pytest.raises(ValueError, match="bad byte range"):
+        ByteRange(start, end)
