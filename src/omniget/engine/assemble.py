@@ -21,8 +21,8 @@ except ImportError:  # (no flock: one run per folder is then on the user)
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
-    "PART_SUFFIX", "PartBusy", "PartFile", "on_memory_fs", "part_busy", "part_path",
-    "storage_error",
+    "PART_SUFFIX", "Leftovers", "PartBusy", "PartFile", "find_leftovers", "on_memory_fs",
+    "part_busy", "part_path", "storage_error",
 ]  # fmt: skip
 
 PART_SUFFIX = ".omniget-part"
@@ -113,6 +113,42 @@ def part_busy(final: Path) -> bool:
         os.close(fd)
 
 
+#: A part file's temporary name (see :meth:`PartFile._replace`): ``NAME.omniget-part-PID``.
+_LEFTOVER = r"(.+\.omniget-part)-([1-9][0-9]{0,9})"  # (compiled by re when first used)
+#: Per folder: part file name -> the PIDs of the temporaries found beside it.
+Leftovers = dict[str, dict[str, list[int]]]
+
+
+def find_leftovers(folder: str) -> dict[str, list[int]]:
+    """The part files' temporaries in ``folder``, by part file name (a run killed between
+    their create and rename leaves one behind)."""
+    found: dict[str, list[int]] = {}
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if "omniget-part-" not in entry.name:
+                    continue
+                m = re.fullmatch(_LEFTOVER, entry.name)
+                if m is not None and entry.is_file(follow_symlinks=False):
+                    found.setdefault(m[1], []).append(int(m[2]))
+    except OSError:
+        pass
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists (this one counts: it may be writing the name)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # (someone else's process; no such number here)
+        return True
+    return True
+
+
 def storage_error(exc: OSError, path: Path, doing: str, *, kept: bool = True) -> StorageError:
     """One clear line for an OS error while ``doing`` something to ``path``; ``kept``:
     there may be partial data a rerun resumes from (not so when nothing was written)."""
@@ -176,10 +212,11 @@ class PartFile:
         fd: int = -1,
         folder: str | None = None,
         text: str | None = None,
+        leftovers: Leftovers | None = None,
     ) -> None:
         """Open (or create) ``final``'s part file; ``fd``: one :func:`create_part` made;
         ``folder``: ``final``'s, and ``text``: ``final`` as a string, when the caller
-        knows them."""
+        knows them; ``leftovers``: the run's :func:`find_leftovers` answers so far."""
         self.final = final
         # (strings: no str() of a Path on the hot path)
         self._final: Path | str = final if text is None else text
@@ -217,6 +254,7 @@ class PartFile:
                 now = os.stat(self.where)
                 if (st.st_ino, st.st_dev) != (now.st_ino, now.st_dev):
                     raise PartBusy(final, "was finished")
+                self._clear_leftovers(folder, leftovers)
                 if fresh:  # an earlier run's, started over: a new file takes its place
                     fd = self._replace(fd)
                     self.dropped = st.st_size
@@ -233,6 +271,26 @@ class PartFile:
         self.written = 0  # bytes written through this object (for fsync pacing)
         self.length: int | None = 0 if fresh else None  # the file's size, while known
         self.splice_ok = True  # this filesystem takes splice() writes (see write_from_pipe)
+
+    def _clear_leftovers(self, folder: str | None, seen: Leftovers | None) -> None:
+        """Remove this part file's temporaries left by dead runs. Safe with its lock held:
+        a live run makes one only while it holds that lock (see :meth:`_replace`), and on a
+        filesystem without locks the PID of a live one is running."""
+        if folder is None:
+            folder = os.path.dirname(self.where)
+        folder = folder or "."
+        known = None if seen is None else seen.get(folder)
+        found = known if known is not None else find_leftovers(folder)
+        if seen is not None:
+            seen[folder] = found  # (one look at a folder per run)
+        pids = found.get(os.path.basename(self.where))
+        if not pids:
+            return
+        for pid in list(pids):
+            if not _running(pid):
+                with contextlib.suppress(OSError):
+                    os.unlink(f"{self.where}-{pid}")
+                pids.remove(pid)
 
     def _replace(self, old: int) -> int:
         """Put a new, empty, locked file in the place of the part file open as ``old``

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import StorageError
 from ..model import Item
 from ..settings import Settings
-from .assemble import create_part, drop_part
+from .assemble import Leftovers, create_part, drop_part
 from .durable import Durability
 from .events import Event, EventHandler
 from .journal import FileRecord, Journal
@@ -192,6 +192,8 @@ class RunContext:
     chunks: dict[ChunkKey, asyncio.Future[ChunkSource]] = field(default_factory=dict)
     #: Folders already created in this run.
     made_dirs: set[str] = field(default_factory=set)
+    #: Part files' temporaries found in folders looked at (see PartFile._clear_leftovers).
+    leftovers: Leftovers = field(default_factory=dict)
     #: ``--limit-rate``: the budget every transfer of the run shares.
     rate: RateLimit | None = None
     #: Why ``journal`` is None when resume state was wanted (it could not be opened), or

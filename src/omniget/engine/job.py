@@ -252,7 +252,8 @@ class FileJob:
         _, text, folder = self._place(final)
         began = time.perf_counter()
         self.part = PartFile(
-            final, fresh=fresh, made=self.ctx.made_dirs, fd=fd, folder=folder, text=text
+            final, fresh=fresh, made=self.ctx.made_dirs, fd=fd, folder=folder, text=text,
+            leftovers=self.ctx.leftovers,
         )
         if (
             fresh and self.ctx.settings.on_exists != "overwrite" and not self.replacing
