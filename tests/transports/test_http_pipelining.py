@@ -7,12 +7,15 @@ import hashlib
 import logging
 import random
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pycurl
 import pytest
-from tests.servers.conns import PeakConnections
+from tests.servers.conns import PeakConnections, can_count, established
 
 from omniget import download
 from omniget.engine.assemble import PartFile
@@ -609,3 +612,46 @@ def test_a_host_with_a_netrc_login_is_not_pipelined(
     assert all(isinstance(s, Sink) for s in results)
     assert pipelined(caplog) == 0
     assert all("authorization" in r.headers for r in srv.requests)
+
+
+def test_a_kept_connection_is_not_spared_for_a_transfer_opening_its_own(srv: Server) -> None:
+    """libcurl's idle connection to an origin stays open only for a transfer that has not
+    picked one yet: one libcurl already runs without a socket is connecting its own, and
+    the kept one beside it was an open connection no cap counted."""
+    if not can_count():
+        pytest.skip("needs Linux's sock_diag netlink to count connections")
+    answer = threading.Event()
+
+    def held(req: Req, sock: socket.socket) -> None:
+        answer.wait(5)
+        reply(sock, 200, b"held")
+
+    srv.route("/held", held)
+    srv.route("/next", static(b"next"))
+
+    async def go(t: CurlTransport) -> tuple[int, int]:
+        key = srv.url("/")[7:-1]
+        first = asyncio.ensure_future(t.fetch(Request(srv.url("/held")), Sink()))
+        while not srv.requests:
+            await asyncio.sleep(0.005)
+        second = asyncio.ensure_future(t.fetch(Request(srv.url("/next")), Sink()))
+        await asyncio.sleep(0)  # (its transfer is added: libcurl runs it on a later turn)
+        core = t._core
+        assert core is not None
+        core._act(pycurl.SOCKET_TIMEOUT, 0)  # it opens a connection: the first one is busy
+        [easy] = [e for e in t._on_curl[key] if e.getinfo(pycurl.ACTIVESOCKET) >= 0]
+        fd = easy.getinfo(pycurl.ACTIVESOCKET)
+        answer.set()
+        time.sleep(0.05)  # (the answer arrives; the loop does not run meanwhile)
+        core._act(fd, pycurl.CSELECT_IN)  # the first transfer ends; libcurl keeps its connection
+        # what that transfer's task does on its next step (before libcurl hears that the
+        # second one's connection is up): note the kept connection and shut it if need be
+        t._kept_after(core, easy, key)
+        t._shut_kept(key)
+        seen = established(srv.port)
+        await asyncio.gather(first, second)
+        return seen, len(srv.requests)
+
+    seen, requests = run(go)
+    assert requests == 2
+    assert seen == 1  # the second transfer's own; before, the kept one too

@@ -104,8 +104,9 @@ class CurlLoop:
         #: finished transfer (added with ``report_socket``) -> the socket of the
         #: connection libcurl kept after it; the caller pops its entry
         self.kept: dict[pycurl.Curl, int] = {}
-        #: transfers added since libcurl last ran: each may be about to open a connection
-        self.starting = 0
+        # transfers added since libcurl last ran: each may be about to open a connection
+        # or take one it kept (once run, one without a socket is opening its own)
+        self._unrun: set[pycurl.Curl] = set()
         self._closed = False
         m = self._multi
         m.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
@@ -133,9 +134,18 @@ class CurlLoop:
         except BaseException:
             del self._running[easy]
             raise
-        self.starting += 1
+        self._unrun.add(easy)
         if self.stall_timeout > 0 and self._watchdog is None:
             self._watchdog = self.loop.call_later(self.stall_timeout / 4, self._check_stalls)
+
+    @property
+    def starting(self) -> int:
+        """Transfers added since libcurl last ran: each may be about to open a connection."""
+        return len(self._unrun)
+
+    def unrun(self, easy: pycurl.Curl) -> bool:
+        """``easy`` was added and libcurl has not run it yet: it has picked no connection."""
+        return easy in self._unrun
 
     @property
     def sockets(self) -> int:
@@ -148,6 +158,7 @@ class CurlLoop:
 
     def remove(self, easy: pycurl.Curl) -> bool:
         """Abort ``easy`` if it is running; its done callback is not called."""
+        self._unrun.discard(easy)
         if self._running.pop(easy, None) is None:
             return False
         try:
@@ -167,6 +178,7 @@ class CurlLoop:
         self._timer = self._watchdog = self._sweep = None
         pending = list(self._running.items())
         self._running.clear()
+        self._unrun.clear()
         for easy, _ in pending:
             try:
                 self._multi.remove_handle(easy)
@@ -246,7 +258,7 @@ class CurlLoop:
         if event == pycurl.CSELECT_IN and not self._want.get(fd, 0) & _READ:
             self._drop_read(fd)  # an idle connection turned readable: closed, probably
             return
-        self.starting = 0  # (every socket_action runs the transfers just added)
+        self._unrun.clear()  # (every socket_action runs the transfers just added)
         try:
             self._multi.socket_action(fd, event)
         except pycurl.error:
@@ -266,6 +278,7 @@ class CurlLoop:
         if code == pycurl.E_COULDNT_CONNECT:
             message = _with_os_reason(easy, message)
         running = self._running.pop(easy, None)
+        self._unrun.discard(easy)
         if running is not None and running.report and code == 0:
             fd = easy.getinfo(pycurl.ACTIVESOCKET)  # (-1 once removed from the multi)
             if fd >= 0:

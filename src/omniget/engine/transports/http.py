@@ -465,8 +465,9 @@ class CurlTransport:
 
     def _curl_sockets(self, *keys: str) -> tuple[set[int], int]:
         """The sockets libcurl's running transfers to these origins use, and how many of
-        those transfers have none yet (they may take a kept one). Transfers still waiting
-        for their slot are not counted: they may go to the pool."""
+        those transfers libcurl has not run yet (they may take a kept one; one it has run
+        without a socket is opening its own). Transfers still waiting for their slot are
+        not counted: they may go to the pool."""
         core = self._core
         in_use: set[int] = set()
         unconnected = 0
@@ -480,7 +481,7 @@ class CurlTransport:
                     continue
                 if fd >= 0:
                     in_use.add(fd)
-                else:
+                elif core.unrun(easy):
                     unconnected += 1
         return in_use, unconnected
 
