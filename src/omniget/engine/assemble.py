@@ -433,14 +433,14 @@ class PartFile:
                     marked = os.fstat(self.fd)
                 except (OSError, AttributeError):  # (no user attributes here, or no xattrs)
                     return False
-            os.replace(self.where, self._final)  # (still locked: see __init__)
-            self.close()
         except OSError as exc:
             raise storage_error(exc, self.final, "finishing") from exc
+        self.place()
         return marked
 
     def place(self) -> None:
-        """Rename the file :meth:`commit` left under its part name onto the final name."""
+        """Rename the file onto the final name and close it (:meth:`commit` does, or
+        leaves it under its part name for a later call)."""
         try:
             os.replace(self.where, self._final)  # (still locked: see __init__)
             self.close()

@@ -35,7 +35,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..errors import StorageError
@@ -176,14 +176,28 @@ Pending = tuple[str, int, int]
 Waiting = tuple[PartFile, "asyncio.Future[None]"]
 
 
+def _one_per_device(files: Iterable[tuple[int, str]]) -> list[str]:
+    """The folders of ``files`` ((device, path) pairs), one per filesystem: a sync of one
+    covers the others (a dirname per file would cost ~3 K instructions each)."""
+    folders: dict[int, str] = {}
+    for dev, path in files:
+        if dev not in folders:
+            folders[dev] = os.path.dirname(path)
+    return list(folders.values())
+
+
+def _device(fd: int) -> int:
+    """The device of the open file ``fd`` (-1: it cannot be told)."""
+    try:
+        return os.fstat(fd).st_dev
+    except OSError:
+        return -1
+
+
 def _sync_and_clear(files: list[Pending], sync: Sync) -> None:
     """Sync the filesystems of ``files``, then clear their marks (those still the same
     files: another may have taken a name since)."""
-    folders: dict[int, str] = {}  # one folder per filesystem (a dirname per file: ~3 K)
-    for path, dev, _ in files:
-        if dev not in folders:
-            folders[dev] = os.path.dirname(path)
-    if not sync(list(folders.values())):
+    if not sync(_one_per_device((dev, path) for path, dev, _ in files)):
         log.debug("a sync failed: %d finished files keep their marks", len(files))
         return
     for path, dev, ino in files:
@@ -276,14 +290,9 @@ class Durability:
         if not batch:
             return
         self._syncing = True
-        folders: dict[int, str] = {}  # one folder per filesystem
-        for part, _ in batch:
-            try:
-                folders.setdefault(os.fstat(part.fd).st_dev, os.path.dirname(part.where))
-            except OSError:
-                folders.setdefault(-1, os.path.dirname(part.where))
+        folders = _one_per_device((_device(part.fd), part.where) for part, _ in batch)
         task = asyncio.get_running_loop().run_in_executor(
-            None, self._sync or sync_filesystems, list(folders.values())
+            None, self._sync or sync_filesystems, folders
         )
         task.add_done_callback(functools.partial(self._synced, batch))
 
