@@ -30,11 +30,11 @@ from .model import Item, unextracted
 from .settings import Settings
 from .sources import find_source
 from .sources.base import (
-    HttpClient,
     Reach,
     Source,
     SourceContext,
     option_problem,
+    source_context,
     with_origin,
 )
 
@@ -51,12 +51,6 @@ R = TypeVar("R")
 #: Seconds a list in memory is resolved ahead of its first file when events are listened
 #: to (a display): the rest is resolved as files go (50,000 URLs took ~1.5 s).
 RESOLVE_AHEAD = 0.02
-
-
-def _source_context(
-    settings: Settings, transports: Mapping[str, Transport], options: Mapping[str, object]
-) -> SourceContext:
-    return SourceContext(settings=settings, http=HttpClient(transports), options=dict(options))
 
 
 def _default_transports(settings: Settings) -> dict[str, CurlTransport]:
@@ -86,7 +80,7 @@ async def aextract(
     own = transports is None
     tr = transports if transports is not None else _default_transports(settings)
     try:
-        src = cls(url, _source_context(settings, tr, options), **options)
+        src = cls(url, source_context(settings, tr, options), **options)
         mark = with_origin(src)  # (a download of these items can refresh them)
         async for item in src.items():
             yield item if mark is None else mark(item)
@@ -151,7 +145,7 @@ def _extract_each(
                     continue
                 ctx = contexts.get(cls.name)
                 if ctx is None:
-                    ctx = contexts[cls.name] = _source_context(settings, transports, opts)
+                    ctx = contexts[cls.name] = source_context(settings, transports, opts)
                 src = cls(entry, ctx, **opts)
                 known = src.items_at_once()
             except OmnigetError as exc:
@@ -370,7 +364,7 @@ async def adownload(
             opts = (source_options or {}).get(cls.name, {})
             sctx = contexts.get(cls.name)
             if sctx is None:
-                sctx = contexts[cls.name] = _source_context(settings, eng.transports(), opts)
+                sctx = contexts[cls.name] = source_context(settings, eng.transports(), opts)
             src = cls(entry, sctx, **opts)
             sources.setdefault(src.name, src)
             known = src.items_at_once()
@@ -620,7 +614,7 @@ async def _one_item(
     """The item behind ``url`` for :func:`stream` and its source, made with ``options``
     (whose requests go through the engine's transports); UsageError unless there is
     exactly one."""
-    src = cls(url, _source_context(eng.settings, eng.transports(), options), **options)
+    src = cls(url, source_context(eng.settings, eng.transports(), options), **options)
     known = src.items_at_once()
     items = list(known) if known is not None else [item async for item in src.items()]
     if len(items) != 1:

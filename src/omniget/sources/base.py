@@ -24,7 +24,7 @@ from ..settings import Settings
 
 __all__ = [
     "HttpClient", "Marker", "Reach", "Response", "Source", "SourceContext", "option_problem",
-    "with_origin",
+    "source_context", "with_origin",
 ]
 
 MAX_BODY = 32 * 1024 * 1024  # API answers and pages, never files
@@ -106,6 +106,13 @@ class SourceContext:
     settings: Settings
     http: HttpClient
     options: Mapping[str, object] = field(default_factory=dict)
+
+
+def source_context(
+    settings: Settings, transports: Mapping[str, Transport], options: Mapping[str, object]
+) -> SourceContext:
+    """A source's context on ``transports`` (the run's, so proxies and CAs apply)."""
+    return SourceContext(settings=settings, http=HttpClient(transports), options=dict(options))
 
 
 class Source:
@@ -200,7 +207,7 @@ class Reach:
             except UsageError:
                 return None
             opts = origin.options
-            ctx = SourceContext(self.settings, HttpClient(self.transports()), dict(opts))
+            ctx = source_context(self.settings, self.transports(), opts)
             src = self.made[origin] = cls(origin.url, ctx, **opts)
         return src
 
