@@ -732,12 +732,16 @@ class FileJob:
             return self.item.modified
         return http_date(self.last_modified) if self.last_modified else None
 
+    def _done_size(self) -> int:
+        """The finished file's size: the known one, else what was resumed and written."""
+        return self.size if self.size is not None else self.resumed + self.written
+
     def _finish(self, verified: str | None) -> FileResult | None:
         """Put the finished file in place; its result. None: it waits under its part name
         for a sync of its filesystem first (no user attributes there: see durable.py)."""
         part, final = self.part, self.final
         assert part is not None and final is not None
-        size = self.size if self.size is not None else self.resumed + self.written
+        size = self._done_size()
         durability = self.ctx.durability
         if durability is not None:
             _, text, folder = self._place(final)
@@ -758,7 +762,7 @@ class FileJob:
         """The result of a file :meth:`_finish` left for a sync, once it is in place."""
         part, final, durability = self.part, self.final, self.ctx.durability
         assert part is not None and final is not None and durability is not None
-        size = self.size if self.size is not None else self.resumed + self.written
+        size = self._done_size()
         # (the wait holds up no other file's set-up, unless a full batch waits already:
         # then the run stops setting files up until its sync, which may be slow)
         if self.slot is not None and not durability.full():
