@@ -106,7 +106,8 @@ class Server:
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._socks: list[socket.socket] = []
-        self._listener = socket.create_server((host, 0), backlog=128)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._listener = socket.create_server((host, 0), family=family, backlog=128)
         self.host = host
         self.port = self._listener.getsockname()[1]
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)

@@ -506,6 +506,83 @@ def test_a_shut_connection_is_closed_for_the_caps_at_once(srv: Server) -> None:
     run(go)
 
 
+@pytest.mark.parametrize("end", ["shut", "pool-close"])
+def test_a_connection_ended_while_it_connects_is_shut_before_its_place_is_free(
+    srv: Server, end: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection ended after the kernel connected it but before asyncio handed it its
+    transport is shut in the kernel when its place in the caps is freed. Before, asyncio
+    closed that socket a turn or more later, and a connection opened for the freed place
+    (libcurl's, or another of the pool's) made one over the cap meanwhile."""
+    if not can_count():
+        pytest.skip("needs Linux's sock_diag netlink to count connections")
+
+    async def go() -> None:
+        async with Client(srv.port, max_conns=1) as c:
+            [hop] = c.get("/a")
+            [conn] = c.pool._origins[c.key].conns
+            for _ in range(50):  # step the loop by hand: connected, no transport yet
+                if conn.transport is None and established(srv.port) == 1:
+                    break
+                await asyncio.sleep(0)
+            else:
+                pytest.fail("never caught the connection between connect and transport")
+            seen: list[int] = []  # established at the moment the place is freed
+            closed = c.pool.closed
+
+            def counted(freed: h1conn.Conn) -> None:
+                if freed in freed.origin.conns:  # (its place is freed by this call)
+                    seen.append(established(srv.port))
+                closed(freed)
+
+            monkeypatch.setattr(c.pool, "closed", counted)
+            if end == "shut":
+                conn._shut()
+            else:
+                c.pool.close()
+            assert seen == [0]
+            if end == "shut":  # its request went to a fresh connection
+                assert await c.codes([hop]) == [0]
+                assert bytes(hop.body) == want("/a")
+
+    run(go)
+
+
+@pytest.mark.parametrize("end", ["shut", "retire", "pool-close"])
+def test_an_open_connection_is_shut_before_its_place_is_free(
+    srv: Server, end: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every way a connection ends shuts its socket before the pool frees its place
+    (whose freeing may open the next connection at once). Before, retiring an idle one
+    or shutting one freed the place first, and closing the pool never shut it."""
+    if not can_count():
+        pytest.skip("needs Linux's sock_diag netlink to count connections")
+
+    async def go() -> None:
+        async with Client(srv.port, max_conns=1) as c:
+            assert await c.codes(c.get("/a")) == [0]
+            [conn] = c.pool._origins[c.key].conns
+            assert established(srv.port) == 1
+            seen: list[int] = []  # established at the moment the place is freed
+            closed = c.pool.closed
+
+            def counted(freed: h1conn.Conn) -> None:
+                if freed in freed.origin.conns:  # (its place is freed by this call)
+                    seen.append(established(srv.port))
+                closed(freed)
+
+            monkeypatch.setattr(c.pool, "closed", counted)
+            if end == "shut":
+                conn.shut()
+            elif end == "retire":
+                conn.retire()
+            else:
+                c.pool.close()
+            assert seen == [0]
+
+    run(go)
+
+
 def test_request_cancelled_while_waiting_is_never_sent(srv: Server) -> None:
     async def go() -> None:
         async with Client(srv.port, max_conns=1) as c:

@@ -6,6 +6,7 @@ connecting, closing and refusing an origin. The kit is in ``_pool_kit.py``.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -743,6 +744,56 @@ def test_a_wildcard_resolve_entry_routes_every_name_at_its_port(srv: Server) -> 
 
     assert bytes(run(go).body) == want("/a")
     assert srv.paths() == ["/a"]
+
+
+def test_a_name_without_a_resolve_entry_goes_through_the_resolver(srv: Server) -> None:
+    async def go() -> Hop:
+        async with Client(srv.port, key=f"localhost:{srv.port}") as c:
+            assert c.pool._address(c.key) == ("localhost", srv.port)
+            [h] = c.get("/a")
+            assert await c.codes([h]) == [0]
+            return h
+
+    assert bytes(run(go).body) == want("/a")
+
+
+def test_an_ipv6_origin_is_connected() -> None:
+    try:
+        v6 = Server(host="::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with v6:
+        v6.route("/a", static(want("/a")))
+
+        async def go() -> Hop:
+            async with Client(v6.port, key=f"[::1]:{v6.port}") as c:
+                [h] = c.get("/a")
+                assert await c.codes([h]) == [0]
+                return h
+
+        assert bytes(run(go).body) == want("/a")
+        assert v6.paths() == ["/a"]
+
+
+def test_a_connect_past_its_timeout_gives_its_requests_back_and_closes_its_socket() -> None:
+    """A server whose backlog is full never answers the handshake: after the connect
+    timeout the requests go back to libcurl, and the socket that was connecting is
+    closed by then."""
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as full:
+        port = full.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)):  # (fills the backlog)
+
+            async def go() -> None:
+                fds = len(os.listdir("/proc/self/fd"))
+                async with Client(port, max_conns=1, connect_timeout=0.2) as c:
+                    start = c.loop.time()
+                    hops = c.get("/a", "/b")
+                    assert await c.codes(hops) == [FALLBACK, FALLBACK]
+                    assert c.loop.time() - start >= 0.2
+                    assert not c.pool.has_connections(c.key)
+                    assert len(os.listdir("/proc/self/fd")) == fds
+
+            run(go)
 
 
 @pytest.mark.parametrize("tries", [1, 3])

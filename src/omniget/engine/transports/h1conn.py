@@ -22,7 +22,7 @@ import fcntl
 import os
 import socket
 from collections import deque
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pycurl
 
@@ -186,6 +186,9 @@ class Conn(asyncio.BufferedProtocol):
         self.quiet = 0  # stall checks in a row that saw no read
         self.timer: asyncio.TimerHandle | None = None
         self.connecting: asyncio.Task[None] | None = None
+        #: Ours from its creation (asyncio's transport takes it over once connected):
+        #: shut when the connection ends, before its place in the caps is freed.
+        self.socket: socket.socket | None = None
         self.sock = -1  # the socket's fd, for splice
         self.pipe: tuple[int, int] | None = None  # (read end, write end), made on first use
         self.pipe_size = 0
@@ -197,12 +200,11 @@ class Conn(asyncio.BufferedProtocol):
         self.connecting = self.pool.loop.create_task(self._connect())
 
     async def _connect(self) -> None:
-        host, port = self.origin.addr
         loop = self.pool.loop
         try:
-            await asyncio.wait_for(
-                loop.create_connection(lambda: self, host, port), self.pool.connect_timeout
-            )
+            async with asyncio.timeout(self.pool.connect_timeout):
+                sock = await self._dial()
+                await loop.create_connection(lambda: self, sock=sock)
         except (TimeoutError, OSError):
             # libcurl connects again and reports the failure in its own words
             self.connecting = None
@@ -211,6 +213,27 @@ class Conn(asyncio.BufferedProtocol):
                 if not p.dropped:
                     give_back(p)
             self.queue.clear()
+
+    async def _dial(self) -> socket.socket:
+        """A socket connected to the origin (its addresses tried in order), made here so
+        that :meth:`_end` can shut it while it connects (asyncio would close its own a
+        turn or more after being cancelled)."""
+        host, port = self.origin.addr
+        loop = self.pool.loop
+        error: OSError = OSError(f"no address for {host}")
+        for family, addr in await _addresses(loop, host, port):
+            sock = self.socket = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.setblocking(False)
+                await loop.sock_connect(sock, addr)
+                return sock
+            except OSError as exc:
+                error = exc
+                sock.close()  # (asyncio watches it no more: that ran before we resumed)
+            except BaseException:  # cancelled: _end shut it
+                sock.close()
+                raise
+        raise error
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -575,7 +598,6 @@ class Conn(asyncio.BufferedProtocol):
         self.closing = True
         self._end()
         if self.transport is not None:
-            _send_fin(self.transport)  # (closed now for the caps, not on a later turn)
             self.transport.abort()
         rest = [p for p in self.queue if not p.got]
         for p in self.queue:
@@ -591,7 +613,6 @@ class Conn(asyncio.BufferedProtocol):
             return
         self._end()
         if self.transport is not None:
-            _send_fin(self.transport)
             self.transport.close()
 
     def abort(self, code: int, message: str) -> None:
@@ -611,20 +632,19 @@ class Conn(asyncio.BufferedProtocol):
         self.splicing = False
         self._close_pipe()
         self.queue.clear()
-        if self.transport is not None:
-            sock = self.transport.get_extra_info("socket")
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            self.transport = None
+        if self.socket is not None:
+            _shut_down(self.socket, socket.SHUT_RDWR)
+        self.transport = None
 
     def _end(self) -> None:
+        """Take no more, shut the socket and only then free the connection's place (which
+        may open the next connection at once)."""
         self.done = True
         self.closing = True
         self.splicing = False
         self._close_pipe()
+        if self.socket is not None:  # (asyncio closes it a turn or more later)
+            _shut_down(self.socket, socket.SHUT_WR)
         if self.connecting is not None and self.transport is None:
             self.connecting.cancel()
         if self.timer is not None:
@@ -666,12 +686,26 @@ class Conn(asyncio.BufferedProtocol):
         self._fail_head(STALLED, f"no data for {self.pool.stall_timeout:g} s")
 
 
-def _send_fin(transport: asyncio.BaseTransport) -> None:
-    """Tell the server now that we are done: asyncio closes the socket only on a later
-    turn of the loop, and the run's cap counts it as closed already."""
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
+def _shut_down(sock: socket.socket, how: int) -> None:
+    """End ``sock``'s connection in the kernel now (a FIN; one still connecting is
+    dropped): asyncio closes the socket only on a later turn of the loop, and the caps
+    count it as closed already."""
+    try:
+        sock.shutdown(how)
+    except OSError:  # (not connected, or closed already)
+        pass
+
+
+async def _addresses(
+    loop: asyncio.AbstractEventLoop, host: str, port: int
+) -> list[tuple[int, tuple[Any, ...]]]:
+    """(family, address) to try for ``host``: an IP address as it is (no resolver
+    thread), a name as the resolver orders it."""
+    for family in (socket.AF_INET, socket.AF_INET6):
         try:
-            sock.shutdown(socket.SHUT_WR)
+            socket.inet_pton(family, host)
         except OSError:
-            pass
+            continue
+        return [(family, (host, port))]
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [(family, addr) for family, _type, _proto, _name, addr in infos]
