@@ -1,0 +1,63 @@
+"""The kernel's count of a client's connections (conns.py) against plain sockets."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import ExitStack
+
+import pytest
+from tests.servers import conns
+
+
+@pytest.fixture(autouse=True)
+def _counts() -> None:
+    if not conns.can_count():
+        pytest.skip("needs Linux's sock_diag netlink to count connections")
+
+
+class Listener:
+    """A listening socket on 127.0.0.1 whose clients connect and are accepted at once;
+    every socket closes with the stack."""
+
+    def __init__(self, stack: ExitStack) -> None:
+        self.stack = stack
+        self.sock = stack.enter_context(socket.create_server(("127.0.0.1", 0), backlog=200))
+        self.port: int = self.sock.getsockname()[1]
+
+    def connect(self, n: int) -> None:
+        for _ in range(n):
+            self.stack.enter_context(socket.create_connection(("127.0.0.1", self.port)))
+            self.stack.enter_context(self.sock.accept()[0])
+
+
+@pytest.fixture
+def stack() -> Iterator[ExitStack]:
+    with ExitStack() as s:
+        yield s
+
+
+def test_every_answer_of_a_long_dump_is_read(stack: ExitStack) -> None:
+    ours, other = Listener(stack), Listener(stack)
+    ours.connect(60)
+    other.connect(5)
+    answers = list(conns._answers(socket.AF_INET, ours.port))
+    assert len([a for a in answers if a]) >= 2  # (the kernel answers in pieces)
+    assert sum(map(len, answers)) == 60
+    assert conns.established(ours.port) == 60 and conns.established(other.port) == 5
+
+
+def test_a_count_is_one_walk_of_the_table_however_many_other_sockets_there_are(
+    stack: ExitStack,
+) -> None:
+    """The kernel sends only the sockets to the port asked for, so a test's few fit in
+    its first answer, made in one walk. Asked for every port, as before, the walk went on
+    at each read, and sockets opened between two reads counted too (40 here)."""
+    ours, other = Listener(stack), Listener(stack)
+    other.connect(100)  # (more than one answer holds)
+    ours.connect(20)
+    answers = conns._answers(socket.AF_INET, ours.port)
+    first = next(answers)
+    ours.connect(20)  # after the walk: not counted
+    assert len(first) == 20 and sum(map(len, answers)) == 0
+    assert conns.established(ours.port) == 40
