@@ -1,6 +1,7 @@
 """The public API: ``extract`` / ``aextract`` describe, ``download`` / ``adownload`` fetch,
 ``stream`` writes one URL to a binary stream. The sync functions are thin wrappers that
-drive the async core."""
+drive the async core (:mod:`omniget.drive`); the arguments are checked by
+:mod:`omniget.checks`, and a URL list is listed entry by entry by :mod:`omniget.listing`."""
 
 from __future__ import annotations
 
@@ -20,48 +21,24 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from typing import TYPE_CHECKING, BinaryIO, TypeVar
+from typing import BinaryIO
 
+from .checks import _check_options, _check_source_options, _check_url, _one_or_many
+from .drive import _default_transports, _drive, _not_in_a_loop
 from .engine import Engine, FileResult, Report
 from .engine.events import EventHandler, Failed, Listed, Queued, ignore
 from .engine.transports.base import Transport
-from .errors import OmnigetError, UsageError, nearest
+from .errors import OmnigetError, UsageError
 from .model import Item, unextracted
 from .settings import Settings
 from .sources import find_source
-from .sources.base import (
-    Reach,
-    Source,
-    SourceContext,
-    option_problem,
-    source_context,
-    with_origin,
-)
-
-if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .engine.transports.http import CurlTransport
+from .sources.base import Reach, Source, SourceContext, source_context, with_origin
 
 __all__ = ["adownload", "aextract", "download", "extract", "stream"]
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 #: Seconds a list in memory is resolved ahead of its first file when events are listened
 #: to (a display): the rest is resolved as files go (50,000 URLs took ~1.5 s).
 RESOLVE_AHEAD = 0.02
-
-
-def _default_transports(settings: Settings) -> dict[str, CurlTransport]:
-    from .engine.transports.http import CurlTransport
-
-    http = CurlTransport(
-        settings.network,
-        max_host_connections=settings.connections_per_host,
-        max_total_connections=settings.max_connections,
-    )
-    return {"http": http, "https": http}
 
 
 async def aextract(
@@ -105,203 +82,6 @@ def extract(
     transports = _default_transports(settings)  # (no I/O until an item is asked for)
     agen = aextract(url, source=source, settings=settings, transports=transports, **options)
     return _drive(agen, transports)
-
-
-def _extract_each(
-    entries: Iterable[str | Item],
-    *,
-    source: str | None,
-    settings: Settings,
-    source_options: Mapping[str, Mapping[str, object]],
-) -> Generator[tuple[str | Item, Item | OmnigetError], None, None]:
-    """Each entry's items in order, lazily, as ``extract`` gives them, each as (entry,
-    item); an entry's failure as (entry, error), and the rest goes on (an Item entry is
-    its own item). ``source_options``: each source's options, by its name. One set of
-    transports serves every URL; items known without a request need no loop, and the
-    listings that do share one, made when first needed (a loop and transports per URL
-    cost ~0.5 ms each)."""
-    contexts: dict[str, SourceContext] = {}  # one per source, as in adownload
-    transports: dict[str, CurlTransport] = {}  # made at the first URL, as extract's own
-    unusable: OmnigetError | None = None  # why they could not be made (--ca-cert, say)
-    pending: list[Source] = []  # the next source for the listings to list
-    listings: Generator[Item | OmnigetError | None, None, None] | None = None
-    try:
-        for entry in entries:
-            if isinstance(entry, Item):
-                yield entry, entry
-                continue
-            _check_url(entry, "extract")
-            try:
-                cls = find_source(entry, source)
-                opts = source_options.get(cls.name, {})
-                _check_options(cls, opts, "extract")
-                if not transports and unusable is None:
-                    try:
-                        transports.update(_default_transports(settings))
-                    except OmnigetError as exc:
-                        unusable = exc
-                if unusable is not None:  # (each URL fails so, as with extract)
-                    yield entry, unusable
-                    continue
-                ctx = contexts.get(cls.name)
-                if ctx is None:
-                    ctx = contexts[cls.name] = source_context(settings, transports, opts)
-                src = cls(entry, ctx, **opts)
-                known = src.items_at_once()
-            except OmnigetError as exc:
-                yield entry, exc
-                continue
-            if known is not None:
-                mark = with_origin(src)
-                for item in known:
-                    yield entry, item if mark is None else mark(item)
-                continue
-            if listings is None:
-                listings = _drive(_listings(pending.pop), transports)
-            pending.append(src)
-            for got in listings:
-                if got is None:  # its listing ended
-                    break
-                yield entry, got
-    finally:
-        if listings is not None:
-            listings.close()
-        else:  # (made, never used: nothing to wait for)
-            for transport in {id(t): t for t in transports.values()}.values():
-                transport.close()
-
-
-async def _listings(
-    next_source: Callable[[], Source],
-) -> AsyncGenerator[Item | OmnigetError | None, None]:
-    """The items of source after source (``next_source()`` each time), each listing
-    ended by None; a listing's failure is given as its error, and the next one goes on."""
-    while True:
-        src = next_source()
-        mark = with_origin(src)
-        try:
-            async for item in src.items():
-                yield item if mark is None else mark(item)
-        except OmnigetError as exc:
-            yield exc
-        yield None
-
-
-def _check_options(cls: type[Source], options: Mapping[str, object], name: str) -> None:
-    """A keyword argument the source does not take is a typo, never silently ignored."""
-    problem = option_problem(cls, options, ("source", "settings", "transports"))
-    if problem is not None:
-        raise TypeError(f"omniget.{name}(): {problem}")
-
-
-def _check_source_options(
-    tables: Mapping[str, Mapping[str, object]] | None, name: str
-) -> None:
-    """``source_options`` of download: each known source's table holds only options it
-    takes; a name close to a source's is a typo. (Other names are kept: the CLI passes
-    tables for sources not installed here, such as GOFILE_TOKEN's.)"""
-    if not tables:
-        return
-    from .sources import source_classes  # (looked up here: tests add a source)
-
-    known = {cls.name: cls for cls in source_classes()}
-    for table, options in tables.items():
-        cls = known.get(table)
-        if cls is None:
-            near = nearest(table.lower(), known)  # (names are lower case: HTTP is http)
-            if near is not None:
-                raise ValueError(f"omniget.{name}(): source_options[{table!r}]: no source "
-                                 f"is called {table!r}; did you mean {near!r}?")
-            continue
-        if not isinstance(options, Mapping):
-            raise TypeError(f"omniget.{name}(): source_options[{table!r}] is a mapping of "
-                            f"option names to values, not {type(options).__name__}")
-        problem = option_problem(cls, options)
-        if problem is not None:
-            raise ValueError(f"omniget.{name}(): source_options[{table!r}]: {problem}")
-
-
-def _drive(
-    agen: AsyncGenerator[T, None], transports: Mapping[str, CurlTransport]
-) -> Generator[T, None, None]:
-    """``agen``'s items, driven on a loop of its own; ``transports`` (agen's) close
-    when it ends."""
-    loop = asyncio.new_event_loop()
-    helper: ThreadPoolExecutor | None = None
-
-    def run(call: Callable[[], R]) -> R:
-        """``call`` (it runs ``loop``) here; on a helper thread when this thread's own
-        loop is running (``download(extract(url))``: download's loop asks for the items)."""
-        nonlocal helper
-        if not _loop_running():
-            return call()
-        if helper is None:
-            from concurrent.futures import ThreadPoolExecutor  # (rare: not at start-up)
-
-            helper = ThreadPoolExecutor(1, thread_name_prefix="omniget-extract")
-        return helper.submit(call).result()
-
-    def close() -> None:
-        # Nothing more of the listing is wanted: the source's own tasks (the next page,
-        # asked for ahead) stop, and the transports close before the loop runs again (a
-        # request they have queued would leave on its next turn).
-        for task in asyncio.all_tasks(loop):
-            task.cancel()
-        for transport in {id(t): t for t in transports.values()}.values():
-            transport.close()
-        try:
-            loop.run_until_complete(agen.aclose())
-        except asyncio.CancelledError:  # (the source awaited one of them as it closed)
-            pass
-        _settle(loop)
-        loop.close()
-
-    try:
-        while True:
-            try:
-                yield run(lambda: loop.run_until_complete(agen.__anext__()))
-            except StopAsyncIteration:
-                return
-    finally:
-        try:
-            run(close)
-        finally:
-            if helper is not None:
-                helper.shutdown()
-
-
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-SETTLE_WAIT = 1.0  # seconds a source's leftover tasks get to end when extract is closed
-
-
-def _settle(loop: asyncio.AbstractEventLoop) -> None:
-    """Let generators left mid-way inside a source (its pages, say) close on this loop:
-    each one dropped schedules its own close as a task, which may drop the next one.
-    Unsettled, they are torn down on a closed loop ("Task was destroyed but it is
-    pending!")."""
-    loop.run_until_complete(loop.shutdown_asyncgens())
-    for _ in range(16):  # one link of such a chain per round
-        loop.run_until_complete(asyncio.sleep(0))  # scheduled closes become tasks
-        pending = asyncio.all_tasks(loop)
-        if not pending:
-            return
-        done, left = loop.run_until_complete(asyncio.wait(pending, timeout=SETTLE_WAIT))
-        if left:  # a task of the source's own that does not end by itself
-            for task in left:
-                task.cancel()
-            done |= loop.run_until_complete(asyncio.wait(left))[0]
-        for task in done:  # (their failures are of no interest now: not logged)
-            if not task.cancelled():
-                task.exception()
-        if left:
-            return
 
 
 async def adownload(
@@ -536,32 +316,6 @@ def download(
             only=only,
         )
     )
-
-
-def _one_or_many(
-    items_or_urls: Iterable[Item | str] | AsyncIterable[Item | str] | str | Item, name: str
-) -> Iterable[Item | str] | AsyncIterable[Item | str]:
-    """One URL or item as a list of one (a str is no list of URLs); bytes refused."""
-    if isinstance(items_or_urls, str | Item):
-        return [items_or_urls]
-    if isinstance(items_or_urls, bytes | bytearray):
-        _check_url(items_or_urls, name)
-    return items_or_urls
-
-
-def _check_url(url: object, name: str) -> None:
-    """A URL is a str: anything else fails here, named, not deep inside a source."""
-    if not isinstance(url, str):
-        raise TypeError(f"omniget.{name}(): a URL is a str, not {type(url).__name__}: {url!r}")
-
-
-def _not_in_a_loop(name: str, instead: str) -> None:
-    """The blocking forms run their own event loop: not from inside a running one.
-    ``instead``: the async form's name, or a call to await (stream() has no async form)."""
-    if not _loop_running():
-        return
-    instead = f"await {instead}" if "(" in instead else f"omniget.{instead}()"
-    raise RuntimeError(f"omniget.{name}() blocks; inside an event loop use {instead} instead")
 
 
 def stream(

@@ -15,6 +15,7 @@ import pytest
 from tests.servers.httpd import HTTPServer
 
 import omniget
+import omniget.drive
 from omniget.engine import Engine
 from omniget.engine.events import Event, Finished, Progress, Started
 from omniget.engine.retry import FakeClock
@@ -123,7 +124,7 @@ def test_extract_left_midway_cancels_a_source_task_that_never_ends(
             yield omniget.Item("https://example.test/b.bin")
 
     monkeypatch.setattr(omniget.api, "find_source", lambda *a: lambda *a, **k: Chatty())
-    monkeypatch.setattr(omniget.api, "SETTLE_WAIT", 0.01)
+    monkeypatch.setattr(omniget.drive, "SETTLE_WAIT", 0.01)
     gen = omniget.extract("https://example.test/album")
     next(gen)
     gen.close()  # returns: the stray task is cancelled, not waited for

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import omniget
+import omniget.listing
 from omniget.cli import main
 from omniget.engine.events import Failed, Finished, Progress, Started
 from omniget.engine.report import FileResult, Report, Status
@@ -59,7 +60,7 @@ class FakeAPI:
         monkeypatch.setattr(omniget, "download", self.download)
         monkeypatch.setattr(omniget, "extract", self.extract)
         monkeypatch.setattr(omniget, "stream", self.stream)
-        monkeypatch.setattr(omniget.api, "_extract_each", self.extract_each)
+        monkeypatch.setattr(omniget.listing, "_extract_each", self.extract_each)
 
     def download(self, items: Iterable[Any], dest: Any = ".", **kw: Any) -> Report:
         got = list(items)

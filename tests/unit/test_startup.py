@@ -48,7 +48,8 @@ def recording(pattern, flags=0):
         seen.append(caller)
     return compile(pattern, flags)
 re.compile = recording
-import omniget.cli, omniget.api, omniget.engine.plain, omniget.engine.transports.http
+import omniget.cli, omniget.api, omniget.listing
+import omniget.engine.plain, omniget.engine.transports.http
 print(" ".join(sorted(seen)))
 """
 

@@ -318,7 +318,7 @@ def _items(
 ) -> Iterator[Item]:
     """Extract every URL lazily; extraction failures are reported and the rest goes on.
     (One loop and one set of transports serve the whole list: not one per URL.)"""
-    from ..api import _extract_each
+    from ..listing import _extract_each
 
     keep = _filter(ns, on_filtered)
     found = _extract_each(targets, source=ns.source, settings=cfg.settings,

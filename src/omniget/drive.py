@@ -1,0 +1,123 @@
+"""Running the async core from sync code: :func:`_drive` gives an async generator's items
+on a loop of its own (``extract``, the CLI's URL lists), :func:`_not_in_a_loop` refuses a
+blocking call inside a running loop, and :func:`_default_transports` are the transports a
+call makes of its own when it is given none."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from typing import TYPE_CHECKING, TypeVar
+
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .engine.transports.http import CurlTransport
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _default_transports(settings: Settings) -> dict[str, CurlTransport]:
+    from .engine.transports.http import CurlTransport
+
+    http = CurlTransport(
+        settings.network,
+        max_host_connections=settings.connections_per_host,
+        max_total_connections=settings.max_connections,
+    )
+    return {"http": http, "https": http}
+
+
+def _drive(
+    agen: AsyncGenerator[T, None], transports: Mapping[str, CurlTransport]
+) -> Generator[T, None, None]:
+    """``agen``'s items, driven on a loop of its own; ``transports`` (agen's) close
+    when it ends."""
+    loop = asyncio.new_event_loop()
+    helper: ThreadPoolExecutor | None = None
+
+    def run(call: Callable[[], R]) -> R:
+        """``call`` (it runs ``loop``) here; on a helper thread when this thread's own
+        loop is running (``download(extract(url))``: download's loop asks for the items)."""
+        nonlocal helper
+        if not _loop_running():
+            return call()
+        if helper is None:
+            from concurrent.futures import ThreadPoolExecutor  # (rare: not at start-up)
+
+            helper = ThreadPoolExecutor(1, thread_name_prefix="omniget-extract")
+        return helper.submit(call).result()
+
+    def close() -> None:
+        # Nothing more of the listing is wanted: the source's own tasks (the next page,
+        # asked for ahead) stop, and the transports close before the loop runs again (a
+        # request they have queued would leave on its next turn).
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        for transport in {id(t): t for t in transports.values()}.values():
+            transport.close()
+        try:
+            loop.run_until_complete(agen.aclose())
+        except asyncio.CancelledError:  # (the source awaited one of them as it closed)
+            pass
+        _settle(loop)
+        loop.close()
+
+    try:
+        while True:
+            try:
+                yield run(lambda: loop.run_until_complete(agen.__anext__()))
+            except StopAsyncIteration:
+                return
+    finally:
+        try:
+            run(close)
+        finally:
+            if helper is not None:
+                helper.shutdown()
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+SETTLE_WAIT = 1.0  # seconds a source's leftover tasks get to end when extract is closed
+
+
+def _settle(loop: asyncio.AbstractEventLoop) -> None:
+    """Let generators left mid-way inside a source (its pages, say) close on this loop:
+    each one dropped schedules its own close as a task, which may drop the next one.
+    Unsettled, they are torn down on a closed loop ("Task was destroyed but it is
+    pending!")."""
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    for _ in range(16):  # one link of such a chain per round
+        loop.run_until_complete(asyncio.sleep(0))  # scheduled closes become tasks
+        pending = asyncio.all_tasks(loop)
+        if not pending:
+            return
+        done, left = loop.run_until_complete(asyncio.wait(pending, timeout=SETTLE_WAIT))
+        if left:  # a task of the source's own that does not end by itself
+            for task in left:
+                task.cancel()
+            done |= loop.run_until_complete(asyncio.wait(left))[0]
+        for task in done:  # (their failures are of no interest now: not logged)
+            if not task.cancelled():
+                task.exception()
+        if left:
+            return
+
+
+def _not_in_a_loop(name: str, instead: str) -> None:
+    """The blocking forms run their own event loop: not from inside a running one.
+    ``instead``: the async form's name, or a call to await (stream() has no async form)."""
+    if not _loop_running():
+        return
+    instead = f"await {instead}" if "(" in instead else f"omniget.{instead}()"
+    raise RuntimeError(f"omniget.{name}() blocks; inside an event loop use {instead} instead")
