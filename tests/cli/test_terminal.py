@@ -401,3 +401,35 @@ def test_a_second_signal_in_a_weakref_callback_prints_no_traceback() -> None:
         hook, sys.unraisablehook = sys.unraisablehook, before
     assert reported == [ZeroDivisionError, KeyboardInterrupt]
     assert hook is record  # (put back as it was)
+
+
+@pytest.mark.parametrize("reflow", [True, False])
+def test_bars_on_a_narrowing_terminal_are_redrawn_without_leftovers(reflow: bool) -> None:
+    # A terminal made narrower wraps the last frame's rows again (most do): the next
+    # frame must erase them all, not the frame's height of them. (One that cuts its rows
+    # instead, xterm, loses rows above the bars then: the frame is still drawn once.)
+    term = io.StringIO()
+    con = console(term, 80, 24)
+    rp = RichProgress(con, Masker())
+    screen = Screen(80, 24).feed("$ omniget ...\n")
+    with rp:
+        for item in items(3):
+            rp(Started(item, None, size=4 * MiB, resumed=0))
+        rp.live.refresh()
+        for width in (40, 25, 100):
+            screen.feed(term.getvalue()).resize(width, reflow=reflow)
+            term.seek(0)
+            term.truncate()
+            con.width = width
+            rp.live.refresh()
+            shown = Screen(width, 24).feed(term.getvalue()).lines()  # (the frame alone)
+            assert len(shown) == 4
+            rows = screen.feed(term.getvalue()).lines()
+            if reflow:
+                assert rows == ["$ omniget ...", *shown]
+            else:
+                assert rows[-4:] == shown and rows[:-4] in ([], ["$ omniget ..."])
+            term.seek(0)
+            term.truncate()
+    if reflow:
+        assert screen.feed(term.getvalue()).lines() == ["$ omniget ..."]

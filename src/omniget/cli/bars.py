@@ -7,19 +7,28 @@ per event: thousands of small files would be thousands of frames). Every frame i
 for the terminal's width as it is then: names are cut to the cells left (by their width on
 screen, so wide characters count twice), columns that do not fit are left out, and no cell
 ever wraps onto a second line. The numbers come from :class:`~omniget.cli.tally.Tally`.
+
+A terminal made narrower wraps the rows already on it again (most terminals do; xterm cuts
+them instead): the next frame erases as many rows as the last one takes at the new width,
+not its height, else the old frame's rows stay above the new one. (On a terminal that cuts,
+those extra rows are lines above the bars: a narrowing costs a few of them there.)
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
 from typing import NamedTuple
 
 from rich.cells import cell_len
-from rich.console import Console, RenderableType
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.control import Control
 from rich.live import Live
+from rich.live_render import LiveRender
 from rich.progress_bar import ProgressBar
+from rich.segment import ControlType, Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -88,6 +97,42 @@ def _speed(rate: Rate) -> str:
     return "?" if speed is None else f"{format_size(int(speed))}/s"
 
 
+class _Region(LiveRender):
+    """rich's live region, which moves up over the rows the last frame takes on the
+    terminal as wide as it is now (see the module's notes), not over its lines."""
+
+    def __init__(self, renderable: RenderableType, console: Console) -> None:
+        super().__init__(renderable, vertical_overflow="visible")
+        self.console = console
+        self.widths: list[int] = []  # cells of each line of the last frame
+
+    def rows(self) -> int:
+        width = max(1, self.console.width)
+        return sum(max(1, math.ceil(w / width)) for w in self.widths)
+
+    def position_cursor(self) -> Control:
+        if not self.widths:
+            return Control()
+        up = ((ControlType.CURSOR_UP, 1), (ControlType.ERASE_IN_LINE, 2)) * (self.rows() - 1)
+        return Control(ControlType.CARRIAGE_RETURN, (ControlType.ERASE_IN_LINE, 2), *up)
+
+    def restore_cursor(self) -> Control:
+        if not self.widths:
+            return Control()
+        up = ((ControlType.CURSOR_UP, 1), (ControlType.ERASE_IN_LINE, 2)) * self.rows()
+        return Control(ControlType.CARRIAGE_RETURN, *up)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        lines = console.render_lines(self.renderable, options, pad=False)
+        lines = lines[: options.size.height]  # (rows above the top cannot be erased)
+        self._shape = Segment.get_shape(lines)
+        self.widths = [Segment.get_line_length(line) for line in lines]
+        for i, line in enumerate(lines):
+            if i:
+                yield Segment.line()
+            yield from line
+
+
 class RichProgress:
     """A terminal: the run's bar, a bar per active file (those that fit), lines above."""
 
@@ -106,6 +151,7 @@ class RichProgress:
         self._lock = threading.Lock()
         self.live = Live(console=console, get_renderable=self.frame, refresh_per_second=5,
                          transient=True)
+        self.live._live_render = _Region(self.live._live_render.renderable, console)
 
     def _print(self, text: str, style: str = "") -> None:
         self.console.print(text, style=style or None, markup=False, highlight=False)
