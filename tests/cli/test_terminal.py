@@ -433,3 +433,17 @@ def test_bars_on_a_narrowing_terminal_are_redrawn_without_leftovers(reflow: bool
             term.truncate()
     if reflow:
         assert screen.feed(term.getvalue()).lines() == ["$ omniget ..."]
+
+
+def test_file_bars_follow_the_terminal_s_height_as_it_changes() -> None:
+    rp, _ = bars(80, 24)
+    for i in range(20):
+        rp(Started(Item(download_url=f"https://example.com/f{i}.bin"), None, size=MiB,
+                   resumed=0))
+    assert len(frame(rp)) == 1 + 8 + 1
+    rp.console.height = 6  # (made shorter mid-run: the frame still fits, and says the rest)
+    rows = frame(rp)
+    assert len(rows) == 6 and rows[-1] == "(+16 more active)", rows
+    rp.console.height = 24  # (taller again: a screenful of bars at once)
+    rows = frame(rp)
+    assert len(rows) == 10 and rows[-1] == "(+12 more active)", rows

@@ -193,7 +193,13 @@ class RichProgress:
         """The file's bar goes; files without one take the free places."""
         if key in self.shown:
             self.shown.remove(key)
+        self._fill()
+
+    def _fill(self) -> None:
+        """As many bars as the terminal has room for now (it may have been resized):
+        the last ones go, or active files without a bar take the free places."""
         room = self._room()
+        del self.shown[room:]
         for other in self.tally.files:
             if len(self.shown) >= room:
                 break
@@ -207,6 +213,7 @@ class RichProgress:
             t = self.tally
             if not t.seen:  # (nothing to count yet: no "0/0 files")
                 return Text("starting…")
+            self._fill()
             files = [t.files[k] for k in self.shown if k in t.files]
             more = len(t.files) - len(files)
             now = self.clock()
