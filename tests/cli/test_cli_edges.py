@@ -1257,3 +1257,22 @@ def test_interrupted_stdout_download_does_not_promise_a_resume(
     assert proc.returncode == 130, err
     assert err == ("omniget: error: interrupted; the file on stdout is incomplete "
                    "(stdout cannot be resumed: run the command again to start over)\n")
+
+
+def test_an_interrupted_run_s_summary_counts_the_files_it_never_began(
+    httpd: HTTPServer,
+) -> None:
+    """Ctrl+C before the end of a list: the files not begun are in the summary too
+    (before: "0 files ok, 0 skipped, 0 failed, 2 interrupted" of 6 files given)."""
+    urls = [slow(httpd, f"n{i}.bin") for i in range(6)]
+    proc = spawn("-v", "-j", "1", "-o", "out", *urls)
+    assert proc.stderr is not None
+    assert proc.stderr.readline().startswith(b"start out/n0.bin")
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=30)[1].decode()
+    assert proc.returncode == 130, err
+    summary = err.splitlines()[-2]
+    found = re.fullmatch(r"0 files ok, 0 skipped, 0 failed, (\d+) interrupted, (\d+) not "
+                         r"started, .*", summary)
+    assert found is not None, summary
+    assert int(found[1]) + int(found[2]) == 6 and int(found[2]) >= 1, summary

@@ -443,19 +443,21 @@ def dry_run(
     return found
 
 
-def summary_line(report: Report, *, failed: int = 0, skipped: int = 0) -> str:
+def summary_line(report: Report, *, failed: int = 0, skipped: int = 0, left: int = 0) -> str:
     """``N files ok, N skipped, N failed, SIZE in Ts (RATE/s)`` ("1 file ok"); extra counts
     are added. Files cut off by an interrupt are counted apart (``N interrupted``): they
-    did not fail, a rerun resumes them."""
+    did not fail, a rerun resumes them; so are the ``left`` ones a stopped run never
+    began (``N not started``)."""
     secs = report.elapsed
     rate = int(report.fetched / secs) if secs > 0 else 0
     files = "file" if report.ok == 1 else "files"
     cut = report.interrupted
     interrupted = f"{cut} interrupted, " if cut else ""
+    not_started = f"{left} not started, " if left else ""
     took = f"{secs:.2f}s" if secs < 1 else f"{secs:.1f}s"
     return (
         f"{report.ok} {files} ok, {report.skipped + skipped} skipped, "
-        f"{report.failed - cut + failed} failed, {interrupted}"
+        f"{report.failed - cut + failed} failed, {interrupted}{not_started}"
         f"{format_size(report.fetched)} in {took} ({format_size(rate)}/s)"
     )
 
