@@ -1276,3 +1276,28 @@ def test_an_interrupted_run_s_summary_counts_the_files_it_never_began(
                          r"started, .*", summary)
     assert found is not None, summary
     assert int(found[1]) + int(found[2]) == 6 and int(found[2]) >= 1, summary
+
+
+def test_a_resumed_run_s_summary_tells_the_bytes_it_did_not_fetch_again(
+    httpd: HTTPServer,
+) -> None:
+    """The rerun of an interrupted download fetches only the rest: its summary says how
+    much was already there (before: "1 file ok, ... 2.4 MiB" of a 3.8 MiB file, no word
+    of the rest)."""
+    url = slow(httpd, "r.bin")
+    proc = spawn("--json", "--split", "1", "-o", "out", url)
+    assert proc.stdout is not None
+    while json.loads(proc.stdout.readline()).get("done", 0) < 1_000_000:  # (some bytes in)
+        pass
+    proc.send_signal(signal.SIGINT)
+    assert proc.communicate(timeout=30) and proc.returncode == 130
+    proc = spawn("--split", "1", "-o", "out", url)
+    err = proc.communicate(timeout=30)[1].decode()
+    assert proc.returncode == 0, err
+    summary = err.splitlines()[-1]
+    found = re.fullmatch(r"1 file ok, 0 skipped, 0 failed, ([0-9.]+) (KiB|MiB) \(\+([0-9.]+) "
+                         r"(KiB|MiB) resumed\) in .*", summary)
+    assert found is not None, summary
+    scale = {"KiB": 1 / 1024, "MiB": 1.0}
+    fetched, resumed = float(found[1]) * scale[found[2]], float(found[3]) * scale[found[4]]
+    assert resumed > 0 and abs(fetched + resumed - 4_000_000 / 2**20) < 0.15, summary

@@ -267,3 +267,16 @@ def test_plain_run_line_counts_the_whole_list() -> None:
     # 281 files left at 19 in 1.9 s (the first began at 0.1 s); then 261 at 39 in 3.9 s
     assert lines[0] == "[0:00:02] 19/300 files, 19.0 MiB, 10.0 MiB/s, 0:00:29 left"
     assert lines[1:] == ["[0:00:04] 39/300 files, 39.0 MiB, 10.0 MiB/s, 0:00:27 left"]
+
+
+def test_the_tally_counts_resumed_bytes_once_per_file() -> None:
+    from omniget.cli.tally import Tally
+
+    tally = Tally(lambda: 0.0)
+    tally(Started(A, None, size=10 * MiB, resumed=3 * MiB), "a.bin")
+    tally(Started(B, None, size=MiB, resumed=MiB // 2), "b.bin")
+    tally(Started(C, None, size=MiB, resumed=0), "c.bin")
+    assert tally.resumed == 3 * MiB + MiB // 2
+    tally(Started(B, None, size=MiB, resumed=0), "b.bin")  # (b started over: none kept)
+    tally(Finished(A, None, size=10 * MiB, verified="size", fetched=7 * MiB), "a.bin")
+    assert tally.resumed == 3 * MiB

@@ -469,18 +469,19 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
             # its code: the first failure's, as it came with the first event
             code = code if interrupted else consumer.error.exit_code
     elif not ns.quiet:
-        left = _not_started(consumer) if report.stopped else 0
-        sys.stderr.write(summary_line(report, failed=extra, skipped=len(filtered), left=left)
-                         + "\n")
+        tally = getattr(consumer, "tally", None)
+        left = _not_started(tally) if report.stopped else 0
+        resumed = tally.resumed if isinstance(tally, Tally) else 0
+        sys.stderr.write(summary_line(report, failed=extra, skipped=len(filtered), left=left,
+                                      resumed=resumed) + "\n")
     if interrupted:
         print_error(NO_RESUME if report.journal_error is not None else RESUME)
     return code  # the first failure's code
 
 
-def _not_started(consumer: object) -> int:
+def _not_started(tally: object) -> int:
     """Files of a stopped run's list that it never began (the report has only those it
     did), as the display counted them; 0 when the list's length is not known."""
-    tally = getattr(consumer, "tally", None)
     if not isinstance(tally, Tally) or tally.more:
         return 0
     return max(0, tally.seen - tally.ended)

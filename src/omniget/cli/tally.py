@@ -84,6 +84,7 @@ class Tally:
     and skipped ones drop out), the run's speed, and its speed in files (``ending``).
     ``more``: the list may hold files not counted yet (a source finding them as it
     goes); ``ahead``: entries of the list counted (in ``seen``) but not announced yet.
+    ``resumed``: bytes that files begun in this run had on disk from an earlier one.
     ``total`` (bytes) is None before any file, while one of unknown size is active or
     waits, while entries are not announced and while the list may grow. The sums are
     kept up as events come, so an event costs the same in a run of many files."""
@@ -96,6 +97,8 @@ class Tally:
         self.ahead = 0  # entries of the list counted, not announced yet
         self.done = self.size = 0
         self.unsized = 0  # active and waiting files of unknown size
+        self.resumed = 0
+        self._resumed: dict[str, int] = {}  # (files begun at a resumed byte: how far)
         self.rate = Rate(clock)
         self.ending = Rate(clock)  # files ended, per second
         self._waiting: dict[str, list[int | None]] = {}  # announced, not begun: their sizes
@@ -133,6 +136,9 @@ class Tally:
             case Started():
                 if not self._drop(key):  # (else: a file started over)
                     self._begin(key)
+                if event.resumed or key in self._resumed:  # (a start over: its latest)
+                    self.resumed += event.resumed - self._resumed.get(key, 0)
+                    self._resumed[key] = event.resumed
                 return self._add(key, name, event.resumed, event.size)
             case Progress():
                 # (no Started seen: its bytes so far are not this run's)
