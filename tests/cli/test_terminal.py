@@ -403,11 +403,19 @@ def test_a_second_signal_in_a_weakref_callback_prints_no_traceback() -> None:
     assert hook is record  # (put back as it was)
 
 
-@pytest.mark.parametrize("reflow", [True, False])
-def test_bars_on_a_narrowing_terminal_are_redrawn_without_leftovers(reflow: bool) -> None:
+@pytest.mark.parametrize("reflow", [True, False], ids=["rewraps", "xterm"])
+def test_bars_on_a_narrowing_terminal_are_redrawn_without_leftovers(
+    reflow: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A terminal made narrower wraps the last frame's rows again (most do): the next
-    # frame must erase them all, not the frame's height of them. (One that cuts its rows
-    # instead, xterm, loses rows above the bars then: the frame is still drawn once.)
+    # frame must erase them all, not the frame's height of them; one that cuts its rows
+    # instead (xterm) must not lose the lines above the bars.
+    monkeypatch.delenv("TMUX", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    if reflow:
+        monkeypatch.delenv("XTERM_VERSION", raising=False)
+    else:
+        monkeypatch.setenv("XTERM_VERSION", "XTerm(390)")
     term = io.StringIO()
     con = console(term, 80, 24)
     rp = RichProgress(con, Masker())
@@ -424,15 +432,22 @@ def test_bars_on_a_narrowing_terminal_are_redrawn_without_leftovers(reflow: bool
             rp.live.refresh()
             shown = Screen(width, 24).feed(term.getvalue()).lines()  # (the frame alone)
             assert len(shown) == 4
-            rows = screen.feed(term.getvalue()).lines()
-            if reflow:
-                assert rows == ["$ omniget ...", *shown]
-            else:
-                assert rows[-4:] == shown and rows[:-4] in ([], ["$ omniget ..."])
+            assert screen.feed(term.getvalue()).lines() == ["$ omniget ...", *shown]
             term.seek(0)
             term.truncate()
-    if reflow:
-        assert screen.feed(term.getvalue()).lines() == ["$ omniget ..."]
+    assert screen.feed(term.getvalue()).lines() == ["$ omniget ..."]
+
+
+def test_terminals_that_cut_their_rows_are_known_by_their_environment() -> None:
+    from omniget.cli.bars import rewraps
+
+    assert rewraps({"TERM": "xterm-256color", "VTE_VERSION": "7600"})
+    assert rewraps({"TERM": "xterm-kitty"}) and rewraps({})
+    assert not rewraps({"TERM": "xterm", "XTERM_VERSION": "XTerm(390)"})
+    assert not rewraps({"TERM": "linux"}) and not rewraps({"TERM": "rxvt-unicode-256color"})
+    assert not rewraps({"TERM": "st-256color"})
+    assert rewraps({"TERM": "tmux-256color", "TMUX": "socket,1,0",
+                    "XTERM_VERSION": "XTerm(390)"})  # (tmux rewraps, whatever it runs in)
 
 
 def test_file_bars_follow_the_terminal_s_height_as_it_changes() -> None:

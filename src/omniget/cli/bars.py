@@ -8,18 +8,20 @@ for the terminal's width as it is then: names are cut to the cells left (by thei
 screen, so wide characters count twice), columns that do not fit are left out, and no cell
 ever wraps onto a second line. The numbers come from :class:`~omniget.cli.tally.Tally`.
 
-A terminal made narrower wraps the rows already on it again (most terminals do; xterm cuts
-them instead): the next frame erases as many rows as the last one takes at the new width,
-not its height, else the old frame's rows stay above the new one. (On a terminal that cuts,
-those extra rows are lines above the bars: a narrowing costs a few of them there.)
+A terminal made narrower wraps the rows already on it again (most terminals do): the next
+frame erases as many rows as the last one takes at the new width, not its height, else the
+old frame's rows stay above the new one. Those that cut their rows instead (xterm, rxvt,
+st, the Linux console: :func:`rewraps`) keep the frame's height, else the lines above
+the bars would go. (One of those not known by its environment loses a few such lines.)
 """
 
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 from rich.cells import cell_len
@@ -48,7 +50,7 @@ from .output import Masker, format_size
 from .progress import SkipLines, failure_line, name_of, retry_line, warning_line
 from .tally import Rate, Tally, clock_time
 
-__all__ = ["SHOWN", "RichProgress", "fit"]
+__all__ = ["SHOWN", "RichProgress", "fit", "rewraps"]
 
 SHOWN = 8  # file bars on screen at most (-j can run many more files than a screen holds)
 NAME = 40  # cells for a name at most
@@ -97,6 +99,16 @@ def _speed(rate: Rate) -> str:
     return "?" if speed is None else f"{format_size(int(speed))}/s"
 
 
+def rewraps(environ: Mapping[str, str]) -> bool:
+    """Whether the terminal wraps its rows again when made narrower: all but a few that
+    cut them, known by their environment (tmux, inside any of them, rewraps)."""
+    if environ.get("TMUX"):
+        return True
+    term = environ.get("TERM", "")
+    return not (environ.get("XTERM_VERSION") or term == "linux" or term == "st"
+                or term.startswith(("st-", "rxvt")))
+
+
 class _Region(LiveRender):
     """rich's live region, which moves up over the rows the last frame takes on the
     terminal as wide as it is now (see the module's notes), not over its lines."""
@@ -104,9 +116,12 @@ class _Region(LiveRender):
     def __init__(self, renderable: RenderableType, console: Console) -> None:
         super().__init__(renderable, vertical_overflow="visible")
         self.console = console
+        self.rewraps = rewraps(os.environ)
         self.widths: list[int] = []  # cells of each line of the last frame
 
     def rows(self) -> int:
+        if not self.rewraps:
+            return len(self.widths)
         width = max(1, self.console.width)
         return sum(max(1, math.ceil(w / width)) for w in self.widths)
 
