@@ -462,3 +462,34 @@ def test_file_bars_follow_the_terminal_s_height_as_it_changes() -> None:
     rp.console.height = 24  # (taller again: a screenful of bars at once)
     rows = frame(rp)
     assert len(rows) == 10 and rows[-1] == "(+12 more active)", rows
+
+
+def test_ctrl_z_leaves_no_bars_and_a_cursor_and_fg_draws_them_afresh() -> None:
+    """Ctrl+Z stopped the process with its bars on the screen and the cursor hidden (the
+    shell's prompt came without one); on fg the next frame moved up over the shell's
+    lines, and the stopped frame stayed above them."""
+    term = Term()
+    rp = RichProgress(console(term), Masker())
+    screen = Screen(80, 24).feed("$ omniget ...\n")
+    seen: dict[str, list[str] | bool] = {}
+
+    def stopped() -> None:  # (the process is stopped here; the shell writes, then fg)
+        screen.feed(term.getvalue())
+        seen["lines"], seen["hidden"] = screen.lines(), screen.cursor_hidden
+        screen.feed("[1]+  Stopped    omniget ...\n$ fg\nomniget ...\n")
+        term.seek(0)
+        term.truncate()
+
+    rp.stop_process = stopped
+    with rp:
+        for item in items(2):
+            rp(Started(item, None, size=4 * MiB, resumed=0))
+        rp.live.refresh()
+        rp.suspend(signal.SIGTSTP, None)  # (Ctrl+Z)
+        assert seen == {"lines": ["$ omniget ..."], "hidden": False}
+        rp.live.refresh()
+        screen.feed(term.getvalue())
+        assert screen.lines()[:4] == ["$ omniget ...", "[1]+  Stopped    omniget ...", "$ fg",
+                                      "omniget ..."]
+        assert [row.split()[0] for row in screen.lines()[4:]] == ["total", "f0.bin", "f1.bin"]
+        assert screen.cursor_hidden

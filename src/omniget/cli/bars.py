@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from types import FrameType
+from typing import IO, NamedTuple
 
 from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
@@ -166,7 +168,10 @@ class RichProgress:
         self._lock = threading.Lock()
         self.live = Live(console=console, get_renderable=self.frame, refresh_per_second=5,
                          transient=True)
-        self.live._live_render = _Region(self.live._live_render.renderable, console)
+        self.region = _Region(self.live._live_render.renderable, console)
+        self.live._live_render = self.region
+        self.stop_process = _stop_process  # (Ctrl+Z: returns once the process goes on)
+        self._on_tstp = False  # (suspend() is the SIGTSTP handler)
 
     def _print(self, text: str, style: str = "") -> None:
         self.console.print(text, style=style or None, markup=False, highlight=False)
@@ -241,12 +246,55 @@ class RichProgress:
             ]
         return _table(lines, more, width, now)
 
+    def suspend(self, signum: int, frame: FrameType | None) -> None:
+        """Ctrl+Z (SIGTSTP): the bars are erased and the cursor shown before the process
+        stops (the shell's lines come where the bars were); once it goes on (fg), the
+        cursor is hidden again and the next frame is drawn below what the shell wrote.
+        (The lock waited for a little only: a frame being drawn may wait for this thread.)"""
+        got = self.live._lock.acquire(timeout=0.5)
+        try:
+            out = self.console.file
+            erase = self.region.position_cursor().segment.text if got else ""
+            if got:
+                self.region.widths = []  # (nothing of ours on the screen to move up over)
+            _write(out, erase + "\x1b[?25h")
+            self.stop_process()
+            _write(out, "\x1b[?25l")
+        finally:
+            if got:
+                self.live._lock.release()
+
     def __enter__(self) -> RichProgress:
         self.live.start(refresh=True)
+        # (from the main thread only; a SIGTSTP handler or SIG_IGN set before is left alone)
+        main = threading.current_thread() is threading.main_thread()
+        if main and signal.getsignal(signal.SIGTSTP) is signal.SIG_DFL:
+            signal.signal(signal.SIGTSTP, self.suspend)
+            self._on_tstp = True
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._on_tstp:  # (first: a Ctrl+Z from now on must not erase lines)
+            signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+            self._on_tstp = False
         self.live.stop()
+
+
+def _write(out: IO[str], text: str) -> None:
+    try:
+        out.write(text)
+        out.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _stop_process() -> None:
+    """Stop as SIGTSTP's default does; returns when the process is continued."""
+    handler = signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+    try:
+        os.kill(os.getpid(), signal.SIGTSTP)
+    finally:
+        signal.signal(signal.SIGTSTP, handler)
 
 
 def _run_line(t: Tally) -> _Line:
