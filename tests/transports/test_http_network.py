@@ -65,6 +65,18 @@ def test_redirect_to_other_scheme_refused(srv: Server, location: str, scheme: st
     assert srv.paths() == ["/r"]
 
 
+@pytest.mark.parametrize("location", ["http://127.0.0.1:99999/x", "http://[::1/x"])
+def test_a_redirect_to_an_unusable_url_fails_as_the_servers_fault(
+    srv: Server, location: str
+) -> None:
+    """(was a ValueError from urllib: the CLI's "internal error", exit 1)"""
+    srv.route("/r", redirect(location))
+    with pytest.raises(RemoteError, match=r"^unusable redirect to .* \(from http://") as info:
+        get(srv.url("/r"))
+    assert not info.value.retryable
+    assert srv.paths() == ["/r"]
+
+
 def test_redirect_loop_refused(srv: Server) -> None:
     srv.route("/a", redirect("/b"))
     srv.route("/b", redirect("/a"))

@@ -30,6 +30,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import re
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, ClassVar
 from urllib.parse import quote, urljoin, urlsplit
@@ -68,6 +69,7 @@ __all__ = ["CurlTransport", "ca_locations"]
 
 # Dropped on a hop to another origin (Host because it names the old one).
 _SENSITIVE = SECRET_HEADERS | {"host"}
+_USERINFO = r"//[^/?#@]*@"  # (to show a URL urllib cannot parse)
 _OURS = frozenset({pycurl.E_WRITE_ERROR, pycurl.E_ABORTED_BY_CALLBACK})
 _TO_PIPE = -4  # a hop that goes pipelined after all (decided when its slot came)
 #: ``admit(start, fut)``: may a libcurl transfer start now (else ``start`` is called later)
@@ -754,8 +756,16 @@ class CurlTransport:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             text = quote(raw, safe=URL_SAFE)
-        target = clean_url(urljoin(current, text))
-        scheme = urlsplit(target).scheme.lower()
+        try:
+            target = clean_url(urljoin(current, text))
+            parts = urlsplit(target)
+            parts.port  # noqa: B018 (raises for a port out of range)
+        except ValueError as exc:  # (a port out of range, a bad IPv6 address)
+            shown = re.sub(_USERINFO, "//", text)
+            raise RemoteError(
+                f"unusable redirect to {shown} (from {safe_url(current)}): {exc}"
+            ) from None
+        scheme = parts.scheme.lower()
         if scheme not in self.schemes:
             raise RemoteError(
                 f"refused redirect to {scheme or 'an unknown'} URL {safe_url(target)} "
