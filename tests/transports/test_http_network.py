@@ -178,6 +178,21 @@ def test_url_credentials_stay_with_first_origin(srv: Server, other: Server) -> N
     assert "bob" not in head.url
 
 
+def test_credentials_in_a_location_are_not_used(srv: Server, other: Server) -> None:
+    """As curl: a redirect's ``user:password@`` is dropped (was sent, and kept in the
+    head's URL); the first URL's credentials still follow to their own origin."""
+    srv.route("/r", redirect(f"http://eve:pw@127.0.0.1:{other.port}/land"))
+    srv.route("/back", redirect(f"http://eve:pw@127.0.0.1:{srv.port}/land"))
+    other.route("/land", static(b"landed"))
+    srv.route("/land", static(b"back"))
+    head, sink = get(srv.url("/r"), NetworkSettings(netrc=False))
+    assert bytes(sink.data) == b"landed" and head.url == other.url("/land")
+    assert "authorization" not in other.requests[0].headers
+    get(f"http://bob:pw@127.0.0.1:{srv.port}/back", NetworkSettings(netrc=False))
+    expected = "Basic " + base64.b64encode(b"bob:pw").decode()
+    assert [r.headers.get("authorization") for r in srv.requests[1:]] == [expected] * 2
+
+
 def test_url_credentials_never_reach_the_head(srv: Server) -> None:
     srv.route("/f", static(b"x"))
     head, _ = get(f"http://bob:pw@127.0.0.1:{srv.port}/f", NetworkSettings(netrc=False))

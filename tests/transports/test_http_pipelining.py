@@ -180,6 +180,22 @@ def test_redirects_and_errors_on_the_pipelined_path(srv: Server) -> None:
     assert isinstance(last, Sink) and last.heads[-1].status == 404
 
 
+def test_credentials_in_a_location_never_reach_the_host_line(srv: Server) -> None:
+    """A pipelined redirect to ``http://user:pw@host/`` sent ``Host: user:pw@host``."""
+    for i in range(1, 12):
+        srv.route(f"/c{i}", redirect(f"http://eve:pw@127.0.0.1:{srv.port}/f{i}"))
+
+    async def go(t: CurlTransport) -> list[Sink | BaseException]:
+        await fetch_all(t, [srv.url("/f0")])
+        return await fetch_all(t, [srv.url(f"/c{i}") for i in range(1, 12)])
+
+    results = run(go, NetworkSettings(netrc=False))
+    for i, r in enumerate(results, start=1):
+        assert isinstance(r, Sink) and bytes(r.data) == body(i)
+    assert {r.headers["host"] for r in srv.requests} == {f"127.0.0.1:{srv.port}"}
+    assert not any("authorization" in r.headers for r in srv.requests)
+
+
 def test_credentials_and_proxies_keep_requests_on_libcurl(
     srv: Server, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -771,6 +771,9 @@ class CurlTransport:
                 f"refused redirect to {scheme or 'an unknown'} URL {safe_url(target)} "
                 f"(from {safe_url(current)})"
             )
+        if parts.username is not None or parts.password is not None:
+            # as curl: a server's ``user:password@`` is not sent (nor kept in the URL)
+            target = split_userinfo(target, parts)[0]
         return target.partition("#")[0]
 
     def _cookie(self, url: str, headers: dict[str, tuple[str, str]]) -> str | None:
