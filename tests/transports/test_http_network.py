@@ -4,7 +4,9 @@ credentials may go, proxies, --resolve, cookies, netrc and TLS."""
 from __future__ import annotations
 
 import base64
+import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -607,7 +609,28 @@ def test_ssl_cert_file_env_is_honoured(
     assert bytes(sink.data) == b"secret bytes"
 
 
+def test_ssl_cert_dir_env_is_honoured(
+    tls_server: tuple[Server, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As curl: a hashed folder of CAs beside the system's bundle (was never read while
+    a system bundle existed)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl command to hash the folder with")
+    server, ca_file = tls_server
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    shutil.copy(ca_file, certs / "test-ca.pem")
+    subprocess.run([openssl, "rehash", str(certs)], check=True, capture_output=True)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.setenv("SSL_CERT_DIR", str(certs))
+    _, sink = get(server.url("/f"))
+    assert bytes(sink.data) == b"secret bytes"
+
+
 def test_ca_locations_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
     monkeypatch.setenv("SSL_CERT_FILE", "from-ssl-env.pem")
     monkeypatch.setenv("CURL_CA_BUNDLE", "from-env.pem")  # curl's order: this one first
     given = tmp_path / "given.pem"
@@ -619,7 +642,14 @@ def test_ca_locations_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert ca_locations(NetworkSettings()) == ("from-env.pem", None)
     monkeypatch.delenv("CURL_CA_BUNDLE")
     assert ca_locations(NetworkSettings()) == ("from-ssl-env.pem", None)
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))  # curl: both, file and folder
+    assert ca_locations(NetworkSettings()) == ("from-ssl-env.pem", str(tmp_path))
+    monkeypatch.setenv("CURL_CA_BUNDLE", "from-env.pem")  # (then neither)
+    assert ca_locations(NetworkSettings()) == ("from-env.pem", None)
+    monkeypatch.delenv("CURL_CA_BUNDLE")
     monkeypatch.delenv("SSL_CERT_FILE")
+    assert ca_locations(NetworkSettings())[1] == str(tmp_path)
+    monkeypatch.delenv("SSL_CERT_DIR")
     cainfo, capath = ca_locations(NetworkSettings())
     # Whatever the system has, it is something that exists (or libcurl's default).
     assert cainfo is None or Path(cainfo).is_file()

@@ -379,10 +379,11 @@ _KNOWN_BUNDLES = (
 def ca_locations(settings: NetworkSettings) -> tuple[str | None, str | None]:
     """``(cainfo, capath)`` to give libcurl; ``(None, None)`` leaves libcurl's default.
 
-    ``settings.ca_cert`` (a file or a hashed directory), else ``CURL_CA_BUNDLE`` /
-    ``SSL_CERT_FILE`` (curl's order), else the system's bundle. The system store is named
-    explicitly: a pycurl wheel carries its own OpenSSL whose compiled-in CA path is often
-    another distribution's and missing here.
+    ``settings.ca_cert`` (a file or a hashed directory), else ``CURL_CA_BUNDLE``, else
+    ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` (a hashed directory beside the file, or beside
+    the system's bundle), as curl takes them, else the system's bundle. The system store is
+    named explicitly: a pycurl wheel carries its own OpenSSL whose compiled-in CA path is
+    often another distribution's and missing here.
     """
     cainfo, capath, _ = ca_trust(settings)
     return cainfo, capath
@@ -396,16 +397,19 @@ def ca_trust(settings: NetworkSettings) -> tuple[str | None, str | None, str]:
         if not os.path.isfile(settings.ca_cert):
             raise UsageError(f"--ca-cert {settings.ca_cert}: no such file or folder")
         return settings.ca_cert, None, "--ca-cert"
-    for name in ("CURL_CA_BUNDLE", "SSL_CERT_FILE"):
-        value = os.environ.get(name)
-        if value:
-            return value, None, name
+    bundle = os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        return bundle, None, "CURL_CA_BUNDLE"
+    cert_dir = os.environ.get("SSL_CERT_DIR") or None  # (curl: its --capath)
+    cert_file = os.environ.get("SSL_CERT_FILE")
+    if cert_file:
+        return cert_file, cert_dir, "SSL_CERT_FILE"
     system = "the system's CA certificates"
     paths = ssl.get_default_verify_paths()
     for candidate in (paths.cafile, *_KNOWN_BUNDLES):
         if candidate and os.path.isfile(candidate):
-            return candidate, None, system
-    capath = os.environ.get("SSL_CERT_DIR") or paths.capath
+            return candidate, cert_dir, system
+    capath = cert_dir or paths.capath
     if capath and os.path.isdir(capath):
         return None, capath, system
     return None, None, system
