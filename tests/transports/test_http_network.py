@@ -328,6 +328,24 @@ def test_unusable_proxy_scheme_in_the_environment_is_not_retried(
 
 
 @pytest.mark.parametrize(
+    "proxy", ["me:s3cret@127.0.0.1:99999", "ftp://me:s3cret@127.0.0.1:9", "me:s3cret@p x:9"]
+)
+def test_a_proxy_password_is_never_in_the_message(
+    srv: Server, monkeypatch: pytest.MonkeyPatch, proxy: str
+) -> None:
+    """libcurl quotes a proxy URL it cannot use: its password was in the error (the CLI's
+    mask wants a scheme before it), and a bad syntax was called a failed lookup."""
+    monkeypatch.setenv("http_proxy", proxy)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    with pytest.raises(RemoteError, match=r"^unusable proxy for .*check --proxy") as err:
+        get(f"{srv.origin}/never")
+    assert "s3cret" not in str(err.value) and "me:***@" in str(err.value)
+    assert not err.value.retryable
+    assert srv.requests == []
+
+
+@pytest.mark.parametrize(
     ("status", "error", "retryable"),
     [(407, AuthRequired, False), (403, AuthRequired, False), (502, TransientError, True)],
 )

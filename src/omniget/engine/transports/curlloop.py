@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import ssl
 import time
 from collections import deque
@@ -456,7 +457,13 @@ def _with_os_reason(easy: pycurl.Curl, message: str) -> str:
 
 
 def _one_line(text: str, limit: int = 300) -> str:
-    return " ".join(text.split())[:limit]
+    """libcurl's message on one line, without a password it quotes (a proxy URL's)."""
+    return re.sub(_PASSWORD, r"\1\2:***@", " ".join(text.split()))[:limit]
+
+
+# ``user:password@`` in a URL libcurl quotes, with or without its scheme (compiled by re
+# when first used: not at every start)
+_PASSWORD = r"""(^|[\s'"(/])([^\s'"/@:]*):[^\s'"/@]+@"""
 
 
 #: What trusts an https:// proxy's CA (``--ca-cert`` is for servers, as curl's --cacert).
@@ -512,6 +519,8 @@ def curl_error(
         return TransientError(f"transport closed during the transfer ({where})")
     if code == pycurl.E_COULDNT_RESOLVE_HOST:
         return RemoteError(f"could not resolve host {urlsplit(url).hostname or '?'}")
+    if code == pycurl.E_COULDNT_RESOLVE_PROXY and "proxy syntax" in detail.lower():
+        return RemoteError(f"unusable proxy for {where}{suffix} (check --proxy and *_proxy)")
     if code == pycurl.E_COULDNT_RESOLVE_PROXY:
         return RemoteError(f"could not resolve the proxy for {where}{suffix}")
     if code in _TLS_TRUST:
