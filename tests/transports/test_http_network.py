@@ -555,6 +555,14 @@ def test_netrc_file_used_per_host(srv: Server, other: Server, tmp_path: Path) ->
     assert srv.requests[0].headers["authorization"] == expected
 
 
+def test_a_missing_netrc_file_that_was_named_is_a_usage_error(tmp_path: Path) -> None:
+    """(libcurl skips it without a word: a mistyped ``netrc-file`` sent no login)"""
+    missing = tmp_path / "nope"
+    with pytest.raises(UsageError, match=r"^netrc-file .*nope: no such file$"):
+        CurlTransport(NetworkSettings(netrc_file=str(missing)))
+    CurlTransport(NetworkSettings(netrc=False, netrc_file=str(missing)))  # (not read)
+
+
 def test_a_user_in_the_url_takes_the_password_from_netrc(srv: Server, tmp_path: Path) -> None:
     """``http://nina@host/`` with a netrc entry for nina, as in curl (was "nina:")."""
     netrc = tmp_path / "netrc"

@@ -96,10 +96,18 @@ def netrc_hosts(path: str | None) -> frozenset[str] | None:
 
 
 def netrc_exists(path: str | None) -> bool:
+    """Whether there is a netrc file to read (``path``: the one named, which must be
+    there; libcurl would skip it without a word)."""
     if path:
-        return True  # a named file: libcurl reports it if it is missing
-    home = os.environ.get("HOME") or os.path.expanduser("~")
-    return any(os.path.exists(os.path.join(home, name)) for name in (".netrc", "_netrc"))
+        if os.path.isdir(path) or not os.path.exists(path):
+            why = "a folder, not a file" if os.path.isdir(path) else "no such file"
+            raise UsageError(f"netrc-file {path}: {why}")
+        return True
+    return any(os.path.exists(os.path.join(_home(), name)) for name in (".netrc", "_netrc"))
+
+
+def _home() -> str:
+    return os.environ.get("HOME") or os.path.expanduser("~")
 
 
 def tls_key(url: str) -> str:
