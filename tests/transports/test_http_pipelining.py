@@ -630,6 +630,28 @@ def test_a_host_with_a_netrc_login_is_not_pipelined(
     assert all("authorization" in r.headers for r in srv.requests)
 
 
+def test_a_netrc_others_can_read_still_lets_its_other_hosts_be_pipelined(
+    srv: Server, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """libcurl reads a ~/.netrc whatever its mode, as curl; Python's netrc module refused
+    one others can read, and then no host at all was pipelined."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine elsewhere.test login me password pw\n")
+    netrc.chmod(0o644)
+
+    async def go(t: CurlTransport) -> list[Sink | BaseException]:
+        await fetch_all(t, [srv.url("/f0")])
+        return await fetch_all(t, [srv.url(f"/f{i}") for i in range(1, 10)])
+
+    results = run(go)
+    assert all(isinstance(s, Sink) for s in results)
+    assert pipelined(caplog) >= 6
+    assert not any("authorization" in r.headers for r in srv.requests)
+
+
 def test_a_kept_connection_is_not_spared_for_a_transfer_opening_its_own(srv: Server) -> None:
     """libcurl's idle connection to an origin stays open only for a transfer that has not
     picked one yet: one libcurl already runs without a socket is connecting its own, and

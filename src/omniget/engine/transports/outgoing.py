@@ -87,7 +87,11 @@ def netrc_hosts(path: str | None) -> frozenset[str] | None:
     import netrc
 
     try:
-        parsed = netrc.netrc(path) if path else netrc.netrc()
+        # (named, so that Python does not refuse a ~/.netrc others can read: libcurl
+        # reads it, as curl does)
+        parsed = netrc.netrc(path or os.path.join(_home(), ".netrc"))
+    except FileNotFoundError:
+        return frozenset()  # (libcurl finds no login either)
     except (OSError, netrc.NetrcParseError):
         return None
     if "default" in parsed.hosts:
