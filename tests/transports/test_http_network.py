@@ -18,7 +18,7 @@ from omniget.errors import AuthRequired, RemoteError, TransientError, UsageError
 from omniget.settings import NetworkSettings
 
 from ._http_kit import BODY, Sink, get, run
-from ._server import Req, Server, redirect, reply, static
+from ._server import Handler, Req, Server, redirect, reply, static
 
 
 @pytest.fixture
@@ -538,6 +538,54 @@ def test_cookies_set_by_a_host_without_a_dot_stay_with_it(
         ("/logout", "session=abc"),
         ("/in", None),  # deleted by Max-Age=0
     ]
+
+
+def test_secure_cookies_are_taken_only_from_https_as_curl_takes_them(
+    tmp_path: Path,
+) -> None:
+    """An http:// answer's ``Secure`` or ``__Secure-``/``__Host-`` cookie, or one in
+    place of a secure cookie, is dropped (they went to https:// after); an https://
+    answer's ``__Host-`` cookie needs Secure, Path=/ and no Domain."""
+    import ssl
+
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("made.test").configure_cert(ctx)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    jar = tmp_path / "cookies.txt"
+    jar.write_text("made.test\tFALSE\t/\tTRUE\t0\tkeep\t1\n")
+    from_http = [
+        "sec=1; Secure; Path=/", "plain=2; Path=/", "__Host-x=3; Path=/",
+        "__Secure-y=4; Path=/", "keep=evil; Path=/",
+    ]
+    from_https = [
+        "__Host-ok=5; Secure; Path=/", "__Host-nopath=6; Secure",
+        "__Host-dom=7; Secure; Path=/; Domain=made.test", "__Secure-no=8; Path=/",
+    ]
+
+    def cookies(values: list[str]) -> Handler:
+        def handle(req: Req, sock: socket.socket) -> None:
+            reply(sock, 200, b"ok", [("Set-Cookie", v) for v in values])
+
+        return handle
+
+    with Server() as plain, Server(tls=ctx) as tls:
+        plain.route("/set", cookies(from_http))
+        tls.route("/set", cookies(from_https))
+        tls.route("/e", static(b"e"))
+        resolve = (f"made.test:{plain.port}:127.0.0.1", f"made.test:{tls.port}:127.0.0.1")
+        settings = NetworkSettings(cookies_file=str(jar), ca_cert=str(ca_file), resolve=resolve)
+
+        async def go(t: CurlTransport) -> None:
+            await t.fetch(Request(f"http://made.test:{plain.port}/set"), Sink())
+            await t.fetch(Request(f"https://made.test:{tls.port}/set"), Sink())
+            await t.fetch(Request(f"https://made.test:{tls.port}/e"), Sink())
+
+        run(go, settings)
+    sent = [r.headers.get("cookie") for r in tls.requests]
+    assert sent == ["plain=2; keep=1", "__Host-ok=5; plain=2; keep=1"]
 
 
 def test_missing_cookies_file_is_usage_error(tmp_path: Path) -> None:

@@ -3,15 +3,19 @@
 Which cookies go to a URL is decided here, the way curl does it, not by http.cookiejar's
 policy (which renames a host without a dot, ``localhost``, to ``localhost.local``): a
 host-only cookie goes to its host alone, a domain cookie (subdomains TRUE in the file, or a
-``Domain=`` attribute) also to the names under it, never by suffix to an IP address."""
+``Domain=`` attribute) also to the names under it, never by suffix to an IP address.
+Which cookies an answer sets are kept follows curl too: a secure one only from https (or
+this machine), see :func:`_acceptable`."""
 
 from __future__ import annotations
 
 import email.message
+import functools
 import ipaddress
 import re
 import time
 import urllib.request
+from collections.abc import Callable
 from http.cookiejar import Cookie, CookieJar, MozillaCookieJar
 from urllib.parse import urlsplit
 
@@ -25,16 +29,19 @@ _HTTPONLY_PREFIX, _HTTPONLY_ATTR = "#HttpOnly_", "HTTPOnly"
 # CookieJar's own layout: domain -> path -> name -> cookie (domains in lower case)
 _Store = dict[str, dict[str, dict[str, Cookie]]]
 _PORT = re.compile(r":\d+$")
+# hosts whose plain http:// answers may set secure cookies, as in curl
+_SECURE_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class _CookieResponse:
     """Just enough of a urllib response for ``CookieJar.extract_cookies``."""
 
-    def __init__(self, headers: Headers) -> None:
+    def __init__(self, headers: Headers, keep: Callable[[str], bool]) -> None:
         self._msg = email.message.Message()
         for name in ("Set-Cookie", "Set-Cookie2"):
             for value in headers.get_all(name):
-                self._msg[name] = value
+                if keep(value):
+                    self._msg[name] = value
 
     def info(self) -> email.message.Message:
         return self._msg
@@ -125,10 +132,11 @@ def cookie_header(jar: MozillaCookieJar, url: str) -> str | None:
 
 
 def store_cookies(jar: MozillaCookieJar, headers: Headers, url: str) -> None:
-    """Keep the Set-Cookie values of an answer from ``url``."""
+    """Keep the Set-Cookie values of an answer from ``url`` (those curl keeps)."""
     request = urllib.request.Request(url)
-    response = _CookieResponse(headers)
     host = (urlsplit(url).hostname or "").rstrip(".")
+    secure = url[:8].lower() == "https://" or host.lower() in _SECURE_HOSTS
+    response = _CookieResponse(headers, functools.partial(_acceptable, jar, host, secure))
     # http.cookiejar files a host-only cookie of a host without a dot under "<host>.local",
     # and deletes one (Max-Age=0) there too: let it, then move them under the host name.
     name = _PORT.sub("", urlsplit(url).netloc.rpartition("@")[2], 1).lower()
@@ -145,6 +153,39 @@ def store_cookies(jar: MozillaCookieJar, headers: Headers, url: str) -> None:
         _move_host_only(store, local, host)
         if aside is not None:
             store[local] = aside
+
+
+def _acceptable(jar: CookieJar, host: str, secure: bool, value: str) -> bool:
+    """curl's rules for a Set-Cookie ``value`` from ``host`` (``secure``: over https, or
+    from this machine): a ``Secure`` cookie, a ``__Secure-`` or ``__Host-`` one, or one
+    in place of a secure cookie come from a secure origin only; ``__Secure-`` needs
+    Secure, ``__Host-`` also Path=/ and no Domain."""
+    pair, _, rest = value.partition(";")
+    name = pair.partition("=")[0].strip()
+    attrs = {}
+    for attr in rest.split(";"):
+        key, _, val = attr.partition("=")
+        attrs[key.strip().lower()] = val.strip()
+    marked = "secure" in attrs
+    prefix = name[:9].lower()
+    if prefix == "__secure-" and not marked:
+        return False
+    if name[:7].lower() == "__host-" and (
+        not marked or attrs.get("path") != "/" or "domain" in attrs
+    ):
+        return False
+    if secure:
+        return True
+    if marked or prefix == "__secure-" or name[:7].lower() == "__host-":
+        return False
+    low = host.lower()
+    for cookie in jar:
+        domain = cookie.domain.lstrip(".").lower()
+        if cookie.secure and cookie.name == name and (
+            low == domain or low.endswith("." + domain)
+        ):
+            return False  # (an http:// answer does not replace a secure cookie)
+    return True
 
 
 def _store(jar: CookieJar) -> _Store:
