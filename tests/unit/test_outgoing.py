@@ -30,6 +30,21 @@ def test_the_target_is_the_path_and_query(url: str, target: bytes) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [("http://h:80/f", b"h"), ("http://h:/f", b"h"), ("http://[::1]:80/f", b"[::1]"),
+     ("http://h:8080/f", b"h:8080"), ("http://h/f", b"h")],
+)
+def test_the_host_line_leaves_out_the_default_port_as_libcurl_does(
+    url: str, host: bytes
+) -> None:
+    """(was ``Host: h:80`` where libcurl sends ``Host: h``)"""
+    stores: tuple[dict[str, str] | None, ...] = (None, {})
+    for fixed in stores:
+        sent = pipe_request(Request(url), url, {}, None, None, fixed)
+        assert sent is not None and sent.split(b"\r\n")[1] == b"Host: " + host
+
+
 def test_headers_cookie_and_range_lines() -> None:
     url = "http://h:8/f"
     headers = check_headers((("X-A", "1"), ("Accept", "text/x"), ("X-Empty", "")))

@@ -224,6 +224,10 @@ def _header_lines(
     """The header lines every request to ``hostport`` with ``headers`` sends first."""
     lines = []
     if "host" not in headers:
+        host, colon, port = hostport.rpartition(":")
+        default = not port or (port.isdigit() and int(port) == 80)
+        if colon and default and not host.endswith(":"):
+            hostport = host  # (libcurl leaves the default port out, given or not)
         lines.append(f"Host: {hostport}")
     if "user-agent" not in headers and user_agent:
         lines.append(f"User-Agent: {user_agent}")
