@@ -45,6 +45,20 @@ def test_the_host_line_leaves_out_the_default_port_as_libcurl_does(
         assert sent is not None and sent.split(b"\r\n")[1] == b"Host: " + host
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["http://h:8/a/../f", "http://h:8/a/./f", "http://h:8/a/..", "http://h:8/./f?x=1",
+     "http://h:8/a/%2e%2E/f", "http://h:8/a/.%2e/f", "http://h:8/a/%2E/f"],
+)
+def test_a_path_with_dot_segments_is_left_to_libcurl(url: str) -> None:
+    """libcurl sends /a/../f as /f: sent as given on our own connections it asked the
+    server for another path (was sent as given)."""
+    assert pipe_request(Request(url), url, {}, None, None) is None
+    assert pipe_request(Request(url), url, {}, None, None, {}) is None
+    for fine in ("http://h:8/a/.b/f..", "http://h:8/f?x=/../y", "http://h:8/a%2e%2e/f"):
+        assert pipe_request(Request(fine), fine, {}, None, None) is not None
+
+
 def test_headers_cookie_and_range_lines() -> None:
     url = "http://h:8/f"
     headers = check_headers((("X-A", "1"), ("Accept", "text/x"), ("X-Empty", "")))

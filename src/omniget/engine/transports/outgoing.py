@@ -185,7 +185,8 @@ def pipe_request(
     fixed: dict[str, str] | None = None,
 ) -> bytes | None:
     """The request as bytes on the wire (what libcurl would send), or None when it
-    is not plain ASCII (libcurl takes those). ``fixed``: the caller's store of what
+    is not plain ASCII or its path has ``.`` or ``..`` segments (libcurl takes those:
+    it removes such segments first). ``fixed``: the caller's store of what
     follows the request line for ``headers`` and ``user_agent`` (always the same ones
     for one store), by host: a request without a cookie or a range sends just that,
     written once per host."""
@@ -197,6 +198,8 @@ def pipe_request(
     hostport, target = rest[:cut], rest[cut:]
     if not target.startswith("/"):
         target = "/" + target
+    if ("/." in target or "%2" in target) and _dot_segments(target.partition("?")[0]):
+        return None
     if fixed is not None and not cookie and request.range is None and not request.if_range:
         tail = fixed.get(hostport)
         if tail is None:
@@ -216,6 +219,12 @@ def pipe_request(
         return "\r\n".join(lines).encode("ascii")
     except UnicodeEncodeError:
         return None
+
+
+def _dot_segments(path: str) -> bool:
+    """``path`` has a ``.`` or ``..`` segment (``%2e`` for a dot too, as libcurl reads it)."""
+    dots = (".", "..")
+    return any(part.lower().replace("%2e", ".") in dots for part in path.split("/"))
 
 
 def _header_lines(
