@@ -794,7 +794,7 @@ def test_negative_chunk_size_is_a_protocol_error() -> None:
         loop = asyncio.get_running_loop()
         pool = PipelinePool(loop, max_conns=1, connect_timeout=1, stall_timeout=0)
         pool.confirm("h:1")
-        origin = h1conn.Origin("h:1", ("127.0.0.1", 1))
+        origin = h1conn.Origin("h:1", (("127.0.0.1",), 1))
         conn = h1conn.Conn(pool, origin)
         origin.conns.append(conn)
         hop = Hop(loop)
@@ -836,7 +836,7 @@ def test_the_hop_takes_the_headers_the_connection_built(monkeypatch: pytest.Monk
     try:
         hop = hop_module.Hop(sink, "http://127.0.0.1:1/x", loop.create_future())
         pool = PipelinePool(loop, max_conns=1, connect_timeout=1, stall_timeout=0)
-        conn = h1conn.Conn(pool, h1conn.Origin("h:1", ("127.0.0.1", 1)))
+        conn = h1conn.Conn(pool, h1conn.Origin("h:1", (("127.0.0.1",), 1)))
         conn.queue.append(h1conn.Pending(hop, b""))
         answer = (
             b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nETag: \"e\"\r\n"

@@ -180,6 +180,25 @@ def test_redirects_and_errors_on_the_pipelined_path(srv: Server) -> None:
     assert isinstance(last, Sink) and last.heads[-1].status == 404
 
 
+def test_a_resolve_entry_whose_first_address_refuses_still_gets_pipelined(
+    srv: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """libcurl tries each address of ``--resolve HOST:PORT:A,B``; the pool tried only A,
+    so nothing to the host was ever pipelined when A refused."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    base = f"http://made.test:{srv.port}"
+    settings = NetworkSettings(resolve=(f"made.test:{srv.port}:127.0.0.2,127.0.0.1",))
+
+    async def go(t: CurlTransport) -> list[Sink | BaseException]:
+        await fetch_all(t, [f"{base}/f0"])
+        return await fetch_all(t, [f"{base}/f{i}" for i in range(1, 12)])
+
+    results = run(go, settings)
+    for i, r in enumerate(results, start=1):
+        assert isinstance(r, Sink) and bytes(r.data) == body(i)
+    assert pipelined(caplog) >= 6
+
+
 def test_credentials_in_a_location_never_reach_the_host_line(srv: Server) -> None:
     """A pipelined redirect to ``http://user:pw@host/`` sent ``Host: user:pw@host``."""
     for i in range(1, 12):

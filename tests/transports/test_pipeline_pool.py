@@ -717,9 +717,9 @@ def test_resolve_entries_route_a_name_to_an_address(srv: Server) -> None:
 
     async def go() -> Hop:
         async with Client(p, key=f"example.test:{p}", resolve=resolve) as c:
-            assert c.pool._address(c.key) == ("127.0.0.1", p)
-            assert c.pool._address("other.test") == ("other.test", 80)
-            assert c.pool._address(f"[::1]:{p}") == ("::1", p)
+            assert c.pool._address(c.key) == (("127.0.0.1", "127.0.0.2"), p)
+            assert c.pool._address("other.test") == (("other.test",), 80)
+            assert c.pool._address(f"[::1]:{p}") == (("::1",), p)
             [h] = c.get("/a")
             assert await c.codes([h]) == [0]
             return h
@@ -735,9 +735,9 @@ def test_a_wildcard_resolve_entry_routes_every_name_at_its_port(srv: Server) -> 
 
     async def go() -> Hop:
         async with Client(p, key=f"files.test:{p}", resolve=resolve) as c:
-            assert c.pool._address(c.key) == ("127.0.0.1", p)
-            assert c.pool._address(f"exact.test:{p}") == ("127.0.0.2", p)  # its own first
-            assert c.pool._address("files.test") == ("files.test", 80)  # another port
+            assert c.pool._address(c.key) == (("127.0.0.1",), p)
+            assert c.pool._address(f"exact.test:{p}") == (("127.0.0.2",), p)  # its own first
+            assert c.pool._address("files.test") == (("files.test",), 80)  # another port
             [h] = c.get("/a")
             assert await c.codes([h]) == [0]  # (files.test has no address in the DNS)
             return h

@@ -148,7 +148,7 @@ class Pending:
 class Origin:
     __slots__ = ("addr", "conns", "key", "waiting")
 
-    def __init__(self, key: str, addr: tuple[str, int]) -> None:
+    def __init__(self, key: str, addr: tuple[tuple[str, ...], int]) -> None:
         self.key = key
         self.addr = addr
         self.conns: list[Conn] = []
@@ -203,7 +203,7 @@ class Conn(asyncio.BufferedProtocol):
         loop = self.pool.loop
         try:
             async with asyncio.timeout(self.pool.connect_timeout):
-                sock = await self._dial()
+                sock = await self._dial(loop.time() + self.pool.connect_timeout)
                 await loop.create_connection(lambda: self, sock=sock)
         except (TimeoutError, OSError):
             # libcurl connects again and reports the failure in its own words
@@ -214,20 +214,23 @@ class Conn(asyncio.BufferedProtocol):
                     give_back(p)
             self.queue.clear()
 
-    async def _dial(self) -> socket.socket:
-        """A socket connected to the origin (its addresses tried in order), made here so
-        that :meth:`_end` can shut it while it connects (asyncio would close its own a
-        turn or more after being cancelled)."""
-        host, port = self.origin.addr
+    async def _dial(self, end: float) -> socket.socket:
+        """A socket connected to the origin (its addresses tried in order, each with its
+        share of the time left until ``end``, as libcurl tries a ``--resolve`` entry's),
+        made here so that :meth:`_end` can shut it while it connects (asyncio would close
+        its own a turn or more after being cancelled)."""
+        hosts, port = self.origin.addr
         loop = self.pool.loop
-        error: OSError = OSError(f"no address for {host}")
-        for family, addr in await _addresses(loop, host, port):
+        tries = [a for host in hosts for a in await _addresses(loop, host, port)]
+        error: OSError = OSError(f"no address for {hosts[0]}")
+        for i, (family, addr) in enumerate(tries):
             sock = self.socket = socket.socket(family, socket.SOCK_STREAM)
             try:
                 sock.setblocking(False)
-                await loop.sock_connect(sock, addr)
+                async with asyncio.timeout((end - loop.time()) / (len(tries) - i)):
+                    await loop.sock_connect(sock, addr)
                 return sock
-            except OSError as exc:
+            except OSError as exc:  # (TimeoutError too: the next address has its turn)
                 error = exc
                 sock.close()  # (asyncio watches it no more: that ran before we resumed)
             except BaseException:  # cancelled: _end shut it

@@ -388,28 +388,30 @@ class PipelinePool:
                 conn.abort(CLOSED, "transport closed")
         self._origins.clear()
 
-    def _address(self, key: str) -> tuple[str, int]:
+    def _address(self, key: str) -> tuple[tuple[str, ...], int]:
+        """The addresses to connect to for ``key`` (tried in order, as libcurl tries a
+        ``--resolve`` entry's), or its host name, and the port."""
         host, sep, port = key.rpartition(":")
         if not sep or not port.isdigit() or host.endswith(":"):  # no port (or bare IPv6)
             host, port = key, "80"
         host, number = host.strip("[]"), int(port)
         table = self._resolve
-        return table.get((host, number)) or table.get(("*", number), host), number
+        return table.get((host, number)) or table.get(("*", number), (host,)), number
 
 
 
-def _resolve_table(entries: Iterable[str]) -> dict[tuple[str, int], str]:
+def _resolve_table(entries: Iterable[str]) -> dict[tuple[str, int], tuple[str, ...]]:
     """curl-style ``HOST:PORT:ADDR[,ADDR]`` (a leading ``+`` allowed, ``-`` removals skipped;
     HOST ``*``: every host without its own entry, as in libcurl)."""
-    table: dict[tuple[str, int], str] = {}
+    table: dict[tuple[str, int], tuple[str, ...]] = {}
     for entry in entries:
         if entry.startswith("-"):
             continue
         host, _, rest = entry.lstrip("+").partition(":")
         port, _, addrs = rest.partition(":")
-        addr = addrs.split(",")[0].strip("[]")
-        if host and port.isdigit() and addr:
-            table[(host.lower(), int(port))] = addr
+        found = tuple(a.strip().strip("[]") for a in addrs.split(",") if a.strip())
+        if host and port.isdigit() and found:
+            table[(host.lower(), int(port))] = found
     return table
 
 
