@@ -14,6 +14,7 @@ import pytest
 
 from omniget.engine.transports.base import Request, origin
 from omniget.engine.transports.http import CurlTransport, ca_locations
+from omniget.engine.transports.outgoing import no_proxy_match
 from omniget.errors import AuthRequired, RemoteError, TransientError, UsageError
 from omniget.settings import NetworkSettings
 
@@ -313,6 +314,48 @@ def test_proxy_environment_applies_when_no_proxy_is_set(
     monkeypatch.delenv("NO_PROXY", raising=False)
     _, sink = get("http://origin.example.test/via")
     assert bytes(sink.data) == b"http://origin.example.test/via"
+
+
+NO_PROXY_CASES = [  # (no_proxy, host, whether libcurl goes direct)
+    ("a.example.com", "a.example.com", True),
+    ("example.com", "a.example.com", True),
+    (".example.com", "a.example.com", True),
+    (".example.com", "example.com", True),
+    ("example.com.", "a.example.com", True),
+    ("EXAMPLE.com", "a.example.COM", True),
+    ("example.com", "nonexample.com", False),
+    ("*.example.com", "a.example.com", False),
+    ("*", "a.example.com", True),
+    ("b.test, a.example.com", "a.example.com", True),
+    ("b.test,,a.example.com", "a.example.com", True),
+    ("b.test a.example.com", "a.example.com", False),  # (libcurl reads up to a blank)
+    ("a.example.com:{port}", "a.example.com", False),
+    ("127.0.0.1", "127.0.0.1", True),
+    ("127.0.0.0/8", "127.0.0.1", True),
+    ("127.0.0.2/31", "127.0.0.1", False),
+    ("127.0.0.0/33", "127.0.0.1", False),
+    ("127.0.0.1/0", "127.0.0.1", True),
+    ("localhost", "127.0.0.1", False),
+]
+
+
+def test_no_proxy_is_matched_as_libcurl_matches_it(
+    srv: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``no_proxy_match`` (which hosts the pipelined path may take past a proxy) agrees
+    with libcurl's own choice, checked through a real proxy."""
+    srv.route("/f", static(b"direct"))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    with Server() as proxy:
+        proxy.route("/f", static(b"proxy"))
+        monkeypatch.setenv("http_proxy", proxy.origin)
+        for entry, host, direct in NO_PROXY_CASES:
+            value = entry.format(port=srv.port)
+            monkeypatch.setenv("no_proxy", value)
+            settings = NetworkSettings(resolve=(f"{host.lower()}:{srv.port}:127.0.0.1",))
+            _, sink = get(f"http://{host}:{srv.port}/f", settings)
+            assert (bytes(sink.data) == b"direct") is direct, (value, host)
+            assert no_proxy_match(host, value) is direct, (value, host)
 
 
 def test_unusable_proxy_scheme_in_the_environment_is_not_retried(

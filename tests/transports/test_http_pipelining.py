@@ -230,10 +230,45 @@ def test_credentials_and_proxies_keep_requests_on_libcurl(
     assert all("authorization" in r.headers for r in srv.requests)
 
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # (never reached: see below)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
     t = CurlTransport(NetworkSettings(proxy=""))  # --proxy "": no proxy at all
     assert t._may_pipeline
     assert not CurlTransport(NetworkSettings())._may_pipeline
     assert not CurlTransport(NetworkSettings(proxy="http://127.0.0.1:9"))._may_pipeline
+
+
+def test_a_host_no_proxy_exempts_is_pipelined_and_a_proxied_one_never(
+    srv: Server, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With http_proxy set, a host in no_proxy goes direct in libcurl: it is pipelined
+    as without a proxy (it never was), while a host the proxy serves stays on libcurl."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    with Server() as proxy:
+        for i in range(12):
+            proxy.route(f"/f{i}", static(body(i)))  # (asked for far.test's URLs)
+        monkeypatch.setenv("http_proxy", proxy.origin)
+        monkeypatch.setenv("no_proxy", "example.org, .near.test")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        resolve = (f"a.near.test:{srv.port}:127.0.0.1",)
+
+        async def go(t: CurlTransport) -> list[Sink | BaseException]:
+            out = []
+            for host in ("a.near.test", "far.test"):
+                base = f"http://{host}:{srv.port}"
+                out += await fetch_all(t, [f"{base}/f0"])
+                out += await fetch_all(t, [f"{base}/f{i}" for i in range(1, 12)])
+            return out
+
+        results = run(go, NetworkSettings(resolve=resolve))
+        assert [bytes(r.data) for r in results if isinstance(r, Sink)] == [
+            body(i) for i in range(12)
+        ] * 2
+        assert {r.target.rpartition("/")[0] for r in proxy.requests} == {
+            f"http://far.test:{srv.port}"
+        }
+        assert len(proxy.requests) == 12 and len(srv.requests) == 12
+    assert 6 <= pipelined(caplog) <= 11  # (a.near.test's, but its first)
 
 
 def test_a_server_that_closes_after_each_answer_is_not_pipelined_again(

@@ -54,6 +54,8 @@ from .outgoing import (
     netrc_exists,
     netrc_hosts,
     no_http_proxy,
+    no_proxy_list,
+    no_proxy_match,
     parse_user,
     pipe_request,
     pipeable,
@@ -125,6 +127,13 @@ class CurlTransport:
         # plain-HTTP origin, or "tls " + https host -> hops running (others first)
         self._busy: dict[str, int] = {}
         self._may_pipeline = no_http_proxy(settings.proxy)
+        #: a plain-HTTP URL's pool key (None: the pool never takes it): with a proxy,
+        #: only those of the hosts no_proxy sends direct (libcurl's rule)
+        self._pipe_key: Callable[[str], str | None] = pipeline_key
+        exempt = no_proxy_list() if not self._may_pipeline and settings.proxy != "" else None
+        if exempt is not None:
+            self._may_pipeline = True
+            self._pipe_key = functools.partial(_direct_key, exempt, {})
         # https host -> multiplex light GETs (True: small answers over HTTP/2 lately)
         self._h2: dict[str, bool] = {}
         self._h2_hosts: set[str] = set()  # https hosts seen answering over HTTP/2
@@ -239,7 +248,7 @@ class CurlTransport:
         hop: Hop | None = None
         code, message, how = 0, "", ""
         pipes = self._pipes
-        key = pipeline_key(url)
+        key = self._pipe_key(url)
         busy = self._busy
         data: bytes | None = None
         count = key  # what _busy counts this hop under: its pipeline key, or its https host
@@ -343,7 +352,7 @@ class CurlTransport:
         elif self._pipes is not None and ask.creds is None:
             hop.note = self._note_large
         # a plain-HTTP origin the pool may take over: see kept.py
-        key = pipeline_key(url) if self._pipes is not None else None
+        key = self._pipe_key(url) if self._pipes is not None else None
         handle: list[pycurl.Curl] = []  # (made by set_up, now or when the slot comes)
         special = [True]  # (until configured: a failed set-up resets the handle)
 
@@ -511,7 +520,7 @@ class CurlTransport:
         lines): pipelined after a small answer, one at a time after a large one. An
         answer that ended at EOF leaves the origin to libcurl. The size of a ``ranged``
         answer says nothing of the origin's files: it never confirms pipelining."""
-        key = pipeline_key(url) if key is None else key  # (``key``: url's, if known)
+        key = self._pipe_key(url) if key is None else key  # (``key``: url's, if known)
         head = hop.head
         if key is None or head is None or head.status >= 300:
             return
@@ -536,7 +545,7 @@ class CurlTransport:
         """Told at the final head of a plain-HTTP request: a large answer from an origin
         not yet known settles it one by one now, not at the end of the body, so the
         requests that split this file already go over our own connections."""
-        pipes, head, key = self._pipes, hop.head, pipeline_key(hop.url)
+        pipes, head, key = self._pipes, hop.head, self._pipe_key(hop.url)
         size = None if head is None else head.content_length
         if pipes is None or key is None or size is None or size <= SMALL_BODY:
             return
@@ -786,6 +795,21 @@ class CurlTransport:
             if from_jar := cookie_header(self._jar, url):
                 values.append(from_jar)
         return "; ".join(values) if values else None
+
+
+def _direct_key(no_proxy: str, known: dict[str, bool], url: str) -> str | None:
+    """:func:`pipeline_key` for a URL whose host ``no_proxy`` sends direct past the
+    proxy, else None (``known``: the answer by key, worked out once)."""
+    key = pipeline_key(url)
+    if key is None:
+        return None
+    direct = known.get(key)
+    if direct is None:
+        host, colon, port = key.rpartition(":")
+        if not colon or not port.isdigit() or host.endswith(":"):
+            host = key  # (no port)
+        direct = known[key] = no_proxy_match(host, no_proxy)
+    return key if direct else None
 
 
 def _proxy_of(easy: pycurl.Curl) -> ProxyPath | None:

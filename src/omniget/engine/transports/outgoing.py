@@ -15,11 +15,13 @@ from ..scheduler import host_of
 from .base import ENGINE_HEADERS, Request
 
 if TYPE_CHECKING:
+    import ipaddress
     from http.cookiejar import MozillaCookieJar
 
 __all__ = [
     "URL_SAFE", "Ask", "Creds", "check_headers", "clean_url", "cookie_jar", "light",
-    "netrc_exists", "netrc_hosts", "no_http_proxy", "parse_user", "pipe_request",
+    "netrc_exists", "netrc_hosts", "no_http_proxy", "no_proxy_list", "no_proxy_match",
+    "parse_user", "pipe_request",
     "pipeable", "range_lines", "split_userinfo", "tls_key",
 ]
 
@@ -79,6 +81,86 @@ def no_http_proxy(proxy: str | None) -> bool:
     if proxy is not None:
         return proxy == ""
     return not any(os.environ.get(v) for v in ("http_proxy", "all_proxy", "ALL_PROXY"))
+
+
+def no_proxy_list() -> str | None:
+    """``no_proxy`` (or ``NO_PROXY``) as libcurl reads it, when this libcurl's reading is
+    the one :func:`no_proxy_match` follows (7.86 and later); else None."""
+    import pycurl
+
+    value = os.environ.get("no_proxy") or os.environ.get("NO_PROXY")
+    return value if value and pycurl.version_info()[2] >= 0x075600 else None
+
+
+def no_proxy_match(host: str, no_proxy: str) -> bool:
+    """Whether libcurl connects to ``host`` directly for this ``no_proxy`` value (its
+    ``Curl_check_noproxy``): ``*``; host names, each also for the names under it (a
+    leading or trailing dot left out); IPv4 addresses and CIDR ranges; the entries split
+    by commas. An IPv6 host is never matched here (it stays with libcurl)."""
+    import ipaddress  # (only with a proxy and no_proxy: not at every start)
+
+    if no_proxy == "*":
+        return True
+    name = host
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        ip = None
+        name = host[:-1] if host.endswith(".") else host
+    if ip is not None and ip.version != 4:
+        return False
+    name = name.lower()
+    for token in _no_proxy_tokens(no_proxy):
+        if ip is not None:
+            if _cidr4_match(ip, token):
+                return True
+            continue
+        token = token[:-1] if token.endswith(".") else token
+        token = token[1:] if token.startswith(".") else token
+        token = token.lower()
+        if token and (name == token or name.endswith("." + token)):
+            return True
+    return False
+
+
+def _no_proxy_tokens(text: str) -> list[str]:
+    """libcurl's reading of the list: blanks around entries, commas between them (an
+    entry followed by anything else ends the list)."""
+    tokens = []
+    i, n = 0, len(text)
+    while i < n:
+        while i < n and text[i] in " \t":
+            i += 1
+        start = i
+        while i < n and text[i] not in " \t,":
+            i += 1
+        if i > start:
+            tokens.append(text[start:i])
+        while i < n and text[i] in " \t":
+            i += 1
+        if i >= n or text[i] != ",":
+            break
+        while i < n and text[i] == ",":
+            i += 1
+    return tokens
+
+
+def _cidr4_match(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, token: str) -> bool:
+    network, slash, rest = token.partition("/")
+    digits = len(rest) - len(rest.lstrip("0123456789"))
+    bits = int(rest[:digits]) if slash and digits else 0  # (atoi: 0 means the address)
+    if bits > 32:
+        return False
+    import ipaddress
+
+    try:
+        check = ipaddress.IPv4Address(network)
+    except ValueError:
+        return False
+    if bits in (0, 32):
+        return ip == check
+    mask = (0xFFFFFFFF << (32 - bits)) & 0xFFFFFFFF
+    return int(ip) & mask == int(check) & mask
 
 
 def netrc_hosts(path: str | None) -> frozenset[str] | None:
