@@ -17,6 +17,7 @@ __all__ = [
     "NetworkSettings",
     "Settings",
     "default_state_dir",
+    "resolve_parts",
 ]
 
 OnExists = Literal["skip", "overwrite", "rename"]
@@ -75,6 +76,22 @@ class Settings:
         if self.on_exists not in ON_EXISTS:  # (any other word meant overwrite)
             raise ValueError(f"on_exists must be one of {', '.join(ON_EXISTS)}, "
                              f"not {self.on_exists!r}")
+
+
+def resolve_parts(entry: str) -> tuple[str, str, str]:
+    """A curl-style ``[+]HOST:PORT:ADDR[,ADDR...]`` entry as ``(HOST, PORT, ADDRS)``, HOST
+    without the brackets of an IPv6 address (``[::1]:80:127.0.0.1``, as libcurl takes
+    it); a part that is not there is empty."""
+    text = entry.removeprefix("+")
+    if text.startswith("["):
+        host, close, rest = text[1:].partition("]")
+        if not close or not rest.startswith(":"):
+            return "", "", ""
+        rest = rest[1:]
+    else:
+        host, _, rest = text.partition(":")
+    port, _, addrs = rest.partition(":")
+    return host, port, addrs
 
 
 def default_state_dir() -> Path:

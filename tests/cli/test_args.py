@@ -95,7 +95,7 @@ def test_every_flag_maps_to_settings(tmp_path: Path) -> None:
 
 def test_resolve_and_proxy_values_libcurl_takes_are_kept_as_given(tmp_path: Path) -> None:
     resolve = ["*:443:1.2.3.4", "+example.com:443:[::1],10.0.0.1", "example.com:80:::1",
-               "example.org:80:1.2.3.4,"]
+               "example.org:80:1.2.3.4,", "[::1]:8080:127.0.0.1", "+[fe80::1]:80:[::1]"]
     for proxy in ("proxy", "proxy:3128", "socks5h://u:p@proxy:1080", "http://[::1]:3128"):
         argv = ["https://example.com/f", "--proxy", proxy]
         for entry in resolve:
@@ -252,6 +252,9 @@ BAD = [
     ["--resolve", "example.com:443:notanip", "https://example.com/"],
     ["--resolve", "example.com:443:127.1", "https://example.com/"],
     ["--resolve", "example.com:443:[::1", "https://example.com/"],
+    ["--resolve", "[::1:443:127.0.0.1", "https://example.com/"],
+    ["--resolve", "[::1]443:127.0.0.1", "https://example.com/"],
+    ["--resolve", "[example.com]:443:127.0.0.1", "https://example.com/"],
     ["--resolve", "example.com:443:1.2.3.4, 1.2.3.5", "https://example.com/"],
     ["--proxy", "http://", "https://example.com/"],
     ["--proxy", ":3128", "https://example.com/"],

@@ -199,6 +199,24 @@ def test_a_resolve_entry_whose_first_address_refuses_still_gets_pipelined(
     assert pipelined(caplog) >= 6
 
 
+def test_an_ipv6_host_in_a_resolve_entry_is_mapped_on_both_paths(
+    srv: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """libcurl takes ``[::1]:PORT:ADDR`` (the CLI refused it); the pool maps it too."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    base = f"http://[::1]:{srv.port}"  # (nothing listens on ::1: only the entry reaches srv)
+    settings = NetworkSettings(resolve=(f"[::1]:{srv.port}:127.0.0.1",))
+
+    async def go(t: CurlTransport) -> list[Sink | BaseException]:
+        await fetch_all(t, [f"{base}/f0"])
+        return await fetch_all(t, [f"{base}/f{i}" for i in range(1, 12)])
+
+    results = run(go, settings)
+    for i, r in enumerate(results, start=1):
+        assert isinstance(r, Sink) and bytes(r.data) == body(i)
+    assert pipelined(caplog) >= 6
+
+
 def test_credentials_in_a_location_never_reach_the_host_line(srv: Server) -> None:
     """A pipelined redirect to ``http://user:pw@host/`` sent ``Host: user:pw@host``."""
     for i in range(1, 12):

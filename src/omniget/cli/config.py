@@ -20,7 +20,7 @@ from ..engine.transports.base import (
 )
 from ..errors import UsageError, nearest
 from ..model import Digest
-from ..settings import NetworkSettings, Settings, default_config_dir
+from ..settings import NetworkSettings, Settings, default_config_dir, resolve_parts
 
 __all__ = [
     "OPTIONS",
@@ -158,14 +158,16 @@ def parse_headers(v: object) -> tuple[tuple[str, str], ...]:
 
 def parse_resolve(v: object) -> tuple[str, ...]:
     """curl-style ``HOST:PORT:ADDR[,ADDR...]`` entries (``+`` before HOST allowed, HOST
-    ``*`` for any), each ADDR an IP address (IPv6 in brackets or not), as libcurl takes."""
+    ``*`` for any, or an IPv6 address in brackets), each ADDR an IP address (IPv6 in
+    brackets or not), as libcurl takes."""
     out = []
     for entry in [v] if isinstance(v, str) else _items(v):
         text = _text(entry)
-        host, _, rest = text.removeprefix("+").partition(":")
-        port, _, addrs = rest.partition(":")
+        host, port, addrs = resolve_parts(text)
+        bracketed = text.removeprefix("+").startswith("[")
         if (
             not host
+            or (bracketed and not _addresses(host))
             or not port.isdigit()
             or not 0 < int(port) < 65536
             or not _addresses(addrs)

@@ -39,6 +39,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ...settings import resolve_parts
 from ..scheduler import host_of
 from .curlloop import CLOSED
 from .h1conn import FALLBACK, SMALL_BODY, Conn, Exchange, Origin, Pending, give_back
@@ -407,8 +408,7 @@ def _resolve_table(entries: Iterable[str]) -> dict[tuple[str, int], tuple[str, .
     for entry in entries:
         if entry.startswith("-"):
             continue
-        host, _, rest = entry.lstrip("+").partition(":")
-        port, _, addrs = rest.partition(":")
+        host, port, addrs = resolve_parts(entry)
         found = tuple(a.strip().strip("[]") for a in addrs.split(",") if a.strip())
         if host and port.isdigit() and found:
             table[(host.lower(), int(port))] = found
