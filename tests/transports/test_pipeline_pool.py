@@ -749,7 +749,7 @@ def test_a_wildcard_resolve_entry_routes_every_name_at_its_port(srv: Server) -> 
 def test_a_name_without_a_resolve_entry_goes_through_the_resolver(srv: Server) -> None:
     async def go() -> Hop:
         async with Client(srv.port, key=f"localhost:{srv.port}") as c:
-            assert c.pool._address(c.key) == ("localhost", srv.port)
+            assert c.pool._address(c.key) == (("localhost",), srv.port)
             [h] = c.get("/a")
             assert await c.codes([h]) == [0]
             return h
