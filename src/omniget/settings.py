@@ -7,10 +7,12 @@ folder's default (``$OMNIGET_STATE_DIR``, ``$XDG_STATE_HOME``), the ``*_proxy`` 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .errors import StorageError
 from .model import Digest
 
 __all__ = [
@@ -94,18 +96,47 @@ def resolve_parts(entry: str) -> tuple[str, str, str]:
     return host, port, addrs
 
 
+def home_dir(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The user's home: ``$HOME`` if it is an absolute path, else the account's; None when
+    neither says (no HOME and no passwd entry: a container's arbitrary uid)."""
+    env = os.environ if environ is None else environ
+    home = env.get("HOME", "")
+    if os.path.isabs(home):
+        return Path(home)
+    try:
+        import pwd
+
+        home = pwd.getpwuid(os.getuid()).pw_dir
+    except (ImportError, KeyError):
+        return None
+    return Path(home) if os.path.isabs(home) else None
+
+
+def _base(var: str, under_home: str, environ: Mapping[str, str] | None = None) -> Path | None:
+    """``$var`` if it is an absolute path (the XDG spec ignores a relative one), else
+    ``under_home`` in the home folder; None without either."""
+    value = (os.environ if environ is None else environ).get(var, "")
+    if os.path.isabs(value):
+        return Path(value)
+    home = home_dir(environ)
+    return home / under_home if home is not None else None
+
+
 def default_state_dir() -> Path:
-    """``$OMNIGET_STATE_DIR``, else ``$XDG_STATE_HOME/omniget``, else ``~/.local/state/omniget``."""
+    """``$OMNIGET_STATE_DIR``, else ``$XDG_STATE_HOME/omniget``, else ``~/.local/state/omniget``.
+    StorageError when none of them names a folder."""
     env = os.environ.get("OMNIGET_STATE_DIR")
     if env:
         return Path(env)
-    xdg = os.environ.get("XDG_STATE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".local" / "state"
+    base = _base("XDG_STATE_HOME", ".local/state")
+    if base is None:
+        raise StorageError(
+            "no folder for resume state: HOME is not set and XDG_STATE_HOME names none"
+            " (give --state-dir or set OMNIGET_STATE_DIR)")
     return base / "omniget"
 
 
-def default_config_dir() -> Path:
-    """``$XDG_CONFIG_HOME/omniget``, else ``~/.config/omniget``."""
-    xdg = os.environ.get("XDG_CONFIG_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".config"
-    return base / "omniget"
+def default_config_dir(environ: Mapping[str, str] | None = None) -> Path | None:
+    """``$XDG_CONFIG_HOME/omniget``, else ``~/.config/omniget``; None without a home."""
+    base = _base("XDG_CONFIG_HOME", ".config", environ)
+    return base / "omniget" if base is not None else None

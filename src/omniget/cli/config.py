@@ -469,17 +469,14 @@ def _check_env(var: str, source: str, key: str, options: Iterable[str]) -> None:
                          f"OMNIGET_{near}?")
 
 
-def _config_path(config: Path | None, environ: Mapping[str, str]) -> tuple[Path, bool]:
-    """The config file to read and whether it must exist."""
+def _config_path(config: Path | None, environ: Mapping[str, str]) -> tuple[Path | None, bool]:
+    """The config file to read and whether it must exist (None: no home, no file)."""
     if config is not None:
         return config, True
     if environ.get("OMNIGET_CONFIG"):
-        return Path(environ["OMNIGET_CONFIG"]).expanduser(), True
-    if environ is os.environ:
-        return default_config_dir() / "config.toml", False
-    xdg = environ.get("XDG_CONFIG_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".config"
-    return base / "omniget" / "config.toml", False
+        return parse_path(environ["OMNIGET_CONFIG"]), True
+    folder = default_config_dir(environ)
+    return (folder / "config.toml" if folder is not None else None), False
 
 
 def _secrets(values: Mapping[str, object], sources: Mapping[str, Mapping[str, object]]) -> set[str]:
@@ -511,7 +508,7 @@ def load_config(
     env = os.environ if environ is None else environ
     layers = _Layers()
     path, required = _config_path(config, env)
-    if required or path.is_file():
+    if path is not None and (required or path.is_file()):
         _read_file(path, layers)
     _read_env(env, layers)
     for key, value in (flags or {}).items():
