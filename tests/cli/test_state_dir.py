@@ -1,5 +1,5 @@
 """Where the resume journal goes when the environment says little or nonsense: no HOME,
-an empty or relative HOME / XDG_STATE_HOME. The CLI
+an empty or relative HOME / XDG_STATE_HOME, a ``~user`` that names nobody. The CLI
 in-process against the local server."""
 
 from __future__ import annotations
@@ -84,3 +84,18 @@ def test_no_home_downloads_without_resume_state(
     assert main([url, "-o", "out2", "--state-dir", "st"]) == 0
     assert "warning" not in capsys.readouterr().err
     assert Path("st/journal.sqlite").exists()
+
+
+@pytest.mark.parametrize("flag", ["--state-dir", "-o"])
+def test_a_tilde_user_that_names_nobody_is_a_usage_error(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], flag: str
+) -> None:
+    """``--state-dir '~nosuchuser/x'`` (quoted, or from a config file: no shell expands
+    it). Before: 'internal error: RuntimeError: Could not determine home directory.',
+    exit 1."""
+    url = httpd.add(httpd.new_path("t.bin"), DATA)
+    assert main([url, flag, "~nosuchuser-omniget/x"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "internal" not in err, err
+    assert "~nosuchuser-omniget: no such user" in err
+    assert httpd.requests == [] and os.listdir() == []

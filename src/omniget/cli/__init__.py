@@ -28,7 +28,7 @@ from ..engine.transports.base import SECRET_HEADERS
 from ..errors import Cancelled, OmnigetError, StorageError, UsageError
 from ..model import Item, unextracted
 from .args import flags_from_args, guess_scheme, parse_args, parse_input
-from .config import Config, load_config, load_settings
+from .config import Config, expand_path, load_config, load_settings
 from .logs import log_to_stderr
 from .output import (
     EXISTS_WHY,
@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ns = parse_args(argv)
         _ask_password(ns)
-        config = Path(ns.config).expanduser() if ns.config else None
+        config = _path(ns.config, "--config") if ns.config else None
         cfg = load_config(config, flags=flags_from_args(ns))
         mask = Masker([*mask.secrets, *cfg.secrets])
         quiet = bool(getattr(ns, "quiet", False))
@@ -149,7 +149,7 @@ def _resumable(ns: argparse.Namespace) -> bool:
     and ``-O`` a device or a FIFO (neither can be resumed) have none."""
     out = ns.output_file if ns.command == "get" else None
     return (ns.command == "get" and not ns.dry_run and out != "-"
-            and not (out and _not_a_file(Path(out).expanduser())))
+            and not (out and _not_a_file(_path(out, "-O"))))
 
 
 def _json_error(
@@ -241,7 +241,7 @@ def _collect(ns: argparse.Namespace) -> list[str | Item]:
                     raise UsageError("cannot read stdin (-i -): it is closed")
                 text = sys.stdin.read()
             else:
-                text = Path(file).expanduser().read_text(encoding="utf-8")
+                text = _path(file, "-i").read_text(encoding="utf-8")
         except OSError as e:
             why = e.strerror or str(e)
             if "://" in file:  # (-i URL: a URL is no file of URLs)
@@ -410,7 +410,7 @@ def _run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     dest = cfg.output or Path(".")
     device = False  # -O a device or a FIFO: written in order, as -O -
     if ns.output_file is not None:
-        out_file = None if ns.output_file == "-" else Path(ns.output_file).expanduser()
+        out_file = None if ns.output_file == "-" else _path(ns.output_file, "-O")
         device = out_file is not None and _not_a_file(out_file)
         name = out_file and (display_path(out_file) if device else out_file.name)
         one = _single(extracted, name or None)
@@ -497,10 +497,18 @@ def _not_a_file(path: Path) -> bool:
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
+def _path(text: str, flag: str) -> Path:
+    """A path the user gave, ``~`` expanded: UsageError if it names nobody."""
+    try:
+        return expand_path(text)
+    except ValueError as e:
+        raise UsageError(f"{flag} {text}: {e}") from None
+
+
 def _names_a_folder(name: str) -> bool:
     """``-O NAME`` that is a folder, or can only name one (``new/``, ``x/..``): saving
     under it would write some other name than the one given."""
-    path = Path(name).expanduser()
+    path = _path(name, "-O")
     return name.endswith(("/", os.sep)) or path.name in ("", ".", "..") or path.is_dir()
 
 

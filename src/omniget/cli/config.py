@@ -247,7 +247,16 @@ def parse_proxy(v: object) -> str:
 
 
 def parse_path(v: object) -> Path:
-    return Path(parse_str(v)).expanduser()
+    return expand_path(parse_str(v))
+
+
+def expand_path(text: str) -> Path:
+    """``text`` with a leading ``~`` or ``~user`` expanded; ValueError if it names nobody
+    (or there is no home to expand ``~`` to)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # (pathlib's "Could not determine home directory")
+        raise ValueError(f"{text.split('/', 1)[0]}: no such user") from None
 
 
 def _items(v: object) -> Iterable[object]:
