@@ -710,6 +710,31 @@ def test_a_read_only_journal_is_found_out_before_any_byte(
     assert os.listdir(tmp_path / "o") == ["ro.bin"]
 
 
+def test_a_state_folder_removed_during_a_run_is_made_again(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """Before, the run went on recording into the removed journal (SQLite keeps it
+    open): no word of it, and a rerun after a kill found no record and started over."""
+    data = payload(24 * MiB, 45)
+    path = httpd.new_path("gone.bin")
+    url = httpd.add(path, data)
+    out, state = tmp_path / "out", tmp_path / "state"
+    proc = start(url, "-o", str(out), "--split", "1", "--limit-rate", "4M", state=state)
+    wait_for(lambda: checkpointed(state) >= 1 * MiB)
+    shutil.rmtree(state)
+    wait_for(lambda: (state / FILENAME).exists())  # (at the run's next checkpoint)
+    wait_for(lambda: checkpointed(state) >= 3 * MiB)
+    proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate(timeout=30)
+    assert f"resume journal {state / FILENAME}: it was removed during the run; made again" \
+        in err.decode(), err
+    httpd.clear_log()
+    done = omniget(url, "-o", str(out), "-q", state=state)
+    assert done.returncode == 0, done.stderr
+    assert (out / "gone.bin").read_bytes() == data
+    assert min(range_start(r) for r in httpd.requests_to(path)) >= 3 * MiB  # resumed
+
+
 def test_interrupted_without_a_journal_says_a_rerun_starts_over(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
 ) -> None:

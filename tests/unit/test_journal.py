@@ -3,6 +3,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import stat
@@ -539,3 +540,64 @@ def test_runs_opening_a_new_journal_at_once_all_get_it(tmp_path: Path) -> None:
     with fork.Pool(4, initializer=_share, initargs=(fork.Barrier(4),)) as pool:
         results = pool.map(_open_and_close, folders, chunksize=1)
     assert [r for r in results if r != "ok"] == []
+
+
+# --- the state folder removed under a run ---
+
+
+def test_a_journal_removed_under_a_run_is_made_again_with_its_records(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before, the run went on writing to the removed file (SQLite keeps it open): no
+    error, and nothing it recorded was there for a rerun."""
+    state = tmp_path / "state"
+    j = Journal.in_dir(state)
+    start(j, "a")
+    j.save_spans("a", [(0, 100)])
+    start(j, "b")
+    j.piece_done("b", 3, 30)
+    j.finish("b", size=30, digest=None)
+    shutil.rmtree(state)
+    j.save_spans("a", [(0, 200)])  # (the first write after: it is found out here)
+    assert "was removed during the run; made again" in caplog.text
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert stat.S_IMODE((state / FILENAME).stat().st_mode) == 0o600
+    j.piece_done("a", 1, 10)
+    with Journal.in_dir(state) as again:  # what a rerun finds
+        assert again.spans("a") == [(0, 200)]
+        assert again.pieces("a") == {1: 10}
+        rec = again.get("b")
+        assert rec is not None and rec.done and rec.size == 30
+    j.close()
+
+
+def test_a_journal_another_run_made_again_gets_this_runs_records(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    mine = Journal.in_dir(state)
+    start(mine, "mine")
+    mine.save_spans("mine", [(0, 5)])
+    shutil.rmtree(state)
+    other = Journal.in_dir(state)  # another run made it first
+    start(other, "theirs")
+    mine.save_spans("mine", [(0, 9)])
+    assert other.spans("mine") == [(0, 9)]
+    assert other.get("theirs") is not None  # (kept)
+    mine.close()
+    other.close()
+
+
+def test_a_relative_path_stays_the_folder_it_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that changes its folder after opening a journal by a relative path (a
+    library user's) does not take the journal for removed and make another there."""
+    (tmp_path / "other").mkdir()
+    monkeypatch.chdir(tmp_path)
+    j = Journal(Path("state") / FILENAME)
+    start(j, "k")
+    monkeypatch.chdir(tmp_path / "other")
+    j.save_spans("k", [(0, 4)])
+    assert os.listdir(tmp_path / "other") == []
+    with Journal(tmp_path / "state" / FILENAME) as same:
+        assert same.spans("k") == [(0, 4)]
+    j.close()

@@ -20,6 +20,9 @@ A record also keeps its part file's identity (its inode number): its spans and p
 of that file only (another run with another state folder may have started the same name
 over since), and a part file that moved with its folder is found again by it.
 
+A journal file removed while a run has it open (its state folder deleted) is made again,
+with the run's records, at the run's next write.
+
 The engine talks to :class:`JournalStore`; :class:`Journal` is the SQLite one. Calls are
 thread-safe (the engine runs them in worker threads).
 """
@@ -27,6 +30,7 @@ thread-safe (the engine runs them in worker threads).
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import sqlite3
 import struct
@@ -49,6 +53,8 @@ __all__ = [
     "Journal",
     "JournalStore",
 ]
+
+log = logging.getLogger(__name__)
 
 FILENAME = "journal.sqlite"
 SCHEMA_VERSION = 3
@@ -193,26 +199,34 @@ class Journal:
     def __init__(
         self, path: Path, *, now: Callable[[], float] = time.time, boot: str | None = None
     ) -> None:
-        self.path = Path(path)
+        self.path = Path(os.path.abspath(path))  # (a chdir later changes nothing)
         self._now = now
         self._boot = boot or boot_id()
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        #: (device, inode) of the file opened; None: not watched (see _check_file)
+        self._ident: tuple[int, int] | None = None
         with self._guard("open"):
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if not self.path.exists():
-                # Create it private before SQLite does: URLs may carry tokens. The -wal
-                # and -shm files SQLite makes take the same permissions.
-                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-            db = sqlite3.connect(
-                self.path, timeout=10.0, isolation_level=None, check_same_thread=False
-            )
-            try:
-                self._setup(db)
-            except BaseException:
-                db.close()
-                raise
-            self._db = db
+            self._db, self._ident = self._open()
+
+    def _open(self) -> tuple[sqlite3.Connection, tuple[int, int]]:
+        """A connection to the journal at ``path`` (made with its folder if missing), and
+        the identity of the file it opened."""
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self.path.exists():
+            # Create it private before SQLite does: URLs may carry tokens. The -wal
+            # and -shm files SQLite makes take the same permissions.
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        db = sqlite3.connect(
+            self.path, timeout=10.0, isolation_level=None, check_same_thread=False
+        )
+        try:
+            self._setup(db)
+            st = os.stat(self.path)
+        except BaseException:
+            db.close()
+            raise
+        return db, (st.st_dev, st.st_ino)
 
     @classmethod
     def in_dir(cls, state_dir: Path) -> Journal:
@@ -267,11 +281,16 @@ class Journal:
             raise StorageError(f"resume journal {self.path}: {action} failed: {e}{hint}") from e
 
     @contextmanager
-    def _conn(self, action: str, *, tx: bool = False) -> Iterator[sqlite3.Connection]:
-        """The connection, locked, errors translated; ``tx`` wraps the block in a transaction."""
+    def _conn(
+        self, action: str, *, tx: bool = False, write: bool = True
+    ) -> Iterator[sqlite3.Connection]:
+        """The connection, locked, errors translated; ``tx`` wraps the block in a transaction.
+        Before a write, a journal file removed since it was opened is made again."""
         with self._lock, self._guard(action):
             if self._db is None:
                 raise sqlite3.ProgrammingError("the journal is closed")
+            if write and self._ident is not None:
+                self._check_file()
             db = self._db
             if not tx:
                 yield db
@@ -284,10 +303,43 @@ class Journal:
                 raise
             db.execute("COMMIT")
 
+    def _check_file(self) -> None:
+        """The journal file was removed (its state folder deleted, say) since it was
+        opened: SQLite would go on writing to the removed file, and a rerun would find
+        nothing. It is made again, with every record of the open one."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return  # (not to be told: the write says what is wrong, if anything)
+        else:
+            if (st.st_dev, st.st_ino) == self._ident:
+                return
+        old = self._db
+        assert old is not None
+        try:
+            db, ident = self._open()  # (or the one another run made again meanwhile)
+        except (sqlite3.Error, OSError) as exc:
+            self._ident = None  # (this run goes on with the removed one)
+            log.warning("resume journal %s: it was removed during the run and cannot be"
+                        " made again (%s); this run's resume state is lost if it stops",
+                        self.path, exc)
+            return
+        try:
+            _copy_records(old, db)
+        except BaseException:
+            db.close()
+            raise
+        self._db, self._ident = db, ident
+        old.close()
+        log.warning("resume journal %s: it was removed during the run; made again with"
+                    " this run's records", self.path)
+
     # --- reads ---
 
     def get(self, key: str) -> FileRecord | None:
-        with self._conn("read") as db:
+        with self._conn("read", write=False) as db:
             row = db.execute(
                 "SELECT key, path, url, size, etag, last_modified, done, digest, updated, part"
                 " FROM files WHERE key = ?",
@@ -316,13 +368,13 @@ class Journal:
         else:  # a range on the primary key: UTF-8 sorts as code points do
             bound = prefix[:-1] + chr(ord(prefix[-1]) + 1)
             query, args = "SELECT key FROM files WHERE key >= ? AND key < ?", (prefix, bound)
-        with self._conn("read") as db:
+        with self._conn("read", write=False) as db:
             rows = db.execute(query, args).fetchall()
         return {r[0] for r in rows if r[0].startswith(prefix)}
 
     def unfinished(self) -> list[tuple[str, int]]:
         """(key, part file inode) of every unfinished record whose part file is known."""
-        with self._conn("read") as db:
+        with self._conn("read", write=False) as db:
             rows = db.execute(
                 "SELECT key, part FROM files WHERE done = 0 AND part IS NOT NULL"
             ).fetchall()
@@ -331,7 +383,7 @@ class Journal:
     def spans(self, key: str) -> list[Interval]:
         """The finished byte spans of ``key`` (normal: sorted, coalesced): those written
         on this boot, else only those synced to the disk."""
-        with self._conn("read") as db:
+        with self._conn("read", write=False) as db:
             row = db.execute(
                 "SELECT spans, boot, synced FROM files WHERE key = ?", (key,)
             ).fetchone()
@@ -342,7 +394,7 @@ class Journal:
     def pieces(self, key: str) -> dict[int, int]:
         """Verified pieces of ``key``: index -> output size (those done on another boot
         only if synced to the disk)."""
-        with self._conn("read") as db:
+        with self._conn("read", write=False) as db:
             rows = db.execute(
                 "SELECT idx, size FROM pieces WHERE key = ? AND (boot IS NULL OR boot = ?)"
                 " ORDER BY idx",
@@ -484,6 +536,28 @@ class Journal:
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r})"
+
+
+_COLUMNS = {
+    "files": "key, path, url, size, etag, last_modified, done, digest, updated, spans, boot,"
+             " synced, part",
+    "pieces": "key, idx, size, boot",
+}
+
+
+def _copy_records(source: sqlite3.Connection, to: sqlite3.Connection) -> None:
+    """Every record of ``source`` into ``to`` (replacing those ``to`` has of the same keys),
+    in one transaction."""
+    to.execute("BEGIN IMMEDIATE")
+    try:
+        for table, columns in _COLUMNS.items():
+            marks = ", ".join("?" * (columns.count(",") + 1))
+            rows = source.execute(f"SELECT {columns} FROM {table}")
+            to.executemany(f"INSERT OR REPLACE INTO {table} ({columns}) VALUES ({marks})", rows)
+    except BaseException:
+        to.execute("ROLLBACK")
+        raise
+    to.execute("COMMIT")
 
 
 def _to_wal(db: sqlite3.Connection) -> str:
