@@ -705,7 +705,8 @@ def test_a_read_only_journal_is_found_out_before_any_byte(
     assert res.returncode == 0, res.stderr
     assert res.stderr.splitlines()[0] == (
         f"omniget: warning: resume journal {state / 'journal.sqlite'}: open failed:"
-        " attempt to write a readonly database; downloading without resume state")
+        " attempt to write a readonly database (journal.sqlite: permission denied);"
+        " downloading without resume state")
     assert (tmp_path / "o" / "ro.bin").read_bytes() == data
     assert os.listdir(tmp_path / "o") == ["ro.bin"]
 
@@ -733,6 +734,33 @@ def test_a_state_folder_removed_during_a_run_is_made_again(
     assert done.returncode == 0, done.stderr
     assert (out / "gone.bin").read_bytes() == data
     assert min(range_start(r) for r in httpd.requests_to(path)) >= 3 * MiB  # resumed
+
+
+@pytest.mark.parametrize("which", ["journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm"])
+def test_a_journal_file_this_user_cannot_open_is_named(
+    httpd: HTTPServer, tmp_path: Path, which: str
+) -> None:
+    """The journal, or the -wal / -shm file SQLite keeps beside it (left by another
+    user's run, say), cannot be opened: before, the warning said only "unable to open
+    database file", whichever it was."""
+    url = httpd.add(httpd.new_path("u.bin"), b"data")
+    state = tmp_path / "state"
+    held = Journal.in_dir(state)  # (keeps the -wal and -shm files there)
+    try:
+        held.start("k", path="p", url="u", size=None, etag=None, last_modified=None)
+        (state / which).chmod(0)
+        kw: dict[str, object] = {}
+        if os.geteuid() == 0:
+            kw["preexec_fn"] = _drop_mode_overrides
+        res = omniget(url, "-o", str(tmp_path / "o"), state=state, **kw)
+    finally:
+        held.close()
+    if os.geteuid() == 0 and "unable to open" not in res.stderr:
+        pytest.skip("running as root and cannot drop CAP_DAC_OVERRIDE here")
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.splitlines()[0] == (
+        f"omniget: warning: resume journal {state / FILENAME}: open failed: unable to open"
+        f" database file ({which}: permission denied); downloading without resume state")
 
 
 def test_interrupted_without_a_journal_says_a_rerun_starts_over(

@@ -198,6 +198,21 @@ def test_corrupt_journal(tmp_path: Path) -> None:
     assert "damaged" in str(e.value) and e.value.exit_code == 7
 
 
+def test_a_truncated_journal_is_called_damaged_too(tmp_path: Path) -> None:
+    """A journal cut short (a copy that stopped, a disk error): SQLite says "database
+    disk image is malformed", and before, nothing said what to do about it."""
+    path = tmp_path / FILENAME
+    with Journal(path) as j:
+        for n in range(2000):
+            start(j, f"key{n}", url="https://example.com/" + "x" * 200)
+    os.truncate(path, path.stat().st_size // 2)
+    with pytest.raises(StorageError) as e:
+        Journal(path)
+    assert str(e.value) == (
+        f"resume journal {path}: open failed: database disk image is malformed"
+        " (the file is damaged: delete it and interrupted downloads restart)")
+
+
 def test_unwritable_location(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -57,6 +57,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FILENAME = "journal.sqlite"
+_BESIDE = ("-wal", "-shm")  # the files SQLite keeps beside the journal in WAL mode
+#: SQLite's words for a damaged file, and for one it cannot open or write
+_DAMAGED = ("not a database", "malformed")
+_CANNOT = ("unable to open", "readonly database", "disk I/O error")
 SCHEMA_VERSION = 3
 
 _SCHEMA = """
@@ -271,14 +275,29 @@ class Journal:
             yield
         except (sqlite3.Error, OSError) as e:
             hint = ""
-            if isinstance(e, sqlite3.DatabaseError) and "not a database" in str(e):
+            if isinstance(e, sqlite3.DatabaseError) and any(w in str(e) for w in _DAMAGED):
                 hint = " (the file is damaged: delete it and interrupted downloads restart)"
+            elif isinstance(e, sqlite3.OperationalError) and any(w in str(e) for w in _CANNOT):
+                hint = self._cannot_open()
             elif isinstance(e, OSError):
                 if e.errno == errno.EEXIST and os.path.exists(e.filename or ""):
                     e = OSError(f"{e.filename} is a file, not a folder (see --state-dir)")
                 elif e.strerror:
                     e = OSError(f"{e.strerror}: {e.filename}" if e.filename else e.strerror)
             raise StorageError(f"resume journal {self.path}: {action} failed: {e}{hint}") from e
+
+    def _cannot_open(self) -> str:
+        """Which file SQLite could not open or write, when that is what it said: the
+        journal, or the -wal / -shm beside it (another user's, say), or their folder."""
+        # (access(), not open(): closing any descriptor of a file drops the locks this
+        # process's SQLite holds on it)
+        for path in (self.path, *(self.path.with_name(self.path.name + s) for s in _BESIDE)):
+            if not os.path.lexists(path):
+                if not os.access(path.parent, os.W_OK | os.X_OK):
+                    return f" ({path.name} cannot be made: its folder is read-only)"
+            elif not os.access(path, os.R_OK | os.W_OK):
+                return f" ({path.name}: permission denied)"
+        return ""
 
     @contextmanager
     def _conn(
