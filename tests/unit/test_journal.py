@@ -187,6 +187,25 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
         Journal(path)
 
 
+@pytest.mark.parametrize("version", [0, -1, None, "three", 1.5])
+def test_a_schema_version_no_omniget_wrote_is_damage(tmp_path: Path, version: object) -> None:
+    """Before: KeyError, TypeError or ValueError out of the open (the CLI's "internal
+    error", exit 1), or for 1.5 the upgrade from 1 run again ("duplicate column name")."""
+    path = tmp_path / FILENAME
+    Journal(path).close()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE schema_version")
+    db.execute("CREATE TABLE schema_version (version)")  # (no NOT NULL: any value)
+    db.execute("INSERT INTO schema_version VALUES (?)", (version,))
+    db.commit()
+    db.close()
+    with pytest.raises(StorageError) as e:
+        Journal(path)
+    assert str(e.value) == (
+        f"resume journal {path}: open failed: malformed schema version {version!r} (the file"
+        " is damaged: delete it and interrupted downloads restart)")
+
+
 # --- errors become StorageError naming the path ---
 
 

@@ -248,7 +248,9 @@ class Journal:
                 if stmt.strip():
                     db.execute(stmt)
             row = db.execute("SELECT version FROM schema_version").fetchone()
-            version = SCHEMA_VERSION if row is None else int(row[0])
+            version = SCHEMA_VERSION if row is None else row[0]
+            if not isinstance(version, int) or version < min(_MIGRATIONS):
+                raise sqlite3.DatabaseError(f"malformed schema version {version!r}")
             if row is None:
                 db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
             else:  # a write now: a journal that takes none (read-only) fails here, not
