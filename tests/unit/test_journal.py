@@ -635,3 +635,58 @@ def test_a_relative_path_stays_the_folder_it_named(
     with Journal(tmp_path / "state" / FILENAME) as same:
         assert same.spans("k") == [(0, 4)]
     j.close()
+
+
+# --- old state is pruned ---
+
+DAY = 86400.0
+
+
+def test_prune_drops_old_records_whose_files_are_gone(tmp_path: Path) -> None:
+    """Before, nothing was ever removed: a finished file's record (a server-chosen name)
+    and an abandoned download's stayed for ever, one per file and output folder."""
+    clock = [1000 * DAY]
+    j = Journal(tmp_path / FILENAME, now=lambda: clock[0])
+    there, gone = tmp_path / "there.bin", tmp_path / "gone.bin"
+    there.write_bytes(b"x")
+    (tmp_path / "kept.bin.part").write_bytes(b"x")
+    for key, path in (("done-there", there), ("done-gone", gone)):
+        start(j, key, path=str(path))
+        j.finish(key, size=1, digest=None)
+    for key, path in (("open-kept", tmp_path / "kept.bin"), ("open-gone", gone)):
+        start(j, key, path=str(path))
+        j.piece_done(key, 0, 1)
+    clock[0] += 100 * DAY
+    start(j, "new-gone", path=str(gone))  # (recent: kept whatever)
+
+    def missing(path: str, done: bool) -> bool:
+        return not os.path.lexists(path if done else path + ".part")
+
+    assert j.prune(missing) == 2
+    assert j.keys("") == {"done-there", "open-kept", "new-gone"}
+    assert j.pieces("open-kept") == {0: 1}
+    assert j.pieces("open-gone") == {}
+    assert j.prune(missing) == 0  # (those kept were checked: not again until as old)
+    there.unlink()
+    assert j.prune(missing) == 0
+    clock[0] += 100 * DAY
+    assert j.prune(missing) == 2  # done-there, new-gone
+    assert j.keys("") == {"open-kept"}
+    j.close()
+
+
+def test_prune_checks_a_bounded_number_of_records_per_call(tmp_path: Path) -> None:
+    clock = [0.0]
+    j = Journal(tmp_path / FILENAME, now=lambda: clock[0])
+    for n in range(30):
+        start(j, f"k{n}", path=str(tmp_path / f"f{n}"))
+    clock[0] += 100 * DAY
+    seen: list[str] = []
+
+    def missing(path: str, done: bool) -> bool:
+        seen.append(path)
+        return True
+
+    assert j.prune(missing, limit=20) == 20
+    assert len(seen) == 20 and len(j.keys("")) == 10
+    j.close()

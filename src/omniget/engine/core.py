@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import errno
 import logging
+import os
 import random
 import threading
 import time
@@ -18,6 +19,7 @@ from typing import Any
 from ..errors import Cancelled, OmnigetError, StorageError
 from ..model import Item
 from ..settings import Settings, default_state_dir
+from .assemble import part_path
 from .context import Refresher, RunContext, SetupSlot, SetupSlots
 from .durable import Durability
 from .events import Event, EventHandler, Failed, ignore
@@ -154,8 +156,13 @@ class Engine:
                     await t.aclose()
             self._transports = None
         if self._journal is not None and not isinstance(self._journal_arg, Journal):
-            self._journal.close()
-            self._journal = None
+            journal, self._journal = self._journal, None
+            try:
+                await asyncio.to_thread(journal.prune, _gone)
+            except StorageError as exc:  # (old state stays: a later run prunes it)
+                log.debug("pruning the resume journal failed: %s", exc)
+            finally:
+                journal.close()
 
     @contextlib.contextmanager
     def _on_this_loop(self) -> Iterator[None]:
@@ -546,3 +553,8 @@ def _share_limits(transports: Mapping[str, Transport], limits: HostLimits) -> No
     if callable(pipelined) and callable(count_held):
         limits.pipelined = pipelined
         count_held(limits.whole)
+
+
+def _gone(path: str, done: bool) -> bool:
+    """A journal record's file is gone: the finished file, or the part file of one not."""
+    return not os.path.lexists(path if done else part_path(Path(path)))

@@ -20,6 +20,9 @@ A record also keeps its part file's identity (its inode number): its spans and p
 of that file only (another run with another state folder may have started the same name
 over since), and a part file that moved with its folder is found again by it.
 
+Records not written for :data:`PRUNE_AGE` whose files are gone are dropped at the end of
+a run (:meth:`Journal.prune`): the journal does not grow for ever.
+
 A journal file removed while a run has it open (its state folder deleted) is made again,
 with the run's records, at the run's next write.
 
@@ -100,6 +103,10 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # part: the part file's inode number (NULL: not known, trusted as before)
     2: ("ALTER TABLE files ADD COLUMN part INTEGER",),
 }
+
+#: A record not written for this long is dropped if its file is gone (see Journal.prune).
+PRUNE_AGE = 90 * 86400.0
+PRUNE_LIMIT = 5000  # records looked at per prune (~60 ms at most)
 
 _BOOT: str | None = None
 #: Seconds to wait for another process's lock on the journal (another omniget run).
@@ -537,6 +544,36 @@ class Journal:
         with self._conn("forget", tx=True) as db:
             db.execute("DELETE FROM pieces WHERE key = ?", (key,))
             db.execute("DELETE FROM files WHERE key = ?", (key,))
+
+    def prune(
+        self,
+        gone: Callable[[str, bool], bool],
+        *,
+        age: float = PRUNE_AGE,
+        limit: int = PRUNE_LIMIT,
+    ) -> int:
+        """Drop records not written for ``age`` seconds whose file is gone:
+        ``gone(path, done)`` says (a finished file's record remembers its name, an
+        unfinished one's resumes its part file). At most ``limit`` are looked at; those
+        kept count as written now, so each is looked at again only ``age`` later. The
+        number dropped."""
+        now = self._now()
+        with self._conn("prune", write=False) as db:
+            rows = db.execute(
+                "SELECT key, path, done FROM files WHERE updated < ? LIMIT ?", (now - age, limit)
+            ).fetchall()
+        dropped = {key for key, path, done in rows if gone(path, bool(done))}
+        kept = [(now, key) for key, _, _ in rows if key not in dropped]
+        count = 0
+        with self._conn("prune", tx=True) as db:
+            for key in dropped:  # (unless a run wrote it meanwhile)
+                cur = db.execute("DELETE FROM files WHERE key = ? AND updated < ?",
+                                 (key, now - age))
+                if cur.rowcount:
+                    db.execute("DELETE FROM pieces WHERE key = ?", (key,))
+                    count += 1
+            db.executemany("UPDATE files SET updated = ? WHERE key = ?", kept)
+        return count
 
     def close(self) -> None:
         with self._lock, self._guard("close"):
