@@ -8,6 +8,7 @@ import ctypes
 import hashlib
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -761,6 +762,36 @@ def test_a_journal_file_this_user_cannot_open_is_named(
     assert res.stderr.splitlines()[0] == (
         f"omniget: warning: resume journal {state / FILENAME}: open failed: unable to open"
         f" database file ({which}: permission denied); downloading without resume state")
+
+
+def test_a_journal_file_of_another_user_says_whose_it_is(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """A run as root (sudo keeping HOME) left the -shm file in the user's state folder:
+    before, the warning said only "unable to open database file"."""
+    if os.geteuid() != 0:
+        pytest.skip("making a file another user's needs root")
+    url = httpd.add(httpd.new_path("w.bin"), b"data")
+    state = tmp_path / "state"
+    held = Journal.in_dir(state)  # (keeps the -wal and -shm files there)
+    try:
+        held.start("k", path="p", url="u", size=None, etag=None, last_modified=None)
+        os.chown(state / "journal.sqlite-shm", 65534, 65534)
+        res = omniget(url, "-o", str(tmp_path / "o"), state=state,
+                      preexec_fn=_drop_mode_overrides)
+    finally:
+        held.close()
+    if "unable to open" not in res.stderr:
+        pytest.skip("running as root and cannot drop CAP_DAC_OVERRIDE here")
+    try:
+        owner = pwd.getpwuid(65534).pw_name
+    except KeyError:
+        owner = "uid 65534"
+    assert res.stderr.splitlines()[0] == (
+        f"omniget: warning: resume journal {state / FILENAME}: open failed: unable to open"
+        f" database file (journal.sqlite-shm: permission denied; it is {owner}'s, not this"
+        " user's: left by a run as another user, under sudo say); downloading without"
+        " resume state")
 
 
 def test_interrupted_without_a_journal_says_a_rerun_starts_over(

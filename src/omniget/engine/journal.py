@@ -305,7 +305,7 @@ class Journal:
                 if not os.access(path.parent, os.W_OK | os.X_OK):
                     return f" ({path.name} cannot be made: its folder is read-only)"
             elif not os.access(path, os.R_OK | os.W_OK):
-                return f" ({path.name}: permission denied)"
+                return f" ({path.name}: permission denied{_whose(path)})"
         return ""
 
     @contextmanager
@@ -630,6 +630,23 @@ def _to_wal(db: sqlite3.Connection) -> str:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
         time.sleep(0.005)
+
+
+def _whose(path: Path) -> str:
+    """Whose ``path`` is, when not this user's."""
+    try:
+        uid = os.lstat(path).st_uid
+    except OSError:
+        return ""
+    if uid == os.geteuid():
+        return ""
+    try:
+        import pwd
+
+        owner = pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        owner = f"uid {uid}"
+    return f"; it is {owner}'s, not this user's: left by a run as another user, under sudo say"
 
 
 class RecordGone(StorageError, KeyError):
