@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import omniget
+from omniget.engine import journal as journal_module
 from omniget.engine.journal import FILENAME, SCHEMA_VERSION, FileRecord, Journal, JournalStore
 from omniget.errors import StorageError
 
@@ -579,8 +580,14 @@ def test_runs_opening_a_new_journal_at_once_all_get_it(tmp_path: Path) -> None:
 # --- the state folder removed under a run ---
 
 
+@pytest.fixture
+def look_always(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every write looks for a removed journal file (a run looks once a second)."""
+    monkeypatch.setattr(journal_module, "CHECK_EVERY", 0.0)
+
+
 def test_a_journal_removed_under_a_run_is_made_again_with_its_records(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, look_always: None
 ) -> None:
     """Before, the run went on writing to the removed file (SQLite keeps it open): no
     error, and nothing it recorded was there for a rerun."""
@@ -605,7 +612,9 @@ def test_a_journal_removed_under_a_run_is_made_again_with_its_records(
     j.close()
 
 
-def test_a_journal_another_run_made_again_gets_this_runs_records(tmp_path: Path) -> None:
+def test_a_journal_another_run_made_again_gets_this_runs_records(
+    tmp_path: Path, look_always: None
+) -> None:
     state = tmp_path / "state"
     mine = Journal.in_dir(state)
     start(mine, "mine")
@@ -618,6 +627,24 @@ def test_a_journal_another_run_made_again_gets_this_runs_records(tmp_path: Path)
     assert other.get("theirs") is not None  # (kept)
     mine.close()
     other.close()
+
+
+def test_writes_before_the_next_look_reach_the_journal_made_again(tmp_path: Path) -> None:
+    """The file is looked for at most once a second (a stat per write cost every small
+    file); what was written to the removed file meanwhile is copied over."""
+    state = tmp_path / "state"
+    j = Journal.in_dir(state)
+    start(j, "a")
+    shutil.rmtree(state)
+    start(j, "b")  # (within the second: into the removed file)
+    j.save_spans("b", [(0, 50)])
+    assert not state.exists()
+    j._checked -= journal_module.CHECK_EVERY  # (a second later)
+    j.save_spans("a", [(0, 80)])
+    j.close()
+    with Journal.in_dir(state) as again:
+        assert again.spans("a") == [(0, 80)]
+        assert again.spans("b") == [(0, 50)]
 
 
 def test_a_relative_path_stays_the_folder_it_named(

@@ -109,6 +109,9 @@ PRUNE_AGE = 90 * 86400.0
 PRUNE_LIMIT = 5000  # records looked at per prune (~60 ms at most)
 
 _BOOT: str | None = None
+#: Seconds between two looks for a removed journal file before a write (the writes in
+#: between go to the removed file, and are copied when it is made again).
+CHECK_EVERY = 1.0
 #: Seconds to wait for another process's lock on the journal (another omniget run).
 BUSY_WAIT = 10.0
 
@@ -217,6 +220,7 @@ class Journal:
         self._db: sqlite3.Connection | None = None
         #: (device, inode) of the file opened; None: not watched (see _check_file)
         self._ident: tuple[int, int] | None = None
+        self._checked = 0.0  # monotonic time the file was last looked for
         with self._guard("open"):
             self._db, self._ident = self._open()
 
@@ -318,7 +322,10 @@ class Journal:
             if self._db is None:
                 raise sqlite3.ProgrammingError("the journal is closed")
             if write and self._ident is not None:
-                self._check_file()
+                now = time.monotonic()
+                if now - self._checked >= CHECK_EVERY:
+                    self._checked = now
+                    self._check_file()
             db = self._db
             if not tx:
                 yield db
@@ -562,6 +569,8 @@ class Journal:
             rows = db.execute(
                 "SELECT key, path, done FROM files WHERE updated < ? LIMIT ?", (now - age, limit)
             ).fetchall()
+        if not rows:  # (the common case: no write transaction)
+            return 0
         dropped = {key for key, path, done in rows if gone(path, bool(done))}
         kept = [(now, key) for key, _, _ in rows if key not in dropped]
         count = 0
