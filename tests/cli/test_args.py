@@ -243,6 +243,9 @@ BAD = [
     ["-j", "-2", "https://example.com/"],
     ["--retries", "many", "https://example.com/"],
     ["--timeout", "0", "https://example.com/"],
+    # (these reached libcurl and ended in "internal error: OverflowError", exit 1)
+    ["--timeout", "1e300", "https://example.com/"],
+    ["-N", "99999999999999999999", "https://example.com/"],
     ["-H", "no colon here", "https://example.com/"],
     ["--resolve", "example.com:https:1.2.3.4", "https://example.com/"],
     ["--user", ":nopassword", "https://example.com/"],  # (no user: bob alone asks, see edges)

@@ -323,7 +323,8 @@ def test_parse_rate_rejects(text: object) -> None:
         parse_rate(text)
 
 
-@pytest.mark.parametrize("text", ["zero", "0", "-3", "1.5", "", False])
+@pytest.mark.parametrize("text", ["zero", "0", "-3", "1.5", "", False,
+                                  "99999999999999999999", 2**63])
 def test_parse_count_rejects(text: object) -> None:
     with pytest.raises(ValueError):
         parse_count(text)
@@ -387,3 +388,13 @@ def test_a_config_file_with_a_bom_is_read(tmp_path: Path) -> None:
     path = tmp_path / "bom.toml"
     path.write_bytes(b"\xef\xbb\xbfjobs = 3\r\n")
     assert load_settings(path, {})[0].jobs == 3
+
+
+@pytest.mark.parametrize(
+    "line", ["max-connections = 99999999999999999999", "max-redirects = 9223372036854775808",
+             "timeout = 1e300", "timeout = 9223372036854775"],
+)
+def test_numbers_libcurl_cannot_take_are_refused(tmp_path: Path, line: str) -> None:
+    # (they reached libcurl and ended in "internal error: OverflowError", exit 1)
+    with pytest.raises(UsageError, match=f"key '{line.split()[0]}': expected"):
+        load_settings(write(tmp_path, line + "\n"), noenv(tmp_path))

@@ -77,13 +77,23 @@ def _header_value(v: object) -> str:
     return _text(v)
 
 
+#: The largest count or number of seconds taken: libcurl takes them as a C long (seconds
+#: as milliseconds), and a value beyond this means "no limit" in no useful way.
+MAX_NUMBER = 2**31 - 1
+
+
 def _int(v: object, what: str) -> int:
     """A whole number >= 0 (TOML and library callers may pass negative ints)."""
-    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
-        return v
-    if isinstance(v, str) and re.fullmatch(r"\s*\d+\s*", v):
-        return int(v)
-    raise ValueError(f"expected {what}, got {v!r}")
+    n = -1
+    if isinstance(v, int) and not isinstance(v, bool):
+        n = v
+    elif isinstance(v, str) and re.fullmatch(r"\s*\d+\s*", v):
+        n = int(v)
+    if n < 0:
+        raise ValueError(f"expected {what}, got {v!r}")
+    if n > MAX_NUMBER:
+        raise ValueError(f"expected {what} and at most {MAX_NUMBER}, got {v!r}")
+    return n
 
 
 def parse_count(v: object) -> int:
@@ -103,8 +113,9 @@ def parse_seconds(v: object) -> float:
         s = float(v) if isinstance(v, int | float | str) and not isinstance(v, bool) else -1.0
     except ValueError:
         s = -1.0
-    if not s > 0 or s == float("inf"):
-        raise ValueError(f"expected a number of seconds above 0, got {v!r}")
+    if not 0 < s <= MAX_NUMBER:
+        raise ValueError(f"expected a number of seconds above 0 and at most {MAX_NUMBER}, "
+                         f"got {v!r}")
     return s
 
 
