@@ -246,6 +246,8 @@ BAD = [
     # (these reached libcurl and ended in "internal error: OverflowError", exit 1)
     ["--timeout", "1e300", "https://example.com/"],
     ["-N", "99999999999999999999", "https://example.com/"],
+    # (int(0.5) is 0: no limit at all, the opposite of what was asked)
+    ["--limit-rate", "0.5", "https://example.com/"],
     ["-H", "no colon here", "https://example.com/"],
     ["--resolve", "example.com:https:1.2.3.4", "https://example.com/"],
     ["--user", ":nopassword", "https://example.com/"],  # (no user: bob alone asks, see edges)

@@ -317,7 +317,8 @@ def test_parse_rate(text: object, value: int) -> None:
     assert parse_rate(text) == value
 
 
-@pytest.mark.parametrize("text", ["5Q", "", "k", "-1", "1.2.3", "fast", True, -5, None])
+@pytest.mark.parametrize("text", ["5Q", "", "k", "-1", "1.2.3", "fast", True, -5, None, "0.5",
+                                  "0.0001k"])
 def test_parse_rate_rejects(text: object) -> None:
     with pytest.raises(ValueError):
         parse_rate(text)

@@ -126,7 +126,10 @@ def parse_rate(v: object) -> int:
     m = re.fullmatch(_RATE_RE, v.strip(), re.IGNORECASE) if isinstance(v, str) else None
     if m is None:
         raise ValueError(f"expected a rate like 500k, 2M or 1G (bytes/s), got {v!r}")
-    return int(float(m[1]) * _RATE_UNITS[m[2].lower()])
+    rate = int(float(m[1]) * _RATE_UNITS[m[2].lower()])
+    if rate == 0 and float(m[1]) > 0:  # (0.5: not "no limit", which 0 means)
+        raise ValueError(f"expected a rate of at least 1 byte/s (0: no limit), got {v!r}")
+    return rate
 
 
 def parse_bool(v: object) -> bool:
