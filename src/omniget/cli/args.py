@@ -159,7 +159,7 @@ def _add_get(p: argparse.ArgumentParser) -> None:
     speed.add_argument("-j", "--jobs", type=_count, metavar="N",
                        help="files transferring at once (default 128)")
     speed.add_argument("--split", type=_count, metavar="N",
-                       help="connections per file (default: adaptive)")
+                       help="connections per file (default: adaptive; -O - uses one)")
     speed.add_argument("--limit-rate", type=_checked(cfg.parse_rate, "rate"), metavar="RATE",
                        help="bytes/s over the run, e.g. 500k, 2M (0: no limit)")
 

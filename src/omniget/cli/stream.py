@@ -52,6 +52,11 @@ def to_stream(
         return _stream_dry_run(item, ns, mask, where)
     import omniget
 
+    split = cfg.settings.split
+    if ns.split is not None and split is not None and split > 1 and not ns.quiet:
+        sys.stderr.write(f"omniget: warning: --split {split} is not used with -O "
+                         f"{'-' if target is None else where}: a stream is written in order, "
+                         "over one connection\n")
     if target is None:
         out = writable_stdout().buffer
     else:
