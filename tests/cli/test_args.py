@@ -249,6 +249,9 @@ BAD = [
     # (int(0.5) is 0: no limit at all, the opposite of what was asked)
     ["--limit-rate", "0.5", "https://example.com/"],
     ["-H", "no colon here", "https://example.com/"],
+    # (a GET has no body: the server waited for one, and every file stalled)
+    ["-H", "Content-Length: 5", "https://example.com/"],
+    ["-H", "Transfer-Encoding: chunked", "https://example.com/"],
     ["--resolve", "example.com:https:1.2.3.4", "https://example.com/"],
     ["--user", ":nopassword", "https://example.com/"],  # (no user: bob alone asks, see edges)
     ["--proxy", "ftp://proxy.example:21", "https://example.com/"],

@@ -44,6 +44,8 @@ _RATE_RE = r"(\d+(?:\.\d*)?|\.\d+)\s*([kmg]?)(?:i?b)?(?:/s)?"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _HEADER_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+#: Headers that frame a request's body: a GET has none.
+_BODY_HEADERS = frozenset({"content-length", "transfer-encoding"})
 #: Source option names whose values are secrets.
 SECRET_OPTION = r"token|pass|secret|sessid|session|cookie|key|auth"
 
@@ -159,6 +161,9 @@ def parse_header(v: object) -> tuple[str, str]:
         raise ValueError(
             f"cannot set {name}: omniget sends it itself, to resume and split downloads"
         )
+    if name.lower() in _BODY_HEADERS and value:
+        raise ValueError(f"cannot set {name}: omniget's requests are GETs without a body "
+                         "(the server would wait for one)")
     return name, value
 
 
