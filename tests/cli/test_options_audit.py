@@ -49,3 +49,41 @@ def test_split_of_one_with_stdout_says_nothing(
 ) -> None:
     assert main(["-O", "-", "--split", "1", serve(httpd)]) == 0
     assert capsysbinary.readouterr() == (DATA, b"")
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [(["-x", "4"], "connections per host are -N N (aria2's -x); a proxy is --proxy URL"),
+     (["-x4"], "connections per host are -N N"),
+     (["-s", "4"], "connections per file are --split N (aria2's -s); quiet is -q"),
+     (["-d", "dl"], "the output folder is -o DIR (one URL to one file: -O FILE)"),
+     (["--directory-prefix=dl"], "the output folder is -o DIR"),
+     (["-c"], "a download resumes by itself: run the same command again"),
+     (["-L"], "redirects are always followed"),
+     (["--connect-timeout", "3"], "connect and stall timeouts are --timeout SECONDS"),
+     (["-A", "curl/8"], "the User-Agent is -H 'User-Agent: ...'"),
+     (["-k"], "not verifying TLS is --insecure"),
+     (["-nc"], "a file already there is skipped by default (--on-exists skip)"),
+     (["-Z"], "files at once are -j N"),
+     (["-V"], "the version is --version (-v: a line per file)")],
+)
+def test_a_flag_of_curl_wget_or_aria2_says_what_it_is_here(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], argv: list[str], hint: str
+) -> None:
+    # (was: "-x is not an option of 'omniget get'" and nothing more)
+    url = serve(httpd)
+    assert main([*argv, url]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"omniget: error: {argv[0].partition('=')[0]} is not an option of "
+                          f"'omniget get'; {hint}"), err
+    assert err.count("\n") == 1 and err.endswith(" (see 'omniget get --help')\n")
+    assert httpd.requests == [] and os.listdir() == []
+
+
+def test_a_peer_flag_for_an_option_the_command_lacks_gets_no_hint(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # (list writes no files: "-o DIR" would send the user to another error)
+    assert main(["list", "-d", "dl", "https://example.com/"]) == 2
+    assert capsys.readouterr().err == ("omniget: error: -d is not an option of 'omniget list' "
+                                       "(see 'omniget list --help')\n")

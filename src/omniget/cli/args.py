@@ -296,10 +296,56 @@ def _check_one_dash(parser: ArgumentParser, args: list[str]) -> None:
                          "two dashes)")
 
 
+def _peer_flags() -> dict[str, tuple[str, str]]:
+    """curl's, wget's and aria2's flags that have another name here, or need none: flag ->
+    (the option the hint names, '' for none; the hint)."""
+    out = "the output folder is -o DIR (one URL to one file: -O FILE)"
+    timeout = "connect and stall timeouts are --timeout SECONDS"
+    rows: list[tuple[tuple[str, ...], str, str]] = [
+        (("-x",), "-N", "connections per host are -N N (aria2's -x); a proxy is --proxy URL "
+         "(curl's -x)"),
+        (("--max-connection-per-server",), "-N", "connections per host are -N N"),
+        (("-s",), "--split", "connections per file are --split N (aria2's -s); quiet is -q "
+         "(curl's -s)"),
+        (("--silent",), "-q", "quiet is -q"),
+        (("-d", "--dir", "-P", "--directory-prefix"), "-o", out),
+        (("--output-document",), "-O", "one URL to one file is -O FILE"),
+        (("-c", "--continue", "-C"), "", "a download resumes by itself: run the same command "
+         "again (cookies to send: --cookies FILE)"),
+        (("-L", "--location"), "", "redirects are always followed (up to max-redirects, 10, "
+         "in the config file)"),
+        (("-m", "--max-time"), "--timeout", "there is no limit on a whole transfer; "
+         + timeout),
+        (("--connect-timeout", "-T", "--read-timeout", "--dns-timeout"), "--timeout", timeout),
+        (("--retry", "-t", "--tries", "--max-tries"), "--retries", "retries are --retries N"),
+        (("-A", "--user-agent", "-U"), "-H", "the User-Agent is -H 'User-Agent: ...' (or "
+         "user-agent in the config file)"),
+        (("-b", "--cookie", "--load-cookies"), "--cookies", "cookies to send are --cookies "
+         "FILE (a Netscape cookies.txt)"),
+        (("-k", "--no-check-certificate"), "--insecure", "not verifying TLS is --insecure"),
+        (("--cacert", "--ca-certificate"), "--ca-cert", "a CA bundle is --ca-cert FILE"),
+        (("-Z", "--parallel", "--parallel-max", "--max-concurrent-downloads"), "-j",
+         "files at once are -j N"),
+        (("-nc", "--no-clobber"), "--on-exists", "a file already there is skipped by default "
+         "(--on-exists skip)"),
+        (("-u", "--http-user", "--http-password"), "--user", "credentials are --user "
+         "USER[:PASSWORD]"),
+        (("--max-overall-download-limit", "--max-download-limit"), "--limit-rate",
+         "a rate limit is --limit-rate RATE"),
+        (("-V",), "--version", "the version is --version (-v: a line per file)"),
+    ]
+    return {flag: (target, hint) for flags, target, hint in rows for flag in flags}
+
+
 def _suggest(parser: argparse.ArgumentParser, flag: str) -> str:
-    """'; did you mean --x?' for a near miss among the parser's long options, else ''."""
-    longs = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
-    near = nearest(flag, longs, 0.75)
+    """'; did you mean --x?' for a near miss among the parser's long options, or what a flag
+    of curl, wget or aria2 is here; else ''."""
+    options = {o for a in parser._actions for o in a.option_strings}
+    peers = _peer_flags()
+    peer = peers.get(flag) or (peers.get(flag[:2]) if flag[1:2] != "-" else None)
+    if peer is not None and (not peer[0] or peer[0] in options):
+        return f"; {peer[1]}"
+    near = nearest(flag, sorted(o for o in options if o.startswith("--")), 0.75)
     return f"; did you mean {near}?" if near else ""
 
 
