@@ -87,3 +87,21 @@ def test_a_peer_flag_for_an_option_the_command_lacks_gets_no_hint(
     assert main(["list", "-d", "dl", "https://example.com/"]) == 2
     assert capsys.readouterr().err == ("omniget: error: -d is not an option of 'omniget list' "
                                        "(see 'omniget list --help')\n")
+
+
+@pytest.mark.parametrize(
+    ("flag", "wants"),
+    [("-o", "-o wants a folder"), ("-O", "-O wants a file name"),
+     ("--state-dir", "--state-dir wants a folder"), ("--cookies", "--cookies wants a file")],
+)
+def test_a_url_taken_by_an_option_is_refused_beside_other_urls(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], flag: str, wants: str
+) -> None:
+    # (was, with -o: the second URL saved under ./http:/127.0.0.1:PORT/NAME/, exit 0;
+    # with -O: into a file of that name)
+    first, second = serve(httpd, "a.bin"), serve(httpd, "b.bin")
+    assert main([flag, first, second]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"omniget: error: {flag} took {first!r} for its value ({wants} before the "
+                   "URL)\n")
+    assert httpd.requests == [] and os.listdir() == []

@@ -256,8 +256,12 @@ def _collect(ns: argparse.Namespace) -> list[str | Item]:
             why = "it is empty" if not text.strip() else "only blank lines and comments"
             empty = f"no URL in {name}: {why}"
         targets += found
+    taken = _url_taken(ns)
     if not targets:
-        raise UsageError(empty or f"no URL given{_url_taken(ns)} (see 'omniget --help')")
+        raise UsageError(empty or f"no URL given{': ' + taken if taken else ''} "
+                         "(see 'omniget --help')")
+    if taken:  # (-o URL URL2: never a folder named http:)
+        raise UsageError(taken)
     return targets
 
 
@@ -272,11 +276,11 @@ _NOT_URLS = {
 
 
 def _url_taken(ns: argparse.Namespace) -> str:
-    """``: -o took 'URL' ...`` when such an option took the only URL, else ''."""
+    """``-o took 'URL' ...`` when such an option took a URL for its value, else ''."""
     for dest, (flag, what) in _NOT_URLS.items():
         value = getattr(ns, dest, None)
         if isinstance(value, str) and "://" in value:
-            return f": {flag} took {value!r} for its value ({flag} wants {what} before the URL)"
+            return f"{flag} took {value!r} for its value ({flag} wants {what} before the URL)"
     return ""
 
 
