@@ -105,3 +105,15 @@ def test_a_url_taken_by_an_option_is_refused_beside_other_urls(
     assert err == (f"omniget: error: {flag} took {first!r} for its value ({wants} before the "
                    "URL)\n")
     assert httpd.requests == [] and os.listdir() == []
+
+
+def test_a_cookie_line_of_six_fields_is_an_empty_cookie_as_in_curl(httpd: HTTPServer) -> None:
+    # (curl reads a line whose empty value lost its TAB, an editor stripping the line's
+    # end, as that cookie with an empty value; it was "not in Netscape cookies.txt format")
+    url = serve(httpd)
+    Path("c.txt").write_text("127.0.0.1\tFALSE\t/\tFALSE\t0\tempty\n"
+                             "127.0.0.1\tFALSE\t/\tFALSE\t0\tsid\tabc\n")
+    assert main(["-q", "--cookies", "c.txt", "-o", "out", url]) == 0
+    (request,) = httpd.requests
+    assert sorted((request.header("cookie") or "").split("; ")) == ["empty=", "sid=abc"]
+

@@ -82,6 +82,8 @@ def _cookie(line: str) -> Cookie | None:
     if not line.strip() or line.lstrip().startswith(("#", "$")):
         return None
     fields = line.split("\t")
+    if len(fields) == 6:  # (an empty value whose TAB was stripped: curl reads it so)
+        fields.append("")
     if len(fields) != 7:
         raise ValueError("not 7 fields")
     domain, subdomains, cpath, secure, expires, name, text = fields
