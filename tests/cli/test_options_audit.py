@@ -117,3 +117,15 @@ def test_a_cookie_line_of_six_fields_is_an_empty_cookie_as_in_curl(httpd: HTTPSe
     (request,) = httpd.requests
     assert sorted((request.header("cookie") or "").split("; ")) == ["empty=", "sid=abc"]
 
+
+def test_a_cookie_given_as_cookies_says_how_to_send_one(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # (curl -b NAME=VALUE sends that cookie; here it was "cannot read cookies file
+    # sid=abc: No such file or directory" and no more)
+    assert main(["--cookies", "sid=abc", "-o", "out", serve(httpd)]) == 2
+    assert capsys.readouterr().err == (
+        "omniget: error: cannot read cookies file sid=abc: No such file or directory "
+        "(--cookies reads a cookies.txt file; a cookie as it is goes in a Cookie header, "
+        "with -H)\n")
+    assert httpd.requests == [] and os.listdir() == []

@@ -56,6 +56,9 @@ def load_cookies(path: str) -> MozillaCookieJar:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         reason = " ".join(reason.split())
+        if isinstance(exc, FileNotFoundError) and "=" in path:  # (curl -b NAME=VALUE)
+            reason += (" (--cookies reads a cookies.txt file; a cookie as it is goes in a "
+                       "Cookie header, with -H)")
         raise UsageError(f"cannot read cookies file {path}: {reason}") from exc
     jar = MozillaCookieJar(path)
     for number, line in enumerate(lines, 1):
