@@ -682,7 +682,8 @@ NEWCOMER = [
     (["-o", "<u>"], "no URL given: -o took '<u>' for its value (-o wants a folder before "
                     "the URL)"),
     (["-q", "-O", "<u>"], "no URL given: -O took '<u>' for its value (-O wants a file name "
-                          "before the URL)"),
+                          "before the URL; to keep the URL's own file name, as curl's -O "
+                          "does, leave -O out)"),
     (["list", "--source", "<u>"], "no URL given: --source took '<u>' for its value"),
     (["-i", "<u>"], ": No such file or directory (-i reads URLs from a file; to download "
                     "<u>, leave out -i)"),

@@ -91,7 +91,9 @@ def test_a_peer_flag_for_an_option_the_command_lacks_gets_no_hint(
 
 @pytest.mark.parametrize(
     ("flag", "wants"),
-    [("-o", "-o wants a folder"), ("-O", "-O wants a file name"),
+    [("-o", "-o wants a folder"),
+     ("-O", "-O wants a file name before the URL; to keep the URL's own file name, as curl's "
+      "-O does, leave -O out)"),
      ("--state-dir", "--state-dir wants a folder"), ("--cookies", "--cookies wants a file")],
 )
 def test_a_url_taken_by_an_option_is_refused_beside_other_urls(
@@ -102,8 +104,9 @@ def test_a_url_taken_by_an_option_is_refused_beside_other_urls(
     first, second = serve(httpd, "a.bin"), serve(httpd, "b.bin")
     assert main([flag, first, second]) == 2
     err = capsys.readouterr().err
-    assert err == (f"omniget: error: {flag} took {first!r} for its value ({wants} before the "
-                   "URL)\n")
+    if not wants.endswith(")"):
+        wants += " before the URL)"
+    assert err == f"omniget: error: {flag} took {first!r} for its value ({wants}\n"
     assert httpd.requests == [] and os.listdir() == []
 
 
@@ -128,4 +131,22 @@ def test_a_cookie_given_as_cookies_says_how_to_send_one(
         "omniget: error: cannot read cookies file sid=abc: No such file or directory "
         "(--cookies reads a cookies.txt file; a cookie as it is goes in a Cookie header, "
         "with -H)\n")
+    assert httpd.requests == [] and os.listdir() == []
+
+
+def test_curl_s_o_for_each_url_says_to_leave_it_out(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # (curl -O URL1 -O URL2 saves each under its own name; here it was "given more than
+    # once (one URL goes to one file)", with no word on what -O is)
+    first, second = serve(httpd, "a.bin"), serve(httpd, "b.bin")
+    assert main(["-O", first, "-O", second]) == 2
+    assert capsys.readouterr().err == (
+        "omniget: error: argument -O: given more than once (one URL goes to one file; to keep "
+        "the URL's own file name, as curl's -O does, leave -O out) (see 'omniget get "
+        "--help')\n")
+    assert main(["-O", "a.out", "-O", "b.out", first]) == 2  # (wget's -O twice: as it was)
+    assert capsys.readouterr().err == (
+        "omniget: error: argument -O: given more than once (one URL goes to one file) (see "
+        "'omniget get --help')\n")
     assert httpd.requests == [] and os.listdir() == []

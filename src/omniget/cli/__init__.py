@@ -27,7 +27,7 @@ from ..engine.events import Failed, Skipped
 from ..engine.transports.base import SECRET_HEADERS
 from ..errors import Cancelled, OmnigetError, StorageError, UsageError
 from ..model import Item, unextracted
-from .args import flags_from_args, guess_scheme, parse_args, parse_input
+from .args import CURL_O, flags_from_args, guess_scheme, parse_args, parse_input
 from .config import Config, expand_path, load_config, load_settings
 from .logs import log_to_stderr
 from .output import (
@@ -280,7 +280,8 @@ def _url_taken(ns: argparse.Namespace) -> str:
     for dest, (flag, what) in _NOT_URLS.items():
         value = getattr(ns, dest, None)
         if isinstance(value, str) and "://" in value:
-            return f"{flag} took {value!r} for its value ({flag} wants {what} before the URL)"
+            return f"{flag} took {value!r} for its value ({flag} wants {what} before the URL" + (
+                f"{CURL_O})" if flag == "-O" else ")")
     return ""
 
 

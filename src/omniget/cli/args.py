@@ -23,6 +23,7 @@ from . import config as cfg
 
 __all__ = [
     "COMMANDS",
+    "CURL_O",
     "ArgumentParser",
     "Command",
     "build_parser",
@@ -46,6 +47,10 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
+#: What curl's ``-O URL`` is here: ``-O`` names the file, a URL's own name is the default.
+CURL_O = "; to keep the URL's own file name, as curl's -O does, leave -O out"
+
+
 class _Once(argparse.Action):
     """A value that may be given once: a second one is an error, not a silent override."""
 
@@ -53,8 +58,11 @@ class _Once(argparse.Action):
         self, parser: argparse.ArgumentParser, ns: argparse.Namespace, value: Any,
         option: str | None = None,
     ) -> None:
-        if getattr(ns, self.dest, None) is not None:
-            raise argparse.ArgumentError(self, "given more than once (one URL goes to one file)")
+        first = getattr(ns, self.dest, None)
+        if first is not None:
+            curl = "://" in f"{first}{value}"  # (curl -O URL1 -O URL2)
+            raise argparse.ArgumentError(
+                self, f"given more than once (one URL goes to one file{CURL_O if curl else ''})")
         setattr(ns, self.dest, value)
 
 
