@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tests.servers.httpd import HTTPServer
 
-from omniget.cli import main
+from omniget.cli import load_settings, main
 
 DATA = b"0123456789" * 100
 
@@ -150,3 +150,25 @@ def test_curl_s_o_for_each_url_says_to_leave_it_out(
         "omniget: error: argument -O: given more than once (one URL goes to one file) (see "
         "'omniget get --help')\n")
     assert httpd.requests == [] and os.listdir() == []
+
+
+def test_a_file_in_the_config_file_may_start_with_a_tilde(
+    httpd: HTTPServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # (a config file has no shell to expand ~, as output and state-dir there were; the
+    # cookies file was "cannot read cookies file ~/c.txt", the netrc file silently unread)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    (home / "c.txt").write_text("127.0.0.1\tFALSE\t/\tFALSE\t0\tsid\tabc\n")
+    (home / "n").write_text("machine 127.0.0.1 login bob password pw\n")
+    (home / "ca.pem").write_text("")
+    config = tmp_path / "config.toml"
+    config.write_text('cookies = "~/c.txt"\nnetrc-file = "~/n"\nca-cert = "~/ca.pem"\n')
+    settings, _ = load_settings(config, {})
+    assert (settings.network.cookies_file, settings.network.netrc_file,
+            settings.network.ca_cert) == tuple(str(home / n) for n in ("c.txt", "n", "ca.pem"))
+    assert main(["-q", "--config", str(config), "-o", "out", serve(httpd)]) == 0
+    (request,) = httpd.requests
+    assert request.header("cookie") == "sid=abc"
+    assert request.header("authorization") == "Basic Ym9iOnB3"

@@ -278,6 +278,12 @@ def expand_path(text: str) -> Path:
         raise ValueError(f"{text.split('/', 1)[0]}: no such user") from None
 
 
+def parse_file(v: object) -> str:
+    """A file's name; ``~`` is the home folder (a config file has no shell to expand it)."""
+    text = parse_str(v)
+    return str(expand_path(text)) if text.startswith("~") else text
+
+
 def _items(v: object) -> Iterable[object]:
     if isinstance(v, list | tuple):
         return v
@@ -313,18 +319,18 @@ OPTIONS: dict[str, Option] = {
         Option("retries", parse_nonneg, ("retries",)),
         Option("timeout", parse_seconds, ("network.connect_timeout", "network.stall_timeout")),
         Option("header", parse_headers, ("network.headers",)),
-        Option("cookies", parse_str, ("network.cookies_file",)),
+        Option("cookies", parse_file, ("network.cookies_file",)),
         Option("user", parse_user, ("network.user",)),
         Option("checksum", parse_digest, ("checksum",), in_file=False),
         Option("on-exists", parse_on_exists, ("on_exists",)),
         Option("state-dir", parse_path, ("state_dir",)),
         Option("proxy", parse_proxy, ("network.proxy",), empty=True),
         Option("insecure", parse_bool, ("network.insecure",)),
-        Option("ca-cert", parse_str, ("network.ca_cert",)),
+        Option("ca-cert", parse_file, ("network.ca_cert",)),
         Option("resolve", parse_resolve, ("network.resolve",)),
         Option("netrc", parse_bool, ("network.netrc",)),
         Option("no-netrc", parse_bool, ("network.netrc",), invert=True),
-        Option("netrc-file", parse_str, ("network.netrc_file",)),
+        Option("netrc-file", parse_file, ("network.netrc_file",)),
         Option("user-agent", parse_str, ("network.user_agent",)),
         Option("max-redirects", parse_nonneg, ("network.max_redirects",)),
     ]
