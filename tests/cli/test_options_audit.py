@@ -172,3 +172,18 @@ def test_a_file_in_the_config_file_may_start_with_a_tilde(
     (request,) = httpd.requests
     assert request.header("cookie") == "sid=abc"
     assert request.header("authorization") == "Basic Ym9iOnB3"
+
+
+def test_an_aria2_option_line_in_an_input_file_is_refused_before_any_request(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # (aria2's input files name each download's options on the indented lines after its
+    # URL; they were taken for URLs: the file saved under its own name, not out=, then
+    # "no source can handle 'out=renamed.bin'", exit 2, after the downloads)
+    url = serve(httpd, "a.bin")
+    Path("urls.txt").write_text(f"{url}\n  out=renamed.bin\n\tdir=sub\n")
+    assert main(["-i", "urls.txt"]) == 2
+    assert capsys.readouterr().err == (
+        "omniget: error: input file urls.txt, line 2: 'out=renamed.bin' is an option line "
+        "(aria2's); omniget reads URLs only (one per line, mirrors separated by a TAB)\n")
+    assert httpd.requests == [] and os.listdir() == ["urls.txt"]

@@ -425,13 +425,18 @@ def parse_input(text: str, name: str = "input file") -> list[str | Item]:
     """An ``-i`` URL list: one per line, blank lines and ``#`` comments skipped.
 
     Several TAB-separated URLs on one line are mirrors of one file. A space inside a URL is
-    a UsageError naming ``name`` and the line: two URLs on one line were meant, most likely.
+    a UsageError naming ``name`` and the line: two URLs on one line were meant, most likely;
+    so is an indented ``key=value`` line (aria2's options for the URL above it).
     """
     out: list[str | Item] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
         if not line or line.startswith("#"):
             continue
+        if raw[:1].isspace() and re.fullmatch(r"[A-Za-z][\w-]*=.*", line):  # (  out=a.bin)
+            raise UsageError(f"{name}, line {number}: {line!r} is an option line (aria2's); "
+                             "omniget reads URLs only (one per line, mirrors separated by a "
+                             "TAB)")
         # (one URL, as most lines: no split, no list)
         urls = (
             [line if "://" in line else guess_scheme(line)]  # (one with a scheme: as it is)
