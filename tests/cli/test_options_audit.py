@@ -3,6 +3,7 @@ server: what an option does where it cannot apply, and what bad values say."""
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 
@@ -187,3 +188,24 @@ def test_an_aria2_option_line_in_an_input_file_is_refused_before_any_request(
         "omniget: error: input file urls.txt, line 2: 'out=renamed.bin' is an option line "
         "(aria2's); omniget reads URLs only (one per line, mirrors separated by a TAB)\n")
     assert httpd.requests == [] and os.listdir() == ["urls.txt"]
+
+
+def test_text_beyond_ascii_in_headers_and_credentials_goes_as_utf8_as_curl_sends_it(
+    httpd: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (was "internal error: UnicodeEncodeError: 'ascii' codec can't encode ...", exit 1,
+    # for -H "X-Name: café", --user bob:pässwörd, a user-agent or a cookie like that)
+    monkeypatch.setenv("OMNIGET_USER_AGENT", "omniget ☃")
+    Path("c.txt").write_text("127.0.0.1\tFALSE\t/\tFALSE\t0\tsid\tcafé\n")
+    url = serve(httpd)
+    argv = ["-q", "-H", "X-Name: café", "--user", "bøb:pässwörd", "--cookies", "c.txt"]
+    assert main([*argv, "-o", "out", url]) == 0
+    (request,) = httpd.requests
+
+    def sent(name: str) -> str:
+        return (request.header(name) or "").encode("latin-1").decode()  # (the server's view)
+
+    assert sent("x-name") == "café" and sent("user-agent") == "omniget ☃"
+    assert sent("cookie") == "sid=café"
+    assert sent("authorization") == "Basic " + base64.b64encode("bøb:pässwörd".encode()).decode()
+    assert (Path("out") / url.rsplit("/", 1)[1]).read_bytes() == DATA

@@ -620,8 +620,8 @@ class CurlTransport:
                 scheme, _, rest = url.partition("://")
                 opt(pycurl.URL, f"{scheme}://{quote(creds.user, safe='')}@{rest}")
             else:
-                opt(pycurl.USERNAME, creds.user)
-                opt(pycurl.PASSWORD, creds.password or "")
+                opt(pycurl.USERNAME, creds.user.encode())
+                opt(pycurl.PASSWORD, (creds.password or "").encode())
             special = True
         if ask.curl_decodes:
             opt(pycurl.HTTP_CONTENT_DECODING, 1)
@@ -633,7 +633,8 @@ class CurlTransport:
             lines.append(f"Cookie: {cookie}")
         lines += range_lines(request, headers)
         lines.append("Expect:")  # no 100-continue round trip before a body
-        opt(pycurl.HTTPHEADER, lines)
+        # (bytes: pycurl takes a str as ASCII only; beyond it, UTF-8 as curl sends its argv)
+        opt(pycurl.HTTPHEADER, [line.encode() for line in lines])
 
         if method == "HEAD":
             opt(pycurl.NOBODY, 1)
@@ -664,7 +665,7 @@ class CurlTransport:
         opt(pycurl.ACCEPT_ENCODING, "identity")
         opt(pycurl.HTTP_CONTENT_DECODING, 0)
         opt(pycurl.CONNECTTIMEOUT_MS, max(1, int(s.connect_timeout * 1000)))
-        opt(pycurl.USERAGENT, s.user_agent)  # a User-Agent header line replaces it
+        opt(pycurl.USERAGENT, s.user_agent.encode())  # a User-Agent header line replaces it
         if s.proxy is not None:  # else libcurl applies the *_proxy variables
             opt(pycurl.PROXY, s.proxy)
         if s.insecure:
