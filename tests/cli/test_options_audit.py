@@ -209,3 +209,20 @@ def test_text_beyond_ascii_in_headers_and_credentials_goes_as_utf8_as_curl_sends
     assert sent("cookie") == "sid=café"
     assert sent("authorization") == "Basic " + base64.b64encode("bøb:pässwörd".encode()).decode()
     assert (Path("out") / url.rsplit("/", 1)[1]).read_bytes() == DATA
+
+
+def test_files_in_folders_named_beyond_ascii_are_read(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    # (--ca-cert or netrc-file in such a folder was "internal error: UnicodeEncodeError")
+    folder = tmp_path / "dossier é"
+    folder.mkdir()
+    (folder / "ca.pem").write_text("")
+    (folder / "n").write_text("machine 127.0.0.1 login bob password pw\n")
+    config = tmp_path / "config.toml"
+    config.write_text(f'netrc-file = "{folder / "n"}"\n')
+    argv = ["-q", "--config", str(config), "--ca-cert", str(folder / "ca.pem"), "-o", "out"]
+    assert main([*argv, serve(httpd)]) == 0
+    (request,) = httpd.requests
+    assert request.header("authorization") == "Basic Ym9iOnB3"
+

@@ -30,6 +30,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import os
 import re
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, ClassVar
@@ -674,20 +675,21 @@ class CurlTransport:
                 opt(getattr(pycurl, "PROXY_" + name), 0)
         else:
             if self._cainfo:
-                opt(pycurl.CAINFO, self._cainfo)
+                opt(pycurl.CAINFO, os.fsencode(self._cainfo))
             if self._capath:
-                opt(pycurl.CAPATH, self._capath)
+                opt(pycurl.CAPATH, os.fsencode(self._capath))
             cainfo, capath = self._proxy_ca
             if cainfo:
-                opt(pycurl.PROXY_CAINFO, cainfo)
+                opt(pycurl.PROXY_CAINFO, os.fsencode(cainfo))
             if capath:
-                opt(pycurl.PROXY_CAPATH, capath)
+                opt(pycurl.PROXY_CAPATH, os.fsencode(capath))
         if s.resolve:
             opt(pycurl.RESOLVE, list(s.resolve))
+        # (file names as bytes: pycurl takes a str as ASCII only)
         if self._netrc:  # looked up per hop, for that hop's host
             opt(pycurl.NETRC, pycurl.NETRC_OPTIONAL)
             if s.netrc_file:
-                opt(pycurl.NETRC_FILE, s.netrc_file)
+                opt(pycurl.NETRC_FILE, os.fsencode(s.netrc_file))
         return easy
 
     def _release(self, easy: pycurl.Curl, special: bool) -> None:
