@@ -211,6 +211,19 @@ def test_text_beyond_ascii_in_headers_and_credentials_goes_as_utf8_as_curl_sends
     assert (Path("out") / url.rsplit("/", 1)[1]).read_bytes() == DATA
 
 
+def test_a_host_name_beyond_ascii_is_asked_for_as_punycode(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # (was "internal error: UnicodeEncodeError", exit 1, for the URL and for --resolve;
+    # curl and wget ask for xn--exmple-cua.com)
+    url = serve(httpd).replace("127.0.0.1", "exämple.com")
+    resolve = f"exämple.com:{httpd.port}:127.0.0.1"
+    assert main(["-q", "--resolve", resolve, "-o", "out", url]) == 0
+    (request,) = httpd.requests
+    assert request.header("host") == f"xn--exmple-cua.com:{httpd.port}"
+    assert (Path("out") / url.rsplit("/", 1)[1]).read_bytes() == DATA
+
+
 def test_files_in_folders_named_beyond_ascii_are_read(
     httpd: HTTPServer, tmp_path: Path
 ) -> None:
@@ -226,3 +239,10 @@ def test_files_in_folders_named_beyond_ascii_are_read(
     (request,) = httpd.requests
     assert request.header("authorization") == "Basic Ym9iOnB3"
 
+
+def test_a_proxy_beyond_ascii_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    # (was "internal error: UnicodeEncodeError", exit 1, at the first request)
+    assert main(["--proxy", "http://prøxy.example:3128", "https://example.com/"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("omniget: error: argument --proxy: expected a proxy URL in ASCII"), err
+    assert err.count("\n") == 1

@@ -192,6 +192,15 @@ def parse_resolve(v: object) -> tuple[str, ...]:
             or not _addresses(addrs)
         ):
             raise ValueError(f"expected HOST:PORT:ADDRESS (an IP address), got {entry!r}")
+        if not host.isascii():  # (as the URL's host is asked for: its punycode)
+            from ..engine.transports.outgoing import idna_host
+
+            try:
+                plus = "+" if text.startswith("+") else ""
+                text = f"{plus}{idna_host(host)}:{port}:{addrs}"
+            except UsageError:
+                raise ValueError(f"expected HOST:PORT:ADDRESS, got {entry!r}: {host!r} is no "
+                                 "host name") from None
         out.append(text)
     return tuple(out)
 
@@ -244,6 +253,9 @@ def parse_proxy(v: object) -> str:
     Without a scheme it is an HTTP proxy (``host:port``)."""
     text = _text(v)
     scheme, sep, rest = text.partition("://")
+    if not text.isascii():  # (pycurl takes a str as ASCII only)
+        raise ValueError("expected a proxy URL in ASCII (its host name as punycode, xn--..., "
+                         "a user or password beyond ASCII percent-encoded)")
     if sep and scheme.lower() not in PROXY_SCHEMES:
         raise ValueError(
             f"expected a proxy URL starting {', '.join(s + '://' for s in PROXY_SCHEMES)}"

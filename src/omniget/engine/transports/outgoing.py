@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from http.cookiejar import MozillaCookieJar
 
 __all__ = [
-    "URL_SAFE", "Ask", "Creds", "check_headers", "clean_url", "cookie_jar", "light",
-    "netrc_exists", "netrc_hosts", "no_http_proxy", "no_proxy_list", "no_proxy_match",
+    "URL_SAFE", "Ask", "Creds", "check_headers", "clean_url", "cookie_jar", "idna_host",
+    "light", "netrc_exists", "netrc_hosts", "no_http_proxy", "no_proxy_list", "no_proxy_match",
     "parse_user", "pipe_request",
     "pipeable", "range_lines", "split_userinfo", "tls_key",
 ]
@@ -56,13 +56,30 @@ class Ask:
 
 
 def clean_url(url: str) -> str:
-    """Percent-encode what libcurl refuses in a path or query (spaces, non-ASCII)."""
+    """Percent-encode what libcurl refuses in a path or query (spaces, non-ASCII); a host
+    name beyond ASCII becomes its punycode (``xn--...``), as curl and wget ask for it."""
     if url.isascii() and url.isprintable() and " " not in url:
         return url
     p = urlsplit(url)
+    netloc = p.netloc
+    userinfo, at, hostport = netloc.rpartition("@")
+    if not hostport.isascii():
+        host, colon, port = hostport.rpartition(":") if ":" in hostport else (hostport, "", "")
+        netloc = f"{userinfo}{at}{idna_host(host)}{colon}{port}"
     return p._replace(
-        path=quote(p.path, safe=URL_SAFE), query=quote(p.query, safe=URL_SAFE)
+        netloc=netloc, path=quote(p.path, safe=URL_SAFE), query=quote(p.query, safe=URL_SAFE)
     ).geturl()
+
+
+def idna_host(host: str) -> str:
+    """A host name as DNS asks for it: punycode for labels beyond ASCII; UsageError if it
+    cannot be one."""
+    if host.isascii():
+        return host
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise UsageError(f"not a valid URL: {host!r} is no host name") from None
 
 
 def split_userinfo(url: str, parts: SplitResult) -> tuple[str, Creds | None]:
