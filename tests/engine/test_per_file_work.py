@@ -164,6 +164,46 @@ def test_contain_text_is_the_paths_own_string(tmp_path: Path) -> None:
             assert text == str(path) and path == contain(root, rel), (root, rel)
 
 
+def test_a_file_of_a_run_parses_no_path(
+    httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file's output path below the run's root is made without pathlib parsing its name
+    again (``root / name`` did, ~9 K instructions more per file): a run of six files
+    joins as many paths as a run of two; the files and the report's paths are the same."""
+    import pathlib
+
+    from omniget.engine import names
+
+    joined: list[str] = []
+    real = pathlib.PurePath.__truediv__
+
+    def counted(self: pathlib.PurePath, key: str) -> pathlib.PurePath:
+        joined.append(key)
+        return real(self, key)
+
+    monkeypatch.setattr(pathlib.PurePath, "__truediv__", counted)
+    counts = []
+    for n in (2, 6):
+        urls = [httpd.add(f"/join/{n}/f{i}.bin", bytes([i]) * (300 + i)) for i in range(n)]
+        out = tmp_path / f"out{n}"
+        joined.clear()
+        report = download(urls, out, settings=Settings(state_dir=tmp_path / "st"))
+        counts.append(len(joined))
+        assert report.ok == n
+        assert [r.path for r in report.results] == [out / f"f{i}.bin" for i in range(n)]
+        assert all((out / f"f{i}.bin").read_bytes() == bytes([i]) * (300 + i) for i in range(n))
+    if hasattr(pathlib.Path, "_make_child_relpath"):  # (pathlib's, where it has one)
+        assert counts[0] == counts[1]
+    # (the path made either way is the one ``/`` makes, nested names and odd roots too)
+    (tmp_path / "r" / "sub").mkdir(parents=True)
+    for root in (tmp_path / "r", Path("/"), tmp_path / "r" / ".." / "r"):
+        for rel in ("a.bin", "sub/b.bin", "x/y", "~c", "d e", "é.bin"):
+            path, text = names.contain_text(root, rel)
+            base = pathlib.Path(root).resolve()
+            assert path == real(base, rel) and text == str(path)
+            assert path.parts[-1] == rel.split("/")[-1]
+
+
 def test_set_up_slots_are_taken_by_a_plain_call_and_waited_for_by_one() -> None:
     """A free set-up slot is taken without a coroutine (per file, an asyncio.Semaphore's
     acquire made one); the listing waits for the next one given back, and a cancelled
