@@ -11,30 +11,29 @@ import typing as _typing
 from collections.abc import Mapping as _Mapping
 from pathlib import Path as _Path
 
-from .errors import (
-    AuthRequired,
-    Cancelled,
-    IntegrityError,
-    NotFound,
-    OmnigetError,
-    ParseError,
-    RateLimited,
-    Refused,
-    RemoteError,
-    RemoteNotFound,
-    SourceError,
-    StorageError,
-    TransferError,
-    TransientError,
-    UnsupportedURL,
-    UsageError,
-)
-from .model import ByteRange, Digest, Item, LocalSlice, Piece, Transform
-from .settings import NetworkSettings, Settings
-
 if _typing.TYPE_CHECKING:
     from .api import adownload, aextract, download, extract, stream
     from .engine import Engine, FileResult, Report
+    from .errors import (
+        AuthRequired,
+        Cancelled,
+        IntegrityError,
+        NotFound,
+        OmnigetError,
+        ParseError,
+        RateLimited,
+        Refused,
+        RemoteError,
+        RemoteNotFound,
+        SourceError,
+        StorageError,
+        TransferError,
+        TransientError,
+        UnsupportedURL,
+        UsageError,
+    )
+    from .model import ByteRange, Digest, Item, LocalSlice, Piece, Transform
+    from .settings import NetworkSettings, Settings
 
 __version__ = "0.1.0"
 
@@ -43,7 +42,7 @@ def load_settings(
     config: _Path | None = None,
     environ: _Mapping[str, str] | None = None,
     flags: _Mapping[str, object] | None = None,
-) -> tuple[Settings, dict[str, dict[str, object]]]:
+) -> "tuple[Settings, dict[str, dict[str, object]]]":  # (Settings: loaded when used)
     """The settings the CLI would use (config file, environment, flags) and the per-source
     option tables; pass them to :func:`download` / :func:`extract` yourself."""
     from .cli.config import load_settings as _load
@@ -51,16 +50,26 @@ def load_settings(
     return _load(config, environ, flags)
 
 
-#: Where the engine's names come from. They are imported when first used, so that
+#: Where the package's names come from. They are imported when first used, so that
 #: ``omniget --help`` or ``--version`` (and a program that only wants the model or the
-#: errors) does not load the engine with asyncio, pycurl and SQLite.
+#: errors) does not load the engine with asyncio, pycurl and SQLite, and so that the
+#: command (``omniget.__main__``) loads even the types with its collector off.
 _FROM = {
     **dict.fromkeys(["adownload", "aextract", "download", "extract", "stream"], ".api"),
     **dict.fromkeys(["Engine", "FileResult", "Report"], ".engine"),
+    **dict.fromkeys(
+        ["AuthRequired", "Cancelled", "IntegrityError", "NotFound", "OmnigetError",
+         "ParseError", "RateLimited", "Refused", "RemoteError", "RemoteNotFound",
+         "SourceError", "StorageError", "TransferError", "TransientError", "UnsupportedURL",
+         "UsageError"],
+        ".errors",
+    ),
+    **dict.fromkeys(["ByteRange", "Digest", "Item", "LocalSlice", "Piece", "Transform"], ".model"),
+    **dict.fromkeys(["NetworkSettings", "Settings"], ".settings"),
 }
-#: The subpackages ``import omniget`` used to load, reachable as its attributes as before
-#: (``omniget.engine.Engine``).
-_SUBMODULES = ("api", "engine", "sources")
+#: The modules ``import omniget`` used to load, reachable as its attributes as before
+#: (``omniget.engine.Engine``, ``omniget.errors.UsageError``).
+_SUBMODULES = ("api", "engine", "errors", "model", "settings", "sources")
 
 
 def __getattr__(name: str) -> object:

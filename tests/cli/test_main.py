@@ -449,11 +449,35 @@ def test_the_command_sets_its_garbage_collector_for_long_runs() -> None:
     code = (
         "import gc, sys\n"
         "from omniget import cli\n"
-        "cli.main = lambda: print(gc.get_threshold()[0], gc.get_freeze_count() > 0) or 3\n"
+        "gc.disable()\n"  # (as the command does while the CLI loads: on again for the run)
+        "cli.main = lambda: print(gc.get_threshold()[0], gc.get_freeze_count() > 0,"
+        " gc.isenabled()) or 3\n"
         "cli.run()\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert (done.returncode, done.stdout.split()) == (3, ["50000", "True"]), done.stderr
+    assert (done.returncode, done.stdout.split()) == (3, ["50000", "True", "True"]), done.stderr
     import gc
 
     assert gc.get_threshold()[0] != 50_000  # (this process only imported omniget)
+
+
+def test_the_command_loads_the_cli_without_a_collection() -> None:
+    """The console script's run (``omniget.__main__``) loads the CLI's modules, the types
+    of ``import omniget`` among them, with the collector off (each collection there walked
+    what they had made so far, all of which lives to the end); the command then runs as
+    before."""
+    code = (
+        "import gc, os, sys\n"
+        "def seen(phase, info):\n"
+        "    cli = sys.modules.get('omniget.cli')\n"
+        "    if phase == 'start' and 'omniget.model' in sys.modules and not hasattr(cli, 'main'):\n"
+        "        os.write(2, b'collected while loading\\n')\n"
+        "gc.callbacks.append(seen)\n"
+        "from omniget.__main__ import run\n"
+        "sys.argv = ['omniget', '--version']\n"
+        "run()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"omniget {omniget.__version__}"
+    assert "collected while loading" not in done.stderr

@@ -210,9 +210,11 @@ def _tune_gc() -> None:
     of being walked in every one. 5,000 small files spent ~120 ms in the collector with
     Python's defaults, ~15 ms with 10,000, and with 50,000 40% fewer instructions again
     (the few hundred files set up ahead are alive at every collection: fewer collections
-    walk them fewer times). (The library leaves the host program's collector alone.)"""
+    walk them fewer times). (The library leaves the host program's collector alone.) On:
+    the command (``omniget.__main__``) turned it off while this module loaded."""
     gc.freeze()
     gc.set_threshold(50_000, 10, 10)
+    gc.enable()
 
 
 # --- shared steps ---
