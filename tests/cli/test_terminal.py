@@ -493,3 +493,31 @@ def test_ctrl_z_leaves_no_bars_and_a_cursor_and_fg_draws_them_afresh() -> None:
                                       "omniget ..."]
         assert [row.split()[0] for row in screen.lines()[4:]] == ["total", "f0.bin", "f1.bin"]
         assert screen.cursor_hidden
+
+
+def test_a_rich_without_the_live_parts_replaced_still_draws_and_suspends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The resize-aware region and Ctrl+Z's lock use rich's private ``Live`` attributes:
+    a rich release without them must still give bars (rich's own region) and a cursor."""
+    import rich.live
+
+    made: list[rich.live.Live] = []
+
+    class Bare(rich.live.Live):
+        def __init__(self, *args: object, **kw: object) -> None:
+            super().__init__(*args, **kw)  # type: ignore[arg-type]
+            self._live_render = None  # type: ignore[assignment]  # (not rich's region)
+            made.append(self)
+
+    monkeypatch.setattr("omniget.cli.bars.Live", Bare)
+    term = Term()
+    rp = RichProgress(console(term), Masker())
+    made[0]._live_render = rich.live.LiveRender(rp.frame())  # (its own, left in place)
+    rp.stop_process = lambda: None
+    with rp:
+        rp(Started(items(1)[0], None, size=4 * MiB, resumed=0))
+        rp.live.refresh()
+        rp.suspend(signal.SIGTSTP, None)
+    assert made[0]._live_render is not rp.region
+    assert "f0.bin" in term.getvalue() and "\x1b[?25h" in term.getvalue()

@@ -168,8 +168,11 @@ class RichProgress:
         self._lock = threading.Lock()
         self.live = Live(console=console, get_renderable=self.frame, refresh_per_second=5,
                          transient=True)
-        self.region = _Region(self.live._live_render.renderable, console)
-        self.live._live_render = self.region
+        # (rich's own region, replaced: a rich without one where it is now keeps its own)
+        own = getattr(self.live, "_live_render", None)
+        self.region = _Region(own.renderable if isinstance(own, LiveRender) else "", console)
+        if isinstance(own, LiveRender):
+            self.live._live_render = self.region
         self.stop_process = _stop_process  # (Ctrl+Z: returns once the process goes on)
         self._on_tstp = False  # (suspend() is the SIGTSTP handler)
 
@@ -251,7 +254,8 @@ class RichProgress:
         stops (the shell's lines come where the bars were); once it goes on (fg), the
         cursor is hidden again and the next frame is drawn below what the shell wrote.
         (The lock waited for a little only: a frame being drawn may wait for this thread.)"""
-        got = self.live._lock.acquire(timeout=0.5)
+        lock = getattr(self.live, "_lock", None)  # (rich's, held while it draws a frame)
+        got = lock is not None and lock.acquire(timeout=0.5)
         try:
             out = self.console.file
             erase = self.region.position_cursor().segment.text if got else ""
@@ -261,8 +265,8 @@ class RichProgress:
             self.stop_process()
             _write(out, "\x1b[?25l")
         finally:
-            if got:
-                self.live._lock.release()
+            if got and lock is not None:
+                lock.release()
 
     def __enter__(self) -> RichProgress:
         self.live.start(refresh=True)
