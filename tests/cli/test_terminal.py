@@ -501,6 +501,7 @@ def test_a_rich_without_the_live_parts_replaced_still_draws_and_suspends(
     """The resize-aware region and Ctrl+Z's lock use rich's private ``Live`` attributes:
     a rich release without them must still give bars (rich's own region) and a cursor."""
     import rich.live
+    from rich.live_render import LiveRender
 
     made: list[rich.live.Live] = []
 
@@ -513,7 +514,7 @@ def test_a_rich_without_the_live_parts_replaced_still_draws_and_suspends(
     monkeypatch.setattr("omniget.cli.bars.Live", Bare)
     term = Term()
     rp = RichProgress(console(term), Masker())
-    made[0]._live_render = rich.live.LiveRender(rp.frame())  # (its own, left in place)
+    made[0]._live_render = LiveRender(rp.frame())  # (its own, left in place)
     rp.stop_process = lambda: None
     with rp:
         rp(Started(items(1)[0], None, size=4 * MiB, resumed=0))
