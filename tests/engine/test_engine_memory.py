@@ -124,7 +124,7 @@ def test_a_large_split_file_is_hashed_off_the_event_loop(
     # (hashed on the loop, a GiB file stalled every other transfer for seconds)
     import threading
 
-    from omniget.engine import job
+    from omniget.engine import finish
     from omniget.engine.verify import file_digest as real
 
     threads: list[threading.Thread] = []
@@ -133,9 +133,9 @@ def test_a_large_split_file_is_hashed_off_the_event_loop(
         threads.append(threading.current_thread())
         return real(*args, **kw)
 
-    monkeypatch.setattr(job, "file_digest", spy)
+    monkeypatch.setattr(finish, "file_digest", spy)
     mem = MemoryTransport(chunk=64 * 1024)
-    data = blob(job.HASH_IN_THREAD + MiB, 4)
+    data = blob(finish.HASH_IN_THREAD + MiB, 4)
     mem.add(URL, data)
     eng, _ = make(tmp_path, mem, split=3)
     report = run(eng, [Item(URL, digest=Digest("sha256", hashlib.sha256(data).hexdigest()))],

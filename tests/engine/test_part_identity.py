@@ -14,9 +14,9 @@ from tests.servers.httpd import HTTPServer
 from omniget import download
 from omniget.engine.assemble import PART_SUFFIX
 from omniget.engine.events import Event, Warned
-from omniget.engine.job import STARTED_OVER
 from omniget.engine.journal import FILENAME
 from omniget.engine.report import Report
+from omniget.engine.resume import STARTED_OVER
 from omniget.settings import Settings
 
 KiB = 1024

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from tests.servers.httpd import HTTPServer
 
+import omniget.engine.existing as existing
+import omniget.engine.finish as finish
 import omniget.engine.job as job
 from omniget import download
 from omniget.cli import main
@@ -35,8 +37,8 @@ def built(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
         return make
 
-    for cls in (Started, Progress, Finished):
-        monkeypatch.setattr(job, cls.__name__, counted(cls))
+    for module, cls in ((job, Started), (job, Progress), (finish, Finished)):
+        monkeypatch.setattr(module, cls.__name__, counted(cls))
     return names
 
 
@@ -119,7 +121,7 @@ def test_on_exists_tells_what_is_at_the_name(
     missing = tmp_path / "missing"
     assert j.exists_policy(missing) == missing
     assert j.exists_policy(tmp_path / "file" / "below") == tmp_path / "file" / "below"
-    if job._ACCESS_TELLS:  # a missing name is told without lstat's exception
+    if existing._ACCESS_TELLS:  # a missing name is told without lstat's exception
         assert looked == []
 
 

@@ -19,7 +19,7 @@ from tests.servers.httpd import HTTPServer
 
 from omniget import download
 from omniget.engine.events import Event, Progress, Warned
-from omniget.engine.job import STARTED_OVER
+from omniget.engine.resume import STARTED_OVER
 from omniget.settings import Settings
 
 KiB = 1024

@@ -126,6 +126,15 @@ def test_subpackages_are_still_attributes_of_the_package() -> None:
     assert out == ["Engine", "True", "find_source", "Started", "omniget.engine.job"]
 
 
+@pytest.mark.parametrize(
+    "module", ["job", "existing", "resume", "finish", "plain", "pieces", "stream", "core"]
+)
+def test_the_modules_of_a_file_job_import_in_any_order(module: str) -> None:
+    # (job.py and the modules its FileJob is cut into import one another: whichever one
+    # a program imports first, none finds another half made)
+    subprocess.run([sys.executable, "-c", f"import omniget.engine.{module}"], check=True)
+
+
 def _internal_classes() -> list[type]:
     from omniget.cli.args import Command
     from omniget.cli.config import Config, Option

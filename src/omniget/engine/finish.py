@@ -1,0 +1,222 @@
+"""A file's fetch and its end: the download (plain or piecewise) and its whole-file
+checks (size, digest; a wrong file is fetched again), the atomic finish, and the result
+of a file finished, skipped or failed. Functions of a :class:`~.job.FileJob`."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import IntegrityError, OmnigetError, TransferError
+from ..model import Digest
+from .assemble import storage_error
+from .events import Failed, Finished, Skipped, Warned
+from .report import FileResult
+from .spans import length
+from .transports.base import http_date
+from .verify import UNVERIFIED, digest_mismatch, file_digest
+
+if TYPE_CHECKING:
+    from .job import FileJob
+    from .plain import PlainDownload
+
+#: Whole-file downloads again after a digest or size mismatch (capped by --retries too).
+WHOLE_FILE_RETRIES = 2
+HASH_IN_THREAD = 4 << 20  # a file this large is hashed in a worker thread, off the loop
+
+
+async def fetch_verified(job: FileJob) -> FileResult:
+    tries = 0
+    while True:
+        tries += 1
+        if job.item.pieces:
+            from .pieces import PieceDownload  # (these two import job.py, which imports this)
+
+            await PieceDownload(job).run()
+        else:
+            await _plain_download()(job).run()
+        job.ctx.limits.release_file(job.claim)  # the bytes are in: next file's turn
+        try:
+            verified = await _verify(job)
+            break
+        except IntegrityError as exc:
+            # (a whole file again: at most twice, and never past --retries)
+            if tries > min(WHOLE_FILE_RETRIES, job.ctx.settings.retries):
+                _discard(job)  # the bytes are wrong: nothing worth resuming
+                raise
+            job.ctx.event(Warned(job.item, job.final, f"{exc}; downloading again"))
+            job.restart()
+    result = _finish(job, verified)
+    return result if result is not None else await _placed(job, verified)
+
+
+def _discard(job: FileJob) -> None:
+    if job.part is not None:
+        job.part.discard()
+    if job.ctx.journal is not None and job.journal_started:
+        job.ctx.journal.forget(job.key)
+        job.journal_started = False
+
+
+def _expected_digests(job: FileJob) -> list[Digest]:
+    out: list[Digest] = []
+    if job.item.digest is not None:
+        out.append(job.item.digest)
+    out.extend(job.digests)
+    return out
+
+
+async def _verify(job: FileJob) -> str | None:
+    part = job.part
+    assert part is not None and job.final is not None
+    actual = job.resumed + job.written if job.size is None else job.size
+    verified: str | None = None
+    if job.size is not None:
+        have = length(job.done)
+        if have != job.size:
+            raise IntegrityError(
+                f"size mismatch for {job.final.name}: expected {job.size} bytes, got {have}"
+            )
+        verified = None if job.size_from_eof and not job.end_proven else "size"
+    expected = job.digests if job.item.digest is None else _expected_digests(job)
+    if expected:
+        want = expected[0]
+        got = _stream_digest(job, want, actual)
+        if got is None and actual >= HASH_IN_THREAD:  # (the loop keeps the other transfers)
+            got = await asyncio.to_thread(file_digest, part.path, want.algo, 0, actual)
+        elif got is None:
+            got = file_digest(part.path, want.algo, 0, actual)
+        if got != want.hex:
+            raise digest_mismatch(job.final.name, want, got)
+        verified = want.algo
+    elif verified is None and job.size_from_eof:
+        job.ctx.event(Warned(job.item, job.final, UNVERIFIED))
+    return verified
+
+
+def _stream_digest(job: FileJob, want: Digest, size: int) -> str | None:
+    """The digest hashed while the bytes came in, if that covered the whole file (a
+    split file's first connection hashes only its own span)."""
+    h = job.stream_hash
+    if h is None or h.algo != want.algo or h.length != size:
+        return None
+    return h.hexdigest()
+
+
+def _mtime(job: FileJob) -> float | None:
+    if job.item.modified is not None:
+        return job.item.modified
+    return http_date(job.last_modified) if job.last_modified else None
+
+
+def _done_size(job: FileJob) -> int:
+    """The finished file's size: the known one, else what was resumed and written."""
+    return job.size if job.size is not None else job.resumed + job.written
+
+
+def _finish(job: FileJob, verified: str | None) -> FileResult | None:
+    """Put the finished file in place; its result. None: it waits under its part name
+    for a sync of its filesystem first (no user attributes there: see durable.py)."""
+    part, final = job.part, job.final
+    assert part is not None and final is not None
+    size = _done_size(job)
+    durability = job.ctx.durability
+    if durability is not None:
+        _, text, folder = job.place(final)
+        digest = None
+        if verified is not None and verified != "size":
+            digest = _expected_digests(job)[0]
+        mark = durability.mark(folder, size, digest)
+        st = part.commit(size, mtime=_mtime(job), executable=job.item.executable, mark=mark)
+        if st is False:
+            return None
+        if st is not None:
+            durability.finished(text, st)
+    else:
+        part.commit(size, mtime=_mtime(job), executable=job.item.executable)
+    return _finished(job, final, size, verified)
+
+
+async def _placed(job: FileJob, verified: str | None) -> FileResult:
+    """The result of a file :func:`_finish` left for a sync, once it is in place."""
+    part, final, durability = job.part, job.final, job.ctx.durability
+    assert part is not None and final is not None and durability is not None
+    size = _done_size(job)
+    # (the wait holds up no other file's set-up, unless a full batch waits already:
+    # then the run stops setting files up until its sync, which may be slow)
+    if job.slot is not None and not durability.full():
+        job.slot.release()
+    await durability.place(part, job.place(final)[2], size)
+    return _finished(job, final, size, verified)
+
+
+def _finished(job: FileJob, final: Path, size: int, verified: str | None) -> FileResult:
+    """The file is in place: its journal record, events and result."""
+    # A server-chosen name is remembered (as the server gave it, before --on-exists),
+    # so a rerun knows it without asking; other finished files need no record.
+    journal = job.ctx.journal
+    if journal is not None and job.server_path is not None:
+        if job.ensure_record():
+            journal.finish(job.key, size=size, digest=None, path=str(job.server_path))
+    elif journal is not None and job.journal_started:
+        journal.forget(job.key)
+        job.journal_started = False
+    if not job.started:
+        job.started_event()
+    if job.ctx.listened:
+        job.ctx.event(Finished(job.item, final, size, verified, job.fetched))
+    return FileResult(
+        job.item, final, "ok", size=size, fetched=job.fetched, verified=verified
+    )
+
+
+def skipped(job: FileJob, final: Path | None, reason: str) -> FileResult:
+    job.ctx.event(Skipped(job.item, final, reason))
+    size = job.found if reason == "exists" else 0
+    return FileResult(job.item, final, "skipped", size=size, reason=reason)
+
+
+def failed(job: FileJob, exc: OmnigetError) -> FileResult:
+    # the part file and the journal stay: a later run resumes from them
+    if isinstance(exc, TransferError) and exc.item is None:
+        exc.item = job.item  # (the transports raise it knowing only the request)
+    job.ctx.event(Failed(job.item, job.final, exc))
+    return FileResult(job.item, job.final, "failed", fetched=job.fetched, error=exc)
+
+
+def make_other(job: FileJob) -> FileResult:
+    """Directories and links: nothing to fetch."""
+    item = job.item
+    final = job.resolve_final(item.output_path)
+    job.final = final
+    try:
+        if item.kind == "dir":
+            final.mkdir(parents=True, exist_ok=True)
+        else:
+            target = item.link_target or ""
+            resolved = (final.parent / target).resolve()
+            dest = job.ctx.dest.resolve()
+            if os.path.isabs(target) or not resolved.is_relative_to(dest):
+                from ..errors import Refused
+
+                raise Refused(f"link {final.name} -> {target} points outside the output folder")
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if final.is_symlink() or final.exists():
+                final.unlink()
+            final.symlink_to(target)
+    except OSError as exc:
+        raise storage_error(exc, final, "creating", kept=False) from exc
+    job.ctx.event(Finished(item, final, 0, None, 0))
+    return FileResult(item, final, "ok")
+
+
+@functools.cache
+def _plain_download() -> type[PlainDownload]:
+    """plain.PlainDownload, imported on first use (an import statement in the function
+    that runs once per file costs ~8 K instructions each time, even when done)."""
+    from .plain import PlainDownload  # (it imports job.py, which imports this)
+
+    return PlainDownload
