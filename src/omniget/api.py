@@ -23,8 +23,8 @@ from collections.abc import (
 )
 from typing import BinaryIO
 
-from .checks import _check_options, _check_source_options, _check_url, _one_or_many
-from .drive import _default_transports, _drive, _not_in_a_loop
+from .checks import check_options, check_source_options, check_url, one_or_many
+from .drive import default_transports, drive, not_in_a_loop
 from .engine import Engine, FileResult, Report
 from .engine.events import EventHandler, Failed, Listed, Queued, ignore
 from .engine.transports.base import Transport
@@ -50,12 +50,12 @@ async def aextract(
     **options: object,
 ) -> AsyncGenerator[Item, None]:
     """Yield the items behind ``url``, lazily (no request before the first item is asked)."""
-    _check_url(url, "aextract")
+    check_url(url, "aextract")
     cls = find_source(url, source)
-    _check_options(cls, options, "aextract")
+    check_options(cls, options, "aextract")
     settings = settings or Settings()
     own = transports is None
-    tr = transports if transports is not None else _default_transports(settings)
+    tr = transports if transports is not None else default_transports(settings)
     try:
         src = cls(url, source_context(settings, tr, options), **options)
         mark = with_origin(src)  # (a download of these items can refresh them)
@@ -75,13 +75,13 @@ def extract(
     none once the generator is closed (``close()``, a ``break`` that drops it). An item
     whose source refreshes expiring URLs carries its ``origin``: ``download(items)``
     later has that source refresh it."""
-    _check_url(url, "extract")
-    _check_options(find_source(url, source), options, "extract")  # fail fast, no request
-    _not_in_a_loop("extract", "aextract")
+    check_url(url, "extract")
+    check_options(find_source(url, source), options, "extract")  # fail fast, no request
+    not_in_a_loop("extract", "aextract")
     settings = settings or Settings()
-    transports = _default_transports(settings)  # (no I/O until an item is asked for)
+    transports = default_transports(settings)  # (no I/O until an item is asked for)
     agen = aextract(url, source=source, settings=settings, transports=transports, **options)
-    return _drive(agen, transports)
+    return drive(agen, transports)
 
 
 async def adownload(
@@ -101,8 +101,8 @@ async def adownload(
     False for are left out (and not reported). ``engine``: run on this engine, with its
     settings (``settings``, if given too, must be the same) and its own handler, and
     ``on_event`` besides for this run's events. Handlers and refreshing: as ``download``."""
-    items_or_urls = _one_or_many(items_or_urls, "adownload")
-    _check_source_options(source_options, "adownload")
+    items_or_urls = one_or_many(items_or_urls, "adownload")
+    check_source_options(source_options, "adownload")
     if cancel is not None and not callable(getattr(cancel, "is_set", None)):
         raise TypeError(
             f"cancel= takes a threading.Event or an asyncio.Event, not {type(cancel).__name__}"
@@ -138,7 +138,7 @@ async def adownload(
         its source (its items come as it finds them); a failure's result (said at once)."""
         if isinstance(entry, Item):
             return (entry,) if only is None or only(entry) else ()
-        _check_url(entry, "download")  # (a list's entries are not typed at run time)
+        check_url(entry, "download")  # (a list's entries are not typed at run time)
         try:
             cls = find_source(entry, source)
             opts = (source_options or {}).get(cls.name, {})
@@ -302,11 +302,11 @@ def download(
     (their ``origin``). ``on_event``: an exception it raises is logged once and is the
     report's ``handler_error`` (the download goes on); a KeyboardInterrupt it raises stops
     the run as Ctrl+C does, keeping resumable state, and is raised here."""
-    _not_in_a_loop("download", "adownload")
-    _check_source_options(source_options, "download")
+    not_in_a_loop("download", "adownload")
+    check_source_options(source_options, "download")
     return asyncio.run(
         adownload(
-            _one_or_many(items_or_urls, "download"),
+            one_or_many(items_or_urls, "download"),
             dest,
             settings=settings,
             on_event=on_event,
@@ -337,12 +337,12 @@ def stream(
     reached by its origin). An expiring URL is renewed by its source (on a 403 or 410, or
     near its known expiry), as in ``download``. It blocks: inside an event loop, run it
     on a thread (``await asyncio.to_thread(omniget.stream, url, out)``)."""
-    _not_in_a_loop("stream", "asyncio.to_thread(omniget.stream, ...)")
-    _check_source_options(source_options, "stream")
+    not_in_a_loop("stream", "asyncio.to_thread(omniget.stream, ...)")
+    check_source_options(source_options, "stream")
     cls: type[Source] | None = None
     opts: Mapping[str, object] = {}
     if not isinstance(url_or_item, Item):
-        _check_url(url_or_item, "stream")
+        check_url(url_or_item, "stream")
         cls = find_source(url_or_item, source)  # fail fast, without any request
         opts = (source_options or {}).get(cls.name, {})
 

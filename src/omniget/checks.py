@@ -11,14 +11,14 @@ from .model import Item
 from .sources.base import Source, option_problem
 
 
-def _check_options(cls: type[Source], options: Mapping[str, object], name: str) -> None:
+def check_options(cls: type[Source], options: Mapping[str, object], name: str) -> None:
     """A keyword argument the source does not take is a typo, never silently ignored."""
     problem = option_problem(cls, options, ("source", "settings", "transports"))
     if problem is not None:
         raise TypeError(f"omniget.{name}(): {problem}")
 
 
-def _check_source_options(
+def check_source_options(
     tables: Mapping[str, Mapping[str, object]] | None, name: str
 ) -> None:
     """``source_options`` of download: each known source's table holds only options it
@@ -45,18 +45,18 @@ def _check_source_options(
             raise ValueError(f"omniget.{name}(): source_options[{table!r}]: {problem}")
 
 
-def _one_or_many(
+def one_or_many(
     items_or_urls: Iterable[Item | str] | AsyncIterable[Item | str] | str | Item, name: str
 ) -> Iterable[Item | str] | AsyncIterable[Item | str]:
     """One URL or item as a list of one (a str is no list of URLs); bytes refused."""
     if isinstance(items_or_urls, str | Item):
         return [items_or_urls]
     if isinstance(items_or_urls, bytes | bytearray):
-        _check_url(items_or_urls, name)
+        check_url(items_or_urls, name)
     return items_or_urls
 
 
-def _check_url(url: object, name: str) -> None:
+def check_url(url: object, name: str) -> None:
     """A URL is a str: anything else fails here, named, not deep inside a source."""
     if not isinstance(url, str):
         raise TypeError(f"omniget.{name}(): a URL is a str, not {type(url).__name__}: {url!r}")

@@ -1,6 +1,6 @@
-"""Running the async core from sync code: :func:`_drive` gives an async generator's items
-on a loop of its own (``extract``, the CLI's URL lists), :func:`_not_in_a_loop` refuses a
-blocking call inside a running loop, and :func:`_default_transports` are the transports a
+"""Running the async core from sync code: :func:`drive` gives an async generator's items
+on a loop of its own (``extract``, the CLI's URL lists), :func:`not_in_a_loop` refuses a
+blocking call inside a running loop, and :func:`default_transports` are the transports a
 call makes of its own when it is given none."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def _default_transports(settings: Settings) -> dict[str, CurlTransport]:
+def default_transports(settings: Settings) -> dict[str, CurlTransport]:
     from .engine.transports.http import CurlTransport
 
     http = CurlTransport(
@@ -31,7 +31,7 @@ def _default_transports(settings: Settings) -> dict[str, CurlTransport]:
     return {"http": http, "https": http}
 
 
-def _drive(
+def drive(
     agen: AsyncGenerator[T, None], transports: Mapping[str, CurlTransport]
 ) -> Generator[T, None, None]:
     """``agen``'s items, driven on a loop of its own; ``transports`` (agen's) close
@@ -114,7 +114,7 @@ def _settle(loop: asyncio.AbstractEventLoop) -> None:
             return
 
 
-def _not_in_a_loop(name: str, instead: str) -> None:
+def not_in_a_loop(name: str, instead: str) -> None:
     """The blocking forms run their own event loop: not from inside a running one.
     ``instead``: the async form's name, or a call to await (stream() has no async form)."""
     if not _loop_running():

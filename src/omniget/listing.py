@@ -1,4 +1,4 @@
-"""The items of a list of URLs, lazily, entry by entry (:func:`_extract_each`), for the CLI
+"""The items of a list of URLs, lazily, entry by entry (:func:`extract_each`), for the CLI
 when it must see them itself (``list``, ``--dry-run``, ``-O``): one set of transports for
 the whole list, and one loop for the listings that need requests."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from .checks import _check_options, _check_url
-from .drive import _default_transports, _drive
+from .checks import check_options, check_url
+from .drive import default_transports, drive
 from .errors import OmnigetError
 from .model import Item
 from .settings import Settings
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .engine.transports.http import CurlTransport
 
 
-def _extract_each(
+def extract_each(
     entries: Iterable[str | Item],
     *,
     source: str | None,
@@ -42,14 +42,14 @@ def _extract_each(
             if isinstance(entry, Item):
                 yield entry, entry
                 continue
-            _check_url(entry, "extract")
+            check_url(entry, "extract")
             try:
                 cls = find_source(entry, source)
                 opts = source_options.get(cls.name, {})
-                _check_options(cls, opts, "extract")
+                check_options(cls, opts, "extract")
                 if not transports and unusable is None:
                     try:
-                        transports.update(_default_transports(settings))
+                        transports.update(default_transports(settings))
                     except OmnigetError as exc:
                         unusable = exc
                 if unusable is not None:  # (each URL fails so, as with extract)
@@ -69,7 +69,7 @@ def _extract_each(
                     yield entry, item if mark is None else mark(item)
                 continue
             if listings is None:
-                listings = _drive(_listings(pending.pop), transports)
+                listings = drive(_listings(pending.pop), transports)
             pending.append(src)
             for got in listings:
                 if got is None:  # its listing ended

@@ -63,7 +63,7 @@ def paged(monkeypatch: pytest.MonkeyPatch, httpd: HTTPServer) -> Callable[[str],
 def built(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """How many event loops and sets of transports the extraction makes."""
     made = {"loops": 0, "transports": 0}
-    new_loop, transports = asyncio.new_event_loop, omniget.drive._default_transports
+    new_loop, transports = asyncio.new_event_loop, omniget.drive.default_transports
 
     def count_loop() -> asyncio.AbstractEventLoop:
         made["loops"] += 1
@@ -74,7 +74,7 @@ def built(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
         return transports(settings)
 
     monkeypatch.setattr(asyncio, "new_event_loop", count_loop)
-    monkeypatch.setattr(omniget.listing, "_default_transports", count_transports)
+    monkeypatch.setattr(omniget.listing, "default_transports", count_transports)
     return made
 
 
@@ -117,7 +117,7 @@ def test_each_listing_is_lazy_and_none_goes_on_once_left(
     items are taken, none once the listing is left."""
     first, second = paged("a"), paged("b")
     httpd.clear_log()
-    found: Generator[tuple[str | Item, object], None, None] = omniget.listing._extract_each(
+    found: Generator[tuple[str | Item, object], None, None] = omniget.listing.extract_each(
         [first, second], source=None, settings=Settings(), source_options={"paged": {"tag": "x"}}
     )
     assert httpd.requests == []

@@ -60,7 +60,7 @@ class FakeAPI:
         monkeypatch.setattr(omniget, "download", self.download)
         monkeypatch.setattr(omniget, "extract", self.extract)
         monkeypatch.setattr(omniget, "stream", self.stream)
-        monkeypatch.setattr(omniget.listing, "_extract_each", self.extract_each)
+        monkeypatch.setattr(omniget.listing, "extract_each", self.extract_each)
 
     def download(self, items: Iterable[Any], dest: Any = ".", **kw: Any) -> Report:
         got = list(items)

@@ -326,11 +326,11 @@ def _items(
 ) -> Iterator[Item]:
     """Extract every URL lazily; extraction failures are reported and the rest goes on.
     (One loop and one set of transports serve the whole list: not one per URL.)"""
-    from ..listing import _extract_each
+    from ..listing import extract_each
 
     keep = _filter(ns, on_filtered)
-    found = _extract_each(targets, source=ns.source, settings=cfg.settings,
-                          source_options=cfg.sources)
+    found = extract_each(targets, source=ns.source, settings=cfg.settings,
+                         source_options=cfg.sources)
     try:
         for target, got in found:
             if isinstance(got, OmnigetError):
