@@ -4,7 +4,8 @@
 (or an option's value) is not a known subcommand, the command is ``get``. Options may come
 before the subcommand's name (``omniget -q list URL``). ``omniget help [COMMAND]`` shows
 the help, as git and pip do. A source subcommand (``omniget gog
-...``) is one more :class:`Command` row here and one runner in ``cli/__init__.py``.
+...``) is one more :class:`Command` row here and one runner in ``cli/commands.py``
+(with its row in ``cli/__init__.py``'s ``RUNNERS``).
 """
 
 from __future__ import annotations

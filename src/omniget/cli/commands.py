@@ -1,0 +1,309 @@
+"""The commands: ``get`` (a download into files, ``-O`` one file or stdout, ``--dry-run``)
+and ``list``. Each takes the parsed arguments, the config and the masker, and returns the
+exit code (its first failure's)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import stat
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+
+from ..engine.events import Failed, Skipped
+from ..errors import Cancelled, OmnigetError, StorageError, UsageError
+from ..model import Item
+from .config import Config
+from .output import (
+    EXISTS_WHY,
+    JsonEvents,
+    Masker,
+    display_path,
+    dry_run,
+    event_to_dict,
+    json_line,
+    print_error,
+    print_list,
+    summary_line,
+    summary_record,
+    writable_stdout,
+)
+from .progress import (
+    SKIP_LINES,
+    QuietProgress,
+    make_progress,
+    safe_consumer,
+)
+from .signals import SaveOnSignal, on_signals
+from .stream import to_stream
+from .tally import Tally
+from .targets import (
+    Failure,
+    bind_user,
+    collect,
+    extract_items,
+    given_path,
+    item_filter,
+    report_failures,
+)
+
+#: The last line of a download stopped by Ctrl+C or SIGTERM: its state is saved.
+RESUME = "interrupted; run the same command again to resume"
+#: ... and when its journal could not be used (or stopped taking new records).
+NO_RESUME = ("interrupted; what the resume journal could not record (see the warning above)"
+             " starts over on a rerun")
+
+
+def _single(items: Iterator[Item], name: str | None) -> Item | None:
+    """The one item ``-O`` writes (renamed to ``name``); UsageError if the URL gives more."""
+    first = next(items, None)
+    if first is not None and next(items, None) is not None:
+        raise UsageError("-O needs a URL that gives one file; this one gives several (use -o DIR)")
+    if first is None or name is None:
+        return first
+    return dataclasses.replace(first, path=name, collection_name=None, name_from_server=False)
+
+
+def run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
+    import omniget
+
+    targets = collect(ns)
+    # --json: a URL no source takes fails as one of the run's URLs (a failed event)
+    _check_urls(targets, ns.source, fail_fast=not ns.json)
+    cfg = bind_user(cfg, targets)
+    if ns.output_file is not None:
+        if len(targets) != 1:
+            raise UsageError("-O takes exactly one URL (use -o DIR for several)")
+        if ns.output is not None:
+            raise UsageError("-O and -o cannot be used together")
+        if ns.output_file == "-" and ns.json:
+            raise UsageError("--json cannot be used with -O - (stdout carries the file)")
+        if ns.output_file == "":
+            raise UsageError("-O needs a file name (or - for stdout)")
+        if ns.output_file != "-" and _names_a_folder(ns.output_file):
+            raise UsageError(f"-O {ns.output_file}: is a directory "
+                             f"(use -o {ns.output_file} to save into it)")
+    if cfg.settings.checksum is not None and len(targets) != 1:
+        raise UsageError("--checksum needs exactly one URL")
+    if ns.json or ns.dry_run or ns.output_file == "-":
+        writable_stdout()  # (closed: fail before any request)
+    if cfg.settings.network.insecure:
+        sys.stderr.write("omniget: warning: TLS certificates are not verified (--insecure)\n")
+
+    failures: list[Failure] = []  # extraction failures, in order
+    filtered: list[Item] = []
+    consumer = make_progress(mask, quiet=ns.quiet, as_json=ns.json, verbose=ns.verbose)
+    live = not ns.dry_run and ns.output_file != "-"  # events go to the consumer
+    tell = live or ns.json  # failures go to the consumer (--dry-run --json too)
+
+    def failed(label: str, item: Item, error: OmnigetError) -> None:
+        failures.append((label, error))
+        if tell:
+            consumer(Failed(item, None, error))
+
+    def skipped(item: Item) -> None:
+        filtered.append(item)
+        if live:  # (its path under -o, as the other files' events have it; -O: its own name)
+            path = None if ns.output_file else (cfg.output or Path(".")) / item.output_path
+            consumer(Skipped(item, path, "filtered"))
+
+    # The engine extracts URLs itself (so sources can refresh expiring links); the CLI does
+    # it only when it must see the items first: -O, --dry-run.
+    own = bool(ns.dry_run or ns.output_file is not None)
+    extracted = extract_items(targets, ns, cfg, failed, skipped)  # lazy: runs only when consumed
+    items: Iterable[Item | str] = extracted if own else targets
+    dest = cfg.output or Path(".")
+    device = False  # -O a device or a FIFO: written in order, as -O -
+    if ns.output_file is not None:
+        out_file = None if ns.output_file == "-" else given_path(ns.output_file, "-O")
+        device = out_file is not None and not_a_file(out_file)
+        name = out_file and (display_path(out_file) if device else out_file.name)
+        one = _single(extracted, name or None)
+        if out_file is not None and not device:
+            dest = out_file.parent
+        elif one is not None:  # -O -, or a device or a FIFO
+            return to_stream(one, cfg, ns, mask, out_file)
+        extracted = iter([one] if one is not None else [])
+        items = extracted
+    if ns.dry_run:
+        return _dry_run(extracted, dest, ns, cfg, mask, failures, failed, filtered)
+    if ns.output_file == "-" or device:  # nothing to write: extraction failed or filtered out
+        report_failures(failures, mask)
+        code = failures[0][1].exit_code if failures else 0
+        if isinstance(consumer, JsonEvents):
+            consumer.line(summary_record(ns, code, skipped=len(filtered), failed=len(failures)))
+        return code
+
+    only = None if own else item_filter(ns, skipped)  # (extracted above, filtered there)
+    cancel = threading.Event()
+    on_signal = SaveOnSignal(cancel, quiet=ns.quiet)
+    try:
+        with consumer, on_signal, on_signals(on_signal):
+            # (-q: no handler, so the engine builds no per-file events for nobody)
+            on_event = None if isinstance(consumer, QuietProgress) else safe_consumer(consumer)
+            report = omniget.download(
+                items, dest, settings=cfg.settings, on_event=on_event, cancel=cancel,
+                source=ns.source, source_options=cfg.sources, only=only,
+            )
+    except (KeyboardInterrupt, Exception) as exc:  # a second Ctrl+C: no report, but --json
+        # still ends so. (Its KeyboardInterrupt raised in a callback of pycurl's comes out
+        # as a SystemError: after that signal, whatever the run raised is the interrupt.)
+        if not (isinstance(exc, KeyboardInterrupt) or on_signal.quitting):
+            raise
+        if isinstance(consumer, JsonEvents):
+            consumer.line(summary_record(ns, 130, **consumer.tally()))
+        print_error(RESUME)
+        return 130
+    for r in report.failures:
+        label = display_path(r.path) if r.path else r.item.download_url
+        failures.append((label, r.error or OmnigetError("failed")))
+    report_failures(failures, mask)
+    extra = len(failures) - report.failed
+    # (a stop that came once every file had ended, the last one being checked or renamed,
+    # cut nothing short: not an interruption)
+    interrupted = report.stopped or any(isinstance(e, Cancelled) for _, e in failures)
+    code = 130 if interrupted else failures[0][1].exit_code if failures else 0
+    if isinstance(consumer, JsonEvents):
+        cut = report.interrupted  # not failed: a rerun resumes them
+        consumer.line(summary_record(ns, code, ok=report.ok,
+                                     skipped=report.skipped + len(filtered),
+                                     failed=len(failures) - cut, interrupted=cut,
+                                     fetched=report.fetched, elapsed=round(report.elapsed, 3)))
+        if consumer.error is not None:  # (the files are there; the events are not)
+            print_error(mask(f"{consumer.error} (the --json events are incomplete)"))
+            # its code: the first failure's, as it came with the first event
+            code = code if interrupted else consumer.error.exit_code
+    elif not ns.quiet:
+        tally = getattr(consumer, "tally", None)
+        left = _not_started(tally) if report.stopped else 0
+        resumed = tally.resumed if isinstance(tally, Tally) else 0
+        sys.stderr.write(summary_line(report, failed=extra, skipped=len(filtered), left=left,
+                                      resumed=resumed) + "\n")
+    if interrupted:
+        print_error(NO_RESUME if report.journal_error is not None else RESUME)
+    return code  # the first failure's code
+
+
+def _not_started(tally: object) -> int:
+    """Files of a stopped run's list that it never began (the report has only those it
+    did), as the display counted them; 0 when the list's length is not known."""
+    if not isinstance(tally, Tally) or tally.more:
+        return 0
+    return max(0, tally.seen - tally.ended)
+
+
+def not_a_file(path: Path) -> bool:
+    """``-O PATH`` that exists and is neither a regular file nor a folder: a device
+    (``/dev/null``), a FIFO or a socket. It is written, never replaced or skipped."""
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def _names_a_folder(name: str) -> bool:
+    """``-O NAME`` that is a folder, or can only name one (``new/``, ``x/..``): saving
+    under it would write some other name than the one given."""
+    path = given_path(name, "-O")
+    return name.endswith(("/", os.sep)) or path.name in ("", ".", "..") or path.is_dir()
+
+
+def _check_urls(targets: list[Item | str], source: str | None, *, fail_fast: bool) -> None:
+    """Fail at once, in one line, when no URL at all has a source (a typo, usually);
+    without ``fail_fast`` only a local file given as a URL is stopped here."""
+    from ..sources import find_source
+
+    first: OmnigetError | None = None
+    for t in targets:
+        if not isinstance(t, str):
+            return
+        try:
+            find_source(t, source)
+            return  # one usable URL is enough: the others fail one by one later
+        except OmnigetError as exc:
+            first = first or exc
+    if first is not None:
+        t = targets[0]
+        if isinstance(t, str) and "://" not in t and os.path.isfile(t):
+            raise UsageError(f"{t!r} is a local file, not a URL (to read URLs from it: -i {t})")
+        if fail_fast:
+            raise first
+
+
+def _dry_run(
+    items: Iterator[Item], dest: Path, ns: argparse.Namespace, cfg: Config, mask: Masker,
+    failures: list[Failure], failed: Callable[[str, Item, OmnigetError], None],
+    filtered: Sequence[Item],
+) -> int:
+    from ..engine.names import contain
+
+    talk = not (ns.quiet or ns.json)
+    out = writable_stdout()
+    _check_folder(dest)
+
+    shown = 0  # (as a download's skip lines: the first SKIP_LINES without -v)
+
+    def skipped(path: Path, reason: str) -> None:
+        nonlocal shown
+        shown += 1
+        if talk and (ns.verbose or shown <= SKIP_LINES):
+            sys.stderr.write(f"would skip {mask(display_path(path))}: {EXISTS_WHY[reason]}\n")
+        elif talk and shown == SKIP_LINES + 1:
+            sys.stderr.write("more files would be skipped: the summary counts them (-v lists"
+                             " each)\n")
+
+    found = dry_run(items, dest, out, mask, as_json=ns.json, contain=contain,
+                    on_error=lambda item, e: failed(item.output_path, item, e),
+                    on_exists=cfg.settings.on_exists, on_skip=skipped)
+    found.filtered = len(filtered)  # (known once the items are: they are lazy)
+    report_failures(failures, mask)
+    code = failures[0][1].exit_code if failures else 0
+    if ns.json:
+        json_line(out, summary_record(ns, code, files=found.files, size=found.size,
+                                      unknown=found.unknown,
+                                      skipped=found.skipped + found.same_name + found.filtered,
+                                      failed=len(failures)))
+    elif talk:
+        sys.stderr.write(found.summary(display_path(dest.absolute())) + "\n")
+    return code
+
+
+def _check_folder(dest: Path) -> None:
+    """``--dry-run``: an output folder the download could not make fails as it would there
+    (exit 7), not each file as an unsafe path."""
+    folder = dest.absolute()
+    for path in (folder, *folder.parents):
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # (a file above it: "Not a directory")
+            raise StorageError(f"cannot create output folder {folder}: {exc.strerror}") from None
+        if stat.S_ISDIR(mode):
+            return
+        raise StorageError(f"cannot create output folder {folder}: a file is in the way")
+
+
+def run_list(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
+    failures: list[Failure] = []
+    targets = collect(ns)
+    cfg = bind_user(cfg, targets)
+    out = writable_stdout()
+
+    def failed(label: str, item: Item, error: OmnigetError) -> None:
+        failures.append((label, error))
+        if ns.json:  # (in order with the items' lines)
+            json_line(out, event_to_dict(Failed(item, None, error), mask))
+
+    items = extract_items(targets, ns, cfg, failed, lambda _: None)
+    table = out.isatty() and os.environ.get("TERM") != "dumb"
+    count = print_list(items, out, mask, as_json=ns.json, table=table)
+    report_failures(failures, mask)
+    code = failures[0][1].exit_code if failures else 0
+    if ns.json:
+        json_line(out, summary_record(ns, code, items=count, failed=len(failures)))
+    return code

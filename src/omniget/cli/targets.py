@@ -1,0 +1,161 @@
+"""The steps the commands share: the URLs a command is given (arguments and ``-i``
+files), their items as the sources give them (``--include``/``--exclude`` applied), the
+one-line report of each failure, and the paths the user gave."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+from ..errors import Cancelled, OmnigetError, UsageError
+from ..model import Item, unextracted
+from .args import CURL_O, guess_scheme, parse_input
+from .config import Config, expand_path
+from .output import Masker, print_error
+
+Failure = tuple[str, OmnigetError]  # (what failed, shown to the user; the error)
+
+
+def bind_user(cfg: Config, targets: list[str | Item]) -> Config:
+    """``--user`` is for the first URL's server only: never sent to the others."""
+    net = cfg.settings.network
+    if net.user is None or net.user_origin is not None or not targets:
+        return cfg
+    first = targets[0]
+    url = first if isinstance(first, str) else first.download_url
+    network = dataclasses.replace(net, user_origin=url)
+    return dataclasses.replace(cfg, settings=dataclasses.replace(cfg.settings, network=network))
+
+
+def collect(ns: argparse.Namespace) -> list[str | Item]:
+    """URLs from the command line, then from each ``-i`` in turn."""
+    targets: list[str | Item] = [guess_scheme(u) for u in ns.urls]
+    empty = ""  # why the last list read gave no URL
+    for file in ns.input_file or ():
+        name = "stdin" if file == "-" else f"input file {file}"
+        try:
+            if file == "-":
+                if sys.stdin is None:
+                    raise UsageError("cannot read stdin (-i -): it is closed")
+                text = sys.stdin.read()
+            else:
+                text = given_path(file, "-i").read_text(encoding="utf-8")
+        except OSError as e:
+            why = e.strerror or str(e)
+            if "://" in file:  # (-i URL: a URL is no file of URLs)
+                why += f" (-i reads URLs from a file; to download {file}, leave out -i)"
+            raise UsageError(f"cannot read {name}: {why}") from None
+        except UnicodeDecodeError as e:
+            why = f"not UTF-8 text ({e.reason} at byte {e.start})"
+            raise UsageError(f"cannot read {name}: {why}") from None
+        text = text.removeprefix("\ufeff")  # (a BOM: Windows editors write one)
+        found = parse_input(text, name)
+        if not found:
+            why = "it is empty" if not text.strip() else "only blank lines and comments"
+            empty = f"no URL in {name}: {why}"
+        targets += found
+    taken = _url_taken(ns)
+    if not targets:
+        raise UsageError(empty or f"no URL given{': ' + taken if taken else ''} "
+                         "(see 'omniget --help')")
+    if taken:  # (-o URL URL2: never a folder named http:)
+        raise UsageError(taken)
+    return targets
+
+
+#: Options whose value is never a URL (dest: flag, what it wants): ``-o URL`` is a URL
+#: that the option took, its own value left out.
+_NOT_URLS = {
+    "output": ("-o", "a folder"), "output_file": ("-O", "a file name"),
+    "source": ("--source", "a source's name"), "state_dir": ("--state-dir", "a folder"),
+    "cookies": ("--cookies", "a file"), "ca_cert": ("--ca-cert", "a file"),
+    "config": ("--config", "a file"),
+}
+
+
+def _url_taken(ns: argparse.Namespace) -> str:
+    """``-o took 'URL' ...`` when such an option took a URL for its value, else ''."""
+    for dest, (flag, what) in _NOT_URLS.items():
+        value = getattr(ns, dest, None)
+        if isinstance(value, str) and "://" in value:
+            return f"{flag} took {value!r} for its value ({flag} wants {what} before the URL" + (
+                f"{CURL_O})" if flag == "-O" else ")")
+    return ""
+
+
+def _wanted(path: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    """Globs match the relative output path; a glob without ``/`` also matches the name."""
+    name = path.rsplit("/", 1)[-1]
+
+    def hit(glob: str) -> bool:
+        return fnmatchcase(path, glob) or ("/" not in glob and fnmatchcase(name, glob))
+
+    if include and not any(hit(g) for g in include):
+        return False
+    return not any(hit(g) for g in exclude)
+
+
+def item_filter(
+    ns: argparse.Namespace, on_filtered: Callable[[Item], None]
+) -> Callable[[Item], bool] | None:
+    """``--include``/``--exclude`` as a test of an item (which reports those left out);
+    None without them."""
+    include, exclude = ns.include or [], ns.exclude or []
+    if not include and not exclude:
+        return None
+
+    def keep(item: Item) -> bool:
+        if _wanted(item.output_path, include, exclude):
+            return True
+        on_filtered(item)
+        return False
+
+    return keep
+
+
+def extract_items(
+    targets: Sequence[str | Item],
+    ns: argparse.Namespace,
+    cfg: Config,
+    on_failure: Callable[[str, Item, OmnigetError], None],
+    on_filtered: Callable[[Item], None],
+) -> Iterator[Item]:
+    """Extract every URL lazily; extraction failures are reported and the rest goes on.
+    (One loop and one set of transports serve the whole list: not one per URL.)"""
+    from ..listing import extract_each
+
+    keep = item_filter(ns, on_filtered)
+    found = extract_each(targets, source=ns.source, settings=cfg.settings,
+                         source_options=cfg.sources)
+    try:
+        for target, got in found:
+            if isinstance(got, OmnigetError):
+                if isinstance(target, Item):
+                    on_failure(target.download_url, target, got)
+                else:
+                    on_failure(target, unextracted(target), got)
+            elif keep is None or keep(got):
+                yield got
+    finally:  # (left mid-way: no request after, as the reader went away)
+        found.close()
+
+
+def report_failures(failures: Sequence[Failure], mask: Masker) -> None:
+    """One line per failure (cancelled items are covered by the "interrupted" line)."""
+    for label, error in failures:
+        if isinstance(error, Cancelled):
+            continue
+        said = str(error)  # (one that names its URL already: not twice)
+        print_error(mask(said) if label in said else f"{mask(label)}: {mask(said)}")
+
+
+def given_path(text: str, flag: str) -> Path:
+    """A path the user gave, ``~`` expanded: UsageError if it names nobody."""
+    try:
+        return expand_path(text)
+    except ValueError as e:
+        raise UsageError(f"{flag} {text}: {e}") from None
