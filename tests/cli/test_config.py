@@ -366,7 +366,7 @@ def test_a_flag_only_name_in_the_config_file_says_so(tmp_path: Path) -> None:
 
 def test_every_long_flag_is_an_option_or_flag_only() -> None:
     from omniget.cli.args import COMMANDS, build_parser
-    from omniget.cli.config import FLAG_ONLY, OPTIONS
+    from omniget.cli.options import FLAG_ONLY, OPTIONS
 
     for name in COMMANDS:
         for action in build_parser(name)._actions:

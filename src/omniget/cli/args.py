@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 from .. import __version__
 from ..errors import UsageError, nearest
 from ..model import Item
-from . import config as cfg
+from . import options as opt
 
 __all__ = [
     "COMMANDS",
@@ -80,14 +80,14 @@ def _checked(parse: Callable[[object], Any], name: str) -> Callable[[str], Any]:
     return convert
 
 
-_count = _checked(cfg.parse_count, "count")
-_nonneg = _checked(cfg.parse_nonneg, "number")
+_count = _checked(opt.parse_count, "count")
+_nonneg = _checked(opt.parse_nonneg, "number")
 
 
 def _user(text: str) -> str:
     """``USER:PASSWORD``, or ``USER`` alone (main() asks for the password, as curl does)."""
     if ":" in text or not text:
-        return str(_checked(cfg.parse_user, "user")(text))
+        return str(_checked(opt.parse_user, "user")(text))
     return text
 
 
@@ -129,24 +129,24 @@ def _add_common(p: argparse.ArgumentParser, *, files: bool = True) -> None:
     net.add_argument("-N", "--connections", type=_count, metavar="N",
                      help="connections per host (default 4)")
     net.add_argument("--retries", type=_nonneg, metavar="N", help="retries per piece (default 5)")
-    net.add_argument("--timeout", type=_checked(cfg.parse_seconds, "seconds"), metavar="SECONDS",
+    net.add_argument("--timeout", type=_checked(opt.parse_seconds, "seconds"), metavar="SECONDS",
                      help="connect and stall timeout (default 15 s to connect, 20 s with no data)")
     net.add_argument("-H", "--header", action="append", metavar="'NAME: VALUE'",
-                     type=_checked(cfg.parse_header, "header"),
+                     type=_checked(opt.parse_header, "header"),
                      help="extra header (repeatable; 'NAME:' leaves it out)")
     net.add_argument("--cookies", metavar="FILE", help="Netscape cookies.txt")
     net.add_argument("--user", metavar="USER[:PASSWORD]", type=_user,
                      help="credentials for the first URL's server (without a password, "
                      "it is asked for on the terminal)")
     net.add_argument(
-        "--proxy", metavar="URL", type=_checked(cfg.parse_proxy, "proxy"),
+        "--proxy", metavar="URL", type=_checked(opt.parse_proxy, "proxy"),
         help='proxy for every request ("": none, not even from *_proxy)',
     )
     net.add_argument("--insecure", action="store_const", const=True,
                      help="do not verify TLS certificates")
     net.add_argument("--ca-cert", metavar="FILE", help="CA bundle to verify TLS with")
     net.add_argument("--resolve", action="append", metavar="HOST:PORT:ADDR",
-                     type=_checked(lambda v: cfg.parse_resolve(v)[0], "resolve"),
+                     type=_checked(lambda v: opt.parse_resolve(v)[0], "resolve"),
                      help="use ADDR for HOST:PORT (repeatable)")
     net.add_argument("--no-netrc", action="store_const", const=True, help="ignore ~/.netrc")
 
@@ -158,9 +158,9 @@ def _add_get(p: argparse.ArgumentParser) -> None:
     out.add_argument("-O", dest="output_file", metavar="FILE", action=_Once,
                      help="write the one URL to FILE ('-' = stdout; a device or FIFO is written "
                      "as stdout is)")
-    out.add_argument("--on-exists", type=_checked(cfg.parse_on_exists, "choice"),
+    out.add_argument("--on-exists", type=_checked(opt.parse_on_exists, "choice"),
                      metavar="{skip,overwrite,rename}", help="when the file exists (default skip)")
-    out.add_argument("--checksum", type=_checked(cfg.parse_digest, "checksum"), metavar="ALGO=HEX",
+    out.add_argument("--checksum", type=_checked(opt.parse_digest, "checksum"), metavar="ALGO=HEX",
                      help="expected digest of the one file")
     out.add_argument("--dry-run", action="store_true",
                      help="print what would be written where, download nothing")
@@ -169,7 +169,7 @@ def _add_get(p: argparse.ArgumentParser) -> None:
                        help="files transferring at once (default 128)")
     speed.add_argument("--split", type=_count, metavar="N",
                        help="connections per file (default: adaptive; -O - uses one)")
-    speed.add_argument("--limit-rate", type=_checked(cfg.parse_rate, "rate"), metavar="RATE",
+    speed.add_argument("--limit-rate", type=_checked(opt.parse_rate, "rate"), metavar="RATE",
                        help="bytes/s over the run, e.g. 500k, 2M (0: no limit)")
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from ..errors import Cancelled, OmnigetError, UsageError
 from ..model import Item, unextracted
 from .args import CURL_O, guess_scheme, parse_input
-from .config import Config, expand_path
+from .config import Config
+from .options import expand_path
 from .output import Masker, print_error
 
 Failure = tuple[str, OmnigetError]  # (what failed, shown to the user; the error)

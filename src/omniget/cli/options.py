@@ -1,0 +1,322 @@
+"""The options every run takes, by long-flag name (:data:`OPTIONS`, the same in flags,
+environment and config file), and their value parsers: each accepts the string form (flags,
+environment) and the TOML or library form, and raises ValueError on a bad value."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..engine.transports.base import ENGINE_HEADERS  # (refused: the engine sets them itself)
+from ..errors import UsageError
+from ..model import Digest
+from ..settings import resolve_parts
+
+ON_EXISTS = ("skip", "overwrite", "rename")
+_RATE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+# (patterns as strings: re compiles one when it is first used, not at every start)
+_RATE_RE = r"(\d+(?:\.\d*)?|\.\d+)\s*([kmg]?)(?:i?b)?(?:/s)?"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_HEADER_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+#: Headers that frame a request's body: a GET has none.
+_BODY_HEADERS = frozenset({"content-length", "transfer-encoding"})
+
+
+# --- value parsers: accept the string form (flags, env) and the TOML / parsed form ---
+
+
+def _text(v: object) -> str:
+    """A string setting's value: a str (or a Path, from a library caller); a TOML number
+    is refused (``output = 5`` is no folder name: a typo or a misplaced key, most likely)."""
+    if not isinstance(v, str | Path):
+        raise ValueError(f"expected a string in quotes, got {v!r}")
+    return str(v).strip()
+
+
+def _header_value(v: object) -> str:
+    """A header's value in a TOML table (``header = {X-Version = 2}``): a number is text."""
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return str(v)
+    return _text(v)
+
+
+#: The largest count or number of seconds taken: libcurl takes them as a C long (seconds
+#: as milliseconds), and a value beyond this means "no limit" in no useful way.
+MAX_NUMBER = 2**31 - 1
+
+
+def _int(v: object, what: str) -> int:
+    """A whole number >= 0 (TOML and library callers may pass negative ints)."""
+    n = -1
+    if isinstance(v, int) and not isinstance(v, bool):
+        n = v
+    elif isinstance(v, str) and re.fullmatch(r"\s*\d+\s*", v):
+        n = int(v)
+    if n < 0:
+        raise ValueError(f"expected {what}, got {v!r}")
+    if n > MAX_NUMBER:
+        raise ValueError(f"expected {what} and at most {MAX_NUMBER}, got {v!r}")
+    return n
+
+
+def parse_count(v: object) -> int:
+    """A whole number >= 1 (connections, jobs, split)."""
+    n = _int(v, "a whole number of at least 1")
+    if n < 1:
+        raise ValueError(f"expected a whole number of at least 1, got {v!r}")
+    return n
+
+
+def parse_nonneg(v: object) -> int:
+    return _int(v, "a whole number of at least 0")
+
+
+def parse_seconds(v: object) -> float:
+    try:
+        s = float(v) if isinstance(v, int | float | str) and not isinstance(v, bool) else -1.0
+    except ValueError:
+        s = -1.0
+    if not 0 < s <= MAX_NUMBER:
+        raise ValueError(f"expected a number of seconds above 0 and at most {MAX_NUMBER}, "
+                         f"got {v!r}")
+    return s
+
+
+def parse_rate(v: object) -> int:
+    """Bytes per second: ``500k``, ``2M``, ``1.5G`` (binary units), ``0`` = no limit."""
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        return v
+    m = re.fullmatch(_RATE_RE, v.strip(), re.IGNORECASE) if isinstance(v, str) else None
+    if m is None:
+        raise ValueError(f"expected a rate like 500k, 2M or 1G (bytes/s), got {v!r}")
+    rate = int(float(m[1]) * _RATE_UNITS[m[2].lower()])
+    if rate == 0 and float(m[1]) > 0:  # (0.5: not "no limit", which 0 means)
+        raise ValueError(f"expected a rate of at least 1 byte/s (0: no limit), got {v!r}")
+    return rate
+
+
+def parse_bool(v: object) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.strip().lower() in _TRUE | _FALSE:
+        return v.strip().lower() in _TRUE
+    raise ValueError(f"expected true or false, got {v!r}")
+
+
+def parse_header(v: object) -> tuple[str, str]:
+    """``"Name: value"`` -> ``(name, value)``."""
+    if isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, str) for x in v):
+        name, value = v
+    else:
+        name, sep, value = _text(v).partition(":")
+        if not sep:
+            raise ValueError(f"expected 'Name: value', got {v!r}")
+    name, value = name.strip(), value.strip()
+    if not name:  # (": v": the value is not shown, a token maybe)
+        raise ValueError("no header name before the ':' (expected 'Name: value')")
+    if not re.fullmatch(_HEADER_NAME, name):
+        raise ValueError(f"not a valid header name: {name!r}")
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"header {name}: a line break in its value")
+    if name.lower() in ENGINE_HEADERS:
+        raise ValueError(
+            f"cannot set {name}: omniget sends it itself, to resume and split downloads"
+        )
+    if name.lower() in _BODY_HEADERS and value:
+        raise ValueError(f"cannot set {name}: omniget's requests are GETs without a body "
+                         "(the server would wait for one)")
+    return name, value
+
+
+def parse_headers(v: object) -> tuple[tuple[str, str], ...]:
+    if isinstance(v, Mapping):
+        return tuple(parse_header((str(k), _header_value(x))) for k, x in v.items())
+    if isinstance(v, str):
+        return tuple(parse_header(line) for line in v.splitlines() if line.strip())
+    return tuple(parse_header(x) for x in _items(v))
+
+
+def parse_resolve(v: object) -> tuple[str, ...]:
+    """curl-style ``HOST:PORT:ADDR[,ADDR...]`` entries (``+`` before HOST allowed, HOST
+    ``*`` for any, or an IPv6 address in brackets), each ADDR an IP address (IPv6 in
+    brackets or not), as libcurl takes."""
+    out = []
+    for entry in [v] if isinstance(v, str) else _items(v):
+        text = _text(entry)
+        host, port, addrs = resolve_parts(text)
+        bracketed = text.removeprefix("+").startswith("[")
+        if (
+            not host
+            or (bracketed and not _addresses(host))
+            or not port.isdigit()
+            or not 0 < int(port) < 65536
+            or not _addresses(addrs)
+        ):
+            raise ValueError(f"expected HOST:PORT:ADDRESS (an IP address), got {entry!r}")
+        if not host.isascii():  # (as the URL's host is asked for: its punycode)
+            from ..engine.transports.outgoing import idna_host
+
+            try:
+                plus = "+" if text.startswith("+") else ""
+                text = f"{plus}{idna_host(host)}:{port}:{addrs}"
+            except UsageError:
+                raise ValueError(f"expected HOST:PORT:ADDRESS, got {entry!r}: {host!r} is no "
+                                 "host name") from None
+        out.append(text)
+    return tuple(out)
+
+
+def _addresses(text: str) -> bool:
+    """``ADDR[,ADDR...]``: IP addresses (libcurl refuses a name, or ``127.1``)."""
+    import ipaddress
+
+    found = text.removesuffix(",").split(",")
+    for addr in found:
+        if addr[:1] == "[" and addr[-1:] == "]":
+            addr = addr[1:-1]
+        try:
+            ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+    return bool(found)
+
+
+def parse_user(v: object) -> str:
+    text = _text(v)
+    if ":" not in text or text.startswith(":"):
+        raise ValueError("expected USER:PASSWORD")
+    return text
+
+
+def parse_on_exists(v: object) -> str:
+    text = _text(v).lower()
+    if text not in ON_EXISTS:
+        raise ValueError(f"expected one of {', '.join(ON_EXISTS)}, got {v!r}")
+    return text
+
+
+def parse_digest(v: object) -> Digest:
+    return v if isinstance(v, Digest) else Digest.parse(_text(v))
+
+
+def parse_str(v: object) -> str:
+    text = _text(v)
+    if not text:
+        raise ValueError("expected a value, got an empty string")
+    return text
+
+
+PROXY_SCHEMES = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
+
+
+def parse_proxy(v: object) -> str:
+    """A proxy URL; empty means none, not even from the ``*_proxy`` variables (as in curl).
+    Without a scheme it is an HTTP proxy (``host:port``)."""
+    text = _text(v)
+    scheme, sep, rest = text.partition("://")
+    if not text.isascii():  # (pycurl takes a str as ASCII only)
+        raise ValueError("expected a proxy URL in ASCII (its host name as punycode, xn--..., "
+                         "a user or password beyond ASCII percent-encoded)")
+    if sep and scheme.lower() not in PROXY_SCHEMES:
+        raise ValueError(
+            f"expected a proxy URL starting {', '.join(s + '://' for s in PROXY_SCHEMES)}"
+            f" (or host:port), got {v!r}"
+        )
+    if text:
+        from urllib.parse import urlsplit
+
+        try:  # (a port out of range raises)
+            parts = urlsplit("//" + (rest if sep else text))
+            ok = bool(parts.hostname) and parts.port != 0 and text.isprintable()
+            ok = ok and " " not in text  # (libcurl: "Unsupported proxy syntax", at a request)
+        except ValueError:
+            ok = False
+        if not ok:
+            shown = re.sub(r"(://[^/@:]*:)[^/@]+@", r"\1***@", text)
+            raise ValueError(f"expected a proxy URL with a host (and a port from 1 to 65535), "
+                             f"got {shown!r}")
+    return text
+
+
+def parse_path(v: object) -> Path:
+    return expand_path(parse_str(v))
+
+
+def expand_path(text: str) -> Path:
+    """``text`` with a leading ``~`` or ``~user`` expanded; ValueError if it names nobody
+    (or there is no home to expand ``~`` to)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # (pathlib's "Could not determine home directory")
+        raise ValueError(f"{text.split('/', 1)[0]}: no such user") from None
+
+
+def parse_file(v: object) -> str:
+    """A file's name; ``~`` is the home folder (a config file has no shell to expand it)."""
+    text = parse_str(v)
+    return str(expand_path(text)) if text.startswith("~") else text
+
+
+def _items(v: object) -> Iterable[object]:
+    if isinstance(v, list | tuple):
+        return v
+    raise ValueError(f"expected a list, got {v!r}")
+
+
+# --- the option table ---
+
+
+@dataclass(eq=False)
+class Option:
+    """One setting reachable from flags, environment and config file."""
+
+    name: str  # the long flag's name: "limit-rate"
+    parse: Callable[[object], Any]
+    targets: tuple[str, ...]  # "jobs", "network.proxy"; "output" is the CLI's own
+    in_file: bool = True  # False: flag only (never config or environment)
+    invert: bool = False  # "no-netrc = true" sets netrc False
+    #: An empty value means something (proxy: none at all, as curl's --proxy ""), so an
+    #: empty variable is that value; for the others it is as if unset.
+    empty: bool = False
+
+
+OPTIONS: dict[str, Option] = {
+    o.name: o
+    for o in [
+        Option("output", parse_path, ("output",)),
+        Option("jobs", parse_count, ("jobs",)),
+        Option("connections", parse_count, ("connections_per_host",)),
+        Option("max-connections", parse_count, ("max_connections",)),
+        Option("split", parse_count, ("split",)),
+        Option("limit-rate", parse_rate, ("limit_rate",)),
+        Option("retries", parse_nonneg, ("retries",)),
+        Option("timeout", parse_seconds, ("network.connect_timeout", "network.stall_timeout")),
+        Option("header", parse_headers, ("network.headers",)),
+        Option("cookies", parse_file, ("network.cookies_file",)),
+        Option("user", parse_user, ("network.user",)),
+        Option("checksum", parse_digest, ("checksum",), in_file=False),
+        Option("on-exists", parse_on_exists, ("on_exists",)),
+        Option("state-dir", parse_path, ("state_dir",)),
+        Option("proxy", parse_proxy, ("network.proxy",), empty=True),
+        Option("insecure", parse_bool, ("network.insecure",)),
+        Option("ca-cert", parse_file, ("network.ca_cert",)),
+        Option("resolve", parse_resolve, ("network.resolve",)),
+        Option("netrc", parse_bool, ("network.netrc",)),
+        Option("no-netrc", parse_bool, ("network.netrc",), invert=True),
+        Option("netrc-file", parse_file, ("network.netrc_file",)),
+        Option("user-agent", parse_str, ("network.user_agent",)),
+        Option("max-redirects", parse_nonneg, ("network.max_redirects",)),
+    ]
+}
+
+
+#: Long flags that are not options (they shape one command, not every run): in a config
+#: file or the environment they are an error, not a source's option or a silent no-op.
+FLAG_ONLY = frozenset([
+    "input-file", "source", "include", "exclude", "config", "json", "quiet", "verbose",
+    "debug", "version", "dry-run", "help",
+])
