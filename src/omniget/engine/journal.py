@@ -28,11 +28,15 @@ with the run's records, at the run's next write.
 
 The engine talks to :class:`JournalStore`; :class:`Journal` is the SQLite one. Calls are
 thread-safe (the engine runs them in worker threads).
+
+Its parts: :mod:`.records` (:class:`FileRecord`, :class:`JournalStore`, the error of a
+record gone away), :mod:`.schema` (the tables, their migrations, a connection's set-up and
+the copy of records into a file made again) and :mod:`.opening` (opening the file, and the
+error messages when that or any call fails).
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import sqlite3
@@ -41,12 +45,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
 
-from ..errors import StorageError
+from .opening import guard, open_file
+from .records import FileRecord, JournalStore, missing
+from .schema import SCHEMA_VERSION, copy_records
 from .spans import Interval, merge
 
 __all__ = [
@@ -60,49 +64,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FILENAME = "journal.sqlite"
-_BESIDE = ("-wal", "-shm")  # the files SQLite keeps beside the journal in WAL mode
-#: SQLite's words for a damaged file, and for one it cannot open or write
-_DAMAGED = ("not a database", "malformed")
-_CANNOT = ("unable to open", "readonly database", "disk I/O error")
-SCHEMA_VERSION = 3
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS files (
-    key TEXT PRIMARY KEY,
-    path TEXT NOT NULL,
-    url TEXT NOT NULL,
-    size INTEGER,
-    etag TEXT,
-    last_modified TEXT,
-    done INTEGER NOT NULL DEFAULT 0,
-    digest TEXT,
-    updated REAL NOT NULL,
-    spans BLOB,
-    boot TEXT,
-    synced BLOB,
-    part INTEGER
-);
-CREATE TABLE IF NOT EXISTS pieces (
-    key TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    size INTEGER NOT NULL,
-    boot TEXT,
-    PRIMARY KEY (key, idx)
-) WITHOUT ROWID;
-"""
-
-# Upgrades from version N to N + 1, run in order when an older journal is opened.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
-    # boot and synced: what a run after a power loss may trust (NULL boot: as before)
-    1: (
-        "ALTER TABLE files ADD COLUMN boot TEXT",
-        "ALTER TABLE files ADD COLUMN synced BLOB",
-        "ALTER TABLE pieces ADD COLUMN boot TEXT",
-    ),
-    # part: the part file's inode number (NULL: not known, trusted as before)
-    2: ("ALTER TABLE files ADD COLUMN part INTEGER",),
-}
 
 #: A record not written for this long is dropped if its file is gone (see Journal.prune).
 PRUNE_AGE = 90 * 86400.0
@@ -112,8 +73,6 @@ _BOOT: str | None = None
 #: Seconds between two looks for a removed journal file before a write (the writes in
 #: between go to the removed file, and are copied when it is made again).
 CHECK_EVERY = 1.0
-#: Seconds to wait for another process's lock on the journal (another omniget run).
-BUSY_WAIT = 10.0
 
 
 def boot_id() -> str:
@@ -128,70 +87,6 @@ def boot_id() -> str:
             _BOOT = ""
         _BOOT = _BOOT or f"t{round(time.time() - time.monotonic())}"
     return _BOOT
-
-
-@dataclass
-class FileRecord:
-    """One file's row in the journal: where it goes, its validators, and whether it is done.
-    ``digest`` (``algo:hex``): while not done, what the server said the whole file hashes
-    to (a rerun that finds every byte in place still checks them against it). ``part``:
-    the part file's inode number, when known."""
-
-    key: str
-    path: str
-    url: str
-    size: int | None
-    etag: str | None
-    last_modified: str | None
-    done: bool
-    digest: str | None
-    updated: float
-    part: int | None = None
-
-
-class JournalStore(Protocol):
-    """What the engine needs from a journal (so a shared database can stand in)."""
-
-    def get(self, key: str) -> FileRecord | None: ...
-
-    def keys(self, prefix: str) -> set[str]: ...
-
-    def start(
-        self,
-        key: str,
-        *,
-        path: str,
-        url: str,
-        size: int | None,
-        etag: str | None,
-        last_modified: str | None,
-        digest: str | None = None,
-        part: int | None = None,
-    ) -> None: ...
-
-    def unfinished(self) -> list[tuple[str, int]]: ...
-
-    def move(self, key: str, to: str, *, path: str) -> None: ...
-
-    def reset(self, key: str) -> None: ...
-
-    def spans(self, key: str) -> list[Interval]: ...
-
-    def save_spans(self, key: str, spans: list[Interval]) -> None: ...
-
-    def save_synced(self, key: str, spans: list[Interval], pieces: list[int]) -> None: ...
-
-    def pieces(self, key: str) -> dict[int, int]: ...
-
-    def piece_done(self, key: str, index: int, size: int) -> None: ...
-
-    def finish(
-        self, key: str, *, size: int, digest: str | None, path: str | None = None
-    ) -> None: ...
-
-    def forget(self, key: str) -> None: ...
-
-    def close(self) -> None: ...
 
 
 def _pack(spans: list[Interval]) -> bytes:
@@ -221,96 +116,12 @@ class Journal:
         #: (device, inode) of the file opened; None: not watched (see _check_file)
         self._ident: tuple[int, int] | None = None
         self._checked = 0.0  # monotonic time the file was last looked for
-        with self._guard("open"):
-            self._db, self._ident = self._open()
-
-    def _open(self) -> tuple[sqlite3.Connection, tuple[int, int]]:
-        """A connection to the journal at ``path`` (made with its folder if missing), and
-        the identity of the file it opened."""
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not self.path.exists():
-            # Create it private before SQLite does: URLs may carry tokens. The -wal
-            # and -shm files SQLite makes take the same permissions.
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        db = sqlite3.connect(
-            self.path, timeout=10.0, isolation_level=None, check_same_thread=False
-        )
-        try:
-            self._setup(db)
-            st = os.stat(self.path)
-        except BaseException:
-            db.close()
-            raise
-        return db, (st.st_dev, st.st_ino)
+        with guard(self.path, "open"):
+            self._db, self._ident = open_file(self.path)
 
     @classmethod
     def in_dir(cls, state_dir: Path) -> Journal:
         return cls(Path(state_dir) / FILENAME)
-
-    def _setup(self, db: sqlite3.Connection) -> None:
-        db.execute(f"PRAGMA busy_timeout = {round(BUSY_WAIT * 1000)}")
-        mode = _to_wal(db)
-        if str(mode).lower() != "wal":
-            raise sqlite3.OperationalError(f"cannot switch to WAL mode (got {mode})")
-        db.execute("PRAGMA synchronous = NORMAL")
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
-                    db.execute(stmt)
-            row = db.execute("SELECT version FROM schema_version").fetchone()
-            version = SCHEMA_VERSION if row is None else row[0]
-            if not isinstance(version, int) or version < min(_MIGRATIONS):
-                raise sqlite3.DatabaseError(f"malformed schema version {version!r}")
-            if row is None:
-                db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            else:  # a write now: a journal that takes none (read-only) fails here, not
-                # at a file's first checkpoint, with bytes fetched that nothing records
-                db.execute("UPDATE schema_version SET version = version")
-            if version > SCHEMA_VERSION:
-                raise sqlite3.DatabaseError(
-                    f"schema version {version} is newer than this omniget knows "
-                    f"({SCHEMA_VERSION}); upgrade omniget"
-                )
-            while version < SCHEMA_VERSION:
-                for stmt in _MIGRATIONS[version]:
-                    db.execute(stmt)
-                version += 1
-                db.execute("UPDATE schema_version SET version = ?", (version,))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-
-    @contextmanager
-    def _guard(self, action: str) -> Iterator[None]:
-        try:
-            yield
-        except (sqlite3.Error, OSError) as e:
-            hint = ""
-            if isinstance(e, sqlite3.DatabaseError) and any(w in str(e) for w in _DAMAGED):
-                hint = " (the file is damaged: delete it and interrupted downloads restart)"
-            elif isinstance(e, sqlite3.OperationalError) and any(w in str(e) for w in _CANNOT):
-                hint = self._cannot_open()
-            elif isinstance(e, OSError):
-                if e.errno == errno.EEXIST and os.path.exists(e.filename or ""):
-                    e = OSError(f"{e.filename} is a file, not a folder (see --state-dir)")
-                elif e.strerror:
-                    e = OSError(f"{e.strerror}: {e.filename}" if e.filename else e.strerror)
-            raise StorageError(f"resume journal {self.path}: {action} failed: {e}{hint}") from e
-
-    def _cannot_open(self) -> str:
-        """Which file SQLite could not open or write, when that is what it said: the
-        journal, or the -wal / -shm beside it (another user's, say), or their folder."""
-        # (access(), not open(): closing any descriptor of a file drops the locks this
-        # process's SQLite holds on it)
-        for path in (self.path, *(self.path.with_name(self.path.name + s) for s in _BESIDE)):
-            if not os.path.lexists(path):
-                if not os.access(path.parent, os.W_OK | os.X_OK):
-                    return f" ({path.name} cannot be made: its folder is read-only)"
-            elif not os.access(path, os.R_OK | os.W_OK):
-                return f" ({path.name}: permission denied{_whose(path)})"
-        return ""
 
     @contextmanager
     def _conn(
@@ -318,7 +129,7 @@ class Journal:
     ) -> Iterator[sqlite3.Connection]:
         """The connection, locked, errors translated; ``tx`` wraps the block in a transaction.
         Before a write, a journal file removed since it was opened is made again."""
-        with self._lock, self._guard(action):
+        with self._lock, guard(self.path, action):
             if self._db is None:
                 raise sqlite3.ProgrammingError("the journal is closed")
             if write and self._ident is not None:
@@ -354,7 +165,7 @@ class Journal:
         old = self._db
         assert old is not None
         try:
-            db, ident = self._open()  # (or the one another run made again meanwhile)
+            db, ident = open_file(self.path)  # (or the one another run made again meanwhile)
         except (sqlite3.Error, OSError) as exc:
             self._ident = None  # (this run goes on with the removed one)
             log.warning("resume journal %s: it was removed during the run and cannot be"
@@ -362,7 +173,7 @@ class Journal:
                         self.path, exc)
             return
         try:
-            _copy_records(old, db)
+            copy_records(old, db)
         except BaseException:
             db.close()
             raise
@@ -484,7 +295,7 @@ class Journal:
                 (to, path, self._now(), key),
             )
             if cur.rowcount == 0:
-                raise _missing(key)
+                raise missing(key)
             db.execute("UPDATE pieces SET key = ? WHERE key = ?", (to, key))
 
     def reset(self, key: str) -> None:
@@ -506,7 +317,7 @@ class Journal:
                 (blob, self._boot, self._now(), key),
             )
         if cur.rowcount == 0:
-            raise _missing(key)
+            raise missing(key)
 
     def save_synced(self, key: str, spans: list[Interval], pieces: list[int]) -> None:
         """Record ``spans`` and ``pieces`` of ``key`` as synced to the disk (a no-op for a
@@ -523,7 +334,7 @@ class Journal:
         """Record piece ``index`` of ``key`` as verified, ``size`` output bytes."""
         with self._conn("checkpoint", tx=True) as db:
             if db.execute("SELECT 1 FROM files WHERE key = ?", (key,)).fetchone() is None:
-                raise _missing(key)
+                raise missing(key)
             db.execute(
                 "INSERT OR REPLACE INTO pieces (key, idx, size, boot) VALUES (?, ?, ?, ?)",
                 (key, index, size, self._boot),
@@ -543,7 +354,7 @@ class Journal:
                 (size, digest, self._now(), path, key),
             )
             if cur.rowcount == 0:
-                raise _missing(key)
+                raise missing(key)
             db.execute("DELETE FROM pieces WHERE key = ?", (key,))
 
     def forget(self, key: str) -> None:
@@ -585,7 +396,7 @@ class Journal:
         return count
 
     def close(self) -> None:
-        with self._lock, self._guard("close"):
+        with self._lock, guard(self.path, "close"):
             if self._db is not None:
                 db, self._db = self._db, None
                 db.close()
@@ -603,72 +414,3 @@ class Journal:
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r})"
-
-
-_COLUMNS = {
-    "files": "key, path, url, size, etag, last_modified, done, digest, updated, spans, boot,"
-             " synced, part",
-    "pieces": "key, idx, size, boot",
-}
-
-
-def _copy_records(source: sqlite3.Connection, to: sqlite3.Connection) -> None:
-    """Every record of ``source`` into ``to`` (replacing those ``to`` has of the same keys),
-    in one transaction."""
-    to.execute("BEGIN IMMEDIATE")
-    try:
-        for table, columns in _COLUMNS.items():
-            marks = ", ".join("?" * (columns.count(",") + 1))
-            rows = source.execute(f"SELECT {columns} FROM {table}")
-            to.executemany(f"INSERT OR REPLACE INTO {table} ({columns}) VALUES ({marks})", rows)
-    except BaseException:
-        to.execute("ROLLBACK")
-        raise
-    to.execute("COMMIT")
-
-
-def _to_wal(db: sqlite3.Connection) -> str:
-    """Switch ``db`` to WAL mode; its mode then. A new journal that another process
-    switches at the same moment is "locked" at once, without SQLite's wait for a lock
-    (two runs started together on a new state folder): waited for here."""
-    deadline = time.monotonic() + BUSY_WAIT
-    while True:
-        try:
-            return str(db.execute("PRAGMA journal_mode = WAL").fetchone()[0])
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-        time.sleep(0.005)
-
-
-def _whose(path: Path) -> str:
-    """Whose ``path`` is, when not this user's."""
-    try:
-        uid = os.lstat(path).st_uid
-    except OSError:
-        return ""
-    if uid == os.geteuid():
-        return ""
-    try:
-        import pwd
-
-        owner = pwd.getpwuid(uid).pw_name
-    except (ImportError, KeyError):
-        owner = f"uid {uid}"
-    return f"; it is {owner}'s, not this user's: left by a run as another user, under sudo say"
-
-
-class RecordGone(StorageError, KeyError):
-    """A file's record went away under it: another omniget run finished or reset that
-    file (the same folder, at the same time); or :meth:`Journal.start` was not called."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
-
-
-def _missing(key: str) -> RecordGone:
-    name = key.rpartition("\0")[2] or key
-    return RecordGone(
-        f"the resume record of {name} went away: another omniget run on the same folder"
-        " may have finished it; run again"
-    )

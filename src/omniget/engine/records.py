@@ -1,0 +1,93 @@
+"""What the engine needs from a resume journal (:class:`JournalStore`, so a shared
+database can stand in), a file's record in it (:class:`FileRecord`), and the error of a
+record gone away under a run (:class:`RecordGone`). The SQLite journal is :mod:`.journal`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..errors import StorageError
+from .spans import Interval
+
+__all__ = ["FileRecord", "JournalStore", "RecordGone", "missing"]
+
+
+@dataclass
+class FileRecord:
+    """One file's row in the journal: where it goes, its validators, and whether it is done.
+    ``digest`` (``algo:hex``): while not done, what the server said the whole file hashes
+    to (a rerun that finds every byte in place still checks them against it). ``part``:
+    the part file's inode number, when known."""
+
+    key: str
+    path: str
+    url: str
+    size: int | None
+    etag: str | None
+    last_modified: str | None
+    done: bool
+    digest: str | None
+    updated: float
+    part: int | None = None
+
+
+class JournalStore(Protocol):
+    """What the engine needs from a journal (so a shared database can stand in)."""
+
+    def get(self, key: str) -> FileRecord | None: ...
+
+    def keys(self, prefix: str) -> set[str]: ...
+
+    def start(
+        self,
+        key: str,
+        *,
+        path: str,
+        url: str,
+        size: int | None,
+        etag: str | None,
+        last_modified: str | None,
+        digest: str | None = None,
+        part: int | None = None,
+    ) -> None: ...
+
+    def unfinished(self) -> list[tuple[str, int]]: ...
+
+    def move(self, key: str, to: str, *, path: str) -> None: ...
+
+    def reset(self, key: str) -> None: ...
+
+    def spans(self, key: str) -> list[Interval]: ...
+
+    def save_spans(self, key: str, spans: list[Interval]) -> None: ...
+
+    def save_synced(self, key: str, spans: list[Interval], pieces: list[int]) -> None: ...
+
+    def pieces(self, key: str) -> dict[int, int]: ...
+
+    def piece_done(self, key: str, index: int, size: int) -> None: ...
+
+    def finish(
+        self, key: str, *, size: int, digest: str | None, path: str | None = None
+    ) -> None: ...
+
+    def forget(self, key: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class RecordGone(StorageError, KeyError):
+    """A file's record went away under it: another omniget run finished or reset that
+    file (the same folder, at the same time); or :meth:`Journal.start` was not called."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def missing(key: str) -> RecordGone:
+    name = key.rpartition("\0")[2] or key
+    return RecordGone(
+        f"the resume record of {name} went away: another omniget run on the same folder"
+        " may have finished it; run again"
+    )

@@ -1,0 +1,127 @@
+"""The resume journal's SQLite schema: its tables, the upgrades from older versions, the
+set-up of a connection (WAL mode, the wait for another run's lock), and the copy of every
+record from one journal file to another (when a removed one is made again). The journal
+itself is :mod:`.journal`."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+__all__ = ["BUSY_WAIT", "SCHEMA_VERSION", "copy_records", "setup"]
+
+SCHEMA_VERSION = 3
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    key TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    url TEXT NOT NULL,
+    size INTEGER,
+    etag TEXT,
+    last_modified TEXT,
+    done INTEGER NOT NULL DEFAULT 0,
+    digest TEXT,
+    updated REAL NOT NULL,
+    spans BLOB,
+    boot TEXT,
+    synced BLOB,
+    part INTEGER
+);
+CREATE TABLE IF NOT EXISTS pieces (
+    key TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    boot TEXT,
+    PRIMARY KEY (key, idx)
+) WITHOUT ROWID;
+"""
+
+# Upgrades from version N to N + 1, run in order when an older journal is opened.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # boot and synced: what a run after a power loss may trust (NULL boot: as before)
+    1: (
+        "ALTER TABLE files ADD COLUMN boot TEXT",
+        "ALTER TABLE files ADD COLUMN synced BLOB",
+        "ALTER TABLE pieces ADD COLUMN boot TEXT",
+    ),
+    # part: the part file's inode number (NULL: not known, trusted as before)
+    2: ("ALTER TABLE files ADD COLUMN part INTEGER",),
+}
+
+#: Seconds to wait for another process's lock on the journal (another omniget run).
+BUSY_WAIT = 10.0
+
+
+def setup(db: sqlite3.Connection) -> None:
+    """Set ``db`` up: WAL mode, its tables made or upgraded to :data:`SCHEMA_VERSION`."""
+    db.execute(f"PRAGMA busy_timeout = {round(BUSY_WAIT * 1000)}")
+    mode = _to_wal(db)
+    if str(mode).lower() != "wal":
+        raise sqlite3.OperationalError(f"cannot switch to WAL mode (got {mode})")
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for stmt in _SCHEMA.split(";"):
+            if stmt.strip():
+                db.execute(stmt)
+        row = db.execute("SELECT version FROM schema_version").fetchone()
+        version = SCHEMA_VERSION if row is None else row[0]
+        if not isinstance(version, int) or version < min(_MIGRATIONS):
+            raise sqlite3.DatabaseError(f"malformed schema version {version!r}")
+        if row is None:
+            db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+        else:  # a write now: a journal that takes none (read-only) fails here, not
+            # at a file's first checkpoint, with bytes fetched that nothing records
+            db.execute("UPDATE schema_version SET version = version")
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"schema version {version} is newer than this omniget knows "
+                f"({SCHEMA_VERSION}); upgrade omniget"
+            )
+        while version < SCHEMA_VERSION:
+            for stmt in _MIGRATIONS[version]:
+                db.execute(stmt)
+            version += 1
+            db.execute("UPDATE schema_version SET version = ?", (version,))
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+_COLUMNS = {
+    "files": "key, path, url, size, etag, last_modified, done, digest, updated, spans, boot,"
+             " synced, part",
+    "pieces": "key, idx, size, boot",
+}
+
+
+def copy_records(source: sqlite3.Connection, to: sqlite3.Connection) -> None:
+    """Every record of ``source`` into ``to`` (replacing those ``to`` has of the same keys),
+    in one transaction."""
+    to.execute("BEGIN IMMEDIATE")
+    try:
+        for table, columns in _COLUMNS.items():
+            marks = ", ".join("?" * (columns.count(",") + 1))
+            rows = source.execute(f"SELECT {columns} FROM {table}")
+            to.executemany(f"INSERT OR REPLACE INTO {table} ({columns}) VALUES ({marks})", rows)
+    except BaseException:
+        to.execute("ROLLBACK")
+        raise
+    to.execute("COMMIT")
+
+
+def _to_wal(db: sqlite3.Connection) -> str:
+    """Switch ``db`` to WAL mode; its mode then. A new journal that another process
+    switches at the same moment is "locked" at once, without SQLite's wait for a lock
+    (two runs started together on a new state folder): waited for here."""
+    deadline = time.monotonic() + BUSY_WAIT
+    while True:
+        try:
+            return str(db.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.005)
