@@ -1,5 +1,10 @@
 """The engine: items in, files out, events along the way. The only entry point is
-:meth:`Engine.run` (and :meth:`Engine.stream` for writing one URL to a stream)."""
+:meth:`Engine.run` (and :meth:`Engine.stream` for writing one URL to a stream).
+
+Beside it: :mod:`.emitter` (a run's events handed to its handlers), :mod:`.outputs` (each
+item's path claimed, the output folder a run made removed if left empty) and
+:mod:`.resources` (the default refresh hook, the transports' limits shared, the journal's
+prune test)."""
 
 from __future__ import annotations
 
@@ -8,7 +13,6 @@ import contextlib
 import dataclasses
 import errno
 import logging
-import os
 import random
 import threading
 import time
@@ -19,15 +23,16 @@ from typing import Any
 from ..errors import Cancelled, OmnigetError, StorageError
 from ..model import Item
 from ..settings import Settings, default_state_dir
-from .assemble import part_path
 from .context import Refresher, RunContext, SetupSlot, SetupSlots
 from .durable import Durability
+from .emitter import Emitter
 from .events import Event, EventHandler, Failed, ignore
 from .job import FileJob
 from .journal import Journal
-from .names import contain_text
+from .outputs import missing_top, register_output, remove_if_empty
 from .ratelimit import RateLimit
 from .report import FileResult, Report
+from .resources import by_origin, gone, share_limits
 from .retry import Clock, RetryPolicy, SystemClock
 from .scheduler import HostLimits
 from .transports.base import Transport
@@ -158,7 +163,7 @@ class Engine:
         if self._journal is not None and not isinstance(self._journal_arg, Journal):
             journal, self._journal = self._journal, None
             try:
-                await asyncio.to_thread(journal.prune, _gone)
+                await asyncio.to_thread(journal.prune, gone)
             except StorageError as exc:  # (old state stays: a later run prunes it)
                 log.debug("pruning the resume journal failed: %s", exc)
             finally:
@@ -239,14 +244,14 @@ class Engine:
             emit=emit,
             listened=bool(emit.handlers),
             dest=dest_path,
-            refresh=refresh or self.refresh or _by_origin(s, self.transports),
+            refresh=refresh or self.refresh or by_origin(s, self.transports),
             rng=self.rng,
             rate=RateLimit(s.limit_rate) if s.limit_rate else None,
             durability=Durability(s.fsync_seconds),
         )
         if not s.limit_rate:
-            _share_limits(ctx.transports, ctx.limits)
-        made = _missing_top(dest_path)  # removed again at the end if nothing went in
+            share_limits(ctx.transports, ctx.limits)
+        made = missing_top(dest_path)  # removed again at the end if nothing went in
         try:  # (after the transports: a bad cookies file leaves no empty folder behind)
             dest_path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -352,7 +357,7 @@ class Engine:
                             report.stopped = True
                             break
                     slot = SetupSlot(slots)
-                    path, text, earlier, mine = self._register_output(ctx, item)
+                    path, text, earlier, mine = register_output(ctx, item)
                     job = FileJob(
                         ctx, item, path, after=earlier, released=mine, slot=slot, text=text
                     )
@@ -373,7 +378,7 @@ class Engine:
                 watcher.cancel()
             ctx.close()
             if made is not None:
-                _remove_if_empty(dest_path, made)
+                remove_if_empty(dest_path, made)
             self._stoppers.discard(stop)
             emit.interrupt = None
         if stopped_by:  # as Ctrl+C: the files stopped with their resume state, then this
@@ -383,21 +388,6 @@ class Engine:
         report.handler_error = emit.error
         report.elapsed = time.monotonic() - started
         return report
-
-    def _register_output(self, ctx: RunContext, item: Item) -> tuple[
-        Path | None, str | None, asyncio.Future[bool] | None, asyncio.Future[bool] | None
-    ]:
-        """Resolve the item's output path and announce it, so LocalSlice readers can wait
-        for it: (path, it as a string, the earlier writer of the path to wait for, this
-        item's future). The path is None when it is refused (the job reports that). Items
-        of a run that write the same path go one after the other, each deciding
-        --on-exists once the one before is done (two renamed at once would pick the same
-        new name)."""
-        try:
-            path, text = contain_text(ctx.dest, item.output_path)
-        except OmnigetError:
-            return None, None, None, None
-        return path, text, *ctx.register_output(path, text)
 
     async def _result(
         self, ctx: RunContext, job: FileJob, task: asyncio.Task[FileResult]
@@ -441,7 +431,7 @@ class Engine:
 
             # (on a task of its own: aclose stops it, not the task that awaits it)
             emit = self.emitter(None, interrupt)
-            hook = refresh or self.refresh or _by_origin(self.settings, self.transports)
+            hook = refresh or self.refresh or by_origin(self.settings, self.transports)
             task = asyncio.get_running_loop().create_task(
                 stream_item(self, item, write, emit, hook))
             self._stoppers.add(stop)
@@ -460,51 +450,6 @@ class Engine:
                 self._stoppers.discard(stop)
 
 
-class Emitter:
-    """Hands events to ``handlers`` in turn. A handler's failure never breaks the
-    download: its first one is logged with its traceback and kept in :attr:`error` (a
-    run's report gives it), later ones are not shown. A KeyboardInterrupt or SystemExit
-    raised in a handler (Ctrl+C inside the user's callback) goes to ``interrupt``, which
-    stops the run as Ctrl+C does, or is raised where there is none."""
-
-    __slots__ = ("error", "handlers", "interrupt")
-
-    def __init__(
-        self,
-        handlers: tuple[EventHandler, ...],
-        interrupt: Callable[[BaseException], None] | None = None,
-    ) -> None:
-        self.handlers = handlers
-        self.interrupt = interrupt
-        #: The first exception a handler raised.
-        self.error: Exception | None = None
-
-    def __call__(self, ev: Event) -> None:
-        for handler in self.handlers:
-            try:
-                handler(ev)
-            except Exception as exc:
-                if self.error is None:
-                    self.error = exc
-                    log.warning("the on_event handler failed (later failures are not shown)",
-                                exc_info=True)
-            except (KeyboardInterrupt, SystemExit) as exc:
-                if self.interrupt is None:
-                    raise
-                self.interrupt(exc)
-                return
-
-
-def _by_origin(
-    settings: Settings, transports: Callable[[], Mapping[str, Transport]]
-) -> Refresher:
-    """The default refresh hook: an item's own source, reached by the origin it carries
-    (an item extracted earlier), else none."""
-    from ..sources.base import Reach  # (the sources import the engine's transports)
-
-    return Reach(settings, transports).refresh
-
-
 def _not_an_item(entry: object) -> TypeError:
     what = f"a {type(entry).__name__}: {entry!r}"
     if isinstance(entry, str):
@@ -513,25 +458,6 @@ def _not_an_item(entry: object) -> TypeError:
     return TypeError(f"Engine.run() downloads Items, not {what}")
 
 
-def _missing_top(path: Path) -> Path | None:
-    """The outermost folder of ``path`` (itself included) that does not exist yet."""
-    top = None
-    while not path.exists() and path != path.parent:
-        top, path = path, path.parent
-    return top
-
-
-def _remove_if_empty(path: Path, top: Path) -> None:
-    """Remove the folders this run made for its output (``path`` up to ``top``) if they
-    stayed empty: a run that failed (a typo in the URL) leaves no folder behind, as wget."""
-    while True:
-        try:
-            path.rmdir()  # (only ever an empty folder)
-        except OSError:
-            return
-        if path == top:
-            return
-        path = path.parent
 
 
 def _aiter(items: Iterable[Item] | AsyncIterable[Item]) -> AsyncIterable[Item]:
@@ -541,20 +467,3 @@ def _aiter(items: Iterable[Item] | AsyncIterable[Item]) -> AsyncIterable[Item]:
 async def _from_sync(items: Iterable[Item]) -> AsyncIterable[Item]:
     for item in items:
         yield item
-
-
-def _share_limits(transports: Mapping[str, Transport], limits: HostLimits) -> None:
-    """Let the HTTP transport's pipelining and the run's connection caps see each other:
-    a pipelined request takes part of a connection, and the pipelined connections keep
-    within the per-host cap beside the whole ones."""
-    http = transports.get("http")
-    pipelined = getattr(http, "pipelined", None)
-    count_held = getattr(http, "count_held", None)
-    if callable(pipelined) and callable(count_held):
-        limits.pipelined = pipelined
-        count_held(limits.whole)
-
-
-def _gone(path: str, done: bool) -> bool:
-    """A journal record's file is gone: the finished file, or the part file of one not."""
-    return not os.path.lexists(path if done else part_path(Path(path)))
