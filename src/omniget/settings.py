@@ -2,7 +2,7 @@
 variable on its own: the CLI builds these (``omniget.load_settings()`` does what the CLI
 would) and callers pass them in. What it does read, as curl and other tools do: the state
 folder's default (``$OMNIGET_STATE_DIR``, ``$XDG_STATE_HOME``), the ``*_proxy`` variables and
-``CURL_CA_BUNDLE`` / ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` (see ``transports/curlloop.py``)."""
+``CURL_CA_BUNDLE`` / ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` (see ``transports/trust.py``)."""
 
 from __future__ import annotations
 

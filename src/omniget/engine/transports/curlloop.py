@@ -1,5 +1,6 @@
-"""libcurl plumbing for the HTTP transport: the asyncio <-> ``CurlMulti`` loop, the stall
-watchdog, CA discovery and libcurl's result codes as omniget errors.
+"""libcurl plumbing for the HTTP transport: the asyncio <-> ``CurlMulti`` loop and the stall
+watchdog. CA discovery is :mod:`.trust`; libcurl's result codes as omniget errors are
+:mod:`.curlerrors`.
 
 The loop is event-driven: libcurl says which sockets to watch (``CURLMOPT_SOCKETFUNCTION``)
 and when its next timeout is due (``CURLMOPT_TIMERFUNCTION``); we watch them with
@@ -28,24 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import NamedTuple
-from urllib.parse import urlsplit
 
 import pycurl
 
-from ...errors import AuthRequired, IntegrityError, RemoteError, TransientError, UsageError
-from ...settings import NetworkSettings
-from .base import PROXY_LOGIN, safe_url
-
-__all__ = [
-    "CLOSED", "STALLED", "CurlLoop", "DoneCallback", "ProxyPath", "ca_locations", "ca_trust",
-    "curl_error",
-]
+__all__ = ["CLOSED", "STALLED", "CurlLoop", "DoneCallback"]
 
 #: Result code for transfers still running when the loop is closed.
 CLOSED = -1
@@ -367,82 +357,6 @@ def _inode(fd: int) -> int:
         return -1
 
 
-# -- TLS trust store --
-
-_KNOWN_BUNDLES = (
-    "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine, Arch
-    "/etc/pki/tls/certs/ca-bundle.crt",  # Fedora, RHEL
-    "/etc/ssl/ca-bundle.pem",  # openSUSE
-    "/etc/ssl/cert.pem",  # macOS, BSDs
-)
-
-
-def ca_locations(settings: NetworkSettings) -> tuple[str | None, str | None]:
-    """``(cainfo, capath)`` to give libcurl; ``(None, None)`` leaves libcurl's default.
-
-    ``settings.ca_cert`` (a file or a hashed directory), else ``CURL_CA_BUNDLE``, else
-    ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` (a hashed directory beside the file, or beside
-    the system's bundle), as curl takes them, else the system's bundle. The system store is
-    named explicitly: a pycurl wheel carries its own OpenSSL whose compiled-in CA path is
-    often another distribution's and missing here.
-    """
-    cainfo, capath, _ = ca_trust(settings)
-    return cainfo, capath
-
-
-def ca_trust(settings: NetworkSettings) -> tuple[str | None, str | None, str]:
-    """:func:`ca_locations` and what chose them (for a message when they cannot be read)."""
-    if settings.ca_cert:
-        if os.path.isdir(settings.ca_cert):
-            return None, settings.ca_cert, "--ca-cert"
-        if not os.path.isfile(settings.ca_cert):
-            raise UsageError(f"--ca-cert {settings.ca_cert}: no such file or folder")
-        return settings.ca_cert, None, "--ca-cert"
-    bundle = os.environ.get("CURL_CA_BUNDLE")
-    if bundle:
-        return bundle, None, "CURL_CA_BUNDLE"
-    cert_dir = os.environ.get("SSL_CERT_DIR") or None  # (curl: its --capath)
-    cert_file = os.environ.get("SSL_CERT_FILE")
-    if cert_file:
-        return cert_file, cert_dir, "SSL_CERT_FILE"
-    system = "the system's CA certificates"
-    paths = ssl.get_default_verify_paths()
-    for candidate in (paths.cafile, *_KNOWN_BUNDLES):
-        if candidate and os.path.isfile(candidate):
-            return candidate, cert_dir, system
-    capath = cert_dir or paths.capath
-    if capath and os.path.isdir(capath):
-        return None, capath, system
-    return None, None, system
-
-
-# -- libcurl result codes as omniget errors --
-
-_TLS_TRUST = frozenset(
-    {
-        pycurl.E_PEER_FAILED_VERIFICATION,
-        pycurl.E_SSL_ISSUER_ERROR,
-        pycurl.E_SSL_INVALIDCERTSTATUS,
-        pycurl.E_SSL_PINNEDPUBKEYNOTMATCH,
-    }
-)
-# a TLS handshake the server refuses outright: no retry helps
-_TLS_REFUSED = ("wrong version number", "unsupported protocol", "no protocols available",
-                "alert handshake failure", "alert protocol version")
-_CONNECTION = frozenset(
-    {
-        pycurl.E_RECV_ERROR,
-        pycurl.E_SEND_ERROR,
-        pycurl.E_GOT_NOTHING,
-        pycurl.E_HTTP2,
-        92,  # CURLE_HTTP2_STREAM
-        95,  # CURLE_HTTP3
-        96,  # CURLE_QUIC_CONNECT_ERROR
-        97,  # CURLE_PROXY
-    }
-)
-
-
 def _with_os_reason(easy: pycurl.Curl, message: str) -> str:
     """libcurl's "Failed to connect to H port P after N ms: Couldn't connect to server"
     with the system's reason (connection refused, no route to host, ...) at its end."""
@@ -454,142 +368,3 @@ def _with_os_reason(easy: pycurl.Curl, message: str) -> str:
         return message
     head, sep, _ = message.rpartition(": ")
     return f"{head if sep else message}: {os.strerror(err)}"
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    """libcurl's message on one line, without a password it quotes (a proxy URL's)."""
-    return re.sub(_PASSWORD, r"\1\2:***@", " ".join(text.split()))[:limit]
-
-
-# ``user:password@`` in a URL libcurl quotes, with or without its scheme (compiled by re
-# when first used: not at every start)
-_PASSWORD = r"""(^|[\s'"(/])([^\s'"/@:]*):[^\s'"/@]+@"""
-
-
-#: What trusts an https:// proxy's CA (``--ca-cert`` is for servers, as curl's --cacert).
-PROXY_CA_HINT = (
-    "put its CA in the file named by CURL_CA_BUNDLE or SSL_CERT_FILE (--ca-cert is for "
-    "servers), or pass --insecure to skip verification"
-)
-
-
-class ProxyPath(NamedTuple):
-    """How a failed libcurl transfer went through a proxy."""
-
-    tunnel: int  # the proxy's answer to the CONNECT (0: none)
-    tls_failed: bool  # the proxy's own certificate failed the check
-
-
-def curl_error(
-    code: int,
-    message: str,
-    url: str,
-    *,
-    fresh: bool = False,
-    proxy: ProxyPath | None = None,
-    ca_from: str = "--ca-cert",
-) -> Exception:
-    """A libcurl result code as an omniget error: one line, no credentials. ``fresh``:
-    the answer came on a connection opened for this request; ``proxy``: the transfer
-    went through one; ``ca_from``: what chose the CA certificates."""
-    where = safe_url(url)
-    detail = _one_line(message)
-    suffix = f": {detail}" if detail else ""
-    if proxy is not None and proxy.tunnel >= 300:
-        return _tunnel_refused(proxy.tunnel, where)
-    not_http = code == pycurl.E_UNSUPPORTED_PROTOCOL and "HTTP/0.9" in message
-    if code == WEIRD_REPLY or not_http:
-        # A malformed head (a header line without a colon, a bad Content-Length) is the
-        # server's bug, and an answer that is no HTTP at all another protocol on that
-        # port: not retried, as curl --retry. On a reused or pipelined connection it may
-        # be bytes an earlier answer sent past its end: a refused connection's retries.
-        if not_http:
-            hint = " (https, or another protocol on that port?)" if url[:5] == "http:" else ""
-            text = f"{where} did not answer in HTTP{hint}{suffix}"
-        else:
-            text = f"malformed answer from {where}{suffix}"
-        if fresh:
-            return RemoteError(text)
-        err = TransientError(text)
-        err.max_retries = CONNECT_RETRIES
-        return err
-    if code == STALLED:
-        return TransientError(f"transfer stalled ({where}){suffix}")
-    if code == CLOSED:
-        return TransientError(f"transport closed during the transfer ({where})")
-    if code == pycurl.E_COULDNT_RESOLVE_HOST:
-        return RemoteError(f"could not resolve host {urlsplit(url).hostname or '?'}")
-    if code == pycurl.E_COULDNT_RESOLVE_PROXY and "proxy syntax" in detail.lower():
-        return RemoteError(f"unusable proxy for {where}{suffix} (check --proxy and *_proxy)")
-    if code == pycurl.E_COULDNT_RESOLVE_PROXY:
-        return RemoteError(f"could not resolve the proxy for {where}{suffix}")
-    if code in _TLS_TRUST:
-        of_proxy = proxy is not None and proxy.tls_failed
-        whose = "proxy's TLS certificate" if of_proxy else "TLS certificate"
-        hint = _tls_hint(detail, of_proxy)
-        return RemoteError(f"{whose} not trusted for {where}{suffix}; {hint}")
-    if code == pycurl.E_SSL_CACERT_BADFILE:
-        return RemoteError(f"could not load CA certificates for {where}{suffix}; check {ca_from}")
-    if code in (pycurl.E_URL_MALFORMAT, pycurl.E_UNSUPPORTED_PROTOCOL):
-        return RemoteError(f"unusable URL {where}{suffix}")
-    if code == pycurl.E_OPERATION_TIMEDOUT:
-        return TransientError(f"timed out ({where}){suffix}")
-    if code == pycurl.E_PARTIAL_FILE:
-        return TransientError(f"body cut short ({where}){suffix}")
-    if code == pycurl.E_COULDNT_CONNECT and "proxy scheme" in detail.lower():
-        return RemoteError(f"unusable proxy for {where}{suffix} (check --proxy and *_proxy)")
-    if code == pycurl.E_COULDNT_CONNECT and proxy is not None:
-        # (libcurl names the server's host and port and the proxy's host alone)
-        reason = detail.rpartition(": ")[2] or "no reason given"
-        err = TransientError(
-            f"could not connect to the proxy for {where}: {reason} (check --proxy and *_proxy)"
-        )
-        err.max_retries = CONNECT_RETRIES
-        return err
-    if code == pycurl.E_COULDNT_CONNECT:
-        # nobody listens there: a server restarting gets two quick retries, a mistyped
-        # host or port fails within a second or two (wget and curl do not retry at all)
-        err = TransientError(f"could not connect ({where}){suffix}")
-        err.max_retries = CONNECT_RETRIES
-        return err
-    if code == pycurl.E_SSL_CONNECT_ERROR:
-        if any(sign in detail.lower() for sign in _TLS_REFUSED):
-            hint = " (is it a plain http:// server?)" if "wrong version" in detail else ""
-            return RemoteError(f"TLS handshake refused by {where}{suffix}{hint}")
-        err = TransientError(f"TLS handshake failed ({where}){suffix}")
-        err.max_retries = CONNECT_RETRIES  # (a reset mid-handshake may pass on a retry)
-        return err
-    if code in _CONNECTION:
-        return TransientError(f"connection failed ({where}){suffix}")
-    if code == pycurl.E_BAD_CONTENT_ENCODING and "unrecognized" in detail.lower():
-        return RemoteError(f"the server sent a Content-Encoding omniget cannot undo ({where})")
-    if code == pycurl.E_BAD_CONTENT_ENCODING:  # the encoded stream failed its own check
-        return IntegrityError(f"could not decode the body ({where}){suffix}")
-    return TransientError(f"transfer failed, curl error {code} ({where}){suffix}")
-
-
-def _tls_hint(detail: str, of_proxy: bool = False) -> str:
-    """What may help with a certificate that failed the check (``of_proxy``: the proxy's):
-    trusting its CA helps only when the CA is what is unknown."""
-    low = detail.lower()
-    if "expired" in low or "not yet valid" in low:
-        why = "it has expired or is not valid yet (is the clock right?)"
-    elif "subject name" in low or "does not match" in low or "mismatch" in low:
-        why = "it was issued for another name"
-    elif of_proxy:
-        return PROXY_CA_HINT
-    else:
-        return "pass --ca-cert FILE to trust its CA, or --insecure to skip verification"
-    return f"{why}; --insecure skips the check"
-
-
-def _tunnel_refused(status: int, where: str) -> Exception:
-    """The proxy answered the CONNECT for an https URL with ``status``, not 2xx."""
-    text = f"the proxy refused the tunnel to {where} (HTTP {status})"
-    if status == 407:
-        return AuthRequired(f"{text}: {PROXY_LOGIN}", url=where)
-    if status in (401, 403):
-        return AuthRequired(text, url=where)
-    if status in (408, 429) or status >= 500:
-        return TransientError(text, status=status)
-    return RemoteError(text, status=status)

@@ -18,7 +18,7 @@ from .decode import DECODED, DecodeError, Decoder, decoder_for, end_of
 
 if TYPE_CHECKING:
     from ..ratelimit import RateLimit
-    from .curlloop import ProxyPath
+    from .curlerrors import ProxyPath
 
 log = logging.getLogger(__name__)
 

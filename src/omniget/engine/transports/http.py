@@ -42,7 +42,8 @@ from ...errors import RemoteError
 from ...settings import NetworkSettings
 from ..scheduler import UNIT, host_of
 from .base import SECRET_HEADERS, Gate, Head, Request, Sink, origin, safe_url
-from .curlloop import WEIRD_REPLY, CurlLoop, ProxyPath, ca_locations, ca_trust, curl_error
+from .curlerrors import ProxyPath, curl_error
+from .curlloop import WEIRD_REPLY, CurlLoop
 from .hop import Hop
 from .kept import KeptConnections
 from .outgoing import (
@@ -65,6 +66,7 @@ from .outgoing import (
     tls_key,
 )
 from .pipeline import DEPTH, FALLBACK, SMALL_BODY, PipelinePool, pipeline_key
+from .trust import ca_locations, ca_trust
 
 log = logging.getLogger(__name__)
 
