@@ -650,16 +650,17 @@ def test_a_request_that_goes_pipelined_when_granted_never_gets_a_libcurl_handle(
     close, for nothing)."""
     from omniget.engine.scheduler import HostLimits
     from omniget.engine.transports.base import fetch_when_granted
+    from omniget.engine.transports.easy import Handles
 
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     handles: list[object] = []
-    real_base = CurlTransport._base
+    real_base = Handles.base
 
-    def counted(self: CurlTransport, easy: Any) -> Any:
+    def counted(self: Handles, easy: Any) -> Any:
         handles.append(easy)
         return real_base(self, easy)
 
-    monkeypatch.setattr(CurlTransport, "_base", counted)
+    monkeypatch.setattr(Handles, "base", counted)
 
     async def go(t: CurlTransport) -> list[bytes]:
         limits = HostLimits(per_host=2, total=2)

@@ -21,7 +21,11 @@ connection per transfer, so a server that caps each connection still gets split 
 
 A hop's answer side (head, redirect or final answer, body into the sink) is :mod:`.hop`;
 what a request sends (URL, credentials, header lines, a pipelined request's bytes) is
-:mod:`.outgoing`.
+:mod:`.outgoing`. Which connection a request goes over (pipelined, HTTP/2 or libcurl's own,
+and libcurl's connections under the caps) is :mod:`.sharing`; libcurl's easy handles (their
+options, their pool, a transfer started from its slot's grant) are :mod:`.easy`; where a
+redirect leads is :mod:`.redirect`; the CA certificates are :mod:`.trust`, and libcurl's
+result codes as omniget errors :mod:`.curlerrors`.
 """
 
 from __future__ import annotations
@@ -30,43 +34,39 @@ import asyncio
 import dataclasses
 import functools
 import logging
-import os
-import re
 from collections.abc import AsyncGenerator, Callable
-from typing import Any, ClassVar
-from urllib.parse import quote, urljoin, urlsplit
+from typing import ClassVar
+from urllib.parse import urlsplit
 
 import pycurl
 
 from ...errors import RemoteError
 from ...settings import NetworkSettings
-from ..scheduler import UNIT, host_of
 from .base import SECRET_HEADERS, Gate, Head, Request, Sink, origin, safe_url
-from .curlerrors import ProxyPath, curl_error
+from .curlerrors import curl_error
 from .curlloop import WEIRD_REPLY, CurlLoop
+from .easy import TO_PIPE, Handles, proxy_of, set_up_and_start, start
 from .hop import Hop
 from .kept import KeptConnections
 from .outgoing import (
-    URL_SAFE,
     Ask,
     check_headers,
     clean_url,
     cookie_jar,
     light,
     netrc_exists,
-    netrc_hosts,
     no_http_proxy,
     no_proxy_list,
-    no_proxy_match,
     parse_user,
     pipe_request,
     pipeable,
-    range_lines,
     split_userinfo,
     tls_key,
 )
-from .pipeline import DEPTH, FALLBACK, SMALL_BODY, PipelinePool, pipeline_key
-from .trust import ca_locations, ca_trust
+from .pipeline import FALLBACK, PipelinePool, pipeline_key
+from .redirect import next_url
+from .sharing import ConnectionSharing, direct_key
+from .trust import ca_locations
 
 log = logging.getLogger(__name__)
 
@@ -74,18 +74,13 @@ __all__ = ["CurlTransport", "ca_locations"]
 
 # Dropped on a hop to another origin (Host because it names the old one).
 _SENSITIVE = SECRET_HEADERS | {"host"}
-_USERINFO = r"//[^/?#@]*@"  # (to show a URL urllib cannot parse)
 _OURS = frozenset({pycurl.E_WRITE_ERROR, pycurl.E_ABORTED_BY_CALLBACK})
-_TO_PIPE = -4  # a hop that goes pipelined after all (decided when its slot came)
-#: ``admit(start, fut)``: may a libcurl transfer start now (else ``start`` is called later)
-Admit = Callable[[Callable[[], None], "asyncio.Future[Any]"], bool]
-_H1: int = pycurl.CURL_HTTP_VERSION_1_1
-_H2: int = pycurl.CURL_HTTP_VERSION_2TLS  # HTTP/2 when TLS negotiates it, else HTTP/1.1
 
 
-class CurlTransport:
+class CurlTransport(ConnectionSharing):
     """The HTTP(S) transport. Many fetches run at once on one instance; it binds to the
-    running event loop on first use."""
+    running event loop on first use. Its choices of connection, and what it tells the
+    scheduler of them (:meth:`count_held`, :meth:`pipelined`), are in :mod:`.sharing`."""
 
     schemes: ClassVar[tuple[str, ...]] = ("http", "https")
     #: ``fetch`` takes a gate not yet granted and starts the request from the grant.
@@ -104,14 +99,7 @@ class CurlTransport:
         self.max_total_connections = max_total_connections
         self.buffer_size = buffer_size
         self._core: CurlLoop | None = None
-        self._pool: list[pycurl.Curl] = []
         self._closed = False
-        self._cainfo, self._capath, self._ca_from = ca_trust(settings)
-        # an https:// proxy: the environment's CAs or the system's (--ca-cert is for
-        # servers, as curl's --cacert; libcurl's own default is the pycurl wheel's path)
-        self._proxy_ca = (self._cainfo, self._capath)
-        if settings.ca_cert:
-            self._proxy_ca = ca_locations(dataclasses.replace(settings, ca_cert=None))
         self._user = parse_user(settings.user)
         self._user_origin = origin(settings.user_origin) if settings.user_origin else None
         self._jar = cookie_jar(settings.cookies_file)
@@ -120,6 +108,12 @@ class CurlTransport:
         self._pipe_heads: dict[str, str] = {}
         # libcurl reads the netrc file on every request: skip that when there is none
         self._netrc = settings.netrc and netrc_exists(settings.netrc_file)
+        self._handles = Handles(
+            settings,
+            buffer_size=buffer_size,
+            max_total_connections=max_total_connections,
+            netrc=self._netrc,
+        )
         self._netrc_hosts: frozenset[str] | None = None  # None: every host (or unread)
         self._pipes: PipelinePool | None = None
         self._loop_end: AsyncGenerator[None, None] | None = None  # (see _watch_loop_end)
@@ -136,28 +130,10 @@ class CurlTransport:
         exempt = no_proxy_list() if not self._may_pipeline and settings.proxy != "" else None
         if exempt is not None:
             self._may_pipeline = True
-            self._pipe_key = functools.partial(_direct_key, exempt, {})
+            self._pipe_key = functools.partial(direct_key, exempt, {})
         # https host -> multiplex light GETs (True: small answers over HTTP/2 lately)
         self._h2: dict[str, bool] = {}
         self._h2_hosts: set[str] = set()  # https hosts seen answering over HTTP/2
-
-    def count_held(self, held: Callable[[str], int] | None) -> None:
-        """``held(host)``: whole connections the engine holds to a host for requests
-        libcurl carries; pipelined connections stay within the per-host cap beside them."""
-        self._held = held
-        if self._pipes is not None:
-            self._pipes.held = held
-
-    def pipelined(self, url: str) -> int:
-        """The scheduler's parts of a connection (of UNIT) that a GET of ``url`` without
-        a Range takes now: 1 as an HTTP/2 stream, UNIT / DEPTH pipelined over HTTP/1.1,
-        0 when it would not share a connection."""
-        if url[:8].lower() == "https://":
-            return 1 if self._h2.get(host_of(url), False) else 0
-        pipes = self._pipes  # (a plain-HTTP URL's pool key is its host: pipeline_key)
-        if url[:7].lower() == "http://" and pipes is not None and pipes.shares(host_of(url)):
-            return UNIT // DEPTH
-        return 0
 
     async def fetch(self, request: Request, sink: Sink, gate: Gate | None = None) -> Head:
         """Fetch ``request`` into ``sink``, following redirects; return the final head.
@@ -215,7 +191,7 @@ class CurlTransport:
             if first is None:
                 first = origin(url)
                 seen = {(method, url, cookie or "")}
-            url = self._next_url(url, hop.location)
+            url = next_url(url, hop.location, self.schemes)
             if (hop.status == 303 and method != "HEAD") or (
                 hop.status in (301, 302) and method == "POST"
             ):
@@ -238,9 +214,7 @@ class CurlTransport:
             pipes.close()
         if core is not None:
             core.close()
-        for easy in self._pool:
-            easy.close()
-        self._pool.clear()
+        self._handles.close()
 
     # -- one hop --
 
@@ -297,7 +271,7 @@ class CurlTransport:
                 hop, code, message = await self._curl_hop(core, ask, sink, gate, switch)
                 if hop.redo:  # an encoding not decoded here (br, zstd): libcurl's turn
                     ask, data = dataclasses.replace(ask, curl_decodes=True), None
-                elif code != _TO_PIPE:
+                elif code != TO_PIPE:
                     break
                 gate = None
             if code == 0 and key is not None and pipes is not None and ask.creds is None:
@@ -320,7 +294,7 @@ class CurlTransport:
             raise hop.error
         if code != 0 and not (hop.stopped and code in _OURS):
             raise curl_error(
-                code, message, url, fresh=hop.fresh, proxy=hop.proxy, ca_from=self._ca_from
+                code, message, url, fresh=hop.fresh, proxy=hop.proxy, ca_from=self._handles.ca_from
             )
         if not hop.decided:  # no body: the head is decided at the end
             hop.decide()
@@ -341,7 +315,7 @@ class CurlTransport:
         switch: Callable[[], bool] | None = None,
     ) -> tuple[Hop, int, str]:
         """One libcurl transfer. ``switch``: asked when the gate is granted; True ends the
-        hop with :data:`_TO_PIPE` unstarted (it goes pipelined instead). Such a hop, to an
+        hop with :data:`.easy.TO_PIPE` unstarted (it goes pipelined instead). Such a hop, to an
         origin the pool has not refused, gets its libcurl handle only if it does not
         switch (the first files of a run all wait for their slots so, until the origin
         is known: a handle set up for each went unused)."""
@@ -360,22 +334,22 @@ class CurlTransport:
         special = [True]  # (until configured: a failed set-up resets the handle)
 
         def set_up() -> pycurl.Curl:
-            easy = self._pool.pop() if self._pool else self._base(pycurl.Curl())
+            easy = self._handles.take()
             handle.append(easy)
             if request.rate is not None:
                 hop.easy = easy
             if key is not None:
                 self._on_curl.setdefault(key, set()).add(easy)
-            special[0] = self._configure(easy, hop, ask)
+            special[0] = self._handles.configure(easy, hop, ask, self._http_version)
             return easy
 
         try:
             admit = None if self._pipes is None else functools.partial(self._admit, key)
             report = key is not None
             if gate is None or gate.granted:
-                _start(core, set_up(), hop, None, None, report, admit)
+                start(core, set_up(), hop, None, None, report, admit)
             elif switch is not None and key is not None and self._may_switch(key):
-                gate.on_grant(functools.partial(_set_up_and_start, core, set_up, hop, switch,
+                gate.on_grant(functools.partial(set_up_and_start, core, set_up, hop, switch,
                                                 report, admit))  # fmt: skip
             else:
                 easy = set_up()
@@ -383,7 +357,7 @@ class CurlTransport:
                 if light_tls:
                     version = functools.partial(self._http_version, hop, True)
                 gate.on_grant(
-                    lambda: _start(core, easy, hop, switch, version, report, admit)
+                    lambda: start(core, easy, hop, switch, version, report, admit)
                 )
             try:
                 code, message = await hop.fut
@@ -404,304 +378,11 @@ class CurlTransport:
                 if code in (WEIRD_REPLY, pycurl.E_UNSUPPORTED_PROTOCOL):  # (see curl_error)
                     hop.fresh = made.getinfo(pycurl.NUM_CONNECTS) > 0
                 elif code > 0 and code not in _OURS:
-                    hop.proxy = _proxy_of(made)
+                    hop.proxy = proxy_of(made)
         finally:
             if handle:
-                self._release(handle[0], special[0])
+                self._handles.release(handle[0], special[0])
         return hop, code, message
-
-    # -- pipelining --
-
-    def _kept_after(self, core: CurlLoop, easy: pycurl.Curl | None, key: str) -> None:
-        """A libcurl transfer to the plain-HTTP origin ``key`` ended (or, ``easy`` None,
-        went pipelined before it had a handle): note the connection libcurl kept, and
-        shut it at once if the pool already holds connections there."""
-        if easy is not None:
-            running = self._on_curl.get(key)
-            if running is not None:
-                running.discard(easy)
-                if not running:
-                    del self._on_curl[key]
-            fd = core.kept.pop(easy, -1)
-            if fd >= 0:
-                self._kept.note(key, fd)
-        pipes = self._pipes
-        if pipes is not None and pipes.has_connections(key):
-            self._shut_kept(key)  # (with any spared for this transfer before it started)
-
-    def _may_switch(self, key: str) -> bool:
-        """A request to ``key`` waiting for its slot may go pipelined when it comes: the
-        pool has not refused the origin (it may not know it yet)."""
-        pipes = self._pipes
-        return pipes is not None and (pipes.usable(key) or not pipes.known(key))
-
-    def _curl_active(self) -> int:
-        """libcurl's connections: in use now (HTTP/2 streams share one) or about to be
-        (transfers just added), and those it kept to plain-HTTP origins, noted or not yet
-        (its idle https ones are not known)."""
-        core = self._core
-        if core is None:
-            return len(self._kept)
-        return len(self._kept) + core.sockets + core.starting + len(core.kept)
-
-    def _curl_at(self, key: str) -> int:
-        """libcurl's connections to the plain-HTTP origin ``key``: its running transfers'
-        (those still waiting for their slot or for room hold none), and those it kept
-        after a transfer that has just ended (the pool's ``opening`` shuts them once
-        noted: see :meth:`_kept_after`)."""
-        core = self._core
-        if core is None:
-            return 0
-        return sum(
-            1 for easy in self._on_curl.get(key, ()) if core.running(easy) or easy in core.kept
-        )
-
-    def _admit(self, key: str | None, start: Callable[[], None], fut: asyncio.Future[Any]) -> bool:
-        """May a libcurl transfer start now under the run's and the host's connection
-        caps, beside the pool's connections? False: the pool calls ``start`` once a
-        connection frees up (see :meth:`PipelinePool.admit`)."""
-        pipes = self._pipes
-        assert pipes is not None  # (asked only beside a pool)
-        if key is not None and self._kept.has(key):
-            in_use, unconnected = self._curl_sockets(key)
-            if self._kept.idle(key, in_use) > unconnected:
-                return True  # (it will take a connection libcurl kept there)
-        return pipes.admit(start, fut, key)
-
-    def _shed(self) -> bool:
-        """Shut one of libcurl's kept connections that no transfer uses."""
-        return self._kept.shed(self._curl_sockets(*self._on_curl)[0])
-
-    def _shut_kept(self, key: str) -> None:
-        """Shut libcurl's idle connections to ``key``: the pool has (or opens) its own."""
-        if self._kept.has(key):
-            self._kept.shut(key, *self._curl_sockets(key))
-
-    def _curl_sockets(self, *keys: str) -> tuple[set[int], int]:
-        """The sockets libcurl's running transfers to these origins use, and how many of
-        those transfers libcurl has not run yet (they may take a kept one; one it has run
-        without a socket is opening its own). Transfers still waiting for their slot are
-        not counted: they may go to the pool."""
-        core = self._core
-        in_use: set[int] = set()
-        unconnected = 0
-        for key in keys:
-            for easy in self._on_curl.get(key, ()):
-                if core is None or not core.running(easy):
-                    continue
-                try:
-                    fd = easy.getinfo(pycurl.ACTIVESOCKET)
-                except pycurl.error:
-                    continue
-                if fd >= 0:
-                    in_use.add(fd)
-                elif core.unrun(easy):
-                    unconnected += 1
-        return in_use, unconnected
-
-    def _pipe_now(
-        self, pipes: PipelinePool | None, key: str | None, data: bytes | None, ranged: bool
-    ) -> bool:
-        """A request to ``key`` (the bytes ``data``) goes through the pool now."""
-        return (
-            data is not None
-            and pipes is not None
-            and key is not None
-            and pipes.takes(key, self._busy[key] > 1, ranged) > 0
-        )
-
-    def _maybe_pipeline(
-        self,
-        pipes: PipelinePool,
-        hop: Hop,
-        url: str,
-        ranged: bool = False,
-        key: str | None = None,
-    ) -> None:
-        """Send plain GETs to ``url``'s origin over our own connections from now on if
-        libcurl's answer came over a persistent HTTP/1.1 connection (with plain CRLF
-        lines): pipelined after a small answer, one at a time after a large one. An
-        answer that ended at EOF leaves the origin to libcurl. The size of a ``ranged``
-        answer says nothing of the origin's files: it never confirms pipelining."""
-        key = self._pipe_key(url) if key is None else key  # (``key``: url's, if known)
-        head = hop.head
-        if key is None or head is None or head.status >= 300:
-            return
-        size = head.content_length
-        if size is None:
-            if "chunked" not in head.headers.get("transfer-encoding", ""):
-                pipes.pause(key)
-            return
-        if pipes.answered(key, size <= SMALL_BODY, ranged):
-            return
-        settle = pipes.confirm if size <= SMALL_BODY and not ranged else pipes.one_by_one
-        status = next((ln for ln in reversed(hop.raw) if ln.startswith(b"HTTP/")), b"")
-        if (
-            status.startswith(b"HTTP/1.1 ")
-            and all(ln.endswith(b"\r\n") for ln in hop.raw)
-            and not any("close" in v.lower() for v in hop.headers.get_all("connection"))
-            and self._no_netrc_entry(key)
-        ):
-            settle(key)
-
-    def _note_large(self, hop: Hop) -> None:
-        """Told at the final head of a plain-HTTP request: a large answer from an origin
-        not yet known settles it one by one now, not at the end of the body, so the
-        requests that split this file already go over our own connections."""
-        pipes, head, key = self._pipes, hop.head, self._pipe_key(hop.url)
-        size = None if head is None else head.content_length
-        if pipes is None or key is None or size is None or size <= SMALL_BODY:
-            return
-        if not pipes.known(key):  # (as ranged: settles it one by one, never pipelined)
-            self._maybe_pipeline(pipes, hop, hop.url, ranged=True)
-
-    def _http_version(self, hop: Hop, light: bool) -> int:
-        """HTTP/2 is offered (ALPN) for a light https GET beside another request to its
-        host, unless the host's answers are large or it does not speak HTTP/2; everything
-        else (a lone download among them) is HTTP/1.1."""
-        url = hop.url
-        hop.offered_h2 = (
-            light
-            and url[:8].lower() == "https://"
-            and self._h2.get(host_of(url), True)
-            and self._busy.get(tls_key(url), 0) > 1
-        )
-        return _H2 if hop.offered_h2 else _H1
-
-    def _note_h2(self, hop: Hop) -> None:
-        """Multiplex light GETs to the hop's https host while its answers come over HTTP/2
-        and are small; large answers (or no HTTP/2) send them back to HTTP/1.1. Told at
-        each final head of a light https GET, before its body."""
-        head = hop.head
-        if head is None or head.status >= 300:
-            return
-        host = host_of(hop.url)
-        status = next((ln for ln in reversed(hop.raw) if ln.startswith(b"HTTP/")), b"")
-        if status.startswith(b"HTTP/2"):
-            self._h2_hosts.add(host)
-        size = head.content_length
-        if host not in self._h2_hosts:
-            # HTTP/1.1 though offered: a new connection says "no HTTP/2", a kept one
-            # nothing (libcurl asked at the transfer's end: not from inside a callback)
-            hop.h1_answer = hop.offered_h2
-        elif size is not None:
-            self._h2[host] = size <= SMALL_BODY
-
-    def _no_h2(self, url: str) -> None:
-        host = host_of(url)
-        if host not in self._h2_hosts:
-            self._h2[host] = False
-
-    def _no_netrc_entry(self, key: str) -> bool:
-        """No netrc login for this host (libcurl would send one; pipelining would not)."""
-        if not self._netrc:
-            return True
-        if self._netrc_hosts is None:
-            self._netrc_hosts = netrc_hosts(self.settings.netrc_file)
-        hosts = self._netrc_hosts
-        host = key.rsplit(":", 1)[0] if key.rsplit(":", 1)[-1].isdigit() else key
-        return hosts is not None and host not in hosts
-
-    def _configure(self, easy: pycurl.Curl, hop: Hop, ask: Ask) -> bool:
-        """Set this hop's options on a pooled handle (which has :meth:`_base` already).
-        True when it set more than the usual GET's options (reset it after use)."""
-        request, url, method, body = ask.request, ask.url, ask.method, ask.body
-        headers, cookie, creds = ask.headers, ask.cookie, ask.creds
-        opt = easy.setopt
-        opt(pycurl.URL, url)
-        opt(pycurl.WRITEFUNCTION, hop.on_write)
-        opt(pycurl.HEADERFUNCTION, hop.raw.append)
-        opt(pycurl.HTTP_VERSION, self._http_version(hop, light(request, method, body)))
-        special = False
-        if request.max_speed:
-            opt(pycurl.MAX_RECV_SPEED_LARGE, int(request.max_speed))
-            special = True
-        if creds is not None:
-            if creds.password is None and self._netrc:
-                # a user without a password: libcurl looks one up in netrc, as curl does,
-                # only for a user named in the URL (not for CURLOPT_USERNAME)
-                scheme, _, rest = url.partition("://")
-                opt(pycurl.URL, f"{scheme}://{quote(creds.user, safe='')}@{rest}")
-            else:
-                opt(pycurl.USERNAME, creds.user.encode())
-                opt(pycurl.PASSWORD, (creds.password or "").encode())
-            special = True
-        if ask.curl_decodes:
-            opt(pycurl.HTTP_CONTENT_DECODING, 1)
-            special = True
-
-        # an empty value removes the header (libcurl's own too, as curl's -H "Name:")
-        lines = [f"{n}: {v}" if v else f"{n}:" for k, (n, v) in headers.items() if k != "cookie"]
-        if cookie:
-            lines.append(f"Cookie: {cookie}")
-        lines += range_lines(request, headers)
-        lines.append("Expect:")  # no 100-continue round trip before a body
-        # (bytes: pycurl takes a str as ASCII only; beyond it, UTF-8 as curl sends its argv)
-        opt(pycurl.HTTPHEADER, [line.encode() for line in lines])
-
-        if method == "HEAD":
-            opt(pycurl.NOBODY, 1)
-            special = True
-        elif body is not None or method == "POST":
-            data = body or b""
-            opt(pycurl.POSTFIELDSIZE_LARGE, len(data))
-            opt(pycurl.POSTFIELDS, data)
-            if method != "POST":
-                opt(pycurl.CUSTOMREQUEST, method)
-            special = True
-        elif method != "GET":
-            opt(pycurl.CUSTOMREQUEST, method)
-            special = True
-        return special
-
-    def _base(self, easy: pycurl.Curl) -> pycurl.Curl:
-        """The options every request shares; they stay on a pooled handle between uses."""
-        s = self.settings
-        opt = easy.setopt
-        opt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
-        opt(pycurl.NOSIGNAL, 1)
-        opt(pycurl.TCP_NODELAY, 1)
-        opt(pycurl.BUFFERSIZE, self.buffer_size)
-        # (HTTP_VERSION is per hop: see _configure)
-        # Ask for identity bytes; an encoding forced on us anyway is undone by the hop
-        # (decode.py: libcurl does not check that the encoded stream ended).
-        opt(pycurl.ACCEPT_ENCODING, "identity")
-        opt(pycurl.HTTP_CONTENT_DECODING, 0)
-        opt(pycurl.CONNECTTIMEOUT_MS, max(1, int(s.connect_timeout * 1000)))
-        opt(pycurl.USERAGENT, s.user_agent.encode())  # a User-Agent header line replaces it
-        if s.proxy is not None:  # else libcurl applies the *_proxy variables
-            opt(pycurl.PROXY, s.proxy)
-        if s.insecure:
-            for name in ("SSL_VERIFYPEER", "SSL_VERIFYHOST"):
-                opt(getattr(pycurl, name), 0)
-                opt(getattr(pycurl, "PROXY_" + name), 0)
-        else:
-            if self._cainfo:
-                opt(pycurl.CAINFO, os.fsencode(self._cainfo))
-            if self._capath:
-                opt(pycurl.CAPATH, os.fsencode(self._capath))
-            cainfo, capath = self._proxy_ca
-            if cainfo:
-                opt(pycurl.PROXY_CAINFO, os.fsencode(cainfo))
-            if capath:
-                opt(pycurl.PROXY_CAPATH, os.fsencode(capath))
-        if s.resolve:
-            opt(pycurl.RESOLVE, list(s.resolve))
-        # (file names as bytes: pycurl takes a str as ASCII only)
-        if self._netrc:  # looked up per hop, for that hop's host
-            opt(pycurl.NETRC, pycurl.NETRC_OPTIONAL)
-            if s.netrc_file:
-                opt(pycurl.NETRC_FILE, os.fsencode(s.netrc_file))
-        return easy
-
-    def _release(self, easy: pycurl.Curl, special: bool) -> None:
-        if self._closed or len(self._pool) >= max(1, self.max_total_connections):
-            easy.close()
-            return
-        if special:  # drop the hop's extra options; connections live in the multi
-            easy.reset()
-            self._base(easy)
-        self._pool.append(easy)
 
     # -- helpers --
 
@@ -764,32 +445,6 @@ class CurlTransport:
             if self._pipes is pipes:
                 self._pipes = None
 
-    def _next_url(self, current: str, location: str) -> str:
-        raw = location.encode("latin-1", "replace")  # header bytes, as sent
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text = quote(raw, safe=URL_SAFE)
-        try:
-            target = clean_url(urljoin(current, text))
-            parts = urlsplit(target)
-            parts.port  # noqa: B018 (raises for a port out of range)
-        except ValueError as exc:  # (a port out of range, a bad IPv6 address)
-            shown = re.sub(_USERINFO, "//", text)
-            raise RemoteError(
-                f"unusable redirect to {shown} (from {safe_url(current)}): {exc}"
-            ) from None
-        scheme = parts.scheme.lower()
-        if scheme not in self.schemes:
-            raise RemoteError(
-                f"refused redirect to {scheme or 'an unknown'} URL {safe_url(target)} "
-                f"(from {safe_url(current)})"
-            )
-        if parts.username is not None or parts.password is not None:
-            # as curl: a server's ``user:password@`` is not sent (nor kept in the URL)
-            target = split_userinfo(target, parts)[0]
-        return target.partition("#")[0]
-
     def _cookie(self, url: str, headers: dict[str, tuple[str, str]]) -> str | None:
         """The Cookie header for ``url``: the request's own plus the jar's for that URL."""
         given = headers.get("cookie")
@@ -800,81 +455,3 @@ class CurlTransport:
             if from_jar := cookie_header(self._jar, url):
                 values.append(from_jar)
         return "; ".join(values) if values else None
-
-
-def _direct_key(no_proxy: str, known: dict[str, bool], url: str) -> str | None:
-    """:func:`pipeline_key` for a URL whose host ``no_proxy`` sends direct past the
-    proxy, else None (``known``: the answer by key, worked out once)."""
-    key = pipeline_key(url)
-    if key is None:
-        return None
-    direct = known.get(key)
-    if direct is None:
-        host, colon, port = key.rpartition(":")
-        if not colon or not port.isdigit() or host.endswith(":"):
-            host = key  # (no port)
-        direct = known[key] = no_proxy_match(host, no_proxy)
-    return key if direct else None
-
-
-def _proxy_of(easy: pycurl.Curl) -> ProxyPath | None:
-    """The proxy a failed transfer went through (None: none)."""
-    used = getattr(pycurl, "USED_PROXY", None)  # (libcurl 8.7+)
-    try:
-        tunnel = int(easy.getinfo(pycurl.HTTP_CONNECTCODE))
-        tls_failed = easy.getinfo(pycurl.PROXY_SSL_VERIFYRESULT) != 0
-        via = bool(easy.getinfo(used)) if used is not None else tunnel > 0 or tls_failed
-    except pycurl.error:
-        return None
-    return ProxyPath(tunnel, tls_failed) if via else None
-
-
-def _set_up_and_start(
-    core: CurlLoop,
-    set_up: Callable[[], pycurl.Curl],
-    hop: Hop,
-    switch: Callable[[], bool],
-    report_socket: bool,
-    admit: Admit | None,
-) -> None:
-    """:func:`_start` for a hop whose handle is set up only now, from the grant, and only
-    if it stays with libcurl."""
-    if hop.fut.done():  # cancelled while it waited
-        return
-    if switch():
-        hop.finish(_TO_PIPE, "")
-        return
-    try:
-        easy = set_up()
-    except Exception as exc:
-        hop.fut.set_exception(exc)
-        return
-    _start(core, easy, hop, switch, None, report_socket, admit)
-
-
-def _start(
-    core: CurlLoop,
-    easy: pycurl.Curl,
-    hop: Hop,
-    switch: Callable[[], bool] | None = None,
-    version: Callable[[], int] | None = None,
-    report_socket: bool = False,
-    admit: Admit | None = None,
-) -> None:
-    """Start a transfer set up earlier, now that its slot is granted (from the grant).
-    ``admit``: asked before it starts; False means it is called back when there is room."""
-    if hop.fut.done():  # cancelled while it waited
-        return
-    if switch is not None and switch():
-        hop.finish(_TO_PIPE, "")
-        return
-    if admit is not None:
-        later = functools.partial(_start, core, easy, hop, switch, version, report_socket)
-        if not admit(later, hop.fut):
-            return
-    try:
-        if version is not None:
-            easy.setopt(pycurl.HTTP_VERSION, version())
-        core.add(easy, hop.finish, report_socket)
-    except Exception as exc:
-        hop.fut.set_exception(exc)
