@@ -784,16 +784,41 @@ def test_a_connect_past_its_timeout_gives_its_requests_back_and_closes_its_socke
         with socket.create_connection(("127.0.0.1", port)):  # (fills the backlog)
 
             async def go() -> None:
-                fds = len(os.listdir("/proc/self/fd"))
+                assert len(own_sockets_to(port)) == 1  # (the one filling the backlog)
                 async with Client(port, max_conns=1, connect_timeout=0.2) as c:
                     start = c.loop.time()
                     hops = c.get("/a", "/b")
+                    for _ in range(3):
+                        await asyncio.sleep(0)
+                    assert len(own_sockets_to(port)) == 2  # (connecting)
                     assert await c.codes(hops) == [FALLBACK, FALLBACK]
                     assert c.loop.time() - start >= 0.2
                     assert not c.pool.has_connections(c.key)
-                    assert len(os.listdir("/proc/self/fd")) == fds
+                    assert len(own_sockets_to(port)) == 1
 
             run(go)
+
+
+def own_sockets_to(port: int) -> set[int]:
+    """Inodes of this process's open TCP sockets whose remote port is ``port``, whatever
+    their state (a count of all open fds also saw other tests' sockets being collected)."""
+    own = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            own.add(int(link[8:-1]))
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                if int(fields[2].rsplit(":", 1)[1], 16) == port and int(fields[9]) in own:
+                    found.add(int(fields[9]))
+    return found
 
 
 @pytest.mark.parametrize("tries", [1, 3])
