@@ -48,10 +48,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
+from ..spans import Interval, merge
 from .opening import guard, open_file
 from .records import FileRecord, JournalStore, missing
 from .schema import SCHEMA_VERSION, copy_records
-from .spans import Interval, merge
 
 __all__ = [
     "FILENAME",

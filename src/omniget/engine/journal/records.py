@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..errors import StorageError
-from .spans import Interval
+from ...errors import StorageError
+from ..spans import Interval
 
 __all__ = ["FileRecord", "JournalStore", "RecordGone", "missing"]
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import StorageError
+from ...errors import StorageError
 from .schema import setup
 
 __all__ = ["guard", "open_file"]
