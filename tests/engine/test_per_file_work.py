@@ -524,9 +524,9 @@ def test_an_answers_headers_keep_the_lists_they_were_read_into() -> None:
     of its list of fields); a list given with no lower-case names, or any other iterable,
     is still copied, and names that do not match the fields are refused."""
     from omniget.engine.transports.base import Headers
-    from omniget.engine.transports.h1conn import _read_fields
+    from omniget.engine.transports.h1fields import read_fields
 
-    read = _read_fields("Content-Length: 3\r\nX-A:  1 \r\nx-a: 2\r\n")
+    read = read_fields("Content-Length: 3\r\nX-A:  1 \r\nx-a: 2\r\n")
     assert not isinstance(read, str)
     headers = read[0]
     pairs = headers._pairs
@@ -579,7 +579,7 @@ def test_an_answers_headers_keep_the_table_they_were_read_into(
     reads the lines, and the Headers keep that table: it is not built again from the
     lists (a zip and a dict per answer). A folded line's value is in it too."""
     from omniget.engine.transports import base
-    from omniget.engine.transports.h1conn import _read_fields
+    from omniget.engine.transports.h1fields import read_fields
 
     zipped: list[object] = []
 
@@ -588,7 +588,7 @@ def test_an_answers_headers_keep_the_table_they_were_read_into(
         return zip(*args, **kwargs)  # noqa: B905 (as the code it stands for)
 
     monkeypatch.setattr(base, "zip", counted, raising=False)
-    read = _read_fields("Content-Length: 3\r\nX-A:  1 \r\nx-a: 2\r\nB: b\r\n \t c \r\n")
+    read = read_fields("Content-Length: 3\r\nX-A:  1 \r\nx-a: 2\r\nB: b\r\n \t c \r\n")
     assert not isinstance(read, str)
     headers = read[0]
     assert zipped == []

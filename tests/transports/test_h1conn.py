@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from tests.servers.conns import can_count, established
 
-from omniget.engine.transports import h1conn
+from omniget.engine.transports import h1conn, h1queue
 from omniget.engine.transports.hop import parse_head
 from omniget.engine.transports.pipeline import DEPTH, FALLBACK, PipelinePool
 
@@ -794,11 +794,11 @@ def test_negative_chunk_size_is_a_protocol_error() -> None:
         loop = asyncio.get_running_loop()
         pool = PipelinePool(loop, max_conns=1, connect_timeout=1, stall_timeout=0)
         pool.confirm("h:1")
-        origin = h1conn.Origin("h:1", (("127.0.0.1",), 1))
+        origin = h1queue.Origin("h:1", (("127.0.0.1",), 1))
         conn = h1conn.Conn(pool, origin)
         origin.conns.append(conn)
         hop = Hop(loop)
-        p = h1conn.Pending(hop, b"")
+        p = h1queue.Pending(hop, b"")
         p.got = True
         conn.queue.append(p)
         conn.state = h1conn._CHUNK_LINE
@@ -836,8 +836,8 @@ def test_the_hop_takes_the_headers_the_connection_built(monkeypatch: pytest.Monk
     try:
         hop = hop_module.Hop(sink, "http://127.0.0.1:1/x", loop.create_future())
         pool = PipelinePool(loop, max_conns=1, connect_timeout=1, stall_timeout=0)
-        conn = h1conn.Conn(pool, h1conn.Origin("h:1", (("127.0.0.1",), 1)))
-        conn.queue.append(h1conn.Pending(hop, b""))
+        conn = h1conn.Conn(pool, h1queue.Origin("h:1", (("127.0.0.1",), 1)))
+        conn.queue.append(h1queue.Pending(hop, b""))
         answer = (
             b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nETag: \"e\"\r\n"
             b"set-cookie: a=1\r\nSet-Cookie: b=2\r\n\r\nabc"

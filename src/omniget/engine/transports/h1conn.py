@@ -7,37 +7,33 @@ Each connection reads into one buffer of :data:`READ_SIZE` and parses it in plac
 requester that says it reads its bytes only during the call (``views``) gets slices of that
 buffer, any other a copy.
 
-A large identity body whose requester writes it to a file as it comes (``pipe_room``) skips
-user space: once its head is through, each read takes one byte through asyncio and
-``splice`` moves the rest from the socket into a pipe, and from the pipe into the file
-(``on_pipe``). That saves one of the two copies of every byte (in a bare loop fetching
-500 files of 1 MiB to ext4 here, a quarter of the system time).
+Beside this module: :mod:`.h1queue` (the requests and their queues, shared with the pool),
+:mod:`.h1fields` (what an answer head's header lines say) and :mod:`.h1socket` (opening the
+socket, splicing large bodies from it past user space, stall checks, shutting it down).
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
-import fcntl
-import os
 import socket
 from collections import deque
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 import pycurl
 
 from ..verify import encoded_digests
-from .base import Headers
-from .curlloop import STALLED, WEIRD_REPLY
+from .curlloop import WEIRD_REPLY
 from .decode import DecodeError, Decoder, decoder_for, end_of
+from .h1fields import BAD_LENGTH, read_fields
+from .h1queue import Pending, give_back
+from .h1socket import can_splice, close_pipe, dial, shut_down, splice, watch
 
 if TYPE_CHECKING:
+    from .h1queue import Origin
     from .pipeline import PipelinePool
 
-__all__ = ["FALLBACK", "SMALL_BODY", "Conn", "Exchange", "Origin", "Pending", "give_back"]
+__all__ = ["SMALL_BODY", "Conn"]
 
-#: Finish code: the request got no byte of answer; run it through libcurl instead.
-FALLBACK = -3
 #: A body larger than this stops the requests queued behind it (they move elsewhere).
 BIG_BODY = 2 << 20
 #: Pipelining pays for answers up to this size; after a larger one, its origin gets one
@@ -48,117 +44,10 @@ DRAIN_MAX = 64 << 10
 MAX_HEAD = 64 << 10
 #: Read buffer of one connection: answers are parsed in place, bodies written from it.
 READ_SIZE = 512 << 10
-#: Bodies with at least this much left are spliced (see the module's doc) when they can be.
-SPLICE_MIN = 64 << 10
-STALL_CHECKS = 4  # looks for a stall this many times per stall timeout
 HEAD_READ = 16 << 10  # read size for the head of an answer expected to be large
-PIPE_SIZE = 1 << 20  # asked of each connection's pipe (Linux caps it at pipe-max-size)
-_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
-_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 
 _HEAD, _BODY, _CHUNK_LINE, _CHUNK, _TRAILER, _TO_EOF = range(6)
 _HEX = frozenset(b"0123456789abcdefABCDEF")
-_BLANK = " \t\n\r\x0b\x0c"  # what bytes.strip() strips (str.strip() strips more)
-#: Header names (lower case) that say how an answer's body is framed or coded.
-_FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "content-encoding"})
-
-
-#: What a head's header lines say: (headers, Content-Length, chunked, Connection and
-#: Content-Encoding in lower case).
-_Fields = tuple[Headers, int | None, bool, str, str]
-_BAD_LENGTH, _BAD_CODING = "bad Content-Length", "a transfer coding other than chunked"
-
-
-def _read_fields(rest: str) -> _Fields | str:
-    """What the header lines ``rest`` (each ending with CRLF) say; :data:`_BAD_LENGTH` or
-    :data:`_BAD_CODING` at the first line that makes the answer unreadable here."""
-    length: int | None = None
-    chunked = False
-    conn = encoding = ""
-    pairs: list[tuple[str, str]] = []  # (the hop's headers: parsed once, here)
-    lows: list[str] = []  # their names in lower case (the Headers' keys)
-    last: dict[str, tuple[str, str]] = {}  # lower-case name -> its last pair
-    folded = rest[:1] in (" ", "\t") or "\r\n " in rest or "\r\n\t" in rest
-    for line in rest.split("\r\n")[:-1]:
-        if folded and line[:1] in (" ", "\t"):  # obsolete line folding
-            if pairs:
-                name_s, value_s = pairs[-1]
-                pairs[-1] = last[lows[-1]] = (name_s, f"{value_s} {line.strip(_BLANK)}")
-            continue
-        name, _, after = line.partition(":")
-        name = name.rstrip(_BLANK)  # (no leading blank: that line was a folded one)
-        value = after.strip(_BLANK)
-        low = name.lower()
-        if name:
-            pair = (name, value)
-            pairs.append(pair)
-            lows.append(low)
-            last[low] = pair
-        if low not in _FRAMING:
-            continue
-        if low == "content-length":
-            if not (value.isascii() and value.isdigit()) or (
-                length is not None and int(value) != length
-            ):
-                return _BAD_LENGTH
-            length = int(value)
-        elif low == "transfer-encoding":
-            if value.lower() != "chunked":
-                return _BAD_CODING
-            chunked = True
-        elif low == "connection":
-            conn += after.lower()
-        else:
-            encoding = value.lower()
-    return Headers(pairs, lows, last), length, chunked, conn, encoding
-
-
-class Exchange(Protocol):
-    """What a pipelined request reports to (the transport's per-request :class:`~.hop.Hop`)."""
-
-    raw: list[bytes]
-    #: (status, headers) of ``raw``'s head, parsed here once (None: parse ``raw``)
-    parsed: tuple[int, Headers] | None
-    fut: asyncio.Future[tuple[int, str]]
-    views: bool  # on_write may get a view of the read buffer (valid during the call)
-
-    def on_write(self, data: bytes | memoryview) -> int | None: ...
-
-    def pipe_room(self) -> int: ...
-
-    def on_pipe(self, pipe: int, count: int) -> int | None: ...
-
-    def finish(self, code: int, message: str) -> None: ...
-
-
-class Pending:
-    __slots__ = ("data", "got", "hop", "tries")
-
-    def __init__(self, hop: Exchange, data: bytes) -> None:
-        self.hop = hop
-        self.data = data
-        self.got = False  # any byte of its answer arrived
-        self.tries = 0
-
-    @property
-    def dropped(self) -> bool:  # cancelled by its requester
-        return self.hop.fut.done()
-
-
-class Origin:
-    __slots__ = ("addr", "conns", "key", "waiting")
-
-    def __init__(self, key: str, addr: tuple[tuple[str, ...], int]) -> None:
-        self.key = key
-        self.addr = addr
-        self.conns: list[Conn] = []
-        self.waiting: deque[Pending] = deque()
-
-
-
-def give_back(p: Pending) -> None:
-    p.hop.finish(FALLBACK, "")
-
 
 
 class Conn(asyncio.BufferedProtocol):
@@ -203,7 +92,7 @@ class Conn(asyncio.BufferedProtocol):
         loop = self.pool.loop
         try:
             async with asyncio.timeout(self.pool.connect_timeout):
-                sock = await self._dial(loop.time() + self.pool.connect_timeout)
+                sock = await dial(self, loop.time() + self.pool.connect_timeout)
                 await loop.create_connection(lambda: self, sock=sock)
         except (TimeoutError, OSError):
             # libcurl connects again and reports the failure in its own words
@@ -213,30 +102,6 @@ class Conn(asyncio.BufferedProtocol):
                 if not p.dropped:
                     give_back(p)
             self.queue.clear()
-
-    async def _dial(self, end: float) -> socket.socket:
-        """A socket connected to the origin (its addresses tried in order, each with its
-        share of the time left until ``end``, as libcurl tries a ``--resolve`` entry's),
-        made here so that :meth:`_end` can shut it while it connects (asyncio would close
-        its own a turn or more after being cancelled)."""
-        hosts, port = self.origin.addr
-        loop = self.pool.loop
-        tries = [a for host in hosts for a in await _addresses(loop, host, port)]
-        error: OSError = OSError(f"no address for {hosts[0]}")
-        for i, (family, addr) in enumerate(tries):
-            sock = self.socket = socket.socket(family, socket.SOCK_STREAM)
-            try:
-                sock.setblocking(False)
-                async with asyncio.timeout((end - loop.time()) / (len(tries) - i)):
-                    await loop.sock_connect(sock, addr)
-                return sock
-            except OSError as exc:  # (TimeoutError too: the next address has its turn)
-                error = exc
-                sock.close()  # (asyncio watches it no more: that ran before we resumed)
-            except BaseException:  # cancelled: _end shut it
-                sock.close()
-                raise
-        raise error
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -248,13 +113,13 @@ class Conn(asyncio.BufferedProtocol):
             return
         if self.queue:
             transport.write(b"".join(p.data for p in self.queue))
-            self._watch()
+            watch(self)
 
     def send(self, p: Pending) -> None:
         self.queue.append(p)
         if self.transport is not None:
             self.transport.write(p.data)
-            self._watch()
+            watch(self)
 
     # ----- receiving ------------------------------------------------------------------
 
@@ -271,7 +136,7 @@ class Conn(asyncio.BufferedProtocol):
         """Parse what arrived: heads and chunk lines are copied out, body bytes go to the
         requester as views of the read buffer (copied first unless it takes views)."""
         self.rx += 1
-        if self.splicing and self._splice():
+        if self.splicing and splice(self):
             return
         buf, view = self.rbuf, self.view
         n = self.have + nbytes
@@ -289,7 +154,7 @@ class Conn(asyncio.BufferedProtocol):
                 if self.left == 0:
                     if st == _CHUNK:
                         self.state = _CHUNK_LINE
-                    elif not self._complete():
+                    elif not self.complete():
                         return
             elif st == _TO_EOF:
                 if not self._deliver(view[pos:n]):
@@ -314,70 +179,7 @@ class Conn(asyncio.BufferedProtocol):
             buf[: n - pos] = buf[pos:n]
             self.have = n - pos
         elif self.sock >= 0 and self.state == _BODY and not self.done:
-            self.splicing = self._can_splice()
-
-    # ----- splicing large bodies ------------------------------------------------------
-
-    def _can_splice(self) -> bool:
-        """The rest of this body may skip user space (see the module's doc)."""
-        if self.left < SPLICE_MIN or self.decoder is not None or self.drain:
-            return False
-        if not self.pool.splice:  # refused on another connection since this one opened
-            self.sock = -1
-            return False
-        p = self.queue[0]
-        if p.dropped or p.hop.pipe_room() < SPLICE_MIN:
-            return False
-        if self.pipe is None:
-            try:
-                # (non-blocking: a pipe holding less than said fails instead of hanging)
-                self.pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-            except OSError:  # out of descriptors: read through user space
-                return False
-            try:
-                self.pipe_size = fcntl.fcntl(self.pipe[1], _F_SETPIPE_SZ, PIPE_SIZE)
-            except OSError:
-                self.pipe_size = 64 << 10  # the default size
-        return True
-
-    def _splice(self) -> bool:
-        """One byte of body came through asyncio: put it in the pipe, splice what the
-        socket holds after it, and hand the lot to the requester. False: the byte was
-        left for the usual path."""
-        assert self.pipe is not None
-        self.splicing = False
-        p = self.queue[0]
-        want = min(self.left, p.hop.pipe_room(), self.pipe_size)
-        if want < 1 or p.dropped or not self.pool.splice:
-            return False
-        rfd, wfd = self.pipe
-        got = os.write(wfd, self.view[:1])  # (an empty pipe always takes it)
-        if want > 1:
-            try:
-                got += os.splice(self.sock, wfd, want - 1, flags=_SPLICE_FLAGS)
-            except BlockingIOError:
-                pass  # only the one byte was there
-            except OSError as exc:
-                if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-                    self._fail_head(pycurl.E_RECV_ERROR, "connection closed during the answer")
-                    return True
-                self.pool.splice = False  # this kernel or socket refuses: read as before
-                self.sock = -1
-        self.left -= got
-        if p.hop.on_pipe(rfd, got) == 0:  # the sink ended it
-            self._close_pipe()  # (it may have left bytes in the pipe)
-            self._ended_by_requester(p)
-        elif self.left == 0:
-            self._complete()
-        elif self.sock >= 0:
-            self.splicing = self._can_splice()
-        return True
-
-    def _close_pipe(self) -> None:
-        if self.pipe is not None:
-            for fd in self.pipe:
-                os.close(fd)
-            self.pipe = None
+            self.splicing = can_splice(self)
 
     def _head(self, block: bytes) -> bool:
         """Parse one answer head (``block`` ends with the last line's CRLF)."""
@@ -401,8 +203,8 @@ class Conn(asyncio.BufferedProtocol):
                 self._broken("unexpected protocol switch")
                 return False
             return True  # an interim answer: the real one follows
-        read = _read_fields(rest)
-        if read == _BAD_LENGTH:
+        read = read_fields(rest)
+        if read == BAD_LENGTH:
             self._broken("bad Content-Length")
             return False
         if isinstance(read, str):  # (a transfer coding other than chunked)
@@ -450,14 +252,14 @@ class Conn(asyncio.BufferedProtocol):
             self._shut()
             return False
         if self.state == _BODY and self.left == 0:
-            return self._complete()
+            return self.complete()
         return True
 
     def _line(self, line: bytes) -> bool:
         """A chunk-size line or a trailer line."""
         if self.state == _TRAILER:
             if not line:
-                return self._complete()
+                return self.complete()
             return True
         if not line:  # the CRLF that ends a chunk's data
             return True
@@ -482,12 +284,12 @@ class Conn(asyncio.BufferedProtocol):
             try:
                 chunk = self.decoder.decompress(view)
             except DecodeError as exc:
-                self._fail_head(pycurl.E_BAD_CONTENT_ENCODING, f"bad encoded body: {exc}")
+                self.fail_head(pycurl.E_BAD_CONTENT_ENCODING, f"bad encoded body: {exc}")
                 return False
             if not chunk:
                 return True
         if p.hop.on_write(chunk) == 0:  # the sink ended it (or refused the head)
-            return self._ended_by_requester(p)
+            return self.ended_by_requester(p)
         return True
 
     def _dropped(self, p: Pending, fut: asyncio.Future[tuple[int, str]]) -> None:
@@ -498,7 +300,7 @@ class Conn(asyncio.BufferedProtocol):
         if fut.cancelled() and head and not (self.state == _BODY and self.left <= DRAIN_MAX):
             self._shut()
 
-    def _ended_by_requester(self, p: Pending) -> bool:
+    def ended_by_requester(self, p: Pending) -> bool:
         """The requester ended its answer early: drop the rest of a short body to keep the
         connection, else close it. True if the connection goes on."""
         self.queue.popleft()
@@ -512,7 +314,7 @@ class Conn(asyncio.BufferedProtocol):
         self._shut()
         return False
 
-    def _complete(self) -> bool:
+    def complete(self) -> bool:
         """The answer at the head of the queue is complete."""
         self._finish_answer()
         self.answered += 1
@@ -561,9 +363,9 @@ class Conn(asyncio.BufferedProtocol):
         if self.state == _TO_EOF and self.queue and exc is None:
             self._complete_at_eof()
             return
-        self._fail_head(pycurl.E_RECV_ERROR, "connection closed during the answer")
+        self.fail_head(pycurl.E_RECV_ERROR, "connection closed during the answer")
 
-    def _fail_head(self, code: int, message: str) -> None:
+    def fail_head(self, code: int, message: str) -> None:
         """End the connection; the request whose answer had begun fails with ``code``."""
         if self.queue and self.queue[0].got:
             self.queue.popleft().hop.finish(code, message)
@@ -572,7 +374,7 @@ class Conn(asyncio.BufferedProtocol):
     def _broken(self, what: str) -> None:
         """The server broke the protocol: never pipeline to it again."""
         self.pool.refuse(self.origin.key)
-        self._fail_head(WEIRD_REPLY, what)
+        self.fail_head(WEIRD_REPLY, what)
 
     def _refuse_answer(self, p: Pending) -> bool:
         """An answer we do not decode here: libcurl asks again; the rest move too."""
@@ -633,10 +435,10 @@ class Conn(asyncio.BufferedProtocol):
         go to that loop: its socket is shut down (asyncio closes it with the transport)."""
         self.done = self.closing = True
         self.splicing = False
-        self._close_pipe()
+        close_pipe(self)
         self.queue.clear()
         if self.socket is not None:
-            _shut_down(self.socket, socket.SHUT_RDWR)
+            shut_down(self.socket, socket.SHUT_RDWR)
         self.transport = None
 
     def _end(self) -> None:
@@ -645,9 +447,9 @@ class Conn(asyncio.BufferedProtocol):
         self.done = True
         self.closing = True
         self.splicing = False
-        self._close_pipe()
+        close_pipe(self)
         if self.socket is not None:  # (asyncio closes it a turn or more later)
-            _shut_down(self.socket, socket.SHUT_WR)
+            shut_down(self.socket, socket.SHUT_WR)
         if self.connecting is not None and self.transport is None:
             self.connecting.cancel()
         if self.timer is not None:
@@ -655,60 +457,3 @@ class Conn(asyncio.BufferedProtocol):
             self.timer = None
         if self in self.origin.conns:
             self.pool.closed(self)
-
-    # ----- stalls -------------------------------------------------------------------
-
-    def _watch(self) -> None:
-        if self.timer is None and self.pool.stall_timeout > 0:
-            self.rx_seen = self.rx
-            self.quiet = 0
-            self._check_later()
-
-    def _check_later(self) -> None:
-        # checked STALL_CHECKS times per timeout: a stall is seen within 1.25 timeouts of
-        # the last byte (checked once per timeout, a byte just after a check made it 2)
-        step = self.pool.stall_timeout / STALL_CHECKS
-        self.timer = self.pool.loop.call_later(step, self._check)
-
-    def _check(self) -> None:
-        self.timer = None
-        if self.done or not self.queue:
-            return
-        if self.rx != self.rx_seen:
-            self._watch()
-            return
-        self.quiet += 1
-        if self.quiet < STALL_CHECKS:
-            self._check_later()
-            return
-        head = self.queue[0]
-        if not head.got and self.answered:
-            self.pool.refuse(self.origin.key)  # answers one request, then ignores the rest
-        if not head.got:
-            head.got = True  # (fail it, do not resend it)
-        self._fail_head(STALLED, f"no data for {self.pool.stall_timeout:g} s")
-
-
-def _shut_down(sock: socket.socket, how: int) -> None:
-    """End ``sock``'s connection in the kernel now (a FIN; one still connecting is
-    dropped): asyncio closes the socket only on a later turn of the loop, and the caps
-    count it as closed already."""
-    try:
-        sock.shutdown(how)
-    except OSError:  # (not connected, or closed already)
-        pass
-
-
-async def _addresses(
-    loop: asyncio.AbstractEventLoop, host: str, port: int
-) -> list[tuple[int, tuple[Any, ...]]]:
-    """(family, address) to try for ``host``: an IP address as it is (no resolver
-    thread), a name as the resolver orders it."""
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, host)
-        except OSError:
-            continue
-        return [(family, (host, port))]
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [(family, addr) for family, _type, _proto, _name, addr in infos]

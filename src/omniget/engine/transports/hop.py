@@ -114,7 +114,7 @@ class Hop:
         self.on_data: Callable[[bytes | memoryview], None]
         self.on_data = sink.on_data  # type: ignore[assignment]
         # A sink with ``on_pipe`` may take body bytes from a pipe (a pipelined connection
-        # splices them there from its socket, see h1conn.py).
+        # splices them there from its socket, see h1socket.py).
         piped = hasattr(sink, "on_pipe")
         self.pipe_sink: PipeSink | None = sink if piped else None  # type: ignore[assignment]
         self.stopped = False  # ended on purpose (StopTransfer, a cut redirect body)

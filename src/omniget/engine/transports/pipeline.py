@@ -42,7 +42,8 @@ from typing import Any
 from ...settings import resolve_parts
 from ..scheduler import host_of
 from .curlloop import CLOSED
-from .h1conn import FALLBACK, SMALL_BODY, Conn, Exchange, Origin, Pending, give_back
+from .h1conn import SMALL_BODY, Conn
+from .h1queue import FALLBACK, Exchange, Origin, Pending, give_back
 
 __all__ = ["DEPTH", "FALLBACK", "SMALL_BODY", "PipelinePool", "pipeline_key"]
 
@@ -90,7 +91,7 @@ class PipelinePool:
         #: Told of an origin just before a connection to it is opened.
         self.opening: Callable[[str], None] | None = None
         self._state: dict[str, int] = {}  # origin -> _PIPELINED, _ONE_BY_ONE or _REFUSED
-        self.splice = hasattr(os, "splice") and hasattr(os, "pipe2")  # (Linux) see _splice
+        self.splice = hasattr(os, "splice") and hasattr(os, "pipe2")  # (Linux) see h1socket.py
         self._origins: dict[str, Origin] = {}
         self._closed = False
 

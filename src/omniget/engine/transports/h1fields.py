@@ -1,0 +1,63 @@
+"""What the header lines of an answer's head say, read once per answer for a pipelined
+connection (:mod:`.h1conn`): its headers, and how its body is framed and coded.
+"""
+
+from __future__ import annotations
+
+from .base import Headers
+
+__all__ = ["BAD_LENGTH", "read_fields"]
+
+_BLANK = " \t\n\r\x0b\x0c"  # what bytes.strip() strips (str.strip() strips more)
+#: Header names (lower case) that say how an answer's body is framed or coded.
+_FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "content-encoding"})
+
+
+#: What a head's header lines say: (headers, Content-Length, chunked, Connection and
+#: Content-Encoding in lower case).
+_Fields = tuple[Headers, int | None, bool, str, str]
+BAD_LENGTH, _BAD_CODING = "bad Content-Length", "a transfer coding other than chunked"
+
+
+def read_fields(rest: str) -> _Fields | str:
+    """What the header lines ``rest`` (each ending with CRLF) say; :data:`BAD_LENGTH` or
+    :data:`_BAD_CODING` at the first line that makes the answer unreadable here."""
+    length: int | None = None
+    chunked = False
+    conn = encoding = ""
+    pairs: list[tuple[str, str]] = []  # (the hop's headers: parsed once, here)
+    lows: list[str] = []  # their names in lower case (the Headers' keys)
+    last: dict[str, tuple[str, str]] = {}  # lower-case name -> its last pair
+    folded = rest[:1] in (" ", "\t") or "\r\n " in rest or "\r\n\t" in rest
+    for line in rest.split("\r\n")[:-1]:
+        if folded and line[:1] in (" ", "\t"):  # obsolete line folding
+            if pairs:
+                name_s, value_s = pairs[-1]
+                pairs[-1] = last[lows[-1]] = (name_s, f"{value_s} {line.strip(_BLANK)}")
+            continue
+        name, _, after = line.partition(":")
+        name = name.rstrip(_BLANK)  # (no leading blank: that line was a folded one)
+        value = after.strip(_BLANK)
+        low = name.lower()
+        if name:
+            pair = (name, value)
+            pairs.append(pair)
+            lows.append(low)
+            last[low] = pair
+        if low not in _FRAMING:
+            continue
+        if low == "content-length":
+            if not (value.isascii() and value.isdigit()) or (
+                length is not None and int(value) != length
+            ):
+                return BAD_LENGTH
+            length = int(value)
+        elif low == "transfer-encoding":
+            if value.lower() != "chunked":
+                return _BAD_CODING
+            chunked = True
+        elif low == "connection":
+            conn += after.lower()
+        else:
+            encoding = value.lower()
+    return Headers(pairs, lows, last), length, chunked, conn, encoding
