@@ -6,6 +6,8 @@ file worth splitting (size known, Range support), a :class:`~.splitter.Splitter`
 a task of its own and adds spans (see :mod:`.splitter` for how many and which bytes). Every
 range answer is checked (206 + Content-Range at the asked offset, same validators): bytes
 are never spliced at a wrong offset.
+
+One span's requests, retries and the sink that writes its bytes are in :mod:`.spanfetch`.
 """
 
 from __future__ import annotations
@@ -18,27 +20,21 @@ import time
 from typing import Any
 
 from ..errors import (
-    IntegrityError,
-    OmnigetError,
     RemoteError,
     StorageError,
     TransientError,
 )
-from ..model import ByteRange
-from .events import Retrying, Warned
+from .events import Warned
 from .job import FileJob
-from .mirrors import PERMANENT_ON_ONE_MIRROR, next_mirror, not_a_copy
+from .mirrors import not_a_copy
 from .names import filename_from_content_disposition
+from .spanfetch import SpanSink, run_span, size_mismatch
 from .spans import Interval, gaps, length, merge
 from .splitter import TAKE_OVER_MIN, Span, Splitter
 from .transports.base import (
     Head,
-    Request,
     StopTransfer,
     check_status,
-    fetch_when_granted,
-    skip_prefix,
-    transport_for,
 )
 from .verify import StreamHasher, digests_from_headers
 
@@ -49,15 +45,6 @@ __all__ = ["PlainDownload"]
 MAX_RESTARTS = 3
 # a 416's Content-Range (compiled by re when first used, not at every start)
 _UNSATISFIED = r"\s*bytes\s+\*/(\d+)\s*$"
-ANY_LENGTH = 1 << 62  # pipe_room of a span that runs to the end of the body
-
-
-def size_mismatch(job: FileJob, what: str) -> IntegrityError:
-    """The file has another size than the one expected (the item's, or the server's)."""
-    name = job.final.name if job.final is not None else job.item.filename
-    err = IntegrityError(f"size mismatch for {name}: {what}")
-    err.max_retries = 1  # (another server of a CDN may answer; more tries would not)
-    return err
 
 
 class _Restart(Exception):
@@ -65,92 +52,6 @@ class _Restart(Exception):
         super().__init__(reason)
         self.reason = reason
         self.changed = changed  # the remote file changed: drop every byte we have
-
-
-class _SpanSink:
-    """Writes one response's body into the part file at the span's position."""
-
-    takes_views = True  # on_data uses its bytes only during the call
-
-    def __init__(self, dl: PlainDownload, span: Span, req: Request) -> None:
-        self.dl = dl
-        self.span = span
-        self.req = req
-        self.skip = 0  # body bytes to drop (a 200 answer to a ranged request)
-        self.decoded = False  # the answer's body was content-encoded (gzip, deflate)
-        self.framed = True  # the answer's body ends by its own framing (see Head.framed)
-        # Where this answer's body ends in file offsets (None: unknown until the head).
-        self.body_end: int | None = req.range.end if req.range is not None else None
-        self.hash = dl.job.stream_hash if span.start == 0 and not dl.job.done else None
-        span.seen = now = time.monotonic()
-        # when the request left (0: it may still wait for a connection slot)
-        self.sent = now if span.ticket is not None and span.ticket.granted else 0.0
-
-    def on_head(self, head: Head) -> None:
-        self.decoded = head.decoded
-        self.framed = head.framed
-        self.dl.on_head(head, self)
-
-    def on_data(self, data: bytes | memoryview) -> None:
-        if self.skip:  # (bytes received all the same: they count as fetched)
-            n = len(data)
-            data, self.skip = skip_prefix(data, self.skip)
-            self.dl.job.fetched += n - len(data)
-            if not data:
-                return
-        span = self.span
-        job = self.dl.job
-        stop = False
-        end = span.end
-        if end is not None and span.pos + len(data) >= end:
-            # Stop early only when the answer would go on past our end (a span cut
-            # short by stealing); an answer that ends here keeps its connection.
-            over = span.pos + len(data) > end
-            if over and end == job.size:  # (the answer said no length: it is too long)
-                raise size_mismatch(job, f"more than the {end} bytes expected")
-            stop = over or self.body_end != end
-            data = data[: end - span.pos]
-        part = job.part
-        assert part is not None
-        part.write_at(data, span.pos)
-        if self.hash is not None:
-            self.hash.update(data)
-        self._advance(len(data), stop)
-
-    def pipe_room(self) -> int:
-        """How many body bytes this sink takes straight from a pipe now (``on_pipe``);
-        0 while it must see them (a hash, bytes to skip)."""
-        if self.skip or self.hash is not None or self.dl.job.part is None:
-            return 0
-        end = self.span.end
-        return ANY_LENGTH if end is None else end - self.span.pos
-
-    def on_pipe(self, pipe: int, n: int) -> None:
-        """``n`` body bytes (at most ``pipe_room()``) wait in ``pipe``: write them."""
-        span = self.span
-        part = self.dl.job.part
-        assert part is not None
-        part.write_from_pipe(pipe, n, span.pos)
-        end = span.end
-        self._advance(n, end is not None and span.pos + n >= end and self.body_end != end)
-
-    def _advance(self, n: int, stop: bool) -> None:
-        """``n`` bytes were written at the span's position; ``stop``: end the answer."""
-        span = self.span
-        job = self.dl.job
-        span.pos += n
-        job.written += n
-        job.fetched += n
-        # (the hot path: one clock read and two comparisons per chunk)
-        now = span.seen = time.monotonic()
-        if now >= job.next_tick:
-            job.progress(now)
-            if job.due_checkpoint(now):
-                self.dl.checkpoint(now)
-        elif span.pos - span.saved >= self.dl.ckpt_bytes:
-            self.dl.checkpoint(now)
-        if stop:
-            raise StopTransfer
 
 
 class PlainDownload:
@@ -264,7 +165,7 @@ class PlainDownload:
         # (its task: the file's own; a future stands for it once a controller starts)
         self.inline, self.runner, self.interrupts = first, me, 0
         try:
-            await self._run_span(first, url)
+            await run_span(self, first, url)
         except asyncio.CancelledError:
             ours = self.interrupts
             if not ours or me.cancelling() > ours:
@@ -323,7 +224,7 @@ class PlainDownload:
         url = self._lease(span, wait=wait)
         if url is None:
             return False
-        span.task = asyncio.create_task(self._run_span(span, url))
+        span.task = asyncio.create_task(run_span(self, span, url))
         return True
 
     def _lease(self, span: Span, *, wait: bool) -> str | None:
@@ -362,117 +263,9 @@ class PlainDownload:
     def splittable(self) -> bool:
         return self.ranges_ok and self.ranges_known and self.job.size is not None
 
-    # ----- one span: requests and retries ---------------------------------------
-
-    async def _run_span(self, span: Span, url: str) -> None:
-        job = self.job
-        attempts = 0
-        switches = 0  # to another mirror at once, without a wait (bounded)
-        waited = 0.0
-        try:
-            while True:
-                if span.end is not None and span.pos >= span.end:
-                    return  # (cut short by stealing while it waited to try again)
-                before = span.pos
-                req = self._request(span, url)
-                sink = _SpanSink(self, span, req)
-                try:
-                    assert span.ticket is not None
-                    transport = transport_for(self.ctx.transports, url)
-                    await fetch_when_granted(transport, req, sink, span.ticket)
-                    self._check_complete(span, sink)
-                    return
-                except OmnigetError as exc:
-                    if sink.decoded and span.pos > span.start:
-                        self._drop_decoded(span)
-                    if job.refreshable(exc) and await job.refresh(exc):
-                        self.urls = (job.item.download_url, *job.item.mirrors)
-                        url = self.urls[0]
-                        continue
-                    if not exc.retryable:
-                        other = next_mirror(self.urls, url, self.gone)
-                        if other is None or not isinstance(exc, PERMANENT_ON_ONE_MIRROR):
-                            raise
-                        said = url in self.gone  # (by another span: once is enough)
-                        self.gone.add(url)  # a mirror's 404 (or DNS name, or login) is its own
-                        url = other if said else self._to_mirror(other, exc)
-                        continue
-                    self.failing.add(url)
-                    other = next_mirror(self.urls, url, self.gone | self.failing)
-                    if other is not None and switches < 2 * len(self.urls):
-                        switches += 1  # another mirror at once, as aria2 does
-                        url = self._to_mirror(other, exc)
-                        continue
-                    if span.pos - before >= self.ckpt_bytes:
-                        attempts = 0
-                    attempts += 1
-                    delay = self.ctx.policy.next_delay(attempts, exc, waited, self.ctx.rng)
-                    if delay is None:
-                        raise
-                    url = next_mirror(self.urls, url, self.gone) or url  # (next in turn)
-                    self.ctx.event(Retrying(job.item, job.final, exc, attempts, delay))
-                    await self.ctx.clock.sleep(delay)
-                    waited += delay
-        finally:
-            if span.ticket is not None:
-                span.ticket.close()
-
-    def _drop_decoded(self, span: Span) -> None:
-        """A content-encoded answer failed: the bytes decoded from it are unchecked (a
-        gzip stream's CRC comes at its end, and a corrupt stream decodes to wrong bytes
-        before it fails), so the span starts over. Nothing more is fetched for that: an
-        encoded answer is always a whole body, of which the next one would only have
-        skipped these bytes."""
-        job = self.job
-        job.written -= span.pos - span.start
-        span.pos = span.saved = span.start
-        if span.start == 0 and job.stream_hash is not None:
-            job.stream_hash = StreamHasher(job.stream_hash.algo)
-        self.checkpoint(time.monotonic())
-
-    def _to_mirror(self, other: str, exc: OmnigetError) -> str:
-        log.debug("%s: %s; next mirror %s", self.job.item.filename, exc, other)
-        self.ctx.event(Warned(self.job.item, self.job.final, f"{exc}; trying a mirror"))
-        return other
-
-    def _request(self, span: Span, url: str) -> Request:
-        item = self.job.item
-        rng: ByteRange | None = None
-        if_range: str | None = None
-        if self.ranges_ok and (span.pos > 0 or span.end is not None):
-            rng = ByteRange(span.pos, span.end)
-            if url == item.download_url:
-                if_range = self.job.validator()
-        return Request(
-            url,
-            headers=item.headers,
-            range=rng,
-            if_range=if_range,
-            secret_headers=item.secret_headers,
-            rate=self.ctx.rate,
-        )
-
-    def _check_complete(self, span: Span, sink: _SpanSink) -> None:
-        size = self.job.size
-        if span.end is not None:
-            if span.pos < span.end and sink.framed and sink.body_end is None and span.end == size:
-                # (the answer said no length, and ended by its own framing: not cut off)
-                raise size_mismatch(self.job, f"{span.pos} bytes, not the {size} expected")
-            if span.pos < span.end:
-                raise TransientError(
-                    f"connection closed at byte {span.pos} of {span.end} ({self.job.item.filename})"
-                )
-            return
-        if size is not None and span.pos < size:
-            raise TransientError(f"connection closed at byte {span.pos} of {size}")
-        if size is None:
-            self.job.size = span.pos  # no length up front: done where the body ended
-            self.job.size_from_eof = True
-            self.job.end_proven = sink.framed
-
     # ----- response heads -----------------------------------------------------------
 
-    def on_head(self, head: Head, sink: _SpanSink) -> None:
+    def on_head(self, head: Head, sink: SpanSink) -> None:
         """Check an answer before any of its bytes are written."""
         job = self.job
         # validators are those of the item's own URL: mirrors have their own (by size)
@@ -560,7 +353,7 @@ class PlainDownload:
             job.last_modified and head.last_modified and head.last_modified != job.last_modified
         )
 
-    def _first_head(self, head: Head, sink: _SpanSink) -> None:
+    def _first_head(self, head: Head, sink: SpanSink) -> None:
         """Learn size, validators and range support from the file's first answer."""
         job = self.job
         span = sink.span

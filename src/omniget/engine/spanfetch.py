@@ -1,0 +1,243 @@
+"""One span of a :class:`~.plain.PlainDownload`: its requests, retries and mirror
+switches (:func:`run_span`), and the sink that writes its answers' bodies into the part
+file at the span's position (:class:`SpanSink`). Each function takes the download.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from ..errors import IntegrityError, OmnigetError, TransientError
+from ..model import ByteRange
+from .events import Retrying, Warned
+from .job import FileJob
+from .mirrors import PERMANENT_ON_ONE_MIRROR, next_mirror
+from .splitter import Span
+from .transports.base import (
+    Head,
+    Request,
+    StopTransfer,
+    fetch_when_granted,
+    skip_prefix,
+    transport_for,
+)
+from .verify import StreamHasher
+
+if TYPE_CHECKING:
+    from .plain import PlainDownload
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SpanSink", "run_span", "size_mismatch"]
+
+ANY_LENGTH = 1 << 62  # pipe_room of a span that runs to the end of the body
+
+
+def size_mismatch(job: FileJob, what: str) -> IntegrityError:
+    """The file has another size than the one expected (the item's, or the server's)."""
+    name = job.final.name if job.final is not None else job.item.filename
+    err = IntegrityError(f"size mismatch for {name}: {what}")
+    err.max_retries = 1  # (another server of a CDN may answer; more tries would not)
+    return err
+
+
+class SpanSink:
+    """Writes one response's body into the part file at the span's position."""
+
+    takes_views = True  # on_data uses its bytes only during the call
+
+    def __init__(self, dl: PlainDownload, span: Span, req: Request) -> None:
+        self.dl = dl
+        self.span = span
+        self.req = req
+        self.skip = 0  # body bytes to drop (a 200 answer to a ranged request)
+        self.decoded = False  # the answer's body was content-encoded (gzip, deflate)
+        self.framed = True  # the answer's body ends by its own framing (see Head.framed)
+        # Where this answer's body ends in file offsets (None: unknown until the head).
+        self.body_end: int | None = req.range.end if req.range is not None else None
+        self.hash = dl.job.stream_hash if span.start == 0 and not dl.job.done else None
+        span.seen = now = time.monotonic()
+        # when the request left (0: it may still wait for a connection slot)
+        self.sent = now if span.ticket is not None and span.ticket.granted else 0.0
+
+    def on_head(self, head: Head) -> None:
+        self.decoded = head.decoded
+        self.framed = head.framed
+        self.dl.on_head(head, self)
+
+    def on_data(self, data: bytes | memoryview) -> None:
+        if self.skip:  # (bytes received all the same: they count as fetched)
+            n = len(data)
+            data, self.skip = skip_prefix(data, self.skip)
+            self.dl.job.fetched += n - len(data)
+            if not data:
+                return
+        span = self.span
+        job = self.dl.job
+        stop = False
+        end = span.end
+        if end is not None and span.pos + len(data) >= end:
+            # Stop early only when the answer would go on past our end (a span cut
+            # short by stealing); an answer that ends here keeps its connection.
+            over = span.pos + len(data) > end
+            if over and end == job.size:  # (the answer said no length: it is too long)
+                raise size_mismatch(job, f"more than the {end} bytes expected")
+            stop = over or self.body_end != end
+            data = data[: end - span.pos]
+        part = job.part
+        assert part is not None
+        part.write_at(data, span.pos)
+        if self.hash is not None:
+            self.hash.update(data)
+        self._advance(len(data), stop)
+
+    def pipe_room(self) -> int:
+        """How many body bytes this sink takes straight from a pipe now (``on_pipe``);
+        0 while it must see them (a hash, bytes to skip)."""
+        if self.skip or self.hash is not None or self.dl.job.part is None:
+            return 0
+        end = self.span.end
+        return ANY_LENGTH if end is None else end - self.span.pos
+
+    def on_pipe(self, pipe: int, n: int) -> None:
+        """``n`` body bytes (at most ``pipe_room()``) wait in ``pipe``: write them."""
+        span = self.span
+        part = self.dl.job.part
+        assert part is not None
+        part.write_from_pipe(pipe, n, span.pos)
+        end = span.end
+        self._advance(n, end is not None and span.pos + n >= end and self.body_end != end)
+
+    def _advance(self, n: int, stop: bool) -> None:
+        """``n`` bytes were written at the span's position; ``stop``: end the answer."""
+        span = self.span
+        job = self.dl.job
+        span.pos += n
+        job.written += n
+        job.fetched += n
+        # (the hot path: one clock read and two comparisons per chunk)
+        now = span.seen = time.monotonic()
+        if now >= job.next_tick:
+            job.progress(now)
+            if job.due_checkpoint(now):
+                self.dl.checkpoint(now)
+        elif span.pos - span.saved >= self.dl.ckpt_bytes:
+            self.dl.checkpoint(now)
+        if stop:
+            raise StopTransfer
+
+
+# ----- one span: requests and retries ---------------------------------------
+
+
+async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
+    job = dl.job
+    attempts = 0
+    switches = 0  # to another mirror at once, without a wait (bounded)
+    waited = 0.0
+    try:
+        while True:
+            if span.end is not None and span.pos >= span.end:
+                return  # (cut short by stealing while it waited to try again)
+            before = span.pos
+            req = _request(dl, span, url)
+            sink = SpanSink(dl, span, req)
+            try:
+                assert span.ticket is not None
+                transport = transport_for(dl.ctx.transports, url)
+                await fetch_when_granted(transport, req, sink, span.ticket)
+                _check_complete(dl, span, sink)
+                return
+            except OmnigetError as exc:
+                if sink.decoded and span.pos > span.start:
+                    _drop_decoded(dl, span)
+                if job.refreshable(exc) and await job.refresh(exc):
+                    dl.urls = (job.item.download_url, *job.item.mirrors)
+                    url = dl.urls[0]
+                    continue
+                if not exc.retryable:
+                    other = next_mirror(dl.urls, url, dl.gone)
+                    if other is None or not isinstance(exc, PERMANENT_ON_ONE_MIRROR):
+                        raise
+                    said = url in dl.gone  # (by another span: once is enough)
+                    dl.gone.add(url)  # a mirror's 404 (or DNS name, or login) is its own
+                    url = other if said else _to_mirror(dl, other, exc)
+                    continue
+                dl.failing.add(url)
+                other = next_mirror(dl.urls, url, dl.gone | dl.failing)
+                if other is not None and switches < 2 * len(dl.urls):
+                    switches += 1  # another mirror at once, as aria2 does
+                    url = _to_mirror(dl, other, exc)
+                    continue
+                if span.pos - before >= dl.ckpt_bytes:
+                    attempts = 0
+                attempts += 1
+                delay = dl.ctx.policy.next_delay(attempts, exc, waited, dl.ctx.rng)
+                if delay is None:
+                    raise
+                url = next_mirror(dl.urls, url, dl.gone) or url  # (next in turn)
+                dl.ctx.event(Retrying(job.item, job.final, exc, attempts, delay))
+                await dl.ctx.clock.sleep(delay)
+                waited += delay
+    finally:
+        if span.ticket is not None:
+            span.ticket.close()
+
+
+def _drop_decoded(dl: PlainDownload, span: Span) -> None:
+    """A content-encoded answer failed: the bytes decoded from it are unchecked (a
+    gzip stream's CRC comes at its end, and a corrupt stream decodes to wrong bytes
+    before it fails), so the span starts over. Nothing more is fetched for that: an
+    encoded answer is always a whole body, of which the next one would only have
+    skipped these bytes."""
+    job = dl.job
+    job.written -= span.pos - span.start
+    span.pos = span.saved = span.start
+    if span.start == 0 and job.stream_hash is not None:
+        job.stream_hash = StreamHasher(job.stream_hash.algo)
+    dl.checkpoint(time.monotonic())
+
+
+def _to_mirror(dl: PlainDownload, other: str, exc: OmnigetError) -> str:
+    log.debug("%s: %s; next mirror %s", dl.job.item.filename, exc, other)
+    dl.ctx.event(Warned(dl.job.item, dl.job.final, f"{exc}; trying a mirror"))
+    return other
+
+
+def _request(dl: PlainDownload, span: Span, url: str) -> Request:
+    item = dl.job.item
+    rng: ByteRange | None = None
+    if_range: str | None = None
+    if dl.ranges_ok and (span.pos > 0 or span.end is not None):
+        rng = ByteRange(span.pos, span.end)
+        if url == item.download_url:
+            if_range = dl.job.validator()
+    return Request(
+        url,
+        headers=item.headers,
+        range=rng,
+        if_range=if_range,
+        secret_headers=item.secret_headers,
+        rate=dl.ctx.rate,
+    )
+
+
+def _check_complete(dl: PlainDownload, span: Span, sink: SpanSink) -> None:
+    size = dl.job.size
+    if span.end is not None:
+        if span.pos < span.end and sink.framed and sink.body_end is None and span.end == size:
+            # (the answer said no length, and ended by its own framing: not cut off)
+            raise size_mismatch(dl.job, f"{span.pos} bytes, not the {size} expected")
+        if span.pos < span.end:
+            raise TransientError(
+                f"connection closed at byte {span.pos} of {span.end} ({dl.job.item.filename})"
+            )
+        return
+    if size is not None and span.pos < size:
+        raise TransientError(f"connection closed at byte {span.pos} of {size}")
+    if size is None:
+        dl.job.size = span.pos  # no length up front: done where the body ended
+        dl.job.size_from_eof = True
+        dl.job.end_proven = sink.framed
