@@ -446,11 +446,12 @@ def dry_run(
 def summary_line(
     report: Report, *, failed: int = 0, skipped: int = 0, left: int = 0, resumed: int = 0
 ) -> str:
-    """``N files ok, N skipped, N failed, SIZE in Ts (RATE/s)`` ("1 file ok"); extra counts
-    are added. Files cut off by an interrupt are counted apart (``N interrupted``): they
-    did not fail, a rerun resumes them; so are the ``left`` ones a stopped run never
-    began (``N not started``). SIZE and RATE are the bytes fetched; ``resumed`` ones,
-    there from an earlier run, are said beside them (``SIZE (+SIZE resumed)``)."""
+    """``N files ok, N skipped, N failed, SIZE in Ts (RATE/s)`` ("1 file ok"; no RATE when
+    nothing was fetched); extra counts are added. Files cut off by an interrupt are
+    counted apart (``N interrupted``): they did not fail, a rerun resumes them; so are
+    the ``left`` ones a stopped run never began (``N not started``). SIZE and RATE are
+    the bytes fetched; ``resumed`` ones, there from an earlier run, are said beside them
+    (``SIZE (+SIZE resumed)``)."""
     secs = report.elapsed
     rate = int(report.fetched / secs) if secs > 0 else 0
     files = "file" if report.ok == 1 else "files"
@@ -459,10 +460,11 @@ def summary_line(
     not_started = f"{left} not started, " if left else ""
     took = f"{secs:.2f}s" if secs < 1 else f"{secs:.1f}s"
     kept = f" (+{format_size(resumed)} resumed)" if resumed else ""
+    speed = f" ({format_size(rate)}/s)" if report.fetched else ""  # (none: no "0 B/s")
     return (
         f"{report.ok} {files} ok, {report.skipped + skipped} skipped, "
         f"{report.failed - cut + failed} failed, {interrupted}{not_started}"
-        f"{format_size(report.fetched)}{kept} in {took} ({format_size(rate)}/s)"
+        f"{format_size(report.fetched)}{kept} in {took}{speed}"
     )
 
 
