@@ -24,23 +24,39 @@ TCP_ESTABLISHED = 1
 
 def established(port: int) -> int:
     """Client sockets in this network namespace with an open (ESTABLISHED) connection to
-    ``port`` on this host, as the kernel has them: a connection counts until its client
-    closes or shuts it, however late a server thread notices.
+    ``port`` on this host at one moment, as the kernel has them: a connection counts
+    until its client closes or shuts it, however late a server thread notices.
 
-    Asked over netlink (sock_diag) for the established sockets to ``port`` only. The
-    kernel walks its table into as many answers as the sockets it sends need (about 30
-    fit in the first), and walks on only when the one before is read: a socket closed
-    after its answer and one opened later in the table would both count, as in
-    ``/proc/net/tcp`` (read a page at a time: seen 8 for 4 on a busy machine). Asking
-    for one port keeps a test's few connections in the first answer, one walk however
-    many other sockets the machine has; every answer is read all the same."""
-    return sum(_dump_ports(family, port).count(port) for family in (AF_INET, AF_INET6))
+    Asked over netlink (sock_diag) for the established sockets to ``port`` only, IPv4
+    then IPv6, twice in a row; a socket counts if both walks saw it. One walk is no
+    snapshot: the kernel locks one bucket of its table at a time and may pause between
+    buckets (milliseconds on a busy machine), and the IPv6 table is walked after the
+    IPv4 one, so a socket closed once walked and one opened where the walk had yet to go
+    both counted (seen 5 for 4). A socket is established for one stretch of its life:
+    one seen in two walks in a row was open all the time between them, so the count is
+    true at the moment the first walk ended (a connection shorter than a walk may go
+    unseen)."""
+    return len(_walk(port) & _walk(port))
+
+
+def _walk(port: int) -> set[bytes]:
+    """The cookies (the kernel's id of a socket, never reused) of the established TCP
+    sockets to ``port``, from one walk of the IPv4 table and one of the IPv6 table."""
+    # inet_diag_msg: family, state, timer, retrans, then the inet_diag_sockid: sport,
+    # dport, src (16), dst (16), interface (4), cookie (8)
+    dport = struct.pack(">H", port)
+    return {
+        m[44:52]
+        for family in (AF_INET, AF_INET6)
+        for a in _answers(family, port)
+        for m in a
+        if m[6:8] == dport
+    }
 
 
 def _dump_ports(family: int, port: int) -> list[int]:
     """The remote ports of this family's established TCP sockets to ``port`` (0: to
     any port)."""
-    # inet_diag_msg: family, state, timer, retrans, then sport, dport (big-endian)
     return [struct.unpack_from(">H", m, 6)[0] for a in _answers(family, port) for m in a]
 
 

@@ -25,10 +25,15 @@ class Listener:
         self.sock = stack.enter_context(socket.create_server(("127.0.0.1", 0), backlog=200))
         self.port: int = self.sock.getsockname()[1]
 
-    def connect(self, n: int) -> None:
+    def connect(self, n: int) -> list[socket.socket]:
+        """``n`` more connections; their client sockets."""
+        clients = []
         for _ in range(n):
-            self.stack.enter_context(socket.create_connection(("127.0.0.1", self.port)))
+            clients.append(
+                self.stack.enter_context(socket.create_connection(("127.0.0.1", self.port)))
+            )
             self.stack.enter_context(self.sock.accept()[0])
+        return clients
 
 
 @pytest.fixture
@@ -61,3 +66,32 @@ def test_a_count_is_one_walk_of_the_table_however_many_other_sockets_there_are(
     ours.connect(20)  # after the walk: not counted
     assert len(first) == 20 and sum(map(len, answers)) == 0
     assert conns.established(ours.port) == 40
+
+
+def test_a_count_is_true_at_one_moment_while_sockets_close_and_open(
+    stack: ExitStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A count is one moment of the kernel's table though its walk is not: here one of
+    four IPv4 connections closes and an IPv6 one opens once the IPv4 table was walked
+    (as a socket may close once its bucket was walked, and another open in one walked
+    later, on a busy machine). Four were open at every moment; counted from one walk,
+    the closed one and the new one both counted (5)."""
+    ours = Listener(stack)
+    clients = ours.connect(4)
+    v6 = stack.enter_context(
+        socket.create_server(("::1", ours.port), family=socket.AF_INET6, backlog=10)
+    )
+    answers = conns._answers
+    churned: list[int] = []
+
+    def churning(family: int, port: int) -> Iterator[list[bytes]]:
+        if family == socket.AF_INET6 and not churned:  # (the IPv4 table was walked)
+            churned.append(port)
+            clients[0].close()  # (its FIN: no longer established)
+            stack.enter_context(socket.create_connection(("::1", ours.port)))
+            stack.enter_context(v6.accept()[0])
+        yield from answers(family, port)
+
+    monkeypatch.setattr(conns, "_answers", churning)
+    assert conns.established(ours.port) == 4
+    assert churned == [ours.port]
