@@ -23,7 +23,6 @@ class Req:
     body: bytes
     conn: int  # connection number, from 1
     raw_headers: list[tuple[str, str]] = field(default_factory=list)
-    open_conns: int = 0  # the server's open connections when this request came
 
 
 #: A handler answers one request; return False to close the connection afterwards.
@@ -174,7 +173,6 @@ class Server:
                 if req is None:
                     return
                 with self._lock:
-                    req.open_conns = self.open
                     self.requests.append(req)
                 handler = self.routes.get(req.path)
                 if handler is None:

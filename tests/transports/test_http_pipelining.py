@@ -339,19 +339,20 @@ def test_a_run_of_many_small_files_and_a_large_one(tmp_path: Path) -> None:
 def test_the_per_host_cap_counts_the_connections_libcurl_kept(tmp_path: Path, cap: int) -> None:
     """Engine end to end: many small files start on libcurl (as many at once as the cap
     allows) until the origin is settled, then go pipelined; the connections libcurl kept
-    are closed as the pool opens its own, so the server never sees more than the cap
-    (before, ``-N 4`` left four idle beside four pipelined)."""
+    are closed as the pool opens its own, so no more than the cap are ever open
+    (before, ``-N 4`` left four idle beside four pipelined). Counted as the kernel has
+    them: the server's threads see a close late (a loaded machine's showed 6 for 4
+    after the first 50 requests)."""
     with Server() as server:
         for i in range(200):
             server.route(f"/s{i}.bin", static(body(i % 40)))
         urls = [server.url(f"/s{i}.bin") for i in range(200)]
         settings = Settings(connections_per_host=cap, state_dir=tmp_path / "state")
-        report = download(urls, tmp_path / "out", settings=settings)
+        with PeakConnections(server.port) as conns:
+            report = download(urls, tmp_path / "out", settings=settings)
         requests = list(server.requests)
     assert report.ok == 200 and not report.failed, report.failures
-    # (a close reaches the server's threads a moment after the next connection may:
-    # the first requests are not counted)
-    assert max(r.open_conns for r in requests[50:]) <= cap
+    assert 1 <= conns.peak <= cap
     assert len({r.conn for r in requests}) <= 2 * cap + 1
 
 
