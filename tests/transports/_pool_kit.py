@@ -88,12 +88,17 @@ def linger_close(sock: socket.socket) -> None:
         pass
 
 
-def send(*parts: bytes, pause: float = 0.0, end: str = "keep") -> Handler:
-    """Write ``parts`` (``pause`` seconds apart), then keep the connection (``keep``),
-    close it (``close``), half-close it and linger (``linger``) or reset it (``reset``)."""
+def send(
+    *parts: bytes, pause: float = 0.0, end: str = "keep", go: threading.Event | None = None
+) -> Handler:
+    """Write ``parts`` (``pause`` seconds apart; with ``go``, the rest once the test sets
+    it, e.g. when the client took the first), then keep the connection (``keep``), close
+    it (``close``), half-close it and linger (``linger``) or reset it (``reset``)."""
 
     def handle(req: Req, sock: socket.socket) -> bool | None:
         for i, part in enumerate(parts):
+            if go is not None and i:
+                go.wait(10)  # (a test that never sets it fails on its own timeout first)
             if pause and i:
                 time.sleep(pause)
             sock.sendall(part)

@@ -10,6 +10,7 @@ import errno
 import gzip
 import os
 import random
+import threading
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -42,7 +43,7 @@ from ._pool_kit import (
     stall_after,
     want,
 )
-from ._server import Server, static
+from ._server import Handler, Server, static
 
 # ----- framing ------------------------------------------------------------------------
 
@@ -378,21 +379,30 @@ def test_answer_larger_than_small_body_sends_one_request_at_a_time(
 
 BIG = bytes(range(256)) * 20  # 5120 bytes
 BIG_HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 5120\r\n\r\n"
-BIG_IN_TWO = send(BIG_HEAD + BIG[:100], BIG[100:], pause=0.03)
+BIG_FIRST, BIG_REST = BIG_HEAD + BIG[:100], BIG[100:]
+
+
+def big_in_two(go: threading.Event) -> Handler:
+    """The head and 100 bytes, then the rest once ``go`` is set (when the client took
+    the first part: on a loaded machine a pause alone let both come in one read)."""
+    return send(BIG_FIRST, BIG_REST, go=go)
 
 
 def test_receiver_abort_with_little_left_drains_and_keeps_the_connection(srv: Server) -> None:
-    srv.route("/big", BIG_IN_TWO)
+    go = threading.Event()
+    srv.route("/big", big_in_two(go))
 
-    async def go() -> list[Hop]:
+    async def run_all() -> list[Hop]:
         async with Client(srv.port, max_conns=1) as c:
             [bg] = c.get("/big", abort_after=1)
             hops = [bg, *c.get("/next", "/big")]
+            await bg.has(1)
+            go.set()
             assert await c.codes(hops) == [WRITE, 0, 0]
             assert c.pool.usable(c.key)
             return hops
 
-    bg, nxt, bg2 = run(go)
+    bg, nxt, bg2 = run(run_all)
     assert bg.raw[0] == b"HTTP/1.1 200 OK\r\n"
     assert 0 < len(bg.body) < len(BIG) and bytes(bg.body) == BIG[: len(bg.body)]
     assert bytes(nxt.body) == want("/next")
@@ -400,25 +410,29 @@ def test_receiver_abort_with_little_left_drains_and_keeps_the_connection(srv: Se
     assert srv.connections == 1
 
 
-def abort_then_next(srv: Server, path: str) -> list[Hop]:
+def abort_then_next(srv: Server, path: str, go: threading.Event) -> list[Hop]:
     """GET ``path`` (its receiver ends it after the first byte), then ``/next``, over one
-    connection: the first ends with a write error, the second fine."""
+    connection: the first ends with a write error, the second fine. ``go`` is set once
+    the first got its first bytes."""
 
-    async def go() -> list[Hop]:
+    async def run_all() -> list[Hop]:
         async with Client(srv.port, max_conns=1) as c:
             hops = [*c.get(path, abort_after=1), *c.get("/next")]
+            await hops[0].has(1)
+            go.set()
             assert await c.codes(hops) == [WRITE, 0]
             return hops
 
-    return run(go)
+    return run(run_all)
 
 
 def test_receiver_abort_with_much_left_closes_and_resends(
     srv: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(h1conn, "DRAIN_MAX", 1000)
-    srv.route("/big", BIG_IN_TWO)
-    bg, nxt = abort_then_next(srv, "/big")
+    go = threading.Event()
+    srv.route("/big", big_in_two(go))
+    bg, nxt = abort_then_next(srv, "/big", go)
     assert len(bg.body) == 100
     assert bytes(nxt.body) == want("/next")
     assert 2 in conns_of(srv, "/next") and srv.connections == 2
@@ -426,8 +440,9 @@ def test_receiver_abort_with_much_left_closes_and_resends(
 
 def test_receiver_abort_in_a_chunked_body_closes_and_resends(srv: Server) -> None:
     whole = chunked(b"a" * 10, b"b" * 10)
-    srv.route("/ch", send(whole[:60], whole[60:], pause=0.03))
-    ch, nxt = abort_then_next(srv, "/ch")
+    go = threading.Event()
+    srv.route("/ch", send(whole[:60], whole[60:], go=go))
+    ch, nxt = abort_then_next(srv, "/ch", go)
     assert bytes(ch.body) == b"a" * 10
     assert bytes(nxt.body) == want("/next")
     assert 2 in conns_of(srv, "/next")
@@ -435,23 +450,28 @@ def test_receiver_abort_in_a_chunked_body_closes_and_resends(srv: Server) -> Non
 
 @pytest.mark.parametrize("at", ["before", "mid-body"])
 def test_cancelled_request_answer_is_read_and_dropped(srv: Server, at: str) -> None:
-    srv.route("/big", BIG_IN_TWO)
+    go = threading.Event()
+    srv.route("/big", big_in_two(go))
 
-    async def go() -> list[Hop]:
+    async def run_all() -> list[Hop]:
         async with Client(srv.port, max_conns=1) as c:
             if at == "before":
                 [first] = c.get("/a")
                 [gone] = c.get("/big")
                 gone.fut.cancel()
+                go.set()
             else:
                 [first] = c.get("/a")
                 [gone] = c.get("/big", cancel_after=1)
             rest = c.get("/next")
+            if at != "before":
+                await gone.has(1)
+                go.set()
             assert await c.codes([first, *rest]) == [0, 0]
             assert gone.fut.cancelled()
             return [first, gone, *rest]
 
-    _first, gone, nxt = run(go)
+    _first, gone, nxt = run(run_all)
     assert bytes(nxt.body) == want("/next")
     if at == "before":
         assert gone.raw == [] and gone.writes == 0
