@@ -48,7 +48,9 @@ async def dial(conn: Conn, end: float) -> socket.socket:
     tries = [a for host in hosts for a in await _addresses(loop, host, port)]
     error: OSError = OSError(f"no address for {hosts[0]}")
     for i, (family, addr) in enumerate(tries):
-        sock = conn.socket = socket.socket(family, socket.SOCK_STREAM)
+        # (IPPROTO_TCP named: asyncio turns Nagle off only for a socket that says so, and
+        # requests written one by one would wait for ACKs, a round trip each)
+        sock = conn.socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setblocking(False)
             async with asyncio.timeout((end - loop.time()) / (len(tries) - i)):
