@@ -51,6 +51,14 @@ class NetworkSettings:
     user_agent: str = "omniget/0.1"
     max_redirects: int = 10
 
+    def __post_init__(self) -> None:
+        # what reaches pycurl as a str must be ASCII (the CLI's parsers see to it too)
+        if self.proxy and not self.proxy.isascii():
+            raise ValueError("expected a proxy URL in ASCII (its host name as punycode, "
+                             "xn--..., a user or password beyond ASCII percent-encoded)")
+        if not all(map(str.isascii, self.resolve)):
+            object.__setattr__(self, "resolve", tuple(map(_ascii_resolve, self.resolve)))
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -94,6 +102,24 @@ def resolve_parts(entry: str) -> tuple[str, str, str]:
         host, _, rest = text.partition(":")
     port, _, addrs = rest.partition(":")
     return host, port, addrs
+
+
+def _ascii_resolve(entry: str) -> str:
+    """A resolve entry (``-HOST:PORT`` too) with its host as punycode, as the URL's host
+    is asked for; ValueError if it stays beyond ASCII."""
+    mark = entry[:1] if entry[:1] in "+-" else ""
+    body = entry[len(mark):]
+    host = body.partition(":")[0]
+    try:
+        if body.startswith("["):  # (an IPv6 address)
+            raise UnicodeError
+        text = mark + host.encode("idna").decode("ascii") + body[len(host):]
+    except UnicodeError:
+        raise ValueError(f"expected HOST:PORT:ADDRESS, got {entry!r}: {host!r} is no "
+                         "host name") from None
+    if not text.isascii():
+        raise ValueError(f"expected HOST:PORT:ADDRESS (an IP address), got {entry!r}")
+    return text
 
 
 def home_dir(environ: Mapping[str, str] | None = None) -> Path | None:

@@ -375,3 +375,38 @@ def test_a_stop_while_a_source_waits_for_its_next_page_stops_at_once(
         gate.set()
     assert (tmp_path / "out" / "first.bin.omniget-part").exists()
     assert all(r.path != "/never.bin" for r in httpd.requests)
+
+
+def test_a_non_ascii_host_in_resolve_is_asked_for_as_its_punycode(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """A library caller's ``resolve`` entry with a host beyond ASCII reached pycurl as a str
+    it cannot encode (download() raised UnicodeEncodeError); the CLI turns the host into
+    its punycode, as the URL's host is asked for, and so does the library now."""
+    httpd.add("/r.bin", b"r" * 700)
+    resolve = (f"exämple.test:{httpd.port}:127.0.0.1",)
+    settings = _settings(tmp_path, network=omniget.NetworkSettings(resolve=resolve))
+    assert settings.network.resolve == (f"xn--exmple-cua.test:{httpd.port}:127.0.0.1",)
+    report = omniget.download([f"http://exämple.test:{httpd.port}/r.bin"], tmp_path / "out",
+                              settings=settings)
+    assert [r.status for r in report.results] == ["ok"], report.results[0].error
+    assert (tmp_path / "out" / "r.bin").read_bytes() == b"r" * 700
+
+
+def test_a_resolve_host_that_is_no_host_name_is_refused_at_settings() -> None:
+    """The +HOST and -HOST forms keep their mark; a host IDNA refuses, or an address
+    beyond ASCII, is a ValueError at construction, not pycurl's UnicodeEncodeError."""
+    made = omniget.NetworkSettings(resolve=("+ä.test:80:127.0.0.1", "-ä.test:80"))
+    assert made.resolve == ("+xn--4ca.test:80:127.0.0.1", "-xn--4ca.test:80")
+    with pytest.raises(ValueError, match="HOST:PORT:ADDRESS"):
+        omniget.NetworkSettings(resolve=("ä.test:80:127.0.0.ä",))
+    with pytest.raises(ValueError, match="HOST:PORT:ADDRESS"):
+        omniget.NetworkSettings(resolve=("a..ä:80:127.0.0.1",))
+
+
+def test_a_non_ascii_proxy_is_refused_at_settings_as_the_cli_refuses_it() -> None:
+    """A library caller's proxy beyond ASCII reached pycurl as a str it cannot encode:
+    download() raised an internal UnicodeEncodeError. The CLI refuses it (--proxy);
+    NetworkSettings now does too."""
+    with pytest.raises(ValueError, match="proxy URL in ASCII"):
+        omniget.NetworkSettings(proxy="http://prøxy.test:3128")
