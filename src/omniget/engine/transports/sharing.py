@@ -124,7 +124,11 @@ class ConnectionSharing:
         return pipes.admit(start, fut, key)
 
     def _shed(self) -> bool:
-        """Shut one of libcurl's kept connections that no transfer uses."""
+        """Shut one of libcurl's kept connections that no transfer uses. None is spared
+        for libcurl's transfers not yet run (as :meth:`_shut_kept` spares them): the run's
+        count (:meth:`_curl_active`) holds each of those as a connection of its own
+        (``core.starting``) beside the kept ones, and libcurl finds a shut connection dead
+        and never reuses it, so such a transfer opens the connection it was counted for."""
         return self._kept.shed(self._curl_sockets(*self._on_curl)[0])
 
     def _shut_kept(self, key: str) -> None:
