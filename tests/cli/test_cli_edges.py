@@ -1302,3 +1302,44 @@ def test_a_resumed_run_s_summary_tells_the_bytes_it_did_not_fetch_again(
     scale = {"KiB": 1 / 1024, "MiB": 1.0}
     fetched, resumed = float(found[1]) * scale[found[2]], float(found[3]) * scale[found[4]]
     assert resumed > 0 and abs(fetched + resumed - 4_000_000 / 2**20) < 0.15, summary
+
+
+def test_an_interrupted_run_s_json_summary_counts_the_files_it_never_began(
+    httpd: HTTPServer,
+) -> None:
+    """The --json summary has the human line's "N not started" (before: no such count,
+    so 1 interrupted of 6 files given left the other 5 unmentioned there)."""
+    urls = [slow(httpd, f"j{i}.bin") for i in range(6)]
+    proc = spawn("--json", "-j", "1", "-o", "out", *urls)
+    assert proc.stdout is not None
+    assert json.loads(proc.stdout.readline())["event"] == "started"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    summary = json_lines(out.decode())[-1]
+    assert (summary["event"], summary["ok"], summary["failed"]) == ("summary", 0, 0), summary
+    cut, left = summary["interrupted"], summary["not_started"]
+    assert cut + left == 6 and left >= 1, summary
+
+
+def test_a_resumed_run_s_json_summary_tells_the_bytes_it_did_not_fetch_again(
+    httpd: HTTPServer,
+) -> None:
+    """The --json summary has the human line's "(+SIZE resumed)" (before: only `fetched`,
+    the rest of a resumed file's bytes unsaid)."""
+    url = slow(httpd, "jr.bin")
+    proc = spawn("--json", "--split", "1", "-o", "out", url)
+    assert proc.stdout is not None
+    while json.loads(proc.stdout.readline()).get("done", 0) < 1_000_000:  # (some bytes in)
+        pass
+    proc.send_signal(signal.SIGINT)
+    assert proc.communicate(timeout=30) and proc.returncode == 130
+    proc = spawn("--json", "--split", "1", "-o", "out", url)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    events = json_lines(out.decode())
+    started = next(e for e in events if e["event"] == "started")
+    summary = events[-1]
+    assert summary["event"] == "summary" and summary["ok"] == 1, summary
+    assert summary["resumed"] == started["resumed"] > 0, (summary, started)
+    assert summary["fetched"] + summary["resumed"] == 4_000_000, summary

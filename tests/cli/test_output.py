@@ -26,6 +26,7 @@ from omniget.engine.events import (
     Finished,
     PieceDone,
     Progress,
+    Queued,
     Retrying,
     Skipped,
     Started,
@@ -264,3 +265,23 @@ def test_display_path_and_format_size(tmp_path: Path) -> None:
     assert display_path("rel/x") == str(Path("rel/x"))
     assert [format_size(n) for n in (None, 0, 1023, 1536, 5 * MiB)] == [
         "?", "0 B", "1023 B", "1.5 KiB", "5.0 MiB"]
+
+
+def test_json_events_tally_the_list_s_files_never_begun_and_the_bytes_resumed() -> None:
+    """What a summary takes when the run has no report (a second Ctrl+C): files of the
+    list never begun (none while the list may grow), and bytes resumed."""
+    out = io.StringIO()
+    sink = JsonEvents(out, Masker(), clock=lambda: 0.0)
+    a, b, c, d = (make_item(download_url=f"https://h.example/{n}.bin") for n in "abcd")
+    with sink:
+        for item in (a, b, c):
+            sink(Queued(item, None, more=False, ahead=1))  # (d counted, not announced)
+        sink(Started(a, None, size=3 * MiB, resumed=MiB))
+        sink(Finished(a, None, size=3 * MiB, verified="size", fetched=2 * MiB))
+        sink(Started(b, None, size=3 * MiB, resumed=0))
+    counts = sink.tally()
+    assert (counts["ok"], counts["interrupted"], counts["not_started"]) == (1, 1, 2)
+    assert (counts["fetched"], counts["resumed"]) == (2 * MiB, MiB)
+    assert "queued" not in out.getvalue()  # (still no line per entry of the list)
+    sink(Queued(d, None, more=True))
+    assert sink.tally()["not_started"] == 0  # (the list's length is not known)

@@ -168,10 +168,13 @@ def run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     code = 130 if interrupted else failures[0][1].exit_code if failures else 0
     if isinstance(consumer, JsonEvents):
         cut = report.interrupted  # not failed: a rerun resumes them
+        seen = consumer.tally()  # (the list's files never begun; bytes resumed)
         consumer.line(summary_record(ns, code, ok=report.ok,
                                      skipped=report.skipped + len(filtered),
                                      failed=len(failures) - cut, interrupted=cut,
-                                     fetched=report.fetched, elapsed=round(report.elapsed, 3)))
+                                     not_started=seen["not_started"] if report.stopped else 0,
+                                     fetched=report.fetched, resumed=seen["resumed"],
+                                     elapsed=round(report.elapsed, 3)))
         if consumer.error is not None:  # (the files are there; the events are not)
             print_error(mask(f"{consumer.error} (the --json events are incomplete)"))
             # its code: the first failure's, as it came with the first event

@@ -34,6 +34,7 @@ from ..engine.report import Report
 from ..engine.transports.base import SECRET_HEADERS
 from ..errors import OmnigetError, StorageError, write_error
 from ..model import Digest, Item
+from .tally import Tally
 
 if TYPE_CHECKING:
     import argparse
@@ -232,7 +233,9 @@ class JsonEvents:
 
     A write error (disk full) does not stop the download: it is kept in ``error``, and
     nothing more is written (the CLI reports it at the end, exit 7). ``tally()`` counts
-    what the events told, for a summary when the run had no report (a second Ctrl+C)."""
+    what the events told, for a summary when the run had no report (a second Ctrl+C);
+    the files never begun and the bytes resumed come from the events alone (as the
+    human summary's)."""
 
     def __init__(
         self,
@@ -249,11 +252,13 @@ class JsonEvents:
         self._began = clock()
         self._ended = {"ok": 0, "skipped": 0, "failed": 0, "interrupted": 0, "fetched": 0}
         self._running: set[str] = set()  # started, not ended
+        self._seen = Tally(clock)  # (the list's length, the resumed bytes)
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, Queued | Listed):  # (a line per URL before any file: not wanted)
-            return
         with self._lock:
+            self._seen(event, "")
+            if isinstance(event, Queued | Listed):  # (a line per URL before any file: no)
+                return
             key = event.item.key
             if isinstance(event, Progress):
                 now = self.clock()
@@ -280,10 +285,15 @@ class JsonEvents:
 
     def tally(self) -> dict[str, float]:
         """The summary's counts as the events told them (files started and not ended
-        count as interrupted; bytes fetched, of the files that ended well)."""
+        count as interrupted; bytes fetched, of the files that ended well; the files of
+        the list never begun, 0 while the list's length is not known)."""
         with self._lock:
+            seen = self._seen
             counts: dict[str, float] = dict(self._ended)
             counts["interrupted"] += len(self._running)
+            left = seen.seen - seen.ended - len(seen.files)
+            counts["not_started"] = 0 if seen.more else max(0, left)
+            counts["resumed"] = seen.resumed
             counts["elapsed"] = round(self.clock() - self._began, 3)
             return counts
 
@@ -478,7 +488,8 @@ def print_error(text: str) -> None:
 SUMMARY_KEYS = {
     "list": ("items", "failed"),
     "dry-run": ("files", "size", "unknown", "skipped", "failed"),
-    "get": ("ok", "skipped", "failed", "interrupted", "fetched", "elapsed"),
+    "get": ("ok", "skipped", "failed", "interrupted", "not_started", "fetched", "resumed",
+            "elapsed"),
 }
 
 
