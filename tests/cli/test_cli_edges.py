@@ -464,6 +464,34 @@ def test_retry_and_warning_lines_begin_as_every_other_line(
     assert len(said) == 2, said
 
 
+@pytest.mark.parametrize("flag", ["", "-q", "-v"])
+def test_json_runs_tell_the_library_s_warnings_as_events(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], tmp_path: Path, flag: str,
+) -> None:
+    """An unusable resume journal is a `warning` event too, masked as its stderr line
+    (before: stderr only, so a program reading --json never knew the run kept no resume
+    state). A retry (without --json, a warning line too) stays its `retrying` event."""
+    state = tmp_path / "pw-s3cr3t-x"
+    state.write_text("not a folder")
+    path = httpd.new_path("w.bin")
+    httpd.add(path, DATA)
+    url = httpd.url(path, status=503, times=1)
+    flags = [flag] if flag else []
+    assert main([*flags, "--json", "--user", "bob:pw-s3cr3t-x", "--retries", "1",
+                 "--state-dir", str(state), "-o", "o", url]) == 0
+    out, err = capsys.readouterr()
+    assert "s3cr3t" not in out + err
+    events = json_lines(out)
+    masked = tmp_path / "***"
+    said = (f"resume journal {masked / 'journal.sqlite'}: open failed: {masked} is a file, "
+            "not a folder (see --state-dir); downloading without resume state")
+    warnings = [e for e in events if e["event"] == "warning"]
+    assert warnings == [{"event": "warning", "level": "warning", "message": said}]
+    assert [e["event"] for e in events].count("retrying") == 1
+    assert events[-1]["event"] == "summary" and events[-1]["ok"] == 1
+    assert err == ("" if flag == "-q" else f"omniget: warning: {said}\n")
+
+
 def test_stdout_stops_when_an_encoded_answer_fails_its_check_after_bytes_went_out(
     httpd: HTTPServer, capsysbinary: pytest.CaptureFixture[bytes]
 ) -> None:

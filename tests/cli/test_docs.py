@@ -87,7 +87,7 @@ def test_readme_names_every_json_event_and_summary_count() -> None:
                if isinstance(cls, type) and issubclass(cls, events.Event)
                and cls not in (events.Event, events.Queued, events.Listed)}  # (not written)
     assert written >= {"started", "finished", "failed"}
-    for name in sorted(written | {"error", "summary", "exit_code"}):
+    for name in sorted(written | {"error", "warning", "level", "summary", "exit_code"}):
         assert f"`{name}`" in text, name
     for key in {k for keys in SUMMARY_KEYS.values() for k in keys}:
         assert f"`{key}`" in text, key

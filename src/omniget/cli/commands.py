@@ -5,6 +5,7 @@ exit code (its first failure's)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import stat
@@ -17,6 +18,7 @@ from ..engine.events import Failed, Skipped
 from ..errors import Cancelled, OmnigetError, StorageError, UsageError
 from ..model import Item
 from .config import Config
+from .logs import log_to_json
 from .output import (
     EXISTS_WHY,
     JsonEvents,
@@ -140,8 +142,11 @@ def run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     only = None if own else item_filter(ns, skipped)  # (extracted above, filtered there)
     cancel = threading.Event()
     on_signal = SaveOnSignal(cancel, quiet=ns.quiet)
+    # (--json: the run's warnings as events, until its summary; stderr has them too)
+    warnings = (log_to_json(consumer.line, mask) if isinstance(consumer, JsonEvents)
+                else contextlib.nullcontext())
     try:
-        with consumer, on_signal, on_signals(on_signal):
+        with consumer, on_signal, on_signals(on_signal), warnings:
             # (-q: no handler, so the engine builds no per-file events for nobody)
             on_event = None if isinstance(consumer, QuietProgress) else safe_consumer(consumer)
             report = omniget.download(

@@ -1,16 +1,22 @@
-"""The library's log records on stderr while the CLI runs (above the bars, secrets masked)."""
+"""The library's log records on stderr while the CLI runs (above the bars, secrets masked);
+with ``--json``, its warnings and errors as events too."""
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TextIO
+from typing import Any, TextIO
 
 from .output import Masker
 
-__all__ = ["log_to_stderr"]
+__all__ = ["log_to_json", "log_to_stderr"]
+
+
+def _first_line(record: logging.LogRecord) -> str:
+    lines = record.getMessage().splitlines()
+    return lines[0] if lines else ""
 
 
 class _StderrHandler(logging.StreamHandler[TextIO]):
@@ -47,8 +53,7 @@ class _WarningFormatter(_MaskingFormatter):
     def format(self, record: logging.LogRecord) -> str:
         if record.levelno < logging.WARNING:
             return super().format(record)
-        lines = record.getMessage().splitlines()
-        text = f"omniget: {record.levelname.lower()}: {lines[0] if lines else ''}"
+        text = f"omniget: {record.levelname.lower()}: {_first_line(record)}"
         if self.tracebacks and record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return self.mask(text)
@@ -80,3 +85,33 @@ def log_to_stderr(
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
+
+
+class _JsonHandler(logging.Handler):
+    """A warning or error record as a ``warning`` event: its level and its message, the
+    line stderr shows without its ``omniget: warning:`` (masked, no traceback)."""
+
+    def __init__(self, line: Callable[[Mapping[str, Any]], None], mask: Masker) -> None:
+        super().__init__(logging.WARNING)
+        self.line, self.mask = line, mask
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.line({"event": "warning", "level": record.levelname.lower(),
+                       "message": self.mask(_first_line(record))})
+        except Exception:
+            self.handleError(record)
+
+
+@contextmanager
+def log_to_json(line: Callable[[Mapping[str, Any]], None], mask: Masker) -> Iterator[None]:
+    """``--json``: the library's warnings and errors (a journal that cannot be used, say)
+    as ``warning`` events through ``line``, beside their stderr line. They are the run's
+    own: a file's warnings are its ``warned`` events, never logged."""
+    logger = logging.getLogger("omniget")
+    handler = _JsonHandler(line, mask)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
