@@ -198,9 +198,20 @@ def test_content_encoding_is_decoded(
         )
     else:
         answer = ok(coded, f"Content-Encoding: {name}")
-    srv.route("/z", send(*slices(answer, (1500, 1, 4000)), pause=0.001))
+    # the rest once the first part is decoded (a pause alone let all come in one read)
+    go = threading.Event()
+    srv.route("/z", send(*slices(answer, (1500, 1, 4000)), pause=0.001, go=go))
 
-    z, after = fetch_one_conn(srv, "/z", "/after")
+    async def run_all() -> list[Hop]:
+        async with Client(srv.port, max_conns=1) as c:
+            hops = c.get("/z", "/after")
+            await hops[0].has(1)
+            go.set()
+            assert await c.codes(hops) == [0, 0]
+            assert c.pool.usable(c.key)
+            return hops
+
+    z, after = run(run_all)
     assert bytes(z.body) == TEXT
     assert f"Content-Encoding: {name}\r\n".encode() in z.raw
     assert bytes(after.body) == want("/after")
