@@ -85,7 +85,9 @@ def test_sigkill_then_rerun_gives_identical_bytes(
     # slow enough to be killed halfway: 4 MiB/s for the run
     proc = start(url, "-o", str(out), "-q", "--limit-rate", "4M", state=state)
     part = out / "big.bin.omniget-part"
-    wait_for(lambda: checkpointed(state) >= 3 * MiB)  # (not a time: a slow run has less)
+    # (not a time: a slow run has less; 6 MiB leaves the rerun's bound below room for
+    # the bytes a loaded machine's takeovers fetch twice)
+    wait_for(lambda: checkpointed(state) >= 6 * MiB)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "big.bin").exists()
