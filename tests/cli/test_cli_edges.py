@@ -171,6 +171,21 @@ def test_output_file_that_is_a_device_is_written(
     assert summary == {**summary, "ok": 1, "failed": 0, "fetched": 1000, "exit_code": 0}
 
 
+@pytest.mark.skipif(not os.path.exists(os.devnull), reason="needs /dev/null")
+def test_quiet_json_run_onto_a_device_still_prints_its_events(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-q leaves --json's stdout as it is, as for a download into a folder (before:
+    `-q --json -O /dev/null` printed nothing at all, not even its summary)."""
+    url = serve(httpd)
+    assert main(["-q", "--json", "-O", os.devnull, url]) == 0
+    out, err = capsys.readouterr()
+    events = [e for e in json_lines(out) if e["event"] != "progress"]
+    assert [e["event"] for e in events] == ["started", "finished", "summary"]
+    assert events[-1] == {**events[-1], "ok": 1, "fetched": 1000, "exit_code": 0}
+    assert err == ""
+
+
 def test_output_file_that_is_a_fifo_gets_the_bytes_in_order(httpd: HTTPServer) -> None:
     url = serve(httpd, data=bytes(range(256)) * 400)
     os.mkfifo("pipe")

@@ -112,12 +112,12 @@ def _stream_progress(
     terminal, lines in a log); stdout, the bars when stderr is a terminal, as curl shows
     its meter. Nothing but retries and warnings when the output is itself a terminal (bars
     would go between its bytes), or for stdout with stderr a log. ``--json`` (a device
-    only): the events."""
-    if ns.quiet:
-        return QuietProgress(), safe_consumer(QuietProgress())
+    only): the events, ``-q`` or not (as a download's)."""
     if ns.json:
         events = JsonEvents(sys.stdout, mask)
         return events, safe_consumer(events)
+    if ns.quiet:
+        return QuietProgress(), safe_consumer(QuietProgress())
     if not out_is_terminal and (not stdout or maybe_terminal(sys.stderr)):
         consumer = make_progress(mask, verbose=ns.verbose)
         return consumer, safe_consumer(consumer)
