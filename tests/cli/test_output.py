@@ -175,6 +175,18 @@ def test_json_events_keep_a_write_error_and_go_on() -> None:
     assert str(sink.error) == "cannot write to stdout: Input/output error"
 
 
+def test_json_events_write_nothing_after_the_summary() -> None:
+    """The summary stays the last line: a warning the run's file thread logs after it
+    (its handler lives until the command returns) is not written."""
+    out = io.StringIO()
+    sink = JsonEvents(out, Masker())
+    with sink:
+        sink.line({"event": "summary", "exit_code": 130})
+        sink.line({"event": "warning", "level": "warning", "message": "late"})
+        sink(Finished(make_item(), None, size=1, verified=None, fetched=1))
+    assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == ["summary"]
+
+
 def test_print_list_json_tsv_and_table() -> None:
     items = [
         make_item(),

@@ -232,10 +232,10 @@ class JsonEvents:
     """``--json``: one JSON line per event on ``out``; Progress at most every ``interval`` s.
 
     A write error (disk full) does not stop the download: it is kept in ``error``, and
-    nothing more is written (the CLI reports it at the end, exit 7). ``tally()`` counts
-    what the events told, for a summary when the run had no report (a second Ctrl+C);
-    the files never begun and the bytes resumed come from the events alone (as the
-    human summary's)."""
+    nothing more is written (the CLI reports it at the end, exit 7); nor after the
+    ``summary`` line, the run's last. ``tally()`` counts what the events told, for a
+    summary when the run had no report (a second Ctrl+C); the files never begun and the
+    bytes resumed come from the events alone (as the human summary's)."""
 
     def __init__(
         self,
@@ -247,6 +247,7 @@ class JsonEvents:
     ) -> None:
         self.out, self.mask, self.interval, self.clock = out, mask, interval, clock
         self.error: StorageError | None = None
+        self._ended_run = False  # (the summary is written)
         self._last: dict[str, float] = {}
         self._lock = threading.Lock()
         self._began = clock()
@@ -303,7 +304,8 @@ class JsonEvents:
             self._write(record)
 
     def _write(self, record: Mapping[str, Any]) -> None:
-        if self.error is None:
+        if self.error is None and not self._ended_run:
+            self._ended_run = record.get("event") == "summary"
             try:
                 json_line(self.out, record)
             except StorageError as e:
