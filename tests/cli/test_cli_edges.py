@@ -507,6 +507,33 @@ def test_json_runs_tell_the_library_s_warnings_as_events(
     assert err == ("" if flag == "-q" else f"omniget: warning: {said}\n")
 
 
+@pytest.mark.skipif(not os.path.exists(os.devnull), reason="needs /dev/null")
+@pytest.mark.parametrize("flag", ["", "-q"])
+@pytest.mark.parametrize("where", [["-o", "o"], ["-O", os.devnull], ["--dry-run", "-o", "o"]],
+                         ids=["folder", "device", "dry-run"])
+def test_json_runs_tell_the_cli_s_own_warnings_as_events(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], flag: str, where: list[str]
+) -> None:
+    """The CLI's own warnings are `warning` events too, in every kind of --json run,
+    their stderr lines as before (-q: --insecure's alone). Before: stderr only, and
+    `-O DEVICE --json` turned no warning at all into an event."""
+    url = serve(httpd)
+    flags = [flag] if flag else []
+    assert main([*flags, "--json", "--insecure", "--split", "4", *where, url]) == 0
+    out, err = capsys.readouterr()
+    events = json_lines(out)
+    said = ["TLS certificates are not verified (--insecure)"]
+    if where[0] == "-O":
+        said.append(f"--split 4 is not used with -O {os.devnull}: a stream is written in "
+                    "order, over one connection")
+    warnings = [e for e in events if e.get("event") == "warning"]
+    assert warnings == [{"event": "warning", "level": "warning", "message": m} for m in said]
+    assert events[0] == warnings[0]  # (said before anything is fetched)
+    assert events[-1]["event"] == "summary" and events[-1]["exit_code"] == 0
+    shown = said[:1] if flag == "-q" else said
+    assert err == "".join(f"omniget: warning: {m}\n" for m in shown)
+
+
 def test_stdout_stops_when_an_encoded_answer_fails_its_check_after_bytes_went_out(
     httpd: HTTPServer, capsysbinary: pytest.CaptureFixture[bytes]
 ) -> None:

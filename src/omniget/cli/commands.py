@@ -18,7 +18,7 @@ from ..engine.events import Failed, Skipped
 from ..errors import Cancelled, OmnigetError, StorageError, UsageError
 from ..model import Item
 from .config import Config
-from .logs import log_to_json
+from .logs import log_to_json, warn
 from .output import (
     EXISTS_WHY,
     JsonEvents,
@@ -35,6 +35,7 @@ from .output import (
 )
 from .progress import (
     SKIP_LINES,
+    Consumer,
     QuietProgress,
     make_progress,
     safe_consumer,
@@ -70,8 +71,6 @@ def _single(items: Iterator[Item], name: str | None) -> Item | None:
 
 
 def run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
-    import omniget
-
     targets = collect(ns)
     # --json: a URL no source takes fails as one of the run's URLs (a failed event)
     _check_urls(targets, ns.source, fail_fast=not ns.json)
@@ -92,12 +91,25 @@ def run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
         raise UsageError("--checksum needs exactly one URL")
     if ns.json or ns.dry_run or ns.output_file == "-":
         writable_stdout()  # (closed: fail before any request)
-    if cfg.settings.network.insecure:
-        sys.stderr.write("omniget: warning: TLS certificates are not verified (--insecure)\n")
+    consumer = make_progress(mask, quiet=ns.quiet, as_json=ns.json, verbose=ns.verbose)
+    # (--json: the run's warnings, the CLI's and the library's, are events too; stderr
+    # has them as well)
+    warnings = (log_to_json(consumer.line, mask) if isinstance(consumer, JsonEvents)
+                else contextlib.nullcontext())
+    with warnings:
+        if cfg.settings.network.insecure:
+            warn("TLS certificates are not verified (--insecure)", even_quiet=True)
+        return _get(targets, ns, cfg, mask, consumer)
+
+
+def _get(
+    targets: list[Item | str], ns: argparse.Namespace, cfg: Config, mask: Masker,
+    consumer: Consumer,
+) -> int:
+    import omniget
 
     failures: list[Failure] = []  # extraction failures, in order
     filtered: list[Item] = []
-    consumer = make_progress(mask, quiet=ns.quiet, as_json=ns.json, verbose=ns.verbose)
     live = not ns.dry_run and ns.output_file != "-"  # events go to the consumer
     tell = live or ns.json  # failures go to the consumer (--dry-run --json too)
 
@@ -127,7 +139,8 @@ def run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
         if out_file is not None and not device:
             dest = out_file.parent
         elif one is not None:  # -O -, or a device or a FIFO
-            return to_stream(one, cfg, ns, mask, out_file)
+            events = consumer if isinstance(consumer, JsonEvents) else None
+            return to_stream(one, cfg, ns, mask, out_file, events)
         extracted = iter([one] if one is not None else [])
         items = extracted
     if ns.dry_run:
@@ -142,11 +155,8 @@ def run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     only = None if own else item_filter(ns, skipped)  # (extracted above, filtered there)
     cancel = threading.Event()
     on_signal = SaveOnSignal(cancel, quiet=ns.quiet)
-    # (--json: the run's warnings as events, until its summary; stderr has them too)
-    warnings = (log_to_json(consumer.line, mask) if isinstance(consumer, JsonEvents)
-                else contextlib.nullcontext())
     try:
-        with consumer, on_signal, on_signals(on_signal), warnings:
+        with consumer, on_signal, on_signals(on_signal):
             # (-q: no handler, so the engine builds no per-file events for nobody)
             on_event = None if isinstance(consumer, QuietProgress) else safe_consumer(consumer)
             report = omniget.download(

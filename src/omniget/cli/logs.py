@@ -1,5 +1,6 @@
 """The library's log records on stderr while the CLI runs (above the bars, secrets masked);
-with ``--json``, its warnings and errors as events too."""
+with ``--json``, its warnings and errors as events too. The CLI's own warnings go the same
+way (:func:`warn`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,18 @@ from typing import Any, TextIO
 
 from .output import Masker
 
-__all__ = ["log_to_json", "log_to_stderr"]
+__all__ = ["log_to_json", "log_to_stderr", "warn"]
+
+
+def warn(message: str, *, even_quiet: bool = False) -> None:
+    """One of the CLI's own warnings, logged as the library's are: its ``omniget: warning:``
+    line on stderr (none with ``-q``, unless ``even_quiet``) and, with ``--json``, a
+    ``warning`` event."""
+    logging.getLogger("omniget.cli").warning(message, extra={"even_quiet": even_quiet})
+
+
+def _even_quiet(record: logging.LogRecord) -> bool:
+    return bool(getattr(record, "even_quiet", False))
 
 
 def _first_line(record: logging.LogRecord) -> str:
@@ -63,16 +75,19 @@ class _WarningFormatter(_MaskingFormatter):
 def log_to_stderr(
     mask: Masker, *, verbose: bool, debug: bool, quiet: bool = False
 ) -> Iterator[None]:
-    """The library's warnings on stderr (a journal that cannot be used, say; none with
-    ``-q``); ``-v``: its INFO logs too; ``--debug``: DEBUG."""
+    """The library's warnings on stderr (a journal that cannot be used, say; with ``-q``
+    only the CLI's that say ``even_quiet``); ``-v``: its INFO logs too; ``--debug``: DEBUG."""
     logger = logging.getLogger("omniget")
     handler: logging.Handler
     if verbose or debug:
         handler = _StderrHandler()
         handler.setFormatter(_WarningFormatter(mask, tracebacks=debug))
         level = logging.DEBUG if debug else logging.INFO
-    elif quiet:
-        handler, level = logging.NullHandler(), logging.WARNING  # (not Python's last resort)
+    elif quiet:  # (a handler still, so not Python's last resort)
+        handler = _StderrHandler()
+        handler.setFormatter(_WarningFormatter(mask))
+        handler.addFilter(_even_quiet)
+        level = logging.WARNING
     else:
         handler = _StderrHandler()
         handler.setFormatter(_WarningFormatter(mask))
@@ -106,8 +121,9 @@ class _JsonHandler(logging.Handler):
 @contextmanager
 def log_to_json(line: Callable[[Mapping[str, Any]], None], mask: Masker) -> Iterator[None]:
     """``--json``: the library's warnings and errors (a journal that cannot be used, say)
-    as ``warning`` events through ``line``, beside their stderr line. They are the run's
-    own: a file's warnings are its ``warned`` events, never logged."""
+    and the CLI's (:func:`warn`) as ``warning`` events through ``line``, beside their
+    stderr line. They are the run's own: a file's warnings are its ``warned`` events,
+    never logged."""
     logger = logging.getLogger("omniget")
     handler = _JsonHandler(line, mask)
     logger.addHandler(handler)

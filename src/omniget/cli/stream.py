@@ -15,6 +15,7 @@ from ..engine.events import Event, Failed, Retrying, Warned
 from ..errors import OmnigetError, StorageError, write_error
 from ..model import Item
 from .config import Config
+from .logs import warn
 from .output import (
     JsonEvents,
     Masker,
@@ -41,29 +42,30 @@ __all__ = ["drop_stdout", "to_stream"]
 
 
 def to_stream(
-    item: Item, cfg: Config, ns: argparse.Namespace, mask: Masker, target: Path | None
+    item: Item, cfg: Config, ns: argparse.Namespace, mask: Masker, target: Path | None,
+    events: JsonEvents | None,
 ) -> int:
     """``-O -`` (``target`` None): the one file's bytes to stdout, in order. ``-O`` a
     device or a FIFO (``/dev/null``): written there the same way, as curl and wget do (no
     part file beside it, nothing renamed). Stopped, neither can be resumed: what went out
-    is out, a rerun starts over."""
+    is out, a rerun starts over. ``events``: the run's ``--json`` writer."""
     where = "stdout" if target is None else mask(display_path(target))
     if ns.dry_run:
         return _stream_dry_run(item, ns, mask, where)
     import omniget
 
     split = cfg.settings.split
-    if ns.split is not None and split is not None and split > 1 and not ns.quiet:
-        sys.stderr.write(f"omniget: warning: --split {split} is not used with -O "
-                         f"{'-' if target is None else where}: a stream is written in order, "
-                         "over one connection\n")
+    if ns.split is not None and split is not None and split > 1:
+        warn(f"--split {split} is not used with -O {'-' if target is None else where}: "
+             "a stream is written in order, over one connection")
     if target is None:
         out = writable_stdout().buffer
     else:
         with on_signals(stop_at_once):  # (a FIFO's open waits for its reader)
             out = _open_output(target, where)
     try:
-        consumer, on_event = _stream_progress(ns, mask, out.isatty(), stdout=target is None)
+        consumer, on_event = _stream_progress(ns, mask, out.isatty(), events,
+                                              stdout=target is None)
         with consumer, on_signals(stop_at_once):
             try:
                 written = omniget.stream(item, out, settings=cfg.settings, on_event=on_event)
@@ -106,15 +108,15 @@ def _open_output(target: Path, where: str) -> BinaryIO:
 
 
 def _stream_progress(
-    ns: argparse.Namespace, mask: Masker, out_is_terminal: bool, *, stdout: bool
+    ns: argparse.Namespace, mask: Masker, out_is_terminal: bool, events: JsonEvents | None,
+    *, stdout: bool,
 ) -> tuple[Consumer, Callable[[Event], None]]:
     """What ``-O -`` or ``-O DEVICE`` shows: a device, what a download shows (bars on a
     terminal, lines in a log); stdout, the bars when stderr is a terminal, as curl shows
     its meter. Nothing but retries and warnings when the output is itself a terminal (bars
     would go between its bytes), or for stdout with stderr a log. ``--json`` (a device
-    only): the events, ``-q`` or not (as a download's)."""
-    if ns.json:
-        events = JsonEvents(sys.stdout, mask)
+    only): the events, to ``events``, ``-q`` or not (as a download's)."""
+    if events is not None:
         return events, safe_consumer(events)
     if ns.quiet:
         return QuietProgress(), safe_consumer(QuietProgress())
