@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from omniget.cli.json_events import JsonEvents, event_to_dict
 from omniget.cli.output import (
-    JsonEvents,
     Masker,
     display_path,
     dry_run,
-    event_to_dict,
     format_size,
     item_to_dict,
     print_list,

@@ -9,7 +9,8 @@ from pathlib import Path
 from rich.console import Console
 
 from omniget.cli.bars import RichProgress
-from omniget.cli.output import JsonEvents, Masker
+from omniget.cli.json_events import JsonEvents
+from omniget.cli.output import Masker
 from omniget.cli.progress import PlainProgress, QuietProgress, make_progress
 from omniget.engine.events import (
     Event,

@@ -21,11 +21,9 @@ from .config import Config
 from .logs import log_to_json, warn
 from .output import (
     EXISTS_WHY,
-    JsonEvents,
     Masker,
     display_path,
     dry_run,
-    event_to_dict,
     json_line,
     print_error,
     print_list,
@@ -91,6 +89,8 @@ def run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
         raise UsageError("--checksum needs exactly one URL")
     if ns.json or ns.dry_run or ns.output_file == "-":
         writable_stdout()  # (closed: fail before any request)
+    from .json_events import JsonEvents  # (imported where used: start-up time)
+
     consumer = make_progress(mask, quiet=ns.quiet, as_json=ns.json, verbose=ns.verbose)
     # (--json: the run's warnings, the CLI's and the library's, are events too; stderr
     # has them as well)
@@ -107,6 +107,8 @@ def _get(
     consumer: Consumer,
 ) -> int:
     import omniget
+
+    from .json_events import JsonEvents
 
     failures: list[Failure] = []  # extraction failures, in order
     filtered: list[Item] = []
@@ -307,6 +309,8 @@ def _check_folder(dest: Path) -> None:
 
 
 def run_list(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
+    from .json_events import event_to_dict  # (imported where used: start-up time)
+
     failures: list[Failure] = []
     targets = collect(ns)
     cfg = bind_user(cfg, targets)

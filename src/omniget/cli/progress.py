@@ -31,7 +31,7 @@ from ..engine.events import (
     Warned,
 )
 from ..errors import Cancelled
-from .output import EXISTS_WHY, JsonEvents, Masker, event_path, format_size
+from .output import EXISTS_WHY, Masker, event_path, format_size
 from .tally import Tally, clock_time
 
 if TYPE_CHECKING:
@@ -256,6 +256,8 @@ def make_progress(
 ) -> Consumer:
     """Pick the consumer for the flags and the terminal."""
     if as_json:
+        from .json_events import JsonEvents  # (imported where used: start-up time)
+
         return JsonEvents(stdout or sys.stdout, mask)
     if quiet:
         return QuietProgress()

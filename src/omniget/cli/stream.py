@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from ..engine.events import Event, Failed, Retrying, Warned
 from ..errors import OmnigetError, StorageError, write_error
@@ -17,7 +17,6 @@ from ..model import Item
 from .config import Config
 from .logs import warn
 from .output import (
-    JsonEvents,
     Masker,
     display_path,
     flush,
@@ -38,6 +37,9 @@ from .progress import (
 )
 from .signals import on_signals, stop_at_once
 
+if TYPE_CHECKING:
+    from .json_events import JsonEvents
+
 __all__ = ["drop_stdout", "to_stream"]
 
 
@@ -53,6 +55,8 @@ def to_stream(
     if ns.dry_run:
         return _stream_dry_run(item, ns, mask, where)
     import omniget
+
+    from .json_events import JsonEvents
 
     split = cfg.settings.split
     if ns.split is not None and split is not None and split > 1:
@@ -138,6 +142,8 @@ def _stream_failed(
 ) -> int:
     """The one file of ``-O -`` or ``-O DEVICE`` failed: with ``--json`` a failed event and
     the summary (as a download's failure), then the error; without, main() says it."""
+    from .json_events import JsonEvents
+
     if not isinstance(consumer, JsonEvents):
         raise error
     code = error.exit_code
