@@ -2,6 +2,21 @@
 
 It knows bytes, never sites. :class:`Engine` is the only entry point.
 
+Where design.md's stages live (its layout names one module per stage; each grew into a few):
+
+- run: :mod:`.core` (``Engine``), :mod:`.context` (what a run shares), :mod:`.outputs` (output
+  paths claimed), :mod:`.resources`, :mod:`.emitter` and :mod:`.events`, :mod:`.report`;
+- one file: :mod:`.job` (``FileJob``) with :mod:`.existing` (a file already there),
+  :mod:`.resume` (part file and resume state) and :mod:`.finish` (fetch, checks, atomic finish);
+- plan and schedule: :mod:`.plain` with :mod:`.splitter`, :mod:`.spanfetch` and :mod:`.spans`
+  (one identity piece over ranged connections), :mod:`.pieces` (zlib chunks, segments, local
+  slices), :mod:`.scheduler` (connection caps), :mod:`.ratelimit`, :mod:`.retry`,
+  :mod:`.mirrors`, :mod:`.stream` (``-O -``);
+- transport: :mod:`.transports` (libcurl in ``http``/``curlloop``/``easy``/``sharing``, the
+  pipelined HTTP/1.1 pool in ``pipeline``/``h1conn``, a memory double);
+- assemble, verify, journal: :mod:`.assemble`, :mod:`.names` (safe names), :mod:`.verify`,
+  :mod:`.durable` (finished files not yet on the disk), :mod:`.journal` (a package).
+
 Its names are imported when first used: importing a module of the package (the command
 line's parser needs only a few light ones) does not load the engine with asyncio, pycurl
 and SQLite."""
