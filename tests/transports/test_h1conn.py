@@ -558,15 +558,7 @@ def test_a_connection_ended_while_it_connects_is_shut_before_its_place_is_free(
                 await asyncio.sleep(0)
             else:
                 pytest.fail("never caught the connection between connect and transport")
-            seen: list[int] = []  # established at the moment the place is freed
-            closed = c.pool.closed
-
-            def counted(freed: h1conn.Conn) -> None:
-                if freed in freed.origin.conns:  # (its place is freed by this call)
-                    seen.append(established(srv.port))
-                closed(freed)
-
-            monkeypatch.setattr(c.pool, "closed", counted)
+            seen = established_when_freed(c, srv.port, monkeypatch)
             if end == "shut":
                 conn._shut()
             else:
@@ -577,6 +569,21 @@ def test_a_connection_ended_while_it_connects_is_shut_before_its_place_is_free(
                 assert bytes(hop.body) == want("/a")
 
     run(go)
+
+
+def established_when_freed(c: Client, port: int, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The kernel's count of connections to ``port`` at each moment the pool frees a
+    connection's place (filled in as places are freed)."""
+    seen: list[int] = []
+    closed = c.pool.closed
+
+    def counted(freed: h1conn.Conn) -> None:
+        if freed in freed.origin.conns:  # (its place is freed by this call)
+            seen.append(established(port))
+        closed(freed)
+
+    monkeypatch.setattr(c.pool, "closed", counted)
+    return seen
 
 
 @pytest.mark.parametrize("end", ["shut", "retire", "pool-close"])
@@ -594,15 +601,7 @@ def test_an_open_connection_is_shut_before_its_place_is_free(
             assert await c.codes(c.get("/a")) == [0]
             [conn] = c.pool._origins[c.key].conns
             assert established(srv.port) == 1
-            seen: list[int] = []  # established at the moment the place is freed
-            closed = c.pool.closed
-
-            def counted(freed: h1conn.Conn) -> None:
-                if freed in freed.origin.conns:  # (its place is freed by this call)
-                    seen.append(established(srv.port))
-                closed(freed)
-
-            monkeypatch.setattr(c.pool, "closed", counted)
+            seen = established_when_freed(c, srv.port, monkeypatch)
             if end == "shut":
                 conn.shut()
             elif end == "retire":
