@@ -1349,6 +1349,16 @@ def test_an_interrupted_run_s_summary_counts_the_files_it_never_began(
     assert int(found[1]) + int(found[2]) == 6 and int(found[2]) >= 1, summary
 
 
+def interrupt_after_a_megabyte(url: str) -> None:
+    """A run of ``url`` into ``out``, stopped by Ctrl+C once 1 MB of it is in."""
+    proc = spawn("--json", "--split", "1", "-o", "out", url)
+    assert proc.stdout is not None
+    while json.loads(proc.stdout.readline()).get("done", 0) < 1_000_000:
+        pass
+    proc.send_signal(signal.SIGINT)
+    assert proc.communicate(timeout=30) and proc.returncode == 130
+
+
 def test_a_resumed_run_s_summary_tells_the_bytes_it_did_not_fetch_again(
     httpd: HTTPServer,
 ) -> None:
@@ -1356,12 +1366,7 @@ def test_a_resumed_run_s_summary_tells_the_bytes_it_did_not_fetch_again(
     much was already there (before: "1 file ok, ... 2.4 MiB" of a 3.8 MiB file, no word
     of the rest)."""
     url = slow(httpd, "r.bin")
-    proc = spawn("--json", "--split", "1", "-o", "out", url)
-    assert proc.stdout is not None
-    while json.loads(proc.stdout.readline()).get("done", 0) < 1_000_000:  # (some bytes in)
-        pass
-    proc.send_signal(signal.SIGINT)
-    assert proc.communicate(timeout=30) and proc.returncode == 130
+    interrupt_after_a_megabyte(url)
     proc = spawn("--split", "1", "-o", "out", url)
     err = proc.communicate(timeout=30)[1].decode()
     assert proc.returncode == 0, err
@@ -1398,12 +1403,7 @@ def test_a_resumed_run_s_json_summary_tells_the_bytes_it_did_not_fetch_again(
     """The --json summary has the human line's "(+SIZE resumed)" (before: only `fetched`,
     the rest of a resumed file's bytes unsaid)."""
     url = slow(httpd, "jr.bin")
-    proc = spawn("--json", "--split", "1", "-o", "out", url)
-    assert proc.stdout is not None
-    while json.loads(proc.stdout.readline()).get("done", 0) < 1_000_000:  # (some bytes in)
-        pass
-    proc.send_signal(signal.SIGINT)
-    assert proc.communicate(timeout=30) and proc.returncode == 130
+    interrupt_after_a_megabyte(url)
     proc = spawn("--json", "--split", "1", "-o", "out", url)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err

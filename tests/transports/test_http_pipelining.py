@@ -218,32 +218,24 @@ def test_redirects_and_errors_on_the_pipelined_path(srv: Server) -> None:
     assert isinstance(last, Sink) and last.heads[-1].status == 404
 
 
-def test_a_resolve_entry_whose_first_address_refuses_still_gets_pipelined(
-    srv: Server, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("host", "entry"),
+    [
+        # libcurl tries each address of HOST:PORT:A,B; the pool tried only A, so nothing
+        # to the host was ever pipelined when A refused
+        ("made.test", "made.test:{port}:127.0.0.2,127.0.0.1"),
+        # libcurl takes [::1]:PORT:ADDR (the CLI refused it); the pool maps it too
+        # (nothing listens on ::1: only the entry reaches the server)
+        ("[::1]", "[::1]:{port}:127.0.0.1"),
+    ],
+    ids=["second-address", "ipv6-host"],
+)
+def test_a_resolve_entry_gets_its_host_pipelined(
+    srv: Server, caplog: pytest.LogCaptureFixture, host: str, entry: str
 ) -> None:
-    """libcurl tries each address of ``--resolve HOST:PORT:A,B``; the pool tried only A,
-    so nothing to the host was ever pipelined when A refused."""
     caplog.set_level(logging.DEBUG, logger=LOGGER)
-    base = f"http://made.test:{srv.port}"
-    settings = NetworkSettings(resolve=(f"made.test:{srv.port}:127.0.0.2,127.0.0.1",))
-
-    async def go(t: CurlTransport) -> list[Sink | BaseException]:
-        await fetch_all(t, [f"{base}/f0"])
-        return await fetch_all(t, [f"{base}/f{i}" for i in range(1, 12)])
-
-    results = run(go, settings)
-    for i, r in enumerate(results, start=1):
-        assert isinstance(r, Sink) and bytes(r.data) == body(i)
-    assert pipelined(caplog) >= 6
-
-
-def test_an_ipv6_host_in_a_resolve_entry_is_mapped_on_both_paths(
-    srv: Server, caplog: pytest.LogCaptureFixture
-) -> None:
-    """libcurl takes ``[::1]:PORT:ADDR`` (the CLI refused it); the pool maps it too."""
-    caplog.set_level(logging.DEBUG, logger=LOGGER)
-    base = f"http://[::1]:{srv.port}"  # (nothing listens on ::1: only the entry reaches srv)
-    settings = NetworkSettings(resolve=(f"[::1]:{srv.port}:127.0.0.1",))
+    base = f"http://{host}:{srv.port}"
+    settings = NetworkSettings(resolve=(entry.format(port=srv.port),))
 
     async def go(t: CurlTransport) -> list[Sink | BaseException]:
         await fetch_all(t, [f"{base}/f0"])
