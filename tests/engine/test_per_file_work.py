@@ -125,6 +125,26 @@ def test_on_exists_tells_what_is_at_the_name(
         assert looked == []
 
 
+def calls_per_run(
+    httpd: HTTPServer, top: Path, runs: tuple[int, ...], calls: list[str]
+) -> list[int]:
+    """For each count in ``runs``, a run of that many small files into a folder of its
+    own under ``top``: how many entries the run left in ``calls`` (emptied before each),
+    once its files and its report's paths are checked."""
+    top.mkdir()  # (as tmp_path was: a folder to make would be work of its own)
+    counts = []
+    for n in runs:
+        urls = [httpd.add(f"/{top.name}/{n}/f{i}.bin", bytes([i]) * (200 + i)) for i in range(n)]
+        out = top / f"out{n}"
+        calls.clear()
+        report = download(urls, out, settings=Settings(state_dir=top / "st"))
+        counts.append(len(calls))
+        assert report.ok == n
+        assert [r.path for r in report.results] == [out / f"f{i}.bin" for i in range(n)]
+        assert all((out / f"f{i}.bin").read_bytes() == bytes([i]) * (200 + i) for i in range(n))
+    return counts
+
+
 def test_a_file_of_a_run_takes_no_str_of_its_path(
     httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -142,16 +162,7 @@ def test_a_file_of_a_run_takes_no_str_of_its_path(
         return text
 
     monkeypatch.setattr(pathlib.PurePath, "__str__", counted)
-    counts = []
-    for n in (2, 8):
-        urls = [httpd.add(f"/str/{n}/f{i}.bin", bytes([i]) * (200 + i)) for i in range(n)]
-        out = tmp_path / f"out{n}"
-        taken.clear()
-        report = download(urls, out, settings=Settings(state_dir=tmp_path / "st"))
-        counts.append(len(taken))
-        assert report.ok == n
-        assert [r.path for r in report.results] == [out / f"f{i}.bin" for i in range(n)]
-        assert all((out / f"f{i}.bin").read_bytes() == bytes([i]) * (200 + i) for i in range(n))
+    counts = calls_per_run(httpd, tmp_path / "str", (2, 8), taken)
     assert counts[0] == counts[1]
 
 
@@ -184,16 +195,7 @@ def test_a_file_of_a_run_parses_no_path(
         return real(self, key)
 
     monkeypatch.setattr(pathlib.PurePath, "__truediv__", counted)
-    counts = []
-    for n in (2, 6):
-        urls = [httpd.add(f"/join/{n}/f{i}.bin", bytes([i]) * (300 + i)) for i in range(n)]
-        out = tmp_path / f"out{n}"
-        joined.clear()
-        report = download(urls, out, settings=Settings(state_dir=tmp_path / "st"))
-        counts.append(len(joined))
-        assert report.ok == n
-        assert [r.path for r in report.results] == [out / f"f{i}.bin" for i in range(n)]
-        assert all((out / f"f{i}.bin").read_bytes() == bytes([i]) * (300 + i) for i in range(n))
+    counts = calls_per_run(httpd, tmp_path / "join", (2, 6), joined)
     if hasattr(pathlib.Path, "_make_child_relpath"):  # (pathlib's, where it has one)
         assert counts[0] == counts[1]
     # (the path made either way is the one ``/`` makes, nested names and odd roots too)
