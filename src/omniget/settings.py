@@ -54,10 +54,9 @@ class NetworkSettings:
     def __post_init__(self) -> None:
         # what reaches pycurl as a str must be ASCII (the CLI's parsers see to it too)
         if self.proxy and not self.proxy.isascii():
-            raise ValueError("expected a proxy URL in ASCII (its host name as punycode, "
-                             "xn--..., a user or password beyond ASCII percent-encoded)")
+            raise ValueError(PROXY_NOT_ASCII)
         if not all(map(str.isascii, self.resolve)):
-            object.__setattr__(self, "resolve", tuple(map(_ascii_resolve, self.resolve)))
+            object.__setattr__(self, "resolve", tuple(map(ascii_resolve, self.resolve)))
 
 
 @dataclass(frozen=True)
@@ -104,7 +103,12 @@ def resolve_parts(entry: str) -> tuple[str, str, str]:
     return host, port, addrs
 
 
-def _ascii_resolve(entry: str) -> str:
+#: Why a proxy URL beyond ASCII is refused (the CLI's ``--proxy`` says the same).
+PROXY_NOT_ASCII = ("expected a proxy URL in ASCII (its host name as punycode, xn--..., a user "
+                   "or password beyond ASCII percent-encoded)")
+
+
+def ascii_resolve(entry: str) -> str:
     """A resolve entry (``-HOST:PORT`` too) with its host as punycode, as the URL's host
     is asked for; ValueError if it stays beyond ASCII."""
     mark = entry[:1] if entry[:1] in "+-" else ""

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.transports.base import ENGINE_HEADERS  # (refused: the engine sets them itself)
-from ..errors import UsageError
 from ..model import Digest
-from ..settings import resolve_parts
+from ..settings import PROXY_NOT_ASCII, ascii_resolve, resolve_parts
 
 ON_EXISTS = ("skip", "overwrite", "rename")
 _RATE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -158,14 +157,7 @@ def parse_resolve(v: object) -> tuple[str, ...]:
         ):
             raise ValueError(f"expected HOST:PORT:ADDRESS (an IP address), got {entry!r}")
         if not host.isascii():  # (as the URL's host is asked for: its punycode)
-            from ..engine.transports.outgoing import idna_host
-
-            try:
-                plus = "+" if text.startswith("+") else ""
-                text = f"{plus}{idna_host(host)}:{port}:{addrs}"
-            except UsageError:
-                raise ValueError(f"expected HOST:PORT:ADDRESS, got {entry!r}: {host!r} is no "
-                                 "host name") from None
+            text = ascii_resolve(text)
         out.append(text)
     return tuple(out)
 
@@ -219,8 +211,7 @@ def parse_proxy(v: object) -> str:
     text = _text(v)
     scheme, sep, rest = text.partition("://")
     if not text.isascii():  # (pycurl takes a str as ASCII only)
-        raise ValueError("expected a proxy URL in ASCII (its host name as punycode, xn--..., "
-                         "a user or password beyond ASCII percent-encoded)")
+        raise ValueError(PROXY_NOT_ASCII)
     if sep and scheme.lower() not in PROXY_SCHEMES:
         raise ValueError(
             f"expected a proxy URL starting {', '.join(s + '://' for s in PROXY_SCHEMES)}"
