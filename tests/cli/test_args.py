@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,7 @@ from omniget.model import Digest, Item
 MD5 = "9e107d9d372bb6826bd81d3542a419d6"
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for var in [v for v in os.environ if v.startswith("OMNIGET_")]:
-        monkeypatch.delenv(var)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.isolated
 
 
 @pytest.fixture

@@ -44,16 +44,7 @@ DATA = b"0123456789" * 100
 SKIP_LINE = "it already exists (--on-exists overwrite replaces it)"
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for var in [v for v in os.environ if v.startswith("OMNIGET_")]:
-        monkeypatch.delenv(var)
-    for var in ("FORCE_COLOR", "TTY_COMPATIBLE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    (tmp_path / "work").mkdir()
-    monkeypatch.chdir(tmp_path / "work")
+pytestmark = pytest.mark.isolated(work=True)
 
 
 def serve(httpd: HTTPServer, name: str = "small", data: bytes = DATA) -> str:
@@ -977,7 +968,8 @@ def command(*args: str, close: str = "") -> list[str]:
 def cli(
     *args: str, stdout: int | IO[Any] = subprocess.PIPE, close: str = ""
 ) -> subprocess.CompletedProcess[str]:
-    """The command in a subprocess (environment and folder: the test's, see _isolated)."""
+    """The command in a subprocess (environment and folder: the test's, see _isolated in
+    conftest.py)."""
     env = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1"}
     return subprocess.run(command(*args, close=close), stdout=stdout,
                           stderr=subprocess.PIPE, text=True, env=env, timeout=60)

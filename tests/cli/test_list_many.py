@@ -20,12 +20,7 @@ from omniget.errors import AuthRequired
 from omniget.settings import Settings
 from omniget.sources.base import Source
 
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for var in ("HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
-        monkeypatch.setenv(var, str(tmp_path / var.lower()))
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.isolated
 
 
 class PagedSource(Source):

@@ -38,13 +38,7 @@ URL = "https://example.com/files/a.bin"
 MiB = 1024 * 1024
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for var in [v for v in os.environ if v.startswith("OMNIGET_") or v == "GOFILE_TOKEN"]:
-        monkeypatch.delenv(var)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.isolated
 
 
 class FakeAPI:

@@ -15,14 +15,7 @@ from omniget.cli import load_settings, main
 DATA = b"0123456789" * 100
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for var in [v for v in os.environ if v.startswith("OMNIGET_")]:
-        monkeypatch.delenv(var)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    (tmp_path / "work").mkdir()
-    monkeypatch.chdir(tmp_path / "work")
+pytestmark = pytest.mark.isolated(work=True)
 
 
 def serve(httpd: HTTPServer, name: str = "small", data: bytes = DATA) -> str:

@@ -18,15 +18,7 @@ from omniget.settings import default_config_dir, default_state_dir
 DATA = b"state" * 100
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for var in [v for v in os.environ if v.startswith("OMNIGET_")]:
-        monkeypatch.delenv(var)
-    for var in ("XDG_STATE_HOME", "XDG_CONFIG_HOME"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    (tmp_path / "work").mkdir()
-    monkeypatch.chdir(tmp_path / "work")
+pytestmark = pytest.mark.isolated(work=True, xdg=False)
 
 
 def _no_account(monkeypatch: pytest.MonkeyPatch) -> None:
