@@ -64,16 +64,30 @@ def files(out: Path) -> list[str]:
     return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
 
 
+def fetch_whole(
+    httpd: HTTPServer,
+    tmp_path: Path,
+    name: str,
+    data: bytes,
+    settings: dict[str, Any] | None = None,
+    **query: Any,
+) -> tuple[str, Report, list[Event]]:
+    """``data`` served as ``name`` with the faults in ``query``, fetched (``settings``:
+    more of fetch()'s); it must come whole. Its path on the server, the report, the events."""
+    path = httpd.new_path(name)
+    httpd.add(path, data)
+    report, events, out = fetch(httpd.url(path, **query), tmp_path, **(settings or {}))
+    assert report.exit_code == 0, report.failures
+    assert (out / name).read_bytes() == data
+    return path, report, events
+
+
 @pytest.mark.parametrize("times", ["1", "3"])
 def test_reset_midway_is_resumed_with_range(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, times: str
 ) -> None:
     data = payload(600 * KiB, 1)
-    path = httpd.new_path("r.bin")
-    httpd.add(path, data)
-    report, events, out = fetch(httpd.url(path, reset=100_000, times=times), tmp_path)
-    assert report.exit_code == 0, report.failures
-    assert (out / "r.bin").read_bytes() == data
+    path, _, events = fetch_whole(httpd, tmp_path, "r.bin", data, reset=100_000, times=times)
     ranges = [r.header("range") for r in httpd.requests_to(path)]
     assert ranges[0] is None and all(r and r.startswith("bytes=") for r in ranges[1:])
     assert sum(isinstance(e, Retrying) for e in events) == int(times)
@@ -92,34 +106,28 @@ def test_reset_always_gives_up_with_exit_3(
     assert files(out) == ["a.bin.omniget-part"]  # kept for a later resume
 
 
+@pytest.mark.parametrize(
+    ("name", "seed", "query", "cut"),
+    [
+        ("t.bin", 3, {"truncate": 50_000}, 50_000),
+        ("c.bin", 4, {"chunked": 1, "chunked_truncate": 70_000}, 70_000),
+    ],
+    ids=["length", "chunked"],
+)
 def test_truncated_body_is_completed(
-    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+    httpd: HTTPServer,
+    payload: Callable[..., bytes],
+    tmp_path: Path,
+    name: str,
+    seed: int,
+    query: dict[str, Any],
+    cut: int,
 ) -> None:
-    data = payload(300 * KiB, 3)
-    path = httpd.new_path("t.bin")
-    httpd.add(path, data)
-    report, _, out = fetch(httpd.url(path, truncate=50_000, times=1), tmp_path)
-    assert report.exit_code == 0, report.failures
-    assert (out / "t.bin").read_bytes() == data
+    path, _, _ = fetch_whole(httpd, tmp_path, name, payload(300 * KiB, seed), times=1, **query)
     # resumed from the bytes it had, not started over
     ranges = [r.header("range") for r in httpd.requests_to(path)]
     assert len(ranges) == 2 and ranges[0] is None
-    assert (ranges[1] or "").startswith("bytes=50000-"), ranges
-
-
-def test_truncated_chunked_body_is_completed(
-    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
-) -> None:
-    data = payload(300 * KiB, 4)
-    path = httpd.new_path("c.bin")
-    httpd.add(path, data)
-    url = httpd.url(path, chunked=1, chunked_truncate=70_000, times=1)
-    report, _, out = fetch(url, tmp_path)
-    assert report.exit_code == 0, report.failures
-    assert (out / "c.bin").read_bytes() == data
-    ranges = [r.header("range") for r in httpd.requests_to(path)]
-    assert len(ranges) == 2 and ranges[0] is None
-    assert (ranges[1] or "").startswith("bytes=70000-"), ranges
+    assert (ranges[1] or "").startswith(f"bytes={cut}-"), ranges
 
 
 def test_chunked_body_whose_last_chunk_is_lost_ends_on_the_416(
@@ -129,12 +137,9 @@ def test_chunked_body_whose_last_chunk_is_lost_ends_on_the_416(
     behind it on the connection discards it, say): the resumed request from the end gets
     416 with ``bytes */SIZE``, which says the file is whole."""
     data = payload(40 * KiB, 9)
-    path = httpd.new_path("c.bin")
-    httpd.add(path, data)
-    url = httpd.url(path, chunked=1, chunked_truncate=len(data), times=1)
-    report, _, out = fetch(url, tmp_path)
-    assert report.exit_code == 0, report.failures
-    assert (out / "c.bin").read_bytes() == data
+    path, _, _ = fetch_whole(
+        httpd, tmp_path, "c.bin", data, chunked=1, chunked_truncate=len(data), times=1
+    )
     asked = [(r.header("range"), r.status) for r in httpd.requests_to(path)]
     assert asked == [(None, 200), (f"bytes={len(data)}-", 416)]
 
@@ -163,11 +168,7 @@ def test_a_corrupt_encoded_answer_leaves_none_of_its_bytes(
     CRC fails at the end. The next answer is a whole body again; none of the first one's
     bytes may stay (they were only skipped before)."""
     data = payload(300 * KiB, 13)
-    path = httpd.new_path("g.bin")
-    httpd.add(path, data)
-    report, events, out = fetch(httpd.url(path, gzip=1, corrupt=1, times=1), tmp_path)
-    assert report.exit_code == 0, report.failures
-    assert (out / "g.bin").read_bytes() == data
+    _, _, events = fetch_whole(httpd, tmp_path, "g.bin", data, gzip=1, corrupt=1, times=1)
     assert sum(isinstance(e, Retrying) for e in events) == 1
 
 
@@ -176,13 +177,10 @@ def test_an_unknown_length_failing_its_digest_is_fetched_again(
 ) -> None:
     """The first close-delimited answer ends at once (an empty body, a FIN): its size,
     read off its end, is no size at all once the digest says the bytes are wrong."""
-    data = payload(1, 11)
-    path = httpd.new_path("e.bin")
-    httpd.add(path, data)
-    url = httpd.url(path, nolength=1, digest="sha256", truncate=0, times=1)
-    report, _, out = fetch(url, tmp_path)
-    assert report.exit_code == 0, report.failures
-    assert (out / "e.bin").read_bytes() == data
+    path, _, _ = fetch_whole(
+        httpd, tmp_path, "e.bin", payload(1, 11), nolength=1, digest="sha256", truncate=0,
+        times=1,
+    )
     assert len(httpd.requests_to(path)) == 2
 
 
@@ -190,13 +188,19 @@ def test_an_unknown_length_failing_its_digest_is_fetched_again(
 def test_broken_range_support_never_splices(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, fault: str
 ) -> None:
-    data = payload(3 * MiB, 5)
-    path = httpd.new_path("s.bin")
+    fetch_whole(httpd, tmp_path, "s.bin", payload(3 * MiB, 5), {"split": 4}, **{fault: 1})
+
+
+def cut_where_range_is_ignored(
+    httpd: HTTPServer, data: bytes, name: str, tmp_path: Path
+) -> tuple[str, str, Report]:
+    """``data`` as ``name`` on a server that ignores Range, and a first run of it cut short
+    after 3 MB (kept for a rerun): its path, its URL and that run's report."""
+    path = httpd.new_path(name)
     httpd.add(path, data)
-    query: dict[str, Any] = {fault: 1}  # (**query also covers url()'s host: str | None)
-    report, _, out = fetch(httpd.url(path, **query), tmp_path, split=4)
-    assert report.exit_code == 0, report.failures
-    assert (out / "s.bin").read_bytes() == data
+    url = httpd.url(path, norange=1, truncate=3_000_000, times=1)
+    report, _, _ = fetch(url, tmp_path, retries=0)
+    return path, url, report
 
 
 def test_a_resume_the_server_answers_from_byte_0_says_the_kept_bytes_come_again(
@@ -205,10 +209,7 @@ def test_a_resume_the_server_answers_from_byte_0_says_the_kept_bytes_come_again(
     """Was: silence, the bar still at 75% and 0 B/s while the first 3 MB came again (it
     looked like a hang), and the summary counted 1 MB fetched."""
     data = payload(4_000_000, 12)
-    path = httpd.new_path("r.bin")
-    httpd.add(path, data)
-    url = httpd.url(path, norange=1, truncate=3_000_000, times=1)
-    report, _, _ = fetch(url, tmp_path, retries=0)  # cut short: its 3 MB are kept
+    _, url, report = cut_where_range_is_ignored(httpd, data, "r.bin", tmp_path)
     assert report.failed == 1
     report, events, out = fetch(url, tmp_path, retries=0)
     assert report.exit_code == 0, report.failures
@@ -225,10 +226,7 @@ def test_bytes_a_resume_fetches_again_count_as_fetched(
     fetched (the file's Finished and the report: the summary's size and speed) where
     4 MB came."""
     data = payload(4_000_000, 13)
-    path = httpd.new_path("f.bin")
-    httpd.add(path, data)
-    url = httpd.url(path, norange=1, truncate=3_000_000, times=1)
-    report, _, _ = fetch(url, tmp_path, retries=0)  # cut short: its 3 MB are kept
+    path, url, report = cut_where_range_is_ignored(httpd, data, "f.bin", tmp_path)
     assert report.failed == 1 and report.fetched == 3_000_000
     report, events, _ = fetch(url, tmp_path, retries=0)
     assert report.exit_code == 0, report.failures
@@ -242,13 +240,9 @@ def test_server_errors_then_success(
 ) -> None:
     data = payload(10 * KiB, 6)
     for status in (500, 502, 503, 504, 429):
-        path = httpd.new_path(f"e{status}.bin")
-        httpd.add(path, data)
-        report, events, out = fetch(
-            httpd.url(path, status=status, times=2), tmp_path / str(status)
+        path, _, events = fetch_whole(
+            httpd, tmp_path / str(status), f"e{status}.bin", data, status=status, times=2
         )
-        assert report.exit_code == 0, report.failures
-        assert (out / f"e{status}.bin").read_bytes() == data
         assert len(httpd.requests_to(path)) == 3
         # backed off (exponentially, with jitter: the policy's own tests check how)
         delays = [e.delay for e in events if isinstance(e, Retrying)]
@@ -322,23 +316,13 @@ def test_retry_after_beyond_the_whole_budget_gives_up_at_once(
 def test_slow_drip_completes(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
 ) -> None:
-    data = payload(60 * KiB, 7)
-    path = httpd.new_path("d.bin")
-    httpd.add(path, data)
-    report, _, out = fetch(httpd.url(path, drip=200_000), tmp_path)
-    assert report.exit_code == 0, report.failures
-    assert (out / "d.bin").read_bytes() == data
+    fetch_whole(httpd, tmp_path, "d.bin", payload(60 * KiB, 7), drip=200_000)
 
 
 def test_stall_is_detected_and_retried(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
 ) -> None:
-    data = payload(200 * KiB, 8)
-    path = httpd.new_path("st.bin")
-    httpd.add(path, data)
-    report, events, out = fetch(httpd.url(path, stall=30, times=1), tmp_path)
-    assert report.exit_code == 0, report.failures
-    assert (out / "st.bin").read_bytes() == data
+    _, _, events = fetch_whole(httpd, tmp_path, "st.bin", payload(200 * KiB, 8), stall=30, times=1)
     assert any(isinstance(e, Retrying) for e in events)
 
 
@@ -381,11 +365,7 @@ def test_corrupt_first_answer_caught_by_digest_header(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
 ) -> None:
     data = payload(100 * KiB, 10)
-    path = httpd.new_path("x.bin")
-    httpd.add(path, data)
-    report, _, out = fetch(httpd.url(path, corrupt=1, times=1, digest=1), tmp_path)
-    assert report.exit_code == 0, report.failures
-    assert (out / "x.bin").read_bytes() == data
+    path, report, _ = fetch_whole(httpd, tmp_path, "x.bin", data, corrupt=1, times=1, digest=1)
     assert report.results[0].verified == "sha256"
     assert len(httpd.requests_to(path)) == 2
 
@@ -406,12 +386,7 @@ def test_corrupt_always_is_an_integrity_failure(
 def test_forced_gzip_saves_identity_bytes(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
 ) -> None:
-    data = b"hello gzip world\n" * 5000
-    path = httpd.new_path("g.txt")
-    httpd.add(path, data)
-    report, _, out = fetch(httpd.url(path, gzip=1), tmp_path)
-    assert report.exit_code == 0, report.failures
-    assert (out / "g.txt").read_bytes() == data
+    fetch_whole(httpd, tmp_path, "g.txt", b"hello gzip world\n" * 5000, gzip=1)
 
 
 @pytest.mark.parametrize("digest", ["1", "bad"])
@@ -687,14 +662,9 @@ def test_html_error_page_is_not_a_media_file(httpd: HTTPServer, tmp_path: Path) 
 def test_close_delimited_body_without_digest_is_unverified(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
 ) -> None:
-    data = payload(70 * KiB, 12)
-    path = httpd.new_path("n.bin")
-    httpd.add(path, data)
-    report, events, out = fetch(httpd.url(path, nolength=1), tmp_path)
-    assert report.exit_code == 0
-    assert (out / "n.bin").read_bytes() == data
+    _, report, events = fetch_whole(httpd, tmp_path, "n.bin", payload(70 * KiB, 12), nolength=1)
     assert report.results[0].verified is None  # nothing could check it
-    assert not os.path.exists(out / "n.bin.omniget-part")
+    assert not os.path.exists(tmp_path / "out" / "n.bin.omniget-part")
     [warned] = [e for e in events if isinstance(e, Warned)]  # and the user is told so
     assert warned.message.startswith("not verified: the server gave no size or hash")
 
@@ -706,12 +676,8 @@ def test_a_body_without_length_that_ends_by_its_own_framing_is_complete(
     """A chunked body ends with its last chunk, a gzip stream with its trailer: a cut
     connection would fail them, so coming whole they are as good as a length."""
     data = b"some text that compresses well\n" * 4000
-    path = httpd.new_path("c.txt")
-    httpd.add(path, data)
-    url = httpd.url(path, chunked=1) if how == "chunked" else httpd.url(path, gzip=1, nolength=1)
-    report, events, out = fetch(url, tmp_path)
-    assert report.exit_code == 0, report.failures
-    assert (out / "c.txt").read_bytes() == data
+    query: dict[str, Any] = {"chunked": 1} if how == "chunked" else {"gzip": 1, "nolength": 1}
+    _, report, events = fetch_whole(httpd, tmp_path, "c.txt", data, **query)
     assert report.results[0].verified == "size"
     assert not any(isinstance(e, Warned) for e in events)
 
