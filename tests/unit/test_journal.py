@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import random
@@ -43,6 +44,46 @@ def start(j: Journal, key: str = KEY, **kw: object) -> None:
     }
     args.update(kw)
     j.start(key, **args)  # type: ignore[arg-type]
+
+
+def versions(path: Path) -> list[Any]:
+    """The rows of the journal file's schema_version table."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return db.execute("SELECT version FROM schema_version").fetchall()
+
+
+def made_then_changed(path: Path, *statements: tuple[str, tuple[object, ...]]) -> None:
+    """A new journal at ``path``, then ``statements`` (SQL and its parameters) run on it."""
+    Journal(path).close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        for sql, params in statements:
+            db.execute(sql, params)
+        db.commit()
+
+
+def old_journal(path: Path, script: str, *more: str) -> None:
+    """A journal of an older version at ``path``: ``script`` makes its tables, then KEY's
+    record is put in ``files`` with the span 0-500, and ``more`` run with KEY as their one
+    parameter."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(script)
+        blob = (0).to_bytes(8, "little") + (500).to_bytes(8, "little")
+        db.execute(
+            "INSERT INTO files (key, path, url, updated, spans) VALUES (?, 'p', 'u', 1.0, ?)",
+            (KEY, blob),
+        )
+        for sql in more:
+            db.execute(sql, (KEY,))
+        db.commit()
+
+
+def opens_as_damaged(path: Path, why: str) -> None:
+    """Opening the journal at ``path`` fails as a damaged file's, ``why`` said."""
+    with pytest.raises(StorageError) as e:
+        Journal(path)
+    assert str(e.value) == (
+        f"resume journal {path}: open failed: {why} (the file is damaged: delete it and"
+        " interrupted downloads restart)")
 
 
 def test_is_a_journal_store(journal: Journal) -> None:
@@ -171,19 +212,14 @@ def test_its_wal_and_shared_memory_files_are_private_too(tmp_path: Path) -> None
 
 
 def test_wal_mode_and_schema_version(journal: Journal) -> None:
-    db = sqlite3.connect(journal.path)
-    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
-    db.close()
+    with contextlib.closing(sqlite3.connect(journal.path)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert versions(journal.path) == [(SCHEMA_VERSION,)]
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / FILENAME
-    Journal(path).close()
-    db = sqlite3.connect(path)
-    db.execute("UPDATE schema_version SET version = 99")
-    db.commit()
-    db.close()
+    made_then_changed(path, ("UPDATE schema_version SET version = 99", ()))
     with pytest.raises(StorageError, match="newer"):
         Journal(path)
 
@@ -193,18 +229,13 @@ def test_a_schema_version_no_omniget_wrote_is_damage(tmp_path: Path, version: ob
     """Before: KeyError, TypeError or ValueError out of the open (the CLI's "internal
     error", exit 1), or for 1.5 the upgrade from 1 run again ("duplicate column name")."""
     path = tmp_path / FILENAME
-    Journal(path).close()
-    db = sqlite3.connect(path)
-    db.execute("DROP TABLE schema_version")
-    db.execute("CREATE TABLE schema_version (version)")  # (no NOT NULL: any value)
-    db.execute("INSERT INTO schema_version VALUES (?)", (version,))
-    db.commit()
-    db.close()
-    with pytest.raises(StorageError) as e:
-        Journal(path)
-    assert str(e.value) == (
-        f"resume journal {path}: open failed: malformed schema version {version!r} (the file"
-        " is damaged: delete it and interrupted downloads restart)")
+    made_then_changed(
+        path,
+        ("DROP TABLE schema_version", ()),
+        ("CREATE TABLE schema_version (version)", ()),  # (no NOT NULL: any value)
+        ("INSERT INTO schema_version VALUES (?)", (version,)),
+    )
+    opens_as_damaged(path, f"malformed schema version {version!r}")
 
 
 # --- errors become StorageError naming the path ---
@@ -226,11 +257,7 @@ def test_a_truncated_journal_is_called_damaged_too(tmp_path: Path) -> None:
         for n in range(2000):
             start(j, f"key{n}", url="https://example.com/" + "x" * 200)
     os.truncate(path, path.stat().st_size // 2)
-    with pytest.raises(StorageError) as e:
-        Journal(path)
-    assert str(e.value) == (
-        f"resume journal {path}: open failed: database disk image is malformed"
-        " (the file is damaged: delete it and interrupted downloads restart)")
+    opens_as_damaged(path, "database disk image is malformed")
 
 
 def test_unwritable_location(tmp_path: Path) -> None:
@@ -451,8 +478,8 @@ def test_reset_and_finish_drop_synced_spans(tmp_path: Path) -> None:
 def test_a_first_version_journal_is_upgraded_and_its_spans_kept(tmp_path: Path) -> None:
     """Spans recorded before boots were (version 1) are trusted as they were."""
     path = tmp_path / FILENAME
-    db = sqlite3.connect(path)
-    db.executescript(
+    old_journal(
+        path,
         """
         CREATE TABLE schema_version (version INTEGER NOT NULL);
         INSERT INTO schema_version VALUES (1);
@@ -461,25 +488,16 @@ def test_a_first_version_journal_is_upgraded_and_its_spans_kept(tmp_path: Path) 
             digest TEXT, updated REAL NOT NULL, spans BLOB);
         CREATE TABLE pieces (key TEXT NOT NULL, idx INTEGER NOT NULL, size INTEGER NOT NULL,
             PRIMARY KEY (key, idx)) WITHOUT ROWID;
-        """
+        """,
+        "INSERT INTO pieces VALUES (?, 3, 30)",
     )
-    blob = (0).to_bytes(8, "little") + (500).to_bytes(8, "little")
-    db.execute(
-        "INSERT INTO files (key, path, url, updated, spans) VALUES (?, 'p', 'u', 1.0, ?)",
-        (KEY, blob),
-    )
-    db.execute("INSERT INTO pieces VALUES (?, 3, 30)", (KEY,))
-    db.commit()
-    db.close()
     with Journal(path, boot="later") as j:
         assert j.spans(KEY) == [(0, 500)] and j.pieces(KEY) == {3: 30}
         j.save_spans(KEY, [(0, 800)])
         j.save_synced(KEY, [(0, 700)], [])
     with Journal(path, boot="even later") as j:
         assert j.spans(KEY) == [(0, 700)]
-    db = sqlite3.connect(path)
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
-    db.close()
+    assert versions(path) == [(SCHEMA_VERSION,)]
 
 
 # --- which part file a record is of ---
@@ -519,8 +537,8 @@ def test_a_record_moves_to_another_key(journal: Journal) -> None:
 def test_a_second_version_journal_is_upgraded_and_its_records_trusted(tmp_path: Path) -> None:
     """Records from before part files were known (version 2) are trusted as they were."""
     path = tmp_path / FILENAME
-    db = sqlite3.connect(path)
-    db.executescript(
+    old_journal(
+        path,
         """
         CREATE TABLE schema_version (version INTEGER NOT NULL);
         INSERT INTO schema_version VALUES (2);
@@ -529,15 +547,8 @@ def test_a_second_version_journal_is_upgraded_and_its_records_trusted(tmp_path: 
             digest TEXT, updated REAL NOT NULL, spans BLOB, boot TEXT, synced BLOB);
         CREATE TABLE pieces (key TEXT NOT NULL, idx INTEGER NOT NULL, size INTEGER NOT NULL,
             boot TEXT, PRIMARY KEY (key, idx)) WITHOUT ROWID;
-        """
+        """,
     )
-    blob = (0).to_bytes(8, "little") + (500).to_bytes(8, "little")
-    db.execute(
-        "INSERT INTO files (key, path, url, updated, spans) VALUES (?, 'p', 'u', 1.0, ?)",
-        (KEY, blob),
-    )
-    db.commit()
-    db.close()
     with Journal(path) as j:
         rec = j.get(KEY)
         assert rec is not None and rec.part is None and j.spans(KEY) == [(0, 500)]
@@ -545,9 +556,7 @@ def test_a_second_version_journal_is_upgraded_and_its_records_trusted(tmp_path: 
         j.start(KEY, path="p", url="u", size=None, etag=None, last_modified=None, part=3)
         rec = j.get(KEY)
         assert rec is not None and rec.part == 3
-    db = sqlite3.connect(path)
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
-    db.close()
+    assert versions(path) == [(SCHEMA_VERSION,)]
 
 
 _together: Any = None  # (a barrier the pool's processes share)
