@@ -32,6 +32,17 @@ def _settings(tmp_path: Path, **kw: object) -> Settings:
     return Settings(state_dir=tmp_path / "state", **kw)  # type: ignore[arg-type]
 
 
+def fast_and_held(httpd: HTTPServer, gate: threading.Event) -> tuple[str, str]:
+    """The URLs of two files: a.bin, answered at once, and b.bin, answered once ``gate``
+    is set (or after 10 s)."""
+
+    def held(_: object) -> tuple[int, list[tuple[str, str]], bytes]:
+        gate.wait(10)
+        return 200, [], DATA
+
+    return httpd.add("/d/a.bin", DATA), httpd.handle("/d/b.bin", held)
+
+
 @pytest.fixture
 def bare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, list[int]]]:
     """An output folder (on a disk, not in memory) whose filesystem refuses user
@@ -122,13 +133,7 @@ def test_a_batch_is_synced_in_time_while_other_files_still_transfer(
     out, _ = bare
     monkeypatch.setattr(durable, "BATCH_SECONDS", 0.05)
     gate = threading.Event()
-
-    def held(_: object) -> tuple[int, list[tuple[str, str]], bytes]:
-        gate.wait(10)
-        return 200, [], DATA
-
-    fast = httpd.add("/d/a.bin", DATA)
-    slow = httpd.handle("/d/b.bin", held)
+    fast, slow = fast_and_held(httpd, gate)
     finished: list[str] = []
 
     def on_event(ev: Event) -> None:
@@ -188,13 +193,7 @@ def test_a_file_cancelled_while_it_waits_for_the_sync_stays_a_part_file(
         await real_place(self, *args)
 
     monkeypatch.setattr(durable.Durability, "place", place)
-
-    def held(_: object) -> tuple[int, list[tuple[str, str]], bytes]:
-        gate.wait(10)
-        return 200, [], DATA
-
-    fast = httpd.add("/d/a.bin", DATA)
-    slow = httpd.handle("/d/b.bin", held)
+    fast, slow = fast_and_held(httpd, gate)
     finished: list[Event] = []
     try:
         report = download(
