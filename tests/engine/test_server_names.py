@@ -17,12 +17,23 @@ from pathlib import Path
 import pytest
 from tests.servers.httpd import HTTPServer
 
-from omniget import download
+from omniget import Report, download
 from omniget.engine.events import Event, Progress, Warned
 from omniget.engine.resume import STARTED_OVER
 from omniget.settings import Settings
 
 KiB = 1024
+
+
+def cut_once_started(urls: list[str], out: Path, settings: Settings) -> Report:
+    """A run of ``urls`` into ``out``, cancelled at its first progress."""
+    cancel = threading.Event()
+
+    def stop_once_started(event: Event) -> None:
+        if isinstance(event, Progress):
+            cancel.set()
+
+    return download(urls, out, settings=settings, on_event=stop_once_started, cancel=cancel)
 
 
 @pytest.mark.parametrize("on_exists", ["skip", "rename", "overwrite"])
@@ -139,13 +150,7 @@ def test_a_resumed_server_name_is_taken_for_the_rest_of_the_run(
     slow = httpd.url(a, cd="report.pdf", drip=1_000_000)
     out = tmp_path / "out"
     settings = Settings(state_dir=tmp_path / "state", on_exists=on_exists)  # type: ignore[arg-type]
-    cancel = threading.Event()
-
-    def stop_once_started(event: Event) -> None:
-        if isinstance(event, Progress):
-            cancel.set()
-
-    cut = download([slow], out, settings=settings, on_event=stop_once_started, cancel=cancel)
+    cut = cut_once_started([slow], out, settings)
     assert cut.interrupted == 1 and (out / "report.pdf.omniget-part").exists()
 
     report = download([slow, httpd.url(b, cd="report.pdf")], out, settings=settings)
@@ -208,13 +213,7 @@ def test_a_file_put_where_an_unfinished_one_goes(
     url = httpd.url(path, drip=1_000_000)
     out = tmp_path / "out"
     settings = Settings(state_dir=tmp_path / "state", on_exists=on_exists)  # type: ignore[arg-type]
-    cancel = threading.Event()
-
-    def stop_once_started(event: Event) -> None:
-        if isinstance(event, Progress):
-            cancel.set()
-
-    cut = download([url], out, settings=settings, on_event=stop_once_started, cancel=cancel)
+    cut = cut_once_started([url], out, settings)
     assert cut.interrupted == 1 and (out / "cut.bin.omniget-part").exists()
     (out / "cut.bin").write_bytes(b"mine")
 
