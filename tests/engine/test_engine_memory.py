@@ -162,30 +162,21 @@ def test_digest_mismatch_downloads_again_within_retries(
 def test_zlib_pieces_and_local_slices(tmp_path: Path) -> None:
     mem = MemoryTransport()
     a, b = blob(300_000, 4), blob(200_000, 5)
-    ca, cb = zlib.compress(a), zlib.compress(b)
-    mem.add("http://cdn.test/a", ca)
-    mem.add("http://cdn.test/b", cb)
     md5: Callable[[bytes], Digest] = lambda x: Digest("md5", hashlib.md5(x).hexdigest())  # noqa: E731
-    pieces = (
-        Piece(
-            "http://cdn.test/a",
-            size=len(a),
-            transform=Transform.ZLIB,
-            fetched_digest=md5(ca),
-            digest=md5(a),
-        ),
-        Piece(
-            "http://cdn.test/b",
-            size=len(b),
-            transform=Transform.ZLIB,
-            fetched_digest=md5(cb),
-            digest=md5(b),
-        ),
-    )
+    pieces = []
+    for url, raw in (("http://cdn.test/a", a), ("http://cdn.test/b", b)):
+        stored = zlib.compress(raw)
+        mem.add(url, stored)
+        pieces.append(
+            Piece(
+                url, size=len(raw), transform=Transform.ZLIB, fetched_digest=md5(stored),
+                digest=md5(raw),
+            )
+        )
     whole = Item(
         "http://cdn.test/a",
         filename="game.bin",
-        pieces=pieces,
+        pieces=tuple(pieces),
         digest=Digest("sha256", hashlib.sha256(a + b).hexdigest()),
     )
     # same chunk again in another file: fetched once per run
