@@ -9,7 +9,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,19 @@ async def fetch_all(t: CurlTransport, urls: list[str]) -> list[Sink | BaseExcept
     return [r if isinstance(r, BaseException) else s for r, s in zip(results, sinks, strict=True)]
 
 
+def first_then(
+    first: str, rest: list[str]
+) -> Callable[[CurlTransport], Awaitable[list[Sink | BaseException]]]:
+    """For run(): ``first`` fetched alone (by libcurl; its answer confirms the origin),
+    then all of ``rest`` at once: their results."""
+
+    async def go(t: CurlTransport) -> list[Sink | BaseException]:
+        await fetch_all(t, [first])
+        return await fetch_all(t, rest)
+
+    return go
+
+
 async def open_settled(srv: Server, cap: int) -> int:
     """The server's open connections once they are down to ``cap`` (or after 3 s): its
     threads see a client's close a moment after the client made it."""
@@ -65,6 +78,26 @@ async def open_settled(srv: Server, cap: int) -> int:
 
 def pipelined(caplog: pytest.LogCaptureFixture) -> int:
     return sum(r.getMessage().endswith("(pipelined)") for r in caplog.records)
+
+
+async def fetch_granted(t: CurlTransport, srv: Server, count: int) -> list[bytes]:
+    """``/f0`` to ``/f{count - 1}`` all asked at once, each fetched when the host's slot
+    (two of them) is granted: their bodies."""
+    from omniget.engine.scheduler import HostLimits
+    from omniget.engine.transports.base import fetch_when_granted
+
+    limits = HostLimits(per_host=2, total=2)
+    sinks = [Sink() for _ in range(count)]
+    tickets = [limits.ticket(srv.url(f"/f{i}")) for i in range(count)]
+
+    async def one(i: int) -> None:
+        try:
+            await fetch_when_granted(t, Request(srv.url(f"/f{i}")), sinks[i], tickets[i])
+        finally:
+            tickets[i].close()
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+    return [bytes(s.data) for s in sinks]
 
 
 def test_concurrent_gets_are_pipelined_once_the_origin_kept_a_connection(
@@ -171,12 +204,8 @@ def test_a_pipelined_request_asks_the_pool_once_whether_it_goes_there(
 
 def test_pipelined_requests_carry_what_libcurl_sends(srv: Server) -> None:
     settings = NetworkSettings(headers=(("X-Token", "abc"),), user_agent="ua/1")
-
-    async def go(t: CurlTransport) -> list[Sink | BaseException]:
-        await fetch_all(t, [srv.url("/f0")])
-        return await fetch_all(t, [srv.url(f"/f{i}?q=1#frag") for i in range(1, 12)])
-
-    sinks = run(go, settings)
+    urls = [srv.url(f"/f{i}?q=1#frag") for i in range(1, 12)]
+    sinks = run(first_then(srv.url("/f0"), urls), settings)
     assert all(isinstance(s, Sink) for s in sinks)
     first, rest = srv.requests[0], srv.requests[1:]
     for r in rest:
@@ -191,12 +220,8 @@ def test_a_header_given_empty_is_not_sent_by_either_path(srv: Server) -> None:
     # as curl's -H "Accept:": the default goes, and nothing empty is sent in its place
     empty = (("Accept", ""), ("User-Agent", ""), ("X-A", "1"))
     settings = NetworkSettings(headers=empty, user_agent="ua/1")
-
-    async def go(t: CurlTransport) -> list[Sink | BaseException]:
-        await fetch_all(t, [srv.url("/f0")])  # libcurl
-        return await fetch_all(t, [srv.url(f"/f{i}") for i in range(1, 12)])  # pipelined
-
-    sinks = run(go, settings)
+    rest = [srv.url(f"/f{i}") for i in range(1, 12)]  # (pipelined)
+    sinks = run(first_then(srv.url("/f0"), rest), settings)
     assert all(isinstance(s, Sink) for s in sinks)
     assert len(srv.requests) == 12
     for r in srv.requests:
@@ -205,12 +230,8 @@ def test_a_header_given_empty_is_not_sent_by_either_path(srv: Server) -> None:
 
 
 def test_redirects_and_errors_on_the_pipelined_path(srv: Server) -> None:
-    async def go(t: CurlTransport) -> list[Sink | BaseException]:
-        await fetch_all(t, [srv.url("/f0")])
-        urls = [srv.url(f"/r{i}") for i in range(1, 20)] + [srv.url("/missing")]
-        return await fetch_all(t, urls)
-
-    results = run(go)
+    urls = [srv.url(f"/r{i}") for i in range(1, 20)] + [srv.url("/missing")]
+    results = run(first_then(srv.url("/f0"), urls))
     for i, r in enumerate(results[:-1], start=1):
         assert isinstance(r, Sink) and bytes(r.data) == body(i)
         assert r.heads[-1].url.endswith(f"/f{i}")
@@ -236,12 +257,7 @@ def test_a_resolve_entry_gets_its_host_pipelined(
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     base = f"http://{host}:{srv.port}"
     settings = NetworkSettings(resolve=(entry.format(port=srv.port),))
-
-    async def go(t: CurlTransport) -> list[Sink | BaseException]:
-        await fetch_all(t, [f"{base}/f0"])
-        return await fetch_all(t, [f"{base}/f{i}" for i in range(1, 12)])
-
-    results = run(go, settings)
+    results = run(first_then(f"{base}/f0", [f"{base}/f{i}" for i in range(1, 12)]), settings)
     for i, r in enumerate(results, start=1):
         assert isinstance(r, Sink) and bytes(r.data) == body(i)
     assert pipelined(caplog) >= 6
@@ -251,12 +267,8 @@ def test_credentials_in_a_location_never_reach_the_host_line(srv: Server) -> Non
     """A pipelined redirect to ``http://user:pw@host/`` sent ``Host: user:pw@host``."""
     for i in range(1, 12):
         srv.route(f"/c{i}", redirect(f"http://eve:pw@127.0.0.1:{srv.port}/f{i}"))
-
-    async def go(t: CurlTransport) -> list[Sink | BaseException]:
-        await fetch_all(t, [srv.url("/f0")])
-        return await fetch_all(t, [srv.url(f"/c{i}") for i in range(1, 12)])
-
-    results = run(go, NetworkSettings(netrc=False))
+    rest = [srv.url(f"/c{i}") for i in range(1, 12)]
+    results = run(first_then(srv.url("/f0"), rest), NetworkSettings(netrc=False))
     for i, r in enumerate(results, start=1):
         assert isinstance(r, Sink) and bytes(r.data) == body(i)
     assert {r.headers["host"] for r in srv.requests} == {f"127.0.0.1:{srv.port}"}
@@ -649,26 +661,8 @@ def test_requests_set_up_before_the_origin_was_known_go_pipelined_when_granted(
 ) -> None:
     """A request waiting for its slot was set up for libcurl; if the origin has been
     confirmed by the time the slot comes, it goes pipelined instead."""
-    from omniget.engine.scheduler import HostLimits
-    from omniget.engine.transports.base import fetch_when_granted
-
     caplog.set_level(logging.DEBUG, logger=LOGGER)
-
-    async def go(t: CurlTransport) -> list[bytes]:
-        limits = HostLimits(per_host=2, total=2)
-        sinks = [Sink() for _ in range(10)]
-        tickets = [limits.ticket(srv.url(f"/f{i}")) for i in range(10)]
-
-        async def one(i: int) -> None:
-            try:
-                await fetch_when_granted(t, Request(srv.url(f"/f{i}")), sinks[i], tickets[i])
-            finally:
-                tickets[i].close()
-
-        await asyncio.gather(*(one(i) for i in range(10)))
-        return [bytes(s.data) for s in sinks]
-
-    assert run(go) == [body(i) for i in range(10)]
+    assert run(lambda t: fetch_granted(t, srv, 10)) == [body(i) for i in range(10)]
     assert pipelined(caplog) >= 5
 
 
@@ -679,8 +673,6 @@ def test_a_request_that_goes_pipelined_when_granted_never_gets_a_libcurl_handle(
     files) get a libcurl handle only when a slot comes and they stay with libcurl: those
     that go pipelined then never had one set up (each cost a handle, its options and its
     close, for nothing)."""
-    from omniget.engine.scheduler import HostLimits
-    from omniget.engine.transports.base import fetch_when_granted
     from omniget.engine.transports.easy import Handles
 
     caplog.set_level(logging.DEBUG, logger=LOGGER)
@@ -692,22 +684,7 @@ def test_a_request_that_goes_pipelined_when_granted_never_gets_a_libcurl_handle(
         return real_base(self, easy)
 
     monkeypatch.setattr(Handles, "base", counted)
-
-    async def go(t: CurlTransport) -> list[bytes]:
-        limits = HostLimits(per_host=2, total=2)
-        sinks = [Sink() for _ in range(12)]
-        tickets = [limits.ticket(srv.url(f"/f{i}")) for i in range(12)]
-
-        async def one(i: int) -> None:
-            try:
-                await fetch_when_granted(t, Request(srv.url(f"/f{i}")), sinks[i], tickets[i])
-            finally:
-                tickets[i].close()
-
-        await asyncio.gather(*(one(i) for i in range(12)))
-        return [bytes(s.data) for s in sinks]
-
-    assert run(go) == [body(i) for i in range(12)]
+    assert run(lambda t: fetch_granted(t, srv, 12)) == [body(i) for i in range(12)]
     by_libcurl = [
         r for r in caplog.records
         if r.getMessage().startswith("GET ") and not r.getMessage().endswith(")")
@@ -723,12 +700,8 @@ def test_a_host_with_a_netrc_login_is_not_pipelined(
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login me password pw\n")
     netrc.chmod(0o600)
-
-    async def go(t: CurlTransport) -> list[Sink | BaseException]:
-        await fetch_all(t, [srv.url("/f0")])
-        return await fetch_all(t, [srv.url(f"/f{i}") for i in range(1, 10)])
-
-    results = run(go, NetworkSettings(netrc_file=str(netrc)))
+    rest = [srv.url(f"/f{i}") for i in range(1, 10)]
+    results = run(first_then(srv.url("/f0"), rest), NetworkSettings(netrc_file=str(netrc)))
     assert all(isinstance(s, Sink) for s in results)
     assert pipelined(caplog) == 0
     assert all("authorization" in r.headers for r in srv.requests)
@@ -745,12 +718,7 @@ def test_a_netrc_others_can_read_still_lets_its_other_hosts_be_pipelined(
     netrc = tmp_path / ".netrc"
     netrc.write_text("machine elsewhere.test login me password pw\n")
     netrc.chmod(0o644)
-
-    async def go(t: CurlTransport) -> list[Sink | BaseException]:
-        await fetch_all(t, [srv.url("/f0")])
-        return await fetch_all(t, [srv.url(f"/f{i}") for i in range(1, 10)])
-
-    results = run(go)
+    results = run(first_then(srv.url("/f0"), [srv.url(f"/f{i}") for i in range(1, 10)]))
     assert all(isinstance(s, Sink) for s in results)
     assert pipelined(caplog) >= 6
     assert not any("authorization" in r.headers for r in srv.requests)
