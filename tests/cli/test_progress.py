@@ -48,6 +48,13 @@ def sequence() -> list[tuple[float, Event]]:
     ]
 
 
+def plain_on_a_clock(verbose: bool = False) -> tuple[io.StringIO, list[float], PlainProgress]:
+    """Plain lines (every 2 s) into a buffer, on a clock the test sets: ``now[0]``."""
+    out, now = io.StringIO(), [0.0]
+    plain = PlainProgress(out, Masker(), verbose=verbose, interval=2.0, clock=lambda: now[0])
+    return out, now, plain
+
+
 def feed(consumer: PlainProgress | RichProgress | QuietProgress, now: list[float]) -> None:
     with consumer:
         for t, event in sequence():
@@ -56,8 +63,8 @@ def feed(consumer: PlainProgress | RichProgress | QuietProgress, now: list[float
 
 
 def test_plain_lines() -> None:
-    out, now = io.StringIO(), [0.0]
-    feed(PlainProgress(out, Masker(), interval=2.0, clock=lambda: now[0]), now)
+    out, now, plain = plain_on_a_clock()
+    feed(plain, now)
     assert out.getvalue().splitlines() == [
         "omniget: warning: b.bin: reset; retrying in 0.5s (retry 1)",  # a wait: never silent
         # the run, once 2 s have passed: 5 MiB of a.bin in 2.5 s (its resumed MiB moves
@@ -69,8 +76,8 @@ def test_plain_lines() -> None:
 
 
 def test_plain_verbose_lines_per_file() -> None:
-    out, now = io.StringIO(), [0.0]
-    feed(PlainProgress(out, Masker(), verbose=True, interval=2.0, clock=lambda: now[0]), now)
+    out, now, plain = plain_on_a_clock(verbose=True)
+    feed(plain, now)
     assert out.getvalue().splitlines() == [
         "start a.bin (10.0 MiB, at 1.0 MiB)",
         "start b.bin (?)",
@@ -85,8 +92,7 @@ def test_plain_verbose_lines_per_file() -> None:
 
 
 def test_plain_run_line_with_a_known_total() -> None:
-    out, now = io.StringIO(), [0.0]
-    plain = PlainProgress(out, Masker(), interval=2.0, clock=lambda: now[0])
+    out, now, plain = plain_on_a_clock()
     with plain:
         plain(Started(A, None, size=10 * MiB, resumed=4 * MiB))
         for second in range(1, 5):
@@ -99,8 +105,7 @@ def test_plain_run_line_with_a_known_total() -> None:
 
 
 def test_plain_many_small_files_are_a_few_lines() -> None:
-    out, now = io.StringIO(), [0.0]
-    plain = PlainProgress(out, Masker(), interval=2.0, clock=lambda: now[0])
+    out, now, plain = plain_on_a_clock()
     with plain:
         for i in range(1000):
             now[0] = i / 100  # 10 s in all
@@ -253,8 +258,7 @@ def test_rich_speed_is_in_binary_units_like_the_sizes() -> None:
 def test_plain_run_line_counts_the_whole_list() -> None:
     from omniget.engine.events import Queued
 
-    out, now = io.StringIO(), [0.0]
-    plain = PlainProgress(out, Masker(), interval=2.0, clock=lambda: now[0])
+    out, now, plain = plain_on_a_clock()
     listed = [Item(download_url=f"https://example.com/f{i}.bin") for i in range(300)]
     with plain:
         for i, item in enumerate(listed):

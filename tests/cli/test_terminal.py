@@ -20,7 +20,7 @@ from omniget.cli.bars import RichProgress
 from omniget.cli.logs import log_to_stderr
 from omniget.cli.output import Masker
 from omniget.cli.signals import SaveOnSignal
-from omniget.engine.events import Failed, Finished, Listed, Progress, Queued, Started
+from omniget.engine.events import Event, Failed, Finished, Listed, Progress, Queued, Started
 from omniget.model import Item, unextracted
 
 KiB = 1024
@@ -279,29 +279,30 @@ def test_the_run_counts_every_file_of_its_list_from_the_first_frame() -> None:
                             "0:00:20"]
 
 
-def test_a_list_that_may_grow_says_so_and_claims_no_total() -> None:
+def one_of_three_done(*then: Event) -> RichProgress:
+    """Bars for three files a source queued as it found them (more may come), fed
+    ``then``, and the first file's MiB done in 1 s."""
     rp, clock = bars()
     found = items(3)
     for item in found:
-        rp(Queued(item, None, more=True))  # (a source finding its files as it goes)
+        rp(Queued(item, None, more=True))
+    for event in then:
+        rp(event)
     rp(Started(found[0], None, size=MiB, resumed=0))
     clock.now = 1.0
     rp(Finished(found[0], None, size=MiB, verified="size", fetched=MiB))
-    total = frame(rp)[0]
+    return rp
+
+
+def test_a_list_that_may_grow_says_so_and_claims_no_total() -> None:
+    total = frame(one_of_three_done())[0]
     assert words(total) == ["total", "[1/3+", "files]", "1.0", "MiB", "1.0", "MiB/s",
                             "-:--:--"]
 
 
 def test_a_source_s_listing_that_ended_drops_the_plus() -> None:
     """Was: ``[1/3+ files]`` until the run's end, though the source had found every file."""
-    rp, clock = bars()
-    found = items(3)
-    for item in found:
-        rp(Queued(item, None, more=True))
-    rp(Listed(unextracted("https://example.com/album"), None, more=False))
-    rp(Started(found[0], None, size=MiB, resumed=0))
-    clock.now = 1.0
-    rp(Finished(found[0], None, size=MiB, verified="size", fetched=MiB))
+    rp = one_of_three_done(Listed(unextracted("https://example.com/album"), None, more=False))
     assert words(frame(rp)[0])[:3] == ["total", "[1/3", "files]"]
 
 
