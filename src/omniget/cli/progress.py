@@ -4,7 +4,7 @@ Events arrive on the engine's threads; every consumer here takes a lock around i
 Modes: rich bars on a terminal, plain lines elsewhere (or ``TERM=dumb``), nothing with ``-q``.
 Lines for each file (started, done, its progress) come only with ``-v``: a run can be
 thousands of files.
-``--json`` lives in :mod:`omniget.cli.output`.
+``--json`` lives in :mod:`omniget.cli.json_events`.
 """
 
 from __future__ import annotations
