@@ -52,15 +52,6 @@ def versions(path: Path) -> list[Any]:
         return db.execute("SELECT version FROM schema_version").fetchall()
 
 
-def made_then_changed(path: Path, *statements: tuple[str, tuple[object, ...]]) -> None:
-    """A new journal at ``path``, then ``statements`` (SQL and its parameters) run on it."""
-    Journal(path).close()
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        for sql, params in statements:
-            db.execute(sql, params)
-        db.commit()
-
-
 def old_journal(path: Path, script: str, *more: str) -> None:
     """A journal of an older version at ``path``: ``script`` makes its tables, then KEY's
     record is put in ``files`` with the span 0-500, and ``more`` run with KEY as their one
@@ -75,15 +66,6 @@ def old_journal(path: Path, script: str, *more: str) -> None:
         for sql in more:
             db.execute(sql, (KEY,))
         db.commit()
-
-
-def opens_as_damaged(path: Path, why: str) -> None:
-    """Opening the journal at ``path`` fails as a damaged file's, ``why`` said."""
-    with pytest.raises(StorageError) as e:
-        Journal(path)
-    assert str(e.value) == (
-        f"resume journal {path}: open failed: {why} (the file is damaged: delete it and"
-        " interrupted downloads restart)")
 
 
 def test_is_a_journal_store(journal: Journal) -> None:
@@ -217,47 +199,7 @@ def test_wal_mode_and_schema_version(journal: Journal) -> None:
     assert versions(journal.path) == [(SCHEMA_VERSION,)]
 
 
-def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / FILENAME
-    made_then_changed(path, ("UPDATE schema_version SET version = 99", ()))
-    with pytest.raises(StorageError, match="newer"):
-        Journal(path)
-
-
-@pytest.mark.parametrize("version", [0, -1, None, "three", 1.5])
-def test_a_schema_version_no_omniget_wrote_is_damage(tmp_path: Path, version: object) -> None:
-    """Before: KeyError, TypeError or ValueError out of the open (the CLI's "internal
-    error", exit 1), or for 1.5 the upgrade from 1 run again ("duplicate column name")."""
-    path = tmp_path / FILENAME
-    made_then_changed(
-        path,
-        ("DROP TABLE schema_version", ()),
-        ("CREATE TABLE schema_version (version)", ()),  # (no NOT NULL: any value)
-        ("INSERT INTO schema_version VALUES (?)", (version,)),
-    )
-    opens_as_damaged(path, f"malformed schema version {version!r}")
-
-
 # --- errors become StorageError naming the path ---
-
-
-def test_corrupt_journal(tmp_path: Path) -> None:
-    path = tmp_path / FILENAME
-    path.write_bytes(b"this is not sqlite at all" * 200)
-    with pytest.raises(StorageError, match=str(path).replace("\\", "\\\\")) as e:
-        Journal(path)
-    assert "damaged" in str(e.value) and e.value.exit_code == 7
-
-
-def test_a_truncated_journal_is_called_damaged_too(tmp_path: Path) -> None:
-    """A journal cut short (a copy that stopped, a disk error): SQLite says "database
-    disk image is malformed", and before, nothing said what to do about it."""
-    path = tmp_path / FILENAME
-    with Journal(path) as j:
-        for n in range(2000):
-            start(j, f"key{n}", url="https://example.com/" + "x" * 200)
-    os.truncate(path, path.stat().st_size // 2)
-    opens_as_damaged(path, "database disk image is malformed")
 
 
 def test_unwritable_location(tmp_path: Path) -> None:

@@ -49,9 +49,9 @@ class Engine:
 
     ``transports`` maps URL schemes to transports (default: libcurl for http/https);
     ``journal=False`` disables resume state (tests, ``-O -``). A journal that cannot be
-    opened (its state folder unwritable or a file, the database damaged or a newer
-    omniget's) is done without, as curl and aria2 keep no state: a warning is logged, and
-    :attr:`journal_error` (and each run's report) says why.
+    opened (its state folder unwritable or a file, the database a newer omniget's, or
+    damaged and not to be moved aside) is done without, as curl and aria2 keep no state: a
+    warning is logged, and :attr:`journal_error` (and each run's report) says why.
     """
 
     def __init__(

@@ -26,13 +26,21 @@ a run (:meth:`Journal.prune`): the journal does not grow for ever.
 A journal file removed while a run has it open (its state folder deleted) is made again,
 with the run's records, at the run's next write.
 
+A damaged journal file (SQLite's "not a database" or "malformed", or a schema version no
+omniget wrote: not an integer, or below 1) is moved aside at the open, with its -wal and
+-shm, to ``journal.sqlite.corrupt-<UTC time>`` beside it, and a new one is made; a warning
+names it (:mod:`.repair`). A newer omniget's journal is not damage: it is left as it is and
+the open fails (the run goes without resume state), as does one that cannot be read or
+written (permissions, a read-only folder, another user's file) or stays locked.
+
 The engine talks to :class:`JournalStore`; :class:`Journal` is the SQLite one. Calls are
 thread-safe (the engine runs them in worker threads).
 
 Its parts: :mod:`.records` (:class:`FileRecord`, :class:`JournalStore`, the error of a
 record gone away), :mod:`.schema` (the tables, their migrations, a connection's set-up and
-the copy of records into a file made again) and :mod:`.opening` (opening the file, and the
-error messages when that or any call fails).
+the copy of records into a file made again), :mod:`.opening` (opening the file, and the
+error messages when that or any call fails) and :mod:`.repair` (a damaged file moved
+aside).
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ..spans import Interval, merge
-from .opening import guard, open_file
+from .opening import guard, open_file, open_or_repair
 from .records import FileRecord, JournalStore, missing
 from .schema import SCHEMA_VERSION, copy_records
 
@@ -117,7 +125,9 @@ class Journal:
         self._ident: tuple[int, int] | None = None
         self._checked = 0.0  # monotonic time the file was last looked for
         with guard(self.path, "open"):
-            self._db, self._ident = open_file(self.path)
+            (self._db, self._ident), repaired = open_or_repair(self.path, now)
+        if repaired:
+            log.warning("%s", repaired)
 
     @classmethod
     def in_dir(cls, state_dir: Path) -> Journal:

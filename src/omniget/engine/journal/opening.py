@@ -1,32 +1,65 @@
-"""Opening the resume journal's file (made private, with its folder, if missing), and
-what is said when that or any later call fails: a damaged file, one SQLite cannot open or
-write (and which one: the journal, its -wal or -shm, or their folder, and whose it is), a
-state folder that is a file. The journal itself is :mod:`.journal`."""
+"""Opening the resume journal's file (made private, with its folder, if missing; a
+damaged one moved aside and made again, see :mod:`.repair`), and what is said when that
+or any later call fails: a damaged file, one SQLite cannot open or write (and which one:
+the journal, its -wal or -shm, or their folder, and whose it is), a state folder that is
+a file. The journal itself is :mod:`.journal`."""
 
 from __future__ import annotations
 
 import errno
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from ...errors import StorageError
-from .schema import setup
+from .repair import BESIDE, damaged, folder_lock, move_aside
+from .schema import Damaged, setup
 
-__all__ = ["guard", "open_file"]
+__all__ = ["guard", "open_file", "open_or_repair"]
 
-_BESIDE = ("-wal", "-shm")  # the files SQLite keeps beside the journal in WAL mode
-#: SQLite's words for a damaged file, and for one it cannot open or write
-_DAMAGED = ("not a database", "malformed")
+#: SQLite's words for a file it cannot open or write
 _CANNOT = ("unable to open", "readonly database", "disk I/O error")
 
+Opened = tuple[sqlite3.Connection, tuple[int, int]]
 
-def open_file(path: Path) -> tuple[sqlite3.Connection, tuple[int, int]]:
+
+def open_file(path: Path) -> Opened:
     """A connection to the journal at ``path`` (made with its folder if missing), and
     the identity of the file it opened."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with folder_lock(path.parent, exclusive=False):  # (not while a run moves it aside)
+        return _open(path)
+
+
+def open_or_repair(path: Path, now: Callable[[], float]) -> tuple[Opened, str | None]:
+    """:func:`open_file`; a damaged journal is moved aside first and a new one made
+    (``now()``: the time in its new name). With the connection, the warning to give then."""
+    try:
+        return open_file(path), None
+    except sqlite3.DatabaseError as exc:
+        if not damaged(exc):
+            raise
+    with folder_lock(path.parent, exclusive=True) as held:
+        try:  # (another run may have moved it aside meanwhile, and made a new one)
+            return _open(path), None
+        except sqlite3.DatabaseError as exc:
+            if not damaged(exc) or not held:
+                raise
+            why = exc
+        try:
+            aside = move_aside(path, now())
+        except OSError as exc:
+            raise Damaged(f"{why}; it could not be moved aside: {_said(exc)}") from why
+        opened = _open(path)
+    return opened, (
+        f"resume journal {path}: the file was damaged ({why}); moved aside to {aside}"
+        " and a new one made (downloads its records could have resumed start over)"
+    )
+
+
+def _open(path: Path) -> Opened:
     if not path.exists():
         # Create it private before SQLite does: URLs may carry tokens. The -wal
         # and -shm files SQLite makes take the same permissions.
@@ -51,7 +84,7 @@ def guard(path: Path, action: str) -> Iterator[None]:
         yield
     except (sqlite3.Error, OSError) as e:
         hint = ""
-        if isinstance(e, sqlite3.DatabaseError) and any(w in str(e) for w in _DAMAGED):
+        if damaged(e):
             hint = " (the file is damaged: delete it and interrupted downloads restart)"
         elif isinstance(e, sqlite3.OperationalError) and any(w in str(e) for w in _CANNOT):
             hint = _cannot_open(path)
@@ -59,8 +92,14 @@ def guard(path: Path, action: str) -> Iterator[None]:
             if e.errno == errno.EEXIST and os.path.exists(e.filename or ""):
                 e = OSError(f"{e.filename} is a file, not a folder (see --state-dir)")
             elif e.strerror:
-                e = OSError(f"{e.strerror}: {e.filename}" if e.filename else e.strerror)
+                e = OSError(_said(e))
         raise StorageError(f"resume journal {path}: {action} failed: {e}{hint}") from e
+
+
+def _said(e: OSError) -> str:
+    if not e.strerror:
+        return str(e)
+    return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
 
 
 def _cannot_open(journal: Path) -> str:
@@ -68,7 +107,7 @@ def _cannot_open(journal: Path) -> str:
     journal, or the -wal / -shm beside it (another user's, say), or their folder."""
     # (access(), not open(): closing any descriptor of a file drops the locks this
     # process's SQLite holds on it)
-    for path in (journal, *(journal.with_name(journal.name + s) for s in _BESIDE)):
+    for path in (journal, *(journal.with_name(journal.name + s) for s in BESIDE)):
         if not os.path.lexists(path):
             if not os.access(path.parent, os.W_OK | os.X_OK):
                 return f" ({path.name} cannot be made: its folder is read-only)"

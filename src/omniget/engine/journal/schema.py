@@ -8,9 +8,20 @@ from __future__ import annotations
 import sqlite3
 import time
 
-__all__ = ["BUSY_WAIT", "SCHEMA_VERSION", "copy_records", "setup"]
+__all__ = ["BUSY_WAIT", "SCHEMA_VERSION", "Damaged", "Newer", "copy_records", "setup"]
 
 SCHEMA_VERSION = 3
+
+
+class Damaged(sqlite3.DatabaseError):
+    """A journal whose schema version no omniget ever wrote: damage, as SQLite's own
+    "malformed" is (the file is moved aside). Versions are whole numbers from 1 up, so one
+    that is not an integer, or is below 1, is damage; an integer above ours is not (see
+    :class:`Newer`), nor is one from 1 to ours (it is upgraded)."""
+
+
+class Newer(sqlite3.DatabaseError):
+    """A journal a newer omniget wrote (its schema version is above ours)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -69,14 +80,14 @@ def setup(db: sqlite3.Connection) -> None:
         row = db.execute("SELECT version FROM schema_version").fetchone()
         version = SCHEMA_VERSION if row is None else row[0]
         if not isinstance(version, int) or version < min(_MIGRATIONS):
-            raise sqlite3.DatabaseError(f"malformed schema version {version!r}")
+            raise Damaged(f"malformed schema version {version!r}")
         if row is None:
             db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
         else:  # a write now: a journal that takes none (read-only) fails here, not
             # at a file's first checkpoint, with bytes fetched that nothing records
             db.execute("UPDATE schema_version SET version = version")
         if version > SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(
+            raise Newer(
                 f"schema version {version} is newer than this omniget knows "
                 f"({SCHEMA_VERSION}); upgrade omniget"
             )

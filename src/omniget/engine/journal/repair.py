@@ -1,0 +1,112 @@
+"""A damaged journal file moved aside, so that a new one can be made in its place.
+
+Damage is what SQLite calls a corrupt file or not a database at all (a file cut short,
+overwritten, a disk error's garbage), and a schema version no omniget ever wrote (see
+:class:`.schema.Damaged`). Nothing else is: a newer omniget's journal (its state would be
+lost), a file or folder this user may not read or write, another user's file, a locked
+database: those are left where they are, and the run goes without resume state.
+
+The move is made under an exclusive lock of the state folder; every open of the journal
+takes it shared (:func:`folder_lock`). So two runs that find the same damaged file move it
+once: the second finds the first one's new journal when it has the lock, and opens it. A
+run never opens the journal between the moves of its three files (a new journal beside
+the damaged one's -wal would take that log's pages for its own).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .schema import BUSY_WAIT, Damaged, Newer
+
+try:
+    import fcntl
+except ImportError:  # (no flock: two runs repairing at once is then on the user)
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["BESIDE", "damaged", "folder_lock", "move_aside"]
+
+BESIDE = ("-wal", "-shm")  # the files SQLite keeps beside the journal in WAL mode
+#: SQLite's (primary) result codes for a damaged file
+_DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+_DAMAGE_WORDS = ("not a database", "malformed")  # (where no code is given)
+
+
+def damaged(exc: BaseException) -> bool:
+    """Whether ``exc`` says the journal file is damaged (see the module's docstring)."""
+    if isinstance(exc, Damaged):
+        return True
+    if not isinstance(exc, sqlite3.DatabaseError) or isinstance(exc, Newer):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _DAMAGE_CODES
+    return any(w in str(exc) for w in _DAMAGE_WORDS)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, *, exclusive: bool) -> Iterator[bool]:
+    """Hold ``folder``'s lock, shared or exclusive, waiting up to :data:`BUSY_WAIT` for
+    it. Yields False when it was not had in time; True when held, or when the folder or
+    its filesystem takes no lock (then nothing is held: as before there was one)."""
+    if fcntl is None:
+        yield True
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | os.O_CLOEXEC)
+    except OSError:
+        yield True  # (the open that follows says what is wrong, if anything)
+        return
+    try:
+        yield _take(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+    finally:
+        os.close(fd)  # (the lock goes with it)
+
+
+def _take(fd: int, how: int) -> bool:
+    deadline = time.monotonic() + BUSY_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, how | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+        except OSError:
+            return True  # a filesystem without locks: go on unlocked
+        time.sleep(0.005)
+
+
+def move_aside(path: Path, now: float) -> Path:
+    """Move the damaged journal at ``path`` and its -wal and -shm (the log first: a new
+    journal must never meet the old log) to ``NAME.corrupt-YYYYmmddTHHMMSSZ`` beside it,
+    the time UTC; the new name. OSError when they are not this user's to move."""
+    for name in ("", *BESIDE):
+        _check_own(Path(f"{path}{name}"))
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while any(os.path.lexists(f"{aside}{s}") for s in ("", *BESIDE)):
+        n += 1  # (damaged again within the second)
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    for name in (*BESIDE, ""):
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(f"{path}{name}", f"{aside}{name}")
+    return aside
+
+
+def _check_own(path: Path) -> None:
+    """OSError unless ``path`` (if there) is this user's and readable and writable."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if st.st_uid != os.geteuid():
+        raise PermissionError(f"{path.name} is another user's (uid {st.st_uid})")
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise PermissionError(f"{path.name} cannot be read and written by this user")
