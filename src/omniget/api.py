@@ -28,6 +28,7 @@ from .drive import default_transports, drive, not_in_a_loop
 from .engine import Engine, FileResult, Report
 from .engine.events import EventHandler, Failed, Listed, Queued, ignore
 from .engine.transports.base import Transport
+from .engine.transports.trust import check_ca
 from .errors import OmnigetError, UsageError
 from .model import Item, unextracted
 from .settings import Settings
@@ -113,6 +114,8 @@ async def adownload(
     own = engine is None
     eng = engine or Engine(settings, on_event=on_event)
     settings = eng.settings  # (the sources' too)
+    if isinstance(items_or_urls, Sequence):  # (before any transfer: said once, not per file)
+        check_ca(settings.network, items_or_urls)
     emit = eng.emitter(None if own else on_event)  # (a given engine: the run's handler too)
     sources: dict[str, Source] = {}  # the first of each name made in this run
     reach = Reach(settings, eng.transports)  # the source of an item, by its origin

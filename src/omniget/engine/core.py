@@ -16,7 +16,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from .resources import by_origin, gone, share_limits
 from .retry import Clock, RetryPolicy, SystemClock
 from .scheduler import HostLimits
 from .transports.base import Transport
+from .transports.trust import check_ca
 
 __all__ = ["Engine"]
 
@@ -221,6 +222,8 @@ class Engine:
         started = time.monotonic()
         dest_path = Path(dest).absolute()
         s = self.settings
+        if isinstance(items, Sequence):  # (before any transfer: said once, not per file)
+            check_ca(s.network, items)
         stopped_by: list[BaseException] = []  # a handler's KeyboardInterrupt (Ctrl+C)
 
         def interrupt(exc: BaseException) -> None:

@@ -19,7 +19,7 @@ from .curlerrors import ProxyPath
 from .curlloop import CurlLoop
 from .hop import Hop
 from .outgoing import Ask, light, range_lines
-from .trust import ca_locations, ca_trust
+from .trust import ca_locations, ca_trust, missing_ca
 
 __all__ = ["TO_PIPE", "Admit", "Handles", "proxy_of", "set_up_and_start", "start"]
 
@@ -47,6 +47,8 @@ class Handles:
         self._pool: list[pycurl.Curl] = []
         self._closed = False
         self._cainfo, self._capath, self.ca_from = ca_trust(settings)
+        #: a variable naming CA certificates that are not there: said for https:// URLs
+        self.missing_ca = missing_ca(settings)
         # an https:// proxy: the environment's CAs or the system's (--ca-cert is for
         # servers, as curl's --cacert; libcurl's own default is the pycurl wheel's path)
         self._proxy_ca = (self._cainfo, self._capath)

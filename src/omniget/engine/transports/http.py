@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 import pycurl
 
-from ...errors import RemoteError
+from ...errors import RemoteError, UsageError
 from ...settings import NetworkSettings
 from .base import SECRET_HEADERS, Gate, Head, Request, Sink, origin, safe_url
 from .curlerrors import curl_error
@@ -182,6 +182,8 @@ class CurlTransport(ConnectionSharing):
                         f"too many redirects (more than {limit}) from {safe_url(request.url)}"
                     )
                 seen.add(key)
+            if self._handles.missing_ca is not None and url[:8].lower() == "https://":
+                raise UsageError(self._handles.missing_ca)  # (libcurl's words blame the URL)
             ask = Ask(request, url, method, body, hop_headers, cookie, creds if same else None)
             hop = await self._run_hop(core, ask, sink, gate)
             gate = None

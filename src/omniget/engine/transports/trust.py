@@ -1,16 +1,20 @@
 """The TLS trust store: which CA certificates libcurl is given (``--ca-cert``, else the
 ``CURL_CA_BUNDLE`` / ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` variables, as curl takes them,
-else the system's bundle)."""
+else the system's bundle), and the error when a variable names a file or folder that is
+not there (:func:`missing_ca`, :func:`check_ca`: said once, before a run that needs TLS,
+and a run of http:// URLs only is not touched, as curl does not read them there)."""
 
 from __future__ import annotations
 
 import os
 import ssl
+from collections.abc import Iterable
 
 from ...errors import UsageError
+from ...model import Item
 from ...settings import NetworkSettings
 
-__all__ = ["ca_locations", "ca_trust"]
+__all__ = ["ca_locations", "ca_trust", "check_ca", "missing_ca"]
 
 _KNOWN_BUNDLES = (
     "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine, Arch
@@ -57,3 +61,33 @@ def ca_trust(settings: NetworkSettings) -> tuple[str | None, str | None, str]:
     if capath and os.path.isdir(capath):
         return None, capath, system
     return None, None, system
+
+
+def missing_ca(settings: NetworkSettings) -> str | None:
+    """What is wrong when a variable :func:`ca_trust` takes names a file or folder that
+    is not there (None: nothing; ``--ca-cert`` and ``--insecure`` mean none is read)."""
+    if settings.insecure or settings.ca_cert:
+        return None
+    bundle = os.environ.get("CURL_CA_BUNDLE")
+    named = (
+        [("CURL_CA_BUNDLE", bundle, False)] if bundle
+        else [("SSL_CERT_FILE", os.environ.get("SSL_CERT_FILE"), False),
+              ("SSL_CERT_DIR", os.environ.get("SSL_CERT_DIR"), True)]
+    )  # fmt: skip
+    for name, path, folder in named:
+        if path and not (os.path.isdir(path) if folder else os.path.isfile(path)):
+            what = "folder" if folder else "file"
+            return (f"{name}={path}: no such {what} (it names the CA certificates to trust"
+                    " for https://; fix or unset it)")
+    return None
+
+
+def check_ca(settings: NetworkSettings, entries: Iterable[Item | str]) -> None:
+    """UsageError, :func:`missing_ca`'s, when any of ``entries`` is an https:// URL."""
+    problem = missing_ca(settings)
+    if problem is None:
+        return
+    for entry in entries:
+        url = entry.download_url if isinstance(entry, Item) else entry
+        if isinstance(url, str) and url[:8].lower() == "https://":
+            raise UsageError(problem)

@@ -1,0 +1,116 @@
+"""A CA file or folder that is not there: ``--ca-cert``, or ``CURL_CA_BUNDLE``,
+``SSL_CERT_FILE``, ``SSL_CERT_DIR`` naming something missing. A run that needs TLS stops
+with one error before any transfer; a run of http:// URLs only is not touched by a stale
+variable (curl ignores them there too)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from tests.servers.httpd import HTTPServer
+
+from omniget import download
+from omniget.cli import main
+from omniget.errors import UsageError
+from omniget.settings import NetworkSettings, Settings
+
+VARIABLES = ("CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
+DATA = b"0123456789" * 100
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for var in [v for v in os.environ if v.startswith("OMNIGET_")]:
+        monkeypatch.delenv(var)
+    for var in (*VARIABLES, "http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy",
+                "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+
+
+def served(server: HTTPServer, count: int = 3) -> list[str]:
+    return [server.add(server.new_path(f"f{n}.bin"), DATA) for n in range(count)]
+
+
+def said(name: str, missing: Path) -> str:
+    what = "folder" if name == "SSL_CERT_DIR" else "file"
+    return (f"omniget: error: {name}={missing}: no such {what} (it names the CA certificates"
+            f" to trust for https://; fix or unset it)\n")
+
+
+@pytest.mark.parametrize("name", VARIABLES)
+def test_a_missing_ca_file_in_the_environment_is_one_error_before_any_transfer(
+    httpsd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], name: str,
+) -> None:
+    """Before: each file failed on its own (exit 3), "could not load CA certificates for
+    URL: error adding trust anchors from file" for a file, and "TLS certificate not
+    trusted" for a folder (which blamed the server)."""
+    missing = tmp_path / "gone" / "ca.pem"
+    monkeypatch.setenv(name, str(missing))
+    assert main(["-q", *served(httpsd), "-o", "out"]) == 2
+    assert capsys.readouterr().err == said(name, missing)
+    assert not Path("out").exists()
+
+
+@pytest.mark.parametrize("name", VARIABLES)
+def test_a_stale_variable_does_not_touch_a_run_of_http_urls(
+    httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], name: str,
+) -> None:
+    monkeypatch.setenv(name, str(tmp_path / "gone.pem"))
+    assert main(["-q", *served(httpd), "-o", "out"]) == 0
+    assert capsys.readouterr().err == ""
+    assert sorted(os.listdir("out")) == ["f0.bin", "f1.bin", "f2.bin"]
+
+
+def test_the_variable_is_not_needed_with_ca_cert_or_insecure(
+    httpsd: HTTPServer, tls_ca_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As curl: --cacert (or -k) and the variables are not read."""
+    monkeypatch.setenv("CURL_CA_BUNDLE", str(tmp_path / "gone.pem"))
+    urls = served(httpsd, 1)
+    assert main(["-q", *urls, "-o", "a", "--ca-cert", str(tls_ca_path)]) == 0
+    assert main(["-q", *urls, "-o", "b", "--insecure"]) == 0
+
+
+def test_a_missing_ca_cert_is_one_usage_error(
+    httpsd: HTTPServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "gone.pem"
+    assert main(["-q", *served(httpsd), "-o", "out", "--ca-cert", str(missing)]) == 2
+    assert capsys.readouterr().err == (
+        f"omniget: error: --ca-cert {missing}: no such file or folder\n")
+
+
+@pytest.mark.parametrize("name", ["CURL_CA_BUNDLE", "SSL_CERT_DIR"])
+def test_a_redirect_to_https_says_which_variable(
+    httpd: HTTPServer, httpsd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], name: str,
+) -> None:
+    """A run of http:// URLs that meets https:// later (a redirect) fails that file, with
+    the same words (before: libcurl's, or "not trusted")."""
+    missing = tmp_path / "gone"
+    monkeypatch.setenv(name, str(missing))
+    [there] = served(httpsd, 1)
+    plain = served(httpd, 1)
+    moved = httpd.url("/moved", redirect=there)
+    assert main(["-q", *plain, moved, "-o", "out"]) == 2
+    err = capsys.readouterr().err
+    assert err == said(name, missing).replace("error: ", "error: out/moved: ", 1)
+    assert os.listdir("out") == ["f0.bin"]
+
+
+def test_the_library_raises_it_before_any_transfer(
+    httpsd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "gone.pem"))
+    with pytest.raises(UsageError, match=r"^SSL_CERT_FILE=.*gone\.pem: no such file"):
+        download(served(httpsd), tmp_path / "out", settings=Settings(state_dir=tmp_path / "s"))
+    insecure = Settings(state_dir=tmp_path / "s", network=NetworkSettings(insecure=True))
+    assert download(served(httpsd, 1), tmp_path / "out", settings=insecure).ok == 1
