@@ -90,6 +90,10 @@ class Handles:
         if ask.curl_decodes:
             opt(pycurl.HTTP_CONTENT_DECODING, 1)
             special = True
+        if ask.proxy_auth is not None:  # (to a proxy only, a CONNECT's too: see base)
+            name, value = ask.proxy_auth
+            opt(pycurl.PROXYHEADER, [(f"{name}: {value}" if value else f"{name}:").encode()])
+            special = True
 
         # an empty value removes the header (libcurl's own too, as curl's -H "Name:")
         lines = [f"{n}: {v}" if v else f"{n}:" for k, (n, v) in headers.items() if k != "cookie"]
@@ -130,6 +134,9 @@ class Handles:
         opt(pycurl.HTTP_CONTENT_DECODING, 0)
         opt(pycurl.CONNECTTIMEOUT_MS, max(1, int(s.connect_timeout * 1000)))
         opt(pycurl.USERAGENT, s.user_agent.encode())  # a User-Agent header line replaces it
+        # HTTPHEADER's lines go to the server only (inside a CONNECT's tunnel), PROXYHEADER's
+        # to a proxy only (libcurl's default since 7.42.1: said, not assumed)
+        opt(pycurl.HEADEROPT, pycurl.HEADER_SEPARATE)
         if s.proxy is not None:  # else libcurl applies the *_proxy variables
             opt(pycurl.PROXY, s.proxy)
         if s.insecure:

@@ -60,6 +60,7 @@ from .outgoing import (
     parse_user,
     pipe_request,
     pipeable,
+    proxy_for,
     split_userinfo,
     tls_key,
 )
@@ -104,6 +105,8 @@ class CurlTransport(ConnectionSharing):
         self._user_origin = origin(settings.user_origin) if settings.user_origin else None
         self._jar = cookie_jar(settings.cookies_file)
         self._headers = check_headers(settings.headers, every_request=True)
+        #: a Proxy-Authorization header given: the proxy's, never an origin server's
+        self._proxy_auth = self._headers.pop("proxy-authorization", None)
         # what follows a pipelined request's line, for those headers, by host
         self._pipe_heads: dict[str, str] = {}
         # libcurl reads the netrc file on every request: skip that when there is none
@@ -150,9 +153,11 @@ class CurlTransport(ConnectionSharing):
             # Credentials in the URL go to its origin only, and never into a head or message.
             url, url_creds = split_userinfo(url, parts)
             creds = url_creds or creds
-        headers = self._headers
+        headers, proxy_auth = self._headers, self._proxy_auth
         if request.headers:
             headers = {**headers, **check_headers(tuple(request.headers.items()))}
+            proxy_auth = headers.pop("proxy-authorization", proxy_auth)
+        proxy = proxy_for(url, self.settings.proxy) if proxy_auth is not None else None
         secret: frozenset[str] | None = None  # dropped on a hop to another origin
         method = request.method.upper()
         body = request.body
@@ -185,6 +190,9 @@ class CurlTransport(ConnectionSharing):
             if self._handles.missing_ca is not None and url[:8].lower() == "https://":
                 raise UsageError(self._handles.missing_ca)  # (libcurl's words blame the URL)
             ask = Ask(request, url, method, body, hop_headers, cookie, creds if same else None)
+            if proxy_auth is not None and (first is None or proxy_for(url, self.settings.proxy)
+                                           == proxy):  # (kept while the proxy is the same)
+                ask.proxy_auth = proxy_auth
             hop = await self._run_hop(core, ask, sink, gate)
             gate = None
             if hop.location is None:

@@ -22,7 +22,7 @@ __all__ = [
     "URL_SAFE", "Ask", "Creds", "check_headers", "clean_url", "cookie_jar", "idna_host",
     "light", "netrc_exists", "netrc_hosts", "no_http_proxy", "no_proxy_list", "no_proxy_match",
     "parse_user", "pipe_request",
-    "pipeable", "range_lines", "split_userinfo", "tls_key",
+    "pipeable", "proxy_for", "range_lines", "split_userinfo", "tls_key",
 ]
 
 URL_SAFE = ":/?#[]@!$&'()*+,;=%~"  # kept as-is when a Location is percent-encoded
@@ -53,6 +53,8 @@ class Ask:
     creds: Creds | None
     #: libcurl undoes a Content-Encoding (one not decoded here: see decode.py)
     curl_decodes: bool = False
+    #: a Proxy-Authorization header (name, value): libcurl gives it to a proxy only
+    proxy_auth: tuple[str, str] | None = None
 
 
 def clean_url(url: str) -> str:
@@ -98,6 +100,27 @@ def no_http_proxy(proxy: str | None) -> bool:
     if proxy is not None:
         return proxy == ""
     return not any(os.environ.get(v) for v in ("http_proxy", "all_proxy", "ALL_PROXY"))
+
+
+def proxy_for(url: str, proxy: str | None) -> str | None:
+    """The proxy libcurl takes ``url`` through (None: none, it goes direct), as libcurl
+    picks it: ``proxy`` (the setting), else the scheme's variable (``http_proxy`` in lower
+    case only, ``https_proxy`` or ``HTTPS_PROXY``), else ``all_proxy`` or ``ALL_PROXY``;
+    none for a host ``no_proxy`` (or ``NO_PROXY``) names."""
+    parts = urlsplit(url)
+    env = os.environ
+    if proxy is None:
+        scheme = parts.scheme.lower()
+        names = (f"{scheme}_proxy",) if scheme == "http" else (f"{scheme}_proxy",
+                                                               f"{scheme.upper()}_PROXY")
+        found = (env.get(n) for n in (*names, "all_proxy", "ALL_PROXY"))
+        proxy = next((p for p in found if p), None)
+    if not proxy:
+        return None
+    no_proxy = env.get("no_proxy") or env.get("NO_PROXY")
+    if no_proxy and no_proxy_match(parts.hostname or "", no_proxy):
+        return None
+    return proxy
 
 
 def no_proxy_list() -> str | None:
