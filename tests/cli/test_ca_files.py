@@ -1,7 +1,7 @@
-"""A CA file or folder that is not there: ``--ca-cert``, or ``CURL_CA_BUNDLE``,
-``SSL_CERT_FILE``, ``SSL_CERT_DIR`` naming something missing. A run that needs TLS stops
-with one error before any transfer; a run of http:// URLs only is not touched by a stale
-variable (curl ignores them there too)."""
+"""A CA file that is not there: ``--ca-cert``, or ``CURL_CA_BUNDLE``, ``SSL_CERT_FILE``
+naming something missing. A run that needs TLS stops with one error before any transfer; a
+run of http:// URLs only is not touched by a stale variable (curl ignores them there too).
+A missing ``SSL_CERT_DIR`` folder adds nothing, as in curl, and stops nothing."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from omniget.cli import main
 from omniget.errors import UsageError
 from omniget.settings import NetworkSettings, Settings
 
-VARIABLES = ("CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
+VARIABLES = ("CURL_CA_BUNDLE", "SSL_CERT_FILE")
 DATA = b"0123456789" * 100
 
 
@@ -24,7 +24,7 @@ DATA = b"0123456789" * 100
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for var in [v for v in os.environ if v.startswith("OMNIGET_")]:
         monkeypatch.delenv(var)
-    for var in (*VARIABLES, "http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy",
+    for var in (*VARIABLES, "SSL_CERT_DIR", "http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy",
                 "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
@@ -38,8 +38,7 @@ def served(server: HTTPServer, count: int = 3) -> list[str]:
 
 
 def said(name: str, missing: Path) -> str:
-    what = "folder" if name == "SSL_CERT_DIR" else "file"
-    return (f"omniget: error: {name}={missing}: no such {what} (it names the CA certificates"
+    return (f"omniget: error: {name}={missing}: no such file (it names the CA certificates"
             f" to trust for https://; fix or unset it)\n")
 
 
@@ -49,8 +48,7 @@ def test_a_missing_ca_file_in_the_environment_is_one_error_before_any_transfer(
     capsys: pytest.CaptureFixture[str], name: str,
 ) -> None:
     """Before: each file failed on its own (exit 3), "could not load CA certificates for
-    URL: error adding trust anchors from file" for a file, and "TLS certificate not
-    trusted" for a folder (which blamed the server)."""
+    URL: error adding trust anchors from file"."""
     missing = tmp_path / "gone" / "ca.pem"
     monkeypatch.setenv(name, str(missing))
     assert main(["-q", *served(httpsd), "-o", "out"]) == 2
@@ -88,13 +86,13 @@ def test_a_missing_ca_cert_is_one_usage_error(
         f"omniget: error: --ca-cert {missing}: no such file or folder\n")
 
 
-@pytest.mark.parametrize("name", ["CURL_CA_BUNDLE", "SSL_CERT_DIR"])
+@pytest.mark.parametrize("name", VARIABLES)
 def test_a_redirect_to_https_says_which_variable(
     httpd: HTTPServer, httpsd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str], name: str,
 ) -> None:
     """A run of http:// URLs that meets https:// later (a redirect) fails that file, with
-    the same words (before: libcurl's, or "not trusted")."""
+    the same words (before: libcurl's)."""
     missing = tmp_path / "gone"
     monkeypatch.setenv(name, str(missing))
     [there] = served(httpsd, 1)
@@ -114,3 +112,16 @@ def test_the_library_raises_it_before_any_transfer(
         download(served(httpsd), tmp_path / "out", settings=Settings(state_dir=tmp_path / "s"))
     insecure = Settings(state_dir=tmp_path / "s", network=NetworkSettings(insecure=True))
     assert download(served(httpsd, 1), tmp_path / "out", settings=insecure).ok == 1
+
+
+@pytest.mark.parametrize("cert_dir", ["gone", "gone:also-gone"])
+def test_a_missing_cert_dir_adds_nothing_and_stops_nothing(
+    httpsd: HTTPServer, tls_ca_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], cert_dir: str,
+) -> None:
+    """As curl: the file still counts (OpenSSL also takes a list of folders there)."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_ca_path))
+    monkeypatch.setenv("SSL_CERT_DIR", ":".join(str(tmp_path / d) for d in cert_dir.split(":")))
+    assert main(["-q", *served(httpsd), "-o", "out"]) == 0
+    assert capsys.readouterr().err == ""
+    assert sorted(os.listdir("out")) == ["f0.bin", "f1.bin", "f2.bin"]

@@ -1,8 +1,8 @@
 """The TLS trust store: which CA certificates libcurl is given (``--ca-cert``, else the
 ``CURL_CA_BUNDLE`` / ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` variables, as curl takes them,
-else the system's bundle), and the error when a variable names a file or folder that is
-not there (:func:`missing_ca`, :func:`check_ca`: said once, before a run that needs TLS,
-and a run of http:// URLs only is not touched, as curl does not read them there)."""
+else the system's bundle), and the error when a variable names a file that is not there
+(:func:`missing_ca`, :func:`check_ca`: said once, before a run that needs TLS, and a run
+of http:// URLs only is not touched, as curl does not read them there)."""
 
 from __future__ import annotations
 
@@ -64,21 +64,19 @@ def ca_trust(settings: NetworkSettings) -> tuple[str | None, str | None, str]:
 
 
 def missing_ca(settings: NetworkSettings) -> str | None:
-    """What is wrong when a variable :func:`ca_trust` takes names a file or folder that
-    is not there (None: nothing; ``--ca-cert`` and ``--insecure`` mean none is read)."""
+    """What is wrong when a CA file variable :func:`ca_trust` takes names a file that is
+    not there (None: nothing; ``--ca-cert`` and ``--insecure`` mean none is read). A
+    missing ``SSL_CERT_DIR`` is not: as in curl it adds nothing (OpenSSL also takes a
+    ``:``-separated list of folders there), and the file or the system's bundle still
+    counts."""
     if settings.insecure or settings.ca_cert:
         return None
     bundle = os.environ.get("CURL_CA_BUNDLE")
-    named = (
-        [("CURL_CA_BUNDLE", bundle, False)] if bundle
-        else [("SSL_CERT_FILE", os.environ.get("SSL_CERT_FILE"), False),
-              ("SSL_CERT_DIR", os.environ.get("SSL_CERT_DIR"), True)]
-    )  # fmt: skip
-    for name, path, folder in named:
-        if path and not (os.path.isdir(path) if folder else os.path.isfile(path)):
-            what = "folder" if folder else "file"
-            return (f"{name}={path}: no such {what} (it names the CA certificates to trust"
-                    " for https://; fix or unset it)")
+    name = "CURL_CA_BUNDLE" if bundle else "SSL_CERT_FILE"
+    path = bundle or os.environ.get("SSL_CERT_FILE")
+    if path and not os.path.isfile(path):
+        return (f"{name}={path}: no such file (it names the CA certificates to trust"
+                " for https://; fix or unset it)")
     return None
 
 
