@@ -52,6 +52,14 @@ class NetworkSettings:
     max_redirects: int = 10
 
     def __post_init__(self) -> None:
+        _check_fields(self, _NETWORK_CHECKS)
+        for name in ("headers", "resolve"):  # (a list given: kept as a tuple, hashable)
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+        if not all(isinstance(p, tuple) and len(p) == 2 and all(isinstance(x, str) for x in p)
+                   for p in self.headers):
+            raise TypeError(_takes(self.headers, self, "headers", _HEADERS))
         # what reaches pycurl as a str must be ASCII (the CLI's parsers see to it too)
         if self.proxy and not self.proxy.isascii():
             raise ValueError(PROXY_NOT_ASCII)
@@ -82,9 +90,85 @@ class Settings:
     verify_size: bool = True
 
     def __post_init__(self) -> None:
+        _check_fields(self, _SETTINGS_CHECKS)
         if self.on_exists not in ON_EXISTS:  # (any other word meant overwrite)
             raise ValueError(f"on_exists must be one of {', '.join(ON_EXISTS)}, "
                              f"not {self.on_exists!r}")
+
+
+#: The largest count or number of seconds taken: libcurl takes them as a C long (seconds
+#: as milliseconds), and a value beyond this means "no limit" in no useful way.
+MAX_NUMBER = 2**31 - 1
+
+_COUNT = "a whole number of at least {least}"
+_SECONDS = "a number of seconds of at least 0"
+_RATE = "bytes per second, a whole number (2M: 2 * 1024 * 1024; 0 or None: no limit)"
+_STR = "a str or None"
+_ABOVE_0 = "a number of seconds above 0"
+_HEADERS = "a tuple of (name, value) pairs of strs (tuple(d.items()) for a dict)"
+#: Each field a caller may get wrong: (name, what it takes, its kind, the least it takes,
+#: None allowed). Checked when made: a wrong kind failed deep in the engine, mid-run.
+_Check = tuple[str, str, object, float, bool]
+_SETTINGS_CHECKS: tuple[_Check, ...] = (
+    ("network", "an omniget.NetworkSettings", NetworkSettings, 0, False),
+    ("connections_per_host", _COUNT, int, 1, False),
+    ("max_connections", _COUNT, int, 1, False),
+    ("jobs", _COUNT, int, 1, False),
+    ("split", _COUNT + " (or None: adaptive)", int, 1, True),
+    ("min_split_size", _COUNT, int, 1, False),
+    ("limit_rate", _RATE, int, 0, True),
+    ("retries", _COUNT, int, 0, False),
+    ("retry_max_time", _SECONDS, float, 0, False),
+    ("retry_max_wait", _SECONDS, float, 0, False),
+    ("checksum", "an omniget.Digest (Digest.parse('sha256=HEX'))", Digest, 0, True),
+    ("checkpoint_bytes", _COUNT, int, 1, False),
+    ("checkpoint_seconds", _SECONDS, float, 0, False),
+    ("fsync_seconds", _SECONDS, float, 0, False),
+    ("verify_size", "True or False", bool, 0, False),
+)
+_NETWORK_CHECKS: tuple[_Check, ...] = (
+    ("proxy", _STR, str, 0, True),
+    ("insecure", "True or False", bool, 0, False),
+    ("ca_cert", _STR, str, 0, True),
+    ("resolve", "a tuple of 'HOST:PORT:ADDRESS' strs", tuple | list, 0, False),
+    ("connect_timeout", _ABOVE_0, float, 0, False),
+    ("stall_timeout", _ABOVE_0, float, 0, False),
+    ("low_speed_limit", _COUNT, int, 0, False),
+    ("user", _STR, str, 0, True),
+    ("user_origin", _STR, str, 0, True),
+    ("netrc", "True or False", bool, 0, False),
+    ("netrc_file", _STR, str, 0, True),
+    ("cookies_file", _STR, str, 0, True),
+    ("headers", _HEADERS, tuple | list, 0, False),
+    ("user_agent", "a str", str, 0, False),
+    ("max_redirects", _COUNT, int, 0, False),
+)
+
+
+def _check_fields(obj: object, checks: tuple[_Check, ...]) -> None:
+    """TypeError for a field of the wrong kind, ValueError for one out of range (a bool
+    is no number; an int is a number of seconds)."""
+    for name, what, kind, least, optional in checks:
+        value = getattr(obj, name)
+        if value is None and optional:
+            continue
+        what = what.format(least=least)
+        if kind is int or kind is float:
+            number = isinstance(value, int | float) if kind is float else isinstance(value, int)
+            if not number or isinstance(value, bool):
+                raise TypeError(_takes(value, obj, name, what))
+            if value < least or (value == 0 and what == _ABOVE_0):
+                raise ValueError(_takes(value, obj, name, what))
+            if what == _ABOVE_0 and value > MAX_NUMBER:  # (libcurl: a C long of ms)
+                raise ValueError(_takes(value, obj, name, f"{what} and at most {MAX_NUMBER}"))
+        elif not isinstance(value, kind):  # type: ignore[arg-type]
+            raise TypeError(_takes(value, obj, name, what))
+
+
+def _takes(value: object, obj: object, name: str, what: str) -> str:
+    shown = repr(value)
+    return (f"{type(obj).__name__}({name}=...) takes {what}, "
+            f"not {shown if len(shown) <= 60 else type(value).__name__}")
 
 
 def resolve_parts(entry: str) -> tuple[str, str, str]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..engine.transports.base import ENGINE_HEADERS  # (refused: the engine sets them itself)
 from ..model import Digest
-from ..settings import PROXY_NOT_ASCII, ascii_resolve, resolve_parts
+from ..settings import MAX_NUMBER, PROXY_NOT_ASCII, ascii_resolve, resolve_parts
 
 ON_EXISTS = ("skip", "overwrite", "rename")
 _RATE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -41,11 +41,6 @@ def _header_value(v: object) -> str:
     if isinstance(v, int | float) and not isinstance(v, bool):
         return str(v)
     return _text(v)
-
-
-#: The largest count or number of seconds taken: libcurl takes them as a C long (seconds
-#: as milliseconds), and a value beyond this means "no limit" in no useful way.
-MAX_NUMBER = 2**31 - 1
 
 
 def _int(v: object, what: str) -> int:
