@@ -23,7 +23,15 @@ from collections.abc import (
 )
 from typing import BinaryIO
 
-from .checks import check_options, check_source_options, check_url, one_or_many
+from .checks import (
+    check_options,
+    check_out,
+    check_run,
+    check_settings,
+    check_source_options,
+    check_url,
+    one_or_many,
+)
 from .drive import default_transports, drive, not_in_a_loop
 from .engine import Engine, FileResult, Report
 from .engine.events import EventHandler, Failed, Listed, Queued, ignore
@@ -52,6 +60,7 @@ async def aextract(
 ) -> AsyncGenerator[Item, None]:
     """Yield the items behind ``url``, lazily (no request before the first item is asked)."""
     check_url(url, "aextract")
+    check_settings(settings, "aextract")
     cls = find_source(url, source)
     check_options(cls, options, "aextract")
     settings = settings or Settings()
@@ -77,6 +86,7 @@ def extract(
     whose source refreshes expiring URLs carries its ``origin``: ``download(items)``
     later has that source refresh it."""
     check_url(url, "extract")
+    check_settings(settings, "extract")
     check_options(find_source(url, source), options, "extract")  # fail fast, no request
     not_in_a_loop("extract", "aextract")
     settings = settings or Settings()
@@ -103,6 +113,7 @@ async def adownload(
     settings (``settings``, if given too, must be the same) and its own handler, and
     ``on_event`` besides for this run's events. Handlers and refreshing: as ``download``."""
     items_or_urls = one_or_many(items_or_urls, "adownload")
+    check_run("adownload", dest, settings, on_event, only, source)
     check_source_options(source_options, "adownload")
     if cancel is not None and not callable(getattr(cancel, "is_set", None)):
         raise TypeError(
@@ -306,10 +317,12 @@ def download(
     report's ``handler_error`` (the download goes on); a KeyboardInterrupt it raises stops
     the run as Ctrl+C does, keeping resumable state, and is raised here."""
     not_in_a_loop("download", "adownload")
+    given = one_or_many(items_or_urls, "download")
+    check_run("download", dest, settings, on_event, only, source)
     check_source_options(source_options, "download")
     return asyncio.run(
         adownload(
-            one_or_many(items_or_urls, "download"),
+            given,
             dest,
             settings=settings,
             on_event=on_event,
@@ -341,6 +354,8 @@ def stream(
     near its known expiry), as in ``download``. It blocks: inside an event loop, run it
     on a thread (``await asyncio.to_thread(omniget.stream, url, out)``)."""
     not_in_a_loop("stream", "asyncio.to_thread(omniget.stream, ...)")
+    check_out(out)
+    check_settings(settings, "stream")
     check_source_options(source_options, "stream")
     cls: type[Source] | None = None
     opts: Mapping[str, object] = {}

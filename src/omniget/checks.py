@@ -1,13 +1,16 @@
 """The public functions' argument checks: a URL is a str, a source is given only options
-it takes, ``source_options`` names known sources; a mistake fails at once, named by the
-function it was given to, before any request."""
+it takes, ``source_options`` names known sources, each other argument is of its kind; a
+mistake fails at once, named by the function it was given to, before any request."""
 
 from __future__ import annotations
 
+import io
+import os
 from collections.abc import AsyncIterable, Iterable, Mapping
 
 from .errors import nearest
 from .model import Item
+from .settings import Settings
 from .sources.base import Source, option_problem
 
 
@@ -53,7 +56,51 @@ def one_or_many(
         return [items_or_urls]
     if isinstance(items_or_urls, bytes | bytearray):
         check_url(items_or_urls, name)
+    if not isinstance(items_or_urls, Iterable | AsyncIterable):
+        raise TypeError(f"omniget.{name}(): takes a URL, an Item or an iterable of them, "
+                        f"not {_shown(items_or_urls)}")
     return items_or_urls
+
+
+def check_run(
+    name: str, dest: object, settings: object, on_event: object, only: object, source: object
+) -> None:
+    """download's other arguments: ``dest`` a folder's name, the functions callable, the
+    settings a Settings, ``source`` a known source's name (UsageError, as extract says)."""
+    check_settings(settings, name)
+    if not isinstance(dest, str) and not (
+        isinstance(dest, os.PathLike) and isinstance(os.fspath(dest), str)
+    ):
+        raise TypeError(f"omniget.{name}(): dest is a folder, a str or a Path, "
+                        f"not {_shown(dest)}")
+    for arg, value, what in (("on_event", on_event, "one event"), ("only", only, "an Item")):
+        if value is not None and not callable(value):
+            raise TypeError(f"omniget.{name}(): {arg}= takes a function of {what}, "
+                            f"not {_shown(value)}")
+    if source is not None:
+        from .sources import find_source
+
+        find_source("", str(source))  # (an unknown name: UsageError, before any entry)
+
+
+def check_settings(settings: object, name: str) -> None:
+    if settings is not None and not isinstance(settings, Settings):
+        raise TypeError(f"omniget.{name}(): settings= takes an omniget.Settings, "
+                        f"not {_shown(settings)}")
+
+
+def check_out(out: object) -> None:
+    """stream's ``out``: written bytes, so no text file (its write fails at the first
+    bytes, after the request) and no file name."""
+    if isinstance(out, io.TextIOBase) or not callable(getattr(out, "write", None)):
+        raise TypeError("omniget.stream(): out is a binary file open for writing "
+                        f"(open(name, 'wb'), sys.stdout.buffer), not {_shown(out)}")
+
+
+def _shown(value: object) -> str:
+    """A wrong argument as an error shows it: its repr when short, else its type."""
+    text = repr(value)
+    return text if len(text) <= 60 else type(value).__name__
 
 
 def check_url(url: object, name: str) -> None:

@@ -4,7 +4,10 @@ engine mid-run, and nothing already downloaded is touched."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -85,3 +88,77 @@ def test_settings_in_range_are_kept_as_given() -> None:
     )
     assert (s.limit_rate, s.retry_max_wait, s.network.connect_timeout) == (0, 30, 5)
     assert s.network.headers == (("X-A", "1"),) and s.network.resolve == ("h:80:127.0.0.1",)
+
+
+URL = "http://127.0.0.1:9/a.bin"  # (nothing listens there: no call below gets that far)
+
+
+def _run(call: Callable[..., object]) -> Callable[..., object]:
+    """``call`` as download, or as adownload run to its end."""
+    if call is omniget.adownload:
+        return lambda *a, **kw: asyncio.run(omniget.adownload(*a, **kw))
+    return call
+
+
+@pytest.mark.parametrize("call", [omniget.download, omniget.adownload])
+@pytest.mark.parametrize(
+    ("args", "kw", "error", "said"),
+    [
+        ((None,), {}, TypeError,
+         "(): takes a URL, an Item or an iterable of them, not None"),
+        ((5,), {}, TypeError, "(): takes a URL, an Item or an iterable of them, not 5"),
+        ((Path("a.bin"),), {}, TypeError,
+         "(): takes a URL, an Item or an iterable of them, not PosixPath('a.bin')"),
+        ((URL, None), {}, TypeError, "(): dest is a folder, a str or a Path, not None"),
+        ((URL, b"out"), {}, TypeError, "(): dest is a folder, a str or a Path, not b'out'"),
+        ((URL, 5), {}, TypeError, "(): dest is a folder, a str or a Path, not 5"),
+        ((URL,), {"settings": {"jobs": 1}}, TypeError,
+         "(): settings= takes an omniget.Settings, not {'jobs': 1}"),
+        ((URL,), {"on_event": 5}, TypeError,
+         "(): on_event= takes a function of one event, not 5"),
+        ((URL,), {"only": True}, TypeError,
+         "(): only= takes a function of an Item, not True"),
+        ((URL,), {"source": "htp"}, omniget.UsageError, "unknown source 'htp' (known: http)"),
+    ],
+)
+def test_download_arguments_of_the_wrong_kind_fail_before_anything_is_written(
+    tmp_path: Path, call: Callable[..., object], args: tuple[Any, ...], kw: dict[str, Any],
+    error: type[Exception], said: str
+) -> None:
+    """Each failed mid-run (``'NoneType' object is not iterable``, ``expected str, bytes
+    or os.PathLike object``, ``'dict' object has no attribute 'retries'``), or not at all:
+    on_event=5 was logged as a failing handler, source="htp" failed each URL in turn."""
+    (tmp_path / "a.bin.omniget-part").write_bytes(b"kept")
+    if len(args) == 1:
+        args = (*args, tmp_path)
+    with pytest.raises(error, match=re.escape(said)) as err:
+        _run(call)(*args, **{"settings": _settings(tmp_path), **kw})
+    assert str(err.value).startswith(f"omniget.{call.__name__}(): ") or error is not TypeError
+    assert [p.name for p in tmp_path.iterdir()] == ["a.bin.omniget-part"]
+    assert (tmp_path / "a.bin.omniget-part").read_bytes() == b"kept"
+
+
+def _settings(tmp_path: Path) -> omniget.Settings:
+    return omniget.Settings(state_dir=tmp_path / "state", retries=0)
+
+
+@pytest.mark.parametrize(
+    ("out", "said"),
+    [
+        ("out.bin", "omniget.stream(): out is a binary file open for writing (open(name, 'wb'), "
+         "sys.stdout.buffer), not 'out.bin'"),
+        (io.StringIO(), "omniget.stream(): out is a binary file open for writing"),
+        (sys.stdout, "omniget.stream(): out is a binary file open for writing"),
+    ],
+)
+def test_stream_into_no_binary_file_fails_before_any_request(out: object, said: str) -> None:
+    """A text file failed once the first bytes came (``write() argument must be str, not
+    bytes``), a name with ``'str' object has no attribute 'write'``."""
+    with pytest.raises(TypeError, match=re.escape(said)):
+        omniget.stream(URL, cast(Any, out))
+
+
+def test_extract_refuses_settings_that_are_no_settings() -> None:
+    with pytest.raises(TypeError, match=re.escape(
+            "omniget.extract(): settings= takes an omniget.Settings, not {'jobs': 1}")):
+        omniget.extract(URL, settings=cast(Any, {"jobs": 1}))
