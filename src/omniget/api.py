@@ -80,11 +80,14 @@ async def aextract(
 def extract(
     url: str, *, source: str | None = None, settings: Settings | None = None, **options: object
 ) -> Generator[Item, None, None]:
-    """Items behind ``url`` as a lazy generator. An unknown URL fails at once
-    (:class:`~omniget.errors.UnsupportedURL`); requests happen while iterating, and
-    none once the generator is closed (``close()``, a ``break`` that drops it). An item
-    whose source refreshes expiring URLs carries its ``origin``: ``download(items)``
-    later has that source refresh it."""
+    """The :class:`~omniget.Item` objects behind ``url``, as a generator: no request
+    until the first ``next()`` (``for``, ``list()``), and none once it is closed
+    (``close()``, a ``break`` that drops it). A plain link is one item, made without a
+    request (its size and the server's name come with the download). Fails at once: a
+    URL no source takes (:class:`~omniget.errors.UnsupportedURL`), an option the source
+    does not take (TypeError). Inside a running event loop: ``aextract``. An item whose
+    source refreshes expiring URLs carries its ``origin``: ``download(items)`` later has
+    that source refresh it."""
     check_url(url, "extract")
     check_settings(settings, "extract")
     check_options(find_source(url, source), options, "extract")  # fail fast, no request
@@ -107,11 +110,14 @@ async def adownload(
     engine: Engine | None = None,
     only: Callable[[Item], bool] | None = None,
 ) -> Report:
-    """Download items (or the items behind URLs) into ``dest`` and report on each; the
-    list may be an async iterable (``aextract(url)``, say). ``only``: items it returns
-    False for are left out (and not reported). ``engine``: run on this engine, with its
-    settings (``settings``, if given too, must be the same) and its own handler, and
-    ``on_event`` besides for this run's events. Handlers and refreshing: as ``download``."""
+    """:func:`download` for ``await``: the same arguments, report and events (the
+    handler runs on this event loop), and the list may be an async iterable too
+    (``aextract(url)``). Stopping: ``cancel`` (an ``asyncio.Event`` or a
+    ``threading.Event``) ends it with a report, as ``download``'s does; cancelling its
+    task (``task.cancel()``, ``asyncio.timeout``) stops it too, raising CancelledError
+    here. Either way what landed is kept, and the same call again resumes it.
+    ``engine``: run on this engine, with its settings (``settings``, if given too, must
+    be the same) and its own handler, and ``on_event`` besides for this run's events."""
     items_or_urls = one_or_many(items_or_urls, "adownload")
     check_run("adownload", dest, settings, on_event, only, source)
     check_source_options(source_options, "adownload")
@@ -310,12 +316,38 @@ def download(
     source_options: Mapping[str, Mapping[str, object]] | None = None,
     only: Callable[[Item], bool] | None = None,
 ) -> Report:
-    """Download and return a :class:`~omniget.engine.Report`; ``cancel.set()`` stops it,
-    keeping resumable state (unfinished files fail with ``Cancelled``). ``only``: items it
-    returns False for are left out. Items extracted earlier are refreshed by their source
-    (their ``origin``). ``on_event``: an exception it raises is logged once and is the
-    report's ``handler_error`` (the download goes on); a KeyboardInterrupt it raises stops
-    the run as Ctrl+C does, keeping resumable state, and is raised here."""
+    """Download into the folder ``dest`` (made if missing) and return a
+    :class:`~omniget.engine.Report`; it blocks until every file is done.
+
+    ``items_or_urls``: a URL, an :class:`~omniget.Item`, or any iterable of them (a list,
+    a generator, ``extract(url)``: read as the run goes). ``settings``: an
+    :class:`omniget.Settings` (``Settings(connections_per_host=8, retries=3)``;
+    ``omniget.load_settings(flags={"connections": 8})`` takes the command's names).
+
+    A file that fails does not raise: ``report.ok``, ``.failed``, ``.skipped``,
+    ``.interrupted``, ``.exit_code`` count them, and ``report.failures`` are their
+    :class:`~omniget.FileResult` (``.item``, ``.path``, ``.error``: an
+    :class:`~omniget.OmnigetError`). Raised here: an argument of the wrong kind
+    (TypeError, ValueError, UsageError, at once), a ``dest`` that cannot be made
+    (StorageError), what the iterable or ``only`` raises, and KeyboardInterrupt.
+
+    Stopping: ``cancel`` (a ``threading.Event``) set from any thread (the way to stop a
+    download running on another thread), or Ctrl+C (which raises KeyboardInterrupt
+    here), stops the transfers; what landed is kept (part files
+    ``NAME.omniget-part`` and the resume journal), and the same call again resumes them.
+    Cancelled, the report has each unfinished file failed with ``Cancelled``
+    (``report.interrupted``).
+
+    ``on_event(event)`` is called, on this thread, with each event of
+    :mod:`omniget.engine.events`: ``Started``, ``Progress`` (``.done`` and ``.size``
+    bytes, at most every 0.25 s per file), ``Finished``, ``Failed``, ... (each with its
+    ``.item`` and output ``.path``). The transfers wait while it runs: keep it quick. An
+    exception it raises is logged once and is the report's ``handler_error`` (the
+    download goes on); a KeyboardInterrupt stops the run as Ctrl+C does.
+
+    ``only``: items it returns False for are left out. Items extracted earlier are
+    refreshed by their source (their ``origin``). Inside a running event loop (an
+    ``async def``, a notebook cell) this raises RuntimeError: ``await adownload(...)``."""
     not_in_a_loop("download", "adownload")
     given = one_or_many(items_or_urls, "download")
     check_run("download", dest, settings, on_event, only, source)

@@ -69,7 +69,9 @@ class NetworkSettings:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the engine needs. Defaults are the CLI's defaults."""
+    """Everything the engine needs. Defaults are the CLI's defaults; each field is
+    checked when made (TypeError, ValueError). The command's names and forms
+    (``connections``, ``limit-rate = "2M"``): ``omniget.load_settings(flags={...})``."""
 
     network: NetworkSettings = field(default_factory=NetworkSettings)
     connections_per_host: int = 4

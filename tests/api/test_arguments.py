@@ -162,3 +162,17 @@ def test_extract_refuses_settings_that_are_no_settings() -> None:
     with pytest.raises(TypeError, match=re.escape(
             "omniget.extract(): settings= takes an omniget.Settings, not {'jobs': 1}")):
         omniget.extract(URL, settings=cast(Any, {"jobs": 1}))
+
+
+def test_help_of_download_says_how_to_stop_resume_and_read_the_report() -> None:
+    """``help(omniget.download)`` said nothing of Ctrl+C, of resuming, of what raises and
+    what is only reported, of a notebook's running loop, or where the options go."""
+    doc = " ".join((omniget.download.__doc__ or "").split())
+    for said in ("KeyboardInterrupt", "the same call again resumes", "report.failures",
+                 "A file that fails does not raise", "RuntimeError", "await adownload",
+                 "omniget.Settings", "Progress", "keep it quick"):
+        assert said in doc
+    adoc = " ".join((omniget.adownload.__doc__ or "").split())
+    assert "task.cancel()" in adoc and "CancelledError" in adoc and "resumes" in adoc
+    edoc = " ".join((omniget.extract.__doc__ or "").split())
+    assert "no request until the first ``next()``" in edoc and "aextract" in edoc
