@@ -12,7 +12,7 @@ import hashlib
 import posixpath
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Literal
@@ -229,6 +229,20 @@ class Item:
             object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
         if not self.filename:
             object.__setattr__(self, "filename", name_from_url(self.download_url))
+
+    def __repr__(self) -> str:
+        """The fields not at their defaults (20 of them are, most of the time)."""
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not f.repr or (f.default is not MISSING and value == f.default):
+                continue
+            if callable(f.default_factory) and value == f.default_factory():
+                continue
+            if isinstance(value, MappingProxyType):
+                value = dict(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"Item({', '.join(shown)})"
 
     @property
     def output_path(self) -> str:

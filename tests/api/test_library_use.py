@@ -17,7 +17,7 @@ import pytest
 from tests.servers.httpd import HTTPServer
 
 import omniget
-from omniget.engine import Engine
+from omniget.engine import Engine, FileResult, Report
 from omniget.engine.events import Event, Progress, Started
 from omniget.model import Item
 from omniget.sources.base import Source
@@ -410,3 +410,25 @@ def test_a_non_ascii_proxy_is_refused_at_settings_as_the_cli_refuses_it() -> Non
     NetworkSettings now does too."""
     with pytest.raises(ValueError, match="proxy URL in ASCII"):
         omniget.NetworkSettings(proxy="http://prøxy.test:3128")
+
+
+def test_an_item_s_repr_shows_the_fields_it_was_given(httpd: HTTPServer, tmp_path: Path) -> None:
+    """The README's ``on_event=print`` printed ~500 characters an event, most of them the
+    item's 20 fields at their defaults (``kind='file', link_target=None, ...``)."""
+    item = Item("http://h.test/a.bin", size_bytes=5, headers={"X-A": "1"})
+    assert repr(item) == ("Item(download_url='http://h.test/a.bin', filename='a.bin', "
+                          "size_bytes=5, headers={'X-A': '1'})")
+    assert eval(repr(item), {"Item": Item}) == item  # (still what makes it again)
+    said: list[str] = []
+    url = httpd.add(httpd.new_path("p.bin"), b"x" * 10)
+    omniget.download(url, tmp_path, settings=_settings(tmp_path),
+                     on_event=lambda ev: said.append(repr(ev)))
+    assert said and max(map(len, said)) < 120 + len(str(tmp_path)) + 2 * len(url)
+
+
+def test_a_report_s_repr_counts_the_interrupted_files() -> None:
+    cut = FileResult(Item("http://h.test/a"), None, "failed", error=omniget.Cancelled("cut"))
+    bad = FileResult(Item("http://h.test/b"), None, "failed", error=omniget.NotFound("gone"))
+    assert repr(Report([cut, bad], elapsed=1.0)) == (
+        "<Report ok=0 skipped=0 failed=2 (interrupted=1) fetched=0 elapsed=1.00s>")
+    assert "interrupted" not in repr(Report([bad]))

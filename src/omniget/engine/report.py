@@ -80,7 +80,9 @@ class Report:
         return 0
 
     def __repr__(self) -> str:
+        cut = self.interrupted
         return (
             f"<Report ok={self.ok} skipped={self.skipped} failed={self.failed} "
+            f"{f'(interrupted={cut}) ' if cut else ''}"
             f"fetched={self.fetched} elapsed={self.elapsed:.2f}s>"
         )
