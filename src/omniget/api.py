@@ -24,6 +24,7 @@ from collections.abc import (
 from typing import BinaryIO
 
 from .checks import (
+    check_item,
     check_options,
     check_out,
     check_run,
@@ -157,6 +158,7 @@ async def adownload(
         """The entry's items the run keeps (``only``) when known without a request; else
         its source (its items come as it finds them); a failure's result (said at once)."""
         if isinstance(entry, Item):
+            check_item(entry, "download")
             return (entry,) if only is None or only(entry) else ()
         check_url(entry, "download")  # (a list's entries are not typed at run time)
         try:
@@ -388,6 +390,8 @@ def stream(
     not_in_a_loop("stream", "asyncio.to_thread(omniget.stream, ...)")
     check_out(out)
     check_settings(settings, "stream")
+    if isinstance(url_or_item, Item):
+        check_item(url_or_item, "stream")
     check_source_options(source_options, "stream")
     cls: type[Source] | None = None
     opts: Mapping[str, object] = {}

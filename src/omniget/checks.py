@@ -9,7 +9,7 @@ import os
 from collections.abc import AsyncIterable, Iterable, Mapping
 
 from .errors import nearest
-from .model import Item
+from .model import Digest, Item
 from .settings import Settings
 from .sources.base import Source, option_problem
 
@@ -95,6 +95,37 @@ def check_out(out: object) -> None:
     if isinstance(out, io.TextIOBase) or not callable(getattr(out, "write", None)):
         raise TypeError("omniget.stream(): out is a binary file open for writing "
                         f"(open(name, 'wb'), sys.stdout.buffer), not {_shown(out)}")
+
+
+def check_item(item: Item, name: str) -> None:
+    """The fields of an item made by hand (a source's are right): each of its kind, or a
+    TypeError (a negative size: ValueError) before the engine trips on it mid-run."""
+    size = item.size_bytes
+    if size is not None and (type(size) is not int or size < 0):
+        raise (TypeError if type(size) is not int else ValueError)(
+            _field(name, item, "size_bytes", "a whole number of at least 0 (or None: not known)"))
+    if not isinstance(item.filename, str):
+        raise TypeError(_field(name, item, "filename", "a str"))
+    for f in ("collection_name", "source_id", "path", "link_target", "variant_of"):
+        if not isinstance(getattr(item, f), str | None):
+            raise TypeError(_field(name, item, f, "a str or None"))
+    if not isinstance(item.digest, Digest | None):
+        raise TypeError(_field(name, item, "digest",
+                               "an omniget.Digest (Digest.parse('sha256=HEX'))"))
+    if item.modified is not None and (
+        not isinstance(item.modified, int | float) or isinstance(item.modified, bool)
+    ):
+        raise TypeError(_field(name, item, "modified", "a Unix time (or None)"))
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in item.headers.items()):
+        raise TypeError(_field(name, item, "headers", "a mapping of strs to strs"))
+    if not isinstance(item.mirrors, tuple) or not all(isinstance(m, str) for m in item.mirrors):
+        raise TypeError(_field(name, item, "mirrors", "a tuple of URLs (strs)"))
+
+
+def _field(name: str, item: Item, field: str, what: str) -> str:
+    value = getattr(item, field)
+    return (f"omniget.{name}(): Item({field}=...) takes {what}, "
+            f"not {_shown(dict(value) if field == 'headers' else value)}")
 
 
 def _shown(value: object) -> str:

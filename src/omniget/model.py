@@ -218,6 +218,10 @@ class Item:
     origin: Origin | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.download_url, str):  # (else: a riddle from name_from_url)
+            shown = repr(self.download_url)
+            raise TypeError("Item(download_url=...) takes a str, "
+                            f"not {shown if len(shown) <= 60 else type(self.download_url)}")
         if not isinstance(self.headers, MappingProxyType):
             object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
         if self.headers and any(k.lower() in ENGINE_HEADERS for k in self.headers):

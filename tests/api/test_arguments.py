@@ -176,3 +176,46 @@ def test_help_of_download_says_how_to_stop_resume_and_read_the_report() -> None:
     assert "task.cancel()" in adoc and "CancelledError" in adoc and "resumes" in adoc
     edoc = " ".join((omniget.extract.__doc__ or "").split())
     assert "no request until the first ``next()``" in edoc and "aextract" in edoc
+
+
+@pytest.mark.parametrize(
+    ("kw", "said"),
+    [
+        ({"size_bytes": "6"}, "Item(size_bytes=...) takes a whole number of at least 0 "
+         "(or None: not known), not '6'"),
+        ({"size_bytes": 6.0}, "Item(size_bytes=...) takes a whole number"),
+        ({"size_bytes": -1}, "Item(size_bytes=...) takes a whole number"),
+        ({"filename": 5}, "Item(filename=...) takes a str, not 5"),
+        ({"path": Path("x/y.txt")}, "Item(path=...) takes a str or None, not PosixPath('x/y.txt')"),
+        ({"collection_name": 5}, "Item(collection_name=...) takes a str or None, not 5"),
+        ({"digest": "sha256=" + "0" * 64}, "Item(digest=...) takes an omniget.Digest "
+         "(Digest.parse('sha256=HEX')), not"),
+        ({"modified": "2020"}, "Item(modified=...) takes a Unix time (or None), not '2020'"),
+        ({"headers": {"X-A": 1}}, "Item(headers=...) takes a mapping of strs to strs, "
+         "not {'X-A': 1}"),
+        ({"mirrors": "http://127.0.0.1:9/m"}, "Item(mirrors=...) takes a tuple of URLs"),
+    ],
+)
+@pytest.mark.parametrize("call", ["download", "stream"])
+def test_an_item_made_by_hand_with_a_field_of_the_wrong_kind_is_named(
+    tmp_path: Path, call: str, kw: dict[str, Any], said: str
+) -> None:
+    """They failed deep in the engine: ``'>' not supported between instances of 'str'
+    and 'int'`` (size_bytes), an AssertionError (a negative size), ``'str' object has no
+    attribute 'algo'`` (digest), ``'str' object cannot be interpreted as an integer`` once
+    the file was fetched (modified)."""
+    item = omniget.Item(URL, **kw)
+    with pytest.raises(TypeError if kw.get("size_bytes") != -1 else ValueError,
+                       match=re.escape(said)):
+        if call == "stream":
+            omniget.stream(item, io.BytesIO())
+        else:
+            omniget.download([item], tmp_path / "out", settings=_settings(tmp_path))
+    assert list(tmp_path.glob("out/*")) == []
+
+
+def test_an_item_of_a_url_that_is_no_str_is_named_when_made() -> None:
+    """``Item(Path("x"))`` said ``argument of type 'PosixPath' is not iterable``."""
+    with pytest.raises(TypeError, match=re.escape(
+            "Item(download_url=...) takes a str, not PosixPath('x')")):
+        omniget.Item(cast(Any, Path("x")))
