@@ -1,0 +1,103 @@
+"""Stopping a library download the ways a script does (Ctrl+C, a task's cancel) keeps
+what landed, and the same call again resumes it, as download's help says."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.servers.httpd import HTTPServer
+
+import omniget
+from omniget.engine.events import Event, Started
+
+SRC = str(Path(omniget.__file__).resolve().parent.parent)
+
+SCRIPT = """
+import sys
+from pathlib import Path
+import omniget
+from omniget.engine.events import Started
+
+def on_event(ev):
+    if isinstance(ev, Started):
+        print("started", flush=True)
+
+try:
+    omniget.download(sys.argv[1], sys.argv[2],
+                     settings=omniget.Settings(state_dir=Path(sys.argv[3])), on_event=on_event)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+    sys.exit(130)
+print("returned", flush=True)
+"""
+
+
+def _slow(httpd: HTTPServer, name: str) -> tuple[str, bytes]:
+    """A 4 MB file sent at 2 MB/s: a run is stopped long before its end."""
+    data = random.Random(name).randbytes(4_000_000)
+    return httpd.add(httpd.new_path(name), data) + "?drip=2000000", data
+
+
+def _resumed(url: str, tmp_path: Path) -> int:
+    """The bytes a rerun found already there (its file whole afterwards)."""
+    started: list[Event] = []
+    report = omniget.download(url, tmp_path / "out",
+                              settings=omniget.Settings(state_dir=tmp_path / "state"),
+                              on_event=started.append)
+    assert report.ok == 1, report.failures
+    (first,) = [ev for ev in started if isinstance(ev, Started)]
+    return first.resumed
+
+
+def test_ctrl_c_in_a_script_raises_keyboard_interrupt_and_a_rerun_resumes(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    url, data = _slow(httpd, "c.bin")
+    env = {**os.environ, "PYTHONPATH": SRC}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, url, str(tmp_path / "out"), str(tmp_path / "state")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "started\n"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, out) == (130, "KeyboardInterrupt\n"), err
+    assert (tmp_path / "out" / "c.bin.omniget-part").exists()
+    assert _resumed(url, tmp_path) > 0
+    assert (tmp_path / "out" / "c.bin").read_bytes() == data
+
+
+def test_a_cancelled_adownload_task_is_resumed_by_the_same_call(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    url, data = _slow(httpd, "t.bin")
+
+    async def main() -> None:
+        began = asyncio.Event()
+
+        def on_event(ev: Event) -> None:
+            if isinstance(ev, Started):
+                began.set()
+
+        task = asyncio.create_task(omniget.adownload(
+            url, tmp_path / "out", settings=omniget.Settings(state_dir=tmp_path / "state"),
+            on_event=on_event))
+        await began.wait()
+        await asyncio.sleep(0.3)  # (some bytes land)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return
+        raise AssertionError("adownload returned instead of raising CancelledError")
+
+    asyncio.run(main())
+    assert _resumed(url, tmp_path) > 0
+    assert (tmp_path / "out" / "t.bin").read_bytes() == data
