@@ -9,11 +9,14 @@ import random
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from tests.servers.httpd import HTTPServer
 
 import omniget
+from omniget.engine import Engine
 from omniget.engine.events import Event, Started
 
 SRC = str(Path(omniget.__file__).resolve().parent.parent)
@@ -22,6 +25,7 @@ SCRIPT = """
 import sys
 from pathlib import Path
 import omniget
+from omniget.engine import Engine
 from omniget.engine.events import Started
 
 def on_event(ev):
@@ -101,3 +105,41 @@ def test_a_cancelled_adownload_task_is_resumed_by_the_same_call(
     asyncio.run(main())
     assert _resumed(url, tmp_path) > 0
     assert (tmp_path / "out" / "t.bin").read_bytes() == data
+
+
+def test_ctrl_c_in_a_handler_as_the_list_is_announced_stops_the_run(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """A KeyboardInterrupt raised by the handler at the first ``Queued`` (Ctrl+C while it
+    ran) was raised only once the whole file had downloaded: the item the list was giving
+    then was started after the stop, and nothing stopped it."""
+    url, _ = _slow(httpd, "q.bin")
+
+    def on_event(ev: Event) -> None:
+        if type(ev).__name__ == "Queued":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        omniget.download(url, tmp_path / "out", on_event=on_event,
+                         settings=omniget.Settings(state_dir=tmp_path / "state"))
+    assert not (tmp_path / "out" / "q.bin").exists()
+
+
+def test_a_cancel_set_as_the_list_gives_an_item_starts_no_file(tmp_path: Path) -> None:
+    """The same for an engine run's ``cancel``: set while the list was giving its next
+    item, that item was started after the stop and ran to its end."""
+    cancel = asyncio.Event()
+
+    async def listing() -> AsyncIterator[omniget.Item]:
+        cancel.set()
+        yield omniget.Item("http://127.0.0.1:9/a.bin")
+
+    async def main() -> omniget.Report:
+        engine = Engine(omniget.Settings(state_dir=tmp_path / "st"))
+        try:
+            return await engine.run(listing(), tmp_path / "out", cancel=cancel)
+        finally:
+            await engine.aclose()
+
+    report = asyncio.run(main())
+    assert (report.results, report.stopped) == ([], True)

@@ -349,6 +349,9 @@ class Engine:
                         while halts and me is not None:  # (taken back, whatever came)
                             halts -= 1
                             me.uncancel()
+                    if closing or (cancel is not None and cancel.is_set()):  # (as it came:
+                        report.stopped = True  # started now, nothing would stop its file)
+                        break
                     if not isinstance(item, Item):  # (a URL: adownload takes those)
                         raise _not_an_item(item)
                     if s.checksum is not None and item.digest is None:
