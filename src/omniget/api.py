@@ -24,6 +24,7 @@ from collections.abc import (
 from typing import BinaryIO
 
 from .checks import (
+    check_function,
     check_item,
     check_options,
     check_out,
@@ -390,6 +391,7 @@ def stream(
     not_in_a_loop("stream", "asyncio.to_thread(omniget.stream, ...)")
     check_out(out)
     check_settings(settings, "stream")
+    check_function(on_event, "on_event", "one event", "stream")
     if isinstance(url_or_item, Item):
         check_item(url_or_item, "stream")
     check_source_options(source_options, "stream")

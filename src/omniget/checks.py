@@ -4,6 +4,7 @@ mistake fails at once, named by the function it was given to, before any request
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 from collections.abc import AsyncIterable, Iterable, Mapping
@@ -74,13 +75,25 @@ def check_run(
         raise TypeError(f"omniget.{name}(): dest is a folder, a str or a Path, "
                         f"not {_shown(dest)}")
     for arg, value, what in (("on_event", on_event, "one event"), ("only", only, "an Item")):
-        if value is not None and not callable(value):
-            raise TypeError(f"omniget.{name}(): {arg}= takes a function of {what}, "
-                            f"not {_shown(value)}")
+        check_function(value, arg, what, name)
     if source is not None:
         from .sources import find_source
 
         find_source("", str(source))  # (an unknown name: UsageError, before any entry)
+
+
+def check_function(value: object, arg: str, what: str, name: str) -> None:
+    """A handler or filter is a plain function: one that is async would be called and its
+    coroutine never awaited (no event would reach it)."""
+    if value is None:
+        return
+    if not callable(value):
+        raise TypeError(f"omniget.{name}(): {arg}= takes a function of {what}, "
+                        f"not {_shown(value)}")
+    if inspect.iscoroutinefunction(value):
+        raise TypeError(f"omniget.{name}(): {arg}= is called, not awaited: give a plain "
+                        "function (it may hand the event to a queue or a task), not the "
+                        f"async function {getattr(value, '__name__', type(value).__name__)}")
 
 
 def check_settings(settings: object, name: str) -> None:

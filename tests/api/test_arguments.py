@@ -219,3 +219,24 @@ def test_an_item_of_a_url_that_is_no_str_is_named_when_made() -> None:
     with pytest.raises(TypeError, match=re.escape(
             "Item(download_url=...) takes a str, not PosixPath('x')")):
         omniget.Item(cast(Any, Path("x")))
+
+
+async def _async_handler(event: object) -> None:
+    """What a caller of adownload writes, thinking its handler is awaited."""
+
+
+@pytest.mark.parametrize("call", ["download", "adownload", "stream"])
+def test_an_async_function_as_a_handler_is_refused(tmp_path: Path, call: str) -> None:
+    """It was called and never awaited: no event reached it, and each call warned
+    ``coroutine '...' was never awaited`` from inside the engine."""
+    said = (f"omniget.{call}(): on_event= is called, not awaited: give a plain function "
+            "(it may hand the event to a queue or a task), not the async function "
+            "_async_handler")
+    with pytest.raises(TypeError, match=re.escape(said)):
+        if call == "stream":
+            omniget.stream(URL, io.BytesIO(), on_event=cast(Any, _async_handler))
+        else:
+            _run(getattr(omniget, call))(URL, tmp_path, settings=_settings(tmp_path),
+                                         on_event=_async_handler)
+    with pytest.raises(TypeError, match=re.escape("only= is called, not awaited")):
+        omniget.download(URL, tmp_path, only=cast(Any, _async_handler))
