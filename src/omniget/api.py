@@ -113,11 +113,12 @@ async def adownload(
     only: Callable[[Item], bool] | None = None,
 ) -> Report:
     """:func:`download` for ``await``: the same arguments, report and events (the
-    handler runs on this event loop), and the list may be an async iterable too
-    (``aextract(url)``). Stopping: ``cancel`` (an ``asyncio.Event`` or a
-    ``threading.Event``) ends it with a report, as ``download``'s does; cancelling its
-    task (``task.cancel()``, ``asyncio.timeout``) stops it too, raising CancelledError
-    here. Either way what landed is kept, and the same call again resumes it.
+    handler, a plain function, is called on this event loop, not awaited), and the list
+    may be an async iterable too (``aextract(url)``). Stopping: ``cancel`` (an
+    ``asyncio.Event`` or a ``threading.Event``) ends it with a report, as ``download``'s
+    does; cancelling its task (``task.cancel()``, ``asyncio.timeout``) stops it too,
+    raising CancelledError here. Either way what landed is kept, and the same call again
+    resumes it.
     ``engine``: run on this engine, with its settings (``settings``, if given too, must
     be the same) and its own handler, and ``on_event`` besides for this run's events."""
     items_or_urls = one_or_many(items_or_urls, "adownload")
@@ -378,7 +379,10 @@ def stream(
     source: str | None = None,
     source_options: Mapping[str, Mapping[str, object]] | None = None,
 ) -> int:
-    """Write one URL's bytes in order to ``out``; returns how many were written.
+    """Write one URL's bytes in order to ``out`` (a binary file: ``open(name, "wb")``,
+    ``sys.stdout.buffer``); returns how many were written. A failure (after retries,
+    which continue where the bytes stopped) raises its :class:`~omniget.OmnigetError`;
+    ``out`` keeps what was written, with no resume state.
     ``on_event`` sees its start, progress, end, retries and warnings (their path: None).
     A URL is the one item its source gives (a URL no source takes fails at once:
     :class:`~omniget.errors.UnsupportedURL`, as in ``extract``); an item made of pieces is
