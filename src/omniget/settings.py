@@ -123,6 +123,8 @@ _SETTINGS_CHECKS: tuple[_Check, ...] = (
     ("retry_max_time", _SECONDS, float, 0, False),
     ("retry_max_wait", _SECONDS, float, 0, False),
     ("checksum", "an omniget.Digest (Digest.parse('sha256=HEX'))", Digest, 0, True),
+    ("state_dir", "a folder, a str or a Path (or None: the default)", str | os.PathLike, 0,
+     True),
     ("checkpoint_bytes", _COUNT, int, 1, False),
     ("checkpoint_seconds", _SECONDS, float, 0, False),
     ("fsync_seconds", _SECONDS, float, 0, False),

@@ -44,6 +44,8 @@ def _net(**kw: Any) -> omniget.Settings:
          "retry_max_wait=...) takes a number of seconds of at least 0, not '9'"),
         (lambda: omniget.Settings(checksum=cast(Any, "sha256=ab")), TypeError,
          "checksum=...) takes an omniget.Digest (Digest.parse('sha256=HEX')), not 'sha256=ab'"),
+        (lambda: omniget.Settings(state_dir=cast(Any, 5)), TypeError,
+         "state_dir=...) takes a folder, a str or a Path (or None: the default), not 5"),
         (lambda: omniget.Settings(verify_size=cast(Any, "no")), TypeError,
          "verify_size=...) takes True or False, not 'no'"),
         (lambda: omniget.Settings(network=cast(Any, {"proxy": ""})), TypeError,
