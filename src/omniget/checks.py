@@ -90,10 +90,20 @@ def check_function(value: object, arg: str, what: str, name: str) -> None:
     if not callable(value):
         raise TypeError(f"omniget.{name}(): {arg}= takes a function of {what}, "
                         f"not {_shown(value)}")
+    called = getattr(value, "__name__", type(value).__name__)
     if inspect.iscoroutinefunction(value):
         raise TypeError(f"omniget.{name}(): {arg}= is called, not awaited: give a plain "
                         "function (it may hand the event to a queue or a task), not the "
-                        f"async function {getattr(value, '__name__', type(value).__name__)}")
+                        f"async function {called}")
+    try:
+        shape = inspect.signature(value)
+    except ValueError:  # (a builtin that says nothing of its parameters)
+        return
+    try:
+        shape.bind(None)
+    except TypeError:  # (a hook written as urllib's: done, total)
+        raise TypeError(f"omniget.{name}(): {arg}= is called with {what}; {called} "
+                        f"takes ({', '.join(shape.parameters)})") from None
 
 
 def check_settings(settings: object, name: str) -> None:

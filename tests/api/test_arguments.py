@@ -242,3 +242,21 @@ def test_an_async_function_as_a_handler_is_refused(tmp_path: Path, call: str) ->
                                          on_event=_async_handler)
     with pytest.raises(TypeError, match=re.escape("only= is called, not awaited")):
         omniget.download(URL, tmp_path, only=cast(Any, _async_handler))
+
+
+def test_a_handler_that_cannot_take_one_event_is_refused(tmp_path: Path) -> None:
+    """A progress hook written as urllib's or tqdm's (``done, total``) failed at the first
+    event: logged once, then no event reached it for the rest of the run."""
+    def hook(done: int, total: int) -> None:
+        pass
+
+    with pytest.raises(TypeError, match=re.escape(
+            "omniget.download(): on_event= is called with one event; hook takes "
+            "(done, total)")):
+        omniget.download(URL, tmp_path, on_event=cast(Any, hook))
+    with pytest.raises(TypeError, match=re.escape("only= is called with an Item; hook takes")):
+        omniget.download(URL, tmp_path, only=cast(Any, hook))
+    assert list(tmp_path.iterdir()) == []
+    said: list[object] = []
+    omniget.download([], tmp_path, on_event=said.append)  # (one argument: fine)
+    omniget.download([], tmp_path, on_event=print, only=lambda item, *more: True)
