@@ -60,7 +60,9 @@ async def aextract(
     transports: Mapping[str, Transport] | None = None,
     **options: object,
 ) -> AsyncGenerator[Item, None]:
-    """Yield the items behind ``url``, lazily (no request before the first item is asked)."""
+    """Yield the items behind ``url``, lazily: nothing runs before the first item is
+    asked for, so a URL no source takes (UnsupportedURL) or an option it does not take
+    (TypeError) fails there, at the first ``anext()``."""
     check_url(url, "aextract")
     check_settings(settings, "aextract")
     cls = find_source(url, source)
