@@ -399,3 +399,23 @@ def test_numbers_libcurl_cannot_take_are_refused(tmp_path: Path, line: str) -> N
     # (they reached libcurl and ended in "internal error: OverflowError", exit 1)
     with pytest.raises(UsageError, match=f"key '{line.split()[0]}': expected"):
         load_settings(write(tmp_path, line + "\n"), noenv(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        ({"conections": 4}, "unknown option 'conections'; did you mean 'connections'?"),
+        ({"connections_per_host": 4}, "unknown option 'connections_per_host' (flags take the "
+         "command's names: 'connections' sets Settings' connections_per_host)"),
+        ({"connect_timeout": 5}, "unknown option 'connect_timeout' (flags take the command's "
+         "names: 'timeout' sets Settings' network.connect_timeout)"),
+    ],
+)
+def test_a_flag_load_settings_does_not_know_is_named_with_the_one_meant(
+    tmp_path: Path, flags: dict[str, object], said: str
+) -> None:
+    """``omniget.load_settings(flags=...)`` said only ``unknown option 'conections'``, and
+    the same of a Settings field's name (``connections_per_host``)."""
+    with pytest.raises(UsageError) as err:
+        omniget.load_settings(environ=noenv(tmp_path), flags=flags)
+    assert str(err.value) == said

@@ -163,6 +163,17 @@ def _check_table(path: Path, name: str, table: Mapping[str, object]) -> None:
         raise UsageError(f"{where}: {option_problem(cls, [key.replace('-', '_')])}")
 
 
+def _flag_hint(key: str) -> str:
+    """For a flag not known: the option that sets a Settings field of that name (a library
+    caller's ``connections_per_host``), else the nearest option's name."""
+    for opt in OPTIONS.values():
+        for target in opt.targets:
+            if key in (target, target.removeprefix("network.")):
+                return (f" (flags take the command's names: {opt.name!r} sets Settings' "
+                        f"{target})")
+    return _did_you_mean(key.replace("_", "-").lower(), OPTIONS)
+
+
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
     near = nearest(word, choices)
     return f"; did you mean {near!r}?" if near else ""
@@ -267,7 +278,7 @@ def load_config(
     for key, value in (flags or {}).items():
         opt = _option(key)
         if opt is None:
-            raise UsageError(f"unknown option {key!r}")
+            raise UsageError(f"unknown option {key!r}{_flag_hint(key)}")
         if value is not None:
             layers.set(opt, value, f"--{opt.name}")
     values = dict(layers.values)
