@@ -326,7 +326,9 @@ def download(
     :class:`~omniget.engine.Report`; it blocks until every file is done.
 
     ``items_or_urls``: a URL, an :class:`~omniget.Item`, or any iterable of them (a list,
-    a generator, ``extract(url)``: read as the run goes). ``settings``: an
+    a generator, ``extract(url)``: read as the run goes, on its thread, so a generator
+    that waits holds the transfers up meanwhile; ``adownload`` takes an async iterable
+    that awaits instead). ``settings``: an
     :class:`omniget.Settings` (``Settings(connections_per_host=8, retries=3)``;
     ``omniget.load_settings(flags={"connections": 8})`` takes the command's names).
 
