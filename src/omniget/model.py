@@ -35,6 +35,8 @@ _EMPTY: Mapping[str, str] = MappingProxyType({})
 #: Headers the engine sends itself to resume and split a file: one given for every
 #: request (or an item's) would make each answer a part the engine did not ask for.
 ENGINE_HEADERS = frozenset({"range", "if-range"})
+# headers whose values an Item's repr hides (with the item's own secret_headers)
+_SHOWN_HIDDEN = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
 
 # Names hashlib knows, keyed by the spellings people and servers use.
 _ALGOS = {
@@ -235,7 +237,8 @@ class Item:
             object.__setattr__(self, "filename", name_from_url(self.download_url))
 
     def __repr__(self) -> str:
-        """The fields not at their defaults (20 of them are, most of the time)."""
+        """The fields not at their defaults (20 of them are, most of the time); secret
+        headers' values as ``***``."""
         shown = []
         for f in fields(self):
             value = getattr(self, f.name)
@@ -243,8 +246,9 @@ class Item:
                 continue
             if callable(f.default_factory) and value == f.default_factory():
                 continue
-            if isinstance(value, MappingProxyType):
-                value = dict(value)
+            if isinstance(value, MappingProxyType):  # (secrets' values hidden, as in logs)
+                hidden = {*_SHOWN_HIDDEN, *(h.lower() for h in self.secret_headers)}
+                value = {k: "***" if k.lower() in hidden else v for k, v in value.items()}
             shown.append(f"{f.name}={value!r}")
         return f"Item({', '.join(shown)})"
 

@@ -426,6 +426,17 @@ def test_an_item_s_repr_shows_the_fields_it_was_given(httpd: HTTPServer, tmp_pat
     assert said and max(map(len, said)) < 120 + len(str(tmp_path)) + 2 * len(url)
 
 
+def test_an_item_s_repr_hides_secret_headers_values() -> None:
+    """An ``on_event=print`` or a log line must not show a token (as libcurl's messages
+    and --debug do not)."""
+    item = Item("http://h.test/a", headers={"Authorization": "Bearer t0k", "Cookie": "s=c00k",
+                                            "X-Token": "s3c", "Accept": "*/*"},
+                secret_headers=("x-token",))
+    shown = repr(item)
+    assert not any(s in shown for s in ("t0k", "c00k", "s3c"))
+    assert "'Authorization': '***'" in shown and "'Accept': '*/*'" in shown
+
+
 def test_a_report_s_repr_counts_the_interrupted_files() -> None:
     cut = FileResult(Item("http://h.test/a"), None, "failed", error=omniget.Cancelled("cut"))
     bad = FileResult(Item("http://h.test/b"), None, "failed", error=omniget.NotFound("gone"))
