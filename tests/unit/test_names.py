@@ -240,6 +240,24 @@ def test_contain_refuses_symlink_loop_and_root_itself(tmp_path: Path) -> None:
         contain(root, "self")
 
 
+def test_contain_refuses_a_symlink_loop_where_resolve_keeps_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From Python 3.13, Path.resolve() leaves a looping link in the path it returns (before,
+    it raised RuntimeError): a loop below the root is still refused."""
+    root = tmp_path / "out"
+    (root / "sub").mkdir(parents=True)
+    (root / "loop").symlink_to(root / "loop")
+    (root / "sub" / "ring").symlink_to(root / "sub" / "ring2")
+    (root / "sub" / "ring2").symlink_to(root / "sub" / "ring")
+    (root / "ok").symlink_to(root / "sub")
+    monkeypatch.setattr(Path, "resolve", lambda self, strict=False: Path(os.path.realpath(self)))
+    for rel in ("loop", "loop/x", "sub/ring/x", "ok/ring2"):
+        with pytest.raises(Refused, match=r"symbolic links|[Ll]oop"):
+            contain(root, rel)
+    assert contain(root, "ok/new.bin") == root.resolve() / "sub" / "new.bin"
+
+
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=200)
 @given(st.text())
 def test_contain_always_inside(tmp_path: Path, rel: str) -> None:

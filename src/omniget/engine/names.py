@@ -7,6 +7,7 @@ characters, hit a Windows device name, or overflow the file system's name limit.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import posixpath
@@ -179,7 +180,7 @@ def contain_text(root: Path, rel: str) -> tuple[Path, str]:
             raise Refused(f"unsafe output path {rel!r}: {e}") from e
         if stat.S_ISLNK(st.st_mode):
             try:
-                target = (base / safe).resolve()
+                target = _resolve(base / safe)
             except (OSError, RuntimeError) as e:  # symlink loops
                 raise Refused(f"unsafe output path {rel!r}: {e}") from e
             if target == base or not target.is_relative_to(base):
@@ -218,6 +219,18 @@ def _missing(path: str, parent: str) -> bool:
         # (a trailing slash resolves only to a directory)
         and os.access(f"{parent}/", os.X_OK, effective_ids=True)
     )
+
+
+def _resolve(path: Path) -> Path:
+    """``path.resolve()``, a symlink loop on the way an error on every Python: pathlib raised
+    RuntimeError for one until 3.13, which leaves the looping link in the path instead."""
+    target = path.resolve()
+    try:
+        os.stat(target)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise
+    return target
 
 
 #: The absolute root contain_text() saw last, and its _resolved_root().
