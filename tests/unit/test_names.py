@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from omniget.engine import names
 from omniget.engine.names import (
     MAX_NAME_BYTES,
     PART_SUFFIX,
@@ -268,6 +269,56 @@ def test_contain_always_inside(tmp_path: Path, rel: str) -> None:
     except Refused:
         return
     assert p.is_relative_to(root.resolve()) and p != root.resolve()
+
+
+#: One-part names pathlib could be touchy about: dots, spaces, unicode in both normal
+#: forms, look-alikes of other separators and of URL syntax, and the longest we make.
+AWKWARD = [
+    "a.bin", ".hidden", "..x", "x..", "...", "a.tar.gz", "a b", " lead", "trail ", "é.bin",
+    "e\u0301.bin", "日本語.txt", "😀", "\u202eevil", "~c", "a\\b", "a:b", "C:x", "-", "#x",
+    "a?b", "%2e%2e", "x" * MAX_NAME_BYTES, "ü" * (MAX_NAME_BYTES // 2),
+]
+
+
+def _pathlib_view(p: Path) -> tuple[object, ...]:
+    return (str(p), os.fspath(p), p.as_posix(), repr(p), p.parts, p.name, p.suffix,
+            p.suffixes, p.stem, p.parent, p.anchor, hash(p))
+
+
+def _check_child_is_slash(base: Path, name: str) -> None:
+    if names._child is None:
+        pytest.skip("this Python's pathlib has no child maker: contain uses / alone")
+    made, slash = names._child(base, name), base / name
+    assert made == slash and type(made) is type(slash)
+    assert _pathlib_view(made) == _pathlib_view(slash)
+
+
+@pytest.mark.parametrize("name", AWKWARD)
+@pytest.mark.parametrize("base", ["tmp", "/"])
+def test_the_child_path_is_what_slash_makes(tmp_path: Path, base: str, name: str) -> None:
+    """contain_text's fast path (pathlib's private child maker, where the Python has one)
+    gives the very Path that ``/`` gives, by every public measure."""
+    _check_child_is_slash(tmp_path.resolve() if base == "tmp" else Path("/"), name)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=300)
+@given(st.text(min_size=1).filter(lambda n: "/" not in n and n != "."))
+def test_the_child_path_is_what_slash_makes_for_any_name(tmp_path: Path, name: str) -> None:
+    _check_child_is_slash(tmp_path.resolve(), name)
+
+
+@pytest.mark.parametrize("name", [*AWKWARD, "sub/a b.bin", "new/é/x"])
+def test_contain_is_the_same_without_the_child_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """The ``/`` fallback (a Python without the child maker) gives what the fast path gives."""
+    root = tmp_path / "out"
+    root.mkdir()
+    fast = names.contain_text(root, name)
+    monkeypatch.setattr(names, "_child", None)
+    slow = names.contain_text(root, name)
+    assert fast == slow and fast[1] == str(fast[0])
+    assert fast[0] == root.resolve() / safe_relpath(name)
 
 
 # --- Content-Disposition ---
