@@ -523,3 +523,15 @@ def test_a_rich_without_the_live_parts_replaced_still_draws_and_suspends(
         rp.suspend(signal.SIGTSTP, None)
     assert made[0]._live_render is not rp.region
     assert "f0.bin" in term.getvalue() and "\x1b[?25h" in term.getvalue()
+
+
+def test_ctrl_z_without_richs_live_lock_still_shows_and_hides_the_cursor() -> None:
+    """Ctrl+Z erases the bars under rich's private ``Live._lock``: a rich release without
+    it must still give the shell its cursor, and take it back on fg."""
+    term = Term()
+    rp = RichProgress(console(term), Masker())
+    del rp.live._lock
+    stopped: list[str] = []
+    rp.stop_process = lambda: stopped.append(term.getvalue())
+    rp.suspend(signal.SIGTSTP, None)
+    assert stopped == ["\x1b[?25h"] and term.getvalue() == "\x1b[?25h\x1b[?25l"
