@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError, OmnigetError, TransferError
 from ..model import Digest
-from .assemble import storage_error
 from .events import Failed, Finished, Skipped, Warned
 from .report import FileResult
 from .spans import length
@@ -185,32 +183,6 @@ def failed(job: FileJob, exc: OmnigetError) -> FileResult:
         exc.item = job.item  # (the transports raise it knowing only the request)
     job.ctx.event(Failed(job.item, job.final, exc))
     return FileResult(job.item, job.final, "failed", fetched=job.fetched, error=exc)
-
-
-def make_other(job: FileJob) -> FileResult:
-    """Directories and links: nothing to fetch."""
-    item = job.item
-    final = job.resolve_final(item.output_path)
-    job.final = final
-    try:
-        if item.kind == "dir":
-            final.mkdir(parents=True, exist_ok=True)
-        else:
-            target = item.link_target or ""
-            resolved = (final.parent / target).resolve()
-            dest = job.ctx.dest.resolve()
-            if os.path.isabs(target) or not resolved.is_relative_to(dest):
-                from ..errors import Refused
-
-                raise Refused(f"link {final.name} -> {target} points outside the output folder")
-            final.parent.mkdir(parents=True, exist_ok=True)
-            if final.is_symlink() or final.exists():
-                final.unlink()
-            final.symlink_to(target)
-    except OSError as exc:
-        raise storage_error(exc, final, "creating", kept=False) from exc
-    job.ctx.event(Finished(item, final, 0, None, 0))
-    return FileResult(item, final, "ok")
 
 
 @functools.cache

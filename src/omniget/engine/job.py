@@ -28,9 +28,10 @@ from .existing import (
     take_server_name,
     there,
 )
-from .finish import failed, fetch_verified, make_other, skipped
+from .finish import failed, fetch_verified, skipped
 from .journal import FileRecord
 from .names import contain, unique_path
+from .others import make_other
 from .report import FileResult
 from .resume import (
     create_part_ahead,
