@@ -112,7 +112,8 @@ def frame(rp: RichProgress) -> list[str]:
 
 
 def words(line: str) -> list[str]:
-    return [w for w in line.replace("━", " ").replace("╸", " ").replace("╺", " ").split()]
+    """The line's words, its bar left out (``#`` and ``-``: drawn without colours)."""
+    return [w for w in line.split() if w.strip("━╸╺#-")]
 
 
 def test_a_resumed_file_counts_only_this_runs_bytes_as_speed() -> None:
@@ -535,3 +536,46 @@ def test_ctrl_z_without_richs_live_lock_still_shows_and_hides_the_cursor() -> No
     rp.stop_process = lambda: stopped.append(term.getvalue())
     rp.suspend(signal.SIGTSTP, None)
     assert stopped == ["\x1b[?25h"] and term.getvalue() == "\x1b[?25h\x1b[?25l"
+
+
+def test_bars_without_colour_draw_done_and_left_apart() -> None:
+    """Was: with NO_COLOR (or a terminal of no colours) the part left was not drawn, so a
+    bar at 0% was blank and one part way was a line of no known length."""
+    for no_colour in (True, False):  # (False: a terminal of no colours)
+        out = io.StringIO()
+        con = Console(file=out, force_terminal=True, width=60, height=24,
+                      color_system="auto" if no_colour else None,
+                      _environ={"TERM": "xterm-256color", "NO_COLOR": "1" if no_colour else ""})
+        rp = RichProgress(con, Masker(), clock=Clock())
+        a = Item(download_url="https://example.com/a.bin")
+        rp(Started(a, None, size=4 * MiB, resumed=0))
+        con.print(rp.frame())
+        file = Screen(60, 24).feed(out.getvalue()).lines()[1]
+        assert "----------" in file and "#" not in file, file  # 0%: all of it left
+        rp(Progress(a, None, done=MiB, size=4 * MiB))
+        out.seek(0)
+        out.truncate()
+        con.print(rp.frame())
+        bar = Screen(60, 24).feed(out.getvalue()).lines()[1].split()[1]
+        assert bar.strip("#-") == "" and bar.index("-") == bar.count("#"), bar
+        assert bar.count("#") == len(bar) // 4, bar  # a quarter done
+        b = Item(download_url="https://example.com/b.bin")  # no size: a block that moves
+        rp(Started(b, None, size=None, resumed=0))
+        out.seek(0)
+        out.truncate()
+        con.print(rp.frame())
+        bar = Screen(60, 24).feed(out.getvalue()).lines()[2].split()[1]
+        assert bar.strip("-") == "###", bar
+
+
+def test_coloured_bars_are_drawn_as_rich_draws_them() -> None:
+    out = io.StringIO()
+    con = Console(file=out, force_terminal=True, width=60, height=24,
+                  color_system="truecolor", _environ={"TERM": "xterm-256color"})
+    rp = RichProgress(con, Masker(), clock=Clock())
+    a = Item(download_url="https://example.com/a.bin")
+    rp(Started(a, None, size=4 * MiB, resumed=0))
+    rp(Progress(a, None, done=MiB, size=4 * MiB))
+    con.print(rp.frame())
+    file = Screen(60, 24).feed(out.getvalue()).lines()[1]
+    assert "━" in file and "#" not in file and "-" not in file.split()[1], file

@@ -7,6 +7,7 @@ per event: thousands of small files would be thousands of frames). Every frame i
 for the terminal's width as it is then: names are cut to the cells left (by their width on
 screen, so wide characters count twice), columns that do not fit are left out, and no cell
 ever wraps onto a second line. The numbers come from :class:`~omniget.cli.tally.Tally`.
+Without colours (``NO_COLOR``) a bar is ``#`` for done and ``-`` for what is left.
 
 A terminal made narrower wraps the rows already on it again (most terminals do): the next
 frame erases as many rows as the last one takes at the new width, not its height, else the
@@ -148,6 +149,28 @@ class _Region(LiveRender):
             if i:
                 yield Segment.line()
             yield from line
+
+
+class _Bar(ProgressBar):
+    """rich's bar; without colours (``NO_COLOR``, a terminal of none) rich draws the part
+    done alone, so a bar at 0% is blank: there, ``#`` for done and ``-`` for what is left
+    (a size not known: a block that moves along the ``-``)."""
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if not (console.no_color or console.color_system is None):
+            yield from super().__rich_console__(console, options)
+            return
+        width = min(self.width or options.max_width, options.max_width)
+        if self.total is None:
+            at = int((self.animation_time or 0.0) * 15) % width
+            cells = ["-"] * width
+            for i in range(at, at + min(3, width)):
+                cells[i % width] = "#"
+            yield Segment("".join(cells))
+            return
+        done = min(self.total, max(0, self.completed))
+        full = width if not self.total else int(width * done / self.total)
+        yield Segment("#" * full + "-" * (width - full))
 
 
 class RichProgress:
@@ -353,7 +376,7 @@ def _table(lines: list[_Line], more: int, width: int, now: float) -> Table:
                  "left": Text(line.left, style="progress.remaining")}
         name = line.short if line.short and cell_len(line.name) > name_cells else line.name
         table.add_row(Text(fit(name, name_cells, keep_end=line.is_file)),
-                      ProgressBar(total=line.size, completed=line.done, animation_time=now),
+                      _Bar(total=line.size, completed=line.done, animation_time=now),
                       *(cells[c] for c in columns))
     if more:
         table.add_row(Text(fit(f"(+{more} more active)", name_cells, keep_end=False)))
