@@ -579,3 +579,27 @@ def test_coloured_bars_are_drawn_as_rich_draws_them() -> None:
     con.print(rp.frame())
     file = Screen(60, 24).feed(out.getvalue()).lines()[1]
     assert "━" in file and "#" not in file and "-" not in file.split()[1], file
+
+
+def test_a_narrow_terminal_keeps_each_bar_s_percent_or_bytes() -> None:
+    """Was: under 43 columns the bytes went, under 38 every number did (a name and a bar
+    said nothing of how far a file was)."""
+    for width in range(16, 64):
+        rp, _ = bars(width)
+        a = Item(download_url="https://example.com/a.bin")
+        b = Item(download_url="https://example.com/b.bin")  # no size
+        rp(Started(a, None, size=4 * MiB, resumed=0))
+        rp(Progress(a, None, done=MiB, size=4 * MiB))
+        rp(Started(b, None, size=None, resumed=0))
+        rp(Progress(b, None, done=3 * MiB, size=None))
+        total, first, second = frame(rp)  # (no row wraps: checked there)
+        wide = width >= 43  # (room for the bytes column)
+        assert words(first)[1:3] == (["1.0/4.0", "MiB"] if wide else ["25%"]), (width, first)
+        assert words(second)[1:3] == ["3.0", "MiB"], (width, second)
+        assert words(total)[-2:] == ["4.0", "MiB"] or wide, (width, total)
+        assert words(first)[0] in ("a.bin", "…bin", "…n") and words(total)[0] in ("0/2", "total")
+        rp(Progress(b, None, done=3 * MiB, size=3 * MiB))  # (its size known: all in %)
+        rp(Finished(b, None, size=3 * MiB, verified="size", fetched=3 * MiB))
+        total, first = frame(rp)
+        if not wide:
+            assert words(first)[1:] == ["25%"] and words(total)[-1] == "57%", (width, total)

@@ -57,10 +57,11 @@ __all__ = ["SHOWN", "RichProgress", "fit", "rewraps"]
 
 SHOWN = 8  # file bars on screen at most (-j can run many more files than a screen holds)
 NAME = 40  # cells for a name at most
-BAR = 10  # cells a bar has at least
+BAR = 10  # cells a bar has (while a name has 16)
 # The columns after the bar and their cells (each with the space before it), in the order
-# a narrow terminal gives them up.
-AFTER = {"left": 8, "bytes": 16, "speed": 13}
+# a narrow terminal gives them up; the bytes give way to their short form (``25%``), kept.
+AFTER = {"left": 8, "speed": 13, "bytes": 16}
+LEAST_NAME, LEAST_BAR = 8, 5  # cells below which a bar goes (its percent stays)
 
 
 def fit(text: str, cells: int, *, keep_end: bool = True) -> str:
@@ -93,6 +94,14 @@ def _pair(done: int, size: int | None) -> str:
     if unit == "B":
         return f"{done}/{size} B"
     return f"{done / scale:.1f}/{size / scale:.1f} {unit}"
+
+
+def _brief(done: int, size: int | None) -> str:
+    """How far a file or the run is in a few cells: ``25%``; ``1.5 MiB`` when its size is
+    unknown."""
+    if size is None:
+        return format_size(done)
+    return f"{min(100, 100 * done // size) if size else 100}%"
 
 
 def _speed(rate: Rate) -> str:
@@ -265,7 +274,8 @@ class RichProgress:
             now = self.clock()
             lines = [_run_line(t)]
             lines += [
-                _Line(f.name, f.done, f.size, _pair(f.done, f.size), _speed(f.rate),
+                _Line(f.name, f.done, f.size, _pair(f.done, f.size), _brief(f.done, f.size),
+                      _speed(f.rate),
                       clock_time(f.rate.left(None if f.size is None else f.size - f.done)),
                       True)
                 for f in files
@@ -336,8 +346,9 @@ def _run_line(t: Tally) -> _Line:
         done, size, left = 0, None, None
     else:
         done, size, left = t.ended, t.seen, t.files_left()
-    return _Line(f"total [{count} files]", done, size, _pair(t.done, total), _speed(t.rate),
-                 clock_time(left), False, short=f"{count} files")
+    return _Line(f"total [{count} files]", done, size, _pair(t.done, total),
+                 _brief(t.done, total), _speed(t.rate), clock_time(left), False,
+                 shorts=(f"{count} files", count))
 
 
 class _Line(NamedTuple):
@@ -347,37 +358,51 @@ class _Line(NamedTuple):
     done: int
     size: int | None
     bytes: str
+    brief: str  # the bytes where they do not fit
     speed: str
     left: str
     is_file: bool  # (else the run's line)
-    short: str = ""  # the name where it does not fit (the run's count, whole)
+    shorts: tuple[str, ...] = ()  # the names where it does not fit (the run's count, whole)
 
 
 def _table(lines: list[_Line], more: int, width: int, now: float) -> Table:
     """The lines laid out for ``width``: name, bar, bytes, speed, time left; a narrower
-    terminal drops the time left, then the bytes, before a name gets under 16 cells."""
+    terminal drops the time left, then the speed, then has the bytes in short (``25%``)
+    before a name gets under 16 cells; narrower still, the bar gets shorter, then goes."""
     kept = dict(AFTER)
     for column in AFTER:
         if width - sum(kept.values()) - 1 >= BAR + 16:
             break
         del kept[column]
+    if "bytes" not in kept:
+        kept["brief"] = 1 + max(cell_len(line.brief) for line in lines)
     room = width - sum(kept.values()) - 1  # for the name and the bar
-    name_cells = max(1, min(NAME, room - max(BAR, room // 3)))
-    columns = [c for c in ("bytes", "speed", "left") if c in kept]
+    if room >= BAR + 16:
+        name_cells = min(NAME, room - max(BAR, room // 3))
+    elif room >= LEAST_NAME + LEAST_BAR:
+        name_cells = room - min(BAR, room - LEAST_NAME)
+    else:  # (no bar: its cells and the space after it are the name's)
+        name_cells = max(1, room + 1)
+    bar = room >= LEAST_NAME + LEAST_BAR
+    columns = [c for c in ("bytes", "brief", "speed", "left") if c in kept]
     table = Table.grid(padding=(0, 1), expand=True)
     table.add_column(width=name_cells, no_wrap=True)
-    table.add_column(ratio=1, no_wrap=True)
+    if bar:
+        table.add_column(ratio=1, no_wrap=True)
     for c in columns:
         table.add_column(width=kept[c] - 1, no_wrap=True,
                          justify="left" if c == "left" else "right")
     for line in lines:
         cells = {"bytes": Text(line.bytes, style="progress.download"),
+                 "brief": Text(line.brief, style="progress.percentage"),
                  "speed": Text(line.speed, style="progress.data.speed"),
                  "left": Text(line.left, style="progress.remaining")}
-        name = line.short if line.short and cell_len(line.name) > name_cells else line.name
-        table.add_row(Text(fit(name, name_cells, keep_end=line.is_file)),
-                      _Bar(total=line.size, completed=line.done, animation_time=now),
-                      *(cells[c] for c in columns))
+        names = (line.name, *line.shorts)
+        name = next((n for n in names if cell_len(n) <= name_cells), names[-1])
+        shown: list[RenderableType] = [Text(fit(name, name_cells, keep_end=line.is_file))]
+        if bar:
+            shown.append(_Bar(total=line.size, completed=line.done, animation_time=now))
+        table.add_row(*shown, *(cells[c] for c in columns))
     if more:
         table.add_row(Text(fit(f"(+{more} more active)", name_cells, keep_end=False)))
     return table
