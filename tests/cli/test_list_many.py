@@ -5,6 +5,8 @@ options and its own failure."""
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import AsyncIterator, Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,8 @@ class PagedSource(Source):
 
     async def items(self) -> AsyncIterator[Item]:
         page = await self.ctx.http.request(self.url)
+        if "warn" in self.url:  # (as a source's own warning: logged under "omniget")
+            logging.getLogger("omniget.sources.paged").warning("page %s is cut short", self.url)
         if "bad" in self.url:
             raise AuthRequired("needs a token")
         for line in page.text.split():
@@ -123,3 +127,24 @@ def test_each_listing_is_lazy_and_none_goes_on_once_left(
     assert [r.path for r in httpd.requests] == ["/paged/a"]
     found.close()
     assert [r.path for r in httpd.requests] == ["/paged/a"]
+
+
+@pytest.mark.parametrize("flag", ["", "-q"])
+def test_list_json_tells_its_warnings_as_events(
+    paged: Callable[[str], str], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], flag: str,
+) -> None:
+    """The CLI's warnings (--insecure) and the library's (a source's) are ``warning``
+    events, in order with the items, as in ``get --json``. Before: stderr only (and
+    --insecure was said nowhere)."""
+    monkeypatch.setenv("OMNIGET_PAGED_TAG", "t")
+    page = paged("warn")
+    flags = [flag] if flag else []
+    assert main(["list", *flags, "--json", "--insecure", page]) == 0
+    out, err = capsys.readouterr()
+    events = [json.loads(line) for line in out.splitlines()]
+    said = ["TLS certificates are not verified (--insecure)", f"page {page} is cut short"]
+    assert [e.get("event") for e in events] == ["warning", "warning", None, None, "summary"]
+    assert events[:2] == [{"event": "warning", "level": "warning", "message": m} for m in said]
+    assert [e["download_url"] for e in events[2:4]] == [f"{page}/warn-1", f"{page}/warn-2"]
+    assert err == ("" if flag else "".join(f"omniget: warning: {m}\n" for m in said))

@@ -11,8 +11,9 @@ import os
 import stat
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..engine.events import Failed, Skipped
 from ..errors import Cancelled, OmnigetError, StorageError, UsageError
@@ -321,9 +322,18 @@ def run_list(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
         if ns.json:  # (in order with the items' lines)
             json_line(out, event_to_dict(Failed(item, None, error), mask))
 
-    items = extract_items(targets, ns, cfg, failed, lambda _: None)
-    table = out.isatty() and os.environ.get("TERM") != "dumb"
-    count = print_list(items, out, mask, as_json=ns.json, table=table)
+    def line(record: Mapping[str, Any]) -> None:
+        with contextlib.suppress(StorageError, BrokenPipeError):  # (the next item's says it)
+            json_line(out, record)
+
+    # (--json: its warnings, the CLI's and the library's, are events too, in order with
+    # the items; stderr has them as well, but with -q)
+    with log_to_json(line, mask) if ns.json else contextlib.nullcontext():
+        if cfg.settings.network.insecure:  # (a source's requests go unverified)
+            warn("TLS certificates are not verified (--insecure)")
+        items = extract_items(targets, ns, cfg, failed, lambda _: None)
+        table = out.isatty() and os.environ.get("TERM") != "dumb"
+        count = print_list(items, out, mask, as_json=ns.json, table=table)
     report_failures(failures, mask)
     code = failures[0][1].exit_code if failures else 0
     if ns.json:
