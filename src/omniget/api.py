@@ -37,6 +37,7 @@ from .checks import (
 from .drive import default_transports, drive, not_in_a_loop
 from .engine import Engine, FileResult, Report
 from .engine.events import EventHandler, Failed, Listed, Queued, ignore
+from .engine.pulled import OffLoop, may_block
 from .engine.transports.base import Transport
 from .engine.transports.trust import check_ca
 from .errors import OmnigetError, UsageError
@@ -224,8 +225,10 @@ async def adownload(
     async def items() -> AsyncIterator[Item]:
         nonlocal listed, listing
         # A list's entries are taken in a plain loop (an async generator around them
-        # costs a step of its own per entry); an async iterable's as they come.
+        # costs a step of its own per entry); an async iterable's as they come, and a
+        # generator's on a thread (its next() may wait for a page: the loop goes on).
         given: AsyncIterator[Item | str] | None = None
+        pulled: OffLoop[Item | str] | None = None
         found: Iterator[Sequence[Item] | Source | FileResult] = iter(())
         if whole is not None:
             # Resolved ahead while that is quick (a display shows the items' sizes from
@@ -239,45 +242,51 @@ async def adownload(
             found = itertools.chain(early, map(take, itertools.islice(whole, len(early), None)))
         elif isinstance(items_or_urls, AsyncIterable):  # (aextract's, say)
             given = aiter(items_or_urls)
+        elif may_block(items_or_urls):  # (a generator: its next page, extract's say)
+            given = pulled = OffLoop(items_or_urls)
         else:
             found = map(take, items_or_urls)
-        while True:
-            if given is not None:
-                try:
-                    entry = await anext(given)
-                except StopAsyncIteration:
-                    break
-                got = take(entry)
-            else:
-                nxt = next(found, None)  # (take() never gives None)
-                if nxt is None:
-                    break
-                got = nxt
-            if isinstance(got, FileResult):
-                failures.append((listed, got))
-                continue
-            if isinstance(got, Source):
-                mark = with_origin(got)
-                if mark is not None:
-                    reach.add(mark.origin, got)
-                try:
-                    async for item in got.items():
-                        if mark is not None:
-                            item = mark(item)
-                        if only is None or only(item):
-                            listed += 1
-                            if listen:
-                                emit(Queued(item, None, more=True, ahead=left))
-                            yield item
-                except OmnigetError as exc:
-                    failures.append((listed, failed(got.url, exc)))
-                listing -= 1
-                if listen:  # (its count loses its "+", unless more is to come)
-                    emit(Listed(unextracted(got.url), None, more=more(), ahead=left))
-                continue
-            for item in got:
-                listed += 1
-                yield item
+        try:
+            while True:
+                if given is not None:
+                    try:
+                        entry = await anext(given)
+                    except StopAsyncIteration:
+                        break
+                    got = take(entry)
+                else:
+                    nxt = next(found, None)  # (take() never gives None)
+                    if nxt is None:
+                        break
+                    got = nxt
+                if isinstance(got, FileResult):
+                    failures.append((listed, got))
+                    continue
+                if isinstance(got, Source):
+                    mark = with_origin(got)
+                    if mark is not None:
+                        reach.add(mark.origin, got)
+                    try:
+                        async for item in got.items():
+                            if mark is not None:
+                                item = mark(item)
+                            if only is None or only(item):
+                                listed += 1
+                                if listen:
+                                    emit(Queued(item, None, more=True, ahead=left))
+                                yield item
+                    except OmnigetError as exc:
+                        failures.append((listed, failed(got.url, exc)))
+                    listing -= 1
+                    if listen:  # (its count loses its "+", unless more is to come)
+                        emit(Listed(unextracted(got.url), None, more=more(), ahead=left))
+                    continue
+                for item in got:
+                    listed += 1
+                    yield item
+        finally:
+            if pulled is not None:  # (its thread ends)
+                pulled.close()
 
     aev = _bridge(cancel)
     try:
@@ -326,9 +335,10 @@ def download(
     :class:`~omniget.engine.Report`; it blocks until every file is done.
 
     ``items_or_urls``: a URL, an :class:`~omniget.Item`, or any iterable of them (a list,
-    a generator, ``extract(url)``: read as the run goes, on its thread, so a generator
-    that waits holds the transfers up meanwhile; ``adownload`` takes an async iterable
-    that awaits instead). ``settings``: an
+    a generator, ``extract(url)``: read as the run goes; a generator on a thread of its
+    own, so while its ``next()`` waits for a page the files begun go on and a stop ends
+    the wait at once: give one that must be read on the thread that made it, a
+    ``sqlite3`` cursor say, as a list). ``settings``: an
     :class:`omniget.Settings` (``Settings(connections_per_host=8, retries=3)``;
     ``omniget.load_settings(flags={"connections": 8})`` takes the command's names).
 

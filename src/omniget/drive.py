@@ -41,7 +41,8 @@ def drive(
 
     def run(call: Callable[[], R]) -> R:
         """``call`` (it runs ``loop``) here; on a helper thread when this thread's own
-        loop is running (``download(extract(url))``: download's loop asks for the items)."""
+        loop is running (a coroutine that iterates it; ``download(extract(url))`` reads
+        it on a thread of its own: :mod:`omniget.engine.pulled`)."""
         nonlocal helper
         if not _loop_running():
             return call()

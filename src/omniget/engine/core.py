@@ -30,6 +30,7 @@ from .events import Event, EventHandler, Failed, ignore
 from .job import FileJob
 from .journal import Journal
 from .outputs import missing_top, register_output, remove_if_empty
+from .pulled import OffLoop, may_block
 from .ratelimit import RateLimit
 from .report import FileResult, Report
 from .resources import by_origin, gone, share_limits
@@ -471,5 +472,13 @@ def _aiter(items: Iterable[Item] | AsyncIterable[Item]) -> AsyncIterable[Item]:
 
 
 async def _from_sync(items: Iterable[Item]) -> AsyncIterable[Item]:
-    for item in items:
-        yield item
+    if not may_block(items):
+        for item in items:
+            yield item
+        return
+    pulled = OffLoop(items)  # (a generator: its next() may wait, the loop must not)
+    try:
+        async for item in pulled:
+            yield item
+    finally:
+        pulled.close()
