@@ -199,3 +199,31 @@ def test_a_plain_list_and_a_generator_give_the_same_files(
 
     with pytest.raises(OSError, match="went away"):
         omniget.download(broken(), tmp_path / "c", settings=_settings(tmp_path))
+
+
+def test_an_engine_reads_a_generator_off_its_loop(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """``Engine.run`` as ``download``: a generator's next() on a thread of its own (it may
+    wait; it was the loop's), a list as before."""
+    from omniget.engine import Engine
+
+    urls = [httpd.add(httpd.new_path(f"{n}.bin"), bytes([n]) * 1000) for n in range(3)]
+    read_on: list[str] = []
+
+    def entries() -> Iterator[Item]:
+        for url in urls:
+            read_on.append(threading.current_thread().name)
+            yield Item(url)
+
+    async def main() -> tuple[omniget.Report, omniget.Report]:
+        eng = Engine(_settings(tmp_path))
+        try:
+            return (await eng.run(entries(), tmp_path / "a"),
+                    await eng.run([Item(u) for u in urls], tmp_path / "b"))
+        finally:
+            await eng.aclose()
+
+    made, listed = asyncio.run(main())
+    assert made.ok == listed.ok == 3
+    assert read_on == ["omniget-list"] * 3
