@@ -35,7 +35,7 @@ from omniget import Item, download
 from omniget.cli import main
 from omniget.cli.args import COMMANDS, build_parser, parse_args, parse_input
 from omniget.cli.config import load_settings
-from omniget.cli.output import DryRun
+from omniget.cli.dryrun import DryRun
 from omniget.engine.transports.cookies import load_cookies
 from omniget.errors import IntegrityError, UsageError
 from omniget.settings import Settings

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from omniget.cli.dryrun import dry_run
 from omniget.cli.json_events import JsonEvents, event_to_dict
 from omniget.cli.output import (
     Masker,
     display_path,
-    dry_run,
     format_size,
     item_to_dict,
     print_list,

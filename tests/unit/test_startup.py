@@ -63,6 +63,34 @@ def test_import_compiles_only_the_patterns_every_file_needs() -> None:
     assert out == ["omniget.engine.names"]  # (safe_relpath's plain names: every file)
 
 
+# Lists the dataclasses of omniget's modules once the modules a download uses are imported.
+_RECORD_DATACLASSES = """
+import dataclasses, sys
+import omniget.cli, omniget.api, omniget.listing, omniget.sources.http
+import omniget.engine.plain, omniget.engine.transports.http
+made = {
+    name
+    for module in list(sys.modules.values())
+    if module.__name__.startswith("omniget")
+    for name, value in vars(module).items()
+    if isinstance(value, type) and dataclasses.is_dataclass(value)
+    and value.__module__ == module.__name__
+}
+print(" ".join(sorted(made)))
+"""
+
+
+def test_import_makes_no_dataclass_a_plain_download_never_uses() -> None:
+    # Making a dataclass costs every start ~1-2 M instructions (its methods are compiled
+    # from source): those only --dry-run, pieces, a source's own requests, a file left
+    # unsynced by a power loss, or credentials use are made when first used.
+    made = subprocess.run(
+        [sys.executable, "-c", _RECORD_DATACLASSES], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "Item" in made  # (the recording sees them)
+    assert not {"DryRun"} & set(made)
+
+
 _LOADED = """
 import sys
 import omniget.cli

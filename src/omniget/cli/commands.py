@@ -24,7 +24,6 @@ from .output import (
     EXISTS_WHY,
     Masker,
     display_path,
-    dry_run,
     json_line,
     print_error,
     print_list,
@@ -261,6 +260,7 @@ def _dry_run(
     filtered: Sequence[Item],
 ) -> int:
     from ..engine.names import contain
+    from .dryrun import dry_run
 
     talk = not (ns.quiet or ns.json)
     out = writable_stdout()

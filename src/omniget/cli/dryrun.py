@@ -1,0 +1,107 @@
+"""``--dry-run``: where each item would be written, and what the run would skip. Loaded
+for a dry run only (its record, a dataclass, would cost every other start to make)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from ..errors import OmnigetError
+from ..model import Item
+from .output import Masker, display_path, flush, format_size, put
+
+__all__ = ["DryRun", "dry_run"]
+
+
+@dataclass
+class DryRun:
+    """What ``--dry-run`` found: files that would be written, their known bytes, how many
+    of them have no known size, and files ``--on-exists skip`` would keep: they exist, or
+    (``same_name``) an earlier item has the same path; ``filtered``: left out by
+    ``--include``/``--exclude``."""
+
+    files: int = 0
+    size: int = 0
+    unknown: int = 0
+    skipped: int = 0
+    same_name: int = 0
+    filtered: int = 0
+
+    def summary(self, where: str) -> str:
+        """``2 files, 3.0 MiB would be written to DIR; 1 would be skipped (already there)``."""
+        if not self.files:
+            text = f"nothing would be written to {where}"
+        else:
+            files = f"{self.files} file" + ("" if self.files == 1 else "s")
+            if self.unknown == self.files:
+                size = "size unknown" if self.files == 1 else "sizes unknown"
+                text = f"{files} ({size}) would be written to {where}"
+            elif self.unknown:
+                text = (f"{files}, {format_size(self.size)} + {self.unknown} of unknown size "
+                        f"would be written to {where}")
+            else:
+                text = f"{files}, {format_size(self.size)} would be written to {where}"
+        if self.skipped:
+            text += f"; {self.skipped} would be skipped (already there)"
+        if self.same_name:
+            text += f"; {self.same_name} would be skipped (the name of an earlier URL)"
+        if self.filtered:
+            text += f"; {self.filtered} left out (--include, --exclude)"
+        return text
+
+
+def dry_run(
+    items: Iterable[Item],
+    dest: Path,
+    out: IO[str],
+    mask: Masker,
+    *,
+    as_json: bool,
+    contain: Callable[[Path, str], Path],
+    on_error: Callable[[Item, OmnigetError], None],
+    on_exists: str = "skip",
+    on_skip: Callable[[Path, str], None] = lambda path, reason: None,
+) -> DryRun:
+    """``--dry-run``: where each item would be written. A file that exists already, or
+    that an earlier item writes, is skipped as ``on_exists`` says: reported to ``on_skip``
+    with the reason, "exists" or "same-name" (JSON: ``"action": "skip"``); with rename, it
+    is shown under the name the run would give it."""
+    found = DryRun()
+    planned: set[Path] = set()
+    for item in items:
+        try:
+            target = contain(dest, item.output_path)
+        except OmnigetError as e:
+            on_error(item, e)
+            continue
+        reason = "same-name" if target in planned else "exists"  # (if skipped)
+        action = on_exists if reason == "same-name" or os.path.lexists(target) else "write"
+        if action == "rename":  # (the name the run would choose: shown, and taken)
+            from ..engine.names import unique_path
+
+            target = unique_path(target, planned)
+        if action != "skip":
+            planned.add(target)
+        shown = mask(display_path(target))
+        if as_json:
+            import json  # (imported where used: start-up time)
+            put(out, json.dumps({"path": shown, "url": mask(item.download_url),
+                                 "size": item.size_bytes, "source": item.source,
+                                 "action": action}) + "\n")
+        if action == "skip":
+            if reason == "same-name":
+                found.same_name += 1
+            else:
+                found.skipped += 1
+            on_skip(target, reason)
+            continue
+        found.files += 1
+        found.size += item.size_bytes or 0
+        found.unknown += item.size_bytes is None
+        if not as_json:
+            put(out, f"{shown}\t{format_size(item.size_bytes)}\t{mask(item.download_url)}\n")
+    flush(out)
+    return found
