@@ -88,7 +88,7 @@ def test_import_makes_no_dataclass_a_plain_download_never_uses() -> None:
         [sys.executable, "-c", _RECORD_DATACLASSES], capture_output=True, text=True, check=True
     ).stdout.split()
     assert "Item" in made  # (the recording sees them)
-    assert not {"DryRun"} & set(made)
+    assert not {"ChunkSource", "DryRun"} & set(made)
 
 
 _LOADED = """
@@ -168,7 +168,8 @@ def _internal_classes() -> list[type]:
     from omniget.cli.config import Config, Option
     from omniget.cli.progress import _Seen
     from omniget.cli.tally import Tracked
-    from omniget.engine.context import ChunkSource, RunContext
+    from omniget.engine.context import RunContext
+    from omniget.engine.pieces import ChunkSource
     from omniget.engine.transports.base import Head
     from omniget.engine.transports.outgoing import Ask
 

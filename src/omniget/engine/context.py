@@ -12,6 +12,7 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import StorageError
 from ..model import Item
@@ -24,6 +25,9 @@ from .ratelimit import RateLimit
 from .retry import Clock, RetryPolicy
 from .scheduler import HostLimits
 from .transports.base import Transport, transport_for
+
+if TYPE_CHECKING:
+    from .pieces import ChunkSource
 
 __all__ = [
     "Ahead", "ChunkKey", "Refresher", "RunContext", "SetupSlot", "SetupSlots", "output_key",
@@ -58,14 +62,6 @@ def output_key(path: Path) -> str:
     compares names (a Path's first hash costs several times as much, once per file)."""
     return os.path.normcase(path)
 
-
-@dataclass(eq=False)
-class ChunkSource:
-    """Where a finished piece's output lives, for de-duplication within a run."""
-
-    path_getter: Callable[[], Path]
-    offset: int
-    size: int
 
 
 class Ahead:

@@ -14,6 +14,8 @@ import asyncio
 import os
 import time
 import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import (
@@ -26,7 +28,7 @@ from ..errors import (
 )
 from ..model import Piece, Transform
 from .assemble import PartFile, part_path, storage_error
-from .context import ChunkKey, ChunkSource, output_key
+from .context import ChunkKey, output_key
 from .events import PieceDone, Retrying
 from .job import FileJob
 from .names import contain
@@ -41,7 +43,18 @@ from .transports.base import (
 )
 from .verify import StreamHasher
 
-__all__ = ["PieceDownload"]
+__all__ = ["ChunkSource", "PieceDownload"]
+
+
+@dataclass(eq=False)
+class ChunkSource:
+    """Where a finished piece's output lives, for de-duplication within a run (made here,
+    loaded with pieces only: not at every start)."""
+
+    path_getter: Callable[[], Path]
+    offset: int
+    size: int
+
 
 COPY_BLOCK = 1 << 20
 
