@@ -18,23 +18,16 @@ if TYPE_CHECKING:
     import ipaddress
     from http.cookiejar import MozillaCookieJar
 
+    from .creds import Creds
+
 __all__ = [
-    "URL_SAFE", "Ask", "Creds", "check_headers", "clean_url", "cookie_jar", "idna_host",
+    "URL_SAFE", "Ask", "check_headers", "clean_url", "cookie_jar", "idna_host",
     "light", "netrc_exists", "netrc_hosts", "no_http_proxy", "no_proxy_list", "no_proxy_match",
     "parse_user", "pipe_request",
     "pipeable", "proxy_for", "range_lines", "split_userinfo", "tls_key",
 ]
 
 URL_SAFE = ":/?#[]@!$&'()*+,;=%~"  # kept as-is when a Location is percent-encoded
-
-
-@dataclass(frozen=True)
-class Creds:
-    """User name and password for one origin (``password`` None: none was given, so a
-    netrc entry for that user may supply it)."""
-
-    user: str
-    password: str | None
 
 
 @dataclass(slots=True, eq=False)
@@ -90,6 +83,8 @@ def split_userinfo(url: str, parts: SplitResult) -> tuple[str, Creds | None]:
         return url, None
     host = parts.netloc.rpartition("@")[2]
     password = None if parts.password is None else unquote(parts.password)
+    from .creds import Creds
+
     creds = Creds(unquote(parts.username or ""), password)
     return parts._replace(netloc=host).geturl(), creds
 
@@ -268,6 +263,8 @@ def parse_user(user: str | None) -> Creds | None:
     if not user:
         return None
     name, colon, password = user.partition(":")
+    from .creds import Creds
+
     return Creds(name, password if colon else None)
 
 
