@@ -18,9 +18,10 @@ from tests.servers.httpd import HTTPServer
 from omniget import download
 from omniget.engine import durable
 from omniget.engine.assemble import on_memory_fs
-from omniget.engine.durable import ATTR, Mark, read_mark
+from omniget.engine.durable import ATTR, read_mark
 from omniget.engine.events import Event, Warned
 from omniget.engine.journal import boot_id
+from omniget.engine.mark import Mark
 from omniget.model import Digest
 from omniget.settings import Settings
 

@@ -88,7 +88,7 @@ def test_import_makes_no_dataclass_a_plain_download_never_uses() -> None:
         [sys.executable, "-c", _RECORD_DATACLASSES], capture_output=True, text=True, check=True
     ).stdout.split()
     assert "Item" in made  # (the recording sees them)
-    assert not {"ChunkSource", "Creds", "DryRun"} & set(made)
+    assert not {"ChunkSource", "Creds", "DryRun", "Mark"} & set(made)
 
 
 _LOADED = """

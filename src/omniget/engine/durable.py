@@ -36,15 +36,18 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import StorageError
 from ..model import Digest
 from .assemble import UNSYNCED, PartFile, on_memory_fs
 from .journal import boot_id
 
+if TYPE_CHECKING:
+    from .mark import Mark
+
 __all__ = [
-    "ATTR", "Durability", "Mark", "clear_mark", "read_mark", "sync_filesystems", "written_out",
+    "ATTR", "Durability", "clear_mark", "read_mark", "sync_filesystems", "written_out",
 ]
 
 log = logging.getLogger(__name__)
@@ -73,30 +76,6 @@ _HAS_XATTR = hasattr(os, "setxattr")
 Sync = Callable[[list[str]], bool]
 
 
-@dataclass
-class Mark:
-    """What a finished file's attribute says: the boot it was written on, its size, and
-    the digest it was verified with (if any)."""
-
-    boot: str
-    size: int
-    digest: Digest | None = None
-
-    def encode(self) -> bytes:
-        tail = f" {self.digest.algo}:{self.digest.hex}" if self.digest is not None else ""
-        return f"{self.boot} {self.size}{tail}".encode("ascii", "replace")
-
-    @classmethod
-    def decode(cls, raw: bytes) -> Mark:
-        """The mark ``raw`` holds; a damaged one says nothing to trust (boot "", size -1)."""
-        fields = raw.decode("ascii", "replace").split()
-        try:
-            digest = Digest.parse(fields[2]) if len(fields) > 2 else None
-            return cls(fields[0], int(fields[1]), digest)
-        except (IndexError, ValueError):
-            return cls("", -1)
-
-
 def read_mark(path: str) -> Mark | None:
     """The mark on the file at ``path``; None if it has none (or cannot have one)."""
     if not _HAS_XATTR:
@@ -105,6 +84,8 @@ def read_mark(path: str) -> Mark | None:
         raw = os.getxattr(path, ATTR, follow_symlinks=False)
     except OSError:
         return None
+    from .mark import Mark
+
     return Mark.decode(raw)
 
 
@@ -243,6 +224,8 @@ class Durability:
             return UNMARKED
         if digest is None:  # (as Mark.encode, without a Mark: ~4 K instructions less)
             return f"{self._head}{size}".encode("ascii", "replace")
+        from .mark import Mark
+
         return Mark(self.boot, size, digest).encode()
 
     async def place(self, part: PartFile, folder: str, size: int) -> None:

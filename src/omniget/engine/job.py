@@ -12,12 +12,12 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import AuthRequired, OmnigetError, RemoteNotFound, StorageError
 from ..model import Digest, Item
 from .assemble import PartFile, part_path
 from .context import Ahead, RunContext, SetupSlot, output_key
-from .durable import Mark
 from .events import Progress, Started
 from .existing import (
     SkipFile,
@@ -47,6 +47,9 @@ from .resume import (
 from .scheduler import FileClaim
 from .spans import Interval
 from .verify import StreamHasher
+
+if TYPE_CHECKING:
+    from .mark import Mark
 
 log = logging.getLogger(__name__)
 

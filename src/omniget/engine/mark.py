@@ -1,0 +1,35 @@
+"""What a finished file's ``user.omniget.unsynced`` attribute says (see durable.py).
+Loaded when a mark is read, or made with a digest: making the dataclass would cost every
+other start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..model import Digest
+
+__all__ = ["Mark"]
+
+
+@dataclass
+class Mark:
+    """What a finished file's attribute says: the boot it was written on, its size, and
+    the digest it was verified with (if any)."""
+
+    boot: str
+    size: int
+    digest: Digest | None = None
+
+    def encode(self) -> bytes:
+        tail = f" {self.digest.algo}:{self.digest.hex}" if self.digest is not None else ""
+        return f"{self.boot} {self.size}{tail}".encode("ascii", "replace")
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Mark:
+        """The mark ``raw`` holds; a damaged one says nothing to trust (boot "", size -1)."""
+        fields = raw.decode("ascii", "replace").split()
+        try:
+            digest = Digest.parse(fields[2]) if len(fields) > 2 else None
+            return cls(fields[0], int(fields[1]), digest)
+        except (IndexError, ValueError):
+            return cls("", -1)
