@@ -88,7 +88,7 @@ def test_import_makes_no_dataclass_a_plain_download_never_uses() -> None:
         [sys.executable, "-c", _RECORD_DATACLASSES], capture_output=True, text=True, check=True
     ).stdout.split()
     assert "Item" in made  # (the recording sees them)
-    assert not {"ChunkSource", "Creds", "DryRun", "Mark"} & set(made)
+    assert not {"ChunkSource", "Creds", "DryRun", "Mark", "Response"} & set(made)
 
 
 _LOADED = """
@@ -182,3 +182,14 @@ def test_internal_records_have_no_comparison_or_freezing(cls: type) -> None:
     # not: the methods that would do either are compiled at every start for nothing.
     assert dataclasses.is_dataclass(cls)
     assert not {"__eq__", "__hash__", "__setattr__", "__delattr__"} & set(cls.__dict__)
+
+
+def test_a_source_imports_response_from_the_sources_base_as_before() -> None:
+    import omniget.sources.base as base
+    from omniget.sources.base import Response
+    from omniget.sources.response import Response as loaded
+
+    assert Response is loaded and "Response" in base.__all__
+    assert Response(200, "http://h/a", {}, b'{"a": 1}').json() == {"a": 1}
+    with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
+        base.Nothing  # noqa: B018

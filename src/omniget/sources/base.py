@@ -15,12 +15,15 @@ import dataclasses
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..engine.transports.base import Head, Request, Transport, check_status, transport_for
 from ..errors import ParseError, UsageError, nearest
 from ..model import Item, Origin
 from ..settings import Settings
+
+if TYPE_CHECKING:
+    from .response import Response
 
 __all__ = [
     "HttpClient", "Marker", "Reach", "Response", "Source", "SourceContext", "option_problem",
@@ -30,25 +33,14 @@ __all__ = [
 MAX_BODY = 32 * 1024 * 1024  # API answers and pages, never files
 
 
-@dataclass
-class Response:
-    """A source's small API answer, read whole."""
+def __getattr__(name: str) -> object:
+    """:class:`Response` (of :mod:`.response`) is loaded when first used: a source's first
+    request, or an import of it from here."""
+    if name == "Response":
+        from .response import Response
 
-    status: int
-    url: str
-    headers: Mapping[str, str]
-    body: bytes
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8", "replace")
-
-    def json(self) -> Any:
-        try:
-            import json  # (imported where used: start-up time)
-            return json.loads(self.body)
-        except ValueError as exc:
-            raise ParseError(f"expected JSON from {self.url}, got {self.body[:80]!r}") from exc
+        return Response
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _Collect:
@@ -93,6 +85,8 @@ class HttpClient:
             secret_headers=secret_headers,
         )
         head = await transport.fetch(req, sink)
+        from .response import Response
+
         return Response(head.status, head.url, head.headers, b"".join(sink.chunks))
 
     async def get_json(self, url: str, **kw: Any) -> Any:
