@@ -402,6 +402,40 @@ def test_a_change_that_lets_no_ticket_go_walks_no_queue(monkeypatch: pytest.Monk
     assert walks == [1] and t2.granted
 
 
+def test_a_host_that_starts_sharing_prices_all_its_waiting_light_tickets_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first wake that finds a host sharing its connections prices every light ticket
+    waiting for it anew, not only those it walks before the host is full: one left priced
+    as a whole connection would have every later change walk the queue (a run's 2 x -j
+    files set up ahead) for it, twice per file, granting nothing."""
+    walks: list[int] = []
+    real = HostLimits._wake
+
+    def counted(self: HostLimits) -> None:
+        walks.append(len(self._waiters))
+        real(self)
+
+    monkeypatch.setattr(HostLimits, "_wake", counted)
+    shared: set[str] = set()
+    lim = HostLimits(per_host=1, total=4, files=100,
+                     pipelined=lambda url: UNIT // 8 if url.split("/")[2] in shared else 0)
+    claims = [FileClaim() for _ in range(21)]
+    first = lim.ticket(A, claims[0], light=True)  # (not shared yet: a whole connection)
+    waiting = [lim.ticket(A, claim, light=True) for claim in claims[1:]]
+    assert first.granted and not any(t.granted for t in waiting)
+    shared.add("a.test")  # (its first answer showed it can share)
+    first.close()
+    assert [t.granted for t in waiting] == [True] * 8 + [False] * 12
+    assert all(t.cost == UNIT // 8 for t in waiting)
+    walks.clear()
+    lim.release_file(claims[0])  # (no file waits for a file slot)
+    later = lim.ticket(A, FileClaim(), light=True)  # (priced as shared: no room)
+    assert walks == [] and not later.granted
+    waiting[0].close()
+    assert walks == [13] and waiting[8].granted and not waiting[9].granted
+
+
 def test_a_light_ticket_that_may_get_cheaper_is_looked_at_again() -> None:
     """While a waiting light ticket is priced as a whole connection, any change walks the
     queue: its host may have started sharing since (then it fits)."""

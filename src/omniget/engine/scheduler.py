@@ -269,7 +269,9 @@ class HostLimits:
                 now = shared.get(t.host)
                 if now is None:
                     now = shared[t.host] = self.pipelined(t.light)
-                if now:
+                    if now:  # every light ticket of its host is cheaper now, not just this
+                        self._shrink(t.host, now)
+                if now and t.light is not None:
                     t.cost, t.light = now, None
                     self._may_shrink -= 1
             host = t.host
@@ -290,6 +292,15 @@ class HostLimits:
                 # go on with the next one, or start over if the grant's callbacks asked
                 # for or withdrew tickets meanwhile
                 i = i - 1 if self._changes == before else 0
+
+    def _shrink(self, host: str, cost: int) -> None:
+        """``host`` shares its connections now: its waiting light tickets cost ``cost``
+        (once, for all: one left priced whole, out of the walks' reach behind a full host,
+        would have every later change walk the queue again for it)."""
+        for t in self._waiters:
+            if t.light is not None and t.host == host:
+                t.cost, t.light = cost, None
+                self._may_shrink -= 1
 
     # ----- queries ------------------------------------------------------------------
 
