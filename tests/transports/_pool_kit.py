@@ -17,6 +17,7 @@ import pycurl
 
 from omniget.engine.transports import curlloop
 from omniget.engine.transports.base import Headers
+from omniget.engine.transports.h1queue import head_lines
 from omniget.engine.transports.pipeline import PipelinePool
 
 from ._server import Handler, Req, Server, reset
@@ -152,7 +153,7 @@ class Hop:
         abort_after: int | None = None,
         cancel_after: int | None = None,
     ) -> None:
-        self.raw: list[bytes] = []
+        self.head_block: bytes | None = None
         self.parsed: tuple[int, Headers] | None = None
         self.fut: asyncio.Future[tuple[int, str]] = loop.create_future()
         self.body = bytearray()
@@ -164,6 +165,11 @@ class Hop:
         self.views = True  # (it copies what it gets at once)
         self.kinds: set[type] = set()
         self.wrote = asyncio.Event()  # set at every write and at the end
+
+    @property
+    def raw(self) -> list[bytes]:
+        """The head's lines, as the transport's hop makes them when read."""
+        return [] if self.head_block is None else head_lines(self.head_block)
 
     async def has(self, n: int) -> None:
         """Wait (no timer: on a virtual clock too) until ``n`` body bytes came."""

@@ -1,8 +1,9 @@
 """One pipelined HTTP/1.1 connection of :class:`~.pipeline.PipelinePool`: it sends the
 requests it is given at once and parses the answers as they come, in order.
 
-Answers are fed into the same per-request object libcurl feeds (raw header lines, then
-body chunks through ``on_write``), so redirects, status checks and sinks work unchanged.
+Answers are fed into the same per-request object libcurl feeds (the head, made into raw
+header lines when they are read, then body chunks through ``on_write``), so redirects,
+status checks and sinks work unchanged.
 Each connection reads into one buffer of :data:`READ_SIZE` and parses it in place; a
 requester that says it reads its bytes only during the call (``views``) gets slices of that
 buffer, any other a copy.
@@ -187,13 +188,11 @@ class Conn(asyncio.BufferedProtocol):
             self._broken("an answer nobody asked for")
             return False
         p = self.queue[0]
-        # its lines with their CRLF, and as text (latin-1: one character per byte)
-        lines = block.splitlines(keepends=True)
+        # as text (latin-1: one character per byte); its lines are made only if read
         text = block.decode("latin-1")
-        rest = text[text.find("\r\n") + 2 :]  # the header lines (the block ends with CRLF)
-        if len(lines) != rest.count("\r\n") + 1:  # (a lone CR or LF inside a line: it stays)
-            lines = [line + b"\r\n" for line in block.split(b"\r\n")[:-1]]
-        parts = lines[0].split(None, 2)
+        end = text.find("\r\n")  # (of the status line: only CRLF ends a line)
+        rest = text[end + 2 :]  # the header lines (the block ends with CRLF)
+        parts = block[:end].split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
             self._broken("not an HTTP/1.x answer")
             return False
@@ -241,8 +240,7 @@ class Conn(asyncio.BufferedProtocol):
         short = self.state == _BODY and self.left <= DRAIN_MAX  # (its rest may be drained)
         if not p.dropped:
             p.got = True
-            p.hop.raw += lines
-            p.hop.raw.append(b"\r\n")
+            p.hop.head_block = block
             p.hop.parsed = (status, headers)
             if not short:  # dropped in the middle: close at once (see _dropped)
                 p.hop.fut.add_done_callback(lambda fut: self._dropped(p, fut))

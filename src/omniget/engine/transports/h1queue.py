@@ -14,17 +14,30 @@ from .base import Headers
 if TYPE_CHECKING:
     from .h1conn import Conn
 
-__all__ = ["FALLBACK", "Exchange", "Origin", "Pending", "give_back"]
+__all__ = ["FALLBACK", "Exchange", "Origin", "Pending", "give_back", "head_lines"]
 
 #: Finish code: the request got no byte of answer; run it through libcurl instead.
 FALLBACK = -3
 
 
+def head_lines(block: bytes) -> list[bytes]:
+    """A head's lines as libcurl hands them over, each with its CRLF, and the empty line
+    that ends it; ``block``: the head up to its last line's CRLF. Only CRLF ends a line
+    (a lone CR or LF stays inside it)."""
+    lines = block.splitlines(keepends=True)
+    if len(lines) != block.count(b"\r\n"):  # (a lone CR or LF inside a line)
+        lines = [line + b"\r\n" for line in block.split(b"\r\n")[:-1]]
+    lines.append(b"\r\n")
+    return lines
+
+
 class Exchange(Protocol):
     """What a pipelined request reports to (the transport's per-request :class:`~.hop.Hop`)."""
 
-    raw: list[bytes]
-    #: (status, headers) of ``raw``'s head, parsed here once (None: parse ``raw``)
+    #: The answer's head as it came, set here: its lines are made from it only when
+    #: read (see :func:`head_lines`; the usual answer never needs them)
+    head_block: bytes | None
+    #: (status, headers) of that head, parsed here once
     parsed: tuple[int, Headers] | None
     fut: asyncio.Future[tuple[int, str]]
     views: bool  # on_write may get a view of the read buffer (valid during the call)

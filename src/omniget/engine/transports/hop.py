@@ -15,6 +15,7 @@ from ...errors import IntegrityError, TransientError
 from ..verify import encoded_digests
 from .base import Head, Headers, PipeSink, Sink, StopTransfer, safe_url
 from .decode import DECODED, DecodeError, Decoder, decoder_for, end_of
+from .h1queue import head_lines
 
 if TYPE_CHECKING:
     from ..ratelimit import RateLimit
@@ -54,9 +55,10 @@ class Hop:
     """One libcurl transfer: one request and its response (a redirect or the final one).
     Its ``on_write`` runs inside libcurl and must never raise."""
 
-    # (30 attributes: more than Python 3.11 shares an instance dict's keys for once an
+    # (31 attributes: more than Python 3.11 shares an instance dict's keys for once an
     # instance exists (29), so without slots the last set made each hop a dict of its own)
     __slots__ = (
+        "_raw",
         "curl_decodes",
         "decided",
         "decode_here",
@@ -70,6 +72,7 @@ class Hop:
         "fut",
         "h1_answer",
         "head",
+        "head_block",
         "headers",
         "location",
         "note",
@@ -79,7 +82,6 @@ class Hop:
         "pipe_sink",
         "proxy",
         "rate",
-        "raw",
         "redo",
         "resume",
         "sink",
@@ -99,7 +101,8 @@ class Hop:
         self.sink = sink
         self.url = url
         self.fut = fut
-        self.raw: list[bytes] = []  # header lines, appended by libcurl's header callback
+        self._raw: list[bytes] = []  # (see raw)
+        self.head_block: bytes | None = None  # a pipelined answer's head (see Exchange)
         self.parsed: tuple[int, Headers] | None = None  # (see Exchange)
         self.status = 0
         self.headers = _NO_HEADERS  # (until decided; never added to)
@@ -134,6 +137,16 @@ class Hop:
         self.decoder: Decoder | None = None
         self.encoded = False  # the decoder has seen body bytes
         self.redo = False  # an encoding not decoded here: ask again, libcurl decoding
+
+    @property
+    def raw(self) -> list[bytes]:
+        """The header lines as they came, each with its CRLF: appended by libcurl's header
+        callback, or made from a pipelined answer's head the first time they are read."""
+        block = self.head_block
+        if block is not None:
+            self.head_block = None
+            self._raw += head_lines(block)
+        return self._raw
 
     def on_write(self, data: bytes | memoryview) -> int | None:
         if not self.deliver:  # (the head is complete: decide once, then deliver)
