@@ -4,6 +4,7 @@ module made there is paid by every start)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 
@@ -193,3 +194,30 @@ def test_a_source_imports_response_from_the_sources_base_as_before() -> None:
     assert Response(200, "http://h/a", {}, b'{"a": 1}').json() == {"a": 1}
     with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
         base.Nothing  # noqa: B018
+
+
+def test_a_download_s_arguments_are_parsed_without_asking_the_terminal_per_option() -> None:
+    # (argparse's help formatter, made for every option added, asks shutil for the
+    # terminal's width each time; importing shutil loads its archive modules: ~5 M
+    # instructions of every start, for help that a download never prints)
+    code = (
+        "import sys\n"
+        "from omniget.cli.args import parse_args\n"
+        "parse_args(['-q', '-o', 'd', 'http://h/x'])\n"
+        "print('shutil' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["False"]
+
+
+@pytest.mark.parametrize("columns", [60, 200])
+def test_help_is_laid_out_for_the_terminal_s_width(columns: int) -> None:
+    code = "from omniget.cli.args import build_parser\nprint(build_parser('get').format_help())\n"
+    env = {**os.environ, "COLUMNS": str(columns)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    ).stdout.splitlines()
+    widest = max(len(line) for line in out if "[" not in line)  # (usage lines never wrap)
+    assert min(columns - 20, 80) < widest <= columns - 2

@@ -11,8 +11,10 @@ the help, as git and pip do. A source subcommand (``omniget gog
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -42,10 +44,31 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
+        # (argparse makes a help formatter for every option added, to check its metavar,
+        # and each asks shutil for the terminal's width, importing it and its archive
+        # modules at the first: ~5 M instructions of every start; asked once here)
+        kind = kwargs.get("formatter_class", argparse.HelpFormatter)
+        kwargs["formatter_class"] = functools.partial(kind, width=_help_width())
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _help_width() -> int:
+    """The width argparse lays help out to: the terminal's less 2, where shutil finds it
+    (``COLUMNS``, else the terminal on stdout, else 80 columns)."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    out = sys.__stdout__
+    if columns <= 0 and out is not None:
+        try:
+            columns = os.get_terminal_size(out.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return (columns or 80) - 2
 
 
 #: What curl's ``-O URL`` is here: ``-O`` names the file, a URL's own name is the default.
