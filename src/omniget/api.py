@@ -41,6 +41,7 @@ from .engine.pulled import OffLoop, may_block
 from .engine.transports.base import Transport
 from .engine.transports.trust import check_ca
 from .errors import OmnigetError, UsageError
+from .keywords import anamed_keywords, named_keywords
 from .model import Item, unextracted
 from .settings import Settings
 from .sources import find_source
@@ -103,6 +104,7 @@ def extract(
     return drive(agen, transports)
 
 
+@anamed_keywords
 async def adownload(
     items_or_urls: Iterable[Item | str] | AsyncIterable[Item | str] | str | Item,
     dest: str | os.PathLike[str] = ".",
@@ -320,6 +322,7 @@ def _bridge(
     return aev, asyncio.get_running_loop().create_task(poll())
 
 
+@named_keywords
 def download(
     items_or_urls: Iterable[Item | str] | str,
     dest: str | os.PathLike[str] = ".",
@@ -384,6 +387,7 @@ def download(
     )
 
 
+@named_keywords
 def stream(
     url_or_item: str | Item,
     out: BinaryIO,

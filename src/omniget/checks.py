@@ -19,6 +19,10 @@ def check_options(cls: type[Source], options: Mapping[str, object], name: str) -
     """A keyword argument the source does not take is a typo, never silently ignored."""
     problem = option_problem(cls, options, ("source", "settings", "transports"))
     if problem is not None:
+        if "; did you mean" not in problem:  # (a Settings field given as an option?)
+            from .keywords import settings_hint
+
+            problem += settings_hint(next(k for k in options if k not in cls.option_names))
         raise TypeError(f"omniget.{name}(): {problem}")
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from .errors import StorageError
+from .keywords import named_fields
 from .model import Digest
 
 __all__ = [
@@ -28,6 +29,7 @@ ON_EXISTS: tuple[OnExists, ...] = ("skip", "overwrite", "rename")
 MiB = 1024 * 1024
 
 
+@named_fields
 @dataclass(frozen=True)
 class NetworkSettings:
     """What every transport needs to reach a server the way the user asked."""
@@ -67,6 +69,7 @@ class NetworkSettings:
             object.__setattr__(self, "resolve", tuple(map(ascii_resolve, self.resolve)))
 
 
+@named_fields
 @dataclass(frozen=True)
 class Settings:
     """Everything the engine needs. Defaults are the CLI's defaults; each field is

@@ -1,0 +1,117 @@
+"""A keyword a call does not take (a typo, a Settings field or the command's option name
+given to the wrong call) is named with what was meant, as ``load_settings(flags=...)``
+names it, not only Python's bare "unexpected keyword argument"."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import io
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import omniget
+
+URL = "http://127.0.0.1:9/a.bin"  # (nothing listens: no call here may get that far)
+#: The classes as a caller without a type checker has them (any keyword goes).
+Settings: Any = omniget.Settings
+NetworkSettings: Any = omniget.NetworkSettings
+
+
+def _adownload(*args: Any, **kw: Any) -> object:
+    return asyncio.run(omniget.adownload(*args, **kw))
+
+
+@pytest.mark.parametrize(
+    ("call", "kw", "said"),
+    [
+        (omniget.download, {"conections": 4}, "omniget.download() got an unexpected keyword "
+         "argument 'conections'; did you mean settings=omniget.Settings("
+         "connections_per_host=...)? (the command's --connections)"),
+        (omniget.download, {"connections": 4}, "; did you mean settings=omniget.Settings("
+         "connections_per_host=...)? (the command's --connections)"),
+        (omniget.download, {"retries": 3}, "'retries'; did you mean settings=omniget."
+         "Settings(retries=...)?"),
+        (omniget.download, {"proxy": ""}, "'proxy'; did you mean settings=omniget.Settings("
+         "network=omniget.NetworkSettings(proxy=...))?"),
+        (omniget.download, {"on_events": print}, "'on_events'; did you mean on_event=?"),
+        (omniget.download, {"dst": "x"}, "omniget.download() got an unexpected keyword "
+         "argument 'dst'; did you mean dest=?"),
+        (_adownload, {"conections": 4}, "omniget.adownload() got an unexpected keyword "
+         "argument 'conections'; did you mean settings=omniget.Settings("
+         "connections_per_host=...)?"),
+        (_adownload, {"cancle": None}, "omniget.adownload() got an unexpected keyword "
+         "argument 'cancle'; did you mean cancel=?"),
+    ],
+)
+def test_download_names_the_keyword_meant(
+    tmp_path: Path, call: Callable[..., object], kw: dict[str, Any], said: str
+) -> None:
+    with pytest.raises(TypeError, match=re.escape(said)):
+        call(URL, tmp_path / "out", **kw)
+    assert not (tmp_path / "out").exists()
+
+
+def test_stream_names_the_keyword_meant() -> None:
+    with pytest.raises(TypeError, match=re.escape(
+            "omniget.stream() got an unexpected keyword argument 'conections'; did you mean "
+            "settings=omniget.Settings(connections_per_host=...)?")):
+        omniget.stream(URL, io.BytesIO(), conections=4)  # type: ignore[call-arg]
+
+
+def test_extract_names_a_setting_given_as_a_source_option() -> None:
+    """extract takes the source's options as keywords: a Settings field there was only
+    "unknown option 'retries' (the http source takes: none)"."""
+    with pytest.raises(TypeError, match=re.escape(
+            "omniget.extract(): unknown option 'retries' (the http source takes: none); "
+            "did you mean settings=omniget.Settings(retries=...)?")):
+        omniget.extract(URL, retries=3)
+
+
+@pytest.mark.parametrize(
+    ("make", "said"),
+    [
+        (lambda: Settings(conections=4), "Settings() got an unexpected keyword "
+         "argument 'conections'; did you mean connections_per_host=? (the command's "
+         "--connections)"),
+        (lambda: Settings(connections=4), "'connections'; did you mean "
+         "connections_per_host=? (the command's --connections)"),
+        (lambda: Settings(retrys=4), "'retrys'; did you mean retries=?"),
+        (lambda: Settings(limit_rat=4), "'limit_rat'; did you mean limit_rate=?"),
+        (lambda: Settings(proxy=""), "Settings() got an unexpected keyword argument "
+         "'proxy'; did you mean network=omniget.NetworkSettings(proxy=...)?"),
+        (lambda: Settings(timeout=5), "'timeout'; did you mean network=omniget."
+         "NetworkSettings(connect_timeout=..., stall_timeout=...)? (the command's --timeout)"),
+        (lambda: NetworkSettings(conect_timeout=3), "NetworkSettings() got an "
+         "unexpected keyword argument 'conect_timeout'; did you mean connect_timeout=?"),
+        (lambda: NetworkSettings(retries=3), "NetworkSettings() got an unexpected "
+         "keyword argument 'retries'; did you mean omniget.Settings(retries=...)?"),
+        (lambda: Settings(colour=True), "Settings() got an unexpected keyword "
+         "argument 'colour'"),
+    ],
+)
+def test_settings_name_the_field_meant(make: Callable[[], object], said: str) -> None:
+    with pytest.raises(TypeError, match=re.escape(said)):
+        make()
+
+
+def test_the_calls_look_as_before() -> None:
+    """help() and inspect see the real signatures; adownload is still a coroutine
+    function; other TypeErrors pass as they were."""
+    assert "items_or_urls" in inspect.signature(omniget.download).parameters
+    assert "kwargs" not in str(inspect.signature(omniget.download))
+    assert inspect.iscoroutinefunction(omniget.adownload)
+    assert "engine" in inspect.signature(omniget.adownload).parameters
+    assert list(inspect.signature(omniget.Settings).parameters)[:2] == [
+        "network", "connections_per_host"]
+    assert "proxy" in inspect.signature(omniget.NetworkSettings).parameters
+    with pytest.raises(TypeError, match=r"missing 1 required positional argument"):
+        omniget.download()  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=re.escape("omniget.download(): takes a URL")):
+        omniget.download(None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=re.escape("Settings(retries=...) takes")):
+        omniget.Settings(retries="3")  # type: ignore[arg-type]
