@@ -33,6 +33,7 @@ from .checks import (
     check_source_options,
     check_url,
     one_or_many,
+    shown,
 )
 from .drive import default_transports, drive, not_in_a_loop
 from .engine import Engine, FileResult, Report
@@ -126,15 +127,31 @@ async def adownload(
     resumes it.
     ``engine``: run on this engine, with its settings (``settings``, if given too, must
     be the same) and its own handler, and ``on_event`` besides for this run's events."""
-    items_or_urls = one_or_many(items_or_urls, "adownload")
-    check_run("adownload", dest, settings, on_event, only, source)
-    check_source_options(source_options, "adownload")
+    return await _adownload("adownload", items_or_urls, dest, settings, on_event, cancel,
+                            source, source_options, engine, only)
+
+
+async def _adownload(
+    name: str,
+    items_or_urls: Iterable[Item | str] | AsyncIterable[Item | str] | str | Item,
+    dest: str | os.PathLike[str],
+    settings: Settings | None,
+    on_event: EventHandler | None,
+    cancel: threading.Event | asyncio.Event | None,
+    source: str | None,
+    source_options: Mapping[str, Mapping[str, object]] | None,
+    engine: Engine | None,
+    only: Callable[[Item], bool] | None,
+) -> Report:
+    """adownload's and download's run; ``name``, the one called, names their mistakes."""
+    items_or_urls = one_or_many(items_or_urls, name)
+    check_run(name, dest, settings, on_event, only, source)
+    check_source_options(source_options, name)
     if cancel is not None and not callable(getattr(cancel, "is_set", None)):
-        raise TypeError(
-            f"cancel= takes a threading.Event or an asyncio.Event, not {type(cancel).__name__}"
-        )
+        raise TypeError(f"omniget.{name}(): cancel= takes a threading.Event or an "
+                        f"asyncio.Event, not {shown(cancel)}")
     if engine is not None and settings is not None and settings != engine.settings:
-        raise ValueError("omniget.adownload(): settings= and engine= disagree (the engine "
+        raise ValueError(f"omniget.{name}(): settings= and engine= disagree (the engine "
                          "downloads with its own settings: give one of them)")
     own = engine is None
     eng = engine or Engine(settings, on_event=on_event)
@@ -165,9 +182,9 @@ async def adownload(
         """The entry's items the run keeps (``only``) when known without a request; else
         its source (its items come as it finds them); a failure's result (said at once)."""
         if isinstance(entry, Item):
-            check_item(entry, "download")
+            check_item(entry, name)
             return (entry,) if only is None or only(entry) else ()
-        check_url(entry, "download")  # (a list's entries are not typed at run time)
+        check_url(entry, name)  # (a list's entries are not typed at run time)
         try:
             cls = find_source(entry, source)
             opts = (source_options or {}).get(cls.name, {})
@@ -373,18 +390,8 @@ def download(
     given = one_or_many(items_or_urls, "download")
     check_run("download", dest, settings, on_event, only, source)
     check_source_options(source_options, "download")
-    return asyncio.run(
-        adownload(
-            given,
-            dest,
-            settings=settings,
-            on_event=on_event,
-            cancel=cancel,
-            source=source,
-            source_options=source_options,
-            only=only,
-        )
-    )
+    return asyncio.run(_adownload("download", given, dest, settings, on_event, cancel, source,
+                                  source_options, None, only))
 
 
 @named_keywords

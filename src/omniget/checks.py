@@ -63,7 +63,7 @@ def one_or_many(
         check_url(items_or_urls, name)
     if not isinstance(items_or_urls, Iterable | AsyncIterable):
         raise TypeError(f"omniget.{name}(): takes a URL, an Item or an iterable of them, "
-                        f"not {_shown(items_or_urls)}")
+                        f"not {shown(items_or_urls)}")
     return items_or_urls
 
 
@@ -77,7 +77,7 @@ def check_run(
         isinstance(dest, os.PathLike) and isinstance(os.fspath(dest), str)
     ):
         raise TypeError(f"omniget.{name}(): dest is a folder, a str or a Path, "
-                        f"not {_shown(dest)}")
+                        f"not {shown(dest)}")
     for arg, value, what in (("on_event", on_event, "one event"), ("only", only, "an Item")):
         check_function(value, arg, what, name)
     if source is not None:
@@ -93,7 +93,7 @@ def check_function(value: object, arg: str, what: str, name: str) -> None:
         return
     if not callable(value):
         raise TypeError(f"omniget.{name}(): {arg}= takes a function of {what}, "
-                        f"not {_shown(value)}")
+                        f"not {shown(value)}")
     called = getattr(value, "__name__", type(value).__name__)
     if inspect.iscoroutinefunction(value):
         raise TypeError(f"omniget.{name}(): {arg}= is called, not awaited: give a plain "
@@ -113,7 +113,7 @@ def check_function(value: object, arg: str, what: str, name: str) -> None:
 def check_settings(settings: object, name: str) -> None:
     if settings is not None and not isinstance(settings, Settings):
         raise TypeError(f"omniget.{name}(): settings= takes an omniget.Settings, "
-                        f"not {_shown(settings)}")
+                        f"not {shown(settings)}")
 
 
 def check_out(out: object) -> None:
@@ -121,7 +121,7 @@ def check_out(out: object) -> None:
     bytes, after the request) and no file name."""
     if isinstance(out, io.TextIOBase) or not callable(getattr(out, "write", None)):
         raise TypeError("omniget.stream(): out is a binary file open for writing "
-                        f"(open(name, 'wb'), sys.stdout.buffer), not {_shown(out)}")
+                        f"(open(name, 'wb'), sys.stdout.buffer), not {shown(out)}")
 
 
 def check_item(item: Item, name: str) -> None:
@@ -152,10 +152,10 @@ def check_item(item: Item, name: str) -> None:
 def _field(name: str, item: Item, field: str, what: str) -> str:
     value = getattr(item, field)
     return (f"omniget.{name}(): Item({field}=...) takes {what}, "
-            f"not {_shown(dict(value) if field == 'headers' else value)}")
+            f"not {shown(dict(value) if field == 'headers' else value)}")
 
 
-def _shown(value: object) -> str:
+def shown(value: object) -> str:
     """A wrong argument as an error shows it: its repr when short, else its type."""
     text = repr(value)
     return text if len(text) <= 60 else type(value).__name__

@@ -223,7 +223,8 @@ def _settings(d: Path) -> omniget.Settings:
     [
         (lambda d: omniget.download(BYTES_URL, d, settings=_settings(d)), "str, not bytes"),
         (lambda d: omniget.download([NOT_A_URL], d, settings=_settings(d)), "str, not int"),
-        (lambda d: omniget.download(["http://127.0.0.1:9/a"], d, cancel=NOT_AN_EVENT), "not bool"),
+        (lambda d: omniget.download(["http://127.0.0.1:9/a"], d, cancel=NOT_AN_EVENT),
+         "Event, not True"),
         (lambda d: omniget.extract(URL_LIST), "a URL is a str, not list"),
     ],
 )

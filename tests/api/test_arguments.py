@@ -140,6 +140,28 @@ def test_download_arguments_of_the_wrong_kind_fail_before_anything_is_written(
     assert (tmp_path / "a.bin.omniget-part").read_bytes() == b"kept"
 
 
+@pytest.mark.parametrize("call", [omniget.download, omniget.adownload])
+@pytest.mark.parametrize(
+    ("entries", "kw", "said"),
+    [
+        ([URL, 5], {}, "(): a URL is a str, not int: 5"),
+        ([omniget.Item(URL, size_bytes=cast(Any, "6"))], {},
+         "(): Item(size_bytes=...) takes a whole number"),
+        ([URL], {"cancel": 5}, "(): cancel= takes a threading.Event or an asyncio.Event, "
+         "not 5"),
+    ],
+)
+def test_a_bad_entry_or_cancel_is_named_by_the_call_given_it(
+    tmp_path: Path, call: Callable[..., object], entries: list[Any], kw: dict[str, Any],
+    said: str
+) -> None:
+    """adownload's said "omniget.download():", the name of the sync form that wraps it;
+    a cancel= of the wrong kind named no call at all."""
+    with pytest.raises(TypeError, match=re.escape(said)) as err:
+        _run(call)(entries, tmp_path / "out", settings=_settings(tmp_path), **kw)
+    assert str(err.value).startswith(f"omniget.{call.__name__}(): ")
+
+
 def _settings(tmp_path: Path) -> omniget.Settings:
     return omniget.Settings(state_dir=tmp_path / "state", retries=0)
 

@@ -473,7 +473,7 @@ def test_a_url_list_is_taken_without_an_async_generator_around_it(
         assert report.ok == 4 and [r.path for r in report.results] == [
             out / f"f{n}.bin" for n in range(4)
         ]
-        assert started == ["adownload.<locals>.items"], listener
+        assert started == ["_adownload.<locals>.items"], listener
 
     async def given() -> Any:
         for url in urls:
