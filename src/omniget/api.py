@@ -362,12 +362,14 @@ def download(
     :class:`omniget.Settings` (``Settings(connections_per_host=8, retries=3)``;
     ``omniget.load_settings(flags={"connections": 8})`` takes the command's names).
 
-    A file that fails does not raise: ``report.ok``, ``.failed``, ``.skipped``,
-    ``.interrupted``, ``.exit_code`` count them, and ``report.failures`` are their
-    :class:`~omniget.FileResult` (``.item``, ``.path``, ``.error``: an
-    :class:`~omniget.OmnigetError`). Raised here: an argument of the wrong kind
-    (TypeError, ValueError, UsageError, at once), a ``dest`` that cannot be made
-    (StorageError), what the iterable or ``only`` raises, and KeyboardInterrupt.
+    A file that fails does not raise: ``report.succeeded`` is True when every file is
+    in and the run was not stopped (``if report.ok:`` is no such check: ``ok`` counts the
+    files fetched, as ``.failed``, ``.skipped`` and ``.interrupted`` count theirs);
+    ``.exit_code`` is the command's code for it (0 when it succeeded), and
+    ``report.failures`` are the failed files' :class:`~omniget.FileResult` (``.item``,
+    ``.path``, ``.error``: an :class:`~omniget.OmnigetError`). Raised here: an argument
+    of the wrong kind (TypeError, ValueError, UsageError, at once), a ``dest`` that cannot
+    be made (StorageError), what the iterable or ``only`` raises, and KeyboardInterrupt.
 
     Stopping: ``cancel`` (a ``threading.Event``) set from any thread (the way to stop a
     download running on another thread), or Ctrl+C (which raises KeyboardInterrupt

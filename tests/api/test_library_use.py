@@ -443,3 +443,22 @@ def test_a_report_s_repr_counts_the_interrupted_files() -> None:
     assert repr(Report([cut, bad], elapsed=1.0)) == (
         "<Report ok=0 skipped=0 failed=2 (interrupted=1) fetched=0 elapsed=1.00s>")
     assert "interrupted" not in repr(Report([bad]))
+
+
+def test_a_report_says_in_one_word_whether_everything_landed() -> None:
+    """``report.ok`` counts: ``if report.ok:`` was true with some files failed, and a run
+    stopped before its list ended, with nothing failed, had exit_code 0."""
+    good = FileResult(Item("http://h.test/a"), None, "ok")
+    kept = FileResult(Item("http://h.test/k"), None, "skipped", reason="exists")
+    bad = FileResult(Item("http://h.test/b"), None, "failed", error=omniget.NotFound("gone"))
+    assert Report([good, kept]).succeeded and Report([]).succeeded
+    mixed = Report([good, bad])
+    assert mixed.ok == 1 and not mixed.succeeded and mixed.exit_code == 6
+    stopped = Report([good], stopped=True)
+    assert (stopped.succeeded, stopped.exit_code) == (False, 130)
+    assert repr(stopped) == ("<Report ok=1 skipped=0 failed=0 (stopped) fetched=0 "
+                             "elapsed=0.00s>")
+    doc = " ".join((omniget.download.__doc__ or "").split())
+    assert "report.succeeded" in doc
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert "report.succeeded" in readme

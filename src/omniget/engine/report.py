@@ -72,17 +72,25 @@ class Report:
         return sum(r.fetched for r in self.results)
 
     @property
+    def succeeded(self) -> bool:
+        """Every file is in (fetched, or there already) and the run went to the end of its
+        list: ``if report.succeeded:`` (``report.ok`` is a count, true with failures too)."""
+        return not self.stopped and all(r.status != "failed" for r in self.results)
+
+    @property
     def exit_code(self) -> int:
-        """0 when nothing failed, else the first failure's code."""
+        """0 when the run :attr:`succeeded`, else the first failure's code (130, Cancelled's,
+        for a run stopped before the end of its list with nothing failed)."""
         for r in self.results:
             if r.status == "failed":
                 return r.error.exit_code if r.error is not None else 1
-        return 0
+        return Cancelled.exit_code if self.stopped else 0
 
     def __repr__(self) -> str:
         cut = self.interrupted
+        notes = [*([f"interrupted={cut}"] if cut else []), *(["stopped"] if self.stopped else [])]
+        noted = f"({', '.join(notes)}) " if notes else ""
         return (
-            f"<Report ok={self.ok} skipped={self.skipped} failed={self.failed} "
-            f"{f'(interrupted={cut}) ' if cut else ''}"
+            f"<Report ok={self.ok} skipped={self.skipped} failed={self.failed} {noted}"
             f"fetched={self.fetched} elapsed={self.elapsed:.2f}s>"
         )
