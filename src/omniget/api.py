@@ -121,8 +121,9 @@ async def adownload(
     """:func:`download` for ``await``: the same arguments, report and events (the
     handler, a plain function, is called on this event loop, not awaited), and the list
     may be an async iterable too (``aextract(url)``). Stopping: ``cancel`` (an
-    ``asyncio.Event`` or a ``threading.Event``) ends it with a report, as ``download``'s
-    does; cancelling its task (``task.cancel()``, ``asyncio.timeout``) stops it too,
+    ``asyncio.Event`` or a ``threading.Event``, alike) ends it with a report, as
+    ``download``'s does (one already set starts no file: ``clear()`` it to reuse it);
+    cancelling its task (``task.cancel()``, ``asyncio.timeout``) stops it too,
     raising CancelledError here. Either way what landed is kept, and the same call again
     resumes it.
     ``engine``: run on this engine, with its settings (``settings``, if given too, must
@@ -307,13 +308,19 @@ async def _adownload(
             if pulled is not None:  # (its thread ends)
                 pulled.close()
 
-    aev = _bridge(cancel)
+    # An asyncio.Event (adownload's) is the run's own; any other (a threading.Event) is
+    # mirrored: read at each of the run's checks, and polled to stop the files in flight.
+    if isinstance(cancel, asyncio.Event) and name == "adownload":
+        stop: asyncio.Event | None = cancel
+    else:
+        stop = None if cancel is None else _Mirror(cancel)
+    poll = asyncio.create_task(stop.poll()) if isinstance(stop, _Mirror) else None
     try:
-        report = await eng.run(items(), os.fspath(dest), cancel=aev[0] if aev else None,
-                               on_event=emit, refresh=refresh)
+        report = await eng.run(items(), os.fspath(dest), cancel=stop, on_event=emit,
+                               refresh=refresh)
     finally:
-        if aev is not None:
-            aev[1].cancel()
+        if poll is not None:
+            poll.cancel()
         if own:
             await eng.aclose()
     for n, (at, result) in enumerate(failures):  # in list order: the first failure's code
@@ -321,22 +328,30 @@ async def _adownload(
     return report
 
 
-def _bridge(
-    cancel: threading.Event | asyncio.Event | None,
-) -> tuple[asyncio.Event, asyncio.Task[None]] | None:
-    """An asyncio.Event mirroring a threading.Event (polled; set from any thread)."""
-    if cancel is None:
-        return None
-    aev = asyncio.Event()
+#: Seconds between looks at a threading.Event given as ``cancel`` (set from any thread).
+POLL = 0.05
 
-    async def poll() -> None:
-        while True:
-            if cancel.is_set():
-                aev.set()
-                return
-            await asyncio.sleep(0.05)
 
-    return aev, asyncio.get_running_loop().create_task(poll())
+class _Mirror(asyncio.Event):
+    """The run's asyncio.Event for a ``cancel`` set from any thread (a threading.Event):
+    set as soon as the run looks (``is_set``: no file starts once it is set, as with an
+    asyncio.Event), and by :meth:`poll` for the files in flight."""
+
+    def __init__(self, given: threading.Event | asyncio.Event) -> None:
+        super().__init__()
+        self.given = given
+        self.seen = False  # (set once seen: clearing ``given`` later takes nothing back)
+
+    def is_set(self) -> bool:  # (looked at for each item: kept to two calls)
+        if self.seen or not self.given.is_set():
+            return self.seen
+        self.seen = True
+        self.set()
+        return True
+
+    async def poll(self) -> None:
+        while not self.is_set():
+            await asyncio.sleep(POLL)
 
 
 @named_keywords
@@ -376,7 +391,10 @@ def download(
     here), stops the transfers; what landed is kept (part files
     ``NAME.omniget-part`` and the resume journal), and the same call again resumes them.
     Cancelled, the report has each unfinished file failed with ``Cancelled``
-    (``report.interrupted``).
+    (``report.interrupted``), and ``report.stopped`` when files of the list were never
+    started. The run does not clear ``cancel``: one already set when it starts (left set
+    by an earlier run, say) starts no file, the report stopped (exit code 130); give each
+    run a new event, or ``clear()`` it first.
 
     ``on_event(event)`` is called, on this thread, with each event of
     :mod:`omniget.engine.events`: ``Started``, ``Progress`` (``.done`` and ``.size``

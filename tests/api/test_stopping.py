@@ -9,6 +9,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from omniget.engine import Engine
 from omniget.engine.events import Event, Started
 
 SRC = str(Path(omniget.__file__).resolve().parent.parent)
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 
 SCRIPT = """
 import sys
@@ -143,3 +145,40 @@ def test_a_cancel_set_as_the_list_gives_an_item_starts_no_file(tmp_path: Path) -
 
     report = asyncio.run(main())
     assert (report.results, report.stopped) == ([], True)
+
+
+@pytest.mark.parametrize("form", ["download", "adownload threading", "adownload asyncio"])
+def test_a_cancel_already_set_starts_nothing_and_the_report_says_so(
+    httpd: HTTPServer, tmp_path: Path, form: str
+) -> None:
+    """An event set before the run (or left set by an earlier one: the run never clears
+    it) was seen only by a poll 50 ms on, so the first files started and were reported
+    as Cancelled; now, in either form, none starts and the report says it stopped."""
+    urls = [httpd.add(httpd.new_path(f"s{i}.bin"), b"s" * 1000) for i in range(3)]
+    settings = omniget.Settings(state_dir=tmp_path / "state")
+    events: list[Event] = []
+
+    async def run() -> omniget.Report:
+        cancel = asyncio.Event() if form.endswith("asyncio") else threading.Event()
+        cancel.set()
+        return await omniget.adownload(urls, tmp_path / "out", settings=settings,
+                                       on_event=events.append, cancel=cancel)
+
+    if form == "download":
+        cancel = threading.Event()
+        cancel.set()
+        report = omniget.download(urls, tmp_path / "out", settings=settings,
+                                  on_event=events.append, cancel=cancel)
+    else:
+        report = asyncio.run(run())
+    assert (report.results, report.stopped, report.exit_code) == ([], True, 130)
+    assert not report.succeeded and "(stopped)" in repr(report)
+    assert httpd.requests == [] and events == []
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_says_a_cancel_is_not_cleared_by_the_run() -> None:
+    for doc in (omniget.download.__doc__, omniget.adownload.__doc__):
+        said = " ".join((doc or "").split())
+        assert "already set" in said and "clear()" in said
+    assert "clear()" in " ".join(README.split())
