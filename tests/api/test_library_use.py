@@ -460,5 +460,9 @@ def test_a_report_says_in_one_word_whether_everything_landed() -> None:
                              "elapsed=0.00s>")
     doc = " ".join((omniget.download.__doc__ or "").split())
     assert "report.succeeded" in doc
+    shown = {name: getattr(Report, name).__doc__ or "" for name in (
+        "ok", "skipped", "failed", "failures", "fetched", "succeeded")}
+    assert all(shown.values()) and "succeeded" in shown["ok"]  # (help(Report) said none)
+    assert "succeeded" in (Report.__doc__ or "")
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert "report.succeeded" in readme

@@ -31,7 +31,8 @@ class FileResult:
 
 @dataclass
 class Report:
-    """Every item's result and the run's wall time."""
+    """Every item's result and the run's wall time. Whether every file is in:
+    :attr:`succeeded` (the counts, ``ok`` first, are numbers, true with failures too)."""
 
     results: list[FileResult] = field(default_factory=list)
     elapsed: float = 0.0
@@ -48,14 +49,19 @@ class Report:
 
     @property
     def ok(self) -> int:
+        """How many files were fetched in full: a count (``if report.ok:`` is true with
+        failures too; ``if report.succeeded:`` is the check)."""
         return self._count("ok")
 
     @property
     def skipped(self) -> int:
+        """How many files were not fetched: there already, or named as an earlier file of
+        the run (each result's ``reason``: "exists", "same-name")."""
         return self._count("skipped")
 
     @property
     def failed(self) -> int:
+        """How many files failed (the :attr:`interrupted` ones too)."""
         return self._count("failed")
 
     @property
@@ -65,16 +71,19 @@ class Report:
 
     @property
     def failures(self) -> list[FileResult]:
+        """The failed files' results, in list order, each with its ``error``."""
         return [r for r in self.results if r.status == "failed"]
 
     @property
     def fetched(self) -> int:
+        """Bytes fetched in this run (a resumed file's earlier bytes not counted)."""
         return sum(r.fetched for r in self.results)
 
     @property
     def succeeded(self) -> bool:
-        """Every file is in (fetched, or there already) and the run went to the end of its
-        list: ``if report.succeeded:`` (``report.ok`` is a count, true with failures too)."""
+        """No file failed and the run went to the end of its list (a skipped file counts
+        as in): ``if report.succeeded:`` (``report.ok`` is a count, true with failures
+        too). The same as ``exit_code == 0``."""
         return not self.stopped and all(r.status != "failed" for r in self.results)
 
     @property
