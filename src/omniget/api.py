@@ -20,6 +20,7 @@ from collections.abc import (
     Iterator,
     Mapping,
     Sequence,
+    Sized,
 )
 from typing import BinaryIO
 
@@ -154,6 +155,11 @@ async def _adownload(
     if engine is not None and settings is not None and settings != engine.settings:
         raise ValueError(f"omniget.{name}(): settings= and engine= disagree (the engine "
                          "downloads with its own settings: give one of them)")
+    given = engine.settings if engine is not None else settings
+    count = len(items_or_urls) if isinstance(items_or_urls, Sized) else 0
+    if count > 1 and given is not None and given.checksum is not None:  # (as the command)
+        raise ValueError(f"omniget.{name}(): settings.checksum is one file's digest, and the "
+                         f"list has {count} entries (give each Item its digest=)")
     own = engine is None
     eng = engine or Engine(settings, on_event=on_event)
     settings = eng.settings  # (the sources' too)
@@ -375,7 +381,8 @@ def download(
     the wait at once: give one that must be read on the thread that made it, a
     ``sqlite3`` cursor say, as a list). ``settings``: an
     :class:`omniget.Settings` (``Settings(connections_per_host=8, retries=3)``;
-    ``omniget.load_settings(flags={"connections": 8})`` takes the command's names).
+    ``omniget.load_settings(flags={"connections": 8})`` takes the command's names; its
+    ``checksum`` is one file's digest: with a list of more, refused).
 
     A file that fails does not raise: ``report.succeeded`` is True when every file is
     in and the run was not stopped (``if report.ok:`` is no such check: ``ok`` counts the

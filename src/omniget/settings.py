@@ -86,7 +86,7 @@ class Settings:
     retries: int = 5  # per piece / span, after the first try
     retry_max_time: float = 300.0  # give up on a file after this much backing off
     retry_max_wait: float = 120.0  # cap on one wait (Retry-After included)
-    checksum: Digest | None = None  # whole-file digest for a single URL
+    checksum: Digest | None = None  # one file's digest: a run of one URL (else refused)
     on_exists: OnExists = "skip"
     state_dir: Path | None = None  # None: default_state_dir()
     checkpoint_bytes: int = 2 * MiB

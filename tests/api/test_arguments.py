@@ -282,3 +282,19 @@ def test_a_handler_that_cannot_take_one_event_is_refused(tmp_path: Path) -> None
     said: list[object] = []
     omniget.download([], tmp_path, on_event=said.append)  # (one argument: fine)
     omniget.download([], tmp_path, on_event=print, only=lambda item, *more: True)
+
+
+@pytest.mark.parametrize("call", [omniget.download, omniget.adownload])
+def test_a_checksum_in_settings_is_refused_for_a_list_of_many(
+    tmp_path: Path, call: Callable[..., object]
+) -> None:
+    """Settings(checksum=...) is one file's digest (the command refuses --checksum with
+    more than one URL): given a list, every other file was fetched three times and failed
+    with a sha256 mismatch."""
+    settings = omniget.Settings(state_dir=tmp_path / "state",
+                                checksum=omniget.Digest.parse("sha256=" + "0" * 64))
+    with pytest.raises(ValueError, match=re.escape(
+            f"omniget.{call.__name__}(): settings.checksum is one file's digest, and the list "
+            "has 2 entries (give each Item its digest=)")):
+        _run(call)([URL, URL + "2"], tmp_path / "out", settings=settings)
+    assert list(tmp_path.iterdir()) == []
