@@ -11,6 +11,8 @@ import typing as _typing
 from collections.abc import Mapping as _Mapping
 from pathlib import Path as _Path
 
+from .keywords import named_keywords as _named_keywords
+
 if _typing.TYPE_CHECKING:
     from .api import adownload, aextract, download, extract, stream
     from .engine import Engine, FileResult, Report
@@ -38,6 +40,7 @@ if _typing.TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
+@_named_keywords
 def load_settings(
     config: _Path | None = None,
     environ: _Mapping[str, str] | None = None,

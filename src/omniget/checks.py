@@ -112,8 +112,11 @@ def check_function(value: object, arg: str, what: str, name: str) -> None:
 
 def check_settings(settings: object, name: str) -> None:
     if settings is not None and not isinstance(settings, Settings):
-        raise TypeError(f"omniget.{name}(): settings= takes an omniget.Settings, "
-                        f"not {shown(settings)}")
+        given = shown(settings)
+        if isinstance(settings, tuple) and settings and isinstance(settings[0], Settings):
+            given = ("the pair load_settings() gives: settings, source_options = "
+                     "omniget.load_settings()")
+        raise TypeError(f"omniget.{name}(): settings= takes an omniget.Settings, not {given}")
 
 
 def check_out(out: object) -> None:

@@ -115,3 +115,22 @@ def test_the_calls_look_as_before() -> None:
         omniget.download(None)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=re.escape("Settings(retries=...) takes")):
         omniget.Settings(retries="3")  # type: ignore[arg-type]
+
+
+def test_load_settings_names_the_keyword_meant() -> None:
+    with pytest.raises(TypeError, match=re.escape(
+            "omniget.load_settings() got an unexpected keyword argument 'flag'; did you "
+            "mean flags=?")):
+        omniget.load_settings(flag={"connections": 8})  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("call", ["download", "extract"])
+def test_load_settings_given_whole_as_settings_says_to_unpack_it(
+    tmp_path: Path, call: str
+) -> None:
+    """``settings=omniget.load_settings()`` (a pair) said only "not tuple"."""
+    pair: Any = omniget.load_settings(environ={}, flags={"state-dir": str(tmp_path)})
+    with pytest.raises(TypeError, match=re.escape(
+            f"omniget.{call}(): settings= takes an omniget.Settings, not the pair "
+            "load_settings() gives: settings, source_options = omniget.load_settings()")):
+        getattr(omniget, call)(URL, settings=pair)
