@@ -23,7 +23,7 @@ def named_keywords(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except TypeError as exc:
-            better = _better(exc, fn, owner, kwargs)
+            better = _better(exc, fn, owner, args, kwargs)
             if better is None:
                 raise
             raise better from None
@@ -42,7 +42,7 @@ def anamed_keywords(
         try:
             coro = fn(*args, **kwargs)
         except TypeError as exc:
-            better = _better(exc, fn, owner, kwargs)
+            better = _better(exc, fn, owner, args, kwargs)
             if better is None:
                 raise
             raise better from None
@@ -61,7 +61,7 @@ def named_fields(cls: C) -> C:
         try:
             init(self, *args, **kwargs)
         except TypeError as exc:
-            better = _better(exc, init, owner, kwargs, fields=cls.__name__)
+            better = _better(exc, init, owner, args, kwargs, fields=cls.__name__)
             if better is None:
                 raise
             raise better from None
@@ -71,20 +71,28 @@ def named_fields(cls: C) -> C:
 
 
 def _better(
-    exc: TypeError, fn: Callable[..., object], owner: str, kwargs: Mapping[str, object],
-    fields: str | None = None,
+    exc: TypeError, fn: Callable[..., object], owner: str, args: tuple[object, ...],
+    kwargs: Mapping[str, object], fields: str | None = None,
 ) -> TypeError | None:
-    """The TypeError to raise instead of ``exc``, if ``exc`` is Python refusing a keyword
-    of the call itself (raised before ``fn`` ran: its frame is not in the traceback)."""
+    """The TypeError to raise instead of ``exc``, if ``exc`` is Python refusing the
+    call's arguments (raised before ``fn`` ran: its frame is not in the traceback): a
+    keyword it does not take, or more arguments by position than it takes that way."""
     tb = exc.__traceback__
     if tb is None or tb.tb_next is not None:
         return None
     import inspect  # (only on an error)
 
-    takes = [p for p in inspect.signature(fn).parameters if p != "self"]
+    shape = inspect.signature(fn).parameters
+    takes = [p for p in shape if p != "self"]
     unknown = next((k for k in kwargs if k not in takes), None)
     if unknown is None:
-        return None
+        by_place = [p for p in takes if shape[p].kind is shape[p].POSITIONAL_OR_KEYWORD]
+        if fields is not None or len(args) <= len(by_place):
+            return None
+        by_name = ", ".join(f"{p}=" for p in takes if shape[p].kind is shape[p].KEYWORD_ONLY)
+        return TypeError(f"{owner} takes {len(by_place)} arguments by position "
+                         f"({', '.join(by_place)}), not {len(args)}: the others go by name "
+                         f"({by_name})")
     said = f"{owner} got an unexpected keyword argument {unknown!r}"
     return TypeError(said + _meant(unknown, takes, fields))
 

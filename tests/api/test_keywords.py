@@ -134,3 +134,14 @@ def test_load_settings_given_whole_as_settings_says_to_unpack_it(
             f"omniget.{call}(): settings= takes an omniget.Settings, not the pair "
             "load_settings() gives: settings, source_options = omniget.load_settings()")):
         getattr(omniget, call)(URL, settings=pair)
+
+
+def test_an_argument_given_by_position_that_goes_by_name_is_named(tmp_path: Path) -> None:
+    """``download(urls, "out", settings)`` said only "takes from 1 to 2 positional
+    arguments but 3 were given"."""
+    settings = omniget.Settings(state_dir=tmp_path / "state")
+    with pytest.raises(TypeError, match=re.escape(
+            "omniget.download() takes 2 arguments by position (items_or_urls, dest), not 3: "
+            "the others go by name (settings=, on_event=, cancel=, source=, "
+            "source_options=, only=)")):
+        omniget.download(URL, tmp_path / "out", settings)  # type: ignore[call-arg]
