@@ -131,6 +131,20 @@ def settings_hint(word: str) -> str:
 #: How close a mistyped name must be to be suggested (as ``nearest``'s default).
 CUTOFF = 0.75
 
+#: Names other download libraries (requests, urllib, thread pools) use, and ours: a
+#: parameter's, or a Settings field's (``verify=False`` is ``insecure=True``).
+ALIASES = {
+    **dict.fromkeys(["destination", "directory", "dir", "folder", "out", "outdir",
+                     "out_dir", "path", "target"], "dest"),
+    **dict.fromkeys(["callback", "hook", "on_progress", "progress", "progress_callback",
+                     "reporthook"], "on_event"),
+    "filter": "only",
+    "proxies": "network.proxy",
+    "verify": "network.insecure",
+    "overwrite": "on_exists",
+    **dict.fromkeys(["concurrency", "max_workers", "threads", "workers"], "jobs"),
+}
+
 
 def meant(word: str, takes: list[str]) -> tuple[tuple[str, ...], str | None] | None:
     """What ``word`` is nearest to: one of the call's parameters ``takes`` (as a target of
@@ -146,6 +160,9 @@ def meant(word: str, takes: list[str]) -> tuple[tuple[str, ...], str | None] | N
     fields = [f.name for f in dataclasses.fields(Settings) if f.name != "network"]
     fields += [f"network.{f.name}" for f in dataclasses.fields(NetworkSettings)]
     said = word.replace("-", "_").lower()
+    alias = ALIASES.get(said)
+    if alias is not None and (alias in takes or alias in fields):
+        return (alias,), None
     best: tuple[float, tuple[str, ...], str | None] | None = None
     choices: list[tuple[str, tuple[str, ...], str | None]] = [
         *((p, (p,), None) for p in takes),

@@ -145,3 +145,28 @@ def test_an_argument_given_by_position_that_goes_by_name_is_named(tmp_path: Path
             "the others go by name (settings=, on_event=, cancel=, source=, "
             "source_options=, only=)")):
         omniget.download(URL, tmp_path / "out", settings)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("word", "said"),
+    [
+        ("destination", "did you mean dest=?"),
+        ("folder", "did you mean dest=?"),
+        ("callback", "did you mean on_event=?"),
+        ("reporthook", "did you mean on_event=?"),
+        ("filter", "did you mean only=?"),
+        ("proxies", "did you mean settings=omniget.Settings(network=omniget.NetworkSettings("
+         "proxy=...))?"),
+        ("verify", "did you mean settings=omniget.Settings(network=omniget.NetworkSettings("
+         "insecure=...))?"),
+        ("overwrite", "did you mean settings=omniget.Settings(on_exists=...)?"),
+        ("max_workers", "did you mean settings=omniget.Settings(jobs=...)?"),
+    ],
+)
+def test_a_word_of_other_download_libraries_is_named(
+    tmp_path: Path, word: str, said: str
+) -> None:
+    """Names a newcomer brings from requests, urllib or a thread pool had no near name
+    here (``destination``, ``callback``, ``proxies``, ``max_workers``)."""
+    with pytest.raises(TypeError, match=re.escape(f"argument {word!r}; {said}")):
+        omniget.download(URL, tmp_path / "out", **{word: None})
