@@ -17,10 +17,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from tests.cli._screen import Screen
 from tests.servers.httpd import HTTPServer
 
+MiB = 1024 * 1024
 RESUME = "omniget: error: interrupted; run the same command again to resume"
+# The command with the pty as its controlling terminal, as a shell runs it: a key typed
+# there (Ctrl+C, Ctrl+\\) signals it, and the terminal echoes it (^C).
+OMNIGET = ("import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+           "os.execv(sys.executable, [sys.executable, '-m', 'omniget', *sys.argv[1:]])")
 
 
 class Terminal:
@@ -36,7 +42,7 @@ class Terminal:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
         env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
         env.update(OMNIGET_STATE_DIR=str(state), TERM="xterm-256color")
-        self.proc = subprocess.Popen([sys.executable, "-m", "omniget", *args], stdin=slave,
+        self.proc = subprocess.Popen([sys.executable, "-c", OMNIGET, *args], stdin=slave,
                                      stdout=slave if stdout is None else stdout, stderr=slave,
                                      env=env, start_new_session=True)
         os.close(slave)
@@ -54,6 +60,9 @@ class Terminal:
                 if not chunk:
                     return
                 self.output += chunk
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.master, keys)
 
     def finish(self) -> tuple[int, Screen]:
         self.read_until(lambda _: False)  # to the end of the output
@@ -79,6 +88,31 @@ def test_ctrl_c_on_a_terminal_leaves_a_clean_screen(httpd: HTTPServer, tmp_path:
     assert lines[0] == "omniget: stopping and saving state (Ctrl+C again to quit now)", lines
     assert " interrupted, " in lines[1] and lines[-1] == RESUME, lines
     assert not any("━" in line or "total [" in line for line in lines)  # no bar left
+    assert not screen.cursor_hidden
+
+
+@pytest.mark.parametrize("keys", [b"\x03", b"\x03" * 4], ids=["once", "again-and-again"])
+def test_ctrl_c_typed_under_a_full_width_bar_leaves_no_bar_behind(
+    httpd: HTTPServer, tmp_path: Path, keys: bytes
+) -> None:
+    """The terminal echoes a typed Ctrl+C as ^C where the cursor is: after a file's bar,
+    as wide as the terminal, that went onto a new row, and the bars' erasing, one row
+    short, left the run's bar above the lines that followed (and so did a few ^C after a
+    row with room for one)."""
+    path = httpd.new_path("wide.bin")
+    httpd.add(path, bytes(8 * MiB))
+    term = Terminal([httpd.url(path, drip=MiB), "-o", str(tmp_path / "out")],
+                    tmp_path / "state")
+    term.read_until(lambda out: out.count(b"wide.bin") >= 3)  # its bar on the screen
+    for key in keys:  # (as a hand types them)
+        term.type(bytes([key]))
+        time.sleep(0.01)
+    code, screen = term.finish()
+    # (a ^C echoed as the run ended, or after it, is the terminal's: a shell's prompt too)
+    lines = [line for line in (row.replace("^C", "") for row in screen.lines()) if line]
+    assert code == 130 and lines[-1] == RESUME, lines
+    assert lines[0] == "omniget: stopping and saving state (Ctrl+C again to quit now)", lines
+    assert not any("━" in line or "total [" in line for line in lines), lines
     assert not screen.cursor_hidden
 
 

@@ -123,7 +123,13 @@ def rewraps(environ: Mapping[str, str]) -> bool:
 
 class _Region(LiveRender):
     """rich's live region, which moves up over the rows the last frame takes on the
-    terminal as wide as it is now (see the module's notes), not over its lines."""
+    terminal as wide as it is now (see the module's notes), not over its lines.
+
+    The cursor waits at the start of the frame's last line, not past its end: the
+    terminal echoes a key typed there (Ctrl+C as ^C, Ctrl+Z as ^Z), which past a row as
+    wide as the terminal went onto a new row, one the next erase did not know of (the
+    run's bar stayed on the screen above the lines after it). At its start, a few dozen
+    echoes stay on its row, and the erase begins with a carriage return."""
 
     def __init__(self, renderable: RenderableType, console: Console) -> None:
         super().__init__(renderable, vertical_overflow="visible")
@@ -137,17 +143,28 @@ class _Region(LiveRender):
         width = max(1, self.console.width)
         return sum(max(1, math.ceil(w / width)) for w in self.widths)
 
+    def _below(self) -> int:
+        """Rows of the last line below the cursor's (a narrower terminal wrapped it)."""
+        if not self.rewraps or not self.widths:
+            return 0
+        return max(1, math.ceil(self.widths[-1] / max(1, self.console.width))) - 1
+
     def position_cursor(self) -> Control:
+        """From the start of the last line: its rows erased, then those above it."""
         if not self.widths:
             return Control()
-        up = ((ControlType.CURSOR_UP, 1), (ControlType.ERASE_IN_LINE, 2)) * (self.rows() - 1)
-        return Control(ControlType.CARRIAGE_RETURN, (ControlType.ERASE_IN_LINE, 2), *up)
+        below = self._below()
+        return Control(ControlType.CARRIAGE_RETURN, (ControlType.ERASE_IN_LINE, 2),
+                       *_erase_down(below), *_erase_up(self.rows() - 1 - below))
 
     def restore_cursor(self) -> Control:
+        """The same, from the row under the last line's first (rich's end of the bars
+        moves down a line first)."""
         if not self.widths:
             return Control()
-        up = ((ControlType.CURSOR_UP, 1), (ControlType.ERASE_IN_LINE, 2)) * self.rows()
-        return Control(ControlType.CARRIAGE_RETURN, *up)
+        below = self._below()
+        here = ((ControlType.ERASE_IN_LINE, 2), *_erase_down(below - 1)) if below else ()
+        return Control(ControlType.CARRIAGE_RETURN, *here, *_erase_up(self.rows() - below))
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         lines = console.render_lines(self.renderable, options, pad=False)
@@ -158,6 +175,20 @@ class _Region(LiveRender):
             if i:
                 yield Segment.line()
             yield from line
+        yield Control(ControlType.CARRIAGE_RETURN).segment  # (see the class's notes)
+
+
+def _erase_down(rows: int) -> tuple[tuple[ControlType, int], ...]:
+    """``rows`` rows under the cursor erased; the cursor back where it was."""
+    if rows <= 0:
+        return ()
+    down = ((ControlType.CURSOR_DOWN, 1), (ControlType.ERASE_IN_LINE, 2)) * rows
+    return (*down, (ControlType.CURSOR_UP, rows))
+
+
+def _erase_up(rows: int) -> tuple[tuple[ControlType, int], ...]:
+    """``rows`` rows above the cursor erased, the cursor on the top one."""
+    return ((ControlType.CURSOR_UP, 1), (ControlType.ERASE_IN_LINE, 2)) * max(0, rows)
 
 
 class _Bar(ProgressBar):
