@@ -21,11 +21,15 @@ import pytest
 from tests.cli._screen import Screen
 from tests.servers.httpd import HTTPServer
 
+from omniget.engine.journal import FILENAME, Journal
+
 MiB = 1024 * 1024
 RESUME = "omniget: error: interrupted; run the same command again to resume"
 # The command with the pty as its controlling terminal, as a shell runs it: a key typed
 # there (Ctrl+C, Ctrl+\\) signals it, and the terminal echoes it (^C).
-OMNIGET = ("import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+# (No core file: Ctrl+\\ dumps one.)
+OMNIGET = ("import fcntl, os, resource, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+           "resource.setrlimit(resource.RLIMIT_CORE, (0, 0)); "
            "os.execv(sys.executable, [sys.executable, '-m', 'omniget', *sys.argv[1:]])")
 
 
@@ -114,6 +118,39 @@ def test_ctrl_c_typed_under_a_full_width_bar_leaves_no_bar_behind(
     assert lines[0] == "omniget: stopping and saving state (Ctrl+C again to quit now)", lines
     assert not any("━" in line or "total [" in line for line in lines), lines
     assert not screen.cursor_hidden
+
+
+def test_ctrl_backslash_quits_at_once_leaving_a_cursor_and_a_resumable_file(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """Ctrl+\\ (SIGQUIT) quits as it does any program, at once: what the journal has is
+    kept, as after a SIGKILL. It left the bars on the screen and the cursor hidden (the
+    shell's prompt came without one)."""
+    data = bytes(range(256)) * (32 * 1024)  # 8 MiB
+    path = httpd.new_path("quit.bin")
+    url = httpd.add(path, data)
+    out, state = tmp_path / "out", tmp_path / "state"
+    term = Terminal([httpd.url(path, drip=MiB), "-o", str(out)], state)
+    term.read_until(lambda _: _checkpointed(state) >= 2 * MiB)
+    term.type(b"\x1c")
+    code, screen = term.finish()
+    assert code == -signal.SIGQUIT
+    assert not any("━" in line or "total [" in line for line in screen.lines()), screen.lines()
+    assert not screen.cursor_hidden
+    httpd.clear_log()
+    rerun = subprocess.run([sys.executable, "-m", "omniget", url, "-o", str(out), "-q"],
+                           env={**os.environ, "OMNIGET_STATE_DIR": str(state)}, timeout=60)
+    assert rerun.returncode == 0 and (out / "quit.bin").read_bytes() == data
+    assert sum(r.sent for r in httpd.requests_to(path)) <= len(data) - 2 * MiB  # (resumed)
+
+
+def _checkpointed(state: Path) -> int:
+    """Bytes the journal in ``state`` has recorded for unfinished files."""
+    if not (state / FILENAME).exists():
+        return 0
+    with Journal.in_dir(state) as journal:
+        return sum(end - begin for key, _ in journal.unfinished()
+                   for begin, end in journal.spans(key))
 
 
 def test_a_log_gets_plain_lines(httpd: HTTPServer, tmp_path: Path) -> None:

@@ -237,7 +237,8 @@ class RichProgress:
         if isinstance(own, LiveRender):
             self.live._live_render = self.region
         self.stop_process = _stop_process  # (Ctrl+Z: returns once the process goes on)
-        self._on_tstp = False  # (suspend() is the SIGTSTP handler)
+        self.quit_process = _quit_process  # (Ctrl+\\: never returns)
+        self._handled: list[int] = []  # the signals handled here while the bars are on
 
     def _print(self, text: str, style: str = "") -> None:
         self.console.print(text, style=style or None, markup=False, highlight=False)
@@ -316,8 +317,18 @@ class RichProgress:
     def suspend(self, signum: int, frame: FrameType | None) -> None:
         """Ctrl+Z (SIGTSTP): the bars are erased and the cursor shown before the process
         stops (the shell's lines come where the bars were); once it goes on (fg), the
-        cursor is hidden again and the next frame is drawn below what the shell wrote.
-        (The lock waited for a little only: a frame being drawn may wait for this thread.)"""
+        cursor is hidden again and the next frame is drawn below what the shell wrote."""
+        self._off_screen(self.stop_process)
+
+    def quit(self, signum: int, frame: FrameType | None) -> None:
+        """Ctrl+\\ (SIGQUIT): the process quits at once, as that signal's default does
+        (what the journal has is kept, as after a SIGKILL), but with the bars erased and
+        the cursor shown first (the shell's prompt came without one)."""
+        self._off_screen(self.quit_process)
+
+    def _off_screen(self, then: Callable[[], None]) -> None:
+        """The bars erased and the cursor shown while ``then`` runs. (The lock waited for
+        a little only: a frame being drawn may wait for this thread.)"""
         lock = getattr(self.live, "_lock", None)  # (rich's, held while it draws a frame)
         got = lock is not None and lock.acquire(timeout=0.5)
         try:
@@ -326,7 +337,7 @@ class RichProgress:
             if got:
                 self.region.widths = []  # (nothing of ours on the screen to move up over)
             _write(out, erase + "\x1b[?25h")
-            self.stop_process()
+            then()
             _write(out, "\x1b[?25l")
         finally:
             if got and lock is not None:
@@ -334,17 +345,18 @@ class RichProgress:
 
     def __enter__(self) -> RichProgress:
         self.live.start(refresh=True)
-        # (from the main thread only; a SIGTSTP handler or SIG_IGN set before is left alone)
-        main = threading.current_thread() is threading.main_thread()
-        if main and signal.getsignal(signal.SIGTSTP) is signal.SIG_DFL:
-            signal.signal(signal.SIGTSTP, self.suspend)
-            self._on_tstp = True
+        # (from the main thread only; a handler or SIG_IGN set before is left alone)
+        if threading.current_thread() is threading.main_thread():
+            for signum, handler in ((signal.SIGTSTP, self.suspend), (signal.SIGQUIT, self.quit)):
+                if signal.getsignal(signum) is signal.SIG_DFL:
+                    signal.signal(signum, handler)
+                    self._handled.append(signum)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._on_tstp:  # (first: a Ctrl+Z from now on must not erase lines)
-            signal.signal(signal.SIGTSTP, signal.SIG_DFL)
-            self._on_tstp = False
+        for signum in self._handled:  # (first: a Ctrl+Z from now on must not erase lines)
+            signal.signal(signum, signal.SIG_DFL)
+        self._handled = []
         self.live.stop()
 
 
@@ -354,6 +366,12 @@ def _write(out: IO[str], text: str) -> None:
         out.flush()
     except (OSError, ValueError):
         pass
+
+
+def _quit_process() -> None:
+    """Quit as SIGQUIT's default does."""
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+    signal.raise_signal(signal.SIGQUIT)
 
 
 def _stop_process() -> None:
