@@ -26,8 +26,8 @@ from omniget.engine.journal import FILENAME, Journal
 MiB = 1024 * 1024
 RESUME = "omniget: error: interrupted; run the same command again to resume"
 # The command with the pty as its controlling terminal, as a shell runs it: a key typed
-# there (Ctrl+C, Ctrl+\\) signals it, and the terminal echoes it (^C).
-# (No core file: Ctrl+\\ dumps one.)
+# there (Ctrl+C, Ctrl+\) signals it, and the terminal echoes it (^C).
+# (No core file: Ctrl+\ dumps one.)
 OMNIGET = ("import fcntl, os, resource, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
            "resource.setrlimit(resource.RLIMIT_CORE, (0, 0)); "
            "os.execv(sys.executable, [sys.executable, '-m', 'omniget', *sys.argv[1:]])")
@@ -141,6 +141,35 @@ def test_ctrl_backslash_quits_at_once_leaving_a_cursor_and_a_resumable_file(
     rerun = subprocess.run([sys.executable, "-m", "omniget", url, "-o", str(out), "-q"],
                            env={**os.environ, "OMNIGET_STATE_DIR": str(state)}, timeout=60)
     assert rerun.returncode == 0 and (out / "quit.bin").read_bytes() == data
+    assert sum(r.sent for r in httpd.requests_to(path)) <= len(data) - 2 * MiB  # (resumed)
+
+
+@pytest.mark.parametrize("hangup", [False, True], ids=["kill-hup", "terminal-closed"])
+def test_sighup_ends_the_run_at_once_leaving_a_cursor_and_a_resumable_file(
+    httpd: HTTPServer, tmp_path: Path, hangup: bool
+) -> None:
+    """SIGHUP (the terminal closed, an ssh connection dropped; or sent with kill) ends the
+    process as its default does: what the journal has is kept, as after a SIGKILL. A
+    terminal still there got the bars left on it and no cursor."""
+    data = bytes(range(256)) * (32 * 1024)  # 8 MiB
+    path = httpd.new_path("hup.bin")
+    url = httpd.add(path, data)
+    out, state = tmp_path / "out", tmp_path / "state"
+    term = Terminal([httpd.url(path, drip=MiB), "-o", str(out)], state)
+    term.read_until(lambda _: _checkpointed(state) >= 2 * MiB)
+    if hangup:  # (the kernel signals the terminal's session)
+        os.close(term.master)
+        assert term.proc.wait(timeout=30) == -signal.SIGHUP
+    else:
+        os.kill(term.proc.pid, signal.SIGHUP)
+        code, screen = term.finish()
+        assert code == -signal.SIGHUP
+        assert not any("━" in line or "total [" in line for line in screen.lines())
+        assert not screen.cursor_hidden
+    httpd.clear_log()
+    rerun = subprocess.run([sys.executable, "-m", "omniget", url, "-o", str(out), "-q"],
+                           env={**os.environ, "OMNIGET_STATE_DIR": str(state)}, timeout=60)
+    assert rerun.returncode == 0 and (out / "hup.bin").read_bytes() == data
     assert sum(r.sent for r in httpd.requests_to(path)) <= len(data) - 2 * MiB  # (resumed)
 
 

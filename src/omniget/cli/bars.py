@@ -237,7 +237,7 @@ class RichProgress:
         if isinstance(own, LiveRender):
             self.live._live_render = self.region
         self.stop_process = _stop_process  # (Ctrl+Z: returns once the process goes on)
-        self.quit_process = _quit_process  # (Ctrl+\\: never returns)
+        self.quit_process = _quit_process  # (Ctrl+\, SIGHUP: never returns)
         self._handled: list[int] = []  # the signals handled here while the bars are on
 
     def _print(self, text: str, style: str = "") -> None:
@@ -321,10 +321,11 @@ class RichProgress:
         self._off_screen(self.stop_process)
 
     def quit(self, signum: int, frame: FrameType | None) -> None:
-        """Ctrl+\\ (SIGQUIT): the process quits at once, as that signal's default does
+        """Ctrl+\\ (SIGQUIT) and SIGHUP: the process ends at once, as their default does
         (what the journal has is kept, as after a SIGKILL), but with the bars erased and
-        the cursor shown first (the shell's prompt came without one)."""
-        self._off_screen(self.quit_process)
+        the cursor shown first on a terminal still there (the shell's prompt came without
+        one)."""
+        self._off_screen(lambda: self.quit_process(signum))
 
     def _off_screen(self, then: Callable[[], None]) -> None:
         """The bars erased and the cursor shown while ``then`` runs. (The lock waited for
@@ -347,9 +348,9 @@ class RichProgress:
         self.live.start(refresh=True)
         # (from the main thread only; a handler or SIG_IGN set before is left alone)
         if threading.current_thread() is threading.main_thread():
-            for signum, handler in ((signal.SIGTSTP, self.suspend), (signal.SIGQUIT, self.quit)):
+            for signum in (signal.SIGTSTP, signal.SIGQUIT, signal.SIGHUP):
                 if signal.getsignal(signum) is signal.SIG_DFL:
-                    signal.signal(signum, handler)
+                    signal.signal(signum, self.suspend if signum == signal.SIGTSTP else self.quit)
                     self._handled.append(signum)
         return self
 
@@ -368,10 +369,10 @@ def _write(out: IO[str], text: str) -> None:
         pass
 
 
-def _quit_process() -> None:
-    """Quit as SIGQUIT's default does."""
-    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
-    signal.raise_signal(signal.SIGQUIT)
+def _quit_process(signum: int) -> None:
+    """End as ``signum``'s default does."""
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
 
 
 def _stop_process() -> None:
