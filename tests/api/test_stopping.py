@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from tests.servers.httpd import HTTPServer
 import omniget
 from omniget.engine import Engine
 from omniget.engine.events import Event, Started
+from omniget.engine.journal import FILENAME, Journal
 
 SRC = str(Path(omniget.__file__).resolve().parent.parent)
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
@@ -78,6 +80,40 @@ def test_ctrl_c_in_a_script_raises_keyboard_interrupt_and_a_rerun_resumes(
     assert (tmp_path / "out" / "c.bin.omniget-part").exists()
     assert _resumed(url, tmp_path) > 0
     assert (tmp_path / "out" / "c.bin").read_bytes() == data
+
+
+def test_a_script_killed_by_sigterm_leaves_what_the_journal_recorded_for_a_rerun(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """The library sets no handler of its own: a script without one dies of SIGTERM at
+    once (as of a SIGKILL), and the same call resumes from what its journal had."""
+    url, data = _slow(httpd, "k.bin")
+    env = {**os.environ, "PYTHONPATH": SRC}
+    state = tmp_path / "state"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, url, str(tmp_path / "out"), str(state)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "started\n"
+    end = time.monotonic() + 30
+    while _recorded(state) < 500_000:
+        assert time.monotonic() < end and proc.poll() is None
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, out, err) == (-signal.SIGTERM, "", "")
+    assert _resumed(url, tmp_path) >= 500_000
+    assert (tmp_path / "out" / "k.bin").read_bytes() == data
+
+
+def _recorded(state: Path) -> int:
+    """Bytes the journal in ``state`` has recorded for unfinished files."""
+    if not (state / FILENAME).exists():
+        return 0
+    with Journal.in_dir(state) as journal:
+        return sum(end - begin for key, _ in journal.unfinished()
+                   for begin, end in journal.spans(key))
 
 
 def test_a_cancelled_adownload_task_is_resumed_by_the_same_call(
