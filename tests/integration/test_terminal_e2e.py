@@ -32,21 +32,47 @@ OMNIGET = ("import fcntl, os, resource, sys, termios; fcntl.ioctl(0, termios.TIO
            "resource.setrlimit(resource.RLIMIT_CORE, (0, 0)); "
            "os.execv(sys.executable, [sys.executable, '-m', 'omniget', *sys.argv[1:]])")
 
+# A shell's job control in a few lines: the command in a process group of its own in the
+# terminal's foreground; when it stops (Ctrl+Z) the shell takes the terminal back, says so,
+# and a second later gives it back and continues it (fg). Its exit code is the command's.
+JOBS = """
+import fcntl, os, signal, sys, termios, time
+fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+pid = os.fork()
+if pid == 0:
+    os.setpgid(0, 0)
+    os.tcsetpgrp(0, os.getpid())
+    signal.signal(signal.SIGTTOU, signal.SIG_DFL)
+    os.execv(sys.executable, [sys.executable, "-m", "omniget", *sys.argv[1:]])
+while True:
+    status = os.waitpid(pid, os.WUNTRACED)[1]
+    if not os.WIFSTOPPED(status):
+        sys.exit(os.waitstatus_to_exitcode(status) % 256)
+    os.tcsetpgrp(0, os.getpgrp())
+    os.write(1, b"[1]+  Stopped\\n")
+    time.sleep(1)
+    os.write(1, b"$ fg\\n")
+    os.tcsetpgrp(0, pid)
+    os.killpg(pid, signal.SIGCONT)
+"""
+
 
 class Terminal:
     """``omniget ARGS`` with stdin, stdout and stderr on a pty of ``width`` x ``height``
-    (``stdout=subprocess.PIPE``: stdout a pipe, read by :meth:`finish`)."""
+    (``stdout=subprocess.PIPE``: stdout a pipe, read by :meth:`finish`), run by
+    ``program`` (:data:`JOBS`: under job control)."""
 
     def __init__(
         self, args: list[str], state: Path, width: int = 80, height: int = 24,
-        stdout: int | None = None,
+        stdout: int | None = None, program: str = OMNIGET,
     ) -> None:
         self.width, self.height = width, height
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
         env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
         env.update(OMNIGET_STATE_DIR=str(state), TERM="xterm-256color")
-        self.proc = subprocess.Popen([sys.executable, "-c", OMNIGET, *args], stdin=slave,
+        self.proc = subprocess.Popen([sys.executable, "-c", program, *args], stdin=slave,
                                      stdout=slave if stdout is None else stdout, stderr=slave,
                                      env=env, start_new_session=True)
         os.close(slave)
@@ -142,6 +168,29 @@ def test_ctrl_backslash_quits_at_once_leaving_a_cursor_and_a_resumable_file(
                            env={**os.environ, "OMNIGET_STATE_DIR": str(state)}, timeout=60)
     assert rerun.returncode == 0 and (out / "quit.bin").read_bytes() == data
     assert sum(r.sent for r in httpd.requests_to(path)) <= len(data) - 2 * MiB  # (resumed)
+
+
+def test_ctrl_z_stops_the_run_on_a_clean_screen_and_fg_ends_it_whole(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """Ctrl+Z and fg under a shell's job control: while stopped, the screen has the shell's
+    line where the bars were and a cursor; after fg the run goes on and ends whole."""
+    data = bytes(range(256)) * (32 * 1024)  # 8 MiB
+    path = httpd.new_path("stop.bin")
+    httpd.add(path, data)
+    out = tmp_path / "out"
+    term = Terminal([httpd.url(path, drip=MiB), "-o", str(out)], tmp_path / "state",
+                    program=JOBS)
+    term.read_until(lambda output: output.count(b"stop.bin") >= 3)
+    term.type(b"\x1a")
+    term.read_until(lambda output: b"Stopped" in output)
+    stopped = Screen(term.width, term.height).feed(term.output.decode())
+    assert (stopped.lines(), stopped.cursor_hidden) == (["[1]+  Stopped"], False)
+    code, screen = term.finish()
+    lines = screen.lines()
+    assert code == 0 and lines[:2] == ["[1]+  Stopped", "$ fg"], lines
+    assert lines[-1].startswith("1 file ok, ") and not screen.cursor_hidden, lines
+    assert (out / "stop.bin").read_bytes() == data
 
 
 @pytest.mark.parametrize("hangup", [False, True], ids=["kill-hup", "terminal-closed"])
