@@ -17,6 +17,7 @@ import os
 import pty
 import random
 import re
+import shutil
 import signal
 import socket
 import stat
@@ -1063,6 +1064,24 @@ def test_a_download_needs_no_stdout_and_a_closed_stderr_is_a_silent_one(
     assert (res.returncode, res.stdout) == (0, "")
     assert Path("small").read_bytes() == DATA
     assert cli(NO_SOURCE, close="2>&-").returncode == 2
+
+
+def test_a_reader_of_stderr_that_goes_away_silences_it_and_the_run_ends_as_its_own(
+    httpd: HTTPServer
+) -> None:
+    """``omniget -v URL... 2>&1 | head -1``: stderr is then silent, as a closed one, and the
+    exit code the run's (it went on, then died of SIGPIPE at its summary line: 141 for
+    files all downloaded); the same when its last line would be an error."""
+    first, late = serve(httpd, "first"), serve(httpd, "late") + "?delay=1"
+    for urls, code in (([first, late], 0), ([first, late + "&status=404"], 6)):
+        proc = spawn("-v", "-o", "out", *urls)
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stderr.readline().startswith(b"start ")
+        proc.stderr.close()
+        assert proc.wait(timeout=60) == code
+        assert Path("out/first").read_bytes() == DATA
+        assert Path("out/late").exists() == (code == 0)
+        shutil.rmtree("out")
 
 
 def test_json_one_unusable_url_is_a_failed_event_as_among_several(httpd: HTTPServer) -> None:

@@ -9,7 +9,6 @@ import contextlib
 import dataclasses
 import os
 import stat
-import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ from .output import (
     json_line,
     print_error,
     print_list,
+    say,
     summary_line,
     summary_record,
     writable_stdout,
@@ -200,8 +200,8 @@ def _get(
         tally = getattr(consumer, "tally", None)
         left = _not_started(tally) if report.stopped else 0
         resumed = tally.resumed if isinstance(tally, Tally) else 0
-        sys.stderr.write(summary_line(report, failed=extra, skipped=len(filtered), left=left,
-                                      resumed=resumed) + "\n")
+        say(summary_line(report, failed=extra, skipped=len(filtered), left=left,
+                         resumed=resumed) + "\n")
     if interrupted:
         print_error(NO_RESUME if report.journal_error is not None else RESUME)
     return code  # the first failure's code
@@ -272,10 +272,9 @@ def _dry_run(
         nonlocal shown
         shown += 1
         if talk and (ns.verbose or shown <= SKIP_LINES):
-            sys.stderr.write(f"would skip {mask(display_path(path))}: {EXISTS_WHY[reason]}\n")
+            say(f"would skip {mask(display_path(path))}: {EXISTS_WHY[reason]}\n")
         elif talk and shown == SKIP_LINES + 1:
-            sys.stderr.write("more files would be skipped: the summary counts them (-v lists"
-                             " each)\n")
+            say("more files would be skipped: the summary counts them (-v lists each)\n")
 
     found = dry_run(items, dest, out, mask, as_json=ns.json, contain=contain,
                     on_error=lambda item, e: failed(item.output_path, item, e),
@@ -289,7 +288,7 @@ def _dry_run(
                                       skipped=found.skipped + found.same_name + found.filtered,
                                       failed=len(failures)))
     elif talk:
-        sys.stderr.write(found.summary(display_path(dest.absolute())) + "\n")
+        say(found.summary(display_path(dest.absolute())) + "\n")
     return code
 
 

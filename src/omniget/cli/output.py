@@ -37,9 +37,11 @@ __all__ = [
     "print_error",
     "print_list",
     "put",
+    "say",
     "stream_name",
     "summary_line",
     "summary_record",
+    "to_devnull",
     "writable_stdout",
 ]
 
@@ -243,8 +245,29 @@ def summary_line(
 
 def print_error(text: str) -> None:
     """One ``omniget: error: ...`` line on stderr."""
-    sys.stderr.write(f"omniget: error: {text}\n")
-    sys.stderr.flush()
+    say(f"omniget: error: {text}\n")
+
+
+def say(text: str, out: IO[str] | None = None) -> None:
+    """``text`` on stderr (or ``out``) now. A reader of it that went away (``omniget -v
+    URL 2>&1 | head -1``) leaves it silent from then on, as a closed stderr is: the run
+    goes on and ends with its own exit code (it died of SIGPIPE at its summary line)."""
+    out = sys.stderr if out is None else out
+    try:
+        out.write(text)
+        out.flush()
+    except BrokenPipeError:
+        to_devnull(out)
+
+
+def to_devnull(out: IO[str]) -> None:
+    """Point ``out`` at /dev/null (what it still holds goes there at its next flush)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 #: The counts a ``--json`` summary carries, per kind of run.

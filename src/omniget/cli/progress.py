@@ -31,7 +31,7 @@ from ..engine.events import (
     Warned,
 )
 from ..errors import Cancelled
-from .output import EXISTS_WHY, Masker, event_path, format_size
+from .output import EXISTS_WHY, Masker, event_path, format_size, say
 from .tally import Tally, clock_time
 
 if TYPE_CHECKING:
@@ -163,8 +163,7 @@ class PlainProgress:
         self._lock = threading.Lock()
 
     def _line(self, text: str) -> None:
-        self.out.write(text + "\n")
-        self.out.flush()
+        say(text + "\n", self.out)
 
     def __call__(self, event: Event) -> None:
         with self._lock:

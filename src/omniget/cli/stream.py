@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +23,9 @@ from .output import (
     json_line,
     print_error,
     put,
+    say,
     summary_record,
+    to_devnull,
     writable_stdout,
 )
 from .progress import (
@@ -99,7 +100,7 @@ def to_stream(
     if isinstance(consumer, JsonEvents):
         consumer.line(summary_record(ns, 0, **consumer.tally()))
     if ns.verbose and not ns.json:
-        sys.stderr.write(f"wrote {format_size(written)} to {where}\n")
+        say(f"wrote {format_size(written)} to {where}\n")
     return 0
 
 
@@ -179,8 +180,5 @@ def _write_error(exc: OSError, target: Path | None, where: str) -> StorageError:
 def drop_stdout() -> None:
     """Point stdout at /dev/null: its reader went away (or its disk is full), and the
     interpreter's last flush would complain."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):
-        pass
+    if sys.stdout is not None:
+        to_devnull(sys.stdout)
