@@ -258,6 +258,55 @@ def test_signals_set_cancel_then_interrupt(api: FakeAPI) -> None:
     assert signal.getsignal(signal.SIGINT) is before
 
 
+class _Bars:
+    """A display whose taking down gets a Ctrl+C (typed again, or as the run ended)."""
+
+    def __init__(self) -> None:
+        self.down = False
+
+    def __call__(self, event: object) -> None:
+        pass
+
+    def __enter__(self) -> _Bars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        handler = signal.getsignal(signal.SIGINT)
+        assert callable(handler)
+        handler(signal.SIGINT, None)
+        self.down = True
+
+
+@pytest.mark.parametrize("stopped", [True, False], ids=["ctrl-c-thrice", "as-the-run-ended"])
+def test_a_signal_as_the_run_ends_cuts_short_neither_the_display_nor_its_last_lines(
+    api: FakeAPI, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    stopped: bool,
+) -> None:
+    """A third Ctrl+C, or one once the download was over, came as the bars were erased:
+    the handler was Python's own again there (or raised again), and its KeyboardInterrupt
+    left the run's bar on the screen."""
+    bars = _Bars()
+    monkeypatch.setattr("omniget.cli.commands.make_progress", lambda *a, **kw: bars)
+    before = signal.getsignal(signal.SIGINT)
+
+    def behaviour(items: list[Any], kw: dict[str, Any]) -> Report:
+        if stopped:
+            handler = signal.getsignal(signal.SIGINT)
+            assert callable(handler)
+            handler(signal.SIGINT, None)
+            handler(signal.SIGINT, None)  # (raises: the run ends with it, as the engine)
+        return Report(results=[FileResult(items[0], Path("a.bin"), "ok", size=1)])
+
+    api.behaviour = behaviour
+    assert main([URL]) == (130 if stopped else 0)
+    assert bars.down and signal.getsignal(signal.SIGINT) is before
+    last = capsys.readouterr().err.splitlines()[-1]
+    if stopped:
+        assert last == "omniget: error: interrupted; run the same command again to resume"
+    else:
+        assert last.startswith("1 file ok, "), last
+
+
 def test_json_events_on_stdout(api: FakeAPI, capsys: pytest.CaptureFixture[str]) -> None:
     item = Item(download_url="https://user:pw1234@example.com/a.bin")
 

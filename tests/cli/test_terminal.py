@@ -390,6 +390,9 @@ def test_a_second_signal_in_a_weakref_callback_prints_no_traceback() -> None:
     def record(unraisable: sys.UnraisableHookArgs) -> None:
         reported.append(unraisable.exc_type)
 
+    def interrupt(ref: object) -> None:
+        raise KeyboardInterrupt
+
     before, sys.unraisablehook = sys.unraisablehook, record
     try:
         on_signal = SaveOnSignal(threading.Event(), quiet=True, grace=60, exit=print)
@@ -398,7 +401,7 @@ def test_a_second_signal_in_a_weakref_callback_prints_no_traceback() -> None:
             drop(Thing(), lambda ref: on_signal(signal.SIGINT, None))
             drop(Thing(), lambda ref: 1 / 0)
         assert on_signal.quitting
-        drop(Thing(), lambda ref: on_signal(signal.SIGINT, None))  # (its hook is gone)
+        drop(Thing(), interrupt)  # (its hook is gone)
     finally:
         hook, sys.unraisablehook = sys.unraisablehook, before
     assert reported == [ZeroDivisionError, KeyboardInterrupt]

@@ -157,54 +157,63 @@ def _get(
     only = None if own else item_filter(ns, skipped)  # (extracted above, filtered there)
     cancel = threading.Event()
     on_signal = SaveOnSignal(cancel, quiet=ns.quiet)
-    try:
-        with consumer, on_signal, on_signals(on_signal):
-            # (-q: no handler, so the engine builds no per-file events for nobody)
-            on_event = None if isinstance(consumer, QuietProgress) else safe_consumer(consumer)
-            report = omniget.download(
-                items, dest, settings=cfg.settings, on_event=on_event, cancel=cancel,
-                source=ns.source, source_options=cfg.sources, only=only,
-            )
-    except (KeyboardInterrupt, Exception) as exc:  # a second Ctrl+C: no report, but --json
-        # still ends so. (Its KeyboardInterrupt raised in a callback of pycurl's comes out
-        # as a SystemError: after that signal, whatever the run raised is the interrupt.)
-        if not (isinstance(exc, KeyboardInterrupt) or on_signal.quitting):
-            raise
+    # (the handlers stay to the last line: a signal more as the run ends cuts short neither
+    # the bars' erasing nor what is said after, see SaveOnSignal.ended)
+    with on_signals(on_signal):
+        try:
+            with on_signal, consumer:
+                # (-q: no handler, so the engine builds no per-file events for nobody)
+                on_event = (None if isinstance(consumer, QuietProgress)
+                            else safe_consumer(consumer))
+                try:
+                    report = omniget.download(
+                        items, dest, settings=cfg.settings, on_event=on_event, cancel=cancel,
+                        source=ns.source, source_options=cfg.sources, only=only,
+                    )
+                finally:
+                    on_signal.ended = True
+        except (KeyboardInterrupt, Exception) as exc:  # a second Ctrl+C: no report, but
+            # --json still ends so. (Its KeyboardInterrupt raised in a callback of pycurl's
+            # comes out as a SystemError: after that signal, whatever the run raised is the
+            # interrupt.)
+            if not (isinstance(exc, KeyboardInterrupt) or on_signal.quitting):
+                raise
+            if isinstance(consumer, JsonEvents):
+                consumer.line(summary_record(ns, 130, **consumer.tally()))
+            print_error(RESUME)
+            return 130
+        for r in report.failures:
+            label = display_path(r.path) if r.path else r.item.download_url
+            failures.append((label, r.error or OmnigetError("failed")))
+        report_failures(failures, mask)
+        extra = len(failures) - report.failed
+        # (a stop that came once every file had ended, the last one being checked or
+        # renamed, cut nothing short: not an interruption)
+        interrupted = report.stopped or any(isinstance(e, Cancelled) for _, e in failures)
+        code = 130 if interrupted else failures[0][1].exit_code if failures else 0
         if isinstance(consumer, JsonEvents):
-            consumer.line(summary_record(ns, 130, **consumer.tally()))
-        print_error(RESUME)
-        return 130
-    for r in report.failures:
-        label = display_path(r.path) if r.path else r.item.download_url
-        failures.append((label, r.error or OmnigetError("failed")))
-    report_failures(failures, mask)
-    extra = len(failures) - report.failed
-    # (a stop that came once every file had ended, the last one being checked or renamed,
-    # cut nothing short: not an interruption)
-    interrupted = report.stopped or any(isinstance(e, Cancelled) for _, e in failures)
-    code = 130 if interrupted else failures[0][1].exit_code if failures else 0
-    if isinstance(consumer, JsonEvents):
-        cut = report.interrupted  # not failed: a rerun resumes them
-        seen = consumer.tally()  # (the list's files never begun; bytes resumed)
-        consumer.line(summary_record(ns, code, ok=report.ok,
-                                     skipped=report.skipped + len(filtered),
-                                     failed=len(failures) - cut, interrupted=cut,
-                                     not_started=seen["not_started"] if report.stopped else 0,
-                                     fetched=report.fetched, resumed=seen["resumed"],
-                                     elapsed=round(report.elapsed, 3)))
-        if consumer.error is not None:  # (the files are there; the events are not)
-            print_error(mask(f"{consumer.error} (the --json events are incomplete)"))
-            # its code: the first failure's, as it came with the first event
-            code = code if interrupted else consumer.error.exit_code
-    elif not ns.quiet:
-        tally = getattr(consumer, "tally", None)
-        left = _not_started(tally) if report.stopped else 0
-        resumed = tally.resumed if isinstance(tally, Tally) else 0
-        say(summary_line(report, failed=extra, skipped=len(filtered), left=left,
-                         resumed=resumed) + "\n")
-    if interrupted:
-        print_error(NO_RESUME if report.journal_error is not None else RESUME)
-    return code  # the first failure's code
+            cut = report.interrupted  # not failed: a rerun resumes them
+            seen = consumer.tally()  # (the list's files never begun; bytes resumed)
+            left = seen["not_started"] if report.stopped else 0
+            consumer.line(summary_record(ns, code, ok=report.ok,
+                                         skipped=report.skipped + len(filtered),
+                                         failed=len(failures) - cut, interrupted=cut,
+                                         not_started=left, fetched=report.fetched,
+                                         resumed=seen["resumed"],
+                                         elapsed=round(report.elapsed, 3)))
+            if consumer.error is not None:  # (the files are there; the events are not)
+                print_error(mask(f"{consumer.error} (the --json events are incomplete)"))
+                # its code: the first failure's, as it came with the first event
+                code = code if interrupted else consumer.error.exit_code
+        elif not ns.quiet:
+            tally = getattr(consumer, "tally", None)
+            left = _not_started(tally) if report.stopped else 0
+            resumed = tally.resumed if isinstance(tally, Tally) else 0
+            say(summary_line(report, failed=extra, skipped=len(filtered), left=left,
+                             resumed=resumed) + "\n")
+        if interrupted:
+            print_error(NO_RESUME if report.journal_error is not None else RESUME)
+        return code  # the first failure's code
 
 
 def _not_started(tally: object) -> int:

@@ -37,7 +37,12 @@ class SaveOnSignal:
     callback it may come out as another exception: ``quitting`` tells); should the run then
     not end within ``grace`` seconds (a wait it broke may never be answered), that thread
     ends the process with 130: what was committed to the journal is kept, as after a
-    SIGKILL."""
+    SIGKILL.
+
+    Once the run is over (``ended``: the download returned or raised) or quitting, a signal
+    changes nothing: the bars' erasing and the last lines go on (a third Ctrl+C, or one
+    as the run ended, raised a KeyboardInterrupt there, which left the bars on the
+    screen); the grace clock of a second signal still ends a process stuck there."""
 
     def __init__(
         self,
@@ -49,11 +54,14 @@ class SaveOnSignal:
     ) -> None:
         self.cancel, self.quiet, self.grace, self._exit = cancel, quiet, grace, exit
         self.quitting = False  # a second signal came
+        self.ended = False  # the download returned or raised: nothing left to stop
         self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write, name="omniget-signals", daemon=True)
         self._unraisable = sys.unraisablehook
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.quitting or self.ended:
+            return
         if self.cancel.is_set():
             self.quitting = True
             self._lines.put(_QUIT)
