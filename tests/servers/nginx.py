@@ -132,6 +132,7 @@ def _config(
     access_log: bool,
     tls: TLSFiles | None,
     http2: bool,
+    extra: str = "",
 ) -> str:
     user = ""
     if os.geteuid() == 0:
@@ -172,6 +173,7 @@ http {{
         listen {listen};
         server_name _;
         root {root};
+        {extra}
         location / {{ }}
         location /slow/ {{ alias {root}/; limit_rate {SLOW_RATE}; }}
     }}
@@ -203,8 +205,10 @@ def start_nginx(
     timeout: float = 10.0,
     tls: TLSFiles | None = None,
     http2: bool = True,
+    extra: str = "",
 ) -> NginxServer:
-    """Start nginx serving ``root``; the caller must ``stop()`` it. Raises NginxUnavailable."""
+    """Start nginx serving ``root``; the caller must ``stop()`` it. Raises NginxUnavailable.
+    ``extra``: directives for its ``server`` block (``keepalive_requests 5;``, say)."""
     binary = nginx_binary()
     if binary is None:
         raise NginxUnavailable("nginx is not installed")
@@ -217,7 +221,7 @@ def start_nginx(
     for _ in range(5):  # another process may grab the free port first: try a new one
         port = _free_port()
         (work / "nginx.pid").unlink(missing_ok=True)
-        conf.write_text(_config(root, work, port, workers, access_log, tls, http2))
+        conf.write_text(_config(root, work, port, workers, access_log, tls, http2, extra))
         cmd = [binary, "-p", str(work), "-c", str(conf), "-e", str(work / "error.log")]
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

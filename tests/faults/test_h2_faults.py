@@ -1,0 +1,277 @@
+"""HTTP/2 faults from a real HTTP/2 server (tests.servers.h2d), through the engine.
+
+Many small files over https go as HTTP/2 streams on few connections; here some of those
+streams, or their connections, misbehave as HTTP/2 servers can: reset streams, GOAWAY,
+a low cap on concurrent streams, a connection closed with streams in flight, one stream
+stalled while the others flow, a body short of its Content-Length, 429/503 with
+Retry-After. Every file must end exact (retried where the fault passes) or fail clearly,
+never hang. Backoff sleeps run on a fake clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.servers.conns import PeakConnections
+from tests.servers.h2d import (
+    HTTP_1_1_REQUIRED,
+    INTERNAL_ERROR,
+    NO_ERROR,
+    REFUSED_STREAM,
+    Fault,
+    H2Server,
+)
+from tests.servers.nginx import nginx_binary, start_nginx
+from tests.servers.tls import TLSFiles
+
+from omniget import download
+from omniget.engine import Engine, Report
+from omniget.engine.events import Event, Retrying
+from omniget.engine.retry import FakeClock
+from omniget.model import Item
+from omniget.settings import NetworkSettings, Settings
+
+KiB = 1024
+COUNT = 30
+
+
+@pytest.fixture
+def h2srv(tls_files: TLSFiles) -> Iterator[Callable[..., H2Server]]:
+    started: list[H2Server] = []
+
+    def make(**options: Any) -> H2Server:
+        server = H2Server(tls_files, **options)
+        started.append(server.start())
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+def serve(
+    srv: H2Server, payload: Callable[..., bytes], faults: dict[int, Fault] | None = None
+) -> dict[str, bytes]:
+    """COUNT small files (4 to 16 KiB), file i faulty as ``faults[i]`` says; name -> bytes."""
+    files = {}
+    for i in range(COUNT):
+        name = f"f{i:02d}.bin"
+        files[name] = payload(4 * KiB + (i % 4) * 4 * KiB, seed=i)
+        srv.add(f"/d/{name}", files[name], (faults or {}).get(i))
+    return files
+
+
+def run(
+    srv: H2Server, tls_ca_path: Path, tmp_path: Path, names: list[str], **kw: object
+) -> tuple[Report, list[Event], Path, FakeClock]:
+    out, events, clock = tmp_path / "out", list[Event](), FakeClock()
+    net = NetworkSettings(
+        ca_cert=str(tls_ca_path), netrc=False, stall_timeout=1.0, connect_timeout=5.0
+    )
+    settings = Settings(state_dir=tmp_path / "state", network=net, **kw)  # type: ignore[arg-type]
+    items = [Item(srv.url(f"/d/{n}")) for n in names]
+
+    async def go() -> Report:
+        eng = Engine(settings, clock=clock, on_event=events.append)
+        try:
+            return await asyncio.wait_for(eng.run(items, out), 20)
+        finally:
+            await eng.aclose()
+
+    return asyncio.run(go()), events, out, clock
+
+
+def check_all(
+    srv: H2Server,
+    files: dict[str, bytes],
+    tls_ca_path: Path,
+    tmp_path: Path,
+    streams: int = COUNT // 2,
+    **kw: object,
+) -> tuple[Report, list[Event]]:
+    """Fetch every file; each must come whole and exact, at least ``streams`` requests
+    as HTTP/2 streams."""
+    report, events, out, _ = run(srv, tls_ca_path, tmp_path, list(files), **kw)
+    assert report.exit_code == 0, report.failures
+    for name, data in files.items():
+        assert (out / name).read_bytes() == data, name
+    assert sorted(p.name for p in out.iterdir()) == sorted(files)
+    assert sum(r.protocol == "h2" for r in srv.requests) >= streams, srv.requests
+    return report, events
+
+
+def test_plain_run_goes_as_streams(
+    h2srv: Callable[..., H2Server], payload: Callable[..., bytes], tls_ca_path: Path,
+    tmp_path: Path,
+) -> None:
+    srv = h2srv()
+    check_all(srv, serve(srv, payload), tls_ca_path, tmp_path)
+    assert srv.connections <= 4
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(rst=REFUSED_STREAM, times=1),
+        Fault(rst=INTERNAL_ERROR, times=1),
+        Fault(rst=HTTP_1_1_REQUIRED, times=1),
+        Fault(rst=INTERNAL_ERROR, rst_after=2 * KiB, times=2),
+        Fault(rst=NO_ERROR, rst_after=2 * KiB, times=1),
+        Fault(short=1000, times=1),
+        Fault(short=0, times=1),
+        Fault(status=503, retry_after=2, times=1),
+        Fault(status=429, retry_after=1, times=2),
+    ],
+    ids=["refused", "internal", "h1-required", "rst-midway", "rst-no-error", "short",
+         "no-body", "503", "429"],
+)
+def test_a_stream_fault_that_passes_is_retried(
+    h2srv: Callable[..., H2Server], payload: Callable[..., bytes], tls_ca_path: Path,
+    tmp_path: Path, fault: Fault,
+) -> None:
+    srv = h2srv()
+    faulty = {3: fault, 11: fault, 20: fault}
+    files = serve(srv, payload, faulty)
+    _, events = check_all(srv, files, tls_ca_path, tmp_path)
+    for i in faulty:  # the fault came, then the file whole
+        served = srv.served(f"/d/f{i:02d}.bin")
+        assert len(served) >= 2 and served[0].outcome in ("rst", "short", str(fault.status))
+    if fault.retry_after:
+        waits = [e.delay for e in events if isinstance(e, Retrying)]
+        assert waits and min(waits) >= fault.retry_after
+
+
+def test_a_stream_fault_that_stays_fails_that_file_alone(
+    h2srv: Callable[..., H2Server], payload: Callable[..., bytes], tls_ca_path: Path,
+    tmp_path: Path,
+) -> None:
+    srv = h2srv()
+    files = serve(srv, payload, {5: Fault(rst=INTERNAL_ERROR), 9: Fault(status=503)})
+    names = [*files, "gone.bin"]
+    report, _, out, _ = run(srv, tls_ca_path, tmp_path, names, retries=2)
+    failed = {r.item.download_url.rsplit("/", 1)[1]: r for r in report.results if r.status != "ok"}
+    assert sorted(failed) == ["f05.bin", "f09.bin", "gone.bin"], report.results
+    assert failed["gone.bin"].error is not None and failed["gone.bin"].error.exit_code == 6
+    assert failed["f05.bin"].error is not None and failed["f05.bin"].error.exit_code == 3
+    assert len(srv.served("/d/gone.bin")) == 1  # a 404 is not retried
+    for name, data in files.items():
+        if name not in failed:
+            assert (out / name).read_bytes() == data
+    assert not (out / "f05.bin").exists() and not (out / "gone.bin").exists()
+
+
+def test_stalled_streams_are_cut_while_the_others_flow(
+    h2srv: Callable[..., H2Server], payload: Callable[..., bytes], tls_ca_path: Path,
+    tmp_path: Path,
+) -> None:
+    srv = h2srv()
+    stalls = {21: Fault(stall=30, stall_after=-1, times=1), 25: Fault(stall=30, times=1)}
+    # the 4 KiB files but f00 (alone, over HTTP/1.1) drip over 1.2 s: some beside the
+    # stalled streams on their connection, whichever it is
+    drips = {i: Fault(drip=0.15) for i in range(8, COUNT, 4)}
+    files = serve(srv, payload, {**stalls, **drips})
+    _, events = check_all(srv, files, tls_ca_path, tmp_path)
+    retried = sorted(e.path.name for e in events if isinstance(e, Retrying) and e.path)
+    assert retried == ["f21.bin", "f25.bin"]
+    stalled = srv.served("/d/f21.bin") + srv.served("/d/f25.bin")
+    assert [r.outcome for r in stalled] == ["stall", "200", "stall", "200"]
+    beside = [r for i in drips for r in srv.served(f"/d/f{i:02d}.bin")]
+    assert len(beside) == len(drips)  # none cut: a connection still flowing stays
+    assert any(r.conn in (stalled[0].conn, stalled[2].conn) for r in beside)
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_few_concurrent_streams(
+    h2srv: Callable[..., H2Server], payload: Callable[..., bytes], tls_ca_path: Path,
+    tmp_path: Path, streams: int,
+) -> None:
+    srv = h2srv(max_streams=streams)
+    check_all(srv, serve(srv, payload), tls_ca_path, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"goaway_after": 1},
+        {"goaway_after": 5},
+        {"goaway_after": 3, "goaway_code": INTERNAL_ERROR, "goaway_cut": True},
+        {"drop_after": 1},
+        {"drop_after": 6},
+    ],
+    ids=["goaway-1", "goaway-5", "goaway-error-cut", "drop-1", "drop-6"],
+)
+def test_connections_ended_with_streams_in_flight(
+    h2srv: Callable[..., H2Server], payload: Callable[..., bytes], tls_ca_path: Path,
+    tmp_path: Path, options: dict[str, Any],
+) -> None:
+    # every stream the connection left unanswered goes again on another one, and the
+    # per-host cap counts the new connections, not beside the old
+    srv = h2srv(**options)
+    files = serve(srv, payload)
+    with PeakConnections(srv.port) as conns:
+        check_all(srv, files, tls_ca_path, tmp_path, streams=1, connections_per_host=2)
+    assert any(r.outcome in ("unanswered", "dropped") for r in srv.requests)  # it came
+    assert 1 <= conns.peak <= 2
+
+
+def test_the_command_line_through_goaway_resets_and_a_404(
+    h2srv: Callable[..., H2Server], payload: Callable[..., bytes], tls_ca_path: Path,
+    tmp_path: Path,
+) -> None:
+    srv = h2srv(goaway_after=7)
+    faults = {6: Fault(rst=REFUSED_STREAM, times=1), 13: Fault(short=99, times=1)}
+    files = serve(srv, payload, faults)
+    urls = [srv.url(f"/d/{n}") for n in files] + [srv.url("/d/gone.bin")]
+    env = {**os.environ, "OMNIGET_STATE_DIR": str(tmp_path / "state"), "NO_COLOR": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "omniget", "--json", "--ca-cert", str(tls_ca_path), "--no-netrc",
+         "-o", str(tmp_path / "out"), *urls],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    summary = lines[-1]
+    assert (done.returncode, summary["ok"], summary["failed"]) == (6, COUNT, 1), done.stderr
+    [failed] = [e for e in lines if e.get("event") == "failed"]
+    assert failed["url"].endswith("/gone.bin") and failed["exit_code"] == 6
+    for name, data in files.items():
+        assert (tmp_path / "out" / name).read_bytes() == data
+    assert "Traceback" not in done.stderr and "internal" not in done.stderr.lower()
+
+
+@pytest.mark.parametrize(
+    "directive", ["keepalive_requests 5;", "http2_max_concurrent_streams 1;"]
+)
+def test_nginx_goaway_and_one_stream_at_a_time(
+    payload: Callable[..., bytes], tls_files: TLSFiles, tmp_path: Path, directive: str
+) -> None:
+    if nginx_binary() is None:
+        pytest.skip("nginx is not installed")
+    server = start_nginx(
+        tmp_path / "www", tmp_path / "nginx", access_log=True, tls=tls_files, extra=directive
+    )
+    try:
+        data = {f"n{i:02d}.bin": payload(4 * KiB + i, seed=i) for i in range(24)}
+        urls = [server.add(f"/n/{name}", body) for name, body in data.items()]
+        net = NetworkSettings(ca_cert=str(tls_files.ca_path), netrc=False)
+        settings = Settings(state_dir=tmp_path / "state", network=net, connections_per_host=2)
+        with PeakConnections(server.port) as conns:
+            report = download(urls, tmp_path / "out", settings=settings)
+        log = server.requests()
+    finally:
+        server.stop()
+    assert report.exit_code == 0, report.failures
+    for name, body in data.items():
+        assert (tmp_path / "out" / name).read_bytes() == body
+    streams = [r for r in log if r.protocol == "HTTP/2.0"]
+    assert len(streams) >= 6 and {r.status for r in log} == {200}
+    if directive.startswith("keepalive"):  # a GOAWAY after each 5 streams
+        assert len({r.connection for r in streams}) >= len(streams) // 5
+    assert 1 <= conns.peak <= 2
