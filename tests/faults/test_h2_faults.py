@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,21 @@ def test_stalled_streams_are_cut_while_the_others_flow(
     beside = [r for i in drips for r in srv.served(f"/d/f{i:02d}.bin")]
     assert len(beside) == len(drips)  # none cut: a connection still flowing stays
     assert any(r.conn in (stalled[0].conn, stalled[2].conn) for r in beside)
+
+
+def test_a_silent_connection_is_left_for_new_ones(
+    h2srv: Callable[..., H2Server], payload: Callable[..., bytes], tls_ca_path: Path,
+    tmp_path: Path,
+) -> None:
+    # the first HTTP/2 connection goes silent at its third stream, still open: the
+    # streams on it stall, and their retries must not go to it again (they did, until
+    # each file ran out of retries: libcurl keeps a connection when a stream is removed)
+    srv = h2srv(freeze_after=3)
+    check_all(srv, serve(srv, payload), tls_ca_path, tmp_path)
+    frozen = [r for r in srv.requests if r.outcome == "frozen"]
+    assert frozen and len({r.conn for r in frozen}) == 1
+    per_file = Counter(r.path for r in frozen)
+    assert max(per_file.values()) <= 2  # (each stalled there 5 times before)
 
 
 @pytest.mark.parametrize("streams", [1, 2])

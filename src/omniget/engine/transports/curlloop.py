@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -69,7 +70,9 @@ class CurlLoop:
 
     A transfer moving fewer than ``low_speed_limit`` bytes/s (both directions and headers
     count) over ``stall_timeout`` seconds ends with :data:`STALLED`; libcurl's own
-    LOW_SPEED_TIME takes whole seconds only. One shared timer checks every transfer.
+    LOW_SPEED_TIME takes whole seconds only. One shared timer checks every transfer. A
+    stalled transfer's connection is shut too when nothing at all came over it for that
+    long (an HTTP/2 connection gone silent: libcurl would put the retries on it).
     """
 
     def __init__(
@@ -98,6 +101,10 @@ class CurlLoop:
         # transfers added since libcurl last ran: each may be about to open a connection
         # or take one it kept (once run, one without a socket is opening its own)
         self._unrun: set[pycurl.Curl] = set()
+        # sockets that turned readable since the watchdog last looked, and when it last
+        # saw each so (a connection that was silent for the stall window is shut)
+        self._heard: set[int] = set()
+        self._last_heard: dict[int, float] = {}
         self._closed = False
         m = self._multi
         m.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
@@ -249,6 +256,8 @@ class CurlLoop:
         if event == pycurl.CSELECT_IN and not self._want.get(fd, 0) & _READ:
             self._drop_read(fd)  # an idle connection turned readable: closed, probably
             return
+        if event == pycurl.CSELECT_IN:
+            self._heard.add(fd)
         self._unrun.clear()  # (every socket_action runs the transfers just added)
         try:
             self._multi.socket_action(fd, event)
@@ -289,7 +298,11 @@ class CurlLoop:
             return
         now = time.monotonic()
         window = self.stall_timeout
+        for fd in self._heard:
+            self._last_heard[fd] = now
+        self._heard.clear()
         stalled: list[tuple[pycurl.Curl, _Running, float]] = []
+        quiet: dict[pycurl.Curl, bool] = {}  # transfer -> no byte in its window
         for easy, running in self._running.items():
             try:
                 moved = int(
@@ -305,13 +318,45 @@ class CurlLoop:
                 samples.popleft()
             then, before = samples[0]
             span = now - then
+            quiet[easy] = moved == before
             if span >= window and moved - before < self.low_speed_limit * span:
                 stalled.append((easy, running, span))
+        if stalled:
+            self._shut_silent([easy for easy, _, _ in stalled], quiet, now - window)
         for easy, running, span in stalled:
             self.remove(easy)
             running.done(STALLED, f"less than {self.low_speed_limit} B/s for {span:.1f} s")
         if self._running:
             self._watchdog = self.loop.call_later(window / 4, self._check_stalls)
+
+    def _shut_silent(
+        self, stalled: list[pycurl.Curl], quiet: dict[pycurl.Curl, bool], since: float
+    ) -> None:
+        """Shut the connections of ``stalled`` transfers that were silent since ``since``
+        (a stall window ago): nothing to read on the socket, no byte for any transfer on
+        it. Removing a stalled HTTP/2 stream leaves its connection to libcurl, which puts
+        the next streams (the retries among them) on it, where they stall in turn; a
+        connection shut so it drops, failing the streams left on it, which are retried."""
+        socket_of: dict[pycurl.Curl, int] = {}
+        for easy in self._running:
+            try:
+                socket_of[easy] = easy.getinfo(pycurl.ACTIVESOCKET)
+            except pycurl.error:
+                continue
+        alive = {fd for easy, fd in socket_of.items() if not quiet.get(easy, True)}
+        heard = self._last_heard
+        for fd in {socket_of.get(easy, -1) for easy in stalled} - alive - {-1}:
+            if heard.get(fd, since) > since + self.stall_timeout / 4:  # (noted that late)
+                continue
+            try:
+                sock = socket.socket(fileno=os.dup(fd))
+            except OSError:
+                continue
+            with sock:  # (closes the duplicate only; libcurl still owns the socket)
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def _sweep_idle(self) -> None:
         """Idle for a while: keep no registration libcurl did not ask for."""
