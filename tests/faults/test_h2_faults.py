@@ -71,13 +71,19 @@ def serve(
 
 
 def run(
-    srv: H2Server, tls_ca_path: Path, tmp_path: Path, names: list[str], **kw: object
+    srv: H2Server,
+    tls_ca_path: Path,
+    tmp_path: Path,
+    names: list[str],
+    *,
+    stall: float = 1.0,
+    **kw: Any,
 ) -> tuple[Report, list[Event], Path, FakeClock]:
     out, events, clock = tmp_path / "out", list[Event](), FakeClock()
     net = NetworkSettings(
-        ca_cert=str(tls_ca_path), netrc=False, stall_timeout=1.0, connect_timeout=5.0
+        ca_cert=str(tls_ca_path), netrc=False, stall_timeout=stall, connect_timeout=5.0
     )
-    settings = Settings(state_dir=tmp_path / "state", network=net, **kw)  # type: ignore[arg-type]
+    settings = Settings(state_dir=tmp_path / "state", network=net, **kw)
     items = [Item(srv.url(f"/d/{n}")) for n in names]
 
     async def go() -> Report:
@@ -96,7 +102,7 @@ def check_all(
     tls_ca_path: Path,
     tmp_path: Path,
     streams: int = COUNT // 2,
-    **kw: object,
+    **kw: Any,
 ) -> tuple[Report, list[Event]]:
     """Fetch every file; each must come whole and exact, at least ``streams`` requests
     as HTTP/2 streams."""
@@ -211,6 +217,27 @@ def test_few_concurrent_streams(
 ) -> None:
     srv = h2srv(max_streams=streams)
     check_all(srv, serve(srv, payload), tls_ca_path, tmp_path)
+
+
+def test_streams_waiting_for_their_turn_are_not_stalled(
+    h2srv: Callable[..., H2Server], payload: Callable[..., bytes], tls_ca_path: Path,
+    tmp_path: Path,
+) -> None:
+    # one stream at a time on a connection, each 0.3 s long: the streams libcurl holds
+    # back for their turn wait past the stall window, having sent nothing (they were cut
+    # as stalled, and retried)
+    srv = h2srv(max_streams=1)
+    files = {f"w{i}.bin": payload(1536, seed=i) for i in range(8)}
+    for name, data in files.items():
+        srv.add(f"/d/{name}", data, Fault(drip=0.1))
+    report, events, out, _ = run(
+        srv, tls_ca_path, tmp_path, list(files), stall=0.5, connections_per_host=2
+    )
+    assert report.exit_code == 0, report.failures
+    assert [e for e in events if isinstance(e, Retrying)] == []
+    for name, data in files.items():
+        assert (out / name).read_bytes() == data
+    assert sum(r.outcome == "200" and r.protocol == "h2" for r in srv.requests) >= 4
 
 
 @pytest.mark.parametrize(

@@ -72,7 +72,9 @@ class CurlLoop:
     count) over ``stall_timeout`` seconds ends with :data:`STALLED`; libcurl's own
     LOW_SPEED_TIME takes whole seconds only. One shared timer checks every transfer. A
     stalled transfer's connection is shut too when nothing at all came over it for that
-    long (an HTTP/2 connection gone silent: libcurl would put the retries on it).
+    long (an HTTP/2 connection gone silent: libcurl would put the retries on it). A
+    transfer's window starts when its request goes, not while it waits for its turn
+    and other transfers move.
     """
 
     def __init__(
@@ -301,7 +303,7 @@ class CurlLoop:
         for fd in self._heard:
             self._last_heard[fd] = now
         self._heard.clear()
-        stalled: list[tuple[pycurl.Curl, _Running, float]] = []
+        slow: list[tuple[pycurl.Curl, _Running, float]] = []
         quiet: dict[pycurl.Curl, bool] = {}  # transfer -> no byte in its window
         for easy, running in self._running.items():
             try:
@@ -320,6 +322,15 @@ class CurlLoop:
             span = now - then
             quiet[easy] = moved == before
             if span >= window and moved - before < self.low_speed_limit * span:
+                slow.append((easy, running, span))
+        # one whose request has not gone yet, while others move, waits for its turn (a
+        # connection, or an HTTP/2 stream): its window starts when it goes
+        moving = not all(quiet.values())
+        stalled: list[tuple[pycurl.Curl, _Running, float]] = []
+        for easy, running, span in slow:
+            if moving and _unsent(easy):
+                running.samples = deque([running.samples[-1]])
+            else:
                 stalled.append((easy, running, span))
         if stalled:
             self._shut_silent([easy for easy, _, _ in stalled], quiet, now - window)
@@ -391,6 +402,16 @@ class CurlLoop:
         for fd in list(self._fds):
             self._forget(fd)
         self._want.clear()
+
+
+def _unsent(easy: pycurl.Curl) -> bool:
+    """``easy`` has not sent its request yet: it is connecting (the connect timeout's
+    part), or libcurl holds it back until a connection or an HTTP/2 stream is free (the
+    server's SETTINGS_MAX_CONCURRENT_STREAMS reached), while the others take their turn."""
+    try:
+        return int(easy.getinfo(pycurl.PRETRANSFER_TIME_T)) == 0
+    except pycurl.error:
+        return False
 
 
 def _inode(fd: int) -> int:
