@@ -318,3 +318,16 @@ def test_nginx_goaway_and_one_stream_at_a_time(
     if directive.startswith("keepalive"):  # a GOAWAY after each 5 streams
         assert len({r.connection for r in streams}) >= len(streams) // 5
     assert 1 <= conns.peak <= 2
+
+
+def test_one_connection_per_host_still_carries_streams(
+    h2srv: Callable[..., H2Server], payload: Callable[..., bytes], tls_ca_path: Path,
+    tmp_path: Path,
+) -> None:
+    # -N 1: HTTP/2 was offered only beside another request to the host, which the one
+    # connection never allowed: every file went alone, one after another, over HTTP/1.1
+    srv = h2srv()
+    files = serve(srv, payload)
+    with PeakConnections(srv.port) as conns:
+        check_all(srv, files, tls_ca_path, tmp_path, streams=COUNT - 2, connections_per_host=1)
+    assert conns.peak == 1

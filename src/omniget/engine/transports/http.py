@@ -15,7 +15,8 @@ connections libcurl kept to such an origin are shut once the pool opens its own 
 
 HTTPS GETs without a Range, beside another request to the same host, offer HTTP/2; while
 the host answers them over HTTP/2 with small bodies, libcurl multiplexes them on its
-connections (the https twin of pipelining). A lone download stays on HTTP/1.1. Ranged
+connections (the https twin of pipelining). A lone download stays on HTTP/1.1 (but with
+one connection per host, nothing to split over, a light GET offers HTTP/2 alone too). Ranged
 requests, and every request to an origin whose answers are large, stay on HTTP/1.1: one
 connection per transfer, so a server that caps each connection still gets split across several.
 

@@ -37,6 +37,7 @@ class ConnectionSharing:
     which sets these attributes)."""
 
     settings: NetworkSettings
+    max_host_connections: int
     _core: CurlLoop | None
     _pipes: PipelinePool | None
     _netrc: bool
@@ -216,14 +217,15 @@ class ConnectionSharing:
 
     def _http_version(self, hop: Hop, light: bool) -> int:
         """HTTP/2 is offered (ALPN) for a light https GET beside another request to its
-        host, unless the host's answers are large or it does not speak HTTP/2; everything
-        else (a lone download among them) is HTTP/1.1."""
+        host, or to any host when one connection is all a host gets (nothing to split
+        over), unless the host's answers are large or it does not speak HTTP/2;
+        everything else (a lone download among them) is HTTP/1.1."""
         url = hop.url
         hop.offered_h2 = (
             light
             and url[:8].lower() == "https://"
             and self._h2.get(host_of(url), True)
-            and self._busy.get(tls_key(url), 0) > 1
+            and (self._busy.get(tls_key(url), 0) > 1 or self.max_host_connections == 1)
         )
         return _H2 if hop.offered_h2 else _H1
 
