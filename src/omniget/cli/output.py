@@ -8,6 +8,7 @@ and secret header values never reach a terminal, a log or a JSON line.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import sys
 from collections.abc import Iterable, Mapping
