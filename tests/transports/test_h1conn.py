@@ -745,10 +745,16 @@ def test_a_kernel_that_refuses_socket_splices_gets_bytes_instead(
         (b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n", None),  # (a digit in Latin-1)
         (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok", None),
         (b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 500, 200),
+        # (int() refuses over 4300 digits: that escaped into the event loop)
+        (b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", None),
+        (b"HTTP/1.1 " + b"2" * 5000 + b" OK\r\nContent-Length: 2\r\n\r\nok", None),
+        # a status code is three digits (curl: "Unsupported response code")
+        (b"HTTP/1.1 20 OK\r\nContent-Length: 2\r\n\r\nok", None),
+        (b"HTTP/1.1 1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", None),
     ],
     ids=[
         "status", "http2", "code", "101", "length", "negative", "superscript", "two-lengths",
-        "long-head",
+        "long-head", "huge-length", "huge-code", "short-code", "code-1",
     ],
 )
 def test_protocol_errors_before_any_byte_refuse_the_origin(

@@ -193,7 +193,11 @@ class Conn(asyncio.BufferedProtocol):
         end = text.find("\r\n")  # (of the status line: only CRLF ends a line)
         rest = text[end + 2 :]  # the header lines (the block ends with CRLF)
         parts = block[:end].split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        if (
+            len(parts) < 2
+            or not parts[0].startswith(b"HTTP/1.")
+            or not (len(parts[1]) == 3 and parts[1].isdigit())  # (as libcurl: 3 digits)
+        ):
             self._broken("not an HTTP/1.x answer")
             return False
         status = int(parts[1])

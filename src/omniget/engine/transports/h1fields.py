@@ -47,11 +47,10 @@ def read_fields(rest: str) -> _Fields | str:
         if low not in _FRAMING:
             continue
         if low == "content-length":
-            if not (value.isascii() and value.isdigit()) or (
-                length is not None and int(value) != length
-            ):
+            n = _length(value)
+            if n is None or (length is not None and n != length):
                 return BAD_LENGTH
-            length = int(value)
+            length = n
         elif low == "transfer-encoding":
             if value.lower() != "chunked":
                 return _BAD_CODING
@@ -61,3 +60,11 @@ def read_fields(rest: str) -> _Fields | str:
         else:
             encoding = value.lower()
     return Headers(pairs, lows, last), length, chunked, conn, encoding
+
+
+def _length(value: str) -> int | None:
+    """A Content-Length's number, or None: not digits, or past 18 of them (int() refuses
+    over 4300; libcurl ignores a length past 2**63 and reads to the end)."""
+    if not (value.isascii() and value.isdigit()) or len(value.lstrip("0")) > 18:
+        return None
+    return int(value)
