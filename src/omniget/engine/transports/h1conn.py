@@ -192,6 +192,11 @@ class Conn(asyncio.BufferedProtocol):
         text = block.decode("latin-1")
         end = text.find("\r\n")  # (of the status line: only CRLF ends a line)
         rest = text[end + 2 :]  # the header lines (the block ends with CRLF)
+        if block.count(b"\n") != block.count(b"\r\n"):
+            # a bare LF ends a line for libcurl (RFC 9112 2.2 allows it): its head
+            # would not end where ours does
+            self._broken("a line ended by a bare LF")
+            return False
         parts = block[:end].split(None, 2)
         if (
             len(parts) < 2
