@@ -787,7 +787,7 @@ def test_protocol_errors_before_any_byte_refuse_the_origin(
 
 @pytest.mark.parametrize("size", [b"zz", b"", b"1 2"], ids=["letters", "empty-then-junk", "space"])
 def test_bad_chunk_size_after_the_head_fails_that_request(srv: Server, size: bytes) -> None:
-    tail = b"\r\nQ\r\n" if not size else b""  # an empty line is skipped; then junk
+    tail = b"\r\nQ\r\n" if not size else b""  # (an empty line is an error already)
     srv.route(
         "/bad",
         send(
@@ -811,6 +811,35 @@ def test_bad_chunk_size_after_the_head_fails_that_request(srv: Server, size: byt
     assert bytes(bad.body) == b"abc" and bad.raw[0] == b"HTTP/1.1 200 OK\r\n"
     no_loop_errors(errors)
     assert bad.code == WEIRD
+
+
+@pytest.mark.parametrize(
+    ("body", "came"),
+    [
+        (b"3\r\nabcde\r\n0\r\n\r\n", b"abc"),  # more data than the size said
+        (b"3\r\nabc4\r\nwxyz\r\n0\r\n\r\n", b"abc"),  # no CRLF after the data
+        (b"\r\n3\r\nabc\r\n0\r\n\r\n", b""),  # an empty line for a size
+        (b"3\r\nabc\r\n\r\n0\r\n\r\n", b"abc"),
+    ],
+    ids=["long-data", "no-crlf", "blank-first", "blank-between"],
+)
+def test_chunk_data_ends_with_one_crlf(srv: Server, body: bytes, came: bytes) -> None:
+    """As libcurl ("Malformed encoding" or "Illegal or missing hexadecimal sequence"):
+    the end of a chunk's data is checked, so a size that was wrong cannot make later
+    bytes (the next answer's) a chunk."""
+    srv.route("/bad", send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body))
+
+    async def go() -> list[Hop]:
+        async with Client(srv.port, max_conns=1) as c:
+            hops = c.get("/bad", "/b")
+            assert await c.codes(hops) == [WEIRD, FALLBACK]
+            assert not c.pool.usable(c.key)
+            return hops
+
+    errors: list[dict[str, Any]] = []
+    bad, _b = run(go, errors)
+    assert bytes(bad.body) == came
+    no_loop_errors(errors)
 
 
 def test_answer_nobody_asked_for_refuses_the_origin(srv: Server) -> None:

@@ -47,7 +47,8 @@ MAX_HEAD = 64 << 10
 READ_SIZE = 512 << 10
 HEAD_READ = 16 << 10  # read size for the head of an answer expected to be large
 
-_HEAD, _BODY, _CHUNK_LINE, _CHUNK, _TRAILER, _TO_EOF = range(6)
+# (_CHUNK_END: the CRLF after a chunk's data)
+_HEAD, _BODY, _CHUNK_LINE, _CHUNK, _CHUNK_END, _TRAILER, _TO_EOF = range(7)
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
@@ -154,7 +155,7 @@ class Conn(asyncio.BufferedProtocol):
                     return
                 if self.left == 0:
                     if st == _CHUNK:
-                        self.state = _CHUNK_LINE
+                        self.state = _CHUNK_END
                     elif not self.complete():
                         return
             elif st == _TO_EOF:
@@ -263,12 +264,16 @@ class Conn(asyncio.BufferedProtocol):
         return True
 
     def _line(self, line: bytes) -> bool:
-        """A chunk-size line or a trailer line."""
+        """A chunk-size line, the end of a chunk's data or a trailer line."""
         if self.state == _TRAILER:
             if not line:
                 return self.complete()
             return True
-        if not line:  # the CRLF that ends a chunk's data
+        if self.state == _CHUNK_END:  # (as libcurl: more data than the size said is an error)
+            if line:
+                self._broken("no CRLF after a chunk's data")
+                return False
+            self.state = _CHUNK_LINE
             return True
         size = line.split(b";", 1)[0].strip()
         if not size or len(size) > 16 or not _HEX.issuperset(size):
