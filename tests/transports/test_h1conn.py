@@ -174,6 +174,28 @@ def test_two_chunked_answers_back_to_back(srv: Server) -> None:
     assert srv.connections == 1 and conns_of(srv, "/c1") == [1, 1]
 
 
+@pytest.mark.parametrize(
+    "head",
+    [
+        "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked",
+        "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked",
+    ],
+    ids=["with-length", "http-1.0"],
+)
+def test_a_chunked_answer_with_faulty_framing_is_the_last_on_its_connection(
+    srv: Server, head: str
+) -> None:
+    """RFC 9112 6.1 and 6.3: chunked beside a Content-Length, or in an HTTP/1.0 answer,
+    may be an attempt at response splitting. Its body is read as chunked (as libcurl
+    reads it), and the requests behind it go out on another connection."""
+    srv.route("/both", send(chunked(b"one", b"two", head=head)))
+
+    both, b = fetch_one_conn(srv, "/both", "/b")
+    assert bytes(both.body) == b"onetwo"
+    assert bytes(b.body) == want("/b")
+    assert conns_of(srv, "/both") == [1] and conns_of(srv, "/b")[-1] == 2
+
+
 # ----- content encodings --------------------------------------------------------------
 
 TEXT = b"".join(f"line {i} of a compressible body\n".encode() for i in range(2000))

@@ -219,6 +219,9 @@ class Conn(asyncio.BufferedProtocol):
         if isinstance(read, str):  # (a transfer coding other than chunked)
             return self._refuse_answer(p)
         headers, length, chunked, conn, encoding = read
+        # faulty framing (RFC 9112 6.1, 6.3), maybe response splitting: read as chunked,
+        # as libcurl does, and nothing more from this connection
+        faulty = chunked and (length is not None or parts[0] != b"HTTP/1.1")
         decoder = None
         if encoding:  # (an identity body, as most, asks nothing more)
             try:
@@ -241,6 +244,8 @@ class Conn(asyncio.BufferedProtocol):
             self.pool.one_by_one(self.origin.key)
         if not self.keep and not self.answered and self.state != _TO_EOF:
             self.pool.refuse(self.origin.key)  # the server does not keep connections
+        if faulty:
+            self.keep = False
         if not self.keep or self.state == _TO_EOF or (length or 0) > BIG_BODY:
             self._stop_behind()  # (a large body would hold the rest up)
         self.left = length or 0
