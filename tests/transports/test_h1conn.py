@@ -767,6 +767,8 @@ def test_a_kernel_that_refuses_socket_splices_gets_bytes_instead(
         (b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n", None),  # (a digit in Latin-1)
         (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok", None),
         (b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 500, 200),
+        # as long, in one read with its end (it passed: how the bytes came decided)
+        (b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 500 + b"\r\nContent-Length: 2\r\n\r\nok", 200),
         # (int() refuses over 4300 digits: that escaped into the event loop)
         (b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", None),
         (b"HTTP/1.1 " + b"2" * 5000 + b" OK\r\nContent-Length: 2\r\n\r\nok", None),
@@ -780,8 +782,8 @@ def test_a_kernel_that_refuses_socket_splices_gets_bytes_instead(
     ],
     ids=[
         "status", "http2", "code", "101", "length", "negative", "superscript", "two-lengths",
-        "long-head", "huge-length", "huge-code", "short-code", "code-1", "lf-in-line",
-        "lf-status", "lf-blank",
+        "long-head", "long-whole-head", "huge-length", "huge-code", "short-code", "code-1",
+        "lf-in-line", "lf-status", "lf-blank",
     ],
 )
 def test_protocol_errors_before_any_byte_refuse_the_origin(

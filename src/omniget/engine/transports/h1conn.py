@@ -163,9 +163,11 @@ class Conn(asyncio.BufferedProtocol):
                     return
                 pos = n
             else:
-                end = buf.find(b"\r\n\r\n" if st == _HEAD else b"\r\n", pos, n)
+                # (a head or line longer than MAX_HEAD is refused however its bytes came)
+                mark = b"\r\n\r\n" if st == _HEAD else b"\r\n"
+                end = buf.find(mark, pos, min(n, pos + MAX_HEAD + len(mark)))
                 if end < 0:
-                    if n - pos > MAX_HEAD:
+                    if n - pos >= MAX_HEAD + len(mark):
                         self._broken("answer head too long")
                         return
                     break
