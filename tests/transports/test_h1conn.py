@@ -775,6 +775,8 @@ def test_a_kernel_that_refuses_socket_splices_gets_bytes_instead(
         # a status code is three digits (curl: "Unsupported response code")
         (b"HTTP/1.1 20 OK\r\nContent-Length: 2\r\n\r\nok", None),
         (b"HTTP/1.1 1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", None),
+        (b"HTTP/1.1 099 OK\r\nContent-Length: 2\r\n\r\nok", None),  # (curl: the same)
+        (b" HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", None),  # (curl: HTTP/0.9)
         # a bare LF ends a line for curl: its framing would not be ours
         (b"HTTP/1.1 200 OK\r\nX: a\nContent-Length: 2\r\n\r\nok", None),
         (b"HTTP/1.1 200 OK\nContent-Length: 2\r\n\r\nok", None),
@@ -783,6 +785,7 @@ def test_a_kernel_that_refuses_socket_splices_gets_bytes_instead(
     ids=[
         "status", "http2", "code", "101", "length", "negative", "superscript", "two-lengths",
         "long-head", "long-whole-head", "huge-length", "huge-code", "short-code", "code-1",
+        "code-99", "lead-space",
         "lf-in-line", "lf-status", "lf-blank",
     ],
 )

@@ -203,9 +203,9 @@ class Conn(asyncio.BufferedProtocol):
         parts = block[:end].split(None, 2)
         if (
             len(parts) < 2
-            or not parts[0].startswith(b"HTTP/1.")
-            or not (len(parts[1]) == 3 and parts[1].isdigit())  # (as libcurl: 3 digits)
-        ):
+            or not block.startswith(b"HTTP/1.")  # (at its first byte, as libcurl)
+            or not (len(parts[1]) == 3 and parts[1].isdigit() and parts[1] >= b"100")
+        ):  # (the code: three digits, from 100, as libcurl)
             self._broken("not an HTTP/1.x answer")
             return False
         status = int(parts[1])
