@@ -366,8 +366,10 @@ class Conn(asyncio.BufferedProtocol):
     def _finish_answer(self) -> None:
         """Hand over what the decoder still holds and finish the head request."""
         p = self.queue.popleft()
+        if p.dropped:  # (cancelled, or ended by its requester: finished then)
+            return
         why = None
-        if self.decoder is not None and self.encoded and not self.drain and not p.dropped:
+        if self.decoder is not None and self.encoded and not self.drain:
             rest, why = end_of(self.decoder)
             if rest:
                 p.hop.on_write(rest)
@@ -385,9 +387,12 @@ class Conn(asyncio.BufferedProtocol):
         self.fail_head(pycurl.E_RECV_ERROR, "connection closed during the answer")
 
     def fail_head(self, code: int, message: str) -> None:
-        """End the connection; the request whose answer had begun fails with ``code``."""
+        """End the connection; the request whose answer had begun fails with ``code``
+        (unless its requester ended or dropped it: the rest was being read for nobody)."""
         if self.queue and self.queue[0].got:
-            self.queue.popleft().hop.finish(code, message)
+            p = self.queue.popleft()
+            if not p.dropped:
+                p.hop.finish(code, message)
         self._shut()
 
     def _broken(self, what: str) -> None:
@@ -444,7 +449,8 @@ class Conn(asyncio.BufferedProtocol):
             return
         self._end()
         for p in self.queue:
-            p.hop.finish(code, message)
+            if not p.dropped:
+                p.hop.finish(code, message)
         self.queue.clear()
         if self.transport is not None:
             self.transport.abort()
