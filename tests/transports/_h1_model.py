@@ -124,9 +124,8 @@ def reference(
     data: bytes, requests: int, end: str, most: int = h1conn.MAX_HEAD
 ) -> list[Want]:
     """What each of ``requests`` pipelined requests should get from ``data``, the bytes
-    the connection brought before it ended (``end``: ``eof``, ``reset``, ``close`` (the
-    pool closed) or ``open``);
-    a head (or a chunk's line) is at most ``most`` bytes."""
+    the connection brought before it ended (``end``: ``eof``, ``reset``, ``close``, the
+    pool closed, or ``open``); a head (or a chunk's line) is at most ``most`` bytes."""
     out: list[Want] = []
     pos = 0
     while len(out) < requests:
@@ -327,7 +326,8 @@ def _drive(loop: asyncio.AbstractEventLoop, data: bytes, requests: int, run: Run
             pos += n
             conn.buffer_updated(n)
             run.kept = max(run.kept, conn.have)
-            loop.run_until_complete(asyncio.sleep(0))  # (as between two reads)
+            loop.call_soon(loop.stop)  # (what is due runs, as between two reads)
+            loop.run_forever()
     run.buffer = len(conn.rbuf)
     if transport.ended:
         conn.connection_lost(None)  # (asyncio calls it once the transport is gone)

@@ -141,7 +141,8 @@ class Conn(asyncio.BufferedProtocol):
         if self.splicing and splice(self):
             return
         buf, view = self.rbuf, self.view
-        n = self.have + nbytes
+        held = self.have  # (kept from the last read: searched already for its line's end)
+        n = held + nbytes
         self.have = 0
         pos = 0
         while pos < n and not self.done:
@@ -165,7 +166,9 @@ class Conn(asyncio.BufferedProtocol):
             else:
                 # (a head or line longer than MAX_HEAD is refused however its bytes came)
                 mark = b"\r\n\r\n" if st == _HEAD else b"\r\n"
-                end = buf.find(mark, pos, min(n, pos + MAX_HEAD + len(mark)))
+                start = max(pos, held - len(mark) + 1)
+                held = 0
+                end = buf.find(mark, start, min(n, pos + MAX_HEAD + len(mark)))
                 if end < 0:
                     if n - pos >= MAX_HEAD + len(mark):
                         self._broken("answer head too long")
@@ -180,7 +183,8 @@ class Conn(asyncio.BufferedProtocol):
                 if not ok:
                     return
         if pos < n and not self.done:  # part of a head or line: keep it at the front
-            buf[: n - pos] = buf[pos:n]
+            if pos:
+                buf[: n - pos] = buf[pos:n]
             self.have = n - pos
         elif self.sock >= 0 and self.state == _BODY and not self.done:
             self.splicing = can_splice(self)
