@@ -180,7 +180,7 @@ class FuzzHop:
     """A requester that records what it is handed."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, stop: Stop | None) -> None:
-        self.raw: list[bytes] = []
+        self.head_block: bytes | None = None
         self.parsed: tuple[int, Headers] | None = None
         self.fut: asyncio.Future[tuple[int, str]] = loop.create_future()
         self.views = True
@@ -254,7 +254,7 @@ class Got:
     code: int | None
     status: int | None
     body: bytes
-    raw: list[bytes]
+    head: bytes | None  # the head it was handed
     waiting: bool
     finishes: int
     late: int
@@ -344,6 +344,6 @@ def _drive(loop: asyncio.AbstractEventLoop, data: bytes, requests: int, run: Run
     waiting = {id(p.hop) for p in origin.waiting}
     return [
         Got(hop.code, hop.parsed[0] if hop.parsed is not None else None, bytes(hop.body),
-            list(hop.raw), id(hop) in waiting, len(hop.finishes), hop.late)
+            hop.head_block, id(hop) in waiting, len(hop.finishes), hop.late)
         for hop in hops
     ]  # fmt: skip

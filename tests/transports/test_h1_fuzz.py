@@ -142,7 +142,7 @@ def check(got: list[Got], want: list[Want], end: str) -> None:
             continue
         if g.code is None:
             if g.waiting:
-                assert not g.body and not g.raw, where
+                assert not g.body and not g.head, where
             else:  # still in flight on a connection that lives on
                 assert end == "open" and w.kind in ("open", "none"), where
                 assert w.body.startswith(g.body), where
@@ -150,7 +150,7 @@ def check(got: list[Got], want: list[Want], end: str) -> None:
         if g.code == 0:
             assert (w.kind, g.status, g.body) == ("ok", w.status, w.body), where
         elif g.code == FALLBACK:
-            assert not g.body and not g.raw, where
+            assert not g.body and not g.head, where
         else:
             assert w.body.startswith(g.body), where
             assert w.kind != "none" or not g.body, where
