@@ -781,12 +781,14 @@ def test_a_kernel_that_refuses_socket_splices_gets_bytes_instead(
         (b"HTTP/1.1 200 OK\r\nX: a\nContent-Length: 2\r\n\r\nok", None),
         (b"HTTP/1.1 200 OK\nContent-Length: 2\r\n\r\nok", None),
         (b"HTTP/1.1 200 OK\r\nX: a\n\nok\r\n\r\n", None),
+        (b"HTTP/1.1 100 Continue\r\nX: a\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+         None),
     ],
     ids=[
         "status", "http2", "code", "101", "length", "negative", "superscript", "two-lengths",
         "long-head", "long-whole-head", "huge-length", "huge-code", "short-code", "code-1",
         "code-99", "lead-space",
-        "lf-in-line", "lf-status", "lf-blank",
+        "lf-in-line", "lf-status", "lf-blank", "lf-interim",
     ],
 )
 def test_protocol_errors_before_any_byte_refuse_the_origin(

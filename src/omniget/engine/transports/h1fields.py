@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .base import Headers
 
-__all__ = ["BAD_LENGTH", "read_fields"]
+__all__ = ["BAD_LENGTH", "BARE_LF", "read_fields"]
 
 _BLANK = " \t\n\r\x0b\x0c"  # what bytes.strip() strips (str.strip() strips more)
 #: Header names (lower case) that say how an answer's body is framed or coded.
@@ -17,11 +17,13 @@ _FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "cont
 #: Content-Encoding in lower case).
 _Fields = tuple[Headers, int | None, bool, str, str]
 BAD_LENGTH, _BAD_CODING = "bad Content-Length", "a transfer coding other than chunked"
+BARE_LF = "a line ended by a bare LF"
 
 
 def read_fields(rest: str) -> _Fields | str:
     """What the header lines ``rest`` (each ending with CRLF) say; :data:`BAD_LENGTH` or
-    :data:`_BAD_CODING` at the first line that makes the answer unreadable here."""
+    :data:`_BAD_CODING` at the first line that makes the answer unreadable here, and
+    :data:`BARE_LF` for a line ended by a bare LF (libcurl's line, not ours)."""
     length: int | None = None
     chunked = False
     conn = encoding = ""
@@ -29,7 +31,10 @@ def read_fields(rest: str) -> _Fields | str:
     lows: list[str] = []  # their names in lower case (the Headers' keys)
     last: dict[str, tuple[str, str]] = {}  # lower-case name -> its last pair
     folded = rest[:1] in (" ", "\t") or "\r\n " in rest or "\r\n\t" in rest
-    for line in rest.split("\r\n")[:-1]:
+    lines = rest.split("\r\n")
+    if rest.count("\n") != len(lines) - 1:
+        return BARE_LF
+    for line in lines[:-1]:
         if folded and line[:1] in (" ", "\t"):  # obsolete line folding
             if pairs:
                 name_s, value_s = pairs[-1]
