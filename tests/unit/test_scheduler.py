@@ -360,18 +360,24 @@ def test_host_of_a_url_asked_again_and_again() -> None:
     assert {u: scheduler.host_of(u) for u in urls} == urls
 
 
-def test_a_change_that_lets_no_ticket_go_walks_no_queue(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A new ticket that does not fit, behind others that could not go either, and a file
-    slot given back while no file waited for one, grant nothing: the waiting queue (a run's
-    2 x -j files set up ahead) is not walked for them. Changes that may let one go are."""
-    walks: list[int] = []
+@pytest.fixture
+def walks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The length of the waiting queue at each walk of it (HostLimits._wake)."""
+    seen: list[int] = []
     real = HostLimits._wake
 
     def counted(self: HostLimits) -> None:
-        walks.append(len(self._waiters))
+        seen.append(len(self._waiters))
         real(self)
 
     monkeypatch.setattr(HostLimits, "_wake", counted)
+    return seen
+
+
+def test_a_change_that_lets_no_ticket_go_walks_no_queue(walks: list[int]) -> None:
+    """A new ticket that does not fit, behind others that could not go either, and a file
+    slot given back while no file waited for one, grant nothing: the waiting queue (a run's
+    2 x -j files set up ahead) is not walked for them. Changes that may let one go are."""
     lim = HostLimits(per_host=1, total=4, pipelined=lambda url: UNIT // 8)
     tickets = [lim.ticket(A, light=True) for _ in range(12)]
     assert [t.granted for t in tickets] == [True] * 8 + [False] * 4  # (8 share a connection)
@@ -403,20 +409,12 @@ def test_a_change_that_lets_no_ticket_go_walks_no_queue(monkeypatch: pytest.Monk
 
 
 def test_a_host_that_starts_sharing_prices_all_its_waiting_light_tickets_at_once(
-    monkeypatch: pytest.MonkeyPatch,
+    walks: list[int],
 ) -> None:
     """The first wake that finds a host sharing its connections prices every light ticket
     waiting for it anew, not only those it walks before the host is full: one left priced
     as a whole connection would have every later change walk the queue (a run's 2 x -j
     files set up ahead) for it, twice per file, granting nothing."""
-    walks: list[int] = []
-    real = HostLimits._wake
-
-    def counted(self: HostLimits) -> None:
-        walks.append(len(self._waiters))
-        real(self)
-
-    monkeypatch.setattr(HostLimits, "_wake", counted)
     shared: set[str] = set()
     lim = HostLimits(per_host=1, total=4, files=100,
                      pipelined=lambda url: UNIT // 8 if url.split("/")[2] in shared else 0)
