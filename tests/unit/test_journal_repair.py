@@ -258,8 +258,9 @@ def test_runs_finding_the_same_damaged_journal_move_it_once_and_keep_every_recor
     for folder in folders:
         folder.mkdir()
         garbage(folder / FILENAME)
-    fork = multiprocessing.get_context("fork")
-    with fork.Pool(4, initializer=_share, initargs=(fork.Barrier(4),)) as pool:
+    # (not fork: the test process has threads, which Python 3.12+ warns of)
+    ctx = multiprocessing.get_context("forkserver")
+    with ctx.Pool(4, initializer=_share, initargs=(ctx.Barrier(4),)) as pool:
         results = pool.map(_open_and_record, [str(f) for f in folders for _ in range(4)],
                            chunksize=1)
     assert [r for r in results if r != "ok"] == []
