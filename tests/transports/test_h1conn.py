@@ -1,6 +1,6 @@
 """One pooled connection (transports/h1conn.py) against raw sockets on 127.0.0.1: framing,
 content encodings, bodyless and interim answers, large and spliced bodies, receivers that
-stop, and servers that break the protocol. The kit is in ``_pool_kit.py``.
+stop. Servers that break the protocol: ``test_h1_protocol.py``. The kit is in ``_pool_kit.py``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from omniget.engine.transports.pipeline import DEPTH, FALLBACK, PipelinePool
 from ._pool_kit import (
     BAD_ENCODING,
     RECV,
-    WEIRD,
     WRITE,
     Client,
     Hop,
@@ -35,7 +34,6 @@ from ._pool_kit import (
     conns_of,
     fetch_one_conn,
     head_of,
-    no_loop_errors,
     ok,
     rq,
     run,
@@ -750,163 +748,6 @@ def test_a_kernel_that_refuses_socket_splices_gets_bytes_instead(
     assert all(bytes(h.body) == HUGE for h in got)
     assert len(refused) == 1  # not tried again, on this connection or the other
     assert srv.connections == 2
-
-
-# ----- servers that break the protocol ------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("answer", "max_head"),
-    [
-        (b"FOO 200 OK\r\nContent-Length: 2\r\n\r\nok", None),
-        (b"HTTP/2 200\r\n\r\n", None),
-        (b"HTTP/1.1 abc OK\r\n\r\n", None),
-        (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", None),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 12abc\r\n\r\n", None),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", None),
-        (b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n", None),  # (a digit in Latin-1)
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok", None),
-        (b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 500, 200),
-        # as long, in one read with its end (it passed: how the bytes came decided)
-        (b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 500 + b"\r\nContent-Length: 2\r\n\r\nok", 200),
-        # (int() refuses over 4300 digits: that escaped into the event loop)
-        (b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", None),
-        (b"HTTP/1.1 " + b"2" * 5000 + b" OK\r\nContent-Length: 2\r\n\r\nok", None),
-        # a status code is three digits (curl: "Unsupported response code")
-        (b"HTTP/1.1 20 OK\r\nContent-Length: 2\r\n\r\nok", None),
-        (b"HTTP/1.1 1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", None),
-        (b"HTTP/1.1 099 OK\r\nContent-Length: 2\r\n\r\nok", None),  # (curl: the same)
-        (b" HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", None),  # (curl: HTTP/0.9)
-        # a bare LF ends a line for curl: its framing would not be ours
-        (b"HTTP/1.1 200 OK\r\nX: a\nContent-Length: 2\r\n\r\nok", None),
-        (b"HTTP/1.1 200 OK\nContent-Length: 2\r\n\r\nok", None),
-        (b"HTTP/1.1 200 OK\r\nX: a\n\nok\r\n\r\n", None),
-        (b"HTTP/1.1 100 Continue\r\nX: a\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-         None),
-    ],
-    ids=[
-        "status", "http2", "code", "101", "length", "negative", "superscript", "two-lengths",
-        "long-head", "long-whole-head", "huge-length", "huge-code", "short-code", "code-1",
-        "code-99", "lead-space",
-        "lf-in-line", "lf-status", "lf-blank", "lf-interim",
-    ],
-)
-def test_protocol_errors_before_any_byte_refuse_the_origin(
-    srv: Server, monkeypatch: pytest.MonkeyPatch, answer: bytes, max_head: int | None
-) -> None:
-    if max_head is not None:
-        monkeypatch.setattr(h1conn, "MAX_HEAD", max_head)
-    # silent afterwards: an answer to /b right behind could end an unfinished head
-    srv.route("/bad", stall_after(srv, answer))
-
-    async def go() -> list[Hop]:
-        async with Client(srv.port, max_conns=1) as c:
-            hops = c.get("/bad", "/b")
-            assert await c.codes(hops) == [FALLBACK, FALLBACK]  # no byte came: libcurl asks
-            assert not c.pool.usable(c.key)
-            assert not c.pool.has_connections(c.key)
-            return hops
-
-    errors: list[dict[str, Any]] = []
-    bad, b = run(go, errors)
-    assert bad.raw == b.raw == [] and bad.body == b.body == b""
-    assert srv.connections == 1
-    no_loop_errors(errors)
-
-
-@pytest.mark.parametrize("size", [b"zz", b"", b"1 2"], ids=["letters", "empty-then-junk", "space"])
-def test_bad_chunk_size_after_the_head_fails_that_request(srv: Server, size: bytes) -> None:
-    tail = b"\r\nQ\r\n" if not size else b""  # (an empty line is an error already)
-    srv.route(
-        "/bad",
-        send(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
-            + size
-            + tail
-            + b"\r\n"
-        ),
-    )
-
-    async def go() -> list[Hop]:
-        async with Client(srv.port, max_conns=1) as c:
-            hops = c.get("/bad", "/b")
-            await c.codes(hops)
-            assert hops[1].code == FALLBACK
-            assert not c.pool.usable(c.key)
-            return hops
-
-    errors: list[dict[str, Any]] = []
-    bad, _b = run(go, errors)
-    assert bytes(bad.body) == b"abc" and bad.raw[0] == b"HTTP/1.1 200 OK\r\n"
-    no_loop_errors(errors)
-    assert bad.code == WEIRD
-
-
-@pytest.mark.parametrize(
-    ("body", "came"),
-    [
-        (b"3\r\nabcde\r\n0\r\n\r\n", b"abc"),  # more data than the size said
-        (b"3\r\nabc4\r\nwxyz\r\n0\r\n\r\n", b"abc"),  # no CRLF after the data
-        (b"\r\n3\r\nabc\r\n0\r\n\r\n", b""),  # an empty line for a size
-        (b"3\r\nabc\r\n\r\n0\r\n\r\n", b"abc"),
-    ],
-    ids=["long-data", "no-crlf", "blank-first", "blank-between"],
-)
-def test_chunk_data_ends_with_one_crlf(srv: Server, body: bytes, came: bytes) -> None:
-    """As libcurl ("Malformed encoding" or "Illegal or missing hexadecimal sequence"):
-    the end of a chunk's data is checked, so a size that was wrong cannot make later
-    bytes (the next answer's) a chunk."""
-    srv.route("/bad", send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body))
-
-    async def go() -> list[Hop]:
-        async with Client(srv.port, max_conns=1) as c:
-            hops = c.get("/bad", "/b")
-            assert await c.codes(hops) == [WEIRD, FALLBACK]
-            assert not c.pool.usable(c.key)
-            return hops
-
-    errors: list[dict[str, Any]] = []
-    bad, _b = run(go, errors)
-    assert bytes(bad.body) == came
-    no_loop_errors(errors)
-
-
-def test_answer_nobody_asked_for_refuses_the_origin(srv: Server) -> None:
-    srv.route("/twice", send(ok(b"one") + ok(b"two")))
-
-    async def go() -> Hop:
-        async with Client(srv.port, max_conns=1) as c:
-            [h] = c.get("/twice")
-            assert await c.codes([h]) == [0]
-            await c.until(lambda: not c.pool.usable(c.key))
-            await c.until(lambda: not c.pool.has_connections(c.key))
-            await asyncio.sleep(0.02)  # let the transport report its end
-            return h
-
-    errors: list[dict[str, Any]] = []
-    h = run(go, errors)
-    assert bytes(h.body) == b"one"
-    no_loop_errors(errors)
-
-
-def test_negative_chunk_size_is_a_protocol_error() -> None:
-    async def go() -> tuple[int, bool]:
-        loop = asyncio.get_running_loop()
-        pool = PipelinePool(loop, max_conns=1, connect_timeout=1, stall_timeout=0)
-        pool.confirm("h:1")
-        origin = h1queue.Origin("h:1", (("127.0.0.1",), 1))
-        conn = h1conn.Conn(pool, origin)
-        origin.conns.append(conn)
-        hop = Hop(loop)
-        p = h1queue.Pending(hop, b"")
-        p.got = True
-        conn.queue.append(p)
-        conn.state = h1conn._CHUNK_LINE
-        conn._line(b"-5")
-        return conn.left, pool.usable("h:1")
-
-    left, usable = asyncio.run(go())
-    assert left >= 0 and not usable
 
 
 def test_the_hop_takes_the_headers_the_connection_built(monkeypatch: pytest.MonkeyPatch) -> None:
