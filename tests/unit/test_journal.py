@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import random
 import shutil
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.servers import together
 
 import omniget
 from omniget.engine import journal as journal_module
@@ -501,16 +501,8 @@ def test_a_second_version_journal_is_upgraded_and_its_records_trusted(tmp_path: 
     assert versions(path) == [(SCHEMA_VERSION,)]
 
 
-_together: Any = None  # (a barrier the pool's processes share)
-
-
-def _share(barrier: Any) -> None:
-    global _together
-    _together = barrier
-
-
 def _open_and_close(folder: str) -> str:
-    _together.wait(10)  # (the four open it at the same moment)
+    together.wait()  # (the four open it at the same moment)
     try:
         Journal.in_dir(Path(folder)).close()
     except StorageError as exc:
@@ -522,10 +514,7 @@ def test_runs_opening_a_new_journal_at_once_all_get_it(tmp_path: Path) -> None:
     """Two omniget runs started together on a new state folder: one of them failed at
     once with "database is locked" (the switch to WAL mode does not wait for a lock)."""
     folders = [str(tmp_path / f"s{i}") for i in range(30) for _ in range(4)]
-    # (not fork: the test process has threads, which Python 3.12+ warns of)
-    ctx = multiprocessing.get_context("forkserver")
-    with ctx.Pool(4, initializer=_share, initargs=(ctx.Barrier(4),)) as pool:
-        results = pool.map(_open_and_close, folders, chunksize=1)
+    results = together.in_four(_open_and_close, folders)
     assert [r for r in results if r != "ok"] == []
 
 

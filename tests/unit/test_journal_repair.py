@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import calendar
 import logging
-import multiprocessing
 import os
 import sqlite3
 import threading
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.servers import together
 from tests.servers.httpd import HTTPServer
 
 from omniget import download
@@ -232,16 +232,8 @@ def test_a_run_that_finds_it_moved_meanwhile_opens_the_new_one(
     assert len(warnings(caplog)) == 1
 
 
-_together: Any = None  # (a barrier the pool's processes share)
-
-
-def _share(barrier: Any) -> None:
-    global _together
-    _together = barrier
-
-
 def _open_and_record(folder: str) -> str:
-    _together.wait(10)  # (the four open it at the same moment)
+    together.wait()  # (the four open it at the same moment)
     try:
         with Journal.in_dir(Path(folder)) as j:
             start(j, f"run{os.getpid()}")
@@ -258,11 +250,7 @@ def test_runs_finding_the_same_damaged_journal_move_it_once_and_keep_every_recor
     for folder in folders:
         folder.mkdir()
         garbage(folder / FILENAME)
-    # (not fork: the test process has threads, which Python 3.12+ warns of)
-    ctx = multiprocessing.get_context("forkserver")
-    with ctx.Pool(4, initializer=_share, initargs=(ctx.Barrier(4),)) as pool:
-        results = pool.map(_open_and_record, [str(f) for f in folders for _ in range(4)],
-                           chunksize=1)
+    results = together.in_four(_open_and_record, [str(f) for f in folders for _ in range(4)])
     assert [r for r in results if r != "ok"] == []
     for folder in folders:
         aside = [n for n in names(folder) if ".corrupt-" in n]
