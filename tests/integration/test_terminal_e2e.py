@@ -146,30 +146,6 @@ def test_ctrl_c_typed_under_a_full_width_bar_leaves_no_bar_behind(
     assert not screen.cursor_hidden
 
 
-def test_ctrl_backslash_quits_at_once_leaving_a_cursor_and_a_resumable_file(
-    httpd: HTTPServer, tmp_path: Path
-) -> None:
-    """Ctrl+\\ (SIGQUIT) quits as it does any program, at once: what the journal has is
-    kept, as after a SIGKILL. It left the bars on the screen and the cursor hidden (the
-    shell's prompt came without one)."""
-    data = bytes(range(256)) * (32 * 1024)  # 8 MiB
-    path = httpd.new_path("quit.bin")
-    url = httpd.add(path, data)
-    out, state = tmp_path / "out", tmp_path / "state"
-    term = Terminal([httpd.url(path, drip=MiB), "-o", str(out)], state)
-    term.read_until(lambda _: _checkpointed(state) >= 2 * MiB)
-    term.type(b"\x1c")
-    code, screen = term.finish()
-    assert code == -signal.SIGQUIT
-    assert not any("━" in line or "total [" in line for line in screen.lines()), screen.lines()
-    assert not screen.cursor_hidden
-    httpd.clear_log()
-    rerun = subprocess.run([sys.executable, "-m", "omniget", url, "-o", str(out), "-q"],
-                           env={**os.environ, "OMNIGET_STATE_DIR": str(state)}, timeout=60)
-    assert rerun.returncode == 0 and (out / "quit.bin").read_bytes() == data
-    assert sum(r.sent for r in httpd.requests_to(path)) <= len(data) - 2 * MiB  # (resumed)
-
-
 def test_ctrl_z_stops_the_run_on_a_clean_screen_and_fg_ends_it_whole(
     httpd: HTTPServer, tmp_path: Path
 ) -> None:
@@ -193,32 +169,36 @@ def test_ctrl_z_stops_the_run_on_a_clean_screen_and_fg_ends_it_whole(
     assert (out / "stop.bin").read_bytes() == data
 
 
-@pytest.mark.parametrize("hangup", [False, True], ids=["kill-hup", "terminal-closed"])
-def test_sighup_ends_the_run_at_once_leaving_a_cursor_and_a_resumable_file(
-    httpd: HTTPServer, tmp_path: Path, hangup: bool
+@pytest.mark.parametrize("how", ["ctrl-backslash", "kill-hup", "terminal-closed"])
+def test_sigquit_and_sighup_end_the_run_at_once_leaving_a_cursor_and_a_resumable_file(
+    httpd: HTTPServer, tmp_path: Path, how: str
 ) -> None:
-    """SIGHUP (the terminal closed, an ssh connection dropped; or sent with kill) ends the
-    process as its default does: what the journal has is kept, as after a SIGKILL. A
-    terminal still there got the bars left on it and no cursor."""
+    """Ctrl+\\ (SIGQUIT) and SIGHUP (the terminal closed, an ssh connection dropped; or sent
+    with kill) end the process as their defaults do: what the journal has is kept, as after
+    a SIGKILL. A terminal still there got the bars left on it and no cursor (the shell's
+    prompt came without one)."""
     data = bytes(range(256)) * (32 * 1024)  # 8 MiB
-    path = httpd.new_path("hup.bin")
+    path = httpd.new_path("cut.bin")
     url = httpd.add(path, data)
     out, state = tmp_path / "out", tmp_path / "state"
     term = Terminal([httpd.url(path, drip=MiB), "-o", str(out)], state)
     term.read_until(lambda _: _checkpointed(state) >= 2 * MiB)
-    if hangup:  # (the kernel signals the terminal's session)
+    if how == "terminal-closed":  # (the kernel signals the terminal's session)
         os.close(term.master)
         assert term.proc.wait(timeout=30) == -signal.SIGHUP
     else:
-        os.kill(term.proc.pid, signal.SIGHUP)
+        if how == "ctrl-backslash":
+            term.type(b"\x1c")
+        else:
+            os.kill(term.proc.pid, signal.SIGHUP)
         code, screen = term.finish()
-        assert code == -signal.SIGHUP
+        assert code == (-signal.SIGQUIT if how == "ctrl-backslash" else -signal.SIGHUP)
         assert not any("━" in line or "total [" in line for line in screen.lines())
         assert not screen.cursor_hidden
     httpd.clear_log()
     rerun = subprocess.run([sys.executable, "-m", "omniget", url, "-o", str(out), "-q"],
                            env={**os.environ, "OMNIGET_STATE_DIR": str(state)}, timeout=60)
-    assert rerun.returncode == 0 and (out / "hup.bin").read_bytes() == data
+    assert rerun.returncode == 0 and (out / "cut.bin").read_bytes() == data
     assert sum(r.sent for r in httpd.requests_to(path)) <= len(data) - 2 * MiB  # (resumed)
 
 
