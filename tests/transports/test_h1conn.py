@@ -191,7 +191,9 @@ def test_a_chunked_answer_with_faulty_framing_is_the_last_on_its_connection(
     both, b = fetch_one_conn(srv, "/both", "/b")
     assert bytes(both.body) == b"onetwo"
     assert bytes(b.body) == want("/b")
-    assert conns_of(srv, "/both") == [1] and conns_of(srv, "/b")[-1] == 2
+    # (/b may reach the server on connection 1 as well, pipelined, and be recorded there
+    # after its copy on connection 2: the server's threads race)
+    assert conns_of(srv, "/both") == [1] and 2 in conns_of(srv, "/b")
 
 
 # ----- content encodings --------------------------------------------------------------
