@@ -19,6 +19,8 @@ from omniget.engine.transports.pipeline import PipelinePool
 
 BLANK = b" \t\n\r\x0b\x0c"
 HEX = frozenset(b"0123456789abcdefABCDEF")
+#: Fields that frame or code a body: one with a blank before its colon is refused.
+FRAMING = {b"content-length", b"transfer-encoding", b"connection", b"content-encoding"}
 
 # ----- the reference ------------------------------------------------------------------
 
@@ -56,9 +58,11 @@ def _head(block: bytes) -> tuple[str, int, dict[str, Any]]:
     for line in rest.split(b"\r\n")[:-1]:
         if line[:1] in (b" ", b"\t"):  # obsolete folding: framing is read from the
             continue  # first line alone (as libcurl reads it)
-        name, _, value = line.partition(b":")
+        name, colon, value = line.partition(b":")
         low = name.rstrip(BLANK).lower()
         value = value.strip(BLANK)
+        if low in FRAMING and (len(low) != len(name) or not colon):
+            return "none", 0, {}  # (a field curl ignores or refuses: framed otherwise)
         if low == b"content-length":
             if not value.isdigit() or len(value.lstrip(b"0")) > 18:
                 return "none", 0, {}

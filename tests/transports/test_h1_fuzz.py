@@ -242,6 +242,12 @@ LINES = [
     b"X: a\r",
     b"X: \x00",
     b"Content-Encoding: gzip",
+    b"Content-Length : 2",
+    b"Transfer-Encoding :chunked",
+    b"Connection\t: close",
+    b"Content-Encoding : gzip",
+    b"X-A : b",
+    b"Connection",
 ]
 
 

@@ -45,12 +45,22 @@ from ._server import Server
         (b"HTTP/1.1 200 OK\r\nX: a\n\nok\r\n\r\n", None),
         (b"HTTP/1.1 100 Continue\r\nX: a\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
          None),
+        # a blank before a framing field's colon: curl ignores the field (RFC 9112 5.1
+        # forbids it), so its framing would not be ours
+        (b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok", None),
+        (b"HTTP/1.1 200 OK\r\nContent-Length\t: 2\r\n\r\nok", None),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding :chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", None),
+        (b"HTTP/1.1 200 OK\r\nConnection : close\r\nContent-Length: 2\r\n\r\nok", None),
+        (b"HTTP/1.1 200 OK\r\nContent-Encoding : gzip\r\nContent-Length: 2\r\n\r\nok", None),
+        (b"HTTP/1.1 200 OK\r\nConnection\r\nContent-Length: 2\r\n\r\nok", None),  # (no colon)
     ],
     ids=[
         "status", "http2", "code", "101", "length", "negative", "superscript", "two-lengths",
         "long-head", "long-whole-head", "huge-length", "huge-code", "short-code", "code-1",
         "code-99", "lead-space",
         "lf-in-line", "lf-status", "lf-blank", "lf-interim",
+        "blank-length", "tab-length", "blank-chunked", "blank-connection", "blank-coding",
+        "no-colon-connection",
     ],
 )
 def test_protocol_errors_before_any_byte_refuse_the_origin(

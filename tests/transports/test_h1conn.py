@@ -123,7 +123,7 @@ def test_odd_bytes_in_a_head_stay_where_they_came(srv: Server) -> None:
 
 
 def test_lenient_but_exact_heads(srv: Server) -> None:
-    srv.route("/dup", send(b"HTTP/1.1 200\r\ncontent-LENGTH : 3\r\nContent-Length:3\r\n\r\nabc"))
+    srv.route("/dup", send(b"HTTP/1.1 200\r\ncontent-LENGTH: 3\r\nContent-Length:3\r\n\r\nabc"))
     srv.route("/zero", send(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
 
     dup, zero, a = fetch_one_conn(srv, "/dup", "/zero", "/a")

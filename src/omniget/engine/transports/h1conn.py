@@ -25,7 +25,7 @@ import pycurl
 from ..verify import encoded_digests
 from .curlloop import WEIRD_REPLY
 from .decode import DecodeError, Decoder, decoder_for, end_of
-from .h1fields import BAD_LENGTH, BARE_LF, read_fields
+from .h1fields import BAD_CODING, BARE_LF, read_fields
 from .h1queue import Pending, give_back
 from .h1socket import can_splice, close_pipe, dial, shut_down, splice, watch
 
@@ -223,11 +223,11 @@ class Conn(asyncio.BufferedProtocol):
                 return False
             return True  # an interim answer: the real one follows
         read = read_fields(rest)
-        if read in (BAD_LENGTH, BARE_LF):
-            self._broken("bad Content-Length" if read == BAD_LENGTH else BARE_LF)
+        if isinstance(read, str):
+            if read == BAD_CODING:  # (libcurl reads it)
+                return self._refuse_answer(p)
+            self._broken(read)
             return False
-        if isinstance(read, str):  # (a transfer coding other than chunked)
-            return self._refuse_answer(p)
         headers, length, chunked, conn, encoding = read
         # faulty framing (RFC 9112 6.1, 6.3), maybe response splitting: read as chunked,
         # as libcurl does, and nothing more from this connection

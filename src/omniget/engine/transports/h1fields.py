@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .base import Headers
 
-__all__ = ["BAD_LENGTH", "BARE_LF", "read_fields"]
+__all__ = ["BAD_CODING", "BAD_LENGTH", "BAD_NAME", "BARE_LF", "read_fields"]
 
 _BLANK = " \t\n\r\x0b\x0c"  # what bytes.strip() strips (str.strip() strips more)
 #: Header names (lower case) that say how an answer's body is framed or coded.
@@ -16,14 +16,15 @@ _FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "cont
 #: What a head's header lines say: (headers, Content-Length, chunked, Connection and
 #: Content-Encoding in lower case).
 _Fields = tuple[Headers, int | None, bool, str, str]
-BAD_LENGTH, _BAD_CODING = "bad Content-Length", "a transfer coding other than chunked"
+BAD_LENGTH, BAD_CODING = "bad Content-Length", "a transfer coding other than chunked"
 BARE_LF = "a line ended by a bare LF"
+BAD_NAME = "a framing field's name not ended by its colon"
 
 
 def read_fields(rest: str) -> _Fields | str:
-    """What the header lines ``rest`` (each ending with CRLF) say; :data:`BAD_LENGTH` or
-    :data:`_BAD_CODING` at the first line that makes the answer unreadable here, and
-    :data:`BARE_LF` for a line ended by a bare LF (libcurl's line, not ours)."""
+    """What the header lines ``rest`` (each ending with CRLF) say, or why the answer is
+    not read here: :data:`BAD_CODING` (libcurl reads it), or a fault (the other
+    strings) where libcurl would read its framing otherwise or refuse it."""
     length: int | None = None
     chunked = False
     conn = encoding = ""
@@ -51,6 +52,8 @@ def read_fields(rest: str) -> _Fields | str:
             last[low] = pair
         if low not in _FRAMING:
             continue
+        if line[len(name) : len(name) + 1] != ":":  # (RFC 9112 5.1: libcurl ignores
+            return BAD_NAME  # "Content-Length : 2" and refuses a line without a colon)
         if low == "content-length":
             n = _length(value)
             if n is None or (length is not None and n != length):
@@ -58,7 +61,7 @@ def read_fields(rest: str) -> _Fields | str:
             length = n
         elif low == "transfer-encoding":
             if value.lower() != "chunked":
-                return _BAD_CODING
+                return BAD_CODING
             chunked = True
         elif low == "connection":
             conn += after.lower()
