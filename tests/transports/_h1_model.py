@@ -10,6 +10,7 @@ what a request's body is, one of them is wrong.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from omniget.engine.transports.pipeline import PipelinePool
 
 BLANK = b" \t\n\r\x0b\x0c"
 HEX = frozenset(b"0123456789abcdefABCDEF")
+_STATUS = re.compile(rb"HTTP/1\.([01])[ \t]([0-9]{3})(?:[ \t\r\x0b\x0c].*)?", re.S)
 #: Fields that frame or code a body: one with a blank before its colon is refused.
 FRAMING = {b"content-length", b"transfer-encoding", b"connection", b"content-encoding"}
 
@@ -43,13 +45,12 @@ def _head(block: bytes) -> tuple[str, int, dict[str, Any]]:
     if block.count(b"\n") != block.count(b"\r\n"):
         return "none", 0, {}  # a bare LF: LF-framed to some readers (curl's)
     first, _, rest = block.partition(b"\r\n")
-    parts = first.split(None, 2)
-    if len(parts) < 2 or first[:7] != b"HTTP/1.":
+    # HTTP/1.0 or 1.1, one blank (curl), a three-digit code from 100, then a blank or
+    # nothing (curl takes "200OK" as 200: refusing it only sends the request to curl)
+    start = _STATUS.fullmatch(first)
+    if start is None or int(start[2]) < 100:
         return "none", 0, {}
-    code = parts[1]
-    if len(code) != 3 or not all(48 <= c <= 57 for c in code) or int(code) < 100:
-        return "none", 0, {}
-    status = int(code)
+    status = int(start[2])
     if 100 <= status < 200:
         return ("none", 0, {}) if status == 101 else ("interim", status, {})
     lengths: set[int] = set()
@@ -74,7 +75,7 @@ def _head(block: bytes) -> tuple[str, int, dict[str, Any]]:
     if len(lengths) > 1 or any(c != b"chunked" for c in codings):
         return "none", 0, {}
     # RFC 9112 6.1 and 6.3: faulty framing; read as chunked, then nothing more
-    last = bool(codings) and (bool(lengths) or parts[0] != b"HTTP/1.1")
+    last = bool(codings) and (bool(lengths) or start[1] != b"1")
     framing: dict[str, Any] = {"coded": coded, "last": last}
     if status in (204, 304):
         framing["length"] = 0

@@ -53,6 +53,13 @@ from ._server import Server
         (b"HTTP/1.1 200 OK\r\nConnection : close\r\nContent-Length: 2\r\n\r\nok", None),
         (b"HTTP/1.1 200 OK\r\nContent-Encoding : gzip\r\nContent-Length: 2\r\n\r\nok", None),
         (b"HTTP/1.1 200 OK\r\nConnection\r\nContent-Length: 2\r\n\r\nok", None),  # (no colon)
+        # HTTP/1.0 or 1.1 and one blank, or curl: "Unsupported HTTP/1 subversion"
+        (b"HTTP/1.2 200 OK\r\nContent-Length: 2\r\n\r\nok", None),
+        (b"HTTP/1.9 200 OK\r\nContent-Length: 2\r\n\r\nok", None),
+        (b"HTTP/1.10 200 OK\r\nContent-Length: 2\r\n\r\nok", None),
+        (b"HTTP/1.2 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", None),
+        (b"HTTP/1.1  200 OK\r\nContent-Length: 2\r\n\r\nok", None),
+        (b"HTTP/1.1\x0b200 OK\r\nContent-Length: 2\r\n\r\nok", None),
     ],
     ids=[
         "status", "http2", "code", "101", "length", "negative", "superscript", "two-lengths",
@@ -61,6 +68,7 @@ from ._server import Server
         "lf-in-line", "lf-status", "lf-blank", "lf-interim",
         "blank-length", "tab-length", "blank-chunked", "blank-connection", "blank-coding",
         "no-colon-connection",
+        "http-1.2", "http-1.9", "http-1.10", "interim-1.2", "two-blanks", "vtab",
     ],
 )
 def test_protocol_errors_before_any_byte_refuse_the_origin(

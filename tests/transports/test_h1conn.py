@@ -125,9 +125,10 @@ def test_odd_bytes_in_a_head_stay_where_they_came(srv: Server) -> None:
 def test_lenient_but_exact_heads(srv: Server) -> None:
     srv.route("/dup", send(b"HTTP/1.1 200\r\ncontent-LENGTH: 3\r\nContent-Length:3\r\n\r\nabc"))
     srv.route("/zero", send(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+    srv.route("/tab", send(b"HTTP/1.1\t200\x0bOK\r\nContent-Length: 2\r\n\r\nok"))  # (as curl)
 
-    dup, zero, a = fetch_one_conn(srv, "/dup", "/zero", "/a")
-    assert bytes(dup.body) == b"abc"
+    dup, zero, tab, a = fetch_one_conn(srv, "/dup", "/zero", "/tab", "/a")
+    assert bytes(dup.body) == b"abc" and bytes(tab.body) == b"ok"
     assert dup.raw[0] == b"HTTP/1.1 200\r\n"
     assert zero.writes == 0 and zero.raw[-1] == b"\r\n"
     assert bytes(a.body) == want("/a")

@@ -50,6 +50,8 @@ HEAD_READ = 16 << 10  # read size for the head of an answer expected to be large
 # (_CHUNK_END: the CRLF after a chunk's data)
 _HEAD, _BODY, _CHUNK_LINE, _CHUNK, _CHUNK_END, _TRAILER, _TO_EOF = range(7)
 _HEX = frozenset(b"0123456789abcdefABCDEF")
+#: How a status line begins (libcurl refuses any other HTTP/1 version, or more blanks).
+_STARTS = frozenset({b"HTTP/1.1 ", b"HTTP/1.0 ", b"HTTP/1.1\t", b"HTTP/1.0\t"})
 
 
 class Conn(asyncio.BufferedProtocol):
@@ -205,15 +207,18 @@ class Conn(asyncio.BufferedProtocol):
         if text.find("\n", 0, end) >= 0:
             self._broken(BARE_LF)
             return False
-        parts = block[:end].split(None, 2)
+        # (as libcurl: HTTP/1.0 or 1.1 at the first byte, one blank, and a code of three
+        # digits from 100; libcurl takes "200OK" too: ours wants a blank or the end)
+        code = block[9:12]
         if (
-            len(parts) < 2
-            or not block.startswith(b"HTTP/1.")  # (at its first byte, as libcurl)
-            or not (len(parts[1]) == 3 and parts[1].isdigit() and parts[1] >= b"100")
-        ):  # (the code: three digits, from 100, as libcurl)
-            self._broken("not an HTTP/1.x answer")
+            block[:9] not in _STARTS
+            or not (code.isdigit() and code >= b"100")
+            or not block[12:13].isspace()
+        ):
+            self._broken("not an HTTP/1.0 or 1.1 answer")
             return False
-        status = int(parts[1])
+        status = int(code)
+        v11 = block[7] == 49  # (HTTP/1.1)
         if 100 <= status < 200:
             if status == 101:
                 self._broken("unexpected protocol switch")
@@ -231,14 +236,14 @@ class Conn(asyncio.BufferedProtocol):
         headers, length, chunked, conn, encoding = read
         # faulty framing (RFC 9112 6.1, 6.3), maybe response splitting: read as chunked,
         # as libcurl does, and nothing more from this connection
-        faulty = chunked and (length is not None or parts[0] != b"HTTP/1.1")
+        faulty = chunked and (length is not None or not v11)
         decoder = None
         if encoding:  # (an identity body, as most, asks nothing more)
             try:
                 decoder = decoder_for(encoding, encoded_digests(headers, status=status))
             except KeyError:
                 return self._refuse_answer(p)
-        self.keep = "close" not in conn and (parts[0] == b"HTTP/1.1" or "keep-alive" in conn)
+        self.keep = "close" not in conn and (v11 or "keep-alive" in conn)
         if status in (204, 304):
             self.state, length = _BODY, 0
         elif chunked:
