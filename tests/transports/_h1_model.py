@@ -21,6 +21,8 @@ from omniget.engine.transports.pipeline import PipelinePool
 BLANK = b" \t\n\r\x0b\x0c"
 HEX = frozenset(b"0123456789abcdefABCDEF")
 _STATUS = re.compile(rb"HTTP/1\.([01])[ \t]([0-9]{3})(?:[ \t\r\x0b\x0c].*)?", re.S)
+#: Header lines of one answer's heads (libcurl's most fields is 5000).
+MAX_FIELDS = 5000
 #: Fields that frame or code a body: one with a blank before its colon is refused.
 FRAMING = {b"content-length", b"transfer-encoding", b"connection", b"content-encoding"}
 
@@ -133,14 +135,21 @@ def reference(
     pool closed, or ``open``); a head (or a chunk's line) is at most ``most`` bytes."""
     out: list[Want] = []
     pos = 0
+    size = lines = 0  # of the heads of the answer being read (its interim ones too)
     while len(out) < requests:
         eoh = data.find(b"\r\n\r\n", pos)
         if eoh < 0 or eoh - pos > most:
             break
-        what, status, framing = _head(data[pos : eoh + 2])
+        block = data[pos : eoh + 2]
+        size += eoh - pos
+        lines += block.count(b"\r\n") - 1
+        if size > most or lines > MAX_FIELDS:
+            break
+        what, status, framing = _head(block)
         pos = eoh + 4
         if what == "interim":
             continue
+        size = lines = 0
         if what == "none":
             break
         if framing["coded"]:

@@ -338,6 +338,18 @@ def test_an_endless_head_or_line_is_refused_holding_at_most_max_head(
     assert got.body in (b"", b"abc")
 
 
+@pytest.mark.parametrize("max_head", [80, 300, h1conn.MAX_HEAD])
+@pytest.mark.parametrize("unit", INTERIM, ids=["100", "103"])
+def test_endless_interim_answers_are_refused(unit: bytes, max_head: int) -> None:
+    """Each is whole and small, but all heads of one answer are one head's size at most:
+    the request is put back (no byte of it came) and the connection ends."""
+    raw = unit * ((1 << 20) // len(unit))
+    run = Run(list(range(0, len(raw), 1000)), "open", max_head=max_head)
+    [got] = drive(raw, 1, run)
+    assert got.code == FALLBACK and not got.body
+    assert run.kept < max_head + 4
+
+
 def test_a_megabyte_of_head_is_refused_at_max_head() -> None:
     run = Run(list(range(0, 1 << 20, 4096)), "open")
     [got] = drive(b"HTTP/1.1 200 OK\r\nX: " + b"a" * (1 << 20), 1, run)

@@ -16,6 +16,19 @@ from omniget.engine.transports.pipeline import FALLBACK, PipelinePool
 from ._pool_kit import WEIRD, Client, Hop, no_loop_errors, ok, run, send, stall_after
 from ._server import Server
 
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def hints(lines: int) -> bytes:
+    """A 103 answer with ``lines`` header lines."""
+    return b"HTTP/1.1 103 Early Hints\r\n" + b"Link: </s>\r\n" * lines + b"\r\n"
+
+
+def final(lines: int) -> bytes:
+    """A 200 answer whose head has ``lines`` header lines, with the body "ok"."""
+    pad = b"".join(b"X-%d: v\r\n" % i for i in range(lines - 1))
+    return b"HTTP/1.1 200 OK\r\n" + pad + b"Content-Length: 2\r\n\r\nok"
+
 
 @pytest.mark.parametrize(
     ("answer", "max_head"),
@@ -60,6 +73,14 @@ from ._server import Server
         (b"HTTP/1.2 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", None),
         (b"HTTP/1.1  200 OK\r\nContent-Length: 2\r\n\r\nok", None),
         (b"HTTP/1.1\x0b200 OK\r\nContent-Length: 2\r\n\r\nok", None),
+        # all heads of one answer, interim ones included, are one head's size (libcurl:
+        # 300 KiB) and at most 5000 header lines (libcurl: fields)
+        (CONTINUE * 4000, None),
+        # (this head alone, 199 bytes before its blank line, would pass)
+        (CONTINUE * 3 + b"HTTP/1.1 200 OK\r\nX: " + b"a" * 160 + b"\r\nContent-Length: 2\r\n\r\nok",
+         200),
+        (hints(2600) + final(2401), None),
+        (final(5001), None),
     ],
     ids=[
         "status", "http2", "code", "101", "length", "negative", "superscript", "two-lengths",
@@ -69,6 +90,7 @@ from ._server import Server
         "blank-length", "tab-length", "blank-chunked", "blank-connection", "blank-coding",
         "no-colon-connection",
         "http-1.2", "http-1.9", "http-1.10", "interim-1.2", "two-blanks", "vtab",
+        "endless-100", "long-after-100", "5001-lines-in-two", "5001-lines",
     ],
 )
 def test_protocol_errors_before_any_byte_refuse_the_origin(
@@ -92,6 +114,23 @@ def test_protocol_errors_before_any_byte_refuse_the_origin(
     assert bad.raw == b.raw == [] and bad.body == b.body == b""
     assert srv.connections == 1
     no_loop_errors(errors)
+
+
+def test_heads_up_to_5000_lines_in_all_are_read(srv: Server) -> None:
+    """As libcurl (5000 fields at most): the interim heads' lines count."""
+    srv.route("/many", send(hints(2500) + final(2500)))
+    srv.route("/more", send(final(5000)))
+
+    async def go() -> list[Hop]:
+        async with Client(srv.port, max_conns=1) as c:
+            hops = c.get("/many", "/more", "/a")
+            assert await c.codes(hops) == [0, 0, 0]
+            assert c.pool.usable(c.key)
+            return hops
+
+    many, more, _a = run(go)
+    assert bytes(many.body) == bytes(more.body) == b"ok"
+    assert srv.connections == 1
 
 
 @pytest.mark.parametrize("size", [b"zz", b"", b"1 2"], ids=["letters", "empty-then-junk", "space"])

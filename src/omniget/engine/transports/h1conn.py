@@ -42,7 +42,12 @@ BIG_BODY = 2 << 20
 SMALL_BODY = 256 << 10
 #: Left of an aborted answer's body that is read and dropped to keep the connection.
 DRAIN_MAX = 64 << 10
+#: Most bytes of a head or a chunk line, and of all heads of one answer (its interim
+#: ones' too), each counted up to its blank line.
 MAX_HEAD = 64 << 10
+#: Header lines of one answer's heads, its interim ones' included (libcurl 8 refuses
+#: more than 5000 fields, and past 300 KiB of heads).
+MAX_FIELDS = 5000
 #: Read buffer of one connection: answers are parsed in place, bodies written from it.
 READ_SIZE = 512 << 10
 HEAD_READ = 16 << 10  # read size for the head of an answer expected to be large
@@ -71,6 +76,8 @@ class Conn(asyncio.BufferedProtocol):
         self.state = _HEAD
         self.left = 0  # body or chunk bytes still to come
         self.keep = True  # the current answer lets the connection live on
+        self.early = 0  # bytes of the current answer's interim heads (see _bound)
+        self.early_lines = 0  # and their header lines
         self.drain = False  # the current answer's body is read and dropped
         self.decoder: Decoder | None = None
         self.encoded = False  # the decoder has seen body bytes
@@ -226,7 +233,13 @@ class Conn(asyncio.BufferedProtocol):
             if rest.count("\n") != rest.count("\r\n"):  # (see above)
                 self._broken(BARE_LF)
                 return False
-            return True  # an interim answer: the real one follows
+            return self._bound(block)  # an interim answer: the real one follows
+        # (a head alone is within MAX_HEAD, its search's window; more than MAX_FIELDS
+        # lines take three bytes each at least)
+        if self.early or len(block) > 3 * MAX_FIELDS:
+            if not self._bound(block):
+                return False
+            self.early = self.early_lines = 0
         read = read_fields(rest)
         if isinstance(read, str):
             if read == BAD_CODING:  # (libcurl reads it)
@@ -282,6 +295,21 @@ class Conn(asyncio.BufferedProtocol):
         if self.state == _BODY and self.left == 0:
             return self.complete()
         return True
+
+    def _bound(self, block: bytes) -> bool:
+        """Count ``block`` (a head, up to its blank line) with the interim heads before
+        it: past MAX_HEAD bytes or MAX_FIELDS header lines in all, the server broke the
+        protocol (an endless run of 1xx answers would keep the request alive for ever).
+        True if the answer goes on."""
+        self.early += len(block) - 2
+        self.early_lines += block.count(b"\r\n") - 1
+        if self.early_lines > MAX_FIELDS:
+            self._broken("too many header lines")
+        elif self.early > MAX_HEAD:
+            self._broken("answer heads too long")
+        else:
+            return True
+        return False
 
     def _line(self, line: bytes) -> bool:
         """A chunk-size line, the end of a chunk's data or a trailer line."""
