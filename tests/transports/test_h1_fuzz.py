@@ -3,9 +3,9 @@ answers, and answers with bytes flipped, added, dropped, cut or repeated, fed in
 reads. Whatever the bytes, the reader raises nothing, finishes every request once, and
 hands a request only bytes of its own answer's body (the reference reading of
 ``_h1_model.py`` says which); the same bytes give the same result however they are cut;
-an endless head or line is refused, holding at most MAX_HEAD bytes. The bytes go to one
-connection through a fake transport (as asyncio would hand them over), and for a few
-examples through a real socket.
+an endless head or line, or run of interim answers, is refused, holding at most MAX_HEAD
+bytes. The bytes go to one connection through a fake transport (as asyncio would hand
+them over), and for a few examples through a real socket.
 """
 
 from __future__ import annotations
