@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import http
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,9 @@ from urllib.parse import quote, urlencode
 
 from .wire import LoggedRequest, http_date
 
-__all__ = ["FileBody", "Handler", "Reply", "Resource", "build_reply", "phrase", "text_reply"]
+__all__ = [
+    "FileBody", "Handler", "Hold", "Reply", "Resource", "build_reply", "phrase", "text_reply",
+]
 
 #: A dynamic route: request -> (status, headers, body).
 Handler = Callable[
@@ -76,6 +79,14 @@ class FileBody:
     length: int
 
 
+@dataclass(eq=False)
+class Hold:
+    """A ``hold=NAME`` point: answers wait there until the test lets them go."""
+
+    reached: threading.Event = field(default_factory=threading.Event)
+    go: threading.Event = field(default_factory=threading.Event)
+
+
 @dataclass
 class Reply:
     """A response and the way to (mis)send it."""
@@ -92,6 +103,7 @@ class Reply:
     stall: float = 0.0  # seconds of silence after ``stall_after`` body bytes
     stall_after: int = 0
     delay: float = 0.0  # seconds before the status line
+    hold: Hold | None = None  # wait for it after ``stall_after`` body bytes
 
     @property
     def body_length(self) -> int:
@@ -106,6 +118,8 @@ class Catalog(Protocol):
     def handler(self, path: str) -> Handler | None: ...
 
     def hit(self, key: str) -> int: ...
+
+    def hold(self, name: str) -> Hold: ...
 
 
 def phrase(status: int) -> str:
@@ -265,13 +279,13 @@ def _decide(
     if handler is not None:
         status, headers, body = handler(req)
         pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
-        return _transport(Reply(status, pairs, body), q, active, len(body))
+        return _transport(Reply(status, pairs, body), q, active, len(body), cat)
     res = cat.lookup(req.path)
     if res is None:
         return text_reply(404, f"no such file {req.path}")
     if req.method not in ("GET", "HEAD"):
         return text_reply(405, "only GET and HEAD", [("Allow", "GET, HEAD")])
-    return _file_reply(req, res, q, n, times, active)
+    return _file_reply(req, res, q, n, times, active, cat)
 
 
 def _file_reply(
@@ -281,6 +295,7 @@ def _file_reply(
     n: int,
     times: int | None,
     active: bool,
+    cat: Catalog,
 ) -> Reply:
     version = 0
     if _flag(q, "etag_change"):
@@ -354,10 +369,12 @@ def _file_reply(
     else:
         body = memoryview(data)[start:end]
     reply = Reply(status, headers, body)
-    return _transport(reply, q, active, end - start)
+    return _transport(reply, q, active, end - start, cat)
 
 
-def _transport(reply: Reply, q: Mapping[str, str], active: bool, length: int) -> Reply:
+def _transport(
+    reply: Reply, q: Mapping[str, str], active: bool, length: int, cat: Catalog
+) -> Reply:
     """Framing (chunked, close-delimited) and sending faults (cut, reset, drip, stall)."""
     reply.headers = [(k, v) for k, v in reply.headers if k.lower() != "content-length"]
     if _flag(q, "chunked"):
@@ -376,8 +393,10 @@ def _transport(reply: Reply, q: Mapping[str, str], active: bool, length: int) ->
             reply.cut, reply.reset = cut, reset
     if "drip" in q:
         reply.drip = max(1.0, _float(q, "drip"))
-    if "stall" in q:
+    if "stall" in q or "hold" in q:
         reply.stall = _float(q, "stall")
         after = _int(q, "stall_after")
         reply.stall_after = min(length // 2, 16384) if after is None else min(after, length)
+    if "hold" in q:
+        reply.hold = cat.hold(q["hold"])
     return reply

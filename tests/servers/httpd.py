@@ -59,6 +59,10 @@ Faults (only while active):
     silent for S seconds, then send the rest.
 ``corrupt=1``
     flip one byte (the middle one of the body sent); the length is unchanged.
+``hold=NAME``
+    send the head and ``stall_after=K`` body bytes (default as for ``stall``), then wait
+    until the test calls ``server.release(NAME)`` (``server.held(NAME)`` waits for an
+    answer to get there); then the rest.
 
 Modes (every request; ``times`` does not limit them):
 
@@ -109,7 +113,7 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote, urlencode
 
-from .faults import Handler, Resource, build_reply, text_reply
+from .faults import Handler, Hold, Resource, build_reply, text_reply
 from .send import send_reply
 from .wire import BadRequest, LoggedRequest, Reader, http_date, parse_head
 
@@ -138,6 +142,7 @@ class HTTPServer:
         self._files: dict[str, Resource] = {}
         self._handlers: dict[str, Handler] = {}
         self._counts: dict[str, int] = {}
+        self._holds: dict[str, Hold] = {}
         self._log: list[LoggedRequest] = []
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -247,8 +252,17 @@ class HTTPServer:
             self._files.clear()
             self._handlers.clear()
             self._counts.clear()
+            self._holds.clear()
             self._log.clear()
             self.handshake_failures.clear()
+
+    def held(self, name: str, timeout: float = 30.0) -> bool:
+        """Wait until an answer is held at ``hold=NAME``; False if none is in time."""
+        return self.hold(name).reached.wait(timeout)
+
+    def release(self, name: str) -> None:
+        """Let the answers held at ``hold=NAME`` (and any later one) go on."""
+        self.hold(name).go.set()
 
     # -- addresses -------------------------------------------------------------------
 
@@ -320,6 +334,10 @@ class HTTPServer:
         with self._lock:
             self._counts[key] = n = self._counts.get(key, 0) + 1
             return n
+
+    def hold(self, name: str) -> Hold:
+        with self._lock:
+            return self._holds.setdefault(name, Hold())
 
     # -- connections -------------------------------------------------------------------
 

@@ -53,7 +53,7 @@ def _send_body(
     total = reply.body_length
     limit = total if reply.cut is None else min(reply.cut, total)
     body = reply.body
-    plain = not (reply.chunked or reply.drip or reply.stall)
+    plain = not (reply.chunked or reply.drip or reply.stall or reply.hold)
     if plain and isinstance(body, FileBody) and not isinstance(sock, ssl.SSLSocket):
         with body.path.open("rb") as f:
             req.sent = sock.sendfile(f, body.start, limit) if limit else 0
@@ -62,7 +62,7 @@ def _send_body(
     if reply.chunked:
         step = min(step, 16384)
     t0 = time.monotonic()
-    stalled = not reply.stall
+    stalled = not (reply.stall or reply.hold)
     with _open_body(body) as read:
         pos = 0
         while pos < limit:
@@ -70,7 +70,7 @@ def _send_body(
             if not stalled:
                 if pos >= reply.stall_after:
                     stalled = True
-                    if stop.wait(reply.stall):
+                    if stop.wait(reply.stall) or not _held(reply, stop):
                         return
                     t0 = time.monotonic() - (pos / reply.drip if reply.drip else 0)
                 else:
@@ -87,6 +87,18 @@ def _send_body(
                     return
     if reply.chunked and reply.cut is None:
         sock.sendall(b"0\r\n\r\n")
+
+
+def _held(reply: Reply, stop: threading.Event) -> bool:
+    """Wait at the reply's hold point (if any) until the test lets it go; False when
+    the server stops first."""
+    if reply.hold is None:
+        return True
+    reply.hold.reached.set()
+    while not reply.hold.go.wait(0.05):
+        if stop.is_set():
+            return False
+    return True
 
 
 def _abort(sock: socket.socket, reset: bool) -> None:

@@ -248,6 +248,23 @@ def test_stall(httpd: HTTPServer, file: tuple[str, bytes]) -> None:
         assert time.monotonic() - t0 >= 1 and split(got)[1] == data
 
 
+def test_hold(httpd: HTTPServer, file: tuple[str, bytes]) -> None:
+    path, data = file
+    with socket.create_connection((httpd.host, httpd.port), 30) as s:
+        s.sendall(f"GET {path}?hold=h&stall_after=100 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert httpd.held("h")
+        got = b""
+        while len(split(got)[1]) < 100:
+            got += s.recv(65536)
+        assert split(got)[1] == data[:100]
+        [req] = httpd.requests_to(path)
+        assert req.sent == 100 and req.finished is None  # (held until released)
+        httpd.release("h")
+        while len(split(got)[1]) < len(data):
+            got += s.recv(65536)
+        assert split(got)[1] == data
+
+
 def test_etag_change(httpd: HTTPServer, file: tuple[str, bytes]) -> None:
     path, data = file
     seen = [request(httpd, f"{path}?etag_change=1") for _ in range(3)]
