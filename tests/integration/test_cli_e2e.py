@@ -4,7 +4,6 @@ permission errors, bounded memory, a rerun of a finished download, nginx."""
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import json
 import os
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.integration._cli import drop_mode_overrides, omniget, start, wait_for
 from tests.servers.httpd import HTTPServer, LoggedRequest
 from tests.servers.nginx import NginxServer
 
@@ -28,42 +28,11 @@ from omniget.engine.journal import FILENAME, Journal
 MiB = 1024 * 1024
 
 
-def omniget(*args: str, state: Path, **kw: Any) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMNIGET_STATE_DIR": str(state), "NO_COLOR": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "omniget", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        **kw,
-    )
-
-
-def start(*args: str, state: Path, **kw: Any) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "OMNIGET_STATE_DIR": str(state)}
-    kw.setdefault("stdout", subprocess.DEVNULL)
-    return subprocess.Popen(
-        [sys.executable, "-m", "omniget", *args],
-        stderr=subprocess.PIPE,
-        env=env,
-        **kw,
-    )
-
-
 def range_start(request: LoggedRequest) -> int:
     """Where a logged request's ``Range: bytes=START-...`` starts."""
     value = request.header("range")
     assert value is not None
     return int(value.split("=")[1].split("-")[0])
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError("timed out")
-        time.sleep(0.02)
 
 
 def checkpointed(state: Path) -> int:
@@ -291,21 +260,6 @@ def test_a_disk_full_run_resumes_once_there_is_room(
         subprocess.run(["umount", str(small)], capture_output=True)
 
 
-PR_CAPBSET_DROP = 24
-#: CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER: what lets root ignore file modes
-MODE_OVERRIDES = (1, 2, 3)
-
-
-def _drop_mode_overrides() -> None:
-    """In the child before exec: root keeps its uid but loses the capabilities that
-    bypass file modes (from the bounding set, so the exec'd program lacks them too).
-    Unlike switching to nobody, the interpreter stays readable wherever it lives."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    for cap in MODE_OVERRIDES:
-        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
-
-
 def test_permission_denied_is_exit_7(httpd: HTTPServer, tmp_path: Path) -> None:
     url = httpd.add(httpd.new_path("p.bin"), b"data")
     locked = tmp_path / "locked"
@@ -313,7 +267,7 @@ def test_permission_denied_is_exit_7(httpd: HTTPServer, tmp_path: Path) -> None:
     locked.chmod(0o555)
     kw: dict[str, object] = {}
     if os.geteuid() == 0:
-        kw["preexec_fn"] = _drop_mode_overrides
+        kw["preexec_fn"] = drop_mode_overrides
         try:
             probe = subprocess.run(
                 [sys.executable, "-c", f"open({str(locked / 'x')!r}, 'w')"],
@@ -700,7 +654,7 @@ def test_a_read_only_journal_is_found_out_before_any_byte(
     (state / "journal.sqlite").chmod(0o400)
     kw: dict[str, object] = {}
     if os.geteuid() == 0:
-        kw["preexec_fn"] = _drop_mode_overrides
+        kw["preexec_fn"] = drop_mode_overrides
     res = omniget(url, "-o", str(tmp_path / "o"), "--split", "1", "--limit-rate", "6M",
                   state=state, **kw)
     if os.geteuid() == 0 and "readonly" not in res.stderr:
@@ -755,7 +709,7 @@ def test_a_journal_file_this_user_cannot_open_is_named(
         (state / which).chmod(0)
         kw: dict[str, object] = {}
         if os.geteuid() == 0:
-            kw["preexec_fn"] = _drop_mode_overrides
+            kw["preexec_fn"] = drop_mode_overrides
         res = omniget(url, "-o", str(tmp_path / "o"), state=state, **kw)
     finally:
         held.close()
@@ -781,7 +735,7 @@ def test_a_journal_file_of_another_user_says_whose_it_is(
         held.start("k", path="p", url="u", size=None, etag=None, last_modified=None)
         os.chown(state / "journal.sqlite-shm", 65534, 65534)
         res = omniget(url, "-o", str(tmp_path / "o"), state=state,
-                      preexec_fn=_drop_mode_overrides)
+                      preexec_fn=drop_mode_overrides)
     finally:
         held.close()
     if "unable to open" not in res.stderr:

@@ -1,0 +1,61 @@
+"""Running the CLI in a subprocess, for the end-to-end tests: to the end, or started and
+left running; root's power over file modes taken away in it."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["drop_mode_overrides", "omniget", "start", "wait_for"]
+
+
+def omniget(*args: str, state: Path, **kw: Any) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMNIGET_STATE_DIR": str(state), "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "omniget", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        **kw,
+    )
+
+
+def start(*args: str, state: Path, **kw: Any) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "OMNIGET_STATE_DIR": str(state)}
+    kw.setdefault("stdout", subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "omniget", *args],
+        stderr=subprocess.PIPE,
+        env=env,
+        **kw,
+    )
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("timed out")
+        time.sleep(0.02)
+
+
+PR_CAPBSET_DROP = 24
+#: CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER: what lets root ignore file modes
+MODE_OVERRIDES = (1, 2, 3)
+
+
+def drop_mode_overrides() -> None:
+    """In the child before exec: root keeps its uid but loses the capabilities that
+    bypass file modes (from the bounding set, so the exec'd program lacks them too).
+    Unlike switching to nobody, the interpreter stays readable wherever it lives."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in MODE_OVERRIDES:
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
