@@ -126,4 +126,4 @@ def test_a_journal_that_fills_up_leaves_new_files_unrecorded_not_failed(
     assert [(out / f"big{i}.bin").read_bytes() == d for i, d in enumerate(data)] == [True] * 2
     assert report.journal_error is not None and "disk is full" in str(report.journal_error)
     [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert warning.endswith("disk is full; going on without resume state for new files")
+    assert warning.endswith("disk is full; going on without resume state for the rest of the run")

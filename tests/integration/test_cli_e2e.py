@@ -795,8 +795,10 @@ def test_a_full_state_disk_is_a_warning_and_the_download_goes_on(
         assert res.returncode == 0, res.stderr
         [warning] = [ln for ln in res.stderr.splitlines() if "warning" in ln]
         assert warning.startswith(f"omniget: warning: resume journal {state / 'journal.sqlite'}")
-        assert warning.endswith(("; downloading without resume state",  # (at the open,
-                                 "; going on without resume state for new files"))  # or later)
+        assert warning.endswith((
+            "; downloading without resume state",  # (at the open,
+            "; going on without resume state for the rest of the run",  # or later)
+        ))
         assert (tmp_path / "o" / "fs.bin").read_bytes() == data
         assert os.listdir(tmp_path / "o") == ["fs.bin"]
     finally:

@@ -198,6 +198,53 @@ def test_a_damaged_journal_in_a_read_only_folder_is_said_so(
     assert names(tmp_path) == [FILENAME]
 
 
+# --- damage found after the open (the engine's side: tests/engine/test_journal_mid_run.py)
+
+
+def damaged_under(j: Journal) -> None:
+    """Overwrite the file ``j`` has open, its log written into it first (by another
+    connection: ``j`` then reads it again, not the pages it keeps in memory)."""
+    db = sqlite3.connect(j.path, isolation_level=None)
+    assert db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0
+    db.close()
+    garbage(j.path)
+
+
+def test_a_journal_found_damaged_by_a_call_is_moved_aside_and_closed(tmp_path: Path) -> None:
+    path = tmp_path / FILENAME
+    j = Journal(path, now=lambda: NOW)
+    start(j, "a")
+    damaged_under(j)
+    with pytest.raises(StorageError) as e:
+        start(j, "b")
+    assert repair.damaged(e.value.__cause__)  # type: ignore[arg-type]
+    assert j.set_aside() == tmp_path / ASIDE
+    assert j.closed and names(tmp_path) == [ASIDE]
+    assert (tmp_path / ASIDE).read_bytes()[: len(GARBAGE)] == GARBAGE
+    with pytest.raises(StorageError, match="it was found damaged and moved aside"):
+        j.get("a")
+    assert j.set_aside() is None  # (once)
+    with Journal(path) as again:
+        assert again.keys("") == set()
+
+
+def test_one_another_run_made_in_its_place_meanwhile_is_left_alone(tmp_path: Path) -> None:
+    """Another run found it damaged first (at its open): it moved it aside and made a new
+    one, which this run must not move aside in turn."""
+    path = tmp_path / FILENAME
+    j = Journal(path, now=lambda: NOW)
+    start(j, "a")
+    damaged_under(j)
+    with Journal(path, now=lambda: NOW) as other:
+        start(other, "theirs")
+        assert j.set_aside() is None
+        assert other.get("theirs") is not None
+    # (the log and index moved with it stay: SQLite leaves those of a file that moved)
+    assert names(tmp_path) == [FILENAME, ASIDE, f"{ASIDE}-shm", f"{ASIDE}-wal"]
+    with Journal(path) as again:
+        assert again.keys("") == {"theirs"}
+
+
 # --- two runs finding the same damaged file ---
 
 

@@ -21,6 +21,8 @@ from .assemble import Leftovers, create_part, drop_part
 from .durable import Durability
 from .events import Event, EventHandler
 from .journal import FileRecord, Journal
+from .journal.records import RecordGone
+from .journal.repair import damaged
 from .ratelimit import RateLimit
 from .retry import Clock, RetryPolicy
 from .scheduler import HostLimits
@@ -192,8 +194,8 @@ class RunContext:
     leftovers: Leftovers = field(default_factory=dict)
     #: ``--limit-rate``: the budget every transfer of the run shares.
     rate: RateLimit | None = None
-    #: Why ``journal`` is None when resume state was wanted (it could not be opened), or
-    #: why it takes no new record (it failed to: a full disk, say).
+    #: Why ``journal`` is None when resume state was wanted: it could not be opened, or
+    #: a call failed during the run (a full disk, a damaged file; see journal_failed).
     journal_error: StorageError | None = None
     #: Finished files whose bytes may not be on the disk yet (None: not looked after).
     durability: Durability | None = None
@@ -315,9 +317,13 @@ class RunContext:
         journal = self.journal
         if journal is None:
             return None
-        if self._known is None:
-            self._known = journal.keys(self.key_prefix)
-        return journal.get(key) if key in self._known else None
+        try:
+            if self._known is None:
+                self._known = journal.keys(self.key_prefix)
+            return journal.get(key) if key in self._known else None
+        except StorageError as exc:
+            self.journal_failed(exc)
+            return None
 
     def unfinished_records(
         self,
@@ -330,7 +336,12 @@ class RunContext:
             self._moved = {}
             if self.journal is not None:
                 prefix = self.key_prefix
-                for key, part in self.journal.unfinished():
+                try:
+                    unfinished = self.journal.unfinished()
+                except StorageError as exc:
+                    self.journal_failed(exc)
+                    unfinished = []
+                for key, part in unfinished:
                     if key.startswith(prefix):
                         self._here.setdefault(key.rpartition("\0")[2], []).append((key, part))
                     else:
@@ -339,11 +350,30 @@ class RunContext:
         return self._moved, self._here
 
     def journal_failed(self, exc: StorageError) -> None:
-        """The journal failed to start a file's record: the run's files with no record yet
-        go on without one (those it has go on with theirs, or fail if it fails them)."""
+        """A journal call failed after a clean open (its disk full, its file damaged or
+        emptied, ...): the run goes on without resume state, every file of it, those under
+        way too; one warning says so. A damaged file is moved aside (as at an open), so
+        that the next run has a new one. A record gone under its file (another run
+        finished it) is no failure of the journal: raised again, for that file."""
+        if isinstance(exc, RecordGone):
+            raise exc
+        journal, self.journal = self.journal, None
+        if journal is None:
+            return  # (off already, and said)
         if self.journal_error is None:
             self.journal_error = exc
-            log.warning("%s; going on without resume state for new files", exc)
+        said = str(exc)
+        cause = exc.__cause__
+        if cause is not None and damaged(cause):
+            try:
+                aside = journal.set_aside()
+            except StorageError as e:
+                said = f"{exc}; it could not be moved aside: {e.__cause__ or e}"
+            else:
+                if aside is not None:
+                    said = (f"resume journal {journal.path}: the file was damaged ({cause});"
+                            f" moved aside to {aside}")
+        log.warning("%s; going on without resume state for the rest of the run", said)
 
     def journal_started(self, key: str) -> None:
         if self._known is not None:

@@ -129,6 +129,9 @@ class Engine:
         return self._transports
 
     def journal(self) -> Journal | None:
+        gone = self._journal is not None and self._journal.closed
+        if gone and self._journal is not self._journal_arg:
+            self._journal = None  # (a run moved it aside, damaged: a new one is made)
         if self._journal is None and self._journal_arg is not False:
             if isinstance(self._journal_arg, Journal):
                 self._journal = self._journal_arg

@@ -9,7 +9,7 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import IntegrityError, OmnigetError, TransferError
+from ..errors import IntegrityError, OmnigetError, StorageError, TransferError
 from ..model import Digest
 from .events import Failed, Finished, Skipped, Warned
 from .report import FileResult
@@ -55,7 +55,10 @@ def _discard(job: FileJob) -> None:
     if job.part is not None:
         job.part.discard()
     if job.ctx.journal is not None and job.journal_started:
-        job.ctx.journal.forget(job.key)
+        try:
+            job.ctx.journal.forget(job.key)
+        except StorageError as exc:
+            job.ctx.journal_failed(exc)
         job.journal_started = False
 
 
@@ -156,12 +159,15 @@ def _finished(job: FileJob, final: Path, size: int, verified: str | None) -> Fil
     # A server-chosen name is remembered (as the server gave it, before --on-exists),
     # so a rerun knows it without asking; other finished files need no record.
     journal = job.ctx.journal
-    if journal is not None and job.server_path is not None:
-        if job.ensure_record():
-            journal.finish(job.key, size=size, digest=None, path=str(job.server_path))
-    elif journal is not None and job.journal_started:
-        journal.forget(job.key)
-        job.journal_started = False
+    try:
+        if journal is not None and job.server_path is not None:
+            if job.ensure_record():
+                journal.finish(job.key, size=size, digest=None, path=str(job.server_path))
+        elif journal is not None and job.journal_started:
+            journal.forget(job.key)
+            job.journal_started = False
+    except StorageError as exc:  # (the file is in place all the same)
+        job.ctx.journal_failed(exc)
     if not job.started:
         job.started_event()
     if job.ctx.listened:

@@ -233,7 +233,7 @@ class FileJob:
 
     def ensure_record(self) -> bool:
         """Start this file's journal record if it has none yet; False: it has none (no
-        journal, or one that takes no new record: it failed to, a full disk say)."""
+        journal, or it failed: the run goes on without, see RunContext.journal_failed)."""
         if self.journal_started:
             return True
         journal = self.ctx.journal
@@ -264,7 +264,11 @@ class FileJob:
         journal = self.ctx.journal
         if journal is None or not self.ensure_record():
             return
-        journal.save_spans(self.key, spans)
+        try:
+            journal.save_spans(self.key, spans)
+        except StorageError as exc:
+            self.ctx.journal_failed(exc)
+            return
         self._saved = spans
         self._sync_due(now)
 
@@ -274,7 +278,11 @@ class FileJob:
         journal = self.ctx.journal
         if journal is None or not self.ensure_record():
             return
-        journal.piece_done(self.key, index, size)
+        try:
+            journal.piece_done(self.key, index, size)
+        except StorageError as exc:
+            self.ctx.journal_failed(exc)
+            return
         if in_part:
             self._unsynced.append(index)
         self._sync_due(time.monotonic())
@@ -303,8 +311,8 @@ class FileJob:
                 return
             try:
                 journal.save_synced(self.key, spans, pieces)
-            except StorageError as exc:  # (the next checkpoint reports a broken journal)
-                log.debug("%s: recording a sync failed: %s", self.item.filename, exc)
+            except StorageError as exc:
+                self.ctx.journal_failed(exc)
 
         synced.add_done_callback(record)
 
@@ -323,7 +331,10 @@ class FileJob:
             self.size, self.size_from_eof = self.item.size_bytes, False
             self.end_proven = False
         if self.ctx.journal is not None and self.journal_started:
-            self.ctx.journal.reset(self.key)
+            try:
+                self.ctx.journal.reset(self.key)
+            except StorageError as exc:
+                self.ctx.journal_failed(exc)
         if self.part is not None:
             self.part.truncate(0)
 

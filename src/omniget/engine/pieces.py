@@ -32,6 +32,7 @@ from .context import ChunkKey, output_key
 from .events import PieceDone, Retrying
 from .job import FileJob
 from .names import contain
+from .resume import not_resumable
 from .scheduler import Ticket
 from .transports.base import (
     Head,
@@ -158,7 +159,11 @@ class PieceDownload:
         job = self.job
         assert job.final is not None
         journal = self.ctx.journal
-        done = journal.pieces(job.key) if journal is not None and job.journal_started else {}
+        try:
+            done = journal.pieces(job.key) if journal is not None and job.journal_started else {}
+        except StorageError as exc:  # (which pieces the part file has cannot be told now)
+            self.ctx.journal_failed(exc)
+            raise not_resumable(job.final, exc) from exc
         self.sizes.update(done)
         part = job.part or job.open_part(job.final, fresh=not done)
         if self.staged:

@@ -97,12 +97,20 @@ def load_resume(job: FileJob, final: Path) -> None:
     journal = job.ctx.journal
     if rec is None or journal is None or rec.done:
         return
-    if not part_path(final).exists():
-        journal.reset(job.key)
+    try:
+        if not part_path(final).exists():
+            journal.reset(job.key)
+            return
+        if part_busy(final):  # (before any request; the open at the answer checks again)
+            raise PartBusy(final)
+        done = merge(journal.spans(job.key))
+    except PartBusy:
+        raise
+    except StorageError as exc:  # (what is in the part file cannot be told now)
+        job.ctx.journal_failed(exc)
+        if part_path(final).exists():
+            raise not_resumable(final, exc) from exc
         return
-    if part_busy(final):  # (before any request; the open at the answer checks again)
-        raise PartBusy(final)
-    done = merge(journal.spans(job.key))
     try:
         on_disk = os.stat(part_path(final)).st_size
     except OSError:
@@ -162,16 +170,20 @@ def moved_here(job: FileJob, final: Path) -> FileRecord | None:
         for key, part in found:
             if part != ino:
                 continue
-            if renewed:
-                rec = journal.get(key)
-                if rec is None or not (rec.last_modified or strong(rec.etag)):
-                    continue
-            found.remove((key, part))
-            journal.move(key, job.key, path=str(final))
-            job.ctx.journal_started(job.key)
-            why = "an earlier URL" if renewed else key.partition("\0")[0]
-            log.debug("%s: its part file is the one of %s", final.name, why)
-            return journal.get(job.key)
+            try:
+                if renewed:
+                    rec = journal.get(key)
+                    if rec is None or not (rec.last_modified or strong(rec.etag)):
+                        continue
+                found.remove((key, part))
+                journal.move(key, job.key, path=str(final))
+                job.ctx.journal_started(job.key)
+                why = "an earlier URL" if renewed else key.partition("\0")[0]
+                log.debug("%s: its part file is the one of %s", final.name, why)
+                return journal.get(job.key)
+            except StorageError as exc:
+                job.ctx.journal_failed(exc)
+                return None
     return None
 
 

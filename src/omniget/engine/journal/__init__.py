@@ -29,7 +29,10 @@ with the run's records, at the run's next write.
 A damaged journal file (SQLite's "not a database" or "malformed", or a schema version no
 omniget wrote: not an integer, or below 1) is moved aside at the open, with its -wal and
 -shm, to ``journal.sqlite.corrupt-<UTC time>`` beside it, and a new one is made; a warning
-names it (:mod:`.repair`). A newer omniget's journal is not damage: it is left as it is and
+names it (:mod:`.repair`). One found damaged by a later call (overwritten or cut short
+while a run had it open) is moved aside by :meth:`Journal.set_aside`, which the engine
+calls, and which closes the journal: that run goes on without resume state, and the next
+one makes a new journal. A newer omniget's journal is not damage: it is left as it is and
 the open fails (the run goes without resume state), as does one that cannot be read or
 written (permissions, a read-only folder, another user's file) or stays locked.
 
@@ -59,6 +62,7 @@ from types import TracebackType
 from ..spans import Interval, merge
 from .opening import guard, open_file, open_or_repair
 from .records import FileRecord, JournalStore, missing
+from .repair import move_if_same
 from .schema import SCHEMA_VERSION, copy_records
 
 __all__ = [
@@ -124,6 +128,7 @@ class Journal:
         #: (device, inode) of the file opened; None: not watched (see _check_file)
         self._ident: tuple[int, int] | None = None
         self._checked = 0.0  # monotonic time the file was last looked for
+        self._closed = "the journal is closed"  # (what a call says once it is)
         with guard(self.path, "open"):
             (self._db, self._ident), repaired = open_or_repair(self.path, now)
         if repaired:
@@ -141,7 +146,7 @@ class Journal:
         Before a write, a journal file removed since it was opened is made again."""
         with self._lock, guard(self.path, action):
             if self._db is None:
-                raise sqlite3.ProgrammingError("the journal is closed")
+                raise sqlite3.ProgrammingError(self._closed)
             if write and self._ident is not None:
                 now = time.monotonic()
                 if now - self._checked >= CHECK_EVERY:
@@ -404,6 +409,31 @@ class Journal:
                     count += 1
             db.executemany("UPDATE files SET updated = ? WHERE key = ?", kept)
         return count
+
+    @property
+    def closed(self) -> bool:
+        return self._db is None
+
+    def set_aside(self) -> Path | None:
+        """A call found the file damaged (see :func:`.repair.damaged`) after it was opened:
+        close the journal and move the file aside, with its -wal and -shm, as a damaged one
+        found at the open is (unless another file took its place meanwhile: another run
+        moved it aside, or it was removed and made again). The new name, or None; a
+        StorageError if it could not be moved."""
+        with self._lock:
+            db, self._db = self._db, None
+            if db is None:
+                return None
+            self._closed = "it was found damaged and moved aside"
+            ident, self._ident = self._ident, None
+            try:  # (SQLite writes its log into it and removes it, unless the file moved)
+                db.close()
+            except sqlite3.Error:
+                pass
+            if ident is None:
+                return None  # (its file was removed: none at the path is it)
+            with guard(self.path, "moving aside"):
+                return move_if_same(self.path, ident, self._now())
 
     def close(self) -> None:
         with self._lock, guard(self.path, "close"):

@@ -10,7 +10,10 @@ The move is made under an exclusive lock of the state folder; every open of the 
 takes it shared (:func:`folder_lock`). So two runs that find the same damaged file move it
 once: the second finds the first one's new journal when it has the lock, and opens it. A
 run never opens the journal between the moves of its three files (a new journal beside
-the damaged one's -wal would take that log's pages for its own).
+the damaged one's -wal would take that log's pages for its own). A run that finds the
+file damaged later, by a call (it was overwritten or cut short while the run had it
+open), closes it and moves it aside under the same lock, if it is still the file that
+run opened (:func:`move_if_same`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ try:
 except ImportError:  # (no flock: two runs repairing at once is then on the user)
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["BESIDE", "damaged", "folder_lock", "move_aside"]
+__all__ = ["BESIDE", "damaged", "folder_lock", "move_aside", "move_if_same"]
 
 BESIDE = ("-wal", "-shm")  # the files SQLite keeps beside the journal in WAL mode
 #: SQLite's (primary) result codes for a damaged file
@@ -98,6 +101,24 @@ def move_aside(path: Path, now: float) -> Path:
         with contextlib.suppress(FileNotFoundError):
             os.rename(f"{path}{name}", f"{aside}{name}")
     return aside
+
+
+def move_if_same(path: Path, ident: tuple[int, int], now: float) -> Path | None:
+    """Move aside the damaged journal at ``path`` that a run found damaged after opening
+    it (and has closed since): under the folder's exclusive lock, and only if it is still
+    the file that run opened, ``ident`` (device, inode): not one another run made in its
+    place meanwhile. The new name; None if it was not there. OSError if it could not be
+    moved."""
+    with folder_lock(path.parent, exclusive=True) as held:
+        if not held:
+            raise TimeoutError("another omniget run kept its folder locked")
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        if (st.st_dev, st.st_ino) != ident:
+            return None
+        return move_aside(path, now)
 
 
 def _check_own(path: Path) -> None:

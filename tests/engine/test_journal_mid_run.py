@@ -1,0 +1,319 @@
+"""The resume journal damaged while a run has it open (after a clean open): overwritten,
+cut short, emptied, removed, or its disk full, with one file finished, one half-way and
+one not started. The finished file stays as it is, the others finish without resume
+state (one warning says so), the run ends 0 without a traceback, and the next run has
+resume state again (a damaged file moved aside, see journal/repair.py).
+
+Before, a damaged journal failed every file under way at its next journal write (exit
+7), even one already in place whose record could not be dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from tests.servers.httpd import HTTPServer
+
+from omniget import download
+from omniget.engine import journal as journal_pkg
+from omniget.engine.core import Engine
+from omniget.engine.journal import FILENAME, Journal, repair
+from omniget.engine.report import Report
+from omniget.model import Item
+from omniget.settings import Settings
+
+KiB = 1024
+HALF = 512 * KiB
+OFF = "; going on without resume state for the rest of the run"
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("timed out")
+        time.sleep(0.01)
+
+
+def recorded(state: Path) -> int:
+    """Bytes the journal in ``state`` has recorded for unfinished files."""
+    with Journal.in_dir(state) as j:
+        return sum(e - s for key, _ in j.unfinished() for s, e in j.spans(key))
+
+
+def checkpointed_out(path: Path) -> None:
+    """Everything in the log written into the journal file: the run's next call reads
+    the file, not pages it has in memory or in the log (as after SQLite's own
+    checkpoint), so it meets what a test does to the file next."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        wait_for(lambda: db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0)
+    finally:
+        db.close()
+
+
+def overwritten(state: Path) -> None:
+    path = state / FILENAME
+    with open(path, "r+b") as f:
+        f.write(b"garbage!" * (path.stat().st_size // 8))
+
+
+def cut_short(state: Path) -> None:
+    path = state / FILENAME
+    os.truncate(path, path.stat().st_size // 2)
+
+
+def emptied(state: Path) -> None:
+    os.truncate(state / FILENAME, 0)
+
+
+DAMAGE = {"overwritten": overwritten, "cut short": cut_short, "emptied": emptied}
+
+
+class Run:
+    """A run of three files into ``out``: small.bin (done before anything happens),
+    held.bin (held half-way by the server until :meth:`finish`) and later.bin (started
+    once held.bin is done: ``jobs=1``)."""
+
+    def __init__(
+        self, httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, state: Path
+    ) -> None:
+        self.httpd, self.state, self.out = httpd, state, tmp_path / "out"
+        self.data = {
+            "small.bin": payload(50 * KiB, 91),
+            "held.bin": payload(1024 * KiB, 92),
+            "later.bin": payload(300 * KiB, 93),
+        }
+        self.urls = [httpd.add(httpd.new_path(n), d) for n, d in self.data.items()]
+        self.urls[1] += f"?hold=h&stall_after={HALF}"
+        # (every byte in recorded at once, and no sync recorded later: once the half
+        # before the hold is recorded, the run leaves the journal alone until it goes on)
+        self.settings = Settings(
+            state_dir=state, jobs=1, split=1, retries=0, checkpoint_bytes=1,
+            fsync_seconds=3600.0,
+        )
+        self.reports: list[Report] = []
+        self.thread = threading.Thread(target=self._go)
+
+    def _go(self) -> None:
+        self.reports.append(download(self.urls, self.out, settings=self.settings))
+
+    def start(self) -> None:
+        """Start it, and wait until held.bin is held half-way, recorded in the journal."""
+        self.thread.start()
+        assert self.httpd.held("h")
+        wait_for(lambda: recorded(self.state) == HALF)
+        wait_for(lambda: (self.out / "small.bin").exists())
+
+    def finish(self) -> Report:
+        self.httpd.release("h")
+        self.thread.join(60)
+        [report] = self.reports
+        return report
+
+    def files(self) -> dict[str, bool]:
+        """The output folder's files, and whether each has the bytes it should."""
+        return {p.name: p.read_bytes() == self.data.get(p.name) for p in self.out.iterdir()}
+
+
+def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def next_run_resumes(httpd: HTTPServer, payload: Callable[..., bytes], run: Run) -> None:
+    """The next run skips the three files and has resume state: a file it is cut off
+    from is resumed by the run after."""
+    data = payload(300 * KiB, 94)
+    path = httpd.new_path("next.bin")
+    url = httpd.add(path, data) + "?reset=100000&times=1"
+    again = download([*run.urls, url], run.out, settings=run.settings)
+    assert [r.status for r in again.results] == ["skipped"] * 3 + ["failed"]
+    assert again.journal_error is None
+    httpd.clear_log()
+    last = download([url], run.out, settings=run.settings)
+    assert last.ok == 1 and (run.out / "next.bin").read_bytes() == data
+    assert [r.header("range") for r in httpd.requests_to(path)] == ["bytes=100000-307199"]
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_journal_damaged_during_the_run_is_moved_aside_and_the_files_go_on(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture, damage: str,
+) -> None:
+    state = tmp_path / "state"
+    run = Run(httpd, payload, tmp_path, state)
+    with caplog.at_level(logging.WARNING, logger="omniget"):
+        run.start()
+        checkpointed_out(state / FILENAME)
+        DAMAGE[damage](state)
+        damaged = (state / FILENAME).read_bytes()
+        report = run.finish()
+    assert report.exit_code == 0, report.failures
+    assert run.files() == {"small.bin": True, "held.bin": True, "later.bin": True}
+    [aside] = [n for n in os.listdir(state) if ".corrupt-" in n]
+    assert (state / aside).read_bytes()[: len(damaged) // 2] == damaged[: len(damaged) // 2]
+    [warning] = warnings(caplog)
+    assert warning.startswith(f"resume journal {state / FILENAME}: the file was damaged (")
+    assert warning.endswith(f"); moved aside to {state / aside}{OFF}")
+    assert report.journal_error is not None
+    caplog.clear()
+    next_run_resumes(httpd, payload, run)
+    assert warnings(caplog) == []  # (nothing left to repair)
+
+
+def test_a_journal_removed_during_the_run_is_made_again_with_its_records(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """(As before: a removed file is no damage, and resume state goes on.)"""
+    monkeypatch.setattr(journal_pkg, "CHECK_EVERY", 0.0)  # (looked for at every write)
+    state = tmp_path / "state"
+    run = Run(httpd, payload, tmp_path, state)
+    with caplog.at_level(logging.WARNING, logger="omniget"):
+        run.start()
+        for name in (FILENAME, f"{FILENAME}-wal", f"{FILENAME}-shm"):
+            os.unlink(state / name)
+        report = run.finish()
+    assert report.exit_code == 0, report.failures
+    assert run.files() == {"small.bin": True, "held.bin": True, "later.bin": True}
+    assert warnings(caplog) == [
+        f"resume journal {state / FILENAME}: it was removed during the run; made again with"
+        " this run's records"]
+    assert report.journal_error is None
+    next_run_resumes(httpd, payload, run)
+
+
+def test_a_damaged_journal_that_cannot_be_moved_aside_is_moved_by_the_next_run(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state = tmp_path / "state"
+    run = Run(httpd, payload, tmp_path, state)
+
+    def not_mine(path: Path, now: float) -> Path:
+        raise PermissionError(f"{path.name} is another user's (uid 65534)")
+
+    with monkeypatch.context() as patched, caplog.at_level(logging.WARNING, logger="omniget"):
+        patched.setattr(repair, "move_aside", not_mine)
+        run.start()
+        checkpointed_out(state / FILENAME)
+        overwritten(state)
+        report = run.finish()
+    assert report.exit_code == 0, report.failures
+    assert run.files() == {"small.bin": True, "held.bin": True, "later.bin": True}
+    assert warnings(caplog) == [
+        f"resume journal {state / FILENAME}: checkpoint failed: file is not a database (the"
+        " file is damaged: delete it and interrupted downloads restart); it could not be"
+        f" moved aside: {FILENAME} is another user's (uid 65534){OFF}"]
+    assert sorted(os.listdir(state)) == [FILENAME]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="omniget"):
+        next_run_resumes(httpd, payload, run)
+    [aside] = [n for n in os.listdir(state) if ".corrupt-" in n]
+    [warning] = warnings(caplog)
+    assert warning.startswith(f"resume journal {state / FILENAME}: the file was damaged"
+                              f" (file is not a database); moved aside to {state / aside} ")
+
+
+def test_an_engine_makes_a_new_journal_for_its_next_run_once_one_moved_it_aside(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One engine, several runs (a program embedding omniget): the journal is found
+    damaged by a run's first read. That run goes on without resume state; the next one
+    has it again."""
+    state, out = tmp_path / "state", tmp_path / "out"
+    data = [payload(100 * KiB, 95 + i) for i in range(3)]
+    paths = [httpd.new_path(f"f{i}.bin") for i in range(3)]
+    urls = [httpd.add(p, d) for p, d in zip(paths, data, strict=True)]
+    urls[2] += "?reset=50000&times=1"
+    settings = Settings(state_dir=state, retries=0)
+
+    async def go() -> list[Report]:
+        engine = Engine(settings)
+        try:
+            reports = [await engine.run([Item(urls[0])], out)]
+            checkpointed_out(state / FILENAME)  # (the engine holds it open between runs)
+            overwritten(state)
+            for url in urls[1:] + urls[2:]:
+                reports.append(await engine.run([Item(url)], out))
+            return reports
+        finally:
+            await engine.aclose()
+
+    with caplog.at_level(logging.WARNING, logger="omniget"):
+        first, damaged, cut, resumed = asyncio.run(go())
+    assert (first.ok, damaged.ok, cut.failed, resumed.ok) == (1, 1, 1, 1)
+    [aside] = [n for n in os.listdir(state) if ".corrupt-" in n]
+    assert warnings(caplog) == [
+        f"resume journal {state / FILENAME}: the file was damaged (file is not a database);"
+        f" moved aside to {state / aside}{OFF}"]
+    assert damaged.journal_error is not None
+    assert cut.journal_error is None and resumed.journal_error is None
+    assert [(out / f"f{i}.bin").read_bytes() == d for i, d in enumerate(data)] == [True] * 3
+    ranges = [r.header("range") for r in httpd.requests_to(paths[2])]
+    assert ranges[-1] == "bytes=50000-102399"
+
+
+@contextlib.contextmanager
+def tmpfs(where: Path, size: str) -> Iterator[None]:
+    where.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("cannot mount a tmpfs here (needs root and mount)")
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True
+    )
+    if made.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root and mount)")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(where)], capture_output=True)
+
+
+def fill(folder: Path) -> Path:
+    """Fill ``folder``'s disk up; the file that takes the room."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    with contextlib.suppress(OSError):
+        while os.write(fd, b"\0" * 4096):
+            pass
+    os.close(fd)
+    return filler
+
+
+def test_a_state_disk_that_fills_up_during_the_run_leaves_the_files_going_on(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The state folder's disk only (the output's has room). Nothing is damaged: the
+    journal keeps what it had, and has room again for the next run."""
+    small = tmp_path / "small"
+    with tmpfs(small, "512k"):
+        state = small / "state"
+        run = Run(httpd, payload, tmp_path, state)
+        with caplog.at_level(logging.WARNING, logger="omniget"):
+            run.start()
+            checkpointed_out(state / FILENAME)  # (its log takes no room now)
+            filler = fill(small)
+            report = run.finish()
+        assert report.exit_code == 0, report.failures
+        assert run.files() == {"small.bin": True, "held.bin": True, "later.bin": True}
+        assert warnings(caplog) == [
+            f"resume journal {state / FILENAME}: checkpoint failed: database or disk is full"
+            f"{OFF}"]
+        assert sorted(n for n in os.listdir(state) if "corrupt" in n) == []
+        filler.unlink()
+        caplog.clear()
+        next_run_resumes(httpd, payload, run)
+        assert warnings(caplog) == []

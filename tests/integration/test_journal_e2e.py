@@ -1,0 +1,137 @@
+"""The CLI with its resume journal damaged, or its state folder made read-only, while it
+downloads (see tests/engine/test_journal_mid_run.py for the engine's side): one warning
+line, no traceback, the exit code of the files, and the next run has resume state."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from tests.integration._cli import drop_mode_overrides, omniget, start, wait_for
+from tests.servers.httpd import HTTPServer
+
+from omniget.engine.journal import FILENAME, Journal
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+def recorded(state: Path) -> int:
+    """Bytes the journal in ``state`` has recorded for unfinished files."""
+    if not (state / FILENAME).exists():
+        return 0
+    with Journal.in_dir(state) as j:
+        return sum(e - s for key, _ in j.unfinished() for s, e in j.spans(key))
+
+
+def overwritten(state: Path) -> None:
+    """The journal file overwritten, and the index of its log (-shm) too: whatever the
+    run did last, its next call reads the file again, not pages it keeps in memory."""
+    path = state / FILENAME
+    db = sqlite3.connect(path, isolation_level=None)
+    try:  # (what the log holds written into the file first, as SQLite does by itself)
+        wait_for(lambda: db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0)
+    finally:
+        db.close()
+    for name in (FILENAME, f"{FILENAME}-shm"):
+        size = (state / name).stat().st_size
+        with open(state / name, "r+b") as f:
+            f.write(b"garbage!" * (size // 8))
+
+
+def files(httpd: HTTPServer, payload: Callable[..., bytes]) -> tuple[dict[str, bytes], list[str]]:
+    """small.bin, held.bin (held half-way until ``httpd.release("h")``), later.bin."""
+    data = {
+        "small.bin": payload(50 * KiB, 61),
+        "held.bin": payload(6 * MiB, 62),
+        "later.bin": payload(300 * KiB, 63),
+    }
+    urls = [httpd.add(httpd.new_path(n), d) for n, d in data.items()]
+    urls[1] += f"?hold=h&stall_after={3 * MiB}"  # (a checkpoint at 2 MiB before)
+    return data, urls
+
+
+def cut_then_resumed(httpd: HTTPServer, payload: Callable[..., bytes], out: Path,
+                     state: Path, **kw: object) -> None:
+    """A run cut off from a file, then one that resumes it: there is resume state."""
+    data = payload(300 * KiB, 64)
+    path = httpd.new_path("next.bin")
+    url = httpd.add(path, data) + "?reset=100000&times=1"
+    cut = omniget(url, "-o", str(out), "--retries", "0", "-q", state=state, **kw)
+    assert cut.returncode == 3, cut.stderr
+    httpd.clear_log()
+    done = omniget(url, "-o", str(out), "-q", state=state, **kw)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert (out / "next.bin").read_bytes() == data
+    assert [r.header("range") for r in httpd.requests_to(path)] == ["bytes=100000-307199"]
+
+
+def test_a_journal_damaged_while_the_cli_downloads_is_one_warning_and_exit_0(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """Before: exit 7, held.bin failed ("checkpoint failed: file is not a database")."""
+    data, urls = files(httpd, payload)
+    out, state = tmp_path / "out", tmp_path / "state"
+    proc = start(*urls, "-o", str(out), "-j", "1", "--split", "1", state=state)
+    try:
+        assert httpd.held("h")
+        wait_for(lambda: recorded(state) > 0)
+        overwritten(state)
+    finally:
+        httpd.release("h")
+    _, err = proc.communicate(timeout=60)
+    text = err.decode()
+    assert proc.returncode == 0, text
+    assert "Traceback" not in text
+    [warning] = [ln for ln in text.splitlines() if "warning" in ln]
+    [aside] = [n for n in os.listdir(state) if ".corrupt-" in n]
+    assert warning == (
+        f"omniget: warning: resume journal {state / FILENAME}: the file was damaged (file is"
+        f" not a database); moved aside to {state / aside}; going on without resume state"
+        " for the rest of the run")
+    assert {p.name: p.read_bytes() == data[p.name] for p in out.iterdir()} == dict.fromkeys(
+        data, True)
+    cut_then_resumed(httpd, payload, out, state)
+
+
+def test_a_state_folder_made_read_only_during_the_run_changes_nothing(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """The journal and its -wal and -shm are open already: SQLite goes on writing them
+    (only the -wal is left behind at the end, as it cannot be removed); the next run,
+    the folder still read-only, opens them and has resume state."""
+    kw: dict[str, object] = {}
+    if os.geteuid() == 0:
+        kw["preexec_fn"] = drop_mode_overrides
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        try:
+            probe = subprocess.run(
+                [sys.executable, "-c", f"open({str(locked / 'x')!r}, 'w')"],
+                capture_output=True, **kw,  # type: ignore[call-overload]
+            )
+        except subprocess.SubprocessError:
+            probe = None
+        if probe is None or b"PermissionError" not in probe.stderr:
+            pytest.skip("running as root and cannot drop CAP_DAC_OVERRIDE here")
+    data, urls = files(httpd, payload)
+    out, state = tmp_path / "out", tmp_path / "state"
+    proc = start(*urls, "-o", str(out), "-j", "1", "--split", "1", state=state, **kw)
+    try:
+        assert httpd.held("h")
+        wait_for(lambda: recorded(state) > 0)
+        state.chmod(0o500)
+    finally:
+        httpd.release("h")
+    _, err = proc.communicate(timeout=60)
+    text = err.decode()
+    assert proc.returncode == 0, text
+    assert "Traceback" not in text and "warning" not in text, text
+    assert {p.name: p.read_bytes() == data[p.name] for p in out.iterdir()} == dict.fromkeys(
+        data, True)
+    cut_then_resumed(httpd, payload, out, state, **kw)
