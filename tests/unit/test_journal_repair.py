@@ -198,6 +198,65 @@ def test_a_damaged_journal_in_a_read_only_folder_is_said_so(
     assert names(tmp_path) == [FILENAME]
 
 
+# --- the damaged files kept: the newest three sets
+
+
+def made(folder: Path, *names: str) -> None:
+    for name in names:
+        (folder / name).write_bytes(b"an earlier damaged journal")
+
+
+def sets(folder: Path) -> list[str]:
+    return [n for n in names(folder) if ".corrupt-" in n]
+
+
+def test_only_the_newest_three_damaged_journals_are_kept(tmp_path: Path) -> None:
+    """Each with its -wal and -shm; before, every repair left its set behind for ever."""
+    old = f"{FILENAME}.corrupt-20261101T000000Z"
+    older = f"{FILENAME}.corrupt-20261025T235959Z"
+    newer = f"{FILENAME}.corrupt-20261103T120000Z"
+    made(tmp_path, older, f"{older}-wal", f"{older}-shm", old, f"{old}-wal", newer,
+         f"{newer}-shm")
+    garbage(tmp_path / FILENAME)
+    Journal(tmp_path / FILENAME, now=lambda: NOW).close()
+    assert sets(tmp_path) == [old, f"{old}-wal", newer, f"{newer}-shm", ASIDE]
+    garbage(tmp_path / FILENAME)
+    Journal(tmp_path / FILENAME, now=lambda: NOW + 3600).close()
+    assert sets(tmp_path) == [newer, f"{newer}-shm", ASIDE,
+                              f"{FILENAME}.corrupt-20261122T081805Z"]
+
+
+def test_of_one_second_the_later_numbers_are_the_newer(tmp_path: Path) -> None:
+    stamp = f"{FILENAME}.corrupt-20261103T120000Z"
+    made(tmp_path, stamp, f"{stamp}-2", f"{stamp}-9", f"{stamp}-10")
+    garbage(tmp_path / FILENAME)
+    Journal(tmp_path / FILENAME, now=lambda: NOW).close()
+    assert sets(tmp_path) == [f"{stamp}-10", f"{stamp}-9", ASIDE]
+
+
+def test_the_one_just_moved_is_kept_whatever_its_time_says(tmp_path: Path) -> None:
+    """(The clock set back since the others were moved aside.)"""
+    later = [f"{FILENAME}.corrupt-20271201T00000{n}Z" for n in range(4)]
+    made(tmp_path, *later)
+    garbage(tmp_path / FILENAME)
+    Journal(tmp_path / FILENAME, now=lambda: NOW).close()
+    assert sets(tmp_path) == [ASIDE, *later[2:]]
+
+
+def test_other_files_beside_them_are_left_alone(tmp_path: Path) -> None:
+    keep = [f"{FILENAME}.corrupt-notes.txt", f"{FILENAME}.corrupt-20261101T000000Z.bak",
+            "other.sqlite.corrupt-20261101T000000Z", f"{FILENAME}.corrupt-20261101T000000Z-x"]
+    made(tmp_path, *keep)
+    (tmp_path / f"{FILENAME}.corrupt-20261101T000000Z").mkdir()  # (a folder: not one)
+    for n in range(4):
+        made(tmp_path, f"{FILENAME}.corrupt-2026110{n + 2}T000000Z")
+    garbage(tmp_path / FILENAME)
+    Journal(tmp_path / FILENAME, now=lambda: NOW).close()
+    assert names(tmp_path) == sorted([
+        FILENAME, *keep, f"{FILENAME}.corrupt-20261101T000000Z",
+        f"{FILENAME}.corrupt-20261104T000000Z", f"{FILENAME}.corrupt-20261105T000000Z", ASIDE])
+
+
 # --- damage found after the open (the engine's side: tests/engine/test_journal_mid_run.py)
 
 
@@ -218,8 +277,10 @@ def test_a_journal_found_damaged_by_a_call_is_moved_aside_and_closed(tmp_path: P
     with pytest.raises(StorageError) as e:
         start(j, "b")
     assert repair.damaged(e.value.__cause__)  # type: ignore[arg-type]
+    earlier = [f"{FILENAME}.corrupt-2026110{n}T000000Z" for n in range(1, 5)]
+    made(tmp_path, *earlier)
     assert j.set_aside() == tmp_path / ASIDE
-    assert j.closed and names(tmp_path) == [ASIDE]
+    assert j.closed and names(tmp_path) == [*earlier[2:], ASIDE]
     assert (tmp_path / ASIDE).read_bytes()[: len(GARBAGE)] == GARBAGE
     with pytest.raises(StorageError, match="it was found damaged and moved aside"):
         j.get("a")

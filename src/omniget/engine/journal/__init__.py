@@ -28,13 +28,14 @@ with the run's records, at the run's next write.
 
 A damaged journal file (SQLite's "not a database" or "malformed", or a schema version no
 omniget wrote: not an integer, or below 1) is moved aside at the open, with its -wal and
--shm, to ``journal.sqlite.corrupt-<UTC time>`` beside it, and a new one is made; a warning
-names it (:mod:`.repair`). One found damaged by a later call (overwritten or cut short
-while a run had it open) is moved aside by :meth:`Journal.set_aside`, which the engine
-calls, and which closes the journal: that run goes on without resume state, and the next
-one makes a new journal. A newer omniget's journal is not damage: it is left as it is and
-the open fails (the run goes without resume state), as does one that cannot be read or
-written (permissions, a read-only folder, another user's file) or stays locked.
+-shm, to ``journal.sqlite.corrupt-<UTC time>`` beside it (the newest three such are
+kept), and a new one is made; a warning names it (:mod:`.repair`). One found damaged by a
+later call (overwritten or cut short while a run had it open) is moved aside by
+:meth:`Journal.set_aside`, which the engine calls, and which closes the journal: that run
+goes on without resume state, and the next one makes a new journal. A newer omniget's
+journal is not damage: it is left as it is and the open fails (the run goes without resume
+state), as does one that cannot be read or written (permissions, a read-only folder,
+another user's file) or stays locked.
 
 The engine talks to :class:`JournalStore`; :class:`Journal` is the SQLite one. Calls are
 thread-safe (the engine runs them in worker threads).

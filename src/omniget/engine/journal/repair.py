@@ -13,13 +13,16 @@ run never opens the journal between the moves of its three files (a new journal 
 the damaged one's -wal would take that log's pages for its own). A run that finds the
 file damaged later, by a call (it was overwritten or cut short while the run had it
 open), closes it and moves it aside under the same lock, if it is still the file that
-run opened (:func:`move_if_same`).
+run opened (:func:`move_if_same`). Of the damaged journals moved aside, the newest
+:data:`KEEP_ASIDE` are kept (for whoever wants to look into them); older ones are deleted
+when another is moved aside, under the same lock.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -32,9 +35,15 @@ try:
 except ImportError:  # (no flock: two runs repairing at once is then on the user)
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["BESIDE", "damaged", "folder_lock", "move_aside", "move_if_same"]
+__all__ = ["BESIDE", "KEEP_ASIDE", "damaged", "folder_lock", "move_aside", "move_if_same"]
 
 BESIDE = ("-wal", "-shm")  # the files SQLite keeps beside the journal in WAL mode
+#: Damaged journals kept moved aside, the newest (each with its -wal and -shm): the
+#: older ones are deleted when another is moved aside.
+KEEP_ASIDE = 3
+#: What follows the journal's name in the name of one moved aside (see move_aside; a
+#: pattern compiled when first used, not at every start)
+_ASIDE = r"\.corrupt-(\d{8}T\d{6}Z)(?:-(\d+))?(?:-wal|-shm)?"
 #: SQLite's (primary) result codes for a damaged file
 _DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 _DAMAGE_WORDS = ("not a database", "malformed")  # (where no code is given)
@@ -88,7 +97,9 @@ def _take(fd: int, how: int) -> bool:
 def move_aside(path: Path, now: float) -> Path:
     """Move the damaged journal at ``path`` and its -wal and -shm (the log first: a new
     journal must never meet the old log) to ``NAME.corrupt-YYYYmmddTHHMMSSZ`` beside it,
-    the time UTC; the new name. OSError when they are not this user's to move."""
+    the time UTC; the new name. OSError when they are not this user's to move. Only the
+    newest :data:`KEEP_ASIDE` moved aside are kept. (Called under the folder's exclusive
+    lock.)"""
     for name in ("", *BESIDE):
         _check_own(Path(f"{path}{name}"))
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
@@ -100,7 +111,32 @@ def move_aside(path: Path, now: float) -> Path:
     for name in (*BESIDE, ""):
         with contextlib.suppress(FileNotFoundError):
             os.rename(f"{path}{name}", f"{aside}{name}")
+    _drop_old(path, aside)
     return aside
+
+
+def _drop_old(path: Path, aside: Path) -> None:
+    """Delete the damaged journals moved aside beside ``path`` but the newest
+    :data:`KEEP_ASIDE` (by the time in their names, then their number), ``aside``, the one
+    just moved, among them whatever its time says (the clock may have been set back)."""
+    try:
+        found = os.listdir(path.parent)
+    except OSError:
+        return
+    sets: dict[tuple[str, int], list[str]] = {}
+    for name in found:
+        m = re.fullmatch(_ASIDE, name[len(path.name):]) if name.startswith(path.name) else None
+        if m is not None:
+            sets.setdefault((m[1], int(m[2] or 1)), []).append(name)
+    this = re.fullmatch(_ASIDE, aside.name[len(path.name):])
+    if this is not None:
+        sets.pop((this[1], int(this[2] or 1)), None)
+    for key in sorted(sets)[: max(0, len(sets) - (KEEP_ASIDE - 1))]:
+        for name in sets[key]:
+            try:
+                os.unlink(path.parent / name)
+            except OSError:  # (gone already, a folder, not this user's to delete)
+                pass
 
 
 def move_if_same(path: Path, ident: tuple[int, int], now: float) -> Path | None:
