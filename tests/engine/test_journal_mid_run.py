@@ -131,17 +131,23 @@ def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def next_run_resumes(httpd: HTTPServer, payload: Callable[..., bytes], run: Run) -> None:
-    """The next run skips the three files and has resume state: a file it is cut off
+    """The next run skips the run's files and has resume state: a file it is cut off
     from is resumed by the run after."""
+    resumes(httpd, payload, run.out, run.settings, run.urls)
+
+
+def resumes(httpd: HTTPServer, payload: Callable[..., bytes], out: Path, settings: Settings,
+            done: list[str]) -> None:
+    """A run skips ``done`` (in ``out``) and has resume state."""
     data = payload(300 * KiB, 94)
     path = httpd.new_path("next.bin")
     url = httpd.add(path, data) + "?reset=100000&times=1"
-    again = download([*run.urls, url], run.out, settings=run.settings)
-    assert [r.status for r in again.results] == ["skipped"] * 3 + ["failed"]
+    again = download([*done, url], out, settings=settings)
+    assert [r.status for r in again.results] == ["skipped"] * len(done) + ["failed"]
     assert again.journal_error is None
     httpd.clear_log()
-    last = download([url], run.out, settings=run.settings)
-    assert last.ok == 1 and (run.out / "next.bin").read_bytes() == data
+    last = download([url], out, settings=settings)
+    assert last.ok == 1 and (out / "next.bin").read_bytes() == data
     assert [r.header("range") for r in httpd.requests_to(path)] == ["bytes=100000-307199"]
 
 
@@ -263,6 +269,42 @@ def test_an_engine_makes_a_new_journal_for_its_next_run_once_one_moved_it_aside(
     assert [(out / f"f{i}.bin").read_bytes() == d for i, d in enumerate(data)] == [True] * 3
     ranges = [r.header("range") for r in httpd.requests_to(paths[2])]
     assert ranges[-1] == "bytes=50000-102399"
+
+
+def test_damage_the_open_does_not_read_is_found_by_the_run_and_moved_aside(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A page of an earlier run's records damaged (the open reads none of them): the run's
+    first look through the records finds it; that run goes on without resume state, and
+    the next one has a new journal."""
+    state, out = tmp_path / "state", tmp_path / "out"
+    with Journal.in_dir(state) as j:
+        for n in range(2000):
+            j.start(f"/elsewhere\0old{n:05}", path=f"/elsewhere/old{n}", size=1, etag=None,
+                    url=f"https://h/old-{n:05}-marker", last_modified=None)
+        page = j._db.execute("PRAGMA page_size").fetchone()[0]  # type: ignore[union-attr]
+    path = state / FILENAME
+    at = path.read_bytes().index(b"https://h/old-01000-marker") // page * page
+    with open(path, "r+b") as f:  # (a page of the records, in the middle)
+        f.seek(at)
+        f.write(b"garbage!" * (page // 8))
+    data = payload(100 * KiB, 96)
+    url = httpd.add(httpd.new_path("f.bin"), data)
+    settings = Settings(state_dir=state, retries=0)
+    with caplog.at_level(logging.WARNING, logger="omniget"):
+        report = download([url], out, settings=settings)
+    assert report.exit_code == 0, report.failures
+    assert (out / "f.bin").read_bytes() == data
+    [aside] = [n for n in os.listdir(state) if ".corrupt-" in n]
+    [warning] = warnings(caplog)
+    assert warning == (
+        f"resume journal {path}: the file was damaged (database disk image is malformed);"
+        f" moved aside to {state / aside}{OFF}")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="omniget"):
+        resumes(httpd, payload, out, settings, [url])
+    assert warnings(caplog) == []
 
 
 @contextlib.contextmanager
