@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import logging
 import random
+import select
 import socket
 import threading
 import time
@@ -752,7 +753,11 @@ def test_a_kept_connection_is_not_spared_for_a_transfer_opening_its_own(srv: Ser
         [easy] = [e for e in t._on_curl[key] if e.getinfo(pycurl.ACTIVESOCKET) >= 0]
         fd = easy.getinfo(pycurl.ACTIVESOCKET)
         answer.set()
-        time.sleep(0.05)  # (the answer arrives; the loop does not run meanwhile)
+        # (the answer arrives, in one piece: the loop does not run meanwhile; a server
+        # thread may take its time to send it on a loaded machine)
+        readable = select.poll()  # (not select(): a worker's descriptors may pass 1023)
+        readable.register(fd, select.POLLIN)
+        assert readable.poll(10_000)
         core._act(fd, pycurl.CSELECT_IN)  # the first transfer ends; libcurl keeps its connection
         # what that transfer's task does on its next step (before libcurl hears that the
         # second one's connection is up): note the kept connection and shut it if need be
