@@ -119,7 +119,7 @@ def test_a_cancelled_run_removes_what_it_created_ahead(
     gate = threading.Event()
 
     def held(_req: object) -> tuple[int, dict[str, str], bytes]:
-        gate.wait(5)
+        gate.wait(60)  # (the test sets it in its finally)
         return 200, {}, b"late"
 
     urls = [httpd.add(f"/q{i}.bin", b"quick" * 10) for i in range(4)]
@@ -159,7 +159,7 @@ def test_a_part_file_created_ahead_is_locked_against_another_run(
     mine = b"the first run's bytes" * 100
 
     def held(_req: object) -> tuple[int, dict[str, str], bytes]:
-        gate.wait(5)
+        gate.wait(60)  # (the test sets it in its finally)
         return 200, {}, mine
 
     urls = [httpd.add(f"/q{i}.bin", b"quick" * 10) for i in range(3)]

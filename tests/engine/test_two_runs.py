@@ -27,7 +27,7 @@ def test_a_file_another_run_finished_while_this_one_waited_for_its_answer(
 
     def held(_req: object) -> tuple[int, dict[str, str], bytes]:
         asked.set()
-        gate.wait(5)
+        gate.wait(60)  # (the test sets it in its finally)
         return 200, {}, mine
 
     slow = httpd.handle("/a/x.bin", held)
@@ -38,7 +38,7 @@ def test_a_file_another_run_finished_while_this_one_waited_for_its_answer(
     runner = threading.Thread(target=lambda: first.append(download([slow], out, settings=settings)))
     runner.start()
     try:
-        assert asked.wait(5)
+        assert asked.wait(30)
         other = download([quick], out, settings=settings)
         assert other.ok == 1
     finally:
