@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from .base import Headers
 
-__all__ = ["BAD_CODING", "BAD_LENGTH", "BAD_NAME", "BARE_LF", "read_fields"]
+__all__ = ["BAD_CODING", "BAD_LENGTH", "BAD_NAME", "BARE_LF", "FRAMING", "read_fields"]
 
 _BLANK = " \t\n\r\x0b\x0c"  # what bytes.strip() strips (str.strip() strips more)
 #: Header names (lower case) that say how an answer's body is framed or coded.
-_FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "content-encoding"})
+FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "content-encoding"})
 
 
 #: What a head's header lines say: (headers, Content-Length, chunked, Connection and
@@ -50,7 +50,7 @@ def read_fields(rest: str) -> _Fields | str:
             pairs.append(pair)
             lows.append(low)
             last[low] = pair
-        if low not in _FRAMING:
+        if low not in FRAMING:
             continue
         if line[len(name) : len(name) + 1] != ":":  # (RFC 9112 5.1: libcurl ignores
             return BAD_NAME  # "Content-Length : 2" and refuses a line without a colon)

@@ -15,6 +15,7 @@ from ...errors import IntegrityError, TransientError
 from ..verify import encoded_digests
 from .base import Head, Headers, PipeSink, Sink, StopTransfer, safe_url
 from .decode import DECODED, DecodeError, Decoder, decoder_for, end_of
+from .h1fields import FRAMING
 from .h1queue import head_lines
 
 if TYPE_CHECKING:
@@ -47,7 +48,11 @@ def parse_head(lines: list[bytes]) -> tuple[int, list[tuple[str, str]]]:
             pairs[-1] = (name, f"{value} {text.strip()}")
         elif text := text.strip():
             name, _, value = text.partition(":")
-            pairs.append((name.rstrip(), value.strip()))
+            if name.endswith((" ", "\t")):  # (RFC 9112 5.1: no blank before the colon)
+                name = name.rstrip()
+                if name.lower() in FRAMING:  # (libcurl ignores it: so must its reader)
+                    continue
+            pairs.append((name, value.strip()))
     return status, pairs
 
 
