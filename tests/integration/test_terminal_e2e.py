@@ -26,9 +26,14 @@ from omniget.engine.journal import FILENAME, Journal
 MiB = 1024 * 1024
 RESUME = "omniget: error: interrupted; run the same command again to resume"
 # The command with the pty as its controlling terminal, as a shell runs it: a key typed
-# there (Ctrl+C, Ctrl+\) signals it, and the terminal echoes it (^C).
-# (No core file: Ctrl+\ dumps one.)
-OMNIGET = ("import fcntl, os, resource, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+# there (Ctrl+C, Ctrl+\) signals it, and the terminal echoes it (^C). Its terminal
+# signals start at their defaults, as on a user's terminal: a test run started with them
+# ignored (`&` in a script ignores SIGINT and SIGQUIT, nohup SIGHUP) passes that on, and
+# the command keeps an ignored signal ignored. (No core file: Ctrl+\ dumps one.)
+DEFAULTS = ("import signal; [signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, "
+            "signal.SIGQUIT, signal.SIGHUP, signal.SIGTSTP)]; ")
+OMNIGET = (DEFAULTS + "import fcntl, os, resource, sys, termios; "
+           "fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
            "resource.setrlimit(resource.RLIMIT_CORE, (0, 0)); "
            "os.execv(sys.executable, [sys.executable, '-m', 'omniget', *sys.argv[1:]])")
 
@@ -43,7 +48,8 @@ pid = os.fork()
 if pid == 0:
     os.setpgid(0, 0)
     os.tcsetpgrp(0, os.getpid())
-    signal.signal(signal.SIGTTOU, signal.SIG_DFL)
+    for signum in (signal.SIGTTOU, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTSTP):
+        signal.signal(signum, signal.SIG_DFL)  # (see OMNIGET)
     os.execv(sys.executable, [sys.executable, "-m", "omniget", *sys.argv[1:]])
 while True:
     status = os.waitpid(pid, os.WUNTRACED)[1]
