@@ -104,6 +104,18 @@ def test_plain_run_line_with_a_known_total() -> None:
     ]
 
 
+def test_plain_run_line_before_the_speed_is_known() -> None:
+    """The run's first file began 0.2 s before the line (a slow start): its speed is not
+    known yet. Before, the line said 0 B/s, as for a stall."""
+    out, now, plain = plain_on_a_clock()
+    with plain:
+        now[0] = 1.9
+        plain(Started(A, None, size=10 * MiB, resumed=0))
+        now[0] = 2.1
+        plain(Progress(A, None, done=MiB, size=10 * MiB))
+    assert out.getvalue().splitlines() == ["[0:00:02] 0/1 files, 10% of 10.0 MiB, ?"]
+
+
 def test_plain_many_small_files_are_a_few_lines() -> None:
     out, now, plain = plain_on_a_clock()
     with plain:

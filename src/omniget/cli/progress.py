@@ -205,7 +205,7 @@ class PlainProgress:
         if now - self._said < self.interval or not t.files:
             return
         self._said = now
-        total, speed = t.total, t.rate.speed() or 0.0
+        total, speed = t.total, t.rate.speed()
         if total:
             amount = f"{100 * t.done // total}% of {format_size(total)}"
             left = t.rate.left(total - t.done)
@@ -214,8 +214,10 @@ class PlainProgress:
             left = None if total is not None else t.files_left()
         until = f", {clock_time(left)} left" if left is not None else ""
         count = f"{t.ended}/{t.seen}{'+' if t.more else ''}"
-        self._line(f"[{clock_time(now - self._began)}] {count} files, {amount}, "
-                   f"{format_size(int(speed))}/s{until}")
+        # (a speed not known yet, in the first 0.5 s of the run's first file: "?", as on the
+        # bars; 0 B/s would say nothing comes)
+        rate = "?" if speed is None else f"{format_size(int(speed))}/s"
+        self._line(f"[{clock_time(now - self._began)}] {count} files, {amount}, {rate}{until}")
 
     def _progress(self, event: Progress, key: str, name: str) -> None:
         now = self.clock()
