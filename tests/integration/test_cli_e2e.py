@@ -604,12 +604,17 @@ def test_a_second_run_on_the_same_file_stops_clearly(
     httpd.add(a, first)
     httpd.add(b, other)
     out, state = tmp_path / "out", tmp_path / "state"
-    # ~2.8 s at one connection: the second run is up and asking well before the end
+    # ~2.8 s at one connection; stopped (SIGSTOP) midway while the second one runs, so
+    # that it is still there however long the second takes to start on a loaded machine
     running = start(httpd.url(a, drip=1_500_000), "-o", str(out), "-N", "1", state=state)
     try:
         wait_for(lambda: running.poll() is not None or (out / "data.bin.omniget-part").exists())
+        running.send_signal(signal.SIGSTOP)
         assert running.poll() is None, running.stderr.read() if running.stderr else ""
-        second = omniget(httpd.url(a if same_url else b), "-o", str(out), state=state)
+        try:
+            second = omniget(httpd.url(a if same_url else b), "-o", str(out), state=state)
+        finally:
+            running.send_signal(signal.SIGCONT)
         assert running.wait(timeout=60) == 0, running.stderr.read() if running.stderr else ""
     finally:
         running.kill()
