@@ -126,6 +126,12 @@ class Run:
         return {p.name: p.read_bytes() == self.data.get(p.name) for p in self.out.iterdir()}
 
 
+def moved_aside(state: Path) -> list[str]:
+    """The damaged journals moved aside in ``state`` (not their -wal and -shm)."""
+    return sorted(n for n in os.listdir(state)
+                  if ".corrupt-" in n and not n.endswith(("-wal", "-shm")))
+
+
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
@@ -218,9 +224,10 @@ def test_a_damaged_journal_that_cannot_be_moved_aside_is_moved_by_the_next_run(
     assert report.exit_code == 0, report.failures
     assert run.files() == {"small.bin": True, "held.bin": True, "later.bin": True}
     assert warnings(caplog) == [
-        f"resume journal {state / FILENAME}: checkpoint failed: file is not a database (the"
-        " file is damaged: delete it and interrupted downloads restart); it could not be"
-        f" moved aside: {FILENAME} is another user's (uid 65534){OFF}"]
+        f"resume journal {state / FILENAME}: the file was damaged (file is not a database);"
+        f" it could not be moved aside: {FILENAME} is another user's (uid 65534) (it is left"
+        " there: each run tries again, or delete it; the downloads it could have resumed"
+        f" start over){OFF}"]
     assert sorted(os.listdir(state)) == [FILENAME]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="omniget"):
@@ -229,6 +236,70 @@ def test_a_damaged_journal_that_cannot_be_moved_aside_is_moved_by_the_next_run(
     [warning] = warnings(caplog)
     assert warning.startswith(f"resume journal {state / FILENAME}: the file was damaged"
                               f" (file is not a database); moved aside to {state / aside} ")
+
+
+def test_a_damaged_journal_another_run_replaced_meanwhile_is_left_to_it(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Another run found the file damaged first (at its open), moved it aside and made a
+    new one: this run's warning says so, and neither moves that one aside nor tells the
+    user to delete it (before: "the file is damaged: delete it ...", of the new one)."""
+    state = tmp_path / "state"
+    run = Run(httpd, payload, tmp_path, state)
+    with caplog.at_level(logging.WARNING, logger="omniget"):
+        run.start()
+        checkpointed_out(state / FILENAME)
+        overwritten(state)
+        with Journal.in_dir(state) as other:  # (the other run)
+            other.start("theirs", path="/out/theirs", url="https://h/theirs", size=1,
+                        etag=None, last_modified=None)
+        [aside] = moved_aside(state)
+        caplog.clear()
+        report = run.finish()
+    assert report.exit_code == 0, report.failures
+    assert run.files() == {"small.bin": True, "held.bin": True, "later.bin": True}
+    assert warnings(caplog) == [
+        f"resume journal {state / FILENAME}: the file was damaged (file is not a database);"
+        f" it is not there any more (another omniget run moved it aside, or it was removed){OFF}"]
+    assert moved_aside(state) == [aside]
+    with Journal.in_dir(state) as j:
+        assert j.get("theirs") is not None
+
+
+def test_a_damaged_journal_whose_folder_another_run_keeps_locked_is_left_to_it(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """(That run is moving it aside, as a rule: the file there may be its new journal by
+    the time the user reads the warning, and is not to be deleted.)"""
+    import fcntl
+
+    monkeypatch.setattr(repair, "BUSY_WAIT", 0.05)
+    state = tmp_path / "state"
+    run = Run(httpd, payload, tmp_path, state)
+    with caplog.at_level(logging.WARNING, logger="omniget"):
+        run.start()
+        checkpointed_out(state / FILENAME)
+        overwritten(state)
+        fd = os.open(state, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            report = run.finish()
+        finally:
+            os.close(fd)
+    assert report.exit_code == 0, report.failures
+    assert run.files() == {"small.bin": True, "held.bin": True, "later.bin": True}
+    assert warnings(caplog) == [
+        f"resume journal {state / FILENAME}: the file was damaged (file is not a database);"
+        " it could not be moved aside: another omniget run kept its folder locked (the next"
+        f" run tries again){OFF}"]
+    assert sorted(os.listdir(state)) == [FILENAME]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="omniget"):
+        next_run_resumes(httpd, payload, run)
+    [warning] = warnings(caplog)
+    assert " moved aside to " in warning
 
 
 def test_an_engine_makes_a_new_journal_for_its_next_run_once_one_moved_it_aside(

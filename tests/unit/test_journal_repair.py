@@ -28,6 +28,10 @@ from omniget.settings import Settings
 NOW = float(calendar.timegm((2026, 11, 22, 7, 18, 5, 0, 0, 0)))
 ASIDE = f"{FILENAME}.corrupt-20261122T071805Z"
 GARBAGE = b"this is not sqlite at all" * 200
+#: What a damaged journal that could not be moved aside is left to (not "delete it" alone:
+#: each run tries again)
+LEFT = ("(it is left there: each run tries again, or delete it; the downloads it could have"
+        " resumed start over)")
 
 
 def start(j: Journal, key: str) -> None:
@@ -169,8 +173,7 @@ def test_another_user_s_damaged_journal_is_not_moved(tmp_path: Path) -> None:
         Journal(path)
     assert str(e.value) == (
         f"resume journal {path}: open failed: file is not a database; it could not be moved"
-        f" aside: {FILENAME} is another user's (uid 65534) (the file is damaged: delete"
-        " it and interrupted downloads restart)")
+        f" aside: {FILENAME} is another user's (uid 65534) {LEFT}")
     assert names(tmp_path) == [FILENAME]
     assert path.read_bytes() == GARBAGE
 
@@ -192,10 +195,40 @@ def test_a_damaged_journal_in_a_read_only_folder_is_said_so(
         Journal(path)
     assert str(e.value) == (
         f"resume journal {path}: open failed: file is not a database; it could not be moved"
-        f" aside: Read-only file system: {path} (the file is damaged: delete it and"
-        " interrupted downloads restart)")
+        f" aside: Read-only file system: {path} {LEFT}")
     assert e.value.exit_code == 7
     assert names(tmp_path) == [FILENAME]
+
+
+def test_a_damaged_journal_whose_folder_another_run_keeps_locked_is_left_to_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another run holds the folder's lock (moving the file aside, as a rule): the file
+    there may be that run's new journal by now, so no "delete it" (before, the hint
+    said so)."""
+    path = tmp_path / FILENAME
+    garbage(path)
+    monkeypatch.setattr(repair, "BUSY_WAIT", 0.05)
+    with folder_locked(tmp_path):
+        with pytest.raises(StorageError) as e:
+            Journal(path)
+    assert str(e.value) == (
+        f"resume journal {path}: open failed: file is not a database; it could not be moved"
+        " aside: another omniget run kept its folder locked (the next run tries again)")
+    assert names(tmp_path) == [FILENAME]
+
+
+@contextmanager
+def folder_locked(folder: Path) -> Iterator[None]:
+    """``folder``'s lock held exclusive, as by another run moving its journal aside."""
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 # --- the damaged files kept: the newest three sets
@@ -300,6 +333,8 @@ def test_one_another_run_made_in_its_place_meanwhile_is_left_alone(tmp_path: Pat
         start(other, "theirs")
         assert j.set_aside() is None
         assert other.get("theirs") is not None
+    with pytest.raises(StorageError, match=r"it was found damaged and closed$"):
+        j.get("a")  # (not "moved aside": this run did not)
     # (the log and index moved with it stay: SQLite leaves those of a file that moved)
     assert names(tmp_path) == [FILENAME, ASIDE, f"{ASIDE}-shm", f"{ASIDE}-wal"]
     with Journal(path) as again:

@@ -21,6 +21,7 @@ from .assemble import Leftovers, create_part, drop_part
 from .durable import Durability
 from .events import Event, EventHandler
 from .journal import FileRecord, Journal
+from .journal.opening import unmoved
 from .journal.records import RecordGone
 from .journal.repair import damaged
 from .ratelimit import RateLimit
@@ -364,15 +365,16 @@ class RunContext:
             self.journal_error = exc
         said = str(exc)
         cause = exc.__cause__
-        if cause is not None and damaged(cause):
+        if cause is not None and damaged(cause):  # (not "delete it": see unmoved)
             try:
                 aside = journal.set_aside()
             except StorageError as e:
-                said = f"{exc}; it could not be moved aside: {e.__cause__ or e}"
+                what = unmoved(e.__cause__ or e)
             else:
-                if aside is not None:
-                    said = (f"resume journal {journal.path}: the file was damaged ({cause});"
-                            f" moved aside to {aside}")
+                what = f"moved aside to {aside}" if aside is not None else (
+                    "it is not there any more (another omniget run moved it aside, or it"
+                    " was removed)")
+            said = f"resume journal {journal.path}: the file was damaged ({cause}); {what}"
         log.warning("%s; going on without resume state for the rest of the run", said)
 
     def journal_started(self, key: str) -> None:

@@ -32,7 +32,10 @@ omniget wrote: not an integer, or below 1) is moved aside at the open, with its 
 kept), and a new one is made; a warning names it (:mod:`.repair`). One found damaged by a
 later call (overwritten or cut short while a run had it open) is moved aside by
 :meth:`Journal.set_aside`, which the engine calls, and which closes the journal: that run
-goes on without resume state, and the next one makes a new journal. A newer omniget's
+goes on without resume state, and the next one makes a new journal. One that cannot be
+moved aside (another user's, in a read-only folder, or its folder kept locked by another
+run, which is moving it aside as a rule) is left there, and the warning says what is left
+to do (:func:`.opening.unmoved`): each run tries again. A newer omniget's
 journal is not damage: it is left as it is and the open fails (the run goes without resume
 state), as does one that cannot be read or written (permissions, a read-only folder,
 another user's file) or stays locked.
@@ -425,7 +428,7 @@ class Journal:
             db, self._db = self._db, None
             if db is None:
                 return None
-            self._closed = "it was found damaged and moved aside"
+            self._closed = "it was found damaged and closed"
             ident, self._ident = self._ident, None
             try:  # (SQLite writes its log into it and removes it, unless the file moved)
                 db.close()
@@ -434,7 +437,10 @@ class Journal:
             if ident is None:
                 return None  # (its file was removed: none at the path is it)
             with guard(self.path, "moving aside"):
-                return move_if_same(self.path, ident, self._now())
+                aside = move_if_same(self.path, ident, self._now())
+            if aside is not None:
+                self._closed = "it was found damaged and moved aside"
+            return aside
 
     def close(self) -> None:
         with self._lock, guard(self.path, "close"):

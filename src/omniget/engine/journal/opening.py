@@ -14,13 +14,31 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ...errors import StorageError
-from .repair import BESIDE, damaged, folder_lock, move_aside
+from .repair import BESIDE, LOCKED, damaged, folder_lock, move_aside
 from .schema import Damaged, setup
 
-__all__ = ["guard", "open_file", "open_or_repair"]
+__all__ = ["Unmoved", "guard", "open_file", "open_or_repair", "unmoved"]
 
 #: SQLite's words for a file it cannot open or write
 _CANNOT = ("unable to open", "readonly database", "disk I/O error")
+#: What is left of a damaged journal that could not be moved aside (see unmoved)
+_LEFT = ("(it is left there: each run tries again, or delete it; the downloads it could"
+         " have resumed start over)")
+
+
+class Unmoved(Damaged):
+    """A damaged journal that could not be moved aside at the open: its message says why,
+    and what is left to do (:func:`unmoved`)."""
+
+
+def unmoved(exc: BaseException) -> str:
+    """What to say of a damaged journal that ``exc`` kept from being moved aside. Not
+    "delete it" when another run kept its folder locked: that run is moving it aside, as
+    a rule, and the file there may be its new journal by the time this is read."""
+    if isinstance(exc, TimeoutError):
+        return f"it could not be moved aside: {exc} (the next run tries again)"
+    why = _said(exc) if isinstance(exc, OSError) else str(exc)
+    return f"it could not be moved aside: {why} {_LEFT}"
 
 Opened = tuple[sqlite3.Connection, tuple[int, int]]
 
@@ -45,13 +63,15 @@ def open_or_repair(path: Path, now: Callable[[], float]) -> tuple[Opened, str | 
         try:  # (another run may have moved it aside meanwhile, and made a new one)
             return _open(path), None
         except sqlite3.DatabaseError as exc:
-            if not damaged(exc) or not held:
+            if not damaged(exc):
                 raise
             why = exc
         try:
+            if not held:
+                raise TimeoutError(LOCKED)
             aside = move_aside(path, now())
         except OSError as exc:
-            raise Damaged(f"{why}; it could not be moved aside: {_said(exc)}") from why
+            raise Unmoved(f"{why}; {unmoved(exc)}") from why
         opened = _open(path)
     return opened, (
         f"resume journal {path}: the file was damaged ({why}); moved aside to {aside}"
@@ -84,7 +104,9 @@ def guard(path: Path, action: str) -> Iterator[None]:
         yield
     except (sqlite3.Error, OSError) as e:
         hint = ""
-        if damaged(e):
+        if isinstance(e, Unmoved):
+            pass  # (it says what is left to do)
+        elif damaged(e):
             hint = " (the file is damaged: delete it and interrupted downloads restart)"
         elif isinstance(e, sqlite3.OperationalError) and any(w in str(e) for w in _CANNOT):
             hint = _cannot_open(path)

@@ -35,7 +35,9 @@ try:
 except ImportError:  # (no flock: two runs repairing at once is then on the user)
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["BESIDE", "KEEP_ASIDE", "damaged", "folder_lock", "move_aside", "move_if_same"]
+__all__ = [
+    "BESIDE", "KEEP_ASIDE", "LOCKED", "damaged", "folder_lock", "move_aside", "move_if_same",
+]
 
 BESIDE = ("-wal", "-shm")  # the files SQLite keeps beside the journal in WAL mode
 #: Damaged journals kept moved aside, the newest (each with its -wal and -shm): the
@@ -47,6 +49,8 @@ _ASIDE = r"\.corrupt-(\d{8}T\d{6}Z)(?:-(\d+))?(?:-wal|-shm)?"
 #: SQLite's (primary) result codes for a damaged file
 _DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 _DAMAGE_WORDS = ("not a database", "malformed")  # (where no code is given)
+#: Why a damaged journal was not moved aside when its folder's lock was not had in time
+LOCKED = "another omniget run kept its folder locked"
 
 
 def damaged(exc: BaseException) -> bool:
@@ -147,7 +151,7 @@ def move_if_same(path: Path, ident: tuple[int, int], now: float) -> Path | None:
     moved."""
     with folder_lock(path.parent, exclusive=True) as held:
         if not held:
-            raise TimeoutError("another omniget run kept its folder locked")
+            raise TimeoutError(LOCKED)
         try:
             st = os.stat(path)
         except FileNotFoundError:
