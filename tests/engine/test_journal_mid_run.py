@@ -430,3 +430,49 @@ def test_a_state_disk_that_fills_up_during_the_run_leaves_the_files_going_on(
         caplog.clear()
         next_run_resumes(httpd, payload, run)
         assert warnings(caplog) == []
+
+
+class ForgottenMeanwhile(Journal):
+    """A journal in which another run drops a file's record just before this run marks it
+    done (as one finishing the same file under another name does, or one that found its
+    own copy wrong)."""
+
+    def finish(self, key: str, *, size: int, digest: str | None, path: str | None = None) -> None:
+        with Journal(self.path) as other:
+            other.forget(key)
+        super().finish(key, size=size, digest=digest, path=path)
+
+
+def test_a_record_gone_once_its_file_is_in_place_leaves_that_file_finished(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The file is renamed into place, whole and checked, before its record is marked
+    done (a server-chosen name is remembered so): the record gone then changes nothing
+    of the file. Before, it was reported failed, exit 7 ("the resume record went away")."""
+    state, out = tmp_path / "state", tmp_path / "out"
+    data = payload(200 * KiB, 97)
+    url = httpd.add(httpd.new_path("f.bin"), data,
+                    headers={"Content-Disposition": 'attachment; filename="named.bin"'})
+    journal = ForgottenMeanwhile(state / FILENAME)
+    events: list[object] = []
+
+    async def go() -> Report:
+        engine = Engine(Settings(state_dir=state, retries=0), journal=journal)
+        try:
+            return await engine.run([Item(url, name_from_server=True)], out,
+                                    on_event=events.append)
+        finally:
+            await engine.aclose()
+
+    with caplog.at_level(logging.WARNING, logger="omniget"):
+        report = asyncio.run(go())
+    journal.close()
+    assert report.exit_code == 0, report.failures
+    [result] = report.results
+    assert (result.status, result.path, result.size) == ("ok", out / "named.bin", len(data))
+    assert os.listdir(out) == ["named.bin"] and (out / "named.bin").read_bytes() == data
+    assert [type(e).__name__ for e in events if type(e).__name__ in ("Finished", "Failed")] == [
+        "Finished"]
+    assert warnings(caplog) == []
+    assert report.journal_error is None

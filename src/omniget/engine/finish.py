@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError, OmnigetError, StorageError, TransferError
 from ..model import Digest
 from .events import Failed, Finished, Skipped, Warned
+from .journal.records import RecordGone
 from .report import FileResult
 from .spans import length
 from .transports.base import http_date
@@ -20,6 +22,8 @@ from .verify import UNVERIFIED, digest_mismatch, file_digest
 if TYPE_CHECKING:
     from .job import FileJob
     from .plain import PlainDownload
+
+log = logging.getLogger(__name__)
 
 #: Whole-file downloads again after a digest or size mismatch (capped by --retries too).
 WHOLE_FILE_RETRIES = 2
@@ -166,6 +170,13 @@ def _finished(job: FileJob, final: Path, size: int, verified: str | None) -> Fil
         elif journal is not None and job.journal_started:
             journal.forget(job.key)
             job.journal_started = False
+    except RecordGone:
+        # Another omniget run on the same folder dropped the record meanwhile (it finished
+        # the same file under another name, or found its own copy wrong): this file is in
+        # place, whole and checked all the same; only its server name is not remembered
+        # (a rerun asks the server again). Two runs writing this very file at once meet
+        # at its part file's lock instead: one of them fails there, exit 7, as before.
+        log.debug("%s: its resume record went away before it was marked done", final.name)
     except StorageError as exc:  # (the file is in place all the same)
         job.ctx.journal_failed(exc)
     if not job.started:
