@@ -342,6 +342,54 @@ def test_an_engine_makes_a_new_journal_for_its_next_run_once_one_moved_it_aside(
     assert ranges[-1] == "bytes=50000-102399"
 
 
+def test_an_engine_given_a_journal_makes_a_new_one_at_its_path_once_one_moved_it_aside(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """As for an engine's own journal; the caller's stays closed (it is the damaged
+    file's), the new one is the engine's, closed by aclose. Before, every later run on
+    that engine warned ("read failed: it was found damaged and moved aside") and went
+    without resume state."""
+    state, out = tmp_path / "state", tmp_path / "out"
+    data = [payload(100 * KiB, 95 + i) for i in range(3)]
+    paths = [httpd.new_path(f"f{i}.bin") for i in range(3)]
+    urls = [httpd.add(p, d) for p, d in zip(paths, data, strict=True)]
+    urls[2] += "?reset=50000&times=1"
+    given = Journal(state / "mine.sqlite", now=lambda: 1_800_000_000.0, boot="b1")
+    engine = Engine(Settings(retries=0), journal=given)
+
+    async def go() -> list[Report]:
+        try:
+            reports = [await engine.run([Item(urls[0])], out)]
+            checkpointed_out(given.path)
+            with open(given.path, "r+b") as f:
+                f.write(b"garbage!" * (given.path.stat().st_size // 8))
+            for url in urls[1:]:
+                reports.append(await engine.run([Item(url)], out))
+            with Journal(given.path) as j:  # (the cut file's record: the given one's clock)
+                [key] = j.keys("")
+                record = j.get(key)
+                assert record is not None and record.updated == 1_800_000_000.0
+            reports.append(await engine.run([Item(urls[2])], out))
+            return reports
+        finally:
+            await engine.aclose()
+
+    with caplog.at_level(logging.WARNING, logger="omniget"):
+        first, damaged, cut, resumed = asyncio.run(go())
+    assert (first.ok, damaged.ok, cut.failed, resumed.ok) == (1, 1, 1, 1)
+    [aside] = moved_aside(state)
+    assert warnings(caplog) == [
+        f"resume journal {given.path}: the file was damaged (file is not a database);"
+        f" moved aside to {state / aside}{OFF}"]
+    assert damaged.journal_error is not None
+    assert cut.journal_error is None and resumed.journal_error is None
+    ranges = [r.header("range") for r in httpd.requests_to(paths[2])]
+    assert ranges[-1] == "bytes=50000-102399"
+    assert given.closed
+    given.close()  # (the caller's to close: nothing to do)
+
+
 def test_damage_the_open_does_not_read_is_found_by_the_run_and_moved_aside(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
     caplog: pytest.LogCaptureFixture,

@@ -53,7 +53,10 @@ class Engine:
     ``journal=False`` disables resume state (tests, ``-O -``). A journal that cannot be
     opened (its state folder unwritable or a file, the database a newer omniget's, or
     damaged and not to be moved aside) is done without, as curl and aria2 keep no state: a
-    warning is logged, and :attr:`journal_error` (and each run's report) says why.
+    warning is logged, and :attr:`journal_error` (and each run's report) says why. A
+    journal given (``journal=J``) is the caller's to close, and is not pruned; once a run
+    finds its file damaged and moves it aside, J stays closed and later runs use a new
+    journal at its path, the engine's (closed by :meth:`aclose`), as for its own.
     """
 
     def __init__(
@@ -129,20 +132,27 @@ class Engine:
         return self._transports
 
     def journal(self) -> Journal | None:
-        gone = self._journal is not None and self._journal.closed
-        if gone and self._journal is not self._journal_arg:
-            self._journal = None  # (a run moved it aside, damaged: a new one is made)
-        if self._journal is None and self._journal_arg is not False:
-            if isinstance(self._journal_arg, Journal):
-                self._journal = self._journal_arg
-            elif self.journal_error is None:
-                try:
-                    state = self.settings.state_dir or default_state_dir()
-                    self._journal = Journal.in_dir(state)
-                except StorageError as exc:
-                    self.journal_error = exc
-                    log.warning("%s; downloading without resume state", exc)
+        """The journal of the next run (None: none). One a run found damaged and moved
+        aside is followed by a new one at its path, the engine's own, also for a journal
+        the caller gave (which stays closed: the damaged file's)."""
+        old = self._journal
+        if old is None and self._journal_arg is not False and self.journal_error is None:
+            if not isinstance(self._journal_arg, Journal):
+                self._open_journal(lambda: Journal.in_dir(
+                    self.settings.state_dir or default_state_dir()))
+                return self._journal
+            old = self._journal = self._journal_arg
+        if old is not None and old.closed and old.found_damaged:
+            self._journal = None
+            self._open_journal(old.reopened)
         return self._journal
+
+    def _open_journal(self, opener: Callable[[], Journal]) -> None:
+        try:
+            self._journal = opener()
+        except StorageError as exc:
+            self.journal_error = exc
+            log.warning("%s; downloading without resume state", exc)
 
     async def aclose(self) -> None:
         """Close the transports and the journal. Runs going on are stopped first, as a
@@ -165,10 +175,11 @@ class Engine:
                     seen.add(id(t))
                     await t.aclose()
             self._transports = None
-        if self._journal is not None and not isinstance(self._journal_arg, Journal):
+        if self._journal is not None and self._journal is not self._journal_arg:
             journal, self._journal = self._journal, None
-            try:
-                await asyncio.to_thread(journal.prune, gone)
+            try:  # (the engine's own: one in place of a given one is left as that was)
+                if not isinstance(self._journal_arg, Journal):
+                    await asyncio.to_thread(journal.prune, gone)
             except StorageError as exc:  # (old state stays: a later run prunes it)
                 log.debug("pruning the resume journal failed: %s", exc)
             finally:

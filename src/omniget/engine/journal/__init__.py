@@ -133,6 +133,8 @@ class Journal:
         self._ident: tuple[int, int] | None = None
         self._checked = 0.0  # monotonic time the file was last looked for
         self._closed = "the journal is closed"  # (what a call says once it is)
+        #: Closed by :meth:`set_aside`: a run found the file damaged (see :meth:`reopened`).
+        self.found_damaged = False
         with guard(self.path, "open"):
             (self._db, self._ident), repaired = open_or_repair(self.path, now)
         if repaired:
@@ -428,6 +430,7 @@ class Journal:
             db, self._db = self._db, None
             if db is None:
                 return None
+            self.found_damaged = True
             self._closed = "it was found damaged and closed"
             ident, self._ident = self._ident, None
             try:  # (SQLite writes its log into it and removes it, unless the file moved)
@@ -441,6 +444,11 @@ class Journal:
             if aside is not None:
                 self._closed = "it was found damaged and moved aside"
             return aside
+
+    def reopened(self) -> Journal:
+        """A new journal at this one's path (a new file, once this one's was found damaged
+        and moved aside), with its clock and boot."""
+        return Journal(self.path, now=self._now, boot=self._boot)
 
     def close(self) -> None:
         with self._lock, guard(self.path, "close"):
