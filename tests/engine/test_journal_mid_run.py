@@ -20,6 +20,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from tests.servers.httpd import HTTPServer
@@ -27,7 +29,9 @@ from tests.servers.httpd import HTTPServer
 from omniget import download
 from omniget.engine import journal as journal_pkg
 from omniget.engine.core import Engine
+from omniget.engine.events import Event, Warned
 from omniget.engine.journal import FILENAME, Journal, repair
+from omniget.engine.journal.opening import guard
 from omniget.engine.report import Report
 from omniget.model import Item
 from omniget.settings import Settings
@@ -524,3 +528,61 @@ def test_a_record_gone_once_its_file_is_in_place_leaves_that_file_finished(
         "Finished"]
     assert warnings(caplog) == []
     assert report.journal_error is None
+
+
+def test_a_file_finished_after_the_journal_went_off_is_skipped_by_the_next_run(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The state disk full from held.bin's second half on: held.bin finishes, and its
+    record, which nothing can drop then, stays unfinished (until the prune of records not
+    written for 90 days whose files are gone). Its part file went into place with it, so
+    the next run neither resumes into the file nor fetches it again: it skips it as
+    complete, and says nothing of it. Once the file is deleted, a run fetches it whole,
+    not from the record's half (and drops the record)."""
+    full = threading.Event()
+    plain = Journal._conn
+
+    def no_room(self: Journal, action: str, *, tx: bool = False, write: bool = True) -> Any:
+        if write and full.is_set():  # (as SQLite says it; reads still work)
+            with guard(self.path, action):
+                raise sqlite3.OperationalError("database or disk is full")
+        return plain(self, action, tx=tx, write=write)
+
+    monkeypatch.setattr(Journal, "_conn", no_room)
+    state = tmp_path / "state"
+    run = Run(httpd, payload, tmp_path, state)
+    with caplog.at_level(logging.WARNING, logger="omniget"):
+        run.start()
+        full.set()
+        report = run.finish()
+        full.clear()
+    assert report.exit_code == 0, report.failures
+    assert warnings(caplog) == [
+        f"resume journal {state / FILENAME}: checkpoint failed: database or disk is full{OFF}"]
+    assert run.files() == {"small.bin": True, "held.bin": True, "later.bin": True}
+    with Journal.in_dir(state) as j:
+        [(key, _)] = j.unfinished()
+        record = j.get(key)
+    assert record is not None and record.path == str(run.out / "held.bin")
+    assert recorded(state) == HALF
+    held_path = urlsplit(run.urls[1]).path
+
+    httpd.clear_log()
+    events: list[Event] = []
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="omniget"):
+        again = download(run.urls, run.out, settings=run.settings, on_event=events.append)
+    assert [(r.status, r.reason) for r in again.results] == [("skipped", "exists")] * 3
+    assert httpd.requests_to(held_path) == []
+    assert run.files() == {"small.bin": True, "held.bin": True, "later.bin": True}
+    assert [e for e in events if isinstance(e, Warned)] == [] and warnings(caplog) == []
+
+    (run.out / "held.bin").unlink()
+    with caplog.at_level(logging.WARNING, logger="omniget"):
+        last = download(run.urls, run.out, settings=run.settings, on_event=events.append)
+    assert [r.status for r in last.results] == ["skipped", "ok", "skipped"]
+    assert [r.header("range") for r in httpd.requests_to(held_path)] == [None]
+    assert run.files() == {"small.bin": True, "held.bin": True, "later.bin": True}
+    assert [e for e in events if isinstance(e, Warned)] == [] and warnings(caplog) == []
+    assert recorded(state) == 0
