@@ -257,6 +257,19 @@ class FileJob:
         self.journal_started = True
         return True
 
+    def _forget_bytes(self) -> None:
+        """A fresh part file is made while an earlier one's record stays (its part file
+        deleted by hand, or not the one it names): the record's bytes go first. The new
+        part file may get the old one's inode number (ext4 reuses them at once), and a run
+        killed before its first checkpoint would leave them claimed for the new file."""
+        rec, journal = self.record, self.ctx.journal
+        if rec is None or rec.done or journal is None:
+            return
+        try:
+            journal.reset(self.key)
+        except StorageError as exc:
+            self.ctx.journal_failed(exc)
+
     def save_spans(self, spans: list[Interval], now: float) -> None:
         """Commit finished byte spans (already written to the part file) to the journal."""
         self._last_ckpt = now
@@ -429,6 +442,7 @@ class FileJob:
             if resuming:
                 self.load_resume(final)
             else:
+                self._forget_bytes()
                 self._create_part_ahead(final)
             if item.expires is not None and self.needs_refresh():
                 await self.refresh()
