@@ -88,3 +88,54 @@ def test_a_fresh_part_file_inherits_no_bytes_from_the_record_of_a_deleted_one(
         run.join(30)
     assert second[0].succeeded, second[0].failures
     assert (out / "f.bin").read_bytes() == data
+
+
+def test_a_fresh_part_file_inherits_no_bytes_from_an_earlier_urls_record(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """The same, with the file's link renewed between the runs (another URL, so another
+    record): a record whose part file is gone is the one a later run would take over by
+    the part file's inode number (see resume.moved_here)."""
+    data = payload(1024 * KiB, 78)
+    path = httpd.new_path("f.bin")
+    httpd.add(path, data)
+    out, state = tmp_path / "out", tmp_path / "state"
+    part = out / "f.bin.omniget-part"
+
+    def item(hold: str) -> Item:  # (each hold its own URL: a renewed link)
+        return Item(httpd.url(path, hold=hold, stall_after=HALF), filename="f.bin")
+
+    cancel = threading.Event()
+    first: list[Report] = []
+    settings = Settings(state_dir=state, split=1, retries=0, checkpoint_bytes=1)
+    run = threading.Thread(
+        target=lambda: first.append(download([item("one")], out, settings=settings, cancel=cancel))
+    )
+    run.start()
+    try:
+        assert httpd.held("one")
+        wait_for(lambda: recorded(state) == HALF)
+    finally:
+        cancel.set()
+        run.join(30)
+        httpd.release("one")
+    assert first[0].interrupted == 1 and part.exists()
+
+    part.unlink()
+
+    second: list[Report] = []
+    quiet = Settings(state_dir=state, split=1, retries=0, checkpoint_seconds=3600.0,
+                     checkpoint_bytes=64 << 20)
+    run = threading.Thread(
+        target=lambda: second.append(download([item("two")], out, settings=quiet))
+    )
+    run.start()
+    try:
+        assert httpd.held("two")
+        wait_for(part.exists)
+        assert recorded(state) == 0
+    finally:
+        httpd.release("two")
+        run.join(30)
+    assert second[0].succeeded, second[0].failures
+    assert (out / "f.bin").read_bytes() == data

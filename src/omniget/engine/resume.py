@@ -166,6 +166,9 @@ def moved_here(job: FileJob, final: Path) -> FileRecord | None:
     if not (same or earlier) or part_busy(final):  # (busy: that run's record is its own)
         return None
     ino = _inode(part_path(final))
+    if ino is None:  # (a fresh part file is made here)
+        _forget_gone(job, earlier)
+        return None
     for found, renewed in ((same, False), (earlier, True)):
         for key, part in found:
             if part != ino:
@@ -185,6 +188,23 @@ def moved_here(job: FileJob, final: Path) -> FileRecord | None:
                 job.ctx.journal_failed(exc)
                 return None
     return None
+
+
+def _forget_gone(job: FileJob, earlier: list[tuple[str, int]]) -> None:
+    """Records of earlier URLs at this output path whose part file is gone lose their
+    bytes: the fresh part file made here may get that file's inode number (ext4 reuses
+    them at once), by which a later run would take one over and resume over holes."""
+    journal = job.ctx.journal
+    assert journal is not None
+    for key, part in list(earlier):
+        try:
+            rec = journal.get(key)
+            if rec is not None and not part_path(Path(rec.path)).exists():
+                journal.reset(key)
+                earlier.remove((key, part))
+        except StorageError as exc:
+            job.ctx.journal_failed(exc)
+            return
 
 
 def not_resumable(final: Path, why: StorageError) -> StorageError:
