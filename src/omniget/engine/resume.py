@@ -167,6 +167,7 @@ def moved_here(job: FileJob, final: Path) -> FileRecord | None:
         return None
     ino = _inode(part_path(final))
     if ino is None:  # (a fresh part file is made here)
+        _forget_gone(job, same)
         _forget_gone(job, earlier)
         return None
     for found, renewed in ((same, False), (earlier, True)):
@@ -190,18 +191,19 @@ def moved_here(job: FileJob, final: Path) -> FileRecord | None:
     return None
 
 
-def _forget_gone(job: FileJob, earlier: list[tuple[str, int]]) -> None:
-    """Records of earlier URLs at this output path whose part file is gone lose their
-    bytes: the fresh part file made here may get that file's inode number (ext4 reuses
-    them at once), by which a later run would take one over and resume over holes."""
+def _forget_gone(job: FileJob, found: list[tuple[str, int]]) -> None:
+    """Records that :func:`moved_here` could take over (this file's in another output
+    folder, or an earlier URL's here) whose part file is gone lose their bytes: the
+    fresh part file made here may get that file's inode number (ext4 reuses them at
+    once), by which a later run would take one over and resume over holes."""
     journal = job.ctx.journal
     assert journal is not None
-    for key, part in list(earlier):
+    for key, part in list(found):
         try:
             rec = journal.get(key)
             if rec is not None and not part_path(Path(rec.path)).exists():
                 journal.reset(key)
-                earlier.remove((key, part))
+                found.remove((key, part))
         except StorageError as exc:
             job.ctx.journal_failed(exc)
             return
