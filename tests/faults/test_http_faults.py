@@ -14,6 +14,7 @@ import os
 import random
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -325,6 +326,42 @@ def test_stall_is_detected_and_retried(
 ) -> None:
     _, _, events = fetch_whole(httpd, tmp_path, "st.bin", payload(200 * KiB, 8), stall=30, times=1)
     assert any(isinstance(e, Retrying) for e in events)
+
+
+def test_a_loop_held_up_past_the_stall_window_cuts_nothing(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """The process stopped (Ctrl+Z, a long GC, a loaded machine) for longer than the stall
+    window, its server silent meanwhile (here: held; in the tests, servers in the same
+    process stop with it): the watchdog did not watch, so that time is no stall. Before,
+    its first check after the pause cut the transfer, before the server's next bytes."""
+    data = payload(100 * KiB, 14)
+    path = httpd.new_path("p.bin")
+    httpd.add(path, data)
+    events: list[Event] = []
+    net = NetworkSettings(stall_timeout=2.0, connect_timeout=5.0)  # (checked every 0.5 s)
+    settings = Settings(state_dir=tmp_path / "state", network=net)
+
+    async def go() -> Report:
+        eng = Engine(settings, clock=FakeClock(), on_event=events.append)
+        try:
+            task = asyncio.ensure_future(
+                eng.run([Item(httpd.url(path, hold="p"), filename="p.bin")], tmp_path / "out")
+            )
+            assert await asyncio.to_thread(httpd.held, "p")
+            await asyncio.sleep(0.6)  # a check sees the bytes before the hold
+            time.sleep(3.0)  # the loop held up: no check runs, nothing is read
+            # the server goes on a moment after the loop does (the first check comes first)
+            threading.Timer(0.2, httpd.release, ("p",)).start()
+            return await task
+        finally:
+            await eng.aclose()
+
+    report = asyncio.run(go())
+    assert report.exit_code == 0, report.failures
+    assert (tmp_path / "out" / "p.bin").read_bytes() == data
+    assert not [e for e in events if isinstance(e, Retrying)]
+    assert len(httpd.requests_to(path)) == 1
 
 
 def test_etag_change_restarts_the_file(

@@ -75,6 +75,11 @@ class CurlLoop:
     long (an HTTP/2 connection gone silent: libcurl would put the retries on it). A
     transfer's window starts when its request goes, not while it waits for its turn
     and other transfers move.
+
+    Windows are measured on a clock that counts a gap between two checks as one check's
+    step at most (the pipelined reader counts quiet checks the same way): a loop held up
+    past the window (the process stopped, swapped out, a long GC) was not watching, and
+    its first check after the pause would cut every transfer before reading what came.
     """
 
     def __init__(
@@ -107,6 +112,8 @@ class CurlLoop:
         # saw each so (a connection that was silent for the stall window is shut)
         self._heard: set[int] = set()
         self._last_heard: dict[int, float] = {}
+        self._watched = 0.0  # the watchdog's clock (see _clock)
+        self._real = time.monotonic()  # the real time it was last read
         self._closed = False
         m = self._multi
         m.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
@@ -128,7 +135,7 @@ class CurlLoop:
         libcurl's cache puts that connection's socket in :attr:`kept` first."""
         if self._closed:
             raise RuntimeError("curl loop is closed")
-        self._running[easy] = _Running(done, time.monotonic(), report_socket)
+        self._running[easy] = _Running(done, self._clock(), report_socket)
         try:
             self._multi.add_handle(easy)  # libcurl then asks for a 0 ms timer to start
         except BaseException:
@@ -294,11 +301,19 @@ class CurlLoop:
         if running is not None:
             running.done(code, message)
 
+    def _clock(self) -> float:
+        """Seconds watched: real time, but a gap between two readings counts as one
+        watchdog step at most (checks are a step apart while the loop runs freely)."""
+        real = time.monotonic()
+        self._watched += min(real - self._real, self.stall_timeout / 4)
+        self._real = real
+        return self._watched
+
     def _check_stalls(self) -> None:
         self._watchdog = None
         if self._closed or not self._running:
             return
-        now = time.monotonic()
+        now = self._clock()
         window = self.stall_timeout
         for fd in self._heard:
             self._last_heard[fd] = now
@@ -321,7 +336,9 @@ class CurlLoop:
             then, before = samples[0]
             span = now - then
             quiet[easy] = moved == before
-            if span >= window and moved - before < self.low_speed_limit * span:
+            # (steps counted at most: four of them add up to the window, give or take
+            # a rounding)
+            if span >= window * (1 - 1e-9) and moved - before < self.low_speed_limit * span:
                 slow.append((easy, running, span))
         # one whose request has not gone yet, while others move, waits for its turn (a
         # connection, or an HTTP/2 stream): its window starts when it goes
