@@ -15,6 +15,8 @@
     with ``nginx.add(name, data)``); skipped where nginx is not installed.
 ``payload``
     ``payload(n, seed=0) -> bytes``: deterministic, fast pseudo-random data.
+``refused_port``
+    a port on 127.0.0.1 that refuses connections for the whole test.
 ``site_source``
     registers :class:`SiteSource` (``https://site.test/...``; it takes options, which the
     built-in http source does not) before the built-in sources, for one test.
@@ -23,6 +25,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -110,6 +113,16 @@ def httpd2(httpd2_session: HTTPServer) -> Iterator[HTTPServer]:
 @pytest.fixture
 def httpsd(httpsd_session: HTTPServer) -> Iterator[HTTPServer]:
     yield from _fresh(httpsd_session)
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A socket bound there and never listening: a connection gets a RST, and no other
+    socket can bind the port meanwhile (one closed again at once could be taken by a
+    server another test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
 
 
 @pytest.fixture

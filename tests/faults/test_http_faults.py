@@ -583,14 +583,12 @@ def test_https_to_a_plain_http_server_fails_without_retries(
 
 
 def test_a_dead_mirror_is_left_at_once_for_a_live_one(
-    httpd: HTTPServer, tmp_path: Path
+    httpd: HTTPServer, tmp_path: Path, refused_port: int
 ) -> None:
     """The first URL refuses connections: every span goes to the mirror at once, and no
     new span is sent to the dead one. Before, each span waited and retried it (a screen
     of "retry" lines for one dead mirror)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{s.getsockname()[1]}/m.bin"
+    dead = f"http://127.0.0.1:{refused_port}/m.bin"
     data = random.Random(5).randbytes(3 * MiB)
     good = httpd.add(httpd.new_path("m.bin"), data) + "?drip=20000000"
     item = Item(dead, mirrors=(good,), filename="m.bin")
@@ -623,16 +621,16 @@ def test_a_mirror_of_another_size_is_left_for_the_others(
 
 
 @pytest.mark.parametrize("first", ["dead", "missing", "cut", "other-size"])
-def test_a_stream_goes_on_from_a_mirror(httpd: HTTPServer, first: str) -> None:
+def test_a_stream_goes_on_from_a_mirror(
+    httpd: HTTPServer, refused_port: int, first: str
+) -> None:
     """-O - with an -i line of mirrors: the stream takes them as a download into a file
     does. Before, only the first URL was ever asked (a dead one: exit 3 and nothing out,
     however good the mirror)."""
     data = random.Random(8).randbytes(600 * KiB)
     good = httpd.add(httpd.new_path("st.bin"), data)
     if first == "dead":
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            bad = f"http://127.0.0.1:{s.getsockname()[1]}/st.bin"
+        bad = f"http://127.0.0.1:{refused_port}/st.bin"
     elif first == "missing":
         bad = httpd.url(httpd.new_path("st.bin"))
     elif first == "cut":  # the same bytes, cut after 200 KB every time
@@ -720,16 +718,10 @@ def test_a_body_without_length_that_ends_by_its_own_framing_is_complete(
     assert not any(isinstance(e, Warned) for e in events)
 
 
-def test_a_refused_connection_gets_two_quick_retries(tmp_path: Path) -> None:
+def test_a_refused_connection_gets_two_quick_retries(tmp_path: Path, refused_port: int) -> None:
     """Nobody listens on the port (a typo, a stopped server): fail after two retries
     (1.5 s of backoff), not the full budget."""
-    import socket
-
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    report, events, out = fetch(f"http://127.0.0.1:{port}/x.bin", tmp_path)
+    report, events, out = fetch(f"http://127.0.0.1:{refused_port}/x.bin", tmp_path)
     assert report.exit_code == 3
     assert "could not connect" in str(report.failures[0].error)
     assert str(report.failures[0].error).endswith(": Connection refused")  # (the OS's reason)

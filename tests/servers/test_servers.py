@@ -425,3 +425,15 @@ def test_payload(payload: Callable[..., bytes]) -> None:
     assert b.startswith(a) and a == payload(3 << 20, 5) != payload(3 << 20, 6)
     blocks = {a[i : i + (1 << 20)] for i in range(0, len(a), 1 << 20)}
     assert len(blocks) == 3 and len(payload(0)) == 0
+
+
+
+def test_the_refused_port_refuses_and_no_other_socket_takes_it(refused_port: int) -> None:
+    # (a port closed again at once was free for another test's server to take)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", refused_port), 5).close()
+    for reuse in (False, True):
+        with socket.socket() as other:
+            other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, int(reuse))
+            with pytest.raises(OSError):
+                other.bind(("127.0.0.1", refused_port))

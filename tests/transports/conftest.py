@@ -3,7 +3,6 @@ here define their own ``srv``. No test here sees the caller's proxy variables.""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -26,11 +25,3 @@ def srv() -> Iterator[Server]:
         for p in PLAIN:
             server.route(f"/{p}", static(want(f"/{p}")))
         yield server
-
-
-@pytest.fixture
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port

@@ -408,13 +408,13 @@ def test_a_proxy_refusing_the_tunnel_is_named_with_its_status(
 
 
 def test_an_unreachable_proxy_is_named_in_the_message(
-    closed_port: int, monkeypatch: pytest.MonkeyPatch
+    refused_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("no_proxy", raising=False)
     monkeypatch.delenv("NO_PROXY", raising=False)
     # (libcurl's own words name the server's host and port: as if the server were down)
     with pytest.raises(TransientError, match="could not connect to the proxy") as err:
-        get("https://files.test:8443/x", NetworkSettings(proxy=f"http://127.0.0.1:{closed_port}"))
+        get("https://files.test:8443/x", NetworkSettings(proxy=f"http://127.0.0.1:{refused_port}"))
     assert "Connection refused" in str(err.value)
     assert err.value.max_retries == 2
 

@@ -575,13 +575,9 @@ def test_slow_but_moving_transfer_is_not_a_stall(srv: Server) -> None:
     assert bytes(sink.data) == b"d" * 15
 
 
-def test_refused_port_is_transient() -> None:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+def test_refused_port_is_transient(refused_port: int) -> None:
     with pytest.raises(TransientError) as info:
-        get(f"http://user:hunter2@127.0.0.1:{port}/x")
+        get(f"http://user:hunter2@127.0.0.1:{refused_port}/x")
     assert "hunter2" not in str(info.value)
     assert "\n" not in str(info.value)
 

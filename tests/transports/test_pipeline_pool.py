@@ -631,9 +631,9 @@ def test_slow_but_steady_body_does_not_stall(srv: Server) -> None:
 # ----- connecting, closing, refusing --------------------------------------------------
 
 
-def test_connection_refused_gives_every_request_back(closed_port: int) -> None:
+def test_connection_refused_gives_every_request_back(refused_port: int) -> None:
     async def go() -> None:
-        async with Client(closed_port, max_conns=1) as c:
+        async with Client(refused_port, max_conns=1) as c:
             hops = c.get(*(f"/f{i}" for i in range(2 * DEPTH + 4)))  # some wait their turn
             assert await c.codes(hops) == [FALLBACK] * (2 * DEPTH + 4)
             assert all(h.raw == [] for h in hops)
