@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 
@@ -63,16 +64,20 @@ def test_in_use_and_spare_connections_stay(listener: socket.socket) -> None:
 def test_a_number_reused_by_another_connection_is_left_alone(listener: socket.socket) -> None:
     first, first_server = connect(listener)
     kept = KeptConnections()
-    fd = first.fileno()
-    kept.note("h:80", fd)
-    first.close()  # libcurl closed it; the number is free again
-    first_server.close()
+    kept.note("h:80", first.fileno())
     second, second_server = connect(listener)
-    with second, second_server:
-        assert second.fileno() == fd  # the lowest free number, on Linux
-        assert kept.shut("h:80") == 0
-        second_server.sendall(b"ok")
-        assert second.recv(2) == b"ok"
+    # libcurl closed the first connection and the second got its number: dup2 does both
+    # at once (a number closed and left free could go to another thread's file first)
+    fd = first.detach()
+    os.dup2(second.fileno(), fd)
+    try:
+        with second, second_server, first_server:
+            assert peer_sees_eof(first_server)  # (the first connection is gone)
+            assert kept.shut("h:80") == 0
+            second_server.sendall(b"ok")
+            assert os.read(fd, 2) == b"ok"  # the number's connection still works
+    finally:
+        os.close(fd)
 
 
 def test_a_number_that_is_no_socket_is_not_noted() -> None:
