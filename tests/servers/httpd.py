@@ -53,7 +53,8 @@ Faults (only while active):
     a 206 whose ``Content-Range`` starts at the wrong offset (and whose bytes come from
     that wrong offset: the answer is self-consistent, just not what was asked).
 ``drip=BPS``
-    send the body at about BPS bytes per second.
+    send the body at about BPS bytes per second (never faster: time the server was held
+    up is not made up in a burst).
 ``stall=S``
     send the head and ``stall_after=K`` body bytes (default min(half, 16 KiB)), stay
     silent for S seconds, then send the rest.

@@ -82,7 +82,12 @@ def _send_body(
                 sock.sendall(chunk)
             req.sent = pos = end
             if reply.drip and pos < limit:  # (no pause after the last byte)
-                wait = t0 + pos / reply.drip - time.monotonic()
+                now = time.monotonic()
+                # held up (a loaded machine, the process stopped): on at the rate from
+                # here, not a burst making the lost time up (a test cutting a run
+                # midway would find it finished)
+                t0 = max(t0, now - (pos + step) / reply.drip)
+                wait = t0 + pos / reply.drip - now
                 if wait > 0 and stop.wait(wait):
                     return
     if reply.chunked and reply.cut is None:

@@ -12,11 +12,13 @@ import ssl
 import subprocess
 import sys
 import time
+import types
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.servers import send
 from tests.servers.httpd import HTTPServer
 from tests.servers.nginx import NginxServer
 
@@ -226,6 +228,30 @@ def test_drip(httpd: HTTPServer, file: tuple[str, bytes]) -> None:
     t0 = time.monotonic()
     assert request(httpd, f"{path}?drip=40000", {"Range": "bytes=0-9999"})[2] == data[:10000]
     assert 0.2 < time.monotonic() - t0 < 1.5
+
+
+def test_a_drip_held_up_goes_on_at_its_rate_not_in_a_burst(
+    httpd: HTTPServer, file: tuple[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the server's clock jumps 2 s after the first bytes, as if the process had stopped:
+    # the rest (1 s at the rate) came at once before, and a test cutting the run midway
+    # found it finished
+    path, data = file
+    ahead = [0.0]
+    clock = types.SimpleNamespace(monotonic=lambda: time.monotonic() + ahead[0])
+    monkeypatch.setattr(send, "time", clock)
+    with socket.create_connection((httpd.host, httpd.port), 30) as s:
+        s.sendall(f"GET {path}?drip=40000 HTTP/1.1\r\nHost: x\r\nRange: bytes=0-39999\r\n\r\n"
+                  .encode())
+        got = b""
+        while len(split(got)[1]) < 100:
+            got += s.recv(65536)
+        ahead[0] = 2.0
+        t0 = time.monotonic()
+        while len(split(got)[1]) < 40_000:
+            got += s.recv(65536)
+        assert time.monotonic() - t0 > 0.5  # (about 0.95 s at the rate)
+    assert split(got)[1] == data[:40_000]
 
 
 def test_stall(httpd: HTTPServer, file: tuple[str, bytes]) -> None:
