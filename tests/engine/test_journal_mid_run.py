@@ -125,6 +125,18 @@ class Run:
         [report] = self.reports
         return report
 
+    def damage(self, how: Callable[[Path], None] = overwritten) -> None:
+        """Damage the journal where the run reads it next (its log written in first)."""
+        checkpointed_out(self.state / FILENAME)
+        how(self.state)
+
+    def finish_whole(self) -> Report:
+        """Let it go on: it ends 0, every file whole."""
+        report = self.finish()
+        assert report.exit_code == 0, report.failures
+        assert self.files() == {"small.bin": True, "held.bin": True, "later.bin": True}
+        return report
+
     def files(self) -> dict[str, bool]:
         """The output folder's files, and whether each has the bytes it should."""
         return {p.name: p.read_bytes() == self.data.get(p.name) for p in self.out.iterdir()}
@@ -170,12 +182,9 @@ def test_a_journal_damaged_during_the_run_is_moved_aside_and_the_files_go_on(
     run = Run(httpd, payload, tmp_path, state)
     with caplog.at_level(logging.WARNING, logger="omniget"):
         run.start()
-        checkpointed_out(state / FILENAME)
-        DAMAGE[damage](state)
+        run.damage(DAMAGE[damage])
         damaged = (state / FILENAME).read_bytes()
-        report = run.finish()
-    assert report.exit_code == 0, report.failures
-    assert run.files() == {"small.bin": True, "held.bin": True, "later.bin": True}
+        report = run.finish_whole()
     [aside] = [n for n in os.listdir(state) if ".corrupt-" in n]
     assert (state / aside).read_bytes()[: len(damaged) // 2] == damaged[: len(damaged) // 2]
     [warning] = warnings(caplog)
@@ -199,9 +208,7 @@ def test_a_journal_removed_during_the_run_is_made_again_with_its_records(
         run.start()
         for name in (FILENAME, f"{FILENAME}-wal", f"{FILENAME}-shm"):
             os.unlink(state / name)
-        report = run.finish()
-    assert report.exit_code == 0, report.failures
-    assert run.files() == {"small.bin": True, "held.bin": True, "later.bin": True}
+        report = run.finish_whole()
     assert warnings(caplog) == [
         f"resume journal {state / FILENAME}: it was removed during the run; made again with"
         " this run's records"]
@@ -222,11 +229,8 @@ def test_a_damaged_journal_that_cannot_be_moved_aside_is_moved_by_the_next_run(
     with monkeypatch.context() as patched, caplog.at_level(logging.WARNING, logger="omniget"):
         patched.setattr(repair, "move_aside", not_mine)
         run.start()
-        checkpointed_out(state / FILENAME)
-        overwritten(state)
-        report = run.finish()
-    assert report.exit_code == 0, report.failures
-    assert run.files() == {"small.bin": True, "held.bin": True, "later.bin": True}
+        run.damage()
+        run.finish_whole()
     assert warnings(caplog) == [
         f"resume journal {state / FILENAME}: the file was damaged (file is not a database);"
         f" it could not be moved aside: {FILENAME} is another user's (uid 65534) (it is left"
@@ -253,16 +257,13 @@ def test_a_damaged_journal_another_run_replaced_meanwhile_is_left_to_it(
     run = Run(httpd, payload, tmp_path, state)
     with caplog.at_level(logging.WARNING, logger="omniget"):
         run.start()
-        checkpointed_out(state / FILENAME)
-        overwritten(state)
+        run.damage()
         with Journal.in_dir(state) as other:  # (the other run)
             other.start("theirs", path="/out/theirs", url="https://h/theirs", size=1,
                         etag=None, last_modified=None)
         [aside] = moved_aside(state)
         caplog.clear()
-        report = run.finish()
-    assert report.exit_code == 0, report.failures
-    assert run.files() == {"small.bin": True, "held.bin": True, "later.bin": True}
+        run.finish_whole()
     assert warnings(caplog) == [
         f"resume journal {state / FILENAME}: the file was damaged (file is not a database);"
         f" it is not there any more (another omniget run moved it aside, or it was removed){OFF}"]
@@ -284,16 +285,13 @@ def test_a_damaged_journal_whose_folder_another_run_keeps_locked_is_left_to_it(
     run = Run(httpd, payload, tmp_path, state)
     with caplog.at_level(logging.WARNING, logger="omniget"):
         run.start()
-        checkpointed_out(state / FILENAME)
-        overwritten(state)
+        run.damage()
         fd = os.open(state, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            report = run.finish()
+            run.finish_whole()
         finally:
             os.close(fd)
-    assert report.exit_code == 0, report.failures
-    assert run.files() == {"small.bin": True, "held.bin": True, "later.bin": True}
     assert warnings(caplog) == [
         f"resume journal {state / FILENAME}: the file was damaged (file is not a database);"
         " it could not be moved aside: another omniget run kept its folder locked (the next"
