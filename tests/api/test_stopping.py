@@ -15,12 +15,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from tests.servers.checks import recorded
 from tests.servers.httpd import HTTPServer
 
 import omniget
 from omniget.engine import Engine
 from omniget.engine.events import Event, Started
-from omniget.engine.journal import FILENAME, Journal
 
 SRC = str(Path(omniget.__file__).resolve().parent.parent)
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
@@ -97,7 +97,7 @@ def test_a_script_killed_by_sigterm_leaves_what_the_journal_recorded_for_a_rerun
     assert proc.stdout is not None
     assert proc.stdout.readline() == "started\n"
     end = time.monotonic() + 30
-    while _recorded(state) < 500_000:
+    while recorded(state) < 500_000:
         assert time.monotonic() < end and proc.poll() is None
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
@@ -105,15 +105,6 @@ def test_a_script_killed_by_sigterm_leaves_what_the_journal_recorded_for_a_rerun
     assert (proc.returncode, out, err) == (-signal.SIGTERM, "", "")
     assert _resumed(url, tmp_path) >= 500_000
     assert (tmp_path / "out" / "k.bin").read_bytes() == data
-
-
-def _recorded(state: Path) -> int:
-    """Bytes the journal in ``state`` has recorded for unfinished files."""
-    if not (state / FILENAME).exists():
-        return 0
-    with Journal.in_dir(state) as journal:
-        return sum(end - begin for key, _ in journal.unfinished()
-                   for begin, end in journal.spans(key))
 
 
 def test_a_cancelled_adownload_task_is_resumed_by_the_same_call(

@@ -17,13 +17,13 @@ import shutil
 import sqlite3
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from tests.servers.checks import recorded, wait_for
 from tests.servers.httpd import HTTPServer
 
 from omniget import download
@@ -39,20 +39,6 @@ from omniget.settings import Settings
 KiB = 1024
 HALF = 512 * KiB
 OFF = "; going on without resume state for the rest of the run"
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError("timed out")
-        time.sleep(0.01)
-
-
-def recorded(state: Path) -> int:
-    """Bytes the journal in ``state`` has recorded for unfinished files."""
-    with Journal.in_dir(state) as j:
-        return sum(e - s for key, _ in j.unfinished() for s, e in j.spans(key))
 
 
 def checkpointed_out(path: Path) -> None:

@@ -10,34 +10,20 @@ again: 5 of 5 files wrong, with exit 0 (same URL, and a renewed one)."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.servers.checks import recorded, wait_for
 from tests.servers.httpd import HTTPServer
 
 from omniget import download
-from omniget.engine.journal import Journal
 from omniget.engine.report import Report
 from omniget.model import Item
 from omniget.settings import Settings
 
 KiB = 1024
 HALF = 512 * KiB
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.01)
-
-
-def recorded(state: Path) -> int:
-    """Bytes the journal in ``state`` claims for unfinished files."""
-    with Journal.in_dir(state) as j:
-        return sum(e - s for key, _ in j.unfinished() for s, e in j.spans(key))
 
 
 @pytest.mark.parametrize(

@@ -7,12 +7,10 @@ import ctypes
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["drop_mode_overrides", "omniget", "start", "wait_for"]
+__all__ = ["drop_mode_overrides", "omniget", "start"]
 
 
 def omniget(*args: str, state: Path, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -36,14 +34,6 @@ def start(*args: str, state: Path, **kw: Any) -> subprocess.Popen[bytes]:
         env=env,
         **kw,
     )
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError("timed out")
-        time.sleep(0.02)
 
 
 PR_CAPBSET_DROP = 24

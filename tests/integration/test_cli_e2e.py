@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration._cli import drop_mode_overrides, omniget, start, wait_for
+from tests.integration._cli import drop_mode_overrides, omniget, start
+from tests.servers.checks import recorded, wait_for
 from tests.servers.httpd import HTTPServer, LoggedRequest
 from tests.servers.nginx import NginxServer
 
@@ -35,15 +36,6 @@ def range_start(request: LoggedRequest) -> int:
     return int(value.split("=")[1].split("-")[0])
 
 
-def checkpointed(state: Path) -> int:
-    """Bytes the journal in ``state`` has recorded as written, for unfinished files."""
-    if not (state / FILENAME).exists():
-        return 0
-    with Journal.in_dir(state) as journal:
-        return sum(end - begin for key, _ in journal.unfinished()
-                   for begin, end in journal.spans(key))
-
-
 def test_sigkill_then_rerun_gives_identical_bytes(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
 ) -> None:
@@ -56,7 +48,7 @@ def test_sigkill_then_rerun_gives_identical_bytes(
     part = out / "big.bin.omniget-part"
     # (not a time: a slow run has less; 6 MiB leaves the rerun's bound below room for
     # the bytes a loaded machine's takeovers fetch twice)
-    wait_for(lambda: checkpointed(state) >= 6 * MiB)
+    wait_for(lambda: recorded(state) >= 6 * MiB)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "big.bin").exists()
@@ -114,7 +106,7 @@ def test_interrupt_keeps_state_then_rerun_resumes(
     proc = start(url, "-o", str(out), "--limit-rate", "4M", *flags, state=state,
                  stdout=subprocess.PIPE)
     part = out / "cut.bin.omniget-part"
-    wait_for(lambda: checkpointed(state) > 0)  # (not a time: a slow run has none yet)
+    wait_for(lambda: recorded(state) > 0)  # (not a time: a slow run has none yet)
     proc.send_signal(sig)
     stdout, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
@@ -683,11 +675,11 @@ def test_a_state_folder_removed_during_a_run_is_made_again(
     url = httpd.add(path, data)
     out, state = tmp_path / "out", tmp_path / "state"
     proc = start(url, "-o", str(out), "--split", "1", "--limit-rate", "4M", state=state)
-    wait_for(lambda: checkpointed(state) >= 1 * MiB)
+    wait_for(lambda: recorded(state) >= 1 * MiB)
     shutil.rmtree(state)
-    wait_for(lambda: checkpointed(state) > 0)  # (made again, with the run's records)
-    again = checkpointed(state)
-    wait_for(lambda: checkpointed(state) > again)  # (a later write: the warning is out)
+    wait_for(lambda: recorded(state) > 0)  # (made again, with the run's records)
+    again = recorded(state)
+    wait_for(lambda: recorded(state) > again)  # (a later write: the warning is out)
     proc.send_signal(signal.SIGKILL)
     _, err = proc.communicate(timeout=30)
     assert f"resume journal {state / FILENAME}: it was removed during the run; made again" \

@@ -12,21 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.integration._cli import drop_mode_overrides, omniget, start, wait_for
+from tests.integration._cli import drop_mode_overrides, omniget, start
+from tests.servers.checks import recorded, wait_for
 from tests.servers.httpd import HTTPServer
 
-from omniget.engine.journal import FILENAME, Journal
+from omniget.engine.journal import FILENAME
 
 KiB = 1024
 MiB = 1024 * KiB
-
-
-def recorded(state: Path) -> int:
-    """Bytes the journal in ``state`` has recorded for unfinished files."""
-    if not (state / FILENAME).exists():
-        return 0
-    with Journal.in_dir(state) as j:
-        return sum(e - s for key, _ in j.unfinished() for s, e in j.spans(key))
 
 
 def overwritten(state: Path) -> None:

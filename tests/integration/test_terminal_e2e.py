@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pytest
 from tests.cli._screen import Screen
+from tests.servers.checks import recorded
 from tests.servers.httpd import HTTPServer
-
-from omniget.engine.journal import FILENAME, Journal
 
 MiB = 1024 * 1024
 RESUME = "omniget: error: interrupted; run the same command again to resume"
@@ -188,7 +187,7 @@ def test_sigquit_and_sighup_end_the_run_at_once_leaving_a_cursor_and_a_resumable
     url = httpd.add(path, data)
     out, state = tmp_path / "out", tmp_path / "state"
     term = Terminal([httpd.url(path, drip=MiB), "-o", str(out)], state)
-    term.read_until(lambda _: _checkpointed(state) >= 2 * MiB)
+    term.read_until(lambda _: recorded(state) >= 2 * MiB)
     if how == "terminal-closed":  # (the kernel signals the terminal's session)
         os.close(term.master)
         assert term.proc.wait(timeout=30) == -signal.SIGHUP
@@ -206,15 +205,6 @@ def test_sigquit_and_sighup_end_the_run_at_once_leaving_a_cursor_and_a_resumable
                            env={**os.environ, "OMNIGET_STATE_DIR": str(state)}, timeout=60)
     assert rerun.returncode == 0 and (out / "cut.bin").read_bytes() == data
     assert sum(r.sent for r in httpd.requests_to(path)) <= len(data) - 2 * MiB  # (resumed)
-
-
-def _checkpointed(state: Path) -> int:
-    """Bytes the journal in ``state`` has recorded for unfinished files."""
-    if not (state / FILENAME).exists():
-        return 0
-    with Journal.in_dir(state) as journal:
-        return sum(end - begin for key, _ in journal.unfinished()
-                   for begin, end in journal.spans(key))
 
 
 def test_a_log_gets_plain_lines(httpd: HTTPServer, tmp_path: Path) -> None:
