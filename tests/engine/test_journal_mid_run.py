@@ -144,6 +144,20 @@ def next_run_resumes(httpd: HTTPServer, payload: Callable[..., bytes], run: Run)
     resumes(httpd, payload, run.out, run.settings, run.urls)
 
 
+def left_then_moved(
+    httpd: HTTPServer, payload: Callable[..., bytes], run: Run, caplog: pytest.LogCaptureFixture
+) -> str:
+    """The damaged journal was left where it is: the next run moves it aside, with one
+    warning (returned), and has resume state."""
+    assert sorted(os.listdir(run.state)) == [FILENAME]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="omniget"):
+        next_run_resumes(httpd, payload, run)
+    [warning] = warnings(caplog)
+    assert " moved aside to " in warning
+    return warning
+
+
 def resumes(httpd: HTTPServer, payload: Callable[..., bytes], out: Path, settings: Settings,
             done: list[str]) -> None:
     """A run skips ``done`` (in ``out``) and has resume state."""
@@ -222,12 +236,8 @@ def test_a_damaged_journal_that_cannot_be_moved_aside_is_moved_by_the_next_run(
         f" it could not be moved aside: {FILENAME} is another user's (uid 65534) (it is left"
         " there: each run tries again, or delete it; the downloads it could have resumed"
         f" start over){OFF}"]
-    assert sorted(os.listdir(state)) == [FILENAME]
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="omniget"):
-        next_run_resumes(httpd, payload, run)
+    warning = left_then_moved(httpd, payload, run, caplog)
     [aside] = [n for n in os.listdir(state) if ".corrupt-" in n]
-    [warning] = warnings(caplog)
     assert warning.startswith(f"resume journal {state / FILENAME}: the file was damaged"
                               f" (file is not a database); moved aside to {state / aside} ")
 
@@ -282,12 +292,7 @@ def test_a_damaged_journal_whose_folder_another_run_keeps_locked_is_left_to_it(
         f"resume journal {state / FILENAME}: the file was damaged (file is not a database);"
         " it could not be moved aside: another omniget run kept its folder locked (the next"
         f" run tries again){OFF}"]
-    assert sorted(os.listdir(state)) == [FILENAME]
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="omniget"):
-        next_run_resumes(httpd, payload, run)
-    [warning] = warnings(caplog)
-    assert " moved aside to " in warning
+    left_then_moved(httpd, payload, run, caplog)
 
 
 def test_an_engine_makes_a_new_journal_for_its_next_run_once_one_moved_it_aside(
