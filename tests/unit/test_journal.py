@@ -658,3 +658,73 @@ def test_prune_checks_a_bounded_number_of_records_per_call(tmp_path: Path) -> No
     assert j.prune(missing, limit=20) == 20
     assert len(seen) == 20 and len(j.keys("")) == 10
     j.close()
+
+
+# --- fingerprints of the spans' last bytes ---
+
+
+def test_spans_keep_their_prints_written_and_synced(tmp_path: Path) -> None:
+    path = tmp_path / FILENAME
+    with Journal(path, boot="one") as j:
+        start(j)
+        assert j.spans_with_prints(KEY) == ([], None)
+        j.save_spans(KEY, [(0, 300), (400, 500)], [(300, 7), (100, 8)])
+        j.save_synced(KEY, [(0, 100)], [], [(100, 9)])
+        assert j.spans_with_prints(KEY) == ([(0, 300), (400, 500)], [(300, 7), (100, 8)])
+        assert j.spans(KEY) == [(0, 300), (400, 500)]
+    with Journal(path, boot="two") as j:  # (after a reboot: the synced ones, and theirs)
+        assert j.spans_with_prints(KEY) == ([(0, 100)], [(100, 9)])
+        j.save_spans(KEY, [(0, 200)])  # (none given: none kept)
+        assert j.spans_with_prints(KEY) == ([(0, 200)], None)
+
+
+def test_prints_not_one_per_normal_span_are_not_kept(journal: Journal) -> None:
+    start(journal)
+    journal.save_spans(KEY, [(0, 10), (20, 30)], [(10, 1)])
+    assert journal.spans_with_prints(KEY) == ([(0, 10), (20, 30)], None)
+    journal.save_spans(KEY, [(20, 30), (0, 10)], [(10, 2), (10, 1)])  # (not in order)
+    assert journal.spans_with_prints(KEY) == ([(0, 10), (20, 30)], None)
+
+
+def test_reset_finish_and_another_part_file_drop_the_prints(tmp_path: Path) -> None:
+    path = tmp_path / FILENAME
+    for drop in ("reset", "finish", "part"):
+        with Journal(path, boot="one") as j:
+            start(j, part=1)
+            j.save_spans(KEY, [(0, 10)], [(10, 1)])
+            j.save_synced(KEY, [(0, 10)], [], [(10, 1)])
+            if drop == "reset":
+                j.reset(KEY)
+            elif drop == "finish":
+                j.finish(KEY, size=10, digest=None)
+            start(j, part=2 if drop == "part" else 1)
+            j.save_spans(KEY, [(0, 10)])
+            j.save_synced(KEY, [(0, 10)], [])
+            assert j.spans_with_prints(KEY) == ([(0, 10)], None)
+        with Journal(path, boot="two") as j:
+            assert j.spans_with_prints(KEY) == ([(0, 10)], None), drop
+
+
+def test_a_third_version_journal_is_upgraded_and_its_spans_trusted_without_prints(
+    tmp_path: Path,
+) -> None:
+    """Spans recorded before their fingerprints were (version 3) are trusted as they were."""
+    path = tmp_path / FILENAME
+    old_journal(
+        path,
+        """
+        CREATE TABLE schema_version (version INTEGER NOT NULL);
+        INSERT INTO schema_version VALUES (3);
+        CREATE TABLE files (key TEXT PRIMARY KEY, path TEXT NOT NULL, url TEXT NOT NULL,
+            size INTEGER, etag TEXT, last_modified TEXT, done INTEGER NOT NULL DEFAULT 0,
+            digest TEXT, updated REAL NOT NULL, spans BLOB, boot TEXT, synced BLOB,
+            part INTEGER);
+        CREATE TABLE pieces (key TEXT NOT NULL, idx INTEGER NOT NULL, size INTEGER NOT NULL,
+            boot TEXT, PRIMARY KEY (key, idx)) WITHOUT ROWID;
+        """,
+    )
+    with Journal(path) as j:
+        assert j.spans_with_prints(KEY) == ([(0, 500)], None)
+        j.save_spans(KEY, [(0, 600)], [(100, 5)])
+        assert j.spans_with_prints(KEY) == ([(0, 600)], [(100, 5)])
+    assert versions(path) == [(SCHEMA_VERSION,)]

@@ -18,7 +18,11 @@ the disk.
 
 A record also keeps its part file's identity (its inode number): its spans and pieces are
 of that file only (another run with another state folder may have started the same name
-over since), and a part file that moved with its folder is found again by it.
+over since), and a part file that moved with its folder is found again by it. With each
+set of spans (written, and synced) it may keep their fingerprints (:data:`Print`: the
+CRC-32 of the last few KiB of each span, as the part file held them when they were
+recorded): the inode number of a file overwritten in place, or of a new file that got a
+freed one, says nothing of its bytes, and a rerun reads those bytes back.
 
 Records not written for :data:`PRUNE_AGE` whose files are gone are dropped at the end of
 a run (:meth:`Journal.prune`): the journal does not grow for ever.
@@ -65,7 +69,7 @@ from types import TracebackType
 
 from ..spans import Interval, merge
 from .opening import guard, open_file, open_or_repair
-from .records import FileRecord, JournalStore, missing
+from .records import FileRecord, JournalStore, Print, missing
 from .repair import move_if_same
 from .schema import SCHEMA_VERSION, copy_records
 
@@ -75,6 +79,7 @@ __all__ = [
     "FileRecord",
     "Journal",
     "JournalStore",
+    "Print",
 ]
 
 log = logging.getLogger(__name__)
@@ -114,6 +119,23 @@ def _unpack(blob: bytes | None) -> list[Interval]:
     if not blob or len(blob) % 16:
         return []  # nothing, or damaged: the bytes are simply fetched again
     flat = struct.unpack(f"<{len(blob) // 8}q", blob)
+    return list(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _pack_prints(spans: list[Interval], prints: list[Print] | None) -> bytes | None:
+    """``prints`` packed, if there is one per span of ``spans`` (normal); else None."""
+    if prints is None or len(prints) != len(spans):
+        return None
+    flat = [v for p in prints for v in p]
+    return struct.pack(f"<{len(flat)}I", *flat)
+
+
+def _unpack_prints(blob: bytes | None, count: int) -> list[Print] | None:
+    """The prints of ``count`` spans; None if there are none (an older omniget's record,
+    or a checkpoint that could not read its bytes back) or not as many."""
+    if blob is None or len(blob) != 8 * count:
+        return None
+    flat = struct.unpack(f"<{2 * count}I", blob)
     return list(zip(flat[::2], flat[1::2], strict=True))
 
 
@@ -250,13 +272,20 @@ class Journal:
     def spans(self, key: str) -> list[Interval]:
         """The finished byte spans of ``key`` (normal: sorted, coalesced): those written
         on this boot, else only those synced to the disk."""
+        return self.spans_with_prints(key)[0]
+
+    def spans_with_prints(self, key: str) -> tuple[list[Interval], list[Print] | None]:
+        """:meth:`spans`, and the fingerprint of each (None: not known)."""
         with self._conn("read", write=False) as db:
             row = db.execute(
-                "SELECT spans, boot, synced FROM files WHERE key = ?", (key,)
+                "SELECT spans, boot, synced, prints, synced_prints FROM files WHERE key = ?",
+                (key,),
             ).fetchone()
         if row is None:
-            return []
-        return _unpack(row[0] if row[1] in (None, self._boot) else row[2])
+            return [], None
+        blob, prints = (row[0], row[3]) if row[1] in (None, self._boot) else (row[2], row[4])
+        spans = _unpack(blob)
+        return spans, _unpack_prints(prints, len(spans))
 
     def pieces(self, key: str) -> dict[int, int]:
         """Verified pieces of ``key``: index -> output size (those done on another boot
@@ -291,7 +320,9 @@ class Journal:
                 row = db.execute("SELECT part FROM files WHERE key = ?", (key,)).fetchone()
                 if row is not None and row[0] != part:
                     db.execute(
-                        "UPDATE files SET spans = NULL, synced = NULL WHERE key = ?", (key,)
+                        "UPDATE files SET spans = NULL, synced = NULL, prints = NULL,"
+                        " synced_prints = NULL WHERE key = ?",
+                        (key,),
                     )
                     db.execute("DELETE FROM pieces WHERE key = ?", (key,))
             db.execute(
@@ -323,29 +354,44 @@ class Journal:
         """Drop ``key``'s spans and pieces (the remote file changed, or a restart)."""
         with self._conn("reset", tx=True) as db:
             db.execute(
-                "UPDATE files SET spans = NULL, synced = NULL, updated = ? WHERE key = ?",
+                "UPDATE files SET spans = NULL, synced = NULL, prints = NULL,"
+                " synced_prints = NULL, updated = ? WHERE key = ?",
                 (self._now(), key),
             )
             db.execute("DELETE FROM pieces WHERE key = ?", (key,))
 
-    def save_spans(self, key: str, spans: list[Interval]) -> None:
-        """Replace ``key``'s finished spans (written, maybe not yet on the disk).
-        KeyError if :meth:`start` was not called."""
-        blob = _pack(merge(spans))
+    def save_spans(
+        self, key: str, spans: list[Interval], prints: list[Print] | None = None
+    ) -> None:
+        """Replace ``key``'s finished spans (written, maybe not yet on the disk), and
+        their fingerprints: one per span, if ``spans`` is normal. KeyError if
+        :meth:`start` was not called."""
+        normal = merge(spans)
+        marks = _pack_prints(normal, prints) if normal == spans else None
+        blob = _pack(normal)
         with self._conn("checkpoint") as db:
             cur = db.execute(
-                "UPDATE files SET spans = ?, boot = ?, updated = ? WHERE key = ?",
-                (blob, self._boot, self._now(), key),
+                "UPDATE files SET spans = ?, prints = ?, boot = ?, updated = ? WHERE key = ?",
+                (blob, marks, self._boot, self._now(), key),
             )
         if cur.rowcount == 0:
             raise missing(key)
 
-    def save_synced(self, key: str, spans: list[Interval], pieces: list[int]) -> None:
-        """Record ``spans`` and ``pieces`` of ``key`` as synced to the disk (a no-op for a
-        file done or gone meanwhile)."""
-        blob = _pack(merge(spans))
+    def save_synced(
+        self, key: str, spans: list[Interval], pieces: list[int],
+        prints: list[Print] | None = None,
+    ) -> None:
+        """Record ``spans`` (with their fingerprints, as for :meth:`save_spans`) and
+        ``pieces`` of ``key`` as synced to the disk (a no-op for a file done or gone
+        meanwhile)."""
+        normal = merge(spans)
+        marks = _pack_prints(normal, prints) if normal == spans else None
+        blob = _pack(normal)
         with self._conn("checkpoint", tx=True) as db:
-            db.execute("UPDATE files SET synced = ? WHERE key = ? AND done = 0", (blob, key))
+            db.execute(
+                "UPDATE files SET synced = ?, synced_prints = ? WHERE key = ? AND done = 0",
+                (blob, marks, key),
+            )
             db.executemany(
                 "UPDATE pieces SET boot = NULL WHERE key = ? AND idx = ?",
                 [(key, i) for i in pieces],
@@ -370,7 +416,7 @@ class Journal:
         with self._conn("finish", tx=True) as db:
             cur = db.execute(
                 "UPDATE files SET done = 1, size = ?, digest = ?, spans = NULL, synced = NULL,"
-                " updated = ?,"
+                " prints = NULL, synced_prints = NULL, updated = ?,"
                 " path = COALESCE(?, path) WHERE key = ?",
                 (size, digest, self._now(), path, key),
             )

@@ -10,7 +10,11 @@ from typing import Protocol
 from ...errors import StorageError
 from ..spans import Interval
 
-__all__ = ["FileRecord", "JournalStore", "RecordGone", "missing"]
+__all__ = ["FileRecord", "JournalStore", "Print", "RecordGone", "missing"]
+
+#: A span's fingerprint: how many of its last bytes were read (up to a few KiB), and
+#: their CRC-32. A rerun reads them back to tell its part file still holds the span.
+Print = tuple[int, int]
 
 
 @dataclass
@@ -60,9 +64,16 @@ class JournalStore(Protocol):
 
     def spans(self, key: str) -> list[Interval]: ...
 
-    def save_spans(self, key: str, spans: list[Interval]) -> None: ...
+    def spans_with_prints(self, key: str) -> tuple[list[Interval], list[Print] | None]: ...
 
-    def save_synced(self, key: str, spans: list[Interval], pieces: list[int]) -> None: ...
+    def save_spans(
+        self, key: str, spans: list[Interval], prints: list[Print] | None = None
+    ) -> None: ...
+
+    def save_synced(
+        self, key: str, spans: list[Interval], pieces: list[int],
+        prints: list[Print] | None = None,
+    ) -> None: ...
 
     def pieces(self, key: str) -> dict[int, int]: ...
 

@@ -10,7 +10,7 @@ import time
 
 __all__ = ["BUSY_WAIT", "SCHEMA_VERSION", "Damaged", "Newer", "copy_records", "setup"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class Damaged(sqlite3.DatabaseError):
@@ -38,7 +38,9 @@ CREATE TABLE IF NOT EXISTS files (
     spans BLOB,
     boot TEXT,
     synced BLOB,
-    part INTEGER
+    part INTEGER,
+    prints BLOB,
+    synced_prints BLOB
 );
 CREATE TABLE IF NOT EXISTS pieces (
     key TEXT NOT NULL,
@@ -59,6 +61,12 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     # part: the part file's inode number (NULL: not known, trusted as before)
     2: ("ALTER TABLE files ADD COLUMN part INTEGER",),
+    # prints, synced_prints: what the last bytes of each span of spans and synced hash
+    # to (NULL: not known, the spans trusted as before)
+    3: (
+        "ALTER TABLE files ADD COLUMN prints BLOB",
+        "ALTER TABLE files ADD COLUMN synced_prints BLOB",
+    ),
 }
 
 #: Seconds to wait for another process's lock on the journal (another omniget run).
@@ -104,7 +112,7 @@ def setup(db: sqlite3.Connection) -> None:
 
 _COLUMNS = {
     "files": "key, path, url, size, etag, last_modified, done, digest, updated, spans, boot,"
-             " synced, part",
+             " synced, part, prints, synced_prints",
     "pieces": "key, idx, size, boot",
 }
 
