@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 
 from omniget.engine.assemble import (
+    PRINT_BYTES,
     UNSYNCED,
     PartFile,
     fs_type,
+    holds,
     on_memory_fs,
     parse_mounts,
+    prints,
     storage_error,
 )
 from omniget.errors import StorageError
@@ -170,3 +173,32 @@ def test_where_no_mark_can_be_set_the_file_waits_under_its_part_name(tmp_path: P
         assert sorted(os.listdir(ram)) == ["f.bin"]
     finally:
         subprocess.run(["umount", str(ram)], capture_output=True)
+
+
+def test_a_spans_print_is_of_its_last_bytes_and_tells_them_changed(tmp_path: Path) -> None:
+    path = tmp_path / "x.omniget-part"
+    data = bytes(range(256)) * 64  # 16 KiB
+    path.write_bytes(data)
+    spans = [(0, 100), (1000, 9000), (12000, 16384)]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        known = prints(fd, spans)
+        assert prints(fd, [(0, 20000)]) is None  # (past the end: not there to read)
+    finally:
+        os.close(fd)
+    assert known is not None
+    assert [n for n, _ in known] == [100, PRINT_BYTES, PRINT_BYTES]
+    assert holds(path, spans, known, len(data))
+    with open(path, "r+b") as f:  # a byte before the last 4 KiB of a span: not seen
+        f.seek(9000 - PRINT_BYTES - 1)
+        f.write(b"\xff")
+    assert holds(path, spans, known, len(data))
+    with open(path, "r+b") as f:  # ... and one in them
+        f.seek(9000 - 1)
+        f.write(b"\xff")
+    assert not holds(path, spans, known, len(data))
+    # a span past the end (a file cut short) is not looked at; the others are
+    os.truncate(path, 10000)
+    assert not holds(path, spans, known, 10000)
+    assert holds(path, spans[:1] + spans[2:], known[:1] + known[2:], 10000)
+    assert not holds(tmp_path / "gone", spans, known, 0)

@@ -10,10 +10,15 @@ import contextlib
 import errno
 import os
 import re
+import zlib
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import StorageError
+
+if TYPE_CHECKING:
+    from .journal import Print
+    from .spans import Interval
 
 try:
     import fcntl
@@ -21,14 +26,16 @@ except ImportError:  # (no flock: one run per folder is then on the user)
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
-    "PART_SUFFIX", "Leftovers", "PartBusy", "PartFile", "find_leftovers", "on_memory_fs",
-    "part_busy", "part_path", "storage_error",
+    "PART_SUFFIX", "PRINT_BYTES", "Leftovers", "PartBusy", "PartFile", "find_leftovers",
+    "holds", "on_memory_fs", "part_busy", "part_path", "prints", "storage_error",
 ]  # fmt: skip
 
 PART_SUFFIX = ".omniget-part"
 #: The attribute a finished file keeps while its bytes may not be on the disk (durable.py).
 UNSYNCED = "user.omniget.unsynced"
 _UTIME_FD = os.utime in os.supports_fd
+#: A span's fingerprint (see journal.Print) is of its last this many bytes at most.
+PRINT_BYTES = 4096
 #: Filesystems kept in memory: preallocating there only zero-fills RAM ahead of the
 #: writes (about 0.2 s per GiB here), with nothing to gain against fragmentation.
 MEMORY_FS = frozenset({"tmpfs", "ramfs"})
@@ -190,6 +197,45 @@ def create_part(
         os.close(fd)
         return -1
     return fd
+
+
+def prints(fd: int, spans: list[Interval]) -> list[Print] | None:
+    """The fingerprint of each of ``spans`` of the file open as ``fd``: the CRC-32 of its
+    last PRINT_BYTES bytes at most, read back (from the page cache, as a rule: bytes
+    spliced into the file never passed through this process); None if one of them
+    cannot be read."""
+    out: list[Print] = []
+    for start, end in spans:
+        n = min(end - start, PRINT_BYTES)
+        try:
+            data = os.pread(fd, n, end - n)
+        except OSError:
+            return None
+        if len(data) != n:
+            return None
+        out.append((n, zlib.crc32(data)))
+    return out
+
+
+def holds(path: Path, spans: list[Interval], known: list[Print], size: int) -> bool:
+    """Whether the file at ``path`` (``size`` bytes long) still holds, at the end of each
+    of ``spans``, the bytes of its fingerprint in ``known``. A span that ends past
+    ``size`` is not looked at (the file was cut short: it is resumed where it ends)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False
+    try:
+        for (start, end), (n, crc) in zip(spans, known, strict=True):
+            if end > size:
+                continue
+            if n > end - start or zlib.crc32(os.pread(fd, n, end - n)) != crc:
+                return False
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def drop_part(final: Path, fd: int) -> None:

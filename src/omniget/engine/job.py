@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import AuthRequired, OmnigetError, RemoteNotFound, StorageError
 from ..model import Digest, Item
-from .assemble import PartFile, part_path
+from .assemble import PartFile, part_path, prints
 from .context import Ahead, RunContext, SetupSlot, output_key
 from .events import Progress, Started
 from .existing import (
@@ -29,7 +29,7 @@ from .existing import (
     there,
 )
 from .finish import failed, fetch_verified, skipped
-from .journal import FileRecord
+from .journal import FileRecord, Print
 from .names import contain, unique_path
 from .others import make_other
 from .report import FileResult
@@ -58,6 +58,11 @@ __all__ = ["FileJob", "SkipFile"]
 PROGRESS_EVERY = 0.25  # seconds between Progress events per file
 HANDLER_SHARE = 10  # a Progress handler's time, times this: no Progress until it passed
 REFRESH_MARGIN = 60.0  # refresh expiring URLs this long before they expire
+
+#: Spans committed as written, and their fingerprints (see journal.Print).
+Saved = tuple[list[Interval], list[Print] | None]
+#: None yet (one tuple shared by every job: none is made per file; nothing changes it).
+NOTHING_SAVED: Saved = ([], None)
 
 
 class FileJob:
@@ -127,7 +132,7 @@ class FileJob:
         self._last_ckpt = time.monotonic()
         self.next_tick = 0.0  # monotonic time of the next progress event or checkpoint
         self._last_sync = time.monotonic()
-        self._saved: list[Interval] = []  # the spans last committed as written
+        self._saved: Saved = NOTHING_SAVED  # the spans last committed as written
         self._unsynced: list[int] = []  # pieces in the part file done since the last sync
         self._generation = 0  # bumped when every byte is forgotten (a late sync is stale)
         self.started = False
@@ -277,12 +282,15 @@ class FileJob:
         journal = self.ctx.journal
         if journal is None or not self.ensure_record():
             return
+        # (what a rerun reads back: the last bytes of each span, written already)
+        part = self.part
+        marks = prints(part.fd, spans) if part is not None and part.fd >= 0 else None
         try:
-            journal.save_spans(self.key, spans)
+            journal.save_spans(self.key, spans, marks)
         except StorageError as exc:
             self.ctx.journal_failed(exc)
             return
-        self._saved = spans
+        self._saved = (spans, marks)
         self._sync_due(now)
 
     def piece_done(self, index: int, size: int, *, in_part: bool = True) -> None:
@@ -308,7 +316,9 @@ class FileJob:
         if part is None or now - self._last_sync < self.ctx.settings.fsync_seconds:
             return
         self._last_sync = now
-        spans, pieces, gen = self._saved, self._unsynced, self._generation
+        # (the fingerprints are of bytes written before the sync starts: it makes them
+        # durable too)
+        (spans, marks), pieces, gen = self._saved, self._unsynced, self._generation
         self._unsynced = []
         try:  # (its own descriptor: the part file may be closed before the sync runs)
             fd = os.dup(part.fd)
@@ -323,7 +333,7 @@ class FileJob:
             if journal is None or not (spans or pieces):
                 return
             try:
-                journal.save_synced(self.key, spans, pieces)
+                journal.save_synced(self.key, spans, pieces, marks)
             except StorageError as exc:
                 self.ctx.journal_failed(exc)
 
@@ -334,7 +344,7 @@ class FileJob:
         we have, its validators, and a size read off the end of a body (the next body may
         be longer)."""
         self.done = []
-        self._saved, self._unsynced = [], []
+        self._saved, self._unsynced = NOTHING_SAVED, []
         self._generation += 1
         self.etag = self.last_modified = None  # (learnt again from the next answer)
         self.resumed = 0

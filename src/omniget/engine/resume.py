@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import StorageError
 from ..model import Digest
-from .assemble import PartBusy, PartFile, drop_part, part_busy, part_path
+from .assemble import PartBusy, PartFile, drop_part, holds, part_busy, part_path
 from .context import output_key
 from .events import Warned
 from .existing import SkipFile, there
@@ -28,6 +28,12 @@ log = logging.getLogger(__name__)
 
 #: A part file was there with no record of its bytes (another --state-dir, say).
 STARTED_OVER = "its part file had no resume record in this state folder; starting over"
+#: The part file does not end its recorded spans with the bytes they ended with: it was
+#: overwritten, or replaced by a file that got its inode number (ext4 reuses them at once).
+CHANGED = (
+    "its part file does not hold the bytes the resume journal recorded for it (changed"
+    " since the last run?); starting over"
+)
 
 
 def open_part(job: FileJob, final: Path, *, fresh: bool) -> PartFile:
@@ -103,7 +109,7 @@ def load_resume(job: FileJob, final: Path) -> None:
             return
         if part_busy(final):  # (before any request; the open at the answer checks again)
             raise PartBusy(final)
-        done = merge(journal.spans(job.key))
+        spans, prints = journal.spans_with_prints(job.key)
     except PartBusy:
         raise
     except StorageError as exc:  # (what is in the part file cannot be told now)
@@ -111,10 +117,16 @@ def load_resume(job: FileJob, final: Path) -> None:
         if part_path(final).exists():
             raise not_resumable(final, exc) from exc
         return
+    done = merge(spans)
     try:
         on_disk = os.stat(part_path(final)).st_size
     except OSError:
         on_disk = 0
+    if prints is not None and done == spans and not holds(
+        part_path(final), done, prints, on_disk
+    ):
+        _start_over(job, final)
+        return
     if done and done[-1][1] > on_disk:  # cut short since (by hand, or a full copy)
         job.ctx.event(
             Warned(job.item, final, "its part file is shorter than recorded; resuming there")
@@ -130,6 +142,22 @@ def load_resume(job: FileJob, final: Path) -> None:
     job.resumed = length(job.done)
     job.journal_started = True
     log.debug("%s: resuming with %d bytes already in", final.name, job.resumed)
+
+
+def _start_over(job: FileJob, final: Path) -> None:
+    """``final``'s part file is not what its record says (see CHANGED): nothing of it is
+    kept, at once (an empty file takes its place, as when a file starts afresh, so that a
+    run stopped now leaves none of those bytes), and its record loses its spans."""
+    job.ctx.event(Warned(job.item, final, CHANGED))
+    journal = job.ctx.journal
+    assert journal is not None
+    try:
+        journal.reset(job.key)
+    except StorageError as exc:
+        job.ctx.journal_failed(exc)
+    _, text, folder = job.place(final)
+    PartFile(final, fresh=True, made=job.ctx.made_dirs, folder=folder, text=text,
+             leftovers=job.ctx.leftovers).close()
 
 
 def renamed_unfinished(job: FileJob, rec: FileRecord) -> bool:

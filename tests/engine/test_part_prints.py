@@ -1,0 +1,90 @@
+"""The fingerprints a checkpoint records of its spans' last bytes (what a rerun reads
+back to tell its part file still holds them; see tests/integration/test_part_content.py
+for a part file changed between two runs): after a reboot the synced spans are checked
+by their own, which are of bytes already on the disk; and a file that finishes before its
+first checkpoint reads nothing back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from tests.servers.httpd import HTTPServer
+
+from omniget import download
+from omniget.engine import job as job_module
+from omniget.engine import journal as journal_module
+from omniget.engine.assemble import PART_SUFFIX, prints
+from omniget.engine.events import Event, Warned
+from omniget.engine.journal import FILENAME, Journal, Print
+from omniget.engine.spans import Interval
+from omniget.settings import Settings
+
+KiB = 1024
+
+
+def test_after_a_reboot_the_synced_spans_are_checked_by_their_own_prints(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A power loss kept only the bytes synced to the disk: those after them read back as
+    zeros. The rerun resumes after the synced ones (their prints are of those bytes, not
+    of the last ones written, which would have told it to start over)."""
+    data = payload(1536 * KiB, 91)
+    path = httpd.new_path("r.bin")
+    httpd.add(path, data)
+    url = httpd.url(path, reset=900 * KiB, times=1)
+    out, state = tmp_path / "out", tmp_path / "state"
+    syncs = []
+    sync = job_module._sync_and_close
+
+    def three_syncs(fd: int) -> bool:  # (then they fail: not recorded as synced)
+        syncs.append(fd)
+        return sync(fd) and len(syncs) <= 3
+
+    monkeypatch.setattr(job_module, "_sync_and_close", three_syncs)
+    settings = Settings(state_dir=state, split=1, retries=0, fsync_seconds=0.0,
+                        checkpoint_bytes=64 * KiB)
+    assert download([url], out, settings=settings).failed == 1
+    with Journal(state / FILENAME, boot="after the power loss") as journal:
+        [(key, _)] = journal.unfinished()
+        [(begin, synced)] = journal.spans(key)
+    assert begin == 0 and 0 < synced < 900 * KiB and len(syncs) > 3
+    part = out / f"r.bin{PART_SUFFIX}"
+    with open(part, "r+b") as f:  # (what the power loss took)
+        f.seek(synced)
+        f.write(bytes(900 * KiB - synced))
+    monkeypatch.setattr(journal_module, "_BOOT", "after the power loss")
+    httpd.clear_log()
+    events: list[Event] = []
+    report = download([url], out, settings=Settings(state_dir=state, split=1),
+                      on_event=events.append)
+    assert report.ok == 1, report.failures
+    assert (out / "r.bin").read_bytes() == data
+    assert [e.message for e in events if isinstance(e, Warned)] == []
+    assert [r.header("range") for r in httpd.requests_to(path)] == [
+        f"bytes={synced}-{len(data) - 1}"
+    ]
+
+
+def test_files_done_before_their_first_checkpoint_read_nothing_back(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    read: list[list[Interval]] = []
+
+    def counted(fd: int, spans: list[Interval]) -> list[Print] | None:
+        read.append(spans)
+        return prints(fd, spans)
+
+    monkeypatch.setattr(job_module, "prints", counted)
+    urls = [httpd.add(httpd.new_path(f"s{i}.bin"), payload(20 * KiB, i)) for i in range(20)]
+    report = download(urls, tmp_path / "out", settings=Settings(state_dir=tmp_path / "state"))
+    assert report.ok == 20, report.failures
+    assert read == []
+    # (and one with checkpoints: read at each)
+    url = httpd.add(httpd.new_path("big.bin"), payload(2048 * KiB, 99))
+    settings = Settings(state_dir=tmp_path / "state", split=1, checkpoint_bytes=256 * KiB)
+    assert download([url], tmp_path / "out", settings=settings).ok == 1
+    assert len(read) >= 4
