@@ -17,6 +17,7 @@ from tests.servers.checks import recorded, wait_for
 from tests.servers.httpd import HTTPServer
 
 from omniget.engine.assemble import PART_SUFFIX
+from omniget.engine.journal import FILENAME, Journal
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -27,33 +28,46 @@ CHANGED = (
 )
 
 
-class Cut:
-    """A CLI run of f.bin (6 MiB) killed (SIGKILL) after a checkpoint, half-way."""
+def spans(state: Path) -> list[tuple[int, int]]:
+    """The byte ranges the journal in ``state`` claims for its one unfinished file."""
+    if not (state / FILENAME).exists():
+        return []
+    with Journal.in_dir(state) as journal:
+        return [span for key, _ in journal.unfinished() for span in journal.spans(key)]
 
-    def __init__(self, httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path) -> None:
-        self.httpd = httpd
-        self.data = payload(SIZE, 81)
+
+class Cut:
+    """A CLI run of f.bin (``size`` bytes, ``split`` connections at most) killed (SIGKILL)
+    after a checkpoint of ``ranges`` byte ranges (each answer held at 3 MiB: a checkpoint
+    at 2 MiB before)."""
+
+    def __init__(
+        self, httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+        size: int = SIZE, split: int = 1, ranges: int = 1,
+    ) -> None:
+        self.httpd, self.size, self.split = httpd, size, str(split)
+        self.data = payload(size, 81)
         self.path = httpd.new_path("f.bin")
-        # (held at 3 MiB: a checkpoint at 2 MiB before)
         self.url = httpd.add(self.path, self.data) + f"?hold=h&stall_after={3 * MiB}"
         self.out, self.state = tmp_path / "out", tmp_path / "state"
-        proc = start(self.url, "-o", str(self.out), "--split", "1", state=self.state)
+        proc = start(self.url, "-o", str(self.out), "--split", self.split, state=self.state)
         try:
             assert httpd.held("h")
-            wait_for(lambda: recorded(self.state) > 0)
+            wait_for(lambda: len(spans(self.state)) >= ranges)
             proc.kill()
             proc.wait(30)
         finally:
             httpd.release("h")
         self.part = self.out / f"f.bin{PART_SUFFIX}"
+        self.spans = spans(self.state)
         self.recorded = recorded(self.state)
-        assert 0 < self.recorded < SIZE
+        assert 0 < self.recorded < size
         httpd.clear_log()
 
     def rerun(self) -> list[str]:
         """Run again to the end: exit 0 and the right bytes; the warnings it gave (what
         each says of f.bin)."""
-        done = omniget(self.url, "-o", str(self.out), "--split", "1", state=self.state)
+        done = omniget(self.url, "-o", str(self.out), "--split", self.split, state=self.state)
         assert done.returncode == 0, done.stderr
         assert (self.out / "f.bin").read_bytes() == self.data
         assert sorted(p.name for p in self.out.iterdir()) == ["f.bin"]
@@ -108,6 +122,20 @@ def test_a_part_file_replaced_by_one_with_its_inode_number_is_started_over(
     assert cut.ranges() == [None]
 
 
+def test_a_split_download_checks_each_of_its_ranges(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """Four connections, each cut after a checkpoint: only the end of one range (not the
+    first) differs, and the file starts over all the same."""
+    cut = Cut(httpd, payload, tmp_path, size=32 * MiB, split=4, ranges=3)
+    _, end = cut.spans[1]
+    with open(cut.part, "r+b") as f:
+        f.seek(end - 1)
+        f.write(bytes([cut.data[end - 1] ^ 0xFF]))
+    assert cut.rerun() == [CHANGED]
+    assert None in cut.ranges()  # (from its start)
+
+
 def test_a_part_file_cut_short_resumes_where_it_ends(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
 ) -> None:
@@ -115,7 +143,7 @@ def test_a_part_file_cut_short_resumes_where_it_ends(
     end = cut.recorded // 2
     os.truncate(cut.part, end)
     assert cut.rerun() == ["its part file is shorter than recorded; resuming there"]
-    assert cut.ranges() == [f"bytes={end}-{SIZE - 1}"]
+    assert cut.ranges() == [f"bytes={end}-{cut.size - 1}"]
 
 
 def test_a_part_file_left_alone_resumes_with_no_warning(
@@ -123,4 +151,4 @@ def test_a_part_file_left_alone_resumes_with_no_warning(
 ) -> None:
     cut = Cut(httpd, payload, tmp_path)
     assert cut.rerun() == []
-    assert cut.ranges() == [f"bytes={cut.recorded}-{SIZE - 1}"]
+    assert cut.ranges() == [f"bytes={cut.recorded}-{cut.size - 1}"]
