@@ -221,6 +221,24 @@ def test_a_resume_the_server_answers_from_byte_0_says_the_kept_bytes_come_again(
                     "before the rest"]
 
 
+def test_bytes_a_resume_fetches_again_are_written_again(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """The server ignored Range on a resume (a 200 from byte 0): the bytes already here
+    come again, and are written over what the part file holds (they were dropped: a part
+    file changed by hand at its start kept the change, exit 0)."""
+    data = payload(4_000_000, 14)
+    _, url, report = cut_where_range_is_ignored(httpd, data, "w.bin", tmp_path)
+    assert report.failed == 1
+    part = next(tmp_path.rglob("w.bin.omniget-part"))
+    with part.open("r+b") as f:
+        f.write(bytes(1_000_000))
+    report, _, out = fetch(url, tmp_path, retries=0)
+    assert report.exit_code == 0, report.failures
+    assert (out / "w.bin").read_bytes() == data
+    assert report.fetched == 4_000_000
+
+
 def test_bytes_a_resume_fetches_again_count_as_fetched(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
 ) -> None:

@@ -306,7 +306,7 @@ class PlainDownload:
                 # bytes kept from an earlier answer (a run cut off, say) that this one's
                 # checks do not cover: they are of the compressed body, and only of this one
                 raise _Restart("a compressed answer cannot continue kept bytes", changed=True)
-            sink.skip = span.pos  # drop what we already have
+            sink.skip = span.pos  # (what we have comes again: written over it)
             if span.pos and not self.said_refetch:  # (else a long wait at 0 B/s, unsaid)
                 self.said_refetch = True
                 self.ctx.event(Warned(job.item, job.final, f"the server ignores Range: the "

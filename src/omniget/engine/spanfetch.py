@@ -20,7 +20,6 @@ from .transports.base import (
     Request,
     StopTransfer,
     fetch_when_granted,
-    skip_prefix,
     transport_for,
 )
 from .verify import StreamHasher
@@ -52,7 +51,7 @@ class SpanSink:
         self.dl = dl
         self.span = span
         self.req = req
-        self.skip = 0  # body bytes to drop (a 200 answer to a ranged request)
+        self.skip = 0  # body bytes sent again (a 200 answer to a ranged request)
         self.decoded = False  # the answer's body was content-encoded (gzip, deflate)
         self.framed = True  # the answer's body ends by its own framing (see Head.framed)
         # Where this answer's body ends in file offsets (None: unknown until the head).
@@ -68,10 +67,8 @@ class SpanSink:
         self.dl.on_head(head, self)
 
     def on_data(self, data: bytes | memoryview) -> None:
-        if self.skip:  # (bytes received all the same: they count as fetched)
-            n = len(data)
-            data, self.skip = skip_prefix(data, self.skip)
-            self.dl.job.fetched += n - len(data)
+        if self.skip:
+            data = self._again(data)
             if not data:
                 return
         span = self.span
@@ -92,6 +89,19 @@ class SpanSink:
         if self.hash is not None:
             self.hash.update(data)
         self._advance(len(data), stop)
+
+    def _again(self, data: bytes | memoryview) -> bytes | memoryview:
+        """Of ``data``, the bytes before the span's position that a whole answer to a
+        ranged request sends again are written over what the part file holds there (they
+        came anyway: the file is then the server's bytes, whatever happened to the part
+        file since); they count as fetched, not as written. The rest is returned."""
+        n = min(len(data), self.skip)
+        part = self.dl.job.part
+        assert part is not None
+        part.write_at(data[:n], self.span.pos - self.skip)
+        self.skip -= n
+        self.dl.job.fetched += n
+        return data[n:]
 
     def pipe_room(self) -> int:
         """How many body bytes this sink takes straight from a pipe now (``on_pipe``);
