@@ -152,3 +152,27 @@ def test_a_part_file_left_alone_resumes_with_no_warning(
     cut = Cut(httpd, payload, tmp_path)
     assert cut.rerun() == []
     assert cut.ranges() == [f"bytes={cut.recorded}-{cut.size - 1}"]
+
+
+def test_a_part_file_copied_over_by_a_shorter_file_is_started_over(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """``cp other f.bin.omniget-part``: the same inode, cut to the other file's length and
+    its bytes from the start (was: "shorter than recorded; resuming there", over them)."""
+    cut = Cut(httpd, payload, tmp_path)
+    ino = cut.part.stat().st_ino
+    cut.part.write_bytes(payload(cut.recorded // 2, 84))  # (O_TRUNC: the same file)
+    assert cut.part.stat().st_ino == ino
+    assert cut.rerun() == [CHANGED]
+    assert cut.ranges() == [None]
+
+
+def test_a_part_file_overwritten_at_its_start_only_is_started_over(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """The first MiB changed, the end of the range left as it was."""
+    cut = Cut(httpd, payload, tmp_path)
+    with open(cut.part, "r+b") as f:
+        f.write(payload(MiB, 85))
+    assert cut.rerun() == [CHANGED]
+    assert cut.ranges() == [None]

@@ -175,30 +175,45 @@ def test_where_no_mark_can_be_set_the_file_waits_under_its_part_name(tmp_path: P
         subprocess.run(["umount", str(ram)], capture_output=True)
 
 
-def test_a_spans_print_is_of_its_last_bytes_and_tells_them_changed(tmp_path: Path) -> None:
+def test_a_spans_print_is_of_its_first_and_last_bytes_and_tells_them_changed(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "x.omniget-part"
-    data = bytes(range(256)) * 64  # 16 KiB
+    data = bytes(range(256)) * 256  # 64 KiB
     path.write_bytes(data)
-    spans = [(0, 100), (1000, 9000), (12000, 16384)]
+    spans = [(0, 100), (1000, 30000), (40000, 65536)]
     fd = os.open(path, os.O_RDONLY)
     try:
         known = prints(fd, spans)
-        assert prints(fd, [(0, 20000)]) is None  # (past the end: not there to read)
+        assert prints(fd, [(0, 70000)]) is None  # (past the end: not there to read)
     finally:
         os.close(fd)
     assert known is not None
-    assert [n for n, _ in known] == [100, PRINT_BYTES, PRINT_BYTES]
+    assert [p[0] for p in known] == [100, PRINT_BYTES, PRINT_BYTES]
     assert holds(path, spans, known, len(data))
-    with open(path, "r+b") as f:  # a byte before the last 4 KiB of a span: not seen
-        f.seek(9000 - PRINT_BYTES - 1)
+
+    def flipped(at: int) -> bool:
+        """Whether a byte changed at ``at`` is seen (the file is put back after)."""
+        with open(path, "r+b") as f:
+            f.seek(at)
+            f.write(bytes([data[at] ^ 0xFF]))
+        seen = not holds(path, spans, known, len(data))
+        path.write_bytes(data)
+        return seen
+
+    assert not flipped(1000 + PRINT_BYTES)  # (between a span's ends: not seen)
+    assert not flipped(30000 - PRINT_BYTES - 1)
+    assert not flipped(35000)  # (in no span)
+    for at in (0, 99, 1000, 1000 + PRINT_BYTES - 1, 30000 - PRINT_BYTES, 29999, 65535):
+        assert flipped(at), at
+    # an end past the file's end (a file cut short) is not looked at; the others are
+    os.truncate(path, 45000)
+    assert holds(path, spans, known, 45000)
+    with open(path, "r+b") as f:  # (the first bytes of the span cut short are still seen)
+        f.seek(40000)
         f.write(b"\xff")
-    assert holds(path, spans, known, len(data))
-    with open(path, "r+b") as f:  # ... and one in them
-        f.seek(9000 - 1)
-        f.write(b"\xff")
-    assert not holds(path, spans, known, len(data))
-    # a span past the end (a file cut short) is not looked at; the others are
-    os.truncate(path, 10000)
-    assert not holds(path, spans, known, 10000)
-    assert holds(path, spans[:1] + spans[2:], known[:1] + known[2:], 10000)
+    assert not holds(path, spans, known, 45000)
+    os.truncate(path, 20000)
+    assert holds(path, spans[:1], known[:1], 20000)
+    assert holds(path, spans[2:], known[2:], 20000)
     assert not holds(tmp_path / "gone", spans, known, 0)

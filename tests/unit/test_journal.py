@@ -660,7 +660,7 @@ def test_prune_checks_a_bounded_number_of_records_per_call(tmp_path: Path) -> No
     j.close()
 
 
-# --- fingerprints of the spans' last bytes ---
+# --- fingerprints of the bytes at the spans' ends ---
 
 
 def test_spans_keep_their_prints_written_and_synced(tmp_path: Path) -> None:
@@ -668,21 +668,21 @@ def test_spans_keep_their_prints_written_and_synced(tmp_path: Path) -> None:
     with Journal(path, boot="one") as j:
         start(j)
         assert j.spans_with_prints(KEY) == ([], None)
-        j.save_spans(KEY, [(0, 300), (400, 500)], [(300, 7), (100, 8)])
-        j.save_synced(KEY, [(0, 100)], [], [(100, 9)])
-        assert j.spans_with_prints(KEY) == ([(0, 300), (400, 500)], [(300, 7), (100, 8)])
+        j.save_spans(KEY, [(0, 300), (400, 500)], [(300, 7, 17), (100, 8, 18)])
+        j.save_synced(KEY, [(0, 100)], [], [(100, 9, 19)])
+        assert j.spans_with_prints(KEY) == ([(0, 300), (400, 500)], [(300, 7, 17), (100, 8, 18)])
         assert j.spans(KEY) == [(0, 300), (400, 500)]
     with Journal(path, boot="two") as j:  # (after a reboot: the synced ones, and theirs)
-        assert j.spans_with_prints(KEY) == ([(0, 100)], [(100, 9)])
+        assert j.spans_with_prints(KEY) == ([(0, 100)], [(100, 9, 19)])
         j.save_spans(KEY, [(0, 200)])  # (none given: none kept)
         assert j.spans_with_prints(KEY) == ([(0, 200)], None)
 
 
 def test_prints_not_one_per_normal_span_are_not_kept(journal: Journal) -> None:
     start(journal)
-    journal.save_spans(KEY, [(0, 10), (20, 30)], [(10, 1)])
+    journal.save_spans(KEY, [(0, 10), (20, 30)], [(10, 1, 11)])
     assert journal.spans_with_prints(KEY) == ([(0, 10), (20, 30)], None)
-    journal.save_spans(KEY, [(20, 30), (0, 10)], [(10, 2), (10, 1)])  # (not in order)
+    journal.save_spans(KEY, [(20, 30), (0, 10)], [(10, 2, 12), (10, 1, 11)])  # (not in order)
     assert journal.spans_with_prints(KEY) == ([(0, 10), (20, 30)], None)
 
 
@@ -691,8 +691,8 @@ def test_reset_finish_and_another_part_file_drop_the_prints(tmp_path: Path) -> N
     for drop in ("reset", "finish", "part"):
         with Journal(path, boot="one") as j:
             start(j, part=1)
-            j.save_spans(KEY, [(0, 10)], [(10, 1)])
-            j.save_synced(KEY, [(0, 10)], [], [(10, 1)])
+            j.save_spans(KEY, [(0, 10)], [(10, 1, 11)])
+            j.save_synced(KEY, [(0, 10)], [], [(10, 1, 11)])
             if drop == "reset":
                 j.reset(KEY)
             elif drop == "finish":
@@ -725,6 +725,6 @@ def test_a_third_version_journal_is_upgraded_and_its_spans_trusted_without_print
     )
     with Journal(path) as j:
         assert j.spans_with_prints(KEY) == ([(0, 500)], None)
-        j.save_spans(KEY, [(0, 600)], [(100, 5)])
-        assert j.spans_with_prints(KEY) == ([(0, 600)], [(100, 5)])
+        j.save_spans(KEY, [(0, 600)], [(100, 5, 15)])
+        assert j.spans_with_prints(KEY) == ([(0, 600)], [(100, 5, 15)])
     assert versions(path) == [(SCHEMA_VERSION,)]

@@ -34,7 +34,7 @@ PART_SUFFIX = ".omniget-part"
 #: The attribute a finished file keeps while its bytes may not be on the disk (durable.py).
 UNSYNCED = "user.omniget.unsynced"
 _UTIME_FD = os.utime in os.supports_fd
-#: A span's fingerprint (see journal.Print) is of its last this many bytes at most.
+#: A span's fingerprint (see journal.Print) is of this many bytes at each end at most.
 PRINT_BYTES = 4096
 #: Filesystems kept in memory: preallocating there only zero-fills RAM ahead of the
 #: writes (about 0.2 s per GiB here), with nothing to gain against fragmentation.
@@ -200,36 +200,38 @@ def create_part(
 
 
 def prints(fd: int, spans: list[Interval]) -> list[Print] | None:
-    """The fingerprint of each of ``spans`` of the file open as ``fd``: the CRC-32 of its
-    last PRINT_BYTES bytes at most, read back (from the page cache, as a rule: bytes
-    spliced into the file never passed through this process); None if one of them
-    cannot be read."""
+    """The fingerprint of each of ``spans`` of the file open as ``fd``: how many bytes
+    each end gives (PRINT_BYTES at most) and the CRC-32 of its first and of its last that
+    many bytes, read back (from the page cache, as a rule: bytes spliced into the file
+    never passed through this process); None if one of them cannot be read."""
     out: list[Print] = []
-    for start, end in spans:
-        n = min(end - start, PRINT_BYTES)
-        try:
-            data = os.pread(fd, n, end - n)
-        except OSError:
-            return None
-        if len(data) != n:
-            return None
-        out.append((n, zlib.crc32(data)))
+    try:
+        for start, end in spans:
+            n = min(end - start, PRINT_BYTES)
+            first, last = os.pread(fd, n, start), os.pread(fd, n, end - n)
+            if len(first) != n or len(last) != n:
+                return None
+            out.append((n, zlib.crc32(first), zlib.crc32(last)))
+    except OSError:
+        return None
     return out
 
 
 def holds(path: Path, spans: list[Interval], known: list[Print], size: int) -> bool:
-    """Whether the file at ``path`` (``size`` bytes long) still holds, at the end of each
-    of ``spans``, the bytes of its fingerprint in ``known``. A span that ends past
-    ``size`` is not looked at (the file was cut short: it is resumed where it ends)."""
+    """Whether the file at ``path`` (``size`` bytes long) still holds, at each end of each
+    of ``spans``, the bytes of its fingerprint in ``known``. An end past ``size`` is not
+    looked at (the file was cut short: it is resumed where it ends)."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return False
     try:
-        for (start, end), (n, crc) in zip(spans, known, strict=True):
-            if end > size:
-                continue
-            if n > end - start or zlib.crc32(os.pread(fd, n, end - n)) != crc:
+        for (start, end), (n, first, last) in zip(spans, known, strict=True):
+            if n > end - start:
+                return False
+            if start + n <= size and zlib.crc32(os.pread(fd, n, start)) != first:
+                return False
+            if end <= size and zlib.crc32(os.pread(fd, n, end - n)) != last:
                 return False
         return True
     except OSError:

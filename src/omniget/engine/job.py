@@ -282,7 +282,7 @@ class FileJob:
         journal = self.ctx.journal
         if journal is None or not self.ensure_record():
             return
-        # (what a rerun reads back: the last bytes of each span, written already)
+        # (what a rerun reads back: the bytes at both ends of each span, written already)
         part = self.part
         marks = prints(part.fd, spans) if part is not None and part.fd >= 0 else None
         try:

@@ -20,9 +20,9 @@ A record also keeps its part file's identity (its inode number): its spans and p
 of that file only (another run with another state folder may have started the same name
 over since), and a part file that moved with its folder is found again by it. With each
 set of spans (written, and synced) it may keep their fingerprints (:data:`Print`: the
-CRC-32 of the last few KiB of each span, as the part file held them when they were
-recorded): the inode number of a file overwritten in place, or of a new file that got a
-freed one, says nothing of its bytes, and a rerun reads those bytes back.
+CRC-32 of the first and of the last few KiB of each span, as the part file held them
+when they were recorded): the inode number of a file overwritten in place, or of a new
+file that got a freed one, says nothing of its bytes, and a rerun reads those bytes back.
 
 Records not written for :data:`PRUNE_AGE` whose files are gone are dropped at the end of
 a run (:meth:`Journal.prune`): the journal does not grow for ever.
@@ -133,10 +133,10 @@ def _pack_prints(spans: list[Interval], prints: list[Print] | None) -> bytes | N
 def _unpack_prints(blob: bytes | None, count: int) -> list[Print] | None:
     """The prints of ``count`` spans; None if there are none (an older omniget's record,
     or a checkpoint that could not read its bytes back) or not as many."""
-    if blob is None or len(blob) != 8 * count:
+    if blob is None or len(blob) != 12 * count:
         return None
-    flat = struct.unpack(f"<{2 * count}I", blob)
-    return list(zip(flat[::2], flat[1::2], strict=True))
+    flat = struct.unpack(f"<{3 * count}I", blob)
+    return list(zip(flat[::3], flat[1::3], flat[2::3], strict=True))
 
 
 class Journal:

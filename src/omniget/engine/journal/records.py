@@ -12,9 +12,10 @@ from ..spans import Interval
 
 __all__ = ["FileRecord", "JournalStore", "Print", "RecordGone", "missing"]
 
-#: A span's fingerprint: how many of its last bytes were read (up to a few KiB), and
-#: their CRC-32. A rerun reads them back to tell its part file still holds the span.
-Print = tuple[int, int]
+#: A span's fingerprint: how many bytes were read at each of its ends (up to a few KiB),
+#: and the CRC-32 of its first and of its last that many. A rerun reads them back to
+#: tell its part file still holds the span.
+Print = tuple[int, int, int]
 
 
 @dataclass

@@ -61,8 +61,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     # part: the part file's inode number (NULL: not known, trusted as before)
     2: ("ALTER TABLE files ADD COLUMN part INTEGER",),
-    # prints, synced_prints: what the last bytes of each span of spans and synced hash
-    # to (NULL: not known, the spans trusted as before)
+    # prints, synced_prints: what the bytes at both ends of each span of spans and
+    # synced hash to (NULL: not known, the spans trusted as before)
     3: (
         "ALTER TABLE files ADD COLUMN prints BLOB",
         "ALTER TABLE files ADD COLUMN synced_prints BLOB",
