@@ -30,7 +30,7 @@ from omniget import download
 from omniget.engine import journal as journal_pkg
 from omniget.engine.core import Engine
 from omniget.engine.events import Event, Warned
-from omniget.engine.journal import FILENAME, Journal, repair
+from omniget.engine.journal import FILENAME, Journal, Owner, repair
 from omniget.engine.journal.opening import guard
 from omniget.engine.report import Report
 from omniget.model import Item
@@ -478,10 +478,11 @@ class ForgottenMeanwhile(Journal):
     done (as one finishing the same file under another name does, or one that found its
     own copy wrong)."""
 
-    def finish(self, key: str, *, size: int, digest: str | None, path: str | None = None) -> None:
+    def finish(self, key: str, *, size: int, digest: str | None, path: str | None = None,
+               own: Owner | None = None) -> None:
         with Journal(self.path) as other:
             other.forget(key)
-        super().finish(key, size=size, digest=digest, path=path)
+        super().finish(key, size=size, digest=digest, path=path, own=own)
 
 
 def test_a_record_gone_once_its_file_is_in_place_leaves_that_file_finished(

@@ -22,6 +22,7 @@ from tests.servers import together
 import omniget
 from omniget.engine import journal as journal_module
 from omniget.engine.journal import FILENAME, SCHEMA_VERSION, FileRecord, Journal, JournalStore
+from omniget.engine.journal.records import RecordGone, RecordTaken
 from omniget.errors import StorageError
 
 KEY = "/abs/out\x00http:abc"
@@ -474,6 +475,43 @@ def test_a_record_moves_to_another_key(journal: Journal) -> None:
     assert journal.get("/old\0u\0f") is None and journal.pieces("/old\0u\0f") == {}
     with pytest.raises(KeyError):
         journal.move("/old\0u\0f", "/elsewhere\0u\0f", path="/elsewhere/f")
+
+
+def test_a_write_given_its_owner_changes_a_record_only_while_it_is_the_owners(
+    tmp_path: Path,
+) -> None:
+    """Two runs write one download (one key) to two names: the record is that of the
+    run that started it last. The other's writes (given its path and part file) leave it
+    alone: a checkpoint or a finish says it was taken, a sync, reset or forget does
+    nothing; once the record is gone they say so."""
+    path = tmp_path / FILENAME
+    mine, theirs = ("/abs/out/x_1.bin", 11), ("/abs/out/x.bin", 22)
+    with Journal(path, boot="one") as j:
+        start(j, path=mine[0], part=mine[1])
+        j.save_spans(KEY, [(0, 400)], own=mine)
+        j.piece_done(KEY, 0, 400, own=mine)
+        start(j, path=theirs[0], part=theirs[1])  # (the other run's)
+        j.save_spans(KEY, [(0, 100)], own=theirs)
+        j.piece_done(KEY, 5, 10, own=theirs)
+        with pytest.raises(RecordTaken, match="was taken by another omniget run"):
+            j.save_spans(KEY, [(0, 800)], own=mine)
+        with pytest.raises(RecordTaken):
+            j.piece_done(KEY, 1, 400, own=mine)
+        with pytest.raises(RecordTaken):
+            j.finish(KEY, size=1000, digest=None, own=mine)
+        j.save_synced(KEY, [(0, 800)], [5], own=mine)
+        j.reset(KEY, own=mine)
+        j.forget(KEY, own=mine)
+        rec = j.get(KEY)
+        assert rec is not None and (rec.path, rec.part, rec.done) == (*theirs, False)
+        assert j.spans(KEY) == [(0, 100)] and j.pieces(KEY) == {5: 10}
+    with Journal(path, boot="two") as j:  # (nothing recorded as synced)
+        assert j.spans(KEY) == [] and j.pieces(KEY) == {}
+        j.forget(KEY, own=theirs)
+        assert j.get(KEY) is None
+        with pytest.raises(RecordGone, match="went away") as gone:
+            j.save_spans(KEY, [(0, 100)], own=theirs)
+        assert not isinstance(gone.value, RecordTaken)
 
 
 def test_a_second_version_journal_is_upgraded_and_its_records_trusted(tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ def _discard(job: FileJob) -> None:
         job.part.discard()
     if job.ctx.journal is not None and job.journal_started:
         try:
-            job.ctx.journal.forget(job.key)
+            job.ctx.journal.forget(job.key, own=job.owned)
         except StorageError as exc:
             job.ctx.journal_failed(exc)
         job.journal_started = False
@@ -166,9 +166,10 @@ def _finished(job: FileJob, final: Path, size: int, verified: str | None) -> Fil
     try:
         if journal is not None and job.server_path is not None:
             if job.ensure_record():
-                journal.finish(job.key, size=size, digest=None, path=str(job.server_path))
+                journal.finish(job.key, size=size, digest=None, path=str(job.server_path),
+                               own=job.owned)
         elif journal is not None and job.journal_started:
-            journal.forget(job.key)
+            journal.forget(job.key, own=job.owned)
             job.journal_started = False
     except RecordGone:
         # Another omniget run on the same folder dropped the record meanwhile (it finished

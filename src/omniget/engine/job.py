@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ from ..errors import AuthRequired, OmnigetError, RemoteNotFound, StorageError
 from ..model import Digest, Item
 from .assemble import PartFile, part_path, prints
 from .context import Ahead, RunContext, SetupSlot, output_key
-from .events import Progress, Started
+from .events import Progress, Started, Warned
 from .existing import (
     SkipFile,
     check_existing,
@@ -29,7 +30,8 @@ from .existing import (
     there,
 )
 from .finish import failed, fetch_verified, skipped
-from .journal import FileRecord, Print
+from .journal import FileRecord, Owner, Print
+from .journal.records import RecordGone, RecordTaken
 from .names import contain, unique_path
 from .others import make_other
 from .report import FileResult
@@ -58,6 +60,16 @@ __all__ = ["FileJob", "SkipFile"]
 PROGRESS_EVERY = 0.25  # seconds between Progress events per file
 HANDLER_SHARE = 10  # a Progress handler's time, times this: no Progress until it passed
 REFRESH_MARGIN = 60.0  # refresh expiring URLs this long before they expire
+#: A file's record that another run dropped under it (see FileJob.record_lost) ...
+RECORD_GONE = (
+    "its resume record went away (another omniget run on the same state folder finished"
+    " or dropped the same download meanwhile); a new one is made"
+)
+#: ... or took
+RECORD_TAKEN = (
+    "another omniget run on the same state folder took its resume record (it writes the"
+    " same download to another name); this file goes on without resume state"
+)
 
 #: Spans committed as written, and their fingerprints (see journal.Print).
 Saved = tuple[list[Interval], list[Print] | None]
@@ -74,8 +86,8 @@ class FileJob:
         "_generation", "_last_ckpt", "_last_progress", "_last_sync", "_planned_text", "_saved",
         "_unsynced", "_where", "after", "ahead", "claim", "connections", "ctx", "digests",
         "done", "end_proven", "etag", "fetched", "final", "found", "item", "journal_started",
-        "key",
-        "last_modified", "next_tick", "part", "planned", "record", "refreshed_at", "released",
+        "key", "last_modified", "lost", "next_tick", "owned", "part", "planned", "record",
+        "refreshed_at", "released",
         "remembered", "replacing", "resumed", "server_path", "size", "size_from_eof", "slot",
         "started", "stream_hash", "suspect", "written"
     )
@@ -128,6 +140,10 @@ class FileJob:
         # just the connection closing, which a cut connection looks the same as
         self.end_proven = False
         self.journal_started = False
+        #: What this file's record names while it is this run's (see records.Owner).
+        self.owned: Owner | None = None
+        #: Records of this file lost to another run: 1, one made again; 2, no more.
+        self.lost = 0
         self._last_progress = 0.0
         self._last_ckpt = time.monotonic()
         self.next_tick = 0.0  # monotonic time of the next progress event or checkpoint
@@ -242,25 +258,65 @@ class FileJob:
         if self.journal_started:
             return True
         journal = self.ctx.journal
-        if journal is None or self.final is None or self.ctx.journal_error is not None:
+        if (
+            journal is None or self.final is None or self.ctx.journal_error is not None
+            or self.lost > 1
+        ):
             return False
+        path = str(self.final)
+        part = self.part.inode() if self.part is not None and self.part.fd >= 0 else None
         try:
             journal.start(
                 self.key,
-                path=str(self.final),
+                path=path,
                 url=self.item.download_url,
                 size=self.size,
                 etag=self.etag,
                 last_modified=self.last_modified,
                 digest=f"{self.digests[0].algo}:{self.digests[0].hex}" if self.digests else None,
-                part=self.part.inode() if self.part is not None and self.part.fd >= 0 else None,
+                part=part,
             )
         except StorageError as exc:  # (no record of it yet: it goes on without one)
             self.ctx.journal_failed(exc)
             return False
         self.ctx.journal_started(self.key)
         self.journal_started = True
+        self.owned = (path, part)
         return True
+
+    def record_lost(self, exc: RecordGone) -> bool:
+        """Another omniget run on the same state folder dropped this file's record (it
+        finished or dropped the same download under another name; the record's key is
+        the download's) or took it (it writes that download to another name now). Gone:
+        a new record is made, and True says to write again. Taken: it is that run's
+        (this run's bytes are not in its part file), and this file goes on without
+        resume state. One warning either way; a second loss ends resume state for the
+        file without another."""
+        self.journal_started = False
+        self.owned = None
+        self.lost += 1
+        if self.lost > 1:
+            return False
+        if isinstance(exc, RecordTaken):
+            self.lost = 2
+            self.ctx.event(Warned(self.item, self.final, RECORD_TAKEN))
+            return False
+        self.ctx.event(Warned(self.item, self.final, RECORD_GONE))
+        return self.ensure_record()
+
+    def _write(self, call: Callable[[], None]) -> bool:
+        """Make ``call``, a write of this file's record (given ``self.owned``); False
+        when it was not written (see record_lost and RunContext.journal_failed)."""
+        while True:
+            try:
+                call()
+                return True
+            except RecordGone as exc:
+                if not self.record_lost(exc):
+                    return False
+            except StorageError as exc:
+                self.ctx.journal_failed(exc)
+                return False
 
     def _forget_bytes(self) -> None:
         """A fresh part file is made while an earlier one's record stays (its part file
@@ -285,10 +341,7 @@ class FileJob:
         # (what a rerun reads back: the bytes at both ends of each span, written already)
         part = self.part
         marks = prints(part.fd, spans) if part is not None and part.fd >= 0 else None
-        try:
-            journal.save_spans(self.key, spans, marks)
-        except StorageError as exc:
-            self.ctx.journal_failed(exc)
+        if not self._write(lambda: journal.save_spans(self.key, spans, marks, own=self.owned)):
             return
         self._saved = (spans, marks)
         self._sync_due(now)
@@ -299,10 +352,7 @@ class FileJob:
         journal = self.ctx.journal
         if journal is None or not self.ensure_record():
             return
-        try:
-            journal.piece_done(self.key, index, size)
-        except StorageError as exc:
-            self.ctx.journal_failed(exc)
+        if not self._write(lambda: journal.piece_done(self.key, index, size, own=self.owned)):
             return
         if in_part:
             self._unsynced.append(index)
@@ -330,10 +380,10 @@ class FileJob:
             journal = self.ctx.journal
             if fut.cancelled() or not fut.result() or gen != self._generation:
                 return
-            if journal is None or not (spans or pieces):
+            if journal is None or not (spans or pieces) or self.owned is None:
                 return
             try:
-                journal.save_synced(self.key, spans, pieces, marks)
+                journal.save_synced(self.key, spans, pieces, marks, own=self.owned)
             except StorageError as exc:
                 self.ctx.journal_failed(exc)
 
@@ -355,7 +405,7 @@ class FileJob:
             self.end_proven = False
         if self.ctx.journal is not None and self.journal_started:
             try:
-                self.ctx.journal.reset(self.key)
+                self.ctx.journal.reset(self.key, own=self.owned)
             except StorageError as exc:
                 self.ctx.journal_failed(exc)
         if self.part is not None:
@@ -469,7 +519,9 @@ class FileJob:
             if self.ahead is not None:
                 self._drop_ahead()
             if self.part is not None and self.part.fd >= 0:  # (closed at the commit)
-                if self.ctx.journal_error is not None and not (wrote or self.journal_started):
+                if (self.ctx.journal_error is not None or self.lost > 1) and not (
+                    wrote or self.journal_started
+                ):
                     # (no record of its bytes: a part file nothing could resume)
                     with contextlib.suppress(StorageError):
                         self.part.discard()

@@ -141,6 +141,7 @@ def load_resume(job: FileJob, final: Path) -> None:
     job.done = done
     job.resumed = length(job.done)
     job.journal_started = True
+    job.owned = (rec.path, rec.part)
     log.debug("%s: resuming with %d bytes already in", final.name, job.resumed)
 
 

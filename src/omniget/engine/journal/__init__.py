@@ -24,6 +24,13 @@ CRC-32 of the first and of the last few KiB of each span, as the part file held 
 when they were recorded): the inode number of a file overwritten in place, or of a new
 file that got a freed one, says nothing of its bytes, and a rerun reads those bytes back.
 
+A record is a download's (its key: the output folder, the URL or source id, the output
+path), not a name's: two runs writing one download to two names at once (--on-exists
+rename in one of them) share it, and the one that started it last has it. A running
+download's writes give the path and part file it made or took its record for (an
+:data:`Owner`): a record another run took since is left alone, and said to be taken
+(:class:`.records.RecordTaken`); one gone is said to be gone (:class:`.records.RecordGone`).
+
 Records not written for :data:`PRUNE_AGE` whose files are gone are dropped at the end of
 a run (:meth:`Journal.prune`): the journal does not grow for ever.
 
@@ -69,7 +76,7 @@ from types import TracebackType
 
 from ..spans import Interval, merge
 from .opening import guard, open_file, open_or_repair
-from .records import FileRecord, JournalStore, Print, missing
+from .records import FileRecord, JournalStore, Owner, Print, RecordGone, missing, taken
 from .repair import move_if_same
 from .schema import SCHEMA_VERSION, copy_records
 
@@ -79,6 +86,7 @@ __all__ = [
     "FileRecord",
     "Journal",
     "JournalStore",
+    "Owner",
     "Print",
 ]
 
@@ -113,6 +121,26 @@ def boot_id() -> str:
 def _pack(spans: list[Interval]) -> bytes:
     flat = [v for iv in spans for v in iv]
     return struct.pack(f"<{len(flat)}q", *flat)
+
+
+#: A row still the writer's (see :data:`.records.Owner`): its path, and its part file
+#: unless either side does not know it.
+_OWNED = " AND path = ? AND (? IS NULL OR part IS NULL OR part = ?)"
+
+
+def _owned(own: Owner | None) -> tuple[str, tuple[object, ...]]:
+    """The condition a write given ``own`` adds to its ``WHERE key = ?``, and its values."""
+    if own is None:
+        return "", ()
+    return _OWNED, (own[0], own[1], own[1])
+
+
+def _lost(db: sqlite3.Connection, key: str) -> RecordGone:
+    """Why a write found no row of ``key`` it could change: none is there, or one that
+    another run took (see :data:`.records.Owner`)."""
+    if db.execute("SELECT 1 FROM files WHERE key = ?", (key,)).fetchone() is None:
+        return missing(key)
+    return taken(key)
 
 
 def _unpack(blob: bytes | None) -> list[Interval]:
@@ -350,58 +378,73 @@ class Journal:
                 raise missing(key)
             db.execute("UPDATE pieces SET key = ? WHERE key = ?", (to, key))
 
-    def reset(self, key: str) -> None:
-        """Drop ``key``'s spans and pieces (the remote file changed, or a restart)."""
+    def reset(self, key: str, *, own: Owner | None = None) -> None:
+        """Drop ``key``'s spans and pieces (the remote file changed, or a restart); given
+        ``own``, only while the record is still the caller's (else a no-op)."""
+        where, args = _owned(own)
         with self._conn("reset", tx=True) as db:
-            db.execute(
+            cur = db.execute(
                 "UPDATE files SET spans = NULL, synced = NULL, prints = NULL,"
-                " synced_prints = NULL, updated = ? WHERE key = ?",
-                (self._now(), key),
+                " synced_prints = NULL, updated = ? WHERE key = ?" + where,
+                (self._now(), key, *args),
             )
-            db.execute("DELETE FROM pieces WHERE key = ?", (key,))
+            if cur.rowcount or own is None:
+                db.execute("DELETE FROM pieces WHERE key = ?", (key,))
 
     def save_spans(
-        self, key: str, spans: list[Interval], prints: list[Print] | None = None
+        self, key: str, spans: list[Interval], prints: list[Print] | None = None, *,
+        own: Owner | None = None,
     ) -> None:
         """Replace ``key``'s finished spans (written, maybe not yet on the disk), and
-        their fingerprints: one per span, if ``spans`` is normal. KeyError if
-        :meth:`start` was not called."""
+        their fingerprints: one per span, if ``spans`` is normal.
+        :class:`.records.RecordGone` if there is no record (:meth:`start` was not called,
+        or another run dropped it); given ``own``, :class:`.records.RecordTaken` if the
+        record is not the caller's any more."""
         normal = merge(spans)
         marks = _pack_prints(normal, prints) if normal == spans else None
         blob = _pack(normal)
+        where, args = _owned(own)
         with self._conn("checkpoint") as db:
             cur = db.execute(
-                "UPDATE files SET spans = ?, prints = ?, boot = ?, updated = ? WHERE key = ?",
-                (blob, marks, self._boot, self._now(), key),
+                "UPDATE files SET spans = ?, prints = ?, boot = ?, updated = ? WHERE key = ?"
+                + where,
+                (blob, marks, self._boot, self._now(), key, *args),
             )
-        if cur.rowcount == 0:
-            raise missing(key)
+            if cur.rowcount == 0:
+                raise _lost(db, key)
 
     def save_synced(
         self, key: str, spans: list[Interval], pieces: list[int],
-        prints: list[Print] | None = None,
+        prints: list[Print] | None = None, *, own: Owner | None = None,
     ) -> None:
         """Record ``spans`` (with their fingerprints, as for :meth:`save_spans`) and
         ``pieces`` of ``key`` as synced to the disk (a no-op for a file done or gone
-        meanwhile)."""
+        meanwhile, or given ``own``, not the caller's any more)."""
         normal = merge(spans)
         marks = _pack_prints(normal, prints) if normal == spans else None
         blob = _pack(normal)
+        where, args = _owned(own)
         with self._conn("checkpoint", tx=True) as db:
-            db.execute(
-                "UPDATE files SET synced = ?, synced_prints = ? WHERE key = ? AND done = 0",
-                (blob, marks, key),
+            cur = db.execute(
+                "UPDATE files SET synced = ?, synced_prints = ? WHERE key = ? AND done = 0"
+                + where,
+                (blob, marks, key, *args),
             )
+            if cur.rowcount == 0:
+                return
             db.executemany(
                 "UPDATE pieces SET boot = NULL WHERE key = ? AND idx = ?",
                 [(key, i) for i in pieces],
             )
 
-    def piece_done(self, key: str, index: int, size: int) -> None:
-        """Record piece ``index`` of ``key`` as verified, ``size`` output bytes."""
+    def piece_done(self, key: str, index: int, size: int, *, own: Owner | None = None) -> None:
+        """Record piece ``index`` of ``key`` as verified, ``size`` output bytes (errors as
+        for :meth:`save_spans`)."""
+        where, args = _owned(own)
         with self._conn("checkpoint", tx=True) as db:
-            if db.execute("SELECT 1 FROM files WHERE key = ?", (key,)).fetchone() is None:
-                raise missing(key)
+            query = "SELECT 1 FROM files WHERE key = ?" + where
+            if db.execute(query, (key, *args)).fetchone() is None:
+                raise _lost(db, key)
             db.execute(
                 "INSERT OR REPLACE INTO pieces (key, idx, size, boot) VALUES (?, ?, ?, ?)",
                 (key, index, size, self._boot),
@@ -409,26 +452,31 @@ class Journal:
             db.execute("UPDATE files SET updated = ? WHERE key = ?", (self._now(), key))
 
     def finish(
-        self, key: str, *, size: int, digest: str | None, path: str | None = None
+        self, key: str, *, size: int, digest: str | None, path: str | None = None,
+        own: Owner | None = None,
     ) -> None:
         """Mark ``key`` done (the completed archive); its spans and pieces are dropped.
-        ``path``: remember this path for it instead of the one it was started with."""
+        ``path``: remember this path for it instead of the one it was started with.
+        Errors as for :meth:`save_spans`."""
+        where, args = _owned(own)
         with self._conn("finish", tx=True) as db:
             cur = db.execute(
                 "UPDATE files SET done = 1, size = ?, digest = ?, spans = NULL, synced = NULL,"
                 " prints = NULL, synced_prints = NULL, updated = ?,"
-                " path = COALESCE(?, path) WHERE key = ?",
-                (size, digest, self._now(), path, key),
+                " path = COALESCE(?, path) WHERE key = ?" + where,
+                (size, digest, self._now(), path, key, *args),
             )
             if cur.rowcount == 0:
-                raise missing(key)
+                raise _lost(db, key)
             db.execute("DELETE FROM pieces WHERE key = ?", (key,))
 
-    def forget(self, key: str) -> None:
-        """Remove every trace of ``key``."""
+    def forget(self, key: str, *, own: Owner | None = None) -> None:
+        """Remove every trace of ``key`` (given ``own``: if its record is the caller's)."""
+        where, args = _owned(own)
         with self._conn("forget", tx=True) as db:
-            db.execute("DELETE FROM pieces WHERE key = ?", (key,))
-            db.execute("DELETE FROM files WHERE key = ?", (key,))
+            cur = db.execute("DELETE FROM files WHERE key = ?" + where, (key, *args))
+            if cur.rowcount or own is None:
+                db.execute("DELETE FROM pieces WHERE key = ?", (key,))
 
     def prune(
         self,

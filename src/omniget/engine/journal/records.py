@@ -10,12 +10,21 @@ from typing import Protocol
 from ...errors import StorageError
 from ..spans import Interval
 
-__all__ = ["FileRecord", "JournalStore", "Print", "RecordGone", "missing"]
+__all__ = [
+    "FileRecord", "JournalStore", "Owner", "Print", "RecordGone", "RecordTaken", "missing",
+    "taken",
+]
 
 #: A span's fingerprint: how many bytes were read at each of its ends (up to a few KiB),
 #: and the CRC-32 of its first and of its last that many. A rerun reads them back to
 #: tell its part file still holds the span.
 Print = tuple[int, int, int]
+
+#: The output path and part file (its inode number; None: not known) a running download
+#: made or took its record for. A write given one changes the record only while it still
+#: names them: another run writing the same download to another name at the same time
+#: (the record key is the download's, not the name's) may have taken it since.
+Owner = tuple[str, int | None]
 
 
 @dataclass
@@ -61,30 +70,32 @@ class JournalStore(Protocol):
 
     def move(self, key: str, to: str, *, path: str) -> None: ...
 
-    def reset(self, key: str) -> None: ...
+    def reset(self, key: str, *, own: Owner | None = None) -> None: ...
 
     def spans(self, key: str) -> list[Interval]: ...
 
     def spans_with_prints(self, key: str) -> tuple[list[Interval], list[Print] | None]: ...
 
     def save_spans(
-        self, key: str, spans: list[Interval], prints: list[Print] | None = None
+        self, key: str, spans: list[Interval], prints: list[Print] | None = None, *,
+        own: Owner | None = None,
     ) -> None: ...
 
     def save_synced(
         self, key: str, spans: list[Interval], pieces: list[int],
-        prints: list[Print] | None = None,
+        prints: list[Print] | None = None, *, own: Owner | None = None,
     ) -> None: ...
 
     def pieces(self, key: str) -> dict[int, int]: ...
 
-    def piece_done(self, key: str, index: int, size: int) -> None: ...
+    def piece_done(self, key: str, index: int, size: int, *, own: Owner | None = None) -> None: ...
 
     def finish(
-        self, key: str, *, size: int, digest: str | None, path: str | None = None
+        self, key: str, *, size: int, digest: str | None, path: str | None = None,
+        own: Owner | None = None,
     ) -> None: ...
 
-    def forget(self, key: str) -> None: ...
+    def forget(self, key: str, *, own: Owner | None = None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -97,9 +108,23 @@ class RecordGone(StorageError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class RecordTaken(RecordGone):
+    """A file's record names another output path or part file than the writer's
+    :data:`Owner`: another omniget run writing the same download to another name took
+    it (its bytes are not this run's)."""
+
+
 def missing(key: str) -> RecordGone:
     name = key.rpartition("\0")[2] or key
     return RecordGone(
         f"the resume record of {name} went away: another omniget run on the same folder"
         " may have finished it; run again"
+    )
+
+
+def taken(key: str) -> RecordTaken:
+    name = key.rpartition("\0")[2] or key
+    return RecordTaken(
+        f"the resume record of {name} was taken by another omniget run on the same folder"
+        " writing the same download to another name"
     )
