@@ -8,11 +8,16 @@ never writes its bytes into a record that now describes the other run's part fil
 later run would resume that part file over holes), nor drops that record. Before, the
 first checkpoint after the record was dropped failed the file (exit 7, "the resume
 record went away"), and one while the other run held it wrote this run's spans into it.
+
+Also here: a prune by another run (it cannot drop a running download's record), and an
+earlier URL's record dropped by another run just as this one takes it over.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,9 +25,12 @@ from tests.servers.checks import wait_for
 from tests.servers.httpd import HTTPServer
 
 from omniget import download
+from omniget.engine.core import Engine
 from omniget.engine.events import Event, Warned
-from omniget.engine.journal import Journal
+from omniget.engine.journal import FILENAME, Journal
 from omniget.engine.report import Report
+from omniget.engine.resources import gone
+from omniget.engine.resume import STARTED_OVER
 from omniget.model import Item
 from omniget.settings import Settings
 
@@ -131,3 +139,66 @@ def test_a_record_another_run_holds_is_left_to_it(
     assert {p.name: p.read_bytes() == data for p in out.iterdir()} == {
         "x.bin": True, "x_1.bin": True}
     assert the_record(state) is None
+
+
+def test_a_prune_by_another_run_leaves_a_running_downloads_record(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """A prune drops only records not written for 90 days whose files are gone: a
+    running download's part file is there, so even a run whose clock is 100 days ahead
+    leaves its record (and with it, the run's resume state for that file)."""
+    state, out = tmp_path / "state", tmp_path / "out"
+    data = payload(1024 * KiB, 33)
+    url = httpd.add(httpd.new_path("x.bin"), data) + f"?hold=a&stall_after={HALF}"
+    a = Background([Item(url)], out, settings(state, "skip"))
+    assert httpd.held("a")
+    wait_for(lambda: the_record(state) == (str(out / "x.bin"), [(0, HALF)]))
+    with Journal(state / FILENAME, now=lambda: time.time() + 100 * 86400) as later:
+        assert later.prune(gone) == 0
+    assert the_record(state) == (str(out / "x.bin"), [(0, HALF)])
+    httpd.release("a")
+    report = a.report()
+    assert report.exit_code == 0, report.failures
+    assert (out / "x.bin").read_bytes() == data and a.warned() == []
+
+
+class DroppedBeforeTheMove(Journal):
+    """A journal in which another run drops the record a run is taking over (the earlier
+    URL's, whose part file is at the same output path) just before it moves it to its own
+    key: the other run finished or dropped that download meanwhile."""
+
+    def move(self, key: str, to: str, *, path: str) -> None:
+        with Journal(self.path) as other:
+            other.forget(key)
+        super().move(key, to, path=path)
+
+
+def test_an_earlier_urls_record_dropped_as_it_is_taken_over_leaves_the_file_going_on(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """The part file then has no record: it is started over, as any such part file is,
+    with that warning. Before, the file failed, exit 7 ("the resume record went away")."""
+    state, out = tmp_path / "state", tmp_path / "out"
+    data = payload(1024 * KiB, 34)
+    path = httpd.new_path("signed.bin")
+    httpd.add(path, data)
+    old = download([httpd.url(path, token="old", reset=HALF, times=1)], out,
+                   settings=settings(state, "skip"))
+    assert old.failed == 1
+    journal = DroppedBeforeTheMove(state / FILENAME)
+    events: list[Event] = []
+
+    async def go() -> Report:
+        engine = Engine(settings(state, "skip"), journal=journal)
+        try:
+            return await engine.run([Item(httpd.url(path, token="new"))], out,
+                                    on_event=events.append)
+        finally:
+            await engine.aclose()
+
+    report = asyncio.run(go())
+    journal.close()
+    assert report.exit_code == 0, report.failures
+    assert sorted(p.name for p in out.iterdir()) == ["signed.bin"]
+    assert (out / "signed.bin").read_bytes() == data
+    assert [e.message for e in events if isinstance(e, Warned)] == [STARTED_OVER]

@@ -19,6 +19,7 @@ from .context import output_key
 from .events import Warned
 from .existing import SkipFile, there
 from .journal import FileRecord
+from .journal.records import RecordGone
 from .spans import length, merge
 
 if TYPE_CHECKING:
@@ -214,6 +215,9 @@ def moved_here(job: FileJob, final: Path) -> FileRecord | None:
                 why = "an earlier URL" if renewed else key.partition("\0")[0]
                 log.debug("%s: its part file is the one of %s", final.name, why)
                 return journal.get(job.key)
+            except RecordGone:  # (another run finished or dropped it meanwhile)
+                log.debug("%s: the record of its part file went away", final.name)
+                return None
             except StorageError as exc:
                 job.ctx.journal_failed(exc)
                 return None
