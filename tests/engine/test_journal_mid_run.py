@@ -419,6 +419,51 @@ def test_damage_the_open_does_not_read_is_found_by_the_run_and_moved_aside(
     assert warnings(caplog) == []
 
 
+def test_a_journal_another_run_moved_aside_gets_this_runs_records_at_its_end(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Run B finds the journal damaged at its open (a schema version no omniget wrote,
+    which this run, holding the file open, never reads again), moves it aside and makes
+    a new one while this run is held. This run's writes go on into the file moved aside
+    until it next looks for its journal (at most once a second; here not again in the
+    run): at its end, they are copied into B's journal, B's own records left as they are.
+    So the file this run was cut off from is resumed by the next run, as is B's. Before,
+    they stayed in the file moved aside, which no run reads: the part file was started
+    over ("no resume record")."""
+    monkeypatch.setattr(journal_pkg, "CHECK_EVERY", 3600.0)
+    state = tmp_path / "state"
+    run = Run(httpd, payload, tmp_path, state)
+    run.urls[2] += "?reset=100000&times=1"
+    later = urlsplit(run.urls[2]).path
+    theirs = payload(300 * KiB, 98)
+    path = httpd.new_path("theirs.bin")
+    url = httpd.add(path, theirs) + "?reset=50000&times=1"
+    with caplog.at_level(logging.WARNING, logger="omniget"):
+        run.start()
+        with contextlib.closing(sqlite3.connect(state / FILENAME)) as db:
+            db.execute("UPDATE schema_version SET version = 'x'")
+            db.commit()
+        b = download([url], tmp_path / "b", settings=run.settings)
+        assert b.failed == 1
+        [aside] = moved_aside(state)
+        report = run.finish()
+    assert [r.status for r in report.results] == ["ok", "ok", "failed"]
+    assert warnings(caplog) == [
+        f"resume journal {state / FILENAME}: the file was damaged (malformed schema version"
+        f" 'x'); moved aside to {state / aside} and a new one made (downloads its records"
+        " could have resumed start over)",
+        f"resume journal {state / FILENAME}: another omniget run replaced it during this run"
+        " (it found it damaged, say); this run's records are copied into the new one"]
+    httpd.clear_log()
+    again = download(run.urls, run.out, settings=run.settings)
+    assert [r.status for r in again.results] == ["skipped", "skipped", "ok"], again.failures
+    assert run.files() == {"small.bin": True, "held.bin": True, "later.bin": True}
+    assert [r.header("range") for r in httpd.requests_to(later)] == ["bytes=100000-307199"]
+    assert download([url], tmp_path / "b", settings=run.settings).ok == 1
+    assert [r.header("range") for r in httpd.requests_to(path)] == ["bytes=50000-307199"]
+
+
 @contextlib.contextmanager
 def tmpfs(where: Path, size: str) -> Iterator[None]:
     where.mkdir()

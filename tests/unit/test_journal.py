@@ -21,7 +21,14 @@ from tests.servers import together
 
 import omniget
 from omniget.engine import journal as journal_module
-from omniget.engine.journal import FILENAME, SCHEMA_VERSION, FileRecord, Journal, JournalStore
+from omniget.engine.journal import (
+    FILENAME,
+    SCHEMA_VERSION,
+    FileRecord,
+    Journal,
+    JournalStore,
+    repair,
+)
 from omniget.engine.journal.records import RecordGone, RecordTaken
 from omniget.errors import StorageError
 
@@ -606,6 +613,48 @@ def test_a_journal_another_run_made_again_gets_this_runs_records(
     assert other.get("theirs") is not None  # (kept)
     mine.close()
     other.close()
+
+
+def test_the_records_copied_into_a_journal_another_run_made_leave_that_runs_alone(
+    tmp_path: Path, look_always: None
+) -> None:
+    """Another run moved the journal aside (it found it damaged) and made a new one, in
+    which it started a download this run has a record of too (one download, two names):
+    its record is newer, and stays as it is (with no pieces of this run's). Before, the
+    copy replaced it with this run's."""
+    state = tmp_path / "state"
+    mine = Journal.in_dir(state)
+    start(mine, "both", path="/abs/out/x_1.bin", part=11)
+    mine.save_spans("both", [(0, 500)])
+    mine.piece_done("both", 1, 10)
+    start(mine, "mine")
+    repair.move_aside(state / FILENAME, time.time())
+    other = Journal.in_dir(state)
+    start(other, "both", path="/abs/out/x.bin", part=22)
+    other.save_spans("both", [(0, 100)])
+    mine.save_spans("mine", [(0, 9)])  # (it looks, and copies its records)
+    assert other.spans("mine") == [(0, 9)]
+    rec = other.get("both")
+    assert rec is not None and (rec.path, rec.part) == ("/abs/out/x.bin", 22)
+    assert other.spans("both") == [(0, 100)] and other.pieces("both") == {}
+    mine.close()
+    other.close()
+
+
+def test_writes_after_the_last_look_reach_the_journal_made_again_at_the_close(
+    tmp_path: Path,
+) -> None:
+    """The journal moved aside by another run within the second after this run's last
+    look: its close looks once more, and copies what it wrote meanwhile."""
+    state = tmp_path / "state"
+    j = Journal.in_dir(state)
+    start(j, "a")
+    repair.move_aside(state / FILENAME, time.time())
+    Journal.in_dir(state).close()  # (the other run's new one)
+    j.save_spans("a", [(0, 80)])  # (within the second: into the file moved aside)
+    j.close()
+    with Journal.in_dir(state) as again:
+        assert again.spans("a") == [(0, 80)]
 
 
 def test_writes_before_the_next_look_reach_the_journal_made_again(tmp_path: Path) -> None:

@@ -35,7 +35,9 @@ Records not written for :data:`PRUNE_AGE` whose files are gone are dropped at th
 a run (:meth:`Journal.prune`): the journal does not grow for ever.
 
 A journal file removed while a run has it open (its state folder deleted) is made again,
-with the run's records, at the run's next write.
+with the run's records, at the run's next write (it is looked for at most once a second,
+and at the close). One that another run replaced meanwhile (it found it damaged and moved
+it aside) gets the run's records the same way, but for those it has already (newer).
 
 A damaged journal file (SQLite's "not a database" or "malformed", or a schema version no
 omniget wrote: not an integer, or below 1) is moved aside at the open, with its -wal and
@@ -222,8 +224,11 @@ class Journal:
 
     def _check_file(self) -> None:
         """The journal file was removed (its state folder deleted, say) since it was
-        opened: SQLite would go on writing to the removed file, and a rerun would find
-        nothing. It is made again, with every record of the open one."""
+        opened, or another run replaced it (it found it damaged, moved it aside and made
+        a new one): SQLite would go on writing to the file it has open, and a rerun would
+        find nothing. It is made again (or the new one opened), with every record of the
+        open one that it has none of."""
+        replaced = False
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -233,6 +238,7 @@ class Journal:
         else:
             if (st.st_dev, st.st_ino) == self._ident:
                 return
+            replaced = True
         old = self._db
         assert old is not None
         try:
@@ -249,9 +255,14 @@ class Journal:
             db.close()
             raise
         self._db, self._ident = db, ident
-        old.close()
-        log.warning("resume journal %s: it was removed during the run; made again with"
-                    " this run's records", self.path)
+        old.close()  # (SQLite leaves a moved file's log alone: the new one's has its name)
+        if replaced:
+            log.warning("resume journal %s: another omniget run replaced it during this run"
+                        " (it found it damaged, say); this run's records are copied into the"
+                        " new one", self.path)
+        else:
+            log.warning("resume journal %s: it was removed during the run; made again with"
+                        " this run's records", self.path)
 
     # --- reads ---
 
@@ -545,10 +556,23 @@ class Journal:
         return Journal(self.path, now=self._now, boot=self._boot)
 
     def close(self) -> None:
+        """Close it; what was written since the last look for the journal file (see
+        :meth:`_conn`) reaches the one at its path first, if that is another now."""
         with self._lock, guard(self.path, "close"):
             if self._db is not None:
+                if self._ident is not None:
+                    self._last_look()
                 db, self._db = self._db, None
                 db.close()
+
+    def _last_look(self) -> None:
+        """:meth:`_check_file` at the close (one stat per run)."""
+        try:
+            self._check_file()
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("resume journal %s: it was removed or replaced during the run, and"
+                        " this run's records could not be copied into the new one (%s); the"
+                        " downloads this run left unfinished start over", self.path, exc)
 
     def __enter__(self) -> Journal:
         return self

@@ -118,14 +118,18 @@ _COLUMNS = {
 
 
 def copy_records(source: sqlite3.Connection, to: sqlite3.Connection) -> None:
-    """Every record of ``source`` into ``to`` (replacing those ``to`` has of the same keys),
-    in one transaction."""
+    """Every record of ``source`` into ``to``, in one transaction; not those of keys ``to``
+    has a record of (another run made it and wrote them since: they are newer)."""
     to.execute("BEGIN IMMEDIATE")
     try:
-        for table, columns in _COLUMNS.items():
+        have = {key for (key,) in to.execute("SELECT key FROM files")}
+        for table, columns in _COLUMNS.items():  # (both tables' first column is the key)
             marks = ", ".join("?" * (columns.count(",") + 1))
             rows = source.execute(f"SELECT {columns} FROM {table}")
-            to.executemany(f"INSERT OR REPLACE INTO {table} ({columns}) VALUES ({marks})", rows)
+            to.executemany(
+                f"INSERT OR REPLACE INTO {table} ({columns}) VALUES ({marks})",
+                (row for row in rows if row[0] not in have),
+            )
     except BaseException:
         to.execute("ROLLBACK")
         raise
