@@ -31,7 +31,7 @@ from omniget.engine.journal import FILENAME, Journal
 from omniget.engine.report import Report
 from omniget.engine.resources import gone
 from omniget.engine.resume import STARTED_OVER
-from omniget.model import Item
+from omniget.model import ByteRange, Item, Piece
 from omniget.settings import Settings
 
 KiB = 1024
@@ -202,3 +202,40 @@ def test_an_earlier_urls_record_dropped_as_it_is_taken_over_leaves_the_file_goin
     assert sorted(p.name for p in out.iterdir()) == ["signed.bin"]
     assert (out / "signed.bin").read_bytes() == data
     assert [e.message for e in events if isinstance(e, Warned)] == [STARTED_OVER]
+
+
+def test_a_record_dropped_under_a_piecewise_download_is_made_again(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """As the first test, for a file fetched in pieces (its record keeps the pieces
+    verified): A's first piece is recorded, its second held while B fetches the same
+    download into x.bin and drops the record. A's next piece makes a new one."""
+    state, out = tmp_path / "state", tmp_path / "out"
+    out.mkdir()
+    (out / "x.bin").write_bytes(OLD)
+    data = payload(2 * QUARTER, 35)
+    base = httpd.add(httpd.new_path("x.bin"), data)
+
+    def item(second: str) -> Item:
+        return Item(base, path="x.bin", source_id="x", pieces=(
+            Piece(base, range=ByteRange(0, QUARTER)),
+            Piece(second, range=ByteRange(QUARTER, 2 * QUARTER)),
+        ))
+
+    def pieces() -> dict[int, int]:
+        with Journal.in_dir(state) as j:
+            return {i: n for key in j.keys("") for i, n in j.pieces(key).items()}
+
+    a = Background([item(f"{base}?hold=a")], out, settings(state, "rename"))
+    assert httpd.held("a")
+    wait_for(lambda: state.exists() and pieces() == {0: QUARTER})
+    b = download([item(base)], out, settings=settings(state, "overwrite"))
+    assert b.exit_code == 0, b.failures
+    assert the_record(state) is None
+    httpd.release("a")
+    report = a.report()
+    assert report.exit_code == 0, report.failures
+    assert {p.name: p.read_bytes() == data for p in out.iterdir()} == {
+        "x.bin": True, "x_1.bin": True}
+    [warning] = a.warned()
+    assert warning.startswith("its resume record went away")
