@@ -59,8 +59,9 @@ thread-safe (the engine runs them in worker threads).
 Its parts: :mod:`.records` (:class:`FileRecord`, :class:`JournalStore`, the error of a
 record gone away), :mod:`.schema` (the tables, their migrations, a connection's set-up and
 the copy of records into a file made again), :mod:`.opening` (opening the file, and the
-error messages when that or any call fails) and :mod:`.repair` (a damaged file moved
-aside).
+error messages when that or any call fails), :mod:`.rows` (how spans and their
+fingerprints are packed; a running download's writes' condition) and :mod:`.repair` (a
+damaged file moved aside).
 """
 
 from __future__ import annotations
@@ -68,7 +69,6 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -78,8 +78,9 @@ from types import TracebackType
 
 from ..spans import Interval, merge
 from .opening import guard, open_file, open_or_repair
-from .records import FileRecord, JournalStore, Owner, Print, RecordGone, missing, taken
+from .records import FileRecord, JournalStore, Owner, Print, missing
 from .repair import move_if_same
+from .rows import lost, owned, pack, pack_prints, unpack, unpack_prints
 from .schema import SCHEMA_VERSION, copy_records
 
 __all__ = [
@@ -118,55 +119,6 @@ def boot_id() -> str:
             _BOOT = ""
         _BOOT = _BOOT or f"t{round(time.time() - time.monotonic())}"
     return _BOOT
-
-
-def _pack(spans: list[Interval]) -> bytes:
-    flat = [v for iv in spans for v in iv]
-    return struct.pack(f"<{len(flat)}q", *flat)
-
-
-#: A row still the writer's (see :data:`.records.Owner`): its path, and its part file
-#: unless either side does not know it.
-_OWNED = " AND path = ? AND (? IS NULL OR part IS NULL OR part = ?)"
-
-
-def _owned(own: Owner | None) -> tuple[str, tuple[object, ...]]:
-    """The condition a write given ``own`` adds to its ``WHERE key = ?``, and its values."""
-    if own is None:
-        return "", ()
-    return _OWNED, (own[0], own[1], own[1])
-
-
-def _lost(db: sqlite3.Connection, key: str) -> RecordGone:
-    """Why a write found no row of ``key`` it could change: none is there, or one that
-    another run took (see :data:`.records.Owner`)."""
-    if db.execute("SELECT 1 FROM files WHERE key = ?", (key,)).fetchone() is None:
-        return missing(key)
-    return taken(key)
-
-
-def _unpack(blob: bytes | None) -> list[Interval]:
-    if not blob or len(blob) % 16:
-        return []  # nothing, or damaged: the bytes are simply fetched again
-    flat = struct.unpack(f"<{len(blob) // 8}q", blob)
-    return list(zip(flat[::2], flat[1::2], strict=True))
-
-
-def _pack_prints(spans: list[Interval], prints: list[Print] | None) -> bytes | None:
-    """``prints`` packed, if there is one per span of ``spans`` (normal); else None."""
-    if prints is None or len(prints) != len(spans):
-        return None
-    flat = [v for p in prints for v in p]
-    return struct.pack(f"<{len(flat)}I", *flat)
-
-
-def _unpack_prints(blob: bytes | None, count: int) -> list[Print] | None:
-    """The prints of ``count`` spans; None if there are none (an older omniget's record,
-    or a checkpoint that could not read its bytes back) or not as many."""
-    if blob is None or len(blob) != 12 * count:
-        return None
-    flat = struct.unpack(f"<{3 * count}I", blob)
-    return list(zip(flat[::3], flat[1::3], flat[2::3], strict=True))
 
 
 class Journal:
@@ -323,8 +275,8 @@ class Journal:
         if row is None:
             return [], None
         blob, prints = (row[0], row[3]) if row[1] in (None, self._boot) else (row[2], row[4])
-        spans = _unpack(blob)
-        return spans, _unpack_prints(prints, len(spans))
+        spans = unpack(blob)
+        return spans, unpack_prints(prints, len(spans))
 
     def pieces(self, key: str) -> dict[int, int]:
         """Verified pieces of ``key``: index -> output size (those done on another boot
@@ -392,7 +344,7 @@ class Journal:
     def reset(self, key: str, *, own: Owner | None = None) -> None:
         """Drop ``key``'s spans and pieces (the remote file changed, or a restart); given
         ``own``, only while the record is still the caller's (else a no-op)."""
-        where, args = _owned(own)
+        where, args = owned(own)
         with self._conn("reset", tx=True) as db:
             cur = db.execute(
                 "UPDATE files SET spans = NULL, synced = NULL, prints = NULL,"
@@ -412,9 +364,9 @@ class Journal:
         or another run dropped it); given ``own``, :class:`.records.RecordTaken` if the
         record is not the caller's any more."""
         normal = merge(spans)
-        marks = _pack_prints(normal, prints) if normal == spans else None
-        blob = _pack(normal)
-        where, args = _owned(own)
+        marks = pack_prints(normal, prints) if normal == spans else None
+        blob = pack(normal)
+        where, args = owned(own)
         with self._conn("checkpoint") as db:
             cur = db.execute(
                 "UPDATE files SET spans = ?, prints = ?, boot = ?, updated = ? WHERE key = ?"
@@ -422,7 +374,7 @@ class Journal:
                 (blob, marks, self._boot, self._now(), key, *args),
             )
             if cur.rowcount == 0:
-                raise _lost(db, key)
+                raise lost(db, key)
 
     def save_synced(
         self, key: str, spans: list[Interval], pieces: list[int],
@@ -432,9 +384,9 @@ class Journal:
         ``pieces`` of ``key`` as synced to the disk (a no-op for a file done or gone
         meanwhile, or given ``own``, not the caller's any more)."""
         normal = merge(spans)
-        marks = _pack_prints(normal, prints) if normal == spans else None
-        blob = _pack(normal)
-        where, args = _owned(own)
+        marks = pack_prints(normal, prints) if normal == spans else None
+        blob = pack(normal)
+        where, args = owned(own)
         with self._conn("checkpoint", tx=True) as db:
             cur = db.execute(
                 "UPDATE files SET synced = ?, synced_prints = ? WHERE key = ? AND done = 0"
@@ -451,11 +403,11 @@ class Journal:
     def piece_done(self, key: str, index: int, size: int, *, own: Owner | None = None) -> None:
         """Record piece ``index`` of ``key`` as verified, ``size`` output bytes (errors as
         for :meth:`save_spans`)."""
-        where, args = _owned(own)
+        where, args = owned(own)
         with self._conn("checkpoint", tx=True) as db:
             query = "SELECT 1 FROM files WHERE key = ?" + where
             if db.execute(query, (key, *args)).fetchone() is None:
-                raise _lost(db, key)
+                raise lost(db, key)
             db.execute(
                 "INSERT OR REPLACE INTO pieces (key, idx, size, boot) VALUES (?, ?, ?, ?)",
                 (key, index, size, self._boot),
@@ -469,7 +421,7 @@ class Journal:
         """Mark ``key`` done (the completed archive); its spans and pieces are dropped.
         ``path``: remember this path for it instead of the one it was started with.
         Errors as for :meth:`save_spans`."""
-        where, args = _owned(own)
+        where, args = owned(own)
         with self._conn("finish", tx=True) as db:
             cur = db.execute(
                 "UPDATE files SET done = 1, size = ?, digest = ?, spans = NULL, synced = NULL,"
@@ -478,12 +430,12 @@ class Journal:
                 (size, digest, self._now(), path, key, *args),
             )
             if cur.rowcount == 0:
-                raise _lost(db, key)
+                raise lost(db, key)
             db.execute("DELETE FROM pieces WHERE key = ?", (key,))
 
     def forget(self, key: str, *, own: Owner | None = None) -> None:
         """Remove every trace of ``key`` (given ``own``: if its record is the caller's)."""
-        where, args = _owned(own)
+        where, args = owned(own)
         with self._conn("forget", tx=True) as db:
             cur = db.execute("DELETE FROM files WHERE key = ?" + where, (key, *args))
             if cur.rowcount or own is None:
