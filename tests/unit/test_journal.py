@@ -815,3 +815,89 @@ def test_a_third_version_journal_is_upgraded_and_its_spans_trusted_without_print
         j.save_spans(KEY, [(0, 600)], [(100, 5, 15)])
         assert j.spans_with_prints(KEY) == ([(0, 600)], [(100, 5, 15)])
     assert versions(path) == [(SCHEMA_VERSION,)]
+
+
+# --- fingerprints of the verified pieces' bytes in the part file ---
+
+
+def test_pieces_keep_their_prints_and_after_a_reboot_the_synced_ones(tmp_path: Path) -> None:
+    """A piece's print is of its bytes as written before it was recorded; the sync that
+    marks it synced started after that write, so the same print holds for the bytes on
+    the disk (no second one, as a span has, whose bytes grow)."""
+    path = tmp_path / FILENAME
+    with Journal(path, boot="one") as j:
+        start(j)
+        j.piece_done(KEY, 0, 10, (10, 1, 11))
+        j.piece_done(KEY, 1, 20, (20, 2, 12))
+        j.piece_done(KEY, 2, 30)  # (none: its bytes are not in the part file, say)
+        j.save_synced(KEY, [], [0, 2])
+        assert j.pieces_with_prints(KEY) == {
+            0: (10, (10, 1, 11)), 1: (20, (20, 2, 12)), 2: (30, None)}
+        assert j.pieces(KEY) == {0: 10, 1: 20, 2: 30}
+        j.piece_done(KEY, 0, 10, (10, 3, 13))  # (fetched again: its new row, as written)
+        assert j.pieces_with_prints(KEY)[0] == (10, (10, 3, 13))
+    with Journal(path, boot="two") as j:
+        assert j.pieces_with_prints(KEY) == {2: (30, None)}
+
+
+def test_pieces_dropped_are_fetched_again(tmp_path: Path) -> None:
+    path = tmp_path / FILENAME
+    mine, theirs = ("/abs/out/file.bin", 11), ("/abs/out/other.bin", 11)
+    with Journal(path) as j:
+        start(j, path=mine[0], part=mine[1])
+        for i in range(4):
+            j.piece_done(KEY, i, 10, (10, i, i))
+        j.drop_pieces(KEY, [1, 3], own=mine)
+        assert j.pieces(KEY) == {0: 10, 2: 10}
+        j.drop_pieces(KEY, [])
+        start(j, path=theirs[0], part=theirs[1])  # (taken by another run: left alone)
+        j.drop_pieces(KEY, [0], own=mine)
+        assert j.pieces(KEY) == {0: 10, 2: 10}
+        j.drop_pieces(KEY, [0], own=theirs)
+        assert j.pieces(KEY) == {2: 10}
+
+
+def test_a_piece_s_print_moves_with_its_record_and_is_copied(tmp_path: Path) -> None:
+    """A record moved to another key, or copied into a journal made again, keeps them."""
+    from omniget.engine.journal.schema import copy_records
+
+    with Journal(tmp_path / "a.sqlite") as a, Journal(tmp_path / "b.sqlite") as b:
+        start(a, "/old\0u\0f", part=7)
+        a.piece_done("/old\0u\0f", 2, 5, (5, 6, 7))
+        a.move("/old\0u\0f", KEY, path="/new/f")
+        assert a.pieces_with_prints(KEY) == {2: (5, (5, 6, 7))}
+        assert a._db is not None and b._db is not None
+        copy_records(a._db, b._db)
+        assert b.pieces_with_prints(KEY) == {2: (5, (5, 6, 7))}
+
+
+def test_a_third_version_journal_s_pieces_are_trusted_without_prints(tmp_path: Path) -> None:
+    """Pieces recorded before their fingerprints were (version 3) are trusted as they were."""
+    path = tmp_path / FILENAME
+    old_journal(
+        path,
+        """
+        CREATE TABLE schema_version (version INTEGER NOT NULL);
+        INSERT INTO schema_version VALUES (3);
+        CREATE TABLE files (key TEXT PRIMARY KEY, path TEXT NOT NULL, url TEXT NOT NULL,
+            size INTEGER, etag TEXT, last_modified TEXT, done INTEGER NOT NULL DEFAULT 0,
+            digest TEXT, updated REAL NOT NULL, spans BLOB, boot TEXT, synced BLOB,
+            part INTEGER);
+        CREATE TABLE pieces (key TEXT NOT NULL, idx INTEGER NOT NULL, size INTEGER NOT NULL,
+            boot TEXT, PRIMARY KEY (key, idx)) WITHOUT ROWID;
+        """,
+        "INSERT INTO pieces VALUES (?, 3, 30, NULL)",
+    )
+    with Journal(path) as j:
+        assert j.pieces_with_prints(KEY) == {3: (30, None)}
+        j.piece_done(KEY, 4, 40, (40, 4, 14))
+        assert j.pieces_with_prints(KEY) == {3: (30, None), 4: (40, (40, 4, 14))}
+    assert versions(path) == [(SCHEMA_VERSION,)]
+
+
+def test_a_damaged_piece_print_is_none(journal: Journal) -> None:
+    start(journal)
+    journal.piece_done(KEY, 0, 10, (10, 1, 11))
+    assert journal._db is not None
+    journal._db.execute("UPDATE pieces SET print = x'0102'")
+    assert journal.pieces_with_prints(KEY) == {0: (10, None)}

@@ -23,6 +23,9 @@ set of spans (written, and synced) it may keep their fingerprints (:data:`Print`
 CRC-32 of the first and of the last few KiB of each span, as the part file held them
 when they were recorded): the inode number of a file overwritten in place, or of a new
 file that got a freed one, says nothing of its bytes, and a rerun reads those bytes back.
+A verified piece whose bytes are in the part file keeps one print of them the same way:
+one, as its bytes do not change once it is recorded, and the sync that marks it synced
+makes those very bytes durable.
 
 A record is a download's (its key: the output folder, the URL or source id, the output
 path), not a name's: two runs writing one download to two names at once (--on-exists
@@ -80,7 +83,16 @@ from ..spans import Interval, merge
 from .opening import guard, open_file, open_or_repair
 from .records import FileRecord, JournalStore, Owner, Print, missing
 from .repair import move_if_same
-from .rows import lost, owned, pack, pack_prints, unpack, unpack_prints
+from .rows import (
+    lost,
+    owned,
+    pack,
+    pack_print,
+    pack_prints,
+    unpack,
+    unpack_print,
+    unpack_prints,
+)
 from .schema import SCHEMA_VERSION, copy_records
 
 __all__ = [
@@ -281,13 +293,19 @@ class Journal:
     def pieces(self, key: str) -> dict[int, int]:
         """Verified pieces of ``key``: index -> output size (those done on another boot
         only if synced to the disk)."""
+        return {i: size for i, (size, _) in self.pieces_with_prints(key).items()}
+
+    def pieces_with_prints(self, key: str) -> dict[int, tuple[int, Print | None]]:
+        """:meth:`pieces`, each with the fingerprint of its bytes in the part file (None:
+        not known). One print serves both boots: it is of the bytes written before the
+        piece was recorded, which the sync that marks it synced makes durable."""
         with self._conn("read", write=False) as db:
             rows = db.execute(
-                "SELECT idx, size FROM pieces WHERE key = ? AND (boot IS NULL OR boot = ?)"
-                " ORDER BY idx",
+                "SELECT idx, size, print FROM pieces WHERE key = ?"
+                " AND (boot IS NULL OR boot = ?) ORDER BY idx",
                 (key, self._boot),
             ).fetchall()
-        return {int(i): int(s) for i, s in rows}
+        return {int(i): (int(s), unpack_print(p)) for i, s, p in rows}
 
     # --- writes (each one transaction) ---
 
@@ -400,19 +418,38 @@ class Journal:
                 [(key, i) for i in pieces],
             )
 
-    def piece_done(self, key: str, index: int, size: int, *, own: Owner | None = None) -> None:
-        """Record piece ``index`` of ``key`` as verified, ``size`` output bytes (errors as
-        for :meth:`save_spans`)."""
+    def piece_done(
+        self, key: str, index: int, size: int, fingerprint: Print | None = None, *,
+        own: Owner | None = None,
+    ) -> None:
+        """Record piece ``index`` of ``key`` as verified, ``size`` output bytes, and the
+        ``fingerprint`` of its bytes in the part file (errors as for :meth:`save_spans`)."""
         where, args = owned(own)
         with self._conn("checkpoint", tx=True) as db:
             query = "SELECT 1 FROM files WHERE key = ?" + where
             if db.execute(query, (key, *args)).fetchone() is None:
                 raise lost(db, key)
             db.execute(
-                "INSERT OR REPLACE INTO pieces (key, idx, size, boot) VALUES (?, ?, ?, ?)",
-                (key, index, size, self._boot),
+                "INSERT OR REPLACE INTO pieces (key, idx, size, boot, print)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (key, index, size, self._boot, pack_print(fingerprint)),
             )
             db.execute("UPDATE files SET updated = ? WHERE key = ?", (self._now(), key))
+
+    def drop_pieces(self, key: str, indexes: list[int], *, own: Owner | None = None) -> None:
+        """Forget pieces ``indexes`` of ``key`` (their bytes are not in the part file any
+        more: they are fetched again); given ``own``, only while the record is the
+        caller's (else a no-op)."""
+        if not indexes:
+            return
+        where, args = owned(own)
+        with self._conn("checkpoint", tx=True) as db:
+            query = "SELECT 1 FROM files WHERE key = ?" + where
+            if db.execute(query, (key, *args)).fetchone() is None:
+                return
+            db.executemany(
+                "DELETE FROM pieces WHERE key = ? AND idx = ?", [(key, i) for i in indexes]
+            )
 
     def finish(
         self, key: str, *, size: int, digest: str | None, path: str | None = None,

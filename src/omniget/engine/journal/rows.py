@@ -9,7 +9,10 @@ import struct
 from ..spans import Interval
 from .records import Owner, Print, RecordGone, missing, taken
 
-__all__ = ["lost", "owned", "pack", "pack_prints", "unpack", "unpack_prints"]
+__all__ = [
+    "lost", "owned", "pack", "pack_print", "pack_prints", "unpack", "unpack_print",
+    "unpack_prints",
+]  # fmt: skip
 
 
 def pack(spans: list[Interval]) -> bytes:
@@ -59,3 +62,17 @@ def unpack_prints(blob: bytes | None, count: int) -> list[Print] | None:
         return None
     flat = struct.unpack(f"<{3 * count}I", blob)
     return list(zip(flat[::3], flat[1::3], flat[2::3], strict=True))
+
+
+def pack_print(mark: Print | None) -> bytes | None:
+    """One piece's print packed (as one of :func:`pack_prints`)."""
+    return None if mark is None else struct.pack("<3I", *mark)
+
+
+def unpack_print(blob: bytes | None) -> Print | None:
+    """A piece's print; None if it has none (an older omniget's record, a piece whose
+    bytes are not in the part file) or it is damaged."""
+    if blob is None or len(blob) != 12:
+        return None
+    n, first, last = struct.unpack("<3I", blob)
+    return n, first, last

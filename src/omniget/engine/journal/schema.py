@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS pieces (
     idx INTEGER NOT NULL,
     size INTEGER NOT NULL,
     boot TEXT,
+    print BLOB,
     PRIMARY KEY (key, idx)
 ) WITHOUT ROWID;
 """
@@ -62,10 +63,12 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # part: the part file's inode number (NULL: not known, trusted as before)
     2: ("ALTER TABLE files ADD COLUMN part INTEGER",),
     # prints, synced_prints: what the bytes at both ends of each span of spans and
-    # synced hash to (NULL: not known, the spans trusted as before)
+    # synced hash to; a piece's print: what its bytes in the part file hash to, at both
+    # ends (NULL: not known, the spans or the piece trusted as before)
     3: (
         "ALTER TABLE files ADD COLUMN prints BLOB",
         "ALTER TABLE files ADD COLUMN synced_prints BLOB",
+        "ALTER TABLE pieces ADD COLUMN print BLOB",
     ),
 }
 
@@ -113,7 +116,7 @@ def setup(db: sqlite3.Connection) -> None:
 _COLUMNS = {
     "files": "key, path, url, size, etag, last_modified, done, digest, updated, spans, boot,"
              " synced, part, prints, synced_prints",
-    "pieces": "key, idx, size, boot",
+    "pieces": "key, idx, size, boot, print",
 }
 
 
