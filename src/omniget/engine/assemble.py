@@ -26,8 +26,9 @@ except ImportError:  # (no flock: one run per folder is then on the user)
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
-    "PART_SUFFIX", "PRINT_BYTES", "Leftovers", "PartBusy", "PartFile", "find_leftovers",
-    "holds", "on_memory_fs", "part_busy", "part_path", "prints", "storage_error",
+    "PART_SUFFIX", "PRINT_BYTES", "Ends", "Leftovers", "PartBusy", "PartFile", "changed",
+    "find_leftovers", "holds", "on_memory_fs", "part_busy", "part_path", "prints",
+    "storage_error",
 ]  # fmt: skip
 
 PART_SUFFIX = ".omniget-part"
@@ -238,6 +239,51 @@ def holds(path: Path, spans: list[Interval], known: list[Print], size: int) -> b
         return False
     finally:
         os.close(fd)
+
+
+def changed(fd: int, spans: list[Interval], known: list[Print], size: int) -> list[int]:
+    """Which of ``spans`` (a file's verified pieces) the file open as ``fd``, ``size``
+    bytes long, does not hold the bytes of their fingerprint in ``known`` at both ends of:
+    their indexes. Each is looked at on its own; one reaching past ``size`` has lost bytes
+    (unlike a span's end there, see :func:`holds`: a piece is whole or fetched again).
+    Every one from the first that cannot be read is said to have changed."""
+    out: list[int] = []
+    for i, ((start, end), (n, first, last)) in enumerate(zip(spans, known, strict=True)):
+        if n != min(end - start, PRINT_BYTES) or end > size:
+            out.append(i)
+            continue
+        try:
+            if zlib.crc32(os.pread(fd, n, start)) != first or (
+                zlib.crc32(os.pread(fd, n, end - n)) != last
+            ):
+                out.append(i)
+        except OSError:
+            return out + list(range(i, len(spans)))
+    return out
+
+
+class Ends:
+    """The first and the last :data:`PRINT_BYTES` of the bytes given to :meth:`update`
+    (a piece's output as it is written to the part file): their fingerprint as
+    :func:`prints` would read it back, without the reads."""
+
+    __slots__ = ("head", "size", "tail")
+
+    def __init__(self) -> None:
+        self.head = b""
+        self.tail = b""  # (the last chunk, if as long as a print's end: not copied)
+        self.size = 0
+
+    def update(self, data: bytes) -> None:
+        n = len(data)
+        if self.size < PRINT_BYTES:
+            self.head += data[: PRINT_BYTES - self.size]
+        self.tail = data if n >= PRINT_BYTES else self.tail[n - PRINT_BYTES :] + data
+        self.size += n
+
+    def print(self) -> Print:
+        n = min(self.size, PRINT_BYTES)
+        return n, zlib.crc32(self.head[:n]), zlib.crc32(self.tail[len(self.tail) - n :])
 
 
 def drop_part(final: Path, fd: int) -> None:
