@@ -346,13 +346,20 @@ class FileJob:
         self._saved = (spans, marks)
         self._sync_due(now)
 
-    def piece_done(self, index: int, size: int, *, in_part: bool = True) -> None:
+    def piece_done(
+        self, index: int, size: int, *, in_part: bool = True, fingerprint: Print | None = None
+    ) -> None:
         """Record piece ``index`` as verified; ``in_part``: its bytes are in the part
-        file (not a staging file), so a sync of that file makes them durable."""
+        file (not a staging file), so a sync of that file makes them durable;
+        ``fingerprint``: of those bytes, as written (a sync that marks the piece synced
+        starts after that write: the print holds for the bytes it makes durable too)."""
         journal = self.ctx.journal
         if journal is None or not self.ensure_record():
             return
-        if not self._write(lambda: journal.piece_done(self.key, index, size, own=self.owned)):
+        mark = fingerprint if in_part else None
+        if not self._write(
+            lambda: journal.piece_done(self.key, index, size, mark, own=self.owned)
+        ):
             return
         if in_part:
             self._unsynced.append(index)

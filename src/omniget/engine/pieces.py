@@ -3,8 +3,10 @@ appended in order, slices of local files, and chunks shared between files (fetch
 per run, by their content address).
 
 Each piece is fetched on one connection, checked (size, digest before and after the
-transform) and recorded in the journal; a resumed file fetches only the pieces not yet
-recorded. Pieces whose offset cannot be known in advance (unknown sizes before them) are
+transform) and recorded in the journal, with a fingerprint of its bytes in the part file
+(journal.Print); a resumed file fetches only the pieces not yet recorded, and those whose
+bytes the part file no longer holds (overwritten, or replaced by a file that got its inode
+number). Pieces whose offset cannot be known in advance (unknown sizes before them) are
 staged in ``NAME.omniget-part.d/`` and appended in order at the end.
 """
 
@@ -27,10 +29,11 @@ from ..errors import (
     TransientError,
 )
 from ..model import Piece, Transform
-from .assemble import PartFile, part_path, storage_error
+from .assemble import Ends, PartFile, changed, part_path, storage_error
 from .context import ChunkKey, output_key
-from .events import PieceDone, Retrying
+from .events import PieceDone, Retrying, Warned
 from .job import FileJob
+from .journal import Print
 from .names import contain
 from .resume import not_resumable
 from .scheduler import Ticket
@@ -58,20 +61,32 @@ class ChunkSource:
 
 
 COPY_BLOCK = 1 << 20
+#: A resumed file's pieces checked against its part file on a worker thread when more
+#: (two reads each: from the disk, after a reboot), on the loop when fewer.
+CHECK_IN_THREAD = 64
+#: Some of a resumed file's pieces are not in its part file as they were recorded.
+CHANGED = (
+    "its part file does not hold the bytes the resume journal recorded for some of its"
+    " pieces (changed since the last run?); fetching those again"
+)
 
 
 class _Out:
-    """Where a piece's output goes: the part file at an offset, or its own staging file."""
+    """Where a piece's output goes: the part file at an offset (``ends``: the ends of
+    what is written there, for its fingerprint), or its own staging file."""
 
-    def __init__(self, part: PartFile, offset: int) -> None:
+    def __init__(self, part: PartFile, offset: int, ends: Ends | None = None) -> None:
         self.part = part
         self.offset = offset
         self.pos = 0
+        self.ends = ends
 
     def write(self, data: bytes) -> None:
         if data:
             self.part.write_at(data, self.offset + self.pos)
             self.pos += len(data)
+            if self.ends is not None:
+                self.ends.update(data)
 
 
 class _PieceSink:
@@ -160,12 +175,16 @@ class PieceDownload:
         assert job.final is not None
         journal = self.ctx.journal
         try:
-            done = journal.pieces(job.key) if journal is not None and job.journal_started else {}
+            known = (
+                journal.pieces_with_prints(job.key)
+                if journal is not None and job.journal_started else {}
+            )
         except StorageError as exc:  # (which pieces the part file has cannot be told now)
             self.ctx.journal_failed(exc)
             raise not_resumable(job.final, exc) from exc
+        part = job.part or job.open_part(job.final, fresh=not known)
+        done = await self._still_there(known, part) if known else {}
         self.sizes.update(done)
-        part = job.part or job.open_part(job.final, fresh=not done)
         if self.staged:
             self.stage_dir = part.path.with_name(part.path.name + ".d")
             self.stage_dir.mkdir(exist_ok=True)
@@ -219,15 +238,59 @@ class PieceDownload:
                     await self.ctx.clock.sleep(delay)
                     waited += delay
         self.sizes[idx] = size
-        job.piece_done(idx, size, in_part=self.offsets[idx] is not None)
+        ends = out.ends
+        job.piece_done(idx, size, in_part=self.offsets[idx] is not None,
+                       fingerprint=None if ends is None else ends.print())
         self.ctx.event(PieceDone(job.item, job.final, idx, size))
         job.progress(time.monotonic())
+
+    async def _still_there(
+        self, known: dict[int, tuple[int, Print | None]], part: PartFile
+    ) -> dict[int, int]:
+        """The pieces an earlier run verified (``known``: index -> size and print), less
+        those whose bytes ``part`` no longer holds, by their prints: forgotten, they are
+        fetched again (one warning for the file). Only those: each piece was checked on
+        its own, and its print is its own; a file overwritten in part keeps the others
+        (a file replaced whole fails them all). Pieces without a print (an older record,
+        or staged: not in the part file) are taken as they are."""
+        done = {i: size for i, (size, _) in known.items()}
+        checked = [
+            (i, off, size, mark) for i, (size, mark) in known.items()
+            if mark is not None and i < len(self.offsets)
+            and (off := self.offsets[i]) is not None
+        ]
+        if not checked:
+            return done
+        spans = [(off, off + size) for _, off, size, _ in checked]
+        marks = [mark for _, _, _, mark in checked]
+        try:
+            length = part.size()
+        except OSError:
+            length = 0  # (then none of them is taken)
+        if len(checked) > CHECK_IN_THREAD:
+            bad = await asyncio.to_thread(changed, part.fd, spans, marks, length)
+        else:
+            bad = changed(part.fd, spans, marks, length)
+        if not bad:
+            return done
+        gone = [checked[k][0] for k in bad]
+        for i in gone:
+            del done[i]
+        job = self.job
+        self.ctx.event(Warned(job.item, job.final, CHANGED))
+        journal = self.ctx.journal
+        if journal is not None:
+            try:  # (their rows claim bytes that are not there)
+                journal.drop_pieces(job.key, gone, own=job.owned)
+            except StorageError as exc:
+                self.ctx.journal_failed(exc)
+        return done
 
     def _out(self, idx: int) -> _Out:
         offset = self.offsets[idx]
         if offset is not None:
             assert self.job.part is not None
-            return _Out(self.job.part, offset)
+            return _Out(self.job.part, offset, Ends())
         assert self.stage_dir is not None and self.job.final is not None
         stage = PartFile(self.stage_dir / str(idx), fresh=True)
         return _Out(stage, 0)
