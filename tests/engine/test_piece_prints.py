@@ -23,7 +23,7 @@ from tests.servers.httpd import HTTPServer
 from omniget import download
 from omniget.engine import Engine, Report
 from omniget.engine import journal as journal_module
-from omniget.engine.assemble import PART_SUFFIX, PRINT_BYTES
+from omniget.engine.assemble import PART_SUFFIX, PRINT_BYTES, changed
 from omniget.engine.events import Event, Warned
 from omniget.engine.journal import FILENAME, Journal
 from omniget.engine.retry import FakeClock
@@ -274,3 +274,55 @@ def test_a_slice_of_a_local_file_changed_in_the_part_file_is_copied_again(
         f.write(bytes([local[20999] ^ 1]))
     assert run() == ("ok", [CHANGED])
     assert (out / "f.bin").read_bytes() == local[1000:21000] + tail
+
+
+def test_many_pieces_are_checked_off_the_loop_the_same_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More than CHECK_IN_THREAD pieces are read on a worker thread: the same answer."""
+    from omniget.engine import pieces as pieces_module
+
+    threads: list[object] = []
+    to_thread = asyncio.to_thread
+
+    async def counted(func: Callable[..., object], /, *args: object) -> object:
+        threads.append(func)
+        return await to_thread(func, *args)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    count = pieces_module.CHECK_IN_THREAD + 36
+    rng = random.Random(12)
+    blobs = [rng.randbytes(5000) for _ in range(count)]
+    mem = MemoryTransport()
+    urls = [f"http://cdn.test/m{i}" for i in range(count)]
+    for url, blob in zip(urls, blobs, strict=True):
+        mem.add(url, blob)
+    item = Item(urls[0], path="m.bin", pieces=tuple(
+        Piece(url, size=len(blob), digest=md5(blob)) for url, blob in zip(urls, blobs, strict=True)
+    ))
+    out, state = tmp_path / "out", tmp_path / "state"
+    mem.on(urls[-1], lambda req, n: MemResponse(404) if n == 0 else None)
+
+    def run() -> tuple[str, list[str]]:
+        events: list[Event] = []
+        eng = Engine(Settings(state_dir=state, split=1, retries=0),
+                     transports={"http": mem}, clock=FakeClock(), on_event=events.append)
+
+        async def go() -> Report:
+            try:
+                return await asyncio.wait_for(eng.run([item], out), 20)
+            finally:
+                await eng.aclose()
+
+        report = asyncio.run(go())
+        return report.results[0].status, [e.message for e in events if isinstance(e, Warned)]
+
+    assert run() == ("failed", [])
+    with open(out / f"m.bin{PART_SUFFIX}", "r+b") as f:
+        f.seek(50 * 5000 + 4999)
+        f.write(bytes([blobs[50][4999] ^ 1]))
+    mem.requests.clear()
+    assert run() == ("ok", [CHANGED])
+    assert (out / "m.bin").read_bytes() == b"".join(blobs)
+    assert sorted(urls.index(r.url) for r in mem.requests) == [50, count - 1]
+    assert threads.count(changed) == 1
