@@ -6,10 +6,13 @@ first checkpoint reads nothing back."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from tests.servers.checks import wait_for
 from tests.servers.httpd import HTTPServer
 
 from omniget import download
@@ -34,19 +37,35 @@ def test_after_a_reboot_the_synced_spans_are_checked_by_their_own_prints(
     data = payload(1536 * KiB, 91)
     path = httpd.new_path("r.bin")
     httpd.add(path, data)
-    url = httpd.url(path, reset=900 * KiB, times=1)
+    # (held just before the cut until a sync is recorded: syncs run on worker threads,
+    # and a run that ends first does not wait to record them)
+    url = httpd.url(path, reset=900 * KiB, hold="h", stall_after=890 * KiB, times=1)
     out, state = tmp_path / "out", tmp_path / "state"
-    syncs = []
+    syncs: list[int] = []
     sync = job_module._sync_and_close
+    lock = threading.Lock()
 
     def three_syncs(fd: int) -> bool:  # (then they fail: not recorded as synced)
-        syncs.append(fd)
-        return sync(fd) and len(syncs) <= 3
+        with lock:  # (the first three to start: several run at once on worker threads)
+            syncs.append(fd)
+            first = len(syncs) <= 3
+        return sync(fd) and first
+
+    def synced_spans() -> list[Interval]:
+        with Journal(state / FILENAME, boot="after the power loss") as journal:
+            return [span for key, _ in journal.unfinished() for span in journal.spans(key)]
 
     monkeypatch.setattr(job_module, "_sync_and_close", three_syncs)
     settings = Settings(state_dir=state, split=1, retries=0, fsync_seconds=0.0,
                         checkpoint_bytes=64 * KiB)
-    assert download([url], out, settings=settings).failed == 1
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(download, [url], out, settings=settings)
+        try:
+            assert httpd.held("h")
+            wait_for(lambda: len(syncs) > 3 and bool(synced_spans()))
+        finally:
+            httpd.release("h")
+        assert first.result().failed == 1
     with Journal(state / FILENAME, boot="after the power loss") as journal:
         [(key, _)] = journal.unfinished()
         [(begin, synced)] = journal.spans(key)
