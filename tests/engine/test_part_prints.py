@@ -18,9 +18,10 @@ from tests.servers.httpd import HTTPServer
 from omniget import download
 from omniget.engine import job as job_module
 from omniget.engine import journal as journal_module
-from omniget.engine.assemble import PART_SUFFIX, prints
+from omniget.engine.assemble import PART_SUFFIX
 from omniget.engine.events import Event, Warned
 from omniget.engine.journal import FILENAME, Journal, Print
+from omniget.engine.prints import prints
 from omniget.engine.spans import Interval
 from omniget.settings import Settings
 

@@ -23,9 +23,10 @@ from tests.servers.httpd import HTTPServer
 from omniget import download
 from omniget.engine import Engine, Report
 from omniget.engine import journal as journal_module
-from omniget.engine.assemble import PART_SUFFIX, PRINT_BYTES, changed
+from omniget.engine.assemble import PART_SUFFIX
 from omniget.engine.events import Event, Warned
 from omniget.engine.journal import FILENAME, Journal
+from omniget.engine.prints import PRINT_BYTES, changed
 from omniget.engine.retry import FakeClock
 from omniget.engine.transports.memory import MemoryTransport, MemResponse
 from omniget.model import ByteRange, Digest, Item, LocalSlice, Piece, Transform

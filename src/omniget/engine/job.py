@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import AuthRequired, OmnigetError, RemoteNotFound, StorageError
 from ..model import Digest, Item
-from .assemble import PartFile, part_path, prints
+from .assemble import PartFile, part_path
 from .context import Ahead, RunContext, SetupSlot, output_key
 from .events import Progress, Started, Warned
 from .existing import (
@@ -34,6 +34,7 @@ from .journal import FileRecord, Owner, Print
 from .journal.records import RecordGone, RecordTaken
 from .names import contain, unique_path
 from .others import make_other
+from .prints import prints
 from .report import FileResult
 from .resume import (
     create_part_ahead,

@@ -29,12 +29,13 @@ from ..errors import (
     TransientError,
 )
 from ..model import Piece, Transform
-from .assemble import Ends, PartFile, changed, part_path, storage_error
+from .assemble import PartFile, part_path, storage_error
 from .context import ChunkKey, output_key
 from .events import PieceDone, Retrying, Warned
 from .job import FileJob
 from .journal import Print
 from .names import contain
+from .prints import Ends, changed
 from .resume import not_resumable
 from .scheduler import Ticket
 from .transports.base import (

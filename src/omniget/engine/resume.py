@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 
 from ..errors import StorageError
 from ..model import Digest
-from .assemble import PartBusy, PartFile, drop_part, holds, part_busy, part_path
+from .assemble import PartBusy, PartFile, drop_part, part_busy, part_path
 from .context import output_key
 from .events import Warned
 from .existing import SkipFile, there
 from .journal import FileRecord
 from .journal.records import RecordGone
+from .prints import holds
 from .spans import length, merge
 
 if TYPE_CHECKING:
