@@ -44,9 +44,17 @@ class Want:
 
 def _head(block: bytes) -> tuple[str, int, dict[str, Any]]:
     """("final" | "interim" | "none", status, framing) of a head (ending with CRLF)."""
-    if block.count(b"\n") != block.count(b"\r\n"):
+    crlf = block.count(b"\r\n")
+    if block.count(b"\n") != crlf:
         return "none", 0, {}  # a bare LF: LF-framed to some readers (curl's)
+    if block.count(b"\r") != crlf or b"\0" in block:
+        return "none", 0, {}  # a lone CR or a NUL anywhere: curl refuses the answer
     first, _, rest = block.partition(b"\r\n")
+    # every header line has a colon but a folded one (a blank first) that is not the
+    # head's first header line (curl: "Header without colon"), interim heads' too
+    for i, line in enumerate(rest.split(b"\r\n")[:-1]):
+        if b":" not in line and (i == 0 or line[:1] not in (b" ", b"\t")):
+            return "none", 0, {}
     # HTTP/1.0 or 1.1, one blank (curl), a three-digit code from 100, then a blank or
     # nothing (curl takes "200OK" as 200: refusing it only sends the request to curl)
     start = _STATUS.fullmatch(first)

@@ -60,13 +60,19 @@ BODIES = st.one_of(
     ),
 )
 INTERIM = [b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 103 Hints\r\nLink: </s>\r\n\r\n"]
+#: Header lines libcurl reads, odd as they are: folded lines after a head's first one, a
+#: first one folded with a colon, an empty name, a blank in a name, control and high bytes.
+ODD_FIELDS = ["X-F: a\r\n b", "X-F: a\r\n\t\tb\r\n c ", ": v", "X a: b", "X-H: \xff\x01\x7f"]
+FOLDED_HINTS = b"HTTP/1.1 103 Hints\r\n Link: </s>\r\n\r\n"
+FOLDED_FIRST = b" X: y\r\n"
 
 
 @st.composite
 def answers(draw: st.DrawFn, last: bool) -> Answer:
     """One whole answer, maybe behind interim ones; an answer read to EOF or one that
     closes the connection only if it is the ``last``."""
-    pre = b"".join(draw(st.lists(st.sampled_from(INTERIM), max_size=2)))
+    interims = draw(st.lists(st.sampled_from([*INTERIM, FOLDED_HINTS]), max_size=2))
+    pre = b"".join(interims)
     v10 = draw(st.integers(0, 5)) == 0
     status = draw(st.sampled_from([200, 200, 206, 404, 204, 304, 301]))
     body = b"" if status in (204, 304) else draw(BODIES)
@@ -79,6 +85,7 @@ def answers(draw: st.DrawFn, last: bool) -> Answer:
     framing = draw(st.sampled_from(framings))
     close = last and draw(st.booleans())
     headers = [f"{n}: {v}" for n, v in draw(st.lists(st.tuples(NAMES, VALUES), max_size=3))]
+    headers += draw(st.lists(st.sampled_from(ODD_FIELDS), max_size=2))
     if wire != body:
         headers.append("Content-Encoding: gzip")
     if v10 and not close:
@@ -97,9 +104,15 @@ def answers(draw: st.DrawFn, last: bool) -> Answer:
         chunks = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True) if b > a]
     order = draw(st.permutations(headers))
     head = (b"HTTP/1.0 " if v10 else b"HTTP/1.1 ") + b"%d X\r\n" % status
-    lines = [len(pre) + len(head)]
+    if draw(st.integers(0, 5)) == 0:
+        head += FOLDED_FIRST
+    lines, at = [], 0  # where a line may be put: after each head's status line or field
+    for interim in interims:
+        lines.append(at + interim.index(b"\r\n") + 2)
+        at += len(interim)
+    lines.append(len(pre) + len(head))
     for h in order:
-        head += h.encode() + b"\r\n"
+        head += h.encode("latin-1") + b"\r\n"
         lines.append(len(pre) + len(head))
     data = pre + head + b"\r\n"
     body_at = len(data)
@@ -248,6 +261,11 @@ LINES = [
     b"Content-Encoding : gzip",
     b"X-A : b",
     b"Connection",
+    b"X-No-Colon",
+    b"X: a\rb",
+    b"\r",
+    b" X: folded",
+    b" folded: a",
 ]
 
 

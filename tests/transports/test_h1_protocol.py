@@ -81,6 +81,27 @@ def final(lines: int) -> bytes:
          200),
         (hints(2600) + final(2401), None),
         (final(5001), None),
+        # a header line without a colon, a CR not before LF or a NUL anywhere in a head,
+        # an interim one's too: curl refuses the answer ("Header without colon", "Carriage
+        # return found in header", "NUL byte in header"); "\r\r\n" ends its head
+        (b"HTTP/1.1 200 OK\r\nX-No-Colon\r\nContent-Length: 2\r\n\r\nok", None),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-No-Colon\r\n\r\nok", None),
+        (b"HTTP/1.1 100 Continue\r\nX-No-Colon\r\n\r\n" + final(1), None),
+        # a folded line with no colon first in its head (it folds nothing there)
+        (b"HTTP/1.1 200 OK\r\n folded\r\nContent-Length: 2\r\n\r\nok", None),
+        (b"HTTP/1.1 200 OK\r\n\tfolded\r\nContent-Length: 2\r\n\r\nok", None),
+        (b"HTTP/1.1 200 OK\r\n \r\nContent-Length: 2\r\n\r\nok", None),
+        (b"HTTP/1.1 103 Hints\r\n folded\r\n\r\n" + final(1), None),
+        (hints(1) + b"HTTP/1.1 200 OK\r\n folded\r\nContent-Length: 2\r\n\r\nok", None),
+        (b"HTTP/1.1 200 OK\r\nX: a\rb\r\nContent-Length: 2\r\n\r\nok", None),
+        (b"HTTP/1.1 200 OK\r\nX: a\r\r\nContent-Length: 2\r\n\r\nok", None),
+        (b"HTTP/1.1 200 OK\r\n\r\r\nContent-Length: 2\r\n\r\nok", None),
+        (b"HTTP/1.1 200 O\rK\r\nContent-Length: 2\r\n\r\nok", None),
+        (b"HTTP/1.1 100 Continue\r\nX: a\rb\r\n\r\n" + final(1), None),
+        (b"HTTP/1.1 200 OK\r\nX: a\x00b\r\nContent-Length: 2\r\n\r\nok", None),
+        (b"HTTP/1.1 200 OK\r\nX\x00: ab\r\nContent-Length: 2\r\n\r\nok", None),
+        (b"HTTP/1.1 200 O\x00K\r\nContent-Length: 2\r\n\r\nok", None),
+        (b"HTTP/1.1 100 Con\x00tinue\r\n\r\n" + final(1), None),
     ],
     ids=[
         "status", "http2", "code", "101", "length", "negative", "superscript", "two-lengths",
@@ -91,6 +112,11 @@ def final(lines: int) -> bytes:
         "no-colon-connection",
         "http-1.2", "http-1.9", "http-1.10", "interim-1.2", "two-blanks", "vtab",
         "endless-100", "long-after-100", "5001-lines-in-two", "5001-lines",
+        "no-colon", "no-colon-last", "interim-no-colon",
+        "fold-first", "fold-first-tab", "fold-first-blank", "interim-fold-first",
+        "fold-first-after-interim",
+        "cr-in-value", "cr-before-crlf", "cr-line", "cr-status", "interim-cr",
+        "nul-value", "nul-name", "nul-status", "interim-nul",
     ],
 )
 def test_protocol_errors_before_any_byte_refuse_the_origin(
@@ -114,6 +140,29 @@ def test_protocol_errors_before_any_byte_refuse_the_origin(
     assert bad.raw == b.raw == [] and bad.body == b.body == b""
     assert srv.connections == 1
     no_loop_errors(errors)
+
+
+def test_odd_header_lines_libcurl_reads_are_read(srv: Server) -> None:
+    """Folded lines after a head's first one, a first one folded with a colon in it, an
+    empty name, a blank in a name, control and high bytes: libcurl reads these answers,
+    and so does the connection (read elsewhere, they would cost it its pipelining)."""
+    srv.route("/fold", send(b"HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\t c\r\n \r\n" + final(1)[17:]))
+    srv.route("/first", send(b"HTTP/1.1 200 OK\r\n X: folded\r\n" + final(1)[17:]))
+    srv.route("/names", send(b"HTTP/1.1 200 OK\r\n: v\r\nX a: b\r\n:\r\n" + final(1)[17:]))
+    srv.route("/bytes", send(b"HTTP/1.1 200 OK\r\nX: \x01\x7f\x0b\x0c\xff\r\n" + final(1)[17:]))
+    srv.route("/hints", send(b"HTTP/1.1 103 Hints\r\n Link: </s>\r\n X: y\r\n\r\n" + final(1)))
+    paths = ("/fold", "/first", "/names", "/bytes", "/hints")
+
+    async def go() -> list[Hop]:
+        async with Client(srv.port, max_conns=1) as c:
+            hops = c.get(*paths, "/a")
+            assert await c.codes(hops) == [0] * (len(paths) + 1)
+            assert c.pool.usable(c.key)
+            return hops
+
+    hops = run(go)
+    assert [bytes(h.body) for h in hops[:-1]] == [b"ok"] * len(paths)
+    assert srv.connections == 1
 
 
 def test_heads_up_to_5000_lines_in_all_are_read(srv: Server) -> None:

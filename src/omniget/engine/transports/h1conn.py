@@ -25,7 +25,7 @@ import pycurl
 from ..verify import encoded_digests
 from .curlloop import WEIRD_REPLY
 from .decode import DecodeError, Decoder, decoder_for, end_of
-from .h1fields import BAD_CODING, BARE_LF, read_fields
+from .h1fields import BAD_CODING, BARE_LF, LONE_CR, NUL, line_fault, read_fields
 from .h1queue import Pending, give_back
 from .h1socket import can_splice, close_pipe, dial, shut_down, splice, watch
 
@@ -206,14 +206,20 @@ class Conn(asyncio.BufferedProtocol):
         p = self.queue[0]
         # as text (latin-1: one character per byte); its lines are made only if read
         text = block.decode("latin-1")
-        end = text.find("\r\n")  # (of the status line: only CRLF ends a line)
-        rest = text[end + 2 :]  # the header lines (the block ends with CRLF)
         # A bare LF ends a line for libcurl (RFC 9112 2.2 allows it): its head would not
-        # end where ours does. Looked for here in the status line (read_fields does the
-        # header lines, by one count: the whole block's two counts cost ~5 K instructions)
-        if text.find("\n", 0, end) >= 0:
-            self._broken(BARE_LF)
+        # end where ours does; a CR not before an LF or a NUL anywhere in a head, it
+        # refuses. Looked for here in the status line (its first CR, before its first
+        # LF) and NULs in the whole head; read_fields does the header lines (C-speed
+        # scans: counting all CRs and LFs cost ~2 K instructions each)
+        end = text.find("\r")  # (of the status line: only CRLF ends a line)
+        lf = text.find("\n")  # (the block ends with CRLF: there is one of each)
+        if lf != end + 1:
+            self._broken(BARE_LF if lf < end else LONE_CR)
             return False
+        if "\0" in text:
+            self._broken(NUL)
+            return False
+        rest = text[end + 2 :]  # the header lines
         # (as libcurl: HTTP/1.0 or 1.1 at the first byte, one blank, and a code of three
         # digits from 100; libcurl takes "200OK" too: ours wants a blank or the end)
         code = block[9:12]
@@ -230,8 +236,9 @@ class Conn(asyncio.BufferedProtocol):
             if status == 101:
                 self._broken("unexpected protocol switch")
                 return False
-            if rest.count("\n") != rest.count("\r\n"):  # (see above)
-                self._broken(BARE_LF)
+            fault = line_fault(rest)  # (what libcurl refuses in any head)
+            if fault:
+                self._broken(fault)
                 return False
             return self._bound(block)  # an interim answer: the real one follows
         # (a head alone is within MAX_HEAD, its search's window; more than MAX_FIELDS
