@@ -79,6 +79,8 @@ def final(lines: int) -> bytes:
         # (this head alone, 199 bytes before its blank line, would pass)
         (CONTINUE * 3 + b"HTTP/1.1 200 OK\r\nX: " + b"a" * 160 + b"\r\nContent-Length: 2\r\n\r\nok",
          200),
+        # (and refused as it comes, not once it is one head's size: none follows here)
+        (CONTINUE * 3 + b"HTTP/1.1 200 OK\r\nX: " + b"a" * 160, 200),
         (hints(2600) + final(2401), None),
         (final(5001), None),
         # a header line without a colon, a CR not before LF or a NUL anywhere in a head,
@@ -111,7 +113,8 @@ def final(lines: int) -> bytes:
         "blank-length", "tab-length", "blank-chunked", "blank-connection", "blank-coding",
         "no-colon-connection",
         "http-1.2", "http-1.9", "http-1.10", "interim-1.2", "two-blanks", "vtab",
-        "endless-100", "long-after-100", "5001-lines-in-two", "5001-lines",
+        "endless-100", "long-after-100", "long-unended-after-100",
+        "5001-lines-in-two", "5001-lines",
         "no-colon", "no-colon-last", "interim-no-colon",
         "fold-first", "fold-first-tab", "fold-first-blank", "interim-fold-first",
         "fold-first-after-interim",

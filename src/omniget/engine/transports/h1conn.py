@@ -173,13 +173,16 @@ class Conn(asyncio.BufferedProtocol):
                     return
                 pos = n
             else:
-                # (a head or line longer than MAX_HEAD is refused however its bytes came)
+                # (a head or line longer than MAX_HEAD is refused however its bytes came,
+                # and a head sooner after interim ones: all heads of an answer are within
+                # MAX_HEAD; early, their bytes, is 0 out of a head)
                 mark = b"\r\n\r\n" if st == _HEAD else b"\r\n"
+                most = MAX_HEAD - self.early
                 start = max(pos, held - len(mark) + 1)
                 held = 0
-                end = buf.find(mark, start, min(n, pos + MAX_HEAD + len(mark)))
+                end = buf.find(mark, start, min(n, pos + most + len(mark)))
                 if end < 0:
-                    if n - pos >= MAX_HEAD + len(mark):
+                    if n - pos >= most + len(mark):
                         self._broken("answer head too long")
                         return
                     break
@@ -241,8 +244,8 @@ class Conn(asyncio.BufferedProtocol):
                 self._broken(fault)
                 return False
             return self._bound(block)  # an interim answer: the real one follows
-        # (a head alone is within MAX_HEAD, its search's window; more than MAX_FIELDS
-        # lines take three bytes each at least)
+        # (its bytes are within its search's window; more than MAX_FIELDS lines take
+        # three bytes each at least)
         if self.early or len(block) > 3 * MAX_FIELDS:
             if not self._bound(block):
                 return False
@@ -305,18 +308,16 @@ class Conn(asyncio.BufferedProtocol):
 
     def _bound(self, block: bytes) -> bool:
         """Count ``block`` (a head, up to its blank line) with the interim heads before
-        it: past MAX_HEAD bytes or MAX_FIELDS header lines in all, the server broke the
-        protocol (an endless run of 1xx answers would keep the request alive for ever).
-        True if the answer goes on."""
+        it: past MAX_FIELDS header lines in all, the server broke the protocol (an
+        endless run of 1xx answers would keep the request alive for ever; their bytes,
+        MAX_HEAD in all, are held by the search for each head's end). True if the
+        answer goes on."""
         self.early += len(block) - 2
         self.early_lines += block.count(b"\r\n") - 1
         if self.early_lines > MAX_FIELDS:
             self._broken("too many header lines")
-        elif self.early > MAX_HEAD:
-            self._broken("answer heads too long")
-        else:
-            return True
-        return False
+            return False
+        return True
 
     def _line(self, line: bytes) -> bool:
         """A chunk-size line, the end of a chunk's data or a trailer line."""
