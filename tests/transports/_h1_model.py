@@ -133,6 +133,8 @@ def _chunked(data: bytes, pos: int, end: str, most: int) -> tuple[str, bytes, in
         line, pos = data[pos:eol], eol + 2
         if not line:
             return "ok", body, pos
+        if b":" not in line or any(c in line for c in b"\0\r\n"):
+            return "bad", body, pos  # (curl refuses the answer, or splits the line at LF)
 
 
 def reference(

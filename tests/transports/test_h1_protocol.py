@@ -1,6 +1,7 @@
 """One pooled connection (transports/h1conn.py) against servers that break the protocol:
-answers libcurl would read otherwise, bad chunk sizes, chunk data without its CRLF, answers
-nobody asked for. The kit is in ``_pool_kit.py``; the fuzzing is in ``test_h1_fuzz.py``.
+answers libcurl would read otherwise, bad chunk sizes, chunk data without its CRLF, trailer
+lines libcurl refuses, answers nobody asked for. The kit is in ``_pool_kit.py``; the
+fuzzing is in ``test_h1_fuzz.py``.
 """
 
 from __future__ import annotations
@@ -239,6 +240,42 @@ def test_chunk_data_ends_with_one_crlf(srv: Server, body: bytes, came: bytes) ->
     errors: list[dict[str, Any]] = []
     bad, _b = run(go, errors)
     assert bytes(bad.body) == came
+    no_loop_errors(errors)
+
+
+@pytest.mark.parametrize(
+    ("trailer", "code"),
+    [
+        (b"T: 1\r\n", 0),
+        (b"T: 1\r\nU:\r\n : v\r\nW: \x01\x7f\xff\r\n", 0),  # (a folded line with a colon)
+        (b"T\r\n", WEIRD),
+        (b"T: 1\r\n x\r\n", WEIRD),  # (curl folds no trailer line: it has no colon)
+        (b" x\r\n", WEIRD),
+        (b"T: \x00\r\n", WEIRD),
+        (b"T: a\rb\r\n", WEIRD),
+        (b"\r\r\n", WEIRD),
+        (b"T: 1\nU\r\n", WEIRD),  # (curl: two lines, and the second has no colon)
+    ],
+    ids=["plain", "odd", "no-colon", "folded", "folded-first", "nul", "cr", "cr-line", "lf"],
+)
+def test_trailer_lines_libcurl_refuses_fail_the_answer(
+    srv: Server, trailer: bytes, code: int
+) -> None:
+    """As libcurl ("Header without colon", "NUL byte in header", "Malformed encoding"):
+    the body came whole, but the answer is not taken (a retry goes to libcurl)."""
+    srv.route("/t", send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
+                         + trailer + b"\r\n"))
+
+    async def go() -> list[Hop]:
+        async with Client(srv.port, max_conns=1) as c:
+            hops = c.get("/t", "/b")
+            assert await c.codes(hops) == [code, FALLBACK if code else 0]
+            assert c.pool.usable(c.key) == (code == 0)
+            return hops
+
+    errors: list[dict[str, Any]] = []
+    t, _b = run(go, errors)
+    assert bytes(t.body) == b"ok"
     no_loop_errors(errors)
 
 

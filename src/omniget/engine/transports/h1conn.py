@@ -324,6 +324,11 @@ class Conn(asyncio.BufferedProtocol):
         if self.state == _TRAILER:
             if not line:
                 return self.complete()
+            # (libcurl refuses the answer for these, as in a head, and folds no trailer
+            # line; an LF ends a line for it: break, and libcurl reads it if asked again)
+            if b":" not in line or b"\0" in line or b"\r" in line or b"\n" in line:
+                self._broken("a trailer line libcurl refuses")
+                return False
             return True
         if self.state == _CHUNK_END:  # (as libcurl: more data than the size said is an error)
             if line:
