@@ -953,6 +953,22 @@ def test_bad_urls_and_files_are_usage_errors(
     assert main(["-q", "list", *args]) == 2
 
 
+@pytest.mark.parametrize("url", ["http://[::1/x", "http://host:99999/x", "http://:80/x"])
+@pytest.mark.parametrize("how", [[], ["--dry-run"], ["-O", "f.bin"]], ids=["get", "dry", "-O"])
+def test_a_lone_malformed_url_is_one_line_as_a_url_of_no_source_is(
+    capsys: pytest.CaptureFixture[str], url: str, how: list[str]
+) -> None:
+    """Before: the error, then a summary of the run that never began ("0 files ok, 0
+    skipped, 1 failed", or "nothing would be written to ."), where a URL no source takes
+    (htps://) is one line. With a usable URL beside it, it fails as one of the run's."""
+    assert main([*how, url]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "not a valid URL" in line and url in line
+    assert main(["--dry-run", url, "http://127.0.0.1:9/ok"]) == 2
+    err = capsys.readouterr().err
+    assert "not a valid URL" in err and url in err and "1 file (size unknown)" in err
+
+
 # --- 13. a user's audit: the process (stdout, --json, -i, help, signals) ---
 
 SRC = str(Path(omniget.__file__).resolve().parent.parent)

@@ -12,7 +12,7 @@ import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..engine.events import Failed, Skipped
 from ..errors import Cancelled, OmnigetError, StorageError, UsageError
@@ -50,6 +50,9 @@ from .targets import (
     item_filter,
     report_failures,
 )
+
+if TYPE_CHECKING:
+    from ..sources.base import Source
 
 #: The last line of a download stopped by Ctrl+C or SIGTERM: its state is saved.
 RESUME = "interrupted; run the same command again to resume"
@@ -242,8 +245,9 @@ def _names_a_folder(name: str) -> bool:
 
 
 def _check_urls(targets: list[Item | str], source: str | None, *, fail_fast: bool) -> None:
-    """Fail at once, in one line, when no URL at all has a source (a typo, usually);
-    without ``fail_fast`` only a local file given as a URL is stopped here."""
+    """Fail at once, in one line, when no URL at all has a source or a usable form (a
+    typo, usually); without ``fail_fast`` only a local file given as a URL is stopped
+    here."""
     from ..sources import find_source
 
     first: OmnigetError | None = None
@@ -251,7 +255,7 @@ def _check_urls(targets: list[Item | str], source: str | None, *, fail_fast: boo
         if not isinstance(t, str):
             return
         try:
-            find_source(t, source)
+            _check_url(find_source(t, source), t)
             return  # one usable URL is enough: the others fail one by one later
         except OmnigetError as exc:
             first = first or exc
@@ -261,6 +265,16 @@ def _check_urls(targets: list[Item | str], source: str | None, *, fail_fast: boo
             raise UsageError(f"{t!r} is a local file, not a URL (to read URLs from it: -i {t})")
         if fail_fast:
             raise first
+
+
+def _check_url(source: type[Source], url: str) -> None:
+    """The source's own check of ``url``; its error names the URL, as it would later."""
+    try:
+        source.check_url(url)
+    except UsageError as exc:
+        if url in str(exc):
+            raise
+        raise UsageError(f"{url}: {exc}") from None
 
 
 def _dry_run(

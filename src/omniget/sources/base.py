@@ -133,6 +133,11 @@ class Source:
                 return True
         return False
 
+    @classmethod
+    def check_url(cls, url: str) -> None:
+        """Raise, with no request, what a URL this source can never fetch would fail with
+        later (a malformed host or port, say). By default nothing is checked."""
+
     def items(self) -> AsyncIterator[Item]:
         raise NotImplementedError
 

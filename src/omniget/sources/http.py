@@ -32,6 +32,10 @@ class HttpSource(Source):
                 return True
         return super().matches(url)  # (the pattern's own answer for anything else)
 
+    @classmethod
+    def check_url(cls, url: str) -> None:
+        _check_authority(url)
+
     async def items(self) -> AsyncIterator[Item]:
         for item in self.items_at_once():
             yield item
