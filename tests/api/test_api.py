@@ -79,6 +79,23 @@ def test_a_404_is_a_not_found_for_library_callers() -> None:
     assert str(err) == "not found (HTTP 404 from http://h/x)" and not err.retryable
 
 
+@pytest.mark.parametrize(("after", "says"), [("3600", "1 h"), ("date:90000", "25 h")])
+def test_a_retry_after_beyond_the_retry_time_is_named_by_the_failure(
+    httpd: HTTPServer, tmp_path: Path, after: str, says: str
+) -> None:
+    """A server asking for more time than the retries may take fails the file at once
+    (retries 5 or not); the error says what the server asked for. Before: "HTTP 503
+    from URL" alone, no retry made, and nothing to tell why."""
+    path = httpd.new_path("busy.bin")
+    httpd.add(path, b"x" * 100)
+    url = httpd.url(path, status=503, retry_after=after)
+    report = omniget.download(url, tmp_path, settings=omniget.Settings(
+        state_dir=tmp_path / "state", retries=5))
+    (failed,) = report.failures
+    assert str(failed.error) == f"HTTP 503 from {url} (Retry-After: {says})"
+    assert len(httpd.requests_to(path)) == 1
+
+
 def test_extract_left_midway_closes_a_source_s_inner_generators(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
