@@ -831,6 +831,28 @@ def test_user_without_a_password_asks_for_it_on_a_terminal(httpd: HTTPServer) ->
     assert [r.header("authorization") for r in httpd.requests] == [f"Basic {auth}"]
 
 
+def test_ctrl_c_at_the_password_prompt_ends_its_line_first(httpd: HTTPServer) -> None:
+    """Before: ``Enter host password for user 'bob': omniget: error: interrupted...``,
+    the error on the prompt's line (getpass ends it only for an answer)."""
+    url = serve(httpd)
+    main_fd, term = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1"}
+    with subprocess.Popen(  # (a session of its own: no /dev/tty but this terminal)
+        command("--user", "bob", "-O", "f", url), stdin=term,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True,
+    ) as proc:
+        os.close(term)
+        assert proc.stderr is not None
+        prompt = b"Enter host password for user 'bob': "
+        assert proc.stderr.read(len(prompt)) == prompt  # (it waits for the answer)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    os.close(main_fd)
+    assert (proc.returncode, out) == (130, b"")
+    assert err.startswith(b"\nomniget: error: interrupted") and err.count(b"\n") == 2, err
+    assert httpd.requests == [] and not Path("f").exists()
+
+
 def test_include_and_exclude_filter_a_real_download(
     httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -15,6 +15,7 @@ and the error -> exit-code handling. The commands themselves are in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import logging
 import os
@@ -112,6 +113,11 @@ def _ask_password(ns: argparse.Namespace) -> None:
         password = getpass.getpass(f"Enter host password for user '{user}': ")
     except EOFError:  # (Ctrl+D)
         raise UsageError(f"--user {user}: no password given") from None
+    except KeyboardInterrupt:  # (getpass ends the prompt's line for an answer only)
+        if sys.stderr is not None:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write("\n")
+        raise
     ns.user = f"{user}:{password}"
 
 
