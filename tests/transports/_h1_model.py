@@ -208,6 +208,7 @@ class FuzzHop:
         self.parsed: tuple[int, Headers] | None = None
         self.fut: asyncio.Future[tuple[int, str]] = loop.create_future()
         self.views = True
+        self.url = "http://127.0.0.1/"
         self.body = bytearray()
         self.finishes: list[tuple[int, str]] = []
         self.late = 0  # bytes handed over after it finished

@@ -163,6 +163,7 @@ class Hop:
         self.abort_after = abort_after
         self.cancel_after = cancel_after
         self.views = True  # (it copies what it gets at once)
+        self.url = "http://127.0.0.1/"  # (no name a gzip file has: answers are decoded)
         self.kinds: set[type] = set()
         self.wrote = asyncio.Event()  # set at every write and at the end
 

@@ -242,6 +242,29 @@ def test_content_encoding_is_decoded(
     assert srv.connections == 1
 
 
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [("http://h/pkg.tar.gz?v=2", "application/x-tar"), ("http://h/z", "application/x-gzip")],
+)
+def test_a_gzip_file_labelled_with_its_encoding_is_kept_as_sent(
+    srv: Server, url: str, kind: str
+) -> None:
+    """Its name (.gz, .tgz) or its type says the body is a gzip file, the encoding only
+    its own compression: the bytes go to the requester as they came (a .tar.gz decoded
+    was saved as a bare tar)."""
+    coded = gzip.compress(TEXT)
+    srv.route("/z", send(ok(coded, f"Content-Type: {kind}", "Content-Encoding: gzip")))
+
+    async def run_all() -> Hop:
+        async with Client(srv.port, max_conns=1) as c:
+            (z,) = c.get("/z")
+            z.url = url  # (what the transport's hop asked for)
+            assert await c.codes([z]) == [0]
+            return z
+
+    assert bytes(run(run_all).body) == coded
+
+
 def test_corrupt_encoded_body_fails_and_moves_the_rest(srv: Server) -> None:
     srv.route("/z", send(ok(b"this is not gzip at all", "Content-Encoding: gzip")))
 

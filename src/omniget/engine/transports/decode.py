@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from ...model import Digest
@@ -24,6 +24,7 @@ __all__ = [
     "Gzip",
     "decoder_for",
     "end_of",
+    "to_undo",
 ]
 
 #: Encodings decoded here; others (br, zstd, ...) are left to libcurl.
@@ -137,6 +138,28 @@ class Checked:
             if got != d.hex:
                 return f"the encoded body fails its {d.algo} (expected {d.hex}, got {got})"
         return None
+
+
+#: Content types of a gzip file itself, not of what it holds.
+_GZIP_TYPES = frozenset({
+    "application/gzip", "application/x-gzip", "application/x-gunzip", "application/gzipped",
+    "application/gzip-compressed", "application/x-gzip-compressed", "gzip/document",
+})
+#: Names of files that are gzip streams themselves.
+_GZIP_NAMES = (".gz", ".tgz", ".svgz")
+
+
+def to_undo(encoding: str, headers: Mapping[str, str], url: str) -> str:
+    """The Content-Encoding (lower case, stripped) to undo for an answer to ``url``: ''
+    for a gzip file whose own compression the server gave as the encoding (its type is
+    gzip's, or ``url`` names a .gz, .tgz or .svgz file: a static server set up with
+    Apache's ``AddEncoding x-gzip .gz``, say). Its bytes are the file, as curl, wget,
+    aria2 and browsers keep them; undone, a .tar.gz would be saved as a bare tar."""
+    if encoding not in ("gzip", "x-gzip"):
+        return encoding
+    kind = headers.get("content-type", "").partition(";")[0].strip().lower()
+    name = url.partition("#")[0].partition("?")[0].rpartition("/")[2].lower()
+    return "" if kind in _GZIP_TYPES or name.endswith(_GZIP_NAMES) else encoding
 
 
 def decoder_for(encoding: str, digests: Sequence[Digest] = ()) -> Decoder | None:

@@ -24,7 +24,7 @@ import pycurl
 
 from ..verify import encoded_digests
 from .curlloop import WEIRD_REPLY
-from .decode import DecodeError, Decoder, decoder_for, end_of
+from .decode import DecodeError, Decoder, decoder_for, end_of, to_undo
 from .h1fields import BAD_CODING, BARE_LF, LONE_CR, NUL, line_fault, read_fields
 from .h1queue import Pending, give_back
 from .h1socket import can_splice, close_pipe, dial, shut_down, splice, watch
@@ -262,6 +262,8 @@ class Conn(asyncio.BufferedProtocol):
         faulty = chunked and (length is not None or not v11)
         decoder = None
         if encoding:  # (an identity body, as most, asks nothing more)
+            encoding = to_undo(encoding, headers, p.hop.url)
+        if encoding:
             try:
                 decoder = decoder_for(encoding, encoded_digests(headers, status=status))
             except KeyError:

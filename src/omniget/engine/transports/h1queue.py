@@ -41,6 +41,7 @@ class Exchange(Protocol):
     parsed: tuple[int, Headers] | None
     fut: asyncio.Future[tuple[int, str]]
     views: bool  # on_write may get a view of the read buffer (valid during the call)
+    url: str  # what was asked for (a gzip file's name keeps its bytes as they come)
 
     def on_write(self, data: bytes | memoryview) -> int | None: ...
 

@@ -14,7 +14,7 @@ import pycurl
 from ...errors import IntegrityError, TransientError
 from ..verify import encoded_digests
 from .base import Head, Headers, PipeSink, Sink, StopTransfer, safe_url
-from .decode import DECODED, DecodeError, Decoder, decoder_for, end_of
+from .decode import DECODED, DecodeError, Decoder, decoder_for, end_of, to_undo
 from .h1fields import FRAMING
 from .h1queue import head_lines
 
@@ -242,6 +242,8 @@ class Hop:
             self.location = location.strip()
             return True
         encoding = self.headers.get("content-encoding", "").strip().lower()
+        if encoding:  # (a gzip file labelled with its own compression is kept as it is)
+            encoding = to_undo(encoding, self.headers, self.url)
         if self.decode_here and encoding:  # (an identity body, as most: no decoder)
             sums = encoded_digests(self.headers, status=self.status)
             try:
