@@ -86,6 +86,31 @@ def test_a_missing_ca_cert_is_one_usage_error(
         f"omniget: error: --ca-cert {missing}: no such file or folder\n")
 
 
+@pytest.mark.parametrize("kind", ["key", "empty", "device"])
+def test_a_ca_cert_with_no_certificate_is_one_usage_error(
+    httpsd: HTTPServer, httpd: HTTPServer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    kind: str,
+) -> None:
+    """A private key given for the CA file (or an empty file): before, every https://
+    file failed with "could not load CA certificates" (exit 3), then a summary; /dev/null
+    was "no such file or folder". A run of http:// URLs does not read the file, as curl
+    does not."""
+    given = Path("/dev/null") if kind == "device" else tmp_path / f"{kind}.pem"
+    if kind == "key":
+        given.write_text("-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBg==\n"
+                         "-----END PRIVATE KEY-----\n")
+    elif kind == "empty":
+        given.write_bytes(b"")
+    urls = served(httpsd)
+    assert main(["--ca-cert", str(given), "-o", "out", *urls]) == 2
+    why = ("not a file or folder" if kind == "device"
+           else "no certificate in it (a PEM file of CA certificates is wanted)")
+    assert capsys.readouterr().err == f"omniget: error: --ca-cert {given}: {why}\n"
+    assert httpsd.requests == []
+    if kind != "device":
+        assert main(["-q", "--ca-cert", str(given), "-o", "out", *served(httpd, 1)]) == 0
+
+
 @pytest.mark.parametrize("name", VARIABLES)
 def test_a_redirect_to_https_says_which_variable(
     httpd: HTTPServer, httpsd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -43,7 +43,9 @@ def ca_trust(settings: NetworkSettings) -> tuple[str | None, str | None, str]:
         if os.path.isdir(settings.ca_cert):
             return None, settings.ca_cert, "--ca-cert"
         if not os.path.isfile(settings.ca_cert):
-            raise UsageError(f"--ca-cert {settings.ca_cert}: no such file or folder")
+            there = os.path.exists(settings.ca_cert)  # (a device, a FIFO)
+            why = "not a file or folder" if there else "no such file or folder"
+            raise UsageError(f"--ca-cert {settings.ca_cert}: {why}")
         return settings.ca_cert, None, "--ca-cert"
     bundle = os.environ.get("CURL_CA_BUNDLE")
     if bundle:
@@ -63,14 +65,38 @@ def ca_trust(settings: NetworkSettings) -> tuple[str | None, str | None, str]:
     return None, None, system
 
 
+#: What begins a PEM block libcurl takes from a CA file (OpenSSL's names).
+_PEM_BLOCKS = (b"-----BEGIN CERTIFICATE-----", b"-----BEGIN TRUSTED CERTIFICATE-----",
+               b"-----BEGIN X509 CERTIFICATE-----", b"-----BEGIN X509 CRL-----")
+
+
+def _not_pem(path: str) -> str | None:
+    """What is wrong with a ``--ca-cert`` file that has no certificate in it (a private key
+    given by mistake, an empty file): every https:// transfer would fail on it. None for
+    one that has, and for a folder or what is no file (:func:`ca_trust` says that)."""
+    if not os.path.isfile(path):  # (and never open a FIFO: it would wait for a writer)
+        return None
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return f"--ca-cert {path}: {e.strerror or e}"
+    if any(block in data for block in _PEM_BLOCKS):
+        return None
+    return f"--ca-cert {path}: no certificate in it (a PEM file of CA certificates is wanted)"
+
+
 def missing_ca(settings: NetworkSettings) -> str | None:
     """What is wrong when a CA file variable :func:`ca_trust` takes names a file that is
-    not there (None: nothing; ``--ca-cert`` and ``--insecure`` mean none is read). A
+    not there, or ``--ca-cert`` a file with no certificate (None: nothing; with
+    ``--ca-cert`` or ``--insecure`` no variable is read). A
     missing ``SSL_CERT_DIR`` is not: as in curl it adds nothing (OpenSSL also takes a
     ``:``-separated list of folders there), and the file or the system's bundle still
     counts."""
-    if settings.insecure or settings.ca_cert:
+    if settings.insecure:
         return None
+    if settings.ca_cert:
+        return _not_pem(settings.ca_cert)
     bundle = os.environ.get("CURL_CA_BUNDLE")
     name = "CURL_CA_BUNDLE" if bundle else "SSL_CERT_FILE"
     path = bundle or os.environ.get("SSL_CERT_FILE")
