@@ -265,6 +265,20 @@ def test_bad_value_in_file_names_key(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("line", "got"),
+    [("jobs = true", "true"), ("retries = false", "false"), ("timeout = true", "true"),
+     ("limit-rate = true", "true"), ("output = true", "true"), ("insecure = 1", "1")],
+)
+def test_a_bad_value_in_the_file_is_said_as_toml_writes_it(
+    tmp_path: Path, line: str, got: str
+) -> None:
+    """``jobs = true`` was refused with "got True" (Python's spelling, not the file's)."""
+    key = line.partition(" ")[0]
+    with pytest.raises(UsageError, match=rf"key '{key}': expected .*, got {got}$"):
+        load_settings(write(tmp_path, line + "\n"), noenv(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("line", "got"),
     [("output = 5", "5"), ("state-dir = 1.5", "1.5"), ("cookies = 0", "0"),
      ("ca-cert = 2", "2"), ("user-agent = 7", "7"), ("netrc-file = 3", "3"),
      ("user = 12", "12"), ("proxy = 8080", "8080"), ("on-exists = 1", "1"),

@@ -28,11 +28,17 @@ _BODY_HEADERS = frozenset({"content-length", "transfer-encoding"})
 # --- value parsers: accept the string form (flags, env) and the TOML / parsed form ---
 
 
+def _shown(v: object) -> str:
+    """A refused value as the user wrote it: ``true`` for a TOML boolean (not Python's
+    ``True``), else its repr (a string in quotes)."""
+    return str(v).lower() if isinstance(v, bool) else repr(v)
+
+
 def _text(v: object) -> str:
     """A string setting's value: a str (or a Path, from a library caller); a TOML number
     is refused (``output = 5`` is no folder name: a typo or a misplaced key, most likely)."""
     if not isinstance(v, str | Path):
-        raise ValueError(f"expected a string in quotes, got {v!r}")
+        raise ValueError(f"expected a string in quotes, got {_shown(v)}")
     return str(v).strip()
 
 
@@ -51,9 +57,9 @@ def _int(v: object, what: str) -> int:
     elif isinstance(v, str) and re.fullmatch(r"\s*\d+\s*", v):
         n = int(v)
     if n < 0:
-        raise ValueError(f"expected {what}, got {v!r}")
+        raise ValueError(f"expected {what}, got {_shown(v)}")
     if n > MAX_NUMBER:
-        raise ValueError(f"expected {what} and at most {MAX_NUMBER}, got {v!r}")
+        raise ValueError(f"expected {what} and at most {MAX_NUMBER}, got {_shown(v)}")
     return n
 
 
@@ -61,7 +67,7 @@ def parse_count(v: object) -> int:
     """A whole number >= 1 (connections, jobs, split)."""
     n = _int(v, "a whole number of at least 1")
     if n < 1:
-        raise ValueError(f"expected a whole number of at least 1, got {v!r}")
+        raise ValueError(f"expected a whole number of at least 1, got {_shown(v)}")
     return n
 
 
@@ -76,7 +82,7 @@ def parse_seconds(v: object) -> float:
         s = -1.0
     if not 0 < s <= MAX_NUMBER:
         raise ValueError(f"expected a number of seconds above 0 and at most {MAX_NUMBER}, "
-                         f"got {v!r}")
+                         f"got {_shown(v)}")
     return s
 
 
@@ -86,10 +92,10 @@ def parse_rate(v: object) -> int:
         return v
     m = re.fullmatch(_RATE_RE, v.strip(), re.IGNORECASE) if isinstance(v, str) else None
     if m is None:
-        raise ValueError(f"expected a rate like 500k, 2M or 1G (bytes/s), got {v!r}")
+        raise ValueError(f"expected a rate like 500k, 2M or 1G (bytes/s), got {_shown(v)}")
     rate = int(float(m[1]) * _RATE_UNITS[m[2].lower()])
     if rate == 0 and float(m[1]) > 0:  # (0.5: not "no limit", which 0 means)
-        raise ValueError(f"expected a rate of at least 1 byte/s (0: no limit), got {v!r}")
+        raise ValueError(f"expected a rate of at least 1 byte/s (0: no limit), got {_shown(v)}")
     return rate
 
 
@@ -98,7 +104,7 @@ def parse_bool(v: object) -> bool:
         return v
     if isinstance(v, str) and v.strip().lower() in _TRUE | _FALSE:
         return v.strip().lower() in _TRUE
-    raise ValueError(f"expected true or false, got {v!r}")
+    raise ValueError(f"expected true or false, got {_shown(v)}")
 
 
 def parse_header(v: object) -> tuple[str, str]:
@@ -108,7 +114,7 @@ def parse_header(v: object) -> tuple[str, str]:
     else:
         name, sep, value = _text(v).partition(":")
         if not sep:
-            raise ValueError(f"expected 'Name: value', got {v!r}")
+            raise ValueError(f"expected 'Name: value', got {_shown(v)}")
     name, value = name.strip(), value.strip()
     if not name:  # (": v": the value is not shown, a token maybe)
         raise ValueError("no header name before the ':' (expected 'Name: value')")
@@ -182,7 +188,7 @@ def parse_user(v: object) -> str:
 def parse_on_exists(v: object) -> str:
     text = _text(v).lower()
     if text not in ON_EXISTS:
-        raise ValueError(f"expected one of {', '.join(ON_EXISTS)}, got {v!r}")
+        raise ValueError(f"expected one of {', '.join(ON_EXISTS)}, got {_shown(v)}")
     return text
 
 
@@ -210,7 +216,7 @@ def parse_proxy(v: object) -> str:
     if sep and scheme.lower() not in PROXY_SCHEMES:
         raise ValueError(
             f"expected a proxy URL starting {', '.join(s + '://' for s in PROXY_SCHEMES)}"
-            f" (or host:port), got {v!r}"
+            f" (or host:port), got {_shown(v)}"
         )
     if text:
         from urllib.parse import urlsplit
@@ -250,7 +256,7 @@ def parse_file(v: object) -> str:
 def _items(v: object) -> Iterable[object]:
     if isinstance(v, list | tuple):
         return v
-    raise ValueError(f"expected a list, got {v!r}")
+    raise ValueError(f"expected a list, got {_shown(v)}")
 
 
 # --- the option table ---
