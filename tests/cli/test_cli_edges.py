@@ -1339,6 +1339,32 @@ def test_a_second_ctrl_c_inside_a_libcurl_callback_is_an_interrupt(
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/syscall"), reason="needs /proc/PID/syscall")
+def test_ctrl_c_before_the_run_says_so_on_a_line_of_its_own_on_a_terminal() -> None:
+    """-i - waiting for its list on a terminal, stopped: the error begins a line (the
+    terminal echoed ^C where the cursor was; before: ``^Comniget: error: ...``)."""
+    env = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1"}
+    main_fd, term = pty.openpty()
+    with subprocess.Popen(command("-i", "-", "-o", "out"), stdin=term, stderr=term,
+                          stdout=subprocess.PIPE, env=env, start_new_session=True) as proc:
+        os.close(term)
+        syscall = Path(f"/proc/{proc.pid}/syscall")
+        for _ in range(3000):  # until it waits in read(0, ...) for the list
+            if syscall.read_text().startswith("0 0x0 "):
+                break
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.01)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    said = b""
+    with contextlib.suppress(OSError):  # (EIO: the terminal's other end is gone)
+        while chunk := os.read(main_fd, 1024):
+            said += chunk
+    os.close(main_fd)
+    assert proc.returncode == 130
+    assert said == b"\r\n" + RESUME.encode() + b"\r\n"
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/syscall"), reason="needs /proc/PID/syscall")
 def test_ctrl_c_while_reading_urls_from_stdin_ends_the_json_events() -> None:
     """-i - waiting for its list, stopped: the --json events are an error and a summary
     (before: nothing on stdout)."""

@@ -77,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help, --version
         return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
     except KeyboardInterrupt:  # (one before the download began, or in list, --dry-run)
+        _end_line(ns)
         print_error(RESUME if ns is not None and _resumable(ns) else "interrupted")
         _json_error(ns, Cancelled("interrupted"), 130, mask)
         return 130
@@ -114,11 +115,19 @@ def _ask_password(ns: argparse.Namespace) -> None:
     except EOFError:  # (Ctrl+D)
         raise UsageError(f"--user {user}: no password given") from None
     except KeyboardInterrupt:  # (getpass ends the prompt's line for an answer only)
-        if sys.stderr is not None:
-            with contextlib.suppress(OSError, ValueError):
-                sys.stderr.write("\n")
+        ns.prompted = True
         raise
     ns.user = f"{user}:{password}"
+
+
+def _end_line(ns: argparse.Namespace | None) -> None:
+    """Before the line an interrupt ends with: a new line after an unanswered password
+    prompt, and on a terminal (whose echoed ``^C`` stands where the cursor was)."""
+    if sys.stderr is None:
+        return
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        if getattr(ns, "prompted", False) or sys.stderr.isatty():
+            sys.stderr.write("\n")
 
 
 def _resumable(ns: argparse.Namespace) -> bool:
