@@ -447,21 +447,27 @@ def test_forced_gzip_saves_identity_bytes(
 
 
 @pytest.mark.parametrize(
-    ("name", "content_type"),
-    [("pkg.tar.gz", "application/x-tar"), ("pkg.TGZ", "application/octet-stream"),
-     ("pkg", "application/gzip"), ("pkg", "application/x-gzip; charset=binary")],
+    ("name", "content_type", "disposition"),
+    [("pkg.tar.gz", "application/x-tar", None), ("pkg.TGZ", "application/octet-stream", None),
+     ("pkg", "application/gzip", None), ("pkg", "application/x-gzip; charset=binary", None),
+     ("get", "application/x-tar", 'attachment; filename="pkg.tar.gz"'),
+     ("get", "application/x-tar", "attachment; filename*=UTF-8''pkg.tgz")],
 )
 def test_a_gzip_file_labelled_with_its_encoding_is_saved_as_served(
-    httpd: HTTPServer, tmp_path: Path, name: str, content_type: str
+    httpd: HTTPServer, tmp_path: Path, name: str, content_type: str, disposition: str | None
 ) -> None:
     """A server that gives a .gz file's own compression as the answer's Content-Encoding
-    (Apache's ``AddEncoding x-gzip .gz``, say) sends the file as it is on its disk: saved
-    so, as curl, wget, wget2 and aria2c save it, by a list's files (libcurl's transfer,
-    then pipelined) and by stream(). Before: decompressed, a tar named pkg.tar.gz that
-    ``tar xzf`` refused. A text file forced into gzip is still decoded (above)."""
+    (Apache's ``AddEncoding x-gzip .gz``, say; the name in the URL or the one the server
+    gives) sends the file as it is on its disk: saved so, as curl, wget, wget2 and aria2c
+    save it, by a list's files (libcurl's transfer, then pipelined) and by stream().
+    Before: decompressed, a tar named pkg.tar.gz that ``tar xzf`` refused. A text file
+    forced into gzip is still decoded (above)."""
     packed = gzip.compress(b"the bytes of a tar archive\n" * 4000, mtime=0)
-    urls = [httpd.add(httpd.new_path(name), packed, content_type=content_type,
-                      headers={"Content-Encoding": "x-gzip"}) for _ in range(4)]
+    headers = {"Content-Encoding": "x-gzip"}
+    if disposition is not None:  # (the name the server gives)
+        headers["Content-Disposition"] = disposition
+    urls = [httpd.add(httpd.new_path(name), packed, content_type=content_type, headers=headers)
+            for _ in range(4)]
     out = tmp_path / "out"
     report = download([Item(u, filename=f"{i}-{name}") for i, u in enumerate(urls)], out,
                       settings=Settings(state_dir=tmp_path / "state"))

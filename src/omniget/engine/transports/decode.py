@@ -9,6 +9,7 @@ we save."""
 from __future__ import annotations
 
 import hashlib
+import re
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Protocol
@@ -147,19 +148,26 @@ _GZIP_TYPES = frozenset({
 })
 #: Names of files that are gzip streams themselves.
 _GZIP_NAMES = (".gz", ".tgz", ".svgz")
+#: Such a name in a Content-Disposition (``filename="a.tar.gz"``, ``filename*=...a.tgz``;
+#: compiled when first used, not at every start: see tests/unit/test_startup.py)
+_GZIP_GIVEN = r"\.(?:gz|tgz|svgz)\s*(?:\"|;|$)"
 
 
 def to_undo(encoding: str, headers: Mapping[str, str], url: str) -> str:
     """The Content-Encoding (lower case, stripped) to undo for an answer to ``url``: ''
     for a gzip file whose own compression the server gave as the encoding (its type is
-    gzip's, or ``url`` names a .gz, .tgz or .svgz file: a static server set up with
-    Apache's ``AddEncoding x-gzip .gz``, say). Its bytes are the file, as curl, wget,
-    aria2 and browsers keep them; undone, a .tar.gz would be saved as a bare tar."""
+    gzip's, or ``url`` or the server's Content-Disposition names a .gz, .tgz or .svgz
+    file: a static server set up with Apache's ``AddEncoding x-gzip .gz``, say). Its
+    bytes are the file, as curl, wget, aria2 and browsers keep them; undone, a .tar.gz
+    would be saved as a bare tar."""
     if encoding not in ("gzip", "x-gzip"):
         return encoding
     kind = headers.get("content-type", "").partition(";")[0].strip().lower()
     name = url.partition("#")[0].partition("?")[0].rpartition("/")[2].lower()
-    return "" if kind in _GZIP_TYPES or name.endswith(_GZIP_NAMES) else encoding
+    if kind in _GZIP_TYPES or name.endswith(_GZIP_NAMES):
+        return ""
+    given = headers.get("content-disposition")
+    return "" if given and re.search(_GZIP_GIVEN, given, re.I) else encoding
 
 
 def decoder_for(encoding: str, digests: Sequence[Digest] = ()) -> Decoder | None:
