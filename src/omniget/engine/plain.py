@@ -29,7 +29,7 @@ from .job import FileJob
 from .mirrors import not_a_copy
 from .names import filename_from_content_disposition
 from .spanfetch import SpanSink, run_span, size_mismatch
-from .spans import Interval, gaps, length, merge
+from .spans import Interval, gaps, length, merge, within
 from .splitter import TAKE_OVER_MIN, Span, Splitter
 from .transports.base import (
     Head,
@@ -307,6 +307,8 @@ class PlainDownload:
                 # checks do not cover: they are of the compressed body, and only of this one
                 raise _Restart("a compressed answer cannot continue kept bytes", changed=True)
             sink.skip = span.pos  # (what we have comes again: written over it)
+            # (and is no more resumed than any other byte of this answer)
+            job.resumed -= within(job.done, 0, span.pos)
             if span.pos and not self.said_refetch:  # (else a long wait at 0 B/s, unsaid)
                 self.said_refetch = True
                 self.ctx.event(Warned(job.item, job.final, f"the server ignores Range: the "

@@ -14,6 +14,7 @@ from ..model import ByteRange
 from .events import Retrying, Warned
 from .job import FileJob
 from .mirrors import PERMANENT_ON_ONE_MIRROR, next_mirror
+from .spans import within
 from .splitter import Span
 from .transports.base import (
     Head,
@@ -94,13 +95,21 @@ class SpanSink:
         """Of ``data``, the bytes before the span's position that a whole answer to a
         ranged request sends again are written over what the part file holds there (they
         came anyway: the file is then the server's bytes, whatever happened to the part
-        file since); they count as fetched, not as written. The rest is returned."""
+        file since). They count as fetched; those an earlier run had written count as
+        written, as they are no longer resumed (see PlainDownload.on_head). The rest is
+        returned."""
         n = min(len(data), self.skip)
-        part = self.dl.job.part
+        job = self.dl.job
+        part = job.part
         assert part is not None
-        part.write_at(data[:n], self.span.pos - self.skip)
+        at = self.span.pos - self.skip
+        part.write_at(data[:n], at)
         self.skip -= n
-        self.dl.job.fetched += n
+        job.fetched += n
+        job.written += within(job.done, at, at + n)
+        now = time.monotonic()
+        if now >= job.next_tick:
+            job.progress(now)
         return data[n:]
 
     def pipe_room(self) -> int:

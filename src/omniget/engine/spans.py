@@ -57,6 +57,11 @@ def length(done: Iterable[Interval]) -> int:
     return n
 
 
+def within(done: Iterable[Interval], start: int, end: int) -> int:
+    """How many bytes of ``done`` lie in ``[start, end)``."""
+    return sum(max(0, min(e, end) - max(s, start)) for s, e in done)
+
+
 def covered(done: Iterable[Interval]) -> int:
     """How many distinct bytes ``done`` covers."""
     return sum(end - start for start, end in merge(done))
