@@ -16,7 +16,7 @@ from tests.servers.checks import wait_for
 from tests.servers.httpd import HTTPServer
 
 from omniget import download
-from omniget.engine import job as job_module
+from omniget.engine import checkpoints
 from omniget.engine import journal as journal_module
 from omniget.engine.assemble import PART_SUFFIX
 from omniget.engine.events import Event, Warned
@@ -43,7 +43,7 @@ def test_after_a_reboot_the_synced_spans_are_checked_by_their_own_prints(
     url = httpd.url(path, reset=900 * KiB, hold="h", stall_after=890 * KiB, times=1)
     out, state = tmp_path / "out", tmp_path / "state"
     syncs: list[int] = []
-    sync = job_module._sync_and_close
+    sync = checkpoints._sync_and_close
     lock = threading.Lock()
 
     def three_syncs(fd: int) -> bool:  # (then they fail: not recorded as synced)
@@ -56,7 +56,7 @@ def test_after_a_reboot_the_synced_spans_are_checked_by_their_own_prints(
         with Journal(state / FILENAME, boot="after the power loss") as journal:
             return [span for key, _ in journal.unfinished() for span in journal.spans(key)]
 
-    monkeypatch.setattr(job_module, "_sync_and_close", three_syncs)
+    monkeypatch.setattr(checkpoints, "_sync_and_close", three_syncs)
     settings = Settings(state_dir=state, split=1, retries=0, fsync_seconds=0.0,
                         checkpoint_bytes=64 * KiB)
     with ThreadPoolExecutor(1) as pool:
@@ -98,7 +98,7 @@ def test_files_done_before_their_first_checkpoint_read_nothing_back(
         read.append(spans)
         return prints(fd, spans)
 
-    monkeypatch.setattr(job_module, "prints", counted)
+    monkeypatch.setattr(checkpoints, "prints", counted)
     urls = [httpd.add(httpd.new_path(f"s{i}.bin"), payload(20 * KiB, i)) for i in range(20)]
     report = download(urls, tmp_path / "out", settings=Settings(state_dir=tmp_path / "state"))
     assert report.ok == 20, report.failures

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError, OmnigetError, StorageError, TransferError
 from ..model import Digest
+from .checkpoints import ensure_record
 from .events import Failed, Finished, Skipped, Warned
 from .journal.records import RecordGone
 from .report import FileResult
@@ -165,7 +166,7 @@ def _finished(job: FileJob, final: Path, size: int, verified: str | None) -> Fil
     journal = job.ctx.journal
     try:
         if journal is not None and job.server_path is not None:
-            if job.ensure_record():
+            if ensure_record(job):
                 journal.finish(job.key, size=size, digest=None, path=str(job.server_path),
                                own=job.owned)
         elif journal is not None and job.journal_started:

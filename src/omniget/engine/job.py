@@ -2,7 +2,8 @@
 checkpoints while its bytes come in, the refresh of expiring URLs, and the whole life of
 the file (:meth:`FileJob.run`). The rest of the job is in functions of their own modules:
 the file already at the output path (--on-exists) in existing.py, the part file and resume
-state in resume.py, the fetch, verification, the atomic finish and the result in finish.py."""
+state in resume.py, its journal record and checkpoints in checkpoints.py, the fetch,
+verification, the atomic finish and the result in finish.py."""
 
 from __future__ import annotations
 
@@ -11,15 +12,15 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import AuthRequired, OmnigetError, RemoteNotFound, StorageError
 from ..model import Digest, Item
 from .assemble import PartFile, part_path
+from .checkpoints import NOTHING_SAVED, Saved, forget_bytes
 from .context import Ahead, RunContext, SetupSlot, output_key
-from .events import Progress, Started, Warned
+from .events import Progress, Started
 from .existing import (
     SkipFile,
     check_existing,
@@ -30,11 +31,9 @@ from .existing import (
     there,
 )
 from .finish import failed, fetch_verified, skipped
-from .journal import FileRecord, Owner, Print
-from .journal.records import RecordGone, RecordTaken
+from .journal import FileRecord, Owner
 from .names import contain, unique_path
 from .others import make_other
-from .prints import prints
 from .report import FileResult
 from .resume import (
     create_part_ahead,
@@ -61,21 +60,6 @@ __all__ = ["FileJob", "SkipFile"]
 PROGRESS_EVERY = 0.25  # seconds between Progress events per file
 HANDLER_SHARE = 10  # a Progress handler's time, times this: no Progress until it passed
 REFRESH_MARGIN = 60.0  # refresh expiring URLs this long before they expire
-#: A file's record that another run dropped under it (see FileJob.record_lost) ...
-RECORD_GONE = (
-    "its resume record went away (another omniget run on the same state folder finished"
-    " or dropped the same download meanwhile); a new one is made"
-)
-#: ... or took
-RECORD_TAKEN = (
-    "another omniget run on the same state folder took its resume record (it writes the"
-    " same download to another name); this file goes on without resume state"
-)
-
-#: Spans committed as written, and their fingerprints (see journal.Print).
-Saved = tuple[list[Interval], list[Print] | None]
-#: None yet (one tuple shared by every job: none is made per file; nothing changes it).
-NOTHING_SAVED: Saved = ([], None)
 
 
 class FileJob:
@@ -84,13 +68,12 @@ class FileJob:
     # (more attributes than an instance dict shares keys for (30): without slots each
     # job built a dict of its own, ~5 K instructions; mypy checks the list)
     __slots__ = (
-        "_generation", "_last_ckpt", "_last_progress", "_last_sync", "_planned_text", "_saved",
-        "_unsynced", "_where", "after", "ahead", "claim", "connections", "ctx", "digests",
-        "done", "end_proven", "etag", "fetched", "final", "found", "item", "journal_started",
-        "key", "last_modified", "lost", "next_tick", "owned", "part", "planned", "record",
-        "refreshed_at", "released",
-        "remembered", "replacing", "resumed", "server_path", "size", "size_from_eof", "slot",
-        "started", "stream_hash", "suspect", "written"
+        "_last_progress", "_planned_text", "_where", "after", "ahead", "claim", "connections",
+        "ctx", "digests", "done", "end_proven", "etag", "fetched", "final", "found",
+        "generation", "item", "journal_started", "key", "last_ckpt", "last_modified",
+        "last_sync", "lost", "next_tick", "owned", "part", "planned", "record", "refreshed_at",
+        "released", "remembered", "replacing", "resumed", "saved", "server_path", "size",
+        "size_from_eof", "slot", "started", "stream_hash", "suspect", "unsynced", "written"
     )
 
     def __init__(
@@ -146,12 +129,12 @@ class FileJob:
         #: Records of this file lost to another run: 1, one made again; 2, no more.
         self.lost = 0
         self._last_progress = 0.0
-        self._last_ckpt = time.monotonic()
+        self.last_ckpt = time.monotonic()
         self.next_tick = 0.0  # monotonic time of the next progress event or checkpoint
-        self._last_sync = time.monotonic()
-        self._saved: Saved = NOTHING_SAVED  # the spans last committed as written
-        self._unsynced: list[int] = []  # pieces in the part file done since the last sync
-        self._generation = 0  # bumped when every byte is forgotten (a late sync is stale)
+        self.last_sync = time.monotonic()
+        self.saved: Saved = NOTHING_SAVED  # the spans last committed as written
+        self.unsynced: list[int] = []  # pieces in the part file done since the last sync
+        self.generation = 0  # bumped when every byte is forgotten (a late sync is stale)
         self.started = False
         self.refreshed_at = 0.0
         #: The part file being created ahead of the answer.
@@ -209,17 +192,17 @@ class FileJob:
             return
         self.started = True
         # the checkpoint clock starts with the bytes (not while the file waited its turn)
-        self._last_ckpt = time.monotonic()
+        self.last_ckpt = time.monotonic()
         if not self.ctx.listened:
             # no Progress events to pace: the next tick is the checkpoint's
-            self.next_tick = self._last_ckpt + self.ctx.settings.checkpoint_seconds
+            self.next_tick = self.last_ckpt + self.ctx.settings.checkpoint_seconds
             return
         self.ctx.event(
             Started(self.item, self.final, self.size, self.resumed, connections=self.connections)
         )
 
-    def _set_next_tick(self) -> None:
-        ckpt = self._last_ckpt + self.ctx.settings.checkpoint_seconds
+    def set_next_tick(self) -> None:
+        ckpt = self.last_ckpt + self.ctx.settings.checkpoint_seconds
         # (nobody listens: no Progress event is due, only the checkpoint)
         listened = self.ctx.listened
         self.next_tick = min(self._last_progress + PROGRESS_EVERY, ckpt) if listened else ckpt
@@ -229,10 +212,10 @@ class FileJob:
             ctx = self.ctx
             if now < ctx.quiet_until:  # (the handler was slow: this one waits)
                 self._last_progress = ctx.quiet_until - PROGRESS_EVERY
-                self._set_next_tick()
+                self.set_next_tick()
                 return
             self._last_progress = now
-            self._set_next_tick()
+            self.set_next_tick()
             if not ctx.listened:
                 return
             began = time.monotonic()
@@ -251,159 +234,15 @@ class FileJob:
             ctx.quiet_until = now + HANDLER_SHARE * (time.monotonic() - began)
 
     def due_checkpoint(self, now: float) -> bool:
-        return now - self._last_ckpt >= self.ctx.settings.checkpoint_seconds
-
-    def ensure_record(self) -> bool:
-        """Start this file's journal record if it has none yet; False: it has none (no
-        journal, or it failed: the run goes on without, see RunContext.journal_failed)."""
-        if self.journal_started:
-            return True
-        journal = self.ctx.journal
-        if (
-            journal is None or self.final is None or self.ctx.journal_error is not None
-            or self.lost > 1
-        ):
-            return False
-        path = str(self.final)
-        part = self.part.inode() if self.part is not None and self.part.fd >= 0 else None
-        try:
-            journal.start(
-                self.key,
-                path=path,
-                url=self.item.download_url,
-                size=self.size,
-                etag=self.etag,
-                last_modified=self.last_modified,
-                digest=f"{self.digests[0].algo}:{self.digests[0].hex}" if self.digests else None,
-                part=part,
-            )
-        except StorageError as exc:  # (no record of it yet: it goes on without one)
-            self.ctx.journal_failed(exc)
-            return False
-        self.ctx.journal_started(self.key)
-        self.journal_started = True
-        self.owned = (path, part)
-        return True
-
-    def record_lost(self, exc: RecordGone) -> bool:
-        """Another omniget run on the same state folder dropped this file's record (it
-        finished or dropped the same download under another name; the record's key is
-        the download's) or took it (it writes that download to another name now). Gone:
-        a new record is made, and True says to write again. Taken: it is that run's
-        (this run's bytes are not in its part file), and this file goes on without
-        resume state. One warning either way; a second loss ends resume state for the
-        file without another."""
-        self.journal_started = False
-        self.owned = None
-        self.lost += 1
-        if self.lost > 1:
-            return False
-        if isinstance(exc, RecordTaken):
-            self.lost = 2
-            self.ctx.event(Warned(self.item, self.final, RECORD_TAKEN))
-            return False
-        self.ctx.event(Warned(self.item, self.final, RECORD_GONE))
-        return self.ensure_record()
-
-    def _write(self, call: Callable[[], None]) -> bool:
-        """Make ``call``, a write of this file's record (given ``self.owned``); False
-        when it was not written (see record_lost and RunContext.journal_failed)."""
-        while True:
-            try:
-                call()
-                return True
-            except RecordGone as exc:
-                if not self.record_lost(exc):
-                    return False
-            except StorageError as exc:
-                self.ctx.journal_failed(exc)
-                return False
-
-    def _forget_bytes(self) -> None:
-        """A fresh part file is made while an earlier one's record stays (its part file
-        deleted by hand, or not the one it names): the record's bytes go first. The new
-        part file may get the old one's inode number (ext4 reuses them at once), and a run
-        killed before its first checkpoint would leave them claimed for the new file."""
-        rec, journal = self.record, self.ctx.journal
-        if rec is None or rec.done or journal is None:
-            return
-        try:
-            journal.reset(self.key)
-        except StorageError as exc:
-            self.ctx.journal_failed(exc)
-
-    def save_spans(self, spans: list[Interval], now: float) -> None:
-        """Commit finished byte spans (already written to the part file) to the journal."""
-        self._last_ckpt = now
-        self._set_next_tick()
-        journal = self.ctx.journal
-        if journal is None or not self.ensure_record():
-            return
-        # (what a rerun reads back: the bytes at both ends of each span, written already)
-        part = self.part
-        marks = prints(part.fd, spans) if part is not None and part.fd >= 0 else None
-        if not self._write(lambda: journal.save_spans(self.key, spans, marks, own=self.owned)):
-            return
-        self._saved = (spans, marks)
-        self._sync_due(now)
-
-    def piece_done(
-        self, index: int, size: int, *, in_part: bool = True, fingerprint: Print | None = None
-    ) -> None:
-        """Record piece ``index`` as verified; ``in_part``: its bytes are in the part
-        file (not a staging file), so a sync of that file makes them durable;
-        ``fingerprint``: of those bytes, as written (a sync that marks the piece synced
-        starts after that write: the print holds for the bytes it makes durable too)."""
-        journal = self.ctx.journal
-        if journal is None or not self.ensure_record():
-            return
-        mark = fingerprint if in_part else None
-        if not self._write(
-            lambda: journal.piece_done(self.key, index, size, mark, own=self.owned)
-        ):
-            return
-        if in_part:
-            self._unsynced.append(index)
-        self._sync_due(time.monotonic())
-
-    def _sync_due(self, now: float) -> None:
-        """Every ``fsync_seconds``: fdatasync the part file on a worker thread, then
-        record what was written before it as synced (what a run after a power loss
-        trusts; see journal.py)."""
-        part = self.part
-        if part is None or now - self._last_sync < self.ctx.settings.fsync_seconds:
-            return
-        self._last_sync = now
-        # (the fingerprints are of bytes written before the sync starts: it makes them
-        # durable too)
-        (spans, marks), pieces, gen = self._saved, self._unsynced, self._generation
-        self._unsynced = []
-        try:  # (its own descriptor: the part file may be closed before the sync runs)
-            fd = os.dup(part.fd)
-        except OSError:
-            return
-        synced = asyncio.get_running_loop().run_in_executor(None, _sync_and_close, fd)
-
-        def record(fut: asyncio.Future[bool]) -> None:
-            journal = self.ctx.journal
-            if fut.cancelled() or not fut.result() or gen != self._generation:
-                return
-            if journal is None or not (spans or pieces) or self.owned is None:
-                return
-            try:
-                journal.save_synced(self.key, spans, pieces, marks, own=self.owned)
-            except StorageError as exc:
-                self.ctx.journal_failed(exc)
-
-        synced.add_done_callback(record)
+        return now - self.last_ckpt >= self.ctx.settings.checkpoint_seconds
 
     def restart(self) -> None:
         """The remote file changed, cannot be resumed or came wrong: forget every byte
         we have, its validators, and a size read off the end of a body (the next body may
         be longer)."""
         self.done = []
-        self._saved, self._unsynced = NOTHING_SAVED, []
-        self._generation += 1
+        self.saved, self.unsynced = NOTHING_SAVED, []
+        self.generation += 1
         self.etag = self.last_modified = None  # (learnt again from the next answer)
         self.resumed = 0
         self.written = 0
@@ -510,7 +349,7 @@ class FileJob:
             if resuming:
                 self.load_resume(final)
             else:
-                self._forget_bytes()
+                forget_bytes(self)
                 self._create_part_ahead(final)
             if item.expires is not None and self.needs_refresh():
                 await self.refresh()
@@ -541,14 +380,3 @@ class FileJob:
     def __repr__(self) -> str:
         return f"<FileJob {self.item.output_path!r} size={self.size} written={self.written}>"
 
-
-def _sync_and_close(fd: int) -> bool:
-    """fdatasync ``fd`` and close it; False if the sync failed (then nothing more is
-    recorded as synced: a failed sync may have dropped the data it held)."""
-    try:
-        os.fdatasync(fd)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)

@@ -30,6 +30,7 @@ from ..errors import (
 )
 from ..model import Piece, Transform
 from .assemble import PartFile, part_path, storage_error
+from .checkpoints import piece_done
 from .context import ChunkKey, output_key
 from .events import PieceDone, Retrying, Warned
 from .job import FileJob
@@ -240,7 +241,7 @@ class PieceDownload:
                     waited += delay
         self.sizes[idx] = size
         ends = out.ends
-        job.piece_done(idx, size, in_part=self.offsets[idx] is not None,
+        piece_done(job, idx, size, in_part=self.offsets[idx] is not None,
                        fingerprint=None if ends is None else ends.print())
         self.ctx.event(PieceDone(job.item, job.final, idx, size))
         job.progress(time.monotonic())

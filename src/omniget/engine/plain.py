@@ -24,6 +24,7 @@ from ..errors import (
     StorageError,
     TransientError,
 )
+from .checkpoints import save_spans
 from .events import Warned
 from .job import FileJob
 from .mirrors import not_a_copy
@@ -112,7 +113,7 @@ class PlainDownload:
     def checkpoint(self, now: float) -> None:
         for s in self.spans:
             s.saved = s.pos
-        self.job.save_spans(self.covered(), now)
+        save_spans(self.job, self.covered(), now)
 
     async def _attempt(self) -> None:
         job = self.job

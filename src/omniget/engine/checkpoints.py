@@ -1,0 +1,205 @@
+"""A file's journal record while its bytes come in: made when first needed, checkpoints of
+the spans written (with their fingerprints, prints.py) and of verified pieces, the periodic
+sync of the part file that makes them trusted after a power loss, and the record another
+run drops or takes meanwhile (the record's key is the download's, not the name's)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..errors import StorageError
+from .events import Warned
+from .journal import Print
+from .journal.records import RecordGone, RecordTaken
+from .prints import prints
+from .spans import Interval
+
+if TYPE_CHECKING:
+    from .job import FileJob
+
+__all__ = [
+    "NOTHING_SAVED", "Saved", "ensure_record", "forget_bytes", "piece_done", "save_spans",
+]  # fmt: skip
+
+#: A file's record that another run dropped under it (see record_lost) ...
+RECORD_GONE = (
+    "its resume record went away (another omniget run on the same state folder finished"
+    " or dropped the same download meanwhile); a new one is made"
+)
+#: ... or took
+RECORD_TAKEN = (
+    "another omniget run on the same state folder took its resume record (it writes the"
+    " same download to another name); this file goes on without resume state"
+)
+
+#: Spans committed as written, and their fingerprints (see journal.Print).
+Saved = tuple[list[Interval], list[Print] | None]
+#: None yet (one tuple shared by every job: none is made per file; nothing changes it).
+NOTHING_SAVED: Saved = ([], None)
+
+
+def ensure_record(job: FileJob) -> bool:
+    """Start this file's journal record if it has none yet; False: it has none (no
+    journal, or it failed: the run goes on without, see RunContext.journal_failed)."""
+    if job.journal_started:
+        return True
+    journal = job.ctx.journal
+    if (
+        journal is None or job.final is None or job.ctx.journal_error is not None
+        or job.lost > 1
+    ):
+        return False
+    path = str(job.final)
+    part = job.part.inode() if job.part is not None and job.part.fd >= 0 else None
+    try:
+        journal.start(
+            job.key,
+            path=path,
+            url=job.item.download_url,
+            size=job.size,
+            etag=job.etag,
+            last_modified=job.last_modified,
+            digest=f"{job.digests[0].algo}:{job.digests[0].hex}" if job.digests else None,
+            part=part,
+        )
+    except StorageError as exc:  # (no record of it yet: it goes on without one)
+        job.ctx.journal_failed(exc)
+        return False
+    job.ctx.journal_started(job.key)
+    job.journal_started = True
+    job.owned = (path, part)
+    return True
+
+
+def record_lost(job: FileJob, exc: RecordGone) -> bool:
+    """Another omniget run on the same state folder dropped this file's record (it
+    finished or dropped the same download under another name; the record's key is
+    the download's) or took it (it writes that download to another name now). Gone:
+    a new record is made, and True says to write again. Taken: it is that run's
+    (this run's bytes are not in its part file), and this file goes on without
+    resume state. One warning either way; a second loss ends resume state for the
+    file without another."""
+    job.journal_started = False
+    job.owned = None
+    job.lost += 1
+    if job.lost > 1:
+        return False
+    if isinstance(exc, RecordTaken):
+        job.lost = 2
+        job.ctx.event(Warned(job.item, job.final, RECORD_TAKEN))
+        return False
+    job.ctx.event(Warned(job.item, job.final, RECORD_GONE))
+    return ensure_record(job)
+
+
+def _write(job: FileJob, call: Callable[[], None]) -> bool:
+    """Make ``call``, a write of this file's record (given ``job.owned``); False
+    when it was not written (see record_lost and RunContext.journal_failed)."""
+    while True:
+        try:
+            call()
+            return True
+        except RecordGone as exc:
+            if not record_lost(job, exc):
+                return False
+        except StorageError as exc:
+            job.ctx.journal_failed(exc)
+            return False
+
+
+def forget_bytes(job: FileJob) -> None:
+    """A fresh part file is made while an earlier one's record stays (its part file
+    deleted by hand, or not the one it names): the record's bytes go first. The new
+    part file may get the old one's inode number (ext4 reuses them at once), and a run
+    killed before its first checkpoint would leave them claimed for the new file."""
+    rec, journal = job.record, job.ctx.journal
+    if rec is None or rec.done or journal is None:
+        return
+    try:
+        journal.reset(job.key)
+    except StorageError as exc:
+        job.ctx.journal_failed(exc)
+
+
+def save_spans(job: FileJob, spans: list[Interval], now: float) -> None:
+    """Commit finished byte spans (already written to the part file) to the journal."""
+    job.last_ckpt = now
+    job.set_next_tick()
+    journal = job.ctx.journal
+    if journal is None or not ensure_record(job):
+        return
+    # (what a rerun reads back: the bytes at both ends of each span, written already)
+    part = job.part
+    marks = prints(part.fd, spans) if part is not None and part.fd >= 0 else None
+    if not _write(job, lambda: journal.save_spans(job.key, spans, marks, own=job.owned)):
+        return
+    job.saved = (spans, marks)
+    _sync_due(job, now)
+
+
+def piece_done(
+    job: FileJob, index: int, size: int, *, in_part: bool = True, fingerprint: Print | None = None
+) -> None:
+    """Record piece ``index`` as verified; ``in_part``: its bytes are in the part
+    file (not a staging file), so a sync of that file makes them durable;
+    ``fingerprint``: of those bytes, as written (a sync that marks the piece synced
+    starts after that write: the print holds for the bytes it makes durable too)."""
+    journal = job.ctx.journal
+    if journal is None or not ensure_record(job):
+        return
+    mark = fingerprint if in_part else None
+    if not _write(job, 
+        lambda: journal.piece_done(job.key, index, size, mark, own=job.owned)
+    ):
+        return
+    if in_part:
+        job.unsynced.append(index)
+    _sync_due(job, time.monotonic())
+
+
+def _sync_due(job: FileJob, now: float) -> None:
+    """Every ``fsync_seconds``: fdatasync the part file on a worker thread, then
+    record what was written before it as synced (what a run after a power loss
+    trusts; see journal.py)."""
+    part = job.part
+    if part is None or now - job.last_sync < job.ctx.settings.fsync_seconds:
+        return
+    job.last_sync = now
+    # (the fingerprints are of bytes written before the sync starts: it makes them
+    # durable too)
+    (spans, marks), pieces, gen = job.saved, job.unsynced, job.generation
+    job.unsynced = []
+    try:  # (its own descriptor: the part file may be closed before the sync runs)
+        fd = os.dup(part.fd)
+    except OSError:
+        return
+    synced = asyncio.get_running_loop().run_in_executor(None, _sync_and_close, fd)
+
+    def record(fut: asyncio.Future[bool]) -> None:
+        journal = job.ctx.journal
+        if fut.cancelled() or not fut.result() or gen != job.generation:
+            return
+        if journal is None or not (spans or pieces) or job.owned is None:
+            return
+        try:
+            journal.save_synced(job.key, spans, pieces, marks, own=job.owned)
+        except StorageError as exc:
+            job.ctx.journal_failed(exc)
+
+    synced.add_done_callback(record)
+
+
+def _sync_and_close(fd: int) -> bool:
+    """fdatasync ``fd`` and close it; False if the sync failed (then nothing more is
+    recorded as synced: a failed sync may have dropped the data it held)."""
+    try:
+        os.fdatasync(fd)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
