@@ -61,10 +61,10 @@ thread-safe (the engine runs them in worker threads).
 
 Its parts: :mod:`.records` (:class:`FileRecord`, :class:`JournalStore`, the error of a
 record gone away), :mod:`.schema` (the tables, their migrations, a connection's set-up and
-the copy of records into a file made again), :mod:`.opening` (opening the file, and the
-error messages when that or any call fails), :mod:`.rows` (how spans and their
-fingerprints are packed; a running download's writes' condition) and :mod:`.repair` (a
-damaged file moved aside).
+the copy of records into a file made again), :mod:`.opening` (opening the file, following
+one removed or replaced during a run, and the error messages when that or any call
+fails), :mod:`.rows` (how spans and their fingerprints are packed; a running download's
+writes' condition) and :mod:`.repair` (a damaged file moved aside).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ..spans import Interval, merge
-from .opening import guard, open_file, open_or_repair
+from .opening import follow, guard, open_or_repair
 from .records import FileRecord, JournalStore, Owner, Print, missing
 from .repair import move_if_same
 from .rows import (
@@ -93,7 +93,7 @@ from .rows import (
     unpack_print,
     unpack_prints,
 )
-from .schema import SCHEMA_VERSION, copy_records
+from .schema import SCHEMA_VERSION
 
 __all__ = [
     "FILENAME",
@@ -187,46 +187,12 @@ class Journal:
             db.execute("COMMIT")
 
     def _check_file(self) -> None:
-        """The journal file was removed (its state folder deleted, say) since it was
-        opened, or another run replaced it (it found it damaged, moved it aside and made
-        a new one): SQLite would go on writing to the file it has open, and a rerun would
-        find nothing. It is made again (or the new one opened), with every record of the
-        open one that it has none of."""
-        replaced = False
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            return  # (not to be told: the write says what is wrong, if anything)
-        else:
-            if (st.st_dev, st.st_ino) == self._ident:
-                return
-            replaced = True
-        old = self._db
-        assert old is not None
-        try:
-            db, ident = open_file(self.path)  # (or the one another run made again meanwhile)
-        except (sqlite3.Error, OSError) as exc:
-            self._ident = None  # (this run goes on with the removed one)
-            log.warning("resume journal %s: it was removed during the run and cannot be"
-                        " made again (%s); this run's resume state is lost if it stops",
-                        self.path, exc)
-            return
-        try:
-            copy_records(old, db)
-        except BaseException:
-            db.close()
-            raise
-        self._db, self._ident = db, ident
-        old.close()  # (SQLite leaves a moved file's log alone: the new one's has its name)
-        if replaced:
-            log.warning("resume journal %s: another omniget run replaced it during this run"
-                        " (it found it damaged, say); this run's records are copied into the"
-                        " new one", self.path)
-        else:
-            log.warning("resume journal %s: it was removed during the run; made again with"
-                        " this run's records", self.path)
+        """Follow a journal file removed or replaced since it was opened (see
+        :func:`.opening.follow`)."""
+        assert self._db is not None and self._ident is not None
+        followed = follow(self.path, self._db, self._ident)
+        if followed is not None:
+            self._db, self._ident = followed
 
     # --- reads ---
 

@@ -7,6 +7,7 @@ a file. The journal itself is :mod:`.journal`."""
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -15,9 +16,11 @@ from pathlib import Path
 
 from ...errors import StorageError
 from .repair import BESIDE, LOCKED, damaged, folder_lock, move_aside
-from .schema import Damaged, setup
+from .schema import Damaged, copy_records, setup
 
-__all__ = ["Unmoved", "guard", "open_file", "open_or_repair", "unmoved"]
+__all__ = ["Unmoved", "follow", "guard", "open_file", "open_or_repair", "unmoved"]
+
+log = logging.getLogger(__name__)
 
 #: SQLite's words for a file it cannot open or write
 _CANNOT = ("unable to open", "readonly database", "disk I/O error")
@@ -49,6 +52,50 @@ def open_file(path: Path) -> Opened:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with folder_lock(path.parent, exclusive=False):  # (not while a run moves it aside)
         return _open(path)
+
+
+def follow(
+    path: Path, old: sqlite3.Connection, ident: tuple[int, int]
+) -> tuple[sqlite3.Connection, tuple[int, int] | None] | None:
+    """The journal file at ``path``, opened as ``old`` (its (device, inode) ``ident``),
+    was removed (its state folder deleted, say) or another run replaced it (it found it
+    damaged, moved it aside and made a new one): SQLite would go on writing to the file
+    it has open, and a rerun would find nothing. It is made again (or the new one
+    opened), with every record of ``old`` it has none of, and ``old`` closed: the new
+    connection and ident. None: the file is still the one opened (or cannot be told);
+    ``old`` with no ident: it cannot be made again (the run goes on with ``old``)."""
+    replaced = False
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return None  # (not to be told: the write says what is wrong, if anything)
+    else:
+        if (st.st_dev, st.st_ino) == ident:
+            return None
+        replaced = True
+    try:
+        db, new = open_file(path)  # (or the one another run made again meanwhile)
+    except (sqlite3.Error, OSError) as exc:
+        log.warning("resume journal %s: it was removed during the run and cannot be"
+                    " made again (%s); this run's resume state is lost if it stops",
+                    path, exc)
+        return old, None
+    try:
+        copy_records(old, db)
+    except BaseException:
+        db.close()
+        raise
+    old.close()  # (SQLite leaves a moved file's log alone: the new one's has its name)
+    if replaced:
+        log.warning("resume journal %s: another omniget run replaced it during this run"
+                    " (it found it damaged, say); this run's records are copied into the"
+                    " new one", path)
+    else:
+        log.warning("resume journal %s: it was removed during the run; made again with"
+                    " this run's records", path)
+    return db, new
 
 
 def open_or_repair(path: Path, now: Callable[[], float]) -> tuple[Opened, str | None]:
