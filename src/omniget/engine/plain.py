@@ -307,13 +307,15 @@ class PlainDownload:
                 # bytes kept from an earlier answer (a run cut off, say) that this one's
                 # checks do not cover: they are of the compressed body, and only of this one
                 raise _Restart("a compressed answer cannot continue kept bytes", changed=True)
-            sink.skip = span.pos  # (what we have comes again: written over it)
-            # (and is no more resumed than any other byte of this answer)
-            job.resumed -= within(job.done, 0, span.pos)
-            if span.pos and not self.said_refetch:  # (else a long wait at 0 B/s, unsaid)
-                self.said_refetch = True
-                self.ctx.event(Warned(job.item, job.final, f"the server ignores Range: the "
-                                      f"{span.pos} bytes already here come again before the rest"))
+            if span.pos:  # (what we have comes again: written over it)
+                sink.skip = span.pos
+                # (and is no more resumed than any other byte of this answer)
+                job.resumed -= within(job.done, 0, span.pos)
+                if not self.said_refetch:  # (else a long wait at 0 B/s, unsaid)
+                    self.said_refetch = True
+                    self.ctx.event(Warned(job.item, job.final, "the server ignores Range: the"
+                                          f" {span.pos} bytes already here come again before"
+                                          " the rest"))
         if sink.sent:
             self.slowest_head = max(self.slowest_head, time.monotonic() - sink.sent)
         if not self.head_seen:
