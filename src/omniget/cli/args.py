@@ -137,7 +137,8 @@ def _add_common(p: argparse.ArgumentParser, *, files: bool = True) -> None:
     p.add_argument("--config", metavar="FILE", type=_file, help="config file (default: "
                    "$XDG_CONFIG_HOME/omniget/config.toml)")
     if files:
-        p.add_argument("--state-dir", metavar="DIR", help="journal and archive folder")
+        p.add_argument("--state-dir", metavar="DIR",
+                       help="folder of the resume journal (default: ~/.local/state/omniget)")
     p.add_argument("--json", action="store_true", help="JSON lines on stdout")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="print nothing but errors" if files else
