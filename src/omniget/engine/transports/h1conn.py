@@ -25,7 +25,7 @@ import pycurl
 from ..verify import encoded_digests
 from .curlloop import WEIRD_REPLY
 from .decode import DecodeError, Decoder, decoder_for, end_of, to_undo
-from .h1fields import BAD_CODING, BARE_LF, LONE_CR, NUL, line_fault, read_fields
+from .h1fields import BAD_CODING, line_fault, read_fields, status_line
 from .h1queue import Pending, give_back
 from .h1socket import can_splice, close_pipe, dial, shut_down, splice, watch
 
@@ -55,8 +55,6 @@ HEAD_READ = 16 << 10  # read size for the head of an answer expected to be large
 # (_CHUNK_END: the CRLF after a chunk's data)
 _HEAD, _BODY, _CHUNK_LINE, _CHUNK, _CHUNK_END, _TRAILER, _TO_EOF = range(7)
 _HEX = frozenset(b"0123456789abcdefABCDEF")
-#: How a status line begins (libcurl refuses any other HTTP/1 version, or more blanks).
-_STARTS = frozenset({b"HTTP/1.1 ", b"HTTP/1.0 ", b"HTTP/1.1\t", b"HTTP/1.0\t"})
 
 
 class Conn(asyncio.BufferedProtocol):
@@ -209,31 +207,11 @@ class Conn(asyncio.BufferedProtocol):
         p = self.queue[0]
         # as text (latin-1: one character per byte); its lines are made only if read
         text = block.decode("latin-1")
-        # A bare LF ends a line for libcurl (RFC 9112 2.2 allows it): its head would not
-        # end where ours does; a CR not before an LF or a NUL anywhere in a head, it
-        # refuses. Looked for here in the status line (its first CR, before its first
-        # LF) and NULs in the whole head; read_fields does the header lines (C-speed
-        # scans: counting all CRs and LFs cost ~2 K instructions each)
-        end = text.find("\r")  # (of the status line: only CRLF ends a line)
-        lf = text.find("\n")  # (the block ends with CRLF: there is one of each)
-        if lf != end + 1:
-            self._broken(BARE_LF if lf < end else LONE_CR)
+        got = status_line(block, text)
+        if isinstance(got, str):
+            self._broken(got)
             return False
-        if "\0" in text:
-            self._broken(NUL)
-            return False
-        rest = text[end + 2 :]  # the header lines
-        # (as libcurl: HTTP/1.0 or 1.1 at the first byte, one blank, and a code of three
-        # digits from 100; libcurl takes "200OK" too: ours wants a blank or the end)
-        code = block[9:12]
-        if (
-            block[:9] not in _STARTS
-            or not (code.isdigit() and code >= b"100")
-            or not block[12:13].isspace()
-        ):
-            self._broken("not an HTTP/1.0 or 1.1 answer")
-            return False
-        status = int(code)
+        status, rest = got
         v11 = block[7] == 49  # (HTTP/1.1)
         if 100 <= status < 200:
             if status == 101:

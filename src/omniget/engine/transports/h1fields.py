@@ -7,8 +7,8 @@ from __future__ import annotations
 from .base import Headers
 
 __all__ = [
-    "BAD_CODING", "BAD_LENGTH", "BAD_NAME", "BARE_LF", "FRAMING", "LONE_CR", "NO_COLON", "NUL",
-    "line_fault", "read_fields",
+    "BAD_CODING", "BAD_LENGTH", "BAD_NAME", "BARE_LF", "FRAMING", "LONE_CR", "NOT_HTTP",
+    "NO_COLON", "NUL", "line_fault", "read_fields", "status_line",
 ]  # fmt: skip
 
 _BLANK = " \t\n\r\x0b\x0c"  # what bytes.strip() strips (str.strip() strips more)
@@ -27,6 +27,37 @@ BAD_NAME = "a framing field's name not ended by its colon"
 LONE_CR = "a CR not before an LF"
 NUL = "a NUL byte in the head"
 NO_COLON = "a header line without a colon"
+NOT_HTTP = "not an HTTP/1.0 or 1.1 answer"
+#: How a status line begins (libcurl refuses any other HTTP/1 version, or more blanks).
+_STARTS = frozenset({b"HTTP/1.1 ", b"HTTP/1.0 ", b"HTTP/1.1\t", b"HTTP/1.0\t"})
+
+
+def status_line(block: bytes, text: str) -> tuple[int, str] | str:
+    """The status code of the head ``block`` (``text``: it as latin-1, one character per
+    byte) and its header lines; or what is wrong with it, that libcurl would not read as
+    we do (the answer is then left to it).
+
+    A bare LF ends a line for libcurl (RFC 9112 2.2 allows it): its head would not end
+    where ours does; a CR not before an LF or a NUL anywhere in a head, it refuses.
+    Looked for here in the status line (its first CR, before its first LF) and NULs in
+    the whole head; :func:`read_fields` does the header lines (C-speed scans: counting
+    all CRs and LFs cost ~2 K instructions each)."""
+    end = text.find("\r")  # (of the status line: only CRLF ends a line)
+    lf = text.find("\n")  # (the block ends with CRLF: there is one of each)
+    if lf != end + 1:
+        return BARE_LF if lf < end else LONE_CR
+    if "\0" in text:
+        return NUL
+    # (as libcurl: HTTP/1.0 or 1.1 at the first byte, one blank, and a code of three
+    # digits from 100; libcurl takes "200OK" too: ours wants a blank or the end)
+    code = block[9:12]
+    if (
+        block[:9] not in _STARTS
+        or not (code.isdigit() and code >= b"100")
+        or not block[12:13].isspace()
+    ):
+        return NOT_HTTP
+    return int(code), text[end + 2 :]
 
 
 def read_fields(rest: str) -> _Fields | str:
