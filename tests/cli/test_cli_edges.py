@@ -1338,6 +1338,16 @@ def test_a_second_ctrl_c_inside_a_libcurl_callback_is_an_interrupt(
     )
 
 
+def reading_stdin(proc: subprocess.Popen[bytes]) -> None:
+    """Wait until ``proc`` waits in read(0, ...) for its list (30 s at most)."""
+    syscall = Path(f"/proc/{proc.pid}/syscall")
+    for _ in range(3000):
+        if syscall.read_text().startswith("0 0x0 "):
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.01)
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/syscall"), reason="needs /proc/PID/syscall")
 def test_ctrl_c_before_the_run_says_so_on_a_line_of_its_own_on_a_terminal() -> None:
     """-i - waiting for its list on a terminal, stopped: the error begins a line (the
@@ -1347,12 +1357,7 @@ def test_ctrl_c_before_the_run_says_so_on_a_line_of_its_own_on_a_terminal() -> N
     with subprocess.Popen(command("-i", "-", "-o", "out"), stdin=term, stderr=term,
                           stdout=subprocess.PIPE, env=env, start_new_session=True) as proc:
         os.close(term)
-        syscall = Path(f"/proc/{proc.pid}/syscall")
-        for _ in range(3000):  # until it waits in read(0, ...) for the list
-            if syscall.read_text().startswith("0 0x0 "):
-                break
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=0.01)
+        reading_stdin(proc)
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
     said = b""
@@ -1372,12 +1377,7 @@ def test_ctrl_c_while_reading_urls_from_stdin_ends_the_json_events() -> None:
     # (SIGINT at its default: see conftest.py)
     proc = subprocess.Popen(command("--json", "-i", "-", "-o", "out"), stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    syscall = Path(f"/proc/{proc.pid}/syscall")
-    for _ in range(3000):  # until it waits in read(0, ...) for the list
-        if syscall.read_text().startswith("0 0x0 "):
-            break
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=0.01)
+    reading_stdin(proc)
     proc.send_signal(signal.SIGINT)
     # stdin stays open until it ends: closing it at once raced the signal (an end of the
     # list can reach read() first; then the list was empty: exit 2, 4 of 4 runs once)

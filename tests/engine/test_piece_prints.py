@@ -44,6 +44,32 @@ def md5(data: bytes) -> Digest:
     return Digest("md5", hashlib.md5(data).hexdigest())
 
 
+def run_once(
+    mem: MemoryTransport, item: Item, out: Path, state: Path, **settings: object
+) -> tuple[Report, list[Event]]:
+    """One run of ``item`` to ``out`` through ``mem`` (one connection, no retries): its
+    report and events."""
+    events: list[Event] = []
+    eng = Engine(
+        Settings(state_dir=state, split=1, retries=0, **settings),  # type: ignore[arg-type]
+        transports={"http": mem},
+        clock=FakeClock(),
+        on_event=events.append,
+    )
+
+    async def go() -> Report:
+        try:
+            return await asyncio.wait_for(eng.run([item], out), 20)
+        finally:
+            await eng.aclose()
+
+    return asyncio.run(go()), events
+
+
+def warned(events: list[Event]) -> list[str]:
+    return [e.message for e in events if isinstance(e, Warned)]
+
+
 class Cut:
     """f.bin, five pieces (one of them shorter than a print's ends, one sent zlib
     compressed: its print is of its output), served by a transport double; a first run
@@ -77,21 +103,7 @@ class Cut:
         self.mem.requests.clear()
 
     def run(self, **settings: object) -> tuple[Report, list[Event]]:
-        events: list[Event] = []
-        eng = Engine(
-            Settings(state_dir=self.state, split=1, retries=0, **settings),  # type: ignore[arg-type]
-            transports={"http": self.mem},
-            clock=FakeClock(),
-            on_event=events.append,
-        )
-
-        async def go() -> Report:
-            try:
-                return await asyncio.wait_for(eng.run([self.item], self.out), 20)
-            finally:
-                await eng.aclose()
-
-        return asyncio.run(go()), events
+        return run_once(self.mem, self.item, self.out, self.state, **settings)
 
     def rerun(self, **settings: object) -> tuple[list[str], list[int]]:
         """Run again to the end: the right bytes; the warnings it gave, and which pieces it
@@ -101,7 +113,7 @@ class Cut:
         assert (self.out / "f.bin").read_bytes() == self.data
         assert sorted(p.name for p in self.out.iterdir()) == ["f.bin"]
         fetched = sorted(self.urls.index(r.url) for r in self.mem.requests)
-        return [e.message for e in events if isinstance(e, Warned)], fetched
+        return warned(events), fetched
 
     def flip(self, at: int) -> None:
         """Change the part file's byte at ``at`` in place."""
@@ -256,18 +268,8 @@ def test_a_slice_of_a_local_file_changed_in_the_part_file_is_copied_again(
 
     def run() -> tuple[str, list[str]]:
         """The file's status, and the warnings given."""
-        events: list[Event] = []
-        eng = Engine(Settings(state_dir=state, split=1, retries=0),
-                     transports={"http": mem}, clock=FakeClock(), on_event=events.append)
-
-        async def go() -> Report:
-            try:
-                return await asyncio.wait_for(eng.run([item], out), 20)
-            finally:
-                await eng.aclose()
-
-        report = asyncio.run(go())
-        return report.results[0].status, [e.message for e in events if isinstance(e, Warned)]
+        report, events = run_once(mem, item, out, state)
+        return report.results[0].status, warned(events)
 
     assert run() == ("failed", [])
     with open(out / f"f.bin{PART_SUFFIX}", "r+b") as f:
@@ -305,18 +307,9 @@ def test_many_pieces_are_checked_off_the_loop_the_same_way(
     mem.on(urls[-1], lambda req, n: MemResponse(404) if n == 0 else None)
 
     def run() -> tuple[str, list[str]]:
-        events: list[Event] = []
-        eng = Engine(Settings(state_dir=state, split=1, retries=0),
-                     transports={"http": mem}, clock=FakeClock(), on_event=events.append)
-
-        async def go() -> Report:
-            try:
-                return await asyncio.wait_for(eng.run([item], out), 20)
-            finally:
-                await eng.aclose()
-
-        report = asyncio.run(go())
-        return report.results[0].status, [e.message for e in events if isinstance(e, Warned)]
+        """The file's status, and the warnings given."""
+        report, events = run_once(mem, item, out, state)
+        return report.results[0].status, warned(events)
 
     assert run() == ("failed", [])
     with open(out / f"m.bin{PART_SUFFIX}", "r+b") as f:

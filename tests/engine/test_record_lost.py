@@ -77,6 +77,24 @@ def the_record(state: Path) -> tuple[str, list[tuple[int, int]]] | None:
         return rec.path, j.spans(key)
 
 
+def dropped_under(
+    a: Background, httpd: HTTPServer, item: Item, out: Path, state: Path, data: bytes
+) -> None:
+    """Run B writes ``item`` to x.bin (--on-exists overwrite) while A, held at ``hold=a``,
+    writes it to x_1.bin: B finishes and drops the record; then A goes on to the end,
+    with one warning, and both files are whole."""
+    b = download([item], out, settings=settings(state, "overwrite"))
+    assert b.exit_code == 0, b.failures
+    assert the_record(state) is None
+    httpd.release("a")
+    report = a.report()
+    assert report.exit_code == 0, report.failures
+    assert {p.name: p.read_bytes() == data for p in out.iterdir()} == {
+        "x.bin": True, "x_1.bin": True}
+    [warning] = a.warned()
+    assert warning.startswith("its resume record went away")
+
+
 def test_a_record_another_run_took_and_dropped_is_made_again(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
 ) -> None:
@@ -91,16 +109,7 @@ def test_a_record_another_run_took_and_dropped_is_made_again(
     a = Background([Item(url)], out, settings(state, "rename"))
     assert httpd.held("a")
     wait_for(lambda: the_record(state) == (str(out / "x_1.bin"), [(0, HALF)]))
-    b = download([Item(url)], out, settings=settings(state, "overwrite"))
-    assert b.exit_code == 0, b.failures
-    assert the_record(state) is None
-    httpd.release("a")
-    report = a.report()
-    assert report.exit_code == 0, report.failures
-    assert {p.name: p.read_bytes() == data for p in out.iterdir()} == {
-        "x.bin": True, "x_1.bin": True}
-    [warning] = a.warned()
-    assert warning.startswith("its resume record went away")
+    dropped_under(a, httpd, Item(url), out, state, data)
     assert the_record(state) is None  # (its new record dropped once it was done)
 
 
@@ -229,13 +238,4 @@ def test_a_record_dropped_under_a_piecewise_download_is_made_again(
     a = Background([item(f"{base}?hold=a")], out, settings(state, "rename"))
     assert httpd.held("a")
     wait_for(lambda: state.exists() and pieces() == {0: QUARTER})
-    b = download([item(base)], out, settings=settings(state, "overwrite"))
-    assert b.exit_code == 0, b.failures
-    assert the_record(state) is None
-    httpd.release("a")
-    report = a.report()
-    assert report.exit_code == 0, report.failures
-    assert {p.name: p.read_bytes() == data for p in out.iterdir()} == {
-        "x.bin": True, "x_1.bin": True}
-    [warning] = a.warned()
-    assert warning.startswith("its resume record went away")
+    dropped_under(a, httpd, item(base), out, state, data)

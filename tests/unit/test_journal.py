@@ -792,24 +792,25 @@ def test_reset_finish_and_another_part_file_drop_the_prints(tmp_path: Path) -> N
             assert j.spans_with_prints(KEY) == ([(0, 10)], None), drop
 
 
+#: A journal as version 3 made it (before the fingerprints).
+VERSION_3 = """
+    CREATE TABLE schema_version (version INTEGER NOT NULL);
+    INSERT INTO schema_version VALUES (3);
+    CREATE TABLE files (key TEXT PRIMARY KEY, path TEXT NOT NULL, url TEXT NOT NULL,
+        size INTEGER, etag TEXT, last_modified TEXT, done INTEGER NOT NULL DEFAULT 0,
+        digest TEXT, updated REAL NOT NULL, spans BLOB, boot TEXT, synced BLOB,
+        part INTEGER);
+    CREATE TABLE pieces (key TEXT NOT NULL, idx INTEGER NOT NULL, size INTEGER NOT NULL,
+        boot TEXT, PRIMARY KEY (key, idx)) WITHOUT ROWID;
+"""
+
+
 def test_a_third_version_journal_is_upgraded_and_its_spans_trusted_without_prints(
     tmp_path: Path,
 ) -> None:
     """Spans recorded before their fingerprints were (version 3) are trusted as they were."""
     path = tmp_path / FILENAME
-    old_journal(
-        path,
-        """
-        CREATE TABLE schema_version (version INTEGER NOT NULL);
-        INSERT INTO schema_version VALUES (3);
-        CREATE TABLE files (key TEXT PRIMARY KEY, path TEXT NOT NULL, url TEXT NOT NULL,
-            size INTEGER, etag TEXT, last_modified TEXT, done INTEGER NOT NULL DEFAULT 0,
-            digest TEXT, updated REAL NOT NULL, spans BLOB, boot TEXT, synced BLOB,
-            part INTEGER);
-        CREATE TABLE pieces (key TEXT NOT NULL, idx INTEGER NOT NULL, size INTEGER NOT NULL,
-            boot TEXT, PRIMARY KEY (key, idx)) WITHOUT ROWID;
-        """,
-    )
+    old_journal(path, VERSION_3)
     with Journal(path) as j:
         assert j.spans_with_prints(KEY) == ([(0, 500)], None)
         j.save_spans(KEY, [(0, 600)], [(100, 5, 15)])
@@ -874,20 +875,7 @@ def test_a_piece_s_print_moves_with_its_record_and_is_copied(tmp_path: Path) -> 
 def test_a_third_version_journal_s_pieces_are_trusted_without_prints(tmp_path: Path) -> None:
     """Pieces recorded before their fingerprints were (version 3) are trusted as they were."""
     path = tmp_path / FILENAME
-    old_journal(
-        path,
-        """
-        CREATE TABLE schema_version (version INTEGER NOT NULL);
-        INSERT INTO schema_version VALUES (3);
-        CREATE TABLE files (key TEXT PRIMARY KEY, path TEXT NOT NULL, url TEXT NOT NULL,
-            size INTEGER, etag TEXT, last_modified TEXT, done INTEGER NOT NULL DEFAULT 0,
-            digest TEXT, updated REAL NOT NULL, spans BLOB, boot TEXT, synced BLOB,
-            part INTEGER);
-        CREATE TABLE pieces (key TEXT NOT NULL, idx INTEGER NOT NULL, size INTEGER NOT NULL,
-            boot TEXT, PRIMARY KEY (key, idx)) WITHOUT ROWID;
-        """,
-        "INSERT INTO pieces VALUES (?, 3, 30, NULL)",
-    )
+    old_journal(path, VERSION_3, "INSERT INTO pieces VALUES (?, 3, 30, NULL)")
     with Journal(path) as j:
         assert j.pieces_with_prints(KEY) == {3: (30, None)}
         j.piece_done(KEY, 4, 40, (40, 4, 14))
