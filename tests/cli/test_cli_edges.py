@@ -935,6 +935,27 @@ def test_an_existing_file_is_checked_against_the_checksum(
     assert len(httpd.requests) == asked  # neither run asked the server
 
 
+def test_a_wrong_checksum_says_the_same_bytes_came_twice_and_keeps_them(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped --checksum: two downloads (not three), one line that says why and
+    where the bytes are; the rerun with the right checksum asks the server nothing."""
+    data = random.Random(5).randbytes(300_000)
+    url = serve(httpd, "f.bin", data)
+    path = urlsplit(url).path
+    got = hashlib.sha256(data).hexdigest()
+    assert main(["-o", "out", "--checksum", "sha256=" + "a" * 64, url]) == 4
+    err = capsys.readouterr().err.splitlines()
+    assert (f"omniget: error: out/f.bin: sha256 mismatch for f.bin: expected {'a' * 64}, got"
+            f" {got} twice (the server sends the same bytes each time: is the checksum"
+            " right?); kept as f.bin.omniget-part") in err
+    assert len(httpd.requests_to(path)) == 2
+    assert sorted(os.listdir("out")) == ["f.bin.omniget-part"]
+    assert main(["-o", "out", "--checksum", "sha256=" + got, url]) == 0
+    assert len(httpd.requests_to(path)) == 2
+    assert Path("out/f.bin").read_bytes() == data and os.listdir("out") == ["f.bin"]
+
+
 def test_an_existing_file_of_another_size_is_not_taken_as_complete(tmp_path: Path) -> None:
     """An item that gives its size (as file hosts and GOG do): a file of another size
     there is not the complete one. Before, it was skipped as done."""

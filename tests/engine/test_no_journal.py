@@ -20,7 +20,7 @@ from omniget.engine.core import Engine
 from omniget.engine.journal import FILENAME, Journal
 from omniget.engine.report import Report
 from omniget.errors import StorageError, TransientError
-from omniget.model import Item
+from omniget.model import Digest, Item
 from omniget.settings import Settings
 
 KiB = 1024
@@ -88,6 +88,24 @@ def test_a_part_file_of_an_earlier_run_is_kept_and_one_of_this_run_removed(
     assert (out / f"kept.bin{PART_SUFFIX}").read_bytes() == kept[: 100 * KiB]
     assert sorted(p.name for p in out.iterdir()) == [f"kept.bin{PART_SUFFIX}"]
     assert httpd.requests_to("/" + a.split("/", 3)[3]) == []
+
+
+def test_a_file_failing_its_digest_without_a_journal_keeps_nothing(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """A file that fails its digest keeps its bytes for a rerun only when its record
+    can say what they are: without a journal it leaves nothing, and does not say it
+    kept them."""
+    state = tmp_path / "state"
+    broken(state, "a file")
+    url = httpd.add(httpd.new_path("d.bin"), payload(40 * KiB, 74))
+    item = Item(url, filename="d.bin", digest=Digest("sha256", "a" * 64))
+    out = tmp_path / "out"
+    report = download([item], out, settings=Settings(state_dir=state))
+    assert report.exit_code == 4
+    assert str(report.failures[0].error).endswith(" twice (the server sends the same bytes"
+                                                  " each time: is the checksum right?)")
+    assert not out.exists() or list(out.iterdir()) == []
 
 
 class FullJournal(Journal):

@@ -454,7 +454,125 @@ def test_corrupt_always_is_an_integrity_failure(
     item = Item(httpd.url(path, corrupt=1), filename="bad.bin", digest=good)
     report, _, out = fetch("", tmp_path, item=item)
     assert report.exit_code == 4
-    assert files(out) == []
+    # the flip is at the same byte every time: the second answer hashes as the first, and
+    # no third is asked for; the bytes stay in the part file, never under the final name
+    assert len(httpd.requests_to(path)) == 2
+    assert files(out) == ["bad.bin.omniget-part"]
+
+
+def served(httpd: HTTPServer, data: bytes, name: str, **query: Any) -> tuple[str, Item]:
+    """``data`` served as ``name`` (with the faults in ``query``): its path on the server,
+    and an item asking for it with a checksum it does not have."""
+    path = httpd.new_path(name)
+    httpd.add(path, data)
+    return path, Item(httpd.url(path, **query), filename=name, digest=Digest("sha256", "a" * 64))
+
+
+def twice(name: str, got: str) -> str:
+    return (
+        f"sha256 mismatch for {name}: expected {'a' * 64}, got {got} twice (the server sends"
+        f" the same bytes each time: is the checksum right?); kept as {name}.omniget-part"
+    )
+
+
+def test_a_wrong_checksum_stops_when_the_same_bytes_come_twice(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """A mistyped checksum (or another version's): the second download hashes as the
+    first, so a third would too. It fails (exit 4) after two requests, not three, says
+    why, and keeps the bytes in its part file (none under the final name)."""
+    data = payload(64 * KiB, 31)
+    path, item = served(httpd, data, "w.bin")
+    report, events, out = fetch([item], tmp_path)  # (--retries 5: not what stops it)
+    assert report.exit_code == 4
+    assert len(httpd.requests_to(path)) == 2
+    assert str(report.failures[0].error) == twice("w.bin", hashlib.sha256(data).hexdigest())
+    assert files(out) == ["w.bin.omniget-part"]
+    assert (out / "w.bin.omniget-part").read_bytes() == data
+    assert sum(isinstance(e, Warned) and "downloading again" in e.message for e in events) == 1
+
+
+def test_kept_bytes_are_finished_by_a_rerun_with_the_right_checksum_without_a_request(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The rerun with the right checksum hashes the part file the first run kept, and
+    puts it in place: no byte is fetched again."""
+    from omniget.engine import finish
+    from omniget.engine.verify import file_digest
+
+    data = payload(64 * KiB, 32)
+    path, item = served(httpd, data, "k.bin")
+    assert fetch([item], tmp_path)[0].exit_code == 4
+    hashed: list[Path] = []
+
+    def spy(part: Path, *args: Any) -> str:
+        hashed.append(part)
+        return file_digest(part, *args)
+
+    monkeypatch.setattr(finish, "file_digest", spy)
+    right = Digest("sha256", hashlib.sha256(data).hexdigest())
+    report, _, out = fetch([Item(item.download_url, filename="k.bin", digest=right)], tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert len(httpd.requests_to(path)) == 2  # the first run's two
+    assert report.fetched == 0 and report.results[0].verified == "sha256"
+    assert hashed == [out / "k.bin.omniget-part"]
+    assert files(out) == ["k.bin"] and (out / "k.bin").read_bytes() == data
+
+
+def test_a_rerun_with_the_same_wrong_checksum_fetches_once_and_fails_the_same_way(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """The kept bytes fail again: one download more (they may have been damaged here),
+    which hashes as they do, and the file fails as before, its bytes kept; each rerun
+    costs one download, never a loop."""
+    data = payload(64 * KiB, 33)
+    path, item = served(httpd, data, "r.bin")
+    for run in (1, 2, 3):
+        report, _, out = fetch([item], tmp_path)
+        assert report.exit_code == 4
+        assert len(httpd.requests_to(path)) == 1 + run
+        assert str(report.failures[0].error) == twice("r.bin", hashlib.sha256(data).hexdigest())
+        assert files(out) == ["r.bin.omniget-part"]
+
+
+def test_a_wrong_checksum_with_other_bytes_each_time_is_fetched_again_as_before(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """Other bytes at each request (the file changes, or something on the way damages
+    them): a fault of the transfer or the server, fetched again up to twice as before;
+    the last bytes are kept all the same."""
+    data = payload(64 * KiB, 34)
+    path, item = served(httpd, data, "o.bin", etag_change=1)
+    report, _, out = fetch([item], tmp_path)
+    assert report.exit_code == 4
+    assert len(httpd.requests_to(path)) == 3
+    last = hashlib.sha256(httpd.variant(path, 2)).hexdigest()
+    assert str(report.failures[0].error) == (
+        f"sha256 mismatch for o.bin: expected {'a' * 64}, got {last}; kept as o.bin.omniget-part"
+    )
+    assert files(out) == ["o.bin.omniget-part"]
+
+
+def test_a_wrong_digest_header_with_the_same_bytes_twice_stops(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """The server's own Repr-Digest is wrong, the same at each answer, and so are its
+    bytes: two requests, and the line says the server is at fault."""
+    data = payload(64 * KiB, 35)
+    path = httpd.new_path("h.bin")
+    httpd.add(path, data)
+    report, _, out = fetch(httpd.url(path, digest="bad"), tmp_path)
+    assert report.exit_code == 4
+    assert len(httpd.requests_to(path)) == 2
+    message = str(report.failures[0].error)
+    assert message.startswith("sha256 mismatch for h.bin: expected ")
+    assert message.endswith(
+        f", got {hashlib.sha256(data).hexdigest()} twice (the server sends the same bytes and"
+        " the same digest of them each time: one of the two is wrong); kept as"
+        " h.bin.omniget-part"
+    )
+    assert files(out) == ["h.bin.omniget-part"]
 
 
 def test_forced_gzip_saves_identity_bytes(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ from .journal.records import RecordGone
 from .report import FileResult
 from .spans import length
 from .transports.base import http_date
-from .verify import UNVERIFIED, digest_mismatch, file_digest
+from .verify import UNVERIFIED, DigestMismatch, digest_mismatch, file_digest
 
 if TYPE_CHECKING:
     from .job import FileJob
@@ -31,8 +32,19 @@ WHOLE_FILE_RETRIES = 2
 HASH_IN_THREAD = 4 << 20  # a file this large is hashed in a worker thread, off the loop
 
 
+#: Why a file whose bytes came the same twice and missed the same digest both times
+#: is not fetched a third time: the digest the item gives (the source's, --checksum) ...
+SAME_BYTES = "the server sends the same bytes each time: is the checksum right?"
+#: ... or the server's own
+SAME_ANSWER = (
+    "the server sends the same bytes and the same digest of them each time: one of the two"
+    " is wrong"
+)
+
+
 async def fetch_verified(job: FileJob) -> FileResult:
     tries = 0
+    last: DigestMismatch | None = None  # the previous download's, if it missed its digest
     while True:
         tries += 1
         if job.item.pieces:
@@ -45,15 +57,40 @@ async def fetch_verified(job: FileJob) -> FileResult:
         try:
             verified = await _verify(job)
             break
+        except DigestMismatch as exc:
+            # The same bytes as the last time (their digest the same, and the one wanted):
+            # the server sends these, and a third download would bring them again.
+            if exc.again(last):
+                why = SAME_BYTES if job.item.digest is not None else SAME_ANSWER
+                raise _kept(job, exc.twice(why)) from None
+            if tries > min(WHOLE_FILE_RETRIES, job.ctx.settings.retries):
+                raise _kept(job, exc) from None
+            last = exc
+            job.ctx.event(Warned(job.item, job.final, f"{exc}; downloading again"))
+            job.restart()
         except IntegrityError as exc:
             # (a whole file again: at most twice, and never past --retries)
             if tries > min(WHOLE_FILE_RETRIES, job.ctx.settings.retries):
-                _discard(job)  # the bytes are wrong: nothing worth resuming
+                _discard(job)  # the bytes are not the file's size: nothing worth resuming
                 raise
             job.ctx.event(Warned(job.item, job.final, f"{exc}; downloading again"))
             job.restart()
     result = _finish(job, verified)
     return result if result is not None else await _placed(job, verified)
+
+
+def _kept(job: FileJob, exc: DigestMismatch) -> DigestMismatch:
+    """``exc``, for a file whose bytes missed their digest: they stay in its part file,
+    recorded whole in the journal, and the error says so. A rerun hashes them again
+    (with the right checksum it finishes without a request; with the same wrong one it
+    downloads once more, and fails so again). The final name never holds them."""
+    part = job.part
+    if part is not None and not job.item.pieces:  # (pieces: recorded as each was checked)
+        job.save_spans(job.done, time.monotonic())
+    if part is None or not job.journal_started:  # (no journal: nothing to resume them by)
+        _discard(job)
+        return exc
+    return DigestMismatch(f"{exc}; kept as {part.path.name}", want=exc.want, got=exc.got)
 
 
 def _discard(job: FileJob) -> None:

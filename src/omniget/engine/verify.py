@@ -28,6 +28,7 @@ from .transports.base import Headers
 
 __all__ = [
     "UNVERIFIED",
+    "DigestMismatch",
     "StreamHasher",
     "digests_from_headers",
     "encoded_digests",
@@ -188,9 +189,28 @@ def file_digest(
     return h.hexdigest()
 
 
-def digest_mismatch(name: str, want: Digest, got: str) -> IntegrityError:
+class DigestMismatch(IntegrityError):
+    """Bytes that do not hash to the digest wanted (``want``): they hash to ``got``."""
+
+    def __init__(self, message: str, *, want: Digest, got: str) -> None:
+        super().__init__(message)
+        self.want = want
+        self.got = got
+
+    def again(self, earlier: DigestMismatch | None) -> bool:
+        """The same digest wanted and the same got as ``earlier``: the same bytes came."""
+        return earlier is not None and (earlier.want, earlier.got) == (self.want, self.got)
+
+    def twice(self, why: str) -> DigestMismatch:
+        """This error, said of bytes that came the same twice (``why``: what that says)."""
+        return DigestMismatch(f"{self.message} twice ({why})", want=self.want, got=self.got)
+
+
+def digest_mismatch(name: str, want: Digest, got: str) -> DigestMismatch:
     """The one wording of a whole-file hash that does not match."""
-    return IntegrityError(f"{want.algo} mismatch for {name}: expected {want.hex}, got {got}")
+    return DigestMismatch(
+        f"{want.algo} mismatch for {name}: expected {want.hex}, got {got}", want=want, got=got
+    )
 
 
 class StreamHasher:
