@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from pathlib import Path
 
@@ -85,3 +86,23 @@ def test_pieces_of_another_size_than_the_item_s_fail(
     assert all(isinstance(e, IntegrityError) and "size mismatch" in str(e) for e in errors[:2])
     assert errors[2] is None and (out / "2000.bin").read_bytes() == b"a" * 2000
     assert files(out) == ["2000.bin"]
+
+
+def test_appended_pieces_of_a_file_kept_after_its_digest_failed_are_fetched_again(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """A file whose last piece is appended (no offset known) fails its digest: its part
+    file is kept, but the appended piece's own file went at the assembly, so the rerun
+    fetches that piece again (only it) and finishes. Before, the rerun failed to
+    assemble it (exit 7)."""
+    a_path, b_path = httpd.new_path("a.bin"), httpd.new_path("b.bin")
+    a, b = httpd.add(a_path, b"a" * 1000), httpd.add(b_path, b"b" * 700)
+    pieces = (Piece(a), Piece(b))  # (the first one's size unknown: the second is appended)
+    wrong = Item(a, path="s.bin", pieces=pieces, digest=Digest("sha256", "a" * 64))
+    assert fetch([wrong], tmp_path)[0].exit_code == 4
+    assert len(httpd.requests_to(a_path)) == len(httpd.requests_to(b_path)) == 2
+    right = Digest("sha256", hashlib.sha256(b"a" * 1000 + b"b" * 700).hexdigest())
+    report, _, out = fetch([Item(a, path="s.bin", pieces=pieces, digest=right)], tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (out / "s.bin").read_bytes() == b"a" * 1000 + b"b" * 700
+    assert len(httpd.requests_to(a_path)) == 2 and len(httpd.requests_to(b_path)) == 3

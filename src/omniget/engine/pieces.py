@@ -442,7 +442,21 @@ class PieceDownload:
         import shutil  # (only here: its import costs start-up time)
 
         shutil.rmtree(self.stage_dir, ignore_errors=True)
+        self._unstaged()
         return pos
+
+    def _unstaged(self) -> None:
+        """The staged pieces' files are gone: their records go too, so that a rerun
+        (the file failed its digest, and is kept) fetches them again instead of
+        appending files that are not there."""
+        job, journal = self.job, self.ctx.journal
+        staged = [i for i, offset in enumerate(self.offsets) if offset is None]
+        if journal is None or not job.journal_started or not staged:
+            return
+        try:
+            journal.drop_pieces(job.key, staged, own=job.owned)
+        except StorageError as exc:
+            self.ctx.journal_failed(exc)
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
