@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError, OmnigetError, StorageError, TransferError
 from ..model import Digest
-from .checkpoints import ensure_record
+from .checkpoints import ensure_record, save_spans
 from .events import Failed, Finished, Skipped, Warned
 from .journal.records import RecordGone
 from .report import FileResult
@@ -86,7 +86,7 @@ def _kept(job: FileJob, exc: DigestMismatch) -> DigestMismatch:
     downloads once more, and fails so again). The final name never holds them."""
     part = job.part
     if part is not None and not job.item.pieces:  # (pieces: recorded as each was checked)
-        job.save_spans(job.done, time.monotonic())
+        save_spans(job, job.done, time.monotonic())
     if part is None or not job.journal_started:  # (no journal: nothing to resume them by)
         _discard(job)
         return exc
