@@ -176,3 +176,15 @@ def test_a_part_file_overwritten_at_its_start_only_is_started_over(
         f.write(payload(MiB, 85))
     assert cut.rerun() == [CHANGED]
     assert cut.ranges() == [None]
+
+
+def test_a_part_file_copied_over_by_a_file_shorter_than_a_print_is_started_over(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """``cp note.txt f.bin.omniget-part`` of a file shorter than a span's first print:
+    neither end of the span can be read back, and what is left of it is not the
+    server's (was: "shorter than recorded; resuming there", and the foreign bytes kept)."""
+    cut = Cut(httpd, payload, tmp_path)
+    cut.part.write_bytes(payload(1000, 86))  # (O_TRUNC: the same file)
+    assert cut.rerun() == [CHANGED]
+    assert cut.ranges() == [None]

@@ -54,6 +54,25 @@ def test_a_spans_print_is_of_its_first_and_last_bytes_and_tells_them_changed(
     assert not holds(tmp_path / "gone", spans, known, 0)
 
 
+def test_a_file_ending_inside_a_spans_first_print_does_not_hold_it(tmp_path: Path) -> None:
+    """Cut (or copied over by a shorter file) before the end of a span's first print:
+    none of its ends can be read back, and the bytes left of it are not trusted."""
+    path = tmp_path / "x.omniget-part"
+    data = bytes(range(256)) * 64  # 16 KiB
+    path.write_bytes(data)
+    spans = [(0, 3000), (6000, 16384)]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        known = prints(fd, spans)
+    finally:
+        os.close(fd)
+    assert known is not None
+    for size, held in ((12000, True), (6000 + PRINT_BYTES, True), (8000, False),
+                       (6000, True), (2000, False), (0, True)):
+        os.truncate(path, size)
+        assert holds(path, spans, known, size) is held, size
+
+
 @pytest.mark.parametrize("size", [0, 1, 100, PRINT_BYTES, PRINT_BYTES + 1, 3 * PRINT_BYTES + 7,
                                   70000])
 def test_the_ends_of_bytes_passing_through_are_their_print_as_read_back(

@@ -43,14 +43,16 @@ def prints(fd: int, spans: list[Interval]) -> list[Print] | None:
 def holds(path: Path, spans: list[Interval], known: list[Print], size: int) -> bool:
     """Whether the file at ``path`` (``size`` bytes long) still holds, at each end of each
     of ``spans``, the bytes of its fingerprint in ``known``. An end past ``size`` is not
-    looked at (the file was cut short: it is resumed where it ends)."""
+    looked at (the file was cut short: it is resumed where it ends), but a span the file
+    ends in before its first print's end cannot be told to hold any of its own bytes (a
+    short file copied over the part file, say): it does not."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return False
     try:
         for (start, end), (n, first, last) in zip(spans, known, strict=True):
-            if n > end - start:
+            if n > end - start or start < size < start + n:
                 return False
             if start + n <= size and zlib.crc32(os.pread(fd, n, start)) != first:
                 return False
