@@ -76,6 +76,10 @@ class PlainDownload:
         self.runner: asyncio.Task[Any] | None = None  # the file's task
         self.interrupts = 0  # cancels of the file's task that only stop its first span
         self.slowest_head = 0.0  # seconds from a request to its answer, the longest seen
+        # bytes an earlier run wrote that no whole answer has sent again yet (resumed), and
+        # those one did and that come again before its span's position (written as they do)
+        self.kept: list[Interval] = job.done
+        self.owed: list[Interval] = []
 
     # ----- the whole file ---------------------------------------------------------
 
@@ -94,6 +98,7 @@ class PlainDownload:
                     ) from None
                 if exc.changed:
                     self.job.restart()
+                    self.kept, self.owed = [], []
                     self.job.size = self.job.item.size_bytes
                     self.head_seen = False
                 else:
@@ -300,17 +305,21 @@ class PlainDownload:
         else:  # a full body, starting at byte 0
             if ranged:
                 running = sum(1 for s in self.spans if s.running)
-                if span.pos and self.ranges_ok and running > 1 and not head.decoded:
+                # (a whole answer for each span, or each gap of a resumed file, would
+                # send the file again for each: one stream takes the rest)
+                if self.ranges_ok and not head.decoded and (
+                    (span.pos and running > 1) or self._kept_after(span)
+                ):
                     raise _Restart("the server ignores byte ranges", changed=False)
                 self.ranges_ok = False
             if head.decoded and span.pos:
                 # bytes kept from an earlier answer (a run cut off, say) that this one's
                 # checks do not cover: they are of the compressed body, and only of this one
                 raise _Restart("a compressed answer cannot continue kept bytes", changed=True)
+            if self.kept:  # (none for a file begun afresh: most)
+                self._sent_again(span)
             if span.pos:  # (what we have comes again: written over it)
                 sink.skip = span.pos
-                # (and is no more resumed than any other byte of this answer)
-                job.resumed -= within(job.done, 0, span.pos)
                 if not self.said_refetch:  # (else a long wait at 0 B/s, unsaid)
                     self.said_refetch = True
                     self.ctx.event(Warned(job.item, job.final, "the server ignores Range: the"
@@ -325,6 +334,23 @@ class PlainDownload:
         self.heads += 1
         if self.splitter is not None:
             self.splitter.head_event.set()
+
+    def _kept_after(self, span: Span) -> bool:
+        """Bytes an earlier run wrote lie past ``span``'s end (gaps of a resumed file)."""
+        end = span.end
+        return end is not None and any(e > end for _, e in self.kept)
+
+    def _sent_again(self, span: Span) -> None:
+        """A whole answer for ``span`` sends every byte before its end: those kept from an
+        earlier run are no more resumed than any other (those before its position are
+        written again as they come, see SpanSink._again; the others as any byte is)."""
+        end = span.end if span.end is not None else 1 << 62
+        kept = self.kept
+        if kept[0][0] >= end:
+            return
+        self.job.resumed -= within(kept, 0, end)
+        self.owed = merge([*self.owed, *((s, min(e, span.pos)) for s, e in kept if s < span.pos)])
+        self.kept = [(max(s, end), e) for s, e in kept if e > end]
 
     def _unsatisfiable(self, head: Head, span: Span, own: bool) -> None:
         """A 416 to a ranged request. With the size it gives (``Content-Range: bytes

@@ -96,8 +96,8 @@ class SpanSink:
         ranged request sends again are written over what the part file holds there (they
         came anyway: the file is then the server's bytes, whatever happened to the part
         file since). They count as fetched; those an earlier run had written count as
-        written, as they are no longer resumed (see PlainDownload.on_head). The rest is
-        returned."""
+        written the first time they come again, as they are no longer resumed (see
+        PlainDownload._sent_again). The rest is returned."""
         n = min(len(data), self.skip)
         job = self.dl.job
         part = job.part
@@ -106,7 +106,10 @@ class SpanSink:
         part.write_at(data[:n], at)
         self.skip -= n
         job.fetched += n
-        job.written += within(job.done, at, at + n)
+        dl = self.dl
+        if dl.owed:
+            job.written += within(dl.owed, at, at + n)
+            dl.owed = [(max(s, at + n), e) for s, e in dl.owed if e > at + n]
         now = time.monotonic()
         if now >= job.next_tick:
             job.progress(now)
