@@ -88,43 +88,6 @@ def test_pieces_of_another_size_than_the_item_s_fail(
     assert files(out) == ["2000.bin"]
 
 
-def test_a_piece_whose_bytes_hash_to_the_same_wrong_digest_twice_stops(
-    httpd: HTTPServer, tmp_path: Path
-) -> None:
-    """A piece's digest that its bytes miss the same way at the second request (the
-    source's digest is wrong, or the server's copy is): no third request, whatever
-    --retries allows; the file fails (exit 4), the pieces done stay in its part file."""
-    path = httpd.new_path("p.bin")
-    url = httpd.add(path, b"a" * 500 + b"b" * 500)
-    bad = Piece(url, range=ByteRange(500, 1000), digest=Digest("md5", "0" * 32))
-    item = Item(url, path="p.bin", pieces=(Piece(url, range=ByteRange(0, 500), size=500), bad))
-    report, _, out = fetch([item], tmp_path, retries=5)
-    assert report.exit_code == 4
-    asked = [r.header("range") for r in httpd.requests_to(path)]
-    assert asked.count("bytes=500-999") == 2 and asked.count("bytes=0-499") == 1
-    [result] = report.results
-    assert str(result.error) == (
-        f"piece of p.bin: md5 mismatch ({hashlib.md5(b'b' * 500).hexdigest()}) twice (the"
-        " server sends the same bytes each time: is the piece's digest right?)"
-    )
-    assert isinstance(result.error, IntegrityError) and result.error.piece == bad
-    assert files(out) == ["p.bin.omniget-part"]
-
-
-def test_a_piece_whose_bytes_change_at_each_request_is_fetched_again_as_before(
-    httpd: HTTPServer, tmp_path: Path
-) -> None:
-    """Other bytes at each request (another version each time): fetched again as
-    --retries allows."""
-    path = httpd.new_path("v.bin")
-    url = httpd.add(path, b"v" * 1000)
-    bad = Piece(httpd.url(path, etag_change=1), digest=Digest("md5", "0" * 32))
-    report, _, _ = fetch([Item(url, path="v.bin", pieces=(bad,))], tmp_path, retries=3)
-    assert report.exit_code == 4
-    assert len(httpd.requests_to(path)) == 4
-    assert "twice" not in str(report.results[0].error)
-
-
 def test_appended_pieces_of_a_file_kept_after_its_digest_failed_are_fetched_again(
     httpd: HTTPServer, tmp_path: Path
 ) -> None:

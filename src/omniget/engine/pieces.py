@@ -47,7 +47,7 @@ from .transports.base import (
     fetch_when_granted,
     skip_prefix,
 )
-from .verify import DigestMismatch, StreamHasher
+from .verify import StreamHasher
 
 __all__ = ["ChunkSource", "PieceDownload"]
 
@@ -66,9 +66,6 @@ COPY_BLOCK = 1 << 20
 #: A resumed file's pieces checked against its part file on a worker thread when more
 #: (two reads each: from the disk, after a reboot), on the loop when fewer.
 CHECK_IN_THREAD = 64
-#: Why a piece whose bytes came the same twice, and missed its digest both times, is not
-#: fetched a third time.
-SAME_BYTES = "the server sends the same bytes each time: is the piece's digest right?"
 #: Some of a resumed file's pieces are not in its part file as they were recorded.
 CHANGED = (
     "its part file does not hold the bytes the resume journal recorded for some of its"
@@ -222,7 +219,6 @@ class PieceDownload:
     async def _piece(self, idx: int, piece: Piece, limit: asyncio.Semaphore) -> None:
         job = self.job
         attempts, waited = 0, 0.0
-        last: DigestMismatch | None = None  # the previous try's, if it missed a digest
         async with limit:
             while True:
                 out = self._out(idx)
@@ -234,12 +230,6 @@ class PieceDownload:
                     if job.refreshable(exc) and await job.refresh(exc):
                         piece = job.item.pieces[idx]
                         continue
-                    if isinstance(exc, DigestMismatch):
-                        if exc.again(last):  # (the same bytes twice: a third try would too)
-                            same = exc.twice(SAME_BYTES)
-                            same.piece = piece
-                            raise same from None
-                        last = exc
                     attempts += 1
                     delay = self.ctx.policy.next_delay(attempts, exc, waited, self.ctx.rng)
                     if delay is None:
@@ -509,10 +499,11 @@ def _check(
 ) -> None:
     if piece.size is not None and size != piece.size:
         raise IntegrityError(f"piece of {name}: expected {piece.size} bytes, got {size}")
-    for hasher, want in ((fetched, piece.fetched_digest), (output, piece.digest)):
-        if hasher is not None and want is not None:
-            got = hasher.hexdigest()
-            if got != want.hex:
-                raise DigestMismatch(
-                    f"piece of {name}: {want.algo} mismatch ({got})", want=want, got=got
-                )
+    if fetched is not None and piece.fetched_digest is not None:
+        got = fetched.hexdigest()
+        if got != piece.fetched_digest.hex:
+            raise IntegrityError(f"piece of {name}: {piece.fetched_digest.algo} mismatch ({got})")
+    if output is not None and piece.digest is not None:
+        got = output.hexdigest()
+        if got != piece.digest.hex:
+            raise IntegrityError(f"piece of {name}: {piece.digest.algo} mismatch ({got})")
