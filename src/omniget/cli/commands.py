@@ -10,6 +10,7 @@ import dataclasses
 import os
 import stat
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -181,6 +182,9 @@ def _get(
             # interrupt.)
             if not (isinstance(exc, KeyboardInterrupt) or on_signal.quitting):
                 raise
+            # (it may have landed in asyncio.run's clean-up, between making a coroutine
+            # and running it: Python would warn, as the frames go, of one never awaited)
+            warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
             if isinstance(consumer, JsonEvents):
                 consumer.line(summary_record(ns, 130, **consumer.tally()))
             print_error(RESUME)
