@@ -70,21 +70,6 @@ def test_a_signal_while_a_frame_is_drawn_leaves_no_bar_behind() -> None:
     assert not screen.cursor_hidden
 
 
-def test_an_interrupt_left_in_the_consoles_buffer_leaves_no_bar_behind() -> None:
-    """A second Ctrl+C's KeyboardInterrupt can land in rich's console on the main thread
-    just as it begins buffering a write (``with console:``: its buffer entered, the
-    block not yet): the main thread's output stayed buffered for good, the bars'
-    erasing with it (the end of a run left its last frame on the screen)."""
-    term = Term()
-    rp = RichProgress(console(term), Masker())
-    with rp:
-        rp(Started(items(1)[0], None, size=4 * KiB, resumed=0))
-        rp.live.refresh()
-        rp.console._enter_buffer()  # (as the interrupt left it)
-    screen = Screen(80, 24).feed(term.getvalue())
-    assert screen.lines() == [] and not screen.cursor_hidden
-
-
 def test_log_lines_go_above_the_bars(monkeypatch: pytest.MonkeyPatch) -> None:
     term = Term()
     monkeypatch.setattr(sys, "stderr", term)  # (the terminal, as in a real run)

@@ -358,12 +358,6 @@ class RichProgress:
         for signum in self._handled:  # (first: a Ctrl+Z from now on must not erase lines)
             signal.signal(signum, signal.SIG_DFL)
         self._handled = []
-        # A second Ctrl+C's KeyboardInterrupt may have landed in rich's console on this
-        # thread as a write began to buffer (its buffer entered, the ``with`` block not
-        # yet): what this thread writes would stay buffered, the bars' erasing too.
-        console = self.console
-        while getattr(console, "_buffer_index", 0) > 0:
-            console._exit_buffer()
         self.live.stop()
 
 
