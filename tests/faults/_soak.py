@@ -1,9 +1,12 @@
-"""What the soak tests share: their seeds, and a run that may be cut off and resumed."""
+"""What the soak tests share: their seeds, a run that may be cut off and resumed, and a
+CLI run to kill."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from omniget.engine import Engine, Report
@@ -38,3 +41,27 @@ def run_maybe_cut(
     report = asyncio.run(go(60))
     assert report is not None, "the run did not end within 60 s"
     return report
+
+
+def spawn(
+    args: list[str], state: Path, stderr: int = subprocess.DEVNULL
+) -> subprocess.Popen[bytes]:
+    """``omniget ARGS`` in a subprocess with its journal in ``state`` (stdout dropped)."""
+    env = {**os.environ, "OMNIGET_STATE_DIR": str(state)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "omniget", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        env=env,
+    )
+
+
+def run_to_end(args: list[str], state: Path) -> subprocess.CompletedProcess[str]:
+    """``omniget ARGS`` run to its end (2 minutes at most), its output kept."""
+    return subprocess.run(
+        [sys.executable, "-m", "omniget", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMNIGET_STATE_DIR": str(state)},
+        timeout=120,
+    )

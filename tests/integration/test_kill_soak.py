@@ -10,30 +10,18 @@ end with exit 0, every file byte-exact, and nothing else in the folder. Seeded;
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.faults._soak import seeds
+from tests.faults._soak import run_to_end, seeds, spawn
 from tests.servers.httpd import HTTPServer
 
 KiB = 1024
-
-
-def spawn(args: list[str], state: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "OMNIGET_STATE_DIR": str(state)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "omniget", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
 
 
 @pytest.mark.parametrize("seed", seeds(2))
@@ -66,20 +54,14 @@ def test_killed_runs_then_a_last_one_give_exact_files(
     args = ["-i", str(listing), "-o", str(out), "-q", "--limit-rate", "30M"]
 
     for _ in range(rng.randrange(1, 4)):
-        proc = spawn(args, state)
+        proc = spawn(args, state, stderr=subprocess.PIPE)
         time.sleep(rng.uniform(0.05, 0.8))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert proc.stderr is not None
         proc.stderr.close()
 
-    last = subprocess.run(
-        [sys.executable, "-m", "omniget", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OMNIGET_STATE_DIR": str(state)},
-        timeout=120,
-    )
+    last = run_to_end(args, state)
     assert last.returncode == 0, f"seed {seed}: {last.stderr}"
     got = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir()}
     assert got == {n: hashlib.sha256(d).hexdigest() for n, d in want.items()}, f"seed {seed}"

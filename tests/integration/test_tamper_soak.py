@@ -16,14 +16,12 @@ import collections
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.faults._soak import seeds
+from tests.faults._soak import run_to_end, seeds, spawn
 from tests.servers.httpd import HTTPServer
 
 from omniget.engine.assemble import PART_SUFFIX
@@ -33,16 +31,6 @@ from omniget.engine.prints import PRINT_BYTES
 KiB = 1024
 MiB = 1024 * KiB
 MUTATIONS = ("nothing", "start", "end", "middle", "cp", "truncate", "replace")
-
-
-def spawn(args: list[str], state: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "OMNIGET_STATE_DIR": str(state)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "omniget", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
 
 
 def recorded(state: Path) -> dict[str, list[tuple[int, int]]]:
@@ -146,13 +134,7 @@ def test_tampered_part_files_after_a_kill_give_exact_files(
             what = tamper(part, claims.get(part.name, []), name in digests, rng)
             done.append(f"{what}{'+spans' if claims.get(part.name) else ''}")
 
-    last = subprocess.run(
-        [sys.executable, "-m", "omniget", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OMNIGET_STATE_DIR": str(state)},
-        timeout=120,
-    )
+    last = run_to_end(args, state)
     print(f"seed {seed}: {sorted(collections.Counter(done).items())}")  # (pytest -s)
     assert last.returncode == 0, f"seed {seed}: {last.stderr}"
     got = {p.name: p.read_bytes() for p in out.iterdir()}
