@@ -17,7 +17,7 @@ import shutil
 import sqlite3
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -173,6 +173,19 @@ def resumes(httpd: HTTPServer, payload: Callable[..., bytes], out: Path, setting
     assert [r.header("range") for r in httpd.requests_to(path)] == ["bytes=100000-307199"]
 
 
+def four_runs(
+    go: Callable[[], Coroutine[Any, Any, list[Report]]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``go``'s four runs of one engine, warnings captured: the first one whole, the one
+    that found the journal damaged whole (and said so), a cut one failed, and its rerun
+    whole, both with a journal again."""
+    with caplog.at_level(logging.WARNING, logger="omniget"):
+        first, damaged, cut, resumed = asyncio.run(go())
+    assert (first.ok, damaged.ok, cut.failed, resumed.ok) == (1, 1, 1, 1)
+    assert damaged.journal_error is not None
+    assert cut.journal_error is None and resumed.journal_error is None
+
+
 @pytest.mark.parametrize("damage", list(DAMAGE))
 def test_a_journal_damaged_during_the_run_is_moved_aside_and_the_files_go_on(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
@@ -321,15 +334,11 @@ def test_an_engine_makes_a_new_journal_for_its_next_run_once_one_moved_it_aside(
         finally:
             await engine.aclose()
 
-    with caplog.at_level(logging.WARNING, logger="omniget"):
-        first, damaged, cut, resumed = asyncio.run(go())
-    assert (first.ok, damaged.ok, cut.failed, resumed.ok) == (1, 1, 1, 1)
+    four_runs(go, caplog)
     [aside] = [n for n in os.listdir(state) if ".corrupt-" in n]
     assert warnings(caplog) == [
         f"resume journal {state / FILENAME}: the file was damaged (file is not a database);"
         f" moved aside to {state / aside}{OFF}"]
-    assert damaged.journal_error is not None
-    assert cut.journal_error is None and resumed.journal_error is None
     assert [(out / f"f{i}.bin").read_bytes() == d for i, d in enumerate(data)] == [True] * 3
     ranges = [r.header("range") for r in httpd.requests_to(paths[2])]
     assert ranges[-1] == "bytes=50000-102399"
@@ -368,15 +377,11 @@ def test_an_engine_given_a_journal_makes_a_new_one_at_its_path_once_one_moved_it
         finally:
             await engine.aclose()
 
-    with caplog.at_level(logging.WARNING, logger="omniget"):
-        first, damaged, cut, resumed = asyncio.run(go())
-    assert (first.ok, damaged.ok, cut.failed, resumed.ok) == (1, 1, 1, 1)
+    four_runs(go, caplog)
     [aside] = moved_aside(state)
     assert warnings(caplog) == [
         f"resume journal {given.path}: the file was damaged (file is not a database);"
         f" moved aside to {state / aside}{OFF}"]
-    assert damaged.journal_error is not None
-    assert cut.journal_error is None and resumed.journal_error is None
     ranges = [r.header("range") for r in httpd.requests_to(paths[2])]
     assert ranges[-1] == "bytes=50000-102399"
     assert given.closed
