@@ -6,6 +6,7 @@ run drops or takes meanwhile (the record's key is the download's, not the name's
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -19,11 +20,21 @@ from .prints import prints
 from .spans import Interval
 
 if TYPE_CHECKING:
+    from .context import RunContext
     from .job import FileJob
 
 __all__ = [
-    "NOTHING_SAVED", "Saved", "ensure_record", "forget_bytes", "piece_done", "save_spans",
+    "NOTHING_SAVED", "SYNC_WAIT", "Saved", "end_syncs", "ensure_record", "forget_bytes",
+    "piece_done", "save_spans",
 ]  # fmt: skip
+
+log = logging.getLogger(__name__)
+
+#: At a run's end, the part-file syncs still under way (a file's last one, as it failed or
+#: was stopped) are waited for this long at most (seconds; the default fsync interval): a
+#: disk that takes longer does not hold the run up, and what those syncs make durable is
+#: not recorded as synced (a rerun after a reboot fetches it again).
+SYNC_WAIT = 5.0
 
 #: A file's record that another run dropped under it (see record_lost) ...
 RECORD_GONE = (
@@ -165,8 +176,10 @@ def _sync_due(job: FileJob, now: float) -> None:
     """Every ``fsync_seconds``: fdatasync the part file on a worker thread, then
     record what was written before it as synced (what a run after a power loss
     trusts; see journal.py)."""
-    part = job.part
+    part, syncs = job.part, job.ctx.syncs
     if part is None or now - job.last_sync < job.ctx.settings.fsync_seconds:
+        return
+    if syncs is None:  # (the run is over: nothing would record it)
         return
     job.last_sync = now
     # (the fingerprints are of bytes written before the sync starts: it makes them
@@ -178,9 +191,14 @@ def _sync_due(job: FileJob, now: float) -> None:
     except OSError:
         return
     synced = asyncio.get_running_loop().run_in_executor(None, _sync_and_close, fd)
+    syncs.add(synced)
 
     def record(fut: asyncio.Future[bool]) -> None:
-        journal = job.ctx.journal
+        ctx = job.ctx
+        if ctx.syncs is None:  # (the run is over: its journal may be closed by now)
+            return
+        ctx.syncs.discard(fut)
+        journal = ctx.journal
         if fut.cancelled() or not fut.result() or gen != job.generation:
             return
         if journal is None or not (spans or pieces) or job.owned is None:
@@ -191,6 +209,20 @@ def _sync_due(job: FileJob, now: float) -> None:
             job.ctx.journal_failed(exc)
 
     synced.add_done_callback(record)
+
+
+async def end_syncs(ctx: RunContext) -> None:
+    """At the run's end: wait for the part-file syncs under way (SYNC_WAIT seconds at
+    most), each recorded as it returns; one that returns later records nothing."""
+    syncs = ctx.syncs
+    try:
+        if syncs:
+            _, late = await asyncio.wait(list(syncs), timeout=SYNC_WAIT)
+            if late:
+                log.debug("%d part-file syncs not back after %g s: not recorded as synced",
+                          len(late), SYNC_WAIT)
+    finally:
+        ctx.syncs = None
 
 
 def _sync_and_close(fd: int) -> bool:

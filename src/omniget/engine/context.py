@@ -200,6 +200,9 @@ class RunContext:
     journal_error: StorageError | None = None
     #: Finished files whose bytes may not be on the disk yet (None: not looked after).
     durability: Durability | None = None
+    #: Part-file syncs under way (checkpoints.py), waited for at the run's end; None
+    #: once the run is over (a sync that returns later records nothing).
+    syncs: set[asyncio.Future[bool]] | None = field(default_factory=set, repr=False)
 
     #: True once every item of the run is registered in ``outputs``.
     listed: bool = False

@@ -23,6 +23,7 @@ from typing import Any
 from ..errors import Cancelled, OmnigetError, StorageError
 from ..model import Item
 from ..settings import Settings, default_state_dir
+from .checkpoints import end_syncs
 from .context import Refresher, RunContext, SetupSlot, SetupSlots
 from .durable import Durability
 from .emitter import Emitter
@@ -390,13 +391,16 @@ class Engine:
             await settle_rest()
             if ctx.durability is not None:
                 await ctx.durability.settle()  # (the bytes of the files finished last)
+            await end_syncs(ctx)  # (the last syncs of files that failed or stopped)
         except BaseException:  # cancelled, or the item list raised: stop the files in flight
             on_cancel()
             await settle_rest()  # (each file still in flight says it was interrupted)
+            await end_syncs(ctx)
             raise
         finally:
             if watcher is not None:
                 watcher.cancel()
+            ctx.syncs = None  # (end_syncs not reached: a later sync records nothing)
             ctx.close()
             if made is not None:
                 remove_if_empty(dest_path, made)

@@ -1,0 +1,167 @@
+"""Part-file syncs still under way when a file or the run ends (checkpoints.py): a run
+waits for them, for at most SYNC_WAIT seconds, so that what a sync made durable is
+recorded as synced (what a rerun after a reboot trusts); one still going after that is
+left unrecorded, and says nothing when it returns after the run (its journal closed).
+
+Each run here syncs once: checkpoints only at the file's end (when it fails or stops),
+and a sync at each checkpoint. The sync waits for the test's word on a worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from tests.servers.httpd import HTTPServer
+
+from omniget import download
+from omniget.engine import checkpoints
+from omniget.engine.core import Engine
+from omniget.engine.events import Event, Failed, Warned
+from omniget.engine.journal import FILENAME, Journal
+from omniget.engine.report import Report
+from omniget.engine.spans import Interval
+from omniget.model import Item
+from omniget.settings import Settings
+
+KiB = 1024
+#: The run's end after its last file takes a few loop turns: a run still going this many
+#: turns after its last file's Failed event waits for something (the sync).
+TURNS = 500
+
+
+def one_sync(state: Path) -> Settings:
+    """No checkpoint until the file's end, and a sync at that one."""
+    return Settings(state_dir=state, split=1, retries=0, fsync_seconds=0.0,
+                    checkpoint_bytes=1 << 30, checkpoint_seconds=3600.0)
+
+
+@pytest.fixture
+def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """Part-file syncs wait until this is set (set at the test's end in any case)."""
+    go = threading.Event()
+    sync = checkpoints._sync_and_close
+
+    def held(fd: int) -> bool:
+        go.wait(60)
+        return sync(fd)
+
+    monkeypatch.setattr(checkpoints, "_sync_and_close", held)
+    try:
+        yield go
+    finally:
+        go.set()
+
+
+def written_and_synced(state: Path) -> tuple[list[Interval], list[Interval]]:
+    """The one unfinished file's spans as this boot reads them (written), and as the
+    next boot does (synced)."""
+    with Journal(state / FILENAME) as journal:
+        [(key, _)] = journal.unfinished()
+        written = journal.spans(key)
+    with Journal(state / FILENAME, boot="the next boot") as journal:
+        return written, journal.spans(key)
+
+
+def run_until_synced(
+    url: str, tmp_path: Path, gate: threading.Event, *,
+    held: Callable[[], object] | None = None,
+) -> tuple[Report, list[Interval], list[Interval]]:
+    """Run one file until it ends with a sync under way (``held``: stopped, as by Ctrl+C,
+    once this returns); the sync returns only once the run is seen waiting for it. The
+    journal's spans (written, synced) as the run returned."""
+    state = tmp_path / "state"
+
+    async def go() -> tuple[Report, list[Interval], list[Interval]]:
+        cancel = asyncio.Event()
+        runs: list[asyncio.Task[Report]] = []
+        waits: list[asyncio.Task[None]] = []
+
+        async def release_if_waiting() -> None:
+            for _ in range(TURNS):
+                if runs[0].done():
+                    return  # (it did not wait: the sync stays held until the test ends)
+                await asyncio.sleep(0)
+            gate.set()
+
+        def on_event(ev: Event) -> None:
+            if isinstance(ev, Failed):
+                waits.append(asyncio.get_running_loop().create_task(release_if_waiting()))
+
+        engine = Engine(one_sync(state), on_event=on_event)
+        try:
+            runs.append(asyncio.create_task(
+                engine.run([Item(url)], tmp_path / "out", cancel=cancel)))
+            if held is not None:
+                await asyncio.to_thread(held)
+                cancel.set()
+            report = await runs[0]
+            return (report, *written_and_synced(state))  # (as the run returned)
+        finally:
+            gate.set()
+            await asyncio.gather(*waits)
+            await engine.aclose()
+
+    return asyncio.run(go())
+
+
+@pytest.fixture(autouse=True)
+def long_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run waits for its syncs long enough for any loaded machine to get to them."""
+    monkeypatch.setattr(checkpoints, "SYNC_WAIT", 60.0, raising=False)
+
+
+def test_a_sync_under_way_when_a_file_fails_is_recorded_before_the_run_returns(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, gate: threading.Event
+) -> None:
+    path = httpd.new_path("f.bin")
+    httpd.add(path, payload(1024 * KiB, 5))
+    report, written, synced = run_until_synced(
+        httpd.url(path, reset=900 * KiB, times=1), tmp_path, gate)
+    assert report.failed == 1
+    assert written == synced == [(0, 900 * KiB)]
+
+
+def test_a_sync_under_way_when_a_file_is_stopped_is_recorded_before_the_run_returns(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, gate: threading.Event
+) -> None:
+    path = httpd.new_path("s.bin")
+    httpd.add(path, payload(1024 * KiB, 6))
+    url = httpd.url(path, hold="h", stall_after=300 * KiB)
+    try:
+        report, written, synced = run_until_synced(
+            url, tmp_path, gate, held=lambda: httpd.held("h"))
+    finally:
+        httpd.release("h")
+    assert report.interrupted == report.failed == 1
+    assert written == synced and written and written[0][0] == 0
+
+
+def test_a_sync_that_outlasts_the_runs_wait_is_left_unrecorded_and_says_nothing(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, gate: threading.Event,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The disk does not answer: the run returns after its wait; the sync returns once the
+    journal is closed (download() closes it), and records nothing, warns of nothing."""
+    monkeypatch.setattr(checkpoints, "SYNC_WAIT", 0.05, raising=False)
+    close = Journal.close
+
+    def closed(self: Journal) -> None:
+        close(self)
+        gate.set()  # (the sync returns now)
+
+    monkeypatch.setattr(Journal, "close", closed)
+    path = httpd.new_path("g.bin")
+    httpd.add(path, payload(1024 * KiB, 7))
+    state = tmp_path / "state"
+    events: list[Event] = []
+    with caplog.at_level(logging.WARNING):
+        report = download([httpd.url(path, reset=900 * KiB, times=1)], tmp_path / "out",
+                          settings=one_sync(state), on_event=events.append)
+    assert report.failed == 1 and gate.is_set()
+    assert [r.getMessage() for r in caplog.records] == []
+    assert [e for e in events if isinstance(e, Warned)] == []
+    assert written_and_synced(state) == ([(0, 900 * KiB)], [])
