@@ -165,3 +165,51 @@ def test_a_sync_that_outlasts_the_runs_wait_is_left_unrecorded_and_says_nothing(
     assert [r.getMessage() for r in caplog.records] == []
     assert [e for e in events if isinstance(e, Warned)] == []
     assert written_and_synced(state) == ([(0, 900 * KiB)], [])
+
+
+def test_an_engine_closed_during_a_run_closes_its_journal_once_the_runs_syncs_are_back(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, gate: threading.Event,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """aclose() stops the run, whose stopped file syncs as it ends: aclose waits for the
+    run's end (its wait for that sync) before it closes the journal."""
+    path = httpd.new_path("c.bin")
+    httpd.add(path, payload(1024 * KiB, 8))
+    url = httpd.url(path, hold="h", stall_after=300 * KiB)
+    state = tmp_path / "state"
+
+    async def go() -> tuple[bool, Report]:
+        runs: list[asyncio.Task[Report]] = []
+        waits: list[asyncio.Task[None]] = []
+
+        async def release_if_waiting() -> None:
+            for _ in range(TURNS):
+                if runs[0].done():
+                    return
+                await asyncio.sleep(0)
+            gate.set()
+
+        def on_event(ev: Event) -> None:
+            if isinstance(ev, Failed):
+                waits.append(asyncio.get_running_loop().create_task(release_if_waiting()))
+
+        engine = Engine(one_sync(state), on_event=on_event)
+        try:
+            runs.append(asyncio.create_task(engine.run([Item(url)], tmp_path / "out")))
+            assert await asyncio.to_thread(httpd.held, "h")
+            await engine.aclose()
+            ended = runs[0].done()  # (as aclose returned)
+            return ended, await runs[0]
+        finally:
+            gate.set()
+            await asyncio.gather(*waits)
+
+    try:
+        with caplog.at_level(logging.WARNING):
+            ended, report = asyncio.run(go())
+    finally:
+        httpd.release("h")
+    assert ended and report.interrupted == 1
+    assert [r.getMessage() for r in caplog.records] == []
+    written, synced = written_and_synced(state)
+    assert written == synced and written and written[0][0] == 0

@@ -86,7 +86,7 @@ class Engine:
         self._runs = 0
         self._runs_lock = threading.Lock()
         #: One per run or stream going on: stops it, and gives its tasks (see aclose).
-        self._stoppers: set[Callable[[], list[asyncio.Task[Any]]]] = set()
+        self._stoppers: set[Callable[[], list[asyncio.Future[Any]]]] = set()
         s = self.settings
         self.policy = RetryPolicy(
             retries=s.retries, max_wait=s.retry_max_wait, max_total=s.retry_max_time
@@ -159,8 +159,9 @@ class Engine:
         """Close the transports and the journal. Runs going on are stopped first, as a
         ``cancel`` stops them: their unfinished files fail as interrupted, keeping their
         resume state (a run whose item list is waiting for its next item, a source's next
-        page, stops waiting: that wait is cancelled); a stream going on raises
-        :class:`~omniget.errors.Cancelled`."""
+        page, stops waiting: that wait is cancelled), and their ends waited for (a run's
+        wait for its last part-file syncs: see checkpoints.SYNC_WAIT); a stream going on
+        raises :class:`~omniget.errors.Cancelled`."""
         if self._stoppers:
             with self._runs_lock:
                 if self._runs and self._loop is not asyncio.get_running_loop():
@@ -168,7 +169,7 @@ class Engine:
                                        " (another thread): close it there")
             files = [task for stop in list(self._stoppers) for task in stop()]
             if files:
-                await asyncio.wait(files)  # (their last journal writes done)
+                await asyncio.wait(files)  # (their last journal writes done, syncs too)
         if self._own_transports and self._transports is not None:
             seen: set[int] = set()
             for t in self._transports.values():
@@ -328,12 +329,19 @@ class Engine:
                 halts += 1
                 me.cancel()
 
-        def stop() -> list[asyncio.Task[FileResult]]:  # (aclose)
+        # set as the run ends: aclose waits for it (the files' last syncs are recorded by
+        # then, before it closes the journal), unless called from this very task
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def stop() -> list[asyncio.Future[Any]]:  # (aclose)
             nonlocal closing
             closing = True
             on_cancel()
             loop.call_soon(halt)  # (at the loop's next turn: this task is suspended then)
-            return [t for _, t in unsettled.values()]
+            tasks: list[asyncio.Future[Any]] = [t for _, t in unsettled.values()]
+            if asyncio.current_task() is not me:
+                tasks.append(ended)
+            return tasks
 
         def on_cancel_event(_: object) -> None:
             on_cancel()
@@ -406,6 +414,7 @@ class Engine:
                 remove_if_empty(dest_path, made)
             self._stoppers.discard(stop)
             emit.interrupt = None
+            ended.set_result(None)
         if stopped_by:  # as Ctrl+C: the files stopped with their resume state, then this
             raise stopped_by[0]
         report.results = [r for r in results if r is not None]
@@ -443,7 +452,7 @@ class Engine:
             stopped = False
             stopped_by: list[BaseException] = []  # a handler's KeyboardInterrupt (Ctrl+C)
 
-            def stop() -> list[asyncio.Task[Any]]:
+            def stop() -> list[asyncio.Future[Any]]:
                 nonlocal stopped
                 stopped = True
                 task.cancel()
