@@ -38,8 +38,8 @@ def test_after_a_reboot_the_synced_spans_are_checked_by_their_own_prints(
     data = payload(1536 * KiB, 91)
     path = httpd.new_path("r.bin")
     httpd.add(path, data)
-    # (held just before the cut until a sync is recorded: syncs run on worker threads,
-    # and a run that ends first does not wait to record them)
+    # (held just before the cut until more than three syncs began and one is recorded:
+    # the syncs after the third fail, the one at the cut among them)
     url = httpd.url(path, reset=900 * KiB, hold="h", stall_after=890 * KiB, times=1)
     out, state = tmp_path / "out", tmp_path / "state"
     syncs: list[int] = []

@@ -31,9 +31,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: At a run's end, the part-file syncs still under way (a file's last one, as it failed or
-#: was stopped) are waited for this long at most (seconds; the default fsync interval): a
-#: disk that takes longer does not hold the run up, and what those syncs make durable is
-#: not recorded as synced (a rerun after a reboot fetches it again).
+#: was stopped) are waited for this long at most (seconds; as long as the default interval
+#: between syncs): a disk that takes longer does not hold the run up, and what those syncs
+#: make durable is not recorded as synced (a rerun after a reboot fetches it again).
 SYNC_WAIT = 5.0
 
 #: A file's record that another run dropped under it (see record_lost) ...
