@@ -24,7 +24,6 @@ import stat
 import subprocess
 import sys
 import threading
-import warnings
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -1328,19 +1327,23 @@ def test_a_second_ctrl_c_still_ends_the_json_events_with_a_summary(httpd: HTTPSe
     )
 
 
-def test_a_second_ctrl_c_inside_a_libcurl_callback_is_an_interrupt(
+def test_a_second_ctrl_c_inside_a_libcurl_callback_quits_cleanly(
     httpd: HTTPServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The second signal's KeyboardInterrupt can land in Python code libcurl calls back
-    (here its socket callback, as the transfer is removed); pycurl then returns with the
-    exception set. Before: "internal error: SystemError: <built-in method remove_handle
-    ...> returned a result with an exception set", exit 1, no --json summary."""
+    """Signals can land in Python code libcurl calls back (here its socket callback, as
+    the transfer is removed). The second one's KeyboardInterrupt, raised there, made pycurl
+    return with the exception set: "internal error: SystemError: <built-in method
+    remove_handle ...> returned a result with an exception set", exit 1, no --json
+    summary. Now the signal thread ends the process (its exit, here, returns)."""
     import pycurl
 
+    from omniget.cli import signals as cli_signals
     from omniget.engine.transports.curlloop import CurlLoop
 
     on_socket = CurlLoop._on_socket
     signals: list[int] = []
+    exits: list[int] = []
+    monkeypatch.setattr(cli_signals, "end_process", exits.append)
 
     def signalled(loop: CurlLoop, what: int, fd: int, multi: object, data: object) -> None:
         # Ctrl+C as the first socket is watched, again as libcurl lets go of a socket
@@ -1352,37 +1355,12 @@ def test_a_second_ctrl_c_inside_a_libcurl_callback_is_an_interrupt(
     monkeypatch.setattr(CurlLoop, "_on_socket", signalled)
     assert main(["--json", "-o", "out", slow(httpd, "c.bin")]) == 130
     out, err = capsys.readouterr()
-    assert len(signals) == 2 and "internal error" not in err, err
+    assert len(signals) == 2 and exits == [130] and "internal error" not in err, err
     assert err.splitlines()[-1] == RESUME
     summary = json_lines(out)[-1]
     assert (summary["event"], summary["interrupted"], summary["exit_code"]) == (
         "summary", 1, 130
     )
-
-
-def test_a_second_ctrl_c_in_the_event_loops_clean_up_warns_of_nothing(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """The second signal can land in asyncio.run's own clean-up, once it made the
-    coroutine that shuts the loop's async generators down and before it ran it. Before:
-    "RuntimeWarning: coroutine 'BaseEventLoop.shutdown_asyncgens' was never awaited" and
-    the line of the warning's place in commands.py, under the last line."""
-
-    async def shutdown() -> None:  # (as asyncio's: made, then never run)
-        pass
-
-    def stopped_twice(*args: object, **kw: object) -> None:
-        pending = shutdown()  # noqa: F841 (held by this frame, as asyncio.run's is)
-        signal.raise_signal(signal.SIGINT)
-        signal.raise_signal(signal.SIGINT)  # (its KeyboardInterrupt, here)
-
-    monkeypatch.setattr(omniget, "download", stopped_twice)
-    with warnings.catch_warnings(record=True) as shown:
-        warnings.simplefilter("default")  # (as a run outside pytest)
-        assert main(["-o", "out", "http://127.0.0.1:9/x.bin"]) == 130
-        gc.collect()
-    assert [str(w.message) for w in shown] == []
-    assert capsys.readouterr().err.splitlines()[-1] == RESUME
 
 
 def reading_stdin(proc: subprocess.Popen[bytes]) -> None:

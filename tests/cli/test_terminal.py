@@ -9,7 +9,6 @@ import signal
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable
 
 import pytest
@@ -231,31 +230,145 @@ def test_frames_are_drawn_a_few_times_a_second_not_per_event() -> None:
     assert frames <= 5 * took + 3, (frames, took)
 
 
-def test_a_second_signal_quits_when_the_run_does_not_end_in_time(
+def test_a_second_signal_has_the_last_word_and_quits_at_once() -> None:
+    """It raises nothing where the main thread is (its KeyboardInterrupt, landing in
+    rich's drawing or in a callback of libcurl's, left bars on the screen or lost the last
+    line): the signal thread says the last lines and ends the process."""
+    exits: list[int] = []
+    said: list[str] = []
+
+    def last(then: Callable[[], object]) -> None:
+        said.append("last lines")
+        then()
+        said.append("after the end")  # (a test's exit returns)
+
+    cancel = threading.Event()
+    on_signal = SaveOnSignal(cancel, quiet=True, last=last, exit=exits.append)
+    with on_signal:
+        with on_signal.running():
+            on_signal(signal.SIGINT, None)
+            assert cancel.is_set()
+            on_signal(signal.SIGINT, None)  # (raises nothing)
+            on_signal._writer.join(timeout=30)
+            raise RuntimeError("what the stopping run raised")  # (dropped: the word is said)
+    assert (said, exits, on_signal.took_over) == (["last lines", "after the end"], [130], True)
+
+
+def test_a_second_signal_inside_the_first_s_handler_still_says_the_first_s_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # (its KeyboardInterrupt once left asyncio waiting for tasks that never ended)
+    """Python runs a handler inside another when a signal comes as it runs: two Ctrl+C
+    typed fast, the second's quit came before the first's line, which was never said."""
     exits: list[int] = []
-    on_signal = SaveOnSignal(threading.Event(), quiet=True, grace=0.05, exit=exits.append)
+
+    class Cancel(threading.Event):
+        def set(self) -> None:
+            super().set()
+            if len(inside) < 1:
+                inside.append(True)
+                on_signal(signal.SIGINT, None)  # (the second lands here)
+
+    inside: list[bool] = []
+    cancel = Cancel()
+    on_signal = SaveOnSignal(cancel, quiet=False, exit=exits.append)
     with on_signal:
         on_signal(signal.SIGINT, None)
-        with pytest.raises(KeyboardInterrupt):
-            on_signal(signal.SIGINT, None)
-        on_signal._writer.join(timeout=5)  # (the run "hangs" here)
-        assert exits == [130]
-    assert "did not stop within 0.05 s of the second signal" in capsys.readouterr().err
+        on_signal._writer.join(timeout=30)
+    assert (inside, exits) == ([True], [130])
+    assert capsys.readouterr().err == (
+        "omniget: stopping and saving state (Ctrl+C again to quit now)\n"
+    )
 
 
-def test_a_run_that_ends_after_the_second_signal_is_not_quit_under_it() -> None:
+def test_a_failing_last_word_still_ends_the_process() -> None:
     exits: list[int] = []
-    # (a grace far beyond the block, even on a loaded machine: 0.2 s assumed a quick one)
-    on_signal = SaveOnSignal(threading.Event(), quiet=False, grace=60, exit=exits.append)
+
+    def last(then: Callable[[], object]) -> None:
+        raise OSError("the terminal is gone")
+
+    on_signal = SaveOnSignal(threading.Event(), quiet=True, last=last, exit=exits.append)
     with on_signal:
         on_signal(signal.SIGTERM, None)
-        with pytest.raises(KeyboardInterrupt):
+        on_signal(signal.SIGTERM, None)
+        on_signal._writer.join(timeout=30)
+    assert exits == [130]
+
+
+def hold_first_line(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """The signal thread waits in its first line's write until the event is set (so the
+    run can end before it sees the second signal)."""
+    from omniget.cli import signals
+
+    go = threading.Event()
+    put = signals._put
+
+    def slow_put(line: str) -> None:
+        go.wait(timeout=30)
+        put(line)
+
+    monkeypatch.setattr(signals, "_put", slow_put)
+    return go
+
+
+def test_a_run_ending_as_the_second_signal_came_keeps_the_last_word_for_a_while(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run's end took the last word first: the signal thread says nothing, but quits
+    the process should the run not end within the grace time."""
+    go = hold_first_line(monkeypatch)
+    exits: list[int] = []
+    lasts: list[object] = []
+    on_signal = SaveOnSignal(threading.Event(), quiet=False, grace=0.05, exit=exits.append,
+                             last=lasts.append)
+    with on_signal:
+        with on_signal.running():
+            on_signal(signal.SIGINT, None)
+            on_signal(signal.SIGINT, None)
+        on_signal(signal.SIGINT, None)  # (after the run's end: nothing)
+        go.set()
+        on_signal._writer.join(timeout=30)  # (the run "hangs" here)
+        assert (exits, lasts, on_signal.took_over) == ([130], [], False)
+    err = capsys.readouterr().err
+    assert err.startswith("omniget: stopping and saving state")
+    assert "did not stop within 0.05 s of the second signal" in err
+
+
+def test_a_run_that_ends_after_the_second_signal_is_not_quit_under_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    go = hold_first_line(monkeypatch)
+    exits: list[int] = []
+    lasts: list[object] = []
+    on_signal = SaveOnSignal(threading.Event(), quiet=False, grace=60, exit=exits.append,
+                             last=lasts.append)
+    with on_signal:
+        with on_signal.running():
             on_signal(signal.SIGTERM, None)
+            on_signal(signal.SIGTERM, None)
+        go.set()
     assert not on_signal._writer.is_alive()  # (ended with the run: it can quit nothing)
-    assert exits == []
+    assert (exits, lasts) == ([], [])
+
+
+def test_the_last_word_erases_the_bars_and_no_frame_comes_after() -> None:
+    term = Term()
+    rp = RichProgress(console(term), Masker())
+    drawn: list[str] = []
+
+    def then() -> None:  # (the process would end here: a frame now must wait)
+        frame = threading.Thread(target=rp.live.refresh)
+        frame.start()
+        frame.join(timeout=0.2)
+        assert frame.is_alive()
+        drawn.append(term.getvalue())
+
+    with rp:
+        rp(Started(items(1)[0], None, size=4 * KiB, resumed=0))
+        rp.live.refresh()
+        rp.quit_with("omniget: error: interrupted\n", then)
+    screen = Screen(80, 24).feed(drawn[0])
+    assert screen.lines() == ["omniget: error: interrupted"]
+    assert not screen.cursor_hidden
 
 
 def test_the_run_counts_every_file_of_its_list_from_the_first_frame() -> None:
@@ -370,42 +483,6 @@ def test_a_narrow_terminal_keeps_the_run_s_file_count_whole() -> None:
     rp, _ = bars(80)  # (room enough: the whole name)
     rp(Started(listed[0], None, size=KiB, resumed=0))
     assert words(frame(rp)[0])[:3] == ["total", "[0/1", "files]"]
-
-
-def test_a_second_signal_in_a_weakref_callback_prints_no_traceback() -> None:
-    """Python ignores an exception raised in a weakref callback or ``__del__`` and prints
-    "Exception ignored in ..." with its traceback: the second signal's KeyboardInterrupt
-    landing there put one on stderr (seen in a --json run's err). Other such exceptions
-    are still reported."""
-    class Thing:
-        pass
-
-    def drop(thing: Thing, callback: Callable[[object], object]) -> None:
-        ref = weakref.ref(thing, callback)
-        del thing  # (the callback runs here, its exception is "ignored")
-        assert ref() is None
-
-    reported: list[type[BaseException]] = []
-
-    def record(unraisable: sys.UnraisableHookArgs) -> None:
-        reported.append(unraisable.exc_type)
-
-    def interrupt(ref: object) -> None:
-        raise KeyboardInterrupt
-
-    before, sys.unraisablehook = sys.unraisablehook, record
-    try:
-        on_signal = SaveOnSignal(threading.Event(), quiet=True, grace=60, exit=print)
-        with on_signal:
-            on_signal(signal.SIGINT, None)
-            drop(Thing(), lambda ref: on_signal(signal.SIGINT, None))
-            drop(Thing(), lambda ref: 1 / 0)
-        assert on_signal.quitting
-        drop(Thing(), interrupt)  # (its hook is gone)
-    finally:
-        hook, sys.unraisablehook = sys.unraisablehook, before
-    assert reported == [ZeroDivisionError, KeyboardInterrupt]
-    assert hook is record  # (put back as it was)
 
 
 @pytest.mark.parametrize("reflow", [True, False], ids=["rewraps", "xterm"])

@@ -327,9 +327,15 @@ class RichProgress:
         one)."""
         self._off_screen(lambda: self.quit_process(signum))
 
-    def _off_screen(self, then: Callable[[], None]) -> None:
-        """The bars erased and the cursor shown while ``then`` runs. (The lock waited for
-        a little only: a frame being drawn may wait for this thread.)"""
+    def quit_with(self, text: str, then: Callable[[], object]) -> None:
+        """A second Ctrl+C or SIGTERM (on the signal thread): as :meth:`quit`, with
+        ``text`` written where the bars were."""
+        self._off_screen(then, text, back=False)
+
+    def _off_screen(self, then: Callable[[], object], text: str = "", back: bool = True) -> None:
+        """The bars erased and the cursor shown while ``then`` runs, and ``text`` written
+        first; ``back``: the cursor hidden again after. (The lock waited for a little only:
+        a frame being drawn may wait for this thread.)"""
         lock = getattr(self.live, "_lock", None)  # (rich's, held while it draws a frame)
         got = lock is not None and lock.acquire(timeout=0.5)
         try:
@@ -337,9 +343,10 @@ class RichProgress:
             erase = self.region.position_cursor().segment.text if got else ""
             if got:
                 self.region.widths = []  # (nothing of ours on the screen to move up over)
-            _write(out, erase + "\x1b[?25h")
+            _write(out, erase + "\x1b[?25h" + text)
             then()
-            _write(out, "\x1b[?25l")
+            if back:
+                _write(out, "\x1b[?25l")
         finally:
             if got and lock is not None:
                 lock.release()

@@ -10,7 +10,6 @@ import dataclasses
 import os
 import stat
 import threading
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,7 @@ from .output import (
     EXISTS_WHY,
     Masker,
     display_path,
+    error_line,
     json_line,
     print_error,
     print_list,
@@ -160,34 +160,27 @@ def _get(
 
     only = None if own else item_filter(ns, skipped)  # (extracted above, filtered there)
     cancel = threading.Event()
-    on_signal = SaveOnSignal(cancel, quiet=ns.quiet)
+
+    def last(then: Callable[[], object]) -> None:  # (a second signal's, on its thread)
+        if isinstance(consumer, JsonEvents):  # (no report: the events' own count)
+            consumer.quit_with(error_line(RESUME), then,
+                               lambda counts: summary_record(ns, 130, **counts))
+        else:
+            consumer.quit_with(error_line(RESUME), then)
+
+    on_signal = SaveOnSignal(cancel, quiet=ns.quiet, last=last)
     # (the handlers stay to the last line: a signal more as the run ends cuts short neither
-    # the bars' erasing nor what is said after, see SaveOnSignal.ended)
+    # the bars' erasing nor what is said after, see SaveOnSignal.running)
     with on_signals(on_signal):
-        try:
-            with on_signal, consumer:
-                # (-q: no handler, so the engine builds no per-file events for nobody)
-                on_event = (None if isinstance(consumer, QuietProgress)
-                            else safe_consumer(consumer))
-                try:
-                    report = omniget.download(
-                        items, dest, settings=cfg.settings, on_event=on_event, cancel=cancel,
-                        source=ns.source, source_options=cfg.sources, only=only,
-                    )
-                finally:
-                    on_signal.ended = True
-        except (KeyboardInterrupt, Exception) as exc:  # a second Ctrl+C: no report, but
-            # --json still ends so. (Its KeyboardInterrupt raised in a callback of pycurl's
-            # comes out as a SystemError: after that signal, whatever the run raised is the
-            # interrupt.)
-            if not (isinstance(exc, KeyboardInterrupt) or on_signal.quitting):
-                raise
-            # (it may have landed in asyncio.run's clean-up, between making a coroutine
-            # and running it: Python would warn, as the frames go, of one never awaited)
-            warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
-            if isinstance(consumer, JsonEvents):
-                consumer.line(summary_record(ns, 130, **consumer.tally()))
-            print_error(RESUME)
+        with on_signal, consumer, on_signal.running():
+            # (-q: no handler, so the engine builds no per-file events for nobody)
+            on_event = (None if isinstance(consumer, QuietProgress)
+                        else safe_consumer(consumer))
+            report = omniget.download(
+                items, dest, settings=cfg.settings, on_event=on_event, cancel=cancel,
+                source=ns.source, source_options=cfg.sources, only=only,
+            )
+        if on_signal.took_over:  # (all is said: in a test, whose exit returns)
             return 130
         for r in report.failures:
             label = display_path(r.path) if r.path else r.item.download_url

@@ -22,7 +22,7 @@ from ..engine.events import (
     Warned,
 )
 from ..errors import OmnigetError, StorageError, write_error
-from .output import Masker, event_path, flush, json_line, stream_name
+from .output import Masker, event_path, flush, json_line, last_words, stream_name
 from .tally import Tally
 
 __all__ = ["JsonEvents", "event_to_dict"]
@@ -121,14 +121,17 @@ class JsonEvents:
         count as interrupted; bytes fetched, of the files that ended well; the files of
         the list never begun, 0 while the list's length is not known)."""
         with self._lock:
-            seen = self._seen
-            counts: dict[str, float] = dict(self._ended)
-            counts["interrupted"] += len(self._running)
-            left = seen.seen - seen.ended - len(seen.files)
-            counts["not_started"] = 0 if seen.more else max(0, left)
-            counts["resumed"] = seen.resumed
-            counts["elapsed"] = round(self.clock() - self._began, 3)
-            return counts
+            return self._counts()
+
+    def _counts(self) -> dict[str, float]:
+        seen = self._seen
+        counts: dict[str, float] = dict(self._ended)
+        counts["interrupted"] += len(self._running)
+        left = seen.seen - seen.ended - len(seen.files)
+        counts["not_started"] = 0 if seen.more else max(0, left)
+        counts["resumed"] = seen.resumed
+        counts["elapsed"] = round(self.clock() - self._began, 3)
+        return counts
 
     def line(self, record: Mapping[str, Any]) -> None:
         """One more JSON line (the summary), unless writing failed before."""
@@ -147,6 +150,17 @@ class JsonEvents:
 
     def __enter__(self) -> JsonEvents:
         return self
+
+    def quit_with(
+        self,
+        text: str,
+        then: Callable[[], object],
+        summary: Callable[[dict[str, float]], Mapping[str, Any]] | None = None,
+    ) -> None:
+        """As the others', with ``summary(counts)`` (the counts of :meth:`tally`) as the
+        last JSON line first."""
+        before = None if summary is None else lambda: self._write(summary(self._counts()))
+        last_words(text, then, self._lock, before)
 
     def __exit__(self, *exc: object) -> None:
         with self._lock:

@@ -11,9 +11,10 @@ import functools
 import os
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields
 from pathlib import Path
+from threading import Lock
 from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from ..engine.events import Event
@@ -246,7 +247,31 @@ def summary_line(
 
 def print_error(text: str) -> None:
     """One ``omniget: error: ...`` line on stderr."""
-    say(f"omniget: error: {text}\n")
+    say(error_line(text))
+
+
+def error_line(text: str) -> str:
+    return f"omniget: error: {text}\n"
+
+
+def last_words(
+    text: str,
+    then: Callable[[], object],
+    lock: Lock | None = None,
+    before: Callable[[], object] | None = None,
+) -> None:
+    """``before()``, ``text`` on stderr, then ``then`` (it ends the process), with ``lock``
+    held: the writes of other threads wait. (Waited for 0.5 s at most: its holder may be
+    stuck on a full pipe.)"""
+    got = lock is not None and lock.acquire(timeout=0.5)
+    try:
+        if before is not None:
+            before()
+        say(text)
+        then()
+    finally:
+        if got and lock is not None:
+            lock.release()
 
 
 def say(text: str, out: IO[str] | None = None) -> None:

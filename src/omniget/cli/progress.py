@@ -31,7 +31,7 @@ from ..engine.events import (
     Warned,
 )
 from ..errors import Cancelled
-from .output import EXISTS_WHY, Masker, event_path, format_size, say
+from .output import EXISTS_WHY, Masker, event_path, format_size, last_words, say
 from .tally import Tally, clock_time
 
 if TYPE_CHECKING:
@@ -60,6 +60,11 @@ class Consumer(Protocol):
     def __call__(self, event: Event) -> None: ...
     def __enter__(self) -> Consumer: ...
     def __exit__(self, *exc: object) -> None: ...
+
+    def quit_with(self, text: str, then: Callable[[], object]) -> None:
+        """A second signal, on its own thread: what is drawn goes, ``text`` is written
+        on stderr, then ``then`` ends the process with the output held (nothing drawn or
+        written after)."""
 
 
 def name_of(event: Event, mask: Masker) -> str:
@@ -105,6 +110,9 @@ class QuietProgress:
 
     def __exit__(self, *exc: object) -> None:
         pass
+
+    def quit_with(self, text: str, then: Callable[[], object]) -> None:
+        last_words(text, then)
 
 
 #: Lines for skipped files without ``-v``; the summary counts the rest.
@@ -238,6 +246,9 @@ class PlainProgress:
 
     def __exit__(self, *exc: object) -> None:
         self.out.flush()
+
+    def quit_with(self, text: str, then: Callable[[], object]) -> None:
+        last_words(text, then, self._lock)
 
 
 def is_fancy(console: Console) -> bool:

@@ -3,6 +3,7 @@ quits (see :class:`SaveOnSignal`); ``-O -`` stops at once."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import signal
@@ -14,82 +15,135 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TextIO
 
-__all__ = ["QUIT_GRACE", "Handler", "SaveOnSignal", "on_signals", "stop_at_once"]
+__all__ = ["QUIT_GRACE", "Handler", "SaveOnSignal", "end_process", "on_signals", "stop_at_once"]
 
 Handler = Callable[[int, FrameType | None], None]
 
 
 QUIT_GRACE = 3.0  # a second signal: seconds the run gets to end before the process quits
-_QUIT = "quit"  # (queued by a second signal: the writer's cue to start that clock)
 
 
 class SaveOnSignal:
     """The SIGINT/SIGTERM handler of a download: the first one sets ``cancel`` (the engine
-    saves state), a second one interrupts. Either ends with exit 130 (design.md's one code
-    for an interrupted run).
+    saves state), a second one quits at once. Either ends with exit 130 (design.md's one
+    code for an interrupted run).
 
     The handler runs on the main thread between any two of its steps, maybe while it draws
     the bars or writes a line to stderr: a write of its own there cuts into that one (rich
-    left a bar on the screen). So it only queues its line (``SimpleQueue.put`` is safe in a
-    handler); a thread of its own, started and joined by ``with``, writes it.
+    left a bar on the screen). So it only queues the signal's number in the order they
+    came (``SimpleQueue.put`` is safe in a handler); a thread of its own, started and
+    joined by ``with``, says what each means. (Python runs a handler inside another one
+    when a signal comes as it runs: the second's may be queued before the first's.)
 
-    The second signal's KeyboardInterrupt lands wherever the loop is (inside a C library's
-    callback it may come out as another exception: ``quitting`` tells); should the run then
-    not end within ``grace`` seconds (a wait it broke may never be answered), that thread
-    ends the process with 130: what was committed to the journal is kept, as after a
-    SIGKILL.
+    The second signal raises nothing on the main thread (an interrupt landing at an
+    arbitrary point, in rich's drawing or a C library's callback, left bars on the screen
+    or lost the last line). That thread takes the last word instead: ``last(then)`` erases
+    the bars and writes the closing lines with the output held, and ``then`` ends the
+    process with 130: what was committed to the journal is kept, as after a SIGKILL.
 
-    Once the run is over (``ended``: the download returned or raised) or quitting, a signal
-    changes nothing: the bars' erasing and the last lines go on (a third Ctrl+C, or one
-    as the run ended, raised a KeyboardInterrupt there, which left the bars on the
-    screen); the grace clock of a second signal still ends a process stuck there."""
+    The run's own end (see :meth:`running`) and that thread race for the last word; the
+    loser stays silent. A second signal that lost it (the run was ending) starts a clock
+    instead: should the run not end within ``grace`` seconds, the process quits. Once the
+    run is over, or after the second, a signal changes nothing."""
 
     def __init__(
         self,
         cancel: threading.Event,
         *,
         quiet: bool,
+        last: Callable[[Callable[[], object]], None] | None = None,
         grace: float = QUIT_GRACE,
-        exit: Callable[[int], object] = os._exit,
+        exit: Callable[[int], object] | None = None,
     ) -> None:
-        self.cancel, self.quiet, self.grace, self._exit = cancel, quiet, grace, exit
-        self.quitting = False  # a second signal came
+        self.cancel, self.quiet, self.grace = cancel, quiet, grace
+        self._exit = exit if exit is not None else end_process
+        self._last = last
         self.ended = False  # the download returned or raised: nothing left to stop
-        self._lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self.took_over = False  # the second signal had the last word (a test's exit returns)
+        self._word = threading.Lock()  # who has the last word: this thread or the run
+        self._count = itertools.count()  # (next() is one step: no handler runs inside it)
+        self._signals: queue.SimpleQueue[tuple[int, int] | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write, name="omniget-signals", daemon=True)
-        self._unraisable = sys.unraisablehook
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if self.quitting or self.ended:
+        if self.ended:
             return
-        if self.cancel.is_set():
-            self.quitting = True
-            self._lines.put(_QUIT)
-            raise KeyboardInterrupt
-        self.cancel.set()
-        if self.quiet:  # (-q: nothing but errors)
-            return
-        if signum == signal.SIGINT:
-            line = "stopping and saving state (Ctrl+C again to quit now)"
+        n = next(self._count)
+        if n == 0:
+            self.cancel.set()
+        if n < 2:
+            self._signals.put((n, signum))
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """The download runs under it. At its end the run has the last word, unless a
+        second signal took it: the process is ending then (a test's ``exit`` returns once
+        the last lines are out), and what the run raised is dropped."""
+        try:
+            yield
+        except BaseException:
+            if self._end():
+                raise
         else:
-            line = "SIGTERM: stopping and saving state (a second one quits now)"
-        self._lines.put(f"omniget: {line}\n")
+            self._end()
+
+    def _end(self) -> bool:
+        self.ended = True
+        if self._word.acquire(blocking=False):
+            return True
+        if self._writer.is_alive() and self._writer is not threading.current_thread():
+            self._writer.join()
+        return False
 
     def _write(self) -> None:
         deadline: float | None = None
+        stopping = False  # (its line is said)
         while True:
             try:
                 wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-                line = self._lines.get(timeout=wait)
+                got = self._signals.get(timeout=wait)
             except queue.Empty:  # the run did not end in time after a second signal
                 self._quit_now()
                 return
-            if line is None:
+            if got is None:
                 return
-            if line is _QUIT:
-                deadline = deadline or time.monotonic() + self.grace
-                continue
-            _put(line)
+            n, signum = got
+            if not stopping:  # (the first's line, even when the second's came first)
+                stopping = True
+                self._say_stopping(signum)
+            if n == 1:
+                if self._word.acquire(blocking=False):
+                    self.took_over = True
+                    self._quit()
+                    return
+                # (the run is ending on its own: it gets a while to)
+                deadline = time.monotonic() + self.grace
+
+    def _say_stopping(self, signum: int) -> None:
+        if self.quiet:  # (-q: nothing but errors)
+            return
+        if signum == signal.SIGINT:
+            _put("omniget: stopping and saving state (Ctrl+C again to quit now)\n")
+        else:
+            _put("omniget: SIGTERM: stopping and saving state (a second one quits now)\n")
+
+    def _quit(self) -> None:
+        """The second signal's last word, then the end of the process."""
+        done = False
+
+        def then() -> None:
+            nonlocal done
+            if not done:
+                done = True
+                self._exit(130)
+
+        try:
+            if self._last is not None:
+                self._last(then)
+        except Exception:  # (whatever the display did: the process still ends)
+            pass
+        finally:
+            then()
 
     def _quit_now(self) -> None:
         show_cursor = "\x1b[?25h" if _isatty(sys.stderr) else ""
@@ -98,24 +152,19 @@ class SaveOnSignal:
              " again to resume)\n")
         self._exit(130)
 
-    def _drop_interrupt(self, unraisable: sys.UnraisableHookArgs) -> None:
-        """Python ignores an exception raised in a finalizer or weakref callback, and
-        prints it: the second signal's KeyboardInterrupt, raised there, is not news (the
-        run is stopping; the grace clock ends it if it does not)."""
-        if not (self.quitting and issubclass(unraisable.exc_type, KeyboardInterrupt)):
-            self._unraisable(unraisable)
-
     def __enter__(self) -> SaveOnSignal:
-        self._unraisable = sys.unraisablehook
-        sys.unraisablehook = self._drop_interrupt
         self._writer.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        sys.unraisablehook = self._unraisable
         if self._writer.is_alive():
-            self._lines.put(None)
+            self._signals.put(None)
             self._writer.join(timeout=5)
+
+
+def end_process(code: int) -> None:
+    """The process ends with ``code`` now (a second signal's end; tests replace it)."""
+    os._exit(code)
 
 
 def _put(line: str) -> None:
