@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NOTHING_SAVED", "SYNC_WAIT", "Saved", "end_syncs", "ensure_record", "forget_bytes",
-    "piece_done", "save_spans",
+    "piece_done", "record_size", "save_spans",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,23 @@ def ensure_record(job: FileJob) -> bool:
     job.journal_started = True
     job.owned = (path, part)
     return True
+
+
+def record_size(job: FileJob) -> None:
+    """Give this file's record the size read off its body's own end (a gzip stream's, the
+    last chunk), which it was made without: a rerun then knows its spans hold every
+    byte. A size read off a closed connection is not given (it may be a cut one's)."""
+    journal = job.ctx.journal
+    if journal is None or not job.journal_started or not (job.size_from_eof and job.end_proven):
+        return
+    assert job.final is not None
+    part = job.part.inode() if job.part is not None and job.part.fd >= 0 else None
+    digest = f"{job.digests[0].algo}:{job.digests[0].hex}" if job.digests else None
+    try:
+        journal.start(job.key, path=str(job.final), url=job.item.download_url, size=job.size,
+                      etag=job.etag, last_modified=job.last_modified, digest=digest, part=part)
+    except StorageError as exc:
+        job.ctx.journal_failed(exc)
 
 
 def record_lost(job: FileJob, exc: RecordGone) -> bool:

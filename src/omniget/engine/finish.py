@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError, OmnigetError, StorageError, TransferError
 from ..model import Digest
-from .checkpoints import ensure_record, save_spans
+from .checkpoints import ensure_record, record_size, save_spans
 from .events import Failed, Finished, Skipped, Warned
 from .journal.records import RecordGone
 from .report import FileResult
@@ -87,6 +87,7 @@ def _kept(job: FileJob, exc: DigestMismatch) -> DigestMismatch:
     part = job.part
     if part is not None and not job.item.pieces:  # (pieces: recorded as each was checked)
         save_spans(job, job.done, time.monotonic())
+        record_size(job)  # (a size known only at the body's end: all of it is here)
     if part is None or not job.journal_started:  # (no journal: nothing to resume them by)
         _discard(job)
         return exc

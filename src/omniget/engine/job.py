@@ -238,8 +238,9 @@ class FileJob:
 
     def restart(self) -> None:
         """The remote file changed, cannot be resumed or came wrong: forget every byte
-        we have, its validators, and a size read off the end of a body (the next body may
-        be longer)."""
+        we have, its validators, and any size the item does not give (one read off the end
+        of a body, here or by an earlier run: the next body may be longer; the next
+        answer gives its own)."""
         self.done = []
         self.saved, self.unsynced = NOTHING_SAVED, []
         self.generation += 1
@@ -247,9 +248,7 @@ class FileJob:
         self.resumed = 0
         self.written = 0
         self.stream_hash = None
-        if self.size_from_eof:
-            self.size, self.size_from_eof = self.item.size_bytes, False
-            self.end_proven = False
+        self.size, self.size_from_eof, self.end_proven = self.item.size_bytes, False, False
         if self.ctx.journal is not None and self.journal_started:
             try:
                 self.ctx.journal.reset(self.key, own=self.owned)
