@@ -545,12 +545,18 @@ def test_a_rerun_with_the_same_wrong_checksum_fetches_once_and_fails_the_same_wa
     next answer's (a gzip body's is not its encoded size, which a range would count)."""
     data = payload(64 * KiB, 33)
     path, item = served(httpd, data, "r.bin", **body)
+    got = hashlib.sha256(data).hexdigest()
     for run in (1, 2, 3):
-        report, _, out = fetch([item], tmp_path, checkpoint_bytes=SMALL_CHECKPOINTS)
+        report, events, out = fetch([item], tmp_path, checkpoint_bytes=SMALL_CHECKPOINTS)
         assert report.exit_code == 4
         assert len(httpd.requests_to(path)) == 1 + run
         assert [r.header("range") for r in httpd.requests_to(path)] == [None] * (1 + run)
-        assert str(report.failures[0].error) == twice("r.bin", hashlib.sha256(data).hexdigest())
+        assert str(report.failures[0].error) == twice("r.bin", got)
+        # the rerun's warning says which bytes failed: those kept, checked before a request
+        where = "" if run == 1 else " (the bytes an earlier run kept as r.bin.omniget-part)"
+        assert [e.message for e in events if isinstance(e, Warned)] == [
+            f"sha256 mismatch for r.bin: expected {'a' * 64}, got {got}{where}; downloading again"
+        ]
         assert files(out) == ["r.bin.omniget-part"]
 
 

@@ -66,7 +66,7 @@ async def fetch_verified(job: FileJob) -> FileResult:
             if tries > min(WHOLE_FILE_RETRIES, job.ctx.settings.retries):
                 raise _kept(job, exc) from None
             last = exc
-            job.ctx.event(Warned(job.item, job.final, f"{exc}; downloading again"))
+            job.ctx.event(Warned(job.item, job.final, f"{exc}{_whose(job)}; downloading again"))
             job.restart()
         except IntegrityError as exc:
             # (a whole file again: at most twice, and never past --retries)
@@ -77,6 +77,14 @@ async def fetch_verified(job: FileJob) -> FileResult:
             job.restart()
     result = _finish(job, verified)
     return result if result is not None else await _placed(job, verified)
+
+
+def _whose(job: FileJob) -> str:
+    """Of a file that missed its digest: whose bytes they were, when no byte of them came
+    in this run (an earlier run kept them; they were hashed before any request)."""
+    if job.fetched or not job.resumed or job.part is None:
+        return ""
+    return f" (the bytes an earlier run kept as {job.part.path.name})"
 
 
 def _kept(job: FileJob, exc: DigestMismatch) -> DigestMismatch:
