@@ -16,9 +16,17 @@
     │   ├── TransientError       exit 3: timeouts, resets, 5xx, 429, short bodies (retryable)
     │   ├── RemoteError          exit 3: permanent 4xx, refused redirect, TLS failure
     │   │   └── RemoteNotFound   exit 6: 404 / 410 (also a NotFound)
-    │   └── IntegrityError       exit 4: digest or size mismatch (retried per piece, then fatal)
+    │   └── IntegrityError       exit 4: digest or size mismatch (see below)
     ├── StorageError             exit 7: disk full, permissions, journal problems
     └── Cancelled                exit 130: interrupted; state saved
+
+An IntegrityError is retryable. A piece (or an encoded body that fails its own check or
+the server's digest of it) is fetched again as any retryable error is, within
+``--retries``; an answer whose size is not the file's, once more. A whole file that
+misses its size or digest is downloaded again at most twice, never past ``--retries``;
+one whose download hashes as the one before it (the same digest wanted, the same got)
+fails at once, as the server sends those bytes. A file that misses its digest keeps its
+bytes in its part file for a rerun (see ``engine/finish.py``).
 
 Foreign exceptions (pycurl's, ftplib's, OSError) are translated at the transport and
 file edges only; the retry policy asks nothing but ``retryable``, ``retry_after`` and
