@@ -132,9 +132,12 @@ def _end_line(ns: argparse.Namespace | None) -> None:
 
 def _resumable(ns: argparse.Namespace) -> bool:
     """A download into files keeps its state when stopped; a list, a dry run, ``-O -``
-    and ``-O`` a device or a FIFO (neither can be resumed) have none."""
+    and ``-O`` a device or a FIFO (neither can be resumed) have none. Nor has a run
+    stopped before its download began that read its list from stdin (``-i -``): nothing
+    of it began, and the same command cannot read that list again."""
     out = ns.output_file if ns.command == "get" else None
     return (ns.command == "get" and not ns.dry_run and out != "-"
+            and "-" not in (ns.input_file or ())
             and not (out and not_a_file(given_path(out, "-O"))))
 
 
