@@ -56,6 +56,7 @@ __all__ = [
     "TransientError",
     "UnsupportedURL",
     "UsageError",
+    "folder_error",
 ]
 
 
@@ -172,6 +173,15 @@ class IntegrityError(TransferError):
 
 class StorageError(OmnigetError):
     exit_code = 7
+    #: The output folder that could not be made (see :func:`folder_error`), else None.
+    folder: str | None = None
+
+
+def folder_error(folder: str, why: str) -> StorageError:
+    """The output folder ``folder`` (absolute, normalised) cannot be made, for ``why``."""
+    err = StorageError(f"cannot create output folder {folder}: {why}")
+    err.folder = folder
+    return err
 
 
 class Cancelled(OmnigetError):

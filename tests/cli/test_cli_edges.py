@@ -241,6 +241,27 @@ def test_output_folder_naming_a_file_says_so(
     assert httpd.requests == [] and Path("afile").read_bytes() == b"mine"
 
 
+@pytest.mark.parametrize(("given", "shown"), [
+    ("./x/../afile/", "afile: a file is in the way"),
+    ("./afile/../afile/sub", "afile/sub: Not a directory"),
+    ("{cwd}/./x/../afile", "afile: a file is in the way"),
+])
+@pytest.mark.parametrize("dry", [[], ["--dry-run"]], ids=["get", "dry-run"])
+def test_an_output_folder_that_cannot_be_made_is_shown_as_other_paths_are(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], given: str, shown: str,
+    dry: list[str],
+) -> None:
+    """The folder in the error is normalised and, under the current directory, relative
+    to it, as the files' paths are. Before: absolute and as typed,
+    ``cannot create output folder /.../x/../afile``."""
+    url = serve(httpd)
+    Path("afile").write_bytes(b"mine")
+    assert main([*dry, "-o", given.format(cwd=os.getcwd()), url]) == 7
+    err = one_line(capsys.readouterr().err).strip()
+    assert err == f"omniget: error: cannot create output folder {shown}"
+    assert httpd.requests == [] and Path("afile").read_bytes() == b"mine"
+
+
 def test_existing_output_file_is_skipped_out_loud(
     httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -30,7 +30,7 @@ from .args import flags_from_args, parse_args
 from .commands import RESUME, not_a_file, run_get, run_list
 from .config import Config, load_config, load_settings
 from .logs import log_to_stderr
-from .output import Masker, json_line, print_error, summary_record
+from .output import Masker, display_path, json_line, print_error, summary_record
 from .stream import drop_stdout
 from .targets import given_path
 
@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OmnigetError as e:
         if debug:
             traceback.print_exc()
-        print_error(mask(str(e)))
+        print_error(mask(_shown(e)))
         _json_error(ns, e, e.exit_code, mask)
         return e.exit_code
     except Exception as e:
@@ -128,6 +128,14 @@ def _end_line(ns: argparse.Namespace | None) -> None:
     with contextlib.suppress(OSError, ValueError, AttributeError):
         if getattr(ns, "prompted", False) or sys.stderr.isatty():
             sys.stderr.write("\n")
+
+
+def _shown(error: OmnigetError) -> str:
+    """The error's line, the output folder in it shown as other paths are (relative
+    to the current directory under it: see display_path)."""
+    text = str(error)
+    folder = getattr(error, "folder", None)
+    return text if folder is None else text.replace(folder, display_path(folder), 1)
 
 
 def _resumable(ns: argparse.Namespace) -> bool:

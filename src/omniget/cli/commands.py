@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..engine.events import Failed, Skipped
-from ..errors import Cancelled, OmnigetError, StorageError, UsageError
+from ..errors import Cancelled, OmnigetError, StorageError, UsageError, folder_error
 from ..model import Item
 from .config import Config
 from .logs import log_to_json, warn
@@ -315,17 +315,17 @@ def _dry_run(
 def _check_folder(dest: Path) -> None:
     """``--dry-run``: an output folder the download could not make fails as it would there
     (exit 7), not each file as an unsafe path."""
-    folder = dest.absolute()
+    folder = Path(os.path.realpath(dest))  # (as the download makes it: see Engine.run)
     for path in (folder, *folder.parents):
         try:
             mode = path.stat().st_mode
         except FileNotFoundError:
             continue
         except OSError as exc:  # (a file above it: "Not a directory")
-            raise StorageError(f"cannot create output folder {folder}: {exc.strerror}") from None
+            raise folder_error(str(folder), exc.strerror or str(exc)) from None
         if stat.S_ISDIR(mode):
             return
-        raise StorageError(f"cannot create output folder {folder}: a file is in the way")
+        raise folder_error(str(folder), "a file is in the way")
 
 
 def run_list(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:

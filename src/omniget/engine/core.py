@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import errno
 import logging
+import os
 import random
 import threading
 import time
@@ -20,7 +21,7 @@ from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import Cancelled, OmnigetError, StorageError
+from ..errors import Cancelled, OmnigetError, StorageError, folder_error
 from ..model import Item
 from ..settings import Settings, default_state_dir
 from .checkpoints import end_syncs
@@ -276,7 +277,8 @@ class Engine:
             dest_path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             why = "a file is in the way" if exc.errno == errno.EEXIST else exc.strerror
-            raise StorageError(f"cannot create output folder {dest_path}: {why}") from exc
+            # (as its files' paths are made: symlinks resolved, normalised)
+            raise folder_error(os.path.realpath(dest_path), why or str(exc)) from exc
         report = Report()
         # -j files transfer at once (HostLimits counts them); as many again are set up
         # ahead, each with its first request ready to leave the moment a slot frees up.
