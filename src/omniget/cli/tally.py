@@ -149,6 +149,9 @@ class Tally:
                 self._move(file, event.done, event.size)
                 return file
             case Finished():
+                if event.resumed is not None and key in self._resumed:
+                    # (fewer than at its start, if an answer sent some of them again)
+                    self.resumed += event.resumed - self._resumed.pop(key)
                 file = self.files.pop(key, None)
                 if file is None:
                     self._begin(key)

@@ -111,6 +111,10 @@ class Finished(Event):
     size: int
     verified: str | None  # e.g. "sha256", "size", or None when nothing could be checked
     fetched: int  # bytes fetched in this run
+    #: bytes of it an earlier run wrote and this one did not fetch again: Started's
+    #: ``resumed``, less those a later answer sent again (a server that stopped
+    #: honouring Range); None: not said (Started's stands)
+    resumed: int | None = None
 
 
 @dataclass(eq=False)

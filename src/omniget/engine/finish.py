@@ -230,7 +230,7 @@ def _finished(job: FileJob, final: Path, size: int, verified: str | None) -> Fil
     if not job.started:
         job.started_event()
     if job.ctx.listened:
-        job.ctx.event(Finished(job.item, final, size, verified, job.fetched))
+        job.ctx.event(Finished(job.item, final, size, verified, job.fetched, job.resumed))
     return FileResult(
         job.item, final, "ok", size=size, fetched=job.fetched, verified=verified
     )
