@@ -150,6 +150,9 @@ def check_item(item: Item, name: str) -> None:
         raise TypeError(_field(name, item, "headers", "a mapping of strs to strs"))
     if not isinstance(item.mirrors, tuple) or not all(isinstance(m, str) for m in item.mirrors):
         raise TypeError(_field(name, item, "mirrors", "a tuple of URLs (strs)"))
+    secret = item.secret_headers  # (a str would be read as one-letter names: none kept back)
+    if not isinstance(secret, tuple) or not all(isinstance(h, str) for h in secret):
+        raise TypeError(_field(name, item, "secret_headers", "a tuple of header names (strs)"))
 
 
 def _field(name: str, item: Item, field: str, what: str) -> str:

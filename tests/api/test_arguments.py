@@ -298,3 +298,28 @@ def test_a_checksum_in_settings_is_refused_for_a_list_of_many(
             "has 2 entries (give each Item its digest=)")):
         _run(call)([URL, URL + "2"], tmp_path / "out", settings=settings)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("kw", "error", "said"),
+    [
+        ({"headers": {"X-Token": "t"}, "secret_headers": "X-Token"}, TypeError,
+         "Item(secret_headers=...) takes a tuple of header names (strs), not 'X-Token'"),
+        ({"secret_headers": ("X-Token", 5)}, TypeError,
+         "Item(secret_headers=...) takes a tuple of header names (strs)"),
+    ],
+)
+@pytest.mark.parametrize("call", ["download", "stream"])
+def test_an_item_made_by_hand_with_a_wrong_field_is_refused_before_any_request(
+    tmp_path: Path, call: str, kw: dict[str, Any], error: type[Exception], said: str
+) -> None:
+    """secret_headers="X-Token" (one name, not a tuple of them) was read as the names "X",
+    "-", "T", ...: the header it meant to keep at its origin went along a redirect to
+    another one."""
+    item = omniget.Item(URL, **kw)
+    with pytest.raises(error, match=re.escape(said)):
+        if call == "stream":
+            omniget.stream(item, io.BytesIO())
+        else:
+            omniget.download([item], tmp_path / "out", settings=_settings(tmp_path))
+    assert list(tmp_path.glob("out/*")) == []
