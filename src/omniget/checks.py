@@ -142,10 +142,10 @@ def check_item(item: Item, name: str) -> None:
     if not isinstance(item.digest, Digest | None):
         raise TypeError(_field(name, item, "digest",
                                "an omniget.Digest (Digest.parse('sha256=HEX'))"))
-    if item.modified is not None and (
-        not isinstance(item.modified, int | float) or isinstance(item.modified, bool)
-    ):
-        raise TypeError(_field(name, item, "modified", "a Unix time (or None)"))
+    for f in ("modified", "expires"):
+        when = getattr(item, f)
+        if when is not None and (not isinstance(when, int | float) or isinstance(when, bool)):
+            raise TypeError(_field(name, item, f, "a Unix time (or None)"))
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in item.headers.items()):
         raise TypeError(_field(name, item, "headers", "a mapping of strs to strs"))
     if not isinstance(item.mirrors, tuple) or not all(isinstance(m, str) for m in item.mirrors):

@@ -307,6 +307,8 @@ def test_a_checksum_in_settings_is_refused_for_a_list_of_many(
          "Item(secret_headers=...) takes a tuple of header names (strs), not 'X-Token'"),
         ({"secret_headers": ("X-Token", 5)}, TypeError,
          "Item(secret_headers=...) takes a tuple of header names (strs)"),
+        ({"expires": "tomorrow"}, TypeError,
+         "Item(expires=...) takes a Unix time (or None), not 'tomorrow'"),
     ],
 )
 @pytest.mark.parametrize("call", ["download", "stream"])
@@ -315,7 +317,8 @@ def test_an_item_made_by_hand_with_a_wrong_field_is_refused_before_any_request(
 ) -> None:
     """secret_headers="X-Token" (one name, not a tuple of them) was read as the names "X",
     "-", "T", ...: the header it meant to keep at its origin went along a redirect to
-    another one."""
+    another one. expires="tomorrow" failed mid-run, deep in the engine: ``unsupported
+    operand type(s) for -: 'str' and 'float'``."""
     item = omniget.Item(URL, **kw)
     with pytest.raises(error, match=re.escape(said)):
         if call == "stream":
