@@ -8,9 +8,10 @@ import inspect
 import io
 import os
 from collections.abc import AsyncIterable, Iterable, Mapping
+from typing import get_args
 
 from .errors import nearest
-from .model import Digest, Item
+from .model import Digest, Expect, Item, ItemKind
 from .settings import Settings
 from .sources.base import Source, option_problem
 
@@ -150,6 +151,9 @@ def check_item(item: Item, name: str) -> None:
         raise TypeError(_field(name, item, "headers", "a mapping of strs to strs"))
     if not isinstance(item.mirrors, tuple) or not all(isinstance(m, str) for m in item.mirrors):
         raise TypeError(_field(name, item, "mirrors", "a tuple of URLs (strs)"))
+    for f, allowed in (("kind", get_args(ItemKind)), ("expect", get_args(Expect))):
+        if getattr(item, f) not in allowed:
+            raise ValueError(_field(name, item, f, "one of " + ", ".join(map(repr, allowed))))
     secret = item.secret_headers  # (a str would be read as one-letter names: none kept back)
     if not isinstance(secret, tuple) or not all(isinstance(h, str) for h in secret):
         raise TypeError(_field(name, item, "secret_headers", "a tuple of header names (strs)"))

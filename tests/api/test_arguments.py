@@ -309,6 +309,10 @@ def test_a_checksum_in_settings_is_refused_for_a_list_of_many(
          "Item(secret_headers=...) takes a tuple of header names (strs)"),
         ({"expires": "tomorrow"}, TypeError,
          "Item(expires=...) takes a Unix time (or None), not 'tomorrow'"),
+        ({"kind": "folder"}, ValueError,
+         "Item(kind=...) takes one of 'file', 'dir', 'link', not 'folder'"),
+        ({"expect": "video"}, ValueError,
+         "Item(expect=...) takes one of 'any', 'media', not 'video'"),
     ],
 )
 @pytest.mark.parametrize("call", ["download", "stream"])
@@ -318,7 +322,9 @@ def test_an_item_made_by_hand_with_a_wrong_field_is_refused_before_any_request(
     """secret_headers="X-Token" (one name, not a tuple of them) was read as the names "X",
     "-", "T", ...: the header it meant to keep at its origin went along a redirect to
     another one. expires="tomorrow" failed mid-run, deep in the engine: ``unsupported
-    operand type(s) for -: 'str' and 'float'``."""
+    operand type(s) for -: 'str' and 'float'``. kind="folder" made a link, refused as
+    one ("link a.bin ->  points outside the output folder"); expect="video" was taken as
+    "any"."""
     item = omniget.Item(URL, **kw)
     with pytest.raises(error, match=re.escape(said)):
         if call == "stream":
