@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal, cast
 from urllib.parse import unquote, urlsplit
 
 from ._frozen import frozen_dataclass
@@ -225,14 +225,14 @@ class Item:
             raise TypeError("Item(download_url=...) takes a str, "
                             f"not {shown if len(shown) <= 60 else type(self.download_url)}")
         if not isinstance(self.headers, MappingProxyType):
-            object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
+            object.__setattr__(self, "headers", _frozen_mapping(self.headers, "headers"))
         if self.headers and any(k.lower() in ENGINE_HEADERS for k in self.headers):
             raise ValueError(
                 "an item's headers cannot set Range or If-Range: omniget sends them itself "
                 "to resume and split (a Piece with a range fetches part of a URL)"
             )
         if not isinstance(self.meta, MappingProxyType):
-            object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
+            object.__setattr__(self, "meta", _frozen_mapping(self.meta, "meta"))
         if not self.filename:
             object.__setattr__(self, "filename", name_from_url(self.download_url))
 
@@ -267,6 +267,19 @@ class Item:
         if self.source_id:
             return f"{self.source}:{self.source_id}"
         return self.download_url
+
+
+def _frozen_mapping(value: object, name: str) -> MappingProxyType[str, Any]:
+    """An Item's ``headers`` or ``meta`` as given (a mapping, or (key, value) pairs), made
+    read-only; anything else named (``None`` said "'NoneType' object is not iterable")."""
+    try:
+        if isinstance(value, str | bytes):
+            raise TypeError
+        return MappingProxyType(dict(cast(Mapping[str, Any], value)))
+    except (TypeError, ValueError):
+        shown = repr(value)
+        raise TypeError(f"Item({name}=...) takes a mapping (a dict), not "
+                        f"{shown if len(shown) <= 60 else type(value).__name__}") from None
 
 
 def unextracted(url: str) -> Item:

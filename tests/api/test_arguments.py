@@ -245,6 +245,19 @@ def test_an_item_of_a_url_that_is_no_str_is_named_when_made() -> None:
         omniget.Item(cast(Any, Path("x")))
 
 
+@pytest.mark.parametrize("field", ["headers", "meta"])
+@pytest.mark.parametrize("value", [None, 5, "X-A: 1"])
+def test_an_item_whose_headers_or_meta_is_no_mapping_is_named_when_made(
+    field: str, value: object
+) -> None:
+    """``Item(url, headers=None)`` said ``'NoneType' object is not iterable``, and
+    ``headers="X-A: 1"`` ``dictionary update sequence element #0 has length 1; 2 is
+    required``, from inside the Item."""
+    with pytest.raises(TypeError, match=re.escape(
+            f"Item({field}=...) takes a mapping (a dict), not {value!r}")):
+        omniget.Item(URL, **{field: cast(Any, value)})
+
+
 async def _async_handler(event: object) -> None:
     """What a caller of adownload writes, thinking its handler is awaited."""
 
