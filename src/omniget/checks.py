@@ -33,8 +33,11 @@ def check_source_options(
     """``source_options`` of download: each known source's table holds only options it
     takes; a name close to a source's is a typo. (Other names are kept: the CLI passes
     tables for sources not installed here, such as GOFILE_TOKEN's.)"""
-    if not tables:
+    if tables is None:
         return
+    if not isinstance(tables, Mapping) or not all(isinstance(k, str) for k in tables):
+        raise TypeError(f"omniget.{name}(): source_options= takes a mapping of source names "
+                        f"to their options (a dict), not {shown(tables)}")
     from .sources import source_classes  # (looked up here: tests add a source)
 
     known = {cls.name: cls for cls in source_classes()}

@@ -345,3 +345,29 @@ def test_an_item_made_by_hand_with_a_wrong_field_is_refused_before_any_request(
         else:
             omniget.download([item], tmp_path / "out", settings=_settings(tmp_path))
     assert list(tmp_path.glob("out/*")) == []
+
+
+@pytest.mark.parametrize("call", ["download", "adownload", "stream"])
+@pytest.mark.parametrize(
+    ("tables", "said"),
+    [
+        ([("http", {})], "source_options= takes a mapping of source names to their options "
+         "(a dict), not [('http', {})]"),
+        ("http", "source_options= takes a mapping of source names to their options (a dict), "
+         "not 'http'"),
+        ({5: {}}, "source_options= takes a mapping of source names to their options (a "
+         "dict), not {5: {}}"),
+    ],
+)
+def test_source_options_that_are_no_mapping_of_names_are_named(
+    tmp_path: Path, call: str, tables: object, said: str
+) -> None:
+    """A list of pairs said ``'list' object has no attribute 'items'``, a table named 5
+    ``'int' object has no attribute 'lower'``, from inside the check of them."""
+    with pytest.raises(TypeError, match=re.escape(f"omniget.{call}(): {said}")):
+        if call == "stream":
+            omniget.stream(URL, io.BytesIO(), source_options=cast(Any, tables))
+        else:
+            _run(getattr(omniget, call))(URL, tmp_path / "out", settings=_settings(tmp_path),
+                                         source_options=tables)
+    assert not (tmp_path / "out").exists()
