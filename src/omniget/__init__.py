@@ -7,6 +7,7 @@
 """
 
 import importlib as _importlib
+import os as _os
 import typing as _typing
 from collections.abc import Mapping as _Mapping
 from pathlib import Path as _Path
@@ -42,15 +43,30 @@ __version__ = "0.1.0"
 
 @_named_keywords
 def load_settings(
-    config: _Path | None = None,
+    config: str | _os.PathLike[str] | None = None,
     environ: _Mapping[str, str] | None = None,
     flags: _Mapping[str, object] | None = None,
 ) -> "tuple[Settings, dict[str, dict[str, object]]]":  # (Settings: loaded when used)
     """The settings the CLI would use (config file, environment, flags) and the per-source
-    option tables; pass them to :func:`download` / :func:`extract` yourself."""
+    option tables; pass them to :func:`download` / :func:`extract` yourself.
+
+    ``config``: the TOML file's name (default: the command's, if there is one);
+    ``environ``: the environment (default ``os.environ``); ``flags``: values by the
+    command's long option names (``{"connections": 8, "limit-rate": "2M"}``), which win."""
     from .cli.config import load_settings as _load
 
-    return _load(config, environ, flags)
+    for arg, value, what in (
+        ("config", config, "is a file's name, a str or a Path (or None: the default file)"),
+        ("environ", environ, "takes a mapping of strs (os.environ, a dict)"),
+        ("flags", flags, "takes a mapping of the command's option names to values (a dict)"),
+    ):
+        if value is not None and not isinstance(
+            value, str | _os.PathLike if arg == "config" else _Mapping
+        ):
+            from .checks import shown
+
+            raise TypeError(f"omniget.load_settings(): {arg}= {what}, not {shown(value)}")
+    return _load(None if config is None else _Path(config), environ, flags)
 
 
 #: Where the package's names come from. They are imported when first used, so that

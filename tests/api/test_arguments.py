@@ -371,3 +371,32 @@ def test_source_options_that_are_no_mapping_of_names_are_named(
             _run(getattr(omniget, call))(URL, tmp_path / "out", settings=_settings(tmp_path),
                                          source_options=tables)
     assert not (tmp_path / "out").exists()
+
+
+def test_load_settings_takes_a_config_file_s_name_as_a_str(tmp_path: Path) -> None:
+    """``load_settings(config="omniget.toml")`` said ``'str' object has no attribute
+    'read_bytes'``: only a Path was read."""
+    (tmp_path / "omniget.toml").write_text("connections = 3\n", encoding="utf-8")
+    for config in (str(tmp_path / "omniget.toml"), tmp_path / "omniget.toml"):
+        settings, _ = omniget.load_settings(config=config, environ={})
+        assert settings.connections_per_host == 3
+
+
+@pytest.mark.parametrize(
+    ("kw", "said"),
+    [
+        ({"config": 5}, "omniget.load_settings(): config= is a file's name, a str or a Path "
+         "(or None: the default file), not 5"),
+        ({"environ": [("OMNIGET_JOBS", "2")]}, "omniget.load_settings(): environ= takes a "
+         "mapping of strs (os.environ, a dict), not [('OMNIGET_JOBS', '2')]"),
+        ({"flags": ["connections"]}, "omniget.load_settings(): flags= takes a mapping of the "
+         "command's option names to values (a dict), not ['connections']"),
+    ],
+)
+def test_load_settings_arguments_of_the_wrong_kind_are_named(
+    kw: dict[str, Any], said: str
+) -> None:
+    """Each said ``'list' object has no attribute 'items'`` (or ``'get'``, ``'read_bytes'``)
+    from inside the command's configuration."""
+    with pytest.raises(TypeError, match=re.escape(said)):
+        omniget.load_settings(**{"environ": {}, **kw})
