@@ -400,3 +400,22 @@ def test_load_settings_arguments_of_the_wrong_kind_are_named(
     from inside the command's configuration."""
     with pytest.raises(TypeError, match=re.escape(said)):
         omniget.load_settings(**{"environ": {}, **kw})
+
+
+@pytest.mark.parametrize(
+    ("kw", "said"),
+    [
+        ({"settings": {"retries": 1}}, "omniget.Engine(): settings= takes an omniget.Settings, "
+         "not {'retries': 1}"),
+        ({"on_event": 5}, "omniget.Engine(): on_event= takes a function of one event, not 5"),
+        ({"on_event": _async_handler}, "omniget.Engine(): on_event= is called, not awaited"),
+    ],
+)
+def test_an_engine_made_with_an_argument_of_the_wrong_kind_says_so(
+    kw: dict[str, Any], said: str
+) -> None:
+    """The README's ``omniget.engine.Engine(settings)``: a dict said ``'dict' object has no
+    attribute 'retries'`` from inside it; a handler that was no function, or an async
+    one, was logged as failing (or never awaited) at each run's first event."""
+    with pytest.raises(TypeError, match=re.escape(said)):
+        omniget.Engine(**kw)

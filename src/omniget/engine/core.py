@@ -72,6 +72,10 @@ class Engine:
         refresh: Refresher | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        from ..checks import check_function, check_settings  # (it imports the sources)
+
+        check_settings(settings, "Engine")
+        check_function(on_event, "on_event", "one event", "Engine")
         self.settings = settings or Settings()
         self._transports = dict(transports) if transports is not None else None
         self._own_transports = transports is None
