@@ -467,3 +467,28 @@ def test_a_report_says_in_one_word_whether_everything_landed() -> None:
     assert "succeeded" in (Report.__doc__ or "")
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert "report.succeeded" in readme
+
+
+def _readme_example() -> str:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    part = readme[readme.index("## The library"):]
+    return part[part.index("```python\n") + len("```python\n"):part.index("```\n", 10)]
+
+
+@pytest.mark.parametrize("there", [True, False])
+def test_the_readme_s_library_example_runs(
+    httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], there: bool
+) -> None:
+    """The README's example, its URL one of a local server's (served, or a 404)."""
+    code = _readme_example()
+    assert "https://example.com/file.zip" in code
+    url = httpd.add("/file.zip", b"PK" * 500) if there else httpd.url("/file.zip")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OMNIGET_STATE_DIR", str(tmp_path / "state"))
+    exec(code.replace("https://example.com/file.zip", url), {})
+    out = capsys.readouterr().out
+    assert out.startswith(f"file.zip None {url} {{}}\n")
+    assert "Finished(" in out if there else "1 failed: [RemoteNotFound(" in out
+    assert (tmp_path / "downloads" / "file.zip").exists() is there
+
