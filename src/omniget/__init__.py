@@ -3,7 +3,10 @@
 >>> import omniget
 >>> for item in omniget.extract("https://example.com/file.zip"):   # lazy, no request yet
 ...     print(item.filename)
+file.zip
 >>> report = omniget.download(["https://example.com/file.zip"], "downloads")
+>>> report.succeeded                     # (report.failures: each failed file's error)
+True
 """
 
 import importlib as _importlib

@@ -492,3 +492,21 @@ def test_the_readme_s_library_example_runs(
     assert "Finished(" in out if there else "1 failed: [RemoteNotFound(" in out
     assert (tmp_path / "downloads" / "file.zip").exists() is there
 
+
+def test_the_package_s_docstring_example_runs_as_a_doctest(
+    httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``help(omniget)``'s example printed a name its text did not show (as a doctest, it
+    failed: "Expected nothing, Got: file.zip")."""
+    import doctest
+
+    url = httpd.add("/file.zip", b"PK" * 500)
+    doc = (omniget.__doc__ or "").replace("https://example.com/file.zip", url)
+    assert url in doc
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OMNIGET_STATE_DIR", str(tmp_path / "state"))
+    test = doctest.DocTestParser().get_doctest(doc, {"omniget": omniget}, "omniget", None, 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0
+    assert (tmp_path / "downloads" / "file.zip").read_bytes() == b"PK" * 500
