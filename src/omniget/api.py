@@ -362,7 +362,7 @@ class _Mirror(asyncio.Event):
 
 @named_keywords
 def download(
-    items_or_urls: Iterable[Item | str] | str,
+    items_or_urls: Iterable[Item | str] | str | Item,
     dest: str | os.PathLike[str] = ".",
     *,
     settings: Settings | None = None,

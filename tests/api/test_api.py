@@ -6,6 +6,7 @@ import asyncio
 import gc
 import inspect
 import io
+import typing
 import warnings
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -568,3 +569,16 @@ def test_a_slow_on_event_handler_does_not_hold_the_bytes_back(
     assert report.ok == 1
     assert len([e for e in calls if isinstance(e, Progress)]) <= 2  # (was: 60 or so)
     assert report.elapsed < 5  # (1 s of bytes, 0.2 s per event: was ~13 s)
+
+
+def test_download_s_type_hints_take_an_item_alone_as_its_docstring_says(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """``download(item)`` worked, as its docstring says, but its hint took only a URL or an
+    iterable: ``mypy --strict`` refused the call (adownload's took an Item)."""
+    item = omniget.Item(httpd.add(httpd.new_path("a.bin"), b"x" * 10))
+    report = omniget.download(item, tmp_path / "out", settings=_settings(tmp_path))
+    assert report.ok == 1
+    for call in (omniget.download, omniget.adownload):
+        hint = typing.get_type_hints(call)["items_or_urls"]
+        assert omniget.Item in typing.get_args(hint) and str in typing.get_args(hint)
