@@ -129,6 +129,9 @@ def check_out(out: object) -> None:
     if isinstance(out, io.TextIOBase) or not callable(getattr(out, "write", None)):
         raise TypeError("omniget.stream(): out is a binary file open for writing "
                         f"(open(name, 'wb'), sys.stdout.buffer), not {shown(out)}")
+    if getattr(out, "closed", False) is True:  # (else: "write to closed file", mid-run)
+        raise ValueError("omniget.stream(): out is closed (open it again, or call stream "
+                         "inside its with block)")
 
 
 def check_item(item: Item, name: str) -> None:

@@ -182,6 +182,17 @@ def test_stream_into_no_binary_file_fails_before_any_request(out: object, said: 
         omniget.stream(URL, cast(Any, out))
 
 
+def test_stream_into_a_closed_file_fails_before_any_request(tmp_path: Path) -> None:
+    """A file closed by its ``with`` block before the call failed after the request, with
+    a bare ``ValueError: write to closed file`` from inside the engine."""
+    with open(tmp_path / "out.bin", "wb") as out:
+        pass
+    with pytest.raises(ValueError, match=re.escape(
+            "omniget.stream(): out is closed (open it again, or call stream inside its "
+            "with block)")):
+        omniget.stream(URL, out)
+
+
 def test_extract_refuses_settings_that_are_no_settings() -> None:
     with pytest.raises(TypeError, match=re.escape(
             "omniget.extract(): settings= takes an omniget.Settings, not {'jobs': 1}")):
