@@ -6,6 +6,8 @@ drive the async core (:mod:`omniget.drive`); the arguments are checked by
 from __future__ import annotations
 
 import asyncio
+import errno
+import io
 import itertools
 import os
 import threading
@@ -458,20 +460,40 @@ def stream(
         cls = find_source(url_or_item, source)  # fail fast, without any request
         opts = (source_options or {}).get(cls.name, {})
 
+    # a buffered file takes each write whole; another (unbuffered) may take a part
+    write = out.write if isinstance(out, io.BufferedIOBase) else _whole_writes(out)
+
     async def run() -> int:
         eng = Engine(settings, journal=False, on_event=on_event)
         try:
             if isinstance(url_or_item, Item):
-                return await eng.stream(url_or_item, out.write)
+                return await eng.stream(url_or_item, write)
             assert cls is not None
             item, src = await _one_item(cls, url_or_item, eng, opts)
-            return await eng.stream(item, out.write, refresh=src.refresh)
+            return await eng.stream(item, write, refresh=src.refresh)
         finally:
             await eng.aclose()
 
     n = asyncio.run(run())
     out.flush()
     return n
+
+
+def _whole_writes(out: BinaryIO) -> Callable[[bytes], None]:
+    """``out.write`` again with what a write did not take, until it took every byte (an
+    unbuffered file, as ``open(name, "wb", buffering=0)`` or a socket's, may take a part)."""
+
+    def write(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            took = out.write(view)
+            if type(took) is not int or took >= len(view):  # (None: it says nothing of it)
+                return
+            if took <= 0:
+                raise OSError(errno.EIO, "the output took none of the bytes written to it")
+            view = view[took:]
+
+    return write
 
 
 async def _one_item(

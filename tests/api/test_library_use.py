@@ -510,3 +510,42 @@ def test_the_package_s_docstring_example_runs_as_a_doctest(
     runner.run(test)
     assert runner.summarize(verbose=False).failed == 0
     assert (tmp_path / "downloads" / "file.zip").read_bytes() == b"PK" * 500
+
+
+class _Sips(io.RawIOBase):
+    """An unbuffered output (``open(name, "wb", buffering=0)``, a socket's file) that takes
+    at most ``most`` bytes a call, and says how many it took, as ``write`` may."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self.got = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        taken = bytes(data[: self.most])
+        self.got += taken
+        return len(taken)
+
+
+def test_stream_writes_every_byte_to_an_output_that_takes_a_part_of_each_write(
+    httpd: HTTPServer, payload: Any
+) -> None:
+    """A write that took part of the bytes lost the rest: stream() said it wrote them all."""
+    data = payload(300_000)
+    url = httpd.add(httpd.new_path("a.bin"), data)
+    out = _Sips(1000)
+    assert omniget.stream(url, cast(Any, out)) == len(data)
+    assert bytes(out.got) == data
+    got = bytearray()
+
+    class Quiet:  # (a writer of one's own, that returns nothing: it took them all)
+        def write(self, data: bytes) -> None:
+            got.extend(data)
+
+        def flush(self) -> None:
+            pass
+
+    assert omniget.stream(url, cast(Any, Quiet())) == len(data) and bytes(got) == data
+
