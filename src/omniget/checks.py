@@ -11,7 +11,7 @@ from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import get_args
 
 from .errors import nearest
-from .model import Digest, Expect, Item, ItemKind
+from .model import ByteRange, Digest, Expect, Item, ItemKind, LocalSlice, Piece, Transform
 from .settings import Settings
 from .sources.base import Source, option_problem
 
@@ -160,9 +160,41 @@ def check_item(item: Item, name: str) -> None:
     for f, allowed in (("kind", get_args(ItemKind)), ("expect", get_args(Expect))):
         if getattr(item, f) not in allowed:
             raise ValueError(_field(name, item, f, "one of " + ", ".join(map(repr, allowed))))
+    if item.pieces:
+        _check_pieces(item, name)
     secret = item.secret_headers  # (a str would be read as one-letter names: none kept back)
     if not isinstance(secret, tuple) or not all(isinstance(h, str) for h in secret):
         raise TypeError(_field(name, item, "secret_headers", "a tuple of header names (strs)"))
+
+
+_WHOLE = "a whole number of at least 0 (or None)"
+
+
+def _check_pieces(item: Item, name: str) -> None:
+    """An item's pieces made by hand: a tuple of Piece, each field of its kind (the engine
+    read them mid-run: ``'str' object has no attribute 'offset'``)."""
+    pieces = item.pieces
+    if not isinstance(pieces, tuple | list) or not all(isinstance(p, Piece) for p in pieces):
+        raise TypeError(_field(name, item, "pieces", "a tuple of omniget.Piece"))
+    for n, piece in enumerate(pieces):
+        said = f"omniget.{name}(): Item(pieces=...): piece {n}: "
+        if not isinstance(piece.url, str):
+            raise TypeError(f"{said}url takes a str, not {shown(piece.url)}")
+        for f in ("offset", "size"):
+            value = getattr(piece, f)
+            if value is not None and (type(value) is not int or value < 0):
+                raise (TypeError if type(value) is not int else ValueError)(
+                    f"{said}{f} takes {_WHOLE}, not {shown(value)}")
+        for f, kind in (("range", ByteRange), ("digest", Digest), ("fetched_digest", Digest),
+                        ("local", LocalSlice)):
+            value = getattr(piece, f)
+            if not isinstance(value, kind | None):
+                raise TypeError(f"{said}{f} takes an omniget.{kind.__name__} (or None), "
+                                f"not {shown(value)}")
+        if piece.transform not in tuple(Transform):
+            known = ", ".join(repr(t.value) for t in Transform)
+            raise ValueError(f"{said}transform takes an omniget.Transform ({known}), "
+                             f"not {shown(piece.transform)}")
 
 
 def _field(name: str, item: Item, field: str, what: str) -> str:

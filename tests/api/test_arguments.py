@@ -337,6 +337,26 @@ def test_a_checksum_in_settings_is_refused_for_a_list_of_many(
          "Item(kind=...) takes one of 'file', 'dir', 'link', not 'folder'"),
         ({"expect": "video"}, ValueError,
          "Item(expect=...) takes one of 'any', 'media', not 'video'"),
+        ({"pieces": omniget.Piece(URL)}, TypeError,
+         "Item(pieces=...) takes a tuple of omniget.Piece, not Piece"),
+        ({"pieces": (URL,)}, TypeError,
+         f"Item(pieces=...) takes a tuple of omniget.Piece, not ({URL!r},)"),
+        ({"pieces": (omniget.Piece(URL, range=cast(Any, (0, 5))),)}, TypeError,
+         "Item(pieces=...): piece 0: range takes an omniget.ByteRange (or None), not (0, 5)"),
+        ({"pieces": (omniget.Piece(URL), omniget.Piece(URL, size=cast(Any, "5")))}, TypeError,
+         "Item(pieces=...): piece 1: size takes a whole number of at least 0 (or None), "
+         "not '5'"),
+        ({"pieces": (omniget.Piece(URL, offset=-5),)}, ValueError,
+         "Item(pieces=...): piece 0: offset takes a whole number of at least 0 (or None), "
+         "not -5"),
+        ({"pieces": (omniget.Piece(URL, digest=cast(Any, "sha256=00")),)}, TypeError,
+         "Item(pieces=...): piece 0: digest takes an omniget.Digest (or None), not "
+         "'sha256=00'"),
+        ({"pieces": (omniget.Piece(URL, transform=cast(Any, "gzip")),)}, ValueError,
+         "Item(pieces=...): piece 0: transform takes an omniget.Transform ('identity', "
+         "'zlib'), not 'gzip'"),
+        ({"pieces": (omniget.Piece(cast(Any, 5)),)}, TypeError,
+         "Item(pieces=...): piece 0: url takes a str, not 5"),
     ],
 )
 @pytest.mark.parametrize("call", ["download", "stream"])
@@ -348,7 +368,10 @@ def test_an_item_made_by_hand_with_a_wrong_field_is_refused_before_any_request(
     another one. expires="tomorrow" failed mid-run, deep in the engine: ``unsupported
     operand type(s) for -: 'str' and 'float'``. kind="folder" made a link, refused as
     one ("link a.bin ->  points outside the output folder"); expect="video" was taken as
-    "any"."""
+    "any". A piece of the wrong kind failed inside the engine (``'str' object has no
+    attribute 'offset'``, ``'Piece' object is not iterable``, ``'str' object has no
+    attribute 'algo'``), an offset below 0 mid-write ("Invalid argument"), and a
+    transform="gzip" was taken as identity."""
     item = omniget.Item(URL, **kw)
     with pytest.raises(error, match=re.escape(said)):
         if call == "stream":
