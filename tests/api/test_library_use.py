@@ -549,3 +549,20 @@ def test_stream_writes_every_byte_to_an_output_that_takes_a_part_of_each_write(
 
     assert omniget.stream(url, cast(Any, Quiet())) == len(data) and bytes(got) == data
 
+
+@pytest.mark.parametrize("said", [5, 10_000])
+def test_stream_of_an_item_of_another_size_fails_as_its_download_does(
+    httpd: HTTPServer, tmp_path: Path, said: int
+) -> None:
+    """``download(Item(url, size_bytes=5))`` fails (a size mismatch, exit 4); ``stream`` of
+    the same item wrote the server's 1,000 bytes and said nothing."""
+    url = httpd.add(httpd.new_path("a.bin"), b"a" * 1000)
+    item = omniget.Item(url, size_bytes=said)
+    report = omniget.download(item, tmp_path / "out", settings=_settings(tmp_path))
+    assert isinstance(report.failures[0].error, omniget.IntegrityError)
+    out = io.BytesIO()
+    with pytest.raises(omniget.IntegrityError, match=(
+            f"size mismatch for a.bin: 1000 bytes on the server, the item says {said}")) as err:
+        omniget.stream(item, out, settings=_settings(tmp_path))
+    assert err.value.exit_code == report.exit_code == 4
+    assert out.getvalue() == b""  # (found before any byte went out)

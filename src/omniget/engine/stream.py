@@ -2,14 +2,15 @@
 resume with Range from the bytes already written; if the server cannot resume, the bytes
 already sent are skipped in the new answer (never written twice). The item's mirrors are
 taken as a download into a file takes them: another one at once after a failure, one
-whose file has another size, or that answered 404 or 401, never again. A known digest (the
-item's or ``--checksum``) is checked at the end: the bytes are out by then, but the run
-fails with :class:`IntegrityError`; so does a content-encoded answer whose stream fails
-its own check after some of its bytes went out (a retry could only skip them). An error
-writing the stream (disk full, its reader gone) is a :class:`StorageError` whose cause is
-the ``OSError``; it is never retried. Events (path None): Started at the first answer,
-Progress at most every ``job.PROGRESS_EVERY`` s, Finished at the end, Retrying and
-Warned."""
+whose file has another size, or that answered 404 or 401, never again. The item's size,
+when it says one, is checked at the first answer, as a download checks it, before any byte
+goes out. A known digest (the item's or ``--checksum``) is checked at the end: the bytes
+are out by then, but the run fails with :class:`IntegrityError`; so does a
+content-encoded answer whose stream fails its own check after some of its bytes went out
+(a retry could only skip them). An error writing the stream (disk full, its reader gone)
+is a :class:`StorageError` whose cause is the ``OSError``; it is never retried. Events
+(path None): Started at the first answer, Progress at most every ``job.PROGRESS_EVERY`` s,
+Finished at the end, Retrying and Warned."""
 
 from __future__ import annotations
 
@@ -34,8 +35,9 @@ __all__ = ["stream_item", "write_error"]
 
 
 class _StreamSink:
-    def __init__(self, write: Callable[[bytes], object], done: int) -> None:
+    def __init__(self, write: Callable[[bytes], object], done: int, item: Item) -> None:
         self.write = write
+        self.item = item  # (its size, when it says one, is checked as a download checks it)
         self.on_start: Callable[[], None] | None = None  # at the first answer taken
         self.on_bytes: Callable[[], None] | None = None  # after each write
         self.hash: StreamHasher | None = None
@@ -52,6 +54,12 @@ class _StreamSink:
         self.decoded = head.decoded
         self.framed = head.framed
         check_status(head, head.url)
+        said = self.item.size_bytes
+        if said is not None and head.total_size not in (None, said):
+            err = IntegrityError(f"size mismatch for {self.item.filename}: {head.total_size} "
+                                 f"bytes on the server, the item says {said}")
+            err.max_retries = 1  # (as a download's: another server of a CDN may answer)
+            raise err
         etag = self.etags.get(self.url)
         if self.done and etag and head.etag and head.etag != etag:
             raise TransientError("the file changed on the server while streaming")
@@ -97,7 +105,7 @@ async def stream_item(
         raise UsageError(f"{item.filename} is made of pieces: it cannot be written to a "
                          "stream, only downloaded into a folder")
     transports = engine.transports()
-    sink = _StreamSink(write, 0)
+    sink = _StreamSink(write, 0, item)
     limit = engine.settings.limit_rate
     rate = RateLimit(limit) if limit else None
     want = item.digest or engine.settings.checksum
@@ -140,7 +148,7 @@ async def stream_item(
                 refreshed_at = now
                 fresh = await refresh(item)
                 if fresh != item and not fresh.pieces:  # its URLs renewed: the rest from them
-                    item = fresh
+                    item = sink.item = fresh
                     urls = (item.download_url, *item.mirrors)
                     url, gone = urls[0], set()
                     continue
