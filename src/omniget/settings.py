@@ -96,6 +96,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         _check_fields(self, _SETTINGS_CHECKS)
+        if self.state_dir is not None and not isinstance(self.state_dir, Path):  # (a str)
+            object.__setattr__(self, "state_dir", Path(self.state_dir))
         if self.on_exists not in ON_EXISTS:  # (any other word meant overwrite)
             raise ValueError(f"on_exists must be one of {', '.join(ON_EXISTS)}, "
                              f"not {self.on_exists!r}")

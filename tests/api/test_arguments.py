@@ -92,6 +92,14 @@ def test_settings_in_range_are_kept_as_given() -> None:
     assert s.network.headers == (("X-A", "1"),) and s.network.resolve == ("h:80:127.0.0.1",)
 
 
+def test_a_state_dir_given_as_a_str_is_read_back_as_a_path() -> None:
+    """``Settings(state_dir="st")`` was taken (its error says "a str or a Path") and kept
+    as the str, while the field says Path: ``settings.state_dir / "x"`` failed."""
+    s = omniget.Settings(state_dir=cast(Any, "st"))
+    assert isinstance(s.state_dir, Path) and s.state_dir / "x" == Path("st/x")
+    assert s == omniget.Settings(state_dir=Path("st"))
+
+
 URL = "http://127.0.0.1:9/a.bin"  # (nothing listens there: no call below gets that far)
 
 
