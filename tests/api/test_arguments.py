@@ -461,3 +461,20 @@ def test_an_engine_made_with_an_argument_of_the_wrong_kind_says_so(
     one, was logged as failing (or never awaited) at each run's first event."""
     with pytest.raises(TypeError, match=re.escape(said)):
         omniget.Engine(**kw)
+
+
+def test_an_engine_s_stream_given_a_url_says_it_takes_an_item() -> None:
+    """The README's ``engine.stream(item, write)`` given a URL said ``'str' object has no
+    attribute 'expires'``, from inside the engine (its ``run`` says what to do)."""
+    async def main() -> None:
+        eng = omniget.Engine(omniget.Settings(), journal=False)
+        try:
+            with pytest.raises(TypeError, match=re.escape(
+                    "Engine.stream() writes an Item, not a URL (a str: "
+                    f"{URL!r}); give a URL to omniget.stream")):
+                await eng.stream(cast(Any, URL), io.BytesIO().write)
+        finally:
+            await eng.aclose()
+
+    asyncio.run(main())
+

@@ -454,6 +454,11 @@ class Engine:
         (the bytes written stay written)."""
         from .stream import stream_item
 
+        if not isinstance(item, Item):
+            raise TypeError(f"Engine.stream() writes an Item, not a URL (a "
+                            f"{type(item).__name__}: {item!r}); give a URL to omniget.stream"
+                            if isinstance(item, str) else
+                            f"Engine.stream() writes an Item, not {type(item).__name__}")
         with self._on_this_loop():
             stopped = False
             stopped_by: list[BaseException] = []  # a handler's KeyboardInterrupt (Ctrl+C)
