@@ -154,6 +154,9 @@ async def _adownload(
     if cancel is not None and not callable(getattr(cancel, "is_set", None)):
         raise TypeError(f"omniget.{name}(): cancel= takes a threading.Event or an "
                         f"asyncio.Event, not {shown(cancel)}")
+    if engine is not None and not isinstance(engine, Engine):
+        raise TypeError(f"omniget.{name}(): engine= takes an omniget.Engine, not "
+                        f"{shown(engine)}")
     if engine is not None and settings is not None and settings != engine.settings:
         raise ValueError(f"omniget.{name}(): settings= and engine= disagree (the engine "
                          "downloads with its own settings: give one of them)")

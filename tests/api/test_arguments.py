@@ -478,3 +478,10 @@ def test_an_engine_s_stream_given_a_url_says_it_takes_an_item() -> None:
 
     asyncio.run(main())
 
+
+def test_adownload_given_an_engine_of_the_wrong_kind_says_so(tmp_path: Path) -> None:
+    """``engine="x"`` said ``'str' object has no attribute 'settings'``."""
+    with pytest.raises(TypeError, match=re.escape(
+            "omniget.adownload(): engine= takes an omniget.Engine, not 'x'")):
+        asyncio.run(omniget.adownload(URL, tmp_path, engine=cast(Any, "x")))
+    assert list(tmp_path.iterdir()) == []
