@@ -99,7 +99,9 @@ def check_function(value: object, arg: str, what: str, name: str) -> None:
         raise TypeError(f"omniget.{name}(): {arg}= takes a function of {what}, "
                         f"not {shown(value)}")
     called = getattr(value, "__name__", type(value).__name__)
-    if inspect.iscoroutinefunction(value):
+    if inspect.iscoroutinefunction(value) or (  # (or an object whose __call__ is async)
+        not inspect.isroutine(value) and inspect.iscoroutinefunction(type(value).__call__)
+    ):
         raise TypeError(f"omniget.{name}(): {arg}= is called, not awaited: give a plain "
                         "function (it may hand the event to a queue or a task), not the "
                         f"async function {called}")

@@ -298,6 +298,24 @@ def test_an_async_function_as_a_handler_is_refused(tmp_path: Path, call: str) ->
         omniget.download(URL, tmp_path, only=cast(Any, _async_handler))
 
 
+class _AsyncHandler:
+    """A handler written as a class, its ``__call__`` async."""
+
+    async def __call__(self, event: object) -> None:
+        pass
+
+
+def test_an_object_whose_call_is_async_is_refused_as_a_handler(tmp_path: Path) -> None:
+    """It was taken, called, and never awaited: no event reached it (as with an async
+    function, which is refused)."""
+    with pytest.raises(TypeError, match=re.escape(
+            "omniget.download(): on_event= is called, not awaited: give a plain function "
+            "(it may hand the event to a queue or a task), not the async function "
+            "_AsyncHandler")):
+        omniget.download(URL, tmp_path, on_event=cast(Any, _AsyncHandler()))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_handler_that_cannot_take_one_event_is_refused(tmp_path: Path) -> None:
     """A progress hook written as urllib's or tqdm's (``done, total``) failed at the first
     event: logged once, then no event reached it for the rest of the run."""
