@@ -135,7 +135,9 @@ CUTOFF = 0.75
 #: parameter's, or a Settings field's (``verify=False`` is ``insecure=True``).
 ALIASES = {
     **dict.fromkeys(["destination", "directory", "dir", "folder", "out", "outdir",
-                     "out_dir", "path", "target"], "dest"),
+                     "out_dir", "path", "target", "dest_dir", "download_dir", "save_dir",
+                     "save_to"], "dest"),
+    **dict.fromkeys(["abort", "cancel_event", "stop", "stop_event"], "cancel"),
     **dict.fromkeys(["callback", "hook", "on_progress", "progress", "progress_callback",
                      "reporthook"], "on_event"),
     "filter": "only",

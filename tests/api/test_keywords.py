@@ -46,6 +46,13 @@ def _adownload(*args: Any, **kw: Any) -> object:
          "connections_per_host=...)?"),
         (_adownload, {"cancle": None}, "omniget.adownload() got an unexpected keyword "
          "argument 'cancle'; did you mean cancel=?"),
+
+        (omniget.download, {"dest_dir": "x"}, "'dest_dir'; did you mean dest=?"),
+        (omniget.download, {"download_dir": "x"}, "'download_dir'; did you mean dest=?"),
+        (omniget.download, {"save_to": "x"}, "'save_to'; did you mean dest=?"),
+        (omniget.download, {"stop": None}, "'stop'; did you mean cancel=?"),
+        (omniget.download, {"stop_event": None}, "'stop_event'; did you mean cancel=?"),
+        (_adownload, {"cancel_event": None}, "'cancel_event'; did you mean cancel=?"),
     ],
 )
 def test_download_names_the_keyword_meant(
