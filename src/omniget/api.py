@@ -478,7 +478,9 @@ def stream(
             await eng.aclose()
 
     n = asyncio.run(run())
-    out.flush()
+    flush = getattr(out, "flush", None)  # (a writer of one's own may have none)
+    if flush is not None:
+        flush()
     return n
 
 

@@ -566,3 +566,17 @@ def test_stream_of_an_item_of_another_size_fails_as_its_download_does(
         omniget.stream(item, out, settings=_settings(tmp_path))
     assert err.value.exit_code == report.exit_code == 4
     assert out.getvalue() == b""  # (found before any byte went out)
+
+
+def test_stream_into_a_writer_with_no_flush_writes_it_all(httpd: HTTPServer) -> None:
+    """stream() takes any object with a ``write``; one with no ``flush`` got every byte,
+    then stream() failed: ``'Sink' object has no attribute 'flush'``."""
+    url = httpd.add(httpd.new_path("a.bin"), b"z" * 5000)
+    got = bytearray()
+
+    class Sink:
+        def write(self, data: bytes) -> int:
+            got.extend(data)
+            return len(data)
+
+    assert omniget.stream(url, cast(Any, Sink())) == 5000 and bytes(got) == b"z" * 5000
