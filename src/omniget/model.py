@@ -69,6 +69,12 @@ class Digest:
     hex: str
 
     def __post_init__(self) -> None:
+        if not isinstance(self.algo, str):
+            raise TypeError(f"Digest(algo=...) takes a hash's name as a str ('sha256'), not "
+                            f"{self.algo!r:.60}")
+        if not isinstance(self.hex, str):  # (bytes: hashlib's digest(), not hexdigest())
+            raise TypeError("Digest(hex=...) takes the hex digits as a str (hashlib's "
+                            f"hexdigest(), not digest()), not {type(self.hex).__name__}")
         algo = _ALGOS.get(self.algo.lower())
         if algo is None:
             known = sorted(set(_ALGOS.values()))

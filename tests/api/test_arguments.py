@@ -5,6 +5,7 @@ engine mid-run, and nothing already downloaded is touched."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import re
 import sys
@@ -503,3 +504,23 @@ def test_adownload_given_an_engine_of_the_wrong_kind_says_so(tmp_path: Path) -> 
             "omniget.adownload(): engine= takes an omniget.Engine, not 'x'")):
         asyncio.run(omniget.adownload(URL, tmp_path, engine=cast(Any, "x")))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("algo", "hexv", "said"),
+    [
+        ("sha256", hashlib.sha256(b"x").digest(), "Digest(hex=...) takes the hex digits as a "
+         "str (hashlib's hexdigest(), not digest()), not bytes"),
+        ("sha256", 5, "Digest(hex=...) takes the hex digits as a str (hashlib's hexdigest(), "
+         "not digest()), not int"),
+        (None, "ab", "Digest(algo=...) takes a hash's name as a str ('sha256'), not None"),
+    ],
+)
+def test_a_digest_of_the_wrong_kind_is_named_when_made(
+    algo: object, hexv: object, said: str
+) -> None:
+    """``Digest("sha256", h.digest())`` (the bytes, not their hex) said ``cannot use a
+    string pattern on a bytes-like object``; a number or None ``... has no attribute
+    'lower'``."""
+    with pytest.raises(TypeError, match=re.escape(said)):
+        omniget.Digest(cast(Any, algo), cast(Any, hexv))
