@@ -114,6 +114,12 @@ class ByteRange:
     end: int | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.start, int) or isinstance(self.start, bool):
+            raise TypeError("ByteRange(start=...) takes a whole number of at least 0, not "
+                            f"{self.start!r:.60}")
+        if self.end is not None and (not isinstance(self.end, int) or isinstance(self.end, bool)):
+            raise TypeError("ByteRange(end=...) takes a whole number (or None: to the end), "
+                            f"not {self.end!r:.60}")
         if self.start < 0 or (self.end is not None and self.end <= self.start):
             raise ValueError(f"bad byte range {self.start}..{self.end}")
 

@@ -524,3 +524,20 @@ def test_a_digest_of_the_wrong_kind_is_named_when_made(
     'lower'``."""
     with pytest.raises(TypeError, match=re.escape(said)):
         omniget.Digest(cast(Any, algo), cast(Any, hexv))
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "said"),
+    [
+        ("0", 5, "ByteRange(start=...) takes a whole number of at least 0, not '0'"),
+        (1.5, None, "ByteRange(start=...) takes a whole number of at least 0, not 1.5"),
+        (0, "5", "ByteRange(end=...) takes a whole number (or None: to the end), not '5'"),
+    ],
+)
+def test_a_byte_range_of_the_wrong_kind_is_named_when_made(
+    start: object, end: object, said: str
+) -> None:
+    """``ByteRange("0", 5)`` said ``'<' not supported between instances of 'str' and
+    'int'``; ``ByteRange(1.5)`` was taken, and asked for as ``Range: bytes=1.5-``."""
+    with pytest.raises(TypeError, match=re.escape(said)):
+        omniget.ByteRange(cast(Any, start), cast(Any, end))
