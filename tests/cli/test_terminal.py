@@ -683,3 +683,24 @@ def test_a_narrow_terminal_keeps_each_bar_s_percent_or_bytes() -> None:
         total, first = frame(rp)
         if not wide:
             assert words(first)[1:] == ["25%"] and words(total)[-1] == "57%", (width, total)
+
+
+@pytest.mark.parametrize("console_script", [True, False], ids=["console-script", "library"])
+def test_once_the_run_has_said_its_last_ctrl_c_is_ignored_by_the_console_script(
+    monkeypatch: pytest.MonkeyPatch, console_script: bool
+) -> None:
+    """Its handlers went before the process ended: a Ctrl+C then raised Python's
+    KeyboardInterrupt in a weakref callback, its traceback under the last line."""
+    from omniget.cli import signals
+
+    monkeypatch.setattr(signals, "last_run", console_script)
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with signals.on_signals(lambda signum, frame: None):
+            assert signal.getsignal(signal.SIGINT) is not before[signal.SIGINT]
+        after = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
+    want = signal.SIG_IGN if console_script else before[signal.SIGINT]
+    assert after == {signal.SIGINT: want, signal.SIGTERM: before[signal.SIGTERM]}

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 
 from ..engine.transports.base import SECRET_HEADERS
 from ..errors import Cancelled, OmnigetError, StorageError, UsageError
+from . import signals
 from .args import flags_from_args, parse_args
 from .commands import RESUME, not_a_file, run_get, run_list
 from .config import Config, load_config, load_settings
@@ -173,6 +174,7 @@ def run() -> None:
     _tune_gc()
     _hold_closed_fds()
     code = 130
+    signals.last_run = True
     try:
         code = main()
         # (the run has said its last: a Ctrl+C now changes nothing, and prints no traceback)

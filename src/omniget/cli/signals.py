@@ -22,6 +22,12 @@ Handler = Callable[[int, FrameType | None], None]
 
 QUIT_GRACE = 3.0  # a second signal: seconds the run gets to end before the process quits
 
+#: Set by the console script: a run's handlers go as it has said its last lines, and the
+#: process ends. SIGINT is ignored from then on (Python's default handler raised a
+#: KeyboardInterrupt wherever the interpreter was, a weakref callback's traceback under
+#: the last line). Library callers and tests get their handlers back.
+last_run = False
+
 
 class SaveOnSignal:
     """The SIGINT/SIGTERM handler of a download: the first one sets ``cancel`` (the engine
@@ -190,9 +196,10 @@ def stop_at_once(signum: int, frame: FrameType | None) -> None:
 
 @contextmanager
 def on_signals(handler: Handler) -> Iterator[None]:
-    """``handler`` for SIGINT and SIGTERM while in use (from the main thread only). A
-    signal this process was started with ignored stays ignored, as Unix programs keep it
-    (``cmd &`` in a script: the terminal's Ctrl+C is not for it)."""
+    """``handler`` for SIGINT and SIGTERM while in use (from the main thread only; see
+    :data:`last_run` for what comes after). A signal this process was started with
+    ignored stays ignored, as Unix programs keep it (``cmd &`` in a script: the
+    terminal's Ctrl+C is not for it)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -205,4 +212,4 @@ def on_signals(handler: Handler) -> Iterator[None]:
         yield
     finally:
         for s, h in old.items():
-            signal.signal(s, h)
+            signal.signal(s, signal.SIG_IGN if last_run and s == signal.SIGINT else h)
