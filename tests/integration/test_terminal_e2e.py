@@ -75,6 +75,12 @@ class Terminal:
         self.width, self.height = width, height
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+        # A typed Ctrl+C, Ctrl+Z or Ctrl+\ flushes what the command wrote and this end has
+        # not read yet (POSIX, unless NOFLSH): a terminal reads it at once, but this one
+        # does not while it types, and a frame or a line went missing from the screen.
+        attrs = termios.tcgetattr(slave)
+        attrs[3] |= termios.NOFLSH
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
         env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
         env.update(OMNIGET_STATE_DIR=str(state), TERM="xterm-256color")
         self.proc = subprocess.Popen([sys.executable, "-c", program, *args], stdin=slave,
