@@ -310,44 +310,30 @@ def hold_first_line(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     return go
 
 
-def test_a_run_ending_as_the_second_signal_came_keeps_the_last_word_for_a_while(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("hangs", [True, False], ids=["run-hangs", "run-ends"])
+def test_a_run_ending_as_the_second_signal_came_keeps_the_last_word(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], hangs: bool
 ) -> None:
     """The run's end took the last word first: the signal thread says nothing, but quits
     the process should the run not end within the grace time."""
     go = hold_first_line(monkeypatch)
     exits: list[int] = []
     lasts: list[object] = []
-    on_signal = SaveOnSignal(threading.Event(), quiet=False, grace=0.05, exit=exits.append,
-                             last=lasts.append)
+    on_signal = SaveOnSignal(threading.Event(), quiet=False, grace=0.05 if hangs else 60,
+                             exit=exits.append, last=lasts.append)
     with on_signal:
         with on_signal.running():
             on_signal(signal.SIGINT, None)
             on_signal(signal.SIGINT, None)
         on_signal(signal.SIGINT, None)  # (after the run's end: nothing)
         go.set()
-        on_signal._writer.join(timeout=30)  # (the run "hangs" here)
-        assert (exits, lasts, on_signal.took_over) == ([130], [], False)
+        if hangs:
+            on_signal._writer.join(timeout=30)  # (the run "hangs" here)
+    assert not on_signal._writer.is_alive()
+    assert (exits, lasts, on_signal.took_over) == ([130] if hangs else [], [], False)
     err = capsys.readouterr().err
     assert err.startswith("omniget: stopping and saving state")
-    assert "did not stop within 0.05 s of the second signal" in err
-
-
-def test_a_run_that_ends_after_the_second_signal_is_not_quit_under_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    go = hold_first_line(monkeypatch)
-    exits: list[int] = []
-    lasts: list[object] = []
-    on_signal = SaveOnSignal(threading.Event(), quiet=False, grace=60, exit=exits.append,
-                             last=lasts.append)
-    with on_signal:
-        with on_signal.running():
-            on_signal(signal.SIGTERM, None)
-            on_signal(signal.SIGTERM, None)
-        go.set()
-    assert not on_signal._writer.is_alive()  # (ended with the run: it can quit nothing)
-    assert (exits, lasts) == ([], [])
+    assert ("did not stop within 0.05 s of the second signal" in err) == hangs
 
 
 def test_the_last_word_erases_the_bars_and_no_frame_comes_after() -> None:

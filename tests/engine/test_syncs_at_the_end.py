@@ -66,6 +66,26 @@ def written_and_synced(state: Path) -> tuple[list[Interval], list[Interval]]:
         return written, journal.spans(key)
 
 
+def release_when_waiting(
+    runs: list[asyncio.Task[Report]], waits: list[asyncio.Task[None]], gate: threading.Event
+) -> Callable[[Event], None]:
+    """An event handler: once the file fails, ``gate`` (the held sync) is set if the run
+    (``runs[0]``) is still going TURNS loop turns later, seen waiting for that sync."""
+
+    async def release_if_waiting() -> None:
+        for _ in range(TURNS):
+            if runs[0].done():
+                return  # (it did not wait: the sync stays held until the test ends)
+            await asyncio.sleep(0)
+        gate.set()
+
+    def on_event(ev: Event) -> None:
+        if isinstance(ev, Failed):
+            waits.append(asyncio.get_running_loop().create_task(release_if_waiting()))
+
+    return on_event
+
+
 def run_until_synced(
     url: str, tmp_path: Path, gate: threading.Event, *,
     held: Callable[[], object] | None = None,
@@ -80,16 +100,7 @@ def run_until_synced(
         runs: list[asyncio.Task[Report]] = []
         waits: list[asyncio.Task[None]] = []
 
-        async def release_if_waiting() -> None:
-            for _ in range(TURNS):
-                if runs[0].done():
-                    return  # (it did not wait: the sync stays held until the test ends)
-                await asyncio.sleep(0)
-            gate.set()
-
-        def on_event(ev: Event) -> None:
-            if isinstance(ev, Failed):
-                waits.append(asyncio.get_running_loop().create_task(release_if_waiting()))
+        on_event = release_when_waiting(runs, waits, gate)
 
         engine = Engine(one_sync(state), on_event=on_event)
         try:
@@ -182,16 +193,7 @@ def test_an_engine_closed_during_a_run_closes_its_journal_once_the_runs_syncs_ar
         runs: list[asyncio.Task[Report]] = []
         waits: list[asyncio.Task[None]] = []
 
-        async def release_if_waiting() -> None:
-            for _ in range(TURNS):
-                if runs[0].done():
-                    return
-                await asyncio.sleep(0)
-            gate.set()
-
-        def on_event(ev: Event) -> None:
-            if isinstance(ev, Failed):
-                waits.append(asyncio.get_running_loop().create_task(release_if_waiting()))
+        on_event = release_when_waiting(runs, waits, gate)
 
         engine = Engine(one_sync(state), on_event=on_event)
         try:
