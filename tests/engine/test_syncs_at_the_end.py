@@ -19,8 +19,10 @@ from tests.servers.httpd import HTTPServer
 
 from omniget import download
 from omniget.engine import checkpoints
+from omniget.engine.context import RunContext
 from omniget.engine.core import Engine
 from omniget.engine.events import Event, Failed, Warned
+from omniget.engine.job import FileJob
 from omniget.engine.journal import FILENAME, Journal
 from omniget.engine.report import Report
 from omniget.engine.spans import Interval
@@ -215,3 +217,84 @@ def test_an_engine_closed_during_a_run_closes_its_journal_once_the_runs_syncs_ar
     assert [r.getMessage() for r in caplog.records] == []
     written, synced = written_and_synced(state)
     assert written == synced and written and written[0][0] == 0
+
+
+def test_a_sync_that_returns_after_a_later_one_never_rolls_the_synced_spans_back(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sync at every checkpoint (every 64 KiB); the first is held until the file failed
+    and no other sync is under way. What it made durable (the first 64 KiB) is less
+    than what the file's last checkpoint wrote: the journal ends with the last one as
+    synced, not the first (before, the first was recorded last and won). Syncs of one
+    file run one at a time."""
+    path = httpd.new_path("o.bin")
+    httpd.add(path, payload(1024 * KiB, 9))
+    state = tmp_path / "state"
+    settings = Settings(state_dir=state, split=1, retries=0, fsync_seconds=0.0,
+                        checkpoint_bytes=64 * KiB, checkpoint_seconds=3600.0)
+    first = threading.Event()
+    lock = threading.Lock()
+    calls: list[int] = []
+    under_way = [0, 0]  # now, most at once
+    sync = checkpoints._sync_and_close
+
+    def held_first(fd: int) -> bool:
+        with lock:
+            calls.append(fd)
+            mine = len(calls) == 1
+            under_way[0] += 1
+            under_way[1] = max(under_way)
+        try:
+            if mine:
+                first.wait(60)
+            return sync(fd)
+        finally:
+            with lock:
+                under_way[0] -= 1
+
+    contexts: list[RunContext] = []
+    sync_due = checkpoints._sync_due
+
+    def seen(job: FileJob, now: float) -> None:
+        contexts.append(job.ctx)
+        sync_due(job, now)
+
+    monkeypatch.setattr(checkpoints, "_sync_and_close", held_first)
+    monkeypatch.setattr(checkpoints, "_sync_due", seen)
+
+    async def go() -> Report:
+        runs: list[asyncio.Task[Report]] = []
+        waits: list[asyncio.Task[None]] = []
+
+        async def release_when_alone() -> None:
+            # (the run waits for its syncs; the first is the only one under way)
+            syncs = contexts[0].syncs
+            for _ in range(6000):
+                if syncs is None or len(syncs) <= 1:
+                    break
+                await asyncio.sleep(0.01)
+            for _ in range(TURNS):
+                await asyncio.sleep(0)
+            first.set()
+
+        def on_event(ev: Event) -> None:
+            if isinstance(ev, Failed):
+                waits.append(asyncio.get_running_loop().create_task(release_when_alone()))
+
+        engine = Engine(settings, on_event=on_event)
+        try:
+            runs.append(asyncio.create_task(engine.run(
+                [Item(httpd.url(path, reset=900 * KiB, times=1))], tmp_path / "out")))
+            return await runs[0]
+        finally:
+            first.set()
+            await asyncio.gather(*waits)
+            await engine.aclose()
+
+    report = asyncio.run(go())
+    assert report.failed == 1
+    assert len(calls) >= 2
+    written, synced = written_and_synced(state)
+    assert written == synced == [(0, 900 * KiB)]
+    assert under_way[1] == 1

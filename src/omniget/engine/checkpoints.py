@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from .job import FileJob
 
 __all__ = [
-    "NOTHING_SAVED", "SYNC_WAIT", "Saved", "end_syncs", "ensure_record", "forget_bytes",
-    "piece_done", "record_size", "save_spans",
+    "NOTHING_SAVED", "SYNC_WAIT", "PartSync", "Saved", "end_syncs", "ensure_record",
+    "forget_bytes", "piece_done", "record_size", "save_spans",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -189,55 +189,97 @@ def piece_done(
     _sync_due(job, time.monotonic())
 
 
+class PartSync:
+    """One part-file sync: its own descriptor, and what it makes durable (written
+    before it starts)."""
+
+    __slots__ = ("fd", "gen", "marks", "pieces", "spans")
+
+    def __init__(self, job: FileJob, fd: int) -> None:
+        (self.spans, self.marks), self.pieces, self.gen = job.saved, job.unsynced, job.generation
+        self.fd = fd
+
+
 def _sync_due(job: FileJob, now: float) -> None:
     """Every ``fsync_seconds``: fdatasync the part file on a worker thread, then
     record what was written before it as synced (what a run after a power loss
-    trusts; see journal.py)."""
-    part, syncs = job.part, job.ctx.syncs
-    if part is None or now - job.last_sync < job.ctx.settings.fsync_seconds:
+    trusts; see journal.py). One sync of a file at a time: one due while another is
+    under way starts when that one returned (a later sync recorded first would be
+    rolled back by the earlier one's smaller record)."""
+    part, ctx = job.part, job.ctx
+    if part is None or now - job.last_sync < ctx.settings.fsync_seconds:
         return
-    if syncs is None:  # (the run is over: nothing would record it)
+    if ctx.syncs is None:  # (the run is over: nothing would record it)
         return
     job.last_sync = now
-    # (the fingerprints are of bytes written before the sync starts: it makes them
-    # durable too)
-    (spans, marks), pieces, gen = job.saved, job.unsynced, job.generation
-    job.unsynced = []
     try:  # (its own descriptor: the part file may be closed before the sync runs)
         fd = os.dup(part.fd)
     except OSError:
         return
-    synced = asyncio.get_running_loop().run_in_executor(None, _sync_and_close, fd)
-    syncs.add(synced)
+    # (the fingerprints are of bytes written before the sync starts: it makes them
+    # durable too)
+    sync = PartSync(job, fd)
+    job.unsynced = []
+    if job not in ctx.syncing:
+        _start_sync(job, sync)
+        return
+    waiting = ctx.syncing[job]  # (a newer one takes the place of one still waiting)
+    if waiting is not None:
+        os.close(waiting.fd)
+        sync.pieces = waiting.pieces + sync.pieces
+    ctx.syncing[job] = sync
+
+
+def _start_sync(job: FileJob, sync: PartSync) -> None:
+    ctx = job.ctx
+    assert ctx.syncs is not None
+    synced = asyncio.get_running_loop().run_in_executor(None, _sync_and_close, sync.fd)
+    ctx.syncs.add(synced)
+    ctx.syncing[job] = None
 
     def record(fut: asyncio.Future[bool]) -> None:
-        ctx = job.ctx
+        waiting = ctx.syncing.pop(job, None)
         if ctx.syncs is None:  # (the run is over: its journal may be closed by now)
+            if waiting is not None:
+                os.close(waiting.fd)
             return
         ctx.syncs.discard(fut)
-        journal = ctx.journal
-        if fut.cancelled() or not fut.result() or gen != job.generation:
+        if not fut.cancelled() and fut.result() and sync.gen == job.generation:
+            _record_synced(job, sync)
+        if waiting is None:
             return
-        if journal is None or not (spans or pieces) or job.owned is None:
+        if waiting.gen != job.generation:  # (its bytes are forgotten)
+            os.close(waiting.fd)
             return
-        try:
-            journal.save_synced(job.key, spans, pieces, marks, own=job.owned)
-        except StorageError as exc:
-            job.ctx.journal_failed(exc)
+        _start_sync(job, waiting)
 
     synced.add_done_callback(record)
 
 
+def _record_synced(job: FileJob, sync: PartSync) -> None:
+    journal = job.ctx.journal
+    if journal is None or not (sync.spans or sync.pieces) or job.owned is None:
+        return
+    try:
+        journal.save_synced(job.key, sync.spans, sync.pieces, sync.marks, own=job.owned)
+    except StorageError as exc:
+        job.ctx.journal_failed(exc)
+
+
 async def end_syncs(ctx: RunContext) -> None:
     """At the run's end: wait for the part-file syncs under way (SYNC_WAIT seconds at
-    most), each recorded as it returns; one that returns later records nothing."""
+    most in all, those started as others return too), each recorded as it returns; one
+    that returns later records nothing."""
     syncs = ctx.syncs
     try:
-        if syncs:
-            _, late = await asyncio.wait(list(syncs), timeout=SYNC_WAIT)
-            if late:
-                log.debug("%d part-file syncs not back after %g s: not recorded as synced",
-                          len(late), SYNC_WAIT)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SYNC_WAIT
+        late: set[asyncio.Future[bool]] = set()
+        while syncs and not late:
+            _, late = await asyncio.wait(list(syncs), timeout=max(0.0, deadline - loop.time()))
+        if late:
+            log.debug("%d part-file syncs not back after %g s: not recorded as synced",
+                      len(late), SYNC_WAIT)
     finally:
         ctx.syncs = None
 

@@ -30,6 +30,8 @@ from .scheduler import HostLimits
 from .transports.base import Transport, transport_for
 
 if TYPE_CHECKING:
+    from .checkpoints import PartSync
+    from .job import FileJob
     from .pieces import ChunkSource
 
 __all__ = [
@@ -203,6 +205,9 @@ class RunContext:
     #: Part-file syncs under way (checkpoints.py), waited for at the run's end; None
     #: once the run is over (a sync that returns later records nothing).
     syncs: set[asyncio.Future[bool]] | None = field(default_factory=set, repr=False)
+    #: Files with a part-file sync under way, and the sync due after it (None: none yet):
+    #: one sync of a file at a time, so that they are recorded in order.
+    syncing: dict[FileJob, PartSync | None] = field(default_factory=dict, repr=False)
 
     #: True once every item of the run is registered in ``outputs``.
     listed: bool = False
