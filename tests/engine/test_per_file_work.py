@@ -604,3 +604,62 @@ def test_an_answers_headers_keep_the_table_they_were_read_into(
     assert base.Headers([("A", "1"), ("a", "2")], ["a", "a"], table)._last is table
     # (pairs that are copied come with no table: it is built from the copy)
     assert base.Headers((p for p in [("A", "1"), ("a", "2")]), ["a", "a"], {})["a"] == "2"
+
+
+def test_a_hop_reads_its_heads_fields_from_their_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deciding an answer's head looks its fields up in the Headers' table of lower-case
+    names (no Headers.get or ``in`` call, each lowering the name again), and decides as
+    before: the encoding, whether the body is framed, a redirect's Location."""
+    import asyncio
+
+    from omniget.engine.transports import base
+    from omniget.engine.transports.base import Head, Headers
+    from omniget.engine.transports.hop import Hop
+
+    heads: list[Head] = []
+
+    class Sink:
+        def on_head(self, head: Head) -> None:
+            heads.append(head)
+
+        def on_data(self, data: bytes) -> None:
+            pass
+
+    def refused(*args: object, **kwargs: object) -> object:
+        raise AssertionError("a Headers method was called")
+
+    answers = [
+        (200, [("Content-Length", "3")]),
+        (200, [("content-encoding", " Deflate "), ("Content-Length", "3")]),
+        (200, [("Content-Encoding", "identity"), ("Transfer-Encoding", "Chunked")]),
+        (200, [("X-A", "1")]),
+        (200, [("Content-Encoding", "x-weird")]),
+    ]
+    loop = asyncio.new_event_loop()
+    try:
+        decided = []
+        for status, pairs in answers:
+            h = Hop(Sink(), "http://h/z", loop.create_future())
+            h.decode_here = True
+            h.head_block = b"HTTP/1.1 200 OK\r\n" + b"".join(
+                f"{k}: {v}\r\n".encode() for k, v in pairs
+            )
+            h.parsed = (status, Headers(pairs))
+            with monkeypatch.context() as m:
+                m.setattr(base.Headers, "get", refused)
+                m.setattr(base.Headers, "__contains__", refused)
+                ok = h.decide()
+            head = h.head
+            decided.append((ok, head and (head.decoded, head.framed), h.decoder is not None))
+        h = Hop(Sink(), "http://h/z", loop.create_future())
+        h.parsed = (302, Headers([("Location", " /next ")]))
+        assert h.decide() and h.location == "/next" and h.head is None
+    finally:
+        loop.close()
+    assert decided == [
+        (True, (False, True), False),
+        (True, (True, True), True),
+        (True, (False, True), False),
+        (True, (False, False), False),
+        (False, None, False),  # (an encoding not decoded here: libcurl's turn)
+    ]

@@ -409,8 +409,8 @@ class PlainDownload:
         final = job.final
         assert final is not None
         if job.item.name_from_server and not job.done:
-            cd = head.headers.get("content-disposition")
-            name = filename_from_content_disposition(cd) if cd else None
+            field = head.headers._last.get("content-disposition")  # (no Headers.get call)
+            name = filename_from_content_disposition(field[1]) if field and field[1] else None
             if name:
                 parent = job.item.output_path.rpartition("/")[0]
                 candidate = job.resolve_final(f"{parent}/{name}" if parent else name)

@@ -238,10 +238,14 @@ class Hop:
         if self.status == 0:
             self.error = TransientError(f"no HTTP response head ({safe_url(self.url)})")
             return False
-        if self.status in REDIRECTS and (location := self.headers.get("location")):
-            self.location = location.strip()
+        # (fields looked up in the table of lower-case names: no Headers call, each
+        # lowering the name again, per answer)
+        last = self.headers._last
+        if self.status in REDIRECTS and (field := last.get("location")) and field[1]:
+            self.location = field[1].strip()
             return True
-        encoding = self.headers.get("content-encoding", "").strip().lower()
+        field = last.get("content-encoding")
+        encoding = field[1].strip().lower() if field is not None else ""
         if encoding:  # (a gzip file labelled with its own compression is kept as it is)
             encoding = to_undo(encoding, self.headers, self.url)
         if self.decode_here and encoding:  # (an identity body, as most: no decoder)
@@ -275,9 +279,11 @@ class Hop:
 
     def _framed(self, encoding: str) -> bool:
         """Whether the body's end will be its own (see :attr:`Head.framed`)."""
-        if "content-length" in self.headers or (encoding in DECODED and not self.curl_decodes):
+        last = self.headers._last
+        if "content-length" in last or (encoding in DECODED and not self.curl_decodes):
             return True
-        if "chunked" in self.headers.get("transfer-encoding", "").lower():
+        field = last.get("transfer-encoding")
+        if field is not None and "chunked" in field[1].lower():
             return True
         line = next((ln for ln in reversed(self.raw) if ln.startswith(b"HTTP/")), b"HTTP/1.")
         return not line.startswith(b"HTTP/1.")  # HTTP/2 and /3 streams end on purpose
