@@ -8,18 +8,20 @@ which the engine may split into spans when the server honours Range.
 
 from __future__ import annotations
 
-import hashlib
 import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import unquote, urlsplit
 
 from ._frozen import frozen_dataclass
 from .errors import nearest
+
+if TYPE_CHECKING:
+    import hashlib
 
 __all__ = [
     "ByteRange",
@@ -82,6 +84,8 @@ class Digest:
             hint = f"; did you mean {near}?" if near else ""
             raise ValueError(f"unsupported hash algorithm {self.algo!r} (known: "
                              f"{', '.join(known)}){hint}")
+        import hashlib  # (imported where used: start-up time)
+
         hexv = self.hex.lower()
         digits = hashlib.new(algo).digest_size * 2
         if not re.fullmatch(r"[0-9a-f]+", hexv) or len(hexv) != digits:
@@ -99,6 +103,8 @@ class Digest:
         return cls(algo.strip(), hexv.strip())
 
     def new(self) -> hashlib._Hash:
+        import hashlib  # (imported where used: start-up time)
+
         return hashlib.new(self.algo)
 
     def __str__(self) -> str:

@@ -7,8 +7,10 @@ import dataclasses
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from tests.servers.httpd import HTTPServer
 
 from omniget.engine import events
 from omniget.model import Item
@@ -99,6 +101,33 @@ code = omniget.cli.main(sys.argv[1:])
 heavy = ("asyncio", "pycurl", "sqlite3", "omniget.api", "omniget.engine.core")
 print(code, *sorted(m for m in sys.modules if m in heavy))
 """
+
+
+# A plain download, run as the console script runs it: which of the modules only some runs
+# need it loaded.
+_DOWNLOADED = """
+import sys
+import omniget.cli
+code = omniget.cli.main(sys.argv[1:])
+lazy = ("hashlib",)
+print(code, *sorted(m for m in sys.modules if m in lazy))
+"""
+
+
+def test_a_plain_download_loads_no_module_only_some_runs_need(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    # (hashlib and OpenSSL's hashes: ~5.6 M instructions of every start, for a digest that
+    # a plain download of a server that sends none never computes)
+    url = httpd.add(httpd.new_path("a.bin"), b"x" * 5000)
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    argv = [url, "-o", str(tmp_path / "out"), "-q", "--state-dir", str(tmp_path / "state")]
+    out = subprocess.run(
+        [sys.executable, "-c", _DOWNLOADED, *argv],
+        capture_output=True, text=True, check=True, env=env, timeout=120,
+    ).stdout.split()
+    assert out == ["0"]
+    assert (tmp_path / "out" / "a.bin").read_bytes() == b"x" * 5000
 
 
 @pytest.mark.parametrize("argv", [["--version"], ["--help"], ["get", "--help"]])

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -54,6 +53,8 @@ _HEX = r"[0-9a-fA-F]+"  # (compiled by re when first used, not at every start)
 
 def hashlib_name(algo: str) -> str:
     """hashlib's name for ``algo`` (``SHA-256`` -> ``sha256``); ValueError if unknown."""
+    import hashlib  # (imported where used: start-up time)
+
     low = algo.strip().lower()
     for name in (low, low.replace("-", ""), low.replace("-", "_")):
         if name in hashlib.algorithms_available:
@@ -82,6 +83,8 @@ def _to_digest(algo_name: str, value: str) -> Digest | None:
     algo = _HEADER_ALGOS.get(algo_name.strip().lower())
     if algo is None:
         return None
+    import hashlib  # (imported where used: start-up time)
+
     size = hashlib.new(algo).digest_size
     value = value.strip().strip('"').strip()
     if len(value) == 2 * size and re.fullmatch(_HEX, value):
@@ -167,6 +170,8 @@ def file_digest(
     A file shorter than ``end`` is hashed up to its end (the digest will not match).
     OS errors become :class:`StorageError` naming the path.
     """
+    import hashlib  # (imported where used: start-up time)
+
     h = hashlib.new(hashlib_name(algo))
     if end is not None and end <= start:
         return h.hexdigest()
@@ -219,6 +224,8 @@ class StreamHasher:
     __slots__ = ("_h", "algo", "length")
 
     def __init__(self, algo: str) -> None:
+        import hashlib  # (imported where used: start-up time)
+
         self.algo = hashlib_name(algo)
         self._h = hashlib.new(self.algo)
         self.length = 0

@@ -8,7 +8,6 @@ we save."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 import zlib
 from collections.abc import Mapping, Sequence
@@ -117,6 +116,8 @@ class Checked:
 
     def __init__(self, inner: Decoder, digests: Sequence[Digest]) -> None:
         self._inner = inner
+        import hashlib  # (imported where used: start-up time)
+
         self._digests = list(digests)
         self._hashes = {d.algo: hashlib.new(d.algo) for d in self._digests}
 
