@@ -241,6 +241,38 @@ def test_a_download_s_arguments_are_parsed_without_asking_the_terminal_per_optio
     assert out == ["False"]
 
 
+def test_a_download_s_arguments_are_parsed_without_laying_out_the_usage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # (argparse's intermixed parsing lays out the whole usage first, for error messages
+    # that ArgumentParser.error never shows: ~2.5 M instructions of every start)
+    import argparse
+
+    from omniget.cli.args import build_parser, parse_args
+
+    def laid_out(self: argparse.ArgumentParser) -> str:
+        raise AssertionError("the usage was laid out")
+
+    parser = build_parser("get")
+    monkeypatch.setattr(argparse.ArgumentParser, "format_usage", laid_out)
+    ns = parse_args(["-q", "-o", "d", "http://h/x", "--retries", "2"])
+    assert (ns.urls, ns.output, ns.retries) == (["http://h/x"], "d", 2)
+    assert parser.usage is None
+
+
+@pytest.mark.parametrize("argv", [["get", "-h"], ["-qh", "x"], ["x", "--help"], ["get", "-vh"]])
+def test_a_get_s_help_still_shows_its_usage_whole(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from omniget.cli.args import parse_args
+
+    with pytest.raises(SystemExit) as done:
+        parse_args(argv)
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: omniget get ") and "[URL ...]" in out.split("\n\n")[0]
+
+
 @pytest.mark.parametrize("columns", [60, 200])
 def test_help_is_laid_out_for_the_terminal_s_width(columns: int) -> None:
     code = "from omniget.cli.args import build_parser\nprint(build_parser('get').format_help())\n"

@@ -284,7 +284,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         _help(args)
     parser = parsers.get(command) or build_parser(command)
     _check_one_dash(parser, args)
-    ns, extra = parser.parse_known_intermixed_args(args)
+    ns, extra = _parse_intermixed(parser, args)
     # (a URL pasted with a space or newline around it: the URL without them, as wget)
     ns.urls = [u.strip() for u in [*(ns.urls or []), *after]]
     if "" in ns.urls:  # (`omniget "$UNSET"`: no source to blame)
@@ -302,6 +302,26 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     ns.command = command
     return ns
+
+
+def _parse_intermixed(
+    parser: ArgumentParser, args: list[str]
+) -> tuple[argparse.Namespace, list[str]]:
+    """``parser.parse_known_intermixed_args(args)``. argparse (before 3.13) lays out the
+    whole usage first, for error messages that :meth:`ArgumentParser.error` never shows;
+    only help shows it, so a run that cannot be asking for help skips that (~2.5 M
+    instructions of every start)."""
+    asks_help = any(
+        a == "--help" or (a.startswith("-") and not a.startswith("--") and "h" in a)
+        for a in args
+    )
+    if parser.usage is not None or asks_help:
+        return parser.parse_known_intermixed_args(args)
+    parser.usage = argparse.SUPPRESS  # (kept by argparse: no usage is laid out)
+    try:
+        return parser.parse_known_intermixed_args(args)
+    finally:
+        parser.usage = None
 
 
 def _help(args: list[str]) -> NoReturn:
