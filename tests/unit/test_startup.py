@@ -109,7 +109,7 @@ _DOWNLOADED = """
 import sys
 import omniget.cli
 code = omniget.cli.main(sys.argv[1:])
-lazy = ("hashlib",)
+lazy = ("hashlib", "random")
 print(code, *sorted(m for m in sys.modules if m in lazy))
 """
 

@@ -7,7 +7,6 @@ import functools
 import logging
 import os
 import posixpath
-import random
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +29,8 @@ from .scheduler import HostLimits
 from .transports.base import Transport, transport_for
 
 if TYPE_CHECKING:
+    import random
+
     from .checkpoints import PartSync
     from .job import FileJob
     from .pieces import ChunkSource
@@ -185,7 +186,7 @@ class RunContext:
     emit: EventHandler  # never raises (Engine.emit)
     dest: Path
     refresh: Refresher | None = None
-    rng: random.Random = field(default_factory=random.Random)
+    rng: random.Random | None = None  # (None: the random module's own, at a first retry)
     #: Final output paths of this run's items (:func:`output_key`) -> set when that item
     #: is done with it.
     outputs: dict[str, Output] = field(default_factory=dict)

@@ -14,12 +14,11 @@ import dataclasses
 import errno
 import logging
 import os
-import random
 import threading
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import Cancelled, OmnigetError, StorageError, folder_error
 from ..model import Item
@@ -40,6 +39,9 @@ from .retry import Clock, RetryPolicy, SystemClock
 from .scheduler import HostLimits
 from .transports.base import Transport
 from .transports.trust import check_ca
+
+if TYPE_CHECKING:
+    import random
 
 __all__ = ["Engine"]
 
@@ -86,7 +88,8 @@ class Engine:
         self.on_event = on_event or ignore
         self._emit_failed = False
         self.refresh = refresh
-        self.rng = rng or random.Random()
+        #: The retries' jitter; None: the random module's own (imported at a first retry).
+        self.rng = rng
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop of the runs going on
         self._runs = 0
         self._runs_lock = threading.Lock()

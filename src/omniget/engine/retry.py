@@ -24,13 +24,14 @@ import asyncio
 import dataclasses
 import inspect
 import math
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    import random
+
     from ..settings import Settings
 
 __all__ = [
@@ -164,7 +165,12 @@ class RetryPolicy:
         if isinstance(cap, int) and attempt > cap:
             return None
         remaining = self.max_total - waited
-        u = (rng or random).uniform(-1.0, 1.0)
+        if rng is None:  # (the random module's own generator)
+            import random  # (imported where used: start-up time)
+
+            u = random.uniform(-1.0, 1.0)
+        else:
+            u = rng.uniform(-1.0, 1.0)
         delay = min(self.backoff_delay(attempt) * (1.0 + self.jitter * u), self.max_wait)
         asked = _retry_after(error)
         if asked is not None:
