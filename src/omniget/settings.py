@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Literal
 
+from ._frozen import frozen_dataclass
 from .errors import StorageError
 from .keywords import named_fields
 from .model import Digest
@@ -30,7 +31,7 @@ MiB = 1024 * 1024
 
 
 @named_fields
-@dataclass(frozen=True)
+@frozen_dataclass
 class NetworkSettings:
     """What every transport needs to reach a server the way the user asked."""
 
@@ -70,7 +71,7 @@ class NetworkSettings:
 
 
 @named_fields
-@dataclass(frozen=True)
+@frozen_dataclass
 class Settings:
     """Everything the engine needs. Defaults are the CLI's defaults; each field is
     checked when made (TypeError, ValueError). The command's names and forms

@@ -12,8 +12,10 @@ import pytest
 
 from omniget._frozen import frozen_dataclass
 from omniget.engine.report import FileResult
+from omniget.engine.retry import RetryPolicy
 from omniget.engine.transports.base import Request
 from omniget.model import Item
+from omniget.settings import NetworkSettings, Settings
 
 made: list[str] = []
 
@@ -71,12 +73,16 @@ def test_objects_are_those_a_frozen_dataclass_makes() -> None:
     assert (odd.self, odd.d, odd.e) == (1, 2, frozenset()) and hash(odd) == hash(Odd(1))
 
 
-@pytest.mark.parametrize("cls", [Item, Request, FileResult])
+_VALUE_TYPES = [Item, Request, FileResult, Settings, NetworkSettings, RetryPolicy]
+
+
+@pytest.mark.parametrize("cls", _VALUE_TYPES)
 def test_the_value_types_take_what_their_fields_say(cls: type) -> None:
     params = list(inspect.signature(cls).parameters.values())
     fields = dataclasses.fields(cls)
     assert [p.name for p in params] == [f.name for f in fields]
-    hints = typing.get_type_hints(vars(cls)["__init__"])  # (names from the class's module)
+    init = inspect.unwrap(vars(cls)["__init__"])  # (Settings': under named_fields)
+    hints = typing.get_type_hints(init)  # (names from the class's module)
     assert hints == {**typing.get_type_hints(cls), "return": type(None)}
     for p, f in zip(params, fields, strict=True):
         assert p.kind is p.POSITIONAL_OR_KEYWORD
@@ -86,6 +92,30 @@ def test_the_value_types_take_what_their_fields_say(cls: type) -> None:
             assert repr(p.default) == "<factory>"
         else:
             assert p.default is p.empty
+
+
+@pytest.mark.parametrize("cls", _VALUE_TYPES)
+def test_the_value_types_made_at_every_start_are_frozen_dataclasses(cls: type) -> None:
+    # (a frozen dataclass's own __init__, each field set through object.__setattr__, is
+    # the larger part of the source compiled for it at every start: Settings and
+    # NetworkSettings alone ~12 M instructions)
+    assert "__dataclass_dict__" in inspect.unwrap(vars(cls)["__init__"]).__code__.co_varnames
+    assert cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
+
+
+def test_settings_are_built_as_before() -> None:
+    s = Settings(state_dir="d", network=NetworkSettings(headers=[("a", "b")]))  # type: ignore[arg-type]
+    assert s.state_dir == Path("d") and s.network.headers == (("a", "b"),)
+    assert s == Settings(state_dir=Path("d"), network=NetworkSettings(headers=(("a", "b"),)))
+    assert hash(s) == hash(dataclasses.replace(s))
+    assert Settings().network is not Settings().network  # (a factory per instance)
+    assert repr(Settings()).startswith("Settings(network=NetworkSettings(proxy=None, ")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.jobs = 2  # type: ignore[misc]
+    with pytest.raises(TypeError, match=r"conections.*connections_per_host"):
+        Settings(conections=2)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="retries must be >= 0"):
+        RetryPolicy(retries=-1)
 
 
 def test_an_item_is_built_as_before() -> None:

@@ -26,8 +26,9 @@ import inspect
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from .._frozen import frozen_dataclass
 
 if TYPE_CHECKING:
     import random
@@ -99,7 +100,7 @@ class FakeClock:
         await asyncio.sleep(0)
 
 
-@dataclass(frozen=True)
+@frozen_dataclass
 class RetryPolicy:
     """Bounded exponential backoff with jitter and Retry-After.
 
