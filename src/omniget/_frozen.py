@@ -1,17 +1,22 @@
-"""``@frozen_dataclass``: ``@dataclass(frozen=True)`` with a cheaper ``__init__``, for the
-value types made once per file (an Item, its Request, its FileResult). The ``__init__``
-``dataclasses`` writes for a frozen class sets each field through ``object.__setattr__``,
-which costs about four times a store into the instance's ``__dict__`` (an Item's 23 fields:
-~20 K instructions of ~40 K). Everything else (fields, repr, eq, hash, frozen-ness,
-``dataclasses.replace``) is the dataclass's own."""
+"""``@frozen_dataclass``: ``@dataclass(frozen=True)`` made for less, for the value types
+made once per file (an Item, its Request, its FileResult) and those every run makes (its
+Settings). The ``__init__`` ``dataclasses`` writes for a frozen class sets each field
+through ``object.__setattr__``, which costs about four times a store into the instance's
+``__dict__`` (an Item's 23 fields: ~20 K instructions of ~40 K). And ``dataclasses``
+compiles each method it writes from source, for each class at every start; here only the
+``__init__`` is, and ``__repr__``, ``__eq__``, ``__hash__``, ``__setattr__`` and
+``__delattr__`` are closures that do what those would (same fields, flags, messages).
+Fields, ``dataclasses.replace``, ``fields`` and the rest are the dataclass's own."""
 
 from __future__ import annotations
 
 import dataclasses
 import sys
+from _thread import get_ident
 from collections.abc import Callable
+from operator import attrgetter
 from types import FunctionType
-from typing import TypeVar, cast, dataclass_transform
+from typing import Any, TypeVar, cast, dataclass_transform
 
 __all__ = ["frozen_dataclass"]
 
@@ -34,7 +39,13 @@ def frozen_dataclass(cls: type[T]) -> type[T]:
     order, defaults, default factories called per instance) and fills the instance's
     ``__dict__`` with every field, then calls ``__post_init__`` if there is one. Fields
     must all be plain ``init`` ones (no ``kw_only``, ``InitVar`` or ``ClassVar``)."""
-    cls = dataclasses.dataclass(frozen=True, init=False)(cls)  # (its __init__ is made here)
+    # Under a dataclass, dataclasses itself writes the methods (and checks that its bases
+    # are frozen too); else it writes none, and its flags are set as they would be, below.
+    based = any(hasattr(b, "__dataclass_fields__") for b in cls.__mro__[1:])
+    if based:
+        cls = dataclasses.dataclass(frozen=True, init=False)(cls)
+    else:
+        cls = dataclasses.dataclass(init=False, repr=False, eq=False)(cls)
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
     if len(fields) != len(cls.__dataclass_fields__) or any(  # type: ignore[attr-defined]
         not f.init or f.kw_only is True for f in fields
@@ -73,4 +84,74 @@ def frozen_dataclass(cls: type[T]) -> type[T]:
     init.__module__ = cls.__module__
     init.__annotations__ = {f.name: f.type for f in fields} | {"return": None}
     setattr(cls, "__init__", init)  # noqa: B010 (mypy: no method assignment)
+    params = cls.__dataclass_params__  # type: ignore[attr-defined]
+    if not based:
+        _add_methods(cls, fields)
+        params.repr = params.eq = params.frozen = True
+    params.init = True
     return cls
+
+
+def _values(names: list[str]) -> Callable[[object], tuple[Any, ...]]:
+    """A function giving the tuple of an object's attributes ``names`` (as the tuple a
+    dataclass's ``__eq__`` and ``__hash__`` build)."""
+    if len(names) >= 2:
+        return attrgetter(*names)
+    if names:
+        one = attrgetter(names[0])
+        return lambda obj: (one(obj),)
+    return lambda obj: ()
+
+
+def _add_methods(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> None:
+    """The methods ``@dataclass(frozen=True)`` adds, where the class has none of its own
+    (a ``__setattr__`` or ``__delattr__`` of its own is refused, as dataclasses does)."""
+    shown = [f.name for f in fields if f.repr]
+    compared = _values([f.name for f in fields if f.compare])
+    hashed = _values([f.name for f in fields if f.hash or (f.hash is None and f.compare)])
+    names = frozenset(f.name for f in fields)
+    running: set[tuple[int, int]] = set()
+    owner: Any = cls  # (mypy refuses super() a parameter of type `type`)
+
+    def __repr__(self: object) -> str:
+        key = id(self), get_ident()
+        if key in running:  # (as dataclasses' recursive_repr: an object inside itself)
+            return "..."
+        running.add(key)
+        try:
+            inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in shown)
+        finally:
+            running.discard(key)
+        return f"{self.__class__.__qualname__}({inner})"
+
+    def __eq__(self: object, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return bool(compared(self) == compared(other))
+        return NotImplemented
+
+    def __hash__(self: object) -> int:
+        return hash(hashed(self))
+
+    def __setattr__(self: Any, name: str, value: object) -> None:
+        if type(self) is cls or name in names:
+            raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+        super(owner, self).__setattr__(name, value)
+
+    def __delattr__(self: Any, name: str) -> None:
+        if type(self) is cls or name in names:
+            raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+        super(owner, self).__delattr__(name)
+
+    own = cls.__dict__
+    for name in ("__setattr__", "__delattr__"):
+        if name in own:
+            raise TypeError(f"Cannot overwrite attribute {name} in class {cls.__name__}")
+    # (a class body's own __hash__ is kept; the None its own __eq__ leaves is not)
+    mine = own.get("__hash__", dataclasses.MISSING)
+    keep_hash = not (mine is dataclasses.MISSING or (mine is None and "__eq__" in own))
+    added: list[Callable[..., Any]] = [f for f in (__repr__, __eq__) if f.__name__ not in own]
+    added += [__setattr__, __delattr__, *([] if keep_hash else [__hash__])]
+    for fn in added:
+        fn.__qualname__ = f"{cls.__qualname__}.{fn.__name__}"
+        fn.__module__ = cls.__module__
+        setattr(cls, fn.__name__, fn)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +72,110 @@ def test_objects_are_those_a_frozen_dataclass_makes() -> None:
     assert str(inspect.signature(Fast)) == str(inspect.signature(Plain))
     odd = Odd(1)
     assert (odd.self, odd.d, odd.e) == (1, 2, frozenset()) and hash(odd) == hash(Odd(1))
+
+
+@frozen_dataclass
+class Flags:
+    a: int
+    b: int = field(default=0, compare=False)
+    c: int = field(default=0, repr=False)
+    d: list[int] = field(default_factory=list, hash=False)
+
+
+@dataclass(frozen=True)
+class PlainFlags:
+    a: int
+    b: int = field(default=0, compare=False)
+    c: int = field(default=0, repr=False)
+    d: list[int] = field(default_factory=list, hash=False)
+
+
+@frozen_dataclass
+class One:
+    a: int
+
+
+@dataclass(frozen=True)
+class PlainOne:
+    a: int
+
+
+@pytest.mark.parametrize(("fast", "plain"), [(Flags, PlainFlags), (One, PlainOne)])
+def test_fields_flags_and_edges_are_honoured_as_a_frozen_dataclass_does(
+    fast: type, plain: type
+) -> None:
+    for cls in (fast, plain):
+        name = cls.__name__
+        one = cls(1)
+        assert one == cls(1) and one != cls(2) and hash(one) == hash(cls(1))
+        assert one.__eq__(1) is NotImplemented and one != plain(1) if cls is fast else True
+        assert repr(one).replace(name, "X") == repr(fast(1)).replace(fast.__name__, "X")
+        with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'a'"):
+            one.a = 2
+        with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'z'"):
+            one.z = 2
+        with pytest.raises(dataclasses.FrozenInstanceError, match="cannot delete field 'a'"):
+            del one.a
+        sub = type("Sub", (cls,), {})(1)
+        sub.z = 3  # (a subclass's own attributes are its business)
+        assert sub.z == 3
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            sub.a = 2
+    for attr in ("init", "repr", "eq", "order", "unsafe_hash", "frozen"):
+        want = getattr(plain.__dataclass_params__, attr)  # type: ignore[attr-defined]
+        assert getattr(fast.__dataclass_params__, attr) == want  # type: ignore[attr-defined]
+    if fast is Flags:
+        for cls in (Flags, PlainFlags):
+            assert cls(1, b=2) == cls(1, b=3) and cls(1, d=[1]) != cls(1, d=[2])
+            assert hash(cls(1, d=[1])) == hash(cls(1, d=[2]))  # (d: hash=False)
+            assert repr(cls(1, 2, 3)) == f"{cls.__name__}(a=1, b=2, d=[])"  # (c: repr=False)
+            looped = cls(1, d=[])
+            looped.d.append(looped)  # type: ignore[arg-type]
+            assert repr(looped) == f"{cls.__name__}(a=1, b=0, d=[...])"
+
+
+def test_methods_of_the_class_s_own_are_kept_as_dataclasses_keeps_them() -> None:
+    def made(deco: Callable[[type], type], body: dict[str, object]) -> type:
+        return deco(type("K", (), {"__annotations__": {"a": "int"}, **body}))
+
+    def eq(self: object, other: object) -> bool:
+        return True
+
+    for deco in (frozen_dataclass, dataclass(frozen=True)):
+        own_eq = made(deco, {"__eq__": eq, "__hash__": None})  # (as `def __eq__` leaves it)
+        assert own_eq(1) == own_eq(2) and hash(own_eq(1)) == hash(own_eq(1))
+        assert made(deco, {"__hash__": lambda self: 7})(1).__hash__() == 7
+        assert made(deco, {"__repr__": lambda self: "k"})(1).__repr__() == "k"
+        with pytest.raises(TypeError):
+            hash(made(deco, {"__hash__": None})(1))  # (said unhashable: kept)
+        with pytest.raises(TypeError, match="Cannot overwrite attribute __setattr__"):
+            made(deco, {"__setattr__": lambda self, n, v: None})
+
+
+def test_under_a_dataclass_the_bases_are_checked_as_dataclasses_checks_them() -> None:
+    @frozen_dataclass
+    class Under(Plain):
+        e: int = 5
+
+    assert Under(1) == Under(1) and repr(Under(1)).endswith(".Under(a=1, b='x', c=[], d=(), e=5)")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Under(1).e = 2  # type: ignore[misc]
+
+    @dataclass
+    class Thawed:
+        a: int
+
+    with pytest.raises(TypeError, match="cannot inherit frozen dataclass from a non-frozen"):
+        frozen_dataclass(type("Frozen", (Thawed,), {}))
+
+
+def test_only_the_init_is_compiled_for_each_class() -> None:
+    # (the methods dataclasses writes are compiled from their source for each class at
+    # every start; frozen_dataclass's others are closures made without compiling)
+    for name in ("__repr__", "__eq__", "__hash__", "__setattr__", "__delattr__"):
+        assert getattr(Fast, name).__code__ is getattr(Odd, name).__code__, name
+    assert Fast.__init__.__code__ is not Odd.__init__.__code__
+    assert Fast.__repr__.__qualname__ == "Fast.__repr__"  # (as dataclasses names it)
 
 
 _VALUE_TYPES = [Item, Request, FileResult, Settings, NetworkSettings, RetryPolicy]
