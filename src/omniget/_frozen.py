@@ -6,7 +6,10 @@ through ``object.__setattr__``, which costs about four times a store into the in
 compiles each method it writes from source, for each class at every start; here only the
 ``__init__`` is, and ``__repr__``, ``__eq__``, ``__hash__``, ``__setattr__`` and
 ``__delattr__`` are closures that do what those would (same fields, flags, messages).
-Fields, ``dataclasses.replace``, ``fields`` and the rest are the dataclass's own."""
+Fields, ``dataclasses.replace``, ``fields`` and the rest are the dataclass's own.
+
+``@plain_dataclass``: ``@dataclass(eq=False)`` (the engine's events, a run's records) whose
+``__repr__`` is such a closure too."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from operator import attrgetter
 from types import FunctionType
 from typing import Any, TypeVar, cast, dataclass_transform
 
-__all__ = ["frozen_dataclass"]
+__all__ = ["frozen_dataclass", "plain_dataclass"]
 
 T = TypeVar("T")
 
@@ -92,6 +95,40 @@ def frozen_dataclass(cls: type[T]) -> type[T]:
     return cls
 
 
+@dataclass_transform(eq_default=False, field_specifiers=(dataclasses.field, dataclasses.Field))
+def plain_dataclass(cls: type[T]) -> type[T]:
+    """``@dataclass(eq=False)`` whose ``__repr__`` (unless the class has its own) is a
+    closure over the fields that does what the one dataclasses writes would: that one is
+    compiled from source for each class at every start."""
+    cls = dataclasses.dataclass(eq=False, repr=False)(cls)
+    if "__repr__" not in cls.__dict__:
+        shown = _repr(dataclasses.fields(cls))  # type: ignore[arg-type]
+        shown.__qualname__ = f"{cls.__qualname__}.__repr__"
+        shown.__module__ = cls.__module__
+        setattr(cls, "__repr__", shown)  # noqa: B010 (mypy: no method assignment)
+    cls.__dataclass_params__.repr = True  # type: ignore[attr-defined]
+    return cls
+
+
+def _repr(fields: tuple[dataclasses.Field[Any], ...]) -> Callable[[object], str]:
+    """The ``__repr__`` a dataclass with ``fields`` has."""
+    shown = [f.name for f in fields if f.repr]
+    running: set[tuple[int, int]] = set()
+
+    def __repr__(self: object) -> str:
+        key = id(self), get_ident()
+        if key in running:  # (as dataclasses' recursive_repr: an object inside itself)
+            return "..."
+        running.add(key)
+        try:
+            inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in shown)
+        finally:
+            running.discard(key)
+        return f"{self.__class__.__qualname__}({inner})"
+
+    return __repr__
+
+
 def _values(names: list[str]) -> Callable[[object], tuple[Any, ...]]:
     """A function giving the tuple of an object's attributes ``names`` (as the tuple a
     dataclass's ``__eq__`` and ``__hash__`` build)."""
@@ -106,23 +143,10 @@ def _values(names: list[str]) -> Callable[[object], tuple[Any, ...]]:
 def _add_methods(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> None:
     """The methods ``@dataclass(frozen=True)`` adds, where the class has none of its own
     (a ``__setattr__`` or ``__delattr__`` of its own is refused, as dataclasses does)."""
-    shown = [f.name for f in fields if f.repr]
     compared = _values([f.name for f in fields if f.compare])
     hashed = _values([f.name for f in fields if f.hash or (f.hash is None and f.compare)])
     names = frozenset(f.name for f in fields)
-    running: set[tuple[int, int]] = set()
     owner: Any = cls  # (mypy refuses super() a parameter of type `type`)
-
-    def __repr__(self: object) -> str:
-        key = id(self), get_ident()
-        if key in running:  # (as dataclasses' recursive_repr: an object inside itself)
-            return "..."
-        running.add(key)
-        try:
-            inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in shown)
-        finally:
-            running.discard(key)
-        return f"{self.__class__.__qualname__}({inner})"
 
     def __eq__(self: object, other: object) -> bool:
         if other.__class__ is self.__class__:
@@ -149,6 +173,7 @@ def _add_methods(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> None:
     # (a class body's own __hash__ is kept; the None its own __eq__ leaves is not)
     mine = own.get("__hash__", dataclasses.MISSING)
     keep_hash = not (mine is dataclasses.MISSING or (mine is None and "__eq__" in own))
+    __repr__ = _repr(fields)
     added: list[Callable[..., Any]] = [f for f in (__repr__, __eq__) if f.__name__ not in own]
     added += [__setattr__, __delattr__, *([] if keep_hash else [__hash__])]
     for fn in added:

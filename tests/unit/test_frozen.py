@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from omniget._frozen import frozen_dataclass
+from omniget._frozen import frozen_dataclass, plain_dataclass
 from omniget.engine.report import FileResult
 from omniget.engine.retry import RetryPolicy
 from omniget.engine.transports.base import Request
@@ -231,3 +231,52 @@ def test_an_item_is_built_as_before() -> None:
     assert (result.fetched, result.error, result.reason) == (0, None, "")
     with pytest.raises(dataclasses.FrozenInstanceError):
         item.filename = "x"  # type: ignore[misc]
+
+
+@plain_dataclass
+class Rec:
+    a: int
+    b: list[object] = field(default_factory=list)
+    c: int = field(default=0, repr=False)
+
+
+@dataclass(eq=False)
+class PlainRec:
+    a: int
+    b: list[object] = field(default_factory=list)
+    c: int = field(default=0, repr=False)
+
+
+@plain_dataclass
+class SubRec(Rec):
+    d: str = "z"
+
+
+@plain_dataclass
+class OwnRepr:
+    a: int
+
+    def __repr__(self) -> str:
+        return "mine"
+
+
+def test_a_plain_dataclass_is_a_dataclass_without_eq() -> None:
+    for cls in (Rec, PlainRec):
+        one = cls(1, [2], 3)
+        assert repr(one) == f"{cls.__name__}(a=1, b=[2])"
+        assert one != cls(1, [2], 3) and one == one and len({one, cls(1)}) == 2
+        one.a = 5
+        assert one.a == 5
+        one.b.append(one)
+        assert repr(one) == f"{cls.__name__}(a=5, b=[2, ...])"
+        assert not {"__eq__", "__hash__", "__setattr__"} & set(cls.__dict__)
+        assert str(inspect.signature(cls)) == "(a: 'int', b: 'list[object]' = <factory>, " \
+            "c: 'int' = 0) -> None"
+    for attr in ("init", "repr", "eq", "order", "unsafe_hash", "frozen"):
+        want = getattr(PlainRec.__dataclass_params__, attr)  # type: ignore[attr-defined]
+        assert getattr(Rec.__dataclass_params__, attr) == want  # type: ignore[attr-defined]
+    assert repr(SubRec(1)) == "SubRec(a=1, b=[], d='z')" and repr(OwnRepr(1)) == "mine"
+    # (not compiled per class: dataclasses' own all share recursive_repr's wrapper)
+    assert Rec.__repr__.__code__ is SubRec.__repr__.__code__
+    assert Rec.__repr__.__code__ is not PlainRec.__repr__.__code__
+    assert Rec.__repr__.__qualname__ == "Rec.__repr__"

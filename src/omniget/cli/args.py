@@ -16,10 +16,10 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from .. import __version__
+from .._frozen import plain_dataclass
 from ..errors import UsageError, nearest
 from ..model import Item
 from . import options as opt
@@ -197,7 +197,7 @@ def _add_get(p: argparse.ArgumentParser) -> None:
                        help="bytes/s over the run, e.g. 500k, 2M (0: no limit)")
 
 
-@dataclass(eq=False)
+@plain_dataclass
 class Command:
     """A subcommand: its name, one-line help and how it adds its options."""
 

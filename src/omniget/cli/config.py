@@ -14,9 +14,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
+from .._frozen import plain_dataclass
 from ..engine.transports.base import SECRET_HEADERS  # (masked as the engine guards them)
 from ..errors import UsageError, nearest
 from ..settings import NetworkSettings, Settings, default_config_dir
@@ -64,7 +65,7 @@ MEGALOADER_ENV: dict[str, tuple[str, str]] = {
 }
 
 
-@dataclass(eq=False)
+@plain_dataclass
 class Config:
     """What the CLI runs with: settings, source option tables, output folder, secrets."""
 

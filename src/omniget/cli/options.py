@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._frozen import plain_dataclass
 from ..engine.transports.base import ENGINE_HEADERS  # (refused: the engine sets them itself)
 from ..model import Digest
 from ..settings import MAX_NUMBER, PROXY_NOT_ASCII, ascii_resolve, resolve_parts
@@ -262,7 +262,7 @@ def _items(v: object) -> Iterable[object]:
 # --- the option table ---
 
 
-@dataclass(eq=False)
+@plain_dataclass
 class Option:
     """One setting reachable from flags, environment and config file."""
 

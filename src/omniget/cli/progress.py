@@ -15,9 +15,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Protocol
 
+from .._frozen import plain_dataclass
 from ..engine.events import (
     Event,
     Failed,
@@ -139,7 +139,7 @@ class SkipLines:
         return None
 
 
-@dataclass(eq=False)
+@plain_dataclass
 class _Seen:
     """When a file's last progress line was printed, and its bytes then."""
 

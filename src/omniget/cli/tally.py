@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from .._frozen import plain_dataclass
 from ..engine.events import Event, Failed, Finished, Listed, Progress, Queued, Skipped, Started
 
 __all__ = ["Rate", "Tally", "Tracked", "clock_time"]
@@ -66,7 +66,7 @@ def clock_time(seconds: float | None) -> str:
     return f"{s // 3600}:{s // 60 % 60:02}:{s % 60:02}"
 
 
-@dataclass(eq=False)
+@plain_dataclass
 class Tracked:
     """An active file: its name as shown, bytes done (resumed ones included), size if
     known, and its speed."""

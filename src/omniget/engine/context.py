@@ -9,10 +9,11 @@ import os
 import posixpath
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._frozen import plain_dataclass
 from ..errors import StorageError
 from ..model import Item
 from ..settings import Settings
@@ -173,7 +174,7 @@ class SetupSlot:
             self._slots = None
 
 
-@dataclass(eq=False)
+@plain_dataclass
 class RunContext:
     """What every job of one run shares: settings, transports, caps, journal, clock."""
 

@@ -9,9 +9,9 @@ have generated ``__eq__``/``__hash__``: each such method is compiled at every st
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
+from .._frozen import plain_dataclass
 from ..errors import OmnigetError
 from ..model import Item
 
@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 
-@dataclass(eq=False)
+@plain_dataclass
 class Event:
     """Base of every event: the item it is about and its output path."""
 
@@ -39,7 +39,7 @@ class Event:
     path: Path | None  # final output path, once known
 
 
-@dataclass(eq=False)
+@plain_dataclass
 class Queued(Event):
     """The run's list holds the item; it starts when a slot is free. A list in memory (URLs
     given, a list read) is announced ahead as far as that is quick, and counted whole from
@@ -51,7 +51,7 @@ class Queued(Event):
     ahead: int = 0  # entries of the list counted but not announced yet
 
 
-@dataclass(eq=False)
+@plain_dataclass
 class Listed(Event):
     """The run's list changed without a Queued: ``more`` and ``ahead`` as there. Sent when
     a source has found all its items (``item``: its URL), and when an entry counted ahead
@@ -61,7 +61,7 @@ class Listed(Event):
     ahead: int = 0
 
 
-@dataclass(eq=False)
+@plain_dataclass
 class Started(Event):
     """A file's transfer began (``resumed`` bytes were already on disk)."""
 
@@ -70,7 +70,7 @@ class Started(Event):
     connections: int = 1
 
 
-@dataclass(eq=False)
+@plain_dataclass
 class Progress(Event):
     """Bytes written so far; at most every 0.25 s per file (``job.PROGRESS_EVERY``), less
     often after a slow handler (``job.HANDLER_SHARE``)."""
@@ -80,7 +80,7 @@ class Progress(Event):
     connections: int = 1
 
 
-@dataclass(eq=False)
+@plain_dataclass
 class PieceDone(Event):
     """One piece of the item was fetched and verified."""
 
@@ -88,7 +88,7 @@ class PieceDone(Event):
     size: int
 
 
-@dataclass(eq=False)
+@plain_dataclass
 class Retrying(Event):
     """A transient error; the engine tries again after ``delay`` seconds."""
 
@@ -97,14 +97,14 @@ class Retrying(Event):
     delay: float
 
 
-@dataclass(eq=False)
+@plain_dataclass
 class Skipped(Event):
     """The item was not downloaded (``reason`` says why)."""
 
     reason: str  # "exists", "same-name" (an earlier item of the run wrote it), "filtered", ...
 
 
-@dataclass(eq=False)
+@plain_dataclass
 class Finished(Event):
     """The file is complete, verified and in place."""
 
@@ -117,14 +117,14 @@ class Finished(Event):
     resumed: int | None = None
 
 
-@dataclass(eq=False)
+@plain_dataclass
 class Failed(Event):
     """The item could not be downloaded."""
 
     error: OmnigetError
 
 
-@dataclass(eq=False)
+@plain_dataclass
 class Warned(Event):
     """Something the user should know that does not stop the item."""
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
+from .._frozen import plain_dataclass
 from .scheduler import Ticket
 from .spans import split_largest
 
@@ -45,7 +46,7 @@ QUIET = 0.02  # tail: a span silent this long (and 2x the slowest first answer) 
 TAKE_OVER_MIN = 16 * 1024  # tail: smaller remainders are left where they are
 
 
-@dataclass(eq=False)
+@plain_dataclass
 class Span:
     """A byte range of one file on one connection: ``pos`` moves from ``start`` to ``end``."""
 

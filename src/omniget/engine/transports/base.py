@@ -25,11 +25,11 @@ import functools
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Protocol, TypeVar, cast, overload
 from urllib.parse import unquote, urlsplit
 
-from ..._frozen import frozen_dataclass
+from ..._frozen import frozen_dataclass, plain_dataclass
 from ...errors import (
     AuthRequired,
     RemoteError,
@@ -145,7 +145,7 @@ class Headers(Mapping[str, str]):
 _CONTENT_RANGE = r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$"
 
 
-@dataclass(eq=False)
+@plain_dataclass
 class Head:
     """A response head as the sink sees it. Sizes and range are read from the headers
     once, when it is made (treat it as read-only)."""
