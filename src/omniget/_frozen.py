@@ -21,7 +21,7 @@ from operator import attrgetter
 from types import FunctionType
 from typing import Any, TypeVar, cast, dataclass_transform
 
-__all__ = ["frozen_dataclass", "plain_dataclass"]
+__all__ = ["frozen_dataclass", "frozen_slots_dataclass", "plain_dataclass"]
 
 T = TypeVar("T")
 
@@ -42,13 +42,24 @@ def frozen_dataclass(cls: type[T]) -> type[T]:
     order, defaults, default factories called per instance) and fills the instance's
     ``__dict__`` with every field, then calls ``__post_init__`` if there is one. Fields
     must all be plain ``init`` ones (no ``kw_only``, ``InitVar`` or ``ClassVar``)."""
+    return _frozen(cls, slots=False)
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field, dataclasses.Field))
+def frozen_slots_dataclass(cls: type[T]) -> type[T]:
+    """``@dataclass(frozen=True, slots=True)`` as :func:`frozen_dataclass` makes it; its
+    ``__init__`` sets each field through ``object.__setattr__``, as dataclasses' does."""
+    return _frozen(cls, slots=True)
+
+
+def _frozen(cls: type[T], *, slots: bool) -> type[T]:
     # Under a dataclass, dataclasses itself writes the methods (and checks that its bases
     # are frozen too); else it writes none, and its flags are set as they would be, below.
     based = any(hasattr(b, "__dataclass_fields__") for b in cls.__mro__[1:])
     if based:
-        cls = dataclasses.dataclass(frozen=True, init=False)(cls)
+        cls = dataclasses.dataclass(frozen=True, init=False, slots=slots)(cls)
     else:
-        cls = dataclasses.dataclass(init=False, repr=False, eq=False)(cls)
+        cls = dataclasses.dataclass(init=False, repr=False, eq=False, slots=slots)(cls)
     fields = dataclasses.fields(cls)  # type: ignore[arg-type]
     if len(fields) != len(cls.__dataclass_fields__) or any(  # type: ignore[attr-defined]
         not f.init or f.kw_only is True for f in fields
@@ -59,24 +70,31 @@ def frozen_dataclass(cls: type[T]) -> type[T]:
     # one dataclasses makes (typing.get_type_hints reads its annotations there).
     outer: dict[str, object] = {"__dataclass_factory__": _FACTORY}
     me = "__dataclass_self__" if any(f.name == "self" for f in fields) else "self"
-    params, lines = [me], [f"  __dataclass_dict__ = {me}.__dict__\n"]
+    if slots:
+        outer["__dataclass_setattr__"] = object.__setattr__
+        store, lines = f"  __dataclass_setattr__({me}, {{name!r}}, {{value}})\n", []
+    else:
+        store, lines = "  __dataclass_dict__[{name!r}] = {value}\n", [
+            f"  __dataclass_dict__ = {me}.__dict__\n"
+        ]
+    args = [me]
     for f in fields:
         name, value = f.name, f.name
         if f.default is not dataclasses.MISSING:
             outer[f"__dataclass_dflt_{name}__"] = f.default
-            params.append(f"{name}=__dataclass_dflt_{name}__")
+            args.append(f"{name}=__dataclass_dflt_{name}__")
         elif f.default_factory is not dataclasses.MISSING:
             outer[f"__dataclass_make_{name}__"] = f.default_factory
-            params.append(f"{name}=__dataclass_factory__")
+            args.append(f"{name}=__dataclass_factory__")
             value = f"__dataclass_make_{name}__() if {name} is __dataclass_factory__ else {name}"
         else:
-            params.append(name)
-        lines.append(f"  __dataclass_dict__[{name!r}] = {value}\n")
+            args.append(name)
+        lines.append(store.format(name=name, value=value))
     if hasattr(cls, "__post_init__"):
         lines.append(f"  {me}.__post_init__()\n")
     source = (
         f"def __create_fn__({', '.join(outer)}):\n"
-        f" def __init__({', '.join(params)}):\n{''.join(lines)}"
+        f" def __init__({', '.join(args)}):\n{''.join(lines)}"
         " return __init__\n"
     )
     module = sys.modules.get(cls.__module__)
@@ -87,12 +105,24 @@ def frozen_dataclass(cls: type[T]) -> type[T]:
     init.__module__ = cls.__module__
     init.__annotations__ = {f.name: f.type for f in fields} | {"return": None}
     setattr(cls, "__init__", init)  # noqa: B010 (mypy: no method assignment)
-    params = cls.__dataclass_params__  # type: ignore[attr-defined]
+    flags = cls.__dataclass_params__  # type: ignore[attr-defined]
     if not based:
         _add_methods(cls, fields)
-        params.repr = params.eq = params.frozen = True
-    params.init = True
+        flags.repr = flags.eq = flags.frozen = True
+        if slots:  # (pickling: the state as a list, set back past the frozen __setattr__)
+            cls.__getstate__ = _getstate  # type: ignore[method-assign]
+            cls.__setstate__ = _setstate  # type: ignore[attr-defined]
+    flags.init = True
     return cls
+
+
+def _getstate(self: object) -> list[object]:
+    return [getattr(self, f.name) for f in dataclasses.fields(self)]  # type: ignore[arg-type]
+
+
+def _setstate(self: object, state: list[object]) -> None:
+    for f, value in zip(dataclasses.fields(self), state, strict=False):  # type: ignore[arg-type]
+        object.__setattr__(self, f.name, value)
 
 
 @dataclass_transform(eq_default=False, field_specifiers=(dataclasses.field, dataclasses.Field))

@@ -11,13 +11,13 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, field, fields
 from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import unquote, urlsplit
 
-from ._frozen import frozen_dataclass
+from ._frozen import frozen_dataclass, frozen_slots_dataclass
 from .errors import nearest
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class Transform(StrEnum):
     ZLIB = "zlib"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_slots_dataclass
 class Digest:
     """A hash value: ``Digest("sha256", "ab12...")``. ``hex`` is lower-case."""
 
@@ -111,7 +111,7 @@ class Digest:
         return f"{self.algo}={self.hex}"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_slots_dataclass
 class ByteRange:
     """Bytes ``start`` .. ``end`` (exclusive); ``end=None`` means to the end of the resource.
     Never empty: HTTP has no Range header for no bytes (``bytes=5-4`` is invalid)."""
@@ -139,7 +139,7 @@ class ByteRange:
         return f"bytes={self.start}-{last}"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_slots_dataclass
 class LocalSlice:
     """Bytes taken from a local file instead of the network.
 
@@ -154,7 +154,7 @@ class LocalSlice:
     range: ByteRange | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_slots_dataclass
 class Piece:
     """One unit of fetching and verification.
 

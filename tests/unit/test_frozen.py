@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
+import pickle
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from omniget._frozen import frozen_dataclass, plain_dataclass
+from omniget._frozen import frozen_dataclass, frozen_slots_dataclass, plain_dataclass
 from omniget.engine.report import FileResult
 from omniget.engine.retry import RetryPolicy
 from omniget.engine.transports.base import Request
-from omniget.model import Item
+from omniget.model import ByteRange, Digest, Item, LocalSlice, Piece
 from omniget.settings import NetworkSettings, Settings
 
 made: list[str] = []
@@ -280,3 +283,56 @@ def test_a_plain_dataclass_is_a_dataclass_without_eq() -> None:
     assert Rec.__repr__.__code__ is SubRec.__repr__.__code__
     assert Rec.__repr__.__code__ is not PlainRec.__repr__.__code__
     assert Rec.__repr__.__qualname__ == "Rec.__repr__"
+
+
+@frozen_slots_dataclass
+class Slotted:
+    a: int
+    b: str = "x"
+    c: tuple[int, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "b", self.b.lower())
+
+
+@dataclass(frozen=True, slots=True)
+class PlainSlotted:
+    a: int
+    b: str = "x"
+    c: tuple[int, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "b", self.b.lower())
+
+
+def test_a_frozen_slots_dataclass_is_made_as_dataclasses_makes_one() -> None:
+    classes: list[Any] = [Slotted, PlainSlotted]
+    for cls in classes:
+        one = cls(1, "Y", (2,))
+        assert (one.a, one.b, one.c) == (1, "y", (2,)) and cls(1).c == ()
+        assert repr(one) == f"{cls.__name__}(a=1, b='y', c=(2,))"
+        assert one == cls(1, "y", (2,)) and hash(one) == hash(cls(1, "y", (2,)))
+        assert one != cls(2) and one.__eq__(1) is NotImplemented
+        assert cls.__slots__ == ("a", "b", "c") and not hasattr(one, "__dict__")
+        with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'a'"):
+            one.a = 2
+        with pytest.raises((AttributeError, TypeError)):
+            one.z = 2
+        for made in (pickle.loads(pickle.dumps(one)), copy.copy(one), copy.deepcopy(one)):
+            assert made == one and made is not one
+        assert dataclasses.replace(one, a=5) == cls(5, "y", (2,))
+        assert cls.__qualname__ == cls.__name__ and cls.__init__.__qualname__ == \
+            f"{cls.__name__}.__init__"
+    assert str(inspect.signature(Slotted)) == str(inspect.signature(PlainSlotted))
+    for attr in ("init", "repr", "eq", "order", "unsafe_hash", "frozen"):
+        want = getattr(PlainSlotted.__dataclass_params__, attr)  # type: ignore[attr-defined]
+        assert getattr(Slotted.__dataclass_params__, attr) == want  # type: ignore[attr-defined]
+    assert Slotted.__eq__.__code__ is Fast.__eq__.__code__  # (no method compiled for it)
+
+
+@pytest.mark.parametrize("cls", [Digest, ByteRange, LocalSlice, Piece])
+def test_the_model_s_small_value_types_have_no_methods_compiled_for_them(cls: type) -> None:
+    # (each paid six compiles at every start, ~2-4 M instructions a class)
+    for name in ("__repr__", "__eq__", "__hash__", "__setattr__", "__delattr__"):
+        assert getattr(cls, name).__code__ is getattr(Fast, name).__code__, name
+    assert "__dict__" not in dir(cls) and vars(cls)["__slots__"]
