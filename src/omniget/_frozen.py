@@ -9,7 +9,8 @@ compiles each method it writes from source, for each class at every start; here 
 Fields, ``dataclasses.replace``, ``fields`` and the rest are the dataclass's own.
 
 ``@plain_dataclass``: ``@dataclass(eq=False)`` (the engine's events, a run's records) whose
-``__repr__`` is such a closure too."""
+``__repr__`` is such a closure too; ``@compared_dataclass``: ``@dataclass``, its ``__eq__``
+one too."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from operator import attrgetter
 from types import FunctionType
 from typing import Any, TypeVar, cast, dataclass_transform
 
-__all__ = ["frozen_dataclass", "frozen_slots_dataclass", "plain_dataclass"]
+__all__ = [
+    "compared_dataclass", "frozen_dataclass", "frozen_slots_dataclass", "plain_dataclass"
+]
 
 T = TypeVar("T")
 
@@ -140,6 +143,39 @@ def plain_dataclass(cls: type[T]) -> type[T]:
     return cls
 
 
+@dataclass_transform(field_specifiers=(dataclasses.field, dataclasses.Field))
+def compared_dataclass(cls: type[T]) -> type[T]:
+    """``@dataclass``: a :func:`plain_dataclass` that compares by its fields too (an
+    ``__eq__`` closure unless the class has its own) and, able to change, has no hash
+    (unless its own, as dataclasses keeps it)."""
+    own = cls.__dict__
+    mine = own.get("__hash__", dataclasses.MISSING)
+    keep_hash = not (mine is dataclasses.MISSING or (mine is None and "__eq__" in own))
+    keep_eq = "__eq__" in own
+    cls = plain_dataclass(cls)
+    if not keep_eq:
+        eq = _eq(dataclasses.fields(cls))  # type: ignore[arg-type]
+        eq.__qualname__ = f"{cls.__qualname__}.__eq__"
+        eq.__module__ = cls.__module__
+        setattr(cls, "__eq__", eq)  # noqa: B010 (mypy: no method assignment)
+    if not keep_hash:
+        setattr(cls, "__hash__", None)  # noqa: B010 (mypy: no method assignment)
+    cls.__dataclass_params__.eq = True  # type: ignore[attr-defined]
+    return cls
+
+
+def _eq(fields: tuple[dataclasses.Field[Any], ...]) -> Callable[[object, object], bool]:
+    """The ``__eq__`` a dataclass with ``fields`` has."""
+    compared = _values([f.name for f in fields if f.compare])
+
+    def __eq__(self: object, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return bool(compared(self) == compared(other))
+        return NotImplemented
+
+    return __eq__
+
+
 def _repr(fields: tuple[dataclasses.Field[Any], ...]) -> Callable[[object], str]:
     """The ``__repr__`` a dataclass with ``fields`` has."""
     shown = [f.name for f in fields if f.repr]
@@ -173,15 +209,9 @@ def _values(names: list[str]) -> Callable[[object], tuple[Any, ...]]:
 def _add_methods(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> None:
     """The methods ``@dataclass(frozen=True)`` adds, where the class has none of its own
     (a ``__setattr__`` or ``__delattr__`` of its own is refused, as dataclasses does)."""
-    compared = _values([f.name for f in fields if f.compare])
     hashed = _values([f.name for f in fields if f.hash or (f.hash is None and f.compare)])
     names = frozenset(f.name for f in fields)
     owner: Any = cls  # (mypy refuses super() a parameter of type `type`)
-
-    def __eq__(self: object, other: object) -> bool:
-        if other.__class__ is self.__class__:
-            return bool(compared(self) == compared(other))
-        return NotImplemented
 
     def __hash__(self: object) -> int:
         return hash(hashed(self))
@@ -203,7 +233,7 @@ def _add_methods(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> None:
     # (a class body's own __hash__ is kept; the None its own __eq__ leaves is not)
     mine = own.get("__hash__", dataclasses.MISSING)
     keep_hash = not (mine is dataclasses.MISSING or (mine is None and "__eq__" in own))
-    __repr__ = _repr(fields)
+    __repr__, __eq__ = _repr(fields), _eq(fields)
     added: list[Callable[..., Any]] = [f for f in (__repr__, __eq__) if f.__name__ not in own]
     added += [__setattr__, __delattr__, *([] if keep_hash else [__hash__])]
     for fn in added:

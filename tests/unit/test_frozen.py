@@ -14,7 +14,12 @@ from typing import Any
 
 import pytest
 
-from omniget._frozen import frozen_dataclass, frozen_slots_dataclass, plain_dataclass
+from omniget._frozen import (
+    compared_dataclass,
+    frozen_dataclass,
+    frozen_slots_dataclass,
+    plain_dataclass,
+)
 from omniget.engine.report import FileResult
 from omniget.engine.retry import RetryPolicy
 from omniget.engine.transports.base import Request
@@ -336,3 +341,50 @@ def test_the_model_s_small_value_types_have_no_methods_compiled_for_them(cls: ty
     for name in ("__repr__", "__eq__", "__hash__", "__setattr__", "__delattr__"):
         assert getattr(cls, name).__code__ is getattr(Fast, name).__code__, name
     assert "__dict__" not in dir(cls) and vars(cls)["__slots__"]
+
+
+@compared_dataclass
+class Counted:
+    a: int
+    b: list[object] = field(default_factory=list)
+    c: int = field(default=0, compare=False)
+
+
+@dataclass
+class PlainCounted:
+    a: int
+    b: list[object] = field(default_factory=list)
+    c: int = field(default=0, compare=False)
+
+
+def test_a_compared_dataclass_is_a_dataclass_that_compares() -> None:
+    classes: list[Any] = [Counted, PlainCounted]
+    for cls in classes:
+        one = cls(1, [2], 3)
+        assert one == cls(1, [2], 4) and one != cls(1, [3]) and one.__eq__(1) is NotImplemented
+        assert cls.__hash__ is None
+        with pytest.raises(TypeError, match="unhashable"):
+            hash(one)
+        one.a = 5
+        one.b.append(one)
+        assert repr(one) == f"{cls.__name__}(a=5, b=[2, ...], c=3)"
+    assert Counted(1) != PlainCounted(1)  # type: ignore[comparison-overlap]
+    for attr in ("init", "repr", "eq", "order", "unsafe_hash", "frozen"):
+        want = getattr(PlainCounted.__dataclass_params__, attr)  # type: ignore[attr-defined]
+        assert getattr(Counted.__dataclass_params__, attr) == want  # type: ignore[attr-defined]
+    assert Counted.__eq__.__code__ is Fast.__eq__.__code__  # (no method compiled for it)
+    assert Counted.__repr__.__code__ is Rec.__repr__.__code__
+
+
+def test_a_compared_dataclass_keeps_a_hash_and_eq_of_its_own() -> None:
+    def body(**methods: object) -> dict[str, object]:
+        return {"__annotations__": {"a": "int"}, **methods}
+
+    def eq(self: object, other: object) -> bool:
+        return True
+
+    decorators: list[Any] = [compared_dataclass, dataclass]
+    for deco in decorators:
+        assert deco(type("H", (), body(__hash__=lambda self: 7)))(1).__hash__() == 7
+        own = deco(type("E", (), body(__eq__=eq, __hash__=None)))
+        assert own(1) == own(2) and own.__hash__ is None

@@ -30,24 +30,31 @@ def test_events_have_no_generated_comparison_or_freezing(name: str) -> None:
     assert not generated
 
 
-def test_no_event_or_run_record_has_a_repr_compiled_for_it() -> None:
-    # (dataclasses compiles each __repr__ it writes from source, for each class at every
-    # start: those of the events and run records made at every start are closures)
-    from omniget._frozen import plain_dataclass
+def test_no_event_or_record_has_a_repr_or_eq_compiled_for_it() -> None:
+    # (dataclasses compiles each __repr__ and __eq__ it writes from source, for each class
+    # at every start: those of the events and records made at every start are closures)
+    from omniget._frozen import compared_dataclass, plain_dataclass
     from omniget.cli.args import Command
     from omniget.cli.config import Config
     from omniget.cli.options import Option
     from omniget.cli.progress import _Seen
     from omniget.cli.tally import Tracked
     from omniget.engine.context import RunContext
+    from omniget.engine.journal.records import FileRecord
+    from omniget.engine.report import Report
     from omniget.engine.splitter import Span
     from omniget.engine.transports.base import Head
+    from omniget.sources.base import SourceContext
 
     closure = plain_dataclass(type("Made", (), {"__annotations__": {"a": "int"}})).__repr__
     classes = [getattr(events, n) for n in events.__all__ if isinstance(getattr(events, n), type)]
     classes += [Command, Config, Option, _Seen, Tracked, RunContext, Span, Head]
     for cls in classes:
         assert cls.__repr__.__code__ is closure.__code__, cls
+    compared = compared_dataclass(type("Made", (), {"__annotations__": {"a": "int"}})).__eq__
+    for cls in (Report, FileRecord, SourceContext):  # (and their __eq__; Report: its own repr)
+        assert cls.__eq__.__code__ is compared.__code__, cls
+        assert cls.__repr__.__code__ is closure.__code__ or "__repr__" in vars(cls)
 
 
 def test_events_are_occurrences_compared_by_identity() -> None:

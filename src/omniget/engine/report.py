@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Literal
 
-from .._frozen import frozen_dataclass
+from .._frozen import compared_dataclass, frozen_dataclass
 from ..errors import Cancelled, OmnigetError, StorageError
 from ..model import Item
 
@@ -29,7 +29,7 @@ class FileResult:
     reason: str = ""  # why skipped
 
 
-@dataclass
+@compared_dataclass
 class Report:
     """Every item's result and the run's wall time. Whether every file is in:
     :attr:`succeeded` (the counts, ``ok`` first, are numbers, true with failures too)."""

@@ -14,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .._frozen import compared_dataclass
 from ..engine.transports.base import Head, Request, Transport, check_status, transport_for
 from ..errors import ParseError, UsageError, nearest
 from ..model import Item, Origin
@@ -93,7 +94,7 @@ class HttpClient:
         return (await self.request(url, **kw)).json()
 
 
-@dataclass
+@compared_dataclass
 class SourceContext:
     """What a source gets to work with: settings, an HTTP client and its options."""
 

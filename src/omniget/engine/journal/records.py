@@ -4,9 +4,9 @@ record gone away under a run (:class:`RecordGone`). The SQLite journal is :mod:`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
+from ..._frozen import compared_dataclass
 from ...errors import StorageError
 from ..spans import Interval
 
@@ -27,7 +27,7 @@ Print = tuple[int, int, int]
 Owner = tuple[str, int | None]
 
 
-@dataclass
+@compared_dataclass
 class FileRecord:
     """One file's row in the journal: where it goes, its validators, and whether it is done.
     ``digest`` (``algo:hex``): while not done, what the server said the whole file hashes
