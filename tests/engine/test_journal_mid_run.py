@@ -27,10 +27,9 @@ from tests.servers.checks import recorded, wait_for
 from tests.servers.httpd import HTTPServer
 
 from omniget import download
-from omniget.engine import journal as journal_pkg
 from omniget.engine.core import Engine
 from omniget.engine.events import Event, Warned
-from omniget.engine.journal import FILENAME, Journal, Owner, repair
+from omniget.engine.journal import FILENAME, Journal, Owner, handle, repair
 from omniget.engine.journal.opening import guard
 from omniget.engine.report import Report
 from omniget.model import Item
@@ -214,7 +213,7 @@ def test_a_journal_removed_during_the_run_is_made_again_with_its_records(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """(As before: a removed file is no damage, and resume state goes on.)"""
-    monkeypatch.setattr(journal_pkg, "CHECK_EVERY", 0.0)  # (looked for at every write)
+    monkeypatch.setattr(handle, "CHECK_EVERY", 0.0)  # (looked for at every write)
     state = tmp_path / "state"
     run = Run(httpd, payload, tmp_path, state)
     with caplog.at_level(logging.WARNING, logger="omniget"):
@@ -436,7 +435,7 @@ def test_a_journal_another_run_moved_aside_gets_this_runs_records_at_its_end(
     So the file this run was cut off from is resumed by the next run, as is B's. Before,
     they stayed in the file moved aside, which no run reads: the part file was started
     over ("no resume record")."""
-    monkeypatch.setattr(journal_pkg, "CHECK_EVERY", 3600.0)
+    monkeypatch.setattr(handle, "CHECK_EVERY", 3600.0)
     state = tmp_path / "state"
     run = Run(httpd, payload, tmp_path, state)
     run.urls[2] += "?reset=100000&times=1"

@@ -17,10 +17,9 @@ from tests.servers.httpd import HTTPServer
 
 from omniget import download
 from omniget.engine import checkpoints
-from omniget.engine import journal as journal_module
 from omniget.engine.assemble import PART_SUFFIX
 from omniget.engine.events import Event, Warned
-from omniget.engine.journal import FILENAME, Journal, Print
+from omniget.engine.journal import FILENAME, Journal, Print, handle
 from omniget.engine.prints import prints
 from omniget.engine.spans import Interval
 from omniget.settings import Settings
@@ -75,7 +74,7 @@ def test_after_a_reboot_the_synced_spans_are_checked_by_their_own_prints(
     with open(part, "r+b") as f:  # (what the power loss took)
         f.seek(synced)
         f.write(bytes(900 * KiB - synced))
-    monkeypatch.setattr(journal_module, "_BOOT", "after the power loss")
+    monkeypatch.setattr(handle, "_BOOT", "after the power loss")
     httpd.clear_log()
     events: list[Event] = []
     report = download([url], out, settings=Settings(state_dir=state, split=1),

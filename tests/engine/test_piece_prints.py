@@ -22,10 +22,9 @@ from tests.servers.httpd import HTTPServer
 
 from omniget import download
 from omniget.engine import Engine, Report
-from omniget.engine import journal as journal_module
 from omniget.engine.assemble import PART_SUFFIX
 from omniget.engine.events import Event, Warned
-from omniget.engine.journal import FILENAME, Journal
+from omniget.engine.journal import FILENAME, Journal, handle
 from omniget.engine.prints import PRINT_BYTES, changed
 from omniget.engine.retry import FakeClock
 from omniget.engine.transports.memory import MemoryTransport, MemResponse
@@ -198,14 +197,14 @@ def test_after_a_reboot_the_synced_pieces_are_checked_by_their_prints(
     with open(cut.part, "r+b") as f:  # (what the power loss took)
         f.seek(cut.starts[2])
         f.write(bytes(cut.starts[4] - cut.starts[2]))
-    monkeypatch.setattr(journal_module, "_BOOT", "after the power loss")
+    monkeypatch.setattr(handle, "_BOOT", "after the power loss")
     assert cut.rerun() == ([], [2, 3, 4])
     # (the same with the first piece's synced bytes changed: it is fetched again)
     cut = Cut(tmp_path / "again", fsync_seconds=3600.0)
     with Journal(cut.state / FILENAME, boot="after the power loss") as journal:
         [(key, _)] = journal.unfinished()
         journal.save_synced(key, [], [0, 1])
-    monkeypatch.setattr(journal_module, "_BOOT", "and another")
+    monkeypatch.setattr(handle, "_BOOT", "and another")
     cut.flip(10)
     assert cut.rerun() == ([CHANGED], [0, 2, 3, 4])
 

@@ -20,13 +20,13 @@ import pytest
 from tests.servers import together
 
 import omniget
-from omniget.engine import journal as journal_module
 from omniget.engine.journal import (
     FILENAME,
     SCHEMA_VERSION,
     FileRecord,
     Journal,
     JournalStore,
+    handle,
     repair,
 )
 from omniget.engine.journal.records import RecordGone, RecordTaken
@@ -569,7 +569,7 @@ def test_runs_opening_a_new_journal_at_once_all_get_it(tmp_path: Path) -> None:
 @pytest.fixture
 def look_always(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every write looks for a removed journal file (a run looks once a second)."""
-    monkeypatch.setattr(journal_module, "CHECK_EVERY", 0.0)
+    monkeypatch.setattr(handle, "CHECK_EVERY", 0.0)
 
 
 def test_a_journal_removed_under_a_run_is_made_again_with_its_records(
@@ -667,7 +667,7 @@ def test_writes_before_the_next_look_reach_the_journal_made_again(tmp_path: Path
     start(j, "b")  # (within the second: into the removed file)
     j.save_spans("b", [(0, 50)])
     assert not state.exists()
-    j._checked -= journal_module.CHECK_EVERY  # (a second later)
+    j._checked -= handle.CHECK_EVERY  # (a second later)
     j.save_spans("a", [(0, 80)])
     j.close()
     with Journal.in_dir(state) as again:

@@ -56,10 +56,13 @@ journal is not damage: it is left as it is and the open fails (the run goes with
 state), as does one that cannot be read or written (permissions, a read-only folder,
 another user's file) or stays locked.
 
-The engine talks to :class:`JournalStore`; :class:`Journal` is the SQLite one. Calls are
+The engine talks to :class:`JournalStore`; :class:`Journal` is the SQLite one: its reads
+and writes are here, its open file is its base class (:class:`.handle.Handle`). Calls are
 thread-safe (the engine runs them in worker threads).
 
-Its parts: :mod:`.records` (:class:`FileRecord`, :class:`JournalStore`, the error of a
+Its parts: :mod:`.handle` (the open file: its connection, locked, and transactions, a file
+removed or replaced during a run followed, one found damaged set aside; this boot's id),
+:mod:`.records` (:class:`FileRecord`, :class:`JournalStore`, the error of a
 record gone away), :mod:`.schema` (the tables, their migrations, a connection's set-up and
 the copy of records into a file made again), :mod:`.opening` (opening the file, following
 one removed or replaced during a run, and the error messages when that or any call
@@ -69,20 +72,13 @@ writes' condition) and :mod:`.repair` (a damaged file moved aside).
 
 from __future__ import annotations
 
-import logging
-import os
-import sqlite3
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 
 from ..spans import Interval, merge
-from .opening import follow, guard, open_or_repair
+from .handle import Handle
+from .handle import boot_id as boot_id  # (for durable.py)
 from .records import FileRecord, JournalStore, Owner, Print, missing
-from .repair import move_if_same
 from .rows import (
     lost,
     owned,
@@ -105,94 +101,20 @@ __all__ = [
     "Print",
 ]
 
-log = logging.getLogger(__name__)
-
 FILENAME = "journal.sqlite"
 
 #: A record not written for this long is dropped if its file is gone (see Journal.prune).
 PRUNE_AGE = 90 * 86400.0
 PRUNE_LIMIT = 5000  # records looked at per prune (~60 ms at most)
 
-_BOOT: str | None = None
-#: Seconds between two looks for a removed journal file before a write (the writes in
-#: between go to the removed file, and are copied when it is made again).
-CHECK_EVERY = 1.0
 
-
-def boot_id() -> str:
-    """This boot of the machine: Linux's boot id; elsewhere the boot time to the second
-    (a sleep may shift it, which only makes a run trust fewer recorded bytes)."""
-    global _BOOT
-    if _BOOT is None:
-        try:
-            with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
-                _BOOT = f.read().strip()
-        except OSError:
-            _BOOT = ""
-        _BOOT = _BOOT or f"t{round(time.time() - time.monotonic())}"
-    return _BOOT
-
-
-class Journal:
+class Journal(Handle):
     """The SQLite journal at ``path`` (created with its folder, mode 0700, if missing).
     ``boot``: this boot's id (tests give one to play a reboot)."""
-
-    def __init__(
-        self, path: Path, *, now: Callable[[], float] = time.time, boot: str | None = None
-    ) -> None:
-        self.path = Path(os.path.abspath(path))  # (a chdir later changes nothing)
-        self._now = now
-        self._boot = boot or boot_id()
-        self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
-        #: (device, inode) of the file opened; None: not watched (see _check_file)
-        self._ident: tuple[int, int] | None = None
-        self._checked = 0.0  # monotonic time the file was last looked for
-        self._closed = "the journal is closed"  # (what a call says once it is)
-        #: Closed by :meth:`set_aside`: a run found the file damaged (see :meth:`reopened`).
-        self.found_damaged = False
-        with guard(self.path, "open"):
-            (self._db, self._ident), repaired = open_or_repair(self.path, now)
-        if repaired:
-            log.warning("%s", repaired)
 
     @classmethod
     def in_dir(cls, state_dir: Path) -> Journal:
         return cls(Path(state_dir) / FILENAME)
-
-    @contextmanager
-    def _conn(
-        self, action: str, *, tx: bool = False, write: bool = True
-    ) -> Iterator[sqlite3.Connection]:
-        """The connection, locked, errors translated; ``tx`` wraps the block in a transaction.
-        Before a write, a journal file removed since it was opened is made again."""
-        with self._lock, guard(self.path, action):
-            if self._db is None:
-                raise sqlite3.ProgrammingError(self._closed)
-            if write and self._ident is not None:
-                now = time.monotonic()
-                if now - self._checked >= CHECK_EVERY:
-                    self._checked = now
-                    self._check_file()
-            db = self._db
-            if not tx:
-                yield db
-                return
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-
-    def _check_file(self) -> None:
-        """Follow a journal file removed or replaced since it was opened (see
-        :func:`.opening.follow`)."""
-        assert self._db is not None and self._ident is not None
-        followed = follow(self.path, self._db, self._ident)
-        if followed is not None:
-            self._db, self._ident = followed
 
     # --- reads ---
 
@@ -476,69 +398,10 @@ class Journal:
             db.executemany("UPDATE files SET updated = ? WHERE key = ?", kept)
         return count
 
-    @property
-    def closed(self) -> bool:
-        return self._db is None
-
-    def set_aside(self) -> Path | None:
-        """A call found the file damaged (see :func:`.repair.damaged`) after it was opened:
-        close the journal and move the file aside, with its -wal and -shm, as a damaged one
-        found at the open is (unless another file took its place meanwhile: another run
-        moved it aside, or it was removed and made again). The new name, or None; a
-        StorageError if it could not be moved."""
-        with self._lock:
-            db, self._db = self._db, None
-            if db is None:
-                return None
-            self.found_damaged = True
-            self._closed = "it was found damaged and closed"
-            ident, self._ident = self._ident, None
-            try:  # (SQLite writes its log into it and removes it, unless the file moved)
-                db.close()
-            except sqlite3.Error:
-                pass
-            if ident is None:
-                return None  # (its file was removed: none at the path is it)
-            with guard(self.path, "moving aside"):
-                aside = move_if_same(self.path, ident, self._now())
-            if aside is not None:
-                self._closed = "it was found damaged and moved aside"
-            return aside
-
     def reopened(self) -> Journal:
         """A new journal at this one's path (a new file, once this one's was found damaged
         and moved aside), with its clock and boot."""
         return Journal(self.path, now=self._now, boot=self._boot)
-
-    def close(self) -> None:
-        """Close it; what was written since the last look for the journal file (see
-        :meth:`_conn`) reaches the one at its path first, if that is another now."""
-        with self._lock, guard(self.path, "close"):
-            if self._db is not None:
-                if self._ident is not None:
-                    self._last_look()
-                db, self._db = self._db, None
-                db.close()
-
-    def _last_look(self) -> None:
-        """:meth:`_check_file` at the close (one stat per run)."""
-        try:
-            self._check_file()
-        except (sqlite3.Error, OSError) as exc:
-            log.warning("resume journal %s: it was removed or replaced during the run, and"
-                        " this run's records could not be copied into the new one (%s); the"
-                        " downloads this run left unfinished start over", self.path, exc)
-
-    def __enter__(self) -> Journal:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r})"
