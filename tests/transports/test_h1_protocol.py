@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from omniget.engine.transports import h1conn, h1queue
+from omniget.engine.transports import h1answer, h1conn, h1queue
 from omniget.engine.transports.pipeline import FALLBACK, PipelinePool
 
 from ._pool_kit import WEIRD, Client, Hop, no_loop_errors, ok, run, send, stall_after
@@ -309,7 +309,7 @@ def test_negative_chunk_size_is_a_protocol_error() -> None:
         p = h1queue.Pending(hop, b"")
         p.got = True
         conn.queue.append(p)
-        conn.state = h1conn._CHUNK_LINE
+        conn.state = h1answer._CHUNK_LINE
         conn._line(b"-5")
         return conn.left, pool.usable("h:1")
 

@@ -19,7 +19,7 @@ import pytest
 from tests.servers.checks import wait_for
 from tests.servers.conns import can_count, established
 
-from omniget.engine.transports import h1conn, h1queue
+from omniget.engine.transports import h1answer, h1conn, h1queue
 from omniget.engine.transports import hop as hops
 from omniget.engine.transports.hop import parse_head
 from omniget.engine.transports.pipeline import DEPTH, FALLBACK, PipelinePool
@@ -379,7 +379,7 @@ def test_bodyless_status_ignores_transfer_encoding(srv: Server, status: bytes) -
 def test_big_body_moves_the_requests_behind_it(
     srv: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(h1conn, "BIG_BODY", 1000)
+    monkeypatch.setattr(h1answer, "BIG_BODY", 1000)
     big = bytes(range(256)) * 20
     srv.route("/big", static(big))
     srv.route("/edge", static(b"e" * 1000))  # not larger than BIG_BODY: nothing moves
@@ -397,9 +397,9 @@ def test_big_body_moves_the_requests_behind_it(
 def test_answer_larger_than_small_body_sends_one_request_at_a_time(
     srv: Server, monkeypatch: pytest.MonkeyPatch, big_body: int | None
 ) -> None:
-    monkeypatch.setattr(h1conn, "SMALL_BODY", 1000)
+    monkeypatch.setattr(h1answer, "SMALL_BODY", 1000)
     if big_body is not None:
-        monkeypatch.setattr(h1conn, "BIG_BODY", big_body)
+        monkeypatch.setattr(h1answer, "BIG_BODY", big_body)
     big = bytes(range(256)) * 20
     srv.route("/big", static(big))
     srv.route("/edge", static(b"e" * 1000))  # not larger than SMALL_BODY
@@ -496,7 +496,7 @@ def abort_then_next(srv: Server, path: str, go: threading.Event) -> list[Hop]:
 def test_receiver_abort_with_much_left_closes_and_resends(
     srv: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(h1conn, "DRAIN_MAX", 1000)
+    monkeypatch.setattr(h1answer, "DRAIN_MAX", 1000)
     go = threading.Event()
     srv.route("/big", big_in_two(go))
     bg, nxt = abort_then_next(srv, "/big", go)
@@ -555,7 +555,7 @@ def test_cancelled_request_with_much_left_closes_its_connection_at_once(
     to a fresh connection) closes its connection when it is cancelled, as a receiver
     that ends one does: its rest is neither waited for nor read (before, the connection
     stayed until the whole rest came, and the next request waited behind it)."""
-    monkeypatch.setattr(h1conn, "DRAIN_MAX", 1000)
+    monkeypatch.setattr(h1answer, "DRAIN_MAX", 1000)
     srv.route("/quiet", stall_after(srv, BIG_HEAD + BIG[:100]))
 
     async def go() -> list[Hop]:

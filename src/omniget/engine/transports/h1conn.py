@@ -9,8 +9,10 @@ requester that says it reads its bytes only during the call (``views``) gets sli
 buffer, any other a copy.
 
 Beside this module: :mod:`.h1queue` (the requests and their queues, shared with the pool),
-:mod:`.h1fields` (what an answer head's header lines say) and :mod:`.h1socket` (opening the
-socket, splicing large bodies from it past user space, stall checks, shutting it down).
+:mod:`.h1answer` (what an answer's head sets for its body, its connection and its origin,
+and an answer its requester ends or drops), :mod:`.h1fields` (what an answer head's header
+lines say) and :mod:`.h1socket` (opening the socket, splicing large bodies from it past
+user space, stall checks, shutting it down).
 """
 
 from __future__ import annotations
@@ -22,10 +24,20 @@ from typing import TYPE_CHECKING
 
 import pycurl
 
-from ..verify import encoded_digests
 from .curlloop import WEIRD_REPLY
-from .decode import DecodeError, Decoder, decoder_for, end_of, to_undo
-from .h1fields import BAD_CODING, line_fault, read_fields, status_line
+from .decode import DecodeError, Decoder, end_of
+from .h1answer import (
+    _BODY,
+    _CHUNK,
+    _CHUNK_END,
+    _CHUNK_LINE,
+    _HEAD,
+    _TO_EOF,
+    _TRAILER,
+    SMALL_BODY,
+    ended_by_requester,
+    head,
+)
 from .h1queue import Pending, give_back
 from .h1socket import can_splice, close_pipe, dial, shut_down, splice, watch
 
@@ -35,25 +47,13 @@ if TYPE_CHECKING:
 
 __all__ = ["SMALL_BODY", "Conn"]
 
-#: A body larger than this stops the requests queued behind it (they move elsewhere).
-BIG_BODY = 2 << 20
-#: Pipelining pays for answers up to this size; after a larger one, its origin gets one
-#: request at a time per connection.
-SMALL_BODY = 256 << 10
-#: Left of an aborted answer's body that is read and dropped to keep the connection.
-DRAIN_MAX = 64 << 10
 #: Most bytes of a head or a chunk line, and of all heads of one answer (its interim
 #: ones' too), each counted up to its blank line.
 MAX_HEAD = 64 << 10
-#: Header lines of one answer's heads, its interim ones' included (libcurl 8 refuses
-#: more than 5000 fields, and past 300 KiB of heads).
-MAX_FIELDS = 5000
 #: Read buffer of one connection: answers are parsed in place, bodies written from it.
 READ_SIZE = 512 << 10
 HEAD_READ = 16 << 10  # read size for the head of an answer expected to be large
 
-# (_CHUNK_END: the CRLF after a chunk's data)
-_HEAD, _BODY, _CHUNK_LINE, _CHUNK, _CHUNK_END, _TRAILER, _TO_EOF = range(7)
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
@@ -74,7 +74,7 @@ class Conn(asyncio.BufferedProtocol):
         self.state = _HEAD
         self.left = 0  # body or chunk bytes still to come
         self.keep = True  # the current answer lets the connection live on
-        self.early = 0  # bytes of the current answer's interim heads (see _bound)
+        self.early = 0  # bytes of the current answer's interim heads (see h1answer)
         self.early_lines = 0  # and their header lines
         self.drain = False  # the current answer's body is read and dropped
         self.decoder: Decoder | None = None
@@ -185,7 +185,7 @@ class Conn(asyncio.BufferedProtocol):
                         return
                     break
                 if st == _HEAD:
-                    ok = self._head(bytes(buf[pos : end + 2]))
+                    ok = head(self, bytes(buf[pos : end + 2]))
                     pos = end + 4
                 else:
                     ok = self._line(bytes(buf[pos:end]))
@@ -198,106 +198,6 @@ class Conn(asyncio.BufferedProtocol):
             self.have = n - pos
         elif self.sock >= 0 and self.state == _BODY and not self.done:
             self.splicing = can_splice(self)
-
-    def _head(self, block: bytes) -> bool:
-        """Parse one answer head (``block`` ends with the last line's CRLF)."""
-        if not self.queue:
-            self._broken("an answer nobody asked for")
-            return False
-        p = self.queue[0]
-        # as text (latin-1: one character per byte); its lines are made only if read
-        text = block.decode("latin-1")
-        got = status_line(block, text)
-        if isinstance(got, str):
-            self._broken(got)
-            return False
-        status, rest = got
-        v11 = block[7] == 49  # (HTTP/1.1)
-        if 100 <= status < 200:
-            if status == 101:
-                self._broken("unexpected protocol switch")
-                return False
-            fault = line_fault(rest)  # (what libcurl refuses in any head)
-            if fault:
-                self._broken(fault)
-                return False
-            return self._bound(block)  # an interim answer: the real one follows
-        # (its bytes are within its search's window; more than MAX_FIELDS lines take
-        # three bytes each at least)
-        if self.early or len(block) > 3 * MAX_FIELDS:
-            if not self._bound(block):
-                return False
-            self.early = self.early_lines = 0
-        read = read_fields(rest)
-        if isinstance(read, str):
-            if read == BAD_CODING:  # (libcurl reads it)
-                return self._refuse_answer(p)
-            self._broken(read)
-            return False
-        headers, length, chunked, conn, encoding = read
-        # faulty framing (RFC 9112 6.1, 6.3), maybe response splitting: read as chunked,
-        # as libcurl does, and nothing more from this connection
-        faulty = chunked and (length is not None or not v11)
-        decoder = None
-        if encoding:  # (an identity body, as most, asks nothing more)
-            encoding = to_undo(encoding, headers, p.hop.url)
-        if encoding:
-            try:
-                decoder = decoder_for(encoding, encoded_digests(headers, status=status))
-            except KeyError:
-                return self._refuse_answer(p)
-        self.keep = "close" not in conn and (v11 or "keep-alive" in conn)
-        if status in (204, 304):
-            self.state, length = _BODY, 0
-        elif chunked:
-            self.state, length = _CHUNK_LINE, None
-        elif length is not None:
-            self.state = _BODY
-        else:
-            self.state = _TO_EOF
-            self.keep = False
-        if self.state == _TO_EOF:
-            self.pool.pause(self.origin.key)
-        elif (length or 0) > SMALL_BODY:
-            self.pool.one_by_one(self.origin.key)
-        if not self.keep and not self.answered and self.state != _TO_EOF:
-            self.pool.refuse(self.origin.key)  # the server does not keep connections
-        if faulty:
-            self.keep = False
-        if not self.keep or self.state == _TO_EOF or (length or 0) > BIG_BODY:
-            self._stop_behind()  # (a large body would hold the rest up)
-        self.left = length or 0
-        self.decoder = decoder
-        self.encoded = False  # the decoder has seen body bytes
-        self.drain = False
-        short = self.state == _BODY and self.left <= DRAIN_MAX  # (its rest may be drained)
-        if not p.dropped:
-            p.got = True
-            p.hop.head_block = block
-            p.hop.parsed = (status, headers)
-            if not short:  # dropped in the middle: close at once (see _dropped)
-                p.hop.fut.add_done_callback(lambda fut: self._dropped(p, fut))
-        elif short:
-            self.drain = True
-        else:  # a long answer nobody wants any more: not read to its end
-            self._shut()
-            return False
-        if self.state == _BODY and self.left == 0:
-            return self.complete()
-        return True
-
-    def _bound(self, block: bytes) -> bool:
-        """Count ``block`` (a head, up to its blank line) with the interim heads before
-        it: past MAX_FIELDS header lines in all, the server broke the protocol (an
-        endless run of 1xx answers would keep the request alive for ever; their bytes,
-        MAX_HEAD in all, are held by the search for each head's end). True if the
-        answer goes on."""
-        self.early += len(block) - 2
-        self.early_lines += block.count(b"\r\n") - 1
-        if self.early_lines > MAX_FIELDS:
-            self._broken("too many header lines")
-            return False
-        return True
 
     def _line(self, line: bytes) -> bool:
         """A chunk-size line, the end of a chunk's data or a trailer line."""
@@ -342,30 +242,8 @@ class Conn(asyncio.BufferedProtocol):
             if not chunk:
                 return True
         if p.hop.on_write(chunk) == 0:  # the sink ended it (or refused the head)
-            return self.ended_by_requester(p)
+            return ended_by_requester(self, p)
         return True
-
-    def _dropped(self, p: Pending, fut: asyncio.Future[tuple[int, str]]) -> None:
-        """``p``'s requester cancelled it while its long answer came (a quiet span whose
-        bytes went to a fresh connection): close now, as for a receiver that ends one, so
-        the rest is not read for nobody and the connection's place is free at once."""
-        head = not self.done and bool(self.queue) and self.queue[0] is p
-        if fut.cancelled() and head and not (self.state == _BODY and self.left <= DRAIN_MAX):
-            self._shut()
-
-    def ended_by_requester(self, p: Pending) -> bool:
-        """The requester ended its answer early: drop the rest of a short body to keep the
-        connection, else close it. True if the connection goes on."""
-        self.queue.popleft()
-        p.hop.finish(pycurl.E_WRITE_ERROR, "ended by the receiver")
-        if self.state == _BODY and self.left <= DRAIN_MAX:
-            drop = Pending(p.hop, b"")  # placeholder: read and drop the rest
-            drop.got = True
-            self.queue.appendleft(drop)
-            self.drain = True
-            return True
-        self._shut()
-        return False
 
     def complete(self) -> bool:
         """The answer at the head of the queue is complete."""
@@ -374,7 +252,7 @@ class Conn(asyncio.BufferedProtocol):
         self.state = _HEAD
         self.decoder = None
         self.drain = False
-        if not self.keep:  # (refused in _head if it was the connection's first answer)
+        if not self.keep:  # (refused in h1answer.head if it was the connection's first answer)
             self._shut()
             return False
         if not self.queue and self.closing:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pycurl
 
 from .curlloop import STALLED
+from .h1answer import ended_by_requester
 
 if TYPE_CHECKING:
     from .h1conn import Conn
@@ -132,7 +133,7 @@ def splice(conn: Conn) -> bool:
     conn.left -= got
     if p.hop.on_pipe(rfd, got) == 0:  # the sink ended it
         close_pipe(conn)  # (it may have left bytes in the pipe)
-        conn.ended_by_requester(p)
+        ended_by_requester(conn, p)
     elif conn.left == 0:
         conn.complete()
     elif conn.sock >= 0:
