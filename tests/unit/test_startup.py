@@ -212,7 +212,8 @@ def test_subpackages_are_still_attributes_of_the_package() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["job", "existing", "resume", "finish", "plain", "pieces", "stream", "core"]
+    "module",
+    ["job", "existing", "resume", "finish", "plain", "pieces", "piecesink", "stream", "core"],
 )
 def test_the_modules_of_a_file_job_import_in_any_order(module: str) -> None:
     # (job.py and the modules its FileJob is cut into import one another: whichever one

@@ -8,6 +8,9 @@ transform) and recorded in the journal, with a fingerprint of its bytes in the p
 bytes the part file no longer holds (overwritten, or replaced by a file that got its inode
 number). Pieces whose offset cannot be known in advance (unknown sizes before them) are
 staged in ``NAME.omniget-part.d/`` and appended in order at the end.
+
+A piece's bytes as they come (where they go, the sink that writes them, the checks once it
+is whole) are :mod:`.piecesink`'s.
 """
 
 from __future__ import annotations
@@ -15,20 +18,12 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import (
-    Cancelled,
-    IntegrityError,
-    OmnigetError,
-    StorageError,
-    TransferError,
-    TransientError,
-)
-from ..model import Piece, Transform
+from ..errors import Cancelled, OmnigetError, StorageError, TransferError
+from ..model import Piece
 from .assemble import PartFile, part_path, storage_error
 from .checkpoints import piece_done
 from .context import ChunkKey, output_key
@@ -36,17 +31,11 @@ from .events import PieceDone, Retrying, Warned
 from .job import FileJob
 from .journal import Print
 from .names import contain
+from .piecesink import Out, PieceSink, check
 from .prints import Ends, changed
 from .resume import not_resumable
 from .scheduler import Ticket
-from .transports.base import (
-    Head,
-    Request,
-    StopTransfer,
-    check_status,
-    fetch_when_granted,
-    skip_prefix,
-)
+from .transports.base import Request, fetch_when_granted
 from .verify import StreamHasher
 
 __all__ = ["ChunkSource", "PieceDownload"]
@@ -71,95 +60,6 @@ CHANGED = (
     "its part file does not hold the bytes the resume journal recorded for some of its"
     " pieces (changed since the last run?); fetching those again"
 )
-
-
-class _Out:
-    """Where a piece's output goes: the part file at an offset (``ends``: the ends of
-    what is written there, for its fingerprint), or its own staging file."""
-
-    def __init__(self, part: PartFile, offset: int, ends: Ends | None = None) -> None:
-        self.part = part
-        self.offset = offset
-        self.pos = 0
-        self.ends = ends
-
-    def write(self, data: bytes) -> None:
-        if data:
-            self.part.write_at(data, self.offset + self.pos)
-            self.pos += len(data)
-            if self.ends is not None:
-                self.ends.update(data)
-
-
-class _PieceSink:
-    def __init__(self, job: FileJob, piece: Piece, out: _Out) -> None:
-        self.job = job
-        self.piece = piece
-        self.out = out
-        self.skip = 0
-        self.left = piece.range.length if piece.range is not None else None
-        self.fetched = StreamHasher(piece.fetched_digest.algo) if piece.fetched_digest else None
-        self.output = StreamHasher(piece.digest.algo) if piece.digest else None
-        self.inflate = zlib.decompressobj() if piece.transform is Transform.ZLIB else None
-
-    def on_head(self, head: Head) -> None:
-        check_status(head, head.url)
-        rng = self.piece.range
-        if rng is None or (rng.start == 0 and rng.end is None):
-            return
-        if head.status == 206:
-            cr = head.content_range
-            if cr is None or cr[0] != rng.start:
-                raise TransientError(f"wrong byte range answered by {head.url}")
-            return
-        self.skip = rng.start  # Range ignored: the body starts at byte 0
-
-    def on_data(self, data: bytes) -> None:
-        if self.skip:
-            data, self.skip = skip_prefix(data, self.skip)
-            if not data:
-                return
-        stop = False
-        if self.left is not None:
-            if len(data) > self.left:  # the server sends more than we asked
-                data = data[: self.left]
-                stop = True
-            self.left -= len(data)
-        self.job.fetched += len(data)
-        if self.fetched is not None:
-            self.fetched.update(data)
-        out = data
-        if self.inflate is not None:
-            try:
-                out = self.inflate.decompress(data)
-            except zlib.error as exc:
-                raise IntegrityError(f"bad zlib data in {self.job.item.filename}: {exc}") from exc
-            if self.inflate.unused_data:  # (only ever set at the stream's end)
-                raise IntegrityError(
-                    f"{len(self.inflate.unused_data)} bytes after the end of the zlib stream"
-                    f" of a piece of {self.job.item.filename}"
-                )
-        self._emit(out)
-        if stop:
-            raise StopTransfer
-
-    def _emit(self, out: bytes) -> None:
-        if out:
-            self.out.write(out)
-            self.job.written += len(out)
-            if self.output is not None:
-                self.output.update(out)
-
-    def finish(self) -> None:
-        if self.left:
-            raise TransientError(f"connection closed {self.left} bytes early")
-        if self.inflate is not None:
-            try:
-                self._emit(self.inflate.flush())
-            except zlib.error as exc:
-                raise IntegrityError(f"bad zlib data in {self.job.item.filename}: {exc}") from exc
-            if not self.inflate.eof:
-                raise IntegrityError(f"truncated zlib stream in {self.job.item.filename}")
 
 
 class PieceDownload:
@@ -288,16 +188,16 @@ class PieceDownload:
                 self.ctx.journal_failed(exc)
         return done
 
-    def _out(self, idx: int) -> _Out:
+    def _out(self, idx: int) -> Out:
         offset = self.offsets[idx]
         if offset is not None:
             assert self.job.part is not None
-            return _Out(self.job.part, offset, Ends())
+            return Out(self.job.part, offset, Ends())
         assert self.stage_dir is not None and self.job.final is not None
         stage = PartFile(self.stage_dir / str(idx), fresh=True)
-        return _Out(stage, 0)
+        return Out(stage, 0)
 
-    async def _produce(self, piece: Piece, out: _Out) -> int:
+    async def _produce(self, piece: Piece, out: Out) -> int:
         """Put one piece's output bytes in place; returns the output size."""
         try:
             if piece.local is not None:
@@ -344,8 +244,8 @@ class PieceDownload:
         part = part_path(final)
         return part if part.exists() else final
 
-    async def _fetch(self, piece: Piece, out: _Out, ticket: Ticket) -> int:
-        sink = _PieceSink(self.job, piece, out)
+    async def _fetch(self, piece: Piece, out: Out, ticket: Ticket) -> int:
+        sink = PieceSink(self.job, piece, out)
         req = Request(
             piece.url,
             headers=self.job.item.headers,
@@ -355,10 +255,10 @@ class PieceDownload:
         )
         await fetch_when_granted(self.ctx.transport_for(piece.url), req, sink, ticket)
         sink.finish()
-        _check(piece, sink.fetched, sink.output, out.pos, self.job.item.filename)
+        check(piece, sink.fetched, sink.output, out.pos, self.job.item.filename)
         return out.pos
 
-    async def _copy_shared(self, key: ChunkKey, piece: Piece, out: _Out) -> int | None:
+    async def _copy_shared(self, key: ChunkKey, piece: Piece, out: Out) -> int | None:
         fut = self.ctx.chunks.get(key)
         if fut is None:
             return None
@@ -367,7 +267,7 @@ class PieceDownload:
             return None
         return self._copy_from(src.path_getter(), src.offset, src.size, piece, out)
 
-    async def _copy_local(self, piece: Piece, out: _Out) -> int:
+    async def _copy_local(self, piece: Piece, out: Out) -> int:
         local = piece.local
         assert local is not None
         path = Path(local.path) if os.path.isabs(local.path) else contain(self.ctx.dest, local.path)
@@ -400,7 +300,7 @@ class PieceDownload:
                 raise storage_error(exc, path, "reading") from exc
         return self._copy_from(path, start, length, piece, out)
 
-    def _copy_from(self, path: Path, start: int, length: int, piece: Piece, out: _Out) -> int:
+    def _copy_from(self, path: Path, start: int, length: int, piece: Piece, out: Out) -> int:
         hasher = StreamHasher(piece.digest.algo) if piece.digest else None
         try:
             with open(path, "rb") as f:
@@ -417,7 +317,7 @@ class PieceDownload:
                     left -= len(block)
         except OSError as exc:
             raise storage_error(exc, path, "reading") from exc
-        _check(piece, None, hasher, out.pos, self.job.item.filename)
+        check(piece, None, hasher, out.pos, self.job.item.filename)
         return out.pos
 
     def _assemble(self) -> int:
@@ -488,22 +388,3 @@ def _offsets(pieces: tuple[Piece, ...]) -> list[int | None]:
 def _chunk_key(piece: Piece) -> ChunkKey | None:
     d = piece.fetched_digest
     return None if d is None else (d.algo, d.hex, piece.transform.value)
-
-
-def _check(
-    piece: Piece,
-    fetched: StreamHasher | None,
-    output: StreamHasher | None,
-    size: int,
-    name: str,
-) -> None:
-    if piece.size is not None and size != piece.size:
-        raise IntegrityError(f"piece of {name}: expected {piece.size} bytes, got {size}")
-    if fetched is not None and piece.fetched_digest is not None:
-        got = fetched.hexdigest()
-        if got != piece.fetched_digest.hex:
-            raise IntegrityError(f"piece of {name}: {piece.fetched_digest.algo} mismatch ({got})")
-    if output is not None and piece.digest is not None:
-        got = output.hexdigest()
-        if got != piece.digest.hex:
-            raise IntegrityError(f"piece of {name}: {piece.digest.algo} mismatch ({got})")

@@ -1,0 +1,129 @@
+"""One piece of a :class:`~.pieces.PieceDownload` as its bytes come: where they go (the
+part file at the piece's offset, with the ends of what is written there for its
+fingerprint, or a staging file of its own: :class:`Out`), the sink that counts, hashes,
+inflates (a zlib piece) and writes them (:class:`PieceSink`), and the checks of the
+piece's size and digests once it is whole (:func:`check`).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from ..errors import IntegrityError, TransientError
+from ..model import Piece, Transform
+from .assemble import PartFile
+from .job import FileJob
+from .prints import Ends
+from .transports.base import Head, StopTransfer, check_status, skip_prefix
+from .verify import StreamHasher
+
+__all__ = ["Out", "PieceSink", "check"]
+
+
+class Out:
+    """Where a piece's output goes: the part file at an offset (``ends``: the ends of
+    what is written there, for its fingerprint), or its own staging file."""
+
+    def __init__(self, part: PartFile, offset: int, ends: Ends | None = None) -> None:
+        self.part = part
+        self.offset = offset
+        self.pos = 0
+        self.ends = ends
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self.part.write_at(data, self.offset + self.pos)
+            self.pos += len(data)
+            if self.ends is not None:
+                self.ends.update(data)
+
+
+class PieceSink:
+    def __init__(self, job: FileJob, piece: Piece, out: Out) -> None:
+        self.job = job
+        self.piece = piece
+        self.out = out
+        self.skip = 0
+        self.left = piece.range.length if piece.range is not None else None
+        self.fetched = StreamHasher(piece.fetched_digest.algo) if piece.fetched_digest else None
+        self.output = StreamHasher(piece.digest.algo) if piece.digest else None
+        self.inflate = zlib.decompressobj() if piece.transform is Transform.ZLIB else None
+
+    def on_head(self, head: Head) -> None:
+        check_status(head, head.url)
+        rng = self.piece.range
+        if rng is None or (rng.start == 0 and rng.end is None):
+            return
+        if head.status == 206:
+            cr = head.content_range
+            if cr is None or cr[0] != rng.start:
+                raise TransientError(f"wrong byte range answered by {head.url}")
+            return
+        self.skip = rng.start  # Range ignored: the body starts at byte 0
+
+    def on_data(self, data: bytes) -> None:
+        if self.skip:
+            data, self.skip = skip_prefix(data, self.skip)
+            if not data:
+                return
+        stop = False
+        if self.left is not None:
+            if len(data) > self.left:  # the server sends more than we asked
+                data = data[: self.left]
+                stop = True
+            self.left -= len(data)
+        self.job.fetched += len(data)
+        if self.fetched is not None:
+            self.fetched.update(data)
+        out = data
+        if self.inflate is not None:
+            try:
+                out = self.inflate.decompress(data)
+            except zlib.error as exc:
+                raise IntegrityError(f"bad zlib data in {self.job.item.filename}: {exc}") from exc
+            if self.inflate.unused_data:  # (only ever set at the stream's end)
+                raise IntegrityError(
+                    f"{len(self.inflate.unused_data)} bytes after the end of the zlib stream"
+                    f" of a piece of {self.job.item.filename}"
+                )
+        self._emit(out)
+        if stop:
+            raise StopTransfer
+
+    def _emit(self, out: bytes) -> None:
+        if out:
+            self.out.write(out)
+            self.job.written += len(out)
+            if self.output is not None:
+                self.output.update(out)
+
+    def finish(self) -> None:
+        if self.left:
+            raise TransientError(f"connection closed {self.left} bytes early")
+        if self.inflate is not None:
+            try:
+                self._emit(self.inflate.flush())
+            except zlib.error as exc:
+                raise IntegrityError(f"bad zlib data in {self.job.item.filename}: {exc}") from exc
+            if not self.inflate.eof:
+                raise IntegrityError(f"truncated zlib stream in {self.job.item.filename}")
+
+
+
+def check(
+    piece: Piece,
+    fetched: StreamHasher | None,
+    output: StreamHasher | None,
+    size: int,
+    name: str,
+) -> None:
+    if piece.size is not None and size != piece.size:
+        raise IntegrityError(f"piece of {name}: expected {piece.size} bytes, got {size}")
+    if fetched is not None and piece.fetched_digest is not None:
+        got = fetched.hexdigest()
+        if got != piece.fetched_digest.hex:
+            raise IntegrityError(f"piece of {name}: {piece.fetched_digest.algo} mismatch ({got})")
+    if output is not None and piece.digest is not None:
+        got = output.hexdigest()
+        if got != piece.digest.hex:
+            raise IntegrityError(f"piece of {name}: {piece.digest.algo} mismatch ({got})")
