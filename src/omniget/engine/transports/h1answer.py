@@ -144,8 +144,8 @@ def _dropped(conn: Conn, p: Pending, fut: asyncio.Future[tuple[int, str]]) -> No
     """``p``'s requester cancelled it while its long answer came (a quiet span whose
     bytes went to a fresh connection): close now, as for a receiver that ends one, so
     the rest is not read for nobody and the connection's place is free at once."""
-    head = not conn.done and bool(conn.queue) and conn.queue[0] is p
-    if fut.cancelled() and head and not (conn.state == _BODY and conn.left <= DRAIN_MAX):
+    first = not conn.done and bool(conn.queue) and conn.queue[0] is p
+    if fut.cancelled() and first and not (conn.state == _BODY and conn.left <= DRAIN_MAX):
         conn._shut()
 
 

@@ -1,5 +1,6 @@
 """What the header lines of an answer's head say, read once per answer for a pipelined
-connection (:mod:`.h1conn`): its headers, and how its body is framed and coded.
+connection (:mod:`.h1conn`; read by :mod:`.h1answer`): its headers, and how its body is
+framed and coded.
 """
 
 from __future__ import annotations
