@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 #: between syncs): a disk that takes longer does not hold the run up, and what those syncs
 #: make durable is not recorded as synced (a rerun after a reboot fetches it again).
 SYNC_WAIT = 5.0
+
+#: A file's ``last_sync`` once a sync of it failed: none is due again in this run (see
+#: _start_sync), and what it wrote stays unsynced in its record.
+NO_MORE_SYNCS = math.inf
 
 #: A file's record that another run dropped under it (see record_lost) ...
 RECORD_GONE = (
@@ -205,7 +210,7 @@ def _sync_due(job: FileJob, now: float) -> None:
     record what was written before it as synced (what a run after a power loss
     trusts; see journal.py). One sync of a file at a time: one due while another is
     under way starts when that one returned (a later sync recorded first would be
-    rolled back by the earlier one's smaller record)."""
+    rolled back by the earlier one's smaller record). None after one that failed."""
     part, ctx = job.part, job.ctx
     if part is None or now - job.last_sync < ctx.settings.fsync_seconds:
         return
@@ -244,11 +249,16 @@ def _start_sync(job: FileJob, sync: PartSync) -> None:
                 os.close(waiting.fd)
             return
         ctx.syncs.discard(fut)
-        if not fut.cancelled() and fut.result() and sync.gen == job.generation:
+        ok = not fut.cancelled() and fut.result()
+        if ok and sync.gen == job.generation:
             _record_synced(job, sync)
+        elif not ok:
+            # (a failed fdatasync may have dropped dirty pages, marked clean: a later one
+            # returns well without them. No sync of this file records anything more.)
+            job.last_sync = NO_MORE_SYNCS
         if waiting is None:
             return
-        if waiting.gen != job.generation:  # (its bytes are forgotten)
+        if not ok or waiting.gen != job.generation:  # (see above; its bytes are forgotten)
             os.close(waiting.fd)
             return
         _start_sync(job, waiting)

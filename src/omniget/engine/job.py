@@ -131,7 +131,7 @@ class FileJob:
         self._last_progress = 0.0
         self.last_ckpt = time.monotonic()
         self.next_tick = 0.0  # monotonic time of the next progress event or checkpoint
-        self.last_sync = time.monotonic()
+        self.last_sync = time.monotonic()  # (inf once a sync failed: see checkpoints.py)
         self.saved: Saved = NOTHING_SAVED  # the spans last committed as written
         self.unsynced: list[int] = []  # pieces in the part file done since the last sync
         self.generation = 0  # bumped when every byte is forgotten (a late sync is stale)
