@@ -30,7 +30,7 @@ from .emitter import Emitter
 from .events import Event, EventHandler, Failed, ignore
 from .job import FileJob
 from .journal import Journal
-from .outputs import missing_top, register_output, remove_if_empty
+from .outputs import make_folders, register_output, remove_if_empty
 from .pulled import OffLoop, may_block
 from .ratelimit import RateLimit
 from .report import FileResult, Report
@@ -279,9 +279,8 @@ class Engine:
         )
         if not s.limit_rate:
             share_limits(ctx.transports, ctx.limits)
-        made = missing_top(dest_path)  # removed again at the end if nothing went in
         try:  # (after the transports: a bad cookies file leaves no empty folder behind)
-            dest_path.mkdir(parents=True, exist_ok=True)
+            made = make_folders(dest_path)  # removed again at the end if nothing went in
         except OSError as exc:
             why = "a file is in the way" if exc.errno == errno.EEXIST else exc.strerror
             # (as its files' paths are made: symlinks resolved, normalised)
@@ -419,8 +418,8 @@ class Engine:
                 watcher.cancel()
             ctx.syncs = None  # (end_syncs not reached: a later sync records nothing)
             ctx.close()
-            if made is not None:
-                remove_if_empty(dest_path, made)
+            if made:
+                remove_if_empty(made)
             self._stoppers.discard(stop)
             emit.interrupt = None
             ended.set_result(None)

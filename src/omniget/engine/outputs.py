@@ -1,10 +1,14 @@
 """Where a run's files go: each item's output path resolved and claimed
 (:func:`register_output`), and the output folder a run made removed again if nothing went
-in (:func:`missing_top`, :func:`remove_if_empty`). The run itself is :mod:`.core`."""
+in (:func:`make_folders`, :func:`remove_if_empty`). The run itself is :mod:`.core`."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import os
+import stat
 from pathlib import Path
 
 from ..errors import OmnigetError
@@ -12,7 +16,7 @@ from ..model import Item
 from .context import RunContext
 from .names import contain_text
 
-__all__ = ["missing_top", "register_output", "remove_if_empty"]
+__all__ = ["make_folders", "register_output", "remove_if_empty"]
 
 
 def register_output(ctx: RunContext, item: Item) -> tuple[
@@ -31,22 +35,44 @@ def register_output(ctx: RunContext, item: Item) -> tuple[
     return path, text, *ctx.register_output(path, text)
 
 
-def missing_top(path: Path) -> Path | None:
-    """The outermost folder of ``path`` (itself included) that does not exist yet."""
-    top = None
-    while not path.exists() and path != path.parent:
-        top, path = path, path.parent
-    return top
-
-
-def remove_if_empty(path: Path, top: Path) -> None:
-    """Remove the folders this run made for its output (``path`` up to ``top``) if they
-    stayed empty: a run that failed (a typo in the URL) leaves no folder behind, as wget."""
-    while True:
+def make_folders(path: Path) -> list[Path]:
+    """Make the folder ``path`` and its missing parents, as ``mkdir -p``: the folders
+    made, innermost first (only those: ``x/../kept``, ``kept`` there already, makes
+    ``x`` alone). OSError as mkdir raises it, the folders made by then removed again
+    (a file in the way of ``x/../afile``: ``x`` goes)."""
+    missing: list[Path] = []  # (as written: x/../y goes through x/.., which x makes)
+    while path != path.parent:
         try:
-            path.rmdir()  # (only ever an empty folder)
-        except OSError:
-            return
-        if path == top:
-            return
-        path = path.parent
+            st = os.stat(path)
+        except OSError:  # (missing, or mkdir says why)
+            missing.append(path)
+            path = path.parent
+            continue
+        if not missing and not stat.S_ISDIR(st.st_mode):  # (as mkdir -p says it)
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
+        break
+    made: list[Path] = []
+    try:
+        for folder in reversed(missing):
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                if not folder.is_dir():
+                    raise
+            else:
+                made.append(folder)
+    except OSError:
+        made.reverse()
+        remove_if_empty(made)
+        raise
+    made.reverse()
+    return made
+
+
+def remove_if_empty(made: list[Path]) -> None:
+    """Remove the folders this run made for its output (``made``, innermost first) that
+    stayed empty: a run that failed (a typo in the URL) leaves no folder behind, as
+    wget. Each is tried (``x`` of ``x/../y`` does not hold ``y``)."""
+    for folder in made:
+        with contextlib.suppress(OSError):  # (only ever an empty folder)
+            folder.rmdir()
