@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from .job import FileJob
 
 __all__ = [
-    "NOTHING_SAVED", "SYNC_WAIT", "PartSync", "Saved", "end_syncs", "ensure_record",
-    "forget_bytes", "piece_done", "record_size", "save_spans",
+    "NOTHING_SAVED", "SYNC_THREADS", "SYNC_WAIT", "PartSync", "Saved", "end_syncs",
+    "ensure_record", "forget_bytes", "piece_done", "record_size", "save_spans", "stop_syncs",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 #: between syncs): a disk that takes longer does not hold the run up, and what those syncs
 #: make durable is not recorded as synced (a rerun after a reboot fetches it again).
 SYNC_WAIT = 5.0
+
+#: Part-file syncs run on threads of their own (at most this many at once), not in the
+#: loop's default executor: a slow disk's syncs do not hold up what runs there (hashing
+#: a finished file, the journal's clean-up at close, a name's lookup).
+SYNC_THREADS = 2
 
 #: A file's ``last_sync`` once a sync of it failed: none is due again in this run (see
 #: _start_sync), and what it wrote stays unsynced in its record.
@@ -206,7 +211,7 @@ class PartSync:
 
 
 def _sync_due(job: FileJob, now: float) -> None:
-    """Every ``fsync_seconds``: fdatasync the part file on a worker thread, then
+    """Every ``fsync_seconds``: fdatasync the part file on a sync thread, then
     record what was written before it as synced (what a run after a power loss
     trusts; see journal.py). One sync of a file at a time: one due while another is
     under way starts when that one returned (a later sync recorded first would be
@@ -238,7 +243,12 @@ def _sync_due(job: FileJob, now: float) -> None:
 def _start_sync(job: FileJob, sync: PartSync) -> None:
     ctx = job.ctx
     assert ctx.syncs is not None
-    synced = asyncio.get_running_loop().run_in_executor(None, _sync_and_close, sync.fd)
+    pool = ctx.sync_pool
+    if pool is None:  # (the run's first sync: a run of small files makes none)
+        from concurrent.futures import ThreadPoolExecutor  # (here: not at start-up)
+
+        pool = ctx.sync_pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="omniget-sync")
+    synced = asyncio.get_running_loop().run_in_executor(pool, _sync_on_pool, ctx, sync.fd)
     ctx.syncs.add(synced)
     ctx.syncing[job] = None
 
@@ -292,6 +302,23 @@ async def end_syncs(ctx: RunContext) -> None:
                       len(late), SYNC_WAIT)
     finally:
         ctx.syncs = None
+
+
+def stop_syncs(ctx: RunContext) -> None:
+    """The run is over: a sync that returns later records nothing; those not started
+    yet close their descriptors unsynced. The run does not wait for the sync threads
+    (end_syncs did, SYNC_WAIT at most)."""
+    ctx.syncs = None
+    pool, ctx.sync_pool = ctx.sync_pool, None
+    if pool is not None:
+        pool.shutdown(wait=False)
+
+
+def _sync_on_pool(ctx: RunContext, fd: int) -> bool:
+    if ctx.syncs is None:  # (queued past the run's end: nothing would record it)
+        os.close(fd)
+        return False
+    return _sync_and_close(fd)
 
 
 def _sync_and_close(fd: int) -> bool:

@@ -31,6 +31,7 @@ from .transports.base import Transport, transport_for
 
 if TYPE_CHECKING:
     import random
+    from concurrent.futures import ThreadPoolExecutor
 
     from .checkpoints import PartSync
     from .job import FileJob
@@ -210,6 +211,8 @@ class RunContext:
     #: Files with a part-file sync under way, and the sync due after it (None: none yet):
     #: one sync of a file at a time, so that they are recorded in order.
     syncing: dict[FileJob, PartSync | None] = field(default_factory=dict, repr=False)
+    #: The threads those syncs run on, made at the run's first (see checkpoints.py).
+    sync_pool: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     #: True once every item of the run is registered in ``outputs``.
     listed: bool = False

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import Cancelled, OmnigetError, StorageError, folder_error
 from ..model import Item
 from ..settings import Settings, default_state_dir
-from .checkpoints import end_syncs
+from .checkpoints import end_syncs, stop_syncs
 from .context import Refresher, RunContext, SetupSlot, SetupSlots
 from .durable import Durability
 from .emitter import Emitter
@@ -416,7 +416,7 @@ class Engine:
         finally:
             if watcher is not None:
                 watcher.cancel()
-            ctx.syncs = None  # (end_syncs not reached: a later sync records nothing)
+            stop_syncs(ctx)  # (a sync back later records nothing; its thread is not awaited)
             ctx.close()
             if made:
                 remove_if_empty(made)
