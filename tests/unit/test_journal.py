@@ -408,6 +408,27 @@ def test_another_boot_trusts_only_synced_pieces(tmp_path: Path) -> None:
         assert j.pieces(KEY) == {0: 10, 2: 12}
 
 
+def test_keep_synced_cuts_written_spans_and_pieces_back_to_the_synced_ones(
+    tmp_path: Path,
+) -> None:
+    """The disk failed a sync: what was written since is not trusted on this boot either."""
+    path = tmp_path / FILENAME
+    with Journal(path, boot="one") as j:
+        start(j)
+        for i in range(3):
+            j.piece_done(KEY, i, 10 + i)
+        j.save_spans(KEY, [(0, 300)])
+        j.save_synced(KEY, [(0, 100)], [1])
+        j.save_spans(KEY, [(0, 600)])
+        j.keep_synced(KEY)
+        assert j.spans(KEY) == [(0, 100)] and j.pieces(KEY) == {1: 11}
+        j.finish(KEY, size=1000, digest=None)
+        j.keep_synced(KEY)  # (a file done meanwhile: nothing)
+        assert j.spans(KEY) == [] and j.get(KEY) is not None
+    with Journal(path, boot="two") as j:
+        assert j.spans(KEY) == []
+
+
 def test_reset_and_finish_drop_synced_spans(tmp_path: Path) -> None:
     path = tmp_path / FILENAME
     with Journal(path, boot="one") as j:

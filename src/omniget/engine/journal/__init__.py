@@ -306,6 +306,20 @@ class Journal(Handle):
                 [(key, i) for i in pieces],
             )
 
+    def keep_synced(self, key: str, *, own: Owner | None = None) -> None:
+        """Cut ``key``'s written spans (and their fingerprints) back to those synced, and
+        drop its pieces not synced: the disk failed to take what was written since (a
+        no-op for a file done or gone meanwhile, or given ``own``, not the caller's)."""
+        where, args = owned(own)
+        with self._conn("checkpoint", tx=True) as db:
+            cur = db.execute(
+                "UPDATE files SET spans = synced, prints = synced_prints, updated = ?"
+                " WHERE key = ? AND done = 0" + where,
+                (self._now(), key, *args),
+            )
+            if cur.rowcount:
+                db.execute("DELETE FROM pieces WHERE key = ? AND boot IS NOT NULL", (key,))
+
     def piece_done(
         self, key: str, index: int, size: int, fingerprint: Print | None = None, *,
         own: Owner | None = None,
