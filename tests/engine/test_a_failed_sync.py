@@ -56,7 +56,7 @@ def test_after_a_failed_sync_no_later_sync_of_the_file_adds_to_its_synced_spans(
             return sync(fd)
         failed.wait(60)
         sync(fd)
-        return False  # (as an fdatasync that met EIO)
+        return False  # (as a sync that failed otherwise than with EIO: see DATA_LOST)
 
     recorded: list[list[Interval]] = []
     record_synced = checkpoints._record_synced

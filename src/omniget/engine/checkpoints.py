@@ -6,6 +6,7 @@ run drops or takes meanwhile (the record's key is the download's, not the name's
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import math
 import os
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "NOTHING_SAVED", "SYNC_THREADS", "SYNC_WAIT", "PartSync", "Saved", "end_syncs",
     "ensure_record", "forget_bytes", "piece_done", "record_size", "save_spans", "stop_syncs",
+    "sync_lost",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,14 @@ SYNC_THREADS = 2
 #: A file's ``last_sync`` once a sync of it failed: none is due again in this run (see
 #: _start_sync), and what it wrote stays unsynced in its record.
 NO_MORE_SYNCS = math.inf
+
+#: What a failed fdatasync says when the data did not make it to the disk (write-back
+#: failed; no room for it): the file's bytes since the last good sync are not trusted
+#: even in this boot (on Linux, pages whose write-back failed are marked clean: once
+#: evicted, a read gives what is on the disk). The file fails, its record cut back to
+#: what was synced. Other errors (EINVAL, EROFS on file systems that do not sync, EBADF)
+#: only stop what the file's syncs record.
+DATA_LOST = frozenset({errno.EIO, errno.ENOSPC, errno.EDQUOT})
 
 #: A file's record that another run dropped under it (see record_lost) ...
 RECORD_GONE = (
@@ -168,7 +178,9 @@ def save_spans(job: FileJob, spans: list[Interval], now: float) -> None:
     job.last_ckpt = now
     job.set_next_tick()
     journal = job.ctx.journal
-    if journal is None or not ensure_record(job):
+    if journal is None or (job.ctx.lost_syncs and job in job.ctx.lost_syncs):
+        return  # (its record keeps only what was synced: see _data_lost)
+    if not ensure_record(job):
         return
     # (what a rerun reads back: the bytes at both ends of each span, written already)
     part = job.part
@@ -187,7 +199,9 @@ def piece_done(
     ``fingerprint``: of those bytes, as written (a sync that marks the piece synced
     starts after that write: the print holds for the bytes it makes durable too)."""
     journal = job.ctx.journal
-    if journal is None or not ensure_record(job):
+    if journal is None or (job.ctx.lost_syncs and job in job.ctx.lost_syncs):
+        return
+    if not ensure_record(job):
         return
     mark = fingerprint if in_part else None
     if not _write(job, 
@@ -254,14 +268,17 @@ def _start_sync(job: FileJob, sync: PartSync) -> None:
 
     def record(fut: asyncio.Future[bool]) -> None:
         waiting = ctx.syncing.pop(job, None)
+        error = None if fut.cancelled() else fut.exception()  # (taken: none is logged)
         if ctx.syncs is None:  # (the run is over: its journal may be closed by now)
             if waiting is not None:
                 os.close(waiting.fd)
             return
         ctx.syncs.discard(fut)
-        ok = not fut.cancelled() and fut.result()
+        ok = not fut.cancelled() and error is None and fut.result()
         if ok and sync.gen == job.generation:
             _record_synced(job, sync)
+        elif isinstance(error, OSError) and error.errno in DATA_LOST:
+            _data_lost(job, error)
         elif not ok:
             # (a failed fdatasync may have dropped dirty pages, marked clean: a later one
             # returns well without them. No sync of this file records anything more.)
@@ -284,6 +301,38 @@ def _record_synced(job: FileJob, sync: PartSync) -> None:
         journal.save_synced(job.key, sync.spans, sync.pieces, sync.marks, own=job.owned)
     except StorageError as exc:
         job.ctx.journal_failed(exc)
+
+
+def _data_lost(job: FileJob, error: OSError) -> None:
+    """A sync of this file met an error that says its data did not reach the disk: no
+    later sync records anything, its record is cut back to what earlier syncs made
+    durable (written spans, prints, pieces; no later checkpoint adds to it), and the file
+    fails, at its end if not before (see sync_lost)."""
+    job.last_sync = NO_MORE_SYNCS
+    ctx = job.ctx
+    if job in ctx.lost_syncs:
+        return
+    why = "disk full" if error.errno in (errno.ENOSPC, errno.EDQUOT) else error.strerror
+    name = job.final if job.final is not None else job.item.filename
+    ctx.lost_syncs[job] = StorageError(
+        f"the disk reported an error writing {name} ({why}); only what was synced before"
+        " is kept, run again to fetch the rest"
+    )
+    journal = ctx.journal
+    if journal is None or job.owned is None:
+        return
+    try:
+        journal.keep_synced(job.key, own=job.owned)
+    except StorageError as exc:
+        ctx.journal_failed(exc)
+
+
+def sync_lost(job: FileJob) -> None:
+    """Raise the StorageError of a file a sync of which the disk failed (_data_lost),
+    if this one is such a file: before it is checked and put in place."""
+    lost = job.ctx.lost_syncs
+    if lost and job in lost:
+        raise lost[job]
 
 
 async def end_syncs(ctx: RunContext) -> None:
@@ -323,11 +372,14 @@ def _sync_on_pool(ctx: RunContext, fd: int) -> bool:
 
 def _sync_and_close(fd: int) -> bool:
     """fdatasync ``fd`` and close it; False if the sync failed (then nothing more is
-    recorded as synced: a failed sync may have dropped the data it held)."""
+    recorded as synced: a failed sync may have dropped the data it held). An error of
+    DATA_LOST is raised: the data did not make it (see _data_lost)."""
     try:
         os.fdatasync(fd)
         return True
-    except OSError:
+    except OSError as exc:
+        if exc.errno in DATA_LOST:
+            raise
         return False
     finally:
         os.close(fd)

@@ -213,6 +213,9 @@ class RunContext:
     syncing: dict[FileJob, PartSync | None] = field(default_factory=dict, repr=False)
     #: The threads those syncs run on, made at the run's first (see checkpoints.py).
     sync_pool: ThreadPoolExecutor | None = field(default=None, repr=False)
+    #: Files a sync of which the disk failed (EIO, a full disk): why each fails, at its
+    #: end if not before (see checkpoints.sync_lost).
+    lost_syncs: dict[FileJob, StorageError] = field(default_factory=dict, repr=False)
 
     #: True once every item of the run is registered in ``outputs``.
     listed: bool = False

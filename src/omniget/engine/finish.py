@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import IntegrityError, OmnigetError, StorageError, TransferError
+from ..errors import Cancelled, IntegrityError, OmnigetError, StorageError, TransferError
 from ..model import Digest
-from .checkpoints import ensure_record, record_size, save_spans
+from .checkpoints import ensure_record, record_size, save_spans, sync_lost
 from .events import Failed, Finished, Skipped, Warned
 from .journal.records import RecordGone
 from .report import FileResult
@@ -54,6 +54,8 @@ async def fetch_verified(job: FileJob) -> FileResult:
         else:
             await _plain_download()(job).run()
         job.ctx.limits.release_file(job.claim)  # the bytes are in: next file's turn
+        if job.ctx.lost_syncs:  # (the disk failed a sync of them: they are not checked)
+            sync_lost(job)
         try:
             verified = await _verify(job)
             break
@@ -75,6 +77,8 @@ async def fetch_verified(job: FileJob) -> FileResult:
                 raise
             job.ctx.event(Warned(job.item, job.final, f"{exc}; downloading again"))
             job.restart()
+    if job.ctx.lost_syncs:  # (one that failed while they were checked: not put in place)
+        sync_lost(job)
     result = _finish(job, verified)
     return result if result is not None else await _placed(job, verified)
 
@@ -244,6 +248,9 @@ def skipped(job: FileJob, final: Path | None, reason: str) -> FileResult:
 
 def failed(job: FileJob, exc: OmnigetError) -> FileResult:
     # the part file and the journal stay: a later run resumes from them
+    lost = job.ctx.lost_syncs
+    if lost and job in lost and not isinstance(exc, Cancelled):
+        exc = lost[job]  # (the disk failed a sync of it: what a rerun needs to know)
     if isinstance(exc, TransferError) and exc.item is None:
         exc.item = job.item  # (the transports raise it knowing only the request)
     job.ctx.event(Failed(job.item, job.final, exc))

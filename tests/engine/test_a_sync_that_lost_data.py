@@ -1,0 +1,150 @@
+"""A part-file sync that fails because the disk could not take the data (checkpoints.py):
+EIO (write-back failed: on Linux the pages are marked clean, and once evicted a read gives
+what is on the disk), ENOSPC or EDQUOT. The file's bytes are not trusted even in this
+boot: the file fails (StorageError, exit 7), is not put in place, and its record keeps
+only what was synced before (a rerun fetches the rest). Other errors (EINVAL: a file
+system that cannot sync) leave the file going on, with nothing more recorded as synced."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from tests.servers.checks import wait_for
+from tests.servers.httpd import HTTPServer
+
+from omniget import download
+from omniget.engine import checkpoints
+from omniget.engine.checkpoints import PartSync
+from omniget.engine.context import RunContext
+from omniget.engine.job import FileJob
+from omniget.engine.journal import FILENAME, Journal
+from omniget.engine.report import Report
+from omniget.engine.spans import Interval, length
+from omniget.errors import StorageError
+from omniget.settings import Settings
+
+KiB = 1024
+SIZE = 1024 * KiB
+
+
+def settings(state: Path) -> Settings:
+    """A checkpoint every 64 KiB, and a sync at each."""
+    return Settings(state_dir=state, split=1, retries=0, fsync_seconds=0.0,
+                    checkpoint_bytes=64 * KiB, checkpoint_seconds=3600.0)
+
+
+def run_with_second_sync_failing(
+    httpd: HTTPServer, url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> tuple[Report, list[list[Interval]]]:
+    """Run ``url`` (held at 600 KiB) with the file's second sync failing with ``code``;
+    the body goes on once that failure is back on the loop. The report, and the spans
+    of each sync recorded."""
+    lock = threading.Lock()
+    calls: list[int] = []
+    sync = checkpoints._sync_and_close
+
+    def second_fails(fd: int) -> bool:
+        with lock:  # (syncs run on worker threads)
+            calls.append(fd)
+            second = len(calls) == 2
+        if not second:
+            return sync(fd)
+        os.close(fd)
+        raise OSError(code, os.strerror(code))
+
+    recorded: list[list[Interval]] = []
+    record_synced = checkpoints._record_synced
+
+    def seen(job: FileJob, part_sync: PartSync) -> None:
+        recorded.append(list(part_sync.spans))
+        record_synced(job, part_sync)
+
+    contexts: list[RunContext] = []
+    sync_due = checkpoints._sync_due
+
+    def due(job: FileJob, now: float) -> None:
+        contexts.append(job.ctx)
+        sync_due(job, now)
+
+    monkeypatch.setattr(checkpoints, "_sync_and_close", second_fails)
+    monkeypatch.setattr(checkpoints, "_record_synced", seen)
+    monkeypatch.setattr(checkpoints, "_sync_due", due)
+    with ThreadPoolExecutor(1) as pool:
+        run = pool.submit(download, [url], tmp_path / "out", settings=settings(
+            tmp_path / "state"))
+        try:
+            assert httpd.held("h")
+
+            def failed_and_back() -> bool:
+                # (a sync leaves ctx.syncs in its callback, on the loop: none is under way
+                # once the second is back, and none starts after a failed one)
+                if len(calls) < 2:
+                    return False
+                syncs = contexts[0].syncs
+                return syncs is None or not syncs
+
+            wait_for(failed_and_back, timeout=60)
+        finally:
+            httpd.release("h")
+            report = run.result(120)
+    monkeypatch.undo()
+    return report, recorded
+
+
+def written_and_synced(state: Path) -> tuple[list[Interval], list[Interval]]:
+    with Journal(state / FILENAME) as journal:
+        [(key, _)] = journal.unfinished()
+        written = journal.spans(key)
+    with Journal(state / FILENAME, boot="the next boot") as journal:
+        return written, journal.spans(key)
+
+
+@pytest.mark.parametrize("code", [errno.EIO, errno.ENOSPC, errno.EDQUOT])
+def test_a_sync_the_disk_failed_fails_the_file_and_keeps_only_what_was_synced(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, code: int,
+) -> None:
+    path = httpd.new_path(f"e{code}.bin")
+    body = payload(SIZE, 40 + code)
+    httpd.add(path, body)
+    url = httpd.url(path, hold="h", stall_after=600 * KiB)
+    report, recorded = run_with_second_sync_failing(httpd, url, tmp_path, monkeypatch, code)
+    assert report.failed == 1 and report.exit_code == 7
+    [result] = report.results
+    assert isinstance(result.error, StorageError)
+    assert "the disk reported an error" in str(result.error)
+    out = tmp_path / "out" / f"e{code}.bin"
+    assert not out.exists()
+    # the first sync's spans, and no more: written (this boot's view) is cut back too
+    assert len(recorded) == 1 and recorded[0] and recorded[0][0][0] == 0
+    written, synced = written_and_synced(tmp_path / "state")
+    assert written == synced == recorded[0]
+
+    # a rerun fetches what was not synced, and ends with the right bytes
+    again = download([url], tmp_path / "out", settings=settings(tmp_path / "state"))
+    assert again.exit_code == 0 and again.ok == 1
+    assert out.read_bytes() == body
+    assert again.fetched == SIZE - length(recorded[0])
+
+
+def test_a_sync_that_fails_otherwise_leaves_the_file_going_on(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """EINVAL (a file system that cannot sync this file): the file goes on and ends in
+    place; nothing after the failed sync is recorded as synced."""
+    path = httpd.new_path("inval.bin")
+    body = payload(SIZE, 39)
+    httpd.add(path, body)
+    url = httpd.url(path, hold="h", stall_after=600 * KiB)
+    report, recorded = run_with_second_sync_failing(
+        httpd, url, tmp_path, monkeypatch, errno.EINVAL)
+    assert report.exit_code == 0 and report.ok == 1
+    assert (tmp_path / "out" / "inval.bin").read_bytes() == body
+    assert len(recorded) == 1
