@@ -2,12 +2,14 @@
 EIO (write-back failed: on Linux the pages are marked clean, and once evicted a read gives
 what is on the disk), ENOSPC or EDQUOT. The file's bytes are not trusted even in this
 boot: the file fails (StorageError, exit 7), is not put in place, and its record keeps
-only what was synced before (a rerun fetches the rest). Other errors (EINVAL: a file
+only what was synced before (a rerun fetches the rest). It fails at its next checkpoint,
+or at its end, before it is checked and renamed. Other errors (EINVAL: a file
 system that cannot sync) leave the file going on, with nothing more recorded as synced."""
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import threading
 from collections.abc import Callable
@@ -27,10 +29,11 @@ from omniget.engine.journal import FILENAME, Journal
 from omniget.engine.report import Report
 from omniget.engine.spans import Interval, length
 from omniget.errors import StorageError
+from omniget.model import Digest, Item, Piece
 from omniget.settings import Settings
 
 KiB = 1024
-SIZE = 1024 * KiB
+SIZE = 4096 * KiB  # (more than the body's chunks, 1 MiB at most, bring at once)
 
 
 def settings(state: Path) -> Settings:
@@ -40,11 +43,12 @@ def settings(state: Path) -> Settings:
 
 
 def run_with_second_sync_failing(
-    httpd: HTTPServer, url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+    httpd: HTTPServer, url: str | Item, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    code: int, pieces: list[list[int]] | None = None,
 ) -> tuple[Report, list[list[Interval]]]:
-    """Run ``url`` (held at 600 KiB) with the file's second sync failing with ``code``;
+    """Run ``url`` (held at hold=h) with the file's second sync failing with ``code``;
     the body goes on once that failure is back on the loop. The report, and the spans
-    of each sync recorded."""
+    of each sync recorded (and in ``pieces``, its pieces)."""
     lock = threading.Lock()
     calls: list[int] = []
     sync = checkpoints._sync_and_close
@@ -63,6 +67,8 @@ def run_with_second_sync_failing(
 
     def seen(job: FileJob, part_sync: PartSync) -> None:
         recorded.append(list(part_sync.spans))
+        if pieces is not None:
+            pieces.append(list(part_sync.pieces))
         record_synced(job, part_sync)
 
     contexts: list[RunContext] = []
@@ -116,6 +122,7 @@ def test_a_sync_the_disk_failed_fails_the_file_and_keeps_only_what_was_synced(
     url = httpd.url(path, hold="h", stall_after=600 * KiB)
     report, recorded = run_with_second_sync_failing(httpd, url, tmp_path, monkeypatch, code)
     assert report.failed == 1 and report.exit_code == 7
+    assert report.fetched < SIZE  # (it failed at its next checkpoint, not at its end)
     [result] = report.results
     assert isinstance(result.error, StorageError)
     assert "the disk reported an error" in str(result.error)
@@ -148,3 +155,43 @@ def test_a_sync_that_fails_otherwise_leaves_the_file_going_on(
     assert report.exit_code == 0 and report.ok == 1
     assert (tmp_path / "out" / "inval.bin").read_bytes() == body
     assert len(recorded) == 1
+
+
+def test_a_file_of_pieces_keeps_only_the_pieces_synced_before(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Four pieces, one at a time, a sync as each is done; the third is held until the
+    second sync (of the second piece) failed: the file fails as that piece is done, and
+    its record keeps the piece the first sync made durable."""
+    blobs = [payload(64 * KiB, 50 + i) for i in range(4)]
+    urls, paths = [], []
+    for i, blob in enumerate(blobs):
+        path = httpd.new_path(f"p{i}.bin")
+        httpd.add(path, blob)
+        paths.append(path)
+        urls.append(httpd.url(path, hold="h", stall_after=32 * KiB) if i == 2
+                    else httpd.url(path))
+    item = Item(urls[0], path="f.bin", pieces=tuple(
+        Piece(url, size=len(blob), digest=Digest("md5", hashlib.md5(blob).hexdigest()))
+        for url, blob in zip(urls, blobs, strict=True)
+    ))
+    synced: list[list[int]] = []
+    report, _ = run_with_second_sync_failing(
+        httpd, item, tmp_path, monkeypatch, errno.EIO, synced)
+    assert report.exit_code == 7 and "the disk reported an error" in str(
+        report.results[0].error)
+    assert not (tmp_path / "out" / "f.bin").exists()
+    assert synced == [[0]]
+    state = tmp_path / "state"
+    with Journal(state / FILENAME) as journal:
+        [(key, _)] = journal.unfinished()
+        assert sorted(journal.pieces(key)) == sorted(synced[0])
+    with Journal(state / FILENAME, boot="the next boot") as journal:
+        assert sorted(journal.pieces(key)) == sorted(synced[0])
+
+    httpd.clear_log()
+    again = download([item], tmp_path / "out", settings=settings(state))
+    assert again.exit_code == 0
+    assert (tmp_path / "out" / "f.bin").read_bytes() == b"".join(blobs)
+    assert [i for i in range(4) if httpd.requests_to(paths[i])] == [1, 2, 3]

@@ -25,7 +25,7 @@ from pathlib import Path
 from ..errors import Cancelled, OmnigetError, StorageError, TransferError
 from ..model import Piece
 from .assemble import PartFile, part_path, storage_error
-from .checkpoints import piece_done
+from .checkpoints import piece_done, sync_lost
 from .context import ChunkKey, output_key
 from .events import PieceDone, Retrying, Warned
 from .job import FileJob
@@ -143,6 +143,8 @@ class PieceDownload:
         ends = out.ends
         piece_done(job, idx, size, in_part=self.offsets[idx] is not None,
                        fingerprint=None if ends is None else ends.print())
+        if job.ctx.lost_syncs:  # (the disk failed a sync of the file: it fails now)
+            sync_lost(job)
         self.ctx.event(PieceDone(job.item, job.final, idx, size))
         job.progress(time.monotonic())
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError, OmnigetError, TransientError
 from ..model import ByteRange
+from .checkpoints import sync_lost
 from .events import Retrying, Warned
 from .job import FileJob
 from .mirrors import PERMANENT_ON_ONE_MIRROR, next_mirror
@@ -144,11 +145,17 @@ class SpanSink:
         if now >= job.next_tick:
             job.progress(now)
             if job.due_checkpoint(now):
-                self.dl.checkpoint(now)
+                self._checkpoint(now)
         elif span.pos - span.saved >= self.dl.ckpt_bytes:
-            self.dl.checkpoint(now)
+            self._checkpoint(now)
         if stop:
             raise StopTransfer
+
+    def _checkpoint(self, now: float) -> None:
+        job = self.dl.job
+        self.dl.checkpoint(now)
+        if job.ctx.lost_syncs:  # (the disk failed a sync of the file: it fails now)
+            sync_lost(job)
 
 
 # ----- one span: requests and retries ---------------------------------------
