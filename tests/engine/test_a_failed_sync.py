@@ -12,17 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from tests.engine._syncs import nth_sync, recorded_syncs, sync_at_each_checkpoint
 from tests.servers.checks import wait_for
 from tests.servers.httpd import HTTPServer
 
 from omniget import download
-from omniget.engine import checkpoints
-from omniget.engine.checkpoints import PartSync
 from omniget.engine.events import Event, Failed
-from omniget.engine.job import FileJob
 from omniget.engine.journal import FILENAME, Journal
-from omniget.engine.spans import Interval
-from omniget.settings import Settings
 
 KiB = 1024
 
@@ -41,36 +37,21 @@ def test_after_a_failed_sync_no_later_sync_of_the_file_adds_to_its_synced_spans(
     # its last at the cut among them, come while it is)
     url = httpd.url(path, reset=900 * KiB, hold="h", stall_after=600 * KiB, times=1)
     state = tmp_path / "state"
-    settings = Settings(state_dir=state, split=1, retries=0, fsync_seconds=0.0,
-                        checkpoint_bytes=64 * KiB, checkpoint_seconds=3600.0)
-    lock = threading.Lock()
-    calls: list[int] = []
+    settings = sync_at_each_checkpoint(state)
     failed = threading.Event()
-    sync = checkpoints._sync_and_close
 
-    def second_fails(fd: int) -> bool:
-        with lock:  # (syncs run on worker threads)
-            calls.append(fd)
-            second = len(calls) == 2
-        if not second:
-            return sync(fd)
+    def fails_late(sync: Callable[[int], bool], fd: int) -> bool:
         failed.wait(60)
         sync(fd)
         return False  # (as a sync that failed otherwise than with EIO: see DATA_LOST)
 
-    recorded: list[list[Interval]] = []
-    record_synced = checkpoints._record_synced
-
-    def seen(job: FileJob, part_sync: PartSync) -> None:
-        recorded.append(list(part_sync.spans))
-        record_synced(job, part_sync)
+    calls = nth_sync(monkeypatch, 2, fails_late)
+    recorded = recorded_syncs(monkeypatch)
 
     def on_event(ev: Event) -> None:
         if isinstance(ev, Failed):
             failed.set()
 
-    monkeypatch.setattr(checkpoints, "_sync_and_close", second_fails)
-    monkeypatch.setattr(checkpoints, "_record_synced", seen)
     with ThreadPoolExecutor(1) as pool:
         run = pool.submit(download, [url], tmp_path / "out", settings=settings,
                           on_event=on_event)

@@ -11,35 +11,30 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from tests.engine._syncs import (
+    nth_sync,
+    recorded_syncs,
+    run_contexts,
+    sync_at_each_checkpoint,
+    written_and_synced,
+)
 from tests.servers.checks import wait_for
 from tests.servers.httpd import HTTPServer
 
 from omniget import download
-from omniget.engine import checkpoints
-from omniget.engine.checkpoints import PartSync
-from omniget.engine.context import RunContext
-from omniget.engine.job import FileJob
 from omniget.engine.journal import FILENAME, Journal
 from omniget.engine.report import Report
 from omniget.engine.spans import Interval, length
 from omniget.errors import StorageError
 from omniget.model import Digest, Item, Piece
-from omniget.settings import Settings
 
 KiB = 1024
 SIZE = 4096 * KiB  # (more than the body's chunks, 1 MiB at most, bring at once)
-
-
-def settings(state: Path) -> Settings:
-    """A checkpoint every 64 KiB, and a sync at each."""
-    return Settings(state_dir=state, split=1, retries=0, fsync_seconds=0.0,
-                    checkpoint_bytes=64 * KiB, checkpoint_seconds=3600.0)
 
 
 def run_with_second_sync_failing(
@@ -49,40 +44,15 @@ def run_with_second_sync_failing(
     """Run ``url`` (held at hold=h) with the file's second sync failing with ``code``;
     the body goes on once that failure is back on the loop. The report, and the spans
     of each sync recorded (and in ``pieces``, its pieces)."""
-    lock = threading.Lock()
-    calls: list[int] = []
-    sync = checkpoints._sync_and_close
-
-    def second_fails(fd: int) -> bool:
-        with lock:  # (syncs run on worker threads)
-            calls.append(fd)
-            second = len(calls) == 2
-        if not second:
-            return sync(fd)
+    def fails(sync: Callable[[int], bool], fd: int) -> bool:
         os.close(fd)
         raise OSError(code, os.strerror(code))
 
-    recorded: list[list[Interval]] = []
-    record_synced = checkpoints._record_synced
-
-    def seen(job: FileJob, part_sync: PartSync) -> None:
-        recorded.append(list(part_sync.spans))
-        if pieces is not None:
-            pieces.append(list(part_sync.pieces))
-        record_synced(job, part_sync)
-
-    contexts: list[RunContext] = []
-    sync_due = checkpoints._sync_due
-
-    def due(job: FileJob, now: float) -> None:
-        contexts.append(job.ctx)
-        sync_due(job, now)
-
-    monkeypatch.setattr(checkpoints, "_sync_and_close", second_fails)
-    monkeypatch.setattr(checkpoints, "_record_synced", seen)
-    monkeypatch.setattr(checkpoints, "_sync_due", due)
+    calls = nth_sync(monkeypatch, 2, fails)
+    recorded = recorded_syncs(monkeypatch, pieces)
+    contexts = run_contexts(monkeypatch)
     with ThreadPoolExecutor(1) as pool:
-        run = pool.submit(download, [url], tmp_path / "out", settings=settings(
+        run = pool.submit(download, [url], tmp_path / "out", settings=sync_at_each_checkpoint(
             tmp_path / "state"))
         try:
             assert httpd.held("h")
@@ -101,14 +71,6 @@ def run_with_second_sync_failing(
             report = run.result(120)
     monkeypatch.undo()
     return report, recorded
-
-
-def written_and_synced(state: Path) -> tuple[list[Interval], list[Interval]]:
-    with Journal(state / FILENAME) as journal:
-        [(key, _)] = journal.unfinished()
-        written = journal.spans(key)
-    with Journal(state / FILENAME, boot="the next boot") as journal:
-        return written, journal.spans(key)
 
 
 @pytest.mark.parametrize("code", [errno.EIO, errno.ENOSPC, errno.EDQUOT])
@@ -134,7 +96,7 @@ def test_a_sync_the_disk_failed_fails_the_file_and_keeps_only_what_was_synced(
     assert written == synced == recorded[0]
 
     # a rerun fetches what was not synced, and ends with the right bytes
-    again = download([url], tmp_path / "out", settings=settings(tmp_path / "state"))
+    again = download([url], tmp_path / "out", settings=sync_at_each_checkpoint(tmp_path / "state"))
     assert again.exit_code == 0 and again.ok == 1
     assert out.read_bytes() == body
     assert again.fetched == SIZE - length(recorded[0])
@@ -191,7 +153,7 @@ def test_a_file_of_pieces_keeps_only_the_pieces_synced_before(
         assert sorted(journal.pieces(key)) == sorted(synced[0])
 
     httpd.clear_log()
-    again = download([item], tmp_path / "out", settings=settings(state))
+    again = download([item], tmp_path / "out", settings=sync_at_each_checkpoint(state))
     assert again.exit_code == 0
     assert (tmp_path / "out" / "f.bin").read_bytes() == b"".join(blobs)
     assert [i for i in range(4) if httpd.requests_to(paths[i])] == [1, 2, 3]

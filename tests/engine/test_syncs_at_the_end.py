@@ -15,15 +15,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from tests.engine._syncs import run_contexts, sync_at_each_checkpoint, written_and_synced
 from tests.servers.httpd import HTTPServer
 
 from omniget import download
 from omniget.engine import checkpoints
-from omniget.engine.context import RunContext
 from omniget.engine.core import Engine
 from omniget.engine.events import Event, Failed, Warned
-from omniget.engine.job import FileJob
-from omniget.engine.journal import FILENAME, Journal
+from omniget.engine.journal import Journal
 from omniget.engine.report import Report
 from omniget.engine.spans import Interval
 from omniget.model import Item
@@ -56,16 +55,6 @@ def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
         yield go
     finally:
         go.set()
-
-
-def written_and_synced(state: Path) -> tuple[list[Interval], list[Interval]]:
-    """The one unfinished file's spans as this boot reads them (written), and as the
-    next boot does (synced)."""
-    with Journal(state / FILENAME) as journal:
-        [(key, _)] = journal.unfinished()
-        written = journal.spans(key)
-    with Journal(state / FILENAME, boot="the next boot") as journal:
-        return written, journal.spans(key)
 
 
 def release_when_waiting(
@@ -231,8 +220,7 @@ def test_a_sync_that_returns_after_a_later_one_never_rolls_the_synced_spans_back
     path = httpd.new_path("o.bin")
     httpd.add(path, payload(1024 * KiB, 9))
     state = tmp_path / "state"
-    settings = Settings(state_dir=state, split=1, retries=0, fsync_seconds=0.0,
-                        checkpoint_bytes=64 * KiB, checkpoint_seconds=3600.0)
+    settings = sync_at_each_checkpoint(state)
     first = threading.Event()
     lock = threading.Lock()
     calls: list[int] = []
@@ -253,15 +241,8 @@ def test_a_sync_that_returns_after_a_later_one_never_rolls_the_synced_spans_back
             with lock:
                 under_way[0] -= 1
 
-    contexts: list[RunContext] = []
-    sync_due = checkpoints._sync_due
-
-    def seen(job: FileJob, now: float) -> None:
-        contexts.append(job.ctx)
-        sync_due(job, now)
-
     monkeypatch.setattr(checkpoints, "_sync_and_close", held_first)
-    monkeypatch.setattr(checkpoints, "_sync_due", seen)
+    contexts = run_contexts(monkeypatch)
 
     async def go() -> Report:
         runs: list[asyncio.Task[Report]] = []

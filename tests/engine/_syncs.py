@@ -1,0 +1,86 @@
+"""Spies on a run's part-file syncs (checkpoints.py), shared by the sync tests."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from omniget.engine import checkpoints
+from omniget.engine.checkpoints import PartSync
+from omniget.engine.context import RunContext
+from omniget.engine.job import FileJob
+from omniget.engine.journal import FILENAME, Journal
+from omniget.engine.spans import Interval
+from omniget.settings import Settings
+
+KiB = 1024
+
+#: A sync's stand-in: given the real one and the descriptor, it syncs (or not) and answers.
+Sync = Callable[[Callable[[int], bool], int], bool]
+
+
+def sync_at_each_checkpoint(state: Path) -> Settings:
+    """One connection, no retries, a checkpoint every 64 KiB and a sync at each."""
+    return Settings(state_dir=state, split=1, retries=0, fsync_seconds=0.0,
+                    checkpoint_bytes=64 * KiB, checkpoint_seconds=3600.0)
+
+
+def nth_sync(monkeypatch: pytest.MonkeyPatch, n: int, instead: Sync) -> list[int]:
+    """The run's ``n``-th sync (from 1) is ``instead``'s, the others the real one's. The
+    descriptors synced so far, in order (syncs run on worker threads)."""
+    lock = threading.Lock()
+    calls: list[int] = []
+    sync = checkpoints._sync_and_close
+
+    def syncing(fd: int) -> bool:
+        with lock:
+            calls.append(fd)
+            mine = len(calls) == n
+        return instead(sync, fd) if mine else sync(fd)
+
+    monkeypatch.setattr(checkpoints, "_sync_and_close", syncing)
+    return calls
+
+
+def recorded_syncs(
+    monkeypatch: pytest.MonkeyPatch, pieces: list[list[int]] | None = None
+) -> list[list[Interval]]:
+    """The spans of each sync recorded as synced, in order (and into ``pieces``, its
+    pieces)."""
+    recorded: list[list[Interval]] = []
+    record_synced = checkpoints._record_synced
+
+    def seen(job: FileJob, part_sync: PartSync) -> None:
+        recorded.append(list(part_sync.spans))
+        if pieces is not None:
+            pieces.append(list(part_sync.pieces))
+        record_synced(job, part_sync)
+
+    monkeypatch.setattr(checkpoints, "_record_synced", seen)
+    return recorded
+
+
+def run_contexts(monkeypatch: pytest.MonkeyPatch) -> list[RunContext]:
+    """The run of each sync that came due (to look at its syncs under way)."""
+    contexts: list[RunContext] = []
+    sync_due = checkpoints._sync_due
+
+    def due(job: FileJob, now: float) -> None:
+        contexts.append(job.ctx)
+        sync_due(job, now)
+
+    monkeypatch.setattr(checkpoints, "_sync_due", due)
+    return contexts
+
+
+def written_and_synced(state: Path) -> tuple[list[Interval], list[Interval]]:
+    """The one unfinished file's spans as this boot reads them (written), and as the
+    next boot does (synced)."""
+    with Journal(state / FILENAME) as journal:
+        [(key, _)] = journal.unfinished()
+        written = journal.spans(key)
+    with Journal(state / FILENAME, boot="the next boot") as journal:
+        return written, journal.spans(key)
