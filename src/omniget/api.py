@@ -27,6 +27,7 @@ from collections.abc import (
 from typing import BinaryIO
 
 from .checks import (
+    check_cancel,
     check_function,
     check_item,
     check_options,
@@ -44,7 +45,7 @@ from .engine.events import EventHandler, Failed, Listed, Queued, ignore
 from .engine.pulled import OffLoop, may_block
 from .engine.transports.base import Transport
 from .engine.transports.trust import check_ca
-from .errors import OmnigetError, UsageError
+from .errors import Cancelled, OmnigetError, UsageError
 from .keywords import anamed_keywords, named_keywords
 from .model import Item, unextracted
 from .settings import Settings
@@ -151,9 +152,7 @@ async def _adownload(
     items_or_urls = one_or_many(items_or_urls, name)
     check_run(name, dest, settings, on_event, only, source)
     check_source_options(source_options, name)
-    if cancel is not None and not callable(getattr(cancel, "is_set", None)):
-        raise TypeError(f"omniget.{name}(): cancel= takes a threading.Event or an "
-                        f"asyncio.Event, not {shown(cancel)}")
+    check_cancel(cancel, name)
     if engine is not None and not isinstance(engine, Engine):
         raise TypeError(f"omniget.{name}(): engine= takes an omniget.Engine, not "
                         f"{shown(engine)}")
@@ -433,6 +432,7 @@ def stream(
     *,
     settings: Settings | None = None,
     on_event: EventHandler | None = None,
+    cancel: threading.Event | None = None,
     source: str | None = None,
     source_options: Mapping[str, Mapping[str, object]] | None = None,
 ) -> int:
@@ -447,10 +447,13 @@ def stream(
     ``source_options``: each source's options, by its name (a password, say), checked
     before any request as ``download`` checks them (an item needs neither: its source is
     reached by its origin). An expiring URL is renewed by its source (on a 403 or 410, or
-    near its known expiry), as in ``download``. It blocks: inside an event loop, run it
-    on a thread (``await asyncio.to_thread(omniget.stream, url, out)``)."""
+    near its known expiry), as in ``download``. ``cancel`` (a ``threading.Event``) set from
+    any thread stops it: :class:`~omniget.errors.Cancelled`, ``out`` keeping the bytes
+    written (one already set when it starts makes no request). It blocks: inside an event
+    loop, run it on a thread (``await asyncio.to_thread(omniget.stream, url, out)``)."""
     not_in_a_loop("stream", "asyncio.to_thread(omniget.stream, ...)")
     check_out(out)
+    check_cancel(cancel, "stream")
     check_settings(settings, "stream")
     check_function(on_event, "on_event", "one event", "stream")
     if isinstance(url_or_item, Item):
@@ -466,22 +469,51 @@ def stream(
     # a buffered file takes each write whole; another (unbuffered) may take a part
     write = out.write if isinstance(out, io.BufferedIOBase) else _whole_writes(out)
 
+    async def fetch(eng: Engine) -> int:
+        if isinstance(url_or_item, Item):
+            return await eng.stream(url_or_item, write)
+        assert cls is not None
+        item, src = await _one_item(cls, url_or_item, eng, opts)
+        return await eng.stream(item, write, refresh=src.refresh)
+
     async def run() -> int:
         eng = Engine(settings, journal=False, on_event=on_event)
         try:
-            if isinstance(url_or_item, Item):
-                return await eng.stream(url_or_item, write)
-            assert cls is not None
-            item, src = await _one_item(cls, url_or_item, eng, opts)
-            return await eng.stream(item, write, refresh=src.refresh)
+            if cancel is None:
+                return await fetch(eng)
+            return await _unless_set(cancel, asyncio.ensure_future(fetch(eng)))
         finally:
             await eng.aclose()
+
+    if cancel is not None and cancel.is_set():
+        raise _CANCELLED
 
     n = asyncio.run(run())
     flush = getattr(out, "flush", None)  # (a writer of one's own may have none)
     if flush is not None:
         flush()
     return n
+
+
+_CANCELLED = Cancelled("interrupted: cancel was set (the bytes written stay in the output)")
+
+
+async def _unless_set(cancel: threading.Event, work: asyncio.Future[int]) -> int:
+    """What ``work`` returns, or Cancelled once ``cancel`` is set (looked at every
+    :data:`POLL` seconds; ``work`` is cancelled then)."""
+    while True:
+        done, _ = await asyncio.wait({work}, timeout=POLL)
+        if done:
+            return work.result()
+        if cancel.is_set():
+            work.cancel()
+            try:
+                return await work  # (it ended before the cancel reached it)
+            except asyncio.CancelledError:
+                me = asyncio.current_task()
+                if me is not None and me.cancelling():
+                    raise
+                raise Cancelled(*_CANCELLED.args) from None
 
 
 def _whole_writes(out: BinaryIO) -> Callable[[bytes], None]:

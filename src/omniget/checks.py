@@ -125,6 +125,13 @@ def check_settings(settings: object, name: str) -> None:
         raise TypeError(f"omniget.{name}(): settings= takes an omniget.Settings, not {given}")
 
 
+def check_cancel(cancel: object, name: str) -> None:
+    if cancel is not None and not callable(getattr(cancel, "is_set", None)):
+        kinds = "a threading.Event" if name == "stream" else ("a threading.Event or an "
+                                                             "asyncio.Event")
+        raise TypeError(f"omniget.{name}(): cancel= takes {kinds}, not {shown(cancel)}")
+
+
 def check_out(out: object) -> None:
     """stream's ``out``: written bytes, so no text file (its write fails at the first
     bytes, after the request) and no file name."""

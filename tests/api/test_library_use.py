@@ -580,3 +580,48 @@ def test_stream_into_a_writer_with_no_flush_writes_it_all(httpd: HTTPServer) -> 
             return len(data)
 
     assert omniget.stream(url, cast(Any, Sink())) == 5000 and bytes(got) == b"z" * 5000
+
+
+def test_a_stream_stops_when_its_cancel_is_set_from_another_thread(httpd: HTTPServer) -> None:
+    """``download`` took ``cancel=`` but ``stream`` did not: a stream on a worker thread
+    could be stopped only by closing its output under it. Now the event stops it:
+    Cancelled, the bytes written kept in order, nothing written after it returns."""
+    data = bytes(range(256)) * 800
+    url = httpd.add(httpd.new_path("c.bin"), data) + "?drip=200000"
+    out = io.BytesIO()
+    cancel = threading.Event()
+
+    def on_event(ev: Event) -> None:
+        if isinstance(ev, Progress) and ev.done > 0:
+            cancel.set()
+
+    with pytest.raises(omniget.Cancelled, match="cancel was set"):
+        omniget.stream(url, out, on_event=on_event, cancel=cancel)
+    got = out.getvalue()
+    assert 0 < len(got) < len(data) and data.startswith(got)
+
+
+def test_a_stream_whose_cancel_is_already_set_makes_no_request(httpd: HTTPServer) -> None:
+    path = httpd.new_path("d.bin")
+    url = httpd.add(path, b"d" * 1000)
+    cancel = threading.Event()
+    cancel.set()
+    out = io.BytesIO()
+    with pytest.raises(omniget.Cancelled, match="cancel was set"):
+        omniget.stream(url, out, cancel=cancel)
+    assert out.getvalue() == b""
+    assert httpd.requests_to(path) == []
+
+
+def test_a_stream_that_ends_before_its_cancel_is_set_returns_its_count(
+    httpd: HTTPServer,
+) -> None:
+    url = httpd.add(httpd.new_path("e.bin"), b"e" * 5000)
+    out = io.BytesIO()
+    assert omniget.stream(url, out, cancel=threading.Event()) == 5000
+    assert out.getvalue() == b"e" * 5000
+
+
+def test_stream_names_a_cancel_of_the_wrong_kind() -> None:
+    with pytest.raises(TypeError, match=r"cancel= takes a threading\.Event, not True"):
+        omniget.stream("http://127.0.0.1:9/a", io.BytesIO(), cancel=cast(Any, True))
