@@ -1,6 +1,7 @@
 """``python -m omniget`` and the ``omniget`` command: :func:`run`."""
 
 import gc
+import sys
 
 
 def run() -> None:
@@ -8,9 +9,23 @@ def run() -> None:
     lives to the end: its collections there cost ~8 M instructions at every start), then
     :func:`omniget.cli.run` turns it on, set for a long run."""
     gc.disable()
+    _asyncio_without_its_tls()
     from .cli import run as run_cli
 
     run_cli()
+
+
+def _asyncio_without_its_tls() -> None:
+    """Load asyncio with its own TLS support left out: the command's TLS is libcurl's,
+    and asyncio's ``import ssl`` (OpenSSL's Python module) costs ~20 M instructions at
+    every start. A program that imports omniget as a library keeps its asyncio whole."""
+    if "asyncio" in sys.modules or "ssl" in sys.modules:
+        return
+    sys.modules["ssl"] = None  # type: ignore[assignment]  # (import ssl: ImportError)
+    try:
+        import asyncio  # noqa: F401
+    finally:
+        del sys.modules["ssl"]
 
 
 if __name__ == "__main__":

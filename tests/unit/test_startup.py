@@ -310,3 +310,62 @@ def test_help_is_laid_out_for_the_terminal_s_width(columns: int) -> None:
     ).stdout.splitlines()
     widest = max(len(line) for line in out if "[" not in line)  # (usage lines never wrap)
     assert min(columns - 20, 80) < widest <= columns - 2
+
+
+# The console script's own start (omniget.__main__.run), then which modules the run loaded.
+_AS_THE_COMMAND = """
+import os, sys
+import omniget.cli
+ends = []
+def ended(code):
+    ends.append(code)
+    print(code, "ssl" in sys.modules, flush=True)
+    raise SystemExit(0)
+os._exit = ended
+from omniget.__main__ import run
+run()
+"""
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_the_command_downloads_without_python_s_tls_module(
+    httpd: HTTPServer, httpsd: HTTPServer, tls_ca_path: Path, tmp_path: Path, tls: bool
+) -> None:
+    # (asyncio's ``import ssl``: ~20 M instructions of every start, for TLS that libcurl
+    # does; the command loads asyncio without it)
+    server = httpsd if tls else httpd
+    url = server.add(server.new_path("a.bin"), b"x" * 5000)
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    argv = [url, "-o", str(tmp_path / "out"), "-q", "--state-dir", str(tmp_path / "state"),
+            "--ca-cert", str(tls_ca_path)]
+    out = subprocess.run(
+        [sys.executable, "-c", _AS_THE_COMMAND, *argv],
+        capture_output=True, text=True, check=True, env=env, timeout=120,
+    ).stdout.split()
+    assert out == ["0", "False"]
+    assert (tmp_path / "out" / "a.bin").read_bytes() == b"x" * 5000
+
+
+def test_a_program_that_imports_omniget_keeps_asyncio_s_tls() -> None:
+    code = (
+        "import omniget.api, asyncio.sslproto, asyncio.base_events\n"
+        "print(asyncio.sslproto.ssl is not None, asyncio.base_events.ssl is not None)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["True", "True"]
+
+
+def test_the_default_ca_places_are_those_ssl_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ssl
+
+    from omniget.engine.transports.trust import _openssl_defaults
+
+    paths = ssl.get_default_verify_paths()
+    for var in (paths.openssl_cafile_env, paths.openssl_capath_env):
+        monkeypatch.delenv(var, raising=False)
+    assert _openssl_defaults() == (paths.openssl_cafile, paths.openssl_capath)
+    monkeypatch.setenv(paths.openssl_cafile_env, "/nowhere/ca.pem")
+    monkeypatch.setenv(paths.openssl_capath_env, "/nowhere/certs")
+    assert _openssl_defaults() == ("/nowhere/ca.pem", "/nowhere/certs")

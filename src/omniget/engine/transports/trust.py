@@ -7,7 +7,6 @@ of http:// URLs only is not touched, as curl does not read them there)."""
 from __future__ import annotations
 
 import os
-import ssl
 from collections.abc import Iterable
 
 from ...errors import UsageError
@@ -55,14 +54,24 @@ def ca_trust(settings: NetworkSettings) -> tuple[str | None, str | None, str]:
     if cert_file:
         return cert_file, cert_dir, "SSL_CERT_FILE"
     system = "the system's CA certificates"
-    paths = ssl.get_default_verify_paths()
-    for candidate in (paths.cafile, *_KNOWN_BUNDLES):
+    default_file, default_dir = _openssl_defaults()
+    for candidate in (default_file, *_KNOWN_BUNDLES):
         if candidate and os.path.isfile(candidate):
             return candidate, cert_dir, system
-    capath = cert_dir or paths.capath
+    capath = cert_dir or default_dir
     if capath and os.path.isdir(capath):
         return None, capath, system
     return None, None, system
+
+
+def _openssl_defaults() -> tuple[str, str]:
+    """The CA file and folder Python's OpenSSL was built with, as
+    ``ssl.get_default_verify_paths()`` gives them (its variables win), read from ``_ssl``:
+    the command loads asyncio without :mod:`ssl` (``omniget.__main__``)."""
+    import _ssl
+
+    file_var, file, dir_var, folder = _ssl.get_default_verify_paths()
+    return os.environ.get(file_var, file), os.environ.get(dir_var, folder)
 
 
 #: What begins a PEM block libcurl takes from a CA file (OpenSSL's names).
