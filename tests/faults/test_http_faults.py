@@ -28,7 +28,8 @@ from omniget import download, stream
 from omniget.engine import Engine, Report, job
 from omniget.engine.events import Event, Finished, Progress, Retrying, Started, Warned
 from omniget.engine.retry import FakeClock
-from omniget.model import Digest, Item
+from omniget.errors import RemoteError
+from omniget.model import Digest, Item, Piece
 from omniget.settings import NetworkSettings, Settings
 
 KiB = 1024
@@ -903,6 +904,30 @@ def test_html_error_page_is_not_a_media_file(httpd: HTTPServer, tmp_path: Path) 
     report, _, out = fetch("", tmp_path, item=item)
     assert report.exit_code == 3
     assert files(out) == []
+
+
+def test_html_error_page_is_not_a_media_piece(httpd: HTTPServer, tmp_path: Path) -> None:
+    """Before: only a plain download checked ``expect="media"``; an item of pieces (a DASH
+    representation's segments, say) wrote the web page as a segment."""
+    path = httpd.new_path("seg.m4s")
+    httpd.add(path, b"\x00\x00\x00\x18ftyp")
+    url = httpd.url(path, body="html")
+    item = Item(url, filename="video.mp4", expect="media", pieces=(Piece(url),))
+    report, _, out = fetch("", tmp_path, item=item, retries=0)
+    assert report.exit_code == 3, report.failures
+    assert "web page" in str(report.failures[0].error)
+    assert "video.mp4" not in files(out)  # (its part file stays, as any failed file's)
+
+
+def test_html_error_page_is_not_a_media_stream(httpd: HTTPServer, tmp_path: Path) -> None:
+    """Before: ``stream`` (``-O -``) wrote the web page out as the file."""
+    path = httpd.new_path("img.jpg")
+    httpd.add(path, b"\xff\xd8jpeg")
+    item = Item(httpd.url(path, body="html"), filename="img.jpg", expect="media")
+    out = io.BytesIO()
+    with pytest.raises(RemoteError, match="web page"):
+        stream(item, out, settings=Settings(state_dir=tmp_path / "state", retries=0))
+    assert out.getvalue() == b""
 
 
 def test_close_delimited_body_without_digest_is_unverified(

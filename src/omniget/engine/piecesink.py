@@ -15,7 +15,7 @@ from .assemble import PartFile
 from .job import FileJob
 from .prints import Ends
 from .transports.base import Head, StopTransfer, check_status, skip_prefix
-from .verify import StreamHasher
+from .verify import StreamHasher, check_media
 
 __all__ = ["Out", "PieceSink", "check"]
 
@@ -51,6 +51,7 @@ class PieceSink:
 
     def on_head(self, head: Head) -> None:
         check_status(head, head.url)
+        check_media(self.job.item, head)
         rng = self.piece.range
         if rng is None or (rng.start == 0 and rng.end is None):
             return

@@ -20,7 +20,6 @@ import time
 from typing import Any
 
 from ..errors import (
-    RemoteError,
     StorageError,
     TransientError,
 )
@@ -37,7 +36,7 @@ from .transports.base import (
     StopTransfer,
     check_status,
 )
-from .verify import StreamHasher, digests_from_headers
+from .verify import StreamHasher, check_media, digests_from_headers
 
 log = logging.getLogger(__name__)
 
@@ -286,8 +285,7 @@ class PlainDownload:
         said = job.item.size_bytes
         if said is not None and head.total_size not in (None, said):
             raise size_mismatch(job, f"{head.total_size} bytes on the server, the item says {said}")
-        if job.item.expect == "media" and "text/html" in head.headers.get("content-type", ""):
-            raise RemoteError(f"got a web page instead of a file from {head.url}")
+        check_media(job.item, head)
         span = sink.span
         ranged = sink.req.range is not None
         if self.failing:

@@ -25,7 +25,7 @@ from .job import PROGRESS_EVERY, REFRESH_MARGIN, FileJob
 from .mirrors import PERMANENT_ON_ONE_MIRROR, next_mirror, not_a_copy
 from .ratelimit import RateLimit
 from .transports.base import Head, Request, check_status, skip_prefix, transport_for
-from .verify import UNVERIFIED, StreamHasher, digest_mismatch
+from .verify import UNVERIFIED, StreamHasher, check_media, digest_mismatch
 
 if TYPE_CHECKING:
     from .context import Refresher
@@ -54,6 +54,7 @@ class _StreamSink:
         self.decoded = head.decoded
         self.framed = head.framed
         check_status(head, head.url)
+        check_media(self.item, head)
         said = self.item.size_bytes
         if said is not None and head.total_size not in (None, said):
             err = IntegrityError(f"size mismatch for {self.item.filename}: {head.total_size} "

@@ -11,6 +11,10 @@ A representation includes its content coding (RFC 9530 appendix B), so when the
 transport decoded a ``Content-Encoding`` (``decoded=True``) none of them describes the
 bytes we save, and none is returned: the transport checks those against the encoded
 bytes instead (:func:`encoded_digests`, ``transports/decode.py``).
+
+Beside them, :func:`check_media`: an item that expects media (``expect="media"``) refuses
+an answer of type ``text/html`` (a web page, a login or error page) in every path that
+fetches it: a plain download, each of its pieces, a stream.
 """
 
 from __future__ import annotations
@@ -21,19 +25,26 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..errors import IntegrityError, StorageError
-from ..model import Digest
-from .transports.base import Headers
+from ..errors import IntegrityError, RemoteError, StorageError
+from ..model import Digest, Item
+from .transports.base import Head, Headers
 
 __all__ = [
     "UNVERIFIED",
     "DigestMismatch",
     "StreamHasher",
+    "check_media",
     "digests_from_headers",
     "encoded_digests",
     "file_digest",
     "hashlib_name",
 ]
+
+def check_media(item: Item, head: Head) -> None:
+    """RemoteError when ``item`` expects media and ``head`` is a web page's."""
+    if item.expect == "media" and "text/html" in head.headers.get("content-type", ""):
+        raise RemoteError(f"got a web page instead of a file from {head.url}")
+
 
 # Registered algorithm names (RFC 3230 / RFC 9530 registries and common spellings).
 _HEADER_ALGOS = {
