@@ -1,9 +1,11 @@
-"""The resume journal and completed archive: one SQLite file in the state dir.
+"""The resume journal: one SQLite file in the state dir.
 
 For every output file (by a key the engine computes) it keeps the validators seen
 (size, ETag, Last-Modified), the byte spans already written (for a file fetched in
-ranged spans) and the pieces already verified (for multi-piece files). A finished file
-keeps one ``done`` row: that is the completed archive.
+ranged spans) and the pieces already verified (for multi-piece files). A finished file's
+record is deleted (the file itself is what a rerun skips), except for a file whose name the
+server chose: it keeps one ``done`` row with that name, so a rerun knows it without asking.
+There is no other completed archive.
 
 Every call is one transaction, and the database runs in WAL mode with
 ``synchronous=NORMAL``: a SIGKILL at any moment loses nothing committed, a power loss at
@@ -58,7 +60,8 @@ another user's file) or stays locked.
 
 The engine talks to :class:`JournalStore`; :class:`Journal` is the SQLite one: its reads
 and writes are here, its open file is its base class (:class:`.handle.Handle`). Calls are
-thread-safe (the engine runs them in worker threads).
+thread-safe; the engine makes them on its event loop (each is one short transaction, with
+no sync of its own), but for :meth:`Journal.prune`, which runs on a worker thread.
 
 Its parts: :mod:`.handle` (the open file: its connection, locked, and transactions, a file
 removed or replaced during a run followed, one found damaged set aside; this boot's id),
