@@ -1,6 +1,8 @@
-"""The source registry: an explicit module list, imported lazily; the first match wins
-(specific sites first, the plain-HTTP fallback last); plugins add sources through the
-``omniget.sources`` entry-point group."""
+"""The source registry: an explicit module list, imported when first needed (not at
+``import omniget``); the first match wins (specific sites first, the plain-HTTP fallback
+last). Plugins add sources through the ``omniget.sources`` entry-point group, and are asked
+before the built-in sources, so a plugin can take a host the fallback would take. An
+explicit name (``source=``, ``--source``) wins over matching."""
 
 from __future__ import annotations
 

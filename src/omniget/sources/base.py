@@ -6,7 +6,10 @@ A source declares ``name``, ``patterns`` (regular expressions matched against th
 is never silently ignored); its constructor does no I/O; ``items()`` is an async
 generator making requests through the injected :class:`SourceContext` (so the user's
 proxy, CA and cookie settings apply); ``refresh(item)`` re-resolves expiring URLs when
-the engine asks.
+the engine asks. Two optional hooks: ``check_url(url)`` fails a URL the source can never
+fetch before any request, and ``items_at_once()`` gives the items of a source that knows
+them without a request (a plain link's). The context holds the settings, the HTTP client
+and the source's options; sources log through :mod:`logging`.
 """
 
 from __future__ import annotations
