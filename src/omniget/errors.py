@@ -8,11 +8,12 @@
     ├── SourceError              .source, .url
     │   ├── UnsupportedURL       exit 2: no source matched
     │   ├── NotFound             exit 6: removed, expired, 404
-    │   ├── AuthRequired         exit 5: login, token, password or cookie needed or wrong
+    │   ├── AuthRequired         exit 5: login, token, password or cookie needed or wrong;
+    │   │                        also HTTP 401/403/407 (raised at the transport edge)
     │   ├── RateLimited          exit 3 once retries run out; retryable
     │   ├── Refused              exit 8: DRM, live without --live, unsafe target
     │   └── ParseError           exit 1: the site or manifest changed shape
-    ├── TransferError            .item, .piece
+    ├── TransferError            .item, .piece, .status (HTTP)
     │   ├── TransientError       exit 3: timeouts, resets, 5xx, 429, short bodies (retryable)
     │   ├── RemoteError          exit 3: permanent 4xx, refused redirect, TLS failure
     │   │   └── RemoteNotFound   exit 6: 404 / 410 (also a NotFound)
@@ -27,6 +28,9 @@ misses its size or digest is downloaded again at most twice, never past ``--retr
 one whose download hashes as the one before it (the same digest wanted, the same got)
 fails at once, as the server sends those bytes. A file that misses its digest keeps its
 bytes in its part file for a rerun (see ``engine/finish.py``).
+
+The exit-code table is these classes' ``exit_code``: the CLI and ``Report.exit_code`` read
+it.
 
 Foreign exceptions (pycurl's, ftplib's, OSError) are translated at the transport and
 file edges only; the retry policy asks nothing but ``retryable``, ``retry_after`` and

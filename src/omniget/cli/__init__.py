@@ -1,10 +1,10 @@
 """The ``omniget`` command: arguments and config in, API calls, one exit code out.
 
 Every failure is one line on stderr (``omniget: error: ...``) and an exit code from the
-error's ``exit_code`` (design.md's table); no traceback unless ``--debug``. With ``--json``
-it is also an event on stdout (``failed`` for a URL, ``error`` for the whole run), and every
-run ends with a ``summary`` event. Writing stdout is storage like any other: disk full or
-closed is exit 7.
+error's ``exit_code`` (the table drawn in ``errors.py``); no traceback unless ``--debug``.
+With ``--json`` it is also an event on stdout (``failed`` for a URL, ``error`` for the
+whole run), and every run ends with a ``summary`` event. Writing stdout is storage like any
+other: disk full or closed is exit 7.
 
 This module is the entry point: :func:`main` and :func:`run`, the dispatch to a command
 and the error -> exit-code handling. The commands themselves are in

@@ -1,6 +1,9 @@
 """The download engine: plan -> schedule -> transport -> assemble -> verify -> journal.
 
-It knows bytes, never sites. :class:`Engine` is the only entry point.
+It knows bytes, never sites. :class:`Engine` is the only entry point: ``Engine.run(items,
+dest)`` returns a :class:`Report` and hands its typed events to ``on_event`` handlers as
+they happen; ``Engine.stream(item, write)`` writes one item in order (``-O -``). Where this
+differs from design.md, and why: ``docs/design-notes.md``.
 
 Where design.md's stages live (its layout names one module per stage; each grew into a few):
 

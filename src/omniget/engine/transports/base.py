@@ -1,4 +1,4 @@
-"""The one small protocol every transport implements (HTTP now, FTP and test doubles beside it).
+"""The one small protocol every transport implements (HTTP and a memory double now; FTP later).
 
 A transport moves the bytes of one request into a :class:`Sink`:
 
