@@ -112,3 +112,48 @@ def test_help_and_readme_say_a_zero_rate_is_no_limit(tmp_path: Path) -> None:
     assert re.search(r"--limit-rate RATE [^-]*\(0: no limit\)", text), text
     row = next(line for line in _cli_part().splitlines() if line.startswith("| `--limit-rate"))
     assert "`0`: no limit" in row
+
+
+NOTES = Path(__file__).parents[2] / "docs" / "design-notes.md"
+SRC = Path(__file__).parents[2] / "src" / "omniget"
+
+
+def test_readme_links_the_design_notes() -> None:
+    assert "(docs/design-notes.md)" in README
+    assert NOTES.is_file()
+
+
+def test_design_notes_name_modules_and_functions_that_exist() -> None:
+    """Each ``module.py`` the notes name is a module of the package (a bare name: one of that
+    name somewhere in it), and each ``(`module.py`, `name`)`` a function or class there."""
+    text = NOTES.read_text(encoding="utf-8")
+    modules = {p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py")}
+    named = set(re.findall(r"`((?:[\w]+/)*[\w]+\.py)`", text))
+    assert len(named) > 20
+    for name in named:
+        name = name.removeprefix("omniget/")
+        assert any(m == name or m.endswith("/" + name) for m in modules), name
+    pairs = re.findall(r"`([\w/]+\.py)`,\s+`(\w+)`", text)
+    assert pairs
+    for module, name in pairs:
+        code = (SRC / module).read_text(encoding="utf-8")
+        assert re.search(rf"^\s*(?:async )?(?:def|class) {name}\b", code, re.M), (module, name)
+
+
+def test_every_error_has_what_the_readme_says() -> None:
+    """The README's library part: each error has an ``exit_code``, ``retryable``,
+    ``retry_after`` and ``max_retries``, under ``omniget.OmnigetError``."""
+    import omniget
+    from omniget import errors
+
+    library = README.partition("## The library")[2].partition("\n## ")[0]
+    assert "`exit_code`, `retryable`, `retry_after` and\n`max_retries`" in library
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        if not isinstance(cls, type):
+            continue
+        assert issubclass(cls, omniget.OmnigetError) and getattr(omniget, name) is cls, name
+        err = cls("x")
+        assert isinstance(cls.exit_code, int)
+        assert (err.retryable, err.retry_after, err.max_retries) == (
+            cls.retryable, None, cls.max_retries), name
