@@ -181,11 +181,14 @@ NO_PROXY = [  # (value, variable, {host: direct})
     ("*", "no_proxy", {"127.0.0.1": True, "near.test": True}),
     ("near.test", "no_proxy", {"127.0.0.1": False, "near.test": True, "a.near.test": True}),
     (".near.test", "NO_PROXY", {"near.test": True, "a.near.test": True, "far.test": False}),
-    ("127.0.0.1", "no_proxy", {"127.0.0.1": True, "near.test": False}),
+    ("127.0.0.1", "no_proxy", {"127.0.0.1": True, "near.test": False, "127.1": True,
+                               "0x7f.0.0.1": True}),
     ("127.0.0.0/8", "no_proxy", {"127.0.0.1": True, "near.test": False}),
     ("10.0.0.0/8, far.test", "no_proxy", {"127.0.0.1": False, "far.test": True}),
     ("near.test:{port}, 127.0.0.1:{port}", "no_proxy", {"near.test": False,
                                                         "127.0.0.1": False}),
+    ("127.1", "no_proxy", {"127.1": False, "127.0.0.1": False}),
+    ("2130706433", "no_proxy", {"2130706433": False}),
 ]
 
 
@@ -196,7 +199,8 @@ def test_no_proxy_sends_small_files_direct_or_through_the_proxy_as_curl_does(
 ) -> None:
     """Each host's files all go one way: through the proxy, or straight to the server (a
     host name's own address: ``--resolve``). An entry with a port never matches (curl
-    compares names and addresses only)."""
+    compares names and addresses only); nor does an address not written as four numbers
+    (libcurl reads the URL's as 127.0.0.1, the entry's as no address)."""
     monkeypatch.setenv("http_proxy", proxy.url)
     monkeypatch.setenv(name, value.format(port=httpd.port))
     resolve = tuple(httpd.resolve(h) for h in hosts if h[0].isalpha())

@@ -275,5 +275,25 @@ def direct_key(no_proxy: str, known: dict[str, bool], url: str) -> str | None:
         host, colon, port = key.rpartition(":")
         if not colon or not port.isdigit() or host.endswith(":"):
             host = key  # (no port)
-        direct = known[key] = no_proxy_match(host, no_proxy)
+        # libcurl reads a host such as 127.1, 0x7f.1, 0177.0.0.1 or 2130706433 as the
+        # IPv4 address 127.0.0.1 and matches that against no_proxy: such a host stays
+        # with libcurl, which picks its path itself
+        direct = known[key] = not _numeric(host) and no_proxy_match(host, no_proxy)
     return key if direct else None
+
+
+_NUMERIC = frozenset("0123456789abcdefxABCDEFX.")
+
+
+def _numeric(host: str) -> bool:
+    """``host`` may be an IPv4 address in a form other than a.b.c.d (as libcurl reads
+    URLs: parts in decimal, octal or hex, fewer than four)."""
+    if not host[:1].isdigit() or not _NUMERIC.issuperset(host):
+        return False
+    import ipaddress
+
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return True
+    return False
