@@ -88,13 +88,21 @@ class Proxy:
                     self._log.append(ProxyRequest(method, target, CIHeaders(pairs), conn))
                 if method == "CONNECT":
                     host, _, port = target.rpartition(":")
-                    with socket.create_connection((_address(host), int(port))) as up:
+                    try:
+                        up = socket.create_connection((_address(host), int(port)))
+                    except OSError:
+                        client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+                        return
+                    with up:
                         client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
                         if buf:
                             up.sendall(buf)
                         relay(client, up)
                     return
-                if not self._forward(client, method, target, pairs):
+                try:
+                    if not self._forward(client, method, target, pairs):
+                        return
+                except OSError:  # (the client hung up mid-answer, or the server did)
                     return
 
     def _forward(
