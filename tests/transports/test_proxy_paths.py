@@ -8,6 +8,8 @@ a SOCKS5 proxy (tests/servers/socks.py)."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -387,3 +389,56 @@ def test_server_credentials_never_reach_the_proxy_as_its_own(
     else:
         assert len(proxy.log) == FILES
         assert {r.headers.get("authorization") for r in proxy.log} == {login}
+
+
+def test_no_proxy_exempts_small_files_from_a_proxy_given_by_flag(
+    httpd: HTTPServer, proxy: Proxy, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """curl heeds no_proxy beside --proxy too: those files go direct, pipelined."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    got_all(get(plain_files(httpd), tmp_path, proxy=proxy.url), tmp_path)
+    assert proxy.log == []
+    assert pipelined(caplog) > 0
+
+
+# -- one large file split over several connections: libcurl's ranged requests --
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_every_span_of_a_split_file_goes_through_the_proxy(
+    httpd_factory: Callable[..., HTTPServer], proxy: Proxy, tls_ca_path: Path,
+    tmp_path: Path, payload: Callable[..., bytes], tls: bool,
+) -> None:
+    """(The first answer waits, after its first bytes, until the other spans are asked
+    for: the file is split whatever the machine's speed.)"""
+    server = httpd_factory(tls=tls)
+    data = payload(6 << 20)
+    url = server.add(server.new_path("big.bin"), data) + "?hold=h&stall_after=65536&times=1"
+
+    def release_when_split() -> None:
+        deadline = time.monotonic() + 30
+        if server.held("h", timeout=30):
+            while time.monotonic() < deadline and sum(
+                "range" in r.headers for r in server.requests) < 2:
+                time.sleep(0.01)
+        server.release("h")
+
+    releaser = threading.Thread(target=release_when_split, daemon=True)
+    releaser.start()
+    settings = Settings(state_dir=tmp_path / "state", retries=0, split=3,
+                        network=NetworkSettings(netrc=False, proxy=proxy.url,
+                                                ca_cert=str(tls_ca_path)))
+    report = download([url], tmp_path / "out", settings=settings)
+    releaser.join()
+    assert report.ok == 1, report.failures
+    assert (tmp_path / "out" / "big.bin").read_bytes() == data
+    assert sum("range" in r.headers for r in server.requests) >= 2  # (it was split)
+    log = proxy.log
+    if tls:
+        assert log and {r.method for r in log} == {"CONNECT"}
+        assert len(server.connection_ids()) == len(log)
+    else:
+        assert len(log) == len(server.requests)
+        assert all(r.headers.get("connection") == "close" for r in server.requests)
