@@ -75,35 +75,39 @@ class Proxy:
 
     def _serve(self, client: socket.socket, conn: int) -> None:
         with client:
-            buf = b""
-            while True:
-                head, buf = _read_head(client, buf)
-                if head is None:
-                    return
-                lines = head.decode("latin-1").split("\r\n")
-                method, target, _ = lines[0].split(" ", 2)
-                pairs = [(n, v.strip()) for n, _, v in (ln.partition(":") for ln in lines[1:]
-                                                          if ln)]
-                with self._lock:
-                    self._log.append(ProxyRequest(method, target, CIHeaders(pairs), conn))
-                if method == "CONNECT":
-                    host, _, port = target.rpartition(":")
-                    try:
-                        up = socket.create_connection((_address(host), int(port)))
-                    except OSError:
-                        client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
-                        return
-                    with up:
-                        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                        if buf:
-                            up.sendall(buf)
-                        relay(client, up)
-                    return
+            try:
+                self._requests(client, conn)
+            except OSError:  # (the client hung up mid-answer, or the server did)
+                pass
+
+    def _requests(self, client: socket.socket, conn: int) -> None:
+        """The requests on one client connection, until it ends."""
+        buf = b""
+        while True:
+            head, buf = _read_head(client, buf)
+            if head is None:
+                return
+            lines = head.decode("latin-1").split("\r\n")
+            method, target, _ = lines[0].split(" ", 2)
+            pairs = [(n, v.strip()) for n, _, v in (ln.partition(":") for ln in lines[1:]
+                                                      if ln)]
+            with self._lock:
+                self._log.append(ProxyRequest(method, target, CIHeaders(pairs), conn))
+            if method == "CONNECT":
+                host, _, port = target.rpartition(":")
                 try:
-                    if not self._forward(client, method, target, pairs):
-                        return
-                except OSError:  # (the client hung up mid-answer, or the server did)
+                    up = socket.create_connection((_address(host), int(port)))
+                except OSError:
+                    client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
                     return
+                with up:
+                    client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    if buf:
+                        up.sendall(buf)
+                    relay(client, up)
+                return
+            if not self._forward(client, method, target, pairs):
+                return
 
     def _forward(
         self, client: socket.socket, method: str, target: str, pairs: list[tuple[str, str]]

@@ -62,56 +62,59 @@ class SocksProxy:
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
-        from .proxy import relay
-
         with client:
             try:
-                ver, n = _exact(client, 2)
-                methods = _exact(client, n)
-                login = None
-                if self._login is not None:
-                    if 2 not in methods:
-                        client.sendall(b"\x05\xff")
-                        return
-                    client.sendall(b"\x05\x02")
-                    _, ulen = _exact(client, 2)
-                    user = _exact(client, ulen).decode()
-                    (plen,) = _exact(client, 1)
-                    login = (user, _exact(client, plen).decode())
-                    ok = login == self._login
-                    client.sendall(b"\x01\x00" if ok else b"\x01\x01")
-                    if not ok:
-                        return
-                else:
-                    if ver != 5 or 0 not in methods:
-                        client.sendall(b"\x05\xff")
-                        return
-                    client.sendall(b"\x05\x00")
-                _, cmd, _, atyp = _exact(client, 4)
-                if atyp == 1:
-                    kind, host = "ipv4", socket.inet_ntoa(_exact(client, 4))
-                elif atyp == 3:
-                    (size,) = _exact(client, 1)
-                    kind, host = "name", _exact(client, size).decode()
-                else:
-                    kind, host = "ipv6", socket.inet_ntop(socket.AF_INET6, _exact(client, 16))
-                (port,) = struct.unpack("!H", _exact(client, 2))
-            except (OSError, ConnectionError):
+                self._one(client)
+            except OSError:  # (the client hung up; ConnectionError: mid-request)
+                pass
+
+    def _one(self, client: socket.socket) -> None:
+        from .proxy import relay
+
+        ver, n = _exact(client, 2)
+        methods = _exact(client, n)
+        login = None
+        if self._login is not None:
+            if 2 not in methods:
+                client.sendall(b"\x05\xff")
                 return
-            with self._lock:
-                self._log.append(SocksRequest(kind, host, port, login))
-            if cmd != 1 or kind == "ipv6":
-                client.sendall(b"\x05\x07\x00\x01" + bytes(6))
+            client.sendall(b"\x05\x02")
+            _, ulen = _exact(client, 2)
+            user = _exact(client, ulen).decode()
+            (plen,) = _exact(client, 1)
+            login = (user, _exact(client, plen).decode())
+            ok = login == self._login
+            client.sendall(b"\x01\x00" if ok else b"\x01\x01")
+            if not ok:
                 return
-            try:
-                up = socket.create_connection(("127.0.0.1", port))
-            except OSError:
-                client.sendall(b"\x05\x05\x00\x01" + bytes(6))
+        else:
+            if ver != 5 or 0 not in methods:
+                client.sendall(b"\x05\xff")
                 return
-            with up:
-                client.sendall(b"\x05\x00\x00\x01" + socket.inet_aton("127.0.0.1")
-                               + struct.pack("!H", port))
-                relay(client, up)
+            client.sendall(b"\x05\x00")
+        _, cmd, _, atyp = _exact(client, 4)
+        if atyp == 1:
+            kind, host = "ipv4", socket.inet_ntoa(_exact(client, 4))
+        elif atyp == 3:
+            (size,) = _exact(client, 1)
+            kind, host = "name", _exact(client, size).decode()
+        else:
+            kind, host = "ipv6", socket.inet_ntop(socket.AF_INET6, _exact(client, 16))
+        (port,) = struct.unpack("!H", _exact(client, 2))
+        with self._lock:
+            self._log.append(SocksRequest(kind, host, port, login))
+        if cmd != 1 or kind == "ipv6":
+            client.sendall(b"\x05\x07\x00\x01" + bytes(6))
+            return
+        try:
+            up = socket.create_connection(("127.0.0.1", port))
+        except OSError:
+            client.sendall(b"\x05\x05\x00\x01" + bytes(6))
+            return
+        with up:
+            client.sendall(b"\x05\x00\x00\x01" + socket.inet_aton("127.0.0.1")
+                           + struct.pack("!H", port))
+            relay(client, up)
 
 
 def _exact(sock: socket.socket, n: int) -> bytes:
