@@ -290,6 +290,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if "" in ns.urls:  # (`omniget "$UNSET"`: no source to blame)
         raise UsageError('the URL is empty (an argument is "" or only blanks)')
     for word in ns.urls[: len(ns.urls) - len(after)]:  # (`omniget URL list`: none fetched)
+        if len(word) > 1 and word.startswith("-"):  # (-4: argparse keeps it, a number)
+            parser.error(f"{word} is not an option of '{parser.prog}'{_suggest(parser, word)}")
         if word in COMMANDS or word == "help":
             usage = f"help {command}" if word == "help" else f"{word} URL..."
             raise UsageError(f"'{word}' is a command, not a URL: it goes first ('omniget "
@@ -386,6 +388,8 @@ def _peer_flags() -> dict[str, tuple[str, str]]:
         (("--max-overall-download-limit", "--max-download-limit"), "--limit-rate",
          "a rate limit is --limit-rate RATE"),
         (("-V",), "--version", "the version is --version (-v: a line per file)"),
+        (("-4", "-6", "--inet4-only", "--inet6-only"), "", "there is no switch for IPv4 or "
+         "IPv6 only: --resolve HOST:PORT:ADDR picks the address"),
     ]
     return {flag: (target, hint) for flags, target, hint in rows for flag in flags}
 

@@ -1,0 +1,45 @@
+"""A newcomer's first day with the command, run in-process against the local server: what a
+curl, wget or aria2 user types first, and the lines that come back (one each, saying what
+to do, before any request when it is the arguments that are wrong)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from tests.servers.httpd import HTTPServer
+
+from omniget.cli import main
+
+pytestmark = pytest.mark.isolated(work=True)
+
+DATA = b"day one\n" * 64
+
+
+def one_line(err: str) -> str:
+    assert err.count("\n") == 1 and err.startswith("omniget: error: "), err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("flag", "hint"),
+    [("-4", "; there is no switch for IPv4 or IPv6 only: --resolve HOST:PORT:ADDR picks the "
+            "address"),
+     ("-6", "; there is no switch for IPv4 or IPv6 only"),
+     ("-1", " (see 'omniget get --help')")],
+)
+def test_a_flag_that_looks_like_a_number_is_no_url(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], flag: str, hint: str
+) -> None:
+    """Before: curl's and wget's -4 was taken for a URL (argparse keeps words like negative
+    numbers as positionals): the other URLs were downloaded, then "no source can handle
+    '-4'", exit 2."""
+    url = httpd.add(httpd.new_path("a.txt"), DATA)
+    assert main([flag, url]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert f"{flag} is not an option of 'omniget get'" in err and hint in err
+    assert httpd.requests == [] and os.listdir() == []
+    assert main(["list", url, flag]) == 2
+    assert f"{flag} is not an option of 'omniget list'" in one_line(capsys.readouterr().err)
+    assert main(["-q", "--", flag]) == 2  # (after --: a URL, as it says)
+    assert f"no source can handle '{flag}'" in capsys.readouterr().err
