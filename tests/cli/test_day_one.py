@@ -43,3 +43,19 @@ def test_a_flag_that_looks_like_a_number_is_no_url(
     assert f"{flag} is not an option of 'omniget list'" in one_line(capsys.readouterr().err)
     assert main(["-q", "--", flag]) == 2  # (after --: a URL, as it says)
     assert f"no source can handle '{flag}'" in capsys.readouterr().err
+
+
+def test_a_401_says_how_to_log_in(httpd: HTTPServer, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: "access refused (HTTP 401 from URL)", as for a 403: nothing said a login
+    was wanted, nor how to give one."""
+    path = httpd.new_path("locked.bin")
+    httpd.add(path, DATA)
+    url = httpd.url(path, auth="u:p")
+    hint = (": the server wants a login, or refused the one given (--user USER:PASSWORD, or "
+            "~/.netrc)")
+    for login in [[], ["--user", "u:wrong"]]:
+        assert main(["-q", *login, url]) == 5
+        err = one_line(capsys.readouterr().err)
+        assert "access refused (HTTP 401 from http://" in err and err.endswith(f"){hint}\n")
+    assert main(["-q", "--user", "u:p", url]) == 0
+    assert os.listdir() == ["locked.bin"]

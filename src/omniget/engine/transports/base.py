@@ -366,6 +366,12 @@ PROXY_LOGIN = (
 )
 
 
+#: What to do about a server's 401 (a 403 is a refusal whoever asks).
+SERVER_LOGIN = (
+    "the server wants a login, or refused the one given (--user USER:PASSWORD, or ~/.netrc)"
+)
+
+
 def check_status(head: Head, url: str) -> None:
     """Raise the error a non-success status means; return for 2xx."""
     status = head.status
@@ -379,7 +385,8 @@ def check_status(head: Head, url: str) -> None:
     if status in (404, 410):
         raise RemoteNotFound(f"not found ({where})", status=status, url=_safe(url))
     if status in (401, 403):
-        raise AuthRequired(f"access refused ({where})", url=_safe(url))
+        login = f": {SERVER_LOGIN}" if status == 401 else ""
+        raise AuthRequired(f"access refused ({where}){login}", url=_safe(url))
     if status == 407:  # (a proxy's answer, not the server's)
         raise AuthRequired(f"proxy refused the request ({where}): {PROXY_LOGIN}", url=_safe(url))
     if status == 429 or status >= 500 or status == 408:
