@@ -59,3 +59,28 @@ def test_a_401_says_how_to_log_in(httpd: HTTPServer, capsys: pytest.CaptureFixtu
         assert "access refused (HTTP 401 from http://" in err and err.endswith(f"){hint}\n")
     assert main(["-q", "--user", "u:p", url]) == 0
     assert os.listdir() == ["locked.bin"]
+
+
+@pytest.mark.parametrize("word", ["download", "fetch"])
+def test_a_word_before_the_urls_that_is_no_command_downloads_nothing(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], word: str
+) -> None:
+    """Before: `omniget download URL` downloaded URL, then "no source can handle
+    'download'", exit 2 (as a command after the URLs did once)."""
+    url = httpd.add(httpd.new_path("a.txt"), DATA)
+    assert main([word, url]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert f"'{word}' is not a command (commands: get, list, help) nor a URL" in err
+    assert httpd.requests == [] and os.listdir() == []
+    assert main(["-q", word]) == 2  # (alone: as any word that is no URL)
+    assert f"no source can handle '{word}'" in one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("argv", [["version"], ["version", "http://127.0.0.1:9/x"]])
+def test_version_as_a_command_names_the_option(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """Before: "no source can handle 'version' (is it a full http(s):// URL?)"."""
+    assert main(argv) == 2
+    assert "'version' is not a command; the version is --version" in one_line(
+        capsys.readouterr().err)

@@ -302,8 +302,23 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
             parser.error(f"{flag} is not an option of '{parser.prog}'{_suggest(parser, flag)}")
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    _check_first_word(ns.urls[: len(ns.urls) - len(after)], len(ns.urls), ns)
     ns.command = command
     return ns
+
+
+def _check_first_word(given: list[str], count: int, ns: argparse.Namespace) -> None:
+    """``omniget version``, ``omniget download URL``: a word no source could take, where a
+    command goes, is said before any request (the URLs after it were downloaded, then
+    "no source can handle 'download'"). Alone, it fails as any word that is no URL."""
+    first = given[0] if given else ""
+    if first == "version":
+        raise UsageError("'version' is not a command; the version is --version")
+    if (count > 1 and first != "localhost" and re.fullmatch(r"[a-z]+", first)
+            and getattr(ns, "source", None) is None and not os.path.exists(first)):
+        names = ", ".join([*COMMANDS, "help"])
+        raise UsageError(f"'{first}' is not a command (commands: {names}) nor a URL; to "
+                         "download, give the URLs alone ('omniget URL...')")
 
 
 def _parse_intermixed(
