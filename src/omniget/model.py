@@ -99,7 +99,7 @@ class Digest:
         """Parse ``ALGO=HEX`` or ``ALGO:HEX`` (as ``--checksum`` takes it)."""
         algo, sep, hexv = text.replace(":", "=", 1).partition("=")
         if not sep:
-            raise ValueError(f"expected ALGO=HEX, got {text!r}")
+            raise ValueError(f"expected ALGO=HEX, got {text!r}{_algo_hint(text)}")
         return cls(algo.strip(), hexv.strip())
 
     def new(self) -> hashlib._Hash:
@@ -109,6 +109,20 @@ class Digest:
 
     def __str__(self) -> str:
         return f"{self.algo}={self.hex}"
+
+
+#: The known algorithms by the length of their hex digests.
+_BY_DIGITS = {32: "md5", 40: "sha1", 56: "sha224", 64: "sha256", 96: "sha384", 128: "sha512"}
+
+
+def _algo_hint(text: str) -> str:
+    """For hex with no ``ALGO=`` (what sha256sum prints, its file name after it maybe):
+    the algorithm its length fits; else ''."""
+    words = text.split()
+    algo = _BY_DIGITS.get(len(words[0])) if words else None
+    if algo is None or not re.fullmatch(r"[0-9a-fA-F]+", words[0]):
+        return ""
+    return f"; {len(words[0])} hex digits are {algo}'s: give {algo}=HEX"
 
 
 @frozen_slots_dataclass

@@ -84,3 +84,30 @@ def test_version_as_a_command_names_the_option(
     assert main(argv) == 2
     assert "'version' is not a command; the version is --version" in one_line(
         capsys.readouterr().err)
+
+
+SHA256 = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
+
+
+@pytest.mark.parametrize(
+    ("given", "algo"),
+    [(SHA256, "sha256"), (f"{SHA256}  a.txt", "sha256"), ("d" * 32, "md5"),
+     ("D" * 40, "sha1"), ("a" * 128, "sha512")],
+    ids=["sha256", "sha256sum-line", "md5", "sha1", "sha512"],
+)
+def test_a_checksum_without_its_algorithm_names_the_one_its_length_fits(
+    capsys: pytest.CaptureFixture[str], given: str, algo: str
+) -> None:
+    """Before: "expected ALGO=HEX, got '...'" for the hex that sha256sum prints (alone or
+    with its file name), leaving the newcomer to find which ALGO."""
+    assert main(["--checksum", given, "http://127.0.0.1:9/a.txt"]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert f"expected ALGO=HEX, got {given!r}; {len(given.split()[0])} hex digits are " \
+           f"{algo}'s: give {algo}=HEX (see" in err
+    assert os.listdir() == []
+
+
+def test_a_checksum_that_is_no_hex_gets_no_guess(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--checksum", "abcdefgh", "http://127.0.0.1:9/a.txt"]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "expected ALGO=HEX, got 'abcdefgh' (see" in err
