@@ -111,3 +111,20 @@ def test_a_checksum_that_is_no_hex_gets_no_guess(capsys: pytest.CaptureFixture[s
     assert main(["--checksum", "abcdefgh", "http://127.0.0.1:9/a.txt"]) == 2
     err = one_line(capsys.readouterr().err)
     assert "expected ALGO=HEX, got 'abcdefgh' (see" in err
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_an_input_file_saved_as_utf16_is_read(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], encoding: str
+) -> None:
+    """Windows PowerShell's `>` and Notepad's "Unicode" write UTF-16 with a BOM. Before:
+    "cannot read input file urls.txt: not UTF-8 text (invalid start byte at byte 0)"."""
+    a = httpd.add(httpd.new_path("a.txt"), DATA)
+    b = httpd.add(httpd.new_path("b.txt"), DATA)
+    text = f"# two files\r\n{a}\r\n\r\n{b}\r\n"
+    data = text.encode(encoding) if encoding == "utf-16" else b"\xfe\xff" + text.encode(encoding)
+    with open("urls.txt", "wb") as f:
+        f.write(data)
+    assert main(["-q", "-i", "urls.txt", "-o", "out"]) == 0
+    assert capsys.readouterr().err == ""
+    assert sorted(os.listdir("out")) == ["a.txt", "b.txt"]

@@ -5,6 +5,7 @@ one-line report of each failure, and the paths the user gave."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -44,7 +45,7 @@ def collect(ns: argparse.Namespace) -> list[str | Item]:
                     raise UsageError("cannot read stdin (-i -): it is closed")
                 text = sys.stdin.read()
             else:
-                text = given_path(file, "-i").read_text(encoding="utf-8")
+                text = _read_list(given_path(file, "-i"))
         except OSError as e:
             why = e.strerror or str(e)
             if "://" in file:  # (-i URL: a URL is no file of URLs)
@@ -66,6 +67,16 @@ def collect(ns: argparse.Namespace) -> list[str | Item]:
     if taken:  # (-o URL URL2: never a folder named http:)
         raise UsageError(taken)
     return targets
+
+
+def _read_list(path: Path) -> str:
+    """A list file's text: UTF-8, or UTF-16 with its BOM (what Windows PowerShell's ``>``
+    and Notepad's "Unicode" write). UnicodeDecodeError: as UTF-8, when it is neither."""
+    data = path.read_bytes()
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        with contextlib.suppress(UnicodeDecodeError):
+            return data.decode("utf-16")  # (the BOM gives the byte order, and goes)
+    return data.decode("utf-8")
 
 
 #: Options whose value is never a URL (dest: flag, what it wants): ``-o URL`` is a URL
