@@ -128,3 +128,14 @@ def test_an_input_file_saved_as_utf16_is_read(
     assert main(["-q", "-i", "urls.txt", "-o", "out"]) == 0
     assert capsys.readouterr().err == ""
     assert sorted(os.listdir("out")) == ["a.txt", "b.txt"]
+
+
+@pytest.mark.parametrize("port", ["abc", "-1", "80a", "8o"])
+def test_a_port_that_is_no_number_says_so(
+    capsys: pytest.CaptureFixture[str], port: str
+) -> None:
+    """Before: Python's own words, "Port could not be cast to integer value as 'abc'"."""
+    url = f"http://127.0.0.1:{port}/a.txt"
+    assert main([url]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert f"not a valid URL: the port {port!r} is not a number (in {url!r})" in err

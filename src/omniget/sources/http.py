@@ -64,9 +64,16 @@ def _check_authority(url: str) -> None:
     if plain and (not colon or (port.isdigit() and int(port) <= 65535)):
         return
     try:
-        _ = urlsplit(url).port  # (raises with the reason)
+        split = urlsplit(url)  # (raises for a bad IPv6 bracket)
+        given = split.netloc.rpartition("@")[2].rpartition(":")[2]
+        if given and not given.isdigit() and "]" not in given:  # (urlsplit: "could not be cast")
+            why = f"the port {given!r} is not a number (in {url!r})"
+        else:
+            _ = split.port  # (raises with the reason)
+            return
     except ValueError as e:
-        raise UsageError(f"not a valid URL: {e}") from None
+        why = str(e)
+    raise UsageError(f"not a valid URL: {why}")
 
 
 SOURCE = HttpSource
