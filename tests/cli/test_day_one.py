@@ -139,3 +139,27 @@ def test_a_port_that_is_no_number_says_so(
     assert main([url]) == 2
     err = one_line(capsys.readouterr().err)
     assert f"not a valid URL: the port {port!r} is not a number (in {url!r})" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [('[{"domain": ".example.com", "name": "sid", "value": "abc"}]\n',
+      "; it is JSON (an extension's JSON export): export the cookies as cookies.txt "
+      "(Netscape format) instead"),
+     ('{\n  "cookies": []\n}\n', "; it is JSON"),
+     ("127.0.0.1  FALSE  /  FALSE  0  sid  abc\n",
+      "; its fields are separated by spaces, not TABs (an editor may have changed them)")],
+    ids=["json-list", "json-object", "spaces"],
+)
+def test_a_cookies_file_in_another_format_says_which(
+    capsys: pytest.CaptureFixture[str], text: str, hint: str
+) -> None:
+    """Before: "not in Netscape cookies.txt format (7 TAB-separated fields: ...)" alone,
+    for what Cookie-Editor and EditThisCookie export by default (JSON) too."""
+    with open("c.txt", "w") as f:
+        f.write(text)
+    assert main(["--cookies", "c.txt", "http://127.0.0.1:9/a.txt"]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "cookies file c.txt, line 1: not in Netscape cookies.txt format (7 TAB-separated " \
+           f"fields: domain, subdomains, path, secure, expiry, name, value){hint}" in err
+    assert "abc" not in err

@@ -68,11 +68,23 @@ def load_cookies(path: str) -> MozillaCookieJar:
             raise UsageError(
                 f"cookies file {path}, line {number}: not in Netscape cookies.txt format "
                 "(7 TAB-separated fields: domain, subdomains, path, secure, expiry, name, value)"
+                + _format_hint(line)
             ) from None
         if cookie is not None:
             jar.set_cookie(cookie)
     jar.clear_expired_cookies()
     return jar
+
+
+def _format_hint(line: str) -> str:
+    """What a line that is no cookies.txt line looks like, when that is plain: a JSON
+    export (browser extensions' default), or the TABs turned into spaces; else ''."""
+    if line.lstrip()[:1] in ("[", "{"):
+        return ("; it is JSON (an extension's JSON export): export the cookies as cookies.txt "
+                "(Netscape format) instead")
+    if "\t" not in line and len(line.split()) == 7:
+        return "; its fields are separated by spaces, not TABs (an editor may have changed them)"
+    return ""
 
 
 def _cookie(line: str) -> Cookie | None:
