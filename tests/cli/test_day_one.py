@@ -163,3 +163,15 @@ def test_a_cookies_file_in_another_format_says_which(
     assert "cookies file c.txt, line 1: not in Netscape cookies.txt format (7 TAB-separated " \
            f"fields: domain, subdomains, path, secure, expiry, name, value){hint}" in err
     assert "abc" not in err
+
+
+def test_json_with_stdout_as_the_file_writes_nothing_to_stdout(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Before: "--json cannot be used with -O - (stdout carries the file)" was said on stderr
+    and then written to stdout, as an error event and a summary, where the file would go."""
+    assert main(["--json", "-O", "-", "http://127.0.0.1:9/a.txt"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert one_line(err) == ("omniget: error: --json cannot be used with -O - (stdout carries "
+                             "the file)\n")

@@ -158,6 +158,8 @@ def _json_error(
     themselves come before ``--json`` is known: plain stderr only."""
     if ns is None or not getattr(ns, "json", False) or sys.stdout is None:
         return
+    if getattr(ns, "output_file", None) == "-":  # (stdout is the file's: --json is refused)
+        return
     record = {"event": "error", "error": mask(str(error)), "error_type": type(error).__name__,
               "exit_code": code}
     try:
