@@ -175,3 +175,36 @@ def test_json_with_stdout_as_the_file_writes_nothing_to_stdout(
     assert out == ""
     assert one_line(err) == ("omniget: error: --json cannot be used with -O - (stdout carries "
                              "the file)\n")
+
+
+@pytest.mark.parametrize("given", ["saved.txt", "sub/Saved.TXT"])
+def test_curl_s_o_file_is_refused_before_a_folder_is_made(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], given: str
+) -> None:
+    """curl's `-o FILE` here: before, a folder named saved.txt was made, the file saved in
+    it as saved.txt/a.txt, and nothing said so ("1 file ok")."""
+    url = httpd.add(httpd.new_path("a.txt"), DATA)
+    assert main([url, "-o", given]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert (f"-o {given}: -o names a folder here (the file would be {given}/a.txt); to "
+            f"save the URL as {given}, use -O {given} (curl's -o)") in err
+    assert httpd.requests == [] and os.listdir() == []
+    assert main(["-q", url, "-O", given]) == 0
+    with open(given, "rb") as f:
+        assert f.read() == DATA
+
+
+def test_a_folder_named_like_a_file_is_still_taken_when_it_is_there_or_for_a_list(
+    httpd: HTTPServer,
+) -> None:
+    url = httpd.add(httpd.new_path("a.txt"), DATA)
+    os.mkdir("made.txt")
+    assert main(["-q", url, "-o", "made.txt"]) == 0  # (there already: a folder it is)
+    assert os.listdir("made.txt") == ["a.txt"]
+    other = httpd.add(httpd.new_path("b.txt"), DATA)
+    assert main(["-q", url, other, "-o", "two.txt"]) == 0  # (two files: a folder, plainly)
+    assert sorted(os.listdir("two.txt")) == ["a.txt", "b.txt"]
+    assert main(["-q", url, "-o", "v1.2"]) == 0  # (not the file's own extension)
+    assert os.listdir("v1.2") == ["a.txt"]
+    assert main(["-q", url, "-o", "slash.txt/"]) == 0  # (a folder, plainly)
+    assert os.listdir("slash.txt") == ["a.txt"]

@@ -89,6 +89,8 @@ def run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
         if ns.output_file != "-" and _names_a_folder(ns.output_file):
             raise UsageError(f"-O {ns.output_file}: is a directory "
                              f"(use -o {ns.output_file} to save into it)")
+    elif ns.output is not None and len(targets) == 1 and not ns.input_file:
+        _curl_o(ns.output, targets[0])
     if cfg.settings.checksum is not None and len(targets) != 1:
         raise UsageError("--checksum needs exactly one URL")
     if ns.json or ns.dry_run or ns.output_file == "-":
@@ -232,6 +234,23 @@ def not_a_file(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def _curl_o(folder: str, target: Item | str) -> None:
+    """``URL -o NAME.EXT`` with the URL's own extension, NAME.EXT not there yet: curl's
+    ``-o FILE``, refused before a folder of that name is made with the file in it."""
+    from ..model import name_from_url
+
+    url = target if isinstance(target, str) else target.download_url
+    name = name_from_url(url)
+    suffix = os.path.splitext(name)[1].lower()
+    path = given_path(folder, "-o")
+    if (not suffix or path.suffix.lower() != suffix or os.path.lexists(path)
+            or folder.endswith(("/", os.sep))):  # (x.iso/: a folder, plainly)
+        return
+    raise UsageError(f"-o {folder}: -o names a folder here (the file would be "
+                     f"{folder}/{name}); to save the URL as {folder}, use "
+                     f"-O {folder} (curl's -o)")
 
 
 def _names_a_folder(name: str) -> bool:
