@@ -208,3 +208,31 @@ def test_a_folder_named_like_a_file_is_still_taken_when_it_is_there_or_for_a_lis
     assert os.listdir("v1.2") == ["a.txt"]
     assert main(["-q", url, "-o", "slash.txt/"]) == 0  # (a folder, plainly)
     assert os.listdir("slash.txt") == ["a.txt"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [(["-f"], "; an HTTP error fails the file by itself (a 404: exit 6) (see"),
+     (["--fail"], "; an HTTP error fails the file by itself"),
+     (["-S"], "; errors are always shown (with -q too) (see"),
+     (["-J"], "; the server's file name (Content-Disposition) is taken by itself (see"),
+     (["--remote-name"], "; the URL's own file name is the default: leave -O out (see"),
+     (["-fsSL"], "; -f: an HTTP error fails the file by itself (a 404: exit 6); -s: "
+                 "connections per file are --split N (aria2's -s); quiet is -q (curl's -s); "
+                 "-S: errors are always shown (with -q too); -L: redirects are always "
+                 "followed (up to max-redirects, 10, in the config file) (see"),
+     (["-sSLf"], "; -s: connections per file"),
+     (["-LOJ"], "; -L: redirects are always followed"),
+     (["-nd"], " (see")],
+    ids=lambda v: v[0] if isinstance(v, list) else "",
+)
+def test_curl_s_everyday_flags_say_what_they_are_here(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], argv: list[str], hint: str
+) -> None:
+    """Before: `curl -fsSL URL` gave "-fsSL is not an option of 'omniget get'" and nothing
+    more (-sS named -s alone); -f, -S, -J and --remote-name no hint either."""
+    url = httpd.add(httpd.new_path("a.txt"), DATA)
+    assert main([*argv, url]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert err.startswith(f"omniget: error: {argv[0]} is not an option of 'omniget get'{hint}")
+    assert httpd.requests == [] and os.listdir() == []

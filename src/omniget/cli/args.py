@@ -403,6 +403,11 @@ def _peer_flags() -> dict[str, tuple[str, str]]:
         (("--max-overall-download-limit", "--max-download-limit"), "--limit-rate",
          "a rate limit is --limit-rate RATE"),
         (("-V",), "--version", "the version is --version (-v: a line per file)"),
+        (("-f", "--fail"), "", "an HTTP error fails the file by itself (a 404: exit 6)"),
+        (("-S", "--show-error"), "", "errors are always shown (with -q too)"),
+        (("-J", "--remote-header-name"), "", "the server's file name (Content-Disposition) "
+         "is taken by itself"),
+        (("--remote-name",), "", "the URL's own file name is the default: leave -O out"),
         (("-4", "-6", "--inet4-only", "--inet6-only"), "", "there is no switch for IPv4 or "
          "IPv6 only: --resolve HOST:PORT:ADDR picks the address"),
     ]
@@ -414,6 +419,13 @@ def _suggest(parser: argparse.ArgumentParser, flag: str) -> str:
     of curl, wget or aria2 is here; else ''."""
     options = {o for a in parser._actions for o in a.option_strings}
     peers = _peer_flags()
+    if flag not in peers and len(flag) > 2 and flag[1] != "-" and flag[1:].isalpha():
+        # (curl's -fsSL: each letter's hint, when every letter is a flag of curl's or ours)
+        letters = [f"-{c}" for c in dict.fromkeys(flag[1:])]
+        if all(f in peers or f in options for f in letters):
+            hints = [f"{f}: {peers[f][1]}" for f in letters
+                     if f in peers and (not peers[f][0] or peers[f][0] in options)]
+            return "".join(f"; {h}" for h in hints)
     peer = peers.get(flag) or (peers.get(flag[:2]) if flag[1:2] != "-" else None)
     if peer is not None and (not peer[0] or peer[0] in options):
         return f"; {peer[1]}"
