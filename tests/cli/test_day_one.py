@@ -236,3 +236,12 @@ def test_curl_s_everyday_flags_say_what_they_are_here(
     err = one_line(capsys.readouterr().err)
     assert err.startswith(f"omniget: error: {argv[0]} is not an option of 'omniget get'{hint}")
     assert httpd.requests == [] and os.listdir() == []
+
+
+def test_curl_s_empty_header_form_says_what_is_here(capsys: pytest.CaptureFixture[str]) -> None:
+    """curl's -H 'X-Empty;' sends the header with no value. Before: "expected 'Name: value',
+    got 'X-Empty;'" and no word of that form."""
+    assert main(["-H", "X-Empty;", "http://127.0.0.1:9/a.txt"]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert ("expected 'Name: value', got 'X-Empty;' (curl's 'Name;' sends it empty: omniget "
+            "sends no empty header; 'Name:' leaves it out)") in err

@@ -114,7 +114,9 @@ def parse_header(v: object) -> tuple[str, str]:
     else:
         name, sep, value = _text(v).partition(":")
         if not sep:
-            raise ValueError(f"expected 'Name: value', got {_shown(v)}")
+            curl = (" (curl's 'Name;' sends it empty: omniget sends no empty header; 'Name:' "
+                    "leaves it out)" if name.endswith(";") else "")
+            raise ValueError(f"expected 'Name: value', got {_shown(v)}{curl}")
     name, value = name.strip(), value.strip()
     if not name:  # (": v": the value is not shown, a token maybe)
         raise ValueError("no header name before the ':' (expected 'Name: value')")
