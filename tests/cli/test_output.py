@@ -63,6 +63,26 @@ def test_masker_hides_secrets_everywhere() -> None:
     assert Masker(["ab"])("abc") == "abc"  # too short to mask blindly
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["auth_token", "refresh_token", "X-Amz-Signature", "X-Amz-Security-Token", "X-Amz-Credential",
+     "client_secret", "api-key", "apiKey", "accessToken", "session_id", "JSESSIONID"],
+)
+def test_masker_hides_query_parameters_whose_name_has_a_secret_word(name: str) -> None:
+    """Not only the names of a fixed list: a word of the name (split at ``_ - .`` and at a
+    lower-to-upper case change) that says secret is enough (before, ``auth_token`` and a
+    presigned URL's ``X-Amz-Signature`` came out whole)."""
+    m = Masker()
+    assert m(f"https://h/x?a=1&{name}=v4lue-9&b=2") == f"https://h/x?a=1&{name}=***&b=2"
+
+
+def test_masker_hides_a_token_given_as_a_user_name() -> None:
+    """``https://TOKEN@host/``: the user name alone is the secret (as git hosts take)."""
+    m = Masker()
+    assert m("see https://ghp_t0ken@host.example/x") == "see https://***@host.example/x"
+    assert m("https://h/a@b") == "https://h/a@b"  # (an @ in the path is no user name)
+
+
 def test_masker_headers() -> None:
     m = Masker()
     got = m.headers({"Authorization": "Bearer x", "Cookie": "a=b", "X-Site": "k", "Accept": "*/*"},

@@ -566,9 +566,11 @@ def test_secrets_never_reach_the_output_of_a_real_run(
     refused = httpd.url(path, auth="alice:right-pass")
     fine = httpd.add(httpd.new_path("f.bin"), b"fine")
     with_pass = refused.replace("http://", "http://bob:url-pass-123@", 1)
-    with_token = f"{fine}?token=query-tok-456"
+    with_token = f"{fine}?token=query-tok-456&auth_token=query-tok-457&X-Amz-Signature=sig-458"
+    # a token as the URL's user name (as git hosts take one): it is fetched, and said
+    as_user = httpd.add(httpd.new_path("g.bin"), b"good").replace("http://", "http://user-tok-222@")
     res = omniget(
-        with_pass, with_token, "-o", str(tmp_path / "o"), *flags,
+        with_pass, with_token, as_user, "-o", str(tmp_path / "o"), *flags,
         "--user", "carol:user-pass-789",
         "-H", "Authorization: Bearer head-tok-000",
         "-H", "Cookie: sid=cookie-val-111",
@@ -576,10 +578,11 @@ def test_secrets_never_reach_the_output_of_a_real_run(
     )
     assert res.returncode == 5, res.stderr
     assert (tmp_path / "o" / "f.bin").read_bytes() == b"fine"
+    assert (tmp_path / "o" / "g.bin").read_bytes() == b"good"
     said = res.stdout + res.stderr
     assert "401" in said
     for secret in ("url-pass-123", "user-pass-789", "head-tok-000", "cookie-val-111",
-                   "query-tok-456"):
+                   "query-tok-456", "query-tok-457", "sig-458", "user-tok-222"):
         assert secret not in said, secret
 
 

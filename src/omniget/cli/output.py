@@ -48,19 +48,32 @@ __all__ = [
 ]
 
 MASK = "***"
-_SECRET_QUERY = (
-    "token|access_token|auth|api_key|apikey|key|password|passwd|pass|secret|sessid|session_id"
-    "|phpsessid|signature|sig"
-)
+#: Words that make a query parameter secret when its name has one (``auth_token``,
+#: ``X-Amz-Signature``, ``accessToken``; not ``skey`` or ``monkey``).
+_SECRET_WORDS = frozenset({
+    "token", "auth", "key", "apikey", "password", "passwd", "pass", "secret", "sessid",
+    "session", "sessionid", "jsessionid", "phpsessid", "signature", "sig", "credential",
+    "credentials",
+})
+
+
+def _secret_name(name: str) -> bool:
+    """Whether a query parameter of this name holds a secret: one of its words (split at
+    ``_ - .`` and where a lower-case letter meets an upper-case one) says so."""
+    words = re.split(r"[_.-]|(?<=[a-z])(?=[A-Z])", name)
+    return any(w.lower() in _SECRET_WORDS for w in words)
 
 
 @functools.cache
 def _secret_patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
-    """URL passwords, secret query parameters, secret headers: compiled when first used
-    (most runs mask nothing; compiling them costs every start ~1 ms)."""
-    userinfo = re.compile(r"(?P<pre>[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@", re.IGNORECASE)
+    """URL user names and passwords, query parameters, secret headers: compiled when
+    first used (most runs mask nothing; compiling them costs every start ~1 ms)."""
+    # (a user name without a password is masked whole: ``https://TOKEN@host/``)
+    userinfo = re.compile(
+        r"(?P<pre>[a-z][a-z0-9+.-]*://)(?P<user>[^/\s:@]*:)?[^/\s:@][^/\s@]*@", re.IGNORECASE
+    )
     # (a ")" ends the value: messages put URLs in parentheses)
-    query = re.compile(rf"(?P<pre>[?&;](?:{_SECRET_QUERY})=)[^&;#\s\"')]+", re.IGNORECASE)
+    query = re.compile(r"(?P<pre>[?&;](?P<name>[\w.~%-]+)=)(?P<value>[^&;#\s\"')]+)")
     header = re.compile(
         r"(?P<pre>\b(?:authorization|proxy-authorization|cookie|x-api-key)\s*:\s*)[^\r\n\"']+",
         re.IGNORECASE,
@@ -68,8 +81,17 @@ def _secret_patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str
     return userinfo, query, header
 
 
+def _mask_query(m: re.Match[str]) -> str:
+    return m["pre"] + MASK if _secret_name(m["name"]) else m[0]
+
+
+def _mask_userinfo(m: re.Match[str]) -> str:
+    return f"{m['pre']}{m['user'] or ''}{MASK}@"
+
+
 class Masker:
-    """Replaces known secret values, URL passwords and secret query parameters with ``***``."""
+    """Replaces known secret values, URL passwords (or a user name given alone) and query
+    parameters whose names say secret with ``***``."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         # Longest first, so a secret containing another is masked whole.
@@ -79,8 +101,8 @@ class Masker:
         for s in self.secrets:
             text = text.replace(s, MASK)
         userinfo, query, header = _secret_patterns()
-        text = userinfo.sub(rf"\g<pre>{MASK}@", text)
-        text = query.sub(rf"\g<pre>{MASK}", text)
+        text = userinfo.sub(_mask_userinfo, text)
+        text = query.sub(_mask_query, text)
         return header.sub(rf"\g<pre>{MASK}", text)
 
     def headers(self, headers: Mapping[str, str], secret: Iterable[str] = ()) -> dict[str, str]:
