@@ -302,3 +302,23 @@ def test_ranged_pieces_set_up_ahead_do_not_wait_for_room_they_hold(
     for i in range(6):
         want = b"".join(blob[j * 4 * KiB : j * 4 * KiB + 2 * KiB] for j in range(i, i + 4))
         assert (tmp_path / "out" / f"r{i}.bin").read_bytes() == want
+
+
+@pytest.mark.parametrize("fault", ["reset", "status"])
+def test_the_per_host_cap_holds_while_concurrent_files_are_retried(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, fault: str
+) -> None:
+    """Six files at once, large enough to split, each hit by a fault it is retried after
+    (a reset mid-body, twice, or a 503 first): the connections the retries open again take
+    the place of the ones that failed, never one more, counted as the kernel has them."""
+    files = {f"/cap{fault}{i}.bin": payload((3 + i) * MiB, 90 + i) for i in range(6)}
+    query = {"reset": f"reset={MiB}&times=2", "status": "status=503&times=1"}[fault]
+    for path, data in files.items():
+        httpd.add(path, data)
+    urls = [f"{httpd.url(path, drip=12 * MiB)}&{query}" for path in files]
+    report, peak = run_peak(httpd, urls, tmp_path, connections_per_host=2, jobs=6)
+    assert report.ok == 6, report.failures
+    for path, data in files.items():
+        assert (tmp_path / "out" / path[1:]).read_bytes() == data
+    assert len({r.conn_id for r in httpd.requests}) > 2  # (the faults made new ones)
+    assert 0 < peak <= 2
