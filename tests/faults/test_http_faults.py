@@ -312,7 +312,10 @@ def test_503_forever_gives_up_bounded(httpd: HTTPServer, tmp_path: Path) -> None
     httpd.add(path, b"x")
     report, _events, out = fetch(httpd.url(path, status=503), tmp_path, retries=4)
     assert report.exit_code == 3
-    assert "503" in str(report.failures[0].error)
+    # what the server said, and that it was given up on after the retries (before, the
+    # error read as the first 503's: nothing said it had been tried again)
+    said = str(report.failures[0].error)
+    assert said.startswith("HTTP 503 from ") and said.endswith(" (gave up after 4 retries)")
     assert len(httpd.requests_to(path)) == 5
     assert files(out) == []
 
@@ -959,7 +962,8 @@ def test_a_refused_connection_gets_two_quick_retries(tmp_path: Path, refused_por
     report, events, out = fetch(f"http://127.0.0.1:{refused_port}/x.bin", tmp_path)
     assert report.exit_code == 3
     assert "could not connect" in str(report.failures[0].error)
-    assert str(report.failures[0].error).endswith(": Connection refused")  # (the OS's reason)
+    # (the OS's reason, and the retries given up after)
+    assert str(report.failures[0].error).endswith(": Connection refused (gave up after 2 retries)")
     assert [round(e.delay) for e in events if isinstance(e, Retrying)] in ([0, 1], [1, 1])
     assert files(out) == []
 

@@ -34,6 +34,7 @@ from .names import contain
 from .piecesink import Out, PieceSink, check
 from .prints import Ends, changed
 from .resume import not_resumable
+from .retry import gave_up
 from .scheduler import Ticket
 from .transports.base import Request, fetch_when_granted
 from .verify import StreamHasher
@@ -133,6 +134,7 @@ class PieceDownload:
                     attempts += 1
                     delay = self.ctx.policy.next_delay(attempts, exc, waited, self.ctx.rng)
                     if delay is None:
+                        gave_up(exc, attempts)
                         if isinstance(exc, TransferError) and exc.piece is None:
                             exc.piece = piece
                         raise

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from .._frozen import frozen_dataclass
+from ..errors import OmnigetError
 
 if TYPE_CHECKING:
     import random
@@ -40,6 +41,7 @@ __all__ = [
     "FakeClock",
     "RetryPolicy",
     "SystemClock",
+    "gave_up",
     "retry_call",
 ]
 
@@ -184,6 +186,15 @@ class RetryPolicy:
         return delay
 
 
+def gave_up(error: BaseException, attempt: int) -> None:
+    """Say in the message of a retryable error given up on after ``attempt`` failed
+    tries how many retries came before (its text alone reads as a first failure)."""
+    retries = attempt - 1
+    if retries < 1 or not isinstance(error, OmnigetError) or not error.retryable:
+        return
+    error.message += f" (gave up after {retries} retr{'y' if retries == 1 else 'ies'})"
+
+
 def _retry_after(error: BaseException) -> float | None:
     value = getattr(error, "retry_after", None)
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
@@ -216,6 +227,7 @@ async def retry_call(
             attempt += 1
             delay = policy.next_delay(attempt, error, waited, rng)
             if delay is None:
+                gave_up(error, attempt)
                 raise
             if on_retry is not None:
                 result = on_retry(attempt, error, delay)

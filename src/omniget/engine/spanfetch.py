@@ -15,6 +15,7 @@ from .checkpoints import sync_lost
 from .events import Retrying, Warned
 from .job import FileJob
 from .mirrors import PERMANENT_ON_ONE_MIRROR, next_mirror
+from .retry import gave_up
 from .spans import within
 from .splitter import Span
 from .transports.base import (
@@ -205,6 +206,7 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
                 attempts += 1
                 delay = dl.ctx.policy.next_delay(attempts, exc, waited, dl.ctx.rng)
                 if delay is None:
+                    gave_up(exc, attempts)
                     raise
                 url = next_mirror(dl.urls, url, dl.gone) or url  # (next in turn)
                 dl.ctx.event(Retrying(job.item, job.final, exc, attempts, delay))

@@ -24,6 +24,7 @@ from .events import EventHandler, Finished, Progress, Retrying, Started, Warned
 from .job import PROGRESS_EVERY, REFRESH_MARGIN, FileJob
 from .mirrors import PERMANENT_ON_ONE_MIRROR, next_mirror, not_a_copy
 from .ratelimit import RateLimit
+from .retry import gave_up
 from .transports.base import Head, Request, check_status, skip_prefix, transport_for
 from .verify import UNVERIFIED, StreamHasher, check_media, digest_mismatch
 
@@ -168,6 +169,7 @@ async def stream_item(
             attempts += 1
             delay = engine.policy.next_delay(attempts, exc, waited, engine.rng)
             if delay is None:
+                gave_up(exc, attempts)
                 raise
             emit(Retrying(item, None, exc, attempts, delay))
             await engine.clock.sleep(delay)
