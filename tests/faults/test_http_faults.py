@@ -320,6 +320,22 @@ def test_503_forever_gives_up_bounded(httpd: HTTPServer, tmp_path: Path) -> None
     assert files(out) == []
 
 
+def test_503_forever_gives_up_within_the_time_budget(httpd: HTTPServer, tmp_path: Path) -> None:
+    """Retries to spare, but the backoff would take the waits past ``retry_max_time``:
+    it gives up there, not after the count (the waits on the fake clock)."""
+    path = httpd.new_path("slow.bin")
+    httpd.add(path, b"x")
+    report, events, out = fetch(httpd.url(path, status=503), tmp_path, retries=50,
+                                retry_max_time=20.0)
+    assert report.exit_code == 3
+    delays = [e.delay for e in events if isinstance(e, Retrying)]
+    assert 3 <= len(delays) < 50 and sum(delays) <= 20.0, delays
+    assert delays == sorted(delays)  # (growing: exponential backoff)
+    assert len(httpd.requests_to(path)) == len(delays) + 1
+    assert str(report.failures[0].error).endswith(f"(gave up after {len(delays)} retries)")
+    assert files(out) == []
+
+
 @pytest.mark.parametrize("status", [429, 503])
 @pytest.mark.parametrize("after", ["7", "date:30"])
 def test_retry_after_is_honoured(
