@@ -1047,3 +1047,77 @@ def test_a_length_with_a_blank_before_its_colon_is_ignored_as_curl_ignores_it(
     assert (out / "b.bin").read_bytes() == body
     [warned] = [e for e in events if isinstance(e, Warned)]  # (close-delimited: unverified)
     assert warned.message.startswith("not verified: the server gave no size or hash")
+
+
+@pytest.mark.parametrize("digest", ["sha256", "legacy"], ids=["repr-digest", "digest"])
+def test_a_close_delimited_body_cut_short_is_caught_by_the_servers_digest(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, digest: str
+) -> None:
+    """No length: the cut answer ends as a whole one would. The server's Repr-Digest (or
+    legacy Digest) tells them apart: fetched again, and the file says it was checked."""
+    path, report, _ = fetch_whole(
+        httpd, tmp_path, "cd.bin", payload(200 * KiB, 71), nolength=1, digest=digest,
+        truncate=50_000, times=1,
+    )
+    assert len(httpd.requests_to(path)) == 2
+    assert report.results[0].verified == "sha256"
+
+
+def test_a_redirect_chain_that_never_ends_is_cut_at_a_bound(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """Every hop a new URL (no loop to see): it stops after a bounded number of hops."""
+    path = httpd.new_path("hops.bin")
+    httpd.add(path, b"x")
+    report, _, out = fetch(httpd.url(path, loop="hop"), tmp_path)
+    assert report.exit_code == 3
+    hops = [r.query.get("hop", "0") for r in httpd.requests_to(path)]
+    assert 2 <= len(set(hops)) <= 50, hops
+    assert "redirect" in str(report.failures[0].error)
+    assert files(out) == []
+
+
+@pytest.mark.parametrize("where", ["host", "scheme"])
+def test_a_redirect_to_another_host_or_scheme_drops_credentials(
+    httpd: HTTPServer, httpsd: HTTPServer, tls_ca_path: Path, tmp_path: Path, where: str
+) -> None:
+    """The same server under another host name (``localhost``, same port), or the same
+    host over https: neither is the origin the secrets were given for."""
+    target = httpd if where == "host" else httpsd
+    other = target.new_path("there.bin")
+    target.add(other, b"moved")
+    there = target.url(other, host="localhost" if where == "host" else None)
+    path = httpd.new_path("here.bin")
+    httpd.add(path, b"x")
+    item = Item(
+        httpd.url(path, redirect=there),
+        filename="there.bin",
+        headers={"Authorization": "Bearer s3cret", "Cookie": "sid=1", "X-Api-Key": "k"},
+        secret_headers=("X-Api-Key",),
+    )
+    net = NetworkSettings(stall_timeout=1.0, connect_timeout=5.0, ca_cert=str(tls_ca_path))
+    report, _, out = fetch("", tmp_path, item=item, network=net)
+    assert report.exit_code == 0, report.failures
+    assert (out / "there.bin").read_bytes() == b"moved"
+    assert httpd.requests_to(path)[0].header("authorization") == "Bearer s3cret"
+    (hop,) = target.requests_to(other)
+    for name in ("authorization", "cookie", "x-api-key"):
+        assert hop.header(name) is None, name
+
+
+def test_a_connection_that_never_gets_through_is_abandoned_and_retried(
+    tmp_path: Path,
+) -> None:
+    """A server whose kernel takes the connection but which never answers the TLS
+    handshake: the connect timeout ends each try, and the file fails after its retries
+    (the waits between them on the fake clock)."""
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(8)
+        url = f"https://127.0.0.1:{mute.getsockname()[1]}/x.bin"
+        net = NetworkSettings(stall_timeout=1.0, connect_timeout=1.0)
+        report, events, out = fetch(url, tmp_path, network=net, retries=1)
+    assert report.exit_code == 3
+    assert "timed out" in str(report.failures[0].error)
+    assert sum(isinstance(e, Retrying) for e in events) == 1
+    assert files(out) == []
