@@ -836,3 +836,24 @@ def test_a_run_started_with_sigint_ignored_keeps_ignoring_it(
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
+
+
+def test_tls_is_verified_unless_turned_off_with_a_warning(
+    httpsd: HTTPServer, tls_ca_path: Path, tmp_path: Path
+) -> None:
+    """The real CLI over TLS: a certificate of an unknown CA is refused by default; the
+    CA given with --ca-cert is trusted; --insecure fetches it, saying it did not check."""
+    url = httpsd.add(httpsd.new_path("t.bin"), b"secure")
+    state = tmp_path / "st"
+    refused = omniget(url, "-o", str(tmp_path / "a"), "--retries", "0", state=state)
+    assert refused.returncode == 3, refused.stderr
+    assert "--ca-cert" in refused.stderr
+    assert not (tmp_path / "a" / "t.bin").exists()
+    trusted = omniget(url, "-o", str(tmp_path / "b"), "--ca-cert", str(tls_ca_path), state=state)
+    assert trusted.returncode == 0, trusted.stderr
+    assert "warning" not in trusted.stderr
+    assert (tmp_path / "b" / "t.bin").read_bytes() == b"secure"
+    unchecked = omniget(url, "-o", str(tmp_path / "c"), "--insecure", state=state)
+    assert unchecked.returncode == 0, unchecked.stderr
+    assert "warning: TLS certificates are not verified (--insecure)" in unchecked.stderr
+    assert (tmp_path / "c" / "t.bin").read_bytes() == b"secure"
