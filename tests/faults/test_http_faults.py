@@ -1121,3 +1121,28 @@ def test_a_connection_that_never_gets_through_is_abandoned_and_retried(
     assert "timed out" in str(report.failures[0].error)
     assert sum(isinstance(e, Retrying) for e in events) == 1
     assert files(out) == []
+
+
+def test_names_from_the_url_path_and_from_a_source_stay_inside(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """The URL's last segment (with encoded separators and dots) and a source's own names
+    (an API's filename, a manifest's relative path, both hostile) all land inside the
+    output folder, under safe names."""
+    httpd.add("/d/../../up.bin", b"one")  # (the path as the server gets it, decoded)
+    by_url = f"http://{httpd.host}:{httpd.port}/d/..%2F..%2Fup.bin"
+    httpd.add("/api.bin", b"two")
+    httpd.add("/manifest.bin", b"three")
+    items = [
+        Item(by_url, name_from_server=True),
+        Item(httpd.url("/api.bin"), filename="../../api\x00CON.bin"),
+        Item(httpd.url("/manifest.bin"), filename="m.bin", path="../../../etc/m.bin"),
+    ]
+    report, _, out = fetch(items, tmp_path)
+    assert report.exit_code == 0, report.failures
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and "state" not in p.parts]
+    assert sorted(p.read_bytes() for p in written) == [b"one", b"three", b"two"]
+    for p in written:
+        rel = p.relative_to(out)  # (raises for one outside)
+        assert not {"..", "."} & set(rel.parts) and "\x00" not in str(rel), rel
+    assert (out / "up.bin").read_bytes() == b"one"
