@@ -288,6 +288,21 @@ def test_server_errors_then_success(
         assert len(delays) == 2 and 0 < delays[0] < delays[1], delays
 
 
+def test_the_backoff_is_jittered(httpd: HTTPServer, tmp_path: Path) -> None:
+    """Files turned away at once by one server do not all come back at once: their
+    first waits differ, each within 25 % of the first backoff step (0.5 s)."""
+    items = []
+    for i in range(6):
+        path = httpd.new_path(f"j{i}.bin")
+        httpd.add(path, b"j")
+        items.append(Item(httpd.url(path, status=503, times=1), filename=f"j{i}.bin"))
+    report, events, _ = fetch(items, tmp_path)
+    assert report.ok == 6, report.failures
+    delays = [e.delay for e in events if isinstance(e, Retrying)]
+    assert len(delays) == 6 and all(0.375 <= d <= 0.625 for d in delays), delays
+    assert len(set(delays)) > 1, delays
+
+
 @pytest.mark.parametrize("status", [400, 403, 404, 410])
 def test_a_client_error_is_not_retried(httpd: HTTPServer, tmp_path: Path, status: int) -> None:
     path = httpd.new_path("c.bin")
