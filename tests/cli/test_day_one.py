@@ -245,3 +245,30 @@ def test_curl_s_empty_header_form_says_what_is_here(capsys: pytest.CaptureFixtur
     err = one_line(capsys.readouterr().err)
     assert ("expected 'Name: value', got 'X-Empty;' (curl's 'Name;' sends it empty: omniget "
             "sends no empty header; 'Name:' leaves it out)") in err
+
+
+def test_a_one_file_run_says_where_its_file_went(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: "1 file ok, ..." and nothing more once the bar was gone: the name a server
+    chose (Content-Disposition) was left to guess, as wget and aria2 do not."""
+    url = httpd.add(httpd.new_path("get.php"), DATA,
+                    headers={"Content-Disposition": 'attachment; filename="report.txt"'})
+    assert main([url, "-o", "out"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == f"saved {os.path.join('out', 'report.txt')}"
+    assert lines[1].startswith("1 file ok, 0 skipped, 0 failed, 512 B in ")
+    assert len(lines) == 2
+    assert main(["-v", url, "-o", "again"]) == 0  # (-v: its "done" line says it already)
+    assert not [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("saved ")]
+    assert main(["-q", url, "-o", "quiet"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_a_run_of_several_files_names_none_in_its_summary(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    urls = [httpd.add(httpd.new_path(f"{n}.txt"), DATA) for n in "ab"]
+    assert main([*urls, "-o", "out"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("2 files ok, ")

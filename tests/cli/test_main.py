@@ -368,7 +368,8 @@ def test_plain_progress_and_summary(api: FakeAPI, capsys: pytest.CaptureFixture[
     api.behaviour = behaviour
     summary = "1 file ok, 0 skipped, 0 failed, 1.0 MiB in 1.0s (1.0 MiB/s)"
     assert main([URL]) == 0
-    assert capsys.readouterr().err.splitlines() == [summary]  # (lines per file: -v)
+    # (lines per file: -v; a run of one file says where it went)
+    assert capsys.readouterr().err.splitlines() == ["saved a.bin", summary]
     assert main(["-v", URL]) == 0
     assert capsys.readouterr().err.splitlines() == ["done a.bin (1.0 MiB)", summary]
 

@@ -227,7 +227,8 @@ def test_a_log_gets_plain_lines(httpd: HTTPServer, tmp_path: Path) -> None:
     assert "\x1b" not in res.stderr and "\r" not in res.stderr
     # (at the first event 2 s in: later on a loaded machine)
     assert re.match(r"\[0:00:0[2-9]\] 0/1 files, ", lines[0]), lines
-    run_lines = lines[:-1]
+    run_lines = lines[:-2]
+    assert lines[-2] == f"saved {tmp_path / 'out' / 'slow.bin'}", lines
     assert all(re.match(r"\[0:00:[0-5][0-9]\] 0/1 files, \d+% of 2.9 MiB, ", line)
                for line in run_lines), lines
     # each with the time left, but one that came less than 0.5 s after the file began (a

@@ -211,6 +211,9 @@ def _get(
             tally = getattr(consumer, "tally", None)
             left = _not_started(tally) if report.stopped else 0
             resumed = tally.resumed if isinstance(tally, Tally) else 0
+            lone = report.results[0] if len(report.results) == 1 and not extra else None
+            if lone is not None and lone.status == "ok" and lone.path and not ns.verbose:
+                say(f"saved {mask(display_path(lone.path))}\n")  # (-v: its done line)
             say(summary_line(report, failed=extra, skipped=len(filtered), left=left,
                              resumed=resumed) + "\n")
         if interrupted:
