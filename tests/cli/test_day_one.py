@@ -272,3 +272,29 @@ def test_a_run_of_several_files_names_none_in_its_summary(
     assert main([*urls, "-o", "out"]) == 0
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("2 files ok, ")
+
+
+@pytest.mark.parametrize(
+    ("flag", "hint"),
+    [("-I", "; there is no header-only request: --debug shows each request and answer of a "
+            "download"),
+     ("--head", "; there is no header-only request"),
+     ("--spider", "; there is no header-only request"),
+     ("--timestamping", "; a file already there is skipped (--on-exists); nothing compares "
+                        "dates"),
+     ("-nv", "; the default shows bars on a terminal, else a line every 2 s; -q: errors only"),
+     ("--compressed", "; a compressed answer is saved decoded by itself"),
+     ("-w", "; there is no wait between files (wget's -w) and no --write-out (curl's -w): "
+            "--json gives each file's numbers")],
+)
+def test_curl_s_and_wget_s_other_everyday_flags_say_what_is_here(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], flag: str, hint: str
+) -> None:
+    """Before: curl's -I and --head were met with "did you mean --header?" (a header to
+    send: not what was meant); wget's --spider, --timestamping, -nv, -w and curl's
+    --compressed had no hint."""
+    url = httpd.add(httpd.new_path("a.txt"), DATA)
+    assert main([flag, url]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert err.startswith(f"omniget: error: {flag} is not an option of 'omniget get'{hint}")
+    assert httpd.requests == [] and os.listdir() == []

@@ -410,6 +410,15 @@ def _peer_flags() -> dict[str, tuple[str, str]]:
         (("--remote-name",), "", "the URL's own file name is the default: leave -O out"),
         (("-4", "-6", "--inet4-only", "--inet6-only"), "", "there is no switch for IPv4 or "
          "IPv6 only: --resolve HOST:PORT:ADDR picks the address"),
+        (("-I", "--head", "--spider"), "", "there is no header-only request: --debug shows "
+         "each request and answer of a download"),
+        (("--timestamping",), "", "a file already there is skipped (--on-exists); nothing "
+         "compares dates"),
+        (("-nv", "--no-verbose"), "", "the default shows bars on a terminal, else a line "
+         "every 2 s; -q: errors only"),
+        (("--compressed",), "", "a compressed answer is saved decoded by itself"),
+        (("-w", "--wait", "--write-out"), "", "there is no wait between files (wget's -w) "
+         "and no --write-out (curl's -w): --json gives each file's numbers"),
     ]
     return {flag: (target, hint) for flags, target, hint in rows for flag in flags}
 
