@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +44,17 @@ def nth_sync(monkeypatch: pytest.MonkeyPatch, n: int, instead: Sync) -> list[int
 
     monkeypatch.setattr(checkpoints, "_sync_and_close", syncing)
     return calls
+
+
+def no_syncs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every part-file sync fails, as on a file system that cannot sync (no data lost):
+    nothing is recorded as synced, not even a failed or stopped file's last sync."""
+
+    def unsynced(fd: int) -> bool:
+        os.close(fd)
+        return False
+
+    monkeypatch.setattr(checkpoints, "_sync_and_close", unsynced)
 
 
 def recorded_syncs(

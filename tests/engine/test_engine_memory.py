@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.engine._syncs import no_syncs
 
 from omniget.engine import Engine
 from omniget.engine.events import Event, Finished, Retrying
@@ -629,10 +630,13 @@ def test_cancel_reports_fetched_bytes_and_a_rerun_resumes(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("synced", [False, True])
 def test_a_run_after_a_power_loss_trusts_only_bytes_synced_before(
-    tmp_path: Path, synced: bool
+    tmp_path: Path, synced: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Checkpoints are committed as bytes are written; the part file is fdatasync'ed
-    every ``fsync_seconds``. A run on another boot resumes from the synced spans only."""
+    every ``fsync_seconds`` (and as the file stops). A run on another boot resumes from
+    the synced spans only: none where no sync returned well."""
+    if not synced:
+        no_syncs(monkeypatch)
     data = blob(4 * MiB, 9)
     mem = CancelAfter(chunk=16 * 1024)
     mem.cancel_at = 2 * MiB
@@ -667,8 +671,10 @@ def test_a_run_after_a_power_loss_trusts_only_bytes_synced_before(
 
 @pytest.mark.parametrize("synced", [False, True])
 def test_pieces_done_in_the_part_file_are_trusted_after_a_power_loss_once_synced(
-    tmp_path: Path, synced: bool
+    tmp_path: Path, synced: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if not synced:  # (no sync returns well: none, as the file stops, either)
+        no_syncs(monkeypatch)
     parts = [blob(64 * 1024, 20 + i) for i in range(6)]
 
     class CancelAtFifth(CancelAfter):

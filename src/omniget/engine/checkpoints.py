@@ -27,16 +27,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NOTHING_SAVED", "SYNC_THREADS", "SYNC_WAIT", "PartSync", "Saved", "end_syncs",
-    "ensure_record", "forget_bytes", "piece_done", "record_size", "save_spans", "stop_syncs",
-    "sync_lost",
+    "ensure_record", "forget_bytes", "last_sync", "piece_done", "record_size", "save_spans",
+    "stop_syncs", "sync_lost",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 #: At a run's end, the part-file syncs still under way (a file's last one, as it failed or
-#: was stopped) are waited for this long at most (seconds; as long as the default interval
-#: between syncs): a disk that takes longer does not hold the run up, and what those syncs
-#: make durable is not recorded as synced (a rerun after a reboot fetches it again).
+#: was stopped: see last_sync) are waited for this long at most (seconds; as long as the
+#: default interval between syncs): a disk that takes longer does not hold the run up, and
+#: what those syncs make durable is not recorded as synced (a rerun after a reboot fetches
+#: it again).
 SYNC_WAIT = 5.0
 
 #: Part-file syncs run on threads of their own (at most this many at once), not in the
@@ -252,6 +253,19 @@ def _sync_due(job: FileJob, now: float) -> None:
         os.close(waiting.fd)
         sync.pieces = waiting.pieces + sync.pieces
     ctx.syncing[job] = sync
+
+
+def last_sync(job: FileJob) -> None:
+    """A file that failed or was stopped, its part file still open: sync it once more,
+    whatever ``fsync_seconds``, if its last checkpoint wrote anything no sync covers
+    yet, so that its record calls that synced (a rerun after a power loss does not fetch
+    it again). The run's end waits for it as for any sync under way (SYNC_WAIT at most).
+    None after a failed sync (see _start_sync), nor once the run is over."""
+    if job.last_sync == NO_MORE_SYNCS or not job.journal_started or job.ctx.syncs is None:
+        return
+    if job.unsynced or (job.saved[0] and job.last_ckpt > job.last_sync):
+        job.last_sync = -math.inf  # (due now)
+        _sync_due(job, time.monotonic())
 
 
 def _start_sync(job: FileJob, sync: PartSync) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from ..errors import AuthRequired, OmnigetError, RemoteNotFound, StorageError
 from ..model import Digest, Item
 from .assemble import PartFile, part_path
-from .checkpoints import NOTHING_SAVED, Saved, forget_bytes
+from .checkpoints import NOTHING_SAVED, Saved, forget_bytes, last_sync
 from .context import Ahead, RunContext, SetupSlot, output_key
 from .events import Progress, Started
 from .existing import (
@@ -365,6 +365,8 @@ class FileJob:
             if self.ahead is not None:
                 self._drop_ahead()
             if self.part is not None and self.part.fd >= 0:  # (closed at the commit)
+                if self.journal_started and not wrote:  # (failed or stopped: see last_sync)
+                    last_sync(self)
                 if (self.ctx.journal_error is not None or self.lost > 1) and not (
                     wrote or self.journal_started
                 ):

@@ -1,0 +1,130 @@
+"""A file's part-file syncs (checkpoints.py) as the file ends.
+
+A file that fails or is stopped gets one last sync of its part file, whatever
+``fsync_seconds``, so its record calls synced what its last checkpoint wrote: a rerun
+after a power loss does not fetch those bytes again. The run waits for it as for any sync
+under way at its end (SYNC_WAIT at most). A file with nothing new since its last sync
+gets none, and a finished file none either."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from tests.engine._syncs import nth_sync, recorded_syncs, written_and_synced
+from tests.servers.httpd import HTTPServer
+
+from omniget import download
+from omniget.engine import checkpoints
+from omniget.engine.core import Engine
+from omniget.engine.report import Report
+from omniget.model import Item
+from omniget.settings import Settings
+
+KiB = 1024
+#: Loop turns a job is given to put its file in place once its checks passed.
+TURNS = 500
+
+
+def no_sync_due(state: Path) -> Settings:
+    """One connection, no retries, a checkpoint every 64 KiB, and no sync due in the run."""
+    return Settings(state_dir=state, split=1, retries=0, fsync_seconds=3600.0,
+                    checkpoint_bytes=64 * KiB, checkpoint_seconds=3600.0)
+
+
+@pytest.fixture(autouse=True)
+def long_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run waits for its syncs long enough for any loaded machine to get to them."""
+    monkeypatch.setattr(checkpoints, "SYNC_WAIT", 60.0)
+
+
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every part-file sync of the run (the real one each time)."""
+    return nth_sync(monkeypatch, 0, lambda sync, fd: sync(fd))
+
+
+def test_a_file_that_fails_is_synced_once_as_it_ends(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before, no sync was due (fsync_seconds): the record called 900 KiB written and
+    none of it synced, and a rerun after a reboot fetched it all again."""
+    path = httpd.new_path("f.bin")
+    httpd.add(path, payload(1024 * KiB, 61))
+    calls = counted(monkeypatch)
+    recorded = recorded_syncs(monkeypatch)
+    state = tmp_path / "state"
+    report = download([httpd.url(path, reset=900 * KiB, times=1)], tmp_path / "out",
+                      settings=no_sync_due(state))
+    assert report.failed == 1 and report.exit_code != 0
+    assert len(calls) == 1 and recorded == [[(0, 900 * KiB)]]
+    assert written_and_synced(state) == ([(0, 900 * KiB)], [(0, 900 * KiB)])
+
+
+def test_a_file_stopped_is_synced_once_as_it_ends(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = httpd.new_path("s.bin")
+    httpd.add(path, payload(1024 * KiB, 62))
+    url = httpd.url(path, hold="h", stall_after=300 * KiB)
+    calls = counted(monkeypatch)
+    state = tmp_path / "state"
+
+    async def go() -> Report:
+        cancel = asyncio.Event()
+        engine = Engine(no_sync_due(state))
+        try:
+            run = asyncio.create_task(engine.run([Item(url)], tmp_path / "out", cancel=cancel))
+            assert await asyncio.to_thread(httpd.held, "h")
+            cancel.set()
+            return await run
+        finally:
+            await engine.aclose()
+
+    try:
+        report = asyncio.run(go())
+    finally:
+        httpd.release("h")
+    assert report.interrupted == report.failed == 1
+    assert len(calls) == 1
+    written, synced = written_and_synced(state)
+    assert written == synced and written and written[0] == (0, 300 * KiB)
+
+
+def test_a_file_synced_at_its_last_checkpoint_or_without_bytes_gets_no_more_syncs(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sync at each checkpoint: the failed file's last checkpoint synced already (one
+    sync, no second as it ends). A 404 wrote nothing and a finished file is in place:
+    neither is synced."""
+    path = httpd.new_path("c.bin")
+    httpd.add(path, payload(1024 * KiB, 63))
+    fine = httpd.new_path("fine.bin")
+    httpd.add(fine, payload(300 * KiB, 64))
+    calls = counted(monkeypatch)
+    settings = Settings(state_dir=tmp_path / "state", split=1, retries=0, fsync_seconds=0.0,
+                        checkpoint_bytes=1 << 30, checkpoint_seconds=3600.0, jobs=1)
+    report = download([httpd.url(path, reset=900 * KiB, times=1), httpd.url("/missing.bin"),
+                       httpd.url(fine)], tmp_path / "out", settings=settings)
+    assert report.failed == 2 and report.ok == 1
+    assert len(calls) == 1
+
+
+def test_a_finished_file_gets_no_sync_of_its_part_file(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a file's finish costs: no part-file sync (its mark and the run's one sync of
+    the filesystem make it durable: durable.py), however many files."""
+    urls = []
+    for i in range(5):
+        path = httpd.new_path(f"n{i}.bin")
+        httpd.add(path, payload(200 * KiB, 70 + i))
+        urls.append(httpd.url(path))
+    calls = counted(monkeypatch)
+    report = download(urls, tmp_path / "out", settings=no_sync_due(tmp_path / "state"))
+    assert report.ok == 5 and calls == []
