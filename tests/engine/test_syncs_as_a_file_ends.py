@@ -4,11 +4,19 @@ A file that fails or is stopped gets one last sync of its part file, whatever
 ``fsync_seconds``, so its record calls synced what its last checkpoint wrote: a rerun
 after a power loss does not fetch those bytes again. The run waits for it as for any sync
 under way at its end (SYNC_WAIT at most). A file with nothing new since its last sync
-gets none, and a finished file none either."""
+gets none, and a finished file none either.
+
+A file whose last sync is still under way as it passed its checks waits for that sync
+before it is put in place: a sync that fails (the disk lost the bytes) fails the file,
+exit 7, instead of a file reported finished and verified whose bytes may be gone."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import hashlib
+import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,10 +25,13 @@ from tests.engine._syncs import nth_sync, recorded_syncs, written_and_synced
 from tests.servers.httpd import HTTPServer
 
 from omniget import download
-from omniget.engine import checkpoints
+from omniget.engine import checkpoints, finish
 from omniget.engine.core import Engine
+from omniget.engine.durable import read_mark
+from omniget.engine.job import FileJob
 from omniget.engine.report import Report
-from omniget.model import Item
+from omniget.errors import StorageError
+from omniget.model import Digest, Item
 from omniget.settings import Settings
 
 KiB = 1024
@@ -128,3 +139,60 @@ def test_a_finished_file_gets_no_sync_of_its_part_file(
     calls = counted(monkeypatch)
     report = download(urls, tmp_path / "out", settings=no_sync_due(tmp_path / "state"))
     assert report.ok == 5 and calls == []
+
+
+def test_a_last_sync_that_fails_after_the_files_checks_keeps_it_from_its_place(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The file's sync at its first checkpoint is held until its checks (size, digest)
+    passed, and the file is in place or the job was given TURNS loop turns to put it
+    there; then the sync fails with EIO (the disk lost the bytes). Before, the file was in
+    place by then: reported finished and verified (exit 0), its mark cleared by the run's
+    sync of the filesystem (which does not report the file's lost write-back), and a
+    rerun skipped it. Now the file waits for that sync: it fails, exit 7, is not put in
+    place, and its record keeps only what was synced (nothing)."""
+    body = payload(1024 * KiB, 65)
+    path = httpd.new_path("late.bin")
+    httpd.add(path, body)
+    go = threading.Event()
+
+    def held_then_lost(sync: Callable[[int], bool], fd: int) -> bool:
+        go.wait(60)
+        os.close(fd)
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    calls = nth_sync(monkeypatch, 1, held_then_lost)
+    out = tmp_path / "out" / "late.bin"
+    releases: list[asyncio.Task[None]] = []
+    verify = finish._verify
+
+    async def release() -> None:
+        for _ in range(TURNS):
+            if out.exists():
+                break
+            await asyncio.sleep(0)
+        go.set()
+
+    async def verified(job: FileJob) -> str | None:
+        got = await verify(job)
+        releases.append(asyncio.get_running_loop().create_task(release()))
+        return got
+
+    monkeypatch.setattr(finish, "_verify", verified)
+    state = tmp_path / "state"
+    settings = Settings(state_dir=state, split=1, retries=0, fsync_seconds=0.0,
+                        checkpoint_bytes=64 * KiB, checkpoint_seconds=3600.0)
+    item = Item(httpd.url(path), digest=Digest("md5", hashlib.md5(body).hexdigest()))
+    try:
+        report = download([item], tmp_path / "out", settings=settings)
+    finally:
+        go.set()
+    assert calls and releases
+    [result] = report.results
+    assert (result.status, result.verified) == ("failed", None), (result.status, result.verified)
+    assert report.exit_code == 7
+    assert isinstance(result.error, StorageError)
+    assert "the disk reported an error" in str(result.error)
+    assert not out.exists() and read_mark(str(out)) is None
+    assert written_and_synced(state) == ([], [])

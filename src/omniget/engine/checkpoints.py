@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "NOTHING_SAVED", "SYNC_THREADS", "SYNC_WAIT", "PartSync", "Saved", "end_syncs",
     "ensure_record", "forget_bytes", "last_sync", "piece_done", "record_size", "save_spans",
-    "stop_syncs", "sync_lost",
+    "stop_syncs", "sync_lost", "syncs_back",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 #: was stopped: see last_sync) are waited for this long at most (seconds; as long as the
 #: default interval between syncs): a disk that takes longer does not hold the run up, and
 #: what those syncs make durable is not recorded as synced (a rerun after a reboot fetches
-#: it again).
+#: it again). A finished file waits as long for its sync under way (see syncs_back).
 SYNC_WAIT = 5.0
 
 #: Part-file syncs run on threads of their own (at most this many at once), not in the
@@ -279,9 +279,11 @@ def _start_sync(job: FileJob, sync: PartSync) -> None:
     synced = asyncio.get_running_loop().run_in_executor(pool, _sync_on_pool, ctx, sync.fd)
     ctx.syncs.add(synced)
     ctx.syncing[job] = None
+    ctx.sync_under_way[job] = synced
 
     def record(fut: asyncio.Future[bool]) -> None:
         waiting = ctx.syncing.pop(job, None)
+        ctx.sync_under_way.pop(job, None)
         error = None if fut.cancelled() else fut.exception()  # (taken: none is logged)
         if ctx.syncs is None:  # (the run is over: its journal may be closed by now)
             if waiting is not None:
@@ -347,6 +349,25 @@ def sync_lost(job: FileJob) -> None:
     lost = job.ctx.lost_syncs
     if lost and job in lost:
         raise lost[job]
+
+
+async def syncs_back(job: FileJob) -> None:
+    """A file that passed its checks, before it is put in place: wait for its part-file
+    syncs under way (the one due after it too), SYNC_WAIT seconds at most. One that
+    fails so (the disk lost its bytes: _data_lost) fails the file there (see sync_lost),
+    rather than after it was reported finished: the file system's own sync at the run's
+    end does not report a file's failed write-back. A file with none under way (most:
+    a sync is due every ``fsync_seconds``, and none at a file's end) does not wait."""
+    ctx = job.ctx
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SYNC_WAIT
+    while (synced := ctx.sync_under_way.get(job)) is not None:
+        left = deadline - loop.time()
+        if left <= 0:  # (a disk this slow: the file goes in place, marked, as before)
+            log.debug("%s: its part-file sync is not back after %g s", job.final, SYNC_WAIT)
+            return
+        # (its record callback, added first, has run when this returns)
+        await asyncio.wait([synced], timeout=left)
 
 
 async def end_syncs(ctx: RunContext) -> None:

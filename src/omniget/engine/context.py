@@ -211,6 +211,8 @@ class RunContext:
     #: Files with a part-file sync under way, and the sync due after it (None: none yet):
     #: one sync of a file at a time, so that they are recorded in order.
     syncing: dict[FileJob, PartSync | None] = field(default_factory=dict, repr=False)
+    #: ... and that sync (a finished file waits for it: checkpoints.syncs_back).
+    sync_under_way: dict[FileJob, asyncio.Future[bool]] = field(default_factory=dict, repr=False)
     #: The threads those syncs run on, made at the run's first (see checkpoints.py).
     sync_pool: ThreadPoolExecutor | None = field(default=None, repr=False)
     #: Files a sync of which the disk failed (EIO, a full disk): why each fails, at its

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import Cancelled, IntegrityError, OmnigetError, StorageError, TransferError
 from ..model import Digest
-from .checkpoints import ensure_record, record_size, save_spans, sync_lost
+from .checkpoints import ensure_record, record_size, save_spans, sync_lost, syncs_back
 from .events import Failed, Finished, Skipped, Warned
 from .journal.records import RecordGone
 from .report import FileResult
@@ -77,6 +77,8 @@ async def fetch_verified(job: FileJob) -> FileResult:
                 raise
             job.ctx.event(Warned(job.item, job.final, f"{exc}; downloading again"))
             job.restart()
+    if job.ctx.sync_under_way and job in job.ctx.sync_under_way:  # (not back yet: most
+        await syncs_back(job)  # files have none, and do not wait)
     if job.ctx.lost_syncs:  # (one that failed while they were checked: not put in place)
         sync_lost(job)
     result = _finish(job, verified)
