@@ -22,13 +22,15 @@ from .prints import prints
 from .spans import Interval
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from .context import RunContext
     from .job import FileJob
 
 __all__ = [
     "NOTHING_SAVED", "SYNC_THREADS", "SYNC_WAIT", "PartSync", "Saved", "end_syncs",
     "ensure_record", "forget_bytes", "last_sync", "piece_done", "record_size", "save_spans",
-    "stop_syncs", "sync_lost", "syncs_back",
+    "stop_syncs", "sync_lost", "sync_threads", "syncs_back",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -255,6 +257,17 @@ def _sync_due(job: FileJob, now: float) -> None:
     ctx.syncing[job] = sync
 
 
+def sync_threads(ctx: RunContext) -> ThreadPoolExecutor:
+    """The run's sync threads (part files' syncs, and its filesystems': durable.py),
+    made at its first sync: a run of small files makes no part-file sync."""
+    pool = ctx.sync_pool
+    if pool is None:
+        from concurrent.futures import ThreadPoolExecutor  # (here: not at start-up)
+
+        pool = ctx.sync_pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="omniget-sync")
+    return pool
+
+
 def last_sync(job: FileJob) -> None:
     """A file that failed or was stopped, its part file still open: sync it once more,
     whatever ``fsync_seconds``, if its last checkpoint wrote anything no sync covers
@@ -271,11 +284,7 @@ def last_sync(job: FileJob) -> None:
 def _start_sync(job: FileJob, sync: PartSync) -> None:
     ctx = job.ctx
     assert ctx.syncs is not None
-    pool = ctx.sync_pool
-    if pool is None:  # (the run's first sync: a run of small files makes none)
-        from concurrent.futures import ThreadPoolExecutor  # (here: not at start-up)
-
-        pool = ctx.sync_pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="omniget-sync")
+    pool = ctx.sync_pool or sync_threads(ctx)
     synced = asyncio.get_running_loop().run_in_executor(pool, _sync_on_pool, ctx, sync.fd)
     ctx.syncs.add(synced)
     ctx.syncing[job] = None

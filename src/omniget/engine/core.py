@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import Cancelled, OmnigetError, StorageError, folder_error
 from ..model import Item
 from ..settings import Settings, default_state_dir
-from .checkpoints import end_syncs, stop_syncs
+from .checkpoints import end_syncs, stop_syncs, sync_threads
 from .context import Refresher, RunContext, SetupSlot, SetupSlots
 from .durable import Durability
 from .emitter import Emitter
@@ -298,6 +298,8 @@ class Engine:
         durability = ctx.durability
         assert durability is not None
         durability.running = unsettled.__len__
+        durability.threads = lambda: sync_threads(ctx)  # (not the default
+        # executor: asyncio.run waits for its threads, a hung disk's sync too)
 
         def on_cancel() -> None:
             for _, t in list(unsettled.values()):

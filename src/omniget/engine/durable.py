@@ -9,7 +9,10 @@ size, the digest it was verified with): the filesystem's own journal writes meta
 order, so whenever the rename is on the disk the attribute is too. It is removed once a
 sync of the filesystem (``syncfs``), begun after the file was written, has returned: in
 the background every ``fsync_seconds`` while files finish, and at the end of the run when
-what is left to write back is small (see END_SYNC_BYTES).
+what is left to write back is small (see END_SYNC_BYTES). The end of a run waits for
+those syncs SYNC_WAIT seconds at most (checkpoints.py): the files a sync not back by then
+covers keep their marks (cleared if it returns well later), and a warning names their
+folders.
 
 A rerun that finds the attribute on a file it would skip trusts the file on the same
 boot (the page cache holds its bytes, whatever reached the disk) and clears the mark after
@@ -44,6 +47,8 @@ from .assemble import UNSYNCED, PartFile, on_memory_fs
 from .journal import boot_id
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     from .mark import Mark
 
 __all__ = [
@@ -205,6 +210,7 @@ class Durability:
         self._bytes = 0  # what the pending files may still have to write back
         self._since = time.monotonic()  # the last sync's start (or the run's)
         self._task: asyncio.Future[None] | None = None
+        self._files: list[Pending] = []  # ... and the files that sync covers
         self._bare: set[str] = set()  # folders that took no attribute
         self.batch: list[Waiting] = []  # files waiting for a sync to be renamed
         self._batch_bytes = 0
@@ -214,6 +220,9 @@ class Durability:
         #: How many files of the run are under way (the run sets it): when all of them
         #: wait for the batch, nothing else will join it soon.
         self.running: Callable[[], int] = lambda: 0
+        #: Where the syncs of ``finished`` files run (the run sets it: its sync threads;
+        #: None, the loop's default executor).
+        self.threads: Callable[[], Executor | None] = lambda: None
 
     def mark(self, folder: str, size: int, digest: Digest | None) -> bytes | None:
         """The mark for a file of ``size`` bytes finishing in ``folder``; None: none
@@ -326,9 +335,9 @@ class Durability:
         files, self._pending, self._bytes = self._pending, [], 0
         self._since = time.monotonic()
         task = asyncio.get_running_loop().run_in_executor(
-            None, _sync_and_clear, files, self._sync or sync_filesystems
+            self.threads(), _sync_and_clear, files, self._sync or sync_filesystems
         )
-        self._task = task
+        self._task, self._files = task, files
 
         def done(fut: asyncio.Future[None]) -> None:
             self._task = None
@@ -340,9 +349,19 @@ class Durability:
 
     async def settle(self) -> None:
         """At the end of the run: wait for a sync under way, and sync what is left if that
-        is cheap (see END_SYNC_BYTES)."""
+        is cheap (see END_SYNC_BYTES); SYNC_WAIT seconds at most in all. Files that a sync
+        not back by then covers, or that wait for one, keep their marks (a rerun on
+        another boot checks them), and a warning names their folders: their bytes may be
+        in memory only, as long as the disk does not answer."""
+        from .checkpoints import SYNC_WAIT as wait  # (read now: tests change it)
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
         if self._task is not None:
-            await asyncio.wait([self._task])
+            _, late = await asyncio.wait([self._task], timeout=wait)
+            if late:  # (no other sync: it would wait behind this one)
+                _unconfirmed(self._files + self._pending, wait)
+                return
         if not self._pending:
             return
         if self._bytes > END_SYNC_BYTES:
@@ -351,4 +370,22 @@ class Durability:
                 len(self._pending), self._bytes,
             )
             return
-        await asyncio.wait([self._start()])
+        files = self._pending
+        _, late = await asyncio.wait([self._start()], timeout=max(0.0, deadline - loop.time()))
+        if late:
+            _unconfirmed(files, wait)
+
+
+def _unconfirmed(files: list[Pending], wait: float) -> None:
+    """Warn of ``files`` whose sync did not return in ``wait`` seconds, by folder."""
+    folders: dict[str, None] = {}
+    for path, _, _ in files:
+        folders.setdefault(os.path.dirname(path))
+    names = list(folders)
+    where = ", ".join(names[:3]) + (f" and {len(names) - 3} more folders" if len(names) > 3 else "")
+    count = f"{len(files)} finished file{'s' if len(files) != 1 else ''}"
+    log.warning(
+        "the disk did not confirm writing %s in %s (a sync of it not back after %g s);"
+        " they keep their marks: a rerun after a reboot checks them, or fetches them again",
+        count, where, wait,
+    )

@@ -1,0 +1,146 @@
+"""A run's end waits for the sync of its finished files' filesystems (durable.py): one
+under way, and one of what is left. A disk that does not answer (NFS, a dying USB stick)
+does not hold the run's end up: it waits SYNC_WAIT seconds at most, then says which
+folder's files were not confirmed written; those keep their marks (a rerun on another
+boot checks them), unless that sync returns well later, which clears them as ever."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from tests.servers.httpd import HTTPServer
+
+from omniget import download
+from omniget.engine import checkpoints, durable
+from omniget.engine.assemble import on_memory_fs
+from omniget.engine.durable import ATTR, Durability, read_mark
+from omniget.engine.mark import Mark
+from omniget.settings import Settings
+
+WAIT = 30.0
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    """An output folder that keeps user attributes (not in memory)."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    probe = folder / "probe"
+    probe.write_bytes(b"")
+    try:
+        os.setxattr(probe, ATTR, b"x")
+    except (OSError, AttributeError):
+        pytest.skip("this filesystem keeps no user extended attributes")
+    probe.unlink()
+    if on_memory_fs(str(folder)):
+        pytest.skip("the temporary folder is in memory: nothing is marked there")
+    return folder
+
+
+class Hung:
+    """A sync of the filesystems that waits for ``go`` (WAIT seconds at most): ``started``
+    once one waits, ``back`` once one returned."""
+
+    def __init__(self) -> None:
+        self.go = threading.Event()
+        self.started = threading.Event()
+        self.back = threading.Event()
+
+    def __call__(self, folders: list[str]) -> bool:
+        self.started.set()
+        self.go.wait(WAIT)
+        self.back.set()
+        return True
+
+
+@pytest.fixture
+def hung(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hung]:
+    monkeypatch.setattr(checkpoints, "SYNC_WAIT", 0.05)
+    sync = Hung()
+    try:
+        yield sync
+    finally:
+        sync.go.set()
+
+
+def marked(path: Path) -> os.stat_result:
+    path.write_bytes(b"x")
+    os.setxattr(path, ATTR, Mark("b00t", 1).encode())
+    return os.stat(path)
+
+
+def test_a_sync_under_way_that_hangs_is_waited_for_a_while_and_named(
+    out: Path, hung: Hung, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One file's sync began (fsync_seconds 0) and does not return; another finished
+    since. settle() returns after SYNC_WAIT (before, it waited for ever), starts no other
+    sync, and warns of the folder; both files keep their marks. The sync returning later
+    clears the first's mark (it was written before it began), not the second's."""
+    first, second = out / "a.bin", out / "b.bin"
+
+    async def go() -> tuple[bool, int]:
+        d = Durability(0.0, boot="b00t", sync=hung)
+        d.finished(str(first), marked(first))
+        assert await asyncio.to_thread(hung.started.wait, WAIT)
+        d.finished(str(second), marked(second))
+        try:
+            await asyncio.wait_for(d.settle(), WAIT)
+            return read_mark(str(first)) is not None and read_mark(str(second)) is not None, 1
+        finally:
+            hung.go.set()
+
+    with caplog.at_level(logging.WARNING):
+        kept, _ = asyncio.run(go())
+    assert kept
+    [said] = [r.getMessage() for r in caplog.records]
+    assert str(out) in said and "2 finished files" in said
+    assert hung.back.is_set()
+    assert read_mark(str(first)) is None and read_mark(str(second)) is not None
+
+
+def test_the_runs_own_sync_at_its_end_that_hangs_is_waited_for_a_while(
+    out: Path, hung: Hung, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No sync under way; the one settle() starts for what is left hangs: the same."""
+    first = out / "a.bin"
+
+    async def go() -> bool:
+        d = Durability(3600.0, boot="b00t", sync=hung)
+        d.finished(str(first), marked(first))
+        try:
+            await asyncio.wait_for(d.settle(), WAIT)
+            return read_mark(str(first)) is not None
+        finally:
+            hung.go.set()
+
+    with caplog.at_level(logging.WARNING):
+        assert asyncio.run(go())
+    [said] = [r.getMessage() for r in caplog.records]
+    assert str(out) in said and "1 finished file " in said
+
+
+def test_download_returns_while_the_sync_of_its_files_hangs(
+    httpd: HTTPServer, out: Path, tmp_path: Path, hung: Hung,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The end-to-end case: download() returns (exit 0: the files are whole and in
+    place) while the sync hangs; the file keeps its mark. Before, the run waited for the
+    sync, and asyncio.run for the default executor's thread it ran on."""
+    monkeypatch.setattr(durable, "sync_filesystems", hung)
+    url = httpd.add("/d/x.bin", b"y" * 16384)
+    with caplog.at_level(logging.WARNING), ThreadPoolExecutor(1) as pool:
+        run = pool.submit(download, [url], out, settings=Settings(state_dir=tmp_path / "s"))
+        try:
+            report = run.result(WAIT)
+            mark = read_mark(str(out / "x.bin"))
+        finally:
+            hung.go.set()
+    assert report.exit_code == 0 and mark is not None
+    assert any(str(out) in r.getMessage() for r in caplog.records)
