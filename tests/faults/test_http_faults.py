@@ -27,6 +27,7 @@ from tests.servers.nginx import NginxServer
 from omniget import download, stream
 from omniget.engine import Engine, Report, job
 from omniget.engine.events import Event, Finished, Progress, Retrying, Started, Warned
+from omniget.engine.journal import Journal
 from omniget.engine.retry import FakeClock
 from omniget.errors import RemoteError
 from omniget.model import Digest, Item, Piece
@@ -468,6 +469,32 @@ def test_a_last_modified_change_restarts_the_file(
     assert res is not None
     second = httpd.requests_to(path)[1]
     assert second.header("if-range") == res.last_modified  # (version 0's)
+
+
+def test_a_resumed_file_with_gaps_that_changed_starts_over_from_byte_0(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """A file resumed with several gaps asks for them on spans queued for the old file: a
+    200 that one of them gets is dropped, and the new file is asked for from byte 0."""
+    data = payload(300 * KiB, 44)
+    new = payload(300 * KiB, 45)
+    path = httpd.new_path("g.bin")
+    httpd.add(path, data, last_modified=1_000_000)
+    url = httpd.url(path, reset=100_000, times=1)
+    first, _, out = fetch(url, tmp_path, retries=0)
+    assert first.exit_code != 0
+    with Journal(tmp_path / "state" / "journal.sqlite") as journal:
+        [key] = journal.keys("")
+        journal.save_spans(key, [(0, 40_000), (80_000, 90_000)])  # (bytes the part holds)
+    httpd.add(path, new, last_modified=1_000_100)
+    httpd.clear_log()
+    report, _, out = fetch(url, tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (out / "g.bin").read_bytes() == new
+    asked = httpd.requests_to(path)
+    assert asked[0].range and asked[0].header("if-range")
+    assert asked[-1].range is None and asked[-1].header("if-range") is None
+    assert [r.range for r in asked].count(None) == 1
 
 
 def test_corrupt_first_answer_caught_by_digest_header(
