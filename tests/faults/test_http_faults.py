@@ -436,39 +436,88 @@ def test_a_loop_held_up_past_the_stall_window_cuts_nothing(
     assert len(httpd.requests_to(path)) == 1
 
 
+@pytest.mark.parametrize("digest", [False, True])
 def test_etag_change_restarts_the_file(
-    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, digest: bool
 ) -> None:
+    """The first answer is cut short; by the retry the file has changed: the If-Range
+    request gets the whole new file with a 200, and that answer is the download (two
+    requests, not a third from byte 0); with a digest header, it is of the new file."""
     data = payload(400 * KiB, 9)
     path = httpd.new_path("v.bin")
     httpd.add(path, data)
-    # the first answer is cut short; by the retry the file has changed
-    url = httpd.url(path, etag_change=1, times=1, reset=100_000)
+    query: dict[str, Any] = {"digest": 1} if digest else {}
+    url = httpd.url(path, etag_change=1, times=1, reset=100_000, **query)
     report, _, out = fetch(url, tmp_path)
     assert report.exit_code == 0, report.failures
     assert (out / "v.bin").read_bytes() == httpd.variant(path, 1)
-    second = httpd.requests_to(path)[1]
-    assert second.header("if-range")
+    asked = httpd.requests_to(path)
+    assert asked[1].header("if-range") and asked[1].range
+    assert [r.status for r in asked] == [200, 200]
+    assert report.results[0].verified == ("sha256" if digest else "size")
 
 
+@pytest.mark.parametrize("digest", [False, True])
 @pytest.mark.parametrize("etag", ["noetag", "weaketag"])
 def test_a_last_modified_change_restarts_the_file(
-    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, etag: str
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, etag: str, digest: bool
 ) -> None:
     """No ETag, or a weak one (no If-Range validator): Last-Modified alone tells that the
-    file changed between the cut answer and the resumed request."""
+    file changed between the cut answer and the resumed request, whose 200 is the
+    download (two requests)."""
     data = payload(400 * KiB, 19)
     path = httpd.new_path("lm.bin")
     httpd.add(path, data)
-    query: dict[str, Any] = {etag: 1}
+    query: dict[str, Any] = {etag: 1, **({"digest": 1} if digest else {})}
     url = httpd.url(path, etag_change=1, times=1, reset=100_000, **query)
     report, _, out = fetch(url, tmp_path)
     assert report.exit_code == 0, report.failures
     assert (out / "lm.bin").read_bytes() == httpd.variant(path, 1)
     res = httpd.lookup(path)
     assert res is not None
-    second = httpd.requests_to(path)[1]
-    assert second.header("if-range") == res.last_modified  # (version 0's)
+    asked = httpd.requests_to(path)
+    assert asked[1].header("if-range") == res.last_modified  # (version 0's)
+    assert [r.status for r in asked] == [200, 200]
+    assert report.results[0].verified == ("sha256" if digest else "size")
+
+
+@pytest.mark.parametrize("digest", [False, True])
+@pytest.mark.parametrize("size", [60 * KiB, 300 * KiB, 450 * KiB])
+@pytest.mark.parametrize("validator", ["etag", "noetag"])
+def test_a_resumed_file_that_changed_comes_in_the_answer_if_range_gave(
+    httpd: HTTPServer,
+    payload: Callable[..., bytes],
+    tmp_path: Path,
+    validator: str,
+    size: int,
+    digest: bool,
+) -> None:
+    """A run ends with part of the file (its journal records it); the file then changes
+    on the server, to fewer bytes than were kept, as many, or more. The rerun's resumed
+    request (If-Range) gets the whole new file with a 200, and that answer is the
+    download: one request in the rerun, not a second from byte 0."""
+    data = payload(300 * KiB, 42)
+    new = payload(size, 43)
+    path = httpd.new_path("k.bin")
+    httpd.add(path, data, last_modified=1_000_000)
+    query: dict[str, Any] = {"reset": 100_000, "times": 1}
+    if validator != "etag":
+        query[validator] = 1
+    if digest:
+        query["digest"] = 1
+    url = httpd.url(path, **query)
+    first, _, out = fetch(url, tmp_path, retries=0)
+    assert first.exit_code != 0
+    assert files(out) == ["k.bin.omniget-part"]
+    httpd.add(path, new, last_modified=1_000_100)
+    report, _, out = fetch(url, tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (out / "k.bin").read_bytes() == new
+    assert files(out) == ["k.bin"]
+    asked = httpd.requests_to(path)
+    assert asked[1].header("if-range") and asked[1].range
+    assert [r.status for r in asked] == [200, 200]
+    assert report.results[0].verified == ("sha256" if digest else "size")
 
 
 def test_a_resumed_file_with_gaps_that_changed_starts_over_from_byte_0(

@@ -69,6 +69,7 @@ class PlainDownload:
         self.head_seen = False
         self.said_refetch = False  # (a Warned that the bytes kept are fetched again)
         self.heads = 0  # answers accepted so far
+        self.restarts = 0  # starts from byte 0 (a _Restart, or one in place: _start_over)
         self.inline: Span | None = None  # the first span while it runs in the file's task
         self.splitter: Splitter | None = None  # made when worth splitting
         self.controller: asyncio.Task[None] | None = None  # runs the splitter
@@ -83,15 +84,14 @@ class PlainDownload:
     # ----- the whole file ---------------------------------------------------------
 
     async def run(self) -> None:
-        restarts = 0
         while True:
             try:
                 await self._attempt()
                 return
             except _Restart as exc:
                 log.debug("%s: starting over: %s", self.job.item.filename, exc.reason)
-                restarts += 1
-                if restarts > MAX_RESTARTS:
+                self.restarts += 1
+                if self.restarts > MAX_RESTARTS:
                     raise TransientError(
                         f"{exc.reason} (gave up after {MAX_RESTARTS} restarts)"
                     ) from None
@@ -292,11 +292,16 @@ class PlainDownload:
             self.failing.discard(sink.req.url)  # it answers again
         if head.decoded:
             self.ranges_ok = False
-        if (self.head_seen or job.done) and self._changed(head, own):
-            raise _Restart("the file changed on the server", changed=True)
+        fresh = (self.head_seen or job.done) and self._changed(head, own)
+        if fresh:
+            if not self._whole_new_file(head, sink, own):
+                raise _Restart("the file changed on the server", changed=True)
+            self._start_over(sink)
         if own and not (job.etag or job.last_modified):
             job.etag, job.last_modified = head.etag, head.last_modified
-        if head.status == 206 and ranged:
+        if fresh:
+            pass  # (the new file's first answer, from byte 0: nothing to check against)
+        elif head.status == 206 and ranged:
             if cr is None or cr[0] != span.pos:
                 raise _Restart("the server answered a wrong byte range", changed=False)
             self.ranges_known = True
@@ -332,6 +337,33 @@ class PlainDownload:
         self.heads += 1
         if self.splitter is not None:
             self.splitter.head_event.set()
+
+    def _whole_new_file(self, head: Head, sink: SpanSink, own: bool) -> bool:
+        """The file changed, and this answer brings the whole new one (the 200 an If-Range
+        gives): it can be the download, in place of a request from byte 0. Only as the
+        file's one span (a resumed file's other gaps, or spans of a split, are queued or
+        running for the old file) and within the restarts a file gets."""
+        return (
+            head.status == 200 and own and not head.decoded
+            and self.spans == [sink.span] and self.splitter is None and self.controller is None
+            and self.restarts < MAX_RESTARTS
+        )
+
+    def _start_over(self, sink: SpanSink) -> None:
+        """What run() does on a _Restart for a changed file (every byte forgotten: the
+        journal's, the part file's, those kept and owed), done in place: ``sink``'s answer,
+        a whole body from byte 0, is then taken as the file's first (see _first_head)."""
+        self.restarts += 1
+        log.debug("%s: the file changed on the server; its new bytes come in this answer",
+                  self.job.item.filename)
+        self.job.restart()
+        self.kept, self.owed = [], []
+        self.head_seen = False
+        span = sink.span
+        span.start = span.pos = span.saved = 0
+        span.end = None  # (the new size, if known: _first_head)
+        sink.skip = 0
+        sink.hash = None  # (the new file's stream hash, if any: _first_head)
 
     def _kept_after(self, span: Span) -> bool:
         """Bytes an earlier run wrote lie past ``span``'s end (gaps of a resumed file)."""
