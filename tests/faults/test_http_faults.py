@@ -520,6 +520,35 @@ def test_a_resumed_file_that_changed_comes_in_the_answer_if_range_gave(
     assert report.results[0].verified == ("sha256" if digest else "size")
 
 
+@pytest.mark.parametrize("validator", ["etag", "noetag"])
+def test_a_restarted_file_s_record_has_the_new_file_s_validators(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, validator: str
+) -> None:
+    """A run keeps part of version A; the next finds B (a restart) and keeps part of B;
+    then the server goes back to A. The record kept A's validators after the restart:
+    the third run's If-Range named A, the server sent A's bytes after B's (a 206), and the
+    file was B's start and A's end, the right size, reported finished."""
+    old = payload(300 * KiB, 46)
+    new = payload(300 * KiB, 47)
+    path = httpd.new_path("v.bin")
+    httpd.add(path, old, last_modified=1_000_000)
+    query: dict[str, Any] = {"reset": 100_000, "times": 2}
+    if validator != "etag":
+        query[validator] = 1
+    url = httpd.url(path, **query)
+    first, _, out = fetch(url, tmp_path, retries=0)
+    assert first.exit_code != 0 and files(out) == ["v.bin.omniget-part"]
+    httpd.add(path, new, last_modified=1_000_100)
+    second, _, out = fetch(url, tmp_path, retries=0)
+    assert second.exit_code != 0 and files(out) == ["v.bin.omniget-part"]
+    httpd.add(path, old, last_modified=1_000_000)  # (back to A)
+    third, _, out = fetch(url, tmp_path)
+    assert third.exit_code == 0, third.failures
+    assert (out / "v.bin").read_bytes() == old
+    asked = httpd.requests_to(path)
+    assert [r.status for r in asked] == [200, 200, 200]
+
+
 def test_a_resumed_file_with_gaps_that_changed_starts_over_from_byte_0(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
 ) -> None:

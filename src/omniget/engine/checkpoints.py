@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NOTHING_SAVED", "SYNC_THREADS", "SYNC_WAIT", "PartSync", "Saved", "end_syncs",
-    "ensure_record", "forget_bytes", "last_sync", "piece_done", "record_size", "save_spans",
-    "stop_syncs", "sync_lost", "sync_threads", "syncs_back",
+    "ensure_record", "forget_bytes", "last_sync", "piece_done", "record_anew", "record_size",
+    "save_spans", "stop_syncs", "sync_lost", "sync_threads", "syncs_back",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -113,8 +113,17 @@ def record_size(job: FileJob) -> None:
     """Give this file's record the size read off its body's own end (a gzip stream's, the
     last chunk), which it was made without: a rerun then knows its spans hold every
     byte. A size read off a closed connection is not given (it may be a cut one's)."""
+    if job.size_from_eof and job.end_proven:
+        record_anew(job)
+
+
+def record_anew(job: FileJob) -> None:
+    """Write this file's size, validators and digest into its record again (its spans
+    are kept): one read off the body's end (record_size), or a restarted file's, whose
+    record named the old file's (a later run's If-Range would have named them: a server
+    gone back to that version then sent its bytes after the new one's)."""
     journal = job.ctx.journal
-    if journal is None or not job.journal_started or not (job.size_from_eof and job.end_proven):
+    if journal is None or not job.journal_started:
         return
     assert job.final is not None
     part = job.part.inode() if job.part is not None and job.part.fd >= 0 else None

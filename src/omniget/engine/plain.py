@@ -23,7 +23,7 @@ from ..errors import (
     StorageError,
     TransientError,
 )
-from .checkpoints import save_spans
+from .checkpoints import record_anew, save_spans
 from .events import Warned
 from .job import FileJob
 from .mirrors import not_a_copy
@@ -432,6 +432,8 @@ class PlainDownload:
         if expected is not None and not job.done and span.start == 0:
             job.stream_hash = StreamHasher(expected.algo)
             sink.hash = job.stream_hash
+        if job.generation and job.journal_started:  # (restarted: its record has the old
+            record_anew(job)  # file's validators, which a rerun's If-Range would name)
         job.started_event()
 
     def _open_output(self, head: Head) -> None:
