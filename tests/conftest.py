@@ -7,6 +7,9 @@
     ``httpd_session`` / ``httpd2_session`` are the same servers for session-scoped fixtures.
 ``httpsd``
     the same server over TLS; trust ``tls_ca_path`` (``tls_files`` has cert and key too).
+``httpd6`` / ``httpsd6``
+    the same servers on the IPv6 loopback, ::1 (URLs ``http://[::1]:PORT/...``); a test
+    that takes one is skipped where ::1 cannot be bound.
 ``httpd_factory``
     ``httpd_factory(root=None, tls=False) -> HTTPServer``: extra servers for one test,
     stopped after it (e.g. to stop one mid-test).
@@ -41,7 +44,7 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from tests.servers.httpd import HTTPServer  # noqa: E402
+from tests.servers.httpd import HTTPServer, ipv6_loopback  # noqa: E402
 from tests.servers.nginx import NginxServer, nginx_binary, start_nginx  # noqa: E402
 
 # Hypothesis fails an example that takes over 200 ms of wall time (DeadlineExceeded, or
@@ -94,6 +97,22 @@ def httpsd_session(tls_files: TLSFiles) -> Iterator[HTTPServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def httpd6_session() -> Iterator[HTTPServer]:
+    if not ipv6_loopback():
+        pytest.skip("no IPv6 loopback (::1) here")
+    with HTTPServer(host="::1") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def httpsd6_session(tls_files: TLSFiles) -> Iterator[HTTPServer]:
+    if not ipv6_loopback():
+        pytest.skip("no IPv6 loopback (::1) here")
+    with HTTPServer(host="::1", tls=tls_files.server_context()) as server:
+        yield server
+
+
 def _fresh(server: HTTPServer) -> Iterator[HTTPServer]:
     server.reset()
     yield server
@@ -113,6 +132,16 @@ def httpd2(httpd2_session: HTTPServer) -> Iterator[HTTPServer]:
 @pytest.fixture
 def httpsd(httpsd_session: HTTPServer) -> Iterator[HTTPServer]:
     yield from _fresh(httpsd_session)
+
+
+@pytest.fixture
+def httpd6(httpd6_session: HTTPServer) -> Iterator[HTTPServer]:
+    yield from _fresh(httpd6_session)
+
+
+@pytest.fixture
+def httpsd6(httpsd6_session: HTTPServer) -> Iterator[HTTPServer]:
+    yield from _fresh(httpsd6_session)
 
 
 @pytest.fixture

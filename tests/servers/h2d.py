@@ -108,7 +108,8 @@ class _File:
 
 
 class H2Server:
-    """``start()`` binds a free port on 127.0.0.1; ``stop()`` ends every connection."""
+    """``start()`` binds a free port on 127.0.0.1 (or ``host``: ``::1`` for IPv6);
+    ``stop()`` ends every connection."""
 
     def __init__(
         self,
@@ -120,7 +121,9 @@ class H2Server:
         goaway_cut: bool = False,
         drop_after: int | None = None,
         freeze_after: int | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
+        self.host = host
         self.max_streams = max_streams
         self.goaway_after = goaway_after
         self.goaway_code = goaway_code
@@ -147,7 +150,7 @@ class H2Server:
     def start(self) -> H2Server:
         self._thread.start()
         self._server = self._call(
-            asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self._ctx)
+            asyncio.start_server(self._serve, self.host, 0, ssl=self._ctx)
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -180,7 +183,8 @@ class H2Server:
         return self.url(path)
 
     def url(self, path: str) -> str:
-        return f"https://127.0.0.1:{self.port}{path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port}{path}"
 
     def served(self, path: str) -> list[Served]:
         return [r for r in self.requests if r.path == path]

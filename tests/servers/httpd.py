@@ -96,6 +96,11 @@ Modes (every request; ``times`` does not limit them):
 
 Other names: a client's ``--resolve`` entry ``server.resolve("files.test")`` makes
 ``server.url(path, host="files.test")`` reach this server. For TLS see ``tests.servers.tls``.
+
+Addresses: 127.0.0.1 by default; ``host="::1"`` listens on the IPv6 loopback instead (its
+URLs say ``[::1]``), ``dual=True`` on both loopbacks at one port (``host`` names the one the
+URLs use). Each logged request says which address took it (``local``). Where ::1 cannot be
+bound (a machine without IPv6), ``ipv6_loopback()`` is False: skip such a test.
 """
 
 from __future__ import annotations
@@ -118,7 +123,25 @@ from .faults import Handler, Hold, Resource, build_reply, text_reply
 from .send import send_reply
 from .wire import BadRequest, LoggedRequest, Reader, http_date, parse_head
 
-__all__ = ["HTTPServer", "LoggedRequest", "Resource", "main"]
+__all__ = ["HTTPServer", "LoggedRequest", "Resource", "ipv6_loopback", "main"]
+
+_V6: list[bool] = []  # (the answer of ipv6_loopback, once known)
+
+
+def ipv6_loopback() -> bool:
+    """Whether a server can listen on ::1 here (CI machines may have no IPv6)."""
+    if not _V6:
+        try:
+            with socket.create_server(("::1", 0), family=socket.AF_INET6):
+                _V6.append(True)
+        except OSError:
+            _V6.append(False)
+    return _V6[0]
+
+
+def bracketed(host: str) -> str:
+    """``host`` as a URL's authority has it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 class HTTPServer:
@@ -132,9 +155,11 @@ class HTTPServer:
         port: int = 0,
         tls: ssl.SSLContext | None = None,
         log: bool = True,
+        dual: bool = False,
     ) -> None:
         self.root = root.resolve() if root is not None else None
         self.host = host
+        self.dual = dual
         self.tls = tls
         self.scheme = "https" if tls else "http"
         self.logging = log
@@ -151,25 +176,35 @@ class HTTPServer:
         self._stopping = threading.Event()
         self._conns: dict[int, socket.socket] = {}
         self._threads: list[threading.Thread] = []
-        self._listener: socket.socket | None = None
+        self._listeners: list[socket.socket] = []
         self.port = 0
 
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> HTTPServer:
-        sock = socket.create_server((self.host, self._want_port), backlog=128)
-        sock.settimeout(0.2)
-        self._listener = sock
-        self.port = sock.getsockname()[1]
-        t = threading.Thread(target=self._accept_loop, name=f"httpd-{self.port}", daemon=True)
-        t.start()
-        self._threads.append(t)
+        hosts = [self.host]
+        if self.dual:
+            hosts.append("::1" if _family(self.host) == socket.AF_INET else "127.0.0.1")
+        for attempt in itertools.count():
+            try:
+                self._listeners = _listen(hosts, self._want_port)
+                break
+            except OSError:  # (the second family's port was taken: another pair)
+                if len(hosts) == 1 or self._want_port or attempt >= 20:
+                    raise
+        self.port = self._listeners[0].getsockname()[1]
+        for sock in self._listeners:
+            t = threading.Thread(
+                target=self._accept_loop, args=(sock,), name=f"httpd-{self.port}", daemon=True
+            )
+            t.start()
+            self._threads.append(t)
         return self
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._listener is not None:
-            self._listener.close()
+        for listener in self._listeners:
+            listener.close()
         with self._lock:
             conns = list(self._conns.values())
         for c in conns:
@@ -271,16 +306,18 @@ class HTTPServer:
 
     @property
     def base_url(self) -> str:
-        return f"{self.scheme}://{self.host}:{self.port}"
+        return f"{self.scheme}://{bracketed(self.host)}:{self.port}"
 
     def url(self, path: str, *, host: str | None = None, **query: object) -> str:
-        """``url("/a.bin", status=503, times=2)`` -> ``http://127.0.0.1:PORT/a.bin?status=...``."""
-        base = f"{self.scheme}://{host or self.host}:{self.port}{quote(path)}"
+        """``url("/a.bin", status=503, times=2)`` -> ``http://127.0.0.1:PORT/a.bin?status=...``
+        (an IPv6 ``host`` in brackets, given with them or not)."""
+        name = bracketed(host or self.host)
+        base = f"{self.scheme}://{name}:{self.port}{quote(path)}"
         return f"{base}?{urlencode({k: str(v) for k, v in query.items()})}" if query else base
 
     def resolve(self, host: str = "files.test") -> str:
         """A curl ``--resolve`` entry sending ``host`` on this port to this server."""
-        return f"{host}:{self.port}:{self.host}"
+        return f"{bracketed(host)}:{self.port}:{bracketed(self.host)}"
 
     # -- the log -----------------------------------------------------------------------
 
@@ -344,11 +381,10 @@ class HTTPServer:
 
     # -- connections -------------------------------------------------------------------
 
-    def _accept_loop(self) -> None:
-        assert self._listener is not None
+    def _accept_loop(self, listener: socket.socket) -> None:
         while not self._stopping.is_set():
             try:
-                sock, _ = self._listener.accept()
+                sock, _ = listener.accept()
             except TimeoutError:
                 continue
             except OSError:
@@ -390,6 +426,7 @@ class HTTPServer:
             return False
         method, target, version, headers = parse_head(raw)
         req = LoggedRequest(method, target, version, headers, cid, self.port)
+        req.local = sock.getsockname()[0]
         if self.logging:
             with self._lock:
                 self._log.append(req)
@@ -411,11 +448,34 @@ class HTTPServer:
             req.finished = time.monotonic()
 
 
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _listen(hosts: list[str], port: int) -> list[socket.socket]:
+    """Listening sockets on each of ``hosts``, all at one port (``port``, or the one the
+    first got)."""
+    socks: list[socket.socket] = []
+    try:
+        for host in hosts:
+            host = host.strip("[]")
+            sock = socket.create_server((host, port), family=_family(host), backlog=128)
+            socks.append(sock)
+            sock.settimeout(0.2)
+            port = sock.getsockname()[1]
+    except OSError:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tests.servers.httpd", description=__doc__)
     ap.formatter_class = argparse.RawDescriptionHelpFormatter
     ap.add_argument("--root", type=Path, help="serve this directory")
-    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--host", default="127.0.0.1", help="127.0.0.1, or ::1 for IPv6")
+    ap.add_argument("--dual", action="store_true", help="listen on 127.0.0.1 and ::1 both")
     ap.add_argument("--port", type=int, default=0, help="0 = any free port (printed)")
     ap.add_argument("--tls-dir", type=Path, help="serve HTTPS; write ca.pem etc. into this dir")
     ap.add_argument("--no-log", action="store_true", help="keep no request log (long runs)")
@@ -427,7 +487,8 @@ def main(argv: list[str] | None = None) -> int:
         args.tls_dir.mkdir(parents=True, exist_ok=True)
         tls = make_tls(args.tls_dir).server_context()
     server = HTTPServer(
-        root=args.root, host=args.host, port=args.port, tls=tls, log=not args.no_log
+        root=args.root, host=args.host, port=args.port, tls=tls, log=not args.no_log,
+        dual=args.dual,
     )
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -463,3 +463,30 @@ def test_the_refused_port_refuses_and_no_other_socket_takes_it(refused_port: int
             other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, int(reuse))
             with pytest.raises(OSError):
                 other.bind(("127.0.0.1", refused_port))
+
+
+def test_ipv6_and_dual_stack_listeners() -> None:
+    """``host="::1"`` listens on the IPv6 loopback only, ``dual=True`` on both loopbacks
+    at one port; URLs and resolve entries bracket an IPv6 address; each request says which
+    address took it. The default stays 127.0.0.1 alone."""
+    from tests.servers.httpd import ipv6_loopback
+
+    if not ipv6_loopback():
+        pytest.skip("no IPv6 loopback (::1) here")
+    with HTTPServer(host="::1") as v6, HTTPServer(dual=True) as both, HTTPServer() as v4:
+        assert v6.url("/a") == f"http://[::1]:{v6.port}/a"
+        assert v6.base_url == f"http://[::1]:{v6.port}"
+        assert v6.resolve("x.test") == f"x.test:{v6.port}:[::1]"
+        assert v4.url("/a", host="::1") == f"http://[::1]:{v4.port}/a"
+        for server, host in [(v6, "::1"), (both, "::1"), (both, "127.0.0.1"), (v4, "127.0.0.1")]:
+            server.add("/a", b"abc")
+            conn = http.client.HTTPConnection(host, server.port, timeout=5)
+            try:
+                conn.request("GET", "/a")
+                assert conn.getresponse().read() == b"abc"
+            finally:
+                conn.close()
+            assert server.requests[-1].local == host
+        for server, host in [(v6, "127.0.0.1"), (v4, "::1")]:
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection((host, server.port), timeout=5).close()

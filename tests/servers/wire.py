@@ -80,6 +80,7 @@ class LoggedRequest:
     status: int | None = None
     sent: int = 0
     finished: float | None = None
+    local: str = ""  # the server's address that took the connection (127.0.0.1, ::1)
     path: str = field(init=False)
     raw_query: str = field(init=False)
     query: dict[str, str] = field(init=False)
