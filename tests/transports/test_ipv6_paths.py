@@ -1,0 +1,294 @@
+"""IPv6 and name resolution on each network path, as curl users expect them: a lone file
+and split spans (libcurl), many small http:// files (the pipelined reader's own sockets)
+and many small https:// files (HTTP/2). ``--resolve`` with several addresses where the
+first refuses (libcurl tries the next; so must the pipelined reader), ``--resolve`` to an
+IPv6 address, ``no_proxy`` with ``::1`` and ``[::1]``, the Host line of an IPv6 literal,
+redirects to one, the per-host cap on an IPv6 origin and URLs with a zone id. Checked end
+to end through ``download()`` against servers on ::1 (skipped where it cannot be bound)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import socket
+import ssl
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pycurl
+import pytest
+from tests.servers.conns import PeakConnections
+from tests.servers.h2d import H2Server
+from tests.servers.httpd import HTTPServer, ipv6_loopback
+from tests.servers.proxy import Proxy
+from tests.servers.tls import TLSFiles
+
+from omniget import Report, download
+from omniget.engine.core import Engine
+from omniget.model import Item
+from omniget.settings import NetworkSettings, Settings
+
+LOGGER = "omniget.engine.transports.http"
+FILES = 24
+KiB, MiB = 1024, 1024 * 1024
+
+pytestmark = pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback (::1) here")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
+                 "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def small(i: int) -> bytes:
+    return f"small file {i}\n".encode() * (40 + i)
+
+
+def plain_files(server: HTTPServer, host: str | None = None, n: int = FILES) -> list[str]:
+    urls = []
+    for i in range(n):
+        path = server.new_path(f"s{i}.txt")
+        server.add(path, small(i))
+        urls.append(server.url(path, host=host))
+    return urls
+
+
+def get(urls: list[str], dest: Path, **network: object) -> Report:
+    settings = Settings(state_dir=dest / "state", retries=0,
+                        network=NetworkSettings(netrc=False, **network))  # type: ignore[arg-type]
+    return download(urls, dest / "out", settings=settings)
+
+
+def got_all(report: Report, dest: Path, n: int = FILES) -> None:
+    assert report.ok == n, report.failures
+    names = sorted((dest / "out").iterdir(), key=lambda p: int(p.stem.lstrip("st")))
+    assert [p.name for p in names] == [f"{p.stem}.txt" for p in names]
+    assert [p.read_bytes() for p in names] == [small(i) for i in range(n)]
+
+
+def pipelined(caplog: pytest.LogCaptureFixture) -> int:
+    return sum(" (pipelined)" in r.getMessage() or " (kept connection)" in r.getMessage()
+               for r in caplog.records)
+
+
+@contextlib.contextmanager
+def one_answers(answering: str, tls: ssl.SSLContext | None = None) -> Iterator[HTTPServer]:
+    """A server on the ``answering`` loopback, and the same port on the other loopback
+    bound but not listening (a connection there is refused at once)."""
+    other = "127.0.0.1" if ":" in answering else "::1"
+    for _ in range(20):
+        server = HTTPServer(host=answering, tls=tls).start()
+        family = socket.AF_INET6 if ":" in other else socket.AF_INET
+        refuser = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            refuser.bind((other, server.port))
+        except OSError:  # (taken there by someone else: another port)
+            refuser.close()
+            server.stop()
+            continue
+        try:
+            yield server
+        finally:
+            refuser.close()
+            server.stop()
+        return
+    pytest.skip("no port free on both loopbacks")
+
+
+
+# -- --resolve NAME:PORT:ADDR1,ADDR2 where only one answers --
+
+
+@pytest.mark.parametrize(
+    ("answering", "entry"),
+    [("127.0.0.1", "dual.test:{port}:[::1],127.0.0.1"),  # IPv6 first, refused
+     ("::1", "dual.test:{port}:127.0.0.1,[::1]"),  # IPv4 first, refused
+     ("::1", "dual.test:{port}:127.0.0.1,::1")],  # (libcurl takes it without brackets)
+    ids=["v6-refused", "v4-refused", "unbracketed"],
+)
+def test_the_next_resolve_address_is_tried_when_the_first_refuses(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, answering: str, entry: str
+) -> None:
+    """As libcurl tries each address of an entry (its happy eyeballs), the pipelined
+    reader does: no file fails, none is left to libcurl for its connection."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    with one_answers(answering) as server:
+        urls = plain_files(server, host="dual.test")
+        got_all(get(urls, tmp_path, resolve=(entry.format(port=server.port),)), tmp_path)
+        assert pipelined(caplog) >= FILES // 2
+        assert len(server.requests) == FILES
+        assert {r.headers["host"] for r in server.requests} == {f"dual.test:{server.port}"}
+        assert {r.local for r in server.requests} == {answering}
+
+
+def test_a_split_file_tries_the_next_resolve_address(
+    tmp_path: Path, payload: Callable[..., bytes]
+) -> None:
+    data = payload(4 * MiB, 71)
+    with one_answers("::1") as server:
+        path = server.new_path("big.bin")
+        server.add(path, data)
+        entry = f"dual.test:{server.port}:127.0.0.1,[::1]"
+        settings = Settings(state_dir=tmp_path / "state", retries=0, split=4,
+                            network=NetworkSettings(netrc=False, resolve=(entry,)))
+        report = download([server.url(path, host="dual.test")], tmp_path / "out",
+                          settings=settings)
+        assert report.ok == 1, report.failures
+        assert (tmp_path / "out" / "big.bin").read_bytes() == data
+
+
+def test_https_tries_the_next_resolve_address(
+    tmp_path: Path, tls_files: TLSFiles
+) -> None:
+    with one_answers("::1", tls=tls_files.server_context()) as server:
+        urls = plain_files(server, host="files.test")
+        entry = f"files.test:{server.port}:127.0.0.1,[::1]"
+        report = get(urls, tmp_path, resolve=(entry,), ca_cert=str(tls_files.ca_path))
+        got_all(report, tmp_path)
+
+
+# -- --resolve NAME:PORT:IPv6 on each path --
+
+
+@pytest.mark.parametrize("address", ["[::1]", "::1"])
+def test_resolve_to_an_ipv6_address_on_the_pipelined_path(
+    httpd6: HTTPServer, tmp_path: Path, caplog: pytest.LogCaptureFixture, address: str
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    urls = plain_files(httpd6, host="v6.test")
+    got_all(get(urls, tmp_path, resolve=(f"v6.test:{httpd6.port}:{address}",)), tmp_path)
+    assert pipelined(caplog) >= FILES // 2
+    assert {r.headers["host"] for r in httpd6.requests} == {f"v6.test:{httpd6.port}"}
+
+
+def test_resolve_to_an_ipv6_address_over_https_and_http2(
+    httpsd6: HTTPServer, tls_files: TLSFiles, tmp_path: Path
+) -> None:
+    urls = plain_files(httpsd6, host="files.test")
+    report = get(urls, tmp_path, resolve=(httpsd6.resolve("files.test"),),
+                 ca_cert=str(tls_files.ca_path))
+    got_all(report, tmp_path)
+    with H2Server(tls_files, host="::1") as h2:
+        urls = [h2.add(f"/s{i}.txt", small(i)).replace("[::1]", "cdn.test") for i in range(FILES)]
+        dest = tmp_path / "h2"
+        report = get(urls, dest, resolve=(f"cdn.test:{h2.port}:[::1]",),
+                     ca_cert=str(tls_files.ca_path))
+        got_all(report, dest)
+        assert sum(r.protocol == "h2" for r in h2.requests) >= FILES // 2
+
+
+# -- no_proxy with ::1 and [::1] --
+
+
+def libcurl_goes_direct(url: str, proxy: str, no_proxy: str) -> bool:
+    """What libcurl itself does with this no_proxy: the reference omniget follows."""
+    with Proxy() as probe:
+        easy = pycurl.Curl()
+        easy.setopt(pycurl.URL, url)
+        easy.setopt(pycurl.PROXY, probe.url)
+        easy.setopt(pycurl.NOPROXY, no_proxy)
+        easy.setopt(pycurl.WRITEDATA, io.BytesIO())
+        easy.perform()
+        easy.close()
+        return probe.log == []
+
+
+@pytest.mark.parametrize("no_proxy", ["::1", "[::1]", "localhost,::1", "::1/128"])
+def test_no_proxy_with_an_ipv6_address(
+    httpd6: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture, no_proxy: str,
+) -> None:
+    """Each small file goes the way libcurl sends a lone one: direct for ``::1`` (as curl
+    reads no_proxy, an IPv6 address without brackets), through the proxy for ``[::1]``."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    monkeypatch.setenv("no_proxy", no_proxy)
+    probe = httpd6.add("/probe.txt", b"probe")
+    with Proxy() as proxy:
+        direct = libcurl_goes_direct(probe, proxy.url, no_proxy)
+        httpd6.reset()
+        got_all(get(plain_files(httpd6), tmp_path, proxy=proxy.url), tmp_path)
+        assert len(httpd6.requests) == FILES
+        assert len(proxy.log) == (0 if direct else FILES)
+    if no_proxy == "::1":
+        assert direct  # (curl's documented reading)
+
+
+# -- the Host line, redirects --
+
+
+def test_redirects_to_an_ipv6_literal(
+    httpd: HTTPServer, httpd6: HTTPServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """From an IPv4 origin to ``http://[::1]:PORT/...``, on the pipelined path too; and
+    a relative redirect on the IPv6 origin."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    targets = plain_files(httpd6)
+    urls = []
+    for i, target in enumerate(targets):
+        if i % 2:  # (via a relative redirect on the IPv6 server)
+            relative = target.split(str(httpd6.port), 1)[1]
+            target = httpd6.url(httpd6.new_path(f"hop{i}"), redirect=relative)
+        urls.append(httpd.url(httpd.new_path(f"s{i}.txt"), redirect=target))
+    got_all(get(urls, tmp_path), tmp_path)
+    assert {r.headers["host"] for r in httpd6.requests} == {f"[::1]:{httpd6.port}"}
+    assert len([r for r in httpd6.requests if r.status == 200]) == FILES
+    assert pipelined(caplog) >= FILES // 2
+
+
+# -- the per-host cap --
+
+
+@pytest.mark.parametrize("cap", [1, 2])
+def test_the_per_host_cap_counts_an_ipv6_origin(
+    httpd6: HTTPServer, tmp_path: Path, payload: Callable[..., bytes], cap: int
+) -> None:
+    """Small files (pipelined), then a large one split: never more than ``-N`` open
+    connections to [::1]:PORT, as the kernel counts them."""
+    urls = plain_files(httpd6)
+    big = payload(8 * MiB, 72)
+    path = httpd6.new_path("after.bin")
+    httpd6.add(path, big)
+    urls.append(httpd6.url(path, drip=16 * MiB))
+    settings = Settings(state_dir=tmp_path / "state", retries=0, min_split_size=256 * KiB,
+                        connections_per_host=cap,
+                        network=NetworkSettings(netrc=False, stall_timeout=5.0,
+                                                connect_timeout=5.0))
+
+    async def go() -> Report:
+        eng = Engine(settings)
+        try:
+            items = [Item(u, filename=u.split("/")[-1].split("?")[0]) for u in urls]
+            return await eng.run(items, tmp_path / "out")
+        finally:
+            await eng.aclose()
+
+    with PeakConnections(httpd6.port) as conns:
+        report = asyncio.run(go())
+    assert report.ok == FILES + 1, report.failures
+    assert (tmp_path / "out" / "after.bin").read_bytes() == big
+    assert 0 < conns.peak <= cap
+
+
+# -- zone ids --
+
+
+def test_a_zone_id_on_the_loopback_is_handled(httpd6: HTTPServer, tmp_path: Path) -> None:
+    """``[::1%25lo]``: libcurl connects with the zone (scope) id; every file arrives."""
+    got_all(get(plain_files(httpd6, host="[::1%25lo]"), tmp_path), tmp_path)
+    assert len(httpd6.requests) == FILES
+
+
+@pytest.mark.parametrize("host", ["[fe80::1%25nosuchif0]", "[::1%25]", "[::1%zz]"])
+def test_a_zone_id_that_cannot_work_fails_clearly(
+    httpd6: HTTPServer, tmp_path: Path, host: str
+) -> None:
+    """Refused or failed with a message, never a traceback or a hang."""
+    url = f"http://{host}:{httpd6.port}/f.txt"
+    report = get([url], tmp_path, connect_timeout=5.0)
+    assert report.ok == 0
+    [failure] = report.failures
+    assert str(failure.error)
