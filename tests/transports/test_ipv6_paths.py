@@ -220,6 +220,24 @@ def test_no_proxy_with_an_ipv6_address(
 # -- the Host line, redirects --
 
 
+@pytest.mark.parametrize(
+    ("written", "host"),
+    [("[::1]", "[::1]"), ("[0:0::1]", "[::1]"), ("[0:0:0:0:0:0:0:1]", "[::1]"),
+     ("[::1%25lo]", "[::1]")],
+)
+def test_the_host_line_of_an_ipv6_literal_is_the_same_on_each_path(
+    httpd6: HTTPServer, tmp_path: Path, caplog: pytest.LogCaptureFixture, written: str,
+    host: str,
+) -> None:
+    """RFC 9112: ``Host: [ADDRESS]:PORT``. libcurl writes the address in its short form,
+    without a zone id; the pipelined reader must send the same line."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    got_all(get(plain_files(httpd6, host=written), tmp_path), tmp_path)
+    assert {r.headers["host"] for r in httpd6.requests} == {f"{host}:{httpd6.port}"}
+    if "%" not in written:
+        assert pipelined(caplog) >= FILES // 2
+
+
 def test_redirects_to_an_ipv6_literal(
     httpd: HTTPServer, httpd6: HTTPServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -33,7 +33,8 @@ def test_the_target_is_the_path_and_query(url: str, target: bytes) -> None:
 @pytest.mark.parametrize(
     ("url", "host"),
     [("http://h:80/f", b"h"), ("http://h:/f", b"h"), ("http://[::1]:80/f", b"[::1]"),
-     ("http://h:8080/f", b"h:8080"), ("http://h/f", b"h")],
+     ("http://h:8080/f", b"h:8080"), ("http://h/f", b"h"), ("http://[0:0::1]:80/f", b"[::1]"),
+     ("http://[::1]/f", b"[::1]"), ("http://[::1]:/f", b"[::1]")],
 )
 def test_the_host_line_leaves_out_the_default_port_as_libcurl_does(
     url: str, host: bytes
@@ -43,6 +44,34 @@ def test_the_host_line_leaves_out_the_default_port_as_libcurl_does(
     for fixed in stores:
         sent = pipe_request(Request(url), url, {}, None, None, fixed)
         assert sent is not None and sent.split(b"\r\n")[1] == b"Host: " + host
+
+
+@pytest.mark.parametrize(
+    ("written", "sent"),
+    [
+        ("0:0:0:0:0:0:0:1", "::1"),
+        ("A::B", "a::b"),
+        ("fe80::1%25lo", "fe80::1"),  # (no zone id: it means nothing to the server)
+        ("::1%lo", "::1"),
+        ("2001:DB8:0:0:1:0:0:1", "2001:db8::1:0:0:1"),
+        ("1:0:2:0:0:3:0:0", "1:0:2::3:0:0"),  # (the first of two longest runs)
+        ("::FFFF:1.2.3.4", "::ffff:1.2.3.4"),
+        ("0:0:0:0:0:ffff:102:304", "::ffff:1.2.3.4"),
+        ("0::0:1.2.3.4", "::1.2.3.4"),
+        ("64:ff9b::1.2.3.4", "64:ff9b::102:304"),
+        ("::ffff:7f00:1", "::ffff:7f00:1"),  # (the short form is longer: kept as written)
+        ("::FFFF:7F00:1", "::FFFF:7F00:1"),
+        ("::", "::"),
+    ],
+)
+def test_an_ipv6_host_line_is_written_as_libcurl_writes_it(written: str, sent: str) -> None:
+    """(each pair as libcurl 8 sent it; the pipelined path sent the URL's text)"""
+    url = f"http://[{written}]:8/f"
+    stores: tuple[dict[str, str] | None, ...] = (None, {})
+    for fixed in stores:
+        for request in (Request(url), Request(url, range=ByteRange(0, 9))):
+            data = pipe_request(request, url, {}, None, None, fixed)
+            assert data is not None and data.split(b"\r\n")[1] == f"Host: [{sent}]:8".encode()
 
 
 @pytest.mark.parametrize(

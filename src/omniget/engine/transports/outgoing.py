@@ -319,23 +319,28 @@ def pipe_request(
         target = "/" + target
     if ("/." in target or "%2" in target) and _dot_segments(target.partition("?")[0]):
         return None
-    if fixed is not None and not cookie and request.range is None and not request.if_range:
-        tail = fixed.get(hostport)
+    if fixed is None:
+        head = "\r\n".join([f"GET {target} HTTP/1.1", *_header_lines(hostport, headers,
+                                                                      user_agent), ""])
+    else:
+        tail = fixed.get(hostport)  # (the host's lines and the blank one, worked out once)
         if tail is None:
             lines = [*_header_lines(hostport, headers, user_agent), "\r\n"]
             tail = fixed[hostport] = "\r\n".join(lines)
-        try:
-            return f"GET {target} HTTP/1.1\r\n{tail}".encode("ascii")
-        except UnicodeEncodeError:
-            return None
-    lines = [f"GET {target} HTTP/1.1", *_header_lines(hostport, headers, user_agent)]
+        if not cookie and request.range is None and not request.if_range:
+            try:
+                return f"GET {target} HTTP/1.1\r\n{tail}".encode("ascii")
+            except UnicodeEncodeError:
+                return None
+        head = f"GET {target} HTTP/1.1\r\n{tail[:-2]}"  # (without the blank line)
+    lines = []
     if cookie:
         lines.append(f"Cookie: {cookie}")
     if request.range is not None or request.if_range:
         lines += range_lines(request, headers)
     lines.append("\r\n")
     try:
-        return "\r\n".join(lines).encode("ascii")
+        return (head + "\r\n".join(lines)).encode("ascii")
     except UnicodeEncodeError:
         return None
 
@@ -353,6 +358,9 @@ def _header_lines(
     lines = []
     if "host" not in headers:
         host, colon, port = hostport.rpartition(":")
+        if hostport[:1] == "[":  # an IPv6 literal (once per host: see pipe_request)
+            host, colon, port = _ipv6_authority(hostport)
+            hostport = f"{host}{colon}{port}"
         default = not port or (port.isdigit() and int(port) == 80)
         if colon and default and not host.endswith(":"):
             hostport = host  # (libcurl leaves the default port out, given or not)
@@ -366,3 +374,31 @@ def _header_lines(
     if headers:
         lines.extend(f"{n}: {v}" for k, (n, v) in headers.items() if v and k != "cookie")
     return lines
+
+
+def _ipv6_authority(hostport: str) -> tuple[str, str, str]:
+    """``[ADDRESS]``, ``:`` and the port of ``[ADDRESS%ZONE]:PORT``, the address as libcurl
+    writes it in a Host line (RFC 9112: the URL's host, in brackets): no zone id, and in
+    its short form (RFC 5952, an IPv4-mapped or -compatible tail as a dotted quad) when
+    that is no longer than the address as written, else as written."""
+    inside, close, rest = hostport[1:].partition("]")
+    colon, port = rest[:1], rest[1:]
+    address = inside.partition("%")[0]  # (the zone id: %25NAME, or %NAME as libcurl takes)
+    if not close:
+        return hostport, "", ""
+    import ipaddress
+
+    try:
+        ip = ipaddress.IPv6Address(address)
+    except ValueError:
+        return f"[{address}]", colon, port
+    short = ip.compressed
+    words = ip.packed
+    if words[:10] == bytes(10) and words[10:12] in (b"\0\0", b"\xff\xff"):
+        v4 = ipaddress.IPv4Address(words[12:])
+        if words[10:12] == b"\xff\xff":  # ::ffff:a.b.c.d
+            short = f"::ffff:{v4}"
+        elif words[12:14] != b"\0\0":  # ::a.b.c.d (not ::, ::1 and the like)
+            short = f"::{v4}"
+    return f"[{short if len(short) <= len(address) else address}]", colon, port
+
