@@ -144,3 +144,22 @@ def test_list_and_dry_run(server: HTTPServer, tmp_path: Path, tls_ca_path: Path,
     assert "[" not in stdout.split("\t")[0]
     assert not out.exists()
     assert server.requests == []  # (neither asks the server anything)
+
+
+@pytest.mark.parametrize("entry", ["dual.test:{port}:[::1],127.0.0.1",
+                                   "+dual.test:{port}:::1,127.0.0.1"])
+def test_resolve_with_an_ipv6_address_and_another(httpd6: HTTPServer, tmp_path: Path,
+                                                  tls_ca_path: Path, entry: str) -> None:
+    """curl's form: several addresses, an IPv6 one in brackets (or not)."""
+    urls = [httpd6.url(httpd6.new_path(f"r{i}.txt"), host="dual.test") for i in range(SMALL)]
+    for i, url in enumerate(urls):
+        httpd6.add(url.split(str(httpd6.port), 1)[1], small(i))
+    (tmp_path / "list.txt").write_text("\n".join(urls) + "\n")
+    out = tmp_path / "out"
+    code, _, stderr = run("-i", str(tmp_path / "list.txt"), "-o", str(out), "-q",
+                          "--resolve", entry.format(port=httpd6.port),
+                          tmp_path=tmp_path, ca=tls_ca_path)
+    assert code == 0, stderr
+    assert all((out / f"r{i}.txt").read_bytes() == small(i) for i in range(SMALL))
+    assert {r.headers["host"] for r in httpd6.requests} == {f"dual.test:{httpd6.port}"}
+
