@@ -163,3 +163,23 @@ def test_resolve_with_an_ipv6_address_and_another(httpd6: HTTPServer, tmp_path: 
     assert all((out / f"r{i}.txt").read_bytes() == small(i) for i in range(SMALL))
     assert {r.headers["host"] for r in httpd6.requests} == {f"dual.test:{httpd6.port}"}
 
+
+
+@pytest.mark.parametrize(
+    ("host", "said"),
+    [("[fe80::1%25nosuchif0]", "no network interface 'nosuchif0'"),
+     ("[fe80::1%nosuchif0]", "no network interface 'nosuchif0'"),
+     ("[fe80::1%25999999]", "no network interface 999999"),
+     ("[::1%25]", "an empty zone id"),
+     ("[::1%25lo%25x]", "not a valid URL")],
+)
+def test_a_zone_id_that_cannot_work_is_refused_at_once(tmp_path: Path, tls_ca_path: Path,
+                                                       host: str, said: str) -> None:
+    """A link-local address needs its zone (the interface): one that names none would
+    leave libcurl to pick an interface of its own and wait for its connect timeout."""
+    url = f"http://{host}:8/f.txt"
+    for args in ([url, "-o", str(tmp_path / "out")], ["list", url]):
+        code, _, stderr = run(*args, tmp_path=tmp_path, ca=tls_ca_path)
+        assert code == 2, stderr
+        assert len(stderr.splitlines()) == 1 and said in stderr, stderr
+    assert not (tmp_path / "out").exists()

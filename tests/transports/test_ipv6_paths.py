@@ -27,6 +27,7 @@ from tests.servers.tls import TLSFiles
 
 from omniget import Report, download
 from omniget.engine.core import Engine
+from omniget.errors import UsageError
 from omniget.model import Item
 from omniget.settings import NetworkSettings, Settings
 
@@ -300,13 +301,18 @@ def test_a_zone_id_on_the_loopback_is_handled(httpd6: HTTPServer, tmp_path: Path
     assert len(httpd6.requests) == FILES
 
 
-@pytest.mark.parametrize("host", ["[fe80::1%25nosuchif0]", "[::1%25]", "[::1%zz]"])
+@pytest.mark.parametrize(
+    ("host", "said"),
+    [("[fe80::1%25nosuchif0]", "no network interface 'nosuchif0' here"),
+     ("[::1%25]", "an empty zone id")],
+)
 def test_a_zone_id_that_cannot_work_fails_clearly(
-    httpd6: HTTPServer, tmp_path: Path, host: str
+    httpd6: HTTPServer, tmp_path: Path, host: str, said: str
 ) -> None:
-    """Refused or failed with a message, never a traceback or a hang."""
+    """Refused before any request (it took libcurl's connect timeout, then each retry's),
+    never a traceback or a hang."""
     url = f"http://{host}:{httpd6.port}/f.txt"
-    report = get([url], tmp_path, connect_timeout=5.0)
-    assert report.ok == 0
+    report = get([url], tmp_path)
     [failure] = report.failures
-    assert str(failure.error)
+    assert isinstance(failure.error, UsageError) and said in str(failure.error)
+    assert httpd6.requests == []

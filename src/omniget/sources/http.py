@@ -70,10 +70,42 @@ def _check_authority(url: str) -> None:
             why = f"the port {given!r} is not a number (in {url!r})"
         else:
             _ = split.port  # (raises with the reason)
-            return
+            why = ""
     except ValueError as e:
         why = str(e)
-    raise UsageError(f"not a valid URL: {why}")
+    if why:
+        raise UsageError(f"not a valid URL: {why}")
+    if "%" in netloc:
+        _check_zone(netloc)
+
+
+def _check_zone(netloc: str) -> None:
+    """UsageError for an IPv6 zone id that cannot work: an empty one (libcurl refuses
+    it), or one naming no interface of this machine on a link-local address, which needs
+    it (libcurl would pick an interface itself and wait for a connect timeout)."""
+    import ipaddress
+    import socket
+
+    inside = netloc[netloc.find("[") + 1 : netloc.find("]")]
+    address, _, zone = inside.partition("%")
+    zone = zone[2:] if zone.startswith("25") else zone  # (%25, or a bare % as libcurl takes)
+    if not zone:
+        raise UsageError(f"not a valid URL: an empty zone id after {address}")
+    try:
+        local = ipaddress.IPv6Address(address).is_link_local
+    except ValueError:
+        return
+    if not local:
+        return  # (libcurl ignores it there)
+    try:
+        if zone.isdigit():
+            socket.if_indextoname(int(zone))
+        else:
+            socket.if_nametoindex(zone)
+    except (OSError, OverflowError, ValueError):
+        shown = zone if zone.isdigit() else repr(zone)
+        raise UsageError(f"not a valid URL: no network interface {shown} here for the "
+                         f"zone id of {address}") from None
 
 
 SOURCE = HttpSource
