@@ -14,6 +14,7 @@ import io
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import pycurl
 import pytest
 from tests.servers.conns import PeakConnections
 from tests.servers.h2d import H2Server
-from tests.servers.httpd import HTTPServer, ipv6_loopback
+from tests.servers.httpd import HTTPServer, bracketed, ipv6_loopback
 from tests.servers.proxy import Proxy
 from tests.servers.tls import TLSFiles
 
@@ -150,6 +151,46 @@ def test_https_tries_the_next_resolve_address(
         entry = f"files.test:{server.port}:127.0.0.1,[::1]"
         report = get(urls, tmp_path, resolve=(entry,), ca_cert=str(tls_files.ca_path))
         got_all(report, tmp_path)
+
+
+@pytest.mark.parametrize("first", ["127.0.0.1", "::1"])
+def test_an_address_that_never_answers_holds_up_the_next_briefly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, first: str
+) -> None:
+    """The first address of an entry takes no connection (its listener's backlog is
+    full: the SYN is dropped), the second answers. libcurl starts on the second after
+    200 ms (happy eyeballs); the pipelined reader gave the first half the connect timeout
+    (here 30 s) before it tried the second, and its files waited that long."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    answering = "::1" if first == "127.0.0.1" else "127.0.0.1"
+    with contextlib.ExitStack() as stack:
+        server = blackholed_beside(stack, answering, first)
+        urls = plain_files(server, host="dual.test")
+        entry = f"dual.test:{server.port}:{bracketed(first)},{bracketed(answering)}"
+        start = time.monotonic()
+        report = get(urls, tmp_path, resolve=(entry,), connect_timeout=60.0)
+        took = time.monotonic() - start
+        got_all(report, tmp_path)
+        assert pipelined(caplog) >= FILES // 2
+        assert {r.local for r in server.requests} == {answering}
+        assert took < 20, took  # (the bound a loaded machine keeps: 30 s before)
+
+
+def blackholed_beside(stack: contextlib.ExitStack, answering: str, silent: str) -> HTTPServer:
+    """A server on ``answering``, and at its port on ``silent`` a listener whose backlog
+    is full: a connection there is neither taken nor refused."""
+    for _ in range(20):
+        server = stack.enter_context(HTTPServer(host=answering))
+        family = socket.AF_INET6 if ":" in silent else socket.AF_INET
+        try:
+            stack.enter_context(
+                socket.create_server((silent, server.port), family=family, backlog=0))
+        except OSError:  # (taken there by someone else: another port)
+            continue
+        stack.enter_context(socket.create_connection((silent, server.port)))  # (fills it)
+        return server
+    pytest.skip("no port free on both loopbacks")
+    raise AssertionError  # (unreachable)
 
 
 # -- --resolve NAME:PORT:IPv6 on each path --

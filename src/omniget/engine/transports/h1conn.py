@@ -87,6 +87,7 @@ class Conn(asyncio.BufferedProtocol):
         #: Ours from its creation (asyncio's transport takes it over once connected):
         #: shut when the connection ends, before its place in the caps is freed.
         self.socket: socket.socket | None = None
+        self.dialing: tuple[socket.socket, ...] = ()  # connecting at once (see h1socket)
         self.sock = -1  # the socket's fd, for splice
         self.pipe: tuple[int, int] | None = None  # (read end, write end), made on first use
         self.pipe_size = 0
@@ -374,8 +375,9 @@ class Conn(asyncio.BufferedProtocol):
         self.splicing = False
         close_pipe(self)
         self.queue.clear()
-        if self.socket is not None:
-            shut_down(self.socket, socket.SHUT_RDWR)
+        for sock in (self.socket, *self.dialing):
+            if sock is not None:
+                shut_down(sock, socket.SHUT_RDWR)
         self.transport = None
 
     def _end(self) -> None:
@@ -387,6 +389,8 @@ class Conn(asyncio.BufferedProtocol):
         close_pipe(self)
         if self.socket is not None:  # (asyncio closes it a turn or more later)
             shut_down(self.socket, socket.SHUT_WR)
+        for sock in self.dialing:  # (addresses tried beside it: dropped now)
+            shut_down(sock, socket.SHUT_RDWR)
         if self.connecting is not None and self.transport is None:
             self.connecting.cancel()
         if self.timer is not None:

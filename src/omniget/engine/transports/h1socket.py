@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
+import functools
 import os
 import socket
 from typing import TYPE_CHECKING, Any
@@ -34,36 +35,88 @@ STALL_CHECKS = 4  # looks for a stall this many times per stall timeout
 PIPE_SIZE = 1 << 20  # asked of each connection's pipe (Linux caps it at pipe-max-size)
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
+#: Seconds an address has to connect before the next is tried beside it (libcurl's
+#: happy eyeballs timeout, 200 ms by default).
+NEXT_ADDRESS_AFTER = 0.2
 
 
 # ----- connecting ------------------------------------------------------------------
 
 
 async def dial(conn: Conn, end: float) -> socket.socket:
-    """A socket connected to the origin (its addresses tried in order, each with its
-    share of the time left until ``end``, as libcurl tries a ``--resolve`` entry's),
-    made here so that the connection's ``_end`` can shut it while it connects (asyncio
-    would close its own a turn or more after being cancelled)."""
+    """A socket connected to the origin, made here so that the connection's ``_end`` can
+    shut it while it connects (asyncio would close its own a turn or more after being
+    cancelled). Several addresses (a ``--resolve`` entry's, or a name's) are raced as
+    libcurl races them (:func:`_race`); a lone one has the time left until ``end``."""
     hosts, port = conn.origin.addr
     loop = conn.pool.loop
     tries = [a for host in hosts for a in await _addresses(loop, host, port)]
-    error: OSError = OSError(f"no address for {hosts[0]}")
-    for i, (family, addr) in enumerate(tries):
-        # (IPPROTO_TCP named: asyncio turns Nagle off only for a socket that says so, and
-        # requests written one by one would wait for ACKs, a round trip each)
-        sock = conn.socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        try:
-            sock.setblocking(False)
-            async with asyncio.timeout((end - loop.time()) / (len(tries) - i)):
-                await loop.sock_connect(sock, addr)
-            return sock
-        except OSError as exc:  # (TimeoutError too: the next address has its turn)
-            error = exc
-            sock.close()  # (asyncio watches it no more: that ran before we resumed)
-        except BaseException:  # cancelled: _end shut it
-            sock.close()
-            raise
-    raise error
+    if len(tries) > 1:
+        return await _race(conn, tries)
+    if not tries:
+        raise OSError(f"no address for {hosts[0]}")
+    [(family, addr)] = tries
+    # (IPPROTO_TCP named: asyncio turns Nagle off only for a socket that says so, and
+    # requests written one by one would wait for ACKs, a round trip each)
+    sock = conn.socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setblocking(False)
+        async with asyncio.timeout(end - loop.time()):
+            await loop.sock_connect(sock, addr)
+        return sock
+    except BaseException:  # (cancelled: _end shut it)
+        sock.close()  # (a failure: asyncio watches it no more, that ran before we resumed)
+        raise
+
+
+async def _race(conn: Conn, tries: list[tuple[int, tuple[Any, ...]]]) -> socket.socket:
+    """Connect to the first of ``tries`` that answers, as libcurl's happy eyeballs do: the
+    next address is tried as soon as one fails, or beside those still connecting once
+    they had :data:`NEXT_ADDRESS_AFTER` (an address that drops the SYN holds up the
+    others that long, not half the connect timeout); the first connected wins, the rest
+    are dropped. The caller's timeout bounds the whole."""
+    loop = conn.pool.loop
+    racing: dict[asyncio.Task[None], socket.socket] = {}
+    left = iter(tries)
+    more = True
+    error: BaseException = OSError("no address answered")
+    try:
+        while True:
+            step = next(left, None) if more else None
+            if step is not None:
+                family, addr = step
+                sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+                sock.setblocking(False)
+                racing[loop.create_task(loop.sock_connect(sock, addr))] = sock
+                conn.socket = sock
+                conn.dialing = tuple(racing.values())
+            else:
+                more = False
+            if not racing:
+                raise error
+            done, _ = await asyncio.wait(
+                racing, timeout=NEXT_ADDRESS_AFTER if more else None,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for task in done:
+                sock = racing.pop(task)
+                failed = task.exception()
+                if failed is None:
+                    conn.socket = sock
+                    return sock
+                error = failed
+                sock.close()  # (asyncio watches it no more: that ran before the task ended)
+    finally:
+        conn.dialing = ()
+        for task, sock in racing.items():  # (the losers, or all when cancelled)
+            shut_down(sock, socket.SHUT_RDWR)  # (one still connecting is dropped now)
+            task.cancel()
+            # closed once asyncio watches it no more (its number could go to another)
+            task.add_done_callback(functools.partial(_close, sock))
+
+
+def _close(sock: socket.socket, _task: object) -> None:
+    sock.close()
 
 
 async def _addresses(
