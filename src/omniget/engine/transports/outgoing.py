@@ -131,7 +131,8 @@ def no_proxy_match(host: str, no_proxy: str) -> bool:
     """Whether libcurl connects to ``host`` directly for this ``no_proxy`` value (its
     ``Curl_check_noproxy``): ``*``; host names, each also for the names under it (a
     leading or trailing dot left out); IPv4 addresses and CIDR ranges; the entries split
-    by commas. An IPv6 host is never matched here (it stays with libcurl)."""
+    by commas. An IPv6 host (``[::1]`` or ``::1``) only by an entry that is its very
+    address (see :func:`_ipv6_listed`); else it stays with libcurl."""
     import ipaddress  # (only with a proxy and no_proxy: not at every start)
 
     if no_proxy == "*":
@@ -143,7 +144,7 @@ def no_proxy_match(host: str, no_proxy: str) -> bool:
         ip = None
         name = host[:-1] if host.endswith(".") else host
     if ip is not None and ip.version != 4:
-        return False
+        return _ipv6_listed(host.strip("[]"), no_proxy)
     name = name.lower()
     for token in _no_proxy_tokens(no_proxy):
         if ip is not None:
@@ -156,6 +157,17 @@ def no_proxy_match(host: str, no_proxy: str) -> bool:
         if token and (name == token or name.endswith("." + token)):
             return True
     return False
+
+
+def _ipv6_listed(address: str, no_proxy: str) -> bool:
+    """An entry is ``address`` itself, written as libcurl writes it (its short form, no
+    zone id): every libcurl from 7.86 goes direct then, whether it compares the text
+    (older ones) or the address (newer ones, with /BITS ranges). Anything else (a range,
+    another spelling) may go either way: False, libcurl decides."""
+    if f"[{address}]" != _ipv6_authority(f"[{address}]")[0]:
+        return False
+    address = address.lower()
+    return any(token.lower() == address for token in _no_proxy_tokens(no_proxy))
 
 
 def _no_proxy_tokens(text: str) -> list[str]:
