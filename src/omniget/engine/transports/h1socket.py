@@ -130,8 +130,24 @@ async def _addresses(
         except OSError:
             continue
         return [(family, (host, port))]
+    if "%" in host:  # an IPv6 address with a zone id: the resolver takes no %25NAME
+        return [(socket.AF_INET6, _scoped(host, port))]
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [(family, addr) for family, _type, _proto, _name, addr in infos]
+
+
+def _scoped(host: str, port: int) -> tuple[str, int, int, int]:
+    """The socket address of ``ADDRESS%25ZONE`` (or ``%ZONE``), as libcurl connects to
+    it: the zone an interface's index or name; one naming no interface is left out
+    (a link-local address with one is refused before: see sources/http.py)."""
+    address, _, zone = host.partition("%")
+    zone = zone[2:] if zone.startswith("25") else zone
+    socket.inet_pton(socket.AF_INET6, address)  # (OSError if it is none)
+    try:
+        scope = int(zone) if zone.isdigit() else socket.if_nametoindex(zone)
+    except OSError:
+        scope = 0
+    return address, port, 0, scope
 
 
 # ----- splicing large bodies ------------------------------------------------------
