@@ -158,7 +158,8 @@ def parse_resolve(v: object) -> tuple[str, ...]:
             or not 0 < int(port) < 65536
             or not _addresses(addrs)
         ):
-            raise ValueError(f"expected HOST:PORT:ADDRESS (an IP address), got {entry!r}")
+            raise ValueError("expected HOST:PORT:ADDRESS[,ADDRESS...] (IP addresses), got "
+                             f"{entry!r}")
         if not host.isascii():  # (as the URL's host is asked for: its punycode)
             text = ascii_resolve(text)
         out.append(text)
