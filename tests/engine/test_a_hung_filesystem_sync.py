@@ -15,11 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from tests.engine._marks import marked_folder
 from tests.servers.httpd import HTTPServer
 
 from omniget import download
 from omniget.engine import checkpoints, durable
-from omniget.engine.assemble import on_memory_fs
 from omniget.engine.durable import ATTR, Durability, read_mark
 from omniget.engine.mark import Mark
 from omniget.settings import Settings
@@ -29,19 +29,7 @@ WAIT = 30.0
 
 @pytest.fixture
 def out(tmp_path: Path) -> Path:
-    """An output folder that keeps user attributes (not in memory)."""
-    folder = tmp_path / "out"
-    folder.mkdir()
-    probe = folder / "probe"
-    probe.write_bytes(b"")
-    try:
-        os.setxattr(probe, ATTR, b"x")
-    except (OSError, AttributeError):
-        pytest.skip("this filesystem keeps no user extended attributes")
-    probe.unlink()
-    if on_memory_fs(str(folder)):
-        pytest.skip("the temporary folder is in memory: nothing is marked there")
-    return folder
+    return marked_folder(tmp_path)
 
 
 class Hung:

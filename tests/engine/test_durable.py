@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.engine._marks import marked_folder
 from tests.servers.httpd import HTTPServer
 
 from omniget import download
@@ -31,19 +32,7 @@ EARLIER = "an-earlier-boot"
 
 @pytest.fixture
 def out(tmp_path: Path) -> Path:
-    """An output folder on a filesystem that keeps user attributes (not in memory)."""
-    folder = tmp_path / "out"
-    folder.mkdir()
-    probe = folder / "probe"
-    probe.write_bytes(b"")
-    try:
-        os.setxattr(probe, ATTR, b"x")
-    except (OSError, AttributeError):
-        pytest.skip("this filesystem keeps no user extended attributes")
-    probe.unlink()
-    if on_memory_fs(str(folder)):
-        pytest.skip("the temporary folder is in memory: nothing is marked there")
-    return folder
+    return marked_folder(tmp_path)
 
 
 @pytest.fixture

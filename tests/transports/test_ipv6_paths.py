@@ -8,7 +8,6 @@ to end through ``download()`` against servers on ::1 (skipped where it cannot be
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import logging
@@ -20,16 +19,14 @@ from pathlib import Path
 
 import pycurl
 import pytest
-from tests.servers.conns import PeakConnections
+from tests.engine.test_adaptive import run_peak
 from tests.servers.h2d import H2Server
 from tests.servers.httpd import HTTPServer, bracketed, ipv6_loopback
 from tests.servers.proxy import Proxy
 from tests.servers.tls import TLSFiles
 
 from omniget import Report, download
-from omniget.engine.core import Engine
 from omniget.errors import UsageError
-from omniget.model import Item
 from omniget.settings import NetworkSettings, Settings
 
 LOGGER = "omniget.engine.transports.http"
@@ -339,24 +336,10 @@ def test_the_per_host_cap_counts_an_ipv6_origin(
     path = httpd6.new_path("after.bin")
     httpd6.add(path, big)
     urls.append(httpd6.url(path, drip=16 * MiB))
-    settings = Settings(state_dir=tmp_path / "state", retries=0, min_split_size=256 * KiB,
-                        connections_per_host=cap,
-                        network=NetworkSettings(netrc=False, stall_timeout=5.0,
-                                                connect_timeout=5.0))
-
-    async def go() -> Report:
-        eng = Engine(settings)
-        try:
-            items = [Item(u, filename=u.split("/")[-1].split("?")[0]) for u in urls]
-            return await eng.run(items, tmp_path / "out")
-        finally:
-            await eng.aclose()
-
-    with PeakConnections(httpd6.port) as conns:
-        report = asyncio.run(go())
+    report, peak = run_peak(httpd6, urls, tmp_path, retries=0, connections_per_host=cap)
     assert report.ok == FILES + 1, report.failures
     assert (tmp_path / "out" / "after.bin").read_bytes() == big
-    assert 0 < conns.peak <= cap
+    assert 0 < peak <= cap
 
 
 # -- zone ids --
