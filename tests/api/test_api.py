@@ -85,15 +85,19 @@ def test_a_retry_after_beyond_the_retry_time_is_named_by_the_failure(
     httpd: HTTPServer, tmp_path: Path, after: str, says: str
 ) -> None:
     """A server asking for more time than the retries may take fails the file at once
-    (retries 5 or not); the error says what the server asked for. Before: "HTTP 503
-    from URL" alone, no retry made, and nothing to tell why."""
+    (retries 5 or not); the error says what the server asked for, that it gave up, and
+    what to raise. Before: "HTTP 503 from URL" alone, no retry made, and nothing to tell
+    why."""
     path = httpd.new_path("busy.bin")
     httpd.add(path, b"x" * 100)
     url = httpd.url(path, status=503, retry_after=after)
     report = omniget.download(url, tmp_path, settings=omniget.Settings(
         state_dir=tmp_path / "state", retries=5))
     (failed,) = report.failures
-    assert str(failed.error) == f"HTTP 503 from {url} (Retry-After: {says})"
+    assert str(failed.error) == (
+        f"HTTP 503 from {url} (Retry-After: {says}): gave up at once: a file waits at most"
+        " 5 min in all (retry-max-time); run again later, or raise retry-max-time and"
+        f" retry-max-wait above {says}")
     assert len(httpd.requests_to(path)) == 1
 
 

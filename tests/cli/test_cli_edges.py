@@ -1194,6 +1194,33 @@ def test_json_a_failed_run_ends_with_an_error_and_a_summary(httpd: HTTPServer) -
     assert httpd.requests == []
 
 
+@pytest.mark.parametrize("after", ["3600", "date:3600"])
+def test_a_retry_after_longer_than_the_wait_budget_says_why_it_gave_up(
+    httpd: HTTPServer, after: str
+) -> None:
+    """A 503 asking for an hour, more than the 5 minutes a file may wait: it fails at once.
+    Before, with only the server's words ("HTTP 503 from URL (Retry-After: 1 h)"): nothing
+    said why it was not tried again, nor what to do."""
+    path = httpd.new_path("later.bin")
+    httpd.add(path, DATA)
+    url = httpd.url(path, status=503, retry_after=after)
+    res = cli("-o", "out", url)
+    assert res.returncode == 3
+    why = ("gave up at once: a file waits at most 5 min in all (retry-max-time); run again"
+           " later, or raise retry-max-time and retry-max-wait above 1 h")
+    line = [x for x in res.stderr.splitlines() if x.startswith("omniget: error: ")]
+    assert line == [f"omniget: error: out/later.bin: HTTP 503 from {url} (Retry-After: 1 h):"
+                    f" {why}"], res.stderr
+    res = cli("--json", "-o", "out", url)
+    failed = json_lines(res.stdout)[-2]
+    assert (failed["event"], failed["error"]) == ("failed", line[0][16:].split(": ", 1)[1])
+    assert len(httpd.requests_to(path)) == 2  # (once a run: no retry)
+    # the settings it names are there to raise (config file or environment)
+    env = {"OMNIGET_RETRY_MAX_TIME": "7200", "OMNIGET_RETRY_MAX_WAIT": "3600"}
+    settings, _ = load_settings(environ=env)
+    assert (settings.retry_max_time, settings.retry_max_wait) == (7200, 3600)
+
+
 def test_list_json_reports_a_bad_url_as_an_event(httpd: HTTPServer) -> None:
     url = serve(httpd)
     res = cli("list", "--json", url, NO_SOURCE)

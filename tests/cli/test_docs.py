@@ -78,6 +78,8 @@ def test_readme_defaults_are_the_settings() -> None:
     assert (f"(default {net.connect_timeout:g} s to connect, {net.stall_timeout:g} s with no "
             "data)") in text
     assert f"`max-redirects`: default {net.max_redirects}" in text
+    assert (f"`retry-max-wait`: default {s.retry_max_wait:g}, `retry-max-time`: default "
+            f"{s.retry_max_time:g})") in text
 
 
 def test_readme_names_every_json_event_and_summary_count() -> None:

@@ -385,6 +385,12 @@ def test_retry_after_beyond_the_whole_budget_gives_up_at_once(
     report, events, _ = fetch(url, tmp_path, retry_max_time=600.0)
     assert report.exit_code == 3
     assert not [e for e in events if isinstance(e, Retrying)]
+    # why it gave up, and what to do (before: only the server's words, "HTTP 503 from URL
+    # (Retry-After: 28 h)", as if nothing had been tried)
+    said = str(report.failures[0].error)
+    assert said.endswith(" (Retry-After: 28 h): gave up at once: a file waits at most 10 min"
+                         " in all (retry-max-time); run again later, or raise retry-max-time"
+                         " and retry-max-wait above 28 h"), said
 
 
 def test_slow_drip_completes(

@@ -7,7 +7,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from omniget.engine.retry import Clock, FakeClock, RetryPolicy, SystemClock, retry_call
+from omniget.engine.retry import (
+    Clock,
+    FakeClock,
+    RetryPolicy,
+    SystemClock,
+    gave_up,
+    retry_call,
+)
 from omniget.errors import NotFound, RateLimited, TransientError
 from omniget.settings import Settings
 
@@ -92,6 +99,33 @@ def test_retry_after_beyond_budget_gives_up() -> None:
     assert p.next_delay(1, transient(retry_after=3600), 0) is None
     assert p.next_delay(1, transient(retry_after=250), 100) is None
     assert p.next_delay(1, transient(retry_after=200), 100) == 120
+
+
+def test_a_retry_after_beyond_the_budget_says_why_it_was_given_up() -> None:
+    """Before: the error kept the server's words alone, read as a first failure."""
+    p = RetryPolicy(jitter=0, max_wait=60, max_total=300)
+    err = transient(retry_after=3600)
+    assert p.next_delay(1, err, 0) is None
+    gave_up(err, 1, p, 0)
+    assert str(err) == ("reset: gave up at once: a file waits at most 5 min in all "
+                        "(retry-max-time); run again later, or raise retry-max-time and "
+                        "retry-max-wait above 1 h")
+    later = transient(retry_after=250)  # (after two retries, 100 s of waiting)
+    assert p.next_delay(3, later, 100) is None
+    gave_up(later, 3, p, 100)
+    assert str(later) == ("reset: gave up after 2 retries: a file waits at most 5 min in all "
+                          "(retry-max-time), 3 min of it left; run again later, or raise "
+                          "retry-max-time and retry-max-wait above 4 min")
+    plain = transient()  # (the retries ran out: as before)
+    gave_up(plain, 6, p, 100)
+    assert str(plain) == "reset (gave up after 5 retries)"
+    spent = transient(retry_after=3600)  # (so did they here: the wait was not the cause)
+    gave_up(spent, 6, p, 100)
+    assert str(spent) == "reset (gave up after 5 retries)"
+    capped = transient(retry_after=3600)
+    capped.max_retries = 1  # (this error's own cap, as a refused connection's)
+    gave_up(capped, 2, p, 1)
+    assert str(capped) == "reset (gave up after 1 retry)"
 
 
 def test_odd_retry_after_values_are_ignored() -> None:

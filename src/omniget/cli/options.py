@@ -289,6 +289,8 @@ OPTIONS: dict[str, Option] = {
         Option("split", parse_count, ("split",)),
         Option("limit-rate", parse_rate, ("limit_rate",)),
         Option("retries", parse_nonneg, ("retries",)),
+        Option("retry-max-time", parse_seconds, ("retry_max_time",)),
+        Option("retry-max-wait", parse_seconds, ("retry_max_wait",)),
         Option("timeout", parse_seconds, ("network.connect_timeout", "network.stall_timeout")),
         Option("header", parse_headers, ("network.headers",)),
         Option("cookies", parse_file, ("network.cookies_file",)),

@@ -134,7 +134,7 @@ class PieceDownload:
                     attempts += 1
                     delay = self.ctx.policy.next_delay(attempts, exc, waited, self.ctx.rng)
                     if delay is None:
-                        gave_up(exc, attempts)
+                        gave_up(exc, attempts, self.ctx.policy, waited)
                         if isinstance(exc, TransferError) and exc.piece is None:
                             exc.piece = piece
                         raise

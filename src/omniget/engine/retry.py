@@ -186,13 +186,31 @@ class RetryPolicy:
         return delay
 
 
-def gave_up(error: BaseException, attempt: int) -> None:
+def gave_up(
+    error: BaseException, attempt: int, policy: RetryPolicy | None = None, waited: float = 0.0
+) -> None:
     """Say in the message of a retryable error given up on after ``attempt`` failed
-    tries how many retries came before (its text alone reads as a first failure)."""
+    tries how many retries came before (its text alone reads as a first failure); when
+    ``policy``'s budget (``waited`` spent of it) was too short for the server's
+    Retry-After, say that, and what to do."""
     retries = attempt - 1
-    if retries < 1 or not isinstance(error, OmnigetError) or not error.retryable:
+    if not isinstance(error, OmnigetError) or not error.retryable:
         return
-    error.message += f" (gave up after {retries} retr{'y' if retries == 1 else 'ies'})"
+    tries = f"after {retries} retr{'y' if retries == 1 else 'ies'}" if retries else "at once"
+    asked = _retry_after(error)
+    cap = error.max_retries if error.max_retries is not None else attempt
+    if (policy is not None and asked is not None and attempt <= min(policy.retries, cap)
+            and asked > policy.max_total - waited):
+        # (the setting names are the config file's: retry_max_time in Settings)
+        from .transports.base import duration  # (where used: start-up loads no asyncio)
+
+        left = f", {duration(policy.max_total - waited)} of it left" if waited else ""
+        error.message += (f": gave up {tries}: a file waits at most "
+                          f"{duration(policy.max_total)} in all (retry-max-time){left}; run "
+                          "again later, or raise retry-max-time and retry-max-wait above "
+                          f"{duration(asked)}")
+    elif retries:
+        error.message += f" (gave up {tries})"
 
 
 def _retry_after(error: BaseException) -> float | None:
@@ -227,7 +245,7 @@ async def retry_call(
             attempt += 1
             delay = policy.next_delay(attempt, error, waited, rng)
             if delay is None:
-                gave_up(error, attempt)
+                gave_up(error, attempt, policy, waited)
                 raise
             if on_retry is not None:
                 result = on_retry(attempt, error, delay)

@@ -206,7 +206,7 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
                 attempts += 1
                 delay = dl.ctx.policy.next_delay(attempts, exc, waited, dl.ctx.rng)
                 if delay is None:
-                    gave_up(exc, attempts)
+                    gave_up(exc, attempts, dl.ctx.policy, waited)
                     raise
                 url = next_mirror(dl.urls, url, dl.gone) or url  # (next in turn)
                 dl.ctx.event(Retrying(job.item, job.final, exc, attempts, delay))

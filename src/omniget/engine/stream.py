@@ -169,7 +169,7 @@ async def stream_item(
             attempts += 1
             delay = engine.policy.next_delay(attempts, exc, waited, engine.rng)
             if delay is None:
-                gave_up(exc, attempts)
+                gave_up(exc, attempts, engine.policy, waited)
                 raise
             emit(Retrying(item, None, exc, attempts, delay))
             await engine.clock.sleep(delay)

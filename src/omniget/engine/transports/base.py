@@ -52,6 +52,7 @@ __all__ = [
     "StopTransfer",
     "Transport",
     "check_status",
+    "duration",
     "fetch_when_granted",
     "origin",
     "parse_retry_after",
@@ -391,17 +392,18 @@ def check_status(head: Head, url: str) -> None:
         raise AuthRequired(f"proxy refused the request ({where}): {PROXY_LOGIN}", url=_safe(url))
     if status == 429 or status >= 500 or status == 408:
         if retry_after:  # (said: one longer than the retries may wait fails at once)
-            where += f" (Retry-After: {_duration(retry_after)})"
+            where += f" (Retry-After: {duration(retry_after)})"
         raise TransientError(where, retry_after=retry_after, status=status)
     raise RemoteError(where, status=status)
 
 
-def _duration(seconds: float) -> str:
-    """``45 s``, ``20 min``, ``3 h``, ``4 days``: a wait a server asks for, rounded."""
+def duration(seconds: float) -> str:
+    """``45 s``, ``20 min``, ``3 h``, ``4 days``: a wait, rounded (3599.4 s, an HTTP-date
+    an hour away read a moment later: ``1 h``)."""
     for unit, size, below in (("s", 1, 120), ("min", 60, 3600), ("h", 3600, 172800)):
-        if seconds < below:
-            return f"{seconds / size:.0f} {unit}"
-    return f"{seconds / 86400:.0f} days"
+        if round(seconds / size) * size < below:
+            return f"{round(seconds / size)} {unit}"
+    return f"{round(seconds / 86400)} days"
 
 
 def _safe(url: str) -> str:
