@@ -1182,15 +1182,82 @@ def test_json_one_unusable_url_is_a_failed_event_as_among_several(httpd: HTTPSer
 
 def test_json_a_failed_run_ends_with_an_error_and_a_summary(httpd: HTTPServer) -> None:
     url = serve(httpd)
-    res = cli("--json", "-O", "f.bin", url, url)
+    res = cli("--json", "-i", "missing.txt", url)  # (what the run reads: not the arguments)
     assert res.returncode == 2
-    assert res.stderr == "omniget: error: -O takes exactly one URL (use -o DIR for several)\n"
+    assert res.stderr == ("omniget: error: cannot read input file missing.txt: No such file or"
+                          " directory\n")
     error, summary = json_lines(res.stdout)
     assert error == {"event": "error", "error": res.stderr[16:-1], "error_type": "UsageError",
                      "exit_code": 2}
     assert (summary["event"], summary["ok"], summary["exit_code"]) == ("summary", 0, 2)
     bad = cli("--json", "--no-such-flag", url)  # (the arguments themselves: plain, as any CLI)
     assert (bad.returncode, bad.stdout) == (2, "")
+    assert httpd.requests == []
+
+
+@pytest.mark.parametrize(("args", "env", "code"), [
+    (["-i", "empty.txt"], {}, 2),
+    (["--config", "bad.toml", "{url}"], {}, 2),
+    (["{url}"], {"OMNIGET_LIMIT_RATE": "fast"}, 2),
+    (["-o", "afile/sub", "{url}"], {}, 7),
+], ids=["empty-list", "config", "environment", "folder"])
+def test_json_a_run_that_fails_as_a_whole_still_says_so_in_events(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    args: list[str], env: dict[str, str], code: int,
+) -> None:
+    """What the run reads or meets, not its arguments: an error event and the summary,
+    as README says (the other side of the test below)."""
+    url = serve(httpd)
+    Path("empty.txt").write_text("# nothing yet\n")
+    Path("bad.toml").write_text("jobs = 0\n")
+    Path("afile").write_text("mine")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["--json", *[a.format(url=url) for a in args]]) == code
+    out, err = capsys.readouterr()
+    error, summary = json_lines(out)
+    assert error == {"event": "error", "error": one_line(err)[16:-1],
+                     "error_type": error["error_type"], "exit_code": code}
+    assert (summary["event"], summary["exit_code"]) == ("summary", code)
+    assert httpd.requests == []
+
+
+#: Errors in the command line itself, found once it is parsed (how the options go
+#: together, what a value names): with --json, as argparse's own, nothing on stdout.
+ARGUMENT_ERRORS = [
+    (["-O", "f.bin", "{url}", "{url}"], "-O takes exactly one URL (use -o DIR for several)"),
+    (["-O", "f.bin", "-o", "d", "{url}"], "-O and -o cannot be used together"),
+    (["-O", "", "{url}"], "-O needs a file name (or - for stdout)"),
+    (["-O", "adir", "{url}"], "-O adir: is a directory (use -o adir to save into it)"),
+    (["-O", "-", "{url}"], "--json cannot be used with -O - (stdout carries the file)"),
+    (["--checksum", "md5=" + "0" * 32, "{url}", "{url}"], "--checksum needs exactly one URL"),
+    (["-o", "x.bin", "{url}.bin"], "-o x.bin: -o names a folder here"),
+    (["-o", "{url}"], "no URL given: -o took '{url}' for its value"),
+    (["-o", "~no-such-user-here/x", "{url}"], "--output: ~no-such-user-here: no such user"),
+    (["--config", "~no-such-user-here/c", "{url}"], "--config ~no-such-user-here/c: "),
+    (["--user", "bob", "{url}"], "--user bob: no password, and no terminal to ask for it on"),
+    (["--source", "no-such-source", "{url}"], "unknown source 'no-such-source'"),
+    (["afile"], "'afile' is a local file, not a URL (to read URLs from it: -i afile)"),
+    (["list", "--source", "no-such-source", "{url}"], "unknown source 'no-such-source'"),
+]
+
+
+@pytest.mark.parametrize(("args", "said"), ARGUMENT_ERRORS,
+                         ids=[" ".join(a[:2]) for a, _ in ARGUMENT_ERRORS])
+def test_json_an_error_in_the_arguments_puts_nothing_on_stdout(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], args: list[str], said: str
+) -> None:
+    """README: an error in the arguments comes before any event, nothing on stdout: a
+    consumer tells a run that never started from one that failed (an error event and a
+    summary). Before, these checks of the run wrote both, as an unknown option did not."""
+    url = serve(httpd, "f")
+    os.mkdir("adir")
+    Path("afile").write_text(url)
+    argv = [a.format(url=url) for a in args]
+    assert main(["--json", *argv]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"omniget: error: {said.format(url=url)}"), err
+    assert err.count("\n") == 1
     assert httpd.requests == []
 
 

@@ -25,12 +25,13 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from ..engine.transports.base import SECRET_HEADERS
-from ..errors import Cancelled, OmnigetError, StorageError, UsageError
+from ..errors import Cancelled, OmnigetError, StorageError
 from . import signals
 from .args import flags_from_args, parse_args
 from .commands import RESUME, not_a_file, run_get, run_list
 from .config import Config, load_config, load_settings
 from .logs import log_to_stderr
+from .options import ArgumentError
 from .output import Masker, display_path, json_line, print_error, summary_record
 from .stream import drop_stdout
 from .targets import given_path
@@ -107,14 +108,14 @@ def _ask_password(ns: argparse.Namespace) -> None:
     if user is None or ":" in user:
         return
     if sys.stdin is None or not sys.stdin.isatty():
-        raise UsageError(f"--user {user}: no password, and no terminal to ask for it on "
-                         f"(give --user {user}:PASSWORD)")
+        raise ArgumentError(f"--user {user}: no password, and no terminal to ask for it on "
+                            f"(give --user {user}:PASSWORD)")
     import getpass
 
     try:
         password = getpass.getpass(f"Enter host password for user '{user}': ")
     except EOFError:  # (Ctrl+D)
-        raise UsageError(f"--user {user}: no password given") from None
+        raise ArgumentError(f"--user {user}: no password given") from None
     except KeyboardInterrupt:  # (getpass ends the prompt's line for an answer only)
         ns.prompted = True
         raise
@@ -155,12 +156,16 @@ def _json_error(
 ) -> None:
     """``--json``: a run that failed as a whole (not one URL of it) ends as every run does
     there: an ``error`` event, then the summary (nothing done). Errors in the arguments
-    themselves come before ``--json`` is known: plain stderr only."""
+    themselves (argparse's, and :class:`ArgumentError` found after it) are plain stderr
+    only: stdout stays empty, the run never started."""
     if ns is None or not getattr(ns, "json", False) or sys.stdout is None:
+        return
+    if isinstance(error, ArgumentError):
         return
     if getattr(ns, "output_file", None) == "-":  # (stdout is the file's: --json is refused)
         return
-    record = {"event": "error", "error": mask(str(error)), "error_type": type(error).__name__,
+    said = _shown(error) if isinstance(error, OmnigetError) else str(error)  # (as on stderr)
+    record = {"event": "error", "error": mask(said), "error_type": type(error).__name__,
               "exit_code": code}
     try:
         json_line(sys.stdout, record)

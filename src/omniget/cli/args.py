@@ -23,6 +23,7 @@ from .._frozen import plain_dataclass
 from ..errors import UsageError, nearest
 from ..model import Item
 from . import options as opt
+from .options import ArgumentError
 
 __all__ = [
     "COMMANDS",
@@ -52,7 +53,7 @@ class ArgumentParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see '{self.prog} --help')")
+        raise ArgumentError(f"{message} (see '{self.prog} --help')")
 
 
 def _help_width() -> int:

@@ -19,6 +19,7 @@ from ..errors import Cancelled, OmnigetError, StorageError, UsageError, folder_e
 from ..model import Item
 from .config import Config
 from .logs import log_to_json, warn
+from .options import ArgumentError
 from .output import (
     EXISTS_WHY,
     Masker,
@@ -79,20 +80,20 @@ def run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     cfg = bind_user(cfg, targets)
     if ns.output_file is not None:
         if len(targets) != 1:
-            raise UsageError("-O takes exactly one URL (use -o DIR for several)")
+            raise ArgumentError("-O takes exactly one URL (use -o DIR for several)")
         if ns.output is not None:
-            raise UsageError("-O and -o cannot be used together")
+            raise ArgumentError("-O and -o cannot be used together")
         if ns.output_file == "-" and ns.json:
-            raise UsageError("--json cannot be used with -O - (stdout carries the file)")
+            raise ArgumentError("--json cannot be used with -O - (stdout carries the file)")
         if ns.output_file == "":
-            raise UsageError("-O needs a file name (or - for stdout)")
+            raise ArgumentError("-O needs a file name (or - for stdout)")
         if ns.output_file != "-" and _names_a_folder(ns.output_file):
-            raise UsageError(f"-O {ns.output_file}: is a directory "
+            raise ArgumentError(f"-O {ns.output_file}: is a directory "
                              f"(use -o {ns.output_file} to save into it)")
     elif ns.output is not None and len(targets) == 1 and not ns.input_file:
         _curl_o(ns.output, targets[0])
     if cfg.settings.checksum is not None and len(targets) != 1:
-        raise UsageError("--checksum needs exactly one URL")
+        raise ArgumentError("--checksum needs exactly one URL")
     if ns.json or ns.dry_run or ns.output_file == "-":
         writable_stdout()  # (closed: fail before any request)
     from .json_events import JsonEvents  # (imported where used: start-up time)
@@ -251,9 +252,9 @@ def _curl_o(folder: str, target: Item | str) -> None:
     if (not suffix or path.suffix.lower() != suffix or os.path.lexists(path)
             or folder.endswith(("/", os.sep))):  # (x.iso/: a folder, plainly)
         return
-    raise UsageError(f"-o {folder}: -o names a folder here (the file would be "
-                     f"{folder}/{name}); to save the URL as {folder}, use "
-                     f"-O {folder} (curl's -o)")
+    raise ArgumentError(f"-o {folder}: -o names a folder here (the file would be "
+                        f"{folder}/{name}); to save the URL as {folder}, use "
+                        f"-O {folder} (curl's -o)")
 
 
 def _names_a_folder(name: str) -> bool:
@@ -281,7 +282,8 @@ def _check_urls(targets: list[Item | str], source: str | None, *, fail_fast: boo
     if first is not None:
         t = targets[0]
         if isinstance(t, str) and "://" not in t and os.path.isfile(t):
-            raise UsageError(f"{t!r} is a local file, not a URL (to read URLs from it: -i {t})")
+            raise ArgumentError(
+                f"{t!r} is a local file, not a URL (to read URLs from it: -i {t})")
         if fail_fast:
             raise first
 

@@ -24,6 +24,7 @@ from ..settings import NetworkSettings, Settings, default_config_dir
 from .options import (
     FLAG_ONLY,
     OPTIONS,
+    ArgumentError,
     Option,
     parse_bool,
     parse_count,
@@ -279,9 +280,12 @@ def load_config(
     for key, value in (flags or {}).items():
         opt = _option(key)
         if opt is None:
-            raise UsageError(f"unknown option {key!r}{_flag_hint(key)}")
+            raise ArgumentError(f"unknown option {key!r}{_flag_hint(key)}")
         if value is not None:
-            layers.set(opt, value, f"--{opt.name}")
+            try:
+                layers.set(opt, value, f"--{opt.name}")
+            except UsageError as e:  # (the command line's: not the file's or environment's)
+                raise ArgumentError(str(e)) from None
     values = dict(layers.values)
     if values.get("limit_rate") == 0:
         values["limit_rate"] = None  # 0 = no limit

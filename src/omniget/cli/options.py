@@ -11,6 +11,7 @@ from typing import Any
 
 from .._frozen import plain_dataclass
 from ..engine.transports.base import ENGINE_HEADERS  # (refused: the engine sets them itself)
+from ..errors import UsageError
 from ..model import Digest
 from ..settings import MAX_NUMBER, PROXY_NOT_ASCII, ascii_resolve, resolve_parts
 
@@ -23,6 +24,13 @@ _FALSE = {"0", "false", "no", "off", ""}
 _HEADER_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 #: Headers that frame a request's body: a GET has none.
 _BODY_HEADERS = frozenset({"content-length", "transfer-encoding"})
+
+
+class ArgumentError(UsageError):
+    """An error in the command line itself, found once it is parsed: options that do not
+    go together, a value that names nothing. As argparse's own, it is one line on stderr
+    and, with ``--json``, nothing on stdout (the run never started; the ``error`` event
+    is for a run that failed as a whole: see README)."""
 
 
 # --- value parsers: accept the string form (flags, env) and the TOML / parsed form ---

@@ -16,7 +16,7 @@ from ..errors import Cancelled, OmnigetError, UsageError
 from ..model import Item, unextracted
 from .args import CURL_O, guess_scheme, parse_input
 from .config import Config
-from .options import expand_path
+from .options import ArgumentError, expand_path
 from .output import Masker, print_error
 
 Failure = tuple[str, OmnigetError]  # (what failed, shown to the user; the error)
@@ -61,11 +61,20 @@ def collect(ns: argparse.Namespace) -> list[str | Item]:
             empty = f"no URL in {name}: {why}"
         targets += found
     taken = _url_taken(ns)
+    if not targets and empty:  # (the list's fault, not the arguments')
+        raise UsageError(empty)
     if not targets:
-        raise UsageError(empty or f"no URL given{': ' + taken if taken else ''} "
-                         "(see 'omniget --help')")
+        raise ArgumentError(f"no URL given{': ' + taken if taken else ''} "
+                            "(see 'omniget --help')")
     if taken:  # (-o URL URL2: never a folder named http:)
-        raise UsageError(taken)
+        raise ArgumentError(taken)
+    if ns.source:  # (a name that is no source's: before any URL fails for it)
+        from ..sources import find_source
+
+        try:
+            find_source("", ns.source)
+        except UsageError as e:
+            raise ArgumentError(str(e)) from None
     return targets
 
 
@@ -166,8 +175,8 @@ def report_failures(failures: Sequence[Failure], mask: Masker) -> None:
 
 
 def given_path(text: str, flag: str) -> Path:
-    """A path the user gave, ``~`` expanded: UsageError if it names nobody."""
+    """A path the user gave, ``~`` expanded: ArgumentError if it names nobody."""
     try:
         return expand_path(text)
     except ValueError as e:
-        raise UsageError(f"{flag} {text}: {e}") from None
+        raise ArgumentError(f"{flag} {text}: {e}") from None
