@@ -243,7 +243,7 @@ def test_output_folder_naming_a_file_says_so(
 
 @pytest.mark.parametrize(("given", "shown"), [
     ("./x/../afile/", "afile: a file is in the way"),
-    ("./afile/../afile/sub", "afile/sub: Not a directory"),
+    ("./afile/../afile/sub", "afile/sub: afile is a file, not a folder"),
     ("{cwd}/./x/../afile", "afile: a file is in the way"),
 ])
 @pytest.mark.parametrize("dry", [[], ["--dry-run"]], ids=["get", "dry-run"])
@@ -260,6 +260,64 @@ def test_an_output_folder_that_cannot_be_made_is_shown_as_other_paths_are(
     err = one_line(capsys.readouterr().err).strip()
     assert err == f"omniget: error: cannot create output folder {shown}"
     assert httpd.requests == [] and Path("afile").read_bytes() == b"mine"
+
+
+LONG = "n" * 300
+DEEP = "/".join(["d" * 200] * 25)
+
+
+@pytest.mark.parametrize(("given", "code", "said"), [
+    ("/proc/x", 7, "cannot create output folder /proc/x: /proc takes no new folders (a special"
+     " filesystem): choose another output folder"),
+    ("/dev/null/x", 7, "cannot create output folder /dev/null/x: /dev/null is a device, not a"
+     " folder"),
+    ("/dev/null", 7, "cannot create output folder /dev/null: a device is in the way"),
+    ("dangling", 7, "cannot create output folder nowhere: a symbolic link to it is in the way,"
+     " and it is not there: make it, or remove the link"),
+    ("afile/x", 7, "cannot create output folder afile/x: afile is a file, not a folder"),
+    ("afile/x/y", 7, "cannot create output folder afile/x/y: afile is a file, not a folder"),
+    ("", 2, "-o '': names no folder (the current folder: -o . or no -o)"),
+    (f"{LONG}/x", 7, f"cannot create output folder {LONG}/x: the name {LONG[:16]}... is 300"
+     " bytes, more than the 255 a name may have there"),
+    (f"{DEEP}/x", 7, "cannot create output folder {DEEP}/x: the path is {size} bytes, more"
+     " than the 4096 the system takes"),
+], ids=["proc", "dev-null", "a-device", "dangling-link", "through-a-file", "deeper", "empty",
+        "long-name", "long-path"])
+def test_an_output_folder_that_cannot_be_made_says_why_in_one_line(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], given: str, code: int, said: str
+) -> None:
+    """Before: the kernel's words alone ("/proc/x: No such file or directory", "Not a
+    directory", "File name too long": which part?), and "--output: expected a value, got
+    an empty string" for -o ''."""
+    if given.startswith("/proc/") and not os.path.exists("/proc/self/stat"):
+        pytest.skip("no /proc here")
+    if given.startswith("/dev/") and not Path("/dev/null").is_char_device():
+        pytest.skip("no /dev/null device here")
+    url = serve(httpd)
+    Path("afile").write_text("mine")
+    os.symlink("nowhere", "dangling")
+    assert main(["-o", given, url]) == code
+    size = len(os.fsencode(os.path.join(os.getcwd(), DEEP, "x")))
+    assert one_line(capsys.readouterr().err) == (
+        "omniget: error: " + said.format(DEEP=DEEP, size=f"{size:,}") + "\n")
+    assert httpd.requests == [] and Path("afile").read_text() == "mine"
+
+
+def test_an_output_folder_in_a_read_only_folder_says_so(httpd: HTTPServer) -> None:
+    """Before: "cannot create output folder ro/x: Permission denied"."""
+    from tests.integration._cli import drop_mode_overrides
+
+    url = serve(httpd)
+    os.mkdir("ro", 0o555)
+    env = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1"}
+    res = subprocess.run(command("-o", "ro/x", url), capture_output=True, text=True, env=env,
+                         timeout=60, preexec_fn=drop_mode_overrides if os.geteuid() == 0 else None)
+    if os.geteuid() == 0 and res.returncode == 0:
+        pytest.skip("running as root and cannot drop CAP_DAC_OVERRIDE here")
+    assert (res.returncode, res.stdout) == (7, "")
+    assert res.stderr == ("omniget: error: cannot create output folder ro/x: no permission to"
+                          " make folders in ro: choose another output folder\n")
+    assert httpd.requests == [] and os.listdir("ro") == []
 
 
 def test_existing_output_file_is_skipped_out_loud(

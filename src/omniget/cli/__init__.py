@@ -137,7 +137,11 @@ def _shown(error: OmnigetError) -> str:
     to the current directory under it: see display_path)."""
     text = str(error)
     folder = getattr(error, "folder", None)
-    return text if folder is None else text.replace(folder, display_path(folder), 1)
+    if folder is None:
+        return text
+    text = text.replace(folder, display_path(folder), 1)
+    within = getattr(error, "within", None)  # (named after the folder: the file in its way)
+    return text if within is None else text.replace(within, display_path(within))
 
 
 def _resumable(ns: argparse.Namespace) -> bool:

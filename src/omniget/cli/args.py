@@ -482,6 +482,9 @@ def _split_command(
 
 def flags_from_args(ns: argparse.Namespace) -> dict[str, object]:
     """The option values given on the command line (unset flags are left out)."""
+    if isinstance(getattr(ns, "output", None), str) and not ns.output.strip():
+        raise ArgumentError(f"-o {ns.output!r}: names no folder (the current folder: -o . "
+                            "or no -o)")
     flags: dict[str, object] = {}
     for dest, name in _OPTION_DESTS.items():
         value = getattr(ns, dest, None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import os
 import stat
 import threading
@@ -346,10 +347,10 @@ def _check_folder(dest: Path) -> None:
         except FileNotFoundError:
             continue
         except OSError as exc:  # (a file above it: "Not a directory")
-            raise folder_error(str(folder), exc.strerror or str(exc)) from None
+            raise folder_error(str(folder), exc) from None
         if stat.S_ISDIR(mode):
             return
-        raise folder_error(str(folder), "a file is in the way")
+        raise folder_error(str(folder), NotADirectoryError(errno.ENOTDIR, "not a folder"))
 
 
 def run_list(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:

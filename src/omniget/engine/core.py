@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import errno
 import logging
 import os
 import threading
@@ -282,9 +281,8 @@ class Engine:
         try:  # (after the transports: a bad cookies file leaves no empty folder behind)
             made = make_folders(dest_path)  # removed again at the end if nothing went in
         except OSError as exc:
-            why = "a file is in the way" if exc.errno == errno.EEXIST else exc.strerror
             # (as its files' paths are made: symlinks resolved, normalised)
-            raise folder_error(os.path.realpath(dest_path), why or str(exc)) from exc
+            raise folder_error(os.path.realpath(dest_path), exc) from exc
         report = Report()
         # -j files transfer at once (HostLimits counts them); as many again are set up
         # ahead, each with its first request ready to leave the moment a slot frees up.
