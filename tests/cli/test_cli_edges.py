@@ -24,6 +24,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -1535,6 +1536,40 @@ def test_a_second_ctrl_c_inside_a_libcurl_callback_quits_cleanly(
     assert (summary["event"], summary["interrupted"], summary["exit_code"]) == (
         "summary", 1, 130
     )
+
+
+def test_a_second_ctrl_c_says_the_counts_before_the_resume_line(
+    httpd: HTTPServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The second signal's last word has the counts line a run's end has (before: the
+    resume line alone, where the first signal's end said what was done), from what the
+    display counted: the files, not their bytes (those come in throttled events). Both
+    signals come as the file's first progress is shown (its exit, here, returns)."""
+    from omniget.cli import signals as cli_signals
+    from omniget.cli.progress import PlainProgress
+    from omniget.engine.events import Event, Progress
+
+    exits: list[int] = []
+    monkeypatch.setattr(cli_signals, "end_process", exits.append)
+    shown: list[Progress] = []
+    show = PlainProgress.__call__
+
+    def shown_then_signalled(self: PlainProgress, event: Event) -> None:
+        show(self, event)
+        if isinstance(event, Progress) and not shown:
+            shown.append(event)
+            signal.raise_signal(signal.SIGINT)  # (its handler runs here, at once)
+            signal.raise_signal(signal.SIGINT)
+            for _ in range(3000):  # (the run held till the signal thread has said its last)
+                if exits:
+                    break
+                time.sleep(0.01)
+
+    monkeypatch.setattr(PlainProgress, "__call__", shown_then_signalled)
+    assert main(["-o", "out", slow(httpd, "c.bin")]) == 130
+    err = capsys.readouterr().err.splitlines()
+    assert len(shown) == 1 and exits == [130]
+    assert err[-2:] == ["0 files ok, 0 skipped, 0 failed, 1 interrupted", RESUME], err
 
 
 def reading_stdin(proc: subprocess.Popen[bytes]) -> None:

@@ -293,8 +293,8 @@ class _Bars:
         handler(signal.SIGINT, None)
         self.down = True
 
-    def quit_with(self, text: str, then: Callable[[], object]) -> None:
-        sys.stderr.write(text)
+    def quit_with(self, text: str | Callable[[], str], then: Callable[[], object]) -> None:
+        sys.stderr.write(text if isinstance(text, str) else text())
         then()
 
 

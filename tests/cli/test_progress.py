@@ -299,3 +299,25 @@ def test_the_tally_counts_resumed_bytes_once_per_file() -> None:
     tally(Started(B, None, size=MiB, resumed=0), "b.bin")  # (b started over: none kept)
     tally(Finished(A, None, size=10 * MiB, verified="size", fetched=7 * MiB), "a.bin")
     assert tally.resumed == 3 * MiB
+
+
+def test_a_second_signal_says_the_counts_the_display_kept() -> None:
+    """The last lines of a second Ctrl+C (no report: the run is cut) count the files as
+    the run's end would: those going are interrupted, those never begun not started."""
+    from omniget.cli.commands import RESUME, _last_lines
+    from omniget.engine.events import Queued
+
+    d, e, f = (Item(download_url=f"https://example.com/{n}.bin") for n in "def")
+    *_, plain = plain_on_a_clock()
+    for item in (A, B, C, d, e, f):
+        plain(Queued(item, None, more=False))
+    for _, event in sequence():  # (A ok, B failed, C skipped)
+        plain(event)
+    plain(Started(d, None, size=None, resumed=0))  # (going: cut now)
+    plain(Started(e, None, size=None, resumed=0))
+    plain(Failed(e, None, error=Cancelled("interrupted")))  # (cut by the first signal)
+    resume = f"omniget: error: {RESUME}\n"
+    assert _last_lines(plain, quiet=False) == (
+        f"1 file ok, 1 skipped, 1 failed, 2 interrupted, 1 not started\n{resume}")
+    assert _last_lines(plain, quiet=True) == resume
+    assert _last_lines(QuietProgress(), quiet=False) == resume

@@ -357,6 +357,24 @@ def test_the_last_word_erases_the_bars_and_no_frame_comes_after() -> None:
     assert not screen.cursor_hidden
 
 
+def test_the_last_word_made_from_the_counts_is_written_where_the_bars_were() -> None:
+    """A second signal's lines come from the bars' counts (see commands._last_lines),
+    read under their lock, before rich's (a frame takes them the other way round)."""
+    from omniget.cli.commands import _last_lines
+
+    term = Term()
+    rp = RichProgress(console(term), Masker())
+    drawn: list[str] = []
+    with rp:
+        rp(Started(items(1)[0], None, size=4 * KiB, resumed=0))
+        rp.live.refresh()
+        rp.quit_with(lambda: _last_lines(rp, quiet=False), lambda: drawn.append(term.getvalue()))
+    screen = Screen(80, 24).feed(drawn[0])
+    assert screen.lines() == ["0 files ok, 0 skipped, 0 failed, 1 interrupted",
+                              "omniget: error: interrupted; run the same command again to "
+                              "resume"]
+
+
 def test_the_run_counts_every_file_of_its_list_from_the_first_frame() -> None:
     """Was: ``total [0/2 files]`` with 300 URLs, growing as files started. The bar and
     the time left go by files while the sizes of those waiting are not known."""

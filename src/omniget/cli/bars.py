@@ -327,9 +327,17 @@ class RichProgress:
         one)."""
         self._off_screen(lambda: self.quit_process(signum))
 
-    def quit_with(self, text: str, then: Callable[[], object]) -> None:
+    def quit_with(self, text: str | Callable[[], str], then: Callable[[], object]) -> None:
         """A second Ctrl+C or SIGTERM (on the signal thread): as :meth:`quit`, with
-        ``text`` written where the bars were."""
+        ``text`` written where the bars were (``text()``: made with the counts' lock
+        held, before rich's is taken, as a frame takes them the other way round)."""
+        if not isinstance(text, str):
+            got = self._lock.acquire(timeout=0.5)  # (its holder may be stuck drawing)
+            try:
+                text = text()
+            finally:
+                if got:
+                    self._lock.release()
         self._off_screen(then, text, back=False)
 
     def _off_screen(self, then: Callable[[], object], text: str = "", back: bool = True) -> None:

@@ -24,6 +24,7 @@ from .options import ArgumentError
 from .output import (
     EXISTS_WHY,
     Masker,
+    counts_line,
     display_path,
     error_line,
     json_line,
@@ -170,7 +171,7 @@ def _get(
             consumer.quit_with(error_line(RESUME), then,
                                lambda counts: summary_record(ns, 130, **counts))
         else:
-            consumer.quit_with(error_line(RESUME), then)
+            consumer.quit_with(lambda: _last_lines(consumer, ns.quiet), then)
 
     on_signal = SaveOnSignal(cancel, quiet=ns.quiet, last=last)
     # (the handlers stay to the last line: a signal more as the run ends cuts short neither
@@ -221,6 +222,19 @@ def _get(
         if interrupted:
             print_error(NO_RESUME if report.journal_error is not None else RESUME)
         return code  # the first failure's code
+
+
+def _last_lines(consumer: Consumer, quiet: bool) -> str:
+    """A second signal's last lines: the counts line a run's end has, from what the
+    display counted (files only: their bytes come in events at most 4 a second, so the
+    count of them is behind), then the resume line."""
+    tally = getattr(consumer, "tally", None)
+    if quiet or not isinstance(tally, Tally):
+        return error_line(RESUME)
+    going = len(tally.files)  # (cut now)
+    left = max(0, _not_started(tally) - going)
+    counts = counts_line(tally.ok, tally.skipped, tally.failed, tally.cut + going, left)
+    return f"{counts}\n{error_line(RESUME)}"
 
 
 def _not_started(tally: object) -> int:

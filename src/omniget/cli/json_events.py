@@ -153,7 +153,7 @@ class JsonEvents:
 
     def quit_with(
         self,
-        text: str,
+        text: str | Callable[[], str],
         then: Callable[[], object],
         summary: Callable[[dict[str, float]], Mapping[str, Any]] | None = None,
     ) -> None:

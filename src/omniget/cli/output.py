@@ -253,18 +253,22 @@ def summary_line(
     (``SIZE (+SIZE resumed)``)."""
     secs = report.elapsed
     rate = int(report.fetched / secs) if secs > 0 else 0
-    files = "file" if report.ok == 1 else "files"
     cut = report.interrupted
-    interrupted = f"{cut} interrupted, " if cut else ""
-    not_started = f"{left} not started, " if left else ""
     took = f"{secs:.2f}s" if secs < 1 else f"{secs:.1f}s"
     kept = f" (+{format_size(resumed)} resumed)" if resumed else ""
     speed = f" ({format_size(rate)}/s)" if report.fetched else ""  # (none: no "0 B/s")
-    return (
-        f"{report.ok} {files} ok, {report.skipped + skipped} skipped, "
-        f"{report.failed - cut + failed} failed, {interrupted}{not_started}"
-        f"{format_size(report.fetched)}{kept} in {took}{speed}"
-    )
+    counts = counts_line(report.ok, report.skipped + skipped, report.failed - cut + failed,
+                         cut, left)
+    return f"{counts}, {format_size(report.fetched)}{kept} in {took}{speed}"
+
+
+def counts_line(ok: int, skipped: int, failed: int, interrupted: int = 0, left: int = 0) -> str:
+    """``N files ok, N skipped, N failed`` (``, N interrupted, N not started`` when there
+    are): the files of a run's counts line."""
+    files = "file" if ok == 1 else "files"
+    cut = f", {interrupted} interrupted" if interrupted else ""
+    not_started = f", {left} not started" if left else ""
+    return f"{ok} {files} ok, {skipped} skipped, {failed} failed{cut}{not_started}"
 
 
 def print_error(text: str) -> None:
@@ -277,19 +281,20 @@ def error_line(text: str) -> str:
 
 
 def last_words(
-    text: str,
+    text: str | Callable[[], str],
     then: Callable[[], object],
     lock: Lock | None = None,
     before: Callable[[], object] | None = None,
 ) -> None:
-    """``before()``, ``text`` on stderr, then ``then`` (it ends the process), with ``lock``
-    held: the writes of other threads wait. (Waited for 0.5 s at most: its holder may be
-    stuck on a full pipe.)"""
+    """``before()``, ``text`` on stderr (``text()``: made with ``lock`` held, from counts
+    it guards), then ``then`` (it ends the process), with ``lock`` held: the writes of
+    other threads wait. (Waited for 0.5 s at most: its holder may be stuck on a full
+    pipe.)"""
     got = lock is not None and lock.acquire(timeout=0.5)
     try:
         if before is not None:
             before()
-        say(text)
+        say(text if isinstance(text, str) else text())
         then()
     finally:
         if got and lock is not None:

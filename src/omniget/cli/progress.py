@@ -61,10 +61,11 @@ class Consumer(Protocol):
     def __enter__(self) -> Consumer: ...
     def __exit__(self, *exc: object) -> None: ...
 
-    def quit_with(self, text: str, then: Callable[[], object]) -> None:
+    def quit_with(self, text: str | Callable[[], str], then: Callable[[], object]) -> None:
         """A second signal, on its own thread: what is drawn goes, ``text`` is written
-        on stderr, then ``then`` ends the process with the output held (nothing drawn or
-        written after)."""
+        on stderr (``text()``: made from the display's counts, as they are then), then
+        ``then`` ends the process with the output held (nothing drawn or written
+        after)."""
 
 
 def name_of(event: Event, mask: Masker) -> str:
@@ -111,7 +112,7 @@ class QuietProgress:
     def __exit__(self, *exc: object) -> None:
         pass
 
-    def quit_with(self, text: str, then: Callable[[], object]) -> None:
+    def quit_with(self, text: str | Callable[[], str], then: Callable[[], object]) -> None:
         last_words(text, then)
 
 
@@ -247,7 +248,7 @@ class PlainProgress:
     def __exit__(self, *exc: object) -> None:
         self.out.flush()
 
-    def quit_with(self, text: str, then: Callable[[], object]) -> None:
+    def quit_with(self, text: str | Callable[[], str], then: Callable[[], object]) -> None:
         last_words(text, then, self._lock)
 
 

@@ -85,6 +85,7 @@ class Tally:
     ``more``: the list may hold files not counted yet (a source finding them as it
     goes); ``ahead``: entries of the list counted (in ``seen``) but not announced yet.
     ``resumed``: bytes that files begun in this run had on disk from an earlier one.
+    ``ok``, ``skipped``, ``failed`` and ``cut`` (interrupted) count the files ended so.
     ``total`` (bytes) is None before any file, while one of unknown size is active or
     waits, while entries are not announced and while the list may grow. The sums are
     kept up as events come, so an event costs the same in a run of many files."""
@@ -98,6 +99,7 @@ class Tally:
         self.done = self.size = 0
         self.unsized = 0  # active and waiting files of unknown size
         self.resumed = 0
+        self.ok = self.skipped = self.failed = self.cut = 0
         self._resumed: dict[str, int] = {}  # (files begun at a resumed byte: how far)
         self.rate = Rate(clock)
         self.ending = Rate(clock)  # files ended, per second
@@ -158,10 +160,17 @@ class Tally:
                     file = self._add(key, name, 0, None, keep=False)
                 self._move(file, event.size, event.size)  # (it stays counted)
                 self._end()
+                self.ok += 1
             case Failed() | Skipped():
                 if not self._drop(key):
                     self._begin(key)
                 self._end()
+                if isinstance(event, Skipped):
+                    self.skipped += 1
+                elif event.error.exit_code == 130:  # (Cancelled: a rerun resumes it)
+                    self.cut += 1
+                else:
+                    self.failed += 1
         return None
 
     def _begin(self, key: str) -> None:
