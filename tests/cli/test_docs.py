@@ -159,3 +159,22 @@ def test_every_error_has_what_the_readme_says() -> None:
         assert isinstance(cls.exit_code, int)
         assert (err.retryable, err.retry_after, err.max_retries) == (
             cls.retryable, None, cls.max_retries), name
+
+
+def test_state_dir_default_is_said_as_the_code_has_it(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the help said ~/.local/state/omniget alone; $XDG_STATE_HOME moves it."""
+    from omniget.settings import default_state_dir
+
+    monkeypatch.delenv("OMNIGET_STATE_DIR", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert default_state_dir() == tmp_path / "omniget"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert default_state_dir() == tmp_path / ".local/state/omniget"
+    text = " ".join(build_parser("get").format_help().split())
+    assert re.search(r"--state-dir DIR [^()]*\(default: \$XDG_STATE_HOME/omniget, else "
+                     r"~/\.local/state/omniget\)", text), text
+    cli = " ".join(_cli_part().split())
+    assert "`$XDG_STATE_HOME/omniget/` (default `~/.local/state/omniget/`" in cli
+

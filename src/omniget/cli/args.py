@@ -139,7 +139,8 @@ def _add_common(p: argparse.ArgumentParser, *, files: bool = True) -> None:
                    "$XDG_CONFIG_HOME/omniget/config.toml)")
     if files:
         p.add_argument("--state-dir", metavar="DIR",
-                       help="folder of the resume journal (default: ~/.local/state/omniget)")
+                       help="folder of the resume journal (default: $XDG_STATE_HOME/omniget, "
+                       "else ~/.local/state/omniget)")
     p.add_argument("--json", action="store_true", help="JSON lines on stdout")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="print nothing but errors" if files else
