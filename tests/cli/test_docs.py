@@ -4,6 +4,7 @@ user can give is in both, and every default they state is the one the code has; 
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from omniget.cli.args import build_parser
 from omniget.cli.config import OPTIONS
 from omniget.cli.output import SUMMARY_KEYS
 from omniget.engine import events
+from omniget.errors import OmnigetError
 from omniget.settings import NetworkSettings, Settings
 
 README = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
@@ -74,11 +76,13 @@ def test_readme_defaults_are_the_settings() -> None:
     assert f"default {s.jobs};" in text
     assert f"(default {s.connections_per_host})" in text
     assert f"`OMNIGET_MAX_CONNECTIONS`, default {s.max_connections})" in text
-    assert f"retry count (default {s.retries};" in text
+    assert ("retries of each piece, the whole file or a split file's part "
+            f"(default {s.retries})") in text
     assert (f"(default {net.connect_timeout:g} s to connect, {net.stall_timeout:g} s with no "
             "data)") in text
-    assert f"`max-redirects`: default {net.max_redirects}" in text
-    assert (f"`retry-max-wait`: default {s.retry_max_wait:g}, `retry-max-time`: default "
+    text = " ".join(text.split())
+    assert f"`max-redirects` (default {net.max_redirects})" in text
+    assert (f"`retry-max-wait` (default {s.retry_max_wait:g}) and `retry-max-time` (default "
             f"{s.retry_max_time:g})") in text
 
 
@@ -161,6 +165,51 @@ def test_every_error_has_what_the_readme_says() -> None:
             cls.retryable, None, cls.max_retries), name
 
 
+def _table_cells() -> set[str]:
+    """The backticked snippets of the option table's first column (``-o/--output DIR``)."""
+    rows = [line for line in _cli_part().splitlines() if line.startswith("| `")]
+    return {snippet for row in rows for snippet in re.findall(r"`([^`]+)`", row.split(" | ")[0])}
+
+
+def _shown_as(action: argparse.Action) -> str:
+    """An option as the table must show it: its names joined by ``/``, then its value as
+    the help names it (``{a,b}`` as ``a\\|b``, the table's escaped bar)."""
+    shown = "/".join(action.option_strings)
+    if action.nargs != 0:
+        metavar = str(action.metavar or action.dest.upper())
+        if metavar.startswith("{"):
+            metavar = metavar.strip("{}").replace(",", "\\|")
+        shown += f" {metavar}"
+    return shown
+
+
+@pytest.mark.parametrize("command", ["get", "list"])
+def test_readme_table_shows_every_option_as_the_help_does(command: str) -> None:
+    """Before: the table left out --input-file, --header, --quiet and --verbose, and showed
+    ``--resolve HOST:PORT:ADDR`` after the help had taken several addresses."""
+    cells = _table_cells()
+    for action in build_parser(command)._actions:
+        if not action.option_strings or action.dest in ("help", "version"):
+            continue
+        assert _shown_as(action) in cells, _shown_as(action)
+
+
+def test_general_help_shows_options_as_get_does() -> None:
+    """The general help's 'often used' block: each option there is one of ``get``'s, with
+    the value the command's own help names."""
+    epilog = build_parser().epilog or ""
+    block = epilog.partition("often used")[2]
+    actions = {o: a for a in build_parser("get")._actions for o in a.option_strings}
+    shown = re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)(?: ([A-Z][A-Z=]*|[a-z]+(?:\|[a-z]+)+))?",
+                       block)
+    assert len(shown) >= 12
+    for flag, value in shown:
+        assert flag in actions, flag
+        if value:
+            metavar = str(actions[flag].metavar).strip("{}").replace(",", "|")
+            assert value == metavar, (flag, value)
+
+
 def test_state_dir_default_is_said_as_the_code_has_it(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Before: the help said ~/.local/state/omniget alone; $XDG_STATE_HOME moves it."""
@@ -178,3 +227,44 @@ def test_state_dir_default_is_said_as_the_code_has_it(tmp_path: Path,
     cli = " ".join(_cli_part().split())
     assert "`$XDG_STATE_HOME/omniget/` (default `~/.local/state/omniget/`" in cli
 
+
+def test_readme_names_the_variables_the_code_reads() -> None:
+    """Each ``OMNIGET_`` variable read by name (not as ``OMNIGET_<OPTION>``) is in the README."""
+    read = set()
+    for path in SRC.rglob("*.py"):
+        code = path.read_text(encoding="utf-8")
+        read |= set(re.findall(r"environ(?:\.get\(|\[)\"(OMNIGET_\w+)\"", code))
+    assert read >= {"OMNIGET_CONFIG", "OMNIGET_STATE_DIR"}
+    for var in read:
+        assert f"`{var}`" in README, var
+
+
+def test_readme_names_every_json_field_of_each_event() -> None:
+    """Each ``--json`` event's fields, as the README lists them after its name. Before:
+    ``progress`` had ``connections`` too, and the README did not say so."""
+    from omniget.cli.json_events import event_to_dict
+    from omniget.cli.output import Masker
+    from omniget.model import Item
+
+    item, err = Item(download_url="http://h/f"), OmnigetError("x")
+    made = [
+        events.Started(item, None, size=1, resumed=0),
+        events.Progress(item, None, done=0, size=1),
+        events.PieceDone(item, None, index=0, size=1),
+        events.Retrying(item, None, error=err, attempt=1, delay=1.0),
+        events.Skipped(item, None, reason="exists"),
+        events.Finished(item, None, size=1, verified=None, fetched=1),
+        events.Failed(item, None, error=err),
+        events.Warned(item, None, message="m"),
+    ]
+    error_keys = {"error", "error_type", "exit_code"}
+    text = " ".join(_cli_part().split())
+    for event in made:
+        d = event_to_dict(event, Masker())
+        assert list(d)[:3] == ["event", "path", "url"]
+        m = re.search(rf"`{d['event']}` \(((?:[^()]|\([^()]*\))*)\)", text)
+        assert m is not None, d["event"]
+        named = set(re.findall(r"`(\w+)`", m[1]))
+        if "the error's fields" in m[1]:
+            named |= error_keys
+        assert named == set(d) - {"event", "path", "url"}, d["event"]
