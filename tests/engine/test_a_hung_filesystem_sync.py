@@ -9,13 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.engine._marks import marked_folder
+from tests.engine._syncs import nth_sync
 from tests.servers.httpd import HTTPServer
 
 from omniget import download
@@ -132,3 +135,61 @@ def test_download_returns_while_the_sync_of_its_files_hangs(
             hung.go.set()
     assert report.exit_code == 0 and mark is not None
     assert any(str(out) in r.getMessage() for r in caplog.records)
+
+
+def test_the_runs_end_has_one_deadline_for_all_its_syncs(
+    httpd: HTTPServer, payload: Callable[..., bytes], out: Path, tmp_path: Path,
+    hung: Hung, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A finished file whose filesystem sync hangs, and a failed file whose last part-file
+    sync hangs too. Before, the run's end waited SYNC_WAIT for the one, then SYNC_WAIT
+    again for the other; now every wait of its end ends by one deadline, SYNC_WAIT after
+    the first began."""
+    monkeypatch.setattr(durable, "sync_filesystems", hung)
+    part_go = threading.Event()
+
+    def part_sync_hangs(sync: Callable[[int], bool], fd: int) -> bool:
+        part_go.wait(WAIT)
+        return sync(fd)
+
+    nth_sync(monkeypatch, 1, part_sync_hangs)
+    # when the run's end first waited, then the end of each of its waits that waits
+    loop_time: list[float] = []
+    real_wait = asyncio.wait
+    ends = ("omniget.engine.durable", "omniget.engine.checkpoints")
+
+    async def wait(fs: Any, *, timeout: float | None = None, **kw: Any) -> Any:
+        caller = sys._getframe(1).f_globals.get("__name__")
+        if caller in ends and timeout is not None and settling:
+            now = asyncio.get_running_loop().time()
+            if not loop_time:
+                loop_time.append(now)
+            if timeout > 0:  # (one begun past the deadline looks and returns at once)
+                loop_time.append(now + timeout)
+        return await real_wait(fs, timeout=timeout, **kw)
+
+    settling: list[int] = []
+    settle = Durability.settle
+
+    async def watched_settle(self: Durability, *a: Any) -> None:
+        settling.append(1)
+        await settle(self, *a)
+
+    monkeypatch.setattr(asyncio, "wait", wait)
+    monkeypatch.setattr(Durability, "settle", watched_settle)
+    good = httpd.add("/d/good.bin", b"g" * 16384)
+    path = httpd.new_path("bad.bin")
+    httpd.add(path, payload(256 * 1024, 7))
+    settings = Settings(state_dir=tmp_path / "s", split=1, retries=0, fsync_seconds=3600.0,
+                        checkpoint_bytes=64 * 1024, checkpoint_seconds=3600.0)
+    try:
+        report = download([good, httpd.url(path, reset=200 * 1024, times=1)], out,
+                          settings=settings)
+        mark = read_mark(str(out / "good.bin"))
+    finally:
+        part_go.set()
+        hung.go.set()
+    assert report.failed == 1 and mark is not None
+    first, *deadlines = loop_time
+    assert deadlines
+    assert max(deadlines) <= first + checkpoints.SYNC_WAIT + 1e-6, (first, deadlines)

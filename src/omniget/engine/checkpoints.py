@@ -28,9 +28,9 @@ if TYPE_CHECKING:
     from .job import FileJob
 
 __all__ = [
-    "NOTHING_SAVED", "SYNC_THREADS", "SYNC_WAIT", "PartSync", "Saved", "end_syncs",
-    "ensure_record", "forget_bytes", "last_sync", "piece_done", "record_anew", "record_size",
-    "save_spans", "stop_syncs", "sync_lost", "sync_threads", "syncs_back",
+    "NOTHING_SAVED", "SYNC_THREADS", "SYNC_WAIT", "PartSync", "Saved", "end_deadline",
+    "end_syncs", "ensure_record", "forget_bytes", "last_sync", "piece_done", "record_anew",
+    "record_size", "save_spans", "stop_syncs", "sync_lost", "sync_threads", "syncs_back",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -388,22 +388,31 @@ async def syncs_back(job: FileJob) -> None:
         await asyncio.wait([synced], timeout=left)
 
 
-async def end_syncs(ctx: RunContext) -> None:
-    """At the run's end: wait for the part-file syncs under way (SYNC_WAIT seconds at
-    most in all, those started as others return too), each recorded as it returns; one
-    that returns later records nothing."""
+async def end_syncs(ctx: RunContext, deadline: float | None = None) -> None:
+    """At the run's end: wait for the part-file syncs under way, those started as others
+    return too, until ``deadline`` (loop time: the run's end, which the sync of its
+    finished files' filesystems shares) at most, SYNC_WAIT seconds from now if none; each
+    is recorded as it returns, one that returns later records nothing."""
     syncs = ctx.syncs
     try:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + SYNC_WAIT
+        if deadline is None:
+            deadline = loop.time() + SYNC_WAIT
         late: set[asyncio.Future[bool]] = set()
         while syncs and not late:
             _, late = await asyncio.wait(list(syncs), timeout=max(0.0, deadline - loop.time()))
         if late:
-            log.debug("%d part-file syncs not back after %g s: not recorded as synced",
-                      len(late), SYNC_WAIT)
+            log.debug("%d part-file syncs not back by the run's end: not recorded as synced",
+                      len(late))
     finally:
         ctx.syncs = None
+
+
+def end_deadline(ctx: RunContext) -> float:
+    """The loop time by which the run's end stops waiting for the disk: SYNC_WAIT from
+    now. One deadline for all its syncs (Durability.settle's and end_syncs'): a hung disk
+    holds the end SYNC_WAIT at most, not once per kind of sync."""
+    return asyncio.get_running_loop().time() + SYNC_WAIT
 
 
 def stop_syncs(ctx: RunContext) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import Cancelled, OmnigetError, StorageError, folder_error
 from ..model import Item
 from ..settings import Settings, default_state_dir
-from .checkpoints import end_syncs, stop_syncs, sync_threads
+from .checkpoints import end_deadline, end_syncs, stop_syncs, sync_threads
 from .context import Refresher, RunContext, SetupSlot, SetupSlots
 from .durable import Durability
 from .emitter import Emitter
@@ -405,9 +405,9 @@ class Engine:
             finally:  # however the list stops, LocalSlice readers stop waiting for it
                 ctx.end_listing()
             await settle_rest()
-            if ctx.durability is not None:
-                await ctx.durability.settle()  # (the bytes of the files finished last)
-            await end_syncs(ctx)  # (the last syncs of files that failed or stopped)
+            end = end_deadline(ctx)  # (one for both: a hung disk holds the end once)
+            await durability.settle(end)  # (the bytes of the files finished last)
+            await end_syncs(ctx, end)  # (the last syncs of files that failed or stopped)
         except BaseException:  # cancelled, or the item list raised: stop the files in flight
             on_cancel()
             await settle_rest()  # (each file still in flight says it was interrupted)

@@ -347,18 +347,22 @@ class Durability:
         task.add_done_callback(done)
         return task
 
-    async def settle(self) -> None:
+    async def settle(self, deadline: float | None = None) -> None:
         """At the end of the run: wait for a sync under way, and sync what is left if that
-        is cheap (see END_SYNC_BYTES); SYNC_WAIT seconds at most in all. Files that a sync
-        not back by then covers, or that wait for one, keep their marks (a rerun on
+        is cheap (see END_SYNC_BYTES); until ``deadline`` (loop time: the run's end, which
+        its part-file syncs share) at most, SYNC_WAIT seconds from now if none. Files that
+        a sync not back by then covers, or that wait for one, keep their marks (a rerun on
         another boot checks them), and a warning names their folders: their bytes may be
         in memory only, as long as the disk does not answer."""
         from .checkpoints import SYNC_WAIT as wait  # (read now: tests change it)
 
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
+        if deadline is None:
+            deadline = loop.time() + wait
         if self._task is not None:
-            _, late = await asyncio.wait([self._task], timeout=wait)
+            _, late = await asyncio.wait(
+                [self._task], timeout=max(0.0, deadline - loop.time())
+            )
             if late:  # (no other sync: it would wait behind this one)
                 _unconfirmed(self._files + self._pending, wait)
                 return
