@@ -369,3 +369,52 @@ def test_the_default_ca_places_are_those_ssl_names(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv(paths.openssl_cafile_env, "/nowhere/ca.pem")
     monkeypatch.setenv(paths.openssl_capath_env, "/nowhere/certs")
     assert _openssl_defaults() == ("/nowhere/ca.pem", "/nowhere/certs")
+
+
+# A plugin source that makes its own TLS connection with asyncio (aiohttp and httpx do):
+# it reports the error type of a handshake that cannot finish (nothing answers it).
+_TLS_PLUGIN = '''
+import asyncio, socket, ssl
+from omniget.errors import UsageError
+from omniget.sources.base import Source
+
+
+class TlsSource(Source):
+    name = "tlsplug"
+    patterns = (r"^tlsplug:",)
+
+    async def items(self):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        try:
+            await asyncio.open_connection(
+                "127.0.0.1", listener.getsockname()[1], ssl=ssl.create_default_context(),
+                server_hostname="localhost", ssl_handshake_timeout=0.1,
+            )
+            why = "connected"
+        except Exception as exc:
+            why = type(exc).__name__
+        finally:
+            listener.close()
+        raise UsageError(f"tlsplug: {why}")
+        yield
+'''
+
+
+def test_a_plugin_source_has_asyncio_s_tls_in_the_command(tmp_path: Path) -> None:
+    """The command loads asyncio without ssl (start-up time): a plugin's own asyncio TLS
+    connection failed there with 'stdlib ssl module not available', and only there."""
+    (tmp_path / "tlsplug.py").write_text(_TLS_PLUGIN)
+    info = tmp_path / "tlsplug-1.0.dist-info"
+    info.mkdir()
+    (info / "entry_points.txt").write_text("[omniget.sources]\ntls = tlsplug:TlsSource\n")
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config"),
+           "PYTHONPATH": str(tmp_path)}
+    run = subprocess.run(
+        [sys.executable, "-c", "from omniget.__main__ import run; run()", "tlsplug:x",
+         "-o", str(tmp_path / "out"), "--state-dir", str(tmp_path / "state")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert "tlsplug: " in run.stderr, run.stderr
+    assert "tlsplug: RuntimeError" not in run.stderr
