@@ -26,7 +26,10 @@ GROUP = "omniget.sources"
 @cache
 def source_classes() -> tuple[type[Source], ...]:
     found: list[type[Source]] = []
-    for target in plugin_targets():
+    targets = plugin_targets()
+    if targets:  # (code not ours: it may make TLS connections of its own with asyncio)
+        _asyncio_tls_back()
+    for target in targets:
         module, _, attr = target.partition(":")
         obj: object = importlib.import_module(module.strip())
         for part in attr.strip().split(".") if attr.strip() else ():
@@ -35,6 +38,22 @@ def source_classes() -> tuple[type[Source], ...]:
     for mod in MODULES:
         found.append(importlib.import_module(f"{__name__}.{mod}").SOURCE)
     return tuple(found)
+
+
+def _asyncio_tls_back() -> None:
+    """Give asyncio its TLS support back where the command loaded it without (see
+    omniget.__main__): a plugin that connects with asyncio over TLS (aiohttp, httpx)
+    met "stdlib ssl module not available" there, and only there."""
+    from asyncio import base_events, selector_events, sslproto
+
+    if getattr(sslproto, "ssl", None) is not None:
+        return
+    import ssl
+
+    for module in (base_events, selector_events, sslproto):
+        if getattr(module, "ssl", ssl) is None:
+            setattr(module, "ssl", ssl)  # noqa: B010 (not an attribute asyncio exports)
+    sslproto.SSLAgainErrors = (ssl.SSLWantReadError, ssl.SSLSyscallError)  # (as at import)
 
 
 def find_source(url: str, name: str | None = None) -> type[Source]:
