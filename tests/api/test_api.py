@@ -201,6 +201,19 @@ def test_a_url_no_source_takes_fails_in_list_order(tmp_path: Path) -> None:
     assert report.exit_code == 2
 
 
+def test_a_url_whose_port_is_no_number_says_so_without_its_password(tmp_path: Path) -> None:
+    """The error names the URL as the transports' errors do, its user:password left out
+    (a program logs its results' errors as they are; the CLI masks, a library does not)."""
+    url = "http://bob:hunter2@127.0.0.1:abc/a.bin"
+    report = omniget.download(
+        url, tmp_path, settings=omniget.Settings(state_dir=tmp_path / "state", retries=0)
+    )
+    [result] = report.results
+    assert report.exit_code == 2
+    assert str(result.error) == ("not a valid URL: the port 'abc' is not a number "
+                                 "(in 'http://127.0.0.1:abc/a.bin')")
+
+
 def test_a_failing_on_event_handler_is_said_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
