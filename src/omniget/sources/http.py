@@ -67,7 +67,8 @@ def _check_authority(url: str) -> None:
         split = urlsplit(url)  # (raises for a bad IPv6 bracket)
         given = split.netloc.rpartition("@")[2].rpartition(":")[2]
         if given and not given.isdigit() and "]" not in given:  # (urlsplit: "could not be cast")
-            why = f"the port {given!r} is not a number (in {url!r})"
+            shown = "/".join([*parts[:2], netloc, *parts[3:]])  # (no user:password)
+            why = f"the port {given!r} is not a number (in {shown!r})"
         else:
             _ = split.port  # (raises with the reason)
             why = ""
