@@ -18,7 +18,8 @@ def run() -> None:
 def _asyncio_without_its_tls() -> None:
     """Load asyncio with its own TLS support left out: the command's TLS is libcurl's,
     and asyncio's ``import ssl`` (OpenSSL's Python module) costs ~20 M instructions at
-    every start. A program that imports omniget as a library keeps its asyncio whole."""
+    every start. A program that imports omniget as a library keeps its asyncio whole, and
+    a plugin source gets it back (see omniget.sources.source_classes)."""
     if "asyncio" in sys.modules or "ssl" in sys.modules:
         return
     sys.modules["ssl"] = None  # type: ignore[assignment]  # (import ssl: ImportError)
