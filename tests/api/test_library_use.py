@@ -613,6 +613,29 @@ def test_a_stream_whose_cancel_is_already_set_makes_no_request(httpd: HTTPServer
     assert httpd.requests_to(path) == []
 
 
+def test_a_stream_whose_cancel_is_already_set_keeps_nothing_of_the_call() -> None:
+    """Each call raises an error of its own: one shared by every call kept, in its
+    traceback, each call's frames and what they held (``out``), and grew with each."""
+    import traceback
+    import weakref
+
+    cancel = threading.Event()
+    cancel.set()
+    depths = []
+    for _ in range(2):
+        out = io.BytesIO()
+        kept = weakref.ref(out)
+        try:
+            omniget.stream("http://127.0.0.1:9/a", out, cancel=cancel)
+        except omniget.Cancelled as exc:
+            assert "cancel was set" in str(exc)
+            depths.append(len(traceback.extract_tb(exc.__traceback__)))
+        del out
+        gc.collect()
+        assert kept() is None  # (no frame of the call holds it)
+    assert depths[0] == depths[1]
+
+
 def test_a_stream_that_ends_before_its_cancel_is_set_returns_its_count(
     httpd: HTTPServer,
 ) -> None:
