@@ -485,8 +485,8 @@ def stream(
         finally:
             await eng.aclose()
 
-    if cancel is not None and cancel.is_set():
-        raise _CANCELLED
+    if cancel is not None and cancel.is_set():  # (an error of its own: one raised again
+        raise Cancelled(*_CANCELLED.args)  # keeps each raise's frames in its traceback)
 
     n = asyncio.run(run())
     flush = getattr(out, "flush", None)  # (a writer of one's own may have none)
