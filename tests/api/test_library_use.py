@@ -601,6 +601,34 @@ def test_a_stream_stops_when_its_cancel_is_set_from_another_thread(httpd: HTTPSe
     assert 0 < len(got) < len(data) and data.startswith(got)
 
 
+@pytest.mark.parametrize("given", [False, True], ids=["no-cancel", "cancel"])
+def test_ctrl_c_stops_a_stream_with_a_cancel_as_one_without(
+    httpd: HTTPServer, caplog: pytest.LogCaptureFixture, given: bool
+) -> None:
+    """Ctrl+C (asyncio.run cancels the stream's task) with ``cancel=`` given: the stream
+    was left running while the engine closed, and asyncio logged its error ("Task
+    exception was never retrieved", a traceback) as it does not without ``cancel=``."""
+    import signal
+
+    data = bytes(range(256)) * 16000
+    url = httpd.add(httpd.new_path("i.bin"), data) + "?drip=1000000"
+    out = io.BytesIO()
+    sent: list[int] = []
+
+    def on_event(ev: Event) -> None:
+        if isinstance(ev, Progress) and ev.done > 0 and not sent:
+            sent.append(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)  # (asyncio.run's handler: a cancel)
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"), pytest.raises(KeyboardInterrupt):
+        omniget.stream(url, out, on_event=on_event,
+                       cancel=threading.Event() if given else None)
+    gc.collect()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+    got = out.getvalue()
+    assert 0 < len(got) < len(data) and data.startswith(got)
+
+
 def test_a_stream_whose_cancel_is_already_set_makes_no_request(httpd: HTTPServer) -> None:
     path = httpd.new_path("d.bin")
     url = httpd.add(path, b"d" * 1000)
