@@ -502,7 +502,14 @@ async def _unless_set(cancel: threading.Event, work: asyncio.Future[int]) -> int
     """What ``work`` returns, or Cancelled once ``cancel`` is set (looked at every
     :data:`POLL` seconds; ``work`` is cancelled then)."""
     while True:
-        done, _ = await asyncio.wait({work}, timeout=POLL)
+        try:
+            done, _ = await asyncio.wait({work}, timeout=POLL)
+        except asyncio.CancelledError:  # (the call itself, by Ctrl+C say: as without
+            work.cancel()  # cancel=, its stream stops before the engine closes)
+            await asyncio.wait({work})
+            if not work.cancelled():
+                work.exception()  # (taken: the cancel is what is raised)
+            raise
         if done:
             return work.result()
         if cancel.is_set():
