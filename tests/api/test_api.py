@@ -599,3 +599,13 @@ def test_download_s_type_hints_take_an_item_alone_as_its_docstring_says(
     for call in (omniget.download, omniget.adownload):
         hint = typing.get_type_hints(call)["items_or_urls"]
         assert omniget.Item in typing.get_args(hint) and str in typing.get_args(hint)
+
+
+def test_a_url_with_no_host_says_so_without_its_password(tmp_path: Path) -> None:
+    url = "http://bob:hunter2@:80/a.bin"
+    report = omniget.download(
+        url, tmp_path, settings=omniget.Settings(state_dir=tmp_path / "state", retries=0)
+    )
+    [result] = report.results
+    assert report.exit_code == 2
+    assert str(result.error) == "not a valid URL: no host name in 'http://:80/a.bin'"

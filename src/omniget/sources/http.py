@@ -55,19 +55,19 @@ def _check_authority(url: str) -> None:
         raise UnsupportedURL(f"the http source takes http(s)://HOST/... URLs, not {url!r}",
                              source="http", url=url)
     netloc = parts[2].rpartition("@")[2]
+    shown = "/".join([*parts[:2], netloc, *parts[3:]])  # (the URL without its user:password)
     if " " in netloc or not netloc.isprintable():  # (a space or control character)
         raise UsageError(f"not a valid URL: {netloc!r} is no host name")
     host, colon, port = netloc.rpartition(":")
     plain = "[" not in netloc and "]" not in netloc
     if plain and not (host if colon else netloc):  # (http://:80/x, http://user@/x)
-        raise UsageError(f"not a valid URL: no host name in {url!r}")
+        raise UsageError(f"not a valid URL: no host name in {shown!r}")
     if plain and (not colon or (port.isdigit() and int(port) <= 65535)):
         return
     try:
         split = urlsplit(url)  # (raises for a bad IPv6 bracket)
         given = split.netloc.rpartition("@")[2].rpartition(":")[2]
         if given and not given.isdigit() and "]" not in given:  # (urlsplit: "could not be cast")
-            shown = "/".join([*parts[:2], netloc, *parts[3:]])  # (no user:password)
             why = f"the port {given!r} is not a number (in {shown!r})"
         else:
             _ = split.port  # (raises with the reason)
