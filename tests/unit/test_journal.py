@@ -910,3 +910,31 @@ def test_a_damaged_piece_print_is_none(journal: Journal) -> None:
     assert journal._db is not None
     journal._db.execute("UPDATE pieces SET print = x'0102'")
     assert journal.pieces_with_prints(KEY) == {0: (10, None)}
+
+
+def test_revalidate_changes_size_validators_and_digest_of_its_own_record_only(
+    tmp_path: Path,
+) -> None:
+    """A restarted file's record takes the new version's size, validators and digest,
+    its spans kept; another run's record (it took the key) is left alone, and a record
+    that is gone stays gone."""
+    mine, theirs = ("/abs/out/x_1.bin", 11), ("/abs/out/x.bin", 22)
+    with Journal(tmp_path / FILENAME, boot="one") as j:
+        start(j, path=mine[0], part=mine[1])
+        j.save_spans(KEY, [(0, 400)], own=mine)
+        j.revalidate(KEY, size=2000, etag='"B"', last_modified="Tue, 1 Dec 2026 00:00:00 GMT",
+                     digest="sha256:" + "b" * 64, own=mine)
+        rec = j.get(KEY)
+        assert rec is not None
+        assert (rec.size, rec.etag, rec.last_modified, rec.digest) == (
+            2000, '"B"', "Tue, 1 Dec 2026 00:00:00 GMT", "sha256:" + "b" * 64)
+        assert (rec.path, rec.part) == mine and j.spans(KEY) == [(0, 400)]
+        start(j, path=theirs[0], part=theirs[1])  # (the other run's now)
+        before = j.get(KEY)
+        j.revalidate(KEY, size=5, etag='"C"', last_modified=None, digest=None, own=mine)
+        after = j.get(KEY)
+        assert before is not None and after is not None
+        assert (after.size, after.etag, after.digest) == (before.size, before.etag, before.digest)
+        j.forget(KEY, own=theirs)
+        j.revalidate(KEY, size=5, etag='"C"', last_modified=None, digest=None, own=theirs)
+        assert j.get(KEY) is None

@@ -125,12 +125,10 @@ def record_anew(job: FileJob) -> None:
     journal = job.ctx.journal
     if journal is None or not job.journal_started:
         return
-    assert job.final is not None
-    part = job.part.inode() if job.part is not None and job.part.fd >= 0 else None
     digest = f"{job.digests[0].algo}:{job.digests[0].hex}" if job.digests else None
-    try:
-        journal.start(job.key, path=str(job.final), url=job.item.download_url, size=job.size,
-                      etag=job.etag, last_modified=job.last_modified, digest=digest, part=part)
+    try:  # (only while the record is this run's: another may have taken it)
+        journal.revalidate(job.key, size=job.size, etag=job.etag,
+                           last_modified=job.last_modified, digest=digest, own=job.owned)
     except StorageError as exc:
         job.ctx.journal_failed(exc)
 

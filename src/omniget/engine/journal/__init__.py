@@ -250,6 +250,28 @@ class Journal(Handle):
                 raise missing(key)
             db.execute("UPDATE pieces SET key = ? WHERE key = ?", (to, key))
 
+    def revalidate(
+        self,
+        key: str,
+        *,
+        size: int | None,
+        etag: str | None,
+        last_modified: str | None,
+        digest: str | None,
+        own: Owner | None = None,
+    ) -> None:
+        """Give ``key``'s record another size, validators and digest (the file it is of
+        restarted as another version, or its size came at its body's end); its spans are
+        kept. Given ``own``, only while the record is still the caller's (else a no-op,
+        as when there is none: the caller's next write finds out)."""
+        where, args = owned(own)
+        with self._conn("revalidate", tx=True) as db:
+            db.execute(
+                "UPDATE files SET size = ?, etag = ?, last_modified = ?, digest = ?,"
+                " updated = ? WHERE key = ?" + where,
+                (size, etag, last_modified, digest, self._now(), key, *args),
+            )
+
     def reset(self, key: str, *, own: Owner | None = None) -> None:
         """Drop ``key``'s spans and pieces (the remote file changed, or a restart); given
         ``own``, only while the record is still the caller's (else a no-op)."""

@@ -70,6 +70,17 @@ class JournalStore(Protocol):
 
     def move(self, key: str, to: str, *, path: str) -> None: ...
 
+    def revalidate(
+        self,
+        key: str,
+        *,
+        size: int | None,
+        etag: str | None,
+        last_modified: str | None,
+        digest: str | None,
+        own: Owner | None = None,
+    ) -> None: ...
+
     def reset(self, key: str, *, own: Owner | None = None) -> None: ...
 
     def spans(self, key: str) -> list[Interval]: ...
