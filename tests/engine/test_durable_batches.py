@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,14 @@ import pytest
 from tests.servers.httpd import HTTPServer
 
 from omniget import download
-from omniget.engine import durable
+from omniget.engine import checkpoints, durable
 from omniget.engine.assemble import PART_SUFFIX, on_memory_fs
 from omniget.engine.events import Event, Finished
 from omniget.settings import Settings
 
 DATA = bytes(range(256)) * 16  # 4 KiB
+#: How long a test waits for what should come at once (a loaded machine's worst).
+WAIT = 30.0
 
 
 def _settings(tmp_path: Path, **kw: object) -> Settings:
@@ -205,6 +208,144 @@ def test_a_file_cancelled_while_it_waits_for_the_sync_stays_a_part_file(
     assert report.interrupted == 2 and finished == [] and syncs == []
     assert f"a.bin{PART_SUFFIX}" in os.listdir(out) and not (out / "a.bin").exists()
     assert (out / f"a.bin{PART_SUFFIX}").read_bytes() == DATA
+
+
+class HeldSync:
+    """A sync of the filesystems that waits for ``go`` (WAIT seconds at most), and the
+    threads it ran on."""
+
+    def __init__(self) -> None:
+        self.go = threading.Event()
+        self.threads: list[str] = []
+
+    def __call__(self, folders: list[str]) -> bool:
+        self.threads.append(threading.current_thread().name)
+        self.go.wait(WAIT)
+        return True
+
+
+@pytest.fixture
+def held(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldSync]:
+    """The run's syncs hang (a dead USB stick) and the run waits SYNC_WAIT for them."""
+    monkeypatch.setattr(checkpoints, "SYNC_WAIT", 0.05)
+    sync = HeldSync()
+    monkeypatch.setattr(durable, "sync_filesystems", sync)
+    try:
+        yield sync
+    finally:
+        sync.go.set()
+
+
+def test_files_whose_batch_sync_hangs_fail_as_part_files_and_a_rerun_finishes_them(
+    httpd: HTTPServer,
+    tmp_path: Path,
+    bare: tuple[Path, list[int]],
+    held: HeldSync,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before, the files waited for a sync on the default executor for ever: download()
+    never returned (the CLI sat there after the last byte). Now the run waits SYNC_WAIT
+    once nothing but that sync is left, on its own sync threads; the files fail (exit 7),
+    each saying in one line that the disk did not confirm it and what to do, and stay
+    NAME.omniget-part (never reported finished). A rerun finishes them."""
+    out, _ = bare
+    urls = [httpd.add(f"/d/f{i}.bin", DATA + bytes([i])) for i in range(3)]
+    finished: list[Event] = []
+    with ThreadPoolExecutor(1) as pool:
+        run = pool.submit(
+            download, urls, out, settings=_settings(tmp_path),
+            on_event=lambda ev: finished.append(ev) if isinstance(ev, Finished) else None,
+        )
+        try:
+            report = run.result(WAIT)
+        finally:
+            held.go.set()
+    assert report.failed == 3 and report.exit_code == 7 and finished == []
+    for i, failure in enumerate(report.failures):
+        said = str(failure.error)
+        assert "\n" not in said
+        assert f"f{i}.bin" in said and "did not confirm" in said, said
+        assert f"f{i}.bin{PART_SUFFIX}" in said and "run omniget again" in said, said
+    assert sorted(os.listdir(out)) == [f"f{i}.bin{PART_SUFFIX}" for i in range(3)]
+    assert held.threads and all(t.startswith("omniget-sync") for t in held.threads)
+
+    monkeypatch.setattr(durable, "sync_filesystems", lambda folders: True)  # (it answers)
+    again = download(urls, out, settings=_settings(tmp_path))
+    assert again.exit_code == 0, again.failures
+    assert sorted(os.listdir(out)) == [f"f{i}.bin" for i in range(3)]
+    for i in range(3):
+        assert (out / f"f{i}.bin").read_bytes() == DATA + bytes([i])
+
+
+def test_a_hung_batch_sync_with_a_full_batch_behind_it_holds_the_run_once(
+    httpd: HTTPServer,
+    tmp_path: Path,
+    bare: tuple[Path, list[int]],
+    held: HeldSync,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A full batch waits behind the hung sync, and the run sets no more files up until
+    it returns. Before, the run stopped there for ever. Now the files waiting fail once
+    the disk has had SYNC_WAIT; the files set up after them, finished behind the same
+    sync still not back, fail as soon as they all wait, without waiting SYNC_WAIT again."""
+    out, _ = bare
+    monkeypatch.setattr(durable, "BATCH_FILES", 2)
+    bounds: list[int] = []
+    bound = durable.Durability._bound
+
+    def counted(self: durable.Durability) -> None:
+        bounds.append(1)
+        bound(self)
+
+    monkeypatch.setattr(durable.Durability, "_bound", counted)
+    urls = [httpd.add(f"/d/f{i}.bin", DATA) for i in range(8)]
+    with ThreadPoolExecutor(1) as pool:
+        run = pool.submit(download, urls, out, settings=_settings(tmp_path, jobs=1))
+        try:
+            report = run.result(WAIT)
+        finally:
+            held.go.set()
+    assert report.failed == 8 and len(bounds) == 1 and len(held.threads) == 1
+    assert all("did not confirm" in str(r.error) for r in report.failures)
+    assert sorted(os.listdir(out)) == sorted(f"f{i}.bin{PART_SUFFIX}" for i in range(8))
+
+
+def test_a_slow_batch_sync_is_not_cut_short_while_other_files_still_transfer(
+    httpd: HTTPServer,
+    tmp_path: Path,
+    bare: tuple[Path, list[int]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bound holds only once the run waits for nothing but the disk: a sync slower
+    than SYNC_WAIT (a USB stick writing 64 MiB) while another file still transfers puts
+    its files in place as ever."""
+    out, _ = bare
+    monkeypatch.setattr(checkpoints, "SYNC_WAIT", 0.5)
+    monkeypatch.setattr(durable, "BATCH_SECONDS", 0.05)
+    slept: list[int] = []
+
+    def slow_first(folders: list[str]) -> bool:
+        if not slept:
+            slept.append(1)
+            time.sleep(1.0)  # (b.bin is held until a.bin is in place: see on_event)
+        return True
+
+    monkeypatch.setattr(durable, "sync_filesystems", slow_first)
+    gate = threading.Event()
+    fast, slow = fast_and_held(httpd, gate)
+    finished: list[str] = []
+
+    def on_event(ev: Event) -> None:
+        if isinstance(ev, Finished) and ev.path is not None:
+            finished.append(ev.path.name)
+            gate.set()
+
+    try:
+        report = download([fast, slow], out, settings=_settings(tmp_path), on_event=on_event)
+    finally:
+        gate.set()
+    assert report.exit_code == 0, report.failures
+    assert finished == ["a.bin", "b.bin"]
 
 
 def test_a_real_vfat_folder(httpd: HTTPServer, tmp_path: Path) -> None:

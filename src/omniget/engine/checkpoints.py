@@ -408,9 +408,15 @@ async def end_syncs(ctx: RunContext, deadline: float | None = None) -> None:
 
 def end_deadline(ctx: RunContext) -> float:
     """The loop time by which the run's end stops waiting for the disk: SYNC_WAIT from
-    now. One deadline for all its syncs (Durability.settle's and end_syncs'): a hung disk
-    holds the end SYNC_WAIT at most, not once per kind of sync."""
-    return asyncio.get_running_loop().time() + SYNC_WAIT
+    now, or sooner if its files' wait for a batch's sync began earlier and was not
+    answered (Durability.deadline). One deadline for all its syncs (that wait's,
+    Durability.settle's and end_syncs'): a hung disk holds the end SYNC_WAIT at most,
+    not once per kind of sync."""
+    end = asyncio.get_running_loop().time() + SYNC_WAIT
+    durability = ctx.durability
+    if durability is not None and durability.deadline is not None:
+        end = min(end, durability.deadline)
+    return end
 
 
 def stop_syncs(ctx: RunContext) -> None:

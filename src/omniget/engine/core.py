@@ -311,7 +311,7 @@ class Engine:
                 slot.release()
             results[i] = result
             unsettled.pop(i, None)
-            if durability.batch:  # (the files left may all wait for its sync now)
+            if durability.waits():  # (the files left may all wait for a sync now)
                 durability.poke()
             return result
 

@@ -26,8 +26,12 @@ file stays under its part name until a sync of its filesystem, begun after it wa
 has returned; then it is renamed (and only then reported finished). One sync covers a
 batch of such files: every ``fsync_seconds`` (at most BATCH_SECONDS), when BATCH_FILES or
 BATCH_BYTES wait, or at once when every file of the run under way waits for it (the end
-of a run). A folder that refused an attribute once is not asked again. Files in memory
-(tmpfs) are left alone: a power loss takes them anyway.
+of a run). The sync runs on the run's sync threads; once every file of the run under
+way waits for it, it has SYNC_WAIT seconds to return (a hung disk: a dead USB stick, an
+NFS server gone): then those files fail, each kept under its part name (its bytes may not
+be on the disk) for a rerun to finish, and the run's end waits no longer for the disk. A
+folder that refused an attribute once is not asked again. Files in memory (tmpfs) are
+left alone: a power loss takes them anyway.
 """
 
 from __future__ import annotations
@@ -216,7 +220,13 @@ class Durability:
         self._batch_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
         self._syncing = False  # a batch's sync is under way
+        self._in_sync: list[Waiting] = []  # ... and the files it covers
         self._due = False  # ... and the next batch's time came meanwhile
+        self._give_up: asyncio.TimerHandle | None = None  # (see _bound)
+        #: The loop time by which the disk must answer the files that wait for a batch's
+        #: sync, once the run waits for nothing else (None: no such wait); the run's end
+        #: shares it (checkpoints.end_deadline).
+        self.deadline: float | None = None
         #: How many files of the run are under way (the run sets it): when all of them
         #: wait for the batch, nothing else will join it soon.
         self.running: Callable[[], int] = lambda: 0
@@ -253,9 +263,21 @@ class Durability:
         """Whether a whole batch waits already (for its sync, or for one under way)."""
         return len(self.batch) >= BATCH_FILES
 
+    def waits(self) -> bool:
+        """Whether files wait for a batch's sync (its run pokes as files end)."""
+        return bool(self.batch or self._in_sync)
+
     def poke(self) -> None:
-        """Start the waiting batch's sync if its time has come, else time it."""
-        if self._syncing or not self.batch:
+        """Start the waiting batch's sync if its time has come, else time it; bound the
+        wait of a sync under way once nothing else of the run is (see _bound)."""
+        if self._syncing:
+            if self._give_up is None and self.running() <= len(self.batch) + len(self._in_sync):
+                if self.deadline is None:
+                    self._bound()
+                else:  # (its time ran out already: files that came since do not wait again)
+                    self._late()
+            return
+        if not self.batch:
             return
         if (
             self._due or len(self.batch) >= BATCH_FILES or self._batch_bytes >= BATCH_BYTES
@@ -281,16 +303,53 @@ class Durability:
         self.batch, self._batch_bytes = [], 0
         if not batch:
             return
-        self._syncing = True
+        self._syncing, self._in_sync = True, batch
         folders = _one_per_device((_device(part.fd), part.where) for part, _ in batch)
         task = asyncio.get_running_loop().run_in_executor(
-            None, self._sync or sync_filesystems, folders
+            self.threads(), self._sync or sync_filesystems, folders
         )
         task.add_done_callback(functools.partial(self._synced, batch))
+        self.poke()  # (its wait is bounded at once if nothing else of the run is under way)
+
+    def _bound(self) -> None:
+        """Every file of the run under way waits for a batch's sync: the disk has
+        SYNC_WAIT seconds to answer, then those files fail (see _late)."""
+        from .checkpoints import SYNC_WAIT  # (read now: tests change it)
+
+        loop = asyncio.get_running_loop()
+        self.deadline = loop.time() + SYNC_WAIT
+        self._give_up = loop.call_at(self.deadline, self._late)
+
+    def _late(self) -> None:
+        """The sync under way is not back by the deadline (a hung disk): its files, and
+        those waiting for the next sync, fail, each left under its part name (its bytes
+        may not be on the disk; its record, if it has one, stays: a rerun finishes it).
+        The sync is not given up: it keeps its thread, and the next batch waits for it
+        (another would only hang beside it)."""
+        from .checkpoints import SYNC_WAIT as wait
+
+        self._give_up = None
+        waiting, self._in_sync = self._in_sync + self.batch, []
+        self.batch, self._batch_bytes = [], 0
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for part, fut in waiting:
+            if not fut.done():
+                kept = os.path.basename(part.where)
+                fut.set_exception(StorageError(
+                    f"the disk did not confirm writing {part.final} (a sync of its"
+                    f" filesystem is not back after {wait:g} s); it is kept as {kept}: run"
+                    " omniget again once the disk answers to finish it"
+                ))
 
     def _synced(self, batch: list[Waiting], task: asyncio.Future[bool]) -> None:
         """Rename the batch's files if their sync returned well; else fail them."""
-        self._syncing = False
+        self._syncing, self._in_sync = False, []
+        if self._give_up is not None:
+            self._give_up.cancel()
+            self._give_up = None
+        self.deadline = None
         ok = not task.cancelled() and task.exception() is None and task.result()
         for part, fut in batch:
             if fut.done():  # (its job was cancelled: it stays a part file)
