@@ -348,6 +348,27 @@ def test_a_slow_batch_sync_is_not_cut_short_while_other_files_still_transfer(
     assert finished == ["a.bin", "b.bin"]
 
 
+def test_sectors_written_reads_the_devices_counter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 7th field of /sys/dev/block/MAJOR:MINOR/stat; None where there is none (an
+    NFS or FUSE mount's device, major 0, has no such file), or it cannot be read."""
+    root = tmp_path / "block"
+    (root / "8:17").mkdir(parents=True)
+    (root / "8:17" / "stat").write_text(
+        "    1234        0   98765      100    4321        0  2468013      900"
+        "        0     1000     1000        0        0        0        0        0        0\n"
+    )
+    (root / "8:18").mkdir()
+    (root / "8:18" / "stat").write_text("garbled\n")
+    monkeypatch.setattr(durable, "SYS_BLOCK", str(root))
+    assert durable.sectors_written(os.makedev(8, 17)) == 2468013
+    assert durable.sectors_written(os.makedev(8, 18)) is None
+    assert durable.sectors_written(os.makedev(8, 19)) is None
+    assert durable.sectors_written(os.makedev(0, 45)) is None
+    assert durable.sectors_written(-1) is None
+
+
 def test_a_real_vfat_folder(httpd: HTTPServer, tmp_path: Path) -> None:
     """The same on a vfat image mounted through a loop device (needs root, mkfs.vfat and
     loop devices; skipped otherwise)."""

@@ -77,12 +77,36 @@ WRITTEN_BACK = 60.0
 BATCH_FILES = 128
 BATCH_BYTES = 64 << 20
 BATCH_SECONDS = 2.0
+#: Where a block device's counters are, by MAJOR:MINOR (a partition's too).
+SYS_BLOCK = "/sys/dev/block"
 #: The "mark" for a folder that takes no attributes: no attribute, a batch sync instead.
 UNMARKED = b""
 
 _HAS_XATTR = hasattr(os, "setxattr")
 #: A sync of the filesystems the given folders are on; False if one failed.
 Sync = Callable[[list[str]], bool]
+
+
+def sectors_written(dev: int) -> int | None:
+    """How many sectors the block device ``dev`` (an ``st_dev``) has written since boot
+    (the 7th field of its stat in sysfs); None if that cannot be told (a filesystem with
+    no block device, as NFS or FUSE: major 0; no /sys)."""
+    try:
+        major, minor = os.major(dev), os.minor(dev)
+    except (OverflowError, ValueError):
+        return None
+    if major == 0:
+        return None
+    try:
+        fd = os.open(f"{SYS_BLOCK}/{major}:{minor}/stat", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        return int(os.read(fd, 512).split()[6])
+    except (OSError, ValueError, IndexError):
+        return None
+    finally:
+        os.close(fd)
 
 
 def read_mark(path: str) -> Mark | None:
