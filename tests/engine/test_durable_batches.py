@@ -230,6 +230,7 @@ def held(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldSync]:
     monkeypatch.setattr(checkpoints, "SYNC_WAIT", 0.05)
     sync = HeldSync()
     monkeypatch.setattr(durable, "sync_filesystems", sync)
+    monkeypatch.setattr(durable, "sectors_written", lambda dev: 7)  # (the disk writes nothing)
     try:
         yield sync
     finally:
@@ -346,6 +347,160 @@ def test_a_slow_batch_sync_is_not_cut_short_while_other_files_still_transfer(
         gate.set()
     assert report.exit_code == 0, report.failures
     assert finished == ["a.bin", "b.bin"]
+
+
+class Counter:
+    """A device's count of sectors written, as the run reads it while a batch's sync is
+    out: it grows at each read until ``stall`` is set, then stays; the sync waits for
+    ``go``. ``moving`` is how long (seconds) it grew, from its first read to its last
+    growth."""
+
+    def __init__(self) -> None:
+        self.sectors = 0
+        self.reads = 0
+        self.first: float | None = None
+        self.moving = 0.0
+        self.stall = threading.Event()
+        self.go = threading.Event()
+
+    def __call__(self, dev: int) -> int | None:
+        now = time.monotonic()
+        if self.first is None:
+            self.first = now
+        self.reads += 1
+        if not self.stall.is_set():
+            self.sectors += 8
+            self.moving = now - self.first
+        return self.sectors
+
+    def sync(self, folders: list[str]) -> bool:
+        self.go.wait(WAIT)
+        return True
+
+
+@pytest.fixture
+def counter(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter]:
+    """The run's syncs wait for ``go`` and the disk's counter is the test's; the run
+    waits SYNC_WAIT (0.05 s) for a disk that writes nothing."""
+    monkeypatch.setattr(checkpoints, "SYNC_WAIT", 0.05)
+    count = Counter()
+    monkeypatch.setattr(durable, "sync_filesystems", count.sync)
+    monkeypatch.setattr(durable, "sectors_written", count)
+    try:
+        yield count
+    finally:
+        count.go.set()
+
+
+def test_a_slow_batch_sync_that_keeps_writing_is_waited_for_past_sync_wait(
+    httpd: HTTPServer, tmp_path: Path, bare: tuple[Path, list[int]], counter: Counter
+) -> None:
+    """A working but slow stick syncing a large last batch (2 GB at 20 MB/s: 100 s)
+    writes all along. Before, its files failed SYNC_WAIT after every file waited, bytes
+    fine or not. Now the wait is bounded only while the disk writes nothing: the counter
+    grows for 6 SYNC_WAITs (and more reads) before the sync returns, and the files are
+    put in place."""
+    out, _ = bare
+    urls = [httpd.add(f"/d/f{i}.bin", DATA + bytes([i])) for i in range(3)]
+
+    def answer() -> None:  # (the sync returns once the disk has written for 0.3 s)
+        while counter.moving < 0.3 or counter.reads < 6:
+            if counter.go.wait(0.01):
+                return
+        counter.go.set()
+
+    helper = threading.Thread(target=answer)
+    helper.start()
+    try:
+        report = download(urls, out, settings=_settings(tmp_path))
+    finally:
+        counter.go.set()
+        helper.join()
+    assert report.exit_code == 0, report.failures
+    assert counter.moving >= 0.3
+    assert sorted(os.listdir(out)) == [f"f{i}.bin" for i in range(3)]
+
+
+def test_a_batch_sync_that_writes_then_stops_fails_its_files_sync_wait_after(
+    httpd: HTTPServer, tmp_path: Path, bare: tuple[Path, list[int]], counter: Counter
+) -> None:
+    """The disk writes for longer than SYNC_WAIT (its files are not failed meanwhile),
+    then stops (a stick that died mid-sync): the files fail as for a disk that never
+    answered, each kept as NAME.omniget-part, one line each."""
+    out, _ = bare
+    urls = [httpd.add(f"/d/f{i}.bin", DATA + bytes([i])) for i in range(3)]
+
+    def stall() -> None:
+        while counter.moving < 0.3 or counter.reads < 6:
+            if counter.go.wait(0.01):
+                return
+        counter.stall.set()
+
+    helper = threading.Thread(target=stall)
+    helper.start()
+    with ThreadPoolExecutor(1) as pool:
+        run = pool.submit(download, urls, out, settings=_settings(tmp_path))
+        try:
+            report = run.result(WAIT)
+        finally:
+            counter.stall.set()
+            counter.go.set()
+            helper.join()
+    assert counter.moving >= 0.3  # (it wrote for 6 SYNC_WAITs: nothing failed then)
+    assert report.failed == 3 and report.exit_code == 7
+    for i, failure in enumerate(report.failures):
+        said = str(failure.error)
+        assert "\n" not in said and "did not confirm" in said and "written nothing" in said
+        assert f"f{i}.bin{PART_SUFFIX}" in said and "run omniget again" in said, said
+    assert sorted(os.listdir(out)) == [f"f{i}.bin{PART_SUFFIX}" for i in range(3)]
+
+
+def test_without_a_counter_a_sync_slower_than_sync_wait_is_waited_for(
+    httpd: HTTPServer,
+    tmp_path: Path,
+    bare: tuple[Path, list[int]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where the disk's writes cannot be counted (NFS, FUSE, no /sys), slow and hung look
+    alike: the bound is the plain one, but UNCOUNTED_WAIT long, not SYNC_WAIT. A sync
+    taking 4 SYNC_WAITs puts its files in place."""
+    out, _ = bare
+    monkeypatch.setattr(checkpoints, "SYNC_WAIT", 0.05)
+    monkeypatch.setattr(durable, "sectors_written", lambda dev: None)
+
+    def slow(folders: list[str]) -> bool:
+        time.sleep(0.2)
+        return True
+
+    monkeypatch.setattr(durable, "sync_filesystems", slow)
+    urls = [httpd.add(f"/d/f{i}.bin", DATA) for i in range(3)]
+    report = download(urls, out, settings=_settings(tmp_path))
+    assert report.exit_code == 0, report.failures
+    assert sorted(os.listdir(out)) == [f"f{i}.bin" for i in range(3)]
+
+
+def test_without_a_counter_a_hung_sync_fails_its_files_after_uncounted_wait(
+    httpd: HTTPServer,
+    tmp_path: Path,
+    bare: tuple[Path, list[int]],
+    held: HeldSync,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out, _ = bare
+    monkeypatch.setattr(durable, "sectors_written", lambda dev: None)
+    monkeypatch.setattr(durable, "UNCOUNTED_WAIT", 0.3)
+    urls = [httpd.add(f"/d/f{i}.bin", DATA) for i in range(3)]
+    with ThreadPoolExecutor(1) as pool:
+        began = time.monotonic()
+        run = pool.submit(download, urls, out, settings=_settings(tmp_path))
+        try:
+            report = run.result(WAIT)
+        finally:
+            held.go.set()
+    assert time.monotonic() - began >= 0.3  # (not SYNC_WAIT's 0.05 s)
+    assert report.failed == 3 and report.exit_code == 7
+    assert all("not back after 0.3 s" in str(r.error) for r in report.failures)
+    assert sorted(os.listdir(out)) == [f"f{i}.bin{PART_SUFFIX}" for i in range(3)]
 
 
 def test_sectors_written_reads_the_devices_counter(

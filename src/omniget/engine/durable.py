@@ -27,11 +27,15 @@ has returned; then it is renamed (and only then reported finished). One sync cov
 batch of such files: every ``fsync_seconds`` (at most BATCH_SECONDS), when BATCH_FILES or
 BATCH_BYTES wait, or at once when every file of the run under way waits for it (the end
 of a run). The sync runs on the run's sync threads; once every file of the run under
-way waits for it, it has SYNC_WAIT seconds to return (a hung disk: a dead USB stick, an
-NFS server gone): then those files fail, each kept under its part name (its bytes may not
-be on the disk) for a rerun to finish, and the run's end waits no longer for the disk. A
-folder that refused an attribute once is not asked again. Files in memory (tmpfs) are
-left alone: a power loss takes them anyway.
+way waits for it, the disk may write nothing for SYNC_WAIT seconds at most (a hung disk:
+a dead USB stick): then those files fail, each kept under its part name (its bytes may
+not be on the disk) for a rerun to finish, and the run's end waits no longer for the
+disk. A slow disk still writing (a stick syncing 2 GB at 20 MB/s) is waited for: its
+count of sectors written (sectors_written), read every second or so while that wait
+lasts, restarts the clock as it grows. Where there is no such count (NFS, FUSE: no block
+device), the sync has UNCOUNTED_WAIT seconds to return instead. A folder that refused an
+attribute once is not asked again. Files in memory (tmpfs) are left alone: a power loss
+takes them anyway.
 """
 
 from __future__ import annotations
@@ -77,6 +81,16 @@ WRITTEN_BACK = 60.0
 BATCH_FILES = 128
 BATCH_BYTES = 64 << 20
 BATCH_SECONDS = 2.0
+#: Seconds a batch's sync may take, once every file of the run waits for it, on a
+#: filesystem whose device's writes cannot be counted (NFS, FUSE; see sectors_written):
+#: slow and hung then look alike, so the bound is long enough for a slow disk's
+#: full batch (BATCH_BYTES at 2 MB/s: 32 s), not SYNC_WAIT's 5 s of no writes at all.
+#: A last file much larger (over 1 GB at 20 MB/s) can still fail there, kept as a part
+#: file: the run's end may not wait for ever on a server that is gone.
+UNCOUNTED_WAIT = 60.0
+#: Seconds between two reads of the disk's count of sectors written while a batch's
+#: sync is bounded (SYNC_WAIT / 5 if less).
+CHECK_SECONDS = 1.0
 #: Where a block device's counters are, by MAJOR:MINOR (a partition's too).
 SYS_BLOCK = "/sys/dev/block"
 #: The "mark" for a folder that takes no attributes: no attribute, a batch sync instead.
@@ -227,13 +241,22 @@ class Durability:
     """The run's finished files whose bytes may not be on the disk yet, and their syncs.
     ``every``: seconds between background syncs; ``boot``: this boot's id (tests give
     one to play a reboot); ``sync``: what writes the filesystems back (default:
-    :func:`sync_filesystems`, looked up at each sync)."""
+    :func:`sync_filesystems`, looked up at each sync); ``progress``: what counts a
+    device's writes (default: :func:`sectors_written`, looked up at each read)."""
 
-    def __init__(self, every: float, *, boot: str | None = None, sync: Sync | None = None) -> None:
+    def __init__(
+        self,
+        every: float,
+        *,
+        boot: str | None = None,
+        sync: Sync | None = None,
+        progress: Callable[[int], int | None] | None = None,
+    ) -> None:
         self.boot = boot or boot_id()
         self._head = f"{self.boot} "
         self._every = every
         self._sync = sync
+        self._progress = progress
         self._pending: list[Pending] = []
         self._bytes = 0  # what the pending files may still have to write back
         self._since = time.monotonic()  # the last sync's start (or the run's)
@@ -247,9 +270,12 @@ class Durability:
         self._in_sync: list[Waiting] = []  # ... and the files it covers
         self._due = False  # ... and the next batch's time came meanwhile
         self._give_up: asyncio.TimerHandle | None = None  # (see _bound)
+        self._devices: list[int] = []  # the devices of the batch's sync under way
+        self._written: tuple[int, ...] | None = None  # ... their counts last read
+        self._limit = 0.0  # ... and how long it may go without them growing
         #: The loop time by which the disk must answer the files that wait for a batch's
-        #: sync, once the run waits for nothing else (None: no such wait); the run's end
-        #: shares it (checkpoints.end_deadline).
+        #: sync, once the run waits for nothing else (None: no such wait; later as the
+        #: disk writes); the run's end shares it (checkpoints.end_deadline).
         self.deadline: float | None = None
         #: How many files of the run are under way (the run sets it): when all of them
         #: wait for the batch, nothing else will join it soon.
@@ -328,7 +354,12 @@ class Durability:
         if not batch:
             return
         self._syncing, self._in_sync = True, batch
-        folders = _one_per_device((_device(part.fd), part.where) for part, _ in batch)
+        where: dict[int, str] = {}
+        for part, _ in batch:
+            dev = _device(part.fd)
+            if dev not in where:
+                where[dev] = os.path.dirname(part.where)
+        folders, self._devices = list(where.values()), list(where)
         task = asyncio.get_running_loop().run_in_executor(
             self.threads(), self._sync or sync_filesystems, folders
         )
@@ -336,13 +367,54 @@ class Durability:
         self.poke()  # (its wait is bounded at once if nothing else of the run is under way)
 
     def _bound(self) -> None:
-        """Every file of the run under way waits for a batch's sync: the disk has
-        SYNC_WAIT seconds to answer, then those files fail (see _late)."""
+        """Every file of the run under way waits for a batch's sync: the disk may write
+        nothing for SYNC_WAIT seconds, then those files fail (see _late). Its count of
+        sectors written is read every CHECK_SECONDS meanwhile; where there is none, the
+        sync has UNCOUNTED_WAIT seconds to return."""
         from .checkpoints import SYNC_WAIT  # (read now: tests change it)
 
         loop = asyncio.get_running_loop()
+        self._written = self._count()
+        if self._written is None:
+            self._limit = UNCOUNTED_WAIT
+            self.deadline = loop.time() + UNCOUNTED_WAIT
+            self._give_up = loop.call_at(self.deadline, self._late)
+            return
+        self._limit = SYNC_WAIT
         self.deadline = loop.time() + SYNC_WAIT
-        self._give_up = loop.call_at(self.deadline, self._late)
+        self._give_up = loop.call_at(min(self.deadline, loop.time() + self._step()), self._check)
+
+    def _count(self) -> tuple[int, ...] | None:
+        """The counts of sectors written of the devices the batch's sync is writing
+        back; None if one of them has none."""
+        read = self._progress or sectors_written
+        counts = []
+        for dev in self._devices:
+            count = read(dev)
+            if count is None:
+                return None
+            counts.append(count)
+        return tuple(counts)
+
+    def _step(self) -> float:
+        from .checkpoints import SYNC_WAIT
+
+        return min(CHECK_SECONDS, SYNC_WAIT / 5)
+
+    def _check(self) -> None:
+        """Read the disk's counts again: grown, the clock restarts; else the files fail
+        once SYNC_WAIT has passed since they last grew."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        written = self._count()
+        if written is not None and written != self._written:
+            self._written = written
+            self.deadline = now + self._limit
+        if self.deadline is not None and now >= self.deadline:
+            self._late()
+            return
+        end = self.deadline if self.deadline is not None else now
+        self._give_up = loop.call_at(min(end, now + self._step()), self._check)
 
     def _late(self) -> None:
         """The sync under way is not back by the deadline (a hung disk): its files, and
@@ -350,9 +422,11 @@ class Durability:
         may not be on the disk; its record, if it has one, stays: a rerun finishes it).
         The sync is not given up: it keeps its thread, and the next batch waits for it
         (another would only hang beside it)."""
-        from .checkpoints import SYNC_WAIT as wait
-
         self._give_up = None
+        if self._written is None:  # (nothing to count by: the plain bound)
+            why = f"a sync of its filesystem is not back after {self._limit:g} s"
+        else:
+            why = f"a sync of its filesystem has written nothing for {self._limit:g} s"
         waiting, self._in_sync = self._in_sync + self.batch, []
         self.batch, self._batch_bytes = [], 0
         if self._timer is not None:
@@ -362,9 +436,8 @@ class Durability:
             if not fut.done():
                 kept = os.path.basename(part.where)
                 fut.set_exception(StorageError(
-                    f"the disk did not confirm writing {part.final} (a sync of its"
-                    f" filesystem is not back after {wait:g} s); it is kept as {kept}: run"
-                    " omniget again once the disk answers to finish it"
+                    f"the disk did not confirm writing {part.final} ({why}); it is kept as"
+                    f" {kept}: run omniget again once the disk answers to finish it"
                 ))
 
     def _synced(self, batch: list[Waiting], task: asyncio.Future[bool]) -> None:
