@@ -216,10 +216,12 @@ class HeldSync:
 
     def __init__(self) -> None:
         self.go = threading.Event()
+        self.began = threading.Event()
         self.threads: list[str] = []
 
     def __call__(self, folders: list[str]) -> bool:
         self.threads.append(threading.current_thread().name)
+        self.began.set()
         self.go.wait(WAIT)
         return True
 
@@ -455,52 +457,31 @@ def test_a_batch_sync_that_writes_then_stops_fails_its_files_sync_wait_after(
     assert sorted(os.listdir(out)) == [f"f{i}.bin{PART_SUFFIX}" for i in range(3)]
 
 
-def test_without_a_counter_a_sync_slower_than_sync_wait_is_waited_for(
-    httpd: HTTPServer,
-    tmp_path: Path,
-    bare: tuple[Path, list[int]],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Where the disk's writes cannot be counted (NFS, FUSE, no /sys), slow and hung look
-    alike: the bound is the plain one, but UNCOUNTED_WAIT long, not SYNC_WAIT. A sync
-    taking 4 SYNC_WAITs puts its files in place."""
-    out, _ = bare
-    monkeypatch.setattr(checkpoints, "SYNC_WAIT", 0.05)
-    monkeypatch.setattr(durable, "sectors_written", lambda dev: None)
-
-    def slow(folders: list[str]) -> bool:
-        time.sleep(0.2)
-        return True
-
-    monkeypatch.setattr(durable, "sync_filesystems", slow)
-    urls = [httpd.add(f"/d/f{i}.bin", DATA) for i in range(3)]
-    report = download(urls, out, settings=_settings(tmp_path))
-    assert report.exit_code == 0, report.failures
-    assert sorted(os.listdir(out)) == [f"f{i}.bin" for i in range(3)]
-
-
-def test_without_a_counter_a_hung_sync_fails_its_files_after_uncounted_wait(
+def test_without_a_counter_a_sync_is_waited_for_as_long_as_it_takes(
     httpd: HTTPServer,
     tmp_path: Path,
     bare: tuple[Path, list[int]],
     held: HeldSync,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Where the disk's writes cannot be counted (NFS, FUSE, no /sys), slow and hung look
+    alike, and a bound would fail files whose bytes are fine (a large last file on a slow
+    server): the sync is waited for, here 20 SYNC_WAITs, and puts its files in place."""
     out, _ = bare
+    monkeypatch.setattr(checkpoints, "SYNC_WAIT", 0.05)
     monkeypatch.setattr(durable, "sectors_written", lambda dev: None)
-    monkeypatch.setattr(durable, "UNCOUNTED_WAIT", 0.3)
     urls = [httpd.add(f"/d/f{i}.bin", DATA) for i in range(3)]
     with ThreadPoolExecutor(1) as pool:
-        began = time.monotonic()
         run = pool.submit(download, urls, out, settings=_settings(tmp_path))
         try:
-            report = run.result(WAIT)
+            assert held.began.wait(WAIT)
+            time.sleep(1.0)  # (a loaded machine only makes this longer: still 20 bounds)
+            assert not run.done()
         finally:
             held.go.set()
-    assert time.monotonic() - began >= 0.3  # (not SYNC_WAIT's 0.05 s)
-    assert report.failed == 3 and report.exit_code == 7
-    assert all("not back after 0.3 s" in str(r.error) for r in report.failures)
-    assert sorted(os.listdir(out)) == [f"f{i}.bin{PART_SUFFIX}" for i in range(3)]
+        report = run.result(WAIT)
+    assert report.exit_code == 0, report.failures
+    assert sorted(os.listdir(out)) == [f"f{i}.bin" for i in range(3)]
 
 
 def test_sectors_written_reads_the_devices_counter(

@@ -33,9 +33,10 @@ not be on the disk) for a rerun to finish, and the run's end waits no longer for
 disk. A slow disk still writing (a stick syncing 2 GB at 20 MB/s) is waited for: its
 count of sectors written (sectors_written), read every second or so while that wait
 lasts, restarts the clock as it grows. Where there is no such count (NFS, FUSE: no block
-device), the sync has UNCOUNTED_WAIT seconds to return instead. A folder that refused an
-attribute once is not asked again. Files in memory (tmpfs) are left alone: a power loss
-takes them anyway.
+device), slow and hung look alike, and the sync is waited for as long as it takes (as
+``cp`` then ``sync`` would be): failing files whose bytes are fine would be worse. A
+folder that refused an attribute once is not asked again. Files in memory (tmpfs) are
+left alone: a power loss takes them anyway.
 """
 
 from __future__ import annotations
@@ -81,13 +82,6 @@ WRITTEN_BACK = 60.0
 BATCH_FILES = 128
 BATCH_BYTES = 64 << 20
 BATCH_SECONDS = 2.0
-#: Seconds a batch's sync may take, once every file of the run waits for it, on a
-#: filesystem whose device's writes cannot be counted (NFS, FUSE; see sectors_written):
-#: slow and hung then look alike, so the bound is long enough for a slow disk's
-#: full batch (BATCH_BYTES at 2 MB/s: 32 s), not SYNC_WAIT's 5 s of no writes at all.
-#: A last file much larger (over 1 GB at 20 MB/s) can still fail there, kept as a part
-#: file: the run's end may not wait for ever on a server that is gone.
-UNCOUNTED_WAIT = 60.0
 #: Seconds between two reads of the disk's count of sectors written while a batch's
 #: sync is bounded (SYNC_WAIT / 5 if less).
 CHECK_SECONDS = 1.0
@@ -370,15 +364,12 @@ class Durability:
         """Every file of the run under way waits for a batch's sync: the disk may write
         nothing for SYNC_WAIT seconds, then those files fail (see _late). Its count of
         sectors written is read every CHECK_SECONDS meanwhile; where there is none, the
-        sync has UNCOUNTED_WAIT seconds to return."""
+        sync is waited for as long as it takes (a slow disk and a hung one look alike)."""
         from .checkpoints import SYNC_WAIT  # (read now: tests change it)
 
         loop = asyncio.get_running_loop()
         self._written = self._count()
         if self._written is None:
-            self._limit = UNCOUNTED_WAIT
-            self.deadline = loop.time() + UNCOUNTED_WAIT
-            self._give_up = loop.call_at(self.deadline, self._late)
             return
         self._limit = SYNC_WAIT
         self.deadline = loop.time() + SYNC_WAIT
@@ -423,10 +414,7 @@ class Durability:
         The sync is not given up: it keeps its thread, and the next batch waits for it
         (another would only hang beside it)."""
         self._give_up = None
-        if self._written is None:  # (nothing to count by: the plain bound)
-            why = f"a sync of its filesystem is not back after {self._limit:g} s"
-        else:
-            why = f"a sync of its filesystem has written nothing for {self._limit:g} s"
+        why = f"a sync of its filesystem has written nothing for {self._limit:g} s"
         waiting, self._in_sync = self._in_sync + self.batch, []
         self.batch, self._batch_bytes = [], 0
         if self._timer is not None:
