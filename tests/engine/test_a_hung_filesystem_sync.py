@@ -22,7 +22,7 @@ from tests.engine._syncs import nth_sync
 from tests.servers.httpd import HTTPServer
 
 from omniget import download
-from omniget.engine import checkpoints, durable
+from omniget.engine import checkpoints, core, durable
 from omniget.engine.durable import ATTR, Durability, read_mark
 from omniget.engine.mark import Mark
 from omniget.settings import Settings
@@ -168,15 +168,15 @@ def test_the_runs_end_has_one_deadline_for_all_its_syncs(
                 loop_time.append(now + timeout)
         return await real_wait(fs, timeout=timeout, **kw)
 
-    settling: list[int] = []
-    settle = Durability.settle
+    settling: list[int] = []  # (the run's end began: its part-file syncs are waited first)
+    end_syncs = checkpoints.end_syncs
 
-    async def watched_settle(self: Durability, *a: Any) -> None:
+    async def watched_end(ctx: Any, *a: Any) -> None:
         settling.append(1)
-        await settle(self, *a)
+        await end_syncs(ctx, *a)
 
     monkeypatch.setattr(asyncio, "wait", wait)
-    monkeypatch.setattr(Durability, "settle", watched_settle)
+    monkeypatch.setattr(core, "end_syncs", watched_end)
     good = httpd.add("/d/good.bin", b"g" * 16384)
     path = httpd.new_path("bad.bin")
     httpd.add(path, payload(256 * 1024, 7))

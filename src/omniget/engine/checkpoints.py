@@ -315,6 +315,8 @@ def _start_sync(job: FileJob, sync: PartSync) -> None:
             # (a failed fdatasync may have dropped dirty pages, marked clean: a later one
             # returns well without them. No sync of this file records anything more.)
             job.last_sync = NO_MORE_SYNCS
+        if ctx.placed_unsynced and job in ctx.placed_unsynced and (not ok or waiting is None):
+            _placed_synced(job, ok)
         if waiting is None:
             return
         if not ok or waiting.gen != job.generation:  # (see above; its bytes are forgotten)
@@ -323,6 +325,16 @@ def _start_sync(job: FileJob, sync: PartSync) -> None:
         _start_sync(job, waiting)
 
     synced.add_done_callback(record)
+
+
+def _placed_synced(job: FileJob, ok: bool) -> None:
+    """A file put in place while its part-file sync was under way: that sync (and the one
+    due after it) returned. Well, its mark is the durability's to clear after a sync of
+    its filesystem, as any finished file's; else it keeps its mark (_data_lost said so)."""
+    ctx = job.ctx
+    text, st = ctx.placed_unsynced.pop(job)
+    if ok and ctx.durability is not None:
+        ctx.durability.finished(text, st)
 
 
 def _record_synced(job: FileJob, sync: PartSync) -> None:
@@ -350,6 +362,14 @@ def _data_lost(job: FileJob, error: OSError) -> None:
         f"the disk reported an error writing {name} ({why}); only what was synced before"
         " is kept, run again to fetch the rest"
     )
+    if ctx.placed_unsynced and job in ctx.placed_unsynced:  # (in place, reported finished)
+        from .events import Warned
+
+        ctx.event(Warned(job.item, job.final, (
+            f"the disk reported an error writing it after it was finished ({why}): its bytes"
+            " may not be on the disk; it keeps its power-loss mark (check the disk, then"
+            " --on-exists overwrite fetches it again)")))
+        return
     journal = ctx.journal
     if journal is None or job.owned is None:
         return

@@ -213,6 +213,12 @@ class RunContext:
     syncing: dict[FileJob, PartSync | None] = field(default_factory=dict, repr=False)
     #: ... and that sync (a finished file waits for it: checkpoints.syncs_back).
     sync_under_way: dict[FileJob, asyncio.Future[bool]] = field(default_factory=dict, repr=False)
+    #: Files put in place (marked) while such a sync was still under way (a disk slower
+    #: than SYNC_WAIT), with their path and stat: handed to the durability's syncs, which
+    #: clear marks, only once theirs returned well (checkpoints._placed_synced).
+    placed_unsynced: dict[FileJob, tuple[str, os.stat_result]] = field(
+        default_factory=dict, repr=False
+    )
     #: The threads those syncs run on, made at the run's first (see checkpoints.py).
     sync_pool: ThreadPoolExecutor | None = field(default=None, repr=False)
     #: Files a sync of which the disk failed (EIO, a full disk): why each fails, at its

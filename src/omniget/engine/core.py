@@ -406,8 +406,10 @@ class Engine:
                 ctx.end_listing()
             await settle_rest()
             end = end_deadline(ctx)  # (one for both: a hung disk holds the end once)
-            await durability.settle(end)  # (the bytes of the files finished last)
+            # (the part-file syncs first: a file put in place while its own was under way
+            # is handed to the filesystem's sync, which clears marks, once it is back)
             await end_syncs(ctx, end)  # (the last syncs of files that failed or stopped)
+            await durability.settle(end)  # (the bytes of the files finished last)
         except BaseException:  # cancelled, or the item list raised: stop the files in flight
             on_cancel()
             await settle_rest()  # (each file still in flight says it was interrupted)

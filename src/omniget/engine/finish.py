@@ -192,7 +192,10 @@ def _finish(job: FileJob, verified: str | None) -> FileResult | None:
         if st is False:
             return None
         if st is not None:
-            durability.finished(text, st)
+            if job.ctx.sync_under_way and job in job.ctx.sync_under_way:  # (see syncs_back)
+                job.ctx.placed_unsynced[job] = (text, st)
+            else:
+                durability.finished(text, st)
     else:
         part.commit(size, mtime=_mtime(job), executable=job.item.executable)
     return _finished(job, final, size, verified)
