@@ -26,7 +26,7 @@ from tests.engine._syncs import nth_sync, recorded_syncs, written_and_synced
 from tests.servers.httpd import HTTPServer
 
 from omniget import download
-from omniget.engine import checkpoints, finish
+from omniget.engine import checkpoints, core, finish
 from omniget.engine.core import Engine
 from omniget.engine.durable import read_mark
 from omniget.engine.events import Event, Warned
@@ -200,6 +200,39 @@ def test_a_last_sync_that_fails_after_the_files_checks_keeps_it_from_its_place(
     assert written_and_synced(state) == ([], [])
 
 
+def _slow_sync_run(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, then: Callable[[Callable[[int], bool], int], bool],
+) -> tuple[Report, list[Event], Path, bytes]:
+    """One file whose part-file sync (its first) is held until the file is in place, its
+    wait for it (SYNC_WAIT) over, then does ``then``; the run's end waits 60 s more for
+    it. The report, the events, the file's path and its bytes."""
+    body = payload(1024 * KiB, 66)
+    path = httpd.new_path("later.bin")
+    httpd.add(path, body)
+    out = marked_folder(tmp_path) / "later.bin"
+    monkeypatch.setattr(checkpoints, "SYNC_WAIT", 0.05)  # (the file waits that long)
+    ends = checkpoints.end_deadline
+    monkeypatch.setattr(checkpoints, "end_deadline", lambda ctx: ends(ctx) + 60.0)
+    monkeypatch.setattr(core, "end_deadline", checkpoints.end_deadline)
+
+    def held_until_in_place(sync: Callable[[int], bool], fd: int) -> bool:
+        for _ in range(6000):  # (60 s at most)
+            if out.exists():
+                break
+            threading.Event().wait(0.01)
+        return then(sync, fd)
+
+    calls = nth_sync(monkeypatch, 1, held_until_in_place)
+    events: list[Event] = []
+    settings = Settings(state_dir=tmp_path / "state", split=1, retries=0, fsync_seconds=0.0,
+                        checkpoint_bytes=64 * KiB, checkpoint_seconds=3600.0)
+    report = download([httpd.url(path)], out.parent, settings=settings,
+                      on_event=events.append)
+    assert calls
+    return report, events, out, body
+
+
 def test_a_sync_that_fails_after_its_file_was_put_in_place_is_said(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -209,31 +242,12 @@ def test_a_sync_that_fails_after_its_file_was_put_in_place_is_said(
     its end. Before, a debug line alone said so (the file looked whole, exit 0, and the
     run's sync of its filesystem cleared its mark). Now a warning names it and what to
     do, and its mark stays."""
-    body = payload(1024 * KiB, 66)
-    path = httpd.new_path("later.bin")
-    httpd.add(path, body)
-    out = marked_folder(tmp_path) / "later.bin"
-    monkeypatch.setattr(checkpoints, "SYNC_WAIT", 0.05)  # (the file waits that long)
-    ends = checkpoints.end_deadline
-    monkeypatch.setattr(checkpoints, "end_deadline", lambda ctx: ends(ctx) + 60.0)
 
-    def lost_once_in_place(sync: Callable[[int], bool], fd: int) -> bool:
-        for _ in range(6000):  # (60 s at most)
-            if out.exists():
-                break
-            threading.Event().wait(0.01)
+    def lost(sync: Callable[[int], bool], fd: int) -> bool:
         os.close(fd)
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
-    calls = nth_sync(monkeypatch, 1, lost_once_in_place)
-    from omniget.engine import core
-    monkeypatch.setattr(core, "end_deadline", checkpoints.end_deadline)
-    events: list[Event] = []
-    settings = Settings(state_dir=tmp_path / "state", split=1, retries=0, fsync_seconds=0.0,
-                        checkpoint_bytes=64 * KiB, checkpoint_seconds=3600.0)
-    report = download([httpd.url(path)], tmp_path / "out", settings=settings,
-                      on_event=events.append)
-    assert calls
+    report, events, out, body = _slow_sync_run(httpd, payload, tmp_path, monkeypatch, lost)
     assert report.results[0].status == "ok" and out.read_bytes() == body
     said = [ev.message for ev in events if isinstance(ev, Warned)]
     assert len(said) == 1, said
@@ -248,30 +262,9 @@ def test_a_slow_sync_that_returns_well_after_its_file_was_put_in_place_clears_it
 ) -> None:
     """The same slow sync, returning well: no warning, and the file's mark is cleared by
     the run's sync of its filesystem, which comes after it."""
-    body = payload(1024 * KiB, 67)
-    path = httpd.new_path("slow.bin")
-    httpd.add(path, body)
-    out = marked_folder(tmp_path) / "slow.bin"
-    monkeypatch.setattr(checkpoints, "SYNC_WAIT", 0.05)
-    ends = checkpoints.end_deadline
-    monkeypatch.setattr(checkpoints, "end_deadline", lambda ctx: ends(ctx) + 60.0)
-    from omniget.engine import core
-    monkeypatch.setattr(core, "end_deadline", checkpoints.end_deadline)
-
-    def slow_until_in_place(sync: Callable[[int], bool], fd: int) -> bool:
-        for _ in range(6000):  # (60 s at most)
-            if out.exists():
-                break
-            threading.Event().wait(0.01)
-        return sync(fd)
-
-    calls = nth_sync(monkeypatch, 1, slow_until_in_place)
-    events: list[Event] = []
-    settings = Settings(state_dir=tmp_path / "state", split=1, retries=0, fsync_seconds=0.0,
-                        checkpoint_bytes=64 * KiB, checkpoint_seconds=3600.0)
-    report = download([httpd.url(path)], tmp_path / "out", settings=settings,
-                      on_event=events.append)
-    assert calls
+    report, events, out, body = _slow_sync_run(
+        httpd, payload, tmp_path, monkeypatch, lambda sync, fd: sync(fd)
+    )
     assert report.results[0].status == "ok" and out.read_bytes() == body
     assert not [ev for ev in events if isinstance(ev, Warned)]
     assert read_mark(str(out)) is None
