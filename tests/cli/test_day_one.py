@@ -298,3 +298,18 @@ def test_curl_s_and_wget_s_other_everyday_flags_say_what_is_here(
     err = one_line(capsys.readouterr().err)
     assert err.startswith(f"omniget: error: {flag} is not an option of 'omniget get'{hint}")
     assert httpd.requests == [] and os.listdir() == []
+
+
+def test_wget_s_n_before_a_url_says_what_n_is_here(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`wget -N URL` (timestamping) typed here: -N took the URL as its number and said
+    only that it expected one."""
+    url = httpd.add(httpd.new_path("a.txt"), DATA)
+    assert main(["-N", url]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert f"got '{url}'; -N is connections per host here: wget's -N (timestamping) has no " \
+           "counterpart, a file already there is skipped (--on-exists)" in err
+    assert httpd.requests == [] and os.listdir() == []
+    assert main(["-N", "x"]) == 2
+    assert "timestamping" not in capsys.readouterr().err

@@ -108,6 +108,17 @@ _count = _checked(opt.parse_count, "count")
 _nonneg = _checked(opt.parse_nonneg, "number")
 
 
+def _connections(text: str) -> int:
+    """``-N N``; a URL in N's place is wget's ``-N URL`` (timestamping) typed here."""
+    try:
+        return int(opt.parse_count(text))
+    except ValueError as e:
+        hint = ("; -N is connections per host here: wget's -N (timestamping) has no "
+                "counterpart, a file already there is skipped (--on-exists)"
+                if "://" in text else "")
+        raise argparse.ArgumentTypeError(f"{e}{hint}") from None
+
+
 def _user(text: str) -> str:
     """``USER:PASSWORD``, or ``USER`` alone (main() asks for the password, as curl does)."""
     if ":" in text or not text:
@@ -152,7 +163,7 @@ def _add_common(p: argparse.ArgumentParser, *, files: bool = True) -> None:
     p.add_argument("--version", action="version", version=f"omniget {__version__}")
 
     net = p.add_argument_group("network")
-    net.add_argument("-N", "--connections", type=_count, metavar="N",
+    net.add_argument("-N", "--connections", type=_connections, metavar="N",
                      help="connections per host (default 4)")
     net.add_argument("--retries", type=_nonneg, metavar="N", help="retries per piece (default 5)")
     net.add_argument("--timeout", type=_checked(opt.parse_seconds, "seconds"), metavar="SECONDS",
