@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from tests.servers.httpd import HTTPServer
 
-from omniget import download
+from omniget import Report, download
 from omniget.engine import checkpoints, durable
 from omniget.engine.assemble import PART_SUFFIX, on_memory_fs
 from omniget.engine.events import Event, Finished
@@ -44,6 +44,25 @@ def fast_and_held(httpd: HTTPServer, gate: threading.Event) -> tuple[str, str]:
         return 200, [], DATA
 
     return httpd.add("/d/a.bin", DATA), httpd.handle("/d/b.bin", held)
+
+
+def fast_then_held(httpd: HTTPServer, out: Path, tmp_path: Path) -> tuple[Report, list[str]]:
+    """Download a.bin and b.bin (fast_and_held), b.bin answered once a.bin is in place;
+    the report and the names as they finished."""
+    gate = threading.Event()
+    fast, slow = fast_and_held(httpd, gate)
+    finished: list[str] = []
+
+    def on_event(ev: Event) -> None:
+        if isinstance(ev, Finished) and ev.path is not None:
+            finished.append(ev.path.name)
+            gate.set()
+
+    try:
+        report = download([fast, slow], out, settings=_settings(tmp_path), on_event=on_event)
+    finally:
+        gate.set()
+    return report, finished
 
 
 @pytest.fixture
@@ -135,16 +154,7 @@ def test_a_batch_is_synced_in_time_while_other_files_still_transfer(
     after BATCH_SECONDS (or fsync_seconds) while a slow file still transfers."""
     out, _ = bare
     monkeypatch.setattr(durable, "BATCH_SECONDS", 0.05)
-    gate = threading.Event()
-    fast, slow = fast_and_held(httpd, gate)
-    finished: list[str] = []
-
-    def on_event(ev: Event) -> None:
-        if isinstance(ev, Finished) and ev.path is not None:
-            finished.append(ev.path.name)
-            gate.set()  # (the slow file answers once the fast one is in place)
-
-    report = download([fast, slow], out, settings=_settings(tmp_path), on_event=on_event)
+    report, finished = fast_then_held(httpd, out, tmp_path)
     assert report.exit_code == 0, report.failures
     assert finished == ["a.bin", "b.bin"]
     assert syncs[0] == [f"a.bin{PART_SUFFIX}"] and len(syncs) == 2
@@ -334,19 +344,7 @@ def test_a_slow_batch_sync_is_not_cut_short_while_other_files_still_transfer(
         return True
 
     monkeypatch.setattr(durable, "sync_filesystems", slow_first)
-    gate = threading.Event()
-    fast, slow = fast_and_held(httpd, gate)
-    finished: list[str] = []
-
-    def on_event(ev: Event) -> None:
-        if isinstance(ev, Finished) and ev.path is not None:
-            finished.append(ev.path.name)
-            gate.set()
-
-    try:
-        report = download([fast, slow], out, settings=_settings(tmp_path), on_event=on_event)
-    finally:
-        gate.set()
+    report, finished = fast_then_held(httpd, out, tmp_path)
     assert report.exit_code == 0, report.failures
     assert finished == ["a.bin", "b.bin"]
 
