@@ -14,9 +14,9 @@ import ipaddress
 import socket
 import threading
 from dataclasses import dataclass
-from types import TracebackType
 from urllib.parse import urlsplit
 
+from .listener import Listener
 from .wire import CIHeaders
 
 __all__ = ["Proxy", "ProxyRequest", "relay"]
@@ -32,46 +32,18 @@ class ProxyRequest:
     conn: int = 0  # the client connection it came on (1, 2, ... in order of acceptance)
 
 
-class Proxy:
+class Proxy(Listener):
     """``with Proxy() as p:`` a proxy at ``p.url``; ``p.log``: the heads it was sent."""
 
     def __init__(self) -> None:
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._sock.getsockname()[1]
+        super().__init__()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._lock = threading.Lock()
         self._log: list[ProxyRequest] = []
-        self._threads: list[threading.Thread] = []
-        self._closed = False
-        self._conns = 0
 
     @property
     def log(self) -> list[ProxyRequest]:
         with self._lock:
             return list(self._log)
-
-    def __enter__(self) -> Proxy:
-        t = threading.Thread(target=self._accept, daemon=True)
-        t.start()
-        self._threads.append(t)
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._closed = True
-        self._sock.close()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._sock.accept()
-            except OSError:
-                return
-            with self._lock:
-                self._conns += 1
-                conn = self._conns
-            threading.Thread(target=self._serve, args=(client, conn), daemon=True).start()
 
     def _serve(self, client: socket.socket, conn: int) -> None:
         with client:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import socket
 import struct
-import threading
 from dataclasses import dataclass
-from types import TracebackType
+
+from .listener import Listener
 
 __all__ = ["SocksProxy", "SocksRequest"]
 
@@ -23,45 +23,24 @@ class SocksRequest:
     login: tuple[str, str] | None  # the user name and password it gave, if any
 
 
-class SocksProxy:
+class SocksProxy(Listener):
     """``with SocksProxy() as p:`` a SOCKS5 proxy at ``p.url`` (``p.url_h`` for
     ``socks5h://``); ``p.log``: what it was asked to reach. With ``login``, a client must
     give that user name and password."""
 
     def __init__(self, login: tuple[str, str] | None = None) -> None:
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._sock.getsockname()[1]
+        super().__init__()
         self.url = f"socks5://127.0.0.1:{self.port}"
         self.url_h = f"socks5h://127.0.0.1:{self.port}"
         self._login = login
-        self._lock = threading.Lock()
         self._log: list[SocksRequest] = []
-        self._closed = False
 
     @property
     def log(self) -> list[SocksRequest]:
         with self._lock:
             return list(self._log)
 
-    def __enter__(self) -> SocksProxy:
-        threading.Thread(target=self._accept, daemon=True).start()
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._closed = True
-        self._sock.close()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
-    def _serve(self, client: socket.socket) -> None:
+    def _serve(self, client: socket.socket, conn: int) -> None:
         with client:
             try:
                 self._one(client)
