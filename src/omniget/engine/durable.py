@@ -266,7 +266,6 @@ class Durability:
         self._give_up: asyncio.TimerHandle | None = None  # (see _bound)
         self._devices: list[int] = []  # the devices of the batch's sync under way
         self._written: tuple[int, ...] | None = None  # ... their counts last read
-        self._limit = 0.0  # ... and how long it may go without them growing
         #: The loop time by which the disk must answer the files that wait for a batch's
         #: sync, once the run waits for nothing else (None: no such wait; later as the
         #: disk writes); the run's end shares it (checkpoints.end_deadline).
@@ -365,14 +364,11 @@ class Durability:
         nothing for SYNC_WAIT seconds, then those files fail (see _late). Its count of
         sectors written is read every CHECK_SECONDS meanwhile; where there is none, the
         sync is waited for as long as it takes (a slow disk and a hung one look alike)."""
-        from .checkpoints import SYNC_WAIT  # (read now: tests change it)
-
         loop = asyncio.get_running_loop()
         self._written = self._count()
         if self._written is None:
             return
-        self._limit = SYNC_WAIT
-        self.deadline = loop.time() + SYNC_WAIT
+        self.deadline = loop.time() + _no_writes()
         self._give_up = loop.call_at(min(self.deadline, loop.time() + self._step()), self._check)
 
     def _count(self) -> tuple[int, ...] | None:
@@ -388,9 +384,7 @@ class Durability:
         return tuple(counts)
 
     def _step(self) -> float:
-        from .checkpoints import SYNC_WAIT
-
-        return min(CHECK_SECONDS, SYNC_WAIT / 5)
+        return min(CHECK_SECONDS, _no_writes() / 5)
 
     def _check(self) -> None:
         """Read the disk's counts again: grown, the clock restarts; else the files fail
@@ -400,12 +394,12 @@ class Durability:
         written = self._count()
         if written is not None and written != self._written:
             self._written = written
-            self.deadline = now + self._limit
-        if self.deadline is not None and now >= self.deadline:
+            self.deadline = now + _no_writes()
+        assert self.deadline is not None  # (set by _bound; cleared with this timer)
+        if now >= self.deadline:
             self._late()
             return
-        end = self.deadline if self.deadline is not None else now
-        self._give_up = loop.call_at(min(end, now + self._step()), self._check)
+        self._give_up = loop.call_at(min(self.deadline, now + self._step()), self._check)
 
     def _late(self) -> None:
         """The sync under way is not back by the deadline (a hung disk): its files, and
@@ -414,7 +408,7 @@ class Durability:
         The sync is not given up: it keeps its thread, and the next batch waits for it
         (another would only hang beside it)."""
         self._give_up = None
-        why = f"a sync of its filesystem has written nothing for {self._limit:g} s"
+        why = f"a sync of its filesystem has written nothing for {_no_writes():g} s"
         waiting, self._in_sync = self._in_sync + self.batch, []
         self.batch, self._batch_bytes = [], 0
         if self._timer is not None:
@@ -522,6 +516,14 @@ class Durability:
         _, late = await asyncio.wait([self._start()], timeout=max(0.0, deadline - loop.time()))
         if late:
             _unconfirmed(files, wait)
+
+
+def _no_writes() -> float:
+    """Seconds a batch's sync may go without its disk writing (checkpoints.SYNC_WAIT,
+    read when used: tests change it)."""
+    from .checkpoints import SYNC_WAIT
+
+    return SYNC_WAIT
 
 
 def _unconfirmed(files: list[Pending], wait: float) -> None:
