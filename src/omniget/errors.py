@@ -60,7 +60,6 @@ __all__ = [
     "TransientError",
     "UnsupportedURL",
     "UsageError",
-    "folder_error",
 ]
 
 
@@ -177,87 +176,10 @@ class IntegrityError(TransferError):
 
 class StorageError(OmnigetError):
     exit_code = 7
-    #: The output folder that could not be made (see :func:`folder_error`), else None;
+    #: The output folder that could not be made (see engine.outputs.folder_error), else None;
     #: ``within``: the other path its message names (the file in its way), else None.
     folder: str | None = None
     within: str | None = None
-
-
-def folder_error(folder: str, why: str | OSError) -> StorageError:
-    """The output folder ``folder`` (absolute, normalised) cannot be made, for ``why``
-    (an OSError of making it: said in words that name the part at fault)."""
-    within = None
-    if isinstance(why, OSError):
-        why, within = _folder_why(folder, why)
-    err = StorageError(f"cannot create output folder {folder}: {why}")
-    err.folder, err.within = folder, within
-    return err
-
-
-def _folder_why(folder: str, exc: OSError) -> tuple[str, str | None]:
-    """Why ``folder`` could not be made (``exc``), and the path named there besides it.
-    The kernel's words alone ("No such file or directory" for /proc/x) left the user to
-    guess which part of the path was at fault."""
-    import os
-    import stat
-
-    code = exc.errno
-    parent = os.path.dirname(folder)
-    while parent != os.path.dirname(parent) and not os.path.isdir(parent):
-        parent = os.path.dirname(parent)  # (the nearest folder there: the one refusing)
-    if code in (errno.ENOTDIR, errno.EEXIST):  # (something not a folder on the way)
-        path = folder
-        while path != os.path.dirname(path):
-            try:
-                mode = os.stat(path).st_mode
-            except OSError:
-                path = os.path.dirname(path)
-                continue
-            if stat.S_ISDIR(mode):
-                break
-            kind = ("file" if stat.S_ISREG(mode) else "device" if stat.S_ISCHR(mode)
-                    or stat.S_ISBLK(mode) else "FIFO" if stat.S_ISFIFO(mode) else "socket")
-            if path == folder:
-                return f"a {kind} is in the way", None
-            return f"{path} is a {kind}, not a folder", path
-        if not os.path.lexists(folder):  # (the folder as given is a link to it)
-            return ("a symbolic link to it is in the way, and it is not there: make it, or "
-                    "remove the link"), None
-    elif code == errno.ENOENT:  # (its parent is there: made just before, or already)
-        return (f"{parent} takes no new folders (a special filesystem): choose another "
-                "output folder"), parent
-    elif code == errno.EACCES:
-        return f"no permission to make folders in {parent}: choose another output folder", parent
-    elif code == errno.EPERM:
-        return f"{parent} lets no folder be made in it: choose another output folder", parent
-    elif code == errno.EROFS:
-        return f"{parent} is on a read-only filesystem: choose another output folder", parent
-    elif code == errno.ENAMETOOLONG:
-        return _too_long(folder, parent), None
-    elif code in (errno.ENOSPC, errno.EDQUOT):
-        return "disk full" if code == errno.ENOSPC else "disk quota exceeded", None
-    return exc.strerror or str(exc), None
-
-
-def _too_long(folder: str, parent: str) -> str:
-    """Which limit ``folder`` goes past: a name's (255 bytes on most filesystems), or the
-    whole path's (4096 bytes on Linux)."""
-    import os
-
-    def limit(name: str, default: int) -> int:
-        try:
-            return os.pathconf(parent, name)
-        except (OSError, ValueError):
-            return default
-
-    most = limit("PC_NAME_MAX", 255)
-    for name in folder.split(os.sep):
-        size = len(os.fsencode(name))
-        if size > most:
-            return (f"the name {name[:16]}... is {size} bytes, more than the {most} a name "
-                    "may have there")
-    return (f"the path is {len(os.fsencode(folder)):,} bytes, more than the "
-            f"{limit('PC_PATH_MAX', 4096)} the system takes")
 
 
 class Cancelled(OmnigetError):

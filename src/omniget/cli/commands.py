@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..engine.events import Failed, Skipped
-from ..errors import Cancelled, OmnigetError, StorageError, UsageError, folder_error
+from ..errors import Cancelled, OmnigetError, StorageError, UsageError
 from ..model import Item
 from .config import Config
 from .logs import log_to_json, warn
@@ -354,6 +354,8 @@ def _dry_run(
 def _check_folder(dest: Path) -> None:
     """``--dry-run``: an output folder the download could not make fails as it would there
     (exit 7), not each file as an unsafe path."""
+    from ..engine.outputs import folder_error
+
     folder = Path(os.path.realpath(dest))  # (as the download makes it: see Engine.run)
     for path in (folder, *folder.parents):
         try:

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Cancelled, OmnigetError, StorageError, folder_error
+from ..errors import Cancelled, OmnigetError, StorageError
 from ..model import Item
 from ..settings import Settings, default_state_dir
 from .checkpoints import end_deadline, end_syncs, stop_syncs, sync_threads
@@ -29,7 +29,7 @@ from .emitter import Emitter
 from .events import Event, EventHandler, Failed, ignore
 from .job import FileJob
 from .journal import Journal
-from .outputs import make_folders, register_output, remove_if_empty
+from .outputs import folder_error, make_folders, register_output, remove_if_empty
 from .pulled import OffLoop, may_block
 from .ratelimit import RateLimit
 from .report import FileResult, Report
