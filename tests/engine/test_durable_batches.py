@@ -377,6 +377,20 @@ class Counter:
         self.go.wait(WAIT)
         return True
 
+    def then(self, event: threading.Event) -> threading.Thread:
+        """A thread that sets ``event`` once the counter has grown for 0.3 s (6
+        SYNC_WAITs) over 6 reads or more, unless ``go`` is set first."""
+
+        def wait() -> None:
+            while self.moving < 0.3 or self.reads < 6:
+                if self.go.wait(0.01):
+                    return
+            event.set()
+
+        thread = threading.Thread(target=wait)
+        thread.start()
+        return thread
+
 
 @pytest.fixture
 def counter(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter]:
@@ -403,14 +417,7 @@ def test_a_slow_batch_sync_that_keeps_writing_is_waited_for_past_sync_wait(
     out, _ = bare
     urls = [httpd.add(f"/d/f{i}.bin", DATA + bytes([i])) for i in range(3)]
 
-    def answer() -> None:  # (the sync returns once the disk has written for 0.3 s)
-        while counter.moving < 0.3 or counter.reads < 6:
-            if counter.go.wait(0.01):
-                return
-        counter.go.set()
-
-    helper = threading.Thread(target=answer)
-    helper.start()
+    helper = counter.then(counter.go)  # (the sync returns once the disk wrote a while)
     try:
         report = download(urls, out, settings=_settings(tmp_path))
     finally:
@@ -430,14 +437,7 @@ def test_a_batch_sync_that_writes_then_stops_fails_its_files_sync_wait_after(
     out, _ = bare
     urls = [httpd.add(f"/d/f{i}.bin", DATA + bytes([i])) for i in range(3)]
 
-    def stall() -> None:
-        while counter.moving < 0.3 or counter.reads < 6:
-            if counter.go.wait(0.01):
-                return
-        counter.stall.set()
-
-    helper = threading.Thread(target=stall)
-    helper.start()
+    helper = counter.then(counter.stall)  # (the disk stops writing once it wrote a while)
     with ThreadPoolExecutor(1) as pool:
         run = pool.submit(download, urls, out, settings=_settings(tmp_path))
         try:
