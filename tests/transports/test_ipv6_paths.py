@@ -342,6 +342,39 @@ def test_the_per_host_cap_counts_an_ipv6_origin(
     assert 0 < peak <= cap
 
 
+@pytest.mark.parametrize(
+    ("server", "spellings"),
+    [("httpd6", ["[::1]", "[0:0::1]", "[0000::1]"]),
+     ("httpd", ["127.0.0.1", "[::ffff:127.0.0.1]", "[0:0:0:0:0:FFFF:7f00:1]"])],
+    ids=["ipv6", "ipv4-mapped"],
+)
+def test_the_per_host_cap_counts_each_spelling_of_an_address_as_one_host(
+    request: pytest.FixtureRequest, tmp_path: Path, payload: Callable[..., bytes],
+    server: str, spellings: list[str],
+) -> None:
+    """Large files and small ones (pipelined), each URL writing the server's address
+    another way: one host, so together they keep ``-N`` open connections to it, as the
+    kernel counts them. (Each spelling had a cap of its own, up to three times ``-N``; and
+    a connection libcurl kept after one spelling, reused for another, was shut under it
+    when the pool opened one of its own for the first.)"""
+    httpd: HTTPServer = request.getfixturevalue(server)
+    cap = 2
+    urls, big = [], {}
+    for i, host in enumerate(spellings * 2):
+        path = httpd.new_path(f"big{i}.bin")
+        big[path] = payload(4 * MiB, 80 + i)
+        httpd.add(path, big[path])
+        urls.append(httpd.url(path, host=host, drip=8 * MiB))
+    for i, url in enumerate(plain_files(httpd, n=12)):
+        urls.append(url.replace(bracketed(httpd.host), spellings[i % 3], 1))
+    report, peak = run_peak(httpd, urls, tmp_path, retries=0, connections_per_host=cap,
+                            jobs=6)
+    assert report.ok == len(urls), report.failures
+    for path, data in big.items():
+        assert (tmp_path / "out" / path.rpartition("/")[2]).read_bytes() == data
+    assert 0 < peak <= cap
+
+
 # -- zone ids --
 
 
