@@ -24,6 +24,8 @@ import asyncio
 from collections import defaultdict, deque
 from collections.abc import Callable
 
+from ..hosts import host_key
+
 __all__ = ["UNIT", "FileClaim", "HostLimits", "Ticket", "host_of"]
 
 #: Parts of a connection: the most requests that ever share one (HTTP/2 streams).
@@ -37,11 +39,13 @@ _HOSTS_KEPT = 4096
 
 
 def host_of(url: str) -> str:
-    """``host[:port]`` of a URL, lower-cased."""
+    """``host[:port]`` of a URL as hosts are keyed (:func:`omniget.hosts.host_key`: one
+    key for every spelling of a host)."""
     host = _hosts.get(url)
     if host is None:
-        netloc = url.split("/", 3)[2] if "://" in url else url
-        host = netloc.rpartition("@")[2].lower()
+        scheme, sep, rest = url.partition("://")
+        netloc = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0] if sep else url
+        host = host_key(netloc.rpartition("@")[2], scheme.lower())
         if len(_hosts) >= _HOSTS_KEPT:
             _hosts.clear()
         _hosts[url] = host
