@@ -283,6 +283,30 @@ def test_no_proxy_matches_an_ipv6_host_only_where_libcurl_goes_direct(
     assert matched is ((no_proxy, host) in listed), (no_proxy, host)
 
 
+@pytest.mark.parametrize(
+    ("no_proxy", "first", "then"),
+    [("127.0.0.1", "127.0.0.1", "[::ffff:127.0.0.1]"),
+     ("::ffff:127.0.0.1", "[::ffff:127.0.0.1]", "127.0.0.1")],
+)
+def test_no_proxy_is_matched_against_the_host_as_the_url_writes_it(
+    httpd: HTTPServer, no_proxy: str, first: str, then: str
+) -> None:
+    """127.0.0.1 and [::ffff:127.0.0.1] are one host to the caps (one key), but libcurl
+    matches no_proxy against the host its URL names: the pool goes direct for the one
+    libcurl sends direct, not for the other because they share a key."""
+    from omniget.engine.transports.sharing import direct_key
+
+    known: dict[str, bool] = {}
+    path = httpd.add("/probe.txt", b"probe")
+    for host in (first, then):
+        url = path.replace("127.0.0.1", host, 1)
+        with Proxy() as proxy:
+            direct = libcurl_goes_direct(url, proxy.url, no_proxy)
+        assert direct is (host == first), host  # (what the rest relies on)
+        key = direct_key(no_proxy, known, url)
+        assert (key is not None) is direct, host
+
+
 # -- the Host line, redirects --
 
 
