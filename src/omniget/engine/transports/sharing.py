@@ -266,19 +266,22 @@ class ConnectionSharing:
 
 def direct_key(no_proxy: str, known: dict[str, bool], url: str) -> str | None:
     """:func:`pipeline_key` for a URL whose host ``no_proxy`` sends direct past the
-    proxy, else None (``known``: the answer by key, worked out once)."""
+    proxy, else None (``known``: the answer by host as written, worked out once). The
+    host is matched as the URL writes it, as libcurl matches it: two spellings of one
+    key (127.0.0.1 and [::ffff:127.0.0.1]) may go different ways."""
     key = pipeline_key(url)
     if key is None:
         return None
-    direct = known.get(key)
+    written = url[7:].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
+    direct = known.get(written)
     if direct is None:
-        host, colon, port = key.rpartition(":")
+        host, colon, port = written.rpartition(":")
         if not colon or not port.isdigit() or host.endswith(":"):
-            host = key  # (no port)
+            host = written  # (no port)
         # libcurl reads a host such as 127.1, 0x7f.1, 0177.0.0.1 or 2130706433 as the
         # IPv4 address 127.0.0.1 and matches that against no_proxy: such a host stays
         # with libcurl, which picks its path itself
-        direct = known[key] = not _numeric(host) and no_proxy_match(host, no_proxy)
+        direct = known[written] = not _numeric(host) and no_proxy_match(host, no_proxy)
     return key if direct else None
 
 
