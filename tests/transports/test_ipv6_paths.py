@@ -307,6 +307,28 @@ def test_no_proxy_is_matched_against_the_host_as_the_url_writes_it(
         assert (key is not None) is direct, host
 
 
+@pytest.mark.parametrize("host", ["[::1]", "[0:0::1]"])
+def test_a_netrc_login_for_an_ipv6_address_is_sent_on_every_request(
+    httpd6: HTTPServer, tmp_path: Path, host: str
+) -> None:
+    """libcurl finds ``machine ::1`` for http://[::1]/ (and for [0:0::1], which it writes
+    short), so no request to it may go pipelined without that login: the pool compared
+    the machine names with ``[::1]`` and took such files after the first, with no
+    Authorization (401)."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine ::1 login me password pw\n")
+    netrc.chmod(0o600)
+    urls = []
+    for i in range(FILES):
+        path = httpd6.new_path(f"s{i}.txt")
+        httpd6.add(path, small(i))
+        urls.append(httpd6.url(path, host=host, auth="me:pw"))
+    settings = Settings(state_dir=tmp_path / "state", retries=0,
+                        network=NetworkSettings(netrc_file=str(netrc)))
+    got_all(download(urls, tmp_path / "out", settings=settings), tmp_path)
+    assert all("authorization" in r.headers for r in httpd6.requests)
+
+
 # -- the Host line, redirects --
 
 
