@@ -18,6 +18,7 @@ from typing import Any
 
 import pycurl
 
+from ...hosts import host_key
 from ...settings import NetworkSettings
 from ..scheduler import UNIT, host_of
 from .curlloop import CurlLoop
@@ -258,7 +259,11 @@ class ConnectionSharing:
         if not self._netrc:
             return True
         if self._netrc_hosts is None:
-            self._netrc_hosts = netrc_hosts(self.settings.netrc_file)
+            found = netrc_hosts(self.settings.netrc_file)
+            # (keyed as hosts are: libcurl finds "machine ::1" for http://[::1]/)
+            self._netrc_hosts = found and frozenset(
+                host_key(f"[{h}]" if ":" in h else h) for h in found
+            )
         hosts = self._netrc_hosts
         host = key.rsplit(":", 1)[0] if key.rsplit(":", 1)[-1].isdigit() else key
         return hosts is not None and host not in hosts
