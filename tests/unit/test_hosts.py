@@ -1,11 +1,12 @@
-"""omniget.hosts: one key per host however a URL spells it."""
+"""omniget.hosts: one key per host however a URL spells it, and the zone id of an IPv6
+literal read one way."""
 
 from __future__ import annotations
 
 import pytest
 
 from omniget.engine.scheduler import host_of
-from omniget.hosts import host_key
+from omniget.hosts import host_key, split_zone
 
 
 @pytest.mark.parametrize(
@@ -49,3 +50,50 @@ def test_a_urls_host_leaves_out_its_schemes_default_port(url: str, key: str) -> 
 @pytest.mark.parametrize("authority", ["[::1", "[nothing]:80", "[::1]x", "host:port"])
 def test_what_is_no_address_stays_as_written(authority: str) -> None:
     assert host_key(authority) == authority.lower()
+
+
+@pytest.mark.parametrize(
+    ("inside", "parts"),
+    [("fe80::1%25eth0", ("fe80::1", "eth0")), ("fe80::1%eth0", ("fe80::1", "eth0")),
+     ("fe80::1%251", ("fe80::1", "1")), ("fe80::1%2", ("fe80::1", "2")),
+     ("fe80::1%2525", ("fe80::1", "25")),  # (libcurl: zone 25)
+     ("fe80::1%25", ("fe80::1", "")), ("fe80::1%", ("fe80::1", "")),  # (empty: refused)
+     ("fe80::1", ("fe80::1", None))],
+)
+def test_a_zone_id_after_percent_25_or_a_bare_percent(
+    inside: str, parts: tuple[str, str | None]
+) -> None:
+    assert split_zone(inside) == parts
+
+
+@pytest.mark.parametrize(
+    ("zone", "scope"),
+    [("%25lo", "lo"), ("%lo", "lo"), ("%2525", 25), ("%257", 7), ("%25nosuchif0", 0)],
+)
+def test_the_pipelined_reader_connects_with_that_zone(zone: str, scope: str | int) -> None:
+    """The reader's socket address for ``[ADDRESS%25ZONE]``: the zone as split_zone reads
+    it, an interface's name turned into its index (one naming none: no scope)."""
+    import socket
+
+    from omniget.engine.transports.h1socket import _scoped
+
+    if scope == "lo":
+        try:
+            scope = socket.if_nametoindex("lo")
+        except OSError:
+            pytest.skip("no interface named lo here")
+    assert _scoped(f"::1{zone}", 80) == ("::1", 80, 0, scope)
+
+
+@pytest.mark.parametrize(
+    ("host", "said"),
+    [("[fe80::1%25]", "an empty zone id"), ("[fe80::1%]", "not a valid URL"),
+     ("[fe80::1%25nosuchif0]", "no network interface 'nosuchif0'"),
+     ("[fe80::1%nosuchif0]", "no network interface 'nosuchif0'")],
+)
+def test_the_http_source_refuses_a_zone_that_cannot_work(host: str, said: str) -> None:
+    from omniget.errors import UsageError
+    from omniget.sources.http import HttpSource
+
+    with pytest.raises(UsageError, match=said):
+        HttpSource.check_url(f"http://{host}:80/f.txt")

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 from ..errors import UnsupportedURL, UsageError
+from ..hosts import split_zone
 from ..model import Item, name_from_url
 from .base import Source
 
@@ -87,9 +88,7 @@ def _check_zone(netloc: str) -> None:
     import ipaddress
     import socket
 
-    inside = netloc[netloc.find("[") + 1 : netloc.find("]")]
-    address, _, zone = inside.partition("%")
-    zone = zone[2:] if zone.startswith("25") else zone  # (%25, or a bare % as libcurl takes)
+    address, zone = split_zone(netloc[netloc.find("[") + 1 : netloc.find("]")])
     if not zone:
         raise UsageError(f"not a valid URL: an empty zone id after {address}")
     try:

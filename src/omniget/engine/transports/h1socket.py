@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pycurl
 
+from ...hosts import split_zone
 from .curlloop import STALLED
 from .h1answer import ended_by_requester
 
@@ -140,8 +141,8 @@ def _scoped(host: str, port: int) -> tuple[str, int, int, int]:
     """The socket address of ``ADDRESS%25ZONE`` (or ``%ZONE``), as libcurl connects to
     it: the zone an interface's index or name; one naming no interface is left out
     (a link-local address with one is refused before: see sources/http.py)."""
-    address, _, zone = host.partition("%")
-    zone = zone[2:] if zone.startswith("25") else zone
+    address, zone = split_zone(host)
+    zone = zone or ""  # (an empty one has no interface either)
     socket.inet_pton(socket.AF_INET6, address)  # (OSError if it is none)
     try:
         scope = int(zone) if zone.isdigit() else socket.if_nametoindex(zone)
