@@ -1,5 +1,5 @@
-"""The pipelined reader's race of a host's addresses (h1socket.dial): what is left of the
-addresses that lost, however the race ends."""
+"""The pipelined reader's race of a host's addresses (h1socket.dial): the order it tries
+them in, and what is left of the addresses that lost, however the race ends."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import socket
 from types import SimpleNamespace
 from typing import Any
 
-from omniget.engine.transports.h1socket import dial
+import pytest
+
+from omniget.engine.transports.h1socket import dial, interleave
 
 
 def test_a_race_cancelled_as_an_address_fails_closes_every_socket() -> None:
@@ -87,3 +89,44 @@ def test_the_address_that_connects_wins_and_the_others_are_closed() -> None:
         assert made["127.0.0.1"].fileno() == -1
     finally:
         won.close()
+
+
+V4, V6 = socket.AF_INET, socket.AF_INET6
+
+
+@pytest.mark.parametrize(
+    ("given", "tried"),
+    [(["a4", "b4", "c6"], ["c6", "a4", "b4"]),
+     (["a6", "b6", "c4"], ["a6", "c4", "b6"]),
+     (["a4", "b6", "c4", "d6", "e6", "f6"], ["b6", "a4", "d6", "c4", "e6", "f6"]),
+     (["a4", "b4"], ["a4", "b4"]), (["a6"], ["a6"]), ([], [])],
+)
+def test_the_families_take_turns_ipv6_first(given: list[str], tried: list[str]) -> None:
+    """RFC 8305 section 4, as libcurl orders a host's addresses: IPv6 first, then the
+    families by turns, each family's addresses in the order given; what one family has
+    left over goes last."""
+    addresses = [(V6 if name.endswith("6") else V4, (name, 80)) for name in given]
+    assert [addr[0] for _, addr in interleave(addresses)] == tried
+
+
+def test_the_race_tries_the_families_by_turns() -> None:
+    """Every address refuses at once: the race tried them all, IPv6 first and then by
+    turns (the list's order kept a dead family's addresses ahead of the other's)."""
+    tried: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        async def sock_connect(sock: socket.socket, addr: tuple[Any, ...]) -> None:
+            tried.append(addr[0])
+            raise ConnectionRefusedError(111, "refused")
+
+        loop.sock_connect = sock_connect  # type: ignore[method-assign,assignment]
+        hosts = ("127.0.0.2", "127.0.0.3", "::1", "127.0.0.4", "::2")
+        conn = SimpleNamespace(origin=SimpleNamespace(addr=(hosts, 80)),
+                               pool=SimpleNamespace(loop=loop), socket=None, dialing=())
+        with pytest.raises(ConnectionRefusedError):
+            await dial(conn, loop.time() + 60)  # type: ignore[arg-type]
+
+    asyncio.run(main())
+    assert tried == ["::1", "127.0.0.2", "::2", "127.0.0.3", "127.0.0.4"]

@@ -173,6 +173,21 @@ def test_an_address_that_never_answers_holds_up_the_next_briefly(
         assert took < 20, took  # (the bound a loaded machine keeps: 30 s before)
 
 
+@pytest.mark.parametrize("entry", ["127.0.0.1,[::1]", "[::1],127.0.0.1"])
+def test_both_paths_connect_to_ipv6_first_whatever_the_entrys_order(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, entry: str
+) -> None:
+    """A server on both loopbacks: libcurl connects to ::1 (it tries a host's families by
+    turns, IPv6 first: RFC 8305), and so does the pipelined reader (it took the entry's
+    order: 127.0.0.1 first)."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    with HTTPServer(dual=True) as server:
+        urls = plain_files(server, host="dual.test")
+        got_all(get(urls, tmp_path, resolve=(f"dual.test:{server.port}:{entry}",)), tmp_path)
+        assert pipelined(caplog) >= FILES // 2
+        assert {r.local for r in server.requests} == {"::1"}
+
+
 def blackholed_beside(stack: contextlib.ExitStack, answering: str, silent: str) -> HTTPServer:
     """A server on ``answering``, and at its port on ``silent`` a listener whose backlog
     is full: a connection there is neither taken nor refused."""
