@@ -105,7 +105,9 @@ def test_the_families_take_turns_ipv6_first(given: list[str], tried: list[str]) 
     """RFC 8305 section 4, as libcurl orders a host's addresses: IPv6 first, then the
     families by turns, each family's addresses in the order given; what one family has
     left over goes last."""
-    addresses = [(V6 if name.endswith("6") else V4, (name, 80)) for name in given]
+    addresses: list[tuple[int, tuple[Any, ...]]] = [
+        (V6 if name.endswith("6") else V4, (name, 80)) for name in given
+    ]
     assert [addr[0] for _, addr in interleave(addresses)] == tried
 
 

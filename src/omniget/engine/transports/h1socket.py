@@ -15,6 +15,7 @@ import asyncio
 import errno
 import fcntl
 import functools
+import itertools
 import os
 import socket
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,7 @@ from .h1answer import ended_by_requester
 if TYPE_CHECKING:
     from .h1conn import Conn
 
-__all__ = ["can_splice", "close_pipe", "dial", "shut_down", "splice", "watch"]
+__all__ = ["can_splice", "close_pipe", "dial", "interleave", "shut_down", "splice", "watch"]
 
 #: Bodies with at least this much left are spliced (see the module's doc) when they can be.
 SPLICE_MIN = 64 << 10
@@ -36,6 +37,8 @@ STALL_CHECKS = 4  # looks for a stall this many times per stall timeout
 PIPE_SIZE = 1 << 20  # asked of each connection's pipe (Linux caps it at pipe-max-size)
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
+_Try = tuple[int, tuple[Any, ...]]  # (family, socket address): one address to try
+
 #: Seconds an address has to connect before the next is tried beside it (libcurl's
 #: happy eyeballs timeout, 200 ms by default).
 NEXT_ADDRESS_AFTER = 0.2
@@ -51,7 +54,7 @@ async def dial(conn: Conn, end: float) -> socket.socket:
     libcurl races them (:func:`_race`); a lone one has the time left until ``end``."""
     hosts, port = conn.origin.addr
     loop = conn.pool.loop
-    tries = [a for host in hosts for a in await _addresses(loop, host, port)]
+    tries = interleave([a for host in hosts for a in await _addresses(loop, host, port)])
     if len(tries) > 1:
         return await _race(conn, tries)
     if not tries:
@@ -70,12 +73,26 @@ async def dial(conn: Conn, end: float) -> socket.socket:
         raise
 
 
-async def _race(conn: Conn, tries: list[tuple[int, tuple[Any, ...]]]) -> socket.socket:
+def interleave(tries: list[_Try]) -> list[_Try]:
+    """``tries`` in the order they are raced, as libcurl orders a host's addresses (RFC
+    8305, section 4): IPv6 first, then the families by turns, each family's addresses in
+    their order; what one family has left over goes last. (In the order given, dead
+    addresses of one family ahead of the other's each held it up.)"""
+    six = [t for t in tries if t[0] == socket.AF_INET6]
+    if not six or len(six) == len(tries):
+        return tries
+    four = [t for t in tries if t[0] != socket.AF_INET6]
+    pairs = itertools.zip_longest(six, four)
+    return [t for pair in pairs for t in pair if t is not None]
+
+
+async def _race(conn: Conn, tries: list[_Try]) -> socket.socket:
     """Connect to the first of ``tries`` that answers, as libcurl's happy eyeballs do: the
     next address is tried as soon as one fails, or beside those still connecting once
     they had :data:`NEXT_ADDRESS_AFTER` (an address that drops the SYN holds up the
-    others that long, not half the connect timeout); the first connected wins, the rest
-    are dropped. The caller's timeout bounds the whole."""
+    others that long, not half the connect timeout); the first connected wins (of two
+    at once, the one tried first), the rest are dropped. The caller's timeout bounds the
+    whole."""
     loop = conn.pool.loop
     racing: dict[asyncio.Task[None], socket.socket] = {}
     left = iter(tries)
@@ -99,7 +116,7 @@ async def _race(conn: Conn, tries: list[tuple[int, tuple[Any, ...]]]) -> socket.
                 racing, timeout=NEXT_ADDRESS_AFTER if more else None,
                 return_when=asyncio.FIRST_COMPLETED,
             )
-            for task in done:
+            for task in [t for t in racing if t in done]:  # (in the order tried)
                 sock = racing.pop(task)
                 failed = task.exception()
                 if failed is None:
@@ -120,9 +137,7 @@ def _close(sock: socket.socket, _task: object) -> None:
     sock.close()
 
 
-async def _addresses(
-    loop: asyncio.AbstractEventLoop, host: str, port: int
-) -> list[tuple[int, tuple[Any, ...]]]:
+async def _addresses(loop: asyncio.AbstractEventLoop, host: str, port: int) -> list[_Try]:
     """(family, address) to try for ``host``: an IP address as it is (no resolver
     thread), a name as the resolver orders it."""
     for family in (socket.AF_INET, socket.AF_INET6):

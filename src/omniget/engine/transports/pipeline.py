@@ -391,8 +391,8 @@ class PipelinePool:
         self._origins.clear()
 
     def _address(self, key: str) -> tuple[tuple[str, ...], int]:
-        """The addresses to connect to for ``key`` (tried in order, as libcurl tries a
-        ``--resolve`` entry's), or its host name, and the port."""
+        """The addresses to connect to for ``key`` (a ``--resolve`` entry's, raced as
+        libcurl races them: see h1socket.interleave), or its host name, and the port."""
         host, sep, port = key.rpartition(":")
         if not sep or not port.isdigit() or host.endswith(":"):  # no port (or bare IPv6)
             host, port = key, "80"
