@@ -182,10 +182,27 @@ def test_both_paths_connect_to_ipv6_first_whatever_the_entrys_order(
     order: 127.0.0.1 first)."""
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     with HTTPServer(dual=True) as server:
+        resolve = f"dual.test:{server.port}:{entry}"
+        if libcurl_connects_to(server.url("/", host="dual.test"), resolve) != "::1":
+            pytest.skip("this libcurl tries an entry's addresses in their order (8.x: IPv6 first)")
+        server.reset()
         urls = plain_files(server, host="dual.test")
-        got_all(get(urls, tmp_path, resolve=(f"dual.test:{server.port}:{entry}",)), tmp_path)
+        got_all(get(urls, tmp_path, resolve=(resolve,)), tmp_path)
         assert pipelined(caplog) >= FILES // 2
         assert {r.local for r in server.requests} == {"::1"}
+
+
+def libcurl_connects_to(url: str, resolve: str) -> str:
+    """The address libcurl itself connects to for ``url`` with this ``--resolve`` entry."""
+    easy = pycurl.Curl()
+    try:
+        easy.setopt(pycurl.URL, url)
+        easy.setopt(pycurl.RESOLVE, [resolve])
+        easy.setopt(pycurl.WRITEDATA, io.BytesIO())
+        easy.perform()
+        return str(easy.getinfo(pycurl.PRIMARY_IP))
+    finally:
+        easy.close()
 
 
 def blackholed_beside(stack: contextlib.ExitStack, answering: str, silent: str) -> HTTPServer:
