@@ -7,9 +7,7 @@ and secret header values never reach a terminal, a log or a JSON line.
 
 from __future__ import annotations
 
-import functools
 import os
-import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields
@@ -21,6 +19,7 @@ from ..engine.events import Event
 from ..engine.report import Report
 from ..engine.transports.base import SECRET_HEADERS
 from ..errors import StorageError, write_error
+from ..masks import MASK, mask_secrets
 from ..model import Digest, Item
 
 if TYPE_CHECKING:
@@ -47,48 +46,6 @@ __all__ = [
     "writable_stdout",
 ]
 
-MASK = "***"
-#: Words that make a query parameter secret when its name has one (``auth_token``,
-#: ``X-Amz-Signature``, ``accessToken``; not ``skey`` or ``monkey``).
-_SECRET_WORDS = frozenset({
-    "token", "auth", "key", "apikey", "password", "passwd", "pass", "secret", "sessid",
-    "session", "sessionid", "jsessionid", "phpsessid", "signature", "sig", "credential",
-    "credentials",
-})
-
-
-def _secret_name(name: str) -> bool:
-    """Whether a query parameter of this name holds a secret: one of its words (split at
-    ``_ - .`` and where a lower-case letter meets an upper-case one) says so."""
-    words = re.split(r"[_.-]|(?<=[a-z])(?=[A-Z])", name)
-    return any(w.lower() in _SECRET_WORDS for w in words)
-
-
-@functools.cache
-def _secret_patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
-    """URL user names and passwords, query parameters, secret headers: compiled when
-    first used (most runs mask nothing; compiling them costs every start ~1 ms)."""
-    # (a user name without a password is masked whole: ``https://TOKEN@host/``)
-    userinfo = re.compile(
-        r"(?P<pre>[a-z][a-z0-9+.-]*://)(?P<user>[^/\s:@]*:)?[^/\s:@][^/\s@]*@", re.IGNORECASE
-    )
-    # (a ")" ends the value: messages put URLs in parentheses)
-    query = re.compile(r"(?P<pre>[?&;](?P<name>[\w.~%-]+)=)(?P<value>[^&;#\s\"')]+)")
-    header = re.compile(
-        r"(?P<pre>\b(?:authorization|proxy-authorization|cookie|x-api-key)\s*:\s*)[^\r\n\"']+",
-        re.IGNORECASE,
-    )
-    return userinfo, query, header
-
-
-def _mask_query(m: re.Match[str]) -> str:
-    return m["pre"] + MASK if _secret_name(m["name"]) else m[0]
-
-
-def _mask_userinfo(m: re.Match[str]) -> str:
-    return f"{m['pre']}{m['user'] or ''}{MASK}@"
-
-
 class Masker:
     """Replaces known secret values, URL passwords (or a user name given alone) and query
     parameters whose names say secret with ``***``."""
@@ -100,10 +57,7 @@ class Masker:
     def __call__(self, text: str) -> str:
         for s in self.secrets:
             text = text.replace(s, MASK)
-        userinfo, query, header = _secret_patterns()
-        text = userinfo.sub(_mask_userinfo, text)
-        text = query.sub(_mask_query, text)
-        return header.sub(rf"\g<pre>{MASK}", text)
+        return mask_secrets(text)
 
     def headers(self, headers: Mapping[str, str], secret: Iterable[str] = ()) -> dict[str, str]:
         names = {n.lower() for n in secret} | SECRET_HEADERS
