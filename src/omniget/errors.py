@@ -43,6 +43,8 @@ import errno
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+from .masks import mask_secrets
+
 __all__ = [
     "AuthRequired",
     "Cancelled",
@@ -64,7 +66,10 @@ __all__ = [
 
 
 class OmnigetError(Exception):
-    """Base of every error omniget raises on purpose."""
+    """Base of every error omniget raises on purpose. Its message has the secrets of the
+    URLs it names masked (``?token=***``, ``user:***@``, see :mod:`omniget.masks`): a
+    program may log ``str(exc)``. The URL as given is the item's ``download_url`` (and a
+    SourceError's ``url``)."""
 
     exit_code: ClassVar[int] = 1
     retryable: bool = False
@@ -72,6 +77,7 @@ class OmnigetError(Exception):
     max_retries: int | None = None
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        message = mask_secrets(message)
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
@@ -151,7 +157,7 @@ class RemoteError(TransferError):
 
 class RemoteNotFound(RemoteError, NotFound):
     """A 404 or 410: a transfer error, and a :class:`NotFound` like a source's (with the
-    ``url`` that answered it)."""
+    ``url`` asked, as given: its message masks that URL's secrets)."""
 
     exit_code = 6
 

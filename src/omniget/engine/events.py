@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .._frozen import plain_dataclass
 from ..errors import OmnigetError
+from ..masks import mask_secrets
 from ..model import Item
 
 __all__ = [
@@ -126,9 +127,13 @@ class Failed(Event):
 
 @plain_dataclass
 class Warned(Event):
-    """Something the user should know that does not stop the item."""
+    """Something the user should know that does not stop the item (the secrets of a URL
+    it names masked, as an error's are)."""
 
     message: str
+
+    def __post_init__(self) -> None:
+        self.message = mask_secrets(self.message)
 
 
 EventHandler = Callable[[Event], None]

@@ -36,6 +36,7 @@ from ...errors import (
     RemoteNotFound,
     TransientError,
 )
+from ...masks import mask_secrets
 from ...model import ENGINE_HEADERS, ByteRange
 from ..ratelimit import RateLimit
 
@@ -384,12 +385,12 @@ def check_status(head: Head, url: str) -> None:
         # the server that answered, not the first one asked (not just the URL as sent)
         where = f"HTTP {status} from {_safe(head.url)}, redirected from {_safe(url)}"
     if status in (404, 410):
-        raise RemoteNotFound(f"not found ({where})", status=status, url=_safe(url))
+        raise RemoteNotFound(f"not found ({where})", status=status, url=url)
     if status in (401, 403):
         login = f": {SERVER_LOGIN}" if status == 401 else ""
-        raise AuthRequired(f"access refused ({where}){login}", url=_safe(url))
+        raise AuthRequired(f"access refused ({where}){login}", url=url)
     if status == 407:  # (a proxy's answer, not the server's)
-        raise AuthRequired(f"proxy refused the request ({where}): {PROXY_LOGIN}", url=_safe(url))
+        raise AuthRequired(f"proxy refused the request ({where}): {PROXY_LOGIN}", url=url)
     if status == 429 or status >= 500 or status == 408:
         if retry_after:  # (said: one longer than the retries may wait fails at once)
             where += f" (Retry-After: {duration(retry_after)})"
@@ -418,4 +419,6 @@ def _safe(url: str) -> str:
 
 
 def safe_url(url: str) -> str:
-    return _safe(url)
+    """The URL without user:password, its secret query values masked: as messages and
+    debug logs name it."""
+    return mask_secrets(_safe(url))
