@@ -38,8 +38,11 @@ def _secret_patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str
     userinfo = re.compile(
         r"(?P<pre>[a-z][a-z0-9+.-]*://)(?P<user>[^/\s:@]*:)?[^/\s:@][^/\s@]*@", re.IGNORECASE
     )
-    # (a ")" ends the value: messages put URLs in parentheses)
-    query = re.compile(r"(?P<pre>[?&;](?P<name>[\w.~%-]+)=)(?P<value>[^&;#\s\"')]+)")
+    # (a ")" ends the value: messages put URLs in parentheses; so does a comma that
+    # ends a URL, ", " or at the end: one inside a value is the value's)
+    query = re.compile(
+        r"(?P<pre>[?&;](?P<name>[\w.~%-]+)=)(?P<value>(?:[^&;#\s\"'),]|,(?!\s|$))+)"
+    )
     names = "|".join(_HEADERS)
     header = re.compile(rf"(?P<pre>\b(?:{names})\s*:\s*)[^\r\n\"']+", re.IGNORECASE)
     return userinfo, query, header

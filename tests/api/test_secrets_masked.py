@@ -87,3 +87,14 @@ def test_a_warning_masks_a_url_it_names_itself() -> None:
     item = Item(download_url="http://127.0.0.1/a.bin", filename="a.bin")
     warned = Warned(item, None, "moved to http://bob:PASSWORD@127.0.0.1/b?sig=SECRET&x=1")
     assert warned.message == "moved to http://bob:***@127.0.0.1/b?sig=***&x=1"
+
+
+def test_a_comma_after_a_url_ends_its_secret_not_one_inside_it() -> None:
+    """A message goes on after a URL with ", ": that comma is the message's (it was
+    masked with the value); a comma inside a value is the value's."""
+    from omniget.masks import mask_secrets
+
+    said = "HTTP 401 from http://h/a?auth=u%3Ap, redirected from http://h/b?sig=x,y&n=1"
+    assert mask_secrets(said) == (
+        "HTTP 401 from http://h/a?auth=***, redirected from http://h/b?sig=***&n=1")
+    assert mask_secrets("at http://h/a?token=abc,") == "at http://h/a?token=***,"
