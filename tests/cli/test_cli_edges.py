@@ -1451,11 +1451,12 @@ def test_help_is_a_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert "did you mean 'help'?" in one_line(capsys.readouterr().err)
 
 
-def slow(httpd: HTTPServer, name: str) -> str:
-    """A 4 MB file sent at 2 MB/s: a run is interrupted long before its end."""
+def slow(httpd: HTTPServer, name: str, drip: int = 2_000_000) -> str:
+    """A 4 MB file sent at 2 MB/s (or ``drip`` B/s): a run is interrupted long before its
+    end."""
     path = httpd.new_path(name)
     httpd.add(path, random.Random(13).randbytes(4_000_000))
-    return httpd.url(path, drip=2_000_000)
+    return httpd.url(path, drip=drip)
 
 
 def test_sigterm_saves_state_without_talking_of_ctrl_c(httpd: HTTPServer) -> None:
@@ -1502,6 +1503,53 @@ def test_a_second_ctrl_c_still_ends_the_json_events_with_a_summary(httpd: HTTPSe
     )
 
 
+def test_a_second_ctrl_c_s_json_summary_has_the_bytes_the_events_told(
+    httpd: HTTPServer,
+) -> None:
+    """The summary of a second Ctrl+C counts the bytes of the files it cut, as the
+    progress events told them (before: only those of files that had ended, here 0),
+    and the time the run took."""
+    proc = spawn("--json", "--split", "1", "-o", "out", slow(httpd, "k.bin", drip=500_000))
+    assert proc.stdout is not None and proc.stderr is not None
+    assert json.loads(proc.stdout.readline())["event"] == "started"
+    progress = json.loads(proc.stdout.readline())
+    assert (progress["event"], progress["size"]) == ("progress", 4_000_000)
+    assert progress["done"] > 0
+    proc.send_signal(signal.SIGINT)
+    assert proc.stderr.readline().startswith(b"omniget: stopping and saving state")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, err.decode()) == (130, RESUME + "\n")
+    summary = json_lines(out.decode())[-1]
+    assert (summary["event"], summary["interrupted"], summary["exit_code"]) == (
+        "summary", 1, 130
+    )
+    assert summary["fetched"] >= progress["done"] and summary["elapsed"] > 0
+
+
+def test_a_second_ctrl_c_s_counts_line_has_the_bytes_and_the_time(httpd: HTTPServer) -> None:
+    """The counts line of a second Ctrl+C has the bytes and the time a run's end has,
+    from what the display counted (before: the files only). Its first progress line
+    comes 2 s after the file began: the run has taken that long at least."""
+    proc = spawn("-v", "--split", "1", "-o", "out", slow(httpd, "b.bin", drip=500_000))  # (8 s)
+    assert proc.stderr is not None
+    assert proc.stderr.readline().startswith(b"start out/b.bin")
+    line = proc.stderr.readline()
+    assert line.startswith(b"  out/b.bin: "), line
+    proc.send_signal(signal.SIGINT)
+    assert proc.stderr.readline().startswith(b"omniget: stopping and saving state")
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=30)[1].decode()
+    assert proc.returncode == 130, err
+    counts, resume = err.splitlines()[-2:]
+    assert resume == RESUME
+    said = re.fullmatch(r"0 files ok, 0 skipped, 0 failed, 1 interrupted, "
+                        r"(?!0 B)[\d.]+ (B|KiB|MiB) in ([\d.]+)s \([\d.]+ (B|KiB|MiB)/s\)",
+                        counts)
+    assert said is not None, counts
+    assert float(said[2]) >= 2.0  # (its seconds)
+
+
 def test_a_second_ctrl_c_inside_a_libcurl_callback_quits_cleanly(
     httpd: HTTPServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -1543,9 +1591,10 @@ def test_a_second_ctrl_c_says_the_counts_before_the_resume_line(
 ) -> None:
     """The second signal's last word has the counts line a run's end has (before: the
     resume line alone, where the first signal's end said what was done), from what the
-    display counted: the files, not their bytes (those come in throttled events). Both
-    signals come as the file's first progress is shown (its exit, here, returns)."""
+    display counted: the files, and the bytes of the progress it was shown. Both signals
+    come as the file's first progress is shown (its exit, here, returns)."""
     from omniget.cli import signals as cli_signals
+    from omniget.cli.output import format_size
     from omniget.cli.progress import PlainProgress
     from omniget.engine.events import Event, Progress
 
@@ -1569,7 +1618,8 @@ def test_a_second_ctrl_c_says_the_counts_before_the_resume_line(
     assert main(["-o", "out", slow(httpd, "c.bin")]) == 130
     err = capsys.readouterr().err.splitlines()
     assert len(shown) == 1 and exits == [130]
-    assert err[-2:] == ["0 files ok, 0 skipped, 0 failed, 1 interrupted", RESUME], err
+    counts = f"0 files ok, 0 skipped, 0 failed, 1 interrupted, {format_size(shown[0].done)} in "
+    assert err[-2].startswith(counts) and err[-1] == RESUME, err
 
 
 def reading_stdin(proc: subprocess.Popen[bytes]) -> None:

@@ -300,7 +300,8 @@ def test_display_path_and_format_size(tmp_path: Path) -> None:
 
 def test_json_events_tally_the_list_s_files_never_begun_and_the_bytes_resumed() -> None:
     """What a summary takes when the run has no report (a second Ctrl+C): files of the
-    list never begun (none while the list may grow), and bytes resumed."""
+    list never begun (none while the list may grow), bytes resumed, and bytes fetched
+    (of the file cut too, as its progress told them)."""
     out = io.StringIO()
     sink = JsonEvents(out, Masker(), clock=lambda: 0.0)
     a, b, c, d = (make_item(download_url=f"https://h.example/{n}.bin") for n in "abcd")
@@ -310,9 +311,10 @@ def test_json_events_tally_the_list_s_files_never_begun_and_the_bytes_resumed() 
         sink(Started(a, None, size=3 * MiB, resumed=MiB))
         sink(Finished(a, None, size=3 * MiB, verified="size", fetched=2 * MiB))
         sink(Started(b, None, size=3 * MiB, resumed=0))
+        sink(Progress(b, None, done=MiB, size=3 * MiB))
     counts = sink.tally()
     assert (counts["ok"], counts["interrupted"], counts["not_started"]) == (1, 1, 2)
-    assert (counts["fetched"], counts["resumed"]) == (2 * MiB, MiB)
+    assert (counts["fetched"], counts["resumed"]) == (3 * MiB, MiB)
     assert "queued" not in out.getvalue()  # (still no line per entry of the list)
     sink(Queued(d, None, more=True))
     assert sink.tally()["not_started"] == 0  # (the list's length is not known)

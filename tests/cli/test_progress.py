@@ -303,21 +303,26 @@ def test_the_tally_counts_resumed_bytes_once_per_file() -> None:
 
 def test_a_second_signal_says_the_counts_the_display_kept() -> None:
     """The last lines of a second Ctrl+C (no report: the run is cut) count the files as
-    the run's end would: those going are interrupted, those never begun not started."""
+    the run's end would: those going are interrupted, those never begun not started;
+    and the bytes the events told, with the time since the display began."""
     from omniget.cli.commands import RESUME, _last_lines
     from omniget.engine.events import Queued
 
     d, e, f = (Item(download_url=f"https://example.com/{n}.bin") for n in "def")
-    *_, plain = plain_on_a_clock()
+    _, now, plain = plain_on_a_clock()
     for item in (A, B, C, d, e, f):
         plain(Queued(item, None, more=False))
-    for _, event in sequence():  # (A ok, B failed, C skipped)
+    for now[0], event in sequence():  # (A ok, B failed, C skipped)
         plain(event)
     plain(Started(d, None, size=None, resumed=0))  # (going: cut now)
+    plain(Progress(d, None, done=MiB, size=None))
     plain(Started(e, None, size=None, resumed=0))
     plain(Failed(e, None, error=Cancelled("interrupted")))  # (cut by the first signal)
+    now[0] = 5.5
     resume = f"omniget: error: {RESUME}\n"
+    # (9 MiB of a.bin, its first MiB resumed; 1 MiB of b.bin, failed; 1 MiB of d.bin, cut)
     assert _last_lines(plain, quiet=False) == (
-        f"1 file ok, 1 skipped, 1 failed, 2 interrupted, 1 not started\n{resume}")
+        "1 file ok, 1 skipped, 1 failed, 2 interrupted, 1 not started, "
+        f"11.0 MiB (+1.0 MiB resumed) in 5.5s (2.0 MiB/s)\n{resume}")
     assert _last_lines(plain, quiet=True) == resume
     assert _last_lines(QuietProgress(), quiet=False) == resume

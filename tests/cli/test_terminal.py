@@ -370,7 +370,7 @@ def test_the_last_word_made_from_the_counts_is_written_where_the_bars_were() -> 
         rp.live.refresh()
         rp.quit_with(lambda: _last_lines(rp, quiet=False), lambda: drawn.append(term.getvalue()))
     screen = Screen(80, 24).feed(drawn[0])
-    assert screen.lines() == ["0 files ok, 0 skipped, 0 failed, 1 interrupted",
+    assert screen.lines() == ["0 files ok, 0 skipped, 0 failed, 1 interrupted, 0 B in 0.00s",
                               "omniget: error: interrupted; run the same command again to "
                               "resume"]
 

@@ -24,6 +24,7 @@ from .options import ArgumentError
 from .output import (
     EXISTS_WHY,
     Masker,
+    bytes_line,
     counts_line,
     display_path,
     error_line,
@@ -226,15 +227,16 @@ def _get(
 
 def _last_lines(consumer: Consumer, quiet: bool) -> str:
     """A second signal's last lines: the counts line a run's end has, from what the
-    display counted (files only: their bytes come in events at most 4 a second, so the
-    count of them is behind), then the resume line."""
+    display counted (the bytes as its progress events told them, at most 4 a second a
+    file: those since are not counted), then the resume line."""
     tally = getattr(consumer, "tally", None)
     if quiet or not isinstance(tally, Tally):
         return error_line(RESUME)
     going = len(tally.files)  # (cut now)
     left = max(0, _not_started(tally) - going)
     counts = counts_line(tally.ok, tally.skipped, tally.failed, tally.cut + going, left)
-    return f"{counts}\n{error_line(RESUME)}"
+    took = bytes_line(tally.fetched, tally.clock() - tally.began, tally.resumed)
+    return f"{counts}, {took}\n{error_line(RESUME)}"
 
 
 def _not_started(tally: object) -> int:

@@ -82,10 +82,9 @@ class JsonEvents:
         self._ended_run = False  # (the summary is written)
         self._last: dict[str, float] = {}
         self._lock = threading.Lock()
-        self._began = clock()
-        self._ended = {"ok": 0, "skipped": 0, "failed": 0, "interrupted": 0, "fetched": 0}
+        self._ended = {"ok": 0, "skipped": 0, "failed": 0, "interrupted": 0}
         self._running: set[str] = set()  # started, not ended
-        self._seen = Tally(clock)  # (the list's length, the resumed bytes)
+        self._seen = Tally(clock)  # (the list's length, the bytes fetched and resumed)
 
     def __call__(self, event: Event) -> None:
         with self._lock:
@@ -110,7 +109,6 @@ class JsonEvents:
         ended = self._ended
         if isinstance(event, Finished):
             ended["ok"] += 1
-            ended["fetched"] += event.fetched
         elif isinstance(event, Skipped):
             ended["skipped"] += 1
         else:
@@ -118,19 +116,21 @@ class JsonEvents:
 
     def tally(self) -> dict[str, float]:
         """The summary's counts as the events told them (files started and not ended
-        count as interrupted; bytes fetched, of the files that ended well; the files of
-        the list never begun, 0 while the list's length is not known)."""
+        count as interrupted; bytes fetched, as the progress events told them, of the
+        files cut too; the files of the list never begun, 0 while the list's length is
+        not known)."""
         with self._lock:
             return self._counts()
 
     def _counts(self) -> dict[str, float]:
         seen = self._seen
         counts: dict[str, float] = dict(self._ended)
+        counts["fetched"] = seen.fetched
         counts["interrupted"] += len(self._running)
         left = seen.seen - seen.ended - len(seen.files)
         counts["not_started"] = 0 if seen.more else max(0, left)
         counts["resumed"] = seen.resumed
-        counts["elapsed"] = round(self.clock() - self._began, 3)
+        counts["elapsed"] = round(self.clock() - seen.began, 3)
         return counts
 
     def line(self, record: Mapping[str, Any]) -> None:

@@ -29,6 +29,7 @@ __all__ = [
     "MASK",
     "SUMMARY_KEYS",
     "Masker",
+    "bytes_line",
     "display_path",
     "event_path",
     "flush",
@@ -205,15 +206,19 @@ def summary_line(
     the ``left`` ones a stopped run never began (``N not started``). SIZE and RATE are
     the bytes fetched; ``resumed`` ones, there from an earlier run, are said beside them
     (``SIZE (+SIZE resumed)``)."""
-    secs = report.elapsed
-    rate = int(report.fetched / secs) if secs > 0 else 0
     cut = report.interrupted
-    took = f"{secs:.2f}s" if secs < 1 else f"{secs:.1f}s"
-    kept = f" (+{format_size(resumed)} resumed)" if resumed else ""
-    speed = f" ({format_size(rate)}/s)" if report.fetched else ""  # (none: no "0 B/s")
     counts = counts_line(report.ok, report.skipped + skipped, report.failed - cut + failed,
                          cut, left)
-    return f"{counts}, {format_size(report.fetched)}{kept} in {took}{speed}"
+    return f"{counts}, {bytes_line(report.fetched, report.elapsed, resumed)}"
+
+
+def bytes_line(fetched: int, secs: float, resumed: int = 0) -> str:
+    """``SIZE (+SIZE resumed) in Ts (RATE/s)``: the bytes of a run's counts line."""
+    rate = int(fetched / secs) if secs > 0 else 0
+    took = f"{secs:.2f}s" if secs < 1 else f"{secs:.1f}s"
+    kept = f" (+{format_size(resumed)} resumed)" if resumed else ""
+    speed = f" ({format_size(rate)}/s)" if fetched else ""  # (none: no "0 B/s")
+    return f"{format_size(fetched)}{kept} in {took}{speed}"
 
 
 def counts_line(ok: int, skipped: int, failed: int, interrupted: int = 0, left: int = 0) -> str:

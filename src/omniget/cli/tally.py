@@ -84,7 +84,9 @@ class Tally:
     and skipped ones drop out), the run's speed, and its speed in files (``ending``).
     ``more``: the list may hold files not counted yet (a source finding them as it
     goes); ``ahead``: entries of the list counted (in ``seen``) but not announced yet.
-    ``resumed``: bytes that files begun in this run had on disk from an earlier one.
+    ``resumed``: bytes that files begun in this run had on disk from an earlier one;
+    ``fetched``: bytes this run fetched, as the events told them (a second signal's counts
+    line, which has no report), since ``began``.
     ``ok``, ``skipped``, ``failed`` and ``cut`` (interrupted) count the files ended so.
     ``total`` (bytes) is None before any file, while one of unknown size is active or
     waits, while entries are not announced and while the list may grow. The sums are
@@ -92,13 +94,14 @@ class Tally:
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
+        self.began = clock()
         self.files: dict[str, Tracked] = {}
         self.listed = self.unlisted = self.ended = 0
         self.more = False
         self.ahead = 0  # entries of the list counted, not announced yet
         self.done = self.size = 0
         self.unsized = 0  # active and waiting files of unknown size
-        self.resumed = 0
+        self.resumed = self.fetched = 0
         self.ok = self.skipped = self.failed = self.cut = 0
         self._resumed: dict[str, int] = {}  # (files begun at a resumed byte: how far)
         self.rate = Rate(clock)
@@ -216,6 +219,7 @@ class Tally:
         if fetched > 0:
             file.rate.add(fetched)
             self.rate.add(fetched)
+            self.fetched += fetched
         self._count(file, -1)
         file.done, file.size = done, size
         self._count(file, +1)
