@@ -21,8 +21,9 @@ from omniget.engine import durable
 from omniget.engine.assemble import on_memory_fs
 from omniget.engine.durable import ATTR, read_mark
 from omniget.engine.events import Event, Warned
+from omniget.engine.existing import LOST_WHY
 from omniget.engine.journal import boot_id
-from omniget.engine.mark import Mark
+from omniget.engine.mark import LOST, Mark
 from omniget.model import Digest
 from omniget.settings import Settings
 
@@ -218,6 +219,31 @@ def test_a_server_named_file_marked_on_another_boot_is_fetched_again(
     assert [r.status for r in report.results] == ["ok"], report.failures
     assert sorted(p.name for p in out.iterdir()) == ["named.bin"]
     assert there.read_bytes() == DATA
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["url-name", "server-name"])
+def test_a_file_whose_disk_lost_its_bytes_is_fetched_again_even_if_its_digest_matches(
+    httpd: HTTPServer, tmp_path: Path, out: Path, named: bool
+) -> None:
+    """A file the disk reported a write error for after it was put in place (see
+    checkpoints._data_lost) is marked so: on this boot its bytes, read back from memory,
+    would pass its digest while the disk may hold others. A rerun fetches it again,
+    whatever it reads as, and says why."""
+    headers = {"Content-Disposition": 'attachment; filename="x.bin"'} if named else None
+    url = httpd.add("/d/get" if named else "/d/x.bin", DATA, headers=headers)
+    there = out / "x.bin"
+    there.write_bytes(DATA)
+    _mark(there, LOST, len(DATA))
+    assert read_mark(str(there)) == Mark(LOST, len(DATA)) and Mark(LOST, 1).lost
+    events: list[Event] = []
+    want = Digest("sha256", hashlib.sha256(DATA).hexdigest())
+    report = download([url], out, settings=_settings(tmp_path, checksum=want),
+                      on_event=events.append)
+    assert [(r.status, r.fetched) for r in report.results] == [("ok", len(DATA))]
+    said = [ev.message for ev in events if isinstance(ev, Warned)]
+    assert len(said) == 1 and said[0].startswith(LOST_WHY), said
+    assert sorted(p.name for p in out.iterdir()) == ["x.bin"]
+    assert there.read_bytes() == DATA and read_mark(str(there)) is None
 
 
 def test_a_file_marked_on_another_boot_with_all_its_blocks_written_is_kept(

@@ -1,7 +1,8 @@
 """The file already at a file's output path: --on-exists (skip, rename, overwrite), a file
-there that may have lost its bytes in a power loss (see durable.py), a name the server
-chose, and the check of a file skipped as complete. Functions of a :class:`~.job.FileJob`
-(its methods ``exists_policy`` and ``take_server_name``)."""
+there that may have lost its bytes in a power loss, or did in a failed write (see
+durable.py), a name the server chose, and the check of a file skipped as complete.
+Functions of a :class:`~.job.FileJob` (its methods ``exists_policy`` and
+``take_server_name``)."""
 
 from __future__ import annotations
 
@@ -21,10 +22,13 @@ from .verify import file_digest
 if TYPE_CHECKING:
     from .job import FileJob
 
-#: A file there may have lost its bytes (see durable.py).
+#: A file there may have lost its bytes (see durable.py) ...
 UNSYNCED_WHY = (
     "it was finished on an earlier boot before its bytes were known to be on the disk"
 )
+#: ... or did: the disk reported an error writing it after it was put in place (its
+#: mark is a LOST one, see checkpoints._lost_in_place)
+LOST_WHY = "the disk reported an error writing it after an earlier run put it in place"
 #: ``os.access`` can tell, as ``lstat`` does, whether a name is there (not on Windows).
 _ACCESS_TELLS = os.access in os.supports_follow_symlinks and os.access in os.supports_effective_ids
 
@@ -60,6 +64,8 @@ def exists_policy(job: FileJob, final: Path) -> Path | None:
             if durability is not None:
                 where = job.place(final)[1]
                 job.suspect = durability.check(where, st)
+                if job.suspect is not None and job.suspect.lost:  # (nothing to check it by)
+                    return replace(job, final, "downloading it again")
                 if job.suspect is not None and not _checkable(job, st):
                     if not written_out(where, job.suspect.size):
                         return replace(job, final, "downloading it again")
@@ -82,7 +88,8 @@ def replace(job: FileJob, final: Path, doing: str) -> Path:
     """Fetch the suspect file at ``final`` again, into its place."""
     job.found = 0
     job.replacing = True
-    job.ctx.event(Warned(job.item, final, f"{UNSYNCED_WHY}; {doing}"))
+    why = LOST_WHY if job.suspect is not None and job.suspect.lost else UNSYNCED_WHY
+    job.ctx.event(Warned(job.item, final, f"{why}; {doing}"))
     return final
 
 

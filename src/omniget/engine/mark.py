@@ -8,7 +8,12 @@ from dataclasses import dataclass
 
 from ..model import Digest
 
-__all__ = ["Mark"]
+__all__ = ["LOST", "Mark"]
+
+#: The boot of a mark that says the disk lost the file's bytes (a sync of it failed after
+#: it was put in place: see checkpoints._data_lost): a rerun fetches it again, on this
+#: boot too (its bytes read back from memory would pass any check). No boot id is this.
+LOST = "lost"
 
 
 @dataclass
@@ -19,6 +24,11 @@ class Mark:
     boot: str
     size: int
     digest: Digest | None = None
+
+    @property
+    def lost(self) -> bool:
+        """The disk reported an error writing the file after it was put in place."""
+        return self.boot == LOST
 
     def encode(self) -> bytes:
         tail = f" {self.digest.algo}:{self.digest.hex}" if self.digest is not None else ""
