@@ -410,7 +410,9 @@ def download(
     ``on_event(event)`` is called, on this thread, with each event of
     :mod:`omniget.engine.events`: ``Started``, ``Progress`` (``.done`` and ``.size``
     bytes, at most every 0.25 s per file), ``Finished``, ``Failed``, ... (each with its
-    ``.item`` and output ``.path``). The transfers wait while it runs: keep it quick. An
+    ``.item`` and output ``.path``; a ``Failed`` with ``.after_finished`` takes back the
+    file's ``Finished``: the disk failed its write once it was in place, and the report
+    has it failed). The transfers wait while it runs: keep it quick. An
     exception it raises is logged once and is the report's ``handler_error`` (the
     download goes on); a KeyboardInterrupt stops the run as Ctrl+C does.
 

@@ -127,7 +127,10 @@ def test_event_dicts() -> None:
         (Skipped(item, path, reason="exists"), {"reason": "exists"}),
         (Finished(item, path, size=10, verified="md5", fetched=8),
          {"size": 10, "verified": "md5", "fetched": 8}),
-        (Failed(item, None, error=AuthRequired("no")), {"error": "no", "exit_code": 5}),
+        (Failed(item, None, error=AuthRequired("no")),
+         {"error": "no", "exit_code": 5, "after_finished": False}),
+        (Failed(item, path, error=StorageError("lost"), after_finished=True),
+         {"error": "lost", "exit_code": 7, "after_finished": True}),
         (Warned(item, path, message="odd"), {"message": "odd"}),
     ]
     for event, expected in events:
@@ -296,6 +299,23 @@ def test_display_path_and_format_size(tmp_path: Path) -> None:
     assert display_path("rel/x") == str(Path("rel/x"))
     assert [format_size(n) for n in (None, 0, 1023, 1536, 5 * MiB)] == [
         "?", "0 B", "1023 B", "1.5 KiB", "5.0 MiB"]
+
+
+def test_json_events_tally_a_file_that_failed_after_it_finished_as_failed() -> None:
+    """A Failed event ``after_finished`` takes back the file's Finished one (the disk
+    lost its bytes once it was in place): one file, failed, in a second Ctrl+C's summary
+    as in the run's own."""
+    sink = JsonEvents(io.StringIO(), Masker(), clock=lambda: 0.0)
+    a, b = (make_item(download_url=f"https://h.example/{n}.bin") for n in "ab")
+    with sink:
+        for item in (a, b):
+            sink(Queued(item, None, more=False))
+            sink(Started(item, None, size=MiB, resumed=0))
+            sink(Finished(item, None, size=MiB, verified="size", fetched=MiB))
+        sink(Failed(a, None, error=StorageError("lost"), after_finished=True))
+    counts = sink.tally()
+    assert (counts["ok"], counts["failed"], counts["interrupted"]) == (1, 1, 0)
+    assert counts["not_started"] == 0
 
 
 def test_json_events_tally_the_list_s_files_never_begun_and_the_bytes_resumed() -> None:

@@ -22,7 +22,7 @@ from omniget.engine.events import (
     Started,
     Warned,
 )
-from omniget.errors import Cancelled, NotFound, TransientError
+from omniget.errors import Cancelled, NotFound, StorageError, TransientError
 from omniget.model import Item
 
 MiB = 1024 * 1024
@@ -299,6 +299,19 @@ def test_the_tally_counts_resumed_bytes_once_per_file() -> None:
     tally(Started(B, None, size=MiB, resumed=0), "b.bin")  # (b started over: none kept)
     tally(Finished(A, None, size=10 * MiB, verified="size", fetched=7 * MiB), "a.bin")
     assert tally.resumed == 3 * MiB
+
+
+def test_the_tally_counts_a_file_that_failed_after_it_finished_once_as_failed() -> None:
+    from omniget.cli.tally import Tally
+    from omniget.engine.events import Queued
+
+    tally = Tally(lambda: 0.0)
+    tally(Queued(A, None, more=False), "")
+    tally(Started(A, None, size=10 * MiB, resumed=0), "a.bin")
+    tally(Finished(A, None, size=10 * MiB, verified="size", fetched=10 * MiB), "a.bin")
+    tally(Failed(A, None, error=StorageError("lost"), after_finished=True), "a.bin")
+    assert (tally.ok, tally.failed, tally.ended, tally.seen) == (0, 1, 1, 1)
+    assert not tally.files
 
 
 def test_a_second_signal_says_the_counts_the_display_kept() -> None:

@@ -8,8 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.engine._marks import marked_folder
+from tests.servers.httpd import HTTPServer
 
-from omniget.engine import checkpoints
+from omniget.engine import checkpoints, core
 from omniget.engine.checkpoints import PartSync
 from omniget.engine.context import RunContext
 from omniget.engine.job import FileJob
@@ -96,3 +98,29 @@ def written_and_synced(state: Path) -> tuple[list[Interval], list[Interval]]:
         written = journal.spans(key)
     with Journal(state / FILENAME, boot="the next boot") as journal:
         return written, journal.spans(key)
+
+
+def slow_sync_after_place(
+    httpd: HTTPServer, body: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    then: Sync,
+) -> tuple[Settings, Path, str, list[int]]:
+    """One file (``body``) whose part-file sync (its first) is held until the file is in
+    place, its wait for it (SYNC_WAIT) over, then does ``then``; the run's end waits 60 s
+    more for it. The settings that give it a sync at each checkpoint, the file's path in
+    ``tmp_path / "out"`` (a marked folder), its URL, and the syncs so far."""
+    url = httpd.add(httpd.new_path("later.bin"), body)
+    out = marked_folder(tmp_path) / "later.bin"
+    monkeypatch.setattr(checkpoints, "SYNC_WAIT", 0.05)  # (the file waits that long)
+    ends = checkpoints.end_deadline
+    monkeypatch.setattr(checkpoints, "end_deadline", lambda ctx: ends(ctx) + 60.0)
+    monkeypatch.setattr(core, "end_deadline", checkpoints.end_deadline)
+
+    def held_until_in_place(sync: Callable[[int], bool], fd: int) -> bool:
+        for _ in range(6000):  # (60 s at most)
+            if out.exists():
+                break
+            threading.Event().wait(0.01)
+        return then(sync, fd)
+
+    calls = nth_sync(monkeypatch, 1, held_until_in_place)
+    return sync_at_each_checkpoint(tmp_path / "state"), out, url, calls

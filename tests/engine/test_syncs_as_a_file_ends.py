@@ -21,15 +21,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.engine._marks import marked_folder
-from tests.engine._syncs import nth_sync, recorded_syncs, written_and_synced
+from tests.engine._syncs import (
+    Sync,
+    nth_sync,
+    recorded_syncs,
+    slow_sync_after_place,
+    sync_at_each_checkpoint,
+    written_and_synced,
+)
 from tests.servers.httpd import HTTPServer
 
 from omniget import download
-from omniget.engine import checkpoints, core, finish
+from omniget.engine import checkpoints, finish
 from omniget.engine.core import Engine
 from omniget.engine.durable import read_mark
-from omniget.engine.events import Event, Warned
+from omniget.engine.events import Event, Failed, Finished, Warned
+from omniget.engine.existing import LOST_WHY
 from omniget.engine.job import FileJob
 from omniget.engine.report import Report
 from omniget.errors import StorageError
@@ -202,58 +209,60 @@ def test_a_last_sync_that_fails_after_the_files_checks_keeps_it_from_its_place(
 
 def _slow_sync_run(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, then: Callable[[Callable[[int], bool], int], bool],
-) -> tuple[Report, list[Event], Path, bytes]:
-    """One file whose part-file sync (its first) is held until the file is in place, its
-    wait for it (SYNC_WAIT) over, then does ``then``; the run's end waits 60 s more for
-    it. The report, the events, the file's path and its bytes."""
+    monkeypatch: pytest.MonkeyPatch, then: Sync,
+) -> tuple[Report, list[Event], Path, bytes, str]:
+    """A run of slow_sync_after_place's file: the report, the events, the file's path,
+    its bytes and its URL."""
     body = payload(1024 * KiB, 66)
-    path = httpd.new_path("later.bin")
-    httpd.add(path, body)
-    out = marked_folder(tmp_path) / "later.bin"
-    monkeypatch.setattr(checkpoints, "SYNC_WAIT", 0.05)  # (the file waits that long)
-    ends = checkpoints.end_deadline
-    monkeypatch.setattr(checkpoints, "end_deadline", lambda ctx: ends(ctx) + 60.0)
-    monkeypatch.setattr(core, "end_deadline", checkpoints.end_deadline)
-
-    def held_until_in_place(sync: Callable[[int], bool], fd: int) -> bool:
-        for _ in range(6000):  # (60 s at most)
-            if out.exists():
-                break
-            threading.Event().wait(0.01)
-        return then(sync, fd)
-
-    calls = nth_sync(monkeypatch, 1, held_until_in_place)
+    settings, out, url, calls = slow_sync_after_place(httpd, body, tmp_path, monkeypatch, then)
     events: list[Event] = []
-    settings = Settings(state_dir=tmp_path / "state", split=1, retries=0, fsync_seconds=0.0,
-                        checkpoint_bytes=64 * KiB, checkpoint_seconds=3600.0)
-    report = download([httpd.url(path)], out.parent, settings=settings,
-                      on_event=events.append)
+    report = download([url], out.parent, settings=settings, on_event=events.append)
     assert calls
-    return report, events, out, body
+    return report, events, out, body, url
 
 
-def test_a_sync_that_fails_after_its_file_was_put_in_place_is_said(
+def test_a_sync_that_fails_after_its_file_was_put_in_place_fails_the_file(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A file's sync slower than SYNC_WAIT: the file is put in place, marked, and
     reported finished; then the sync fails with EIO while the run still waits for it at
-    its end. Before, a debug line alone said so (the file looked whole, exit 0, and the
-    run's sync of its filesystem cleared its mark). Now a warning names it and what to
-    do, and its mark stays."""
+    its end. Before, a warning said so but the file's result stayed ok, exit 0 (a
+    script's ``omniget ... && publish`` published a file the disk may not hold). Now it
+    fails, exit 7, with a Failed event that says it takes back its Finished one; it stays
+    in place with a mark that has a rerun fetch it again (on this boot too, where its
+    bytes read back from memory would pass any check), and the same command does so."""
 
     def lost(sync: Callable[[int], bool], fd: int) -> bool:
         os.close(fd)
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
-    report, events, out, body = _slow_sync_run(httpd, payload, tmp_path, monkeypatch, lost)
-    assert report.results[0].status == "ok" and out.read_bytes() == body
-    said = [ev.message for ev in events if isinstance(ev, Warned)]
-    assert len(said) == 1, said
-    assert said[0].startswith("the disk reported an error writing it after it was finished")
-    assert "it keeps its power-loss mark" in said[0] and "--on-exists overwrite" in said[0]
-    assert read_mark(str(out)) is not None
+    report, events, out, body, url = _slow_sync_run(httpd, payload, tmp_path, monkeypatch, lost)
+    [result] = report.results
+    assert (result.status, report.ok, report.failed, report.exit_code) == ("failed", 0, 1, 7)
+    assert isinstance(result.error, StorageError)
+    why = str(result.error)
+    assert "after it was put in place" in why and "run the same command again" in why, why
+    ends = [ev for ev in events if isinstance(ev, Finished | Failed)]
+    assert [type(ev) for ev in ends] == [Finished, Failed]
+    assert isinstance(ends[1], Failed) and ends[1].after_finished
+    assert ends[1].error is result.error and ends[0].path == ends[1].path == out
+    assert not [ev for ev in events if isinstance(ev, Warned)]
+    mark = read_mark(str(out))
+    assert mark is not None and mark.lost and mark.size == len(body)
+    assert out.read_bytes() == body  # (what this boot reads: the disk may hold other bytes)
+
+    monkeypatch.undo()  # the same command again, its syncs as they come
+    again: list[Event] = []
+    rerun = download([url], out.parent, settings=sync_at_each_checkpoint(tmp_path / "state"),
+                     on_event=again.append)
+    [result] = rerun.results
+    assert (result.status, result.fetched, rerun.exit_code) == ("ok", len(body), 0)
+    said = [ev.message for ev in again if isinstance(ev, Warned)]
+    assert len(said) == 1 and said[0].startswith(LOST_WHY), said
+    assert out.read_bytes() == body
+    mark = read_mark(str(out))
+    assert mark is None or not mark.lost
 
 
 def test_a_slow_sync_that_returns_well_after_its_file_was_put_in_place_clears_its_mark(
@@ -262,7 +271,7 @@ def test_a_slow_sync_that_returns_well_after_its_file_was_put_in_place_clears_it
 ) -> None:
     """The same slow sync, returning well: no warning, and the file's mark is cleared by
     the run's sync of its filesystem, which comes after it."""
-    report, events, out, body = _slow_sync_run(
+    report, events, out, body, _ = _slow_sync_run(
         httpd, payload, tmp_path, monkeypatch, lambda sync, fd: sync(fd)
     )
     assert report.results[0].status == "ok" and out.read_bytes() == body

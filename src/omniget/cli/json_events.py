@@ -54,7 +54,7 @@ def event_to_dict(event: Event, mask: Masker) -> dict[str, Any]:
         case Finished():
             d.update(size=event.size, verified=event.verified, fetched=event.fetched)
         case Failed():
-            d.update(_error_dict(event.error, mask))
+            d.update(_error_dict(event.error, mask), after_finished=event.after_finished)
         case Warned():
             d.update(message=mask(event.message))
     return d
@@ -111,6 +111,9 @@ class JsonEvents:
             ended["ok"] += 1
         elif isinstance(event, Skipped):
             ended["skipped"] += 1
+        elif event.after_finished:  # (counted ok at its Finished: failed instead)
+            ended["ok"] -= 1
+            ended["failed"] += 1
         else:
             ended["interrupted" if event.error.exit_code == 130 else "failed"] += 1
 

@@ -164,6 +164,9 @@ class Tally:
                 self._move(file, event.size, event.size)  # (it stays counted)
                 self._end()
                 self.ok += 1
+            case Failed() if event.after_finished:  # (ended at its Finished: it failed)
+                self.ok -= 1
+                self.failed += 1
             case Failed() | Skipped():
                 if not self._drop(key):
                     self._begin(key)

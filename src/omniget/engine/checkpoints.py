@@ -1,7 +1,13 @@
 """A file's journal record while its bytes come in: made when first needed, checkpoints of
 the spans written (with their fingerprints, prints.py) and of verified pieces, the periodic
 sync of the part file that makes them trusted after a power loss, and the record another
-run drops or takes meanwhile (the record's key is the download's, not the name's)."""
+run drops or takes meanwhile (the record's key is the download's, not the name's).
+
+A finished file waits for its part-file sync under way (SYNC_WAIT at most) before it is
+put in place. If that sync then reports that the data did not reach the disk (EIO, a full
+disk), the file fails after its Finished event (a Failed one, ``after_finished``; exit 7),
+and stays in place with a mark that has a rerun fetch it again (see _lost_in_place and
+durable.py): the same command repairs it, no flag needed."""
 
 from __future__ import annotations
 
@@ -15,7 +21,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import StorageError
-from .events import Warned
+from .durable import mark_lost
+from .events import Failed, Warned
 from .journal import Print
 from .journal.records import RecordGone, RecordTaken
 from .prints import prints
@@ -330,7 +337,8 @@ def _start_sync(job: FileJob, sync: PartSync) -> None:
 def _placed_synced(job: FileJob, ok: bool) -> None:
     """A file put in place while its part-file sync was under way: that sync (and the one
     due after it) returned. Well, its mark is the durability's to clear after a sync of
-    its filesystem, as any finished file's; else it keeps its mark (_data_lost said so)."""
+    its filesystem, as any finished file's; else it keeps its mark (a LOST one if the
+    disk lost its bytes: _lost_in_place)."""
     ctx = job.ctx
     text, st = ctx.placed_unsynced.pop(job)
     if ok and ctx.durability is not None:
@@ -351,25 +359,21 @@ def _data_lost(job: FileJob, error: OSError) -> None:
     """A sync of this file met an error that says its data did not reach the disk: no
     later sync records anything, its record is cut back to what earlier syncs made
     durable (written spans, prints, pieces; no later checkpoint adds to it), and the file
-    fails, at its end if not before (see sync_lost)."""
+    fails, at its end if not before (see sync_lost). One put in place already (its sync
+    slower than SYNC_WAIT) fails now, after its Finished event (see _lost_in_place)."""
     job.last_sync = NO_MORE_SYNCS
     ctx = job.ctx
     if job in ctx.lost_syncs:
         return
     why = "disk full" if error.errno in (errno.ENOSPC, errno.EDQUOT) else error.strerror
+    if ctx.placed_unsynced and job in ctx.placed_unsynced:  # (in place, reported finished)
+        _lost_in_place(job, why)
+        return
     name = job.final if job.final is not None else job.item.filename
     ctx.lost_syncs[job] = StorageError(
         f"the disk reported an error writing {name} ({why}); only what was synced before"
         " is kept, run again to fetch the rest"
     )
-    if ctx.placed_unsynced and job in ctx.placed_unsynced:  # (in place, reported finished)
-        from .events import Warned
-
-        ctx.event(Warned(job.item, job.final, (
-            f"the disk reported an error writing it after it was finished ({why}): its bytes"
-            " may not be on the disk; it keeps its power-loss mark (check the disk, then"
-            " --on-exists overwrite fetches it again)")))
-        return
     journal = ctx.journal
     if journal is None or job.owned is None:
         return
@@ -377,6 +381,25 @@ def _data_lost(job: FileJob, error: OSError) -> None:
         journal.keep_synced(job.key, own=job.owned)
     except StorageError as exc:
         ctx.journal_failed(exc)
+
+
+def _lost_in_place(job: FileJob, why: str | None) -> None:
+    """The disk lost the bytes of a file put in place and reported finished: it fails
+    (the run's report takes its result back: see core.py), and a Failed event that says
+    so follows its Finished one. It stays where it is, its mark made a LOST one, so that
+    a rerun fetches it again (durable.py); its journal record, dropped as it finished
+    (or kept done, for a name the server chose), is left so."""
+    ctx = job.ctx
+    text, st = ctx.placed_unsynced[job]
+    again = (
+        "run the same command again to download it anew" if mark_lost(text, st)
+        else "--on-exists overwrite fetches it again"
+    )
+    error = ctx.lost_syncs[job] = StorageError(
+        f"the disk reported an error writing {job.final} after it was put in place ({why}):"
+        f" its bytes may not be on the disk; check the disk, then {again}"
+    )
+    ctx.event(Failed(job.item, job.final, error, after_finished=True))
 
 
 def sync_lost(job: FileJob) -> None:

@@ -292,6 +292,10 @@ class Engine:
         # collector to walk); the others are settled at the end (cancelled, or a bug).
         results: list[FileResult | None] = []
         unsettled: dict[int, tuple[FileJob, asyncio.Task[FileResult]]] = {}
+        # Files put in place while their part-file sync was under way (a slow disk), by
+        # their place in ``results``: one whose sync then failed so (the disk lost its
+        # bytes) fails after all (checkpoints._lost_in_place).
+        placed: dict[FileJob, int] = {}
         loop = asyncio.get_running_loop()
         durability = ctx.durability
         assert durability is not None
@@ -311,6 +315,8 @@ class Engine:
                 slot.release()
             results[i] = result
             unsettled.pop(i, None)
+            if ctx.placed_unsynced and job in ctx.placed_unsynced:
+                placed[job] = i
             if durability.waits():  # (the files left may all wait for a sync now)
                 durability.poke()
             return result
@@ -427,6 +433,10 @@ class Engine:
             ended.set_result(None)
         if stopped_by:  # as Ctrl+C: the files stopped with their resume state, then this
             raise stopped_by[0]
+        for job, i in placed.items():
+            if job in ctx.lost_syncs:  # (its Failed event, after_finished, said so)
+                results[i] = FileResult(job.item, job.final, "failed", fetched=job.fetched,
+                                        error=ctx.lost_syncs[job])
         report.results = [r for r in results if r is not None]
         report.journal_error = ctx.journal_error
         report.handler_error = emit.error

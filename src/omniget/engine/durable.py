@@ -21,6 +21,15 @@ it keeps a file of the marked size with no hole in it (blocks that never reached
 read back as a hole: preallocated extents left unwritten, allocations never made, which
 ``SEEK_HOLE`` finds) and fetches any other again.
 
+A file whose part-file sync was still under way when it was put in place (a disk slower
+than SYNC_WAIT: checkpoints.py), and then failed so that its bytes may not be on the disk
+(EIO, a full disk), fails after its Finished event (exit 7). It stays in place, its mark
+made a LOST one (mark_lost): a rerun fetches it again, on this boot too. A digest check
+could not tell it: on this boot its bytes read back from memory, whatever the disk holds
+(pages whose write-back failed stay cached, marked clean, until evicted), and the disk
+that failed once may still be failing. It is neither moved nor deleted (a program may
+have it open by then): the rerun puts the file fetched again in its place.
+
 Where a filesystem takes no user attributes (vfat, exfat, NFSv3, some FUSE), a finished
 file stays under its part name until a sync of its filesystem, begun after it was written,
 has returned; then it is renamed (and only then reported finished). One sync covers a
@@ -61,7 +70,8 @@ if TYPE_CHECKING:
     from .mark import Mark
 
 __all__ = [
-    "ATTR", "Durability", "clear_mark", "read_mark", "sync_filesystems", "written_out",
+    "ATTR", "Durability", "clear_mark", "mark_lost", "read_mark", "sync_filesystems",
+    "written_out",
 ]
 
 log = logging.getLogger(__name__)
@@ -135,6 +145,31 @@ def clear_mark(path: str) -> None:
         os.removexattr(path, ATTR, follow_symlinks=False)
     except OSError:
         pass
+
+
+def mark_lost(path: str, st: os.stat_result) -> bool:
+    """Mark the file at ``path`` (``st``: its stat as it was put there) as one whose bytes
+    the disk lost (mark.LOST: a rerun fetches it again, on this boot too); False if that
+    could not be done (another file is there now, or none, or it takes no attribute)."""
+    if not _HAS_XATTR:
+        return False
+    from .mark import LOST, Mark
+
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return False
+    try:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            return False
+        os.setxattr(fd, ATTR, Mark(LOST, st.st_size).encode())
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def written_out(path: str, size: int) -> bool:

@@ -120,9 +120,13 @@ class Finished(Event):
 
 @plain_dataclass
 class Failed(Event):
-    """The item could not be downloaded."""
+    """The item could not be downloaded. ``after_finished``: the file was reported
+    Finished before, and this takes that back (the disk reported an error writing it
+    once it was in place: its bytes may not be on the disk); it is one file, ended once,
+    that failed."""
 
     error: OmnigetError
+    after_finished: bool = False
 
 
 @plain_dataclass
