@@ -268,3 +268,7 @@ def test_readme_names_every_json_field_of_each_event() -> None:
         if "the error's fields" in m[1]:
             named |= error_keys
         assert named == set(d) - {"event", "path", "url"}, d["event"]
+    # (a field of one kind of failed event only: said apart, with its value)
+    late = event_to_dict(events.Failed(item, None, error=err, after_finished=True), Masker())
+    assert set(late) - set(event_to_dict(made[-2], Masker())) == {"after_finished"}
+    assert '`"after_finished": true`' in text

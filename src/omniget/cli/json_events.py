@@ -54,7 +54,9 @@ def event_to_dict(event: Event, mask: Masker) -> dict[str, Any]:
         case Finished():
             d.update(size=event.size, verified=event.verified, fetched=event.fetched)
         case Failed():
-            d.update(_error_dict(event.error, mask), after_finished=event.after_finished)
+            d.update(_error_dict(event.error, mask))
+            if event.after_finished:  # (only then: it takes back the file's finished event)
+                d["after_finished"] = True
         case Warned():
             d.update(message=mask(event.message))
     return d
