@@ -11,7 +11,7 @@ from ..model import Digest
 __all__ = ["LOST", "Mark"]
 
 #: The boot of a mark that says the disk lost the file's bytes (a sync of it failed after
-#: it was put in place: see checkpoints._data_lost): a rerun fetches it again, on this
+#: it was put in place: see checkpoints._lost_in_place): a rerun fetches it again, on this
 #: boot too (its bytes read back from memory would pass any check). No boot id is this.
 LOST = "lost"
 
