@@ -363,7 +363,7 @@ def test_the_last_word_made_from_the_counts_is_written_where_the_bars_were() -> 
     from omniget.cli.commands import _last_lines
 
     term = Term()
-    rp = RichProgress(console(term), Masker())
+    rp = RichProgress(console(term), Masker(), clock=Clock())  # (its time: 0.00s)
     drawn: list[str] = []
     with rp:
         rp(Started(items(1)[0], None, size=4 * KiB, resumed=0))
