@@ -555,30 +555,56 @@ def test_a_restarted_file_s_record_has_the_new_file_s_validators(
     assert [r.status for r in asked] == [200, 200, 200]
 
 
-def test_a_resumed_file_with_gaps_that_changed_starts_over_from_byte_0(
-    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+@pytest.mark.parametrize("digest", [False, True])
+def test_a_resumed_file_with_gaps_that_changed_comes_in_the_answer_if_range_gave(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, digest: bool
 ) -> None:
-    """A file resumed with several gaps asks for them on spans queued for the old file: a
-    200 that one of them gets is dropped, and the new file is asked for from byte 0."""
+    """A file resumed with several gaps asks for the first (If-Range); the 200 it gets
+    instead is the new file's whole body, and the download: the other gaps, of the old
+    file, are never asked for, and nothing is asked again from byte 0 (two requests in
+    all: the first run's and this one)."""
     data = payload(300 * KiB, 44)
     new = payload(300 * KiB, 45)
     path = httpd.new_path("g.bin")
     httpd.add(path, data, last_modified=1_000_000)
-    url = httpd.url(path, reset=100_000, times=1)
+    query: dict[str, Any] = {"digest": 1} if digest else {}
+    url = httpd.url(path, reset=100_000, times=1, **query)
     first, _, out = fetch(url, tmp_path, retries=0)
     assert first.exit_code != 0
     with Journal(tmp_path / "state" / "journal.sqlite") as journal:
         [key] = journal.keys("")
         journal.save_spans(key, [(0, 40_000), (80_000, 90_000)])  # (bytes the part holds)
     httpd.add(path, new, last_modified=1_000_100)
-    httpd.clear_log()
     report, _, out = fetch(url, tmp_path)
     assert report.exit_code == 0, report.failures
     assert (out / "g.bin").read_bytes() == new
+    assert files(out) == ["g.bin"]
     asked = httpd.requests_to(path)
-    assert asked[0].range and asked[0].header("if-range")
-    assert asked[-1].range is None and asked[-1].header("if-range") is None
+    assert asked[1].range == "bytes=40000-79999" and asked[1].header("if-range")
+    assert [r.status for r in asked] == [200, 200]
+    assert report.results[0].verified == ("sha256" if digest else "size")
+
+
+@pytest.mark.parametrize("split", [2, 4])
+def test_a_split_file_that_changed_comes_in_a_200_if_range_gave(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, split: int
+) -> None:
+    """The file changes once its first answer left: the ranged requests of the split
+    (If-Range) get the whole new file with 200s. The first of them to come is the
+    download (the others, and the first answer, are dropped, their bytes never written
+    into the new file), split again; nothing is asked again from byte 0."""
+    data = payload(3 * MiB, 46)
+    path = httpd.new_path("c.bin")
+    httpd.add(path, data)
+    url = httpd.url(path, etag_change=1, times=1, reset=200_000)
+    report, _, out = fetch(url, tmp_path, split=split)
+    assert report.exit_code == 0, report.failures
+    assert (out / "c.bin").read_bytes() == httpd.variant(path, 1)
+    assert files(out) == ["c.bin"]
+    asked = httpd.requests_to(path)
     assert [r.range for r in asked].count(None) == 1
+    assert asked[0].range is None and asked[0].status == 200
+    assert all(r.header("if-range") for r in asked[1:])
 
 
 def test_corrupt_first_answer_caught_by_digest_header(

@@ -5,7 +5,8 @@ plain GET and runs in the file's own task; most files end with it. When its head
 file worth splitting (size known, Range support), a :class:`~.splitter.Splitter` starts in
 a task of its own and adds spans (see :mod:`.splitter` for how many and which bytes). Every
 range answer is checked (206 + Content-Range at the asked offset, same validators): bytes
-are never spliced at a wrong offset.
+are never spliced at a wrong offset. When the file changed, the whole new body that
+If-Range brings (a 200) is the download, whatever span asked: the others are dropped.
 
 One span's requests, retries and the sink that writes its bytes are in :mod:`.spanfetch`.
 """
@@ -70,6 +71,7 @@ class PlainDownload:
         self.said_refetch = False  # (a Warned that the bytes kept are fetched again)
         self.heads = 0  # answers accepted so far
         self.restarts = 0  # starts from byte 0 (a _Restart, or one in place: _start_over)
+        self.stale = 0  # spans of self.spans dropped when the file changed (_start_over)
         self.inline: Span | None = None  # the first span while it runs in the file's task
         self.splitter: Splitter | None = None  # made when worth splitting
         self.controller: asyncio.Task[None] | None = None  # runs the splitter
@@ -103,7 +105,7 @@ class PlainDownload:
                 else:
                     self.ranges_ok = False
                     self.job.done = self.covered()
-                self.spans = []
+                self.spans, self.stale = [], 0
 
     def covered(self) -> list[Interval]:
         done = self.job.done.copy()
@@ -156,7 +158,7 @@ class PlainDownload:
             for span in self.spans:  # (a task cancelled before it ran never closed its own)
                 if span.ticket is not None and not span.ticket.closed:
                     span.ticket.close()
-            self.spans = []
+            self.spans, self.stale = [], 0
 
     async def _run_first(self, first: Span) -> None:
         """Run the first span in the file's own task (most files end with it: no task,
@@ -253,7 +255,8 @@ class PlainDownload:
     def worth_splitting(self) -> bool:
         size = self.job.size
         # already split: steal smaller pieces, take over the tail
-        need = TAKE_OVER_MIN if len(self.spans) > 1 else 2 * self.settings.min_split_size
+        split = len(self.spans) - self.stale > 1
+        need = TAKE_OVER_MIN if split else 2 * self.settings.min_split_size
         if size is None or size < need or self.settings.split == 1 or not self.splittable():
             return False  # (the size first: a small file asks nothing more)
         return self.left() >= need  # (left() <= size: no sum for small files)
@@ -272,6 +275,8 @@ class PlainDownload:
 
     def on_head(self, head: Head, sink: SpanSink) -> None:
         """Check an answer before any of its bytes are written."""
+        if sink.span.dropped:  # (its bytes went to another span, or were of an old file)
+            raise StopTransfer
         job = self.job
         # validators are those of the item's own URL: mirrors have their own (by size)
         own = sink.req.url == job.item.download_url
@@ -340,30 +345,55 @@ class PlainDownload:
 
     def _whole_new_file(self, head: Head, sink: SpanSink, own: bool) -> bool:
         """The file changed, and this answer brings the whole new one (the 200 an If-Range
-        gives): it can be the download, in place of a request from byte 0. Only as the
-        file's one span (a resumed file's other gaps, or spans of a split, are queued or
-        running for the old file) and within the restarts a file gets."""
-        return (
-            head.status == 200 and own and not head.decoded
-            and self.spans == [sink.span] and self.splitter is None and self.controller is None
-            and self.restarts < MAX_RESTARTS
-        )
+        gives): it can be the download, in place of a request from byte 0, within the
+        restarts a file gets. The file's other spans (a resumed file's other gaps, or
+        spans of a split) are then dropped (_start_over): that needs the splitter, which
+        starts the spans and watches them, still running (or none, for a lone span)."""
+        if head.status != 200 or not own or head.decoded or self.restarts >= MAX_RESTARTS:
+            return False
+        if self.splitter is None:
+            return self.spans == [sink.span]
+        return self.controller is None or not self.controller.done()
 
     def _start_over(self, sink: SpanSink) -> None:
         """What run() does on a _Restart for a changed file (every byte forgotten: the
         journal's, the part file's, those kept and owed), done in place: ``sink``'s answer,
-        a whole body from byte 0, is then taken as the file's first (see _first_head)."""
+        a whole body from byte 0, is then taken as the file's first (see _first_head).
+        Every other span is dropped (its task cancelled, nothing more of its answer
+        written: SpanSink), queued gaps of the old file forgotten, and the splitter starts
+        again as for a new file."""
         self.restarts += 1
         log.debug("%s: the file changed on the server; its new bytes come in this answer",
                   self.job.item.filename)
+        span = sink.span
+        for other in self.spans:
+            if other is not span:
+                self._drop(other)
+        self.stale = len(self.spans) - 1
         self.job.restart()
         self.kept, self.owed = [], []
         self.head_seen = False
-        span = sink.span
         span.start = span.pos = span.saved = 0
         span.end = None  # (the new size, if known: _first_head)
         sink.skip = 0
         sink.hash = None  # (the new file's stream hash, if any: _first_head)
+        self.job.connections = 1
+        if self.splitter is not None:
+            self.splitter.renew()
+
+    def _drop(self, span: Span) -> None:
+        """Stop a span of a file that changed: its bytes count for nothing (covered()),
+        and any more of its answer is refused (on_head, SpanSink) until its task ends."""
+        cancelled, span.dropped = span.dropped, True  # (a span taken over is, already)
+        span.start = span.pos = span.saved = span.end = 0
+        task = span.task
+        if cancelled or task is None or task.done():
+            return
+        task.cancel()
+        if span is self.inline:  # (its task is the file's: stop only the span)
+            self.interrupt()
+        elif (ticket := span.ticket) is not None:  # (a task cancelled before it ran
+            task.add_done_callback(lambda _: ticket.close())  # never closes its own)
 
     def _kept_after(self, span: Span) -> bool:
         """Bytes an earlier run wrote lie past ``span``'s end (gaps of a resumed file)."""

@@ -79,6 +79,8 @@ class SpanSink:
         stop = False
         end = span.end
         if end is not None and span.pos + len(data) >= end:
+            if span.dropped:  # (its bytes went elsewhere, or are of a file that changed)
+                raise StopTransfer
             # Stop early only when the answer would go on past our end (a span cut
             # short by stealing); an answer that ends here keeps its connection.
             over = span.pos + len(data) > end
@@ -100,6 +102,8 @@ class SpanSink:
         file since). They count as fetched; those an earlier run had written count as
         written the first time they come again, as they are no longer resumed (see
         PlainDownload._sent_again). The rest is returned."""
+        if self.span.dropped:  # (see on_data)
+            raise StopTransfer
         n = min(len(data), self.skip)
         job = self.dl.job
         part = job.part

@@ -10,7 +10,9 @@ double again, else stay. Every window is timed from the new spans' first answers
 their connects. When a span finishes, the largest remaining span is split in two (work
 stealing), down to a quarter of the split size. In the tail, when nothing is left to
 split, a free connection takes over the whole remainder of a span that has been silent for
-a while (a paced or stalled connection) and that span's transfer is dropped.
+a while (a paced or stalled connection) and that span's transfer is dropped. When the
+file changes and one span's answer brings the whole new file, the others are dropped and
+all this starts again from that answer (:meth:`Splitter.renew`).
 """
 
 from __future__ import annotations
@@ -59,7 +61,9 @@ class Span:
     task: asyncio.Future[None] | None = None
     saved: int = field(init=False)  # pos at the last checkpoint
     seen: float = 0.0  # monotonic time of its request or its last bytes
-    dropped: bool = False  # its remainder was taken over; its task is being cancelled
+    # its remainder was taken over, or the file changed (PlainDownload._drop): its task
+    # is being cancelled, and nothing more of its answer is written
+    dropped: bool = False
 
     def __post_init__(self) -> None:
         self.saved = self.start
@@ -87,22 +91,45 @@ class Splitter:
         self.heads_wanted = dl.heads + 1
         self.heads_until = 0.0  # ... but no longer than this (monotonic time)
         self.wake_at: float | None = None  # tail: when a span may be quiet enough to take over
+        self.pending: list[Span] = []  # resume gaps not started yet (run's)
+        self.renewed = False  # the file changed and one span brings the new one (renew)
+
+    def renew(self) -> None:
+        """The file changed, and one span's answer brings the whole new file (the other
+        spans are dropped): the gaps of the old one still queued are forgotten, and the
+        new file is split as any new file is, from that answer (see run)."""
+        self.pending.clear()
+        self.renewed = True
+        self.head_event.set()
+
+    def begin(self) -> None:
+        """A fixed split starts at once, as does a large file's early step; else the
+        adaptive window measures one connection first."""
+        dl = self.dl
+        if self.settings.split is not None and dl.splittable():
+            self.target = max(1, self.settings.split)
+            self.fill(self.pending)
+        elif dl.splittable() and dl.left() >= EARLY_SPLIT * self.settings.min_split_size:
+            self.target = min(EARLY_STEP, self.ctx.limits.per_host)  # large: no 1-conn window
+            self.fill(self.pending)
 
     async def run(self, pending: list[Span]) -> None:
         dl = self.dl
+        self.pending = pending
         # An adaptive window runs while every started span has answered (heads >=
         # heads_wanted): it is timed from those answers, not from the connects.
         window_t = time.monotonic()
         window_b = dl.job.fetched
         last_rate: float | None = None
         last_conns = 1
-        if self.settings.split is not None and dl.splittable():
-            self.target = max(1, self.settings.split)  # a fixed split starts at once
-            self.fill(pending)
-        elif dl.splittable() and dl.left() >= EARLY_SPLIT * self.settings.min_split_size:
-            self.target = min(EARLY_STEP, self.ctx.limits.per_host)  # large: no 1-conn window
-            self.fill(pending)
+        self.begin()
         while True:
+            if self.renewed:  # a new file, from its first answer (its one span)
+                self.renewed, self.frozen, self.target = False, False, 1
+                self.heads_wanted = dl.heads
+                window_t, window_b = time.monotonic(), dl.job.fetched
+                last_rate, last_conns = None, 1
+                self.begin()
             active: list[asyncio.Future[Any]] = [
                 s.task for s in dl.spans if s.task is not None and not s.task.done()
             ]
@@ -131,13 +158,14 @@ class Splitter:
                 window_t, window_b = time.monotonic(), dl.job.fetched
             for t in done:
                 self.check_span(t)
+            if self.renewed:
+                continue  # (a new file: its window, not this one's; see above)
             if dl.head_seen and not pending and not dl.worth_splitting():
-                # small or unsplittable: just wait for the streams (the first error stops it)
+                # small or unsplittable: just wait for the streams (the first error stops
+                # it), unless the file changed meanwhile (the new one may be worth it)
                 rest = [t for t in active if t is not waiter and not t.done()]
-                if rest:
-                    ended, _ = await asyncio.wait(rest, return_when=asyncio.FIRST_EXCEPTION)
-                    for t in ended:
-                        self.check_span(t)
+                if await self.wait_out(rest):
+                    continue
                 break
             now = time.monotonic()
             if not dl.splittable():
@@ -171,6 +199,24 @@ class Splitter:
                 dl.start_span(span, wait=True)
             pending.clear()
             await self.run([])
+
+    async def wait_out(self, rest: list[asyncio.Future[Any]]) -> bool:
+        """Wait for the tasks of ``rest`` to end (raising the first error); True as soon
+        as the file is renewed (see renew)."""
+        while rest and not self.renewed:
+            self.head_event.clear()
+            waiter = asyncio.create_task(self.head_event.wait())
+            try:
+                done, _ = await asyncio.wait(
+                    [*rest, waiter], return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                waiter.cancel()
+            for t in done:
+                if t is not waiter:
+                    self.check_span(t)
+            rest = [t for t in rest if not t.done()]
+        return self.renewed
 
     def check_span(self, task: asyncio.Future[Any]) -> None:
         """Raise a finished span task's error; a dropped span's cancellation is none (its
