@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from tests.servers.httpd import HTTPServer
 from tests.servers.nginx import NginxServer
+from tests.servers.wire import LoggedRequest
 
 from omniget import download, stream
 from omniget.engine import Engine, Report, job
@@ -194,6 +195,47 @@ def test_broken_range_support_never_splices(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, fault: str
 ) -> None:
     fetch_whole(httpd, tmp_path, "s.bin", payload(3 * MiB, 5), {"split": 4}, **{fault: 1})
+
+
+Answer = tuple[int, list[tuple[str, str]], bytes]
+
+
+def ranges_from(data: bytes, whole: Callable[[], Answer]) -> Callable[[LoggedRequest], Answer]:
+    """A handler serving ``data`` that answers a request with Range as it should, and one
+    without it with ``whole()``."""
+
+    def answer(req: LoggedRequest) -> Answer:
+        rng = req.header("range")
+        if rng is None:
+            return whole()
+        first, _, last = rng.removeprefix("bytes=").partition("-")
+        a, b = int(first), int(last) + 1 if last else len(data)
+        return 206, [("Content-Range", f"bytes {a}-{b - 1}/{len(data)}")], data[a:b]
+
+    return answer
+
+
+@pytest.mark.parametrize("how", ["elsewhere", "multipart"])
+def test_a_206_to_a_request_without_range_is_never_spliced_at_byte_0(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, how: str
+) -> None:
+    """A plain GET answered with a 206 of bytes from 500 on, or with a multipart/byteranges
+    body (no Content-Range of its own): was written from byte 0 (the next requests with
+    Range filled the end), exit 0 with the wrong bytes. It is a wrong byte range."""
+    data = payload(100 * KiB, 16)
+    path = httpd.new_path("p.bin")
+    if how == "elsewhere":
+        wrong = (206, [("Content-Range", f"bytes 500-{len(data) - 1}/{len(data)}")], data[500:])
+    else:
+        body = (b"--B\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes "
+                + f"0-{len(data) - 1}/{len(data)}\r\n\r\n".encode() + data + b"\r\n--B--\r\n")
+        wrong = (206, [("Content-Type", "multipart/byteranges; boundary=B")], body)
+    httpd.handle(path, ranges_from(data, lambda: wrong))
+    report, _, out = fetch(httpd.url(path), tmp_path)
+    assert report.exit_code == 3
+    assert "the server answered a wrong byte range" in str(report.failures[0].error)
+    assert files(out) == []
+    assert [r.header("range") for r in httpd.requests_to(path)] == [None] * 4
 
 
 def cut_where_range_is_ignored(

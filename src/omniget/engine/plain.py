@@ -311,6 +311,9 @@ class PlainDownload:
                 raise _Restart("the server answered a wrong byte range", changed=False)
             self.ranges_known = True
         else:  # a full body, starting at byte 0
+            if head.status == 206 and (cr is None or cr[0] != 0):
+                # (a part nobody asked for, or a multipart body: not from byte 0)
+                raise _Restart("the server answered a wrong byte range", changed=False)
             if ranged:
                 running = sum(1 for s in self.spans if s.running)
                 # (a whole answer for each span, or each gap of a resumed file, would
