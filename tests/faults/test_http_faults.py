@@ -30,7 +30,7 @@ from omniget.engine import Engine, Report, job
 from omniget.engine.events import Event, Finished, Progress, Retrying, Started, Warned
 from omniget.engine.journal import Journal
 from omniget.engine.retry import FakeClock
-from omniget.errors import RemoteError
+from omniget.errors import RemoteError, TransientError
 from omniget.model import Digest, Item, Piece
 from omniget.settings import NetworkSettings, Settings
 
@@ -1073,6 +1073,37 @@ def test_a_stream_goes_on_from_a_mirror(
 
     assert written == len(data) and out.getvalue() == data
     assert any("trying a mirror" in e.message for e in events if isinstance(e, Warned))
+
+
+def test_a_stream_resumed_with_a_wrong_byte_range_splices_nothing(httpd: HTTPServer) -> None:
+    """-O -: the resumed request's 206 starts elsewhere than asked (badrange). Its bytes
+    went out as the rest of the stream (exit 0, the wrong bytes); now the next request
+    asks for the whole body, and the bytes already out are skipped."""
+    data = random.Random(10).randbytes(600 * KiB)
+    path = httpd.new_path("w.bin")
+    httpd.add(path, data)
+    out = io.BytesIO()
+    url = httpd.url(path, reset=200_000, badrange=1, times=2)
+    written = stream(Item(url, filename="w.bin"), out, settings=Settings(retries=3))
+    assert written == len(data) and out.getvalue() == data
+    asked = [(r.header("range"), r.status) for r in httpd.requests_to(path)]
+    assert asked == [(None, 200), ("bytes=200000-", 206), (None, 200)]
+
+
+def test_a_stream_answered_with_a_206_from_elsewhere_writes_nothing(
+    httpd: HTTPServer,
+) -> None:
+    """-O -: a request without Range answered with a 206 of bytes 500 on (its bytes went
+    out as the stream's start, then a resume asked for more: exit 0, the wrong bytes)."""
+    data = random.Random(11).randbytes(100 * KiB)
+    path = httpd.new_path("e.bin")
+    elsewhere = (206, [("Content-Range", f"bytes 500-{len(data) - 1}/{len(data)}")], data[500:])
+    httpd.handle(path, ranges_from(data, lambda: elsewhere))
+    out = io.BytesIO()
+    with pytest.raises(TransientError, match="the server answered a wrong byte range"):
+        stream(Item(httpd.url(path), filename="e.bin"), out, settings=Settings(retries=2))
+    assert out.getvalue() == b""
+    assert [r.header("range") for r in httpd.requests_to(path)] == [None] * 3
 
 
 def test_a_compressed_body_does_not_continue_bytes_kept_from_a_cut_run(

@@ -50,6 +50,7 @@ class _StreamSink:
         self.size_from = ""  # the URL that gave the size
         self.decoded = False  # the current answer is content-encoded
         self.framed = True  # the current answer's body ends by its own framing
+        self.ranges = True  # resume with Range (False once a 206 was not what was asked)
 
     def on_head(self, head: Head) -> None:
         self.decoded = head.decoded
@@ -68,8 +69,15 @@ class _StreamSink:
         size, total = self.size, head.total_size
         if size is not None and total is not None and total != size and self.url != self.size_from:
             raise not_a_copy(self.url, total, size)  # (a mirror: its own error)
-        if head.status == 200 and self.done:
-            self.skip = self.done
+        start = 0  # where the body starts in the file
+        if head.status == 206:
+            cr = head.content_range
+            asked = self.done if self.ranges else 0
+            if cr is None or cr[0] != asked:  # (another part, or a multipart body)
+                self.ranges = False  # the next request asks for the whole body
+                raise TransientError("the server answered a wrong byte range")
+            start = cr[0]
+        self.skip = self.done - start  # (a whole body to a resume: what went out comes again)
         if head.etag:
             self.etags[self.url] = head.etag
         if self.size is None and head.total_size is not None:
@@ -123,7 +131,7 @@ async def stream_item(
     switches = 0  # to another mirror at once, without a wait (bounded)
     refreshed_at = -1.0  # (monotonic)
     while True:
-        rng = ByteRange(sink.done) if sink.done else None
+        rng = ByteRange(sink.done) if sink.done and sink.ranges else None
         req = Request(
             url,
             headers=item.headers,
