@@ -238,6 +238,41 @@ def test_a_206_to_a_request_without_range_is_never_spliced_at_byte_0(
     assert [r.header("range") for r in httpd.requests_to(path)] == [None] * 4
 
 
+def overflowing_once(data: bytes) -> Callable[[LoggedRequest], Answer]:
+    """``data`` with ranges; the first ranged answer says 100 bytes in its Content-Range,
+    then sends zeros past them to the end of the file (its Content-Length)."""
+    ranged = 0
+
+    def answer(req: LoggedRequest) -> Answer:
+        nonlocal ranged
+        rng = req.header("range")
+        if rng is not None:
+            ranged += 1
+        if rng is None or ranged > 1:
+            return ranges_from(data, lambda: (200, [("Accept-Ranges", "bytes")], data))(req)
+        a = int(rng.removeprefix("bytes=").partition("-")[0])
+        body = data[a : a + 100] + bytes(len(data) - a - 100)
+        return 206, [("Content-Range", f"bytes {a}-{a + 99}/{len(data)}")], body
+
+    return answer
+
+
+def test_bytes_past_the_end_of_a_206_s_range_are_not_written(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """A resume's 206 says bytes a..a+99, its body goes on past them (its Content-Length):
+    those bytes were written as the rest of the file, exit 0 with the wrong bytes."""
+    data = payload(600 * KiB, 17)
+    path = httpd.new_path("o.bin")
+    httpd.handle(path, overflowing_once(data))
+    report, _, out = fetch(httpd.url(path, truncate=100 * KiB, times=1), tmp_path, split=1)
+    assert report.exit_code == 0, report.failures
+    assert (out / "o.bin").read_bytes() == data
+    asked = [r.header("range") for r in httpd.requests_to(path)]
+    assert asked == [None, f"bytes={100 * KiB}-{len(data) - 1}",
+                     f"bytes={100 * KiB + 100}-{len(data) - 1}"]
+
+
 def cut_where_range_is_ignored(
     httpd: HTTPServer, data: bytes, name: str, tmp_path: Path
 ) -> tuple[str, str, Report]:
@@ -1104,6 +1139,22 @@ def test_a_stream_answered_with_a_206_from_elsewhere_writes_nothing(
         stream(Item(httpd.url(path), filename="e.bin"), out, settings=Settings(retries=2))
     assert out.getvalue() == b""
     assert [r.header("range") for r in httpd.requests_to(path)] == [None] * 3
+
+
+def test_bytes_past_the_end_of_a_206_s_range_do_not_go_out_in_a_stream(
+    httpd: HTTPServer,
+) -> None:
+    """-O -: the same 206 (see test_bytes_past_the_end_of_a_206_s_range_are_not_written):
+    its bytes past its range went out as the rest of the stream."""
+    data = random.Random(12).randbytes(600 * KiB)
+    path = httpd.new_path("o.bin")
+    httpd.handle(path, overflowing_once(data))
+    out = io.BytesIO()
+    url = httpd.url(path, truncate=100 * KiB, times=1)
+    assert stream(Item(url, filename="o.bin"), out, settings=Settings(retries=2)) == len(data)
+    assert out.getvalue() == data
+    asked = [r.header("range") for r in httpd.requests_to(path)]
+    assert asked == [None, f"bytes={100 * KiB}-", f"bytes={100 * KiB + 100}-"]
 
 
 def test_a_compressed_body_does_not_continue_bytes_kept_from_a_cut_run(

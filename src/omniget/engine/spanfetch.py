@@ -59,6 +59,7 @@ class SpanSink:
         self.framed = True  # the answer's body ends by its own framing (see Head.framed)
         # Where this answer's body ends in file offsets (None: unknown until the head).
         self.body_end: int | None = req.range.end if req.range is not None else None
+        self.range_end: int | None = None  # where a 206's Content-Range ends
         self.hash = dl.job.stream_hash if span.start == 0 and not dl.job.done else None
         span.seen = now = time.monotonic()
         # when the request left (0: it may still wait for a connection slot)
@@ -68,6 +69,15 @@ class SpanSink:
         self.decoded = head.decoded
         self.framed = head.framed
         self.dl.on_head(head, self)
+        cr = head.content_range
+        if head.status == 206 and cr is not None and not head.decoded:
+            self.range_end = cr[1]
+
+    def _end(self) -> int | None:
+        """Where this answer's writes end: the span's end, or its 206's range's if
+        sooner (bytes a body sends past its Content-Range are not the file's)."""
+        end, mine = self.span.end, self.range_end
+        return mine if end is None or (mine is not None and mine < end) else end
 
     def on_data(self, data: bytes | memoryview) -> None:
         if self.skip:
@@ -77,7 +87,7 @@ class SpanSink:
         span = self.span
         job = self.dl.job
         stop = False
-        end = span.end
+        end = self._end()
         if end is not None and span.pos + len(data) >= end:
             if span.dropped:  # (its bytes went elsewhere, or are of a file that changed)
                 raise StopTransfer
@@ -126,7 +136,7 @@ class SpanSink:
         0 while it must see them (a hash, bytes to skip)."""
         if self.skip or self.hash is not None or self.dl.job.part is None:
             return 0
-        end = self.span.end
+        end = self._end()
         return ANY_LENGTH if end is None else end - self.span.pos
 
     def on_pipe(self, pipe: int, n: int) -> None:
@@ -135,7 +145,7 @@ class SpanSink:
         part = self.dl.job.part
         assert part is not None
         part.write_from_pipe(pipe, n, span.pos)
-        end = span.end
+        end = self._end()
         self._advance(n, end is not None and span.pos + n >= end and self.body_end != end)
 
     def _advance(self, n: int, stop: bool) -> None:

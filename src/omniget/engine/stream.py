@@ -25,7 +25,14 @@ from .job import PROGRESS_EVERY, REFRESH_MARGIN, FileJob
 from .mirrors import PERMANENT_ON_ONE_MIRROR, next_mirror, not_a_copy
 from .ratelimit import RateLimit
 from .retry import gave_up
-from .transports.base import Head, Request, check_status, skip_prefix, transport_for
+from .transports.base import (
+    Head,
+    Request,
+    StopTransfer,
+    check_status,
+    skip_prefix,
+    transport_for,
+)
 from .verify import UNVERIFIED, StreamHasher, check_media, digest_mismatch
 
 if TYPE_CHECKING:
@@ -51,6 +58,7 @@ class _StreamSink:
         self.decoded = False  # the current answer is content-encoded
         self.framed = True  # the current answer's body ends by its own framing
         self.ranges = True  # resume with Range (False once a 206 was not what was asked)
+        self.end: int | None = None  # where the current 206's Content-Range ends
 
     def on_head(self, head: Head) -> None:
         self.decoded = head.decoded
@@ -69,7 +77,7 @@ class _StreamSink:
         size, total = self.size, head.total_size
         if size is not None and total is not None and total != size and self.url != self.size_from:
             raise not_a_copy(self.url, total, size)  # (a mirror: its own error)
-        start = 0  # where the body starts in the file
+        start, self.end = 0, None  # where the body starts in the file
         if head.status == 206:
             cr = head.content_range
             asked = self.done if self.ranges else 0
@@ -77,6 +85,8 @@ class _StreamSink:
                 self.ranges = False  # the next request asks for the whole body
                 raise TransientError("the server answered a wrong byte range")
             start = cr[0]
+            if not self.decoded:  # (an encoded body's range is of the encoded bytes)
+                self.end = cr[1]
         self.skip = self.done - start  # (a whole body to a resume: what went out comes again)
         if head.etag:
             self.etags[self.url] = head.etag
@@ -91,6 +101,9 @@ class _StreamSink:
             data, self.skip = skip_prefix(data, self.skip)
             if not data:
                 return
+        end, over = self.end, False
+        if end is not None and self.done + len(data) > end:
+            data, over = data[: end - self.done], True  # (past its range: not the file's)
         try:
             self.write(data)
         except OSError as exc:  # (the transport re-raises it from fetch)
@@ -100,6 +113,8 @@ class _StreamSink:
             self.hash.update(data)
         if self.on_bytes is not None:
             self.on_bytes()
+        if over:
+            raise StopTransfer
 
 
 async def stream_item(
