@@ -273,6 +273,37 @@ def test_bytes_past_the_end_of_a_206_s_range_are_not_written(
                      f"bytes={100 * KiB + 100}-{len(data) - 1}"]
 
 
+def capped(data: bytes, cap: int) -> Callable[[LoggedRequest], Answer]:
+    """``data`` in 206 answers of ``cap`` bytes at most, whatever the range asked (or
+    none: from byte 0)."""
+
+    def answer(req: LoggedRequest) -> Answer:
+        first, _, last = (req.header("range") or "bytes=0-").removeprefix("bytes=").partition("-")
+        a = int(first)
+        b = min(int(last) + 1 if last else len(data), a + cap)
+        headers = [("Content-Range", f"bytes {a}-{b - 1}/{len(data)}"), ("Accept-Ranges", "bytes")]
+        return 206, headers, data[a:b]
+
+    return answer
+
+
+def test_a_server_that_sends_fewer_bytes_than_asked_is_asked_for_the_rest_at_once(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """Each answer is a whole 206 of 256 KiB at most, whatever the range asked (its
+    Content-Range and Content-Length say so). Each was taken for a cut connection: a
+    backoff before the next part, and with parts under the checkpoint size the file gave
+    up after its retries ("connection closed at byte 1572864"), exit 3."""
+    data = payload(3 * MiB, 18)
+    path = httpd.new_path("k.bin")
+    httpd.handle(path, capped(data, 256 * KiB))
+    report, events, out = fetch(httpd.url(path), tmp_path, split=1)
+    assert report.exit_code == 0, report.failures
+    assert (out / "k.bin").read_bytes() == data
+    assert not [e for e in events if isinstance(e, Retrying)]
+    assert len(httpd.requests_to(path)) == 12
+
+
 def cut_where_range_is_ignored(
     httpd: HTTPServer, data: bytes, name: str, tmp_path: Path
 ) -> tuple[str, str, Report]:
@@ -1155,6 +1186,23 @@ def test_bytes_past_the_end_of_a_206_s_range_do_not_go_out_in_a_stream(
     assert out.getvalue() == data
     asked = [r.header("range") for r in httpd.requests_to(path)]
     assert asked == [None, f"bytes={100 * KiB}-", f"bytes={100 * KiB + 100}-"]
+
+
+def test_a_stream_from_a_server_that_sends_fewer_bytes_than_asked_goes_on_at_once(
+    httpd: HTTPServer,
+) -> None:
+    """-O -: each answer a whole 206 of 256 KiB at most: each was a failed try, with a
+    backoff before the next part."""
+    data = random.Random(13).randbytes(3 * MiB)
+    path = httpd.new_path("k.bin")
+    httpd.handle(path, capped(data, 256 * KiB))
+    out = io.BytesIO()
+    events: list[Event] = []
+    item = Item(httpd.url(path), filename="k.bin")
+    assert stream(item, out, settings=Settings(retries=2), on_event=events.append) == len(data)
+    assert out.getvalue() == data
+    assert not [e for e in events if isinstance(e, Retrying)]
+    assert len(httpd.requests_to(path)) == 12
 
 
 def test_a_compressed_body_does_not_continue_bytes_kept_from_a_cut_run(

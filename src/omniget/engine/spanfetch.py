@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 __all__ = ["SpanSink", "run_span", "size_mismatch"]
 
 ANY_LENGTH = 1 << 62  # pipe_room of a span that runs to the end of the body
+#: A whole 206 of at least this many bytes, fewer than asked, is a part (the next one is
+#: asked for at once); a smaller one counts as a failed try (a server that would send a
+#: file a few bytes at a time)
+PART_MIN = 64 << 10
 
 
 def size_mismatch(job: FileJob, what: str) -> IntegrityError:
@@ -192,6 +196,8 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
                 assert span.ticket is not None
                 transport = transport_for(dl.ctx.transports, url)
                 await fetch_when_granted(transport, req, sink, span.ticket)
+                if _a_part(span, sink, before):
+                    continue
                 _check_complete(dl, span, sink)
                 return
             except OmnigetError as exc:
@@ -266,6 +272,16 @@ def _request(dl: PlainDownload, span: Span, url: str) -> Request:
         if_range=if_range,
         secret_headers=item.secret_headers,
         rate=dl.ctx.rate,
+    )
+
+
+def _a_part(span: Span, sink: SpanSink, before: int) -> bool:
+    """The answer was a whole 206 of fewer bytes than asked (a server that caps what it
+    sends at once), of :data:`PART_MIN` at least: not a failure, the rest comes next."""
+    end = sink.range_end
+    return (
+        end is not None and span.pos == end and span.end is not None and end < span.end
+        and span.pos - before >= PART_MIN
     )
 
 
