@@ -16,7 +16,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ from omniget.settings import NetworkSettings, Settings
 
 KiB = 1024
 MiB = 1024 * KiB
+#: What a handler of the server gives: status, headers, body.
+Answer = tuple[int, list[tuple[str, str]], bytes]
 
 
 def fetch(
@@ -167,6 +169,30 @@ def test_a_416_showing_a_shorter_file_starts_over(
     assert asked == [(None, 200), (f"bytes={44 * KiB}-", 416), (None, 200)]
 
 
+@pytest.mark.parametrize("now", ["shorter", "empty", "no-content"])
+def test_a_whole_answer_shorter_than_the_bytes_kept_starts_over(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, now: str
+) -> None:
+    """A body of unknown length cut short; the resume is answered with a whole body
+    (200) that ends before the bytes we have, or with none (200 with Content-Length 0,
+    204): the file is shorter now. It was finished as the bytes kept (exit 0; the short
+    body's bytes written over their start: neither file)."""
+    old, new = payload(45 * KiB, 10), payload(1000, 12)
+    answer: dict[str, Answer] = {
+        "shorter": (200, [], new), "empty": (200, [], b""), "no-content": (204, [], b"")
+    }
+    status, _, body = answer[now]
+    path = httpd.new_path("s.bin")
+    answers: Iterator[Answer] = iter([(200, [], old)])
+    httpd.handle(path, lambda req: next(answers, answer[now]))
+    report, _, out = fetch(httpd.url(path, chunked=1, chunked_truncate=44 * KiB, times=1),
+                           tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (out / "s.bin").read_bytes() == body
+    asked = [(r.header("range"), r.status) for r in httpd.requests_to(path)]
+    assert asked == [(None, 200), (f"bytes={44 * KiB}-", status), (None, status)]
+
+
 def test_a_corrupt_encoded_answer_leaves_none_of_its_bytes(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
 ) -> None:
@@ -195,9 +221,6 @@ def test_broken_range_support_never_splices(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, fault: str
 ) -> None:
     fetch_whole(httpd, tmp_path, "s.bin", payload(3 * MiB, 5), {"split": 4}, **{fault: 1})
-
-
-Answer = tuple[int, list[tuple[str, str]], bytes]
 
 
 def ranges_from(data: bytes, whole: Callable[[], Answer]) -> Callable[[LoggedRequest], Answer]:

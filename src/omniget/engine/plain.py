@@ -398,6 +398,11 @@ class PlainDownload:
         elif (ticket := span.ticket) is not None:  # (a task cancelled before it ran
             task.add_done_callback(lambda _: ticket.close())  # never closes its own)
 
+    def shrank(self) -> None:
+        """A whole answer ended, by its own framing, before the bytes we have."""
+        raise _Restart("the file changed on the server (shorter than the bytes here)",
+                       changed=True)
+
     def _kept_after(self, span: Span) -> bool:
         """Bytes an earlier run wrote lie past ``span``'s end (gaps of a resumed file)."""
         end = span.end

@@ -286,6 +286,11 @@ def _a_part(span: Span, sink: SpanSink, before: int) -> bool:
 
 
 def _check_complete(dl: PlainDownload, span: Span, sink: SpanSink) -> None:
+    if sink.skip:  # a whole body that ended before the span's position
+        if sink.framed:
+            dl.shrank()  # (by its own framing: the file is shorter now)
+        raise TransientError(f"connection closed at byte {span.pos - sink.skip} of the"
+                             f" {span.pos} here already ({dl.job.item.filename})")
     size = dl.job.size
     if span.end is not None:
         if span.pos < span.end and sink.framed and sink.body_end is None and span.end == size:
