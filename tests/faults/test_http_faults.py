@@ -1228,6 +1228,21 @@ def test_a_stream_from_a_server_that_sends_fewer_bytes_than_asked_goes_on_at_onc
     assert len(httpd.requests_to(path)) == 12
 
 
+def test_a_stream_whose_resume_is_answered_with_a_shorter_file_fails(httpd: HTTPServer) -> None:
+    """-O -: the body of unknown length was cut; the resume's answer is a whole body
+    shorter than the bytes already out (the file changed). The stream ended there, as
+    if whole (exit 0)."""
+    old, new = random.Random(14).randbytes(45 * KiB), random.Random(15).randbytes(1000)
+    path = httpd.new_path("s.bin")
+    answers: Iterator[Answer] = iter([(200, [], old)])
+    httpd.handle(path, lambda req: next(answers, (200, [], new)))
+    out = io.BytesIO()
+    url = httpd.url(path, chunked=1, chunked_truncate=44 * KiB, times=1)
+    with pytest.raises(TransientError, match="the file changed on the server while streaming"):
+        stream(Item(url, filename="s.bin"), out, settings=Settings(retries=1))
+    assert out.getvalue() == old[: 44 * KiB]
+
+
 def test_a_compressed_body_does_not_continue_bytes_kept_from_a_cut_run(
     httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -160,6 +160,11 @@ async def stream_item(
         sink.url = url
         try:
             await transport_for(transports, url).fetch(req, sink)
+            if sink.skip:  # a whole body that ended before the bytes already out
+                if sink.framed:
+                    raise TransientError("the file changed on the server while streaming")
+                raise TransientError(f"connection closed at byte {sink.done - sink.skip} of"
+                                     f" the {sink.done} written already")
             if sink.size is not None and sink.done < sink.size:
                 if sink.done == sink.end and sink.done - before >= PART_MIN:
                     continue  # a whole 206 of fewer bytes than asked: the rest at once
