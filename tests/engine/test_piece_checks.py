@@ -106,3 +106,22 @@ def test_appended_pieces_of_a_file_kept_after_its_digest_failed_are_fetched_agai
     assert report.exit_code == 0, report.failures
     assert (out / "s.bin").read_bytes() == b"a" * 1000 + b"b" * 700
     assert len(httpd.requests_to(a_path)) == 2 and len(httpd.requests_to(b_path)) == 3
+
+
+@pytest.mark.parametrize("asked", ["whole", "from-0"])
+def test_a_206_from_elsewhere_for_a_whole_piece_is_a_wrong_range(
+    httpd: HTTPServer, tmp_path: Path, asked: str
+) -> None:
+    """A piece asked whole (no range, or one from byte 0 to the end) answered with a 206
+    of bytes 500 on: its bytes were the piece's (exit 0: nothing checks a piece without a
+    digest or size)."""
+    data = bytes(range(256)) * 40
+    path = httpd.new_path("w.bin")
+    elsewhere = [("Content-Range", f"bytes 500-{len(data) - 1}/{len(data)}")]
+    url = httpd.handle(path, lambda req: (206, elsewhere, data[500:]))
+    piece = Piece(url) if asked == "whole" else Piece(url, range=ByteRange(0))
+    report, _, out = fetch([Item(url, path="out.bin", pieces=(piece,))], tmp_path, retries=1)
+    [result] = report.results
+    assert result.status == "failed", files(out)
+    assert "wrong byte range" in str(result.error)
+    assert "out.bin" not in files(out)

@@ -53,14 +53,13 @@ class PieceSink:
         check_status(head, head.url)
         check_media(self.job.item, head)
         rng = self.piece.range
-        if rng is None or (rng.start == 0 and rng.end is None):
-            return
-        if head.status == 206:
+        start = 0 if rng is None else rng.start
+        if head.status == 206:  # (to a request without Range too: it must start at 0)
             cr = head.content_range
-            if cr is None or cr[0] != rng.start:
+            if cr is None or cr[0] != start:
                 raise TransientError(f"wrong byte range answered by {head.url}")
             return
-        self.skip = rng.start  # Range ignored: the body starts at byte 0
+        self.skip = start  # Range ignored: the body starts at byte 0
 
     def on_data(self, data: bytes) -> None:
         if self.skip:
