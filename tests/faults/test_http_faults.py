@@ -1243,6 +1243,22 @@ def test_a_stream_whose_resume_is_answered_with_a_shorter_file_fails(httpd: HTTP
     assert out.getvalue() == old[: 44 * KiB]
 
 
+def test_a_stream_cut_after_a_few_bytes_each_time_gives_up_after_its_retries(
+    httpd: HTTPServer,
+) -> None:
+    """-O -: every answer is cut after 1000 bytes. Any byte more reset the count of
+    tries, so the stream went on for as long as its backoff budget (retry_max_time),
+    hundreds of requests by default; a download into a file gives up after its retries
+    (a try counts as a success from a checkpoint's worth of bytes)."""
+    path = httpd.new_path("c.bin")
+    httpd.add(path, random.Random(16).randbytes(600 * KiB))
+    out = io.BytesIO()
+    settings = Settings(retries=2, retry_max_time=8.0)
+    with pytest.raises(TransientError, match=r"\(gave up after 2 retries\)"):
+        stream(Item(httpd.url(path, reset=1000), filename="c.bin"), out, settings=settings)
+    assert len(httpd.requests_to(path)) == 3
+
+
 def test_a_compressed_body_does_not_continue_bytes_kept_from_a_cut_run(
     httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

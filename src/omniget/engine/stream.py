@@ -195,8 +195,8 @@ async def stream_item(
                 emit(Warned(item, None, f"{exc}; trying a mirror"))
                 url = other
                 continue
-            if sink.done > before:
-                attempts = 0
+            if sink.done - before >= engine.settings.checkpoint_bytes:
+                attempts = 0  # (as a download's span: a few bytes more are no success)
             attempts += 1
             delay = engine.policy.next_delay(attempts, exc, waited, engine.rng)
             if delay is None:
