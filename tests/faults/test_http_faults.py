@@ -1259,6 +1259,26 @@ def test_a_stream_cut_after_a_few_bytes_each_time_gives_up_after_its_retries(
     assert len(httpd.requests_to(path)) == 3
 
 
+def test_a_stream_whose_last_chunk_is_lost_ends_on_the_416(httpd: HTTPServer) -> None:
+    """-O -: every byte went out, but the connection closed before the terminating chunk;
+    the resume from the end gets 416 with ``bytes */SIZE``, which says the stream is
+    whole (a download into a file takes it so). The stream failed: "HTTP 416"."""
+    data = random.Random(17).randbytes(40 * KiB)
+    path = httpd.new_path("c.bin")
+    httpd.add(path, data)
+    out = io.BytesIO()
+    events: list[Event] = []
+    url = httpd.url(path, chunked=1, chunked_truncate=len(data), times=1)
+    written = stream(Item(url, filename="c.bin"), out, settings=Settings(retries=2),
+                     on_event=events.append)
+    assert written == len(data) and out.getvalue() == data
+    assert [(e.size, e.verified) for e in events if isinstance(e, Finished)] == [
+        (len(data), "size")
+    ]
+    asked = [(r.header("range"), r.status) for r in httpd.requests_to(path)]
+    assert asked == [(None, 200), (f"bytes={len(data)}-", 416)]
+
+
 def test_a_compressed_body_does_not_continue_bytes_kept_from_a_cut_run(
     httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

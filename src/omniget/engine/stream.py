@@ -14,6 +14,7 @@ Finished at the end, Retrying and Warned."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -64,6 +65,8 @@ class _StreamSink:
     def on_head(self, head: Head) -> None:
         self.decoded = head.decoded
         self.framed = head.framed
+        if head.status == 416 and self.done and self.ranges:
+            self._unsatisfiable(head)
         check_status(head, head.url)
         check_media(self.item, head)
         said = self.item.size_bytes
@@ -96,6 +99,21 @@ class _StreamSink:
         if self.on_start is not None:
             self.on_start()
             self.on_start = None
+
+    def _unsatisfiable(self, head: Head) -> None:
+        """A 416 to the resume. With the size it gives (``Content-Range: bytes */N``)
+        where the stream stands, every byte is out already (a body of unknown length
+        whose end was lost with its connection): it is whole. A smaller one: the file
+        changed."""
+        m = re.match(r"\s*bytes\s+\*/(\d+)\s*$", head.headers.get("content-range", ""), re.I)
+        if m is None or self.size not in (None, self.done):
+            return
+        size = int(m.group(1))
+        if size < self.done:
+            raise TransientError("the file changed on the server while streaming")
+        if size == self.done:
+            self.size, self.size_from = size, self.url
+            raise StopTransfer
 
     def on_data(self, data: bytes) -> None:
         if self.skip:
