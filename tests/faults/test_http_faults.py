@@ -1279,6 +1279,27 @@ def test_a_stream_whose_last_chunk_is_lost_ends_on_the_416(httpd: HTTPServer) ->
     assert asked == [(None, 200), (f"bytes={len(data)}-", 416)]
 
 
+def test_a_stream_resumed_after_a_last_modified_change_splices_nothing(
+    httpd: HTTPServer,
+) -> None:
+    """-O -: no ETag, and the file changed (its Last-Modified with it) after the first
+    answer was cut. The resume sent no If-Range and took the new file's 206 as the rest
+    of the old one (exit 0, a file that never was); a download into a file sends
+    Last-Modified as its If-Range."""
+    data = random.Random(18).randbytes(600 * KiB)
+    path = httpd.new_path("m.bin")
+    httpd.add(path, data)
+    out = io.BytesIO()
+    url = httpd.url(path, noetag=1, etag_change=1, reset=200_000, times=1)
+    with pytest.raises(TransientError, match="the file changed on the server while streaming"):
+        stream(Item(url, filename="m.bin"), out, settings=Settings(retries=1))
+    assert out.getvalue() == data[:200_000]
+    res = httpd.lookup(path)
+    assert res is not None
+    _, *resumed = httpd.requests_to(path)
+    assert resumed and all(r.header("if-range") == res.last_modified for r in resumed)
+
+
 def test_a_compressed_body_does_not_continue_bytes_kept_from_a_cut_run(
     httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -25,6 +25,7 @@ from .events import EventHandler, Finished, Progress, Retrying, Started, Warned
 from .job import PROGRESS_EVERY, REFRESH_MARGIN, FileJob
 from .mirrors import PERMANENT_ON_ONE_MIRROR, next_mirror, not_a_copy
 from .ratelimit import RateLimit
+from .resume import strong
 from .retry import gave_up
 from .spanfetch import PART_MIN
 from .transports.base import (
@@ -54,7 +55,8 @@ class _StreamSink:
         self.done = done
         self.skip = 0
         self.url = ""  # the URL asked now (the item's, or a mirror)
-        self.etags: dict[str, str] = {}  # each URL's own (mirrors have their own)
+        # each URL's validators, ETag and Last-Modified (mirrors have their own)
+        self.validators: dict[str, tuple[str | None, str | None]] = {}
         self.size: int | None = None
         self.size_from = ""  # the URL that gave the size
         self.decoded = False  # the current answer is content-encoded
@@ -75,8 +77,11 @@ class _StreamSink:
                                  f"bytes on the server, the item says {said}")
             err.max_retries = 1  # (as a download's: another server of a CDN may answer)
             raise err
-        etag = self.etags.get(self.url)
-        if self.done and etag and head.etag and head.etag != etag:
+        etag, modified = self.validators.get(self.url, (None, None))
+        if self.done and (
+            head.etag != etag if etag and head.etag
+            else bool(modified and head.last_modified and head.last_modified != modified)
+        ):
             raise TransientError("the file changed on the server while streaming")
         size, total = self.size, head.total_size
         if size is not None and total is not None and total != size and self.url != self.size_from:
@@ -92,13 +97,18 @@ class _StreamSink:
             if not self.decoded:  # (an encoded body's range is of the encoded bytes)
                 self.end = cr[1]
         self.skip = self.done - start  # (a whole body to a resume: what went out comes again)
-        if head.etag:
-            self.etags[self.url] = head.etag
+        if head.etag or head.last_modified:
+            self.validators[self.url] = (head.etag, head.last_modified)
         if self.size is None and head.total_size is not None:
             self.size, self.size_from = head.total_size, self.url
         if self.on_start is not None:
             self.on_start()
             self.on_start = None
+
+    def if_range(self, url: str) -> str | None:
+        """What to send as ``url``'s If-Range: a strong ETag, else Last-Modified."""
+        etag, modified = self.validators.get(url, (None, None))
+        return etag if strong(etag) else modified
 
     def _unsatisfiable(self, head: Head) -> None:
         """A 416 to the resume. With the size it gives (``Content-Range: bytes */N``)
@@ -170,7 +180,7 @@ async def stream_item(
             url,
             headers=item.headers,
             range=rng,
-            if_range=sink.etags.get(url) if rng else None,
+            if_range=sink.if_range(url) if rng else None,
             secret_headers=item.secret_headers,
             rate=rate,
         )
