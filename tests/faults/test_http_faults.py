@@ -1300,6 +1300,21 @@ def test_a_stream_resumed_after_a_last_modified_change_splices_nothing(
     assert resumed and all(r.header("if-range") == res.last_modified for r in resumed)
 
 
+def test_a_stream_resumed_from_a_file_of_another_size_splices_nothing(
+    httpd: HTTPServer,
+) -> None:
+    """-O -: no validators; the resume's 206 says the file has another size now. It was
+    taken as the rest of the old file (only a mirror's size was checked)."""
+    old, new = random.Random(19).randbytes(600 * KiB), random.Random(20).randbytes(700 * KiB)
+    path = httpd.new_path("z.bin")
+    httpd.handle(path, ranges_from(new, lambda: (200, [], old)))
+    out = io.BytesIO()
+    url = httpd.url(path, truncate=200_000, times=1)
+    with pytest.raises(TransientError, match="the file changed on the server while streaming"):
+        stream(Item(url, filename="z.bin"), out, settings=Settings(retries=1))
+    assert out.getvalue() == old[:200_000]
+
+
 def test_a_compressed_body_does_not_continue_bytes_kept_from_a_cut_run(
     httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -77,11 +77,7 @@ class _StreamSink:
                                  f"bytes on the server, the item says {said}")
             err.max_retries = 1  # (as a download's: another server of a CDN may answer)
             raise err
-        etag, modified = self.validators.get(self.url, (None, None))
-        if self.done and (
-            head.etag != etag if etag and head.etag
-            else bool(modified and head.last_modified and head.last_modified != modified)
-        ):
+        if self.done and self._changed(head):
             raise TransientError("the file changed on the server while streaming")
         size, total = self.size, head.total_size
         if size is not None and total is not None and total != size and self.url != self.size_from:
@@ -104,6 +100,16 @@ class _StreamSink:
         if self.on_start is not None:
             self.on_start()
             self.on_start = None
+
+    def _changed(self, head: Head) -> bool:
+        """The file at this URL changed since the bytes out came from it: another size,
+        or other validators."""
+        if self.url == self.size_from and head.total_size not in (None, self.size):
+            return True
+        etag, modified = self.validators.get(self.url, (None, None))
+        if etag and head.etag:
+            return head.etag != etag
+        return bool(modified and head.last_modified and head.last_modified != modified)
 
     def if_range(self, url: str) -> str | None:
         """What to send as ``url``'s If-Range: a strong ETag, else Last-Modified."""
