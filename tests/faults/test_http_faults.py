@@ -1315,6 +1315,34 @@ def test_a_stream_resumed_from_a_file_of_another_size_splices_nothing(
     assert out.getvalue() == old[:200_000]
 
 
+def test_a_stream_whose_resume_comes_as_a_range_of_gzip_bytes_asks_for_the_whole_body(
+    httpd: HTTPServer,
+) -> None:
+    """-O -: the resume's 206 is a range of the gzip of the file (Content-Encoding: gzip,
+    its Content-Range of the compressed bytes), which cannot be decoded from its middle.
+    The stream asked for it again until its retries ran out; a download into a file asks
+    for the whole body instead, and so does it now."""
+    data = random.Random(21).randbytes(300 * KiB) + bytes(range(256)) * 1200
+    packed = gzip.compress(data, 1, mtime=0)
+    path = httpd.new_path("g.bin")
+
+    def answer(req: LoggedRequest) -> Answer:
+        rng = req.header("range")
+        if rng is None:
+            return 200, [("Accept-Ranges", "bytes")], data
+        a = int(rng.removeprefix("bytes=").partition("-")[0])
+        cr = ("Content-Range", f"bytes {a}-{len(packed) - 1}/{len(packed)}")
+        return 206, [("Content-Encoding", "gzip"), cr], packed[a:]
+
+    httpd.handle(path, answer)
+    out = io.BytesIO()
+    url = httpd.url(path, truncate=100 * KiB, times=1)
+    assert stream(Item(url, filename="g.bin"), out, settings=Settings(retries=2)) == len(data)
+    assert out.getvalue() == data
+    asked = [r.header("range") for r in httpd.requests_to(path)]
+    assert asked == [None, f"bytes={100 * KiB}-", None]
+
+
 def test_a_compressed_body_does_not_continue_bytes_kept_from_a_cut_run(
     httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

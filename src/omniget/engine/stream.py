@@ -210,6 +210,8 @@ async def stream_item(
                     f"{exc}; {sink.done - before} bytes decoded from it were already "
                     "written out, and cannot be taken back"
                 ) from None
+            if sink.decoded and rng is not None:  # (a range of encoded bytes, maybe: they
+                sink.ranges = False  # do not decode from their middle) the whole body next
             now = time.monotonic()
             if FileJob.refreshable(exc) and now - refreshed_at >= 1.0:  # (as a file's job)
                 refreshed_at = now
