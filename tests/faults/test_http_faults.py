@@ -1315,16 +1315,11 @@ def test_a_stream_resumed_from_a_file_of_another_size_splices_nothing(
     assert out.getvalue() == old[:200_000]
 
 
-def test_a_stream_whose_resume_comes_as_a_range_of_gzip_bytes_asks_for_the_whole_body(
-    httpd: HTTPServer,
-) -> None:
-    """-O -: the resume's 206 is a range of the gzip of the file (Content-Encoding: gzip,
-    its Content-Range of the compressed bytes), which cannot be decoded from its middle.
-    The stream asked for it again until its retries ran out; a download into a file asks
-    for the whole body instead, and so does it now."""
-    data = random.Random(21).randbytes(300 * KiB) + bytes(range(256)) * 1200
+def ranges_of_gzip(data: bytes) -> Callable[[LoggedRequest], Answer]:
+    """``data`` whole to a request without Range; to one with Range, a 206 of the gzip
+    of it from there (Content-Encoding: gzip, a Content-Range of the compressed bytes),
+    which cannot be decoded from its middle."""
     packed = gzip.compress(data, 1, mtime=0)
-    path = httpd.new_path("g.bin")
 
     def answer(req: LoggedRequest) -> Answer:
         rng = req.header("range")
@@ -1334,7 +1329,31 @@ def test_a_stream_whose_resume_comes_as_a_range_of_gzip_bytes_asks_for_the_whole
         cr = ("Content-Range", f"bytes {a}-{len(packed) - 1}/{len(packed)}")
         return 206, [("Content-Encoding", "gzip"), cr], packed[a:]
 
-    httpd.handle(path, answer)
+    return answer
+
+
+def test_a_resume_that_comes_as_a_range_of_gzip_bytes_asks_for_the_whole_body(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    data = random.Random(22).randbytes(300 * KiB) + bytes(range(256)) * 1200
+    path = httpd.new_path("g.bin")
+    httpd.handle(path, ranges_of_gzip(data))
+    report, _, out = fetch(httpd.url(path, truncate=100 * KiB, times=1), tmp_path, split=1)
+    assert report.exit_code == 0, report.failures
+    assert (out / "g.bin").read_bytes() == data
+    asked = [r.header("range") for r in httpd.requests_to(path)]
+    assert asked == [None, f"bytes={100 * KiB}-{len(data) - 1}", None]
+
+
+def test_a_stream_whose_resume_comes_as_a_range_of_gzip_bytes_asks_for_the_whole_body(
+    httpd: HTTPServer,
+) -> None:
+    """-O -: the resume's 206 is a range of gzip bytes (see ranges_of_gzip). The stream
+    asked for it again until its retries ran out; a download into a file asks for the
+    whole body instead, and so does it now."""
+    data = random.Random(21).randbytes(300 * KiB) + bytes(range(256)) * 1200
+    path = httpd.new_path("g.bin")
+    httpd.handle(path, ranges_of_gzip(data))
     out = io.BytesIO()
     url = httpd.url(path, truncate=100 * KiB, times=1)
     assert stream(Item(url, filename="g.bin"), out, settings=Settings(retries=2)) == len(data)
