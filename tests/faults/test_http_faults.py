@@ -1393,6 +1393,27 @@ def test_a_compressed_body_does_not_continue_bytes_kept_from_a_cut_run(
     assert (tmp_path / "out" / "z.bin").read_bytes() == data
 
 
+@pytest.mark.parametrize("shape", ["one-line-of-120k", "400-lines-of-1k"])
+def test_a_head_too_large_is_said_so_and_not_retried(
+    httpd: HTTPServer, tmp_path: Path, shape: str
+) -> None:
+    """A head past libcurl's bounds (a header line over 100 KiB, heads over 300 KiB) was
+    "transfer failed, curl error 100", or "connection failed", and retried: the same
+    server sends the same head again."""
+    if shape == "one-line-of-120k":
+        extra = [("X-Big", "a" * 120_000)]
+    else:
+        extra = [(f"X-H{i}", "b" * 1000) for i in range(400)]
+    path = httpd.new_path("h.bin")
+    url = httpd.handle(path, lambda req: (200, extra, b"data"))
+    report, _, out = fetch(url, tmp_path, retries=2)
+    assert report.exit_code == 3
+    said = str(report.failures[0].error)
+    assert said.startswith(f"the answer's head is too large ({url})"), said
+    assert len(httpd.requests_to(path)) == 1
+    assert files(out) == []
+
+
 def test_404_is_exit_6_and_leaves_nothing(httpd: HTTPServer, tmp_path: Path) -> None:
     report, _, out = fetch(httpd.url("/nothing/here.bin"), tmp_path)
     assert report.exit_code == 6

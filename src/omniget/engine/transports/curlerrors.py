@@ -40,6 +40,11 @@ _CONNECTION = frozenset(
     }
 )
 
+#: CURLE_TOO_LARGE (libcurl 8.6): a head past libcurl's bounds (a header line over
+#: 100 KiB, say); the same server sends it again (heads over 300 KiB in all come as
+#: E_RECV_ERROR "Too large response headers")
+_TOO_LARGE = 100
+
 
 def _one_line(text: str, limit: int = 300) -> str:
     """libcurl's message on one line, without a password it quotes (a proxy URL's)."""
@@ -144,6 +149,8 @@ def curl_error(
         err = TransientError(f"TLS handshake failed ({where}){suffix}")
         err.max_retries = CONNECT_RETRIES  # (a reset mid-handshake may pass on a retry)
         return err
+    if code == _TOO_LARGE or (code == pycurl.E_RECV_ERROR and "too large" in detail.lower()):
+        return RemoteError(f"the answer's head is too large ({where}){suffix}")
     if code in _CONNECTION:
         return TransientError(f"connection failed ({where}){suffix}")
     if code == pycurl.E_BAD_CONTENT_ENCODING and "unrecognized" in detail.lower():
