@@ -24,6 +24,7 @@ import pytest
 from tests.servers.httpd import HTTPServer
 from tests.servers.nginx import NginxServer
 from tests.servers.wire import LoggedRequest
+from tests.transports._server import Req, Server
 
 from omniget import download, stream
 from omniget.engine import Engine, Report, job
@@ -1391,6 +1392,31 @@ def test_a_compressed_body_does_not_continue_bytes_kept_from_a_cut_run(
     second = download([url], tmp_path / "out", settings=settings)
     assert second.exit_code == 0, second.failures
     assert (tmp_path / "out" / "z.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize("length", [4, 100_000])
+def test_a_chunked_body_with_a_content_length_too_is_read_as_chunked(
+    tmp_path: Path, length: int
+) -> None:
+    """Transfer-Encoding: chunked and a Content-Length both (RFC 9112 6.3: the chunked
+    framing wins, as libcurl reads it). The Content-Length was taken for the file's size:
+    "connection closed at byte 40960 of 100000", or "more than the 4 bytes expected",
+    retried, then failed."""
+    data = random.Random(23).randbytes(40 * KiB)
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (data[:KiB], data[KiB:]))
+
+    def answer(req: Req, sock: socket.socket) -> bool:
+        head = f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nTransfer-Encoding: chunked"
+        sock.sendall(head.encode() + b"\r\n\r\n" + chunks + b"0\r\n\r\n")
+        return False
+
+    with Server() as srv:
+        srv.route("/c.bin", answer)
+        report, _, out = fetch(srv.url("/c.bin"), tmp_path, retries=1)
+        asked = len(srv.requests)
+    assert report.exit_code == 0, report.failures
+    assert (out / "c.bin").read_bytes() == data
+    assert asked == 1
 
 
 @pytest.mark.parametrize("shape", ["one-line-of-120k", "400-lines-of-1k"])

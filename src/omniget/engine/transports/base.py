@@ -173,7 +173,8 @@ class Head:
     def __post_init__(self) -> None:
         last = self.headers._last  # (lower-case names: no Headers.get call per name)
         field = last.get("content-length")
-        v = None if field is None else field[1]
+        v = None if field is None or "transfer-encoding" in last else field[1]
+        # (with a Transfer-Encoding, the body's framing is its own: RFC 9112 6.3)
         self.content_length = int(v) if v is not None and v.strip().isdigit() else None
         field = last.get("content-range")
         m = re.match(_CONTENT_RANGE, field[1], re.I) if field is not None and field[1] else None
