@@ -70,7 +70,7 @@ async def aextract(
     """Yield the items behind ``url``, lazily: nothing runs before the first item is
     asked for, so a URL no source takes (UnsupportedURL) or an option it does not take
     (TypeError) fails there, at the first ``anext()``."""
-    check_url(url, "aextract")
+    url = check_url(url, "aextract")
     check_settings(settings, "aextract")
     cls = find_source(url, source)
     check_options(cls, options, "aextract")
@@ -99,7 +99,7 @@ def extract(
     does not take (TypeError). Inside a running event loop: ``aextract``. An item whose
     source refreshes expiring URLs carries its ``origin``: ``download(items)`` later has
     that source refresh it."""
-    check_url(url, "extract")
+    url = check_url(url, "extract")
     check_settings(settings, "extract")
     check_options(find_source(url, source), options, "extract")  # fail fast, no request
     not_in_a_loop("extract", "aextract")
@@ -195,7 +195,7 @@ async def _adownload(
         if isinstance(entry, Item):
             check_item(entry, name)
             return (entry,) if only is None or only(entry) else ()
-        check_url(entry, name)  # (a list's entries are not typed at run time)
+        entry = check_url(entry, name)  # (a list's entries are not typed at run time)
         try:
             cls = find_source(entry, source)
             opts = (source_options or {}).get(cls.name, {})
@@ -383,7 +383,8 @@ def download(
     a generator, ``extract(url)``: read as the run goes; a generator on a thread of its
     own, so while its ``next()`` waits for a page the files begun go on and a stop ends
     the wait at once: give one that must be read on the thread that made it, a
-    ``sqlite3`` cursor say, as a list). ``settings``: an
+    ``sqlite3`` cursor say, as a list); a URL without the blanks around it (a file's
+    lines, ``open("urls.txt")``, are URLs). ``settings``: an
     :class:`omniget.Settings` (``Settings(connections_per_host=8, retries=3)``;
     ``omniget.load_settings(flags={"connections": 8})`` takes the command's names; its
     ``checksum`` is one file's digest: with a list of more, refused).
@@ -464,7 +465,7 @@ def stream(
     cls: type[Source] | None = None
     opts: Mapping[str, object] = {}
     if not isinstance(url_or_item, Item):
-        check_url(url_or_item, "stream")
+        url_or_item = check_url(url_or_item, "stream")
         cls = find_source(url_or_item, source)  # fail fast, without any request
         opts = (source_options or {}).get(cls.name, {})
 

@@ -218,7 +218,10 @@ def shown(value: object) -> str:
     return text if len(text) <= 60 else type(value).__name__
 
 
-def check_url(url: object, name: str) -> None:
-    """A URL is a str: anything else fails here, named, not deep inside a source."""
+def check_url(url: object, name: str) -> str:
+    """A URL is a str: anything else fails here, named, not deep inside a source. It is
+    returned without blanks around it (a line of a file keeps its newline), as the command
+    takes a pasted URL."""
     if not isinstance(url, str):
         raise TypeError(f"omniget.{name}(): a URL is a str, not {type(url).__name__}: {url!r}")
+    return url.strip()

@@ -256,6 +256,9 @@ class Item:
             shown = repr(self.download_url)
             raise TypeError("Item(download_url=...) takes a str, "
                             f"not {shown if len(shown) <= 60 else type(self.download_url)}")
+        url = self.download_url.strip()  # (a line of a file: its newline is no part of it)
+        if url != self.download_url:
+            object.__setattr__(self, "download_url", url)
         if not isinstance(self.headers, MappingProxyType):
             object.__setattr__(self, "headers", _frozen_mapping(self.headers, "headers"))
         if self.headers and any(k.lower() in ENGINE_HEADERS for k in self.headers):

@@ -1,0 +1,60 @@
+"""What tripped a newcomer's first programs: a file's lines given as URLs, a setting
+named as other tools name it, a settings object printed to a log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.servers.httpd import HTTPServer
+
+import omniget
+
+
+def _settings(tmp_path: Path) -> omniget.Settings:
+    return omniget.Settings(state_dir=tmp_path / "state", retries=0)
+
+
+def test_a_file_s_lines_are_downloaded_as_the_urls_they_hold(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """``download(open("urls.txt"))`` gave each URL with its newline: the files were
+    saved as ``a.txt_`` (the newline made safe), and a second run fetched them again."""
+    a = httpd.add(httpd.new_path("a.txt"), b"a" * 10)
+    b = httpd.add(httpd.new_path("b.txt"), b"b" * 20)
+    listed = tmp_path / "urls.txt"
+    listed.write_text(f"{a}\n  {b}  \n", encoding="utf-8")
+    out = tmp_path / "out"
+    for _ in range(2):
+        with open(listed, encoding="utf-8") as lines:
+            report = omniget.download(lines, out, settings=_settings(tmp_path))
+        assert report.succeeded, report.failures
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt", "b.txt"]
+    assert (report.ok, report.skipped) == (0, 2)
+    assert [r.item.download_url for r in report.results] == [a, b]
+
+
+def test_a_url_with_blanks_around_it_is_the_url(httpd: HTTPServer, tmp_path: Path) -> None:
+    """As the command takes a pasted URL: extract, stream and an Item made by hand."""
+    url = httpd.add(httpd.new_path("c.txt"), b"c" * 5)
+    (item,) = omniget.extract(f" {url}\n")
+    assert (item.download_url, item.filename) == (url, "c.txt")
+    made = omniget.Item(f"{url}\r\n")
+    assert (made.download_url, made.filename) == (url, "c.txt")
+    report = omniget.download(made, tmp_path / "out", settings=_settings(tmp_path))
+    assert report.succeeded and (tmp_path / "out" / "c.txt").read_bytes() == b"c" * 5
+    with open(tmp_path / "s.bin", "wb") as f:
+        assert omniget.stream(f"\t{url} ", f) == 5
+
+
+def test_a_blank_line_of_a_file_is_reported_failed_as_the_readme_says(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    url = httpd.add(httpd.new_path("d.txt"), b"d")
+    listed = tmp_path / "urls.txt"
+    listed.write_text(f"{url}\n\n", encoding="utf-8")
+    with open(listed, encoding="utf-8") as lines:
+        report = omniget.download(lines, tmp_path / "out", settings=_settings(tmp_path))
+    assert (report.ok, report.failed) == (1, 1)
+    assert isinstance(report.failures[0].error, omniget.UnsupportedURL)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert 'download(open("urls.txt"))' in readme and "a blank one is" in " ".join(readme.split())
