@@ -141,6 +141,9 @@ ALIASES = {
     **dict.fromkeys(["callback", "hook", "on_progress", "progress", "progress_callback",
                      "reporthook"], "on_event"),
     "filter": "only",
+    # (a cap on the speed: never the stall threshold, low_speed_limit, that difflib finds)
+    **dict.fromkeys(["bandwidth", "max_rate", "max_speed", "rate_limit", "ratelimit",
+                     "speed_limit", "max_download_limit"], "limit_rate"),
     "proxies": "network.proxy",
     "verify": "network.insecure",
     "overwrite": "on_exists",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from tests.servers.httpd import HTTPServer
 
 import omniget
@@ -44,6 +45,18 @@ def test_a_url_with_blanks_around_it_is_the_url(httpd: HTTPServer, tmp_path: Pat
     assert report.succeeded and (tmp_path / "out" / "c.txt").read_bytes() == b"c" * 5
     with open(tmp_path / "s.bin", "wb") as f:
         assert omniget.stream(f"\t{url} ", f) == 5
+
+
+@pytest.mark.parametrize("word", ["rate_limit", "speed_limit", "max_speed", "bandwidth",
+                                  "max_rate", "ratelimit"])
+def test_a_speed_limit_named_as_elsewhere_is_limit_rate(word: str, tmp_path: Path) -> None:
+    """``speed_limit`` was said to mean ``NetworkSettings(low_speed_limit=...)`` (the speed
+    under which a transfer counts as stalled: the opposite of a cap), and ``rate_limit``
+    or ``max_speed`` meant nothing."""
+    with pytest.raises(TypeError, match=r"did you mean limit_rate=\?"):
+        omniget.Settings(**{word: 1000})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"settings=omniget\.Settings\(limit_rate=\.\.\.\)"):
+        omniget.download([], tmp_path, **{word: 1000})  # type: ignore[arg-type]
 
 
 def test_a_blank_line_of_a_file_is_reported_failed_as_the_readme_says(
