@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 
-__all__ = ["MASK", "mask_secrets"]
+__all__ = ["MASK", "SECRET_HEADERS", "mask_secrets"]
 
 MASK = "***"
 #: Words that make a query parameter secret when its name has one (``auth_token``,
@@ -21,6 +21,8 @@ _SECRET_WORDS = frozenset({
 })
 #: Headers whose values are secrets wherever a text names them (``Cookie: ...``).
 _HEADERS = ("authorization", "proxy-authorization", "cookie", "x-api-key")
+#: The same, as a set of names (lower case) a header's name is looked up in.
+SECRET_HEADERS = frozenset(_HEADERS)
 
 
 def _secret_name(name: str) -> bool:

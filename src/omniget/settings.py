@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import field
+from dataclasses import field, fields
 from pathlib import Path
 from typing import Literal
 
 from ._frozen import frozen_dataclass
 from .errors import StorageError
 from .keywords import named_fields
+from .masks import MASK, SECRET_HEADERS, mask_secrets
 from .model import Digest
 
 __all__ = [
@@ -68,6 +69,21 @@ class NetworkSettings:
             raise ValueError(PROXY_NOT_ASCII)
         if not all(map(str.isascii, self.resolve)):
             object.__setattr__(self, "resolve", tuple(map(ascii_resolve, self.resolve)))
+
+    def __repr__(self) -> str:
+        """A dataclass's, its secrets as ``***`` (a password in ``user`` or ``proxy``, a
+        secret header's value), as in the errors: a program may log its settings."""
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "user" and value is not None and ":" in value:
+                value = f"{value.partition(':')[0]}:{MASK}"
+            elif f.name == "proxy" and value:
+                value = mask_secrets(value)
+            elif f.name == "headers":
+                value = tuple((n, MASK if n.lower() in SECRET_HEADERS else v) for n, v in value)
+            shown.append(f"{f.name}={value!r}")
+        return f"NetworkSettings({', '.join(shown)})"
 
 
 @named_fields

@@ -71,3 +71,19 @@ def test_a_blank_line_of_a_file_is_reported_failed_as_the_readme_says(
     assert isinstance(report.failures[0].error, omniget.UnsupportedURL)
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert 'download(open("urls.txt"))' in readme and "a blank one is" in " ".join(readme.split())
+
+
+def test_settings_printed_to_a_log_show_no_password() -> None:
+    """``print(settings)`` (or a log of it) showed ``user='me:hunter2'``, the proxy's
+    password and an Authorization header's value; an Item's repr already hid the last."""
+    network = omniget.NetworkSettings(
+        user="me:hunter2", proxy="http://pu:proxypass@proxy.test:3128",
+        headers=(("Authorization", "Bearer tok3n"), ("X-Mine", "shown")),
+    )
+    for text in (repr(network), repr(omniget.Settings(network=network)), str(network)):
+        assert "hunter2" not in text and "proxypass" not in text and "tok3n" not in text
+        assert "user='me:***'" in text and "proxy='http://pu:***@proxy.test:3128'" in text
+        assert "('Authorization', '***'), ('X-Mine', 'shown')" in text
+    assert network.user == "me:hunter2"  # (the values themselves are as given)
+    plain = omniget.NetworkSettings(user="me")
+    assert "user='me'" in repr(plain) and repr(plain).startswith("NetworkSettings(proxy=None,")
