@@ -105,7 +105,7 @@ class Settings:
     retry_max_wait: float = 120.0  # cap on one wait (Retry-After included)
     checksum: Digest | None = None  # one file's digest: a run of one URL (else refused)
     on_exists: OnExists = "skip"
-    state_dir: Path | None = None  # None: default_state_dir()
+    state_dir: str | os.PathLike[str] | None = None  # None: default_state_dir(); read: a Path
     checkpoint_bytes: int = 2 * MiB
     checkpoint_seconds: float = 0.5
     fsync_seconds: float = 5.0  # part files synced to disk this often (see journal.py)

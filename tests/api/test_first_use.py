@@ -87,3 +87,14 @@ def test_settings_printed_to_a_log_show_no_password() -> None:
     assert network.user == "me:hunter2"  # (the values themselves are as given)
     plain = omniget.NetworkSettings(user="me")
     assert "user='me'" in repr(plain) and repr(plain).startswith("NetworkSettings(proxy=None,")
+
+
+def test_settings_state_dir_s_hint_takes_the_str_it_takes(tmp_path: Path) -> None:
+    """``Settings(state_dir="state")`` worked, as its check says (a str or a Path), but
+    its hint took a Path alone: ``mypy --strict`` refused a user's program."""
+    import os
+    import typing
+
+    hint = typing.get_type_hints(omniget.Settings)["state_dir"]
+    assert {str, os.PathLike[str], type(None)} <= set(typing.get_args(hint))
+    assert omniget.Settings(state_dir=str(tmp_path)).state_dir == tmp_path  # (a Path)

@@ -75,6 +75,7 @@ writes' condition) and :mod:`.repair` (a damaged file moved aside).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -116,7 +117,7 @@ class Journal(Handle):
     ``boot``: this boot's id (tests give one to play a reboot)."""
 
     @classmethod
-    def in_dir(cls, state_dir: Path) -> Journal:
+    def in_dir(cls, state_dir: str | os.PathLike[str]) -> Journal:
         return cls(Path(state_dir) / FILENAME)
 
     # --- reads ---
