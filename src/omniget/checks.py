@@ -11,6 +11,7 @@ from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import get_args
 
 from .errors import nearest
+from .masks import mask_secrets
 from .model import ByteRange, Digest, Expect, Item, ItemKind, LocalSlice, Piece, Transform
 from .settings import Settings
 from .sources.base import Source, option_problem
@@ -82,6 +83,10 @@ def check_run(
     ):
         raise TypeError(f"omniget.{name}(): dest is a folder, a str or a Path, "
                         f"not {shown(dest)}")
+    if "://" in os.fspath(dest):  # (the arguments swapped: no folder is named so)
+        url = mask_secrets(repr(os.fspath(dest)))
+        raise ValueError(f"omniget.{name}(): dest is a folder, not a URL ({url}): the URLs "
+                         f"come first, {name}(urls, dest)")
     for arg, value, what in (("on_event", on_event, "one event"), ("only", only, "an Item")):
         check_function(value, arg, what, name)
     if source is not None:

@@ -3,6 +3,7 @@ named as other tools name it, a settings object printed to a log."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,21 @@ def test_settings_state_dir_s_hint_takes_the_str_it_takes(tmp_path: Path) -> Non
     hint = typing.get_type_hints(omniget.Settings)["state_dir"]
     assert {str, os.PathLike[str], type(None)} <= set(typing.get_args(hint))
     assert omniget.Settings(state_dir=str(tmp_path)).state_dir == tmp_path  # (a Path)
+
+
+@pytest.mark.parametrize("call", ["download", "adownload"])
+def test_a_url_given_as_dest_says_the_urls_come_first(
+    call: str, httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``download("downloads", url)`` (the folder first) reported "no source can handle
+    'downloads'" as a failed file, and said nothing of the URL taken for a folder."""
+    url = httpd.add(httpd.new_path("e.txt"), b"e")
+    monkeypatch.chdir(tmp_path)
+    said = (rf"^omniget\.{call}\(\): dest is a folder, not a URL \('http://.*e\.txt'\): "
+            rf"the URLs come first, {call}\(urls, dest\)$")
+    with pytest.raises(ValueError, match=said):
+        if call == "download":
+            omniget.download("downloads", url)
+        else:
+            asyncio.run(omniget.adownload(["downloads"], url))
+    assert list(tmp_path.iterdir()) == [] and not httpd.requests
