@@ -34,7 +34,18 @@ MiB = 1024 * 1024
 @named_fields
 @frozen_dataclass
 class NetworkSettings:
-    """What every transport needs to reach a server the way the user asked."""
+    """What every transport needs to reach a server the way the user asked.
+
+    ``proxy``: a proxy URL (None: the ``*_proxy`` variables; "": none); ``insecure``:
+    no TLS certificate check; ``ca_cert``: a CA bundle file or folder (None: as curl
+    finds one); ``resolve``: curl's ``HOST:PORT:ADDRESS`` entries; ``connect_timeout``,
+    ``stall_timeout``: seconds to connect, and with less than ``low_speed_limit`` bytes
+    per second before a transfer counts as stalled (a threshold, not a cap: that is
+    ``Settings(limit_rate=...)``); ``user``: ``"USER:PASSWORD"`` for ``user_origin``'s
+    origin (None: each URL asked for), never sent across a redirect to another;
+    ``netrc``, ``netrc_file``: read logins from ``~/.netrc`` or that file;
+    ``cookies_file``: a Netscape ``cookies.txt``; ``headers``: a tuple of ``(name,
+    value)`` pairs sent with each request; ``user_agent``; ``max_redirects``."""
 
     proxy: str | None = None  # None: the *_proxy variables apply; "": no proxy at all
     insecure: bool = False
@@ -91,7 +102,22 @@ class NetworkSettings:
 class Settings:
     """Everything the engine needs. Defaults are the CLI's defaults; each field is
     checked when made (TypeError, ValueError). The command's names and forms
-    (``connections``, ``limit-rate = "2M"``): ``omniget.load_settings(flags={...})``."""
+    (``connections``, ``limit-rate = "2M"``): ``omniget.load_settings(flags={...})``.
+
+    ``network``: an :class:`omniget.NetworkSettings` (proxy, TLS, timeouts, login,
+    headers); ``connections_per_host`` and ``max_connections``: connections at once to
+    one host, and in all; ``jobs``: files transferring at once; ``split``: connections
+    per file (None: as many as help), each span at least ``min_split_size`` bytes;
+    ``limit_rate``: bytes per second over the whole run (None or 0: no limit);
+    ``retries``: tries again per piece after the first; ``retry_max_time``: seconds of
+    backing off before a file is given up, ``retry_max_wait`` at most one wait;
+    ``checksum``: the one file's :class:`omniget.Digest`; ``on_exists``: a file already
+    there is kept (``skip``), fetched again over it (``overwrite``) or next to it under
+    another name (``rename``); ``state_dir``: the resume journal's folder (None:
+    ``$OMNIGET_STATE_DIR``, else ``$XDG_STATE_HOME/omniget``, else
+    ``~/.local/state/omniget``); ``checkpoint_bytes``, ``checkpoint_seconds``: how often
+    resume state is recorded, ``fsync_seconds`` part files synced to disk;
+    ``verify_size``: not read by this version (a file's size is always checked)."""
 
     network: NetworkSettings = field(default_factory=NetworkSettings)
     connections_per_host: int = 4

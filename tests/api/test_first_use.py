@@ -117,3 +117,16 @@ def test_a_url_given_as_dest_says_the_urls_come_first(
         else:
             asyncio.run(omniget.adownload(["downloads"], url))
     assert list(tmp_path.iterdir()) == [] and not httpd.requests
+
+
+@pytest.mark.parametrize("cls", [omniget.Settings, omniget.NetworkSettings])
+def test_help_of_the_settings_tells_each_field(cls: type) -> None:
+    """``help(omniget.Settings)`` showed ``limit_rate: int | None`` and ``on_exists:
+    OnExists``, not that the one is bytes per second nor what the other takes."""
+    import dataclasses
+
+    doc = " ".join((cls.__doc__ or "").split())
+    missing = [f.name for f in dataclasses.fields(cls) if f"``{f.name}``" not in doc]
+    assert missing == []
+    if cls is omniget.Settings:
+        assert "bytes per second" in doc and "``rename``" in doc
