@@ -63,13 +63,18 @@ def test_a_speed_limit_named_as_elsewhere_is_limit_rate(word: str, tmp_path: Pat
 def test_a_blank_line_of_a_file_is_reported_failed_as_the_readme_says(
     httpd: HTTPServer, tmp_path: Path
 ) -> None:
+    """As an empty URL: it said "no source can handle ''" (is it a full URL?)."""
     url = httpd.add(httpd.new_path("d.txt"), b"d")
     listed = tmp_path / "urls.txt"
     listed.write_text(f"{url}\n\n", encoding="utf-8")
     with open(listed, encoding="utf-8") as lines:
         report = omniget.download(lines, tmp_path / "out", settings=_settings(tmp_path))
     assert (report.ok, report.failed) == (1, 1)
-    assert isinstance(report.failures[0].error, omniget.UnsupportedURL)
+    error = report.failures[0].error
+    assert isinstance(error, omniget.UnsupportedURL)
+    assert str(error) == "the URL is empty (a blank line, or a str of blanks)"
+    with pytest.raises(omniget.UnsupportedURL, match=r"^the URL is empty"):
+        omniget.extract(" ")
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert 'download(open("urls.txt"))' in readme and "a blank one is" in " ".join(readme.split())
 

@@ -68,6 +68,8 @@ def find_source(url: str, name: str | None = None) -> type[Source]:
     for cls in classes:
         if cls.matches(url):
             return cls
+    if not url.strip():  # (the command refuses one before: a library's list may hold it)
+        raise UnsupportedURL("the URL is empty (a blank line, or a str of blanks)", url=url)
     raise UnsupportedURL(f"no source can handle {url!r} (is it a full http(s):// URL?)", url=url)
 
 
