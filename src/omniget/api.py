@@ -401,7 +401,8 @@ def download(
     Stopping: ``cancel`` (a ``threading.Event``) set from any thread (the way to stop a
     download running on another thread), or Ctrl+C (which raises KeyboardInterrupt
     here), stops the transfers; what landed is kept (part files
-    ``NAME.omniget-part`` and the resume journal), and the same call again resumes them.
+    ``NAME.omniget-part``, and the resume journal in the folder of ``Settings.state_dir``:
+    see :class:`~omniget.Settings`), and the same call again resumes them.
     Cancelled, the report has each unfinished file failed with ``Cancelled``
     (``report.interrupted``), and ``report.stopped`` when files of the list were never
     started. The run does not clear ``cancel``: one already set when it starts (left set
