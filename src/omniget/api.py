@@ -377,7 +377,8 @@ def download(
     only: Callable[[Item], bool] | None = None,
 ) -> Report:
     """Download into the folder ``dest`` (made if missing) and return a
-    :class:`~omniget.engine.Report`; it blocks until every file is done.
+    :class:`~omniget.engine.Report`; it blocks until every file is done. ``dest`` is no
+    file's name (as urlretrieve's is): name a file ``Item(url, filename="a.zip")``.
 
     ``items_or_urls``: a URL, an :class:`~omniget.Item`, or any iterable of them (a list,
     a generator, ``extract(url)``: read as the run goes; a generator on a thread of its

@@ -135,3 +135,17 @@ def test_help_of_the_settings_tells_each_field(cls: type) -> None:
     assert missing == []
     if cls is omniget.Settings:
         assert "bytes per second" in doc and "``rename``" in doc
+
+
+def test_a_file_named_as_the_docstring_says_lands_under_that_name(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """``download(url, "a.zip")`` (urlretrieve's way) makes a folder ``a.zip``: help()
+    said only "the folder dest", not how a file is named."""
+    url = httpd.add(httpd.new_path("f.bin"), b"f" * 3)
+    doc = " ".join((omniget.download.__doc__ or "").split())
+    assert "no file's name (as urlretrieve's is)" in doc
+    assert 'name a file ``Item(url, filename="a.zip")``' in doc
+    item = omniget.Item(url, filename="a.zip")
+    report = omniget.download(item, tmp_path, settings=_settings(tmp_path))
+    assert report.succeeded and (tmp_path / "a.zip").read_bytes() == b"fff"
