@@ -149,3 +149,13 @@ def test_a_file_named_as_the_docstring_says_lands_under_that_name(
     item = omniget.Item(url, filename="a.zip")
     report = omniget.download(item, tmp_path, settings=_settings(tmp_path))
     assert report.succeeded and (tmp_path / "a.zip").read_bytes() == b"fff"
+
+
+def test_a_missing_ca_bundle_is_raised_for_a_url_with_a_blank_before_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Raised at once for ``https://...``, it was a failed file for `` https://...``."""
+    monkeypatch.setenv("CURL_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    for url in ("https://127.0.0.1:9/a.bin", " https://127.0.0.1:9/a.bin"):
+        with pytest.raises(omniget.UsageError, match="CURL_CA_BUNDLE="):
+            omniget.download([url], tmp_path / "out", settings=_settings(tmp_path))

@@ -122,5 +122,5 @@ def check_ca(settings: NetworkSettings, entries: Iterable[Item | str]) -> None:
         return
     for entry in entries:
         url = entry.download_url if isinstance(entry, Item) else entry
-        if isinstance(url, str) and url[:8].lower() == "https://":
+        if isinstance(url, str) and url.lstrip()[:8].lower() == "https://":  # (as taken)
             raise UsageError(problem)
