@@ -116,8 +116,8 @@ class Settings:
     another name (``rename``); ``state_dir``: the resume journal's folder (None:
     ``$OMNIGET_STATE_DIR``, else ``$XDG_STATE_HOME/omniget``, else
     ``~/.local/state/omniget``); ``checkpoint_bytes``, ``checkpoint_seconds``: how often
-    resume state is recorded, ``fsync_seconds`` part files synced to disk;
-    ``verify_size``: not read by this version (a file's size is always checked)."""
+    resume state is recorded, ``fsync_seconds`` part files synced to disk.
+    A file's size is always checked."""
 
     network: NetworkSettings = field(default_factory=NetworkSettings)
     connections_per_host: int = 4
@@ -135,7 +135,6 @@ class Settings:
     checkpoint_bytes: int = 2 * MiB
     checkpoint_seconds: float = 0.5
     fsync_seconds: float = 5.0  # part files synced to disk this often (see journal.py)
-    verify_size: bool = True
 
     def __post_init__(self) -> None:
         _check_fields(self, _SETTINGS_CHECKS)
@@ -176,7 +175,6 @@ _SETTINGS_CHECKS: tuple[_Check, ...] = (
     ("checkpoint_bytes", _COUNT, int, 1, False),
     ("checkpoint_seconds", _SECONDS, float, 0, False),
     ("fsync_seconds", _SECONDS, float, 0, False),
-    ("verify_size", "True or False", bool, 0, False),
 )
 _NETWORK_CHECKS: tuple[_Check, ...] = (
     ("proxy", _STR, str, 0, True),

@@ -47,8 +47,6 @@ def _net(**kw: Any) -> omniget.Settings:
          "checksum=...) takes an omniget.Digest (Digest.parse('sha256=HEX')), not 'sha256=ab'"),
         (lambda: omniget.Settings(state_dir=cast(Any, 5)), TypeError,
          "state_dir=...) takes a folder, a str or a Path (or None: the default), not 5"),
-        (lambda: omniget.Settings(verify_size=cast(Any, "no")), TypeError,
-         "verify_size=...) takes True or False, not 'no'"),
         (lambda: omniget.Settings(network=cast(Any, {"proxy": ""})), TypeError,
          "network=...) takes an omniget.NetworkSettings, not {'proxy': ''}"),
         (lambda: _net(connect_timeout=cast(Any, "5")), TypeError,
