@@ -331,3 +331,25 @@ def test_one_connection_per_host_still_carries_streams(
     with PeakConnections(srv.port) as conns:
         check_all(srv, files, tls_ca_path, tmp_path, streams=COUNT - 2, connections_per_host=1)
     assert conns.peak == 1
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"broken": "preface"}, {"broken": "goaway"}, {"max_streams": 0}],
+    ids=["preface", "goaway-at-once", "no-streams"],
+)
+def test_a_server_whose_http2_never_answers_gets_http11(
+    h2srv: Callable[..., H2Server], payload: Callable[..., bytes], tls_ca_path: Path,
+    tmp_path: Path, options: dict[str, Any],
+) -> None:
+    # ALPN picks h2 and then no stream is ever answered on it: the preface is HTTP/1.1
+    # bytes, a GOAWAY takes no stream, or no stream at all may open. HTTP/1.1 works. Each
+    # retry was offered HTTP/2 again (other files were busy): every file but the lone
+    # first and the last ones failed after 5 retries, after a storm of connections.
+    srv = h2srv(**options)
+    files = serve(srv, payload)
+    _, events = check_all(srv, files, tls_ca_path, tmp_path, streams=0)
+    tries = Counter(e.path.name for e in events if isinstance(e, Retrying) and e.path)
+    assert max(tries.values(), default=0) <= 1, tries  # one failed try, then HTTP/1.1
+    assert all(r.outcome == "200" for r in srv.requests if r.protocol == "http/1.1")
+    assert sum(r.protocol == "http/1.1" for r in srv.requests) == COUNT

@@ -26,7 +26,10 @@ ones in flight up to it are answered, later ones never, then the connection clos
 connection to take N requests only, as a server that restarts), ``drop_after`` (at the
 N-th request, half of its body, then the connection closes with every stream open),
 ``freeze_after`` (the first HTTP/2 connection to take N requests goes silent at the N-th,
-and stays open: nothing more is sent on it).
+and stays open: nothing more is sent on it), ``broken`` (every connection that took
+``h2`` by ALPN fails it at once: ``"preface"`` answers in HTTP/1.1 where its SETTINGS
+belong, ``"goaway"`` sends a GOAWAY taking no stream and closes; ``max_streams=0`` is
+the third such server: every stream refused).
 
 ``requests`` logs every request (connection number, protocol, path, what it got:
 the status, or ``rst``, ``short``, ``stall``, ``refused``, ``unanswered``, ``dropped``,
@@ -121,6 +124,7 @@ class H2Server:
         goaway_cut: bool = False,
         drop_after: int | None = None,
         freeze_after: int | None = None,
+        broken: str | None = None,
         host: str = "127.0.0.1",
     ) -> None:
         self.host = host
@@ -130,6 +134,7 @@ class H2Server:
         self.goaway_cut = goaway_cut
         self.drop_after = drop_after
         self.freeze_after = freeze_after
+        self.broken = broken
         self.requests: list[Served] = []
         self.connections = 0
         self.froze = False  # a connection went silent (freeze_after)
@@ -209,7 +214,10 @@ class H2Server:
         conn = self.connections
         tls = writer.get_extra_info("ssl_object")
         try:
-            if tls is not None and tls.selected_alpn_protocol() == "h2":
+            h2 = tls is not None and tls.selected_alpn_protocol() == "h2"
+            if h2 and self.broken is not None:
+                await self._broken(conn, writer)
+            elif h2:
                 await _H2Conn(self, conn, reader, writer).run()
             else:
                 await self._h1(conn, reader, writer)
@@ -217,6 +225,19 @@ class H2Server:
             pass  # (cancelled: the server stops; asyncio's stream callback frowns on that)
         finally:
             writer.transport.abort()
+
+    async def _broken(self, conn: int, writer: asyncio.StreamWriter) -> None:
+        """An HTTP/2 connection failed at once (``broken``), no request answered."""
+        self.requests.append(Served(conn, "h2", 0, "", None, f"broken {self.broken}"))
+        if self.broken == "preface":
+            writer.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+        else:
+            config = h2.config.H2Configuration(client_side=False)
+            h2c = h2.connection.H2Connection(config)
+            h2c.initiate_connection()
+            writer.write(h2c.data_to_send())
+            writer.write(GoAwayFrame(0, last_stream_id=0, error_code=NO_ERROR).serialize())
+        await writer.drain()
 
     def _answer(
         self, path: str, rng: str | None

@@ -45,7 +45,7 @@ from ...errors import RemoteError, UsageError
 from ...settings import NetworkSettings
 from .base import SECRET_HEADERS, Gate, Head, Request, Sink, origin, safe_url
 from .curlerrors import curl_error
-from .curlloop import WEIRD_REPLY, CurlLoop
+from .curlloop import STALLED, WEIRD_REPLY, CurlLoop
 from .easy import TO_PIPE, Handles, proxy_of, set_up_and_start, start
 from .hop import Hop
 from .kept import KeptConnections
@@ -77,6 +77,18 @@ __all__ = ["CurlTransport", "ca_locations"]
 # Dropped on a hop to another origin (Host because it names the old one).
 _SENSITIVE = SECRET_HEADERS | {"host"}
 _OURS = frozenset({pycurl.E_WRITE_ERROR, pycurl.E_ABORTED_BY_CALLBACK})
+# how an offered HTTP/2 fails before any answer on a server that only says it speaks it
+# (a preface that is no HTTP/2, a GOAWAY that takes no stream, every stream refused)
+_H2_FAILED = frozenset(
+    {
+        pycurl.E_HTTP2,
+        92,  # CURLE_HTTP2_STREAM
+        pycurl.E_RECV_ERROR,
+        pycurl.E_SEND_ERROR,
+        pycurl.E_GOT_NOTHING,
+        STALLED,
+    }
+)
 
 
 class CurlTransport(ConnectionSharing):
@@ -386,6 +398,10 @@ class CurlTransport(ConnectionSharing):
             if made is not None:
                 if hop.h1_answer and made.getinfo(pycurl.NUM_CONNECTS) > 0:
                     self._no_h2(hop.url)  # asked on a new connection: this host has no HTTP/2
+                elif hop.offered_h2 and code in _H2_FAILED and not hop.raw:
+                    # no answer at all: from a host never heard over HTTP/2, its retry goes
+                    # over HTTP/1.1 (offered again, a broken HTTP/2 failed every retry)
+                    self._no_h2(hop.url)
                 if code in (WEIRD_REPLY, pycurl.E_UNSUPPORTED_PROTOCOL):  # (see curl_error)
                     hop.fresh = made.getinfo(pycurl.NUM_CONNECTS) > 0
                 elif code > 0 and code not in _OURS:
