@@ -816,6 +816,54 @@ def test_an_expired_certificate_is_not_blamed_on_its_ca(tmp_path: Path) -> None:
     assert "--ca-cert" not in str(err.value) and "--insecure" in str(err.value)
 
 
+
+def test_a_certificate_not_yet_valid_is_said_so(tmp_path: Path) -> None:
+    """(was "it has expired or is not valid yet" for both)"""
+    import datetime
+    import ssl
+
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=30)
+    cert = ca.issue_cert("127.0.0.1", not_before=soon, not_after=soon + datetime.timedelta(30))
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(ctx)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    with Server(tls=ctx) as server, pytest.raises(RemoteError) as err:
+        get(server.url("/f"), NetworkSettings(ca_cert=str(ca_file)))
+    assert "it is not valid yet (is the clock right?)" in str(err.value)
+    assert "expired" not in str(err.value) and "--ca-cert" not in str(err.value)
+
+
+@pytest.mark.parametrize("given", ["--ca-cert", "CURL_CA_BUNDLE", "SSL_CERT_FILE"])
+def test_a_certificate_from_another_ca_names_what_was_trusted(
+    tls_server: tuple[Server, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    given: str,
+) -> None:
+    """The CAs trusted are those given: "pass --ca-cert FILE to trust its CA" was said to a
+    --ca-cert that has not that CA (and to a variable's file as if none was given)."""
+    trustme = pytest.importorskip("trustme")
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    server, _ = tls_server
+    settings = NetworkSettings()
+    if given == "--ca-cert":
+        settings = NetworkSettings(ca_cert=str(other))
+    else:
+        monkeypatch.setenv(given, str(other))
+    with pytest.raises(RemoteError) as err:
+        get(server.url("/f"), settings)
+    message = str(err.value)
+    assert f"its CA is not among those {given} names" in message, message
+    assert "--insecure" in message and "\n" not in message
+    if given == "--ca-cert":
+        assert "pass --ca-cert" not in message
+    else:
+        assert "pass --ca-cert FILE to trust its CA" in message
+
 @pytest.fixture
 def tls_proxy(tls_server: tuple[Server, Path]) -> Iterator[tuple[Server, Path]]:
     """An https:// proxy (the TLS test server answering absolute-form requests)."""

@@ -116,7 +116,7 @@ def curl_error(
     if code in _TLS_TRUST:
         of_proxy = proxy is not None and proxy.tls_failed
         whose = "proxy's TLS certificate" if of_proxy else "TLS certificate"
-        hint = _tls_hint(detail, of_proxy)
+        hint = _tls_hint(detail, of_proxy, ca_from)
         return RemoteError(f"{whose} not trusted for {where}{suffix}; {hint}")
     if code == pycurl.E_SSL_CACERT_BADFILE:
         return RemoteError(f"could not load CA certificates for {where}{suffix}; check {ca_from}")
@@ -160,16 +160,24 @@ def curl_error(
     return TransientError(f"transfer failed, curl error {code} ({where}){suffix}")
 
 
-def _tls_hint(detail: str, of_proxy: bool = False) -> str:
-    """What may help with a certificate that failed the check (``of_proxy``: the proxy's):
-    trusting its CA helps only when the CA is what is unknown."""
+def _tls_hint(detail: str, of_proxy: bool = False, ca_from: str = "") -> str:
+    """What may help with a certificate that failed the check (``of_proxy``: the proxy's;
+    ``ca_from``: what chose the CAs trusted): trusting its CA helps only when the CA is
+    what is unknown, and a --ca-cert given without it is named, not asked for."""
     low = detail.lower()
-    if "expired" in low or "not yet valid" in low:
-        why = "it has expired or is not valid yet (is the clock right?)"
+    if "expired" in low:
+        why = "it has expired (is the clock right?)"
+    elif "not yet valid" in low:
+        why = "it is not valid yet (is the clock right?)"
     elif "subject name" in low or "does not match" in low or "mismatch" in low:
         why = "it was issued for another name"
     elif of_proxy:
         return PROXY_CA_HINT
+    elif ca_from == "--ca-cert":
+        why = "its CA is not among those --ca-cert names"
+    elif ca_from in ("CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        return (f"its CA is not among those {ca_from} names; pass --ca-cert FILE to trust"
+                " its CA, or --insecure to skip verification")
     else:
         return "pass --ca-cert FILE to trust its CA, or --insecure to skip verification"
     return f"{why}; --insecure skips the check"
