@@ -1,11 +1,15 @@
 """A CA file that is not there: ``--ca-cert``, or ``CURL_CA_BUNDLE``, ``SSL_CERT_FILE``
-naming something missing. A run that needs TLS stops with one error before any transfer; a
-run of http:// URLs only is not touched by a stale variable (curl ignores them there too).
+naming something missing, a folder, or a file with no certificate in it; a ``--ca-cert``
+folder whose names OpenSSL cannot look up (not hashed). A run that needs TLS stops with
+one error before any transfer; a run of http:// URLs only is not touched by a stale
+variable (curl ignores them there too).
 A missing ``SSL_CERT_DIR`` folder adds nothing, as in curl, and stops nothing."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -149,4 +153,55 @@ def test_a_missing_cert_dir_adds_nothing_and_stops_nothing(
     monkeypatch.setenv("SSL_CERT_DIR", ":".join(str(tmp_path / d) for d in cert_dir.split(":")))
     assert main(["-q", *served(httpsd), "-o", "out"]) == 0
     assert capsys.readouterr().err == ""
+    assert sorted(os.listdir("out")) == ["f0.bin", "f1.bin", "f2.bin"]
+
+
+@pytest.mark.parametrize("kind", ["empty", "key", "folder"])
+@pytest.mark.parametrize("name", VARIABLES)
+def test_a_variable_naming_no_ca_file_is_one_error_before_any_transfer(
+    httpsd: HTTPServer, httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], name: str, kind: str,
+) -> None:
+    """As a --ca-cert with no certificate: before, each https:// file failed on its own
+    (exit 3: "could not load CA certificates", or "not trusted, pass --ca-cert FILE"), and
+    a folder was "no such file"."""
+    given = tmp_path / f"{kind}.pem"
+    if kind == "folder":
+        given.mkdir()
+    else:
+        key = "-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBg==\n-----END PRIVATE KEY-----\n"
+        given.write_text("" if kind == "empty" else key)
+    monkeypatch.setenv(name, str(given))
+    assert main(["-q", *served(httpsd), "-o", "out"]) == 2
+    why = "a folder, not a file" if kind == "folder" else "no certificate in it"
+    assert capsys.readouterr().err == said(name, given).replace("no such file", why)
+    assert httpsd.requests == [] and not Path("out").exists()
+    assert main(["-q", *served(httpd, 1), "-o", "out"]) == 0  # (http:// does not read it)
+
+
+def _hashed(folder: Path) -> bool:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return False
+    return subprocess.run([openssl, "rehash", str(folder)], capture_output=True).returncode == 0
+
+
+def test_a_ca_cert_folder_must_be_hashed(
+    httpsd: HTTPServer, tls_ca_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """OpenSSL looks a folder's CAs up by their hashed names only: a folder of PEM files
+    never made so trusted nothing, and every file failed "not trusted; pass --ca-cert FILE"
+    (exit 3). A hashed one is taken, as curl's --capath."""
+    folder = tmp_path / "cas"
+    folder.mkdir()
+    shutil.copy(tls_ca_path, folder / "test-ca.pem")
+    urls = served(httpsd)
+    assert main(["-q", "--ca-cert", str(folder), "-o", "out", *urls]) == 2
+    assert capsys.readouterr().err == (
+        f"omniget: error: --ca-cert {folder}: no hashed certificate names in this folder,"
+        " where OpenSSL looks its CAs up (run openssl rehash on it, or give a PEM file)\n")
+    assert httpsd.requests == []
+    if not _hashed(folder):
+        pytest.skip("no openssl command to hash the folder with")
+    assert main(["-q", "--ca-cert", str(folder), "-o", "out", *urls]) == 0
     assert sorted(os.listdir("out")) == ["f0.bin", "f1.bin", "f2.bin"]

@@ -780,8 +780,8 @@ def test_unreadable_ca_file_from_the_environment_is_named(
 ) -> None:
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    garbage = tmp_path / "garbage.pem"
-    garbage.write_text("not a certificate\n")
+    garbage = tmp_path / "garbage.pem"  # (a file with no PEM block at all: tests/cli)
+    garbage.write_text("-----BEGIN CERTIFICATE-----\nnot one\n-----END CERTIFICATE-----\n")
     monkeypatch.setenv(name, str(garbage))
     server, _ = tls_server
     with pytest.raises(RemoteError, match=f"could not load CA certificates.*; check {name}$"):

@@ -7,6 +7,7 @@ of http:// URLs only is not touched, as curl does not read them there)."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 
 from ...errors import UsageError
@@ -79,40 +80,67 @@ _PEM_BLOCKS = (b"-----BEGIN CERTIFICATE-----", b"-----BEGIN TRUSTED CERTIFICATE-
                b"-----BEGIN X509 CERTIFICATE-----", b"-----BEGIN X509 CRL-----")
 
 
-def _not_pem(path: str) -> str | None:
-    """What is wrong with a ``--ca-cert`` file that has no certificate in it (a private key
-    given by mistake, an empty file): every https:// transfer would fail on it. None for
-    one that has, and for a folder or what is no file (:func:`ca_trust` says that)."""
-    if not os.path.isfile(path):  # (and never open a FIFO: it would wait for a writer)
+def _no_certificate(path: str) -> str | None:
+    """Why a CA file has no certificate libcurl could take (a private key given by
+    mistake, an empty file: every https:// transfer would fail on it), or why a folder
+    has none OpenSSL can find (it looks a folder's CAs up by hashed names only). None for
+    one that has, and for what is neither a file nor a folder (:func:`ca_trust` says
+    that). Never opens a FIFO: it would wait for a writer."""
+    if os.path.isdir(path):
+        try:
+            with os.scandir(path) as entries:
+                if any(re.match(_HASHED, e.name) for e in entries):
+                    return None
+        except OSError as e:
+            return e.strerror or str(e)
+        return ("no hashed certificate names in this folder, where OpenSSL looks its CAs"
+                " up (run openssl rehash on it, or give a PEM file)")
+    if not os.path.isfile(path):
         return None
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        return f"--ca-cert {path}: {e.strerror or e}"
+        return e.strerror or str(e)
     if any(block in data for block in _PEM_BLOCKS):
         return None
-    return f"--ca-cert {path}: no certificate in it (a PEM file of CA certificates is wanted)"
+    return "no certificate in it"
+
+
+#: A name OpenSSL looks up in a CA folder: the subject's hash, then ``.N`` (``.rN``: a CRL).
+#: (compiled by re when first used: not at every start)
+_HASHED = r"[0-9a-f]{8}\.r?[0-9]+$"
 
 
 def missing_ca(settings: NetworkSettings) -> str | None:
     """What is wrong when a CA file variable :func:`ca_trust` takes names a file that is
-    not there, or ``--ca-cert`` a file with no certificate (None: nothing; with
-    ``--ca-cert`` or ``--insecure`` no variable is read). A
-    missing ``SSL_CERT_DIR`` is not: as in curl it adds nothing (OpenSSL also takes a
-    ``:``-separated list of folders there), and the file or the system's bundle still
-    counts."""
+    not there, a folder or a file with no certificate, or ``--ca-cert`` a file with no
+    certificate or a folder without hashed names (None: nothing; with ``--ca-cert`` or
+    ``--insecure`` no variable is read). A missing ``SSL_CERT_DIR`` is not: as in curl it
+    adds nothing (OpenSSL also takes a ``:``-separated list of folders there), and the
+    file or the system's bundle still counts."""
     if settings.insecure:
         return None
     if settings.ca_cert:
-        return _not_pem(settings.ca_cert)
+        wrong = _no_certificate(settings.ca_cert)
+        if wrong == "no certificate in it":
+            wrong += " (a PEM file of CA certificates is wanted)"
+        return None if wrong is None else f"--ca-cert {settings.ca_cert}: {wrong}"
     bundle = os.environ.get("CURL_CA_BUNDLE")
     name = "CURL_CA_BUNDLE" if bundle else "SSL_CERT_FILE"
     path = bundle or os.environ.get("SSL_CERT_FILE")
-    if path and not os.path.isfile(path):
-        return (f"{name}={path}: no such file (it names the CA certificates to trust"
-                " for https://; fix or unset it)")
-    return None
+    if not path:
+        return None
+    if os.path.isdir(path):
+        why: str | None = "a folder, not a file"
+    elif not os.path.isfile(path):
+        why = "no such file"
+    else:
+        why = _no_certificate(path)
+    if why is None:
+        return None
+    return (f"{name}={path}: {why} (it names the CA certificates to trust for https://;"
+            " fix or unset it)")
 
 
 def check_ca(settings: NetworkSettings, entries: Iterable[Item | str]) -> None:
