@@ -1635,6 +1635,35 @@ def test_a_redirect_to_another_host_or_scheme_drops_credentials(
         assert hop.header(name) is None, name
 
 
+
+def test_a_redirect_from_https_to_plain_http_drops_credentials_and_says_so(
+    httpd: HTTPServer, httpsd: HTTPServer, tls_ca_path: Path, tmp_path: Path
+) -> None:
+    """A downgrade: as curl and wget, it is followed, without the secrets (another origin),
+    and, unlike them, said once for the file: its bytes came unencrypted, unverified
+    (before: nothing was said, and the run looked like an https one)."""
+    other = httpd.new_path("plain.bin")
+    httpd.add(other, b"over plain http" * 100)
+    path = httpsd.new_path("secure.bin")
+    httpsd.add(path, b"x")
+    item = Item(
+        httpsd.url(path, redirect=httpd.url(other)),
+        filename="plain.bin",
+        headers={"Authorization": "Bearer s3cret", "Cookie": "sid=1", "X-Api-Key": "k"},
+        secret_headers=("X-Api-Key",),
+    )
+    net = NetworkSettings(stall_timeout=1.0, connect_timeout=5.0, ca_cert=str(tls_ca_path))
+    report, events, out = fetch("", tmp_path, item=item, network=net)
+    assert report.exit_code == 0, report.failures
+    assert (out / "plain.bin").read_bytes() == b"over plain http" * 100
+    assert httpsd.requests_to(path)[0].header("authorization") == "Bearer s3cret"
+    (hop,) = httpd.requests_to(other)
+    for name in ("authorization", "cookie", "x-api-key"):
+        assert hop.header(name) is None, name
+    warned = [e.message for e in events if isinstance(e, Warned)]
+    assert warned == [f"redirected from https:// to plain http:// ({httpd.url(other)}):"
+                      " the file comes unencrypted, its server unverified"], warned
+
 def test_a_connection_that_never_gets_through_is_abandoned_and_retried(
     tmp_path: Path,
 ) -> None:

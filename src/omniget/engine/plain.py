@@ -36,8 +36,13 @@ from .transports.base import (
     Head,
     StopTransfer,
     check_status,
+    safe_url,
 )
 from .verify import StreamHasher, check_media, digests_from_headers
+
+#: Said once for a file whose https:// URL was redirected to a plain http:// one.
+DOWNGRADED = ("redirected from https:// to plain http:// ({}): the file comes unencrypted,"
+              " its server unverified")
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +74,7 @@ class PlainDownload:
         self.failing: set[str] = set()  # mirrors that failed lately (connect, reset, ...)
         self.head_seen = False
         self.said_refetch = False  # (a Warned that the bytes kept are fetched again)
+        self.said_downgrade = False  # (a Warned that an https:// URL led to http://)
         self.heads = 0  # answers accepted so far
         self.restarts = 0  # starts from byte 0 (a _Restart, or one in place: _start_over)
         self.stale = 0  # spans of self.spans dropped when the file changed (_start_over)
@@ -466,6 +472,10 @@ class PlainDownload:
         job.digests = digests_from_headers(head.headers, status=head.status, decoded=head.decoded)
         if job.final is None or job.part is None:
             self._open_output(head)
+        downgraded = head.url[:7].lower() == "http://" and sink.req.url[:8].lower() == "https://"
+        if downgraded and not self.said_downgrade:  # (followed, as curl and wget: not unsaid)
+            self.said_downgrade = True
+            self.ctx.event(Warned(job.item, job.final, DOWNGRADED.format(safe_url(head.url))))
         expected = job.item.digest or (job.digests[0] if job.digests else None)
         if expected is not None and not job.done and span.start == 0:
             job.stream_hash = StreamHasher(expected.algo)
