@@ -4,6 +4,7 @@ credentials may go, proxies, --resolve, cookies, netrc and TLS."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -863,6 +864,109 @@ def test_a_certificate_from_another_ca_names_what_was_trusted(
         assert "pass --ca-cert" not in message
     else:
         assert "pass --ca-cert FILE to trust its CA" in message
+
+
+def test_a_certificate_not_for_servers_is_not_blamed_on_its_ca(tmp_path: Path) -> None:
+    """A certificate for clients only (its extended key usage), from a trusted CA: the
+    check fails on the certificate itself (was "its CA is not among those --ca-cert
+    names", or "pass --ca-cert FILE to trust its CA")."""
+    import datetime
+    import ipaddress
+    import ssl
+
+    pytest.importorskip("trustme")  # (and so the cryptography package)
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def made(subject: str, issuer: str, key: ec.EllipticCurvePrivateKey) -> x509.CertificateBuilder:
+        return (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(days=1))
+                .not_valid_after(now + datetime.timedelta(days=1)))
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = made("test CA", "test CA", ca_key).add_extension(
+        x509.BasicConstraints(ca=True, path_length=None), critical=True
+    ).sign(ca_key, hashes.SHA256())
+    leaf = (made("127.0.0.1", "test CA", key)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    (tmp_path / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (tmp_path / "leaf.pem").write_bytes(leaf.public_bytes(pem))
+    (tmp_path / "leaf.key").write_bytes(key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "leaf.pem", tmp_path / "leaf.key")
+    with Server(tls=ctx) as server, pytest.raises(RemoteError) as err:
+        server.route("/f", static(b"x"))
+        get(server.url("/f"), NetworkSettings(ca_cert=str(tmp_path / "ca.pem")))
+    message = str(err.value)
+    assert "purpose" in message and message.endswith("; --insecure skips the check"), message
+    assert " CA " not in message and "--ca-cert" not in message
+
+
+def test_a_server_that_wants_a_client_certificate_is_said_so_and_not_retried(
+    tmp_path: Path,
+) -> None:
+    """omniget sends none: each try failed alike, retried as a dropped connection
+    ("connection failed: ... tlsv13 alert certificate required", 15 s from the CLI). The
+    server reads what the client sent before it closes (a close with bytes unread resets
+    the connection, and the client may see the reset, not the alert)."""
+    import ssl
+    import threading
+
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ca.configure_trust(ctx)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        conn.settimeout(10)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = ctx.wrap_bio(incoming, outgoing, server_side=True)
+        with conn:
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    conn.sendall(outgoing.read())
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    incoming.write(data)
+                except ssl.SSLError:
+                    break  # (no certificate: the alert is in outgoing)
+            conn.sendall(outgoing.read())
+            with contextlib.suppress(OSError):
+                while conn.recv(65536):  # until the client closes
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    url = f"https://127.0.0.1:{listener.getsockname()[1]}/f"
+    try:
+        with pytest.raises(RemoteError) as err:
+            get(url, NetworkSettings(ca_cert=str(tmp_path / "ca.pem")))
+    finally:
+        thread.join(10)
+        listener.close()
+    assert not isinstance(err.value, TransientError), err.value
+    assert "wants a TLS client certificate, which omniget does not send" in str(err.value)
 
 @pytest.fixture
 def tls_proxy(tls_server: tuple[Server, Path]) -> Iterator[tuple[Server, Path]]:

@@ -142,6 +142,12 @@ def curl_error(
         err = TransientError(f"could not connect ({where}){suffix}")
         err.max_retries = CONNECT_RETRIES
         return err
+    if "alert certificate required" in detail.lower():
+        # (TLS 1.3 says it after the handshake: at the first read, as if the connection
+        # failed; every try would get the same)
+        return RemoteError(
+            f"{where} wants a TLS client certificate, which omniget does not send{suffix}"
+        )
     if code == pycurl.E_SSL_CONNECT_ERROR:
         if any(sign in detail.lower() for sign in _TLS_REFUSED):
             hint = " (is it a plain http:// server?)" if "wrong version" in detail else ""
@@ -163,7 +169,9 @@ def curl_error(
 def _tls_hint(detail: str, of_proxy: bool = False, ca_from: str = "") -> str:
     """What may help with a certificate that failed the check (``of_proxy``: the proxy's;
     ``ca_from``: what chose the CAs trusted): trusting its CA helps only when the CA is
-    what is unknown, and a --ca-cert given without it is named, not asked for."""
+    what is unknown (OpenSSL names the issuer, or a self-signed one), and a --ca-cert
+    given without it is named, not asked for. A check the certificate itself fails (too
+    weak a key, not for servers) is left to OpenSSL's words."""
     low = detail.lower()
     if "expired" in low:
         why = "it has expired (is the clock right?)"
@@ -171,6 +179,8 @@ def _tls_hint(detail: str, of_proxy: bool = False, ca_from: str = "") -> str:
         why = "it is not valid yet (is the clock right?)"
     elif "subject name" in low or "does not match" in low or "mismatch" in low:
         why = "it was issued for another name"
+    elif detail and not any(sign in low for sign in _UNKNOWN_CA):
+        return "--insecure skips the check"
     elif of_proxy:
         return PROXY_CA_HINT
     elif ca_from == "--ca-cert":
@@ -181,6 +191,10 @@ def _tls_hint(detail: str, of_proxy: bool = False, ca_from: str = "") -> str:
     else:
         return "pass --ca-cert FILE to trust its CA, or --insecure to skip verification"
     return f"{why}; --insecure skips the check"
+
+
+# OpenSSL's words for a chain that ends at no trusted CA
+_UNKNOWN_CA = ("issuer", "self-signed", "self signed", "first certificate", "trust")
 
 
 def _tunnel_refused(status: int, where: str) -> Exception:
