@@ -353,3 +353,21 @@ def test_a_server_whose_http2_never_answers_gets_http11(
     assert max(tries.values(), default=0) <= 1, tries  # one failed try, then HTTP/1.1
     assert all(r.outcome == "200" for r in srv.requests if r.protocol == "http/1.1")
     assert sum(r.protocol == "http/1.1" for r in srv.requests) == COUNT
+
+
+def test_a_refused_stream_goes_again_at_once(
+    h2srv: Callable[..., H2Server], payload: Callable[..., bytes], tls_ca_path: Path,
+    tmp_path: Path,
+) -> None:
+    # REFUSED_STREAM: the server took none of it, so it is asked again now, with no wait
+    # and no retry counted (libcurl sends it again itself); another error waits its turn
+    srv = h2srv()
+    faulty = {3: Fault(rst=REFUSED_STREAM, times=1), 11: Fault(rst=REFUSED_STREAM, times=1),
+              20: Fault(rst=INTERNAL_ERROR, times=1)}
+    files = serve(srv, payload, faulty)
+    _, events = check_all(srv, files, tls_ca_path, tmp_path)
+    retried = [e for e in events if isinstance(e, Retrying)]
+    assert [e.path.name for e in retried if e.path] == ["f20.bin"]
+    assert retried[0].delay > 0
+    for i in faulty:
+        assert [r.outcome for r in srv.served(f"/d/f{i:02d}.bin")] == ["rst", "200"]
