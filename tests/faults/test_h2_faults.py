@@ -35,7 +35,7 @@ from tests.servers.tls import TLSFiles
 
 from omniget import download
 from omniget.engine import Engine, Report
-from omniget.engine.events import Event, Retrying
+from omniget.engine.events import Event, Retrying, Warned
 from omniget.engine.retry import FakeClock
 from omniget.model import Item
 from omniget.settings import NetworkSettings, Settings
@@ -371,3 +371,17 @@ def test_a_refused_stream_goes_again_at_once(
     assert retried[0].delay > 0
     for i in faulty:
         assert [r.outcome for r in srv.served(f"/d/f{i:02d}.bin")] == ["rst", "200"]
+
+
+def test_early_hints_and_trailers_leave_the_bytes_exact(
+    h2srv: Callable[..., H2Server], payload: Callable[..., bytes], tls_ca_path: Path,
+    tmp_path: Path,
+) -> None:
+    # a 103 head before the answer's, trailer fields after the body: neither is the
+    # file's, neither is a fault (nothing retried)
+    srv = h2srv()
+    odd = {i: Fault(early=True) for i in range(1, COUNT, 3)}
+    odd |= {i: Fault(trailers=True) for i in range(2, COUNT, 3)}
+    _, events = check_all(srv, serve(srv, payload, odd), tls_ca_path, tmp_path)
+    assert [e for e in events if isinstance(e, (Retrying, Warned))] == []
+    assert sum(r.protocol == "h2" and r.outcome == "200" for r in srv.requests) >= COUNT // 2

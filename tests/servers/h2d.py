@@ -15,7 +15,9 @@ Per path (:class:`Fault`, for the path's first ``times`` requests): a reset stre
 (``rst``: RST_STREAM with that error code, before the head or after ``rst_after`` body
 bytes), an error status (``status``, with ``retry_after``), a body shorter than its
 Content-Length ending the stream normally (``short``), a stall (``stall`` seconds of
-silence before the head, or after ``stall_after`` body bytes), a slow body (``drip``).
+silence before the head, or after ``stall_after`` body bytes), a slow body (``drip``);
+and what is no fault but comes rarely: a 103 head first (``early``), trailer fields
+after the body (``trailers``).
 A path never added is a 404.
 
 Per connection (the server's arguments): ``max_streams`` (SETTINGS_MAX_CONCURRENT_STREAMS;
@@ -86,6 +88,8 @@ class Fault:
     stall: float = 0.0  # seconds of silence after the head and ``stall_after`` bytes
     stall_after: int = 0  # (-1: before the head)
     drip: float = 0.0  # seconds between the body's 512-byte pieces
+    early: bool = False  # a 103 (Early Hints) head before the answer's (HTTP/2 only)
+    trailers: bool = False  # the body ends with trailer fields (HTTP/2 only)
     times: int | None = None
 
 
@@ -452,6 +456,8 @@ class _H2Conn:
                 return
             if fault is not None and fault.stall and fault.stall_after < 0:
                 await asyncio.sleep(fault.stall)  # (no head either)
+            if fault is not None and fault.early:
+                self.h2.send_headers(sid, [(":status", "103"), ("link", "</x.css>; rel=preload")])
             self.h2.send_headers(sid, [(":status", str(status)), *headers])
             cut = _cut(fault, len(body))
             if fault is not None and fault.stall and fault.stall_after >= 0:
@@ -465,6 +471,10 @@ class _H2Conn:
             elif fault is not None and fault.rst is not None:
                 await self.send(sid, body[:cut], end=False)
                 self.h2.reset_stream(sid, fault.rst)
+                self.flush()
+            elif fault is not None and fault.trailers:
+                await self.send(sid, body[:cut], end=False)
+                self.h2.send_headers(sid, [("x-checksum", "trailer")], end_stream=True)
                 self.flush()
             else:
                 await self.send(sid, body[:cut], end=True)
