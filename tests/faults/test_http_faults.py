@@ -1489,6 +1489,34 @@ def test_close_delimited_body_without_digest_is_unverified(
     assert warned.message.startswith("not verified: the server gave no size or hash")
 
 
+
+@pytest.mark.parametrize("digest", [None, "1"], ids=["unverified", "digest"])
+def test_a_close_delimited_body_over_tls_without_close_notify_ends_it(
+    httpsd: HTTPServer, payload: Callable[..., bytes], tls_ca_path: Path, tmp_path: Path,
+    digest: str | None,
+) -> None:
+    """A server that closes its TLS connection without a close_notify (many do) at the end
+    of a body without length: as a close ends such a body over plain http, unverified
+    (or checked by the server's digest). libcurl calls it an error ("unexpected eof while
+    reading"): each try fetched the whole file again, then it failed after 5 retries
+    (curl 7.88 took the body; wget said a read error)."""
+    data = payload(70 * KiB, 13)
+    path = httpsd.new_path("t.bin")
+    httpsd.add(path, data)
+    query: dict[str, Any] = {"nolength": 1} | ({"digest": digest} if digest else {})
+    net = NetworkSettings(stall_timeout=1.0, connect_timeout=5.0, ca_cert=str(tls_ca_path))
+    report, events, out = fetch(httpsd.url(path, **query), tmp_path, network=net)
+    assert report.exit_code == 0, report.failures
+    assert (out / "t.bin").read_bytes() == data
+    assert len(httpsd.requests_to(path)) == 1
+    assert not [e for e in events if isinstance(e, Retrying)]
+    warned = [e.message for e in events if isinstance(e, Warned)]
+    if digest:
+        assert report.results[0].verified is not None and warned == []
+    else:
+        assert report.results[0].verified is None
+        assert len(warned) == 1 and warned[0].startswith("not verified: the server gave no")
+
 @pytest.mark.parametrize("how", ["chunked", "gzip"])
 def test_a_body_without_length_that_ends_by_its_own_framing_is_complete(
     httpd: HTTPServer, tmp_path: Path, how: str

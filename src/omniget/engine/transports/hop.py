@@ -289,6 +289,18 @@ class Hop:
         return not line.startswith(b"HTTP/1.")  # HTTP/2 and /3 streams end on purpose
 
     def finish(self, code: int, message: str) -> None:
+        head = self.head
+        if (
+            code == pycurl.E_RECV_ERROR
+            and head is not None
+            and not head.framed
+            and "unexpected eof" in message.lower()
+        ):
+            # A TLS connection closed with no close_notify (OpenSSL's "unexpected eof
+            # while reading"): for a body that ends with its connection, the close ends
+            # it, as over plain http (unverified, unless a digest checks it). Each try
+            # fetched the whole file again, to fail alike.
+            code, message = 0, ""
         if code == 0 and self.decoder is not None and self.encoded and self.deliver:
             rest, why = end_of(self.decoder)
             self.decoder = None
