@@ -1689,8 +1689,17 @@ def test_a_redirect_from_https_to_plain_http_drops_credentials_and_says_so(
     for name in ("authorization", "cookie", "x-api-key"):
         assert hop.header(name) is None, name
     warned = [e.message for e in events if isinstance(e, Warned)]
-    assert warned == [f"redirected from https:// to plain http:// ({httpd.url(other)}):"
-                      " the file comes unencrypted, its server unverified"], warned
+    said = (f"redirected from https:// to plain http:// ({httpd.url(other)}): the file comes"
+            " unencrypted, its server unverified")
+    assert warned == [said], warned
+    # and to a stream (-O -)
+    events.clear()
+    sent = io.BytesIO()
+    settings = Settings(state_dir=tmp_path / "state", network=net)
+    assert stream(item, sent, settings=settings, on_event=events.append) == 1500
+    assert sent.getvalue() == b"over plain http" * 100
+    assert [e.message for e in events if isinstance(e, Warned)] == [said]
+    assert httpd.requests_to(other)[-1].header("authorization") is None
 
 def test_a_connection_that_never_gets_through_is_abandoned_and_retried(
     tmp_path: Path,

@@ -38,11 +38,8 @@ from .transports.base import (
     check_status,
     safe_url,
 )
+from .transports.redirect import DOWNGRADED, downgraded
 from .verify import StreamHasher, check_media, digests_from_headers
-
-#: Said once for a file whose https:// URL was redirected to a plain http:// one.
-DOWNGRADED = ("redirected from https:// to plain http:// ({}): the file comes unencrypted,"
-              " its server unverified")
 
 log = logging.getLogger(__name__)
 
@@ -472,8 +469,7 @@ class PlainDownload:
         job.digests = digests_from_headers(head.headers, status=head.status, decoded=head.decoded)
         if job.final is None or job.part is None:
             self._open_output(head)
-        downgraded = head.url[:7].lower() == "http://" and sink.req.url[:8].lower() == "https://"
-        if downgraded and not self.said_downgrade:  # (followed, as curl and wget: not unsaid)
+        if not self.said_downgrade and downgraded(sink.req.url, head.url):
             self.said_downgrade = True
             self.ctx.event(Warned(job.item, job.final, DOWNGRADED.format(safe_url(head.url))))
         expected = job.item.digest or (job.digests[0] if job.digests else None)

@@ -33,9 +33,11 @@ from .transports.base import (
     Request,
     StopTransfer,
     check_status,
+    safe_url,
     skip_prefix,
     transport_for,
 )
+from .transports.redirect import DOWNGRADED, downgraded
 from .verify import UNVERIFIED, StreamHasher, check_media, digest_mismatch
 
 if TYPE_CHECKING:
@@ -63,8 +65,11 @@ class _StreamSink:
         self.framed = True  # the current answer's body ends by its own framing
         self.ranges = True  # resume with Range (False once a 206 was not what was asked)
         self.end: int | None = None  # where the current 206's Content-Range ends
+        self.downgrade = ""  # the plain http:// URL an https:// one was answered from
 
     def on_head(self, head: Head) -> None:
+        if downgraded(self.url, head.url):
+            self.downgrade = head.url
         self.decoded = head.decoded
         self.framed = head.framed
         if head.status == 416 and self.done and self.ranges:
@@ -241,6 +246,8 @@ async def stream_item(
             emit(Retrying(item, None, exc, attempts, delay))
             await engine.clock.sleep(delay)
             waited += delay
+    if sink.downgrade:
+        emit(Warned(item, None, DOWNGRADED.format(safe_url(sink.downgrade))))
     if want is not None and sink.hash is not None and not sink.hash.matches(want):
         raise digest_mismatch(item.filename, want, sink.hash.hexdigest())
     if want is None and sink.size is None and not sink.framed:

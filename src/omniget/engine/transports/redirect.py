@@ -10,7 +10,11 @@ from ...errors import RemoteError
 from .base import safe_url
 from .outgoing import URL_SAFE, clean_url, split_userinfo
 
-__all__ = ["next_url"]
+__all__ = ["DOWNGRADED", "downgraded", "next_url"]
+
+#: Said once for a file whose https:// URL was redirected to a plain http:// one.
+DOWNGRADED = ("redirected from https:// to plain http:// ({}): the file comes unencrypted,"
+              " its server unverified")
 
 _USERINFO = r"//[^/?#@]*@"  # (to show a URL urllib cannot parse)
 
@@ -43,3 +47,9 @@ def next_url(current: str, location: str, schemes: tuple[str, ...]) -> str:
         # as curl: a server's ``user:password@`` is not sent (nor kept in the URL)
         target = split_userinfo(target, parts)[0]
     return target.partition("#")[0]
+
+
+def downgraded(asked: str, answered: str) -> bool:
+    """Whether an https:// URL ``asked`` was answered from a plain http:// one (a
+    redirect's): followed, as curl and wget follow it, but not unsaid."""
+    return asked[:8].lower() == "https://" and answered[:7].lower() == "http://"
