@@ -1504,7 +1504,7 @@ def test_a_close_delimited_body_over_tls_without_close_notify_ends_it(
     path = httpsd.new_path("t.bin")
     httpsd.add(path, data)
     query: dict[str, Any] = {"nolength": 1} | ({"digest": digest} if digest else {})
-    net = NetworkSettings(stall_timeout=1.0, connect_timeout=5.0, ca_cert=str(tls_ca_path))
+    net = NetworkSettings(stall_timeout=10.0, connect_timeout=5.0, ca_cert=str(tls_ca_path))
     report, events, out = fetch(httpsd.url(path, **query), tmp_path, network=net)
     assert report.exit_code == 0, report.failures
     assert (out / "t.bin").read_bytes() == data
