@@ -11,6 +11,7 @@ from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import get_args
 
 from .errors import nearest
+from .layout import layout_problem
 from .masks import mask_secrets
 from .model import ByteRange, Digest, Expect, Item, ItemKind, LocalSlice, Piece, Transform
 from .settings import Settings
@@ -209,6 +210,9 @@ def _check_pieces(item: Item, name: str) -> None:
             known = ", ".join(repr(t.value) for t in Transform)
             raise ValueError(f"{said}transform takes an omniget.Transform ({known}), "
                              f"not {shown(piece.transform)}")
+    problem = layout_problem(item)
+    if problem is not None:
+        raise ValueError(f"omniget.{name}(): Item(pieces=...) of {item.filename}: {problem}")
 
 
 def _field(name: str, item: Item, field: str, what: str) -> str:

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import AuthRequired, OmnigetError, RemoteNotFound, StorageError
+from ..errors import AuthRequired, OmnigetError, RemoteNotFound, StorageError, UsageError
+from ..layout import layout_problem
 from ..model import Digest, Item
 from .assemble import PartFile, part_path
 from .checkpoints import NOTHING_SAVED, Saved, forget_bytes, last_sync
@@ -297,6 +298,8 @@ class FileJob:
         try:
             if item.kind != "file":
                 return self._make_other()
+            if item.pieces:
+                refuse_layout(item)
             self.record = self.ctx.journal_record(self.key)
             rec = self.record
             remembered = False  # the name an earlier run chose, not the planned one
@@ -381,3 +384,10 @@ class FileJob:
     def __repr__(self) -> str:
         return f"<FileJob {self.item.output_path!r} size={self.size} written={self.written}>"
 
+
+
+def refuse_layout(item: Item) -> None:
+    """UsageError when ``item``'s pieces cannot make one file (before any request)."""
+    problem = layout_problem(item)
+    if problem is not None:
+        raise UsageError(f"{item.filename}: its pieces cannot make one file: {problem}")

@@ -289,20 +289,28 @@ class PieceDownload:
             # file takes a slot again).
             self.ctx.limits.release_file(self.job.claim)
             await asyncio.shield(producer)  # (shared with other readers and writers)
+        name, final = self.job.item.filename, self.job.final
+        assert final is not None
+        if path == part_path(final):  # (its bytes: whatever is written there yet)
+            raise StorageError(f"{name} takes bytes from its own part file, {path.name}")
         if not path.exists():
-            why = (": the item of this run that writes it failed" if producer is not None
-                   else " and which no item of this run writes")
-            raise StorageError(
-                f"{self.job.item.filename} takes bytes from {path}, which does not exist{why}"
-            )
+            if path == final:
+                why = ": it is the file itself, not there yet"
+            elif producer is not None:
+                why = ": the item of this run that writes it failed"
+            else:
+                why = " and which no item of this run writes"
+            raise StorageError(f"{name} takes bytes from {path}, which does not exist{why}")
         start = local.range.start if local.range else 0
-        length = local.range.length if local.range else None
-        if length is None:
-            try:
-                length = path.stat().st_size - start
-            except OSError as exc:
-                raise storage_error(exc, path, "reading") from exc
-        return self._copy_from(path, start, length, piece, out)
+        end = local.range.end if local.range else None
+        try:
+            have = path.stat().st_size
+        except OSError as exc:
+            raise storage_error(exc, path, "reading") from exc
+        if start >= have if end is None else end > have:
+            asked = f"{start}..{'' if end is None else end}"
+            raise StorageError(f"{name} takes bytes {asked} from {path}, which has {have} bytes")
+        return self._copy_from(path, start, (have if end is None else end) - start, piece, out)
 
     def _copy_from(self, path: Path, start: int, length: int, piece: Piece, out: Out) -> int:
         hasher = StreamHasher(piece.digest.algo) if piece.digest else None
