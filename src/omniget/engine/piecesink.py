@@ -19,6 +19,9 @@ from .verify import StreamHasher, check_media
 
 __all__ = ["Out", "PieceSink", "check"]
 
+#: The most output bytes one call inflates at once (a zlib piece's memory bound).
+INFLATE_BLOCK = 1 << 20
+
 
 class Out:
     """Where a piece's output goes: the part file at an offset (``ends``: the ends of
@@ -75,23 +78,40 @@ class PieceSink:
         self.job.fetched += len(data)
         if self.fetched is not None:
             self.fetched.update(data)
-        out = data
-        if self.inflate is not None:
-            try:
-                out = self.inflate.decompress(data)
-            except zlib.error as exc:
-                raise IntegrityError(f"bad zlib data in {self.job.item.filename}: {exc}") from exc
-            if self.inflate.unused_data:  # (only ever set at the stream's end)
-                raise IntegrityError(
-                    f"{len(self.inflate.unused_data)} bytes after the end of the zlib stream"
-                    f" of a piece of {self.job.item.filename}"
-                )
-        self._emit(out)
+        if self.inflate is None:
+            self._emit(data)
+        else:
+            self._inflate(data)
         if stop:
             raise StopTransfer
 
+    def _inflate(self, data: bytes) -> None:
+        """Inflate ``data`` a block at a time (a chunk of a zip bomb inflates a
+        thousandfold: the piece fails at its first block past its size, not once in
+        memory)."""
+        inflate = self.inflate
+        assert inflate is not None
+        while True:
+            try:
+                out = inflate.decompress(data, INFLATE_BLOCK)
+            except zlib.error as exc:
+                raise IntegrityError(f"bad zlib data in {self.job.item.filename}: {exc}") from exc
+            self._emit(out)
+            data = inflate.unconsumed_tail
+            if not data and (len(out) < INFLATE_BLOCK or inflate.eof):
+                break
+        if inflate.unused_data:  # (only ever set at the stream's end)
+            raise IntegrityError(
+                f"{len(inflate.unused_data)} bytes after the end of the zlib stream"
+                f" of a piece of {self.job.item.filename}"
+            )
+
     def _emit(self, out: bytes) -> None:
         if out:
+            size = self.piece.size
+            if size is not None and self.out.pos + len(out) > size:  # (never written past
+                raise IntegrityError(  # its place: the next piece's bytes are there)
+                    f"piece of {self.job.item.filename}: more than its {size} bytes")
             self.out.write(out)
             self.job.written += len(out)
             if self.output is not None:
