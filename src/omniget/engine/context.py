@@ -276,6 +276,12 @@ class RunContext:
         producer = self.outputs.get(output_key(path))
         return producer is not None and producer is not mine and not producer.done()
 
+    def drop_chunks(self, job: FileJob) -> None:
+        """Forget the shared chunks ``job``'s part file holds: it starts over (emptied)."""
+        for key, fut in list(self.chunks.items()):
+            if fut.done() and (src := fut.result()) is not None and src.job is job:
+                del self.chunks[key]
+
     def busy_paths(self) -> set[Path]:
         """Paths files of this run are writing now (or wait to)."""
         return {Path(key) for key, producer in self.outputs.items() if not producer.done()}

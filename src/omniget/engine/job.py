@@ -255,6 +255,8 @@ class FileJob:
                 self.ctx.journal.reset(self.key, own=self.owned)
             except StorageError as exc:
                 self.ctx.journal_failed(exc)
+        if self.ctx.chunks:  # (chunks copied from its part file: not there any more)
+            self.ctx.drop_chunks(self)
         if self.part is not None:
             self.part.truncate(0)
 

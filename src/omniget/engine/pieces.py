@@ -16,6 +16,7 @@ is whole) are :mod:`.piecesink`'s.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -41,6 +42,8 @@ from .verify import StreamHasher
 
 __all__ = ["ChunkSource", "PieceDownload"]
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(eq=False)
 class ChunkSource:
@@ -50,6 +53,7 @@ class ChunkSource:
     path_getter: Callable[[], Path]
     offset: int
     size: int
+    job: FileJob  # (whose part file holds it: forgotten when that file starts over)
 
 
 COPY_BLOCK = 1 << 20
@@ -236,7 +240,7 @@ class PieceDownload:
             finally:
                 ticket.close()
             if fut is not None:
-                fut.set_result(ChunkSource(self._path_now, out.offset, size))
+                fut.set_result(ChunkSource(self._path_now, out.offset, size, self.job))
             return size
         finally:
             if out.part is not self.job.part:
@@ -269,7 +273,18 @@ class PieceDownload:
         src = await asyncio.shield(fut)  # (a waiter cancelled must not cancel it for all)
         if src is None:
             return None
-        return self._copy_from(src.path_getter(), src.offset, src.size, piece, out)
+        try:
+            return self._copy_from(src.path_getter(), src.offset, src.size, piece, out)
+        except OmnigetError as exc:  # (its bytes there changed, or went): fetched instead
+            log.debug("%s: a copy of a shared chunk failed (%s); fetching it",
+                      self.job.item.filename, exc)
+            if self.ctx.chunks.get(key) is fut:
+                del self.ctx.chunks[key]
+            self.job.written -= out.pos
+            out.reset()
+            if out.part is not self.job.part:  # (its own staging file: emptied)
+                out.part.truncate(0)
+            return None
 
     async def _copy_local(self, piece: Piece, out: Out) -> int:
         local = piece.local

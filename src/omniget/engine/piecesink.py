@@ -33,6 +33,12 @@ class Out:
         self.pos = 0
         self.ends = ends
 
+    def reset(self) -> None:
+        """Nothing written yet (what was is written over)."""
+        self.pos = 0
+        if self.ends is not None:
+            self.ends = Ends()
+
     def write(self, data: bytes) -> None:
         if data:
             self.part.write_at(data, self.offset + self.pos)
