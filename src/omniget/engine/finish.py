@@ -11,7 +11,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import Cancelled, IntegrityError, OmnigetError, StorageError, TransferError
+from ..errors import (
+    Cancelled,
+    IntegrityError,
+    NotFound,
+    OmnigetError,
+    StorageError,
+    TransferError,
+)
 from ..model import Digest
 from .checkpoints import ensure_record, record_size, save_spans, sync_lost, syncs_back
 from .events import Failed, Finished, Skipped, Warned
@@ -47,12 +54,20 @@ async def fetch_verified(job: FileJob) -> FileResult:
     last: DigestMismatch | None = None  # the previous download's, if it missed its digest
     while True:
         tries += 1
+        dl: PlainDownload | None = None
         if job.item.pieces:
             from .pieces import PieceDownload  # (these two import job.py, which imports this)
 
             await PieceDownload(job).run()
         else:
-            await _plain_download()(job).run()
+            dl = _plain_download()(job)
+            try:
+                await dl.run()
+            except (TransferError, NotFound) as exc:
+                if not _next_mirror_alone(job, None, exc):
+                    raise
+                tries -= 1  # (one mirror's try: the file's tries are the others')
+                continue
         job.ctx.limits.release_file(job.claim)  # the bytes are in: next file's turn
         if job.ctx.lost_syncs:  # (the disk failed a sync of them: they are not checked)
             sync_lost(job)
@@ -60,6 +75,9 @@ async def fetch_verified(job: FileJob) -> FileResult:
             verified = await _verify(job)
             break
         except DigestMismatch as exc:
+            if dl is not None and _next_mirror_alone(job, dl, exc):
+                tries -= 1
+                continue
             # The same bytes as the last time (their digest the same, and the one wanted):
             # the server sends these, and a third download would bring them again.
             if exc.again(last):
@@ -83,6 +101,39 @@ async def fetch_verified(job: FileJob) -> FileResult:
         sync_lost(job)
     result = _finish(job, verified)
     return result if result is not None else await _placed(job, verified)
+
+
+def _next_mirror_alone(
+    job: FileJob, dl: PlainDownload | None, exc: OmnigetError
+) -> bool:
+    """After a file with mirrors missed its digest (``dl``: that download), or the URL it
+    was fetched from alone then failed (``dl`` None): whether it is fetched again from
+    one URL alone, the next that has not sent it wrong (True: restarted for that). A
+    download from several URLs says nothing of which one sent other bytes (of the same
+    size: one of another size is left at its answer); one from a single URL does. Each
+    URL is tried alone once at most."""
+    urls = (job.item.download_url, *job.item.mirrors)
+    if len(urls) < 2:
+        return False
+    alone = job.mirror_alone
+    if dl is None and alone is None:
+        return False  # (an error of a download from several URLs: not this one's to say)
+    bad = job.bad_mirrors
+    sent = alone if dl is None else next(iter(dl.used)) if len(dl.used) == 1 else None
+    if sent is not None and (dl is None or dl.fresh):
+        bad.add(sent)
+    left = [u for u in urls if u not in bad]
+    if not left:
+        if isinstance(exc, DigestMismatch):  # (each sent bytes that miss it)
+            raise _kept(job, DigestMismatch(
+                f"{exc.message}; each of its {len(urls)} URLs sent bytes that miss it",
+                want=exc.want, got=exc.got)) from None
+        return False
+    job.mirror_alone = left[0]
+    job.ctx.event(Warned(job.item, job.final,
+                         f"{exc}{_whose(job)}; downloading again from {left[0]} alone"))
+    job.restart()
+    return True
 
 
 def _whose(job: FileJob) -> str:

@@ -69,10 +69,11 @@ class FileJob:
     # (more attributes than an instance dict shares keys for (30): without slots each
     # job built a dict of its own, ~5 K instructions; mypy checks the list)
     __slots__ = (
-        "_last_progress", "_planned_text", "_where", "after", "ahead", "claim", "connections",
-        "ctx", "digests", "done", "end_proven", "etag", "fetched", "final", "found",
-        "generation", "item", "journal_started", "key", "last_ckpt", "last_modified",
-        "last_sync", "lost", "next_tick", "owned", "part", "planned", "record", "refreshed_at",
+        "_last_progress", "_planned_text", "_where", "after", "ahead", "bad_mirrors", "claim",
+        "connections", "ctx", "digests", "done", "end_proven", "etag", "fetched", "final",
+        "found", "generation", "item", "journal_started", "key", "last_ckpt", "last_modified",
+        "last_sync", "lost", "mirror_alone", "next_tick", "owned", "part", "planned", "record",
+        "refreshed_at",
         "released", "remembered", "replacing", "resumed", "saved", "server_path", "size",
         "size_from_eof", "slot", "started", "stream_hash", "suspect", "unsynced", "written"
     )
@@ -138,6 +139,10 @@ class FileJob:
         self.generation = 0  # bumped when every byte is forgotten (a late sync is stale)
         self.started = False
         self.refreshed_at = 0.0
+        #: URLs (the item's and its mirrors') that sent the file wrong, fetched alone;
+        #: the one URL the file is fetched from alone now (see finish._next_mirror_alone).
+        self.bad_mirrors: set[str] = set()
+        self.mirror_alone: str | None = None
         #: The part file being created ahead of the answer.
         self.ahead: Ahead | None = None
         # (a final path, it as a string, its folder: worked out once per path)

@@ -66,7 +66,10 @@ class PlainDownload:
         self.ranges_ok = True  # not known to be broken: resume with Range
         self.ranges_known = False  # advertised or seen (206): needed to split
         self.ckpt_bytes = self.settings.checkpoint_bytes
-        self.urls = (job.item.download_url, *job.item.mirrors)
+        alone = job.mirror_alone  # (all its bytes from that one URL: see finish.py)
+        self.urls = (job.item.download_url, *job.item.mirrors) if alone is None else (alone,)
+        self.used: set[str] = set()  # the URLs whose answers were taken
+        self.fresh = not job.done  # no byte of an earlier download kept
         self.gone: set[str] = set()  # mirrors that answered with a permanent error
         self.failing: set[str] = set()  # mirrors that failed lately (connect, reset, ...)
         self.head_seen = False
@@ -339,6 +342,7 @@ class PlainDownload:
                     self.ctx.event(Warned(job.item, job.final, "the server ignores Range: the"
                                           f" {span.pos} bytes already here come again before"
                                           " the rest"))
+        self.used.add(sink.req.url)
         if sink.sent:
             self.slowest_head = max(self.slowest_head, time.monotonic() - sink.sent)
         if not self.head_seen:
