@@ -11,7 +11,7 @@ from tests.engine.test_engine_memory import make, run
 
 import omniget
 from omniget import UsageError
-from omniget.engine.transports.memory import MemoryTransport
+from omniget.engine.transports.memory import MemoryTransport, MemResponse
 from omniget.model import ByteRange, Item, LocalSlice, Piece, Transform
 
 A, B = "http://cdn.test/a", "http://cdn.test/b"
@@ -130,3 +130,46 @@ def test_a_slice_of_its_own_part_file_is_refused(tmp_path: Path) -> None:
     eng, _ = make(tmp_path, _mem())
     [result] = run(eng, [item], tmp_path).results
     assert result.status == "failed" and "part file" in str(result.error)
+
+
+@pytest.mark.parametrize("fresh", ["fewer", "none", "moved"])
+def test_a_refresh_that_gives_other_pieces_fails_the_file_only(tmp_path: Path, fresh: str) -> None:
+    """A piece's URL expired (403) and the refresh hook gave an item of other pieces:
+    before, an IndexError ended the whole run (fewer or no pieces), or the new pieces were
+    written where the old ones were (other offsets). Only the URLs may change."""
+    mem = _mem()
+    expired = "http://cdn.test/expired"
+    mem.on(expired, lambda req, n: MemResponse(403, b"expired"))
+
+    async def refresh(item: Item) -> Item:
+        if fresh == "none":
+            return Item(B, filename=item.filename)
+        if fresh == "fewer":
+            return Item(B, filename=item.filename, pieces=(Piece(B),))
+        return Item(B, filename=item.filename, pieces=(Piece(A, size=100), Piece(B, offset=20)))
+
+    eng, _ = make(tmp_path, mem)
+    eng.refresh = refresh
+    pieces = (Piece(A, size=100), Piece(expired, size=100))
+    other = Item(B, filename="other.bin")
+    report = run(eng, [Item(A, filename="o.bin", pieces=pieces), other], tmp_path)
+    first, second = report.results
+    assert first.status == "failed" and "other pieces" in str(first.error), first.error
+    assert second.status == "ok"
+    assert not (tmp_path / "o.bin").exists()
+
+
+def test_a_refresh_that_renews_the_urls_of_the_pieces_is_taken(tmp_path: Path) -> None:
+    mem = _mem()
+    expired = "http://cdn.test/expired"
+    mem.on(expired, lambda req, n: MemResponse(403, b"expired"))
+
+    async def refresh(item: Item) -> Item:
+        return Item(A, filename=item.filename, pieces=(Piece(A, size=100), Piece(B, size=100)))
+
+    eng, _ = make(tmp_path, mem)
+    eng.refresh = refresh
+    pieces = (Piece(A, size=100), Piece(expired, size=100))
+    report = run(eng, [Item(A, filename="o.bin", pieces=pieces)], tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (tmp_path / "o.bin").read_bytes() == b"a" * 100 + b"b" * 100

@@ -16,6 +16,7 @@ is whole) are :mod:`.piecesink`'s.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import Cancelled, OmnigetError, StorageError, TransferError
+from ..errors import Cancelled, OmnigetError, RemoteError, StorageError, TransferError
 from ..model import Piece
 from .assemble import PartFile, part_path, storage_error
 from .checkpoints import piece_done, sync_lost
@@ -133,7 +134,7 @@ class PieceDownload:
                 except OmnigetError as exc:
                     job.written -= out.pos  # those bytes are fetched again
                     if job.refreshable(exc) and await job.refresh(exc):
-                        piece = job.item.pieces[idx]
+                        piece = self._renewed(idx)
                         continue
                     attempts += 1
                     delay = self.ctx.policy.next_delay(attempts, exc, waited, self.ctx.rng)
@@ -153,6 +154,20 @@ class PieceDownload:
             sync_lost(job)
         self.ctx.event(PieceDone(job.item, job.final, idx, size))
         job.progress(time.monotonic())
+
+    def _renewed(self, idx: int) -> Piece:
+        """Piece ``idx`` of the item its source refreshed: its URL renewed, nothing else
+        (other pieces are another file, not the one whose bytes are being put together)."""
+        fresh = self.job.item.pieces
+        if len(fresh) != len(self.pieces) or any(
+            dataclasses.replace(new, url=old.url) != old
+            for old, new in zip(self.pieces, fresh, strict=True)
+        ):
+            raise RemoteError(
+                f"{self.job.item.filename}: its source's refresh gave other pieces than those"
+                " being fetched (only their URLs may change); run again"
+            )
+        return fresh[idx]
 
     async def _still_there(
         self, known: dict[int, tuple[int, Print | None]], part: PartFile
