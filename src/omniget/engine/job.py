@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -61,6 +62,7 @@ __all__ = ["FileJob", "SkipFile"]
 PROGRESS_EVERY = 0.25  # seconds between Progress events per file
 HANDLER_SHARE = 10  # a Progress handler's time, times this: no Progress until it passed
 REFRESH_MARGIN = 60.0  # refresh expiring URLs this long before they expire
+MAX_REFRESHES = 3  # refreshes of a file's URLs in a row that bring no byte
 
 
 class FileJob:
@@ -73,7 +75,7 @@ class FileJob:
         "connections", "ctx", "digests", "done", "end_proven", "etag", "fetched", "final",
         "found", "generation", "item", "journal_started", "key", "last_ckpt", "last_modified",
         "last_sync", "lost", "mirror_alone", "next_tick", "owned", "part", "planned", "record",
-        "refreshed_at",
+        "refreshed_at", "refreshes",
         "released", "remembered", "replacing", "resumed", "saved", "server_path", "size",
         "size_from_eof", "slot", "started", "stream_hash", "suspect", "unsynced", "written"
     )
@@ -138,7 +140,9 @@ class FileJob:
         self.unsynced: list[int] = []  # pieces in the part file done since the last sync
         self.generation = 0  # bumped when every byte is forgotten (a late sync is stale)
         self.started = False
-        self.refreshed_at = 0.0
+        self.refreshed_at = -math.inf  # (the run's clock: a test's fake one starts at 0)
+        #: refreshes after a failure with no byte fetched since, and the bytes fetched then
+        self.refreshes = (0, 0)
         #: URLs (the item's and its mirrors') that sent the file wrong, fetched alone;
         #: the one URL the file is fetched from alone now (see finish._next_mirror_alone).
         self.bad_mirrors: set[str] = set()
@@ -279,9 +283,15 @@ class FileJob:
         """Re-resolve the item's URLs through its source; False if not possible."""
         if self.ctx.refresh is None:
             return False
-        now = time.monotonic()
-        if reason is not None and now - self.refreshed_at < 1.0:
-            return False  # refreshed a moment ago and it still fails: give up
+        now = self.ctx.clock.monotonic()
+        if reason is not None:
+            if now - self.refreshed_at < 1.0:
+                return False  # refreshed a moment ago and it still fails: give up
+            if self.fetched != self.refreshes[1]:  # (bytes came since: a new count)
+                self.refreshes = (0, self.fetched)
+            if self.refreshes[0] >= MAX_REFRESHES:
+                return False  # fresh URLs that fail as the old ones did, each time
+            self.refreshes = (self.refreshes[0] + 1, self.fetched)
         self.refreshed_at = now
         fresh = await self.ctx.refresh(self.item)
         if fresh == self.item:

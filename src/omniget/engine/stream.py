@@ -14,15 +14,15 @@ Finished at the end, Retrying and Warned."""
 
 from __future__ import annotations
 
+import math
 import re
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError, OmnigetError, TransientError, UsageError, write_error
 from ..model import ByteRange, Item
 from .events import EventHandler, Finished, Progress, Retrying, Started, Warned
-from .job import PROGRESS_EVERY, REFRESH_MARGIN, FileJob
+from .job import MAX_REFRESHES, PROGRESS_EVERY, REFRESH_MARGIN, FileJob
 from .mirrors import PERMANENT_ON_ONE_MIRROR, next_mirror, not_a_copy
 from .ratelimit import RateLimit
 from .resume import strong
@@ -184,7 +184,8 @@ async def stream_item(
     url = urls[0]
     gone: set[str] = set()  # mirrors that failed for good
     switches = 0  # to another mirror at once, without a wait (bounded)
-    refreshed_at = -1.0  # (monotonic)
+    refreshed_at = -math.inf  # (the engine's monotonic clock)
+    refreshes = (0, 0)  # refreshes in a row with no byte out between, and the bytes out then
     while True:
         rng = ByteRange(sink.done) if sink.done and sink.ranges else None
         req = Request(
@@ -217,9 +218,12 @@ async def stream_item(
                 ) from None
             if sink.decoded and rng is not None:  # (a range of encoded bytes, maybe: they
                 sink.ranges = False  # do not decode from their middle) the whole body next
-            now = time.monotonic()
-            if FileJob.refreshable(exc) and now - refreshed_at >= 1.0:  # (as a file's job)
-                refreshed_at = now
+            now = engine.clock.monotonic()
+            if sink.done != refreshes[1]:
+                refreshes = (0, sink.done)
+            if (FileJob.refreshable(exc) and now - refreshed_at >= 1.0  # (as a file's job)
+                    and refreshes[0] < MAX_REFRESHES):
+                refreshed_at, refreshes = now, (refreshes[0] + 1, sink.done)
                 fresh = await refresh(item)
                 if fresh != item and not fresh.pieces:  # its URLs renewed: the rest from them
                     item = sink.item = fresh
