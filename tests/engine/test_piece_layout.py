@@ -4,15 +4,16 @@ give the bytes asked fail, naming why."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 from tests.engine.test_engine_memory import make, run
 
 import omniget
-from omniget import UsageError
+from omniget import IntegrityError, UsageError
 from omniget.engine.transports.memory import MemoryTransport, MemResponse
-from omniget.model import ByteRange, Item, LocalSlice, Piece, Transform
+from omniget.model import ByteRange, Digest, Item, LocalSlice, Piece, Transform
 
 A, B = "http://cdn.test/a", "http://cdn.test/b"
 
@@ -173,3 +174,24 @@ def test_a_refresh_that_renews_the_urls_of_the_pieces_is_taken(tmp_path: Path) -
     report = run(eng, [Item(A, filename="o.bin", pieces=pieces)], tmp_path)
     assert report.exit_code == 0, report.failures
     assert (tmp_path / "o.bin").read_bytes() == b"a" * 100 + b"b" * 100
+
+
+def test_a_slice_of_a_whole_empty_file_is_empty(tmp_path: Path) -> None:
+    (tmp_path / "empty.bin").write_bytes(b"")
+    pieces = (Piece(A, size=100), Piece(local=LocalSlice("empty.bin")))
+    item = Item(A, filename="o.bin", pieces=pieces)
+    eng, _ = make(tmp_path, _mem())
+    report = run(eng, [item], tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert (tmp_path / "o.bin").read_bytes() == b"a" * 100
+
+
+def test_a_local_slice_is_checked_against_its_fetched_digest_too(tmp_path: Path) -> None:
+    """Its bytes as read are its bytes as fetched: that digest was never looked at."""
+    (tmp_path / "src.bin").write_bytes(b"s" * 100)
+    wrong = Digest("md5", hashlib.md5(b"t" * 100).hexdigest())
+    piece = Piece(local=LocalSlice("src.bin"), fetched_digest=wrong)
+    item = Item(A, filename="o.bin", pieces=(piece,))
+    eng, _ = make(tmp_path, _mem())
+    [result] = run(eng, [item], tmp_path).results
+    assert isinstance(result.error, IntegrityError) and "md5 mismatch" in str(result.error)

@@ -337,13 +337,22 @@ class PieceDownload:
             have = path.stat().st_size
         except OSError as exc:
             raise storage_error(exc, path, "reading") from exc
-        if start >= have if end is None else end > have:
+        if local.range is not None and (start >= have if end is None else end > have):
             asked = f"{start}..{'' if end is None else end}"
             raise StorageError(f"{name} takes bytes {asked} from {path}, which has {have} bytes")
-        return self._copy_from(path, start, (have if end is None else end) - start, piece, out)
+        length = (have if end is None else end) - start
+        return self._copy_from(path, start, length, piece, out, as_fetched=True)
 
-    def _copy_from(self, path: Path, start: int, length: int, piece: Piece, out: Out) -> int:
+    def _copy_from(
+        self, path: Path, start: int, length: int, piece: Piece, out: Out,
+        as_fetched: bool = False,
+    ) -> int:
+        """Copy ``length`` bytes of ``path`` from ``start`` as the piece's output, checked
+        against its digest; ``as_fetched``: they are its bytes as fetched too (a local
+        slice's; a shared chunk's copy is of the output, its fetched bytes were zlib's)."""
         hasher = StreamHasher(piece.digest.algo) if piece.digest else None
+        fetched = piece.fetched_digest if as_fetched else None
+        raw = StreamHasher(fetched.algo) if fetched is not None else None
         try:
             with open(path, "rb") as f:
                 f.seek(start)
@@ -356,10 +365,12 @@ class PieceDownload:
                     self.job.written += len(block)
                     if hasher is not None:
                         hasher.update(block)
+                    if raw is not None:
+                        raw.update(block)
                     left -= len(block)
         except OSError as exc:
             raise storage_error(exc, path, "reading") from exc
-        check(piece, None, hasher, out.pos, self.job.item.filename)
+        check(piece, raw, hasher, out.pos, self.job.item.filename)
         return out.pos
 
     def _assemble(self) -> int:
