@@ -65,3 +65,16 @@ def test_a_zlib_piece_inflated_in_blocks_is_whole(tmp_path: Path) -> None:
     report = run(eng, [item], tmp_path)
     assert report.exit_code == 0, report.failures
     assert (tmp_path / "o.bin").read_bytes() == bytes(8 * MiB)
+
+
+def test_a_zlib_piece_of_gzip_data_says_so(tmp_path: Path) -> None:
+    """It said "incorrect header check" only."""
+    import gzip
+
+    mem = MemoryTransport()
+    mem.add(URL, gzip.compress(b"x" * 1000))
+    item = Item(URL, filename="o.bin", pieces=(Piece(URL, transform=Transform.ZLIB),))
+    eng, _ = make(tmp_path, mem, retries=0)
+    [result] = run(eng, [item], tmp_path).results
+    assert isinstance(result.error, IntegrityError)
+    assert "gzip" in str(result.error), result.error

@@ -57,6 +57,7 @@ class PieceSink:
         self.fetched = StreamHasher(piece.fetched_digest.algo) if piece.fetched_digest else None
         self.output = StreamHasher(piece.digest.algo) if piece.digest else None
         self.inflate = zlib.decompressobj() if piece.transform is Transform.ZLIB else None
+        self.fetched_start = b""  # the first two bytes fetched
 
     def on_head(self, head: Head) -> None:
         check_status(head, head.url)
@@ -81,6 +82,8 @@ class PieceSink:
                 data = data[: self.left]
                 stop = True
             self.left -= len(data)
+        if self.inflate is not None and len(self.fetched_start) < 2:  # (for a zlib error)
+            self.fetched_start += data[: 2 - len(self.fetched_start)]
         self.job.fetched += len(data)
         if self.fetched is not None:
             self.fetched.update(data)
@@ -101,7 +104,10 @@ class PieceSink:
             try:
                 out = inflate.decompress(data, INFLATE_BLOCK)
             except zlib.error as exc:
-                raise IntegrityError(f"bad zlib data in {self.job.item.filename}: {exc}") from exc
+                gzip = self.fetched_start == b"\x1f\x8b"
+                hint = " (gzip data, not zlib: the piece's transform is wrong)" if gzip else ""
+                raise IntegrityError(
+                    f"bad zlib data in {self.job.item.filename}: {exc}{hint}") from exc
             self._emit(out)
             data = inflate.unconsumed_tail
             if not data and (len(out) < INFLATE_BLOCK or inflate.eof):
