@@ -59,3 +59,19 @@ def test_mirrors_that_all_send_other_bytes_fail_saying_so(
     # alone: three downloads at most
     again = [e.message for e in events if isinstance(e, Warned) and "alone" in e.message]
     assert 1 <= len(again) <= 2, again
+
+
+def test_mirrors_that_agree_on_bytes_that_miss_the_checksum_are_not_each_asked(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """The same bytes from all of them at once, then from one alone: the checksum is what
+    is wrong (as with one URL, the file fails after its second download)."""
+    data = random.Random(1).randbytes(1 * MiB)
+    urls = [httpd.add(httpd.new_path("b.bin"), data) for _ in range(3)]
+    item = Item(urls[0], mirrors=tuple(urls[1:]), filename="m.bin",
+                digest=Digest("sha256", "0" * 64))
+    report, events, _ = fetch("", tmp_path, item=item, split=4)
+    [result] = report.results
+    assert isinstance(result.error, IntegrityError)
+    assert "twice" in str(result.error) and "checksum" in str(result.error)
+    assert len([e for e in events if isinstance(e, Warned) and "mismatch" in e.message]) == 1

@@ -75,14 +75,16 @@ async def fetch_verified(job: FileJob) -> FileResult:
             verified = await _verify(job)
             break
         except DigestMismatch as exc:
-            if dl is not None and _next_mirror_alone(job, dl, exc):
-                tries -= 1
-                continue
             # The same bytes as the last time (their digest the same, and the one wanted):
-            # the server sends these, and a third download would bring them again.
+            # the server sends these, and a third download would bring them again. (From
+            # mirrors too: from all at once, then from one alone, they agree on them.)
             if exc.again(last):
                 why = SAME_BYTES if job.item.digest is not None else SAME_ANSWER
                 raise _kept(job, exc.twice(why)) from None
+            if dl is not None and _next_mirror_alone(job, dl, exc):
+                tries -= 1
+                last = exc
+                continue
             if tries > min(WHOLE_FILE_RETRIES, job.ctx.settings.retries):
                 raise _kept(job, exc) from None
             last = exc
