@@ -239,7 +239,8 @@ class Item:
     source: str = "http"
     #: Other URLs serving the same bytes (mirrors), tried when the main one fails.
     mirrors: tuple[str, ...] = ()
-    #: Headers that are secrets of this source: never sent to another origin.
+    #: Headers that are secrets of this source: never sent to another origin than the
+    #: ``download_url``'s (a redirect's or a mirror's; Authorization and Cookie neither).
     secret_headers: tuple[str, ...] = ()
     #: True when the name is a guess from the URL and the server may name the file
     #: (Content-Disposition). Sources that know the real name leave it False.

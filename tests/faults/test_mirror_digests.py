@@ -75,3 +75,38 @@ def test_mirrors_that_agree_on_bytes_that_miss_the_checksum_are_not_each_asked(
     assert isinstance(result.error, IntegrityError)
     assert "twice" in str(result.error) and "checksum" in str(result.error)
     assert len([e for e in events if isinstance(e, Warned) and "mismatch" in e.message]) == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_item_s_secret_headers_go_to_its_own_origin_only(
+    httpd: HTTPServer, tmp_path: Path, stream: bool
+) -> None:
+    """A mirror on another origin (here another host name for the same server) gets the
+    item's headers without its secrets (Authorization, Cookie, its secret_headers), as a
+    redirect there would; a mirror of the same origin gets them all (before: all, always)."""
+    import io
+
+    import omniget
+
+    data = random.Random(3).randbytes(64 * 1024)
+    gone, same, path = (httpd.new_path(n) for n in ("gone.bin", "same.bin", "m.bin"))
+    httpd.add(path, data)
+    headers = {"Authorization": "Bearer A", "Cookie": "c=1", "X-Token": "T", "Referer": "r"}
+    item = Item(
+        httpd.url(gone), mirrors=(httpd.url(same), httpd.url(path, host="localhost")),
+        filename="m.bin", headers=headers, secret_headers=("X-Token",),
+    )
+    if stream:
+        out = io.BytesIO()
+        assert omniget.stream(item, out) == len(data)
+        assert out.getvalue() == data
+    else:
+        report, _, out_dir = fetch("", tmp_path, item=item)
+        assert report.exit_code == 0, report.failures
+        assert (out_dir / "m.bin").read_bytes() == data
+    for p in (gone, same):
+        [asked] = httpd.requests_to(p)
+        assert {k: asked.headers.get(k) for k in headers} == headers
+    for asked in httpd.requests_to(path):
+        assert asked.headers.get("Referer") == "r"
+        assert [k for k in ("Authorization", "Cookie", "X-Token") if asked.headers.get(k)] == []

@@ -1,13 +1,19 @@
-"""An item's other URLs (mirrors): which to try next, and which errors end one for good.
-Shared by a download into a file (:mod:`.plain`) and one to a stream (:mod:`.stream`)."""
+"""An item's other URLs (mirrors): which to try next, which errors end one for good, and
+which of the item's headers each gets. Shared by a download into a file (:mod:`.plain`)
+and one to a stream (:mod:`.stream`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import AuthRequired, NotFound, RemoteError
+from .transports.base import SECRET_HEADERS, origin
 
-__all__ = ["PERMANENT_ON_ONE_MIRROR", "next_mirror", "not_a_copy"]
+if TYPE_CHECKING:
+    from ..model import Item
+
+__all__ = ["PERMANENT_ON_ONE_MIRROR", "headers_for", "next_mirror", "not_a_copy"]
 
 #: Errors that say nothing of the item's other URLs: that one is left for good.
 PERMANENT_ON_ONE_MIRROR = (RemoteError, NotFound, AuthRequired)
@@ -29,3 +35,14 @@ def not_a_copy(url: str, size: int, expected: int) -> RemoteError:
     """A mirror whose file has another size than the one known: another file, not this
     one changing (an error of that URL alone: the others go on)."""
     return RemoteError(f"{url} has {size} bytes, not {expected}: not a copy of this file")
+
+
+def headers_for(item: Item, url: str) -> Mapping[str, str]:
+    """The item's headers for one of its URLs: all of them for its own origin (that of
+    its ``download_url``); for a mirror elsewhere, none of its secrets (Authorization,
+    Cookie, ... and its ``secret_headers``), as for a redirect there."""
+    headers = item.headers
+    if not headers or url == item.download_url or origin(url) == origin(item.download_url):
+        return headers
+    secret = SECRET_HEADERS.union(h.lower() for h in item.secret_headers)
+    return {k: v for k, v in headers.items() if k.lower() not in secret}

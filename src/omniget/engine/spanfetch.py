@@ -14,7 +14,7 @@ from ..model import ByteRange
 from .checkpoints import sync_lost
 from .events import Retrying, Warned
 from .job import FileJob
-from .mirrors import PERMANENT_ON_ONE_MIRROR, next_mirror
+from .mirrors import PERMANENT_ON_ONE_MIRROR, headers_for, next_mirror
 from .retry import gave_up
 from .spans import within
 from .splitter import Span
@@ -267,7 +267,7 @@ def _request(dl: PlainDownload, span: Span, url: str) -> Request:
             if_range = dl.job.validator()
     return Request(
         url,
-        headers=item.headers,
+        headers=headers_for(item, url),
         range=rng,
         if_range=if_range,
         secret_headers=item.secret_headers,

@@ -23,7 +23,7 @@ from ..errors import IntegrityError, OmnigetError, TransientError, UsageError, w
 from ..model import ByteRange, Item
 from .events import EventHandler, Finished, Progress, Retrying, Started, Warned
 from .job import MAX_REFRESHES, PROGRESS_EVERY, REFRESH_MARGIN, FileJob
-from .mirrors import PERMANENT_ON_ONE_MIRROR, next_mirror, not_a_copy
+from .mirrors import PERMANENT_ON_ONE_MIRROR, headers_for, next_mirror, not_a_copy
 from .ratelimit import RateLimit
 from .resume import strong
 from .retry import gave_up
@@ -190,7 +190,7 @@ async def stream_item(
         rng = ByteRange(sink.done) if sink.done and sink.ranges else None
         req = Request(
             url,
-            headers=item.headers,
+            headers=headers_for(item, url),
             range=rng,
             if_range=sink.if_range(url) if rng else None,
             secret_headers=item.secret_headers,
