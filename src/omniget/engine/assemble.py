@@ -10,6 +10,7 @@ import contextlib
 import errno
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Literal
 
@@ -21,8 +22,8 @@ except ImportError:  # (no flock: one run per folder is then on the user)
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
-    "PART_SUFFIX", "Leftovers", "PartBusy", "PartFile", "find_leftovers", "on_memory_fs",
-    "part_busy", "part_path", "storage_error",
+    "PART_SUFFIX", "Leftovers", "NotAPart", "PartBusy", "PartFile", "find_leftovers",
+    "not_a_file", "on_memory_fs", "part_busy", "part_path", "storage_error",
 ]  # fmt: skip
 
 PART_SUFFIX = ".omniget-part"
@@ -88,6 +89,38 @@ class PartBusy(StorageError):
         )
 
 
+class NotAPart(StorageError):
+    """What is at a part file's name is no regular file (a symbolic link, a FIFO, a
+    folder): omniget never makes one there, so it is someone else's, left as it is."""
+
+    def __init__(self, where: str, kind: str) -> None:
+        name = os.path.basename(where).removesuffix(PART_SUFFIX)
+        super().__init__(f"{where} is {kind}, not a part file omniget made; left as it is"
+                         f" (move it away to download {name})")
+
+
+def _kind(mode: int) -> str | None:
+    """What a file of ``mode`` (a stat's) is, in words, when it is no regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    return "a socket" if stat.S_ISSOCK(mode) else "a device"
+
+
+def not_a_file(where: str) -> str | None:
+    """What is at ``where`` when it is there and no regular file ("a FIFO", ...), never
+    following a link; None for a regular file or nothing."""
+    try:
+        return _kind(os.lstat(where).st_mode)
+    except OSError:
+        return None
+
+
 def _lock(fd: int) -> bool:
     """Take the part file's lock (held until the descriptor closes); False: taken."""
     if fcntl is None:
@@ -101,10 +134,16 @@ def _lock(fd: int) -> bool:
     return True
 
 
+#: Opening a name that may hold what a user put there: never through a link, never
+#: waiting for a FIFO's writer (a regular file opens as ever).
+_NO_WAIT = (getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+            | getattr(os, "O_NONBLOCK", 0))
+
+
 def part_busy(final: Path) -> bool:
     """Whether another process holds ``final``'s part file now."""
     try:
-        fd = os.open(f"{final}{PART_SUFFIX}", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(f"{final}{PART_SUFFIX}", os.O_RDONLY | _NO_WAIT)
     except OSError:
         return False
     try:
@@ -226,7 +265,7 @@ class PartFile:
         if fd < 0:
             # (created only when starting afresh: a resumed part that went away was
             # finished or removed by someone else, and its kept spans with it)
-            flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
+            flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
             try:
                 _make_folder(os.path.dirname(self.where) if folder is None else folder, made)
                 if fresh:
@@ -234,9 +273,9 @@ class PartFile:
                         fd = os.open(self.where, flags | os.O_CREAT | os.O_EXCL, 0o644)
                         new = True
                     except FileExistsError:
-                        fd = os.open(self.where, flags)
+                        fd = self._open_there(flags)
                 else:
-                    fd = os.open(self.where, flags)
+                    fd = self._open_there(flags)
             except FileNotFoundError as exc:
                 if fresh:
                     raise storage_error(exc, self.path, "creating", kept=False) from exc
@@ -251,6 +290,9 @@ class PartFile:
                 raise PartBusy(final)
             if not new:
                 st = os.fstat(fd)
+                kind = _kind(st.st_mode)
+                if kind is not None:  # (put there since the look before the open)
+                    raise NotAPart(self.where, kind)
                 now = os.stat(self.where)
                 if (st.st_ino, st.st_dev) != (now.st_ino, now.st_dev):
                     raise PartBusy(final, "was finished")
@@ -264,13 +306,21 @@ class PartFile:
         except OSError as exc:
             os.close(fd)
             raise storage_error(exc, self.path, "creating", kept=not fresh) from exc
-        except PartBusy:
+        except (PartBusy, NotAPart):
             os.close(fd)
             raise
         self.fd = fd
         self.written = 0  # bytes written through this object (for fsync pacing)
         self.length: int | None = 0 if fresh else None  # the file's size, while known
         self.splice_ok = True  # this filesystem takes splice() writes (see write_from_pipe)
+
+    def _open_there(self, flags: int) -> int:
+        """Open the part file found at its name: only a regular file (NotAPart else: a
+        link is never followed out of the folder, a FIFO never waited on)."""
+        kind = not_a_file(self.where)
+        if kind is not None:
+            raise NotAPart(self.where, kind)
+        return os.open(self.where, flags)
 
     def _clear_leftovers(self, folder: str | None, seen: Leftovers | None) -> None:
         """Remove this part file's temporaries left by dead runs. Safe with its lock held:

@@ -8,13 +8,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import StorageError
 from ..model import Digest
-from .assemble import PartBusy, PartFile, drop_part, part_busy, part_path
+from .assemble import NotAPart, PartBusy, PartFile, drop_part, not_a_file, part_busy, part_path
 from .context import output_key
 from .events import Warned
 from .existing import SkipFile, there
@@ -105,6 +106,10 @@ def load_resume(job: FileJob, final: Path) -> None:
     journal = job.ctx.journal
     if rec is None or journal is None or rec.done:
         return
+    where = str(part_path(final))
+    kind = not_a_file(where)  # (never waited on, followed, nor started over)
+    if kind is not None:
+        raise NotAPart(where, kind)
     try:
         if not part_path(final).exists():
             journal.reset(job.key)
@@ -253,11 +258,13 @@ def not_resumable(final: Path, why: StorageError) -> StorageError:
 
 
 def _inode(path: Path) -> int | None:
-    """The inode number of the file at ``path``; None if there is none."""
+    """The inode number of the regular file at ``path`` (a link is not followed); None if
+    there is none."""
     try:
-        return os.stat(path).st_ino
+        st = os.lstat(path)
     except OSError:
         return None
+    return st.st_ino if stat.S_ISREG(st.st_mode) else None
 
 
 def strong(etag: str | None) -> bool:

@@ -1,0 +1,142 @@
+"""A part file's name that holds no regular file between two runs: a symbolic link (to
+the earlier part file moved out of the output folder, to a file elsewhere, to /dev/null),
+a FIFO, a folder. Omniget never makes such a thing there, so it is someone else's: the
+file fails with one line naming it, nothing is followed out of the folder, written or
+removed, and no open waits for a FIFO's writer. Before, a FIFO hung the run (an open
+for reading waited for a writer; Ctrl+C only asked it to stop), and a link to the earlier
+part file, moved elsewhere, was resumed through: its bytes written outside the output
+folder, and the link renamed to the final name."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from tests.servers.checks import recorded, wait_for
+from tests.servers.httpd import HTTPServer
+
+from omniget import download
+from omniget.engine.journal import FILENAME
+from omniget.errors import StorageError
+from omniget.model import Item
+from omniget.settings import Settings
+
+KiB = 1024
+HALF = 256 * KiB
+KINDS = ["link to the part moved out", "link to a file outside", "link to /dev/null",
+         "dangling link", "fifo", "folder"]
+
+
+def _put(kind: str, part: Path, outside: Path) -> None:
+    """Put ``kind`` at the part file's name (the part file, if any, goes first)."""
+    if kind == "link to the part moved out":
+        os.replace(part, outside)
+    elif part.exists():
+        part.unlink()
+    if kind == "link to a file outside":
+        outside.write_bytes(b"mine" * 1000)
+    if kind.startswith("link") or kind == "dangling link":
+        target = {"link to /dev/null": Path(os.devnull),
+                  "dangling link": outside.parent / "nowhere"}.get(kind, outside)
+        part.symlink_to(target)
+    elif kind == "fifo":
+        os.mkfifo(part)
+    elif kind == "folder":
+        part.mkdir()
+        (part / "kept").write_bytes(b"a file of the user's")
+
+
+def _second_run(item: Item, out: Path, state: Path) -> list[object]:
+    """Run the download on a thread: it must end on its own (a hang fails the test)."""
+    got: list[object] = []
+    settings = Settings(state_dir=state, split=1, retries=0)
+    run = threading.Thread(target=lambda: got.append(download([item], out, settings=settings)),
+                           daemon=True)
+    run.start()
+    run.join(60)
+    if run.is_alive():  # (let the thread go: open a FIFO's other end)
+        part = out / "f.bin.omniget-part"
+        fd = os.open(part, os.O_RDWR | os.O_NONBLOCK)
+        run.join(30)
+        os.close(fd)
+        pytest.fail("the run waited on the part file's name")
+    return got
+
+
+def _check(kind: str, report: object, out: Path, outside: Path, before: bytes | None) -> None:
+    from omniget.engine.report import Report
+
+    assert isinstance(report, Report)
+    assert report.failed == 1, report
+    error = report.failures[0].error
+    assert isinstance(error, StorageError)
+    assert "f.bin.omniget-part" in str(error) and "\n" not in str(error)
+    assert not (out / "f.bin").exists() and not (out / "f.bin").is_symlink()
+    part = out / "f.bin.omniget-part"
+    if kind == "fifo":
+        assert part.is_fifo()
+    elif kind == "folder":
+        assert (part / "kept").read_bytes() == b"a file of the user's"
+    else:
+        assert part.is_symlink()
+    if before is not None:
+        assert outside.read_bytes() == before  # (nothing written through the link)
+
+
+@pytest.mark.parametrize("unknown_part", [False, True], ids=["", "part-not-recorded"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_part_name_that_is_no_file_fails_the_resume_and_is_left_alone(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, kind: str,
+    unknown_part: bool,
+) -> None:
+    """``unknown_part``: the record does not know its part file's inode number (an older
+    omniget's), so it is taken to be the one there whatever that is."""
+    data = payload(1024 * KiB, 31)
+    path = httpd.new_path("f.bin")
+    httpd.add(path, data)
+    state, out, outside = tmp_path / "state", tmp_path / "out", tmp_path / "outside.bin"
+
+    # run 1: half the file in and recorded, then stopped: a part file with a record
+    cancel = threading.Event()
+    settings = Settings(state_dir=state, split=1, retries=0, checkpoint_bytes=1)
+    item = Item(httpd.url(path, hold="one", stall_after=HALF), filename="f.bin",
+                source_id="f")
+    run = threading.Thread(target=lambda: download([item], out, settings=settings,
+                                                   cancel=cancel))
+    run.start()
+    try:
+        assert httpd.held("one")
+        wait_for(lambda: recorded(state) == HALF)
+    finally:
+        cancel.set()
+        run.join(30)
+        httpd.release("one")
+
+    if unknown_part:
+        with contextlib.closing(sqlite3.connect(state / FILENAME)) as db, db:
+            db.execute("UPDATE files SET part = NULL")
+    _put(kind, out / "f.bin.omniget-part", outside)
+    before = outside.read_bytes() if outside.exists() else None
+    again = Item(httpd.url(path), filename="f.bin", source_id="f")
+    [report] = _second_run(again, out, state)
+    _check(kind, report, out, outside, before)
+
+
+@pytest.mark.parametrize("kind", KINDS[1:])
+def test_a_part_name_that_is_no_file_fails_a_fresh_start_and_is_left_alone(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, kind: str
+) -> None:
+    data = payload(64 * KiB, 32)
+    path = httpd.new_path("f.bin")
+    httpd.add(path, data)
+    state, out, outside = tmp_path / "state", tmp_path / "out", tmp_path / "outside.bin"
+    out.mkdir()
+    _put(kind, out / "f.bin.omniget-part", outside)
+    before = outside.read_bytes() if outside.exists() else None
+    [report] = _second_run(Item(httpd.url(path), filename="f.bin"), out, state)
+    _check(kind, report, out, outside, before)
