@@ -21,6 +21,7 @@ from .._frozen import plain_dataclass
 from ..engine.transports.base import SECRET_HEADERS  # (masked as the engine guards them)
 from ..errors import UsageError, nearest
 from ..settings import NetworkSettings, Settings, default_config_dir
+from ..userfiles import NotText, read_text
 from .options import (
     FLAG_ONLY,
     OPTIONS,
@@ -53,6 +54,9 @@ __all__ = [
 
 #: Source option names whose values are secrets.
 SECRET_OPTION = r"token|pass|secret|sessid|session|cookie|key|auth"
+
+#: The largest config file read (one of every option and source table is a few KiB).
+CONFIG_MAX = 1 << 20
 
 #: Megaloader's environment variables, feeding the source option tables.
 MEGALOADER_ENV: dict[str, tuple[str, str]] = {
@@ -110,13 +114,13 @@ def _read_file(path: Path, layers: _Layers) -> None:
     import tomllib  # (only with a config file: its import costs start-up time)
 
     try:
-        text = path.read_bytes().decode("utf-8").removeprefix("\ufeff")  # (a BOM, as -i)
+        with open(path, "rb") as f:  # (a BOM goes, as in -i)
+            text = read_text(f, limit=CONFIG_MAX).removeprefix("\ufeff")
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"config file {path}: invalid TOML: {e}") from None
-    except UnicodeDecodeError as e:
-        raise UsageError(f"config file {path}: not UTF-8 text ({e.reason} at byte "
-                         f"{e.start})") from None
+    except NotText as e:
+        raise UsageError(f"config file {path}: {e}") from None
     except OSError as e:
         raise UsageError(f"config file {path}: {e.strerror or e}") from None
     for key, value in data.items():

@@ -5,7 +5,6 @@ one-line report of each failure, and the paths the user gave."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from ..errors import Cancelled, OmnigetError, UsageError
 from ..model import Item, unextracted
+from ..userfiles import NotText, read_text
 from .args import CURL_O, guess_scheme, parse_input
 from .config import Config
 from .options import ArgumentError, expand_path
@@ -43,7 +43,7 @@ def collect(ns: argparse.Namespace) -> list[str | Item]:
             if file == "-":
                 if sys.stdin is None:
                     raise UsageError("cannot read stdin (-i -): it is closed")
-                text = sys.stdin.read()
+                text = _read_stdin()
             else:
                 text = _read_list(given_path(file, "-i"))
         except OSError as e:
@@ -51,9 +51,8 @@ def collect(ns: argparse.Namespace) -> list[str | Item]:
             if "://" in file:  # (-i URL: a URL is no file of URLs)
                 why += f" (-i reads URLs from a file; to download {file}, leave out -i)"
             raise UsageError(f"cannot read {name}: {why}") from None
-        except UnicodeDecodeError as e:
-            why = f"not UTF-8 text ({e.reason} at byte {e.start})"
-            raise UsageError(f"cannot read {name}: {why}") from None
+        except NotText as e:
+            raise UsageError(f"cannot read {name}: {e}") from None
         text = text.removeprefix("\ufeff")  # (a BOM: Windows editors write one)
         found = parse_input(text, name)
         if not found:
@@ -80,12 +79,18 @@ def collect(ns: argparse.Namespace) -> list[str | Item]:
 
 def _read_list(path: Path) -> str:
     """A list file's text: UTF-8, or UTF-16 with its BOM (what Windows PowerShell's ``>``
-    and Notepad's "Unicode" write). UnicodeDecodeError: as UTF-8, when it is neither."""
-    data = path.read_bytes()
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        with contextlib.suppress(UnicodeDecodeError):
-            return data.decode("utf-16")  # (the BOM gives the byte order, and goes)
-    return data.decode("utf-8")
+    and Notepad's "Unicode" write). NotText as soon as it shows it is no list (a binary
+    file, a disk image: never read whole)."""
+    with open(path, "rb") as f:
+        return read_text(f, utf16=True)
+
+
+def _read_stdin() -> str:
+    """``-i -``: stdin's text, read as a list file is."""
+    raw = getattr(sys.stdin, "buffer", None)
+    if raw is None:  # (a text stream put in its place)
+        return str(sys.stdin.read())
+    return read_text(raw, utf16=True)
 
 
 #: Options whose value is never a URL (dest: flag, what it wants): ``-o URL`` is a URL

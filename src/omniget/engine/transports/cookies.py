@@ -20,6 +20,7 @@ from http.cookiejar import Cookie, CookieJar, MozillaCookieJar
 from urllib.parse import urlsplit
 
 from ...errors import UsageError
+from ...userfiles import NotText, read_text
 from .base import Headers
 
 __all__ = ["cookie_header", "load_cookies", "store_cookies"]
@@ -51,9 +52,9 @@ def load_cookies(path: str) -> MozillaCookieJar:
     """Read a Netscape cookies.txt, with or without its ``# Netscape HTTP Cookie File``
     line (curl and many browser exporters leave it out); ``#HttpOnly_`` lines count."""
     try:
-        with open(path, encoding="utf-8-sig") as f:
-            lines = f.read().split("\n")
-    except (OSError, UnicodeDecodeError) as exc:
+        with open(path, "rb") as f:  # (never read whole when it shows it is no such file)
+            lines = read_text(f).removeprefix("\ufeff").split("\n")
+    except (OSError, NotText) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         reason = " ".join(reason.split())
         if isinstance(exc, FileNotFoundError) and "=" in path:  # (curl -b NAME=VALUE)

@@ -80,12 +80,18 @@ _PEM_BLOCKS = (b"-----BEGIN CERTIFICATE-----", b"-----BEGIN TRUSTED CERTIFICATE-
                b"-----BEGIN X509 CERTIFICATE-----", b"-----BEGIN X509 CRL-----")
 
 
+#: How far a CA file is looked through for a certificate, and in what pieces.
+_PEM_LOOK = 16 << 20
+_PIECE = 1 << 20
+
+
 def _no_certificate(path: str) -> str | None:
     """Why a CA file has no certificate libcurl could take (a private key given by
     mistake, an empty file: every https:// transfer would fail on it), or why a folder
     has none OpenSSL can find (it looks a folder's CAs up by hashed names only). None for
     one that has, and for what is neither a file nor a folder (:func:`ca_trust` says
-    that). Never opens a FIFO: it would wait for a writer."""
+    that). Never opens a FIFO: it would wait for a writer. A file is read a piece at a
+    time, its first 16 MiB at most."""
     if os.path.isdir(path):
         try:
             with os.scandir(path) as entries:
@@ -97,13 +103,17 @@ def _no_certificate(path: str) -> str | None:
                 " up (run openssl rehash on it, or give a PEM file)")
     if not os.path.isfile(path):
         return None
+    seen = b""  # (the end of the piece before: a block's first line may cross pieces)
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            while piece := f.read(_PIECE):
+                seen = seen[-64:] + piece
+                if any(block in seen for block in _PEM_BLOCKS):
+                    return None
+                if f.tell() >= _PEM_LOOK:  # (no bundle has pages of anything else first)
+                    return f"no certificate in its first {_PEM_LOOK >> 20} MiB"
     except OSError as e:
         return e.strerror or str(e)
-    if any(block in data for block in _PEM_BLOCKS):
-        return None
     return "no certificate in it"
 
 
