@@ -1773,3 +1773,26 @@ def test_a_resumed_run_s_json_summary_tells_the_bytes_it_did_not_fetch_again(
     assert summary["event"] == "summary" and summary["ok"] == 1, summary
     assert summary["resumed"] == started["resumed"] > 0, (summary, started)
     assert summary["fetched"] + summary["resumed"] == 4_000_000, summary
+
+
+def test_a_server_chosen_name_an_earlier_url_of_the_run_wrote_is_said_so(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two URLs whose server gives one name, the first done before the second's answer:
+    the second is skipped for the name of an earlier URL, as with a URL's own name. Before:
+    "it already exists (--on-exists overwrite replaces it)", of a file the run made."""
+    first = httpd.url(httpd.new_path("a"), cd="same.bin")
+    httpd.add(urlsplit(first).path, b"one")
+
+    def after_the_first(request: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+        deadline = time.monotonic() + 30
+        while not Path("same.bin").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return 200, [("Content-Disposition", 'attachment; filename="same.bin"')], b"two"
+
+    second = httpd.handle(httpd.new_path("b"), after_the_first)
+    assert main([first, second]) == 0
+    err = capsys.readouterr().err
+    why = "an earlier URL of this run has the same file name (--on-exists rename keeps both)"
+    assert f"skipped same.bin: {why}" in err.splitlines(), err
+    assert Path("same.bin").read_bytes() == b"one"

@@ -282,6 +282,12 @@ class RunContext:
             if fut.done() and (src := fut.result()) is not None and src.job is job:
                 del self.chunks[key]
 
+    def wrote(self, path: Path, mine: Output | None) -> bool:
+        """Another file of this run put its file at ``path`` (it is done)."""
+        producer = self.outputs.get(output_key(path))
+        return (producer is not None and producer is not mine and producer.done()
+                and not producer.cancelled() and producer.result())
+
     def busy_paths(self) -> set[Path]:
         """Paths files of this run are writing now (or wait to)."""
         return {Path(key) for key, producer in self.outputs.items() if not producer.done()}

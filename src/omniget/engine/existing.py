@@ -123,7 +123,8 @@ def take_server_name(job: FileJob, path: Path) -> Path:
         chosen = unique_path(path, job.ctx.busy_paths())
     if chosen is None:
         job.final = path
-        raise SkipFile("same-name" if busy else "exists")
+        ours = busy or job.ctx.wrote(path, job.released)  # (not there before the run)
+        raise SkipFile("same-name" if ours else "exists")
     if job.released is not None:
         job.ctx.outputs[output_key(chosen)] = job.released  # later writers wait for this
     return chosen
