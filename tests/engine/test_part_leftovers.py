@@ -108,3 +108,36 @@ def test_a_leftover_beside_a_finished_file_does_not_bother_a_rerun(
         assert [r.status for r in report.results] == ["ok"]
         assert (out / "done_1.bin").read_bytes() == data
     assert (out / "done.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize(
+    "stem", ["a" * 236, "é" * 118, "😀" * 59], ids=["ascii", "2-byte", "4-byte"]
+)
+def test_a_part_file_of_the_longest_name_is_started_over(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, live_pid: int, stem: str
+) -> None:
+    """A name of the longest length names keep (240 bytes) leaves no room for the
+    temporary's ``-PID`` after its part file's name (253 bytes); the temporary's name is
+    cut instead. Before: "File name too long while creating ...", on every run, for a
+    part file with no record here (another state folder), or whose file changed."""
+    name = stem + ".bin"
+    assert len(name.encode()) == 240
+    data = payload(100 * KiB, 93)
+    path = httpd.new_path("long.bin")
+    httpd.add(path, data)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f"{name}.omniget-part").write_bytes(b"x" * 1000)  # (another state folder's)
+    cut = name.encode()[:231].decode(errors="ignore") + ".omniget-part"  # (whole characters)
+    gone = dead_pid()
+    (out / f"{cut}-{gone}").write_bytes(b"")  # (a temporary a killed run left)
+    (out / f"{cut}-{live_pid}").write_bytes(b"")  # (a live run's)
+
+    from omniget import Item
+
+    report = download([Item(httpd.url(path), filename=name)], out,
+                      settings=Settings(state_dir=tmp_path / "state"))
+
+    assert report.exit_code == 0, report.failures
+    assert (out / name).read_bytes() == data
+    assert sorted(p.name for p in out.iterdir()) == sorted([name, f"{cut}-{live_pid}"])

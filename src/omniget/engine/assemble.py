@@ -23,7 +23,7 @@ except ImportError:  # (no flock: one run per folder is then on the user)
 
 __all__ = [
     "PART_SUFFIX", "Leftovers", "NotAPart", "PartBusy", "PartFile", "find_leftovers",
-    "not_a_file", "on_memory_fs", "part_busy", "part_path", "storage_error",
+    "not_a_file", "on_memory_fs", "part_busy", "part_path", "storage_error", "temp_stem",
 ]  # fmt: skip
 
 PART_SUFFIX = ".omniget-part"
@@ -158,9 +158,26 @@ _LEFTOVER = r"(.+\.omniget-part)-([1-9][0-9]{0,9})"  # (compiled by re when firs
 Leftovers = dict[str, dict[str, list[int]]]
 
 
+#: The longest final name whose part file's temporary (``-PID``: up to 10 digits) fits
+#: the name limit of file systems (255 bytes) after it.
+_TEMP_ROOM = 255 - len(PART_SUFFIX) - 11
+
+
+def temp_stem(where: str) -> str:
+    """What a part file's temporaries are named after (``STEM-PID``): the part file's
+    path, or for a name too long to take ``-PID`` after it (names are kept to 240 bytes,
+    their part file's to 253), the name cut to fit, in whole characters."""
+    folder, name = os.path.split(where)
+    final = os.fsencode(name.removesuffix(PART_SUFFIX))
+    if len(final) <= _TEMP_ROOM:
+        return where
+    return os.path.join(folder, final[:_TEMP_ROOM].decode("utf-8", "ignore") + PART_SUFFIX)
+
+
 def find_leftovers(folder: str) -> dict[str, list[int]]:
-    """The part files' temporaries in ``folder``, by part file name (a run killed between
-    their create and rename leaves one behind)."""
+    """The part files' temporaries in ``folder``, by the part file name they are named
+    after (:func:`temp_stem`'s; a run killed between their create and rename leaves one
+    behind)."""
     found: dict[str, list[int]] = {}
     try:
         with os.scandir(folder) as entries:
@@ -333,13 +350,14 @@ class PartFile:
         found = known if known is not None else find_leftovers(folder)
         if seen is not None:
             seen[folder] = found  # (one look at a folder per run)
-        pids = found.get(os.path.basename(self.where))
+        stem = temp_stem(self.where)
+        pids = found.get(os.path.basename(stem))
         if not pids:
             return
         for pid in list(pids):
             if not _running(pid):
                 with contextlib.suppress(OSError):
-                    os.unlink(f"{self.where}-{pid}")
+                    os.unlink(f"{stem}-{pid}")
                 pids.remove(pid)
 
     def _replace(self, old: int) -> int:
@@ -347,7 +365,7 @@ class PartFile:
         (closed then); its descriptor. Not the same file emptied: a resume record of
         another state folder describes that one, and would take this run's bytes for
         its own (the record knows the file by its inode number)."""
-        tmp = f"{self.where}-{os.getpid()}"
+        tmp = f"{temp_stem(self.where)}-{os.getpid()}"
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
         try:
             _lock(fd)  # (nobody else knows its name yet)
