@@ -143,6 +143,24 @@ def test_output_file_that_can_only_be_a_folder_is_a_usage_error(
     assert httpd.requests == [] and os.listdir() == []
 
 
+@pytest.mark.parametrize("name", ["b" * 256, "é" * 200, "d/" + "b" * 300 + "/f"])
+def test_output_file_with_a_name_past_the_limit_is_no_internal_error(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """Before: "internal error: OSError: [Errno 36] File name too long", exit 1 (the look
+    for a folder of that name)."""
+    url = serve(httpd)
+    code = main(["-O", name, url])
+    err = capsys.readouterr().err
+    assert "internal error" not in err and "Traceback" not in err
+    if code == 0:  # (a name too long is cut, as the server's names are)
+        [saved] = os.listdir()
+        assert Path(saved).read_bytes() == DATA
+    else:
+        assert code in (2, 7)
+        one_line(err)
+
+
 @pytest.mark.skipif(not os.path.exists(os.devnull), reason="needs /dev/null")
 def test_output_file_that_is_a_device_is_written(
     httpd: HTTPServer, capsys: pytest.CaptureFixture[str]

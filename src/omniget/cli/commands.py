@@ -278,7 +278,12 @@ def _names_a_folder(name: str) -> bool:
     """``-O NAME`` that is a folder, or can only name one (``new/``, ``x/..``): saving
     under it would write some other name than the one given."""
     path = given_path(name, "-O")
-    return name.endswith(("/", os.sep)) or path.name in ("", ".", "..") or path.is_dir()
+    if name.endswith(("/", os.sep)) or path.name in ("", ".", ".."):
+        return True
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError:  # (no such file; a name too long: the download says so)
+        return False
 
 
 def _check_urls(targets: list[Item | str], source: str | None, *, fail_fast: bool) -> None:
