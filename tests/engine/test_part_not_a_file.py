@@ -140,3 +140,60 @@ def test_a_part_name_that_is_no_file_fails_a_fresh_start_and_is_left_alone(
     before = outside.read_bytes() if outside.exists() else None
     [report] = _second_run(Item(httpd.url(path), filename="f.bin"), out, state)
     _check(kind, report, out, outside, before)
+
+
+MID = ["removed", "link to a file outside", "another file", "folder moved"]
+
+
+@pytest.mark.parametrize("change", MID)
+def test_a_part_file_changed_while_it_is_written_never_puts_another_file_in_place(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, change: str
+) -> None:
+    """Before: the name was renamed into place whatever was at it then: a link to a file
+    outside the output folder became the "saved" file (exit 0, the bytes fetched lost),
+    and a file put there by hand was taken for the download; a moved folder said "No
+    such file or directory" and "run again to resume" (a rerun fetched it all again)."""
+    data = payload(1024 * KiB, 33)
+    path = httpd.new_path("f.bin")
+    httpd.add(path, data)
+    state, out, outside = tmp_path / "state", tmp_path / "out", tmp_path / "outside.bin"
+    outside.write_bytes(b"mine")
+    part = out / "f.bin.omniget-part"
+    settings = Settings(state_dir=state, split=1, retries=0)
+    got: list[object] = []
+    item = Item(httpd.url(path, hold="mid", stall_after=HALF), filename="f.bin")
+    run = threading.Thread(target=lambda: got.append(download([item], out, settings=settings)))
+    run.start()
+    try:
+        assert httpd.held("mid")
+        wait_for(lambda: part.exists() and part.stat().st_size >= HALF)
+        if change == "folder moved":
+            out.rename(tmp_path / "moved")
+        else:
+            part.unlink()
+            if change == "link to a file outside":
+                part.symlink_to(outside)
+            elif change == "another file":
+                part.write_bytes(b"the user's")
+    finally:
+        httpd.release("mid")
+        run.join(60)
+    assert not run.is_alive()
+    from omniget.engine.report import Report
+
+    [report] = got
+    assert isinstance(report, Report) and report.failed == 1, report
+    error = report.failures[0].error
+    assert isinstance(error, StorageError) and "\n" not in str(error)
+    assert outside.read_bytes() == b"mine"
+    assert not (out / "f.bin").exists() and not (out / "f.bin").is_symlink()
+    if change == "folder moved":
+        kept = tmp_path / "moved" / "f.bin.omniget-part"
+        assert str(kept) in str(error)
+        assert kept.read_bytes() == data  # (every byte: the rename alone failed)
+    else:
+        assert "removed or replaced while it was written" in str(error)
+    if change == "another file":
+        assert part.read_bytes() == b"the user's"
+    elif change.startswith("link"):
+        assert part.is_symlink()

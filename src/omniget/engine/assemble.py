@@ -510,10 +510,34 @@ class PartFile:
         """Rename the file onto the final name and close it (:meth:`commit` does, or
         leaves it under its part name for a later call)."""
         try:
+            self._still_there()
             os.replace(self.where, self._final)  # (still locked: see __init__)
             self.close()
         except OSError as exc:
             raise storage_error(exc, self.final, "finishing") from exc
+
+    def _still_there(self) -> None:
+        """StorageError unless the part file's name still holds this file: removed or
+        replaced since (by a link out of the folder, another file) that name is renamed
+        onto the final name by no one; moved (its folder renamed), where it is now is
+        said, with every byte in it."""
+        st = os.fstat(self.fd)
+        try:
+            now: os.stat_result | None = os.lstat(self.where)
+        except FileNotFoundError:
+            now = None
+        if now is not None and (now.st_ino, now.st_dev) == (st.st_ino, st.st_dev):
+            return
+        moved = None
+        if st.st_nlink > 0:  # (still linked somewhere: where, Linux tells)
+            with contextlib.suppress(OSError):
+                moved = os.readlink(f"/proc/self/fd/{self.fd}")
+        if moved is not None and moved.startswith("/") and moved != self.where:
+            raise StorageError(f"{self.where} was moved while it was written (its folder "
+                               f"renamed?): the file is kept whole as {moved}")
+        raise StorageError(f"{self.where} was removed or replaced while it was written: "
+                           "its bytes are gone, what is there now is left as it is (run "
+                           "again to download it)")
 
     def discard(self) -> None:
         try:
