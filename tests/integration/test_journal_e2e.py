@@ -4,6 +4,7 @@ line, no traceback, the exit code of the files, and the next run has resume stat
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -128,3 +129,42 @@ def test_a_state_folder_made_read_only_during_the_run_changes_nothing(
     assert {p.name: p.read_bytes() == data[p.name] for p in out.iterdir()} == dict.fromkeys(
         data, True)
     cut_then_resumed(httpd, payload, out, state, **kw)
+
+
+def test_a_state_folder_on_a_full_disk_is_said_to_be_full(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """SQLite says "disk I/O error" when its index (-shm) cannot be given room: the
+    warning says the disk is full (before, only SQLite's words), the file still comes,
+    and once there is room the journal is made and used."""
+    import shutil
+
+    state = tmp_path / "state"
+    state.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None or subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(state)], capture_output=True
+    ).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root and mount)")
+    try:
+        fill = state / "fill"
+        fd = os.open(fill, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:  # (every block of it, whatever its size)
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0" * 4096)
+            # (room for the journal's first pages, none for its index: SQLite's words
+            # are then "disk I/O error")
+            os.ftruncate(fd, os.fstat(fd).st_size - 12 * KiB)
+        finally:
+            os.close(fd)
+        data = payload(100 * KiB, 65)
+        url = httpd.add(httpd.new_path("full.bin"), data)
+        res = omniget(url, "-o", str(tmp_path / "out"), state=state)
+        assert res.returncode == 0, res.stderr
+        [warning] = [ln for ln in res.stderr.splitlines() if "warning" in ln]
+        assert "resume journal" in warning and "is full" in warning, warning
+        assert (tmp_path / "out" / "full.bin").read_bytes() == data
+        fill.unlink()
+        cut_then_resumed(httpd, payload, tmp_path / "out", state)
+    finally:
+        subprocess.run(["umount", str(state)], capture_output=True)

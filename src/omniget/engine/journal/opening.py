@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 #: SQLite's words for a file it cannot open or write
 _CANNOT = ("unable to open", "readonly database", "disk I/O error")
+#: Free space below which the journal's folder is said to be full (SQLite's index, the
+#: -shm, takes 32 KiB at once).
+_ROOM = 64 << 10
 #: What is left of a damaged journal that could not be moved aside (see unmoved)
 _LEFT = ("(it is left there: each run tries again, or delete it; the downloads it could"
          " have resumed start over)")
@@ -182,7 +185,11 @@ def _cannot_open(journal: Path) -> str:
                 return f" ({path.name} cannot be made: its folder is read-only)"
         elif not os.access(path, os.R_OK | os.W_OK):
             return f" ({path.name}: permission denied{_whose(path)})"
-    return ""
+    try:  # (SQLite says "disk I/O error" when its -shm cannot be given room)
+        st = os.statvfs(journal.parent)
+    except OSError:
+        return ""
+    return " (the disk it is on is full)" if st.f_bavail * st.f_frsize < _ROOM else ""
 
 
 def _whose(path: Path) -> str:
