@@ -197,3 +197,19 @@ def test_a_part_file_changed_while_it_is_written_never_puts_another_file_in_plac
         assert part.read_bytes() == b"the user's"
     elif change.startswith("link"):
         assert part.is_symlink()
+
+
+def test_a_file_where_a_folder_of_the_path_must_be_is_named(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """Items "d" and "d/f" of one run: the second's folder is the first's file. Before:
+    "File exists while creating .../d/f.omniget-part", the kernel's words for mkdir."""
+    url = httpd.add(httpd.new_path("a.txt"), b"data")
+    items = [Item(url + "?n=1", filename="d"), Item(url + "?n=2", filename="d/f")]
+    out = tmp_path / "out"
+    report = download(items, out, settings=Settings(state_dir=tmp_path / "state"))
+    assert [r.status for r in report.results] == ["ok", "failed"]
+    error = report.results[1].error
+    assert isinstance(error, StorageError)
+    assert str(error) == f"cannot make the folder {out / 'd'} for f: it is a file, not a folder"
+    assert (out / "d").read_bytes() == b"data"

@@ -220,11 +220,37 @@ def storage_error(exc: OSError, path: Path, doing: str, *, kept: bool = True) ->
     return StorageError(f"{what} while {doing} {path}; {tail}")
 
 
-def _make_folder(folder: str, made: set[str] | None) -> None:
+def _make_folder(folder: str, made: set[str] | None, name: str = "") -> None:
+    """Make ``folder`` (``name``'s, said if a file is in the way) and its parents."""
     if made is None or folder not in made:  # (a string: no Path hashing per file)
-        os.makedirs(folder, exist_ok=True)
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            err = _in_the_way(folder, name)
+            if err is None:
+                raise
+            raise err from exc
         if made is not None:
             made.add(folder)
+
+
+def _in_the_way(folder: str, name: str) -> StorageError | None:
+    """What keeps ``folder`` from being made: the nearest part of it that is there and
+    no folder (a file an earlier item of the run wrote as ``d``, for ``d/f``)."""
+    path = folder
+    while path and path != os.path.dirname(path):
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            path = os.path.dirname(path)
+            continue
+        if stat.S_ISDIR(mode):
+            return None
+        kind = _kind(mode) or "a file"
+        which = "it" if path == folder else path
+        return StorageError(f"cannot make the folder {folder}{' for ' + name if name else ''}"
+                            f": {which} is {kind}, not a folder")
+    return None
 
 
 def create_part(
@@ -238,7 +264,7 @@ def create_part(
         _make_folder(os.path.dirname(where) if folder is None else folder, made)
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         fd = os.open(where, flags, 0o644)
-    except OSError:
+    except (OSError, StorageError):  # (the open at the answer says it)
         return -1
     # Locked at once: unlocked until its answer came, another run took it, finished and
     # renamed it, and this one then wrote into that finished file.
@@ -284,7 +310,8 @@ class PartFile:
             # finished or removed by someone else, and its kept spans with it)
             flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
             try:
-                _make_folder(os.path.dirname(self.where) if folder is None else folder, made)
+                _make_folder(os.path.dirname(self.where) if folder is None else folder, made,
+                             final.name)
                 if fresh:
                     try:
                         fd = os.open(self.where, flags | os.O_CREAT | os.O_EXCL, 0o644)
