@@ -293,6 +293,8 @@ DEEP = "/".join(["d" * 200] * 25)
     ("/dev/null", 7, "cannot create output folder /dev/null: a device is in the way"),
     ("dangling", 7, "cannot create output folder nowhere: a symbolic link to it is in the way,"
      " and it is not there: make it, or remove the link"),
+    ("loop", 7, "cannot create output folder loop: a loop of symbolic links is in the way:"
+     " remove it"),
     ("afile/x", 7, "cannot create output folder afile/x: afile is a file, not a folder"),
     ("afile/x/y", 7, "cannot create output folder afile/x/y: afile is a file, not a folder"),
     ("", 2, "-o '': names no folder (the current folder: -o . or no -o)"),
@@ -300,8 +302,8 @@ DEEP = "/".join(["d" * 200] * 25)
      " bytes, more than the 255 a name may have there"),
     (f"{DEEP}/x", 7, "cannot create output folder {DEEP}/x: the path is {size} bytes, more"
      " than the 4096 the system takes"),
-], ids=["proc", "dev-null", "a-device", "dangling-link", "through-a-file", "deeper", "empty",
-        "long-name", "long-path"])
+], ids=["proc", "dev-null", "a-device", "dangling-link", "link-loop", "through-a-file", "deeper",
+        "empty", "long-name", "long-path"])
 def test_an_output_folder_that_cannot_be_made_says_why_in_one_line(
     httpd: HTTPServer, capsys: pytest.CaptureFixture[str], given: str, code: int, said: str
 ) -> None:
@@ -315,6 +317,7 @@ def test_an_output_folder_that_cannot_be_made_says_why_in_one_line(
     url = serve(httpd)
     Path("afile").write_text("mine")
     os.symlink("nowhere", "dangling")
+    os.symlink("loop", "loop")
     assert main(["-o", given, url]) == code
     size = len(os.fsencode(os.path.join(os.getcwd(), DEEP, "x")))
     assert one_line(capsys.readouterr().err) == (

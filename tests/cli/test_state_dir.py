@@ -91,3 +91,20 @@ def test_a_tilde_user_that_names_nobody_is_a_usage_error(
     assert err.count("\n") == 1 and "Traceback" not in err and "internal" not in err, err
     assert "~nosuchuser-omniget: no such user" in err
     assert httpd.requests == [] and os.listdir() == []
+
+
+@pytest.mark.parametrize(("target", "said"), [
+    ("nowhere", "is a symbolic link to nowhere, which is not there (see --state-dir)"),
+    ("link", "is a loop of symbolic links, leading to no folder (see --state-dir)"),
+], ids=["dangling", "loop"])
+def test_a_state_folder_that_is_a_broken_link_says_so(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], target: str, said: str
+) -> None:
+    """Before: "open failed: File exists: .../link" (mkdir's words)."""
+    url = httpd.add(httpd.new_path("s.bin"), DATA)
+    os.symlink(target, "link")
+    assert main(["--state-dir", "link", "-o", "out", url]) == 0
+    err = capsys.readouterr().err
+    [warning] = [ln for ln in err.splitlines() if "warning" in ln]
+    assert f"{os.path.abspath('link')} {said}" in warning, warning
+    assert Path("out/s.bin").read_bytes() == DATA

@@ -120,6 +120,8 @@ def _folder_why(folder: str, exc: OSError) -> tuple[str, str | None]:
         if not os.path.lexists(folder):  # (the folder as given is a link to it)
             return ("a symbolic link to it is in the way, and it is not there: make it, or "
                     "remove the link"), None
+        if os.path.islink(folder):  # (one that leads to itself, on the way or at once)
+            return "a loop of symbolic links is in the way: remove it", None
     elif code == errno.ENOENT:  # (its parent is there: made just before, or already)
         return (f"{parent} takes no new folders (a special filesystem): choose another "
                 "output folder"), parent

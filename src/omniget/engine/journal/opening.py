@@ -163,9 +163,26 @@ def guard(path: Path, action: str) -> Iterator[None]:
         elif isinstance(e, OSError):
             if e.errno == errno.EEXIST and os.path.exists(e.filename or ""):
                 e = OSError(f"{e.filename} is a file, not a folder (see --state-dir)")
+            elif e.errno == errno.EEXIST and os.path.islink(e.filename or ""):
+                e = OSError(f"{e.filename} is {_broken_link(e.filename)} (see --state-dir)")
             elif e.strerror:
                 e = OSError(_said(e))
         raise StorageError(f"resume journal {path}: {action} failed: {e}{hint}") from e
+
+
+def _broken_link(path: str) -> str:
+    """What the symbolic link ``path``, which leads to no folder, is, in words."""
+    try:
+        target = os.readlink(path)
+    except OSError:
+        return "a symbolic link"
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a loop of symbolic links, leading to no folder"
+        return f"a symbolic link to {target}, which is not there"
+    return f"a symbolic link to {target}"
 
 
 def _said(e: OSError) -> str:
