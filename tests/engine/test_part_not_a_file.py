@@ -207,7 +207,8 @@ def test_a_file_where_a_folder_of_the_path_must_be_is_named(
     url = httpd.add(httpd.new_path("a.txt"), b"data")
     items = [Item(url + "?n=1", filename="d"), Item(url + "?n=2", filename="d/f")]
     out = tmp_path / "out"
-    report = download(items, out, settings=Settings(state_dir=tmp_path / "state"))
+    # (one file at a time: "d" first; at once, "d/f" may make its folder first)
+    report = download(items, out, settings=Settings(state_dir=tmp_path / "state", jobs=1))
     assert [r.status for r in report.results] == ["ok", "failed"]
     error = report.results[1].error
     assert isinstance(error, StorageError)
