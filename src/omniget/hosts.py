@@ -12,6 +12,8 @@ the one reading of it here (the http source's check, the pipelined reader's conn
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 __all__ = ["host_key", "split_zone"]
 
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
@@ -28,6 +30,7 @@ def split_zone(inside: str) -> tuple[str, str | None]:
     return address, zone[2:] if zone.startswith("25") else zone
 
 
+@lru_cache(maxsize=1024)  # (a run's URLs name few hosts; one look-up each, no frame)
 def host_key(authority: str, scheme: str = "") -> str:
     """``HOST[:PORT]`` of a URL's authority (without user:password) as the engine keys
     hosts: a name lower-cased; an IPv6 literal in brackets in its short form (RFC 5952),

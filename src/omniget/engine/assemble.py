@@ -138,6 +138,8 @@ def _lock(fd: int) -> bool:
 #: waiting for a FIFO's writer (a regular file opens as ever).
 _NO_WAIT = (getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
             | getattr(os, "O_NONBLOCK", 0))
+#: A part file opened to be written (never through a link).
+_OPEN_PART = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 
 def part_busy(final: Path) -> bool:
@@ -220,13 +222,13 @@ def storage_error(exc: OSError, path: Path, doing: str, *, kept: bool = True) ->
     return StorageError(f"{what} while {doing} {path}; {tail}")
 
 
-def _make_folder(folder: str, made: set[str] | None, name: str = "") -> None:
-    """Make ``folder`` (``name``'s, said if a file is in the way) and its parents."""
+def _make_folder(folder: str, made: set[str] | None, final: Path | None = None) -> None:
+    """Make ``folder`` (``final``'s, named if a file is in the way) and its parents."""
     if made is None or folder not in made:  # (a string: no Path hashing per file)
         try:
             os.makedirs(folder, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as exc:
-            err = _in_the_way(folder, name)
+            err = _in_the_way(folder, "" if final is None else final.name)
             if err is None:
                 raise
             raise err from exc
@@ -308,10 +310,10 @@ class PartFile:
         if fd < 0:
             # (created only when starting afresh: a resumed part that went away was
             # finished or removed by someone else, and its kept spans with it)
-            flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+            flags = _OPEN_PART
             try:
                 _make_folder(os.path.dirname(self.where) if folder is None else folder, made,
-                             final.name)
+                             final)
                 if fresh:
                     try:
                         fd = os.open(self.where, flags | os.O_CREAT | os.O_EXCL, 0o644)
@@ -530,25 +532,26 @@ class PartFile:
                     return False
         except OSError as exc:
             raise storage_error(exc, self.final, "finishing") from exc
-        self.place()
+        self.place(marked)
         return marked
 
-    def place(self) -> None:
+    def place(self, st: os.stat_result | None = None) -> None:
         """Rename the file onto the final name and close it (:meth:`commit` does, or
-        leaves it under its part name for a later call)."""
+        leaves it under its part name for a later call). ``st``: its fstat just taken."""
         try:
-            self._still_there()
+            self._still_there(st)
             os.replace(self.where, self._final)  # (still locked: see __init__)
             self.close()
         except OSError as exc:
             raise storage_error(exc, self.final, "finishing") from exc
 
-    def _still_there(self) -> None:
+    def _still_there(self, st: os.stat_result | None) -> None:
         """StorageError unless the part file's name still holds this file: removed or
         replaced since (by a link out of the folder, another file) that name is renamed
         onto the final name by no one; moved (its folder renamed), where it is now is
-        said, with every byte in it."""
-        st = os.fstat(self.fd)
+        said, with every byte in it. ``st``: the file's (fstat) if known."""
+        if st is None:
+            st = os.fstat(self.fd)
         try:
             now: os.stat_result | None = os.lstat(self.where)
         except FileNotFoundError:
