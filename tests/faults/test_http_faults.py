@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from tests.servers.httpd import HTTPServer
 from tests.servers.nginx import NginxServer
+from tests.servers.tls import JSSE_ALERT
 from tests.servers.wire import LoggedRequest
 from tests.transports._server import Req, Server
 
@@ -1096,6 +1097,39 @@ def test_https_to_a_plain_http_server_fails_without_retries(
     assert "plain http:// server" in str(report.failures[0].error)
     assert not [e for e in events if isinstance(e, Retrying)]
     assert files(out) == []
+
+
+def test_http_to_a_tls_server_that_answers_in_tls_fails_without_retries(
+    httpd_factory: Callable[..., HTTPServer], tls_ca_path: Path, tmp_path: Path
+) -> None:
+    """http:// typed for https://, to a server that answers a plain request with a TLS
+    alert (as Java's does): one try, a message naming the https:// URL, which works."""
+    server = httpd_factory(tls=True)
+    server.plain_answer = JSSE_ALERT
+    path = server.new_path("tls.bin")
+    https = server.add(path, b"secure")
+    url = "http" + https[5:]
+    report, events, out = fetch(url, tmp_path / "a")
+    assert report.exit_code == 3
+    assert str(report.failures[0].error).startswith(
+        f"{url} did not answer in HTTP (if it speaks TLS, use {https}): ")
+    assert not [e for e in events if isinstance(e, Retrying)]
+    assert files(out) == [] and server.requests == []
+    ok, _, out = fetch(https, tmp_path / "b", network=NetworkSettings(ca_cert=str(tls_ca_path)))
+    assert ok.exit_code == 0 and (out / "tls.bin").read_bytes() == b"secure"
+
+
+def test_http_to_a_tls_server_that_only_closes_keeps_its_retries(
+    httpsd: HTTPServer, tmp_path: Path
+) -> None:
+    """An OpenSSL server sends no byte to a plain request: a reset, as from a server
+    that fails mid-request, which is retried (omniget cannot tell them apart)."""
+    path = httpsd.new_path("tls.bin")
+    url = "http" + httpsd.add(path, b"secure")[5:]
+    report, events, _ = fetch(url, tmp_path, retries=2)
+    assert report.exit_code == 3
+    assert len([e for e in events if isinstance(e, Retrying)]) == 2
+    assert "TLS" not in str(report.failures[0].error)
 
 
 def test_a_dead_mirror_is_left_at_once_for_a_live_one(

@@ -121,6 +121,7 @@ from urllib.parse import quote, urlencode
 
 from .faults import Handler, Hold, Resource, build_reply, text_reply
 from .send import send_reply
+from .tls import answer_plain
 from .wire import BadRequest, LoggedRequest, Reader, http_date, parse_head
 
 __all__ = ["HTTPServer", "LoggedRequest", "Resource", "ipv6_loopback", "main"]
@@ -161,6 +162,9 @@ class HTTPServer:
         self.host = host
         self.dual = dual
         self.tls = tls
+        #: With ``tls``: what a client that begins no TLS handshake gets before the close
+        #: (None: what the ssl module does, a reset; ``tls.JSSE_ALERT``: Java's answer).
+        self.plain_answer: bytes | None = None
         self.scheme = "https" if tls else "http"
         self.logging = log
         self.handshake_failures: list[str] = []
@@ -400,6 +404,8 @@ class HTTPServer:
             sock.settimeout(60)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.tls is not None:
+                if answer_plain(sock, self.plain_answer):
+                    return
                 try:
                     sock = self.tls.wrap_socket(sock, server_side=True)
                 except (OSError, ssl.SSLError) as e:

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from tests.servers.tls import answer_plain
+
 
 @dataclass
 class Req:
@@ -98,6 +100,9 @@ class Server:
 
     def __init__(self, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> None:
         self.tls = tls
+        #: With ``tls``: what a client that begins no TLS handshake gets before the close
+        #: (None: what the ssl module does, a reset; see ``tests.servers.tls.JSSE_ALERT``).
+        self.plain: bytes | None = None
         self.routes: dict[str, Handler] = {}
         self.requests: list[Req] = []
         self.connections = 0
@@ -146,6 +151,17 @@ class Server:
             except OSError:
                 pass
 
+    def drop(self) -> None:
+        """Shut the connections open now (a kept one's next request opens another); the
+        listener stays."""
+        with self._lock:
+            socks = list(self._socks)
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def _accept_loop(self) -> None:
         while not self.stopping.is_set():
             try:
@@ -164,6 +180,8 @@ class Server:
         try:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.tls is not None:
+                if answer_plain(conn, self.plain):
+                    return
                 sock = self.tls.wrap_socket(conn, server_side=True)
                 with self._lock:
                     self._socks.append(sock)

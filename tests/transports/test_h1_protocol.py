@@ -7,15 +7,28 @@ fuzzing is in ``test_h1_fuzz.py``.
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import pytest
+from tests.servers.tls import JSSE_ALERT
 
 from omniget.engine.transports import h1answer, h1conn, h1queue
+from omniget.engine.transports.curlloop import TLS_REPLY
 from omniget.engine.transports.pipeline import FALLBACK, PipelinePool
 
-from ._pool_kit import WEIRD, Client, Hop, no_loop_errors, ok, run, send, stall_after
-from ._server import Server
+from ._pool_kit import (
+    WEIRD,
+    Client,
+    Hop,
+    linger_close,
+    no_loop_errors,
+    ok,
+    run,
+    send,
+    stall_after,
+)
+from ._server import Req, Server
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -317,3 +330,54 @@ def test_negative_chunk_size_is_a_protocol_error() -> None:
     assert left >= 0 and not usable
 
 
+
+
+@pytest.mark.parametrize(
+    "parts", [(JSSE_ALERT,), (JSSE_ALERT[:1], JSSE_ALERT[1:3], JSSE_ALERT[3:])],
+    ids=["whole", "split"],
+)
+def test_a_tls_record_first_on_a_connection_fails_its_requests_as_tls(
+    srv: Server, parts: tuple[bytes, ...]
+) -> None:
+    """A TLS server's alert where an HTTP answer was to come (its origin turned to
+    https, or another server took the port): each request sent on that connection fails
+    at once, said to be TLS (no retry gets another answer), and the origin is refused."""
+    srv.route("/a", send(*parts, pause=0.02, end="linger"))
+
+    async def go() -> list[Hop]:
+        async with Client(srv.port, max_conns=1) as c:
+            hops = c.get("/a", "/b")
+            assert await c.codes(hops) == [TLS_REPLY, TLS_REPLY]
+            assert not c.pool.usable(c.key)
+            return hops
+
+    errors: list[dict[str, Any]] = []
+    hops = run(go, errors)
+    assert all(h.raw == [] and h.body == b"" for h in hops)
+    assert srv.connections == 1
+    no_loop_errors(errors)
+
+
+def test_tls_bytes_after_an_answer_are_not_taken_for_a_tls_server(srv: Server) -> None:
+    """On a connection that answered in HTTP they are no TLS server's first words: what
+    follows the answer is left to the old ways (a close with no head: asked again)."""
+
+    def alert_on_first(req: Req, sock: socket.socket) -> bool | None:
+        if req.conn == 1:
+            sock.sendall(JSSE_ALERT)
+            linger_close(sock)
+            return False
+        sock.sendall(ok(b"b"))
+        return None
+
+    srv.route("/a", send(ok(b"a")))
+    srv.route("/b", alert_on_first)
+
+    async def go() -> list[Hop]:
+        async with Client(srv.port, max_conns=1) as c:
+            hops = c.get("/a", "/b")
+            assert await c.codes(hops) == [0, 0]
+            return hops
+
+    a, b = run(go)
+    assert bytes(a.body) == b"a" and bytes(b.body) == b"b"

@@ -11,9 +11,12 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import pycurl
 import pytest
+from tests.servers.tls import JSSE_ALERT
 
 from omniget.engine.transports.base import Request, origin
+from omniget.engine.transports.curlerrors import curl_error
 from omniget.engine.transports.http import CurlTransport, ca_locations
 from omniget.engine.transports.outgoing import no_proxy_match
 from omniget.errors import AuthRequired, RemoteError, TransientError, UsageError
@@ -715,6 +718,63 @@ def test_https_with_ca_cert_works(tls_server: tuple[Server, Path]) -> None:
     server, ca_file = tls_server
     _, sink = get(server.url("/f"), NetworkSettings(ca_cert=str(ca_file)))
     assert bytes(sink.data) == b"secret bytes"
+
+
+def as_typed(server: Server, path: str) -> str:
+    """``server``'s URL (a TLS one) as a user who typed http:// for https:// has it."""
+    return server.url(path).replace("https://", "http://", 1)
+
+
+def test_http_to_a_tls_port_that_answers_in_tls_fails_at_once_naming_https(
+    tls_server: tuple[Server, Path],
+) -> None:
+    """A TLS server that answers the plain request with an alert (as Java's does):
+    libcurl says "Received HTTP/0.9" on the new connection, and no retry helps (curl
+    stops there too; wget saves the alert's seven bytes as the file). The https:// URL
+    the message names is the one that works."""
+    server, ca_file = tls_server
+    server.plain = JSSE_ALERT
+    url = as_typed(server, "/f")
+    with pytest.raises(RemoteError) as info:
+        get(url)
+    err = info.value
+    assert not err.retryable and err.exit_code == 3
+    https = server.url("/f")
+    assert str(err) == (f"{url} did not answer in HTTP (if it speaks TLS, use {https}): "
+                        "Received HTTP/0.9 when not allowed")
+    assert server.connections == 1 and server.requests == []
+    _, sink = get(https, NetworkSettings(ca_cert=str(ca_file)))
+    assert bytes(sink.data) == b"secret bytes"
+
+
+@pytest.mark.parametrize(
+    ("url", "https"),
+    [
+        ("http://made.test/f?a=1", "https://made.test:80/f?a=1"),
+        ("http://u:pw@made.test:8443/f", "https://made.test:8443/f"),
+        ("http://[::1]/f", "https://[::1]:80/f"),
+    ],
+    ids=["implied-80", "login", "ipv6"],
+)
+def test_the_https_url_named_keeps_the_port_and_no_password(url: str, https: str) -> None:
+    """http://HOST/ is port 80, which https://HOST/ is not (443)."""
+    err = curl_error(pycurl.E_UNSUPPORTED_PROTOCOL, "Received HTTP/0.9 when not allowed", url,
+                     fresh=True)
+    assert f"(if it speaks TLS, use {https}): " in str(err)
+    assert "pw" not in str(err)
+
+
+def test_http_to_a_tls_port_that_only_closes_keeps_its_retries(
+    tls_server: tuple[Server, Path],
+) -> None:
+    """An OpenSSL server (this one; nginx's TLS layer) sends no byte to a plain request: a
+    reset, as from a server that fails mid-request. omniget cannot tell them apart, so it
+    is retried as that is (curl says "Recv failure"; wget retries it 20 times)."""
+    server, _ = tls_server
+    with pytest.raises(TransientError) as info:
+        get(as_typed(server, "/f"))
+    assert info.value.retryable and info.value.max_retries is None
+    assert "TLS" not in str(info.value)
 
 
 def test_ssl_cert_file_env_is_honoured(

@@ -17,6 +17,7 @@ from typing import Any
 import pycurl
 import pytest
 from tests.servers.conns import PeakConnections, can_count, established
+from tests.servers.tls import JSSE_ALERT, make_tls
 
 from omniget import download
 from omniget.engine.assemble import PartFile
@@ -24,6 +25,7 @@ from omniget.engine.scheduler import UNIT
 from omniget.engine.transports.base import Head, Request
 from omniget.engine.transports.http import CurlTransport
 from omniget.engine.transports.pipeline import DEPTH
+from omniget.errors import RemoteError
 from omniget.settings import NetworkSettings, Settings
 
 from ._http_kit import Sink, run
@@ -356,6 +358,34 @@ def test_a_server_that_closes_after_each_answer_is_not_pipelined_again(
 
         results = run(go)
     assert all(isinstance(s, Sink) and bytes(s.data) == b"data" for s in results)
+
+
+def test_an_origin_that_turns_to_tls_fails_its_pipelined_requests_at_once(
+    srv: Server, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its port now speaks TLS (as Java's server does: an alert to a plain request) and
+    the old connections are gone: the requests the pool sends fail at once, said to be
+    TLS, as do those libcurl sends ("HTTP/0.9" on a new connection): none is retried."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    urls = [srv.url(f"/f{i}") for i in range(1, 9)]
+
+    async def go(t: CurlTransport) -> list[Sink | BaseException]:
+        await fetch_all(t, [srv.url("/f0")])  # libcurl; the origin is confirmed
+        assert t.pipelined(srv.url("/x"))
+        srv.tls, srv.plain = make_tls(tmp_path).server_context(), JSSE_ALERT
+        srv.drop()
+        return await fetch_all(t, urls)
+
+    results = run(go)
+    for r in results:
+        assert isinstance(r, RemoteError) and not r.retryable, r
+    said = [str(r) for r in results]
+    tls = [f"{u} answered in TLS: use https{u[4:]}" for u in urls]
+    not_http = [f"{u} did not answer in HTTP (if it speaks TLS, use https{u[4:]}): Received "
+                "HTTP/0.9 when not allowed" for u in urls]
+    assert all(s in pair for s, *pair in zip(said, tls, not_http, strict=True)), said
+    assert sum(s in tls for s in said) == pipelined(caplog) >= 1
+    assert len(srv.requests) == 1  # (only /f0 was asked in HTTP)
 
 
 def test_a_run_of_many_small_files_and_a_large_one(tmp_path: Path) -> None:

@@ -511,8 +511,9 @@ def test_an_answer_in_another_protocol_says_so_and_is_not_retried(srv: Server) -
         get(srv.url("/s"))
     err = info.value
     assert not err.retryable and err.exit_code == 3
+    https = srv.url("/s").replace("http://", "https://", 1)
     assert str(err).startswith(
-        f"{srv.url('/s')} did not answer in HTTP (https, or another protocol on that port?)"
+        f"{srv.url('/s')} did not answer in HTTP (if it speaks TLS, use {https}): "
     )
     assert len(srv.requests) == 1
 

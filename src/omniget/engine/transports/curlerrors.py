@@ -1,6 +1,6 @@
 """libcurl's result codes, and the loop's own (:data:`.curlloop.CLOSED`,
-:data:`.curlloop.STALLED`), as omniget errors (:func:`curl_error`): one line, no
-credentials, and whether a retry may help."""
+:data:`.curlloop.STALLED`, :data:`.curlloop.TLS_REPLY`), as omniget errors
+(:func:`curl_error`): one line, no credentials, and whether a retry may help."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pycurl
 
 from ...errors import AuthRequired, IntegrityError, RemoteError, TransientError
 from .base import PROXY_LOGIN, safe_url
-from .curlloop import CLOSED, CONNECT_RETRIES, STALLED, WEIRD_REPLY
+from .curlloop import CLOSED, CONNECT_RETRIES, STALLED, TLS_REPLY, WEIRD_REPLY
 
 __all__ = ["PROXY_CA_HINT", "ProxyPath", "curl_error"]
 
@@ -87,14 +87,17 @@ def curl_error(
     suffix = f": {detail}" if detail else ""
     if proxy is not None and proxy.tunnel >= 300:
         return _tunnel_refused(proxy.tunnel, where)
+    if code == TLS_REPLY:  # (the first bytes of a connection: no earlier answer's)
+        return RemoteError(f"{where} answered in TLS: use {_as_https(where)}")
     not_http = code == pycurl.E_UNSUPPORTED_PROTOCOL and "HTTP/0.9" in message
     if code == WEIRD_REPLY or not_http:
         # A malformed head (a header line without a colon, a bad Content-Length) is the
         # server's bug, and an answer that is no HTTP at all another protocol on that
         # port: not retried, as curl --retry. On a reused or pipelined connection it may
         # be bytes an earlier answer sent past its end: a refused connection's retries.
+        # (libcurl keeps the bytes to itself: a TLS server's alert, an SSH banner, alike)
         if not_http:
-            hint = " (https, or another protocol on that port?)" if url[:5] == "http:" else ""
+            hint = f" (if it speaks TLS, use {_as_https(where)})" if url[:5] == "http:" else ""
             text = f"{where} did not answer in HTTP{hint}{suffix}"
         else:
             text = f"malformed answer from {where}{suffix}"
@@ -164,6 +167,18 @@ def curl_error(
     if code == pycurl.E_BAD_CONTENT_ENCODING:  # the encoded stream failed its own check
         return IntegrityError(f"could not decode the body ({where}){suffix}")
     return TransientError(f"transfer failed, curl error {code} ({where}){suffix}")
+
+
+def _as_https(where: str) -> str:
+    """``where`` (an http:// URL) as https:// to the same port: http://HOST/ is port 80,
+    which https://HOST/ is not."""
+    parts = urlsplit(where)
+    try:
+        implied = parts.port is None
+    except ValueError:
+        implied = False
+    netloc = f"{parts.netloc}:80" if implied else parts.netloc
+    return parts._replace(scheme="https", netloc=netloc).geturl()
 
 
 def _tls_hint(detail: str, of_proxy: bool = False, ca_from: str = "") -> str:

@@ -36,12 +36,15 @@ from collections.abc import Callable
 
 import pycurl
 
-__all__ = ["CLOSED", "STALLED", "CurlLoop", "DoneCallback"]
+__all__ = ["CLOSED", "STALLED", "TLS_REPLY", "CurlLoop", "DoneCallback"]
 
 #: Result code for transfers still running when the loop is closed.
 CLOSED = -1
 #: Result code for transfers the stall watchdog ended.
 STALLED = -2
+#: Result code for a request whose connection's first bytes were a TLS record: a TLS
+#: server where HTTP was asked (the pipelined reader's own; libcurl says "HTTP/0.9").
+TLS_REPLY = -5  # (-3 and -4: h1queue.FALLBACK, easy.TO_PIPE)
 #: Retries after a refused connection (or an unreachable host).
 CONNECT_RETRIES = 2
 WEIRD_REPLY = 8  # CURLE_WEIRD_SERVER_REPLY (pycurl names it for FTP only)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import pycurl
 
-from .curlloop import WEIRD_REPLY
+from .curlloop import TLS_REPLY, WEIRD_REPLY
 from .decode import DecodeError, Decoder, end_of
 from .h1answer import (
     _BODY,
@@ -55,6 +55,9 @@ READ_SIZE = 512 << 10
 HEAD_READ = 16 << 10  # read size for the head of an answer expected to be large
 
 _HEX = frozenset(b"0123456789abcdefABCDEF")
+#: The first byte of a TLS record (change_cipher_spec, alert, handshake, application_data):
+#: no HTTP answer starts with one.
+_TLS_TYPES = frozenset(range(20, 24))
 
 
 class Conn(asyncio.BufferedProtocol):
@@ -151,6 +154,14 @@ class Conn(asyncio.BufferedProtocol):
         buf, view = self.rbuf, self.view
         held = self.have  # (kept from the last read: searched already for its line's end)
         n = held + nbytes
+        # the connection's first bytes: a TLS record's type and version 3.x (an alert, as
+        # Java's TLS server sends a plain request) is a TLS server's answer
+        if (
+            not self.answered and n >= 3 and self.state == _HEAD and not self.early
+            and buf[0] in _TLS_TYPES and buf[1] == 3 and buf[2] <= 4
+        ):
+            self._tls()
+            return
         self.have = 0
         pos = 0
         while pos < n and not self.done:
@@ -312,6 +323,13 @@ class Conn(asyncio.BufferedProtocol):
         """The server broke the protocol: never pipeline to it again."""
         self.pool.refuse(self.origin.key)
         self.fail_head(WEIRD_REPLY, what)
+
+    def _tls(self) -> None:
+        """A TLS server answered (https:// was meant): each request sent on this
+        connection fails at once (every other try would get the same), and the origin
+        is not sent to through the pool again."""
+        self.pool.refuse(self.origin.key)
+        self.abort(TLS_REPLY, "a TLS record where an HTTP answer was to come")
 
     def _refuse_answer(self, p: Pending) -> bool:
         """An answer we do not decode here: libcurl asks again; the rest move too."""
