@@ -18,7 +18,7 @@ from pathlib import Path as _Path
 from .keywords import named_keywords as _named_keywords
 
 if _typing.TYPE_CHECKING:
-    from .api import adownload, aextract, download, extract, stream
+    from .api import Writer, adownload, aextract, download, extract, stream
     from .engine import Engine, FileResult, Report
     from .errors import (
         AuthRequired,
@@ -77,7 +77,8 @@ def load_settings(
 #: errors) does not load the engine with asyncio, pycurl and SQLite, and so that the
 #: command (``omniget.__main__``) loads even the types with its collector off.
 _FROM = {
-    **dict.fromkeys(["adownload", "aextract", "download", "extract", "stream"], ".api"),
+    **dict.fromkeys(["Writer", "adownload", "aextract", "download", "extract", "stream"],
+                    ".api"),
     **dict.fromkeys(["Engine", "FileResult", "Report"], ".engine"),
     **dict.fromkeys(
         ["AuthRequired", "Cancelled", "IntegrityError", "NotFound", "OmnigetError",
@@ -137,6 +138,7 @@ __all__ = [
     "TransientError",
     "UnsupportedURL",
     "UsageError",
+    "Writer",
     "__version__",
     "adownload",
     "aextract",

@@ -24,7 +24,7 @@ from collections.abc import (
     Sequence,
     Sized,
 )
-from typing import BinaryIO
+from typing import Protocol
 
 from .checks import (
     check_cancel,
@@ -52,7 +52,16 @@ from .settings import Settings
 from .sources import find_source
 from .sources.base import Reach, Source, SourceContext, source_context, with_origin
 
-__all__ = ["adownload", "aextract", "download", "extract", "stream"]
+__all__ = ["Writer", "adownload", "aextract", "download", "extract", "stream"]
+
+class Writer(Protocol):
+    """What :func:`stream` writes to: any object with a ``write`` that takes bytes (a
+    binary file, ``sys.stdout.buffer``, a socket's file, a class of one's own). It is
+    handed ``bytes`` alone; it may return how many it took (the rest is written again)
+    or anything else (None: it took them all). A ``flush`` it has is called at the end."""
+
+    def write(self, data: bytes, /) -> object: ...
+
 
 #: Seconds a list in memory is resolved ahead of its first file when events are listened
 #: to (a display): the rest is resolved as files go (50,000 URLs took ~1.5 s).
@@ -433,7 +442,7 @@ def download(
 @named_keywords
 def stream(
     url_or_item: str | Item,
-    out: BinaryIO,
+    out: Writer,
     *,
     settings: Settings | None = None,
     on_event: EventHandler | None = None,
@@ -442,7 +451,8 @@ def stream(
     source_options: Mapping[str, Mapping[str, object]] | None = None,
 ) -> int:
     """Write one URL's bytes in order to ``out`` (a binary file: ``open(name, "wb")``,
-    ``sys.stdout.buffer``); returns how many were written. A failure (after retries,
+    ``sys.stdout.buffer``; or any :class:`~omniget.Writer`, an object whose ``write``
+    takes bytes); returns how many were written. A failure (after retries,
     which continue where the bytes stopped) raises its :class:`~omniget.OmnigetError`;
     ``out`` keeps what was written, with no resume state.
     ``on_event`` sees its start, progress, end, retries and warnings (their path: None).
@@ -472,7 +482,9 @@ def stream(
         opts = (source_options or {}).get(cls.name, {})
 
     # a buffered file takes each write whole; another (unbuffered) may take a part
-    write = out.write if isinstance(out, io.BufferedIOBase) else _whole_writes(out)
+    write: Callable[[bytes], object] = (
+        out.write if isinstance(out, io.BufferedIOBase) else _whole_writes(out)
+    )
 
     async def fetch(eng: Engine) -> int:
         if isinstance(url_or_item, Item):
@@ -528,19 +540,19 @@ async def _unless_set(cancel: threading.Event, work: asyncio.Future[int]) -> int
                 raise Cancelled(*_CANCELLED.args) from None
 
 
-def _whole_writes(out: BinaryIO) -> Callable[[bytes], None]:
+def _whole_writes(out: Writer) -> Callable[[bytes], None]:
     """``out.write`` again with what a write did not take, until it took every byte (an
-    unbuffered file, as ``open(name, "wb", buffering=0)`` or a socket's, may take a part)."""
+    unbuffered file, as ``open(name, "wb", buffering=0)`` or a socket's, may take a part).
+    Each write gets bytes, as :class:`Writer` says (the rest is a copy: seldom made)."""
 
     def write(data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            took = out.write(view)
-            if type(took) is not int or took >= len(view):  # (None: it says nothing of it)
+        while data:
+            took = out.write(data)
+            if type(took) is not int or took >= len(data):  # (None: it says nothing of it)
                 return
             if took <= 0:
                 raise OSError(errno.EIO, "the output took none of the bytes written to it")
-            view = view[took:]
+            data = data[took:]
 
     return write
 
