@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Literal, overload
 
 from ._frozen import frozen_dataclass
 from .errors import StorageError
@@ -21,6 +21,7 @@ from .model import Digest
 __all__ = [
     "NetworkSettings",
     "Settings",
+    "StrPath",
     "default_state_dir",
     "resolve_parts",
 ]
@@ -29,6 +30,30 @@ OnExists = Literal["skip", "overwrite", "rename"]
 ON_EXISTS: tuple[OnExists, ...] = ("skip", "overwrite", "rename")
 
 MiB = 1024 * 1024
+
+
+class StrPath:
+    """A settings field naming a file or folder: it takes a str or a Path (any
+    ``os.PathLike`` of str) and is read as the str (None: not given), so the code that
+    reads it, and a type checker, see a str. (A data descriptor: the instance's
+    ``__dict__`` holds the value, made a str when the settings are made.)"""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> None: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> str | None: ...
+    def __get__(self, obj: object, owner: type | None = None) -> str | None:
+        if obj is None:  # (on the class: the default the dataclass finds)
+            return None
+        value: str | None = obj.__dict__[self.name]
+        return value
+
+    def __set__(self, obj: object, value: str | os.PathLike[str] | None) -> None:
+        # (the frozen class refuses an assignment before this: only object.__setattr__)
+        obj.__dict__[self.name] = None if value is None else os.fspath(value)
 
 
 @named_fields
@@ -44,12 +69,13 @@ class NetworkSettings:
     ``Settings(limit_rate=...)``); ``user``: ``"USER:PASSWORD"`` for ``user_origin``'s
     origin (None: each URL asked for), never sent across a redirect to another;
     ``netrc``, ``netrc_file``: read logins from ``~/.netrc`` or that file;
-    ``cookies_file``: a Netscape ``cookies.txt``; ``headers``: a tuple of ``(name,
+    ``cookies_file``: a Netscape ``cookies.txt`` (these files, and ``ca_cert``, are
+    given as a str or a Path, and read as the str); ``headers``: a tuple of ``(name,
     value)`` pairs sent with each request; ``user_agent``; ``max_redirects``."""
 
     proxy: str | None = None  # None: the *_proxy variables apply; "": no proxy at all
     insecure: bool = False
-    ca_cert: str | None = None  # None: CURL_CA_BUNDLE / SSL_CERT_FILE / system store
+    ca_cert: StrPath = StrPath()  # None: CURL_CA_BUNDLE / SSL_CERT_FILE / system store
     resolve: tuple[str, ...] = ()  # curl-style HOST:PORT:ADDR
     connect_timeout: float = 15.0
     #: A transfer slower than ``low_speed_limit`` bytes/s for ``stall_timeout`` s is stalled.
@@ -60,14 +86,21 @@ class NetworkSettings:
     #: asked for directly.
     user_origin: str | None = None
     netrc: bool = True
-    netrc_file: str | None = None
-    cookies_file: str | None = None  # Netscape cookies.txt
+    netrc_file: StrPath = StrPath()
+    cookies_file: StrPath = StrPath()  # Netscape cookies.txt
     headers: tuple[tuple[str, str], ...] = ()
     user_agent: str = "omniget/0.1"
     max_redirects: int = 10
 
     def __post_init__(self) -> None:
         _check_fields(self, _NETWORK_CHECKS)
+        for name in _FILES:  # (a Path given: kept as its str)
+            given: object = self.__dict__[name]
+            if isinstance(given, os.PathLike):
+                text = os.fspath(given)
+                if not isinstance(text, str):  # (a path of bytes)
+                    raise TypeError(_takes(given, self, name, _FILE))
+                self.__dict__[name] = text
         for name in ("headers", "resolve"):  # (a list given: kept as a tuple, hashable)
             value = getattr(self, name)
             if isinstance(value, list):
@@ -155,6 +188,9 @@ _RATE = "bytes per second, a whole number (2M: 2 * 1024 * 1024; 0 or None: no li
 _STR = "a str or None"
 _ABOVE_0 = "a number of seconds above 0"
 _HEADERS = "a tuple of (name, value) pairs of strs (tuple(d.items()) for a dict)"
+_FILE = "a file's name, a str or a Path (or None)"
+#: NetworkSettings' fields that name a file (StrPath: given as a str or a Path).
+_FILES = ("ca_cert", "netrc_file", "cookies_file")
 #: Each field a caller may get wrong: (name, what it takes, its kind, the least it takes,
 #: None allowed). Checked when made: a wrong kind failed deep in the engine, mid-run.
 _Check = tuple[str, str, object, float, bool]
@@ -179,7 +215,7 @@ _SETTINGS_CHECKS: tuple[_Check, ...] = (
 _NETWORK_CHECKS: tuple[_Check, ...] = (
     ("proxy", _STR, str, 0, True),
     ("insecure", "True or False", bool, 0, False),
-    ("ca_cert", _STR, str, 0, True),
+    ("ca_cert", _FILE, str | os.PathLike, 0, True),
     ("resolve", "a tuple of 'HOST:PORT:ADDRESS' strs", tuple | list, 0, False),
     ("connect_timeout", _ABOVE_0, float, 0, False),
     ("stall_timeout", _ABOVE_0, float, 0, False),
@@ -187,8 +223,8 @@ _NETWORK_CHECKS: tuple[_Check, ...] = (
     ("user", _STR, str, 0, True),
     ("user_origin", _STR, str, 0, True),
     ("netrc", "True or False", bool, 0, False),
-    ("netrc_file", _STR, str, 0, True),
-    ("cookies_file", _STR, str, 0, True),
+    ("netrc_file", _FILE, str | os.PathLike, 0, True),
+    ("cookies_file", _FILE, str | os.PathLike, 0, True),
     ("headers", _HEADERS, tuple | list, 0, False),
     ("user_agent", "a str", str, 0, False),
     ("max_redirects", _COUNT, int, 0, False),

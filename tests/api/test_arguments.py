@@ -5,8 +5,10 @@ engine mid-run, and nothing already downloaded is touched."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import io
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -57,8 +59,10 @@ def _net(**kw: Any) -> omniget.Settings:
          "user_agent=...) takes a str, not None"),
         (lambda: _net(proxy=cast(Any, 3128)), TypeError,
          "proxy=...) takes a str or None, not 3128"),
-        (lambda: _net(ca_cert=cast(Any, Path("ca.pem"))), TypeError,
-         "ca_cert=...) takes a str or None, not PosixPath('ca.pem')"),
+        (lambda: _net(ca_cert=cast(Any, 5)), TypeError,
+         "ca_cert=...) takes a file's name, a str or a Path (or None), not 5"),
+        (lambda: _net(cookies_file=cast(Any, _BytesPath())), TypeError,
+         "cookies_file=...) takes a file's name, a str or a Path (or None), not <bytes path>"),
         (lambda: _net(max_redirects=-1), ValueError, "max_redirects=...)"),
         (lambda: _net(insecure=cast(Any, 1)), TypeError, "insecure=...) takes True or False"),
         (lambda: _net(resolve=cast(Any, "h:80:127.0.0.1")), TypeError,
@@ -89,6 +93,38 @@ def test_settings_in_range_are_kept_as_given() -> None:
     )
     assert (s.limit_rate, s.retry_max_wait, s.network.connect_timeout) == (0, 30, 5)
     assert s.network.headers == (("X-A", "1"),) and s.network.resolve == ("h:80:127.0.0.1",)
+
+
+class _BytesPath(os.PathLike[bytes]):
+    """A path whose name is bytes (``os.fspath`` gives bytes): not a str's."""
+
+    def __fspath__(self) -> bytes:
+        return b"cookies.txt"
+
+    def __repr__(self) -> str:
+        return "<bytes path>"
+
+
+def test_files_of_the_network_settings_take_a_path_and_keep_a_str(tmp_path: Path) -> None:
+    """``NetworkSettings(cookies_file=Path(...))`` (``ca_cert=``, ``netrc_file=``) was a
+    TypeError ("takes a str or None"), while ``Settings(state_dir=)`` takes a Path: each
+    takes one now (mypy --strict too: this module has no cast for it), kept as the str,
+    so the settings made either way are equal, and what reads them gets a str."""
+    given = omniget.NetworkSettings(
+        cookies_file=tmp_path / "c.txt", ca_cert=tmp_path / "ca.pem", netrc_file=tmp_path / "n"
+    )
+    read: tuple[str | None, ...] = (given.cookies_file, given.ca_cert, given.netrc_file)
+    assert read == (str(tmp_path / "c.txt"), str(tmp_path / "ca.pem"), str(tmp_path / "n"))
+    assert all(type(v) is str for v in read)
+    as_str = omniget.NetworkSettings(cookies_file=str(tmp_path / "c.txt"),
+                                     ca_cert=str(tmp_path / "ca.pem"),
+                                     netrc_file=str(tmp_path / "n"))
+    assert given == as_str and hash(given) == hash(as_str) and repr(given) == repr(as_str)
+    again = dataclasses.replace(as_str, ca_cert=Path("other.pem"), netrc_file=None)
+    assert (again.ca_cert, again.netrc_file) == ("other.pem", None)
+    assert omniget.NetworkSettings().ca_cert is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        given.ca_cert = "x"  # type: ignore[misc]
 
 
 def test_a_state_dir_given_as_a_str_is_read_back_as_a_path() -> None:

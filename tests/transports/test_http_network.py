@@ -777,6 +777,22 @@ def test_http_to_a_tls_port_that_only_closes_keeps_its_retries(
     assert "TLS" not in str(info.value)
 
 
+def test_files_named_by_paths_are_read(tls_server: tuple[Server, Path], tmp_path: Path) -> None:
+    """``ca_cert``, ``cookies_file`` and ``netrc_file`` given as Paths (kept as strs)."""
+    server, ca_file = tls_server
+    jar = tmp_path / "cookies.txt"
+    jar.write_text("127.0.0.1\tFALSE\t/\tFALSE\t0\tk\tv\n")
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login nina password pw1\n")
+    netrc.chmod(0o600)
+    settings = NetworkSettings(ca_cert=ca_file, cookies_file=jar, netrc_file=netrc)
+    _, sink = get(server.url("/f"), settings)
+    assert bytes(sink.data) == b"secret bytes"
+    sent = server.requests[-1].headers
+    assert sent["cookie"] == "k=v"
+    assert sent["authorization"] == "Basic " + base64.b64encode(b"nina:pw1").decode()
+
+
 def test_ssl_cert_file_env_is_honoured(
     tls_server: tuple[Server, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
