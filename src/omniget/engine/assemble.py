@@ -23,7 +23,8 @@ except ImportError:  # (no flock: one run per folder is then on the user)
 
 __all__ = [
     "PART_SUFFIX", "Leftovers", "NotAPart", "PartBusy", "PartFile", "find_leftovers",
-    "not_a_file", "on_memory_fs", "part_busy", "part_path", "storage_error", "temp_stem",
+    "in_the_way", "not_a_file", "on_memory_fs", "part_busy", "part_path", "storage_error",
+    "temp_stem",
 ]  # fmt: skip
 
 PART_SUFFIX = ".omniget-part"
@@ -236,9 +237,9 @@ def _make_folder(folder: str, made: set[str] | None, final: Path | None = None) 
             made.add(folder)
 
 
-def _in_the_way(folder: str, name: str) -> StorageError | None:
-    """What keeps ``folder`` from being made: the nearest part of it that is there and
-    no folder (a file an earlier item of the run wrote as ``d``, for ``d/f``)."""
+def in_the_way(folder: str) -> tuple[str, str] | None:
+    """The nearest part of ``folder`` that is there and no folder, and what it is in words
+    ("a file", "a FIFO", ...); None when the nearest part there is a folder."""
     path = folder
     while path and path != os.path.dirname(path):
         try:
@@ -246,13 +247,20 @@ def _in_the_way(folder: str, name: str) -> StorageError | None:
         except OSError:
             path = os.path.dirname(path)
             continue
-        if stat.S_ISDIR(mode):
-            return None
-        kind = _kind(mode) or "a file"
-        which = "it" if path == folder else path
-        return StorageError(f"cannot make the folder {folder}{' for ' + name if name else ''}"
-                            f": {which} is {kind}, not a folder")
+        return None if stat.S_ISDIR(mode) else (path, _kind(mode) or "a file")
     return None
+
+
+def _in_the_way(folder: str, name: str) -> StorageError | None:
+    """What keeps ``folder`` from being made: the nearest part of it that is there and
+    no folder (a file an earlier item of the run wrote as ``d``, for ``d/f``)."""
+    found = in_the_way(folder)
+    if found is None:
+        return None
+    path, kind = found
+    which = "it" if path == folder else path
+    return StorageError(f"cannot make the folder {folder}{' for ' + name if name else ''}"
+                        f": {which} is {kind}, not a folder")
 
 
 def create_part(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import OmnigetError, StorageError
 from ..model import Item
+from .assemble import in_the_way
 from .context import RunContext
 from .names import contain_text
 
@@ -95,28 +96,17 @@ def _folder_why(folder: str, exc: OSError) -> tuple[str, str | None]:
     """Why ``folder`` could not be made (``exc``), and the path named there besides it.
     The kernel's words alone ("No such file or directory" for /proc/x) left the user to
     guess which part of the path was at fault."""
-    import os
-    import stat
-
     code = exc.errno
     parent = os.path.dirname(folder)
     while parent != os.path.dirname(parent) and not os.path.isdir(parent):
         parent = os.path.dirname(parent)  # (the nearest folder there: the one refusing)
     if code in (errno.ENOTDIR, errno.EEXIST):  # (something not a folder on the way)
-        path = folder
-        while path != os.path.dirname(path):
-            try:
-                mode = os.stat(path).st_mode
-            except OSError:
-                path = os.path.dirname(path)
-                continue
-            if stat.S_ISDIR(mode):
-                break
-            kind = ("file" if stat.S_ISREG(mode) else "device" if stat.S_ISCHR(mode)
-                    or stat.S_ISBLK(mode) else "FIFO" if stat.S_ISFIFO(mode) else "socket")
+        found = in_the_way(folder)
+        if found is not None:
+            path, kind = found
             if path == folder:
-                return f"a {kind} is in the way", None
-            return f"{path} is a {kind}, not a folder", path
+                return f"{kind} is in the way", None
+            return f"{path} is {kind}, not a folder", path
         if not os.path.lexists(folder):  # (the folder as given is a link to it)
             return ("a symbolic link to it is in the way, and it is not there: make it, or "
                     "remove the link"), None
