@@ -484,3 +484,18 @@ def test_a_zone_id_that_cannot_work_fails_clearly(
     [failure] = report.failures
     assert isinstance(failure.error, UsageError) and said in str(failure.error)
     assert httpd6.requests == []
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [("http://u:p@[::1]:8080/a?x=1", "http://[::1]:8080/a?x=1"),
+     ("http://u:p@[fe80::1%25eth0]/a", "http://[fe80::1%25eth0]/a"),
+     ("http://tok@files.test/a", "http://files.test/a")],
+)
+def test_a_url_said_without_its_password_keeps_an_ipv6_host_s_brackets(
+    url: str, said: str
+) -> None:
+    """Was ``http://::1:8080/a``: the host without its brackets, not a URL one can use."""
+    from omniget.engine.transports.base import safe_url
+
+    assert safe_url(url) == said

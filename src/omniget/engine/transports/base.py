@@ -413,10 +413,7 @@ def _safe(url: str) -> str:
     p = urlsplit(url)
     if p.username is None and p.password is None:
         return url
-    host = p.hostname or ""
-    if p.port:
-        host = f"{host}:{p.port}"
-    return p._replace(netloc=host).geturl()
+    return p._replace(netloc=p.netloc.rpartition("@")[2]).geturl()  # (as written: [::1]:80)
 
 
 def safe_url(url: str) -> str:
