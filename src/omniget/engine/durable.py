@@ -147,6 +147,15 @@ def clear_mark(path: str) -> None:
         pass
 
 
+def _open_file(path: str) -> int:
+    """``path`` opened to read, never through a link; -1 if it cannot be."""
+    try:
+        return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+                       | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return -1
+
+
 def mark_lost(path: str, st: os.stat_result) -> bool:
     """Mark the file at ``path`` (``st``: its stat as it was put there) as one whose bytes
     the disk lost (mark.LOST: a rerun fetches it again, on this boot too); False if that
@@ -155,10 +164,8 @@ def mark_lost(path: str, st: os.stat_result) -> bool:
         return False
     from .mark import LOST, Mark
 
-    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
+    fd = _open_file(path)
+    if fd < 0:
         return False
     try:
         now = os.fstat(fd)
@@ -175,10 +182,8 @@ def mark_lost(path: str, st: os.stat_result) -> bool:
 def written_out(path: str, size: int) -> bool:
     """Whether the file at ``path``, read on a boot after the one that wrote it, has
     ``size`` bytes all in written blocks (no hole before its end)."""
-    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
+    fd = _open_file(path)
+    if fd < 0:
         return False
     try:
         return os.fstat(fd).st_size == size and (
