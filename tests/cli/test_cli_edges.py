@@ -143,7 +143,21 @@ def test_output_file_that_can_only_be_a_folder_is_a_usage_error(
     assert httpd.requests == [] and os.listdir() == []
 
 
-@pytest.mark.parametrize("name", ["b" * 256, "é" * 200, "d/" + "b" * 300 + "/f"])
+@pytest.mark.parametrize(("name", "size"), [("b" * 241, 241), ("é" * 200, 400),
+                                           ("d/" + "b" * 300, 300)])
+def test_output_file_whose_name_is_past_the_limit_is_refused(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], name: str, size: int
+) -> None:
+    """Before: saved under the name cut to 240 bytes, exit 0 (a script looking for the
+    file it named found none). Its part file needs room for its suffix beside it."""
+    url = serve(httpd)
+    assert main(["-O", name, url]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert f"its name is {size} bytes; omniget takes 240 at most" in err
+    assert httpd.requests == [] and os.listdir() == []
+
+
+@pytest.mark.parametrize("name", ["d/" + "b" * 300 + "/f"])
 def test_output_file_with_a_name_past_the_limit_is_no_internal_error(
     httpd: HTTPServer, capsys: pytest.CaptureFixture[str], name: str
 ) -> None:

@@ -93,6 +93,8 @@ def run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
         if ns.output_file != "-" and _names_a_folder(ns.output_file):
             raise ArgumentError(f"-O {ns.output_file}: is a directory "
                              f"(use -o {ns.output_file} to save into it)")
+        if ns.output_file != "-":
+            _name_fits(ns.output_file)
     elif ns.output is not None and len(targets) == 1 and not ns.input_file:
         _curl_o(ns.output, targets[0])
     if cfg.settings.checksum is not None and len(targets) != 1:
@@ -272,6 +274,19 @@ def _curl_o(folder: str, target: Item | str) -> None:
     raise ArgumentError(f"-o {folder}: -o names a folder here (the file would be "
                         f"{folder}/{name}); to save the URL as {folder}, use "
                         f"-O {folder} (curl's -o)")
+
+
+def _name_fits(given: str) -> None:
+    """ArgumentError for an ``-O`` name longer than omniget makes names (MAX_NAME_BYTES):
+    its part file, made beside it under a longer name, would not fit the filesystem's
+    limit, and cutting the name the user chose would save the file where no one looks."""
+    from ..engine.names import MAX_NAME_BYTES
+
+    size = len(os.fsencode(os.path.basename(given)))
+    if size > MAX_NAME_BYTES:
+        short = given if len(given) <= 60 else f"{given[:40]}...{given[-12:]}"
+        raise ArgumentError(f"-O {short}: its name is {size} bytes; omniget takes "
+                            f"{MAX_NAME_BYTES} at most (a shorter name, please)")
 
 
 def _names_a_folder(name: str) -> bool:
