@@ -17,7 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.servers.checks import recorded, wait_for
+from tests.engine.test_stale_record import stopped_half_way
+from tests.servers.checks import wait_for
 from tests.servers.httpd import HTTPServer
 
 from omniget import download
@@ -102,20 +103,9 @@ def test_a_part_name_that_is_no_file_fails_the_resume_and_is_left_alone(
     state, out, outside = tmp_path / "state", tmp_path / "out", tmp_path / "outside.bin"
 
     # run 1: half the file in and recorded, then stopped: a part file with a record
-    cancel = threading.Event()
-    settings = Settings(state_dir=state, split=1, retries=0, checkpoint_bytes=1)
     item = Item(httpd.url(path, hold="one", stall_after=HALF), filename="f.bin",
                 source_id="f")
-    run = threading.Thread(target=lambda: download([item], out, settings=settings,
-                                                   cancel=cancel))
-    run.start()
-    try:
-        assert httpd.held("one")
-        wait_for(lambda: recorded(state) == HALF)
-    finally:
-        cancel.set()
-        run.join(30)
-        httpd.release("one")
+    stopped_half_way(httpd, item, out, state, HALF)
 
     if unknown_part:
         with contextlib.closing(sqlite3.connect(state / FILENAME)) as db, db:

@@ -26,6 +26,26 @@ KiB = 1024
 HALF = 512 * KiB
 
 
+def stopped_half_way(httpd: HTTPServer, item: Item, out: Path, state: Path, half: int) -> Report:
+    """``item`` (a URL of ``httpd`` held at ``hold="one"``, stalled after ``half`` bytes)
+    downloaded until ``half`` bytes are recorded, then stopped as by Ctrl+C: its report."""
+    cancel = threading.Event()
+    got: list[Report] = []
+    settings = Settings(state_dir=state, split=1, retries=0, checkpoint_bytes=1)
+    run = threading.Thread(
+        target=lambda: got.append(download([item], out, settings=settings, cancel=cancel))
+    )
+    run.start()
+    try:
+        assert httpd.held("one")
+        wait_for(lambda: recorded(state) == half)
+    finally:
+        cancel.set()
+        run.join(30)
+        httpd.release("one")
+    return got[0]
+
+
 @pytest.mark.parametrize(
     "second_run",
     [
@@ -51,21 +71,7 @@ def test_a_fresh_part_file_inherits_no_bytes_from_a_record_of_a_deleted_one(
         return Item(url, filename="f.bin", source_id="f")  # (one record for both runs)
 
     # run 1: half the file in, recorded at once, then stopped (Ctrl+C, say)
-    cancel = threading.Event()
-    first: list[Report] = []
-    settings = Settings(state_dir=state, split=1, retries=0, checkpoint_bytes=1)
-    run = threading.Thread(
-        target=lambda: first.append(download([item("one")], out, settings=settings, cancel=cancel))
-    )
-    run.start()
-    try:
-        assert httpd.held("one")
-        wait_for(lambda: recorded(state) == HALF)
-    finally:
-        cancel.set()
-        run.join(30)
-        httpd.release("one")
-    assert first[0].interrupted == 1
+    assert stopped_half_way(httpd, item("one"), out, state, HALF).interrupted == 1
     (out / "f.bin.omniget-part").unlink()  # the user starts over
 
     # run 2: a fresh part file, held half-way before its first checkpoint
