@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 
-__all__ = ["MASK", "SECRET_HEADERS", "mask_secrets"]
+__all__ = ["MASK", "SECRET_HEADERS", "mask_proxy", "mask_secrets", "proxy_password"]
 
 MASK = "***"
 #: Words that make a query parameter secret when its name has one (``auth_token``,
@@ -69,3 +69,31 @@ def mask_secrets(text: str) -> str:
     text = userinfo.sub(_mask_userinfo, text)
     text = query.sub(_mask_query, text)
     return header.sub(rf"\g<pre>{MASK}", text)
+
+
+def _proxy_login(proxy: str) -> tuple[int, int, int]:
+    """Where a proxy URL's login is: (its start, past the scheme if any; where its password
+    starts, or -1; its ``@``, or -1). libcurl splits at the first ``@``; a password the
+    user meant may hold more of them, or a slash, a blank: all before the last counts."""
+    scheme = re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", proxy)
+    start = scheme.end() if scheme else 0
+    at = proxy.rfind("@", start)
+    colon = proxy.find(":", start, at) if at >= 0 else -1
+    return start, colon + 1 if colon >= 0 else -1, at
+
+
+def mask_proxy(proxy: str) -> str:
+    """A proxy URL (its scheme optional) with its password as ``***`` (a user name given
+    alone too: it may be a token)."""
+    start, password, at = _proxy_login(proxy)
+    if at < 0:
+        return proxy
+    if password < 0:
+        return f"{proxy[:start]}{MASK}{proxy[at:]}"
+    return f"{proxy[:password]}{MASK}{proxy[at:]}"
+
+
+def proxy_password(proxy: str) -> str | None:
+    """The password of a proxy URL (its scheme optional) as written, if it has one."""
+    _, password, at = _proxy_login(proxy)
+    return proxy[password:at] if password >= 0 and at > password else None

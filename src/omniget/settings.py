@@ -15,7 +15,7 @@ from typing import Literal, overload
 from ._frozen import frozen_dataclass
 from .errors import StorageError
 from .keywords import named_fields
-from .masks import MASK, SECRET_HEADERS, mask_secrets
+from .masks import MASK, SECRET_HEADERS, mask_proxy
 from .model import Digest
 
 __all__ = [
@@ -123,7 +123,7 @@ class NetworkSettings:
             if f.name == "user" and value is not None and ":" in value:
                 value = f"{value.partition(':')[0]}:{MASK}"
             elif f.name == "proxy" and value:
-                value = mask_secrets(value)
+                value = mask_proxy(value)
             elif f.name == "headers":
                 value = tuple((n, MASK if n.lower() in SECRET_HEADERS else v) for n, v in value)
             shown.append(f"{f.name}={value!r}")

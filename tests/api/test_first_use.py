@@ -159,3 +159,13 @@ def test_a_missing_ca_bundle_is_raised_for_a_url_with_a_blank_before_it(
     for url in ("https://127.0.0.1:9/a.bin", " https://127.0.0.1:9/a.bin"):
         with pytest.raises(omniget.UsageError, match="CURL_CA_BUNDLE="):
             omniget.download([url], tmp_path / "out", settings=_settings(tmp_path))
+
+
+def test_a_proxy_password_is_hidden_without_a_scheme_too() -> None:
+    """(``host:port`` is an HTTP proxy; its password was shown, as one with a slash.)"""
+    for proxy, shown in (("pu:proxypass@proxy.test:3128", "pu:***@proxy.test:3128"),
+                         ("http://pu:proxy/pass@proxy.test:3128",
+                          "http://pu:***@proxy.test:3128")):
+        text = repr(omniget.NetworkSettings(proxy=proxy))
+        assert "proxy" + "pass" not in text and "pass@" not in text, text
+        assert f"proxy='{shown}'" in text, text

@@ -282,6 +282,26 @@ def test_bad_values_exit_2_with_one_line(
     assert calls == []
 
 
+@pytest.mark.parametrize("proxy", ["http://me:s3c/r3t@proxy.example:3128",
+                                   "me:s3c r3t@proxy.example:3128",
+                                   "http://me:s3c@r3t@proxy.example:3128",
+                                   "socks5h://me:s3c@r3t@proxy.example:1080"])
+def test_a_bad_proxy_url_is_one_line_without_its_password(
+    proxy: str, capsys: pytest.CaptureFixture[str], calls: list[dict[str, Any]]
+) -> None:
+    """A password with a slash or a blank was shown (the mask wanted a scheme, and no
+    slash in it); one with an ``@`` not written as %40 was taken, and libcurl, which
+    splits at the first ``@``, failed every file at its first request (exit 3)."""
+    assert main(["--proxy", proxy, "https://example.com/"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("omniget: error: argument --proxy: ") and err.count("\n") == 1, err
+    assert "s3c" not in err and "r3t" not in err, err
+    assert "me:***@proxy.example" in err, err
+    if proxy.count("@") > 1:
+        assert "%40" in err, err
+    assert calls == []
+
+
 def test_bad_connections_message_names_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
     main(["--connections", "zero", "https://example.com/"])
     err = capsys.readouterr().err

@@ -354,6 +354,13 @@ def test_secrets_collected(tmp_path: Path) -> None:
     assert set(cfg.secrets) == {"hunter22", "Bearer abc.def", "proxypass"}
 
 
+def test_a_proxy_password_is_a_secret_with_or_without_a_scheme(tmp_path: Path) -> None:
+    """(Without a scheme, it was not masked.)"""
+    for proxy in ("u:proxypass@proxy:8080", "socks5h://u:proxypass@proxy:1080"):
+        cfg = load_config(None, noenv(tmp_path), {"proxy": proxy})
+        assert set(cfg.secrets) == {"proxypass"}, proxy
+
+
 def test_reexported_from_package(tmp_path: Path, site_source: type[object]) -> None:
     s, sources = omniget.load_settings(
         write(tmp_path, "jobs = 3\n[site]\ntoken = 't'\n"), {}

@@ -375,19 +375,26 @@ def test_unusable_proxy_scheme_in_the_environment_is_not_retried(
 
 
 @pytest.mark.parametrize(
-    "proxy", ["me:s3cret@127.0.0.1:99999", "ftp://me:s3cret@127.0.0.1:9", "me:s3cret@p x:9"]
+    "proxy", ["me:s3cret@127.0.0.1:99999", "ftp://me:s3cret@127.0.0.1:9", "me:s3cret@p x:9",
+              "http://me:s3c/r3t@127.0.0.1:9", "me:s3c r3t@127.0.0.1:9",
+              "http://me:s3c@r3t@127.0.0.1:9", "socks5://me:s3c'r3t@@127.0.0.1:9",
+              "socks9://me:s3c/r3t@127.0.0.1:9"]
 )
 def test_a_proxy_password_is_never_in_the_message(
     srv: Server, monkeypatch: pytest.MonkeyPatch, proxy: str
 ) -> None:
     """libcurl quotes a proxy URL it cannot use: its password was in the error (the CLI's
-    mask wants a scheme before it), and a bad syntax was called a failed lookup."""
+    mask wants a scheme before it), and a bad syntax was called a failed lookup. A
+    password with a blank, a slash or an ``@`` not written as %XX was shown whole or in
+    part."""
     monkeypatch.setenv("http_proxy", proxy)
     monkeypatch.delenv("no_proxy", raising=False)
     monkeypatch.delenv("NO_PROXY", raising=False)
     with pytest.raises(RemoteError, match=r"^unusable proxy for .*check --proxy") as err:
         get(f"{srv.origin}/never")
-    assert "s3cret" not in str(err.value) and "me:***@" in str(err.value)
+    said = str(err.value)
+    assert not any(part in said for part in ("s3c", "r3t", "ret")), said
+    assert "me:***@127.0.0.1:9" in said or "me:***@p x:9" in said, said
     assert not err.value.retryable
     assert srv.requests == []
 

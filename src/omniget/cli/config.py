@@ -20,6 +20,7 @@ from pathlib import Path
 from .._frozen import plain_dataclass
 from ..engine.transports.base import SECRET_HEADERS  # (masked as the engine guards them)
 from ..errors import UsageError, nearest
+from ..masks import proxy_password
 from ..settings import NetworkSettings, Settings, default_config_dir
 from ..userfiles import NotText, read_text
 from .options import (
@@ -259,9 +260,7 @@ def _secrets(values: Mapping[str, object], sources: Mapping[str, Mapping[str, ob
     found.update(v for n, v in headers if n.lower() in SECRET_HEADERS)
     proxy = values.get("network.proxy")
     if isinstance(proxy, str):
-        m = re.search(r"://[^/@:]*:([^/@]+)@", proxy)
-        if m:
-            found.add(m[1])
+        found.add(proxy_password(proxy) or "")
     for table in sources.values():
         found.update(
             str(v) for k, v in table.items() if re.search(SECRET_OPTION, k, re.IGNORECASE) and v

@@ -12,6 +12,7 @@ from typing import Any
 from .._frozen import plain_dataclass
 from ..engine.transports.base import ENGINE_HEADERS  # (refused: the engine sets them itself)
 from ..errors import UsageError
+from ..masks import mask_proxy
 from ..model import Digest
 from ..settings import MAX_NUMBER, PROXY_NOT_ASCII, ascii_resolve, resolve_parts
 
@@ -239,9 +240,11 @@ def parse_proxy(v: object) -> str:
         except ValueError:
             ok = False
         if not ok:
-            shown = re.sub(r"(://[^/@:]*:)[^/@]+@", r"\1***@", text)
             raise ValueError(f"expected a proxy URL with a host (and a port from 1 to 65535), "
-                             f"got {shown!r}")
+                             f"got {mask_proxy(text)!r}")
+        if parts.netloc.count("@") > 1:  # (libcurl takes the host from the first one on)
+            raise ValueError(f"expected a proxy URL with an @ in its user name or password "
+                             f"written as %40, got {mask_proxy(text)!r}")
     return text
 
 

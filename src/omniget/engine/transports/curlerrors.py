@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import pycurl
 
 from ...errors import AuthRequired, IntegrityError, RemoteError, TransientError
+from ...masks import mask_proxy
 from .base import PROXY_LOGIN, safe_url
 from .curlloop import CLOSED, CONNECT_RETRIES, STALLED, TLS_REPLY, WEIRD_REPLY
 
@@ -48,12 +49,20 @@ _TOO_LARGE = 100
 
 def _one_line(text: str, limit: int = 300) -> str:
     """libcurl's message on one line, without a password it quotes (a proxy URL's)."""
+    text = re.sub(_QUOTED_PROXY, _mask_quoted, text)
     return re.sub(_PASSWORD, r"\1\2:***@", " ".join(text.split()))[:limit]
 
 
 # ``user:password@`` in a URL libcurl quotes, with or without its scheme (compiled by re
 # when first used: not at every start)
 _PASSWORD = r"""(^|[\s'"(/])([^\s'"/@:]*):[^\s'"/@]+@"""
+# a proxy URL libcurl quotes whole ("Unsupported proxy syntax in '...': why", "... scheme
+# for '...'"): its password may hold anything (a blank, a slash, a quote, an @)
+_QUOTED_PROXY = r"(proxy (?:syntax in|scheme for) ')(.*)('(?::|$))"
+
+
+def _mask_quoted(m: re.Match[str]) -> str:
+    return f"{m[1]}{mask_proxy(m[2])}{m[3]}"
 
 
 #: What trusts an https:// proxy's CA (``--ca-cert`` is for servers, as curl's --cacert).
