@@ -33,6 +33,12 @@ class Listener:
         self._closed = True
         self._sock.close()
 
+    @property
+    def connections(self) -> int:
+        """Client connections accepted so far."""
+        with self._lock:
+            return self._conns
+
     def _accept(self) -> None:
         while not self._closed:
             try:

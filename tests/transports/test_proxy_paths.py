@@ -20,7 +20,7 @@ from tests.servers.proxy import Proxy
 from tests.servers.socks import SocksProxy
 from tests.servers.tls import TLSFiles
 
-from omniget import Report, download, load_settings
+from omniget import AuthRequired, Report, download, load_settings
 from omniget.settings import NetworkSettings, Settings
 
 LOGGER = "omniget.engine.transports.http"
@@ -442,3 +442,55 @@ def test_every_span_of_a_split_file_goes_through_the_proxy(
     else:
         assert len(log) == len(server.requests)
         assert all(r.headers.get("connection") == "close" for r in server.requests)
+
+
+# -- a SOCKS proxy that refuses: its login, or the connection asked of it --
+
+
+@pytest.mark.parametrize("login", ["wrong", "none"])
+def test_a_socks_proxy_refusing_the_login_is_an_authentication_failure(
+    httpd: HTTPServer, tmp_path: Path, login: str
+) -> None:
+    """As a 407 from an HTTP proxy: not retried, said to be the proxy's login (it was a
+    connection failure, retried, exit 3)."""
+    url = httpd.add(httpd.new_path("f.bin"), small(1))
+    with SocksProxy(login=("su", "sp")) as socks:
+        proxy = socks.url.replace("//", "//su:s3cr3t@") if login == "wrong" else socks.url
+        settings = Settings(state_dir=tmp_path / "state", retries=3,
+                            network=NetworkSettings(netrc=False, proxy=proxy))
+        report = download([url], tmp_path / "out", settings=settings)
+        tries = socks.connections
+    [failure] = report.failures
+    assert isinstance(failure.error, AuthRequired), repr(failure.error)
+    said = str(failure.error)
+    assert "SOCKS proxy" in said and "user name and password" in said, said
+    assert "s3cr3t" not in said
+    assert tries == 1  # (no retry)
+    assert httpd.requests == []
+
+
+def test_a_socks_proxy_that_cannot_reach_the_server_says_so(
+    httpd: HTTPServer, refused_port: int, tmp_path: Path
+) -> None:
+    with SocksProxy() as socks:
+        settings = Settings(state_dir=tmp_path / "state", retries=0,
+                            network=NetworkSettings(netrc=False, proxy=socks.url))
+        report = download([f"http://127.0.0.1:{refused_port}/f"], tmp_path / "out",
+                          settings=settings)
+    [failure] = report.failures
+    said = str(failure.error)
+    assert "the proxy could not connect to" in said and "refused" in said, said
+
+
+def test_a_socks_proxy_that_will_not_make_the_connection_is_not_asked_again(
+    tmp_path: Path,
+) -> None:
+    """(This one takes no IPv6 address: its answer would be the same to every retry.)"""
+    with SocksProxy() as socks:
+        settings = Settings(state_dir=tmp_path / "state", retries=3,
+                            network=NetworkSettings(netrc=False, proxy=socks.url))
+        report = download(["http://[::1]:9/f"], tmp_path / "out", settings=settings)
+        tries = socks.connections
+    [failure] = report.failures
+    assert "the SOCKS proxy will not connect to" in str(failure.error), failure.error
+    assert tries == 1

@@ -25,6 +25,14 @@ _TLS_TRUST = frozenset(
         pycurl.E_SSL_PINNEDPUBKEYNOTMATCH,
     }
 )
+_PROXY = 97  # CURLE_PROXY: a SOCKS proxy's handshake failed (why: CURLINFO_PROXY_ERROR)
+# CURLINFO_PROXY_ERROR's codes (CURLPX_*) that say the login was refused, or none was
+# given to a proxy that wants one, or one too long to send
+_SOCKS_LOGIN = frozenset({10, 11, 12, 33})
+# ... that the proxy will not make this connection (an address type or command it does
+# not take, a rule of its own, a host name too long for it): the same every time
+_SOCKS_NEVER = frozenset({9, 17, 18, 23})
+_SOCKS_CONNECTION_REFUSED = 19
 # a TLS handshake the server refuses outright: no retry helps
 _TLS_REFUSED = ("wrong version number", "unsupported protocol", "no protocols available",
                 "alert handshake failure", "alert protocol version")
@@ -77,6 +85,7 @@ class ProxyPath(NamedTuple):
 
     tunnel: int  # the proxy's answer to the CONNECT (0: none)
     tls_failed: bool  # the proxy's own certificate failed the check
+    refused: int = 0  # what a SOCKS proxy said (libcurl's CURLINFO_PROXY_ERROR; 0: none)
 
 
 def curl_error(
@@ -96,6 +105,8 @@ def curl_error(
     suffix = f": {detail}" if detail else ""
     if proxy is not None and proxy.tunnel >= 300:
         return _tunnel_refused(proxy.tunnel, where)
+    if proxy is not None and code == _PROXY and proxy.refused:
+        return _socks_refused(proxy.refused, where, suffix)
     if code == TLS_REPLY:  # (the first bytes of a connection: no earlier answer's)
         return RemoteError(f"{where} answered in TLS: use {_as_https(where)}")
     not_http = code == pycurl.E_UNSUPPORTED_PROTOCOL and "HTTP/0.9" in message
@@ -219,6 +230,21 @@ def _tls_hint(detail: str, of_proxy: bool = False, ca_from: str = "") -> str:
 
 # OpenSSL's words for a chain that ends at no trusted CA
 _UNKNOWN_CA = ("issuer", "self-signed", "self signed", "first certificate", "trust")
+
+
+def _socks_refused(refused: int, where: str, suffix: str) -> Exception:
+    """A SOCKS proxy's handshake for ``where`` failed, ``refused`` saying why."""
+    if refused in _SOCKS_LOGIN:
+        why = f" ({suffix[2:].rstrip('.')})" if suffix else ""
+        return AuthRequired(f"the SOCKS proxy refused the login for {where}{why}: "
+                            f"{PROXY_LOGIN}", url=where)
+    if refused in _SOCKS_NEVER:
+        return RemoteError(f"the SOCKS proxy will not connect to {where}{suffix}")
+    if refused == _SOCKS_CONNECTION_REFUSED:
+        err = TransientError(f"the proxy could not connect to {where}: connection refused")
+        err.max_retries = CONNECT_RETRIES  # (as a server refusing omniget itself)
+        return err
+    return TransientError(f"connection through the SOCKS proxy failed ({where}){suffix}")
 
 
 def _tunnel_refused(status: int, where: str) -> Exception:

@@ -185,10 +185,15 @@ def proxy_of(easy: pycurl.Curl) -> ProxyPath | None:
     try:
         tunnel = int(easy.getinfo(pycurl.HTTP_CONNECTCODE))
         tls_failed = easy.getinfo(pycurl.PROXY_SSL_VERIFYRESULT) != 0
-        via = bool(easy.getinfo(used)) if used is not None else tunnel > 0 or tls_failed
+        refused = int(easy.getinfo(_PROXY_ERROR)) if _PROXY_ERROR is not None else 0
+        via = bool(easy.getinfo(used)) if used is not None else (
+            tunnel > 0 or tls_failed or refused > 0)
     except pycurl.error:
         return None
-    return ProxyPath(tunnel, tls_failed) if via else None
+    return ProxyPath(tunnel, tls_failed, refused) if via else None
+
+
+_PROXY_ERROR = getattr(pycurl, "PROXY_ERROR", None)  # (libcurl 7.73+)
 
 
 def set_up_and_start(
