@@ -44,6 +44,7 @@ from .engine import Engine, FileResult, Report
 from .engine.events import EventHandler, Failed, Listed, Queued, ignore
 from .engine.pulled import OffLoop, may_block
 from .engine.transports.base import Transport
+from .engine.transports.outgoing import check_proxy
 from .engine.transports.trust import check_ca
 from .errors import Cancelled, OmnigetError, UsageError
 from .keywords import anamed_keywords, named_keywords
@@ -178,6 +179,7 @@ async def _adownload(
     settings = eng.settings  # (the sources' too)
     if isinstance(items_or_urls, Sequence):  # (before any transfer: said once, not per file)
         check_ca(settings.network, items_or_urls)
+        check_proxy(settings.network.proxy, items_or_urls)
     emit = eng.emitter(None if own else on_event)  # (a given engine: the run's handler too)
     sources: dict[str, Source] = {}  # the first of each name made in this run
     reach = Reach(settings, eng.transports)  # the source of an item, by its origin

@@ -278,6 +278,32 @@ PROXY_NOT_ASCII = ("expected a proxy URL in ASCII (its host name as punycode, xn
                    "or password beyond ASCII percent-encoded)")
 
 
+#: The proxy schemes libcurl takes (``socks``: SOCKS4, as curl reads it).
+PROXY_SCHEMES = ("http", "https", "socks", "socks4", "socks4a", "socks5", "socks5h")
+
+
+def proxy_problem(proxy: str) -> str | None:
+    """Why libcurl cannot use this proxy URL, said as what is expected (None: it can).
+    Without a scheme it is an HTTP proxy (``host:port``)."""
+    scheme, sep, rest = proxy.partition("://")
+    if sep and scheme.lower() not in PROXY_SCHEMES:
+        return (f"expected a proxy URL starting {', '.join(s + '://' for s in PROXY_SCHEMES)}"
+                " (or host:port)")
+    from urllib.parse import urlsplit
+
+    try:  # (a port out of range raises)
+        parts = urlsplit("//" + (rest if sep else proxy))
+        ok = bool(parts.hostname) and parts.port != 0 and proxy.isprintable()
+        ok = ok and " " not in proxy  # (libcurl: "Unsupported proxy syntax", at a request)
+    except ValueError:
+        ok = False
+    if not ok:
+        return "expected a proxy URL with a host (and a port from 1 to 65535)"
+    if parts.netloc.count("@") > 1:  # (libcurl takes the host from the first one on)
+        return "expected a proxy URL with an @ in its user name or password written as %40"
+    return None
+
+
 def ascii_resolve(entry: str) -> str:
     """A resolve entry (``-HOST:PORT`` too) with its host as punycode, as the URL's host
     is asked for; ValueError if it stays beyond ASCII."""

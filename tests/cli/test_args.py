@@ -89,7 +89,8 @@ def test_every_flag_maps_to_settings(tmp_path: Path) -> None:
 def test_resolve_and_proxy_values_libcurl_takes_are_kept_as_given(tmp_path: Path) -> None:
     resolve = ["*:443:1.2.3.4", "+example.com:443:[::1],10.0.0.1", "example.com:80:::1",
                "example.org:80:1.2.3.4,", "[::1]:8080:127.0.0.1", "+[fe80::1]:80:[::1]"]
-    for proxy in ("proxy", "proxy:3128", "socks5h://u:p@proxy:1080", "http://[::1]:3128"):
+    for proxy in ("proxy", "proxy:3128", "socks5h://u:p@proxy:1080", "http://[::1]:3128",
+                  "socks://proxy:1080", "HTTP://proxy:3128/"):  # (socks://: SOCKS4 in curl)
         argv = ["https://example.com/f", "--proxy", proxy]
         for entry in resolve:
             argv += ["--resolve", entry]
@@ -285,7 +286,8 @@ def test_bad_values_exit_2_with_one_line(
 @pytest.mark.parametrize("proxy", ["http://me:s3c/r3t@proxy.example:3128",
                                    "me:s3c r3t@proxy.example:3128",
                                    "http://me:s3c@r3t@proxy.example:3128",
-                                   "socks5h://me:s3c@r3t@proxy.example:1080"])
+                                   "socks5h://me:s3c@r3t@proxy.example:1080",
+                                   "ftp://me:s3c/r3t@proxy.example:21"])
 def test_a_bad_proxy_url_is_one_line_without_its_password(
     proxy: str, capsys: pytest.CaptureFixture[str], calls: list[dict[str, Any]]
 ) -> None:

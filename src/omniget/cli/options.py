@@ -14,7 +14,13 @@ from ..engine.transports.base import ENGINE_HEADERS  # (refused: the engine sets
 from ..errors import UsageError
 from ..masks import mask_proxy
 from ..model import Digest
-from ..settings import MAX_NUMBER, PROXY_NOT_ASCII, ascii_resolve, resolve_parts
+from ..settings import (
+    MAX_NUMBER,
+    PROXY_NOT_ASCII,
+    ascii_resolve,
+    proxy_problem,
+    resolve_parts,
+)
 
 ON_EXISTS = ("skip", "overwrite", "rename")
 _RATE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -215,36 +221,15 @@ def parse_str(v: object) -> str:
     return text
 
 
-PROXY_SCHEMES = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
-
-
 def parse_proxy(v: object) -> str:
     """A proxy URL; empty means none, not even from the ``*_proxy`` variables (as in curl).
     Without a scheme it is an HTTP proxy (``host:port``)."""
     text = _text(v)
-    scheme, sep, rest = text.partition("://")
     if not text.isascii():  # (pycurl takes a str as ASCII only)
         raise ValueError(PROXY_NOT_ASCII)
-    if sep and scheme.lower() not in PROXY_SCHEMES:
-        raise ValueError(
-            f"expected a proxy URL starting {', '.join(s + '://' for s in PROXY_SCHEMES)}"
-            f" (or host:port), got {_shown(v)}"
-        )
-    if text:
-        from urllib.parse import urlsplit
-
-        try:  # (a port out of range raises)
-            parts = urlsplit("//" + (rest if sep else text))
-            ok = bool(parts.hostname) and parts.port != 0 and text.isprintable()
-            ok = ok and " " not in text  # (libcurl: "Unsupported proxy syntax", at a request)
-        except ValueError:
-            ok = False
-        if not ok:
-            raise ValueError(f"expected a proxy URL with a host (and a port from 1 to 65535), "
-                             f"got {mask_proxy(text)!r}")
-        if parts.netloc.count("@") > 1:  # (libcurl takes the host from the first one on)
-            raise ValueError(f"expected a proxy URL with an @ in its user name or password "
-                             f"written as %40, got {mask_proxy(text)!r}")
+    problem = proxy_problem(text) if text else None
+    if problem is not None:
+        raise ValueError(f"{problem}, got {mask_proxy(text)!r}")
     return text
 
 

@@ -37,6 +37,7 @@ from .resources import by_origin, gone, share_limits
 from .retry import Clock, RetryPolicy, SystemClock
 from .scheduler import HostLimits
 from .transports.base import Transport
+from .transports.outgoing import check_proxy
 from .transports.trust import check_ca
 
 if TYPE_CHECKING:
@@ -248,6 +249,7 @@ class Engine:
         s = self.settings
         if isinstance(items, Sequence):  # (before any transfer: said once, not per file)
             check_ca(s.network, items)
+            check_proxy(s.network.proxy, items)
         stopped_by: list[BaseException] = []  # a handler's KeyboardInterrupt (Ctrl+C)
 
         def interrupt(exc: BaseException) -> None:

@@ -5,7 +5,7 @@ pipelined request."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, quote, unquote, urlsplit
@@ -18,13 +18,14 @@ if TYPE_CHECKING:
     import ipaddress
     from http.cookiejar import MozillaCookieJar
 
+    from ...model import Item
     from .creds import Creds
 
 __all__ = [
-    "URL_SAFE", "Ask", "check_headers", "clean_url", "cookie_jar", "idna_host",
+    "URL_SAFE", "Ask", "check_headers", "check_proxy", "clean_url", "cookie_jar", "idna_host",
     "light", "netrc_exists", "netrc_hosts", "no_http_proxy", "no_proxy_list", "no_proxy_match",
     "parse_user", "pipe_request",
-    "pipeable", "proxy_for", "range_lines", "split_userinfo", "tls_key",
+    "pipeable", "proxy_for", "proxy_source", "range_lines", "split_userinfo", "tls_key",
 ]
 
 URL_SAFE = ":/?#[]@!$&'()*+,;=%~"  # kept as-is when a Location is percent-encoded
@@ -99,23 +100,66 @@ def no_http_proxy(proxy: str | None) -> bool:
 
 def proxy_for(url: str, proxy: str | None) -> str | None:
     """The proxy libcurl takes ``url`` through (None: none, it goes direct), as libcurl
-    picks it: ``proxy`` (the setting), else the scheme's variable (``http_proxy`` in lower
-    case only, ``https_proxy`` or ``HTTPS_PROXY``), else ``all_proxy`` or ``ALL_PROXY``;
-    none for a host ``no_proxy`` (or ``NO_PROXY``) names."""
+    picks it: see :func:`proxy_source`."""
+    found = proxy_source(url, proxy)
+    return None if found is None else found[1]
+
+
+def proxy_source(url: str, proxy: str | None) -> tuple[str, str] | None:
+    """Where the proxy libcurl takes ``url`` through comes from, and its URL (None: none,
+    it goes direct), as libcurl picks it: ``proxy`` (the setting, ``--proxy``), else the
+    scheme's variable (``http_proxy`` in lower case only, ``https_proxy`` or
+    ``HTTPS_PROXY``), else ``all_proxy`` or ``ALL_PROXY``; none for a host ``no_proxy``
+    (or ``NO_PROXY``) names."""
     parts = urlsplit(url)
     env = os.environ
+    where = "--proxy"
     if proxy is None:
         scheme = parts.scheme.lower()
         names = (f"{scheme}_proxy",) if scheme == "http" else (f"{scheme}_proxy",
                                                                f"{scheme.upper()}_PROXY")
-        found = (env.get(n) for n in (*names, "all_proxy", "ALL_PROXY"))
-        proxy = next((p for p in found if p), None)
+        where = next((n for n in (*names, "all_proxy", "ALL_PROXY") if env.get(n)), "")
+        proxy = env.get(where) if where else None
     if not proxy:
         return None
     no_proxy = env.get("no_proxy") or env.get("NO_PROXY")
     if no_proxy and no_proxy_match(parts.hostname or "", no_proxy):
         return None
-    return proxy
+    return where, proxy
+
+
+def check_proxy(proxy: str | None, entries: Iterable[Item | str]) -> None:
+    """UsageError when the proxy one of ``entries`` (URLs, or items: their mirrors and
+    pieces too) would go through is one libcurl cannot use: said once, before any
+    transfer, as it fails every request (a variable that applies to none is not read)."""
+    from ...masks import mask_proxy
+    from ...model import Item
+    from ...settings import proxy_problem
+
+    seen: set[tuple[str, str]] = set()
+    for entry in entries:
+        urls: list[object] = [entry]
+        if isinstance(entry, Item):  # (fields of the wrong type: refused where checked)
+            mirrors = entry.mirrors if isinstance(entry.mirrors, tuple) else ()
+            pieces = entry.pieces if isinstance(entry.pieces, tuple) else ()
+            urls = [entry.download_url, *mirrors, *(getattr(p, "url", None) for p in pieces)]
+        for url in urls:
+            if not isinstance(url, str) or url.lstrip()[:4].lower() != "http":
+                continue
+            try:
+                found = proxy_source(url.strip(), proxy)
+            except ValueError:  # (a URL that is none: said where it is fetched)
+                continue
+            if found is None or found in seen:
+                continue
+            seen.add(found)
+            where, value = found
+            problem = proxy_problem(value)
+            if problem is None:
+                continue
+            if where == "--proxy":
+                raise UsageError(f"--proxy {mask_proxy(value)}: {problem}")
+            raise UsageError(f"{where}={mask_proxy(value)}: {problem} (fix or unset it)")
 
 
 def no_proxy_list() -> str | None:

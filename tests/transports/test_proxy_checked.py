@@ -1,0 +1,92 @@
+"""A proxy libcurl cannot use (a scheme it does not speak, a bad port, a blank in the
+host, an ``@`` of the password not written as %40) is one error before any transfer, exit 2,
+naming where it came from (``--proxy``, or the variable), its password masked: as a CA file
+that trusts nothing (tests/cli/test_ca_files.py). It was one failure per file, each after
+its request was set up, exit 3 ("network or server failure"). A variable that applies to
+none of the URLs is not read, as libcurl does not read it for them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tests.servers.httpd import HTTPServer
+
+from omniget import UsageError, download
+from omniget.cli import main
+from omniget.settings import NetworkSettings, Settings
+
+ENV = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+       "no_proxy", "NO_PROXY")
+BAD = ["ftp://me:s3cr3t@127.0.0.1:9", "http://a b:9", "http://127.0.0.1:99999",
+       "http://me:s3c@r3t@127.0.0.1:9"]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+def urls(server: HTTPServer, n: int = 5) -> list[str]:
+    return [server.add(server.new_path(f"f{i}.bin"), b"data" * 64) for i in range(n)]
+
+
+def settings(tmp_path: Path, **network: object) -> Settings:
+    return Settings(state_dir=tmp_path / "state", retries=0,
+                    network=NetworkSettings(netrc=False, **network))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", BAD)
+@pytest.mark.parametrize("name", ["http_proxy", "all_proxy", "ALL_PROXY"])
+def test_a_bad_proxy_variable_is_one_error_before_any_request(
+    httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(UsageError) as err:
+        download(urls(httpd), tmp_path / "out", settings=settings(tmp_path))
+    said = str(err.value)
+    assert said.startswith(f"{name}="), said
+    assert "fix or unset it" in said, said
+    assert not any(part in said for part in ("s3c", "r3t")), said
+    assert httpd.requests == []
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_bad_proxy_setting_is_one_error_too(httpd: HTTPServer, tmp_path: Path) -> None:
+    """(A library caller's NetworkSettings: the CLI's --proxy is checked as it is read.)"""
+    with pytest.raises(UsageError, match=r"^--proxy ftp://me:\*\*\*@127\.0\.0\.1:9: "):
+        download(urls(httpd), tmp_path / "out",
+                 settings=settings(tmp_path, proxy="ftp://me:s3cr3t@127.0.0.1:9"))
+    assert httpd.requests == []
+
+
+@pytest.mark.parametrize("how", ["https_proxy only", "no_proxy", "--proxy ''"])
+def test_a_bad_proxy_variable_that_applies_to_no_url_is_not_read(
+    httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    network: dict[str, object] = {}
+    if how == "https_proxy only":
+        monkeypatch.setenv("https_proxy", "ftp://127.0.0.1:9")
+    elif how == "no_proxy":
+        monkeypatch.setenv("http_proxy", "ftp://127.0.0.1:9")
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+    else:
+        monkeypatch.setenv("http_proxy", "ftp://127.0.0.1:9")
+        network["proxy"] = ""
+    report = download(urls(httpd), tmp_path / "out", settings=settings(tmp_path, **network))
+    assert report.ok == 5, report.failures
+
+
+def test_the_command_says_it_once_with_exit_2(
+    httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("http_proxy", "http://me:s3c@r3t@127.0.0.1:9")
+    code = main([*urls(httpd), "-o", str(tmp_path / "out"), "--state-dir",
+                 str(tmp_path / "state"), "--no-netrc"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("omniget: error: http_proxy="), err
+    assert "%40" in err and "s3c" not in err and "r3t" not in err, err
+    assert httpd.requests == []
