@@ -418,15 +418,26 @@ def test_a_proxy_refusing_the_tunnel_is_named_with_its_status(
     assert [r.method for r in srv.requests] == ["CONNECT"]
 
 
+@pytest.mark.parametrize("how", ["--proxy", "https_proxy", "ALL_PROXY"])
 def test_an_unreachable_proxy_is_named_in_the_message(
-    refused_port: int, monkeypatch: pytest.MonkeyPatch
+    refused_port: int, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
-    monkeypatch.delenv("no_proxy", raising=False)
-    monkeypatch.delenv("NO_PROXY", raising=False)
+    """Which proxy, and where it was given (a variable left over from elsewhere, say): the
+    message named the server's URL alone."""
+    for name in ("no_proxy", "NO_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
+                 "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    proxy = f"http://pu:s3cret@127.0.0.1:{refused_port}"
+    settings = NetworkSettings(proxy=proxy) if how == "--proxy" else NetworkSettings()
+    if how != "--proxy":
+        monkeypatch.setenv(how, proxy)
     # (libcurl's own words name the server's host and port: as if the server were down)
     with pytest.raises(TransientError, match="could not connect to the proxy") as err:
-        get("https://files.test:8443/x", NetworkSettings(proxy=f"http://127.0.0.1:{refused_port}"))
-    assert "Connection refused" in str(err.value)
+        get("https://files.test:8443/x", settings)
+    said = str(err.value)
+    assert "Connection refused" in said
+    assert f"the proxy http://pu:***@127.0.0.1:{refused_port} ({how}) for " in said, said
+    assert "s3cret" not in said
     assert err.value.max_retries == 2
 
 

@@ -96,10 +96,12 @@ def curl_error(
     fresh: bool = False,
     proxy: ProxyPath | None = None,
     ca_from: str = "--ca-cert",
+    named: str = "",
 ) -> Exception:
     """A libcurl result code as an omniget error: one line, no credentials. ``fresh``:
     the answer came on a connection opened for this request; ``proxy``: the transfer
-    went through one; ``ca_from``: what chose the CA certificates."""
+    went through one; ``ca_from``: what chose the CA certificates; ``named``: the proxy
+    as the user gave it (its password masked) and where ("--proxy", a variable)."""
     where = safe_url(url)
     detail = _one_line(message)
     suffix = f": {detail}" if detail else ""
@@ -134,8 +136,9 @@ def curl_error(
         return RemoteError(f"could not resolve host {urlsplit(url).hostname or '?'}")
     if code == pycurl.E_COULDNT_RESOLVE_PROXY and "proxy syntax" in detail.lower():
         return RemoteError(f"unusable proxy for {where}{suffix} (check --proxy and *_proxy)")
+    the_proxy = f"the proxy {named}" if named else "the proxy"
     if code == pycurl.E_COULDNT_RESOLVE_PROXY:
-        return RemoteError(f"could not resolve the proxy for {where}{suffix}")
+        return RemoteError(f"could not resolve {the_proxy} for {where}{suffix}")
     if code in _TLS_TRUST:
         of_proxy = proxy is not None and proxy.tls_failed
         whose = "proxy's TLS certificate" if of_proxy else "TLS certificate"
@@ -155,7 +158,8 @@ def curl_error(
         # (libcurl names the server's host and port and the proxy's host alone)
         reason = detail.rpartition(": ")[2] or "no reason given"
         err = TransientError(
-            f"could not connect to the proxy for {where}: {reason} (check --proxy and *_proxy)"
+            f"could not connect to {the_proxy} for {where}: {reason} (check --proxy and "
+            "*_proxy)"
         )
         err.max_retries = CONNECT_RETRIES
         return err

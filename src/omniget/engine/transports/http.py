@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 import pycurl
 
 from ...errors import RemoteError, UsageError
+from ...masks import mask_proxy
 from ...settings import NetworkSettings
 from .base import SECRET_HEADERS, Gate, Head, Request, Sink, origin, safe_url
 from .curlerrors import curl_error
@@ -62,6 +63,7 @@ from .outgoing import (
     pipe_request,
     pipeable,
     proxy_for,
+    proxy_source,
     split_userinfo,
     tls_key,
 )
@@ -316,8 +318,12 @@ class CurlTransport(ConnectionSharing):
         if hop.error is not None:
             raise hop.error
         if code != 0 and not (hop.stopped and code in _OURS):
+            named = ""
+            if hop.proxy is not None and (found := proxy_source(url, self.settings.proxy)):
+                named = f"{mask_proxy(found[1])} ({found[0]})"
             raise curl_error(
-                code, message, url, fresh=hop.fresh, proxy=hop.proxy, ca_from=self._handles.ca_from
+                code, message, url, fresh=hop.fresh, proxy=hop.proxy,
+                ca_from=self._handles.ca_from, named=named,
             )
         if not hop.decided:  # no body: the head is decided at the end
             hop.decide()
