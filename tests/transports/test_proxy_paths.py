@@ -7,6 +7,7 @@ a SOCKS5 proxy (tests/servers/socks.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -20,7 +21,7 @@ from tests.servers.proxy import Proxy
 from tests.servers.socks import SocksProxy
 from tests.servers.tls import TLSFiles
 
-from omniget import AuthRequired, Report, download, load_settings
+from omniget import AuthRequired, Engine, Report, adownload, download, load_settings
 from omniget.settings import NetworkSettings, Settings
 
 LOGGER = "omniget.engine.transports.http"
@@ -494,3 +495,38 @@ def test_a_socks_proxy_that_will_not_make_the_connection_is_not_asked_again(
     [failure] = report.failures
     assert "the SOCKS proxy will not connect to" in str(failure.error), failure.error
     assert tries == 1
+
+
+# -- a proxy variable set, or unset, between two runs of one engine --
+
+
+def test_a_proxy_variable_set_between_runs_of_one_engine_takes_every_file(
+    httpd: HTTPServer, proxy: Proxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libcurl reads the variables at each request; the pipelined path's choice was made
+    once, at the engine's first run: a program that set http_proxy after it had small
+    files of its next runs sent past the proxy (the larger ones went through it)."""
+    settings = Settings(state_dir=tmp_path / "state", retries=0,
+                        network=NetworkSettings(netrc=False))
+
+    def batch(tag: str) -> list[str]:
+        return [httpd.add(httpd.new_path(f"{tag}{i}.txt"), small(i)) for i in range(FILES)]
+
+    async def runs() -> list[Report]:
+        engine = Engine(settings)
+        try:
+            first = await adownload(batch("a"), tmp_path / "a", engine=engine)
+            monkeypatch.setenv("http_proxy", proxy.url)
+            second = await adownload(batch("b"), tmp_path / "b", engine=engine)
+            seen.append(len(proxy.log))
+            monkeypatch.delenv("http_proxy")
+            third = await adownload(batch("c"), tmp_path / "c", engine=engine)
+            return [first, second, third]
+        finally:
+            await engine.aclose()
+
+    seen: list[int] = []
+    reports = asyncio.run(runs())
+    assert [r.ok for r in reports] == [FILES] * 3, [r.failures for r in reports]
+    assert seen == [FILES]  # (every file of the second run, none of the first)
+    assert len(proxy.log) == FILES  # (and none of the third)

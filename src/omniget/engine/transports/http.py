@@ -62,6 +62,7 @@ from .outgoing import (
     parse_user,
     pipe_request,
     pipeable,
+    proxy_env,
     proxy_for,
     proxy_source,
     split_userinfo,
@@ -91,6 +92,10 @@ _H2_FAILED = frozenset(
         STALLED,
     }
 )
+
+
+def _no_key(url: str) -> None:
+    """No plain-HTTP URL goes to the pool (a proxy takes them all)."""
 
 
 class CurlTransport(ConnectionSharing):
@@ -141,21 +146,34 @@ class CurlTransport(ConnectionSharing):
         self._kept = KeptConnections()
         # plain-HTTP origin, or "tls " + https host -> hops running (others first)
         self._busy: dict[str, int] = {}
-        self._may_pipeline = no_http_proxy(settings.proxy)
+        self._may_pipeline = True
         #: a plain-HTTP URL's pool key (None: the pool never takes it): with a proxy,
         #: only those of the hosts no_proxy sends direct (libcurl's rule)
         self._pipe_key: Callable[[str], str | None] = pipeline_key
-        exempt = no_proxy_list() if not self._may_pipeline and settings.proxy != "" else None
-        if exempt is not None:
-            self._may_pipeline = True
-            self._pipe_key = functools.partial(direct_key, exempt, {})
+        self._proxy_env = proxy_env()
+        self._route()
         # https host -> multiplex light GETs (True: small answers over HTTP/2 lately)
         self._h2: dict[str, bool] = {}
         self._h2_hosts: set[str] = set()  # https hosts seen answering over HTTP/2
 
+    def _route(self) -> None:
+        """Which plain-HTTP URLs the pool may take, as libcurl routes them now (see
+        ``_pipe_key``); the pool is made only if some may go there."""
+        proxy = self.settings.proxy
+        self._may_pipeline = no_http_proxy(proxy)
+        self._pipe_key = pipeline_key if self._may_pipeline else _no_key
+        exempt = no_proxy_list() if not self._may_pipeline and proxy != "" else None
+        if exempt is not None:
+            self._may_pipeline = True
+            self._pipe_key = functools.partial(direct_key, exempt, {})
+
     async def fetch(self, request: Request, sink: Sink, gate: Gate | None = None) -> Head:
         """Fetch ``request`` into ``sink``, following redirects; return the final head.
         With ``gate``, the first request is set up now and starts when the gate is granted."""
+        if (now := proxy_env()) != self._proxy_env:
+            # (libcurl reads them at each request: a program set one between runs)
+            self._proxy_env = now
+            self._route()
         core = self._bind()
         url, creds = clean_url(request.url), self._user
         if creds is not None and self._user_origin is not None and origin(url) != self._user_origin:

@@ -25,7 +25,8 @@ __all__ = [
     "URL_SAFE", "Ask", "check_headers", "check_proxy", "clean_url", "cookie_jar", "idna_host",
     "light", "netrc_exists", "netrc_hosts", "no_http_proxy", "no_proxy_list", "no_proxy_match",
     "parse_user", "pipe_request",
-    "pipeable", "proxy_for", "proxy_source", "range_lines", "split_userinfo", "tls_key",
+    "pipeable", "proxy_env", "proxy_for", "proxy_source", "range_lines", "split_userinfo",
+    "tls_key",
 ]
 
 URL_SAFE = ":/?#[]@!$&'()*+,;=%~"  # kept as-is when a Location is percent-encoded
@@ -88,6 +89,16 @@ def split_userinfo(url: str, parts: SplitResult) -> tuple[str, Creds | None]:
 
     creds = Creds(unquote(parts.username or ""), password)
     return parts._replace(netloc=host).geturl(), creds
+
+
+#: The variables that choose whether libcurl takes an http:// URL through a proxy.
+_HTTP_PROXY_ENV = ("http_proxy", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY")
+
+
+def proxy_env() -> tuple[str | None, ...]:
+    """The values of the variables that route http:// URLs, to see when they change."""
+    get = os.environ.get
+    return tuple(get(name) for name in _HTTP_PROXY_ENV)
 
 
 def no_http_proxy(proxy: str | None) -> bool:
