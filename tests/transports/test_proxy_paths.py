@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 from tests.servers.h2d import H2Server
 from tests.servers.httpd import HTTPServer
+from tests.servers.listener import Listener
 from tests.servers.proxy import Proxy
 from tests.servers.socks import SocksProxy
 from tests.servers.tls import TLSFiles
@@ -530,3 +532,41 @@ def test_a_proxy_variable_set_between_runs_of_one_engine_takes_every_file(
     assert [r.ok for r in reports] == [FILES] * 3, [r.failures for r in reports]
     assert seen == [FILES]  # (every file of the second run, none of the first)
     assert len(proxy.log) == FILES  # (and none of the third)
+
+
+# -- a proxy that drops the connection: said to be the proxy's path --
+
+
+@pytest.mark.parametrize("cut", ["no answer", "mid-body"])
+def test_a_proxy_that_drops_the_connection_is_named(tmp_path: Path, cut: str) -> None:
+    """libcurl's words ("Empty reply from server") blame the server, which the proxy may
+    never have reached."""
+    answer = b"" if cut == "no answer" else (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+    with Canned(answer) as canned:
+        settings = Settings(state_dir=tmp_path / "state", retries=0, network=NetworkSettings(
+            netrc=False, proxy=canned.url.replace("//", "//pu:s3cret@")))
+        report = download(["http://files.test/f.bin"], tmp_path / "out", settings=settings)
+    [failure] = report.failures
+    said = str(failure.error)
+    assert f"through the proxy http://pu:***@127.0.0.1:{canned.port} (--proxy)" in said, said
+    assert "s3cret" not in said
+
+
+class Canned(Listener):
+    """A proxy that reads one request head and sends ``answer``, then closes."""
+
+    def __init__(self, answer: bytes) -> None:
+        super().__init__()
+        self.answer = answer
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _serve(self, client: socket.socket, conn: int) -> None:
+        with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = client.recv(65536)
+                if not data:
+                    return
+                head += data
+            client.sendall(self.answer)

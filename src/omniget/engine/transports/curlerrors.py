@@ -137,6 +137,8 @@ def curl_error(
     if code == pycurl.E_COULDNT_RESOLVE_PROXY and "proxy syntax" in detail.lower():
         return RemoteError(f"unusable proxy for {where}{suffix} (check --proxy and *_proxy)")
     the_proxy = f"the proxy {named}" if named else "the proxy"
+    # (an answer cut or missing may be the proxy's doing: libcurl's words blame the server)
+    via = f", through {the_proxy}" if proxy is not None else ""
     if code == pycurl.E_COULDNT_RESOLVE_PROXY:
         return RemoteError(f"could not resolve {the_proxy} for {where}{suffix}")
     if code in _TLS_TRUST:
@@ -149,9 +151,9 @@ def curl_error(
     if code in (pycurl.E_URL_MALFORMAT, pycurl.E_UNSUPPORTED_PROTOCOL):
         return RemoteError(f"unusable URL {where}{suffix}")
     if code == pycurl.E_OPERATION_TIMEDOUT:
-        return TransientError(f"timed out ({where}){suffix}")
+        return TransientError(f"timed out ({where}{via}){suffix}")
     if code == pycurl.E_PARTIAL_FILE:
-        return TransientError(f"body cut short ({where}){suffix}")
+        return TransientError(f"body cut short ({where}{via}){suffix}")
     if code == pycurl.E_COULDNT_CONNECT and "proxy scheme" in detail.lower():
         return RemoteError(f"unusable proxy for {where}{suffix} (check --proxy and *_proxy)")
     if code == pycurl.E_COULDNT_CONNECT and proxy is not None:
@@ -185,7 +187,7 @@ def curl_error(
     if code == _TOO_LARGE or (code == pycurl.E_RECV_ERROR and "too large" in detail.lower()):
         return RemoteError(f"the answer's head is too large ({where}){suffix}")
     if code in _CONNECTION:
-        return TransientError(f"connection failed ({where}){suffix}")
+        return TransientError(f"connection failed ({where}{via}){suffix}")
     if code == pycurl.E_BAD_CONTENT_ENCODING and "unrecognized" in detail.lower():
         return RemoteError(f"the server sent a Content-Encoding omniget cannot undo ({where})")
     if code == pycurl.E_BAD_CONTENT_ENCODING:  # the encoded stream failed its own check
