@@ -365,10 +365,13 @@ def test_no_proxy_is_matched_as_libcurl_matches_it(
 def test_unusable_proxy_scheme_in_the_environment_is_not_retried(
     srv: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A usage error (exit 2), as the check before a run says it (tests/transports/
+    test_proxy_checked.py), for URLs that come as the run goes (a generator, a source's
+    listing): it was exit 3, as if the network had failed."""
     monkeypatch.setenv("http_proxy", "ftp://127.0.0.1:9")
     monkeypatch.delenv("no_proxy", raising=False)
     monkeypatch.delenv("NO_PROXY", raising=False)
-    with pytest.raises(RemoteError, match="unusable proxy") as err:
+    with pytest.raises(UsageError, match="unusable proxy") as err:
         get(f"{srv.origin}/never")
     assert not err.value.retryable
     assert srv.requests == []
@@ -390,7 +393,7 @@ def test_a_proxy_password_is_never_in_the_message(
     monkeypatch.setenv("http_proxy", proxy)
     monkeypatch.delenv("no_proxy", raising=False)
     monkeypatch.delenv("NO_PROXY", raising=False)
-    with pytest.raises(RemoteError, match=r"^unusable proxy for .*check --proxy") as err:
+    with pytest.raises(UsageError, match=r"^unusable proxy for .*check --proxy") as err:
         get(f"{srv.origin}/never")
     said = str(err.value)
     assert not any(part in said for part in ("s3c", "r3t", "ret")), said

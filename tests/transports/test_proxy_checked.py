@@ -90,3 +90,13 @@ def test_the_command_says_it_once_with_exit_2(
     assert err.count("\n") == 1 and err.startswith("omniget: error: http_proxy="), err
     assert "%40" in err and "s3c" not in err and "r3t" not in err, err
     assert httpd.requests == []
+
+
+def test_urls_that_come_as_the_run_goes_fail_as_a_usage_error(
+    httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(A generator is not read ahead: each file says it, exit 2 all the same.)"""
+    monkeypatch.setenv("http_proxy", "ftp://127.0.0.1:9")
+    report = download(iter(urls(httpd, 2)), tmp_path / "out", settings=settings(tmp_path))
+    assert report.failed == 2 and report.exit_code == 2, report.failures
+    assert httpd.requests == []

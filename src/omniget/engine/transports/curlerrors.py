@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pycurl
 
-from ...errors import AuthRequired, IntegrityError, RemoteError, TransientError
+from ...errors import AuthRequired, IntegrityError, RemoteError, TransientError, UsageError
 from ...masks import mask_proxy
 from .base import PROXY_LOGIN, safe_url
 from .curlloop import CLOSED, CONNECT_RETRIES, STALLED, TLS_REPLY, WEIRD_REPLY
@@ -135,7 +135,7 @@ def curl_error(
     if code == pycurl.E_COULDNT_RESOLVE_HOST:
         return RemoteError(f"could not resolve host {urlsplit(url).hostname or '?'}")
     if code == pycurl.E_COULDNT_RESOLVE_PROXY and "proxy syntax" in detail.lower():
-        return RemoteError(f"unusable proxy for {where}{suffix} (check --proxy and *_proxy)")
+        return UsageError(f"unusable proxy for {where}{suffix} (check --proxy and *_proxy)")
     the_proxy = f"the proxy {named}" if named else "the proxy"
     # (an answer cut or missing may be the proxy's doing: libcurl's words blame the server)
     via = f", through {the_proxy}" if proxy is not None else ""
@@ -155,7 +155,7 @@ def curl_error(
     if code == pycurl.E_PARTIAL_FILE:
         return TransientError(f"body cut short ({where}{via}){suffix}")
     if code == pycurl.E_COULDNT_CONNECT and "proxy scheme" in detail.lower():
-        return RemoteError(f"unusable proxy for {where}{suffix} (check --proxy and *_proxy)")
+        return UsageError(f"unusable proxy for {where}{suffix} (check --proxy and *_proxy)")
     if code == pycurl.E_COULDNT_CONNECT and proxy is not None:
         # (libcurl names the server's host and port and the proxy's host alone)
         reason = detail.rpartition(": ")[2] or "no reason given"
