@@ -23,7 +23,7 @@ from tests.servers.proxy import Proxy
 from tests.servers.socks import SocksProxy
 from tests.servers.tls import TLSFiles
 
-from omniget import AuthRequired, Engine, Report, adownload, download, load_settings
+from omniget import AuthRequired, Engine, Item, Report, adownload, download, load_settings
 from omniget.settings import NetworkSettings, Settings
 
 LOGGER = "omniget.engine.transports.http"
@@ -570,3 +570,54 @@ class Canned(Listener):
                     return
                 head += data
             client.sendall(self.answer)
+
+
+# -- redirects, mirrors and --resolve with a proxy --
+
+
+def test_small_files_moved_from_a_host_past_the_proxy_come_through_it(
+    httpd: HTTPServer, httpd2: HTTPServer, proxy: Proxy, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first hops go direct (no_proxy), each redirect's to a host the proxy takes
+    goes through it."""
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    urls = []
+    for i in range(FILES):
+        path = httpd2.new_path(f"s{i}.txt")
+        httpd2.add(path, small(i))
+        urls.append(httpd.url(f"/r/s{i}.txt", redirect=httpd2.url(path, host="files.test")))
+    got_all(get(urls, tmp_path, proxy=proxy.url, resolve=(httpd2.resolve(),)), tmp_path)
+    assert len(httpd.requests) == FILES and proxy.log and len(proxy.log) == FILES
+    assert {r.target.split("/")[2] for r in proxy.log} == {f"files.test:{httpd2.port}"}
+    assert all(r.headers.get("connection") == "close" for r in httpd2.requests)
+
+
+def test_a_mirror_tried_after_a_reset_goes_through_the_proxy_too(
+    httpd: HTTPServer, httpd2: HTTPServer, proxy: Proxy, tmp_path: Path,
+    payload: Callable[..., bytes],
+) -> None:
+    data = payload(2 << 20)
+    first, second = httpd.new_path("m.bin"), httpd2.new_path("m.bin")
+    httpd.add(first, data)
+    httpd2.add(second, data)
+    item = Item(httpd.url(first, reset=65536, times="always"), filename="m.bin",
+                mirrors=(httpd2.url(second),))
+    settings = Settings(state_dir=tmp_path / "state", retries=2,
+                        network=NetworkSettings(netrc=False, proxy=proxy.url))
+    report = download([item], tmp_path / "out", settings=settings)
+    assert report.ok == 1, report.failures
+    assert (tmp_path / "out" / "m.bin").read_bytes() == data
+    assert httpd2.requests and len(proxy.log) == len(httpd.requests) + len(httpd2.requests)
+    assert all(r.headers.get("connection") == "close"
+               for r in httpd.requests + httpd2.requests)
+
+
+def test_a_proxy_s_own_name_is_looked_up_in_resolve(
+    httpd: HTTPServer, proxy: Proxy, tmp_path: Path
+) -> None:
+    """As curl: --resolve is for any name libcurl looks up, the proxy's among them."""
+    name = f"proxy.test:{proxy.port}"
+    got_all(get(plain_files(httpd), tmp_path, proxy=f"http://{name}",
+                resolve=(f"{name}:127.0.0.1",)), tmp_path)
+    through(proxy, httpd)
