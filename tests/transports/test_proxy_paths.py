@@ -537,16 +537,17 @@ def test_a_proxy_variable_set_between_runs_of_one_engine_takes_every_file(
 # -- a proxy that drops the connection: said to be the proxy's path --
 
 
-@pytest.mark.parametrize("cut", ["no answer", "mid-body"])
+@pytest.mark.parametrize("cut", ["no answer", "mid-body", "no tunnel", "no TLS"])
 def test_a_proxy_that_drops_the_connection_is_named(tmp_path: Path, cut: str) -> None:
     """libcurl's words ("Empty reply from server") blame the server, which the proxy may
     never have reached."""
-    answer = b"" if cut == "no answer" else (
-        b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10)
+    answer = {"mid-body": b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10,
+              "no TLS": b"HTTP/1.1 200 Connection established\r\n\r\n"}.get(cut, b"")
+    url = "https://files.test/f.bin" if "no t" in cut.lower() else "http://files.test/f.bin"
     with Canned(answer) as canned:
         settings = Settings(state_dir=tmp_path / "state", retries=0, network=NetworkSettings(
             netrc=False, proxy=canned.url.replace("//", "//pu:s3cret@")))
-        report = download(["http://files.test/f.bin"], tmp_path / "out", settings=settings)
+        report = download([url], tmp_path / "out", settings=settings)
     [failure] = report.failures
     said = str(failure.error)
     assert f"through the proxy http://pu:***@127.0.0.1:{canned.port} (--proxy)" in said, said

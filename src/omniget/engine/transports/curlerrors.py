@@ -181,7 +181,7 @@ def curl_error(
         if any(sign in detail.lower() for sign in _TLS_REFUSED):
             hint = " (is it a plain http:// server?)" if "wrong version" in detail else ""
             return RemoteError(f"TLS handshake refused by {where}{suffix}{hint}")
-        err = TransientError(f"TLS handshake failed ({where}){suffix}")
+        err = TransientError(f"TLS handshake failed ({where}{via}){suffix}")
         err.max_retries = CONNECT_RETRIES  # (a reset mid-handshake may pass on a retry)
         return err
     if code == _TOO_LARGE or (code == pycurl.E_RECV_ERROR and "too large" in detail.lower()):
