@@ -91,6 +91,8 @@ def split_userinfo(url: str, parts: SplitResult) -> tuple[str, Creds | None]:
     return parts._replace(netloc=host).geturl(), creds
 
 
+#: The variables libcurl takes an http:// or https:// URL's proxy from.
+_PROXY_ENV = ("http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
 #: The variables that choose whether libcurl takes an http:// URL through a proxy.
 _HTTP_PROXY_ENV = ("http_proxy", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY")
 
@@ -142,12 +144,19 @@ def proxy_source(url: str, proxy: str | None) -> tuple[str, str] | None:
 def check_proxy(proxy: str | None, entries: Iterable[Item | str]) -> None:
     """UsageError when the proxy one of ``entries`` (URLs, or items: their mirrors and
     pieces too) would go through is one libcurl cannot use: said once, before any
-    transfer, as it fails every request (a variable that applies to none is not read)."""
-    from ...masks import mask_proxy
-    from ...model import Item
+    transfer, as it fails every request (a variable that applies to none is not read).
+    Proxies that can be used cost no look at the entries."""
+    if proxy == "":
+        return
     from ...settings import proxy_problem
 
-    seen: set[tuple[str, str]] = set()
+    given = [proxy] if proxy is not None else [os.environ.get(n) for n in _PROXY_ENV]
+    if not any(proxy_problem(p) for p in given if p):
+        return
+    from ...masks import mask_proxy
+    from ...model import Item
+
+    seen: set[str] = set()  # (scheme://host of the URLs looked at)
     for entry in entries:
         urls: list[object] = [entry]
         if isinstance(entry, Item):  # (fields of the wrong type: refused where checked)
@@ -157,17 +166,20 @@ def check_proxy(proxy: str | None, entries: Iterable[Item | str]) -> None:
         for url in urls:
             if not isinstance(url, str) or url.lstrip()[:4].lower() != "http":
                 continue
+            url = url.strip()
+            end = url.find("/", url.find("//") + 2)
+            origin = url if end < 0 else url[:end]
+            if origin in seen:
+                continue
+            seen.add(origin)
             try:
-                found = proxy_source(url.strip(), proxy)
+                found = proxy_source(url, proxy)
             except ValueError:  # (a URL that is none: said where it is fetched)
                 continue
-            if found is None or found in seen:
+            problem = None if found is None else proxy_problem(found[1])
+            if found is None or problem is None:
                 continue
-            seen.add(found)
             where, value = found
-            problem = proxy_problem(value)
-            if problem is None:
-                continue
             if where == "--proxy":
                 raise UsageError(f"--proxy {mask_proxy(value)}: {problem}")
             raise UsageError(f"{where}={mask_proxy(value)}: {problem} (fix or unset it)")
