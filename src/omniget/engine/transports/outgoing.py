@@ -95,12 +95,17 @@ def split_userinfo(url: str, parts: SplitResult) -> tuple[str, Creds | None]:
 _PROXY_ENV = ("http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
 #: The variables that choose whether libcurl takes an http:// URL through a proxy.
 _HTTP_PROXY_ENV = ("http_proxy", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY")
+_HTTP_PROXY_KEYS = tuple(getattr(os.environ, "encodekey", str)(n) for n in _HTTP_PROXY_ENV)
 
 
-def proxy_env() -> tuple[str | None, ...]:
-    """The values of the variables that route http:// URLs, to see when they change."""
-    get = os.environ.get
-    return tuple(get(name) for name in _HTTP_PROXY_ENV)
+def proxy_env() -> tuple[object, ...]:
+    """The values of the variables that route http:// URLs, to see when they change
+    (looked at once per request: read from os.environ's own table where it has one, in
+    a tenth of the time its get takes)."""
+    table = getattr(os.environ, "_data", None)
+    if isinstance(table, dict):
+        return tuple(map(table.get, _HTTP_PROXY_KEYS))
+    return tuple(os.environ.get(name) for name in _HTTP_PROXY_ENV)
 
 
 def no_http_proxy(proxy: str | None) -> bool:
