@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from tests.servers.httpd import HTTPServer
+from tests.servers.proxy import Proxy
 
 from omniget import UsageError, download
 from omniget.cli import main
@@ -63,7 +64,8 @@ def test_a_bad_proxy_setting_is_one_error_too(httpd: HTTPServer, tmp_path: Path)
     assert httpd.requests == []
 
 
-@pytest.mark.parametrize("how", ["https_proxy only", "no_proxy", "--proxy ''"])
+@pytest.mark.parametrize("how", ["https_proxy only", "no_proxy", "--proxy ''", "HTTP_PROXY",
+                                 "all_proxy behind http_proxy"])
 def test_a_bad_proxy_variable_that_applies_to_no_url_is_not_read(
     httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
@@ -73,11 +75,19 @@ def test_a_bad_proxy_variable_that_applies_to_no_url_is_not_read(
     elif how == "no_proxy":
         monkeypatch.setenv("http_proxy", "ftp://127.0.0.1:9")
         monkeypatch.setenv("no_proxy", "127.0.0.1")
-    else:
+    elif how == "--proxy ''":
         monkeypatch.setenv("http_proxy", "ftp://127.0.0.1:9")
         network["proxy"] = ""
-    report = download(urls(httpd), tmp_path / "out", settings=settings(tmp_path, **network))
+    elif how == "HTTP_PROXY":  # (not read for http://, as curl: see test_proxy_paths.py)
+        monkeypatch.setenv("HTTP_PROXY", "ftp://127.0.0.1:9")
+    else:  # (http_proxy comes first for http://)
+        monkeypatch.setenv("all_proxy", "ftp://127.0.0.1:9")
+    with Proxy() as proxy:
+        if how.startswith("all_proxy"):
+            monkeypatch.setenv("http_proxy", proxy.url)
+        report = download(urls(httpd), tmp_path / "out", settings=settings(tmp_path, **network))
     assert report.ok == 5, report.failures
+    assert len(proxy.log) == (5 if how.startswith("all_proxy") else 0)
 
 
 def test_the_command_says_it_once_with_exit_2(
