@@ -428,7 +428,8 @@ def download(
     file's ``Finished``: the disk failed its write once it was in place, and the report
     has it failed). The transfers wait while it runs: keep it quick. An
     exception it raises is logged once and is the report's ``handler_error`` (the
-    download goes on); a KeyboardInterrupt stops the run as Ctrl+C does.
+    download goes on); a KeyboardInterrupt (or another exception that is no Exception:
+    SystemExit, CancelledError) stops the run as Ctrl+C does, and is raised here.
 
     ``only``: items it returns False for are left out. Items extracted earlier are
     refreshed by their source (their ``origin``). Inside a running event loop (an

@@ -87,6 +87,56 @@ def test_ctrl_c_inside_a_handler_stops_the_run_as_ctrl_c_does(
     assert [ev.resumed > 0 for ev in started if isinstance(ev, Started)] == [True]
 
 
+class _Halt(BaseException):
+    """A BaseException of one's own (as pytest.fail() or a gevent timeout raises)."""
+
+
+@pytest.mark.parametrize("raised", [asyncio.CancelledError, _Halt])
+def test_a_handler_raising_another_base_exception_stops_the_run_as_ctrl_c_does(
+    httpd: HTTPServer, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    raised: type[BaseException],
+) -> None:
+    """A CancelledError raised by the handler (a cancelled future's result() read in it)
+    passed for a cancel of the file's task: that file ended "interrupted" with no word of
+    the handler (report.handler_error None), and one whose Finished event raised it was
+    on the disk whole yet reported failed. Any other BaseException came out of the
+    engine's midst. Now each stops the run as a KeyboardInterrupt raised there does (the
+    files keep their resume state), and download() raises it."""
+    data = bytes(range(256)) * 1000
+    url = httpd.add(httpd.new_path("big.bin"), data) + "?drip=200000"
+    small = httpd.add(httpd.new_path("small.bin"), b"s" * 1000)
+
+    def on_event(ev: Event) -> None:
+        if isinstance(ev, Progress) and ev.done > 0 and ev.item.filename == "big.bin":
+            raise raised
+
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(raised):
+        omniget.download([url, small], tmp_path / "out", settings=_settings(tmp_path),
+                         on_event=on_event)
+    gc.collect()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+    assert (tmp_path / "out" / "big.bin.omniget-part").exists()
+    started: list[Event] = []
+    again = omniget.download(url, tmp_path / "out", settings=_settings(tmp_path),
+                             on_event=started.append)
+    assert again.ok == 1 and (tmp_path / "out" / "big.bin").read_bytes() == data
+    assert [ev.resumed > 0 for ev in started if isinstance(ev, Started)] == [True]
+
+
+def test_a_stream_s_handler_raising_a_cancelled_error_stops_it(httpd: HTTPServer) -> None:
+    url = httpd.add(httpd.new_path("big.bin"), b"b" * 200_000) + "?drip=200000"
+    out = io.BytesIO()
+
+    def on_event(ev: Event) -> None:
+        if isinstance(ev, Progress) and ev.done > 0:
+            raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        omniget.stream(url, out, on_event=on_event)
+    assert 0 < len(out.getvalue()) < 200_000
+
+
 def test_ctrl_c_inside_a_stream_s_handler_stops_it(httpd: HTTPServer) -> None:
     url = httpd.add(httpd.new_path("big.bin"), b"b" * 200_000) + "?drip=200000"
     out = io.BytesIO()

@@ -16,9 +16,11 @@ log = logging.getLogger("omniget.engine.core")  # (the engine's, as before the m
 class Emitter:
     """Hands events to ``handlers`` in turn. A handler's failure never breaks the
     download: its first one is logged with its traceback and kept in :attr:`error` (a
-    run's report gives it), later ones are not shown. A KeyboardInterrupt or SystemExit
-    raised in a handler (Ctrl+C inside the user's callback) goes to ``interrupt``, which
-    stops the run as Ctrl+C does, or is raised where there is none."""
+    run's report gives it), later ones are not shown. Any other exception raised in a
+    handler, one that is no Exception (KeyboardInterrupt: Ctrl+C inside the user's
+    callback; SystemExit; a CancelledError, which raised in the engine's midst would pass
+    for a cancel of the file it is about), goes to ``interrupt``, which stops the run as
+    Ctrl+C does, or is raised where there is none."""
 
     __slots__ = ("error", "handlers", "interrupt")
 
@@ -41,7 +43,7 @@ class Emitter:
                     self.error = exc
                     log.warning("the on_event handler failed (later failures are not shown)",
                                 exc_info=True)
-            except (KeyboardInterrupt, SystemExit) as exc:
+            except BaseException as exc:
                 if self.interrupt is None:
                     raise
                 self.interrupt(exc)
