@@ -19,7 +19,7 @@ from tests.servers.httpd import HTTPServer
 
 import omniget
 from omniget.engine import Engine, FileResult, Report
-from omniget.engine.events import Event, Progress, Started
+from omniget.engine.events import Event, Failed, Finished, Progress, Skipped, Started
 from omniget.model import Item
 from omniget.sources.base import Source
 
@@ -122,6 +122,36 @@ def test_a_handler_raising_another_base_exception_stops_the_run_as_ctrl_c_does(
                              on_event=started.append)
     assert again.ok == 1 and (tmp_path / "out" / "big.bin").read_bytes() == data
     assert [ev.resumed > 0 for ev in started if isinstance(ev, Started)] == [True]
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, asyncio.CancelledError])
+@pytest.mark.parametrize("end", ["Finished", "Failed", "Skipped"])
+def test_a_stop_raised_by_a_handler_at_a_file_s_end_leaves_that_end_alone(
+    httpd: HTTPServer, tmp_path: Path, raised: type[BaseException], end: str
+) -> None:
+    """A KeyboardInterrupt (or CancelledError) a handler raised at a file's Finished
+    event was followed by a Failed (Cancelled) one for the same file, the file whole on
+    the disk: two ends for one file (a Failed, or a Skipped, by a second Failed)."""
+    name = {"Finished": "a.bin", "Failed": "gone.bin", "Skipped": "there.bin"}[end]
+    url = (httpd.add(httpd.new_path(name), b"a" * 1000) if end != "Failed"
+           else httpd.url(httpd.new_path(name)))
+    (tmp_path / "out").mkdir()
+    if end == "Skipped":
+        (tmp_path / "out" / name).write_bytes(b"a" * 1000)
+    seen: list[Event] = []
+
+    def on_event(ev: Event) -> None:
+        seen.append(ev)
+        if isinstance(ev, (Finished, Failed, Skipped)):
+            raise raised
+
+    with pytest.raises(raised):
+        omniget.download(url, tmp_path / "out", settings=_settings(tmp_path),
+                         on_event=on_event)
+    ends = [type(ev).__name__ for ev in seen if isinstance(ev, (Finished, Failed, Skipped))]
+    assert ends == [end]
+    if end != "Failed":
+        assert (tmp_path / "out" / name).read_bytes() == b"a" * 1000
 
 
 def test_a_stream_s_handler_raising_a_cancelled_error_stops_it(httpd: HTTPServer) -> None:

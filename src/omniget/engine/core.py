@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -230,8 +231,9 @@ class Engine:
         :class:`Emitter` made by :meth:`emitter` is used as it is, as the run's whole
         handling); ``refresh`` re-resolves this run's expiring URLs (default: the engine's
         ``refresh``, else each item's source, reached by the origin extract gave it). A
-        KeyboardInterrupt raised in a handler stops the run as Ctrl+C does (its files end
-        with their resume state kept), then is raised here; any other exception a handler
+        KeyboardInterrupt (or any exception that is no Exception: SystemExit,
+        CancelledError) raised in a handler stops the run as Ctrl+C does (its files end
+        with their resume state kept), then is raised here; an Exception a handler
         raises is logged once, and is the report's ``handler_error``."""
         with self._on_this_loop():
             return await self._run(items, dest, cancel, on_event, refresh)
@@ -328,7 +330,7 @@ class Engine:
                 i = next(iter(unsettled))
                 job, task = unsettled[i]
                 if results[i] is None:
-                    results[i] = await self._result(ctx, job, task)
+                    results[i] = await self._result(ctx, job, task, partial(results.__getitem__, i))
                 unsettled.pop(i, None)
 
         closing = False
@@ -446,14 +448,24 @@ class Engine:
         return report
 
     async def _result(
-        self, ctx: RunContext, job: FileJob, task: asyncio.Task[FileResult]
+        self,
+        ctx: RunContext,
+        job: FileJob,
+        task: asyncio.Task[FileResult],
+        ended: Callable[[], FileResult | None],
     ) -> FileResult:
+        """How ``job`` ended; ``ended``: its result, once its task has given it."""
         item = job.item
         try:
             return await asyncio.shield(task) if not task.done() else task.result()
         except asyncio.CancelledError:
             if not task.cancelled():
                 raise  # the run itself is cancelled: run() stops every file, then settles
+            # A stop from a handler its own job called (a KeyboardInterrupt raised at its
+            # Finished event) cancels the task as it returns: the file ended all the same.
+            result = ended()
+            if result is not None:
+                return result
             err = Cancelled("interrupted; run again to resume")
             ctx.event(Failed(item, job.final, err))
             # (the bytes this run fetched count: the part file keeps them)
