@@ -204,3 +204,24 @@ def test_a_file_where_a_folder_of_the_path_must_be_is_named(
     assert isinstance(error, StorageError)
     assert str(error) == f"cannot make the folder {out / 'd'} for f: it is a file, not a folder"
     assert (out / "d").read_bytes() == b"data"
+
+
+@pytest.mark.parametrize("deep", [False, True])
+def test_a_file_there_before_the_run_where_a_folder_must_be_is_named(
+    httpd: HTTPServer, tmp_path: Path, deep: bool
+) -> None:
+    """A file "d" already there, an item "d/f" (or "d/e/f"): it failed as an unsafe
+    output path (Refused, exit 8: "[Errno 20] Not a directory"), as if the item had tried
+    to leave the folder; it is the same storage error as a "d" the run wrote itself."""
+    url = httpd.add(httpd.new_path("a.txt"), b"data")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "d").write_bytes(b"mine")
+    rel = "d/e/f" if deep else "d/f"
+    report = download(Item(url, path=rel), out, settings=Settings(state_dir=tmp_path / "s"))
+    error = report.results[0].error
+    assert isinstance(error, StorageError) and report.exit_code == 7
+    folder = out / rel.rsplit("/", 1)[0]
+    which = "it" if not deep else str(out / "d")
+    assert str(error) == f"cannot make the folder {folder} for f: {which} is a file, not a folder"
+    assert (out / "d").read_bytes() == b"mine"

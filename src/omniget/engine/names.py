@@ -174,8 +174,8 @@ def contain_text(root: Path, rel: str) -> tuple[Path, str]:
             break
         try:
             st = os.lstat(cur)
-        except FileNotFoundError:
-            break
+        except (FileNotFoundError, NotADirectoryError):  # (a file where a folder must
+            break  # be: no way out, and making the folder says what is in the way)
         except OSError as e:
             raise Refused(f"unsafe output path {rel!r}: {e}") from e
         if stat.S_ISLNK(st.st_mode):
