@@ -133,6 +133,16 @@ def test_a_slice_of_its_own_part_file_is_refused(tmp_path: Path) -> None:
     assert result.status == "failed" and "part file" in str(result.error)
 
 
+def test_a_slice_of_another_s_part_file_is_refused(tmp_path: Path) -> None:
+    """Part files' names are no item's (such a name gets a "_"): one named is refused."""
+    item = Item(A, filename="o.bin", pieces=(
+        Piece(A, size=100), Piece(local=LocalSlice("q.bin.omniget-part", ByteRange(0, 5)))))
+    eng, _ = make(tmp_path, _mem())
+    [result] = run(eng, [item], tmp_path).results
+    assert result.status == "failed"
+    assert str(result.error) == "o.bin takes bytes from a part file, q.bin.omniget-part"
+
+
 @pytest.mark.parametrize("fresh", ["fewer", "none", "moved"])
 def test_a_refresh_that_gives_other_pieces_fails_the_file_only(tmp_path: Path, fresh: str) -> None:
     """A piece's URL expired (403) and the refresh hook gave an item of other pieces:

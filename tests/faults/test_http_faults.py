@@ -1753,6 +1753,24 @@ def test_a_connection_that_never_gets_through_is_abandoned_and_retried(
     assert files(out) == []
 
 
+@pytest.mark.parametrize("first", ["x", "x.omniget-part"])
+def test_an_item_named_as_another_s_part_file_takes_another_name(
+    httpd: HTTPServer, tmp_path: Path, first: str
+) -> None:
+    """Items "x" and "x.omniget-part" in one run: the second was skipped as "exists"
+    while x's part file stood in its place (none of its bytes anywhere), or x failed,
+    its part file "replaced" by the other's finished file."""
+    data = {"x": b"1" * 3_000_000, "x.omniget-part": b"2" * 3_000_000}
+    urls = {name: httpd.add(httpd.new_path(f"{n}.bin"), data[name]) + "?drip=6000000"
+            for n, name in enumerate(data)}
+    order = [first, *(name for name in data if name != first)]
+    report, _, out = fetch([Item(urls[name], filename=name) for name in order], tmp_path)
+    assert [r.status for r in report.results] == ["ok", "ok"], report.failures
+    assert (out / "x").read_bytes() == data["x"]
+    assert (out / "x.omniget-part_").read_bytes() == data["x.omniget-part"]
+    assert sorted(p.name for p in out.iterdir()) == ["x", "x.omniget-part_"]
+
+
 def test_names_from_the_url_path_and_from_a_source_stay_inside(
     httpd: HTTPServer, tmp_path: Path
 ) -> None:

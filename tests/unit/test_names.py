@@ -113,6 +113,7 @@ def test_sanitize_component_always_safe(name: str, max_bytes: int, windows: bool
     assert not any(is_bad_char(c) for c in out)
     assert not out.startswith(" ") and not out.endswith((".", " "))
     assert out.split(".")[0].rstrip(" ").upper() not in ("CON", "PRN", "AUX", "NUL", "COM1")
+    assert not out.lower().endswith(names.PART_SUFFIX)
     assert sanitize_component(out, max_bytes, windows=windows) == out  # idempotent
 
 
@@ -143,6 +144,8 @@ def test_sanitize_keeps_harmless_names(name: str, windows: bool) -> None:
         ("./.", "download"),
         ("dir/CON/nul.txt", "dir/_CON/_nul.txt"),
         ("x/\u202egpj.exe", "x/gpj.exe"),
+        ("x.omniget-part", "x.omniget-part_"),
+        ("d.omniget-part/x", "d.omniget-part_/x"),
     ],
 )
 def test_safe_relpath(raw: str, want: str) -> None:
@@ -492,3 +495,16 @@ def test_plain_name_fast_path_matches_the_full_rules(name: str) -> None:
     again = "/".join(_safe_parts(full, False)) or "download"
     if again == full:  # the slow path's fixed point
         assert safe_relpath(name, windows=False) == full
+
+
+@pytest.mark.parametrize("raw", ["x.omniget-part", "X.OMNIGET-Part", ".omniget-part",
+                                 "y" * 300 + ".omniget-part"])
+def test_a_name_of_omniget_s_own_part_files_is_never_a_file_s(raw: str) -> None:
+    """An item named "x.omniget-part" beside an item "x" wrote where x's part file was:
+    one was skipped as "exists" (nothing of it there), or the other failed as its part
+    file replaced. Such a name (in any case: some file systems ignore it) ends in "_"."""
+    out = sanitize_component(raw, windows=False)
+    assert out.endswith("_") and not out.lower().endswith(names.PART_SUFFIX)
+    assert out[:-1].lower().endswith(names.PART_SUFFIX)
+    assert len(out.encode()) <= MAX_NAME_BYTES
+    assert safe_relpath(raw, windows=False) == out

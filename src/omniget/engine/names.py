@@ -30,6 +30,7 @@ __all__ = [
     "contain_text",
     "expand_template",
     "filename_from_content_disposition",
+    "is_part_name",
     "safe_relpath",
     "sanitize_component",
     "unique_path",
@@ -96,7 +97,8 @@ def sanitize_component(
     Separators and control characters become ``_``; invisible format characters
     (bidi, zero-width, BOM) are dropped; the result is NFC, has no leading spaces and no
     trailing dots or spaces, is never empty, ``.`` or ``..``, never a Windows device
-    name, and at most ``max_bytes`` of UTF-8 (the extension is kept when short).
+    name, never ends in ``.omniget-part`` (the name of another's part file: ``_`` is
+    added), and at most ``max_bytes`` of UTF-8 (the extension is kept when short).
     ``windows`` also replaces the characters Windows forbids (``<>:"|?*``).
     """
     if max_bytes < 1:
@@ -111,7 +113,17 @@ def sanitize_component(
     s = _trim(_truncate(s, max_bytes))
     if not s or s in (".", "..") or _is_device(s):
         s = "_"
+    if is_part_name(s):  # (another file's part file would be written in its place)
+        stem = _cut(s[: -len(PART_SUFFIX)], max_bytes - len(PART_SUFFIX) - 1)
+        s = f"{stem}{s[-len(PART_SUFFIX):]}_"
+        if len(s.encode()) > max_bytes:
+            s = "_"
     return s
+
+
+def is_part_name(s: str) -> bool:
+    """``s`` ends as omniget's part files do, in any case (some file systems ignore it)."""
+    return s[-len(PART_SUFFIX):].lower() == PART_SUFFIX
 
 
 _DRIVE = r"^[A-Za-z]:"  # (compiled by re when first used)
@@ -135,7 +147,10 @@ def safe_relpath(path: str, *, windows: bool = _ON_WINDOWS) -> str:
     Splits on ``/`` and ``\\``; empty and ``.`` parts are dropped, ``..`` becomes ``_``,
     absolute paths and drive letters become relative. Never empty (``download``).
     """
-    if _PLAIN.fullmatch(path) and path[-1] not in ". " and not _is_device(path):
+    if (
+        _PLAIN.fullmatch(path) and path[-1] not in ". " and not _is_device(path)
+        and not is_part_name(path)
+    ):
         return path  # the common case: one short, boring ASCII name
     out = "/".join(_safe_parts(path, windows)) or "download"
     again = "/".join(_safe_parts(out, windows)) or "download"

@@ -32,7 +32,7 @@ from .context import ChunkKey, output_key
 from .events import PieceDone, Retrying, Warned
 from .job import FileJob
 from .journal import Print
-from .names import contain
+from .names import contain, is_part_name
 from .piecesink import Out, PieceSink, check
 from .prints import Ends, changed
 from .resume import not_resumable
@@ -301,9 +301,19 @@ class PieceDownload:
                 out.part.truncate(0)
             return None
 
+    def _from_part_file(self, path: str, final: Path) -> StorageError:
+        """A local slice of a part file: its bytes are whatever is written there yet."""
+        base = os.path.basename(path)
+        whose = "its own part file" if base == part_path(final).name else "a part file"
+        return StorageError(f"{self.job.item.filename} takes bytes from {whose}, {base}")
+
     async def _copy_local(self, piece: Piece, out: Out) -> int:
         local = piece.local
         assert local is not None
+        name, final = self.job.item.filename, self.job.final
+        assert final is not None
+        if is_part_name(local.path):  # (no item's name: contain() would give another)
+            raise self._from_part_file(local.path, final)
         path = Path(local.path) if os.path.isabs(local.path) else contain(self.ctx.dest, local.path)
         producer = self.ctx.outputs.get(output_key(path))
         if producer is None and not self.ctx.listed and not path.exists():
@@ -319,10 +329,8 @@ class PieceDownload:
             # file takes a slot again).
             self.ctx.limits.release_file(self.job.claim)
             await asyncio.shield(producer)  # (shared with other readers and writers)
-        name, final = self.job.item.filename, self.job.final
-        assert final is not None
-        if path == part_path(final):  # (its bytes: whatever is written there yet)
-            raise StorageError(f"{name} takes bytes from its own part file, {path.name}")
+        if path == part_path(final):
+            raise self._from_part_file(str(path), final)
         if not path.exists():
             if path == final:
                 why = ": it is the file itself, not there yet"
