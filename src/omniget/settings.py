@@ -7,7 +7,7 @@ folder's default (``$OMNIGET_STATE_DIR``, ``$XDG_STATE_HOME``), the ``*_proxy`` 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import field, fields
 from pathlib import Path
 from typing import Literal, overload
@@ -108,6 +108,10 @@ class NetworkSettings:
         if not all(isinstance(p, tuple) and len(p) == 2 and all(isinstance(x, str) for x in p)
                    for p in self.headers):
             raise TypeError(_takes(self.headers, self, "headers", _HEADERS))
+        for name in ("proxy", "user", "user_origin", "user_agent", *_FILES):
+            _no_nul(self, name, (getattr(self, name) or "",))
+        _no_nul(self, "resolve", self.resolve)
+        _no_nul(self, "headers", [x for pair in self.headers for x in pair])
         # what reaches pycurl as a str must be ASCII (the CLI's parsers see to it too)
         if self.proxy and not self.proxy.isascii():
             raise ValueError(PROXY_NOT_ASCII)
@@ -171,6 +175,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         _check_fields(self, _SETTINGS_CHECKS)
+        _no_nul(self, "state_dir", (os.fspath(self.state_dir or ""),))
         if self.state_dir is not None and not isinstance(self.state_dir, Path):  # (a str)
             object.__setattr__(self, "state_dir", Path(self.state_dir))
         if self.on_exists not in ON_EXISTS:  # (any other word meant overwrite)
@@ -249,6 +254,15 @@ def _check_fields(obj: object, checks: tuple[_Check, ...]) -> None:
                 raise ValueError(_takes(value, obj, name, f"{what} and at most {MAX_NUMBER}"))
         elif not isinstance(value, kind):  # type: ignore[arg-type]
             raise TypeError(_takes(value, obj, name, what))
+
+
+def _no_nul(obj: object, name: str, texts: Sequence[str]) -> None:
+    """ValueError for a NUL in ``texts``, the field ``name``'s: libcurl and the file
+    system raised "embedded null byte" mid-run, naming no setting. (The value is not
+    shown: it may be a password.)"""
+    if any("\0" in text for text in texts):
+        raise ValueError(f"{type(obj).__name__}({name}=...) takes text without NUL bytes "
+                         "(its value has one)")
 
 
 def _takes(value: object, obj: object, name: str, what: str) -> str:

@@ -84,6 +84,32 @@ def test_settings_of_the_wrong_kind_or_range_fail_when_made(
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda: _net(user_agent="my\x00agent"), "user_agent"),
+        (lambda: _net(user="me:pass\x00word"), "user"),
+        (lambda: _net(user_origin="http://h\x00/"), "user_origin"),
+        (lambda: _net(proxy="http://p\x00:3128"), "proxy"),
+        (lambda: _net(headers=(("X-A", "a\x00b"),)), "headers"),
+        (lambda: _net(headers=(("X-\x00A", "1"),)), "headers"),
+        (lambda: _net(resolve=("h\x00:80:127.0.0.1",)), "resolve"),
+        (lambda: _net(ca_cert="ca\x00.pem"), "ca_cert"),
+        (lambda: _net(cookies_file=Path("c\x00.txt")), "cookies_file"),
+        (lambda: _net(netrc_file="n\x00rc"), "netrc_file"),
+        (lambda: omniget.Settings(state_dir="st\x00ate"), "state_dir"),
+    ],
+)
+def test_a_nul_byte_in_a_setting_s_text_fails_when_made(
+    make: Callable[[], object], name: str
+) -> None:
+    """A NUL in a setting's text passed, and the download raised "ValueError: embedded
+    null byte" from libcurl or the file system, naming no setting."""
+    with pytest.raises(ValueError, match=re.escape(f"({name}=...)")) as err:
+        make()
+    assert "NUL" in str(err.value) and "\x00" not in str(err.value)
+
+
 def test_settings_in_range_are_kept_as_given() -> None:
     s = omniget.Settings(
         split=None, limit_rate=0, retries=0, checkpoint_seconds=0.0, fsync_seconds=1e9,

@@ -339,6 +339,23 @@ def test_source_http_refuses_what_is_no_http_url(
     assert isinstance(report.results[0].error, omniget.UnsupportedURL)
 
 
+def test_an_item_whose_header_has_a_nul_byte_fails_alone(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """It raised "ValueError: embedded null byte" out of download() (from libcurl), the
+    other files of the run abandoned, as a line break in it fails that file alone."""
+    good = httpd.add(httpd.new_path("good.bin"), b"g" * 1000)
+    bad = Item(httpd.add(httpd.new_path("bad.bin"), b"b"), headers={"X-A": "a\x00b"})
+    report = omniget.download([good, bad], tmp_path / "out", settings=_settings(tmp_path))
+    assert [r.status for r in report.results] == ["ok", "failed"]
+    error = report.results[1].error
+    assert isinstance(error, omniget.UsageError) and "NUL" in str(error)
+    assert (tmp_path / "out" / "good.bin").read_bytes() == b"g" * 1000
+    with pytest.raises(omniget.UsageError, match="NUL"):
+        omniget.stream(bad, io.BytesIO())
+    assert [r.path for r in httpd.requests] == ["/" + good.split("/", 3)[3]]
+
+
 @pytest.mark.parametrize("name", ["Range", "if-range"])
 def test_an_item_cannot_set_the_headers_omniget_sends_itself(name: str) -> None:
     """An item with a Range header failed with "connection closed at byte 100 of N": the

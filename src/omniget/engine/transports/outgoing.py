@@ -368,8 +368,10 @@ def check_headers(
     with ``every_request`` (the settings' headers) those the engine sets itself."""
     out: dict[str, tuple[str, str]] = {}
     for name, value in pairs:
-        if not name or any(c in name for c in "\r\n: ") or "\r" in value or "\n" in value:
-            raise UsageError(f"invalid header {name!r}: no line breaks, and no ':' in names")
+        if (not name or any(c in name for c in "\r\n\0: ")
+                or any(c in value for c in "\r\n\0")):  # (libcurl: "embedded null byte")
+            raise UsageError(f"invalid header {name!r}: no line breaks or NUL bytes, and no "
+                             "':' in names")
         if every_request and name.lower() in ENGINE_HEADERS:
             raise UsageError(
                 f"header {name!r} cannot be set: omniget sends it itself, "
