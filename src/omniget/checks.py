@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import io
+import math
 import os
 from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import get_args
@@ -168,6 +169,8 @@ def check_item(item: Item, name: str) -> None:
         when = getattr(item, f)
         if when is not None and (not isinstance(when, int | float) or isinstance(when, bool)):
             raise TypeError(_field(name, item, f, "a Unix time (or None)"))
+        if when is not None and not math.isfinite(when):  # (nan: set as a file's time, late)
+            raise ValueError(_field(name, item, f, "a Unix time (or None)"))
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in item.headers.items()):
         raise TypeError(_field(name, item, "headers", "a mapping of strs to strs"))
     if not isinstance(item.mirrors, tuple) or not all(isinstance(m, str) for m in item.mirrors):

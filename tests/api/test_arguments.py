@@ -318,6 +318,19 @@ def test_an_item_made_by_hand_with_a_field_of_the_wrong_kind_is_named(
     assert list(tmp_path.glob("out/*")) == []
 
 
+@pytest.mark.parametrize("field", ["modified", "expires"])
+@pytest.mark.parametrize("when", [float("nan"), float("inf"), -float("inf")])
+def test_an_item_s_time_that_is_no_time_is_refused_before_any_request(
+    tmp_path: Path, field: str, when: float
+) -> None:
+    """``modified=float("nan")`` downloaded the file, then raised "ValueError: Invalid
+    value NaN" out of the run as its time was set (the other files abandoned)."""
+    item = omniget.Item("http://127.0.0.1:9/a.bin", **cast(Any, {field: when}))
+    with pytest.raises(ValueError, match=re.escape(f"Item({field}=...) takes a Unix time")):
+        omniget.download(item, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_item_of_a_url_that_is_no_str_is_named_when_made() -> None:
     """``Item(Path("x"))`` said ``argument of type 'PosixPath' is not iterable``."""
     with pytest.raises(TypeError, match=re.escape(

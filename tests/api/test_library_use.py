@@ -356,6 +356,21 @@ def test_an_item_whose_header_has_a_nul_byte_fails_alone(
     assert [r.path for r in httpd.requests] == ["/" + good.split("/", 3)[3]]
 
 
+@pytest.mark.parametrize("when", [1e20, -1e20])
+def test_an_item_s_time_beyond_what_a_file_can_have_leaves_the_file_s_time_alone(
+    httpd: HTTPServer, tmp_path: Path, when: float
+) -> None:
+    """A time no file system takes (a source's parse of a date gone wrong) raised
+    "OverflowError: timestamp out of range for platform time_t" out of the run, after
+    the file was in; now the file keeps the time it was written at."""
+    url = httpd.add(httpd.new_path("a.bin"), b"a" * 1000)
+    other = httpd.add(httpd.new_path("b.bin"), b"b" * 1000)
+    report = omniget.download([Item(url, modified=when), other], tmp_path / "out",
+                              settings=_settings(tmp_path))
+    assert [r.status for r in report.results] == ["ok", "ok"], report.failures
+    assert (tmp_path / "out" / "a.bin").read_bytes() == b"a" * 1000
+
+
 @pytest.mark.parametrize("name", ["Range", "if-range"])
 def test_an_item_cannot_set_the_headers_omniget_sends_itself(name: str) -> None:
     """An item with a Range header failed with "connection closed at byte 100 of N": the

@@ -217,9 +217,16 @@ def _stream_digest(job: FileJob, want: Digest, size: int) -> str | None:
     return h.hexdigest()
 
 
+#: The latest (and, negated, the earliest) time set on a file: past it (a source's date
+#: parsed wrong) the file keeps the time it was written at. (Python's limit is time_t's,
+#: ~9.2e18 s; file systems keep far less, and clamp what they cannot keep.)
+MTIME_BOUND = 1e18
+
+
 def _mtime(job: FileJob) -> float | None:
     if job.item.modified is not None:
-        return job.item.modified
+        when = job.item.modified
+        return when if -MTIME_BOUND < when < MTIME_BOUND else None  # (nan: None too)
     return http_date(job.last_modified) if job.last_modified else None
 
 
