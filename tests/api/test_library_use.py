@@ -8,6 +8,7 @@ import gc
 import io
 import json
 import logging
+import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -369,6 +370,31 @@ def test_an_item_s_time_beyond_what_a_file_can_have_leaves_the_file_s_time_alone
                               settings=_settings(tmp_path))
     assert [r.status for r in report.results] == ["ok", "ok"], report.failures
     assert (tmp_path / "out" / "a.bin").read_bytes() == b"a" * 1000
+
+
+@pytest.mark.parametrize("depth", [1200, 3000])
+def test_an_item_s_path_of_thousands_of_folders_is_that_file_s_matter(
+    httpd: HTTPServer, tmp_path: Path, depth: int
+) -> None:
+    """A path of 3000 folders raised RecursionError out of the run (os.makedirs recurses
+    once per folder). Now one too long for the system fails that file alone, as a
+    storage error; one it takes is written."""
+    url = httpd.add(httpd.new_path("a.bin"), b"a" * 1000)
+    other = httpd.add(httpd.new_path("b.bin"), b"b" * 1000)
+    rel = "d/" * depth + "a.bin"
+    try:
+        report = omniget.download([Item(url, path=rel), other], tmp_path / "out",
+                                  settings=_settings(tmp_path))
+        first, second = report.results
+        assert second.status == "ok"
+        if len(str(tmp_path / "out" / rel).encode()) < 4000:
+            assert first.status == "ok"
+            assert (tmp_path / "out" / rel).read_bytes() == b"a" * 1000
+        else:
+            assert first.status == "failed" and isinstance(first.error, omniget.StorageError)
+            assert "too long" in str(first.error)
+    finally:  # (pytest's own clean-up of old temporary folders recurses: RecursionError)
+        subprocess.run(["rm", "-rf", str(tmp_path / "out")], check=True)
 
 
 @pytest.mark.parametrize("name", ["Range", "if-range"])

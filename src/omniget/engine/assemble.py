@@ -227,7 +227,7 @@ def _make_folder(folder: str, made: set[str] | None, final: Path | None = None) 
     """Make ``folder`` (``final``'s, named if a file is in the way) and its parents."""
     if made is None or folder not in made:  # (a string: no Path hashing per file)
         try:
-            os.makedirs(folder, exist_ok=True)
+            _makedirs(folder)
         except (FileExistsError, NotADirectoryError) as exc:
             err = _in_the_way(folder, "" if final is None else final.name)
             if err is None:
@@ -235,6 +235,28 @@ def _make_folder(folder: str, made: set[str] | None, final: Path | None = None) 
             raise err from exc
         if made is not None:
             made.add(folder)
+
+
+def _makedirs(folder: str) -> None:
+    """``os.makedirs(folder, exist_ok=True)`` without its recursion, one call per folder
+    to make: an item's path of thousands of folders raised RecursionError."""
+    missing: list[str] = []
+    path = folder
+    while not os.path.exists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    else:
+        if not missing and not os.path.isdir(path):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), folder)
+    for path in reversed(missing):
+        try:
+            os.mkdir(path)
+        except FileExistsError:  # (made meanwhile, by another file of the run)
+            if not os.path.isdir(path):
+                raise
 
 
 def in_the_way(folder: str) -> tuple[str, str] | None:
