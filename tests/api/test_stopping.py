@@ -4,9 +4,12 @@ what landed, and the same call again resumes it, as download's help says."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import io
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,12 +18,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from tests.servers.checks import recorded
+from tests.servers.checks import recorded, wait_for
 from tests.servers.httpd import HTTPServer
 
 import omniget
 from omniget.engine import Engine
-from omniget.engine.events import Event, Started
+from omniget.engine.events import Event, Progress, Started
 
 SRC = str(Path(omniget.__file__).resolve().parent.parent)
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
@@ -209,3 +212,75 @@ def test_help_says_a_cancel_is_not_cleared_by_the_run() -> None:
         said = " ".join((doc or "").split())
         assert "already set" in said and "clear()" in said
     assert "clear()" in " ".join(README.split())
+
+
+def _ours(port: int) -> set[tuple[int, str]]:
+    """This process's open descriptors (number, what it is) but the test server's own
+    sockets (those whose local port is ``port``: it serves in this process, and one of
+    a connection that ended stays open until its thread sees that)."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{fd}")
+            if link.startswith("socket:"):
+                with socket.socket(fileno=os.dup(int(fd))) as sock:
+                    name = sock.getsockname()
+                if isinstance(name, tuple) and name[1] == port:
+                    continue
+        except OSError:  # (the listing's own descriptor, closed by now)
+            continue
+        found.add((int(fd), link))
+    return found
+
+
+def _threads() -> set[threading.Thread]:
+    """Threads but the test server's (one per connection it serves)."""
+    return {t for t in threading.enumerate() if "_serve" not in t.name}
+
+
+def _stop_by(way: str, url: str, tmp_path: Path) -> None:
+    """A run (or a stream) stopped mid-file ``way``."""
+    settings = omniget.Settings(state_dir=tmp_path / "state")
+    cancel = threading.Event()
+
+    def on_event(ev: Event) -> None:
+        if not isinstance(ev, Progress) or ev.done == 0:
+            return
+        if way == "cancel":
+            cancel.set()
+        elif way != "done":
+            raise {"ctrl-c": KeyboardInterrupt, "cancelled-error": asyncio.CancelledError,
+                   "stream": KeyboardInterrupt}[way]
+
+    if way == "stream":
+        with pytest.raises(KeyboardInterrupt):
+            omniget.stream(url, io.BytesIO(), on_event=on_event)
+    elif way in ("done", "cancel"):
+        report = omniget.download(url, tmp_path / "out", settings=settings,
+                                  on_event=on_event, cancel=cancel)
+        assert report.succeeded == (way == "done")
+    else:
+        with pytest.raises(BaseException) as stopped:
+            omniget.download(url, tmp_path / "out", settings=settings, on_event=on_event)
+        assert isinstance(stopped.value, (KeyboardInterrupt, asyncio.CancelledError))
+
+
+@pytest.mark.parametrize("way", ["done", "cancel", "ctrl-c", "cancelled-error", "stream"])
+def test_a_run_however_it_ends_leaves_no_descriptor_or_thread_behind(
+    httpd: HTTPServer, tmp_path: Path, way: str
+) -> None:
+    """Its sockets, part files, journal, event loop and threads are all let go of once
+    download() (or stream()) is back, stopped or not; and a second call works."""
+    url = _slow(httpd, "f.bin")[0] if way != "done" else httpd.add(
+        httpd.new_path("f.bin"), b"f" * 100_000)
+    omniget.download(httpd.add(httpd.new_path("warm.bin"), b"w"), tmp_path / "warm",
+                     settings=omniget.Settings(state_dir=tmp_path / "warm-state"))
+    gc.collect()
+    fds, threads = _ours(httpd.port), _threads()
+    _stop_by(way, url, tmp_path)
+    wait_for(lambda: _threads() <= threads, timeout=30)
+    gc.collect()  # (nothing of the run may need the collector to let go of it)
+    assert _ours(httpd.port) - fds == set()
+    again = omniget.download(url.partition("?")[0], tmp_path / "out",
+                             settings=omniget.Settings(state_dir=tmp_path / "state"))
+    assert again.succeeded
