@@ -303,6 +303,18 @@ def test_stream_refuses_an_item_made_of_pieces(httpd: HTTPServer) -> None:
     assert out.getvalue() == b"" and httpd.requests == []
 
 
+@pytest.mark.parametrize("kind", ["dir", "link"])
+def test_stream_refuses_an_item_of_a_folder_or_a_link(httpd: HTTPServer, kind: str) -> None:
+    """stream() wrote the body of a folder's (or a link's) download_url, which a download
+    makes a folder (or a link) of, and fetches nothing from."""
+    url = httpd.add(httpd.new_path("d"), b"<html>a listing</html>")
+    item = omniget.Item(url, kind=cast(Any, kind), link_target="x" if kind == "link" else None)
+    out = io.BytesIO()
+    with pytest.raises(omniget.UsageError, match="folder" if kind == "dir" else "link"):
+        omniget.stream(item, out)
+    assert out.getvalue() == b"" and httpd.requests == []
+
+
 def test_stream_names_a_url_of_the_wrong_type() -> None:
     with pytest.raises(TypeError, match="a URL is a str, not bytes"):
         omniget.stream(cast(Any, b"http://127.0.0.1:9/a"), io.BytesIO())

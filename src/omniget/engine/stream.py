@@ -164,6 +164,9 @@ async def stream_item(
     emit: EventHandler,
     refresh: Refresher,
 ) -> int:
+    if item.kind != "file":  # (a download makes a folder or a link of it: no bytes)
+        what = "a folder" if item.kind == "dir" else "a link"
+        raise UsageError(f"{item.filename} is {what}: it has no bytes to write to a stream")
     if item.expires is not None and engine.clock.time() >= item.expires - REFRESH_MARGIN:
         item = await refresh(item)
     if item.pieces:  # (its bytes are not its download_url's)
