@@ -201,6 +201,39 @@ def test_a_url_no_source_takes_fails_in_list_order(tmp_path: Path) -> None:
     assert report.exit_code == 2
 
 
+def test_each_entry_of_a_mixed_list_ends_once_in_list_order(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """Every entry (a file, a 404, a URL no source takes, a blank line, the same URL
+    again, a bad URL, a file that is there) has one result, in list order, and one end
+    among the events (Finished, Failed or Skipped); the report's counts and bytes are its
+    results' sums, and a failure's error is of the error tree, saying which URL."""
+    from omniget.engine.events import Failed, Skipped
+
+    good = httpd.add(httpd.new_path("good.bin"), b"g" * 1000)
+    there = httpd.add(httpd.new_path("there.bin"), b"t" * 10)
+    gone = httpd.url(httpd.new_path("gone.bin"))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "there.bin").write_bytes(b"t" * 10)
+    entries = [good, gone, "gopher://x/y", "", good, "http://[bad", there]
+    events: list[Event] = []
+    report = omniget.download(entries, tmp_path / "out", on_event=events.append,
+                              settings=omniget.Settings(state_dir=tmp_path / "state",
+                                                        retries=0))
+    assert [r.item.download_url for r in report.results] == entries
+    assert [r.status for r in report.results] == [
+        "ok", "failed", "failed", "failed", "skipped", "failed", "skipped"]
+    ends = [ev for ev in events if isinstance(ev, (Finished, Failed, Skipped))]
+    assert sorted(ev.item.download_url for ev in ends) == sorted(entries)
+    assert [type(r.error).__name__ for r in report.failures] == [
+        "RemoteNotFound", "UnsupportedURL", "UnsupportedURL", "UsageError"]
+    assert gone in str(report.failures[0].error)
+    assert all(isinstance(r.error, omniget.OmnigetError) for r in report.failures)
+    assert (report.ok, report.failed, report.skipped) == (1, 4, 2)
+    assert report.fetched == sum(r.fetched for r in report.results) == 1000
+    assert report.exit_code == 6 and not report.succeeded
+
+
 def test_a_url_whose_port_is_no_number_says_so_without_its_password(tmp_path: Path) -> None:
     """The error names the URL as the transports' errors do, its user:password left out
     (a program logs its results' errors as they are; the CLI masks, a library does not)."""
