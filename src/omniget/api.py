@@ -46,7 +46,7 @@ from .engine.pulled import OffLoop, may_block
 from .engine.transports.base import Transport
 from .engine.transports.outgoing import check_proxy
 from .engine.transports.trust import check_ca
-from .errors import Cancelled, OmnigetError, UsageError
+from .errors import Cancelled, OmnigetError, UsageError, write_error
 from .keywords import anamed_keywords, named_keywords
 from .model import Item, unextracted
 from .settings import Settings
@@ -511,7 +511,10 @@ def stream(
     n = asyncio.run(run())
     flush = getattr(out, "flush", None)  # (a writer of one's own may have none)
     if flush is not None:
-        flush()
+        try:
+            flush()
+        except OSError as exc:  # (as a write that fails: its reader gone, a full disk)
+            raise write_error(exc) from exc
     return n
 
 

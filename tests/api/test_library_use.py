@@ -4,10 +4,13 @@ combinations people make (a handler that raises, a list that fails, a cancelled 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import gc
 import io
 import json
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -766,6 +769,33 @@ def test_stream_into_a_writer_with_no_flush_writes_it_all(httpd: HTTPServer) -> 
             return len(data)
 
     assert omniget.stream(url, Sink()) == 5000 and bytes(got) == b"z" * 5000
+
+
+def test_an_output_that_fails_as_stream_flushes_it_is_a_storage_error(
+    httpd: HTTPServer,
+) -> None:
+    """A pipe whose reader went away took the bytes into its buffer, then the flush at
+    the end raised BrokenPipeError itself (a full disk: OSError), where each failed write
+    before it is a StorageError, as stream's help promises an OmnigetError."""
+    url = httpd.add(httpd.new_path("a.bin"), b"z" * 100)
+    reader, writer = os.pipe()
+    os.close(reader)
+    out = open(writer, "wb")  # noqa: SIM115  # (its close fails as its flush did)
+    with pytest.raises(omniget.StorageError) as closed:
+        omniget.stream(url, out)
+    with contextlib.suppress(BrokenPipeError):
+        out.close()
+    assert str(closed.value) == "the output closed before the whole file was written"
+
+    class Full:
+        def write(self, data: bytes) -> None:
+            pass
+
+        def flush(self) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(omniget.StorageError, match="disk full"):
+        omniget.stream(url, Full())
 
 
 def test_a_stream_stops_when_its_cancel_is_set_from_another_thread(httpd: HTTPServer) -> None:
