@@ -176,6 +176,9 @@ class Settings:
     def __post_init__(self) -> None:
         _check_fields(self, _SETTINGS_CHECKS)
         _no_nul(self, "state_dir", (os.fspath(self.state_dir or ""),))
+        if isinstance(self.state_dir, str) and not self.state_dir:  # (Path(""): ".")
+            raise ValueError(_takes(self.state_dir, self, "state_dir", "a folder ('.' for the "
+                                    "current one; None: the default)"))
         if self.state_dir is not None and not isinstance(self.state_dir, Path):  # (a str)
             object.__setattr__(self, "state_dir", Path(self.state_dir))
         if self.on_exists not in ON_EXISTS:  # (any other word meant overwrite)

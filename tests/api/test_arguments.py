@@ -110,6 +110,14 @@ def test_a_nul_byte_in_a_setting_s_text_fails_when_made(
     assert "NUL" in str(err.value) and "\x00" not in str(err.value)
 
 
+def test_an_empty_state_dir_is_refused_when_made(tmp_path: Path) -> None:
+    """``Settings(state_dir="")`` kept the resume journal in the current folder (the
+    command refuses ``--state-dir ""``); "." names that folder, None the default."""
+    with pytest.raises(ValueError, match=re.escape("Settings(state_dir=...) takes a folder")):
+        omniget.Settings(state_dir="")
+    assert omniget.Settings(state_dir=".").state_dir == Path(".")
+
+
 def test_settings_in_range_are_kept_as_given() -> None:
     s = omniget.Settings(
         split=None, limit_rate=0, retries=0, checkpoint_seconds=0.0, fsync_seconds=1e9,
