@@ -85,7 +85,13 @@ def check_run(
     ):
         raise TypeError(f"omniget.{name}(): dest is a folder, a str or a Path, "
                         f"not {shown(dest)}")
-    if "://" in os.fspath(dest):  # (the arguments swapped: no folder is named so)
+    folder = os.fspath(dest)
+    if not folder:  # (Path(""): the current folder, as "." says it)
+        raise ValueError(f"omniget.{name}(): dest '' names no folder (the current one: '.')")
+    if "\0" in folder:
+        raise ValueError(f"omniget.{name}(): dest {shown(folder)} has a NUL byte, which no "
+                         "folder's name has")
+    if "://" in folder:  # (the arguments swapped: no folder is named so)
         url = mask_secrets(repr(os.fspath(dest)))
         raise ValueError(f"omniget.{name}(): dest is a folder, not a URL ({url}): the URLs "
                          f"come first, {name}(urls, dest)")

@@ -110,6 +110,20 @@ def test_a_nul_byte_in_a_setting_s_text_fails_when_made(
     assert "NUL" in str(err.value) and "\x00" not in str(err.value)
 
 
+@pytest.mark.parametrize("dest", ["", "out\x00put", Path("out\x00put")])
+def test_a_dest_that_names_no_folder_is_refused_before_any_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dest: str | Path
+) -> None:
+    """``dest=""`` wrote into the current folder (the command refuses ``-o ''``), and a
+    NUL in it raised "ValueError: embedded null byte" from the file system."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=re.escape("omniget.download(): dest ")):
+        omniget.download("http://127.0.0.1:9/a.bin", dest)
+    with pytest.raises(ValueError, match=re.escape("omniget.adownload(): dest ")):
+        asyncio.run(omniget.adownload("http://127.0.0.1:9/a.bin", dest))
+    assert os.listdir(tmp_path) == []
+
+
 def test_an_empty_state_dir_is_refused_when_made(tmp_path: Path) -> None:
     """``Settings(state_dir="")`` kept the resume journal in the current folder (the
     command refuses ``--state-dir ""``); "." names that folder, None the default."""
