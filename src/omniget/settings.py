@@ -111,6 +111,9 @@ class NetworkSettings:
         for name in ("proxy", "user", "user_origin", "user_agent", *_FILES):
             _no_nul(self, name, (getattr(self, name) or "",))
         _no_nul(self, "resolve", self.resolve)
+        if "\r" in self.user_agent or "\n" in self.user_agent:  # (a header of its own)
+            raise ValueError(f"NetworkSettings(user_agent=...) takes one line, not "
+                             f"{self.user_agent!r:.60}")
         _no_nul(self, "headers", [x for pair in self.headers for x in pair])
         # what reaches pycurl as a str must be ASCII (the CLI's parsers see to it too)
         if self.proxy and not self.proxy.isascii():

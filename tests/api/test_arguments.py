@@ -124,6 +124,14 @@ def test_a_dest_that_names_no_folder_is_refused_before_any_request(
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("agent", ["x\r\nEvil: 1", "x\nEvil: 1", "x\rEvil"])
+def test_a_user_agent_with_a_line_break_fails_when_made(agent: str) -> None:
+    """``NetworkSettings(user_agent="x\\r\\nEvil: 1")`` sent a header of its own, Evil,
+    with every request (a header's value with a line break is refused)."""
+    with pytest.raises(ValueError, match=re.escape("NetworkSettings(user_agent=...) takes")):
+        _net(user_agent=agent)
+
+
 def test_an_empty_state_dir_is_refused_when_made(tmp_path: Path) -> None:
     """``Settings(state_dir="")`` kept the resume journal in the current folder (the
     command refuses ``--state-dir ""``); "." names that folder, None the default."""

@@ -312,6 +312,16 @@ def test_negative_number_in_file_is_refused(tmp_path: Path, key: str) -> None:
         load_settings(environ=noenv(tmp_path), flags={key: -1})
 
 
+@pytest.mark.parametrize("agent", ["x\r\nEvil: 1", "a\x00b"])
+def test_a_user_agent_that_no_request_can_carry_is_a_usage_error(
+    tmp_path: Path, agent: str
+) -> None:
+    """A line break sent a header of its own with every request; a NUL (since refused
+    by the settings) was an internal error."""
+    with pytest.raises(UsageError, match="user_agent"):
+        load_settings(environ={**noenv(tmp_path), "OMNIGET_USER_AGENT": agent})
+
+
 def test_bad_env_value_names_variable(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="OMNIGET_CONNECTIONS"):
         load_settings(environ={**noenv(tmp_path), "OMNIGET_CONNECTIONS": "zero"})

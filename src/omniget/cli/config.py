@@ -295,7 +295,10 @@ def load_config(
     output = values.pop("output", None)
     net = {k.removeprefix("network."): v for k, v in values.items() if k.startswith("network.")}
     top = {k: v for k, v in values.items() if not k.startswith("network.")}
-    settings = Settings(network=NetworkSettings(**net), **top)  # type: ignore[arg-type]
+    try:
+        settings = Settings(network=NetworkSettings(**net), **top)  # type: ignore[arg-type]
+    except ValueError as e:  # (a value no request or file name can carry: a NUL, ...)
+        raise UsageError(str(e)) from None
     return Config(
         settings=settings,
         sources=layers.sources,
