@@ -37,8 +37,18 @@ _EMPTY: Mapping[str, str] = MappingProxyType({})
 #: Headers the engine sends itself to resume and split a file: one given for every
 #: request (or an item's) would make each answer a part the engine did not ask for.
 ENGINE_HEADERS = frozenset({"range", "if-range"})
+#: Headers of a request's body: a GET has none, and a server told of one waits for it
+#: (an empty value, as curl's ``-H "Name:"``, leaves the header out: taken).
+BODY_HEADERS = frozenset({"content-length", "transfer-encoding"})
 # headers whose values an Item's repr hides (with the item's own secret_headers)
 _SHOWN_HIDDEN = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+
+
+def body_header(name: str) -> str:
+    """Why the header ``name`` (one of :data:`BODY_HEADERS`) cannot be set."""
+    return (f"cannot set {name}: omniget's requests are GETs without a body (the server "
+            "would wait for one)")
+
 
 # Names hashlib knows, keyed by the spellings people and servers use.
 _ALGOS = {
@@ -267,6 +277,9 @@ class Item:
                 "an item's headers cannot set Range or If-Range: omniget sends them itself "
                 "to resume and split (a Piece with a range fetches part of a URL)"
             )
+        for name, value in self.headers.items():
+            if name.lower() in BODY_HEADERS and value:
+                raise ValueError(body_header(name))
         if not isinstance(self.meta, MappingProxyType):
             object.__setattr__(self, "meta", _frozen_mapping(self.meta, "meta"))
         if not self.filename:

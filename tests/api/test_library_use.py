@@ -420,6 +420,24 @@ def test_an_item_cannot_set_the_headers_omniget_sends_itself(name: str) -> None:
         omniget.Item("http://127.0.0.1:9/a.bin", headers={"X-Other": "1", name: "bytes=0-99"})
 
 
+@pytest.mark.parametrize("name", ["Content-Length", "transfer-encoding"])
+def test_headers_of_a_request_body_are_refused_as_the_command_refuses_them(
+    httpd: HTTPServer, tmp_path: Path, name: str
+) -> None:
+    """An item's (or the settings') Content-Length: 100 went with a GET that has no body:
+    the server waited for one, and the file failed as stalled after every retry (two
+    minutes). The command's -H refuses them; so do an Item and the settings now."""
+    with pytest.raises(ValueError, match=f"cannot set {name}"):
+        omniget.Item("http://127.0.0.1:9/a.bin", headers={name: "100"})
+    assert omniget.Item("http://127.0.0.1:9/a.bin", headers={name: ""}).headers == {name: ""}
+    url = httpd.add(httpd.new_path("a.bin"), b"a" * 100)
+    settings = omniget.Settings(state_dir=tmp_path / "state",
+                                network=omniget.NetworkSettings(headers=((name, "100"),)))
+    with pytest.raises(omniget.UsageError, match=f"cannot set {name}"):
+        omniget.download(url, tmp_path / "out", settings=settings)
+    assert httpd.requests == []
+
+
 def test_engine_run_given_urls_says_it_takes_items(httpd: HTTPServer, tmp_path: Path) -> None:
     """``await engine.run([url])`` (adownload takes URLs; the engine does not): it failed
     with AttributeError: 'str' object has no attribute 'output_path', from deep inside."""

@@ -13,7 +13,7 @@ from .._frozen import plain_dataclass
 from ..engine.transports.base import ENGINE_HEADERS  # (refused: the engine sets them itself)
 from ..errors import UsageError
 from ..masks import mask_proxy
-from ..model import Digest
+from ..model import BODY_HEADERS, Digest, body_header
 from ..settings import (
     MAX_NUMBER,
     PROXY_NOT_ASCII,
@@ -29,8 +29,6 @@ _RATE_RE = r"(\d+(?:\.\d*)?|\.\d+)\s*([kmg]?)(?:i?b)?(?:/s)?"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _HEADER_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-#: Headers that frame a request's body: a GET has none.
-_BODY_HEADERS = frozenset({"content-length", "transfer-encoding"})
 
 
 class ArgumentError(UsageError):
@@ -143,9 +141,8 @@ def parse_header(v: object) -> tuple[str, str]:
         raise ValueError(
             f"cannot set {name}: omniget sends it itself, to resume and split downloads"
         )
-    if name.lower() in _BODY_HEADERS and value:
-        raise ValueError(f"cannot set {name}: omniget's requests are GETs without a body "
-                         "(the server would wait for one)")
+    if name.lower() in BODY_HEADERS and value:
+        raise ValueError(body_header(name))
     return name, value
 
 

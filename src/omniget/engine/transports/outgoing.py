@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, quote, unquote, urlsplit
 
 from ...errors import UsageError
+from ...model import BODY_HEADERS, body_header
 from ..scheduler import host_of
 from .base import ENGINE_HEADERS, Request
 
@@ -372,6 +373,8 @@ def check_headers(
                 or any(c in value for c in "\r\n\0")):  # (libcurl: "embedded null byte")
             raise UsageError(f"invalid header {name!r}: no line breaks or NUL bytes, and no "
                              "':' in names")
+        if name.lower() in BODY_HEADERS and value:
+            raise UsageError(body_header(name))
         if every_request and name.lower() in ENGINE_HEADERS:
             raise UsageError(
                 f"header {name!r} cannot be set: omniget sends it itself, "
