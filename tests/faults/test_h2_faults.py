@@ -177,6 +177,42 @@ def test_a_stream_fault_that_stays_fails_that_file_alone(
     assert not (out / "f05.bin").exists() and not (out / "gone.bin").exists()
 
 
+def test_a_421_on_a_shared_connection_is_asked_again_on_a_new_one(
+    h2srv: Callable[..., H2Server], payload: Callable[..., bytes], tls_ca_path: Path,
+    tmp_path: Path,
+) -> None:
+    """A 421 (Misdirected Request) on a stream of a shared HTTP/2 connection: asked again
+    at once on a connection opened for it, not as a retry (no Retrying, no wait)."""
+    srv = h2srv()
+    faulty = {4: Fault(status=421, times=1), 17: Fault(status=421, times=1)}
+    files = serve(srv, payload, faulty)
+    _, events = check_all(srv, files, tls_ca_path, tmp_path)
+    assert not [e for e in events if isinstance(e, Retrying)]
+    for i in faulty:
+        served = srv.served(f"/d/f{i:02d}.bin")
+        assert [s.outcome for s in served] == ["421", "200"], served
+        later = {s.conn for s in srv.requests if s is not served[1]}
+        assert served[1].conn not in later  # (a connection of its own)
+
+
+def test_a_421_again_on_a_new_connection_fails_that_file_unretried(
+    h2srv: Callable[..., H2Server], payload: Callable[..., bytes], tls_ca_path: Path,
+    tmp_path: Path,
+) -> None:
+    srv = h2srv()
+    files = serve(srv, payload, {6: Fault(status=421)})
+    report, events, out, _ = run(srv, tls_ca_path, tmp_path, list(files), retries=3)
+    failed = [r for r in report.results if r.status != "ok"]
+    assert [r.item.download_url.rsplit("/", 1)[1] for r in failed] == ["f06.bin"]
+    error = failed[0].error
+    assert error is not None and error.exit_code == 3 and not error.retryable
+    url = srv.url("/d/f06.bin")
+    assert str(error) == f"misdirected request (HTTP 421 from {url}, again on a new connection)"
+    assert len(srv.served("/d/f06.bin")) == 2
+    assert not [e for e in events if isinstance(e, Retrying)]
+    assert not (out / "f06.bin").exists()
+
+
 def test_stalled_streams_are_cut_while_the_others_flow(
     h2srv: Callable[..., H2Server], payload: Callable[..., bytes], tls_ca_path: Path,
     tmp_path: Path,

@@ -396,6 +396,9 @@ def check_status(head: Head, url: str) -> None:
         if retry_after:  # (said: one longer than the retries may wait fails at once)
             where += f" (Retry-After: {duration(retry_after)})"
         raise TransientError(where, retry_after=retry_after, status=status)
+    if status == 421:  # (the transport asked once more first, on a new connection)
+        raise RemoteError(f"misdirected request ({where}, again on a new connection)",
+                          status=status)
     raise RemoteError(where, status=status)
 
 

@@ -90,6 +90,9 @@ class Handles:
         if ask.curl_decodes:
             opt(pycurl.HTTP_CONTENT_DECODING, 1)
             special = True
+        if ask.fresh:  # (HTTP/2 too: a new connection, not a stream on a shared one)
+            opt(pycurl.FRESH_CONNECT, 1)
+            special = True
         if ask.proxy_auth is not None:  # (to a proxy only, a CONNECT's too: see base)
             name, value = ask.proxy_auth
             opt(pycurl.PROXYHEADER, [(f"{name}: {value}" if value else f"{name}:").encode()])

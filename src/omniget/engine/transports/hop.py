@@ -24,11 +24,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["REDIRECTS", "Hop", "parse_head"]
+__all__ = ["REDIRECTS", "Hop", "Misdirected", "parse_head"]
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 REDIRECT_BODY_LIMIT = 64 * 1024  # a longer redirect body is cut, not read
 _NO_HEADERS = Headers()
+
+
+class Misdirected(TransientError):
+    """A 421 (Misdirected Request): the connection it came on was not the server's for
+    that origin (RFC 9110 15.5.20). The fetch asks again once, on a new connection."""
 
 
 def parse_head(lines: list[bytes]) -> tuple[int, list[tuple[str, str]]]:
@@ -80,6 +85,7 @@ class Hop:
         "head_block",
         "headers",
         "location",
+        "misdirect_again",
         "note",
         "offered_h2",
         "on_data",
@@ -142,6 +148,8 @@ class Hop:
         self.decoder: Decoder | None = None
         self.encoded = False  # the decoder has seen body bytes
         self.redo = False  # an encoding not decoded here: ask again, libcurl decoding
+        #: a 421 is not the sink's yet: the request goes again on a new connection
+        self.misdirect_again = True
 
     @property
     def raw(self) -> list[bytes]:
@@ -237,6 +245,9 @@ class Hop:
             self.headers = Headers(pairs)
         if self.status == 0:
             self.error = TransientError(f"no HTTP response head ({safe_url(self.url)})")
+            return False
+        if self.status == 421 and self.misdirect_again:
+            self.error = Misdirected(f"HTTP 421 from {safe_url(self.url)}", status=421)
             return False
         # (fields looked up in the table of lower-case names: no Headers call, each
         # lowering the name again, per answer)

@@ -48,7 +48,7 @@ from .base import SECRET_HEADERS, Gate, Head, Request, Sink, origin, safe_url
 from .curlerrors import curl_error
 from .curlloop import STALLED, WEIRD_REPLY, CurlLoop
 from .easy import TO_PIPE, Handles, proxy_of, set_up_and_start, start
-from .hop import Hop
+from .hop import Hop, Misdirected
 from .kept import KeptConnections
 from .outgoing import (
     Ask,
@@ -226,7 +226,11 @@ class CurlTransport(ConnectionSharing):
             if proxy_auth is not None and (first is None or proxy_for(url, self.settings.proxy)
                                            == proxy):  # (kept while the proxy is the same)
                 ask.proxy_auth = proxy_auth
-            hop = await self._run_hop(core, ask, sink, gate)
+            try:
+                hop = await self._run_hop(core, ask, sink, gate)
+            except Misdirected:  # once more, on a connection of its own (RFC 9110 15.5.20)
+                log.debug("421 from %s: asked again on a new connection", safe_url(url))
+                hop = await self._run_hop(core, dataclasses.replace(ask, fresh=True), sink)
             gate = None
             if hop.location is None:
                 assert hop.head is not None
@@ -282,6 +286,7 @@ class CurlTransport(ConnectionSharing):
                 key is not None
                 and pipes is not None
                 and ask.creds is None
+                and not ask.fresh
                 and pipeable(request, method, ask.body)
             ):  # (a netrc login for the host keeps it unconfirmed: see _maybe_pipeline)
                 fixed = self._pipe_heads if ask.headers is self._headers else None
@@ -370,6 +375,7 @@ class CurlTransport(ConnectionSharing):
         hop = Hop(sink, url, core.loop.create_future(), request.rate)
         hop.decode_here = not ask.curl_decodes
         hop.curl_decodes = ask.curl_decodes
+        hop.misdirect_again = not ask.fresh
         light_tls = url[:8].lower() == "https://" and light(request, ask.method, ask.body)
         if light_tls:
             hop.note = self._note_h2

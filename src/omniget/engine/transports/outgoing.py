@@ -51,6 +51,8 @@ class Ask:
     curl_decodes: bool = False
     #: a Proxy-Authorization header (name, value): libcurl gives it to a proxy only
     proxy_auth: tuple[str, str] | None = None
+    #: over a connection opened for it, after a 421 (never a kept or shared one)
+    fresh: bool = False
 
 
 def clean_url(url: str) -> str:
