@@ -171,18 +171,16 @@ def test_a_416_showing_a_shorter_file_starts_over(
     assert asked == [(None, 200), (f"bytes={44 * KiB}-", 416), (None, 200)]
 
 
-@pytest.mark.parametrize("now", ["shorter", "empty", "no-content"])
+@pytest.mark.parametrize("now", ["shorter", "empty"])
 def test_a_whole_answer_shorter_than_the_bytes_kept_starts_over(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, now: str
 ) -> None:
     """A body of unknown length cut short; the resume is answered with a whole body
-    (200) that ends before the bytes we have, or with none (200 with Content-Length 0,
-    204): the file is shorter now. It was finished as the bytes kept (exit 0; the short
+    (200) that ends before the bytes we have, or with none (200 with Content-Length 0):
+    the file is shorter now. It was finished as the bytes kept (exit 0; the short
     body's bytes written over their start: neither file)."""
     old, new = payload(45 * KiB, 10), payload(1000, 12)
-    answer: dict[str, Answer] = {
-        "shorter": (200, [], new), "empty": (200, [], b""), "no-content": (204, [], b"")
-    }
+    answer: dict[str, Answer] = {"shorter": (200, [], new), "empty": (200, [], b"")}
     status, _, body = answer[now]
     path = httpd.new_path("s.bin")
     answers: Iterator[Answer] = iter([(200, [], old)])
@@ -193,6 +191,23 @@ def test_a_whole_answer_shorter_than_the_bytes_kept_starts_over(
     assert (out / "s.bin").read_bytes() == body
     asked = [(r.header("range"), r.status) for r in httpd.requests_to(path)]
     assert asked == [(None, 200), (f"bytes={44 * KiB}-", status), (None, status)]
+
+
+def test_a_resume_answered_with_no_content_fails_the_file(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """A 204 where the rest of a file cut short was asked for: there is no content there
+    now, so no file (it was saved as an empty one, as if the file were empty now)."""
+    path = httpd.new_path("s.bin")
+    answers: Iterator[Answer] = iter([(200, [], payload(45 * KiB, 10))])
+    httpd.handle(path, lambda req: next(answers, (204, [], b"")))
+    report, _, out = fetch(httpd.url(path, chunked=1, chunked_truncate=44 * KiB, times=1),
+                           tmp_path)
+    assert report.exit_code == 3
+    assert "(HTTP 204 No Content from " in str(report.failures[0].error)
+    assert not (out / "s.bin").exists()
+    asked = [(r.header("range"), r.status) for r in httpd.requests_to(path)]
+    assert asked == [(None, 200), (f"bytes={44 * KiB}-", 204)]
 
 
 def test_a_corrupt_encoded_answer_leaves_none_of_its_bytes(

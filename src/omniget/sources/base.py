@@ -54,7 +54,7 @@ class _Collect:
         self.size = 0
 
     def on_head(self, head: Head) -> None:
-        check_status(head, head.url)
+        check_status(head, head.url, file=False)
         self.head = head
 
     def on_data(self, data: bytes) -> None:

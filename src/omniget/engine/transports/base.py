@@ -375,16 +375,27 @@ SERVER_LOGIN = (
 )
 
 
-def check_status(head: Head, url: str) -> None:
-    """Raise the error a non-success status means; return for 2xx."""
+#: Statuses that say there is no content at all (RFC 9110 15.3.5, 15.3.6): to a
+#: download, no file (an empty file is a 200 with Content-Length: 0).
+NO_CONTENT = {204: "No Content", 205: "Reset Content"}
+
+
+def check_status(head: Head, url: str, *, file: bool = True) -> None:
+    """Raise the error a non-success status means; return for 2xx. ``file``: the answer
+    should be a file's bytes, which a 204 or a 205 never is (a page's client passes
+    False: an API may answer so)."""
     status = head.status
-    if 200 <= status < 300:
+    if 200 <= status < 300 and not (file and status in NO_CONTENT):
         return
     retry_after = parse_retry_after(head.headers.get("retry-after"))
     where = f"HTTP {status} from {_safe(url)}"
     if head.url and head.url != url and unquote(_safe(head.url)) != unquote(_safe(url)):
         # the server that answered, not the first one asked (not just the URL as sent)
         where = f"HTTP {status} from {_safe(head.url)}, redirected from {_safe(url)}"
+    if status in NO_CONTENT:  # (not retried: the server means it)
+        where = where.replace(f"{status}", f"{status} {NO_CONTENT[status]}", 1)
+        raise RemoteError(f"no file to save: the server has no content there ({where})",
+                          status=status)
     if status in (404, 410):
         raise RemoteNotFound(f"not found ({where})", status=status, url=url)
     if status in (401, 403):
