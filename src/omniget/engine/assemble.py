@@ -314,6 +314,28 @@ def drop_part(final: Path, fd: int) -> None:
             os.unlink(f"{final}{PART_SUFFIX}")
 
 
+def _unlink_if(folder: str, name: str, st: os.stat_result) -> bool:
+    """Unlink ``name`` in ``folder`` if it is the file ``st`` describes (not a link to it,
+    not another file); False if it is not there. Looked at and unlinked through one
+    descriptor of the folder: a folder renamed or replaced meanwhile is not followed
+    (POSIX has no unlink-if-this-file: another file put there between the look and the
+    unlink, a moment, would go)."""
+    try:
+        dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    try:
+        now = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        if (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev):
+            return False
+        os.unlink(name, dir_fd=dfd)
+        return True
+    except FileNotFoundError:
+        return False
+    finally:
+        os.close(dfd)
+
+
 class PartFile:
     """An open ``.omniget-part`` file. Writes go to absolute offsets (``pwrite``)."""
 
@@ -600,14 +622,29 @@ class PartFile:
                            "again to download it)")
 
     def discard(self) -> None:
+        """Remove the part file: the very file this object opened, by its name in the
+        folder it is in (moved with its folder, it is found there). What its name holds
+        otherwise (another file put there, a link) is someone else's, left as it is; so
+        is a file closed already (there is nothing to tell it by)."""
         try:
-            self.path.unlink()
-        except FileNotFoundError:
-            pass
+            if self.fd >= 0:
+                self._remove_own(os.fstat(self.fd))
         except OSError as exc:
             raise storage_error(exc, self.path, "removing") from exc
         finally:
             self.close()
+
+    def _remove_own(self, st: os.stat_result) -> None:
+        if st.st_nlink == 0:  # (removed already)
+            return
+        folder, _, name = self.where.rpartition("/")
+        if _unlink_if(folder or ("/" if self.where.startswith("/") else "."), name, st):
+            return
+        with contextlib.suppress(OSError):  # (Linux: where the file is now)
+            now = os.readlink(f"/proc/self/fd/{self.fd}")
+            there, _, now_name = now.rpartition("/")
+            if now.startswith("/") and now_name == name and there != folder:
+                _unlink_if(there or "/", name, st)
 
     def __repr__(self) -> str:
         return f"<PartFile {self.path.name} fd={self.fd}>"
