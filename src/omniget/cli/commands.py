@@ -78,6 +78,11 @@ def _single(items: Iterator[Item], name: str | None) -> Item | None:
 
 def run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     targets = collect(ns)
+    cookies = cfg.settings.network.cookies_file
+    if cookies:  # (a FIFO's: read before the run's Ctrl+C handling, which stops no open)
+        from ..engine.transports.cookies import read_ahead
+
+        read_ahead(str(cookies))
     # --json: a URL no source takes fails as one of the run's URLs (a failed event)
     _check_urls(targets, ns.source, fail_fast=not ns.json)
     cfg = bind_user(cfg, targets)

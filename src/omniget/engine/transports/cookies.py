@@ -12,7 +12,9 @@ from __future__ import annotations
 import email.message
 import functools
 import ipaddress
+import os
 import re
+import stat
 import time
 import urllib.request
 from collections.abc import Callable
@@ -23,7 +25,7 @@ from ...errors import UsageError
 from ...userfiles import NotText, read_text
 from .base import Headers
 
-__all__ = ["cookie_header", "load_cookies", "store_cookies"]
+__all__ = ["cookie_header", "load_cookies", "read_ahead", "store_cookies"]
 
 # How curl and browsers mark an HttpOnly cookie, and the attribute MozillaCookieJar sets then.
 _HTTPONLY_PREFIX, _HTTPONLY_ATTR = "#HttpOnly_", "HTTPOnly"
@@ -48,19 +50,39 @@ class _CookieResponse:
         return self._msg
 
 
+#: The text of cookies files that are no regular file (a FIFO, a shell's ``<(...)``), read
+#: ahead by :func:`read_ahead`: each can be read once, and each load of the run takes it.
+_READ_AHEAD: dict[str, str] = {}
+
+
+def read_ahead(path: str) -> None:
+    """Read the cookies file ``path`` now, if it is no regular file, for every later
+    :func:`load_cookies` of it in this process (the CLI does, before its run's own
+    Ctrl+C handling: an open waiting for a FIFO's writer ends at the first one). Its
+    format is checked when it is loaded; UsageError if it cannot be read."""
+    try:
+        if stat.S_ISREG(os.stat(path).st_mode):
+            return
+    except OSError:
+        return  # (said when it is loaded)
+    try:
+        with open(path, "rb") as f:
+            _READ_AHEAD[path] = read_text(f)
+    except (OSError, NotText) as exc:
+        raise _unreadable(path, exc) from exc
+
+
 def load_cookies(path: str) -> MozillaCookieJar:
     """Read a Netscape cookies.txt, with or without its ``# Netscape HTTP Cookie File``
     line (curl and many browser exporters leave it out); ``#HttpOnly_`` lines count."""
     try:
-        with open(path, "rb") as f:  # (never read whole when it shows it is no such file)
-            lines = read_text(f).removeprefix("\ufeff").split("\n")
+        text = _READ_AHEAD.get(path)
+        if text is None:
+            with open(path, "rb") as f:  # (never read whole when it shows it is no such file)
+                text = read_text(f)
+        lines = text.removeprefix("\ufeff").split("\n")
     except (OSError, NotText) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        reason = " ".join(reason.split())
-        if isinstance(exc, FileNotFoundError) and "=" in path:  # (curl -b NAME=VALUE)
-            reason += (" (--cookies reads a cookies.txt file; a cookie as it is goes in a "
-                       "Cookie header, with -H)")
-        raise UsageError(f"cannot read cookies file {path}: {reason}") from exc
+        raise _unreadable(path, exc) from exc
     jar = MozillaCookieJar(path)
     for number, line in enumerate(lines, 1):
         try:
@@ -75,6 +97,15 @@ def load_cookies(path: str) -> MozillaCookieJar:
             jar.set_cookie(cookie)
     jar.clear_expired_cookies()
     return jar
+
+
+def _unreadable(path: str, exc: OSError | NotText) -> UsageError:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    reason = " ".join(reason.split())
+    if isinstance(exc, FileNotFoundError) and "=" in path:  # (curl -b NAME=VALUE)
+        reason += (" (--cookies reads a cookies.txt file; a cookie as it is goes in a "
+                   "Cookie header, with -H)")
+    return UsageError(f"cannot read cookies file {path}: {reason}")
 
 
 def _format_hint(line: str) -> str:
