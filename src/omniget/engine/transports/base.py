@@ -410,7 +410,33 @@ def check_status(head: Head, url: str, *, file: bool = True) -> None:
     if status == 421:  # (the transport asked once more first, on a new connection)
         raise RemoteError(f"misdirected request ({where}, again on a new connection)",
                           status=status)
+    if status == 400 and _plain_to_tls(head):
+        where += f" (if that port speaks TLS, use {as_https(_safe(head.url))})"
     raise RemoteError(where, status=status)
+
+
+#: Servers whose 400 to a plain HTTP request on their TLS port says so ("The plain HTTP
+#: request was sent to HTTPS port": nginx, and those built on it)
+_SAY_PLAIN_TO_TLS = ("nginx", "openresty", "tengine", "angie")
+
+
+def _plain_to_tls(head: Head) -> bool:
+    """A 400 to an http:// request, from a server that answers so when it speaks TLS
+    on that port (its other 400s to what omniget sends are rare: the hint says "if")."""
+    server = head.headers.get("server", "").lower()
+    return head.url[:5].lower() == "http:" and server.startswith(_SAY_PLAIN_TO_TLS)
+
+
+def as_https(where: str) -> str:
+    """``where`` (an http:// URL) as https:// to the same port: http://HOST/ is port 80,
+    which https://HOST/ is not."""
+    parts = urlsplit(where)
+    try:
+        implied = parts.port is None
+    except ValueError:
+        implied = False
+    netloc = f"{parts.netloc}:80" if implied else parts.netloc
+    return parts._replace(scheme="https", netloc=netloc).geturl()
 
 
 def duration(seconds: float) -> str:

@@ -12,7 +12,7 @@ import pycurl
 
 from ...errors import AuthRequired, IntegrityError, RemoteError, TransientError, UsageError
 from ...masks import mask_proxy
-from .base import PROXY_LOGIN, safe_url
+from .base import PROXY_LOGIN, as_https, safe_url
 from .curlloop import CLOSED, CONNECT_RETRIES, STALLED, TLS_REPLY, WEIRD_REPLY
 
 __all__ = ["PROXY_CA_HINT", "ProxyPath", "curl_error"]
@@ -110,7 +110,7 @@ def curl_error(
     if proxy is not None and code == _PROXY and proxy.refused:
         return _socks_refused(proxy.refused, where, suffix)
     if code == TLS_REPLY:  # (the first bytes of a connection: no earlier answer's)
-        return RemoteError(f"{where} answered in TLS: use {_as_https(where)}")
+        return RemoteError(f"{where} answered in TLS: use {as_https(where)}")
     not_http = code == pycurl.E_UNSUPPORTED_PROTOCOL and "HTTP/0.9" in message
     if code == WEIRD_REPLY or not_http:
         # A malformed head (a header line without a colon, a bad Content-Length) is the
@@ -119,7 +119,7 @@ def curl_error(
         # be bytes an earlier answer sent past its end: a refused connection's retries.
         # (libcurl keeps the bytes to itself: a TLS server's alert, an SSH banner, alike)
         if not_http:
-            hint = f" (if it speaks TLS, use {_as_https(where)})" if url[:5] == "http:" else ""
+            hint = f" (if it speaks TLS, use {as_https(where)})" if url[:5] == "http:" else ""
             text = f"{where} did not answer in HTTP{hint}{suffix}"
         else:
             text = f"malformed answer from {where}{suffix}"
@@ -193,18 +193,6 @@ def curl_error(
     if code == pycurl.E_BAD_CONTENT_ENCODING:  # the encoded stream failed its own check
         return IntegrityError(f"could not decode the body ({where}){suffix}")
     return TransientError(f"transfer failed, curl error {code} ({where}){suffix}")
-
-
-def _as_https(where: str) -> str:
-    """``where`` (an http:// URL) as https:// to the same port: http://HOST/ is port 80,
-    which https://HOST/ is not."""
-    parts = urlsplit(where)
-    try:
-        implied = parts.port is None
-    except ValueError:
-        implied = False
-    netloc = f"{parts.netloc}:80" if implied else parts.netloc
-    return parts._replace(scheme="https", netloc=netloc).geturl()
 
 
 def _tls_hint(detail: str, of_proxy: bool = False, ca_from: str = "") -> str:
