@@ -1,8 +1,9 @@
 """A run's end waits for the sync of its finished files' filesystems (durable.py): one
 under way, and one of what is left. A disk that does not answer (NFS, a dying USB stick)
 does not hold the run's end up: it waits SYNC_WAIT seconds at most, then says which
-folder's files were not confirmed written; those keep their marks (a rerun on another
-boot checks them), unless that sync returns well later, which clears them as ever."""
+folder's files were not confirmed written; those keep their marks, made unconfirmed ones
+(a rerun on another boot checks them, one on the same boot fetches them again), unless
+that sync returns well later, which clears them as ever."""
 
 from __future__ import annotations
 
@@ -19,11 +20,13 @@ from typing import Any
 import pytest
 from tests.engine._marks import marked_folder
 from tests.engine._syncs import nth_sync
+from tests.servers.checks import wait_for
 from tests.servers.httpd import HTTPServer
 
 from omniget import download
 from omniget.engine import checkpoints, core, durable
 from omniget.engine.durable import ATTR, Durability, read_mark
+from omniget.engine.journal import boot_id
 from omniget.engine.mark import Mark
 from omniget.settings import Settings
 
@@ -193,3 +196,56 @@ def test_the_runs_end_has_one_deadline_for_all_its_syncs(
     first, *deadlines = loop_time
     assert deadlines
     assert max(deadlines) <= first + checkpoints.SYNC_WAIT + 1e-6, (first, deadlines)
+
+
+def test_a_rerun_on_the_same_boot_does_not_trust_a_file_whose_sync_never_came_back(
+    httpd: HTTPServer, out: Path, tmp_path: Path, hung: Hung,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The run's end gave up on a sync that hangs: the file's mark says so (its boot, as
+    unconfirmed). A rerun on the same boot reads its bytes from memory, whatever the disk
+    holds, so it cannot check them: it fetches the file again (before, it trusted a mark
+    of this boot and skipped it). The sync that returns later clears the mark as ever."""
+    monkeypatch.setattr(durable, "sync_filesystems", hung)
+    data = b"y" * 16384
+    url = httpd.add("/d/x.bin", data)
+    settings = Settings(state_dir=tmp_path / "s")
+    try:
+        assert download([url], out, settings=settings).exit_code == 0
+        # (made so on a thread the run's end waits for a while: a loaded machine's may
+        # come after it)
+        wait_for(lambda: getattr(read_mark(str(out / "x.bin")), "boot", "").endswith("?"))
+        mark = read_mark(str(out / "x.bin"))
+        assert mark is not None and mark.boot == boot_id() + "?"
+        monkeypatch.setattr(durable, "sync_filesystems", lambda folders: True)
+        events: list[Any] = []
+        again = download([url], out, settings=settings, on_event=events.append)
+    finally:
+        hung.go.set()
+    assert again.exit_code == 0 and again.skipped == 0
+    assert len(httpd.requests_to("/d/x.bin")) == 2
+    said = [e.message for e in events if type(e).__name__ == "Warned"]
+    assert any("the disk had not confirmed writing it" in m for m in said), said
+    assert (out / "x.bin").read_bytes() == data
+    assert read_mark(str(out / "x.bin")) is None
+
+
+def test_a_mark_left_unconfirmed_is_cleared_by_the_sync_that_comes_back(
+    out: Path, hung: Hung,
+) -> None:
+    first = out / "a.bin"
+
+    async def go() -> Mark | None:
+        d = Durability(3600.0, boot="b00t", sync=hung)
+        d.finished(str(first), marked(first))
+        try:
+            await asyncio.wait_for(d.settle(), WAIT)
+            await asyncio.to_thread(  # (its thread may come after settle() on a busy machine)
+                wait_for, lambda: getattr(read_mark(str(first)), "boot", "").endswith("?"))
+            return read_mark(str(first))
+        finally:
+            hung.go.set()
+
+    left = asyncio.run(go())  # (its end waits for the sync's thread, let go by then)
+    assert left is not None and left.boot == "b00t?" and left.size == 1
+    assert hung.back.is_set() and read_mark(str(first)) is None

@@ -11,15 +11,17 @@ sync of the filesystem (``syncfs``), begun after the file was written, has retur
 the background every ``fsync_seconds`` while files finish, and at the end of the run when
 what is left to write back is small (see END_SYNC_BYTES). The end of a run waits for
 those syncs SYNC_WAIT seconds at most (checkpoints.py): the files a sync not back by then
-covers keep their marks (cleared if it returns well later), and a warning names their
-folders.
+covers keep their marks, made unconfirmed ones (their boot id with UNCONFIRMED after it;
+cleared if the sync returns well later), and a warning names their folders.
 
 A rerun that finds the attribute on a file it would skip trusts the file on the same
 boot (the page cache holds its bytes, whatever reached the disk) and clears the mark after
-its own sync; on another boot it checks the file against its digest, if one is known; else
-it keeps a file of the marked size with no hole in it (blocks that never reached the disk
-read back as a hole: preallocated extents left unwritten, allocations never made, which
-``SEEK_HOLE`` finds) and fetches any other again.
+its own sync, unless the mark is an unconfirmed one: then whether the disk took its bytes
+is not known (one that did not answer a sync may fail it yet), nothing read on this boot
+can tell, and the rerun fetches it again. On another boot it checks the file against its
+digest, if one is known; else it keeps a file of the marked size with no hole in it
+(blocks that never reached the disk read back as a hole: preallocated extents left
+unwritten, allocations never made, which ``SEEK_HOLE`` finds) and fetches any other again.
 
 A file whose part-file sync was still under way when it was put in place (a disk slower
 than SYNC_WAIT: checkpoints.py), and then failed so that its bytes may not be on the disk
@@ -51,10 +53,12 @@ left alone: a power loss takes them anyway.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
@@ -77,6 +81,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ATTR = UNSYNCED
+_UNCONFIRMED = "?"  # (mark.UNCONFIRMED: mark.py is loaded only when a mark is read)
 #: At the end of a run, files whose bytes may still be in memory are synced (and their
 #: marks cleared) when they hold at most this much: a few tenths of a second of writeback.
 #: A larger rest (a 1 GiB file fetched faster than the disk writes) keeps its marks: the
@@ -95,6 +100,10 @@ BATCH_SECONDS = 2.0
 #: Seconds between two reads of the disk's count of sectors written while a batch's
 #: sync is bounded (SYNC_WAIT / 5 if less).
 CHECK_SECONDS = 1.0
+#: Of the run's end's wait for the disk (SYNC_WAIT), what is kept for making the marks
+#: of files whose sync did not come back unconfirmed ones (a fifth, at most this many
+#: seconds): the rest is the sync's.
+REMARK_WAIT = 1.0
 #: Where a block device's counters are, by MAJOR:MINOR (a partition's too).
 SYS_BLOCK = "/sys/dev/block"
 #: The "mark" for a folder that takes no attributes: no attribute, a batch sync instead.
@@ -502,7 +511,7 @@ class Durability:
         if mark is None:
             return None
         if mark.boot != self.boot:
-            return mark
+            return mark  # (of another boot, lost, or unconfirmed: see unconfirmed())
         # this boot's: good now, and good for ever after a sync
         self._pending.append((path, st.st_dev, st.st_ino))
         if time.time() - st.st_ctime < WRITTEN_BACK:
@@ -525,6 +534,12 @@ class Durability:
         task.add_done_callback(done)
         return task
 
+    def unconfirmed(self, mark: Mark) -> bool:
+        """Whether ``mark`` was left on this boot by a run whose end gave up on the sync of
+        its file (see :meth:`settle`): whether the disk has its bytes is not known, and
+        they read back from memory (a rerun fetches it again)."""
+        return mark.boot == f"{self.boot}{_UNCONFIRMED}"
+
     async def settle(self, deadline: float | None = None) -> None:
         """At the end of the run: wait for a sync under way, and sync what is left if that
         is cheap (see END_SYNC_BYTES); until ``deadline`` (loop time: the run's end, which
@@ -537,12 +552,14 @@ class Durability:
         loop = asyncio.get_running_loop()
         if deadline is None:
             deadline = loop.time() + wait
+        end, deadline = deadline, deadline - min(REMARK_WAIT, wait / 5)  # (see below)
         if self._task is not None:
             _, late = await asyncio.wait(
                 [self._task], timeout=max(0.0, deadline - loop.time())
             )
             if late:  # (no other sync: it would wait behind this one)
                 _unconfirmed(self._files + self._pending, wait)
+                await self._left_unconfirmed(self._files + self._pending, end)
                 return
         if not self._pending:
             return
@@ -556,6 +573,46 @@ class Durability:
         _, late = await asyncio.wait([self._start()], timeout=max(0.0, deadline - loop.time()))
         if late:
             _unconfirmed(files, wait)
+            await self._left_unconfirmed(files, end)
+
+    async def _left_unconfirmed(self, files: list[Pending], end: float) -> None:
+        """Make the marks of ``files`` (this boot's, still theirs) unconfirmed ones, on a
+        thread of its own, waited for until ``end`` (loop time) at most: the disk that
+        hangs a sync may hang this too (the marks stay this boot's then, or change once
+        it answers, if the process is still there). The sync that comes back later clears
+        them, as any."""
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def work() -> None:
+            try:
+                _mark_unconfirmed(files, self.boot)
+            finally:
+                done.set_result(None)
+
+        threading.Thread(target=work, name="omniget-unconfirmed", daemon=True).start()
+        loop = asyncio.get_running_loop()
+        await asyncio.wait([asyncio.wrap_future(done)], timeout=max(0.0, end - loop.time()))
+
+
+def _mark_unconfirmed(files: list[Pending], boot: str) -> None:
+    from .mark import UNCONFIRMED, Mark
+
+    for path, dev, ino in files:
+        fd = _open_file(path)
+        if fd < 0:
+            continue
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != (dev, ino):
+                continue  # (another file took the name since)
+            mark = Mark.decode(os.getxattr(fd, ATTR))
+            if mark.boot == boot:  # (not cleared by the sync, come back meanwhile)
+                mark.boot += UNCONFIRMED
+                os.setxattr(fd, ATTR, mark.encode())
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def _no_writes() -> float:

@@ -29,6 +29,10 @@ UNSYNCED_WHY = (
 #: ... or did: the disk reported an error writing it after it was put in place (its
 #: mark is a LOST one, see checkpoints._lost_in_place)
 LOST_WHY = "the disk reported an error writing it after an earlier run put it in place"
+#: ... or may have, on this boot: the disk had not confirmed writing it when the run that
+#: put it in place ended (a sync that did not come back: see durable.Durability.settle)
+UNCONFIRMED_WHY = ("the disk had not confirmed writing it when an earlier run ended (on this"
+                   " boot its bytes read back from memory, whatever the disk has)")
 #: ``os.access`` can tell, as ``lstat`` does, whether a name is there (not on Windows).
 _ACCESS_TELLS = os.access in os.supports_follow_symlinks and os.access in os.supports_effective_ids
 
@@ -64,7 +68,9 @@ def exists_policy(job: FileJob, final: Path) -> Path | None:
             if durability is not None:
                 where = job.place(final)[1]
                 job.suspect = durability.check(where, st)
-                if job.suspect is not None and job.suspect.lost:  # (nothing to check it by)
+                if job.suspect is not None and (  # (nothing to check it by)
+                    job.suspect.lost or durability.unconfirmed(job.suspect)
+                ):
                     return replace(job, final, "downloading it again")
                 if job.suspect is not None and not _checkable(job, st):
                     if not written_out(where, job.suspect.size):
@@ -88,7 +94,12 @@ def replace(job: FileJob, final: Path, doing: str) -> Path:
     """Fetch the suspect file at ``final`` again, into its place."""
     job.found = 0
     job.replacing = True
-    why = LOST_WHY if job.suspect is not None and job.suspect.lost else UNSYNCED_WHY
+    suspect, durability = job.suspect, job.ctx.durability
+    why = UNSYNCED_WHY
+    if suspect is not None and suspect.lost:
+        why = LOST_WHY
+    elif suspect is not None and durability is not None and durability.unconfirmed(suspect):
+        why = UNCONFIRMED_WHY
     job.ctx.event(Warned(job.item, final, f"{why}; {doing}"))
     return final
 

@@ -8,12 +8,19 @@ from dataclasses import dataclass
 
 from ..model import Digest
 
-__all__ = ["LOST", "Mark"]
+__all__ = ["LOST", "UNCONFIRMED", "Mark"]
 
 #: The boot of a mark that says the disk lost the file's bytes (a sync of it failed after
 #: it was put in place: see checkpoints._lost_in_place): a rerun fetches it again, on this
 #: boot too (its bytes read back from memory would pass any check). No boot id is this.
 LOST = "lost"
+
+
+#: What ends the boot of a mark whose file's sync had not come back when its run ended (a
+#: disk that did not answer, see durable.Durability.settle): a rerun on that boot fetches
+#: it again (it cannot check bytes it reads back from memory); on another boot, whose
+#: id it is not, it is checked as any other mark is.
+UNCONFIRMED = "?"
 
 
 @dataclass
