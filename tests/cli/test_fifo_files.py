@@ -94,3 +94,17 @@ def test_a_cookies_pipe_serves_every_request_of_the_run(httpd: HTTPServer) -> No
     finally:
         os.close(read)
     assert [r.header("cookie") for r in httpd.requests] == ["sid=abc"] * 3
+
+
+def test_a_later_run_reads_the_file_of_that_name_then(httpd: HTTPServer) -> None:
+    """Two runs in one process (a program calling main twice): a cookies FIFO, then a
+    file of the same name; the second run sends the file's cookies, not the FIFO's."""
+    url = httpd.add(httpd.new_path("c.bin"), b"data")
+    os.mkfifo("cookies")
+    feeder = _feed(Path("cookies"), "127.0.0.1\tFALSE\t/\tFALSE\t0\tsid\tfifo\n")
+    assert main(["-q", "--cookies", "cookies", "-o", "one", url]) == 0
+    feeder.join(10)
+    os.unlink("cookies")
+    Path("cookies").write_text("127.0.0.1\tFALSE\t/\tFALSE\t0\tsid\tfile\n")
+    assert main(["-q", "--cookies", "cookies", "-o", "two", url]) == 0
+    assert [r.header("cookie") for r in httpd.requests] == ["sid=fifo", "sid=file"]

@@ -60,6 +60,7 @@ def read_ahead(path: str) -> None:
     :func:`load_cookies` of it in this process (the CLI does, before its run's own
     Ctrl+C handling: an open waiting for a FIFO's writer ends at the first one). Its
     format is checked when it is loaded; UsageError if it cannot be read."""
+    _READ_AHEAD.pop(path, None)  # (an earlier run's, in this process)
     try:
         if stat.S_ISREG(os.stat(path).st_mode):
             return
