@@ -64,6 +64,11 @@ __all__ = [
     "UsageError",
 ]
 
+#: The longest ``retry_after`` taken as said (100 years): a longer one (a Retry-After of
+#: 400 digits: a float too large, infinity) means the same, "not within any budget", and
+#: stays a number a message can say.
+LONGEST_RETRY_AFTER = 100 * 365.25 * 86400
+
 
 class OmnigetError(Exception):
     """Base of every error omniget raises on purpose. Its message has the secrets of the

@@ -25,7 +25,7 @@ from tests.servers.httpd import HTTPServer
 from tests.servers.nginx import NginxServer
 from tests.servers.tls import JSSE_ALERT
 from tests.servers.wire import LoggedRequest
-from tests.transports._server import Req, Server
+from tests.transports._server import Req, Server, reply, static
 
 from omniget import download, stream
 from omniget.engine import Engine, Report, job
@@ -539,6 +539,46 @@ def test_retry_after_beyond_the_whole_budget_gives_up_at_once(
     assert said.endswith(" (Retry-After: 28 h): gave up at once: a file waits at most 10 min"
                          " in all (retry-max-time); run again later, or raise retry-max-time"
                          " and retry-max-wait above 28 h"), said
+
+
+def test_a_retry_after_past_any_number_gives_up_at_once_in_one_line(tmp_path: Path) -> None:
+    """A Retry-After of 400 digits (a float too large: infinity) was an internal error
+    (OverflowError: the wait said as a duration), exit 1."""
+    with Server() as srv:
+        srv.route("/inf.bin", static(b"busy\n", 503, [("Retry-After", "9" * 400)]))
+        report, events, out = fetch(srv.url("/inf.bin"), tmp_path, retry_max_time=600.0)
+        asked = len(srv.requests)
+    assert report.exit_code == 3
+    assert asked == 1 and not [e for e in events if isinstance(e, Retrying)]
+    said = str(report.failures[0].error)
+    assert said.startswith("HTTP 503 from ") and "gave up at once" in said, said
+    assert "\n" not in said and len(said) < 400, said
+    assert files(out) == []
+
+
+@pytest.mark.parametrize("value", ["\xb2", "\xb9", "-5", "1e5", "soon", "0x10", "12.5"])
+def test_a_retry_after_that_is_no_number_of_seconds_is_ignored(
+    tmp_path: Path, value: str
+) -> None:
+    """Header bytes are read as Latin-1: a superscript digit (0xB2, 0xB9) passed
+    str.isdigit() and then failed float(): an internal error (ValueError), exit 1. Such a
+    value, like any other that is no delta-seconds or HTTP-date, is ignored: the backoff's
+    own waits, then the file."""
+    answers = iter([(503, [("Retry-After", value)], b"busy\n")] * 2)
+
+    def answer(req: Req, sock: socket.socket) -> None:
+        status, headers, body = next(answers, (200, [], b"payload"))
+        reply(sock, status, body, headers)  # (the head goes out as Latin-1)
+
+    with Server() as srv:
+        srv.route("/odd.bin", answer)
+        report, events, out = fetch(srv.url("/odd.bin"), tmp_path)
+        asked = len(srv.requests)
+    assert report.exit_code == 0, report.failures
+    assert (out / "odd.bin").read_bytes() == b"payload"
+    assert asked == 3
+    delays = [e.delay for e in events if isinstance(e, Retrying)]
+    assert len(delays) == 2 and all(d < 3 for d in delays), delays
 
 
 def test_slow_drip_completes(

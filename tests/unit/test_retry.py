@@ -128,6 +128,17 @@ def test_a_retry_after_beyond_the_budget_says_why_it_was_given_up() -> None:
     assert str(capped) == "reset (gave up after 1 retry)"
 
 
+def test_an_endless_retry_after_gives_up_at_once_and_says_so() -> None:
+    """A source's RateLimited(retry_after=inf) (the HTTP transport takes no more than
+    100 years) was an OverflowError as the wait was said."""
+    p = RetryPolicy(jitter=0, max_wait=60, max_total=300)
+    err = RateLimited("slow down", retry_after=float("inf"))
+    assert p.next_delay(1, err, 0) is None
+    gave_up(err, 1, p, 0)
+    assert str(err).startswith("slow down: gave up at once: a file waits at most 5 min"), err
+    assert str(err).endswith(" above 36525 days"), err
+
+
 def test_odd_retry_after_values_are_ignored() -> None:
     p = RetryPolicy(jitter=0)
     for odd in (float("nan"), "12", True, -5):

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from .._frozen import frozen_dataclass
-from ..errors import OmnigetError
+from ..errors import LONGEST_RETRY_AFTER, OmnigetError
 
 if TYPE_CHECKING:
     import random
@@ -217,7 +217,7 @@ def _retry_after(error: BaseException) -> float | None:
     value = getattr(error, "retry_after", None)
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         return None
-    return max(0.0, float(value))
+    return min(max(0.0, float(value)), LONGEST_RETRY_AFTER)
 
 
 OnRetry = Callable[[int, BaseException, float], Awaitable[None] | None]

@@ -31,6 +31,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..._frozen import frozen_dataclass, plain_dataclass
 from ...errors import (
+    LONGEST_RETRY_AFTER,
     AuthRequired,
     RemoteError,
     RemoteNotFound,
@@ -322,13 +323,13 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():  # (a head is read as Latin-1: "\xb2" is a digit)
+        return min(float(value), LONGEST_RETRY_AFTER)
     when = http_date(value)
     if when is None:
         return None
     now = time.time() if now is None else now
-    return max(0.0, when - now)
+    return min(max(0.0, when - now), LONGEST_RETRY_AFTER)
 
 
 _MONTHS = {m: i for i, m in enumerate(
