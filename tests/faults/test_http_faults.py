@@ -594,6 +594,47 @@ def test_stall_is_detected_and_retried(
     assert any(isinstance(e, Retrying) for e in events)
 
 
+def test_a_transfer_paused_for_its_turn_under_limit_rate_is_no_stall(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """Four files share --limit-rate 32k: what one takes puts the budget in debt, and
+    the others, paused, wait their turns, longer than the stall window. Before, the
+    watchdog cut each such wait as a stall ("less than 1 B/s for 0.5 s") and counted a
+    retry: a file failed with its retries spent though the server was never slow (with
+    --timeout 3 and 10k, one file in eight failed)."""
+    names = [f"t{i}.bin" for i in range(4)]
+    datas = [payload(32 * KiB, 40 + i) for i in range(4)]
+    paths = [httpd.new_path(n) for n in names]
+    items = [Item(httpd.add(p, d), filename=n) for p, d, n in zip(paths, datas, names,
+                                                                 strict=True)]
+    start = time.monotonic()
+    report, events, out = fetch(items, tmp_path, retries=0, limit_rate=32 * KiB, split=1,
+                                network=NetworkSettings(stall_timeout=0.5))
+    took = time.monotonic() - start
+    assert report.exit_code == 0, report.failures
+    assert [(out / n).read_bytes() for n in names] == datas
+    assert not [e for e in events if isinstance(e, Retrying)]
+    assert sum(len(httpd.requests_to(p)) for p in paths) == 4
+    # 128 KiB at 32 KiB/s, less the burst and the last file's take (not waited for)
+    assert took >= 2.5
+
+
+def test_a_silent_server_is_a_stall_under_limit_rate_too(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """(A transfer paused by the budget is no stall: one whose server stopped sending is.)"""
+    data = payload(64 * KiB, 44)
+    path = httpd.new_path("q.bin")
+    httpd.add(path, data)
+    report, events, out = fetch(httpd.url(path, stall=30, stall_after=1000, times=1),
+                                tmp_path, limit_rate=1 * MiB,
+                                network=NetworkSettings(stall_timeout=0.5))
+    assert report.exit_code == 0, report.failures
+    assert (out / "q.bin").read_bytes() == data
+    said = [str(e.error) for e in events if isinstance(e, Retrying)]
+    assert len(said) == 1 and "stalled" in said[0], said
+
+
 def test_a_loop_held_up_past_the_stall_window_cuts_nothing(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
 ) -> None:

@@ -111,6 +111,9 @@ class CurlLoop:
         # transfers added since libcurl last ran: each may be about to open a connection
         # or take one it kept (once run, one without a socket is opening its own)
         self._unrun: set[pycurl.Curl] = set()
+        #: transfers paused on purpose (--limit-rate: each waits its turn in the run's
+        #: budget, however long): no stall while so, their window starts again after
+        self.held: set[pycurl.Curl] = set()
         # sockets that turned readable since the watchdog last looked, and when it last
         # saw each so (a connection that was silent for the stall window is shut)
         self._heard: set[int] = set()
@@ -169,6 +172,7 @@ class CurlLoop:
     def remove(self, easy: pycurl.Curl) -> bool:
         """Abort ``easy`` if it is running; its done callback is not called."""
         self._unrun.discard(easy)
+        self.held.discard(easy)
         if self._running.pop(easy, None) is None:
             return False
         try:
@@ -291,6 +295,7 @@ class CurlLoop:
             message = _with_os_reason(easy, message)
         running = self._running.pop(easy, None)
         self._unrun.discard(easy)
+        self.held.discard(easy)
         if running is not None and running.report and code == 0:
             fd = easy.getinfo(pycurl.ACTIVESOCKET)  # (-1 once removed from the multi)
             if fd >= 0:
@@ -333,6 +338,10 @@ class CurlLoop:
             except pycurl.error:
                 continue
             samples = running.samples
+            if easy in self.held:  # (paused by us: not quiet, and its window starts anew)
+                running.samples = deque([(now, moved)])
+                quiet[easy] = False
+                continue
             samples.append((now, moved))
             while len(samples) > 2 and samples[1][0] <= now - window:
                 samples.popleft()

@@ -65,7 +65,7 @@ class Hop:
     """One libcurl transfer: one request and its response (a redirect or the final one).
     Its ``on_write`` runs inside libcurl and must never raise."""
 
-    # (31 attributes: more than Python 3.11 shares an instance dict's keys for once an
+    # (32 attributes: more than Python 3.11 shares an instance dict's keys for once an
     # instance exists (29), so without slots the last set made each hop a dict of its own)
     __slots__ = (
         "_raw",
@@ -84,6 +84,7 @@ class Hop:
         "head",
         "head_block",
         "headers",
+        "held",
         "location",
         "misdirect_again",
         "note",
@@ -138,6 +139,8 @@ class Hop:
         self.discarded = 0
         self.rate = rate
         self.easy: pycurl.Curl | None = None  # set while paused for the rate limit
+        #: its loop's transfers paused on purpose (CurlLoop.held: no stall while so)
+        self.held: set[pycurl.Curl] | None = None
         self.resume: asyncio.TimerHandle | None = None
         self.note: Callable[[Hop], None] | None = None  # told of the final head first
         self.offered_h2 = False  # HTTP/2 was offered (ALPN) for this transfer
@@ -177,6 +180,8 @@ class Hop:
             if wait > 0 and self.easy is not None:
                 # libcurl keeps the bytes and hands them over again once resumed
                 self.resume = self.fut.get_loop().call_later(wait, self.unpause)
+                if self.held is not None:
+                    self.held.add(self.easy)
                 return pycurl.WRITEFUNC_PAUSE  # type: ignore[no-any-return]
         if self.decoder is not None:
             self.encoded = True
@@ -226,6 +231,8 @@ class Hop:
 
     def unpause(self) -> None:
         self.resume = None
+        if self.held is not None and self.easy is not None:
+            self.held.discard(self.easy)
         if self.easy is not None and not self.fut.done():
             try:
                 self.easy.pause(pycurl.PAUSE_CONT)  # (may hand the kept bytes over at once)

@@ -390,7 +390,7 @@ class CurlTransport(ConnectionSharing):
             easy = self._handles.take()
             handle.append(easy)
             if request.rate is not None:
-                hop.easy = easy
+                hop.easy, hop.held = easy, core.held
             if key is not None:
                 self._on_curl.setdefault(key, set()).add(easy)
             special[0] = self._handles.configure(easy, hop, ask, self._http_version)
@@ -420,6 +420,8 @@ class CurlTransport(ConnectionSharing):
                     core.remove(made)  # a no-op unless cancelled mid-transfer
                 if hop.resume is not None:
                     hop.resume.cancel()
+                if made is not None:
+                    core.held.discard(made)
                 hop.easy = None
                 if key is not None:
                     self._kept_after(core, made, key)
