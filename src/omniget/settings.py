@@ -254,10 +254,11 @@ def _check_fields(obj: object, checks: tuple[_Check, ...]) -> None:
             number = isinstance(value, int | float) if kind is float else isinstance(value, int)
             if not number or isinstance(value, bool):
                 raise TypeError(_takes(value, obj, name, what))
-            if value < least or (value == 0 and what == _ABOVE_0):
-                raise ValueError(_takes(value, obj, name, what))
-            if what == _ABOVE_0 and value > MAX_NUMBER:  # (libcurl: a C long of ms)
+            # (a NaN is out of every range: it compares False with any bound)
+            if what == _ABOVE_0 and not value <= MAX_NUMBER:  # (libcurl: a C long of ms)
                 raise ValueError(_takes(value, obj, name, f"{what} and at most {MAX_NUMBER}"))
+            if not value >= least or (value == 0 and what == _ABOVE_0):
+                raise ValueError(_takes(value, obj, name, what))
         elif not isinstance(value, kind):  # type: ignore[arg-type]
             raise TypeError(_takes(value, obj, name, what))
 

@@ -55,6 +55,17 @@ def _net(**kw: Any) -> omniget.Settings:
          "NetworkSettings(connect_timeout=...) takes a number of seconds above 0, not '5'"),
         (lambda: _net(stall_timeout=0), ValueError, "stall_timeout=...)"),
         (lambda: _net(connect_timeout=1e300), ValueError, "at most 2147483647"),
+        # (NaN compares False with any bound: a NaN stall time switched the stall check
+        # off, a NaN connect time failed the run in libcurl's options, a NaN retry time
+        # failed the engine's start)
+        (lambda: _net(stall_timeout=float("nan")), ValueError,
+         "NetworkSettings(stall_timeout=...) takes a number of seconds above 0 and at most "
+         "2147483647, not nan"),
+        (lambda: _net(connect_timeout=float("nan")), ValueError, "connect_timeout=...)"),
+        (lambda: omniget.Settings(retry_max_time=float("nan")), ValueError,
+         "Settings(retry_max_time=...) takes a number of seconds of at least 0, not nan"),
+        (lambda: omniget.Settings(retry_max_wait=float("nan")), ValueError,
+         "retry_max_wait=...)"),
         (lambda: _net(user_agent=cast(Any, None)), TypeError,
          "user_agent=...) takes a str, not None"),
         (lambda: _net(proxy=cast(Any, 3128)), TypeError,
