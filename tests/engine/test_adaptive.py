@@ -14,6 +14,7 @@ from tests.servers.conns import PeakConnections
 from tests.servers.httpd import HTTPServer
 
 from omniget.engine import Engine, Report
+from omniget.engine.events import Event, Retrying
 from omniget.engine.transports.base import Head, Request, Sink
 from omniget.engine.transports.http import CurlTransport
 from omniget.model import ByteRange, Item, Piece
@@ -322,3 +323,39 @@ def test_the_per_host_cap_holds_while_concurrent_files_are_retried(
         assert (tmp_path / "out" / path[1:]).read_bytes() == data
     assert len({r.conn_id for r in httpd.requests}) > 2  # (the faults made new ones)
     assert 0 < peak <= 2
+
+
+def test_files_of_two_hosts_redirected_to_a_third_wait_for_its_cap_without_a_retry(
+    httpd: HTTPServer, httpd2: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """Two files, each from its own host (a ticket each), both redirected to a third host
+    with room for one connection (-N 1): libcurl keeps the second waiting for that one
+    connection, while its connect timeout runs. Before, it ended that wait as "Operation
+    timed out after 500 milliseconds with 0 bytes received": a retry counted, and with
+    --retries 0 the file failed, though the third host had not been asked anything."""
+    with HTTPServer() as target:
+        datas = [payload(150 * KiB, 97 + i) for i in range(2)]
+        items = []
+        for i, (source, data) in enumerate(zip((httpd, httpd2), datas, strict=True)):
+            target.add(f"/to{i}.bin", data)
+            to = target.url(f"/to{i}.bin", drip=100 * KiB)  # (1.5 s: thrice the timeout)
+            items.append(Item(source.url(f"/from{i}", redirect=to), filename=f"to{i}.bin"))
+        settings = Settings(
+            state_dir=tmp_path / "state", connections_per_host=1, retries=0,
+            network=NetworkSettings(stall_timeout=5.0, connect_timeout=0.5),
+        )
+        events: list[Event] = []
+
+        async def go() -> Report:
+            eng = Engine(settings, on_event=events.append)
+            try:
+                return await eng.run(items, tmp_path / "out")
+            finally:
+                await eng.aclose()
+
+        with PeakConnections(target.port) as conns:
+            report = asyncio.run(go())
+    assert report.ok == 2, report.failures
+    assert [(tmp_path / "out" / f"to{i}.bin").read_bytes() for i in range(2)] == datas
+    assert [e for e in events if isinstance(e, Retrying)] == []
+    assert conns.peak == 1  # (the third host's cap held)

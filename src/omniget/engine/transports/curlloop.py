@@ -293,6 +293,8 @@ class CurlLoop:
     def _finish(self, easy: pycurl.Curl, code: int, message: str) -> None:
         if code == pycurl.E_COULDNT_CONNECT:
             message = _with_os_reason(easy, message)
+        elif code == pycurl.E_OPERATION_TIMEDOUT and self._wait_again(easy, message):
+            return
         running = self._running.pop(easy, None)
         self._unrun.discard(easy)
         self.held.discard(easy)
@@ -308,6 +310,29 @@ class CurlLoop:
             self._sweep = self.loop.call_later(SWEEP_AFTER, self._sweep_idle)
         if running is not None:
             running.done(code, message)
+
+    def _wait_again(self, easy: pycurl.Curl, message: str) -> bool:
+        """``easy``'s connect timeout ran out while libcurl held it back under its caps
+        (no connection of its own, none taken, no name looked up: not "Resolving timed
+        out" nor "Connection timed out") while other transfers held the connections: it
+        asked nothing of any server, so no try failed; it goes back into the queue, its
+        timeout anew. (The engine's tickets keep most transfers out of that queue; not
+        those a redirect sends to another host.)"""
+        running = self._running.get(easy)
+        if (running is None or len(self._running) < 2  # (no other transfer to wait for)
+                or not message.startswith("Operation timed out")):
+            return False
+        try:
+            if (easy.getinfo(pycurl.NUM_CONNECTS) or easy.getinfo(pycurl.PRIMARY_IP)
+                    or easy.getinfo(pycurl.NAMELOOKUP_TIME_T)):
+                return False
+            self._multi.remove_handle(easy)
+            self._multi.add_handle(easy)
+        except pycurl.error:
+            return False
+        running.samples = deque([(self._clock(), 0)])
+        self._unrun.add(easy)
+        return True
 
     def _clock(self) -> float:
         """Seconds watched: real time, but a gap between two readings counts as one
