@@ -424,3 +424,34 @@ def test_early_hints_and_trailers_leave_the_bytes_exact(
     _, events = check_all(srv, serve(srv, payload, odd), tls_ca_path, tmp_path, stall=10.0)
     assert [e for e in events if isinstance(e, (Retrying, Warned))] == []
     assert sum(r.protocol == "h2" and r.outcome == "200" for r in srv.requests) >= COUNT // 2
+
+
+def test_streams_waiting_for_their_turn_past_the_connect_timeout_are_not_failed(
+    h2srv: Callable[..., H2Server], payload: Callable[..., bytes], tls_ca_path: Path,
+    tmp_path: Path,
+) -> None:
+    """As above, the wait longer than the connect timeout: libcurl's timeout, which runs
+    while it holds a transfer back, ended the streams waiting for their turn ("Operation
+    timed out ... with 0 bytes received"), and each was retried as a failed try."""
+    srv = h2srv(max_streams=1)
+    files = {f"v{i}.bin": payload(1536, seed=i) for i in range(8)}
+    for name, data in files.items():
+        srv.add(f"/d/{name}", data, Fault(drip=0.1))
+    out, events = tmp_path / "out", list[Event]()
+    net = NetworkSettings(ca_cert=str(tls_ca_path), netrc=False, stall_timeout=5.0,
+                          connect_timeout=0.5)
+    settings = Settings(state_dir=tmp_path / "state", network=net, connections_per_host=1)
+
+    async def go() -> Report:
+        eng = Engine(settings, on_event=events.append)
+        try:
+            return await asyncio.wait_for(eng.run([Item(srv.url(f"/d/{n}")) for n in files],
+                                                  out), 60)
+        finally:
+            await eng.aclose()
+
+    report = asyncio.run(go())
+    assert report.exit_code == 0, report.failures
+    assert [e for e in events if isinstance(e, Retrying)] == []
+    for name, data in files.items():
+        assert (out / name).read_bytes() == data
