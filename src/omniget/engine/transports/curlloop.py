@@ -319,12 +319,15 @@ class CurlLoop:
         timeout anew. (The engine's tickets keep most transfers out of that queue; not
         those a redirect sends to another host.)"""
         running = self._running.get(easy)
-        if (running is None or len(self._running) < 2  # (no other transfer to wait for)
-                or not message.startswith("Operation timed out")):
+        if running is None or not message.startswith("Operation timed out"):
             return False
         try:
             if (easy.getinfo(pycurl.NUM_CONNECTS) or easy.getinfo(pycurl.PRIMARY_IP)
                     or easy.getinfo(pycurl.NAMELOOKUP_TIME_T)):
+                return False
+            # (another transfer holds a connection: it ends, or its own checks end it)
+            if not any(other is not easy and other.getinfo(pycurl.PRIMARY_IP)
+                       for other in self._running):
                 return False
             self._multi.remove_handle(easy)
             self._multi.add_handle(easy)
