@@ -597,13 +597,13 @@ def test_stall_is_detected_and_retried(
 def test_a_transfer_paused_for_its_turn_under_limit_rate_is_no_stall(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
 ) -> None:
-    """Four files share --limit-rate 32k: what one takes puts the budget in debt, and
-    the others, paused, wait their turns, longer than the stall window. Before, the
-    watchdog cut each such wait as a stall ("less than 1 B/s for 0.5 s") and counted a
-    retry: a file failed with its retries spent though the server was never slow (with
-    --timeout 3 and 10k, one file in eight failed)."""
-    names = [f"t{i}.bin" for i in range(4)]
-    datas = [payload(32 * KiB, 40 + i) for i in range(4)]
+    """Ten files share --limit-rate 32k: what one reads puts the budget in debt, and the
+    others, paused, wait their turns, longer than the stall window. Before, the watchdog
+    cut each such wait as a stall ("less than 1 B/s for 0.5 s") and counted a retry: a
+    file failed with its retries spent though the server was never slow (with --timeout 3
+    and 10k, one file in eight failed)."""
+    names = [f"t{i}.bin" for i in range(10)]
+    datas = [payload(8 * KiB, 40 + i) for i in range(10)]
     paths = [httpd.new_path(n) for n in names]
     items = [Item(httpd.add(p, d), filename=n) for p, d, n in zip(paths, datas, names,
                                                                  strict=True)]
@@ -614,9 +614,28 @@ def test_a_transfer_paused_for_its_turn_under_limit_rate_is_no_stall(
     assert report.exit_code == 0, report.failures
     assert [(out / n).read_bytes() for n in names] == datas
     assert not [e for e in events if isinstance(e, Retrying)]
-    assert sum(len(httpd.requests_to(p)) for p in paths) == 4
-    # 128 KiB at 32 KiB/s, less the burst and the last file's take (not waited for)
-    assert took >= 2.5
+    assert sum(len(httpd.requests_to(p)) for p in paths) == 10
+    # 80 KiB at 32 KiB/s, less the burst and the last read (not waited for)
+    assert took >= 2.0
+
+
+def test_a_file_that_comes_in_one_read_keeps_to_limit_rate_too(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """8 KiB at --limit-rate 2k take about 4 s. Before, libcurl read the whole answer at
+    once (its buffer is 1 MiB), the budget let that one read through, and the file came in
+    a few milliseconds (10 KiB at 1k: 0.06 s, 170 KiB/s): reads are cut to a tenth of a
+    second's worth now (1 KiB at the least, libcurl's smallest buffer), as curl does."""
+    data = payload(8 * KiB, 45)
+    path = httpd.new_path("small.bin")
+    httpd.add(path, data)
+    start = time.monotonic()
+    report, events, out = fetch(httpd.url(path), tmp_path, limit_rate=2 * KiB)
+    took = time.monotonic() - start
+    assert report.exit_code == 0, report.failures
+    assert (out / "small.bin").read_bytes() == data
+    assert not [e for e in events if isinstance(e, Retrying)]
+    assert took >= 2.5  # 8 KiB at 2 KiB/s, less the burst and the last read
 
 
 def test_a_silent_server_is_a_stall_under_limit_rate_too(

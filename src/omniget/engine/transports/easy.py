@@ -77,6 +77,9 @@ class Handles:
         if request.max_speed:
             opt(pycurl.MAX_RECV_SPEED_LARGE, int(request.max_speed))
             special = True
+        if request.rate is not None:  # (the budget lets a read through whole)
+            opt(pycurl.BUFFERSIZE, rate_buffer(request.rate.rate, self.buffer_size))
+            special = True
         if creds is not None:
             if creds.password is None and self._netrc:
                 # a user without a password: libcurl looks one up in netrc, as curl does,
@@ -180,6 +183,17 @@ class Handles:
         for easy in self._pool:
             easy.close()
         self._pool.clear()
+
+
+#: libcurl's smallest receive buffer (CURLOPT_BUFFERSIZE).
+MIN_BUFFER = 1024
+
+
+def rate_buffer(rate: int, largest: int) -> int:
+    """The receive buffer of a transfer under a ``rate`` bytes/s budget: a tenth of a
+    second's worth (1 KiB at the least), so that no one read goes far past the budget
+    (a whole small file read at once came at full speed, its debt never paid)."""
+    return max(MIN_BUFFER, min(largest, rate // 10))
 
 
 def proxy_of(easy: pycurl.Curl) -> ProxyPath | None:
