@@ -553,6 +553,7 @@ def test_a_retry_after_past_any_number_gives_up_at_once_in_one_line(tmp_path: Pa
     said = str(report.failures[0].error)
     assert said.startswith("HTTP 503 from ") and "gave up at once" in said, said
     assert "\n" not in said and len(said) < 400, said
+    assert "(Retry-After: 100 years)" in said, said  # (the longest taken as said)
     assert files(out) == []
 
 

@@ -441,12 +441,13 @@ def as_https(where: str) -> str:
 
 
 def duration(seconds: float) -> str:
-    """``45 s``, ``20 min``, ``3 h``, ``4 days``: a wait, rounded (3599.4 s, an HTTP-date
-    an hour away read a moment later: ``1 h``)."""
-    for unit, size, below in (("s", 1, 120), ("min", 60, 3600), ("h", 3600, 172800)):
+    """``45 s``, ``20 min``, ``3 h``, ``4 days``, ``100 years``: a wait, rounded (3599.4 s,
+    an HTTP-date an hour away read a moment later: ``1 h``)."""
+    for unit, size, below in (("s", 1, 120), ("min", 60, 3600), ("h", 3600, 172800),
+                              ("days", 86400, 730 * 86400)):
         if round(seconds / size) * size < below:
             return f"{round(seconds / size)} {unit}"
-    return f"{round(seconds / 86400)} days"
+    return f"{round(seconds / (365.25 * 86400))} years"
 
 
 def _safe(url: str) -> str:
