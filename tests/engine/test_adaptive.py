@@ -14,7 +14,8 @@ from tests.servers.conns import PeakConnections
 from tests.servers.httpd import HTTPServer
 
 from omniget.engine import Engine, Report
-from omniget.engine.events import Event, Retrying
+from omniget.engine.events import Event, Finished, Retrying
+from omniget.engine.retry import FakeClock
 from omniget.engine.transports.base import Head, Request, Sink
 from omniget.engine.transports.http import CurlTransport
 from omniget.model import ByteRange, Item, Piece
@@ -359,3 +360,66 @@ def test_files_of_two_hosts_redirected_to_a_third_wait_for_its_cap_without_a_ret
     assert [(tmp_path / "out" / f"to{i}.bin").read_bytes() for i in range(2)] == datas
     assert [e for e in events if isinstance(e, Retrying)] == []
     assert conns.peak == 1  # (the third host's cap held)
+
+
+class _WaitForOthers(FakeClock):
+    """A fake clock whose waits before a retry last until the other host's files are in
+    (10 s at most: then ``cut`` is True)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.others: asyncio.Event | None = None
+        self.cut = False
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        assert self.others is not None
+        try:
+            await asyncio.wait_for(self.others.wait(), 10)
+        except TimeoutError:
+            self.cut = True
+        self.advance(seconds)
+
+
+def test_files_waiting_to_try_again_leave_the_run_s_cap_to_other_hosts(
+    httpd: HTTPServer, httpd2: HTTPServer, tmp_path: Path
+) -> None:
+    """Two files of a host that answered 503 (Retry-After: 30) wait to try again, while
+    a run capped at two connections has two files of another host to fetch. Before, the
+    waiting files held both of the run's connection slots (without a connection): the
+    other host's files waited the 30 s out, doing nothing. Now they come meanwhile; the
+    waiting files keep their own host's slots (it asked to be left alone)."""
+    items = []
+    for i in range(2):
+        path = httpd.new_path(f"busy{i}.bin")
+        httpd.add(path, b"busy" * 1000)
+        items.append(Item(httpd.url(path, status=503, times=1, retry_after=30),
+                          filename=f"busy{i}.bin"))
+    others = []
+    for i in range(2):
+        path = httpd2.new_path(f"free{i}.bin")
+        others.append(httpd2.add(path, b"free" * 1000))
+        items.append(Item(others[-1], filename=f"free{i}.bin"))
+    clock = _WaitForOthers()
+    settings = Settings(state_dir=tmp_path / "state", connections_per_host=2,
+                        max_connections=2, network=NetworkSettings(connect_timeout=5.0))
+
+    async def go() -> Report:
+        done = clock.others = asyncio.Event()
+        came: set[str] = set()
+
+        def note(e: Event) -> None:
+            if isinstance(e, Finished) and e.item.download_url in others:
+                came.add(e.item.download_url)
+                if len(came) == len(others):
+                    done.set()
+
+        eng = Engine(settings, clock=clock, on_event=note)
+        try:
+            return await eng.run(items, tmp_path / "out")
+        finally:
+            await eng.aclose()
+
+    report = asyncio.run(go())
+    assert report.ok == 4, report.failures
+    assert clock.sleeps and not clock.cut  # (the other host's files came while they waited)

@@ -152,6 +152,63 @@ def test_waiting_on_a_ticket_and_cancelling_the_wait() -> None:
     asyncio.run(go())
 
 
+def test_a_parked_ticket_gives_the_run_s_cap_back_and_keeps_its_host_s() -> None:
+    """A file waiting to try again holds no connection: other hosts get its part of the
+    run's cap meanwhile (they waited the whole backoff out), its own host does not."""
+
+    async def go() -> None:
+        lim = HostLimits(per_host=1, total=1)
+        a = lim.ticket(A)
+        a_next, b = lim.ticket(A), lim.ticket(B)
+        assert a.granted and not a_next.granted and not b.granted
+        a.park()
+        assert b.granted and not a_next.granted  # (a.test asked to be left alone)
+        unpark = asyncio.create_task(a.unpark())
+        later = lim.ticket(B)  # (one that asks after: behind the parked one)
+        await asyncio.sleep(0)
+        assert not unpark.done() and not later.granted
+        b.close()
+        await asyncio.wait_for(unpark, 1)
+        assert not a.parked and not later.granted
+        a.close()
+        assert a_next.granted and not later.granted
+        a_next.close()
+        assert later.granted
+        later.close()
+        assert lim.free_for(A) == 1 and lim.free_for(B) == 1
+
+    asyncio.run(go())
+
+
+def test_a_parked_ticket_unparks_at_once_with_room_and_closes_cleanly() -> None:
+    async def go() -> None:
+        lim = HostLimits(per_host=2, total=2)
+        a = lim.ticket(A)
+        a.park()
+        assert lim.free_for(B) == 2 and lim.free_for(A) == 1
+        await asyncio.wait_for(a.unpark(), 1)
+        assert lim.free_for(B) == 1
+        a.park()
+        a.close()  # (a parked ticket closed: its host's slot comes back, once)
+        assert lim.free_for(A) == 2 and lim.free_for(B) == 2
+        b1, b2 = lim.ticket(B), lim.ticket(B)
+        assert b1.granted and b2.granted
+        b1.park()
+        a2 = lim.ticket(A)  # (takes the part b1 gave back)
+        waiting = asyncio.create_task(b1.unpark())
+        await asyncio.sleep(0)
+        assert a2.granted and not waiting.done()
+        waiting.cancel()  # (its holder cancelled while it waits: then it closes it)
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        b1.close()
+        a2.close()
+        b2.close()
+        assert lim.free_for(A) == 2 and lim.free_for(B) == 2
+
+    asyncio.run(go())
+
+
 def test_light_tickets_to_a_pipelined_host_share_a_connection() -> None:
     from omniget.engine.scheduler import UNIT
 

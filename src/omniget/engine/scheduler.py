@@ -7,7 +7,9 @@ so a transport can start a request that is already set up in the same moment ano
 request frees its slot (no trip through the event loop's queue in between: at 20 ms RTT
 that trip is what separates back-to-back requests). A ticket may also carry a file's
 :class:`FileClaim`: the file's first granted ticket then takes one of the ``files`` slots,
-which the file gives back with :meth:`HostLimits.release_file` when its bytes are in.
+which the file gives back with :meth:`HostLimits.release_file` when its bytes are in. A
+granted ticket whose holder waits to try again is parked (:meth:`Ticket.park`): its part of
+the run's cap goes to other hosts meanwhile, its host's part stays taken.
 
 Slots are counted in :data:`UNIT` parts of a connection. A request takes a whole
 connection, except a ``light`` one (a plain GET with no Range) to a host whose connections
@@ -65,7 +67,9 @@ class Ticket:
     """A request for one connection slot to ``host``. Close it exactly once when done:
     that frees the slot if it was granted, or withdraws the request if not."""
 
-    __slots__ = ("_callbacks", "_limits", "claim", "closed", "cost", "granted", "host", "light")
+    __slots__ = (
+        "_callbacks", "_limits", "claim", "closed", "cost", "granted", "host", "light", "parked",
+    )
 
     def __init__(
         self,
@@ -82,6 +86,7 @@ class Ticket:
         self.light = light  # a light request's URL: it may get cheaper while it waits
         self.granted = False
         self.closed = False
+        self.parked = False  # granted, its part of the run's cap given back (see park)
         self._callbacks: list[Callable[[], None]] = []
 
     def on_grant(self, callback: Callable[[], None]) -> None:
@@ -103,6 +108,20 @@ class Ticket:
 
         self.on_grant(wake)
         await fut
+
+    def park(self) -> None:
+        """Its holder waits to try again, with no connection: the run's cap gets this
+        ticket's part back for other hosts meanwhile; its host's cap does not (a host
+        that failed, or asked to be left alone, gets no other request in its place)."""
+        if self.granted and not self.closed and not self.parked:
+            self.parked = True
+            self._limits._park(self)
+
+    async def unpark(self) -> None:
+        """Take the run's part back: at once if there is room, else ahead of every new
+        ticket as soon as there is."""
+        if self.parked and not self.closed:
+            await self._limits._unpark(self)
 
     def close(self) -> None:
         if self.closed:
@@ -147,6 +166,9 @@ class HostLimits:
         #: Waiting light tickets still priced as a whole connection (they may get cheaper
         #: at the next wake, their host having started sharing since they asked).
         self._may_shrink = 0
+        #: Parked tickets waiting for their part of the run's cap back, in order (ahead
+        #: of every waiting ticket), each with the future its holder awaits.
+        self._unparking: deque[tuple[Ticket, asyncio.Future[None]]] = deque()
 
     # ----- tickets ---------------------------------------------------------------
 
@@ -176,7 +198,7 @@ class HostLimits:
     def try_ticket(self, url: str) -> Ticket | None:
         """A granted ticket if ``url``'s host has a free slot now (never queues)."""
         t = Ticket(self, host_of(url), None)
-        if not self._free(t):
+        if self._unparking or not self._free(t):
             return None
         self._take(t)
         return t
@@ -215,8 +237,30 @@ class HostLimits:
             self._files_in_use += 1
         t._grant()
 
+    def _park(self, t: Ticket) -> None:
+        self._in_use -= t.cost
+        self._wake()
+
+    async def _unpark(self, t: Ticket) -> None:
+        if not self._unparking and self._in_use + t.cost <= self.total * UNIT:
+            self._in_use += t.cost
+            t.parked = False
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._unparking.append((t, fut))
+        await fut
+
     def _close(self, t: Ticket) -> None:
-        if t.granted:
+        if t.granted and t.parked:  # (its part of the run's cap was given back)
+            self._used[t.host] -= t.cost
+            if t.cost == UNIT:
+                self._whole[t.host] -= 1
+            for i, (waiting, _) in enumerate(self._unparking):
+                if waiting is t:
+                    del self._unparking[i]
+                    break
+            self._wake()
+        elif t.granted:
             self._used[t.host] -= t.cost
             self._in_use -= t.cost
             if t.cost == UNIT:
@@ -241,10 +285,18 @@ class HostLimits:
             del self._hosts_waiting[host]
 
     def _wake(self) -> None:
-        """Grant waiting tickets in order, skipping those whose host (or file) is full."""
-        if not self._waiters:
-            return
+        """Grant waiting tickets in order, skipping those whose host (or file) is full;
+        parked tickets first get their part of the run's cap back."""
         cap = self.total * UNIT
+        unparking = self._unparking
+        while unparking and self._in_use + unparking[0][0].cost <= cap:
+            t, fut = unparking.popleft()
+            self._in_use += t.cost
+            t.parked = False
+            if not fut.done():
+                fut.set_result(None)
+        if not self._waiters or unparking:  # (the room that frees up goes to them first)
+            return
         host_cap = self.per_host * UNIT
         files = self.files
         shared: dict[str, int] | None = None  # host -> a light request's cost now

@@ -230,7 +230,12 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
                     raise
                 url = next_mirror(dl.urls, url, dl.gone) or url  # (next in turn)
                 dl.ctx.event(Retrying(job.item, job.final, exc, attempts, delay))
+                ticket = span.ticket
+                if ticket is not None:  # (no connection while it waits: see Ticket.park)
+                    ticket.park()
                 await dl.ctx.clock.sleep(delay)
+                if ticket is not None:
+                    await ticket.unpark()
                 waited += delay
     finally:
         if span.ticket is not None:
