@@ -100,6 +100,7 @@ def run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
                              f"(use -o {ns.output_file} to save into it)")
         if ns.output_file != "-":
             _name_fits(ns.output_file)
+            _name_kept(ns.output_file)
     elif ns.output is not None and len(targets) == 1 and not ns.input_file:
         _curl_o(ns.output, targets[0])
     if cfg.settings.checksum is not None and len(targets) != 1:
@@ -292,6 +293,24 @@ def _name_fits(given: str) -> None:
         short = given if len(given) <= 60 else f"{given[:40]}...{given[-12:]}"
         raise ArgumentError(f"-O {short}: its name is {size} bytes; omniget takes "
                             f"{MAX_NAME_BYTES} at most (a shorter name, please)")
+
+
+def _name_kept(given: str) -> None:
+    """ArgumentError for an ``-O`` name that the engine would save under another name (it
+    makes every name safe: no control or invisible characters, backslashes, trailing dots
+    or spaces, nor device names): the file would be where the user does not look for it.
+    A device or a FIFO is written as it is."""
+    from ..engine.names import safe_relpath
+
+    path = given_path(given, "-O")
+    if not_a_file(path):
+        return
+    safe = safe_relpath(path.name)
+    if safe != path.name:
+        raise ArgumentError(f"-O {given!r}: that name would be saved as {safe!r} (omniget "
+                            "makes names safe: no control or invisible characters, "
+                            "backslashes, trailing dots or spaces, nor device names); give "
+                            "-O a name that stays as it is")
 
 
 def _names_a_folder(name: str) -> bool:
