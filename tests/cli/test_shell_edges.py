@@ -52,3 +52,27 @@ def test_an_output_file_name_that_is_safe_already_is_saved_as_given(
     url = httpd.add(httpd.new_path("f"), DATA)
     assert main(["-q", "-O", name, url]) == 0
     assert Path(name).read_bytes() == DATA and os.listdir() == [name]
+
+
+# Bytes that are no UTF-8 in an argument (a name from an old latin-1 disk, a URL pasted
+# from one): Python hands them over as lone surrogates ("\udce9" for the byte 0xe9).
+E9 = os.fsdecode(b"\xe9")
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["-H", f"X-Note: caf{E9}"], "argument -H/--header: header X-Note: its value is not UTF-8"),
+        (["--user", f"us{E9}r:secret"], "argument --user: not UTF-8"),
+    ],
+)
+def test_header_and_user_bytes_that_are_no_utf8_are_one_line(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], args: list[str], said: str
+) -> None:
+    """Before: "internal error: UnicodeEncodeError: 'utf-8' codec can't encode character
+    '\\udce9'", exit 1, at the request."""
+    url = httpd.add(httpd.new_path("f"), DATA)
+    assert main([*args, "-O", "f", url]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert said in err and "secret" not in err, err
+    assert httpd.requests == [] and os.listdir() == []

@@ -55,6 +55,12 @@ def _text(v: object) -> str:
     return str(v).strip()
 
 
+def _is_utf8(text: str) -> bool:
+    """No bytes of another encoding in ``text``: Python makes each byte of an argument or
+    an environment variable that is no UTF-8 a lone surrogate, which nothing can send."""
+    return text.isascii() or re.search("[\ud800-\udfff]", text) is None
+
+
 def _header_value(v: object) -> str:
     """A header's value in a TOML table (``header = {X-Version = 2}``): a number is text."""
     if isinstance(v, int | float) and not isinstance(v, bool):
@@ -137,6 +143,8 @@ def parse_header(v: object) -> tuple[str, str]:
         raise ValueError(f"not a valid header name: {name!r}")
     if "\n" in value or "\r" in value:
         raise ValueError(f"header {name}: a line break in its value")
+    if not _is_utf8(value):  # (bytes of another encoding, in an argument or a variable)
+        raise ValueError(f"header {name}: its value is not UTF-8 text")
     if name.lower() in ENGINE_HEADERS:
         raise ValueError(
             f"cannot set {name}: omniget sends it itself, to resume and split downloads"
@@ -195,6 +203,8 @@ def _addresses(text: str) -> bool:
 
 def parse_user(v: object) -> str:
     text = _text(v)
+    if not _is_utf8(text):  # (not shown: a password is in it)
+        raise ValueError("not UTF-8 text (USER:PASSWORD are sent as UTF-8)")
     if ":" not in text or text.startswith(":"):
         raise ValueError("expected USER:PASSWORD")
     return text
