@@ -5,6 +5,8 @@ process (its locale, its argv as bytes), else in-process, against the local serv
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,9 @@ from tests.servers.httpd import HTTPServer
 from omniget.cli import main
 
 DATA = b"0123456789" * 100
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+#: A locale of ASCII alone, as Python has it where no C.UTF-8 locale can be set.
+ASCII_LOCALE = {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
 
 pytestmark = pytest.mark.isolated(work=True)
 
@@ -76,3 +81,38 @@ def test_header_and_user_bytes_that_are_no_utf8_are_one_line(
     err = one_line(capsys.readouterr().err)
     assert said in err and "secret" not in err, err
     assert httpd.requests == [] and os.listdir() == []
+
+
+def cli(
+    *args: str | bytes, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """The command in a subprocess, its arguments as bytes where given so."""
+    environ = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "omniget", *args], capture_output=True,
+                          env=environ, timeout=60)
+
+
+def test_a_url_with_bytes_that_are_no_utf8_asks_for_them_percent_encoded(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: "internal error: UnicodeEncodeError: 'utf-8' codec can't encode character
+    '\\udce9'", exit 1. A browser sends such bytes percent-encoded, as does curl."""
+    httpd.add("/u/caf\ufffd.txt", DATA)  # (the server reads %E9 as no UTF-8: U+FFFD)
+    url = httpd.url("/u/") + f"caf{E9}.txt"
+    assert main(["-q", "-O", "f", url]) == 0, capsys.readouterr().err
+    assert [r.target for r in httpd.requests] == ["/u/caf%E9.txt"]
+    assert Path("f").read_bytes() == DATA
+    assert main(["list", url]) == 0
+    assert capsys.readouterr().out.split("\t")[-1] == httpd.url("/u/") + "caf%E9.txt\n"
+
+
+def test_a_url_in_utf8_read_in_a_locale_of_ascii_is_asked_for_as_utf8(
+    httpd: HTTPServer,
+) -> None:
+    """Python reads an argument's bytes in such a locale as lone surrogates, each byte
+    of the UTF-8 of an ``é`` one: they are that ``é`` again, as curl would send it."""
+    httpd.add("/u/caf\u00e9.txt", DATA)
+    url = httpd.url("/u/").encode() + "café.txt".encode()
+    res = cli("-O", "-", url, env=ASCII_LOCALE)
+    assert (res.returncode, res.stdout, res.stderr) == (0, DATA, b"")
+    assert [r.target for r in httpd.requests] == ["/u/caf%C3%A9.txt"]

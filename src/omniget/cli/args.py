@@ -513,6 +513,23 @@ _HOSTLIKE = (
 )
 
 
+def argv_url(url: str) -> str:
+    """A URL as an argument gave it. Its bytes that are no UTF-8 (each one a lone surrogate
+    in Python's reading: a URL pasted from a latin-1 page) are asked for percent-encoded, as
+    a browser asks for them; in a locale of ASCII, where every byte past ASCII is
+    one, those of UTF-8 are their characters again."""
+    if url.isascii() or re.search("[\udc80-\udcff]", url) is None:
+        return url
+    try:
+        raw = url.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # (another lone surrogate: from no argument)
+        return url
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "".join(chr(b) if b < 0x80 else f"%{b:02X}" for b in raw)
+
+
 def guess_scheme(url: str) -> str:
     """``example.com/file`` means ``http://example.com/file``, as in curl and wget: a bare
     host name with a dot (or localhost, or an IP address), an optional port, then a path.
