@@ -22,6 +22,7 @@ from typing import Self
 
 from .opening import follow, guard, open_or_repair
 from .repair import move_if_same
+from .texts import Texts
 
 __all__ = ["CHECK_EVERY", "Handle", "boot_id"]
 
@@ -73,9 +74,10 @@ class Handle:
     @contextmanager
     def _conn(
         self, action: str, *, tx: bool = False, write: bool = True
-    ) -> Iterator[sqlite3.Connection]:
-        """The connection, locked, errors translated; ``tx`` wraps the block in a transaction.
-        Before a write, a journal file removed since it was opened is made again."""
+    ) -> Iterator[Texts]:
+        """The connection, locked, errors translated, its texts stored as SQLite takes them
+        (see :mod:`.texts`); ``tx`` wraps the block in a transaction. Before a write, a
+        journal file removed since it was opened is made again."""
         with self._lock, guard(self.path, action):
             if self._db is None:
                 raise sqlite3.ProgrammingError(self._closed)
@@ -86,11 +88,11 @@ class Handle:
                     self._check_file()
             db = self._db
             if not tx:
-                yield db
+                yield Texts(db)
                 return
             db.execute("BEGIN IMMEDIATE")
             try:
-                yield db
+                yield Texts(db)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise

@@ -3,11 +3,11 @@ and the condition a running download's writes add (see :data:`.records.Owner`)."
 
 from __future__ import annotations
 
-import sqlite3
 import struct
 
 from ..spans import Interval
 from .records import Owner, Print, RecordGone, missing, taken
+from .texts import Texts
 
 __all__ = [
     "lost", "owned", "pack", "pack_print", "pack_prints", "unpack", "unpack_print",
@@ -32,7 +32,7 @@ def owned(own: Owner | None) -> tuple[str, tuple[object, ...]]:
     return _OWNED, (own[0], own[1], own[1])
 
 
-def lost(db: sqlite3.Connection, key: str) -> RecordGone:
+def lost(db: Texts, key: str) -> RecordGone:
     """Why a write found no row of ``key`` it could change: none is there, or one that
     another run took (see :data:`.records.Owner`)."""
     if db.execute("SELECT 1 FROM files WHERE key = ?", (key,)).fetchone() is None:
