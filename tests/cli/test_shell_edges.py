@@ -84,12 +84,12 @@ def test_header_and_user_bytes_that_are_no_utf8_are_one_line(
 
 
 def cli(
-    *args: str | bytes, env: dict[str, str] | None = None
+    *args: str | bytes, env: dict[str, str] | None = None, cwd: bytes = b"."
 ) -> subprocess.CompletedProcess[bytes]:
     """The command in a subprocess, its arguments as bytes where given so."""
     environ = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "omniget", *args], capture_output=True,
-                          env=environ, timeout=60)
+                          env=environ, cwd=cwd, timeout=60)
 
 
 def test_a_url_with_bytes_that_are_no_utf8_asks_for_them_percent_encoded(
@@ -116,3 +116,43 @@ def test_a_url_in_utf8_read_in_a_locale_of_ascii_is_asked_for_as_utf8(
     res = cli("-O", "-", url, env=ASCII_LOCALE)
     assert (res.returncode, res.stdout, res.stderr) == (0, DATA, b"")
     assert [r.target for r in httpd.requests] == ["/u/caf%C3%A9.txt"]
+
+
+@pytest.mark.parametrize("where", ["cwd", "-o"])
+def test_a_folder_named_in_bytes_that_are_no_utf8_downloads_and_resumes(
+    httpd: HTTPServer, where: str
+) -> None:
+    """A folder from an old latin-1 disk, as the current one or ``-o``. Before: "internal
+    error: UnicodeEncodeError: ... surrogates not allowed", exit 1, whatever the URL (the
+    journal's key has the folder's name in it). Its name is said in its own bytes."""
+    folder = b"caf\xe9"
+    os.mkdir(folder)
+    out: list[str | bytes] = ["-o", folder] if where == "-o" else []
+    cwd = folder if where == "cwd" else b"."
+    data = os.urandom(3 << 20)
+    path = httpd.new_path("big.bin")
+    httpd.add(path, data)
+    cut = httpd.url(path, reset=2 << 20, k="cut", times=1)
+    first = cli("--retries", "0", *out, cut, cwd=cwd)
+    assert first.returncode == 3, first.stderr
+    again = cli(*out, cut, cwd=cwd)
+    assert again.returncode == 0, again.stderr
+    saved = b"caf\xe9/big.bin" if where == "-o" else b"big.bin"
+    assert f"saved {os.fsdecode(saved)}\n".encode("utf-8", "surrogateescape") in again.stderr
+    assert Path(os.fsdecode(folder), "big.bin").read_bytes() == data
+    assert httpd.requests[-1].headers.get("Range", "").startswith("bytes=")
+
+
+def test_a_path_in_bytes_that_are_no_utf8_is_listed_in_its_bytes(httpd: HTTPServer) -> None:
+    """Before, with stdout strict about UTF-8 (a locale such as en_US.UTF-8): "internal
+    error: UnicodeEncodeError", exit 1; a name the locale's encoding has no character for
+    is written escaped."""
+    url = httpd.add(httpd.new_path("f"), DATA)
+    res = cli("--dry-run", "-o", b"caf\xe9/new", url, env={"PYTHONIOENCODING": "utf-8:strict"})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith(b"caf\xe9/new/f\t")
+    assert b"written to caf\xe9/new" in res.stderr
+    name = "\u540d"  # (no latin-1 character)
+    res = cli("--dry-run", "-o", name, url, env={"PYTHONIOENCODING": "latin-1:strict"})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith(b"\\u540d/f\t")

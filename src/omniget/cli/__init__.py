@@ -32,7 +32,14 @@ from .commands import RESUME, not_a_file, run_get, run_list
 from .config import Config, load_config, load_settings
 from .logs import log_to_stderr
 from .options import ArgumentError
-from .output import Masker, display_path, json_line, print_error, summary_record
+from .output import (
+    Masker,
+    display_path,
+    json_line,
+    name_bytes_out,
+    print_error,
+    summary_record,
+)
 from .stream import drop_stdout
 from .targets import given_path
 
@@ -184,6 +191,7 @@ def run() -> None:
     interpreter's teardown of every module saves ~20 ms per command."""
     _tune_gc()
     _hold_closed_fds()
+    name_bytes_out()
     code = 130
     signals.last_run = True
     try:

@@ -7,6 +7,8 @@ and secret header values never reach a terminal, a log or a JSON line.
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -36,6 +38,7 @@ __all__ = [
     "format_size",
     "item_to_dict",
     "json_line",
+    "name_bytes_out",
     "print_error",
     "print_list",
     "put",
@@ -46,6 +49,33 @@ __all__ = [
     "to_devnull",
     "writable_stdout",
 ]
+
+#: The error handler of the command's stdout and stderr (see :func:`name_bytes_out`).
+NAME_BYTES = "omniget-name-bytes"
+
+
+def _name_bytes(exc: UnicodeError) -> tuple[str | bytes, int]:
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    chunk = exc.object[exc.start : exc.end]
+    if all("\udc80" <= c <= "\udcff" for c in chunk):  # (bytes of a name, as Python holds them)
+        return bytes(ord(c) - 0xDC00 for c in chunk), exc.end
+    return codecs.backslashreplace_errors(exc)
+
+
+codecs.register_error(NAME_BYTES, _name_bytes)
+
+
+def name_bytes_out() -> None:
+    """The command's stdout and stderr write the bytes of a name that are no UTF-8 (a
+    folder from an old latin-1 disk: Python holds them as lone surrogates) as they are, as
+    ls writes them; a character the locale's encoding has none for is escaped (``\\u540d``).
+    Else a line with either failed the run (stdout is strict in a locale such as
+    en_US.UTF-8, stderr writes ``\\udce9``)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.reconfigure(errors=NAME_BYTES)  # type: ignore[union-attr]
+
 
 class Masker:
     """Replaces known secret values, URL passwords (or a user name given alone) and query
