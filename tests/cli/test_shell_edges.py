@@ -156,3 +156,15 @@ def test_a_path_in_bytes_that_are_no_utf8_is_listed_in_its_bytes(httpd: HTTPServ
     res = cli("--dry-run", "-o", name, url, env={"PYTHONIOENCODING": "latin-1:strict"})
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith(b"\\u540d/f\t")
+
+
+def test_a_name_a_locale_of_ascii_cannot_write_is_saved_made_safe(httpd: HTTPServer) -> None:
+    """Before: "internal error: UnicodeEncodeError: 'ascii' codec can't encode
+    characters", exit 1 (a locale of latin-1 the same, for a name in Chinese). Such a
+    character is one the file system cannot take there: replaced with ``_``, as a control
+    character is."""
+    url = httpd.add("/u/caf\u00e9.txt", DATA)
+    res = cli("-o", "out", url, env=ASCII_LOCALE)
+    assert res.returncode == 0, res.stderr
+    assert os.listdir("out") == ["caf_.txt"]
+    assert b"saved out/caf_.txt\n" in res.stderr

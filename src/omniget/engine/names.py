@@ -7,6 +7,7 @@ characters, hit a Windows device name, or overflow the file system's name limit.
 
 from __future__ import annotations
 
+import codecs
 import errno
 import functools
 import os
@@ -14,6 +15,7 @@ import posixpath
 import re
 import stat
 import string
+import sys
 import unicodedata
 from collections.abc import Callable, Container, Mapping
 from itertools import count
@@ -64,6 +66,28 @@ def _clean_char(c: str) -> str:
     return c
 
 
+#: The encoding of file names here: UTF-8 but in a locale of another (latin-1, ASCII),
+#: where a character it has none for cannot be in a name at all.
+_FS_ENCODING = codecs.lookup(sys.getfilesystemencoding()).name
+
+
+def _writable(s: str) -> str:
+    """``s`` with each character the file names' encoding has none for replaced."""
+    try:
+        s.encode(_FS_ENCODING)
+    except UnicodeEncodeError:
+        return "".join(c if _encodes(c) else "_" for c in s)
+    return s
+
+
+def _encodes(c: str) -> bool:
+    try:
+        c.encode(_FS_ENCODING)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _trim(s: str) -> str:
     return s.lstrip(" ").rstrip(". ")
 
@@ -94,7 +118,8 @@ def sanitize_component(
 ) -> str:
     """One safe path component for ``name``.
 
-    Separators and control characters become ``_``; invisible format characters
+    Separators and control characters become ``_``, and so do characters that the file
+    names' encoding has none for (in a locale of latin-1 or ASCII); invisible format characters
     (bidi, zero-width, BOM) are dropped; the result is NFC, has no leading spaces and no
     trailing dots or spaces, is never empty, ``.`` or ``..``, never a Windows device
     name, never ends in ``.omniget-part`` (the name of another's part file: ``_`` is
@@ -107,6 +132,8 @@ def sanitize_component(
     s = s.translate(_REPLACE_WINDOWS if windows else _REPLACE)
     if not s.isascii():
         s = "".join(map(_clean_char, s))
+        if _FS_ENCODING != "utf-8":
+            s = _writable(s)
     s = _trim(s)
     if _is_device(s):
         s = "_" + s
