@@ -36,6 +36,7 @@ def one_line(err: str) -> str:
         ("CON", "_CON"),
         ("x\\y.txt", "x/y.txt"),
         ("a\u202eb.txt", "ab.txt"),
+        (os.fsdecode(b"caf\xe9.txt"), "caf_.txt"),
     ],
 )
 def test_an_output_file_name_omniget_would_change_is_refused(

@@ -308,9 +308,9 @@ def _name_kept(given: str) -> None:
     safe = safe_relpath(path.name)
     if safe != path.name:
         raise ArgumentError(f"-O {given!r}: that name would be saved as {safe!r} (omniget "
-                            "makes names safe: no control or invisible characters, "
-                            "backslashes, trailing dots or spaces, nor device names); give "
-                            "-O a name that stays as it is")
+                            "makes names safe: no control or invisible characters, bytes "
+                            "that are no UTF-8, backslashes, trailing dots or spaces, nor "
+                            "device names); give -O a name that stays as it is")
 
 
 def _names_a_folder(name: str) -> bool:
