@@ -85,12 +85,15 @@ def test_header_and_user_bytes_that_are_no_utf8_are_one_line(
 
 
 def cli(
-    *args: str | bytes, env: dict[str, str] | None = None, cwd: bytes = b"."
+    *args: str | bytes, env: dict[str, str] | None = None, cwd: bytes = b".", close: str = ""
 ) -> subprocess.CompletedProcess[bytes]:
-    """The command in a subprocess, its arguments as bytes where given so."""
+    """The command in a subprocess, its arguments as bytes where given so; ``close``:
+    descriptors the shell closes (``>&-``)."""
     environ = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "omniget", *args], capture_output=True,
-                          env=environ, cwd=cwd, timeout=60)
+    cmd: list[str | bytes] = [sys.executable, "-m", "omniget", *args]
+    if close:
+        cmd = ["sh", "-c", f'exec "$@" {close}', "sh", *cmd]
+    return subprocess.run(cmd, capture_output=True, env=environ, cwd=cwd, timeout=60)
 
 
 def test_a_url_with_bytes_that_are_no_utf8_asks_for_them_percent_encoded(
@@ -169,3 +172,25 @@ def test_a_name_a_locale_of_ascii_cannot_write_is_saved_made_safe(httpd: HTTPSer
     assert res.returncode == 0, res.stderr
     assert os.listdir("out") == ["caf_.txt"]
     assert b"saved out/caf_.txt\n" in res.stderr
+
+
+STDOUT_NAMES = ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/fd/1"), reason="needs /proc")
+@pytest.mark.parametrize("name", STDOUT_NAMES)
+def test_output_file_naming_stdout_is_stdout(httpd: HTTPServer, name: str) -> None:
+    """curl's ``-o /dev/stdout`` is ``-O -``. Before: with ``--json``, the events and the
+    file's bytes went out mixed on stdout, exit 0; with stdout closed (``>&-``), the bytes
+    went to the /dev/null put in its place, exit 0."""
+    url = httpd.add(httpd.new_path("f"), DATA)
+    res = cli("-O", name, url)
+    assert (res.returncode, res.stdout) == (0, DATA), res.stderr
+    res = cli("--json", "-O", name, url)
+    assert (res.returncode, res.stdout) == (2, b"")
+    assert res.stderr == (f"omniget: error: --json cannot be used with -O {name} (stdout "
+                          "carries the file)\n").encode()
+    res = cli("-O", name, url, close=">&-")
+    closed = b"omniget: error: cannot write to stdout: it is closed\n"
+    assert (res.returncode, res.stderr) == (7, closed)
+    assert [r.method for r in httpd.requests] == ["GET"]

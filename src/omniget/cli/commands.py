@@ -86,13 +86,17 @@ def run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     # --json: a URL no source takes fails as one of the run's URLs (a failed event)
     _check_urls(targets, ns.source, fail_fast=not ns.json)
     cfg = bind_user(cfg, targets)
+    given = ns.output_file
+    if given not in (None, "", "-") and _names_stdout(given):  # (curl's -o /dev/stdout)
+        ns.output_file = "-"
     if ns.output_file is not None:
         if len(targets) != 1:
             raise ArgumentError("-O takes exactly one URL (use -o DIR for several)")
         if ns.output is not None:
             raise ArgumentError("-O and -o cannot be used together")
         if ns.output_file == "-" and ns.json:
-            raise ArgumentError("--json cannot be used with -O - (stdout carries the file)")
+            raise ArgumentError(f"--json cannot be used with -O {given} (stdout carries the "
+                                "file)")
         if ns.output_file == "":
             raise ArgumentError("-O needs a file name (or - for stdout)")
         if ns.output_file != "-" and _names_a_folder(ns.output_file):
@@ -293,6 +297,23 @@ def _name_fits(given: str) -> None:
         short = given if len(given) <= 60 else f"{given[:40]}...{given[-12:]}"
         raise ArgumentError(f"-O {short}: its name is {size} bytes; omniget takes "
                             f"{MAX_NAME_BYTES} at most (a shorter name, please)")
+
+
+def _names_stdout(given: str) -> bool:
+    """``-O /dev/stdout`` (``/dev/fd/1``, ``/proc/self/fd/1``): the name of this process's
+    stdout, which is written as ``-O -`` (refused with ``--json``, and an error when
+    stdout is closed: /dev/null stands in its place then). Its links are followed one by
+    one, as the last one is stdout's own file, not its name."""
+    try:
+        path = os.path.abspath(given_path(given, "-O"))
+        for _ in range(16):
+            folder = os.path.realpath(os.path.dirname(path))
+            if folder == f"/proc/{os.getpid()}/fd":
+                return os.path.basename(path) == "1"
+            path = os.path.join(folder, os.readlink(path))
+    except (OSError, ValueError):  # (no link: a file, a device)
+        pass
+    return False
 
 
 def _name_kept(given: str) -> None:
