@@ -194,3 +194,27 @@ def test_output_file_naming_stdout_is_stdout(httpd: HTTPServer, name: str) -> No
     closed = b"omniget: error: cannot write to stdout: it is closed\n"
     assert (res.returncode, res.stderr) == (7, closed)
     assert [r.method for r in httpd.requests] == ["GET"]
+
+
+@pytest.mark.parametrize("urls", [1, 2])
+def test_curl_s_o_dash_is_refused_before_a_folder_is_made(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], urls: int
+) -> None:
+    """curl's ``-o -`` (stdout) here: before, a folder named ``-`` was made, the file
+    saved in it, exit 0, and nothing on stdout (``omniget -o - URL | tar x`` read none)."""
+    url = httpd.add(httpd.new_path("a.txt"), DATA)
+    assert main(["-o", "-", *[url] * urls]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "-o -: -o names a folder (here one named '-'); to write to stdout, use -O -" in err
+    assert httpd.requests == [] and os.listdir() == []
+
+
+def test_a_folder_named_dash_is_still_taken_when_it_is_there_or_said_so(
+    httpd: HTTPServer,
+) -> None:
+    url = httpd.add(httpd.new_path("a.txt"), DATA)
+    assert main(["-q", "-o", "./-", url]) == 0
+    assert os.listdir("-") == ["a.txt"]
+    other = httpd.add(httpd.new_path("b.txt"), DATA)
+    assert main(["-q", "-o", "-", other]) == 0  # (there now: a folder it is)
+    assert sorted(os.listdir("-")) == ["a.txt", "b.txt"]

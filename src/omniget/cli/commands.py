@@ -105,6 +105,9 @@ def run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
         if ns.output_file != "-":
             _name_fits(ns.output_file)
             _name_kept(ns.output_file)
+    elif ns.output == "-" and not os.path.isdir("-"):  # (curl's -o -: stdout)
+        raise ArgumentError("-o -: -o names a folder (here one named '-'); to write to "
+                            "stdout, use -O - (curl's -o -)")
     elif ns.output is not None and len(targets) == 1 and not ns.input_file:
         _curl_o(ns.output, targets[0])
     if cfg.settings.checksum is not None and len(targets) != 1:
