@@ -218,3 +218,18 @@ def test_a_folder_named_dash_is_still_taken_when_it_is_there_or_said_so(
     other = httpd.add(httpd.new_path("b.txt"), DATA)
     assert main(["-q", "-o", "-", other]) == 0  # (there now: a folder it is)
     assert sorted(os.listdir("-")) == ["a.txt", "b.txt"]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize(("args", "code"), [(["-v"], 0), ([], 6), (["--json"], 6)])
+def test_a_stderr_on_a_full_disk_is_a_silent_one(
+    httpd: HTTPServer, args: list[str], code: int
+) -> None:
+    """As a closed stderr, or one whose reader went away: the run ends with its own exit
+    code. Before: "internal error: OSError: [Errno 28] No space left on device" (said
+    nowhere), exit 1."""
+    url = httpd.add(httpd.new_path("f"), DATA) if code == 0 else httpd.url("/nothere")
+    res = cli(*args, "-o", "out", url, close="2>/dev/full")
+    assert res.returncode == code, res.stdout
+    if code == 0:
+        assert Path("out/f").read_bytes() == DATA

@@ -292,13 +292,14 @@ def last_words(
 
 def say(text: str, out: IO[str] | None = None) -> None:
     """``text`` on stderr (or ``out``) now. A reader of it that went away (``omniget -v
-    URL 2>&1 | head -1``) leaves it silent from then on, as a closed stderr is: the run
-    goes on and ends with its own exit code (it died of SIGPIPE at its summary line)."""
+    URL 2>&1 | head -1``), or a disk it fills (``2>/dev/full``), leaves it silent from
+    then on, as a closed stderr is: the run goes on and ends with its own exit code (it
+    died of SIGPIPE at its summary line; a full disk made it an internal error, exit 1)."""
     out = sys.stderr if out is None else out
     try:
         out.write(text)
         out.flush()
-    except BrokenPipeError:
+    except OSError:
         to_devnull(out)
 
 
