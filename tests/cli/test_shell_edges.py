@@ -233,3 +233,12 @@ def test_a_stderr_on_a_full_disk_is_a_silent_one(
     assert res.returncode == code, res.stdout
     if code == 0:
         assert Path("out/f").read_bytes() == DATA
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["help", "list"]])
+def test_help_and_version_onto_a_full_disk_say_so(args: list[str]) -> None:
+    """As any output on stdout: exit 7 (README's table). Before: exit 0, nothing said."""
+    res = cli(*args, close=">/dev/full")
+    assert (res.returncode, res.stderr) == (
+        7, b"omniget: error: cannot write to stdout: disk full\n")

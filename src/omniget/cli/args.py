@@ -16,14 +16,17 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .. import __version__
 from .._frozen import plain_dataclass
-from ..errors import UsageError, nearest
+from ..errors import UsageError, nearest, write_error
 from ..model import Item
 from . import options as opt
 from .options import ArgumentError
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 __all__ = [
     "COMMANDS",
@@ -54,6 +57,24 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise ArgumentError(f"{message} (see '{self.prog} --help')")
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        """--help and --version: argparse ignored a failed write (a full disk: exit 0,
+        nothing said); it is a storage error here, as any write to stdout (exit 7), and
+        a reader that went away ends the command quietly (see main)."""
+        if not message:
+            return
+        out = file if file is not None else sys.stderr
+        try:
+            out.write(message)
+            flush = getattr(out, "flush", None)
+            if flush is not None:
+                flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise write_error(exc, "stdout" if out is sys.stdout else "stderr",
+                              what=None) from None
 
 
 def _help_width() -> int:
