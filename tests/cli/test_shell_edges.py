@@ -242,3 +242,18 @@ def test_help_and_version_onto_a_full_disk_say_so(args: list[str]) -> None:
     res = cli(*args, close=">/dev/full")
     assert (res.returncode, res.stderr) == (
         7, b"omniget: error: cannot write to stdout: disk full\n")
+
+
+@pytest.mark.parametrize("agent", ["a\nX-Injected: 1", "a\rX-Injected: 1", f"caf{E9}"])
+def test_a_user_agent_with_a_line_break_or_bytes_that_are_no_utf8_is_refused(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    agent: str,
+) -> None:
+    """As a -H value is. Before: sent as it was, its line break splitting the request's
+    head (a header more); bytes that are no UTF-8 were an internal error."""
+    url = httpd.add(httpd.new_path("f"), DATA)
+    monkeypatch.setenv("OMNIGET_USER_AGENT", agent)
+    assert main(["-O", "f", url]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "OMNIGET_USER_AGENT" in err, err
+    assert httpd.requests == [] and os.listdir() == []

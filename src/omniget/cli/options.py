@@ -228,6 +228,17 @@ def parse_str(v: object) -> str:
     return text
 
 
+def parse_user_agent(v: object) -> str:
+    """A header's value, as a -H one is: no line break (it would end the header there and
+    start another), UTF-8 text."""
+    text = parse_str(v)
+    if "\n" in text or "\r" in text:
+        raise ValueError("a line break in it")
+    if not _is_utf8(text):
+        raise ValueError("not UTF-8 text")
+    return text
+
+
 def parse_proxy(v: object) -> str:
     """A proxy URL; empty means none, not even from the ``*_proxy`` variables (as in curl).
     Without a scheme it is an HTTP proxy (``host:port``)."""
@@ -308,7 +319,7 @@ OPTIONS: dict[str, Option] = {
         Option("netrc", parse_bool, ("network.netrc",)),
         Option("no-netrc", parse_bool, ("network.netrc",), invert=True),
         Option("netrc-file", parse_file, ("network.netrc_file",)),
-        Option("user-agent", parse_str, ("network.user_agent",)),
+        Option("user-agent", parse_user_agent, ("network.user_agent",)),
         Option("max-redirects", parse_nonneg, ("network.max_redirects",)),
     ]
 }
