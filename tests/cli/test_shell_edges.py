@@ -257,3 +257,14 @@ def test_a_user_agent_with_a_line_break_or_bytes_that_are_no_utf8_is_refused(
     err = one_line(capsys.readouterr().err)
     assert "OMNIGET_USER_AGENT" in err, err
     assert httpd.requests == [] and os.listdir() == []
+
+
+@pytest.mark.parametrize("out", ["-", os.devnull])
+def test_quiet_beats_verbose_on_a_stream_as_in_a_download(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], out: str
+) -> None:
+    """``-q``: nothing but errors, ``-v`` or not. Before: ``-q -v -O -`` said "wrote 1000 B
+    to stdout" (a download into a folder said nothing)."""
+    url = httpd.add(httpd.new_path("f"), DATA)
+    assert main(["-q", "-v", "-O", out, url]) == 0
+    assert capsys.readouterr().err == ""

@@ -99,7 +99,7 @@ def to_stream(
                 out.close()
     if isinstance(consumer, JsonEvents):
         consumer.line(summary_record(ns, 0, **consumer.tally()))
-    if ns.verbose and not ns.json:
+    if ns.verbose and not (ns.json or ns.quiet):
         say(f"wrote {format_size(written)} to {where}\n")
     return 0
 
