@@ -268,3 +268,25 @@ def test_quiet_beats_verbose_on_a_stream_as_in_a_download(
     url = httpd.add(httpd.new_path("f"), DATA)
     assert main(["-q", "-v", "-O", out, url]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_a_mix_of_ok_skipped_and_failed_files_exits_with_the_first_failure_s_code(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README: "When several files fail, the exit code is the first failure's" (in the
+    order of the URLs, not of the failures: the 503 is the slower one), "and every
+    failure is listed"; skipped files are no failure."""
+    ok = httpd.add(httpd.new_path("ok.bin"), DATA)
+    there = httpd.add(httpd.new_path("there.bin"), DATA)
+    Path("there.bin").write_bytes(DATA)
+    busy = httpd.url(httpd.new_path("busy.bin"), status=503, delay=0.5)
+    gone = httpd.url("/gone.bin")
+    assert main(["--retries", "0", busy, gone, ok, there]) == 3
+    err = capsys.readouterr().err
+    assert err.count("omniget: error: ") == 2 and "busy.bin" in err and "gone.bin" in err
+    assert "1 file ok, 1 skipped, 2 failed" in err
+    Path("ok.bin").unlink()
+    assert main(["--retries", "0", gone, busy, ok, there]) == 6
+    capsys.readouterr()
+    assert main([ok, there]) == 0
+    assert "0 files ok, 2 skipped, 0 failed" in capsys.readouterr().err
