@@ -290,3 +290,29 @@ def test_a_mix_of_ok_skipped_and_failed_files_exits_with_the_first_failure_s_cod
     capsys.readouterr()
     assert main([ok, there]) == 0
     assert "0 files ok, 2 skipped, 0 failed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("var", ["COLUMNS", "LINES"])
+def test_a_terminal_whose_size_variable_says_0_still_gets_its_bars(
+    monkeypatch: pytest.MonkeyPatch, var: str
+) -> None:
+    """``COLUMNS=0`` (or ``LINES=0``) says nothing of the terminal: its own size is taken.
+    Before: rich took it for a screen 0 cells wide (or high), and drew nothing at all
+    the whole run."""
+    import pty
+
+    from omniget.cli.bars import RichProgress
+    from omniget.cli.output import Masker
+    from omniget.cli.progress import make_progress
+
+    monkeypatch.setenv(var, "0")
+    monkeypatch.delenv("TERM", raising=False)
+    master, slave = pty.openpty()
+    try:
+        with os.fdopen(slave, "w", closefd=False) as err:
+            shown = make_progress(Masker(), stderr=err)
+            assert isinstance(shown, RichProgress)
+            assert shown.console.width > 0 and shown.console.height > 0
+    finally:
+        os.close(master)
+        os.close(slave)

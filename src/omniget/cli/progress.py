@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import IO, TYPE_CHECKING, Protocol
 
 from .._frozen import plain_dataclass
@@ -280,12 +280,20 @@ def make_progress(
             return PlainProgress(err, mask, verbose=verbose)
         from rich.console import Console
 
-        console = Console(file=err)
+        console = Console(file=err, _environ=_sizes_known(os.environ))
     if is_fancy(console):
         from .bars import RichProgress
 
         return RichProgress(console, mask, verbose=verbose)
     return PlainProgress(err, mask, verbose=verbose)
+
+
+def _sizes_known(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment rich sizes the screen by, without a ``COLUMNS`` or ``LINES`` of 0
+    (rich took it for a screen 0 cells wide or high, and drew nothing): the terminal's
+    own size is taken then, as shutil takes it."""
+    return {k: v for k, v in environ.items()
+            if k not in ("COLUMNS", "LINES") or not v.isdigit() or int(v) > 0}
 
 
 def maybe_terminal(stream: IO[str]) -> bool:
