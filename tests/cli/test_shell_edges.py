@@ -51,6 +51,18 @@ def test_an_output_file_name_omniget_would_change_is_refused(
     assert httpd.requests == [] and os.listdir() == []
 
 
+def test_an_output_file_name_in_decomposed_form_is_refused_saying_so(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``e`` and a combining accent (as macOS writes names) is saved composed: the two look
+    the same, so the error says what differs."""
+    url = httpd.add(httpd.new_path("f"), DATA)
+    assert main(["-O", "cafe\u0301.txt", url]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "its accents apart from their letters (NFD, " in err, err
+    assert httpd.requests == [] and os.listdir() == []
+
+
 @pytest.mark.parametrize("name", [".hidden", "a<b>:c.txt", "é名.txt", "sp ace.txt"])
 def test_an_output_file_name_that_is_safe_already_is_saved_as_given(
     httpd: HTTPServer, capsys: pytest.CaptureFixture[str], name: str

@@ -11,6 +11,7 @@ import errno
 import os
 import stat
 import threading
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -330,6 +331,11 @@ def _name_kept(given: str) -> None:
     if not_a_file(path):
         return
     safe = safe_relpath(path.name)
+    if safe != path.name and safe == unicodedata.normalize("NFC", path.name):
+        raise ArgumentError(f"-O {given!r}: that name has its accents apart from their "
+                            "letters (NFD, as macOS writes names); omniget saves names with "
+                            "them composed (NFC), which look the same but are other bytes: "
+                            "give -O the name composed")
     if safe != path.name:
         raise ArgumentError(f"-O {given!r}: that name would be saved as {safe!r} (omniget "
                             "makes names safe: no control or invisible characters, bytes "
