@@ -4,7 +4,9 @@ process (its locale, its argv as bytes), else in-process, against the local serv
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -328,3 +330,32 @@ def test_a_terminal_whose_size_variable_says_0_still_gets_its_bars(
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_a_file_stopped_before_it_had_a_place_is_said_under_the_output_folder(
+    httpd: HTTPServer,
+) -> None:
+    """A second URL of the same name waits for the first one's; a SIGTERM then stops it
+    before it had a path of its own. Its ``failed`` event said its name alone (``"path":
+    "same.bin"``, as if in the current folder), the other events ``out/same.bin``."""
+    first = httpd.add("/a/same.bin", DATA)
+    second = httpd.add("/b/same.bin", DATA)
+    environ = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "omniget", "--json", "-o", "out",
+         first + "?hold=h&stall_after=10", second],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environ)
+    try:
+        assert httpd.held("h")
+        assert proc.stdout is not None
+        assert b'"event": "started"' in proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        httpd.release("h")
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    events = [json.loads(line) for line in out.decode().splitlines()]
+    paths = {e["path"] for e in events if e["event"] != "summary"}
+    assert paths == {"out/same.bin"}, events

@@ -118,6 +118,10 @@ def run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     from .json_events import JsonEvents  # (imported where used: start-up time)
 
     consumer = make_progress(mask, quiet=ns.quiet, as_json=ns.json, verbose=ns.verbose)
+    if isinstance(consumer, JsonEvents):  # (-O FILE: its folder; -O - has no events)
+        out = ns.output_file
+        consumer.folder = (given_path(out, "-O").parent if out not in (None, "-") else
+                           cfg.output or Path("."))
     # (--json: the run's warnings, the CLI's and the library's, are events too; stderr
     # has them as well)
     warnings = (log_to_json(consumer.line, mask) if isinstance(consumer, JsonEvents)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import IO, Any
 
 from ..engine.events import (
@@ -33,11 +34,12 @@ def _error_dict(error: OmnigetError, mask: Masker) -> dict[str, Any]:
             "exit_code": error.exit_code}
 
 
-def event_to_dict(event: Event, mask: Masker) -> dict[str, Any]:
-    """One engine event as a flat JSON-safe dict: ``{"event": "finished", "path": ...}``."""
+def event_to_dict(event: Event, mask: Masker, folder: Path | None = None) -> dict[str, Any]:
+    """One engine event as a flat JSON-safe dict: ``{"event": "finished", "path": ...}``
+    (a file with no path yet: its own under ``folder``, the run's output folder)."""
     d: dict[str, Any] = {
         "event": type(event).__name__.lower(),
-        "path": event_path(event, mask),
+        "path": event_path(event, mask, folder),
         "url": mask(event.item.download_url),
     }
     match event:
@@ -80,6 +82,8 @@ class JsonEvents:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.out, self.mask, self.interval, self.clock = out, mask, interval, clock
+        #: The run's output folder: a file stopped before it had a path is said under it.
+        self.folder: Path | None = None
         self.error: StorageError | None = None
         self._ended_run = False  # (the summary is written)
         self._last: dict[str, float] = {}
@@ -105,7 +109,7 @@ class JsonEvents:
                 self._last.pop(key, None)
                 self._running.discard(key)
                 self._count(event)
-            self._write(event_to_dict(event, self.mask))
+            self._write(event_to_dict(event, self.mask, self.folder))
 
     def _count(self, event: Finished | Failed | Skipped) -> None:
         ended = self._ended

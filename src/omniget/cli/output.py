@@ -182,12 +182,16 @@ def item_to_dict(item: Item, mask: Masker) -> dict[str, Any]:
     return out
 
 
-def event_path(event: Event, mask: Masker) -> str | None:
+def event_path(event: Event, mask: Masker, folder: Path | None = None) -> str | None:
     """The file an event is about: its output path, or the item's own before that is
-    known; None for a URL no source took (it names no file)."""
+    known (under ``folder``, the run's output folder, when given); None for a URL no
+    source took (it names no file)."""
     if event.path:
         return mask(display_path(event.path))
-    return mask(event.item.output_path) if event.item.source else None
+    if not event.item.source:
+        return None
+    path = event.item.output_path
+    return mask(path if folder is None else display_path(folder / path))
 
 
 def print_list(
