@@ -359,3 +359,38 @@ def test_a_file_stopped_before_it_had_a_place_is_said_under_the_output_folder(
     events = [json.loads(line) for line in out.decode().splitlines()]
     paths = {e["path"] for e in events if e["event"] != "summary"}
     assert paths == {"out/same.bin"}, events
+
+
+ESC_URL_PATH = "/u/a\x1b[31mRED\x1b]0;title\x07.txt"
+
+
+@pytest.mark.parametrize("given", ["argument", "-i"])
+def test_control_characters_of_a_url_never_reach_the_terminal(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], given: str
+) -> None:
+    """A URL list from elsewhere (a page, a scraper) with an escape sequence in a URL:
+    before, ``list``, ``--dry-run`` and the error of a download wrote it as it was, the
+    terminal taking it for its own (colours, a window title). Such characters are asked
+    for percent-encoded, as a browser asks for them, and said so."""
+    url = httpd.url("/") + ESC_URL_PATH[1:]
+    args = [url] if given == "argument" else ["-i", "urls.txt"]
+    Path("urls.txt").write_text(url + "\n")
+    encoded = httpd.url("/") + "u/a%1B[31mRED%1B]0;title%07.txt"
+    assert main(["list", *args]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith(f"\t{encoded}\n") and not any(c in out for c in "\x1b\x07"), out
+    assert main(["--dry-run", "-o", "out", *args]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith(f"\t{encoded}\n") and not any(c in out for c in "\x1b\x07"), out
+    assert main(["-o", "out", *args]) == 6
+    err = capsys.readouterr().err
+    assert encoded in err and not any(c in err for c in "\x1b\x07"), err
+
+
+def test_list_shows_a_name_as_a_download_would_write_it(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: the name decoded from ``%1B`` (an escape) was listed as it was."""
+    url = httpd.url("/") + "u/%1B[31mred%09tab.txt"
+    assert main(["list", url]) == 0
+    assert capsys.readouterr().out == f"_[31mred_tab.txt\t\thttp\t{url}\n"

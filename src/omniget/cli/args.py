@@ -17,6 +17,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import quote
 
 from .. import __version__
 from .._frozen import plain_dataclass
@@ -551,6 +552,20 @@ def argv_url(url: str) -> str:
         return "".join(chr(b) if b < 0x80 else f"%{b:02X}" for b in raw)
 
 
+#: What a URL never holds as it is: C0 and C1 controls and DEL (TAB and line breaks
+#: aside: an -i line's mirrors are TAB-separated, and a browser drops them from a URL).
+_CONTROLS = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+
+
+def controls_encoded(url: str) -> str:
+    """``url`` with its control characters percent-encoded, as a browser asks for them:
+    an escape sequence in a URL from a list found elsewhere never reaches the terminal
+    (in ``list``, ``--dry-run`` and errors) as one."""
+    if url.isprintable():
+        return url
+    return re.sub(_CONTROLS, lambda m: quote(m.group(), safe=""), url)
+
+
 def guess_scheme(url: str) -> str:
     """``example.com/file`` means ``http://example.com/file``, as in curl and wget: a bare
     host name with a dot (or localhost, or an IP address), an optional port, then a path.
@@ -590,6 +605,7 @@ def parse_input(text: str, name: str = "input file") -> list[str | Item]:
                 f"{name}, line {number}: a space inside a URL (separate files go on separate "
                 "lines, mirrors of one file are separated by a TAB; a space in a URL is %20)"
             )
+        urls = [controls_encoded(u) for u in urls]
         if len(urls) == 1:
             out.append(urls[0])
         else:

@@ -194,6 +194,17 @@ def event_path(event: Event, mask: Masker, folder: Path | None = None) -> str | 
     return mask(path if folder is None else display_path(folder / path))
 
 
+def _shown_columns(item: Item, size: str) -> tuple[str, str, str, str]:
+    """A listed item's path (as a download would write it: no control character, which
+    the terminal would take for its own), size, source and URL (its controls
+    percent-encoded: a source's URL is the server's)."""
+    from ..engine.names import safe_relpath
+    from .args import controls_encoded
+
+    return (safe_relpath(item.output_path), size, item.source,
+            controls_encoded(item.download_url))
+
+
 def print_list(
     items: Iterable[Item], out: IO[str], mask: Masker, *, as_json: bool, table: bool
 ) -> int:
@@ -206,7 +217,7 @@ def print_list(
                 line = json.dumps(item_to_dict(item, mask))
             else:
                 size = "" if item.size_bytes is None else str(item.size_bytes)
-                cols = (item.output_path, size, item.source, item.download_url)
+                cols = _shown_columns(item, size)
                 line = "\t".join(mask(c) for c in cols)
             put(out, line + "\n")
             count += 1
@@ -215,11 +226,14 @@ def print_list(
     from rich.console import Console
     from rich.table import Table
 
+    from .progress import sizes_known
+
     t = Table("path", "size", "source", box=None, header_style="bold")
     for item in items:
-        t.add_row(mask(item.output_path), format_size(item.size_bytes), item.source)
+        path = _shown_columns(item, "")[0]
+        t.add_row(mask(path), format_size(item.size_bytes), item.source)
         count += 1
-    Console(file=out).print(t)
+    Console(file=out, _environ=sizes_known(os.environ)).print(t)
     return count
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "name_of",
     "retry_line",
     "safe_consumer",
+    "sizes_known",
     "skip_line",
     "warning_line",
 ]
@@ -280,7 +281,7 @@ def make_progress(
             return PlainProgress(err, mask, verbose=verbose)
         from rich.console import Console
 
-        console = Console(file=err, _environ=_sizes_known(os.environ))
+        console = Console(file=err, _environ=sizes_known(os.environ))
     if is_fancy(console):
         from .bars import RichProgress
 
@@ -288,7 +289,7 @@ def make_progress(
     return PlainProgress(err, mask, verbose=verbose)
 
 
-def _sizes_known(environ: Mapping[str, str]) -> dict[str, str]:
+def sizes_known(environ: Mapping[str, str]) -> dict[str, str]:
     """The environment rich sizes the screen by, without a ``COLUMNS`` or ``LINES`` of 0
     (rich took it for a screen 0 cells wide or high, and drew nothing): the terminal's
     own size is taken then, as shutil takes it."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import Cancelled, OmnigetError, UsageError
 from ..model import Item, unextracted
 from ..userfiles import NotText, read_text
-from .args import CURL_O, argv_url, guess_scheme, parse_input
+from .args import CURL_O, argv_url, controls_encoded, guess_scheme, parse_input
 from .config import Config
 from .options import ArgumentError, expand_path
 from .output import Masker, print_error
@@ -35,7 +35,7 @@ def bind_user(cfg: Config, targets: list[str | Item]) -> Config:
 
 def collect(ns: argparse.Namespace) -> list[str | Item]:
     """URLs from the command line, then from each ``-i`` in turn."""
-    targets: list[str | Item] = [guess_scheme(argv_url(u)) for u in ns.urls]
+    targets: list[str | Item] = [guess_scheme(controls_encoded(argv_url(u))) for u in ns.urls]
     empty = ""  # why the last list read gave no URL
     for file in ns.input_file or ():
         name = "stdin" if file == "-" else f"input file {file}"
