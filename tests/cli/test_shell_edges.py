@@ -196,7 +196,8 @@ STDOUT_NAMES = ["/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"]
 def test_output_file_naming_stdout_is_stdout(httpd: HTTPServer, name: str) -> None:
     """curl's ``-o /dev/stdout`` is ``-O -``. Before: with ``--json``, the events and the
     file's bytes went out mixed on stdout, exit 0; with stdout closed (``>&-``), the bytes
-    went to the /dev/null put in its place, exit 0."""
+    went to the /dev/null put in its place, exit 0; with stdout a file (``>out.bin``), that
+    file was "skipped: it already exists", left empty, exit 0."""
     url = httpd.add(httpd.new_path("f"), DATA)
     res = cli("-O", name, url)
     assert (res.returncode, res.stdout) == (0, DATA), res.stderr
@@ -207,7 +208,9 @@ def test_output_file_naming_stdout_is_stdout(httpd: HTTPServer, name: str) -> No
     res = cli("-O", name, url, close=">&-")
     closed = b"omniget: error: cannot write to stdout: it is closed\n"
     assert (res.returncode, res.stderr) == (7, closed)
-    assert [r.method for r in httpd.requests] == ["GET"]
+    res = cli("-O", name, url, close=">out.bin")  # (before: "skipped out.bin", empty)
+    assert res.returncode == 0 and Path("out.bin").read_bytes() == DATA, res.stderr
+    assert [r.method for r in httpd.requests] == ["GET", "GET"]
 
 
 @pytest.mark.parametrize("urls", [1, 2])
