@@ -397,3 +397,16 @@ def test_list_shows_a_name_as_a_download_would_write_it(
     url = httpd.url("/") + "u/%1B[31mred%09tab.txt"
     assert main(["list", url]) == 0
     assert capsys.readouterr().out == f"_[31mred_tab.txt\t\thttp\t{url}\n"
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/fd/2"), reason="needs /proc")
+@pytest.mark.parametrize("name", ["/dev/stderr", "/dev/fd/2"])
+def test_output_file_naming_stderr_is_refused(httpd: HTTPServer, name: str) -> None:
+    """Its lines would go between the file's bytes. Before: with stderr a file
+    (``2>err.txt``), "unsafe output path 'stderr': it resolves to .../err.txt, outside
+    /dev", exit 8."""
+    url = httpd.add(httpd.new_path("f"), DATA)
+    res = cli("-O", name, url, close="2>err.txt")
+    said = Path("err.txt").read_text()
+    assert res.returncode == 2 and said.startswith(f"omniget: error: -O {name}: stderr"), said
+    assert said.count("\n") == 1 and httpd.requests == []

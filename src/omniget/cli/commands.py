@@ -88,8 +88,12 @@ def run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     _check_urls(targets, ns.source, fail_fast=not ns.json)
     cfg = bind_user(cfg, targets)
     given = ns.output_file
-    if given not in (None, "", "-") and _names_stdout(given):  # (curl's -o /dev/stdout)
+    fd = _fd_named(given) if given not in (None, "", "-") else None
+    if fd == 1:  # (curl's -o /dev/stdout)
         ns.output_file = "-"
+    elif fd == 2:
+        raise ArgumentError(f"-O {given}: stderr carries omniget's own lines, which would "
+                            "go between the file's bytes (use -O - for stdout)")
     if ns.output_file is not None:
         if len(targets) != 1:
             raise ArgumentError("-O takes exactly one URL (use -o DIR for several)")
@@ -307,21 +311,23 @@ def _name_fits(given: str) -> None:
                             f"{MAX_NAME_BYTES} at most (a shorter name, please)")
 
 
-def _names_stdout(given: str) -> bool:
-    """``-O /dev/stdout`` (``/dev/fd/1``, ``/proc/self/fd/1``): the name of this process's
-    stdout, which is written as ``-O -`` (refused with ``--json``, and an error when
-    stdout is closed: /dev/null stands in its place then). Its links are followed one by
-    one, as the last one is stdout's own file, not its name."""
+def _fd_named(given: str) -> int | None:
+    """The descriptor of this process that ``-O`` names (``/dev/stdout``, ``/dev/fd/1``,
+    ``/proc/self/fd/1``: 1), or None. ``-O`` stdout is written as ``-O -`` (refused with
+    ``--json``, an error when stdout is closed: /dev/null stands in its place then). Its
+    links are followed one by one, as the last one is the descriptor's own file, not its
+    name."""
     try:
         path = os.path.abspath(given_path(given, "-O"))
         for _ in range(16):
             folder = os.path.realpath(os.path.dirname(path))
             if folder == f"/proc/{os.getpid()}/fd":
-                return os.path.basename(path) == "1"
+                name = os.path.basename(path)
+                return int(name) if name.isdigit() else None
             path = os.path.join(folder, os.readlink(path))
     except (OSError, ValueError):  # (no link: a file, a device)
         pass
-    return False
+    return None
 
 
 def _name_kept(given: str) -> None:
