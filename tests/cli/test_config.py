@@ -318,7 +318,7 @@ def test_a_user_agent_that_no_request_can_carry_is_a_usage_error(
 ) -> None:
     """A line break sent a header of its own with every request; a NUL (since refused
     by the settings) was an internal error."""
-    with pytest.raises(UsageError, match="user_agent"):
+    with pytest.raises(UsageError, match=r"OMNIGET_USER_AGENT|user_agent"):
         load_settings(environ={**noenv(tmp_path), "OMNIGET_USER_AGENT": agent})
 
 
