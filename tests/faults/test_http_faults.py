@@ -16,6 +16,7 @@ import random
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -1056,6 +1057,34 @@ def test_a_gzip_file_labelled_with_its_encoding_is_saved_as_served(
     assert [(out / f"{i}-{name}").read_bytes() == packed for i in range(4)] == [True] * 4
     sent = io.BytesIO()
     assert stream(urls[0], sent) == len(packed) and sent.getvalue() == packed
+
+
+@pytest.mark.parametrize(
+    ("codings", "pack"),
+    [(["gzip", "gzip"], lambda b: gzip.compress(gzip.compress(b, mtime=0), mtime=0)),
+     (["deflate", "gzip"], lambda b: gzip.compress(zlib.compress(b), mtime=0)),
+     (["gzip", "identity"], lambda b: gzip.compress(b, mtime=0))],
+    ids=["gzip-gzip", "deflate-gzip", "gzip-identity"],
+)
+def test_codings_given_in_several_content_encoding_lines_are_all_undone(
+    httpd: HTTPServer, tmp_path: Path, codings: list[str], pack: Callable[[bytes], bytes]
+) -> None:
+    """Content-Encoding given in two lines is one list of codings (RFC 9110 5.3), as in
+    one line: every one is undone, by libcurl's transfer and on a pipelined connection.
+    Before: only the last line's was, and the file kept with the first coding's bytes,
+    exit 0."""
+    data = b"a line of a text stacked in two codings\n" * 5000
+    body = pack(data)
+    headers = [("Content-Type", "text/plain")] + [("Content-Encoding", c) for c in codings]
+    urls = [httpd.handle(httpd.new_path("s.txt"), lambda _req: (200, headers, body))
+            for _ in range(4)]
+    out = tmp_path / "out"
+    report = download([Item(u, filename=f"{i}.txt") for i, u in enumerate(urls)], out,
+                      settings=Settings(state_dir=tmp_path / "state"))
+    assert report.succeeded, report.failures
+    assert [(out / f"{i}.txt").read_bytes() == data for i in range(4)] == [True] * 4
+    sent = io.BytesIO()
+    assert stream(urls[0], sent) == len(data) and sent.getvalue() == data
 
 
 @pytest.mark.parametrize("digest", ["1", "bad"])

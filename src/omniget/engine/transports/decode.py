@@ -22,6 +22,7 @@ __all__ = [
     "Decoder",
     "Deflate",
     "Gzip",
+    "codings",
     "decoder_for",
     "end_of",
     "to_undo",
@@ -31,6 +32,16 @@ __all__ = [
 DECODED = frozenset({"gzip", "x-gzip", "deflate"})
 
 DecodeError = zlib.error
+
+
+def codings(values: list[str]) -> str:
+    """The codings of an answer's Content-Encoding lines, as one lower-case list
+    (``gzip, br``): several lines are one list, as one line with commas (RFC 9110 5.3),
+    in the order applied; ``identity`` (no coding) and blanks are left out. ''
+    for none."""
+    found = [c for v in values for c in (p.strip().lower() for p in v.split(","))
+             if c and c != "identity"]
+    return ", ".join(found)
 
 
 class Decoder(Protocol):

@@ -6,6 +6,7 @@ framed and coded.
 from __future__ import annotations
 
 from .base import Headers
+from .decode import codings
 
 __all__ = [
     "BAD_CODING", "BAD_LENGTH", "BAD_NAME", "BARE_LF", "FRAMING", "LONE_CR", "NOT_HTTP",
@@ -112,7 +113,9 @@ def read_fields(rest: str) -> _Fields | str:
         elif low == "connection":
             conn += after.lower()
         else:
-            encoding = value.lower()
+            encoding = f"{encoding},{value}" if encoding else value  # (one list: codings)
+    if encoding:
+        encoding = codings([encoding])
     return Headers(pairs, lows, last), length, chunked, conn, encoding
 
 

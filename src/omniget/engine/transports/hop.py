@@ -14,7 +14,7 @@ import pycurl
 from ...errors import IntegrityError, TransientError
 from ..verify import encoded_digests
 from .base import Head, Headers, PipeSink, Sink, StopTransfer, safe_url
-from .decode import DECODED, DecodeError, Decoder, decoder_for, end_of, to_undo
+from .decode import DECODED, DecodeError, Decoder, codings, decoder_for, end_of, to_undo
 from .h1fields import FRAMING
 from .h1queue import head_lines
 
@@ -262,8 +262,9 @@ class Hop:
         if self.status in REDIRECTS and (field := last.get("location")) and field[1]:
             self.location = field[1].strip()
             return True
-        field = last.get("content-encoding")
-        encoding = field[1].strip().lower() if field is not None else ""
+        # (every line: two are one list of codings; most answers have none)
+        encoding = codings(self.headers.get_all("content-encoding")) if (
+            "content-encoding" in last) else ""
         if encoding:  # (a gzip file labelled with its own compression is kept as it is)
             encoding = to_undo(encoding, self.headers, self.url)
         if self.decode_here and encoding:  # (an identity body, as most: no decoder)
