@@ -126,15 +126,15 @@ def test_a_large_split_file_is_hashed_off_the_event_loop(
     import threading
 
     from omniget.engine import finish
-    from omniget.engine.verify import file_digest as real
+    from omniget.engine.verify import file_digests as real
 
     threads: list[threading.Thread] = []
 
-    def spy(*args: Any, **kw: Any) -> str:
+    def spy(*args: Any, **kw: Any) -> list[str]:
         threads.append(threading.current_thread())
         return real(*args, **kw)
 
-    monkeypatch.setattr(finish, "file_digest", spy)
+    monkeypatch.setattr(finish, "file_digests", spy)
     mem = MemoryTransport(chunk=64 * 1024)
     data = blob(finish.HASH_IN_THREAD + MiB, 4)
     mem.add(URL, data)

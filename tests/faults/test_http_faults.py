@@ -934,18 +934,18 @@ def test_kept_bytes_are_finished_by_a_rerun_with_the_right_checksum_without_a_re
     at its end (gzip-encoded, chunked) left no size in the record: the rerun asked the
     server for the rest (a gzip answer then started the file over)."""
     from omniget.engine import finish
-    from omniget.engine.verify import file_digest
+    from omniget.engine.verify import file_digests
 
     data = payload(64 * KiB, 32)
     path, item = served(httpd, data, "k.bin", **body)
     assert fetch([item], tmp_path, checkpoint_bytes=SMALL_CHECKPOINTS)[0].exit_code == 4
     hashed: list[Path] = []
 
-    def spy(part: Path, *args: Any) -> str:
+    def spy(part: Path, *args: Any) -> list[str]:
         hashed.append(part)
-        return file_digest(part, *args)
+        return file_digests(part, *args)
 
-    monkeypatch.setattr(finish, "file_digest", spy)
+    monkeypatch.setattr(finish, "file_digests", spy)
     right = Digest("sha256", hashlib.sha256(data).hexdigest())
     report, _, out = fetch([Item(item.download_url, filename="k.bin", digest=right)], tmp_path,
                            checkpoint_bytes=SMALL_CHECKPOINTS)

@@ -26,7 +26,7 @@ from .journal.records import RecordGone
 from .report import FileResult
 from .spans import length
 from .transports.base import http_date
-from .verify import UNVERIFIED, DigestMismatch, digest_mismatch, file_digest
+from .verify import UNVERIFIED, DigestMismatch, digest_mismatch, file_digests
 
 if TYPE_CHECKING:
     from .job import FileJob
@@ -173,11 +173,11 @@ def _discard(job: FileJob) -> None:
 
 
 def _expected_digests(job: FileJob) -> list[Digest]:
-    out: list[Digest] = []
-    if job.item.digest is not None:
-        out.append(job.item.digest)
-    out.extend(job.digests)
-    return out
+    """Every digest the file must have, each once: the item's (or --checksum) first,
+    then the server's, strongest first."""
+    if job.item.digest is None:
+        return list(dict.fromkeys(job.digests)) if len(job.digests) > 1 else job.digests
+    return list(dict.fromkeys([job.item.digest, *job.digests]))
 
 
 async def _verify(job: FileJob) -> str | None:
@@ -192,17 +192,25 @@ async def _verify(job: FileJob) -> str | None:
                 f"size mismatch for {job.final.name}: expected {job.size} bytes, got {have}"
             )
         verified = None if job.size_from_eof and not job.end_proven else "size"
-    expected = job.digests if job.item.digest is None else _expected_digests(job)
+    expected = _expected_digests(job)
     if expected:
-        want = expected[0]
-        got = _stream_digest(job, want, actual)
-        if got is None and actual >= HASH_IN_THREAD:  # (the loop keeps the other transfers)
-            got = await asyncio.to_thread(file_digest, part.path, want.algo, 0, actual)
-        elif got is None:
-            got = file_digest(part.path, want.algo, 0, actual)
-        if got != want.hex:
-            raise digest_mismatch(job.final.name, want, got)
-        verified = want.algo
+        # every one must hold (a server may contradict itself, or the item): the first
+        # was hashed as the bytes came, most often; the file is read once for the others
+        got: dict[str, str] = {}
+        streamed = _stream_digest(job, expected[0], actual)
+        if streamed is not None:
+            got[expected[0].algo] = streamed
+        algos = list(dict.fromkeys(d.algo for d in expected if d.algo not in got))
+        hexes: list[str] = []
+        if algos and actual >= HASH_IN_THREAD:  # (the loop keeps the other transfers)
+            hexes = await asyncio.to_thread(file_digests, part.path, algos, 0, actual)
+        elif algos:
+            hexes = file_digests(part.path, algos, 0, actual)
+        got.update(zip(algos, hexes, strict=True))
+        for want in expected:
+            if got[want.algo] != want.hex:
+                raise digest_mismatch(job.final.name, want, got[want.algo])
+        verified = expected[0].algo
     elif verified is None and job.size_from_eof:
         job.ctx.event(Warned(job.item, job.final, UNVERIFIED))
     return verified

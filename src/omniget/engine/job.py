@@ -258,6 +258,7 @@ class FileJob:
         self.resumed = 0
         self.written = 0
         self.stream_hash = None
+        self.digests = []  # (the old file's: the next answer gives the new one's)
         self.size, self.size_from_eof, self.end_proven = self.item.size_bytes, False, False
         if self.ctx.journal is not None and self.journal_started:
             try:

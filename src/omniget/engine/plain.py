@@ -39,7 +39,8 @@ from .transports.base import (
     safe_url,
 )
 from .transports.redirect import DOWNGRADED, downgraded
-from .verify import StreamHasher, check_media, digests_from_headers
+from .verify import DIGEST_FIELDS as _DIGEST_FIELDS
+from .verify import StreamHasher, check_media, digests_from_headers, strength
 
 log = logging.getLogger(__name__)
 
@@ -349,6 +350,8 @@ class PlainDownload:
             self._first_head(head, sink)
             if self.inline is not None and self.controller is None and self.worth_splitting():
                 self._start_controller()
+        elif head.headers.has_any(_DIGEST_FIELDS):  # (a later answer's must hold too)
+            self._add_digests(head)
         self.heads += 1
         if self.splitter is not None:
             self.splitter.head_event.set()
@@ -470,7 +473,9 @@ class PlainDownload:
         self.ranges_ok = self.ranges_ok and not head.decoded
         if span.end is None and job.size is not None:
             span.end = job.size
-        job.digests = digests_from_headers(head.headers, status=head.status, decoded=head.decoded)
+        # (with any a resumed file's record kept, which an answer to a resume may not
+        # give again: Content-MD5 comes with a 200 only)
+        self._add_digests(head)
         if job.final is None or job.part is None:
             self._open_output(head)
         if not self.said_downgrade and downgraded(sink.req.url, head.url):
@@ -483,6 +488,15 @@ class PlainDownload:
         if job.generation and job.journal_started:  # (restarted: its record has the old
             record_anew(job)  # file's validators, which a rerun's If-Range would name)
         job.started_event()
+
+    def _add_digests(self, head: Head) -> None:
+        """The whole-file digests ``head`` gives, beside those known: each must hold."""
+        job = self.job
+        found = digests_from_headers(head.headers, status=head.status, decoded=head.decoded)
+        if found and job.digests:
+            found = sorted(dict.fromkeys([*job.digests, *found]), key=strength)
+        if found:
+            job.digests = found
 
     def _open_output(self, head: Head) -> None:
         job = self.job

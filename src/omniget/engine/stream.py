@@ -4,7 +4,8 @@ already sent are skipped in the new answer (never written twice). The item's mir
 taken as a download into a file takes them: another one at once after a failure, one
 whose file has another size, or that answered 404 or 401, never again. The item's size,
 when it says one, is checked at the first answer, as a download checks it, before any byte
-goes out. A known digest (the item's or ``--checksum``) is checked at the end: the bytes
+goes out. A known digest (the item's or ``--checksum``, and those the server gives from
+its first answer on) is checked at the end: the bytes
 are out by then, but the run fails with :class:`IntegrityError`; so does a
 content-encoded answer whose stream fails its own check after some of its bytes went out
 (a retry could only skip them). An error writing the stream (disk full, its reader gone)
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError, OmnigetError, TransientError, UsageError, write_error
-from ..model import ByteRange, Item
+from ..model import ByteRange, Digest, Item
 from .events import EventHandler, Finished, Progress, Retrying, Started, Warned
 from .job import MAX_REFRESHES, PROGRESS_EVERY, REFRESH_MARGIN, FileJob
 from .mirrors import PERMANENT_ON_ONE_MIRROR, headers_for, next_mirror, not_a_copy
@@ -38,7 +39,14 @@ from .transports.base import (
     transport_for,
 )
 from .transports.redirect import DOWNGRADED, downgraded
-from .verify import UNVERIFIED, StreamHasher, check_media, digest_mismatch
+from .verify import (
+    DIGEST_FIELDS,
+    UNVERIFIED,
+    StreamHasher,
+    check_media,
+    digest_mismatch,
+    digests_from_headers,
+)
 
 if TYPE_CHECKING:
     from .context import Refresher
@@ -53,7 +61,10 @@ class _StreamSink:
         self.item = item  # (its size, when it says one, is checked as a download checks it)
         self.on_start: Callable[[], None] | None = None  # at the first answer taken
         self.on_bytes: Callable[[], None] | None = None  # after each write
-        self.hash: StreamHasher | None = None
+        #: hashes of the bytes out, by algorithm: the wanted digest's, and those of the
+        #: server's digests given before the first byte went out
+        self.hashes: dict[str, StreamHasher] = {}
+        self.digests: list[Digest] = []  # the server's (each must hold)
         self.done = done
         self.skip = 0
         self.url = ""  # the URL asked now (the item's, or a mirror)
@@ -102,9 +113,20 @@ class _StreamSink:
             self.validators[self.url] = (head.etag, head.last_modified)
         if self.size is None and head.total_size is not None:
             self.size, self.size_from = head.total_size, self.url
+        if head.headers.has_any(DIGEST_FIELDS):
+            self._add_digests(head)
         if self.on_start is not None:
             self.on_start()
             self.on_start = None
+
+    def _add_digests(self, head: Head) -> None:
+        """The server's digests of the file: hashed from the first byte, so only those of
+        an algorithm hashed already once bytes are out (a later answer's)."""
+        for d in digests_from_headers(head.headers, status=head.status, decoded=head.decoded):
+            if d.algo not in self.hashes and self.done == 0:
+                self.hashes[d.algo] = StreamHasher(d.algo)
+            if d.algo in self.hashes and d not in self.digests:
+                self.digests.append(d)
 
     def _changed(self, head: Head) -> bool:
         """The file at this URL changed since the bytes out came from it: another size,
@@ -149,8 +171,8 @@ class _StreamSink:
         except OSError as exc:  # (the transport re-raises it from fetch)
             raise write_error(exc) from exc
         self.done += len(data)
-        if self.hash is not None:
-            self.hash.update(data)
+        for h in self.hashes.values():
+            h.update(data)
         if self.on_bytes is not None:
             self.on_bytes()
         if over:
@@ -178,7 +200,7 @@ async def stream_item(
     rate = RateLimit(limit) if limit else None
     want = item.digest or engine.settings.checksum
     if want is not None:
-        sink.hash = StreamHasher(want.algo)
+        sink.hashes[want.algo] = StreamHasher(want.algo)
     listened = engine.listened
     if listened:
         _report_progress(engine, item, sink, emit)
@@ -255,12 +277,15 @@ async def stream_item(
             waited += delay
     if sink.downgrade:
         emit(Warned(item, None, DOWNGRADED.format(safe_url(sink.downgrade))))
-    if want is not None and sink.hash is not None and not sink.hash.matches(want):
-        raise digest_mismatch(item.filename, want, sink.hash.hexdigest())
-    if want is None and sink.size is None and not sink.framed:
+    wanted = list(dict.fromkeys([want, *sink.digests] if want else sink.digests))
+    for d in wanted:  # (each must hold: the item's first, then the server's)
+        got = sink.hashes[d.algo].hexdigest()
+        if got != d.hex:
+            raise digest_mismatch(item.filename, d, got)
+    if not wanted and sink.size is None and not sink.framed:
         emit(Warned(item, None, UNVERIFIED))
     if listened:
-        verified = want.algo if want is not None else "size" if sink.size is not None else None
+        verified = wanted[0].algo if wanted else "size" if sink.size is not None else None
         emit(Finished(item, None, sink.done, verified, sink.done))
     return sink.done
 

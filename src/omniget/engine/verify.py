@@ -30,6 +30,7 @@ from ..model import Digest, Item
 from .transports.base import Head, Headers
 
 __all__ = [
+    "DIGEST_FIELDS",
     "UNVERIFIED",
     "DigestMismatch",
     "StreamHasher",
@@ -37,7 +38,9 @@ __all__ = [
     "digests_from_headers",
     "encoded_digests",
     "file_digest",
+    "file_digests",
     "hashlib_name",
+    "strength",
 ]
 
 def check_media(item: Item, head: Head) -> None:
@@ -79,7 +82,14 @@ UNVERIFIED = (
     "connection, as a cut connection would"
 )
 
-_DIGEST_HEADERS = frozenset({"repr-digest", "digest", "content-digest", "content-md5"})
+#: The fields that may give a digest (lower case).
+DIGEST_FIELDS = frozenset({"repr-digest", "digest", "content-digest", "content-md5"})
+_DIGEST_HEADERS = DIGEST_FIELDS
+
+
+def strength(digest: Digest) -> int:
+    """Sort key: the strongest algorithm first."""
+    return _STRENGTH.get(digest.algo, 9)
 
 
 def _header_values(headers: Mapping[str, str], name: str) -> list[str]:
@@ -169,7 +179,7 @@ def _collect(headers: Mapping[str, str], *, whole: bool, body: bool) -> list[Dig
             if d is not None:
                 found.append(d)
     unique = list(dict.fromkeys(found))
-    unique.sort(key=lambda d: _STRENGTH.get(d.algo, 9))
+    unique.sort(key=strength)
     return unique
 
 
@@ -181,11 +191,20 @@ def file_digest(
     A file shorter than ``end`` is hashed up to its end (the digest will not match).
     OS errors become :class:`StorageError` naming the path.
     """
+    return file_digests(path, [algo], start, end, bufsize)[0]
+
+
+def file_digests(
+    path: Path, algos: list[str], start: int = 0, end: int | None = None,
+    bufsize: int = 1 << 20,
+) -> list[str]:
+    """Hex digests of ``path``'s bytes ``[start, end)`` in each of ``algos``, read once
+    (see :func:`file_digest`)."""
     import hashlib  # (imported where used: start-up time)
 
-    h = hashlib.new(hashlib_name(algo))
+    hashes = [hashlib.new(hashlib_name(algo)) for algo in algos]
     if end is not None and end <= start:
-        return h.hexdigest()
+        return [h.hexdigest() for h in hashes]
     buf = bytearray(max(1, bufsize))
     view = memoryview(buf)
     left = None if end is None else end - start
@@ -197,12 +216,13 @@ def file_digest(
                 n = f.readinto(view[:want])
                 if not n:
                     break
-                h.update(view[:n])
+                for h in hashes:
+                    h.update(view[:n])
                 if left is not None:
                     left -= n
     except OSError as e:
         raise StorageError(f"cannot read {path} to check its digest: {e.strerror or e}") from e
-    return h.hexdigest()
+    return [h.hexdigest() for h in hashes]
 
 
 class DigestMismatch(IntegrityError):
