@@ -57,6 +57,15 @@ def test_legacy_digest_header() -> None:
     ]
 
 
+def test_a_legacy_digest_written_as_rfc_9530_s_byte_sequence_is_read() -> None:
+    """``Digest: sha-256=:B64:`` (a server mixing the two forms): the value between the
+    colons is the digest. Before, it was skipped, and a file it called wrong was kept."""
+    value = f"sha-256=:{b64(SHA256)}:, md5 = :{b64(MD5)}:"
+    assert digests({"Digest": value}) == [
+        Digest("sha256", SHA256.hexdigest()), Digest("md5", MD5.hexdigest())
+    ]
+
+
 def test_hex_values_are_accepted() -> None:
     assert digests({"Digest": f"sha-256={SHA256.hexdigest().upper()}"}) == [
         Digest("sha256", SHA256.hexdigest())

@@ -131,10 +131,14 @@ def _parse_structured(value: str) -> list[Digest]:
 
 
 def _parse_legacy(value: str) -> list[Digest]:
-    """RFC 3230: ``SHA-256=BASE64, MD5=BASE64``."""
+    """RFC 3230: ``SHA-256=BASE64, MD5=BASE64`` (or RFC 9530's ``:BASE64:``, which some
+    servers send in this field)."""
     out: list[Digest] = []
     for member in value.split(","):
         key, sep, rest = member.partition("=")
+        rest = rest.strip()
+        if len(rest) >= 2 and rest[0] == ":" and rest[-1] == ":":
+            rest = rest[1:-1]
         if sep:
             d = _to_digest(key, rest)
             if d is not None:
