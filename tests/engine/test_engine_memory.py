@@ -89,6 +89,41 @@ def test_split_fixed_uses_ranges(tmp_path: Path) -> None:
     assert all(r.if_range for r in ranged)
 
 
+@pytest.mark.parametrize("later", ["same", "other"])
+def test_a_digest_a_later_answer_of_a_split_gives_must_hold_too(
+    tmp_path: Path, later: str
+) -> None:
+    """The 206s of a split give a Repr-Digest of their own: one that is not the first
+    answer's says the file is other bytes (exit 4). Before, only the first answer's
+    digests were taken, whatever the others said."""
+    mem = MemoryTransport(chunk=16 * 1024)
+    data = blob(4 * MiB, 5)
+    other = data if later == "same" else blob(4 * MiB, 6)
+
+    def repr_digest(of: bytes) -> str:
+        return "sha-256=:" + base64.b64encode(hashlib.sha256(of).digest()).decode() + ":"
+
+    served = MemoryTransport()  # (its answers, Range and all, with a digest added)
+    served.add(URL, data, etag='"s"')
+
+    def answer(req: Request, n: int) -> MemResponse | None:
+        res = served._answer(req, n)
+        whole = res.status == 200
+        res.headers = {**res.headers, "repr-digest": repr_digest(data if whole else other)}
+        return res
+
+    mem.on(URL, answer)
+    eng, _ = make(tmp_path, mem, split=4)
+    report = run(eng, [Item(URL)], tmp_path)
+    assert len([r for r in mem.requests if r.range is not None]) >= 3
+    if later == "same":
+        assert report.exit_code == 0, report.failures
+        assert report.results[0].verified == "sha256"
+    else:
+        assert report.exit_code == 4
+        assert "sha256 mismatch" in str(report.failures[0].error)
+
+
 def test_reset_is_retried_and_resumed(tmp_path: Path) -> None:
     mem = MemoryTransport()
     data = blob(MiB, 2)
