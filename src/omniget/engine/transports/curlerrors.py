@@ -97,11 +97,13 @@ def curl_error(
     proxy: ProxyPath | None = None,
     ca_from: str = "--ca-cert",
     named: str = "",
+    coding: str = "",
 ) -> Exception:
     """A libcurl result code as an omniget error: one line, no credentials. ``fresh``:
     the answer came on a connection opened for this request; ``proxy``: the transfer
     went through one; ``ca_from``: what chose the CA certificates; ``named``: the proxy
-    as the user gave it (its password masked) and where ("--proxy", a variable)."""
+    as the user gave it (its password masked) and where ("--proxy", a variable);
+    ``coding``: the answer's Content-Encoding, named when libcurl cannot undo it."""
     where = safe_url(url)
     detail = _one_line(message)
     suffix = f": {detail}" if detail else ""
@@ -189,7 +191,9 @@ def curl_error(
     if code in _CONNECTION:
         return TransientError(f"connection failed ({where}{via}){suffix}")
     if code == pycurl.E_BAD_CONTENT_ENCODING and "unrecognized" in detail.lower():
-        return RemoteError(f"the server sent a Content-Encoding omniget cannot undo ({where})")
+        said = f" ({coding})" if coding else ""
+        return RemoteError(f"the server sent a Content-Encoding omniget cannot undo{said}, "
+                           f"though it asks for none ({where})")
     if code == pycurl.E_BAD_CONTENT_ENCODING:  # the encoded stream failed its own check
         return IntegrityError(f"could not decode the body ({where}){suffix}")
     return TransientError(f"transfer failed, curl error {code} ({where}){suffix}")

@@ -47,8 +47,9 @@ from ...settings import NetworkSettings
 from .base import SECRET_HEADERS, Gate, Head, Request, Sink, origin, safe_url
 from .curlerrors import curl_error
 from .curlloop import STALLED, WEIRD_REPLY, CurlLoop
+from .decode import codings
 from .easy import TO_PIPE, Handles, proxy_of, set_up_and_start, start
-from .hop import Hop, Misdirected
+from .hop import Hop, Misdirected, parse_head
 from .kept import KeptConnections
 from .outgoing import (
     Ask,
@@ -346,7 +347,7 @@ class CurlTransport(ConnectionSharing):
                 named = f"{mask_proxy(found[1])} ({found[0]})"
             raise curl_error(
                 code, message, url, fresh=hop.fresh, proxy=hop.proxy,
-                ca_from=self._handles.ca_from, named=named,
+                ca_from=self._handles.ca_from, named=named, coding=_coding(hop, code),
             )
         if not hop.decided:  # no body: the head is decided at the end
             hop.decide()
@@ -514,3 +515,12 @@ class CurlTransport(ConnectionSharing):
             if from_jar := cookie_header(self._jar, url):
                 values.append(from_jar)
         return "; ".join(values) if values else None
+
+
+def _coding(hop: Hop, code: int) -> str:
+    """The codings of a failed answer's Content-Encoding, when libcurl could not undo
+    them ('' otherwise: its head is read only then)."""
+    if code != pycurl.E_BAD_CONTENT_ENCODING:
+        return ""
+    _, pairs = parse_head(hop.raw)
+    return codings([v for k, v in pairs if k.lower() == "content-encoding"])
