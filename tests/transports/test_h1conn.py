@@ -702,7 +702,7 @@ def spliced_gets(
             made = [kind(c.loop) for kind in hops]
             for h in made:
                 c.pool.submit(c.key, rq("/huge"), h)
-            assert await c.codes(made, timeout=6) == [0] * len(made)
+            assert await c.codes(made) == [0] * len(made)
             return made
 
     return run(go)
@@ -737,7 +737,7 @@ def test_a_requester_that_ends_a_spliced_body_gets_no_byte_past_its_end(srv: Ser
             c.pool.submit(c.key, rq("/huge"), short)
             whole = PipeHop(c.loop)
             c.pool.submit(c.key, rq("/huge"), whole)
-            assert await c.codes([short, whole], timeout=6) == [WRITE, 0]
+            assert await c.codes([short, whole]) == [WRITE, 0]
             return [short, whole]
 
     short, whole = run(go)
@@ -760,7 +760,7 @@ def test_a_connection_lost_during_a_spliced_body_fails_its_request(
             c.pool.one_by_one(c.key)
             h = PipeHop(c.loop)
             c.pool.submit(c.key, rq("/huge"), h)
-            assert await c.codes([h], timeout=6) == [RECV]
+            assert await c.codes([h]) == [RECV]
             return h
 
     h = run(go)

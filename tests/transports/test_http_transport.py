@@ -560,7 +560,9 @@ def test_stall_is_detected_quickly(srv: Server) -> None:
     start = time.perf_counter()
     with pytest.raises(TransientError, match="stalled"):
         get(srv.url("/stall"), settings)
-    assert time.perf_counter() - start < 3.0
+    # cut by the window, well before the server's close at 10 s (a loaded machine may
+    # run the watchdog's checks late: its 0.5 s can take seconds of wall clock)
+    assert time.perf_counter() - start < 8.0
 
 
 def test_slow_but_moving_transfer_is_not_a_stall(srv: Server) -> None:
