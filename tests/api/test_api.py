@@ -618,7 +618,8 @@ def test_a_slow_on_event_handler_does_not_hold_the_bytes_back(
                               settings=_settings(tmp_path), on_event=on_event)
     assert report.ok == 1
     assert len([e for e in calls if isinstance(e, Progress)]) <= 2  # (was: 60 or so)
-    assert report.elapsed < 5  # (1 s of bytes, 0.2 s per event: was ~13 s)
+    # (1 s of bytes, 0.2 s per event, seconds more on a loaded machine: was ~13 s)
+    assert report.elapsed < 8
 
 
 def test_download_s_type_hints_take_an_item_alone_as_its_docstring_says(

@@ -227,7 +227,7 @@ def test_drip(httpd: HTTPServer, file: tuple[str, bytes]) -> None:
     path, data = file
     t0 = time.monotonic()
     assert request(httpd, f"{path}?drip=40000", {"Range": "bytes=0-9999"})[2] == data[:10000]
-    assert 0.2 < time.monotonic() - t0 < 1.5
+    assert 0.2 < time.monotonic() - t0 < 5  # (0.25 s, never less; a loaded machine adds)
 
 
 def test_a_drip_held_up_goes_on_at_its_rate_not_in_a_burst(
