@@ -1939,3 +1939,23 @@ def test_names_from_the_url_path_and_from_a_source_stay_inside(
         rel = p.relative_to(out)  # (raises for one outside)
         assert not {"..", "."} & set(rel.parts) and "\x00" not in str(rel), rel
     assert (out / "up.bin").read_bytes() == b"one"
+
+
+@pytest.mark.parametrize(
+    "body", [b"\x0b\x02\x80hel", b"\x0b\x02\x80hello\x03"], ids=["cut", "whole"])
+def test_a_coding_libcurl_undoes_leaves_the_file_unverified_and_said(
+    httpd: HTTPServer, tmp_path: Path, body: bytes
+) -> None:
+    """A coding omniget does not undo itself (br: libcurl does) has no checked end:
+    libcurl does not look for the coded stream's. Such a file is said unverified, as a
+    body ended by a close is; before, a brotli stream cut short was saved as what it
+    gave, exit 0, with no word."""
+    headers = [("Content-Type", "text/plain"), ("Content-Encoding", "br")]
+    url = httpd.handle(httpd.new_path("b.txt"), lambda _req: (200, headers, body))
+    report, events, out = fetch(url, tmp_path)
+    assert report.exit_code == 0, report.failures
+    warned = [e for e in events if isinstance(e, Warned)]
+    assert len(warned) == 1 and "not verified" in warned[0].message
+    assert report.results[0].verified is None
+    if body.endswith(b"\x03"):  # (the whole stream)
+        assert (out / "b.txt").read_bytes() == b"hello"

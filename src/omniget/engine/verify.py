@@ -78,8 +78,9 @@ def hashlib_name(algo: str) -> str:
 
 #: Said of a file whose body simply stopped when the server closed the connection.
 UNVERIFIED = (
-    "not verified: the server gave no size or hash and ended the body by closing the "
-    "connection, as a cut connection would"
+    "not verified: the server gave no size or hash, and nothing marks the body's end (it "
+    "ended with its connection, or in a coding whose end omniget cannot check), as a cut "
+    "one would"
 )
 
 #: The fields that may give a digest (lower case).

@@ -298,6 +298,8 @@ class Hop:
 
     def _framed(self, encoding: str) -> bool:
         """Whether the body's end will be its own (see :attr:`Head.framed`)."""
+        if self.curl_decodes:  # (libcurl never checks that the coded stream ended)
+            return False
         last = self.headers._last
         if "content-length" in last or (encoding in DECODED and not self.curl_decodes):
             return True
