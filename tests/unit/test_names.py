@@ -397,6 +397,25 @@ def test_unique_path(tmp_path: Path) -> None:
     assert unique_path(f) == tmp_path / "photo_4.jpg"
 
 
+def test_unique_path_looks_a_few_times_however_many_are_taken(tmp_path: Path) -> None:
+    """Thousands of files of one name: each new name costs a few looks (it tried _1,
+    _2, ... in turn: minutes for 3,000 such files), and is still the next of the run."""
+    f = tmp_path / "same.bin"
+
+    class Taken(set[Path]):
+        looks = 0
+
+        def __contains__(self, p: object) -> bool:
+            Taken.looks += 1
+            return super().__contains__(p)
+
+    taken = Taken(tmp_path / f"same_{n}.bin" for n in range(1, 5001))
+    assert unique_path(f, taken) == tmp_path / "same_5001.bin"
+    assert Taken.looks <= 2 * 14  # (log2(5001) < 13: doubling, then halving)
+    taken.discard(tmp_path / "same_1.bin")  # a free one below is taken first
+    assert unique_path(f, taken) == tmp_path / "same_1.bin"
+
+
 @pytest.mark.parametrize(
     ("name", "want"),
     [
