@@ -394,9 +394,10 @@ def _check_url(source: type[Source], url: str) -> None:
     try:
         source.check_url(url)
     except UsageError as exc:
-        if url in str(exc):
+        named = url if url.isprintable() else repr(url)  # (a control character escaped)
+        if named in str(exc):
             raise
-        raise UsageError(f"{url}: {exc}") from None
+        raise UsageError(f"{named}: {exc}") from None
 
 
 def _dry_run(

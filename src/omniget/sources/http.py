@@ -3,6 +3,7 @@ the server's file name (Content-Disposition) from the download's own first answe
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
@@ -15,6 +16,9 @@ __all__ = ["HttpSource"]
 
 
 _SCHEMES = ("http:", "https:")
+#: No URL holds these raw (RFC 3986 2: %00 is the way to send a NUL); libcurl refuses
+#: them, and shown raw in a message they would garble it or the terminal
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 class HttpSource(Source):
@@ -59,6 +63,8 @@ def _check_authority(url: str) -> None:
     shown = "/".join([*parts[:2], netloc, *parts[3:]])  # (the URL without its user:password)
     if " " in netloc or not netloc.isprintable():  # (a space or control character)
         raise UsageError(f"not a valid URL: {netloc!r} is no host name")
+    if _CONTROLS.search(url):  # (shown escaped, as repr writes them)
+        raise UsageError(f"not a valid URL: a control character in {shown!r}")
     host, colon, port = netloc.rpartition(":")
     plain = "[" not in netloc and "]" not in netloc
     if plain and not (host if colon else netloc):  # (http://:80/x, http://user@/x)

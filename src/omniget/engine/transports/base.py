@@ -36,6 +36,7 @@ from ...errors import (
     RemoteError,
     RemoteNotFound,
     TransientError,
+    UsageError,
 )
 from ...masks import mask_secrets
 from ...model import ENGINE_HEADERS, ByteRange
@@ -390,7 +391,7 @@ def check_status(head: Head, url: str, *, file: bool = True) -> None:
         return
     retry_after = parse_retry_after(head.headers.get("retry-after"))
     where = f"HTTP {status} from {_safe(url)}"
-    if head.url and head.url != url and unquote(_safe(head.url)) != unquote(_safe(url)):
+    if head.url and head.url != url and not _sent_as(url, head.url):
         # the server that answered, not the first one asked (not just the URL as sent)
         where = f"HTTP {status} from {_safe(head.url)}, redirected from {_safe(url)}"
     if status in NO_CONTENT:  # (not retried: the server means it)
@@ -448,6 +449,18 @@ def duration(seconds: float) -> str:
         if round(seconds / size) * size < below:
             return f"{round(seconds / size)} {unit}"
     return f"{round(seconds / (365.25 * 86400))} years"
+
+
+def _sent_as(url: str, sent: str) -> bool:
+    """Whether ``sent`` is ``url`` as a request sends it (spaces and what is beyond ASCII
+    percent-encoded, the scheme in lower case, the host in punycode): no redirect."""
+    from .outgoing import clean_url  # (outgoing builds on this module)
+
+    try:
+        cleaned = clean_url(url)
+    except UsageError:  # (a host no punycode takes: no request went to it)
+        cleaned = url
+    return unquote(_safe(sent)) in (unquote(_safe(url)), unquote(_safe(cleaned)))
 
 
 def _safe(url: str) -> str:
