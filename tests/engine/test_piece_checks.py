@@ -125,3 +125,27 @@ def test_a_206_from_elsewhere_for_a_whole_piece_is_a_wrong_range(
     assert result.status == "failed", files(out)
     assert "wrong byte range" in str(result.error)
     assert "out.bin" not in files(out)
+
+
+@pytest.mark.parametrize(
+    ("start", "norange"),
+    [(900, False), (900, True), (1000, False), (1200, False)],
+    ids=["206", "200", "416-at-end", "416-past-end"],
+)
+def test_a_piece_past_the_end_of_the_file_says_so_unretried(
+    httpd: HTTPServer, tmp_path: Path, start: int, norange: bool
+) -> None:
+    """A piece asking for bytes the file does not have (900..1100 of 1000) failed as
+    'connection closed 100 bytes early', retried each time: the server had sent all it had."""
+    path = httpd.new_path("a.bin")
+    httpd.add(path, b"a" * 1000)
+    url = httpd.url(path, norange=1) if norange else httpd.url(path)
+    piece = Piece(url, range=ByteRange(start, start + 200))
+    report, _, out = fetch([Item(url, path="out.bin", pieces=(piece,))], tmp_path, retries=2)
+    [result] = report.results
+    assert result.status == "failed" and isinstance(result.error, TransferError)
+    said = str(result.error)
+    assert "early" not in said, said
+    assert f"bytes {start}-{start + 199}" in said and "has 1000 bytes" in said, said
+    assert len(httpd.requests_to(path)) == 1
+    assert "out.bin" not in files(out)

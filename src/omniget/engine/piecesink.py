@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import zlib
 
-from ..errors import IntegrityError, TransientError
-from ..model import Piece, Transform
+from ..errors import IntegrityError, RemoteError, TransientError
+from ..model import ByteRange, Piece, Transform
 from .assemble import PartFile
 from .job import FileJob
 from .prints import Ends
-from .transports.base import Head, StopTransfer, check_status, skip_prefix
+from .transports.base import Head, StopTransfer, check_status, safe_url, skip_prefix
 from .verify import StreamHasher, check_media
 
 __all__ = ["Out", "PieceSink", "check"]
@@ -60,9 +60,11 @@ class PieceSink:
         self.fetched_start = b""  # the first two bytes fetched
 
     def on_head(self, head: Head) -> None:
+        rng = self.piece.range
+        if rng is not None:
+            _within(rng, head)
         check_status(head, head.url)
         check_media(self.job.item, head)
-        rng = self.piece.range
         start = 0 if rng is None else rng.start
         if head.status == 206:  # (to a request without Range too: it must start at 0)
             cr = head.content_range
@@ -140,6 +142,17 @@ class PieceSink:
             if not self.inflate.eof:
                 raise IntegrityError(f"truncated zlib stream in {self.job.item.filename}")
 
+
+
+def _within(rng: ByteRange, head: Head) -> None:
+    """RemoteError when the answer shows the file ends before the piece's bytes do: no
+    try gets them (it was 'connection closed N bytes early', retried)."""
+    size = head.unsatisfied_size if head.status == 416 else head.total_size
+    if size is None or (rng.start < size and (rng.end is None or rng.end <= size)):
+        return
+    last = "" if rng.end is None else rng.end - 1
+    raise RemoteError(f"the piece asks for bytes {rng.start}-{last} of "
+                      f"{safe_url(head.url)}, which has {size} bytes")
 
 
 def check(

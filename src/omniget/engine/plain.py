@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from typing import Any
 
@@ -47,8 +46,6 @@ log = logging.getLogger(__name__)
 __all__ = ["PlainDownload"]
 
 MAX_RESTARTS = 3
-# a 416's Content-Range (compiled by re when first used, not at every start)
-_UNSATISFIED = r"\s*bytes\s+\*/(\d+)\s*$"
 
 
 class _Restart(Exception):
@@ -436,10 +433,9 @@ class PlainDownload:
         (a body of unknown length whose end was lost with its connection): the span is
         complete. A smaller size than that means the file changed (or, from a mirror,
         that it is not a copy). Else it is an error."""
-        m = re.match(_UNSATISFIED, head.headers.get("content-range", ""), re.I)
-        if m is None:
+        size, job = head.unsatisfied_size, self.job
+        if size is None:
             return
-        size, job = int(m.group(1)), self.job
         if size < span.pos or (job.size is not None and size != job.size):
             if not own and job.size is not None:
                 raise not_a_copy(head.url, size, job.size)

@@ -147,6 +147,7 @@ class Headers(Mapping[str, str]):
 
 # (compiled by re on the first Content-Range, not at every start)
 _CONTENT_RANGE = r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$"
+_UNSATISFIED = r"\s*bytes\s+\*/(\d+)\s*$"  # (a 416's Content-Range)
 
 
 @plain_dataclass
@@ -206,6 +207,13 @@ class Head:
     def last_modified(self) -> str | None:
         field = self.headers._last.get("last-modified")
         return None if field is None else field[1]
+
+    @property
+    def unsatisfied_size(self) -> int | None:
+        """The file's size a 416 gives (``Content-Range: bytes */N``), if it does."""
+        field = self.headers._last.get("content-range")
+        m = re.match(_UNSATISFIED, field[1], re.I) if field is not None else None
+        return int(m.group(1)) if m else None
 
     @property
     def accepts_ranges(self) -> bool:
