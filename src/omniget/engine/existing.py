@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ from ..errors import IntegrityError, StorageError
 from .context import output_key
 from .durable import clear_mark, written_out
 from .events import Warned
+from .journal import FILENAME
 from .names import unique_path
 from .verify import file_digest
 
@@ -45,6 +47,32 @@ class SkipFile(Exception):
     def __init__(self, reason: str = "exists") -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+#: The files of omniget's state folder: the journal, those SQLite keeps beside it, and
+#: damaged ones moved aside (see journal.repair), in any case (some file systems ignore it)
+_STATE_NAMES = re.compile(rf"{re.escape(FILENAME)}(?:-wal|-shm|-journal|\.corrupt-.*)?",
+                          re.I | re.S)
+
+
+def off_state(job: FileJob, final: Path) -> Path:
+    """``final``, or ``NAME_`` beside it when it names the run's resume journal or a
+    file SQLite keeps beside it (the output folder is the state folder): a name the
+    server or a source chose never replaces omniget's own state, whatever --on-exists
+    says (as a name ending like a part file's gets a ``_``). Said in a warning."""
+    journal = job.ctx.journal
+    if journal is None or not _STATE_NAMES.fullmatch(final.name):
+        return final
+    try:
+        if not os.path.samefile(final.parent, journal.path.parent):
+            return final
+    except OSError:  # (no such folder yet: not the journal's, which exists)
+        return final
+    moved = final.with_name(f"{final.name}_")
+    job.ctx.event(Warned(job.item, moved, f"{final.name} is the name of omniget's resume "
+                         f"journal in {final.parent} (the state folder): saved as "
+                         f"{moved.name}"))
+    return moved
 
 
 def exists_policy(job: FileJob, final: Path) -> Path | None:
@@ -123,6 +151,7 @@ def take_server_name(job: FileJob, path: Path) -> Path:
     """The path to write for a name the server chose: --on-exists as for any name,
     counting files of this run that are writing it now (which would share its part
     file: another name for this one, or a skip). Raises :class:`SkipFile`."""
+    path = off_state(job, path)
     busy = job.ctx.writing(path, job.released)
     if not busy:
         chosen = exists_policy(job, path)

@@ -28,6 +28,7 @@ from .existing import (
     check_existing,
     exists_policy,
     intact,
+    off_state,
     replace,
     take_server_name,
     there,
@@ -322,12 +323,12 @@ class FileJob:
             rec = self.record
             remembered = False  # the name an earlier run chose, not the planned one
             if rec is not None and (item.name_from_server or self._renamed_unfinished(rec)):
-                final = Path(rec.path)
+                final = off_state(self, Path(rec.path))
                 planned = self.planned or self.resolve_final(item.output_path)
                 remembered = output_key(final) != output_key(planned)
                 self.remembered = final
             else:
-                final = self.planned or self.resolve_final(item.output_path)
+                final = off_state(self, self.planned or self.resolve_final(item.output_path))
                 if rec is None and self.ctx.journal is not None:
                     self.record = self._moved_here(final)
             resuming = (
