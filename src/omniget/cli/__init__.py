@@ -154,12 +154,22 @@ def _shown(error: OmnigetError) -> str:
 def _resumable(ns: argparse.Namespace) -> bool:
     """A download into files keeps its state when stopped; a list, a dry run, ``-O -``
     and ``-O`` a device or a FIFO (neither can be resumed) have none. Nor has a run
-    stopped before its download began that read its list from stdin (``-i -``): nothing
-    of it began, and the same command cannot read that list again."""
+    stopped before its download began that read its list from stdin (``-i -``), or its
+    list or config from a FIFO or a device (waiting for a writer, say): nothing of it
+    began, and the same command cannot read that text again."""
     out = ns.output_file if ns.command == "get" else None
     return (ns.command == "get" and not ns.dry_run and out != "-"
             and "-" not in (ns.input_file or ())
-            and not (out and not_a_file(given_path(out, "-O"))))
+            and not (out and _not_a_file(out, "-O"))
+            and not any(_not_a_file(f, "-i") for f in ns.input_file or ())
+            and not (ns.config and _not_a_file(ns.config, "--config")))
+
+
+def _not_a_file(text: str, flag: str) -> bool:
+    try:
+        return not_a_file(given_path(text, flag))
+    except ArgumentError:  # (a name that names nothing: no FIFO either)
+        return False
 
 
 def _json_error(
