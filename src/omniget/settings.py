@@ -115,6 +115,9 @@ class NetworkSettings:
             raise ValueError(f"NetworkSettings(user_agent=...) takes one line, not "
                              f"{self.user_agent!r:.60}")
         _no_nul(self, "headers", [x for pair in self.headers for x in pair])
+        if not all(_one_line(n, v) for n, v in self.headers):  # (the value not shown)
+            raise ValueError("NetworkSettings(headers=...) takes names without ':', blanks or"
+                             " line breaks, and values of one line (one of them is not)")
         # what reaches pycurl as a str must be ASCII (the CLI's parsers see to it too)
         if self.proxy and not self.proxy.isascii():
             raise ValueError(PROXY_NOT_ASCII)
@@ -270,6 +273,13 @@ def _no_nul(obj: object, name: str, texts: Sequence[str]) -> None:
     if any("\0" in text for text in texts):
         raise ValueError(f"{type(obj).__name__}({name}=...) takes text without NUL bytes "
                          "(its value has one)")
+
+
+def _one_line(name: str, value: str) -> bool:
+    """A header a request can carry: each line break would start a header of its own (a
+    request smuggled in a value), a ':' or blank in its name another name."""
+    return bool(name) and not any(c in name for c in "\r\n: ") and (
+        "\n" not in value and "\r" not in value)
 
 
 def _takes(value: object, obj: object, name: str, what: str) -> str:
