@@ -47,12 +47,19 @@ def _shown(v: object) -> str:
     return str(v).lower() if isinstance(v, bool) else repr(v)
 
 
-def _text(v: object) -> str:
+def _text(v: object, *, lines: bool = False) -> str:
     """A string setting's value: a str (or a Path, from a library caller); a TOML number
-    is refused (``output = 5`` is no folder name: a typo or a misplaced key, most likely)."""
+    is refused (``output = 5`` is no folder name: a typo or a misplaced key, most likely).
+    A NUL in it is refused (no request nor file name carries one), and a line break but
+    with ``lines`` (a file's name may have one): the value is not shown, a secret maybe."""
     if not isinstance(v, str | Path):
         raise ValueError(f"expected a string in quotes, got {_shown(v)}")
-    return str(v).strip()
+    text = str(v).strip()
+    if "\0" in text:
+        raise ValueError("the value has a NUL character")
+    if not lines and ("\n" in text or "\r" in text):  # (a header line of its own)
+        raise ValueError("the value has a line break")
+    return text
 
 
 def _is_utf8(text: str) -> bool:
@@ -137,6 +144,8 @@ def parse_header(v: object) -> tuple[str, str]:
                     "leaves it out)" if name.endswith(";") else "")
             raise ValueError(f"expected 'Name: value', got {_shown(v)}{curl}")
     name, value = name.strip(), value.strip()
+    if "\0" in name or "\0" in value:  # (the library's form: not through _text)
+        raise ValueError("a NUL character in a header")
     if not name:  # (": v": the value is not shown, a token maybe)
         raise ValueError("no header name before the ':' (expected 'Name: value')")
     if not re.fullmatch(_HEADER_NAME, name):
@@ -221,8 +230,8 @@ def parse_digest(v: object) -> Digest:
     return v if isinstance(v, Digest) else Digest.parse(_text(v))
 
 
-def parse_str(v: object) -> str:
-    text = _text(v)
+def parse_str(v: object, *, lines: bool = False) -> str:
+    text = _text(v, lines=lines)
     if not text:
         raise ValueError("expected a value, got an empty string")
     return text
@@ -252,7 +261,7 @@ def parse_proxy(v: object) -> str:
 
 
 def parse_path(v: object) -> Path:
-    return expand_path(parse_str(v))
+    return expand_path(parse_str(v, lines=True))
 
 
 def expand_path(text: str) -> Path:
@@ -266,7 +275,7 @@ def expand_path(text: str) -> Path:
 
 def parse_file(v: object) -> str:
     """A file's name; ``~`` is the home folder (a config file has no shell to expand it)."""
-    text = parse_str(v)
+    text = parse_str(v, lines=True)
     return str(expand_path(text)) if text.startswith("~") else text
 
 
