@@ -46,7 +46,9 @@ class Queued(Event):
     given, a list read) is announced ahead as far as that is quick, and counted whole from
     its first Queued: ``ahead`` of its entries are not announced yet, each is as its turn
     comes (one may give several items, or none). Items a source finds as it goes (or a
-    list read as it goes) are announced one by one as they come."""
+    list read as it goes) are announced one by one as they come. Each ends with one
+    Finished, Failed or Skipped, but one a stopped run never began: that has no end (and
+    no result in the report, whose ``stopped`` says the list was cut)."""
 
     more: bool  # items beyond those announced and ``ahead`` may follow (a source finding them)
     ahead: int = 0  # entries of the list counted but not announced yet
