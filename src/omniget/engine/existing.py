@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,10 +48,9 @@ class SkipFile(Exception):
         self.reason = reason
 
 
-#: The files of omniget's state folder: the journal, those SQLite keeps beside it, and
-#: damaged ones moved aside (see journal.repair), in any case (some file systems ignore it)
-_STATE_NAMES = re.compile(rf"{re.escape(FILENAME)}(?:-wal|-shm|-journal|\.corrupt-.*)?",
-                          re.I | re.S)
+#: What follows the journal's name in the other files of omniget's state folder: those
+#: SQLite keeps beside it, and damaged ones moved aside (see journal.repair)
+_BESIDE = ("", "-wal", "-shm", "-journal")
 
 
 def off_state(job: FileJob, final: Path) -> Path:
@@ -61,7 +59,11 @@ def off_state(job: FileJob, final: Path) -> Path:
     server or a source chose never replaces omniget's own state, whatever --on-exists
     says (as a name ending like a part file's gets a ``_``). Said in a warning."""
     journal = job.ctx.journal
-    if journal is None or not _STATE_NAMES.fullmatch(final.name):
+    name = final.name.lower()  # (in any case: some file systems ignore it)
+    if journal is None or not name.startswith(FILENAME):
+        return final
+    rest = name[len(FILENAME):]
+    if rest not in _BESIDE and not rest.startswith(".corrupt-"):
         return final
     try:
         if not os.path.samefile(final.parent, journal.path.parent):

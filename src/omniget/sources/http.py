@@ -17,8 +17,9 @@ __all__ = ["HttpSource"]
 
 _SCHEMES = ("http:", "https:")
 #: No URL holds these raw (RFC 3986 2: %00 is the way to send a NUL); libcurl refuses
-#: them, and shown raw in a message they would garble it or the terminal
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: them, and shown raw in a message they would garble it or the terminal (a pattern
+#: compiled by re when first used, not at every start)
+_CONTROLS = "[\x00-\x1f\x7f-\x9f]"
 
 
 class HttpSource(Source):
@@ -63,7 +64,7 @@ def _check_authority(url: str) -> None:
     shown = "/".join([*parts[:2], netloc, *parts[3:]])  # (the URL without its user:password)
     if " " in netloc or not netloc.isprintable():  # (a space or control character)
         raise UsageError(f"not a valid URL: {netloc!r} is no host name")
-    if _CONTROLS.search(url):  # (shown escaped, as repr writes them)
+    if re.search(_CONTROLS, url):  # (shown escaped, as repr writes them)
         raise UsageError(f"not a valid URL: a control character in {shown!r}")
     host, colon, port = netloc.rpartition(":")
     plain = "[" not in netloc and "]" not in netloc
