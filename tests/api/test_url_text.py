@@ -1,6 +1,8 @@
 """A URL's own text: a control character (a NUL above all) makes no URL, refused in one
 line before any request with the character shown escaped; a URL sent in another form
-than given (its scheme in capitals, a space percent-encoded) is no redirect."""
+than given (its scheme in capitals, a space percent-encoded) is no redirect. (The
+command asks for a control character of its URLs percent-encoded, as wget and browsers
+do: tests/cli/test_shell_edges.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ import pytest
 from tests.servers.httpd import HTTPServer
 
 import omniget
-from omniget.cli import main
 
 
 def _settings(tmp_path: Path) -> omniget.Settings:
@@ -32,18 +33,6 @@ def test_a_url_with_a_control_character_is_refused_before_any_request(
     assert said.isprintable() and "\n" not in said, said
     assert repr(bad)[1:-1] in said and "not a valid URL" in said
     assert "redirected" not in said
-    assert httpd.requests == []
-
-
-def test_the_command_says_a_url_with_a_control_character_in_one_line(
-    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    url = httpd.add(httpd.new_path("a.bin"), b"x" * 10)
-    assert main(["-q", "--state-dir", str(tmp_path / "st"), "-o", str(tmp_path / "o"),
-                 f"{url}\x1b[2J"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("omniget: error: "), err
-    assert "\x1b" not in err and "\\x1b[2J" in err
     assert httpd.requests == []
 
 
