@@ -64,7 +64,7 @@ def _check_authority(url: str) -> None:
     shown = "/".join([*parts[:2], netloc, *parts[3:]])  # (the URL without its user:password)
     if " " in netloc or not netloc.isprintable():  # (a space or control character)
         raise UsageError(f"not a valid URL: {netloc!r} is no host name")
-    if re.search(_CONTROLS, url):  # (shown escaped, as repr writes them)
+    if not url.isprintable() and re.search(_CONTROLS, url):  # (shown escaped, as repr)
         raise UsageError(f"not a valid URL: a control character in {shown!r}")
     host, colon, port = netloc.rpartition(":")
     plain = "[" not in netloc and "]" not in netloc
