@@ -655,3 +655,21 @@ def test_a_byte_range_of_the_wrong_kind_is_named_when_made(
     'int'``; ``ByteRange(1.5)`` was taken, and asked for as ``Range: bytes=1.5-``."""
     with pytest.raises(TypeError, match=re.escape(said)):
         omniget.ByteRange(cast(Any, start), cast(Any, end))
+
+
+@pytest.mark.parametrize("call", [omniget.download, omniget.adownload])
+@pytest.mark.parametrize("path", ["/a\udcffb.bin", "/a.bin?q=\udce9"])
+def test_a_url_of_lone_surrogates_fails_its_file_by_name_before_any_request(
+    httpd: Any, tmp_path: Path, call: Callable[..., object], path: str
+) -> None:
+    """A URL made of undecodable bytes (``os.fsdecode``) raised UnicodeEncodeError out of
+    the run, from libcurl's URL as it was percent-encoded."""
+    url = httpd.url("") + path  # (url() percent-encodes its path)
+    report = cast(omniget.Report, _run(call)(url, tmp_path / "out",
+                                             settings=_settings(tmp_path)))
+    [failure] = report.failures
+    assert isinstance(failure.error, omniget.UsageError)
+    assert str(failure.error).startswith(f"not a valid URL: {url!r}")
+    assert "\\udc" in str(failure.error) and not any(0xD800 <= ord(c) < 0xE000
+                                                       for c in str(failure.error))
+    assert httpd.requests == []

@@ -57,9 +57,17 @@ class Ask:
 
 def clean_url(url: str) -> str:
     """Percent-encode what libcurl refuses in a path or query (spaces, non-ASCII); a host
-    name beyond ASCII becomes its punycode (``xn--...``), as curl and wget ask for it."""
+    name beyond ASCII becomes its punycode (``xn--...``), as curl and wget ask for it.
+    UsageError for lone surrogates (undecodable bytes, from ``os.fsdecode``): no bytes
+    stand for them."""
     if url.isascii() and url.isprintable() and " " not in url:
         return url
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = split_userinfo(url, urlsplit(url))[0]  # (without its user:password)
+        raise UsageError(f"not a valid URL: {shown!r} holds undecodable bytes (lone "
+                         "surrogates); percent-encode them") from None
     p = urlsplit(url)
     netloc = p.netloc
     userinfo, at, hostport = netloc.rpartition("@")
