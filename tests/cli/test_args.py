@@ -242,6 +242,17 @@ BAD = [
     ["-N", "99999999999999999999", "https://example.com/"],
     # (int(0.5) is 0: no limit at all, the opposite of what was asked)
     ["--limit-rate", "0.5", "https://example.com/"],
+    # (numbers are ASCII digits, for every numeric option: -j \u0664 (an Arabic-Indic
+    # 4) and --timeout 1_0 (Python's grouping) were taken, --retries 1_0 refused)
+    ["-j", "\u0664", "https://example.com/"],
+    ["-N", "\uff14", "https://example.com/"],
+    ["--retries", "\u0664", "https://example.com/"],
+    ["--timeout", "1_0", "https://example.com/"],
+    ["--timeout", "\u0664", "https://example.com/"],
+    ["--timeout", "1e3", "https://example.com/"],
+    ["--limit-rate", "\u0664k", "https://example.com/"],
+    ["--limit-rate", "1_0k", "https://example.com/"],
+    ["--resolve", "example.com:\u0664\u0664\u0663:1.2.3.4", "https://example.com/"],
     ["-H", "no colon here", "https://example.com/"],
     # (a GET has no body: the server waited for one, and every file stalled)
     ["-H", "Content-Length: 5", "https://example.com/"],

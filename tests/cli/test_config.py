@@ -451,3 +451,15 @@ def test_a_flag_load_settings_does_not_know_is_named_with_the_one_meant(
     with pytest.raises(UsageError) as err:
         omniget.load_settings(environ=noenv(tmp_path), flags=flags)
     assert str(err.value) == said
+
+
+@pytest.mark.parametrize(
+    "line", ['jobs = "\u0664"', 'retries = "\u0664"', 'timeout = "1_0"',
+             'timeout = "\u0664"', 'retry-max-time = "1_0"', 'retry-max-wait = "\u0664"',
+             'limit-rate = "\u0664M"', 'connections = "1_0"'],
+)
+def test_numbers_in_the_file_are_ascii_digits(tmp_path: Path, line: str) -> None:
+    """``jobs = "\u0664"`` (an Arabic-Indic 4) and ``timeout = "1_0"`` were taken:
+    the same rule as the command line's."""
+    with pytest.raises(UsageError, match=f"key '{line.split()[0]}': expected"):
+        load_settings(write(tmp_path, line + "\n"), noenv(tmp_path))

@@ -25,7 +25,10 @@ from ..settings import (
 ON_EXISTS = ("skip", "overwrite", "rename")
 _RATE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 # (patterns as strings: re compiles one when it is first used, not at every start)
-_RATE_RE = r"(\d+(?:\.\d*)?|\.\d+)\s*([kmg]?)(?:i?b)?(?:/s)?"
+#: A number as the command line and the config take it: ASCII digits and one point
+#: (no Unicode digits, no ``1_0`` grouping, no exponent: the same rule for every option)
+_DECIMAL = r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+_RATE_RE = _DECIMAL + r"[ \t]*([kmg]?)(?:i?b)?(?:/s)?"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _HEADER_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
@@ -80,7 +83,7 @@ def _int(v: object, what: str) -> int:
     n = -1
     if isinstance(v, int) and not isinstance(v, bool):
         n = v
-    elif isinstance(v, str) and re.fullmatch(r"\s*\d+\s*", v):
+    elif isinstance(v, str) and re.fullmatch(r"[0-9]+", v.strip(" \t")):
         n = int(v)
     if n < 0:
         raise ValueError(f"expected {what}, got {_shown(v)}")
@@ -102,10 +105,11 @@ def parse_nonneg(v: object) -> int:
 
 
 def parse_seconds(v: object) -> float:
-    try:
-        s = float(v) if isinstance(v, int | float | str) and not isinstance(v, bool) else -1.0
-    except ValueError:
-        s = -1.0
+    s = -1.0
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        s = v
+    elif isinstance(v, str) and re.fullmatch(_DECIMAL, v.strip(" \t")):
+        s = float(v)
     if not 0 < s <= MAX_NUMBER:
         raise ValueError(f"expected a number of seconds above 0 and at most {MAX_NUMBER}, "
                          f"got {_shown(v)}")
@@ -116,7 +120,7 @@ def parse_rate(v: object) -> int:
     """Bytes per second: ``500k``, ``2M``, ``1.5G`` (binary units), ``0`` = no limit."""
     if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
         return v
-    m = re.fullmatch(_RATE_RE, v.strip(), re.IGNORECASE) if isinstance(v, str) else None
+    m = re.fullmatch(_RATE_RE, v.strip(" \t"), re.IGNORECASE) if isinstance(v, str) else None
     if m is None:
         raise ValueError(f"expected a rate like 500k, 2M or 1G (bytes/s), got {_shown(v)}")
     rate = int(float(m[1]) * _RATE_UNITS[m[2].lower()])
@@ -183,7 +187,7 @@ def parse_resolve(v: object) -> tuple[str, ...]:
         if (
             not host
             or (bracketed and not _addresses(host))
-            or not port.isdigit()
+            or not (port.isascii() and port.isdigit())
             or not 0 < int(port) < 65536
             or not _addresses(addrs)
         ):
