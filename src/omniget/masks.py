@@ -36,9 +36,11 @@ def _secret_name(name: str) -> bool:
 def _secret_patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
     """URL user names and passwords, query parameters, secret headers: compiled when
     first used (most runs mask nothing; compiling them costs every start ~1 ms)."""
-    # (a user name without a password is masked whole: ``https://TOKEN@host/``)
+    # (a user name without a password is masked whole: ``https://TOKEN@host/``; a scheme
+    # of 32 characters at most: unbounded, it was tried at each letter of a long path and
+    # read to its end each time, 19 s for one 60 KB URL)
     userinfo = re.compile(
-        r"(?P<pre>[a-z][a-z0-9+.-]*://)(?P<user>[^/\s:@]*:)?[^/\s:@][^/\s@]*@", re.IGNORECASE
+        r"(?P<pre>[a-z][a-z0-9+.-]{0,31}://)(?P<user>[^/\s:@]*:)?[^/\s:@][^/\s@]*@", re.IGNORECASE
     )
     # (a ")" ends the value: messages put URLs in parentheses; so does a comma that
     # ends a URL, ", " or at the end: one inside a value is the value's)
