@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields
@@ -43,6 +44,7 @@ __all__ = [
     "print_list",
     "put",
     "say",
+    "short_urls",
     "stream_name",
     "summary_line",
     "summary_record",
@@ -93,6 +95,37 @@ class Masker:
     def headers(self, headers: Mapping[str, str], secret: Iterable[str] = ()) -> dict[str, str]:
         names = {n.lower() for n in secret} | SECRET_HEADERS
         return {k: MASK if k.lower() in names else self(v) for k, v in headers.items()}
+
+
+#: A URL in a message longer than this is shortened (a 100 KB URL was repeated whole on
+#: every retry line); ``--json`` events keep it whole.
+URL_SHOWN = 200
+#: How much of the end of a shortened URL's path is kept (its file's name, mostly).
+_URL_TAIL = 40
+# (a pattern string: re compiles it when first used, not at every start)
+_URL_RE = r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+"
+
+
+def _short_url(m: re.Match[str]) -> str:
+    url = m[0].rstrip(".,;:)")  # (what ends a sentence or a parenthesis is no part of it)
+    after = m[0][len(url):]
+    if len(url) <= URL_SHOWN:
+        return m[0]
+    scheme, _, rest = url.partition("://")
+    netloc = re.match(r"[^/?#]*", rest)[0]  # type: ignore[index]
+    path = re.match(r"[^?#]*", rest[len(netloc):])[0]  # type: ignore[index]
+    head, tail = f"{scheme}://{netloc}/", path[-_URL_TAIL:].lstrip("/")
+    cut = len(url) - len(head) - len(tail)
+    return f"{head}...({cut} characters left out)...{tail}{after}"
+
+
+def short_urls(text: str) -> str:
+    """``text`` with each URL longer than :data:`URL_SHOWN` characters as its scheme, its
+    host and the end of its path, saying how much was left out (mask it first: a
+    secret's name may be in the part left out)."""
+    if len(text) <= URL_SHOWN or "://" not in text:
+        return text
+    return re.sub(_URL_RE, _short_url, text)
 
 
 def format_size(n: int | None) -> str:
@@ -284,7 +317,8 @@ def print_error(text: str) -> None:
 
 
 def error_line(text: str) -> str:
-    return f"omniget: error: {text}\n"
+    """An error's line (mask ``text`` first), its long URLs shortened."""
+    return f"omniget: error: {short_urls(text)}\n"
 
 
 def last_words(

@@ -31,7 +31,7 @@ from ..engine.events import (
     Warned,
 )
 from ..errors import Cancelled
-from .output import EXISTS_WHY, Masker, event_path, format_size, last_words, say
+from .output import EXISTS_WHY, Masker, event_path, format_size, last_words, say, short_urls
 from .tally import Tally, clock_time
 
 if TYPE_CHECKING:
@@ -71,23 +71,23 @@ class Consumer(Protocol):
 
 def name_of(event: Event, mask: Masker) -> str:
     """The file an event is about, or the URL when it names none (no source took it)."""
-    return event_path(event, mask) or mask(event.item.download_url)
+    return event_path(event, mask) or short_urls(mask(event.item.download_url))
 
 
 def failure_line(event: Failed, mask: Masker) -> str:
-    return f"failed {name_of(event, mask)}: {mask(str(event.error))}"
+    return f"failed {name_of(event, mask)}: {short_urls(mask(str(event.error)))}"
 
 
 def retry_line(event: Retrying, mask: Masker) -> str:
     """A retry is a warning that says when the next try is (a wait with no word looks like
     a hang): ``omniget: warning: a.bin: HTTP 503 from URL; retrying in 0.5s (retry 1)``."""
-    return (f"omniget: warning: {name_of(event, mask)}: {mask(str(event.error))}; "
+    return (f"omniget: warning: {name_of(event, mask)}: {short_urls(mask(str(event.error)))}; "
             f"retrying in {event.delay:.1f}s (retry {event.attempt})")
 
 
 def warning_line(event: Warned, mask: Masker) -> str:
     """``omniget: warning: a.bin: ...``, as the CLI's and the library's other warnings."""
-    return f"omniget: warning: {name_of(event, mask)}: {mask(event.message)}"
+    return f"omniget: warning: {name_of(event, mask)}: {short_urls(mask(event.message))}"
 
 
 def skip_line(event: Skipped, mask: Masker, *, verbose: bool) -> str | None:
