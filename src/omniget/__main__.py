@@ -1,17 +1,29 @@
 """``python -m omniget`` and the ``omniget`` command: :func:`run`."""
 
 import gc
+import os
+import signal
 import sys
 
 
 def run() -> None:
     """The command. The collector is off while the CLI's modules load (what they make
     lives to the end: its collections there cost ~8 M instructions at every start), then
-    :func:`omniget.cli.run` turns it on, set for a long run."""
-    gc.disable()
-    _asyncio_without_its_tls()
-    from .cli import run as run_cli
+    :func:`omniget.cli.run` turns it on, set for a long run.
 
+    A SIGTERM before the run's own handlers are set is a Ctrl+C (exit 130, as later;
+    SIGTERM's default killed the process, 143), unless it was ignored when the process
+    began (``signal``: the CLI loads it in any case)."""
+    gc.disable()
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        _asyncio_without_its_tls()
+        from .cli import run as run_cli
+    except KeyboardInterrupt:  # (nothing begun: nothing to save)
+        sys.stderr.write("omniget: error: interrupted\n")
+        sys.stderr.flush()
+        os._exit(130)
     run_cli()
 
 
