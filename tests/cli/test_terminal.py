@@ -708,3 +708,17 @@ def test_once_the_run_has_said_its_last_ctrl_c_is_ignored_by_the_console_script(
             signal.signal(s, h)
     want = signal.SIG_IGN if console_script else before[signal.SIGINT]
     assert after == {signal.SIGINT: want, signal.SIGTERM: before[signal.SIGTERM]}
+
+
+def test_a_terminal_without_the_ellipsis_gets_three_dots() -> None:
+    """In a latin-1 locale the names' and the start's ``…`` were drawn as ``\\u2026``."""
+    term = io.TextIOWrapper(io.BytesIO(), encoding="latin-1", errors="backslashreplace")
+    rp = RichProgress(Console(file=term, force_terminal=True, width=60, height=24,
+                              color_system=None, _environ={}), Masker(), clock=Clock())
+    assert frame(rp) == ["starting..."]
+    rp(Started(Item(download_url=f"https://example.com/{NAMES[0]}"), None, size=MiB,
+               resumed=0))
+    rows = frame(rp)
+    assert rows[1].startswith("...") and rows[1].split()[0].endswith(".bin"), rows
+    assert "\u2026" not in "".join(rows)
+    assert frame(bars(60)[0]) == ["starting\u2026"]  # (UTF-8: the one character)

@@ -64,22 +64,33 @@ AFTER = {"left": 8, "speed": 13, "bytes": 16}
 LEAST_NAME, LEAST_BAR = 8, 5  # cells below which a bar goes (its percent stays)
 
 
-def fit(text: str, cells: int, *, keep_end: bool = True) -> str:
+def fit(text: str, cells: int, *, keep_end: bool = True, dots: str = "…") -> str:
     """``text`` in at most ``cells`` terminal cells: its end kept behind a ``…`` (a file
-    name's end says most), or with ``keep_end=False`` its start."""
+    name's end says most), or with ``keep_end=False`` its start; ``dots``: what stands
+    for the rest (``...`` where the terminal has no ``…``)."""
     if cell_len(text) <= cells:
         return text
-    if cells <= 1:
-        return "…"[:cells]
+    if cells <= len(dots):
+        return dots[:cells]
     chars = reversed(text) if keep_end else iter(text)
     kept: list[str] = []
-    room = cells - 1
+    room = cells - len(dots)
     for ch in chars:
         room -= cell_len(ch)
         if room < 0:
             break
         kept.append(ch)
-    return "…" + "".join(reversed(kept)) if keep_end else "".join(kept) + "…"
+    return dots + "".join(reversed(kept)) if keep_end else "".join(kept) + dots
+
+
+def dots_for(console: Console) -> str:
+    """``…``, or ``...`` when the terminal's encoding has no such character (latin-1:
+    it was drawn as ``\\u2026``)."""
+    try:
+        "…".encode(console.encoding)
+    except (UnicodeError, LookupError):
+        return "..."
+    return "…"
 
 
 def _pair(done: int, size: int | None) -> str:
@@ -226,6 +237,7 @@ class RichProgress:
     ) -> None:
         self.console, self.mask, self.verbose, self.clock = console, mask, verbose, clock
         self.tally = Tally(clock)
+        self.dots = dots_for(console)
         self.shown: list[str] = []  # keys of the files with a bar, in start order
         self.skips = SkipLines(mask, verbose=verbose)
         self._lock = threading.Lock()
@@ -299,7 +311,7 @@ class RichProgress:
         with self._lock:
             t = self.tally
             if not t.seen:  # (nothing to count yet: no "0/0 files")
-                return Text("starting…")
+                return Text(f"starting{self.dots}")
             self._fill()
             files = [t.files[k] for k in self.shown if k in t.files]
             more = len(t.files) - len(files)
@@ -312,7 +324,7 @@ class RichProgress:
                       True)
                 for f in files
             ]
-        return _table(lines, more, width, now)
+        return _table(lines, more, width, now, self.dots)
 
     def suspend(self, signum: int, frame: FrameType | None) -> None:
         """Ctrl+Z (SIGTSTP): the bars are erased and the cursor shown before the process
@@ -430,7 +442,7 @@ class _Line(NamedTuple):
     shorts: tuple[str, ...] = ()  # the names where it does not fit (the run's count, whole)
 
 
-def _table(lines: list[_Line], more: int, width: int, now: float) -> Table:
+def _table(lines: list[_Line], more: int, width: int, now: float, dots: str = "…") -> Table:
     """The lines laid out for ``width``: name, bar, bytes, speed, time left; a narrower
     terminal drops the time left, then the speed, then has the bytes in short (``25%``)
     before a name gets under 16 cells; narrower still, the bar gets shorter, then goes."""
@@ -464,10 +476,12 @@ def _table(lines: list[_Line], more: int, width: int, now: float) -> Table:
                  "left": Text(line.left, style="progress.remaining")}
         names = (line.name, *line.shorts)
         name = next((n for n in names if cell_len(n) <= name_cells), names[-1])
-        shown: list[RenderableType] = [Text(fit(name, name_cells, keep_end=line.is_file))]
+        shown: list[RenderableType] = [Text(fit(name, name_cells, keep_end=line.is_file,
+                                                dots=dots))]
         if bar:
             shown.append(_Bar(total=line.size, completed=line.done, animation_time=now))
         table.add_row(*shown, *(cells[c] for c in columns))
     if more:
-        table.add_row(Text(fit(f"(+{more} more active)", name_cells, keep_end=False)))
+        table.add_row(Text(fit(f"(+{more} more active)", name_cells, keep_end=False,
+                               dots=dots)))
     return table
