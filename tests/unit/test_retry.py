@@ -392,3 +392,24 @@ def test_http_date_reads_what_the_stdlib_writes(ts: int) -> None:
     from omniget.engine.transports.base import http_date
 
     assert http_date(email.utils.formatdate(ts, usegmt=True)) == float(ts)
+
+
+def test_a_file_s_waits_are_counted_once_however_many_spans_wait() -> None:
+    """retry-max-time is a file's (README: "a file may spend 5 minutes waiting in all"),
+    but each span of a split file had a budget of its own: 8 spans, 8 times as long.
+    Waits of its spans at the same time count once; one after another, each."""
+    from omniget.engine.retry import FileWaits
+
+    waits = FileWaits()
+    assert waits.spent(0.0) == 0.0
+    waits.add(0.0, 10.0)  # span 1 waits from 0 to 10
+    assert waits.spent(0.0) == 0.0  # (a span waiting from 0 too: none of it spent yet)
+    assert waits.spent(4.0) == 4.0  # (one from 4: 4 s spent, 6 more shared with span 1)
+    waits.add(4.0, 10.0)  # span 2 from 4 to 14: 4 s more
+    assert waits.spent(14.0) == 14.0
+    waits.add(20.0, 5.0)  # span 1 again, alone, from 20 to 25
+    assert waits.spent(30.0) == 19.0
+    policy = RetryPolicy(retries=9, max_total=20.0, jitter=0.0)
+    later = transient(retry_after=2.0)
+    assert policy.next_delay(1, later, waits.spent(30.0)) is None  # (19 + 2 > 20)
+    assert policy.next_delay(1, later, waits.spent(24.0)) == 2.0  # (within span 1's wait)

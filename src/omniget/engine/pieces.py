@@ -36,7 +36,7 @@ from .names import contain, is_part_name
 from .piecesink import Out, PieceSink, check
 from .prints import Ends, changed
 from .resume import not_resumable
-from .retry import gave_up
+from .retry import FileWaits, gave_up
 from .scheduler import Ticket
 from .transports.base import Request, fetch_when_granted
 from .verify import StreamHasher
@@ -77,6 +77,7 @@ class PieceDownload:
         self.staged = any(o is None for o in self.offsets)
         self.sizes: dict[int, int] = {}
         self.stage_dir: Path | None = None
+        self.waits = FileWaits()  # its pieces' waits to try again (retry-max-time)
 
     async def run(self) -> None:
         job = self.job
@@ -124,7 +125,7 @@ class PieceDownload:
 
     async def _piece(self, idx: int, piece: Piece, limit: asyncio.Semaphore) -> None:
         job = self.job
-        attempts, waited = 0, 0.0
+        attempts = 0
         async with limit:
             while True:
                 out = self._out(idx)
@@ -137,15 +138,17 @@ class PieceDownload:
                         piece = self._renewed(idx)
                         continue
                     attempts += 1
+                    now = self.ctx.clock.monotonic()
+                    waited = self.waits.spent(now)  # (the file's, not the piece's)
                     delay = self.ctx.policy.next_delay(attempts, exc, waited, self.ctx.rng)
                     if delay is None:
                         gave_up(exc, attempts, self.ctx.policy, waited)
                         if isinstance(exc, TransferError) and exc.piece is None:
                             exc.piece = piece
                         raise
+                    self.waits.add(now, delay)
                     self.ctx.event(Retrying(job.item, job.final, exc, attempts, delay))
                     await self.ctx.clock.sleep(delay)
-                    waited += delay
         self.sizes[idx] = size
         ends = out.ends
         piece_done(job, idx, size, in_part=self.offsets[idx] is not None,

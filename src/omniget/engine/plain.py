@@ -28,6 +28,7 @@ from .events import Warned
 from .job import FileJob
 from .mirrors import not_a_copy
 from .names import filename_from_content_disposition
+from .retry import FileWaits
 from .spanfetch import SpanSink, run_span, size_mismatch
 from .spans import Interval, gaps, length, merge, within
 from .splitter import TAKE_OVER_MIN, Span, Splitter
@@ -82,6 +83,7 @@ class PlainDownload:
         self.runner: asyncio.Task[Any] | None = None  # the file's task
         self.interrupts = 0  # cancels of the file's task that only stop its first span
         self.slowest_head = 0.0  # seconds from a request to its answer, the longest seen
+        self.waits = FileWaits()  # its spans' waits to try again (retry-max-time)
         # bytes an earlier run wrote that no whole answer has sent again yet (resumed), and
         # those one did and that come again before its span's position (written as they do)
         self.kept: list[Interval] = job.done

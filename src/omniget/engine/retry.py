@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Clock",
     "FakeClock",
+    "FileWaits",
     "RetryPolicy",
     "SystemClock",
     "gave_up",
@@ -184,6 +185,29 @@ class RetryPolicy:
         if delay > remaining:
             return None
         return delay
+
+
+class FileWaits:
+    """A file's time spent waiting to try again, for its retry-max-time: the waits of
+    its spans (a split file's) at the same time count once, one after another each.
+    Each wait is counted whole when it begins (``until``: when the last one ends)."""
+
+    __slots__ = ("total", "until")
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.until = -math.inf
+
+    def spent(self, now: float) -> float:
+        """What a wait beginning at ``now`` finds spent (of those under way, the part
+        before ``now``: the rest it shares)."""
+        return self.total - max(0.0, self.until - now)
+
+    def add(self, now: float, delay: float) -> None:
+        """A wait from ``now`` for ``delay`` seconds."""
+        end = now + delay
+        self.total += max(0.0, end - max(now, self.until))
+        self.until = max(self.until, end)
 
 
 def gave_up(

@@ -184,7 +184,6 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
     job = dl.job
     attempts = 0
     switches = 0  # to another mirror at once, without a wait (bounded)
-    waited = 0.0
     try:
         while True:
             if span.end is not None and span.pos >= span.end:
@@ -224,10 +223,13 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
                 if span.pos - before >= dl.ckpt_bytes:
                     attempts = 0
                 attempts += 1
+                now = dl.ctx.clock.monotonic()
+                waited = dl.waits.spent(now)  # (the file's: retry-max-time is per file)
                 delay = dl.ctx.policy.next_delay(attempts, exc, waited, dl.ctx.rng)
                 if delay is None:
                     gave_up(exc, attempts, dl.ctx.policy, waited)
                     raise
+                dl.waits.add(now, delay)
                 url = next_mirror(dl.urls, url, dl.gone) or url  # (next in turn)
                 dl.ctx.event(Retrying(job.item, job.final, exc, attempts, delay))
                 ticket = span.ticket
@@ -236,7 +238,6 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
                 await dl.ctx.clock.sleep(delay)
                 if ticket is not None:
                     await ticket.unpark()
-                waited += delay
     finally:
         if span.ticket is not None:
             span.ticket.close()
