@@ -62,45 +62,19 @@ def test_a_raising_handler_does_not_fail_a_stream(httpd: HTTPServer) -> None:
     assert n == 500 and out.getvalue() == b"b" * 500
 
 
-def test_ctrl_c_inside_a_handler_stops_the_run_as_ctrl_c_does(
-    httpd: HTTPServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A KeyboardInterrupt raised by the user's on_event handler (Ctrl+C pressed while it
-    ran) came out of a file's task through the event loop: download() raised it, with
-    tracebacks of the tasks it left ("Task exception was never retrieved"). Now the run
-    stops as on Ctrl+C (each file keeps its resume state), then raises it once."""
-    data = bytes(range(256)) * 1000
-    url = httpd.add(httpd.new_path("big.bin"), data) + "?drip=200000"
-    small = [httpd.add(httpd.new_path(f"{n}.bin"), b"s" * 1000) for n in range(3)]
-
-    def on_event(ev: Event) -> None:
-        if isinstance(ev, Progress) and ev.done > 0 and ev.item.filename == "big.bin":
-            raise KeyboardInterrupt
-
-    caplog.set_level(logging.WARNING)
-    with pytest.raises(KeyboardInterrupt):
-        omniget.download([url, *small], tmp_path / "out", settings=_settings(tmp_path),
-                         on_event=on_event)
-    gc.collect()  # (a task left with its exception says so when collected)
-    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
-    assert (tmp_path / "out" / "big.bin.omniget-part").exists()
-    started: list[Event] = []
-    again = omniget.download(url, tmp_path / "out", settings=_settings(tmp_path),
-                             on_event=started.append)
-    assert again.ok == 1 and (tmp_path / "out" / "big.bin").read_bytes() == data
-    assert [ev.resumed > 0 for ev in started if isinstance(ev, Started)] == [True]
-
-
 class _Halt(BaseException):
     """A BaseException of one's own (as pytest.fail() or a gevent timeout raises)."""
 
 
-@pytest.mark.parametrize("raised", [asyncio.CancelledError, _Halt])
-def test_a_handler_raising_another_base_exception_stops_the_run_as_ctrl_c_does(
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, asyncio.CancelledError, _Halt])
+def test_a_handler_raising_a_base_exception_stops_the_run_as_ctrl_c_does(
     httpd: HTTPServer, tmp_path: Path, caplog: pytest.LogCaptureFixture,
     raised: type[BaseException],
 ) -> None:
-    """A CancelledError raised by the handler (a cancelled future's result() read in it)
+    """A KeyboardInterrupt raised by the user's on_event handler (Ctrl+C pressed while it
+    ran) came out of a file's task through the event loop: download() raised it, with
+    tracebacks of the tasks it left ("Task exception was never retrieved").
+    A CancelledError raised by the handler (a cancelled future's result() read in it)
     passed for a cancel of the file's task: that file ended "interrupted" with no word of
     the handler (report.handler_error None), and one whose Finished event raised it was
     on the disk whole yet reported failed. Any other BaseException came out of the
@@ -108,7 +82,7 @@ def test_a_handler_raising_another_base_exception_stops_the_run_as_ctrl_c_does(
     files keep their resume state), and download() raises it."""
     data = bytes(range(256)) * 1000
     url = httpd.add(httpd.new_path("big.bin"), data) + "?drip=200000"
-    small = httpd.add(httpd.new_path("small.bin"), b"s" * 1000)
+    small = [httpd.add(httpd.new_path(f"{n}.bin"), b"s" * 1000) for n in range(3)]
 
     def on_event(ev: Event) -> None:
         if isinstance(ev, Progress) and ev.done > 0 and ev.item.filename == "big.bin":
@@ -116,7 +90,7 @@ def test_a_handler_raising_another_base_exception_stops_the_run_as_ctrl_c_does(
 
     caplog.set_level(logging.WARNING)
     with pytest.raises(raised):
-        omniget.download([url, small], tmp_path / "out", settings=_settings(tmp_path),
+        omniget.download([url, *small], tmp_path / "out", settings=_settings(tmp_path),
                          on_event=on_event)
     gc.collect()
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
