@@ -18,6 +18,7 @@ from ..errors import StorageError
 from ..model import Item
 from ..settings import Settings
 from .assemble import Leftovers, create_part, drop_part
+from .downhosts import DownHosts
 from .durable import Durability
 from .events import Event, EventHandler
 from .journal import FileRecord, Journal
@@ -254,9 +255,12 @@ class RunContext:
 
     #: What the journal keys of this run's files begin with (their output folder).
     key_prefix: str = field(default="", init=False, repr=False)
+    #: Hosts found down in this run (see downhosts.py).
+    down: DownHosts = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.key_prefix = f"{self.dest}\0"
+        self.down = DownHosts(self.clock, self.policy.max_total, self.limits)
 
     def register_output(
         self, path: Path, text: str | None = None

@@ -279,7 +279,11 @@ class PieceDownload:
             secret_headers=self.job.item.secret_headers,
             rate=self.ctx.rate,
         )
-        await fetch_when_granted(self.ctx.transport_for(piece.url), req, sink, ticket)
+        try:
+            await fetch_when_granted(self.ctx.transport_for(piece.url), req, sink, ticket)
+        finally:
+            if sink.answered:
+                self.ctx.down.ended(piece.url)
         sink.finish()
         check(piece, sink.fetched, sink.output, out.pos, self.job.item.filename)
         return out.pos

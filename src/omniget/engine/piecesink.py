@@ -58,12 +58,15 @@ class PieceSink:
         self.output = StreamHasher(piece.digest.algo) if piece.digest else None
         self.inflate = zlib.decompressobj() if piece.transform is Transform.ZLIB else None
         self.fetched_start = b""  # the first two bytes fetched
+        self.answered = False  # its head was taken (then ended is told at its end)
 
     def on_head(self, head: Head) -> None:
         rng = self.piece.range
         if rng is not None:
             _within(rng, head)
         check_status(head, head.url)
+        self.answered = True  # (its host is up: see downhosts.py)
+        self.job.ctx.down.answered(self.piece.url)
         check_media(self.job.item, head)
         start = 0 if rng is None else rng.start
         if head.status == 206:  # (to a request without Range too: it must start at 0)

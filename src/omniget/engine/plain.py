@@ -289,6 +289,8 @@ class PlainDownload:
         if head.status == 416 and sink.req.range is not None:
             self._unsatisfiable(head, sink.span, own)
         check_status(head, sink.req.url)
+        sink.answered = True  # (its host is up: see downhosts.py)
+        self.ctx.down.answered(sink.req.url)
         cr = head.content_range
         sink.body_end = cr[1] if head.status == 206 and cr else head.total_size
         if not own and job.size is not None and head.total_size not in (None, job.size):

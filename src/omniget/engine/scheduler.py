@@ -69,6 +69,7 @@ class Ticket:
 
     __slots__ = (
         "_callbacks", "_limits", "claim", "closed", "cost", "granted", "host", "light", "parked",
+        "refusal", "refused",
     )
 
     def __init__(
@@ -88,6 +89,10 @@ class Ticket:
         self.closed = False
         self.parked = False  # granted, its part of the run's cap given back (see park)
         self._callbacks: list[Callable[[], None]] = []
+        #: Called if the ticket is refused while it waits (its host found down): the
+        #: ticket is closed first (no grant, its callbacks dropped) and ``refused`` set.
+        self.refusal: Callable[[], object] | None = None
+        self.refused = False
 
     def on_grant(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` when granted (now, if it already is). It must not raise."""
@@ -211,6 +216,19 @@ class HostLimits:
             self._files_in_use -= 1
             if full or self._may_shrink:  # (else no waiter was held back by a file slot)
                 self._wake()
+
+    def refuse(self, host: str) -> None:
+        """``host`` is down: its waiting tickets that have a ``refusal`` are closed and
+        told (their holders fail without a try); the others wait on."""
+        if host not in self._hosts_waiting:
+            return
+        refused = [t for t in self._waiters if t.host == host and t.refusal is not None]
+        for t in refused:
+            t.refused = True
+            t.close()
+        for t in refused:
+            assert t.refusal is not None
+            t.refusal()
 
     def _free(self, t: Ticket) -> bool:
         if (

@@ -5,6 +5,7 @@ file at the span's position (:class:`SpanSink`). Each function takes the downloa
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -61,6 +62,7 @@ class SpanSink:
         self.skip = 0  # body bytes sent again (a 200 answer to a ranged request)
         self.decoded = False  # the answer's body was content-encoded (gzip, deflate)
         self.framed = True  # the answer's body ends by its own framing (see Head.framed)
+        self.answered = False  # its head was taken (see DownHosts.answered)
         # Where this answer's body ends in file offsets (None: unknown until the head).
         self.body_end: int | None = req.range.end if req.range is not None else None
         self.range_end: int | None = None  # where a 206's Content-Range ends
@@ -182,23 +184,45 @@ class SpanSink:
 
 async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
     job = dl.job
+    down = dl.ctx.down
     attempts = 0
     switches = 0  # to another mirror at once, without a wait (bounded)
+    mark = 0  # (down.mark at the start of the streak's first failed try)
+    last: OmnigetError | None = None  # the last try's error
     try:
         while True:
             if span.end is not None and span.pos >= span.end:
                 return  # (cut short by stealing while it waited to try again)
+            if len(dl.urls) == 1 and (why := down.why(url)) is not None:
+                raise down.not_tried(url, why) if last is None else _host_down(last, attempts)
             before = span.pos
             req = _request(dl, span, url)
             sink = SpanSink(dl, span, req)
+            ticket = span.ticket
+            begun = down.mark(url)
             try:
-                assert span.ticket is not None
+                assert ticket is not None
                 transport = transport_for(dl.ctx.transports, url)
-                await fetch_when_granted(transport, req, sink, span.ticket)
+                if not ticket.granted and len(dl.urls) == 1:  # (refused if its host is down)
+                    me = asyncio.current_task()
+                    if me is not None:
+                        ticket.refusal = me.cancel
+                try:
+                    await fetch_when_granted(transport, req, sink, ticket)
+                finally:
+                    if sink.answered:
+                        down.ended(url)
                 if _a_part(span, sink, before):
                     continue
                 _check_complete(dl, span, sink)
                 return
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                # (refused: its own cancel, taken back unless one came from outside too)
+                if ticket is not None and ticket.refused and task and task.uncancel() == 0:
+                    why = down.why(url) or "it was found down"
+                    raise down.not_tried(url, why) from None
+                raise
             except OmnigetError as exc:
                 if sink.decoded and span.pos > span.start:
                     _drop_decoded(dl, span)
@@ -225,11 +249,19 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
                 attempts += 1
                 now = dl.ctx.clock.monotonic()
                 waited = dl.waits.spent(now)  # (the file's: retry-max-time is per file)
+                alone = len(dl.urls) == 1
+                if attempts == 1:
+                    mark = begun
+                if alone and down.why(url) is not None:  # (found so by another file)
+                    raise _host_down(exc, attempts) from None
                 delay = dl.ctx.policy.next_delay(attempts, exc, waited, dl.ctx.rng)
                 if delay is None:
                     gave_up(exc, attempts, dl.ctx.policy, waited)
+                    if alone:
+                        down.gave_up(url, str(exc), mark)
                     raise
                 dl.waits.add(now, delay)
+                last = exc
                 url = next_mirror(dl.urls, url, dl.gone) or url  # (next in turn)
                 dl.ctx.event(Retrying(job.item, job.final, exc, attempts, delay))
                 ticket = span.ticket
@@ -241,6 +273,14 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
     finally:
         if span.ticket is not None:
             span.ticket.close()
+
+
+def _host_down(exc: OmnigetError, attempts: int) -> OmnigetError:
+    """``exc``, the last of ``attempts`` failed tries, given up on before the retries
+    are spent: another file found the host down meanwhile."""
+    exc.message += (f" (gave up after {attempts} tr{'y' if attempts == 1 else 'ies'}: its "
+                    "host answered no other file either)")
+    return exc
 
 
 def _drop_decoded(dl: PlainDownload, span: Span) -> None:

@@ -1,0 +1,107 @@
+"""Hosts found down in a run: their other files fail at once, not each after a budget.
+
+A host is *down* when two files gave up on it (their retries spent on failures: refused
+or timed-out connections, failed TLS handshakes, stalls, 5xx and 429 answers...) and no
+request to it was answered since the first of them began its first failed try (an answer
+counts once its status is taken: a 2xx, a 3xx followed), nor is an answer's body coming
+from it. Without this, each of a host's files spends a whole retry budget on it in turn,
+a few at a time (``-N``): 200 files of a host whose packets are dropped take an hour,
+every try a line.
+
+Its other files then fail at once, with one line each naming the first of those failures;
+those waiting for a connection slot are refused there (:meth:`HostLimits.refuse`),
+those waiting to try again give up at their next try. Files of other hosts go on. A
+host is up again as soon as an answer comes from it (a file's try under way), or once a
+retry budget (``retry_max_time``) has passed since it was found down: its next file is
+tried, with a budget of its own.
+
+Files with mirrors (several URLs) neither find a host down nor are refused for one.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import RemoteError
+from .scheduler import host_of
+
+if TYPE_CHECKING:
+    from .retry import Clock
+    from .scheduler import HostLimits
+
+__all__ = ["STRIKES", "DownHosts"]
+
+#: Files given up on a host, with no answer from it since the first of them began, that
+#: find it down (the few under way on a dead host give up together: no time lost).
+STRIKES = 2
+
+
+class DownHosts:
+    """The hosts of one run found down, and the answers that keep a host up."""
+
+    def __init__(self, clock: Clock, budget: float, limits: HostLimits) -> None:
+        self._clock = clock
+        self._budget = budget  # seconds a host stays down (then its next file is tried)
+        self._limits = limits
+        self._answers: dict[str, int] = {}  # host -> answers taken from it in this run
+        self._live: dict[str, int] = {}  # host -> answers taken whose bodies still come
+        #: host -> files that gave up on it, none answered since the first began, and
+        #: the first one's error
+        self._strikes: dict[str, tuple[int, str]] = {}
+        #: host -> why it is down (the failure a file gave up on), and since when
+        self._down: dict[str, tuple[str, float]] = {}
+
+    def mark(self, url: str) -> int:
+        """Where ``url``'s host stands, as a try to it starts: give it to :meth:`gave_up`
+        for the first failed try of a file's streak."""
+        return self._answers.get(host_of(url), 0)
+
+    def answered(self, url: str) -> None:
+        """An answer from ``url``'s host was taken (call :meth:`ended` when its request
+        ends): it is up."""
+        host = host_of(url)
+        self._answers[host] = self._answers.get(host, 0) + 1
+        self._live[host] = self._live.get(host, 0) + 1
+        if self._strikes:
+            self._strikes.pop(host, None)
+            self._down.pop(host, None)
+
+    def ended(self, url: str) -> None:
+        """The request of an answer taken (:meth:`answered`) ended, well or not."""
+        host = host_of(url)
+        self._live[host] -= 1
+
+    def gave_up(self, url: str, why: str, mark: int) -> None:
+        """A file gave up on ``url`` (``why``: its error's text), its first failed try
+        having started at ``mark``. Unless its host answered since (that try or any
+        other) or is sending an answer's body now, that is a strike; at the
+        :data:`STRIKES`-th with no answer in between, the host is down (one file's
+        URL that never answers is that file's matter) and files waiting for a
+        connection to it are refused."""
+        host = host_of(url)
+        if self._answers.get(host, 0) != mark or self._live.get(host) or self.why(url):
+            return
+        strikes, first = self._strikes.get(host, (0, why))
+        self._strikes[host] = (strikes + 1, first)
+        if strikes + 1 >= STRIKES:
+            self._down[host] = (first, self._clock.monotonic())
+            self._limits.refuse(host)
+
+    def why(self, url: str) -> str | None:
+        """Why ``url``'s host is down, or None when it is not (or no longer) known so."""
+        if not self._down:
+            return None
+        host = host_of(url)
+        down = self._down.get(host)
+        if down is None:
+            return None
+        if self._clock.monotonic() - down[1] >= self._budget:
+            del self._down[host]  # (a budget later: its next files try it again)
+            self._strikes.pop(host, None)
+            return None
+        return down[0]
+
+    def not_tried(self, url: str, why: str) -> RemoteError:
+        """The error of a file of ``url`` not tried, its host down for ``why``."""
+        return RemoteError(f"not tried: {host_of(url)} is down, another file gave up on "
+                           f"it: {why}")

@@ -1,0 +1,179 @@
+"""Many files of a host that is down: one file's retry budget finds it out, the others
+fail at once, each naming that failure, and other hosts' files go on. Backoff sleeps run
+on a fake clock; the counts are of tries (Retrying events, requests the server logged,
+connections it took), never of time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.servers.httpd import HTTPServer
+
+from omniget.engine import Engine, Report
+from omniget.engine.events import Event, Failed, Finished, Retrying
+from omniget.engine.retry import FakeClock
+from omniget.model import Item
+from omniget.settings import NetworkSettings, Settings
+
+#: Files of the dead host in each test (more than its connections: -N 4 by default).
+DEAD = 30
+#: Files of it tried at most: the four under way at first (-N 4), and the one that took
+#: the slot of the first to give up (two must, with no answer between, for a host to be
+#: down: STRIKES).
+TRIED = 4 + 1
+
+
+def run(
+    items: list[Item], tmp_path: Path, clock: FakeClock | None = None, **kw: object
+) -> tuple[Report, list[Event]]:
+    events: list[Event] = []
+    network = kw.pop("network", None) or NetworkSettings(stall_timeout=2.0, connect_timeout=5.0)
+    settings = Settings(state_dir=tmp_path / "state", network=network, **kw)  # type: ignore[arg-type]
+
+    async def go() -> Report:
+        eng = Engine(settings, clock=clock or FakeClock(), on_event=events.append)
+        try:
+            return await eng.run(items, tmp_path / "out")
+        finally:
+            await eng.aclose()
+
+    return asyncio.run(go()), events
+
+
+def retries(events: list[Event]) -> int:
+    return sum(isinstance(e, Retrying) for e in events)
+
+
+class Dropper:
+    """A server that takes each connection and closes it at once, unanswered (counted)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.taken = 0
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.taken += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(30)
+        self.sock.close()
+
+
+@pytest.fixture
+def dropper() -> Iterator[Dropper]:
+    d = Dropper()
+    yield d
+    d.close()
+
+
+def test_files_of_a_host_that_refuses_every_connection_fail_after_one_budget(
+    httpd: HTTPServer, tmp_path: Path, refused_port: int
+) -> None:
+    """Nobody listens: the first files spend their two quick retries, the rest fail at
+    once, naming the failure that showed the host down (not 30 files' retries each, in
+    turns of four: 90 connections, 60 retry lines); the other host's files come."""
+    dead = [Item(f"http://127.0.0.1:{refused_port}/f{i}.bin") for i in range(DEAD)]
+    healthy = []
+    for i in range(5):
+        httpd.add(f"/ok{i}.bin", b"%d" % i * 1000)
+        healthy.append(Item(httpd.url(f"/ok{i}.bin")))
+    report, events = run([*dead[:15], *healthy, *dead[15:]], tmp_path)
+    assert report.exit_code == 3
+    assert [r.status for r in report.results[15:20]] == ["ok"] * 5
+    assert len(report.failures) == DEAD
+    # at most the files under way when the host was found down retried, each twice
+    assert retries(events) <= TRIED * 2
+    said = [str(f.error) for f in report.failures]
+    gave_up = [s for s in said if s.endswith("Connection refused (gave up after 2 retries)")]
+    assert gave_up, said
+    untried = [s for s in said if s.startswith("not tried: ")]
+    assert len(untried) >= DEAD - TRIED
+    # each names the failure that showed the host down
+    assert all(s.endswith(": Connection refused (gave up after 2 retries)") for s in untried)
+    assert all(s.startswith(f"not tried: 127.0.0.1:{refused_port} is down") for s in untried)
+
+
+def test_a_host_that_drops_every_connection_gets_one_budget_of_them(
+    tmp_path: Path, dropper: Dropper
+) -> None:
+    """A host that takes each connection and closes it unanswered: a retryable failure
+    with the whole budget (five retries). One file's budget, and the tries of the few
+    under way with it, not 30 x 6 connections."""
+    dead = [Item(f"http://127.0.0.1:{dropper.port}/f{i}.bin") for i in range(DEAD)]
+    report, events = run(dead, tmp_path)
+    assert report.exit_code == 3
+    assert len(report.failures) == DEAD
+    assert retries(events) <= TRIED * 5
+    assert dropper.taken <= TRIED * 6
+    assert sum(str(f.error).startswith("not tried: ") for f in report.failures) >= DEAD - TRIED
+
+
+def test_a_503_with_retry_after_for_every_file_is_waited_out_once(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """Every file answered 503 with Retry-After: each try waits what the server asked
+    (honoured), and when one file's budget is spent on it the other files fail at once
+    (not 30 budgets, four at a time)."""
+    dead = [Item(httpd.url(f"/busy{i}.bin", status=503, retry_after=7)) for i in range(DEAD)]
+    clock = FakeClock()
+    report, events = run(dead, tmp_path, clock)
+    assert report.exit_code == 3
+    assert len(report.failures) == DEAD
+    waits = [e.delay for e in events if isinstance(e, Retrying)]
+    assert waits and all(w >= 7 for w in waits)  # Retry-After honoured
+    assert len(waits) <= TRIED * 5
+    assert len(httpd.requests) <= TRIED * 6
+    untried = [str(f.error) for f in report.failures if str(f.error).startswith("not tried: ")]
+    assert len(untried) >= DEAD - TRIED
+    assert all("HTTP 503" in s for s in untried)
+
+
+def test_a_host_that_comes_back_within_the_budget_is_used(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """The host answers 503 to its first 12 requests (the first files' first tries and
+    retries), then serves: every file comes, none is failed for the host."""
+    items = []
+    for i in range(DEAD):
+        httpd.add(f"/back{i}.bin", b"%d" % i * 500)
+        items.append(Item(httpd.url(f"/back{i}.bin", status=503, k="host", times=12)))
+    report, events = run(items, tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert sum(isinstance(e, Finished) for e in events) == DEAD
+
+
+def test_files_behind_a_dead_host_s_in_the_list_wait_one_budget_at_most(
+    httpd: HTTPServer, tmp_path: Path, refused_port: int
+) -> None:
+    """-j 2: two files transfer at once. The dead host's files come first in the list;
+    the healthy host's file waits for one budget (that of the first two, and a try of
+    the one after them), not for every dead file's in turn."""
+    dead = [Item(f"http://127.0.0.1:{refused_port}/f{i}.bin") for i in range(DEAD)]
+    httpd.add("/late.bin", b"late" * 100)
+    report, events = run([*dead, Item(httpd.url("/late.bin"))], tmp_path, jobs=2)
+    assert report.results[-1].status == "ok"
+    ended = next(i for i, e in enumerate(events) if isinstance(e, Finished))
+    assert retries(events[:ended]) <= 3 * 2
+    assert sum(isinstance(e, Failed) for e in events) == DEAD

@@ -1,0 +1,112 @@
+"""DownHosts: a host is down when two files gave up on it with no answer from it since the
+first one's first failed try began, nor any answer's body coming; it is up again at its
+next answer, or a budget later."""
+
+from __future__ import annotations
+
+from omniget.engine.downhosts import STRIKES, DownHosts
+from omniget.engine.retry import FakeClock
+from omniget.engine.scheduler import HostLimits
+
+A = "http://a.test/x"
+A2 = "http://a.test/other"
+B = "http://b.test/y"
+
+
+def made(budget: float = 300.0) -> tuple[DownHosts, HostLimits, FakeClock]:
+    clock = FakeClock()
+    limits = HostLimits(per_host=1, total=10)
+    return DownHosts(clock, budget, limits), limits, clock
+
+
+def given_up(down: DownHosts, url: str, why: str, times: int = STRIKES) -> None:
+    """``times`` files of ``url``'s host give up on it, each failing from its first try."""
+    for _ in range(times):
+        down.gave_up(url, why, down.mark(url))
+
+
+def test_a_host_two_files_gave_up_on_with_no_answer_is_down_for_its_other_urls() -> None:
+    down, _, _ = made()
+    assert STRIKES == 2
+    given_up(down, A, "could not connect", 1)
+    assert down.why(A) is None  # (one file's URL that never answers is its own matter)
+    down.gave_up(A2, "timed out", down.mark(A2))
+    assert down.why(A2) == "could not connect"  # (the first of them named)
+    assert down.why(B) is None
+    err = down.not_tried(A2, "could not connect")
+    assert not err.retryable and err.exit_code == 3
+    assert str(err) == "not tried: a.test is down, another file gave up on it: could not connect"
+
+
+def test_an_answer_since_the_first_failed_try_began_keeps_the_host_up() -> None:
+    down, _, _ = made()
+    mark = down.mark(A)
+    down.answered(A2)  # (another file of the host had an answer meanwhile)
+    down.ended(A2)
+    for _ in range(STRIKES):
+        down.gave_up(A, "HTTP 503", mark)
+    assert down.why(A) is None
+    mark = down.mark(A)
+    down.answered(A)  # (the try's own: a body cut short)
+    down.ended(A)
+    for _ in range(STRIKES):
+        down.gave_up(A, "connection reset", mark)
+    assert down.why(A) is None
+
+
+def test_an_answer_between_two_files_giving_up_keeps_the_host_up() -> None:
+    down, _, _ = made()
+    given_up(down, A, "HTTP 503", 1)
+    down.answered(A2)
+    down.ended(A2)
+    given_up(down, A, "HTTP 503", STRIKES - 1)
+    assert down.why(A) is None
+
+
+def test_an_answer_whose_body_still_comes_keeps_the_host_up() -> None:
+    down, _, _ = made()
+    down.answered(A2)  # (a large file, begun before)
+    given_up(down, A, "HTTP 503")
+    assert down.why(A) is None
+    down.ended(A2)
+    given_up(down, A, "HTTP 503")
+    assert down.why(A) == "HTTP 503"
+
+
+def test_an_answer_before_the_first_failed_try_does_not() -> None:
+    down, _, _ = made()
+    down.answered(A)
+    down.ended(A)
+    given_up(down, A2, "timed out")
+    assert down.why(A) == "timed out"
+
+
+def test_a_down_host_is_up_again_at_its_next_answer_or_a_budget_later() -> None:
+    down, _, clock = made(budget=60.0)
+    given_up(down, A, "timed out")
+    down.answered(A)  # (a try under way got through)
+    assert down.why(A) is None
+    down.ended(A)
+    given_up(down, A, "refused")
+    clock.advance(59.0)
+    assert down.why(A) == "refused"
+    clock.advance(1.0)
+    assert down.why(A) is None  # its next files are tried again...
+    given_up(down, A, "refused", STRIKES - 1)
+    assert down.why(A) is None  # ...and take as many files giving up again
+
+
+def test_tickets_waiting_for_a_down_host_are_refused_others_wait_on() -> None:
+    down, limits, _ = made()
+    held = limits.ticket(A)
+    told: list[str] = []
+    waiting = limits.ticket(A2)
+    waiting.refusal = lambda: told.append("a2")
+    silent = limits.ticket(A)  # (no refusal: waits on)
+    other = limits.ticket(B)
+    assert held.granted and other.granted and not waiting.granted
+    given_up(down, A, "refused")
+    assert told == ["a2"] and waiting.refused and waiting.closed and not waiting.granted
+    assert not silent.closed and not silent.refused
+    held.close()
+    assert silent.granted
