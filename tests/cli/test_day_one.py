@@ -130,11 +130,12 @@ def test_an_input_file_saved_as_utf16_is_read(
     assert sorted(os.listdir("out")) == ["a.txt", "b.txt"]
 
 
-@pytest.mark.parametrize("port", ["abc", "-1", "80a", "8o"])
+@pytest.mark.parametrize("port", ["abc", "-1", "80a", "8o", "\u0668\u0660", "\uff18\uff10"])
 def test_a_port_that_is_no_number_says_so(
     capsys: pytest.CaptureFixture[str], port: str
 ) -> None:
-    """Before: Python's own words, "Port could not be cast to integer value as 'abc'"."""
+    """Before: Python's own words, "Port could not be cast to integer value as 'abc'";
+    a port in other digits than ASCII's (Arabic-Indic, full-width) was an internal error."""
     url = f"http://127.0.0.1:{port}/a.txt"
     assert main([url]) == 2
     err = one_line(capsys.readouterr().err)

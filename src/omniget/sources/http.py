@@ -70,12 +70,13 @@ def _check_authority(url: str) -> None:
     plain = "[" not in netloc and "]" not in netloc
     if plain and not (host if colon else netloc):  # (http://:80/x, http://user@/x)
         raise UsageError(f"not a valid URL: no host name in {shown!r}")
-    if plain and (not colon or (port.isdigit() and int(port) <= 65535)):
+    if plain and (not colon or (port.isascii() and port.isdigit() and int(port) <= 65535)):
         return
     try:
         split = urlsplit(url)  # (raises for a bad IPv6 bracket)
         given = split.netloc.rpartition("@")[2].rpartition(":")[2]
-        if given and not given.isdigit() and "]" not in given:  # (urlsplit: "could not be cast")
+        digits = given.isascii() and given.isdigit()  # (int() takes other scripts' digits)
+        if given and not digits and "]" not in given:  # (urlsplit: "could not be cast")
             why = f"the port {given!r} is not a number (in {shown!r})"
         else:
             _ = split.port  # (raises with the reason)
