@@ -297,11 +297,17 @@ class Hop:
         return True
 
     def _framed(self, encoding: str) -> bool:
-        """Whether the body's end will be its own (see :attr:`Head.framed`)."""
-        if self.curl_decodes:  # (libcurl never checks that the coded stream ended)
+        """Whether the body's end will be its own (see :attr:`Head.framed`): not in a
+        coding libcurl undoes, which never checks that the coded stream ended."""
+        if self.curl_decodes:
             return False
+        return encoding in DECODED or self._delimited()
+
+    def _delimited(self) -> bool:
+        """Whether the answer's bytes end by their own framing (a length, chunks, an
+        HTTP/2 or /3 stream), not with the connection."""
         last = self.headers._last
-        if "content-length" in last or (encoding in DECODED and not self.curl_decodes):
+        if "content-length" in last:
             return True
         field = last.get("transfer-encoding")
         if field is not None and "chunked" in field[1].lower():
@@ -316,6 +322,7 @@ class Hop:
             and head is not None
             and not head.framed
             and "unexpected eof" in message.lower()
+            and not self._delimited()  # (a coded body with a length is cut, not ended)
         ):
             # A TLS connection closed with no close_notify (OpenSSL's "unexpected eof
             # while reading"): for a body that ends with its connection, the close ends
