@@ -26,7 +26,7 @@ from .journal.records import RecordGone
 from .report import FileResult
 from .spans import length
 from .transports.base import http_date
-from .verify import UNVERIFIED, DigestMismatch, digest_mismatch, file_digests
+from .verify import UNVERIFIED, DigestMismatch, digest_mismatch, every_digest, file_digests
 
 if TYPE_CHECKING:
     from .job import FileJob
@@ -175,9 +175,7 @@ def _discard(job: FileJob) -> None:
 def _expected_digests(job: FileJob) -> list[Digest]:
     """Every digest the file must have, each once: the item's (or --checksum) first,
     then the server's, strongest first."""
-    if job.item.digest is None:
-        return list(dict.fromkeys(job.digests)) if len(job.digests) > 1 else job.digests
-    return list(dict.fromkeys([job.item.digest, *job.digests]))
+    return every_digest(job.item.digest, job.digests)
 
 
 async def _verify(job: FileJob) -> str | None:

@@ -46,6 +46,7 @@ from .verify import (
     check_media,
     digest_mismatch,
     digests_from_headers,
+    every_digest,
 )
 
 if TYPE_CHECKING:
@@ -277,7 +278,7 @@ async def stream_item(
             waited += delay
     if sink.downgrade:
         emit(Warned(item, None, DOWNGRADED.format(safe_url(sink.downgrade))))
-    wanted = list(dict.fromkeys([want, *sink.digests] if want else sink.digests))
+    wanted = every_digest(want, sink.digests)
     for d in wanted:  # (each must hold: the item's first, then the server's)
         got = sink.hashes[d.algo].hexdigest()
         if got != d.hex:

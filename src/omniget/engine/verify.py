@@ -37,6 +37,7 @@ __all__ = [
     "check_media",
     "digests_from_headers",
     "encoded_digests",
+    "every_digest",
     "file_digest",
     "file_digests",
     "hashlib_name",
@@ -245,6 +246,14 @@ class DigestMismatch(IntegrityError):
     def twice(self, why: str) -> DigestMismatch:
         """This error, said of bytes that came the same twice (``why``: what that says)."""
         return DigestMismatch(f"{self.message} twice ({why})", want=self.want, got=self.got)
+
+
+def every_digest(first: Digest | None, others: list[Digest]) -> list[Digest]:
+    """The digests a file must have, each once: ``first`` (the item's or --checksum's)
+    leading, then ``others`` (the server's)."""
+    if first is None:
+        return list(dict.fromkeys(others)) if len(others) > 1 else others
+    return list(dict.fromkeys([first, *others]))
 
 
 def digest_mismatch(name: str, want: Digest, got: str) -> DigestMismatch:
