@@ -80,6 +80,10 @@ class OmnigetError(Exception):
     retryable: bool = False
     #: At most this many retries for this error, whatever the policy allows (None: no cap).
     max_retries: int | None = None
+    #: What the error says that many files may share, naming none of them (a host found
+    #: down, a proxy that takes no connection), as ``failed: ...`` or ``not tried: ...``:
+    #: the CLI says it once, ``N files failed: ...``. None: the file's own.
+    shared: str | None = None
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         message = mask_secrets(message)

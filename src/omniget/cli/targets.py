@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -171,9 +172,19 @@ def extract_items(
 
 
 def report_failures(failures: Sequence[Failure], mask: Masker) -> None:
-    """One line per failure (cancelled items are covered by the "interrupted" line)."""
+    """One line per failure (cancelled items are covered by the "interrupted" line); a
+    cause several files share (:attr:`OmnigetError.shared`: a host found down, a proxy
+    down) is one line with their count, where the first of them is (200 files of a
+    dead host were 200 lines)."""
+    shared = Counter(e.shared for _, e in failures if e.shared and not isinstance(e, Cancelled))
     for label, error in failures:
         if isinstance(error, Cancelled):
+            continue
+        if error.shared and shared[error.shared] > 1:
+            count = shared.pop(error.shared)  # (said at the first: the others say nothing)
+            print_error(mask(f"{count} files {error.shared}"))
+            continue
+        if error.shared and error.shared not in shared:
             continue
         said = str(error)  # (one that names its URL already: not twice)
         print_error(mask(said) if label in said else f"{mask(label)}: {mask(said)}")

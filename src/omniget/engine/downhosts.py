@@ -8,7 +8,8 @@ from it. Without this, each of a host's files spends a whole retry budget on it 
 a few at a time (``-N``): 200 files of a host whose packets are dropped take an hour,
 every try a line.
 
-Its other files then fail at once, with one line each naming the first of those failures;
+Its other files then fail at once, each naming the first of those failures (the CLI says
+them in one line, with their count: see ``OmnigetError.shared``);
 those waiting for a connection slot are refused there (:meth:`HostLimits.refuse`),
 those waiting to try again give up at their next try. Files of other hosts go on. A
 host is up again as soon as an answer comes from it (a file's try under way), or once a
@@ -46,10 +47,12 @@ class DownHosts:
         self._answers: dict[str, int] = {}  # host -> answers taken from it in this run
         self._live: dict[str, int] = {}  # host -> answers taken whose bodies still come
         #: host -> files that gave up on it, none answered since the first began, and
-        #: the first one's error
-        self._strikes: dict[str, tuple[int, str]] = {}
+        #: the first one's error (its text, its shared cause)
+        self._strikes: dict[str, tuple[int, str, str | None]] = {}
         #: host -> why it is down (the failure a file gave up on), and since when
         self._down: dict[str, tuple[str, float]] = {}
+        #: host -> the ``shared`` cause of the failure it is down for, when it had one
+        self._shared: dict[str, str] = {}
 
     def mark(self, url: str) -> int:
         """Where ``url``'s host stands, as a try to it starts: give it to :meth:`gave_up`
@@ -71,20 +74,25 @@ class DownHosts:
         host = host_of(url)
         self._live[host] -= 1
 
-    def gave_up(self, url: str, why: str, mark: int) -> None:
+    def gave_up(self, url: str, why: str, mark: int, shared: str | None = None) -> None:
         """A file gave up on ``url`` (``why``: its error's text), its first failed try
         having started at ``mark``. Unless its host answered since (that try or any
         other) or is sending an answer's body now, that is a strike; at the
         :data:`STRIKES`-th with no answer in between, the host is down (one file's
         URL that never answers is that file's matter) and files waiting for a
-        connection to it are refused."""
+        connection to it are refused. ``shared``: the error's cause other hosts' files
+        may share (its ``shared``: a proxy down), which its files not tried say then."""
         host = host_of(url)
         if self._answers.get(host, 0) != mark or self._live.get(host) or self.why(url):
             return
-        strikes, first = self._strikes.get(host, (0, why))
-        self._strikes[host] = (strikes + 1, first)
+        strikes, first, cause = self._strikes.get(host, (0, why, shared))
+        self._strikes[host] = (strikes + 1, first, cause)
         if strikes + 1 >= STRIKES:
             self._down[host] = (first, self._clock.monotonic())
+            if cause:
+                self._shared[host] = cause
+            else:
+                self._shared.pop(host, None)
             self._limits.refuse(host)
 
     def why(self, url: str) -> str | None:
@@ -102,6 +110,10 @@ class DownHosts:
         return down[0]
 
     def not_tried(self, url: str, why: str) -> RemoteError:
-        """The error of a file of ``url`` not tried, its host down for ``why``."""
-        return RemoteError(f"not tried: {host_of(url)} is down, another file gave up on "
-                           f"it: {why}")
+        """The error of a file of ``url`` not tried, its host down for ``why``: the CLI
+        says the host once, with the count of its files not tried (its ``shared``), or
+        the cause the first failure shared with other hosts' files (a proxy down)."""
+        text = f"not tried: {host_of(url)} is down, another file gave up on it: {why}"
+        err = RemoteError(text)
+        err.shared = self._shared.get(host_of(url), text)
+        return err

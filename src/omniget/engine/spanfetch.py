@@ -258,7 +258,7 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
                 if delay is None:
                     gave_up(exc, attempts, dl.ctx.policy, waited)
                     if alone:
-                        down.gave_up(url, str(exc), mark)
+                        down.gave_up(url, str(exc), mark, exc.shared)
                     raise
                 dl.waits.add(now, delay)
                 last = exc

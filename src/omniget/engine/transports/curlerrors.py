@@ -142,7 +142,9 @@ def curl_error(
     # (an answer cut or missing may be the proxy's doing: libcurl's words blame the server)
     via = f", through {the_proxy}" if proxy is not None else ""
     if code == pycurl.E_COULDNT_RESOLVE_PROXY:
-        return RemoteError(f"could not resolve {the_proxy} for {where}{suffix}")
+        unknown = RemoteError(f"could not resolve {the_proxy} for {where}{suffix}")
+        unknown.shared = f"failed: could not resolve {the_proxy}{suffix}"  # (said once)
+        return unknown
     if code in _TLS_TRUST:
         of_proxy = proxy is not None and proxy.tls_failed
         whose = "proxy's TLS certificate" if of_proxy else "TLS certificate"
@@ -166,6 +168,9 @@ def curl_error(
             "*_proxy)"
         )
         err.max_retries = CONNECT_RETRIES
+        # (said once for the files it failed, whichever their URLs)
+        err.shared = (f"failed: could not connect to {the_proxy}: {reason} (check --proxy "
+                      "and *_proxy)")
         return err
     if code == pycurl.E_COULDNT_CONNECT:
         # nobody listens there: a server restarting gets two quick retries, a mistyped
