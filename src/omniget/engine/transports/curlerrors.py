@@ -10,12 +10,19 @@ from urllib.parse import urlsplit
 
 import pycurl
 
-from ...errors import AuthRequired, IntegrityError, RemoteError, TransientError, UsageError
+from ...errors import (
+    AuthRequired,
+    IntegrityError,
+    RemoteError,
+    TransferError,
+    TransientError,
+    UsageError,
+)
 from ...masks import mask_proxy
-from .base import PROXY_LOGIN, as_https, safe_url
+from .base import PROXY_LOGIN, Headers, as_https, safe_url
 from .curlloop import CLOSED, CONNECT_RETRIES, STALLED, TLS_REPLY, WEIRD_REPLY
 
-__all__ = ["PROXY_CA_HINT", "ProxyPath", "curl_error"]
+__all__ = ["PROXY_CA_HINT", "ProxyPath", "curl_error", "proxy_answer"]
 
 _TLS_TRUST = frozenset(
     {
@@ -260,3 +267,54 @@ def _tunnel_refused(status: int, where: str) -> Exception:
     if status in (408, 429) or status >= 500:
         return TransientError(text, status=status)
     return RemoteError(text, status=status)
+
+
+#: The statuses a proxy answers with itself when it cannot get the server's answer.
+PROXY_STATUSES = frozenset({502, 503, 504})
+
+
+def proxy_answer(error: TransferError, headers: Headers, named: str) -> None:
+    """Say in ``error`` (a 502, 503 or 504 to an http:// request that went through the
+    proxy ``named``: the user's words, password masked) whose answer it was: the proxy's
+    own when its Proxy-Status (RFC 9209) has an ``error`` and no ``received-status``,
+    or Squid's error page says so (X-Squid-Error); the server's, passed on, when that
+    Proxy-Status has a ``received-status``; else either (a Via is on both, and a
+    proxy's page is no sign: the body is not read)."""
+    status = error.status
+    prefix = f"HTTP {status} from "
+    if status not in PROXY_STATUSES or not error.message.startswith(prefix):
+        return
+    the_proxy = f"the proxy {named}" if named else "the proxy"
+    evidence = _proxy_error(headers)
+    if evidence == "":  # the server's, passed on by the proxy
+        return
+    if evidence is None:
+        error.message += f" (through {the_proxy}: its own answer or the server's)"
+        return
+    rest = error.message[len(prefix):]
+    error.message = f"{prefix}{the_proxy}, not the server, for {rest} ({evidence})"
+
+
+def _proxy_error(headers: Headers) -> str | None:
+    """What says the proxy made the answer itself; "" when its Proxy-Status says it
+    passed on the server's; None when nothing says."""
+    squid = headers.get("x-squid-error")
+    if squid:
+        return f"X-Squid-Error: {_one_line(squid, 100)}"
+    said = headers.get_all("proxy-status")
+    if not said:
+        return None
+    # (members apart at commas outside quotes; the last is the proxy nearest to us)
+    members = re.findall(r'(?:[^,"]|"(?:[^"\\]|\\.)*")+', ",".join(said))
+    last = members[-1] if members else ""
+    params = dict(
+        (k.strip().lower(), v.strip())
+        for k, _, v in (p.partition("=") for p in re.findall(
+            r'(?:[^;"]|"(?:[^"\\]|\\.)*")+', last)[1:])
+    )
+    if "received-status" in params:
+        return ""
+    error = params.get("error", "")
+    if re.fullmatch(r"[a-z][a-z0-9_.*-]{0,63}", error):
+        return f"Proxy-Status: error={error}"
+    return None

@@ -41,11 +41,11 @@ from urllib.parse import urlsplit
 
 import pycurl
 
-from ...errors import RemoteError, UsageError
+from ...errors import RemoteError, TransferError, UsageError
 from ...masks import mask_proxy
 from ...settings import NetworkSettings
 from .base import SECRET_HEADERS, Gate, Head, Request, Sink, origin, safe_url
-from .curlerrors import curl_error
+from .curlerrors import PROXY_STATUSES, curl_error, proxy_answer
 from .curlloop import STALLED, WEIRD_REPLY, CurlLoop
 from .decode import codings
 from .easy import TO_PIPE, Handles, proxy_of, set_up_and_start, start
@@ -340,6 +340,8 @@ class CurlTransport(ConnectionSharing):
                 "%s %s%s -> %s%s%s", method, safe_url(url), rng, hop.status or "no answer", why, how
             )
         if hop.error is not None:
+            if isinstance(hop.error, TransferError) and hop.status in PROXY_STATUSES:
+                self._proxy_said(hop.error, hop, url)
             raise hop.error
         if code != 0 and not (hop.stopped and code in _OURS):
             named = ""
@@ -445,6 +447,18 @@ class CurlTransport(ConnectionSharing):
         return hop, code, message
 
     # -- helpers --
+
+    def _proxy_said(self, error: TransferError, hop: Hop, url: str) -> None:
+        """A 502, 503 or 504 to an http:// request through a proxy says whose it was
+        (see :func:`.curlerrors.proxy_answer`); an https:// one is the server's, in a
+        tunnel (a proxy's own, to the CONNECT, is :func:`.curlerrors.curl_error`'s). The
+        proxy is the one libcurl takes for ``url`` (as :func:`.outgoing.proxy_source`
+        finds it)."""
+        if url[:5].lower() != "http:":
+            return
+        found = proxy_source(url, self.settings.proxy)
+        if found is not None:
+            proxy_answer(error, hop.headers, f"{mask_proxy(found[1])} ({found[0]})")
 
     def _bind(self) -> CurlLoop:
         if self._closed:
