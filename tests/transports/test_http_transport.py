@@ -359,8 +359,26 @@ def test_shared_rate_limit_paces_concurrent_transfers(srv: Server) -> None:
     start = time.perf_counter()
     run(go)
     assert bytes(sinks[0].data) == b"a" * 300_000 and bytes(sinks[1].data) == b"b" * 300_000
-    # 600 KB at 1 MB/s (less the 0.1 s burst): each alone would be well under the limit
+    # 600 KB at 1 MB/s (a margin): each alone would be well under the limit
     assert time.perf_counter() - start >= 0.45
+
+
+def test_a_rated_transfer_ends_once_its_bytes_are_paid_for(srv: Server) -> None:
+    """200 KB at 1 MB/s take 0.2 s. Before, the run's first 0.1 s came free (the bucket
+    started full) and its last read was never paid for (the transfer ended at once):
+    such a run took about nothing, and a 3 s run at --limit-rate 100K 2.9 s."""
+    srv.route("/f", static(b"p" * 200_000))
+    rate = RateLimit(1_000_000)
+
+    async def go(t: CurlTransport) -> None:
+        await t.fetch(Request(srv.url("/f"), rate=rate), sink)
+
+    sink = Sink()
+    start = time.monotonic()
+    run(go)
+    assert len(sink.data) == 200_000
+    assert time.monotonic() - start >= 0.2
+    assert rate.owed() == 0.0
 
 
 # -- content encoding --

@@ -4,6 +4,10 @@ A token bucket that may go into debt: a transfer asks before it takes a chunk; w
 bucket is not in debt it takes the chunk (whatever its size) and the debt is paid back at
 ``rate``, so the average over any second or more stays at ``rate`` however many transfers
 share it. A transfer told to wait pauses (the HTTP transport pauses its libcurl handle).
+The bucket starts empty (a run's first tenth of a second is not free), and a transfer
+ends once the debt its reads made is paid (:meth:`RateLimit.owed`): its last read is
+paced as the others, so a short run keeps to the rate too (a 3 s run at 100 KiB/s took
+2.9 s).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ class RateLimit:
         self.rate = rate
         self.clock = clock
         self.capacity = rate * BURST
-        self.tokens = self.capacity
+        self.tokens = 0.0  # (empty: a run's start is paced as the rest)
         self.stamp = clock()
 
     def take(self, n: int) -> float:
@@ -36,3 +40,8 @@ class RateLimit:
             self.tokens -= n
             return 0.0
         return -self.tokens / self.rate
+
+    def owed(self) -> float:
+        """Seconds until the reads taken so far are paid for (0.0: none owed)."""
+        tokens = self.tokens + (self.clock() - self.stamp) * self.rate
+        return -tokens / self.rate if tokens < 0 else 0.0

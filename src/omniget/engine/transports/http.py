@@ -235,6 +235,8 @@ class CurlTransport(ConnectionSharing):
             gate = None
             if hop.location is None:
                 assert hop.head is not None
+                if request.rate is not None and (owed := request.rate.owed()) > 0:
+                    await asyncio.sleep(owed)  # (its last read paced as the others)
                 return hop.head
             if first is None:
                 first = origin(url)
