@@ -150,7 +150,8 @@ class Settings:
     ``network``: an :class:`omniget.NetworkSettings` (proxy, TLS, timeouts, login,
     headers); ``connections_per_host`` and ``max_connections``: connections at once to
     one host, and in all; ``jobs``: files transferring at once; ``split``: connections
-    per file (None: adaptive), each span at least ``min_split_size`` bytes;
+    per file (None: adaptive, or one under ``limit_rate``), each span at least
+    ``min_split_size`` bytes;
     ``limit_rate``: bytes per second over the whole run (None or 0: no limit);
     ``retries``: tries again per piece after the first; ``retry_max_time``: seconds of
     backing off before a file is given up, ``retry_max_wait`` at most one wait;

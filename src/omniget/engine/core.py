@@ -264,6 +264,10 @@ class Engine:
             emit.interrupt = interrupt
         else:
             emit = self.emitter(on_event, interrupt)
+        if s.limit_rate and s.split is None:
+            # (its connections would share the run's one budget: more of them cannot
+            # make a file come faster, only cost the server more; --split given is kept)
+            s = dataclasses.replace(s, split=1)
         ctx = RunContext(
             settings=s,
             transports=self.transports(),
