@@ -415,11 +415,12 @@ def download(
     here), stops the transfers; what landed is kept (part files
     ``NAME.omniget-part``, and the resume journal in the folder of ``Settings.state_dir``:
     see :class:`~omniget.Settings`), and the same call again resumes them.
-    Cancelled, the report has each unfinished file failed with ``Cancelled``
+    Cancelled, the report has each file it cut short failed with ``Cancelled``
     (``report.interrupted``), and ``report.stopped`` when files of the list were never
-    started. The run does not clear ``cancel``: one already set when it starts (left set
-    by an earlier run, say) starts no file, the report stopped (exit code 130); give each
-    run a new event, or ``clear()`` it first.
+    started (those waiting for their turn among them: they have no result). The run
+    does not clear ``cancel``: one already set when it starts (left set by an earlier
+    run, say) starts no file, the report stopped (exit code 130); give each run a new
+    event, or ``clear()`` it first.
 
     ``on_event(event)`` is called, on this thread, with each event of
     :mod:`omniget.engine.events`: ``Started``, ``Progress`` (``.done`` and ``.size``

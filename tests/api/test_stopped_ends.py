@@ -13,7 +13,7 @@ from pathlib import Path
 from tests.servers.httpd import HTTPServer
 
 import omniget
-from omniget.engine.events import Event, Failed, Finished, Queued, Skipped
+from omniget.engine.events import Event, Failed, Finished, Queued, Retrying, Skipped, Started
 
 
 def test_a_stopped_run_ends_what_it_began_and_no_entry_it_never_began(
@@ -45,3 +45,55 @@ def test_a_stopped_run_ends_what_it_began_and_no_entry_it_never_began(
         if isinstance(e, Failed):  # (a file cut short: interrupted, resumable)
             assert isinstance(e.error, omniget.Cancelled)
     assert report.ok >= 1 and report.ok + report.failed + report.skipped == len(results)
+
+
+def test_a_file_stopped_while_waiting_for_its_turn_has_no_end_and_no_result(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """-j 1, two files: the second is set up (the list is read to its end) and waits for
+    its turn as the run stops. Before, it ended ``Failed`` (Cancelled) with a result, as
+    if cut short: "interrupted" though it never began. Now it is as an entry never
+    reached: no end, no result, and ``Report.stopped`` says the run did not get to it."""
+    paths = [httpd.new_path(f"w{i}.bin") for i in range(2)]
+    for path in paths:
+        httpd.add(path, b"w" * 400_000)
+    urls = [httpd.url(path, drip=200_000) for path in paths]  # (2 s each)
+    cancel = threading.Event()
+    events: list[Event] = []
+
+    def on_event(event: Event) -> None:
+        events.append(event)
+        if isinstance(event, Started):
+            cancel.set()
+
+    settings = omniget.Settings(state_dir=tmp_path / "state", jobs=1)
+    report = omniget.download(urls, tmp_path / "out", settings=settings, on_event=on_event,
+                              cancel=cancel)
+    assert report.stopped and report.interrupted == 1
+    assert [r.item.download_url for r in report.results] == urls[:1]
+    assert not [e for e in events if e.item.download_url == urls[1]
+                and not isinstance(e, Queued)]
+
+
+def test_a_file_stopped_while_it_waits_to_try_again_is_interrupted(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """One that had its turn (a try answered 503, the next one waited for) began: it
+    ends Failed, Cancelled, and counts as interrupted."""
+    path = httpd.new_path("r.bin")
+    httpd.add(path, b"r" * 1000)
+    url = httpd.url(path, status=503, retry_after=30, times="always")
+    cancel = threading.Event()
+    events: list[Event] = []
+
+    def on_event(event: Event) -> None:
+        events.append(event)
+        if isinstance(event, Retrying):
+            cancel.set()
+
+    settings = omniget.Settings(state_dir=tmp_path / "state")
+    report = omniget.download([url], tmp_path / "out", settings=settings, on_event=on_event,
+                              cancel=cancel)
+    assert report.interrupted == 1
+    (end,) = [e for e in events if isinstance(e, Failed)]
+    assert isinstance(end.error, omniget.Cancelled)

@@ -1509,6 +1509,31 @@ def test_sigterm_saves_state_without_talking_of_ctrl_c(httpd: HTTPServer) -> Non
     assert Path("out/t.bin.omniget-part").exists() and not Path("out/t.bin").exists()
 
 
+def test_files_stopped_while_waiting_for_their_turn_are_not_started(httpd: HTTPServer) -> None:
+    """-j 1: the second file is set up ahead, waiting for its turn, as Ctrl+C comes.
+    Before, it was counted "interrupted" (a failed event, and a result) though it never
+    began; now, as the third (never set up), "not started", with no end event."""
+    urls = [slow(httpd, f"w{i}.bin", drip=500_000) for i in range(3)]  # (8 s each)
+    proc = spawn("--json", "-j", "1", "-o", "out", *urls)
+    assert proc.stdout is not None
+    assert json.loads(proc.stdout.readline())["event"] == "started"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    events = json_lines(out.decode())
+    ends = [e for e in events if e["event"] in ("finished", "failed", "skipped")]
+    assert [e["path"] for e in ends] == ["out/w0.bin"], ends
+    summary = events[-1]
+    assert (summary["interrupted"], summary["not_started"], summary["failed"]) == (1, 2, 0)
+    proc = spawn("-v", "-j", "1", "-o", "again", *urls)
+    assert proc.stderr is not None
+    assert proc.stderr.readline().startswith(b"start again/w0.bin")
+    proc.send_signal(signal.SIGINT)
+    said = proc.communicate(timeout=30)[1].decode()
+    assert proc.returncode == 130, said
+    assert "0 files ok, 0 skipped, 0 failed, 1 interrupted, 2 not started, " in said, said
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_quiet_interrupt_prints_only_the_error(httpd: HTTPServer, sig: signal.Signals) -> None:
     proc = spawn("-q", "--json", "-o", "out", slow(httpd, "q.bin"))

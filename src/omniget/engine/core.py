@@ -311,8 +311,14 @@ class Engine:
         durability.threads = lambda: sync_threads(ctx)  # (not the default
         # executor: asyncio.run waits for its threads, a hung disk's sync too)
 
+        # Files still waiting for their turn as the run stopped: a slot the files cut off
+        # free may grant one of them on the way (its task's cancel is on its way too)
+        waiting_turn: set[FileJob] = set()
+
         def on_cancel() -> None:
-            for _, t in list(unsettled.values()):
+            for job, t in list(unsettled.values()):
+                if not job.started and not job.claim.began:
+                    waiting_turn.add(job)
                 t.cancel()
 
         async def run_job(i: int, job: FileJob, slot: SetupSlot) -> FileResult:
@@ -334,7 +340,10 @@ class Engine:
                 i = next(iter(unsettled))
                 job, task = unsettled[i]
                 if results[i] is None:
-                    results[i] = await self._result(ctx, job, task, partial(results.__getitem__, i))
+                    results[i] = await self._result(ctx, job, task, partial(results.__getitem__, i),
+                                                    job in waiting_turn)
+                    if results[i] is None:  # (stopped before it began: as the list's rest)
+                        report.stopped = True
                 unsettled.pop(i, None)
 
         closing = False
@@ -457,8 +466,12 @@ class Engine:
         job: FileJob,
         task: asyncio.Task[FileResult],
         ended: Callable[[], FileResult | None],
-    ) -> FileResult:
-        """How ``job`` ended; ``ended``: its result, once its task has given it."""
+        waiting: bool = False,
+    ) -> FileResult | None:
+        """How ``job`` ended; ``ended``: its result, once its task has given it. None for
+        one stopped before it began (``waiting`` for its turn as the run stopped, and
+        no Started since): no end, no result, as an entry of the list the run never
+        reached (it was not "interrupted")."""
         item = job.item
         try:
             return await asyncio.shield(task) if not task.done() else task.result()
@@ -470,6 +483,8 @@ class Engine:
             result = ended()
             if result is not None:
                 return result
+            if waiting and not job.started:
+                return None
             err = Cancelled("interrupted; run again to resume")
             ctx.event(Failed(item, job.final, err))
             # (the bytes this run fetched count: the part file keeps them)

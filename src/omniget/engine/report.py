@@ -38,7 +38,8 @@ class Report:
     elapsed: float = 0.0
     #: Why the run kept no resume state (its journal could not be used), if so.
     journal_error: StorageError | None = None
-    #: The run was cancelled before the end of its item list (those left are not here).
+    #: The run was cancelled before the end of its item list, or before a file of it had
+    #: its turn (those left, and those waiting for their turn, are not here).
     stopped: bool = False
     #: The first exception an ``on_event`` handler raised in the run, if one did: logged
     #: once, and the downloads went on (a handler's failure never stops or spoils one).

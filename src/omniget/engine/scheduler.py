@@ -57,10 +57,11 @@ def host_of(url: str) -> str:
 class FileClaim:
     """One file's right to transfer: held from its first granted ticket until released."""
 
-    __slots__ = ("held",)
+    __slots__ = ("began", "held")
 
     def __init__(self) -> None:
         self.held = False
+        self.began = False  # a ticket of it was granted once: the file had its turn
 
 
 class Ticket:
@@ -250,6 +251,8 @@ class HostLimits:
         if t.cost == UNIT:
             self._whole[t.host] += 1
         claim = t.claim
+        if claim is not None:
+            claim.began = True
         if claim is not None and not claim.held and self.files is not None:
             claim.held = True
             self._files_in_use += 1
