@@ -61,6 +61,18 @@ def test_a_proxy_s_own_answer_is_said_to_be_the_proxy_s(
     assert [r.target for r in proxy.requests] == ["http://files.test/f"]
 
 
+@pytest.mark.parametrize("status", [502, 504])
+def test_a_proxy_s_own_answer_without_a_body_is_the_proxy_s_too(
+    proxy: Server, tmp_path: Path, status: int
+) -> None:
+    """(No body: the head is taken as the transfer ends, on another path.)"""
+    proxy.route("/f", static(b"", status, [("Proxy-Status", "edge; error=dns_error")]))
+    err = failure("http://files.test/f", tmp_path, proxy.origin)
+    assert str(err).startswith(f"HTTP {status} from the proxy {proxy.origin} (--proxy), not "
+                               "the server, for http://files.test/f (Proxy-Status: "
+                               "error=dns_error)"), str(err)
+
+
 @pytest.mark.parametrize(
     ("headers", "tail"),
     [([("Proxy-Status", "edge; received-status=502")], ""),  # (the server's, passed on)
@@ -93,3 +105,15 @@ def test_a_tunnel_the_proxy_could_not_open_names_the_proxy(
     assert str(err).startswith("the proxy refused the tunnel to https://127.0.0.1:1/f "
                                "(HTTP 502)"), str(err)
     assert [r.method for r in proxy.requests] == ["CONNECT"]
+
+
+def test_a_squid_error_s_words_are_taken_only_as_squid_writes_them(
+    proxy: Server, tmp_path: Path
+) -> None:
+    """The header is the answer's: what is no Squid error name (a terminal's escape, say)
+    never reaches the message."""
+    proxy.route("/f", static(b"", 503, [("X-Squid-Error", "\x1b[2J\x1b]0;owned\x07 0")]))
+    err = failure("http://files.test/f", tmp_path, proxy.origin)
+    assert str(err).startswith(f"HTTP 503 from the proxy {proxy.origin} (--proxy), not the "
+                               "server, for http://files.test/f (X-Squid-Error)"), str(err)
+    assert "\x1b" not in str(err) and "owned" not in str(err)

@@ -299,8 +299,9 @@ def _proxy_error(headers: Headers) -> str | None:
     """What says the proxy made the answer itself; "" when its Proxy-Status says it
     passed on the server's; None when nothing says."""
     squid = headers.get("x-squid-error")
-    if squid:
-        return f"X-Squid-Error: {_one_line(squid, 100)}"
+    if squid:  # (its words only as Squid writes them: "ERR_CONNECT_FAIL 111")
+        words = re.fullmatch(r"ERR_[A-Z0-9_]{1,60}(?: -?[0-9]{1,6})?", squid.strip())
+        return f"X-Squid-Error: {words[0]}" if words else "X-Squid-Error"
     said = headers.get_all("proxy-status")
     if not said:
         return None

@@ -342,9 +342,7 @@ class CurlTransport(ConnectionSharing):
                 "%s %s%s -> %s%s%s", method, safe_url(url), rng, hop.status or "no answer", why, how
             )
         if hop.error is not None:
-            if isinstance(hop.error, TransferError) and hop.status in PROXY_STATUSES:
-                self._proxy_said(hop.error, hop, url)
-            raise hop.error
+            raise self._refusal(hop, url)
         if code != 0 and not (hop.stopped and code in _OURS):
             named = ""
             if hop.proxy is not None and (found := proxy_source(url, self.settings.proxy)):
@@ -356,7 +354,7 @@ class CurlTransport(ConnectionSharing):
         if not hop.decided:  # no body: the head is decided at the end
             hop.decide()
             if hop.error is not None:
-                raise hop.error
+                raise self._refusal(hop, url)
         if self._jar is not None:
             from .cookies import store_cookies
 
@@ -450,17 +448,20 @@ class CurlTransport(ConnectionSharing):
 
     # -- helpers --
 
-    def _proxy_said(self, error: TransferError, hop: Hop, url: str) -> None:
-        """A 502, 503 or 504 to an http:// request through a proxy says whose it was
-        (see :func:`.curlerrors.proxy_answer`); an https:// one is the server's, in a
-        tunnel (a proxy's own, to the CONNECT, is :func:`.curlerrors.curl_error`'s). The
-        proxy is the one libcurl takes for ``url`` (as :func:`.outgoing.proxy_source`
-        finds it)."""
-        if url[:5].lower() != "http:":
-            return
-        found = proxy_source(url, self.settings.proxy)
-        if found is not None:
-            proxy_answer(error, hop.headers, f"{mask_proxy(found[1])} ({found[0]})")
+    def _refusal(self, hop: Hop, url: str) -> BaseException:
+        """The error the sink raised at ``hop``'s head. A 502, 503 or 504 to an http://
+        request through a proxy says whose it was (see :func:`.curlerrors.proxy_answer`);
+        an https:// one is the server's, in a tunnel (a proxy's own, to the CONNECT, is
+        :func:`.curlerrors.curl_error`'s). The proxy is the one libcurl takes for ``url``
+        (as :func:`.outgoing.proxy_source` finds it)."""
+        error = hop.error
+        assert error is not None
+        if (isinstance(error, TransferError) and hop.status in PROXY_STATUSES
+                and url[:5].lower() == "http:"):
+            found = proxy_source(url, self.settings.proxy)
+            if found is not None:
+                proxy_answer(error, hop.headers, f"{mask_proxy(found[1])} ({found[0]})")
+        return error
 
     def _bind(self) -> CurlLoop:
         if self._closed:
