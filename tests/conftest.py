@@ -114,7 +114,7 @@ def httpsd6_session(tls_files: TLSFiles) -> Iterator[HTTPServer]:
 
 
 def _fresh(server: HTTPServer) -> Iterator[HTTPServer]:
-    server.reset()
+    server.next_test()
     yield server
     server.reset()
 

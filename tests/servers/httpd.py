@@ -298,6 +298,11 @@ class HTTPServer:
             self._log.clear()
             self.handshake_failures.clear()
 
+    def next_test(self) -> None:
+        """What a shared server does between two tests (the per-test fixtures call it):
+        ``reset()``."""
+        self.reset()
+
     def held(self, name: str, timeout: float = 30.0) -> bool:
         """Wait until an answer is held at ``hold=NAME``; False if none is in time."""
         return self.hold(name).reached.wait(timeout)

@@ -490,3 +490,58 @@ def test_ipv6_and_dual_stack_listeners() -> None:
         # same port on the other loopback may be another server's, of a test beside it)
         for server, hosts in [(v6, ["::1"]), (v4, ["127.0.0.1"]), (both, ["127.0.0.1", "::1"])]:
             assert sorted(s.getsockname()[0] for s in server._listeners) == hosts
+
+
+def _read_all(s: socket.socket) -> bytes:
+    """Every byte ``s`` gets until the server ends the connection (a reset ends it too)."""
+    data = b""
+    try:
+        while chunk := s.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data
+
+
+def test_a_late_request_on_an_earlier_tests_connection_reaches_no_later_test(
+    httpd_factory: Callable[..., HTTPServer],
+) -> None:
+    """A shared server between two tests (the fixtures' ``next_test``): a request the
+    earlier test's client had sent, read only after that, is neither logged nor counted
+    in the next test (it was: a pipelined request read late, a retry's, broke a count)."""
+    server = httpd_factory()
+    server.add("/a.bin", b"a" * 100)
+    late = "/a.bin?status=503&times=1"
+    with socket.create_connection((server.host, server.port), 30) as s:
+        s.sendall(b"GET /a.bin?hold=h HTTP/1.1\r\nHost: x\r\n\r\n"
+                  + f"GET {late} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        assert server.held("h")  # (the second request waits in the socket, unread)
+        server.next_test()
+        server.add("/a.bin", b"b" * 100)
+        server.release("h")
+        _read_all(s)  # (the server is done with this connection)
+    assert server.requests == []
+    assert request(server, late)[0] == 503  # (its first request: the late one took none)
+    assert [r.target for r in server.requests] == [late]
+
+
+def test_a_late_connection_to_an_earlier_tests_port_gets_no_answer(
+    httpd_factory: Callable[..., HTTPServer],
+) -> None:
+    """A connection an earlier test's client opens after that test (a retry) is closed
+    unread, not served in the next test; the next test's requests are its own."""
+    server = httpd_factory()
+    server.add("/a.bin", b"a" * 100)
+    before = server.port
+    server.next_test()
+    server.add("/a.bin", b"b" * 100)
+    got = b""
+    try:
+        with socket.create_connection((server.host, before), 30) as s:
+            s.sendall(b"GET /a.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            got = _read_all(s)
+    except (ConnectionRefusedError, BrokenPipeError, ConnectionResetError):
+        pass
+    assert got == b"" and server.requests == []
+    assert request(server, "/a.bin")[2] == b"b" * 100
+    assert len(server.requests) == 1
