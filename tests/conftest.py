@@ -3,7 +3,8 @@
 ``httpd`` / ``httpd2``
     the fault-injecting HTTP server (``tests.servers.httpd``, vocabulary in its docstring)
     and a second one (another port, so another origin). One server per session, handed to
-    each test freshly ``reset()`` (no files, handlers, counters or log left from other tests).
+    each test freshly ``reset()`` on a port of its own (``next_test``: no files, handlers,
+    counters or log left from other tests, and none of their late requests).
     ``httpd_session`` / ``httpd2_session`` are the same servers for session-scoped fixtures.
 ``httpsd``
     the same server over TLS; trust ``tls_ca_path`` (``tls_files`` has cert and key too).

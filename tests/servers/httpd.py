@@ -13,7 +13,8 @@ mismatch the full body with 200). Files come from ``server.add(path, data, ...)`
 ``server.handle(path, fn)`` (dynamic routes) and an optional ``root`` directory.
 
 Every request is logged (``server.requests``: method, target, path, query, headers with
-case-insensitive lookup, connection id, port, times, status, body bytes sent).
+case-insensitive lookup, connection id, port, times, status, body bytes sent). A server
+shared by many tests gives each its own port, log and counters (``next_test``).
 
 Query vocabulary (one URL = one behaviour; unknown parameters are ignored)
 ------------------------------------------------------------------------
@@ -181,33 +182,73 @@ class HTTPServer:
         self._conns: dict[int, socket.socket] = {}
         self._threads: list[threading.Thread] = []
         self._listeners: list[socket.socket] = []
+        # Each test on a shared server has a port of its own (see next_test): the
+        # listeners of the test before this one, which close what they accept unread.
+        self._retired: list[socket.socket] = []
+        self._epoch = 0  # (next_test's count: the epoch of a connection is its listener's)
+        self._here = threading.local()  # .epoch: the connection a server thread serves
         self.port = 0
 
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> HTTPServer:
+        self._listeners = self._bind(self._want_port)
+        self.port = self._listeners[0].getsockname()[1]
+        self._accept_on(self._listeners, self._epoch)
+        return self
+
+    def _bind(self, port: int) -> list[socket.socket]:
         hosts = [self.host]
         if self.dual:
             hosts.append("::1" if _family(self.host) == socket.AF_INET else "127.0.0.1")
         for attempt in itertools.count():
             try:
-                self._listeners = _listen(hosts, self._want_port)
-                break
+                return _listen(hosts, port)
             except OSError:  # (the second family's port was taken: another pair)
-                if len(hosts) == 1 or self._want_port or attempt >= 20:
+                if len(hosts) == 1 or port or attempt >= 20:
                     raise
-        self.port = self._listeners[0].getsockname()[1]
-        for sock in self._listeners:
+        raise AssertionError("unreachable")
+
+    def _accept_on(self, listeners: list[socket.socket], epoch: int) -> None:
+        port = listeners[0].getsockname()[1]
+        self._threads = [t for t in self._threads if t.is_alive()]
+        for sock in listeners:
             t = threading.Thread(
-                target=self._accept_loop, args=(sock,), name=f"httpd-{self.port}", daemon=True
+                target=self._accept_loop, args=(sock, epoch), name=f"httpd-{port}", daemon=True
             )
             t.start()
             self._threads.append(t)
-        return self
+
+    def next_test(self) -> None:
+        """Begin a test on a shared server (the per-test fixtures call it): a new port
+        for it, the earlier test's connections shut, and ``reset()``. What an earlier
+        test's client sends late (a request read only now, a retry's new connection to
+        the old port) is never logged, counted or answered: a server thread serving a
+        connection from before touches no file, handler, counter or log of this test
+        (it ends the connection instead), and the old port, kept until the next test,
+        closes what it accepts unread (closed, another server could get that port)."""
+        if self._want_port or not self._listeners:
+            self.reset()  # (a fixed port: as before)
+            return
+        listeners = self._bind(0)
+        with self._lock:
+            self._epoch += 1
+            epoch = self._epoch
+            gone, self._retired = self._retired, self._listeners
+            self._listeners = listeners
+            self.port = listeners[0].getsockname()[1]
+            conns = list(self._conns.values())
+        self._accept_on(listeners, epoch)
+        for listener in gone:
+            listener.close()
+        for c in conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
+        self.reset()
 
     def stop(self) -> None:
         self._stopping.set()
-        for listener in self._listeners:
+        for listener in self._listeners + self._retired:
             listener.close()
         with self._lock:
             conns = list(self._conns.values())
@@ -298,11 +339,6 @@ class HTTPServer:
             self._log.clear()
             self.handshake_failures.clear()
 
-    def next_test(self) -> None:
-        """What a shared server does between two tests (the per-test fixtures call it):
-        ``reset()``."""
-        self.reset()
-
     def held(self, name: str, timeout: float = 30.0) -> bool:
         """Wait until an answer is held at ``hold=NAME``; False if none is in time."""
         return self.hold(name).reached.wait(timeout)
@@ -360,6 +396,7 @@ class HTTPServer:
 
     def lookup(self, path: str) -> Resource | None:
         with self._lock:
+            self._same_test()
             res = self._files.get(path)
         if res is not None or self.root is None:
             return res
@@ -377,20 +414,29 @@ class HTTPServer:
 
     def handler(self, path: str) -> Handler | None:
         with self._lock:
+            self._same_test()
             return self._handlers.get(path)
 
     def hit(self, key: str) -> int:
         with self._lock:
+            self._same_test()
             self._counts[key] = n = self._counts.get(key, 0) + 1
             return n
 
     def hold(self, name: str) -> Hold:
         with self._lock:
+            self._same_test()
             return self._holds.setdefault(name, Hold())
+
+    def _same_test(self) -> None:
+        """(Under the lock.) Called on a server thread whose connection an earlier test
+        opened (see next_test): end that connection, here and now."""
+        if getattr(self._here, "epoch", self._epoch) != self._epoch:
+            raise ConnectionAbortedError("a connection from an earlier test")
 
     # -- connections -------------------------------------------------------------------
 
-    def _accept_loop(self, listener: socket.socket) -> None:
+    def _accept_loop(self, listener: socket.socket, epoch: int) -> None:
         while not self._stopping.is_set():
             try:
                 sock, _ = listener.accept()
@@ -398,13 +444,19 @@ class HTTPServer:
                 continue
             except OSError:
                 return
-            cid = next(self._ids)
-            t = threading.Thread(target=self._serve, args=(sock, cid), daemon=True)
+            with self._lock:
+                late = epoch != self._epoch
+                if not late:
+                    cid = next(self._ids)
+                    self._conns[cid] = sock
+            if late:  # (a port retired by next_test)
+                sock.close()
+                continue
+            t = threading.Thread(target=self._serve, args=(sock, cid, epoch), daemon=True)
             t.start()
 
-    def _serve(self, sock: socket.socket, cid: int) -> None:
-        with self._lock:
-            self._conns[cid] = sock
+    def _serve(self, sock: socket.socket, cid: int, epoch: int) -> None:
+        self._here.epoch = epoch
         try:
             sock.settimeout(60)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -415,7 +467,8 @@ class HTTPServer:
                     sock = self.tls.wrap_socket(sock, server_side=True)
                 except (OSError, ssl.SSLError) as e:
                     with self._lock:
-                        self.handshake_failures.append(str(e))
+                        if epoch == self._epoch:
+                            self.handshake_failures.append(str(e))
                     return
                 with self._lock:
                     self._conns[cid] = sock
@@ -438,8 +491,9 @@ class HTTPServer:
         method, target, version, headers = parse_head(raw)
         req = LoggedRequest(method, target, version, headers, cid, self.port)
         req.local = sock.getsockname()[0]
-        if self.logging:
-            with self._lock:
+        with self._lock:
+            self._same_test()
+            if self.logging:
                 self._log.append(req)
         if headers.get("expect", "").lower() == "100-continue":
             sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
