@@ -734,3 +734,36 @@ def test_a_queued_zero_timeout_keeps_its_place_on_the_loop() -> None:
         return order
 
     assert asyncio.run(go()) == ["timeout", "other work"]
+
+
+@pytest.mark.parametrize(("connect_timeout", "stalled"), [(1.0, False), (5.0, True)])
+def test_a_transfer_still_connecting_is_the_connect_timeouts_if_that_is_no_longer(
+    monkeypatch: pytest.MonkeyPatch, connect_timeout: float, stalled: bool
+) -> None:
+    """Windows of 1 s both (--connect-timeout 1 --stall-timeout 1): a connection that never
+    gets through ended as "stalled" or as "timed out", whichever of the watchdog and
+    libcurl's connect timeout came first on a loaded machine. Its request has not gone:
+    the connect timeout, not longer than the stall window, is what ends it ("timed out").
+    A longer connect timeout leaves it to the stall window, as before."""
+    from omniget.engine.transports import curlloop
+
+    now = [1000.0]  # (the watchdog's clock runs two windows while libcurl is never run)
+    monkeypatch.setattr(curlloop, "time", type("Clock", (), {"monotonic": lambda: now[0]}))
+
+    async def go() -> list[int]:
+        loop = asyncio.get_running_loop()
+        core = curlloop.CurlLoop(loop, max_host_connections=4, max_total_connections=4,
+                                 stall_timeout=1.0, connect_timeout=connect_timeout)
+        ended: list[int] = []
+        easy = pycurl.Curl()
+        easy.setopt(pycurl.URL, "https://127.0.0.1:9/x.bin")
+        core.add(easy, lambda code, message: ended.append(code))
+        for _ in range(8):
+            now[0] += 0.25
+            core._check_stalls()
+        before_close = list(ended)
+        core.close()
+        easy.close()
+        return before_close
+
+    assert asyncio.run(go()) == ([curlloop.STALLED] if stalled else [])
