@@ -1885,7 +1885,8 @@ def test_a_connection_that_never_gets_through_is_abandoned_and_retried(
 ) -> None:
     """A server whose kernel takes the connection but which never answers the TLS
     handshake: the connect timeout ends each try, and the file fails after its retries
-    (the waits between them on the fake clock)."""
+    (the waits between them on the fake clock). A stall window as long leaves a
+    connecting transfer to it: "timed out", never "stalled" (as the race came out)."""
     with socket.socket() as mute:
         mute.bind(("127.0.0.1", 0))
         mute.listen(8)

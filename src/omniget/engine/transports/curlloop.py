@@ -77,7 +77,10 @@ class CurlLoop:
     stalled transfer's connection is shut too when nothing at all came over it for that
     long (an HTTP/2 connection gone silent: libcurl would put the retries on it). A
     transfer's window starts when its request goes, not while it waits for its turn
-    and other transfers move.
+    and other transfers move; nor while it connects, when ``connect_timeout`` (libcurl's
+    own, which ends it as timed out) is no longer than the window (with windows equal,
+    which of the two came first decided whether a connection that never got through
+    "stalled" or "timed out").
 
     Windows are measured on a clock that counts a gap between two checks as one check's
     step at most (the pipelined reader counts quiet checks the same way): a loop held up
@@ -93,9 +96,11 @@ class CurlLoop:
         max_total_connections: int,
         stall_timeout: float = 0.0,
         low_speed_limit: int = 1,
+        connect_timeout: float = 0.0,
     ) -> None:
         self.loop = loop
         self.stall_timeout = stall_timeout
+        self.connect_timeout = connect_timeout
         self.low_speed_limit = max(1, low_speed_limit)
         self._multi = pycurl.CurlMulti()
         self._fds: dict[int, int] = {}  # fd -> mask registered with the loop
@@ -381,11 +386,12 @@ class CurlLoop:
             if span >= window * (1 - 1e-9) and moved - before < self.low_speed_limit * span:
                 slow.append((easy, running, span))
         # one whose request has not gone yet, while others move, waits for its turn (a
-        # connection, or an HTTP/2 stream): its window starts when it goes
-        moving = not all(quiet.values())
+        # connection, or an HTTP/2 stream): its window starts when it goes; and one
+        # connecting is the connect timeout's if that ends it no later
+        waits = not all(quiet.values()) or 0 < self.connect_timeout <= window
         stalled: list[tuple[pycurl.Curl, _Running, float]] = []
         for easy, running, span in slow:
-            if moving and _unsent(easy):
+            if waits and _unsent(easy):
                 running.samples = deque([running.samples[-1]])
             else:
                 stalled.append((easy, running, span))

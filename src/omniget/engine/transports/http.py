@@ -500,6 +500,7 @@ class CurlTransport(ConnectionSharing):
             max_total_connections=self.max_total_connections,
             stall_timeout=self.settings.stall_timeout,
             low_speed_limit=self.settings.low_speed_limit,
+            connect_timeout=self.settings.connect_timeout,
         )
         return self._core
 
