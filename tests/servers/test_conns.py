@@ -95,3 +95,15 @@ def test_a_count_is_true_at_one_moment_while_sockets_close_and_open(
     monkeypatch.setattr(conns, "_answers", churning)
     assert conns.established(ours.port) == 4
     assert churned == [ours.port]
+
+
+def test_a_connection_open_while_settle_waits_is_counted(stack: ExitStack) -> None:
+    """However late the sampler gets its turn (a loaded machine): a connection open from
+    before ``settle()`` until it returns is in the peak; a sampler that had no turn while
+    a run's connections were open left it at 0."""
+    listener = Listener(stack)
+    with conns.PeakConnections(listener.port) as peak:
+        [client] = listener.connect(1)
+        peak.settle()
+        client.close()
+    assert peak.peak == 1
