@@ -100,25 +100,44 @@ def can_count() -> bool:
 
 
 class PeakConnections:
-    """Samples :func:`established` on a thread while in use; ``peak`` is the most seen."""
+    """Samples :func:`established` on a thread while in use; ``peak`` is the most seen.
+
+    Sampling is no proof that a connection was seen: a run that opened and closed its
+    connections while a loaded machine gave the sampler no turn leaves ``peak`` at 0.
+    :meth:`settle`, called at a moment the client's connections are open (from the
+    client's own thread, an event handler, say: they stay open meanwhile), counts them."""
 
     def __init__(self, port: int) -> None:
         self.port = port
         self.peak = 0
+        self.walks = 0  # counts done
         self._stop = threading.Event()
+        self._done = threading.Condition()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def __enter__(self) -> PeakConnections:
         if not can_count():
             pytest.skip("needs Linux's sock_diag netlink to count connections")
         self._thread.start()
+        self.settle()  # (counting from now on)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
 
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until a count begun after this call is done: a connection open all the
+        while is in ``peak`` then."""
+        with self._done:
+            after = self.walks + 2  # (the count under way may have begun before)
+            self._done.wait_for(lambda: self.walks >= after or self._stop.is_set(), timeout)
+
     def _sample(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, established(self.port))
+            seen = established(self.port)
+            with self._done:
+                self.peak = max(self.peak, seen)
+                self.walks += 1
+                self._done.notify_all()
             time.sleep(0.002)
