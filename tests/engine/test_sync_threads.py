@@ -36,8 +36,8 @@ WAIT = 30.0
 class HeldSync:
     """The run's first part-file sync waits for ``go`` (twice WAIT seconds at most: the
     test gives up waiting first): ``held`` is set once it waits, ``back`` once it
-    returned, ``freed`` says whether ``go`` came in time, ``threads`` the threads that
-    syncs ran on."""
+    returned, ``freed`` (set just before ``back``) whether ``go`` came in time,
+    ``threads`` the threads that syncs ran on."""
 
     def __init__(self) -> None:
         self.held = threading.Event()
@@ -134,7 +134,7 @@ def test_a_held_sync_does_not_hold_up_a_finished_files_hash(
     finished, report = asyncio.run(go())
     assert finished, "b's hash waited for a's sync"
     assert report.ok == 2, report.failures
-    assert sync.freed is True
+    assert sync.back.wait(WAIT) and sync.freed is True
     assert sync.threads and all(name.startswith("omniget-sync") for name in sync.threads)
 
 
@@ -179,7 +179,7 @@ def test_a_held_sync_does_not_hold_up_the_journals_clean_up_at_close(
     report = asyncio.run(go())
     assert report.failed == 1
     assert sync.pruned, "the journal's clean-up waited for the sync"
-    assert sync.freed is True
+    assert sync.back.wait(WAIT) and sync.freed is True  # (set once its thread runs again)
 
 
 def test_download_returns_after_the_runs_wait_for_its_syncs_not_after_the_syncs(
