@@ -439,7 +439,7 @@ class HTTPServer:
     def _accept_loop(self, listener: socket.socket, epoch: int) -> None:
         while not self._stopping.is_set():
             try:
-                sock, _ = listener.accept()
+                sock, peer = listener.accept()
             except TimeoutError:
                 continue
             except OSError:
@@ -452,10 +452,12 @@ class HTTPServer:
             if late:  # (a port retired by next_test)
                 sock.close()
                 continue
-            t = threading.Thread(target=self._serve, args=(sock, cid, epoch), daemon=True)
+            t = threading.Thread(
+                target=self._serve, args=(sock, cid, epoch, peer[1]), daemon=True
+            )
             t.start()
 
-    def _serve(self, sock: socket.socket, cid: int, epoch: int) -> None:
+    def _serve(self, sock: socket.socket, cid: int, epoch: int, peer: int) -> None:
         self._here.epoch = epoch
         try:
             sock.settimeout(60)
@@ -473,7 +475,7 @@ class HTTPServer:
                 with self._lock:
                     self._conns[cid] = sock
             reader = Reader(sock)
-            while not self._stopping.is_set() and self._one(sock, reader, cid):
+            while not self._stopping.is_set() and self._one(sock, reader, cid, peer):
                 pass
         except (OSError, BadRequest, ValueError):
             pass
@@ -483,7 +485,7 @@ class HTTPServer:
             with contextlib.suppress(OSError):
                 sock.close()
 
-    def _one(self, sock: socket.socket, reader: Reader, cid: int) -> bool:
+    def _one(self, sock: socket.socket, reader: Reader, cid: int, peer: int) -> bool:
         """Serve one request; False when the connection must end."""
         raw = reader.read_head()
         if raw is None:
@@ -491,6 +493,7 @@ class HTTPServer:
         method, target, version, headers = parse_head(raw)
         req = LoggedRequest(method, target, version, headers, cid, self.port)
         req.local = sock.getsockname()[0]
+        req.peer = peer
         with self._lock:
             self._same_test()
             if self.logging:

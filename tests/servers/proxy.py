@@ -10,6 +10,7 @@ is 127.0.0.1 (``files.test``, say: what a client's ``--resolve`` does on its sid
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import threading
@@ -30,6 +31,7 @@ class ProxyRequest:
     target: str  # as sent: host:port for CONNECT, an absolute URL otherwise
     headers: CIHeaders
     conn: int = 0  # the client connection it came on (1, 2, ... in order of acceptance)
+    upstream: int = 0  # a CONNECT's: the port of the proxy's end of its tunnel (0: none)
 
 
 class Proxy(Listener):
@@ -63,13 +65,16 @@ class Proxy(Listener):
             method, target, _ = lines[0].split(" ", 2)
             pairs = [(n, v.strip()) for n, _, v in (ln.partition(":") for ln in lines[1:]
                                                       if ln)]
-            with self._lock:
-                self._log.append(ProxyRequest(method, target, CIHeaders(pairs), conn))
+            up = None
             if method == "CONNECT":
                 host, _, port = target.rpartition(":")
-                try:
+                with contextlib.suppress(OSError):
                     up = socket.create_connection((_address(host), int(port)))
-                except OSError:
+            with self._lock:
+                self._log.append(ProxyRequest(method, target, CIHeaders(pairs), conn,
+                                              up.getsockname()[1] if up else 0))
+            if method == "CONNECT":
+                if up is None:
                     client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
                     return
                 with up:

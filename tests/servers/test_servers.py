@@ -545,3 +545,22 @@ def test_a_late_connection_to_an_earlier_tests_port_gets_no_answer(
     assert got == b"" and server.requests == []
     assert request(server, "/a.bin")[2] == b"b" * 100
     assert len(server.requests) == 1
+
+
+def test_a_tunnels_far_end_is_the_peer_the_server_logs(
+    httpd: HTTPServer, file: tuple[str, bytes]
+) -> None:
+    """The proxy's CONNECT entry names its end of the tunnel (``upstream``): the port the
+    server logs as the request's ``peer``."""
+    from tests.servers.proxy import Proxy
+
+    path, data = file
+    with Proxy() as proxy:
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=5)
+        conn.set_tunnel(httpd.host, httpd.port)
+        conn.request("GET", path)
+        assert conn.getresponse().read() == data
+        conn.close()
+        [connect] = proxy.log
+    [req] = httpd.requests
+    assert connect.method == "CONNECT" and req.peer == connect.upstream != 0

@@ -81,6 +81,7 @@ class LoggedRequest:
     sent: int = 0
     finished: float | None = None
     local: str = ""  # the server's address that took the connection (127.0.0.1, ::1)
+    peer: int = 0  # the client's port on that connection (a proxy's upstream socket's)
     path: str = field(init=False)
     raw_query: str = field(init=False)
     query: dict[str, str] = field(init=False)

@@ -440,8 +440,14 @@ def test_every_span_of_a_split_file_goes_through_the_proxy(
     assert sum("range" in r.headers for r in server.requests) >= 2  # (it was split)
     log = proxy.log
     if tls:
+        # every connection a request came on is the far end of one of the proxy's tunnels
+        # (a tunnel carries no request the server read when the span that opened it was
+        # dropped first, as a span silent on a loaded machine is taken over: a count of
+        # the server's connections against the CONNECTs can come out short)
         assert log and {r.method for r in log} == {"CONNECT"}
-        assert len(server.connection_ids()) == len(log)
+        peers = {r.conn_id: r.peer for r in server.requests}
+        assert len(set(peers.values())) == len(peers)
+        assert set(peers.values()) <= {r.upstream for r in log}
     else:
         assert len(log) == len(server.requests)
         assert all(r.headers.get("connection") == "close" for r in server.requests)
