@@ -77,6 +77,7 @@ def run(
     names: list[str],
     *,
     stall: float = 10.0,
+    conns: PeakConnections | None = None,
     **kw: Any,
 ) -> tuple[Report, list[Event], Path, FakeClock]:
     # (a stall window no loaded machine reaches, unless a test means a stall to be cut:
@@ -90,14 +91,26 @@ def run(
     settings = Settings(state_dir=tmp_path / "state", network=net, **kw)
     items = [Item(srv.url(f"/d/{n}")) for n in names]
 
+    def on_event(ev: Event) -> None:
+        events.append(ev)
+        if conns is not None:
+            counted(conns, ev)
+
     async def go() -> Report:
-        eng = Engine(settings, clock=clock, on_event=events.append)
+        eng = Engine(settings, clock=clock, on_event=on_event)
         try:
             return await asyncio.wait_for(eng.run(items, out), 60)
         finally:
             await eng.aclose()
 
     return asyncio.run(go()), events, out, clock
+
+
+def counted(conns: PeakConnections, ev: Event) -> None:
+    """Count the connections as each file starts and ends, the run's connections held
+    open meanwhile (a loaded machine's sampler had no turn in a whole run: peak 0)."""
+    if isinstance(ev, Started | Finished):
+        conns.settle()
 
 
 def check_all(
@@ -304,7 +317,8 @@ def test_connections_ended_with_streams_in_flight(
     srv = h2srv(**options)
     files = serve(srv, payload)
     with PeakConnections(srv.port) as conns:
-        check_all(srv, files, tls_ca_path, tmp_path, streams=1, connections_per_host=2)
+        check_all(srv, files, tls_ca_path, tmp_path, streams=1, connections_per_host=2,
+                  conns=conns)
     assert any(r.outcome in ("unanswered", "dropped") for r in srv.requests)  # it came
     assert 1 <= conns.peak <= 2
 
@@ -350,10 +364,8 @@ def test_nginx_goaway_and_one_stream_at_a_time(
         net = NetworkSettings(ca_cert=str(tls_files.ca_path), netrc=False)
         settings = Settings(state_dir=tmp_path / "state", network=net, connections_per_host=2)
         with PeakConnections(server.port) as conns:
-            # (counted as each file starts and ends, its connection held open meanwhile:
-            # a loaded machine's sampler had no turn in the whole run, and saw none)
-            report = download(urls, tmp_path / "out", settings=settings, on_event=lambda ev:
-                              conns.settle() if isinstance(ev, Started | Finished) else None)
+            report = download(urls, tmp_path / "out", settings=settings,
+                              on_event=lambda ev: counted(conns, ev))
         log = server.requests()
     finally:
         server.stop()
@@ -376,7 +388,8 @@ def test_one_connection_per_host_still_carries_streams(
     srv = h2srv()
     files = serve(srv, payload)
     with PeakConnections(srv.port) as conns:
-        check_all(srv, files, tls_ca_path, tmp_path, streams=COUNT - 2, connections_per_host=1)
+        check_all(srv, files, tls_ca_path, tmp_path, streams=COUNT - 2, connections_per_host=1,
+                  conns=conns)
     assert conns.peak == 1
 
 

@@ -111,6 +111,7 @@ class PeakConnections:
         self.port = port
         self.peak = 0
         self.walks = 0  # counts done
+        self._settled = False
         self._stop = threading.Event()
         self._done = threading.Condition()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -119,16 +120,23 @@ class PeakConnections:
         if not can_count():
             pytest.skip("needs Linux's sock_diag netlink to count connections")
         self._thread.start()
-        self.settle()  # (counting from now on)
+        self._count_from_now()  # (counting from now on)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
 
-    def settle(self, timeout: float = 30.0) -> None:
+    def settle(self, timeout: float = 30.0, *, once: bool = False) -> None:
         """Wait until a count begun after this call is done: a connection open all the
-        while is in ``peak`` then."""
+        while is in ``peak`` then. ``once``: not again after a first settle (a run of
+        hundreds of files counts at its first)."""
+        if once and self._settled:
+            return
+        self._settled = True
+        self._count_from_now(timeout)
+
+    def _count_from_now(self, timeout: float = 30.0) -> None:
         with self._done:
             after = self.walks + 2  # (the count under way may have begun before)
             self._done.wait_for(lambda: self.walks >= after or self._stop.is_set(), timeout)
