@@ -39,8 +39,8 @@ class TokenServer:
     """``/api/list?album=A`` and ``/api/fresh?album=A&name=N`` (with ``password``) give
     file URLs with a new token each, and only a file's newest token works:
     ``/files/A/N?token=T`` answers 403 to an old one. ``stale``: the list's URLs are
-    old already when given (they expire before they are used); ``revoke()``: every
-    token given so far is old."""
+    old already when given (they expire before they are used; another album's, refreshed
+    while this list was read, stay good); ``revoke()``: every token given so far is old."""
 
     def __init__(self, httpd: HTTPServer) -> None:
         self.httpd = httpd
@@ -71,8 +71,10 @@ class TokenServer:
             return 401, {}, b"password?"
         album = req.query["album"]
         body = [{"name": name, "url": self.url(album, name)} for name in ALBUMS[album]]
-        if self.stale:
-            self.revoke()
+        if self.stale:  # (this list's own: another album's fresh tokens stay good)
+            with self.lock:
+                for name in ALBUMS[album]:
+                    self.tokens.pop(f"/files/{album}/{name}", None)
         return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
 
     def fresh(self, req: LoggedRequest) -> tuple[int, dict[str, str], bytes]:
