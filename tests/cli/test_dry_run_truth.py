@@ -1,0 +1,112 @@
+"""``omniget list`` and ``omniget get --dry-run`` against the download they stand for, run
+as a user runs them (a subprocess, the local test server): they write nothing and ask the
+server for nothing, whatever the options; what they print is what ``get`` does (the
+paths, the mirrors), and they refuse what ``get`` refuses, with its exit code and its
+line."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.servers.httpd import HTTPServer
+
+import omniget
+
+pytestmark = pytest.mark.isolated(work=True)
+
+SRC = str(Path(omniget.__file__).resolve().parent.parent)
+DATA = b"0123456789" * 100
+
+
+def cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess[str]:
+    """``python -m omniget ARGS`` in the test's folder and environment (see conftest)."""
+    full = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "omniget", *args], input=stdin,
+                          capture_output=True, text=True, env=full, timeout=120, check=False)
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every path under ``root`` (the test's whole tmp_path: home, state, config, work),
+    with its size and mtime: what a run that writes nothing leaves as it was."""
+    found: dict[str, tuple[int, int]] = {}
+    for folder, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            st = os.lstat(os.path.join(folder, name))
+            found[os.path.relpath(os.path.join(folder, name), root)] = (st.st_size,
+                                                                         st.st_mtime_ns)
+    return found
+
+
+def json_lines(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("omniget: error: ")]
+
+
+# Options of get (and of list, where it has them), each with the URLs it goes with:
+# "{a}" and "{b}" are two files of the server, "{list}" an -i file of them (a comment,
+# blank lines, CRLF ends, a mirror line), "{cookies}" a cookies file.
+OPTIONS: dict[str, list[str]] = {
+    "plain": ["{a}", "{b}"],
+    "output": ["-o", "new/deeper", "{a}", "{b}"],
+    "output-file": ["-O", "sub/one.bin", "{a}"],
+    "input-file": ["-i", "{list}"],
+    "stdin": ["-i", "-"],
+    "state-dir": ["--state-dir", "state-here", "{a}"],
+    "cookies": ["--cookies", "{cookies}", "{a}"],
+    "user": ["--user", "me:secret", "{a}"],
+    "netrc": ["{a}"],  # (a ~/.netrc for the server, read by a download)
+    "network": ["-H", "X-Test: 1", "-N", "2", "--retries", "0", "--timeout", "5",
+                "--resolve", "files.test:80:127.0.0.1", "--proxy", "", "{a}"],
+    "speed": ["-j", "1", "--split", "2", "--limit-rate", "1M", "{a}", "{b}"],
+    "checksum": ["--checksum", f"sha256={hashlib.sha256(DATA).hexdigest()}", "{a}"],
+    "on-exists": ["--on-exists", "rename", "{a}", "{a2}"],
+    "filters": ["--include", "*.bin", "--exclude", "b*", "{a}", "{b}"],
+    "source": ["--source", "http", "{a}"],
+}
+#: Those list does not take (a download's own)
+NOT_LIST = {"output", "output-file", "state-dir", "speed", "checksum", "on-exists"}
+
+
+@pytest.mark.parametrize("case", list(OPTIONS))
+def test_list_and_dry_run_write_nothing_and_ask_for_nothing(
+    httpd: HTTPServer, tmp_path: Path, case: str
+) -> None:
+    """No output folder or file, no part file, no journal or state folder, no cookies
+    file changed, and no request at all: a plain link's items are known without one."""
+    a, b = (httpd.add(httpd.new_path(n), DATA) for n in ("a.bin", "b.bin"))
+    a2 = httpd.add(httpd.new_path("a.bin"), DATA)
+    cookies = tmp_path / "cookies.txt"
+    cookies.write_text("# Netscape HTTP Cookie File\n"
+                       "127.0.0.1\tFALSE\t/\tFALSE\t0\tsid\tabc\n")
+    listed = tmp_path / "urls.txt"
+    listed.write_bytes(f"# files\r\n\r\n{a}\t{a2}\r\n  \r\n{b}\r\n".encode())
+    if case == "netrc":
+        (tmp_path / "home").mkdir()
+        (tmp_path / "home/.netrc").write_text("machine 127.0.0.1 login me password pw\n")
+    values = {"a": a, "b": b, "a2": a2, "list": str(listed), "cookies": str(cookies)}
+    args = [arg.format(**values) for arg in OPTIONS[case]]
+    stdin = listed.read_text() if case == "stdin" else None
+    before = snapshot(tmp_path)
+    runs = [["--dry-run", *args], ["--dry-run", "--json", *args], ["-q", "--dry-run", *args]]
+    if case not in NOT_LIST:
+        runs += [["list", *args], ["list", "--json", *args]]
+    for argv in runs:
+        res = cli(*argv, stdin=stdin)
+        assert res.returncode == 0, (argv, res.stderr)
+        assert res.stdout, argv
+        if "--json" in argv:
+            *_, summary = json_lines(res.stdout)
+            assert (summary["event"], summary["exit_code"]) == ("summary", 0)
+        assert snapshot(tmp_path) == before, argv
+        assert httpd.requests == [], argv
