@@ -110,3 +110,28 @@ def test_list_and_dry_run_write_nothing_and_ask_for_nothing(
             assert (summary["event"], summary["exit_code"]) == ("summary", 0)
         assert snapshot(tmp_path) == before, argv
         assert httpd.requests == [], argv
+
+
+@pytest.mark.parametrize("case", ["cookies", "ca-cert", "proxy"])
+def test_a_setting_that_fails_the_whole_download_fails_list_and_dry_run_once(
+    httpd: HTTPServer, tmp_path: Path, case: str
+) -> None:
+    """A cookies file or CA file that cannot be read, a proxy variable libcurl cannot
+    use: the download says so in one line (exit 2) before any request. Before: list and
+    the dry run said it once per URL (10,000 lines for a list of 10,000), or, for the
+    proxy, nothing at all (exit 0)."""
+    urls = [httpd.url(httpd.new_path(f"f{i}.bin")) for i in range(3)]
+    args = {"cookies": ["--cookies", str(tmp_path / "none.txt")],
+            "ca-cert": ["--ca-cert", str(tmp_path / "none.pem")], "proxy": []}[case]
+    env = {"http_proxy": "http://a b:1"} if case == "proxy" else {}
+    got = cli(*args, *urls, env=env)
+    said = error_lines(got.stderr)
+    assert got.returncode == 2 and len(said) == 1, got.stderr
+    for how in (["--dry-run"], ["list"]):
+        res = cli(*how, *args, *urls, env=env)
+        assert (res.returncode, error_lines(res.stderr), res.stdout) == (2, said, ""), how
+        res = cli(*how, "--json", *args, *urls, env=env)
+        error, summary = json_lines(res.stdout)
+        assert (error["event"], error["exit_code"]) == ("error", 2)
+        assert (summary["event"], summary["exit_code"]) == ("summary", 2)
+    assert httpd.requests == []

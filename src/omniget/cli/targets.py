@@ -152,9 +152,16 @@ def extract_items(
     on_filtered: Callable[[Item], None],
 ) -> Iterator[Item]:
     """Extract every URL lazily; extraction failures are reported and the rest goes on.
-    (One loop and one set of transports serve the whole list: not one per URL.)"""
+    (One loop and one set of transports serve the whole list: not one per URL.) What
+    fails a download as a whole before its first request (a CA file or a proxy that
+    cannot be used, transports that cannot be made) fails this too, raised once."""
+    from ..engine.transports.outgoing import check_proxy
+    from ..engine.transports.trust import check_ca
     from ..listing import extract_each
 
+    network = cfg.settings.network
+    check_ca(network, targets)  # (as download() checks them: list and --dry-run too)
+    check_proxy(network.proxy, targets)
     keep = item_filter(ns, on_filtered)
     found = extract_each(targets, source=ns.source, settings=cfg.settings,
                          source_options=cfg.sources)
