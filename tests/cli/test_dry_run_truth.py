@@ -112,6 +112,69 @@ def test_list_and_dry_run_write_nothing_and_ask_for_nothing(
         assert httpd.requests == [], argv
 
 
+@pytest.mark.parametrize("mode", ["skip", "overwrite"])
+def test_a_folder_in_the_file_s_place_fails_the_dry_run_as_the_download(
+    httpd: HTTPServer, mode: str
+) -> None:
+    """Before: the dry run said it would skip it (or write it), exit 0; the download
+    fails it, exit 7 (no file can take a folder's place; rename saves beside it)."""
+    url = httpd.add(httpd.new_path("a.bin"), DATA)
+    Path("a.bin").mkdir()
+    got = cli("--on-exists", mode, url)
+    assert got.returncode == 7, got.stderr
+    said = error_lines(got.stderr)
+    assert len(said) == 1 and "is a folder" in said[0]
+    httpd.clear_log()
+    dry = cli("--dry-run", "--on-exists", mode, url)
+    assert (dry.returncode, error_lines(dry.stderr), dry.stdout) == (7, said, "")
+    dry = cli("--dry-run", "--json", "--on-exists", mode, url)
+    failed, summary = json_lines(dry.stdout)
+    assert (failed["event"], failed["exit_code"], failed["path"]) == ("failed", 7, "a.bin")
+    assert (summary["failed"], summary["files"], summary["exit_code"]) == (1, 0, 7)
+    renamed = cli("--dry-run", "--on-exists", "rename", url)
+    assert (renamed.returncode, renamed.stdout) == (0, f"a_1.bin\t?\t{url}\n")
+    assert httpd.requests == []
+
+
+def test_a_file_in_the_place_of_a_folder_of_the_path_fails_the_dry_run_as_the_download(
+    httpd: HTTPServer,
+) -> None:
+    """A URL whose name makes a folder (``a\\b.bin`` is saved as ``a/b.bin``) with a file
+    ``a`` there. Before: the dry run said it would write a/b.bin, exit 0."""
+    url = httpd.add(httpd.new_path("a\\b.bin"), DATA).replace("\\", "%5C")
+    Path("a").write_text("mine")
+    got = cli(url)
+    assert got.returncode == 7, got.stderr
+    said = error_lines(got.stderr)
+    assert len(said) == 1 and "is a file, not a folder" in said[0], said
+    dry = cli("--dry-run", url)
+    assert (dry.returncode, error_lines(dry.stderr), dry.stdout) == (7, said, "")
+    assert Path("a").read_text() == "mine"
+
+
+@pytest.mark.parametrize("wrong", ["digest", "size"])
+def test_a_file_there_that_checksum_refuses_fails_the_dry_run_as_the_download(
+    httpd: HTTPServer, wrong: str
+) -> None:
+    """--checksum with a file of that name there: the download checks it before it skips
+    it (exit 4 when it does not match). Before: the dry run said it would skip it, exit 0."""
+    url = httpd.add(httpd.new_path("a.bin"), DATA)
+    Path("a.bin").write_bytes(DATA[:-1] + b"x" if wrong == "digest" else DATA[:10])
+    checksum = f"sha256={hashlib.sha256(DATA).hexdigest()}"
+    got = cli("--checksum", checksum, url)
+    assert got.returncode == 4, got.stderr
+    said = error_lines(got.stderr)
+    assert len(said) == 1 and "already exists" in said[0], said
+    httpd.clear_log()
+    dry = cli("--dry-run", "--checksum", checksum, url)
+    assert (dry.returncode, error_lines(dry.stderr), dry.stdout) == (4, said, "")
+    Path("a.bin").write_bytes(DATA)  # (the right file: skipped by both)
+    dry = cli("--dry-run", "--checksum", checksum, url)
+    assert (dry.returncode, dry.stdout) == (0, "")
+    assert "would skip a.bin" in dry.stderr
+    assert httpd.requests == []
+
+
 @pytest.mark.parametrize("case", ["cookies", "ca-cert", "proxy"])
 def test_a_setting_that_fails_the_whole_download_fails_list_and_dry_run_once(
     httpd: HTTPServer, tmp_path: Path, case: str

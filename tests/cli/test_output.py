@@ -179,7 +179,7 @@ def test_write_errors_are_storage_errors_but_a_gone_reader_is_not() -> None:
         print_list([make_item()], FullStdout(full), Masker(), as_json=True, table=False)
     with pytest.raises(StorageError, match=r"^cannot write to stdout: disk full$"):
         dry_run([make_item()], Path("d"), FullStdout(full), Masker(), as_json=False,
-                contain=contain, on_error=lambda item, e: None)
+                contain=contain, on_error=lambda item, e, path: None)
     with pytest.raises(BrokenPipeError):  # (``list | head``: the CLI ends quietly)
         print_list([make_item()], FullStdout(BrokenPipeError()), Masker(), as_json=True,
                    table=False)
@@ -238,7 +238,7 @@ def test_dry_run_lines_and_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     items = [make_item(), make_item(path="../../etc/passwd", size_bytes=10)]
     out = io.StringIO()
     found = dry_run(iter(items), Path("dl"), out, Masker(), as_json=False,
-                    contain=contain, on_error=lambda i, e: None)
+                    contain=contain, on_error=lambda i, e, path: None)
     assert (found.files, found.size, found.unknown, found.skipped) == (2, 3 * MiB + 10, 0, 0)
     lines = out.getvalue().splitlines()
     assert lines[0].split("\t") == [str(Path("dl/album/clip.mp4")), "3.0 MiB",
@@ -249,7 +249,7 @@ def test_dry_run_lines_and_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
     out = io.StringIO()
     dry_run(iter(items[:1]), Path("dl"), out, Masker(), as_json=True, contain=contain,
-            on_error=lambda i, e: None)
+            on_error=lambda i, e, path: None)
     assert json.loads(out.getvalue())["path"] == str(Path("dl/album/clip.mp4"))
 
 
@@ -260,7 +260,7 @@ def test_dry_run_reports_refused_items() -> None:
         raise Refused(f"unsafe output path {rel!r}")
 
     found = dry_run(iter([make_item()]), Path("d"), io.StringIO(), Masker(), as_json=False,
-                    contain=refuse, on_error=lambda i, e: errors.append(str(e)))
+                    contain=refuse, on_error=lambda i, e, path: errors.append(str(e)))
     assert found.files == 0 and errors == ["unsafe output path 'album/clip.mp4'"]
 
 

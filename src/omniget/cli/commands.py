@@ -422,9 +422,13 @@ def _dry_run(
         elif talk and shown == SKIP_LINES + 1:
             say("more files would be skipped: the summary counts them (-v lists each)\n")
 
+    def refused(item: Item, error: OmnigetError, path: Path | None) -> None:
+        # (named as the download names it: by its path, or by its URL when it has none)
+        failed(item.download_url if path is None else display_path(path), item, error)
+
     found = dry_run(items, dest, out, mask, as_json=ns.json, contain=contain,
-                    on_error=lambda item, e: failed(item.output_path, item, e),
-                    on_exists=cfg.settings.on_exists, on_skip=skipped)
+                    on_error=refused, on_exists=cfg.settings.on_exists,
+                    checksum=cfg.settings.checksum, on_skip=skipped)
     found.filtered = len(filtered)  # (known once the items are: they are lazy)
     report_failures(failures, mask)
     code = failures[0][1].exit_code if failures else 0

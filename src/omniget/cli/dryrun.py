@@ -4,13 +4,14 @@ for a dry run only (its record, a dataclass, would cost every other start to mak
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from ..errors import OmnigetError
-from ..model import Item
+from ..model import Digest, Item
 from .output import Masker, display_path, flush, format_size, put
 
 __all__ = ["DryRun", "dry_run"]
@@ -61,36 +62,54 @@ def dry_run(
     *,
     as_json: bool,
     contain: Callable[[Path, str], Path],
-    on_error: Callable[[Item, OmnigetError], None],
+    on_error: Callable[[Item, OmnigetError, Path | None], None],
     on_exists: str = "skip",
+    checksum: Digest | None = None,
     on_skip: Callable[[Path, str], None] = lambda path, reason: None,
 ) -> DryRun:
     """``--dry-run``: where each item would be written. A file that exists already, or
     that an earlier item writes, is skipped as ``on_exists`` says: reported to ``on_skip``
     with the reason, "exists" or "same-name" (JSON: ``"action": "skip"``); with rename, it
-    is shown under the name the run would give it."""
+    is shown under the name the run would give it. What the download would fail before
+    its request fails here too, told to ``on_error`` with its path (None: it has none):
+    a path that leaves ``dest``, a folder in the file's place (but with rename), a file
+    in the place of one of its folders, and a file there that ``checksum`` (or the item's
+    size) says is another one, which the download would not skip."""
     found = DryRun()
     planned: set[Path] = set()
+    clear: set[str] = set()  # folders nothing keeps from being made
     for item in items:
         try:
             target = contain(dest, item.output_path)
         except OmnigetError as e:
-            on_error(item, e)
+            on_error(item, e, None)
             continue
         reason = "same-name" if target in planned else "exists"  # (if skipped)
-        action = on_exists if reason == "same-name" or os.path.lexists(target) else "write"
-        if action == "rename":  # (the name the run would choose: shown, and taken)
-            from ..engine.names import unique_path
+        try:
+            there = os.lstat(target)
+        except OSError:
+            there = None
+        action = on_exists if reason == "same-name" or there is not None else "write"
+        try:
+            if there is not None and reason == "exists":
+                _check_there(target, there, item, on_exists, checksum)
+            if action == "rename":  # (the name the run would choose: shown, and taken)
+                from ..engine.names import unique_path
 
-            target = unique_path(target, planned)
+                target = unique_path(target, planned)
+            if action != "skip":
+                _check_folder(target, clear)
+        except OmnigetError as e:
+            on_error(item, e, target)
+            continue
         if action != "skip":
             planned.add(target)
         shown = mask(display_path(target))
         if as_json:
             import json  # (imported where used: start-up time)
             put(out, json.dumps({"path": shown, "url": mask(item.download_url),
-                                 "size": item.size_bytes, "source": item.source,
-                                 "action": action}) + "\n")
+                                 "size": item.size_bytes,
+                                 "source": item.source, "action": action}) + "\n")
         if action == "skip":
             if reason == "same-name":
                 found.same_name += 1
@@ -105,3 +124,34 @@ def dry_run(
             put(out, f"{shown}\t{format_size(item.size_bytes)}\t{mask(item.download_url)}\n")
     flush(out)
     return found
+
+
+def _check_there(
+    target: Path, there: os.stat_result, item: Item, on_exists: str, checksum: Digest | None
+) -> None:
+    """What the download says of the file or folder at ``target`` before it skips,
+    replaces or renames it: a folder no file can replace; a file skipped as complete only
+    if it has the item's size and ``checksum``'s digest (it is read for that)."""
+    from ..engine.existing import a_folder_there, not_the_file
+
+    if stat.S_ISDIR(there.st_mode) and on_exists != "rename":
+        raise a_folder_there(target)
+    wanted = item.size_bytes is not None or checksum is not None
+    if on_exists == "skip" and wanted and target.is_file():
+        err = not_the_file(target, item.size_bytes, checksum)
+        if err is not None:
+            raise err
+
+
+def _check_folder(target: Path, clear: set[str]) -> None:
+    """StorageError, as the download's, when something that is no folder is where one
+    of ``target``'s folders must be made (each folder looked at once)."""
+    folder = os.path.dirname(target)
+    if folder in clear:
+        return
+    from ..engine.assemble import folder_blocked
+
+    err = folder_blocked(folder, target.name)
+    if err is not None:
+        raise err
+    clear.add(folder)

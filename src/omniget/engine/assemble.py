@@ -23,8 +23,8 @@ except ImportError:  # (no flock: one run per folder is then on the user)
 
 __all__ = [
     "PART_SUFFIX", "Leftovers", "NotAPart", "PartBusy", "PartFile", "find_leftovers",
-    "in_the_way", "not_a_file", "on_memory_fs", "part_busy", "part_path", "storage_error",
-    "temp_stem",
+    "folder_blocked", "in_the_way", "not_a_file", "on_memory_fs", "part_busy", "part_path",
+    "storage_error", "temp_stem",
 ]  # fmt: skip
 
 PART_SUFFIX = ".omniget-part"
@@ -229,7 +229,7 @@ def _make_folder(folder: str, made: set[str] | None, final: Path | None = None) 
         try:
             _makedirs(folder)
         except (FileExistsError, NotADirectoryError) as exc:
-            err = _in_the_way(folder, "" if final is None else final.name)
+            err = folder_blocked(folder, "" if final is None else final.name)
             if err is None:
                 raise
             raise err from exc
@@ -273,9 +273,10 @@ def in_the_way(folder: str) -> tuple[str, str] | None:
     return None
 
 
-def _in_the_way(folder: str, name: str) -> StorageError | None:
+def folder_blocked(folder: str, name: str) -> StorageError | None:
     """What keeps ``folder`` from being made: the nearest part of it that is there and
-    no folder (a file an earlier item of the run wrote as ``d``, for ``d/f``)."""
+    no folder (a file an earlier item of the run wrote as ``d``, for ``d/f``). (--dry-run
+    says it too.)"""
     found = in_the_way(folder)
     if found is None:
         return None

@@ -21,6 +21,7 @@ from .names import unique_path
 from .verify import file_digest
 
 if TYPE_CHECKING:
+    from ..model import Digest
     from .job import FileJob
 
 #: A file there may have lost its bytes (see durable.py) ...
@@ -90,7 +91,7 @@ def exists_policy(job: FileJob, final: Path) -> Path | None:
     mode = job.ctx.settings.on_exists
     if stat.S_ISDIR(st.st_mode) and mode != "rename":  # (no file can take its place)
         job.final = final
-        raise StorageError(f"{final} is a folder (--on-exists rename saves beside it)")
+        raise a_folder_there(final)
     if mode == "skip":
         if stat.S_ISREG(st.st_mode):
             job.found = st.st_size
@@ -111,6 +112,11 @@ def exists_policy(job: FileJob, final: Path) -> Path | None:
     if mode == "rename":
         return unique_path(final, job.ctx.busy_paths())
     return final
+
+
+def a_folder_there(final: Path) -> StorageError:
+    """The failure of a file whose place a folder takes (unless renamed: --dry-run too)."""
+    return StorageError(f"{final} is a folder (--on-exists rename saves beside it)")
 
 
 def _checkable(job: FileJob, st: os.stat_result) -> bool:
@@ -180,16 +186,25 @@ async def check_existing(job: FileJob, final: Path) -> None:
     if (size is None and want is None) or not final.is_file():
         return
     job.final = final  # (the failure names it)
+    if want is None:  # (no bytes to read: not worth a thread)
+        err = not_the_file(final, size, None)
+    else:
+        err = await asyncio.to_thread(not_the_file, final, size, want)
+    if err is not None:
+        raise err
+
+
+def not_the_file(final: Path, size: int | None, want: Digest | None) -> IntegrityError | None:
+    """Why the file at ``final`` is not the one wanted: another size than ``size``, or
+    (read whole) another digest than ``want``; None when it may be skipped as complete.
+    (``--dry-run`` asks it too: it fails such a file as the download does.)"""
     advice = "--on-exists overwrite replaces it, rename keeps both"
     have = final.stat().st_size
     if size is not None and have != size:
-        raise IntegrityError(f"it already exists with {have} bytes, not {size} ({advice})")
-    if want is not None:
-        got = await asyncio.to_thread(file_digest, final, want.algo)
-        if got != want.hex:
-            raise IntegrityError(
-                f"it already exists and its {want.algo} does not match ({advice})"
-            )
+        return IntegrityError(f"it already exists with {have} bytes, not {size} ({advice})")
+    if want is not None and file_digest(final, want.algo) != want.hex:
+        return IntegrityError(f"it already exists and its {want.algo} does not match ({advice})")
+    return None
 
 
 def there(path: str | Path) -> bool:
