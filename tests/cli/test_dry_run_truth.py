@@ -198,3 +198,50 @@ def test_a_setting_that_fails_the_whole_download_fails_list_and_dry_run_once(
         assert (error["event"], error["exit_code"]) == ("error", 2)
         assert (summary["event"], summary["exit_code"]) == ("summary", 2)
     assert httpd.requests == []
+
+
+def test_dry_run_shows_the_mirrors_of_a_file(httpd: HTTPServer, tmp_path: Path) -> None:
+    """An -i line of TAB-separated URLs is one file with mirrors: the dry run says them,
+    as the list file has them (TAB-separated after the URL) and in --json (``mirrors``).
+    Before: it said the first URL alone."""
+    a, m1, m2 = (httpd.url(f"/{d}/a.bin") for d in ("x", "y", "z"))
+    b = httpd.url("/x/b.bin")
+    listed = tmp_path / "urls.txt"
+    listed.write_text(f"{a}\t{m1}\t{m2}\n{b}\n")
+    res = cli("--dry-run", "-i", str(listed))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == f"a.bin\t?\t{a}\t{m1}\t{m2}\nb.bin\t?\t{b}\n"
+    res = cli("--dry-run", "--json", "-i", str(listed))
+    first, second, _ = json_lines(res.stdout)
+    assert (first["mirrors"], second["mirrors"]) == ([m1, m2], [])
+    assert httpd.requests == []
+
+
+def test_json_lines_of_list_and_dry_run_keep_the_fields_the_readme_names(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """Each line is JSON, hostile names too (quotes, a backslash, bytes that are no UTF-8,
+    an escape asked for percent-encoded), and each record has the fields README.md names:
+    a file's, a failure's and the summary's."""
+    readme = " ".join((Path(SRC).parent / "README.md").read_text().split())
+    names = ['q%22uote.bin', 'back%5Cslash.bin', '%FF%FE.bin', 'esc%1B%5B31m.bin']
+    urls = [httpd.url(f"/{n}") for n in names]
+    res = cli("--dry-run", "--json", *urls, "gopher://127.0.0.1:9/x")
+    assert res.returncode == 2, res.stderr
+    *files, failed, summary = json_lines(res.stdout)
+    for line in files:
+        assert list(line) == ["path", "url", "mirrors", "size", "source", "action"]
+        assert line["path"].isprintable() and line["url"].isprintable()
+    assert "`--dry-run --json` prints each file (`path`, `url`, `mirrors`: a list, `size`: " \
+           "null when not known, `source`, `action`: " in readme
+    assert (failed["event"], failed["exit_code"]) == ("failed", 2)
+    assert list(summary) == ["event", "files", "size", "unknown", "skipped", "failed",
+                             "exit_code"]
+    assert "`--dry-run`: `files`, `size`, `unknown` sizes, `skipped`, `failed`." in readme
+    res = cli("list", "--json", *urls)
+    *items, summary = json_lines(res.stdout)
+    assert [i["output_path"] for i in items] == [f["path"] for f in files]
+    assert all("event" not in i and i["source"] == "http" for i in items)
+    assert list(summary) == ["event", "items", "failed", "exit_code"]
+    assert "- `list`: `items`, `failed`;" in readme
+    assert httpd.requests == []

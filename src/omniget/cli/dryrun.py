@@ -105,10 +105,11 @@ def dry_run(
         if action != "skip":
             planned.add(target)
         shown = mask(display_path(target))
+        mirrors = [mask(url) for url in item.mirrors]
         if as_json:
             import json  # (imported where used: start-up time)
             put(out, json.dumps({"path": shown, "url": mask(item.download_url),
-                                 "size": item.size_bytes,
+                                 "mirrors": mirrors, "size": item.size_bytes,
                                  "source": item.source, "action": action}) + "\n")
         if action == "skip":
             if reason == "same-name":
@@ -120,8 +121,9 @@ def dry_run(
         found.files += 1
         found.size += item.size_bytes or 0
         found.unknown += item.size_bytes is None
-        if not as_json:
-            put(out, f"{shown}\t{format_size(item.size_bytes)}\t{mask(item.download_url)}\n")
+        if not as_json:  # (the mirrors as an -i line has them: TAB-separated)
+            urls = "\t".join([mask(item.download_url), *mirrors])
+            put(out, f"{shown}\t{format_size(item.size_bytes)}\t{urls}\n")
     flush(out)
     return found
 
