@@ -214,7 +214,15 @@ def test_dry_run_shows_the_mirrors_of_a_file(httpd: HTTPServer, tmp_path: Path) 
     res = cli("--dry-run", "--json", "-i", str(listed))
     first, second, _ = json_lines(res.stdout)
     assert (first["mirrors"], second["mirrors"]) == ([m1, m2], [])
-    assert httpd.requests == []
+    one = tmp_path / "one.txt"  # (-O: to stdout, a device or a file, as the others)
+    one.write_text(f"{a}\t{m1}\n")
+    for where in ("-", os.devnull, "f.bin"):
+        res = cli("--dry-run", "-O", where, "-i", str(one))
+        assert res.stdout == f"{where}\t?\t{a}\t{m1}\n", where
+        if where != "-":
+            res = cli("--dry-run", "--json", "-O", where, "-i", str(one))
+            assert json_lines(res.stdout)[0]["mirrors"] == [m1]
+    assert httpd.requests == [] and not Path("f.bin").exists()
 
 
 def test_json_lines_of_list_and_dry_run_keep_the_fields_the_readme_names(

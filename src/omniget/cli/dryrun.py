@@ -14,7 +14,7 @@ from ..errors import OmnigetError
 from ..model import Digest, Item
 from .output import Masker, display_path, flush, format_size, put
 
-__all__ = ["DryRun", "dry_run"]
+__all__ = ["DryRun", "dry_run", "file_line", "file_record"]
 
 
 @dataclass
@@ -105,12 +105,9 @@ def dry_run(
         if action != "skip":
             planned.add(target)
         shown = mask(display_path(target))
-        mirrors = [mask(url) for url in item.mirrors]
         if as_json:
             import json  # (imported where used: start-up time)
-            put(out, json.dumps({"path": shown, "url": mask(item.download_url),
-                                 "mirrors": mirrors, "size": item.size_bytes,
-                                 "source": item.source, "action": action}) + "\n")
+            put(out, json.dumps(file_record(shown, item, mask, action)) + "\n")
         if action == "skip":
             if reason == "same-name":
                 found.same_name += 1
@@ -121,11 +118,25 @@ def dry_run(
         found.files += 1
         found.size += item.size_bytes or 0
         found.unknown += item.size_bytes is None
-        if not as_json:  # (the mirrors as an -i line has them: TAB-separated)
-            urls = "\t".join([mask(item.download_url), *mirrors])
-            put(out, f"{shown}\t{format_size(item.size_bytes)}\t{urls}\n")
+        if not as_json:
+            put(out, file_line(shown, item, mask))
     flush(out)
     return found
+
+
+def file_record(shown: str, item: Item, mask: Masker, action: str) -> dict[str, object]:
+    """A file's ``--dry-run --json`` line (README names its fields): ``shown`` is its
+    path as said."""
+    return {"path": shown, "url": mask(item.download_url),
+            "mirrors": [mask(url) for url in item.mirrors], "size": item.size_bytes,
+            "source": item.source, "action": action}
+
+
+def file_line(shown: str, item: Item, mask: Masker) -> str:
+    """A file's ``--dry-run`` line: its path, size, URL and mirrors (as an ``-i`` line
+    has them), TAB-separated."""
+    urls = "\t".join(mask(url) for url in (item.download_url, *item.mirrors))
+    return f"{shown}\t{format_size(item.size_bytes)}\t{urls}\n"
 
 
 def _check_there(

@@ -156,15 +156,15 @@ def _stream_failed(
 
 def _stream_dry_run(item: Item, ns: argparse.Namespace, mask: Masker, where: str) -> int:
     """``--dry-run`` of ``-O -`` or ``-O DEVICE``: where the one file would be written."""
+    from .dryrun import file_line, file_record
+
     out = writable_stdout()
-    size, url = item.size_bytes, mask(item.download_url)
+    size = item.size_bytes
     if ns.json:  # (a device: as a --dry-run --json line, then its summary)
-        record = {"path": where, "url": url, "size": size, "source": item.source,
-                  "action": "write"}
-        json_line(out, record)
+        json_line(out, file_record(where, item, mask, "write"))
         json_line(out, summary_record(ns, 0, files=1, size=size or 0, unknown=int(size is None)))
         return 0
-    put(out, f"{'-' if where == 'stdout' else where}\t{format_size(size)}\t{url}\n")
+    put(out, file_line("-" if where == "stdout" else where, item, mask))
     flush(out)
     return 0
 
