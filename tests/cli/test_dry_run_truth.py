@@ -201,9 +201,9 @@ def test_a_setting_that_fails_the_whole_download_fails_list_and_dry_run_once(
 
 
 def test_dry_run_shows_the_mirrors_of_a_file(httpd: HTTPServer, tmp_path: Path) -> None:
-    """An -i line of TAB-separated URLs is one file with mirrors: the dry run says them,
-    as the list file has them (TAB-separated after the URL) and in --json (``mirrors``).
-    Before: it said the first URL alone."""
+    """An -i line of TAB-separated URLs is one file with mirrors: the dry run and list
+    say them, as the list file has them (TAB-separated after the URL) and in --json
+    (``mirrors``). Before: they said the first URL alone (list --json had them)."""
     a, m1, m2 = (httpd.url(f"/{d}/a.bin") for d in ("x", "y", "z"))
     b = httpd.url("/x/b.bin")
     listed = tmp_path / "urls.txt"
@@ -214,6 +214,8 @@ def test_dry_run_shows_the_mirrors_of_a_file(httpd: HTTPServer, tmp_path: Path) 
     res = cli("--dry-run", "--json", "-i", str(listed))
     first, second, _ = json_lines(res.stdout)
     assert (first["mirrors"], second["mirrors"]) == ([m1, m2], [])
+    res = cli("list", "-i", str(listed))  # (list too: after the source, TAB-separated)
+    assert res.stdout == f"a.bin\t\thttp\t{a}\t{m1}\t{m2}\nb.bin\t\thttp\t{b}\n"
     one = tmp_path / "one.txt"  # (-O: to stdout, a device or a file, as the others)
     one.write_text(f"{a}\t{m1}\n")
     for where in ("-", os.devnull, "f.bin"):

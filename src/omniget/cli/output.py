@@ -227,15 +227,15 @@ def event_path(event: Event, mask: Masker, folder: Path | None = None) -> str | 
     return mask(path if folder is None else display_path(folder / path))
 
 
-def _shown_columns(item: Item, size: str) -> tuple[str, str, str, str]:
+def _shown_columns(item: Item, size: str) -> tuple[str, ...]:
     """A listed item's path (as a download would write it: no control character, which
-    the terminal would take for its own), size, source and URL (its controls
-    percent-encoded: a source's URL is the server's)."""
+    the terminal would take for its own), size, source, URL and mirrors (as an ``-i``
+    line has them; their controls percent-encoded: a source's URLs are the server's)."""
     from ..engine.names import safe_relpath
     from .args import controls_encoded
 
     return (safe_relpath(item.output_path), size, item.source,
-            controls_encoded(item.download_url))
+            *(controls_encoded(url) for url in (item.download_url, *item.mirrors)))
 
 
 def print_list(
