@@ -255,3 +255,21 @@ def test_json_lines_of_list_and_dry_run_keep_the_fields_the_readme_names(
     assert list(summary) == ["event", "items", "failed", "exit_code"]
     assert "- `list`: `items`, `failed`;" in readme
     assert httpd.requests == []
+
+
+def test_hostile_names_are_shown_as_the_download_saves_them(httpd: HTTPServer) -> None:
+    """The dry run's path of each URL is the download's (its events' path): traversal,
+    a device name, a trailing dot, a NUL, a bidi override, a part file's ending, a name
+    past the length limit, accents apart, bytes that are no UTF-8, only dots."""
+    names = ["%2e%2e%2fetc%2fpasswd", "CON", "name.", "a%00b", "%E2%80%AEfdp.exe",
+             "x.omniget-part", "n" * 300 + ".bin", "cafe%CC%81.bin", "%FF%FE.bin", ".."]
+    urls = [httpd.url(f"{httpd.new_path('d')}/{name}") for name in names]
+    dry = cli("--dry-run", "--json", *urls)
+    assert dry.returncode == 0, dry.stderr
+    shown = [line["path"] for line in json_lines(dry.stdout)[:-1]]
+    assert httpd.requests == [] and os.listdir() == []
+    got = cli("--json", "--retries", "0", *urls)  # (each a 404: its path all the same)
+    ended = {line["url"]: line["path"] for line in json_lines(got.stdout)
+             if line["event"] == "failed"}
+    assert [ended[url] for url in urls] == shown
+    assert len(set(shown)) == len(shown) and all(".." not in p for p in shown)
