@@ -273,3 +273,25 @@ def test_hostile_names_are_shown_as_the_download_saves_them(httpd: HTTPServer) -
              if line["event"] == "failed"}
     assert [ended[url] for url in urls] == shown
     assert len(set(shown)) == len(shown) and all(".." not in p for p in shown)
+
+
+@pytest.mark.parametrize("given", ["missing", "comments", "folder", "empty-stdin"])
+def test_an_input_list_that_fails_fails_list_and_dry_run_as_the_download(
+    httpd: HTTPServer, tmp_path: Path, given: str
+) -> None:
+    """An -i file that is not there, has only comments and blank lines (CRLF ends), is a
+    folder, or an empty stdin: one line, exit 2, an ``error`` event with --json, the same
+    for get, list and --dry-run."""
+    (tmp_path / "comments.txt").write_bytes(b"# none\r\n\r\n   \r\n")
+    path = {"missing": str(tmp_path / "missing.txt"), "comments": str(tmp_path / "comments.txt"),
+            "folder": str(tmp_path), "empty-stdin": "-"}[given]
+    got = cli("-i", path, stdin="")
+    said = error_lines(got.stderr)
+    assert got.returncode == 2 and len(said) == 1, got.stderr
+    for how in (["--dry-run"], ["list"]):
+        res = cli(*how, "-i", path, stdin="")
+        assert (res.returncode, error_lines(res.stderr), res.stdout) == (2, said, ""), how
+        res = cli(*how, "--json", "-i", path, stdin="")
+        error, summary = json_lines(res.stdout)
+        assert (error["event"], error["exit_code"], summary["exit_code"]) == ("error", 2, 2)
+    assert httpd.requests == [] and os.listdir() == []
