@@ -295,3 +295,34 @@ def test_an_input_list_that_fails_fails_list_and_dry_run_as_the_download(
         error, summary = json_lines(res.stdout)
         assert (error["event"], error["exit_code"], summary["exit_code"]) == ("error", 2, 2)
     assert httpd.requests == [] and os.listdir() == []
+
+
+@pytest.mark.parametrize("kind", ["folder", "link", "fifo"])
+def test_a_part_file_s_name_holding_no_file_fails_the_dry_run_as_the_download(
+    httpd: HTTPServer, kind: str
+) -> None:
+    """What is at ``a.bin.omniget-part`` is no part file omniget made: the download leaves
+    it and fails the file (exit 7). Before: the dry run said it would write a.bin, exit 0."""
+    url = httpd.add(httpd.new_path("a.bin"), DATA)
+    part = Path("a.bin.omniget-part")
+    if kind == "folder":
+        part.mkdir()
+    elif kind == "link":
+        part.symlink_to("elsewhere")
+    else:
+        os.mkfifo(part)
+    got = cli("--retries", "0", url)
+    assert got.returncode == 7, got.stderr
+    said = error_lines(got.stderr)
+    assert len(said) == 1 and "not a part file omniget made" in said[0], said
+    httpd.clear_log()
+    for mode in ("skip", "overwrite"):
+        dry = cli("--dry-run", "--on-exists", mode, url)
+        assert (dry.returncode, error_lines(dry.stderr), dry.stdout) == (7, said, ""), mode
+    dry = cli("--dry-run", "--on-exists", "rename", url)  # (a.bin is free: it is written)
+    assert (dry.returncode, dry.stdout) == (7, "")
+    Path("a.bin").write_bytes(DATA)  # (skipped: its part file's name is not looked at)
+    dry = cli("--dry-run", url)
+    assert (dry.returncode, dry.stdout) == (0, "")
+    assert httpd.requests == [] and os.path.lexists(part) and sorted(os.listdir()) == [
+        "a.bin", "a.bin.omniget-part"]

@@ -73,8 +73,9 @@ def dry_run(
     is shown under the name the run would give it. What the download would fail before
     its request fails here too, told to ``on_error`` with its path (None: it has none):
     a path that leaves ``dest``, a folder in the file's place (but with rename), a file
-    in the place of one of its folders, and a file there that ``checksum`` (or the item's
-    size) says is another one, which the download would not skip."""
+    in the place of one of its folders, what is no file at its part file's name, and a
+    file there that ``checksum`` (or the item's size) says is another one, which the
+    download would not skip."""
     found = DryRun()
     planned: set[Path] = set()
     clear: set[str] = set()  # folders nothing keeps from being made
@@ -98,7 +99,7 @@ def dry_run(
 
                 target = unique_path(target, planned)
             if action != "skip":
-                _check_folder(target, clear)
+                _check_place(target, clear)
         except OmnigetError as e:
             on_error(item, e, target)
             continue
@@ -156,15 +157,19 @@ def _check_there(
             raise err
 
 
-def _check_folder(target: Path, clear: set[str]) -> None:
+def _check_place(target: Path, clear: set[str]) -> None:
     """StorageError, as the download's, when something that is no folder is where one
-    of ``target``'s folders must be made (each folder looked at once)."""
-    folder = os.path.dirname(target)
-    if folder in clear:
-        return
-    from ..engine.assemble import folder_blocked
+    of ``target``'s folders must be made (each folder looked at once), or something
+    that is no file (a folder, a link, a FIFO) at its part file's name."""
+    from ..engine.assemble import PART_SUFFIX, NotAPart, folder_blocked, not_a_file
 
-    err = folder_blocked(folder, target.name)
-    if err is not None:
-        raise err
-    clear.add(folder)
+    folder = os.path.dirname(target)
+    if folder not in clear:
+        err = folder_blocked(folder, target.name)
+        if err is not None:
+            raise err
+        clear.add(folder)
+    where = f"{target}{PART_SUFFIX}"
+    kind = not_a_file(where)
+    if kind is not None:
+        raise NotAPart(where, kind)
