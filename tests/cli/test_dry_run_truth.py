@@ -326,3 +326,23 @@ def test_a_part_file_s_name_holding_no_file_fails_the_dry_run_as_the_download(
     assert (dry.returncode, dry.stdout) == (0, "")
     assert httpd.requests == [] and os.path.lexists(part) and sorted(os.listdir()) == [
         "a.bin", "a.bin.omniget-part"]
+
+
+@pytest.mark.parametrize("bad", [["-j", "0"], ["--on-exists", "bogus"], ["--timeout", "-1"],
+                                 ["--checksum", "md5=zz"], ["-O", "a/"]])
+def test_a_bad_option_value_is_refused_by_the_dry_run_and_list_as_by_the_download(
+    httpd: HTTPServer, bad: list[str]
+) -> None:
+    """Refused in the download's one line, exit 2, nothing on stdout (list: where it takes
+    the option; else it says the option is not one of its own, exit 2 too)."""
+    url = httpd.url("/a.bin")
+    got = cli(*bad, url)
+    said = error_lines(got.stderr)
+    assert (got.returncode, got.stdout, len(said)) == (2, "", 1), got.stderr
+    dry = cli("--dry-run", *bad, url)
+    assert (dry.returncode, dry.stdout, error_lines(dry.stderr)) == (2, "", said)
+    listed = cli("list", *bad, url)
+    assert (listed.returncode, listed.stdout) == (2, "")
+    if bad[0] == "--timeout":
+        assert error_lines(listed.stderr) == [said[0].replace("get --help", "list --help")]
+    assert httpd.requests == []
