@@ -348,3 +348,22 @@ def test_a_bad_option_value_is_refused_by_the_dry_run_and_list_as_by_the_downloa
     if bad[0] == "--timeout":
         assert error_lines(listed.stderr) == [said[0].replace("get --help", "list --help")]
     assert httpd.requests == []
+
+
+@pytest.mark.parametrize("mode", ["skip", "overwrite"])
+def test_a_file_named_as_the_journal_in_the_state_folder_is_shown_renamed_as_saved(
+    httpd: HTTPServer, mode: str
+) -> None:
+    """Output folder = state folder, and a URL named journal.sqlite: the download saves
+    it as journal.sqlite_ (the journal stays). Before: the dry run said it would skip the
+    journal, or, with overwrite, write over it."""
+    url = httpd.add(httpd.new_path("journal.sqlite"), DATA)
+    first = httpd.add(httpd.new_path("first.bin"), DATA)
+    assert cli("-q", "--state-dir", "sd", "-o", "sd", first).returncode == 0  # (its journal)
+    assert os.path.exists("sd/journal.sqlite")
+    httpd.clear_log()
+    dry = cli("--dry-run", "--on-exists", mode, "--state-dir", "sd", "-o", "sd", url)
+    assert (dry.returncode, dry.stdout) == (0, f"sd/journal.sqlite_\t?\t{url}\n"), dry.stderr
+    assert httpd.requests == []
+    got = cli("-q", "--on-exists", mode, "--state-dir", "sd", "-o", "sd", url)
+    assert got.returncode == 0 and Path("sd/journal.sqlite_").read_bytes() == DATA

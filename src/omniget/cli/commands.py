@@ -428,7 +428,8 @@ def _dry_run(
 
     found = dry_run(items, dest, out, mask, as_json=ns.json, contain=contain,
                     on_error=refused, on_exists=cfg.settings.on_exists,
-                    checksum=cfg.settings.checksum, on_skip=skipped)
+                    checksum=cfg.settings.checksum, state=_state_folder(cfg),
+                    on_skip=skipped)
     found.filtered = len(filtered)  # (known once the items are: they are lazy)
     report_failures(failures, mask)
     code = failures[0][1].exit_code if failures else 0
@@ -440,6 +441,16 @@ def _dry_run(
     elif talk:
         say(found.summary(display_path(dest.absolute())) + "\n")
     return code
+
+
+def _state_folder(cfg: Config) -> Path | None:
+    """The folder the download would keep its journal in (None: it would keep none)."""
+    from ..settings import default_state_dir
+
+    try:
+        return Path(cfg.settings.state_dir or default_state_dir())
+    except StorageError:  # (no home, no folder given)
+        return None
 
 
 def _check_folder(dest: Path) -> None:

@@ -65,6 +65,7 @@ def dry_run(
     on_error: Callable[[Item, OmnigetError, Path | None], None],
     on_exists: str = "skip",
     checksum: Digest | None = None,
+    state: Path | None = None,
     on_skip: Callable[[Path, str], None] = lambda path, reason: None,
 ) -> DryRun:
     """``--dry-run``: where each item would be written. A file that exists already, or
@@ -75,8 +76,10 @@ def dry_run(
     a path that leaves ``dest``, a folder in the file's place (but with rename), a file
     in the place of one of its folders, what is no file at its part file's name, and a
     file there that ``checksum`` (or the item's size) says is another one, which the
-    download would not skip."""
+    download would not skip. ``state``: the resume journal's folder, whose files the
+    download never replaces (a name of theirs gets a ``_`` there)."""
     found = DryRun()
+    state_at = None if state is None else os.path.realpath(state)
     planned: set[Path] = set()
     clear: set[str] = set()  # folders nothing keeps from being made
     for item in items:
@@ -85,6 +88,8 @@ def dry_run(
         except OmnigetError as e:
             on_error(item, e, None)
             continue
+        if state_at is not None and _off_state(target, state_at):
+            target = target.with_name(f"{target.name}_")
         reason = "same-name" if target in planned else "exists"  # (if skipped)
         try:
             there = os.lstat(target)
@@ -138,6 +143,14 @@ def file_line(shown: str, item: Item, mask: Masker) -> str:
     has them), TAB-separated."""
     urls = "\t".join(mask(url) for url in (item.download_url, *item.mirrors))
     return f"{shown}\t{format_size(item.size_bytes)}\t{urls}\n"
+
+
+def _off_state(target: Path, state_at: str) -> bool:
+    """Whether the download saves ``target`` as ``NAME_``: its name is the journal's (or
+    a file's SQLite keeps beside it), in the state folder (at ``state_at``)."""
+    from ..engine.existing import a_state_name
+
+    return a_state_name(target.name) and os.path.realpath(target.parent) == state_at
 
 
 def _check_there(

@@ -60,11 +60,7 @@ def off_state(job: FileJob, final: Path) -> Path:
     server or a source chose never replaces omniget's own state, whatever --on-exists
     says (as a name ending like a part file's gets a ``_``). Said in a warning."""
     journal = job.ctx.journal
-    name = final.name.lower()  # (in any case: some file systems ignore it)
-    if journal is None or not name.startswith(FILENAME):
-        return final
-    rest = name[len(FILENAME):]
-    if rest not in _BESIDE and not rest.startswith(".corrupt-"):
+    if journal is None or not a_state_name(final.name):
         return final
     try:
         if not os.path.samefile(final.parent, journal.path.parent):
@@ -76,6 +72,17 @@ def off_state(job: FileJob, final: Path) -> Path:
                          f"journal in {final.parent} (the state folder): saved as "
                          f"{moved.name}"))
     return moved
+
+
+def a_state_name(name: str) -> bool:
+    """Whether ``name`` is the resume journal's, its -wal's, -shm's or a damaged copy's,
+    in any case (some file systems ignore it): one :func:`off_state` moves aside in the
+    state folder (``--dry-run`` too)."""
+    name = name.lower()
+    if not name.startswith(FILENAME):
+        return False
+    rest = name[len(FILENAME):]
+    return rest in _BESIDE or rest.startswith(".corrupt-")
 
 
 def exists_policy(job: FileJob, final: Path) -> Path | None:
