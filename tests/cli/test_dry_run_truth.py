@@ -367,3 +367,21 @@ def test_a_file_named_as_the_journal_in_the_state_folder_is_shown_renamed_as_sav
     assert httpd.requests == []
     got = cli("-q", "--on-exists", mode, "--state-dir", "sd", "-o", "sd", url)
     assert got.returncode == 0 and Path("sd/journal.sqlite_").read_bytes() == DATA
+
+
+def test_a_link_out_of_the_folder_fails_the_dry_run_as_the_download(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """``a.bin`` a link to a file outside the output folder: refused content (exit 8), in
+    the download's line, which names the URL (before: the dry run named the path)."""
+    url = httpd.add(httpd.new_path("a.bin"), DATA)
+    (tmp_path / "outside").write_text("mine")
+    Path("a.bin").symlink_to(tmp_path / "outside")
+    got = cli(url)
+    said = error_lines(got.stderr)
+    assert got.returncode == 8 and len(said) == 1 and url in said[0], got.stderr
+    httpd.clear_log()
+    for mode in ("skip", "overwrite", "rename"):
+        dry = cli("--dry-run", "--on-exists", mode, url)
+        assert (dry.returncode, error_lines(dry.stderr), dry.stdout) == (8, said, ""), mode
+    assert httpd.requests == [] and (tmp_path / "outside").read_text() == "mine"
