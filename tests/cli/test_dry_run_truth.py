@@ -385,3 +385,28 @@ def test_a_link_out_of_the_folder_fails_the_dry_run_as_the_download(
         dry = cli("--dry-run", "--on-exists", mode, url)
         assert (dry.returncode, error_lines(dry.stderr), dry.stdout) == (8, said, ""), mode
     assert httpd.requests == [] and (tmp_path / "outside").read_text() == "mine"
+
+
+@pytest.mark.parametrize("login", [[], ["--user", "u:p"], ["netrc"]], ids=["none", "user", "netrc"])
+def test_links_that_would_fail_are_listed_as_given_without_a_request(
+    httpd: HTTPServer, tmp_path: Path, refused_port: int, login: list[str]
+) -> None:
+    """A host that is down, a 404, a redirect loop, a 401 (with a login or without): list
+    and the dry run take plain links as given (exit 0), as README.md says; the download
+    finds what is wrong with them."""
+    urls = [f"http://127.0.0.1:{refused_port}/down.bin", httpd.url("/gone.bin"),
+            httpd.url("/loop.bin", loop=1), httpd.url("/locked.bin", auth="u:p")]
+    if login == ["netrc"]:
+        (tmp_path / "home").mkdir()
+        (tmp_path / "home/.netrc").write_text("machine 127.0.0.1 login u password p\n")
+        login = []
+    names = ["down.bin", "gone.bin", "loop.bin", "locked.bin"]
+    res = cli("--dry-run", *login, *urls)
+    assert res.returncode == 0, res.stderr
+    assert [line.split("\t")[0] for line in res.stdout.splitlines()] == names
+    res = cli("list", "--json", *login, *urls)
+    assert res.returncode == 0, res.stderr
+    assert [line["output_path"] for line in json_lines(res.stdout)[:-1]] == names
+    assert httpd.requests == [] and os.listdir() == []
+    assert "a 404, a 401 or a host that is down is found by the download" in " ".join(
+        (Path(SRC).parent / "README.md").read_text().split())
