@@ -12,7 +12,7 @@ from typing import IO
 
 from ..errors import OmnigetError
 from ..model import Digest, Item
-from .output import Masker, display_path, flush, format_size, put
+from .output import Masker, flush, format_size, put
 
 __all__ = ["DryRun", "dry_run", "file_line", "file_record"]
 
@@ -78,18 +78,37 @@ def dry_run(
     file there that ``checksum`` (or the item's size) says is another one, which the
     download would not skip. ``state``: the resume journal's folder, whose files the
     download never replaces (a name of theirs gets a ``_`` there)."""
+    from ..engine.assemble import PART_SUFFIX, NotAPart, folder_blocked, not_a_file
+
     found = DryRun()
     state_at = None if state is None else os.path.realpath(state)
     planned: set[Path] = set()
     clear: set[str] = set()  # folders nothing keeps from being made
+    cwd = str(Path.cwd().absolute())
+    under = cwd.rstrip("/") + "/"  # (paths under it are shown relative, as display_path does)
+
+    def check_place(target: Path, text: str) -> None:
+        """StorageError, as the download's, when something that is no folder is where
+        one of ``target``'s folders must be made (each folder looked at once), or
+        something that is no file (a folder, a link, a FIFO) at its part file's name."""
+        folder = os.path.dirname(text)
+        if folder not in clear:
+            err = folder_blocked(folder, target.name)
+            if err is not None:
+                raise err
+            clear.add(folder)
+        where = f"{text}{PART_SUFFIX}"
+        kind = not_a_file(where)
+        if kind is not None:
+            raise NotAPart(where, kind)
     for item in items:
         try:
             target = contain(dest, item.output_path)
         except OmnigetError as e:
             on_error(item, e, None)
             continue
-        if state_at is not None and _off_state(target, state_at):
-            target = target.with_name(f"{target.name}_")
+        if os.path.dirname(target) == state_at and _a_state_name(target.name):
+            target = target.with_name(f"{target.name}_")  # (never the journal's own)
         reason = "same-name" if target in planned else "exists"  # (if skipped)
         try:
             there = os.lstat(target)
@@ -103,14 +122,15 @@ def dry_run(
                 from ..engine.names import unique_path
 
                 target = unique_path(target, planned)
+            text = str(target)
             if action != "skip":
-                _check_place(target, clear)
+                check_place(target, text)
         except OmnigetError as e:
             on_error(item, e, target)
             continue
         if action != "skip":
             planned.add(target)
-        shown = mask(display_path(target))
+        shown = mask(text[len(under):] if text.startswith(under) else text)
         if as_json:
             import json  # (imported where used: start-up time)
             put(out, json.dumps(file_record(shown, item, mask, action)) + "\n")
@@ -145,12 +165,13 @@ def file_line(shown: str, item: Item, mask: Masker) -> str:
     return f"{shown}\t{format_size(item.size_bytes)}\t{urls}\n"
 
 
-def _off_state(target: Path, state_at: str) -> bool:
-    """Whether the download saves ``target`` as ``NAME_``: its name is the journal's (or
-    a file's SQLite keeps beside it), in the state folder (at ``state_at``)."""
+def _a_state_name(name: str) -> bool:
+    """Whether the download saves a file of this name in the state folder as ``NAME_``
+    (the journal's, or one SQLite keeps beside it). (Asked only there: it loads the
+    journal's modules.)"""
     from ..engine.existing import a_state_name
 
-    return a_state_name(target.name) and os.path.realpath(target.parent) == state_at
+    return a_state_name(name)
 
 
 def _check_there(
@@ -168,21 +189,3 @@ def _check_there(
         err = not_the_file(target, item.size_bytes, checksum)
         if err is not None:
             raise err
-
-
-def _check_place(target: Path, clear: set[str]) -> None:
-    """StorageError, as the download's, when something that is no folder is where one
-    of ``target``'s folders must be made (each folder looked at once), or something
-    that is no file (a folder, a link, a FIFO) at its part file's name."""
-    from ..engine.assemble import PART_SUFFIX, NotAPart, folder_blocked, not_a_file
-
-    folder = os.path.dirname(target)
-    if folder not in clear:
-        err = folder_blocked(folder, target.name)
-        if err is not None:
-            raise err
-        clear.add(folder)
-    where = f"{target}{PART_SUFFIX}"
-    kind = not_a_file(where)
-    if kind is not None:
-        raise NotAPart(where, kind)
