@@ -10,6 +10,7 @@ import errno
 import logging
 import os
 import sqlite3
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -159,19 +160,23 @@ def guard(path: Path, action: str) -> Iterator[None]:
         elif damaged(e):
             hint = " (the file is damaged: delete it and interrupted downloads restart)"
         elif isinstance(e, sqlite3.OperationalError) and any(w in str(e) for w in _CANNOT):
-            hint = _cannot_open(path)
+            hint = _not_a_file(path) or _cannot_open(path)
         elif isinstance(e, OSError):
             if e.errno == errno.EEXIST and os.path.exists(e.filename or ""):
                 e = OSError(f"{e.filename} is a file, not a folder (see --state-dir)")
             elif e.errno == errno.EEXIST and os.path.islink(e.filename or ""):
                 e = OSError(f"{e.filename} is {_broken_link(e.filename)} (see --state-dir)")
-            elif e.strerror:
-                e = OSError(_said(e))
+            elif e.errno == errno.ENOTDIR and (way := _in_the_way(path.parent)):
+                e = OSError(f"{way} is a file, not a folder (see --state-dir)")
+            else:
+                hint = _not_a_file(path)
+                if e.strerror:
+                    e = OSError(_said(e))
         raise StorageError(f"resume journal {path}: {action} failed: {e}{hint}") from e
 
 
-def _broken_link(path: str) -> str:
-    """What the symbolic link ``path``, which leads to no folder, is, in words."""
+def _broken_link(path: str, to: str = "folder") -> str:
+    """What the symbolic link ``path``, which leads to no ``to``, is, in words."""
     try:
         target = os.readlink(path)
     except OSError:
@@ -180,9 +185,40 @@ def _broken_link(path: str) -> str:
         os.stat(path)
     except OSError as e:
         if e.errno == errno.ELOOP:
-            return "a loop of symbolic links, leading to no folder"
+            return f"a loop of symbolic links, leading to no {to}"
         return f"a symbolic link to {target}, which is not there"
     return f"a symbolic link to {target}"
+
+
+def _in_the_way(folder: Path) -> Path | None:
+    """The nearest part of ``folder`` that is there and no folder (mkdir says only "Not a
+    directory", of the folder it was to make)."""
+    for part in (folder, *folder.parents):
+        if os.path.lexists(part):
+            return None if os.path.isdir(part) else part
+    return None
+
+
+def _not_a_file(journal: Path) -> str:
+    """What is at the name of the journal, its -wal or its -shm when that is no file: a
+    folder, a FIFO, a link to nowhere, ... (SQLite says "disk I/O error" or "unable to
+    open database file" of them); "" when each is a file, or not there."""
+    for path in (journal, *(journal.with_name(journal.name + s) for s in BESIDE)):
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            if os.path.islink(path):
+                return f" ({path.name} is {_broken_link(str(path), 'file')})"
+            continue
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                return f" ({path.name} is {_broken_link(str(path), 'file')})"
+            continue
+        if not stat.S_ISREG(mode):
+            kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                    else "a socket" if stat.S_ISSOCK(mode) else "a device")
+            return f" ({path.name} is {kind}, not a file)"
+    return ""
 
 
 def _said(e: OSError) -> str:
