@@ -751,6 +751,31 @@ def test_prune_drops_old_records_whose_files_are_gone(tmp_path: Path) -> None:
     j.close()
 
 
+def test_records_written_while_the_clock_was_ahead_are_pruned_in_time(tmp_path: Path) -> None:
+    """A clock set years ahead, then back (a dead RTC battery, a wrong NTP answer): the
+    records written meanwhile were "from the future", never old enough, kept for ever.
+    They count as written when a prune first sees them, and go ``age`` later."""
+    clock = [1000 * DAY]
+    j = Journal(tmp_path / FILENAME, now=lambda: clock[0])
+    clock[0] += 3650 * DAY
+    start(j, "ahead", path=str(tmp_path / "gone.bin"))
+    start(j, "ahead-there", path=str(tmp_path / "there.bin"))
+    (tmp_path / "there.bin.part").write_bytes(b"x")
+    clock[0] -= 3650 * DAY
+
+    def missing(path: str, done: bool) -> bool:
+        return not os.path.lexists(path if done else path + ".part")
+
+    assert j.prune(missing) == 0  # (not known to be old)
+    assert j.keys("") == {"ahead", "ahead-there"}
+    clock[0] += 100 * DAY
+    assert j.prune(missing) == 1
+    assert j.keys("") == {"ahead-there"}
+    clock[0] += 100 * DAY
+    assert j.prune(missing) == 0  # (its file is there: looked at again in 90 days)
+    j.close()
+
+
 def test_prune_checks_a_bounded_number_of_records_per_call(tmp_path: Path) -> None:
     clock = [0.0]
     j = Journal(tmp_path / FILENAME, now=lambda: clock[0])

@@ -110,6 +110,8 @@ FILENAME = "journal.sqlite"
 #: A record not written for this long is dropped if its file is gone (see Journal.prune).
 PRUNE_AGE = 90 * 86400.0
 PRUNE_LIMIT = 5000  # records looked at per prune (~60 ms at most)
+#: A record written this far ahead of the clock was written while it was wrong (see prune).
+AHEAD = 86400.0
 
 
 class Journal(Handle):
@@ -416,17 +418,20 @@ class Journal(Handle):
         """Drop records not written for ``age`` seconds whose file is gone:
         ``gone(path, done)`` says (a finished file's record remembers its name, an
         unfinished one's resumes its part file). At most ``limit`` are looked at; those
-        kept count as written now, so each is looked at again only ``age`` later. The
-        number dropped."""
+        kept count as written now, so each is looked at again only ``age`` later. So do
+        those written more than :data:`AHEAD` from now (the clock was set ahead, then
+        back): of an age not known, never old enough else. The number dropped."""
         now = self._now()
         with self._conn("prune", write=False) as db:
             rows = db.execute(
-                "SELECT key, path, done FROM files WHERE updated < ? LIMIT ?", (now - age, limit)
+                "SELECT key, path, done, updated FROM files WHERE updated < ? OR updated > ?"
+                " LIMIT ?", (now - age, now + AHEAD, limit)
             ).fetchall()
         if not rows:  # (the common case: no write transaction)
             return 0
-        dropped = {key for key, path, done in rows if gone(path, bool(done))}
-        kept = [(now, key) for key, _, _ in rows if key not in dropped]
+        dropped = {key for key, path, done, updated in rows
+                   if updated < now - age and gone(path, bool(done))}
+        kept = [(now, key) for key, *_ in rows if key not in dropped]
         count = 0
         with self._conn("prune", tx=True) as db:
             for key in dropped:  # (unless a run wrote it meanwhile)
