@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -29,7 +30,7 @@ from tests.servers.httpd import HTTPServer
 from omniget import download
 from omniget.engine.core import Engine
 from omniget.engine.events import Event, Warned
-from omniget.engine.journal import FILENAME, Journal, Owner, handle, repair
+from omniget.engine.journal import FILENAME, Journal, Owner, handle, repair, schema
 from omniget.engine.journal.opening import guard
 from omniget.engine.report import Report
 from omniget.model import Item
@@ -520,6 +521,33 @@ def test_a_state_disk_that_fills_up_during_the_run_leaves_the_files_going_on(
         caplog.clear()
         next_run_resumes(httpd, payload, run)
         assert warnings(caplog) == []
+
+
+def test_a_journal_another_program_keeps_locked_leaves_the_files_going_on(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An sqlite3 shell left in a write transaction on the journal while a run writes:
+    the run's next write waits for it (BUSY_WAIT), then one warning says who holds it,
+    the files come whole, and the next run, the lock let go, has resume state."""
+    monkeypatch.setattr(schema, "BUSY_WAIT", 0.2)
+    state = tmp_path / "state"
+    run = Run(httpd, payload, tmp_path, state)
+    with caplog.at_level(logging.WARNING, logger="omniget"):
+        run.start()
+        other = sqlite3.connect(state / FILENAME, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            run.finish_whole()
+        finally:
+            other.close()  # (its transaction rolled back)
+    [warning] = warnings(caplog)
+    assert re.fullmatch(
+        f"resume journal {re.escape(str(state / FILENAME))}: [a-z ]+ failed: database is"
+        rf" locked \(another program kept it locked for over 0\.2 s\){OFF}", warning), warning
+    caplog.clear()
+    next_run_resumes(httpd, payload, run)
+    assert warnings(caplog) == []
 
 
 class ForgottenMeanwhile(Journal):

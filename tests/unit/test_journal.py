@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import shutil
 import signal
 import sqlite3
@@ -28,6 +29,7 @@ from omniget.engine.journal import (
     JournalStore,
     handle,
     repair,
+    schema,
 )
 from omniget.engine.journal.records import RecordGone, RecordTaken
 from omniget.errors import StorageError
@@ -220,6 +222,31 @@ def test_unwritable_location(tmp_path: Path) -> None:
     (tmp_path / "dir.sqlite").mkdir()
     with pytest.raises(StorageError, match=r"dir\.sqlite"):
         Journal(tmp_path / "dir.sqlite")
+
+
+def test_a_journal_another_program_keeps_locked_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the open, or at a later call (an sqlite3 shell left in a write transaction):
+    before, SQLite's "database is locked" alone, after a wait it did not say."""
+    monkeypatch.setattr(schema, "BUSY_WAIT", 0.05)
+    path = tmp_path / FILENAME
+    j = Journal(path)
+    start(j)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    said = "database is locked (another program kept it locked for over 0.05 s)"
+    try:
+        with pytest.raises(StorageError, match=re.escape(f"open failed: {said}")):
+            Journal(path)
+        with pytest.raises(StorageError, match=re.escape(f"checkpoint failed: {said}")):
+            j.save_spans(KEY, [(0, 10)])
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    j.save_spans(KEY, [(0, 10)])
+    assert j.spans(KEY) == [(0, 10)]
+    j.close()
 
 
 def test_closed_journal(tmp_path: Path) -> None:

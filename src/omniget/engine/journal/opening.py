@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ...errors import StorageError
+from . import schema
 from .repair import BESIDE, LOCKED, damaged, folder_lock, move_aside
 from .schema import Damaged, copy_records, setup
 
@@ -161,6 +162,8 @@ def guard(path: Path, action: str) -> Iterator[None]:
             hint = " (the file is damaged: delete it and interrupted downloads restart)"
         elif isinstance(e, sqlite3.OperationalError) and any(w in str(e) for w in _CANNOT):
             hint = _not_a_file(path) or _cannot_open(path)
+        elif isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+            hint = f" (another program kept it locked for over {schema.BUSY_WAIT:g} s)"
         elif isinstance(e, OSError):
             if e.errno == errno.EEXIST and os.path.exists(e.filename or ""):
                 e = OSError(f"{e.filename} is a file, not a folder (see --state-dir)")
