@@ -80,3 +80,12 @@ def test_a_file_where_a_folder_of_the_state_folder_must_be_is_named(tmp_path: Pa
     with pytest.raises(StorageError) as caught:
         Journal.in_dir(tmp_path / "file" / "a" / "state")
     assert f"{tmp_path / 'file'} is a file, not a folder (see --state-dir)" in str(caught.value)
+
+
+def test_a_device_as_the_state_folder_or_on_its_path_is_said_to_be_one(tmp_path: Path) -> None:
+    """Before: "/dev/null is a file, not a folder"."""
+    if not os.path.exists("/dev/null"):
+        pytest.skip("no /dev/null here")
+    for state in (Path("/dev/null"), Path("/dev/null/state")):
+        with pytest.raises(StorageError, match="/dev/null is a device, not a folder"):
+            Journal.in_dir(state)

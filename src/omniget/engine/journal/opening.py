@@ -166,11 +166,12 @@ def guard(path: Path, action: str) -> Iterator[None]:
             hint = f" (another program kept it locked for over {schema.BUSY_WAIT:g} s)"
         elif isinstance(e, OSError):
             if e.errno == errno.EEXIST and os.path.exists(e.filename or ""):
-                e = OSError(f"{e.filename} is a file, not a folder (see --state-dir)")
+                e = OSError(f"{e.filename} is {_kind(e.filename)}, not a folder (see"
+                            " --state-dir)")
             elif e.errno == errno.EEXIST and os.path.islink(e.filename or ""):
                 e = OSError(f"{e.filename} is {_broken_link(e.filename)} (see --state-dir)")
             elif e.errno == errno.ENOTDIR and (way := _in_the_way(path.parent)):
-                e = OSError(f"{way} is a file, not a folder (see --state-dir)")
+                e = OSError(f"{way} is {_kind(way)}, not a folder (see --state-dir)")
             else:
                 hint = _not_a_file(path)
                 if e.strerror:
@@ -218,10 +219,19 @@ def _not_a_file(journal: Path) -> str:
                 return f" ({path.name} is {_broken_link(str(path), 'file')})"
             continue
         if not stat.S_ISREG(mode):
-            kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
-                    else "a socket" if stat.S_ISSOCK(mode) else "a device")
-            return f" ({path.name} is {kind}, not a file)"
+            return f" ({path.name} is {_kind(path)}, not a file)"
     return ""
+
+
+def _kind(path: str | Path) -> str:
+    """What is at ``path`` (links followed), in words: "a file", "a FIFO", ..."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "a file"  # (gone meanwhile: as it was said before)
+    return ("a file" if stat.S_ISREG(mode) else "a folder" if stat.S_ISDIR(mode)
+            else "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device")
 
 
 def _said(e: OSError) -> str:
