@@ -168,3 +168,29 @@ def test_a_state_folder_on_a_full_disk_is_said_to_be_full(
         cut_then_resumed(httpd, payload, tmp_path / "out", state)
     finally:
         subprocess.run(["umount", str(state)], capture_output=True)
+
+
+@pytest.mark.parametrize("name", [FILENAME, f"{FILENAME}-wal"])
+def test_a_fifo_at_a_journal_name_is_named_and_the_files_still_come(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, name: str
+) -> None:
+    """Never waited on; one warning names it (before: "disk I/O error", which sent the
+    user to look at the disk); once it is gone, the journal is made and used."""
+    data = payload(4 * MiB, 66)  # (a file this big has a record: the journal is written)
+    url = httpd.add(httpd.new_path("f.bin"), data)
+    out, state = tmp_path / "out", tmp_path / "state"
+    if name != FILENAME:  # (a journal there: its -wal is read at the open, or written)
+        assert omniget(httpd.add(httpd.new_path("x"), b"x"), "-o", str(tmp_path / "x"),
+                       state=state).returncode == 0
+    state.mkdir(exist_ok=True)
+    os.mkfifo(state / name)
+    res = omniget(url, "-o", str(out), state=state)
+    assert res.returncode == 0, res.stderr
+    [warning] = [ln for ln in res.stderr.splitlines() if "warning" in ln]
+    assert warning.startswith(f"omniget: warning: resume journal {state / FILENAME}: ")
+    assert f"({name} is a FIFO, not a file)" in warning, warning
+    assert "Traceback" not in res.stderr
+    assert (out / "f.bin").read_bytes() == data
+    with contextlib.suppress(FileNotFoundError):  # (SQLite removes a -wal at its close)
+        os.unlink(state / name)
+    cut_then_resumed(httpd, payload, out, state)
