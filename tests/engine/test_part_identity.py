@@ -16,7 +16,7 @@ from omniget.engine.assemble import PART_SUFFIX
 from omniget.engine.events import Event, Warned
 from omniget.engine.journal import FILENAME
 from omniget.engine.report import Report
-from omniget.engine.resume import STARTED_OVER
+from omniget.engine.resume import started_over
 from omniget.settings import Settings
 
 KiB = 1024
@@ -67,7 +67,7 @@ def test_a_part_file_moved_with_its_folder_is_resumed(
     assert report.ok == 1, report.failures
     assert (tmp_path / "renamed" / "moved.bin").read_bytes() == data
     assert sorted(p.name for p in (tmp_path / "renamed").iterdir()) == ["moved.bin"]
-    assert not any(isinstance(e, Warned) and e.message == STARTED_OVER for e in events)
+    assert not any(isinstance(e, Warned) and e.message == started_over(state) for e in events)
     [request] = httpd.requests_to(path)
     assert request.header("range") is not None and request.header("range") != "bytes=0-"
 
@@ -90,7 +90,7 @@ def test_a_renewed_url_of_the_same_file_resumes_its_part_file(
     assert report.ok == 1, report.failures
     assert (out / "signed.bin").read_bytes() == data
     assert sorted(p.name for p in out.iterdir()) == ["signed.bin"]
-    assert not any(isinstance(e, Warned) and e.message == STARTED_OVER for e in events)
+    assert not any(isinstance(e, Warned) and e.message == started_over(state) for e in events)
     [request] = httpd.requests_to(path)
     assert request.header("range") not in (None, "bytes=0-")
     assert request.header("if-range") is not None

@@ -30,7 +30,7 @@ from omniget.engine.events import Event, Warned
 from omniget.engine.journal import FILENAME, Journal
 from omniget.engine.report import Report
 from omniget.engine.resources import gone
-from omniget.engine.resume import STARTED_OVER
+from omniget.engine.resume import started_over
 from omniget.model import ByteRange, Item, Piece
 from omniget.settings import Settings
 
@@ -210,7 +210,7 @@ def test_an_earlier_urls_record_dropped_as_it_is_taken_over_leaves_the_file_goin
     assert report.exit_code == 0, report.failures
     assert sorted(p.name for p in out.iterdir()) == ["signed.bin"]
     assert (out / "signed.bin").read_bytes() == data
-    assert [e.message for e in events if isinstance(e, Warned)] == [STARTED_OVER]
+    assert [e.message for e in events if isinstance(e, Warned)] == [started_over(state)]
 
 
 def test_a_record_dropped_under_a_piecewise_download_is_made_again(

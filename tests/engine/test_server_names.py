@@ -19,7 +19,7 @@ from tests.servers.httpd import HTTPServer
 
 from omniget import Report, download
 from omniget.engine.events import Event, Progress, Warned
-from omniget.engine.resume import STARTED_OVER
+from omniget.engine.resume import started_over
 from omniget.settings import Settings
 
 KiB = 1024
@@ -132,7 +132,8 @@ def test_a_part_file_without_a_record_is_started_over_with_a_word(
 
     assert report.exit_code == 0, report.failures
     assert (out / "left.bin").read_bytes() == data
-    assert [e.message for e in events if isinstance(e, Warned)] == [STARTED_OVER]
+    said = [e.message for e in events if isinstance(e, Warned)]
+    assert said == [started_over(tmp_path / "state")]
     assert sorted(p.name for p in out.iterdir()) == ["left.bin"]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -194,3 +195,37 @@ def test_a_fifo_at_a_journal_name_is_named_and_the_files_still_come(
     with contextlib.suppress(FileNotFoundError):  # (SQLite removes a -wal at its close)
         os.unlink(state / name)
     cut_then_resumed(httpd, payload, out, state)
+
+
+def test_a_relative_state_folder_after_a_cd_is_named_when_a_part_file_starts_over(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """``--state-dir st`` names a folder of the current one: after a ``cd`` it is another
+    folder, without the killed run's record, and the part file starts over (its bytes
+    are not known to be this file's). Before, the warning said "in this state folder",
+    leaving the user to guess which; it names it now."""
+    data = payload(6 * MiB, 67)
+    path = httpd.new_path("r.bin")
+    httpd.add(path, data)
+    url = httpd.url(path, hold="h", stall_after=3 * MiB, times=1, k="r")
+    out, first, then = tmp_path / "out", tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    then.mkdir()
+    args = (url, "-o", str(out), "--state-dir", "st", "-N", "1", "--split", "1")
+    killed = start(*args, state=tmp_path / "unused", cwd=first)
+    try:
+        assert httpd.held("h")
+        wait_for(lambda: recorded(first / "st") > 0)
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=30)
+    finally:
+        httpd.release("h")
+        killed.kill()
+        if killed.stderr is not None:
+            killed.stderr.close()
+    res = omniget(*args, state=tmp_path / "unused", cwd=then)
+    assert res.returncode == 0, res.stderr
+    [warning] = [ln for ln in res.stderr.splitlines() if "warning" in ln]
+    assert warning == (f"omniget: warning: {out / 'r.bin'}: its part file had no resume record"
+                       f" in the state folder {then / 'st'}; starting over")
+    assert (out / "r.bin").read_bytes() == data

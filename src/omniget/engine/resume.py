@@ -29,8 +29,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: A part file was there with no record of its bytes (another --state-dir, say).
+#: A part file was there with no record of its bytes (another --state-dir, say, or a
+#: relative one after a cd: the folder is named, see started_over).
 STARTED_OVER = "its part file had no resume record in this state folder; starting over"
+
+
+def started_over(state: Path | None) -> str:
+    """:data:`STARTED_OVER`, naming the state folder ``state`` (if known)."""
+    if state is None:
+        return STARTED_OVER
+    return f"its part file had no resume record in the state folder {state}; starting over"
 #: The part file does not end its recorded spans with the bytes they ended with: it was
 #: overwritten, or replaced by a file that got its inode number (ext4 reuses them at once).
 CHANGED = (
@@ -61,7 +69,9 @@ def open_part(job: FileJob, final: Path, *, fresh: bool) -> PartFile:
     ):
         return _taken_since(job, final)
     if job.part.dropped:
-        job.ctx.event(Warned(job.item, final, STARTED_OVER))
+        journal = job.ctx.journal
+        state = None if journal is None else journal.path.parent
+        job.ctx.event(Warned(job.item, final, started_over(state)))
     if fd < 0 and fresh:
         job.ctx.timed_create(job.part.where, time.perf_counter() - began, folder)
     return job.part
