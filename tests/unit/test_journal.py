@@ -397,6 +397,29 @@ def test_sigkill_leaves_a_consistent_growing_journal(tmp_path: Path) -> None:
     assert second >= first
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+@pytest.mark.parametrize("also", [(), ("-shm",)], ids=["journal", "journal-and-shm"])
+def test_a_log_left_without_its_journal_is_no_error(
+    tmp_path: Path, also: tuple[str, ...]
+) -> None:
+    """A run killed, then its journal file removed (the user's "start afresh"), its -wal
+    left (with every record of the run in it, as the journal may have none yet): the
+    open makes a new journal, whole, that takes writes; nothing is said to be damaged."""
+    path = tmp_path / FILENAME
+    run_and_kill(path, 20)
+    assert (tmp_path / f"{FILENAME}-wal").stat().st_size > 0
+    for name in ("", *also):
+        os.unlink(f"{path}{name}")
+    with Journal(path) as j:
+        start(j, "after")
+        j.save_spans("after", [(0, 10)])
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    with Journal(path) as j:
+        assert j.spans("after") == [(0, 10)]
+    assert not [n for n in os.listdir(tmp_path) if ".corrupt-" in n]
+
+
 def test_keys_by_prefix(journal: Journal) -> None:
     for key in ("/out\0a", "/out\0b\u00e9", "/out2\0a", "/ou\0t", "/out\0\U0001f600"):
         start(journal, key)
