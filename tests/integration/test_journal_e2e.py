@@ -229,3 +229,36 @@ def test_a_relative_state_folder_after_a_cd_is_named_when_a_part_file_starts_ove
     assert warning == (f"omniget: warning: {out / 'r.bin'}: its part file had no resume record"
                        f" in the state folder {then / 'st'}; starting over")
     assert (out / "r.bin").read_bytes() == data
+
+
+def test_a_journal_log_removed_during_a_run_then_a_kill_leaves_resume_state(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """The journal's -wal and -shm removed by hand while the CLI downloads (the journal
+    file left): before, the run went on writing into the removed log, where every record
+    since the last copy into the file was (all of them, as a rule), and the rerun after
+    a kill started over. The run makes the journal again at its next write."""
+    data = payload(24 * MiB, 68)
+    path = httpd.new_path("log.bin")
+    url = httpd.add(path, data)
+    out, state = tmp_path / "out", tmp_path / "state"
+    proc = start(url, "-o", str(out), "--split", "1", "--limit-rate", "4M", state=state)
+    try:
+        wait_for(lambda: recorded(state) >= 1 * MiB)
+        for name in ("-wal", "-shm"):
+            os.unlink(state / f"{FILENAME}{name}")
+        wait_for(lambda: recorded(state) > 1 * MiB)  # (made again, with the run's records)
+        again = recorded(state)
+        wait_for(lambda: recorded(state) > again)  # (a later write: the warning is out)
+        proc.send_signal(signal.SIGKILL)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert (f"resume journal {state / FILENAME}: its -wal or -shm was removed during the run;"
+            " made again with this run's records") in err.decode(), err
+    httpd.clear_log()
+    done = omniget(url, "-o", str(out), "-q", state=state)
+    assert done.returncode == 0, done.stderr
+    assert (out / "log.bin").read_bytes() == data
+    [asked] = [r.header("range") for r in httpd.requests_to(path) if r.method == "GET"]
+    assert asked is not None and int(asked.split("=")[1].split("-")[0]) >= again

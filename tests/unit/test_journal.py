@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import re
@@ -667,6 +668,64 @@ def test_a_journal_removed_under_a_run_is_made_again_with_its_records(
         rec = again.get("b")
         assert rec is not None and rec.done and rec.size == 30
     j.close()
+
+
+OTHER_RUN = textwrap.dedent(
+    """
+    import json, sys
+    from omniget.engine.journal import Journal
+
+    with Journal.in_dir(sys.argv[1]) as j:
+        if sys.argv[2:]:
+            j.save_spans("a", json.loads(sys.argv[2]))
+        rec = j.get("b")
+        print(json.dumps([j.spans("a"), rec is not None and rec.done]))
+    """
+)
+
+
+def other_run(state: Path, spans: list[tuple[int, int]] | None = None) -> list[Any]:
+    """What another process finds in the journal in ``state``: the spans of "a", whether
+    "b" is done; ``spans``: given to "a" first."""
+    env = dict(os.environ, PYTHONPATH=str(Path(omniget.__file__).parents[1]))
+    args = [] if spans is None else [json.dumps(spans)]
+    out = subprocess.run([sys.executable, "-c", OTHER_RUN, str(state), *args],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    found: list[Any] = json.loads(out.stdout)
+    return found
+
+
+@pytest.mark.parametrize("removed", [("-wal", "-shm"), ("-wal",), ("-shm",)],
+                         ids=["wal-and-shm", "wal", "shm"])
+def test_a_log_removed_under_a_run_is_made_again_with_its_records(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, look_always: None,
+    removed: tuple[str, ...],
+) -> None:
+    """The journal's -wal (its log: what was written since SQLite last copied it into the
+    file) or -shm (the log's index) removed by hand while a run has it open. Before, the
+    run went on with the removed ones: another process found none of its records (a
+    rerun after a kill started over), could not open the journal ("disk I/O error"), or
+    made an index of its own, and their writes were lost to each other."""
+    state = tmp_path / "state"
+    j = Journal.in_dir(state)
+    start(j, "a")
+    j.save_spans("a", [(0, 100)])
+    start(j, "b")
+    j.finish("b", size=30, digest=None)
+    for name in removed:
+        os.unlink(state / f"{FILENAME}{name}")
+    j.save_spans("a", [(0, 200)])  # (the first write after: it is found out here)
+    assert "was removed during the run; made again with this run's records" in caplog.text
+    assert other_run(state) == [[[0, 200]], True]
+    j.save_spans("a", [(0, 300)])
+    assert other_run(state) == [[[0, 300]], True]
+    assert other_run(state, [(0, 400)]) == [[[0, 400]], True]
+    assert j.spans("a") == [(0, 400)]
+    j.close()
+    assert other_run(state) == [[[0, 400]], True]
+    with contextlib.closing(sqlite3.connect(state / FILENAME)) as db:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
 
 
 def test_a_journal_another_run_made_again_gets_this_runs_records(

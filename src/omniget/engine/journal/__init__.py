@@ -42,7 +42,9 @@ a run (:meth:`Journal.prune`): the journal does not grow for ever.
 A journal file removed while a run has it open (its state folder deleted) is made again,
 with the run's records, at the run's next write (it is looked for at most once a second,
 and at the close). One that another run replaced meanwhile (it found it damaged and moved
-it aside) gets the run's records the same way, but for those it has already (newer).
+it aside) gets the run's records the same way, but for those it has already (newer). So
+does one whose -wal or -shm was removed (by hand): it is removed first, as the new -wal
+or -shm another run may have made beside it (see :func:`.opening.follow`).
 
 A damaged journal file (SQLite's "not a database" or "malformed", or a schema version no
 omniget wrote: not an integer, or below 1) is moved aside at the open, with its -wal and

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from .opening import follow, guard, open_or_repair
+from .opening import Beside, beside, follow, guard, open_or_repair
 from .repair import move_if_same
 from .texts import Texts
 
@@ -68,6 +68,8 @@ class Handle:
         self.found_damaged = False
         with guard(self.path, "open"):
             (self._db, self._ident), repaired = open_or_repair(self.path, now)
+        #: Its -wal and -shm (see :func:`.opening.follow`)
+        self._logs: Beside | None = beside(self.path)
         if repaired:
             log.warning("%s", repaired)
 
@@ -102,9 +104,10 @@ class Handle:
         """Follow a journal file removed or replaced since it was opened (see
         :func:`.opening.follow`)."""
         assert self._db is not None and self._ident is not None
-        followed = follow(self.path, self._db, self._ident)
+        followed = follow(self.path, self._db, self._ident, self._logs)
         if followed is not None:
             self._db, self._ident = followed
+            self._logs = beside(self.path) if self._ident is not None else None
 
     @property
     def closed(self) -> bool:

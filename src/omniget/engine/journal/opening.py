@@ -20,7 +20,9 @@ from . import schema
 from .repair import BESIDE, LOCKED, damaged, folder_lock, move_aside
 from .schema import Damaged, copy_records, setup
 
-__all__ = ["Unmoved", "follow", "guard", "open_file", "open_or_repair", "unmoved"]
+__all__ = [
+    "Beside", "Unmoved", "beside", "follow", "guard", "open_file", "open_or_repair", "unmoved",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +61,26 @@ def open_file(path: Path) -> Opened:
         return _open(path)
 
 
+#: (device, inode) of the journal's -wal and -shm (see beside)
+Beside = tuple[tuple[int, int], tuple[int, int]]
+
+
+def beside(path: Path) -> Beside | None:
+    """The identities of the -wal and -shm of the journal at ``path`` (None: either is
+    not there, or not to be told). SQLite keeps both while a connection has the journal
+    open, as the same files: ones removed then (by hand) are followed (see follow)."""
+    found = []
+    for name in BESIDE:
+        try:
+            st = os.stat(f"{path}{name}")
+        except OSError:
+            return None
+        found.append((st.st_dev, st.st_ino))
+    return found[0], found[1]
+
+
 def follow(
-    path: Path, old: sqlite3.Connection, ident: tuple[int, int]
+    path: Path, old: sqlite3.Connection, ident: tuple[int, int], logs: Beside | None = None
 ) -> tuple[sqlite3.Connection, tuple[int, int] | None] | None:
     """The journal file at ``path``, opened as ``old`` (its (device, inode) ``ident``),
     was removed (its state folder deleted, say) or another run replaced it (it found it
@@ -68,8 +88,15 @@ def follow(
     it has open, and a rerun would find nothing. It is made again (or the new one
     opened), with every record of ``old`` it has none of, and ``old`` closed: the new
     connection and ident. None: the file is still the one opened (or cannot be told);
-    ``old`` with no ident: it cannot be made again (the run goes on with ``old``)."""
-    replaced = False
+    ``old`` with no ident: it cannot be made again (the run goes on with ``old``).
+
+    So is a journal whose -wal or -shm is not ``logs`` (the ones opened with it) any
+    more: removed by hand, SQLite would go on with the removed ones, and another run
+    would find none of this run's records in the log, or make a log or an index of its
+    own beside them (their writes lost to each other). The journal is removed then, and
+    whatever is at their names (another run's, which follows as from a replaced file),
+    and made again."""
+    replaced = lost_log = False
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -78,8 +105,20 @@ def follow(
         return None  # (not to be told: the write says what is wrong, if anything)
     else:
         if (st.st_dev, st.st_ino) == ident:
-            return None
-        replaced = True
+            if logs is None or beside(path) == logs:
+                return None
+            try:
+                replaced = not _remove_for_its_log(path, ident)
+                lost_log = not replaced
+            except TimeoutError:
+                return None  # (another run holds its folder: the next look tries again)
+            except OSError as exc:
+                log.warning("resume journal %s: its -wal or -shm was removed during the run,"
+                            " and it cannot be made again (%s); this run's resume state is"
+                            " lost if it stops", path, _said(exc))
+                return old, None
+        else:
+            replaced = True
     try:
         db, new = open_file(path)  # (or the one another run made again meanwhile)
     except (sqlite3.Error, OSError) as exc:
@@ -97,10 +136,36 @@ def follow(
         log.warning("resume journal %s: another omniget run replaced it during this run"
                     " (it found it damaged, say); this run's records are copied into the"
                     " new one", path)
+    elif lost_log:
+        log.warning("resume journal %s: its -wal or -shm was removed during the run; made"
+                    " again with this run's records", path)
     else:
         log.warning("resume journal %s: it was removed during the run; made again with"
                     " this run's records", path)
     return db, new
+
+
+def _remove_for_its_log(path: Path, ident: tuple[int, int]) -> bool:
+    """Remove the journal at ``path``, still the file ``ident``, whose -wal or -shm was
+    removed, and what is at their names now: another run made them, for that file, and
+    a new journal must never meet them (see repair). Under the state folder's lock (not
+    while another run opens it). False: another file took its place meanwhile (another
+    run did this first). OSError: it could not be removed."""
+    with folder_lock(path.parent, exclusive=True) as held:
+        if not held:
+            raise TimeoutError(LOCKED)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return True
+        if (st.st_dev, st.st_ino) != ident:
+            return False
+        for name in (*BESIDE, ""):
+            try:
+                os.unlink(f"{path}{name}")
+            except FileNotFoundError:
+                pass
+    return True
 
 
 def open_or_repair(path: Path, now: Callable[[], float]) -> tuple[Opened, str | None]:
