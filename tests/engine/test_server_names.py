@@ -9,7 +9,10 @@ with this one (before: one file of mixed bytes reported as done, the other faile
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
+import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +21,11 @@ import pytest
 from tests.servers.httpd import HTTPServer
 
 from omniget import Report, download
+from omniget.engine.core import Engine
 from omniget.engine.events import Event, Progress, Warned
-from omniget.engine.resume import started_over
+from omniget.engine.journal import FILENAME, Journal
+from omniget.engine.resume import NOT_KEPT, started_over
+from omniget.model import Item
 from omniget.settings import Settings
 
 KiB = 1024
@@ -228,3 +234,39 @@ def test_a_file_put_where_an_unfinished_one_goes(
         assert mine == b"mine" and (out / "cut_1.bin").read_bytes() == data
     else:
         assert mine == data
+
+
+def test_a_part_file_whose_record_keeps_none_of_its_bytes_says_so(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """Its record's spans were written on another boot and never synced (the machine
+    restarted within seconds of its start): there is a record, but none of the bytes it
+    names is known to be on the disk. Before, the warning said the part file "had no
+    resume record in the state folder", which sent the user looking for another one."""
+    data = payload(1024 * KiB, 72)
+    path = httpd.new_path("boot.bin")
+    httpd.add(path, data)
+    out, state = tmp_path / "out", tmp_path / "state"
+    settings = Settings(state_dir=state, retries=0)
+    cut = download([httpd.url(path, reset=600 * KiB, times=1)], out, settings=settings)
+    assert cut.failed == 1 and (out / "boot.bin.omniget-part").exists()
+    with contextlib.closing(sqlite3.connect(state / FILENAME)) as db:  # (as a kill leaves
+        db.execute("UPDATE files SET synced = NULL, synced_prints = NULL")  # it: no sync)
+        db.commit()
+    events: list[Event] = []
+    with Journal(state / FILENAME, boot="the next boot") as journal:
+        [(key, _)] = journal.unfinished()
+        assert journal.spans(key) == []
+
+        async def go() -> Report:
+            engine = Engine(settings, journal=journal)
+            try:
+                return await engine.run([Item(httpd.url(path))], out, on_event=events.append)
+            finally:
+                await engine.aclose()
+
+        report = asyncio.run(go())
+    assert report.exit_code == 0, report.failures
+    assert (out / "boot.bin").read_bytes() == data
+    said = [e.message for e in events if isinstance(e, Warned)]
+    assert said == [NOT_KEPT]

@@ -34,6 +34,15 @@ log = logging.getLogger(__name__)
 STARTED_OVER = "its part file had no resume record in this state folder; starting over"
 
 
+#: A part file whose record vouches for none of its bytes: its spans were written on
+#: another boot and none was synced, or the record is of another part file (a run with
+#: another state folder started it over since).
+NOT_KEPT = (
+    "its part file holds no bytes its resume record vouches for (another run started it"
+    " over since, or none was synced before the machine restarted); starting over"
+)
+
+
 def started_over(state: Path | None) -> str:
     """:data:`STARTED_OVER`, naming the state folder ``state`` (if known)."""
     if state is None:
@@ -71,7 +80,8 @@ def open_part(job: FileJob, final: Path, *, fresh: bool) -> PartFile:
     if job.part.dropped:
         journal = job.ctx.journal
         state = None if journal is None else journal.path.parent
-        job.ctx.event(Warned(job.item, final, started_over(state)))
+        said = started_over(state) if job.record is None else NOT_KEPT
+        job.ctx.event(Warned(job.item, final, said))
     if fd < 0 and fresh:
         job.ctx.timed_create(job.part.where, time.perf_counter() - began, folder)
     return job.part
