@@ -32,14 +32,18 @@ log = logging.getLogger(__name__)
 #: A part file was there with no record of its bytes (another --state-dir, say, or a
 #: relative one after a cd: the folder is named, see started_over).
 STARTED_OVER = "its part file had no resume record in this state folder; starting over"
-
-
 #: A part file whose record vouches for none of its bytes: its spans were written on
 #: another boot and none was synced, or the record is of another part file (a run with
 #: another state folder started it over since).
 NOT_KEPT = (
     "its part file holds no bytes its resume record vouches for (another run started it"
     " over since, or none was synced before the machine restarted); starting over"
+)
+#: The part file does not end its recorded spans with the bytes they ended with: it was
+#: overwritten, or replaced by a file that got its inode number (ext4 reuses them at once).
+CHANGED = (
+    "its part file does not hold the bytes the resume journal recorded for it (changed"
+    " since the last run?); starting over"
 )
 
 
@@ -48,12 +52,6 @@ def started_over(state: Path | None) -> str:
     if state is None:
         return STARTED_OVER
     return f"its part file had no resume record in the state folder {state}; starting over"
-#: The part file does not end its recorded spans with the bytes they ended with: it was
-#: overwritten, or replaced by a file that got its inode number (ext4 reuses them at once).
-CHANGED = (
-    "its part file does not hold the bytes the resume journal recorded for it (changed"
-    " since the last run?); starting over"
-)
 
 
 def open_part(job: FileJob, final: Path, *, fresh: bool) -> PartFile:
