@@ -33,6 +33,7 @@ from omniget.engine.events import Event, Warned
 from omniget.engine.journal import FILENAME, Journal, Owner, handle, repair, schema
 from omniget.engine.journal.opening import guard
 from omniget.engine.report import Report
+from omniget.errors import StorageError
 from omniget.model import Item
 from omniget.settings import Settings
 
@@ -548,6 +549,42 @@ def test_a_journal_another_program_keeps_locked_leaves_the_files_going_on(
     caplog.clear()
     next_run_resumes(httpd, payload, run)
     assert warnings(caplog) == []
+
+
+def test_a_journal_whose_log_is_removed_on_a_full_disk_keeps_its_records(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its -wal and -shm removed by hand, and no room to make the journal again: the
+    journal file stays as it was, with the records it holds (another download's), and
+    the run goes on with the removed log, which SQLite copies into the file at the close
+    (once there is room). Removed first, and then not made again, it lost them."""
+    monkeypatch.setattr(handle, "CHECK_EVERY", 0.0)
+    small = tmp_path / "small"
+    with tmpfs(small, "512k"):
+        state = small / "state"
+        j = Journal.in_dir(state)
+        try:
+            j.start("other", path="/o", url="u", size=None, etag=None, last_modified=None)
+            j.save_spans("other", [(0, 50)])
+            checkpointed_out(state / FILENAME)  # (in the file itself)
+            j.start("a", path="/a", url="u", size=None, etag=None, last_modified=None)
+            for name in ("-wal", "-shm"):
+                os.unlink(state / f"{FILENAME}{name}")
+            filler = fill(small)
+            with caplog.at_level(logging.WARNING, logger="omniget"), pytest.raises(
+                StorageError, match="database or disk is full"
+            ):
+                j.save_spans("a", [(0, 100)])  # (no room for it either)
+            [warning] = warnings(caplog)
+            assert "its -wal or -shm was removed during the run, and it cannot be made" \
+                " again" in warning, warning
+            assert sorted(os.listdir(state)) == [FILENAME]
+            filler.unlink()
+        finally:
+            j.close()  # (its log copied into the file, now that there is room)
+        with Journal.in_dir(state) as again:
+            assert again.spans("other") == [(0, 50)]
+            assert again.get("a") is not None
 
 
 class ForgottenMeanwhile(Journal):

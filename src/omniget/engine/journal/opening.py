@@ -6,6 +6,7 @@ a file. The journal itself is :mod:`.journal`."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -93,10 +94,10 @@ def follow(
     So is a journal whose -wal or -shm is not ``logs`` (the ones opened with it) any
     more: removed by hand, SQLite would go on with the removed ones, and another run
     would find none of this run's records in the log, or make a log or an index of its
-    own beside them (their writes lost to each other). The journal is removed then, and
-    whatever is at their names (another run's, which follows as from a replaced file),
-    and made again."""
-    replaced = lost_log = False
+    own beside them (their writes lost to each other). It is made again in its place
+    (see _remake_for_its_log; another run that has it open follows as from a replaced
+    file); if that fails, the file is left as it was."""
+    replaced = False
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -108,17 +109,21 @@ def follow(
             if logs is None or beside(path) == logs:
                 return None
             try:
-                replaced = not _remove_for_its_log(path, ident)
-                lost_log = not replaced
+                remade = _remake_for_its_log(path, old, ident)
             except TimeoutError:
                 return None  # (another run holds its folder: the next look tries again)
-            except OSError as exc:
+            except (sqlite3.Error, OSError) as exc:
                 log.warning("resume journal %s: its -wal or -shm was removed during the run,"
                             " and it cannot be made again (%s); this run's resume state is"
-                            " lost if it stops", path, _said(exc))
+                            " lost if it stops", path,
+                            _said(exc) if isinstance(exc, OSError) else exc)
                 return old, None
-        else:
-            replaced = True
+            if remade is not None:
+                old.close()  # (SQLite leaves a moved file's log alone)
+                log.warning("resume journal %s: its -wal or -shm was removed during the run;"
+                            " made again with this run's records", path)
+                return remade
+        replaced = os.path.exists(path)  # (else removed since the look above)
     try:
         db, new = open_file(path)  # (or the one another run made again meanwhile)
     except (sqlite3.Error, OSError) as exc:
@@ -136,36 +141,55 @@ def follow(
         log.warning("resume journal %s: another omniget run replaced it during this run"
                     " (it found it damaged, say); this run's records are copied into the"
                     " new one", path)
-    elif lost_log:
-        log.warning("resume journal %s: its -wal or -shm was removed during the run; made"
-                    " again with this run's records", path)
     else:
         log.warning("resume journal %s: it was removed during the run; made again with"
                     " this run's records", path)
     return db, new
 
 
-def _remove_for_its_log(path: Path, ident: tuple[int, int]) -> bool:
-    """Remove the journal at ``path``, still the file ``ident``, whose -wal or -shm was
-    removed, and what is at their names now: another run made them, for that file, and
-    a new journal must never meet them (see repair). Under the state folder's lock (not
-    while another run opens it). False: another file took its place meanwhile (another
-    run did this first). OSError: it could not be removed."""
+def _remake_for_its_log(
+    path: Path, old: sqlite3.Connection, ident: tuple[int, int]
+) -> Opened | None:
+    """Make again the journal at ``path``, still the file ``ident`` (open as ``old``),
+    whose -wal or -shm was removed: a new file with ``old``'s records, in its place. What
+    is at their names now goes first: another run made them, for the old file, and a
+    new journal must never meet them (see repair). All under the state folder's lock
+    (not while another run opens it). None: another file took its place meanwhile (a
+    run did this first). The old file is kept aside until the new one has its records,
+    and put back if that fails (a full disk, say): it keeps the records in it."""
     with folder_lock(path.parent, exclusive=True) as held:
         if not held:
             raise TimeoutError(LOCKED)
         try:
             st = os.stat(path)
         except FileNotFoundError:
-            return True
+            return None
         if (st.st_dev, st.st_ino) != ident:
-            return False
-        for name in (*BESIDE, ""):
-            try:
-                os.unlink(f"{path}{name}")
-            except FileNotFoundError:
-                pass
-    return True
+            return None
+        kept = path.with_name(f"{path.name}.kept-{os.getpid()}")
+        os.rename(path, kept)
+        db = None
+        try:
+            _remove_beside(path)
+            db, new = _open(path)
+            copy_records(old, db)
+        except BaseException:
+            if db is not None:
+                db.close()
+            _remove_beside(path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            os.rename(kept, path)
+            raise
+        os.unlink(kept)
+    return db, new
+
+
+def _remove_beside(path: Path) -> None:
+    """Remove the -wal and -shm at the names of the journal at ``path``."""
+    for name in BESIDE:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{path}{name}")
 
 
 def open_or_repair(path: Path, now: Callable[[], float]) -> tuple[Opened, str | None]:
