@@ -460,7 +460,8 @@ def test_a_journal_another_run_moved_aside_gets_this_runs_records_at_its_end(
         f" 'x'); moved aside to {state / aside} and a new one made (downloads its records"
         " could have resumed start over)",
         f"resume journal {state / FILENAME}: another omniget run replaced it during this run"
-        " (it found it damaged, say); this run's records are copied into the new one"]
+        " (it found it damaged, or its -wal or -shm removed, say); this run's records are"
+        " copied into the new one"]
     httpd.clear_log()
     again = download(run.urls, run.out, settings=run.settings)
     assert [r.status for r in again.results] == ["skipped", "skipped", "ok"], again.failures

@@ -139,8 +139,8 @@ def follow(
     old.close()  # (SQLite leaves a moved file's log alone: the new one's has its name)
     if replaced:
         log.warning("resume journal %s: another omniget run replaced it during this run"
-                    " (it found it damaged, say); this run's records are copied into the"
-                    " new one", path)
+                    " (it found it damaged, or its -wal or -shm removed, say); this run's"
+                    " records are copied into the new one", path)
     else:
         log.warning("resume journal %s: it was removed during the run; made again with"
                     " this run's records", path)
