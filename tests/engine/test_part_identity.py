@@ -16,7 +16,7 @@ from omniget.engine.assemble import PART_SUFFIX
 from omniget.engine.events import Event, Warned
 from omniget.engine.journal import FILENAME
 from omniget.engine.report import Report
-from omniget.engine.resume import started_over
+from omniget.engine.resume import NOT_KEPT, started_over
 from omniget.settings import Settings
 
 KiB = 1024
@@ -43,9 +43,11 @@ def test_a_part_file_another_state_folder_started_over_is_not_resumed_from_the_f
     assert run([url], out, tmp_path / "s1").failed == 1
     other = run([httpd.url("/b/x.bin", reset=100 * KiB)], out, tmp_path / "s2")
     assert other.failed == 1 and (out / f"x.bin{PART_SUFFIX}").exists()
-    again = run([url], out, tmp_path / "s1")
+    events: list[Event] = []
+    again = run([url], out, tmp_path / "s1", events)
     assert again.ok == 1, again.failures
     assert (out / "x.bin").read_bytes() == mine
+    assert [e.message for e in events if isinstance(e, Warned)] == [NOT_KEPT]
 
 
 def test_a_part_file_moved_with_its_folder_is_resumed(
