@@ -142,6 +142,15 @@ def test_event_dicts() -> None:
         json.dumps(d)
 
 
+def test_a_file_without_a_path_yet_is_named_as_a_download_would_write_it() -> None:
+    """Its own name, decoded from the URL, held an escape and a BEL as they were (a
+    failure before the file had a place: ``-v``'s line and the ``--json`` path)."""
+    item = make_item(filename="a\x1b[31mred\x07.mp4")
+    event = Failed(item, None, error=AuthRequired("no"))
+    assert event_to_dict(event, Masker())["path"] == "album/a_[31mred_.mp4"
+    assert event_to_dict(event, Masker(), Path("out"))["path"] == "out/album/a_[31mred_.mp4"
+
+
 def test_json_events_rate_limit_progress_and_mask() -> None:
     out = io.StringIO()
     now = [0.0]

@@ -390,6 +390,21 @@ def test_control_characters_of_a_url_never_reach_the_terminal(
     assert encoded in err and not any(c in err for c in "\x1b\x07"), err
 
 
+def test_a_filtered_file_is_named_as_a_download_would_write_it(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: ``-v``'s ``skipped NAME (filtered)`` wrote the name decoded from ``%1B``
+    (an escape) and ``%07`` as it was, to the terminal; its ``--json`` path too."""
+    url = httpd.url("/") + "u/%1B[31mred%07tab.txt"
+    assert main(["-v", "--exclude", "*.txt", "-o", "out", url]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("skipped out/_[31mred_tab.txt (filtered)\n"), err
+    assert main(["--json", "--exclude", "*.txt", "-o", "out", url]) == 0
+    event = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert event["path"] == "out/_[31mred_tab.txt", event
+    assert httpd.requests == []
+
+
 def test_list_shows_a_name_as_a_download_would_write_it(
     httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -157,7 +157,10 @@ def _get(
     def skipped(item: Item) -> None:
         filtered.append(item)
         if live:  # (its path under -o, as the other files' events have it; -O: its own name)
-            path = None if ns.output_file else (cfg.output or Path(".")) / item.output_path
+            from ..engine.names import safe_relpath  # (as a download would write it)
+
+            path = (None if ns.output_file else
+                    (cfg.output or Path(".")) / safe_relpath(item.output_path))
             consumer(Skipped(item, path, "filtered"))
 
     # The engine extracts URLs itself (so sources can refresh expiring links); the CLI does

@@ -217,13 +217,17 @@ def item_to_dict(item: Item, mask: Masker) -> dict[str, Any]:
 
 def event_path(event: Event, mask: Masker, folder: Path | None = None) -> str | None:
     """The file an event is about: its output path, or the item's own before that is
-    known (under ``folder``, the run's output folder, when given); None for a URL no
-    source took (it names no file)."""
+    known, as a download would write it (under ``folder``, the run's output folder, when
+    given); None for a URL no source took (it names no file)."""
     if event.path:
         return mask(display_path(event.path))
     if not event.item.source:
         return None
+    from ..engine.names import safe_relpath  # (no control character: a terminal's own)
+
     path = event.item.output_path
+    if not os.path.isabs(path):  # (one is -O DEVICE's, as given)
+        path = safe_relpath(path)
     return mask(path if folder is None else display_path(folder / path))
 
 
