@@ -469,6 +469,34 @@ def test_the_time_left_is_rounded_up() -> None:
     assert words(total)[-1] == words(file)[-1] == "0:00:01"
 
 
+@pytest.mark.parametrize("width", [80, 300])
+def test_the_longest_sizes_and_times_left_are_shown_whole(width: int) -> None:
+    """Was: ``512.0/1000.0 M…`` for a file of 1000 MiB (its column had room for 15
+    cells), and ``10:40:…`` for 10 hours left (7 cells)."""
+    rp, clock = bars(width)
+    big, slow, slower = (Item(download_url=f"https://example.com/{n}.iso")
+                         for n in ("big", "slow", "slower"))
+    rp(Started(big, None, size=1000 * MiB, resumed=0))
+    rp(Started(slow, None, size=1023 * MiB, resumed=0))
+    rp(Started(slower, None, size=1000 * 1024 * MiB, resumed=0))
+    clock.now = 10.0
+    rp(Progress(big, None, done=512 * MiB, size=1000 * MiB))  # (48 s left)
+    rp(Progress(slow, None, done=10 * 1024, size=1023 * MiB))  # 1 KiB/s
+    rp(Progress(slower, None, done=10 * 1024, size=1000 * 1024 * MiB))
+    total, first, second, third = frame(rp)  # (no row wraps: checked there)
+    assert words(first)[1:] == ["512.0/1000.0", "MiB", "51.2", "MiB/s", "0:00:10"], first
+    # 1023 MiB at 1 KiB/s: 12 days 2 hours; 1000 GiB: more than 999 days
+    assert words(second)[1:] == ["0.0/1023.0", "MiB", "1.0", "KiB/s", "12d", "02h"], second
+    assert words(third)[1:] == ["0.0/1000.0", "GiB", "1.0", "KiB/s", ">999d"], third
+    assert words(total)[3:5] == ["0.5/1002.0", "GiB"], total
+    rp(Finished(slow, None, size=1023 * MiB, verified="size", fetched=1023 * MiB))
+    rp(Finished(slower, None, size=1000 * 1024 * MiB, verified="size", fetched=1000 * 1024 * MiB))
+    clock.now = 11.0
+    rp(Progress(big, None, done=513 * MiB, size=1000 * MiB))
+    total, first = frame(rp)
+    assert words(total)[3:5] == ["1001.5/1002.0", "GiB"], total
+
+
 def test_before_any_file_is_known_the_bars_say_so() -> None:
     rp, _ = bars()
     assert frame(rp) == ["starting…"]  # (was: "total [0/0 files] ... 0 B ? -:--:--")
@@ -677,7 +705,7 @@ def test_a_narrow_terminal_keeps_each_bar_s_percent_or_bytes() -> None:
         rp(Started(b, None, size=None, resumed=0))
         rp(Progress(b, None, done=3 * MiB, size=None))
         total, first, second = frame(rp)  # (no row wraps: checked there)
-        wide = width >= 43  # (room for the bytes column)
+        wide = width >= 45  # (room for the bytes column)
         assert words(first)[1:3] == (["1.0/4.0", "MiB"] if wide else ["25%"]), (width, first)
         assert words(second)[1:3] == ["3.0", "MiB"], (width, second)
         assert words(total)[-2:] == ["4.0", "MiB"] or wide, (width, total)

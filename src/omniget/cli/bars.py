@@ -60,7 +60,9 @@ NAME = 40  # cells for a name at most
 BAR = 10  # cells a bar has (while a name has 16)
 # The columns after the bar and their cells (each with the space before it), in the order
 # a narrow terminal gives them up; the bytes give way to their short form (``25%``), kept.
-AFTER = {"left": 8, "speed": 13, "bytes": 16}
+# Each has room for its longest text: ``99:59:59`` (then ``999d 23h``), ``1023.9 KiB/s``,
+# ``1023.9/1023.9 MiB``.
+AFTER = {"left": 9, "speed": 13, "bytes": 18}
 LEAST_NAME, LEAST_BAR = 8, 5  # cells below which a bar goes (its percent stays)
 
 
@@ -120,6 +122,15 @@ def _speed(rate: Rate) -> str:
     under --limit-rate 2M looks like a bug)."""
     speed = rate.speed()
     return "?" if speed is None else f"{format_size(int(speed))}/s"
+
+
+def _left(seconds: float | None) -> str:
+    """The time left in at most 8 cells: ``0:01:05`` up to 100 hours, then days and hours
+    (``12d 02h``), past 999 days ``>999d``."""
+    if seconds is None or seconds < 100 * 3600:
+        return clock_time(seconds)
+    hours = int(seconds) // 3600
+    return ">999d" if hours >= 1000 * 24 else f"{hours // 24}d {hours % 24:02}h"
 
 
 def rewraps(environ: Mapping[str, str]) -> bool:
@@ -320,7 +331,7 @@ class RichProgress:
             lines += [
                 _Line(f.name, f.done, f.size, _pair(f.done, f.size), _brief(f.done, f.size),
                       _speed(f.rate),
-                      clock_time(f.rate.left(None if f.size is None else f.size - f.done)),
+                      _left(f.rate.left(None if f.size is None else f.size - f.done)),
                       True)
                 for f in files
             ]
@@ -424,7 +435,7 @@ def _run_line(t: Tally) -> _Line:
     else:
         done, size, left = t.ended, t.seen, t.files_left()
     return _Line(f"total [{count} files]", done, size, _pair(t.done, total),
-                 _brief(t.done, total), _speed(t.rate), clock_time(left), False,
+                 _brief(t.done, total), _speed(t.rate), _left(left), False,
                  shorts=(f"{count} files", count))
 
 
