@@ -1,12 +1,12 @@
 """A tiny terminal for tests: replays what the progress display wrote (rich's live region
 moves up and erases lines) onto a screen of a given size, so a test sees what a user would.
 
-Understood: text (wide characters take two cells), ``\\r``, ``\\n`` (as ``\\r\\n``, as the
-tty's ONLCR makes it), ``ESC[nA``/``B``, ``ESC[K``/``1K``/``2K``, ``ESC[?25l``/``h`` (cursor
-hidden/shown); colours and other sequences are dropped. A character that does not fit
-wraps to the next row (counted). :meth:`Screen.resize` changes the width as a terminal
-window does: with ``reflow`` (most terminals) each line is wrapped again at the new width,
-without it (xterm) rows are cut.
+Understood: text (wide characters take two cells, a combining one joins the cell before
+it), ``\\r``, ``\\n`` (as ``\\r\\n``, as the tty's ONLCR makes it), ``ESC[nA``/``B``,
+``ESC[K``/``1K``/``2K``, ``ESC[?25l``/``h`` (cursor hidden/shown); colours and other
+sequences are dropped. A character that does not fit wraps to the next row (counted).
+:meth:`Screen.resize` changes the width as a terminal window does: with ``reflow`` (most
+terminals) each line is wrapped again at the new width, without it (xterm) rows are cut.
 """
 
 from __future__ import annotations
@@ -129,6 +129,10 @@ class Screen:
             self._newline()
         elif ch >= " ":
             w = _cells(ch)
+            if not w:  # (a combining character goes onto the cell before it, as a terminal's)
+                if self.x:
+                    self.rows[self.y][self.x - 1] += ch
+                return
             if self.x + w > self.width:
                 self.wraps += 1
                 self.wrapped[self.y] = True

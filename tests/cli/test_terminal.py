@@ -10,12 +10,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from urllib.parse import quote
 
 import pytest
 from rich.console import Console
 from tests.cli._screen import Screen
 
-from omniget.cli.bars import RichProgress
+from omniget.cli.bars import RichProgress, fit
 from omniget.cli.logs import log_to_stderr
 from omniget.cli.output import Masker
 from omniget.cli.signals import SaveOnSignal
@@ -201,6 +202,19 @@ def test_rows_fit_the_terminal_width_and_names_keep_their_end() -> None:
         assert rows[3].startswith("plain.bin")
         assert rows[1].startswith("…") and rows[2].startswith("…")
         assert ("-:--:--" in rows[0]) == (width >= 70)  # (the time left goes first)
+
+
+def test_a_name_cut_keeps_its_accents_with_their_letters() -> None:
+    """Was: a name cut before a letter kept the accent that goes on it (a combining
+    character, no cell of its own), which went onto the ``…`` instead."""
+    name = "x\u0301" * 40 + ".bin"  # (x with an acute accent has no one character)
+    assert fit(name, 10) == "…" + "x\u0301" * 5 + ".bin"
+    assert fit(name, 10, keep_end=False) == "x\u0301" * 9 + "…"
+    rp, _ = bars(60)
+    rp(Started(Item(download_url="https://example.com/" + quote(name)), None, size=MiB,
+               resumed=0))
+    shown = words(frame(rp)[1])[0]
+    assert shown.startswith("…x\u0301") and shown.endswith("x\u0301.bin"), shown
 
 
 def test_file_bars_fit_the_terminal_height() -> None:

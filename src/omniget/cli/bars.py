@@ -82,6 +82,9 @@ def fit(text: str, cells: int, *, keep_end: bool = True, dots: str = "…") -> s
         if room < 0:
             break
         kept.append(ch)
+    if keep_end:  # (no accent without its letter: a combining character has no cell)
+        while kept and not cell_len(kept[-1]):
+            kept.pop()
     return dots + "".join(reversed(kept)) if keep_end else "".join(kept) + dots
 
 
