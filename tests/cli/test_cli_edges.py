@@ -1750,6 +1750,27 @@ def test_interrupted_stdout_download_does_not_promise_a_resume(
                    "(stdout cannot be resumed: run the command again to start over)\n")
 
 
+@pytest.mark.skipif(not os.path.exists(os.devnull), reason="needs /dev/null")
+def test_an_interrupted_json_run_onto_a_device_ends_its_file(httpd: HTTPServer) -> None:
+    """As an interrupted download's, its file has its end, a ``failed`` event of exit code
+    130 (before: its ``started`` event had none, the summary alone counted it)."""
+    proc = spawn("--json", "-O", os.devnull, slow(httpd, "d.bin", drip=200_000))
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert b'"event": "started"' in first
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    events = [e for e in json_lines((first + out).decode()) if e["event"] != "progress"]
+    assert [e["event"] for e in events] == ["started", "failed", "summary"], events
+    assert events[1] == {**events[1], "path": os.devnull, "error_type": "Cancelled",
+                         "exit_code": 130}
+    assert events[1]["error"].startswith("interrupted; the file written to /dev/null is "
+                                         "incomplete"), events
+    assert events[2] == {**events[2], "ok": 0, "failed": 0, "interrupted": 1,
+                         "exit_code": 130}
+
+
 def test_an_interrupted_run_s_summary_counts_the_files_it_never_began(
     httpd: HTTPServer,
 ) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from ..engine.events import Event, Failed, Retrying, Warned
-from ..errors import OmnigetError, StorageError, write_error
+from ..errors import Cancelled, OmnigetError, StorageError, write_error
 from ..model import Item
 from .config import Config
 from .logs import warn
@@ -88,10 +88,12 @@ def to_stream(
                 return _stream_failed(consumer, item, exc, ns, mask)
             except KeyboardInterrupt:
                 on = "on stdout" if target is None else f"written to {where}"
-                print_error(f"interrupted; the file {on} is incomplete "
-                            f"({where} cannot be resumed: run the command again to start over)")
-                if isinstance(consumer, JsonEvents):
-                    consumer.line(summary_record(ns, 130, **{**consumer.tally(), "interrupted": 1}))
+                said = (f"interrupted; the file {on} is incomplete "
+                        f"({where} cannot be resumed: run the command again to start over)")
+                print_error(said)
+                if isinstance(consumer, JsonEvents):  # (its file ends, as a download's)
+                    consumer(Failed(item, None, Cancelled(said)))
+                    consumer.line(summary_record(ns, 130, **consumer.tally()))
                 return 130
     finally:
         if target is not None:
