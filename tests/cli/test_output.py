@@ -242,6 +242,17 @@ def test_print_list_json_tsv_and_table() -> None:
     assert "album/clip.mp4" in text and "3.0 MiB" in text and "gofile" in text
 
 
+def test_list_s_table_says_names_as_they_are() -> None:
+    """Was: ``ab💿ef.bin`` and ``d.bin`` in bold: rich took ``:cd:`` for an emoji's code
+    and ``[bold]`` for its markup."""
+    out = io.StringIO()
+    names = ["ab:cd:ef.bin", "[bold]d.bin"]
+    print_list([make_item(filename=n, collection_name=None) for n in names], out, Masker(),
+               as_json=False, table=True)
+    rows = [line.split()[0] for line in out.getvalue().splitlines()[1:]]
+    assert rows == names, out.getvalue()
+
+
 def test_dry_run_lines_and_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     items = [make_item(), make_item(path="../../etc/passwd", size_bytes=10)]

@@ -20,7 +20,16 @@ from omniget.cli.bars import RichProgress, fit
 from omniget.cli.logs import log_to_stderr
 from omniget.cli.output import Masker
 from omniget.cli.signals import SaveOnSignal
-from omniget.engine.events import Event, Failed, Finished, Listed, Progress, Queued, Started
+from omniget.engine.events import (
+    Event,
+    Failed,
+    Finished,
+    Listed,
+    Progress,
+    Queued,
+    Skipped,
+    Started,
+)
 from omniget.model import Item, unextracted
 
 KiB = 1024
@@ -83,6 +92,24 @@ def test_log_lines_go_above_the_bars(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Screen(80, 24).feed(term.getvalue()).lines() == [
         "omniget: DEBUG: omniget.test: GET https://example.com/?token=***"
     ]
+
+
+def test_lines_above_the_bars_say_names_as_they_are() -> None:
+    """Was: ``skipped ab💿ef.bin``: rich took ``:cd:`` in a name for an emoji's code."""
+    term = Term()
+    rp = RichProgress(console(term), Masker(), verbose=True)
+    with rp:
+        for name in ("ab:cd:ef.bin", "up:ok:[bold]d.bin"):
+            item = Item(download_url=f"https://example.com/{quote(name)}", source="http")
+            rp(Skipped(item, None, reason="exists"))
+            rp(Finished(item, None, size=KiB, verified="size", fetched=KiB))
+    lines = Screen(80, 24).feed(term.getvalue()).lines()
+    assert lines == [
+        "skipped ab:cd:ef.bin: it already exists (--on-exists overwrite replaces it)",
+        "done ab:cd:ef.bin (1.0 KiB)",
+        "skipped up:ok:[bold]d.bin: it already exists (--on-exists overwrite replaces it)",
+        "done up:ok:[bold]d.bin (1.0 KiB)",
+    ], lines
 
 
 MiB = 1024 * KiB

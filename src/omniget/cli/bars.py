@@ -267,7 +267,9 @@ class RichProgress:
         self._handled: list[int] = []  # the signals handled here while the bars are on
 
     def _print(self, text: str, style: str = "") -> None:
-        self.console.print(text, style=style or None, markup=False, highlight=False)
+        # (as it is: no markup, no emoji for a name's ``:cd:``)
+        self.console.print(text, style=style or None, markup=False, highlight=False,
+                           emoji=False)
 
     def __call__(self, event: Event) -> None:
         # (a list's entries: not named, 50,000 of them before the first file)

@@ -262,13 +262,15 @@ def print_list(
         return count
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from .progress import sizes_known
 
     t = Table("path", "size", "source", box=None, header_style="bold")
     for item in items:
         path = _shown_columns(item, "")[0]
-        t.add_row(mask(path), format_size(item.size_bytes), item.source)
+        # (Text: as it is, a name's [bold] no markup, its :cd: no emoji)
+        t.add_row(Text(mask(path)), format_size(item.size_bytes), Text(item.source))
         count += 1
     Console(file=out, _environ=sizes_known(os.environ)).print(t)
     return count
