@@ -995,6 +995,22 @@ def test_a_filtered_file_s_event_has_its_path_under_the_output_folder(
     assert f"skipped {Path('out/c.txt')} (filtered)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("given", ["sub/x.bin", os.devnull], ids=["file", "device"])
+def test_a_file_filtered_out_of_an_output_file_run_is_said_by_that_file(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], given: str
+) -> None:
+    """``-O sub/x.bin`` names the file: a failure says ``sub/x.bin``, and so does a file
+    left out. Before: {"event": "skipped", "path": "sub/a.bin", ...}, a file the run
+    never writes (``/dev/a.bin`` for ``-O /dev/null``), and -v "skipped a.bin"."""
+    url = serve(httpd, "a.bin", b"a")
+    assert main(["--json", "-O", given, "--exclude", "*.bin", url]) == 0
+    skipped, _ = map(json.loads, capsys.readouterr().out.splitlines())
+    assert skipped["path"] == str(Path(given)), skipped
+    assert main(["-v", "-O", given, "--exclude", "*.bin", url]) == 0
+    assert capsys.readouterr().err.startswith(f"skipped {Path(given)} (filtered)\n")
+    assert httpd.requests == []
+
+
 # --- 10. mirrors on servers of their own ---
 
 

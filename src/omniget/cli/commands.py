@@ -156,10 +156,10 @@ def _get(
 
     def skipped(item: Item) -> None:
         filtered.append(item)
-        if live:  # (its path under -o, as the other files' events have it; -O: its own name)
+        if live:  # (its path under -o, as the other files' events have it; -O: its file)
             from ..engine.names import safe_relpath  # (as a download would write it)
 
-            path = (None if ns.output_file else
+            path = (given_path(ns.output_file, "-O") if ns.output_file else
                     (cfg.output or Path(".")) / safe_relpath(item.output_path))
             consumer(Skipped(item, path, "filtered"))
 
