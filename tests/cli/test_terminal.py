@@ -106,9 +106,9 @@ def test_lines_above_the_bars_say_names_as_they_are() -> None:
     lines = Screen(80, 24).feed(term.getvalue()).lines()
     assert lines == [
         "skipped ab:cd:ef.bin: it already exists (--on-exists overwrite replaces it)",
-        "done ab:cd:ef.bin (1.0 KiB)",
+        "done ab:cd:ef.bin (1.0 KiB, size ok)",  # (its check, as a log's line says it)
         "skipped up:ok:[bold]d.bin: it already exists (--on-exists overwrite replaces it)",
-        "done up:ok:[bold]d.bin (1.0 KiB)",
+        "done up:ok:[bold]d.bin (1.0 KiB, size ok)",
     ], lines
 
 

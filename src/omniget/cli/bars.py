@@ -50,7 +50,7 @@ from ..engine.events import (
 )
 from ..errors import Cancelled
 from .output import Masker, format_size
-from .progress import SkipLines, failure_line, name_of, retry_line, warning_line
+from .progress import SkipLines, done_line, failure_line, name_of, retry_line, warning_line
 from .tally import Rate, Tally, clock_time
 
 __all__ = ["SHOWN", "RichProgress", "fit", "rewraps"]
@@ -285,7 +285,7 @@ class RichProgress:
                 case Finished():
                     self._end(event.item.key)
                     if self.verbose:
-                        line = f"done {name} ({format_size(event.size)})"
+                        line = done_line(event, name)
                 case Failed():
                     self._end(event.item.key)
                     if self.verbose and not isinstance(event.error, Cancelled):

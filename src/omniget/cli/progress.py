@@ -43,6 +43,7 @@ __all__ = [
     "PlainProgress",
     "QuietProgress",
     "SkipLines",
+    "done_line",
     "failure_line",
     "make_progress",
     "maybe_terminal",
@@ -88,6 +89,12 @@ def retry_line(event: Retrying, mask: Masker) -> str:
 def warning_line(event: Warned, mask: Masker) -> str:
     """``omniget: warning: a.bin: ...``, as the CLI's and the library's other warnings."""
     return f"omniget: warning: {name_of(event, mask)}: {short_urls(mask(event.message))}"
+
+
+def done_line(event: Finished, name: str) -> str:
+    """``-v``'s line for a file done: ``done a.bin (3.0 MiB, sha256 ok)``."""
+    check = f", {event.verified} ok" if event.verified else ""
+    return f"done {name} ({format_size(event.size)}{check})"
 
 
 def skip_line(event: Skipped, mask: Masker, *, verbose: bool) -> str | None:
@@ -189,8 +196,7 @@ class PlainProgress:
                     self._progress(event, key, name)
                 case Finished() if self.verbose:
                     self._files.pop(key, None)
-                    check = f", {event.verified} ok" if event.verified else ""
-                    self._line(f"done {name} ({format_size(event.size)}{check})")
+                    self._line(done_line(event, name))
                 case Failed():
                     self._files.pop(key, None)
                     # the CLI lists every failure at the end; -v shows them as they happen
