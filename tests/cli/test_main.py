@@ -191,6 +191,25 @@ def test_report_failures_give_first_code_and_lines(
     assert err[-1] == "1 file ok, 0 skipped, 2 failed, 3.0 MiB in 1.0s (3.0 MiB/s)"
 
 
+def test_a_failure_line_names_its_file_unless_its_message_does(
+    api: FakeAPI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Was: ``omniget: error: it already exists and its sha256 does not match`` for a file
+    named ``s`` (the name was taken as said, being in a word of the message)."""
+    api.behaviour = lambda items, kw: report_of(
+        ("s", IntegrityError("it already exists and its sha256 does not match")),
+        ("t.bin", IntegrityError("sha256 mismatch for t.bin: expected a, got b")),
+        ("u.bin", NotFound("not found (HTTP 404 from https://example.com/u.bin)")),
+    )
+    assert main([URL]) == 4
+    err = capsys.readouterr().err.splitlines()
+    assert err[:3] == [
+        "omniget: error: s: it already exists and its sha256 does not match",
+        "omniget: error: sha256 mismatch for t.bin: expected a, got b",
+        "omniget: error: not found (HTTP 404 from https://example.com/u.bin)",
+    ], err
+
+
 def test_cancelled_report_is_130(api: FakeAPI, capsys: pytest.CaptureFixture[str]) -> None:
     api.behaviour = lambda items, kw: report_of(("a.bin", Cancelled("cancelled")))
     assert main([URL]) == 130

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -193,8 +194,14 @@ def report_failures(failures: Sequence[Failure], mask: Masker) -> None:
             continue
         if error.shared and error.shared not in shared:
             continue
-        said = str(error)  # (one that names its URL already: not twice)
-        print_error(mask(said) if label in said else f"{mask(label)}: {mask(said)}")
+        said = str(error)  # (one that names its URL or file already: not twice)
+        print_error(mask(said) if names(said, label) else f"{mask(label)}: {mask(said)}")
+
+
+def names(text: str, label: str) -> bool:
+    """Whether ``text`` names ``label`` (a file or a URL): has it whole, not as a piece
+    of a word or a longer name (the file ``s`` is not in ``it exists``)."""
+    return re.search(rf"(?<![\w.-]){re.escape(label)}(?![\w.-])", text) is not None
 
 
 def given_path(text: str, flag: str) -> Path:
