@@ -5,7 +5,9 @@ from __future__ import annotations
 import errno
 import io
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,8 +18,11 @@ from omniget.cli.output import (
     display_path,
     format_size,
     item_to_dict,
+    json_line,
     print_list,
+    say,
     summary_line,
+    whole_writes_out,
 )
 from omniget.engine.events import (
     Event,
@@ -140,6 +145,42 @@ def test_event_dicts() -> None:
         assert expected.items() <= d.items()
         assert "after_finished" not in d or expected["after_finished"] is True
         json.dumps(d)
+
+
+class Partial(io.RawIOBase):
+    """A terminal or a pipe without Python's buffer (``PYTHONUNBUFFERED=1``, ``-u``): a
+    write a signal interrupts takes a part of the bytes (here at most 100)."""
+
+    def __init__(self) -> None:
+        self.got = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        took = bytes(b[:100])
+        self.got += took
+        return len(took)
+
+
+def test_an_unbuffered_stdout_or_stderr_still_gets_every_byte(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Was: a bar's frame or a JSON line cut after its first bytes, the rest lost (Python's
+    text layer drops what an unbuffered write did not take), a Ctrl+Z during a frame
+    leaving a garbled screen, or a JSON line no JSON."""
+    out, err = Partial(), Partial()
+    for name, raw, errors in (("stdout", out, "surrogateescape"), ("stderr", err,
+                                                                    "backslashreplace")):
+        unbuffered: Any = raw  # (as Python makes them: the raw file under the text)
+        monkeypatch.setattr(sys, name, io.TextIOWrapper(unbuffered, encoding="utf-8",
+                                                        errors=errors, write_through=True))
+    whole_writes_out()
+    say("━" * 500 + "\r\n")
+    json_line(sys.stdout, {"event": "finished", "path": "é" * 300})
+    assert err.got.decode() == "━" * 500 + "\r\n"
+    assert json.loads(out.got) == {"event": "finished", "path": "é" * 300}
+    assert (sys.stdout.errors, sys.stderr.errors) == ("surrogateescape", "backslashreplace")
 
 
 def test_a_file_without_a_path_yet_is_named_as_a_download_would_write_it() -> None:

@@ -39,6 +39,7 @@ from .output import (
     name_bytes_out,
     print_error,
     summary_record,
+    whole_writes_out,
 )
 from .stream import drop_stdout
 from .targets import given_path
@@ -201,6 +202,7 @@ def run() -> None:
     interpreter's teardown of every module saves ~20 ms per command."""
     _tune_gc()
     _hold_closed_fds()
+    whole_writes_out()
     name_bytes_out()
     code = 130
     signals.last_run = True

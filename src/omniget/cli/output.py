@@ -49,6 +49,7 @@ __all__ = [
     "summary_line",
     "summary_record",
     "to_devnull",
+    "whole_writes_out",
     "writable_stdout",
 ]
 
@@ -77,6 +78,27 @@ def name_bytes_out() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError, ValueError, OSError):
             stream.reconfigure(errors=NAME_BYTES)  # type: ignore[union-attr]
+
+
+def whole_writes_out() -> None:
+    """The command's stdout and stderr get Python's buffer when they have none
+    (``PYTHONUNBUFFERED=1``, ``python -u``: many containers set it). Without it a write
+    that a signal interrupts (a Ctrl+Z, a Ctrl+C) takes part of its bytes, and Python's
+    text layer drops the rest: a bar's frame cut short, which the next frame erased too
+    many rows for, or a JSON line cut in two. Each line still goes out as it is
+    written (line buffering), as unbuffered."""
+    import io
+
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        raw = getattr(stream, "buffer", None)
+        if isinstance(stream, io.TextIOWrapper) and isinstance(raw, io.RawIOBase):
+            _UNDER.append(stream)  # (collected, it would close the file under the new one)
+            setattr(sys, name, io.TextIOWrapper(io.BufferedWriter(raw), stream.encoding,
+                                                stream.errors, line_buffering=True))
+
+
+_UNDER: list[IO[str]] = []  # the streams whose file :func:`whole_writes_out` took
 
 
 class Masker:
