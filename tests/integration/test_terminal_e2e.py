@@ -268,3 +268,50 @@ def test_stdout_on_the_terminal_gets_no_bar(httpd: HTTPServer, tmp_path: Path) -
     code, screen = term.finish()
     assert code == 0 and BAR not in term.output and b"\x1b[" not in term.output
     assert screen.lines()[-1] == "line"
+
+
+def until(when: float) -> Callable[[bytes], bool]:
+    """For :meth:`Terminal.read_until`: true from the monotonic time ``when``."""
+    return lambda _: time.monotonic() > when
+
+
+def test_a_terminal_made_narrow_mid_run_gets_bars_that_fit_it(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """300 columns, then 20 (the window dragged narrow: SIGWINCH): the frames after fit
+    the 20 columns, wide names (CJK, an emoji) and a file of unknown size among them, and
+    the run ends on a clean screen with its counts."""
+    urls = []
+    for name, query in (("a.bin", {"cd": "日本語の名前.bin"}), ("b.bin", {"cd": "📦箱.bin"}),
+                        ("c.bin", {"chunked": 1})):
+        path = httpd.new_path(name)
+        httpd.add(path, bytes(300_000))
+        urls.append(httpd.url(path, drip=60_000, **query))
+    term = Terminal([*urls, "-o", str(tmp_path / "out")], tmp_path / "state", width=300)
+    term.read_until(lambda out: out.count(b"total [") >= 3 and "箱".encode() in out)
+    # Stopped between two frames (one may be written in pieces), and all it wrote at 300
+    # columns read: the window is made narrow then, as a user's hand does it.
+    for _ in range(100):
+        os.kill(term.proc.pid, signal.SIGSTOP)
+        term.read_until(until(time.monotonic() + 0.3))
+        if term.output.endswith(b"\x1b[0m\r"):  # (a frame's end: its last cell, a return)
+            break
+        os.kill(term.proc.pid, signal.SIGCONT)
+        time.sleep(0.05)
+    try:
+        before = len(term.output)
+        fcntl.ioctl(term.master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 20, 0, 0))
+    finally:
+        os.kill(term.proc.pid, signal.SIGCONT)
+    code, _ = term.finish()
+    assert code == 0, term.output[-2000:]
+    screen = Screen(300, 24).feed(term.output[:before].decode()).resize(20)
+    after = term.output[before:].decode()
+    bars_end = after.rindex("\x1b[?25h")  # (the bars erased, the cursor shown)
+    screen.wraps = 0
+    screen.feed(after[:bars_end])
+    assert screen.wraps == 0 and "total [" not in after[bars_end:], after[-3000:]
+    screen.feed(after[bars_end:])
+    text = "".join(screen.lines())  # (the counts line wraps at 20 columns: it is text)
+    assert text.startswith("3 files ok, 0 skipped, 0 failed, 878.9 KiB in "), screen.lines()
+    assert "━" not in text and not screen.cursor_hidden
