@@ -176,9 +176,9 @@ def test_an_unbuffered_stdout_or_stderr_still_gets_every_byte(
         monkeypatch.setattr(sys, name, io.TextIOWrapper(unbuffered, encoding="utf-8",
                                                         errors=errors, write_through=True))
     whole_writes_out()
-    say("━" * 500 + "\r\n")
+    say("━" * 500 + "\n")
     json_line(sys.stdout, {"event": "finished", "path": "é" * 300})
-    assert err.got.decode() == "━" * 500 + "\r\n"
+    assert err.got.decode() == "━" * 500 + "\n"
     assert json.loads(out.got) == {"event": "finished", "path": "é" * 300}
     assert (sys.stdout.errors, sys.stderr.errors) == ("surrogateescape", "backslashreplace")
 

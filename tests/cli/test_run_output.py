@@ -3,8 +3,10 @@ summary, and against the counts line the same run says without ``--json``."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
+import ssl
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -77,3 +79,52 @@ def test_every_file_of_a_mixed_run_ends_once_and_the_summary_counts_the_events(
     last = err.splitlines()[-1]
     assert re.fullmatch(r"7 files ok, 3 skipped, 1 failed, \d+\.\d KiB in [0-9.]+s "
                         r"\([0-9.]+ [KM]iB/s\)", last), err
+
+
+def a_server_named(tmp_path: Path, common_name: str) -> tuple[ssl.SSLContext, Path]:
+    """A TLS server's context whose certificate has ``common_name`` and no other name,
+    signed by a CA of its own, and that CA's file (to trust: the name check fails then)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "omniget test CA")])
+
+    def cert(name: x509.Name, public: Any, serial: int) -> x509.CertificateBuilder:
+        return (x509.CertificateBuilder().subject_name(name).issuer_name(ca_name)
+                .public_key(public).serial_number(serial)
+                .not_valid_before(now - datetime.timedelta(days=1))
+                .not_valid_after(now + datetime.timedelta(days=1)))
+
+    ca = cert(ca_name, ca_key.public_key(), 1).add_extension(
+        x509.BasicConstraints(ca=True, path_length=None), critical=True
+    ).sign(ca_key, hashes.SHA256())
+    leaf = cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]),
+                key.public_key(), 2).sign(ca_key, hashes.SHA256())
+    pem = serialization.Encoding.PEM
+    (tmp_path / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (tmp_path / "leaf.pem").write_bytes(leaf.public_bytes(pem))
+    (tmp_path / "leaf.key").write_bytes(key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "leaf.pem", tmp_path / "leaf.key")
+    return ctx, tmp_path / "ca.pem"
+
+
+def test_a_server_s_control_characters_never_reach_the_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A certificate's name (its common name, quoted by libcurl's error) with an escape
+    sequence and a BEL: the error line wrote them as they were, and the terminal took
+    them for its own (here red text and a bell; others set its title or clipboard)."""
+    ctx, ca = a_server_named(tmp_path, "evil\x1b[31mRED\x07")
+    with HTTPServer(tls=ctx) as server:
+        url = server.add("/a.bin", b"a" * 100)
+        for flags in ([], ["-v"], ["--debug"]):
+            assert main([*flags, "--ca-cert", str(ca), "-o", "out", url]) == 3
+            err = capsys.readouterr().err
+            assert "evil\\x1b[31mRED\\x07" in err, err
+            assert not any(c in err for c in "\x1b\x07"), (flags, err)

@@ -49,7 +49,7 @@ from ..engine.events import (
     Warned,
 )
 from ..errors import Cancelled
-from .output import Masker, format_size
+from .output import Masker, format_size, visible
 from .progress import SkipLines, done_line, failure_line, name_of, retry_line, warning_line
 from .tally import Rate, Tally, clock_time
 
@@ -267,9 +267,9 @@ class RichProgress:
         self._handled: list[int] = []  # the signals handled here while the bars are on
 
     def _print(self, text: str, style: str = "") -> None:
-        # (as it is: no markup, no emoji for a name's ``:cd:``)
-        self.console.print(text, style=style or None, markup=False, highlight=False,
-                           emoji=False)
+        # (as it is: no markup, no emoji for a name's ``:cd:``; its controls shown)
+        self.console.print(visible(text), style=style or None, markup=False,
+                           highlight=False, emoji=False)
 
     def __call__(self, event: Event) -> None:
         # (a list's entries: not named, 50,000 of them before the first file)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from .output import Masker, short_urls
+from .output import Masker, short_urls, visible
 
 __all__ = ["log_to_json", "log_to_stderr", "warn"]
 
@@ -50,7 +50,7 @@ class _MaskingFormatter(logging.Formatter):
         self.mask = mask
 
     def format(self, record: logging.LogRecord) -> str:
-        return short_urls(self.mask(super().format(record)))
+        return visible(short_urls(self.mask(super().format(record))))
 
 
 class _WarningFormatter(_MaskingFormatter):
@@ -68,7 +68,7 @@ class _WarningFormatter(_MaskingFormatter):
         text = f"omniget: {record.levelname.lower()}: {_first_line(record)}"
         if self.tracebacks and record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
-        return short_urls(self.mask(text))
+        return visible(short_urls(self.mask(text)))
 
 
 @contextmanager

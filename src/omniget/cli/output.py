@@ -49,6 +49,7 @@ __all__ = [
     "summary_line",
     "summary_record",
     "to_devnull",
+    "visible",
     "whole_writes_out",
     "writable_stdout",
 ]
@@ -370,14 +371,29 @@ def last_words(
             lock.release()
 
 
+# A control character but a line's end and a tab: C0, DEL, C1 (ESC [ and CSI begin a
+# terminal's commands; BEL rings it)
+_CONTROL = r"[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+
+
+def visible(text: str) -> str:
+    """``text`` with each control character but ``\\n`` and ``\\t`` as ``\\x1b``: a
+    server's words in a message (a certificate's name libcurl quotes) never become the
+    terminal's commands (colours, its title, its clipboard)."""
+    if not re.search(_CONTROL, text):
+        return text
+    return re.sub(_CONTROL, lambda m: f"\\x{ord(m[0]):02x}", text)
+
+
 def say(text: str, out: IO[str] | None = None) -> None:
-    """``text`` on stderr (or ``out``) now. A reader of it that went away (``omniget -v
-    URL 2>&1 | head -1``), or a disk it fills (``2>/dev/full``), leaves it silent from
-    then on, as a closed stderr is: the run goes on and ends with its own exit code (it
-    died of SIGPIPE at its summary line; a full disk made it an internal error, exit 1)."""
+    """``text`` on stderr (or ``out``) now, its control characters shown
+    (:func:`visible`). A reader of it that went away (``omniget -v URL 2>&1 | head -1``),
+    or a disk it fills (``2>/dev/full``), leaves it silent from then on, as a closed
+    stderr is: the run goes on and ends with its own exit code (it died of SIGPIPE at
+    its summary line; a full disk made it an internal error, exit 1)."""
     out = sys.stderr if out is None else out
     try:
-        out.write(text)
+        out.write(visible(text))
         out.flush()
     except OSError:
         to_devnull(out)
