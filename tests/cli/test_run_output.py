@@ -81,6 +81,17 @@ def test_every_file_of_a_mixed_run_ends_once_and_the_summary_counts_the_events(
                         r"\([0-9.]+ [KM]iB/s\)", last), err
 
 
+def test_quiet_says_only_the_failure_of_a_mixed_run(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-q: no retry, skip, mirror or counts line; the one failure alone, exit code as
+    without it."""
+    assert main(["-q", *a_mix(httpd, "quiet")]) == 6
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("omniget: error: ") and err.count("\n") == 1, err
+    assert "gone.bin" in err
+
+
 def a_server_named(tmp_path: Path, common_name: str) -> tuple[ssl.SSLContext, Path]:
     """A TLS server's context whose certificate has ``common_name`` and no other name,
     signed by a CA of its own, and that CA's file (to trust: the name check fails then)."""
