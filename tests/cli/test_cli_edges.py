@@ -69,7 +69,8 @@ def test_options_before_list_still_list(
     out, err = capsys.readouterr()
     item, summary = map(json.loads, out.splitlines())
     assert item["download_url"] == url and err == ""
-    assert summary == {"event": "summary", "items": 1, "failed": 0, "exit_code": 0}
+    assert summary == {"event": "summary", "items": 1, "skipped": 0, "failed": 0,
+                       "exit_code": 0}
     assert main(["-q", "list", url]) == 0
     assert capsys.readouterr().out == f"small\t\thttp\t{url}\n"
     assert os.listdir() == []  # nothing downloaded
@@ -1406,7 +1407,8 @@ def test_list_json_reports_a_bad_url_as_an_event(httpd: HTTPServer) -> None:
     item, failed, summary = json_lines(res.stdout)
     assert item["download_url"] == url and "event" not in item
     assert (failed["event"], failed["url"]) == ("failed", NO_SOURCE)
-    assert summary == {"event": "summary", "items": 1, "failed": 1, "exit_code": 2}
+    assert summary == {"event": "summary", "items": 1, "skipped": 0, "failed": 1,
+                       "exit_code": 2}
 
 
 @pytest.mark.parametrize(

@@ -254,8 +254,9 @@ def test_json_lines_of_list_and_dry_run_keep_the_fields_the_readme_names(
     *items, summary = json_lines(res.stdout)
     assert [i["output_path"] for i in items] == [f["path"] for f in files]
     assert all("event" not in i and i["source"] == "http" for i in items)
-    assert list(summary) == ["event", "items", "failed", "exit_code"]
-    assert "- `list`: `items`, `failed`;" in readme
+    assert list(summary) == ["event", "items", "skipped", "failed", "exit_code"]
+    assert ("- `list`: `items`, `skipped` (left out by `--include`, `--exclude`), `failed`;"
+            in readme)
     assert httpd.requests == []
 
 

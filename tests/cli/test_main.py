@@ -497,7 +497,8 @@ def test_list_json_and_plain(api: FakeAPI, capsys: pytest.CaptureFixture[str]) -
     api.items[URL] = [Item(download_url=URL, size_bytes=5, headers={"Cookie": "sid=zz9"})]
     assert main(["list", "--json", URL]) == 0
     line, summary = capsys.readouterr().out.splitlines()
-    assert json.loads(summary) == {"event": "summary", "items": 1, "failed": 0, "exit_code": 0}
+    assert json.loads(summary) == {"event": "summary", "items": 1, "skipped": 0, "failed": 0,
+                                   "exit_code": 0}
     d = json.loads(line)
     assert d["download_url"] == URL and d["size_bytes"] == 5 and d["headers"] == {"Cookie": "***"}
     assert main(["list", URL]) == 0

@@ -496,11 +496,15 @@ def run_list(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     with log_to_json(line, mask) if ns.json else contextlib.nullcontext():
         if cfg.settings.network.insecure:  # (a source's requests go unverified)
             warn("TLS certificates are not verified (--insecure)")
-        items = extract_items(targets, ns, cfg, failed, lambda _: None)
+        left: list[Item] = []  # (--include, --exclude: said as --dry-run says them)
+        items = extract_items(targets, ns, cfg, failed, left.append)
         table = out.isatty() and os.environ.get("TERM") != "dumb"
         count = print_list(items, out, mask, as_json=ns.json, table=table)
     report_failures(failures, mask)
     code = failures[0][1].exit_code if failures else 0
     if ns.json:
-        json_line(out, summary_record(ns, code, items=count, failed=len(failures)))
+        json_line(out, summary_record(ns, code, items=count, skipped=len(left),
+                                      failed=len(failures)))
+    elif left and not ns.quiet:
+        say(f"{len(left)} left out (--include, --exclude)\n")
     return code

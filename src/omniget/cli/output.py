@@ -411,7 +411,7 @@ def to_devnull(out: IO[str]) -> None:
 
 #: The counts a ``--json`` summary carries, per kind of run.
 SUMMARY_KEYS = {
-    "list": ("items", "failed"),
+    "list": ("items", "skipped", "failed"),
     "dry-run": ("files", "size", "unknown", "skipped", "failed"),
     "get": ("ok", "skipped", "failed", "interrupted", "not_started", "fetched", "resumed",
             "elapsed"),

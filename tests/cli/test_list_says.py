@@ -1,0 +1,51 @@
+"""``list`` and ``--dry-run`` say what the download would: the items ``--include`` and
+``--exclude`` leave out, a password asked only where a request is made, an output folder
+the system will not make. Run as a user runs them (a subprocess, the local test server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tests.servers.httpd import HTTPServer
+
+import omniget
+
+pytestmark = pytest.mark.isolated(work=True)
+
+SRC = str(Path(omniget.__file__).resolve().parent.parent)
+ENV = {"PYTHONPATH": SRC, "NO_COLOR": "1"}
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m omniget ARGS`` in the test's folder and environment (see conftest)."""
+    return subprocess.run([sys.executable, "-m", "omniget", *args], capture_output=True,
+                          text=True, env={**os.environ, **ENV}, timeout=120, check=False,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_list_says_how_many_items_include_and_exclude_left_out(httpd: HTTPServer) -> None:
+    """As ``--dry-run`` says it. Before: they were dropped without a word, and the
+    ``--json`` summary counted the items kept only."""
+    a, b, c = (httpd.add(f"/{n}", b"x") for n in ("a.bin", "b.txt", "c.txt"))
+    done = cli("list", "--include", "*.bin", a, b, c)
+    assert done.returncode == 0, done.stderr
+    assert [line.split("\t")[0] for line in done.stdout.splitlines()] == ["a.bin"]
+    assert done.stderr == "2 left out (--include, --exclude)\n"
+    dry = cli("--dry-run", "--include", "*.bin", a, b, c)
+    assert dry.stderr.endswith("; 2 left out (--include, --exclude)\n")
+    done = cli("list", "--json", "--exclude", "*.bin", a, b, c)
+    assert done.returncode == 0 and done.stderr == ""
+    *items, summary = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [i["output_path"] for i in items] == ["b.txt", "c.txt"]
+    assert summary == {"event": "summary", "items": 2, "skipped": 1, "failed": 0,
+                       "exit_code": 0}
+    quiet = cli("list", "-q", "--include", "*.bin", a, b, c)
+    assert quiet.returncode == 0 and quiet.stderr == ""  # (-q: as the dry run's summary)
+    kept = cli("list", a, b)  # (nothing left out: nothing said)
+    assert kept.returncode == 0 and kept.stderr == ""
+    assert httpd.requests == []
