@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +50,38 @@ def test_list_says_how_many_items_include_and_exclude_left_out(httpd: HTTPServer
     kept = cli("list", a, b)  # (nothing left out: nothing said)
     assert kept.returncode == 0 and kept.stderr == ""
     assert httpd.requests == []
+
+
+def on_a_terminal(*args: str) -> tuple[int | None, str, str]:
+    """``omniget ARGS`` with a terminal for its stdin, in a session of its own (no
+    /dev/tty but that terminal): its exit code (None: it was still waiting, killed),
+    stdout and stderr."""
+    main_fd, term = pty.openpty()
+    try:
+        with subprocess.Popen(
+            [sys.executable, "-m", "omniget", *args], stdin=term, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env={**os.environ, **ENV}, start_new_session=True,
+        ) as proc:
+            os.close(term)
+            try:
+                out, err = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:  # (waiting for a password)
+                proc.kill()
+                out, err = proc.communicate()
+                return None, out.decode(), err.decode()
+            return proc.returncode, out.decode(), err.decode()
+    finally:
+        os.close(main_fd)
+
+
+@pytest.mark.parametrize("command", [["list"], ["--dry-run"], ["--dry-run", "-O", "f"]])
+def test_a_user_without_a_password_is_not_asked_where_no_request_is_made(
+    httpd: HTTPServer, command: list[str]
+) -> None:
+    """Plain links make no request in ``list`` or ``--dry-run``: nothing to send the
+    password with. Before: ``Enter host password for user 'bob': `` and a wait."""
+    url = httpd.add("/a.bin", b"x")
+    code, out, err = on_a_terminal(*command, "--user", "bob", url)
+    assert "password" not in err and (code, err) == (0, err), (code, err)
+    assert "a.bin" in out and httpd.requests == []
+    assert not Path("f").exists()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import logging
 import os
@@ -77,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns: argparse.Namespace | None = None
     try:
         ns = parse_args(argv)
-        _ask_password(ns)
+        # (list, --dry-run: asked only if a URL's listing makes a request, see ask_later)
+        _ask_password(ns, now=ns.command == "get" and not ns.dry_run)
         config = given_path(ns.config, "--config") if ns.config else None
         cfg = load_config(config, flags=flags_from_args(ns))
         mask = Masker([*mask.secrets, *cfg.secrets])
@@ -109,15 +111,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _ask_password(ns: argparse.Namespace) -> None:
+def _ask_password(ns: argparse.Namespace, *, now: bool = True) -> None:
     """``--user NAME`` without a password: ask for it without echo when stdin is a
-    terminal, as curl does; else say how to give it."""
+    terminal, as curl does; else say how to give it. Not ``now``: kept in
+    ``ns.ask_user`` for :func:`ask_later` (``--user`` left unset till then)."""
     user = ns.user
     if user is None or ":" in user:
         return
     if sys.stdin is None or not sys.stdin.isatty():
         raise ArgumentError(f"--user {user}: no password, and no terminal to ask for it on "
                             f"(give --user {user}:PASSWORD)")
+    if not now:
+        ns.ask_user, ns.user = user, None
+        return
     import getpass
 
     try:
@@ -128,6 +134,41 @@ def _ask_password(ns: argparse.Namespace) -> None:
         ns.prompted = True
         raise
     ns.user = f"{user}:{password}"
+
+
+def ask_later(
+    ns: argparse.Namespace, cfg: Config, mask: Masker, targets: Sequence[object]
+) -> Config:
+    """``list`` and ``--dry-run`` with ``--user NAME``: its password asked now, if a URL
+    of ``targets`` has a source that may make a request to list it (plain links make
+    none: nothing would be sent with it). ``cfg`` with it as ``--user``; ``mask`` masks it."""
+    user = getattr(ns, "ask_user", None)
+    if user is None or not _lists_with_requests(targets, ns.source):
+        return cfg
+    ns.user, ns.ask_user = user, None
+    _ask_password(ns)
+    password = ns.user.partition(":")[2]
+    if len(password) >= 3:  # (as Masker takes secrets)
+        mask.secrets = sorted({*mask.secrets, password}, key=len, reverse=True)
+    network = dataclasses.replace(cfg.settings.network, user=ns.user)
+    return dataclasses.replace(cfg, settings=dataclasses.replace(cfg.settings, network=network))
+
+
+def _lists_with_requests(targets: Sequence[object], source: str | None) -> bool:
+    """Whether a URL of ``targets`` has a source other than plain links' (which knows its
+    items without a request); an item is its own."""
+    from ..sources import find_source
+    from ..sources.http import SOURCE
+
+    for target in targets:
+        if not isinstance(target, str):
+            continue
+        try:
+            if find_source(target, source) is not SOURCE:
+                return True
+        except OmnigetError:  # (said when it is listed)
+            continue
+    return False
 
 
 def _end_line(ns: argparse.Namespace | None) -> None:

@@ -86,6 +86,10 @@ def run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
         read_ahead(str(cookies))
     # --json: a URL no source takes fails as one of the run's URLs (a failed event)
     _check_urls(targets, ns.source, fail_fast=not ns.json)
+    if ns.dry_run:
+        from . import ask_later  # (its password: asked only if a listing makes requests)
+
+        cfg = ask_later(ns, cfg, mask, targets)
     cfg = bind_user(cfg, targets)
     given = ns.output_file
     fd = _fd_named(given) if given not in (None, "", "-") else None
@@ -479,7 +483,9 @@ def run_list(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
 
     failures: list[Failure] = []
     targets = collect(ns)
-    cfg = bind_user(cfg, targets)
+    from . import ask_later  # (its password: asked only if a listing makes requests)
+
+    cfg = bind_user(ask_later(ns, cfg, mask, targets), targets)
     out = writable_stdout()
 
     def failed(label: str, item: Item, error: OmnigetError) -> None:
