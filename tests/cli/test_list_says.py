@@ -85,3 +85,50 @@ def test_a_user_without_a_password_is_not_asked_where_no_request_is_made(
     assert "password" not in err and (code, err) == (0, err), (code, err)
     assert "a.bin" in out and httpd.requests == []
     assert not Path("f").exists()
+
+
+def fs_type(path: str) -> str | None:
+    """The type of the filesystem mounted at ``path`` (None: none mounted there)."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == path:
+                return fields[fields.index("-") + 1]
+    return None
+
+
+@pytest.mark.parametrize(("folder", "fs"), [("/proc/foo", "proc"), ("/sys/foo", "sysfs")])
+def test_dry_run_fails_on_an_output_folder_the_system_will_not_make(
+    httpd: HTTPServer, folder: str, fs: str
+) -> None:
+    """As the download fails there, with its line and exit code 7. Before: the dry run
+    said the file would be written there, exit 0."""
+    if fs_type(os.path.dirname(folder)) != fs:
+        pytest.skip(f"no {fs} at {os.path.dirname(folder)}")
+    url = httpd.add("/a.bin", b"x")
+    got = cli(url, "-o", folder)
+    assert got.returncode == 7 and got.stderr.startswith(
+        f"omniget: error: cannot create output folder {folder}: "), got.stderr
+    dry = cli("--dry-run", url, "-o", folder)
+    assert (dry.returncode, dry.stdout, dry.stderr) == (7, "", got.stderr)
+    dry = cli("--dry-run", "--json", url, "-o", folder)
+    *_, summary = [json.loads(line) for line in dry.stdout.splitlines()]
+    assert dry.returncode == 7 and summary["exit_code"] == 7
+    assert httpd.requests == []
+
+
+def test_dry_run_fails_on_an_output_folder_in_a_folder_it_may_not_write(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """A folder without write permission for this user (or on a read-only mount): as
+    the download fails, exit 7."""
+    if os.geteuid() == 0:
+        pytest.skip("root writes in any folder")
+    shut = tmp_path / "shut"
+    shut.mkdir(mode=0o555)
+    url = httpd.add("/a.bin", b"x")
+    got = cli(url, "-o", str(shut / "new"))
+    assert got.returncode == 7, got.stderr
+    dry = cli("--dry-run", url, "-o", str(shut / "new"))
+    assert (dry.returncode, dry.stdout, dry.stderr) == (7, "", got.stderr)
+    assert httpd.requests == []

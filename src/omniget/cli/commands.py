@@ -462,7 +462,8 @@ def _state_folder(cfg: Config) -> Path | None:
 
 def _check_folder(dest: Path) -> None:
     """``--dry-run``: an output folder the download could not make fails as it would there
-    (exit 7), not each file as an unsafe path."""
+    (exit 7), not each file as an unsafe path: something that is no folder on its way, or
+    a folder to make it in that takes none (see :func:`.dryrun.refused_in`)."""
     from ..engine.outputs import folder_error
 
     folder = Path(os.path.realpath(dest))  # (as the download makes it: see Engine.run)
@@ -474,6 +475,11 @@ def _check_folder(dest: Path) -> None:
         except OSError as exc:  # (a file above it: "Not a directory")
             raise folder_error(str(folder), exc) from None
         if stat.S_ISDIR(mode):
+            from .dryrun import refused_in
+
+            refused = None if path == folder else refused_in(str(path))
+            if refused is not None:  # (one folder to make there, at least)
+                raise folder_error(str(folder), refused)
             return
         raise folder_error(str(folder), NotADirectoryError(errno.ENOTDIR, "not a folder"))
 

@@ -3,6 +3,7 @@ for a dry run only (its record, a dataclass, would cost every other start to mak
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Callable, Iterable
@@ -14,7 +15,7 @@ from ..errors import OmnigetError
 from ..model import Digest, Item
 from .output import Masker, flush, format_size, put
 
-__all__ = ["DryRun", "dry_run", "file_line", "file_record"]
+__all__ = ["DryRun", "dry_run", "file_line", "file_record", "refused_in"]
 
 
 @dataclass
@@ -203,3 +204,43 @@ def _check_there(
         err = not_the_file(target, item.size_bytes, checksum)
         if err is not None:
             raise err
+
+
+#: Filesystems that make no folder a user asks for, and the error of their mkdir.
+_NO_FOLDERS = {"proc": errno.ENOENT, "sysfs": errno.EPERM}
+
+
+def refused_in(folder: str) -> OSError | None:
+    """The error the download would get making a folder in ``folder`` (one that is
+    there), as far as it can be told without making one: a read-only mount, no write
+    permission for this user, or /proc's and /sys's filesystems; None when none is
+    seen."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return OSError(errno.EROFS, os.strerror(errno.EROFS))
+    except OSError:
+        return None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return OSError(errno.EACCES, os.strerror(errno.EACCES))
+    code = _NO_FOLDERS.get(_fs_type(folder) or "")
+    return None if code is None else OSError(code, os.strerror(code))
+
+
+def _fs_type(folder: str) -> str | None:
+    """The type of the filesystem ``folder`` is on, as /proc/self/mountinfo says (the
+    last mount of the longest mount point above it); None where it cannot be read."""
+    real = os.path.realpath(folder)
+    found, depth = None, -1
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                if "-" not in fields[6:]:
+                    continue
+                point = fields[4].replace("\\040", " ")
+                above = point == "/" or real == point or real.startswith(point + "/")
+                if above and len(point) >= depth:
+                    found, depth = fields[fields.index("-", 6) + 1], len(point)
+    except (OSError, IndexError):
+        return None
+    return found
