@@ -110,3 +110,22 @@ def test_tickets_waiting_for_a_down_host_are_refused_others_wait_on() -> None:
     assert not silent.closed and not silent.refused
     held.close()
     assert silent.granted
+
+
+def test_a_proxy_a_file_gave_up_on_is_down_till_an_answer_or_a_budget_later() -> None:
+    """Its cause (the error's ``shared``) is down at the first file that gave up on it,
+    whichever the host; any answer taken, or a budget, makes it up again."""
+    down, _, clock = made(budget=300.0)
+    cause = "failed: could not connect to the proxy http://p:1 (--proxy): refused"
+    assert not down.shared_down(cause) and not down.shared_down(None)
+    down.gave_up(A, "could not connect to the proxy", down.mark(A), cause)
+    assert down.shared_down(cause) and not down.shared_down("failed: another")
+    assert down.why(B) is None  # (no host is down for it)
+    down.answered(B)
+    down.ended(B)
+    assert not down.shared_down(cause)
+    down.gave_up(A, "could not connect to the proxy", down.mark(A), cause)
+    clock.advance(299.0)
+    assert down.shared_down(cause)
+    clock.advance(1.0)
+    assert not down.shared_down(cause)

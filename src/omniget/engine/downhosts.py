@@ -17,6 +17,12 @@ retry budget (``retry_max_time``) has passed since it was found down: its next f
 tried, with a budget of its own.
 
 Files with mirrors (several URLs) neither find a host down nor are refused for one.
+
+A proxy that takes no connection (or whose name does not resolve) is found down at the
+first file that gave up on it: its failure is the proxy's whichever the file's host (its
+error's ``shared`` cause says so). A later file whose try fails the same way then gives up
+at once, without the retries a file has (two for a refused connection), until an answer
+is taken in the run, or a budget later.
 """
 
 from __future__ import annotations
@@ -53,6 +59,8 @@ class DownHosts:
         self._down: dict[str, tuple[str, float]] = {}
         #: host -> the ``shared`` cause of the failure it is down for, when it had one
         self._shared: dict[str, str] = {}
+        #: the ``shared`` causes files gave up on (a proxy down), and since when
+        self._proxies: dict[str, float] = {}
 
     def mark(self, url: str) -> int:
         """Where ``url``'s host stands, as a try to it starts: give it to :meth:`gave_up`
@@ -68,6 +76,8 @@ class DownHosts:
         if self._strikes:
             self._strikes.pop(host, None)
             self._down.pop(host, None)
+        if self._proxies:  # (an answer: the proxies may be up again)
+            self._proxies.clear()
 
     def ended(self, url: str) -> None:
         """The request of an answer taken (:meth:`answered`) ended, well or not."""
@@ -82,6 +92,8 @@ class DownHosts:
         URL that never answers is that file's matter) and files waiting for a
         connection to it are refused. ``shared``: the error's cause other hosts' files
         may share (its ``shared``: a proxy down), which its files not tried say then."""
+        if shared is not None:  # (a proxy down: whichever the file's host)
+            self._proxies.setdefault(shared, self._clock.monotonic())
         host = host_of(url)
         if self._answers.get(host, 0) != mark or self._live.get(host) or self.why(url):
             return
@@ -94,6 +106,17 @@ class DownHosts:
             else:
                 self._shared.pop(host, None)
             self._limits.refuse(host)
+
+    def shared_down(self, shared: str | None) -> bool:
+        """Whether a file gave up on the failure whose ``shared`` cause this is (a proxy
+        down), with no answer taken since, less than a budget ago: a try failed for it
+        gives up at once."""
+        if shared is None or (since := self._proxies.get(shared)) is None:
+            return False
+        if self._clock.monotonic() - since >= self._budget:
+            del self._proxies[shared]
+            return False
+        return True
 
     def why(self, url: str) -> str | None:
         """Why ``url``'s host is down, or None when it is not (or no longer) known so."""

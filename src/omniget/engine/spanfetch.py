@@ -254,6 +254,8 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
                     mark = begun
                 if alone and down.why(url) is not None:  # (found so by another file)
                     raise _host_down(exc, attempts) from None
+                if down.shared_down(exc.shared):  # (a proxy another file gave up on)
+                    raise
                 delay = dl.ctx.policy.next_delay(attempts, exc, waited, dl.ctx.rng)
                 if delay is None:
                     gave_up(exc, attempts, dl.ctx.policy, waited)

@@ -1,0 +1,57 @@
+"""A proxy found down in a run (a file gave up on it): the other files through it fail
+at once, said in the one line the run has for it, not each after its own retries. Run as
+a user runs it (a subprocess)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import omniget
+
+pytestmark = pytest.mark.isolated(work=True)
+
+SRC = str(Path(omniget.__file__).resolve().parent.parent)
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses every connection (bound, not listening)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1"}
+    return subprocess.run([sys.executable, "-m", "omniget", *args], capture_output=True,
+                          text=True, env=env, timeout=300, check=False,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_files_through_a_proxy_that_refuses_fail_at_once_once_one_gave_up(
+    closed_port: int,
+) -> None:
+    """Each of another host (none is found down): with the default retries, the files
+    under way with the first (-j 2) spend theirs; the others fail at their first try,
+    without a retry line. Before: each file had its 2 retry lines (40 for 20 files)."""
+    files = 20
+    Path("urls.txt").write_text("".join(f"http://h{i}.test/f{i}\n" for i in range(files)))
+    proxy = f"http://127.0.0.1:{closed_port}"
+    done = cli("-v", "-i", "urls.txt", "-o", "out", "-j", "2", "--proxy", proxy)
+    assert done.returncode == 3
+    lines = done.stderr.splitlines()
+    retries = [line for line in lines if "retrying in" in line]
+    assert len(retries) <= 2 * 2, lines
+    errors = [line for line in lines if line.startswith("omniget: error: ")]
+    assert errors == [
+        f"omniget: error: {files} files failed: could not connect to the proxy {proxy} "
+        "(--proxy): Connection refused (check --proxy and *_proxy)"
+    ]
+    assert f"0 files ok, 0 skipped, {files} failed" in lines[-1]
