@@ -4,6 +4,7 @@ a user runs it (a subprocess)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -55,3 +56,54 @@ def test_files_through_a_proxy_that_refuses_fail_at_once_once_one_gave_up(
         "(--proxy): Connection refused (check --proxy and *_proxy)"
     ]
     assert f"0 files ok, 0 skipped, {files} failed" in lines[-1]
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port on 127.0.0.1 where a connection is never completed: its listening queue
+    (one place) is full and never taken from, so the kernel drops the SYNs that come."""
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(socket.socket())
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        for _ in range(3):  # (the queue's place, and one more the kernel may allow)
+            c = stack.enter_context(socket.socket())
+            c.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                c.connect(("127.0.0.1", port))
+        probe = stack.enter_context(socket.socket())
+        probe.settimeout(1.0)
+        try:
+            probe.connect(("127.0.0.1", port))
+        except TimeoutError:
+            yield port
+        else:
+            pytest.skip("this kernel completes connections past a full queue")
+
+
+def test_files_through_a_proxy_that_drops_packets_are_not_tried_once_one_gave_up(
+    silent_port: int,
+) -> None:
+    """Each of another host: the first files (-j 2) spend their tries, each a connect
+    timeout; once one gave up, the others are not tried (not a timeout each), and all are
+    said in one line. Before: each file spent its tries, each a connect timeout, and had
+    a line of its own."""
+    files = 12
+    Path("urls.txt").write_text("".join(f"http://h{i}.test/f{i}\n" for i in range(files)))
+    proxy = f"http://127.0.0.1:{silent_port}"
+    done = cli("-v", "-i", "urls.txt", "-o", "out", "-j", "2", "--retries", "1",
+               "--timeout", "1", "--proxy", proxy)
+    assert done.returncode == 3
+    lines = done.stderr.splitlines()
+    assert len([line for line in lines if "retrying in" in line]) <= 2, lines
+    untried = [line for line in lines if line.startswith("failed out/f")
+               and ": not tried: could not connect to the proxy" in line]
+    # (all but those under way or set up with the first: 2 x -j, see SetupSlots; those
+    # waiting for their slot when it was found down have one try each, no retry)
+    assert len(untried) >= files - 4, lines
+    errors = [line for line in lines if line.startswith("omniget: error: ")]
+    assert errors == [
+        f"omniget: error: {files} files failed: could not connect to the proxy {proxy} "
+        "(--proxy): timed out (check --proxy and *_proxy)"
+    ]

@@ -129,3 +129,22 @@ def test_a_proxy_a_file_gave_up_on_is_down_till_an_answer_or_a_budget_later() ->
     assert down.shared_down(cause)
     clock.advance(1.0)
     assert not down.shared_down(cause)
+
+
+def test_a_url_through_a_proxy_found_down_is_not_tried_and_others_are() -> None:
+    """``route`` says each URL's proxy: those of the one found down are not tried, each
+    error carrying its cause (said once for them all); a URL that goes direct, or
+    through another proxy, is tried."""
+    clock = FakeClock()
+    routes = {A: "http://p:1", B: "http://p:1", A2: None}
+    down = DownHosts(clock, 300.0, HostLimits(per_host=1, total=10), routes.get)
+    cause = "failed: could not connect to the proxy http://p:1 (--proxy): timed out"
+    assert down.proxy_down(B) is None
+    down.gave_up(A, "timed out", down.mark(A), cause)
+    err = down.proxy_down(B)
+    assert err is not None and err.shared == cause and not err.retryable
+    assert str(err) == ("not tried: could not connect to the proxy http://p:1 (--proxy): "
+                        "timed out (another file gave up on it)")
+    assert down.proxy_down(A2) is None and down.proxy_down("http://c.test/z") is None
+    clock.advance(300.0)
+    assert down.proxy_down(B) is None

@@ -260,7 +260,11 @@ class RunContext:
 
     def __post_init__(self) -> None:
         self.key_prefix = f"{self.dest}\0"
-        self.down = DownHosts(self.clock, self.policy.max_total, self.limits)
+        from .transports.outgoing import proxy_for
+
+        proxy = self.settings.network.proxy
+        self.down = DownHosts(self.clock, self.policy.max_total, self.limits,
+                              lambda url: proxy_for(url, proxy))
 
     def register_output(
         self, path: Path, text: str | None = None

@@ -22,11 +22,14 @@ A proxy that takes no connection (or whose name does not resolve) is found down 
 first file that gave up on it: its failure is the proxy's whichever the file's host (its
 error's ``shared`` cause says so). A later file whose try fails the same way then gives up
 at once, without the retries a file has (two for a refused connection), until an answer
-is taken in the run, or a budget later.
+is taken in the run, or a budget later; one that goes through that proxy (``route``
+says a URL's) is not tried at all (a proxy that drops packets cost each a connect
+timeout).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import RemoteError
@@ -46,8 +49,12 @@ STRIKES = 2
 class DownHosts:
     """The hosts of one run found down, and the answers that keep a host up."""
 
-    def __init__(self, clock: Clock, budget: float, limits: HostLimits) -> None:
+    def __init__(
+        self, clock: Clock, budget: float, limits: HostLimits,
+        route: Callable[[str], str | None] = lambda url: None,
+    ) -> None:
         self._clock = clock
+        self._route = route  # a URL's proxy (None: none)
         self._budget = budget  # seconds a host stays down (then its next file is tried)
         self._limits = limits
         self._answers: dict[str, int] = {}  # host -> answers taken from it in this run
@@ -59,8 +66,8 @@ class DownHosts:
         self._down: dict[str, tuple[str, float]] = {}
         #: host -> the ``shared`` cause of the failure it is down for, when it had one
         self._shared: dict[str, str] = {}
-        #: the ``shared`` causes files gave up on (a proxy down), and since when
-        self._proxies: dict[str, float] = {}
+        #: the ``shared`` causes files gave up on (a proxy down): since when, through what
+        self._proxies: dict[str, tuple[float, str | None]] = {}
 
     def mark(self, url: str) -> int:
         """Where ``url``'s host stands, as a try to it starts: give it to :meth:`gave_up`
@@ -93,7 +100,7 @@ class DownHosts:
         connection to it are refused. ``shared``: the error's cause other hosts' files
         may share (its ``shared``: a proxy down), which its files not tried say then."""
         if shared is not None:  # (a proxy down: whichever the file's host)
-            self._proxies.setdefault(shared, self._clock.monotonic())
+            self._proxies.setdefault(shared, (self._clock.monotonic(), self._via(url)))
         host = host_of(url)
         if self._answers.get(host, 0) != mark or self._live.get(host) or self.why(url):
             return
@@ -111,12 +118,33 @@ class DownHosts:
         """Whether a file gave up on the failure whose ``shared`` cause this is (a proxy
         down), with no answer taken since, less than a budget ago: a try failed for it
         gives up at once."""
-        if shared is None or (since := self._proxies.get(shared)) is None:
+        if shared is None or (found := self._proxies.get(shared)) is None:
             return False
-        if self._clock.monotonic() - since >= self._budget:
+        if self._clock.monotonic() - found[0] >= self._budget:
             del self._proxies[shared]
             return False
         return True
+
+    def proxy_down(self, url: str) -> RemoteError | None:
+        """The error of a file of ``url`` not tried, the proxy it goes through found down
+        (:meth:`shared_down`), or None."""
+        if not self._proxies:
+            return None
+        via = self._via(url)
+        for cause, (_, proxy) in list(self._proxies.items()):
+            if proxy is not None and proxy == via and self.shared_down(cause):
+                text = cause.removeprefix("failed: ")
+                err = RemoteError(f"not tried: {text} (another file gave up on it)")
+                err.shared = cause
+                return err
+        return None
+
+    def _via(self, url: str) -> str | None:
+        """The proxy ``url`` goes through (None: none, or not known)."""
+        try:
+            return self._route(url)
+        except ValueError:  # (a URL that is none: its own failure says so)
+            return None
 
     def why(self, url: str) -> str | None:
         """Why ``url``'s host is down, or None when it is not (or no longer) known so."""

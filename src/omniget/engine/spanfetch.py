@@ -195,6 +195,8 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
                 return  # (cut short by stealing while it waited to try again)
             if len(dl.urls) == 1 and (why := down.why(url)) is not None:
                 raise down.not_tried(url, why) if last is None else _host_down(last, attempts)
+            if (unused := down.proxy_down(url)) is not None:  # (its proxy: found down)
+                raise unused if last is None else last
             before = span.pos
             req = _request(dl, span, url)
             sink = SpanSink(dl, span, req)

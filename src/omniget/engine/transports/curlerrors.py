@@ -93,6 +93,7 @@ class ProxyPath(NamedTuple):
     tunnel: int  # the proxy's answer to the CONNECT (0: none)
     tls_failed: bool  # the proxy's own certificate failed the check
     refused: int = 0  # what a SOCKS proxy said (libcurl's CURLINFO_PROXY_ERROR; 0: none)
+    connected: bool = True  # its connection to the proxy was made (CURLINFO_CONNECT_TIME)
 
 
 def curl_error(
@@ -162,7 +163,11 @@ def curl_error(
     if code in (pycurl.E_URL_MALFORMAT, pycurl.E_UNSUPPORTED_PROTOCOL):
         return RemoteError(f"unusable URL {where}{suffix}")
     if code == pycurl.E_OPERATION_TIMEDOUT:
-        return TransientError(f"timed out ({where}{via}){suffix}")
+        late = TransientError(f"timed out ({where}{via}){suffix}")
+        if proxy is not None and not proxy.connected:  # (the proxy never took it)
+            late.shared = f"failed: could not connect to {the_proxy}: timed out (check " \
+                          "--proxy and *_proxy)"
+        return late
     if code == pycurl.E_PARTIAL_FILE:
         return TransientError(f"body cut short ({where}{via}){suffix}")
     if code == pycurl.E_COULDNT_CONNECT and "proxy scheme" in detail.lower():

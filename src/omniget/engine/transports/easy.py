@@ -205,9 +205,10 @@ def proxy_of(easy: pycurl.Curl) -> ProxyPath | None:
         refused = int(easy.getinfo(_PROXY_ERROR)) if _PROXY_ERROR is not None else 0
         via = bool(easy.getinfo(used)) if used is not None else (
             tunnel > 0 or tls_failed or refused > 0)
+        connected = float(easy.getinfo(pycurl.CONNECT_TIME)) > 0
     except pycurl.error:
         return None
-    return ProxyPath(tunnel, tls_failed, refused) if via else None
+    return ProxyPath(tunnel, tls_failed, refused, connected) if via else None
 
 
 _PROXY_ERROR = getattr(pycurl, "PROXY_ERROR", None)  # (libcurl 7.73+)
