@@ -153,8 +153,9 @@ class CurlTransport(ConnectionSharing):
         self._pipe_key: Callable[[str], str | None] = pipeline_key
         self._proxy_env = proxy_env()
         self._route()
-        # https host -> multiplex light GETs (True: small answers over HTTP/2 lately)
+        # https host -> multiplex light GETs (True: its answers over HTTP/2 lean small)
         self._h2: dict[str, bool] = {}
+        self._h2_lean: dict[str, int] = {}  # https host -> small answers less large ones
         self._h2_hosts: set[str] = set()  # https hosts seen answering over HTTP/2
 
     def _route(self) -> None:

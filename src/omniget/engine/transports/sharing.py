@@ -31,6 +31,8 @@ __all__ = ["ConnectionSharing", "direct_key"]
 
 _H1: int = pycurl.CURL_HTTP_VERSION_1_1
 _H2: int = pycurl.CURL_HTTP_VERSION_2TLS  # HTTP/2 when TLS negotiates it, else HTTP/1.1
+#: how far a host's answers may lean to small (up) or large (down): see _note_h2
+_LEAN = 4
 
 
 class ConnectionSharing:
@@ -48,6 +50,7 @@ class ConnectionSharing:
     _busy: dict[str, int]
     _pipe_key: Callable[[str], str | None]
     _h2: dict[str, bool]
+    _h2_lean: dict[str, int]
     _h2_hosts: set[str]
     _held: Callable[[str], int] | None
 
@@ -232,8 +235,17 @@ class ConnectionSharing:
 
     def _note_h2(self, hop: Hop) -> None:
         """Multiplex light GETs to the hop's https host while its answers come over HTTP/2
-        and are small; large answers (or no HTTP/2) send them back to HTTP/1.1. Told at
-        each final head of a light https GET, before its body."""
+        and lean to small ones; a host whose answers lean to large ones (or that has no
+        HTTP/2) gets them over HTTP/1.1. Told at each final head of a light https GET,
+        before its body.
+
+        Each small answer counts one up, each large one down, within ``_LEAN`` either
+        way, and the GETs go as streams while the count is above zero: a large file
+        among a host's small ones (the first GET of a file it then splits) leaves them
+        streams, a few large answers in a row send them back. (The last answer alone
+        decided it: a large one sent the small files beside it to HTTP/1.1, each on a
+        connection of its own, until a small one came back: how many went so was a
+        matter of timing.)"""
         head = hop.head
         if head is None or head.status >= 300:
             return
@@ -247,7 +259,9 @@ class ConnectionSharing:
             # nothing (libcurl asked at the transfer's end: not from inside a callback)
             hop.h1_answer = hop.offered_h2
         elif size is not None:
-            self._h2[host] = size <= SMALL_BODY
+            lean = self._h2_lean.get(host, 0) + (1 if size <= SMALL_BODY else -1)
+            lean = self._h2_lean[host] = max(-_LEAN, min(_LEAN, lean))
+            self._h2[host] = lean > 0
 
     def _no_h2(self, url: str) -> None:
         host = host_of(url)
