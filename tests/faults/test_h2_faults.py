@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -478,3 +479,52 @@ def test_streams_waiting_for_their_turn_past_the_connect_timeout_are_not_failed(
     assert [e for e in events if isinstance(e, Retrying)] == []
     for name, data in files.items():
         assert (out / name).read_bytes() == data
+
+
+def test_a_stream_whose_turn_and_connect_timeout_come_in_one_pass_waits_on(
+    h2srv: Callable[..., H2Server], payload: Callable[..., bytes], tls_ca_path: Path,
+) -> None:
+    """The test above, its failure under load made certain: the event loop is held up
+    (here: a sink that sleeps) while the stream on the connection ends and the connect
+    timeout of the one waiting for its turn runs out. libcurl then tells of both at
+    once, the ended stream first; the waiting one was failed ("Operation timed out ...
+    with 0 bytes received": a retry in a run) since, the ended stream already gone, no
+    other transfer held a connection it could wait for."""
+    from omniget.engine.transports.base import Head, Request
+    from omniget.engine.transports.http import CurlTransport
+
+    srv = h2srv(max_streams=1)
+    first, second = payload(8 * 512, seed=1), payload(1536, seed=2)
+    urls = [srv.add("/d/a.bin", first, Fault(drip=0.1)), srv.add("/d/b.bin", second)]
+    net = NetworkSettings(ca_cert=str(tls_ca_path), netrc=False, stall_timeout=10.0,
+                          connect_timeout=0.5)
+    t = CurlTransport(net, max_host_connections=1)
+    got: dict[str, bytearray] = {u: bytearray() for u in urls}
+    waiting: list[asyncio.Task[Head]] = []
+
+    class Sink:
+        def __init__(self, url: str) -> None:
+            self.url = url
+
+        def on_head(self, head: Head) -> None:
+            if self.url == urls[0]:  # (the connection is up: the second waits its turn)
+                waiting.append(asyncio.ensure_future(t.fetch(Request(urls[1]),
+                                                             Sink(urls[1]))))
+
+        def on_data(self, data: bytes) -> None:
+            got[self.url] += data
+            if self.url == urls[0] and len(got[self.url]) == 4 * 512:
+                # (the first's last pieces come, and the second's timeout runs out, in
+                # the sleep: libcurl reads both in its next pass)
+                time.sleep(2.0)
+
+    async def go() -> None:
+        try:
+            await asyncio.wait_for(t.fetch(Request(urls[0]), Sink(urls[0])), 30)
+            await asyncio.wait_for(waiting[0], 30)
+        finally:
+            await t.aclose()
+
+    asyncio.run(go())
+    assert got == {urls[0]: first, urls[1]: second}
+    assert [r.protocol for r in srv.requests] == ["h2", "h2"]

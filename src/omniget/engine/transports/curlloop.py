@@ -288,10 +288,13 @@ class CurlLoop:
         multi = self._multi
         while True:
             queued, ok, failed = multi.info_read()
-            for easy in ok:
-                self._finish(easy, 0, "")
+            # (failures first: a transfer held back whose connect timeout ran out in the
+            # pass where the stream it waited for ended waits on, that one still running
+            # for _wait_again; on a loop held up past the timeout both come at once)
             for easy, code, message in failed:
                 self._finish(easy, code, message)
+            for easy in ok:
+                self._finish(easy, 0, "")
             if not queued:
                 return
 
