@@ -222,7 +222,7 @@ class ConnectionSharing:
     def _http_version(self, hop: Hop, light: bool) -> int:
         """HTTP/2 is offered (ALPN) for a light https GET beside another request to its
         host, or to any host when one connection is all a host gets (nothing to split
-        over), unless the host's answers are large or it does not speak HTTP/2;
+        over), unless the host's answers lean to large ones or it does not speak HTTP/2;
         everything else (a lone download among them) is HTTP/1.1."""
         url = hop.url
         hop.offered_h2 = (
