@@ -54,6 +54,7 @@ from .targets import (
     extract_items,
     given_path,
     item_filter,
+    once,
     report_failures,
 )
 
@@ -78,7 +79,7 @@ def _single(items: Iterator[Item], name: str | None) -> Item | None:
 
 
 def run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
-    targets = collect(ns)
+    targets, again = once(collect(ns))  # (said once the run's warnings have their place)
     cookies = cfg.settings.network.cookies_file
     if cookies:  # (a FIFO's: read before the run's Ctrl+C handling, which stops no open)
         from ..engine.transports.cookies import read_ahead
@@ -137,7 +138,19 @@ def run_get(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
     with warnings:
         if cfg.settings.network.insecure:
             warn("TLS certificates are not verified (--insecure)", even_quiet=True)
+        _given_again(again, verbose=ns.verbose)
         return _get(targets, ns, cfg, mask, consumer)
+
+
+def _given_again(again: Mapping[str, int], *, verbose: bool) -> None:
+    """A warning for each URL given more than once: without ``-v`` the first
+    :data:`SKIP_LINES` of them, then one line for the rest."""
+    for n, (url, times) in enumerate(again.items()):
+        if not verbose and n == SKIP_LINES:
+            warn(f"{len(again) - n} more URLs are given more than once: each is downloaded "
+                 "once (-v lists each)")
+            return
+        warn(f"{url} is given {times} times: it is downloaded once")
 
 
 def _get(

@@ -79,6 +79,23 @@ def collect(ns: argparse.Namespace) -> list[str | Item]:
     return targets
 
 
+def once(targets: Sequence[str | Item]) -> tuple[list[str | Item], dict[str, int]]:
+    """Each entry once, in the order first given, and how many times each URL given more
+    than once was (wget and curl fetch such a URL again, one copy beside the other or over
+    it; the run is one file's, done once). An entry is the same when its URL and its
+    mirrors are, as given; two URLs that give one name are two entries."""
+    first: dict[tuple[str, ...], str | Item] = {}
+    times: Counter[tuple[str, ...]] = Counter()
+    for target in targets:
+        key = (target,) if isinstance(target, str) else (target.download_url, *target.mirrors)
+        first.setdefault(key, target)
+        times[key] += 1
+    if len(first) == len(targets):
+        return list(targets), {}
+    again = {key[0]: n for key, n in times.items() if n > 1}
+    return list(first.values()), again
+
+
 def _read_list(path: Path) -> str:
     """A list file's text: UTF-8, or UTF-16 with its BOM (what Windows PowerShell's ``>``
     and Notepad's "Unicode" write). NotText as soon as it shows it is no list (a binary

@@ -1,0 +1,90 @@
+"""What a run says about itself, through the command in a subprocess against the local
+server: a URL given twice, a message that names its file, a stalled file in a log, ``-O``
+whose one file is left out, and retry lines for one cause folded."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.servers.httpd import HTTPServer
+
+import omniget
+
+pytestmark = pytest.mark.isolated(work=True)
+
+SRC = str(Path(omniget.__file__).resolve().parent.parent)
+DATA = bytes(range(256)) * 40
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The command in a subprocess, stderr not a terminal (a log's lines)."""
+    env = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1"}
+    return subprocess.run([sys.executable, "-m", "omniget", *args], capture_output=True,
+                          text=True, env=env, timeout=120)
+
+
+def json_lines(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+# --- 1. the same URL given twice ---
+
+
+def test_the_same_url_given_twice_is_one_download_said_once(httpd: HTTPServer) -> None:
+    """Before: the second was skipped, "an earlier URL of this run has the same file name
+    (--on-exists rename keeps both)": wrong advice for one and the same file."""
+    url = httpd.add(httpd.new_path("a.bin"), DATA)
+    Path("list.txt").write_text(f"{url}\n")
+    res = cli("-o", "out", url, "-i", "list.txt", url)
+    assert res.returncode == 0, res.stderr
+    lines = res.stderr.splitlines()
+    assert lines[0] == f"omniget: warning: {url} is given 3 times: it is downloaded once"
+    assert lines[1] == "saved out/a.bin"
+    assert lines[2].startswith("1 file ok, 0 skipped, 0 failed, "), lines
+    assert len(lines) == 3, lines
+    assert Path("out/a.bin").read_bytes() == DATA
+    gets = [r for r in httpd.requests if r.method == "GET"]
+    assert len(gets) == 1
+
+
+def test_the_same_url_given_twice_in_json_is_one_file_and_a_warning(httpd: HTTPServer) -> None:
+    url = httpd.add(httpd.new_path("a.bin"), DATA)
+    res = cli("--json", "-o", "out", url, url)
+    assert res.returncode == 0, res.stderr
+    events = json_lines(res.stdout)
+    assert events[0] == {"event": "warning", "level": "warning",
+                         "message": f"{url} is given 2 times: it is downloaded once"}
+    ends = [e for e in events if e["event"] in ("finished", "failed", "skipped")]
+    assert [e["event"] for e in ends] == ["finished"]
+    summary = events[-1]
+    assert (summary["ok"], summary["skipped"], summary["failed"]) == (1, 0, 0)
+
+
+def test_urls_given_twice_are_a_few_lines_unless_verbose(httpd: HTTPServer) -> None:
+    urls = [httpd.add(httpd.new_path(f"f{i}.bin"), DATA) for i in range(8)]
+    for verbose in (False, True):
+        res = cli("--dry-run", *(["-v"] if verbose else []), *urls, *urls)
+        assert res.returncode == 0, res.stderr
+        said = [line for line in res.stderr.splitlines() if "is given 2 times" in line]
+        assert len(said) == (8 if verbose else 5), res.stderr
+        more = ("omniget: warning: 3 more URLs are given more than once: each is "
+                "downloaded once (-v lists each)")
+        assert (more in res.stderr.splitlines()) is not verbose, res.stderr
+        assert len(res.stdout.splitlines()) == 8  # (each file once)
+        assert "would skip" not in res.stderr
+
+
+def test_two_urls_of_one_name_still_say_rename_keeps_both(httpd: HTTPServer) -> None:
+    a = httpd.add(httpd.new_path("same.bin"), b"one")
+    b = httpd.add(httpd.new_path("same.bin"), b"two")
+    res = cli(a, b)
+    assert res.returncode == 0, res.stderr
+    assert ("skipped same.bin: an earlier URL of this run has the same file name "
+            "(--on-exists rename keeps both)") in res.stderr.splitlines()
+    assert "given" not in res.stderr
