@@ -1078,7 +1078,7 @@ def test_a_wrong_checksum_says_the_same_bytes_came_twice_and_keeps_them(
     got = hashlib.sha256(data).hexdigest()
     assert main(["-o", "out", "--checksum", "sha256=" + "a" * 64, url]) == 4
     err = capsys.readouterr().err.splitlines()
-    assert (f"omniget: error: out/f.bin: sha256 mismatch for f.bin: expected {'a' * 64}, got"
+    assert (f"omniget: error: sha256 mismatch for out/f.bin: expected {'a' * 64}, got"
             f" {got} twice (the server sends the same bytes each time: is the checksum"
             " right?); kept as f.bin.omniget-part") in err
     assert len(httpd.requests_to(path)) == 2
@@ -1336,12 +1336,12 @@ def test_json_a_run_that_fails_as_a_whole_still_says_so_in_events(
 #: Errors in the command line itself, found once it is parsed (how the options go
 #: together, what a value names): with --json, as argparse's own, nothing on stdout.
 ARGUMENT_ERRORS = [
-    (["-O", "f.bin", "{url}", "{url}"], "-O takes exactly one URL (use -o DIR for several)"),
+    (["-O", "f.bin", "{url}", "{url}?b"], "-O takes exactly one URL (use -o DIR for several)"),
     (["-O", "f.bin", "-o", "d", "{url}"], "-O and -o cannot be used together"),
     (["-O", "", "{url}"], "-O needs a file name (or - for stdout)"),
     (["-O", "adir", "{url}"], "-O adir: is a directory (use -o adir to save into it)"),
     (["-O", "-", "{url}"], "--json cannot be used with -O - (stdout carries the file)"),
-    (["--checksum", "md5=" + "0" * 32, "{url}", "{url}"], "--checksum needs exactly one URL"),
+    (["--checksum", "md5=" + "0" * 32, "{url}", "{url}?b"], "--checksum needs exactly one URL"),
     (["-o", "x.bin", "{url}.bin"], "-o x.bin: -o names a folder here"),
     (["-o", "{url}"], "no URL given: -o took '{url}' for its value"),
     (["-o", "~no-such-user-here/x", "{url}"], "--output: ~no-such-user-here: no such user"),

@@ -88,3 +88,68 @@ def test_two_urls_of_one_name_still_say_rename_keeps_both(httpd: HTTPServer) -> 
     assert ("skipped same.bin: an earlier URL of this run has the same file name "
             "(--on-exists rename keeps both)") in res.stderr.splitlines()
     assert "given" not in res.stderr
+
+
+# --- 2. a message that names its file ---
+
+WRONG = "0" * 64
+
+
+def test_a_warning_and_a_failure_name_their_file_once(httpd: HTTPServer) -> None:
+    """Before: ``omniget: warning: s: sha256 mismatch for s: ...`` (and ``out/s: sha256
+    mismatch for s``, ``failed out/s: sha256 mismatch for s``)."""
+    import hashlib
+
+    url = httpd.add(httpd.new_path("s"), DATA)
+    got = hashlib.sha256(DATA).hexdigest()
+    why = f"expected {WRONG}, got {got}"
+    again = f"omniget: warning: sha256 mismatch for {{}}: {why}; downloading again"
+    twice = (f"sha256 mismatch for {{}}: {why} twice (the server sends the same bytes each "
+             "time: is the checksum right?); kept as s.omniget-part")
+    res = cli("--checksum", f"sha256={WRONG}", url)
+    assert res.returncode == 4
+    assert res.stderr.splitlines()[:2] == [again.format("s"),
+                                           "omniget: error: " + twice.format("s")]
+    res = cli("-v", "-o", "out", "--checksum", f"sha256={WRONG}", url)
+    assert res.returncode == 4
+    lines = res.stderr.splitlines()
+    assert lines[1:4] == [again.format("out/s"), "failed: " + twice.format("out/s"),
+                          "omniget: error: " + twice.format("out/s")], lines
+
+
+@pytest.mark.parametrize(("label", "text", "line"), [
+    ("s", "sha256 mismatch for s: expected a", "sha256 mismatch for s: expected a"),
+    ("out/s", "sha256 mismatch for s: x", "sha256 mismatch for out/s: x"),
+    ("out/s", "piece of s: expected 3 bytes", "piece of out/s: expected 3 bytes"),
+    # a URL that ends in the name is no mention of the file
+    ("s.bin", "HTTP 503 from http://h/s.bin", "s.bin: HTTP 503 from http://h/s.bin"),
+    ("o/s.bin", "HTTP 503 from http://h/s.bin", "o/s.bin: HTTP 503 from http://h/s.bin"),
+    # nor a word that has it, nor a longer name
+    ("s", "it exists", "s: it exists"),
+    ("o/s", "kept as s.omniget-part", "o/s: kept as s.omniget-part"),
+    # the name twice: which one is the file's? as it was
+    ("o/size", "size mismatch for size: 3", "o/size: size mismatch for size: 3"),
+    ("http://h/x", "gone", "http://h/x: gone"),
+])
+def test_a_message_names_its_file_once(label: str, text: str, line: str) -> None:
+    from omniget.cli.output import naming
+
+    assert naming(label, text) == line
+
+
+def test_a_retry_line_names_its_file_once() -> None:
+    import io
+
+    from omniget.cli.output import Masker
+    from omniget.cli.progress import PlainProgress
+    from omniget.engine.events import Retrying
+    from omniget.errors import IntegrityError
+    from omniget.model import Item
+
+    out = io.StringIO()
+    error = IntegrityError("size mismatch for s: expected 3 bytes, got 2")
+    with PlainProgress(out, Masker(), clock=lambda: 0.0) as plain:
+        plain(Retrying(Item(download_url="http://h/s"), Path("o/s"), error=error, attempt=1,
+                       delay=0.5))
+    assert out.getvalue() == ("omniget: warning: size mismatch for o/s: expected 3 bytes, "
+                              "got 2; retrying in 0.5s (retry 1)\n")

@@ -40,7 +40,7 @@ def test_other_runs_on_a_file_being_written_then_its_writer_killed(
         for what, run in runs.items():
             assert run.returncode == 7, (what, run.stderr)
             [line] = [ln for ln in run.stderr.splitlines() if "error" in ln]
-            assert line == (f"omniget: error: {out / 'data.bin'}: data.bin is being downloaded"
+            assert line == (f"omniget: error: {out / 'data.bin'} is being downloaded"
                             " by another omniget run in the same folder; run again once it is"
                             " done"), what
         had = recorded(state)

@@ -40,6 +40,8 @@ __all__ = [
     "item_to_dict",
     "json_line",
     "name_bytes_out",
+    "named",
+    "naming",
     "print_error",
     "print_list",
     "put",
@@ -149,6 +151,37 @@ def short_urls(text: str) -> str:
     if len(text) <= URL_SHOWN or "://" not in text:
         return text
     return re.sub(_URL_RE, _short_url, text)
+
+
+def _whole(text: str, name: str) -> list[re.Match[str]]:
+    """Where ``text`` has ``name`` whole (not a piece of a word or of a longer name), in
+    none of its URLs."""
+    urls = [m.span() for m in re.finditer(_URL_RE, text)]
+    found = re.finditer(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])", text)
+    return [m for m in found if not any(a < m.end() and m.start() < b for a, b in urls)]
+
+
+def named(label: str, text: str) -> str | None:
+    """``text`` when it names the file ``label`` is (outside its URLs), with the file's
+    name in it once as ``label`` (``out/s``) when ``label`` is a path (not a URL) that
+    ``text`` names by its last part only (``sha256 mismatch for s``); None when it does
+    not (or has that last part more than once: which one is the file's?)."""
+    if _whole(text, label):
+        return text
+    name = label.rsplit("/", 1)[-1]
+    if name == label or re.fullmatch(_URL_RE, label):
+        return None
+    hits = _whole(text, name)
+    if len(hits) != 1:
+        return None
+    return f"{text[:hits[0].start()]}{label}{text[hits[0].end():]}"
+
+
+def naming(label: str, text: str) -> str:
+    """``label: text``, or ``text`` alone, naming the file once, when it names it (see
+    :func:`named`): ``s: sha256 mismatch for s`` said its name twice."""
+    said = named(label, text)
+    return f"{label}: {text}" if said is None else said
 
 
 def format_size(n: int | None) -> str:

@@ -31,7 +31,17 @@ from ..engine.events import (
     Warned,
 )
 from ..errors import Cancelled
-from .output import EXISTS_WHY, Masker, event_path, format_size, last_words, say, short_urls
+from .output import (
+    EXISTS_WHY,
+    Masker,
+    event_path,
+    format_size,
+    last_words,
+    named,
+    naming,
+    say,
+    short_urls,
+)
 from .tally import Tally, clock_time
 
 if TYPE_CHECKING:
@@ -75,20 +85,37 @@ def name_of(event: Event, mask: Masker) -> str:
     return event_path(event, mask) or short_urls(mask(event.item.download_url))
 
 
+def _label(event: Event, mask: Masker) -> str:
+    """The event's file as shown (masked), or its URL when it names none."""
+    return event_path(event, mask) or mask(event.item.download_url)
+
+
+def about(event: Event, text: str, mask: Masker) -> str:
+    """``NAME: text`` for the file the event is about, its name said once (see
+    :func:`naming`), masked, its long URLs shortened."""
+    return short_urls(naming(_label(event, mask), mask(text)))
+
+
 def failure_line(event: Failed, mask: Masker) -> str:
-    return f"failed {name_of(event, mask)}: {short_urls(mask(str(event.error)))}"
+    """``-v``'s ``failed a.bin: gone``; ``failed: sha256 mismatch for a.bin: ...`` when
+    the error names the file (its name once, see :func:`named`)."""
+    text = mask(str(event.error))
+    said = named(_label(event, mask), text)
+    if said is None:
+        return f"failed {name_of(event, mask)}: {short_urls(text)}"
+    return f"failed: {short_urls(said)}"
 
 
 def retry_line(event: Retrying, mask: Masker) -> str:
     """A retry is a warning that says when the next try is (a wait with no word looks like
     a hang): ``omniget: warning: a.bin: HTTP 503 from URL; retrying in 0.5s (retry 1)``."""
-    return (f"omniget: warning: {name_of(event, mask)}: {short_urls(mask(str(event.error)))}; "
+    return (f"omniget: warning: {about(event, str(event.error), mask)}; "
             f"retrying in {event.delay:.1f}s (retry {event.attempt})")
 
 
 def warning_line(event: Warned, mask: Masker) -> str:
     """``omniget: warning: a.bin: ...``, as the CLI's and the library's other warnings."""
-    return f"omniget: warning: {name_of(event, mask)}: {short_urls(mask(event.message))}"
+    return f"omniget: warning: {about(event, event.message, mask)}"
 
 
 def done_line(event: Finished, name: str) -> str:

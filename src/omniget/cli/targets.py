@@ -19,7 +19,7 @@ from ..userfiles import NotText, read_text
 from .args import CURL_O, argv_url, controls_encoded, guess_scheme, parse_input
 from .config import Config
 from .options import ArgumentError, expand_path
-from .output import Masker, print_error
+from .output import Masker, naming, print_error
 
 Failure = tuple[str, OmnigetError]  # (what failed, shown to the user; the error)
 
@@ -212,7 +212,7 @@ def report_failures(failures: Sequence[Failure], mask: Masker) -> None:
         if error.shared and error.shared not in shared:
             continue
         said = str(error)  # (one that names its URL or file already: not twice)
-        print_error(mask(said) if names(said, label) else f"{mask(label)}: {mask(said)}")
+        print_error(mask(said) if names(said, label) else naming(mask(label), mask(said)))
 
 
 def names(text: str, label: str) -> bool:
