@@ -4,6 +4,7 @@ whose one file is left out, and retry lines for one cause folded."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -153,3 +154,66 @@ def test_a_retry_line_names_its_file_once() -> None:
                        delay=0.5))
     assert out.getvalue() == ("omniget: warning: size mismatch for o/s: expected 3 bytes, "
                               "got 2; retrying in 0.5s (retry 1)\n")
+
+
+# --- 3. a stalled file in a log ---
+
+
+def test_the_run_line_comes_while_a_file_is_stalled_and_says_it_is_not_moving(
+    httpd: HTTPServer,
+) -> None:
+    """Not a terminal: the line on the whole run every 2 s comes while no byte does, and
+    its speed falls to 0 B/s (before: nothing until the stall timeout's retry line)."""
+    import queue
+    import threading
+    import time
+
+    data = bytes(range(256)) * 4096  # 1 MiB
+    path = httpd.new_path("slow.bin")
+    httpd.add(path, data)
+    url = httpd.url(path, hold="h", stall_after=65536)
+    env = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "omniget", "--timeout", "600", "--split",
+                             "1", "-o", "out", url], stderr=subprocess.PIPE, text=True,
+                            env=env)
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stderr is not None
+    def read() -> None:
+        for line in proc.stderr or ():
+            lines.put(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert httpd.held("h", timeout=60)
+        said: list[str] = []
+        deadline = time.monotonic() + 60
+        while not any(x.endswith(" 0 B/s\n") for x in said) and time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                said.append(lines.get(timeout=0.5))
+        assert any(x.endswith(" 0 B/s\n") for x in said), said
+        run = [x for x in said if x.startswith("[")]
+        assert len(run) >= 2, said
+        assert all(" 0/1 files, " in x and " of 1.0 MiB, " in x for x in run), said
+        assert not any("retrying" in x for x in said), said
+    finally:
+        httpd.release("h")
+        proc.wait(timeout=120)
+    reader.join(timeout=30)
+    assert proc.returncode == 0
+    assert Path("out/slow.bin").read_bytes() == data
+
+
+def test_a_speed_falls_to_0_when_nothing_came_for_its_window() -> None:
+    """A burst shorter than the speed's least mark (0.5 s), then nothing: the speed was
+    the burst over all the time since (16 KiB in 60 s: 273 B/s, falling, never 0)."""
+    from omniget.cli.tally import Rate
+
+    now = [0.0]
+    rate = Rate(lambda: now[0])
+    now[0] = 0.2
+    rate.add(16384)
+    now[0] = 1.0
+    assert rate.speed() == 16384 / 1.0
+    now[0] = 5.3  # (the window: 5 s)
+    assert rate.speed() == 0.0 and rate.left(1000) is None

@@ -187,7 +187,9 @@ class PlainProgress:
     """Not a terminal (a log): plain lines, no cursor moves or colours. Without ``-v``, a
     line on the whole run at most every ``interval`` s (``[0:00:12] 3/10 files, 30% of
     40.0 MiB, 2.0 MiB/s, 0:00:14 left``); with it, a line when a file starts and ends and
-    one on its progress at most every ``interval`` s. Retries, warnings and skips always."""
+    one on its progress at most every ``interval`` s. Retries, warnings and skips always.
+    ``ticks``: the run's line comes when no event does too (a file stalled: its speed
+    falls to 0 B/s), from a thread of its own while the display is entered."""
 
     def __init__(
         self,
@@ -197,6 +199,7 @@ class PlainProgress:
         verbose: bool = False,
         interval: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        ticks: bool = False,
     ) -> None:
         self.out, self.mask, self.verbose = out, mask, verbose
         self.interval, self.clock = interval, clock
@@ -205,6 +208,9 @@ class PlainProgress:
         self._began = self._said = clock()  # (when the run's last line was printed)
         self._files: dict[str, _Seen] = {}
         self._lock = threading.Lock()
+        self._ticks = ticks and not verbose
+        self._done = threading.Event()
+        self._ticker: threading.Thread | None = None
 
     def _line(self, text: str) -> None:
         say(text + "\n", self.out)
@@ -276,10 +282,25 @@ class PlainProgress:
         self._line(f"  {name}: {pct}, {format_size(int(speed))}/s")
         seen.last, seen.done = now, event.done
 
+    def _tick(self) -> None:
+        """The ticker's loop: the run's line when ``interval`` passed without one."""
+        while not self._done.wait(self.interval / 4):
+            with self._lock:
+                self._run_line()
+
     def __enter__(self) -> PlainProgress:
+        if self._ticks and self._ticker is None:
+            self._done.clear()
+            self._ticker = threading.Thread(target=self._tick, name="omniget-log-line",
+                                            daemon=True)
+            self._ticker.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._ticker is not None:
+            self._done.set()
+            self._ticker.join()
+            self._ticker = None
         self.out.flush()
 
     def quit_with(self, text: str | Callable[[], str], then: Callable[[], object]) -> None:
@@ -311,7 +332,7 @@ def make_progress(
     err = stderr or sys.stderr
     if console is None:
         if not maybe_terminal(err):  # rich costs ~30 ms to import: only for a terminal
-            return PlainProgress(err, mask, verbose=verbose)
+            return PlainProgress(err, mask, verbose=verbose, ticks=True)
         from rich.console import Console
 
         console = Console(file=err, _environ=sizes_known(os.environ))
@@ -319,7 +340,7 @@ def make_progress(
         from .bars import RichProgress
 
         return RichProgress(console, mask, verbose=verbose)
-    return PlainProgress(err, mask, verbose=verbose)
+    return PlainProgress(err, mask, verbose=verbose, ticks=True)
 
 
 def sizes_known(environ: Mapping[str, str]) -> dict[str, str]:

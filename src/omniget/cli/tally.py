@@ -29,12 +29,13 @@ class Rate:
         self.clock, self.window, self.least = clock, window, least
         self.total = 0
         self._marks: deque[tuple[float, int]] = deque([(clock(), 0)])  # (when, total then)
+        self._latest = -math.inf  # when bytes last came
 
     def add(self, n: int) -> None:
         if n <= 0:
             return
         self.total += n
-        now = self.clock()
+        now = self._latest = self.clock()
         if now - self._marks[-1][0] >= self.least:
             self._marks.append((now, self.total))
 
@@ -47,6 +48,8 @@ class Rate:
         elapsed = now - when
         if elapsed < self.least:
             return None
+        if self._latest <= start:  # (none in the window: those of a burst too short to mark)
+            return 0.0
         return (self.total - then) / elapsed
 
     def left(self, remaining: int | None) -> float | None:
