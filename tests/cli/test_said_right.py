@@ -217,3 +217,25 @@ def test_a_speed_falls_to_0_when_nothing_came_for_its_window() -> None:
     assert rate.speed() == 16384 / 1.0
     now[0] = 5.3  # (the window: 5 s)
     assert rate.speed() == 0.0 and rate.left(1000) is None
+
+
+# --- 4. -O whose one file is left out ---
+
+
+@pytest.mark.parametrize("flag", ["", "-v"])
+@pytest.mark.parametrize("target", ["-", "/dev/null"])
+def test_o_whose_one_file_is_left_out_says_so_in_one_line(
+    httpd: HTTPServer, target: str, flag: str
+) -> None:
+    """Before: ``-O -`` said nothing at all, -v or not, and ``-O /dev/null`` nothing or
+    ``skipped /dev/null (filtered)`` (the URL's file was, not the device); exit 0, as
+    every run whose files are all left out."""
+    url = httpd.add(httpd.new_path("a.bin"), DATA)
+    res = cli(*([flag] if flag else []), "-O", target, "--exclude", "*.bin", url)
+    assert (res.returncode, res.stdout) == (0, "")
+    where = "stdout" if target == "-" else target
+    assert res.stderr == (f"nothing written to {where}: its file a.bin is left out "
+                          "(--include, --exclude)\n")
+    assert [r for r in httpd.requests if r.method == "GET"] == []
+    res = cli("-q", "-O", target, "--include", "*.zip", url)
+    assert (res.returncode, res.stdout, res.stderr) == (0, "", "")

@@ -173,7 +173,9 @@ def _get(
 
     def skipped(item: Item) -> None:
         filtered.append(item)
-        if live:  # (its path under -o, as the other files' events have it; -O: its file)
+        # (-O a device or a FIFO: one line says it, below; --json has its event)
+        if live and not (device and not isinstance(consumer, JsonEvents)):
+            # (its path under -o, as the other files' events have it; -O: its file)
             from ..engine.names import safe_relpath  # (as a download would write it)
 
             path = (given_path(ns.output_file, "-O") if ns.output_file else
@@ -206,6 +208,13 @@ def _get(
         code = failures[0][1].exit_code if failures else 0
         if isinstance(consumer, JsonEvents):
             consumer.line(summary_record(ns, code, skipped=len(filtered), failed=len(failures)))
+        elif filtered and not ns.quiet:  # (exit 0, as any run whose files are left out)
+            from ..engine.names import safe_relpath  # (as a download would name it)
+
+            where = "stdout" if ns.output_file == "-" else mask(display_path(ns.output_file))
+            name = mask(safe_relpath(filtered[0].output_path))
+            say(f"nothing written to {where}: its file {name} is left out (--include, "
+                "--exclude)\n")
         return code
 
     only = None if own else item_filter(ns, skipped)  # (extracted above, filtered there)
