@@ -239,3 +239,46 @@ def test_o_whose_one_file_is_left_out_says_so_in_one_line(
     assert [r for r in httpd.requests if r.method == "GET"] == []
     res = cli("-q", "-O", target, "--include", "*.zip", url)
     assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
+
+
+# --- 5. retry lines folded ---
+
+
+def test_retry_lines_of_one_cause_are_folded_unless_verbose(refused_port: int) -> None:
+    """A proxy nobody answers at, 12 files: each retry was a line (2 a file: 24 lines;
+    500 files, 1,000). Now the first five, then one line with the count of the rest, at
+    the end; -v keeps every line, --json every event."""
+    import re
+
+    Path("urls.txt").write_text("".join(f"http://h{i}.test/f{i}\n" for i in range(12)))
+    args = ["--proxy", f"http://127.0.0.1:{refused_port}", "-i", "urls.txt", "-o", "out"]
+    res = cli(*args)
+    assert res.returncode == 3
+    lines = res.stderr.splitlines()
+    retries = [x for x in lines if "retrying in" in x]
+    assert len(retries) == 5, lines
+    folded = [x for x in lines if "more retr" in x]
+    assert len(folded) == 1, lines
+    m = re.fullmatch(r"omniget: warning: (\d+) more retr(?:y|ies) of (\d+) files? for the "
+                     r"same cause \(-v shows each\): could not connect to the proxy "
+                     rf"http://127\.0\.0\.1:{refused_port} \(--proxy\): .*", folded[0])
+    assert m and int(m[1]) >= 1 and 1 <= int(m[2]) <= 12, folded
+    assert lines.index(folded[0]) > lines.index(retries[-1])
+    assert lines[-2].startswith("omniget: error: 12 files failed: "), lines  # (after it)
+
+    res = cli("-v", *args)
+    assert len([x for x in res.stderr.splitlines() if "retrying in" in x]) > 5
+    assert "more retr" not in res.stderr
+    res = cli("--json", *args)
+    events = json_lines(res.stdout)
+    assert len([e for e in events if e["event"] == "retrying"]) > 5
+    assert "retrying in" not in res.stderr
+
+
+def test_a_folded_cause_names_the_origin_of_its_urls() -> None:
+    from omniget.cli.output import origins
+
+    assert origins("could not connect (http://h:9/f1): refused after 3 ms") == (
+        "could not connect (http://h:9): refused after 3 ms")
+    assert origins("HTTP 503 from https://h.test/a/b.bin?x=1.") == (
+        "HTTP 503 from https://h.test.")

@@ -50,7 +50,7 @@ from ..engine.events import (
 )
 from ..errors import Cancelled
 from .output import Masker, format_size, visible
-from .progress import SkipLines, done_line, failure_line, name_of, retry_line, warning_line
+from .progress import RetryLines, SkipLines, done_line, failure_line, name_of, warning_line
 from .tally import Rate, Tally, clock_time
 
 __all__ = ["SHOWN", "RichProgress", "fit", "rewraps"]
@@ -254,6 +254,7 @@ class RichProgress:
         self.dots = dots_for(console)
         self.shown: list[str] = []  # keys of the files with a bar, in start order
         self.skips = SkipLines(mask, verbose=verbose)
+        self.retries = RetryLines(mask, verbose=verbose)
         self._lock = threading.Lock()
         self.live = Live(console=console, get_renderable=self.frame, refresh_per_second=5,
                          transient=True)
@@ -293,8 +294,8 @@ class RichProgress:
                 case Skipped():
                     self._end(event.item.key)
                     line = self.skips(event)
-                case Retrying():  # always
-                    line, style = retry_line(event, self.mask), "yellow"
+                case Retrying():  # always (a cause's first few without -v)
+                    line, style = self.retries(event), "yellow"
                 case Warned():
                     line, style = warning_line(event, self.mask), "yellow"
         if line:  # (not under the lock: a frame being drawn takes it)
@@ -402,6 +403,10 @@ class RichProgress:
             signal.signal(signum, signal.SIG_DFL)
         self._handled = []
         self.live.stop()
+        with self._lock:
+            lines = self.retries.last_lines()
+        for line in lines:  # (the retries not said: below where the bars were)
+            self._print(line, "yellow")
 
 
 def _write(out: IO[str], text: str) -> None:

@@ -42,6 +42,7 @@ __all__ = [
     "name_bytes_out",
     "named",
     "naming",
+    "origins",
     "print_error",
     "print_list",
     "put",
@@ -142,6 +143,17 @@ def _short_url(m: re.Match[str]) -> str:
     head, tail = f"{scheme}://{netloc}/", path[-_URL_TAIL:].lstrip("/")
     cut = len(url) - len(head) - len(tail)
     return f"{head}...({cut} characters left out)...{tail}{after}"
+
+
+def origins(text: str) -> str:
+    """``text`` with each URL in it as its origin (``http://host:port``)."""
+    def origin(m: re.Match[str]) -> str:
+        url = m[0].rstrip(".,;:)")  # (what ends a sentence or a parenthesis: kept)
+        scheme, _, rest = url.partition("://")
+        host = re.match(r"[^/?#]*", rest)[0]  # type: ignore[index]
+        return f"{scheme}://{host}{m[0][len(url):]}"
+
+    return re.sub(_URL_RE, origin, text)
 
 
 def short_urls(text: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -30,7 +31,7 @@ from ..engine.events import (
     Started,
     Warned,
 )
-from ..errors import Cancelled
+from ..errors import Cancelled, OmnigetError
 from .output import (
     EXISTS_WHY,
     Masker,
@@ -39,6 +40,7 @@ from .output import (
     last_words,
     named,
     naming,
+    origins,
     say,
     short_urls,
 )
@@ -52,6 +54,7 @@ __all__ = [
     "Consumer",
     "PlainProgress",
     "QuietProgress",
+    "RetryLines",
     "SkipLines",
     "done_line",
     "failure_line",
@@ -175,6 +178,66 @@ class SkipLines:
         return None
 
 
+#: Retry lines for one cause without ``-v``; the rest are counted, said in one line.
+RETRY_LINES = 5
+
+
+def _cause(error: OmnigetError) -> tuple[str, str]:
+    """What retries of many files share (a proxy down, a host's 503s, its refused
+    connections) and its words: the error's ``shared`` cause, else its message with each
+    URL as its origin (``http://host:port``); the key has its numbers left out too (the
+    milliseconds a connect took, the status of a 5xx)."""
+    if error.shared:
+        said = error.shared.removeprefix("failed: ")
+        return said, said
+    said = origins(str(error))
+    return re.sub(r"\d+", "#", said), said
+
+
+@plain_dataclass
+class _Folded:
+    """Retries of one cause past :data:`RETRY_LINES`: how many, of which files."""
+
+    said: str  # the cause, in words
+    count: int
+    files: set[str]
+
+
+class RetryLines:
+    """The line for each retry with ``-v``; without it the first :data:`RETRY_LINES` of a
+    cause, the rest counted: :meth:`last_lines` says how many (a dead proxy or host with
+    500 files was 1,000 lines)."""
+
+    def __init__(self, mask: Masker, *, verbose: bool) -> None:
+        self.mask, self.verbose = mask, verbose
+        self._said: dict[str, int] = {}
+        self._folded: dict[str, _Folded] = {}
+
+    def __call__(self, event: Retrying) -> str | None:
+        if self.verbose:
+            return retry_line(event, self.mask)
+        key, said = _cause(event.error)
+        n = self._said[key] = self._said.get(key, 0) + 1
+        if n <= RETRY_LINES:
+            return retry_line(event, self.mask)
+        folded = self._folded.setdefault(key, _Folded(said, 0, set()))
+        folded.count += 1
+        folded.files.add(event.item.key)
+        return None
+
+    def last_lines(self) -> list[str]:
+        """One line per cause whose retries were counted, not said."""
+        lines = []
+        for f in self._folded.values():
+            retries = "retry" if f.count == 1 else "retries"
+            files = "file" if len(f.files) == 1 else "files"
+            lines.append(f"omniget: warning: {f.count} more {retries} of {len(f.files)} "
+                         f"{files} for the same cause (-v shows each): "
+                         f"{short_urls(self.mask(f.said))}")
+        self._folded.clear()
+        return lines
+
+
 @plain_dataclass
 class _Seen:
     """When a file's last progress line was printed, and its bytes then."""
@@ -205,6 +268,7 @@ class PlainProgress:
         self.interval, self.clock = interval, clock
         self.tally = Tally(clock)
         self.skips = SkipLines(mask, verbose=verbose)
+        self.retries = RetryLines(mask, verbose=verbose)
         self._began = self._said = clock()  # (when the run's last line was printed)
         self._files: dict[str, _Seen] = {}
         self._lock = threading.Lock()
@@ -240,8 +304,10 @@ class PlainProgress:
                     line = self.skips(event)
                     if line:
                         self._line(line)
-                case Retrying():  # always
-                    self._line(retry_line(event, self.mask))
+                case Retrying():  # always (a cause's first few without -v)
+                    line = self.retries(event)
+                    if line:
+                        self._line(line)
                 case Warned():
                     self._line(warning_line(event, self.mask))
             if not self.verbose:
@@ -301,6 +367,9 @@ class PlainProgress:
             self._done.set()
             self._ticker.join()
             self._ticker = None
+        with self._lock:
+            for line in self.retries.last_lines():
+                self._line(line)
         self.out.flush()
 
     def quit_with(self, text: str | Callable[[], str], then: Callable[[], object]) -> None:
