@@ -282,3 +282,27 @@ def test_a_folded_cause_names_the_origin_of_its_urls() -> None:
         "could not connect (http://h:9): refused after 3 ms")
     assert origins("HTTP 503 from https://h.test/a/b.bin?x=1.") == (
         "HTTP 503 from https://h.test.")
+
+
+def test_the_bars_fold_retry_lines_too() -> None:
+    import io
+
+    from rich.console import Console
+
+    from omniget.cli.bars import RichProgress
+    from omniget.cli.output import Masker
+    from omniget.engine.events import Retrying
+    from omniget.errors import TransientError
+    from omniget.model import Item
+
+    term = io.StringIO()
+    rich = RichProgress(Console(file=term, force_terminal=True, width=200), Masker())
+    with rich:
+        for i in range(8):
+            error = TransientError(f"HTTP 503 from http://h.test/f{i}")
+            rich(Retrying(Item(download_url=f"http://h.test/f{i}"), None, error=error,
+                          attempt=1, delay=0.5))
+    text = term.getvalue()
+    assert text.count("retrying in") == 5, text
+    assert ("omniget: warning: 3 more retries of 3 files for the same cause (-v shows "
+            "each): HTTP 503 from http://h.test") in text
