@@ -306,3 +306,15 @@ def test_the_bars_fold_retry_lines_too() -> None:
     assert text.count("retrying in") == 5, text
     assert ("omniget: warning: 3 more retries of 3 files for the same cause (-v shows "
             "each): HTTP 503 from http://h.test") in text
+
+
+def test_a_url_and_its_mirror_line_are_two_entries_each_counted() -> None:
+    from omniget.cli.targets import once
+    from omniget.model import Item
+
+    def line() -> Item:
+        return Item(download_url="http://a/x", mirrors=("http://b/x",), name_from_server=True)
+
+    kept, again = once(["http://a/x", line(), "http://a/x", line(), line()])
+    assert kept == ["http://a/x", line()]
+    assert again == {"http://a/x": 2, "http://a/x (with its mirrors)": 3}

@@ -92,7 +92,8 @@ def once(targets: Sequence[str | Item]) -> tuple[list[str | Item], dict[str, int
         times[key] += 1
     if len(first) == len(targets):
         return list(targets), {}
-    again = {key[0]: n for key, n in times.items() if n > 1}
+    again = {key[0] if len(key) == 1 else f"{key[0]} (with its mirrors)": n
+             for key, n in times.items() if n > 1}
     return list(first.values()), again
 
 
