@@ -663,3 +663,31 @@ def test_a_hop_reads_its_heads_fields_from_their_table(monkeypatch: pytest.Monke
         (True, (False, False), False),
         (False, None, False),  # (an encoding not decoded here: libcurl's turn)
     ]
+
+
+def test_a_good_urls_check_makes_no_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The http source's check of a URL builds the URL it would show in a message (without
+    its user:password) only for a URL it refuses, not once per URL of a list."""
+    from omniget.errors import UsageError
+    from omniget.sources import http
+
+    real = http._shown
+    shown: list[str] = []
+
+    def counted(parts: list[str], netloc: str) -> str:
+        shown.append(netloc)
+        return real(parts, netloc)
+
+    monkeypatch.setattr(http, "_shown", counted)
+    for url in ("http://h/x", "https://user:pw@h:8080/a/b?c#d", "http://127.0.0.1:80", "HTTP://h"):
+        http._check_authority(url)
+    assert shown == []
+    for url, said in (
+        ("http://user:pw@:80/x", "no host name in 'http://:80/x'"),
+        ("http://user:pw@h/\x7f", "a control character in 'http://h/\\x7f'"),
+        ("http://user:pw@h:8x/y", "the port '8x' is not a number (in 'http://h:8x/y')"),
+    ):
+        with pytest.raises(UsageError) as err:
+            http._check_authority(url)
+        assert said in str(err.value) and "pw" not in str(err.value)
+    assert len(shown) == 3

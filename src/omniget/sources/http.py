@@ -61,17 +61,17 @@ def _check_authority(url: str) -> None:
         raise UnsupportedURL(f"the http source takes http(s)://HOST/... URLs, not {url!r}",
                              source="http", url=url)
     netloc = parts[2].rpartition("@")[2]
-    shown = "/".join([*parts[:2], netloc, *parts[3:]])  # (the URL without its user:password)
     if " " in netloc or not netloc.isprintable():  # (a space or control character)
         raise UsageError(f"not a valid URL: {netloc!r} is no host name")
     if not url.isprintable() and re.search(_CONTROLS, url):  # (shown escaped, as repr)
-        raise UsageError(f"not a valid URL: a control character in {shown!r}")
+        raise UsageError(f"not a valid URL: a control character in {_shown(parts, netloc)!r}")
     host, colon, port = netloc.rpartition(":")
     plain = "[" not in netloc and "]" not in netloc
     if plain and not (host if colon else netloc):  # (http://:80/x, http://user@/x)
-        raise UsageError(f"not a valid URL: no host name in {shown!r}")
+        raise UsageError(f"not a valid URL: no host name in {_shown(parts, netloc)!r}")
     if plain and (not colon or (port.isascii() and port.isdigit() and int(port) <= 65535)):
         return
+    shown = _shown(parts, netloc)
     try:
         split = urlsplit(url)  # (raises for a bad IPv6 bracket)
         given = split.netloc.rpartition("@")[2].rpartition(":")[2]
@@ -87,6 +87,12 @@ def _check_authority(url: str) -> None:
         raise UsageError(f"not a valid URL: {why}")
     if "%" in netloc:
         _check_zone(netloc)
+
+
+def _shown(parts: list[str], netloc: str) -> str:
+    """The URL split at its first three slashes (``parts``) without its user:password:
+    made for a message only, not for every URL of a list that has none to say."""
+    return "/".join([*parts[:2], netloc, *parts[3:]])
 
 
 def _check_zone(netloc: str) -> None:
