@@ -691,3 +691,23 @@ def test_a_good_urls_check_makes_no_message(monkeypatch: pytest.MonkeyPatch) -> 
             http._check_authority(url)
         assert said in str(err.value) and "pw" not in str(err.value)
     assert len(shown) == 3
+
+
+def test_a_pipelined_answer_asks_no_property_of_its_request(
+    httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether a pipelined request was dropped by its requester is its future's state,
+    looked at directly when its answer's head comes and when the answer ends (a property
+    call each, twice per file): a run of eight files asks the property as often as a run
+    of two, and the files and the report are the same."""
+    from omniget.engine.transports import h1queue
+
+    asked: list[str] = []
+
+    def counted(self: h1queue.Pending) -> bool:
+        asked.append("dropped")
+        return self.hop.fut.done()
+
+    monkeypatch.setattr(h1queue.Pending, "dropped", property(counted))
+    counts = calls_per_run(httpd, tmp_path / "dropped", (2, 8), asked)
+    assert counts[0] == counts[1]

@@ -110,7 +110,7 @@ def head(conn: Conn, block: bytes) -> bool:
     conn.encoded = False  # the decoder has seen body bytes
     conn.drain = False
     short = conn.state == _BODY and conn.left <= DRAIN_MAX  # (its rest may be drained)
-    if not p.dropped:
+    if not p.hop.fut.done():  # (not p.dropped: no property call, once per answer)
         p.got = True
         p.hop.head_block = block
         p.hop.parsed = (status, headers)

@@ -290,7 +290,8 @@ class Conn(asyncio.BufferedProtocol):
     def _finish_answer(self) -> None:
         """Hand over what the decoder still holds and finish the head request."""
         p = self.queue.popleft()
-        if p.dropped:  # (cancelled, or ended by its requester: finished then)
+        if p.hop.fut.done():  # (p.dropped, no property call: cancelled, or ended by its
+            # requester: finished then)
             return
         why = None
         if self.decoder is not None and self.encoded and not self.drain:
