@@ -711,3 +711,23 @@ def test_a_pipelined_answer_asks_no_property_of_its_request(
     monkeypatch.setattr(h1queue.Pending, "dropped", property(counted))
     counts = calls_per_run(httpd, tmp_path / "dropped", (2, 8), asked)
     assert counts[0] == counts[1]
+
+
+def test_a_heads_validators_and_range_support_are_read_when_it_is_made() -> None:
+    """A head's ETag, Last-Modified and range support are read from its headers once,
+    when it is made (asked once per file each: no property call), as they were read."""
+    from omniget.engine.transports.base import Head, Headers
+
+    cases = [
+        (206, [("ETag", '"a"'), ("Last-Modified", "d"), ("Accept-Ranges", "none")],
+         ('"a"', "d", True)),
+        (200, [("accept-ranges", " Bytes "), ("etag", "1"), ("ETag", "2")], ("2", None, True)),
+        (200, [("Accept-Ranges", "none")], (None, None, False)),
+        (200, [], (None, None, False)),
+        (416, [("Accept-Ranges", "bytes"), ("Last-Modified", "")], (None, "", True)),
+    ]  # fmt: skip
+    for status, pairs, want in cases:
+        head = Head(status, "http://h/x", Headers(pairs))
+        mine = vars(head)
+        assert (mine["etag"], mine["last_modified"], mine["accepts_ranges"]) == want
+        assert (head.etag, head.last_modified, head.accepts_ranges) == want

@@ -172,6 +172,11 @@ class Head:
     )
     #: The whole resource's size, if the head tells it.
     total_size: int | None = field(init=False, repr=False, compare=False)
+    #: Its validators: the ETag and Last-Modified values, if any.
+    etag: str | None = field(init=False, repr=False, compare=False)
+    last_modified: str | None = field(init=False, repr=False, compare=False)
+    #: The server takes byte ranges: a 206, or ``Accept-Ranges: bytes``.
+    accepts_ranges: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         last = self.headers._last  # (lower-case names: no Headers.get call per name)
@@ -197,16 +202,16 @@ class Head:
         elif self.status == 200:
             size = self.content_length
         self.total_size = size
-
-    @property
-    def etag(self) -> str | None:
-        field = self.headers._last.get("etag")
-        return None if field is None else field[1]
-
-    @property
-    def last_modified(self) -> str | None:
-        field = self.headers._last.get("last-modified")
-        return None if field is None else field[1]
+        # (read here, not by properties: each is asked once per file, and a property
+        # call costs more than what it reads)
+        field = last.get("etag")
+        self.etag = None if field is None else field[1]
+        field = last.get("last-modified")
+        self.last_modified = None if field is None else field[1]
+        field = last.get("accept-ranges")
+        self.accepts_ranges = self.status == 206 or (
+            field is not None and "bytes" in field[1].lower()
+        )
 
     @property
     def unsatisfied_size(self) -> int | None:
@@ -214,11 +219,6 @@ class Head:
         field = self.headers._last.get("content-range")
         m = re.match(_UNSATISFIED, field[1], re.I) if field is not None else None
         return int(m.group(1)) if m else None
-
-    @property
-    def accepts_ranges(self) -> bool:
-        field = self.headers._last.get("accept-ranges")
-        return self.status == 206 or (field is not None and "bytes" in field[1].lower())
 
 
 @frozen_dataclass
