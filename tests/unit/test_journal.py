@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from tests.servers import together
+from tests.servers.checks import wait_for
 
 import omniget
 from omniget.engine.journal import (
@@ -225,28 +226,129 @@ def test_unwritable_location(tmp_path: Path) -> None:
         Journal(tmp_path / "dir.sqlite")
 
 
-def test_a_journal_another_program_keeps_locked_says_so(
+def test_a_journal_another_program_keeps_locked_says_so_at_the_open(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """At the open, or at a later call (an sqlite3 shell left in a write transaction):
-    before, SQLite's "database is locked" alone, after a wait it did not say."""
+    """At the open (an sqlite3 shell left in a write transaction): before, SQLite's
+    "database is locked" alone, after a wait it did not say."""
     monkeypatch.setattr(schema, "BUSY_WAIT", 0.05)
     path = tmp_path / FILENAME
-    j = Journal(path)
-    start(j)
+    Journal(path).close()
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     said = "database is locked (another program kept it locked for over 0.05 s)"
     try:
         with pytest.raises(StorageError, match=re.escape(f"open failed: {said}")):
             Journal(path)
-        with pytest.raises(StorageError, match=re.escape(f"checkpoint failed: {said}")):
-            j.save_spans(KEY, [(0, 10)])
     finally:
         other.execute("ROLLBACK")
         other.close()
+
+
+def test_writes_to_a_journal_another_program_keeps_locked_wait_for_it_off_the_caller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write while another program holds the journal's write lock returns at once (the
+    engine writes on its event loop: it waited BUSY_WAIT there, the transfers stalled,
+    then failed, and the run went on without resume state); its record reads as none
+    meanwhile (nothing stale is resumed), and the writes reach the file, in order, once
+    the lock is let go. (A write that waited BUSY_WAIT would fail here.)"""
+    monkeypatch.setattr(schema, "BUSY_WAIT", 5.0)
+    path = tmp_path / FILENAME
+    j = Journal(path)
+    start(j, "old")
+    j.save_spans("old", [(0, 5)])
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        start(j)
+        j.save_spans(KEY, [(0, 10)])
+        j.save_spans(KEY, [(0, 20)])
+        j.piece_done(KEY, 3, 100)
+        j.forget("old")
+        assert j.get(KEY) is None and j.spans(KEY) == [] and j.pieces(KEY) == {}
+        assert j.get("old") is None  # (its forget waits too)
+        assert other.execute("SELECT count(*) FROM files").fetchone()[0] == 1
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    wait_for(lambda: j.get(KEY) is not None)
+    assert j.spans(KEY) == [(0, 20)] and j.pieces(KEY) == {3: 100}
+    assert j.get("old") is None
+    j.close()
+    with Journal(path) as again:
+        assert again.spans(KEY) == [(0, 20)] and again.get("old") is None
+
+
+def test_writes_waiting_for_a_lock_are_written_at_the_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The close waits for the lock (BUSY_WAIT at most) to write what waits; a lock still
+    held then is said, and those writes are lost."""
+    monkeypatch.setattr(schema, "BUSY_WAIT", 5.0)
+    path = tmp_path / FILENAME
+    j = Journal(path)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    start(j)
     j.save_spans(KEY, [(0, 10)])
-    assert j.spans(KEY) == [(0, 10)]
+    monkeypatch.setattr(schema, "BUSY_WAIT", 600.0)  # (the close's wait: read then)
+    def let_go() -> None:
+        other.execute("ROLLBACK")
+        other.close()
+
+    timer = threading.Timer(0.2, let_go)
+    timer.start()  # (let go while the close waits)
+    try:
+        j.close()
+    finally:
+        timer.join()
+    with Journal(path) as again:
+        assert again.spans(KEY) == [(0, 10)]
+    monkeypatch.setattr(schema, "BUSY_WAIT", 0.05)
+    j = Journal(path)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        j.save_spans(KEY, [(0, 30)])
+        with caplog.at_level("WARNING", logger="omniget"):
+            j.close()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    [said] = [r.getMessage() for r in caplog.records]
+    assert said == (
+        f"resume journal {path}: another program kept it locked for over 0.05 s at the"
+        " close: this run's last 1 write is lost (the downloads it left unfinished resume"
+        " from an earlier state)"
+    ), said
+    with Journal(path) as again:
+        assert again.spans(KEY) == [(0, 10)]
+
+
+def test_a_lock_held_through_too_many_writes_ends_resume_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes do not wait for ever in memory: past PENDING_MAX, the write fails (the run
+    goes on without resume state, as for any failed call)."""
+    monkeypatch.setattr(schema, "BUSY_WAIT", 0.05)
+    monkeypatch.setattr(handle, "PENDING_MAX", 3)
+    path = tmp_path / FILENAME
+    j = Journal(path)
+    start(j)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        for n in range(3):
+            j.save_spans(KEY, [(0, n + 1)])
+        with pytest.raises(StorageError, match=re.escape(
+            "checkpoint failed: database is locked (another program has kept it locked"
+            " while this run made 3 writes)"
+        )):
+            j.save_spans(KEY, [(0, 9)])
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
     j.close()
 
 
@@ -304,11 +406,12 @@ def test_concurrent_writers(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    for n in range(4):
-        assert journals[0].spans(f"key{n}") == [(0, 100)]
-        assert len(journals[1].pieces(f"key{n}")) == 10
-    for j in journals:
+    for j in journals:  # (a write that met the other's lock waits for it: written by now)
         j.close()
+    with Journal(tmp_path / FILENAME) as j:
+        for n in range(4):
+            assert j.spans(f"key{n}") == [(0, 100)]
+            assert len(j.pieces(f"key{n}")) == 10
 
 
 # --- cost of a checkpoint ---

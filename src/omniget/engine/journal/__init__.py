@@ -63,7 +63,8 @@ another user's file) or stays locked.
 The engine talks to :class:`JournalStore`; :class:`Journal` is the SQLite one: its reads
 and writes are here, its open file is its base class (:class:`.handle.Handle`). Calls are
 thread-safe; the engine makes them on its event loop (each is one short transaction, with
-no sync of its own), but for :meth:`Journal.prune`, which runs on a worker thread.
+no sync of its own, and never waits for another program's lock: see :mod:`.handle`), but
+for :meth:`Journal.prune`, which runs on a worker thread.
 
 Its parts: :mod:`.handle` (the open file: its connection, locked, and transactions, a file
 removed or replaced during a run followed, one found damaged set aside; this boot's id),
@@ -96,6 +97,7 @@ from .rows import (
     unpack_prints,
 )
 from .schema import SCHEMA_VERSION
+from .texts import Texts
 
 __all__ = [
     "FILENAME",
@@ -127,12 +129,11 @@ class Journal(Handle):
     # --- reads ---
 
     def get(self, key: str) -> FileRecord | None:
-        with self._conn("read", write=False) as db:
-            row = db.execute(
-                "SELECT key, path, url, size, etag, last_modified, done, digest, updated, part"
-                " FROM files WHERE key = ?",
-                (key,),
-            ).fetchone()
+        row = self._read("read", lambda db: db.execute(
+            "SELECT key, path, url, size, etag, last_modified, done, digest, updated, part"
+            " FROM files WHERE key = ?",
+            (key,),
+        ).fetchone(), key)
         if row is None:
             return None
         return FileRecord(
@@ -156,16 +157,14 @@ class Journal(Handle):
         else:  # a range on the primary key: UTF-8 sorts as code points do
             bound = prefix[:-1] + chr(ord(prefix[-1]) + 1)
             query, args = "SELECT key FROM files WHERE key >= ? AND key < ?", (prefix, bound)
-        with self._conn("read", write=False) as db:
-            rows = db.execute(query, args).fetchall()
+        rows = self._read("read", lambda db: db.execute(query, args).fetchall())
         return {r[0] for r in rows if r[0].startswith(prefix)}
 
     def unfinished(self) -> list[tuple[str, int]]:
         """(key, part file inode) of every unfinished record whose part file is known."""
-        with self._conn("read", write=False) as db:
-            rows = db.execute(
-                "SELECT key, part FROM files WHERE done = 0 AND part IS NOT NULL"
-            ).fetchall()
+        rows = self._read("read", lambda db: db.execute(
+            "SELECT key, part FROM files WHERE done = 0 AND part IS NOT NULL"
+        ).fetchall())
         return [(str(k), int(p)) for k, p in rows]
 
     def spans(self, key: str) -> list[Interval]:
@@ -175,11 +174,10 @@ class Journal(Handle):
 
     def spans_with_prints(self, key: str) -> tuple[list[Interval], list[Print] | None]:
         """:meth:`spans`, and the fingerprint of each (None: not known)."""
-        with self._conn("read", write=False) as db:
-            row = db.execute(
-                "SELECT spans, boot, synced, prints, synced_prints FROM files WHERE key = ?",
-                (key,),
-            ).fetchone()
+        row = self._read("read", lambda db: db.execute(
+            "SELECT spans, boot, synced, prints, synced_prints FROM files WHERE key = ?",
+            (key,),
+        ).fetchone(), key)
         if row is None:
             return [], None
         blob, prints = (row[0], row[3]) if row[1] in (None, self._boot) else (row[2], row[4])
@@ -195,15 +193,14 @@ class Journal(Handle):
         """:meth:`pieces`, each with the fingerprint of its bytes in the part file (None:
         not known). One print serves both boots: it is of the bytes written before the
         piece was recorded, which the sync that marks it synced makes durable."""
-        with self._conn("read", write=False) as db:
-            rows = db.execute(
-                "SELECT idx, size, print FROM pieces WHERE key = ?"
-                " AND (boot IS NULL OR boot = ?) ORDER BY idx",
-                (key, self._boot),
-            ).fetchall()
+        rows = self._read("read", lambda db: db.execute(
+            "SELECT idx, size, print FROM pieces WHERE key = ?"
+            " AND (boot IS NULL OR boot = ?) ORDER BY idx",
+            (key, self._boot),
+        ).fetchall(), key, [])
         return {int(i): (int(s), unpack_print(p)) for i, s, p in rows}
 
-    # --- writes (each one transaction) ---
+    # --- writes (each one transaction; see Handle._write) ---
 
     def start(
         self,
@@ -220,7 +217,9 @@ class Journal(Handle):
         """Create or update ``key``'s record, not done; its spans and pieces are kept,
         unless they were of another part file than ``part`` (its inode number, if known).
         ``digest`` (``algo:hex``): what the whole file must hash to, if the server said."""
-        with self._conn("start", tx=True) as db:
+        now = self._now()
+
+        def write(db: Texts) -> None:
             if part is not None:
                 row = db.execute("SELECT part FROM files WHERE key = ?", (key,)).fetchone()
                 if row is not None and row[0] != part:
@@ -238,22 +237,28 @@ class Journal(Handle):
                 " size = excluded.size, etag = excluded.etag,"
                 " last_modified = excluded.last_modified, done = 0, digest = excluded.digest,"
                 " updated = excluded.updated, part = COALESCE(excluded.part, files.part)",
-                (key, path, url, size, etag, last_modified, digest, self._now(), part),
+                (key, path, url, size, etag, last_modified, digest, now, part),
             )
+
+        self._write("start", write, key)
 
     def move(self, key: str, to: str, *, path: str) -> None:
         """Give ``key``'s record (spans and pieces with it) to ``to``, for ``path``: its part
         file moved there. A record ``to`` had is replaced."""
-        with self._conn("move", tx=True) as db:
+        now = self._now()
+
+        def write(db: Texts) -> None:
             db.execute("DELETE FROM pieces WHERE key = ?", (to,))
             db.execute("DELETE FROM files WHERE key = ?", (to,))
             cur = db.execute(
                 "UPDATE files SET key = ?, path = ?, updated = ? WHERE key = ?",
-                (to, path, self._now(), key),
+                (to, path, now, key),
             )
             if cur.rowcount == 0:
                 raise missing(key)
             db.execute("UPDATE pieces SET key = ? WHERE key = ?", (to, key))
+
+        self._write("move", write, key, to)
 
     def revalidate(
         self,
@@ -270,25 +275,30 @@ class Journal(Handle):
         kept. Given ``own``, only while the record is still the caller's (else a no-op,
         as when there is none: the caller's next write finds out)."""
         where, args = owned(own)
-        with self._conn("revalidate", tx=True) as db:
-            db.execute(
-                "UPDATE files SET size = ?, etag = ?, last_modified = ?, digest = ?,"
-                " updated = ? WHERE key = ?" + where,
-                (size, etag, last_modified, digest, self._now(), key, *args),
-            )
+        values = (size, etag, last_modified, digest, self._now(), key, *args)
+
+        def write(db: Texts) -> None:
+            db.execute("UPDATE files SET size = ?, etag = ?, last_modified = ?, digest = ?,"
+                       " updated = ? WHERE key = ?" + where, values)
+
+        self._write("revalidate", write, key)
 
     def reset(self, key: str, *, own: Owner | None = None) -> None:
         """Drop ``key``'s spans and pieces (the remote file changed, or a restart); given
         ``own``, only while the record is still the caller's (else a no-op)."""
         where, args = owned(own)
-        with self._conn("reset", tx=True) as db:
+        now = self._now()
+
+        def write(db: Texts) -> None:
             cur = db.execute(
                 "UPDATE files SET spans = NULL, synced = NULL, prints = NULL,"
                 " synced_prints = NULL, updated = ? WHERE key = ?" + where,
-                (self._now(), key, *args),
+                (now, key, *args),
             )
             if cur.rowcount or own is None:
                 db.execute("DELETE FROM pieces WHERE key = ?", (key,))
+
+        self._write("reset", write, key)
 
     def save_spans(
         self, key: str, spans: list[Interval], prints: list[Print] | None = None, *,
@@ -303,14 +313,16 @@ class Journal(Handle):
         marks = pack_prints(normal, prints) if normal == spans else None
         blob = pack(normal)
         where, args = owned(own)
-        with self._conn("checkpoint") as db:
+        values = (blob, marks, self._boot, self._now(), key, *args)
+
+        def write(db: Texts) -> None:
             cur = db.execute(
                 "UPDATE files SET spans = ?, prints = ?, boot = ?, updated = ? WHERE key = ?"
-                + where,
-                (blob, marks, self._boot, self._now(), key, *args),
-            )
+                + where, values)
             if cur.rowcount == 0:
                 raise lost(db, key)
+
+        self._write("checkpoint", write, key)
 
     def save_synced(
         self, key: str, spans: list[Interval], pieces: list[int],
@@ -323,7 +335,8 @@ class Journal(Handle):
         marks = pack_prints(normal, prints) if normal == spans else None
         blob = pack(normal)
         where, args = owned(own)
-        with self._conn("checkpoint", tx=True) as db:
+
+        def write(db: Texts) -> None:
             cur = db.execute(
                 "UPDATE files SET synced = ?, synced_prints = ? WHERE key = ? AND done = 0"
                 + where,
@@ -336,19 +349,25 @@ class Journal(Handle):
                 [(key, i) for i in pieces],
             )
 
+        self._write("checkpoint", write, key)
+
     def keep_synced(self, key: str, *, own: Owner | None = None) -> None:
         """Cut ``key``'s written spans (and their fingerprints) back to those synced, and
         drop its pieces not synced: the disk failed to take what was written since (a
         no-op for a file done or gone meanwhile, or given ``own``, not the caller's)."""
         where, args = owned(own)
-        with self._conn("checkpoint", tx=True) as db:
+        now = self._now()
+
+        def write(db: Texts) -> None:
             cur = db.execute(
                 "UPDATE files SET spans = synced, prints = synced_prints, updated = ?"
                 " WHERE key = ? AND done = 0" + where,
-                (self._now(), key, *args),
+                (now, key, *args),
             )
             if cur.rowcount:
                 db.execute("DELETE FROM pieces WHERE key = ? AND boot IS NOT NULL", (key,))
+
+        self._write("checkpoint", write, key)
 
     def piece_done(
         self, key: str, index: int, size: int, fingerprint: Print | None = None, *,
@@ -357,7 +376,9 @@ class Journal(Handle):
         """Record piece ``index`` of ``key`` as verified, ``size`` output bytes, and the
         ``fingerprint`` of its bytes in the part file (errors as for :meth:`save_spans`)."""
         where, args = owned(own)
-        with self._conn("checkpoint", tx=True) as db:
+        now = self._now()
+
+        def write(db: Texts) -> None:
             query = "SELECT 1 FROM files WHERE key = ?" + where
             if db.execute(query, (key, *args)).fetchone() is None:
                 raise lost(db, key)
@@ -366,7 +387,9 @@ class Journal(Handle):
                 " VALUES (?, ?, ?, ?, ?)",
                 (key, index, size, self._boot, pack_print(fingerprint)),
             )
-            db.execute("UPDATE files SET updated = ? WHERE key = ?", (self._now(), key))
+            db.execute("UPDATE files SET updated = ? WHERE key = ?", (now, key))
+
+        self._write("checkpoint", write, key)
 
     def drop_pieces(self, key: str, indexes: list[int], *, own: Owner | None = None) -> None:
         """Forget pieces ``indexes`` of ``key`` (their bytes are not in the part file any
@@ -375,13 +398,15 @@ class Journal(Handle):
         if not indexes:
             return
         where, args = owned(own)
-        with self._conn("checkpoint", tx=True) as db:
+        gone = [(key, i) for i in indexes]
+
+        def write(db: Texts) -> None:
             query = "SELECT 1 FROM files WHERE key = ?" + where
             if db.execute(query, (key, *args)).fetchone() is None:
                 return
-            db.executemany(
-                "DELETE FROM pieces WHERE key = ? AND idx = ?", [(key, i) for i in indexes]
-            )
+            db.executemany("DELETE FROM pieces WHERE key = ? AND idx = ?", gone)
+
+        self._write("checkpoint", write, key)
 
     def finish(
         self, key: str, *, size: int, digest: str | None, path: str | None = None,
@@ -391,24 +416,31 @@ class Journal(Handle):
         ``path``: remember this path for it instead of the one it was started with.
         Errors as for :meth:`save_spans`."""
         where, args = owned(own)
-        with self._conn("finish", tx=True) as db:
+        now = self._now()
+
+        def write(db: Texts) -> None:
             cur = db.execute(
                 "UPDATE files SET done = 1, size = ?, digest = ?, spans = NULL, synced = NULL,"
                 " prints = NULL, synced_prints = NULL, updated = ?,"
                 " path = COALESCE(?, path) WHERE key = ?" + where,
-                (size, digest, self._now(), path, key, *args),
+                (size, digest, now, path, key, *args),
             )
             if cur.rowcount == 0:
                 raise lost(db, key)
             db.execute("DELETE FROM pieces WHERE key = ?", (key,))
 
+        self._write("finish", write, key)
+
     def forget(self, key: str, *, own: Owner | None = None) -> None:
         """Remove every trace of ``key`` (given ``own``: if its record is the caller's)."""
         where, args = owned(own)
-        with self._conn("forget", tx=True) as db:
+
+        def write(db: Texts) -> None:
             cur = db.execute("DELETE FROM files WHERE key = ?" + where, (key, *args))
             if cur.rowcount or own is None:
                 db.execute("DELETE FROM pieces WHERE key = ?", (key,))
+
+        self._write("forget", write, key)
 
     def prune(
         self,
@@ -422,28 +454,31 @@ class Journal(Handle):
         unfinished one's resumes its part file). At most ``limit`` are looked at; those
         kept count as written now, so each is looked at again only ``age`` later. So do
         those written more than :data:`AHEAD` from now (the clock was set ahead, then
-        back): of an age not known, never old enough else. The number dropped."""
+        back): of an age not known, never old enough else. The number dropped (those
+        whose drop waits for another program's lock count as dropped)."""
         now = self._now()
-        with self._conn("prune", write=False) as db:
-            rows = db.execute(
-                "SELECT key, path, done, updated FROM files WHERE updated < ? OR updated > ?"
-                " LIMIT ?", (now - age, now + AHEAD, limit)
-            ).fetchall()
+        rows = self._read("prune", lambda db: db.execute(
+            "SELECT key, path, done, updated FROM files WHERE updated < ? OR updated > ?"
+            " LIMIT ?", (now - age, now + AHEAD, limit)
+        ).fetchall())
         if not rows:  # (the common case: no write transaction)
             return 0
         dropped = {key for key, path, done, updated in rows
                    if updated < now - age and gone(path, bool(done))}
         kept = [(now, key) for key, *_ in rows if key not in dropped]
-        count = 0
-        with self._conn("prune", tx=True) as db:
+        count = [0]
+
+        def write(db: Texts) -> None:
             for key in dropped:  # (unless a run wrote it meanwhile)
                 cur = db.execute("DELETE FROM files WHERE key = ? AND updated < ?",
                                  (key, now - age))
                 if cur.rowcount:
                     db.execute("DELETE FROM pieces WHERE key = ?", (key,))
-                    count += 1
+                    count[0] += 1
             db.executemany("UPDATE files SET updated = ? WHERE key = ?", kept)
-        return count
+
+        self._write("prune", write)
+        return count[0]
 
     def reopened(self) -> Journal:
         """A new journal at this one's path (a new file, once this one's was found damaged

@@ -5,7 +5,17 @@ during a run followed before a write, at most every :data:`CHECK_EVERY` seconds,
 the close (see :func:`.opening.follow`); one a later call found damaged closed and moved
 aside (:meth:`Handle.set_aside`); and this boot's id (:func:`boot_id`), which says whether
 the spans and pieces recorded as written but not synced can be trusted. The journal itself
-is :mod:`.journal`."""
+is :mod:`.journal`.
+
+A write never waits for another program's lock on the file (an sqlite3 shell left in a
+write transaction; the engine writes on its event loop, where a wait stalls every
+transfer): one that meets the lock waits in memory, with every write after it, and a
+thread of the journal's writes them, in order and in one transaction, once the lock is
+let go (:data:`PENDING_MAX` writes at most: then a write fails). Meanwhile a read of a
+record with writes waiting says there is none (a stale one is never resumed), and the
+close waits for the lock (BUSY_WAIT at most) to write what waits; a lock still held then
+is said. Reads do not meet a writer's lock (WAL mode); one that meets another lock (a
+recovery under way) waits for it, as before."""
 
 from __future__ import annotations
 
@@ -18,13 +28,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
+from ...errors import StorageError
+from . import schema
 from .opening import Beside, beside, follow, guard, open_or_repair
+from .records import RecordGone
 from .repair import move_if_same
 from .texts import Texts
 
-__all__ = ["CHECK_EVERY", "Handle", "boot_id"]
+__all__ = ["CHECK_EVERY", "PENDING_MAX", "Handle", "boot_id"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +45,25 @@ _BOOT: str | None = None
 #: Seconds between two looks for a removed journal file before a write (the writes in
 #: between go to the removed file, and are copied when it is made again).
 CHECK_EVERY = 1.0
+#: Writes that wait in memory for another program's lock at most (then one fails).
+PENDING_MAX = 50_000
+#: Seconds between two tries for the lock, at most, while writes wait for it.
+POLL_MAX = 0.25
+
+#: A write: what it does on the connection, in its transaction.
+Write = Callable[[Texts], None]
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked" (another connection's lock)."""
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY or (
+        "database is locked" in str(exc))
+
+
+def _quick(db: sqlite3.Connection) -> sqlite3.Connection:
+    """``db`` set to meet a lock at once, not wait for it (see the module)."""
+    db.execute("PRAGMA busy_timeout = 0")
+    return db
 
 
 def boot_id() -> str:
@@ -66,39 +98,166 @@ class Handle:
         self._closed = "the journal is closed"  # (what a call says once it is)
         #: Closed by :meth:`set_aside`: a run found the file damaged (see :meth:`reopened`).
         self.found_damaged = False
+        #: Writes waiting for another program's lock (see the module), and their keys.
+        self._pending: list[tuple[str, Write]] = []
+        self._pending_keys: set[str] = set()
+        self._locked_since = 0.0  # (monotonic: when the first of them met the lock)
+        self._writer: threading.Thread | None = None  # (the thread that writes them)
+        self._stop = threading.Event()
+        self._failed: StorageError | None = None  # (why writing them failed)
         with guard(self.path, "open"):
-            (self._db, self._ident), repaired = open_or_repair(self.path, now)
+            (db, self._ident), repaired = open_or_repair(self.path, now)
+            self._db = _quick(db)
         #: Its -wal and -shm (see :func:`.opening.follow`)
         self._logs: Beside | None = beside(self.path)
         if repaired:
             log.warning("%s", repaired)
 
     @contextmanager
-    def _conn(
-        self, action: str, *, tx: bool = False, write: bool = True
-    ) -> Iterator[Texts]:
-        """The connection, locked, errors translated, its texts stored as SQLite takes them
-        (see :mod:`.texts`); ``tx`` wraps the block in a transaction. Before a write, a
-        journal file removed since it was opened is made again."""
+    def _conn(self, action: str) -> Iterator[sqlite3.Connection]:
+        """The connection, locked, errors translated."""
         with self._lock, guard(self.path, action):
             if self._db is None:
                 raise sqlite3.ProgrammingError(self._closed)
-            if write and self._ident is not None:
+            yield self._db
+
+    def _read(self, action: str, read: Callable[[Texts], Any], key: str | None = None,
+              none: Any = None) -> Any:
+        """``read`` made on the connection (its texts stored as SQLite takes them and
+        read back, see :mod:`.texts`); ``none`` if ``key`` has writes waiting (see the
+        module). A lock met (not a writer's, in WAL mode: a recovery under way) is waited
+        for, BUSY_WAIT at most."""
+        with self._conn(action) as db:
+            if key is not None and key in self._pending_keys:
+                return none
+            try:
+                return read(Texts(db))
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise
+            db.execute(f"PRAGMA busy_timeout = {round(schema.BUSY_WAIT * 1000)}")
+            try:
+                return read(Texts(db))
+            finally:
+                _quick(db)
+
+    def _write(self, action: str, write: Write, *keys: str) -> None:
+        """``write`` made in a transaction of its own, or, if another program holds the
+        journal's lock (or writes wait for it already), made to wait for it (see the
+        module): then the errors it raises are not the caller's (a record gone is let
+        be, any other failure is raised by a later call). Before a write, a journal file
+        removed since it was opened is made again."""
+        with self._conn(action) as db:
+            if self._failed is not None:
+                raise self._failed
+            if self._ident is not None:
                 now = time.monotonic()
                 if now - self._checked >= CHECK_EVERY:
                     self._checked = now
                     self._check_file()
-            db = self._db
-            if not tx:
-                yield Texts(db)
-                return
+                    assert self._db is not None
+                    db = self._db
+            if not self._pending:
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    if not _busy(exc):
+                        raise
+                    self._locked_since = time.monotonic()
+                else:
+                    try:
+                        write(Texts(db))
+                    except BaseException:
+                        db.execute("ROLLBACK")
+                        raise
+                    db.execute("COMMIT")
+                    return
+            if len(self._pending) >= PENDING_MAX:
+                raise sqlite3.OperationalError(
+                    "database is locked (another program has kept it locked while this run"
+                    f" made {len(self._pending)} writes)")
+            self._pending.append((action, write))
+            self._pending_keys.update(keys)
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_when_free, name="omniget-journal", daemon=True)
+                self._writer.start()
+
+    def _write_when_free(self) -> None:
+        """On the journal's thread: write what waits for the lock once it is let go
+        (tried every few milliseconds at first, POLL_MAX seconds at most)."""
+        delay = 0.002
+        while not self._stop.wait(delay):
+            delay = min(delay * 2, POLL_MAX)
+            with self._lock:
+                if self._db is None or self._flush(self._db):
+                    self._writer = None
+                    return
+
+    def _flush(self, db: sqlite3.Connection) -> bool:
+        """Under the lock: write what waits in one transaction; False if another
+        program's lock is still held. A write whose record went away meanwhile is let be
+        (a later one finds out); any other failure drops them all, and the next call
+        raises it."""
+        if not self._pending:
+            return True
+        try:
             db.execute("BEGIN IMMEDIATE")
-            try:
-                yield Texts(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        except sqlite3.OperationalError as exc:
+            if _busy(exc):
+                return False
+            self._fail(exc, self._pending[0][0])
+            return True
+        action = self._pending[0][0]
+        try:
+            for each, write in self._pending:
+                action = each
+                db.execute("SAVEPOINT w")
+                try:
+                    write(Texts(db))
+                except RecordGone:
+                    db.execute("ROLLBACK TO w")
+                db.execute("RELEASE w")
             db.execute("COMMIT")
+        except (sqlite3.Error, OSError) as exc:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self._fail(exc, action)
+            return True
+        self._pending.clear()
+        self._pending_keys.clear()
+        return True
+
+    def _fail(self, exc: BaseException, action: str) -> None:
+        """Writing what waited failed with ``exc``: they are dropped, and the next call
+        raises it."""
+        self._pending.clear()
+        self._pending_keys.clear()
+        try:
+            with guard(self.path, action):
+                raise exc
+        except StorageError as said:
+            self._failed = said
+
+    def _flush_at_close(self, db: sqlite3.Connection) -> None:
+        """At the close: write what waits, the lock waited for BUSY_WAIT at most; a lock
+        still held then is said (those writes are lost)."""
+        if not self._pending:
+            return
+        wait = schema.BUSY_WAIT
+        db.execute(f"PRAGMA busy_timeout = {round(wait * 1000)}")
+        count = len(self._pending)
+        if self._flush(db):
+            if self._failed is not None:
+                log.warning("%s; this run's last writes are lost (the downloads it left"
+                            " unfinished resume from an earlier state)", self._failed)
+            return
+        log.warning("resume journal %s: another program kept it locked for over %g s at the"
+                    " close: this run's last %d write%s lost (the downloads it left"
+                    " unfinished resume from an earlier state)", self.path, wait, count,
+                    " is" if count == 1 else "s are")
 
     def _check_file(self) -> None:
         """Follow a journal file removed or replaced since it was opened (see
@@ -106,7 +265,8 @@ class Handle:
         assert self._db is not None and self._ident is not None
         followed = follow(self.path, self._db, self._ident, self._logs)
         if followed is not None:
-            self._db, self._ident = followed
+            db, self._ident = followed
+            self._db = db if db is self._db else _quick(db)
             self._logs = beside(self.path) if self._ident is not None else None
 
     @property
@@ -141,12 +301,19 @@ class Handle:
     def close(self) -> None:
         """Close it; what was written since the last look for the journal file (see
         :meth:`_conn`) reaches the one at its path first, if that is another now."""
+        self._stop.set()
+        writer = self._writer
+        if writer is not None:
+            writer.join()
         with self._lock, guard(self.path, "close"):
             if self._db is not None:
                 if self._ident is not None:
                     self._last_look()
                 db, self._db = self._db, None
-                db.close()
+                try:
+                    self._flush_at_close(db)
+                finally:
+                    db.close()
 
     def _last_look(self) -> None:
         """:meth:`_check_file` at the close (one stat per run)."""
