@@ -53,8 +53,13 @@ SLOW_CREATE = 200e-6
 #: slow ones among fast ones (a busy moment of the machine) never do.
 SLOW_SCORE = 2.0
 CREATE_DECAY = 0.8
+#: A journal with at most this many unfinished records (with a part file) has them all
+#: read at once, the first time a file has none (see RunContext.unfinished_records).
+FEW = 1000
 
 Refresher = Callable[[Item], Awaitable[Item]]
+#: Unfinished records with a known part file: [(key, part file inode)].
+Found = list[tuple[str, int]]
 #: (algo, hex, transform) of a piece's fetched bytes: the content address of a chunk.
 ChunkKey = tuple[str, str, str]
 Future = asyncio.Future[None]
@@ -243,6 +248,9 @@ class RunContext:
     _here: dict[str, list[tuple[str, int]]] = field(
         default_factory=dict, init=False, repr=False
     )
+    #: Whether ``_moved`` holds every unfinished record (else another folder's are
+    #: looked up by their rest: see unfinished_records).
+    _all_read: bool = field(default=True, init=False, repr=False)
     #: Folder -> its score of recent slow creates (see SLOW_SCORE).
     _slow_creates: dict[str, float] = field(default_factory=dict, init=False, repr=False)
     #: The thread that creates part files ahead of their answers.
@@ -370,29 +378,50 @@ class RunContext:
             self.journal_failed(exc)
             return None
 
-    def unfinished_records(
-        self,
-    ) -> tuple[dict[str, list[tuple[str, int]]], dict[str, list[tuple[str, int]]]]:
-        """Unfinished records with a known part file, [(key, part file inode)]: those of
-        other output folders by what follows the folder in their keys (a part file that
-        moved with its folder is among them), and those of this folder by their output
-        path (one an earlier URL of the file left). One query per run."""
+    def unfinished_records(self, job: FileJob) -> tuple[Found, Found]:
+        """Unfinished records with a known part file that ``job``'s could be, [(key, part
+        file inode)]: those of other output folders with its key's rest (what follows the
+        folder: a part file that moved with its folder is among them), and those of this
+        folder with its output path (one an earlier URL of the file left). The lists are
+        the run's: a record taken is removed from them. When the journal holds at most
+        FEW such records, one query reads them all; else this folder's are read at once,
+        and another folder's by their rest (an index), per file."""
         if self._moved is None:
             self._moved = {}
-            if self.journal is not None:
-                prefix = self.key_prefix
+            self._load_unfinished()
+        rest = job.key[len(self.key_prefix):]
+        same = self._moved.get(rest)
+        if same is None:
+            same = []
+            if not self._all_read and self.journal is not None:
                 try:
-                    unfinished = self.journal.unfinished()
+                    found = self.journal.unfinished_after(rest)
                 except StorageError as exc:
                     self.journal_failed(exc)
-                    unfinished = []
-                for key, part in unfinished:
-                    if key.startswith(prefix):
-                        self._here.setdefault(key.rpartition("\0")[2], []).append((key, part))
-                    else:
-                        rest = key.partition("\0")[2]
-                        self._moved.setdefault(rest, []).append((key, part))
-        return self._moved, self._here
+                    found = []
+                same = [(k, p) for k, p in found if not k.startswith(self.key_prefix)]
+                self._moved[rest] = same
+        return same, self._here.get(job.item.output_path, [])
+
+    def _load_unfinished(self) -> None:
+        journal = self.journal
+        if journal is None:
+            return
+        prefix = self.key_prefix
+        try:
+            rows = journal.unfinished(FEW + 1)
+            self._all_read = len(rows) <= FEW
+            if not self._all_read:
+                rows = journal.unfinished_in(prefix)
+        except StorageError as exc:
+            self.journal_failed(exc)
+            return
+        assert self._moved is not None
+        for key, part in rows:
+            if key.startswith(prefix):
+                self._here.setdefault(key.rpartition("\0")[2], []).append((key, part))
+            else:
+                self._moved.setdefault(key.partition("\0")[2], []).append((key, part))
 
     def journal_failed(self, exc: StorageError) -> None:
         """A journal call failed after a clean open (its disk full, its file damaged or

@@ -211,12 +211,10 @@ def moved_here(job: FileJob, final: Path) -> FileRecord | None:
     that record has a validator, so that the first request's If-Range has the server
     say whether it is still the same file (if not, the file starts over). It is this
     file's now."""
-    moved, here = job.ctx.unfinished_records()
+    same, earlier = job.ctx.unfinished_records(job)
     journal = job.ctx.journal
-    if not (moved or here) or journal is None:
+    if journal is None:
         return None
-    same = moved.get(job.key[len(job.ctx.key_prefix) :], [])
-    earlier = here.get(job.item.output_path, [])
     if not (same or earlier) or part_busy(final):  # (busy: that run's record is its own)
         return None
     ino = _inode(part_path(final))

@@ -96,8 +96,8 @@ from .rows import (
     unpack_print,
     unpack_prints,
 )
-from .schema import SCHEMA_VERSION
-from .texts import Texts
+from .schema import REST, SCHEMA_VERSION
+from .texts import Texts, stored
 
 __all__ = [
     "FILENAME",
@@ -160,10 +160,30 @@ class Journal(Handle):
         rows = self._read("read", lambda db: db.execute(query, args).fetchall())
         return {r[0] for r in rows if r[0].startswith(prefix)}
 
-    def unfinished(self) -> list[tuple[str, int]]:
-        """(key, part file inode) of every unfinished record whose part file is known."""
+    def unfinished(self, limit: int = -1) -> list[tuple[str, int]]:
+        """(key, part file inode) of every unfinished record whose part file is known
+        (``limit`` of them at most, if not negative)."""
         rows = self._read("read", lambda db: db.execute(
-            "SELECT key, part FROM files WHERE done = 0 AND part IS NOT NULL"
+            "SELECT key, part FROM files WHERE done = 0 AND part IS NOT NULL LIMIT ?",
+            (limit,)
+        ).fetchall())
+        return [(str(k), int(p)) for k, p in rows]
+
+    def unfinished_in(self, prefix: str) -> list[tuple[str, int]]:
+        """:meth:`unfinished`, of the keys that start with ``prefix`` (not empty)."""
+        bound = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        rows = self._read("read", lambda db: db.execute(
+            "SELECT key, part FROM files WHERE key >= ? AND key < ? AND done = 0"
+            " AND part IS NOT NULL", (prefix, bound)
+        ).fetchall())
+        return [(str(k), int(p)) for k, p in rows if k.startswith(prefix)]
+
+    def unfinished_after(self, rest: str) -> list[tuple[str, int]]:
+        """:meth:`unfinished`, of the keys whose part after the output folder (after
+        their first NUL) is ``rest``: by an index, not a look at every record."""
+        rows = self._read("read", lambda db: db.execute(
+            f"SELECT key, part FROM files WHERE {REST} = ? AND done = 0"
+            " AND part IS NOT NULL", (stored(rest).encode(),)
         ).fetchall())
         return [(str(k), int(p)) for k, p in rows]
 

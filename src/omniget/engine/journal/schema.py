@@ -52,6 +52,18 @@ CREATE TABLE IF NOT EXISTS pieces (
 ) WITHOUT ROWID;
 """
 
+#: Made once the tables are upgraded (it needs the part column).
+_INDEX = """
+CREATE INDEX IF NOT EXISTS unfinished_by_rest
+    ON files (substr(CAST(key AS BLOB), instr(CAST(key AS BLOB), x'00') + 1))
+    WHERE done = 0 AND part IS NOT NULL
+"""
+
+#: What follows the output folder in a key, as UTF-8 bytes (SQLite's text functions stop
+#: at a NUL). See _INDEX: a part file that moved with its folder is looked up by
+#: it, without reading every unfinished record (an older omniget leaves it be).
+REST = "substr(CAST(key AS BLOB), instr(CAST(key AS BLOB), x'00') + 1)"
+
 # Upgrades from version N to N + 1, run in order when an older journal is opened.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # boot and synced: what a run after a power loss may trust (NULL boot: as before)
@@ -107,6 +119,7 @@ def setup(db: sqlite3.Connection) -> None:
                 db.execute(stmt)
             version += 1
             db.execute("UPDATE schema_version SET version = ?", (version,))
+        db.execute(_INDEX)
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
