@@ -4,8 +4,10 @@ and found again when the file moved with its folder."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -186,3 +188,23 @@ def test_a_journal_of_many_unfinished_records_is_not_read_whole(
     [request] = httpd.requests_to(renewed_path)
     assert request.header("range") not in (None, "bytes=0-")
     assert sum(read) <= 3 + 1 + 1, read
+
+
+def test_an_output_folder_that_is_the_new_state_folder_gets_the_usual_mode(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """--state-dir naming the output folder, both new: the folder is made as an output
+    folder is (the umask's mode), not the private one of a state folder of its own (0700:
+    others could not read the files downloaded); the journal file itself stays private."""
+    httpd.add("/f.bin", payload(10 * KiB, 69))
+    out = tmp_path / "out"
+    old = os.umask(0o022)
+    try:
+        assert run([httpd.url("/f.bin")], out, out).ok == 1
+        assert stat.S_IMODE(out.stat().st_mode) == 0o755
+        assert stat.S_IMODE((out / FILENAME).stat().st_mode) == 0o600
+        own = tmp_path / "state"  # (a state folder of its own stays private)
+        assert run([httpd.url("/f.bin")], out, own).skipped == 1
+        assert stat.S_IMODE(own.stat().st_mode) == 0o700
+    finally:
+        os.umask(old)

@@ -141,15 +141,21 @@ class Engine:
             self._transports = {"http": http, "https": http}
         return self._transports
 
-    def journal(self) -> Journal | None:
-        """The journal of the next run (None: none). One a run found damaged and moved
-        aside is followed by a new one at its path, the engine's own, also for a journal
-        the caller gave (which stays closed: the damaged file's)."""
+    def journal(self, dest: Path | None = None) -> Journal | None:
+        """The journal of the next run (None: none), into ``dest`` (if known: a state
+        folder made for it is not made private if it is ``dest``, which the downloads
+        go into). One a run found damaged and moved aside is followed by a new one at its
+        path, the engine's own, also for a journal the caller gave (which stays closed:
+        the damaged file's)."""
         old = self._journal
         if old is None and self._journal_arg is not False and self.journal_error is None:
             if not isinstance(self._journal_arg, Journal):
-                self._open_journal(lambda: Journal.in_dir(
-                    self.settings.state_dir or default_state_dir()))
+                def opener() -> Journal:  # (a StorageError here too: no state folder)
+                    state = self.settings.state_dir or default_state_dir()
+                    private = dest is None or os.path.abspath(state) != os.path.abspath(dest)
+                    return Journal.in_dir(state, private=private)
+
+                self._open_journal(opener)
                 return self._journal
             old = self._journal = self._journal_arg
         if old is not None and old.closed and old.found_damaged:
@@ -272,7 +278,7 @@ class Engine:
             settings=s,
             transports=self.transports(),
             limits=HostLimits(s.connections_per_host, s.max_connections, files=s.jobs),
-            journal=self.journal(),
+            journal=self.journal(dest_path),
             journal_error=self.journal_error,
             clock=self.clock,
             policy=self.policy,

@@ -119,12 +119,13 @@ AHEAD = 86400.0
 
 
 class Journal(Handle):
-    """The SQLite journal at ``path`` (created with its folder, mode 0700, if missing).
+    """The SQLite journal at ``path`` (created with its folder, mode 0700, if missing;
+    the umask's mode if not ``private``: the folder is the output folder too).
     ``boot``: this boot's id (tests give one to play a reboot)."""
 
     @classmethod
-    def in_dir(cls, state_dir: str | os.PathLike[str]) -> Journal:
-        return cls(Path(state_dir) / FILENAME)
+    def in_dir(cls, state_dir: str | os.PathLike[str], *, private: bool = True) -> Journal:
+        return cls(Path(state_dir) / FILENAME, private=private)
 
     # --- reads ---
 

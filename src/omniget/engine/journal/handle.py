@@ -85,7 +85,8 @@ class Handle:
     its reads and writes to it."""
 
     def __init__(
-        self, path: Path, *, now: Callable[[], float] = time.time, boot: str | None = None
+        self, path: Path, *, now: Callable[[], float] = time.time, boot: str | None = None,
+        private: bool = True,
     ) -> None:
         self.path = Path(os.path.abspath(path))  # (a chdir later changes nothing)
         self._now = now
@@ -106,7 +107,7 @@ class Handle:
         self._stop = threading.Event()
         self._failed: StorageError | None = None  # (why writing them failed)
         with guard(self.path, "open"):
-            (db, self._ident), repaired = open_or_repair(self.path, now)
+            (db, self._ident), repaired = open_or_repair(self.path, now, private)
             self._db = _quick(db)
         #: Its -wal and -shm (see :func:`.opening.follow`)
         self._logs: Beside | None = beside(self.path)

@@ -54,10 +54,11 @@ def unmoved(exc: BaseException) -> str:
 Opened = tuple[sqlite3.Connection, tuple[int, int]]
 
 
-def open_file(path: Path) -> Opened:
-    """A connection to the journal at ``path`` (made with its folder if missing), and
-    the identity of the file it opened."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+def open_file(path: Path, private: bool = True) -> Opened:
+    """A connection to the journal at ``path`` (made with its folder if missing: a
+    private one, unless not ``private``, when it is the output folder too), and the
+    identity of the file it opened."""
+    path.parent.mkdir(mode=0o700 if private else 0o777, parents=True, exist_ok=True)
     with folder_lock(path.parent, exclusive=False):  # (not while a run moves it aside)
         return _open(path)
 
@@ -192,11 +193,13 @@ def _remove_beside(path: Path) -> None:
             os.unlink(f"{path}{name}")
 
 
-def open_or_repair(path: Path, now: Callable[[], float]) -> tuple[Opened, str | None]:
+def open_or_repair(
+    path: Path, now: Callable[[], float], private: bool = True
+) -> tuple[Opened, str | None]:
     """:func:`open_file`; a damaged journal is moved aside first and a new one made
     (``now()``: the time in its new name). With the connection, the warning to give then."""
     try:
-        return open_file(path), None
+        return open_file(path, private), None
     except sqlite3.DatabaseError as exc:
         if not damaged(exc):
             raise
