@@ -352,6 +352,16 @@ def test_a_lock_held_through_too_many_writes_ends_resume_state(
     j.close()
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="no /proc")
+def test_a_state_folder_in_proc_says_what_it_is() -> None:
+    """--state-dir /proc/x: was "No such file or directory: /proc/x" alone (mkdir's)."""
+    with pytest.raises(StorageError) as caught:
+        Journal.in_dir("/proc/x")
+    assert str(caught.value) == (
+        "resume journal /proc/x/journal.sqlite: open failed: /proc/x cannot be made: /proc"
+        " is on a proc file system, which makes no folders asked for (see --state-dir)")
+
+
 def test_closed_journal(tmp_path: Path) -> None:
     j = Journal(tmp_path / FILENAME)
     j.close()

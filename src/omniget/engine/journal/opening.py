@@ -264,11 +264,34 @@ def guard(path: Path, action: str) -> Iterator[None]:
                 e = OSError(f"{e.filename} is {_broken_link(e.filename)} (see --state-dir)")
             elif e.errno == errno.ENOTDIR and (way := _in_the_way(path.parent)):
                 e = OSError(f"{way} is {_kind(way)}, not a folder (see --state-dir)")
+            elif (e.errno == errno.ENOENT and e.filename
+                  and os.path.isdir(os.path.dirname(e.filename))
+                  and not os.path.lexists(e.filename)):  # (mkdir refused in a folder there)
+                e = OSError(f"{e.filename} cannot be made: {_no_folders(e.filename)} (see"
+                            " --state-dir)")
             else:
                 hint = _not_a_file(path)
                 if e.strerror:
                     e = OSError(_said(e))
         raise StorageError(f"resume journal {path}: {action} failed: {e}{hint}") from e
+
+
+def _no_folders(path: str) -> str:
+    """Why no folder can be made at ``path``, whose folder is there (a virtual file
+    system's, as /proc: mkdir says only "No such file or directory")."""
+    parent = os.path.dirname(path)
+    kind, best = "", ""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 2 and (parent == fields[1] or parent.startswith(
+                        fields[1].rstrip("/") + "/")) and len(fields[1]) >= len(best):
+                    best, kind = fields[1], fields[2]
+    except OSError:
+        pass
+    what = f"a {kind} file system" if kind else "a file system"
+    return f"{parent} is on {what}, which makes no folders asked for"
 
 
 def _broken_link(path: str, to: str = "folder") -> str:
