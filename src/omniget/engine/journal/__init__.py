@@ -45,6 +45,10 @@ and at the close). One that another run replaced meanwhile (it found it damaged 
 it aside) gets the run's records the same way, but for those it has already (newer). So
 does one whose -wal or -shm was removed (by hand): it is removed first, as the new -wal
 or -shm another run may have made beside it (see :func:`.opening.follow`).
+That copy is made by the call that found the file gone, on the caller's thread (the
+engine's event loop), once, and takes time in proportion to the records (every one is
+copied): it reads the old file through the connection the engine's other calls use, so
+it is not moved to a thread of its own.
 
 A damaged journal file (SQLite's "not a database" or "malformed", or a schema version no
 omniget wrote: not an integer, or below 1) is moved aside at the open, with its -wal and
