@@ -393,16 +393,17 @@ def test_damage_the_open_does_not_read_is_found_by_the_run_and_moved_aside(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A page of an earlier run's records damaged (the open reads none of them): the run's
-    first look through the records finds it; that run goes on without resume state, and
+    first look through the unfinished records finds it; that run goes on without resume state, and
     the next one has a new journal."""
     state, out = tmp_path / "state", tmp_path / "out"
     with Journal.in_dir(state) as j:
         for n in range(2000):
             j.start(f"/elsewhere\0old{n:05}", path=f"/elsewhere/old{n}", size=1, etag=None,
-                    url=f"https://h/old-{n:05}-marker", last_modified=None)
+                    url=f"https://h/old-{n:05}-marker", last_modified=None, part=n + 1)
         page = j._db.execute("PRAGMA page_size").fetchone()[0]  # type: ignore[union-attr]
     path = state / FILENAME
-    at = path.read_bytes().index(b"https://h/old-01000-marker") // page * page
+    # (among the first FEW the run reads: unfinished, their part files known)
+    at = path.read_bytes().index(b"https://h/old-00500-marker") // page * page
     with open(path, "r+b") as f:  # (a page of the records, in the middle)
         f.seek(at)
         f.write(b"garbage!" * (page // 8))
@@ -652,11 +653,11 @@ def test_a_file_finished_after_the_journal_went_off_is_skipped_by_the_next_run(
     full = threading.Event()
     plain = Journal._write
 
-    def no_room(self: Journal, action: str, write: Any, *keys: str) -> None:
+    def no_room(self: Journal, action: str, write: Any, *keys: str, **kw: bool) -> None:
         if full.is_set():  # (as SQLite says it; reads still work)
             with guard(self.path, action):
                 raise sqlite3.OperationalError("database or disk is full")
-        plain(self, action, write, *keys)
+        plain(self, action, write, *keys, **kw)
 
     monkeypatch.setattr(Journal, "_write", no_room)
     state = tmp_path / "state"

@@ -347,7 +347,7 @@ class Journal(Handle):
             if cur.rowcount == 0:
                 raise lost(db, key)
 
-        self._write("checkpoint", write, key)
+        self._write("checkpoint", write, key, replaces=True)
 
     def save_synced(
         self, key: str, spans: list[Interval], pieces: list[int],

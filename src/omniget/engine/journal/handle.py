@@ -102,6 +102,8 @@ class Handle:
         #: Writes waiting for another program's lock (see the module), and their keys.
         self._pending: list[tuple[str, Write]] = []
         self._pending_keys: set[str] = set()
+        #: Each key's last write waiting, if it replaces its like (see _write).
+        self._last: dict[str, int] = {}
         self._locked_since = 0.0  # (monotonic: when the first of them met the lock)
         self._writer: threading.Thread | None = None  # (the thread that writes them)
         self._stop = threading.Event()
@@ -142,11 +144,13 @@ class Handle:
             finally:
                 _quick(db)
 
-    def _write(self, action: str, write: Write, *keys: str) -> None:
+    def _write(self, action: str, write: Write, *keys: str, replaces: bool = False) -> None:
         """``write`` made in a transaction of its own, or, if another program holds the
         journal's lock (or writes wait for it already), made to wait for it (see the
         module): then the errors it raises are not the caller's (a record gone is let
-        be, any other failure is raised by a later call). Before a write, a journal file
+        be, any other failure is raised by a later call), and, if it ``replaces`` its like
+        (a checkpoint's spans: the last one is what counts), it takes the place of its
+        key's last write waiting if that is its like. Before a write, a journal file
         removed since it was opened is made again."""
         with self._conn(action) as db:
             if self._failed is not None:
@@ -173,10 +177,18 @@ class Handle:
                         raise
                     db.execute("COMMIT")
                     return
+            if replaces and len(keys) == 1 and (at := self._last.get(keys[0])) is not None:
+                self._pending[at] = (action, write)
+                return
             if len(self._pending) >= PENDING_MAX:
                 raise sqlite3.OperationalError(
                     "database is locked (another program has kept it locked while this run"
                     f" made {len(self._pending)} writes)")
+            for key in keys:
+                if replaces:
+                    self._last[key] = len(self._pending)
+                else:
+                    self._last.pop(key, None)
             self._pending.append((action, write))
             self._pending_keys.update(keys)
             if self._writer is None:
@@ -229,6 +241,7 @@ class Handle:
             return True
         self._pending.clear()
         self._pending_keys.clear()
+        self._last.clear()
         return True
 
     def _fail(self, exc: BaseException, action: str) -> None:
@@ -236,6 +249,7 @@ class Handle:
         raises it."""
         self._pending.clear()
         self._pending_keys.clear()
+        self._last.clear()
         try:
             with guard(self.path, action):
                 raise exc
