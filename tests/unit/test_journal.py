@@ -280,6 +280,31 @@ def test_writes_to_a_journal_another_program_keeps_locked_wait_for_it_off_the_ca
         assert again.spans(KEY) == [(0, 20)] and again.get("old") is None
 
 
+def test_a_lock_let_go_within_the_quick_wait_is_waited_out_where_it_is_met(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another omniget run sharing the state folder holds the lock a few ms per write: a
+    write that meets it waits it out in place (QUICK_WAIT), so its record reads back at
+    once (waiting in memory made every such record read as none meanwhile, and a file
+    whose part file was just taken over started over)."""
+    monkeypatch.setattr(handle, "QUICK_WAIT", 30.0)  # (room for a loaded machine)
+    path = tmp_path / FILENAME
+    j = Journal(path)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    let_go = threading.Timer(0.05, lambda: other.execute("ROLLBACK"))
+    let_go.start()
+    try:
+        start(j)
+        j.save_spans(KEY, [(0, 10)])
+        assert j.get(KEY) is not None and j.spans(KEY) == [(0, 10)]
+        assert not j._pending
+    finally:
+        let_go.join()
+        other.close()
+        j.close()
+
+
 def test_writes_waiting_for_a_lock_are_written_at_the_close(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -7,14 +7,15 @@ aside (:meth:`Handle.set_aside`); and this boot's id (:func:`boot_id`), which sa
 the spans and pieces recorded as written but not synced can be trusted. The journal itself
 is :mod:`.journal`.
 
-A write never waits for another program's lock on the file (an sqlite3 shell left in a
-write transaction; the engine writes on its event loop, where a wait stalls every
-transfer): one that meets the lock waits in memory, with every write after it, and a
-thread of the journal's writes them, in order and in one transaction, once the lock is
-let go (:data:`PENDING_MAX` writes at most: then a write fails). Meanwhile a read of a
-record with writes waiting says there is none (a stale one is never resumed), and the
-close waits for the lock (BUSY_WAIT at most) to write what waits; a lock still held then
-is said. Reads do not meet a writer's lock (WAL mode); one that meets another lock (a
+A write never waits long for another program's lock on the file (an sqlite3 shell left
+in a write transaction; the engine writes on its event loop, where a wait stalls every
+transfer): one that meets the lock for :data:`QUICK_WAIT` (another omniget run's writes
+hold it for a few ms) waits in memory, with every write after it, and a thread of the
+journal's writes them, in order and in one transaction, once the lock is let go
+(:data:`PENDING_MAX` writes at most: then a write fails). Meanwhile a read of a record
+with writes waiting says there is none (a stale one is never resumed), and the close
+waits for the lock (BUSY_WAIT at most) to write what waits; a lock still held then is
+said. Reads do not meet a writer's lock (WAL mode); one that meets another lock (a
 recovery under way) waits for it, as before."""
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ CHECK_EVERY = 1.0
 PENDING_MAX = 50_000
 #: Seconds between two tries for the lock, at most, while writes wait for it.
 POLL_MAX = 0.25
+#: Seconds a write on the caller's thread waits for the lock before it waits in memory:
+#: another omniget run sharing the state folder holds it for a few ms at a time (its
+#: writes are as short as these), long enough to be waited out where it is met.
+QUICK_WAIT = 0.1
 
 #: A write: what it does on the connection, in its transaction.
 Write = Callable[[Texts], None]
@@ -60,9 +65,10 @@ def _busy(exc: sqlite3.Error) -> bool:
         "database is locked" in str(exc))
 
 
-def _quick(db: sqlite3.Connection) -> sqlite3.Connection:
-    """``db`` set to meet a lock at once, not wait for it (see the module)."""
-    db.execute("PRAGMA busy_timeout = 0")
+def _quick(db: sqlite3.Connection, wait: float | None = None) -> sqlite3.Connection:
+    """``db`` set to wait ``wait`` seconds (QUICK_WAIT) at most for a lock (see the
+    module)."""
+    db.execute(f"PRAGMA busy_timeout = {round((QUICK_WAIT if wait is None else wait) * 1000)}")
     return db
 
 
@@ -203,9 +209,17 @@ class Handle:
         while not self._stop.wait(delay):
             delay = min(delay * 2, POLL_MAX)
             with self._lock:
-                if self._db is None or self._flush(self._db):
+                db = self._db
+                if db is None:
                     self._writer = None
                     return
+                _quick(db, 0.0)  # (a try that holds the caller's calls up for nothing)
+                try:
+                    if self._flush(db):
+                        self._writer = None
+                        return
+                finally:
+                    _quick(db)
 
     def _flush(self, db: sqlite3.Connection) -> bool:
         """Under the lock: write what waits in one transaction; False if another
