@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ...errors import StorageError
 from . import schema
-from .repair import BESIDE, LOCKED, damaged, folder_lock, move_aside
+from .repair import BESIDE, LOCKED, damaged, folder_lock, move_aside, still_the_file
 from .schema import Damaged, copy_records, setup
 
 __all__ = [
@@ -158,14 +158,8 @@ def _remake_for_its_log(
     (not while another run opens it). None: another file took its place meanwhile (a
     run did this first). The old file is kept aside until the new one has its records,
     and put back if that fails (a full disk, say): it keeps the records in it."""
-    with folder_lock(path.parent, exclusive=True) as held:
-        if not held:
-            raise TimeoutError(LOCKED)
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            return None
-        if (st.st_dev, st.st_ino) != ident:
+    with still_the_file(path, ident) as same:
+        if not same:
             return None
         kept = path.with_name(f"{path.name}.kept-{os.getpid()}")
         os.rename(path, kept)

@@ -37,6 +37,7 @@ except ImportError:  # (no flock: two runs repairing at once is then on the user
 
 __all__ = [
     "BESIDE", "KEEP_ASIDE", "LOCKED", "damaged", "folder_lock", "move_aside", "move_if_same",
+    "still_the_file",
 ]
 
 BESIDE = ("-wal", "-shm")  # the files SQLite keeps beside the journal in WAL mode
@@ -149,16 +150,23 @@ def move_if_same(path: Path, ident: tuple[int, int], now: float) -> Path | None:
     the file that run opened, ``ident`` (device, inode): not one another run made in its
     place meanwhile. The new name; None if it was not there. OSError if it could not be
     moved."""
+    with still_the_file(path, ident) as same:
+        return move_aside(path, now) if same else None
+
+
+@contextlib.contextmanager
+def still_the_file(path: Path, ident: tuple[int, int]) -> Iterator[bool]:
+    """The folder's exclusive lock held (TimeoutError if another run keeps it): whether
+    the file at ``path`` is still ``ident`` (device, inode), not gone nor another."""
     with folder_lock(path.parent, exclusive=True) as held:
         if not held:
             raise TimeoutError(LOCKED)
         try:
             st = os.stat(path)
         except FileNotFoundError:
-            return None
-        if (st.st_dev, st.st_ino) != ident:
-            return None
-        return move_aside(path, now)
+            yield False
+            return
+        yield (st.st_dev, st.st_ino) == ident
 
 
 def _check_own(path: Path) -> None:
