@@ -39,6 +39,19 @@ from omniget.errors import StorageError
 KEY = "/abs/out\x00http:abc"
 
 
+@contextlib.contextmanager
+def locked_by_another(path: Path) -> Iterator[sqlite3.Connection]:
+    """The journal at ``path`` held in a write transaction by another program (as an
+    sqlite3 shell's ``BEGIN IMMEDIATE`` holds it) while the block runs."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield other
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
 @pytest.fixture
 def journal(tmp_path: Path) -> Iterator[Journal]:
     j = Journal.in_dir(tmp_path / "state")
@@ -234,15 +247,10 @@ def test_a_journal_another_program_keeps_locked_says_so_at_the_open(
     monkeypatch.setattr(schema, "BUSY_WAIT", 0.05)
     path = tmp_path / FILENAME
     Journal(path).close()
-    other = sqlite3.connect(path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
     said = "database is locked (another program kept it locked for over 0.05 s)"
-    try:
-        with pytest.raises(StorageError, match=re.escape(f"open failed: {said}")):
-            Journal(path)
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
+    with locked_by_another(path), pytest.raises(StorageError,
+                                                match=re.escape(f"open failed: {said}")):
+        Journal(path)
 
 
 def test_writes_to_a_journal_another_program_keeps_locked_wait_for_it_off_the_caller(
@@ -258,9 +266,7 @@ def test_writes_to_a_journal_another_program_keeps_locked_wait_for_it_off_the_ca
     j = Journal(path)
     start(j, "old")
     j.save_spans("old", [(0, 5)])
-    other = sqlite3.connect(path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-    try:
+    with locked_by_another(path) as other:
         start(j)
         j.save_spans(KEY, [(0, 10)])
         j.save_spans(KEY, [(0, 20)])
@@ -269,9 +275,6 @@ def test_writes_to_a_journal_another_program_keeps_locked_wait_for_it_off_the_ca
         assert j.get(KEY) is None and j.spans(KEY) == [] and j.pieces(KEY) == {}
         assert j.get("old") is None  # (its forget waits too)
         assert other.execute("SELECT count(*) FROM files").fetchone()[0] == 1
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
     wait_for(lambda: j.get(KEY) is not None)
     assert j.spans(KEY) == [(0, 20)] and j.pieces(KEY) == {3: 100}
     assert j.get("old") is None
@@ -332,15 +335,10 @@ def test_writes_waiting_for_a_lock_are_written_at_the_close(
         assert again.spans(KEY) == [(0, 10)]
     monkeypatch.setattr(schema, "BUSY_WAIT", 0.05)
     j = Journal(path)
-    other = sqlite3.connect(path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-    try:
+    with locked_by_another(path):
         j.save_spans(KEY, [(0, 30)])
         with caplog.at_level("WARNING", logger="omniget"):
             j.close()
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
     [said] = [r.getMessage() for r in caplog.records]
     assert said == (
         f"resume journal {path}: another program kept it locked for over 0.05 s at the"
@@ -362,18 +360,13 @@ def test_checkpoints_waiting_for_a_lock_take_each_other_s_place(
     path = tmp_path / FILENAME
     j = Journal(path)
     start(j)
-    other = sqlite3.connect(path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-    try:
+    with locked_by_another(path):
         for n in range(1, 100):
             j.save_spans(KEY, [(0, n)])
         j.reset(KEY)  # (not let go past)
         for n in range(1, 100):
             j.save_spans(KEY, [(0, n)] if n < 99 else [(50, 60)])
         assert len(j._pending) == 3
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
     j.close()
     with Journal(path) as again:
         assert again.spans(KEY) == [(50, 60)]
@@ -389,9 +382,7 @@ def test_a_lock_held_through_too_many_writes_ends_resume_state(
     path = tmp_path / FILENAME
     j = Journal(path)
     start(j)
-    other = sqlite3.connect(path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-    try:
+    with locked_by_another(path):
         for n in range(3):
             j.piece_done(KEY, n, 1)
         with pytest.raises(StorageError, match=re.escape(
@@ -399,9 +390,6 @@ def test_a_lock_held_through_too_many_writes_ends_resume_state(
             " while this run made 3 writes)"
         )):
             j.piece_done(KEY, 9, 1)
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
     j.close()
 
 
