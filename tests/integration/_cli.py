@@ -3,10 +3,13 @@ left running; root's power over file modes taken away in it."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,24 @@ def start(*args: str, state: Path, **kw: Any) -> subprocess.Popen[bytes]:
         **kw,
     )
 
+
+
+@contextlib.contextmanager
+def killed_when_done(
+    proc: subprocess.Popen[bytes], release: Callable[[], None]
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A run the test server holds mid-answer: the block works beside it, then it is
+    killed (SIGKILL, as a crash); ``release`` lets the server's held answer go, and the
+    run is reaped and its stderr closed, whatever the block raised."""
+    try:
+        yield proc
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        release()
+        proc.kill()
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 PR_CAPBSET_DROP = 24
 #: CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER: what lets root ignore file modes

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.integration._cli import drop_mode_overrides, omniget, start
+from tests.integration._cli import drop_mode_overrides, killed_when_done, omniget, start
 from tests.servers.checks import recorded, wait_for
 from tests.servers.httpd import HTTPServer
 
@@ -212,17 +212,10 @@ def test_a_relative_state_folder_after_a_cd_is_named_when_a_part_file_starts_ove
     first.mkdir()
     then.mkdir()
     args = (url, "-o", str(out), "--state-dir", "st", "-N", "1", "--split", "1")
-    killed = start(*args, state=tmp_path / "unused", cwd=first)
-    try:
+    with killed_when_done(start(*args, state=tmp_path / "unused", cwd=first),
+                          lambda: httpd.release("h")):
         assert httpd.held("h")
         wait_for(lambda: recorded(first / "st") > 0)
-        killed.send_signal(signal.SIGKILL)
-        killed.wait(timeout=30)
-    finally:
-        httpd.release("h")
-        killed.kill()
-        if killed.stderr is not None:
-            killed.stderr.close()
     res = omniget(*args, state=tmp_path / "unused", cwd=then)
     assert res.returncode == 0, res.stderr
     [warning] = [ln for ln in res.stderr.splitlines() if "warning" in ln]

@@ -7,12 +7,11 @@ a second run with the same state folder and mode)."""
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.integration._cli import omniget, start
+from tests.integration._cli import killed_when_done, omniget, start
 from tests.servers.checks import recorded, wait_for
 from tests.servers.httpd import HTTPServer
 
@@ -29,7 +28,7 @@ def test_other_runs_on_a_file_being_written_then_its_writer_killed(
     url = httpd.url(path, hold="h", stall_after=3 * MiB, times=1, k="data")
     out, state, other = tmp_path / "out", tmp_path / "state", tmp_path / "other"
     writer = start(url, "-o", str(out), "-N", "1", "--split", "1", state=state)
-    try:
+    with killed_when_done(writer, lambda: httpd.release("h")):
         assert httpd.held("h")
         wait_for(lambda: recorded(state) > 0)
         runs = {
@@ -44,13 +43,6 @@ def test_other_runs_on_a_file_being_written_then_its_writer_killed(
                             " by another omniget run in the same folder; run again once it is"
                             " done"), what
         had = recorded(state)
-        writer.send_signal(signal.SIGKILL)
-        writer.wait(timeout=30)
-    finally:
-        httpd.release("h")
-        writer.kill()
-        if writer.stderr is not None:
-            writer.stderr.close()
     assert os.listdir(out) == ["data.bin.omniget-part"]
     httpd.clear_log()
     rerun = omniget(url, "-o", str(out), "-q", state=state)
@@ -78,7 +70,7 @@ def test_runs_on_a_file_an_overwrite_is_replacing_then_the_overwrite_killed(
     (out / "data.bin").write_bytes(old)
     writer = start(url, "-o", str(out), "-N", "1", "--split", "1", "--on-exists",
                    "overwrite", state=state)
-    try:
+    with killed_when_done(writer, lambda: httpd.release("h")):
         assert httpd.held("h")
         wait_for(lambda: recorded(state) > 0)
         skipped = omniget(url, "-o", str(out), state=state)
@@ -89,13 +81,6 @@ def test_runs_on_a_file_an_overwrite_is_replacing_then_the_overwrite_killed(
             assert renamed.returncode == 0 and renamed.stderr == "", renamed.stderr
             assert (out / "data_1.bin").read_bytes() == data
         had = recorded(state)
-        writer.send_signal(signal.SIGKILL)
-        writer.wait(timeout=30)
-    finally:
-        httpd.release("h")
-        writer.kill()
-        if writer.stderr is not None:
-            writer.stderr.close()
     assert (out / "data.bin").read_bytes() == old
     httpd.clear_log()
     rerun = omniget(url, "-o", str(out), "--on-exists", "overwrite", "-q", state=state)
