@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["drop_mode_overrides", "omniget", "start"]
+__all__ = ["drop_mode_overrides", "killed_when_done", "omniget", "start"]
 
 
 def omniget(*args: str, state: Path, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -56,6 +56,7 @@ def killed_when_done(
         proc.kill()
         if proc.stderr is not None:
             proc.stderr.close()
+
 
 PR_CAPBSET_DROP = 24
 #: CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER: what lets root ignore file modes
