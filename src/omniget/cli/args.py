@@ -203,11 +203,17 @@ def _add_common(p: argparse.ArgumentParser, *, files: bool = True) -> None:
     )
     net.add_argument("--insecure", action="store_const", const=True,
                      help="do not verify TLS certificates")
+    net.add_argument("--no-insecure", dest="insecure", action="store_const", const=False,
+                     help="verify them (the default; undoes insecure from a config file or "
+                     "variable)")
     net.add_argument("--ca-cert", metavar="FILE", help="CA bundle to verify TLS with")
     net.add_argument("--resolve", action="append", metavar="HOST:PORT:ADDR[,ADDR]",
                      type=_checked(lambda v: opt.parse_resolve(v)[0], "resolve"),
                      help="use ADDR for HOST:PORT, the next ADDR if it fails (repeatable)")
     net.add_argument("--no-netrc", action="store_const", const=True, help="ignore ~/.netrc")
+    net.add_argument("--netrc", dest="no_netrc", action="store_const", const=False,
+                     help="read it (the default; undoes no-netrc from a config file or "
+                     "variable)")
 
 
 def _add_get(p: argparse.ArgumentParser) -> None:

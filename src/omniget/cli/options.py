@@ -325,6 +325,7 @@ OPTIONS: dict[str, Option] = {
         Option("state-dir", parse_path, ("state_dir",)),
         Option("proxy", parse_proxy, ("network.proxy",), empty=True),
         Option("insecure", parse_bool, ("network.insecure",)),
+        Option("no-insecure", parse_bool, ("network.insecure",), invert=True),
         Option("ca-cert", parse_file, ("network.ca_cert",)),
         Option("resolve", parse_resolve, ("network.resolve",)),
         Option("netrc", parse_bool, ("network.netrc",)),
