@@ -205,7 +205,7 @@ def test_a_table_or_key_no_source_takes_is_an_error(
     path = write(tmp_path, text)
     with pytest.raises(UsageError, match=said) as e:
         load_settings(path, noenv(tmp_path))
-    assert str(e.value).startswith(f"config file {path}: [")
+    assert re.match(rf"config file {re.escape(str(path))}, line [123]: \[", str(e.value))
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ cannot apply."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from tests.servers.httpd import HTTPServer
 
 from omniget.cli import main
 from omniget.cli.config import load_config
+from omniget.errors import UsageError
 
 DATA = b"layers" * 200
 
@@ -40,6 +42,7 @@ def json_text(text: str) -> str:
     import json
 
     return json.dumps(text)
+
 
 # --- a flag undoes a boolean set elsewhere -------------------------------------------
 
@@ -94,3 +97,132 @@ def test_the_undoing_flags_are_options_of_the_file_and_environment_too(tmp_path:
     assert (net.insecure, net.netrc) == (False, False)
     net = load_config(path, {**env, "OMNIGET_INSECURE": "1", "OMNIGET_NETRC": "1"}).settings.network
     assert (net.insecure, net.netrc) == (True, True)
+
+
+# --- one setting given twice in one place --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [("jobs = 3\nJOBS = 4\n", "key 'JOBS' sets what key 'jobs' on line 1 sets"),
+     ('on-exists = "skip"\n# why\non_exists = "overwrite"\n',
+      "key 'on_exists' sets what key 'on-exists' on line 1 sets"),
+     ("netrc = true\nno-netrc = true\n", "key 'no-netrc' sets what key 'netrc' on line 1 sets"),
+     ("insecure = true\nno-insecure = true\n",
+      "key 'no-insecure' sets what key 'insecure' on line 1 sets")],
+)
+def test_one_setting_under_two_spellings_in_one_file_is_refused(
+    httpd: HTTPServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, said: str
+) -> None:
+    """TOML refuses a key given twice, but ``jobs`` and ``JOBS`` (or ``on-exists`` and
+    ``on_exists``, ``netrc`` and ``no-netrc``) are two keys to it: the last one won,
+    silently."""
+    path = config(tmp_path, text)
+    line = text.count("\n")
+    assert main(["--config", str(path), "-o", "out", serve(httpd)]) == 2
+    assert capsys.readouterr().err == (
+        f"omniget: error: config file {path}, line {line}: {said} (give it once)\n")
+    assert httpd.requests == [] and os.listdir() == []
+
+
+def test_one_setting_under_two_variables_is_refused(tmp_path: Path) -> None:
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "none"), "OMNIGET_NETRC": "1",
+           "OMNIGET_NO_NETRC": "1"}
+    with pytest.raises(UsageError) as err:
+        load_config(None, env)
+    assert str(err.value) == ("environment variable OMNIGET_NO_NETRC sets what OMNIGET_NETRC "
+                              "sets (set one of them)")
+    load_config(None, {**env, "OMNIGET_NETRC": ""})  # (empty: as if unset)
+
+
+# --- where a bad value is: the file's line -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "said"),
+    [("# mine\njobs = 3\n\nlimit-rate = \"fast\"\n", 4,
+      "key 'limit-rate': expected a rate like 500k, 2M or 1G (bytes/s), got 'fast'"),
+     ('"retries" = -1\n', 1, "key 'retries': expected a whole number of at least 0, got -1"),
+     ("jobs = 2\nheader = [\n  \"X-A: 1\",\n  \"bad\",\n]\n", 2,
+      "key 'header': expected 'Name: value', got 'bad'"),
+     ("jobs = 2\nconections = 3\n", 2, "unknown key 'conections'; did you mean 'connections'?"),
+     ('jobs = 2\n\n[htpp]\nx = 1\n', 3,
+      "[htpp] is not a source (sources: http); did you mean 'http'?"),
+     ('jobs = 2\n\n[http]\n\nfoo = 1\n', 5,
+      "[http]: unknown option 'foo' (the http source takes: none)"),
+     ("jobs = 2\nchecksum = \"md5=00\"\n", 2, "key 'checksum' cannot be set in a config "
+      "file, it belongs to one URL (give --checksum on the command line)")],
+    ids=["value", "quoted-key", "multi-line-list", "unknown-key", "table", "table-key",
+         "flag-only"],
+)
+def test_a_bad_line_in_the_config_file_is_named_by_its_number(
+    httpd: HTTPServer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    text: str, line: int, said: str,
+) -> None:
+    path = config(tmp_path, text)
+    assert main(["--config", str(path), "-o", "out", serve(httpd)]) == 2
+    assert capsys.readouterr().err == f"omniget: error: config file {path}, line {line}: {said}\n"
+    assert httpd.requests == [] and os.listdir() == []
+
+
+# --- what belongs to one command -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("var", "said"),
+    [("OMNIGET_OUTPUT_FILE", "cannot be used: give -O on the command line"),
+     ("OMNIGET_URL", "cannot be used: URLs are given on the command line, or with -i"),
+     ("OMNIGET_URLS", "cannot be used: URLs are given on the command line, or with -i"),
+     ("OMNIGET_O", "names no option (variables take the long flags' names: -o is "
+      "OMNIGET_OUTPUT; -O is a command-line flag only)"),
+     ("OMNIGET_N", "names no option (variables take the long flags' names: -N is "
+      "OMNIGET_CONNECTIONS)")],
+)
+def test_o_or_urls_in_the_environment_are_refused(
+    httpd: HTTPServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    var: str, said: str,
+) -> None:
+    """They were taken for a source not installed here, and ignored: the file went to
+    its own name, not to OMNIGET_OUTPUT_FILE's."""
+    url = serve(httpd)
+    monkeypatch.setenv(var, url if "URL" in var else "4" if var == "OMNIGET_N" else "x.bin")
+    assert main(["-o", "out", url]) == 2
+    assert capsys.readouterr().err == f"omniget: error: environment variable {var} {said}\n"
+    assert httpd.requests == [] and os.listdir() == []
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [('O = "x.bin"', "key 'O' cannot be set in a config file (give -O on the command line)"),
+     ('output-file = "x.bin"',
+      "key 'output-file' cannot be set in a config file (give -O on the command line)"),
+     ('urls = ["http://127.0.0.1:9/"]', "key 'urls' cannot be set in a config file (URLs are "
+      "given on the command line, or with -i)"),
+     ("N = 3", "unknown key 'N' (keys are the long flags' names: -N is 'connections')"),
+     ("j = 3", "unknown key 'j' (keys are the long flags' names: -j is 'jobs')"),
+     ('H = ["X-A: 1"]', "unknown key 'H' (keys are the long flags' names: -H is 'header')"),
+     ('i = "list.txt"', "key 'i' cannot be set in a config file (give --input-file on the "
+      "command line)")],
+)
+def test_short_flags_o_and_urls_in_the_config_file_say_what_they_are(
+    httpd: HTTPServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str, said: str
+) -> None:
+    """Each was "unknown key 'N'" and no more (``output-file``: "did you mean 'output'?")."""
+    path = config(tmp_path, f"{line}\n")
+    assert main(["--config", str(path), "-o", "out", serve(httpd)]) == 2
+    assert capsys.readouterr().err == f"omniget: error: config file {path}, line 1: {said}\n"
+    assert httpd.requests == [] and os.listdir() == []
+
+
+def test_the_short_flags_named_in_messages_are_the_parser_s() -> None:
+    from omniget.cli.args import COMMANDS, build_parser
+    from omniget.cli.options import SHORT_FLAGS
+
+    found = {}
+    for name in COMMANDS:
+        for action in build_parser(name)._actions:
+            short = [o[1:] for o in action.option_strings if len(o) == 2 and o != "-h"]
+            long = [o[2:] for o in action.option_strings if o.startswith("--")]
+            if short and long:
+                found[short[0]] = long[0]
+    assert found == SHORT_FLAGS

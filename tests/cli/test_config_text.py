@@ -38,7 +38,7 @@ def _refused(tmp_path: Path, key: str, toml: str) -> str:
     with pytest.raises(UsageError) as err:
         load_config(path, _env(tmp_path))
     said = str(err.value)
-    assert said.startswith(f"config file {path}: key {key!r}: "), said
+    assert said.startswith(f"config file {path}, line 1: key {key!r}: "), said
     assert SECRET not in said and "\0" not in said and "\n" not in said, said
     return said
 
@@ -83,8 +83,8 @@ def test_the_command_says_a_nul_in_the_output_folder_of_its_config_in_one_line(
     config.write_text('output = "o\\u0000ut"\n', encoding="utf-8")
     assert main(["--config", str(config), "--dry-run", "http://127.0.0.1:9/x.bin"]) == 2
     err = capsys.readouterr().err
-    assert err == f"omniget: error: config file {config}: key 'output': the value has a NUL " \
-                  "character\n"
+    assert err == (f"omniget: error: config file {config}, line 1: key 'output': the value "
+                   "has a NUL character\n")
 
 
 def test_a_line_break_in_a_folder_s_name_is_a_name(tmp_path: Path) -> None:

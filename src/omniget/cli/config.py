@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import field
 from pathlib import Path
 
@@ -24,8 +24,10 @@ from ..masks import proxy_password
 from ..settings import NetworkSettings, Settings, default_config_dir
 from ..userfiles import NotText, read_text
 from .options import (
+    COMMAND_LINE_ONLY,
     FLAG_ONLY,
     OPTIONS,
+    SHORT_FLAGS,
     ArgumentError,
     Option,
     parse_bool,
@@ -124,33 +126,90 @@ def _read_file(path: Path, layers: _Layers) -> None:
         raise UsageError(f"config file {path}: {e}") from None
     except OSError as e:
         raise UsageError(f"config file {path}: {e.strerror or e}") from None
+    lines = _key_lines(text)
+
+    def where(*keys: str) -> str:
+        line = lines.get(keys) or lines.get(keys[:1])
+        return f"config file {path}" + (f", line {line}" if line else "")
+
+    given: dict[str, str] = {}  # target -> the key that set it
     for key, value in data.items():
         opt = _option(key)
         if opt is not None and opt.in_file:
-            layers.set(opt, value, f"config file {path}: key {key!r}")
+            first = next((given[t] for t in opt.targets if t in given), None)
+            if first is not None:
+                line = lines.get((first,))
+                raise UsageError(f"{where(key)}: key {key!r} sets what key {first!r}"
+                                 f"{f' on line {line}' if line else ''} sets (give it once)")
+            given.update(dict.fromkeys(opt.targets, key))
+            layers.set(opt, value, f"{where(key)}: key {key!r}")
         elif isinstance(value, dict) and opt is None:
-            _check_table(path, key, value)
+            _check_table(key, value, where)
             for k, v in value.items():
                 layers.set_source(key, k, v)
         elif opt is not None:  # a flag-only option (checksum)
-            raise UsageError(f"config file {path}: key {key!r} cannot be set in a config "
+            raise UsageError(f"{where(key)}: key {key!r} cannot be set in a config "
                              f"file, it belongs to one URL (give --{opt.name} on the command line)")
-        elif (flag := key.replace("_", "-").lower()) in FLAG_ONLY:
-            raise UsageError(f"config file {path}: key {key!r} cannot be set in a config "
-                             f"file (give --{flag} on the command line)")
         else:
-            hint = _did_you_mean(key.replace("_", "-").lower(), OPTIONS)
-            raise UsageError(f"config file {path}: unknown key {key!r}{hint}")
+            raise UsageError(f"{where(key)}: {_not_a_key(key)}")
 
 
-def _check_table(path: Path, name: str, table: Mapping[str, object]) -> None:
+def _not_a_key(key: str) -> str:
+    """Why a top-level key that names no option is refused."""
+    flag = key.replace("_", "-").lower()
+    why = COMMAND_LINE_ONLY.get(key) or COMMAND_LINE_ONLY.get(flag)
+    if why is None and flag in FLAG_ONLY:
+        why = f"give --{flag} on the command line"
+    if why is None and SHORT_FLAGS.get(key) in FLAG_ONLY:
+        why = f"give --{SHORT_FLAGS[key]} on the command line"
+    if why is not None:
+        return f"key {key!r} cannot be set in a config file ({why})"
+    if key in SHORT_FLAGS:
+        return (f"unknown key {key!r} (keys are the long flags' names: -{key} is "
+                f"{SHORT_FLAGS[key]!r})")
+    return f"unknown key {key!r}{_did_you_mean(flag, OPTIONS)}"
+
+
+#: A TOML key as a line gives it: bare, or in quotes.
+_KEY = r"""[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*'"""
+_DOTTED = rf"[ \t]*(?:{_KEY})(?:[ \t]*\.[ \t]*(?:{_KEY}))*[ \t]*"
+
+
+def _key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """The line of each key (``("jobs",)``, ``("site", "token")``) and table header
+    (``("site",)``) of a config file's text that TOML took, for the errors: the first
+    line a key starts on (lines within multi-line strings are skipped)."""
+    lines: dict[tuple[str, ...], int] = {}
+    table: tuple[str, ...] = ()
+    quote = ""  # the multi-line string the line is in
+    for number, line in enumerate(text.split("\n"), 1):
+        if quote:
+            if line.count(quote) % 2:
+                quote = ""
+            continue
+        header = re.match(rf"[ \t]*\[\[?({_DOTTED})\]", line)
+        key = None if header else re.match(rf"({_DOTTED})=", line)
+        if header:
+            table = _key_parts(header[1])
+            lines.setdefault(table, number)
+        elif key:
+            lines.setdefault(table + _key_parts(key[1]), number)
+            rest = line[key.end():]
+            quote = next((q for q in ('"""', "'''") if rest.count(q) % 2), "")
+    return lines
+
+
+def _key_parts(dotted: str) -> tuple[str, ...]:
+    return tuple(k[1:-1] if k[0] in "\"'" else k for k in re.findall(_KEY, dotted))
+
+
+def _check_table(name: str, table: Mapping[str, object], where: Callable[..., str]) -> None:
     """A table holds the options of one source installed here, and only options it takes
     (as wget and aria2 stop at an unknown setting in their files). Keys below a ``[table]``
     line belong to it, so a top-level key there is said to be misplaced."""
     from ..sources import source_classes
     from ..sources.base import option_problem
 
-    where = f"config file {path}: [{name}]"
     classes = {cls.name: cls for cls in source_classes()}
     cls = classes.get(name.lower())
     if cls is None:
@@ -159,15 +218,17 @@ def _check_table(path: Path, name: str, table: Mapping[str, object]) -> None:
         if not hint and top:
             hint = (f"; {top[0]!r} is a top-level key: put it above the first [table], "
                     f"without a [{name}] line")
-        raise UsageError(f"{where} is not a source (sources: {', '.join(classes)}){hint}")
+        raise UsageError(f"{where(name)}: [{name}] is not a source (sources: "
+                         f"{', '.join(classes)}){hint}")
     for key in table:
         if option_problem(cls, [key.replace("-", "_")]) is None:
             continue
         if _option(key) is not None:
-            raise UsageError(f"{where}: {key!r} is not an option of the {cls.name} source; "
-                             f"as a top-level key it goes above the first [table] (the keys "
-                             f"below [{name}] belong to it)")
-        raise UsageError(f"{where}: {option_problem(cls, [key.replace('-', '_')])}")
+            raise UsageError(f"{where(name, key)}: [{name}]: {key!r} is not an option of the "
+                             f"{cls.name} source; as a top-level key it goes above the first "
+                             f"[table] (the keys below [{name}] belong to it)")
+        raise UsageError(f"{where(name, key)}: [{name}]: "
+                         f"{option_problem(cls, [key.replace('-', '_')])}")
 
 
 def _flag_hint(key: str) -> str:
@@ -191,6 +252,7 @@ def _read_env(environ: Mapping[str, str], layers: _Layers) -> None:
         if environ.get(var):
             layers.set_source(source, key, environ[var])
     env_names = {"OMNIGET_" + o.name.upper().replace("-", "_"): o for o in OPTIONS.values()}
+    given: dict[str, str] = {}  # target -> the variable that set it
     for var in sorted(environ):
         value = environ[var]
         if not var.startswith("OMNIGET_") or var == "OMNIGET_CONFIG":
@@ -202,17 +264,37 @@ def _read_env(environ: Mapping[str, str], layers: _Layers) -> None:
             if not opt.in_file:
                 raise UsageError(f"environment variable {var} cannot be used: it belongs to "
                                  f"one URL (give --{opt.name} on the command line)")
+            first = next((given[t] for t in opt.targets if t in given), None)
+            if first is not None:  # (OMNIGET_NETRC and OMNIGET_NO_NETRC)
+                raise UsageError(f"environment variable {var} sets what {first} sets (set "
+                                 "one of them)")
+            given.update(dict.fromkeys(opt.targets, var))
             layers.set(opt, value, f"environment variable {var}")
             continue
         flag = var[len("OMNIGET_") :].lower().replace("_", "-")
-        if flag in FLAG_ONLY and value != "":  # (OMNIGET_DRY_RUN=1: never a silent download)
-            raise UsageError(f"environment variable {var} cannot be used: --{flag} is a "
-                             "command-line flag only")
+        if value != "" and (problem := _command_line_only(flag)) is not None:
+            raise UsageError(f"environment variable {var} {problem}")
         source, sep, key = var[len("OMNIGET_") :].partition("_")
         if value != "":
             _check_env(var, source.lower(), key.lower() if sep else "", env_names)
         if sep and source and key:  # OMNIGET_<SOURCE>_<OPTION>
             layers.set_source(source, key.lower(), value)
+
+
+def _command_line_only(flag: str) -> str | None:
+    """What to say of ``OMNIGET_<FLAG>`` (``flag`` in lower case, dashes for ``_``) that
+    the command line alone gives: a flag-only option (OMNIGET_DRY_RUN=1: never a silent
+    download), -O, URLs, a short flag's letter. None for any other name."""
+    if flag in FLAG_ONLY:
+        return f"cannot be used: --{flag} is a command-line flag only"
+    if flag in COMMAND_LINE_ONLY:
+        return f"cannot be used: {COMMAND_LINE_ONLY[flag]}"
+    shorts = [s for s in SHORT_FLAGS if s.lower() == flag] + (["O"] if flag == "o" else [])
+    hints = [f"-{s} is a command-line flag only" if s == "O" or SHORT_FLAGS[s] in FLAG_ONLY
+             else f"-{s} is OMNIGET_{SHORT_FLAGS[s].upper().replace('-', '_')}" for s in shorts]
+    if hints:
+        return f"names no option (variables take the long flags' names: {'; '.join(hints)})"
+    return None
 
 
 def _check_env(var: str, source: str, key: str, options: Iterable[str]) -> None:

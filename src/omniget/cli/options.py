@@ -337,6 +337,18 @@ OPTIONS: dict[str, Option] = {
 }
 
 
+#: The short flags and their long names: a config key or variable takes the long one.
+SHORT_FLAGS = {"o": "output", "N": "connections", "H": "header", "j": "jobs",
+               "i": "input-file", "q": "quiet", "v": "verbose"}
+
+#: What the command line alone gives, without a long flag: why it is no config key or
+#: variable (by the name a user would give it there).
+COMMAND_LINE_ONLY = {
+    "O": "give -O on the command line", "output-file": "give -O on the command line",
+    "url": "URLs are given on the command line, or with -i",
+    "urls": "URLs are given on the command line, or with -i",
+}
+
 #: Long flags that are not options (they shape one command, not every run): in a config
 #: file or the environment they are an error, not a source's option or a silent no-op.
 FLAG_ONLY = frozenset([
