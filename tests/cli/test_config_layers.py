@@ -7,6 +7,8 @@ cannot apply."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -226,3 +228,48 @@ def test_the_short_flags_named_in_messages_are_the_parser_s() -> None:
             if short and long:
                 found[short[0]] = long[0]
     assert found == SHORT_FLAGS
+
+
+# --- the default config file that is there but no file -------------------------------
+
+
+@pytest.mark.parametrize("kind", ["folder", "broken link", "fifo"])
+def test_a_default_config_that_is_no_file_is_said(
+    httpd: HTTPServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    """Before: skipped without a word, as if there were none (its settings unused)."""
+    path = default_config(tmp_path)
+    why = {"folder": "a folder, not a file",
+           "broken link": f"a link to {tmp_path / 'gone.toml'}, which is not there",
+           "fifo": "a FIFO, not a file (give it with --config to read it)"}[kind]
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to(tmp_path / "gone.toml")
+    assert main(["-o", "out", serve(httpd)]) == 2
+    assert capsys.readouterr().err == f"omniget: error: config file {path}: {why}\n"
+    assert httpd.requests == [] and os.listdir() == []
+    assert main(["-q", "--config", os.devnull, "-o", "out", serve(httpd)]) == 0  # (ignored)
+
+
+def test_a_default_config_in_a_folder_that_cannot_be_searched_is_one_line(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """Was "internal error: PermissionError" (exit 1): the file's folder had no x bit."""
+    from tests.integration._cli import drop_mode_overrides
+
+    path = default_config(tmp_path)
+    path.write_text("jobs = 2\n")
+    path.parent.chmod(0o600)
+    env = {**os.environ, "NO_COLOR": "1"}
+    try:
+        res = subprocess.run([sys.executable, "-m", "omniget", "-o", "out", serve(httpd)],
+                             capture_output=True, text=True, env=env, timeout=60,
+                             preexec_fn=drop_mode_overrides if os.geteuid() == 0 else None)
+    finally:
+        path.parent.chmod(0o755)
+    assert (res.returncode, res.stdout) == (2, "")
+    assert res.stderr == f"omniget: error: config file {path}: Permission denied\n"
+    assert httpd.requests == [] and os.listdir() == []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import field
 from pathlib import Path
@@ -332,6 +333,28 @@ def _config_path(config: Path | None, environ: Mapping[str, str]) -> tuple[Path 
     return (folder / "config.toml" if folder is not None else None), False
 
 
+def _default_there(path: Path) -> bool:
+    """Whether the default config file is there to read. Not there is no error; a folder,
+    a link to nothing, a FIFO (which would wait for a writer) or a folder that cannot be
+    searched in its place is (it was taken for none: its settings silently unused)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        if not os.path.islink(path):
+            return False
+        raise UsageError(f"config file {path}: a link to {os.readlink(path)}, which is not "
+                         "there") from None
+    except OSError as e:  # (no search permission on its folder, a loop of links)
+        raise UsageError(f"config file {path}: {e.strerror or e}") from None
+    if stat.S_ISDIR(mode):
+        raise UsageError(f"config file {path}: a folder, not a file")
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket"
+        raise UsageError(f"config file {path}: {kind}, not a file (give it with --config to "
+                         "read it)")
+    return True
+
+
 def _secrets(values: Mapping[str, object], sources: Mapping[str, Mapping[str, object]]) -> set[str]:
     found: set[str] = set()
     user = values.get("network.user")
@@ -359,7 +382,7 @@ def load_config(
     env = os.environ if environ is None else environ
     layers = _Layers()
     path, required = _config_path(config, env)
-    if path is not None and (required or path.is_file()):
+    if path is not None and (required or _default_there(path)):
         _read_file(path, layers)
     _read_env(env, layers)
     for key, value in (flags or {}).items():
