@@ -273,3 +273,32 @@ def test_a_default_config_in_a_folder_that_cannot_be_searched_is_one_line(
     assert (res.returncode, res.stdout) == (2, "")
     assert res.stderr == f"omniget: error: config file {path}: Permission denied\n"
     assert httpd.requests == [] and os.listdir() == []
+
+
+# --- one value, one spelling ----------------------------------------------------------
+
+
+def test_a_rate_with_a_point_is_taken_unquoted_in_the_file_as_on_the_command_line(
+    tmp_path: Path,
+) -> None:
+    """``--limit-rate 1.5`` and ``OMNIGET_LIMIT_RATE=1.5`` were taken, ``limit-rate = 1.5``
+    refused ("expected a rate like 500k")."""
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "none")}
+    assert load_config(config(tmp_path, "limit-rate = 1500.5\n"), env).settings.limit_rate == 1500
+    assert load_config(None, {**env, "OMNIGET_LIMIT_RATE": "1500.5"}).settings.limit_rate == 1500
+    with pytest.raises(UsageError, match=r"key 'limit-rate': expected a rate of at least 1"):
+        load_config(config(tmp_path, "limit-rate = 0.5\n"), env)
+    with pytest.raises(UsageError, match=r"key 'limit-rate': expected a rate like 500k"):
+        load_config(config(tmp_path, "limit-rate = -1.5\n"), env)
+
+
+def test_several_resolve_entries_go_in_one_variable_one_per_line(
+    httpd: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OMNIGET_RESOLVE took one entry (a line break was refused), where OMNIGET_HEADER
+    takes one header per line, as the file's list and repeated flags take several."""
+    url = serve(httpd).replace("127.0.0.1", "files.test")
+    monkeypatch.setenv("OMNIGET_RESOLVE", f"other.test:80:127.0.0.1\n"
+                                          f"files.test:{httpd.port}:127.0.0.1\n")
+    assert main(["-q", "-o", "out", url]) == 0
+    assert (Path("out") / "a.bin").read_bytes() == DATA

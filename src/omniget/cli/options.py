@@ -117,10 +117,12 @@ def parse_seconds(v: object) -> float:
 
 
 def parse_rate(v: object) -> int:
-    """Bytes per second: ``500k``, ``2M``, ``1.5G`` (binary units), ``0`` = no limit."""
+    """Bytes per second: ``500k``, ``2M``, ``1.5G`` (binary units), ``0`` = no limit. A
+    TOML number with a point (``1500.5``) is taken as the same text is."""
     if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
         return v
-    m = re.fullmatch(_RATE_RE, v.strip(" \t"), re.IGNORECASE) if isinstance(v, str) else None
+    text = f"{v:f}" if isinstance(v, float) and 0 <= v < float(1 << 63) else v  # (no NaN)
+    m = re.fullmatch(_RATE_RE, text.strip(" \t"), re.IGNORECASE) if isinstance(text, str) else None
     if m is None:
         raise ValueError(f"expected a rate like 500k, 2M or 1G (bytes/s), got {_shown(v)}")
     rate = int(float(m[1]) * _RATE_UNITS[m[2].lower()])
@@ -197,6 +199,14 @@ def parse_resolve(v: object) -> tuple[str, ...]:
             text = ascii_resolve(text)
         out.append(text)
     return tuple(out)
+
+
+def parse_resolves(v: object) -> tuple[str, ...]:
+    """The ``resolve`` option: a list, or text of one entry per line (a variable's, as a
+    header per line in ``OMNIGET_HEADER``)."""
+    if isinstance(v, str):
+        return parse_resolve([line for line in v.splitlines() if line.strip()])
+    return parse_resolve(v)
 
 
 def _addresses(text: str) -> bool:
@@ -327,7 +337,7 @@ OPTIONS: dict[str, Option] = {
         Option("insecure", parse_bool, ("network.insecure",)),
         Option("no-insecure", parse_bool, ("network.insecure",), invert=True),
         Option("ca-cert", parse_file, ("network.ca_cert",)),
-        Option("resolve", parse_resolve, ("network.resolve",)),
+        Option("resolve", parse_resolves, ("network.resolve",)),
         Option("netrc", parse_bool, ("network.netrc",)),
         Option("no-netrc", parse_bool, ("network.netrc",), invert=True),
         Option("netrc-file", parse_file, ("network.netrc_file",)),
