@@ -302,3 +302,31 @@ def test_several_resolve_entries_go_in_one_variable_one_per_line(
                                           f"files.test:{httpd.port}:127.0.0.1\n")
     assert main(["-q", "-o", "out", url]) == 0
     assert (Path("out") / "a.bin").read_bytes() == DATA
+
+
+# --- secrets ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", ["Authorization Bearer tok-s3cr3t",
+                                    "Authorization=Bearer tok-s3cr3t",
+                                    "Cookie sid=tok-s3cr3t:x"])
+@pytest.mark.parametrize("where", ["flag", "env", "file"])
+def test_a_header_without_its_colon_is_refused_without_its_value(
+    httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], header: str, where: str,
+) -> None:
+    """``-H "Authorization Bearer TOKEN"`` (the ':' forgotten) was refused quoting it
+    whole, the token with it, on stderr and in the --json error event."""
+    argv = ["--json", "-o", "out", serve(httpd)]
+    if where == "flag":
+        argv[:0] = ["-H", header]
+    elif where == "env":
+        monkeypatch.setenv("OMNIGET_HEADER", header)
+    else:
+        argv[:0] = ["--config", str(config(tmp_path, f"header = [{header!r}]\n"))]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert "s3cr3t" not in out + err and err.count("\n") == 1, err
+    name = header.split(" ")[0].split("=")[0]
+    assert f"'{name}'" in err and "(the rest is not shown)" in err, err
+    assert httpd.requests == [] and os.listdir() == []

@@ -148,14 +148,14 @@ def parse_header(v: object) -> tuple[str, str]:
         if not sep:
             curl = (" (curl's 'Name;' sends it empty: omniget sends no empty header; 'Name:' "
                     "leaves it out)" if name.endswith(";") else "")
-            raise ValueError(f"expected 'Name: value', got {_shown(v)}{curl}")
+            raise ValueError(f"expected 'Name: value', got {_first_word(name)}{curl}")
     name, value = name.strip(), value.strip()
     if "\0" in name or "\0" in value:  # (the library's form: not through _text)
         raise ValueError("a NUL character in a header")
     if not name:  # (": v": the value is not shown, a token maybe)
         raise ValueError("no header name before the ':' (expected 'Name: value')")
     if not re.fullmatch(_HEADER_NAME, name):
-        raise ValueError(f"not a valid header name: {name!r}")
+        raise ValueError(f"not a valid header name: {_first_word(name)}")
     if "\n" in value or "\r" in value:
         raise ValueError(f"header {name}: a line break in its value")
     if not _is_utf8(value):  # (bytes of another encoding, in an argument or a variable)
@@ -167,6 +167,15 @@ def parse_header(v: object) -> tuple[str, str]:
     if name.lower() in BODY_HEADERS and value:
         raise ValueError(body_header(name))
     return name, value
+
+
+def _first_word(text: str) -> str:
+    """A header line that is no header, as a message shows it: whole if it is one word,
+    else its first word only (``Authorization Bearer TOKEN``, its ':' forgotten: the
+    rest, a token maybe, is not shown)."""
+    text = text.strip()
+    word = re.match(r"[^\s=]*", text)[0]  # type: ignore[index]
+    return repr(text) if word == text else f"{word!r} and more (the rest is not shown)"
 
 
 def parse_headers(v: object) -> tuple[tuple[str, str], ...]:
