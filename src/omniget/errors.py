@@ -98,6 +98,15 @@ class OmnigetError(Exception):
 class UsageError(OmnigetError):
     exit_code = 2
 
+    def __init__(
+        self, message: str, *, setting: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        #: The option (``ca-cert``) whose value it is about, when found once the settings
+        #: were made: the command says where that value was set (a config file's line, a
+        #: variable).
+        self.setting = setting
+
 
 class SourceError(OmnigetError):
     def __init__(

@@ -330,3 +330,43 @@ def test_a_header_without_its_colon_is_refused_without_its_value(
     name = header.split(" ")[0].split("=")[0]
     assert f"'{name}'" in err and "(the rest is not shown)" in err, err
     assert httpd.requests == [] and os.listdir() == []
+
+
+# --- a file a setting names, found unusable later --------------------------------------
+
+
+FILE_SETTINGS = [("ca-cert", "--ca-cert {path}: no such file or folder"),
+                 ("cookies", "cannot read cookies file {path}: No such file or directory"),
+                 ("netrc-file", "netrc-file {path}: no such file")]
+
+
+@pytest.mark.parametrize(
+    ("key", "said", "where"),
+    [(key, said, where) for key, said in FILE_SETTINGS for where in ("flag", "env", "file")
+     if (key, where) != ("netrc-file", "flag")],  # (no flag)
+)
+def test_a_file_setting_that_cannot_be_read_says_where_it_was_set(
+    httpsd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], key: str, said: str, where: str,
+) -> None:
+    """``ca-cert = "..."`` in the config file naming no file was said as ``--ca-cert
+    PATH: no such file or folder``: a flag the command line did not have."""
+    missing = tmp_path / "gone"
+    var = "OMNIGET_" + key.upper().replace("-", "_")
+    argv = ["--json", "-o", "out", serve(httpsd)]
+    path = config(tmp_path, f'jobs = 2\n{key} = "{missing}"\n')
+    origin = {"flag": "", "env": f" (set by environment variable {var})",
+              "file": f" (set in config file {path}, line 2)"}[where]
+    if where == "flag":
+        argv[:0] = [f"--{key}", str(missing)]
+    elif where == "env":
+        monkeypatch.setenv(var, str(missing))
+    else:
+        argv[:0] = ["--config", str(path)]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    line = said.format(path=missing) + origin
+    assert err == f"omniget: error: {line}\n"
+    assert out.startswith('{"event": "error", "error": ' + json_text(line))
+    assert httpsd.requests == [] and os.listdir() == []
+

@@ -76,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     mask = Masker(_argv_secrets(argv))
     ns: argparse.Namespace | None = None
+    cfg: Config | None = None
     try:
         ns = parse_args(argv)
         # (list, --dry-run: asked only if a URL's listing makes a request, see ask_later)
@@ -99,8 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OmnigetError as e:
         if debug:
             traceback.print_exc()
-        print_error(mask(_shown(e)))
-        _json_error(ns, e, e.exit_code, mask)
+        where = cfg.where_set(e) if cfg is not None else ""  # (a config file's line, ...)
+        print_error(mask(_shown(e) + where))
+        _json_error(ns, e, e.exit_code, mask, where)
         return e.exit_code
     except Exception as e:
         if debug:
@@ -215,7 +217,8 @@ def _not_a_file(text: str, flag: str) -> bool:
 
 
 def _json_error(
-    ns: argparse.Namespace | None, error: BaseException, code: int, mask: Masker
+    ns: argparse.Namespace | None, error: BaseException, code: int, mask: Masker,
+    where: str = "",
 ) -> None:
     """``--json``: a run that failed as a whole (not one URL of it) ends as every run does
     there: an ``error`` event, then the summary (nothing done). Errors in the arguments
@@ -227,7 +230,7 @@ def _json_error(
         return
     if getattr(ns, "output_file", None) == "-":  # (stdout is the file's: --json is refused)
         return
-    said = _shown(error) if isinstance(error, OmnigetError) else str(error)  # (as on stderr)
+    said = _shown(error) + where if isinstance(error, OmnigetError) else str(error)  # (stderr's)
     record = {"event": "error", "error": mask(said), "error_type": type(error).__name__,
               "exit_code": code}
     try:

@@ -82,6 +82,17 @@ class Config:
     sources: dict[str, dict[str, object]] = field(default_factory=dict)
     output: Path | None = None
     secrets: tuple[str, ...] = ()
+    #: Where an option's value was set, when not on the command line (``ca-cert`` ->
+    #: ``config file PATH, line 3``), for an error about it found later.
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def where_set(self, error: BaseException) -> str:
+        """`` (set in config file PATH, line 3)`` for a UsageError about an option set
+        there, or in a variable; else ""."""
+        origin = self.origins.get(getattr(error, "setting", None) or "")
+        if origin is None:
+            return ""
+        return f" (set {'by' if origin.startswith('environment') else 'in'} {origin})"
 
 
 class _Layers:
@@ -90,12 +101,17 @@ class _Layers:
     def __init__(self) -> None:
         self.values: dict[str, object] = {}
         self.sources: dict[str, dict[str, object]] = {}
+        self.origins: dict[str, str] = {}  # option -> where it was set, but on the command line
 
-    def set(self, opt: Option, raw: object, where: str) -> None:
+    def set(self, opt: Option, raw: object, where: str, origin: str | None = None) -> None:
         try:
             value = opt.parse(raw)
         except ValueError as e:
             raise UsageError(f"{where}: {e}") from None
+        if origin is None:
+            self.origins.pop(opt.name, None)
+        else:
+            self.origins[opt.name] = origin
         if opt.invert:
             value = not value
         for target in opt.targets:
@@ -143,7 +159,7 @@ def _read_file(path: Path, layers: _Layers) -> None:
                 raise UsageError(f"{where(key)}: key {key!r} sets what key {first!r}"
                                  f"{f' on line {line}' if line else ''} sets (give it once)")
             given.update(dict.fromkeys(opt.targets, key))
-            layers.set(opt, value, f"{where(key)}: key {key!r}")
+            layers.set(opt, value, f"{where(key)}: key {key!r}", where(key))
         elif isinstance(value, dict) and opt is None:
             _check_table(key, value, where)
             for k, v in value.items():
@@ -270,7 +286,8 @@ def _read_env(environ: Mapping[str, str], layers: _Layers) -> None:
                 raise UsageError(f"environment variable {var} sets what {first} sets (set "
                                  "one of them)")
             given.update(dict.fromkeys(opt.targets, var))
-            layers.set(opt, value, f"environment variable {var}")
+            where = f"environment variable {var}"
+            layers.set(opt, value, where, where)
             continue
         flag = var[len("OMNIGET_") :].lower().replace("_", "-")
         if value != "" and (problem := _command_line_only(flag)) is not None:
@@ -409,6 +426,7 @@ def load_config(
         sources=layers.sources,
         output=output if isinstance(output, Path) else None,
         secrets=tuple(sorted(_secrets(values, layers.sources))),
+        origins=layers.origins,
     )
 
 

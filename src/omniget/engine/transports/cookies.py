@@ -92,7 +92,7 @@ def load_cookies(path: str) -> MozillaCookieJar:
             raise UsageError(
                 f"cookies file {path}, line {number}: not in Netscape cookies.txt format "
                 "(7 TAB-separated fields: domain, subdomains, path, secure, expiry, name, value)"
-                + _format_hint(line)
+                + _format_hint(line), setting="cookies"
             ) from None
         if cookie is not None:
             jar.set_cookie(cookie)
@@ -106,7 +106,7 @@ def _unreadable(path: str, exc: OSError | NotText) -> UsageError:
     if isinstance(exc, FileNotFoundError) and "=" in path:  # (curl -b NAME=VALUE)
         reason += (" (--cookies reads a cookies.txt file; a cookie as it is goes in a "
                    "Cookie header, with -H)")
-    return UsageError(f"cannot read cookies file {path}: {reason}")
+    return UsageError(f"cannot read cookies file {path}: {reason}", setting="cookies")
 
 
 def _format_hint(line: str) -> str:

@@ -317,7 +317,7 @@ def netrc_exists(path: str | None) -> bool:
     if path:
         if os.path.isdir(path) or not os.path.exists(path):
             why = "a folder, not a file" if os.path.isdir(path) else "no such file"
-            raise UsageError(f"netrc-file {path}: {why}")
+            raise UsageError(f"netrc-file {path}: {why}", setting="netrc-file")
         return True
     return any(os.path.exists(os.path.join(_home(), name)) for name in (".netrc", "_netrc"))
 

@@ -45,7 +45,7 @@ def ca_trust(settings: NetworkSettings) -> tuple[str | None, str | None, str]:
         if not os.path.isfile(settings.ca_cert):
             there = os.path.exists(settings.ca_cert)  # (a device, a FIFO)
             why = "not a file or folder" if there else "no such file or folder"
-            raise UsageError(f"--ca-cert {settings.ca_cert}: {why}")
+            raise UsageError(f"--ca-cert {settings.ca_cert}: {why}", setting="ca-cert")
         return settings.ca_cert, None, "--ca-cert"
     bundle = os.environ.get("CURL_CA_BUNDLE")
     if bundle:
@@ -161,4 +161,4 @@ def check_ca(settings: NetworkSettings, entries: Iterable[Item | str]) -> None:
     for entry in entries:
         url = entry.download_url if isinstance(entry, Item) else entry
         if isinstance(url, str) and url.lstrip()[:8].lower() == "https://":  # (as taken)
-            raise UsageError(problem)
+            raise UsageError(problem, setting="ca-cert" if settings.ca_cert else None)
