@@ -275,6 +275,32 @@ def test_a_default_config_in_a_folder_that_cannot_be_searched_is_one_line(
     assert httpd.requests == [] and os.listdir() == []
 
 
+@pytest.mark.parametrize(("kind", "why"), [("missing", "No such file or directory"),
+                                           ("folder", "Is a directory"),
+                                           ("unreadable", "Permission denied")])
+def test_a_config_file_given_that_cannot_be_read_is_one_line(
+    httpd: HTTPServer, tmp_path: Path, kind: str, why: str
+) -> None:
+    """``--config`` naming what is no readable file: one line, exit 2, nothing asked for or
+    made (as root, run without the capabilities that bypass file modes)."""
+    from tests.integration._cli import drop_mode_overrides
+
+    path = tmp_path / "c.toml"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "unreadable":
+        path.write_text("jobs = 2\n")
+        path.chmod(0)
+    env = {**os.environ, "NO_COLOR": "1"}
+    res = subprocess.run(
+        [sys.executable, "-m", "omniget", "--config", str(path), "-o", "out", serve(httpd)],
+        capture_output=True, text=True, env=env, timeout=60,
+        preexec_fn=drop_mode_overrides if os.geteuid() == 0 else None)
+    assert (res.returncode, res.stdout) == (2, "")
+    assert res.stderr == f"omniget: error: config file {path}: {why}\n"
+    assert httpd.requests == [] and os.listdir() == []
+
+
 # --- one value, one spelling ----------------------------------------------------------
 
 
@@ -370,3 +396,22 @@ def test_a_file_setting_that_cannot_be_read_says_where_it_was_set(
     assert out.startswith('{"event": "error", "error": ' + json_text(line))
     assert httpsd.requests == [] and os.listdir() == []
 
+
+@pytest.mark.parametrize("flags", [["--debug"], ["-v", "--json"]], ids=["debug", "json"])
+def test_secrets_from_the_config_file_and_environment_never_reach_the_output(
+    httpd: HTTPServer, tmp_path: Path, refused_port: int, flags: list[str]
+) -> None:
+    """A password, a token and a proxy's password given in the config file or a variable,
+    as the real command says a run through a proxy that is down: masked in each line."""
+    path = config(tmp_path, f'user = "carol:user-pass-789"\n'
+                            f'header = ["Authorization: Bearer head-tok-000"]\n'
+                            f'proxy = "http://pu:proxy-pass-321@127.0.0.1:{refused_port}"\n')
+    env = {**os.environ, "NO_COLOR": "1", "OMNIGET_HEADER": "Cookie: sid=cookie-val-111",
+           "OMNIGET_STATE_DIR": str(tmp_path / "state")}
+    res = subprocess.run(
+        [sys.executable, "-m", "omniget", "--config", str(path), "--retries", "0", *flags,
+         "-o", "out", serve(httpd)], capture_output=True, text=True, env=env, timeout=60)
+    said = res.stdout + res.stderr
+    assert res.returncode == 3 and "proxy" in said, said
+    for secret in ("user-pass-789", "head-tok-000", "proxy-pass-321", "cookie-val-111"):
+        assert secret not in said, secret
