@@ -301,6 +301,35 @@ def test_a_config_file_given_that_cannot_be_read_is_one_line(
     assert httpd.requests == [] and os.listdir() == []
 
 
+@pytest.mark.parametrize(("kind", "why"), [("missing", "No such file or directory"),
+                                           ("folder", "Is a directory")])
+def test_a_config_file_omniget_config_names_says_that_variable_named_it(
+    httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], kind: str, why: str,
+) -> None:
+    """Before: "config file PATH: No such file or directory", no word of OMNIGET_CONFIG (a
+    variable set long ago in a shell's profile, maybe)."""
+    path = tmp_path / "c.toml"
+    if kind == "folder":
+        path.mkdir()
+    monkeypatch.setenv("OMNIGET_CONFIG", str(path))
+    assert main(["-o", "out", serve(httpd)]) == 2
+    assert capsys.readouterr().err == (
+        f"omniget: error: config file {path}: {why} (named by OMNIGET_CONFIG)\n")
+    assert httpd.requests == [] and os.listdir() == []
+
+
+def test_omniget_config_naming_a_user_who_is_not_there_is_one_line(
+    httpd: HTTPServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Was "internal error: ValueError: ~nosuchuser: no such user", exit 1."""
+    monkeypatch.setenv("OMNIGET_CONFIG", "~nosuchuser-omniget/c.toml")
+    assert main(["-o", "out", serve(httpd)]) == 2
+    assert capsys.readouterr().err == ("omniget: error: environment variable OMNIGET_CONFIG: "
+                                       "~nosuchuser-omniget: no such user\n")
+    assert httpd.requests == [] and os.listdir() == []
+
+
 # --- one value, one spelling ----------------------------------------------------------
 
 

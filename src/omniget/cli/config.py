@@ -130,7 +130,7 @@ def _option(key: str) -> Option | None:
     return OPTIONS.get(key.replace("_", "-").lower())
 
 
-def _read_file(path: Path, layers: _Layers) -> None:
+def _read_file(path: Path, layers: _Layers, named_by: str = "") -> None:
     import tomllib  # (only with a config file: its import costs start-up time)
 
     try:
@@ -142,7 +142,7 @@ def _read_file(path: Path, layers: _Layers) -> None:
     except NotText as e:
         raise UsageError(f"config file {path}: {e}") from None
     except OSError as e:
-        raise UsageError(f"config file {path}: {e.strerror or e}") from None
+        raise UsageError(f"config file {path}: {e.strerror or e}{named_by}") from None
     lines = _key_lines(text)
 
     def where(*keys: str) -> str:
@@ -345,7 +345,10 @@ def _config_path(config: Path | None, environ: Mapping[str, str]) -> tuple[Path 
     if config is not None:
         return config, True
     if environ.get("OMNIGET_CONFIG"):
-        return parse_path(environ["OMNIGET_CONFIG"]), True
+        try:
+            return parse_path(environ["OMNIGET_CONFIG"]), True
+        except ValueError as e:  # (~user who is not there)
+            raise UsageError(f"environment variable OMNIGET_CONFIG: {e}") from None
     folder = default_config_dir(environ)
     return (folder / "config.toml" if folder is not None else None), False
 
@@ -400,7 +403,8 @@ def load_config(
     layers = _Layers()
     path, required = _config_path(config, env)
     if path is not None and (required or _default_there(path)):
-        _read_file(path, layers)
+        named = config is None and required  # (by OMNIGET_CONFIG, not --config)
+        _read_file(path, layers, " (named by OMNIGET_CONFIG)" if named else "")
     _read_env(env, layers)
     for key, value in (flags or {}).items():
         opt = _option(key)
