@@ -384,8 +384,12 @@ def default_state_dir() -> Path:
     """``$OMNIGET_STATE_DIR``, else ``$XDG_STATE_HOME/omniget``, else ``~/.local/state/omniget``.
     StorageError when none of them names a folder."""
     env = os.environ.get("OMNIGET_STATE_DIR")
-    if env:
-        return Path(env)
+    if env:  # (~ expanded, as the command expands it: set in quotes, no shell did)
+        try:
+            return Path(env).expanduser()
+        except RuntimeError:  # (a ~user who is not there, or no home for ~)
+            raise StorageError(f"OMNIGET_STATE_DIR={env}: {env.split('/', 1)[0]} names no "
+                               "home folder") from None
     base = _base("XDG_STATE_HOME", ".local/state")
     if base is None:
         raise StorageError(

@@ -108,3 +108,14 @@ def test_a_state_folder_that_is_a_broken_link_says_so(
     [warning] = [ln for ln in err.splitlines() if "warning" in ln]
     assert f"{os.path.abspath('link')} {said}" in warning, warning
     assert Path("out/s.bin").read_bytes() == DATA
+
+
+def test_a_state_dir_variable_may_start_with_a_tilde(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The library's default (no ``Settings(state_dir=...)``) took OMNIGET_STATE_DIR=~/st
+    as a folder named ``~`` in the current one; the command expands it (a variable set
+    in quotes, where no shell did)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("OMNIGET_STATE_DIR", "~/st")
+    assert default_state_dir() == tmp_path / "home" / "st"
