@@ -137,6 +137,34 @@ def test_one_setting_under_two_variables_is_refused(tmp_path: Path) -> None:
     load_config(None, {**env, "OMNIGET_NETRC": ""})  # (empty: as if unset)
 
 
+def test_a_user_agent_variable_wins_over_a_user_agent_header_of_the_file(
+    httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``header = ["User-Agent: ..."]`` in the file beat OMNIGET_USER_AGENT: the
+    environment is to win over the file, whichever key of it sets the header."""
+    path = config(tmp_path, 'header = ["User-Agent: from-file", "X-A: 1"]\n')
+    monkeypatch.setenv("OMNIGET_USER_AGENT", "from-env")
+    assert main(["-q", "--config", str(path), "-o", "out", serve(httpd)]) == 0
+    assert main(["-q", "--config", str(path), "-H", "User-Agent: from-flag", "-o", "out2",
+                 serve(httpd)]) == 0
+    first, second = httpd.requests
+    assert (first.header("user-agent"), first.header("x-a")) == ("from-env", "1")
+    assert second.header("user-agent") == "from-flag"
+
+
+def test_a_user_agent_key_and_header_in_one_file_are_one_setting_twice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = config(tmp_path, 'user-agent = "a"\nheader = ["user-agent: b"]\n')
+    assert main(["--config", str(path), "-o", "out", "http://127.0.0.1:9/x"]) == 2
+    assert capsys.readouterr().err == (
+        f"omniget: error: config file {path}, line 2: key 'header' sets what key "
+        "'user-agent' on line 1 sets (give it once)\n")
+    with pytest.raises(UsageError, match="OMNIGET_USER_AGENT sets what OMNIGET_HEADER sets"):
+        load_config(None, {"XDG_CONFIG_HOME": str(tmp_path / "none"),
+                           "OMNIGET_HEADER": "User-Agent: b", "OMNIGET_USER_AGENT": "a"})
+
+
 # --- where a bad value is: the file's line -------------------------------------------
 
 
@@ -444,3 +472,15 @@ def test_secrets_from_the_config_file_and_environment_never_reach_the_output(
     assert res.returncode == 3 and "proxy" in said, said
     for secret in ("user-pass-789", "head-tok-000", "proxy-pass-321", "cookie-val-111"):
         assert secret not in said, secret
+
+
+def test_one_setting_under_two_flag_names_of_the_library_is_refused(tmp_path: Path) -> None:
+    import omniget
+
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "none")}
+    with pytest.raises(UsageError) as err:
+        omniget.load_settings(environ=env, flags={"netrc": True, "no-netrc": True})
+    assert str(err.value) == "--no-netrc sets what --netrc sets (give one of them)"
+    with pytest.raises(UsageError, match="--header sets what --user-agent sets"):
+        omniget.load_settings(environ=env, flags={"user-agent": "a",
+                                                  "header": ["User-Agent: b"]})

@@ -95,19 +95,45 @@ class Config:
         return f" (set {'by' if origin.startswith('environment') else 'in'} {origin})"
 
 
+class _Twice(Exception):
+    """A setting given a second time in one layer (the file, the environment); its arg:
+    the name that gave it first."""
+
+
 class _Layers:
-    """Values by target, later layers replacing earlier ones (headers merge by name)."""
+    """Values by target, later layers replacing earlier ones (headers merge by name; a
+    User-Agent header and ``user-agent`` are one setting)."""
 
     def __init__(self) -> None:
         self.values: dict[str, object] = {}
         self.sources: dict[str, dict[str, object]] = {}
         self.origins: dict[str, str] = {}  # option -> where it was set, but on the command line
+        self.given: dict[str, str] = {}  # target -> the name that set it in this layer
 
-    def set(self, opt: Option, raw: object, where: str, origin: str | None = None) -> None:
+    def layer(self) -> None:
+        """The next layer begins: what it sets replaces, never repeats, the earlier's."""
+        self.given = {}
+
+    def set(self, opt: Option, raw: object, where: str, origin: str | None = None,
+            name: str = "") -> None:
+        """``raw`` for ``opt`` (ValueError: UsageError saying ``where``); _Twice when this
+        layer set it already, under another ``name``."""
         try:
             value = opt.parse(raw)
         except ValueError as e:
             raise UsageError(f"{where}: {e}") from None
+        targets = list(opt.targets)
+        if opt.name == "header" and any(n.lower() == "user-agent" for n, _ in value):
+            targets.append("network.user_agent")
+        first = next((self.given[t] for t in targets if t in self.given), None)
+        if first is not None:
+            raise _Twice(first)
+        self.given.update(dict.fromkeys(targets, name))
+        if "network.user_agent" in opt.targets:  # (an earlier layer's header: replaced)
+            old = self.values.get("network.headers", ())
+            assert isinstance(old, tuple)
+            self.values["network.headers"] = tuple(
+                h for h in old if h[0].lower() != "user-agent")
         if origin is None:
             self.origins.pop(opt.name, None)
         else:
@@ -149,17 +175,18 @@ def _read_file(path: Path, layers: _Layers, named_by: str = "") -> None:
         line = lines.get(keys) or lines.get(keys[:1])
         return f"config file {path}" + (f", line {line}" if line else "")
 
-    given: dict[str, str] = {}  # target -> the key that set it
+    layers.layer()
     for key, value in data.items():
         opt = _option(key)
         if opt is not None and opt.in_file:
-            first = next((given[t] for t in opt.targets if t in given), None)
-            if first is not None:
+            try:
+                layers.set(opt, value, f"{where(key)}: key {key!r}", where(key), key)
+            except _Twice as e:
+                first = str(e)
                 line = lines.get((first,))
                 raise UsageError(f"{where(key)}: key {key!r} sets what key {first!r}"
-                                 f"{f' on line {line}' if line else ''} sets (give it once)")
-            given.update(dict.fromkeys(opt.targets, key))
-            layers.set(opt, value, f"{where(key)}: key {key!r}", where(key))
+                                 f"{f' on line {line}' if line else ''} sets (give it once)"
+                                 ) from None
         elif isinstance(value, dict) and opt is None:
             _check_table(key, value, where)
             for k, v in value.items():
@@ -269,7 +296,7 @@ def _read_env(environ: Mapping[str, str], layers: _Layers) -> None:
         if environ.get(var):
             layers.set_source(source, key, environ[var])
     env_names = {"OMNIGET_" + o.name.upper().replace("-", "_"): o for o in OPTIONS.values()}
-    given: dict[str, str] = {}  # target -> the variable that set it
+    layers.layer()
     for var in sorted(environ):
         value = environ[var]
         if not var.startswith("OMNIGET_") or var == "OMNIGET_CONFIG":
@@ -281,13 +308,11 @@ def _read_env(environ: Mapping[str, str], layers: _Layers) -> None:
             if not opt.in_file:
                 raise UsageError(f"environment variable {var} cannot be used: it belongs to "
                                  f"one URL (give --{opt.name} on the command line)")
-            first = next((given[t] for t in opt.targets if t in given), None)
-            if first is not None:  # (OMNIGET_NETRC and OMNIGET_NO_NETRC)
-                raise UsageError(f"environment variable {var} sets what {first} sets (set "
-                                 "one of them)")
-            given.update(dict.fromkeys(opt.targets, var))
             where = f"environment variable {var}"
-            layers.set(opt, value, where, where)
+            try:
+                layers.set(opt, value, where, where, var)
+            except _Twice as e:  # (OMNIGET_NETRC and OMNIGET_NO_NETRC)
+                raise UsageError(f"{where} sets what {e} sets (set one of them)") from None
             continue
         flag = var[len("OMNIGET_") :].lower().replace("_", "-")
         if value != "" and (problem := _command_line_only(flag)) is not None:
@@ -406,15 +431,19 @@ def load_config(
         named = config is None and required  # (by OMNIGET_CONFIG, not --config)
         _read_file(path, layers, " (named by OMNIGET_CONFIG)" if named else "")
     _read_env(env, layers)
+    layers.layer()
     for key, value in (flags or {}).items():
         opt = _option(key)
         if opt is None:
             raise ArgumentError(f"unknown option {key!r}{_flag_hint(key)}")
         if value is not None:
             try:
-                layers.set(opt, value, f"--{opt.name}")
+                layers.set(opt, value, f"--{opt.name}", name=opt.name)
             except UsageError as e:  # (the command line's: not the file's or environment's)
                 raise ArgumentError(str(e)) from None
+            except _Twice as e:  # (a library caller's {"netrc": ..., "no-netrc": ...})
+                raise ArgumentError(f"--{opt.name} sets what --{e} sets (give one of "
+                                    "them)") from None
     values = dict(layers.values)
     if values.get("limit_rate") == 0:
         values["limit_rate"] = None  # 0 = no limit
