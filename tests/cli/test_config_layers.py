@@ -484,3 +484,22 @@ def test_one_setting_under_two_flag_names_of_the_library_is_refused(tmp_path: Pa
     with pytest.raises(UsageError, match="--header sets what --user-agent sets"):
         omniget.load_settings(environ=env, flags={"user-agent": "a",
                                                   "header": ["User-Agent: b"]})
+
+
+@pytest.mark.parametrize(
+    ("flag", "said"),
+    [("config", "unknown option 'config' (the config file is load_settings' config=)"),
+     ("dry-run", "unknown option 'dry-run' (--dry-run shapes one command: it is no setting)"),
+     ("input_file", "unknown option 'input_file' (--input-file shapes one command: it is no "
+      "setting)")],
+)
+def test_a_command_s_own_flag_given_to_load_settings_says_what_it_is(
+    tmp_path: Path, flag: str, said: str
+) -> None:
+    """Was "unknown option 'dry-run'" and no more: a long flag of the command's."""
+    import omniget
+
+    with pytest.raises(UsageError) as err:
+        omniget.load_settings(environ={"XDG_CONFIG_HOME": str(tmp_path / "none")},
+                              flags={flag: "x"})
+    assert str(err.value) == said

@@ -283,7 +283,12 @@ def _flag_hint(key: str) -> str:
             if key in (target, target.removeprefix("network.")):
                 return (f" (flags take the command's names: {opt.name!r} sets Settings' "
                         f"{target})")
-    return _did_you_mean(key.replace("_", "-").lower(), OPTIONS)
+    flag = key.replace("_", "-").lower()
+    if flag == "config":
+        return " (the config file is load_settings' config=)"
+    if flag in FLAG_ONLY:
+        return f" (--{flag} shapes one command: it is no setting)"
+    return _did_you_mean(flag, OPTIONS)
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
