@@ -195,6 +195,23 @@ def test_a_bad_line_in_the_config_file_is_named_by_its_number(
     assert httpd.requests == [] and os.listdir() == []
 
 
+@pytest.mark.parametrize("var", ["OMNIGET_jobs", "omniget_limit_rate", "Omniget_Jobs"])
+def test_an_option_s_variable_in_lower_case_is_refused(
+    httpd: HTTPServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    var: str,
+) -> None:
+    """OMNIGET_jobs=0 was ignored without a word (not even its 0 refused): variable names
+    are case-sensitive, so it set nothing."""
+    monkeypatch.setenv(var, "0")
+    assert main(["-o", "out", serve(httpd)]) == 2
+    assert capsys.readouterr().err == (
+        f"omniget: error: environment variable {var} names no option; did you mean "
+        f"{var.upper()}? (variable names are in upper case)\n")
+    assert httpd.requests == [] and os.listdir() == []
+    monkeypatch.setenv(var, "")  # (set but empty: as if unset)
+    assert main(["-q", "-o", "out", serve(httpd)]) == 0
+
+
 # --- what belongs to one command -------------------------------------------------------
 
 

@@ -304,6 +304,9 @@ def _read_env(environ: Mapping[str, str], layers: _Layers) -> None:
     layers.layer()
     for var in sorted(environ):
         value = environ[var]
+        if var != var.upper() and var.upper() in env_names and value != "":  # (OMNIGET_jobs)
+            raise UsageError(f"environment variable {var} names no option; did you mean "
+                             f"{var.upper()}? (variable names are in upper case)")
         if not var.startswith("OMNIGET_") or var == "OMNIGET_CONFIG":
             continue
         opt = env_names.get(var)
