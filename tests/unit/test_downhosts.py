@@ -148,3 +148,20 @@ def test_a_url_through_a_proxy_found_down_is_not_tried_and_others_are() -> None:
     assert down.proxy_down(A2) is None and down.proxy_down("http://c.test/z") is None
     clock.advance(300.0)
     assert down.proxy_down(B) is None
+
+
+def test_a_direct_answer_keeps_a_proxy_found_down_down() -> None:
+    """An answer from a URL that goes direct (no_proxy), or through another proxy, says
+    nothing of the proxy found down: its files stay not tried. One through it clears it."""
+    clock = FakeClock()
+    routes = {A: "http://p:1", B: "http://p:1", A2: None, "http://c.test/z": "http://q:2"}
+    down = DownHosts(clock, 300.0, HostLimits(per_host=1, total=10), routes.get)
+    cause = "failed: could not connect to the proxy http://p:1 (--proxy): refused"
+    down.gave_up(A, "refused", down.mark(A), cause)
+    for other in (A2, "http://c.test/z"):
+        down.answered(other)
+        down.ended(other)
+        assert down.shared_down(cause) and down.proxy_down(B) is not None, other
+    down.answered(B)
+    down.ended(B)
+    assert not down.shared_down(cause) and down.proxy_down(B) is None

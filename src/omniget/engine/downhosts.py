@@ -22,7 +22,8 @@ A proxy that takes no connection (or whose name does not resolve) is found down 
 first file that gave up on it: its failure is the proxy's whichever the file's host (its
 error's ``shared`` cause says so). A later file whose try fails the same way then gives up
 at once, without the retries a file has (two for a refused connection), until an answer
-is taken in the run, or a budget later; one that goes through that proxy (``route``
+is taken through it (an answer from a host reached directly, or through another proxy,
+says nothing of it), or a budget later; one that goes through that proxy (``route``
 says a URL's) is not tried at all (a proxy that drops packets cost each a connect
 timeout).
 """
@@ -83,8 +84,18 @@ class DownHosts:
         if self._strikes:
             self._strikes.pop(host, None)
             self._down.pop(host, None)
-        if self._proxies:  # (an answer: the proxies may be up again)
-            self._proxies.clear()
+        if self._proxies:  # (an answer through a proxy: it is up again)
+            self._proxy_answered(url)
+
+    def _proxy_answered(self, url: str) -> None:
+        """An answer to ``url`` was taken: the proxies found down that it went through
+        (or whose route is not known) are up. One that went direct, or through another
+        proxy, says nothing of them (a run with ``no_proxy`` hosts kept trying a dead
+        proxy's files at each answer of theirs)."""
+        via = self._via(url)
+        for cause, (_, proxy) in list(self._proxies.items()):
+            if proxy is None or proxy == via:
+                del self._proxies[cause]
 
     def ended(self, url: str) -> None:
         """The request of an answer taken (:meth:`answered`) ended, well or not."""
