@@ -258,9 +258,10 @@ def test_writes_to_a_journal_another_program_keeps_locked_wait_for_it_off_the_ca
 ) -> None:
     """A write while another program holds the journal's write lock returns at once (the
     engine writes on its event loop: it waited BUSY_WAIT there, the transfers stalled,
-    then failed, and the run went on without resume state); its record reads as none
-    meanwhile (nothing stale is resumed), and the writes reach the file, in order, once
-    the lock is let go. (A write that waited BUSY_WAIT would fail here.)"""
+    then failed, and the run went on without resume state); its record reads as the
+    writes waiting make it (they read as none: a piece recorded was fetched again), and
+    the writes reach the file, in order, once the lock is let go. (A write that waited
+    BUSY_WAIT would fail here.)"""
     monkeypatch.setattr(schema, "BUSY_WAIT", 5.0)
     path = tmp_path / FILENAME
     j = Journal(path)
@@ -272,8 +273,10 @@ def test_writes_to_a_journal_another_program_keeps_locked_wait_for_it_off_the_ca
         j.save_spans(KEY, [(0, 20)])
         j.piece_done(KEY, 3, 100)
         j.forget("old")
-        assert j.get(KEY) is None and j.spans(KEY) == [] and j.pieces(KEY) == {}
-        assert j.get("old") is None  # (its forget waits too)
+        record = j.get(KEY)
+        assert record is not None and record.size == 1000 and not record.done
+        assert j.spans(KEY) == [(0, 20)] and j.pieces(KEY) == {3: 100}
+        assert j.get("old") is None and j.spans("old") == []  # (its forget waits too)
         assert other.execute("SELECT count(*) FROM files").fetchone()[0] == 1
     wait_for(lambda: j.get(KEY) is not None)
     assert j.spans(KEY) == [(0, 20)] and j.pieces(KEY) == {3: 100}
@@ -281,6 +284,43 @@ def test_writes_to_a_journal_another_program_keeps_locked_wait_for_it_off_the_ca
     j.close()
     with Journal(path) as again:
         assert again.spans(KEY) == [(0, 20)] and again.get("old") is None
+
+
+def test_reads_see_the_writes_waiting_for_a_lock_not_the_file_s_older_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record on file, then changed by writes that wait for another program's lock:
+    each read answers as they will leave it (a piece recorded while they wait is not
+    fetched again; a reset or finished record is not resumed from its older spans)."""
+    monkeypatch.setattr(schema, "BUSY_WAIT", 5.0)
+    path = tmp_path / FILENAME
+    j = Journal(path)
+    start(j)
+    j.save_spans(KEY, [(0, 10)])
+    j.piece_done(KEY, 0, 10)
+    start(j, "moved")
+    with locked_by_another(path) as other:
+        j.piece_done(KEY, 1, 20, (1, 2, 3))
+        assert j.pieces(KEY) == {0: 10, 1: 20}
+        assert j.pieces_with_prints(KEY)[1] == (20, (1, 2, 3))
+        j.reset(KEY)
+        assert j.spans(KEY) == [] and j.pieces(KEY) == {}
+        record = j.get(KEY)
+        assert record is not None and record.size == 1000
+        j.save_spans(KEY, [(0, 30)])
+        j.finish(KEY, size=1000, digest="sha256:ab")
+        record = j.get(KEY)
+        assert record is not None and record.done and record.digest == "sha256:ab"
+        assert j.spans(KEY) == []
+        j.move("moved", "there", path="/abs/out/there.bin")
+        assert j.get("moved") is None
+        there = j.get("there")
+        assert there is not None and there.path == "/abs/out/there.bin"
+        assert other.execute("SELECT count(*) FROM pieces").fetchone()[0] == 1
+    j.close()
+    with Journal(path) as again:
+        record = again.get(KEY)
+        assert record is not None and record.done and again.get("there") is not None
 
 
 def test_a_lock_let_go_within_the_quick_wait_is_waited_out_where_it_is_met(

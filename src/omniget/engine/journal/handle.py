@@ -13,7 +13,9 @@ transfer): one that meets the lock for :data:`QUICK_WAIT` (another omniget run's
 hold it for a few ms) waits in memory, with every write after it, and a thread of the
 journal's writes them, in order and in one transaction, once the lock is let go
 (:data:`PENDING_MAX` writes at most: then a write fails). Meanwhile a read of a record
-with writes waiting says there is none (a stale one is never resumed), and the close
+with writes waiting reads it as they will leave it (a copy of its rows in memory, with
+those writes made on it: they read as none, and a piece recorded then was fetched
+again), and the close
 waits for the lock (BUSY_WAIT at most) to write what waits; a lock still held then is
 said. Reads do not meet a writer's lock (WAL mode); one that meets another lock (a
 recovery under way) waits for it, as before."""
@@ -36,7 +38,7 @@ from . import schema
 from .opening import Beside, beside, follow, guard, open_or_repair
 from .records import RecordGone
 from .repair import move_if_same
-from .texts import Texts
+from .texts import Texts, stored
 
 __all__ = ["CHECK_EVERY", "PENDING_MAX", "Handle", "boot_id"]
 
@@ -105,8 +107,9 @@ class Handle:
         self._closed = "the journal is closed"  # (what a call says once it is)
         #: Closed by :meth:`set_aside`: a run found the file damaged (see :meth:`reopened`).
         self.found_damaged = False
-        #: Writes waiting for another program's lock (see the module), and their keys.
-        self._pending: list[tuple[str, Write]] = []
+        #: Writes waiting for another program's lock (see the module), each with the
+        #: keys it writes, and all their keys.
+        self._pending: list[tuple[str, Write, tuple[str, ...]]] = []
         self._pending_keys: set[str] = set()
         #: Each key's last write waiting, if it replaces its like (see _write).
         self._last: dict[str, int] = {}
@@ -138,7 +141,7 @@ class Handle:
         for, BUSY_WAIT at most."""
         with self._conn(action) as db:
             if key is not None and key in self._pending_keys:
-                return none
+                return self._as_pending(db, key, read, none)
             try:
                 return read(Texts(db))
             except sqlite3.OperationalError as exc:
@@ -149,6 +152,48 @@ class Handle:
                 return read(Texts(db))
             finally:
                 _quick(db)
+
+    def _as_pending(self, db: sqlite3.Connection, key: str, read: Callable[[Texts], Any],
+                    none: Any) -> Any:
+        """``read`` of ``key``'s record as the writes waiting will leave it: made on a
+        copy in memory of the rows of ``key`` (and of the keys written with it), with
+        those writes made on the copy, in order. ``none`` if that fails."""
+        keys = {key}
+        grown = True
+        while grown:  # (a move writes two keys: the rows of both)
+            grown = False
+            for _, _, written in self._pending:
+                if not keys.isdisjoint(written) and not keys.issuperset(written):
+                    keys.update(written)
+                    grown = True
+        mem = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            made = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"
+                              " AND name IN ('files', 'pieces')").fetchall()
+            held = tuple(stored(k) for k in keys)
+            marks = ", ".join("?" * len(held))
+            for table, sql in made:
+                mem.execute(sql)
+                rows = db.execute(f"SELECT * FROM {table} WHERE key IN ({marks})",
+                                  held).fetchall()
+                if rows:
+                    places = ", ".join("?" * len(rows[0]))
+                    mem.executemany(f"INSERT INTO {table} VALUES ({places})", rows)
+            for _, write, written in self._pending:
+                if keys.isdisjoint(written):
+                    continue
+                mem.execute("SAVEPOINT w")
+                try:
+                    write(Texts(mem))
+                except RecordGone:  # (as when it is written: let be)
+                    mem.execute("ROLLBACK TO w")
+                mem.execute("RELEASE w")
+            return read(Texts(mem))
+        except (sqlite3.Error, StorageError) as exc:
+            log.debug("reading %s as the writes waiting leave it failed: %s", key, exc)
+            return none
+        finally:
+            mem.close()
 
     def _write(self, action: str, write: Write, *keys: str, replaces: bool = False) -> None:
         """``write`` made in a transaction of its own, or, if another program holds the
@@ -184,7 +229,7 @@ class Handle:
                     db.execute("COMMIT")
                     return
             if replaces and len(keys) == 1 and (at := self._last.get(keys[0])) is not None:
-                self._pending[at] = (action, write)
+                self._pending[at] = (action, write, self._pending[at][2])
                 return
             if len(self._pending) >= PENDING_MAX:
                 raise sqlite3.OperationalError(
@@ -195,7 +240,7 @@ class Handle:
                     self._last[key] = len(self._pending)
                 else:
                     self._last.pop(key, None)
-            self._pending.append((action, write))
+            self._pending.append((action, write, keys))
             self._pending_keys.update(keys)
             if self._writer is None:
                 self._writer = threading.Thread(
@@ -237,7 +282,7 @@ class Handle:
             return True
         action = self._pending[0][0]
         try:
-            for each, write in self._pending:
+            for each, write, _ in self._pending:
                 action = each
                 db.execute("SAVEPOINT w")
                 try:
