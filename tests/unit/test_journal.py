@@ -244,7 +244,7 @@ def test_a_journal_another_program_keeps_locked_says_so_at_the_open(
 ) -> None:
     """At the open (an sqlite3 shell left in a write transaction): before, SQLite's
     "database is locked" alone, after a wait it did not say."""
-    monkeypatch.setattr(schema, "BUSY_WAIT", 0.05)
+    monkeypatch.setattr(schema, "OPEN_WAIT", 0.05)
     path = tmp_path / FILENAME
     Journal(path).close()
     said = "database is locked (another program kept it locked for over 0.05 s)"
@@ -1266,3 +1266,32 @@ def test_revalidate_changes_size_validators_and_digest_of_its_own_record_only(
         j.forget(KEY, own=theirs)
         j.revalidate(KEY, size=5, etag='"C"', last_modified=None, digest=None, own=theirs)
         assert j.get(KEY) is None
+
+
+def test_the_open_of_a_journal_another_program_keeps_locked_says_so_promptly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The open waits OPEN_WAIT (2 s) for the lock, not BUSY_WAIT (it was 10 s of
+    silence before the run's first line): another omniget run holds it a few ms at a
+    time. The line says how long it waited."""
+    monkeypatch.setattr(schema, "BUSY_WAIT", 600.0)  # (the open must not wait that)
+    assert schema.OPEN_WAIT <= 2.0
+    path = tmp_path / FILENAME
+    Journal(path).close()
+    caught: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            Journal(path).close()
+        except BaseException as exc:  # (said below)
+            caught.append(exc)
+
+    with locked_by_another(path):
+        opener = threading.Thread(target=open_it, daemon=True)
+        opener.start()
+        opener.join(timeout=120.0)
+        assert not opener.is_alive()
+    [err] = caught
+    assert isinstance(err, StorageError)
+    assert str(err) == (f"resume journal {path}: open failed: database is locked (another"
+                        f" program kept it locked for over {schema.OPEN_WAIT:g} s)")

@@ -151,7 +151,7 @@ def test_a_locked_journal_is_left_as_it_is(
 ) -> None:
     path = tmp_path / FILENAME
     Journal(path).close()
-    monkeypatch.setattr(schema, "BUSY_WAIT", 0.05)
+    monkeypatch.setattr(schema, "OPEN_WAIT", 0.05)
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")
     try:

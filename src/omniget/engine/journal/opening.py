@@ -249,7 +249,8 @@ def guard(path: Path, action: str) -> Iterator[None]:
         elif isinstance(e, sqlite3.OperationalError) and any(w in str(e) for w in _CANNOT):
             hint = _not_a_file(path) or _cannot_open(path)
         elif isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
-            hint = f" (another program kept it locked for over {schema.BUSY_WAIT:g} s)"
+            wait = schema.OPEN_WAIT if action == "open" else schema.BUSY_WAIT
+            hint = f" (another program kept it locked for over {wait:g} s)"
         elif isinstance(e, OSError):
             if e.errno == errno.EEXIST and os.path.exists(e.filename or ""):
                 e = OSError(f"{e.filename} is {_kind(e.filename)}, not a folder (see"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
-__all__ = ["BUSY_WAIT", "SCHEMA_VERSION", "Damaged", "Newer", "copy_records", "setup"]
+__all__ = ["BUSY_WAIT", "OPEN_WAIT", "SCHEMA_VERSION", "Damaged", "Newer", "copy_records", "setup"]
 
 SCHEMA_VERSION = 4
 
@@ -86,11 +86,16 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 
 #: Seconds to wait for another process's lock on the journal (another omniget run).
 BUSY_WAIT = 10.0
+#: Seconds the open waits for the lock (its one write: the schema's): another omniget
+#: run holds it a few ms at a time; a lock held longer is another program's (an sqlite3
+#: shell left in a transaction), said at once rather than after BUSY_WAIT of silence
+#: before the run's first line (the run then goes on without resume state).
+OPEN_WAIT = 2.0
 
 
 def setup(db: sqlite3.Connection) -> None:
     """Set ``db`` up: WAL mode, its tables made or upgraded to :data:`SCHEMA_VERSION`."""
-    db.execute(f"PRAGMA busy_timeout = {round(BUSY_WAIT * 1000)}")
+    db.execute(f"PRAGMA busy_timeout = {round(OPEN_WAIT * 1000)}")
     mode = _to_wal(db)
     if str(mode).lower() != "wal":
         raise sqlite3.OperationalError(f"cannot switch to WAL mode (got {mode})")
