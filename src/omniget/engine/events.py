@@ -66,7 +66,8 @@ class Listed(Event):
 
 @plain_dataclass
 class Started(Event):
-    """A file's transfer began (``resumed`` bytes were already on disk)."""
+    """A file's transfer began (``resumed`` bytes were already on disk): at its first
+    answer, or, resumed, before its first request (its bytes shown from then on)."""
 
     size: int | None  # total bytes if known
     resumed: int  # bytes already on disk from an earlier run

@@ -138,6 +138,8 @@ class PlainDownload:
             todo = [(0, -1)]
         if job.part is None and job.final is not None and job.done:
             job.open_part(job.final, fresh=False)
+        if job.resumed:  # (its bytes on disk shown from now, not from its first answer:
+            job.started_event()  # a server that does not answer showed it at 0%)
         if not job.done:
             job.stream_hash = None
         pending = []
