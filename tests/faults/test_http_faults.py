@@ -395,15 +395,19 @@ def test_bytes_a_resume_fetches_again_are_not_said_to_be_resumed(
     httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """They are fetched and written again: the file's start says none resumed (the summary
-    said "4 MB (+3 MB resumed)" of a 4 MB file), and its progress goes from 0 to its size."""
+    """They are fetched and written again: the file starts again at the answer, saying
+    none resumed (the summary said "4 MB (+3 MB resumed)" of a 4 MB file; its first start,
+    before the first request, says the bytes on disk), and its progress goes from 0 to its
+    size."""
     data = payload(4_000_000, 15)
     _, url, report = cut_where_range_is_ignored(httpd, data, "p.bin", tmp_path)
     assert report.failed == 1
     monkeypatch.setattr(job, "PROGRESS_EVERY", 0.0)  # (an event per chunk)
     report, events, _ = fetch(url, tmp_path, retries=0)
     assert report.exit_code == 0, report.failures
-    assert [e.resumed for e in events if isinstance(e, Started)] == [0]
+    assert [e.resumed for e in events if isinstance(e, Started)] == [3_000_000, 0]
+    last = max(i for i, e in enumerate(events) if isinstance(e, Started))
+    assert not any(isinstance(e, Progress) for e in events[:last])
     done = [e.done for e in events if isinstance(e, Progress)]
     assert done == sorted(done) and done[0] < 3_000_000 and done[-1] <= len(data), done
 

@@ -198,8 +198,12 @@ class FileJob:
             return self.etag
         return self.last_modified
 
-    def started_event(self) -> None:
-        if self.started:
+    def started_event(self, again: bool = False) -> None:
+        """Say the file started (once; ``again``: once more, if it did, as it starts over
+        from fewer bytes than it said: an answer sent its resumed ones again)."""
+        if self.started and not again:
+            return
+        if again and not self.started:
             return
         self.started = True
         # the checkpoint clock starts with the bytes (not while the file waited its turn)

@@ -430,6 +430,7 @@ class PlainDownload:
         if kept[0][0] >= end:
             return
         self.job.resumed -= within(kept, 0, end)
+        self.job.started_event(again=True)  # (said at the first request with them)
         self.owed = merge([*self.owed, *((s, min(e, span.pos)) for s, e in kept if s < span.pos)])
         self.kept = [(max(s, end), e) for s, e in kept if e > end]
 
