@@ -177,3 +177,26 @@ def test_files_behind_a_dead_host_s_in_the_list_wait_one_budget_at_most(
     ended = next(i for i, e in enumerate(events) if isinstance(e, Finished))
     assert retries(events[:ended]) <= 3 * 2
     assert sum(isinstance(e, Failed) for e in events) == DEAD
+
+
+def test_items_made_of_pieces_of_a_host_that_refuses_fail_after_one_budget(
+    tmp_path: Path, refused_port: int
+) -> None:
+    """Items made of pieces (ranges, four connections to the host at once) find a host
+    down and are not tried once it is, as plain files are (each spent its own retries:
+    30 items, 60 retry lines)."""
+    from omniget.model import ByteRange, Piece
+
+    base = f"http://127.0.0.1:{refused_port}"
+    items = [
+        Item(f"{base}/p{i}", filename=f"p{i}.bin",
+             pieces=(Piece(url=f"{base}/p{i}", range=ByteRange(0, 10), size=10),
+                     Piece(url=f"{base}/p{i}", range=ByteRange(10, 20), size=10)))
+        for i in range(DEAD)
+    ]
+    report, events = run(items, tmp_path)
+    assert report.exit_code == 3 and len(report.failures) == DEAD
+    assert retries(events) <= TRIED * 2 * 2  # (two pieces a file, at most, each twice)
+    said = [str(f.error) for f in report.failures]
+    untried = [s for s in said if s.startswith(f"not tried: 127.0.0.1:{refused_port} is down")]
+    assert len(untried) >= DEAD - TRIED, said

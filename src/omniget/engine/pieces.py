@@ -38,6 +38,7 @@ from .prints import Ends, changed
 from .resume import not_resumable
 from .retry import FileWaits, gave_up
 from .scheduler import Ticket
+from .spanfetch import _host_down
 from .transports.base import Request, fetch_when_granted
 from .verify import StreamHasher
 
@@ -78,6 +79,10 @@ class PieceDownload:
         self.sizes: dict[int, int] = {}
         self.stage_dir: Path | None = None
         self.waits = FileWaits()  # its pieces' waits to try again (retry-max-time)
+        self.gave_up_on_host = False  # (a piece gave up: the file's strike, see downhosts)
+        #: each network piece's connection slot, kept through its retries (parked while
+        #: it waits: see Ticket.park), as a span keeps its own
+        self.tickets: dict[int, Ticket] = {}
 
     async def run(self) -> None:
         job = self.job
@@ -125,30 +130,12 @@ class PieceDownload:
 
     async def _piece(self, idx: int, piece: Piece, limit: asyncio.Semaphore) -> None:
         job = self.job
-        attempts = 0
         async with limit:
-            while True:
-                out = self._out(idx)
-                try:
-                    size = await self._produce(piece, out)
-                    break
-                except OmnigetError as exc:
-                    job.written -= out.pos  # those bytes are fetched again
-                    if job.refreshable(exc) and await job.refresh(exc):
-                        piece = self._renewed(idx)
-                        continue
-                    attempts += 1
-                    now = self.ctx.clock.monotonic()
-                    waited = self.waits.spent(now)  # (the file's, not the piece's)
-                    delay = self.ctx.policy.next_delay(attempts, exc, waited, self.ctx.rng)
-                    if delay is None:
-                        gave_up(exc, attempts, self.ctx.policy, waited)
-                        if isinstance(exc, TransferError) and exc.piece is None:
-                            exc.piece = piece
-                        raise
-                    self.waits.add(now, delay)
-                    self.ctx.event(Retrying(job.item, job.final, exc, attempts, delay))
-                    await self.ctx.clock.sleep(delay)
+            try:
+                size, out = await self._tries(idx, piece)
+            finally:
+                if (ticket := self.tickets.pop(idx, None)) is not None:
+                    ticket.close()
         self.sizes[idx] = size
         ends = out.ends
         piece_done(job, idx, size, in_part=self.offsets[idx] is not None,
@@ -157,6 +144,68 @@ class PieceDownload:
             sync_lost(job)
         self.ctx.event(PieceDone(job.item, job.final, idx, size))
         job.progress(time.monotonic())
+
+    async def _tries(self, idx: int, piece: Piece) -> tuple[int, Out]:
+        """Piece ``idx``'s tries till one puts its bytes in place: its size, and where."""
+        job = self.job
+        down = self.ctx.down
+        attempts = 0
+        mark = 0  # (down.mark at the start of the streak's first failed try)
+        last: OmnigetError | None = None  # the last try's error
+        while True:
+            out = self._out(idx)
+            url = piece.url if piece.local is None else ""
+            if url:  # (its host, or its proxy, found down: not tried, as a file's span)
+                if (why := down.why(url)) is not None:
+                    raise down.not_tried(url, why) if last is None else _host_down(
+                        last, attempts)
+                if (unused := down.proxy_down(url)) is not None:
+                    raise unused if last is None else last
+            begun = down.mark(url) if url else 0
+            try:
+                size = await self._produce(idx, piece, out)
+                return size, out
+            except asyncio.CancelledError:
+                ticket = self.tickets.get(idx)
+                task = asyncio.current_task()
+                # (refused: its own cancel, taken back unless one came from outside)
+                if ticket is not None and ticket.refused and task and task.uncancel() == 0:
+                    raise down.not_tried(url, down.why(url) or "it was found down") from None
+                raise
+            except OmnigetError as exc:
+                job.written -= out.pos  # those bytes are fetched again
+                if job.refreshable(exc) and await job.refresh(exc):
+                    piece = self._renewed(idx)
+                    if (ticket := self.tickets.pop(idx, None)) is not None:
+                        ticket.close()  # (its URL renewed: maybe another host's)
+                    continue
+                attempts += 1
+                if attempts == 1:
+                    mark = begun
+                if url and down.why(url) is not None:  # (found so by another file)
+                    raise _host_down(exc, attempts) from None
+                if url and down.shared_down(exc.shared):  # (a proxy found down)
+                    raise
+                now = self.ctx.clock.monotonic()
+                waited = self.waits.spent(now)  # (the file's, not the piece's)
+                delay = self.ctx.policy.next_delay(attempts, exc, waited, self.ctx.rng)
+                if delay is None:
+                    gave_up(exc, attempts, self.ctx.policy, waited)
+                    if isinstance(exc, TransferError) and exc.piece is None:
+                        exc.piece = piece
+                    if url and not self.gave_up_on_host:  # (one file: one strike)
+                        self.gave_up_on_host = True
+                        down.gave_up(url, str(exc), mark, exc.shared)
+                    raise
+                last = exc
+                self.waits.add(now, delay)
+                self.ctx.event(Retrying(job.item, job.final, exc, attempts, delay))
+                ticket = self.tickets.get(idx)
+                if ticket is not None:  # (no connection while it waits)
+                    ticket.park()
+                await self.ctx.clock.sleep(delay)
+                if ticket is not None:
+                    await ticket.unpark()
 
     def _renewed(self, idx: int) -> Piece:
         """Piece ``idx`` of the item its source refreshed: its URL renewed, nothing else
@@ -223,8 +272,8 @@ class PieceDownload:
         stage = PartFile(self.stage_dir / str(idx), fresh=True)
         return Out(stage, 0)
 
-    async def _produce(self, piece: Piece, out: Out) -> int:
-        """Put one piece's output bytes in place; returns the output size."""
+    async def _produce(self, idx: int, piece: Piece, out: Out) -> int:
+        """Put piece ``idx``'s output bytes in place; returns the output size."""
         try:
             if piece.local is not None:
                 return await self._copy_local(piece, out)
@@ -233,9 +282,15 @@ class PieceDownload:
                 size = await self._copy_shared(key, piece, out)
                 if size is not None:
                     return size
-            ticket = self.ctx.limits.ticket(
-                piece.url, self.job.claim, light=piece.range is None
-            )
+            ticket = self.tickets.get(idx)
+            if ticket is None or ticket.closed:
+                ticket = self.tickets[idx] = self.ctx.limits.ticket(
+                    piece.url, self.job.claim, light=piece.range is None
+                )
+            if not ticket.granted:  # (refused if its host is found down meanwhile)
+                me = asyncio.current_task()
+                if me is not None:
+                    ticket.refusal = me.cancel
             try:
                 fut: asyncio.Future[ChunkSource | None] | None = None
                 if key is not None:
@@ -256,7 +311,7 @@ class PieceDownload:
                         self.ctx.chunks.pop(key, None)  # type: ignore[arg-type]
                     raise
             finally:
-                ticket.close()
+                ticket.refusal = None
             if fut is not None:
                 fut.set_result(ChunkSource(self._path_now, out.offset, size, self.job))
             return size
