@@ -39,8 +39,8 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_files_through_a_proxy_that_refuses_fail_at_once_once_one_gave_up(
     closed_port: int,
 ) -> None:
-    """Each of another host (none is found down): with the default retries, the files
-    under way with the first (-j 2) spend theirs; the others fail at their first try,
+    """Each of another host (none is found down): with the default retries, the file
+    whose try found the proxy down spends its own; the others fail at their first try,
     without a retry line. Before: each file had its 2 retry lines (40 for 20 files)."""
     files = 20
     Path("urls.txt").write_text("".join(f"http://h{i}.test/f{i}\n" for i in range(files)))
@@ -49,7 +49,7 @@ def test_files_through_a_proxy_that_refuses_fail_at_once_once_one_gave_up(
     assert done.returncode == 3
     lines = done.stderr.splitlines()
     retries = [line for line in lines if "retrying in" in line]
-    assert len(retries) <= 2 * 2, lines
+    assert len(retries) <= 2, lines
     errors = [line for line in lines if line.startswith("omniget: error: ")]
     assert errors == [
         f"omniget: error: {files} files failed: could not connect to the proxy {proxy} "
@@ -85,10 +85,10 @@ def silent_port() -> Iterator[int]:
 def test_files_through_a_proxy_that_drops_packets_are_not_tried_once_one_gave_up(
     silent_port: int,
 ) -> None:
-    """Each of another host: the first files (-j 2) spend their tries, each a connect
-    timeout; once one gave up, the others are not tried (not a timeout each), and all are
-    said in one line. Before: each file spent its tries, each a connect timeout, and had
-    a line of its own."""
+    """Each of another host: the first file's tries (and those of the files under way
+    with it, -j 2: a connect timeout each) find the proxy down; the others are not tried
+    (not a timeout each), and all are said in one line. Before: each file spent its
+    tries, each a connect timeout, and had a line of its own."""
     files = 12
     Path("urls.txt").write_text("".join(f"http://h{i}.test/f{i}\n" for i in range(files)))
     proxy = f"http://127.0.0.1:{silent_port}"
@@ -106,4 +106,27 @@ def test_files_through_a_proxy_that_drops_packets_are_not_tried_once_one_gave_up
     assert errors == [
         f"omniget: error: {files} files failed: could not connect to the proxy {proxy} "
         "(--proxy): timed out (check --proxy and *_proxy)"
+    ]
+
+
+def test_a_proxy_is_down_at_its_first_failed_connection_one_file_retries_it(
+    closed_port: int,
+) -> None:
+    """The first try that fails to connect to the proxy finds it down: that file goes on
+    trying it (its retries tell if it comes back), the others under way with it (-j 4)
+    fail at once and the rest are not tried. Before, each file under way spent its own
+    retries till one gave up: a retry line each (with -v), four files' worth."""
+    files = 12
+    Path("urls.txt").write_text("".join(f"http://h{i}.test/f{i}\n" for i in range(files)))
+    proxy = f"http://127.0.0.1:{closed_port}"
+    done = cli("-v", "-i", "urls.txt", "-o", "out", "-j", "4", "--proxy", proxy)
+    assert done.returncode == 3
+    lines = done.stderr.splitlines()
+    retries = [line for line in lines if "retrying in" in line]
+    assert 1 <= len(retries) <= 2, lines
+    assert len({line.split(":")[0] for line in retries}) == 1, retries  # (one file's)
+    errors = [line for line in lines if line.startswith("omniget: error: ")]
+    assert errors == [
+        f"omniget: error: {files} files failed: could not connect to the proxy {proxy} "
+        "(--proxy): Connection refused (check --proxy and *_proxy)"
     ]

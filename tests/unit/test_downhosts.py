@@ -165,3 +165,23 @@ def test_a_direct_answer_keeps_a_proxy_found_down_down() -> None:
     down.answered(B)
     down.ended(B)
     assert not down.shared_down(cause) and down.proxy_down(B) is None
+
+
+def test_a_proxy_is_down_at_its_first_failed_try_for_all_but_the_file_that_found_it() -> None:
+    """The first try that failed to reach the proxy finds it down: that file (its owner)
+    tries it again; the others' tries that fail for it give up at once, and their URLs
+    through it are not tried. Once that file gave up, it is no one's to try."""
+    clock = FakeClock()
+    routes = {A: "http://p:1", B: "http://p:1"}
+    down = DownHosts(clock, 300.0, HostLimits(per_host=1, total=10), routes.get)
+    cause = "failed: could not connect to the proxy http://p:1 (--proxy): refused"
+    first, second = object(), object()
+    down.failed(A, None, first)  # (no shared cause: a host's failure, not a proxy's)
+    assert not down.shared_down(cause)
+    down.failed(A, cause, first)
+    assert not down.shared_down(cause, first) and down.proxy_down(A, first) is None
+    assert down.shared_down(cause, second) and down.proxy_down(B, second) is not None
+    down.failed(B, cause, second)  # (it stays the first one's)
+    assert not down.shared_down(cause, first)
+    down.gave_up(A, "refused", down.mark(A), cause)
+    assert down.shared_down(cause, first) and down.proxy_down(B, first) is not None

@@ -19,13 +19,19 @@ tried, with a budget of its own.
 Files with mirrors (several URLs) neither find a host down nor are refused for one.
 
 A proxy that takes no connection (or whose name does not resolve) is found down at the
-first file that gave up on it: its failure is the proxy's whichever the file's host (its
-error's ``shared`` cause says so). A later file whose try fails the same way then gives up
-at once, without the retries a file has (two for a refused connection), until an answer
+first try that failed to reach it (:meth:`DownHosts.failed`): its failure is the proxy's
+whichever the file's host (its error's ``shared`` cause says so). The file of that try
+goes on trying it, its retries telling whether it comes back; any other file whose try
+fails the same way then gives up at once, without the retries a file has (two for a
+refused connection: each file under way said its own till one gave up), until an answer
 is taken through it (an answer from a host reached directly, or through another proxy,
 says nothing of it), or a budget later; one that goes through that proxy (``route``
 says a URL's) is not tried at all (a proxy that drops packets cost each a connect
 timeout).
+
+A host is not found down at its first failed try the same way: a host that sheds load
+(503s to every file for a while) or restarts fails the tries of several files at once,
+and their retries are what gets them; their lines are folded by the CLI past a few.
 """
 
 from __future__ import annotations
@@ -67,8 +73,9 @@ class DownHosts:
         self._down: dict[str, tuple[str, float]] = {}
         #: host -> the ``shared`` cause of the failure it is down for, when it had one
         self._shared: dict[str, str] = {}
-        #: the ``shared`` causes files gave up on (a proxy down): since when, through what
-        self._proxies: dict[str, tuple[float, str | None]] = {}
+        #: the ``shared`` causes a try failed for (a proxy down): since when, through
+        #: what, and the file (its owner) whose try it was, which alone tries it again
+        self._proxies: dict[str, tuple[float, str | None, object]] = {}
 
     def mark(self, url: str) -> int:
         """Where ``url``'s host stands, as a try to it starts: give it to :meth:`gave_up`
@@ -93,7 +100,7 @@ class DownHosts:
         proxy, says nothing of them (a run with ``no_proxy`` hosts kept trying a dead
         proxy's files at each answer of theirs)."""
         via = self._via(url)
-        for cause, (_, proxy) in list(self._proxies.items()):
+        for cause, (_, proxy, _owner) in list(self._proxies.items()):
             if proxy is None or proxy == via:
                 del self._proxies[cause]
 
@@ -110,8 +117,10 @@ class DownHosts:
         URL that never answers is that file's matter) and files waiting for a
         connection to it are refused. ``shared``: the error's cause other hosts' files
         may share (its ``shared``: a proxy down), which its files not tried say then."""
-        if shared is not None:  # (a proxy down: whichever the file's host)
-            self._proxies.setdefault(shared, (self._clock.monotonic(), self._via(url)))
+        if shared is not None:  # (a proxy down: whichever the file's host; no one's to try)
+            found = self._proxies.get(shared)
+            since = self._clock.monotonic() if found is None else found[0]
+            self._proxies[shared] = (since, self._via(url), None)
         host = host_of(url)
         if self._answers.get(host, 0) != mark or self._live.get(host) or self.why(url):
             return
@@ -125,25 +134,36 @@ class DownHosts:
                 self._shared.pop(host, None)
             self._limits.refuse(host)
 
-    def shared_down(self, shared: str | None) -> bool:
-        """Whether a file gave up on the failure whose ``shared`` cause this is (a proxy
-        down), with no answer taken since, less than a budget ago: a try failed for it
-        gives up at once."""
+    def failed(self, url: str, shared: str | None, owner: object) -> None:
+        """A try of ``owner`` (a file) to ``url`` failed; ``shared``: its error's cause
+        other hosts' files may share (a proxy that takes no connection). That is the
+        proxy found down, at once (the tries of the files under way with it fail the same
+        way: each said its own retries till one gave up): ``owner`` goes on trying it,
+        its retries telling whether it comes back; the others do not (see
+        :meth:`shared_down`)."""
+        if shared is not None and shared not in self._proxies:
+            self._proxies[shared] = (self._clock.monotonic(), self._via(url), owner)
+
+    def shared_down(self, shared: str | None, owner: object = None) -> bool:
+        """Whether a try failed for the cause whose ``shared`` this is (a proxy down),
+        with no answer taken through it since, less than a budget ago: a try failed for
+        it gives up at once, unless it is of the file that found it (``owner``), which
+        tries it again till it gives up."""
         if shared is None or (found := self._proxies.get(shared)) is None:
             return False
         if self._clock.monotonic() - found[0] >= self._budget:
             del self._proxies[shared]
             return False
-        return True
+        return owner is None or found[2] is not owner
 
-    def proxy_down(self, url: str) -> RemoteError | None:
+    def proxy_down(self, url: str, owner: object = None) -> RemoteError | None:
         """The error of a file of ``url`` not tried, the proxy it goes through found down
-        (:meth:`shared_down`), or None."""
+        (:meth:`shared_down`: not for the file that found it, ``owner``), or None."""
         if not self._proxies:
             return None
         via = self._via(url)
-        for cause, (_, proxy) in list(self._proxies.items()):
-            if proxy is not None and proxy == via and self.shared_down(cause):
+        for cause, (_, proxy, _owner) in list(self._proxies.items()):
+            if proxy is not None and proxy == via and self.shared_down(cause, owner):
                 text = cause.removeprefix("failed: ")
                 err = RemoteError(f"not tried: {text} (another file gave up on it)")
                 err.shared = cause

@@ -159,7 +159,7 @@ class PieceDownload:
                 if (why := down.why(url)) is not None:
                     raise down.not_tried(url, why) if last is None else _host_down(
                         last, attempts)
-                if (unused := down.proxy_down(url)) is not None:
+                if (unused := down.proxy_down(url, job)) is not None:
                     raise unused if last is None else last
             begun = down.mark(url) if url else 0
             try:
@@ -184,7 +184,9 @@ class PieceDownload:
                     mark = begun
                 if url and down.why(url) is not None:  # (found so by another file)
                     raise _host_down(exc, attempts) from None
-                if url and down.shared_down(exc.shared):  # (a proxy found down)
+                if url:
+                    down.failed(url, exc.shared, job)
+                if url and down.shared_down(exc.shared, job):  # (a proxy found down)
                     raise
                 now = self.ctx.clock.monotonic()
                 waited = self.waits.spent(now)  # (the file's, not the piece's)

@@ -195,7 +195,7 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
                 return  # (cut short by stealing while it waited to try again)
             if len(dl.urls) == 1 and (why := down.why(url)) is not None:
                 raise down.not_tried(url, why) if last is None else _host_down(last, attempts)
-            if (unused := down.proxy_down(url)) is not None:  # (its proxy: found down)
+            if (unused := down.proxy_down(url, job)) is not None:  # (its proxy: found down)
                 raise unused if last is None else last
             before = span.pos
             req = _request(dl, span, url)
@@ -256,7 +256,9 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
                     mark = begun
                 if alone and down.why(url) is not None:  # (found so by another file)
                     raise _host_down(exc, attempts) from None
-                if down.shared_down(exc.shared):  # (a proxy another file gave up on)
+                if alone:
+                    down.failed(url, exc.shared, job)
+                if down.shared_down(exc.shared, job):  # (a proxy another file found down)
                     raise
                 delay = dl.ctx.policy.next_delay(attempts, exc, waited, dl.ctx.rng)
                 if delay is None:
