@@ -130,3 +130,22 @@ def test_a_proxy_is_down_at_its_first_failed_connection_one_file_retries_it(
         f"omniget: error: {files} files failed: could not connect to the proxy {proxy} "
         "(--proxy): Connection refused (check --proxy and *_proxy)"
     ]
+
+
+@pytest.mark.parametrize("via", ["host", "proxy"])
+def test_a_stream_of_a_dead_host_or_proxy_spends_its_own_retries(
+    closed_port: int, via: str
+) -> None:
+    """``-O -`` is one file, with no run of other files around it for a host or proxy
+    found down to spare (each stream, as each run, finds its own): its retries are its
+    budget, said as a file's, then its one error line; nothing is written."""
+    dead = f"http://127.0.0.1:{closed_port}"
+    args = (["-O", "-", f"{dead}/f"] if via == "host"
+            else ["-O", "-", "--proxy", dead, "http://h.test/f"])
+    done = cli(*args)
+    assert (done.returncode, done.stdout) == (3, "")
+    lines = done.stderr.splitlines()
+    assert len([line for line in lines if "retrying in" in line]) == 2, lines
+    (error,) = [line for line in lines if line.startswith("omniget: error: ")]
+    assert "Connection refused" in error and error.endswith("(gave up after 2 retries)"), lines
+    assert "not tried" not in done.stderr
