@@ -38,7 +38,7 @@ from .prints import Ends, changed
 from .resume import not_resumable
 from .retry import FileWaits, gave_up
 from .scheduler import Ticket
-from .spanfetch import _host_down
+from .spanfetch import gave_up_early
 from .transports.base import Request, fetch_when_granted
 from .verify import StreamHasher
 
@@ -157,7 +157,7 @@ class PieceDownload:
             url = piece.url if piece.local is None else ""
             if url:  # (its host, or its proxy, found down: not tried, as a file's span)
                 if (why := down.why(url)) is not None:
-                    raise down.not_tried(url, why) if last is None else _host_down(
+                    raise down.not_tried(url, why) if last is None else gave_up_early(
                         last, attempts)
                 if (unused := down.proxy_down(url, job)) is not None:
                     raise unused if last is None else last
@@ -183,7 +183,7 @@ class PieceDownload:
                 if attempts == 1:
                     mark = begun
                 if url and down.why(url) is not None:  # (found so by another file)
-                    raise _host_down(exc, attempts) from None
+                    raise gave_up_early(exc, attempts) from None
                 if url:
                     down.failed(url, exc.shared, job)
                 if url and down.shared_down(exc.shared, job):  # (a proxy found down)

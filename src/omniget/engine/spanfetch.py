@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SpanSink", "run_span", "size_mismatch"]
+__all__ = ["SpanSink", "gave_up_early", "run_span", "size_mismatch"]
 
 ANY_LENGTH = 1 << 62  # pipe_room of a span that runs to the end of the body
 #: A whole 206 of at least this many bytes, fewer than asked, is a part (the next one is
@@ -194,7 +194,7 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
             if span.end is not None and span.pos >= span.end:
                 return  # (cut short by stealing while it waited to try again)
             if len(dl.urls) == 1 and (why := down.why(url)) is not None:
-                raise down.not_tried(url, why) if last is None else _host_down(last, attempts)
+                raise down.not_tried(url, why) if last is None else gave_up_early(last, attempts)
             if (unused := down.proxy_down(url, job)) is not None:  # (its proxy: found down)
                 raise unused if last is None else last
             before = span.pos
@@ -255,7 +255,7 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
                 if attempts == 1:
                     mark = begun
                 if alone and down.why(url) is not None:  # (found so by another file)
-                    raise _host_down(exc, attempts) from None
+                    raise gave_up_early(exc, attempts) from None
                 if alone:
                     down.failed(url, exc.shared, job)
                 if down.shared_down(exc.shared, job):  # (a proxy another file found down)
@@ -281,7 +281,7 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
             span.ticket.close()
 
 
-def _host_down(exc: OmnigetError, attempts: int) -> OmnigetError:
+def gave_up_early(exc: OmnigetError, attempts: int) -> OmnigetError:
     """``exc``, the last of ``attempts`` failed tries, given up on before the retries
     are spent: another file found the host down meanwhile."""
     exc.message += (f" (gave up after {attempts} tr{'y' if attempts == 1 else 'ies'}: its "
