@@ -87,10 +87,11 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 #: Seconds to wait for another process's lock on the journal (another omniget run).
 BUSY_WAIT = 10.0
 #: Seconds the open waits for the lock (its one write: the schema's): another omniget
-#: run holds it a few ms at a time; a lock held longer is another program's (an sqlite3
-#: shell left in a transaction), said at once rather than after BUSY_WAIT of silence
+#: run holds it a few ms at a time, 1-2 s at its longest (a prune of 5,000 records under
+#: load; a journal remade mid-run); a lock held longer is another program's (an sqlite3
+#: shell left in a transaction), said then rather than after BUSY_WAIT of silence
 #: before the run's first line (the run then goes on without resume state).
-OPEN_WAIT = 2.0
+OPEN_WAIT = 4.0
 
 
 def setup(db: sqlite3.Connection) -> None:
