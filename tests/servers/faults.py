@@ -100,6 +100,7 @@ class Reply:
     cut: int | None = None  # send only this many body bytes, then end the connection
     reset: bool = False  # end a cut answer with RST instead of FIN
     drip: float | None = None  # body bytes per second
+    drip_after: int = 0  # body bytes sent at once before the drip
     stall: float = 0.0  # seconds of silence after ``stall_after`` body bytes
     stall_after: int = 0
     delay: float = 0.0  # seconds before the status line
@@ -393,6 +394,7 @@ def _transport(
             reply.cut, reply.reset = cut, reset
     if "drip" in q:
         reply.drip = max(1.0, _float(q, "drip"))
+        reply.drip_after = _int(q, "drip_after") or 0
     if "stall" in q or "hold" in q:
         reply.stall = _float(q, "stall")
         after = _int(q, "stall_after")

@@ -55,7 +55,7 @@ Faults (only while active):
     that wrong offset: the answer is self-consistent, just not what was asked).
 ``drip=BPS``
     send the body at about BPS bytes per second (never faster: time the server was held
-    up is not made up in a burst).
+    up is not made up in a burst); ``drip_after=K``: its first K bytes at once.
 ``stall=S``
     send the head and ``stall_after=K`` body bytes (default min(half, 16 KiB)), stay
     silent for S seconds, then send the rest.

@@ -66,13 +66,15 @@ def _send_body(
     with _open_body(body) as read:
         pos = 0
         while pos < limit:
-            end = min(limit, pos + step)
+            unpaced = reply.drip is not None and pos < reply.drip_after
+            end = min(limit, reply.drip_after, pos + _STEP) if unpaced else min(limit, pos + step)
             if not stalled:
                 if pos >= reply.stall_after:
                     stalled = True
                     if stop.wait(reply.stall) or not _held(reply, stop):
                         return
-                    t0 = time.monotonic() - (pos / reply.drip if reply.drip else 0)
+                    dripped = max(0, pos - reply.drip_after)
+                    t0 = time.monotonic() - (dripped / reply.drip if reply.drip else 0)
                 else:
                     end = min(end, reply.stall_after)
             chunk = read(pos, end - pos)
@@ -81,13 +83,17 @@ def _send_body(
             else:
                 sock.sendall(chunk)
             req.sent = pos = end
-            if reply.drip and pos < limit:  # (no pause after the last byte)
+            # (no pause after the last byte, nor before drip_after)
+            if reply.drip and reply.drip_after <= pos < limit:
                 now = time.monotonic()
+                if unpaced:  # (the drip starts here)
+                    t0 = now
+                dripped = pos - reply.drip_after
                 # held up (a loaded machine, the process stopped): on at the rate from
                 # here, not a burst making the lost time up (a test cutting a run
                 # midway would find it finished)
-                t0 = max(t0, now - (pos + step) / reply.drip)
-                wait = t0 + pos / reply.drip - now
+                t0 = max(t0, now - (dripped + step) / reply.drip)
+                wait = t0 + dripped / reply.drip - now
                 if wait > 0 and stop.wait(wait):
                     return
     if reply.chunked and reply.cut is None:
