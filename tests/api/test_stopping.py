@@ -9,7 +9,6 @@ import io
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from tests.api._leftovers import ours as _ours
+from tests.api._leftovers import threads as _threads
 from tests.servers.checks import recorded, wait_for
 from tests.servers.httpd import HTTPServer
 
@@ -212,30 +213,6 @@ def test_help_says_a_cancel_is_not_cleared_by_the_run() -> None:
         said = " ".join((doc or "").split())
         assert "already set" in said and "clear()" in said
     assert "clear()" in " ".join(README.split())
-
-
-def _ours(port: int) -> set[tuple[int, str]]:
-    """This process's open descriptors (number, what it is) but the test server's own
-    sockets (those whose local port is ``port``: it serves in this process, and one of
-    a connection that ended stays open until its thread sees that)."""
-    found = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            link = os.readlink(f"/proc/self/fd/{fd}")
-            if link.startswith("socket:"):
-                with socket.socket(fileno=os.dup(int(fd))) as sock:
-                    name = sock.getsockname()
-                if isinstance(name, tuple) and name[1] == port:
-                    continue
-        except OSError:  # (the listing's own descriptor, closed by now)
-            continue
-        found.add((int(fd), link))
-    return found
-
-
-def _threads() -> set[threading.Thread]:
-    """Threads but the test server's (one per connection it serves)."""
-    return {t for t in threading.enumerate() if "_serve" not in t.name}
 
 
 def _stop_by(way: str, url: str, tmp_path: Path) -> None:
