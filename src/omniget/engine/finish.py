@@ -201,7 +201,13 @@ async def _verify(job: FileJob) -> str | None:
         algos = list(dict.fromkeys(d.algo for d in expected if d.algo not in got))
         hexes: list[str] = []
         if algos and actual >= HASH_IN_THREAD:  # (the loop keeps the other transfers)
-            hexes = await asyncio.to_thread(file_digests, part.path, algos, 0, actual)
+            try:
+                hexes = await asyncio.to_thread(file_digests, part.path, algos, 0, actual)
+            except asyncio.CancelledError:  # (stopped as it hashes: every byte is in, and
+                if not job.item.pieces:  # recorded so, not only up to its last checkpoint)
+                    save_spans(job, job.done, time.monotonic())
+                    record_size(job)
+                raise
         elif algos:
             hexes = file_digests(part.path, algos, 0, actual)
         got.update(zip(algos, hexes, strict=True))
