@@ -147,12 +147,14 @@ class Splitter:
                 self.head_event.clear()
                 waiter = asyncio.create_task(self.head_event.wait())
                 active.append(waiter)
-            done, _ = await asyncio.wait(
-                active, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-            if waiter is not None:
-                waiter.cancel()
-                done.discard(waiter)
+            try:
+                done, _ = await asyncio.wait(
+                    active, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:  # (cancelled too: no wait left pending on the loop)
+                if waiter is not None:
+                    waiter.cancel()
+            done.discard(waiter)  # (None: not there)
             if waiting and (dl.heads >= self.heads_wanted or time.monotonic() > self.heads_until):
                 self.heads_wanted = dl.heads  # a span that failed before answering
                 window_t, window_b = time.monotonic(), dl.job.fetched
