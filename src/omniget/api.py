@@ -41,6 +41,7 @@ from .checks import (
 )
 from .drive import default_transports, drive, not_in_a_loop
 from .engine import Engine, FileResult, Report
+from .engine.cleanup import to_the_end
 from .engine.events import EventHandler, Failed, Listed, Queued, ignore
 from .engine.pulled import OffLoop, may_block
 from .engine.transports.base import Transport
@@ -342,8 +343,8 @@ async def _adownload(
     finally:
         if poll is not None:
             poll.cancel()
-        if own:
-            await eng.aclose()
+        if own:  # (to its end: a cancel meanwhile is raised after it)
+            await to_the_end(eng.aclose())
     for n, (at, result) in enumerate(failures):  # in list order: the first failure's code
         report.results.insert(min(at + n, len(report.results)), result)
     return report

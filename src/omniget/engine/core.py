@@ -24,6 +24,7 @@ from ..errors import Cancelled, OmnigetError, StorageError
 from ..model import Item
 from ..settings import Settings, default_state_dir
 from .checkpoints import end_deadline, end_syncs, stop_syncs, sync_threads
+from .cleanup import to_the_end
 from .context import Refresher, RunContext, SetupSlot, SetupSlots
 from .durable import Durability
 from .emitter import Emitter
@@ -441,8 +442,15 @@ class Engine:
             await durability.settle(end)  # (the bytes of the files finished last)
         except BaseException:  # cancelled, or the item list raised: stop the files in flight
             on_cancel()
-            await settle_rest()  # (each file still in flight says it was interrupted)
-            await end_syncs(ctx)
+
+            async def wind_down() -> None:
+                await settle_rest()  # (each file still in flight says it was interrupted)
+                await end_syncs(ctx)
+
+            # (to its end, however often the task is cancelled again: what is raised is
+            # this exception, the cancel of an awaited task too)
+            with contextlib.suppress(asyncio.CancelledError):
+                await to_the_end(wind_down())
             raise
         finally:
             if watcher is not None:
