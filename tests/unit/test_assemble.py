@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from omniget.engine import assemble
 from omniget.engine.assemble import (
     UNSYNCED,
+    PartBusy,
     PartFile,
+    create_part,
     fs_type,
     on_memory_fs,
     parse_mounts,
@@ -170,3 +173,34 @@ def test_where_no_mark_can_be_set_the_file_waits_under_its_part_name(tmp_path: P
         assert sorted(os.listdir(ram)) == ["f.bin"]
     finally:
         subprocess.run(["umount", str(ram)], capture_output=True)
+
+
+@pytest.mark.parametrize("how", ["opened", "created ahead"])
+def test_a_part_file_taken_by_another_run_before_its_lock_is_that_run_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """Between creating a part file and locking it, another run (another thread of the
+    program, say) found it, locked it and started it over as a new file: this run stops
+    (PartBusy) instead of writing a file no name holds any more (which it would only
+    learn at its end: "removed or replaced while it was written")."""
+    final = tmp_path / "f.bin"
+    real = assemble._lock
+    rivals: list[PartFile] = []
+    calls = []
+
+    def lock_after_a_rival(fd: int) -> bool:
+        calls.append(fd)
+        if len(calls) == 1:  # (this run's lock: the rival's comes first)
+            rivals.append(PartFile(final, fresh=True))
+        return real(fd)
+
+    monkeypatch.setattr(assemble, "_lock", lock_after_a_rival)
+    if how == "opened":
+        with pytest.raises(PartBusy):
+            PartFile(final, fresh=True)
+    else:
+        assert create_part(final) == -1
+    (rival,) = rivals
+    assert os.fstat(rival.fd).st_ino == os.stat(rival.where).st_ino  # (the rival's alone)
+    assert os.fstat(rival.fd).st_nlink == 1
+    rival.close()

@@ -301,10 +301,20 @@ def create_part(
         return -1
     # Locked at once: unlocked until its answer came, another run took it, finished and
     # renamed it, and this one then wrote into that finished file.
-    if not _lock(fd):  # (another run opened it first: it is that run's now)
-        os.close(fd)
+    if not _lock(fd) or not _named(fd, where):  # (another run opened it first, and may
+        os.close(fd)  # have started it over as a new file: it is that run's now)
         return -1
     return fd
+
+
+def _named(fd: int, where: str) -> bool:
+    """Whether ``where`` still names the file open as ``fd`` (a file created, then
+    found by another run before it was locked, may have been put aside for a new one)."""
+    try:
+        st, now = os.fstat(fd), os.lstat(where)
+    except FileNotFoundError:
+        return False
+    return (st.st_ino, st.st_dev) == (now.st_ino, now.st_dev)
 
 
 def drop_part(final: Path, fd: int) -> None:
@@ -386,6 +396,8 @@ class PartFile:
         # lock on it is no lock.
         try:
             if not _lock(fd):
+                raise PartBusy(final)
+            if new and not _named(fd, self.where):  # (taken before the lock: see _named)
                 raise PartBusy(final)
             if not new:
                 st = os.fstat(fd)
