@@ -204,3 +204,23 @@ def test_a_part_file_taken_by_another_run_before_its_lock_is_that_run_s(
     assert os.fstat(rival.fd).st_ino == os.stat(rival.where).st_ino  # (the rival's alone)
     assert os.fstat(rival.fd).st_nlink == 1
     rival.close()
+
+
+def test_a_part_file_gone_between_its_look_and_its_open_is_another_run_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Starting afresh, the part file was there (another run's), and gone the moment
+    after (that run finished it, or dropped it): the other run's doing (PartBusy), not a
+    folder that cannot be written in."""
+    final = tmp_path / "f.bin"
+    Path(f"{final}.omniget-part").write_bytes(b"another run's")
+    real = PartFile._open_there
+
+    def finished_meanwhile(self: PartFile, flags: int) -> int:
+        os.replace(self.where, final)
+        return real(self, flags)
+
+    monkeypatch.setattr(PartFile, "_open_there", finished_meanwhile)
+    with pytest.raises(PartBusy, match="was finished or removed"):
+        PartFile(final, fresh=True)
+    assert final.read_bytes() == b"another run's"

@@ -382,7 +382,10 @@ class PartFile:
                         fd = os.open(self.where, flags | os.O_CREAT | os.O_EXCL, 0o644)
                         new = True
                     except FileExistsError:
-                        fd = self._open_there(flags)
+                        try:
+                            fd = self._open_there(flags)
+                        except FileNotFoundError as exc:  # (another run's a moment ago)
+                            raise PartBusy(final, "was finished or removed") from exc
                 else:
                     fd = self._open_there(flags)
             except FileNotFoundError as exc:
