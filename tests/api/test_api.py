@@ -622,6 +622,33 @@ def test_a_slow_on_event_handler_does_not_hold_the_bytes_back(
     assert report.elapsed < 8
 
 
+def test_a_handler_that_blocks_longer_than_the_stall_timeout_fails_no_transfer(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """The loop is held while a handler runs, so no byte is read then: that time is no
+    stall of the server's (a split file with no retry left would fail else)."""
+    import time
+
+    data = bytes(range(256)) * 12_000
+    url = httpd.add(httpd.new_path("held.bin"), data) + "?drip=1500000"
+    held: list[Event] = []
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, Started) or (
+            isinstance(event, Progress) and event.done and len(held) == 1
+        ):
+            held.append(event)
+            time.sleep(2.5)  # (the second: bytes are coming)
+
+    settings = omniget.Settings(
+        state_dir=tmp_path / "state", retries=0, split=2, min_split_size=1_000_000,
+        network=omniget.NetworkSettings(stall_timeout=1))
+    report = omniget.download(url, tmp_path / "out", settings=settings, on_event=on_event)
+    assert report.succeeded, report.failures
+    assert len(held) == 2
+    assert (tmp_path / "out" / "held.bin").read_bytes() == data
+
+
 def test_download_s_type_hints_take_an_item_alone_as_its_docstring_says(
     httpd: HTTPServer, tmp_path: Path
 ) -> None:
