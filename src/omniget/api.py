@@ -139,8 +139,9 @@ async def adownload(
     ``asyncio.Event`` or a ``threading.Event``, alike) ends it with a report, as
     ``download``'s does (one already set starts no file: ``clear()`` it to reuse it);
     cancelling its task (``task.cancel()``, ``asyncio.timeout``) stops it too,
-    raising CancelledError here. Either way what landed is kept, and the same call again
-    resumes it.
+    raising CancelledError here once its clean-up is done (cancelled again meanwhile,
+    that clean-up still ends first). Either way what landed is kept, and the same call
+    again resumes it.
     ``engine``: run on this engine, with its settings (``settings``, if given too, must
     be the same) and its own handler, and ``on_event`` besides for this run's events."""
     return await _adownload("adownload", items_or_urls, dest, settings, on_event, cancel,
