@@ -6,6 +6,7 @@ import asyncio
 import gc
 import inspect
 import io
+import logging
 import typing
 import warnings
 from collections.abc import AsyncIterator, Callable
@@ -130,6 +131,56 @@ def test_extract_left_midway_closes_a_source_s_inner_generators(
     gc.collect()
     assert closed == ["pages"]
     assert not [r for r in caplog.records if "destroyed" in r.getMessage()]
+
+
+def test_extract_never_iterated_or_dropped_midway_leaves_nothing_behind(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``extract``/``aextract`` made and dropped unread start no source; one dropped
+    half-way (garbage-collected, not closed) closes the source's generators on its own
+    loop, and neither leaves a descriptor or thread behind."""
+    import asyncio
+    import gc
+    import os
+    import threading
+
+    began: list[int] = []
+    closed: list[int] = []
+
+    class Paged:
+        async def items(self) -> AsyncIterator[omniget.Item]:
+            began.append(1)
+            try:
+                for n in range(3):
+                    yield omniget.Item(f"https://example.test/{n}.bin")
+            finally:
+                closed.append(1)
+
+    monkeypatch.setattr(omniget.api, "find_source", lambda *a: lambda *a, **k: Paged())
+    gc.collect()
+    fds, threads = set(os.listdir("/proc/self/fd")), threading.active_count()
+    for _ in range(20):
+        omniget.extract("https://example.test/album")
+        omniget.aextract("https://example.test/album")
+    gc.collect()
+    assert began == []
+    for _ in range(20):
+        gen = omniget.extract("https://example.test/album")
+        assert next(gen).filename == "0.bin"
+        del gen
+    gc.collect()
+    assert (len(began), len(closed)) == (20, 20)
+
+    async def half_way() -> None:
+        agen = omniget.aextract("https://example.test/album")
+        assert (await anext(agen)).filename == "0.bin"
+        await agen.aclose()
+
+    asyncio.run(half_way())
+    gc.collect()
+    assert (len(began), len(closed)) == (21, 21)
+    assert set(os.listdir("/proc/self/fd")) <= fds and threading.active_count() == threads
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_extract_left_midway_cancels_a_source_task_that_never_ends(
