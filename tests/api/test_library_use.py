@@ -179,6 +179,44 @@ def test_a_handler_s_error_is_in_the_report_and_the_files_are_whole(
     assert clean.handler_error is None
 
 
+def test_a_handler_that_calls_the_blocking_api_back_is_told_to_await_instead(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """A handler runs on the run's loop: a download() or extract() it calls is refused
+    there (RuntimeError naming the async form), which is its error, not the run's; one
+    that starts adownload as a task of that loop gets it run."""
+    urls = [httpd.add(httpd.new_path(f"{n}.bin"), bytes([n]) * 200_000) for n in range(2)]
+    other = httpd.add(httpd.new_path("other.bin"), b"o" * 1000)
+    refused: list[str] = []
+    started: list[asyncio.Task[Report]] = []
+
+    def on_event(event: Event) -> None:
+        if not isinstance(event, Finished):
+            return
+        for call in (lambda: omniget.download(other, tmp_path / "other"),
+                     lambda: omniget.extract(other)):
+            try:
+                call()
+            except RuntimeError as exc:
+                refused.append(str(exc))
+        if not started:
+            started.append(asyncio.ensure_future(omniget.adownload(
+                other, tmp_path / "other", settings=_settings(tmp_path))))
+
+    async def main() -> Report:
+        report = await omniget.adownload(urls, tmp_path / "out", settings=_settings(tmp_path),
+                                         on_event=on_event)
+        assert (await started[0]).succeeded
+        return report
+
+    report = asyncio.run(main())
+    assert report.succeeded and report.handler_error is None
+    assert refused[:2] == [
+        "omniget.download() blocks; inside an event loop use omniget.adownload() instead",
+        "omniget.extract() blocks; inside an event loop use omniget.aextract() instead"]
+    assert (tmp_path / "other" / "other.bin").read_bytes() == b"o" * 1000
+
+
 def test_a_list_that_raises_stops_the_files_in_flight(httpd: HTTPServer, tmp_path: Path) -> None:
     """An exception from the caller's item list (its generator, ``only``) left the files
     already handed over running as orphan tasks against a closed engine."""
