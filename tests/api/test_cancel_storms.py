@@ -36,10 +36,10 @@ def _settings(tmp_path: Path) -> omniget.Settings:
 
 
 def _files(httpd: HTTPServer, tag: str) -> tuple[list[omniget.Item | str], dict[str, bytes]]:
-    """A split 8 MB file (its digest given) sent at 8 MB/s, and ten small files: three
-    slow, two answered 503 once."""
+    """A split 8 MB file (its digest given) sent at 2 MB/s a connection (a second at
+    least), and ten small files: three slow, two answered 503 once."""
     data = {"big.bin": random.Random(tag).randbytes(BIG)}
-    url = httpd.add(httpd.new_path("big.bin"), data["big.bin"]) + "?drip=8000000"
+    url = httpd.add(httpd.new_path("big.bin"), data["big.bin"]) + "?drip=2000000"
     digest = omniget.Digest("sha256", hashlib.sha256(data["big.bin"]).hexdigest())
     entries: list[omniget.Item | str] = [omniget.Item(url, filename="big.bin", digest=digest)]
     for n in range(10):
@@ -203,7 +203,8 @@ def test_a_timeout_around_adownload_raises_timeout_error_and_resumes(
 
                 await _run(entries, tmp_path, on_event)
         else:
-            await asyncio.wait_for(_run(entries, tmp_path, lambda ev: None), 0.5)
+            # (the run takes a second at least)
+            await asyncio.wait_for(_run(entries, tmp_path, lambda ev: None), 0.3)
 
     with _nothing_left(httpd, caplog), pytest.raises(TimeoutError):
         asyncio.run(main())
