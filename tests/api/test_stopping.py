@@ -86,6 +86,57 @@ def test_ctrl_c_in_a_script_raises_keyboard_interrupt_and_a_rerun_resumes(
     assert (tmp_path / "out" / "c.bin").read_bytes() == data
 
 
+MANY = """
+import sys
+from pathlib import Path
+import omniget
+from omniget.engine.events import Progress
+
+def on_event(ev):
+    if isinstance(ev, Progress) and ev.done:
+        print("landing", flush=True)
+
+try:
+    omniget.download(sys.argv[3:], sys.argv[1], on_event=on_event, settings=omniget.Settings(
+        state_dir=Path(sys.argv[2]), split=4, min_split_size=1_000_000))
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+    sys.exit(130)
+print("returned", flush=True)
+"""
+
+
+def test_ctrl_c_in_a_script_with_a_split_file_and_many_others_resumes_them_all(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """With a split file and forty others under way (some slow, some waiting to try
+    again): KeyboardInterrupt, nothing said on stderr (no task destroyed pending, no
+    exception ignored), and a rerun finishes every file whole."""
+    url, big = _slow(httpd, "big.bin")
+    data = {"big.bin": big}
+    urls = [url]
+    for n in range(40):
+        name = f"s{n}.bin"
+        data[name] = random.Random(name).randbytes(50_000 + n)
+        urls.append(httpd.add(httpd.new_path(name), data[name]) + (
+            "?drip=200000" if n % 4 == 0 else "?status=503&times=1" if n % 7 == 1 else ""))
+    env = {**os.environ, "PYTHONPATH": SRC}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", MANY, str(tmp_path / "out"), str(tmp_path / "state"), *urls],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "landing\n"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, out.splitlines()[-1:], err) == (130, ["KeyboardInterrupt"], "")
+    again = omniget.download([u.partition("?")[0] for u in urls], tmp_path / "out",
+                             settings=omniget.Settings(state_dir=tmp_path / "state"))
+    assert again.succeeded, again.failures
+    for name, body in data.items():
+        assert (tmp_path / "out" / name).read_bytes() == body
+
+
 def test_a_script_killed_by_sigterm_leaves_what_the_journal_recorded_for_a_rerun(
     httpd: HTTPServer, tmp_path: Path
 ) -> None:
