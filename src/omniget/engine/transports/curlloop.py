@@ -12,7 +12,10 @@ stays registered for reading: the next transfer on that connection asks for it a
 once, and two selector calls per request are saved. If it turns readable meanwhile (the
 server closed it) it is unregistered then. Because libcurl may close it and a new socket
 may get the same number, a registration is trusted again only if the socket's inode is
-the one it was made for.
+the one it was made for. One that libcurl closed is unregistered as soon as libcurl is
+back (:meth:`CurlLoop._unwatch_closed`): the loop's selector would take the next socket
+given that number, anyone's (another run's, the program's own), for the closed one, and
+never wake it.
 
 libcurl asks for a 0 ms timeout on every add; one already queued keeps its place on the
 loop rather than being pushed behind everything queued since (at 20 ms RTT, 16 files'
@@ -106,6 +109,8 @@ class CurlLoop:
         self._fds: dict[int, int] = {}  # fd -> mask registered with the loop
         self._want: dict[int, int] = {}  # fd -> mask libcurl asked for (never 0)
         self._ino: dict[int, int] = {}  # fd -> inode of the socket registered for reading
+        #: sockets libcurl stopped watching, still registered for reading: closed since?
+        self._dropped: set[int] = set()
         self._sweep: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
         self._watchdog: asyncio.TimerHandle | None = None
@@ -184,6 +189,8 @@ class CurlLoop:
             self._multi.remove_handle(easy)
         except pycurl.error:
             pass
+        if self._dropped:  # (its connection closed, cut short)
+            self._unwatch_closed()
         return True
 
     def close(self) -> None:
@@ -221,6 +228,8 @@ class CurlLoop:
             if new:
                 self._want[fd] = new
             reg = self._fds.get(fd, 0)
+            if not new and reg & _READ:
+                self._dropped.add(fd)  # (libcurl may close it now: see _unwatch_closed)
             if new and reg and not was and _inode(fd) != self._ino.get(fd):
                 self._forget(fd)  # the registration is a closed socket's: same number
                 reg = 0
@@ -279,6 +288,7 @@ class CurlLoop:
             return
         if event == pycurl.CSELECT_IN:
             self._heard.add(fd)
+        started = bool(self._unrun)  # (a connection it opens may close an idle one)
         self._unrun.clear()  # (every socket_action runs the transfers just added)
         try:
             self._multi.socket_action(fd, event)
@@ -296,7 +306,22 @@ class CurlLoop:
             for easy in ok:
                 self._finish(easy, 0, "")
             if not queued:
-                return
+                break
+        if self._dropped or (started and len(self._fds) > len(self._want)):
+            self._unwatch_closed(idle=started)
+
+    def _unwatch_closed(self, idle: bool = False) -> None:
+        """Unregister the sockets libcurl stopped watching and has closed since (it
+        closes them before it is back): their numbers are free for any socket, which
+        the loop would take for them. Open ones (idle in libcurl's cache) stay. Those
+        it stopped watching in this pass are looked at; ``idle``: every idle one too
+        (transfers started: a connection opened for one may have closed an idle one)."""
+        dropped, self._dropped = self._dropped, set()
+        if idle:
+            dropped.update(fd for fd in self._fds if fd not in self._want)
+        for fd in dropped:
+            if fd not in self._want and fd in self._fds and _inode(fd) != self._ino.get(fd):
+                self._forget(fd)  # (the selector lets go of a closed number quietly)
 
     def _finish(self, easy: pycurl.Curl, code: int, message: str) -> None:
         if code == pycurl.E_COULDNT_CONNECT:
