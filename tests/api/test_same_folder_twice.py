@@ -1,9 +1,11 @@
 """Two downloads of the same files into the same folder at once (two threads of one
-program, two programs): each file is written by one of them, the other skips it or stops
-it as another run's (PartBusy), no file is wrong, and a third run has nothing to do."""
+program, two tasks on one event loop, two programs): each file is written by one of
+them, the other skips it or stops it as another run's (PartBusy), no file is wrong, and a
+third run has nothing to do."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import subprocess
@@ -44,6 +46,10 @@ def _settings(tmp_path: Path) -> omniget.Settings:
     return omniget.Settings(state_dir=tmp_path / "state", split=4, min_split_size=1_000_000)
 
 
+def _ends(report: omniget.Report) -> dict[str, tuple[str, str]]:
+    return {r.item.filename: (r.status, str(r.error)) for r in report.results}
+
+
 def _each_written_once(ends: list[dict[str, tuple[str, str]]], data: dict[str, bytes],
                        tmp_path: Path) -> None:
     for name, body in data.items():
@@ -70,7 +76,7 @@ def test_two_threads_downloading_the_same_files_into_one_folder(
     def run(n: int) -> None:
         go.wait()
         report = omniget.download(urls, tmp_path / "out", settings=_settings(tmp_path))
-        ends[n] = {r.item.filename: (r.status, str(r.error)) for r in report.results}
+        ends[n] = _ends(report)
 
     threads = [threading.Thread(target=run, args=(n,)) for n in range(2)]
     for t in threads:
@@ -78,6 +84,23 @@ def test_two_threads_downloading_the_same_files_into_one_folder(
     for t in threads:
         t.join(120)
     _each_written_once(ends, data, tmp_path)
+    _third_run_skips_them_all(urls, tmp_path, len(data))
+
+
+def test_two_tasks_on_one_loop_downloading_the_same_files_into_one_folder(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """(No retry: a file whose socket the shared loop never heard from, failed after the
+    connect timeout, shows; see tests/transports/test_closed_sockets_unwatched.py.)"""
+    urls, data = _files(httpd)
+    settings = omniget.Settings(state_dir=tmp_path / "state", split=4,
+                                min_split_size=1_000_000, retries=0)
+
+    async def main() -> list[omniget.Report]:
+        return list(await asyncio.gather(*(
+            omniget.adownload(urls, tmp_path / "out", settings=settings) for _ in range(2))))
+
+    _each_written_once([_ends(r) for r in asyncio.run(main())], data, tmp_path)
     _third_run_skips_them_all(urls, tmp_path, len(data))
 
 
