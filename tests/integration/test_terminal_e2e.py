@@ -315,3 +315,28 @@ def test_a_terminal_made_narrow_mid_run_gets_bars_that_fit_it(
     text = "".join(screen.lines())  # (the counts line wraps at 20 columns: it is text)
     assert text.startswith("3 files ok, 0 skipped, 0 failed, 878.9 KiB in "), screen.lines()
     assert "━" not in text and not screen.cursor_hidden
+
+
+def test_a_run_that_ignores_sighup_goes_on_to_its_end_once_its_terminal_is_gone(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """``nohup``, ``disown``, ``trap '' HUP``: the terminal closed, the run goes on and
+    ends as it would have (exit 0, every file whole). Before, every write to the closed
+    terminal failed (EIO): rich kept what it could not write and wrote it all again with
+    each line after (a buffer that grew for the rest of the run), and the bars' last
+    write raised out of the run: "internal error: OSError", exit 1."""
+    files = {f"h{i}.bin": bytes([i]) * 200_000 for i in range(6)}
+    urls = []
+    for name, data in files.items():
+        path = httpd.new_path(name)
+        httpd.add(path, data)
+        urls.append(httpd.url(path, drip=400_000))
+    out = tmp_path / "out"
+    ignored = OMNIGET.replace("import fcntl", "signal.signal(signal.SIGHUP, signal.SIG_IGN); "
+                              "import fcntl")
+    term = Terminal(["-v", "-j", "1", "-o", str(out), *urls], tmp_path / "state",
+                    program=ignored)
+    term.read_until(lambda output: b"done " in output)  # (the first file's line)
+    os.close(term.master)  # (the rest are said to a terminal that is gone)
+    assert term.proc.wait(timeout=60) == 0
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == files

@@ -32,6 +32,7 @@ __all__ = [
     "MASK",
     "SUMMARY_KEYS",
     "Masker",
+    "QuietOnError",
     "bytes_line",
     "display_path",
     "event_path",
@@ -442,6 +443,33 @@ def say(text: str, out: IO[str] | None = None) -> None:
         out.flush()
     except OSError:
         to_devnull(out)
+
+
+class QuietOnError:
+    """``stream`` for rich's console: a write or flush that fails (the terminal hung up,
+    EIO; a reader gone; a full disk) leaves it silent from then on, as :func:`say` does.
+    rich keeps what a write could not take and writes it all again with the next one,
+    raising each time: a buffer that grew for the rest of the run, and the bars' last
+    write raised out of it (an internal error, exit 1, for a run that went well)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except OSError:
+            to_devnull(self.stream)
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError:
+            to_devnull(self.stream)
+
+    def __getattr__(self, name: str) -> Any:  # (isatty, fileno, encoding: the stream's)
+        return getattr(self.stream, name)
 
 
 def to_devnull(out: IO[str]) -> None:

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import IO, TYPE_CHECKING, Protocol, cast
 
 from .._frozen import plain_dataclass
 from ..engine.events import (
@@ -35,6 +35,7 @@ from ..errors import Cancelled, OmnigetError
 from .output import (
     EXISTS_WHY,
     Masker,
+    QuietOnError,
     event_path,
     format_size,
     last_words,
@@ -404,7 +405,8 @@ def make_progress(
             return PlainProgress(err, mask, verbose=verbose, ticks=True)
         from rich.console import Console
 
-        console = Console(file=err, _environ=sizes_known(os.environ))
+        quiet_on_error = cast("IO[str]", QuietOnError(err))  # (its methods: IO's it uses)
+        console = Console(file=quiet_on_error, _environ=sizes_known(os.environ))
     if is_fancy(console):
         from .bars import RichProgress
 
