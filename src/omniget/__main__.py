@@ -11,12 +11,13 @@ def run() -> None:
     lives to the end: its collections there cost ~8 M instructions at every start), then
     :func:`omniget.cli.run` turns it on, set for a long run.
 
-    A SIGTERM before the run's own handlers are set is a Ctrl+C (exit 130, as later;
-    SIGTERM's default killed the process, 143), unless it was ignored when the process
-    began (``signal``: the CLI loads it in any case)."""
+    A SIGTERM or SIGHUP before the run's own handlers are set is a Ctrl+C (exit 130, as
+    later; their defaults killed the process, 143 and 129), unless it was ignored when the
+    process began (``signal``: the CLI loads it in any case)."""
     gc.disable()
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            signal.signal(signum, signal.default_int_handler)
     try:
         _asyncio_without_its_tls()
         from .cli import run as run_cli

@@ -574,17 +574,18 @@ def test_the_command_loads_the_cli_without_a_collection() -> None:
 _EARLY_TERM = """
 import os, signal, sys
 import omniget.__main__ as command
+SIGNAL = getattr(signal, sys.argv[2])
 if sys.argv[1] == "imports":  # (as the command's modules load)
     later = command._asyncio_without_its_tls
     def load() -> None:
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), SIGNAL)
         later()
     command._asyncio_without_its_tls = load
 else:  # (as its arguments are read)
     import omniget.cli as cli
     parse = cli.parse_args
     def parse_args(argv):
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), SIGNAL)
         return parse(argv)
     cli.parse_args = parse_args
 sys.argv[1:] = ["http://127.0.0.1:9/a.bin"]
@@ -592,11 +593,15 @@ command.run()
 """
 
 
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
 @pytest.mark.parametrize("when", ["imports", "arguments"])
-def test_a_sigterm_during_start_up_exits_130_as_later(tmp_path: Path, when: str) -> None:
+def test_a_sigterm_during_start_up_exits_130_as_later(
+    tmp_path: Path, when: str, name: str
+) -> None:
     """Before the run's handlers were set, SIGTERM killed the process (143) with no
-    word; once set, it exits 130: the same code whenever it comes."""
-    proc = subprocess.run([sys.executable, "-c", _EARLY_TERM, when], cwd=tmp_path,
+    word, and so did SIGHUP (129); once set, they exit 130: the same code whenever they
+    come."""
+    proc = subprocess.run([sys.executable, "-c", _EARLY_TERM, when, name], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 130, (proc.returncode, proc.stderr)
     assert proc.stderr == "omniget: error: interrupted\n" and proc.stdout == ""

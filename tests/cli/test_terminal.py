@@ -791,3 +791,29 @@ def test_a_terminal_without_the_ellipsis_gets_three_dots() -> None:
     assert rows[1].startswith("...") and rows[1].split()[0].endswith(".bin"), rows
     assert "\u2026" not in "".join(rows)
     assert frame(bars(60)[0]) == ["starting\u2026"]  # (UTF-8: the one character)
+
+
+@pytest.mark.parametrize("then", [None, signal.SIGHUP, signal.SIGINT, signal.SIGTERM])
+def test_sighup_stops_as_sigterm_but_never_quits_at_once(
+    capsys: pytest.CaptureFixture[str], then: signal.Signals | None
+) -> None:
+    """SIGHUP (the terminal closed, an ssh connection dropped) stops the run and saves its
+    state, as SIGTERM does. A shell that loses its terminal sends its jobs a SIGHUP of its
+    own, and the kernel one more: more SIGHUPs are no "again", the run still saves all it
+    has. A Ctrl+C or SIGTERM after it quits at once, as after any first signal."""
+    exits: list[int] = []
+    cancel = threading.Event()
+    on_signal = SaveOnSignal(cancel, quiet=False, exit=exits.append)
+    with on_signal:
+        with on_signal.running():
+            on_signal(signal.SIGHUP, None)
+            assert cancel.is_set()
+            if then is not None:
+                on_signal(then, None)
+            on_signal._signals.put(None)  # (the thread is done once it has said all)
+            on_signal._writer.join(timeout=30)
+    quits = then in (signal.SIGINT, signal.SIGTERM)
+    assert (exits, on_signal.took_over) == (([130], True) if quits else ([], False))
+    assert capsys.readouterr().err.startswith(
+        "omniget: SIGHUP: stopping and saving state (Ctrl+C or SIGTERM quits now)\n"
+    )

@@ -180,32 +180,71 @@ def test_ctrl_z_stops_the_run_on_a_clean_screen_and_fg_ends_it_whole(
     assert (out / "stop.bin").read_bytes() == data
 
 
-@pytest.mark.parametrize("how", ["ctrl-backslash", "kill-hup", "terminal-closed"])
-def test_sigquit_and_sighup_end_the_run_at_once_leaving_a_cursor_and_a_resumable_file(
-    httpd: HTTPServer, tmp_path: Path, how: str
+def test_ctrl_backslash_ends_the_run_at_once_leaving_a_cursor_and_a_resumable_file(
+    httpd: HTTPServer, tmp_path: Path
 ) -> None:
-    """Ctrl+\\ (SIGQUIT) and SIGHUP (the terminal closed, an ssh connection dropped; or sent
-    with kill) end the process as their defaults do: what the journal has is kept, as after
-    a SIGKILL. A terminal still there got the bars left on it and no cursor (the shell's
-    prompt came without one)."""
+    """Ctrl+\\ (SIGQUIT) ends the process as its default does: what the journal has is
+    kept, as after a SIGKILL. The terminal got the bars left on it and no cursor (the
+    shell's prompt came without one)."""
     data = bytes(range(256)) * (32 * 1024)  # 8 MiB
     path = httpd.new_path("cut.bin")
     url = httpd.add(path, data)
     out, state = tmp_path / "out", tmp_path / "state"
     term = Terminal([httpd.url(path, drip=MiB), "-o", str(out)], state)
     term.read_until(lambda _: recorded(state) >= 2 * MiB)
-    if how == "terminal-closed":  # (the kernel signals the terminal's session)
-        os.close(term.master)
-        assert term.proc.wait(timeout=30) == -signal.SIGHUP
-    else:
-        if how == "ctrl-backslash":
-            term.type(b"\x1c")
-        else:
-            os.kill(term.proc.pid, signal.SIGHUP)
+    term.type(b"\x1c")
+    code, screen = term.finish()
+    assert code == -signal.SIGQUIT
+    assert not any("━" in line or "total [" in line for line in screen.lines())
+    assert not screen.cursor_hidden
+    httpd.clear_log()
+    rerun = subprocess.run([sys.executable, "-m", "omniget", url, "-o", str(out), "-q"],
+                           env={**os.environ, "OMNIGET_STATE_DIR": str(state)}, timeout=60)
+    assert rerun.returncode == 0 and (out / "cut.bin").read_bytes() == data
+    assert sum(r.sent for r in httpd.requests_to(path)) <= len(data) - 2 * MiB  # (resumed)
+
+
+# A shell that loses its terminal (the kernel's SIGHUP goes to it, the session's leader)
+# sends its jobs a SIGHUP, as bash does. (More SIGHUPs: see test_terminal.py.)
+HANGS_UP = JOBS.replace("while True:", """def hang_up(signum, frame):
+    os.killpg(pid, signal.SIGHUP)
+signal.signal(signal.SIGHUP, hang_up)
+while True:""")
+
+
+@pytest.mark.parametrize("how", ["kill-hup", "terminal-closed", "shell-hangs-up"])
+def test_sighup_stops_the_run_as_sigterm_does_keeping_all_it_has(
+    httpd: HTTPServer, tmp_path: Path, how: str
+) -> None:
+    """SIGHUP (the terminal closed, an ssh connection dropped; or sent with kill) stops
+    the run and saves its state as SIGTERM does: exit 130, the same command resumes. A
+    terminal still there gets the lines of a run's stop, no bars, and a cursor.
+    (Before, SIGHUP ended the process as its default does, 129, keeping only what the
+    journal had at its last checkpoint.)"""
+    data = bytes(range(256)) * (32 * 1024)  # 8 MiB
+    path = httpd.new_path("cut.bin")
+    url = httpd.add(path, data)
+    out, state = tmp_path / "out", tmp_path / "state"
+    term = Terminal([httpd.url(path, drip=MiB), "-o", str(out)], state,
+                    program=HANGS_UP if how == "shell-hangs-up" else OMNIGET)
+    term.read_until(lambda _: recorded(state) >= 2 * MiB)
+    if how == "kill-hup":
+        os.kill(term.proc.pid, signal.SIGHUP)
         code, screen = term.finish()
-        assert code == (-signal.SIGQUIT if how == "ctrl-backslash" else -signal.SIGHUP)
-        assert not any("━" in line or "total [" in line for line in screen.lines())
+        lines = screen.lines()
+        assert lines[0] == ("omniget: SIGHUP: stopping and saving state (Ctrl+C or SIGTERM "
+                            "quits now)"), lines
+        assert " interrupted, " in lines[1] and lines[-1] == RESUME, lines
+        assert not any("━" in line or "total [" in line for line in lines)
         assert not screen.cursor_hidden
+    else:  # (the kernel signals the terminal's session)
+        os.close(term.master)
+        code = term.proc.wait(timeout=30)
+    assert code == 130
+    assert (out / "cut.bin.omniget-part").exists() and not (out / "cut.bin").exists()
+    # (the run's own end closed the journal, its write-ahead log folded in: a quit at once
+    # leaves that log behind)
+    assert not (state / "journal.sqlite-wal").exists()
     httpd.clear_log()
     rerun = subprocess.run([sys.executable, "-m", "omniget", url, "-o", str(out), "-q"],
                            env={**os.environ, "OMNIGET_STATE_DIR": str(state)}, timeout=60)

@@ -253,10 +253,11 @@ def run() -> None:
     try:
         code = main()
         # (the run has said its last: a Ctrl+C now changes nothing, and prints no traceback;
-        # a SIGTERM ends it as its default does, not as the Ctrl+C start-up made it)
+        # a SIGTERM or SIGHUP ends it as its default does, not as the Ctrl+C start-up made it)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if signal.getsignal(signal.SIGTERM) is signal.default_int_handler:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(signum) is signal.default_int_handler:
+                signal.signal(signum, signal.SIG_DFL)
     except KeyboardInterrupt:  # (one that came after main's handlers: its code stands)
         pass
     for stream in (sys.stdout, sys.stderr):

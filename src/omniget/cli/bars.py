@@ -264,7 +264,7 @@ class RichProgress:
         if isinstance(own, LiveRender):
             self.live._live_render = self.region
         self.stop_process = _stop_process  # (Ctrl+Z: returns once the process goes on)
-        self.quit_process = _quit_process  # (Ctrl+\, SIGHUP: never returns)
+        self.quit_process = _quit_process  # (Ctrl+\: never returns)
         self._handled: list[int] = []  # the signals handled here while the bars are on
 
     def _print(self, text: str, style: str = "") -> None:
@@ -350,10 +350,10 @@ class RichProgress:
         self._off_screen(self.stop_process)
 
     def quit(self, signum: int, frame: FrameType | None) -> None:
-        """Ctrl+\\ (SIGQUIT) and SIGHUP: the process ends at once, as their default does
-        (what the journal has is kept, as after a SIGKILL), but with the bars erased and
-        the cursor shown first on a terminal still there (the shell's prompt came without
-        one)."""
+        """Ctrl+\\ (SIGQUIT): the process ends at once, as its default does (what the
+        journal has is kept, as after a SIGKILL), but with the bars erased and the cursor
+        shown first (the shell's prompt came without one). (SIGHUP stops a run as SIGTERM
+        does: see signals.py.)"""
         self._off_screen(lambda: self.quit_process(signum))
 
     def quit_with(self, text: str | Callable[[], str], then: Callable[[], object]) -> None:
@@ -392,7 +392,7 @@ class RichProgress:
         self.live.start(refresh=True)
         # (from the main thread only; a handler or SIG_IGN set before is left alone)
         if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGTSTP, signal.SIGQUIT, signal.SIGHUP):
+            for signum in (signal.SIGTSTP, signal.SIGQUIT):
                 if signal.getsignal(signum) is signal.SIG_DFL:
                     signal.signal(signum, self.suspend if signum == signal.SIGTSTP else self.quit)
                     self._handled.append(signum)

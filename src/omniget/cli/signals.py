@@ -1,5 +1,5 @@
-"""The CLI's SIGINT/SIGTERM handling: a first signal saves state and stops, a second one
-quits (see :class:`SaveOnSignal`); ``-O -`` stops at once."""
+"""The CLI's SIGINT/SIGTERM/SIGHUP handling: a first signal saves state and stops, a
+second one quits (see :class:`SaveOnSignal`); ``-O -`` stops at once."""
 
 from __future__ import annotations
 
@@ -15,11 +15,14 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import TextIO
 
-__all__ = ["QUIT_GRACE", "Handler", "SaveOnSignal", "end_process", "on_signals", "stop_at_once"]
+__all__ = ["QUIT_GRACE", "STOPPING", "Handler", "SaveOnSignal", "end_process", "on_signals",
+           "stop_at_once"]
 
 Handler = Callable[[int, FrameType | None], None]
 
 
+#: The signals that stop a run (a second one quits).
+STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 QUIT_GRACE = 3.0  # a second signal: seconds the run gets to end before the process quits
 
 #: Set by the console script: a run's handlers go as it has said its last lines, and the
@@ -30,9 +33,14 @@ last_run = False
 
 
 class SaveOnSignal:
-    """The SIGINT/SIGTERM handler of a download: the first one sets ``cancel`` (the engine
-    saves state), a second one quits at once. Either ends with exit 130 (design.md's one
-    code for an interrupted run).
+    """The SIGINT/SIGTERM/SIGHUP handler of a download: the first one sets ``cancel`` (the
+    engine saves state), a second one quits at once. Either ends with exit 130 (design.md's
+    one code for an interrupted run).
+
+    SIGHUP (the terminal closed, an ssh connection dropped) stops the run as SIGTERM does,
+    as aria2 does, but is never a second signal: a shell that loses its terminal sends its
+    jobs a SIGHUP, and the kernel sends the terminal's foreground job one more, none of
+    them meant as "quit now"; the run saves all it has.
 
     The handler runs on the main thread between any two of its steps, maybe while it draws
     the bars or writes a line to stderr: a write of its own there cuts into that one (rich
@@ -65,6 +73,7 @@ class SaveOnSignal:
         self._exit = exit if exit is not None else end_process
         self._last = last
         self.ended = False  # the download returned or raised: nothing left to stop
+        self._stopping = False  # a signal came (a SIGHUP after it changes nothing)
         self.took_over = False  # the second signal had the last word (a test's exit returns)
         self._word = threading.Lock()  # who has the last word: this thread or the run
         self._count = itertools.count()  # (next() is one step: no handler runs inside it)
@@ -72,8 +81,9 @@ class SaveOnSignal:
         self._writer = threading.Thread(target=self._write, name="omniget-signals", daemon=True)
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if self.ended:
+        if self.ended or (signum == signal.SIGHUP and self._stopping):
             return
+        self._stopping = True
         n = next(self._count)
         if n == 0:
             self.cancel.set()
@@ -130,6 +140,8 @@ class SaveOnSignal:
             return
         if signum == signal.SIGINT:
             _put("omniget: stopping and saving state (Ctrl+C again to quit now)\n")
+        elif signum == signal.SIGHUP:  # (most often said to a terminal that is gone)
+            _put("omniget: SIGHUP: stopping and saving state (Ctrl+C or SIGTERM quits now)\n")
         else:
             _put("omniget: SIGTERM: stopping and saving state (a second one quits now)\n")
 
@@ -190,22 +202,22 @@ def _isatty(stream: TextIO) -> bool:
 
 
 def stop_at_once(signum: int, frame: FrameType | None) -> None:
-    """``-O -``: nothing to save, so SIGINT/SIGTERM stop at once."""
+    """``-O -``: nothing to save, so SIGINT/SIGTERM/SIGHUP stop at once."""
     raise KeyboardInterrupt
 
 
 @contextmanager
 def on_signals(handler: Handler) -> Iterator[None]:
-    """``handler`` for SIGINT and SIGTERM while in use (from the main thread only; see
+    """``handler`` for SIGINT, SIGTERM and SIGHUP while in use (from the main thread only; see
     :data:`last_run` for what comes after). A signal this process was started with
     ignored stays ignored, as Unix programs keep it (``cmd &`` in a script: the
-    terminal's Ctrl+C is not for it)."""
+    terminal's Ctrl+C is not for it; ``nohup``: a SIGHUP is not)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     old = {
         s: signal.signal(s, handler)
-        for s in (signal.SIGINT, signal.SIGTERM)
+        for s in STOPPING
         if signal.getsignal(s) is not signal.SIG_IGN
     }
     try:
