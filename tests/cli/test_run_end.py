@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -38,3 +39,58 @@ def test_a_late_ctrl_c_ends_with_the_run_s_code_and_no_traceback(where: str, cod
     done = subprocess.run([sys.executable, "-c", SCRIPT, where], capture_output=True,
                           text=True, timeout=60)
     assert (done.returncode, done.stderr) == (code, "")
+
+
+#: ``list --json``, stopped by a Ctrl+C (from the listing), and Ctrl+C again as each of the
+#: last lines is written (two more typed fast), or as the streams are flushed at the end
+#: after one that escaped main
+AGAIN = textwrap.dedent("""
+    import json, os, signal, sys
+    import omniget.cli as cli
+    where = sys.argv[1]
+
+    def interrupt():
+        os.kill(os.getpid(), signal.SIGINT)  # (Python's own handler: KeyboardInterrupt)
+
+    def listing(ns, cfg, mask):
+        interrupt()
+        return 0
+
+    write = cli.json_line
+    def json_line(out, record):
+        if where == "lines":
+            interrupt()
+        write(out, record)
+
+    def escapes():  # (a Ctrl+C that came past main's own handling of one)
+        print(json.dumps({"event": "error"}))
+        print(json.dumps({"event": "summary"}))
+        flush = sys.stdout.flush  # (the stream run() made)
+        def flushed():
+            interrupt()
+            flush()
+        sys.stdout.flush = flushed
+        raise KeyboardInterrupt
+
+    cli.RUNNERS["list"] = listing
+    cli.json_line = json_line
+    if where == "flush":
+        cli.main = escapes
+        sys.stderr.write("omniget: error: interrupted\\n")
+    sys.argv[1:] = ["list", "--json", "http://127.0.0.1:9/a.bin"]
+    cli.run()
+""")
+
+
+@pytest.mark.parametrize("where", ["lines", "flush"])
+def test_ctrl_c_again_as_an_interrupted_list_says_its_last_lines_changes_nothing(
+    where: str,
+) -> None:
+    """``list`` and ``--dry-run`` stop at the first Ctrl+C (Python's own handler). Typed
+    thrice fast, the others landed as the last lines were written: the --json summary was
+    lost, and one in the last flush printed a traceback (the process died of SIGINT)."""
+    done = subprocess.run([sys.executable, "-c", AGAIN, where], capture_output=True,
+                          text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (130, "omniget: error: interrupted\n")
+    events = [json.loads(line)["event"] for line in done.stdout.splitlines()]
+    assert events == ["error", "summary"], done.stdout

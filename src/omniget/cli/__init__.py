@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 
@@ -90,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help, --version
         return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
     except KeyboardInterrupt:  # (one before the download began, or in list, --dry-run)
+        _said_last()  # (Ctrl+C typed again, fast: these lines are said whole all the same)
         _end_line(ns)
         print_error(RESUME if ns is not None and _resumable(ns) else "interrupted")
         _json_error(ns, Cancelled("interrupted"), 130, mask)
@@ -252,14 +254,10 @@ def run() -> None:
     signals.last_run = True
     try:
         code = main()
-        # (the run has said its last: a Ctrl+C now changes nothing, and prints no traceback;
-        # a SIGTERM or SIGHUP ends it as its default does, not as the Ctrl+C start-up made it)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for signum in (signal.SIGTERM, signal.SIGHUP):
-            if signal.getsignal(signum) is signal.default_int_handler:
-                signal.signal(signum, signal.SIG_DFL)
     except KeyboardInterrupt:  # (one that came after main's handlers: its code stands)
         pass
+    finally:
+        _said_last()
     for stream in (sys.stdout, sys.stderr):
         try:
             if stream is not None:  # (None: closed by the caller)
@@ -271,6 +269,20 @@ def run() -> None:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGPIPE)
     os._exit(code)
+
+
+def _said_last() -> None:
+    """The console script has said, or says now, its last lines: a Ctrl+C from now on
+    changes nothing and prints no traceback (before: one typed again as an interrupted
+    ``list --json`` wrote its summary lost it, and one more as the streams were flushed
+    printed a traceback); a SIGTERM or SIGHUP ends the process as its default does, not
+    as the Ctrl+C start-up made it. (Library callers and tests keep their handlers.)"""
+    if not signals.last_run or threading.current_thread() is not threading.main_thread():
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is signal.default_int_handler:
+            signal.signal(signum, signal.SIG_DFL)
 
 
 def _hold_closed_fds() -> None:
