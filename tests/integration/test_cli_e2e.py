@@ -857,3 +857,42 @@ def test_tls_is_verified_unless_turned_off_with_a_warning(
     assert unchecked.returncode == 0, unchecked.stderr
     assert "warning: TLS certificates are not verified (--insecure)" in unchecked.stderr
     assert (tmp_path / "c" / "t.bin").read_bytes() == b"secure"
+
+
+@pytest.mark.parametrize("rate", [[], ["--limit-rate", "64M"]], ids=["own", "libcurl"])
+def test_a_run_stopped_longer_than_the_stall_window_goes_on_whole_when_continued(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, rate: list[str]
+) -> None:
+    """``kill -STOP``, then ``kill -CONT`` (Ctrl+Z, then fg) after more than the stall
+    window (``--timeout 2``), a split file, small files and a file whose server is
+    silent across the stop among those in flight: the stop is not the servers' stall,
+    the run ends whole with no retry, one request for the file held. (Its requests go on
+    omniget's own connections, or with a rate limit on libcurl's: each watches for
+    stalls its own way.)"""
+    held, big = payload(300_000, 61), payload(6 * MiB, 62)
+    small = {f"s{i}.bin": payload(60_000, 70 + i) for i in range(10)}
+    urls = []
+    hold = httpd.new_path("held.bin")
+    httpd.add(hold, held)
+    urls.append(httpd.url(hold, hold="h"))
+    for name, data in {"big.bin": big, **small}.items():
+        path = httpd.new_path(name)
+        httpd.add(path, data)
+        urls.append(httpd.url(path, drip=MiB if name == "big.bin" else 100_000))
+    out, state = tmp_path / "out", tmp_path / "state"
+    proc = start(*urls, "-o", str(out), "-j", "4", "--split", "4", "--timeout", "2", *rate,
+                 state=state)
+    try:
+        assert httpd.held("h")  # (its first bytes came: the server is silent from here)
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(5)  # (the point: 2.5 stall windows, stopped)
+        proc.send_signal(signal.SIGCONT)
+    finally:
+        httpd.release("h")
+    assert proc.stderr is not None
+    err = proc.communicate(timeout=120)[1].decode()
+    assert proc.returncode == 0, err
+    assert "retry" not in err and "stalled" not in err, err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == {
+        "held.bin": held, "big.bin": big, **small}
+    assert len(httpd.requests_to(hold)) == 1

@@ -56,19 +56,23 @@ WEIRD_REPLY = 8  # CURLE_WEIRD_SERVER_REPLY (pycurl names it for FTP only)
 DoneCallback = Callable[[int, str], None]
 
 SWEEP_AFTER = 1.0  # seconds idle before unused read registrations go
+BEAT = 0.25  # the loop's heartbeat while transfers run (with a connect timeout)
+HELD_UP = 1.0  # a gap this long between two beats: the loop was held up (less a beat)
 _READ = 1  # pycurl.POLL_IN
 _WRITE = 2  # pycurl.POLL_OUT
 
 
 class _Running:
-    """A transfer in the multi: its done callback and the watchdog's byte samples."""
+    """A transfer in the multi: its done callback, the watchdog's byte samples, and when
+    it was added (the real time, and the loop's time held up by then)."""
 
-    __slots__ = ("done", "report", "samples")
+    __slots__ = ("added", "done", "held_up", "report", "samples")
 
-    def __init__(self, done: DoneCallback, now: float, report: bool) -> None:
+    def __init__(self, done: DoneCallback, now: float, report: bool, held_up: float) -> None:
         self.done = done
         self.report = report  # note the connection libcurl keeps after it (in ``kept``)
         self.samples: deque[tuple[float, int]] = deque([(now, 0)])
+        self.added, self.held_up = time.monotonic(), held_up
 
 
 class CurlLoop:
@@ -89,6 +93,11 @@ class CurlLoop:
     step at most (the pipelined reader counts quiet checks the same way): a loop held up
     past the window (the process stopped, swapped out, a long GC) was not watching, and
     its first check after the pause would cut every transfer before reading what came.
+
+    libcurl's connect timeout runs on the real clock: a transfer connecting as the
+    process stopped (Ctrl+Z, ``kill -STOP``) for longer timed out as it went on, before
+    its server had a chance. A heartbeat counts the time the loop was held up; such a
+    transfer connects again, its timeout anew (see :meth:`_connect_again`).
     """
 
     def __init__(
@@ -130,6 +139,9 @@ class CurlLoop:
         self._last_heard: dict[int, float] = {}
         self._watched = 0.0  # the watchdog's clock (see _clock)
         self._real = time.monotonic()  # the real time it was last read
+        self._beat: asyncio.TimerHandle | None = None
+        self._last_beat = self._real
+        self._held_up = 0.0  # seconds the loop was held up while transfers ran
         self._closed = False
         m = self._multi
         m.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
@@ -151,7 +163,10 @@ class CurlLoop:
         libcurl's cache puts that connection's socket in :attr:`kept` first."""
         if self._closed:
             raise RuntimeError("curl loop is closed")
-        self._running[easy] = _Running(done, self._clock(), report_socket)
+        if self.connect_timeout > 0 and self._beat is None:
+            self._last_beat = time.monotonic()
+            self._beat = self.loop.call_later(BEAT, self._on_beat)
+        self._running[easy] = _Running(done, self._clock(), report_socket, self._held_up)
         try:
             self._multi.add_handle(easy)  # libcurl then asks for a 0 ms timer to start
         except BaseException:
@@ -198,10 +213,10 @@ class CurlLoop:
         if self._closed:
             return
         self._closed = True
-        for handle in (self._timer, self._watchdog, self._sweep):
+        for handle in (self._timer, self._watchdog, self._sweep, self._beat):
             if handle is not None:
                 handle.cancel()
-        self._timer = self._watchdog = self._sweep = None
+        self._timer = self._watchdog = self._sweep = self._beat = None
         pending = list(self._running.items())
         self._running.clear()
         self._unrun.clear()
@@ -326,7 +341,8 @@ class CurlLoop:
     def _finish(self, easy: pycurl.Curl, code: int, message: str) -> None:
         if code == pycurl.E_COULDNT_CONNECT:
             message = _with_os_reason(easy, message)
-        elif code == pycurl.E_OPERATION_TIMEDOUT and self._wait_again(easy, message):
+        elif code == pycurl.E_OPERATION_TIMEDOUT and (
+                self._wait_again(easy, message) or self._connect_again(easy)):
             return
         running = self._running.pop(easy, None)
         self._unrun.discard(easy)
@@ -369,6 +385,44 @@ class CurlLoop:
         running.samples = deque([(self._clock(), 0)])
         self._unrun.add(easy)
         return True
+
+    def _connect_again(self, easy: pycurl.Curl) -> bool:
+        """``easy``'s connect timeout ran out, but would not have without the time the
+        loop was held up since it was added (the process stopped, a machine asleep): its
+        server had no chance to answer meanwhile, so no try failed. Nothing of an answer
+        came (it was connecting): it connects again, its timeout anew."""
+        running = self._running.get(easy)
+        if running is None:
+            return False
+        self._count_beat()  # (the gap up to now, too)
+        held_up = self._held_up - running.held_up
+        if held_up <= 0 or time.monotonic() - running.added - held_up >= self.connect_timeout:
+            return False
+        try:
+            if easy.getinfo(pycurl.SIZE_DOWNLOAD_T) or easy.getinfo(pycurl.HEADER_SIZE):
+                return False
+            self._multi.remove_handle(easy)
+            self._multi.add_handle(easy)
+        except pycurl.error:
+            return False
+        running.samples = deque([(self._clock(), 0)])
+        running.added, running.held_up = time.monotonic(), self._held_up
+        self._unrun.add(easy)
+        return True
+
+    def _on_beat(self) -> None:
+        self._beat = None
+        self._count_beat()
+        if self._running and not self._closed:
+            self._beat = self.loop.call_later(BEAT, self._on_beat)
+
+    def _count_beat(self) -> None:
+        """The time since the last beat, if that is long enough to say the loop was held
+        up, counted in :attr:`_held_up` (less the beat it was waiting for)."""
+        now = time.monotonic()
+        if now - self._last_beat >= HELD_UP:
+            self._held_up += now - self._last_beat - BEAT
+        self._last_beat = now
 
     def _clock(self) -> float:
         """Seconds watched: real time, but a gap between two readings counts as one
