@@ -896,3 +896,32 @@ def test_a_run_stopped_longer_than_the_stall_window_goes_on_whole_when_continued
     assert {p.name: p.read_bytes() for p in out.iterdir()} == {
         "held.bin": held, "big.bin": big, **small}
     assert len(httpd.requests_to(hold)) == 1
+
+
+@pytest.mark.parametrize("name", ["SIGWINCH", "SIGCONT", "SIGUSR1", "SIGUSR2"])
+def test_other_signals_change_nothing_or_end_the_run_as_their_defaults_do(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path, name: str
+) -> None:
+    """A window resized (SIGWINCH) or a SIGCONT that stopped nothing: the run goes on to
+    its end. SIGUSR1 and SIGUSR2, which omniget gives no meaning, end it as their
+    defaults do (as curl's), with no word: what the journal has is kept, as after a
+    SIGKILL, and the same command resumes."""
+    signum = getattr(signal, name)
+    data = payload(6 * MiB, 63)
+    path = httpd.new_path("o.bin")
+    url = httpd.add(path, data)
+    out, state = tmp_path / "out", tmp_path / "state"
+    proc = start(httpd.url(path, drip=MiB), "-o", str(out), "-q", "--split", "2",
+                 state=state)
+    wait_for(lambda: recorded(state) >= 2 * MiB)
+    proc.send_signal(signum)
+    assert proc.stderr is not None
+    err = proc.communicate(timeout=60)[1].decode()
+    ends = signum in (signal.SIGUSR1, signal.SIGUSR2)
+    assert (proc.returncode, err) == (-signum if ends else 0, "")
+    if ends:
+        httpd.clear_log()
+        rerun = omniget(url, "-o", str(out), "-q", state=state)
+        assert rerun.returncode == 0, rerun.stderr
+        assert sum(r.sent for r in httpd.requests_to(path)) <= len(data) - 2 * MiB
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == {"o.bin": data}
