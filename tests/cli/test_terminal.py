@@ -763,20 +763,29 @@ def test_once_the_run_has_said_its_last_ctrl_c_is_ignored_by_the_console_script(
     monkeypatch: pytest.MonkeyPatch, console_script: bool
 ) -> None:
     """Its handlers went before the process ended: a Ctrl+C then raised Python's
-    KeyboardInterrupt in a weakref callback, its traceback under the last line."""
+    KeyboardInterrupt in a weakref callback, its traceback under the last line. A SIGHUP
+    is ignored then too: the kernel's, as the shell that lost the terminal ends, came
+    after the run's own stop had begun, and said its line again (or ended the process
+    with 129, not the run's 130)."""
     from omniget.cli import signals
 
     monkeypatch.setattr(signals, "last_run", console_script)
-    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    kinds = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    before = {s: signal.getsignal(s) for s in kinds}
     try:
+        signal.signal(signal.SIGHUP, signal.default_int_handler)  # (as the command sets it)
         with signals.on_signals(lambda signum, frame: None):
             assert signal.getsignal(signal.SIGINT) is not before[signal.SIGINT]
-        after = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        after = {s: signal.getsignal(s) for s in kinds}
     finally:
         for s, h in before.items():
             signal.signal(s, h)
-    want = signal.SIG_IGN if console_script else before[signal.SIGINT]
-    assert after == {signal.SIGINT: want, signal.SIGTERM: before[signal.SIGTERM]}
+    want: dict[signal.Signals, object]
+    if console_script:
+        want = {signal.SIGINT: signal.SIG_IGN, signal.SIGHUP: signal.SIG_IGN}
+    else:
+        want = {signal.SIGINT: before[signal.SIGINT], signal.SIGHUP: signal.default_int_handler}
+    assert after == {**want, signal.SIGTERM: before[signal.SIGTERM]}
 
 
 def test_a_terminal_without_the_ellipsis_gets_three_dots() -> None:

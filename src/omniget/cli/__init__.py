@@ -272,17 +272,18 @@ def run() -> None:
 
 
 def _said_last() -> None:
-    """The console script has said, or says now, its last lines: a Ctrl+C from now on
-    changes nothing and prints no traceback (before: one typed again as an interrupted
-    ``list --json`` wrote its summary lost it, and one more as the streams were flushed
-    printed a traceback); a SIGTERM or SIGHUP ends the process as its default does, not
+    """The console script has said, or says now, its last lines: a Ctrl+C or SIGHUP from
+    now on changes nothing and prints no traceback (before: one typed again as an
+    interrupted ``list --json`` wrote its summary lost it, and one more as the streams
+    were flushed printed a traceback); a SIGTERM ends the process as its default does, not
     as the Ctrl+C start-up made it. (Library callers and tests keep their handlers.)"""
     if not signals.last_run or threading.current_thread() is not threading.main_thread():
         return
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(signum) is signal.default_int_handler:
-            signal.signal(signum, signal.SIG_DFL)
+    for signum in signals.QUIET_AFTER:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, signal.SIG_IGN)
+    if signal.getsignal(signal.SIGTERM) is signal.default_int_handler:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _hold_closed_fds() -> None:

@@ -28,8 +28,10 @@ QUIT_GRACE = 3.0  # a second signal: seconds the run gets to end before the proc
 #: Set by the console script: a run's handlers go as it has said its last lines, and the
 #: process ends. SIGINT is ignored from then on (Python's default handler raised a
 #: KeyboardInterrupt wherever the interpreter was, a weakref callback's traceback under
-#: the last line). Library callers and tests get their handlers back.
+#: the last line), and so is SIGHUP (the kernel's, as the shell that lost the terminal
+#: ends, comes after the shell's own). Library callers and tests get their handlers back.
 last_run = False
+QUIET_AFTER = (signal.SIGINT, signal.SIGHUP)
 
 
 class SaveOnSignal:
@@ -224,4 +226,4 @@ def on_signals(handler: Handler) -> Iterator[None]:
         yield
     finally:
         for s, h in old.items():
-            signal.signal(s, signal.SIG_IGN if last_run and s == signal.SIGINT else h)
+            signal.signal(s, signal.SIG_IGN if last_run and s in QUIET_AFTER else h)
