@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from tests.cli._screen import Screen
-from tests.servers.checks import recorded
+from tests.servers.checks import recorded, wait_for
 from tests.servers.httpd import HTTPServer
 
 MiB = 1024 * 1024
@@ -379,3 +379,39 @@ def test_a_run_that_ignores_sighup_goes_on_to_its_end_once_its_terminal_is_gone(
     os.close(term.master)  # (the rest are said to a terminal that is gone)
     assert term.proc.wait(timeout=60) == 0
     assert {p.name: p.read_bytes() for p in out.iterdir()} == files
+
+
+def test_a_run_stopped_by_ctrl_z_whose_terminal_closes_stops_saving_its_state(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """Ctrl+Z, then the terminal closed before fg: the shell goes, and the kernel sends
+    the stopped job, orphaned, a SIGHUP and a SIGCONT. The run goes on only to stop as
+    for any SIGHUP: its journal closed (its write-ahead log folded in), the part file
+    kept, nothing left stopped or running; the same command resumes."""
+    data = bytes(range(256)) * (32 * 1024)  # 8 MiB
+    path = httpd.new_path("z.bin")
+    url = httpd.add(path, data)
+    out, state, job = tmp_path / "out", tmp_path / "state", tmp_path / "job"
+    # (the shell says where its job is, and waits a long while before fg: it is gone first)
+    shell = JOBS.replace("time.sleep(1)", "time.sleep(600)").replace(
+        "while True:", f"open({str(job)!r}, 'w').write(str(pid))\nwhile True:")
+    term = Terminal([httpd.url(path, drip=MiB), "-o", str(out)], state, program=shell)
+    term.read_until(lambda output: output.count(b"z.bin") >= 3)
+    term.type(b"\x1a")
+    term.read_until(lambda output: b"Stopped" in output)
+    os.close(term.master)
+    term.proc.wait(timeout=30)
+    pid = int(job.read_text())
+
+    def gone() -> bool:  # (reaped by whoever took the orphan, or a zombie left to them)
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z"
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+
+    wait_for(gone, timeout=60)
+    assert sorted(p.name for p in out.iterdir()) == ["z.bin.omniget-part"]
+    assert not (state / "journal.sqlite-wal").exists()
+    rerun = subprocess.run([sys.executable, "-m", "omniget", url, "-o", str(out), "-q"],
+                           env={**os.environ, "OMNIGET_STATE_DIR": str(state)}, timeout=60)
+    assert rerun.returncode == 0 and (out / "z.bin").read_bytes() == data
