@@ -907,7 +907,7 @@ def test_other_signals_change_nothing_or_end_the_run_as_their_defaults_do(
     defaults do (as curl's), with no word: what the journal has is kept, as after a
     SIGKILL, and the same command resumes."""
     signum = getattr(signal, name)
-    data = payload(6 * MiB, 63)
+    data = payload(8 * MiB, 63)  # (4 s: half of it left once the journal has 2 MiB)
     path = httpd.new_path("o.bin")
     url = httpd.add(path, data)
     out, state = tmp_path / "out", tmp_path / "state"
