@@ -513,7 +513,8 @@ class HTTPServer:
         try:
             return send_reply(sock, req, reply, keep, self._stopping)
         finally:
-            req.finished = time.monotonic()
+            if req.finished is None:  # (an answer sent whole was recorded before its end)
+                req.finished = time.monotonic()
 
 
 def _family(host: str) -> socket.AddressFamily:

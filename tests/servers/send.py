@@ -34,11 +34,16 @@ def send_reply(
     lines += [f"{k}: {v}" for k, v in reply.headers]
     lines += [f"Date: {http_date()}", "Server: omniget-testd"]
     lines.append("Connection: keep-alive" if keep else "Connection: close")
-    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
-    if reply.head_only or reply.status in (204, 304):
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+    if reply.head_only or reply.status in (204, 304) or not (
+        reply.body_length or reply.chunked or reply.cut is not None
+    ):
+        _send_end(sock, head, req, 0, body=False)  # (no body: the head is all)
         return keep
+    sock.sendall(head)
     _send_body(sock, req, reply, stop)
     if reply.cut is not None:
+        req.finished = time.monotonic()  # (the close ends it: recorded before)
         _abort(sock, reply.reset)
         return False
     if reply.close:
@@ -55,8 +60,13 @@ def _send_body(
     body = reply.body
     plain = not (reply.chunked or reply.drip or reply.stall or reply.hold)
     if plain and isinstance(body, FileBody) and not isinstance(sock, ssl.SSLSocket):
+        if not limit:
+            return
         with body.path.open("rb") as f:
-            req.sent = sock.sendfile(f, body.start, limit) if limit else 0
+            sent = sock.sendfile(f, body.start, limit - 1) if limit > 1 else 0
+            f.seek(body.start + sent)
+            last = f.read(1)
+            _send_end(sock, last, req, sent + len(last), body=True)
         return
     step = _STEP if reply.drip is None else max(1, int(reply.drip / 20))
     if reply.chunked:
@@ -80,6 +90,8 @@ def _send_body(
             chunk = read(pos, end - pos)
             if reply.chunked:
                 sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            elif end == limit:
+                _send_end(sock, chunk, req, end, body=True)
             else:
                 sock.sendall(chunk)
             req.sent = pos = end
@@ -97,7 +109,22 @@ def _send_body(
                 if wait > 0 and stop.wait(wait):
                     return
     if reply.chunked and reply.cut is None:
-        sock.sendall(b"0\r\n\r\n")
+        _send_end(sock, b"0\r\n\r\n", req, req.sent, body=False)
+
+
+def _send_end(sock: socket.socket, data: bytes, req: LoggedRequest, sent: int, *,
+              body: bool) -> None:
+    """The answer's last write (``data``, body bytes or not): ``req`` is recorded as done
+    (``sent`` body bytes, ``finished``) before the last byte leaves. Recorded after it,
+    a client could have the whole answer first, and a test reading the log at once miss
+    it (CI saw that of nginx's log). A last byte that fails to go is not counted."""
+    sock.sendall(data[:-1])
+    req.sent, req.finished = sent, time.monotonic()
+    try:
+        sock.sendall(data[-1:])
+    except OSError:
+        req.sent, req.finished = sent - (1 if body and data else 0), None
+        raise
 
 
 def _held(reply: Reply, stop: threading.Event) -> bool:

@@ -564,3 +564,52 @@ def test_a_tunnels_far_end_is_the_peer_the_server_logs(
         [connect] = proxy.log
     [req] = httpd.requests
     assert connect.method == "CONNECT" and req.peer == connect.upstream != 0
+
+
+def _late_after_each_send(monkeypatch: pytest.MonkeyPatch, port: int) -> None:
+    """The server's threads pause after each send to a client (as a loaded machine may
+    pause them): what they record after an answer's last byte is recorded after a client
+    that has the answer is done."""
+    sendall, sendfile = socket.socket.sendall, socket.socket.sendfile
+
+    def server_side(sock: socket.socket) -> bool:
+        return bool(sock.getsockname()[1] == port)
+
+    def late_sendall(sock: socket.socket, data: bytes, *args: int) -> None:
+        sendall(sock, data, *args)
+        if server_side(sock):
+            time.sleep(0.5)
+
+    def late_sendfile(sock: socket.socket, *args: object, **kw: object) -> int:
+        sent: int = sendfile(sock, *args, **kw)  # type: ignore[arg-type]
+        if server_side(sock):
+            time.sleep(0.5)
+        return sent
+
+    monkeypatch.setattr(socket.socket, "sendall", late_sendall)
+    monkeypatch.setattr(socket.socket, "sendfile", late_sendfile)
+
+
+@pytest.mark.parametrize(
+    "query", ["", "chunked=1", "nolength=1", "drip=1000000", "head", "from-disk", "empty"]
+)
+def test_a_request_is_recorded_whole_before_the_client_has_the_answer(
+    httpd_factory: Callable[..., HTTPServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    query: str,
+) -> None:
+    """The bytes sent and the end of each answer are in the log before its last byte
+    leaves: before, they were recorded after the send, so a test reading the log as soon
+    as its client was done could find the answer unfinished (sent short of the length)."""
+    data = b"0123456789" * 10_000 if query != "empty" else b""
+    (tmp_path / "d.bin").write_bytes(data)
+    server = httpd_factory(root=tmp_path)
+    path = "/d.bin" if query == "from-disk" else "/m.bin"
+    server.add("/m.bin", data)
+    _late_after_each_send(monkeypatch, server.port)
+    method = "HEAD" if query == "head" else "GET"
+    target = path if query in ("", "head", "from-disk", "empty") else f"{path}?{query}"
+    status, _, body = request(server, target, method=method)
+    (logged,) = server.requests
+    assert (status, body) == (200, b"" if method == "HEAD" else data)
+    assert logged.finished is not None  # (before: None, the server still sending)
+    assert logged.sent == len(body) and logged.status == 200
