@@ -10,7 +10,9 @@ to 20 MB/s per connection (``limit_rate 20m``). From a script::
 
 With ``tls=`` (a :class:`~tests.servers.tls.TLSFiles`) it speaks HTTPS, with HTTP/2 offered by
 ALPN unless ``http2=False``. With ``access_log=True`` every request is logged as one line of
-``connection protocol method target status range`` (see :meth:`NginxServer.requests`).
+``connection protocol method target status range`` (see :meth:`NginxServer.requests`), and
+a second port answers nginx's own counts (``stub_status``: how many requests it took, so
+that ``requests()`` can wait for their lines).
 
 When run as root, the workers run as the current user (``user root root;``) so they can read
 files in private temp directories; otherwise no ``user`` line is written.
@@ -28,6 +30,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,20 +78,47 @@ class NginxServer:
     process: subprocess.Popen[bytes] = field(repr=False)
     owns_workdir: bool = False  # remove ``workdir`` on stop
     tls: bool = False
+    status_port: int = 0  # nginx's counts (stub_status) here; 0: none
+    _asked: int = field(default=0, init=False, repr=False)  # (requests to status_port)
 
     @property
     def base_url(self) -> str:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
-    def requests(self) -> list[Logged]:
-        """The access log so far (``access_log=True``); nginx writes a line as each
-        request ends."""
-        log = self.workdir / "access.log"
+    def requests(self, timeout: float = 10.0) -> list[Logged]:
+        """The access log (``access_log=True``), once it has a line for every request
+        nginx took (up to ``timeout`` seconds; then as it is). nginx writes a request's
+        line after the answer's last byte went out: a client may be done before it, and
+        a log read at once miss it (CI saw 6 lines of 7)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self._lines()
+            taken = self._taken() if self.status_port else None
+            if taken is None or len(lines) >= taken or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
         out = []
-        for line in log.read_text().splitlines() if log.exists() else []:
+        for line in lines:
             conn, proto, method, target, status, rng = [*line.split(" ", 5), ""][:6]
             out.append(Logged(int(conn), proto, method, target, int(status), rng.strip('"-')))
         return out
+
+    def _lines(self) -> list[str]:
+        """The access log's whole lines (one being written has no end yet)."""
+        log = self.workdir / "access.log"
+        text = log.read_text() if log.exists() else ""
+        return text[: text.rfind("\n") + 1].splitlines()
+
+    def _taken(self) -> int | None:
+        """How many requests nginx took (counted as it reads them), less the ones asked
+        of ``status_port`` (logged nowhere); None if it did not say."""
+        self._asked += 1  # (this one counts as soon as nginx reads it)
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # (no *_proxy)
+        try:
+            with direct.open(f"http://127.0.0.1:{self.status_port}/", timeout=5) as r:
+                return int(r.read().decode().splitlines()[2].split()[2]) - self._asked
+        except (OSError, IndexError, ValueError):
+            return None
 
     def url(self, name: str, *, slow: bool = False) -> str:
         """URL of ``root/name`` (``slow=True``: through the rate-limited ``/slow/``)."""
@@ -133,6 +163,7 @@ def _config(
     tls: TLSFiles | None,
     http2: bool,
     extra: str = "",
+    status_port: int = 0,
 ) -> str:
     user = ""
     if os.geteuid() == 0:
@@ -177,8 +208,29 @@ http {{
         location / {{ }}
         location /slow/ {{ alias {root}/; limit_rate {SLOW_RATE}; }}
     }}
-}}
+{_status_server(status_port)}}}
 """
+
+
+def _status_server(port: int) -> str:
+    """A server block answering nginx's counts at ``port`` (0: none), logging nothing."""
+    if not port:
+        return ""
+    return f"""    server {{
+        listen 127.0.0.1:{port};
+        access_log off;
+        location / {{ stub_status; }}
+    }}
+"""
+
+
+def _has_stub_status(binary: str) -> bool:
+    """Whether this nginx was built with the stub_status module (``nginx -V`` says)."""
+    try:
+        built = subprocess.run([binary, "-V"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--with-http_stub_status_module" in built.stderr + built.stdout
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], work: Path, port: int, timeout: float) -> bool:
@@ -218,15 +270,22 @@ def start_nginx(
     for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (work / "tmp" / kind).mkdir(parents=True, exist_ok=True)
     conf = work / "nginx.conf"
-    for _ in range(5):  # another process may grab the free port first: try a new one
-        port = _free_port()
+    counts = access_log and _has_stub_status(binary)
+    for _ in range(5):  # another process may grab a free port first: try new ones
+        port = status_port = _free_port()
+        while counts and status_port == port:
+            status_port = _free_port()
+        status_port = status_port if counts else 0
         (work / "nginx.pid").unlink(missing_ok=True)
-        conf.write_text(_config(root, work, port, workers, access_log, tls, http2, extra))
+        conf.write_text(
+            _config(root, work, port, workers, access_log, tls, http2, extra, status_port)
+        )
         cmd = [binary, "-p", str(work), "-c", str(conf), "-e", str(work / "error.log")]
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        server = NginxServer(root, port, work, proc, tls=tls is not None)
+        server = NginxServer(root, port, work, proc, tls=tls is not None,
+                             status_port=status_port)
         if _wait_ready(proc, work, port, timeout):
             server.owns_workdir = owns
             return server

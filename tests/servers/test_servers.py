@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from tests.servers import send
 from tests.servers.httpd import HTTPServer
-from tests.servers.nginx import NginxServer
+from tests.servers.nginx import NginxServer, nginx_binary, start_nginx
 
 Resp = tuple[int, http.client.HTTPMessage, bytes]
 
@@ -613,3 +613,26 @@ def test_a_request_is_recorded_whole_before_the_client_has_the_answer(
     assert (status, body) == (200, b"" if method == "HEAD" else data)
     assert logged.finished is not None  # (before: None, the server still sending)
     assert logged.sent == len(body) and logged.status == 200
+
+
+def test_nginx_s_log_is_read_once_every_request_taken_has_its_line(tmp_path: Path) -> None:
+    """nginx writes a request's line after the answer's last byte went out (here up to 2 s
+    after: a buffered log, as a loaded machine may be that late): ``requests()`` waits
+    for the lines of the requests nginx took. Before, it read the log as it was (none)."""
+    if nginx_binary() is None:
+        pytest.skip("nginx is not installed")
+    work = tmp_path / "nginx"
+    late = f"access_log {work / 'access.log'} omniget buffer=64k flush=2s;"
+    server = start_nginx(tmp_path / "www", work, access_log=True, extra=late)
+    if not server.status_port:
+        server.stop()
+        pytest.skip("this nginx has no stub_status module (nginx -V)")
+    try:
+        urls = [server.add(f"n{i}.bin", bytes([i]) * 1000) for i in range(3)]
+        for i, url in enumerate(urls):
+            with urllib.request.urlopen(url, timeout=5) as r:
+                assert r.read() == bytes([i]) * 1000
+        log = server.requests()
+    finally:
+        server.stop()
+    assert sorted(r.target for r in log) == ["/n0.bin", "/n1.bin", "/n2.bin"]
