@@ -22,6 +22,9 @@ import omniget
 pytestmark = pytest.mark.isolated(work=True)
 
 SRC = str(Path(omniget.__file__).resolve().parent.parent)
+#: This tree's README (not the one beside the omniget imported: a venv made in another
+#: tree imports that tree's, which someone else may be editing)
+README = Path(__file__).resolve().parents[2] / "README.md"
 DATA = b"0123456789" * 100
 
 
@@ -235,7 +238,7 @@ def test_json_lines_of_list_and_dry_run_keep_the_fields_the_readme_names(
     """Each line is JSON, hostile names too (quotes, a backslash, bytes that are no UTF-8,
     an escape asked for percent-encoded), and each record has the fields README.md names:
     a file's, a failure's and the summary's."""
-    readme = " ".join((Path(SRC).parent / "README.md").read_text().split())
+    readme = " ".join(README.read_text(encoding="utf-8").split())
     names = ['q%22uote.bin', 'back%5Cslash.bin', '%FF%FE.bin', 'esc%1B%5B31m.bin']
     urls = [httpd.url(f"/{n}") for n in names]
     res = cli("--dry-run", "--json", *urls, "gopher://127.0.0.1:9/x")
@@ -410,4 +413,4 @@ def test_links_that_would_fail_are_listed_as_given_without_a_request(
     assert [line["output_path"] for line in json_lines(res.stdout)[:-1]] == names
     assert httpd.requests == [] and os.listdir() == []
     assert "a 404, a 401 or a host that is down is found by the download" in " ".join(
-        (Path(SRC).parent / "README.md").read_text().split())
+        README.read_text(encoding="utf-8").split())
