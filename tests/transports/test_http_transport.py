@@ -767,3 +767,44 @@ def test_a_transfer_still_connecting_is_the_connect_timeouts_if_that_is_no_longe
         return before_close
 
     assert asyncio.run(go()) == ([curlloop.STALLED] if stalled else [])
+
+
+def test_a_transfer_s_stall_window_starts_when_its_request_goes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A transfer waiting for its turn (its request not gone: an HTTP/2 stream past the
+    server's limit) while others move is no stall; its window starts when the request
+    goes. Before, it started anew only at a check that found it stalled: one that went
+    between two checks, the check before its window was up, was cut at the next as
+    stalled for the whole window (a stream sent a moment before; seen under load)."""
+    from omniget.engine.transports import curlloop
+
+    now = [1000.0]
+    monkeypatch.setattr(curlloop, "time", type("Clock", (), {"monotonic": lambda: now[0]}))
+    checks = [0]
+    monkeypatch.setattr(curlloop, "_unsent", lambda easy: checks[0] <= 3)  # (goes after 3)
+
+    async def go() -> list[list[int]]:
+        loop = asyncio.get_running_loop()
+        # (--connect-timeout no longer than the window: a transfer whose request has not
+        # gone waits, as it does while others move)
+        core = curlloop.CurlLoop(loop, max_host_connections=4, max_total_connections=4,
+                                 stall_timeout=1.0, connect_timeout=1.0)
+        ended: list[int] = []
+        seen: list[list[int]] = []
+        easy = pycurl.Curl()
+        easy.setopt(pycurl.URL, "https://127.0.0.1:9/x.bin")
+        now[0] += 0.05  # (added between two checks)
+        core.add(easy, lambda code, message: ended.append(code))
+        for _ in range(7):
+            now[0] += 0.25
+            checks[0] += 1
+            core._check_stalls()
+            seen.append(list(ended))
+        core.close()
+        easy.close()
+        return seen
+
+    seen = asyncio.run(go())
+    # sent at the 4th check, silent: a whole window later (the 7th), and not before
+    assert seen == [[]] * 6 + [[curlloop.STALLED]]

@@ -443,6 +443,7 @@ class CurlLoop:
         self._heard.clear()
         slow: list[tuple[pycurl.Curl, _Running, float]] = []
         quiet: dict[pycurl.Curl, bool] = {}  # transfer -> no byte in its window
+        unsent: set[_Running] = set()  # those whose request has not gone yet
         for easy, running in self._running.items():
             try:
                 moved = int(
@@ -458,6 +459,8 @@ class CurlLoop:
                 quiet[easy] = False
                 continue
             samples.append((now, moved))
+            if _unsent(easy):
+                unsent.add(running)
             while len(samples) > 2 and samples[1][0] <= now - window:
                 samples.popleft()
             then, before = samples[0]
@@ -471,12 +474,12 @@ class CurlLoop:
         # connection, or an HTTP/2 stream): its window starts when it goes; and one
         # connecting is the connect timeout's if that ends it no later
         waits = not all(quiet.values()) or 0 < self.connect_timeout <= window
-        stalled: list[tuple[pycurl.Curl, _Running, float]] = []
-        for easy, running, span in slow:
-            if waits and _unsent(easy):
+        if waits:  # (at each check it waits, not only one that finds it slow: one
+            # going between two checks had its wait counted in its window, and was cut)
+            for running in unsent:
                 running.samples = deque([running.samples[-1]])
-            else:
-                stalled.append((easy, running, span))
+        stalled = [(easy, running, span) for easy, running, span in slow
+                   if not (waits and running in unsent)]
         if stalled:
             self._shut_silent([easy for easy, _, _ in stalled], quiet, now - window)
         for easy, running, span in stalled:
