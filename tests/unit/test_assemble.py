@@ -206,6 +206,35 @@ def test_a_part_file_taken_by_another_run_before_its_lock_is_that_run_s(
     rival.close()
 
 
+def test_a_part_file_created_ahead_is_locked_and_looked_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """create_part locks its file and makes sure its name still holds it; the PartFile
+    given its descriptor does not do both again (two stat calls per file, on the hot
+    path of many small files)."""
+    final = tmp_path / "f.bin"
+    locks: list[int] = []
+    looks: list[int] = []
+    real_lock, real_named = assemble._lock, assemble._named
+
+    def lock(fd: int) -> bool:
+        locks.append(fd)
+        return real_lock(fd)
+
+    def named(fd: int, where: str) -> bool:
+        looks.append(fd)
+        return real_named(fd, where)
+
+    monkeypatch.setattr(assemble, "_lock", lock)
+    monkeypatch.setattr(assemble, "_named", named)
+    fd = create_part(final)
+    assert fd >= 0
+    part = PartFile(final, fresh=True, fd=fd)
+    assert (locks, looks) == ([fd], [fd])
+    assert part.fd == fd and os.fstat(fd).st_ino == os.stat(part.where).st_ino
+    part.close()
+
+
 def test_a_part_file_gone_between_its_look_and_its_open_is_another_run_s(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -361,14 +361,15 @@ class PartFile:
         text: str | None = None,
         leftovers: Leftovers | None = None,
     ) -> None:
-        """Open (or create) ``final``'s part file; ``fd``: one :func:`create_part` made;
+        """Open (or create) ``final``'s part file; ``fd``: one :func:`create_part` made
+        (locked, and its name still held it: neither is done again);
         ``folder``: ``final``'s, and ``text``: ``final`` as a string, when the caller
         knows them; ``leftovers``: the run's :func:`find_leftovers` answers so far."""
         self.final = final
         # (strings: no str() of a Path on the hot path)
         self._final: Path | str = final if text is None else text
         self.where = f"{self._final}{PART_SUFFIX}"  # the part file's path
-        new = fd >= 0  # (create_part made it: O_EXCL)
+        given = new = fd >= 0  # (create_part made it: O_EXCL, locked, found at its name)
         self.dropped = 0  # bytes of an earlier part file a fresh start threw away
         if fd < 0:
             # (created only when starting afresh: a resumed part that went away was
@@ -398,9 +399,9 @@ class PartFile:
         # file there before may have been renamed by its finished run before our lock: a
         # lock on it is no lock.
         try:
-            if not _lock(fd):
+            if not given and not _lock(fd):
                 raise PartBusy(final)
-            if new and not _named(fd, self.where):  # (taken before the lock: see _named)
+            if new and not given and not _named(fd, self.where):  # (taken before the lock)
                 raise PartBusy(final)
             if not new:
                 st = os.fstat(fd)
