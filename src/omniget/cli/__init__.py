@@ -85,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = given_path(ns.config, "--config") if ns.config else None
         cfg = load_config(config, flags=flags_from_args(ns))
         mask = Masker([*mask.secrets, *cfg.secrets])
+        if cfg.set_where("proxy"):  # (the engine names the setting as its flag)
+            mask.said[" (--proxy)"] = f" ({cfg.set_where('proxy')})"
         quiet = bool(getattr(ns, "quiet", False))
         with log_to_stderr(mask, verbose=ns.verbose, debug=ns.debug, quiet=quiet):
             return RUNNERS[ns.command](ns, cfg, mask)

@@ -89,10 +89,16 @@ class Config:
     def where_set(self, error: BaseException) -> str:
         """`` (set in config file PATH, line 3)`` for a UsageError about an option set
         there, or in a variable; else ""."""
-        origin = self.origins.get(getattr(error, "setting", None) or "")
+        said = self.set_where(getattr(error, "setting", None) or "")
+        return f" ({said})" if said else ""
+
+    def set_where(self, option: str) -> str:
+        """``set in config file PATH, line 3`` or ``set by environment variable X`` for an
+        option set there; "" for one set on the command line, or not at all."""
+        origin = self.origins.get(option)
         if origin is None:
             return ""
-        return f" (set {'by' if origin.startswith('environment') else 'in'} {origin})"
+        return f"set {'by' if origin.startswith('environment') else 'in'} {origin}"
 
 
 class _Twice(Exception):

@@ -197,7 +197,7 @@ def check_proxy(proxy: str | None, entries: Iterable[Item | str]) -> None:
                 continue
             where, value = found
             if where == "--proxy":
-                raise UsageError(f"--proxy {mask_proxy(value)}: {problem}")
+                raise UsageError(f"--proxy {mask_proxy(value)}: {problem}", setting="proxy")
             raise UsageError(f"{where}={mask_proxy(value)}: {problem} (fix or unset it)")
 
 
