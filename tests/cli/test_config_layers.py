@@ -442,8 +442,7 @@ FILE_SETTINGS = [("ca-cert", "--ca-cert {path}: no such file or folder"),
 
 @pytest.mark.parametrize(
     ("key", "said", "where"),
-    [(key, said, where) for key, said in FILE_SETTINGS for where in ("flag", "env", "file")
-     if (key, where) != ("netrc-file", "flag")],  # (no flag)
+    [(key, said, where) for key, said in FILE_SETTINGS for where in ("flag", "env", "file")],
 )
 def test_a_file_setting_that_cannot_be_read_says_where_it_was_set(
     httpsd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -77,3 +77,87 @@ def test_a_proxy_that_refuses_is_said_where_it_was_set(
     events = [json.loads(line) for line in done.stdout.splitlines()]
     failed = [e for e in events if e.get("event") == "failed"]
     assert failed and all(said in e["error"] for e in failed), events
+
+
+# --- 2. a flag given "" undoes what the file or a variable set -----------------------
+
+
+@pytest.mark.parametrize("where", ["env", "file"])
+def test_an_empty_flag_undoes_the_file_s_or_environment_s_setting(
+    httpd: HTTPServer, where: str
+) -> None:
+    """``user``, ``header``, ``cookies`` and ``netrc-file`` set in the file or a variable
+    had no flag to undo them for one run (``--proxy ""`` and ``--limit-rate 0`` had)."""
+    url = httpd.add(httpd.new_path("a.bin"), DATA)
+    values = {"user": "bob:pw", "header": "X-From: there", "cookies": "no-such-cookies",
+              "netrc-file": "no-such-netrc"}
+    env: dict[str, str] = {}
+    args = ["-q", "-o", "out", "--on-exists", "overwrite"]
+    if where == "env":
+        env = {"OMNIGET_" + k.upper().replace("-", "_"): v for k, v in values.items()}
+    else:
+        lines = [f'{k} = {[v] if k == "header" else v!r}' for k, v in values.items()]
+        args += ["--config", str(write("c.toml", "\n".join(lines).replace("'", '"')))]
+    done = cli(*args, url, env=env)
+    assert done.returncode == 2 and "no-such" in done.stderr, done.stderr
+    for undo, kept in (("cookies", "netrc"), ("netrc-file", "cookies")):
+        done = cli(*args, f"--{undo}", "", url, env=env)
+        assert done.returncode == 2 and f"no-such-{kept}" in done.stderr, done.stderr
+    done = cli(*args, *[a for k in values for a in (f"--{k}", "")], url, env=env)
+    assert (done.returncode, done.stderr) == (0, "")
+    got = httpd.requests[-1]
+    assert (got.header("authorization"), got.header("x-from")) == (None, None)
+
+
+def test_an_empty_header_flag_drops_the_headers_before_it(httpd: HTTPServer) -> None:
+    """As wget's ``--header=""``: the file's, the variable's and the earlier -H's headers
+    go; a -H after it is sent."""
+    url = httpd.add(httpd.new_path("a.bin"), DATA)
+    path = write("c.toml", 'header = ["X-File: 1"]\n')
+    done = cli("-q", "--config", str(path), "-o", "out", "-H", "X-Before: 1", "-H", "",
+               "-H", "X-After: 1", url, env={"OMNIGET_HEADER": "X-Env: 1"})
+    assert (done.returncode, done.stderr) == (0, "")
+    got = httpd.requests[-1]
+    assert [got.header(n) for n in ("x-file", "x-env", "x-before", "x-after")] == [
+        None, None, None, "1"]
+
+
+def test_an_empty_ca_cert_flag_undoes_the_file_s(httpsd: HTTPServer) -> None:
+    """A ``ca-cert`` of the file that cannot be read stops the run (dry run too);
+    ``--ca-cert ""`` is curl's own search for CAs again."""
+    url = httpsd.add(httpsd.new_path("a.bin"), DATA)
+    path = write("c.toml", 'ca-cert = "no-such-ca.pem"\n')
+    done = cli("--config", str(path), "--dry-run", "-o", "out", url)
+    assert done.returncode == 2 and "no-such-ca.pem" in done.stderr, done.stderr
+    done = cli("--config", str(path), "--ca-cert", "", "--dry-run", "-o", "out", url)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("where", ["env", "file"])
+def test_an_empty_resolve_flag_undoes_the_file_s_entries(
+    httpd: HTTPServer, where: str
+) -> None:
+    url = httpd.add(httpd.new_path("a.bin"), DATA).replace("127.0.0.1", "files.test")
+    entry = f"files.test:{httpd.port}:127.0.0.1"
+    args = ["-q", "--retries", "0", "-o", "out"]
+    env: dict[str, str] = {}
+    if where == "env":
+        env["OMNIGET_RESOLVE"] = entry
+    else:
+        args += ["--config", str(write("c.toml", f'resolve = ["{entry}"]\n'))]
+    assert cli(*args, url, env=env).returncode == 0
+    done = cli(*args, "--on-exists", "overwrite", "--resolve", "", url, env=env)
+    assert done.returncode == 3 and "could not resolve host files.test" in done.stderr
+
+
+def test_an_empty_split_or_state_dir_flag_is_the_default_again(tmp_path: Path) -> None:
+    """``split`` had no value for "adaptive", ``state-dir`` none for its default folder."""
+    from omniget.cli.args import flags_from_args, parse_args
+    from omniget.cli.config import load_config
+
+    path = write("c.toml", 'split = 3\nstate-dir = "elsewhere"\n')
+    env = {"XDG_STATE_HOME": str(tmp_path / "state")}
+    ns = parse_args(["--config", str(path), "--split", "", "--state-dir", "", "URL"])
+    settings = load_config(path, env, flags_from_args(ns)).settings
+    assert settings.split is None
+    assert load_config(None, env).settings.state_dir == settings.state_dir

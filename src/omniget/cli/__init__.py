@@ -122,7 +122,7 @@ def _ask_password(ns: argparse.Namespace, *, now: bool = True) -> None:
     terminal, as curl does; else say how to give it. Not ``now``: kept in
     ``ns.ask_user`` for :func:`ask_later` (``--user`` left unset till then)."""
     user = ns.user
-    if user is None or ":" in user:
+    if not user or ":" in user:
         return
     if sys.stdin is None or not sys.stdin.isatty():
         raise ArgumentError(f"--user {user}: no password, and no terminal to ask for it on "

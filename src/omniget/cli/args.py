@@ -127,6 +127,17 @@ def _checked(parse: Callable[[object], Any], name: str) -> Callable[[str], Any]:
 
 
 _count = _checked(opt.parse_count, "count")
+
+
+def _or_empty(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``convert``, but ``""`` is kept: the option's default again, undoing the config
+    file's or a variable's value (see config.EMPTY_UNDOES)."""
+
+    def either(text: str) -> Any:
+        return text if text == "" else convert(text)
+
+    either.__name__ = getattr(convert, "__name__", "value")
+    return either
 _nonneg = _checked(opt.parse_nonneg, "number")
 
 
@@ -142,8 +153,9 @@ def _connections(text: str) -> int:
 
 
 def _user(text: str) -> str:
-    """``USER:PASSWORD``, or ``USER`` alone (main() asks for the password, as curl does)."""
-    if ":" in text or not text:
+    """``USER:PASSWORD``, or ``USER`` alone (main() asks for the password, as curl does);
+    ``""``: no user (undoes the config file's or a variable's)."""
+    if ":" in text:
         return str(_checked(opt.parse_user, "user")(text))
     return text
 
@@ -172,8 +184,8 @@ def _add_common(p: argparse.ArgumentParser, *, files: bool = True) -> None:
                    "$XDG_CONFIG_HOME/omniget/config.toml)")
     if files:
         p.add_argument("--state-dir", metavar="DIR",
-                       help="folder of the resume journal (default: $XDG_STATE_HOME/omniget, "
-                       "else ~/.local/state/omniget)")
+                       help="folder of the resume journal, \"\" for the default (default: "
+                       "$XDG_STATE_HOME/omniget, else ~/.local/state/omniget)")
     p.add_argument("--json", action="store_true", help="JSON lines on stdout")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="print nothing but errors" if files else
@@ -191,12 +203,13 @@ def _add_common(p: argparse.ArgumentParser, *, files: bool = True) -> None:
     net.add_argument("--timeout", type=_checked(opt.parse_seconds, "seconds"), metavar="SECONDS",
                      help="connect and stall timeout (default 15 s to connect, 20 s with no data)")
     net.add_argument("-H", "--header", action="append", metavar="'NAME: VALUE'",
-                     type=_checked(opt.parse_header, "header"),
-                     help="extra header (repeatable; 'NAME:' leaves it out)")
-    net.add_argument("--cookies", metavar="FILE", help="Netscape cookies.txt")
+                     type=_or_empty(_checked(opt.parse_header, "header")),
+                     help="extra header (repeatable; 'NAME:' leaves it out; \"\" drops "
+                     "those before it, the config file's too)")
+    net.add_argument("--cookies", metavar="FILE", help='Netscape cookies.txt ("": none)')
     net.add_argument("--user", metavar="USER[:PASSWORD]", type=_user,
                      help="credentials for the first URL's server (without a password, "
-                     "it is asked for on the terminal)")
+                     'it is asked for on the terminal; "": none)')
     net.add_argument(
         "--proxy", metavar="URL", type=_checked(opt.parse_proxy, "proxy"),
         help='proxy for every request ("": none, not even from *_proxy)',
@@ -206,14 +219,18 @@ def _add_common(p: argparse.ArgumentParser, *, files: bool = True) -> None:
     net.add_argument("--no-insecure", dest="insecure", action="store_const", const=False,
                      help="verify them (the default; undoes insecure from a config file or "
                      "variable)")
-    net.add_argument("--ca-cert", metavar="FILE", help="CA bundle to verify TLS with")
+    net.add_argument("--ca-cert", metavar="FILE",
+                     help='CA bundle to verify TLS with ("": as curl finds one)')
     net.add_argument("--resolve", action="append", metavar="HOST:PORT:ADDR[,ADDR]",
-                     type=_checked(lambda v: opt.parse_resolve(v)[0], "resolve"),
-                     help="use ADDR for HOST:PORT, the next ADDR if it fails (repeatable)")
+                     type=_or_empty(_checked(lambda v: opt.parse_resolve(v)[0], "resolve")),
+                     help="use ADDR for HOST:PORT, the next ADDR if it fails (repeatable; "
+                     '"" drops those before it, the config file\'s too)')
     net.add_argument("--no-netrc", action="store_const", const=True, help="ignore ~/.netrc")
     net.add_argument("--netrc", dest="no_netrc", action="store_const", const=False,
                      help="read it (the default; undoes no-netrc from a config file or "
                      "variable)")
+    net.add_argument("--netrc-file", metavar="FILE",
+                     help='read logins from FILE instead of ~/.netrc ("": ~/.netrc)')
 
 
 def _add_get(p: argparse.ArgumentParser) -> None:
@@ -232,8 +249,8 @@ def _add_get(p: argparse.ArgumentParser) -> None:
     speed = p.add_argument_group("speed")
     speed.add_argument("-j", "--jobs", type=_count, metavar="N",
                        help="files transferring at once (default 128)")
-    speed.add_argument("--split", type=_count, metavar="N",
-                       help="connections per file (default: adaptive; -O - uses one)")
+    speed.add_argument("--split", type=_or_empty(_count), metavar="N",
+                       help='connections per file (default, or "": adaptive; -O - uses one)')
     speed.add_argument("--limit-rate", type=_checked(opt.parse_rate, "rate"), metavar="RATE",
                        help="bytes/s over the run, e.g. 500k, 2M (0: no limit)")
 
@@ -276,6 +293,7 @@ _OPTION_DESTS = {
     "ca_cert": "ca-cert",
     "resolve": "resolve",
     "no_netrc": "no-netrc",
+    "netrc_file": "netrc-file",
 }
 
 

@@ -56,6 +56,12 @@ __all__ = [
     "parse_user",
 ]
 
+#: The options a flag given ``""`` sets back to their default (none, or found as curl
+#: finds it), whatever the config file or a variable set: their defaults have no value to
+#: give. In a list (``-H``, ``--resolve``) it drops the values before it.
+EMPTY_UNDOES = frozenset(["split", "header", "cookies", "user", "state-dir", "ca-cert",
+                          "resolve", "netrc-file"])
+
 #: Source option names whose values are secrets.
 SECRET_OPTION = r"token|pass|secret|sessid|session|cookie|key|auth"
 
@@ -153,6 +159,19 @@ class _Layers:
                 names = {n.lower() for n, _ in value}
                 value = tuple(h for h in old if h[0].lower() not in names) + value
             self.values[target] = value
+
+    def undo(self, opt: Option, value: object) -> object:
+        """A flag's ``value`` for ``opt`` of EMPTY_UNDOES: at a ``""`` in it, what the
+        earlier layers (and the list's values before it) set is dropped. What is left to
+        set (None: nothing)."""
+        items = list(value) if isinstance(value, list | tuple) else [value]
+        if "" not in items:
+            return value
+        for target in opt.targets:
+            self.values.pop(target, None)
+        self.origins.pop(opt.name, None)
+        rest = items[len(items) - items[::-1].index(""):]
+        return tuple(rest) if rest else None
 
     def set_source(self, source: str, key: str, value: object) -> None:
         self.sources.setdefault(source.lower(), {})[key.replace("-", "_")] = value
@@ -450,6 +469,8 @@ def load_config(
         opt = _option(key)
         if opt is None:
             raise ArgumentError(f"unknown option {key!r}{_flag_hint(key)}")
+        if opt.name in EMPTY_UNDOES and value is not None:
+            value = layers.undo(opt, value)
         if value is not None:
             try:
                 layers.set(opt, value, f"--{opt.name}", name=opt.name)
