@@ -161,3 +161,47 @@ def test_an_empty_split_or_state_dir_flag_is_the_default_again(tmp_path: Path) -
     settings = load_config(path, env, flags_from_args(ns)).settings
     assert settings.split is None
     assert load_config(None, env).settings.state_dir == settings.state_dir
+
+
+# --- 3. --config - reads stdin; --config twice reads both ------------------------------
+
+
+def test_config_dash_reads_the_config_from_stdin(httpd: HTTPServer) -> None:
+    """As curl's ``-K -``. Before: a file named ``-`` was looked for."""
+    url = httpd.add(httpd.new_path("a.bin"), DATA)
+    done = cli("-q", "--config", "-", "-o", "out", url, stdin='header = ["X-Stdin: 1"]\n')
+    assert (done.returncode, done.stderr) == (0, "")
+    assert httpd.requests[-1].header("x-stdin") == "1"
+    done = cli("-q", "--config", "-", "-o", "out", url, stdin="jobs = 0\n")
+    assert done.returncode == 2
+    assert done.stderr.startswith("omniget: error: config from stdin, line 1: key 'jobs': ")
+
+
+@pytest.mark.parametrize("second", [["-i", "-"], ["--config", "-"]])
+def test_config_dash_with_another_reader_of_stdin_is_one_line(
+    httpd: HTTPServer, second: list[str]
+) -> None:
+    url = httpd.add(httpd.new_path("a.bin"), DATA)
+    done = cli("--config", "-", *second, "-o", "out", url, stdin=f"{url}\n")
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        "omniget: error: --config - and -i - both read stdin (give one of them a file)\n"
+        if second[0] == "-i" else
+        "omniget: error: --config - is given twice (stdin is read once)\n")
+    assert httpd.requests == []
+
+
+def test_config_given_twice_reads_both_in_order(httpd: HTTPServer) -> None:
+    """As curl reads each -K file in turn: the later file's values win, each error names
+    its own file. Before: the first --config was silently dropped."""
+    url = httpd.add(httpd.new_path("a.bin"), DATA)
+    one = write("one.toml", 'header = ["X-One: 1", "X-Both: one"]\nproxy = ""\n')
+    two = write("two.toml", 'header = ["X-Both: two"]\n')
+    done = cli("-q", "--config", str(one), "--config", str(two), "-o", "out", url)
+    assert (done.returncode, done.stderr) == (0, "")
+    got = httpd.requests[-1]
+    assert (got.header("x-one"), got.header("x-both")) == ("1", "two")
+    bad = write("bad.toml", "jobs = 0\n")
+    done = cli("-q", "--config", str(one), "--config", str(bad), "-o", "out", url)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"omniget: error: config file {bad}, line 1: key 'jobs'")

@@ -25,13 +25,14 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from ..engine.transports.base import SECRET_HEADERS
 from ..errors import Cancelled, OmnigetError, StorageError
 from . import signals
 from .args import flags_from_args, parse_args
 from .commands import RESUME, not_a_file, run_get, run_list
-from .config import Config, load_config, load_settings
+from .config import STDIN, Config, load_config, load_settings
 from .logs import log_to_stderr
 from .options import ArgumentError
 from .output import (
@@ -82,8 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = parse_args(argv)
         # (list, --dry-run: asked only if a URL's listing makes a request, see ask_later)
         _ask_password(ns, now=ns.command == "get" and not ns.dry_run)
-        config = given_path(ns.config, "--config") if ns.config else None
-        cfg = load_config(config, flags=flags_from_args(ns))
+        cfg = load_config(_configs(ns), flags=flags_from_args(ns))
         mask = Masker([*mask.secrets, *cfg.secrets])
         if cfg.set_where("proxy"):  # (the engine names the setting as its flag)
             mask.said[" (--proxy)"] = f" ({cfg.set_where('proxy')})"
@@ -115,6 +115,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "(run with --debug for the traceback)")
         _json_error(ns, e, 1, mask)
         return 1
+
+
+def _configs(ns: argparse.Namespace) -> list[Path] | None:
+    """The ``--config`` files, in the order given (None: none given, the default's or
+    OMNIGET_CONFIG's); ``-`` is stdin, which only one of them and ``-i`` may read."""
+    if not ns.config:
+        return None
+    if ns.config.count("-") > 1:
+        raise ArgumentError("--config - is given twice (stdin is read once)")
+    if "-" in ns.config and "-" in (ns.input_file or ()):
+        raise ArgumentError("--config - and -i - both read stdin (give one of them a file)")
+    return [STDIN if c == "-" else given_path(c, "--config") for c in ns.config]
 
 
 def _ask_password(ns: argparse.Namespace, *, now: bool = True) -> None:
@@ -210,7 +222,7 @@ def _resumable(ns: argparse.Namespace) -> bool:
             and "-" not in (ns.input_file or ())
             and not (out and _not_a_file(out, "-O"))
             and not any(_not_a_file(f, "-i") for f in ns.input_file or ())
-            and not (ns.config and _not_a_file(ns.config, "--config")))
+            and not any(c == "-" or _not_a_file(c, "--config") for c in ns.config or ()))
 
 
 def _not_a_file(text: str, flag: str) -> bool:

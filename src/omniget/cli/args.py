@@ -180,8 +180,9 @@ def _add_common(p: argparse.ArgumentParser, *, files: bool = True) -> None:
                    help="only items whose output path (or name) matches (repeatable)")
     p.add_argument("--exclude", action="append", metavar="GLOB",
                    help="skip items whose output path (or name) matches (repeatable)")
-    p.add_argument("--config", metavar="FILE", type=_file, help="config file (default: "
-                   "$XDG_CONFIG_HOME/omniget/config.toml)")
+    p.add_argument("--config", metavar="FILE", type=_file, action="append",
+                   help="config file ('-' = stdin; given again, each is read in turn, the "
+                   "later winning; default: $XDG_CONFIG_HOME/omniget/config.toml)")
     if files:
         p.add_argument("--state-dir", metavar="DIR",
                        help="folder of the resume journal, \"\" for the default (default: "

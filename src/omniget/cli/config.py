@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import field
 from pathlib import Path
 
@@ -67,6 +67,10 @@ SECRET_OPTION = r"token|pass|secret|sessid|session|cookie|key|auth"
 
 #: The largest config file read (one of every option and source table is a few KiB).
 CONFIG_MAX = 1 << 20
+
+#: ``--config -``: the config is stdin's text (as curl's ``-K -``). Known by identity:
+#: a file named ``-`` is ``Path("-")`` too.
+STDIN = Path("-")
 
 #: Megaloader's environment variables, feeding the source option tables.
 MEGALOADER_ENV: dict[str, tuple[str, str]] = {
@@ -182,23 +186,31 @@ def _option(key: str) -> Option | None:
 
 
 def _read_file(path: Path, layers: _Layers, named_by: str = "") -> None:
+    import sys
     import tomllib  # (only with a config file: its import costs start-up time)
 
+    shown = "config from stdin" if path is STDIN else f"config file {path}"
     try:
-        with open(path, "rb") as f:  # (a BOM goes, as in -i)
-            text = read_text(f, limit=CONFIG_MAX).removeprefix("\ufeff")
+        if path is STDIN:
+            stdin = getattr(sys.stdin, "buffer", None)
+            if stdin is None:
+                raise UsageError("cannot read stdin (--config -): it is closed")
+            text = read_text(stdin, limit=CONFIG_MAX).removeprefix("\ufeff")
+        else:
+            with open(path, "rb") as f:  # (a BOM goes, as in -i)
+                text = read_text(f, limit=CONFIG_MAX).removeprefix("\ufeff")
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"config file {path}: invalid TOML: {e}") from None
+        raise UsageError(f"{shown}: invalid TOML: {e}") from None
     except NotText as e:
-        raise UsageError(f"config file {path}: {e}") from None
+        raise UsageError(f"{shown}: {e}") from None
     except OSError as e:
-        raise UsageError(f"config file {path}: {e.strerror or e}{named_by}") from None
+        raise UsageError(f"{shown}: {e.strerror or e}{named_by}") from None
     lines = _key_lines(text)
 
     def where(*keys: str) -> str:
         line = lines.get(keys) or lines.get(keys[:1])
-        return f"config file {path}" + (f", line {line}" if line else "")
+        return shown + (f", line {line}" if line else "")
 
     layers.layer()
     for key, value in data.items():
@@ -452,17 +464,23 @@ def _secrets(values: Mapping[str, object], sources: Mapping[str, Mapping[str, ob
 
 
 def load_config(
-    config: Path | None = None,
+    config: Path | Sequence[Path] | None = None,
     environ: Mapping[str, str] | None = None,
     flags: Mapping[str, object] | None = None,
 ) -> Config:
-    """Merge defaults < config file < environment < flags. Bad values raise UsageError."""
+    """Merge defaults < config file < environment < flags. Bad values raise UsageError.
+    Several config files (``--config`` given again) are read in turn, as curl reads its
+    ``-K`` files: a later one's values win; :data:`STDIN` is stdin's text."""
     env = os.environ if environ is None else environ
     layers = _Layers()
-    path, required = _config_path(config, env)
-    if path is not None and (required or _default_there(path)):
-        named = config is None and required  # (by OMNIGET_CONFIG, not --config)
-        _read_file(path, layers, " (named by OMNIGET_CONFIG)" if named else "")
+    if config is not None and not isinstance(config, str | os.PathLike):
+        for given in config:
+            _read_file(given, layers)
+    else:
+        path, required = _config_path(config, env)
+        if path is not None and (required or _default_there(path)):
+            named = config is None and required  # (by OMNIGET_CONFIG, not --config)
+            _read_file(path, layers, " (named by OMNIGET_CONFIG)" if named else "")
     _read_env(env, layers)
     layers.layer()
     for key, value in (flags or {}).items():

@@ -127,6 +127,8 @@ def _url_taken(ns: argparse.Namespace) -> str:
     """``-o took 'URL' ...`` when such an option took a URL for its value, else ''."""
     for dest, (flag, what) in _NOT_URLS.items():
         value = getattr(ns, dest, None)
+        if isinstance(value, list):  # (--config, given again)
+            value = next((v for v in value if "://" in v), None)
         if isinstance(value, str) and "://" in value:
             return f"{flag} took {value!r} for its value ({flag} wants {what} before the URL" + (
                 f"{CURL_O})" if flag == "-O" else ")")
