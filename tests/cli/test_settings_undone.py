@@ -205,3 +205,71 @@ def test_config_given_twice_reads_both_in_order(httpd: HTTPServer) -> None:
     done = cli("-q", "--config", str(one), "--config", str(bad), "-o", "out", url)
     assert done.returncode == 2
     assert done.stderr.startswith(f"omniget: error: config file {bad}, line 1: key 'jobs'")
+
+
+# --- 4. a user without a password, from the file or a variable -------------------------
+
+
+def user_set(where: str, name: str = "bob") -> tuple[list[str], dict[str, str], str]:
+    """Arguments, environment and origin (" (set ...)") giving ``user`` = ``name``."""
+    if where == "env":
+        return [], {"OMNIGET_USER": name}, " (set by environment variable OMNIGET_USER)"
+    path = write("c.toml", f'jobs = 2\nuser = "{name}"\n')
+    return ["--config", str(path)], {}, f" (set in config file {path}, line 2)"
+
+
+@pytest.mark.parametrize("where", ["env", "file"])
+def test_a_user_without_a_password_and_no_terminal_is_said_as_for_the_flag(
+    httpd: HTTPServer, where: str
+) -> None:
+    """Before: ``expected USER:PASSWORD``, where ``--user bob`` said there was no
+    terminal to ask on."""
+    url = httpd.add(httpd.new_path("a.bin"), DATA)
+    flag = cli("--user", "bob", "-o", "out", url)
+    args, env, origin = user_set(where)
+    done = cli(*args, "-o", "out", url, env=env)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == flag.stderr.rstrip("\n") + origin + "\n"
+    assert flag.stderr.startswith("omniget: error: --user bob: no password, and no terminal")
+    assert httpd.requests == [] and not Path("out").exists()
+
+
+@pytest.mark.parametrize("where", ["env", "file"])
+def test_a_user_without_a_password_is_asked_for_it_on_a_terminal_wherever_set(
+    httpd: HTTPServer, where: str
+) -> None:
+    import base64
+    import contextlib
+    import pty
+
+    url = httpd.add(httpd.new_path("a.bin"), DATA)
+    args, env, _ = user_set(where)
+    main_fd, term = pty.openpty()
+    full = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1", **env}
+    with subprocess.Popen(  # (a session of its own: no /dev/tty but this terminal)
+        [sys.executable, "-m", "omniget", "-q", *args, "-O", "f", url], stdin=term,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full, start_new_session=True,
+    ) as proc:
+        os.close(term)
+        assert proc.stderr is not None
+        prompt = b"Enter host password for user 'bob': "
+        assert proc.stderr.read(len(prompt)) == prompt
+        os.write(main_fd, b"s3cret\n")
+        out, err = proc.communicate(timeout=60)
+    echoed = b""
+    with contextlib.suppress(OSError):
+        echoed = os.read(main_fd, 1024)
+    os.close(main_fd)
+    assert (proc.returncode, out, err) == (0, b"", b"\n")
+    assert b"s3cret" not in echoed and Path("f").read_bytes() == DATA
+    auth = base64.b64encode(b"bob:s3cret").decode()
+    assert [r.header("authorization") for r in httpd.requests] == [f"Basic {auth}"]
+
+
+def test_the_library_s_load_settings_still_wants_the_password(tmp_path: Path) -> None:
+    """No terminal to ask on there: a user without a password is refused, saying where."""
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "none"), "OMNIGET_USER": "bob"}
+    with pytest.raises(omniget.UsageError) as err:
+        omniget.load_settings(environ=env)
+    assert str(err.value) == ("user bob: no password (give USER:PASSWORD) (set by "
+                              "environment variable OMNIGET_USER)")

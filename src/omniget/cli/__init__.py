@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..engine.transports.base import SECRET_HEADERS
-from ..errors import Cancelled, OmnigetError, StorageError
+from ..errors import Cancelled, OmnigetError, StorageError, UsageError
 from . import signals
 from .args import flags_from_args, parse_args
 from .commands import RESUME, not_a_file, run_get, run_list
@@ -81,9 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg: Config | None = None
     try:
         ns = parse_args(argv)
-        # (list, --dry-run: asked only if a URL's listing makes a request, see ask_later)
-        _ask_password(ns, now=ns.command == "get" and not ns.dry_run)
         cfg = load_config(_configs(ns), flags=flags_from_args(ns))
+        # (list, --dry-run: asked only if a URL's listing makes a request, see ask_later)
+        cfg = _ask_password(ns, cfg, now=ns.command == "get" and not ns.dry_run)
         mask = Masker([*mask.secrets, *cfg.secrets])
         if cfg.set_where("proxy"):  # (the engine names the setting as its flag)
             mask.said[" (--proxy)"] = f" ({cfg.set_where('proxy')})"
@@ -129,47 +129,59 @@ def _configs(ns: argparse.Namespace) -> list[Path] | None:
     return [STDIN if c == "-" else given_path(c, "--config") for c in ns.config]
 
 
-def _ask_password(ns: argparse.Namespace, *, now: bool = True) -> None:
-    """``--user NAME`` without a password: ask for it without echo when stdin is a
-    terminal, as curl does; else say how to give it. Not ``now``: kept in
-    ``ns.ask_user`` for :func:`ask_later` (``--user`` left unset till then)."""
-    user = ns.user
+def _ask_password(ns: argparse.Namespace, cfg: Config, *, now: bool = True) -> Config:
+    """A user without a password (``--user NAME``, or ``user`` in the config file or a
+    variable): ask for it without echo when stdin is a terminal, as curl does; else say
+    how to give it. ``cfg`` with it (its secrets too). Not ``now``: the user is kept in
+    ``ns.ask_user`` for :func:`ask_later`, ``cfg`` has none till then."""
+    user = cfg.settings.network.user
     if not user or ":" in user:
-        return
+        return cfg
     if sys.stdin is None or not sys.stdin.isatty():
-        raise ArgumentError(f"--user {user}: no password, and no terminal to ask for it on "
-                            f"(give --user {user}:PASSWORD)")
+        said = (f"--user {user}: no password, and no terminal to ask for it on (give "
+                f"--user {user}:PASSWORD)")
+        if cfg.set_where("user"):  # (the file's or a variable's: main says which)
+            raise UsageError(said, setting="user")
+        raise ArgumentError(said)
     if not now:
-        ns.ask_user, ns.user = user, None
-        return
+        ns.ask_user = user
+        return _with_user(cfg, None)
     import getpass
 
     try:
         password = getpass.getpass(f"Enter host password for user '{user}': ")
     except EOFError:  # (Ctrl+D)
-        raise ArgumentError(f"--user {user}: no password given") from None
+        said = f"--user {user}: no password given"
+        if cfg.set_where("user"):
+            raise UsageError(said, setting="user") from None
+        raise ArgumentError(said) from None
     except KeyboardInterrupt:  # (getpass ends the prompt's line for an answer only)
         ns.prompted = True
         raise
-    ns.user = f"{user}:{password}"
+    cfg = _with_user(cfg, f"{user}:{password}")
+    return dataclasses.replace(cfg, secrets=(*cfg.secrets, password))
+
+
+def _with_user(cfg: Config, user: str | None) -> Config:
+    network = dataclasses.replace(cfg.settings.network, user=user)
+    return dataclasses.replace(cfg, settings=dataclasses.replace(cfg.settings, network=network))
 
 
 def ask_later(
     ns: argparse.Namespace, cfg: Config, mask: Masker, targets: Sequence[object]
 ) -> Config:
-    """``list`` and ``--dry-run`` with ``--user NAME``: its password asked now, if a URL
-    of ``targets`` has a source that may make a request to list it (plain links make
-    none: nothing would be sent with it). ``cfg`` with it as ``--user``; ``mask`` masks it."""
+    """``list`` and ``--dry-run`` with a user without a password: it is asked for now, if
+    a URL of ``targets`` has a source that may make a request to list it (plain links
+    make none: nothing would be sent with it). ``cfg`` with it; ``mask`` masks it."""
     user = getattr(ns, "ask_user", None)
     if user is None or not _lists_with_requests(targets, ns.source):
         return cfg
-    ns.user, ns.ask_user = user, None
-    _ask_password(ns)
-    password = ns.user.partition(":")[2]
+    ns.ask_user = None
+    cfg = _ask_password(ns, _with_user(cfg, user))
+    password = (cfg.settings.network.user or "").partition(":")[2]
     if len(password) >= 3:  # (as Masker takes secrets)
         mask.secrets = sorted({*mask.secrets, password}, key=len, reverse=True)
-    network = dataclasses.replace(cfg.settings.network, user=ns.user)
-    return dataclasses.replace(cfg, settings=dataclasses.replace(cfg.settings, network=network))
+    return cfg
 
 
 def _lists_with_requests(targets: Sequence[object], source: str | None) -> bool:

@@ -528,4 +528,9 @@ def load_settings(
     long-flag name (``{"connections": 8, "limit-rate": "2M"}``), which win over both.
     """
     cfg = load_config(config, environ, flags)
+    user = cfg.settings.network.user
+    if user is not None and ":" not in user:  # (the command asks for it: see its main)
+        where = cfg.set_where("user")
+        raise UsageError(f"user {user}: no password (give USER:PASSWORD)"
+                         + (f" ({where})" if where else ""))
     return cfg.settings, cfg.sources

@@ -237,8 +237,8 @@ def parse_user(v: object) -> str:
     text = _text(v)
     if not _is_utf8(text):  # (not shown: a password is in it)
         raise ValueError("not UTF-8 text (USER:PASSWORD are sent as UTF-8)")
-    if ":" not in text or text.startswith(":"):
-        raise ValueError("expected USER:PASSWORD")
+    if not text or text.startswith(":"):  # (USER alone: its password is asked for)
+        raise ValueError("expected USER[:PASSWORD]")
     return text
 
 
