@@ -4,6 +4,7 @@ permission errors, bounded memory, a rerun of a finished download, nginx."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -11,6 +12,7 @@ import pwd
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -620,6 +622,37 @@ def test_a_second_run_on_the_same_file_stops_clearly(
     assert "Traceback" not in second.stderr and "internal error" not in second.stderr
     assert (out / "data.bin").read_bytes() == first
     assert sorted(p.name for p in out.iterdir()) == ["data.bin"]
+
+
+def test_a_second_run_meeting_the_journal_locked_by_the_first_stops_clearly(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """The first run stopped (SIGSTOP) inside a journal transaction, its part file locked:
+    the test plays it, holding both. The second waits OPEN_WAIT for the journal, goes on
+    without resume state, and stops as when it meets the part file alone (exit 7, that
+    run's line), leaving the part file as it is. Before, it said the part file was kept
+    "not resumed" and told the user to delete it: the live file of the other run."""
+    url = httpd.add(httpd.new_path("data.bin"), payload(64 * 1024, 53))
+    out, state = tmp_path / "out", tmp_path / "state"
+    out.mkdir()
+    Journal.in_dir(state).close()
+    part = out / "data.bin.omniget-part"
+    part.write_bytes(b"first run's bytes")
+    with open(part, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        db = sqlite3.connect(state / FILENAME, isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            second = omniget(url, "-o", str(out), state=state)
+        finally:
+            db.close()
+    assert second.returncode == 7, second.stderr
+    lines = second.stderr.splitlines()
+    assert "open failed: database is locked" in lines[0]
+    assert lines[1] == (f"omniget: error: {out / 'data.bin'} is being downloaded by another"
+                        " omniget run in the same folder; run again once it is done")
+    assert part.read_bytes() == b"first run's bytes"
+    assert sorted(p.name for p in out.iterdir()) == [part.name]
 
 
 def test_a_state_folder_that_is_a_file_is_a_warning_not_a_stop(

@@ -266,7 +266,11 @@ def _forget_gone(job: FileJob, found: list[tuple[str, int]]) -> None:
 
 def not_resumable(final: Path, why: StorageError) -> StorageError:
     """``final`` has an earlier run's part file, and no journal to resume it by: it is
-    kept as it is (the journal may be usable again later), and the file fails."""
+    kept as it is (the journal may be usable again later), and the file fails. A part
+    file another run holds is that run's (which may hold the journal too, stopped in a
+    transaction): said as such, never with a hint to delete it."""
+    if part_busy(final):
+        return PartBusy(final)
     return StorageError(
         f"its part file is kept, not resumed: {why} (fix that, or delete"
         f" {part_path(final).name} to start over)"
