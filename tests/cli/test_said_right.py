@@ -244,7 +244,9 @@ def test_o_whose_one_file_is_left_out_says_so_in_one_line(
 # --- 5. retry lines folded ---
 
 
-def test_retry_lines_of_one_cause_are_folded_unless_verbose(refused_port: int) -> None:
+def test_retry_lines_of_one_cause_are_folded_unless_verbose(
+    refused_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two hosts nobody answers at, 6 files each: each retry was a line (2 a file: 24
     lines; 500 files, 1,000). Now the first five, then one line with the count of the
     rest, at the end; -v keeps every line, --json every event. (Two files of each host
@@ -253,6 +255,8 @@ def test_retry_lines_of_one_cause_are_folded_unless_verbose(refused_port: int) -
     import re
     import socket
 
+    # waits of at most 0.1 s (the lines do not hang on how long they are; 9 s before)
+    monkeypatch.setenv("OMNIGET_RETRY_MAX_WAIT", "0.1")
     with socket.socket() as other:
         other.bind(("127.0.0.1", 0))  # (bound, not listening: refuses, as refused_port)
         ports = (refused_port, other.getsockname()[1])
