@@ -1276,6 +1276,7 @@ def test_the_open_of_a_journal_another_program_keeps_locked_says_so_promptly(
     time. The line says how long it waited."""
     monkeypatch.setattr(schema, "BUSY_WAIT", 600.0)  # (the open must not wait that)
     assert schema.OPEN_WAIT <= 4.0
+    monkeypatch.setattr(schema, "OPEN_WAIT", 0.5)  # (what the open waits: not 4 s here)
     path = tmp_path / FILENAME
     Journal(path).close()
     caught: list[BaseException] = []
