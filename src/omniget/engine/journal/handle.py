@@ -74,6 +74,17 @@ def _quick(db: sqlite3.Connection, wait: float | None = None) -> sqlite3.Connect
     return db
 
 
+def _end_left_open(db: sqlite3.Connection) -> None:
+    """Roll back a transaction left open on ``db`` (an exception, a Ctrl+C's
+    KeyboardInterrupt, cut a write or its rollback): else every later write fails with
+    "cannot start a transaction within a transaction"."""
+    if db.in_transaction:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error as exc:  # (a later write says what is wrong)
+            log.debug("rolling back a write cut short failed: %s", exc)
+
+
 def boot_id() -> str:
     """This boot of the machine: Linux's boot id; elsewhere the boot time to the second
     (a sleep may shift it, which only makes a run trust fewer recorded bytes)."""
@@ -214,20 +225,22 @@ class Handle:
                     assert self._db is not None
                     db = self._db
             if not self._pending:
+                _end_left_open(db)
                 try:
-                    db.execute("BEGIN IMMEDIATE")
-                except sqlite3.OperationalError as exc:
-                    if not _busy(exc):
-                        raise
-                    self._locked_since = time.monotonic()
-                else:
                     try:
+                        db.execute("BEGIN IMMEDIATE")
+                    except sqlite3.OperationalError as exc:
+                        if not _busy(exc):
+                            raise
+                        self._locked_since = time.monotonic()
+                    else:
                         write(Texts(db))
-                    except BaseException:
-                        db.execute("ROLLBACK")
-                        raise
-                    db.execute("COMMIT")
-                    return
+                        db.execute("COMMIT")
+                        return
+                except BaseException:
+                    # (a Ctrl+C lands between any two steps: none leaves it open)
+                    _end_left_open(db)
+                    raise
             if replaces and len(keys) == 1 and (at := self._last.get(keys[0])) is not None:
                 self._pending[at] = (action, write, self._pending[at][2])
                 return
@@ -273,6 +286,7 @@ class Handle:
         raises it."""
         if not self._pending:
             return True
+        _end_left_open(db)
         try:
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
