@@ -346,6 +346,12 @@ async def _adownload(
             poll.cancel()
         if own:  # (to its end: a cancel meanwhile is raised after it)
             await to_the_end(eng.aclose())
+    if report.stopped and whole and left == len(whole):
+        # (stopped before its first entry was taken: the list, counted whole, is told
+        # as the rest of one is, whose first Queued counts it: its entries not started)
+        first = whole[0]
+        said = first if isinstance(first, Item) else unextracted(str(first))
+        emit(Listed(said, None, more=False, ahead=left))
     for n, (at, result) in enumerate(failures):  # in list order: the first failure's code
         report.results.insert(min(at + n, len(report.results)), result)
     return report

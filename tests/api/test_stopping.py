@@ -24,7 +24,7 @@ from tests.servers.httpd import HTTPServer
 
 import omniget
 from omniget.engine import Engine
-from omniget.engine.events import Event, Progress, Started
+from omniget.engine.events import Event, Listed, Progress, Started
 
 SRC = str(Path(omniget.__file__).resolve().parent.parent)
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
@@ -255,7 +255,10 @@ def test_a_cancel_already_set_starts_nothing_and_the_report_says_so(
         report = asyncio.run(run())
     assert (report.results, report.stopped, report.exit_code) == ([], True, 130)
     assert not report.succeeded and "(stopped)" in repr(report)
-    assert httpd.requests == [] and events == []
+    # (no file's event: the one Listed tells the list's 3 entries, none begun)
+    assert httpd.requests == [] and len(events) == 1, events
+    told = events[0]
+    assert isinstance(told, Listed) and (told.more, told.ahead) == (False, 3), told
     assert not (tmp_path / "out").exists()
 
 

@@ -94,3 +94,43 @@ def test_ctrl_c_again_as_an_interrupted_list_says_its_last_lines_changes_nothing
     assert (done.returncode, done.stderr) == (130, "omniget: error: interrupted\n")
     events = [json.loads(line)["event"] for line in done.stdout.splitlines()]
     assert events == ["error", "summary"], done.stdout
+
+
+#: ``get``, a Ctrl+C (a real SIGINT, to the run's own handler) landing once the handlers
+#: are set, before the engine has taken the first URL of the list
+EARLY = textwrap.dedent("""
+    import os, signal, sys
+    import omniget
+    import omniget.cli as cli
+
+    real = omniget.download
+    def download(items, dest, **kw):
+        os.kill(os.getpid(), signal.SIGINT)
+        assert kw["cancel"].wait(30)  # (the handler ran: the run is stopped)
+        return real(items, dest, **kw)
+
+    omniget.download = download
+    urls = [f"http://127.0.0.1:9/{n}.bin" for n in "abc"]
+    sys.argv[1:] = ["get", *sys.argv[1:], "-o", "out", *urls]
+    cli.run()
+""")
+
+
+@pytest.mark.isolated
+@pytest.mark.parametrize("json_out", [False, True], ids=["plain", "json"])
+def test_a_ctrl_c_before_the_engine_took_the_list_counts_it_not_started(json_out: bool) -> None:
+    """Before: "0 files ok, 0 skipped, 0 failed, 0 B in 0.52s", the three files given
+    unsaid (the --json summary's ``not_started`` 0); now they are "not started", as the
+    rest of a list is when a stop comes after some files began."""
+    flags = ["--json"] if json_out else []
+    done = subprocess.run([sys.executable, "-c", EARLY, *flags], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 130, done.stderr
+    if json_out:
+        summary = json.loads(done.stdout.splitlines()[-1])
+        assert summary["event"] == "summary", done.stdout
+        assert (summary["ok"], summary["failed"], summary["interrupted"],
+                summary["not_started"]) == (0, 0, 0, 3), summary
+    else:
+        assert "0 files ok, 0 skipped, 0 failed, 3 not started, 0 B in " in done.stderr, (
+            done.stderr)

@@ -57,8 +57,9 @@ class Queued(Event):
 @plain_dataclass
 class Listed(Event):
     """The run's list changed without a Queued: ``more`` and ``ahead`` as there. Sent when
-    a source has found all its items (``item``: its URL), and when an entry counted ahead
-    gave no item (its failure or its filter said so)."""
+    a source has found all its items (``item``: its URL), when an entry counted ahead
+    gave no item (its failure or its filter said so), and when a run was stopped before it
+    took the first entry of its list (``item``: that entry; ``ahead``: them all)."""
 
     more: bool
     ahead: int = 0
