@@ -134,3 +134,49 @@ def test_a_ctrl_c_before_the_engine_took_the_list_counts_it_not_started(json_out
     else:
         assert "0 files ok, 0 skipped, 0 failed, 3 not started, 0 B in " in done.stderr, (
             done.stderr)
+
+
+#: ``list --json`` or ``get --dry-run --json`` of a long list, a Ctrl+C (Python's own
+#: handler: KeyboardInterrupt) landing as the line after the 1,500th is to be written
+#: (as where a reader is slow: the write waits)
+MIDWAY = textwrap.dedent("""
+    import os, signal, sys
+    import omniget.cli as cli
+    import omniget.cli.dryrun as dryrun
+    import omniget.cli.output as output
+
+    real = output.put
+    lines = 0
+    def put(out, text):
+        global lines
+        if lines == 1500:
+            os.kill(os.getpid(), signal.SIGINT)
+        real(out, text)
+        lines += 1
+
+    output.put = dryrun.put = put
+    with open("urls.txt", "w") as f:
+        f.writelines(f"http://127.0.0.1:9/f{n}.bin\\n" for n in range(3000))
+    sys.argv[1:] = [*sys.argv[1:], "--json", "-i", "urls.txt"]
+    cli.run()
+""")
+
+
+@pytest.mark.isolated
+@pytest.mark.parametrize(("args", "key"), [(["list"], "items"),
+                                           (["get", "--dry-run", "-o", "out"], "files")],
+                         ids=["list", "dry-run"])
+def test_an_interrupted_listing_s_json_summary_counts_the_lines_it_printed(
+    args: list[str], key: str,
+) -> None:
+    """Before: ``items: 0`` (``files: 0``) after some 1,500 items were printed: the count
+    was made at the end, which the interrupt never reached; now it is made as they go."""
+    done = subprocess.run([sys.executable, "-c", MIDWAY, *args], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 130, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    *printed, error, summary = records
+    assert (error["event"], summary["event"]) == ("error", "summary"), records[-3:]
+    assert len(printed) >= 1500 and all("event" not in r or r["event"] not in (
+        "error", "summary") for r in printed)
+    assert summary[key] == len(printed), summary

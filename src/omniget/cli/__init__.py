@@ -249,9 +249,10 @@ def _json_error(
     where: str = "",
 ) -> None:
     """``--json``: a run that failed as a whole (not one URL of it) ends as every run does
-    there: an ``error`` event, then the summary (nothing done). Errors in the arguments
-    themselves (argparse's, and :class:`ArgumentError` found after it) are plain stderr
-    only: stdout stays empty, the run never started."""
+    there: an ``error`` event, then the summary (nothing done; but what ``list`` and
+    ``--dry-run`` printed before it, counted as they went: ``ns.counted_so_far``). Errors
+    in the arguments themselves (argparse's, and :class:`ArgumentError` found after it)
+    are plain stderr only: stdout stays empty, the run never started."""
     if ns is None or not getattr(ns, "json", False) or sys.stdout is None:
         return
     if isinstance(error, ArgumentError):
@@ -263,7 +264,9 @@ def _json_error(
               "exit_code": code}
     try:
         json_line(sys.stdout, record)
-        json_line(sys.stdout, summary_record(ns, code))  # (nothing done: every count 0)
+        # (list, --dry-run: what they printed before it, counted as they went)
+        so_far = getattr(ns, "counted_so_far", None)
+        json_line(sys.stdout, summary_record(ns, code, **(so_far() if so_far else {})))
     except (OSError, StorageError):  # stdout itself is what failed: said on stderr
         pass
 

@@ -435,7 +435,7 @@ def _dry_run(
     filtered: Sequence[Item],
 ) -> int:
     from ..engine.names import contain
-    from .dryrun import dry_run
+    from .dryrun import DryRun, dry_run
 
     talk = not (ns.quiet or ns.json)
     out = writable_stdout()
@@ -455,18 +455,19 @@ def _dry_run(
         # (named as the download names it: by its path, or by its URL when it has none)
         failed(item.download_url if path is None else display_path(path), item, error)
 
-    found = dry_run(items, dest, out, mask, as_json=ns.json, contain=contain,
-                    on_error=refused, on_exists=cfg.settings.on_exists,
-                    checksum=cfg.settings.checksum, state=_state_folder(cfg),
-                    on_skip=skipped)
+    found = DryRun()  # (counted as they go: an interrupt's summary has them too)
+    ns.counted_so_far = lambda: {
+        "files": found.files, "size": found.size, "unknown": found.unknown,
+        "skipped": found.skipped + found.same_name + len(filtered), "failed": len(failures)}
+    dry_run(items, dest, out, mask, as_json=ns.json, contain=contain,
+            on_error=refused, on_exists=cfg.settings.on_exists,
+            checksum=cfg.settings.checksum, state=_state_folder(cfg),
+            on_skip=skipped, found=found)
     found.filtered = len(filtered)  # (known once the items are: they are lazy)
     report_failures(failures, mask)
     code = failures[0][1].exit_code if failures else 0
     if ns.json:
-        json_line(out, summary_record(ns, code, files=found.files, size=found.size,
-                                      unknown=found.unknown,
-                                      skipped=found.skipped + found.same_name + found.filtered,
-                                      failed=len(failures)))
+        json_line(out, summary_record(ns, code, **ns.counted_so_far()))
     elif talk:
         say(found.summary(display_path(dest.absolute())) + "\n")
     return code
@@ -531,14 +532,23 @@ def run_list(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
         if cfg.settings.network.insecure:  # (a source's requests go unverified)
             warn("TLS certificates are not verified (--insecure)")
         left: list[Item] = []  # (--include, --exclude: said as --dry-run says them)
+        listed = 0  # (counted as they go: an interrupt's summary has them too)
+
+        def counted(items: Iterable[Item]) -> Iterator[Item]:
+            nonlocal listed
+            for item in items:
+                yield item
+                listed += 1  # (its line is out: the next one is asked for)
+
+        ns.counted_so_far = lambda: {"items": listed, "skipped": len(left),
+                                     "failed": len(failures)}
         items = extract_items(targets, ns, cfg, failed, left.append)
         table = out.isatty() and os.environ.get("TERM") != "dumb"
-        count = print_list(items, out, mask, as_json=ns.json, table=table)
+        print_list(counted(items), out, mask, as_json=ns.json, table=table)
     report_failures(failures, mask)
     code = failures[0][1].exit_code if failures else 0
     if ns.json:
-        json_line(out, summary_record(ns, code, items=count, skipped=len(left),
-                                      failed=len(failures)))
+        json_line(out, summary_record(ns, code, **ns.counted_so_far()))
     elif left and not ns.quiet:
         say(f"{len(left)} left out (--include, --exclude)\n")
     return code

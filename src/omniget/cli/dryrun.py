@@ -68,6 +68,7 @@ def dry_run(
     checksum: Digest | None = None,
     state: Path | None = None,
     on_skip: Callable[[Path, str], None] = lambda path, reason: None,
+    found: DryRun | None = None,
 ) -> DryRun:
     """``--dry-run``: where each item would be written. A file that exists already, or
     that an earlier item writes, is skipped as ``on_exists`` says: reported to ``on_skip``
@@ -78,10 +79,11 @@ def dry_run(
     in the place of one of its folders, what is no file at its part file's name, and a
     file there that ``checksum`` (or the item's size) says is another one, which the
     download would not skip. ``state``: the resume journal's folder, whose files the
-    download never replaces (a name of theirs gets a ``_`` there)."""
+    download never replaces (a name of theirs gets a ``_`` there). ``found``: the counts,
+    kept up as the lines go out (an interrupt's summary reads them); a new one if None."""
     from ..engine.assemble import PART_SUFFIX, NotAPart, folder_blocked, not_a_file
 
-    found = DryRun()
+    found = DryRun() if found is None else found
     state_at = None if state is None else os.path.realpath(state)
     planned = _Paths()  # those the run writes (their text: a Path is 4x the memory)
     clear: set[str] = set()  # folders nothing keeps from being made
