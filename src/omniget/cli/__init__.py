@@ -146,10 +146,10 @@ def _ask_password(ns: argparse.Namespace, cfg: Config, *, now: bool = True) -> C
     if not now:
         ns.ask_user = user
         return _with_user(cfg, None)
-    import getpass
+    from .prompt import ask_hidden  # (echo back while stopped: see there)
 
     try:
-        password = getpass.getpass(f"Enter host password for user '{user}': ")
+        password = ask_hidden(f"Enter host password for user '{user}': ")
     except EOFError:  # (Ctrl+D)
         said = f"--user {user}: no password given"
         if cfg.set_where("user"):
