@@ -48,15 +48,18 @@ def _echo_while_stopped(prompt: str) -> Iterator[None]:
         return
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        with contextlib.suppress(termios.error, OSError):
+        hidden = None
+        with contextlib.suppress(termios.error, OSError):  # (it stops all the same)
             hidden = termios.tcgetattr(fd)  # (getpass's, echo off)
             termios.tcsetattr(fd, termios.TCSANOW, before)
-            signal.signal(signal.SIGTSTP, signal.SIG_DFL)
-            try:
-                os.kill(os.getpid(), signal.SIGTSTP)  # (stopped here, till fg)
-            finally:
-                signal.signal(signal.SIGTSTP, stop)
-            termios.tcsetattr(fd, termios.TCSANOW, hidden)
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        try:
+            os.kill(os.getpid(), signal.SIGTSTP)  # (stopped here, till fg)
+        finally:
+            signal.signal(signal.SIGTSTP, stop)
+        with contextlib.suppress(termios.error, OSError):
+            if hidden is not None:
+                termios.tcsetattr(fd, termios.TCSANOW, hidden)
             os.write(fd, f"\n{prompt}".encode(errors="replace"))
 
     old = signal.signal(signal.SIGTSTP, stop)
