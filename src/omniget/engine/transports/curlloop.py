@@ -378,13 +378,9 @@ class CurlLoop:
             if not any(other is not easy and other.getinfo(pycurl.PRIMARY_IP)
                        for other in self._running):
                 return False
-            self._multi.remove_handle(easy)
-            self._multi.add_handle(easy)
         except pycurl.error:
             return False
-        running.samples = deque([(self._clock(), 0)])
-        self._unrun.add(easy)
-        return True
+        return self._add_again(easy, running)
 
     def _connect_again(self, easy: pycurl.Curl) -> bool:
         """``easy``'s connect timeout ran out, but would not have without the time the
@@ -401,6 +397,14 @@ class CurlLoop:
         try:
             if easy.getinfo(pycurl.SIZE_DOWNLOAD_T) or easy.getinfo(pycurl.HEADER_SIZE):
                 return False
+        except pycurl.error:
+            return False
+        return self._add_again(easy, running)
+
+    def _add_again(self, easy: pycurl.Curl, running: _Running) -> bool:
+        """``easy`` out of the multi and in again, a transfer anew with its timeouts and
+        its watchdog's window (no try of it failed); False if libcurl refuses."""
+        try:
             self._multi.remove_handle(easy)
             self._multi.add_handle(easy)
         except pycurl.error:
