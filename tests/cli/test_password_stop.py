@@ -11,6 +11,7 @@ import contextlib
 import os
 import pty
 import select
+import subprocess
 import sys
 import termios
 import textwrap
@@ -31,8 +32,9 @@ PROMPT = b"Enter host password for user 'bob': "
 #: foreground job, says "stopped" (or "ended CODE") on the status pipe, and continues a
 #: stopped job in the foreground when the control pipe has a byte.
 SHELL = textwrap.dedent("""
-    import os, signal, sys
+    import fcntl, os, signal, sys, termios
     ctl, status = int(sys.argv[1]), int(sys.argv[2])
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # (a session of its own: the pty its terminal)
     signal.signal(signal.SIGTTOU, signal.SIG_IGN)
     r, w = os.pipe()
     pid = os.fork()
@@ -101,13 +103,14 @@ def test_ctrl_z_at_the_password_prompt_gives_the_terminal_its_echo_back(
     url = httpd.add("/small", b"x" * 100)
     ctl_r, ctl_w = os.pipe()
     st_r, st_w = os.pipe()
-    for fd in (ctl_r, st_w):
-        os.set_inheritable(fd, True)
     env = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1"}
-    pid, fd = pty.fork()
-    if pid == 0:  # (the shell, the pty its terminal)
-        os.execve(sys.executable, [sys.executable, "-c", SHELL, str(ctl_r), str(st_w), "-q",
-                                   "--user", "bob", "-O", "f", url], env)
+    fd, tty = pty.openpty()
+    # (not pty.fork: a fork of this multi-threaded process may deadlock in the child)
+    shell = subprocess.Popen(
+        [sys.executable, "-c", SHELL, str(ctl_r), str(st_w), "-q", "--user", "bob", "-O",
+         "f", url], stdin=tty, stdout=tty, stderr=tty, env=env, start_new_session=True,
+        pass_fds=(ctl_r, st_w))
+    os.close(tty)
     os.close(ctl_r)
     os.close(st_w)
     term = Terminal(fd)
@@ -129,7 +132,7 @@ def test_ctrl_z_at_the_password_prompt_gives_the_terminal_its_echo_back(
             while select.select([fd], [], [], 0.1)[0] and os.read(fd, 4096):
                 pass
         os.close(fd)
-        os.waitpid(pid, 0)
+        shell.wait(60)
     assert b"s3cret" not in term.said and Path("f").read_bytes() == b"x" * 100
     auth = base64.b64encode(b"bob:s3cret").decode()
     assert [r.header("authorization") for r in httpd.requests] == [f"Basic {auth}"]
