@@ -7,7 +7,6 @@ runs that fail, ``-i`` files with a BOM or no URL, ``omniget help``, interruptio
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import gc
 import hashlib
@@ -919,32 +918,6 @@ def test_user_without_a_password_is_refused_without_a_terminal(
         "omniget: error: --user bob: no password, and no terminal to ask for it on "
         "(give --user bob:PASSWORD)\n")
     assert httpd.requests == [] and not Path("f").exists()
-
-
-def test_user_without_a_password_asks_for_it_on_a_terminal(httpd: HTTPServer) -> None:
-    """As curl: ``--user bob`` on a terminal asks for the password, without echo (it was
-    refused: "expected USER:PASSWORD")."""
-    url = serve(httpd)
-    main_fd, term = pty.openpty()
-    env = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1"}
-    with subprocess.Popen(  # (a session of its own: no /dev/tty but this terminal)
-        command("-q", "--user", "bob", "-O", "f", url), stdin=term,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True,
-    ) as proc:
-        os.close(term)
-        assert proc.stderr is not None
-        prompt = b"Enter host password for user 'bob': "
-        assert proc.stderr.read(len(prompt)) == prompt
-        os.write(main_fd, b"s3cret\n")
-        out, err = proc.communicate(timeout=60)
-    echoed = b""
-    with contextlib.suppress(OSError):  # (EIO: the terminal's other end is gone)
-        echoed = os.read(main_fd, 1024)
-    os.close(main_fd)
-    assert (proc.returncode, out, err) == (0, b"", b"\n")  # (getpass ends the line)
-    assert b"s3cret" not in echoed and Path("f").read_bytes() == DATA
-    auth = base64.b64encode(b"bob:s3cret").decode()
-    assert [r.header("authorization") for r in httpd.requests] == [f"Basic {auth}"]
 
 
 def test_ctrl_c_at_the_password_prompt_ends_its_line_first(httpd: HTTPServer) -> None:

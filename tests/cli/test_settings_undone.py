@@ -212,6 +212,8 @@ def test_config_given_twice_reads_both_in_order(httpd: HTTPServer) -> None:
 
 def user_set(where: str, name: str = "bob") -> tuple[list[str], dict[str, str], str]:
     """Arguments, environment and origin (" (set ...)") giving ``user`` = ``name``."""
+    if where == "flag":
+        return ["--user", name], {}, ""
     if where == "env":
         return [], {"OMNIGET_USER": name}, " (set by environment variable OMNIGET_USER)"
     path = write("c.toml", f'jobs = 2\nuser = "{name}"\n')
@@ -234,7 +236,7 @@ def test_a_user_without_a_password_and_no_terminal_is_said_as_for_the_flag(
     assert httpd.requests == [] and not Path("out").exists()
 
 
-@pytest.mark.parametrize("where", ["env", "file"])
+@pytest.mark.parametrize("where", ["flag", "env", "file"])
 def test_a_user_without_a_password_is_asked_for_it_on_a_terminal_wherever_set(
     httpd: HTTPServer, where: str
 ) -> None:
@@ -242,6 +244,8 @@ def test_a_user_without_a_password_is_asked_for_it_on_a_terminal_wherever_set(
     import contextlib
     import pty
 
+    """As curl: ``--user bob`` on a terminal asks for the password, without echo (it was
+    refused: "expected USER:PASSWORD"); so does a user the file or a variable names."""
     url = httpd.add(httpd.new_path("a.bin"), DATA)
     args, env, _ = user_set(where)
     main_fd, term = pty.openpty()
@@ -257,10 +261,10 @@ def test_a_user_without_a_password_is_asked_for_it_on_a_terminal_wherever_set(
         os.write(main_fd, b"s3cret\n")
         out, err = proc.communicate(timeout=60)
     echoed = b""
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError):  # (EIO: the terminal's other end is gone)
         echoed = os.read(main_fd, 1024)
     os.close(main_fd)
-    assert (proc.returncode, out, err) == (0, b"", b"\n")
+    assert (proc.returncode, out, err) == (0, b"", b"\n")  # (getpass ends the line)
     assert b"s3cret" not in echoed and Path("f").read_bytes() == DATA
     auth = base64.b64encode(b"bob:s3cret").decode()
     assert [r.header("authorization") for r in httpd.requests] == [f"Basic {auth}"]
