@@ -71,7 +71,9 @@ class NetworkSettings:
     ``netrc``, ``netrc_file``: read logins from ``~/.netrc`` or that file;
     ``cookies_file``: a Netscape ``cookies.txt`` (these files, and ``ca_cert``, are
     given as a str or a Path, and read as the str); ``headers``: a tuple of ``(name,
-    value)`` pairs sent with each request; ``user_agent``; ``max_redirects``."""
+    value)`` pairs sent with each request; ``user_agent``; ``max_redirects``;
+    ``proxy_from``: how errors name where ``proxy`` was set (the CLI: a config file's line
+    or a variable, when not ``--proxy``)."""
 
     proxy: str | None = None  # None: the *_proxy variables apply; "": no proxy at all
     insecure: bool = False
@@ -91,6 +93,7 @@ class NetworkSettings:
     headers: tuple[tuple[str, str], ...] = ()
     user_agent: str = "omniget/0.1"
     max_redirects: int = 10
+    proxy_from: str = "--proxy"
 
     def __post_init__(self) -> None:
         _check_fields(self, _NETWORK_CHECKS)
@@ -243,6 +246,7 @@ _NETWORK_CHECKS: tuple[_Check, ...] = (
     ("headers", _HEADERS, tuple | list, 0, False),
     ("user_agent", "a str", str, 0, False),
     ("max_redirects", _COUNT, int, 0, False),
+    ("proxy_from", "a str", str, 0, False),
 )
 
 

@@ -85,8 +85,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         # (list, --dry-run: asked only if a URL's listing makes a request, see ask_later)
         cfg = _ask_password(ns, cfg, now=ns.command == "get" and not ns.dry_run)
         mask = Masker([*mask.secrets, *cfg.secrets])
-        if cfg.set_where("proxy"):  # (the engine names the setting as its flag)
-            mask.said[" (--proxy)"] = f" ({cfg.set_where('proxy')})"
         quiet = bool(getattr(ns, "quiet", False))
         with log_to_stderr(mask, verbose=ns.verbose, debug=ns.debug, quiet=quiet):
             return RUNNERS[ns.command](ns, cfg, mask)

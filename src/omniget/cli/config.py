@@ -106,9 +106,12 @@ class Config:
         """``set in config file PATH, line 3`` or ``set by environment variable X`` for an
         option set there; "" for one set on the command line, or not at all."""
         origin = self.origins.get(option)
-        if origin is None:
-            return ""
-        return f"set {'by' if origin.startswith('environment') else 'in'} {origin}"
+        return "" if origin is None else _set_at(origin)
+
+
+def _set_at(origin: str) -> str:
+    """``set in config file PATH, line 3`` or ``set by environment variable X``."""
+    return f"set {'by' if origin.startswith('environment') else 'in'} {origin}"
 
 
 class _Twice(Exception):
@@ -502,6 +505,8 @@ def load_config(
         values["limit_rate"] = None  # 0 = no limit
     output = values.pop("output", None)
     net = {k.removeprefix("network."): v for k, v in values.items() if k.startswith("network.")}
+    if (origin := layers.origins.get("proxy")) is not None:  # (errors say where it was set)
+        net["proxy_from"] = _set_at(origin)
     top = {k: v for k, v in values.items() if not k.startswith("network.")}
     try:
         settings = Settings(network=NetworkSettings(**net), **top)  # type: ignore[arg-type]

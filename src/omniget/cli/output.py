@@ -113,15 +113,10 @@ class Masker:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         # Longest first, so a secret containing another is masked whole.
         self.secrets = sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True)
-        #: A setting's flag as the engine names it (`` (--proxy)``: it sees the settings
-        #: only) -> where that setting was set, when not on the command line.
-        self.said: dict[str, str] = {}
 
     def __call__(self, text: str) -> str:
         for s in self.secrets:
             text = text.replace(s, MASK)
-        for flag, where in self.said.items():
-            text = text.replace(flag, where)
         return mask_secrets(text)
 
     def headers(self, headers: Mapping[str, str], secret: Iterable[str] = ()) -> dict[str, str]:

@@ -346,8 +346,8 @@ class CurlTransport(ConnectionSharing):
             raise self._refusal(hop, url)
         if code != 0 and not (hop.stopped and code in _OURS):
             named = ""
-            if hop.proxy is not None and (found := proxy_source(url, self.settings.proxy)):
-                named = f"{mask_proxy(found[1])} ({found[0]})"
+            if hop.proxy is not None and (found := self._proxy_named(url)):
+                named = found
             raise curl_error(
                 code, message, url, fresh=hop.fresh, proxy=hop.proxy,
                 ca_from=self._handles.ca_from, named=named, coding=_coding(hop, code),
@@ -458,11 +458,18 @@ class CurlTransport(ConnectionSharing):
         error = hop.error
         assert error is not None
         if (isinstance(error, TransferError) and hop.status in PROXY_STATUSES
-                and url[:5].lower() == "http:"):
-            found = proxy_source(url, self.settings.proxy)
-            if found is not None:
-                proxy_answer(error, hop.headers, f"{mask_proxy(found[1])} ({found[0]})")
+                and url[:5].lower() == "http:" and (found := self._proxy_named(url))):
+            proxy_answer(error, hop.headers, found)
         return error
+
+    def _proxy_named(self, url: str) -> str | None:
+        """The proxy ``url`` goes through, as errors name it: its URL (password masked)
+        and where it was set; None: it goes direct."""
+        found = proxy_source(url, self.settings.proxy)
+        if found is None:
+            return None
+        where = self.settings.proxy_from if found[0] == "--proxy" else found[0]
+        return f"{mask_proxy(found[1])} ({where})"
 
     def _bind(self) -> CurlLoop:
         if self._closed:
