@@ -39,14 +39,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..errors import RemoteError
+from ..errors import OmnigetError, RemoteError
 from .scheduler import host_of
 
 if TYPE_CHECKING:
     from .retry import Clock
     from .scheduler import HostLimits
 
-__all__ = ["STRIKES", "DownHosts"]
+__all__ = ["STRIKES", "DownHosts", "gave_up_early"]
 
 #: Files given up on a host, with no answer from it since the first of them began, that
 #: find it down (the few under way on a dead host give up together: no time lost).
@@ -134,6 +134,34 @@ class DownHosts:
                 self._shared.pop(host, None)
             self._limits.refuse(host)
 
+    def before_try(
+        self, url: str, owner: object, last: OmnigetError | None, attempts: int
+    ) -> None:
+        """Raises when a try of ``owner`` (a file) to ``url`` is not to be made: its host
+        found down (:meth:`not_tried`), or the proxy it goes through (:meth:`proxy_down`).
+        ``last``: the error of its last failed try (the ``attempts``-th), raised instead
+        when it had one (it was tried: its own error says so)."""
+        if (why := self.why(url)) is not None:
+            raise self.not_tried(url, why) if last is None else gave_up_early(last, attempts)
+        if (unused := self.proxy_down(url, owner)) is not None:
+            raise unused if last is None else last
+
+    def after_try(
+        self, url: str, exc: OmnigetError, attempts: int, owner: object, *, alone: bool = True
+    ) -> None:
+        """The rule after a failed try of ``owner`` (a file) to ``url``, the ``attempts``-th
+        of its streak, before it waits to try again: raises ``exc`` when it is to end now,
+        its host found down by another file meanwhile (said so: :func:`gave_up_early`), or
+        the proxy it failed to reach (:meth:`shared_down`); a proxy it failed to reach is
+        found down at once (:meth:`failed`). ``alone``: ``url`` is the file's one URL (a
+        file with mirrors neither finds a host down this way nor is refused for one)."""
+        if alone:
+            if self.why(url) is not None:  # (found so by another file)
+                raise gave_up_early(exc, attempts) from None
+            self.failed(url, exc.shared, owner)
+        if self.shared_down(exc.shared, owner):  # (a proxy another file found down)
+            raise exc
+
     def failed(self, url: str, shared: str | None, owner: object) -> None:
         """A try of ``owner`` (a file) to ``url`` failed; ``shared``: its error's cause
         other hosts' files may share (a proxy that takes no connection). That is the
@@ -199,3 +227,11 @@ class DownHosts:
         err = RemoteError(text)
         err.shared = self._shared.get(host_of(url), text)
         return err
+
+
+def gave_up_early(exc: OmnigetError, attempts: int) -> OmnigetError:
+    """``exc``, the last of ``attempts`` failed tries, given up on before the retries
+    are spent: another file found the host down meanwhile."""
+    exc.message += (f" (gave up after {attempts} tr{'y' if attempts == 1 else 'ies'}: its "
+                    "host answered no other file either)")
+    return exc

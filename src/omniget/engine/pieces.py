@@ -38,7 +38,6 @@ from .prints import Ends, changed
 from .resume import not_resumable
 from .retry import FileWaits, gave_up
 from .scheduler import Ticket
-from .spanfetch import gave_up_early
 from .transports.base import Request, fetch_when_granted
 from .verify import StreamHasher
 
@@ -156,11 +155,7 @@ class PieceDownload:
             out = self._out(idx)
             url = piece.url if piece.local is None else ""
             if url:  # (its host, or its proxy, found down: not tried, as a file's span)
-                if (why := down.why(url)) is not None:
-                    raise down.not_tried(url, why) if last is None else gave_up_early(
-                        last, attempts)
-                if (unused := down.proxy_down(url, job)) is not None:
-                    raise unused if last is None else last
+                down.before_try(url, job, last, attempts)
             begun = down.mark(url) if url else 0
             try:
                 size = await self._produce(idx, piece, out)
@@ -182,12 +177,8 @@ class PieceDownload:
                 attempts += 1
                 if attempts == 1:
                     mark = begun
-                if url and down.why(url) is not None:  # (found so by another file)
-                    raise gave_up_early(exc, attempts) from None
-                if url:
-                    down.failed(url, exc.shared, job)
-                if url and down.shared_down(exc.shared, job):  # (a proxy found down)
-                    raise
+                if url:  # (its host or its proxy found down meanwhile: it ends now)
+                    down.after_try(url, exc, attempts, job)
                 now = self.ctx.clock.monotonic()
                 waited = self.waits.spent(now)  # (the file's, not the piece's)
                 delay = self.ctx.policy.next_delay(attempts, exc, waited, self.ctx.rng)

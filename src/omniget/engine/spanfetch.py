@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SpanSink", "gave_up_early", "run_span", "size_mismatch"]
+__all__ = ["SpanSink", "run_span", "size_mismatch"]
 
 ANY_LENGTH = 1 << 62  # pipe_room of a span that runs to the end of the body
 #: A whole 206 of at least this many bytes, fewer than asked, is a part (the next one is
@@ -193,9 +193,9 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
         while True:
             if span.end is not None and span.pos >= span.end:
                 return  # (cut short by stealing while it waited to try again)
-            if len(dl.urls) == 1 and (why := down.why(url)) is not None:
-                raise down.not_tried(url, why) if last is None else gave_up_early(last, attempts)
-            if (unused := down.proxy_down(url, job)) is not None:  # (its proxy: found down)
+            if len(dl.urls) == 1:  # (its host, or its proxy, found down: not tried)
+                down.before_try(url, job, last, attempts)
+            elif (unused := down.proxy_down(url, job)) is not None:  # (its proxy: found down)
                 raise unused if last is None else last
             before = span.pos
             req = _request(dl, span, url)
@@ -254,12 +254,7 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
                 alone = len(dl.urls) == 1
                 if attempts == 1:
                     mark = begun
-                if alone and down.why(url) is not None:  # (found so by another file)
-                    raise gave_up_early(exc, attempts) from None
-                if alone:
-                    down.failed(url, exc.shared, job)
-                if down.shared_down(exc.shared, job):  # (a proxy another file found down)
-                    raise
+                down.after_try(url, exc, attempts, job, alone=alone)
                 delay = dl.ctx.policy.next_delay(attempts, exc, waited, dl.ctx.rng)
                 if delay is None:
                     gave_up(exc, attempts, dl.ctx.policy, waited)
@@ -279,14 +274,6 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
     finally:
         if span.ticket is not None:
             span.ticket.close()
-
-
-def gave_up_early(exc: OmnigetError, attempts: int) -> OmnigetError:
-    """``exc``, the last of ``attempts`` failed tries, given up on before the retries
-    are spent: another file found the host down meanwhile."""
-    exc.message += (f" (gave up after {attempts} tr{'y' if attempts == 1 else 'ies'}: its "
-                    "host answered no other file either)")
-    return exc
 
 
 def _drop_decoded(dl: PlainDownload, span: Span) -> None:
