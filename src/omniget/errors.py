@@ -84,6 +84,10 @@ class OmnigetError(Exception):
     #: down, a proxy that takes no connection), as ``failed: ...`` or ``not tried: ...``:
     #: the CLI says it once, ``N files failed: ...``. None: the file's own.
     shared: str | None = None
+    #: The try reached no server: its name did not resolve, nobody took the connection,
+    #: or none was made within the connect timeout (its host may be down: see
+    #: ``engine/downhosts.py``).
+    unreached: bool = False
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         message = mask_secrets(message)

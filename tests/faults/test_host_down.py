@@ -16,7 +16,7 @@ import pytest
 from tests.servers.httpd import HTTPServer
 
 from omniget.engine import Engine, Report
-from omniget.engine.events import Event, Failed, Finished, Retrying
+from omniget.engine.events import Event, Failed, Finished, Retrying, Warned
 from omniget.engine.retry import FakeClock
 from omniget.model import Item
 from omniget.settings import NetworkSettings, Settings
@@ -200,3 +200,76 @@ def test_items_made_of_pieces_of_a_host_that_refuses_fail_after_one_budget(
     said = [str(f.error) for f in report.failures]
     untried = [s for s in said if s.startswith(f"not tried: 127.0.0.1:{refused_port} is down")]
     assert len(untried) >= DEAD - TRIED, said
+
+
+@pytest.fixture
+def refused_port2() -> Iterator[int]:
+    """A second port nobody listens at (see ``refused_port``): another dead host."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
+
+
+def mirror_tries(events: list[Event]) -> int:
+    """Failed tries that sent a file to its next mirror (one line each)."""
+    return sum(isinstance(e, Warned) and e.message.endswith("trying a mirror") for e in events)
+
+
+def test_a_mirror_other_files_found_down_is_skipped_at_once(
+    httpd: HTTPServer, tmp_path: Path, refused_port: int
+) -> None:
+    """30 files, each with a dead first URL and a live mirror (as aria2 takes them): the
+    few under way find the dead host down (their refused connections count as a file's
+    giving up), the others go to the live mirror at once, without a try of the dead one,
+    and no file waits to try again (each tried the dead URL first, a connect timeout
+    each where packets are dropped)."""
+    items = []
+    for i in range(DEAD):
+        httpd.add(f"/m{i}.bin", b"%d" % i * 700)
+        items.append(Item(f"http://127.0.0.1:{refused_port}/m{i}.bin",
+                          mirrors=(httpd.url(f"/m{i}.bin"),)))
+    report, events = run(items, tmp_path)
+    assert report.exit_code == 0, report.failures
+    assert retries(events) == 0
+    assert mirror_tries(events) <= TRIED
+    assert (tmp_path / "out" / "m7.bin").read_bytes() == b"7" * 700
+
+
+def test_files_with_mirrors_find_a_host_down_for_files_without(
+    httpd: HTTPServer, tmp_path: Path, refused_port: int
+) -> None:
+    """The refused tries of files with mirrors are evidence, as a file's given-up retries
+    are: the dead host's own files after them in the list are not tried (each spent two
+    retries, four at a time, till two of them gave up)."""
+    items = []
+    for i in range(10):
+        httpd.add(f"/m{i}.bin", b"%d" % i * 700)
+        items.append(Item(f"http://127.0.0.1:{refused_port}/m{i}.bin",
+                          mirrors=(httpd.url(f"/m{i}.bin"),)))
+    alone = [Item(f"http://127.0.0.1:{refused_port}/f{i}.bin") for i in range(10)]
+    report, events = run([*items, *alone], tmp_path)
+    assert [r.status for r in report.results[:10]] == ["ok"] * 10
+    said = [str(f.error) for f in report.failures]
+    assert len(said) == 10
+    untried = [s for s in said if s.startswith(f"not tried: 127.0.0.1:{refused_port} is down")]
+    assert len(untried) >= 9, said
+    assert retries(events) <= 2
+
+
+def test_a_file_whose_every_mirror_is_down_fails_at_once(
+    tmp_path: Path, refused_port: int, refused_port2: int
+) -> None:
+    """Files whose two URLs are on two dead hosts: once both are found down, the others
+    fail at once, in the one line of a host found down (not each after its retries)."""
+    items = [Item(f"http://127.0.0.1:{refused_port}/f{i}.bin",
+                  mirrors=(f"http://127.0.0.1:{refused_port2}/f{i}.bin",))
+             for i in range(DEAD)]
+    report, events = run(items, tmp_path)
+    assert report.exit_code == 3 and len(report.failures) == DEAD
+    said = [str(f.error) for f in report.failures]
+    untried = [s for s in said if s.startswith("not tried: 127.0.0.1:")]
+    assert len(untried) >= DEAD - 2 * TRIED, said
+    assert all(" is down, another file gave up on it: could not connect" in s
+               for s in untried), said
+    assert retries(events) <= 2 * TRIED
+    assert mirror_tries(events) <= 2 * 2 * TRIED

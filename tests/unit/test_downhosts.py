@@ -4,9 +4,14 @@ next answer, or a budget later."""
 
 from __future__ import annotations
 
+import pycurl
+import pytest
+
 from omniget.engine.downhosts import STRIKES, DownHosts
 from omniget.engine.retry import FakeClock
 from omniget.engine.scheduler import HostLimits
+from omniget.engine.transports.curlerrors import ProxyPath, curl_error
+from omniget.errors import OmnigetError, RemoteError, TransientError
 
 A = "http://a.test/x"
 A2 = "http://a.test/other"
@@ -185,3 +190,61 @@ def test_a_proxy_is_down_at_its_first_failed_try_for_all_but_the_file_that_found
     assert not down.shared_down(cause, first)
     down.gave_up(A, "refused", down.mark(A), cause)
     assert down.shared_down(cause, first) and down.proxy_down(B, first) is not None
+
+
+def unreached(text: str) -> TransientError:
+    err = TransientError(text)
+    err.unreached = True
+    return err
+
+
+def test_a_mirror_s_try_that_reached_no_server_is_a_strike_once_a_file() -> None:
+    """A file with mirrors goes to the next at once: its try that reached no server
+    counts as a file's giving up on that host, once a file; other failures do not."""
+    down, _, _ = made()
+    one: set[str] = set()
+    down.mirror_failed(A, unreached("could not connect"), down.mark(A), one)
+    down.mirror_failed(A2, unreached("could not connect"), down.mark(A2), one)
+    assert down.why(A) is None  # (one file, twice: one strike)
+    down.mirror_failed(A, TransientError("HTTP 503"), down.mark(A), set())
+    assert down.why(A) is None  # (an answer: no strike)
+    down.mirror_failed(A2, unreached("timed out"), down.mark(A2), set())
+    assert down.why(A) == "could not connect"
+
+
+def test_a_mirror_found_down_is_passed_over_and_all_of_them_down_is_not_tried() -> None:
+    down, _, _ = made()
+    urls = (A, B, "http://c.test/z")
+    given_up(down, A, "could not connect")
+    assert down.before_try(A, None, None, 0, urls) == B  # (the next, at once)
+    assert down.before_try(B, None, None, 0, urls) == B
+    assert down.before_try(A, None, None, 0, urls, {B}) == "http://c.test/z"  # (B gone)
+    given_up(down, B, "timed out")
+    given_up(down, "http://c.test/z", "timed out")
+    with pytest.raises(RemoteError, match=r"^not tried: a\.test is down, another file gave up"):
+        down.before_try(A, None, None, 0, urls)
+    last = unreached("could not connect (b.test)")
+    with pytest.raises(TransientError, match=r"\(gave up: the hosts of its mirrors answered no"):
+        down.before_try(A, None, last, 1, urls)
+    late = TransientError("reset")  # (a failed try's error, after its host was found down)
+    with pytest.raises(TransientError, match="hosts of its mirrors"):
+        down.after_try(B, late, 1, None, urls)
+
+
+def test_only_a_try_that_reached_no_server_is_said_unreached() -> None:
+    """Refused, a name that does not resolve, no connection within the connect timeout:
+    not a refused proxy (its own ``shared`` rule), nor a reset or a stall."""
+    url = "http://a.test/x"
+
+    def said(code: int, proxy: ProxyPath | None = None) -> bool:
+        err = curl_error(code, "no", url, proxy=proxy)
+        return isinstance(err, OmnigetError) and err.unreached
+
+    for code in (pycurl.E_COULDNT_CONNECT, pycurl.E_COULDNT_RESOLVE_HOST,
+                 pycurl.E_OPERATION_TIMEDOUT):
+        assert said(code), code
+    via = ProxyPath(0, False, 0, False)
+    for code in (pycurl.E_COULDNT_CONNECT, pycurl.E_OPERATION_TIMEDOUT):
+        assert not said(code, via), code
+    for code in (pycurl.E_RECV_ERROR, pycurl.E_PARTIAL_FILE, pycurl.E_SSL_CONNECT_ERROR):
+        assert not said(code), code

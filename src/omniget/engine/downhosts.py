@@ -16,7 +16,14 @@ host is up again as soon as an answer comes from it (a file's try under way), or
 retry budget (``retry_max_time``) has passed since it was found down: its next file is
 tried, with a budget of its own.
 
-Files with mirrors (several URLs) neither find a host down nor are refused for one.
+A file with mirrors (several URLs, as aria2 takes them) spends no retries on one of them:
+a failed try goes to the next at once. Its try that reached no server (refused, a name
+that does not resolve, no connection within the connect timeout: the error's
+``unreached``) is a strike for that host as a file's giving up is, once a file
+(:meth:`DownHosts.mirror_failed`). A mirror found down is passed over, at once and without
+a try (:meth:`DownHosts.before_try`; a file waiting for a connection slot to it is refused
+there and waits for one at its next mirror instead); a file whose every mirror is found
+down fails at once, as a file of one URL does.
 
 A proxy that takes no connection (or whose name does not resolve) is found down at the
 first try that failed to reach it (:meth:`DownHosts.failed`): its failure is the proxy's
@@ -36,7 +43,7 @@ and their retries are what gets them; their lines are folded by the CLI past a f
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import OmnigetError, RemoteError
@@ -135,32 +142,67 @@ class DownHosts:
             self._limits.refuse(host)
 
     def before_try(
-        self, url: str, owner: object, last: OmnigetError | None, attempts: int
-    ) -> None:
-        """Raises when a try of ``owner`` (a file) to ``url`` is not to be made: its host
-        found down (:meth:`not_tried`), or the proxy it goes through (:meth:`proxy_down`).
-        ``last``: the error of its last failed try (the ``attempts``-th), raised instead
-        when it had one (it was tried: its own error says so)."""
+        self, url: str, owner: object, last: OmnigetError | None, attempts: int,
+        urls: Sequence[str] = (), gone: Collection[str] = (),
+    ) -> str:
+        """The URL a try of ``owner`` (a file) goes to: ``url``, or when its host is
+        found down, the next of ``urls`` (the file's mirrors, ``url`` among them) that is
+        not ``gone`` (failed for good) and whose host is not, at once. Raises when no try
+        is to be made: every host found down (:meth:`not_tried`), or the proxy it goes
+        through (:meth:`proxy_down`). ``last``: the error of its last failed try (the
+        ``attempts``-th), raised instead when it had one (its own error says so)."""
         if (why := self.why(url)) is not None:
-            raise self.not_tried(url, why) if last is None else gave_up_early(last, attempts)
+            other = self.next_up(urls, url, gone)
+            if other is None:
+                if last is None:
+                    raise self.not_tried(url, why)
+                raise gave_up_early(last, attempts, mirrors=len(urls) > 1)
+            url = other
         if (unused := self.proxy_down(url, owner)) is not None:
             raise unused if last is None else last
+        return url
 
     def after_try(
-        self, url: str, exc: OmnigetError, attempts: int, owner: object, *, alone: bool = True
+        self, url: str, exc: OmnigetError, attempts: int, owner: object,
+        urls: Sequence[str] = (), gone: Collection[str] = (),
     ) -> None:
         """The rule after a failed try of ``owner`` (a file) to ``url``, the ``attempts``-th
         of its streak, before it waits to try again: raises ``exc`` when it is to end now,
-        its host found down by another file meanwhile (said so: :func:`gave_up_early`), or
-        the proxy it failed to reach (:meth:`shared_down`); a proxy it failed to reach is
-        found down at once (:meth:`failed`). ``alone``: ``url`` is the file's one URL (a
-        file with mirrors neither finds a host down this way nor is refused for one)."""
-        if alone:
+        its host found down by another file meanwhile (said so: :func:`gave_up_early`) and,
+        for a file with mirrors (``urls``, of which ``gone`` failed for good), every other
+        one's too; or the proxy it failed to reach (:meth:`shared_down`). A file's one URL's
+        proxy that it failed to reach is found down at once (:meth:`failed`)."""
+        if len(urls) < 2:
             if self.why(url) is not None:  # (found so by another file)
                 raise gave_up_early(exc, attempts) from None
             self.failed(url, exc.shared, owner)
+        elif self.why(url) is not None and self.next_up(urls, url, gone) is None:
+            raise gave_up_early(exc, attempts, mirrors=True) from None
         if self.shared_down(exc.shared, owner):  # (a proxy another file found down)
             raise exc
+
+    def mirror_failed(self, url: str, exc: OmnigetError, mark: int, struck: set[str]) -> None:
+        """A try to ``url`` of a file with mirrors, begun at ``mark``, failed. Such a file
+        spends no retries on one URL (it goes to the next at once): a try that reached no
+        server (``exc.unreached``: refused, a name that does not resolve, no connection
+        within the connect timeout) is a strike for its host as a file that gave up on it
+        is (:meth:`gave_up`), once a file (``struck``: the hosts it struck)."""
+        if not exc.unreached or (host := host_of(url)) in struck:
+            return
+        struck.add(host)
+        self.gave_up(url, str(exc), mark, exc.shared)
+
+    def next_up(self, urls: Sequence[str], url: str, failed: Collection[str]) -> str | None:
+        """The next of ``urls`` after ``url`` (in turn) not in ``failed`` whose host is not
+        found down, or None."""
+        if len(urls) < 2:
+            return None
+        start = urls.index(url) if url in urls else -1
+        for i in range(1, len(urls) + 1):
+            other = urls[(start + i) % len(urls)]
+            if other != url and other not in failed and self.why(other) is None:
+                return other
+        return None
 
     def failed(self, url: str, shared: str | None, owner: object) -> None:
         """A try of ``owner`` (a file) to ``url`` failed; ``shared``: its error's cause
@@ -229,9 +271,13 @@ class DownHosts:
         return err
 
 
-def gave_up_early(exc: OmnigetError, attempts: int) -> OmnigetError:
+def gave_up_early(exc: OmnigetError, attempts: int, mirrors: bool = False) -> OmnigetError:
     """``exc``, the last of ``attempts`` failed tries, given up on before the retries
-    are spent: another file found the host down meanwhile."""
+    are spent: other files found the host down meanwhile (``mirrors``: the hosts of
+    every URL of the file)."""
+    if mirrors:
+        exc.message += " (gave up: the hosts of its mirrors answered no other file either)"
+        return exc
     exc.message += (f" (gave up after {attempts} tr{'y' if attempts == 1 else 'ies'}: its "
                     "host answered no other file either)")
     return exc

@@ -29,6 +29,7 @@ from .job import FileJob
 from .mirrors import not_a_copy
 from .names import filename_from_content_disposition
 from .retry import FileWaits
+from .scheduler import Ticket
 from .spanfetch import SpanSink, run_span, size_mismatch
 from .spans import Interval, gaps, length, merge, within
 from .splitter import TAKE_OVER_MIN, Span, Splitter
@@ -71,6 +72,7 @@ class PlainDownload:
         self.fresh = not job.done  # no byte of an earlier download kept
         self.gone: set[str] = set()  # mirrors that answered with a permanent error
         self.failing: set[str] = set()  # mirrors that failed lately (connect, reset, ...)
+        self.struck: set[str] = set()  # hosts its mirrors' failed tries found down (a strike)
         self.head_seen = False
         self.said_refetch = False  # (a Warned that the bytes kept are fetched again)
         self.said_downgrade = False  # (a Warned that an https:// URL led to http://)
@@ -246,19 +248,26 @@ class PlainDownload:
         """Give ``span`` a connection slot (see :meth:`start_span`) and count it among the
         file's spans; returns its URL, or None when no slot is free now."""
         urls = self.urls
-        if self.gone or self.failing:  # (those that have not failed, if any)
-            urls = tuple(u for u in urls if u not in self.gone and u not in self.failing) or urls
+        if len(urls) > 1:  # (those that have not failed, nor their hosts, if any)
+            why = self.ctx.down.why
+            urls = tuple(u for u in urls if u not in self.gone and u not in self.failing
+                         and why(u) is None) or urls
         url = urls[len(self.spans) % len(urls)]
-        limits = self.ctx.limits
-        light = span.pos == 0 and span.end is None  # a plain GET (may be pipelined)
-        span.ticket = (
-            limits.ticket(url, self.job.claim, light=light) if wait else limits.try_ticket(url)
-        )
+        span.ticket = self.ticket(span, url, wait=wait)
         if span.ticket is None:
             return None
         self.spans.append(span)
         span.seen = time.monotonic()
         return url
+
+    def ticket(self, span: Span, url: str, *, wait: bool) -> Ticket | None:
+        """A connection slot for ``span`` at ``url``'s host: queued for (``wait``), or
+        one free now (else None)."""
+        limits = self.ctx.limits
+        if not wait:
+            return limits.try_ticket(url)
+        light = span.pos == 0 and span.end is None  # a plain GET (may be pipelined)
+        return limits.ticket(url, self.job.claim, light=light)
 
     def worth_splitting(self) -> bool:
         size = self.job.size

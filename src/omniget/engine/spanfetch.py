@@ -188,15 +188,18 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
     attempts = 0
     switches = 0  # to another mirror at once, without a wait (bounded)
     mark = 0  # (down.mark at the start of the streak's first failed try)
-    last: OmnigetError | None = None  # the last try's error
+    last: OmnigetError | None = None  # the last try's error (before a wait)
+    tried: OmnigetError | None = None  # with mirrors: the last failed try's error
     try:
         while True:
             if span.end is not None and span.pos >= span.end:
                 return  # (cut short by stealing while it waited to try again)
             if len(dl.urls) == 1:  # (its host, or its proxy, found down: not tried)
                 down.before_try(url, job, last, attempts)
-            elif (unused := down.proxy_down(url, job)) is not None:  # (its proxy: found down)
-                raise unused if last is None else last
+            else:  # (a mirror found down: the next at once; all of them: not tried)
+                url = down.before_try(url, job, last or tried, attempts, dl.urls, dl.gone)
+                if span.ticket is not None and span.ticket.refused:  # (see below)
+                    span.ticket = dl.ticket(span, url, wait=True)
             before = span.pos
             req = _request(dl, span, url)
             sink = SpanSink(dl, span, req)
@@ -205,7 +208,7 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
             try:
                 assert ticket is not None
                 transport = transport_for(dl.ctx.transports, url)
-                if not ticket.granted and len(dl.urls) == 1:  # (refused if its host is down)
+                if not ticket.granted:  # (refused if its host is found down meanwhile)
                     me = asyncio.current_task()
                     if me is not None:
                         ticket.refusal = me.cancel
@@ -222,6 +225,8 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
                 task = asyncio.current_task()
                 # (refused: its own cancel, taken back unless one came from outside too)
                 if ticket is not None and ticket.refused and task and task.uncancel() == 0:
+                    if len(dl.urls) > 1:
+                        continue  # (a slot at another mirror, or not tried: see above)
                     why = down.why(url) or "it was found down"
                     raise down.not_tried(url, why) from None
                 raise
@@ -232,6 +237,9 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
                     dl.urls = (job.item.download_url, *job.item.mirrors)
                     url = dl.urls[0]
                     continue
+                if len(dl.urls) > 1:  # (a mirror that took no connection: evidence)
+                    tried = exc
+                    down.mirror_failed(url, exc, begun, dl.struck)
                 if not exc.retryable:
                     other = next_mirror(dl.urls, url, dl.gone)
                     if other is None or not isinstance(exc, PERMANENT_ON_ONE_MIRROR):
@@ -241,7 +249,7 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
                     url = other if said else _to_mirror(dl, other, exc)
                     continue
                 dl.failing.add(url)
-                other = next_mirror(dl.urls, url, dl.gone | dl.failing)
+                other = down.next_up(dl.urls, url, dl.gone | dl.failing)
                 if other is not None and switches < 2 * len(dl.urls):
                     switches += 1  # another mirror at once, as aria2 does
                     url = _to_mirror(dl, other, exc)
@@ -254,7 +262,7 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
                 alone = len(dl.urls) == 1
                 if attempts == 1:
                     mark = begun
-                down.after_try(url, exc, attempts, job, alone=alone)
+                down.after_try(url, exc, attempts, job, dl.urls, dl.gone)
                 delay = dl.ctx.policy.next_delay(attempts, exc, waited, dl.ctx.rng)
                 if delay is None:
                     gave_up(exc, attempts, dl.ctx.policy, waited)

@@ -143,7 +143,9 @@ def curl_error(
     if code == CLOSED:
         return TransientError(f"transport closed during the transfer ({where})")
     if code == pycurl.E_COULDNT_RESOLVE_HOST:
-        return RemoteError(f"could not resolve host {urlsplit(url).hostname or '?'}")
+        unknown = RemoteError(f"could not resolve host {urlsplit(url).hostname or '?'}")
+        unknown.unreached = True
+        return unknown
     if code == pycurl.E_COULDNT_RESOLVE_PROXY and "proxy syntax" in detail.lower():
         return UsageError(f"unusable proxy for {where}{suffix} (check --proxy and *_proxy)")
     the_proxy = f"the proxy {named}" if named else "the proxy"
@@ -164,6 +166,7 @@ def curl_error(
         return RemoteError(f"unusable URL {where}{suffix}")
     if code == pycurl.E_OPERATION_TIMEDOUT:
         late = TransientError(f"timed out ({where}{via}){suffix}")
+        late.unreached = proxy is None  # (libcurl's one timeout here is the connect's)
         if proxy is not None and not proxy.connected:  # (the proxy never took it)
             late.shared = f"failed: could not connect to {the_proxy}: timed out (check " \
                           "--proxy and *_proxy)"
@@ -189,6 +192,7 @@ def curl_error(
         # host or port fails within a second or two (wget and curl do not retry at all)
         err = TransientError(f"could not connect ({where}){suffix}")
         err.max_retries = CONNECT_RETRIES
+        err.unreached = True
         return err
     if "alert certificate required" in detail.lower():
         # (TLS 1.3 says it after the handshake: at the first read, as if the connection
