@@ -19,6 +19,7 @@ from tests.servers.httpd import HTTPServer
 from omniget.engine import Engine, Report
 from omniget.engine.events import Event, Finished, Retrying, Started
 from omniget.engine.retry import FakeClock
+from omniget.engine.splitter import EARLY_SPLIT
 from omniget.engine.transports.base import Head, Request, Sink
 from omniget.engine.transports.http import CurlTransport
 from omniget.model import ByteRange, Item, Piece
@@ -276,6 +277,38 @@ def test_many_large_files_keep_the_per_host_cap(
     assert any("range" in r.headers for r in logged)  # and split spans
     # The kernel's count: the server's log overlaps a cut span with its successor.
     assert 0 < peak <= 3
+
+
+def test_a_file_right_at_the_early_split_size_splits_at_its_first_answer(
+    httpd: HTTPServer, payload: Callable[..., bytes], tmp_path: Path
+) -> None:
+    """A file of exactly EARLY_SPLIT split sizes opens its connections at its first
+    answer, as a larger one does, though that answer's first bytes came with its head.
+    (What was left, those bytes taken off, was compared with the threshold: such a file
+    went on one connection and its one-connection window, which a held answer, moving no
+    bytes, never ends.) The answer is held after its first bytes until a ranged request
+    for the file came, or a generous deadline passed."""
+    big = payload(EARLY_SPLIT * 256 * KiB, 11)  # (run_peak's min_split_size)
+    httpd.add("/edge.bin", big)
+    split_while_held = threading.Event()
+
+    def release_once_split() -> None:
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: any(r.path == "/edge.bin" and "range" in r.headers
+                                 for r in httpd.requests), timeout=30)
+            split_while_held.set()
+        httpd.release("edge")
+
+    releaser = threading.Thread(target=release_once_split, daemon=True)
+    releaser.start()
+    try:
+        report, _ = run_peak(httpd, [httpd.url("/edge.bin", hold="edge", times=1)], tmp_path)
+    finally:
+        httpd.release("edge")
+        releaser.join()
+    assert report.ok == 1, report.failures
+    assert (tmp_path / "out" / "edge.bin").read_bytes() == big
+    assert split_while_held.is_set()
 
 
 @pytest.mark.parametrize("cap", [2, 4])

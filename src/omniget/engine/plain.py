@@ -285,6 +285,13 @@ class PlainDownload:
         return 0 if size is None else size - length(self.covered())
 
 
+    def to_fetch(self) -> int:
+        """Bytes of the file this attempt set out to fetch: its size, less what an earlier
+        attempt or run left in place (0 when the size is unknown). Unlike :meth:`left`, not
+        less the bytes come since (its first answer's, which may come with its head)."""
+        size = self.job.size
+        return 0 if size is None else size - length(self.job.done)
+
     def splittable(self) -> bool:
         return self.ranges_ok and self.ranges_known and self.job.size is not None
 

@@ -2,17 +2,18 @@
 :class:`~.plain.PlainDownload` once its first answer shows a file worth splitting.
 
 A fixed number (``--split N``) starts at once. Adaptively, a large file (``EARLY_SPLIT``
-split sizes or more) opens eight connections (at most the host cap) at its first answer, as
-many as its first window would have tried anyway, then twice as many after 0.1 s; a smaller
-one tries four after 0.1 s on one connection. After each step: if the rate grew about as
-much as the connections did (a per-connection limit) go to the host cap, if it grew at all
-double again, else stay. Every window is timed from the new spans' first answers, not from
-their connects. When a span finishes, the largest remaining span is split in two (work
-stealing), down to a quarter of the split size. In the tail, when nothing is left to
-split, a free connection takes over the whole remainder of a span that has been silent for
-a while (a paced or stalled connection) and that span's transfer is dropped. When the
-file changes and one span's answer brings the whole new file, the others are dropped and
-all this starts again from that answer (:meth:`Splitter.renew`).
+split sizes or more to fetch: its size, or what a resumed one lacks, counted as its first
+answer comes, before the bytes that came with it) opens eight connections (at most the host
+cap) at that answer, as many as its first window would have tried anyway, then twice as
+many after 0.1 s; a smaller one tries four after 0.1 s on one connection. After each step:
+if the rate grew about as much as the connections did (a per-connection limit) go to the
+host cap, if it grew at all double again, else stay. Every window is timed from the new
+spans' first answers, not from their connects. When a span finishes, the largest remaining
+span is split in two (work stealing), down to a quarter of the split size. In the tail,
+when nothing is left to split, a free connection takes over the whole remainder of a span
+that has been silent for a while (a paced or stalled connection) and that span's transfer
+is dropped. When the file changes and one span's answer brings the whole new file, the
+others are dropped and all this starts again from that answer (:meth:`Splitter.renew`).
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ class Splitter:
         if self.settings.split is not None and dl.splittable():
             self.target = max(1, self.settings.split)
             self.fill(self.pending)
-        elif dl.splittable() and dl.left() >= EARLY_SPLIT * self.settings.min_split_size:
+        elif dl.splittable() and dl.to_fetch() >= EARLY_SPLIT * self.settings.min_split_size:
             self.target = min(EARLY_STEP, self.ctx.limits.per_host)  # large: no 1-conn window
             self.fill(self.pending)
 
