@@ -17,6 +17,7 @@ from .events import Retrying, Warned
 from .job import FileJob
 from .mirrors import PERMANENT_ON_ONE_MIRROR, headers_for, next_mirror
 from .retry import gave_up
+from .scheduler import host_of
 from .spans import within
 from .splitter import Span
 from .transports.base import (
@@ -197,7 +198,11 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
             if len(dl.urls) == 1:  # (its host, or its proxy, found down: not tried)
                 down.before_try(url, job, last, attempts)
             else:  # (a mirror found down: the next at once; all of them: not tried)
-                url = down.before_try(url, job, last or tried, attempts, dl.urls, dl.gone)
+                was, url = url, down.before_try(url, job, last or tried, attempts, dl.urls,
+                                                dl.gone)
+                if url != was:
+                    log.debug("%s: %s is down; next mirror %s", job.item.filename,
+                              host_of(was), url)
                 if span.ticket is not None and span.ticket.refused:  # (see below)
                     span.ticket = dl.ticket(span, url, wait=True)
             before = span.pos
