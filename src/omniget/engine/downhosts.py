@@ -47,6 +47,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import OmnigetError, RemoteError
+from .mirrors import next_mirror
 from .scheduler import host_of
 
 if TYPE_CHECKING:
@@ -197,12 +198,7 @@ class DownHosts:
         found down, or None."""
         if len(urls) < 2:
             return None
-        start = urls.index(url) if url in urls else -1
-        for i in range(1, len(urls) + 1):
-            other = urls[(start + i) % len(urls)]
-            if other != url and other not in failed and self.why(other) is None:
-                return other
-        return None
+        return next_mirror(urls, url, {*failed, *(u for u in urls if self.why(u) is not None)})
 
     def failed(self, url: str, shared: str | None, owner: object) -> None:
         """A try of ``owner`` (a file) to ``url`` failed; ``shared``: its error's cause
