@@ -72,7 +72,7 @@ class PlainDownload:
         self.fresh = not job.done  # no byte of an earlier download kept
         self.gone: set[str] = set()  # mirrors that answered with a permanent error
         self.failing: set[str] = set()  # mirrors that failed lately (connect, reset, ...)
-        self.struck: set[str] = set()  # hosts its mirrors' failed tries found down (a strike)
+        self.struck: set[str] = set()  # hosts it gave a strike (see DownHosts.mirror_failed)
         self.head_seen = False
         self.said_refetch = False  # (a Warned that the bytes kept are fetched again)
         self.said_downgrade = False  # (a Warned that an https:// URL led to http://)
