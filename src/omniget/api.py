@@ -39,7 +39,7 @@ from .checks import (
     one_or_many,
     shown,
 )
-from .drive import default_transports, drive, not_in_a_loop
+from .drive import default_transports, drive, not_in_a_loop, run
 from .engine import Engine, FileResult, Report
 from .engine.cleanup import to_the_end
 from .engine.events import EventHandler, Failed, Listed, Queued, ignore
@@ -447,8 +447,8 @@ def download(
     given = one_or_many(items_or_urls, "download")
     check_run("download", dest, settings, on_event, only, source)
     check_source_options(source_options, "download")
-    return asyncio.run(_adownload("download", given, dest, settings, on_event, cancel, source,
-                                  source_options, None, only))
+    return run(_adownload("download", given, dest, settings, on_event, cancel, source,
+                          source_options, None, only))
 
 
 @named_keywords
@@ -505,7 +505,7 @@ def stream(
         item, src = await _one_item(cls, url_or_item, eng, opts)
         return await eng.stream(item, write, refresh=src.refresh)
 
-    async def run() -> int:
+    async def fetch_all() -> int:
         eng = Engine(settings, journal=False, on_event=on_event)
         try:
             if cancel is None:
@@ -517,7 +517,7 @@ def stream(
     if cancel is not None and cancel.is_set():  # (an error of its own: one raised again
         raise Cancelled(*_CANCELLED.args)  # keeps each raise's frames in its traceback)
 
-    n = asyncio.run(run())
+    n = run(fetch_all())
     flush = getattr(out, "flush", None)  # (a writer of one's own may have none)
     if flush is not None:
         try:

@@ -137,6 +137,71 @@ def test_ctrl_c_in_a_script_with_a_split_file_and_many_others_resumes_them_all(
         assert (tmp_path / "out" / name).read_bytes() == body
 
 
+TWICE = """
+import signal
+import sys
+from pathlib import Path
+import omniget
+from omniget.engine.events import Progress
+from omniget.engine.journal import Journal
+from omniget.engine.transports.curlloop import CurlLoop
+
+cls, name = {"journal": (Journal, "save_spans"), "libcurl": (CurlLoop, "_on_socket")}[sys.argv[1]]
+first = second = False
+landed = 0
+
+def on_event(ev):
+    global first, landed
+    if isinstance(ev, Progress) and ev.done and not first:
+        first, landed = True, ev.done
+        signal.raise_signal(signal.SIGINT)  # Ctrl+C
+
+call = getattr(cls, name)
+
+def again(*args, **kwargs):
+    global second
+    if first and not second:
+        second = True
+        signal.raise_signal(signal.SIGINT)  # Ctrl+C again, in the run's clean-up
+        print("went on", flush=True)
+    return call(*args, **kwargs)
+
+setattr(cls, name, again)
+try:
+    omniget.download(sys.argv[4], sys.argv[2], on_event=on_event,
+                     settings=omniget.Settings(state_dir=Path(sys.argv[3])))
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", second, landed, flush=True)
+    sys.exit(130)
+print("returned", flush=True)
+"""
+
+
+@pytest.mark.parametrize("where", ["journal", "libcurl"])
+def test_ctrl_c_twice_lets_the_run_save_its_place_and_raises_keyboard_interrupt(
+    httpd: HTTPServer, tmp_path: Path, where: str
+) -> None:
+    """A second Ctrl+C as the first one's clean-up runs: as the stopped file's place is
+    written to the journal, or inside a libcurl callback as its transfer is taken out.
+    asyncio.run's handler raised KeyboardInterrupt right there: the place was never
+    saved (the rerun began at byte 0; at times a task destroyed pending, or a process
+    that never ended), or pycurl turned it into a SystemError (exit 1). The clean-up
+    goes on to its end now, then KeyboardInterrupt; the rerun resumes from the place."""
+    url, data = _slow(httpd, f"{where}.bin")
+    env = {**os.environ, "PYTHONPATH": SRC}
+    proc = subprocess.run(
+        [sys.executable, "-c", TWICE, where, str(tmp_path / "out"), str(tmp_path / "state"),
+         url], capture_output=True, text=True, env=env, timeout=60,
+    )
+    *before, said = proc.stdout.splitlines() or [""]
+    assert (proc.returncode, before, said.rpartition(" ")[0], proc.stderr) == (
+        130, ["went on"], "KeyboardInterrupt True", ""), proc.stderr
+    landed = int(said.rpartition(" ")[2])
+    assert landed > 0
+    assert _resumed(url, tmp_path) >= landed
+    assert (tmp_path / "out" / f"{where}.bin").read_bytes() == data
+
+
 def test_a_script_killed_by_sigterm_leaves_what_the_journal_recorded_for_a_rerun(
     httpd: HTTPServer, tmp_path: Path
 ) -> None:
