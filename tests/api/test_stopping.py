@@ -167,6 +167,7 @@ def again(*args, **kwargs):
     return call(*args, **kwargs)
 
 setattr(cls, name, again)
+signal.signal(signal.SIGINT, signal.default_int_handler)  # (as in a terminal)
 try:
     omniget.download(sys.argv[4], sys.argv[2], on_event=on_event,
                      settings=omniget.Settings(state_dir=Path(sys.argv[3])))
@@ -344,24 +345,31 @@ def _stop_by(way: str, url: str, tmp_path: Path) -> None:
             return
         if way == "cancel":
             cancel.set()
+        elif way == "sys-exit":
+            sys.exit(3)
         elif way != "done":
             raise {"ctrl-c": KeyboardInterrupt, "cancelled-error": asyncio.CancelledError,
-                   "stream": KeyboardInterrupt}[way]
+                   "stream": KeyboardInterrupt, "handler-error": ValueError}[way]
 
     if way == "stream":
         with pytest.raises(KeyboardInterrupt):
             omniget.stream(url, io.BytesIO(), on_event=on_event)
-    elif way in ("done", "cancel"):
+    elif way in ("done", "cancel", "handler-error"):
         report = omniget.download(url, tmp_path / "out", settings=settings,
                                   on_event=on_event, cancel=cancel)
-        assert report.succeeded == (way == "done")
+        assert report.succeeded == (way != "cancel")
+        assert isinstance(report.handler_error, ValueError) == (way == "handler-error")
+    elif way == "sys-exit":
+        with pytest.raises(SystemExit):
+            omniget.download(url, tmp_path / "out", settings=settings, on_event=on_event)
     else:
         with pytest.raises(BaseException) as stopped:
             omniget.download(url, tmp_path / "out", settings=settings, on_event=on_event)
         assert isinstance(stopped.value, (KeyboardInterrupt, asyncio.CancelledError))
 
 
-@pytest.mark.parametrize("way", ["done", "cancel", "ctrl-c", "cancelled-error", "stream"])
+@pytest.mark.parametrize(
+    "way", ["done", "cancel", "ctrl-c", "cancelled-error", "sys-exit", "handler-error", "stream"])
 def test_a_run_however_it_ends_leaves_no_descriptor_or_thread_behind(
     httpd: HTTPServer, tmp_path: Path, way: str
 ) -> None:
