@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, TextIO, cast
 
 import pytest
+from tests.api._leftovers import ours, threads
+from tests.servers.checks import wait_for
 from tests.servers.httpd import HTTPServer
 
 import omniget
@@ -66,7 +68,7 @@ class _Halt(BaseException):
     """A BaseException of one's own (as pytest.fail() or a gevent timeout raises)."""
 
 
-@pytest.mark.parametrize("raised", [KeyboardInterrupt, asyncio.CancelledError, _Halt])
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, SystemExit, asyncio.CancelledError, _Halt])
 def test_a_handler_raising_a_base_exception_stops_the_run_as_ctrl_c_does(
     httpd: HTTPServer, tmp_path: Path, caplog: pytest.LogCaptureFixture,
     raised: type[BaseException],
@@ -559,6 +561,78 @@ def test_a_stop_while_a_source_waits_for_its_next_page_stops_at_once(
         gate.set()
     assert (tmp_path / "out" / "first.bin.omniget-part").exists()
     assert all(r.path != "/never.bin" for r in httpd.requests)
+
+
+@pytest.mark.parametrize("how", ["once", "twice", "timeout"])
+def test_aextract_stopped_as_its_source_waits_for_a_page_ends_at_once(
+    httpd: HTTPServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    how: str,
+) -> None:
+    """A task reading ``aextract(url)`` cancelled (once, or again as it ends) or timed out
+    (``asyncio.timeout``) while the source waits for its next page: CancelledError (or
+    TimeoutError) at once, not when the page comes; the page's fetch is cancelled, and
+    the transports aextract made are closed: no descriptor, thread or task is left, and
+    nothing is logged."""
+    import omniget.sources as registry
+
+    builtin = registry.source_classes()
+    monkeypatch.setattr(registry, "source_classes", lambda: (SlowPagesSource, *builtin))
+    monkeypatch.setattr(SlowPagesSource, "cancelled", [])
+    httpd.add("/slow/p0.json", json.dumps([httpd.url("/a.bin")]).encode())
+    asked, gate, answered = threading.Event(), threading.Event(), threading.Event()
+
+    def second_page(_req: object) -> tuple[int, dict[str, str], bytes]:
+        asked.set()
+        gate.wait(HELD)
+        answered.set()
+        return 200, {}, b"[]"
+
+    httpd.handle("/slow/p1.json", second_page)
+    url = "https://slowpages.test/" + httpd.url("/slow/")
+    got: list[Item] = []
+
+    async def read() -> None:
+        async for item in omniget.aextract(url):
+            got.append(item)
+
+    async def main() -> None:
+        if how == "timeout":
+            async with asyncio.timeout(None) as timeout:
+
+                async def once_asked() -> None:  # (the time is up as the page is asked)
+                    await asyncio.to_thread(asked.wait, HELD)
+                    timeout.reschedule(asyncio.get_running_loop().time())
+
+                waiting = asyncio.create_task(once_asked())
+                await read()
+            await waiting
+            return
+        task = asyncio.create_task(read())
+        await asyncio.to_thread(asked.wait, HELD)
+        task.cancel()
+        if how == "twice":
+            await asyncio.sleep(0)
+            task.cancel()
+        try:
+            await task
+        finally:
+            assert asyncio.all_tasks() == {asyncio.current_task()}
+
+    gc.collect()
+    fds, before = ours(httpd.port), threads()
+    caplog.set_level(logging.WARNING)
+    try:
+        with pytest.raises(TimeoutError if how == "timeout" else asyncio.CancelledError):
+            asyncio.run(main())
+        assert asked.is_set() and not answered.is_set()  # (it did not wait for the page)
+    finally:
+        gate.set()
+    assert [item.download_url for item in got] == [httpd.url("/a.bin")]
+    assert SlowPagesSource.cancelled == ["p1.json"]
+    gc.collect()
+    assert [r.getMessage() for r in caplog.records] == []
+    wait_for(lambda: threads() <= before, timeout=30)
+    assert ours(httpd.port) - fds == set()
 
 
 def test_a_non_ascii_host_in_resolve_is_asked_for_as_its_punycode(
