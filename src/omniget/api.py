@@ -419,8 +419,9 @@ def download(
     be made (StorageError), what the iterable or ``only`` raises, and KeyboardInterrupt.
 
     Stopping: ``cancel`` (a ``threading.Event``) set from any thread (the way to stop a
-    download running on another thread), or Ctrl+C (which raises KeyboardInterrupt
-    here), stops the transfers; what landed is kept (part files
+    download running on another thread: Ctrl+C is the main thread's), or Ctrl+C (which
+    raises KeyboardInterrupt here once the run's clean-up is done; a second Ctrl+C
+    meanwhile does not cut it short), stops the transfers; what landed is kept (part files
     ``NAME.omniget-part``, and the resume journal in the folder of ``Settings.state_dir``:
     see :class:`~omniget.Settings`), and the same call again resumes them.
     Cancelled, the report has each file it cut short failed with ``Cancelled``
