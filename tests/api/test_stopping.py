@@ -203,6 +203,48 @@ def test_ctrl_c_twice_lets_the_run_save_its_place_and_raises_keyboard_interrupt(
     assert (tmp_path / "out" / f"{where}.bin").read_bytes() == data
 
 
+def test_a_keyboard_interrupt_in_the_run_s_last_steps_does_not_hold_its_close_forever(
+    httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a program's own ``asyncio.run``, a second Ctrl+C is asyncio's: it raises
+    KeyboardInterrupt wherever the loop is. Landing in the run's last clean-up steps, it
+    left the run's end unsaid, and adownload's close of its engine waited for that end
+    forever (the process had to be killed). Now KeyboardInterrupt comes out of
+    asyncio.run, nothing of the run is left, and the same call finds the file whole."""
+    from omniget.engine.checkpoints import stop_syncs
+    from omniget.engine.context import RunContext
+
+    def cut(ctx: RunContext) -> None:
+        stop_syncs(ctx)
+        raise KeyboardInterrupt  # (a Ctrl+C landing just after it)
+
+    monkeypatch.setattr("omniget.engine.core.stop_syncs", cut)
+    data = random.Random("cut").randbytes(200_000)
+    url = httpd.add(httpd.new_path("cut.bin"), data)
+    settings = omniget.Settings(state_dir=tmp_path / "state")
+    ended: list[BaseException] = []
+
+    def program() -> None:
+        try:
+            asyncio.run(omniget.adownload(url, tmp_path / "out", settings=settings))
+        except BaseException as exc:  # (what the program's own code would see)
+            ended.append(exc)
+
+    gc.collect()
+    fds, threads = _ours(httpd.port), _threads()
+    thread = threading.Thread(target=program, daemon=True)  # (a hang must not hold pytest)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "adownload's close waits for a run that ended"
+    assert [type(exc) for exc in ended] == [KeyboardInterrupt]
+    monkeypatch.undo()
+    wait_for(lambda: _threads() <= threads, timeout=30)
+    gc.collect()
+    assert _ours(httpd.port) - fds == set()
+    again = omniget.download(url, tmp_path / "out", settings=settings)
+    assert again.succeeded and (tmp_path / "out" / "cut.bin").read_bytes() == data
+
+
 def test_a_script_killed_by_sigterm_leaves_what_the_journal_recorded_for_a_rerun(
     httpd: HTTPServer, tmp_path: Path
 ) -> None:

@@ -453,15 +453,18 @@ class Engine:
                 await to_the_end(wind_down())
             raise
         finally:
-            if watcher is not None:
-                watcher.cancel()
-            stop_syncs(ctx)  # (a sync back later records nothing; its thread is not awaited)
-            ctx.close()
-            if made:
-                remove_if_empty(made)
-            self._stoppers.discard(stop)
-            emit.interrupt = None
-            ended.set_result(None)
+            try:
+                if watcher is not None:
+                    watcher.cancel()
+                stop_syncs(ctx)  # (a sync back later records nothing; its thread is not
+                ctx.close()  # awaited)
+                if made:
+                    remove_if_empty(made)
+            finally:  # (a KeyboardInterrupt raised between two of those steps, asyncio's
+                # own at a second Ctrl+C: aclose still sees the run end, not waits forever)
+                self._stoppers.discard(stop)
+                emit.interrupt = None
+                ended.set_result(None)
         if stopped_by:  # as Ctrl+C: the files stopped with their resume state, then this
             raise stopped_by[0]
         for job, i in placed.items():
