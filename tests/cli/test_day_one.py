@@ -221,7 +221,7 @@ def test_a_folder_named_like_a_file_is_still_taken_when_it_is_there_or_for_a_lis
      (["-fsSL"], "; -f: an HTTP error fails the file by itself (a 404: exit 6); -s: "
                  "connections per file are --split N (aria2's -s); quiet is -q (curl's -s); "
                  "-S: errors are always shown (with -q too); -L: redirects are always "
-                 "followed (up to max-redirects, 10, in the config file) (see"),
+                 "followed (up to --max-redirects N, 10 by default) (see"),
      (["-sSLf"], "; -s: connections per file"),
      (["-LOJ"], "; -L: redirects are always followed"),
      (["-nd"], " (see")],

@@ -65,6 +65,11 @@ def test_help_defaults_are_the_settings() -> None:
     assert _help_default("--connections") == f"{s.connections_per_host}"
     assert _help_default("--retries") == f"{s.retries}"
     assert _help_default("--jobs") == f"{s.jobs}"
+    assert _help_default("--max-connections").startswith(f"{s.max_connections};")
+    assert _help_default("--max-redirects").startswith(f"{net.max_redirects};")
+    assert _help_default("--retry-max-wait").startswith(f"{s.retry_max_wait:g};")
+    assert _help_default("--retry-max-time").startswith(f"{s.retry_max_time:g};")
+    assert _help_default("--user-agent").startswith(f"{net.user_agent};")
     assert _help_default("--timeout") == (
         f"{net.connect_timeout:g} s to connect, {net.stall_timeout:g} s with no data"
     )
@@ -81,9 +86,12 @@ def test_readme_defaults_are_the_settings() -> None:
     assert (f"(default {net.connect_timeout:g} s to connect, {net.stall_timeout:g} s with no "
             "data)") in text
     text = " ".join(text.split())
-    assert f"`max-redirects` (default {net.max_redirects})" in text
-    assert (f"`retry-max-wait` (default {s.retry_max_wait:g}) and `retry-max-time` (default "
-            f"{s.retry_max_time:g})") in text
+    assert ("`--max-redirects N` | redirects followed at most for one request (default "
+            f"{net.max_redirects};") in text
+    assert f"a server's `Retry-After` included (default {s.retry_max_wait:g})" in text
+    assert f"to retry, in all (default {s.retry_max_time:g})" in text
+    assert f"over every host (default {s.max_connections};" in text
+    assert f"as curl's `-A` (default `{net.user_agent}`)" in text
 
 
 def test_readme_names_every_json_event_and_summary_count() -> None:

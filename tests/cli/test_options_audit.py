@@ -55,7 +55,7 @@ def test_split_of_one_with_stdout_says_nothing(
      (["-c"], "a download resumes by itself: run the same command again"),
      (["-L"], "redirects are always followed"),
      (["--connect-timeout", "3"], "connect and stall timeouts are --timeout SECONDS"),
-     (["-A", "curl/8"], "the User-Agent is -H 'User-Agent: ...'"),
+     (["-A", "curl/8"], "the User-Agent is --user-agent TEXT"),
      (["-k"], "not verifying TLS is --insecure"),
      (["-nc"], "a file already there is skipped by default (--on-exists skip)"),
      (["-Z"], "files at once are -j N"),

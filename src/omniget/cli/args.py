@@ -23,6 +23,7 @@ from .. import __version__
 from .._frozen import plain_dataclass
 from ..errors import UsageError, nearest, write_error
 from ..model import Item
+from ..settings import NetworkSettings
 from . import options as opt
 from .options import ArgumentError
 
@@ -139,6 +140,7 @@ def _or_empty(convert: Callable[[str], Any]) -> Callable[[str], Any]:
     either.__name__ = getattr(convert, "__name__", "value")
     return either
 _nonneg = _checked(opt.parse_nonneg, "number")
+_seconds = _checked(opt.parse_seconds, "seconds")
 
 
 def _connections(text: str) -> int:
@@ -200,9 +202,23 @@ def _add_common(p: argparse.ArgumentParser, *, files: bool = True) -> None:
     net = p.add_argument_group("network")
     net.add_argument("-N", "--connections", type=_connections, metavar="N",
                      help="connections per host (default 4)")
+    net.add_argument("--max-connections", type=_or_empty(_count), metavar="N",
+                     help='connections in all, over every host (default 16; "": the default)')
     net.add_argument("--retries", type=_nonneg, metavar="N", help="retries per piece (default 5)")
-    net.add_argument("--timeout", type=_checked(opt.parse_seconds, "seconds"), metavar="SECONDS",
+    net.add_argument("--retry-max-wait", type=_or_empty(_seconds), metavar="SECONDS",
+                     help="longest wait before a retry, a server's Retry-After too (default "
+                     '120; "": the default)')
+    net.add_argument("--retry-max-time", type=_or_empty(_seconds), metavar="SECONDS",
+                     help="time one file may spend waiting to retry, in all (default 300; "
+                     '"": the default)')
+    net.add_argument("--timeout", type=_seconds, metavar="SECONDS",
                      help="connect and stall timeout (default 15 s to connect, 20 s with no data)")
+    net.add_argument("--max-redirects", type=_or_empty(_nonneg), metavar="N",
+                     help='redirects followed at most (default 10; 0: none; "": the default)')
+    net.add_argument("--user-agent", metavar="TEXT",
+                     type=_or_empty(_checked(opt.parse_user_agent, "user-agent")),
+                     help=f'the User-Agent header (default {NetworkSettings.user_agent}; "": the '
+                     'default)')
     net.add_argument("-H", "--header", action="append", metavar="'NAME: VALUE'",
                      type=_or_empty(_checked(opt.parse_header, "header")),
                      help="extra header (repeatable; 'NAME:' leaves it out; \"\" drops "
@@ -295,6 +311,11 @@ _OPTION_DESTS = {
     "resolve": "resolve",
     "no_netrc": "no-netrc",
     "netrc_file": "netrc-file",
+    "max_connections": "max-connections",
+    "retry_max_wait": "retry-max-wait",
+    "retry_max_time": "retry-max-time",
+    "max_redirects": "max-redirects",
+    "user_agent": "user-agent",
 }
 
 
@@ -442,14 +463,15 @@ def _peer_flags() -> dict[str, tuple[str, str]]:
         (("--output-document",), "-O", "one URL to one file is -O FILE"),
         (("-c", "--continue", "-C"), "", "a download resumes by itself: run the same command "
          "again (cookies to send: --cookies FILE)"),
-        (("-L", "--location"), "", "redirects are always followed (up to max-redirects, 10, "
-         "in the config file)"),
+        (("-L", "--location"), "", "redirects are always followed (up to --max-redirects N, "
+         "10 by default)"),
+        (("--max-redirs", "--max-redirect"), "--max-redirects", "the redirects followed at "
+         "most are --max-redirects N"),
         (("-m", "--max-time"), "--timeout", "there is no limit on a whole transfer; "
          + timeout),
         (("--connect-timeout", "-T", "--read-timeout", "--dns-timeout"), "--timeout", timeout),
         (("--retry", "-t", "--tries", "--max-tries"), "--retries", "retries are --retries N"),
-        (("-A", "--user-agent", "-U"), "-H", "the User-Agent is -H 'User-Agent: ...' (or "
-         "user-agent in the config file)"),
+        (("-A", "-U"), "--user-agent", "the User-Agent is --user-agent TEXT"),
         (("-b", "--cookie", "--load-cookies"), "--cookies", "cookies to send are --cookies "
          "FILE (a Netscape cookies.txt)"),
         (("-k", "--no-check-certificate"), "--insecure", "not verifying TLS is --insecure"),

@@ -60,7 +60,8 @@ __all__ = [
 #: finds it), whatever the config file or a variable set: their defaults have no value to
 #: give. In a list (``-H``, ``--resolve``) it drops the values before it.
 EMPTY_UNDOES = frozenset(["split", "header", "cookies", "user", "state-dir", "ca-cert",
-                          "resolve", "netrc-file"])
+                          "resolve", "netrc-file", "max-connections", "retry-max-wait",
+                          "retry-max-time", "max-redirects", "user-agent"])
 
 #: Source option names whose values are secrets.
 SECRET_OPTION = r"token|pass|secret|sessid|session|cookie|key|auth"
@@ -176,6 +177,11 @@ class _Layers:
             return value
         for target in opt.targets:
             self.values.pop(target, None)
+        if "network.user_agent" in opt.targets:  # (a User-Agent header is that setting too)
+            old = self.values.get("network.headers", ())
+            assert isinstance(old, tuple)
+            self.values["network.headers"] = tuple(
+                h for h in old if h[0].lower() != "user-agent")
         self.origins.pop(opt.name, None)
         rest = items[len(items) - items[::-1].index(""):]
         return tuple(rest) if rest else None
