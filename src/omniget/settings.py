@@ -72,8 +72,9 @@ class NetworkSettings:
     ``cookies_file``: a Netscape ``cookies.txt`` (these files, and ``ca_cert``, are
     given as a str or a Path, and read as the str); ``headers``: a tuple of ``(name,
     value)`` pairs sent with each request; ``user_agent``; ``max_redirects``;
-    ``proxy_from``: how errors name where ``proxy`` was set (the CLI: a config file's line
-    or a variable, when not ``--proxy``)."""
+    ``proxy_from``, ``ca_cert_from``: where ``proxy`` and ``ca_cert`` were set, as errors
+    name it: the flag (the default), or ``set in config file PATH, line 2``, ``set by
+    environment variable NAME`` (see :func:`named_setting`)."""
 
     proxy: str | None = None  # None: the *_proxy variables apply; "": no proxy at all
     insecure: bool = False
@@ -94,6 +95,7 @@ class NetworkSettings:
     user_agent: str = "omniget/0.1"
     max_redirects: int = 10
     proxy_from: str = "--proxy"
+    ca_cert_from: str = "--ca-cert"
 
     def __post_init__(self) -> None:
         _check_fields(self, _NETWORK_CHECKS)
@@ -163,7 +165,9 @@ class Settings:
     another name (``rename``); ``state_dir``: the resume journal's folder (None:
     ``$OMNIGET_STATE_DIR``, else ``$XDG_STATE_HOME/omniget``, else
     ``~/.local/state/omniget``); ``checkpoint_bytes``, ``checkpoint_seconds``: how often
-    resume state is recorded, ``fsync_seconds`` part files synced to disk.
+    resume state is recorded, ``fsync_seconds`` part files synced to disk;
+    ``state_dir_from``: where ``state_dir`` was set, as a warning names it (as
+    ``NetworkSettings.proxy_from``).
     A file's size is always checked."""
 
     network: NetworkSettings = field(default_factory=NetworkSettings)
@@ -182,6 +186,7 @@ class Settings:
     checkpoint_bytes: int = 2 * MiB
     checkpoint_seconds: float = 0.5
     fsync_seconds: float = 5.0  # part files synced to disk this often (see journal.py)
+    state_dir_from: str = "--state-dir"
 
     def __post_init__(self) -> None:
         _check_fields(self, _SETTINGS_CHECKS)
@@ -229,6 +234,7 @@ _SETTINGS_CHECKS: tuple[_Check, ...] = (
     ("checkpoint_bytes", _COUNT, int, 1, False),
     ("checkpoint_seconds", _SECONDS, float, 0, False),
     ("fsync_seconds", _SECONDS, float, 0, False),
+    ("state_dir_from", "a str", str, 0, False),
 )
 _NETWORK_CHECKS: tuple[_Check, ...] = (
     ("proxy", _STR, str, 0, True),
@@ -247,7 +253,15 @@ _NETWORK_CHECKS: tuple[_Check, ...] = (
     ("user_agent", "a str", str, 0, False),
     ("max_redirects", _COUNT, int, 0, False),
     ("proxy_from", "a str", str, 0, False),
+    ("ca_cert_from", "a str", str, 0, False),
 )
+
+
+def named_setting(option: str, where: str) -> str:
+    """A setting as a hint names it (``check ...``): ``where`` itself when it is a flag or
+    a variable's name (``--proxy``, ``http_proxy``), else ``the OPTION set in config file
+    PATH, line 2`` (``where``: ``set in ...`` or ``set by ...``)."""
+    return f"the {option} {where}" if where.startswith("set ") else where
 
 
 def _check_fields(obj: object, checks: tuple[_Check, ...]) -> None:

@@ -65,18 +65,19 @@ def test_a_proxy_that_refuses_is_said_where_it_was_set(
         env["OMNIGET_PROXY"] = proxy
     else:
         args[:0] = ["--config", str(path)]
-    origin = {"flag": "--proxy", "env": "set by environment variable OMNIGET_PROXY",
-              "file": f"set in config file {path}, line 2"}[where]
+    origin = {"flag": "--proxy", "env": "the proxy set by environment variable OMNIGET_PROXY",
+              "file": f"the proxy set in config file {path}, line 2"}[where]
     done = cli(*args, env=env)
     assert done.returncode == 3, done.stderr
-    said = f"could not connect to the proxy {proxy} ({origin})"
+    said = f"could not connect to the proxy {proxy} for "
+    check = f": Connection refused (check {origin})"
     errors = [ln for ln in done.stderr.splitlines() if ln.startswith("omniget: error")]
-    assert errors and all(said in ln for ln in errors), done.stderr
-    assert "(--proxy)" not in done.stderr or where == "flag"
+    assert errors and all(said in ln and check in ln for ln in errors), done.stderr
+    assert "--proxy" not in done.stderr or where == "flag"
     done = cli("--json", *args, env=env)
     events = [json.loads(line) for line in done.stdout.splitlines()]
     failed = [e for e in events if e.get("event") == "failed"]
-    assert failed and all(said in e["error"] for e in failed), events
+    assert failed and all(said in e["error"] and check in e["error"] for e in failed), events
 
 
 # --- 2. a flag given "" undoes what the file or a variable set -----------------------

@@ -685,7 +685,8 @@ def test_a_state_folder_that_is_a_file_is_a_warning_not_a_stop(
     assert res.returncode == 0, res.stderr
     first = res.stderr.splitlines()[0]
     assert first == (f"omniget: warning: resume journal {state / 'journal.sqlite'}: open failed:"
-                     f" {state} is a file, not a folder (see --state-dir);"
+                     f" {state} is a file, not a folder (see the state-dir set by environment"
+                     " variable OMNIGET_STATE_DIR);"
                      " downloading without resume state")
     assert (tmp_path / "o" / "w.bin").read_bytes() == data
     quiet = omniget(url, "-o", str(tmp_path / "q"), "-q", state=state)

@@ -63,6 +63,11 @@ EMPTY_UNDOES = frozenset(["split", "header", "cookies", "user", "state-dir", "ca
                           "resolve", "netrc-file", "max-connections", "retry-max-wait",
                           "retry-max-time", "max-redirects", "user-agent"])
 
+#: The options the engine's errors name, and the field that says where each was set
+#: (the flag, by default: errors found later, mid-run, say the file's line or a variable).
+NAMED_WHERE_SET = {"proxy": "network.proxy_from", "ca-cert": "network.ca_cert_from",
+                   "state-dir": "state_dir_from"}
+
 #: Source option names whose values are secrets.
 SECRET_OPTION = r"token|pass|secret|sessid|session|cookie|key|auth"
 
@@ -510,9 +515,10 @@ def load_config(
     if values.get("limit_rate") == 0:
         values["limit_rate"] = None  # 0 = no limit
     output = values.pop("output", None)
+    for option, target in NAMED_WHERE_SET.items():  # (errors say where it was set)
+        if (origin := layers.origins.get(option)) is not None:
+            values[target] = _set_at(origin)
     net = {k.removeprefix("network."): v for k, v in values.items() if k.startswith("network.")}
-    if (origin := layers.origins.get("proxy")) is not None:  # (errors say where it was set)
-        net["proxy_from"] = _set_at(origin)
     top = {k: v for k, v in values.items() if not k.startswith("network.")}
     try:
         settings = Settings(network=NetworkSettings(**net), **top)  # type: ignore[arg-type]

@@ -152,9 +152,11 @@ class Engine:
         if old is None and self._journal_arg is not False and self.journal_error is None:
             if not isinstance(self._journal_arg, Journal):
                 def opener() -> Journal:  # (a StorageError here too: no state folder)
-                    state = self.settings.state_dir or default_state_dir()
+                    given = self.settings.state_dir
+                    state = given or default_state_dir()
                     private = dest is None or os.path.abspath(state) != os.path.abspath(dest)
-                    return Journal.in_dir(state, private=private)
+                    named = self.settings.state_dir_from if given else "--state-dir"
+                    return Journal.in_dir(state, private=private, state_from=named)
 
                 self._open_journal(opener)
                 return self._journal

@@ -128,8 +128,11 @@ class Journal(Handle):
     ``boot``: this boot's id (tests give one to play a reboot)."""
 
     @classmethod
-    def in_dir(cls, state_dir: str | os.PathLike[str], *, private: bool = True) -> Journal:
-        return cls(Path(state_dir) / FILENAME, private=private)
+    def in_dir(cls, state_dir: str | os.PathLike[str], *, private: bool = True,
+               state_from: str = "--state-dir") -> Journal:
+        """The journal in ``state_dir``, set ``state_from`` (as ``Settings.state_dir_from``:
+        an error making that folder says where it was set)."""
+        return cls(Path(state_dir) / FILENAME, private=private, state_from=state_from)
 
     # --- reads ---
 
@@ -508,7 +511,7 @@ class Journal(Handle):
     def reopened(self) -> Journal:
         """A new journal at this one's path (a new file, once this one's was found damaged
         and moved aside), with its clock and boot."""
-        return Journal(self.path, now=self._now, boot=self._boot)
+        return Journal(self.path, now=self._now, boot=self._boot, state_from=self._state_from)
 
     def __repr__(self) -> str:
         return f"Journal({str(self.path)!r})"

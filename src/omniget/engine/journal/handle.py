@@ -105,9 +105,10 @@ class Handle:
 
     def __init__(
         self, path: Path, *, now: Callable[[], float] = time.time, boot: str | None = None,
-        private: bool = True,
+        private: bool = True, state_from: str = "--state-dir",
     ) -> None:
         self.path = Path(os.path.abspath(path))  # (a chdir later changes nothing)
+        self._state_from = state_from  # (where its folder was set, for an error)
         self._now = now
         self._boot = boot or boot_id()
         self._lock = threading.Lock()
@@ -128,7 +129,7 @@ class Handle:
         self._writer: threading.Thread | None = None  # (the thread that writes them)
         self._stop = threading.Event()
         self._failed: StorageError | None = None  # (why writing them failed)
-        with guard(self.path, "open"):
+        with guard(self.path, "open", state_from):
             (db, self._ident), repaired = open_or_repair(self.path, now, private)
             self._db = _quick(db)
         #: Its -wal and -shm (see :func:`.opening.follow`)

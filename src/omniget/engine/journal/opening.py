@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ...errors import StorageError
+from ...settings import named_setting
 from . import schema
 from .repair import BESIDE, LOCKED, damaged, folder_lock, move_aside, still_the_file
 from .schema import Damaged, copy_records, setup
@@ -235,9 +236,11 @@ def _open(path: Path) -> Opened:
 
 
 @contextmanager
-def guard(path: Path, action: str) -> Iterator[None]:
+def guard(path: Path, action: str, state_from: str = "--state-dir") -> Iterator[None]:
     """A failure of ``action`` on the journal at ``path`` (SQLite's or the file system's)
-    raised as a StorageError that says what is wrong."""
+    raised as a StorageError that says what is wrong (``state_from``: where its folder was
+    set, as ``Settings.state_dir_from``)."""
+    see = f"see {named_setting('state-dir', state_from)}"
     try:
         yield
     except (sqlite3.Error, OSError) as e:
@@ -253,17 +256,15 @@ def guard(path: Path, action: str) -> Iterator[None]:
             hint = f" (another program kept it locked for over {wait:g} s)"
         elif isinstance(e, OSError):
             if e.errno == errno.EEXIST and os.path.exists(e.filename or ""):
-                e = OSError(f"{e.filename} is {_kind(e.filename)}, not a folder (see"
-                            " --state-dir)")
+                e = OSError(f"{e.filename} is {_kind(e.filename)}, not a folder ({see})")
             elif e.errno == errno.EEXIST and os.path.islink(e.filename or ""):
-                e = OSError(f"{e.filename} is {_broken_link(e.filename)} (see --state-dir)")
+                e = OSError(f"{e.filename} is {_broken_link(e.filename)} ({see})")
             elif e.errno == errno.ENOTDIR and (way := _in_the_way(path.parent)):
-                e = OSError(f"{way} is {_kind(way)}, not a folder (see --state-dir)")
+                e = OSError(f"{way} is {_kind(way)}, not a folder ({see})")
             elif (e.errno == errno.ENOENT and e.filename
                   and os.path.isdir(os.path.dirname(e.filename))
                   and not os.path.lexists(e.filename)):  # (mkdir refused in a folder there)
-                e = OSError(f"{e.filename} cannot be made: {_no_folders(e.filename)} (see"
-                            " --state-dir)")
+                e = OSError(f"{e.filename} cannot be made: {_no_folders(e.filename)} ({see})")
             else:
                 hint = _not_a_file(path)
                 if e.strerror:

@@ -59,6 +59,7 @@ __all__ = [
     "fetch_when_granted",
     "origin",
     "parse_retry_after",
+    "proxy_login",
     "safe_url",
     "skip_prefix",
     "transport_for",
@@ -372,11 +373,18 @@ def http_date(value: str) -> float | None:
     return when.timestamp()
 
 
-#: What to do about a proxy's 407.
-PROXY_LOGIN = (
-    "the proxy wants a login, or refused the one given; put its user name and password "
-    "in the proxy's URL (--proxy or *_proxy)"
-)
+def proxy_login(where: str = "") -> str:
+    """What to do about a proxy's 407, the proxy set ``where`` (``--proxy``, a variable's
+    name, ``set in config file ...``; "": not known)."""
+    from ...settings import named_setting
+
+    named = named_setting("proxy", where) if where else "--proxy or *_proxy"
+    return ("the proxy wants a login, or refused the one given; put its user name and "
+            f"password in the proxy's URL ({named})")
+
+
+#: What to do about a proxy's 407, where it was set not known.
+PROXY_LOGIN = proxy_login()
 
 
 #: What to do about a server's 401 (a 403 is a refusal whoever asks).

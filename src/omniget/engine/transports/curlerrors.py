@@ -19,8 +19,10 @@ from ...errors import (
     UsageError,
 )
 from ...masks import mask_proxy
-from .base import PROXY_LOGIN, Headers, as_https, safe_url
+from ...settings import named_setting
+from .base import Headers, as_https, proxy_login, safe_url
 from .curlloop import CLOSED, CONNECT_RETRIES, STALLED, TLS_REPLY, WEIRD_REPLY
+from .trust import SYSTEM_CAS
 
 __all__ = ["PROXY_CA_HINT", "ProxyPath", "curl_error", "proxy_answer"]
 
@@ -105,20 +107,24 @@ def curl_error(
     proxy: ProxyPath | None = None,
     ca_from: str = "--ca-cert",
     named: str = "",
+    proxy_from: str = "",
     coding: str = "",
 ) -> Exception:
     """A libcurl result code as an omniget error: one line, no credentials. ``fresh``:
     the answer came on a connection opened for this request; ``proxy``: the transfer
-    went through one; ``ca_from``: what chose the CA certificates; ``named``: the proxy
-    as the user gave it (its password masked) and where ("--proxy", a variable);
-    ``coding``: the answer's Content-Encoding, named when libcurl cannot undo it."""
+    went through one; ``ca_from``: what chose the CA certificates (``--ca-cert`` or where
+    the setting was set, a variable, :data:`.trust.SYSTEM_CAS`); ``named``: the proxy as
+    the user gave it (its password masked), ``proxy_from`` where it was set (``--proxy``,
+    ``set in config file ...``, ``http_proxy``; "": not known); ``coding``: the answer's
+    Content-Encoding, named when libcurl cannot undo it."""
     where = safe_url(url)
     detail = _one_line(message)
     suffix = f": {detail}" if detail else ""
+    login = proxy_login(proxy_from)
     if proxy is not None and proxy.tunnel >= 300:
-        return _tunnel_refused(proxy.tunnel, where)
+        return _tunnel_refused(proxy.tunnel, where, login)
     if proxy is not None and code == _PROXY and proxy.refused:
-        return _socks_refused(proxy.refused, where, suffix)
+        return _socks_refused(proxy.refused, where, suffix, login)
     if code == TLS_REPLY:  # (the first bytes of a connection: no earlier answer's)
         return RemoteError(f"{where} answered in TLS: use {as_https(where)}")
     not_http = code == pycurl.E_UNSUPPORTED_PROTOCOL and "HTTP/0.9" in message
@@ -146,9 +152,12 @@ def curl_error(
         unknown = RemoteError(f"could not resolve host {urlsplit(url).hostname or '?'}")
         unknown.unreached = True
         return unknown
+    check = f"check {named_setting('proxy', proxy_from) if proxy_from else '--proxy and *_proxy'}"
     if code == pycurl.E_COULDNT_RESOLVE_PROXY and "proxy syntax" in detail.lower():
-        return UsageError(f"unusable proxy for {where}{suffix} (check --proxy and *_proxy)")
-    the_proxy = f"the proxy {named}" if named else "the proxy"
+        return UsageError(f"unusable proxy for {where}{suffix} ({check})")
+    # (the proxy by its URL, and where it was set where no hint to check that follows)
+    the_url = f"the proxy {named}" if named else "the proxy"
+    the_proxy = f"{the_url} ({proxy_from})" if named and proxy_from else the_url
     # (an answer cut or missing may be the proxy's doing: libcurl's words blame the server)
     via = f", through {the_proxy}" if proxy is not None else ""
     if code == pycurl.E_COULDNT_RESOLVE_PROXY:
@@ -161,31 +170,27 @@ def curl_error(
         hint = _tls_hint(detail, of_proxy, ca_from)
         return RemoteError(f"{whose} not trusted for {where}{suffix}; {hint}")
     if code == pycurl.E_SSL_CACERT_BADFILE:
-        return RemoteError(f"could not load CA certificates for {where}{suffix}; check {ca_from}")
+        return RemoteError(f"could not load CA certificates for {where}{suffix}; check "
+                           f"{named_setting('ca-cert', ca_from)}")
     if code in (pycurl.E_URL_MALFORMAT, pycurl.E_UNSUPPORTED_PROTOCOL):
         return RemoteError(f"unusable URL {where}{suffix}")
     if code == pycurl.E_OPERATION_TIMEDOUT:
         late = TransientError(f"timed out ({where}{via}){suffix}")
         late.unreached = proxy is None  # (libcurl's one timeout here is the connect's)
         if proxy is not None and not proxy.connected:  # (the proxy never took it)
-            late.shared = f"failed: could not connect to {the_proxy}: timed out (check " \
-                          "--proxy and *_proxy)"
+            late.shared = f"failed: could not connect to {the_url}: timed out ({check})"
         return late
     if code == pycurl.E_PARTIAL_FILE:
         return TransientError(f"body cut short ({where}{via}){suffix}")
     if code == pycurl.E_COULDNT_CONNECT and "proxy scheme" in detail.lower():
-        return UsageError(f"unusable proxy for {where}{suffix} (check --proxy and *_proxy)")
+        return UsageError(f"unusable proxy for {where}{suffix} ({check})")
     if code == pycurl.E_COULDNT_CONNECT and proxy is not None:
         # (libcurl names the server's host and port and the proxy's host alone)
         reason = detail.rpartition(": ")[2] or "no reason given"
-        err = TransientError(
-            f"could not connect to {the_proxy} for {where}: {reason} (check --proxy and "
-            "*_proxy)"
-        )
+        err = TransientError(f"could not connect to {the_url} for {where}: {reason} ({check})")
         err.max_retries = CONNECT_RETRIES
         # (said once for the files it failed, whichever their URLs)
-        err.shared = (f"failed: could not connect to {the_proxy}: {reason} (check --proxy "
-                      "and *_proxy)")
+        err.shared = f"failed: could not connect to {the_url}: {reason} ({check})"
         return err
     if code == pycurl.E_COULDNT_CONNECT:
         # nobody listens there: a server restarting gets two quick retries, a mistyped
@@ -220,7 +225,7 @@ def curl_error(
     return TransientError(f"transfer failed, curl error {code} ({where}){suffix}")
 
 
-def _tls_hint(detail: str, of_proxy: bool = False, ca_from: str = "") -> str:
+def _tls_hint(detail: str, of_proxy: bool = False, ca_from: str = SYSTEM_CAS) -> str:
     """What may help with a certificate that failed the check (``of_proxy``: the proxy's;
     ``ca_from``: what chose the CAs trusted): trusting its CA helps only when the CA is
     what is unknown (OpenSSL names the issuer, or a self-signed one), and a --ca-cert
@@ -237,13 +242,15 @@ def _tls_hint(detail: str, of_proxy: bool = False, ca_from: str = "") -> str:
         return "--insecure skips the check"
     elif of_proxy:
         return PROXY_CA_HINT
-    elif ca_from == "--ca-cert":
-        why = "its CA is not among those --ca-cert names"
     elif ca_from in ("CURL_CA_BUNDLE", "SSL_CERT_FILE"):
         return (f"its CA is not among those {ca_from} names; pass --ca-cert FILE to trust"
                 " its CA, or --insecure to skip verification")
-    else:
+    elif ca_from == SYSTEM_CAS:
         return "pass --ca-cert FILE to trust its CA, or --insecure to skip verification"
+    elif ca_from.startswith("set "):  # (the setting, from a config file or a variable)
+        why = f"its CA is not in {named_setting('ca-cert', ca_from)}"
+    else:
+        why = f"its CA is not among those {ca_from} names"
     return f"{why}; --insecure skips the check"
 
 
@@ -251,12 +258,13 @@ def _tls_hint(detail: str, of_proxy: bool = False, ca_from: str = "") -> str:
 _UNKNOWN_CA = ("issuer", "self-signed", "self signed", "first certificate", "trust")
 
 
-def _socks_refused(refused: int, where: str, suffix: str) -> Exception:
-    """A SOCKS proxy's handshake for ``where`` failed, ``refused`` saying why."""
+def _socks_refused(refused: int, where: str, suffix: str, login: str) -> Exception:
+    """A SOCKS proxy's handshake for ``where`` failed, ``refused`` saying why (``login``:
+    what to do when it is the login)."""
     if refused in _SOCKS_LOGIN:
         why = f" ({suffix[2:].rstrip('.')})" if suffix else ""
-        return AuthRequired(f"the SOCKS proxy refused the login for {where}{why}: "
-                            f"{PROXY_LOGIN}", url=where)
+        return AuthRequired(f"the SOCKS proxy refused the login for {where}{why}: {login}",
+                            url=where)
     if refused in _SOCKS_NEVER:
         return RemoteError(f"the SOCKS proxy will not connect to {where}{suffix}")
     if refused == _SOCKS_CONNECTION_REFUSED:
@@ -266,11 +274,12 @@ def _socks_refused(refused: int, where: str, suffix: str) -> Exception:
     return TransientError(f"connection through the SOCKS proxy failed ({where}){suffix}")
 
 
-def _tunnel_refused(status: int, where: str) -> Exception:
-    """The proxy answered the CONNECT for an https URL with ``status``, not 2xx."""
+def _tunnel_refused(status: int, where: str, login: str) -> Exception:
+    """The proxy answered the CONNECT for an https URL with ``status``, not 2xx
+    (``login``: what to do about a 407)."""
     text = f"the proxy refused the tunnel to {where} (HTTP {status})"
     if status == 407:
-        return AuthRequired(f"{text}: {PROXY_LOGIN}", url=where)
+        return AuthRequired(f"{text}: {login}", url=where)
     if status in (401, 403):
         return AuthRequired(text, url=where)
     if status in (408, 429) or status >= 500:

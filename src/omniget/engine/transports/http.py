@@ -41,10 +41,20 @@ from urllib.parse import urlsplit
 
 import pycurl
 
-from ...errors import RemoteError, TransferError, UsageError
+from ...errors import AuthRequired, RemoteError, TransferError, UsageError
 from ...masks import mask_proxy
 from ...settings import NetworkSettings
-from .base import SECRET_HEADERS, Gate, Head, Request, Sink, origin, safe_url
+from .base import (
+    PROXY_LOGIN,
+    SECRET_HEADERS,
+    Gate,
+    Head,
+    Request,
+    Sink,
+    origin,
+    proxy_login,
+    safe_url,
+)
 from .curlerrors import PROXY_STATUSES, curl_error, proxy_answer
 from .curlloop import STALLED, WEIRD_REPLY, CurlLoop
 from .decode import codings
@@ -345,12 +355,14 @@ class CurlTransport(ConnectionSharing):
         if hop.error is not None:
             raise self._refusal(hop, url)
         if code != 0 and not (hop.stopped and code in _OURS):
-            named = ""
-            if hop.proxy is not None and (found := self._proxy_named(url)):
-                named = found
+            named, proxy_from = "", ""
+            if (found := self._proxy_named(url)) is not None:
+                proxy_from = found[1]
+                named = found[0] if hop.proxy is not None else ""
             raise curl_error(
                 code, message, url, fresh=hop.fresh, proxy=hop.proxy,
-                ca_from=self._handles.ca_from, named=named, coding=_coding(hop, code),
+                ca_from=self._handles.ca_from, named=named, proxy_from=proxy_from,
+                coding=_coding(hop, code),
             )
         if not hop.decided:  # no body: the head is decided at the end
             hop.decide()
@@ -459,17 +471,22 @@ class CurlTransport(ConnectionSharing):
         assert error is not None
         if (isinstance(error, TransferError) and hop.status in PROXY_STATUSES
                 and url[:5].lower() == "http:" and (found := self._proxy_named(url))):
-            proxy_answer(error, hop.headers, found)
+            proxy_answer(error, hop.headers, f"{found[0]} ({found[1]})")
+        if (isinstance(error, AuthRequired) and hop.status == 407
+                and error.message.endswith(PROXY_LOGIN)
+                and (found := self._proxy_named(url))):  # (check_status knows no settings)
+            error.message = error.message[: -len(PROXY_LOGIN)] + proxy_login(found[1])
         return error
 
-    def _proxy_named(self, url: str) -> str | None:
-        """The proxy ``url`` goes through, as errors name it: its URL (password masked)
-        and where it was set; None: it goes direct."""
+    def _proxy_named(self, url: str) -> tuple[str, str] | None:
+        """The proxy ``url`` goes through, as errors name it: its URL (password masked),
+        and where it was set (``--proxy``, ``set in config file ...``, ``http_proxy``);
+        None: it goes direct."""
         found = proxy_source(url, self.settings.proxy)
         if found is None:
             return None
         where = self.settings.proxy_from if found[0] == "--proxy" else found[0]
-        return f"{mask_proxy(found[1])} ({where})"
+        return mask_proxy(found[1]), where
 
     def _bind(self) -> CurlLoop:
         if self._closed:

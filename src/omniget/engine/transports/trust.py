@@ -14,7 +14,10 @@ from ...errors import UsageError
 from ...model import Item
 from ...settings import NetworkSettings
 
-__all__ = ["ca_locations", "ca_trust", "check_ca", "missing_ca"]
+__all__ = ["SYSTEM_CAS", "ca_locations", "ca_trust", "check_ca", "missing_ca"]
+
+#: What chose the CAs trusted when neither the setting nor a variable did.
+SYSTEM_CAS = "the system's CA certificates"
 
 _KNOWN_BUNDLES = (
     "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine, Arch
@@ -38,15 +41,17 @@ def ca_locations(settings: NetworkSettings) -> tuple[str | None, str | None]:
 
 
 def ca_trust(settings: NetworkSettings) -> tuple[str | None, str | None, str]:
-    """:func:`ca_locations` and what chose them (for a message when they cannot be read)."""
+    """:func:`ca_locations` and what chose them (for a message when they cannot be read):
+    where the setting was set (``settings.ca_cert_from``), a variable's name, or
+    :data:`SYSTEM_CAS`."""
     if settings.ca_cert:
         if os.path.isdir(settings.ca_cert):
-            return None, settings.ca_cert, "--ca-cert"
+            return None, settings.ca_cert, settings.ca_cert_from
         if not os.path.isfile(settings.ca_cert):
             there = os.path.exists(settings.ca_cert)  # (a device, a FIFO)
             why = "not a file or folder" if there else "no such file or folder"
-            raise UsageError(f"--ca-cert {settings.ca_cert}: {why}", setting="ca-cert")
-        return settings.ca_cert, None, "--ca-cert"
+            raise UsageError(_ca_cert_said(settings, why))
+        return settings.ca_cert, None, settings.ca_cert_from
     bundle = os.environ.get("CURL_CA_BUNDLE")
     if bundle:
         return bundle, None, "CURL_CA_BUNDLE"
@@ -54,7 +59,7 @@ def ca_trust(settings: NetworkSettings) -> tuple[str | None, str | None, str]:
     cert_file = os.environ.get("SSL_CERT_FILE")
     if cert_file:
         return cert_file, cert_dir, "SSL_CERT_FILE"
-    system = "the system's CA certificates"
+    system = SYSTEM_CAS
     default_file, default_dir = _openssl_defaults()
     for candidate in (default_file, *_KNOWN_BUNDLES):
         if candidate and os.path.isfile(candidate):
@@ -135,7 +140,7 @@ def missing_ca(settings: NetworkSettings) -> str | None:
         wrong = _no_certificate(settings.ca_cert)
         if wrong == "no certificate in it":
             wrong += " (a PEM file of CA certificates is wanted)"
-        return None if wrong is None else f"--ca-cert {settings.ca_cert}: {wrong}"
+        return None if wrong is None else _ca_cert_said(settings, wrong)
     bundle = os.environ.get("CURL_CA_BUNDLE")
     name = "CURL_CA_BUNDLE" if bundle else "SSL_CERT_FILE"
     path = bundle or os.environ.get("SSL_CERT_FILE")
@@ -153,6 +158,15 @@ def missing_ca(settings: NetworkSettings) -> str | None:
             " fix or unset it)")
 
 
+def _ca_cert_said(settings: NetworkSettings, why: str) -> str:
+    """``--ca-cert FILE: why``, or ``ca-cert FILE: why (set in config file ...)`` for one
+    set there or by a variable."""
+    where = settings.ca_cert_from
+    if where.startswith("set "):
+        return f"ca-cert {settings.ca_cert}: {why} ({where})"
+    return f"{where} {settings.ca_cert}: {why}"
+
+
 def check_ca(settings: NetworkSettings, entries: Iterable[Item | str]) -> None:
     """UsageError, :func:`missing_ca`'s, when any of ``entries`` is an https:// URL."""
     problem = missing_ca(settings)
@@ -161,4 +175,4 @@ def check_ca(settings: NetworkSettings, entries: Iterable[Item | str]) -> None:
     for entry in entries:
         url = entry.download_url if isinstance(entry, Item) else entry
         if isinstance(url, str) and url.lstrip()[:8].lower() == "https://":  # (as taken)
-            raise UsageError(problem, setting="ca-cert" if settings.ca_cert else None)
+            raise UsageError(problem)  # (where the setting was set is in it)
