@@ -116,7 +116,11 @@ def test_the_flags_reach_the_server(httpd: HTTPServer) -> None:
      (["-U", "x/1"], "the User-Agent is --user-agent TEXT"),
      (["--max-redirs", "3"], "the redirects followed at most are --max-redirects N"),
      (["--max-redirect", "3"], "the redirects followed at most are --max-redirects N"),
-     (["-L"], "redirects are always followed (up to --max-redirects N, 10 by default)")],
+     (["-L"], "redirects are always followed (up to --max-redirects N, 10 by default)"),
+     (["--retry-delay", "3"], "the wait before a retry grows by itself, up to "
+                              "--retry-max-wait SECONDS"),
+     (["--waitretry=3"], "the wait before a retry grows by itself"),
+     (["--retry-wait", "3"], "the wait before a retry grows by itself")],
 )
 def test_curl_s_and_wget_s_names_point_to_the_flags(
     capsys: pytest.CaptureFixture[str], peer: list[str], hint: str
@@ -124,3 +128,17 @@ def test_curl_s_and_wget_s_names_point_to_the_flags(
     assert main([*peer, "http://127.0.0.1:9/x"]) == 2
     err = capsys.readouterr().err
     assert f"is not an option of 'omniget get'; {hint}" in err, err
+
+
+def test_a_user_agent_flag_that_took_the_url_says_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``omniget --user-agent URL``: "no URL given", and nothing on what took it. A URL
+    in a User-Agent with URLs given is no slip (``... +http://example.com/bot``)."""
+    url = "http://127.0.0.1:9/x"
+    assert main(["--user-agent", url]) == 2
+    assert capsys.readouterr().err == (
+        f"omniget: error: no URL given: --user-agent took {url!r} for its value "
+        "(--user-agent wants the User-Agent's text before the URL) (see 'omniget --help')\n")
+    assert settings("--user-agent", "bot/1 (+http://example.com/bot)").network.user_agent == (
+        "bot/1 (+http://example.com/bot)")

@@ -471,6 +471,8 @@ def _peer_flags() -> dict[str, tuple[str, str]]:
          + timeout),
         (("--connect-timeout", "-T", "--read-timeout", "--dns-timeout"), "--timeout", timeout),
         (("--retry", "-t", "--tries", "--max-tries"), "--retries", "retries are --retries N"),
+        (("--retry-delay", "--retry-wait", "--waitretry"), "--retry-max-wait", "the wait "
+         "before a retry grows by itself, up to --retry-max-wait SECONDS"),
         (("-A", "-U"), "--user-agent", "the User-Agent is --user-agent TEXT"),
         (("-b", "--cookie", "--load-cookies"), "--cookies", "cookies to send are --cookies "
          "FILE (a Netscape cookies.txt)"),

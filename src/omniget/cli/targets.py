@@ -65,6 +65,7 @@ def collect(ns: argparse.Namespace) -> list[str | Item]:
     if not targets and empty:  # (the list's fault, not the arguments')
         raise UsageError(empty)
     if not targets:
+        taken = taken or _url_taken(ns, none_left=True)
         raise ArgumentError(f"no URL given{': ' + taken if taken else ''} "
                             "(see 'omniget --help')")
     if taken:  # (-o URL URL2: never a folder named http:)
@@ -122,13 +123,22 @@ _NOT_URLS = {
     "config": ("--config", "a file"),
 }
 
+#: Options whose value may hold a URL (a bot's User-Agent names its page): one that is a
+#: URL alone is said to have taken it only when no URL is left.
+_MAYBE_URLS = {"user_agent": ("--user-agent", "the User-Agent's text")}
 
-def _url_taken(ns: argparse.Namespace) -> str:
-    """``-o took 'URL' ...`` when such an option took a URL for its value, else ''."""
-    for dest, (flag, what) in _NOT_URLS.items():
+
+def _url_taken(ns: argparse.Namespace, none_left: bool = False) -> str:
+    """``-o took 'URL' ...`` when such an option took a URL for its value, else ''
+    (``none_left``: no URL is left, and an option that may hold one took one alone)."""
+    options = {**_NOT_URLS, **_MAYBE_URLS} if none_left else _NOT_URLS
+    for dest, (flag, what) in options.items():
         value = getattr(ns, dest, None)
         if isinstance(value, list):  # (--config, given again)
             value = next((v for v in value if "://" in v), None)
+        if dest in _MAYBE_URLS and isinstance(value, str) and not re.fullmatch(
+                r"[A-Za-z][A-Za-z0-9+.-]*://\S+", value):
+            continue
         if isinstance(value, str) and "://" in value:
             return f"{flag} took {value!r} for its value ({flag} wants {what} before the URL" + (
                 f"{CURL_O})" if flag == "-O" else ")")
