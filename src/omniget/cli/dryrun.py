@@ -13,7 +13,7 @@ from typing import IO
 
 from ..errors import OmnigetError
 from ..model import Digest, Item
-from .output import Masker, flush, format_size, put
+from .output import Masker, flush, format_size, json_text, put
 
 __all__ = ["DryRun", "dry_run", "file_line", "file_record", "refused_in"]
 
@@ -136,8 +136,7 @@ def dry_run(
             planned.add(text)
         shown = mask(text[len(under):] if text.startswith(under) else text)
         if as_json:
-            import json  # (imported where used: start-up time)
-            put(out, json.dumps(file_record(shown, item, mask, action)) + "\n")
+            put(out, json_text(file_record(shown, item, mask, action)) + "\n")
         if action == "skip":
             if reason == "same-name":
                 found.same_name += 1

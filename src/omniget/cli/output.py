@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import math
 import os
 import re
 import sys
@@ -40,6 +41,7 @@ __all__ = [
     "format_size",
     "item_to_dict",
     "json_line",
+    "json_text",
     "name_bytes_out",
     "named",
     "naming",
@@ -246,10 +248,35 @@ def flush(out: IO[str]) -> None:
 
 def json_line(out: IO[str], record: Mapping[str, Any]) -> None:
     """One JSON line, flushed (a reader sees each as it happens); errors as :func:`put`'s."""
+    put(out, json_text(record) + "\n")
+    flush(out)
+
+
+# (a name's bytes that are no UTF-8, as Python holds them: lone surrogates)
+_NO_TEXT = r"[\ud800-\udfff]"
+
+
+def json_text(record: Mapping[str, Any]) -> str:
+    """``record`` as one line of strict JSON (RFC 8259), ASCII, every control character
+    escaped. A name's bytes that are no UTF-8 (a folder from an old latin-1 disk, a
+    ``-O`` FIFO's name) are each U+FFFD: Python holds them as lone surrogates, which
+    ``json.dumps`` wrote as ``\\udce9``, an escape serde_json refuses and jq and Go
+    replace all the same. A number that is not finite is null (``NaN`` is no JSON)."""
     import json  # (imported where used: start-up time)
 
-    put(out, json.dumps(record) + "\n")
-    flush(out)
+    return json.dumps(_strict(record))
+
+
+def _strict(value: Any) -> Any:
+    if isinstance(value, str):
+        return re.sub(_NO_TEXT, "\ufffd", value) if re.search(_NO_TEXT, value) else value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {_strict(str(k)): _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    return value
 
 
 def _plain(value: Any, mask: Masker) -> Any:
@@ -319,8 +346,7 @@ def print_list(
     if as_json or not table:
         for item in items:
             if as_json:
-                import json  # (imported where used: start-up time)
-                line = json.dumps(item_to_dict(item, mask))
+                line = json_text(item_to_dict(item, mask))
             else:
                 size = "" if item.size_bytes is None else str(item.size_bytes)
                 cols = _shown_columns(item, size)

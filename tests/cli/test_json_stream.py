@@ -1,0 +1,118 @@
+"""The ``--json`` stream as its consumers read it (jq, serde_json, Go's encoding/json,
+Python's json): each line on stdout one strict JSON object (RFC 8259: no NaN, no lone
+surrogate, no raw control character), nothing else there, the ``summary`` last."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.servers.httpd import HTTPServer
+
+import omniget
+from omniget.cli.output import Masker, json_line, print_list
+from omniget.model import Item
+
+pytestmark = pytest.mark.isolated(work=True)
+
+SRC = str(Path(omniget.__file__).resolve().parent.parent)
+README = Path(__file__).resolve().parents[2] / "README.md"
+JQ = shutil.which("jq")
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (k, *_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def strict(line: bytes | str) -> dict[str, Any]:
+    """One line as the strictest consumer takes it: UTF-8, no ``NaN`` or ``Infinity``, no
+    lone surrogate (serde_json refuses ``"\\udce9"``), an object."""
+    text = line.decode("utf-8") if isinstance(line, bytes) else line
+
+    def refuse(name: str) -> None:
+        raise ValueError(f"not JSON: {name}")
+
+    record = json.loads(text, parse_constant=refuse)
+    assert isinstance(record, dict), line
+    for s in _strings(record):
+        s.encode("utf-8")  # (a lone surrogate: UnicodeEncodeError)
+    return record
+
+
+def cli(*args: str | bytes, env: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess[bytes]:
+    """``python -m omniget ARGS`` as a user runs it, stdout and stderr as bytes."""
+    full = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1", "LC_ALL": "C.UTF-8",
+            **(env or {})}
+    return subprocess.run([sys.executable, "-m", "omniget", *args], capture_output=True,
+                          env=full, timeout=120, check=False)
+
+
+def jq(stdout: bytes, program: str) -> list[Any]:
+    """What ``jq -c PROGRAM`` makes of ``stdout``: each output as Python's json reads it."""
+    assert JQ is not None
+    res = subprocess.run([JQ, "-c", program], input=stdout, capture_output=True,
+                         timeout=60, check=True)
+    return [json.loads(line) for line in res.stdout.splitlines()]
+
+
+def test_a_folder_whose_name_is_no_utf8_is_said_in_strict_json(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """``-o`` a folder of an old latin-1 disk (``caf\\xe9``): its bytes that are no UTF-8
+    are U+FFFD in every line, as jq and Go read them. Before: ``"caf\\udce9/a.bin"``, a
+    lone surrogate serde_json refuses (the download's events and the dry run's files)."""
+    url = httpd.add(httpd.new_path("a.bin"), b"x" * 1000)
+    folder = b"caf\xe9"
+    for args in ((b"--json",), (b"--dry-run", b"--json")):
+        res = cli(*args, b"-o", folder, url)
+        assert res.returncode == 0, res.stderr
+        lines = [strict(line) for line in res.stdout.splitlines()]
+        assert lines[-1]["event"] == "summary"
+        paths = {r["path"] for r in lines[:-1]}
+        assert paths == {"caf\ufffd/a.bin"}, res.stdout
+        if JQ is not None:
+            assert {p for p in jq(res.stdout, ".path") if p} == paths
+    assert os.path.isfile(os.path.join(folder, b"a.bin"))  # (the folder is the one given)
+
+
+def test_a_run_failing_on_a_name_that_is_no_utf8_says_it_in_strict_json(
+    httpd: HTTPServer,
+) -> None:
+    """The ``error`` event of a run that fails as a whole, naming such a folder (a file
+    in the way of ``-o``): strict JSON too, then the summary."""
+    Path(os.fsdecode(b"f\xe9")).write_bytes(b"")
+    url = httpd.add(httpd.new_path("a.bin"), b"x")
+    res = cli("--json", "-o", os.fsdecode(b"f\xe9/sub"), url)
+    assert res.returncode == 7, res.stderr
+    error, summary = (strict(line) for line in res.stdout.splitlines())
+    assert error["event"] == "error" and "f\ufffd" in error["error"], error
+    assert (summary["event"], summary["exit_code"]) == ("summary", 7)
+    assert b"f\xe9" in res.stderr  # (stderr writes the name's bytes, as ls does)
+
+
+def test_a_number_that_is_not_finite_is_null() -> None:
+    """``NaN`` and ``Infinity`` are no JSON (jq, serde_json and Go refuse them): a value
+    that is not finite (a plugin source's ``modified``, a delay) is null, as unknown."""
+    out = io.StringIO()
+    json_line(out, {"event": "retrying", "delay": math.inf, "n": [math.nan, 1.5]})
+    assert strict(out.getvalue()) == {"event": "retrying", "delay": None, "n": [None, 1.5]}
+    item = Item(download_url="http://h/f", modified=math.nan, meta={"rate": -math.inf})
+    out = io.StringIO()
+    print_list([item], out, Masker(), as_json=True, table=False)  # (list --json)
+    listed = strict(out.getvalue())
+    assert listed["modified"] is None and listed["meta"] == {"rate": None}
