@@ -22,10 +22,28 @@ def run() -> None:
         _asyncio_without_its_tls()
         from .cli import run as run_cli
     except KeyboardInterrupt:  # (nothing begun: nothing to save)
-        sys.stderr.write("omniget: error: interrupted\n")
-        sys.stderr.flush()
+        _stopped()
         os._exit(130)
     run_cli()
+
+
+def _stopped() -> None:
+    """The lines of a command stopped as it starts: ``interrupted`` on stderr, and with
+    ``--json`` its ``error`` event and summary on stdout, as every run ends there. A
+    signal more changes nothing now (it raised out of these lines, a traceback)."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+    from .jsonend import json_kind, stopped_lines
+
+    kind = json_kind(sys.argv[1:])
+    for stream, text in ((sys.stderr, "omniget: error: interrupted\n"),
+                         (sys.stdout, "" if kind is None else stopped_lines(kind))):
+        try:
+            if stream is not None and text:
+                stream.write(text)
+                stream.flush()
+        except (OSError, ValueError):  # (closed, full: nothing more to say there)
+            pass
 
 
 def _asyncio_without_its_tls() -> None:

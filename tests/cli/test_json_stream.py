@@ -18,6 +18,7 @@ import pytest
 from tests.servers.httpd import HTTPServer
 
 import omniget
+from omniget.cli import main
 from omniget.cli.output import Masker, json_line, print_list
 from omniget.model import Item
 
@@ -116,3 +117,61 @@ def test_a_number_that_is_not_finite_is_null() -> None:
     print_list([item], out, Masker(), as_json=True, table=False)  # (list --json)
     listed = strict(out.getvalue())
     assert listed["modified"] is None and listed["meta"] == {"rate": None}
+
+
+def test_a_signal_as_the_command_starts_still_ends_json_with_a_summary(
+    httpd: HTTPServer,
+) -> None:
+    """A SIGTERM (Ctrl+C, SIGHUP) while the command's modules load, before its
+    arguments are read: ``--json``'s ``error`` event and summary, exit 130, as one a
+    moment later has them. Before: stdout was empty (``omniget: error: interrupted`` on
+    stderr only)."""
+    url = httpd.add(httpd.new_path("a.bin"), b"x")
+    script = (
+        "import os, signal, sys\n"
+        "import omniget.__main__ as m\n"
+        "m._asyncio_without_its_tls = lambda: os.kill(os.getpid(), signal.SIGTERM)\n"
+        "sys.argv[1:] = sys.argv[2:]\n"  # (python -c's '-c' is argv[0]; ARGS after it)
+        "m.run()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": SRC}
+    kinds = {("--json", url): ["ok", "skipped", "failed", "interrupted", "not_started",
+                               "fetched", "resumed", "elapsed"],
+             ("list", "--json", url): ["items", "skipped", "failed"],
+             ("--dry-run", "--json", url): ["files", "size", "unknown", "skipped", "failed"]}
+    for args, counts in kinds.items():
+        res = subprocess.run([sys.executable, "-c", script, "x", *args], capture_output=True,
+                             env=env, timeout=120, check=False)
+        assert res.returncode == 130, res.stderr
+        error, summary = (strict(line) for line in res.stdout.splitlines())
+        assert error == {"event": "error", "error": "interrupted", "error_type": "Cancelled",
+                         "exit_code": 130}
+        assert summary == {"event": "summary", **dict.fromkeys(counts, 0), "exit_code": 130}
+        assert res.stderr == b"omniget: error: interrupted\n"
+    res = subprocess.run([sys.executable, "-c", script, "x", url], capture_output=True,
+                         env=env, timeout=120, check=False)
+    assert (res.returncode, res.stdout) == (130, b"")  # (no --json: stderr only)
+    assert httpd.requests == []
+
+
+def test_a_ctrl_c_as_the_arguments_are_read_still_ends_json_with_a_summary(
+    httpd: HTTPServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One a moment later, as the arguments are read (no command known yet): the same
+    two lines. Before: none (``--json`` was not known to be asked for)."""
+    import omniget.cli as cli_module
+
+    def stopped(argv: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_module, "parse_args", stopped)
+    url = httpd.add(httpd.new_path("a.bin"), b"x")
+    assert main(["--json", "-o", "out", url]) == 130
+    out, _ = capsys.readouterr()
+    error, summary = (strict(line) for line in out.splitlines())
+    assert (error["event"], error["exit_code"]) == ("error", 130)
+    assert (summary["event"], summary["exit_code"], summary["ok"]) == ("summary", 130, 0)
+    assert main(["list", "--json", url]) == 130
+    out, _ = capsys.readouterr()
+    assert list(strict(out.splitlines()[-1])) == ["event", "items", "skipped", "failed",
+                                                  "exit_code"]

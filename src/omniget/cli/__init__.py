@@ -94,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _said_last()  # (Ctrl+C typed again, fast: these lines are said whole all the same)
         _end_line(ns)
         print_error(RESUME if ns is not None and _resumable(ns) else "interrupted")
+        if ns is None:  # (as the arguments were read: as far as they can be read now)
+            _json_stopped(argv)
         _json_error(ns, Cancelled("interrupted"), 130, mask)
         return 130
     except BrokenPipeError:  # `omniget list ... | head`: quietly, as git and ls
@@ -267,6 +269,19 @@ def _json_error(
         json_line(sys.stdout, summary_record(ns, code, **(so_far() if so_far else {})))
     except (OSError, StorageError):  # stdout itself is what failed: said on stderr
         pass
+
+
+def _json_stopped(argv: Sequence[str]) -> None:
+    """``--json``, stopped before the arguments were parsed: its ``error`` event and
+    summary all the same (see :func:`omniget.jsonend.json_kind`)."""
+    from ..jsonend import json_kind, stopped_lines
+
+    kind = json_kind(argv)
+    if kind is None or sys.stdout is None:
+        return
+    with contextlib.suppress(OSError, ValueError):  # (stdout itself failed: stderr said)
+        sys.stdout.write(stopped_lines(kind))
+        sys.stdout.flush()
 
 
 def run() -> None:

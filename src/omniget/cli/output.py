@@ -23,6 +23,7 @@ from ..engine.events import Event
 from ..engine.report import Report
 from ..engine.transports.base import SECRET_HEADERS
 from ..errors import StorageError, write_error
+from ..jsonend import SUMMARY_KEYS
 from ..masks import MASK, mask_secrets
 from ..model import Digest, Item
 
@@ -506,15 +507,6 @@ def to_devnull(out: IO[str]) -> None:
         os.close(devnull)
     except (OSError, ValueError, AttributeError):
         pass
-
-
-#: The counts a ``--json`` summary carries, per kind of run.
-SUMMARY_KEYS = {
-    "list": ("items", "skipped", "failed"),
-    "dry-run": ("files", "size", "unknown", "skipped", "failed"),
-    "get": ("ok", "skipped", "failed", "interrupted", "not_started", "fetched", "resumed",
-            "elapsed"),
-}
 
 
 def summary_record(ns: argparse.Namespace, code: int, **counts: float) -> dict[str, Any]:
