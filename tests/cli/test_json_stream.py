@@ -8,6 +8,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -175,3 +176,53 @@ def test_a_ctrl_c_as_the_arguments_are_read_still_ends_json_with_a_summary(
     out, _ = capsys.readouterr()
     assert list(strict(out.splitlines()[-1])) == ["event", "items", "skipped", "failed",
                                                   "exit_code"]
+
+
+def _readme() -> str:
+    return " ".join(README.read_text(encoding="utf-8").split())
+
+
+def test_readme_names_each_field_of_a_listed_item_and_its_times() -> None:
+    """``list --json``'s lines are items with fields the README names, each of them, the
+    times said in what unit. Before: "its fields", and ``modified`` and ``expires`` were
+    numbers no one said the meaning of."""
+    from omniget.cli.output import item_to_dict
+
+    fields = list(item_to_dict(Item(download_url="http://h/f"), Masker()))
+    m = re.search(r"`list --json` prints each item[^(]*\(((?:[^()]|\([^()]*\))*)\)", _readme())
+    assert m is not None
+    assert re.findall(r"`(\w+)`", m[1]) == fields
+    assert "`modified` (the file's time: seconds since 1970 UTC, or null)" in m[1]
+    assert "`expires` (when its URL stops working: seconds since 1970 UTC, or null)" in m[1]
+
+
+def test_readme_says_the_values_of_reason_and_verified_and_the_unit_of_delay() -> None:
+    """Each value a ``skipped`` event's ``reason`` or a ``finished`` one's ``verified``
+    takes, and that ``delay`` and ``elapsed`` are seconds."""
+    text = _readme()
+    assert "`retrying` (`attempt`, `delay`: seconds till the next try, and the error's" in text
+    assert "`elapsed` seconds" in text
+    said = re.search(r"A `skipped` event's `reason` is ([^.]*)\.", text)
+    assert said is not None
+    assert set(re.findall(r"`([\w-]+)` \(", said[1])) == {"exists", "same-name", "filtered"}
+    verified = re.search(r"A `finished` event's `verified` is ([^.]*)\.", text)
+    assert verified is not None and "`size`" in verified[1] and "null" in verified[1]
+    assert "`sha256`" in verified[1]
+
+
+def test_json_with_o_dash_is_refused_before_anything_as_the_readme_says(
+    httpd: HTTPServer,
+) -> None:
+    """``-O -`` carries the file on stdout: ``--json`` is refused with it (exit 2, stdout
+    empty, nothing asked of the server), and the README says so where it says ``-O -``
+    and the errors of a command line."""
+    url = httpd.add(httpd.new_path("a.bin"), b"x")
+    for out in ("-", "/dev/stdout"):
+        res = cli("--json", "-O", out, url)
+        assert (res.returncode, res.stdout) == (2, b""), res.stderr
+        assert b"--json cannot be used with -O" in res.stderr
+    assert httpd.requests == []
+    text = _readme()
+    assert "`--json` is refused with it (stdout carries the file; there is no event)" in text
+    line_errors = text[text.index("An error in the command line itself"):]
+    assert "`--json` with `-O -`" in line_errors[:1500]
