@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Install everything the tests need, then run the whole suite (the README's test command).
-# Debian packages: nginx (real-server tests). Python: a .venv with omniget[test].
+# Debian packages: nginx (real-server tests), jq (a --json consumer's view). Python: a .venv with omniget[test].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v jq >/dev/null 2>&1 || need_apt+=(jq)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""

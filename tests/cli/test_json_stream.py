@@ -10,6 +10,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -226,3 +227,42 @@ def test_json_with_o_dash_is_refused_before_anything_as_the_readme_says(
     assert "`--json` is refused with it (stdout carries the file; there is no event)" in text
     line_errors = text[text.index("An error in the command line itself"):]
     assert "`--json` with `-O -`" in line_errors[:1500]
+
+
+@pytest.mark.skipif(JQ is None, reason="jq is not installed (scripts/test.sh installs it)")
+@pytest.mark.parametrize("ending", ["ok-and-failed", "config-error", "sigterm", "sighup",
+                                    "sigterm-twice"])
+def test_jq_reads_each_line_and_the_summary_last_in_every_ending(
+    httpd: HTTPServer, ending: str
+) -> None:
+    """What jq makes of stdout, however the run ends: a run with files ok and failed,
+    one that fails as a whole on its config file, one stopped by SIGTERM or SIGHUP, and
+    one quit by a second SIGTERM: every line JSON, the ``summary`` last, with the exit
+    code the process ended with."""
+    data = b"z" * 300_000
+    slow = httpd.add(httpd.new_path("slow.bin"), data) + "?drip=20000"  # (15 s)
+    ok, gone = httpd.add(httpd.new_path("ok.bin"), data), httpd.url(httpd.new_path("gone"))
+    env = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1"}
+    if ending in ("ok-and-failed", "config-error"):
+        Path("bad.toml").write_text("retries = \n")
+        extra = ["--config", "bad.toml"] if ending == "config-error" else []
+        res = cli("--json", *extra, "-o", "out", ok, gone)
+        stdout, code, err = res.stdout, res.returncode, res.stderr
+    else:
+        proc = subprocess.Popen([sys.executable, "-m", "omniget", "--json", "-o", "out", slow],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # (the transfer has begun)
+        assert json.loads(first)["event"] == "started", first
+        sig = signal.SIGHUP if ending == "sighup" else signal.SIGTERM
+        proc.send_signal(sig)
+        if ending == "sigterm-twice":
+            proc.send_signal(sig)
+        rest, err = proc.communicate(timeout=60)
+        stdout, code = first + rest, proc.returncode
+    assert code == {"ok-and-failed": 6, "config-error": 2}.get(ending, 130), err
+    events = [e for [e] in jq(stdout, "[.event]")]
+    assert events[-1] == "summary" and "summary" not in events[:-1], events
+    assert jq(stdout, "select(.event == \"summary\") | .exit_code") == [code]
+    if ending == "config-error":
+        assert events == ["error", "summary"]
