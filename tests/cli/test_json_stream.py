@@ -266,3 +266,33 @@ def test_jq_reads_each_line_and_the_summary_last_in_every_ending(
     assert jq(stdout, "select(.event == \"summary\") | .exit_code") == [code]
     if ending == "config-error":
         assert events == ["error", "summary"]
+
+
+def test_a_second_sigterm_as_a_stopped_start_says_its_lines_leaves_them_whole(
+    httpd: HTTPServer,
+) -> None:
+    """A SIGTERM again, fast (a supervisor's, ``kill`` typed twice), as a run stopped while
+    its arguments were read says its lines: they are said whole all the same, exit 130, as
+    a second one during the download still has its summary said. Before: the process
+    died of it (143) with stdout empty or cut after the ``error`` event."""
+    url = httpd.add(httpd.new_path("a.bin"), b"x")
+    script = (
+        "import os, signal, sys\n"
+        "import omniget.cli as c\n"
+        "signal.signal(signal.SIGTERM, signal.default_int_handler)\n"  # (as __main__ sets)
+        "def stopped(argv):\n"
+        "    raise KeyboardInterrupt\n"
+        "said = c.print_error\n"
+        "def again(text):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    said(text)\n"
+        "c.parse_args, c.print_error = stopped, again\n"
+        "sys.argv[1:] = sys.argv[2:]\n"
+        "c.run()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": SRC}
+    res = subprocess.run([sys.executable, "-c", script, "x", "--json", "-o", "out", url],
+                         capture_output=True, env=env, timeout=120, check=False)
+    assert res.returncode == 130, (res.returncode, res.stderr)
+    assert [strict(line)["event"] for line in res.stdout.splitlines()] == ["error", "summary"]
+    assert res.stderr == b"omniget: error: interrupted\n"

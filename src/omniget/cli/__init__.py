@@ -91,7 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help, --version
         return e.code if isinstance(e.code, int) else 0 if e.code is None else 2
     except KeyboardInterrupt:  # (one before the download began, or in list, --dry-run)
-        _said_last()  # (Ctrl+C typed again, fast: these lines are said whole all the same)
+        _said_last(saying=True)  # (a signal again, fast: these lines are said whole all
+        # the same; run() ends with SIGTERM's default again)
         _end_line(ns)
         print_error(RESUME if ns is not None and _resumable(ns) else "interrupted")
         if ns is None:  # (as the arguments were read: as far as they can be read now)
@@ -313,19 +314,28 @@ def run() -> None:
     os._exit(code)
 
 
-def _said_last() -> None:
+def _said_last(*, saying: bool = False) -> None:
     """The console script has said, or says now, its last lines: a Ctrl+C or SIGHUP from
     now on changes nothing and prints no traceback (before: one typed again as an
     interrupted ``list --json`` wrote its summary lost it, and one more as the streams
     were flushed printed a traceback); a SIGTERM ends the process as its default does, not
-    as the Ctrl+C start-up made it. (Library callers and tests keep their handlers.)"""
+    as the Ctrl+C start-up made it. ``saying``: the lines of a run stopped before its
+    download began are being said: a SIGTERM is ignored till they are, as a second one
+    during the download leaves its summary said (it killed the process between its
+    ``--json`` error event and summary). (Library callers and tests keep their
+    handlers.)"""
     if not signals.last_run or threading.current_thread() is not threading.main_thread():
         return
     for signum in signals.QUIET_AFTER:
         if signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, signal.SIG_IGN)
-    if signal.getsignal(signal.SIGTERM) is signal.default_int_handler:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    term = signal.getsignal(signal.SIGTERM)
+    if term is signal.default_int_handler or (term is signal.SIG_IGN and _TERM_HELD):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN if saying else signal.SIG_DFL)
+        _TERM_HELD[:] = [True] if saying else []
+
+
+_TERM_HELD: list[bool] = []  # (SIGTERM is ignored by _said_last(saying=True), not the caller)
 
 
 def _hold_closed_fds() -> None:
