@@ -296,3 +296,31 @@ def test_a_second_sigterm_as_a_stopped_start_says_its_lines_leaves_them_whole(
     assert res.returncode == 130, (res.returncode, res.stderr)
     assert [strict(line)["event"] for line in res.stdout.splitlines()] == ["error", "summary"]
     assert res.stderr == b"omniget: error: interrupted\n"
+
+
+def test_a_sigterm_as_a_run_failed_as_a_whole_says_its_lines_leaves_them_whole(
+    httpd: HTTPServer,
+) -> None:
+    """A SIGTERM as a run that failed as a whole (its config file) says its lines: they
+    are said whole, with the failure's exit code (the run had ended). Before: it raised
+    out of them, exit 130, stdout cut after the ``error`` event or empty."""
+    url = httpd.add(httpd.new_path("a.bin"), b"x")
+    Path("bad.toml").write_text("retries = \n")
+    script = (
+        "import os, signal, sys\n"
+        "import omniget.cli as c\n"
+        "signal.signal(signal.SIGTERM, signal.default_int_handler)\n"  # (as __main__ sets)
+        "said = c.print_error\n"
+        "def again(text):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    said(text)\n"
+        "c.print_error = again\n"
+        "sys.argv[1:] = sys.argv[2:]\n"
+        "c.run()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": SRC}
+    res = subprocess.run([sys.executable, "-c", script, "x", "--json", "--config", "bad.toml",
+                          url], capture_output=True, env=env, timeout=120, check=False)
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    assert [strict(line)["event"] for line in res.stdout.splitlines()] == ["error", "summary"]
+    assert strict(res.stdout.splitlines()[-1])["exit_code"] == 2

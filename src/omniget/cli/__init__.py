@@ -103,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         drop_stdout()
         return BROKEN_PIPE
     except OmnigetError as e:
+        _said_last(saying=True)  # (the run is over: a signal now cuts none of its lines)
         if debug:
             traceback.print_exc()
         where = cfg.where_set(e) if cfg is not None else ""  # (a config file's line, ...)
@@ -110,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _json_error(ns, e, e.exit_code, mask, where)
         return e.exit_code
     except Exception as e:
+        _said_last(saying=True)
         if debug:
             traceback.print_exc()
         print_error(f"internal error: {type(e).__name__}: {mask(str(e))} "
