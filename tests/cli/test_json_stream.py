@@ -324,3 +324,11 @@ def test_a_sigterm_as_a_run_failed_as_a_whole_says_its_lines_leaves_them_whole(
     assert res.returncode == 2, (res.returncode, res.stderr)
     assert [strict(line)["event"] for line in res.stdout.splitlines()] == ["error", "summary"]
     assert strict(res.stdout.splitlines()[-1])["exit_code"] == 2
+
+
+def test_readme_says_what_a_json_download_does_when_its_reader_goes_away() -> None:
+    """It goes on, exit 7 (``tests/cli/test_cli_edges.py`` runs it): said nowhere before,
+    where a listing's death by SIGPIPE and ``-O -``'s exit 7 were."""
+    assert ("A `--json` download whose reader goes away (`omniget --json URL... | head -1`) "
+            "goes on to its end, its files whole, and exits 7 saying its events are "
+            "incomplete.") in _readme()
