@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -332,3 +333,31 @@ def test_readme_says_what_a_json_download_does_when_its_reader_goes_away() -> No
     assert ("A `--json` download whose reader goes away (`omniget --json URL... | head -1`) "
             "goes on to its end, its files whole, and exits 7 saying its events are "
             "incomplete.") in _readme()
+
+
+def test_a_journal_another_program_holds_locked_is_a_warning_event_then_the_run(
+    httpd: HTTPServer, tmp_path: Path
+) -> None:
+    """The resume journal locked by another program (another run's transaction) past the
+    wait for it: a ``warning`` event (no ``path`` or ``url``) as the first line, then the
+    file's events and the summary, every line strict JSON; stderr has the warning too."""
+    from omniget.engine.journal import FILENAME, Journal
+
+    state = tmp_path / "state-dir"
+    Journal.in_dir(state).close()
+    url = httpd.add(httpd.new_path("a.bin"), b"y" * 5000)
+    db = sqlite3.connect(state / FILENAME, isolation_level=None)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        res = cli("--json", "--state-dir", str(state), "-o", "out", url)
+    finally:
+        db.close()
+    assert res.returncode == 0, res.stderr
+    lines = [strict(line) for line in res.stdout.splitlines()]
+    warning = lines[0]
+    assert set(warning) == {"event", "level", "message"} and warning["event"] == "warning"
+    assert "database is locked" in warning["message"]
+    assert [r["event"] for r in lines[1:] if r["event"] != "progress"] == [
+        "started", "finished", "summary"]
+    assert lines[-1]["ok"] == 1 and lines[-1]["exit_code"] == 0
+    assert res.stderr.decode().startswith("omniget: warning: resume journal ")
