@@ -361,3 +361,16 @@ def test_a_journal_another_program_holds_locked_is_a_warning_event_then_the_run(
         "started", "finished", "summary"]
     assert lines[-1]["ok"] == 1 and lines[-1]["exit_code"] == 0
     assert res.stderr.decode().startswith("omniget: warning: resume journal ")
+
+
+def test_an_error_event_has_the_fields_the_readme_names(capsys: pytest.CaptureFixture[str],
+                                                        httpd: HTTPServer) -> None:
+    """A run that fails as a whole says so in one ``error`` event: its fields, named in the
+    README as a ``failed`` event's are (before: only that there is one)."""
+    Path("bad.toml").write_text("retries = \n")
+    url = httpd.add(httpd.new_path("a.bin"), b"x")
+    assert main(["--json", "--config", "bad.toml", url]) == 2
+    error, _ = (strict(line) for line in capsys.readouterr().out.splitlines())
+    assert list(error) == ["event", "error", "error_type", "exit_code"]
+    assert ("says so in one `error` event (`error`, `error_type`, `exit_code`, as a `failed` "
+            "event has them; no `path` or `url`)") in _readme()
