@@ -374,3 +374,71 @@ def test_an_error_event_has_the_fields_the_readme_names(capsys: pytest.CaptureFi
     assert list(error) == ["event", "error", "error_type", "exit_code"]
     assert ("says so in one `error` event (`error`, `error_type`, `exit_code`, as a `failed` "
             "event has them; no `path` or `url`)") in _readme()
+
+
+class _StopsAtLine(io.StringIO):
+    """A stdout whose ``n``-th line's write takes the line, then is cut by a Ctrl+C (as
+    Python's buffered stdout does when the signal comes while it waits on a full pipe:
+    the line goes out with the next flush all the same)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+
+    def write(self, text: str) -> int:
+        done = super().write(text)
+        if self.getvalue().count("\n") == self.n and text.endswith("\n"):
+            self.n = -1
+            raise KeyboardInterrupt
+        return done
+
+
+@pytest.mark.parametrize("command", [["list"], ["--dry-run"]], ids=["list", "dry-run"])
+def test_a_ctrl_c_as_a_line_is_written_counts_that_line_in_the_summary(
+    monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """A Ctrl+C while ``list --json`` or ``--dry-run --json`` waits to write a line (its
+    reader slow: the pipe full): that line is out, and the summary counts it. Before: one
+    line more on stdout than the summary's ``items`` or ``files`` said."""
+    urls = [f"http://127.0.0.1:9/f{n}.bin" for n in range(10)]  # (plain links: no request)
+    out = _StopsAtLine(3)
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main([*command, "--json", *urls]) == 130
+    *lines, error, summary = (strict(line) for line in out.getvalue().splitlines())
+    assert len(lines) == 3 and error["event"] == "error", out.getvalue()
+    assert summary["items" if command == ["list"] else "files"] == 3, summary
+
+
+@pytest.mark.parametrize("command", [["list"], ["--dry-run"]], ids=["list", "dry-run"])
+def test_a_ctrl_c_while_a_slow_reader_holds_the_pipe_full_counts_every_line_out(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """The same, as a user meets it: ``list --json`` into a reader that has not read yet
+    (the pipe full, the command waiting to write), then Ctrl+C: every line on stdout is
+    whole and the summary's count is the lines printed."""
+    import fcntl
+    import termios
+    import time
+
+    long = "p/" * 60
+    Path("urls.txt").write_text("".join(f"http://127.0.0.1:9/{long}f{n}.bin\n"
+                                        for n in range(20_000)))
+    env = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "omniget", *command, "--json", "-i",
+                             "urls.txt"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env)
+    assert proc.stdout is not None
+    size = fcntl.fcntl(proc.stdout.fileno(), fcntl.F_GETPIPE_SZ)
+    queued = bytearray(4)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # (till the pipe is full: the command waits)
+        fcntl.ioctl(proc.stdout.fileno(), termios.FIONREAD, queued)
+        if int.from_bytes(queued, sys.byteorder) >= size - 4096:  # (a page: lines split)
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    *printed, error, summary = (strict(line) for line in out.splitlines())
+    assert error["event"] == "error" and len(printed) > 50
+    assert summary["items" if command == ["list"] else "files"] == len(printed), summary

@@ -147,11 +147,11 @@ MIDWAY = textwrap.dedent("""
 
     real = output.put
     lines = 0
-    def put(out, text):
+    def put(out, text, *taken):
         global lines
         if lines == 1500:
             os.kill(os.getpid(), signal.SIGINT)
-        real(out, text)
+        real(out, text, *taken)
         lines += 1
 
     output.put = dryrun.put = put

@@ -534,17 +534,15 @@ def run_list(ns: argparse.Namespace, cfg: Config, mask: Masker) -> int:
         left: list[Item] = []  # (--include, --exclude: said as --dry-run says them)
         listed = 0  # (counted as they go: an interrupt's summary has them too)
 
-        def counted(items: Iterable[Item]) -> Iterator[Item]:
+        def said() -> None:
             nonlocal listed
-            for item in items:
-                yield item
-                listed += 1  # (its line is out: the next one is asked for)
+            listed += 1  # (its line is out, or in the stream's hands: out at its flush)
 
         ns.counted_so_far = lambda: {"items": listed, "skipped": len(left),
                                      "failed": len(failures)}
         items = extract_items(targets, ns, cfg, failed, left.append)
         table = out.isatty() and os.environ.get("TERM") != "dumb"
-        print_list(counted(items), out, mask, as_json=ns.json, table=table)
+        print_list(items, out, mask, as_json=ns.json, table=table, said=said)
     report_failures(failures, mask)
     code = failures[0][1].exit_code if failures else 0
     if ns.json:

@@ -135,18 +135,25 @@ def dry_run(
         if action != "skip":
             planned.add(text)
         shown = mask(text[len(under):] if text.startswith(under) else text)
-        if as_json:
-            put(out, json_text(file_record(shown, item, mask, action)) + "\n")
-        if action == "skip":
-            if reason == "same-name":
-                found.same_name += 1
+
+        def counted(item: Item = item, action: str = action, reason: str = reason) -> None:
+            if action == "skip":
+                if reason == "same-name":
+                    found.same_name += 1
+                else:
+                    found.skipped += 1
             else:
-                found.skipped += 1
+                found.files += 1
+                found.size += item.size_bytes or 0
+                found.unknown += item.size_bytes is None
+
+        if as_json:  # (counted as the stream takes its line: see put)
+            put(out, json_text(file_record(shown, item, mask, action)) + "\n", counted)
+        else:
+            counted()
+        if action == "skip":
             on_skip(target, reason)
             continue
-        found.files += 1
-        found.size += item.size_bytes or 0
-        found.unknown += item.size_bytes is None
         if not as_json:
             put(out, file_line(shown, item, mask))
     flush(out)

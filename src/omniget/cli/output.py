@@ -225,12 +225,19 @@ def stream_name(out: IO[str]) -> str:
     return "stdout" if name in ("<stdout>", 1) else name if isinstance(name, str) else "the output"
 
 
-def put(out: IO[str], text: str) -> None:
+def put(out: IO[str], text: str, taken: Callable[[], object] | None = None) -> None:
     """``out.write(text)``; an OS error (disk full) is a StorageError naming the stream
     (exit 7). A reader gone away (BrokenPipeError) is left to the caller: ``omniget list |
-    head`` ends quietly."""
+    head`` ends quietly. ``taken()`` once ``out`` has the text: a Ctrl+C as the write waits
+    (its reader slow, the pipe full) raises out of it with the text in the stream's
+    buffer all the same, out at its next flush (a summary counted the lines written that
+    way one short of those on stdout)."""
     try:
-        out.write(text)
+        try:
+            out.write(text)
+        finally:
+            if taken is not None:
+                taken()
     except BrokenPipeError:
         raise
     except OSError as exc:
@@ -340,9 +347,12 @@ def _shown_columns(item: Item, size: str) -> tuple[str, ...]:
 
 
 def print_list(
-    items: Iterable[Item], out: IO[str], mask: Masker, *, as_json: bool, table: bool
+    items: Iterable[Item], out: IO[str], mask: Masker, *, as_json: bool, table: bool,
+    said: Callable[[], object] | None = None,
 ) -> int:
-    """``omniget list``: JSON lines, a rich table (terminal) or TAB-separated lines."""
+    """``omniget list``: JSON lines, a rich table (terminal) or TAB-separated lines;
+    ``said()`` as ``out`` takes each line (see :func:`put`; a table's: none, it is drawn
+    whole)."""
     count = 0
     if as_json or not table:
         for item in items:
@@ -352,7 +362,7 @@ def print_list(
                 size = "" if item.size_bytes is None else str(item.size_bytes)
                 cols = _shown_columns(item, size)
                 line = "\t".join(mask(c) for c in cols)
-            put(out, line + "\n")
+            put(out, line + "\n", said)
             count += 1
         flush(out)
         return count
