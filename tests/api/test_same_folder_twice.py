@@ -18,7 +18,10 @@ from tests.servers.httpd import HTTPServer
 import omniget
 
 SRC = str(Path(omniget.__file__).resolve().parent.parent)
-BUSY = "being downloaded by another omniget run"
+#: PartBusy's words, whichever way it found the other run: holding the part file ("is being
+#: downloaded"), or done with it a moment before this run's open or lock ("was finished",
+#: "was finished or removed"; a loaded machine can pause a run there)
+BUSY = "by another omniget run in the same folder"
 
 SCRIPT = """
 import sys
