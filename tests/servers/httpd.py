@@ -110,9 +110,11 @@ import argparse
 import contextlib
 import hashlib
 import itertools
+import select
 import signal
 import socket
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -124,6 +126,9 @@ from .faults import Handler, Hold, Resource, build_reply, text_reply
 from .send import send_reply
 from .tls import answer_plain
 from .wire import BadRequest, LoggedRequest, Reader, http_date, parse_head
+
+#: (Linux's; elsewhere None, and wait_closed() cannot see the kernel's accept queue)
+TCP_INFO: int | None = getattr(socket, "TCP_INFO", None)
 
 __all__ = ["HTTPServer", "LoggedRequest", "Resource", "ipv6_loopback", "main"]
 
@@ -180,6 +185,7 @@ class HTTPServer:
         self._paths = itertools.count(1)
         self._stopping = threading.Event()
         self._conns: dict[int, socket.socket] = {}
+        self._conn_epochs: dict[int, int] = {}  # (each open connection's: see wait_closed)
         self._threads: list[threading.Thread] = []
         self._listeners: list[socket.socket] = []
         # Each test on a shared server has a port of its own (see next_test): the
@@ -383,6 +389,33 @@ class HTTPServer:
         reqs = self.requests if path is None else self.requests_to(path)
         return list(dict.fromkeys(r.conn_id for r in reqs))
 
+    def wait_closed(self, timeout: float = 30.0) -> bool:
+        """Wait until no connection of this test is open (False if one still is then;
+        an earlier test's, shut by next_test, may keep its thread a while). A client that
+        has ended (its process reaped, killed or not) may have sent a request a server
+        thread has not read yet: logged only then, after a ``clear_log()`` made at once.
+        Once its connections are closed here, each request it sent is logged or lost."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if self._epoch not in self._conn_epochs.values() and not self._queued():
+                    return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+
+    def _queued(self) -> int:
+        """(Under the lock.) Connections the kernel has taken that no accept() has yet:
+        Linux says it in a listener's TCP_INFO (``tcpi_unacked``); 0 where it cannot."""
+        if TCP_INFO is None:
+            return 0
+        queued = 0
+        for listener in self._listeners:
+            with contextlib.suppress(OSError):  # (closed by stop())
+                info = listener.getsockopt(socket.IPPROTO_TCP, TCP_INFO, 104)
+                queued += struct.unpack_from("I", info, 24)[0]  # (8 bytes, 4 words in)
+        return queued
+
     def wait_idle(self, timeout: float = 2.0) -> bool:
         """Wait until every logged request has been answered (``finished`` set)."""
         deadline = time.monotonic() + timeout
@@ -437,18 +470,25 @@ class HTTPServer:
     # -- connections -------------------------------------------------------------------
 
     def _accept_loop(self, listener: socket.socket, epoch: int) -> None:
+        ready = select.poll()
+        ready.register(listener, select.POLLIN)
         while not self._stopping.is_set():
-            try:
-                sock, peer = listener.accept()
-            except TimeoutError:
+            if not ready.poll(200):
                 continue
-            except OSError:
-                return
+            # Taken from the kernel's queue and counted as open in one step: no moment
+            # when wait_closed() sees a connection in neither place.
             with self._lock:
+                try:
+                    sock, peer = listener.accept()
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    return
                 late = epoch != self._epoch
                 if not late:
                     cid = next(self._ids)
                     self._conns[cid] = sock
+                    self._conn_epochs[cid] = epoch
             if late:  # (a port retired by next_test)
                 sock.close()
                 continue
@@ -482,6 +522,7 @@ class HTTPServer:
         finally:
             with self._lock:
                 self._conns.pop(cid, None)
+                self._conn_epochs.pop(cid, None)
             with contextlib.suppress(OSError):
                 sock.close()
 
@@ -530,7 +571,7 @@ def _listen(hosts: list[str], port: int) -> list[socket.socket]:
             host = host.strip("[]")
             sock = socket.create_server((host, port), family=_family(host), backlog=128)
             socks.append(sock)
-            sock.settimeout(0.2)
+            sock.setblocking(False)  # (accept() once poll() says so: see _accept_loop)
             port = sock.getsockname()[1]
     except OSError:
         for sock in socks:

@@ -636,3 +636,19 @@ def test_nginx_s_log_is_read_once_every_request_taken_has_its_line(tmp_path: Pat
     finally:
         server.stop()
     assert sorted(r.target for r in log) == ["/n0.bin", "/n1.bin", "/n2.bin"]
+
+
+def test_a_request_of_a_client_gone_is_in_the_log_once_the_server_says_all_closed(
+    httpd: HTTPServer,
+) -> None:
+    """A client sends a request and is gone (a process killed, or one that gave up on an
+    answer) before the server took its connection from the kernel's queue: once
+    ``wait_closed()`` says every connection is closed, that request is logged. (A test
+    clearing the log as soon as its client ended could find it logged after that.)"""
+    with httpd._lock:  # (no server thread takes or logs a connection meanwhile)
+        with socket.create_connection((httpd.host, httpd.port), timeout=5) as client:
+            client.sendall(b"GET /gone.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert httpd.wait_closed()
+    assert [r.target for r in httpd.requests] == ["/gone.bin"]
+    with socket.create_connection((httpd.host, httpd.port), timeout=5):
+        assert not httpd.wait_closed(0.5)  # (one open: False once the time is up)
