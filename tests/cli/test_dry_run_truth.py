@@ -129,6 +129,7 @@ def test_a_folder_in_the_file_s_place_fails_the_dry_run_as_the_download(
     assert got.returncode == 7, got.stderr
     said = error_lines(got.stderr)
     assert len(said) == 1 and "is a folder" in said[0]
+    assert httpd.wait_closed()  # (each request of the run before logged)
     httpd.clear_log()
     dry = cli("--dry-run", "--on-exists", mode, url)
     assert (dry.returncode, error_lines(dry.stderr), dry.stdout) == (7, said, "")
@@ -170,6 +171,7 @@ def test_a_file_there_that_checksum_refuses_fails_the_dry_run_as_the_download(
     assert got.returncode == 4, got.stderr
     said = error_lines(got.stderr)
     assert len(said) == 1 and "already exists" in said[0], said
+    assert httpd.wait_closed()  # (each request of the run before logged)
     httpd.clear_log()
     dry = cli("--dry-run", "--checksum", checksum, url)
     assert (dry.returncode, error_lines(dry.stderr), dry.stdout) == (4, said, "")
@@ -321,6 +323,7 @@ def test_a_part_file_s_name_holding_no_file_fails_the_dry_run_as_the_download(
     assert got.returncode == 7, got.stderr
     said = error_lines(got.stderr)
     assert len(said) == 1 and "not a part file omniget made" in said[0], said
+    assert httpd.wait_closed()  # (each request of the run before logged)
     httpd.clear_log()
     for mode in ("skip", "overwrite"):
         dry = cli("--dry-run", "--on-exists", mode, url)
@@ -365,6 +368,7 @@ def test_a_file_named_as_the_journal_in_the_state_folder_is_shown_renamed_as_sav
     first = httpd.add(httpd.new_path("first.bin"), DATA)
     assert cli("-q", "--state-dir", "sd", "-o", "sd", first).returncode == 0  # (its journal)
     assert os.path.exists("sd/journal.sqlite")
+    assert httpd.wait_closed()  # (each request of the run before logged)
     httpd.clear_log()
     dry = cli("--dry-run", "--on-exists", mode, "--state-dir", "sd", "-o", "sd", url)
     assert (dry.returncode, dry.stdout) == (0, f"sd/journal.sqlite_\t?\t{url}\n"), dry.stderr
@@ -384,6 +388,7 @@ def test_a_link_out_of_the_folder_fails_the_dry_run_as_the_download(
     got = cli(url)
     said = error_lines(got.stderr)
     assert got.returncode == 8 and len(said) == 1 and url in said[0], got.stderr
+    assert httpd.wait_closed()  # (each request of the run before logged)
     httpd.clear_log()
     for mode in ("skip", "overwrite", "rename"):
         dry = cli("--dry-run", "--on-exists", mode, url)

@@ -57,6 +57,7 @@ def test_sigkill_then_rerun_gives_identical_bytes(
     connections = len({r.conn_id for r in httpd.requests_to(path)})
     assert connections >= 2
     written = _written(part.read_bytes(), data)  # what the killed run had put in place
+    assert httpd.wait_closed()  # (each request of the run before logged)
     httpd.clear_log()
     done = omniget(url, "-o", str(out), "-q", state=state)
     assert done.returncode == 0, done.stderr
@@ -122,6 +123,7 @@ def test_interrupt_keeps_state_then_rerun_resumes(
     else:
         assert "0 failed, 1 interrupted" in err.decode()
     assert part.exists() and not (out / "cut.bin").exists()
+    assert httpd.wait_closed()  # (each request of the run before logged)
     httpd.clear_log()
     done = omniget(url, "-o", str(out), "-q", state=state)
     assert done.returncode == 0, done.stderr
@@ -245,6 +247,7 @@ def test_a_disk_full_run_resumes_once_there_is_room(
         )
         if grown.returncode != 0:
             pytest.skip("cannot grow the tmpfs here")
+        assert httpd.wait_closed()  # (each request of the run before logged)
         httpd.clear_log()
         res = omniget(url, "-o", str(small), state=tmp_path / "st")
         assert res.returncode == 0, res.stderr
@@ -740,6 +743,7 @@ def test_a_state_folder_removed_during_a_run_is_made_again(
     _, err = proc.communicate(timeout=30)
     assert f"resume journal {state / FILENAME}: it was removed during the run; made again" \
         in err.decode(), err
+    assert httpd.wait_closed()  # (each request of the run before logged)
     httpd.clear_log()
     done = omniget(url, "-o", str(out), "-q", state=state)
     assert done.returncode == 0, done.stderr
@@ -971,6 +975,7 @@ def test_other_signals_change_nothing_or_end_the_run_as_their_defaults_do(
     ends = signum in (signal.SIGUSR1, signal.SIGUSR2)
     assert (proc.returncode, err) == (-signum if ends else 0, "")
     if ends:
+        assert httpd.wait_closed()  # (each request of the run before logged)
         httpd.clear_log()
         rerun = omniget(url, "-o", str(out), "-q", state=state)
         assert rerun.returncode == 0, rerun.stderr

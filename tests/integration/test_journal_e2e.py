@@ -59,6 +59,7 @@ def cut_then_resumed(httpd: HTTPServer, payload: Callable[..., bytes], out: Path
     url = httpd.add(path, data) + "?reset=100000&times=1"
     cut = omniget(url, "-o", str(out), "--retries", "0", "-q", state=state, **kw)
     assert cut.returncode == 3, cut.stderr
+    assert httpd.wait_closed()  # (each request of the run before logged)
     httpd.clear_log()
     done = omniget(url, "-o", str(out), "-q", state=state, **kw)
     assert done.returncode == 0 and done.stderr == "", done.stderr
@@ -249,6 +250,7 @@ def test_a_journal_log_removed_during_a_run_then_a_kill_leaves_resume_state(
         proc.kill()
     assert (f"resume journal {state / FILENAME}: its -wal or -shm was removed during the run;"
             " made again with this run's records") in err.decode(), err
+    assert httpd.wait_closed()  # (each request of the run before logged)
     httpd.clear_log()
     done = omniget(url, "-o", str(out), "-q", state=state)
     assert done.returncode == 0, done.stderr

@@ -44,6 +44,7 @@ def test_other_runs_on_a_file_being_written_then_its_writer_killed(
                             " done"), what
         had = recorded(state)
     assert os.listdir(out) == ["data.bin.omniget-part"]
+    assert httpd.wait_closed()  # (each request of the run before logged)
     httpd.clear_log()
     rerun = omniget(url, "-o", str(out), "-q", state=state)
     assert rerun.returncode == 0 and rerun.stderr == "", rerun.stderr
@@ -82,6 +83,7 @@ def test_runs_on_a_file_an_overwrite_is_replacing_then_the_overwrite_killed(
             assert (out / "data_1.bin").read_bytes() == data
         had = recorded(state)
     assert (out / "data.bin").read_bytes() == old
+    assert httpd.wait_closed()  # (each request of the run before logged)
     httpd.clear_log()
     rerun = omniget(url, "-o", str(out), "--on-exists", "overwrite", "-q", state=state)
     assert rerun.returncode == 0 and rerun.stderr == "", rerun.stderr

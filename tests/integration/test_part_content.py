@@ -62,6 +62,7 @@ class Cut:
         self.spans = spans(self.state)
         self.recorded = recorded(self.state)
         assert 0 < self.recorded < size
+        assert httpd.wait_closed()  # (each request of the run before logged)
         httpd.clear_log()
 
     def rerun(self) -> list[str]:

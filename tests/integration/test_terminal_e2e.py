@@ -197,6 +197,7 @@ def test_ctrl_backslash_ends_the_run_at_once_leaving_a_cursor_and_a_resumable_fi
     assert code == -signal.SIGQUIT
     assert not any("━" in line or "total [" in line for line in screen.lines())
     assert not screen.cursor_hidden
+    assert httpd.wait_closed()  # (each request of the run before logged)
     httpd.clear_log()
     rerun = subprocess.run([sys.executable, "-m", "omniget", url, "-o", str(out), "-q"],
                            env={**os.environ, "OMNIGET_STATE_DIR": str(state)}, timeout=60)
@@ -245,6 +246,7 @@ def test_sighup_stops_the_run_as_sigterm_does_keeping_all_it_has(
     # (the run's own end closed the journal, its write-ahead log folded in: a quit at once
     # leaves that log behind)
     assert not (state / "journal.sqlite-wal").exists()
+    assert httpd.wait_closed()  # (each request of the run before logged)
     httpd.clear_log()
     rerun = subprocess.run([sys.executable, "-m", "omniget", url, "-o", str(out), "-q"],
                            env={**os.environ, "OMNIGET_STATE_DIR": str(state)}, timeout=60)
