@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,11 +24,19 @@ SRC = str(Path(omniget.__file__).resolve().parent.parent)
 DATA = bytes(range(256)) * 40
 
 
+#: A log's lines that come with time (every 2 s: the run's, and with -v a file's
+#: progress), which a loaded machine's run may take long enough to print
+TIMED = re.compile(r"^(?:\[\d+:\d\d:\d\d\] \d+/\d+\+? files, .*|  .+: .+/s)\n", re.M)
+
+
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """The command in a subprocess, stderr not a terminal (a log's lines)."""
+    """The command in a subprocess, stderr not a terminal (a log's lines), without the
+    lines that come with time (TIMED)."""
     env = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1"}
-    return subprocess.run([sys.executable, "-m", "omniget", *args], capture_output=True,
-                          text=True, env=env, timeout=120)
+    res = subprocess.run([sys.executable, "-m", "omniget", *args], capture_output=True,
+                         text=True, env=env, timeout=120)
+    res.stderr = TIMED.sub("", res.stderr)
+    return res
 
 
 def json_lines(out: str) -> list[dict[str, Any]]:
@@ -252,7 +261,6 @@ def test_retry_lines_of_one_cause_are_folded_unless_verbose(
     rest, at the end; -v keeps every line, --json every event. (Two files of each host
     spend their retries before it is found down: 8 lines at least. A proxy nobody
     answers at is no longer the way to many: one file retries it.)"""
-    import re
     import socket
 
     # waits of at most 0.1 s (the lines do not hang on how long they are; 9 s before)
