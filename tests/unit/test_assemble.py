@@ -15,6 +15,7 @@ from omniget.engine.assemble import (
     PartBusy,
     PartFile,
     create_part,
+    drop_part,
     fs_type,
     on_memory_fs,
     parse_mounts,
@@ -233,6 +234,45 @@ def test_a_part_file_created_ahead_is_locked_and_looked_at_once(
     assert (locks, looks) == ([fd], [fd])
     assert part.fd == fd and os.fstat(fd).st_ino == os.stat(part.where).st_ino
     part.close()
+
+
+def test_a_dropped_part_file_s_name_goes_while_its_lock_is_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part file created ahead and not used is unlinked before its descriptor (and so
+    its lock) goes: closed first, another run could lock it and begin, and the unlink
+    then took that run's part file from under it."""
+    final = tmp_path / "f.bin"
+    fd = create_part(final)
+    assert fd >= 0
+    where = f"{final}.omniget-part"
+    seen: list[bool] = []
+    real_close = os.close
+
+    def close(n: int) -> None:
+        if n == fd:
+            seen.append(os.path.exists(where))
+        real_close(n)
+
+    monkeypatch.setattr(os, "close", close)
+    drop_part(final, fd)
+    assert seen == [False]  # (gone before the close)
+    assert not os.path.exists(where)
+
+
+def test_dropping_a_part_file_leaves_another_run_s_under_its_name(tmp_path: Path) -> None:
+    """The name now holds another file (another run took it over and started afresh):
+    that file stays; only the descriptor given is closed."""
+    final = tmp_path / "f.bin"
+    fd = create_part(final)
+    assert fd >= 0
+    where = f"{final}.omniget-part"
+    os.unlink(where)
+    Path(where).write_bytes(b"another run's")
+    drop_part(final, fd)
+    assert Path(where).read_bytes() == b"another run's"
+    with pytest.raises(OSError):
+        os.fstat(fd)
 
 
 def test_a_part_file_gone_between_its_look_and_its_open_is_another_run_s(

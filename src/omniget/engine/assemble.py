@@ -318,11 +318,15 @@ def _named(fd: int, where: str) -> bool:
 
 
 def drop_part(final: Path, fd: int) -> None:
-    """Undo :func:`create_part` (the file is still empty)."""
+    """Undo :func:`create_part` (the file is still empty): its name unlinked while its
+    lock is held, and only while it names this file. Closed first, another run could
+    lock it and start writing, and the unlink then took that run's part file away."""
     if fd >= 0:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(f"{final}{PART_SUFFIX}")
+        try:
+            with contextlib.suppress(OSError):
+                _unlink_if(str(final.parent), f"{final.name}{PART_SUFFIX}", os.fstat(fd))
+        finally:
+            os.close(fd)
 
 
 def _unlink_if(folder: str, name: str, st: os.stat_result) -> bool:
