@@ -12,10 +12,13 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Literal
 
+import pytest
 from tests.servers.httpd import HTTPServer
 
 import omniget
+from omniget.engine.assemble import PartFile
 
 SRC = str(Path(omniget.__file__).resolve().parent.parent)
 #: PartBusy's words, whichever way it found the other run: holding the part file ("is being
@@ -125,3 +128,36 @@ def test_two_programs_downloading_the_same_files_into_one_folder(
     _each_written_once(ends, data, tmp_path)
     _third_run_skips_them_all(urls, tmp_path, len(data))
 
+
+
+def test_a_part_file_another_run_finished_as_this_one_opened_it_is_skipped(
+    httpd: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """This run found another run's part file, and that run finished it (renamed it into
+    place) before this one's open: --on-exists decides, as for a file there before the
+    run (skipped: it has the size the server gives), not a failure telling to run again.
+    With overwrite, it still stops as another run's (PartBusy)."""
+    body = random.Random("done").randbytes(50_000)
+    url = httpd.add("/done.bin", body)
+    real = PartFile._open_there
+
+    def finished_meanwhile(self: PartFile, flags: int) -> int:
+        if os.path.exists(self.where):
+            os.replace(self.where, self.final)  # (the other run's rename)
+        return real(self, flags)
+
+    monkeypatch.setattr(PartFile, "_open_there", finished_meanwhile)
+    policies: list[tuple[Literal["skip", "overwrite"], str]] = [
+        ("skip", "skipped"), ("overwrite", "failed")]
+    for on_exists, status in policies:
+        out = tmp_path / on_exists
+        out.mkdir()
+        (out / "done.bin.omniget-part").write_bytes(body)  # (the other run's, all there)
+        report = omniget.download([url], out, settings=omniget.Settings(
+            state_dir=tmp_path / "state", on_exists=on_exists))
+        (result,) = report.results
+        assert result.status == status, result.error
+        if status == "failed":
+            assert BUSY in str(result.error)
+        assert (out / "done.bin").read_bytes() == body
+        assert sorted(p.name for p in out.iterdir()) == ["done.bin"]

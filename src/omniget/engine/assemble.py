@@ -84,6 +84,8 @@ class PartBusy(StorageError):
     """Another process holds the part file: another omniget run writes the same file."""
 
     def __init__(self, final: Path, what: str = "is being downloaded") -> None:
+        #: Still held by that run (else it was finished, or removed, a moment ago)
+        self.busy = what == "is being downloaded"
         super().__init__(
             f"{final.name} {what} by another omniget run in the same folder;"
             " run again once it is done"

@@ -66,14 +66,17 @@ def open_part(job: FileJob, final: Path, *, fresh: bool) -> PartFile:
             fd = -1
     _, text, folder = job.place(final)
     began = time.perf_counter()
-    job.part = PartFile(
-        final, fresh=fresh, made=job.ctx.made_dirs, fd=fd, folder=folder, text=text,
-        leftovers=job.ctx.leftovers,
-    )
-    if (
-        fresh and job.ctx.settings.on_exists != "overwrite" and not job.replacing
-        and there(text)
-    ):
+    decides = job.ctx.settings.on_exists != "overwrite" and not job.replacing
+    try:
+        job.part = PartFile(
+            final, fresh=fresh, made=job.ctx.made_dirs, fd=fd, folder=folder, text=text,
+            leftovers=job.ctx.leftovers,
+        )
+    except PartBusy as exc:  # (another run done with it a moment ago: its file is there)
+        if exc.busy or not decides or not there(text):
+            raise
+        return _taken_since(job, final)
+    if fresh and decides and there(text):
         return _taken_since(job, final)
     if job.part.dropped:
         journal = job.ctx.journal
@@ -87,11 +90,11 @@ def open_part(job: FileJob, final: Path, *, fresh: bool) -> PartFile:
 
 def _taken_since(job: FileJob, final: Path) -> PartFile:
     """Another run put a file at ``final`` after this one found it free (while its
-    answer was on the way): --on-exists decides again, as for any file there. Raises
-    :class:`SkipFile`."""
+    answer was on the way; or it finished the part file this one was about to open):
+    --on-exists decides again, as for any file there. Raises :class:`SkipFile`."""
     part, job.part = job.part, None
-    assert part is not None
-    part.discard()  # (this run's, locked: nobody else writes it)
+    if part is not None:
+        part.discard()  # (this run's, locked: nobody else writes it)
     chosen = job.exists_policy(final)
     if chosen is None:
         raise SkipFile("exists")
