@@ -23,7 +23,10 @@ that does not resolve, no connection within the connect timeout: the error's
 (:meth:`DownHosts.mirror_failed`). A mirror found down is passed over, at once and without
 a try (:meth:`DownHosts.before_try`; a file waiting for a connection slot to it is refused
 there and waits for one at its next mirror instead); a file whose every mirror is found
-down fails at once, as a file of one URL does.
+down fails at once, as a file of one URL does. A file that goes to another mirror's host,
+whatever the reason, gives its slot back and waits for one of that host's first (see
+:mod:`.spanfetch`): its mirror's cap holds, and the slots of a dead host go to files
+that still need them.
 
 A proxy that takes no connection (or whose name does not resolve) is found down at the
 first try that failed to reach it (:meth:`DownHosts.failed`): its failure is the proxy's

@@ -1,6 +1,10 @@
 """One span of a :class:`~.plain.PlainDownload`: its requests, retries and mirror
 switches (:func:`run_span`), and the sink that writes its answers' bodies into the part
 file at the span's position (:class:`SpanSink`). Each function takes the download.
+
+A span's connection slot (its :class:`~.scheduler.Ticket`) is one of its URL's host's: a
+switch to a URL of another host (a mirror, a renewed URL) gives it back and waits for one
+of that host's before the request goes, as the span's first try did.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from .events import Retrying, Warned
 from .job import FileJob
 from .mirrors import PERMANENT_ON_ONE_MIRROR, headers_for, next_mirror
 from .retry import gave_up
-from .scheduler import host_of
+from .scheduler import Ticket, host_of
 from .spans import within
 from .splitter import Span
 from .transports.base import (
@@ -203,8 +207,9 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
                 if url != was:
                     log.debug("%s: %s is down; next mirror %s", job.item.filename,
                               host_of(was), url)
-                if span.ticket is not None and span.ticket.refused:  # (see below)
-                    span.ticket = dl.ticket(span, url, wait=True)
+                ticket = span.ticket  # (refused: see below; another host's: a switch)
+                if ticket is not None and (ticket.refused or ticket.host != host_of(url)):
+                    span.ticket = _reticket(dl, span, url, ticket)
             before = span.pos
             req = _request(dl, span, url)
             sink = SpanSink(dl, span, req)
@@ -241,6 +246,9 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
                 if job.refreshable(exc) and await job.refresh(exc):
                     dl.urls = (job.item.download_url, *job.item.mirrors)
                     url = dl.urls[0]
+                    ticket = span.ticket  # (its URL renewed: maybe another host's)
+                    if ticket is not None and ticket.host != host_of(url):
+                        span.ticket = _reticket(dl, span, url, ticket)
                     continue
                 if len(dl.urls) > 1:  # (a mirror that took no connection: evidence)
                     tried = exc
@@ -282,11 +290,24 @@ async def run_span(dl: PlainDownload, span: Span, url: str) -> None:
                 if ticket is not None:  # (no connection while it waits: see Ticket.park)
                     ticket.park()
                 await dl.ctx.clock.sleep(delay)
-                if ticket is not None:
-                    await ticket.unpark()
+                if ticket is not None and (alone or ticket.host == host_of(url)):
+                    await ticket.unpark()  # (else one of url's host is asked for: above)
     finally:
         if span.ticket is not None:
             span.ticket.close()
+
+
+def _reticket(dl: PlainDownload, span: Span, url: str, ticket: Ticket) -> Ticket:
+    """A slot for ``span``, which goes to ``url``, of another host than ``ticket``'s (a
+    mirror, or a renewed URL): ``ticket`` is given back (or withdrawn, if still waited
+    for; one refused is closed already) and one for ``url``'s host is asked for, queued
+    as a file's first try's is, before the request goes. (A file that went on on its
+    old slot took a connection to its mirror beside the mirror's own cap's: twice -N,
+    its old host's slot held meanwhile.)"""
+    ticket.close()
+    new = dl.ticket(span, url, wait=True)
+    assert new is not None
+    return new
 
 
 def _drop_decoded(dl: PlainDownload, span: Span) -> None:
