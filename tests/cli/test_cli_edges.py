@@ -1144,13 +1144,30 @@ def cli(
 
 
 def spawn(*args: str) -> subprocess.Popen[bytes]:
+    """The command, its stdout and stderr unbuffered pipes: a test reads a line or two,
+    then ``communicate()``, which reads the pipes themselves. A buffered pipe's
+    ``readline`` took whatever was there (on a loaded machine, lines written after the
+    one it gave): those were in its buffer, and ``communicate()`` never saw them."""
     env = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1"}
     return subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env)
+                            env=env, bufsize=0)
 
 
 def json_lines(out: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.splitlines()]
+
+
+def test_a_spawned_command_s_lines_after_the_one_read_are_communicate_s() -> None:
+    """What the tests that read a line, then ``communicate()``, rely on: every line
+    written after the one read reaches ``communicate()``, however late the test reads
+    (here: once the command has ended, all of its lines waiting in the pipe)."""
+    whole = cli("--help").stdout
+    proc = spawn("--help")
+    assert proc.stdout is not None
+    proc.wait(timeout=60)
+    first = proc.stdout.readline()
+    rest = proc.communicate(timeout=30)[0]
+    assert (first + rest).decode() == whole and rest
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
