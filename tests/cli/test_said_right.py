@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.cli._timed import timed_lines_removed
 from tests.servers.httpd import HTTPServer
 
 import omniget
@@ -24,18 +25,13 @@ SRC = str(Path(omniget.__file__).resolve().parent.parent)
 DATA = bytes(range(256)) * 40
 
 
-#: A log's lines that come with time (every 2 s: the run's, and with -v a file's
-#: progress), which a loaded machine's run may take long enough to print
-TIMED = re.compile(r"^(?:\[\d+:\d\d:\d\d\] \d+/\d+\+? files, .*|  .+: .+/s)\n", re.M)
-
-
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     """The command in a subprocess, stderr not a terminal (a log's lines), without the
-    lines that come with time (TIMED)."""
+    lines that come with time (tests/cli/_timed.py)."""
     env = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1"}
     res = subprocess.run([sys.executable, "-m", "omniget", *args], capture_output=True,
                          text=True, env=env, timeout=120)
-    res.stderr = TIMED.sub("", res.stderr)
+    res.stderr = timed_lines_removed(res.stderr)
     return res
 
 
