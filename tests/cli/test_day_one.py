@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from tests.cli._timed import timed_lines_removed
 from tests.servers.httpd import HTTPServer
 
 from omniget.cli import main
@@ -256,7 +257,7 @@ def test_a_one_file_run_says_where_its_file_went(
     url = httpd.add(httpd.new_path("get.php"), DATA,
                     headers={"Content-Disposition": 'attachment; filename="report.txt"'})
     assert main([url, "-o", "out"]) == 0
-    lines = capsys.readouterr().err.splitlines()
+    lines = timed_lines_removed(capsys.readouterr().err).splitlines()
     assert lines[0] == f"saved {os.path.join('out', 'report.txt')}"
     assert lines[1].startswith("1 file ok, 0 skipped, 0 failed, 512 B in ")
     assert len(lines) == 2
@@ -271,7 +272,7 @@ def test_a_run_of_several_files_names_none_in_its_summary(
 ) -> None:
     urls = [httpd.add(httpd.new_path(f"{n}.txt"), DATA) for n in "ab"]
     assert main([*urls, "-o", "out"]) == 0
-    lines = capsys.readouterr().err.splitlines()
+    lines = timed_lines_removed(capsys.readouterr().err).splitlines()
     assert len(lines) == 1 and lines[0].startswith("2 files ok, ")
 
 
