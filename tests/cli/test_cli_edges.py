@@ -29,6 +29,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 import pytest
+from tests.cli._timed import timed_lines_removed
 from tests.servers.httpd import HTTPServer
 
 import omniget
@@ -1686,7 +1687,7 @@ def test_a_second_ctrl_c_says_the_counts_before_the_resume_line(
 
     monkeypatch.setattr(PlainProgress, "__call__", shown_then_signalled)
     assert main(["-o", "out", slow(httpd, "c.bin")]) == 130
-    err = capsys.readouterr().err.splitlines()
+    err = timed_lines_removed(capsys.readouterr().err).splitlines()
     assert len(shown) == 1 and exits == [130]
     counts = f"0 files ok, 0 skipped, 0 failed, 1 interrupted, {format_size(shown[0].done)} in "
     assert err[-2].startswith(counts) and err[-1] == RESUME, err
