@@ -192,9 +192,9 @@ def test_rich_without_verbose_prints_no_file_lines() -> None:
 
 def test_events_from_many_threads() -> None:
     out = io.StringIO()
-    # (a clock that stands still: a loaded machine may take 2 s over these events, and the
-    # run's line every 2 s is not what this test is about)
-    plain = PlainProgress(out, Masker(), clock=lambda: 0.0)
+    # (a clock that stands still, and an interval of its own: a loaded machine may take 2 s
+    # over these events, and the run's line every 2 s is not what this test is about)
+    plain = PlainProgress(out, Masker(), interval=2.0, clock=lambda: 0.0)
     rich = RichProgress(Console(file=io.StringIO(), force_terminal=True), Masker())
 
     def worker(n: int) -> None:
