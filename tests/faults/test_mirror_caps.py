@@ -15,7 +15,7 @@ import asyncio
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,23 +40,33 @@ MiB = 1024 * KiB
 FILES = 30
 
 
-class Counting:
-    """The real transport, counting each host's requests under way (from the call that
-    sends one, its slot granted, to its end) and the most of them at once."""
+class HostCounts:
+    """Each host's requests under way (from the call that sends one, its slot granted,
+    to its end) and the most of them at once."""
 
-    def __init__(self, inner: CurlTransport) -> None:
-        self.inner = inner
+    def __init__(self) -> None:
         self.now: Counter[str] = Counter()
         self.most: Counter[str] = Counter()
 
-    async def fetch(self, request: Request, sink: Sink) -> Head:
+    async def counted(self, request: Request, fetch: Awaitable[Head]) -> Head:
         host = host_of(request.url)
         self.now[host] += 1
         self.most[host] = max(self.most[host], self.now[host])
         try:
-            return await self.inner.fetch(request, sink)
+            return await fetch
         finally:
             self.now[host] -= 1
+
+
+class Counting(HostCounts):
+    """The real transport, counting its requests (:class:`HostCounts`)."""
+
+    def __init__(self, inner: CurlTransport) -> None:
+        super().__init__()
+        self.inner = inner
+
+    async def fetch(self, request: Request, sink: Sink) -> Head:
+        return await self.counted(request, self.inner.fetch(request, sink))
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -179,17 +189,11 @@ class CountingMemory(MemoryTransport):
 
     def __init__(self) -> None:
         super().__init__(chunk=4 * KiB)
-        self.now: Counter[str] = Counter()
-        self.most: Counter[str] = Counter()
+        self.counts = HostCounts()
+        self.now, self.most = self.counts.now, self.counts.most
 
     async def fetch(self, request: Request, sink: Sink) -> Head:
-        host = host_of(request.url)
-        self.now[host] += 1
-        self.most[host] = max(self.most[host], self.now[host])
-        try:
-            return await super().fetch(request, sink)
-        finally:
-            self.now[host] -= 1
+        return await self.counts.counted(request, super().fetch(request, sink))
 
 
 def test_a_file_whose_renewed_url_is_another_host_s_keeps_that_host_s_cap(
