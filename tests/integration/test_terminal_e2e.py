@@ -180,6 +180,19 @@ def test_ctrl_z_stops_the_run_on_a_clean_screen_and_fg_ends_it_whole(
     assert (out / "stop.bin").read_bytes() == data
 
 
+def _rerun_resumes(
+    httpd: HTTPServer, url: str, path: str, out: Path, state: Path, data: bytes
+) -> None:
+    """The same command again, quiet: it ends whole, fetching at least 2 MiB less than
+    the file (it went on from what the stopped run kept)."""
+    assert httpd.wait_closed()  # (each request of the run before logged)
+    httpd.clear_log()
+    rerun = subprocess.run([sys.executable, "-m", "omniget", url, "-o", str(out), "-q"],
+                           env={**os.environ, "OMNIGET_STATE_DIR": str(state)}, timeout=60)
+    assert rerun.returncode == 0 and (out / "cut.bin").read_bytes() == data
+    assert sum(r.sent for r in httpd.requests_to(path)) <= len(data) - 2 * MiB  # (resumed)
+
+
 def test_ctrl_backslash_ends_the_run_at_once_leaving_a_cursor_and_a_resumable_file(
     httpd: HTTPServer, tmp_path: Path
 ) -> None:
@@ -197,12 +210,7 @@ def test_ctrl_backslash_ends_the_run_at_once_leaving_a_cursor_and_a_resumable_fi
     assert code == -signal.SIGQUIT
     assert not any("━" in line or "total [" in line for line in screen.lines())
     assert not screen.cursor_hidden
-    assert httpd.wait_closed()  # (each request of the run before logged)
-    httpd.clear_log()
-    rerun = subprocess.run([sys.executable, "-m", "omniget", url, "-o", str(out), "-q"],
-                           env={**os.environ, "OMNIGET_STATE_DIR": str(state)}, timeout=60)
-    assert rerun.returncode == 0 and (out / "cut.bin").read_bytes() == data
-    assert sum(r.sent for r in httpd.requests_to(path)) <= len(data) - 2 * MiB  # (resumed)
+    _rerun_resumes(httpd, url, path, out, state, data)
 
 
 # A shell that loses its terminal (the kernel's SIGHUP goes to it, the session's leader)
@@ -246,12 +254,7 @@ def test_sighup_stops_the_run_as_sigterm_does_keeping_all_it_has(
     # (the run's own end closed the journal, its write-ahead log folded in: a quit at once
     # leaves that log behind)
     assert not (state / "journal.sqlite-wal").exists()
-    assert httpd.wait_closed()  # (each request of the run before logged)
-    httpd.clear_log()
-    rerun = subprocess.run([sys.executable, "-m", "omniget", url, "-o", str(out), "-q"],
-                           env={**os.environ, "OMNIGET_STATE_DIR": str(state)}, timeout=60)
-    assert rerun.returncode == 0 and (out / "cut.bin").read_bytes() == data
-    assert sum(r.sent for r in httpd.requests_to(path)) <= len(data) - 2 * MiB  # (resumed)
+    _rerun_resumes(httpd, url, path, out, state, data)
 
 
 def test_a_log_gets_plain_lines(httpd: HTTPServer, tmp_path: Path) -> None:
