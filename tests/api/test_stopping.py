@@ -55,6 +55,14 @@ def _slow(httpd: HTTPServer, name: str) -> tuple[str, bytes]:
     return httpd.add(httpd.new_path(name), data) + "?drip=2000000", data
 
 
+def _held(httpd: HTTPServer, name: str) -> tuple[str, bytes]:
+    """A 4 MB file whose answers hold after their first 1 MB until the test releases
+    ``name``: a run is stopped before its end however long the test takes to stop it
+    (a loaded machine can hold a test up longer than a 2 MB/s drip takes)."""
+    data = random.Random(name).randbytes(4_000_000)
+    return httpd.add(httpd.new_path(name), data) + f"?hold={name}&stall_after=1000000", data
+
+
 def _resumed(url: str, tmp_path: Path) -> int:
     """The bytes a rerun found already there (its file whole afterwards)."""
     started: list[Event] = []
@@ -69,7 +77,7 @@ def _resumed(url: str, tmp_path: Path) -> int:
 def test_ctrl_c_in_a_script_raises_keyboard_interrupt_and_a_rerun_resumes(
     httpd: HTTPServer, tmp_path: Path
 ) -> None:
-    url, data = _slow(httpd, "c.bin")
+    url, data = _held(httpd, "c.bin")
     env = {**os.environ, "PYTHONPATH": SRC}
     proc = subprocess.Popen(
         [sys.executable, "-c", SCRIPT, url, str(tmp_path / "out"), str(tmp_path / "state")],
@@ -77,8 +85,10 @@ def test_ctrl_c_in_a_script_raises_keyboard_interrupt_and_a_rerun_resumes(
     )
     assert proc.stdout is not None
     assert proc.stdout.readline() == "started\n"
+    assert httpd.held("c.bin")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
+    httpd.release("c.bin")  # (the rerun's answer goes on)
     assert (proc.returncode, out) == (130, "KeyboardInterrupt\n"), err
     assert (tmp_path / "out" / "c.bin.omniget-part").exists()
     assert _resumed(url, tmp_path) > 0
@@ -111,7 +121,7 @@ def test_ctrl_c_in_a_script_with_a_split_file_and_many_others_resumes_them_all(
     """With a split file and forty others under way (some slow, some waiting to try
     again): KeyboardInterrupt, nothing said on stderr (no task destroyed pending, no
     exception ignored), and a rerun finishes every file whole."""
-    url, big = _slow(httpd, "big.bin")
+    url, big = _held(httpd, "big.bin")
     data = {"big.bin": big}
     urls = [url]
     for n in range(40):
@@ -126,8 +136,10 @@ def test_ctrl_c_in_a_script_with_a_split_file_and_many_others_resumes_them_all(
     )
     assert proc.stdout is not None
     assert proc.stdout.readline() == "landing\n"
+    assert httpd.held("big.bin")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
+    httpd.release("big.bin")  # (the rerun's answers go on)
     assert (proc.returncode, out.splitlines()[-1:], err) == (130, ["KeyboardInterrupt"], "")
     again = omniget.download([u.partition("?")[0] for u in urls], tmp_path / "out",
                              settings=omniget.Settings(state_dir=tmp_path / "state"))
