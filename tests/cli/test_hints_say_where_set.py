@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from tests.servers.httpd import HTTPServer
-from tests.servers.listener import Listener
+from tests.servers.listener import Canned
 
 import omniget
 
@@ -61,20 +61,10 @@ def closed_port() -> Iterator[int]:
         yield s.getsockname()[1]
 
 
-class LoginProxy(Listener):
-    """A proxy that wants a login it never gets: a 407 to every request, CONNECT too."""
-
-    def _serve(self, client: socket.socket, conn: int) -> None:
-        with client:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                got = client.recv(65536)
-                if not got:
-                    return
-                head += got
-            client.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
-                           b'Proxy-Authenticate: Basic realm="x"\r\nContent-Length: 0\r\n'
-                           b"Connection: close\r\n\r\n")
+#: A proxy's answer to every request, CONNECT too: it wants a login it never gets.
+LOGIN_WANTED = (b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+                b'Proxy-Authenticate: Basic realm="x"\r\nContent-Length: 0\r\n'
+                b"Connection: close\r\n\r\n")
 
 
 @pytest.mark.parametrize("where", [*WHERES, "http_proxy"])
@@ -103,7 +93,7 @@ def test_a_proxy_that_wants_a_login_says_where_it_was_set(
     scheme: str, where: str
 ) -> None:
     """Was "put its user name and password in the proxy's URL (--proxy or *_proxy)"."""
-    with LoginProxy() as proxy:
+    with Canned(LOGIN_WANTED) as proxy:
         args, env, named = given(where, "proxy", f"http://127.0.0.1:{proxy.port}")
         url = f"{scheme}://files.test/a.bin"
         done = cli(*args, "--retries", "0", "-o", "out", url, env=env)

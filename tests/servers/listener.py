@@ -8,7 +8,7 @@ import threading
 from types import TracebackType
 from typing import Self
 
-__all__ = ["Listener"]
+__all__ = ["Canned", "Listener"]
 
 
 class Listener:
@@ -52,3 +52,22 @@ class Listener:
 
     def _serve(self, client: socket.socket, conn: int) -> None:
         raise NotImplementedError
+
+
+class Canned(Listener):
+    """A proxy that reads one request head and sends ``answer``, then closes."""
+
+    def __init__(self, answer: bytes) -> None:
+        super().__init__()
+        self.answer = answer
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _serve(self, client: socket.socket, conn: int) -> None:
+        with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = client.recv(65536)
+                if not data:
+                    return
+                head += data
+            client.sendall(self.answer)

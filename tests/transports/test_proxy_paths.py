@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 from tests.servers.h2d import H2Server
 from tests.servers.httpd import HTTPServer
-from tests.servers.listener import Listener
+from tests.servers.listener import Canned
 from tests.servers.proxy import Proxy
 from tests.servers.socks import SocksProxy
 from tests.servers.tls import TLSFiles
@@ -558,25 +557,6 @@ def test_a_proxy_that_drops_the_connection_is_named(tmp_path: Path, cut: str) ->
     said = str(failure.error)
     assert f"through the proxy http://pu:***@127.0.0.1:{canned.port} (--proxy)" in said, said
     assert "s3cret" not in said
-
-
-class Canned(Listener):
-    """A proxy that reads one request head and sends ``answer``, then closes."""
-
-    def __init__(self, answer: bytes) -> None:
-        super().__init__()
-        self.answer = answer
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def _serve(self, client: socket.socket, conn: int) -> None:
-        with client:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                data = client.recv(65536)
-                if not data:
-                    return
-                head += data
-            client.sendall(self.answer)
 
 
 # -- redirects, mirrors and --resolve with a proxy --
